@@ -1,0 +1,163 @@
+"""Settings from flowjobs.toml plus FLOWJOBS_* environment variables, validated with pydantic.
+
+Where the file comes from: `--config PATH`, else `$FLOWJOBS_CONFIG`, else `./flowjobs.toml`
+when it exists, else built-in defaults. Environment variables override the file:
+`FLOWJOBS_<SECTION>_<KEY>` (e.g. `FLOWJOBS_DATABASE_URL`, `FLOWJOBS_WORKER_CONCURRENCY`);
+list values are comma-separated. Every problem is reported as `field: message`
+(ConfigError, exit code 2); unknown keys are problems too.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from flowjobs.durations import parse_duration
+from flowjobs.errors import ConfigError
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///flowjobs.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
+            raise ValueError("must start with 'sqlite:///' or 'postgresql+psycopg://'")
+        return url
+
+
+class WorkerSettings(Section):
+    concurrency: int = Field(10, ge=1, le=1000)
+    processes: int = Field(1, ge=1, le=64)
+    queues: list[str] = ["*"]
+    lease: Duration = parse_duration("30s")
+    shutdown_timeout: Duration = parse_duration("30s")
+    poll_interval: Duration = parse_duration("50ms")
+    rescue_interval: Duration = parse_duration("5s")
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_floor(cls, value: float) -> float:
+        if value < 0.5:
+            raise ValueError("must be at least 500ms (heartbeats renew it every third of it)")
+        return value
+
+
+class RetrySettings(Section):
+    max_attempts: int = Field(2, ge=1, le=100)
+    min_wait: Duration = parse_duration("1s")
+    max_wait: Duration = parse_duration("10s")
+    factor: float = Field(2.0, ge=1)
+    randomize: bool = True
+
+
+class RunSettings(Section):
+    timeout: Duration = parse_duration("1h")
+    idempotency_key_ttl: Duration = parse_duration("30d")
+
+
+class TaskSettings(Section):
+    modules: list[str] = []
+
+
+class Settings(Section):
+    database: DatabaseSettings = DatabaseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    retry: RetrySettings = RetrySettings()
+    run: RunSettings = RunSettings()
+    tasks: TaskSettings = TaskSettings()
+    # Directory that relative paths (the SQLite file) are resolved against.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    def database_url(self) -> str:
+        url = self.database.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            relative = url[len("sqlite:///"):]
+            if relative != ":memory:":
+                return "sqlite:///" + str((self.base_dir / relative).resolve())
+        return url
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError([f"--config: no such file: {explicit}"])
+        return path
+    env = os.environ.get("FLOWJOBS_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError([f"FLOWJOBS_CONFIG: no such file: {env}"])
+        return path
+    default = Path("flowjobs.toml")
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: {exc}"], source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"], source=str(path)) from None
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """FLOWJOBS_<SECTION>_<KEY>=value for every scalar or list key of a fixed section."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, section in Settings.model_fields.items():
+        model = section.annotation
+        if not (isinstance(model, type) and issubclass(model, Section)):
+            continue
+        for key, field in model.model_fields.items():
+            value = environ.get(f"FLOWJOBS_{name}_{key}".upper())
+            if value is None:
+                continue
+            if getattr(field.annotation, "__origin__", None) is list:
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            overrides.setdefault(name, {})[key] = value
+    return overrides
+
+
+def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    merged = dict(base)
+    for section, values in extra.items():
+        current = merged.get(section)
+        merged[section] = {**current, **values} if isinstance(current, dict) else values
+    return merged
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{field}: {message}")
+    return lines
+
+
+def load_settings(config_path: str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    environ = dict(os.environ if environ is None else environ)
+    path = find_config_file(config_path)
+    data = _read_toml(path) if path else {}
+    source = str(path) if path else "environment"
+    data = _merge(data, _env_overrides(environ))
+    base_dir = path.resolve().parent if path else Path.cwd()
+    try:
+        return Settings.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc), source=source) from None

@@ -1,0 +1,1 @@
+"""The engine: task registry, retry policy, executor, worker, clock. Knows nothing about billing."""

@@ -1,0 +1,120 @@
+"""Triggering runs: validate the payload, apply idempotency keys, insert (one or many) rows.
+
+`trigger(..., session=...)` joins the caller's transaction (River's InsertTx): the run exists
+if and only if the caller commits. `session` may be a SQLAlchemy Session or Connection, a
+`Transaction` from `ctx.transaction()`, or a DB-API connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flowjobs import ids
+from flowjobs.core.registry import Registry
+from flowjobs.durations import parse_duration
+from flowjobs.errors import IdempotencyConflict, PayloadInvalid
+from flowjobs.store.jobs import Enqueued, JobStore, NewRun
+
+
+@dataclass
+class TriggerItem:
+    """One run to create; durations are seconds or strings like "30s"."""
+
+    task: str
+    payload: Any = None
+    idempotency_key: str | None = None
+    idempotency_key_ttl: float | str | None = None
+    delay: float | str | None = None
+    priority: int = 0
+    queue: str | None = None
+    run_at: int | None = None  # epoch ms; overrides delay
+    parent_id: str | None = None
+    replay_of: str | None = None
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _seconds(value: float | str | None) -> float | None:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def validate_payload(task, payload: Any) -> dict:
+    """Validate with the task's pydantic model; return the wire form (camelCase aliases)."""
+    from pydantic import ValidationError
+
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise PayloadInvalid(f"payload for {task.id!r} must be a JSON object, got {type(payload).__name__}")
+    try:
+        model = task.payload.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors())
+        raise PayloadInvalid(f"invalid payload for {task.id!r}: {problems}") from None
+    return model.model_dump(mode="json", by_alias=True)
+
+
+class Client:
+    def __init__(self, store: JobStore, registry: Registry, clock, retry_defaults, key_ttl: float):
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.retry_defaults = retry_defaults
+        self.key_ttl = key_ttl
+
+    def trigger(self, task: str, payload: Any = None, *, session=None, **options) -> Enqueued:
+        return self.batch_trigger([TriggerItem(task, payload, **options)], session=session)[0]
+
+    def batch_trigger(self, items: list[TriggerItem], *, session=None) -> list[Enqueued]:
+        """Insert many runs in one statement (per 500); all or none."""
+        now = self.clock.now_ms()
+        runs = [self._new_run(item, now) for item in items]
+        if session is not None:
+            results = self.store.enqueue(raw_connection(session), runs, now)
+        else:
+            with self.store.db.transaction() as conn:
+                results = self.store.enqueue(conn, runs, now)
+                self._check_conflicts(runs, results)
+            return results
+        self._check_conflicts(runs, results)
+        return results
+
+    def _new_run(self, item: TriggerItem, now: int) -> NewRun:
+        task = self.registry.get(item.task)
+        wire = validate_payload(task, item.payload)
+        text = canonical_json(wire)
+        run_at = item.run_at if item.run_at is not None else now + int((_seconds(item.delay) or 0) * 1000)
+        ttl = _seconds(item.idempotency_key_ttl)
+        ttl = self.key_ttl if ttl is None else ttl
+        policy = task.retry or self.retry_defaults
+        return NewRun(
+            id=ids.new_id("run"), task=task.id, queue=item.queue or task.queue, payload=text,
+            payload_hash=hashlib.sha256(text.encode()).hexdigest(), priority=item.priority,
+            max_attempts=policy.max_attempts, run_at=run_at, idempotency_key=item.idempotency_key,
+            idempotency_expires_at=now + int(ttl * 1000) if item.idempotency_key else None,
+            parent_id=item.parent_id, replay_of=item.replay_of)
+
+    @staticmethod
+    def _check_conflicts(runs: list[NewRun], results: list[Enqueued]) -> None:
+        for run, res in zip(runs, results):
+            if res.deduplicated and res.payload_hash != run.payload_hash:
+                raise IdempotencyConflict(
+                    f"idempotency key {run.idempotency_key!r} of task {run.task!r} is held by run "
+                    f"{res.id} ({res.status}) with a different payload; use another key or the same payload")
+
+
+def raw_connection(session):
+    """The DB-API connection under a SQLAlchemy Session/Connection, a Transaction, or itself."""
+    if hasattr(session, "dbapi"):  # flowjobs Transaction
+        return session.dbapi
+    if hasattr(session, "get_bind") and hasattr(session, "connection"):  # SQLAlchemy Session
+        return session.connection().connection.dbapi_connection
+    if hasattr(session, "connection") and hasattr(session.connection, "dbapi_connection"):
+        return session.connection.dbapi_connection  # SQLAlchemy Connection
+    return session

@@ -1,0 +1,54 @@
+"""Time as a parameter. Stored times are integer epoch milliseconds (UTC).
+
+Loops and queries take `now` from a clock object; tests pin it with FixedClock instead of
+sleeping.
+"""
+
+import time
+from datetime import datetime, timezone
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class FixedClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, now_ms: int):
+        self._now = now_ms
+
+    def now_ms(self) -> int:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += int(seconds * 1000)
+
+    def set(self, now_ms: int) -> None:
+        self._now = now_ms
+
+
+def to_datetime(ms: int | None) -> datetime | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def to_ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp() * 1000)
+
+
+def iso(ms: int | None) -> str | None:
+    """ISO-8601 UTC with milliseconds, e.g. 2026-11-28T18:00:00.000Z."""
+    if ms is None:
+        return None
+    return to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_iso(text: str) -> int:
+    """Parse an ISO-8601 time; a time without offset is taken as UTC."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return to_ms(value)

@@ -1,0 +1,96 @@
+"""What a task receives besides its payload: `ctx`.
+
+- `ctx.run_id`, `ctx.task_id`, `ctx.attempt`, `ctx.max_attempts`
+- `ctx.log.info(...)` etc.: lines stored with the run (and shown by `flowjobs runs show`)
+- `ctx.trigger(task, payload, **options)`: a follow-up run, linked as a child of this one
+- `with ctx.transaction() as tx:` — the seed's `adminTransaction`: `tx.execute(sql, params)`
+  and `tx.trigger(...)` commit together or not at all
+- `ctx.canceled`: set when the run is canceled or timed out; long tasks should check it
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+_log = logging.getLogger("flowjobs.task")
+
+
+class RunLogger:
+    def __init__(self, ctx: "TaskContext"):
+        self._ctx = ctx
+
+    def _write(self, level: str, message: str, *args) -> None:
+        text = message % args if args else str(message)
+        ctx = self._ctx
+        ctx.store.add_log(ctx.run_id, ctx.attempt, ctx.clock.now_ms(), level, text)
+        _log.log(getattr(logging, level.upper(), logging.INFO), "[%s %s#%d] %s",
+                 ctx.task_id, ctx.run_id, ctx.attempt, text)
+
+    def debug(self, message, *args):
+        self._write("debug", message, *args)
+
+    def info(self, message, *args):
+        self._write("info", message, *args)
+
+    def warning(self, message, *args):
+        self._write("warning", message, *args)
+
+    def error(self, message, *args):
+        self._write("error", message, *args)
+
+
+class Transaction:
+    """A database transaction inside a task; follow-up triggers join it."""
+
+    def __init__(self, ctx: "TaskContext", conn):
+        self._ctx = ctx
+        self.dbapi = conn
+
+    def execute(self, sql: str, params: Any = ()):
+        return self.dbapi.execute(sql, params)
+
+    def trigger(self, task: str, payload: Any = None, **options):
+        return self._ctx.trigger(task, payload, session=self, **options)
+
+
+@dataclass
+class TaskContext:
+    run_id: str
+    task_id: str
+    attempt: int
+    max_attempts: int
+    client: Any
+    store: Any
+    clock: Any
+    worker_id: str = ""
+    canceled: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self):
+        self.log = RunLogger(self)
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    def trigger(self, task: str, payload: Any = None, *, session=None, **options):
+        options.setdefault("parent_id", self.run_id)
+        return self.client.trigger(task, payload, session=session, **options)
+
+    def batch_trigger(self, items, *, session=None):
+        for item in items:
+            item.parent_id = item.parent_id or self.run_id
+        return self.client.batch_trigger(items, session=session)
+
+    @contextmanager
+    def transaction(self):
+        db = self.store.db
+        conn = db.connect()  # its own connection: never shares the worker's
+        try:
+            with db.transaction(conn):
+                yield Transaction(self, conn)
+        finally:
+            conn.close()

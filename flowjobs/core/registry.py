@@ -1,0 +1,124 @@
+"""Task declarations and the registry that maps task ids to them.
+
+    @task("attempt-billing-run", payload=AttemptBillingRunPayload, retry=RetryPolicy(max_attempts=3))
+    def attempt_billing_run(payload, ctx): ...
+
+Tasks are registered by importing their modules from an explicit list (built-in modules in
+`flowjobs.tasks.BUILTIN_MODULES`, the user's in `[tasks] modules`), never by scanning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from flowjobs.core.retry import RetryPolicy
+from flowjobs.durations import parse_duration
+from flowjobs.errors import ConfigError, UnknownTask
+
+TASK_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+class AnyObject(BaseModel):
+    """Payload model that accepts any JSON object."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Empty(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Task:
+    id: str
+    fn: Callable[[Any, Any], Any]
+    payload: type[BaseModel]
+    retry: RetryPolicy | None = None  # None: the [retry] defaults of flowjobs.toml
+    queue: str = "default"
+    concurrency_limit: int | None = None
+    timeout: float | None = None  # seconds; None: [run] timeout
+    cron: str | None = None
+    timezone: str = "UTC"
+    description: str = ""
+    module: str = field(default="", repr=False)
+
+    def __call__(self, payload, ctx):
+        return self.fn(payload, ctx)
+
+
+class Registry:
+    def __init__(self):
+        self._tasks: dict[str, Task] = {}
+
+    def add(self, task: Task) -> Task:
+        existing = self._tasks.get(task.id)
+        if existing is not None and existing.fn is not task.fn:
+            raise ConfigError([f"tasks: task id {task.id!r} is declared twice "
+                               f"({existing.module} and {task.module})"])
+        self._tasks[task.id] = task
+        return task
+
+    def get(self, task_id: str) -> Task:
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            known = ", ".join(sorted(self._tasks)) or "none"
+            raise UnknownTask(f"unknown task {task_id!r} (known tasks: {known})") from None
+
+    def __contains__(self, task_id: str) -> bool:
+        return task_id in self._tasks
+
+    def all(self) -> list[Task]:
+        return [self._tasks[k] for k in sorted(self._tasks)]
+
+    def queue_limits(self) -> dict[str, int]:
+        """Per-queue concurrency limits declared by tasks (the smallest wins)."""
+        limits: dict[str, int] = {}
+        for t in self._tasks.values():
+            if t.concurrency_limit is not None:
+                limits[t.queue] = min(limits.get(t.queue, t.concurrency_limit), t.concurrency_limit)
+        return limits
+
+
+registry = Registry()  # tasks declared with @task land here
+
+
+def task(id: str, *, payload: type[BaseModel] = Empty, retry: RetryPolicy | None = None,
+         queue: str = "default", concurrency_limit: int | None = None,
+         timeout: str | float | None = None, cron: str | None = None, timezone: str = "UTC",
+         description: str | None = None, into: Registry | None = None):
+    """Declare a task. `timeout` is a duration ("30s") or seconds."""
+    if not TASK_ID.match(id):
+        raise ValueError(f"task id {id!r} must be kebab-case, e.g. 'attempt-billing-run'")
+    if concurrency_limit is not None and concurrency_limit < 1:
+        raise ValueError("concurrency_limit must be at least 1")
+    seconds = parse_duration(timeout) if isinstance(timeout, str) else timeout
+
+    def decorate(fn):
+        doc = description if description is not None else (fn.__doc__ or "").strip().split("\n")[0]
+        t = Task(id=id, fn=fn, payload=payload, retry=retry, queue=queue,
+                 concurrency_limit=concurrency_limit, timeout=seconds, cron=cron,
+                 timezone=timezone, description=doc, module=fn.__module__)
+        (into or registry).add(t)
+        return t
+
+    return decorate
+
+
+def load_modules(names: list[str]) -> None:
+    """Import task modules; a module that fails to import is a configuration error."""
+    problems = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            problems.append(f"tasks.modules: cannot import {name!r}: {type(exc).__name__}: {exc}")
+    if problems:
+        raise ConfigError(problems)

@@ -1,0 +1,262 @@
+"""The worker: claims due runs into free slots, executes each in its own thread, keeps their
+leases alive, and writes each outcome exactly once.
+
+Pieces (each small, each testable through `run_once`):
+- claim loop (main thread): rescue expired leases every `rescue_interval`, claim up to the
+  free slots in one statement, start a thread per run, then sleep until a slot frees, a
+  PostgreSQL NOTIFY arrives, or `poll_interval` passes.
+- monitor thread: renews leases every lease/3 (fenced by epoch), notices cancel requests,
+  and ends attempts that pass their timeout as `timed_out`. A hung task thread is abandoned
+  (its slot freed, its late result discarded): no task can wedge the worker.
+- settle: the single place an attempt ends. Guarded so that a task finishing and the monitor
+  timing it out cannot both write; the write itself is retried (tenacity) on transient
+  database errors so an outcome is not lost to a busy SQLite file or a dropped connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import tenacity
+
+from flowjobs import ids
+from flowjobs.core.context import TaskContext
+from flowjobs.core.executor import Outcome, decide, perform
+from flowjobs.store.jobs import ClaimedRun
+
+log = logging.getLogger("flowjobs.worker")
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 10
+    queues: list[str] = field(default_factory=lambda: ["*"])
+    lease: float = 30.0
+    poll_interval: float = 0.05
+    rescue_interval: float = 5.0
+    shutdown_timeout: float = 30.0
+    burst: bool = False
+    max_jobs: int | None = None
+
+
+@dataclass
+class InFlight:
+    run: ClaimedRun
+    task: object
+    ctx: TaskContext
+    started_ms: int
+    deadline: float  # time.monotonic()
+    next_heartbeat: float
+    settled: bool = False
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{ids.new_id('w')[2:8]}"
+
+
+class Worker:
+    def __init__(self, runtime, options: WorkerOptions, worker_id: str | None = None):
+        self.rt = runtime
+        self.store = runtime.store
+        self.clock = runtime.clock
+        self.opt = options
+        self.id = worker_id or make_worker_id()
+        self.limits = runtime.registry.queue_limits()
+        self._inflight: dict[str, InFlight] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._started = 0
+        self._next_rescue = 0.0
+        self.processed = 0  # attempts settled by this worker
+
+    # -- main loop ---------------------------------------------------------------------
+    def run(self) -> int:
+        monitor = threading.Thread(target=self._monitor, name="flowjobs-monitor", daemon=True)
+        monitor.start()
+        self._start_listener()
+        log.info("worker %s started: concurrency %d, queues %s", self.id, self.opt.concurrency,
+                 ",".join(self.opt.queues))
+        while not self._stopping.is_set():
+            self._wake.clear()
+            claimed, asked = self.run_once()
+            if self._done(claimed):
+                break
+            if asked and len(claimed) == asked:
+                continue  # there may be more: claim again as soon as slots allow
+            self._wake.wait(self.opt.poll_interval)
+        self._drain()
+        self._stopping.set()
+        log.info("worker %s stopped after %d attempts", self.id, self.processed)
+        return 0
+
+    def run_once(self) -> tuple[list[ClaimedRun], int]:
+        """Rescue if due, then claim into free slots and start them. Returns (claimed, asked)."""
+        now = self.clock.now_ms()
+        if time.monotonic() >= self._next_rescue:
+            self._next_rescue = time.monotonic() + self.opt.rescue_interval
+            for r in self.store.rescue(now):
+                log.warning("run %s: lease of worker %s expired; attempt %d recorded as crashed",
+                            r.id, r.worker, r.attempt)
+        asked = self._free_slots()
+        if asked <= 0:
+            return [], 0
+        claimed = self.store.claim(self.id, asked, self.opt.queues, self.limits, now,
+                                   int(self.opt.lease * 1000))
+        for run in claimed:
+            self._start(run)
+        return claimed, asked
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            free = self.opt.concurrency - len(self._inflight)
+        if self.opt.max_jobs is not None:
+            free = min(free, self.opt.max_jobs - self._started)
+        return free
+
+    def _done(self, claimed: list[ClaimedRun]) -> bool:
+        """Burst: nothing was due and nothing is executing. --max-jobs: all started and settled."""
+        with self._lock:
+            idle = not self._inflight
+        if self.opt.max_jobs is not None and self._started >= self.opt.max_jobs and idle:
+            return True
+        return self.opt.burst and idle and not claimed
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight runs finish (up to the shutdown timeout)."""
+        self._stopping.set()
+        self._wake.set()
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.opt.shutdown_timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._inflight:
+                    return
+            self._wake.wait(0.05)
+            self._wake.clear()
+        with self._lock:
+            left = list(self._inflight)
+        if left:
+            log.warning("shutdown timeout: %d runs still executing are left to the rescuer: %s",
+                        len(left), ", ".join(left))
+
+    # -- one run -----------------------------------------------------------------------
+    def _start(self, run: ClaimedRun) -> None:
+        task = self.rt.registry.get(run.task) if run.task in self.rt.registry else None
+        ctx = TaskContext(run_id=run.id, task_id=run.task, attempt=run.attempt,
+                          max_attempts=run.max_attempts, client=self.rt.client, store=self.store,
+                          clock=self.clock, worker_id=self.id)
+        timeout = (task.timeout if task and task.timeout else None) or self.rt.settings.run.timeout
+        now = time.monotonic()
+        flight = InFlight(run, task, ctx, self.clock.now_ms(), now + timeout, now + self.opt.lease / 3)
+        with self._lock:
+            self._inflight[run.id] = flight
+            self._started += 1
+        if task is None:
+            self._settle(flight, Outcome("aborted", error=f"no task {run.task!r} is registered in this worker"))
+            return
+        threading.Thread(target=self._execute, args=(flight,), name=f"run-{run.id}", daemon=True).start()
+
+    def _execute(self, flight: InFlight) -> None:
+        outcome = perform(flight.task, flight.run.payload, flight.ctx)
+        self._settle(flight, outcome)
+
+    def _settle(self, flight: InFlight, outcome: Outcome, write: bool = True) -> None:
+        with self._lock:
+            if flight.settled:
+                return
+            flight.settled = True
+        try:
+            if write:
+                self._record(flight, outcome)
+        except Exception:
+            log.exception("run %s: could not record its outcome; the rescuer will retry it", flight.run.id)
+        finally:
+            with self._lock:
+                self._inflight.pop(flight.run.id, None)
+                self.processed += 1
+            self._wake.set()
+
+    def _record(self, flight: InFlight, outcome: Outcome) -> None:
+        run = flight.run
+        policy = (flight.task.retry if flight.task and flight.task.retry else None) or self.rt.retry_defaults
+        now = self.clock.now_ms()
+        decision = decide(outcome, run.attempt, run.max_attempts, policy, now)
+        for attempt in self._db_retrying():
+            with attempt:
+                written = self.store.finish(
+                    run, status=decision.status, outcome=decision.attempt_outcome, worker=self.id,
+                    now=now, started_at=flight.started_ms, result=outcome.result, error=outcome.error,
+                    traceback=outcome.traceback, retry_at=decision.retry_at)
+        if not written:
+            log.warning("run %s: lease lost before attempt %d finished; its outcome is discarded",
+                        run.id, run.attempt)
+        elif decision.status != "completed":
+            log.warning("run %s (%s) attempt %d %s: %s -> %s", run.id, run.task, run.attempt,
+                        decision.attempt_outcome, outcome.error, decision.status)
+
+    def _db_retrying(self):
+        db = self.store.db
+
+        def reset(_state):
+            db.reset_connection()
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception(db.is_transient),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=2.0),
+            stop=tenacity.stop_after_delay(120), before_sleep=reset, reraise=True)
+
+    # -- monitor -----------------------------------------------------------------------
+    def _monitor(self) -> None:
+        while not (self._stopping.is_set() and not self._inflight):
+            with self._lock:
+                flights = [f for f in self._inflight.values() if not f.settled]
+            now = time.monotonic()
+            for flight in flights:
+                try:
+                    self._watch(flight, now)
+                except Exception:
+                    log.exception("run %s: heartbeat failed", flight.run.id)
+            time.sleep(0.05 if flights else 0.2)
+
+    def _watch(self, flight: InFlight, now: float) -> None:
+        if now >= flight.deadline:
+            flight.ctx.canceled.set()
+            self._settle(flight, Outcome("timed_out", error="attempt timed out"))
+            return
+        if now < flight.next_heartbeat:
+            return
+        flight.next_heartbeat = now + self.opt.lease / 3
+        ours, cancel = self.store.heartbeat(flight.run.id, flight.run.lease_epoch,
+                                            self.clock.now_ms(), int(self.opt.lease * 1000))
+        if not ours:
+            flight.ctx.canceled.set()
+            log.warning("run %s: lease lost (another worker rescued it)", flight.run.id)
+            self._settle(flight, Outcome("failed"), write=False)
+        elif cancel:
+            flight.ctx.canceled.set()
+            self._settle(flight, Outcome("canceled", error="canceled while executing"))
+
+    # -- PostgreSQL wake-ups -------------------------------------------------------------
+    def _start_listener(self) -> None:
+        if self.store.dialect != "postgresql":
+            return
+        threading.Thread(target=self._listen, name="flowjobs-listen", daemon=True).start()
+
+    def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn = self.store.db.connect()
+                conn.execute("LISTEN flowjobs_runs")
+                while not self._stopping.is_set():
+                    for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        self._wake.set()
+            except Exception as exc:
+                log.debug("listener reconnecting after %s", exc)
+                time.sleep(1.0)

@@ -1,0 +1,55 @@
+"""Exceptions that cross layers. Each carries the exit code the CLI maps it to."""
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    FAILURE = 1  # a run ended other than `completed` (trigger --wait), or a task failed
+    BAD_INPUT = 2  # bad configuration, arguments, payload or idempotency-key reuse
+    NOT_FOUND = 3  # unknown run, task-owned object or schedule
+    DATABASE = 4  # database unreachable or its schema newer than this flowjobs
+    WAIT_TIMEOUT = 124  # trigger --wait gave up before the run ended
+
+
+class FlowjobsError(Exception):
+    exit_status = ExitStatus.FAILURE
+
+
+class ConfigError(FlowjobsError):
+    """One or more configuration problems; `problems` holds `field: message` lines."""
+
+    exit_status = ExitStatus.BAD_INPUT
+
+    def __init__(self, problems: list[str], source: str = "configuration"):
+        self.problems = problems
+        self.source = source
+        super().__init__(f"invalid {source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class BadInput(FlowjobsError):
+    exit_status = ExitStatus.BAD_INPUT
+
+
+class UnknownTask(BadInput):
+    pass
+
+
+class PayloadInvalid(BadInput):
+    pass
+
+
+class IdempotencyConflict(BadInput):
+    """An idempotency key was reused with a different payload."""
+
+
+class NotFound(FlowjobsError):
+    exit_status = ExitStatus.NOT_FOUND
+
+
+class DatabaseError(FlowjobsError):
+    exit_status = ExitStatus.DATABASE
+
+
+class AbortTaskRunError(Exception):
+    """Raise inside a task to fail the run at once, without further attempts."""

@@ -1,0 +1,63 @@
+"""Composition root: Settings -> database, job store, registry, clock, client.
+
+Only this module wires concrete pieces together. Everything is created lazily so a command
+pays only for what it uses (`flowjobs --help` opens no database and imports no task).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from flowjobs.config import Settings
+from flowjobs.core.clock import SystemClock
+from flowjobs.core.retry import RetryPolicy
+
+
+class Runtime:
+    def __init__(self, settings: Settings, clock=None, migrate: bool = True):
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self._migrate = migrate
+
+    @cached_property
+    def db(self):
+        from flowjobs.store.db import Database
+
+        return Database(self.settings.database_url())
+
+    @cached_property
+    def store(self):
+        from flowjobs.store.jobs import JobStore
+
+        if self._migrate:
+            from flowjobs.store.migrate import ensure_schema
+
+            ensure_schema(self.db)
+        return JobStore(self.db)
+
+    @cached_property
+    def registry(self):
+        from flowjobs.core.registry import load_modules, registry
+        from flowjobs.tasks import BUILTIN_MODULES
+
+        load_modules(BUILTIN_MODULES + list(self.settings.tasks.modules))
+        return registry
+
+    @cached_property
+    def retry_defaults(self) -> RetryPolicy:
+        r = self.settings.retry
+        return RetryPolicy(r.max_attempts, r.min_wait, r.max_wait, r.factor, r.randomize)
+
+    @cached_property
+    def client(self):
+        from flowjobs.core.client import Client
+
+        return Client(self.store, self.registry, self.clock, self.retry_defaults,
+                      self.settings.run.idempotency_key_ttl)
+
+    def trigger(self, task: str, payload=None, **options):
+        return self.client.trigger(task, payload, **options)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.close()

@@ -1,0 +1,266 @@
+"""The job store: every read and write of the job tables, over a DB-API connection.
+
+Writes that must be atomic run in one transaction opened by the caller (`Database.transaction`)
+or joined from the caller's own transaction (`trigger(session=...)`). The statements
+themselves live in `queries.py`, one catalogue per dialect.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from flowjobs.store.db import Database
+from flowjobs.store.queries import RUN_COLUMNS, catalogue, to_pyformat
+
+TERMINAL = ("completed", "failed", "canceled", "expired")
+INSERT_CHUNK = 500
+
+
+@dataclass
+class NewRun:
+    id: str
+    task: str
+    queue: str
+    payload: str  # JSON text
+    payload_hash: str
+    priority: int
+    max_attempts: int
+    run_at: int
+    idempotency_key: str | None = None
+    idempotency_expires_at: int | None = None
+    parent_id: str | None = None
+    replay_of: str | None = None
+
+
+@dataclass
+class Enqueued:
+    id: str
+    task: str
+    status: str
+    deduplicated: bool
+    payload_hash: str
+
+
+@dataclass
+class ClaimedRun:
+    id: str
+    task: str
+    queue: str
+    payload: str
+    attempt: int
+    max_attempts: int
+    lease_epoch: int
+    created_at: int
+    run_at: int
+
+
+@dataclass
+class Rescued:
+    id: str
+    attempt: int
+    worker: str | None
+    attempt_started_at: int | None
+
+
+class JobStore:
+    def __init__(self, db: Database):
+        self.db = db
+        self.sql = catalogue(db.dialect)
+        self.dialect = db.dialect
+
+    # -- helpers -----------------------------------------------------------------------
+    def _list(self, values: list[str]):
+        return json.dumps(values) if self.dialect == "sqlite" else list(values)
+
+    def _prepare(self, sql: str) -> str:
+        return to_pyformat(sql) if self.dialect == "postgresql" else sql
+
+    # -- enqueue -----------------------------------------------------------------------
+    def enqueue(self, conn, runs: list[NewRun], now: int) -> list[Enqueued]:
+        """Insert runs in the caller's transaction; a live idempotency key returns its run."""
+        keyed = [r for r in runs if r.idempotency_key is not None]
+        if keyed:
+            self._executemany(conn, "release_expired_key",
+                              [{"task": r.task, "key": r.idempotency_key, "now": now} for r in keyed])
+        inserted: set[str] = set()
+        for start in range(0, len(runs), INSERT_CHUNK):
+            inserted.update(self._insert_chunk(conn, runs[start:start + INSERT_CHUNK], now))
+        results = []
+        for run in runs:
+            if run.id in inserted:
+                status = "delayed" if run.run_at > now else "queued"
+                results.append(Enqueued(run.id, run.task, status, False, run.payload_hash))
+                continue
+            row = conn.execute(self.sql["find_by_key"], {"task": run.task, "key": run.idempotency_key}).fetchone()
+            results.append(Enqueued(row[0], run.task, row[1], True, row[2]))
+        if self.sql["notify"] and inserted:
+            for queue in {r.queue for r in runs if r.id in inserted}:
+                conn.execute(self.sql["notify"], {"queue": queue})
+        return results
+
+    def _insert_chunk(self, conn, runs: list[NewRun], now: int) -> set[str]:
+        columns = [c.strip() for c in RUN_COLUMNS.split(",")]
+        params: dict[str, Any] = {}
+        rows = []
+        for i, run in enumerate(runs):
+            values = {
+                "id": run.id, "task": run.task, "queue": run.queue,
+                "status": "delayed" if run.run_at > now else "queued",
+                "payload": run.payload, "priority": run.priority, "attempt": 0,
+                "max_attempts": run.max_attempts, "run_at": run.run_at, "created_at": now,
+                "updated_at": now, "idempotency_key": run.idempotency_key,
+                "dedup_key": run.idempotency_key,
+                "idempotency_expires_at": run.idempotency_expires_at,
+                "payload_hash": run.payload_hash, "parent_id": run.parent_id, "replay_of": run.replay_of,
+            }
+            rows.append("(" + ", ".join(f":{c}_{i}" for c in columns) + ")")
+            params.update({f"{c}_{i}": values[c] for c in columns})
+        # Insert a batch in one statement; rows whose key is live are skipped.
+        sql = (f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) VALUES {', '.join(rows)} "
+               "ON CONFLICT (task, dedup_key) DO NOTHING RETURNING id")
+        return {row[0] for row in conn.execute(self._prepare(sql), params).fetchall()}
+
+    def _executemany(self, conn, name: str, params: list[dict]) -> None:
+        if self.dialect == "sqlite":
+            conn.executemany(self.sql[name], params)
+        else:
+            with conn.cursor() as cur:
+                cur.executemany(self.sql[name], params)
+
+    # -- claim -------------------------------------------------------------------------
+    def claim(self, worker: str, limit: int, queues: list[str], limits: dict[str, int],
+              now: int, lease_ms: int) -> list[ClaimedRun]:
+        """Claim up to `limit` due runs of `queues` ("*" = all), honouring per-queue limits."""
+        if limit <= 0:
+            return []
+        if self.dialect == "sqlite" and not self.db.connection().execute(
+                self.sql["any_due"], {"now": now}).fetchone():
+            return []
+        every = "*" in queues
+        limited = [q for q in limits if every or q in queues]
+        claimed = self._claim_group(worker, limit, queues, every, limited, now, lease_ms)
+        for queue in limited:
+            if len(claimed) >= limit:
+                break
+            claimed += self._claim_limited(worker, limit - len(claimed), queue, limits[queue], now, lease_ms)
+        return claimed
+
+    def _claim_group(self, worker, limit, queues, every, skip, now, lease_ms, conn=None):
+        params = {"worker": worker, "limit": limit, "now": now, "lease_until": now + lease_ms,
+                  "all_queues": 1 if every else 0, "queues": self._list([q for q in queues if q != "*"]),
+                  "skip_queues": self._list(skip)}
+        if conn is not None:
+            rows = conn.execute(self.sql["claim"], params).fetchall()
+        else:
+            with self.db.transaction() as tx:
+                rows = tx.execute(self.sql["claim"], params).fetchall()
+        return [ClaimedRun(*row) for row in rows]
+
+    def _claim_limited(self, worker, limit, queue, queue_limit, now, lease_ms):
+        with self.db.transaction() as conn:
+            if self.sql["lock_queue"]:
+                conn.execute(self.sql["lock_queue"], {"lock_key": _lock_key(queue)})
+            running = conn.execute(self.sql["count_executing"], {"queue": queue}).fetchone()[0]
+            room = min(limit, queue_limit - running)
+            if room <= 0:
+                return []
+            return self._claim_group(worker, room, [queue], False, [], now, lease_ms, conn=conn)
+
+    # -- leases ------------------------------------------------------------------------
+    def heartbeat(self, run_id: str, epoch: int, now: int, lease_ms: int) -> tuple[bool, bool]:
+        """Renew a lease. Returns (still ours, cancel requested)."""
+        with self.db.transaction() as conn:
+            row = conn.execute(self.sql["heartbeat"], {"id": run_id, "epoch": epoch, "now": now,
+                                                        "lease_until": now + lease_ms}).fetchone()
+        return (row is not None, bool(row and row[0]))
+
+    def finish(self, run: ClaimedRun, *, status: str, outcome: str, worker: str, now: int,
+               started_at: int | None, result: str | None = None, error: str | None = None,
+               traceback: str | None = None, retry_at: int | None = None) -> bool:
+        """End the current attempt; False when the lease was lost (nothing written)."""
+        terminal = status in TERMINAL
+        with self.db.transaction() as conn:
+            cur = conn.execute(self.sql["finish"], {
+                "id": run.id, "epoch": run.lease_epoch, "status": status, "result": result,
+                "error": error, "run_at": retry_at, "finished_at": now if terminal else None,
+                "now": now})
+            if cur.rowcount != 1:
+                return False
+            conn.execute(self.sql["insert_attempt"], {
+                "run_id": run.id, "number": run.attempt, "worker": worker, "started_at": started_at,
+                "finished_at": now, "outcome": outcome, "error": error, "traceback": traceback,
+                "duration_ms": None if started_at is None else now - started_at})
+        return True
+
+    def rescue(self, now: int) -> list[Rescued]:
+        """Expired leases become retrying/failed/canceled; their attempts are recorded `crashed`."""
+        with self.db.transaction() as conn:
+            rows = [Rescued(*r) for r in conn.execute(self.sql["rescue"], {"now": now}).fetchall()]
+            for r in rows:
+                conn.execute(self.sql["insert_attempt"], {
+                    "run_id": r.id, "number": r.attempt, "worker": r.worker,
+                    "started_at": r.attempt_started_at, "finished_at": now, "outcome": "crashed",
+                    "error": "worker lost its lease (crashed or stalled)", "traceback": None,
+                    "duration_ms": None if r.attempt_started_at is None else now - r.attempt_started_at})
+        return rows
+
+    # -- operator actions ----------------------------------------------------------------
+    def cancel(self, run_id: str, now: int) -> str:
+        """'canceled', 'requested' (executing; the worker stops it), or the current status."""
+        with self.db.transaction() as conn:
+            if conn.execute(self.sql["cancel_pending"], {"id": run_id, "now": now}).fetchone():
+                return "canceled"
+            if conn.execute(self.sql["request_cancel"], {"id": run_id, "now": now}).fetchone():
+                return "requested"
+        run = self.get_run(run_id)
+        return run["status"] if run else "missing"
+
+    def add_log(self, run_id: str, attempt: int, at: int, level: str, message: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(self.sql["insert_log"], {"run_id": run_id, "attempt": attempt, "at": at,
+                                                  "level": level, "message": message})
+
+    # -- reads -------------------------------------------------------------------------
+    def _dicts(self, sql: str, params: dict) -> list[dict]:
+        cur = self.db.connection().execute(self._prepare(sql), params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def get_run(self, run_id: str) -> dict | None:
+        rows = self._dicts("SELECT * FROM flowjobs_runs WHERE id = :id", {"id": run_id})
+        return rows[0] if rows else None
+
+    def run_status(self, run_id: str) -> str | None:
+        row = self.db.connection().execute(
+            self._prepare("SELECT status FROM flowjobs_runs WHERE id = :id"), {"id": run_id}).fetchone()
+        return row[0] if row else None
+
+    def list_runs(self, status: str | None = None, task: str | None = None, limit: int = 50,
+                  parent_id: str | None = None) -> list[dict]:
+        where, params = [], {"limit": limit}
+        for column, value in (("status", status), ("task", task), ("parent_id", parent_id)):
+            if value is not None:
+                where.append(f"{column} = :{column}")
+                params[column] = value
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return self._dicts(f"SELECT * FROM flowjobs_runs {clause} ORDER BY created_at DESC, id DESC "
+                           "LIMIT :limit", params)
+
+    def attempts(self, run_id: str) -> list[dict]:
+        return self._dicts("SELECT * FROM flowjobs_attempts WHERE run_id = :id ORDER BY number", {"id": run_id})
+
+    def logs(self, run_id: str) -> list[dict]:
+        return self._dicts("SELECT attempt, at, level, message FROM flowjobs_logs WHERE run_id = :id "
+                           "ORDER BY id", {"id": run_id})
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self.db.connection().execute(
+            "SELECT status, count(*) FROM flowjobs_runs GROUP BY status").fetchall()
+        return {status: count for status, count in rows}
+
+
+def _lock_key(queue: str) -> int:
+    return zlib.crc32(("flowjobs:queue:" + queue).encode())

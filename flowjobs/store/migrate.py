@@ -1,0 +1,107 @@
+"""Versioned schema migrations (Alembic) and the fast "is the schema current?" check.
+
+Every command that touches the database calls `ensure_schema`: a one-row read of
+`alembic_version` over the DB-API. Only when the schema is missing or behind does it import
+Alembic and SQLAlchemy and upgrade, under a lock (an advisory lock on PostgreSQL, a file lock
+beside the SQLite file) so that two processes starting on a new database do not race.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from flowjobs.errors import DatabaseError
+from flowjobs.store.db import Database, redact
+
+HEAD = "0001"  # keep equal to the newest revision in migrations/versions (a test checks it)
+MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_LOCK_KEY = 0x666C6F776A6F6273  # "flowjobs"
+
+
+def current_revision(db: Database) -> str | None:
+    conn = db.connect()
+    try:
+        if db.dialect == "sqlite":
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+            ).fetchone()
+        else:
+            found = conn.execute("SELECT to_regclass('alembic_version')").fetchone()[0]
+        if not found:
+            return None
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def ensure_schema(db: Database) -> None:
+    """Bring a new or older database up to HEAD; refuse one made by a newer flowjobs."""
+    revision = current_revision(db)
+    if revision == HEAD:
+        return
+    upgrade(db)
+
+
+def upgrade(db: Database, target: str = "head") -> tuple[str | None, str | None]:
+    """Run pending migrations; returns (revision before, revision after)."""
+    with _migration_lock(db):
+        before = current_revision(db)
+        if before is not None and before not in _known_revisions():
+            raise DatabaseError(
+                f"database {redact(db.url)} is at schema revision {before}, newer than this "
+                f"flowjobs knows (newest: {HEAD}); upgrade flowjobs"
+            )
+        if before != HEAD or target != "head":
+            _run_alembic(db, target)
+        return before, current_revision(db)
+
+
+def _known_revisions() -> set[str]:
+    return {p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("*.py")}
+
+
+def _run_alembic(db: Database, target: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(db.url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            command.upgrade(config, target)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        raise DatabaseError(f"migrating {redact(db.url)} failed: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _migration_lock(db: Database):
+    if db.dialect == "postgresql":
+        conn = db.connect()
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
+            yield
+        finally:
+            conn.close()  # releases the session lock
+        return
+    if db.path == ":memory:":
+        yield
+        return
+    import fcntl
+
+    fd = os.open(db.path + ".migrate-lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

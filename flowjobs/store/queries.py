@@ -1,0 +1,147 @@
+"""Every concurrency-critical statement on the job tables, named, one per dialect.
+
+Parameters are written `:name`; for psycopg they are rewritten to `%(name)s` once at import.
+A list parameter (`:queues`, `:skip_queues`) is a JSON array on SQLite (read with json_each)
+and a native array on PostgreSQL. `:all_queues` is 1 when the worker takes every queue.
+
+State changes are single conditional UPDATEs: claim bumps `lease_epoch`, and heartbeat,
+finish and rescue all require the epoch (or an expired lease), so a worker that lost its
+lease can never overwrite a newer attempt.
+"""
+
+import re
+
+PENDING = "('queued', 'delayed', 'retrying')"
+
+RUN_COLUMNS = (
+    "id, task, queue, status, payload, priority, attempt, max_attempts, run_at, created_at, "
+    "updated_at, idempotency_key, dedup_key, idempotency_expires_at, payload_hash, parent_id, replay_of"
+)
+
+_CLAIMED = "id, task, queue, payload, attempt, max_attempts, lease_epoch, created_at, run_at"
+
+COMMON = {
+    # Forget an idempotency key whose TTL has passed, so the key can be used again.
+    "release_expired_key": """
+        UPDATE flowjobs_runs SET dedup_key = NULL
+        WHERE task = :task AND dedup_key = :key AND idempotency_expires_at <= :now""",
+    # The live run holding an idempotency key.
+    "find_by_key": """
+        SELECT id, status, payload_hash FROM flowjobs_runs WHERE task = :task AND dedup_key = :key""",
+    # Is anything due at all? A cheap read that spares SQLite an idle write lock.
+    "any_due": f"""
+        SELECT 1 FROM flowjobs_runs WHERE status IN {PENDING} AND run_at <= :now LIMIT 1""",
+    # How many runs of one queue are executing right now (under the queue lock).
+    "count_executing": """
+        SELECT count(*) FROM flowjobs_runs WHERE queue = :queue AND status = 'executing'""",
+    # Renew a lease; fenced by epoch. Returns whether a cancel was requested.
+    "heartbeat": """
+        UPDATE flowjobs_runs SET lease_expires_at = :lease_until, updated_at = :now
+        WHERE id = :id AND lease_epoch = :epoch AND status = 'executing'
+        RETURNING cancel_requested""",
+    # End an attempt: completed / retrying / failed / canceled; fenced by epoch.
+    "finish": """
+        UPDATE flowjobs_runs SET status = :status, result = :result, error = :error,
+            run_at = COALESCE(:run_at, run_at), finished_at = :finished_at, updated_at = :now,
+            lease_expires_at = NULL,
+            worker = CASE WHEN :status = 'retrying' THEN NULL ELSE worker END,
+            dedup_key = CASE WHEN :status = 'failed' THEN NULL ELSE dedup_key END
+        WHERE id = :id AND lease_epoch = :epoch AND status = 'executing'""",
+    # Record one attempt's outcome.
+    "insert_attempt": """
+        INSERT INTO flowjobs_attempts (run_id, number, worker, started_at, finished_at, outcome,
+            error, traceback, duration_ms)
+        VALUES (:run_id, :number, :worker, :started_at, :finished_at, :outcome, :error,
+            :traceback, :duration_ms)""",
+    # Cancel a run that is not executing.
+    "cancel_pending": f"""
+        UPDATE flowjobs_runs SET status = 'canceled', finished_at = :now, updated_at = :now,
+            error = 'canceled'
+        WHERE id = :id AND status IN {PENDING} RETURNING id""",
+    # Ask the worker of an executing run to stop it (seen at its next heartbeat).
+    "request_cancel": """
+        UPDATE flowjobs_runs SET cancel_requested = 1, updated_at = :now
+        WHERE id = :id AND status = 'executing' RETURNING id""",
+    # Store one log line written through a task's context.
+    "insert_log": """
+        INSERT INTO flowjobs_logs (run_id, attempt, at, level, message)
+        VALUES (:run_id, :attempt, :at, :level, :message)""",
+}
+
+SQLITE = {
+    # Claim up to :limit due runs, best first; BEGIN IMMEDIATE serialises claimers.
+    "claim": f"""
+        UPDATE flowjobs_runs SET status = 'executing', attempt = attempt + 1,
+            lease_epoch = lease_epoch + 1, lease_expires_at = :lease_until, worker = :worker,
+            attempt_started_at = :now, started_at = COALESCE(started_at, :now), updated_at = :now
+        WHERE id IN (
+            SELECT id FROM flowjobs_runs
+            WHERE status IN {PENDING} AND run_at <= :now
+              AND (:all_queues = 1 OR queue IN (SELECT value FROM json_each(:queues)))
+              AND queue NOT IN (SELECT value FROM json_each(:skip_queues))
+            ORDER BY priority, run_at, id LIMIT :limit)
+        RETURNING {_CLAIMED}""",
+    # Expired leases: retry, fail (attempts used up) or cancel (requested); one statement.
+    "rescue": """
+        UPDATE flowjobs_runs SET
+            status = CASE WHEN cancel_requested = 1 THEN 'canceled'
+                          WHEN attempt >= max_attempts THEN 'failed' ELSE 'retrying' END,
+            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN :now END,
+            dedup_key = CASE WHEN cancel_requested = 0 AND attempt >= max_attempts THEN NULL
+                             ELSE dedup_key END,
+            error = 'worker lost its lease (crashed or stalled)',
+            run_at = :now, lease_expires_at = NULL, updated_at = :now
+        WHERE status = 'executing' AND lease_expires_at < :now
+        RETURNING id, attempt, worker, attempt_started_at""",
+    "lock_queue": None,
+    "notify": None,
+}
+
+POSTGRESQL = {
+    # Claim up to :limit due runs, best first; SKIP LOCKED lets claimers pass each other.
+    "claim": f"""
+        WITH picked AS (
+            SELECT id FROM flowjobs_runs
+            WHERE status IN {PENDING} AND run_at <= :now
+              AND (:all_queues = 1 OR queue = ANY(:queues))
+              AND NOT (queue = ANY(:skip_queues))
+            ORDER BY priority, run_at, id LIMIT :limit
+            FOR UPDATE SKIP LOCKED)
+        UPDATE flowjobs_runs r SET status = 'executing', attempt = r.attempt + 1,
+            lease_epoch = r.lease_epoch + 1, lease_expires_at = :lease_until, worker = :worker,
+            attempt_started_at = :now, started_at = COALESCE(r.started_at, :now), updated_at = :now
+        FROM picked WHERE r.id = picked.id
+        RETURNING {", ".join("r." + c.strip() for c in _CLAIMED.split(","))}""",
+    # Expired leases: retry, fail or cancel; rows another rescuer holds are skipped.
+    "rescue": """
+        UPDATE flowjobs_runs SET
+            status = CASE WHEN cancel_requested = 1 THEN 'canceled'
+                          WHEN attempt >= max_attempts THEN 'failed' ELSE 'retrying' END,
+            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN :now END,
+            dedup_key = CASE WHEN cancel_requested = 0 AND attempt >= max_attempts THEN NULL
+                             ELSE dedup_key END,
+            error = 'worker lost its lease (crashed or stalled)',
+            run_at = :now, lease_expires_at = NULL, updated_at = :now
+        WHERE id IN (SELECT id FROM flowjobs_runs
+                     WHERE status = 'executing' AND lease_expires_at < :now
+                     FOR UPDATE SKIP LOCKED)
+        RETURNING id, attempt, worker, attempt_started_at""",
+    # Serialise claimers of one concurrency-limited queue until the transaction ends.
+    "lock_queue": "SELECT pg_advisory_xact_lock(:lock_key)",
+    # Wake listening workers when the inserting transaction commits.
+    "notify": "SELECT pg_notify('flowjobs_runs', :queue)",
+}
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def to_pyformat(sql: str) -> str:
+    return _PARAM.sub(r"%(\1)s", sql)
+
+
+def catalogue(dialect: str) -> dict[str, str | None]:
+    specific = SQLITE if dialect == "sqlite" else POSTGRESQL
+    merged = {**COMMON, **specific}
+    if dialect == "postgresql":
+        return {name: to_pyformat(sql) if sql else None for name, sql in merged.items()}
+    return merged
