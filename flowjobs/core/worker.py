@@ -127,6 +127,17 @@ class Worker:
             return True
         return self.opt.burst and idle and not claimed
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until no run is executing here (for tests driving `run_once`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._inflight:
+                    return True
+            self._wake.wait(0.01)
+            self._wake.clear()
+        return False
+
     def stop(self) -> None:
         """Stop claiming; in-flight runs finish (up to the shutdown timeout)."""
         self._stopping.set()

@@ -1,0 +1,97 @@
+"""The `flowjobs` command. Subcommands live one module each and are added here.
+
+Exit codes (flowjobs.errors.ExitStatus): 0 ok; 1 a run ended other than completed, or a
+failure; 2 bad input (configuration, arguments, payload, idempotency-key reuse); 3 not found;
+4 database unreachable or its schema newer than this flowjobs; 124 `trigger --wait` timed out.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional
+
+import typer
+
+from flowjobs.errors import ConfigError, ExitStatus, FlowjobsError
+
+app = typer.Typer(
+    name="flowjobs",
+    help="Background jobs for a billing platform: scheduler, worker pool, one-off tasks, webhook replay.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class State:
+    def __init__(self, config: str | None, log_level: str):
+        self.config = config
+        self.log_level = log_level
+        self._runtime = None
+
+    def runtime(self):
+        if self._runtime is None:
+            from flowjobs.config import load_settings
+            from flowjobs.runtime import Runtime
+
+            self._runtime = Runtime(load_settings(self.config))
+        return self._runtime
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Optional[str] = typer.Option(None, "--config", "-c", envvar="FLOWJOBS_CONFIG",
+                                         help="Path of flowjobs.toml (default: ./flowjobs.toml if present)."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+):
+    if version:
+        from flowjobs import __version__
+
+        typer.echo(f"flowjobs {__version__}")
+        raise typer.Exit(0)
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = State(config, log_level)
+
+
+def _register() -> None:
+    from flowjobs.cli import db_cmd, runs_cmd, tasks_cmd, trigger_cmd, worker_cmd
+
+    trigger_cmd.register(app)
+    worker_cmd.register(app)
+    app.add_typer(runs_cmd.app, name="runs")
+    app.add_typer(tasks_cmd.app, name="tasks")
+    app.add_typer(db_cmd.app, name="db")
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        sys.stderr.write(f"error: invalid {exc.source}:\n")
+        for problem in exc.problems:
+            sys.stderr.write(f"  {problem}\n")
+        sys.exit(int(exc.exit_status))
+    except FlowjobsError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(int(exc.exit_status))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line, never a traceback
+        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc} "
+                         "(run with --log-level debug and report it)\n")
+        logging.getLogger("flowjobs").debug("unexpected error", exc_info=True)
+        sys.exit(int(ExitStatus.FAILURE))

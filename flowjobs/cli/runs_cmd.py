@@ -1,0 +1,110 @@
+"""`flowjobs runs list|show|cancel|replay`."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from flowjobs.cli import output
+from flowjobs.cli.views import run_detail, run_summary
+from flowjobs.errors import BadInput, ExitStatus, NotFound
+
+app = typer.Typer(help="Inspect, cancel and replay runs.", no_args_is_help=True)
+
+STATUSES = ("delayed", "queued", "executing", "retrying", "completed", "failed", "canceled", "expired")
+
+
+def _get(store, run_id: str) -> dict:
+    row = store.get_run(run_id)
+    if row is None:
+        raise NotFound(f"no run {run_id!r}")
+    return row
+
+
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    status: Optional[str] = typer.Option(None, "--status", "-s", help="Only runs in this status."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only runs of this task."),
+    limit: int = typer.Option(50, "--limit", "-l", min=1, max=10000),
+    as_json: bool = typer.Option(False, "--json", help="A JSON array."),
+):
+    """List runs, newest first."""
+    if status is not None and status not in STATUSES:
+        raise BadInput(f"--status must be one of {', '.join(STATUSES)}")
+    rows = [run_summary(r) for r in ctx.obj.runtime().store.list_runs(status=status, task=task, limit=limit)]
+    if as_json:
+        output.emit_json(rows)
+        return
+    output.table(["id", "task", "status", "attempts", "created_at", "finished_at", "error"],
+                 [[r["id"], r["task"], r["status"], r["attempts"], r["created_at"], r["finished_at"],
+                   (r["error"] or "")[:60]] for r in rows])
+
+
+@app.command("show")
+def show(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, "--json")):
+    """Show a run: payload, attempts (with tracebacks), log lines, result."""
+    store = ctx.obj.runtime().store
+    row = _get(store, run_id)
+    detail = run_detail(row, store.attempts(run_id), store.logs(run_id), store.list_runs(parent_id=run_id))
+    if as_json:
+        output.emit_json(detail)
+        return
+    _render(detail)
+
+
+def _render(d: dict) -> None:
+    echo = typer.echo
+    echo(f"{d['id']}  {d['task']}  {d['status']}")
+    for key in ("queue", "priority", "created_at", "run_at", "started_at", "finished_at", "worker",
+                "idempotency_key", "parent_id", "replay_of", "error"):
+        if d.get(key) not in (None, ""):
+            echo(f"  {key}: {d[key]}")
+    echo(f"  attempts: {d['attempt']} of {d['max_attempts']}")
+    echo("payload:")
+    echo("  " + json.dumps(d["payload"], indent=2).replace("\n", "\n  "))
+    for a in d["attempts"]:
+        echo(f"attempt {a['number']}: {a['outcome']} on {a['worker']} at {a['started_at']} "
+             f"({a['duration_ms']} ms){': ' + a['error'] if a['error'] else ''}")
+        if a["traceback"]:
+            echo("  " + a["traceback"].rstrip().replace("\n", "\n  "))
+    if d["logs"]:
+        echo("logs:")
+        for line in d["logs"]:
+            echo(f"  {line['at']} [{line['level']}] #{line['attempt']} {line['message']}")
+    if d["children"]:
+        echo("children: " + ", ".join(d["children"]))
+    if d["result"] is not None:
+        echo("result:")
+        echo("  " + json.dumps(d["result"], indent=2).replace("\n", "\n  "))
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, run_id: str):
+    """Cancel a run: a waiting run at once; an executing run is stopped by its worker."""
+    rt = ctx.obj.runtime()
+    outcome = rt.store.cancel(run_id, rt.clock.now_ms())
+    if outcome == "missing":
+        raise NotFound(f"no run {run_id!r}")
+    if outcome == "canceled":
+        typer.echo(f"canceled {run_id}")
+    elif outcome == "requested":
+        typer.echo(f"cancel requested for {run_id}; its worker stops it at the next heartbeat")
+    else:
+        output.note(f"run {run_id} is already {outcome}; nothing to cancel")
+        raise typer.Exit(int(ExitStatus.FAILURE))
+
+
+@app.command("replay")
+def replay(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, "--json")):
+    """Create a new run with the same task and payload, linked to the original."""
+    rt = ctx.obj.runtime()
+    row = _get(rt.store, run_id)
+    result = rt.trigger(row["task"], json.loads(row["payload"]), queue=row["queue"],
+                        priority=row["priority"], replay_of=run_id)
+    if as_json:
+        output.emit_json({"id": result.id, "task": result.task, "status": result.status, "replay_of": run_id})
+    else:
+        typer.echo(result.id)

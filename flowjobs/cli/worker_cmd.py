@@ -1,0 +1,79 @@
+"""`flowjobs run-worker`: the worker pool (N threads per process, P processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import List, Optional
+
+import typer
+
+from flowjobs.errors import BadInput
+
+
+def run_worker(
+    ctx: typer.Context,
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-n", min=1, help="Runs at once per process (default [worker] concurrency)."),
+    processes: Optional[int] = typer.Option(None, "--processes", "-P", min=1, help="Worker processes under one supervisor (default [worker] processes)."),
+    queue: Optional[List[str]] = typer.Option(None, "--queue", "-q", help="Take runs only from this queue (repeatable; default [worker] queues)."),
+    burst: bool = typer.Option(False, "--burst", help="Exit 0 once no run is due and none is executing (for cron)."),
+    max_jobs: Optional[int] = typer.Option(None, "--max-jobs", min=1, help="Exit after this many runs (per process)."),
+    shutdown_timeout: Optional[str] = typer.Option(None, "--shutdown-timeout", help="On SIGTERM, wait this long for running tasks (default [worker] shutdown_timeout)."),
+):
+    """Run the worker pool until stopped (SIGTERM/SIGINT: finish running tasks, then exit 0)."""
+    from flowjobs.durations import parse_duration
+
+    state = ctx.obj
+    rt = state.runtime()
+    ws = rt.settings.worker
+    try:
+        grace = parse_duration(shutdown_timeout) if shutdown_timeout else ws.shutdown_timeout
+    except ValueError as exc:
+        raise BadInput(f"--shutdown-timeout: {exc}") from None
+    procs = processes or ws.processes
+    if procs > 1:
+        raise typer.Exit(_supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout))
+    from flowjobs.core.worker import Worker, WorkerOptions
+
+    rt.registry  # import task modules before the first claim  # noqa: B018
+    rt.store
+    worker = Worker(rt, WorkerOptions(
+        concurrency=concurrency or ws.concurrency, queues=queue or ws.queues, lease=ws.lease,
+        poll_interval=ws.poll_interval, rescue_interval=ws.rescue_interval,
+        shutdown_timeout=grace, burst=burst, max_jobs=max_jobs))
+    _install_signals(worker)
+    raise typer.Exit(worker.run())
+
+
+def _install_signals(worker) -> None:
+    received = []
+
+    def handler(signum, _frame):
+        received.append(signum)
+        if len(received) > 1:
+            os._exit(1)  # second signal: stop now; the rescuer takes over unfinished runs
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout) -> int:
+    from flowjobs.core.supervisor import Supervisor, child_argv
+
+    args: list[str] = []
+    if concurrency:
+        args += ["--concurrency", str(concurrency)]
+    for q in queue or []:
+        args += ["--queue", q]
+    if burst:
+        args.append("--burst")
+    if max_jobs:
+        args += ["--max-jobs", str(max_jobs)]
+    if shutdown_timeout:
+        args += ["--shutdown-timeout", shutdown_timeout]
+    return Supervisor(child_argv(state.config, state.log_level, args), procs, burst).run()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run-worker")(run_worker)

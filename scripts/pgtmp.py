@@ -1,0 +1,72 @@
+"""A throwaway PostgreSQL server for tests and benchmarks.
+
+    python scripts/pgtmp.py check     # exit 0 if initdb/pg_ctl are installed
+    (in Python) with pg_server() as url: ...
+
+initdb refuses to run as root, so as root the server runs as the `postgres` user (runuser).
+It listens on 127.0.0.1 on a free port, keeps its socket and data in a temp dir, runs with
+fsync off, and is stopped (and its files removed) on exit.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+
+
+def bindir() -> str | None:
+    for path in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.path.exists(os.path.join(path, "initdb")):
+            return path
+    found = shutil.which("initdb")
+    return os.path.dirname(found) if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] + argv if os.geteuid() == 0 else argv
+
+
+@contextmanager
+def pg_server():
+    bins = bindir()
+    if bins is None:
+        raise RuntimeError("PostgreSQL is not installed (apt-get install -y postgresql)")
+    root = tempfile.mkdtemp(prefix="flowjobs-pg-")
+    os.chmod(root, 0o755)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data = os.path.join(root, "data")
+    port = free_port()
+    run = lambda argv: subprocess.run(_as_postgres(argv), check=True, capture_output=True, text=True)  # noqa: E731
+    try:
+        run([f"{bins}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
+        run([f"{bins}/pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(root, "log"), "-w", "-t", "30", "start"])
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr or exc.stdout}") from exc
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_postgres([f"{bins}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["check"]:
+        sys.exit(0 if bindir() else 1)
+    with pg_server() as url:
+        print(url)

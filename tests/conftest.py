@@ -1,0 +1,119 @@
+"""Shared fixtures: a throwaway PostgreSQL server for the session, a fresh database per test
+on each backend (SQLite file copy / PostgreSQL `CREATE DATABASE … TEMPLATE`), runtimes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from flowjobs.config import Settings  # noqa: E402
+from flowjobs.core.clock import FixedClock  # noqa: E402
+from flowjobs.runtime import Runtime  # noqa: E402
+from flowjobs.store.db import Database  # noqa: E402
+from flowjobs.store.migrate import upgrade  # noqa: E402
+
+TEST_TASKS = "tests.tasks_for_tests"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """A PostgreSQL server for the whole session. Never skipped: no server, no passing run."""
+    url = os.environ.get("FLOWJOBS_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    from pgtmp import pg_server
+
+    with pg_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server_url):
+    import psycopg
+
+    admin = pg_server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS flowjobs_template")
+        conn.execute("CREATE DATABASE flowjobs_template")
+    template_url = pg_server_url.rsplit("/", 1)[0] + "/flowjobs_template"
+    upgrade(Database(template_url))
+    return pg_server_url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    db = Database(f"sqlite:///{path}")
+    upgrade(db)
+    conn = db.connect()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path
+
+
+def new_pg_database(server_url: str) -> str:
+    import psycopg
+
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    admin = server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE flowjobs_template")
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "flowjobs.db"
+        shutil.copy(template, target)
+        return f"sqlite:///{target}"
+    return new_pg_database(request.getfixturevalue("pg_template"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path, sqlite_template):
+    target = tmp_path / "flowjobs.db"
+    shutil.copy(sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
+def make_settings(url: str, **sections) -> Settings:
+    data = {"database": {"url": url}, "tasks": {"modules": [TEST_TASKS]}}
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return Settings.model_validate(data)
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(1_800_000_000_000)  # 2027-01-15T08:00:00Z, pinned
+
+
+@pytest.fixture
+def make_runtime(db_url, clock):
+    made = []
+
+    def factory(pinned: bool = True, **sections) -> Runtime:
+        rt = Runtime(make_settings(db_url, **sections), clock=clock if pinned else None)
+        made.append(rt)
+        return rt
+
+    yield factory
+    for rt in made:
+        rt.close()
+
+
+@pytest.fixture
+def rt(make_runtime):
+    return make_runtime()

@@ -1,0 +1,99 @@
+"""Tasks used by the tests (registered through `[tasks] modules`, as a user's would be)."""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from flowjobs.core.registry import task
+from flowjobs.core.retry import RetryPolicy
+from flowjobs.errors import AbortTaskRunError
+
+FAST_RETRY = RetryPolicy(max_attempts=3, min_wait=1.0, max_wait=10.0, factor=2.0, randomize=False)
+
+
+class Empty(BaseModel):
+    pass
+
+
+@task("test-fail-once", retry=FAST_RETRY)
+def fail_once(payload, ctx):
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return {"attempt": ctx.attempt}
+
+
+@task("test-always-fail", retry=RetryPolicy(max_attempts=2, min_wait=0, max_wait=0, randomize=False))
+def always_fail(payload, ctx):
+    raise ValueError("always")
+
+
+@task("test-abort", retry=FAST_RETRY)
+def abort(payload, ctx):
+    raise AbortTaskRunError("customer not found")
+
+
+@task("test-exit", retry=RetryPolicy(max_attempts=1))
+def exits(payload, ctx):
+    raise SystemExit(3)
+
+
+@task("test-unserializable")
+def unserializable(payload, ctx):
+    return object()
+
+
+class SleepPayload(BaseModel):
+    seconds: float
+
+
+@task("test-sleep", payload=SleepPayload, timeout="300ms", retry=RetryPolicy(max_attempts=1))
+def sleep(payload, ctx):
+    time.sleep(payload.seconds)
+    return "slept"
+
+
+class BlockPayload(BaseModel):
+    dir: str
+
+
+@task("test-block", retry=RetryPolicy(max_attempts=5, min_wait=0, max_wait=0, randomize=False))
+def block(payload, ctx):
+    """Mark its start, wait until `<dir>/release` exists, then record its completion."""
+    folder = Path(payload.dir)
+    (folder / f"{ctx.run_id}.{ctx.attempt}.{os.getpid()}.started").touch()
+    while not (folder / "release").exists():
+        if ctx.canceled.wait(0.02):
+            return None
+    with open(folder / "completed.log", "a") as f:
+        f.write(ctx.run_id + "\n")
+    return "done"
+
+
+_active = {"now": 0, "max": 0}
+_active_lock = threading.Lock()
+
+
+@task("test-limited", queue="limited", concurrency_limit=2)
+def limited(payload, ctx):
+    with _active_lock:
+        _active["now"] += 1
+        _active["max"] = max(_active["max"], _active["now"])
+    time.sleep(0.05)
+    with _active_lock:
+        _active["now"] -= 1
+
+
+class ChildPayload(BaseModel):
+    fail_after_trigger: bool = False
+
+
+@task("test-child", payload=ChildPayload, retry=RetryPolicy(max_attempts=1))
+def child(payload, ctx):
+    with ctx.transaction() as tx:
+        tx.trigger("hello-world", {"from": ctx.run_id})
+        if payload.fail_after_trigger:
+            raise RuntimeError("rolled back")
+    return "ok"

@@ -1,0 +1,203 @@
+"""The job-store contract, run against SQLite and PostgreSQL alike."""
+
+import multiprocessing
+import threading
+
+import pytest
+
+from flowjobs.core.client import TriggerItem
+from flowjobs.errors import IdempotencyConflict
+from tests.claimers import claim_all
+
+LEASE = 30_000
+
+
+def claim(rt, n=10, queues=("*",), limits=None, worker="w1"):
+    return rt.store.claim(worker, n, list(queues), limits or {}, rt.clock.now_ms(), LEASE)
+
+
+def test_enqueue_then_claim_marks_executing_and_bumps_epoch(rt):
+    run = rt.trigger("hello-world", {"a": 1})
+    assert run.status == "queued" and not run.deduplicated
+    [claimed] = claim(rt)
+    assert (claimed.id, claimed.attempt, claimed.lease_epoch) == (run.id, 1, 1)
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "executing"
+    assert row["lease_expires_at"] == rt.clock.now_ms() + LEASE
+    assert claim(rt) == []  # nothing else is due
+
+
+def test_claim_order_is_priority_then_run_at(rt, clock):
+    late = rt.trigger("noop")
+    clock.advance(1)
+    urgent = rt.trigger("noop", priority=-5)
+    delayed = rt.trigger("noop", delay=60)
+    assert delayed.status == "delayed"
+    assert [r.id for r in claim(rt, n=1)] == [urgent.id]
+    assert [r.id for r in claim(rt, n=1)] == [late.id]
+    assert claim(rt) == []
+    clock.advance(61)
+    assert [r.id for r in claim(rt)] == [delayed.id]
+
+
+def test_batch_trigger_inserts_all_in_chunks_and_dedups(rt):
+    items = [TriggerItem("noop", idempotency_key=f"k{i % 600}") for i in range(1200)]
+    results = rt.client.batch_trigger(items)
+    ids = {r.id for r in results}
+    assert len(ids) == 600
+    assert sum(r.deduplicated for r in results) == 600
+    assert rt.store.count_by_status() == {"queued": 600}
+
+
+def test_no_run_claimed_twice_by_two_processes_of_eight_threads(make_runtime):
+    rt = make_runtime()
+    rt.client.batch_trigger([TriggerItem("noop") for _ in range(1000)])
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=claim_all, args=(rt.db.url, 8, rt.clock.now_ms(), barrier, queue))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    claimed = results[0] + results[1]
+    assert len(claimed) == 1000
+    assert len(set(claimed)) == 1000
+    assert results[0] and results[1], "both processes should have claimed some runs"
+    assert rt.store.count_by_status() == {"completed": 1000}
+
+
+def test_heartbeat_extends_lease_and_reports_cancel(rt, clock):
+    run = rt.trigger("noop")
+    [c] = claim(rt)
+    clock.advance(10)
+    assert rt.store.heartbeat(c.id, c.lease_epoch, clock.now_ms(), LEASE) == (True, False)
+    assert rt.store.get_run(run.id)["lease_expires_at"] == clock.now_ms() + LEASE
+    assert rt.store.cancel(run.id, clock.now_ms()) == "requested"
+    assert rt.store.heartbeat(c.id, c.lease_epoch, clock.now_ms(), LEASE) == (True, True)
+
+
+def test_stale_epoch_cannot_heartbeat_complete_or_fail(rt, clock):
+    run = rt.trigger("noop")
+    [first] = claim(rt)
+    clock.advance(31)
+    [rescued] = rt.store.rescue(clock.now_ms())
+    assert rescued.id == run.id
+    [second] = claim(rt, worker="w2")
+    assert second.lease_epoch == first.lease_epoch + 1
+    now = clock.now_ms()
+    assert rt.store.heartbeat(first.id, first.lease_epoch, now, LEASE) == (False, False)
+    assert not rt.store.finish(first, status="completed", outcome="succeeded", worker="w1", now=now, started_at=now)
+    assert not rt.store.finish(first, status="failed", outcome="failed", worker="w1", now=now, started_at=now)
+    assert rt.store.get_run(run.id)["status"] == "executing"
+    assert rt.store.finish(second, status="completed", outcome="succeeded", worker="w2", now=now, started_at=now)
+    outcomes = [(a["number"], a["outcome"], a["worker"]) for a in rt.store.attempts(run.id)]
+    assert outcomes == [(1, "crashed", "w1"), (2, "succeeded", "w2")]
+
+
+def test_rescue_retries_then_fails_when_attempts_are_used_and_releases_the_key(rt, clock):
+    run = rt.trigger("noop", idempotency_key="once")  # noop: 2 attempts (defaults)
+    for expected in ("retrying", "failed"):
+        claim(rt)
+        assert rt.store.rescue(clock.now_ms()) == []  # lease still valid
+        clock.advance(31)
+        assert len(rt.store.rescue(clock.now_ms())) == 1
+        assert rt.store.get_run(run.id)["status"] == expected
+    assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["crashed", "crashed"]
+    again = rt.trigger("noop", idempotency_key="once")
+    assert again.id != run.id and not again.deduplicated
+
+
+def test_idempotency_key_same_payload_returns_existing_run(rt):
+    first = rt.trigger("hello-world", {"x": 1}, idempotency_key="abc")
+    second = rt.trigger("hello-world", {"x": 1}, idempotency_key="abc")
+    assert second.id == first.id and second.deduplicated
+    other_task = rt.trigger("noop", idempotency_key="abc")  # keys are per task
+    assert other_task.id != first.id
+
+
+def test_idempotency_key_reuse_with_other_payload_is_refused(rt):
+    first = rt.trigger("hello-world", {"x": 1}, idempotency_key="abc")
+    with pytest.raises(IdempotencyConflict, match=first.id):
+        rt.trigger("hello-world", {"x": 2}, idempotency_key="abc")
+    assert rt.store.count_by_status() == {"queued": 1}
+
+
+def test_expired_idempotency_key_can_be_used_again(rt, clock):
+    first = rt.trigger("noop", idempotency_key="k", idempotency_key_ttl="1h")
+    clock.advance(3599)
+    assert rt.trigger("noop", idempotency_key="k").id == first.id
+    clock.advance(2)
+    again = rt.trigger("noop", idempotency_key="k")
+    assert again.id != first.id and not again.deduplicated
+    assert rt.store.get_run(first.id)["idempotency_key"] == "k"  # still shown on the old run
+
+
+def test_twenty_concurrent_triggers_of_one_key_make_one_run(make_runtime):
+    runtimes = [make_runtime() for _ in range(20)]
+    for r in runtimes:
+        r.store  # migrate check before the race  # noqa: B018
+    barrier = threading.Barrier(20)
+    results, errors = [], []
+
+    def go(r):
+        barrier.wait()
+        try:
+            results.append(r.trigger("hello-world", {"n": 1}, idempotency_key="race").id)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(r,)) for r in runtimes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 20 and len(set(results)) == 1
+    assert runtimes[0].store.count_by_status() == {"queued": 1}
+
+
+def test_cancel_waiting_run_and_unknown_run(rt, clock):
+    run = rt.trigger("noop", delay=60)
+    assert rt.store.cancel(run.id, clock.now_ms()) == "canceled"
+    assert rt.store.get_run(run.id)["status"] == "canceled"
+    assert rt.store.cancel(run.id, clock.now_ms()) == "canceled"  # reports its status
+    assert rt.store.cancel("run_missing", clock.now_ms()) == "missing"
+    assert claim(rt) == []
+
+
+def test_queue_concurrency_limit_holds_across_claimers(rt):
+    rt.client.batch_trigger([TriggerItem("test-limited") for _ in range(6)] + [TriggerItem("noop")])
+    limits = rt.registry.queue_limits()
+    assert limits == {"limited": 2}
+    first = claim(rt, n=10, limits=limits, worker="a")
+    second = claim(rt, n=10, limits=limits, worker="b")
+    tasks = sorted(r.task for r in first + second)
+    assert tasks == ["noop", "test-limited", "test-limited"]
+    now = rt.clock.now_ms()
+    done = next(r for r in first + second if r.task == "test-limited")
+    rt.store.finish(done, status="completed", outcome="succeeded", worker="a", now=now, started_at=now)
+    assert [r.task for r in claim(rt, n=10, limits=limits, worker="c")] == ["test-limited"]
+
+
+def test_worker_only_claims_its_queues(rt):
+    rt.trigger("noop", queue="emails")
+    other = rt.trigger("noop")
+    assert [r.id for r in claim(rt, queues=["default"])] == [other.id]
+    assert [r.queue for r in claim(rt, queues=["emails", "x"])] == ["emails"]
+
+
+def test_enqueue_joins_the_callers_transaction(rt):
+    db = rt.db
+    conn = db.connect()
+    with pytest.raises(RuntimeError):
+        with db.transaction(conn):
+            rt.trigger("noop", session=conn)
+            raise RuntimeError("caller rolls back")
+    assert rt.store.count_by_status() == {}
+    with db.transaction(conn):
+        joined = rt.trigger("noop", session=conn)
+    conn.close()
+    assert rt.store.get_run(joined.id)["status"] == "queued"
