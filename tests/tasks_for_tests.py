@@ -59,7 +59,7 @@ class BlockPayload(BaseModel):
     dir: str
 
 
-@task("test-block", retry=RetryPolicy(max_attempts=5, min_wait=0, max_wait=0, randomize=False))
+@task("test-block", payload=BlockPayload, retry=RetryPolicy(max_attempts=5, min_wait=0, max_wait=0, randomize=False))
 def block(payload, ctx):
     """Mark its start, wait until `<dir>/release` exists, then record its completion."""
     folder = Path(payload.dir)

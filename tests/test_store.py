@@ -163,7 +163,7 @@ def test_cancel_waiting_run_and_unknown_run(rt, clock):
     run = rt.trigger("noop", delay=60)
     assert rt.store.cancel(run.id, clock.now_ms()) == "canceled"
     assert rt.store.get_run(run.id)["status"] == "canceled"
-    assert rt.store.cancel(run.id, clock.now_ms()) == "canceled"  # reports its status
+    assert rt.store.cancel(run.id, clock.now_ms()) == "already canceled"
     assert rt.store.cancel("run_missing", clock.now_ms()) == "missing"
     assert claim(rt) == []
 

@@ -93,7 +93,7 @@ def cancel(ctx: typer.Context, run_id: str):
     elif outcome == "requested":
         typer.echo(f"cancel requested for {run_id}; its worker stops it at the next heartbeat")
     else:
-        output.note(f"run {run_id} is already {outcome}; nothing to cancel")
+        output.note(f"run {run_id} is {outcome}; nothing to cancel")
         raise typer.Exit(int(ExitStatus.FAILURE))
 
 

@@ -50,8 +50,12 @@ def _install_signals(worker) -> None:
 
     def handler(signum, _frame):
         received.append(signum)
+        name = signal.Signals(signum).name
         if len(received) > 1:
-            os._exit(1)  # second signal: stop now; the rescuer takes over unfinished runs
+            os.write(2, f"received {name} again: stopping now; the rescuer takes over unfinished runs\n".encode())
+            os._exit(1)
+        os.write(2, f"received {name}: finishing running tasks (up to {worker.opt.shutdown_timeout:g}s), "
+                    "then exiting; send it again to stop at once\n".encode())
         worker.stop()
 
     signal.signal(signal.SIGTERM, handler)

@@ -73,12 +73,11 @@ class Worker:
         self._stopping = threading.Event()
         self._started = 0
         self._next_rescue = 0.0
+        self._monitor_thread: threading.Thread | None = None
         self.processed = 0  # attempts settled by this worker
 
     # -- main loop ---------------------------------------------------------------------
     def run(self) -> int:
-        monitor = threading.Thread(target=self._monitor, name="flowjobs-monitor", daemon=True)
-        monitor.start()
         self._start_listener()
         log.info("worker %s started: concurrency %d, queues %s", self.id, self.opt.concurrency,
                  ",".join(self.opt.queues))
@@ -169,6 +168,9 @@ class Worker:
         with self._lock:
             self._inflight[run.id] = flight
             self._started += 1
+            if self._monitor_thread is None:
+                self._monitor_thread = threading.Thread(target=self._monitor, name="flowjobs-monitor", daemon=True)
+                self._monitor_thread.start()
         if task is None:
             self._settle(flight, Outcome("aborted", error=f"no task {run.task!r} is registered in this worker"))
             return

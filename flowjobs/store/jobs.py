@@ -209,14 +209,15 @@ class JobStore:
 
     # -- operator actions ----------------------------------------------------------------
     def cancel(self, run_id: str, now: int) -> str:
-        """'canceled', 'requested' (executing; the worker stops it), or the current status."""
+        """'canceled'; 'requested' (executing: its worker stops it); 'missing'; or
+        'already <status>' when the run had ended."""
         with self.db.transaction() as conn:
             if conn.execute(self.sql["cancel_pending"], {"id": run_id, "now": now}).fetchone():
                 return "canceled"
             if conn.execute(self.sql["request_cancel"], {"id": run_id, "now": now}).fetchone():
                 return "requested"
-        run = self.get_run(run_id)
-        return run["status"] if run else "missing"
+        status = self.run_status(run_id)
+        return f"already {status}" if status else "missing"
 
     def add_log(self, run_id: str, attempt: int, at: int, level: str, message: str) -> None:
         with self.db.transaction() as conn:

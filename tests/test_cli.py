@@ -1,0 +1,137 @@
+"""Acceptance: the `flowjobs` command run as a subprocess, as a user runs it."""
+
+import json
+
+import pytest
+
+from tests.cli_helpers import as_json, cli_env, flowjobs
+
+
+@pytest.fixture
+def env(sqlite_url):
+    return cli_env(sqlite_url)
+
+
+def test_trigger_burst_worker_then_show(env):
+    created = as_json(flowjobs("trigger", "hello-world", "--payload", '{"name": "Ada"}', "--json", env=env))
+    assert set(created) == {"id", "task", "status", "deduplicated"}
+    assert created["status"] == "queued" and created["deduplicated"] is False
+    worker = flowjobs("run-worker", "--burst", env=env)
+    assert worker.returncode == 0, worker.stderr
+    shown = as_json(flowjobs("runs", "show", created["id"], "--json", env=env))
+    assert shown["status"] == "completed"
+    assert shown["payload"] == {"name": "Ada"} and shown["result"] == {"name": "Ada"}
+    assert [a["outcome"] for a in shown["attempts"]] == ["succeeded"]
+    assert shown["logs"][0]["message"] == f"hello from run {created['id']}"
+    human = flowjobs("runs", "show", created["id"], env=env)
+    assert "completed" in human.stdout and "attempt 1: succeeded" in human.stdout
+
+
+def test_trigger_prints_plain_run_id_and_dedups_by_key(env):
+    first = flowjobs("trigger", "noop", "--idempotency-key", "k1", env=env)
+    assert first.returncode == 0 and first.stdout.strip().startswith("run_")
+    again = as_json(flowjobs("trigger", "noop", "--idempotency-key", "k1", "--json", env=env))
+    assert again["id"] == first.stdout.strip() and again["deduplicated"] is True
+
+
+def test_trigger_wait_exit_codes(env):
+    ok = flowjobs("trigger", "hello-world", "--wait", "--timeout", "20s", env=env, timeout=60)
+    # nobody runs a worker here: the wait times out
+    assert ok.returncode == 124, ok.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["trigger", "no-such-task"], "unknown task 'no-such-task'"),
+    (["trigger", "hello-world", "--payload", "{not json"], "payload is not valid JSON"),
+    (["trigger", "hello-world", "--payload", "[1, 2]"], "must be a JSON object"),
+    (["trigger", "noop", "--payload", '{"unexpected": 1}'], "invalid payload for 'noop'"),
+    (["trigger", "test-sleep", "--payload", '{"seconds": "soon"}'], "seconds"),
+    (["trigger", "noop", "--delay", "tomorrow"], "--delay"),
+    (["trigger", "noop", "--payload-file", "/nonexistent.json"], "cannot read"),
+])
+def test_bad_trigger_input_exits_2_and_writes_nothing(env, args, message):
+    result = flowjobs(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert as_json(flowjobs("runs", "list", "--json", env=env)) == []
+
+
+def test_idempotency_conflict_exits_2_naming_the_run(env):
+    first = flowjobs("trigger", "hello-world", "--payload", '{"a": 1}', "--idempotency-key", "k", env=env)
+    clash = flowjobs("trigger", "hello-world", "--payload", '{"a": 2}', "--idempotency-key", "k", env=env)
+    assert clash.returncode == 2
+    assert first.stdout.strip() in clash.stderr
+
+
+def test_unknown_run_exits_3(env):
+    for args in (["runs", "show", "run_nope"], ["runs", "cancel", "run_nope"], ["runs", "replay", "run_nope"]):
+        result = flowjobs(*args, env=env)
+        assert result.returncode == 3, args
+        assert "no run 'run_nope'" in result.stderr
+
+
+def test_bad_config_lists_every_problem_and_exits_2(tmp_path, env):
+    (tmp_path / "flowjobs.toml").write_text(
+        '[worker]\nconcurrency = "many"\nlease = "forever"\ncolour = "blue"\n[retry]\nmax_attempts = 0\n')
+    result = flowjobs("trigger", "noop", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    for problem in ("worker.concurrency:", "worker.lease:", "worker.colour: unknown key", "retry.max_attempts:"):
+        assert problem in result.stderr
+    assert "Traceback" not in result.stderr
+    (tmp_path / "broken.toml").write_text("[worker\n")
+    assert flowjobs("--config", str(tmp_path / "broken.toml"), "tasks", "list", env=env).returncode == 2
+    missing = flowjobs("--config", "nope.toml", "tasks", "list", env=env)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_runs_list_filters_and_json_fields(env):
+    a = flowjobs("trigger", "noop", env=env).stdout.strip()
+    b = flowjobs("trigger", "hello-world", env=env).stdout.strip()
+    rows = as_json(flowjobs("runs", "list", "--json", env=env))
+    assert [r["id"] for r in rows] == [b, a]  # newest first
+    assert {"id", "task", "status", "attempts", "created_at", "started_at", "finished_at", "error"} <= set(rows[0])
+    only = as_json(flowjobs("runs", "list", "--task", "noop", "--json", env=env))
+    assert [r["id"] for r in only] == [a]
+    assert flowjobs("runs", "list", "--status", "bogus", env=env).returncode == 2
+    plain = flowjobs("runs", "list", env=env).stdout.splitlines()
+    assert plain[0].split("\t")[:3] == ["id", "task", "status"] and len(plain) == 3
+
+
+def test_cancel_and_replay(env):
+    run_id = flowjobs("trigger", "noop", "--delay", "1h", env=env).stdout.strip()
+    canceled = flowjobs("runs", "cancel", run_id, env=env)
+    assert canceled.returncode == 0 and "canceled" in canceled.stdout
+    assert flowjobs("runs", "cancel", run_id, env=env).returncode == 1  # already canceled
+    replay = as_json(flowjobs("runs", "replay", run_id, "--json", env=env))
+    assert replay["replay_of"] == run_id and replay["id"] != run_id
+    shown = as_json(flowjobs("runs", "show", replay["id"], "--json", env=env))
+    assert shown["replay_of"] == run_id and shown["status"] == "queued"
+
+
+def test_tasks_list_json(env):
+    tasks = {t["id"]: t for t in as_json(flowjobs("tasks", "list", "--json", env=env))}
+    assert {"hello-world", "noop", "test-limited"} <= set(tasks)
+    assert tasks["noop"]["retry"]["max_attempts"] == 2 and tasks["noop"]["retry"]["min_wait"] == 1.0
+    assert tasks["test-limited"]["queue"] == "limited" and tasks["test-limited"]["concurrency_limit"] == 2
+    assert tasks["test-sleep"]["timeout"] == "300ms"
+
+
+def test_db_upgrade_and_status_on_a_new_file(tmp_path):
+    env = cli_env(f"sqlite:///{tmp_path}/new.db")
+    first = flowjobs("db", "upgrade", env=env)
+    assert first.returncode == 0 and "upgraded from empty to 0001" in first.stdout
+    assert "already at revision 0001" in flowjobs("db", "upgrade", env=env).stdout
+    assert "revision: 0001" in flowjobs("db", "status", env=env).stdout
+
+
+def test_help_and_version(env):
+    assert "run-worker" in flowjobs("--help", env=env).stdout
+    assert flowjobs("--version", env=env).stdout.startswith("flowjobs ")
+    assert flowjobs("bogus-command", env=env).returncode == 2
+
+
+def test_unreachable_database_exits_4(tmp_path):
+    env = cli_env(f"sqlite:///{tmp_path}/missing-dir/x.db")
+    result = flowjobs("trigger", "noop", env=env)
+    assert result.returncode == 4 and "does not exist" in result.stderr

@@ -1,0 +1,82 @@
+"""Real worker processes: SIGKILL in the middle of work loses nothing and completes nothing
+twice; SIGTERM lets running tasks finish and exits 0. On SQLite and PostgreSQL."""
+
+import signal
+import time
+from collections import Counter
+
+from flowjobs.core.client import TriggerItem
+from tests.cli_helpers import cli_env, flowjobs, start_worker, wait_until
+
+
+def started(folder, pid=None):
+    return [p for p in folder.glob("*.started") if pid is None or p.name.split(".")[2] == str(pid)]
+
+
+def test_sigkill_mid_work_then_new_worker_finishes_everything(make_runtime, tmp_path):
+    rt = make_runtime(pinned=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    runs = rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(6)])
+    env = cli_env(rt.db.url, FLOWJOBS_WORKER_LEASE="1s", FLOWJOBS_WORKER_RESCUE_INTERVAL="100ms")
+    victim = start_worker("--concurrency", "4", env=env, stderr_path=tmp_path / "victim.log")
+    wait_until(lambda: len(started(work)) == 4, message="four tasks to start")
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(10) == -signal.SIGKILL
+    killed = {p.name.split(".")[0] for p in started(work)}
+
+    (work / "release").touch()
+    now_ms = lambda: int(time.time() * 1000)  # noqa: E731
+    wait_until(lambda: all((r := rt.store.get_run(i))["lease_expires_at"] < now_ms() for i in killed),
+               message="the killed worker's leases to expire")
+    survivor = flowjobs("run-worker", "--burst", "--concurrency", "4", env=env, timeout=120)
+    assert survivor.returncode == 0, survivor.stderr
+
+    assert rt.store.count_by_status() == {"completed": 6}
+    completions = Counter((work / "completed.log").read_text().split())
+    assert completions == Counter({r.id: 1 for r in runs})
+    for run_id in killed:
+        assert [a["outcome"] for a in rt.store.attempts(run_id)] == ["crashed", "succeeded"]
+
+
+def test_sigterm_lets_running_tasks_finish_and_exits_0(make_runtime, tmp_path):
+    rt = make_runtime(pinned=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    runs = rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(5)])
+    env = cli_env(rt.db.url)
+    log = tmp_path / "worker.log"
+    worker = start_worker("--concurrency", "3", "--shutdown-timeout", "30s", env=env, stderr_path=log)
+    wait_until(lambda: len(started(work)) == 3, message="three tasks to start")
+    worker.send_signal(signal.SIGTERM)
+    wait_until(lambda: "received SIGTERM" in log.read_text(), message="the worker to take the signal")
+    (work / "release").touch()
+    assert worker.wait(30) == 0, log.read_text()
+
+    statuses = Counter(rt.store.get_run(r.id)["status"] for r in runs)
+    assert statuses == Counter({"completed": 3, "queued": 2})
+    assert len((work / "completed.log").read_text().split()) == 3
+
+
+def test_supervisor_restarts_a_killed_child_and_stops_on_sigterm(make_runtime, tmp_path):
+    rt = make_runtime(pinned=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(2)])
+    env = cli_env(rt.db.url, FLOWJOBS_WORKER_LEASE="1s", FLOWJOBS_WORKER_RESCUE_INTERVAL="100ms")
+    log = tmp_path / "supervisor.log"
+    supervisor = start_worker("--processes", "2", "--concurrency", "1", env=env, stderr_path=log)
+    wait_until(lambda: len(started(work)) == 2, message="both children to start a task")
+    pids = {int(p.name.split(".")[2]) for p in started(work)}
+    assert len(pids) == 2  # one task in each child process
+    victim = pids.pop()
+    import os
+
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: "restarting" in log.read_text(), message="the supervisor to restart the child")
+    # the restarted child rescues the killed task once its lease expires and runs it again
+    wait_until(lambda: len(started(work)) == 3, timeout=30, message="the rescued task to start again")
+    (work / "release").touch()
+    wait_until(lambda: rt.store.count_by_status() == {"completed": 2}, message="both runs to complete")
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(30) == 0, log.read_text()

@@ -1,0 +1,139 @@
+"""The worker and executor against real databases (both backends), with a pinned clock."""
+
+import json
+import threading
+import time
+
+from flowjobs.core.worker import Worker, WorkerOptions
+
+
+def worker(rt, **options) -> Worker:
+    return Worker(rt, WorkerOptions(**{"lease": 30.0, **options}), worker_id="w-test")
+
+
+def step(w: Worker):
+    """One claim pass, then wait for what it started to settle."""
+    claimed, _ = w.run_once()
+    assert w.wait_idle(10)
+    return claimed
+
+
+def test_success_records_result_attempt_and_logs(rt):
+    run = rt.trigger("hello-world", {"greeting": "hi"})
+    step(worker(rt))
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "completed"
+    assert json.loads(row["result"]) == {"greeting": "hi"}
+    [attempt] = rt.store.attempts(run.id)
+    assert attempt["outcome"] == "succeeded" and attempt["worker"] == "w-test"
+    assert [line["message"] for line in rt.store.logs(run.id)] == [f"hello from run {run.id}"]
+
+
+def test_failure_is_retried_after_backoff_then_succeeds(rt, clock):
+    run = rt.trigger("test-fail-once")  # 3 attempts, 1s -> 10s, factor 2, no jitter
+    w = worker(rt)
+    step(w)
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "retrying"
+    assert row["run_at"] == clock.now_ms() + 1000
+    assert "first attempt fails" in rt.store.attempts(run.id)[0]["traceback"]
+    clock.advance(0.999)
+    assert step(w) == []  # not due yet
+    clock.advance(0.001)
+    step(w)
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "completed" and json.loads(row["result"]) == {"attempt": 2}
+    assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["failed", "succeeded"]
+
+
+def test_attempts_exhausted_fail_the_run_and_release_its_key(rt, clock):
+    run = rt.trigger("test-always-fail", idempotency_key="k")  # 2 attempts, no wait
+    w = worker(rt)
+    step(w)
+    step(w)
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "failed" and row["error"] == "ValueError: always"
+    assert rt.trigger("test-always-fail", idempotency_key="k").id != run.id
+
+
+def test_abort_fails_at_once(rt):
+    run = rt.trigger("test-abort")  # policy allows 3 attempts
+    step(worker(rt))
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "failed" and row["attempt"] == 1
+    assert row["error"] == "AbortTaskRunError: customer not found"
+
+
+def test_system_exit_and_unserialisable_result_do_not_kill_the_worker(rt):
+    exits = rt.trigger("test-exit")
+    bad = rt.trigger("test-unserializable")
+    ok = rt.trigger("noop")
+    step(worker(rt))
+    assert rt.store.get_run(exits.id)["error"] == "SystemExit: 3"
+    assert rt.store.get_run(exits.id)["status"] == "failed"
+    assert "not JSON-serialisable" in rt.store.get_run(bad.id)["error"]
+    assert rt.store.get_run(bad.id)["status"] == "failed"
+    assert rt.store.get_run(ok.id)["status"] == "completed"
+
+
+def test_timeout_ends_the_attempt_and_frees_the_slot(rt):
+    slow = rt.trigger("test-sleep", {"seconds": 5})  # task timeout 300ms
+    w = worker(rt, concurrency=1)
+    started = time.monotonic()
+    step(w)
+    assert time.monotonic() - started < 4
+    row = rt.store.get_run(slow.id)
+    assert row["status"] == "failed"
+    assert [a["outcome"] for a in rt.store.attempts(slow.id)] == ["timed_out"]
+    quick = rt.trigger("noop")
+    step(w)
+    assert rt.store.get_run(quick.id)["status"] == "completed"
+
+
+def test_cancel_of_an_executing_run_stops_it(rt, tmp_path):
+    run = rt.trigger("test-block", {"dir": str(tmp_path)})
+    w = worker(rt, lease=0.6)  # heartbeat every 0.2s
+    w.run_once()
+    assert rt.store.cancel(run.id, rt.clock.now_ms()) == "requested"
+    assert w.wait_idle(10)
+    assert rt.store.get_run(run.id)["status"] == "canceled"
+    assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["canceled"]
+    assert not (tmp_path / "completed.log").exists()
+
+
+def test_child_trigger_commits_with_the_tasks_transaction(rt):
+    kept = rt.trigger("test-child")
+    dropped = rt.trigger("test-child", {"fail_after_trigger": True})
+    step(worker(rt))
+    children = rt.store.list_runs(parent_id=kept.id)
+    assert [(c["task"], json.loads(c["payload"])) for c in children] == [("hello-world", {"from": kept.id})]
+    assert rt.store.list_runs(parent_id=dropped.id) == []
+    assert rt.store.get_run(dropped.id)["status"] == "failed"
+
+
+def test_queue_limit_holds_with_several_workers(make_runtime):
+    from tests import tasks_for_tests
+
+    tasks_for_tests._active.update(now=0, max=0)
+    runtimes = [make_runtime(pinned=False) for _ in range(3)]
+    from flowjobs.core.client import TriggerItem
+
+    runtimes[0].client.batch_trigger([TriggerItem("test-limited") for _ in range(12)])
+    workers = [Worker(r, WorkerOptions(concurrency=5, burst=True, poll_interval=0.01)) for r in runtimes]
+    threads = [threading.Thread(target=w.run) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert runtimes[0].store.count_by_status() == {"completed": 12}
+    assert tasks_for_tests._active["max"] == 2
+
+
+def test_burst_worker_drains_and_exits(make_runtime):
+    rt = make_runtime(pinned=False)
+    from flowjobs.core.client import TriggerItem
+
+    rt.client.batch_trigger([TriggerItem("noop") for _ in range(50)])
+    w = Worker(rt, WorkerOptions(concurrency=4, burst=True))
+    assert w.run() == 0
+    assert rt.store.count_by_status() == {"completed": 50}
