@@ -40,19 +40,23 @@ class State:
         return self._runtime
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from flowjobs import __version__
+
+        typer.echo(f"flowjobs {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     config: Optional[str] = typer.Option(None, "--config", "-c", envvar="FLOWJOBS_CONFIG",
                                          help="Path of flowjobs.toml (default: ./flowjobs.toml if present)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
 ):
-    if version:
-        from flowjobs import __version__
-
-        typer.echo(f"flowjobs {__version__}")
-        raise typer.Exit(0)
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")

@@ -1,0 +1,33 @@
+# flowjobs — `make help` lists every target.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FLOWJOBS := $(VENV)/bin/flowjobs
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install postgres test demo bench clean
+
+help: ## List every target with one line
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed ## Create the virtualenv and install flowjobs with its test tools
+
+postgres: ## Install PostgreSQL with apt if it is missing (the tests start their own server)
+	@scripts/ensure-postgres
+
+test: install postgres ## Run the whole test suite (SQLite and a throwaway PostgreSQL)
+	$(PY) -m pytest -q
+
+demo: install ## Run the main job on SQLite: trigger work, run the worker until done, show what ran
+	@scripts/demo.sh $(FLOWJOBS)
+
+bench: install postgres ## Measure throughput, latency and start-up on SQLite and PostgreSQL (JSON lines)
+	$(PY) scripts/bench.py
+
+clean: ## Remove the virtualenv, demo database and caches
+	rm -rf $(VENV) demo .pytest_cache .hypothesis *.egg-info
