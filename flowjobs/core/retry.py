@@ -8,8 +8,6 @@ min_wait of random jitter when `randomize` is set — Trigger.dev's defaults are
 
 from dataclasses import dataclass
 
-import tenacity
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -29,6 +27,8 @@ class RetryPolicy:
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        import tenacity  # only workers pay for it; `flowjobs trigger` never computes a delay
+
         wait = tenacity.wait_exponential_jitter(
             multiplier=self.min_wait,
             max=self.max_wait,
