@@ -9,7 +9,8 @@ from flowjobs.store.jobs import JobStore
 def claim_all(url: str, threads: int, now: int, barrier, results) -> None:
     """Claim and complete runs with `threads` threads until none is left; put claimed ids."""
     store = JobStore(Database(url))
-    store.db.connection()
+    with store.db.borrow():
+        pass  # connect before the race starts
     barrier.wait()
     claimed: list[str] = []
     lock = threading.Lock()

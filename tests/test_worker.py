@@ -133,7 +133,9 @@ def test_burst_worker_drains_and_exits(make_runtime):
     rt = make_runtime(pinned=False)
     from flowjobs.core.client import TriggerItem
 
-    rt.client.batch_trigger([TriggerItem("noop") for _ in range(50)])
+    rt.client.batch_trigger([TriggerItem("test-child") for _ in range(100)])
     w = Worker(rt, WorkerOptions(concurrency=4, burst=True))
     assert w.run() == 0
-    assert rt.store.count_by_status() == {"completed": 50}
+    assert rt.store.count_by_status() == {"completed": 200}  # 100 parents, 100 children
+    # one thread per run, but connections come from a bounded pool, not one per thread
+    assert rt.db.opened <= 4 + 4

@@ -87,10 +87,5 @@ class TaskContext:
 
     @contextmanager
     def transaction(self):
-        db = self.store.db
-        conn = db.connect()  # its own connection: never shares the worker's
-        try:
-            with db.transaction(conn):
-                yield Transaction(self, conn)
-        finally:
-            conn.close()
+        with self.store.db.transaction() as conn:
+            yield Transaction(self, conn)

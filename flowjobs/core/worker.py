@@ -215,15 +215,10 @@ class Worker:
                         decision.attempt_outcome, outcome.error, decision.status)
 
     def _db_retrying(self):
-        db = self.store.db
-
-        def reset(_state):
-            db.reset_connection()
-
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception(db.is_transient),
+        return tenacity.Retrying(  # a failed connection is dropped by the pool; the retry takes a new one
+            retry=tenacity.retry_if_exception(self.store.db.is_transient),
             wait=tenacity.wait_exponential(multiplier=0.05, max=2.0),
-            stop=tenacity.stop_after_delay(120), before_sleep=reset, reraise=True)
+            stop=tenacity.stop_after_delay(120), reraise=True)
 
     # -- monitor -----------------------------------------------------------------------
     def _monitor(self) -> None:

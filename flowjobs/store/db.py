@@ -19,7 +19,13 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 class Database:
-    """Knows the URL and dialect; hands out one connection per thread."""
+    """Knows the URL and dialect; lends connections from a small pool.
+
+    Task threads come and go (one per run), so connections are borrowed per operation rather
+    than kept per thread; a connection that saw an error is closed instead of returned.
+    """
+
+    POOL_SIZE = 16
 
     def __init__(self, url: str):
         self.url = url
@@ -31,13 +37,14 @@ class Database:
             self.conninfo = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
         else:
             raise DatabaseError(f"unsupported database URL: {url}")
-        self._local = threading.local()
-        self._all: list = []
+        self._idle: list = []
         self._lock = threading.Lock()
+        self.opened = 0  # connections opened so far (the pool keeps this bounded)
 
     # -- connections -------------------------------------------------------------------
     def connect(self):
         """A new connection, configured for this dialect."""
+        self.opened += 1
         try:
             if self.dialect == "sqlite":
                 return _connect_sqlite(self.path)
@@ -47,36 +54,45 @@ class Database:
         except Exception as exc:  # driver-specific connection errors
             raise DatabaseError(f"cannot open database {redact(self.url)}: {exc}") from exc
 
-    def connection(self):
-        """This thread's connection (opened on first use)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.connect()
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
+    @contextmanager
+    def borrow(self):
+        """A pooled connection for the length of the block."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        conn = conn or self.connect()
+        try:
+            yield conn
+        except BaseException:
+            _close(conn)
+            raise
+        with self._lock:
+            if len(self._idle) < self.POOL_SIZE:
+                self._idle.append(conn)
+                return
+        _close(conn)
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
-            self._all.clear()
-        self._local = threading.local()
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close(conn)
 
     # -- transactions ------------------------------------------------------------------
     @contextmanager
     def transaction(self, conn=None):
-        """A write transaction on `conn` (default: this thread's connection)."""
-        conn = conn or self.connection()
+        """A write transaction on `conn`, or on a pooled connection when none is given."""
+        if conn is None:
+            with self.borrow() as pooled, self.transaction(pooled) as tx:
+                yield tx
+            return
         conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass  # a broken connection: the pool closes it
             raise
         conn.execute("COMMIT")
 
@@ -87,16 +103,6 @@ class Database:
         import psycopg
 
         return isinstance(exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure))
-
-    def reset_connection(self) -> None:
-        """Drop this thread's connection (after a transient error) so the next use reconnects."""
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
 
 
 def _connect_sqlite(path: str):
@@ -115,6 +121,13 @@ def _connect_postgresql(conninfo: str):
     import psycopg
 
     return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+
+
+def _close(conn) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass
 
 
 def redact(url: str) -> str:

@@ -136,8 +136,7 @@ class JobStore:
         """Claim up to `limit` due runs of `queues` ("*" = all), honouring per-queue limits."""
         if limit <= 0:
             return []
-        if self.dialect == "sqlite" and not self.db.connection().execute(
-                self.sql["any_due"], {"now": now}).fetchone():
+        if self.dialect == "sqlite" and not self._one(self.sql["any_due"], {"now": now}):
             return []
         every = "*" in queues
         limited = [q for q in limits if every or q in queues]
@@ -225,18 +224,22 @@ class JobStore:
                                                   "level": level, "message": message})
 
     # -- reads -------------------------------------------------------------------------
+    def _one(self, sql: str, params: dict):
+        with self.db.borrow() as conn:
+            return conn.execute(sql, params).fetchone()
+
     def _dicts(self, sql: str, params: dict) -> list[dict]:
-        cur = self.db.connection().execute(self._prepare(sql), params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        with self.db.borrow() as conn:
+            cur = conn.execute(self._prepare(sql), params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def get_run(self, run_id: str) -> dict | None:
         rows = self._dicts("SELECT * FROM flowjobs_runs WHERE id = :id", {"id": run_id})
         return rows[0] if rows else None
 
     def run_status(self, run_id: str) -> str | None:
-        row = self.db.connection().execute(
-            self._prepare("SELECT status FROM flowjobs_runs WHERE id = :id"), {"id": run_id}).fetchone()
+        row = self._one(self._prepare("SELECT status FROM flowjobs_runs WHERE id = :id"), {"id": run_id})
         return row[0] if row else None
 
     def list_runs(self, status: str | None = None, task: str | None = None, limit: int = 50,
@@ -258,8 +261,8 @@ class JobStore:
                            "ORDER BY id", {"id": run_id})
 
     def count_by_status(self) -> dict[str, int]:
-        rows = self.db.connection().execute(
-            "SELECT status, count(*) FROM flowjobs_runs GROUP BY status").fetchall()
+        with self.db.borrow() as conn:
+            rows = conn.execute("SELECT status, count(*) FROM flowjobs_runs GROUP BY status").fetchall()
         return {status: count for status, count in rows}
 
 

@@ -1,0 +1,193 @@
+"""`make bench`: one JSON line per case, on SQLite and PostgreSQL.
+
+Cases: trigger throughput (one by one, batch); drain of N `noop` runs with 1 and 4 worker
+processes; the storage's own limit (a minimal loop that claims and completes rows one
+statement each, same database and durability settings) and flowjobs' drain as a ratio of
+it; trigger->start latency at a steady rate; an idle worker's CPU and memory; CLI start-up.
+Not a test: nothing here passes or fails. BENCH_RUNS (default 20000) sets N.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pgtmp import pg_server  # noqa: E402
+
+from flowjobs.config import Settings  # noqa: E402
+from flowjobs.core.client import TriggerItem  # noqa: E402
+from flowjobs.runtime import Runtime  # noqa: E402
+
+N = int(os.environ.get("BENCH_RUNS", "20000"))
+FLOWJOBS = [sys.executable, "-m", "flowjobs", "--log-level", "warning"]
+
+
+def emit(**fields) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def runtime(url: str) -> Runtime:
+    return Runtime(Settings.model_validate({"database": {"url": url}}))
+
+
+def fresh(backend: str, pg_url: str | None, tag: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='flowjobs-bench-')}/{tag}.db"
+    import psycopg
+
+    with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {tag}")
+        conn.execute(f"CREATE DATABASE {tag}")
+    return pg_url.rsplit("/", 1)[0] + "/" + tag
+
+
+def env_for(url: str) -> dict:
+    return {**os.environ, "FLOWJOBS_DATABASE_URL": url}
+
+
+def bench_trigger(backend, url):
+    rt = runtime(url)
+    count = 2000
+    start = time.perf_counter()
+    for _ in range(count):
+        rt.trigger("noop")
+    one = count / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for _ in range(N // 500):
+        rt.client.batch_trigger([TriggerItem("noop") for _ in range(500)])
+    batch = (N // 500 * 500) / (time.perf_counter() - start)
+    emit(backend=backend, case="trigger", one_by_one_per_s=round(one), batch_per_s=round(batch))
+    rt.close()
+
+
+def drain(backend, url, processes):
+    rt = runtime(url)
+    for _ in range(N // 500):
+        rt.client.batch_trigger([TriggerItem("noop") for _ in range(500)])
+    start = time.perf_counter()
+    subprocess.run(FLOWJOBS + ["run-worker", "--burst", "--processes", str(processes), "--concurrency", "10"],
+                   env=env_for(url), check=True)
+    wall = time.perf_counter() - start
+    with rt.db.borrow() as conn:
+        row = conn.execute("SELECT min(started_at), max(finished_at), count(*) FROM flowjobs_runs "
+                           "WHERE status = 'completed'").fetchone()
+    rt.close()
+    rate = row[2] / ((row[1] - row[0]) / 1000)
+    emit(backend=backend, case="drain", processes=processes, runs=row[2], runs_per_s=round(rate),
+         wall_s_including_startup=round(wall, 2))
+    return rate
+
+
+def raw_limit(backend, url):
+    """Claim and complete rows one statement each, autocommitted, on the bare driver."""
+    rt = runtime(url)
+    conn = rt.db.connect()
+    conn.execute("CREATE TABLE raw_jobs (id BIGINT PRIMARY KEY, status TEXT NOT NULL)")
+    conn.execute("CREATE INDEX raw_jobs_q ON raw_jobs (id) WHERE status = 'queued'")
+    q = "?" if backend == "sqlite" else "%s"
+    if backend == "sqlite":
+        conn.executemany("INSERT INTO raw_jobs VALUES (?, 'queued')", [(i,) for i in range(N)])
+        claim = ("UPDATE raw_jobs SET status = 'running' WHERE id = (SELECT id FROM raw_jobs "
+                 "WHERE status = 'queued' ORDER BY id LIMIT 1) RETURNING id")
+    else:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO raw_jobs VALUES (%s, 'queued')", [(i,) for i in range(N)])
+        claim = ("UPDATE raw_jobs SET status = 'running' WHERE id = (SELECT id FROM raw_jobs "
+                 "WHERE status = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id")
+    done = f"UPDATE raw_jobs SET status = 'done' WHERE id = {q}"
+    start = time.perf_counter()
+    while True:
+        row = conn.execute(claim).fetchone()
+        if row is None:
+            break
+        conn.execute(done, (row[0],))
+    rate = N / (time.perf_counter() - start)
+    conn.close()
+    rt.close()
+    emit(backend=backend, case="storage_limit", runs_per_s=round(rate),
+         note="one claim + one complete statement per row, autocommit, one connection")
+    return rate
+
+
+def latency(backend, url, rate=200, seconds=5):
+    rt = runtime(url)
+    rt.store
+    worker = subprocess.Popen(FLOWJOBS + ["run-worker", "--concurrency", "10"], env=env_for(url))
+    time.sleep(1.5)  # let it start before measuring
+    start = time.perf_counter()
+    for i in range(rate * seconds):
+        target = start + i / rate
+        pause = target - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        rt.trigger("noop")
+    deadline = time.monotonic() + 60
+    while rt.store.count_by_status().get("completed", 0) < rate * seconds and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with rt.db.borrow() as conn:
+        lat = [r[0] - r[1] for r in conn.execute(
+            "SELECT started_at, created_at FROM flowjobs_runs WHERE started_at IS NOT NULL").fetchall()]
+    worker.terminate()
+    worker.wait(30)
+    rt.close()
+    lat.sort()
+    emit(backend=backend, case="latency", rate_per_s=rate, runs=len(lat), p50_ms=lat[len(lat) // 2],
+         p99_ms=lat[int(len(lat) * 0.99)])
+
+
+def idle(backend, url, seconds=5):
+    runtime(url).store
+    worker = subprocess.Popen(FLOWJOBS + ["run-worker"], env=env_for(url))
+    time.sleep(2)
+
+    def cpu():
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu()
+    time.sleep(seconds)
+    used = cpu() - before
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines()
+               if line.startswith("VmRSS"))
+    worker.terminate()
+    worker.wait(30)
+    emit(backend=backend, case="idle_worker", cpu_percent_of_core=round(100 * used / seconds, 2),
+         rss_mb=round(rss / 1024, 1))
+
+
+def startup():
+    with tempfile.TemporaryDirectory() as tmp:
+        env = env_for(f"sqlite:///{tmp}/s.db")
+        subprocess.run(FLOWJOBS + ["db", "upgrade"], env=env, capture_output=True, check=True)
+        for args in (["--help"], ["trigger", "noop"]):
+            times = []
+            for _ in range(9):
+                t = time.perf_counter()
+                subprocess.run(FLOWJOBS + args, env=env, capture_output=True, cwd=tmp)
+                times.append(time.perf_counter() - t)
+            emit(case="startup", command="flowjobs " + " ".join(args), median_ms=round(statistics.median(times) * 1000))
+
+
+def main() -> None:
+    startup()
+    with pg_server() as pg:
+        for backend in ("sqlite", "postgresql"):
+            bench_trigger(backend, fresh(backend, pg, "bench_trigger"))
+            limit = raw_limit(backend, fresh(backend, pg, "bench_raw"))
+            for processes in (1, 4):
+                rate = drain(backend, fresh(backend, pg, f"bench_drain{processes}"), processes)
+                emit(backend=backend, case="drain_vs_storage_limit", processes=processes,
+                     ratio=round(rate / limit, 2))
+            latency(backend, fresh(backend, pg, "bench_latency"))
+            idle(backend, fresh(backend, pg, "bench_idle"))
+
+
+if __name__ == "__main__":
+    main()
