@@ -18,6 +18,18 @@ RUN_COLUMNS = (
     "updated_at, idempotency_key, dedup_key, idempotency_expires_at, payload_hash, parent_id, replay_of"
 )
 
+# Expired lease -> canceled (cancel requested), failed (attempts used up) or retrying.
+_RESCUE = """
+        UPDATE flowjobs_runs SET
+            status = CASE WHEN cancel_requested = 1 THEN 'canceled'
+                          WHEN attempt >= max_attempts THEN 'failed' ELSE 'retrying' END,
+            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN :now END,
+            dedup_key = CASE WHEN cancel_requested = 0 AND attempt >= max_attempts THEN NULL
+                             ELSE dedup_key END,
+            error = 'worker lost its lease (crashed or stalled)',
+            run_at = :now, lease_expires_at = NULL, updated_at = :now
+"""
+
 _CLAIMED = "id, task, queue, payload, attempt, max_attempts, lease_epoch, created_at, run_at"
 
 COMMON = {
@@ -82,15 +94,7 @@ SQLITE = {
             ORDER BY priority, run_at, id LIMIT :limit)
         RETURNING {_CLAIMED}""",
     # Expired leases: retry, fail (attempts used up) or cancel (requested); one statement.
-    "rescue": """
-        UPDATE flowjobs_runs SET
-            status = CASE WHEN cancel_requested = 1 THEN 'canceled'
-                          WHEN attempt >= max_attempts THEN 'failed' ELSE 'retrying' END,
-            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN :now END,
-            dedup_key = CASE WHEN cancel_requested = 0 AND attempt >= max_attempts THEN NULL
-                             ELSE dedup_key END,
-            error = 'worker lost its lease (crashed or stalled)',
-            run_at = :now, lease_expires_at = NULL, updated_at = :now
+    "rescue": _RESCUE + """
         WHERE status = 'executing' AND lease_expires_at < :now
         RETURNING id, attempt, worker, attempt_started_at""",
     "lock_queue": None,
@@ -113,15 +117,7 @@ POSTGRESQL = {
         FROM picked WHERE r.id = picked.id
         RETURNING {", ".join("r." + c.strip() for c in _CLAIMED.split(","))}""",
     # Expired leases: retry, fail or cancel; rows another rescuer holds are skipped.
-    "rescue": """
-        UPDATE flowjobs_runs SET
-            status = CASE WHEN cancel_requested = 1 THEN 'canceled'
-                          WHEN attempt >= max_attempts THEN 'failed' ELSE 'retrying' END,
-            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN :now END,
-            dedup_key = CASE WHEN cancel_requested = 0 AND attempt >= max_attempts THEN NULL
-                             ELSE dedup_key END,
-            error = 'worker lost its lease (crashed or stalled)',
-            run_at = :now, lease_expires_at = NULL, updated_at = :now
+    "rescue": _RESCUE + """
         WHERE id IN (SELECT id FROM flowjobs_runs
                      WHERE status = 'executing' AND lease_expires_at < :now
                      FOR UPDATE SKIP LOCKED)
