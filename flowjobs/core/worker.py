@@ -9,14 +9,17 @@ Pieces (each small, each testable through `run_once`):
   and ends attempts that pass their timeout as `timed_out`. A hung task thread is abandoned
   (its slot freed, its late result discarded): no task can wedge the worker.
 - settle: the single place an attempt ends. Guarded so that a task finishing and the monitor
-  timing it out cannot both write; the write itself is retried (tenacity) on transient
-  database errors so an outcome is not lost to a busy SQLite file or a dropped connection.
+  timing it out cannot both write. Settled outcomes go to the completer thread, which writes
+  them in batches (one transaction for up to 200, each row still fenced by its epoch) and only
+  then frees their slots; the write is retried (tenacity) on transient database errors so an
+  outcome is not lost to a busy SQLite file or a dropped connection.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -27,7 +30,9 @@ import tenacity
 from flowjobs import ids
 from flowjobs.core.context import TaskContext
 from flowjobs.core.executor import Outcome, decide, perform
-from flowjobs.store.jobs import ClaimedRun
+from flowjobs.store.jobs import ClaimedRun, Finish
+
+COMPLETER_BATCH = 200
 
 log = logging.getLogger("flowjobs.worker")
 
@@ -74,6 +79,7 @@ class Worker:
         self._started = 0
         self._next_rescue = 0.0
         self._monitor_thread: threading.Thread | None = None
+        self._outbox: queue.Queue = queue.Queue()
         self.processed = 0  # attempts settled by this worker
 
     # -- main loop ---------------------------------------------------------------------
@@ -171,6 +177,7 @@ class Worker:
             if self._monitor_thread is None:
                 self._monitor_thread = threading.Thread(target=self._monitor, name="flowjobs-monitor", daemon=True)
                 self._monitor_thread.start()
+                threading.Thread(target=self._complete, name="flowjobs-completer", daemon=True).start()
         if task is None:
             self._settle(flight, Outcome("aborted", error=f"no task {run.task!r} is registered in this worker"))
             return
@@ -181,38 +188,55 @@ class Worker:
         self._settle(flight, outcome)
 
     def _settle(self, flight: InFlight, outcome: Outcome, write: bool = True) -> None:
+        """End an attempt once: hand its outcome to the completer (or drop it: lease lost)."""
         with self._lock:
             if flight.settled:
                 return
             flight.settled = True
-        try:
-            if write:
-                self._record(flight, outcome)
-        except Exception:
-            log.exception("run %s: could not record its outcome; the rescuer will retry it", flight.run.id)
-        finally:
-            with self._lock:
-                self._inflight.pop(flight.run.id, None)
-                self.processed += 1
-            self._wake.set()
-
-    def _record(self, flight: InFlight, outcome: Outcome) -> None:
+        if not write:
+            self._release([flight])
+            return
         run = flight.run
         policy = (flight.task.retry if flight.task and flight.task.retry else None) or self.rt.retry_defaults
         now = self.clock.now_ms()
         decision = decide(outcome, run.attempt, run.max_attempts, policy, now)
-        for attempt in self._db_retrying():
-            with attempt:
-                written = self.store.finish(
-                    run, status=decision.status, outcome=decision.attempt_outcome, worker=self.id,
-                    now=now, started_at=flight.started_ms, result=outcome.result, error=outcome.error,
-                    traceback=outcome.traceback, retry_at=decision.retry_at)
-        if not written:
-            log.warning("run %s: lease lost before attempt %d finished; its outcome is discarded",
-                        run.id, run.attempt)
-        elif decision.status != "completed":
-            log.warning("run %s (%s) attempt %d %s: %s -> %s", run.id, run.task, run.attempt,
-                        decision.attempt_outcome, outcome.error, decision.status)
+        self._outbox.put((flight, outcome, decision, Finish(
+            run, status=decision.status, outcome=decision.attempt_outcome, worker=self.id, now=now,
+            started_at=flight.started_ms, result=outcome.result, error=outcome.error,
+            traceback=outcome.traceback, retry_at=decision.retry_at)))
+
+    def _release(self, flights: list[InFlight]) -> None:
+        with self._lock:
+            for flight in flights:
+                self._inflight.pop(flight.run.id, None)
+            self.processed += len(flights)
+        self._wake.set()
+
+    def _complete(self) -> None:
+        """The completer: writes settled outcomes in batches, one transaction per batch."""
+        while True:
+            batch = [self._outbox.get()]
+            while len(batch) < COMPLETER_BATCH:
+                try:
+                    batch.append(self._outbox.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                for attempt in self._db_retrying():
+                    with attempt:
+                        written = self.store.finish_many([item[3] for item in batch])
+            except Exception:
+                log.exception("could not record %d outcomes; the rescuer will retry those runs", len(batch))
+                written = [True] * len(batch)
+            for (flight, outcome, decision, _), ok in zip(batch, written):
+                run = flight.run
+                if not ok:
+                    log.warning("run %s: lease lost before attempt %d finished; its outcome is discarded",
+                                run.id, run.attempt)
+                elif decision.status != "completed":
+                    log.warning("run %s (%s) attempt %d %s: %s -> %s", run.id, run.task, run.attempt,
+                                decision.attempt_outcome, outcome.error, decision.status)
+            self._release([item[0] for item in batch])
 
     def _db_retrying(self):
         return tenacity.Retrying(  # a failed connection is dropped by the pool; the retry takes a new one

@@ -58,6 +58,22 @@ class ClaimedRun:
 
 
 @dataclass
+class Finish:
+    """The end of one attempt, as the worker records it."""
+
+    run: ClaimedRun
+    status: str
+    outcome: str
+    worker: str
+    now: int
+    started_at: int | None
+    result: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    retry_at: int | None = None
+
+
+@dataclass
 class Rescued:
     id: str
     attempt: int
@@ -176,22 +192,26 @@ class JobStore:
                                                         "lease_until": now + lease_ms}).fetchone()
         return (row is not None, bool(row and row[0]))
 
-    def finish(self, run: ClaimedRun, *, status: str, outcome: str, worker: str, now: int,
-               started_at: int | None, result: str | None = None, error: str | None = None,
-               traceback: str | None = None, retry_at: int | None = None) -> bool:
+    def finish(self, run: ClaimedRun, **fields) -> bool:
         """End the current attempt; False when the lease was lost (nothing written)."""
-        terminal = status in TERMINAL
+        return self.finish_many([Finish(run, **fields)])[0]
+
+    def finish_many(self, items: list["Finish"]) -> list[bool]:
+        """End many attempts in one transaction (the worker's batch completer); each is fenced."""
         with self.db.transaction() as conn:
-            cur = conn.execute(self.sql["finish"], {
-                "id": run.id, "epoch": run.lease_epoch, "status": status, "result": result,
-                "error": error, "run_at": retry_at, "finished_at": now if terminal else None,
-                "now": now})
-            if cur.rowcount != 1:
-                return False
-            conn.execute(self.sql["insert_attempt"], {
-                "run_id": run.id, "number": run.attempt, "worker": worker, "started_at": started_at,
-                "finished_at": now, "outcome": outcome, "error": error, "traceback": traceback,
-                "duration_ms": None if started_at is None else now - started_at})
+            return [self._finish_one(conn, f) for f in items]
+
+    def _finish_one(self, conn, f: "Finish") -> bool:
+        cur = conn.execute(self.sql["finish"], {
+            "id": f.run.id, "epoch": f.run.lease_epoch, "status": f.status, "result": f.result,
+            "error": f.error, "run_at": f.retry_at, "finished_at": f.now if f.status in TERMINAL else None,
+            "now": f.now})
+        if cur.rowcount != 1:
+            return False
+        conn.execute(self.sql["insert_attempt"], {
+            "run_id": f.run.id, "number": f.run.attempt, "worker": f.worker, "started_at": f.started_at,
+            "finished_at": f.now, "outcome": f.outcome, "error": f.error, "traceback": f.traceback,
+            "duration_ms": None if f.started_at is None else f.now - f.started_at})
         return True
 
     def rescue(self, now: int) -> list[Rescued]:
