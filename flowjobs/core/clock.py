@@ -35,20 +35,8 @@ def to_datetime(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def to_ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return int(value.timestamp() * 1000)
-
-
 def iso(ms: int | None) -> str | None:
     """ISO-8601 UTC with milliseconds, e.g. 2026-11-28T18:00:00.000Z."""
     if ms is None:
         return None
     return to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def parse_iso(text: str) -> int:
-    """Parse an ISO-8601 time; a time without offset is taken as UTC."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return to_ms(value)
