@@ -139,3 +139,13 @@ def test_burst_worker_drains_and_exits(make_runtime):
     assert rt.store.count_by_status() == {"completed": 200}  # 100 parents, 100 children
     # one thread per run, but connections come from a bounded pool, not one per thread
     assert rt.db.opened <= 4 + 4
+
+
+def test_max_jobs_stops_after_that_many_runs(make_runtime):
+    rt = make_runtime(pinned=False)
+    from flowjobs.core.client import TriggerItem
+
+    rt.client.batch_trigger([TriggerItem("noop") for _ in range(10)])
+    w = Worker(rt, WorkerOptions(concurrency=2, max_jobs=3))
+    assert w.run() == 0
+    assert rt.store.count_by_status() == {"completed": 3, "queued": 7}
