@@ -156,6 +156,8 @@ def load_settings(config_path: str | None = None, environ: dict[str, str] | None
     data = _read_toml(path) if path else {}
     source = str(path) if path else "environment"
     data = _merge(data, _env_overrides(environ))
+    if "base_dir" in data:
+        raise ConfigError(["base_dir: unknown key"], source=source)
     base_dir = path.resolve().parent if path else Path.cwd()
     try:
         return Settings.model_validate({**data, "base_dir": base_dir})

@@ -21,8 +21,8 @@ _PG_LOCK_KEY = 0x666C6F776A6F6273  # "flowjobs"
 
 
 def current_revision(db: Database) -> str | None:
-    conn = db.connect()
-    try:
+    # A pooled connection: on the hot path (`flowjobs trigger`) the insert reuses it.
+    with db.borrow() as conn:
         if db.dialect == "sqlite":
             found = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
@@ -33,8 +33,6 @@ def current_revision(db: Database) -> str | None:
             return None
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         return row[0] if row else None
-    finally:
-        conn.close()
 
 
 def ensure_schema(db: Database) -> None:
