@@ -1,17 +1,21 @@
-"""The worker: claims due runs into free slots, executes each in its own thread, keeps their
+"""The worker: claims due runs into free slots, executes them on a pool of threads, keeps their
 leases alive, and writes each outcome exactly once.
 
 Pieces (each small, each testable through `run_once`):
 - claim loop (main thread): rescue expired leases every `rescue_interval`, claim up to the
-  free slots in one statement, start a thread per run, then sleep until a slot frees, a
+  free slots in one statement, hand them to the task threads, then sleep until a slot frees, a
   PostgreSQL NOTIFY arrives, or `poll_interval` passes.
+- task threads: a pool of `concurrency` long-lived threads takes claimed runs from an
+  in-memory queue (starting a thread per run cost more than the run itself).
 - monitor thread: renews leases every lease/3 (fenced by epoch), notices cancel requests,
-  and ends attempts that pass their timeout as `timed_out`. A hung task thread is abandoned
-  (its slot freed, its late result discarded): no task can wedge the worker.
+  and ends attempts that pass their timeout as `timed_out`. A hung task's thread is abandoned
+  (its slot freed, its late result discarded, a fresh pool thread spawned in its place): no
+  task can wedge the worker.
 - settle: the single place an attempt ends. Guarded so that a task finishing and the monitor
   timing it out cannot both write. Settled outcomes go to the completer thread, which writes
-  them in batches (one transaction for up to 200, each row still fenced by its epoch) and only
-  then frees their slots; the write is retried (tenacity) on transient database errors so an
+  them in batches (one statement for up to 200 runs, each row still fenced by its epoch); a
+  slot frees as soon as its task returns, so claims overlap writes, but at most one batch of
+  outcomes may wait unwritten, and shutdown waits until all are written; the write is retried (tenacity) on transient database errors so an
   outcome is not lost to a busy SQLite file or a dropped connection.
 """
 
@@ -58,6 +62,8 @@ class InFlight:
     deadline: float  # time.monotonic()
     next_heartbeat: float
     settled: bool = False
+    executing: bool = False  # a pool thread is inside the task right now
+    thread: threading.Thread | None = None
 
 
 def make_worker_id() -> str:
@@ -77,8 +83,11 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._started = 0
+        self._executing = 0  # claimed runs whose task has not returned (or been abandoned)
         self._next_rescue = 0.0
         self._monitor_thread: threading.Thread | None = None
+        self._ready: queue.Queue = queue.Queue()  # claimed runs waiting for a pool thread
+        self._retired: set[threading.Thread] = set()  # pool threads stuck in an abandoned task
         self._outbox: queue.Queue = queue.Queue()
         self.processed = 0  # attempts settled by this worker
 
@@ -118,8 +127,11 @@ class Worker:
         return claimed, asked
 
     def _free_slots(self) -> int:
+        """A slot frees when its task returns, not when its outcome is written: the next claim
+        overlaps the completer's write. Outcomes waiting to be written are capped at one batch."""
         with self._lock:
-            free = self.opt.concurrency - len(self._inflight)
+            waiting = len(self._inflight) - self._executing
+            free = min(self.opt.concurrency - self._executing, COMPLETER_BATCH - waiting)
         if self.opt.max_jobs is not None:
             free = min(free, self.opt.max_jobs - self._started)
         return free
@@ -174,18 +186,40 @@ class Worker:
         with self._lock:
             self._inflight[run.id] = flight
             self._started += 1
-            if self._monitor_thread is None:
-                self._monitor_thread = threading.Thread(target=self._monitor, name="flowjobs-monitor", daemon=True)
-                self._monitor_thread.start()
-                threading.Thread(target=self._complete, name="flowjobs-completer", daemon=True).start()
+            self._executing += 1
+            first = self._monitor_thread is None
+            if first:
+                self._monitor_thread = self._spawn(self._monitor, "flowjobs-monitor")
+        if first:
+            self._spawn(self._complete, "flowjobs-completer")
+            for _ in range(self.opt.concurrency):
+                self._spawn(self._execute, "flowjobs-task")
         if task is None:
             self._settle(flight, Outcome("aborted", error=f"no task {run.task!r} is registered in this worker"))
             return
-        threading.Thread(target=self._execute, args=(flight,), name=f"run-{run.id}", daemon=True).start()
+        self._ready.put(flight)
 
-    def _execute(self, flight: InFlight) -> None:
-        outcome = perform(flight.task, flight.run.payload, flight.ctx)
-        self._settle(flight, outcome)
+    @staticmethod
+    def _spawn(target, name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def _execute(self) -> None:
+        """A pool thread: runs tasks one after another until it is retired."""
+        me = threading.current_thread()
+        while me not in self._retired:
+            flight = self._ready.get()
+            with self._lock:
+                if flight.settled:  # timed out or canceled before it began
+                    continue
+                flight.thread, flight.executing = me, True
+            outcome = perform(flight.task, flight.run.payload, flight.ctx)
+            with self._lock:
+                flight.executing = False
+            self._settle(flight, outcome)
+        with self._lock:
+            self._retired.discard(me)
 
     def _settle(self, flight: InFlight, outcome: Outcome, write: bool = True) -> None:
         """End an attempt once: hand its outcome to the completer (or drop it: lease lost)."""
@@ -193,6 +227,14 @@ class Worker:
             if flight.settled:
                 return
             flight.settled = True
+            self._executing -= 1
+            # Abandoning a task that is still running: its thread leaves the pool when (if)
+            # the task returns, and a fresh thread takes its place now.
+            abandoned = flight.executing and flight.thread is not threading.current_thread()
+            if abandoned:
+                self._retired.add(flight.thread)
+        if abandoned:
+            self._spawn(self._execute, "flowjobs-task")
         if not write:
             self._release([flight])
             return
@@ -204,6 +246,7 @@ class Worker:
             run, status=decision.status, outcome=decision.attempt_outcome, worker=self.id, now=now,
             started_at=flight.started_ms, result=outcome.result, error=outcome.error,
             traceback=outcome.traceback, retry_at=decision.retry_at)))
+        self._wake.set()  # the slot is free: claim again while the completer writes
 
     def _release(self, flights: list[InFlight]) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowjobs.store.db import Database
-from flowjobs.store.queries import RUN_COLUMNS, catalogue, to_pyformat
+from flowjobs.store.queries import ATTEMPT_COLUMNS, RUN_COLUMNS, catalogue, finish_batch, insert_attempts, to_pyformat
 
 TERMINAL = ("completed", "failed", "canceled", "expired")
 INSERT_CHUNK = 500
@@ -198,32 +198,36 @@ class JobStore:
 
     def finish_many(self, items: list["Finish"]) -> list[bool]:
         """End many attempts in one transaction (the worker's batch completer); each is fenced."""
+        if not items:
+            return []
+        params: dict[str, Any] = {"now": items[0].now}
+        for i, f in enumerate(items):
+            params.update({f"id_{i}": f.run.id, f"epoch_{i}": f.run.lease_epoch, f"status_{i}": f.status,
+                           f"result_{i}": f.result, f"error_{i}": f.error, f"run_at_{i}": f.retry_at,
+                           f"finished_at_{i}": f.now if f.status in TERMINAL else None})
         with self.db.transaction() as conn:
-            return [self._finish_one(conn, f) for f in items]
+            written = {row[0] for row in conn.execute(self._prepare(finish_batch(len(items))), params)}
+            self._insert_attempts(conn, [
+                (f.run.id, f.run.attempt, f.worker, f.started_at, f.now, f.outcome, f.error, f.traceback,
+                 None if f.started_at is None else f.now - f.started_at)
+                for f in items if f.run.id in written])
+        return [f.run.id in written for f in items]
 
-    def _finish_one(self, conn, f: "Finish") -> bool:
-        cur = conn.execute(self.sql["finish"], {
-            "id": f.run.id, "epoch": f.run.lease_epoch, "status": f.status, "result": f.result,
-            "error": f.error, "run_at": f.retry_at, "finished_at": f.now if f.status in TERMINAL else None,
-            "now": f.now})
-        if cur.rowcount != 1:
-            return False
-        conn.execute(self.sql["insert_attempt"], {
-            "run_id": f.run.id, "number": f.run.attempt, "worker": f.worker, "started_at": f.started_at,
-            "finished_at": f.now, "outcome": f.outcome, "error": f.error, "traceback": f.traceback,
-            "duration_ms": None if f.started_at is None else f.now - f.started_at})
-        return True
+    def _insert_attempts(self, conn, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        params = {f"{column}_{i}": value for i, row in enumerate(rows)
+                  for column, value in zip(ATTEMPT_COLUMNS, row)}
+        conn.execute(self._prepare(insert_attempts(len(rows))), params)
 
     def rescue(self, now: int) -> list[Rescued]:
         """Expired leases become retrying/failed/canceled; their attempts are recorded `crashed`."""
+        error = "worker lost its lease (crashed or stalled)"
         with self.db.transaction() as conn:
             rows = [Rescued(*r) for r in conn.execute(self.sql["rescue"], {"now": now}).fetchall()]
-            for r in rows:
-                conn.execute(self.sql["insert_attempt"], {
-                    "run_id": r.id, "number": r.attempt, "worker": r.worker,
-                    "started_at": r.attempt_started_at, "finished_at": now, "outcome": "crashed",
-                    "error": "worker lost its lease (crashed or stalled)", "traceback": None,
-                    "duration_ms": None if r.attempt_started_at is None else now - r.attempt_started_at})
+            self._insert_attempts(conn, [
+                (r.id, r.attempt, r.worker, r.attempt_started_at, now, "crashed", error, None,
+                 None if r.attempt_started_at is None else now - r.attempt_started_at) for r in rows])
         return rows
 
     # -- operator actions ----------------------------------------------------------------

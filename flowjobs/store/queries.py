@@ -51,20 +51,6 @@ COMMON = {
         UPDATE flowjobs_runs SET lease_expires_at = :lease_until, updated_at = :now
         WHERE id = :id AND lease_epoch = :epoch AND status = 'executing'
         RETURNING cancel_requested""",
-    # End an attempt: completed / retrying / failed / canceled; fenced by epoch.
-    "finish": """
-        UPDATE flowjobs_runs SET status = :status, result = :result, error = :error,
-            run_at = COALESCE(:run_at, run_at), finished_at = :finished_at, updated_at = :now,
-            lease_expires_at = NULL,
-            worker = CASE WHEN :status = 'retrying' THEN NULL ELSE worker END,
-            dedup_key = CASE WHEN :status = 'failed' THEN NULL ELSE dedup_key END
-        WHERE id = :id AND lease_epoch = :epoch AND status = 'executing'""",
-    # Record one attempt's outcome.
-    "insert_attempt": """
-        INSERT INTO flowjobs_attempts (run_id, number, worker, started_at, finished_at, outcome,
-            error, traceback, duration_ms)
-        VALUES (:run_id, :number, :worker, :started_at, :finished_at, :outcome, :error,
-            :traceback, :duration_ms)""",
     # Cancel a run that is not executing.
     "cancel_pending": f"""
         UPDATE flowjobs_runs SET status = 'canceled', finished_at = :now, updated_at = :now,
@@ -127,6 +113,42 @@ POSTGRESQL = {
     # Wake listening workers when the inserting transaction commits.
     "notify": "SELECT pg_notify('flowjobs_runs', :queue)",
 }
+
+_FINISH_COLUMNS = (("id", "TEXT"), ("epoch", "INTEGER"), ("status", "TEXT"), ("result", "TEXT"),
+                   ("error", "TEXT"), ("run_at", "BIGINT"), ("finished_at", "BIGINT"))
+ATTEMPT_COLUMNS = ("run_id", "number", "worker", "started_at", "finished_at", "outcome", "error",
+                   "traceback", "duration_ms")
+
+
+def _rows(columns, count: int, cast: bool = False) -> str:
+    def value(name, kind, i):
+        return f"CAST(:{name}_{i} AS {kind})" if cast else f":{name}_{i}"
+
+    return ", ".join("(" + ", ".join(value(n, k, i) for n, k in columns) + ")" for i in range(count))
+
+
+def finish_batch(count: int) -> str:
+    """End `count` attempts in one statement (completed / retrying / failed / canceled), each
+    row fenced by its epoch; RETURNING names the runs actually written."""
+    names = ", ".join(n for n, _ in _FINISH_COLUMNS)
+    return f"""
+        WITH v({names}) AS (VALUES {_rows(_FINISH_COLUMNS, count, cast=True)})
+        UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,
+            run_at = COALESCE(v.run_at, flowjobs_runs.run_at), finished_at = v.finished_at,
+            updated_at = :now, lease_expires_at = NULL,
+            worker = CASE WHEN v.status = 'retrying' THEN NULL ELSE flowjobs_runs.worker END,
+            dedup_key = CASE WHEN v.status = 'failed' THEN NULL ELSE flowjobs_runs.dedup_key END
+        FROM v
+        WHERE flowjobs_runs.id = v.id AND flowjobs_runs.lease_epoch = v.epoch
+          AND flowjobs_runs.status = 'executing'
+        RETURNING flowjobs_runs.id"""
+
+
+def insert_attempts(count: int) -> str:
+    """Record `count` attempts' outcomes in one statement."""
+    return (f"INSERT INTO flowjobs_attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES "
+            + _rows([(c, "") for c in ATTEMPT_COLUMNS], count))
+
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
