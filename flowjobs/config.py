@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -71,12 +71,54 @@ class TaskSettings(Section):
     modules: list[str] = []
 
 
+class SchedulerSettings(Section):
+    interval: Duration = parse_duration("1s")
+    grace: Duration = parse_duration("1m")
+
+
+class RetentionSettings(Section):
+    completed: Duration = parse_duration("7d")
+    failed: Duration = parse_duration("30d")
+    interval: Duration = parse_duration("10m")
+
+
+class ScheduleSettings(Section):
+    """`[schedules.<id>]`: a schedule of its own, or overrides of one declared on a task."""
+
+    task: str | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    payload: dict[str, Any] = {}
+    catchup: Literal["skip", "latest", "all"] | None = None
+    max_catchup: int | None = Field(None, ge=1, le=10000)
+    enabled: bool | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from flowjobs.core.cron import normalise
+
+        return None if value is None else normalise(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        from flowjobs.core.cron import zone
+
+        if value is not None:
+            zone(value)
+        return value
+
+
 class Settings(Section):
     database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()
     retry: RetrySettings = RetrySettings()
     run: RunSettings = RunSettings()
     tasks: TaskSettings = TaskSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    retention: RetentionSettings = RetentionSettings()
+    schedules: dict[str, ScheduleSettings] = {}
     # Directory that relative paths (the SQLite file) are resolved against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

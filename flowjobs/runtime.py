@@ -16,7 +16,11 @@ from flowjobs.core.retry import RetryPolicy
 class Runtime:
     def __init__(self, settings: Settings, clock=None, migrate: bool = True):
         self.settings = settings
-        self.clock = clock or SystemClock()
+        import os
+
+        from flowjobs.core.clock import clock_from_env
+
+        self.clock = clock or clock_from_env(os.environ.get("FLOWJOBS_CLOCK")) or SystemClock()
         self._migrate = migrate
 
     @cached_property
@@ -54,6 +58,12 @@ class Runtime:
 
         return Client(self.store, self.registry, self.clock, self.retry_defaults,
                       self.settings.run.idempotency_key_ttl)
+
+    @cached_property
+    def scheduler(self):
+        from flowjobs.core.scheduler import Scheduler
+
+        return Scheduler(self)
 
     def trigger(self, task: str, payload=None, **options):
         return self.client.trigger(task, payload, **options)

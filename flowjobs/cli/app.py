@@ -68,10 +68,11 @@ def _root(
 
 
 def _register() -> None:
-    from flowjobs.cli import db_cmd, runs_cmd, tasks_cmd, trigger_cmd, worker_cmd
+    from flowjobs.cli import db_cmd, runs_cmd, schedules_cmd, tasks_cmd, trigger_cmd, worker_cmd
 
     trigger_cmd.register(app)
     worker_cmd.register(app)
+    schedules_cmd.register(app)
     app.add_typer(runs_cmd.app, name="runs")
     app.add_typer(tasks_cmd.app, name="tasks")
     app.add_typer(db_cmd.app, name="db")

@@ -19,6 +19,7 @@ def run_worker(
     burst: bool = typer.Option(False, "--burst", help="Exit 0 once no run is due and none is executing (for cron)."),
     max_jobs: Optional[int] = typer.Option(None, "--max-jobs", min=1, help="Exit after this many runs (per process)."),
     shutdown_timeout: Optional[str] = typer.Option(None, "--shutdown-timeout", help="On SIGTERM, wait this long for running tasks (default [worker] shutdown_timeout)."),
+    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not run the cron scheduler in this worker."),
 ):
     """Run the worker pool until stopped (SIGTERM/SIGINT: finish running tasks, then exit 0)."""
     from flowjobs.durations import parse_duration
@@ -32,7 +33,7 @@ def run_worker(
         raise BadInput(f"--shutdown-timeout: {exc}") from None
     procs = processes or ws.processes
     if procs > 1:
-        raise typer.Exit(_supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout))
+        raise typer.Exit(_supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler))
     from flowjobs.core.worker import Worker, WorkerOptions
 
     rt.registry  # import task modules before the first claim  # noqa: B018
@@ -42,7 +43,17 @@ def run_worker(
         poll_interval=ws.poll_interval, rescue_interval=ws.rescue_interval,
         shutdown_timeout=grace, burst=burst, max_jobs=max_jobs))
     _install_signals(worker)
-    raise typer.Exit(worker.run())
+    if burst:  # one tick first, so `run-worker --burst` from cron also fires due schedules
+        if not no_scheduler:
+            rt.scheduler.tick()
+        raise typer.Exit(worker.run())
+    from flowjobs.core.duties import standard_duties
+
+    duties = standard_duties(rt, scheduler=not no_scheduler)
+    duties.start()
+    code = worker.run()
+    duties.stop()
+    raise typer.Exit(code)
 
 
 def _install_signals(worker) -> None:
@@ -62,7 +73,7 @@ def _install_signals(worker) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout) -> int:
+def _supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler) -> int:
     from flowjobs.core.supervisor import Supervisor, child_argv
 
     args: list[str] = []
@@ -76,6 +87,8 @@ def _supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeo
         args += ["--max-jobs", str(max_jobs)]
     if shutdown_timeout:
         args += ["--shutdown-timeout", shutdown_timeout]
+    if no_scheduler:
+        args.append("--no-scheduler")
     return Supervisor(child_argv(state.config, state.log_level, args), procs, burst).run()
 
 

@@ -40,3 +40,32 @@ def iso(ms: int | None) -> str | None:
     if ms is None:
         return None
     return to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_iso(text: str) -> int:
+    """Parse ISO-8601 (a time without offset is UTC) into epoch ms; ValueError if it is not."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise ValueError(f"{text!r} is not an ISO-8601 time such as 2026-11-28T18:00:00Z") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp() * 1000)
+
+
+class AcceleratedClock:
+    """Starts at `start_ms` and runs `speed` times faster than real time (FLOWJOBS_CLOCK)."""
+
+    def __init__(self, start_ms: int, speed: float):
+        self._start, self._speed, self._real = start_ms, speed, time.monotonic()
+
+    def now_ms(self) -> int:
+        return self._start + int((time.monotonic() - self._real) * 1000 * self._speed)
+
+
+def clock_from_env(value: str | None):
+    """FLOWJOBS_CLOCK="<ISO start> x<speed>" — a testing hook for schedules; None otherwise."""
+    if not value:
+        return None
+    start, _, speed = value.partition(" x")
+    return AcceleratedClock(parse_iso(start), float(speed or 1))

@@ -247,6 +247,35 @@ class JobStore:
             conn.execute(self.sql["insert_log"], {"run_id": run_id, "attempt": attempt, "at": at,
                                                   "level": level, "message": message})
 
+    # -- schedules -----------------------------------------------------------------------
+    def schedule_states(self) -> dict[str, dict]:
+        return {r["id"]: r for r in self._dicts(self.sql["schedule_states"], {})}
+
+    def set_schedule_enabled(self, schedule_id: str, enabled: bool, first_slot: int, now: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(self.sql["schedule_insert"], {"id": schedule_id, "last_slot": first_slot, "now": now})
+            conn.execute(self.sql["schedule_set_enabled"], {"id": schedule_id, "enabled": int(enabled), "now": now})
+
+    def schedule_runs(self, task: str, schedule_id: str) -> list[dict]:
+        """Runs keyed `<schedule id>:…` (slot runs and manual runs)."""
+        prefix = schedule_id + ":"
+        return self._dicts(self.sql["schedule_runs"], {"task": task, "low": prefix, "high": schedule_id + ";"})
+
+    # -- retention -----------------------------------------------------------------------
+    def prune(self, now: int, completed_before: int, failed_before: int, limit: int = 1000) -> int:
+        """Delete finished runs (with their attempts and logs) past retention; keep live keys."""
+        with self.db.transaction() as conn:
+            ids = [r[0] for r in conn.execute(self.sql["prunable"], {
+                "now": now, "completed_before": completed_before, "failed_before": failed_before,
+                "limit": limit}).fetchall()]
+            if ids:
+                marks = ", ".join(f":id_{i}" for i in range(len(ids)))
+                params = {f"id_{i}": v for i, v in enumerate(ids)}
+                for table, column in (("flowjobs_attempts", "run_id"), ("flowjobs_logs", "run_id"),
+                                      ("flowjobs_runs", "id")):
+                    conn.execute(self._prepare(f"DELETE FROM {table} WHERE {column} IN ({marks})"), params)
+        return len(ids)
+
     # -- reads -------------------------------------------------------------------------
     def _one(self, sql: str, params: dict):
         with self.db.borrow() as conn:

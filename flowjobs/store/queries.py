@@ -60,6 +60,31 @@ COMMON = {
     "request_cancel": """
         UPDATE flowjobs_runs SET cancel_requested = 1, updated_at = :now
         WHERE id = :id AND status = 'executing' RETURNING id""",
+    # A schedule's state; first sight records the slot it starts after.
+    "schedule_insert": """
+        INSERT INTO flowjobs_schedules (id, last_slot, enabled, created_at, updated_at)
+        VALUES (:id, :last_slot, NULL, :now, :now) ON CONFLICT (id) DO NOTHING""",
+    # Move a schedule's last enqueued slot forward (never back).
+    "schedule_advance": """
+        UPDATE flowjobs_schedules SET last_slot = :last_slot, updated_at = :now
+        WHERE id = :id AND (last_slot IS NULL OR last_slot < :last_slot)""",
+    # `schedules enable|disable`: an override of the configured `enabled`.
+    "schedule_set_enabled": """
+        UPDATE flowjobs_schedules SET enabled = :enabled, updated_at = :now WHERE id = :id""",
+    # Every schedule's state.
+    "schedule_states": """
+        SELECT id, last_slot, enabled, created_at FROM flowjobs_schedules""",
+    # Runs of a schedule's slots (and manual runs), by idempotency key prefix.
+    "schedule_runs": """
+        SELECT idempotency_key, id, status FROM flowjobs_runs
+        WHERE task = :task AND idempotency_key >= :low AND idempotency_key < :high""",
+    # Finished runs old enough to prune whose idempotency key no longer holds.
+    "prunable": """
+        SELECT id FROM flowjobs_runs
+        WHERE ((status = 'completed' AND finished_at < :completed_before)
+               OR (status IN ('failed', 'canceled', 'expired') AND finished_at < :failed_before))
+          AND (dedup_key IS NULL OR idempotency_expires_at <= :now)
+        LIMIT :limit""",
     # Store one log line written through a task's context.
     "insert_log": """
         INSERT INTO flowjobs_logs (run_id, attempt, at, level, message)
@@ -85,6 +110,8 @@ SQLITE = {
         RETURNING id, attempt, worker, attempt_started_at""",
     "lock_queue": None,
     "notify": None,
+    # Read a schedule's state inside the tick's write transaction (BEGIN IMMEDIATE serialises).
+    "schedule_lock": "SELECT last_slot FROM flowjobs_schedules WHERE id = :id",
 }
 
 POSTGRESQL = {
@@ -110,6 +137,8 @@ POSTGRESQL = {
         RETURNING id, attempt, worker, attempt_started_at""",
     # Serialise claimers of one concurrency-limited queue until the transaction ends.
     "lock_queue": "SELECT pg_advisory_xact_lock(:lock_key)",
+    # Read and lock a schedule's state so concurrent scheduler ticks queue one behind another.
+    "schedule_lock": "SELECT last_slot FROM flowjobs_schedules WHERE id = :id FOR UPDATE",
     # Wake listening workers when the inserting transaction commits.
     "notify": "SELECT pg_notify('flowjobs_runs', :queue)",
 }

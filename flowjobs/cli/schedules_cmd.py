@@ -1,0 +1,147 @@
+"""`flowjobs schedules …`, `flowjobs tick`, `flowjobs run-scheduler`."""
+
+from __future__ import annotations
+
+import signal
+from typing import Optional
+
+import typer
+
+from flowjobs.cli import output
+from flowjobs.errors import BadInput
+
+app = typer.Typer(help="Cron schedules: list, preview, backfill, enable/disable, trigger, health.",
+                  no_args_is_help=True)
+
+
+def _time(value: str | None, option: str, default: int) -> int:
+    from flowjobs.core.clock import parse_iso
+
+    if value is None:
+        return default
+    try:
+        return parse_iso(value)
+    except ValueError as exc:
+        raise BadInput(f"{option}: {exc}") from None
+
+
+def _scheduler(ctx):
+    return ctx.obj.runtime().scheduler
+
+
+@app.command("list")
+def list_schedules(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """Every schedule: task, cron, timezone, catch-up policy, enabled, last slot run, next 3 slots."""
+    rows = _scheduler(ctx).describe()
+    if as_json:
+        output.emit_json(rows)
+        return
+    output.table(["id", "task", "cron", "timezone", "catchup", "enabled", "last_slot", "next_slots"],
+                 [[r["id"], r["task"], r["cron"], r["timezone"], r["catchup"], "yes" if r["enabled"] else "no",
+                   r["last_slot"], " ".join(r["next_slots"])] for r in rows])
+
+
+@app.command("preview")
+def preview(ctx: typer.Context, schedule_id: str,
+            start: Optional[str] = typer.Option(None, "--from", help="ISO-8601 (default: now)."),
+            end: Optional[str] = typer.Option(None, "--to", help="ISO-8601 (default: one day after --from)."),
+            as_json: bool = typer.Option(False, "--json")):
+    """Each slot in (--from, --to] with the window (lastTimestamp -> timestamp) its run would get."""
+    sched = _scheduler(ctx)
+    begin = _time(start, "--from", ctx.obj.runtime().clock.now_ms())
+    finish = _time(end, "--to", begin + 86400_000)
+    if finish <= begin:
+        raise BadInput("--to must be after --from")
+    rows = sched.preview(schedule_id, begin, finish)
+    if as_json:
+        output.emit_json(rows)
+        return
+    output.table(["lastTimestamp", "timestamp", "key"], [[r["lastTimestamp"], r["timestamp"], r["key"]] for r in rows])
+
+
+@app.command("backfill")
+def backfill(ctx: typer.Context, schedule_id: str,
+             start: str = typer.Option(..., "--from", help="ISO-8601; slots after this time."),
+             end: str = typer.Option(..., "--to", help="ISO-8601; slots up to this time."),
+             dry_run: bool = typer.Option(False, "--dry-run", help="Report, enqueue nothing."),
+             as_json: bool = typer.Option(False, "--json")):
+    """Enqueue every slot in (--from, --to] that has no run yet."""
+    begin, finish = _time(start, "--from", 0), _time(end, "--to", 0)
+    if finish <= begin:
+        raise BadInput("--to must be after --from")
+    report = _scheduler(ctx).backfill(schedule_id, begin, finish, dry_run=dry_run)
+    if as_json:
+        output.emit_json(report)
+        return
+    verb = "would enqueue" if dry_run else "enqueued"
+    typer.echo(f"{report['schedule']}: {report['slots']} slots, {verb} {report['new']}, "
+               f"{report['existing']} already had a run")
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, schedule_id: str):
+    """Enable a schedule (stored in the database; overrides `enabled` in flowjobs.toml)."""
+    _scheduler(ctx).set_enabled(schedule_id, True)
+    typer.echo(f"enabled {schedule_id}")
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, schedule_id: str):
+    """Disable a schedule (stored in the database; overrides `enabled` in flowjobs.toml)."""
+    _scheduler(ctx).set_enabled(schedule_id, False)
+    typer.echo(f"disabled {schedule_id}")
+
+
+@app.command("trigger")
+def trigger_now(ctx: typer.Context, schedule_id: str, as_json: bool = typer.Option(False, "--json")):
+    """Run a schedule's task now, as a manual run (not as a slot)."""
+    run = _scheduler(ctx).trigger_now(schedule_id)
+    if as_json:
+        output.emit_json({"id": run.id, "task": run.task, "status": run.status, "deduplicated": run.deduplicated})
+    else:
+        typer.echo(run.id)
+
+
+@app.command("health")
+def health(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """Over the last day: slots that ran, slots missing, slots with more than one run (must be 0)."""
+    rows = _scheduler(ctx).health()
+    if as_json:
+        output.emit_json(rows)
+        return
+    output.table(["id", "slots", "ran", "missing", "duplicated"],
+                 [[r["id"], r["slots"], r["ran"], len(r["missing"]), len(r["duplicated"])] for r in rows])
+
+
+def tick(ctx: typer.Context,
+         now: Optional[str] = typer.Option(None, "--now", help="Tick as of this ISO-8601 time (default: now)."),
+         as_json: bool = typer.Option(False, "--json")):
+    """Enqueue every due slot of every enabled schedule, then exit (for cron or a systemd timer)."""
+    rt = ctx.obj.runtime()
+    at = _time(now, "--now", rt.clock.now_ms())
+    results = rt.scheduler.tick(at)
+    from flowjobs.core.clock import iso
+
+    if as_json:
+        output.emit_json([{"schedule": r.schedule, "slots": [iso(s) for s in r.slots], "runs": r.run_ids}
+                          for r in results])
+        return
+    for r in results:
+        for slot, run_id in zip(r.slots, r.run_ids):
+            typer.echo(f"{r.schedule}\t{iso(slot)}\t{run_id}")
+
+
+def run_scheduler(ctx: typer.Context):
+    """Run only the scheduler loop (and the pruner) until SIGTERM/SIGINT; no tasks are executed."""
+    from flowjobs.core.duties import standard_duties
+
+    duties = standard_duties(ctx.obj.runtime())
+    signal.signal(signal.SIGTERM, lambda *_: duties.stop())
+    signal.signal(signal.SIGINT, lambda *_: duties.stop())
+    duties.run()
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="schedules")
+    root.command("tick")(tick)
+    root.command("run-scheduler")(run_scheduler)

@@ -1,0 +1,32 @@
+"""Schedule state (the last enqueued slot of each schedule) and a lookup index for slot runs.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "flowjobs_schedules",
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("last_slot", sa.BigInteger),
+        sa.Column("enabled", sa.SmallInteger),  # NULL: as configured; 0/1: set by `schedules enable|disable`
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+    )
+    op.create_index("flowjobs_runs_idempotency", "flowjobs_runs", ["task", "idempotency_key"])
+    op.create_index("flowjobs_runs_finished", "flowjobs_runs", ["status", "finished_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("flowjobs_runs_finished", "flowjobs_runs")
+    op.drop_index("flowjobs_runs_idempotency", "flowjobs_runs")
+    op.drop_table("flowjobs_schedules")
