@@ -80,11 +80,14 @@ def test_shipped_flowjobs_toml_is_valid_and_documents_every_key():
     text = (Path(__file__).parent.parent / "flowjobs.toml").read_text()
     load_settings(str(Path(__file__).parent.parent / "flowjobs.toml"), environ={})
     lines = text.splitlines()
-    for section, field in Settings.model_fields.items():
-        if section == "base_dir":
-            continue
-        assert f"[{section}]" in text, section
-        for key in field.annotation.model_fields:
+    from flowjobs.config import ScheduleSettings
+
+    sections = [(name, f"[{name}]", field.annotation) for name, field in Settings.model_fields.items()
+                if name not in ("base_dir", "schedules")]
+    sections.append(("schedules", "[schedules.", ScheduleSettings))
+    for section, header, model in sections:
+        assert header in text, section
+        for key in model.model_fields:
             index = next((i for i, line in enumerate(lines) if line.lstrip("# ").startswith(f"{key} =")), None)
             assert index is not None, f"{section}.{key} missing from flowjobs.toml"
             assert lines[index - 1].startswith("#"), f"{section}.{key} has no comment above it"

@@ -54,18 +54,25 @@ def parse_iso(text: str) -> int:
 
 
 class AcceleratedClock:
-    """Starts at `start_ms` and runs `speed` times faster than real time (FLOWJOBS_CLOCK)."""
+    """Reads `start_ms` at real time `real_start` (unix seconds) and runs `speed` times faster.
+    Processes given the same three values share one simulated time (FLOWJOBS_CLOCK)."""
 
-    def __init__(self, start_ms: int, speed: float):
-        self._start, self._speed, self._real = start_ms, speed, time.monotonic()
+    def __init__(self, start_ms: int, speed: float, real_start: float):
+        self._start, self._speed, self._real = start_ms, speed, real_start
 
     def now_ms(self) -> int:
-        return self._start + int((time.monotonic() - self._real) * 1000 * self._speed)
+        return self._start + int((time.time() - self._real) * 1000 * self._speed)
 
 
 def clock_from_env(value: str | None):
-    """FLOWJOBS_CLOCK="<ISO start> x<speed>" — a testing hook for schedules; None otherwise."""
+    """FLOWJOBS_CLOCK="<ISO start> x<speed> @<unix seconds>": a testing hook that runs
+    schedules fast; None when unset."""
     if not value:
         return None
-    start, _, speed = value.partition(" x")
-    return AcceleratedClock(parse_iso(start), float(speed or 1))
+    try:
+        start, speed, real = value.split()
+        return AcceleratedClock(parse_iso(start), float(speed.lstrip("x")), float(real.lstrip("@")))
+    except ValueError:
+        from flowjobs.errors import ConfigError
+
+        raise ConfigError([f"FLOWJOBS_CLOCK: {value!r} is not '<ISO start> x<speed> @<unix seconds>'"]) from None

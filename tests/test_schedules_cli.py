@@ -1,0 +1,153 @@
+"""Schedules from the command line, and exactly one run per slot with many schedulers."""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from flowjobs.core.clock import iso, parse_iso
+from tests.cli_helpers import as_json, cli_env, flowjobs
+
+CONFIG = """
+[scheduler]
+interval = "20ms"
+[schedules.minutely]
+task = "test-every-minute"
+cron = "* * * * *"
+catchup = "all"
+max_catchup = 1000
+[schedules.test-hourly]
+enabled = false
+"""
+
+
+def sched_env(db_url, **extra):
+    return cli_env(db_url, FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.scheduled_tasks", **extra)
+
+
+def test_four_schedulers_and_two_tick_loops_make_one_run_per_slot(db_url, tmp_path):
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(CONFIG)
+    speed = 600  # one simulated minute every 100 ms
+    env = sched_env(db_url, FLOWJOBS_CONFIG=str(config),
+                    FLOWJOBS_CLOCK=f"2027-03-01T00:00:30Z x{speed} @{time.time() + 3:.3f}")
+    flowjobs("db", "upgrade", env=env)
+    schedulers = [subprocess.Popen([sys.executable, "-m", "flowjobs", "run-scheduler"], env=env,
+                                   stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    stop = threading.Event()
+    tick_failures = []
+
+    def tick_loop():
+        while not stop.is_set():
+            result = flowjobs("tick", env=env)
+            if result.returncode != 0:
+                tick_failures.append(result.stderr)
+
+    loops = [threading.Thread(target=tick_loop) for _ in range(2)]
+    for loop in loops:
+        loop.start()
+    time.sleep(3 + 60 * 60 / speed + 1)  # the shared clock starts in 3 s, then 60 slots pass
+    stop.set()
+    for loop in loops:
+        loop.join(30)
+    for proc in schedulers:
+        proc.send_signal(signal.SIGTERM)
+    for proc in schedulers:
+        code = proc.wait(30)
+        assert code == 0, f"run-scheduler exited {code}: {proc.stderr.read()[-2000:]}"
+    assert tick_failures == [], tick_failures[:2]
+
+    runs = as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--limit", "1000", "--json", env=env))
+    health = {h["id"]: h for h in as_json(flowjobs("schedules", "health", "--json", env=env))}
+    assert health["minutely"]["duplicated"] == []
+    slots = sorted(parse_iso(t) for t in _payload_times(env, runs))
+    assert len(slots) == len(set(slots)), "a slot ran twice"
+    assert len(slots) >= 40, f"only {len(slots)} slots in about 70 simulated minutes"
+    assert all(b - a == 60_000 for a, b in zip(slots, slots[1:])), "a slot is missing"
+
+
+def _payload_times(env, runs):
+    from flowjobs.config import load_settings
+    from flowjobs.runtime import Runtime
+
+    rt = Runtime(load_settings(environ=env))
+    times = [json.loads(rt.store.get_run(r["id"])["payload"])["timestamp"] for r in runs]
+    rt.close()
+    return times
+
+
+@pytest.fixture
+def env(sqlite_url, tmp_path):
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(CONFIG)
+    return sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
+
+
+def test_schedule_commands(env):
+    listed = as_json(flowjobs("schedules", "list", "--json", env=env))
+    by_id = {s["id"]: s for s in listed}
+    assert by_id["minutely"]["cron"] == "* * * * *" and by_id["minutely"]["catchup"] == "all"
+    assert by_id["test-hourly"]["enabled"] is False and len(by_id["minutely"]["next_slots"]) == 3
+
+    assert flowjobs("tick", "--now", "2027-01-01T00:00:30Z", env=env).stdout == ""  # first sight
+    ticked = flowjobs("tick", "--now", "2027-01-01T00:03:10Z", env=env).stdout.splitlines()
+    assert [line.split("\t")[1] for line in ticked] == [
+        "2027-01-01T00:01:00.000Z", "2027-01-01T00:02:00.000Z", "2027-01-01T00:03:00.000Z"]
+
+    preview = as_json(flowjobs("schedules", "preview", "minutely", "--from", "2027-01-01T00:00:00Z",
+                               "--to", "2027-01-01T00:02:00Z", "--json", env=env))
+    assert [(p["lastTimestamp"], p["timestamp"]) for p in preview] == [
+        ("2027-01-01T00:00:00.000Z", "2027-01-01T00:01:00.000Z"),
+        ("2027-01-01T00:01:00.000Z", "2027-01-01T00:02:00.000Z")]
+
+    report = as_json(flowjobs("schedules", "backfill", "minutely", "--from", "2027-01-01T00:00:00Z",
+                              "--to", "2027-01-01T00:05:00Z", "--json", env=env))
+    assert (report["slots"], report["new"], report["existing"]) == (5, 2, 3)
+    again = flowjobs("schedules", "backfill", "minutely", "--from", "2027-01-01T00:00:00Z",
+                     "--to", "2027-01-01T00:05:00Z", env=env)
+    assert "enqueued 0, 5 already had a run" in again.stdout
+
+    assert flowjobs("schedules", "disable", "minutely", env=env).returncode == 0
+    assert as_json(flowjobs("schedules", "list", "--json", env=env))[0]["enabled"] is False
+    assert flowjobs("tick", "--now", "2027-01-01T00:09:00Z", env=env).stdout == ""
+    assert flowjobs("schedules", "enable", "minutely", env=env).returncode == 0
+
+    manual = as_json(flowjobs("schedules", "trigger", "minutely", "--json", env=env))
+    shown = as_json(flowjobs("runs", "show", manual["id"], "--json", env=env))
+    assert shown["idempotency_key"].startswith("minutely:manual:")
+    assert shown["payload"]["scheduleId"] == "minutely"
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["schedules", "preview", "nope"], 3, "no schedule 'nope'"),
+    (["schedules", "trigger", "nope"], 3, "no schedule 'nope'"),
+    (["schedules", "preview", "minutely", "--from", "yesterday"], 2, "--from"),
+    (["schedules", "backfill", "minutely", "--from", "2027-01-02T00:00:00Z", "--to", "2027-01-01T00:00:00Z"], 2, "--to must be after"),
+    (["tick", "--now", "soon"], 2, "--now"),
+])
+def test_schedule_command_mistakes(env, args, code, message):
+    result = flowjobs(*args, env=env)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_invalid_cron_or_timezone_in_config_exits_2_naming_the_field(sqlite_url, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[schedules.x]\ntask = "noop"\ncron = "99 * * * *"\ntimezone = "Moon/Base"\n')
+    result = flowjobs("schedules", "list", env=sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config)))
+    assert result.returncode == 2
+    assert "schedules.x.cron:" in result.stderr and "schedules.x.timezone:" in result.stderr
+
+
+def test_burst_worker_ticks_once_then_drains(env):
+    five_minutes_ago = iso(int(time.time() * 1000) - 5 * 60_000)
+    flowjobs("tick", "--now", five_minutes_ago, env=env)  # first sight, five minutes ago
+    result = flowjobs("run-worker", "--burst", env=env)
+    assert result.returncode == 0, result.stderr
+    runs = as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--json", env=env))
+    assert 4 <= len(runs) <= 6  # the slots of the last five minutes, caught up by the burst tick
+    assert {r["status"] for r in runs} == {"completed"}
