@@ -120,9 +120,9 @@ def test_tasks_list_json(env):
 def test_db_upgrade_and_status_on_a_new_file(tmp_path):
     env = cli_env(f"sqlite:///{tmp_path}/new.db")
     first = flowjobs("db", "upgrade", env=env)
-    assert first.returncode == 0 and "upgraded from empty to 0001" in first.stdout
-    assert "already at revision 0001" in flowjobs("db", "upgrade", env=env).stdout
-    assert "revision: 0001" in flowjobs("db", "status", env=env).stdout
+    assert first.returncode == 0 and "upgraded from empty to 0002" in first.stdout
+    assert "already at revision 0002" in flowjobs("db", "upgrade", env=env).stdout
+    assert "revision: 0002" in flowjobs("db", "status", env=env).stdout
 
 
 def test_help_and_version(env):
