@@ -149,3 +149,16 @@ def test_max_jobs_stops_after_that_many_runs(make_runtime):
     w = Worker(rt, WorkerOptions(concurrency=2, max_jobs=3))
     assert w.run() == 0
     assert rt.store.count_by_status() == {"completed": 3, "queued": 7}
+
+
+def test_one_unwritable_outcome_does_not_lose_the_rest_of_its_batch(rt):
+    from flowjobs.core.client import TriggerItem
+
+    poisoned, *others = rt.client.batch_trigger([TriggerItem("noop") for _ in range(5)])
+    with rt.db.transaction() as conn:  # an attempt row that will collide with attempt 1
+        conn.execute(rt.store._prepare(
+            "INSERT INTO flowjobs_attempts (run_id, number, finished_at, outcome) VALUES (:id, 1, 0, 'x')"),
+            {"id": poisoned.id})
+    step(worker(rt))
+    assert [rt.store.get_run(r.id)["status"] for r in others] == ["completed"] * 4
+    assert rt.store.get_run(poisoned.id)["status"] == "executing"  # left to the rescuer

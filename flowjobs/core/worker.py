@@ -264,13 +264,7 @@ class Worker:
                     batch.append(self._outbox.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                for attempt in self._db_retrying():
-                    with attempt:
-                        written = self.store.finish_many([item[3] for item in batch])
-            except Exception:
-                log.exception("could not record %d outcomes; the rescuer will retry those runs", len(batch))
-                written = [True] * len(batch)
+            written = self._write([item[3] for item in batch])
             for (flight, outcome, decision, _), ok in zip(batch, written):
                 run = flight.run
                 if not ok:
@@ -280,6 +274,21 @@ class Worker:
                     log.warning("run %s (%s) attempt %d %s: %s -> %s", run.id, run.task, run.attempt,
                                 decision.attempt_outcome, outcome.error, decision.status)
             self._release([item[0] for item in batch])
+
+    def _write(self, finishes: list[Finish]) -> list[bool]:
+        """One batch write (retried on transient errors); if the batch fails otherwise, each
+        outcome alone, so one bad row cannot lose the others. An outcome that cannot be
+        written is left to the rescuer (its lease expires)."""
+        try:
+            for attempt in self._db_retrying():
+                with attempt:
+                    return self.store.finish_many(finishes)
+        except Exception as exc:
+            if len(finishes) > 1:
+                return [self._write([f])[0] for f in finishes]
+            log.error("run %s: could not record attempt %d (%s); the rescuer will retry it",
+                      finishes[0].run.id, finishes[0].run.attempt, exc)
+            return [True]
 
     def _db_retrying(self):
         return tenacity.Retrying(  # a failed connection is dropped by the pool; the retry takes a new one

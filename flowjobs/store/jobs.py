@@ -267,7 +267,7 @@ class JobStore:
         with self.db.transaction() as conn:
             ids = [r[0] for r in conn.execute(self.sql["prunable"], {
                 "now": now, "completed_before": completed_before, "failed_before": failed_before,
-                "limit": limit}).fetchall()]
+                "cutoff": max(completed_before, failed_before), "limit": limit}).fetchall()]
             if ids:
                 marks = ", ".join(f":id_{i}" for i in range(len(ids)))
                 params = {f"id_{i}": v for i, v in enumerate(ids)}

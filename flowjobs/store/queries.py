@@ -81,8 +81,9 @@ COMMON = {
     # Finished runs old enough to prune whose idempotency key no longer holds.
     "prunable": """
         SELECT id FROM flowjobs_runs
-        WHERE ((status = 'completed' AND finished_at < :completed_before)
-               OR (status IN ('failed', 'canceled', 'expired') AND finished_at < :failed_before))
+        WHERE status IN ('completed', 'failed', 'canceled', 'expired') AND finished_at < :cutoff
+          AND ((status = 'completed' AND finished_at < :completed_before)
+               OR (status <> 'completed' AND finished_at < :failed_before))
           AND (dedup_key IS NULL OR idempotency_expires_at <= :now)
         LIMIT :limit""",
     # Store one log line written through a task's context.
@@ -92,13 +93,14 @@ COMMON = {
 }
 
 SQLITE = {
-    # Claim up to :limit due runs, best first; BEGIN IMMEDIATE serialises claimers.
+    # Claim up to :limit due runs, best first; BEGIN IMMEDIATE serialises claimers. The index
+    # is named so that no other index on status can lure the planner into sorting every row.
     "claim": f"""
         UPDATE flowjobs_runs SET status = 'executing', attempt = attempt + 1,
             lease_epoch = lease_epoch + 1, lease_expires_at = :lease_until, worker = :worker,
             attempt_started_at = :now, started_at = COALESCE(started_at, :now), updated_at = :now
         WHERE id IN (
-            SELECT id FROM flowjobs_runs
+            SELECT id FROM flowjobs_runs INDEXED BY flowjobs_runs_claim
             WHERE status IN {PENDING} AND run_at <= :now
               AND (:all_queues = 1 OR queue IN (SELECT value FROM json_each(:queues)))
               AND queue NOT IN (SELECT value FROM json_each(:skip_queues))

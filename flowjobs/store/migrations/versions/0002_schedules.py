@@ -23,7 +23,10 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.BigInteger, nullable=False),
     )
     op.create_index("flowjobs_runs_idempotency", "flowjobs_runs", ["task", "idempotency_key"])
-    op.create_index("flowjobs_runs_finished", "flowjobs_runs", ["status", "finished_at"])
+    # For the pruner. Partial on finished runs so the planner never prefers it for a claim.
+    finished = "status IN ('completed', 'failed', 'canceled', 'expired')"
+    op.create_index("flowjobs_runs_finished", "flowjobs_runs", ["finished_at"],
+                    sqlite_where=sa.text(finished), postgresql_where=sa.text(finished))
 
 
 def downgrade() -> None:
