@@ -12,7 +12,7 @@ help: ## List every target with one line
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[test]"
+	$(VENV)/bin/pip install -q -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 
 install: $(VENV)/.installed ## Create the virtualenv and install flowjobs with its test tools

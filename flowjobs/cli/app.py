@@ -22,6 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
+    # rich help and errors on a terminal only: piped or under cron, plain text (and no ~50 ms
+    # of rich/markdown imports).
+    rich_markup_mode="rich" if sys.stdout.isatty() else None,
 )
 
 

@@ -102,7 +102,10 @@ class Worker:
             if self._done(claimed):
                 break
             if asked and len(claimed) == asked:
-                continue  # there may be more: claim again as soon as slots allow
+                # A backlog: claim again once half the slots are free — fewer, larger claims
+                # (each is a write transaction; on SQLite the one write lock is the limit).
+                self._wait_for_slots(max(1, self.opt.concurrency // 2), self.opt.poll_interval)
+                continue
             self._wake.wait(self.opt.poll_interval)
         self._drain()
         self._stopping.set()
@@ -125,6 +128,15 @@ class Worker:
         for run in claimed:
             self._start(run)
         return claimed, asked
+
+    def _wait_for_slots(self, wanted: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._free_slots() < wanted and not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(left)
+            self._wake.clear()
 
     def _free_slots(self) -> int:
         """A slot frees when its task returns, not when its outcome is written: the next claim

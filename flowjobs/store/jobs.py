@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +93,7 @@ class JobStore:
         return json.dumps(values) if self.dialect == "sqlite" else list(values)
 
     def _prepare(self, sql: str) -> str:
-        return to_pyformat(sql) if self.dialect == "postgresql" else sql
+        return _pyformat(sql) if self.dialect == "postgresql" else sql
 
     # -- enqueue -----------------------------------------------------------------------
     def enqueue(self, conn, runs: list[NewRun], now: int) -> list[Enqueued]:
@@ -317,6 +318,11 @@ class JobStore:
         with self.db.borrow() as conn:
             rows = conn.execute("SELECT status, count(*) FROM flowjobs_runs GROUP BY status").fetchall()
         return {status: count for status, count in rows}
+
+
+@lru_cache(maxsize=1024)
+def _pyformat(sql: str) -> str:
+    return to_pyformat(sql)
 
 
 def _lock_key(queue: str) -> int:

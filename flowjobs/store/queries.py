@@ -10,6 +10,7 @@ lease can never overwrite a newer attempt.
 """
 
 import re
+from functools import lru_cache
 
 PENDING = "('queued', 'delayed', 'retrying')"
 
@@ -158,6 +159,7 @@ def _rows(columns, count: int, cast: bool = False) -> str:
     return ", ".join("(" + ", ".join(value(n, k, i) for n, k in columns) + ")" for i in range(count))
 
 
+@lru_cache(maxsize=512)
 def finish_batch(count: int) -> str:
     """End `count` attempts in one statement (completed / retrying / failed / canceled), each
     row fenced by its epoch; RETURNING names the runs actually written."""
@@ -175,6 +177,7 @@ def finish_batch(count: int) -> str:
         RETURNING flowjobs_runs.id"""
 
 
+@lru_cache(maxsize=512)
 def insert_attempts(count: int) -> str:
     """Record `count` attempts' outcomes in one statement."""
     return (f"INSERT INTO flowjobs_attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES "
