@@ -37,6 +37,7 @@ from flowjobs.core.executor import Outcome, decide, perform
 from flowjobs.store.jobs import ClaimedRun, Finish
 
 COMPLETER_BATCH = 200
+IDLE_MAX = 1.0  # seconds an idle PostgreSQL worker sleeps between looks (NOTIFY wakes it sooner)
 
 log = logging.getLogger("flowjobs.worker")
 
@@ -106,7 +107,7 @@ class Worker:
                 # (each is a write transaction; on SQLite the one write lock is the limit).
                 self._wait_for_slots(max(1, self.opt.concurrency // 2), self.opt.poll_interval)
                 continue
-            self._wake.wait(self.opt.poll_interval)
+            self._wake.wait(self._idle_wait(claimed))
         self._drain()
         self._stopping.set()
         log.info("worker %s stopped after %d attempts", self.id, self.processed)
@@ -128,6 +129,16 @@ class Worker:
         for run in claimed:
             self._start(run)
         return claimed, asked
+
+    def _idle_wait(self, claimed: list[ClaimedRun]) -> float:
+        """SQLite: poll. PostgreSQL, with nothing claimed: NOTIFY announces new runs, so sleep
+        until the next delayed or retrying run is due (at most IDLE_MAX)."""
+        if claimed or self.store.dialect != "postgresql":
+            return self.opt.poll_interval
+        due = self.store.next_due()
+        if due is None:
+            return IDLE_MAX
+        return min(max((due - self.clock.now_ms()) / 1000, self.opt.poll_interval), IDLE_MAX)
 
     def _wait_for_slots(self, wanted: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -185,6 +185,10 @@ class JobStore:
                 return []
             return self._claim_group(worker, room, [queue], False, [], now, lease_ms, conn=conn)
 
+    def next_due(self) -> int | None:
+        row = self._one(self.sql["next_due"], {})
+        return row[0] if row else None
+
     # -- leases ------------------------------------------------------------------------
     def heartbeat(self, run_id: str, epoch: int, now: int, lease_ms: int) -> tuple[bool, bool]:
         """Renew a lease. Returns (still ours, cancel requested)."""

@@ -44,6 +44,9 @@ COMMON = {
     # Is anything due at all? A cheap read that spares SQLite an idle write lock.
     "any_due": f"""
         SELECT 1 FROM flowjobs_runs WHERE status IN {PENDING} AND run_at <= :now LIMIT 1""",
+    # The earliest time any waiting run becomes due.
+    "next_due": f"""
+        SELECT run_at FROM flowjobs_runs WHERE status IN {PENDING} ORDER BY run_at LIMIT 1""",
     # How many runs of one queue are executing right now (under the queue lock).
     "count_executing": """
         SELECT count(*) FROM flowjobs_runs WHERE queue = :queue AND status = 'executing'""",

@@ -23,6 +23,11 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.BigInteger, nullable=False),
     )
     op.create_index("flowjobs_runs_idempotency", "flowjobs_runs", ["task", "idempotency_key"])
+    # When is the next run due? (An idle PostgreSQL worker sleeps until then; NOTIFY wakes it
+    # for new runs.)
+    pending = "status IN ('queued', 'delayed', 'retrying')"
+    op.create_index("flowjobs_runs_next_due", "flowjobs_runs", ["run_at"],
+                    sqlite_where=sa.text(pending), postgresql_where=sa.text(pending))
     # For the pruner. Partial on finished runs so the planner never prefers it for a claim.
     finished = "status IN ('completed', 'failed', 'canceled', 'expired')"
     op.create_index("flowjobs_runs_finished", "flowjobs_runs", ["finished_at"],
@@ -31,5 +36,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("flowjobs_runs_finished", "flowjobs_runs")
+    op.drop_index("flowjobs_runs_next_due", "flowjobs_runs")
     op.drop_index("flowjobs_runs_idempotency", "flowjobs_runs")
     op.drop_table("flowjobs_schedules")
