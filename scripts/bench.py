@@ -176,6 +176,13 @@ def startup():
 
 
 def main() -> None:
+    only = os.environ.get("BENCH_ONLY")  # e.g. "sqlite:latency,idle" for a quick look at two cases
+    if only:
+        backend, _, cases = only.partition(":")
+        with pg_server() as pg:
+            for case in cases.split(","):
+                globals()[case](backend, fresh(backend, pg, f"bench_{case}"))
+        return
     startup()
     with pg_server() as pg:
         for backend in ("sqlite", "postgresql"):

@@ -37,6 +37,7 @@ from flowjobs.core.executor import Outcome, decide, perform
 from flowjobs.store.jobs import ClaimedRun, Finish
 
 COMPLETER_BATCH = 200
+WAL_CHECK = 0.02  # seconds between looks at the SQLite WAL file's modification time
 IDLE_MAX = 1.0  # seconds an idle PostgreSQL worker sleeps between looks (NOTIFY wakes it sooner)
 
 log = logging.getLogger("flowjobs.worker")
@@ -67,6 +68,13 @@ class InFlight:
     thread: threading.Thread | None = None
 
 
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
 def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{ids.new_id('w')[2:8]}"
 
@@ -90,6 +98,7 @@ class Worker:
         self._ready: queue.Queue = queue.Queue()  # claimed runs waiting for a pool thread
         self._retired: set[threading.Thread] = set()  # pool threads stuck in an abandoned task
         self._outbox: queue.Queue = queue.Queue()
+        self._wal_stamp = 0
         self.processed = 0  # attempts settled by this worker
 
     # -- main loop ---------------------------------------------------------------------
@@ -99,15 +108,17 @@ class Worker:
                  ",".join(self.opt.queues))
         while not self._stopping.is_set():
             self._wake.clear()
+            with self._lock:
+                idle = not self._inflight  # before the claim: no outcome was waiting to be written
             claimed, asked = self.run_once()
-            if self._done(claimed):
+            if self._done(claimed, idle):
                 break
             if asked and len(claimed) == asked:
                 # A backlog: claim again once half the slots are free — fewer, larger claims
                 # (each is a write transaction; on SQLite the one write lock is the limit).
                 self._wait_for_slots(max(1, self.opt.concurrency // 2), self.opt.poll_interval)
                 continue
-            self._wake.wait(self._idle_wait(claimed))
+            self._sleep(self._idle_wait(claimed))
         self._drain()
         self._stopping.set()
         log.info("worker %s stopped after %d attempts", self.id, self.processed)
@@ -130,10 +141,30 @@ class Worker:
             self._start(run)
         return claimed, asked
 
+    def _sleep(self, seconds: float) -> None:
+        """Wait for a wake-up (slot freed, NOTIFY, stop) or `seconds`. On SQLite, also return as
+        soon as the WAL file changes — another process committed, perhaps a new run — which a
+        stat() every few milliseconds notices at almost no cost."""
+        if self.store.dialect != "sqlite" or self.store.db.path == ":memory:":
+            self._wake.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        wal = self.store.db.path + "-wal"
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake.is_set():
+                return
+            time.sleep(min(left, WAL_CHECK))  # cheaper than Event.wait with a timeout
+            stamp = _mtime(wal)
+            if stamp != self._wal_stamp:
+                self._wal_stamp = stamp
+                return
+
     def _idle_wait(self, claimed: list[ClaimedRun]) -> float:
-        """SQLite: poll. PostgreSQL, with nothing claimed: NOTIFY announces new runs, so sleep
-        until the next delayed or retrying run is due (at most IDLE_MAX)."""
-        if claimed or self.store.dialect != "postgresql":
+        """With nothing claimed, new runs announce themselves (PostgreSQL: NOTIFY; SQLite: the
+        WAL file changes), so sleep until the next delayed or retrying run is due (at most
+        IDLE_MAX); otherwise poll."""
+        if claimed:
             return self.opt.poll_interval
         due = self.store.next_due()
         if due is None:
@@ -159,10 +190,9 @@ class Worker:
             free = min(free, self.opt.max_jobs - self._started)
         return free
 
-    def _done(self, claimed: list[ClaimedRun]) -> bool:
-        """Burst: nothing was due and nothing is executing. --max-jobs: all started and settled."""
-        with self._lock:
-            idle = not self._inflight
+    def _done(self, claimed: list[ClaimedRun], idle: bool) -> bool:
+        """Burst: nothing was executing or waiting to be written here, and the claim found
+        nothing this worker may take. --max-jobs: all started and settled."""
         if self.opt.max_jobs is not None and self._started >= self.opt.max_jobs and idle:
             return True
         return self.opt.burst and idle and not claimed
