@@ -59,7 +59,7 @@ def upgrade() -> None:
         sqlite_where=sa.text("status = 'executing'"), postgresql_where=sa.text("status = 'executing'"),
     )
     op.create_index("flowjobs_runs_created", "flowjobs_runs", ["created_at"])
-    op.create_index("flowjobs_runs_task_status", "flowjobs_runs", ["task", "status"])
+    op.create_index("flowjobs_runs_task_created", "flowjobs_runs", ["task", "created_at"])  # runs list --task
     op.create_index("flowjobs_runs_parent", "flowjobs_runs", ["parent_id"])
 
     op.create_table(
