@@ -176,7 +176,7 @@ def startup():
 
 
 def main() -> None:
-    only = os.environ.get("BENCH_ONLY")  # e.g. "sqlite:latency,idle" for a quick look at two cases
+    only = os.environ.get("BENCH_ONLY")  # "<backend>:<case>,…" with cases latency, idle, raw_limit, bench_trigger
     if only:
         backend, _, cases = only.partition(":")
         with pg_server() as pg:
