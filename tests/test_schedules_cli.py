@@ -151,3 +151,34 @@ def test_burst_worker_ticks_once_then_drains(env):
     runs = as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--json", env=env))
     assert 4 <= len(runs) <= 6  # the slots of the last five minutes, caught up by the burst tick
     assert {r["status"] for r in runs} == {"completed"}
+
+
+def test_no_scheduler_worker_fires_no_slot(env):
+    five_minutes_ago = iso(int(time.time() * 1000) - 5 * 60_000)
+    flowjobs("tick", "--now", five_minutes_ago, env=env)
+    result = flowjobs("run-worker", "--burst", "--no-scheduler", env=env)
+    assert result.returncode == 0, result.stderr
+    assert as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--json", env=env)) == []
+    assert len(as_json(flowjobs("tick", "--json", env=env))[0]["runs"]) >= 4  # the slots were still due
+
+
+def test_long_running_worker_fires_and_runs_its_schedules(sqlite_url, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.cli_helpers import wait_until
+
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(CONFIG)
+    env = sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config),
+                    FLOWJOBS_CLOCK=f"2027-03-01T00:00:30Z x600 @{time.time():.3f}")
+    worker = subprocess.Popen([sys.executable, "-m", "flowjobs", "run-worker"], env=env,
+                              stderr=subprocess.PIPE, text=True)
+
+    def completed():
+        runs = as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--json", env=env))
+        return len([r for r in runs if r["status"] == "completed"]) >= 3
+
+    wait_until(completed, timeout=60, message="scheduled runs to fire and complete")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.stderr.read()[-2000:]
