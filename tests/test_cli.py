@@ -1,6 +1,5 @@
 """Acceptance: the `flowjobs` command run as a subprocess, as a user runs it."""
 
-import json
 
 import pytest
 

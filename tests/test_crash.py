@@ -27,7 +27,7 @@ def test_sigkill_mid_work_then_new_worker_finishes_everything(make_runtime, tmp_
 
     (work / "release").touch()
     now_ms = lambda: int(time.time() * 1000)  # noqa: E731
-    wait_until(lambda: all((r := rt.store.get_run(i))["lease_expires_at"] < now_ms() for i in killed),
+    wait_until(lambda: all(rt.store.get_run(i)["lease_expires_at"] < now_ms() for i in killed),
                message="the killed worker's leases to expire")
     survivor = flowjobs("run-worker", "--burst", "--concurrency", "4", env=env, timeout=120)
     assert survivor.returncode == 0, survivor.stderr

@@ -11,6 +11,19 @@ import typer
 from flowjobs.errors import ExitStatus
 
 
+def parse_option(value, parse, option: str):
+    """`parse(value)`, or None when the option was not given; a ValueError becomes a BadInput
+    naming the option (exit 2)."""
+    from flowjobs.errors import BadInput
+
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise BadInput(f"{option}: {exc}") from None
+
+
 def is_tty() -> bool:
     return sys.stdout.isatty()
 

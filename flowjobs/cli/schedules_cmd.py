@@ -17,12 +17,8 @@ app = typer.Typer(help="Cron schedules: list, preview, backfill, enable/disable,
 def _time(value: str | None, option: str, default: int) -> int:
     from flowjobs.core.clock import parse_iso
 
-    if value is None:
-        return default
-    try:
-        return parse_iso(value)
-    except ValueError as exc:
-        raise BadInput(f"{option}: {exc}") from None
+    parsed = output.parse_option(value, parse_iso, option)
+    return default if parsed is None else parsed
 
 
 def _scheduler(ctx):

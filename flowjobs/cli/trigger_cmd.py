@@ -34,12 +34,7 @@ def _read_payload(payload: str | None, payload_file: Path | None):
 def _duration(value: str | None, option: str) -> float | None:
     from flowjobs.durations import parse_duration
 
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise BadInput(f"{option}: {exc}") from None
+    return output.parse_option(value, parse_duration, option)
 
 
 def wait_for(store, run_id: str, timeout: float | None) -> str | None:

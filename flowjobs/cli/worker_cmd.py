@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from flowjobs.errors import BadInput
+from flowjobs.cli import output
 
 
 def run_worker(
@@ -27,10 +27,7 @@ def run_worker(
     state = ctx.obj
     rt = state.runtime()
     ws = rt.settings.worker
-    try:
-        grace = parse_duration(shutdown_timeout) if shutdown_timeout else ws.shutdown_timeout
-    except ValueError as exc:
-        raise BadInput(f"--shutdown-timeout: {exc}") from None
+    grace = output.parse_option(shutdown_timeout, parse_duration, "--shutdown-timeout") or ws.shutdown_timeout
     procs = processes or ws.processes
     if procs > 1:
         raise typer.Exit(_supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler))
