@@ -32,6 +32,10 @@ def list_schedules(ctx: typer.Context, as_json: bool = typer.Option(False, "--js
     if as_json:
         output.emit_json(rows)
         return
+    if not rows:
+        output.note("no schedules: declare one with @task(..., cron=\"0 * * * *\") or a "
+                    "[schedules.<id>] table in flowjobs.toml (see docs/scheduling.md)")
+        return
     output.table(["id", "task", "cron", "timezone", "catchup", "enabled", "last_slot", "next_slots"],
                  [[r["id"], r["task"], r["cron"], r["timezone"], r["catchup"], "yes" if r["enabled"] else "no",
                    r["last_slot"], " ".join(r["next_slots"])] for r in rows])
