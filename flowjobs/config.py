@@ -82,6 +82,43 @@ class RetentionSettings(Section):
     interval: Duration = parse_duration("10m")
 
 
+class StripeSettings(Section):
+    test_api_key: str = ""
+    live_api_key: str = ""
+    api_base: str = ""
+    max_retries: int = Field(3, ge=0, le=10)
+    timeout: Duration = parse_duration("30s")
+
+    @field_validator("test_api_key", "live_api_key")
+    @classmethod
+    def _secret_key(cls, value: str) -> str:
+        if value and not value.startswith(("sk_", "rk_")):
+            raise ValueError("must be a Stripe secret or restricted key (sk_… or rk_…)")
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class BillingSettings(Section):
+    retry_days: list[int] = [3, 5, 5]
+    stale_payment_after: Duration = parse_duration("6h")
+    checkout_session_retention: Duration = parse_duration("14d")
+    fan_out_page: int = Field(500, ge=1, le=5000)
+    tax_calculator: str = ""
+
+    @field_validator("retry_days")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(day <= 0 for day in value):
+            raise ValueError("every retry delay must be a positive number of days")
+        return value
+
+
 class ScheduleSettings(Section):
     """`[schedules.<id>]`: a schedule of its own, or overrides of one declared on a task."""
 
@@ -118,6 +155,8 @@ class Settings(Section):
     tasks: TaskSettings = TaskSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     retention: RetentionSettings = RetentionSettings()
+    stripe: StripeSettings = StripeSettings()
+    billing: BillingSettings = BillingSettings()
     schedules: dict[str, ScheduleSettings] = {}
     # Directory that relative paths (the SQLite file) are resolved against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

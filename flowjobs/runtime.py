@@ -65,9 +65,26 @@ class Runtime:
 
         return Scheduler(self)
 
+    @cached_property
+    def billing_engine(self):
+        from flowjobs.billing.db import make_engine
+
+        self.store  # the schema (job and billing tables) is migrated on first use
+        return make_engine(self.settings.database_url())
+
+    @cached_property
+    def billing(self):
+        from flowjobs.adapters.stripe_gateway import StripeGateway
+        from flowjobs.billing.service import Billing
+
+        return Billing(self.billing_engine, self.clock, self.client,
+                       lambda: StripeGateway(self.settings.stripe), self.settings.billing)
+
     def trigger(self, task: str, payload=None, **options):
         return self.client.trigger(task, payload, **options)
 
     def close(self) -> None:
+        if "billing_engine" in self.__dict__:
+            self.billing_engine.dispose()
         if "db" in self.__dict__:
             self.db.close()

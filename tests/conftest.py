@@ -117,3 +117,12 @@ def make_runtime(db_url, clock):
 @pytest.fixture
 def rt(make_runtime):
     return make_runtime()
+
+
+@pytest.fixture(scope="session")
+def localstripe_url():
+    """localstripe (a stateful fake Stripe) on a free loopback port, for the whole session."""
+    from stripe_server import localstripe
+
+    with localstripe() as url:
+        yield url

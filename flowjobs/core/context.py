@@ -67,6 +67,7 @@ class TaskContext:
     store: Any
     clock: Any
     worker_id: str = ""
+    runtime: Any = None  # the composition root: tasks reach adapters (e.g. `ctx.runtime.billing`)
     canceled: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self):

@@ -232,7 +232,7 @@ class Worker:
         task = self.rt.registry.get(run.task) if run.task in self.rt.registry else None
         ctx = TaskContext(run_id=run.id, task_id=run.task, attempt=run.attempt,
                           max_attempts=run.max_attempts, client=self.rt.client, store=self.store,
-                          clock=self.clock, worker_id=self.id)
+                          clock=self.clock, worker_id=self.id, runtime=self.rt)
         timeout = (task.timeout if task and task.timeout else None) or self.rt.settings.run.timeout
         now = time.monotonic()
         flight = InFlight(run, task, ctx, self.clock.now_ms(), now + timeout, now + self.opt.lease / 3)

@@ -1,0 +1,1 @@
+"""I/O edges: the Stripe gateway (and, later, the mailer and document storage)."""

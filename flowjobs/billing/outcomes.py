@@ -1,0 +1,213 @@
+"""What a PaymentIntent's outcome does to a billing run and everything around it (spec §7.6).
+
+Called inline after the charge, and (issue #5) by the payment-intent webhook handlers.
+
+- A billing run's `succeeded`, `failed` and `aborted` are final here: a later or replayed
+  outcome for a finished run changes nothing (upstream let webhooks overwrite them).
+  Webhook events additionally pass their `created` time and are skipped when not newer than
+  the last one processed (`last_stripe_payment_intent_event_timestamp`).
+- The payment is the row this run inserted (`payments.billing_run_id`), so a declined card
+  leaves one `failed` payment, not a stale placeholder plus a second row (§13.4).
+- The invoice is the payment's invoice, not "the first invoice of the period" (§13.14).
+- A failure schedules the next attempt at +3, +5, +5 days (`[billing] retry_days`; four
+  attempts in all) and sends one payment-failed email that carries the retry date (§13.11).
+  The very first payment of a subscription failing cancels it — unless the subscription had
+  a trial, whose $0 invoice upstream wrongly treated as "no payment yet" (§13.10).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import select
+
+from flowjobs.billing import enums as E
+from flowjobs.billing import repo
+from flowjobs.billing.models import (BillingPeriod, BillingRun, Customer, Invoice, Payment,
+                                     Subscription)
+from flowjobs.billing.periods import period_status_by_clock
+from flowjobs.billing.runs import RunReport
+from flowjobs.billing.types import ms_from_utc, utc_from_ms
+from flowjobs import ids
+
+RUN_STATUS = {
+    "succeeded": E.BillingRunStatus.SUCCEEDED,
+    "requires_payment_method": E.BillingRunStatus.FAILED,
+    "canceled": E.BillingRunStatus.ABORTED,
+    "processing": E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION,
+    "requires_action": E.BillingRunStatus.IN_PROGRESS,
+    "requires_capture": E.BillingRunStatus.IN_PROGRESS,
+    "requires_confirmation": E.BillingRunStatus.IN_PROGRESS,
+}
+ACTION = {E.BillingRunStatus.SUCCEEDED: "charged", E.BillingRunStatus.FAILED: "declined",
+          E.BillingRunStatus.ABORTED: "canceled"}
+
+
+def payment_status(result) -> str:
+    if result.status == "succeeded" or result.charge_status == "succeeded":
+        return E.PaymentStatus.SUCCEEDED
+    if result.status == "requires_payment_method" or result.charge_status == "failed":
+        return E.PaymentStatus.FAILED
+    if result.status == "canceled":
+        return E.PaymentStatus.CANCELED
+    if result.status == "requires_action":
+        return E.PaymentStatus.REQUIRES_ACTION
+    return E.PaymentStatus.PROCESSING
+
+
+def apply_charge_result(b, billing_run_id: str, result, event_created: int | None = None) -> RunReport:
+    """Record `result` (a ChargeResult) for the run; `event_created` (epoch s) for webhooks."""
+    with b.unit() as s:
+        run = s.get(BillingRun, billing_run_id)
+        if run is None:
+            return RunReport(billing_run_id, "skipped", "missing", "no such billing run")
+        skip = _stale(run, event_created)
+        if skip:
+            return RunReport(run.id, "skipped", run.status, skip)
+        return _apply(b, s, run, result, event_created)
+
+
+def _stale(run: BillingRun, event_created: int | None) -> str | None:
+    if run.status in E.RUN_FINAL:
+        return f"billing run is already {run.status}"
+    last = run.last_stripe_payment_intent_event_timestamp
+    if event_created is not None and last is not None and ms_from_utc(last) >= event_created * 1000:
+        return "an event at least as new was already processed"
+    return None
+
+
+def _apply(b, s, run: BillingRun, result, event_created: int | None) -> RunReport:
+    now = s.info["now"]
+    status = RUN_STATUS.get(result.status, E.BillingRunStatus.IN_PROGRESS)
+    run.status = status
+    run.stripe_payment_intent_id = result.payment_intent_id or run.stripe_payment_intent_id
+    if event_created is not None:
+        run.last_stripe_payment_intent_event_timestamp = utc_from_ms(event_created * 1000)
+    payment = repo.payment_of_run(s, run.id)
+    invoice = s.get(Invoice, payment.invoice_id) if payment else repo.first_invoice(s, run.billing_period_id)
+    if payment is not None:
+        _sync_payment(payment, result)
+    if invoice is not None and result.payment_intent_id:
+        invoice.stripe_payment_intent_id = result.payment_intent_id
+    period = s.get(BillingPeriod, run.billing_period_id)
+    sub = s.get(Subscription, run.subscription_id)
+    extra = {"paymentId": payment.id if payment else None, "invoiceId": invoice.id if invoice else None}
+    if status == E.BillingRunStatus.SUCCEEDED:
+        _succeeded(b, s, run, period, sub, invoice, payment, now)
+    elif status == E.BillingRunStatus.FAILED:
+        extra.update(_failed(b, s, run, period, sub, invoice, payment, now))
+    elif status == E.BillingRunStatus.ABORTED:
+        _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
+    elif status == E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION and invoice is not None:
+        repo.set_invoice_status(invoice, E.InvoiceStatus.AWAITING_PAYMENT_CONFIRMATION)
+    detail = result.failure_message or f"PaymentIntent {result.payment_intent_id} is {result.status}"
+    return RunReport(run.id, ACTION.get(status, "pending"), run.status, detail, extra)
+
+
+def _sync_payment(payment: Payment, result) -> None:
+    payment.stripe_payment_intent_id = result.payment_intent_id or payment.stripe_payment_intent_id
+    payment.stripe_charge_id = payment.stripe_charge_id or result.charge_id
+    if repo.set_payment_status(payment, payment_status(result)) and payment.status == E.PaymentStatus.FAILED:
+        payment.failure_code = result.failure_code
+        payment.failure_message = result.failure_message
+
+
+def _safe_sub(sub: Subscription, status: str) -> bool:
+    if sub.status in E.SUBSCRIPTION_TERMINAL:
+        return False
+    return repo.set_subscription_status(sub, status)
+
+
+def _settle(s, run, period, invoice, now) -> bool:
+    """Invoice paid and period status by clock once net settled covers what is due."""
+    if invoice is None:
+        return False
+    due = (invoice.subtotal or 0) + (invoice.tax_amount or 0)
+    if repo.net_settled(s, period.id) >= due:
+        repo.set_invoice_status(invoice, E.InvoiceStatus.PAID)
+        repo.set_period_status(period, period_status_by_clock(period.start_date, period.end_date, now))
+        run.completed_at = now
+        return True
+    _mark_past_due_if_ended(period, invoice, now)
+    return False
+
+
+def _mark_past_due_if_ended(period, invoice, now) -> None:
+    if period.end_date <= now and period.status != E.BillingPeriodStatus.PAST_DUE:
+        if invoice is not None:
+            repo.set_invoice_status(invoice, E.InvoiceStatus.OPEN)
+        repo.set_period_status(period, E.BillingPeriodStatus.PAST_DUE)
+
+
+def _succeeded(b, s, run, period, sub, invoice, payment, now) -> None:
+    _settle(s, run, period, invoice, now)
+    if sub.status in (E.SubscriptionStatus.PAST_DUE, E.SubscriptionStatus.INCOMPLETE,
+                      E.SubscriptionStatus.TRIALING, E.SubscriptionStatus.UNPAID):
+        repo.set_subscription_status(sub, E.SubscriptionStatus.ACTIVE)
+    if invoice is not None:
+        b.trigger(s, "generate-invoice-pdf", {"invoiceId": invoice.id}, key=f"generate-invoice-pdf-{invoice.id}-paid")
+    if payment is not None:
+        b.trigger(s, "send-customer-payment-succeeded-notification", {"paymentId": payment.id},
+                  key=payment.id)
+        b.trigger(s, "send-organization-payment-succeeded-notification",
+                  {"paymentData": _payment_data(s, payment, invoice)},
+                  key=f"send-organization-payment-succeeded-notification-{payment.id}")
+
+
+def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
+    from flowjobs.billing.cancel import cancel_immediately
+
+    _mark_past_due_if_ended(period, invoice, now)
+    if sub.status in E.SUBSCRIPTION_TERMINAL:
+        return {"next": "subscription already ended"}
+    if _first_payment(s, sub):
+        cancel_immediately(b, s, sub, reason=E.CancellationReason.NON_PAYMENT)
+        return {"next": "first payment failed: subscription canceled"}
+    retry = _schedule_retry(b, s, run, sub, now)
+    _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
+    if payment is not None:
+        retry_ms = ms_from_utc(retry.scheduled_for) if retry else None
+        b.trigger(s, "send-customer-payment-failed-notification",
+                  {"paymentId": payment.id, "retryDate": retry_ms},
+                  key=f"send-customer-payment-failed-notification-{payment.id}")
+        data = _payment_data(s, payment, invoice)
+        data["failureReason"] = payment.failure_message or payment.failure_code
+        b.trigger(s, "send-organization-payment-failed-notification", {"paymentData": data},
+                  key=f"send-organization-payment-failed-notification-{payment.id}")
+    if retry is None:
+        return {"next": f"no more retries after attempt {run.attempt_number}"}
+    return {"next": f"retry {retry.id} on {retry.scheduled_for.isoformat()}", "retryBillingRunId": retry.id}
+
+
+def _first_payment(s, sub: Subscription) -> bool:
+    """No succeeded non-zero payment yet, not a free plan, and no trial period behind it."""
+    if sub.is_free_plan or sub.trial_end is not None:
+        return False
+    paid = s.exec(select(Payment.id).where(Payment.subscription_id == sub.id, Payment.amount > 0,
+                                           Payment.status == E.PaymentStatus.SUCCEEDED)).first()
+    trial = s.exec(select(BillingPeriod.id).where(BillingPeriod.subscription_id == sub.id,
+                                                  BillingPeriod.trial_period == True)).first()  # noqa: E712
+    return paid is None and trial is None
+
+
+def _schedule_retry(b, s, run: BillingRun, sub: Subscription, now: datetime) -> BillingRun | None:
+    delay = b.retry_delay(run.attempt_number)
+    if delay is None or sub.do_not_charge or sub.status in E.SUBSCRIPTION_TERMINAL:
+        return None
+    retry = BillingRun(
+        id=ids.new_id("billing_run"), livemode=run.livemode, billing_period_id=run.billing_period_id,
+        scheduled_for=now + delay, status=E.BillingRunStatus.SCHEDULED,
+        stripe_payment_intent_id=run.stripe_payment_intent_id, attempt_number=run.attempt_number + 1,
+        subscription_id=run.subscription_id, payment_method_id=run.payment_method_id,
+        last_stripe_payment_intent_event_timestamp=run.last_stripe_payment_intent_event_timestamp)
+    s.add(retry)
+    s.flush()
+    b.trigger(s, "attempt-billing-run", {"billingRunId": retry.id}, key=f"attempt-billing-run:{retry.id}",
+              run_at=retry.scheduled_for)
+    return retry
+
+
+def _payment_data(s, payment: Payment, invoice: Invoice | None) -> dict:
+    return {"organizationId": payment.organization_id, "customerId": payment.customer_id,
+            "paymentId": payment.id, "amount": payment.amount, "currency": payment.currency,
+            "invoiceNumber": invoice.invoice_number if invoice else None, "livemode": payment.livemode}

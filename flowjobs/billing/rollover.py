@@ -1,0 +1,121 @@
+"""Period rollover (spec §7.3): close the period that just ended, open the next one, and
+schedule its billing run.
+
+Decisions (docs/billing.md):
+- The close honours discounts and tax: what was due is the period's invoice (subtotal + tax)
+  or, without an invoice, the fee calculation of its items (upstream compared raw item
+  totals, closing discounted, fully paid periods `past_due` — §13.6).
+- The new billing run is *triggered*, never also executed inline: one `attempt-billing-run`
+  keyed `attempt-billing-run:<id>`, due at the run's `scheduled_for` (period start, or period
+  end when billing at period end — upstream charged those at once, §13.2).
+- A subscription whose cancellation is scheduled for later gets no new period and keeps
+  `cancellation_scheduled` (upstream made it `past_due`); the cancellation job ends it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from flowjobs import ids
+from flowjobs.billing import enums as E
+from flowjobs.billing import fees, repo
+from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Organization,
+                                     Subscription)
+from flowjobs.billing.periods import next_period
+from flowjobs.billing.repo import BillingError
+from flowjobs.billing.runs import RunReport
+from flowjobs.errors import NotFound
+
+
+def transition_billing_period(b, billing_period_id: str) -> RunReport:
+    with b.unit() as s:
+        period = s.get(BillingPeriod, billing_period_id)
+        if period is None:
+            raise NotFound(f"billing period {billing_period_id} does not exist")
+        now = s.info["now"]
+        if period.end_date > now:
+            raise BillingError(f"billing period {period.id} ends {period.end_date.isoformat()}, in the future")
+        closed = close_period(b, s, period)
+        sub = s.get(Subscription, period.subscription_id)
+        if sub.status == E.SubscriptionStatus.CREDIT_TRIAL or not sub.renews:
+            raise BillingError(f"subscription {sub.id} does not renew; it has no billing periods to roll")
+        outcome = _roll(b, s, period, sub, now)
+        return RunReport(period.id, outcome, period.status, f"period closed {closed}; {outcome}")
+
+
+def close_period(b, s, period: BillingPeriod) -> str:
+    """`completed` when what was due is paid, else `past_due`; terminal periods stay."""
+    if period.status in E.PERIOD_TERMINAL:
+        return period.status
+    owed = due_for_period(b, s, period) - repo.net_settled(s, period.id)
+    repo.set_period_status(period, E.BillingPeriodStatus.COMPLETED if owed <= 0 else E.BillingPeriodStatus.PAST_DUE)
+    return period.status
+
+
+def due_for_period(b, s, period: BillingPeriod) -> int:
+    invoice = repo.first_invoice(s, period.id)
+    if invoice is not None and invoice.subtotal is not None:
+        return invoice.subtotal + (invoice.tax_amount or 0)
+    sub = s.get(Subscription, period.subscription_id)
+    org = s.get(Organization, sub.organization_id)
+    redemption = repo.active_discount(s, sub.id)
+    discount = fees.Discount(redemption.discount_amount_type, redemption.discount_amount) if redemption else None
+    inputs = fees.FeeInputs(items=[(i.unit_price, i.quantity) for i in repo.period_items(s, period.id)],
+                            currency=org.default_currency, contract_type=org.stripe_connect_contract_type,
+                            discount=discount)
+    result = fees.calculate(inputs)
+    tax = 0
+    if fees.is_merchant_of_record(org.stripe_connect_contract_type) and result.pretax_total > 0:
+        tax = b.tax.calculate(pretax_amount=result.pretax_total, currency=org.default_currency,
+                              customer_country=None, organization_id=org.id, livemode=period.livemode)
+    return result.pretax_total + tax
+
+
+def _roll(b, s, period, sub, now) -> str:
+    if sub.status in E.SUBSCRIPTION_TERMINAL:
+        return f"subscription is {sub.status}; no new period"
+    if sub.cancel_scheduled_at is not None and sub.cancel_scheduled_at <= now:
+        sub.canceled_at = sub.canceled_at or now
+        repo.set_subscription_status(sub, E.SubscriptionStatus.CANCELED)
+        s.execute(update(BillingRun).where(BillingRun.subscription_id == sub.id,
+                                           BillingRun.status == E.BillingRunStatus.SCHEDULED)
+                  .values(status=E.BillingRunStatus.ABORTED, updated_at=now))
+        return "cancellation was due; subscription canceled"
+    if repo.later_period_exists(s, sub.id, period.start_date):
+        return "next period already exists"
+    if sub.cancel_scheduled_at is not None:
+        return "cancellation scheduled; no new period"
+    start, end = next_period(repo.latest_period(s, sub.id).end_date, sub.interval, sub.interval_count)
+    new = BillingPeriod(id=ids.new_id("billing_period"), livemode=sub.livemode, subscription_id=sub.id,
+                        start_date=start, end_date=end,
+                        status=E.BillingPeriodStatus.ACTIVE if start <= now else E.BillingPeriodStatus.UPCOMING)
+    s.add(new)
+    for item in repo.active_items(s, sub.id, start):
+        if item.manually_created or item.price_id is None:
+            continue
+        s.add(BillingPeriodItem(id=ids.new_id("billing_period_item"), livemode=sub.livemode,
+                                billing_period_id=new.id, quantity=item.quantity, unit_price=item.unit_price,
+                                name=item.name or "", description=""))
+    sub.current_billing_period_start, sub.current_billing_period_end = start, end
+    method_id = sub.default_payment_method_id or sub.backup_payment_method_id
+    if method_id and not sub.do_not_charge:
+        schedule_run(b, s, sub, new, method_id)
+    status = E.SubscriptionStatus.ACTIVE if (method_id or sub.do_not_charge) else E.SubscriptionStatus.PAST_DUE
+    repo.set_subscription_status(sub, status)
+    if period.trial_period and status == E.SubscriptionStatus.PAST_DUE:
+        b.trigger(s, "send-customer-trial-expired-notification", {"subscriptionId": sub.id},
+                  key=f"send-customer-trial-expired-notification-{sub.id}")
+    return f"opened period {new.id}"
+
+
+def schedule_run(b, s, sub: Subscription, period: BillingPeriod, method_id: str, attempt: int = 1) -> BillingRun:
+    """Insert the period's billing run and trigger `attempt-billing-run` for when it is due."""
+    when = period.start_date if sub.run_billing_at_period_start else period.end_date
+    run = BillingRun(id=ids.new_id("billing_run"), livemode=sub.livemode, billing_period_id=period.id,
+                     scheduled_for=when, status=E.BillingRunStatus.SCHEDULED, attempt_number=attempt,
+                     subscription_id=sub.id, payment_method_id=method_id)
+    s.add(run)
+    s.flush()
+    b.trigger(s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}",
+              run_at=when)
+    return run

@@ -1,0 +1,75 @@
+"""`Billing`: the billing engine's dependencies in one place (engine, clock, triggers,
+Stripe gateway, tax calculator, settings), handed to the job functions.
+
+Follow-up runs (notifications, PDFs, retries) are triggered with `session=` so they commit
+with the billing writes that cause them, or not at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from flowjobs.billing.db import unit_of_work
+from flowjobs.billing.tax import FlatRateTax, ZeroTax
+from flowjobs.billing.types import utc_from_ms
+from flowjobs.errors import ConfigError
+
+log = logging.getLogger("flowjobs.billing")
+
+
+def load_tax_calculator(spec: str):
+    """"" → ZeroTax; "flat:<percent>" → FlatRateTax; "module:object" → that object (or class)."""
+    if not spec:
+        return ZeroTax()
+    if spec.startswith("flat:"):
+        return FlatRateTax(spec.removeprefix("flat:"))
+    module, _, name = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError([f"billing.tax_calculator: cannot load {spec!r}: {exc}"]) from None
+    return obj() if isinstance(obj, type) else obj
+
+
+class Billing:
+    def __init__(self, engine, clock, client, gateway_factory, settings):
+        self.engine = engine
+        self.clock = clock
+        self.client = client
+        self._gateway_factory = gateway_factory
+        self._gateway = None
+        self.settings = settings  # BillingSettings
+        self.tax = load_tax_calculator(settings.tax_calculator)
+
+    @property
+    def gateway(self):
+        if self._gateway is None:
+            self._gateway = self._gateway_factory()
+        return self._gateway
+
+    def now(self) -> datetime:
+        return utc_from_ms(self.clock.now_ms())
+
+    @contextmanager
+    def unit(self, now: datetime | None = None):
+        with unit_of_work(self.engine, now or self.now()) as session:
+            yield session
+
+    def trigger(self, session, task: str, payload: dict, key: str | None = None, run_at: datetime | None = None):
+        """Trigger `task` inside `session`'s transaction (deduplicated by `key`)."""
+        options = {}
+        if key:
+            options["idempotency_key"] = key
+        if run_at is not None:
+            options["run_at"] = int(run_at.timestamp() * 1000)
+        return self.client.trigger(task, payload, session=session, **options)
+
+    def retry_delay(self, attempt_number: int) -> timedelta | None:
+        """Wait before the attempt after `attempt_number`, or None when no attempt is left."""
+        days = self.settings.retry_days
+        if attempt_number > len(days):
+            return None
+        return timedelta(days=days[attempt_number - 1])

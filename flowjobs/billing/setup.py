@@ -1,0 +1,133 @@
+"""Creating the billing objects a subscription needs — for `flowjobs demo seed` and tests.
+
+(Subscription creation through checkout is upstream's web app, outside the job system; this
+is the subset of §7.2 the jobs depend on: one item per subscription, the first period, and
+its billing run due at the period start — picked up by the next hourly `attempt-billing-runs`.)
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlmodel import select
+
+from flowjobs import ids
+from flowjobs.billing import enums as E
+from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Country, Customer,
+                                     DiscountRedemption, Membership, Organization, PaymentMethod,
+                                     Price, Product, Subscription, SubscriptionItem, User)
+from flowjobs.billing.money import normalise_currency
+from flowjobs.billing.periods import period_end
+
+INVOICE_BASE_ALPHABET = "ABCDEF0123456789"
+
+
+def country(s, code: str, name: str | None = None) -> Country:
+    found = s.exec(select(Country).where(Country.code == code.upper())).first()
+    if found:
+        return found
+    row = Country(id=ids.new_id("country"), code=code.upper(), name=name or code.upper())
+    s.add(row)
+    return row
+
+
+def organization(s, name: str, *, currency: str = "USD", country_code: str = "US", **fields) -> Organization:
+    org = Organization(id=ids.new_id("org"), name=name, country_id=country(s, country_code).id,
+                       default_currency=normalise_currency(currency), **fields)
+    s.add(org)
+    return org
+
+
+def member(s, org: Organization, email: str, *, role: str = E.MembershipRole.OWNER,
+           preferences: dict | None = None) -> Membership:
+    user = User(id=ids.new_id("user"), email=email, name=email.split("@")[0])
+    s.add(user)
+    row = Membership(id=ids.new_id("memb"), user_id=user.id, organization_id=org.id, role=role,
+                     notification_preferences=preferences or {})
+    s.add(row)
+    return row
+
+
+def customer(s, org: Organization, *, email: str, name: str, stripe_customer_id: str | None = None,
+             livemode: bool = False, billing_address: dict | None = None) -> Customer:
+    row = Customer(id=ids.new_id("cust"), livemode=livemode, organization_id=org.id, email=email, name=name,
+                   invoice_number_base="".join(secrets.choice(INVOICE_BASE_ALPHABET) for _ in range(7)),
+                   stripe_customer_id=stripe_customer_id, external_id=ids.new_id("ext"),
+                   billing_address=billing_address)
+    s.add(row)
+    return row
+
+
+def card(s, cust: Customer, *, stripe_payment_method_id: str | None, last4: str = "4242",
+         country_code: str = "US") -> PaymentMethod:
+    row = PaymentMethod(id=ids.new_id("pm"), livemode=cust.livemode, customer_id=cust.id,
+                        billing_details={"name": cust.name, "email": cust.email,
+                                         "address": {"country": country_code}},
+                        type=E.PaymentMethodType.CARD, default=True,
+                        payment_method_data={"last4": last4, "country": country_code},
+                        stripe_payment_method_id=stripe_payment_method_id)
+    s.add(row)
+    return row
+
+
+def plan(s, org: Organization, name: str, unit_price: int, *, interval: str = E.IntervalUnit.MONTH,
+         count: int = 1, livemode: bool = False) -> Price:
+    product = Product(id=ids.new_id("prod"), livemode=livemode, name=name, organization_id=org.id,
+                      slug=name.lower().replace(" ", "-"))
+    s.add(product)
+    price = Price(id=ids.new_id("price"), livemode=livemode, type=E.PriceType.SUBSCRIPTION,
+                  interval_unit=interval, interval_count=count, unit_price=unit_price,
+                  product_id=product.id, currency=org.default_currency, name=name)
+    s.add(price)
+    return price
+
+
+def subscription(s, cust: Customer, price: Price, method: PaymentMethod | None, *, start: datetime,
+                 quantity: int = 1, trial_end: datetime | None = None, do_not_charge: bool = False,
+                 run_billing_at_period_start: bool = True) -> tuple[Subscription, BillingPeriod, BillingRun | None]:
+    """A standard renewing subscription with its first period and (when chargeable) billing run."""
+    now = s.info["now"]
+    trialing = trial_end is not None and trial_end > start
+    status = (E.SubscriptionStatus.TRIALING if trialing else
+              E.SubscriptionStatus.ACTIVE if (method or do_not_charge) else E.SubscriptionStatus.INCOMPLETE)
+    end = trial_end if trialing else period_end(start, price.interval_unit, price.interval_count)
+    sub = Subscription(
+        id=ids.new_id("sub"), livemode=cust.livemode, start_date=start, customer_id=cust.id,
+        organization_id=cust.organization_id, status=status,
+        default_payment_method_id=method.id if method else None, trial_end=trial_end if trialing else None,
+        current_billing_period_start=start, current_billing_period_end=end,
+        is_free_plan=price.unit_price == 0, do_not_charge=do_not_charge, price_id=price.id,
+        run_billing_at_period_start=run_billing_at_period_start, interval=price.interval_unit,
+        interval_count=price.interval_count, billing_cycle_anchor_date=start, name=price.name)
+    s.add(sub)
+    label = price.name + (f" x {quantity}" if quantity != 1 else "")
+    s.add(SubscriptionItem(id=ids.new_id("si"), livemode=cust.livemode, subscription_id=sub.id, name=label,
+                           added_date=start, price_id=price.id, unit_price=0 if do_not_charge else price.unit_price,
+                           quantity=quantity))
+    period = BillingPeriod(id=ids.new_id("billing_period"), livemode=cust.livemode, subscription_id=sub.id,
+                           start_date=start, end_date=end, trial_period=trialing,
+                           status=E.BillingPeriodStatus.ACTIVE if start <= now else E.BillingPeriodStatus.UPCOMING)
+    s.add(period)
+    if not trialing:
+        s.add(BillingPeriodItem(id=ids.new_id("billing_period_item"), livemode=cust.livemode,
+                                billing_period_id=period.id, quantity=quantity,
+                                unit_price=0 if do_not_charge else price.unit_price, name=label))
+    run = None
+    if method is not None and not do_not_charge:
+        run = BillingRun(id=ids.new_id("billing_run"), livemode=cust.livemode, billing_period_id=period.id,
+                         scheduled_for=start if run_billing_at_period_start else end,
+                         subscription_id=sub.id, payment_method_id=method.id)
+        s.add(run)
+    s.flush()
+    return sub, period, run
+
+
+def discount(s, sub: Subscription, *, amount: int, amount_type: str = E.DiscountAmountType.PERCENT,
+             code: str = "WELCOME", duration: str = E.DiscountDuration.FOREVER) -> DiscountRedemption:
+    row = DiscountRedemption(id=ids.new_id("discount_redemption"), livemode=sub.livemode,
+                             discount_id=ids.new_id("discount"), subscription_id=sub.id, discount_name=code.title(),
+                             discount_code=code, discount_amount=amount, discount_amount_type=amount_type,
+                             duration=duration)
+    s.add(row)
+    return row

@@ -1,0 +1,32 @@
+"""`attempt-cancel-scheduled-subscriptions {startDateISO, endDateISO}`: trigger one
+`attempt-subscription-cancellation` per subscription whose scheduled cancellation falls in
+the window (inclusive), a page at a time, keyed by subscription."""
+
+from datetime import datetime
+
+from pydantic import Field
+
+from flowjobs.core.registry import task
+from flowjobs.tasks._billing import Payload, utc
+
+
+class CancelWindow(Payload):
+    start: datetime = Field(alias="startDateISO")
+    end: datetime = Field(alias="endDateISO")
+
+
+@task("attempt-cancel-scheduled-subscriptions", payload=CancelWindow)
+def attempt_cancel_scheduled_subscriptions(payload: CancelWindow, ctx):
+    """Fan out the cancellations that fell due in the window."""
+    from flowjobs.billing.fanout import cancellations_due
+    from flowjobs.core.client import TriggerItem
+
+    b = ctx.runtime.billing
+    total = 0
+    for page in cancellations_due(b, utc(payload.start), utc(payload.end), b.settings.fan_out_page):
+        ctx.batch_trigger([TriggerItem("attempt-subscription-cancellation", {"subscriptionId": sid},
+                                       idempotency_key=f"attempt-subscription-cancellation:{sid}")
+                           for sid, _ in page])
+        total += len(page)
+    ctx.log.info("triggered %d cancellations", total)
+    return {"subscriptions": total}
