@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flowjobs.billing.models import BillingPeriod, BillingRun, Invoice, Payment, Subscription
@@ -50,3 +52,91 @@ def _payment_id(rt, billing_run_id: str) -> str:
 
     with rt.billing.unit() as s:
         return s.exec(select(Payment.id).where(Payment.billing_run_id == billing_run_id)).one()
+
+
+def test_first_payment_declined_cancels_the_subscription(brt):
+    seeded = seed(brt, card=DECLINING)
+    hourly(brt)
+    drain(brt)
+
+    run = get(brt, BillingRun, seeded.billing_run_id)
+    assert run.status == "failed"
+    payment = get(brt, Payment, _payment_id(brt, run.id))
+    assert (payment.status, payment.failure_code) == ("failed", "card_declined")
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert (sub.status, sub.cancellation_reason) == ("canceled", "non_payment")
+    assert sub.canceled_at is not None
+    assert [r.attempt_number for r in runs_of(brt, sub.id)] == [1]  # no retry after cancelling
+    assert get(brt, Invoice, payment.invoice_id).status == "open"
+    assert len(child_runs(brt, "send-customer-subscription-canceled-notification")) == 1
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"failed": 1}
+
+
+def switch_to_card(rt, seeded, number: str) -> str:
+    """Attach another card at Stripe and make it the subscription's default payment method."""
+    from flowjobs.billing import setup
+    from flowjobs.billing.models import Customer
+
+    pm = rt.billing.gateway.attach_card(False, customer=seeded.stripe_customer, number=number)
+    with rt.billing.unit() as s:
+        method = setup.card(s, s.get(Customer, seeded.customer_id), stripe_payment_method_id=pm[0], last4=pm[1])
+        s.get(Subscription, seeded.subscription_id).default_payment_method_id = method.id
+        return method.id
+
+
+def test_dunning_ladder_retries_at_3_5_5_days_then_stops(brt, clock):
+    from datetime import timedelta
+
+    from flowjobs.billing.types import utc_from_ms
+
+    seeded = seed(brt)
+    hourly(brt)
+    drain(brt)  # period 1 paid with a good card
+    switch_to_card(brt, seeded, DECLINING)
+    period_end = get(brt, BillingPeriod, seeded.period_id).end_date
+    clock.set(int(period_end.timestamp() * 1000) + 60_000)
+    hourly(brt)
+    drain(brt)  # rollover: period 2 and its billing run, which is declined
+
+    failed_at = utc_from_ms(clock.now_ms())
+    for expected_wait in (3, 5, 5):
+        runs = runs_of(brt, seeded.subscription_id)
+        latest = runs[-1]
+        assert runs[-2].status == "failed"
+        assert latest.status == "scheduled"
+        assert latest.scheduled_for == failed_at + timedelta(days=expected_wait)
+        assert get(brt, Subscription, seeded.subscription_id).status == "past_due"
+        clock.set(int(latest.scheduled_for.timestamp() * 1000))
+        failed_at = latest.scheduled_for
+        drain(brt)  # the retry's own delayed attempt-billing-run falls due
+
+    runs = runs_of(brt, seeded.subscription_id)
+    period2 = [r for r in runs if r.billing_period_id != seeded.period_id]
+    assert [(r.attempt_number, r.status) for r in period2] == [(1, "failed"), (2, "failed"), (3, "failed"), (4, "failed")]
+    assert get(brt, Subscription, seeded.subscription_id).status == "past_due"
+    failed_mails = child_runs(brt, "send-customer-payment-failed-notification")
+    retry_dates = sorted(json.loads(r["payload"]).get("retryDate") is None for r in failed_mails)
+    assert len(failed_mails) == 4 and retry_dates == [False, False, False, True]  # one mail per failure
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1, "failed": 4}
+
+
+def test_trial_ends_then_decline_goes_past_due_instead_of_cancelling(brt, clock):
+    from datetime import timedelta
+
+    from flowjobs.billing.types import utc_from_ms
+
+    now = utc_from_ms(clock.now_ms())
+    seeded = seed(brt, card=DECLINING, trial_end=now + timedelta(days=14))
+    hourly(brt)
+    drain(brt)
+    trial_run = get(brt, BillingRun, seeded.billing_run_id)
+    assert trial_run.status == "succeeded"  # $0 trial invoice: nothing to charge
+    assert get(brt, Subscription, seeded.subscription_id).status == "trialing"
+
+    clock.set(int((now + timedelta(days=14, minutes=1)).timestamp() * 1000))
+    hourly(brt)
+    drain(brt)
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert sub.status == "past_due"
+    runs = runs_of(brt, sub.id)
+    assert [r.status for r in runs if r.id != trial_run.id] == ["failed", "scheduled"]

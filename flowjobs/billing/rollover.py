@@ -8,17 +8,19 @@ Decisions (docs/billing.md):
 - The new billing run is *triggered*, never also executed inline: one `attempt-billing-run`
   keyed `attempt-billing-run:<id>`, due at the run's `scheduled_for` (period start, or period
   end when billing at period end — upstream charged those at once, §13.2).
+- A cancellation that fell due is finished with the same `cancel_immediately` the
+  cancellation job uses, notifications included (upstream's rollover path sent none, so
+  whether customers heard about it depended on which job ran first).
 - A subscription whose cancellation is scheduled for later gets no new period and keeps
   `cancellation_scheduled` (upstream made it `past_due`); the cancellation job ends it.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import update
-
 from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import fees, repo
+from flowjobs.billing.cancel import cancel_immediately
 from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Organization,
                                      Subscription)
 from flowjobs.billing.periods import next_period
@@ -75,11 +77,8 @@ def _roll(b, s, period, sub, now) -> str:
     if sub.status in E.SUBSCRIPTION_TERMINAL:
         return f"subscription is {sub.status}; no new period"
     if sub.cancel_scheduled_at is not None and sub.cancel_scheduled_at <= now:
-        sub.canceled_at = sub.canceled_at or now
-        repo.set_subscription_status(sub, E.SubscriptionStatus.CANCELED)
-        s.execute(update(BillingRun).where(BillingRun.subscription_id == sub.id,
-                                           BillingRun.status == E.BillingRunStatus.SCHEDULED)
-                  .values(status=E.BillingRunStatus.ABORTED, updated_at=now))
+        # The same path as the cancellation job (notifications included), whichever runs first.
+        cancel_immediately(b, s, sub, reason=sub.cancellation_reason or E.CancellationReason.CUSTOMER_REQUEST)
         return "cancellation was due; subscription canceled"
     if repo.later_period_exists(s, sub.id, period.start_date):
         return "next period already exists"

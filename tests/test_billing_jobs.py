@@ -1,0 +1,154 @@
+"""Rollover, scheduled cancellation, stale payments, discounts — against localstripe, both backends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from flowjobs.billing.models import BillingPeriod, BillingRun, Invoice, Payment, Subscription
+from flowjobs.billing.types import utc_from_ms
+from flowjobs.core.clock import iso
+from tests.billing_helpers import drain, get, runs_of, seed, stripe_sections, utc
+
+
+@pytest.fixture
+def brt(make_runtime, localstripe_url):
+    return make_runtime(**stripe_sections(localstripe_url))
+
+
+def at(clock, moment):
+    clock.set(int(moment.timestamp() * 1000))
+
+
+def hourly(rt, last=None):
+    payload = {"timestamp": iso(rt.clock.now_ms()), "scheduleId": "hourly-cron"}
+    if last is not None:
+        payload["lastTimestamp"] = iso(int(last.timestamp() * 1000))
+    return rt.trigger("hourly-cron", payload)
+
+
+def periods_of(rt, subscription_id):
+    with rt.billing.unit() as s:
+        return list(s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == subscription_id)
+                           .order_by(BillingPeriod.start_date)))
+
+
+def test_rollover_from_jan_31_clamps_to_feb_28_and_bills_each_period(brt, clock):
+    at(clock, utc(2027, 1, 31, 10))
+    seeded = seed(brt, unit_price=1200)
+    hourly(brt)
+    drain(brt)
+    at(clock, utc(2027, 2, 28, 10, 30))
+    hourly(brt, last=utc(2027, 2, 28, 9, 30))
+    drain(brt)
+
+    periods = periods_of(brt, seeded.subscription_id)
+    assert [(p.start_date, p.end_date) for p in periods] == [
+        (utc(2027, 1, 31, 10), utc(2027, 2, 28, 10)), (utc(2027, 2, 28, 10), utc(2027, 3, 28, 10))]
+    assert [p.status for p in periods] == ["completed", "active"]
+    runs = runs_of(brt, seeded.subscription_id)
+    assert [r.status for r in runs] == ["succeeded", "succeeded"]
+    assert runs[1].scheduled_for == utc(2027, 2, 28, 10)
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert (sub.current_billing_period_start, sub.current_billing_period_end) == (utc(2027, 2, 28, 10), utc(2027, 3, 28, 10))
+    with brt.billing.unit() as s:
+        numbers = sorted(s.exec(select(Invoice.invoice_number).where(Invoice.customer_id == seeded.customer_id)))
+    assert [n[-6:] for n in numbers] == ["-00000", "-00001"]
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 2}
+
+    hourly(brt, last=utc(2027, 2, 28, 9, 30))  # the same slot again: nothing new
+    drain(brt)
+    assert len(periods_of(brt, seeded.subscription_id)) == 2
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 2}
+
+
+def test_discounted_paid_period_closes_completed(brt, clock):
+    seeded = seed(brt, unit_price=2000, discount=(25, "percent"))
+    hourly(brt)
+    drain(brt)
+    payment = _payment_of(brt, seeded.billing_run_id)
+    assert payment.amount == 1500  # 25 % off 2000
+    end = get(brt, BillingPeriod, seeded.period_id).end_date
+    at(clock, end + timedelta(minutes=5))
+    hourly(brt)
+    drain(brt)
+    assert get(brt, BillingPeriod, seeded.period_id).status == "completed"  # upstream: past_due (§13.6)
+
+
+def test_scheduled_cancellation_ends_the_subscription_at_period_end(brt, clock):
+    from flowjobs.billing.cancel import schedule_cancellation
+
+    seeded = seed(brt)
+    hourly(brt)
+    drain(brt)
+    with brt.billing.unit() as s:
+        end = schedule_cancellation(brt.billing, s, s.get(Subscription, seeded.subscription_id))
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert (sub.status, sub.cancel_scheduled_at) == ("cancellation_scheduled", end)
+
+    at(clock, end + timedelta(minutes=1))
+    hourly(brt)
+    drain(brt)
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert sub.status == "canceled" and sub.canceled_at == end + timedelta(minutes=1)
+    assert len(periods_of(brt, seeded.subscription_id)) == 1  # no new period, no new charge
+    assert [r.status for r in runs_of(brt, sub.id)] == ["succeeded"]
+    tasks = [r["task"] for r in brt.store.list_runs(limit=500)]
+    assert tasks.count("send-customer-subscription-cancellation-scheduled-notification") == 1
+    assert tasks.count("send-customer-subscription-canceled-notification") == 1
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
+
+
+def test_stale_payment_whose_charge_was_never_recorded_is_settled_not_failed(brt, clock):
+    from flowjobs.billing.runs import _prepare
+
+    seeded = seed(brt)
+    charge = _prepare(brt.billing, seeded.billing_run_id, "run_dead_worker")  # claimed, then "crashed"
+    brt.billing.gateway.charge_off_session(  # ... after Stripe had charged
+        livemode=False, amount=charge.amount, currency=charge.currency, customer=charge.customer,
+        payment_method=charge.payment_method, metadata=charge.metadata, idempotency_key=charge.idempotency_key)
+    clock.advance(7 * 3600)
+    run = brt.trigger("fail-stale-payments", {"timestamp": iso(clock.now_ms())})
+    drain(brt)
+
+    result = brt.store.get_run(run.id)
+    assert result["status"] == "completed", result
+    payment = _payment_of(brt, seeded.billing_run_id)
+    assert payment.status == "succeeded"
+    assert get(brt, BillingRun, seeded.billing_run_id).status == "succeeded"
+    assert get(brt, Invoice, payment.invoice_id).status == "paid"
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
+
+
+def test_stale_payment_without_stripe_trace_fails_with_payment_timeout(brt, clock):
+    from flowjobs import ids
+    from flowjobs.billing.models import Invoice as Inv
+
+    seeded = seed(brt)
+    now = utc_from_ms(clock.now_ms())
+    with brt.billing.unit() as s:
+        inv = Inv(id=ids.new_id("inv"), invoice_number="MANUAL-1", invoice_date=now, customer_id=seeded.customer_id,
+                  organization_id=seeded.org_id, currency="USD", type="standalone")
+        s.add(inv)
+        s.add(Payment(id=ids.new_id("pym"), invoice_id=inv.id, amount=500, payment_method="card", currency="USD",
+                      status="processing", charge_date=now, organization_id=seeded.org_id,
+                      customer_id=seeded.customer_id))
+    clock.advance(5 * 3600)
+    brt.trigger("fail-stale-payments", {"timestamp": iso(clock.now_ms())})
+    drain(brt)
+    with brt.billing.unit() as s:
+        assert s.exec(select(Payment.status).where(Payment.invoice_id == inv.id)).one() == "processing"  # < 6 h
+    clock.advance(2 * 3600)
+    brt.trigger("fail-stale-payments", {"timestamp": iso(clock.now_ms())})
+    drain(brt)
+    with brt.billing.unit() as s:
+        payment = s.exec(select(Payment).where(Payment.invoice_id == inv.id)).one()
+    assert (payment.status, payment.failure_code) == ("failed", "payment_timeout")
+    assert payment.failure_message == "Payment timed out after 6 hours in pending state"
+
+
+def _payment_of(rt, billing_run_id):
+    with rt.billing.unit() as s:
+        return s.exec(select(Payment).where(Payment.billing_run_id == billing_run_id)).one()
