@@ -88,8 +88,14 @@ def sqlite_url(tmp_path, sqlite_template):
     return f"sqlite:///{target}"
 
 
+# The built-in billing crons are switched off in tests (as `enabled = false` in flowjobs.toml
+# would): scheduler tests count their own schedules' runs, billing tests fire the crons by hand.
+QUIET_BUILTIN_SCHEDULES = {"hourly-cron": {"enabled": False}, "daily-cron": {"enabled": False}}
+
+
 def make_settings(url: str, **sections) -> Settings:
-    data = {"database": {"url": url}, "tasks": {"modules": [TEST_TASKS]}}
+    data = {"database": {"url": url}, "tasks": {"modules": [TEST_TASKS]},
+            "schedules": dict(QUIET_BUILTIN_SCHEDULES)}
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return Settings.model_validate(data)

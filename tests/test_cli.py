@@ -3,6 +3,7 @@
 
 import pytest
 
+from flowjobs.store.migrate import HEAD
 from tests.cli_helpers import as_json, cli_env, flowjobs
 
 
@@ -119,9 +120,9 @@ def test_tasks_list_json(env):
 def test_db_upgrade_and_status_on_a_new_file(tmp_path):
     env = cli_env(f"sqlite:///{tmp_path}/new.db")
     first = flowjobs("db", "upgrade", env=env)
-    assert first.returncode == 0 and "upgraded from empty to 0002" in first.stdout
-    assert "already at revision 0002" in flowjobs("db", "upgrade", env=env).stdout
-    assert "revision: 0002" in flowjobs("db", "status", env=env).stdout
+    assert first.returncode == 0 and f"upgraded from empty to {HEAD}" in first.stdout
+    assert f"already at revision {HEAD}" in flowjobs("db", "upgrade", env=env).stdout
+    assert f"revision: {HEAD}" in flowjobs("db", "status", env=env).stdout
 
 
 def test_help_and_version(env):

@@ -112,7 +112,8 @@ def test_schedule_commands(env):
     assert "enqueued 0, 5 already had a run" in again.stdout
 
     assert flowjobs("schedules", "disable", "minutely", env=env).returncode == 0
-    assert as_json(flowjobs("schedules", "list", "--json", env=env))[0]["enabled"] is False
+    listed = {s["id"]: s for s in as_json(flowjobs("schedules", "list", "--json", env=env))}
+    assert listed["minutely"]["enabled"] is False and listed["hourly-cron"]["enabled"] is True
     assert flowjobs("tick", "--now", "2027-01-01T00:09:00Z", env=env).stdout == ""
     assert flowjobs("schedules", "enable", "minutely", env=env).returncode == 0
 
