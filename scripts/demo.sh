@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# The demo: a fresh SQLite database in demo/, some work triggered, a burst worker, what ran.
+# The demo: a fresh SQLite database in demo/, a local Stripe test server (localstripe on a free
+# loopback port, stopped at the end), demo customers whose first billing runs are due, the
+# hourly cron fired once, a burst worker until nothing is due, and a summary of what happened.
 set -euo pipefail
 flowjobs="${1:-flowjobs}"
+python="$(dirname "$flowjobs")/python"
 cd "$(dirname "$0")/.."
 rm -rf demo && mkdir demo
 export FLOWJOBS_DATABASE_URL="sqlite:///demo/flowjobs.db"
+
+"$python" scripts/localstripe_server.py --port 0 > demo/localstripe.out 2> demo/localstripe.log &
+stripe_pid=$!
+trap 'kill $stripe_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening demo/localstripe.out 2>/dev/null && break; sleep 0.1; done
+export FLOWJOBS_STRIPE_API_BASE="$(awk '{print $3}' demo/localstripe.out)"
+export FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs_demo"
+[ -n "$FLOWJOBS_STRIPE_API_BASE" ] || { echo "localstripe did not start:" >&2; cat demo/localstripe.log >&2; exit 1; }
+echo "== local Stripe test server: $FLOWJOBS_STRIPE_API_BASE =="
+
 "$flowjobs" db upgrade
-for name in Ada Grace Edsger; do
-  "$flowjobs" trigger hello-world --payload "{\"customer\": \"$name\"}" >/dev/null
-done
-"$flowjobs" trigger hello-world --payload '{"customer": "Ada"}' --idempotency-key welcome-ada >/dev/null
-"$flowjobs" trigger hello-world --payload '{"customer": "Ada"}' --idempotency-key welcome-ada >/dev/null  # deduplicated
-"$flowjobs" trigger noop --delay 1s >/dev/null
-echo "== running the worker until no run is due =="
-"$flowjobs" --log-level warning run-worker --burst
-sleep 1.1   # the delayed run becomes due
-"$flowjobs" --log-level warning run-worker --burst
-echo "== what ran =="
-"$flowjobs" runs list
+"$flowjobs" demo seed --customers 12 --declining 3
+echo "== firing the hourly cron and running the worker until no run is due =="
+"$flowjobs" schedules trigger hourly-cron >/dev/null
+"$flowjobs" --log-level error run-worker --burst
+echo "== what the billing jobs did =="
+"$flowjobs" billing summary
 echo
-echo "Inspect one: $flowjobs runs show <run id>   (database: demo/flowjobs.db)"
+echo "== runs =="
+"$flowjobs" runs list --limit 15
+echo
+echo "Look closer: $flowjobs billing show subscription <id>   $flowjobs runs show <run id>"
+echo "(database: demo/flowjobs.db. The renewals on card 4000000000000341 were declined: their"
+echo " subscriptions are past_due with a retry billing run in 3 days — see docs/billing.md)"

@@ -67,11 +67,13 @@ def _root(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("stripe").setLevel(logging.WARNING)  # one INFO line per request otherwise
     ctx.obj = State(config, log_level)
 
 
 def _register() -> None:
-    from flowjobs.cli import db_cmd, runs_cmd, schedules_cmd, tasks_cmd, trigger_cmd, worker_cmd
+    from flowjobs.cli import (billing_cmd, db_cmd, demo_cmd, runs_cmd, schedules_cmd, tasks_cmd,
+                              trigger_cmd, worker_cmd)
 
     trigger_cmd.register(app)
     worker_cmd.register(app)
@@ -79,6 +81,8 @@ def _register() -> None:
     app.add_typer(runs_cmd.app, name="runs")
     app.add_typer(tasks_cmd.app, name="tasks")
     app.add_typer(db_cmd.app, name="db")
+    app.add_typer(billing_cmd.app, name="billing")
+    app.add_typer(demo_cmd.app, name="demo")
 
 
 _register()

@@ -1,4 +1,9 @@
-"""`flowjobs trigger TASK_ID`: create one run, optionally wait for it to end."""
+"""`flowjobs trigger TASK_ID`: create one run, optionally wait for it to end.
+
+Shortcuts name a billing object instead of a task and payload:
+`flowjobs trigger billing-run BILLING_RUN_ID` triggers `attempt-billing-run` for it, keyed
+`attempt-billing-run:<id>` like every other path to that billing run.
+"""
 
 from __future__ import annotations
 
@@ -51,9 +56,28 @@ def wait_for(store, run_id: str, timeout: float | None) -> str | None:
         pause = min(pause * 1.5, 0.25)
 
 
+SHORTCUTS = {"billing-run": ("attempt-billing-run", "billingRunId")}
+
+
+def _shortcut(rt, name: str, object_id: str | None, payload: dict, key: str | None):
+    """(task, payload, idempotency key) for `trigger billing-run ID`; refuses what cannot run."""
+    from flowjobs.billing.views import billing_run_status
+
+    task, field = SHORTCUTS[name]
+    if not object_id:
+        raise BadInput(f"`trigger {name}` needs the id, e.g. flowjobs trigger {name} billing_run_…")
+    if payload:
+        raise BadInput(f"`trigger {name} ID` takes no --payload")
+    status = billing_run_status(rt.billing, object_id)
+    if status != "scheduled":
+        raise BadInput(f"billing run {object_id} is {status}; only scheduled billing runs are executed")
+    return task, {field: object_id}, key or f"{task}:{object_id}"
+
+
 def trigger(
     ctx: typer.Context,
-    task_id: str = typer.Argument(..., help="Task id, e.g. hello-world (see `flowjobs tasks list`)."),
+    task_id: str = typer.Argument(..., help="Task id, e.g. hello-world (see `flowjobs tasks list`), or billing-run."),
+    object_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="With billing-run: the billing run's id."),
     payload: Optional[str] = typer.Option(None, "--payload", "-p", help="Payload as a JSON object."),
     payload_file: Optional[Path] = typer.Option(None, "--payload-file", help="Read the payload JSON from a file."),
     idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key", help="A second trigger with this key returns the same run."),
@@ -73,6 +97,10 @@ def trigger(
     if timeout is not None and not wait:
         raise BadInput("--timeout only makes sense with --wait")
     rt = ctx.obj.runtime()
+    if task_id in SHORTCUTS:
+        task_id, body, idempotency_key = _shortcut(rt, task_id, object_id, body, idempotency_key)
+    elif object_id is not None:
+        raise BadInput(f"unexpected argument {object_id!r}: task payloads go in --payload")
     result = rt.trigger(task_id, body, idempotency_key=idempotency_key, idempotency_key_ttl=ttl,
                         delay=delay_s, priority=priority, queue=queue)
     status = result.status

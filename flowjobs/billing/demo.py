@@ -1,0 +1,96 @@
+"""`flowjobs demo seed`: a demo organisation with customers whose first billing runs are due.
+
+Customers get real Stripe customers and card PaymentMethods through the gateway (in the demo,
+against localstripe). Most start today, so their first billing run is due now. The `declining`
+ones get card 4000000000000341 (it attaches, then declines off-session charges) and a month
+of paid history whose period ended a few minutes ago: the hourly cron rolls them over, their
+renewal is declined, and the dunning ladder schedules a retry in 3 days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flowjobs import ids
+from flowjobs.billing import enums as E
+from flowjobs.billing import setup
+from flowjobs.billing.models import Invoice, Payment
+
+VISA = "4242424242424242"
+DECLINING = "4000000000000341"
+NAMES = ["Ada Lovelace", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov", "Donald Knuth",
+         "Frances Allen", "Ken Thompson", "Margaret Hamilton", "John Backus", "Radia Perlman"]
+PLANS = [("Starter", 1200), ("Pro", 4900), ("Team", 19900)]
+
+
+@dataclass
+class Seeded:
+    organization_id: str
+    customers: int = 0
+    declining: int = 0
+    subscriptions: list[str] = field(default_factory=list)
+    billing_runs: list[str] = field(default_factory=list)
+
+
+def seed(b, customers: int = 10, declining: int = 2, progress=None) -> Seeded:
+    if customers < 1 or not 0 <= declining <= customers:
+        from flowjobs.errors import BadInput
+
+        raise BadInput("need --customers >= 1 and 0 <= --declining <= --customers")
+    with b.unit() as s:
+        org = setup.organization(s, "Flowglad Demo Co", currency="USD", country_code="US",
+                                 contact_email="billing@demo.example")
+        setup.member(s, org, "owner@demo.example")
+        prices = [setup.plan(s, org, name, amount) for name, amount in PLANS]
+        result = Seeded(org.id)
+    for i in range(customers):
+        name = NAMES[i % len(NAMES)] + (f" {i // len(NAMES) + 1}" if i >= len(NAMES) else "")
+        email = name.lower().replace(" ", ".") + "@demo.example"
+        number = DECLINING if i >= customers - declining else VISA
+        stripe_customer = b.gateway.create_customer(False, email=email, name=name)
+        pm_id, last4, country = b.gateway.attach_card(False, customer=stripe_customer, number=number)
+        with b.unit() as s:
+            org_row = s.get(type(org), org.id)
+            cust = setup.customer(s, org_row, email=email, name=name, stripe_customer_id=stripe_customer)
+            method = setup.card(s, cust, stripe_payment_method_id=pm_id, last4=last4, country_code=country)
+            price = s.get(type(prices[0]), prices[i % len(prices)].id)
+            renewing = number == DECLINING
+            start = b.now() - timedelta(days=31, minutes=5) if renewing else b.now()
+            sub, period, run = setup.subscription(s, cust, price, method, start=start)
+            if renewing:
+                _paid(s, sub, period, run, cust)
+            result.subscriptions.append(sub.id)
+            result.billing_runs.append(run.id)
+        result.customers += 1
+        result.declining += number == DECLINING
+        if progress:
+            progress()
+    return result
+
+
+def _paid(s, sub, period, run, cust) -> None:
+    """Record the first period as billed and paid (history for a renewal)."""
+    from flowjobs.billing.repo import allocate_invoice_number, period_items
+
+    amount = sum(i.unit_price * i.quantity for i in period_items(s, period.id))
+    invoice = Invoice(id=ids.new_id("inv"), livemode=sub.livemode, invoice_number=allocate_invoice_number(s, cust),
+                      invoice_date=period.start_date, due_date=period.start_date, billing_period_id=period.id,
+                      customer_id=cust.id, organization_id=sub.organization_id, status=E.InvoiceStatus.PAID,
+                      subscription_id=sub.id, billing_run_id=run.id, currency=cust_currency(s, sub),
+                      subtotal=amount, tax_amount=0, type=E.InvoiceType.SUBSCRIPTION)
+    s.add(invoice)
+    s.add(Payment(id=ids.new_id("pym"), livemode=sub.livemode, invoice_id=invoice.id, amount=amount,
+                  payment_method=E.PaymentMethodType.CARD, currency=invoice.currency,
+                  status=E.PaymentStatus.SUCCEEDED, charge_date=period.start_date,
+                  organization_id=sub.organization_id, customer_id=cust.id, subscription_id=sub.id,
+                  payment_method_id=run.payment_method_id, billing_period_id=period.id, billing_run_id=run.id,
+                  stripe_charge_id=f"ch_demo_{run.id}"))
+    run.status = E.BillingRunStatus.SUCCEEDED
+    run.completed_at = period.start_date
+
+
+def cust_currency(s, sub) -> str:
+    from flowjobs.billing.models import Organization
+
+    return s.get(Organization, sub.organization_id).default_currency

@@ -1,0 +1,41 @@
+"""`flowjobs demo seed`: demo billing data whose first billing runs are due."""
+
+from __future__ import annotations
+
+import typer
+
+from flowjobs.cli import output
+
+app = typer.Typer(help="Demo data for trying flowjobs' billing jobs.", no_args_is_help=True)
+
+
+@app.command("seed")
+def seed(ctx: typer.Context,
+         customers: int = typer.Option(10, "--customers", min=1, max=100000, help="Customers to create."),
+         declining: int = typer.Option(2, "--declining", min=0, help="How many of them have a card that declines."),
+         as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Create an organisation, plans, customers with Stripe customers and cards, and subscriptions."""
+    from flowjobs.billing.demo import seed as run
+    from flowjobs.errors import BadInput
+
+    if declining > customers:
+        raise BadInput("--declining cannot be more than --customers")
+    rt = ctx.obj.runtime()
+    billing = rt.billing
+    billing.gateway.client(False)  # a missing Stripe key fails here, before anything is written
+    if output.is_tty():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            job = bar.add_task("seeding customers", total=customers)
+            result = run(billing, customers, declining, progress=lambda: bar.advance(job))
+    else:
+        result = run(billing, customers, declining)
+    if as_json:
+        output.emit_json({"organizationId": result.organization_id, "customers": result.customers,
+                          "declining": result.declining, "subscriptions": result.subscriptions,
+                          "billingRuns": result.billing_runs})
+        return
+    typer.echo(f"organization {result.organization_id}: {result.customers} customers; "
+               f"{result.customers - result.declining} first billing runs due now, {result.declining} "
+               f"renewals (declining card) due when the hourly cron rolls their period over")
