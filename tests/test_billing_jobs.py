@@ -152,3 +152,25 @@ def test_stale_payment_without_stripe_trace_fails_with_payment_timeout(brt, cloc
 def _payment_of(rt, billing_run_id):
     with rt.billing.unit() as s:
         return s.exec(select(Payment).where(Payment.billing_run_id == billing_run_id)).one()
+
+
+def test_hourly_cron_fans_out_in_pages_with_slot_keys(make_runtime, localstripe_url, clock):
+    rt = make_runtime(billing={"fan_out_page": 2}, **stripe_sections(localstripe_url))
+    seeded = [seed(rt, unit_price=100 * (i + 1)) for i in range(5)]
+    cron = hourly(rt)
+    drain(rt)
+
+    assert all(get(rt, BillingRun, s.billing_run_id).status == "succeeded" for s in seeded)
+    children = {r["task"]: r for r in rt.store.list_runs(parent_id=cron.id, limit=50)}
+    slot = iso(clock.now_ms())
+    assert {task: r["idempotency_key"] for task, r in children.items()} == {
+        task: f"{task}:{slot}" for task in ("attempt-billing-runs", "attempt-cancel-scheduled-subscriptions",
+                                            "attempt-transition-billing-periods", "fail-stale-payments")}
+    fan_out = children["attempt-billing-runs"]
+    assert '"testmode": 5' in fan_out["result"]
+    per_run = rt.store.list_runs(parent_id=fan_out["id"], limit=50)
+    assert sorted(r["idempotency_key"] for r in per_run) == sorted(f"attempt-billing-run:{s.billing_run_id}" for s in seeded)
+
+    again = hourly(rt)  # the same slot fired twice (two schedulers): its children already exist
+    drain(rt)
+    assert {r["id"] for r in rt.store.list_runs(parent_id=again.id, limit=50)} == set()

@@ -77,8 +77,10 @@ class StripeGateway:
 
             key = self.settings.live_api_key if livemode else self.settings.test_api_key
             if not key:
+                from flowjobs.errors import ConfigError
+
                 mode = "live_api_key" if livemode else "test_api_key"
-                raise StripeRequestError(f"[stripe] {mode} is not set (or FLOWJOBS_STRIPE_{mode.upper()})")
+                raise ConfigError([f"stripe.{mode}: not set; put it in [stripe] or FLOWJOBS_STRIPE_{mode.upper()}"])
             options: dict[str, Any] = {"max_network_retries": 0}
             if self.settings.api_base:
                 options["base_addresses"] = {"api": self.settings.api_base}
