@@ -3,7 +3,8 @@
 Cases: trigger throughput (one by one, batch); drain of N `noop` runs with 1 and 4 worker
 processes; the storage's own limit (a minimal loop that claims and completes rows one
 statement each, same database and durability settings) and flowjobs' drain as a ratio of
-it; trigger->start latency at a steady rate; an idle worker's CPU and memory; CLI start-up.
+it; trigger->start latency at a steady rate; an idle worker's CPU and memory; CLI start-up;
+billing throughput (the hourly cron over 2,000 due subscriptions, 4 worker processes, localstripe).
 Not a test: nothing here passes or fails. BENCH_RUNS (default 20000) sets N.
 """
 
@@ -162,6 +163,72 @@ def idle(backend, url, seconds=5):
          rss_mb=round(rss / 1024, 1))
 
 
+BILLING_SUBSCRIPTIONS = int(os.environ.get("BENCH_SUBSCRIPTIONS", "2000"))
+
+
+def stripe_limit(stripe_url: str, count: int = 300) -> float:
+    """localstripe's own pace: sequential off-session PaymentIntent create+confirm calls per second."""
+    from flowjobs.adapters.stripe_gateway import StripeGateway
+    from flowjobs.config import StripeSettings
+
+    gateway = StripeGateway(StripeSettings(test_api_key="sk_test_bench", api_base=stripe_url, max_retries=0))
+    customer = gateway.create_customer(False, email="limit@bench.example", name="Limit")
+    method, _, _ = gateway.attach_card(False, customer=customer, number="4242424242424242")
+    start = time.perf_counter()
+    for i in range(count):
+        gateway.charge_off_session(livemode=False, amount=1000, currency="USD", customer=customer,
+                                   payment_method=method, metadata={}, idempotency_key=f"limit-{i}-{start}")
+    return count / (time.perf_counter() - start)
+
+
+def billing(backend, url, processes=4):
+    """The hourly cron over BENCH_SUBSCRIPTIONS due subscriptions, 4 worker processes, localstripe.
+
+    Customers share 50 Stripe customers/cards so that seeding stays quick; every billing run is
+    its own PaymentIntent. Reported: billing runs per second from the first claim to the last
+    settlement, the time until all are settled, and localstripe's own sequential limit.
+    """
+    from stripe_server import localstripe
+
+    from flowjobs.billing import setup
+    from flowjobs.core.clock import iso
+
+    with localstripe() as stripe_url:
+        settings = {"database": {"url": url},
+                    "stripe": {"test_api_key": "sk_test_bench", "api_base": stripe_url, "max_retries": 2}}
+        rt = Runtime(Settings.model_validate(settings))
+        b = rt.billing
+        cards = []
+        for i in range(50):
+            customer = b.gateway.create_customer(False, email=f"c{i}@bench.example", name=f"Customer {i}")
+            cards.append((customer, b.gateway.attach_card(False, customer=customer, number="4242424242424242")[0]))
+        with b.unit() as s:
+            org = setup.organization(s, "Bench Co")
+            price = setup.plan(s, org, "Pro", 4900)
+            for i in range(BILLING_SUBSCRIPTIONS):
+                customer, method = cards[i % len(cards)]
+                cust = setup.customer(s, org, email=f"s{i}@bench.example", name=f"Sub {i}", stripe_customer_id=customer)
+                pm = setup.card(s, cust, stripe_payment_method_id=method)
+                setup.subscription(s, cust, price, pm, start=b.now())
+        rt.trigger("hourly-cron", {"timestamp": iso(rt.clock.now_ms()), "scheduleId": "hourly-cron"})
+        env = {**env_for(url), "FLOWJOBS_STRIPE_TEST_API_KEY": "sk_test_bench", "FLOWJOBS_STRIPE_API_BASE": stripe_url}
+        start = time.perf_counter()
+        subprocess.run(FLOWJOBS + ["run-worker", "--burst", "--no-scheduler", "--processes", str(processes),
+                                   "--concurrency", "10"], env=env, check=True)
+        wall = time.perf_counter() - start
+        with rt.db.borrow() as conn:
+            first, last, settled = conn.execute(
+                "SELECT min(started_at), max(finished_at), count(*) FROM flowjobs_runs "
+                "WHERE task = 'attempt-billing-run' AND status = 'completed'").fetchone()
+        summary = __import__("flowjobs.billing.views", fromlist=["summary"]).summary(b)
+        limit = stripe_limit(stripe_url)
+        rt.close()
+    rate = settled / ((last - first) / 1000)
+    emit(backend=backend, case="billing", subscriptions=BILLING_SUBSCRIPTIONS, processes=processes,
+         billing_runs_settled=summary["billingRuns"].get("succeeded", 0), billing_runs_per_s=round(rate, 1),
+         seconds_until_all_settled=round(wall, 1), localstripe_sequential_charges_per_s=round(limit, 1))
+
+
 def startup():
     with tempfile.TemporaryDirectory() as tmp:
         env = env_for(f"sqlite:///{tmp}/s.db")
@@ -176,7 +243,7 @@ def startup():
 
 
 def main() -> None:
-    only = os.environ.get("BENCH_ONLY")  # "<backend>:<case>,…" with cases latency, idle, raw_limit, bench_trigger
+    only = os.environ.get("BENCH_ONLY")  # "<backend>:<case>,…" with cases latency, idle, raw_limit, bench_trigger, billing
     if only:
         backend, _, cases = only.partition(":")
         with pg_server() as pg:
@@ -194,6 +261,7 @@ def main() -> None:
                      ratio=round(rate / limit, 2))
             latency(backend, fresh(backend, pg, "bench_latency"))
             idle(backend, fresh(backend, pg, "bench_idle"))
+            billing(backend, fresh(backend, pg, "bench_billing"))
 
 
 if __name__ == "__main__":
