@@ -23,7 +23,7 @@ from sqlmodel import select
 
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
-from flowjobs.billing.models import (BillingPeriod, BillingRun, Customer, Invoice, Payment,
+from flowjobs.billing.models import (BillingPeriod, BillingRun, Invoice, Payment,
                                      Subscription)
 from flowjobs.billing.periods import period_status_by_clock
 from flowjobs.billing.runs import RunReport
