@@ -140,3 +140,46 @@ def test_trial_ends_then_decline_goes_past_due_instead_of_cancelling(brt, clock)
     assert sub.status == "past_due"
     runs = runs_of(brt, sub.id)
     assert [r.status for r in runs if r.id != trial_run.id] == ["failed", "scheduled"]
+
+
+def test_outcomes_out_of_order_never_regress_and_a_canceled_intent_aborts(brt):
+    from flowjobs.adapters.stripe_gateway import ChargeResult
+    from flowjobs.billing.outcomes import apply_charge_result
+    from flowjobs.billing.runs import _prepare
+
+    seeded = seed(brt)
+    _prepare(brt.billing, seeded.billing_run_id, "run_x")
+
+    def event(status, created, charge_status=None):
+        result = ChargeResult(status, "pi_ooo", "ch_ooo" if charge_status else None, charge_status, 2500, "USD", created)
+        return apply_charge_result(brt.billing, seeded.billing_run_id, result, event_created=created)
+
+    assert event("processing", 200).status == "awaiting_payment_confirmation"
+    invoice_id = _payment(brt, seeded.billing_run_id).invoice_id
+    assert get(brt, Invoice, invoice_id).status == "awaiting_payment_confirmation"
+    assert event("requires_payment_method", 100, "failed").action == "skipped"  # older than what we saw
+    assert get(brt, BillingRun, seeded.billing_run_id).status == "awaiting_payment_confirmation"
+    assert event("canceled", 300).status == "aborted"
+    assert get(brt, Subscription, seeded.subscription_id).status == "past_due"
+    assert _payment(brt, seeded.billing_run_id).status == "canceled"
+    assert event("succeeded", 400, "succeeded").action == "skipped"  # aborted is final
+
+
+def test_merchant_of_record_invoice_carries_tax_from_the_calculator(make_runtime, localstripe_url):
+    rt = make_runtime(billing={"tax_calculator": "flat:10"}, **stripe_sections(localstripe_url))
+    seeded = seed(rt, unit_price=2500, org_fields={"stripe_connect_contract_type": "merchant_of_record"})
+    platform = seed(rt, unit_price=2500)  # a platform organisation: never taxed
+    hourly(rt)
+    drain(rt)
+    taxed = _payment(rt, seeded.billing_run_id)
+    assert (taxed.amount, taxed.tax_amount, taxed.subtotal) == (2750, 250, 2500)
+    invoice = get(rt, Invoice, taxed.invoice_id)
+    assert (invoice.subtotal, invoice.tax_amount, invoice.status) == (2500, 250, "paid")
+    assert _payment(rt, platform.billing_run_id).amount == 2500
+
+
+def _payment(rt, billing_run_id):
+    from sqlmodel import select
+
+    with rt.billing.unit() as s:
+        return s.exec(select(Payment).where(Payment.billing_run_id == billing_run_id)).one()

@@ -1,0 +1,116 @@
+"""The Stripe gateway's in-call retries, over real HTTP with the official SDK.
+
+A scripted loopback HTTP server stands in for Stripe's failure modes (429 with Retry-After,
+5xx, a decline, a refused request), which localstripe cannot produce on demand; the happy
+paths run against localstripe in the billing tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from flowjobs.adapters.stripe_gateway import StripeGateway, StripeRequestError, StripeUnavailable
+from flowjobs.config import StripeSettings
+
+INTENT = {"id": "pi_123", "object": "payment_intent", "status": "succeeded", "amount": 1000, "currency": "usd",
+          "created": 1800000000, "latest_charge": {"id": "ch_1", "object": "charge", "status": "succeeded"}}
+DECLINE = {"error": {"type": "card_error", "code": "card_declined", "message": "Your card was declined.",
+                     "charge": "ch_declined", "payment_intent": {"id": "pi_declined", "object": "payment_intent"}}}
+DECLINED_INTENT = {**INTENT, "id": "pi_declined", "status": "requires_payment_method", "latest_charge": "ch_declined"}
+
+
+class Scripted:
+    """Answers requests with the next scripted (status, headers, body); records what arrived."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                outer.requests.append({"method": self.command, "path": self.path,
+                                       "key": self.headers.get("Idempotency-Key"),
+                                       "auth": self.headers.get("Authorization"),
+                                       "body": self.rfile.read(length).decode()})
+                status, headers, body = outer.script.pop(0) if outer.script else (500, {}, {"error": {}})
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for k, v in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def gateway(url, waits, retries=3):
+    settings = StripeSettings(test_api_key="sk_test_t", live_api_key="sk_live_l", api_base=url, max_retries=retries)
+    return StripeGateway(settings, sleep=waits.append)
+
+
+def charge(gw, livemode=False):
+    return gw.charge_off_session(livemode=livemode, amount=1000, currency="USD", customer="cus_1",
+                                 payment_method="pm_1", metadata={"billingRunId": "br_1"},
+                                 idempotency_key="billing-run:br_1")
+
+
+def test_429_and_5xx_are_retried_with_the_same_key_honouring_retry_after():
+    script = [(429, {"Retry-After": "7"}, {"error": {"type": "rate_limit_error"}}),
+              (503, {}, {"error": {"type": "api_error"}}), (200, {}, INTENT)]
+    waits = []
+    with Scripted(script) as server:
+        result = charge(gateway(server.url, waits))
+    assert (result.status, result.payment_intent_id, result.charge_id) == ("succeeded", "pi_123", "ch_1")
+    assert [r["key"] for r in server.requests] == ["billing-run:br_1"] * 3
+    assert waits[0] == 7.0 and 0 < waits[1] <= 8
+
+
+def test_a_decline_is_an_outcome_never_a_retry():
+    waits = []
+    with Scripted([(402, {}, DECLINE), (200, {}, DECLINED_INTENT)]) as server:
+        result = charge(gateway(server.url, waits))
+    assert [r["method"] for r in server.requests] == ["POST", "GET"]  # one charge, then a read
+    assert (result.status, result.charge_status, result.failure_code) == ("requires_payment_method", "failed", "card_declined")
+    assert result.payment_intent_id == "pi_declined" and waits == []
+
+
+def test_giving_up_and_refusals_are_clear_errors():
+    waits = []
+    with Scripted([(500, {}, {"error": {"type": "api_error"}})] * 3) as server:
+        with pytest.raises(StripeUnavailable, match="after 3 tries"):
+            charge(gateway(server.url, waits, retries=2))
+    assert len(server.requests) == 3
+    with Scripted([(400, {}, {"error": {"type": "invalid_request_error", "message": "No such customer: 'cus_1'"}})]) as server:
+        with pytest.raises(StripeRequestError, match="No such customer"):
+            charge(gateway(server.url, []))
+    assert len(server.requests) == 1
+
+
+def test_the_key_follows_the_rows_livemode():
+    with Scripted([(200, {}, INTENT), (200, {}, INTENT)]) as server:
+        gw = gateway(server.url, [])
+        charge(gw, livemode=False)
+        charge(gw, livemode=True)
+    assert [r["auth"] for r in server.requests] == ["Bearer sk_test_t", "Bearer sk_live_l"]
