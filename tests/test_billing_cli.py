@@ -57,3 +57,15 @@ def test_demo_seed_without_a_stripe_key_says_which_setting_is_missing(sqlite_url
     result = flowjobs("demo", "seed", env=cli_env(sqlite_url))
     assert result.returncode == 2
     assert "stripe.test_api_key: not set" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_seed_with_stripe_unreachable_writes_nothing(sqlite_url):
+    import sqlite3
+
+    env = cli_env(sqlite_url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_cli",
+                  FLOWJOBS_STRIPE_API_BASE="http://127.0.0.1:9", FLOWJOBS_STRIPE_MAX_RETRIES="0")
+    result = flowjobs("demo", "seed", "--customers", "3", env=env)
+    assert result.returncode == 1
+    assert "cannot reach Stripe at http://127.0.0.1:9 after 1 tries" in result.stderr
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (0,)

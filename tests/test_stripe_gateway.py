@@ -99,7 +99,7 @@ def test_a_decline_is_an_outcome_never_a_retry():
 def test_giving_up_and_refusals_are_clear_errors():
     waits = []
     with Scripted([(500, {}, {"error": {"type": "api_error"}})] * 3) as server:
-        with pytest.raises(StripeUnavailable, match="after 3 tries"):
+        with pytest.raises(StripeUnavailable, match="answered 500 after 3 tries"):
             charge(gateway(server.url, waits, retries=2))
     assert len(server.requests) == 3
     with Scripted([(400, {}, {"error": {"type": "invalid_request_error", "message": "No such customer: 'cus_1'"}})]) as server:

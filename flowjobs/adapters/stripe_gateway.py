@@ -110,7 +110,13 @@ class StripeGateway:
             raise
         except stripe.StripeError as exc:
             if _transient(exc):
-                raise StripeUnavailable(f"Stripe unavailable after {self.settings.max_retries + 1} tries: {exc}") from exc
+                tries = self.settings.max_retries + 1
+                base = self.settings.api_base or "https://api.stripe.com"
+                if isinstance(exc, stripe.APIConnectionError):
+                    raise StripeUnavailable(f"cannot reach Stripe at {base} after {tries} tries "
+                                            "(connection failed)") from exc
+                raise StripeUnavailable(f"Stripe at {base} answered {exc.http_status} after {tries} tries: "
+                                        f"{exc.user_message or 'server error'}") from exc
             raise StripeRequestError(f"Stripe refused the request: {exc.user_message or exc}") from exc
 
     # -- charges -----------------------------------------------------------------------

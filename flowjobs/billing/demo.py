@@ -38,34 +38,34 @@ def seed(b, customers: int = 10, declining: int = 2, progress=None) -> Seeded:
         from flowjobs.errors import BadInput
 
         raise BadInput("need --customers >= 1 and 0 <= --declining <= --customers")
-    with b.unit() as s:
-        org = setup.organization(s, "Flowglad Demo Co", currency="USD", country_code="US",
-                                 contact_email="billing@demo.example")
-        setup.member(s, org, "owner@demo.example")
-        prices = [setup.plan(s, org, name, amount) for name, amount in PLANS]
-        result = Seeded(org.id)
+    cards = []  # Stripe first: if it is unreachable, nothing is written to the database
     for i in range(customers):
         name = NAMES[i % len(NAMES)] + (f" {i // len(NAMES) + 1}" if i >= len(NAMES) else "")
         email = name.lower().replace(" ", ".") + "@demo.example"
         number = DECLINING if i >= customers - declining else VISA
         stripe_customer = b.gateway.create_customer(False, email=email, name=name)
-        pm_id, last4, country = b.gateway.attach_card(False, customer=stripe_customer, number=number)
-        with b.unit() as s:
-            org_row = s.get(type(org), org.id)
-            cust = setup.customer(s, org_row, email=email, name=name, stripe_customer_id=stripe_customer)
+        cards.append((name, email, number, stripe_customer,
+                      *b.gateway.attach_card(False, customer=stripe_customer, number=number)))
+        if progress:
+            progress()
+    with b.unit() as s:
+        org = setup.organization(s, "Flowglad Demo Co", currency="USD", country_code="US",
+                                 contact_email="billing@demo.example")
+        setup.member(s, org, "owner@demo.example")
+        prices = [setup.plan(s, org, plan_name, amount) for plan_name, amount in PLANS]
+        result = Seeded(org.id)
+        for i, (name, email, number, stripe_customer, pm_id, last4, country) in enumerate(cards):
+            cust = setup.customer(s, org, email=email, name=name, stripe_customer_id=stripe_customer)
             method = setup.card(s, cust, stripe_payment_method_id=pm_id, last4=last4, country_code=country)
-            price = s.get(type(prices[0]), prices[i % len(prices)].id)
             renewing = number == DECLINING
             start = b.now() - timedelta(days=31, minutes=5) if renewing else b.now()
-            sub, period, run = setup.subscription(s, cust, price, method, start=start)
+            sub, period, run = setup.subscription(s, cust, prices[i % len(prices)], method, start=start)
             if renewing:
                 _paid(s, sub, period, run, cust)
             result.subscriptions.append(sub.id)
             result.billing_runs.append(run.id)
-        result.customers += 1
-        result.declining += number == DECLINING
-        if progress:
-            progress()
+            result.customers += 1
+            result.declining += renewing
     return result
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from flowjobs.cli import output
@@ -12,12 +14,15 @@ app = typer.Typer(help="Demo data for trying flowjobs' billing jobs.", no_args_i
 @app.command("seed")
 def seed(ctx: typer.Context,
          customers: int = typer.Option(10, "--customers", min=1, max=100000, help="Customers to create."),
-         declining: int = typer.Option(2, "--declining", min=0, help="How many of them have a card that declines."),
+         declining: Optional[int] = typer.Option(None, "--declining", min=0,
+                                                 help="How many of them renew on a card that declines (default: a quarter)."),
          as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Create an organisation, plans, customers with Stripe customers and cards, and subscriptions."""
     from flowjobs.billing.demo import seed as run
     from flowjobs.errors import BadInput
 
+    if declining is None:
+        declining = customers // 4
     if declining > customers:
         raise BadInput("--declining cannot be more than --customers")
     rt = ctx.obj.runtime()
