@@ -174,3 +174,33 @@ def test_hourly_cron_fans_out_in_pages_with_slot_keys(make_runtime, localstripe_
     again = hourly(rt)  # the same slot fired twice (two schedulers): its children already exist
     drain(rt)
     assert {r["id"] for r in rt.store.list_runs(parent_id=again.id, limit=50)} == set()
+
+
+def test_hourly_cron_purges_unfinished_checkout_sessions_older_than_14_days(brt, clock):
+    from flowjobs import ids
+    from flowjobs.billing.models import CheckoutSession, FeeCalculation
+
+    seeded = seed(brt)
+    now = utc_from_ms(clock.now_ms())
+    sessions = {}
+    with brt.billing.unit() as s:
+        for label, age_days, status in [("old-open", 15, "open"), ("old-expired", 20, "expired"),
+                                        ("old-succeeded", 30, "succeeded"), ("old-pending", 30, "pending"),
+                                        ("young-open", 13, "open")]:
+            row = CheckoutSession(id=ids.new_id("chckt_session"), status=status, organization_id=seeded.org_id,
+                                  created_at=now - timedelta(days=age_days), updated_at=now)
+            s.add(row)
+            s.add(FeeCalculation(id=ids.new_id("feec"), organization_id=seeded.org_id, checkout_session_id=row.id,
+                                 payment_method_type="card", base_amount=100, pretax_total=100, tax_amount_fixed=0,
+                                 flowglad_fee_percentage="0.65", mor_surcharge_percentage="0",
+                                 international_fee_percentage="0", currency="USD", type="checkout_session_payment"))
+            sessions[label] = row.id
+    cron = hourly(brt)
+    drain(brt)
+    assert '"purgedCheckoutSessions": 2' in brt.store.get_run(cron.id)["result"]
+    with brt.billing.unit() as s:
+        left = set(s.exec(select(CheckoutSession.id)))
+        fees_left = set(s.exec(select(FeeCalculation.checkout_session_id).where(
+            FeeCalculation.checkout_session_id != None)))  # noqa: E711
+    kept = {sessions[k] for k in ("old-succeeded", "old-pending", "young-open")}
+    assert left == kept and fees_left == kept
