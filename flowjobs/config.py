@@ -88,6 +88,11 @@ class StripeSettings(Section):
     api_base: str = ""
     max_retries: int = Field(3, ge=0, le=10)
     timeout: Duration = parse_duration("30s")
+    mode: Literal["test", "live"] = "test"
+    webhook_secret: str = ""
+    test_webhook_secret: str = ""
+    connect_webhook_secret: str = ""
+    webhook_tolerance: Duration = parse_duration("5m")
 
     @field_validator("test_api_key", "live_api_key")
     @classmethod
@@ -117,6 +122,37 @@ class BillingSettings(Section):
         if any(day <= 0 for day in value):
             raise ValueError("every retry delay must be a positive number of days")
         return value
+
+
+class SupabaseSettings(Section):
+    webhook_token: str = ""
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body: str = "1MB"
+    timeout: Duration = parse_duration("30s")
+    threads: int = Field(4, ge=1, le=64)
+
+    @field_validator("max_body")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    def max_body_bytes(self) -> int:
+        return parse_size(self.max_body)
+
+
+def parse_size(text: str) -> int:
+    """"512KB", "1MB", "64kb", "1000" (bytes) → bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*(b|kb|mb)?\s*", str(text).lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a size such as 512KB or 1MB")
+    return int(match.group(1)) * {None: 1, "b": 1, "kb": 1024, "mb": 1024 * 1024}[match.group(2)]
 
 
 class ScheduleSettings(Section):
@@ -157,6 +193,8 @@ class Settings(Section):
     retention: RetentionSettings = RetentionSettings()
     stripe: StripeSettings = StripeSettings()
     billing: BillingSettings = BillingSettings()
+    supabase: SupabaseSettings = SupabaseSettings()
+    server: ServerSettings = ServerSettings()
     schedules: dict[str, ScheduleSettings] = {}
     # Directory that relative paths (the SQLite file) are resolved against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

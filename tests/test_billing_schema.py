@@ -8,6 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from flowjobs.billing import models
+from flowjobs.webhooks import models as _inbox  # noqa: F401  (the inbox shares the metadata)
 from flowjobs.billing.db import sqlalchemy_url
 from flowjobs.store.db import Database
 from flowjobs.store.migrate import HEAD, current_revision, upgrade

@@ -43,20 +43,46 @@ class Billing:
         self._gateway = None
         self.settings = settings  # BillingSettings
         self.tax = load_tax_calculator(settings.tax_calculator)
+        self._outer = None  # the session every unit joins during a dry run
 
     @property
     def gateway(self):
         if self._gateway is None:
             self._gateway = self._gateway_factory()
-        return self._gateway
+        return ReadOnlyGateway(self._gateway) if self._outer is not None else self._gateway
 
     def now(self) -> datetime:
         return utc_from_ms(self.clock.now_ms())
 
     @contextmanager
     def unit(self, now: datetime | None = None):
+        if self._outer is not None:  # a dry run: everything joins one transaction
+            yield self._outer
+            return
         with unit_of_work(self.engine, now or self.now()) as session:
             yield session
+
+    @contextmanager
+    def dry_run(self):
+        """One transaction that every unit of work joins and that is always rolled back;
+        Stripe writes are refused meanwhile. Not thread-safe: for one command at a time."""
+        from sqlmodel import Session
+
+        from flowjobs.billing.db import _stamp
+
+        session = Session(self.engine, expire_on_commit=False)
+        session.info["now"] = self.now()
+        from sqlalchemy import event
+
+        event.listen(session, "before_flush", _stamp)
+        session.begin()
+        self._outer = session
+        try:
+            yield session
+        finally:
+            self._outer = None
+            session.rollback()
+            session.close()
 
     def trigger(self, session, task: str, payload: dict, key: str | None = None, run_at: datetime | None = None):
         """Trigger `task` inside `session`'s transaction (deduplicated by `key`)."""
@@ -73,3 +99,21 @@ class Billing:
         if attempt_number > len(days):
             return None
         return timedelta(days=days[attempt_number - 1])
+
+
+class DryRunRefused(Exception):
+    """A dry run tried to write to Stripe."""
+
+
+class ReadOnlyGateway:
+    """The Stripe gateway during a dry run: reads pass through, writes are refused."""
+
+    READS = {"retrieve_payment_intent", "count_charges", "client", "settings"}
+
+    def __init__(self, gateway):
+        self._gateway = gateway
+
+    def __getattr__(self, name):
+        if name in self.READS:
+            return getattr(self._gateway, name)
+        raise DryRunRefused(f"a dry run makes no Stripe writes (refused: {name})")

@@ -17,4 +17,5 @@ BUILTIN_MODULES = [
     "flowjobs.tasks.fail_stale_payments",
     "flowjobs.tasks.documents",
     "flowjobs.tasks.notifications",
+    "flowjobs.tasks.webhook_events",
 ]

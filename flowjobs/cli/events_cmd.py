@@ -1,0 +1,165 @@
+"""`flowjobs replay-event FILE` and `flowjobs events list|show|replay|export`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from flowjobs.cli import output
+from flowjobs.errors import BadInput
+
+app = typer.Typer(help="The webhook inbox: every received event, stored before anything else.",
+                  no_args_is_help=True)
+
+
+def _print(result, as_json: bool) -> None:
+    from flowjobs.webhooks.replay import DryRun
+
+    if as_json:
+        output.emit_json(result.as_dict())
+        return
+    ingested = result.ingested if isinstance(result, DryRun) else result
+    if ingested.signature != "verified":
+        output.note(f"note: replaying {ingested.signature} ({_detail(ingested)})")
+    if isinstance(result, DryRun):
+        typer.echo("dry run — nothing was stored, triggered, charged or sent")
+        _print_changes(result)
+        return
+    if ingested.duplicate:
+        typer.echo(f"duplicate of {ingested.run_id or ingested.inbox_id}")
+    elif ingested.status == "ignored":
+        typer.echo(f"ignored: {ingested.detail} (inbox {ingested.inbox_id})")
+    else:
+        typer.echo(ingested.run_id)
+
+
+def _detail(ingested) -> str:
+    return {"unverified": "the file carries no signature", "missing": "no signature"}.get(ingested.signature,
+                                                                                         ingested.signature)
+
+
+def _print_changes(result) -> None:
+    if result.ingested.duplicate:
+        typer.echo(f"duplicate of {result.ingested.run_id}: the handler would not run again (--force to replay)")
+    if result.result is not None:
+        typer.echo(f"handler {result.ingested.task} returned: {json.dumps(result.result, default=str)}")
+    if not result.changes:
+        typer.echo("no rows would change")
+    for change in result.changes:
+        typer.echo(f"{change['change']} {change['table']} {change['id']}")
+        for column, (old, new) in change["columns"].items():
+            typer.echo(f"    {column}: {old} → {new}")
+
+
+def replay_event(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="A Stripe event (JSON), a Supabase webhook payload, or an `events export` file."),
+    source: Optional[str] = typer.Option(None, "--source", help="stripe or supabase (default: detected)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Run the handler in a rolled-back transaction; print the row changes."),
+    force: bool = typer.Option(False, "--force", help="Replay an event seen before, as a new run linked to the first."),
+    require_signature: bool = typer.Option(False, "--require-signature", help="Refuse an event without a verified signature."),
+    allow_mode_mismatch: bool = typer.Option(False, "--allow-mode-mismatch", help="Process a live event in test mode, or the reverse."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Store a webhook event from FILE in the inbox and trigger its handler; print the run id."""
+    from flowjobs.webhooks.replay import read_incoming, replay
+
+    if source not in (None, "stripe", "supabase"):
+        raise BadInput("--source must be stripe or supabase")
+    try:
+        body = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read {file}: {exc.strerror}") from None
+    rt = ctx.obj.runtime()
+    incoming = read_incoming(rt.settings, body, source)
+    result = replay(rt.billing, rt.settings, incoming, require_signature=require_signature,
+                    allow_mode_mismatch=allow_mode_mismatch, force=force, dry_run=dry_run)
+    _print(result, as_json)
+
+
+@app.command("list")
+def list_events(ctx: typer.Context,
+                source: Optional[str] = typer.Option(None, "--source", help="stripe or supabase."),
+                type_: Optional[str] = typer.Option(None, "--type", help="e.g. payment_intent.succeeded or invoices:UPDATE."),
+                status: Optional[str] = typer.Option(None, "--status", help="received, routed, ignored or rejected."),
+                limit: int = typer.Option(50, "--limit", min=1, max=10000),
+                as_json: bool = typer.Option(False, "--json")):
+    """Received events, newest first."""
+    from flowjobs.webhooks.inbox import listing
+
+    rows = listing(ctx.obj.runtime().billing, source, type_, status, limit)
+    data = [{"id": r.id, "source": r.source, "eventId": r.event_id, "type": r.type, "status": r.status,
+             "signature": r.signature, "runId": r.run_id, "receivedAt": r.received_at.isoformat(),
+             "error": r.error} for r in rows]
+    if as_json:
+        output.emit_json(data)
+        return
+    output.table(["id", "source", "type", "status", "signature", "run", "received_at"],
+                 [[d["id"], d["source"], d["type"], d["status"], d["signature"], d["runId"], d["receivedAt"]]
+                  for d in data])
+
+
+@app.command("show")
+def show(ctx: typer.Context, inbox_id: str = typer.Argument(..., metavar="ID"),
+         as_json: bool = typer.Option(False, "--json")):
+    """One stored event: its metadata, headers and body."""
+    from flowjobs.webhooks.inbox import load
+
+    row = load(ctx.obj.runtime().billing, inbox_id)
+    data = {k: v for k, v in row.model_dump().items() if k != "body"}
+    data["body"] = row.body.decode("utf-8", "replace")
+    if as_json:
+        output.emit_json(data)
+        return
+    for key, value in data.items():
+        if key != "body":
+            typer.echo(f"{key}: {value}")
+    typer.echo("body:")
+    typer.echo(data["body"])
+
+
+@app.command("replay")
+def replay_stored(ctx: typer.Context, inbox_id: str = typer.Argument(..., metavar="ID"),
+                  dry_run: bool = typer.Option(False, "--dry-run", help="Show the row changes; store and run nothing."),
+                  as_json: bool = typer.Option(False, "--json")):
+    """Run a stored event's handler again, as a new run linked to the first (or --dry-run)."""
+    from flowjobs.webhooks.inbox import load
+    from flowjobs.webhooks.parse import parse
+    from flowjobs.webhooks.replay import replay
+
+    rt = ctx.obj.runtime()
+    row = load(rt.billing, inbox_id)
+    if row.status == "rejected":
+        raise BadInput(f"{inbox_id} was rejected ({row.error}); it is kept for inspection, not replayed")
+    incoming = parse(row.source, row.body, row.headers)
+    incoming.signature, incoming.signature_detail = row.signature, row.signature_detail
+    result = replay(rt.billing, rt.settings, incoming, allow_mode_mismatch=True, force=True, dry_run=dry_run,
+                    via="replay")
+    _print(result, as_json)
+
+
+@app.command("export")
+def export(ctx: typer.Context, inbox_id: str = typer.Argument(..., metavar="ID"),
+           out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file (default: stdout).")):
+    """The stored raw body and headers, as a file `flowjobs replay-event` accepts (signature included)."""
+    from flowjobs.webhooks.inbox import load
+    from flowjobs.webhooks.parse import to_export
+
+    text = json.dumps(to_export(load(ctx.obj.runtime().billing, inbox_id)), indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot write {out}: {exc.strerror}") from None
+    output.note(f"wrote {out}")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("replay-event")(replay_event)
+    root.add_typer(app, name="events")

@@ -1,0 +1,37 @@
+"""`flowjobs serve`: webhook intake over HTTP (the dashboard joins it later)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Optional
+
+import typer
+
+
+def serve(ctx: typer.Context,
+          host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default [server] host, 127.0.0.1)."),
+          port: Optional[int] = typer.Option(None, "--port", min=0, max=65535,
+                                             help="Port (default [server] port, 8080; 0 picks a free one).")):
+    """Receive Stripe and Supabase webhooks: store each in the inbox, then let the workers handle it."""
+    from flowjobs.webhooks.server import make_server
+
+    rt = ctx.obj.runtime()
+    rt.store  # migrate before accepting requests
+    settings = rt.settings.server
+    server = make_server(rt, host or settings.host, settings.port if port is None else port)
+    signal.signal(signal.SIGTERM, lambda *_: server.close())
+    sys.stderr.write(f"listening on http://{server.effective_host}:{server.effective_port}\n")
+    sys.stderr.flush()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    except OSError:
+        pass  # closed by SIGTERM
+    finally:
+        server.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,38 @@
+"""The webhook handler tasks (spec §8.2, §9), one per routed event kind, with the seed's ids.
+
+Each receives `{inboxId}` — the stored event — and runs flowjobs.webhooks' handler for it.
+(Upstream passed the whole event as the payload; the inbox keeps the raw bytes once, and the
+run links back to it.) A handler that finds an object missing, or a record it cannot accept,
+ends the run at once instead of retrying.
+"""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowjobs.core.registry import task
+from flowjobs.webhooks.routes import HANDLER_TASKS
+
+
+class InboxRef(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    inbox_id: str = Field(alias="inboxId", min_length=1)
+
+
+def _handler(task_id: str):
+    def body(payload: InboxRef, ctx):
+        from flowjobs.billing.repo import BillingError
+        from flowjobs.errors import AbortTaskRunError, BadInput, NotFound
+        from flowjobs.webhooks.handle import handle
+
+        try:
+            result = handle(ctx.runtime.billing, task_id, payload.inbox_id)
+        except (NotFound, BadInput, BillingError) as exc:
+            raise AbortTaskRunError(str(exc)) from None
+        ctx.log.info("%s", result)
+        return result
+
+    body.__doc__ = f"Handle a stored webhook event ({task_id})."
+    return body
+
+
+for _task_id in HANDLER_TASKS:
+    task(_task_id, payload=InboxRef)(_handler(_task_id))

@@ -1,0 +1,149 @@
+"""Recognising, verifying and keying incoming events — pure functions of bytes and settings.
+
+- Stripe: a JSON `event` object (`id` evt_…, `type`, `data.object`), verified on the raw bytes
+  with the `stripe` SDK (`Stripe-Signature`), first with the endpoint's secret, then with the
+  Connect secret. Key: the event id.
+- Supabase: `{type: INSERT|UPDATE|DELETE, table, schema, record, old_record}`. It has no id, so
+  the key is `<table>:<type>:<record primary key>:<sha256 of the canonical record>[:12]`: the
+  same delivery twice has one key, a later change of the same row another.
+- An inbox export (`flowjobs events export`): the stored raw body and headers, replayed as
+  they arrived (so a Stripe signature is verified again).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowjobs.errors import BadInput
+
+SUPABASE_TYPES = ("INSERT", "UPDATE", "DELETE")
+EXPORT_FORMAT = "flowjobs-inbox-event/1"
+
+
+class Rejected(BadInput):
+    """The event failed verification (signature, mode) — recorded as `rejected` over HTTP."""
+
+
+@dataclass
+class Incoming:
+    source: str
+    body: bytes
+    event: dict
+    headers: dict[str, str] = field(default_factory=dict)
+    event_id: str | None = None
+    type: str | None = None
+    livemode: bool | None = None
+    account: str | None = None
+    signature: str = "unverified"  # verified | unverified | invalid | missing
+    signature_detail: str | None = None
+
+
+def load_json(body: bytes, what: str = "body") -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadInput(f"{what} is not UTF-8 text") from None
+    except ValueError as exc:
+        raise BadInput(f"{what} is not valid JSON: {exc}") from None
+
+
+def detect_source(data: Any) -> str:
+    if isinstance(data, dict) and data.get("object") == "event" and "type" in data:
+        return "stripe"
+    if isinstance(data, dict) and data.get("type") in SUPABASE_TYPES and "table" in data:
+        return "supabase"
+    raise BadInput("not a recognisable event: expected a Stripe event (object \"event\" with id, type, data) "
+                   "or a Supabase webhook payload (type INSERT/UPDATE/DELETE, table, record)")
+
+
+def from_export(data: dict) -> tuple[str, bytes, dict[str, str]]:
+    """(source, raw body, headers) from an inbox export."""
+    try:
+        return data["source"], base64.b64decode(data["body_base64"], validate=True), dict(data.get("headers") or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInput(f"not a valid inbox export: {exc}") from None
+
+
+def to_export(row) -> dict:
+    return {"format": EXPORT_FORMAT, "id": row.id, "source": row.source, "eventId": row.event_id,
+            "type": row.type, "receivedAt": row.received_at.isoformat(), "headers": row.headers,
+            "body_base64": base64.b64encode(row.body).decode()}
+
+
+def parse(source: str, body: bytes, headers: dict[str, str] | None = None) -> Incoming:
+    data = load_json(body)
+    if source == "stripe":
+        return _stripe(body, data, headers or {})
+    if source == "supabase":
+        return _supabase(body, data, headers or {})
+    raise BadInput(f"unknown source {source!r}; use stripe or supabase")
+
+
+def _stripe(body: bytes, data: Any, headers: dict) -> Incoming:
+    if not isinstance(data, dict) or data.get("object") != "event":
+        raise BadInput("not a Stripe event: the JSON object needs \"object\": \"event\"")
+    event_id, kind, obj = data.get("id"), data.get("type"), (data.get("data") or {}).get("object")
+    if not isinstance(event_id, str) or not event_id.startswith("evt_"):
+        raise BadInput("not a Stripe event: \"id\" must be an event id (evt_…)")
+    if not isinstance(kind, str) or not kind:
+        raise BadInput("not a Stripe event: \"type\" is missing")
+    if not isinstance(obj, dict):
+        raise BadInput("not a Stripe event: \"data.object\" must be an object")
+    if not isinstance(data.get("created"), int):
+        raise BadInput("not a Stripe event: \"created\" must be a Unix timestamp")
+    livemode = data.get("livemode")
+    return Incoming("stripe", body, data, headers, event_id, kind, bool(livemode) if livemode is not None else None,
+                    data.get("account") if isinstance(data.get("account"), str) else None)
+
+
+def _supabase(body: bytes, data: Any, headers: dict) -> Incoming:
+    if not isinstance(data, dict) or data.get("type") not in SUPABASE_TYPES:
+        raise BadInput("not a Supabase payload: \"type\" must be INSERT, UPDATE or DELETE")
+    table = data.get("table")
+    record = data.get("old_record") if data["type"] == "DELETE" else data.get("record")
+    if not isinstance(table, str) or not table:
+        raise BadInput("not a Supabase payload: \"table\" is missing")
+    if not isinstance(record, dict):
+        raise BadInput("not a Supabase payload: \"record\" must be an object")
+    if not isinstance(record.get("id"), str) or not record["id"]:
+        raise BadInput(f"not a Supabase payload: the {table} record has no \"id\"")
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    key = f"{table}:{data['type']}:{record['id']}:{digest}"
+    livemode = record.get("livemode")
+    return Incoming("supabase", body, data, headers, key, f"{table}:{data['type']}",
+                    livemode if isinstance(livemode, bool) else None)
+
+
+def header(headers: dict[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def verify_stripe(incoming: Incoming, secrets: list[tuple[str, str]], tolerance: float) -> None:
+    """Set `incoming.signature` from the Stripe-Signature header; `secrets` = [(name, secret)]."""
+    import stripe
+
+    signature = header(incoming.headers, "Stripe-Signature")
+    if not signature:
+        incoming.signature, incoming.signature_detail = "missing", "no Stripe-Signature header"
+        return
+    usable = [(name, secret) for name, secret in secrets if secret]
+    if not usable:
+        incoming.signature, incoming.signature_detail = "invalid", "no webhook secret is configured"
+        return
+    for name, secret in usable:
+        try:
+            stripe.Webhook.construct_event(incoming.body, signature, secret, tolerance=int(tolerance))
+        except (stripe.SignatureVerificationError, ValueError) as exc:
+            detail = str(exc)
+            continue
+        incoming.signature, incoming.signature_detail = "verified", f"verified with {name}"
+        return
+    incoming.signature, incoming.signature_detail = "invalid", detail

@@ -1,0 +1,117 @@
+"""`flowjobs replay-event FILE` and `events replay ID`: store an event from a file (or the
+inbox) and trigger its handler — or, with a dry run, show what the handler would change.
+
+A dry run does everything inside one transaction that is rolled back: the inbox row, the
+handler's run, the handler itself (run here, synchronously), its follow-up triggers. The
+rows of every billing, inbox and job table are compared before and after, and the
+differences are what is printed. Stripe writes are refused; nothing is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import MetaData, Table, select
+
+from flowjobs.errors import BadInput
+from flowjobs.webhooks import inbox, parse
+from flowjobs.webhooks.handle import handler_for, missing_reference
+
+
+@dataclass
+class DryRun:
+    ingested: inbox.Ingested
+    result: Any = None
+    changes: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {**self.ingested.as_dict(), "dryRun": True, "result": self.result, "changes": self.changes}
+
+
+def read_incoming(settings, body: bytes, source: str | None = None) -> parse.Incoming:
+    """Recognise a file: a Stripe event, a Supabase payload, or an inbox export."""
+    data = parse.load_json(body, "the file")
+    headers: dict[str, str] = {}
+    if isinstance(data, dict) and data.get("format") == parse.EXPORT_FORMAT:
+        exported, body, headers = parse.from_export(data)
+        if source and source != exported:
+            raise BadInput(f"--source {source} does not match the export's source {exported}")
+        source = exported
+    source = source or parse.detect_source(data)
+    incoming = parse.parse(source, body, headers)
+    if source == "stripe" and parse.header(headers, "Stripe-Signature"):
+        s = settings.stripe
+        parse.verify_stripe(incoming, endpoint_secrets(settings, incoming.livemode), s.webhook_tolerance)
+    else:
+        incoming.signature = "unverified"
+        incoming.signature_detail = "replayed without a signature" if source == "stripe" else "Supabase payloads carry none"
+    return incoming
+
+
+def endpoint_secrets(settings, livemode: bool | None) -> list[tuple[str, str]]:
+    s = settings.stripe
+    primary = s.webhook_secret if livemode else (s.test_webhook_secret or s.webhook_secret)
+    return [("webhook_secret" if livemode or not s.test_webhook_secret else "test_webhook_secret", primary),
+            ("connect_webhook_secret", s.connect_webhook_secret)]
+
+
+def replay(b, settings, incoming: parse.Incoming, *, require_signature=False, allow_mode_mismatch=False,
+           force=False, dry_run=False, via="file"):
+    inbox.check(incoming, expected_live=settings.stripe.mode == "live", require_signature=require_signature,
+                allow_mode_mismatch=allow_mode_mismatch)
+    missing = missing_reference(b, incoming.source, incoming.event)
+    if missing:
+        raise BadInput(f"the event refers to objects that do not exist here: {missing}")
+    if not dry_run:
+        return inbox.ingest(b, incoming, via=via, force=force)
+    with b.dry_run() as session:
+        before = snapshot(session)
+        ingested = inbox.ingest(b, incoming, via=via, force=force)
+        result = None
+        if ingested.status == "routed" and not ingested.duplicate:
+            result = handler_for(ingested.task)(b, incoming.event)
+        session.flush()
+        return DryRun(ingested, result, diff(before, snapshot(session)))
+
+
+def tables(session) -> list[Table]:
+    from flowjobs.billing import models  # noqa: F401  (registers the tables)
+    from flowjobs.webhooks import models as _inbox  # noqa: F401
+
+    found = list(models.metadata.sorted_tables)
+    found.append(Table("flowjobs_runs", MetaData(), autoload_with=session.connection()))
+    return found
+
+
+def snapshot(session) -> dict[str, dict[str, dict]]:
+    rows: dict[str, dict[str, dict]] = {}
+    for table in tables(session):
+        rows[table.name] = {r["id"]: dict(r) for r in session.connection().execute(select(table)).mappings()}
+    return rows
+
+
+def _show(value) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(bytes(value))} bytes>"
+    return value if isinstance(value, (int, float, bool, type(None))) else str(value)
+
+
+def diff(before: dict, after: dict) -> list[dict]:
+    changes = []
+    for table, rows in after.items():
+        old_rows = before.get(table, {})
+        for row_id, row in rows.items():
+            old = old_rows.get(row_id)
+            if old is None:
+                changes.append({"table": table, "id": row_id, "change": "insert",
+                                "columns": {k: [None, _show(v)] for k, v in row.items() if v is not None}})
+            elif old != row:
+                changes.append({"table": table, "id": row_id, "change": "update",
+                                "columns": {k: [_show(old[k]), _show(v)] for k, v in row.items() if old.get(k) != v}})
+        for row_id in old_rows.keys() - rows.keys():
+            changes.append({"table": table, "id": row_id, "change": "delete", "columns": {}})
+    return changes
+
+
+

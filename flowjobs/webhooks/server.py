@@ -1,0 +1,132 @@
+"""HTTP intake (`flowjobs serve`): a WSGI app served by waitress.
+
+    POST /webhooks/stripe/{livemode|testmode}   Stripe-Signature verified on the raw bytes
+    POST /webhooks/supabase                     Authorization: Bearer <[supabase] webhook_token>
+    GET  /healthz                               200 when the database answers
+
+200 is returned only after the event is committed to the inbox (with its handler's run);
+the handler runs on the workers. A request that fails verification is recorded as
+`rejected` and answered 400 (Stripe redelivers). Bodies are capped (`[server] max_body`,
+413 above it), slow clients time out (`[server] timeout`), and no request can take the
+process down: an unexpected error is a 500 with a one-line JSON body.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+
+from flowjobs.errors import BadInput, DatabaseError
+
+log = logging.getLogger("flowjobs.serve")
+STRIPE_PATH = re.compile(r"^/webhooks/stripe/([^/]+)/?$")
+
+
+def _reply(start_response, status: str, body: dict):
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class WebhookApp:
+    def __init__(self, runtime):
+        self.rt = runtime
+        self.settings = runtime.settings
+        self.max_body = self.settings.server.max_body_bytes()
+
+    def __call__(self, environ, start_response):
+        try:
+            return self._route(environ, start_response)
+        except DatabaseError as exc:
+            log.error("database unavailable: %s", exc)
+            return _reply(start_response, "503 Service Unavailable", {"error": "database unavailable"})
+        except Exception:  # never let one request take the server down
+            log.exception("unexpected error handling %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            return _reply(start_response, "500 Internal Server Error", {"error": "internal error"})
+
+    def _route(self, environ, start_response):
+        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
+        if path == "/healthz":
+            return self._health(start_response)
+        stripe_path = STRIPE_PATH.match(path)
+        if stripe_path or path.rstrip("/") == "/webhooks/supabase":
+            if method != "POST":
+                return _reply(start_response, "405 Method Not Allowed", {"error": "use POST"})
+            body = self._body(environ)
+            if body is None:
+                return _reply(start_response, "413 Payload Too Large", {"error": f"body over {self.max_body} bytes"})
+            if stripe_path:
+                return self._stripe(environ, start_response, stripe_path.group(1), body)
+            return self._supabase(environ, start_response, body)
+        return _reply(start_response, "404 Not Found", {"error": f"no route for {path}"})
+
+    def _body(self, environ) -> bytes | None:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > self.max_body:
+            return None
+        data = environ["wsgi.input"].read(min(length, self.max_body + 1)) if length else b""
+        return None if len(data) > self.max_body else data
+
+    def _health(self, start_response):
+        with self.rt.db.borrow() as conn:
+            conn.execute("SELECT 1").fetchone()
+        return _reply(start_response, "200 OK", {"status": "ok"})
+
+    def _stripe(self, environ, start_response, mode: str, body: bytes):
+        from flowjobs.webhooks import inbox, parse
+        from flowjobs.webhooks.replay import endpoint_secrets
+
+        if mode not in ("livemode", "testmode"):
+            return _reply(start_response, "400 Bad Request", {"error": "mode must be livemode or testmode"})
+        headers = {"Stripe-Signature": environ.get("HTTP_STRIPE_SIGNATURE", ""),
+                   "Content-Type": environ.get("CONTENT_TYPE", "")}
+        headers = {k: v for k, v in headers.items() if v}
+        live = mode == "livemode"
+        try:
+            incoming = parse.parse("stripe", body, headers)
+        except BadInput as exc:
+            return self._reject("stripe", body, headers, str(exc), start_response)
+        parse.verify_stripe(incoming, endpoint_secrets(self.settings, live), self.settings.stripe.webhook_tolerance)
+        try:
+            inbox.check(incoming, expected_live=live, require_signature=True, allow_mode_mismatch=False)
+        except parse.Rejected as exc:
+            return self._reject("stripe", body, headers, str(exc), start_response, incoming)
+        result = inbox.ingest(self.rt.billing, incoming, via="http")
+        return _reply(start_response, "200 OK", {"received": True, **result.as_dict()})
+
+    def _supabase(self, environ, start_response, body: bytes):
+        from flowjobs.webhooks import inbox, parse
+
+        token = self.settings.supabase.webhook_token
+        given = environ.get("HTTP_AUTHORIZATION", "")
+        if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return _reply(start_response, "401 Unauthorized", {"error": "bad or missing bearer token"})
+        try:
+            incoming = parse.parse("supabase", body, {})
+        except BadInput as exc:
+            return self._reject("supabase", body, {}, str(exc), start_response)
+        incoming.signature, incoming.signature_detail = "verified", "bearer token"
+        result = inbox.ingest(self.rt.billing, incoming, via="http")
+        return _reply(start_response, "200 OK", {"received": True, **result.as_dict()})
+
+    def _reject(self, source, body, headers, reason, start_response, incoming=None):
+        from flowjobs.webhooks.inbox import record_rejected
+
+        inbox_id = record_rejected(self.rt.billing, source, body, headers, reason, incoming)
+        log.warning("rejected %s webhook %s: %s", source, inbox_id, reason)
+        return _reply(start_response, "400 Bad Request", {"error": reason, "inboxId": inbox_id})
+
+
+def make_server(runtime, host: str, port: int):
+    """A waitress server for the app (not yet serving); `.effective_port` is the bound port."""
+    from waitress import create_server
+
+    s = runtime.settings.server
+    return create_server(WebhookApp(runtime), host=host, port=port, threads=s.threads,
+                         max_request_body_size=s.max_body_bytes(), channel_timeout=int(max(s.timeout, 1)),
+                         ident="flowjobs", clear_untrusted_proxy_headers=True)

@@ -1,0 +1,117 @@
+"""What each Supabase database webhook does (spec §9).
+
+Supabase sends records with snake_case column names and ISO timestamps. Upstream read three
+of them as camelCase by mistake (`organizationId`, `userId`, …) and so never found anything;
+here every record goes through `normalise`, which maps keys to snake_case explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import select
+
+from flowjobs.billing.models import Event, Invoice, Organization, Payment, User
+from flowjobs.errors import BadInput, NotFound
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def normalise(record: dict | None) -> dict:
+    return {_CAMEL.sub("_", str(k)).lower(): v for k, v in (record or {}).items()}
+
+
+def _records(payload: dict) -> tuple[dict, dict]:
+    return normalise(payload.get("record")), normalise(payload.get("old_record"))
+
+
+def customer_inserted(b, payload: dict) -> dict:
+    record, _ = _records(payload)
+    missing = [k for k in ("id", "organization_id", "email", "name") if not record.get(k)]
+    if missing:
+        raise BadInput(f"customer record is missing {', '.join(missing)}")
+    return {"customerId": record["id"], "valid": True}
+
+
+def invoice_updated(b, payload: dict) -> dict:
+    record, old = _records(payload)
+    if not (record.get("status") == "paid" and old.get("status") != "paid"):
+        return {"result": "ignored", "detail": "not a transition into paid"}
+    with b.unit() as s:
+        invoice = s.get(Invoice, record["id"])
+        if invoice is None:
+            raise NotFound(f"invoice {record['id']} does not exist")
+        payment = s.exec(select(Payment).where(Payment.invoice_id == invoice.id)
+                         .order_by(Payment.created_at, Payment.id)).first()
+        if payment is None:
+            return {"result": "no payment", "invoiceId": invoice.id}
+        b.trigger(s, "generate-payment-receipt-pdf", {"paymentId": payment.id},
+                  key=f"generate-payment-receipt-pdf-{payment.id}")
+        return {"result": "receipt requested", "invoiceId": invoice.id, "paymentId": payment.id}
+
+
+def event_inserted(b, payload: dict) -> dict:
+    """Deliver a Flowglad event to the organisation's webhooks, then mark it processed.
+
+    Upstream committed `processed_at` before calling Svix, so a failed delivery was never
+    retried (§13.13). Here `processed_at` is written only after a delivery succeeded — and
+    flowjobs has no outbound webhook delivery yet, so it reports `delivered: false` and leaves
+    the event unprocessed for the deliverer that will come.
+    """
+    record, _ = _records(payload)
+    with b.unit() as s:
+        event = s.get(Event, record.get("id") or "")
+        if event is None:
+            raise NotFound(f"event {record.get('id')} does not exist")
+        if event.processed_at is not None:
+            return {"result": "already_processed", "eventId": event.id}
+        return {"result": "not delivered", "eventId": event.id, "delivered": False,
+                "detail": "no outbound webhook delivery is configured"}
+
+
+def member_inserted(b, payload: dict) -> dict:
+    record, _ = _records(payload)
+    with b.unit() as s:
+        user = s.get(User, record.get("user_id") or "")
+        if user is None:
+            raise NotFound(f"user {record.get('user_id')} does not exist")
+        if not user.email:
+            raise BadInput(f"user {user.id} has no email address")
+        return {"userId": user.id, "email": user.email, "newsletter": "not configured"}
+
+
+def organization_updated(b, payload: dict) -> dict:
+    record, old = _records(payload)
+    if not (record.get("payouts_enabled") is True and not old.get("payouts_enabled")):
+        return {"result": "ignored", "detail": "payouts_enabled did not turn on"}
+    with b.unit() as s:
+        org = s.get(Organization, record["id"])
+        if org is None:
+            raise NotFound(f"organization {record['id']} does not exist")
+        b.trigger(s, "send-organization-payouts-enabled-notification", {"organizationId": org.id},
+                  key=f"send-organization-payouts-enabled-notification-{org.id}")
+        return {"result": "notified", "organizationId": org.id}
+
+
+HANDLERS = {
+    "customer-inserted": customer_inserted,
+    "invoice-updated": invoice_updated,
+    "event-inserted": event_inserted,
+    "member-inserted": member_inserted,
+    "organization-updated": organization_updated,
+}
+
+REFERENCES = {"invoices": Invoice, "organizations": Organization, "events": Event}
+
+
+def missing_reference(b, payload: dict) -> str | None:
+    record, _ = _records(payload)
+    table = payload.get("table")
+    with b.unit() as s:
+        if table in REFERENCES and s.get(REFERENCES[table], record.get("id") or "") is None:
+            return f"{table[:-1]} {record.get('id')} does not exist"
+        if table == "memberships" and s.get(User, record.get("user_id") or "") is None:
+            return f"user {record.get('user_id')} does not exist"
+        if table == "customers" and s.get(Organization, record.get("organization_id") or "") is None:
+            return f"organization {record.get('organization_id')} does not exist"
+    return None

@@ -1,0 +1,162 @@
+"""Replaying stored webhook events: real Stripe events produced by localstripe for real
+PaymentIntents, Supabase payloads, duplicates, signatures, modes and dry runs — both backends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import select
+
+from flowjobs.billing.models import BillingRun, Invoice, Payment, Subscription
+from flowjobs.billing.runs import _prepare
+from flowjobs.errors import BadInput
+from flowjobs.webhooks.models import InboxEvent
+from flowjobs.webhooks.replay import read_incoming, replay, snapshot
+from tests.billing_helpers import DECLINING, drain, get, seed, stripe_sections
+from tests.webhook_helpers import SECRET, event_for, signed_export, stripe_client
+
+
+@pytest.fixture
+def wrt(make_runtime, localstripe_url):
+    sections = stripe_sections(localstripe_url)
+    sections["stripe"]["webhook_secret"] = SECRET
+    return make_runtime(**sections)
+
+
+def charged_but_unrecorded(rt, card=None):
+    """A billing run whose charge reached Stripe but whose outcome was never written."""
+    seeded = seed(rt, **({"card": card} if card else {}))
+    charge = _prepare(rt.billing, seeded.billing_run_id, "run_lost")
+    result = rt.billing.gateway.charge_off_session(
+        livemode=False, amount=charge.amount, currency=charge.currency, customer=charge.customer,
+        payment_method=charge.payment_method, metadata=charge.metadata, idempotency_key=charge.idempotency_key)
+    return seeded, result
+
+
+def do_replay(rt, document, **options):
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
+    return replay(rt.billing, rt.settings, read_incoming(rt.settings, body, options.pop("source", None)), **options)
+
+
+def payment_of(rt, billing_run_id):
+    with rt.billing.unit() as s:
+        return s.exec(select(Payment).where(Payment.billing_run_id == billing_run_id)).one()
+
+
+def test_replayed_payment_intent_succeeded_settles_the_billing_run(wrt, localstripe_url):
+    seeded, charge = charged_but_unrecorded(wrt)
+    event = event_for(localstripe_url, "payment_intent.succeeded", charge.payment_intent_id)
+    first = do_replay(wrt, event)
+    assert first.status == "routed" and first.task == "stripe-payment-intent-succeeded"
+    assert first.signature == "unverified"
+    drain(wrt)
+    assert wrt.store.get_run(first.run_id)["status"] == "completed"
+    run = get(wrt, BillingRun, seeded.billing_run_id)
+    assert run.status == "succeeded" and run.last_stripe_payment_intent_event_timestamp is not None
+    payment = payment_of(wrt, seeded.billing_run_id)
+    assert (payment.status, payment.stripe_payment_intent_id) == ("succeeded", charge.payment_intent_id)
+    assert get(wrt, Invoice, payment.invoice_id).status == "paid"
+
+    again = do_replay(wrt, event)
+    assert again.duplicate and again.run_id == first.run_id
+    forced = do_replay(wrt, event, force=True)
+    assert forced.run_id != first.run_id and not forced.duplicate
+    assert wrt.store.get_run(forced.run_id)["replay_of"] == first.run_id
+    drain(wrt)
+    assert '"action": "skipped"' in wrt.store.get_run(forced.run_id)["result"]  # a finished run stays finished
+    with wrt.billing.unit() as s:
+        assert len(list(s.exec(select(InboxEvent)))) == 2
+
+
+def test_replayed_payment_failed_runs_the_failure_path(wrt, localstripe_url):
+    seeded, charge = charged_but_unrecorded(wrt, card=DECLINING)
+    assert charge.status == "requires_payment_method"
+    event = event_for(localstripe_url, "payment_intent.payment_failed", charge.payment_intent_id)
+    do_replay(wrt, event)
+    drain(wrt)
+    assert get(wrt, BillingRun, seeded.billing_run_id).status == "failed"
+    assert payment_of(wrt, seeded.billing_run_id).status == "failed"
+    assert get(wrt, Subscription, seeded.subscription_id).status == "canceled"  # its first payment failed
+
+
+def test_replayed_payment_intent_canceled_aborts_the_run(wrt, localstripe_url):
+    seeded = seed(wrt)
+    _prepare(wrt.billing, seeded.billing_run_id, "run_x")
+    client = stripe_client(localstripe_url)
+    method = get(wrt, __import__("flowjobs.billing.models", fromlist=["PaymentMethod"]).PaymentMethod, seeded.method_id)
+    intent = client.v1.payment_intents.create(params={
+        "amount": 2500, "currency": "usd", "customer": seeded.stripe_customer,
+        "payment_method": method.stripe_payment_method_id, "metadata": {"billingRunId": seeded.billing_run_id}})
+    canceled = client.v1.payment_intents.cancel(intent.id).to_dict()
+    assert canceled["status"] == "canceled"
+    # localstripe emits no payment_intent.canceled event: wrap the real, canceled PaymentIntent in
+    # the envelope Stripe sends
+    event = {"id": "evt_canceled_1", "object": "event", "type": "payment_intent.canceled", "livemode": False,
+             "created": canceled["created"] + 5, "api_version": "2017-08-15", "data": {"object": canceled}}
+    do_replay(wrt, event)
+    drain(wrt)
+    assert get(wrt, BillingRun, seeded.billing_run_id).status == "aborted"
+    assert get(wrt, Subscription, seeded.subscription_id).status == "past_due"
+
+
+def test_supabase_payloads_route_by_table_and_type(wrt):
+    seeded = seed(wrt)
+    update = {"type": "UPDATE", "table": "organizations", "schema": "public",
+              "record": {"id": seeded.org_id, "name": "Acme", "payouts_enabled": True},
+              "old_record": {"id": seeded.org_id, "name": "Acme", "payouts_enabled": False}}
+    result = do_replay(wrt, update)
+    assert result.task == "organization-updated"
+    drain(wrt)
+    assert json.loads(wrt.store.get_run(result.run_id)["result"])["result"] == "notified"
+    notices = wrt.store.list_runs(task="send-organization-payouts-enabled-notification")
+    assert [json.loads(n["payload"]) for n in notices] == [{"organizationId": seeded.org_id}]
+    assert do_replay(wrt, update).duplicate
+    unknown = do_replay(wrt, {"type": "DELETE", "table": "prices", "schema": "public", "old_record": {"id": "price_1"}})
+    assert unknown.status == "ignored" and unknown.run_id is None
+
+
+def test_signatures_and_modes(wrt, localstripe_url):
+    _, charge = charged_but_unrecorded(wrt)
+    event = event_for(localstripe_url, "payment_intent.succeeded", charge.payment_intent_id)
+    assert do_replay(wrt, signed_export(event)).signature == "verified"
+    with pytest.raises(BadInput, match="signature check failed"):
+        do_replay(wrt, signed_export(event, secret="whsec_wrong"))
+    with pytest.raises(BadInput, match="signature check failed"):
+        do_replay(wrt, signed_export(event, tamper=True))
+    with pytest.raises(BadInput, match="signature check failed"):
+        do_replay(wrt, signed_export(event, timestamp=1_600_000_000))  # years old
+    with pytest.raises(BadInput, match="not signed"):
+        do_replay(wrt, event, require_signature=True)
+    live = {**event, "id": "evt_live_1", "livemode": True}
+    with pytest.raises(BadInput, match="live-mode event cannot be processed by a test-mode configuration"):
+        do_replay(wrt, live)
+    assert do_replay(wrt, live, allow_mode_mismatch=True).status == "routed"
+
+
+def test_events_naming_missing_objects_are_refused_and_store_nothing(wrt, localstripe_url):
+    _, charge = charged_but_unrecorded(wrt)
+    event = event_for(localstripe_url, "payment_intent.succeeded", charge.payment_intent_id)
+    event["data"]["object"]["metadata"]["billingRunId"] = "billing_run_missing"
+    with pytest.raises(BadInput, match="billing run billing_run_missing"):
+        do_replay(wrt, event)
+    with pytest.raises(BadInput, match="organization org_missing does not exist"):
+        do_replay(wrt, {"type": "UPDATE", "table": "organizations", "record": {"id": "org_missing"}, "old_record": {}})
+    with wrt.billing.unit() as s:
+        assert list(s.exec(select(InboxEvent))) == []
+
+
+def test_dry_run_changes_nothing_and_reports_the_rows(wrt, localstripe_url):
+    seeded, charge = charged_but_unrecorded(wrt)
+    event = event_for(localstripe_url, "payment_intent.succeeded", charge.payment_intent_id)
+    with wrt.billing.unit() as s:
+        before = snapshot(s)
+    report = do_replay(wrt, event, dry_run=True)
+    with wrt.billing.unit() as s:
+        assert snapshot(s) == before  # row for row
+    changed = {(c["table"], c["change"]) for c in report.changes}
+    assert {("billing_runs", "update"), ("payments", "update"), ("invoices", "update"),
+            ("webhook_events", "insert"), ("flowjobs_runs", "insert")} <= changed
+    run_change = next(c for c in report.changes if c["table"] == "billing_runs")
+    assert run_change["id"] == seeded.billing_run_id and run_change["columns"]["status"] == ["started", "succeeded"]
+    assert report.result["action"] == "charged"
