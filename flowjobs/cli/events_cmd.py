@@ -12,6 +12,8 @@ import typer
 from flowjobs.cli import output
 from flowjobs.errors import BadInput
 
+MAX_FILE = 10 * 1024 * 1024  # Stripe events are a few KB; Supabase rows rarely more
+
 app = typer.Typer(help="The webhook inbox: every received event, stored before anything else.",
                   no_args_is_help=True)
 
@@ -71,9 +73,13 @@ def replay_event(
     if source not in (None, "stripe", "supabase"):
         raise BadInput("--source must be stripe or supabase")
     try:
-        body = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+        if str(file) != "-" and file.stat().st_size > MAX_FILE:
+            raise BadInput(f"{file} is larger than {MAX_FILE // (1024 * 1024)} MB; not a webhook event")
+        body = sys.stdin.buffer.read(MAX_FILE + 1) if str(file) == "-" else file.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read {file}: {exc.strerror}") from None
+    if len(body) > MAX_FILE:
+        raise BadInput(f"the input is larger than {MAX_FILE // (1024 * 1024)} MB; not a webhook event")
     rt = ctx.obj.runtime()
     incoming = read_incoming(rt.settings, body, source)
     result = replay(rt.billing, rt.settings, incoming, require_signature=require_signature,

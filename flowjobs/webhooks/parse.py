@@ -49,6 +49,8 @@ def load_json(body: bytes, what: str = "body") -> Any:
         raise BadInput(f"{what} is not UTF-8 text") from None
     except ValueError as exc:
         raise BadInput(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadInput(f"{what} is nested too deeply to be an event") from None
 
 
 def detect_source(data: Any) -> str:
