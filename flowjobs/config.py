@@ -124,6 +124,10 @@ class BillingSettings(Section):
         return value
 
 
+class DocumentSettings(Section):
+    dir: str = "documents"
+
+
 class SupabaseSettings(Section):
     webhook_token: str = ""
 
@@ -194,6 +198,7 @@ class Settings(Section):
     stripe: StripeSettings = StripeSettings()
     billing: BillingSettings = BillingSettings()
     supabase: SupabaseSettings = SupabaseSettings()
+    documents: DocumentSettings = DocumentSettings()
     server: ServerSettings = ServerSettings()
     schedules: dict[str, ScheduleSettings] = {}
     # Directory that relative paths (the SQLite file) are resolved against.

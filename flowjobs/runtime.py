@@ -80,6 +80,12 @@ class Runtime:
         return Billing(self.billing_engine, self.clock, self.client,
                        lambda: StripeGateway(self.settings.stripe), self.settings.billing)
 
+    @cached_property
+    def documents(self):
+        from flowjobs.adapters.storage import LocalStorage
+
+        return LocalStorage(self.settings.base_dir / self.settings.documents.dir)
+
     def trigger(self, task: str, payload=None, **options):
         return self.client.trigger(task, payload, **options)
 

@@ -72,8 +72,8 @@ def _root(
 
 
 def _register() -> None:
-    from flowjobs.cli import (billing_cmd, db_cmd, demo_cmd, events_cmd, runs_cmd, schedules_cmd,
-                              serve_cmd, tasks_cmd, trigger_cmd, worker_cmd)
+    from flowjobs.cli import (billing_cmd, db_cmd, demo_cmd, documents_cmd, events_cmd, runs_cmd,
+                              schedules_cmd, serve_cmd, tasks_cmd, trigger_cmd, worker_cmd)
 
     trigger_cmd.register(app)
     worker_cmd.register(app)
@@ -83,6 +83,7 @@ def _register() -> None:
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(billing_cmd.app, name="billing")
     app.add_typer(demo_cmd.app, name="demo")
+    app.add_typer(documents_cmd.app, name="documents")
     events_cmd.register(app)
     serve_cmd.register(app)
 

@@ -1,6 +1,5 @@
-"""`generate-invoice-pdf {invoiceId}` and `generate-payment-receipt-pdf {paymentId}`:
-declared with their payloads (billing triggers them); rendering is issue #6 and not built
-yet — until then each run logs that no PDF was made and returns `{"rendered": false}`."""
+"""`generate-invoice-pdf {invoiceId}` and `generate-payment-receipt-pdf {paymentId}` (the seed's
+ids): render with reportlab (flowjobs.documents) and store through the document storage."""
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,13 +16,30 @@ class PaymentRef(BaseModel):
     payment_id: str = Field(alias="paymentId", min_length=1)
 
 
-@task("generate-invoice-pdf", payload=InvoiceRef, description="invoice PDF (rendering pending: issue #6)")
+def _run(fn, *args):
+    from flowjobs.errors import AbortTaskRunError, NotFound
+
+    try:
+        return fn(*args)
+    except NotFound as exc:
+        raise AbortTaskRunError(str(exc)) from None
+
+
+@task("generate-invoice-pdf", payload=InvoiceRef)
 def generate_invoice_pdf(payload: InvoiceRef, ctx):
-    ctx.log.warning("no PDF made for %s: rendering is not built yet (issue #6)", payload.invoice_id)
-    return {"rendered": False, "invoiceId": payload.invoice_id}
+    """Render an invoice PDF and set the invoice's pdf_url."""
+    from flowjobs.documents.service import store_invoice_pdf
+
+    url = _run(store_invoice_pdf, ctx.runtime.billing, ctx.runtime.documents, payload.invoice_id)
+    ctx.log.info("invoice %s: %s", payload.invoice_id, url)
+    return {"invoiceId": payload.invoice_id, "pdfUrl": url}
 
 
-@task("generate-payment-receipt-pdf", payload=PaymentRef, description="receipt PDF (rendering pending: issue #6)")
+@task("generate-payment-receipt-pdf", payload=PaymentRef)
 def generate_payment_receipt_pdf(payload: PaymentRef, ctx):
-    ctx.log.warning("no receipt made for %s: rendering is not built yet (issue #6)", payload.payment_id)
-    return {"rendered": False, "paymentId": payload.payment_id}
+    """Render a payment's receipt PDF; set receipt_pdf_url and the payment's receipt_url."""
+    from flowjobs.documents.service import store_receipt_pdf
+
+    url = _run(store_receipt_pdf, ctx.runtime.billing, ctx.runtime.documents, payload.payment_id)
+    ctx.log.info("receipt for %s: %s", payload.payment_id, url)
+    return {"paymentId": payload.payment_id, "receiptUrl": url}

@@ -1,0 +1,224 @@
+"""Invoice and receipt layouts (spec §11): pure functions of a `Document`, returning PDF bytes.
+
+A4, DejaVu Sans, a header (logo when given as a local file, organisation name, title), the
+details, seller and "Bill to" blocks, a headline, the line table (its header repeated on
+every page, so long invoices flow over several pages), and the totals. Money is formatted per
+currency (flowjobs.billing.money); output is byte-identical for the same input
+(`invariant=1`), which makes re-rendering safe to compare.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from flowjobs.billing.money import format_money
+from flowjobs.documents.text import BODY, BOLD, markup, register_fonts
+
+
+@dataclass
+class Line:
+    description: str
+    quantity: int
+    unit_price: int
+
+    @property
+    def amount(self) -> int:
+        return self.quantity * self.unit_price
+
+
+@dataclass
+class Party:
+    name: str
+    address: list[str] = field(default_factory=list)
+    email: str | None = None
+
+
+@dataclass
+class Document:
+    kind: str  # invoice | receipt
+    number: str  # invoice number, or the payment id on a receipt
+    currency: str
+    issued: datetime
+    seller: Party
+    lines: list[Line]
+    bill_to: Party | None = None
+    due: datetime | None = None  # None: due upon receipt
+    discount: int = 0
+    discount_code: str | None = None
+    tax: int = 0
+    logo_path: str | None = None
+    seller_for: str | None = None  # MoR: "For: <org>"
+    invoice_number: str | None = None  # on receipts
+    paid: int = 0  # receipts: amount paid
+    payment_method: str | None = None
+    refunded: int = 0
+    refunded_at: datetime | None = None
+    pay_url: str | None = None
+
+    @property
+    def base(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+    @property
+    def subtotal(self) -> int:
+        return max(self.base - self.discount, 0)
+
+    @property
+    def total(self) -> int:
+        return self.subtotal + self.tax
+
+
+def day(moment: datetime) -> str:
+    return f"{moment:%B} {moment.day}, {moment.year}"
+
+
+def render(doc: Document) -> bytes:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.platypus import SimpleDocTemplate
+
+    register_fonts()
+    buffer = io.BytesIO()
+    template = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
+                                 bottomMargin=16 * mm, title=f"{doc.kind.title()} {doc.number}",
+                                 author=doc.seller.name, invariant=1)
+    template.build(_story(doc), onLaterPages=_page_number, onFirstPage=_page_number)
+    return buffer.getvalue()
+
+
+def _styles():
+    from reportlab.lib.styles import ParagraphStyle
+
+    base = ParagraphStyle("body", fontName=BODY, fontSize=9.5, leading=13)
+    return {"body": base,
+            "small": ParagraphStyle("small", parent=base, fontSize=8.5, leading=11),
+            "title": ParagraphStyle("title", parent=base, fontName=BOLD, fontSize=20, leading=24),
+            "org": ParagraphStyle("org", parent=base, fontName=BOLD, fontSize=13, leading=16),
+            "head": ParagraphStyle("head", parent=base, fontName=BOLD, fontSize=14, leading=18, spaceBefore=8),
+            "bold": ParagraphStyle("bold", parent=base, fontName=BOLD),
+            "right": ParagraphStyle("right", parent=base, alignment=2),
+            "rightbold": ParagraphStyle("rightbold", parent=base, alignment=2, fontName=BOLD)}
+
+
+def _p(text, style):
+    from reportlab.platypus import Paragraph
+
+    return Paragraph(markup(text), style)
+
+
+def _story(doc: Document) -> list:
+    from reportlab.platypus import Spacer
+
+    st = _styles()
+    story = _header(doc, st) + [Spacer(1, 8)] + [_details(doc, st), Spacer(1, 10), _parties(doc, st)]
+    story.append(_p(_headline(doc), st["head"]))
+    if doc.pay_url and doc.kind == "invoice":
+        story.append(_p(f"Pay online: {doc.pay_url}", st["small"]))
+    story += [Spacer(1, 8), _line_table(doc, st), Spacer(1, 6), _totals(doc, st)]
+    return story
+
+
+def _header(doc: Document, st) -> list:
+    from reportlab.platypus import Image
+
+    items = []
+    if doc.logo_path and Path(doc.logo_path).is_file():
+        try:
+            items.append(Image(doc.logo_path, width=120, height=40, kind="proportional"))
+        except Exception:  # an unreadable logo never stops the document
+            pass
+    items.append(_p(doc.seller.name, st["org"]))
+    items.append(_p("Invoice" if doc.kind == "invoice" else "Receipt", st["title"]))
+    return items
+
+
+def _details(doc: Document, st):
+    if doc.kind == "invoice":
+        rows = [("Invoice number", doc.number), ("Date of issue", day(doc.issued)),
+                ("Date due", day(doc.due) if doc.due else "Due upon receipt")]
+    else:
+        rows = [("Receipt number", doc.number), ("Invoice number", doc.invoice_number or ""),
+                ("Date paid", day(doc.issued)), ("Payment method", doc.payment_method or "")]
+    return _grid([[_p(k, st["bold"]), _p(v, st["body"])] for k, v in rows if v], [110, None])
+
+
+def _party(party: Party | None, title: str | None, st, extra: str | None = None) -> list:
+    if party is None:
+        return []
+    cells = [_p(title, st["bold"])] if title else []
+    cells.append(_p(party.name, st["bold"] if not title else st["body"]))
+    if extra:
+        cells.append(_p(extra, st["body"]))
+    cells += [_p(line, st["body"]) for line in party.address]
+    if party.email:
+        cells.append(_p(party.email, st["body"]))
+    return cells
+
+
+def _parties(doc: Document, st):
+    seller = _party(doc.seller, None, st, f"For: {doc.seller_for}" if doc.seller_for else None)
+    buyer = _party(doc.bill_to, "Bill to", st)
+    return _grid([[seller, buyer]], [250, None])
+
+
+def _headline(doc: Document) -> str:
+    if doc.kind == "invoice":
+        return f"{format_money(doc.total, doc.currency)} due {day(doc.due or doc.issued)}"
+    return f"{format_money(doc.paid, doc.currency)} paid on {day(doc.issued)}"
+
+
+def _line_table(doc: Document, st):
+    from reportlab.lib import colors
+    from reportlab.platypus import Table, TableStyle
+
+    money = lambda v: format_money(v, doc.currency)  # noqa: E731
+    rows = [[_p("Description", st["bold"]), _p("Qty", st["rightbold"]), _p("Unit price", st["rightbold"]),
+             _p("Amount", st["rightbold"])]]
+    for line in doc.lines:
+        rows.append([_p(line.description, st["body"]), _p(line.quantity, st["right"]),
+                     _p(money(line.unit_price), st["right"]), _p(money(line.amount), st["right"])])
+    table = Table(rows, colWidths=[260, 50, 80, 85], repeatRows=1)
+    table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black),
+                               ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.lightgrey),
+                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    return table
+
+
+def _totals(doc: Document, st):
+    money = lambda v: format_money(v, doc.currency)  # noqa: E731
+    rows = []
+    if doc.discount:
+        rows.append(("Amount", money(doc.base)))
+        rows.append((f"Discount ({doc.discount_code})" if doc.discount_code else "Discount", money(-doc.discount)))
+    rows.append(("Subtotal", money(doc.subtotal)))
+    if doc.tax:
+        rows.append(("Tax", money(doc.tax)))
+    rows.append(("Total", money(doc.total)))
+    if doc.kind == "invoice":
+        rows.append(("Amount due", money(doc.total)))
+    else:
+        rows.append(("Amount paid", money(doc.paid)))
+        if doc.refunded and doc.refunded_at:
+            rows.append((f"Refunded on {day(doc.refunded_at)}", money(-doc.refunded)))
+            rows.append(("Total refunded without credit note", money(doc.refunded)))
+    cells = [[_p("", st["body"]), _p(k, st["bold"] if k in ("Total", "Amount due", "Amount paid") else st["body"]),
+              _p(v, st["rightbold"] if k in ("Total", "Amount due", "Amount paid") else st["right"])] for k, v in rows]
+    return _grid(cells, [215, 175, 85])
+
+
+def _grid(rows, widths):
+    from reportlab.platypus import Table, TableStyle
+
+    table = Table(rows, colWidths=widths, hAlign="LEFT")
+    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    return table
+
+
+def _page_number(canvas, document) -> None:
+    canvas.saveState()
+    canvas.setFont(BODY, 8)
+    canvas.drawRightString(document.pagesize[0] - document.rightMargin, 18, f"Page {document.page}")
+    canvas.restoreState()

@@ -1,0 +1,156 @@
+"""Invoice and receipt PDFs: rendered with reportlab, read back with pypdf, field by field."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+
+import pypdf
+import pytest
+
+from flowjobs.billing import setup
+from flowjobs.billing.models import Invoice, InvoiceLineItem, Payment
+from flowjobs.documents.layout import Document, Line, Party, render
+from tests.billing_helpers import drain, get, seed, stripe_sections
+
+ISSUED = datetime(2027, 1, 15, 8, tzinfo=timezone.utc)
+
+
+def text_of(pdf: bytes) -> list[str]:
+    """One string per page (pypdf puts one table cell per line)."""
+    return [page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages]
+
+
+def lines_of(pdf: bytes) -> list[str]:
+    return [ln.strip() for page in text_of(pdf) for ln in page.splitlines() if ln.strip()]
+
+
+def after(lines: list[str], label: str) -> str:
+    """The cell after the last cell reading `label` (totals come after the table's headers)."""
+    return lines[len(lines) - 1 - lines[::-1].index(label) + 1]
+
+
+def doc(**fields) -> Document:
+    base = dict(kind="invoice", number="C0FFEE1-00003", currency="USD", issued=ISSUED,
+                seller=Party("Acme Analytics", ["1 Main St", "94110 San Francisco", "US"], "billing@acme.example"),
+                lines=[Line("Pro", 2, 2500), Line("Seats", 3, 1000)],
+                bill_to=Party("Ada Lovelace", ["2 Side St"], "ada@example.com"))
+    base.update(fields)
+    return Document(**base)
+
+
+def test_invoice_with_a_discount_shows_every_field():
+    lines = lines_of(render(doc(discount=800, discount_code="WELCOME", due=datetime(2027, 2, 14, tzinfo=timezone.utc))))
+    assert lines[1:3] == ["Acme Analytics", "Invoice"]
+    assert after(lines, "Invoice number") == "C0FFEE1-00003"
+    assert after(lines, "Date of issue") == "January 15, 2027"
+    assert after(lines, "Date due") == "February 14, 2027"
+    assert "Bill to" in lines and "Ada Lovelace" in lines and "ada@example.com" in lines
+    assert "$72.00 due February 14, 2027" in lines
+    assert lines[lines.index("Description"):lines.index("Description") + 4] == ["Description", "Qty", "Unit price", "Amount"]
+    assert lines[lines.index("Pro"):lines.index("Pro") + 4] == ["Pro", "2", "$25.00", "$50.00"]
+    assert after(lines, "Amount") == "$80.00" and after(lines, "Discount (WELCOME)") == "-$8.00"
+    assert after(lines, "Subtotal") == "$72.00" and "Tax" not in lines
+    assert after(lines, "Total") == "$72.00" and after(lines, "Amount due") == "$72.00"
+
+
+def test_invoice_with_tax_and_due_upon_receipt():
+    lines = lines_of(render(doc(tax=1600)))
+    assert after(lines, "Date due") == "Due upon receipt"
+    assert after(lines, "Subtotal") == "$80.00" and after(lines, "Tax") == "$16.00" and after(lines, "Total") == "$96.00"
+    assert lines.count("Amount") == 1  # only the table header: no pre-discount line without a discount
+
+
+def test_zero_decimal_currency_is_whole_units():
+    lines = lines_of(render(doc(currency="JPY", lines=[Line("Pro", 1, 12000)])))
+    assert lines[lines.index("Pro"):lines.index("Pro") + 4] == ["Pro", "1", "¥12,000", "¥12,000"]
+    assert after(lines, "Total") == "¥12,000" and "¥12,000 due January 15, 2027" in lines
+
+
+def test_sixty_lines_flow_over_pages_with_the_header_repeated():
+    pdf = render(doc(lines=[Line(f"Usage item {i:02d}", 1, 100 + i) for i in range(60)]))
+    pages = text_of(pdf)
+    assert len(pages) >= 2
+    for page in pages[:-1]:
+        assert "Description" in page and "Unit price" in page
+    found = [ln for ln in lines_of(pdf) if ln.startswith("Usage item")]
+    assert found == [f"Usage item {i:02d}" for i in range(60)]
+    assert after(lines_of(pdf), "Total") == f"${sum(100 + i for i in range(60)) / 100:,.2f}"
+
+
+def test_any_unicode_name_renders_and_markup_is_escaped():
+    names = Party("Łódź Źródło Sp. z o.o. 株式会社テスト", ["ul. Żółta 1"], "biuro@lodz.example")
+    buyer = Party("김철수 <kim@example.com> & Co", [], "kim@example.com")
+    lines = lines_of(render(doc(seller=names, bill_to=buyer, lines=[Line("Plan <b>Pro</b> & more", 1, 500)])))
+    assert "Łódź Źródło Sp. z o.o. 株式会社テスト" in lines and "ul. Żółta 1" in lines
+    assert "김철수 <kim@example.com> & Co" in lines
+    assert "Plan <b>Pro</b> & more" in lines
+
+
+def test_rendering_is_deterministic():
+    assert render(doc()) == render(doc())
+
+
+def test_receipt_shows_payment_and_refund():
+    lines = lines_of(render(doc(kind="receipt", number="pym_123", invoice_number="C0FFEE1-00003", paid=8000,
+                                payment_method="Card •••• 4242", refunded=3000,
+                                refunded_at=datetime(2027, 1, 20, tzinfo=timezone.utc))))
+    assert "Receipt" in lines and after(lines, "Receipt number") == "pym_123"
+    assert after(lines, "Date paid") == "January 15, 2027" and after(lines, "Payment method") == "Card •••• 4242"
+    assert "$80.00 paid on January 15, 2027" in lines
+    assert after(lines, "Amount paid") == "$80.00"
+    assert after(lines, "Refunded on January 20, 2027") == "-$30.00"
+    assert after(lines, "Total refunded without credit note") == "$30.00"
+
+
+@pytest.fixture
+def drt(make_runtime, localstripe_url, tmp_path):
+    return make_runtime(documents={"dir": str(tmp_path / "docs")}, **stripe_sections(localstripe_url))
+
+
+def test_billing_run_renders_and_stores_the_invoice_and_receipt(drt, tmp_path):
+    from sqlmodel import select
+
+    from flowjobs.core.clock import iso
+
+    seeded = seed(drt, unit_price=4900, discount=(10, "percent"))
+    drt.trigger("hourly-cron", {"timestamp": iso(drt.clock.now_ms()), "scheduleId": "hourly-cron"})
+    drain(drt)
+    with drt.billing.unit() as s:
+        payment = s.exec(select(Payment).where(Payment.billing_run_id == seeded.billing_run_id)).one()
+    invoice = get(drt, Invoice, payment.invoice_id)
+    assert invoice.pdf_url.startswith(f"file://{tmp_path}/docs/invoices/{seeded.org_id}/{invoice.id}/")
+    lines = lines_of(drt.documents.read(invoice.pdf_url))
+    assert after(lines, "Invoice number") == invoice.invoice_number
+    assert after(lines, "Discount (WELCOME)") == "-$4.90" and after(lines, "Total") == "$44.10"
+
+    receipt = drt.trigger("generate-payment-receipt-pdf", {"paymentId": payment.id})
+    again = drt.trigger("generate-invoice-pdf", {"invoiceId": invoice.id})  # rendering again is safe
+    drain(drt)
+    assert drt.store.get_run(receipt.id)["status"] == drt.store.get_run(again.id)["status"] == "completed"
+    payment, invoice2 = get(drt, Payment, payment.id), get(drt, Invoice, invoice.id)
+    assert payment.receipt_url == invoice2.receipt_pdf_url
+    assert "/receipts/" in payment.receipt_url and payment.receipt_url.split("/")[-1].startswith("receipt_")
+    assert "$44.10 paid on January 15, 2027" in lines_of(drt.documents.read(payment.receipt_url))
+    assert invoice2.pdf_url != invoice.pdf_url
+    stored = list((tmp_path / "docs" / "invoices").rglob("*.pdf"))
+    assert len(stored) == 1  # the previous invoice PDF was replaced, not left behind
+
+
+def test_documents_render_command(drt, tmp_path):
+    from tests.cli_helpers import cli_env, flowjobs
+
+    with drt.billing.unit() as s:
+        org = setup.organization(s, "Acme")
+        cust = setup.customer(s, org, email="a@b.c", name="Ada")
+        inv = Invoice(id="inv_cli", invoice_number="X-00000", invoice_date=ISSUED, customer_id=cust.id,
+                      organization_id=org.id, currency="EUR", type="standalone", subtotal=990, tax_amount=0)
+        s.add(inv)
+        s.add(InvoiceLineItem(id="inv_li_cli", invoice_id=inv.id, quantity=1, description="Widget", price=990))
+    env = cli_env(drt.db.url)
+    out = tmp_path / "x.pdf"
+    assert flowjobs("documents", "render", "invoice", "inv_cli", "-o", str(out), env=env).returncode == 0
+    assert after(lines_of(out.read_bytes()), "Total") == "€9.90"
+    missing = flowjobs("documents", "render", "receipt", "pym_nope", env=env)
+    assert missing.returncode == 3 and "no payment 'pym_nope'" in missing.stderr
+    assert flowjobs("documents", "render", "memo", "x", env=env).returncode == 2
