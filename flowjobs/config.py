@@ -128,6 +128,21 @@ class DocumentSettings(Section):
     dir: str = "documents"
 
 
+class MailSettings(Section):
+    transport: Literal["file", "smtp", "console"] = "file"
+    dir: str = "mail"
+    host: str = "localhost"
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    timeout: Duration = parse_duration("10s")
+    retries: int = Field(3, ge=0, le=10)
+    from_address: str = "notifications@flowglad.com"
+    billing_domain: str = "flowglad.com"
+    app_url: str = "https://app.flowglad.com"
+
+
 class SupabaseSettings(Section):
     webhook_token: str = ""
 
@@ -199,6 +214,7 @@ class Settings(Section):
     billing: BillingSettings = BillingSettings()
     supabase: SupabaseSettings = SupabaseSettings()
     documents: DocumentSettings = DocumentSettings()
+    mail: MailSettings = MailSettings()
     server: ServerSettings = ServerSettings()
     schedules: dict[str, ScheduleSettings] = {}
     # Directory that relative paths (the SQLite file) are resolved against.

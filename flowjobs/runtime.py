@@ -86,6 +86,12 @@ class Runtime:
 
         return LocalStorage(self.settings.base_dir / self.settings.documents.dir)
 
+    @cached_property
+    def mailer(self):
+        from flowjobs.adapters.mailer import make_mailer
+
+        return make_mailer(self.settings.mail, self.settings.base_dir)
+
     def trigger(self, task: str, payload=None, **options):
         return self.client.trigger(task, payload, **options)
 

@@ -8,6 +8,7 @@ python="$(dirname "$flowjobs")/python"
 cd "$(dirname "$0")/.."
 rm -rf demo && mkdir demo
 export FLOWJOBS_DATABASE_URL="sqlite:///demo/flowjobs.db"
+export FLOWJOBS_DOCUMENTS_DIR="demo/documents" FLOWJOBS_MAIL_DIR="demo/mail"   # PDFs and .eml files
 
 "$python" scripts/localstripe_server.py --port 0 > demo/localstripe.out 2> demo/localstripe.log &
 stripe_pid=$!
@@ -29,6 +30,7 @@ echo
 echo "== runs =="
 "$flowjobs" runs list --limit 15
 echo
+echo "Invoices and receipts: demo/documents/   emails (.eml): demo/mail/"
 echo "Look closer: $flowjobs billing show subscription <id>   $flowjobs runs show <run id>"
 echo "(database: demo/flowjobs.db. The renewals on card 4000000000000341 were declined: their"
 echo " subscriptions are past_due with a retry billing run in 3 days — see docs/billing.md)"

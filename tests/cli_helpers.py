@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,8 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli_env(db_url: str, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWJOBS_")}
+    scratch = Path(tempfile.gettempdir()) / f"flowjobs-cli-tests-{os.getpid()}"
     env.update({"PYTHONPATH": str(ROOT), "FLOWJOBS_DATABASE_URL": db_url,
-                "FLOWJOBS_TASKS_MODULES": "tests.tasks_for_tests"})
+                "FLOWJOBS_TASKS_MODULES": "tests.tasks_for_tests",
+                # PDFs and emails of commands run by tests go to a scratch folder, not the repo
+                "FLOWJOBS_DOCUMENTS_DIR": str(scratch / "documents"), "FLOWJOBS_MAIL_DIR": str(scratch / "mail")})
     env.update(extra)
     return env
 

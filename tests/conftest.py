@@ -93,9 +93,12 @@ def sqlite_url(tmp_path, sqlite_template):
 QUIET_BUILTIN_SCHEDULES = {"hourly-cron": {"enabled": False}, "daily-cron": {"enabled": False}}
 
 
-def make_settings(url: str, **sections) -> Settings:
+def make_settings(url: str, base_dir: Path | None = None, **sections) -> Settings:
+    """Settings for a test: PDFs and .eml files land under `base_dir` (a tmp dir), never the repo."""
     data = {"database": {"url": url}, "tasks": {"modules": [TEST_TASKS]},
             "schedules": dict(QUIET_BUILTIN_SCHEDULES)}
+    if base_dir is not None:
+        data["base_dir"] = base_dir
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return Settings.model_validate(data)
@@ -107,11 +110,11 @@ def clock():
 
 
 @pytest.fixture
-def make_runtime(db_url, clock):
+def make_runtime(db_url, clock, tmp_path):
     made = []
 
     def factory(pinned: bool = True, **sections) -> Runtime:
-        rt = Runtime(make_settings(db_url, **sections), clock=clock if pinned else None)
+        rt = Runtime(make_settings(db_url, tmp_path, **sections), clock=clock if pinned else None)
         made.append(rt)
         return rt
 

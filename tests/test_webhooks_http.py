@@ -18,7 +18,7 @@ from flowjobs.billing.models import BillingRun
 from flowjobs.webhooks.models import InboxEvent
 from tests.billing_helpers import get, seed, stripe_sections
 from tests.cli_helpers import cli_env, flowjobs, wait_until
-from tests.webhook_helpers import SECRET, event_for
+from tests.webhook_helpers import SECRET
 
 TOKEN = "supabase-token"
 

@@ -8,7 +8,6 @@ import base64
 import json
 import time
 
-import pytest
 from sqlmodel import select
 
 from flowjobs.webhooks.models import InboxEvent
@@ -175,7 +174,7 @@ def _requests(base):
     ]
 
 
-def test_malformed_requests_are_refused_and_the_server_keeps_serving(served):
+def test_malformed_requests_are_refused_and_the_server_keeps_serving(served):  # noqa: F811  (the fixture)
     rt, _, base, proc = served
     failures = []
     cases = _requests(base)

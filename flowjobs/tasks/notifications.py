@@ -1,8 +1,10 @@
-"""The sixteen notification tasks of spec §10: ids and payloads (the contract billing uses).
+"""The sixteen notification tasks of spec §10, with their ids and payloads.
 
-Rendering and sending email is issue #6 and not built yet: until then each task records
-in its run log that nothing was sent, and returns `{"sent": false, ...}` — visible in
-`flowjobs runs show`, never reported as a delivered email.
+Each composes its emails (flowjobs.notifications.compose) and sends them through the
+configured mail transport. Nothing to send (no recipient, a test-mode receipt, a customer
+without email) completes the run with the reason. An SMTP server that refuses the message
+for good (5xx) fails the run at once with its answer; one that cannot be reached fails the
+attempt, and the run is retried.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowjobs.core.registry import task
+from flowjobs.core.retry import RetryPolicy
 
 
 class NotificationPayload(BaseModel):
@@ -79,14 +82,22 @@ NOTIFICATIONS: dict[str, type[BaseModel]] = {
 }
 
 
-def _not_sent(task_id: str):
+def _sender(task_id: str):
     def body(payload, ctx):
-        ctx.log.warning("email not sent: notification delivery is not built yet (issue #6)")
-        return {"sent": False, "reason": "notification delivery is not built yet", "task": task_id}
+        from flowjobs.adapters.mailer import MailRejected
+        from flowjobs.errors import AbortTaskRunError, NotFound
+        from flowjobs.notifications.send import send_notification
 
-    body.__doc__ = f"Declared notification {task_id} (delivery pending, issue #6)."
+        try:
+            result = send_notification(ctx.runtime, task_id, payload)
+        except (MailRejected, NotFound) as exc:
+            raise AbortTaskRunError(str(exc)) from None
+        ctx.log.info("%s", result.get("skipped") or f"sent {result['sent']} email(s)")
+        return result
+
+    body.__doc__ = f"Send the {task_id} email(s)."
     return body
 
 
 for _task_id, _model in NOTIFICATIONS.items():
-    task(_task_id, payload=_model, description="notification (delivery pending: issue #6)")(_not_sent(_task_id))
+    task(_task_id, payload=_model, retry=RetryPolicy(max_attempts=3, min_wait=5, max_wait=60))(_sender(_task_id))

@@ -1,0 +1,110 @@
+"""Sending email: `smtp`, `file` (one .eml per message in a folder — the demo's default) or
+`console` (printed to stderr). `[mail] transport` picks one.
+
+SMTP: STARTTLS and AUTH when configured; tenacity retries connection failures and temporary
+4xx answers within the call; a permanent 5xx raises `MailRejected` at once (the run fails with
+the server's answer); a server that stays unreachable raises `MailUnavailable` (the run's own
+retries take over).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import sys
+import time
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from flowjobs.errors import FlowjobsError
+
+
+class MailUnavailable(FlowjobsError):
+    pass
+
+
+class MailRejected(FlowjobsError):
+    pass
+
+
+def build(email, text: str, html: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = email.subject
+    msg["From"] = email.sender
+    msg["To"] = ", ".join(email.to)
+    if email.reply_to:
+        msg["Reply-To"] = email.reply_to
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain="flowjobs.local")
+    msg["X-Flowjobs-Task"] = email.task
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    for filename, data in email.attachments:
+        msg.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
+    return msg
+
+
+class SmtpMailer:
+    def __init__(self, settings, sleep=time.sleep):
+        self.s = settings
+        self._sleep = sleep
+
+    def send(self, msg: EmailMessage) -> None:
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+        retrying = Retrying(stop=stop_after_attempt(self.s.retries + 1), reraise=True, sleep=self._sleep,
+                            wait=wait_exponential_jitter(multiplier=0.5, max=10, jitter=0.5),
+                            retry=retry_if_exception(_temporary))
+        try:
+            retrying(self._send_once, msg)
+        except smtplib.SMTPResponseException as exc:
+            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            if exc.smtp_code >= 500:
+                raise MailRejected(f"SMTP server {self.s.host}:{self.s.port} refused the message: "
+                                   f"{exc.smtp_code} {text}") from None
+            raise MailUnavailable(f"SMTP server {self.s.host}:{self.s.port} kept answering {exc.smtp_code} {text}") from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise MailRejected(f"SMTP server refused every recipient: {', '.join(exc.recipients)}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise MailUnavailable(f"cannot send through SMTP server {self.s.host}:{self.s.port} after "
+                                  f"{self.s.retries + 1} tries: {exc or type(exc).__name__}") from None
+
+    def _send_once(self, msg: EmailMessage) -> None:
+        with smtplib.SMTP(self.s.host, self.s.port, timeout=self.s.timeout) as smtp:
+            if self.s.starttls:
+                smtp.starttls()
+            if self.s.username:
+                smtp.login(self.s.username, self.s.password)
+            smtp.send_message(msg)
+
+
+def _temporary(exc: BaseException) -> bool:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    return isinstance(exc, (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError))
+
+
+class FileMailer:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def send(self, msg: EmailMessage) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = msg["Message-ID"].strip("<>").replace("@", "_").replace("/", "_")
+        tmp = self.folder / f".{name}.part"
+        tmp.write_bytes(bytes(msg))
+        tmp.replace(self.folder / f"{name}.eml")
+
+
+class ConsoleMailer:
+    def send(self, msg: EmailMessage) -> None:
+        body = msg.get_body(preferencelist=("plain",))
+        sys.stderr.write(f"--- email to {msg['To']}: {msg['Subject']}\n{body.get_content() if body else ''}\n")
+
+
+def make_mailer(settings, base_dir: Path):
+    if settings.transport == "smtp":
+        return SmtpMailer(settings)
+    if settings.transport == "console":
+        return ConsoleMailer()
+    return FileMailer(base_dir / settings.dir)

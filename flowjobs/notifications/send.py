@@ -1,0 +1,46 @@
+"""Running a notification task: prepare attachments, compose inside one read transaction,
+then send with no transaction open (an SMTP server is never waited on while holding the
+database)."""
+
+from __future__ import annotations
+
+from flowjobs.notifications.compose import COMPOSERS, Ctx, Skip
+from flowjobs.notifications.render import bodies
+
+RECEIPT = "send-customer-payment-succeeded-notification"
+
+
+def receipt_attachments(rt, payment_id: str) -> dict[str, list[tuple[str, bytes]]]:
+    """The invoice and receipt PDFs (rendered and stored first when missing), for live invoices."""
+    from flowjobs.billing.models import Invoice, Payment
+    from flowjobs.documents.service import store_invoice_pdf, store_receipt_pdf
+
+    b = rt.billing
+    with b.unit() as s:
+        payment = s.get(Payment, payment_id)
+        invoice = s.get(Invoice, payment.invoice_id) if payment else None
+        if invoice is None or not invoice.livemode:
+            return {}
+        number, pdf_url, receipt_url = invoice.invoice_number, invoice.pdf_url, payment.receipt_url
+    pdf_url = pdf_url or store_invoice_pdf(b, rt.documents, invoice.id)
+    receipt_url = receipt_url or store_receipt_pdf(b, rt.documents, payment_id)
+    return {payment_id: [(f"{number}.pdf", rt.documents.read(pdf_url)),
+                         (f"{number}-receipt.pdf", rt.documents.read(receipt_url))]}
+
+
+def send_notification(rt, task_id: str, payload) -> dict:
+    from flowjobs.adapters.mailer import build
+
+    attachments = receipt_attachments(rt, payload.payment_id) if task_id == RECEIPT else {}
+    try:
+        with rt.billing.unit() as s:
+            ctx = Ctx(s, rt.settings.mail, attachments)
+            emails = COMPOSERS[task_id](ctx, payload)
+    except Skip as exc:
+        return {"sent": 0, "skipped": str(exc)}
+    for email in emails:
+        email.message.footer = f"Sent by Flowglad on behalf of {ctx.org_name}." if ctx.org_name else email.message.footer
+        text, html = bodies(email.message)
+        rt.mailer.send(build(email, text, html))
+    return {"sent": len(emails), "emails": [{"to": e.to, "subject": e.subject,
+                                             "attachments": [name for name, _ in e.attachments]} for e in emails]}
