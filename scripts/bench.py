@@ -4,7 +4,8 @@ Cases: trigger throughput (one by one, batch); drain of N `noop` runs with 1 and
 processes; the storage's own limit (a minimal loop that claims and completes rows one
 statement each, same database and durability settings) and flowjobs' drain as a ratio of
 it; trigger->start latency at a steady rate; an idle worker's CPU and memory; CLI start-up;
-billing throughput (the hourly cron over 2,000 due subscriptions, 4 worker processes, localstripe).
+billing throughput (the hourly cron over 2,000 due subscriptions, 4 worker processes, localstripe);
+invoice PDFs per second and emails per second over SMTP.
 Not a test: nothing here passes or fails. BENCH_RUNS (default 20000) sets N.
 """
 
@@ -230,6 +231,66 @@ def billing(backend, url, processes=4):
          seconds_until_all_settled=round(wall, 1), localstripe_sequential_charges_per_s=round(limit, 1))
 
 
+def pdfs(seconds: float = 5.0):
+    """Invoice PDFs per second on one core: a typical three-line invoice with discount and tax."""
+    from datetime import datetime, timezone
+
+    from flowjobs.documents.layout import Document, Line, Party, render
+
+    doc = Document("invoice", "C0FFEE1-00042", "USD", datetime(2027, 1, 15, tzinfo=timezone.utc),
+                   Party("Acme Analytics", ["1 Main St", "94110 San Francisco", "US"], "billing@acme.example"),
+                   [Line("Pro plan", 1, 4900), Line("Extra seats", 3, 1000), Line("Priority support", 1, 2500)],
+                   bill_to=Party("Ada Lovelace", ["2 Side St", "London"], "ada@example.com"),
+                   discount=500, discount_code="WELCOME", tax=1584)
+    render(doc)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        render(doc)
+        count += 1
+    cpu = time.process_time()
+    emit(case="pdf", invoices_per_s=round(count / (time.perf_counter() - start), 1), bytes=len(render(doc)),
+         note="one process, one core")
+    return cpu
+
+
+def emails(count: int = 500):
+    """Receipt-sized emails per second over SMTP to a local aiosmtpd server (one connection each)."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from flowjobs.adapters.mailer import SmtpMailer, build
+    from flowjobs.config import MailSettings
+    from flowjobs.notifications.render import Email, Message, MessageLine, bodies
+
+    class Sink:
+        received = 0
+
+        async def handle_DATA(self, server, session, envelope):
+            Sink.received += 1
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        mailer = SmtpMailer(MailSettings(transport="smtp", host="127.0.0.1", port=port, retries=0))
+        message = Message("Your Order is Confirmed", ["Thank you for your payment."],
+                          [("Invoice #", "C0FFEE1-00042"), ("Payment total", "$90.74")],
+                          [MessageLine("Pro plan", 1, "$49.00", "$49.00")], [("Total", "$90.74")])
+        start = time.perf_counter()
+        for i in range(count):
+            email = Email("bench", [f"customer{i}@example.com"], "Acme Order Receipt: #C0FFEE1-00042", message,
+                          "Acme Billing <acme-billing@flowglad.com>")
+            mailer.send(build(email, *bodies(email.message)))
+        rate = count / (time.perf_counter() - start)
+    finally:
+        controller.stop()
+    emit(case="email", emails_per_s=round(rate, 1), delivered=Sink.received, note="rendered + sent, one SMTP session each")
+
+
 def startup():
     with tempfile.TemporaryDirectory() as tmp:
         env = env_for(f"sqlite:///{tmp}/s.db")
@@ -245,6 +306,9 @@ def startup():
 
 def main() -> None:
     only = os.environ.get("BENCH_ONLY")  # "<backend>:<case>,…" with cases latency, idle, raw_limit, bench_trigger, billing
+    if only in ("pdfs", "emails"):
+        globals()[only]()
+        return
     if only:
         backend, _, cases = only.partition(":")
         with pg_server() as pg:
@@ -252,6 +316,8 @@ def main() -> None:
                 globals()[case](backend, fresh(backend, pg, f"bench_{case}"))
         return
     startup()
+    pdfs()
+    emails()
     with pg_server() as pg:
         for backend in ("sqlite", "postgresql"):
             bench_trigger(backend, fresh(backend, pg, "bench_trigger"))

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from flowjobs.billing.money import format_money
-from flowjobs.documents.text import BODY, BOLD, markup, register_fonts
+from flowjobs.documents.text import _CJK, BODY, BOLD, markup, register_fonts
 
 
 @dataclass
@@ -82,9 +82,10 @@ def render(doc: Document) -> bytes:
 
     register_fonts()
     buffer = io.BytesIO()
+    # pageCompression off: zlib took half the render time; an invoice stays ~60 KB
     template = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
                                  bottomMargin=16 * mm, title=f"{doc.kind.title()} {doc.number}",
-                                 author=doc.seller.name, invariant=1)
+                                 author=doc.seller.name, invariant=1, pageCompression=0)
     template.build(_story(doc), onLaterPages=_page_number, onFirstPage=_page_number)
     return buffer.getvalue()
 
@@ -107,6 +108,15 @@ def _p(text, style):
     from reportlab.platypus import Paragraph
 
     return Paragraph(markup(text), style)
+
+
+def _cell(text, style, width: int = 40):
+    """A plain string when the table can draw it directly (fast), else a Paragraph (wraps,
+    switches fonts for CJK). Plain strings are never markup, so nothing needs escaping."""
+    text = "" if text is None else str(text)
+    if len(text) <= width and text.isprintable() and not _CJK.search(text):
+        return text
+    return _p(text, style)
 
 
 def _story(doc: Document) -> list:
@@ -142,7 +152,9 @@ def _details(doc: Document, st):
     else:
         rows = [("Receipt number", doc.number), ("Invoice number", doc.invoice_number or ""),
                 ("Date paid", day(doc.issued)), ("Payment method", doc.payment_method or "")]
-    return _grid([[_p(k, st["bold"]), _p(v, st["body"])] for k, v in rows if v], [110, None])
+    table = _grid([[k, _cell(v, st["body"], 50)] for k, v in rows if v], [110, None])
+    table.setStyle([("FONT", (0, 0), (0, -1), BOLD, 9.5)])
+    return table
 
 
 def _party(party: Party | None, title: str | None, st, extra: str | None = None) -> list:
@@ -175,13 +187,13 @@ def _line_table(doc: Document, st):
     from reportlab.platypus import Table, TableStyle
 
     money = lambda v: format_money(v, doc.currency)  # noqa: E731
-    rows = [[_p("Description", st["bold"]), _p("Qty", st["rightbold"]), _p("Unit price", st["rightbold"]),
-             _p("Amount", st["rightbold"])]]
+    rows = [["Description", "Qty", "Unit price", "Amount"]]
     for line in doc.lines:
-        rows.append([_p(line.description, st["body"]), _p(line.quantity, st["right"]),
-                     _p(money(line.unit_price), st["right"]), _p(money(line.amount), st["right"])])
+        rows.append([_cell(line.description, st["body"]), str(line.quantity), money(line.unit_price), money(line.amount)])
     table = Table(rows, colWidths=[260, 50, 80, 85], repeatRows=1)
-    table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black),
+    table.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), BODY, 9.5), ("FONT", (0, 0), (-1, 0), BOLD, 9.5),
+                               ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
+                               ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black),
                                ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.lightgrey),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
     return table
@@ -204,16 +216,19 @@ def _totals(doc: Document, st):
         if doc.refunded and doc.refunded_at:
             rows.append((f"Refunded on {day(doc.refunded_at)}", money(-doc.refunded)))
             rows.append(("Total refunded without credit note", money(doc.refunded)))
-    cells = [[_p("", st["body"]), _p(k, st["bold"] if k in ("Total", "Amount due", "Amount paid") else st["body"]),
-              _p(v, st["rightbold"] if k in ("Total", "Amount due", "Amount paid") else st["right"])] for k, v in rows]
-    return _grid(cells, [215, 175, 85])
+    table = _grid([["", k, v] for k, v in rows], [215, 175, 85])
+    table.setStyle([("ALIGN", (2, 0), (2, -1), "RIGHT")] +
+                   [("FONT", (1, i), (2, i), BOLD, 9.5) for i, (k, _) in enumerate(rows)
+                    if k in ("Total", "Amount due", "Amount paid")])
+    return table
 
 
 def _grid(rows, widths):
     from reportlab.platypus import Table, TableStyle
 
     table = Table(rows, colWidths=widths, hAlign="LEFT")
-    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                               ("FONT", (0, 0), (-1, -1), BODY, 9.5)]))
     return table
 
 
