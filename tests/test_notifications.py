@@ -239,3 +239,30 @@ def test_a_permanent_5xx_fails_at_once_and_a_4xx_is_retried(make_runtime, smtp, 
     run2 = rt2.trigger("send-customer-trial-expired-notification", {"subscriptionId": w["sub"]})
     drain(rt2)
     assert rt2.store.get_run(run2.id)["status"] == "completed" and len(flaky.messages) == 1
+
+
+def test_smtp_auth_logs_in_and_a_wrong_password_is_a_clear_failure(make_runtime, smtp):
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"flowjobs" and auth_data.password == b"s3cret"
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
+
+    handler = Collect()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        rt = make_runtime(**mail_sections(controller.port, username="flowjobs", password="s3cret"))
+        w = world(rt)
+        ok = rt.trigger("send-customer-trial-expired-notification", {"subscriptionId": w["sub"]})
+        drain(rt)
+        assert rt.store.get_run(ok.id)["status"] == "completed" and len(handler.messages) == 1
+        wrong = make_runtime(**mail_sections(controller.port, username="flowjobs", password="nope"))
+        bad = wrong.trigger("send-customer-subscription-canceled-notification", {"subscriptionId": w["sub"]})
+        drain(wrong)
+        result = wrong.store.get_run(bad.id)
+        assert result["status"] == "failed" and "535" in result["error"]
+    finally:
+        controller.stop()
