@@ -30,7 +30,7 @@ def served(make_runtime, localstripe_url, tmp_path):
     rt = make_runtime(pinned=False, **sections)
     env = cli_env(rt.db.url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs", FLOWJOBS_STRIPE_API_BASE=localstripe_url,
                   FLOWJOBS_STRIPE_WEBHOOK_SECRET=SECRET, FLOWJOBS_SUPABASE_WEBHOOK_TOKEN=TOKEN,
-                  FLOWJOBS_SERVER_MAX_BODY="64KB")
+                  FLOWJOBS_SERVER_MAX_BODY="64KB", FLOWJOBS_SERVER_TIMEOUT="2s")
     log = tmp_path / "serve.log"
     proc = subprocess.Popen([sys.executable, "-m", "flowjobs", "serve", "--port", "0"], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(log, "w"))
@@ -132,3 +132,18 @@ def test_the_same_event_twice_is_one_run_and_bad_requests_are_refused_and_kept(s
     assert len(rejected) == 6 and all(r.error and r.run_id is None for r in rejected)  # the six refused above
     assert [r.status for r in rows if r.source == "supabase"] == ["routed"]
     assert proc.poll() is None  # still serving
+
+
+def test_a_slow_client_is_disconnected_while_others_are_served(served):
+    import socket
+
+    _, _, base, proc = served
+    host, port = base.removeprefix("http://").split(":")
+    slow = socket.create_connection((host, int(port)), timeout=30)
+    slow.sendall(b"POST /webhooks/stripe/testmode HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    assert post(f"{base}/healthz", b"", method="GET")[0] == 200  # served while the slow one dawdles
+    start = time.monotonic()
+    assert slow.recv(1024) == b""  # closed by the server, never answered
+    assert time.monotonic() - start < 20
+    slow.close()
+    assert proc.poll() is None

@@ -129,4 +129,5 @@ def make_server(runtime, host: str, port: int):
     s = runtime.settings.server
     return create_server(WebhookApp(runtime), host=host, port=port, threads=s.threads,
                          max_request_body_size=s.max_body_bytes(), channel_timeout=int(max(s.timeout, 1)),
+                         cleanup_interval=int(max(s.timeout / 2, 1)),  # how often idle channels are reaped
                          ident="flowjobs", clear_untrusted_proxy_headers=True)
