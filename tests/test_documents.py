@@ -154,3 +154,18 @@ def test_documents_render_command(drt, tmp_path):
     missing = flowjobs("documents", "render", "receipt", "pym_nope", env=env)
     assert missing.returncode == 3 and "no payment 'pym_nope'" in missing.stderr
     assert flowjobs("documents", "render", "memo", "x", env=env).returncode == 2
+
+
+def test_the_fast_one_page_layout_says_exactly_what_the_flowing_layout_says():
+    from flowjobs.documents.fast import fits, render_fast
+    from flowjobs.documents.layout import render_flowing
+
+    cases = [doc(discount=800, discount_code="WELCOME", tax=160),
+             doc(seller=Party("Łódź Źródło <sp. z o.o.>", ["ul. Żółta 1"], "biuro@lodz.example"),
+                 bill_to=Party("Zoë <zoe@example.com>", [], None), currency="PLN"),
+             doc(kind="receipt", number="pym_1", invoice_number="X-1", paid=8000, payment_method="Card •••• 4242")]
+    for case in cases:
+        assert fits(case)
+        assert lines_of(render_fast(case)) == lines_of(render_flowing(case))
+    assert "Łódź Źródło <sp. z o.o.>" in lines_of(render_fast(cases[1]))
+    assert not fits(doc(lines=[Line("x", 1, 1)] * 40)) and not fits(doc(bill_to=Party("株式会社", [], None)))

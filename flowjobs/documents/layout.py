@@ -76,6 +76,15 @@ def day(moment: datetime) -> str:
 
 
 def render(doc: Document) -> bytes:
+    from flowjobs.documents.fast import fits, render_fast
+
+    if fits(doc):
+        return render_fast(doc)
+    return render_flowing(doc)
+
+
+def render_flowing(doc: Document) -> bytes:
+    """The platypus layout: any length (pages flow, header repeated), CJK, logos."""
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
@@ -97,6 +106,15 @@ def day(moment: datetime) -> str:
 
 
 def render(doc: Document) -> bytes:
+    from flowjobs.documents.fast import fits, render_fast
+
+    if fits(doc):
+        return render_fast(doc)
+    return render_flowing(doc)
+
+
+def render_flowing(doc: Document) -> bytes:
+    """The platypus layout: any length (pages flow, header repeated), CJK, logos."""
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
