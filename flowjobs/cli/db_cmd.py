@@ -39,3 +39,25 @@ def status(ctx: typer.Context):
     typer.echo(f"database: {redact(db.url)}")
     typer.echo(f"revision: {current or 'empty (run flowjobs db upgrade)'}")
     typer.echo(f"newest:   {migrate.HEAD}")
+
+
+@app.command("copy")
+def copy(ctx: typer.Context,
+         to: str = typer.Option(..., "--to", help="Target database URL, e.g. postgresql+psycopg://user@host/flowjobs."),
+         batch: int = typer.Option(1000, "--batch", min=1, max=100000, help="Rows per insert.")):
+    """Copy every run, schedule, inbox event and billing row into an empty database, verifying counts."""
+    from flowjobs.cli import output
+    from flowjobs.config import DatabaseSettings
+    from flowjobs.errors import BadInput
+    from flowjobs.store.copy import copy_database
+
+    try:
+        DatabaseSettings(url=to)
+    except ValueError:
+        raise BadInput("--to must start with 'sqlite:///' or 'postgresql+psycopg://'") from None
+    source = _database(ctx)
+    counts = copy_database(source.url, to, batch)
+    for table, count in counts.items():
+        typer.echo(f"{table}\t{count}")
+    output.note(f"copied {sum(counts.values())} rows from {redact(source.url)} to {redact(to)}; "
+                "row counts verified. Point [database] url at the new database, then start the workers.")

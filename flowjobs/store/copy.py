@@ -1,0 +1,93 @@
+"""`flowjobs db copy --to URL`: move everything (jobs, schedules, inbox, billing data) from
+one database into another — typically a SQLite file into PostgreSQL when one machine is no
+longer enough.
+
+The target is migrated to the current schema and must be empty. Every table is copied in one
+transaction on the target (all or nothing), in batches, and the row counts of source and
+target are compared before it commits. Times keep their meaning across dialects (the billing
+tables' timezone-aware columns, the job tables' epoch milliseconds). Runs still executing in
+the source are refused: stop the workers first, so no run is copied mid-flight.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData, Table, func, insert, select, text
+
+from flowjobs.errors import BadInput
+from flowjobs.store.db import Database, redact
+
+JOB_TABLES = ["flowjobs_runs", "flowjobs_attempts", "flowjobs_logs", "flowjobs_schedules"]
+
+
+def _model_tables():
+    from flowjobs.billing import models
+    from flowjobs.webhooks import models as _inbox  # noqa: F401  (registers the inbox table)
+
+    return list(models.metadata.sorted_tables)
+
+
+def copy_database(source_url: str, target_url: str, batch: int = 1000, progress=None) -> dict[str, int]:
+    from flowjobs.billing.db import make_engine
+    from flowjobs.store.migrate import ensure_schema, upgrade
+
+    if source_url == target_url:
+        raise BadInput("--to names the source database itself")
+    source, target = Database(source_url), Database(target_url)
+    ensure_schema(source)
+    upgrade(target)
+    src, dst = make_engine(source_url), make_engine(target_url)
+    try:
+        job_src, job_dst = _reflect(src), _reflect(dst)
+        pairs = [(job_src[name], job_dst[name]) for name in JOB_TABLES]
+        pairs += [(table, table) for table in _model_tables()]
+        with src.connect() as inp:
+            _refuse_executing(inp, job_src["flowjobs_runs"])
+            with dst.begin() as out:
+                _refuse_non_empty(out, [d for _, d in pairs], target_url)
+                counts = {d.name: _copy(inp, out, s, d, batch, progress) for s, d in pairs}
+                _verify(inp, out, pairs)
+                if dst.dialect.name == "postgresql":
+                    out.execute(text("SELECT setval(pg_get_serial_sequence('flowjobs_logs', 'id'), "
+                                     "COALESCE((SELECT max(id) FROM flowjobs_logs), 0) + 1, false)"))
+        return counts
+    finally:
+        src.dispose()
+        dst.dispose()
+
+
+def _reflect(engine) -> dict[str, Table]:
+    meta = MetaData()
+    meta.reflect(bind=engine, only=JOB_TABLES)
+    return meta.tables
+
+
+def _refuse_executing(conn, runs: Table) -> None:
+    executing = conn.execute(select(func.count()).select_from(runs).where(runs.c.status == "executing")).scalar()
+    if executing:
+        raise BadInput(f"{executing} runs are executing in the source: stop the workers first "
+                       "(`run-worker` drains on SIGTERM), then copy")
+
+
+def _refuse_non_empty(conn, tables: list[Table], url: str) -> None:
+    for table in tables:
+        if conn.execute(select(func.count()).select_from(table)).scalar():
+            raise BadInput(f"the target {redact(url)} already has rows in {table.name}; copy into an empty database")
+
+
+def _copy(inp, out, source: Table, target: Table, batch: int, progress) -> int:
+    copied = 0
+    result = inp.execution_options(stream_results=True, yield_per=batch).execute(select(source))
+    for rows in result.mappings().partitions(batch):
+        out.execute(insert(target), [dict(row) for row in rows])
+        copied += len(rows)
+        if progress:
+            progress(target.name, len(rows))
+    return copied
+
+
+def _verify(inp, out, pairs) -> None:
+    for source, target in pairs:
+        have = inp.execute(select(func.count()).select_from(source)).scalar()
+        got = out.execute(select(func.count()).select_from(target)).scalar()
+        if have != got:
+            raise RuntimeError(f"{target.name}: {have} rows in the source but {got} copied; nothing was committed")

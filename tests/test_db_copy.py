@@ -1,0 +1,64 @@
+"""`flowjobs db copy`: a SQLite database with runs, logs, schedules, an inbox event and billing
+rows moves into PostgreSQL with every row, and the copy works there."""
+
+from __future__ import annotations
+
+import json
+
+from flowjobs.billing import setup
+from flowjobs.billing.models import BillingRun, Subscription
+from flowjobs.billing.types import utc_from_ms
+from flowjobs.core.client import TriggerItem
+from flowjobs.runtime import Runtime
+from tests.billing_helpers import drain
+from tests.cli_helpers import cli_env, flowjobs
+from tests.conftest import make_settings, new_pg_database
+
+
+def filled(url, tmp_path, clock):
+    rt = Runtime(make_settings(url, tmp_path), clock=clock)
+    rt.client.batch_trigger([TriggerItem("hello-world", {"n": i}) for i in range(5)])
+    drain(rt)  # completed runs with attempts and log lines
+    rt.trigger("noop", delay=3600)  # one still waiting
+    rt.store.schedule_states()  # (touch) the schedule table exists either way
+    now = utc_from_ms(clock.now_ms())
+    with rt.billing.unit() as s:
+        org = setup.organization(s, "Łódź Analytics", currency="PLN")
+        cust = setup.customer(s, org, email="ada@example.com", name="Ada", billing_address={"address": {"city": "Łódź"}})
+        method = setup.card(s, cust, stripe_payment_method_id="pm_1")
+        sub, _, run = setup.subscription(s, cust, setup.plan(s, org, "Pro", 4900), method, start=now)
+        ids = {"sub": sub.id, "run": run.id}
+    return rt, ids
+
+
+def test_sqlite_to_postgresql_keeps_every_row(sqlite_url, pg_template, tmp_path, clock):
+    rt, ids = filled(sqlite_url, tmp_path, clock)
+    target = new_pg_database(pg_template)
+    env = cli_env(sqlite_url)
+    result = flowjobs("db", "copy", "--to", target, env=env)
+    assert result.returncode == 0, result.stderr
+    counts = dict(line.split("\t") for line in result.stdout.splitlines())
+    assert counts["flowjobs_runs"] == "6" and int(counts["flowjobs_logs"]) >= 5 and counts["subscriptions"] == "1"
+    assert "row counts verified" in result.stderr
+
+    moved = Runtime(make_settings(target, tmp_path), clock=clock)
+    assert moved.store.count_by_status() == rt.store.count_by_status() == {"completed": 5, "delayed": 1}
+    for run in rt.store.list_runs(limit=10):
+        assert moved.store.get_run(run["id"]) == run
+        assert moved.store.attempts(run["id"]) == rt.store.attempts(run["id"])
+    with rt.billing.unit() as s, moved.billing.unit() as t:
+        for model, key in ((Subscription, "sub"), (BillingRun, "run")):
+            assert t.get(model, ids[key]).model_dump() == s.get(model, ids[key]).model_dump()
+        assert t.get(Subscription, ids["sub"]).start_date.tzinfo is not None
+    clock.advance(3601)
+    drain(moved)  # the copy is a working database: the waiting run runs there
+    assert moved.store.count_by_status() == {"completed": 6}
+    moved.trigger("hello-world", {"after": "copy"})  # new log ids continue after the copied ones
+    drain(moved)
+    assert json.loads(moved.store.list_runs(task="hello-world", limit=1)[0]["payload"]) == {"after": "copy"}
+
+    again = flowjobs("db", "copy", "--to", target, env=env)
+    assert again.returncode == 2 and "already has rows in flowjobs_runs" in again.stderr
+    assert flowjobs("db", "copy", "--to", "mysql://x", env=env).returncode == 2
+    rt.close()
+    moved.close()
