@@ -72,7 +72,7 @@ def _root(
 
 
 def _register() -> None:
-    from flowjobs.cli import (billing_cmd, db_cmd, demo_cmd, documents_cmd, events_cmd, runs_cmd,
+    from flowjobs.cli import (billing_cmd, db_cmd, demo_cmd, doctor_cmd, documents_cmd, events_cmd, runs_cmd,
                               schedules_cmd, serve_cmd, tasks_cmd, trigger_cmd, worker_cmd)
 
     trigger_cmd.register(app)
@@ -86,6 +86,7 @@ def _register() -> None:
     app.add_typer(documents_cmd.app, name="documents")
     events_cmd.register(app)
     serve_cmd.register(app)
+    doctor_cmd.register(app)
 
 
 _register()

@@ -1,0 +1,33 @@
+"""`flowjobs doctor`."""
+
+from __future__ import annotations
+
+import typer
+
+from flowjobs.cli import output
+
+
+def doctor(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON.")):
+    """Check configuration, database, schema, clock, workers, Stripe and SMTP; print a fix for each problem."""
+    from flowjobs.doctor import Check, run_checks
+    from flowjobs.errors import ConfigError
+
+    try:
+        runtime = ctx.obj.runtime()
+    except ConfigError as exc:
+        checks = [Check("configuration", "fail", "; ".join(exc.problems), "fix flowjobs.toml or the FLOWJOBS_* variables")]
+    else:
+        checks = [Check("configuration", "ok", "valid")] + run_checks(runtime)
+    if as_json:
+        output.emit_json([c.as_dict() for c in checks])
+    else:
+        for c in checks:
+            typer.echo(f"{c.status:<5}{c.name:<14}{c.detail}")
+            if c.fix:
+                typer.echo(f"{'':<19}fix: {c.fix}")
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
