@@ -3,6 +3,7 @@
     POST /webhooks/stripe/{livemode|testmode}   Stripe-Signature verified on the raw bytes
     POST /webhooks/supabase                     Authorization: Bearer <[supabase] webhook_token>
     GET  /healthz                               200 when the database answers
+    GET  /metrics                               Prometheus text (flowjobs.metrics)
 
 200 is returned only after the event is committed to the inbox (with its handler's run);
 the handler runs on the workers. A request that fails verification is recorded as
@@ -50,6 +51,13 @@ class WebhookApp:
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
         if path == "/healthz":
             return self._health(start_response)
+        if path == "/metrics" and method == "GET":
+            from flowjobs.metrics import exposition
+
+            data = exposition(self.rt)
+            start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                                      ("Content-Length", str(len(data)))])
+            return [data]
         stripe_path = STRIPE_PATH.match(path)
         if stripe_path or path.rstrip("/") == "/webhooks/supabase":
             if method != "POST":

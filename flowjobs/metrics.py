@@ -1,0 +1,91 @@
+"""`GET /metrics`: Prometheus text exposition, computed from the database at each scrape (so
+every `flowjobs serve` reports the whole system, whatever worker did the work).
+
+    flowjobs_runs{task,status}                       runs in the jobs table
+    flowjobs_attempt_duration_seconds{task,outcome}  histogram of finished attempts
+    flowjobs_queue_depth{queue}                      runs due now and waiting for a worker
+    flowjobs_oldest_waiting_run_age_seconds{queue}   how long the oldest due run has waited
+    flowjobs_schedule_lag_seconds{schedule}          how late the oldest unfired slot is (0 = on time)
+    flowjobs_webhook_events{source,status}           the webhook inbox
+"""
+
+from __future__ import annotations
+
+BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
+WAITING = "('queued', 'retrying', 'delayed')"
+
+
+class Collector:
+    def __init__(self, runtime):
+        self.rt = runtime
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        now = self.rt.clock.now_ms()
+        with self.rt.db.borrow() as conn:
+            runs = GaugeMetricFamily("flowjobs_runs", "Runs in the jobs table", labels=["task", "status"])
+            for task, status, count in conn.execute(
+                    "SELECT task, status, count(*) FROM flowjobs_runs GROUP BY task, status ORDER BY 1, 2"):
+                runs.add_metric([task, status], count)
+            yield runs
+            yield self._durations(conn)
+            depth = GaugeMetricFamily("flowjobs_queue_depth", "Runs due now, waiting for a worker", labels=["queue"])
+            age = GaugeMetricFamily("flowjobs_oldest_waiting_run_age_seconds", "Wait of the oldest due run",
+                                    labels=["queue"])
+            for queue, count, oldest in conn.execute(
+                    f"SELECT queue, count(*), min(run_at) FROM flowjobs_runs WHERE status IN {WAITING} "
+                    f"AND run_at <= {int(now)} GROUP BY queue ORDER BY 1"):
+                depth.add_metric([queue], count)
+                age.add_metric([queue], max(now - oldest, 0) / 1000)
+            yield depth
+            yield age
+            events = GaugeMetricFamily("flowjobs_webhook_events", "Webhook inbox events", labels=["source", "status"])
+            for source, status, count in conn.execute(
+                    "SELECT source, status, count(*) FROM webhook_events GROUP BY source, status ORDER BY 1, 2"):
+                events.add_metric([source, status], count)
+            yield events
+        yield self._lag(now)
+
+    def _durations(self, conn):
+        from prometheus_client.core import HistogramMetricFamily
+
+        family = HistogramMetricFamily("flowjobs_attempt_duration_seconds", "Duration of finished attempts",
+                                       labels=["task", "outcome"])
+        cases = ", ".join(f"sum(CASE WHEN a.duration_ms <= {b * 1000:g} THEN 1 ELSE 0 END)" for b in BUCKETS)
+        rows = conn.execute(
+            f"SELECT r.task, a.outcome, count(*), coalesce(sum(a.duration_ms), 0), {cases} "
+            "FROM flowjobs_attempts a JOIN flowjobs_runs r ON r.id = a.run_id "
+            "WHERE a.duration_ms IS NOT NULL GROUP BY r.task, a.outcome ORDER BY 1, 2")
+        for task, outcome, count, total_ms, *cumulative in rows:
+            buckets = [(f"{b:g}", int(c)) for b, c in zip(BUCKETS, cumulative)] + [("+Inf", int(count))]
+            family.add_metric([task, outcome], buckets, total_ms / 1000)
+        return family
+
+    def _lag(self, now: int):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from flowjobs.core import cron
+
+        lag = GaugeMetricFamily("flowjobs_schedule_lag_seconds", "How late the oldest unfired slot is",
+                                labels=["schedule"])
+        scheduler = self.rt.scheduler
+        states = self.rt.store.schedule_states()
+        for schedule in scheduler.schedules.values():
+            if not scheduler.enabled(schedule, states):
+                continue
+            last = (states.get(schedule.id) or {}).get("last_slot")
+            late = 0.0
+            if last is not None:
+                due = cron.slots_between(schedule.cron, schedule.timezone, last, now, limit=1)
+                late = (now - due[0]) / 1000 if due else 0.0
+            lag.add_metric([schedule.id], max(late, 0.0))
+        return lag
+
+
+def exposition(runtime) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector(runtime))
+    return generate_latest(registry)

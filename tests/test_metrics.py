@@ -1,0 +1,57 @@
+"""`GET /metrics`: Prometheus text, read back with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import io
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.billing_helpers import drain
+from tests.test_webhooks_http import served  # noqa: F401  (fixture)
+
+
+def scrape(app) -> dict:
+    status = {}
+
+    def start_response(code, headers):
+        status["code"], status["headers"] = code, dict(headers)
+
+    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "wsgi.input": io.BytesIO()}, start_response))
+    assert status["code"] == "200 OK" and status["headers"]["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_metrics_report_runs_durations_queues_lag_and_inbox(make_runtime, clock):
+    from flowjobs.webhooks.server import WebhookApp
+
+    rt = make_runtime(schedules={"minutely": {"task": "noop", "cron": "* * * * *"}})
+    for i in range(3):
+        rt.trigger("hello-world", {"n": i})
+    drain(rt)
+    rt.scheduler.tick()  # first sight of `minutely` at 08:00
+    clock.advance(300)  # five minutes without a scheduler
+    rt.trigger("noop")
+    clock.advance(30)  # the noop has waited 30 s
+
+    m = scrape(WebhookApp(rt))
+    assert m[("flowjobs_runs", (("status", "completed"), ("task", "hello-world")))] == 3
+    assert m[("flowjobs_attempt_duration_seconds_count", (("outcome", "succeeded"), ("task", "hello-world")))] == 3
+    assert m[("flowjobs_attempt_duration_seconds_bucket", (("le", "+Inf"), ("outcome", "succeeded"),
+                                                            ("task", "hello-world")))] == 3
+    assert m[("flowjobs_queue_depth", (("queue", "default"),))] == 1
+    assert m[("flowjobs_oldest_waiting_run_age_seconds", (("queue", "default"),))] == 30
+    assert m[("flowjobs_schedule_lag_seconds", (("schedule", "minutely"),))] == 330 - 60  # 08:01 is due since 270 s
+
+
+def test_metrics_over_http(served):  # noqa: F811
+    _, _, base, _ = served
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"flowjobs_runs", "flowjobs_attempt_duration_seconds", "flowjobs_queue_depth",
+            "flowjobs_schedule_lag_seconds", "flowjobs_webhook_events"} <= names
