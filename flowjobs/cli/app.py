@@ -57,14 +57,19 @@ def _root(
     config: Optional[str] = typer.Option(None, "--config", "-c", envvar="FLOWJOBS_CONFIG",
                                          help="Path of flowjobs.toml (default: ./flowjobs.toml if present)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    log_format: str = typer.Option("auto", "--log-format",
+                                   help="text, json, or auto (text on a terminal, JSON lines otherwise)."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
                                  callback=_print_version),
 ):
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format not in ("auto", "text", "json"):
+        raise typer.BadParameter("must be text, json or auto", param_hint="--log-format")
+    from flowjobs.logs import configure
+
+    configure(level, log_format)
     if level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("stripe").setLevel(logging.WARNING)  # one INFO line per request otherwise

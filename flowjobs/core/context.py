@@ -28,7 +28,8 @@ class RunLogger:
         ctx = self._ctx
         ctx.store.add_log(ctx.run_id, ctx.attempt, ctx.clock.now_ms(), level, text)
         _log.log(getattr(logging, level.upper(), logging.INFO), "[%s %s#%d] %s",
-                 ctx.task_id, ctx.run_id, ctx.attempt, text)
+                 ctx.task_id, ctx.run_id, ctx.attempt, text,
+                 extra={"run_id": ctx.run_id, "task": ctx.task_id, "attempt": ctx.attempt, "worker": ctx.worker_id})
 
     def debug(self, message, *args):
         self._write("debug", message, *args)

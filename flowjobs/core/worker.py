@@ -320,12 +320,13 @@ class Worker:
             written = self._write([item[3] for item in batch])
             for (flight, outcome, decision, _), ok in zip(batch, written):
                 run = flight.run
+                fields = {"run_id": run.id, "task": run.task, "attempt": run.attempt, "worker": self.id}
                 if not ok:
                     log.warning("run %s: lease lost before attempt %d finished; its outcome is discarded",
-                                run.id, run.attempt)
+                                run.id, run.attempt, extra=fields)
                 elif decision.status != "completed":
                     log.warning("run %s (%s) attempt %d %s: %s -> %s", run.id, run.task, run.attempt,
-                                decision.attempt_outcome, outcome.error, decision.status)
+                                decision.attempt_outcome, outcome.error, decision.status, extra=fields)
             self._release([item[0] for item in batch])
 
     def _write(self, finishes: list[Finish]) -> list[bool]:

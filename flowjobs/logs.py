@@ -1,0 +1,43 @@
+"""Process logs: readable text on a terminal, JSON lines otherwise (or with --log-format).
+
+Lines about a run carry `run_id`, `task`, `attempt` and `worker` (as fields in JSON, as a
+`[task run#attempt]` prefix in text), so a log pipeline can follow one run across workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+RUN_FIELDS = ("run_id", "task", "attempt", "worker")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        for name in RUN_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure(level: int, fmt: str = "auto") -> None:
+    """`fmt`: text, json, or auto (text when stderr is a terminal)."""
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def run_fields(run_id: str, task: str, attempt: int, worker: str) -> dict:
+    return {"run_id": run_id, "task": task, "attempt": attempt, "worker": worker}
