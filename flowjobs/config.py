@@ -143,6 +143,22 @@ class MailSettings(Section):
     app_url: str = "https://app.flowglad.com"
 
 
+class AlertSettings(Section):
+    email: list[str] = []
+    webhook_url: str = ""
+    failed_runs: bool = True
+    missed_slots: bool = True
+    waiting_over: Duration = parse_duration("10m")
+    interval: Duration = parse_duration("30s")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 class SupabaseSettings(Section):
     webhook_token: str = ""
 
@@ -215,6 +231,7 @@ class Settings(Section):
     supabase: SupabaseSettings = SupabaseSettings()
     documents: DocumentSettings = DocumentSettings()
     mail: MailSettings = MailSettings()
+    alerts: AlertSettings = AlertSettings()
     server: ServerSettings = ServerSettings()
     schedules: dict[str, ScheduleSettings] = {}
     # Directory that relative paths (the SQLite file) are resolved against.

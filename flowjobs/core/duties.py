@@ -1,4 +1,4 @@
-"""The worker's periodic duties — scheduler tick and pruner — driven by the `schedule` package.
+"""The worker's periodic duties — scheduler tick, pruner, alerts — driven by the `schedule` package.
 
 They run on one background thread of `flowjobs run-worker` (and are the whole of
 `flowjobs run-scheduler`). A duty that raises is logged and runs again at its next time.
@@ -61,4 +61,9 @@ def standard_duties(runtime, scheduler: bool = True) -> Duties:
     if scheduler:
         duties.every(runtime.settings.scheduler.interval, runtime.scheduler.tick, "scheduler tick")
     duties.every(runtime.settings.retention.interval, lambda: prune_once(runtime), "pruner")
+    alerts = runtime.settings.alerts
+    if alerts.email or alerts.webhook_url:
+        from flowjobs.alerts import raise_alerts
+
+        duties.every(alerts.interval, lambda: raise_alerts(runtime), "alerts")
     return duties

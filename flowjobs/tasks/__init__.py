@@ -18,4 +18,5 @@ BUILTIN_MODULES = [
     "flowjobs.tasks.documents",
     "flowjobs.tasks.notifications",
     "flowjobs.tasks.webhook_events",
+    "flowjobs.tasks.send_alert",
 ]

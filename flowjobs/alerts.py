@@ -1,0 +1,112 @@
+"""Alerts (`[alerts]`): a run failed for good, a schedule slot was missed, a run has waited too
+long. Every worker looks (a duty every `[alerts] interval`), and each finding triggers the
+`send-alert` task with an idempotency key naming it (`alert:run-failed:<run id>`, …): however
+many workers find the same thing, it is one run, so one email and one webhook call.
+`send-alert` delivers by email (the mail adapter) and/or an HTTP POST of JSON, with retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+log = logging.getLogger("flowjobs.alerts")
+ALERT_TASK = "send-alert"
+LOOKBACK_MS = 24 * 3600 * 1000
+
+
+def find(runtime) -> list[dict]:
+    """What deserves an alert now: [{key, kind, subject, text, details}]."""
+    settings = runtime.settings.alerts
+    now = runtime.clock.now_ms()
+    found = []
+    if settings.failed_runs:
+        found += _failed_runs(runtime, now)
+    if settings.missed_slots:
+        found += _missed_slots(runtime, now)
+    if settings.waiting_over > 0:
+        found += _waiting(runtime, now, int(settings.waiting_over * 1000))
+    return found
+
+
+def _failed_runs(rt, now: int) -> list[dict]:
+    with rt.db.borrow() as conn:
+        rows = conn.execute(
+            f"SELECT id, task, error, attempt FROM flowjobs_runs WHERE status = 'failed' AND task <> '{ALERT_TASK}' "
+            f"AND finished_at > {now - LOOKBACK_MS} ORDER BY finished_at LIMIT 100").fetchall()
+    return [{"key": f"alert:run-failed:{run_id}", "kind": "run_failed",
+             "subject": f"Run failed: {task} ({run_id})",
+             "text": f"Run {run_id} of {task} failed after {attempt} attempt(s): {error or 'no error recorded'}",
+             "details": {"runId": run_id, "task": task, "attempts": attempt, "error": error}}
+            for run_id, task, error, attempt in rows]
+
+
+def _missed_slots(rt, now: int) -> list[dict]:
+    from flowjobs.core.clock import parse_iso
+
+    late_after = max(2 * rt.settings.scheduler.interval, 60) * 1000
+    found = []
+    for report in rt.scheduler.health(window_ms=LOOKBACK_MS):
+        for slot in report["missing"]:
+            if now - parse_iso(slot) > late_after:
+                found.append({"key": f"alert:missed-slot:{report['id']}:{slot}", "kind": "slot_missed",
+                              "subject": f"Schedule {report['id']} missed its {slot} slot",
+                              "text": f"No run exists for the {slot} slot of schedule {report['id']}: "
+                                      "was any worker or `flowjobs tick` running?",
+                              "details": {"schedule": report["id"], "slot": slot}})
+    return found[:100]
+
+
+def _waiting(rt, now: int, threshold_ms: int) -> list[dict]:
+    with rt.db.borrow() as conn:
+        rows = conn.execute(
+            "SELECT queue, id, task, run_at FROM flowjobs_runs WHERE status IN ('queued', 'retrying', 'delayed') "
+            f"AND run_at <= {now - threshold_ms} ORDER BY run_at LIMIT 1").fetchall()
+    return [{"key": f"alert:waiting:{run_id}", "kind": "run_waiting",
+             "subject": f"Queue {queue}: a run has waited {(now - run_at) // 60000} min",
+             "text": f"Run {run_id} of {task} in queue {queue} has been due for {(now - run_at) // 1000} s "
+                     "without a worker taking it: are the workers running, and enough of them?",
+             "details": {"queue": queue, "runId": run_id, "task": task, "waitingSeconds": (now - run_at) // 1000}}
+            for queue, run_id, task, run_at in rows]
+
+
+def raise_alerts(runtime) -> int:
+    """Trigger `send-alert` for each finding (deduplicated by key); returns how many are new."""
+    from flowjobs.core.client import TriggerItem
+
+    settings = runtime.settings.alerts
+    if not (settings.email or settings.webhook_url):
+        return 0
+    found = find(runtime)
+    if not found:
+        return 0
+    items = [TriggerItem(ALERT_TASK, {k: v for k, v in f.items() if k != "key"}, idempotency_key=f["key"],
+                         idempotency_key_ttl=90 * 86400) for f in found]
+    results = runtime.client.batch_trigger(items)
+    return sum(not r.deduplicated for r in results)
+
+
+def deliver(runtime, alert: dict) -> dict:
+    """Email and/or webhook; raises (so the run is retried) when a configured channel fails."""
+    settings = runtime.settings.alerts
+    sent = {}
+    if settings.email:
+        from flowjobs.adapters.mailer import build
+        from flowjobs.notifications.render import Email, Message, bodies
+
+        message = Message(alert["subject"], [alert["text"]], [(k, str(v)) for k, v in alert["details"].items()],
+                          footer="flowjobs alert")
+        email = Email(ALERT_TASK, list(settings.email), f"[flowjobs] {alert['subject']}", message,
+                      f"flowjobs <{runtime.settings.mail.from_address}>")
+        runtime.mailer.send(build(email, *bodies(message)))
+        sent["email"] = list(settings.email)
+    if settings.webhook_url:
+        import urllib.request
+
+        body = json.dumps({"kind": alert["kind"], "subject": alert["subject"], "text": alert["text"],
+                           "details": alert["details"]}).encode()
+        request = urllib.request.Request(settings.webhook_url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json", "User-Agent": "flowjobs"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            sent["webhook"] = response.status
+    return sent
