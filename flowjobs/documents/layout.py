@@ -101,52 +101,6 @@ def render_flowing(doc: Document) -> bytes:
     return buffer.getvalue()
 
 
-def day(moment: datetime) -> str:
-    return f"{moment:%B} {moment.day}, {moment.year}"
-
-
-def render(doc: Document) -> bytes:
-    from flowjobs.documents.fast import fits, render_fast
-
-    if fits(doc):
-        return render_fast(doc)
-    return render_flowing(doc)
-
-
-def render_flowing(doc: Document) -> bytes:
-    """The platypus layout: any length (pages flow, header repeated), CJK, logos."""
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.units import mm
-    from reportlab.platypus import SimpleDocTemplate
-
-    register_fonts()
-    buffer = io.BytesIO()
-    # pageCompression off: zlib took half the render time; an invoice stays ~60 KB
-    template = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
-                                 bottomMargin=16 * mm, title=f"{doc.kind.title()} {doc.number}",
-                                 author=doc.seller.name, invariant=1, pageCompression=0)
-    fonts = (BODY, BOLD)
-    number_pages = _page_number(fonts[0])
-    template.build(_story(doc, _styles(*fonts)), onLaterPages=number_pages, onFirstPage=number_pages)
-    return buffer.getvalue()
-
-
-def _latin(doc: Document) -> bool:
-    """Whether every string fits Windows-1252, which the standard PDF fonts draw without
-    embedding anything (a typical invoice renders ~1.7x faster); otherwise DejaVu is embedded."""
-    money = [format_money(v, doc.currency) for v in (doc.base, doc.total, doc.discount, doc.tax, doc.paid)]
-    money += [format_money(line.unit_price, doc.currency) for line in doc.lines[:1]]
-    parties = [p for p in (doc.seller, doc.bill_to) if p is not None]
-    texts = [doc.number, doc.discount_code, doc.seller_for, doc.invoice_number, doc.payment_method, doc.pay_url,
-             *money, *(line.description for line in doc.lines),
-             *(t for p in parties for t in (p.name, p.email, *p.address))]
-    try:
-        "\n".join(t for t in texts if t).encode("cp1252")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _styles(body: str, bold: str):
     from reportlab.lib.styles import ParagraphStyle
 
