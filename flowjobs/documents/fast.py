@@ -109,25 +109,9 @@ def _table(c, doc, y) -> float:
 
 
 def _totals(c, doc, y) -> None:
-    from flowjobs.documents.layout import day
+    from flowjobs.documents.layout import EMPHASISED, total_rows
 
-    money = lambda v: format_money(v, doc.currency)  # noqa: E731
-    rows = []
-    if doc.discount:
-        rows += [("Amount", money(doc.base)),
-                 (f"Discount ({doc.discount_code})" if doc.discount_code else "Discount", money(-doc.discount))]
-    rows.append(("Subtotal", money(doc.subtotal)))
-    if doc.tax:
-        rows.append(("Tax", money(doc.tax)))
-    rows.append(("Total", money(doc.total)))
-    if doc.kind == "invoice":
-        rows.append(("Amount due", money(doc.total)))
-    else:
-        rows.append(("Amount paid", money(doc.paid)))
-        if doc.refunded and doc.refunded_at:
-            rows += [(f"Refunded on {day(doc.refunded_at)}", money(-doc.refunded)),
-                     ("Total refunded without credit note", money(doc.refunded))]
-    for label, value in rows:
-        font = BOLD if label in ("Total", "Amount due", "Amount paid") else BODY
+    for label, value in total_rows(doc):
+        font = BOLD if label in EMPHASISED else BODY
         _text(c, label, LEFT + 215, y, font, 9.5, 0)
         y = _text(c, value, RIGHT, y, font, 9.5, 14, right=True)

@@ -206,7 +206,11 @@ def _line_table(doc: Document, st):
     return table
 
 
-def _totals(doc: Document, st):
+EMPHASISED = ("Total", "Amount due", "Amount paid")
+
+
+def total_rows(doc: Document) -> list[tuple[str, str]]:
+    """The totals block, shared by both layouts: (label, formatted amount)."""
     money = lambda v: format_money(v, doc.currency)  # noqa: E731
     rows = []
     if doc.discount:
@@ -223,10 +227,14 @@ def _totals(doc: Document, st):
         if doc.refunded and doc.refunded_at:
             rows.append((f"Refunded on {day(doc.refunded_at)}", money(-doc.refunded)))
             rows.append(("Total refunded without credit note", money(doc.refunded)))
+    return rows
+
+
+def _totals(doc: Document, st):
+    rows = total_rows(doc)
     table = _grid([["", _cell(k, st["body"]), v] for k, v in rows], [215, 175, 85], st)
     table.setStyle([("ALIGN", (2, 0), (2, -1), "RIGHT")] +
-                   [("FONT", (1, i), (2, i), st["fonts"][1], 9.5) for i, (k, _) in enumerate(rows)
-                    if k in ("Total", "Amount due", "Amount paid")])
+                   [("FONT", (1, i), (2, i), st["fonts"][1], 9.5) for i, (k, _) in enumerate(rows) if k in EMPHASISED])
     return table
 
 
