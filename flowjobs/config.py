@@ -134,6 +134,7 @@ class MailSettings(Section):
     host: str = "localhost"
     port: int = Field(25, ge=1, le=65535)
     starttls: bool = False
+    ca_file: str = ""
     username: str = ""
     password: str = ""
     timeout: Duration = parse_duration("10s")

@@ -119,7 +119,9 @@ def _mail(rt) -> Check:
         with smtplib.SMTP(m.host, m.port, timeout=min(m.timeout, 5.0)) as smtp:
             smtp.ehlo()
             if m.starttls:
-                smtp.starttls()
+                import ssl
+
+                smtp.starttls(context=ssl.create_default_context(cafile=m.ca_file or None))
     except (OSError, smtplib.SMTPException) as exc:
         return Check("mail", "fail", f"SMTP {m.host}:{m.port}: {exc or type(exc).__name__}",
                      "check [mail] host/port and that the SMTP server accepts connections from here")

@@ -266,3 +266,34 @@ def test_smtp_auth_logs_in_and_a_wrong_password_is_a_clear_failure(make_runtime,
         assert result["status"] == "failed" and "535" in result["error"]
     finally:
         controller.stop()
+
+
+def test_starttls_with_a_verified_certificate_then_auth(make_runtime, tmp_path):
+    import ssl
+    import subprocess
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    handler = Collect()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=server_tls,
+                            require_starttls=True, authenticator=lambda *a: AuthResult(success=True, handled=False))
+    controller.start()
+    try:
+        rt = make_runtime(**mail_sections(controller.port, starttls=True, ca_file=str(cert), username="u", password="p"))
+        w = world(rt)
+        run = rt.trigger("send-customer-trial-expired-notification", {"subscriptionId": w["sub"]})
+        drain(rt)
+        assert rt.store.get_run(run.id)["status"] == "completed" and len(handler.messages) == 1
+        untrusted = make_runtime(**mail_sections(controller.port, starttls=True))  # the system CAs do not know it
+        refused = untrusted.trigger("send-customer-subscription-canceled-notification", {"subscriptionId": w["sub"]})
+        drain(untrusted)
+        assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.store.get_run(refused.id)["error"] or "")
+    finally:
+        controller.stop()

@@ -71,8 +71,10 @@ class SmtpMailer:
 
     def _send_once(self, msg: EmailMessage) -> None:
         with smtplib.SMTP(self.s.host, self.s.port, timeout=self.s.timeout) as smtp:
-            if self.s.starttls:
-                smtp.starttls()
+            if self.s.starttls:  # the server's certificate is verified (system CAs, or [mail] ca_file)
+                import ssl
+
+                smtp.starttls(context=ssl.create_default_context(cafile=self.s.ca_file or None))
             if self.s.username:
                 self._login(smtp)
             smtp.send_message(msg)
