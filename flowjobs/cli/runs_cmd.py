@@ -108,3 +108,17 @@ def replay(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, 
         output.emit_json({"id": result.id, "task": result.task, "status": result.status, "replay_of": run_id})
     else:
         typer.echo(result.id)
+
+
+@app.command("watch")
+def watch_runs(ctx: typer.Context,
+               interval: float = typer.Option(1.0, "--interval", min=0.2, max=60, help="Seconds between redraws."),
+               limit: int = typer.Option(20, "--limit", "-l", min=1, max=500, help="Newest runs shown."),
+               once: bool = typer.Option(False, "--once", help="Print one frame and exit.")):
+    """A live view of queue depths and the newest runs (Ctrl-C to leave)."""
+    from flowjobs.cli.watch import watch
+
+    try:
+        watch(ctx.obj.runtime(), interval, limit, once)
+    except KeyboardInterrupt:
+        pass
