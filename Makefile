@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 FLOWJOBS := $(VENV)/bin/flowjobs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install postgres test demo bench clean
+.PHONY: help install postgres chromium test demo bench clean
 
 help: ## List every target with one line
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,10 @@ install: $(VENV)/.installed ## Create the virtualenv and install flowjobs with i
 postgres: ## Install PostgreSQL with apt if it is missing (the tests start their own server)
 	@scripts/ensure-postgres
 
-test: install postgres ## Run the whole test suite (SQLite and a throwaway PostgreSQL)
+chromium: ## Install Chromium with apt if it is missing (the dashboard tests drive it headless)
+	@scripts/ensure-chromium
+
+test: install postgres chromium ## Run the whole test suite (SQLite, a throwaway PostgreSQL, headless Chromium)
 	$(PY) -m pytest -q
 
 demo: install ## Run the main job on SQLite: trigger work, run the worker until done, show what ran

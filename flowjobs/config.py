@@ -160,6 +160,13 @@ class AlertSettings(Section):
         return value
 
 
+class DashboardSettings(Section):
+    allow_actions: bool = False
+    username: str = "admin"
+    password: str = ""
+    page_size: int = Field(50, ge=5, le=500)
+
+
 class SupabaseSettings(Section):
     webhook_token: str = ""
 
@@ -233,6 +240,7 @@ class Settings(Section):
     documents: DocumentSettings = DocumentSettings()
     mail: MailSettings = MailSettings()
     alerts: AlertSettings = AlertSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     server: ServerSettings = ServerSettings()
     schedules: dict[str, ScheduleSettings] = {}
     # Directory that relative paths (the SQLite file) are resolved against.

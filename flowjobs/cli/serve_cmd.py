@@ -16,10 +16,16 @@ def serve(ctx: typer.Context,
     """Receive Stripe and Supabase webhooks: store each in the inbox, then let the workers handle it."""
     from flowjobs.webhooks.server import make_server
 
+    from flowjobs.errors import BadInput
+
     rt = ctx.obj.runtime()
-    rt.store  # migrate before accepting requests
     settings = rt.settings.server
-    server = make_server(rt, host or settings.host, settings.port if port is None else port)
+    bind = host or settings.host
+    if bind not in ("127.0.0.1", "localhost", "::1") and not rt.settings.dashboard.password:
+        raise BadInput(f"serve would listen on {bind} with the dashboard open to anyone: set [dashboard] password "
+                       "(FLOWJOBS_DASHBOARD_PASSWORD), or listen on 127.0.0.1 behind a proxy")
+    rt.store  # migrate before accepting requests
+    server = make_server(rt, bind, settings.port if port is None else port)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     sys.stderr.write(f"listening on http://{server.effective_host}:{server.effective_port}\n")
     sys.stderr.flush()

@@ -301,15 +301,19 @@ class JobStore:
         return row[0] if row else None
 
     def list_runs(self, status: str | None = None, task: str | None = None, limit: int = 50,
-                  parent_id: str | None = None) -> list[dict]:
-        where, params = [], {"limit": limit}
+                  parent_id: str | None = None, since: int | None = None, offset: int = 0) -> list[dict]:
+        """Newest first; `since` (epoch ms) keeps runs created at or after it."""
+        where, params = [], {"limit": limit, "offset": offset}
         for column, value in (("status", status), ("task", task), ("parent_id", parent_id)):
             if value is not None:
                 where.append(f"{column} = :{column}")
                 params[column] = value
+        if since is not None:
+            where.append("created_at >= :since")
+            params["since"] = since
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return self._dicts(f"SELECT * FROM flowjobs_runs {clause} ORDER BY created_at DESC, id DESC "
-                           "LIMIT :limit", params)
+                           "LIMIT :limit OFFSET :offset", params)
 
     def attempts(self, run_id: str) -> list[dict]:
         return self._dicts("SELECT * FROM flowjobs_attempts WHERE run_id = :id ORDER BY number", {"id": run_id})

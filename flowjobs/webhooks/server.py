@@ -4,6 +4,7 @@
     POST /webhooks/supabase                     Authorization: Bearer <[supabase] webhook_token>
     GET  /healthz                               200 when the database answers
     GET  /metrics                               Prometheus text (flowjobs.metrics)
+    GET  /, /runs, /runs/<id>, /schedules, /events   the dashboard (flowjobs.dashboard)
 
 200 is returned only after the event is committed to the inbox (with its handler's run);
 the handler runs on the workers. A request that fails verification is recorded as
@@ -36,6 +37,9 @@ class WebhookApp:
         self.rt = runtime
         self.settings = runtime.settings
         self.max_body = self.settings.server.max_body_bytes()
+        from flowjobs.dashboard.app import Dashboard
+
+        self.dashboard = Dashboard(runtime)
 
     def __call__(self, environ, start_response):
         try:
@@ -52,8 +56,11 @@ class WebhookApp:
         if path == "/healthz":
             return self._health(start_response)
         if path == "/metrics" and method == "GET":
+            from flowjobs.dashboard.app import authorised
             from flowjobs.metrics import exposition
 
+            if not authorised(self.settings.dashboard, environ):
+                return _reply(start_response, "401 Unauthorized", {"error": "authentication required"})
             data = exposition(self.rt)
             start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
                                       ("Content-Length", str(len(data)))])
@@ -68,6 +75,8 @@ class WebhookApp:
             if stripe_path:
                 return self._stripe(environ, start_response, stripe_path.group(1), body)
             return self._supabase(environ, start_response, body)
+        if not path.startswith("/webhooks/"):
+            return self.dashboard(environ, start_response)
         return _reply(start_response, "404 Not Found", {"error": f"no route for {path}"})
 
     def _body(self, environ) -> bytes | None:
