@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 FLOWJOBS := $(VENV)/bin/flowjobs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install postgres chromium test demo bench clean
+.PHONY: help install postgres chromium test demo bench dist clean
 
 help: ## List every target with one line
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ demo: install ## Run the main job on SQLite: trigger work, run the worker until 
 
 bench: install postgres ## Measure throughput, latency and start-up on SQLite and PostgreSQL (JSON lines)
 	$(PY) scripts/bench.py
+
+dist: install ## Build dist/flowjobs.pyz: one file that runs flowjobs on any Python 3.11 (x86_64 Linux)
+	$(VENV)/bin/pip install -q shiv
+	@mkdir -p dist
+	$(VENV)/bin/shiv -c flowjobs --compile-pyc -o dist/flowjobs.pyz . -q
+	@ls -lh dist/flowjobs.pyz
 
 clean: ## Remove the virtualenv, demo database and caches
 	rm -rf $(VENV) demo .pytest_cache .hypothesis *.egg-info
