@@ -315,20 +315,26 @@ def main() -> None:
             for case in cases.split(","):
                 globals()[case](backend, fresh(backend, pg, f"bench_{case}"))
         return
-    startup()
-    pdfs()
-    emails()
-    with pg_server() as pg:
-        for backend in ("sqlite", "postgresql"):
-            bench_trigger(backend, fresh(backend, pg, "bench_trigger"))
-            limit = raw_limit(backend, fresh(backend, pg, "bench_raw"))
-            for processes in (1, 4):
-                rate = drain(backend, fresh(backend, pg, f"bench_drain{processes}"), processes)
-                emit(backend=backend, case="drain_vs_storage_limit", processes=processes,
-                     ratio=round(rate / limit, 2))
-            latency(backend, fresh(backend, pg, "bench_latency"))
-            idle(backend, fresh(backend, pg, "bench_idle"))
-            billing(backend, fresh(backend, pg, "bench_billing"))
+    from flowjobs.cli.output import progress
+
+    with progress(3 + 2 * 7, "benchmarks") as advance:  # a bar on a terminal; JSON lines on stdout
+        for case in (startup, pdfs, emails):
+            case()
+            advance()
+        with pg_server() as pg:
+            for backend in ("sqlite", "postgresql"):
+                bench_trigger(backend, fresh(backend, pg, "bench_trigger"))
+                limit = raw_limit(backend, fresh(backend, pg, "bench_raw"))
+                advance(2)
+                for processes in (1, 4):
+                    rate = drain(backend, fresh(backend, pg, f"bench_drain{processes}"), processes)
+                    emit(backend=backend, case="drain_vs_storage_limit", processes=processes,
+                         ratio=round(rate / limit, 2))
+                    advance()
+                latency(backend, fresh(backend, pg, "bench_latency"))
+                idle(backend, fresh(backend, pg, "bench_idle"))
+                billing(backend, fresh(backend, pg, "bench_billing"))
+                advance(3)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,30 @@ def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -
     sys.stdout.write("\t".join(columns) + "\n")
     for r in rows:
         sys.stdout.write("\t".join("" if v is None else str(v) for v in r) + "\n")
+
+
+class progress:
+    """A rich progress bar on stderr when it is a terminal; silent otherwise.
+
+        with output.progress(total, "replaying") as advance:
+            advance(1)
+    """
+
+    def __init__(self, total: int, description: str):
+        self.total, self.description, self._bar = total, description, None
+
+    def __enter__(self):
+        if not sys.stderr.isatty() or self.total <= 1:
+            return lambda n=1: None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._bar.__enter__()
+        job = self._bar.add_task(self.description, total=self.total)
+        return lambda n=1: self._bar.advance(job, n)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False

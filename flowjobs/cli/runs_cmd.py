@@ -98,16 +98,37 @@ def cancel(ctx: typer.Context, run_id: str):
 
 
 @app.command("replay")
-def replay(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, "--json")):
-    """Create a new run with the same task and payload, linked to the original."""
+def replay(ctx: typer.Context,
+           run_ids: Optional[list[str]] = typer.Argument(None, metavar="[RUN_ID]...",
+                                                         help="Runs to replay; none: select with --status/--task."),
+           status: Optional[str] = typer.Option(None, "--status", "-s", help="Replay the runs in this status."),
+           task: Optional[str] = typer.Option(None, "--task", "-t", help="…of this task."),
+           limit: int = typer.Option(100, "--limit", "-l", min=1, max=100000, help="At most this many (newest first)."),
+           as_json: bool = typer.Option(False, "--json")):
+    """New runs with the same task and payload, each linked to its original (one id per line)."""
     rt = ctx.obj.runtime()
-    row = _get(rt.store, run_id)
-    result = rt.trigger(row["task"], json.loads(row["payload"]), queue=row["queue"],
-                        priority=row["priority"], replay_of=run_id)
+    if run_ids and (status or task):
+        raise BadInput("give run ids or --status/--task, not both")
+    if not run_ids and not (status or task):
+        raise BadInput("name the runs to replay: RUN_ID..., or --status failed [--task T]")
+    if status is not None and status not in STATUSES:
+        raise BadInput(f"--status must be one of {', '.join(STATUSES)}")
+    rows = ([_get(rt.store, run_id) for run_id in run_ids] if run_ids
+            else rt.store.list_runs(status=status, task=task, limit=limit))
+    replayed = []
+    with output.progress(len(rows), "replaying") as advance:
+        for row in rows:
+            result = rt.trigger(row["task"], json.loads(row["payload"]), queue=row["queue"],
+                                priority=row["priority"], replay_of=row["id"])
+            replayed.append({"id": result.id, "task": result.task, "status": result.status, "replay_of": row["id"]})
+            advance()
     if as_json:
-        output.emit_json({"id": result.id, "task": result.task, "status": result.status, "replay_of": run_id})
-    else:
-        typer.echo(result.id)
+        output.emit_json(replayed[0] if run_ids and len(run_ids) == 1 else replayed)
+        return
+    for item in replayed:
+        typer.echo(item["id"])
+    if not run_ids:
+        output.note(f"replayed {len(replayed)} runs")
 
 
 @app.command("watch")

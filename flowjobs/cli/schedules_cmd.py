@@ -69,7 +69,13 @@ def backfill(ctx: typer.Context, schedule_id: str,
     begin, finish = _time(start, "--from", 0), _time(end, "--to", 0)
     if finish <= begin:
         raise BadInput("--to must be after --from")
-    report = _scheduler(ctx).backfill(schedule_id, begin, finish, dry_run=dry_run)
+    scheduler = _scheduler(ctx)
+    schedule = scheduler.get(schedule_id)
+    from flowjobs.core import cron
+
+    total = len(cron.slots_between(schedule.cron, schedule.timezone, begin, finish, limit=100_000))
+    with output.progress(total, f"backfilling {schedule_id}") as advance:
+        report = scheduler.backfill(schedule_id, begin, finish, dry_run=dry_run, progress=advance)
     if as_json:
         output.emit_json(report)
         return

@@ -191,8 +191,9 @@ class Scheduler:
             runs.setdefault(r["idempotency_key"], []).append(r)
         return runs
 
-    def backfill(self, schedule_id: str, start: int, end: int, dry_run: bool = False) -> dict:
-        """Enqueue every slot in (start, end] that has no run yet."""
+    def backfill(self, schedule_id: str, start: int, end: int, dry_run: bool = False, progress=None) -> dict:
+        """Enqueue every slot in (start, end] that has no run yet (in batches of 500;
+        `progress(n)` is told of each)."""
         s = self.get(schedule_id)
         existing = self.existing(s)
         slots = cron.slots_between(s.cron, s.timezone, start, end, limit=100_000)
@@ -202,7 +203,11 @@ class Scheduler:
             if s.key(slot) not in existing:
                 items.append(self._item(s, slot, previous))
             previous = slot
-        runs = [] if dry_run or not items else self.rt.client.batch_trigger(items)
+        runs = []
+        for i in range(0, 0 if dry_run else len(items), 500):
+            runs += self.rt.client.batch_trigger(items[i:i + 500])
+            if progress:
+                progress(len(items[i:i + 500]))
         new = sum(1 for r in runs if not r.deduplicated) if not dry_run else len(items)
         return {"schedule": s.id, "slots": len(slots), "new": new, "existing": len(slots) - new,
                 "dry_run": dry_run, "run_ids": [r.id for r in runs if not r.deduplicated]}
