@@ -108,3 +108,34 @@ def test_alerts_are_a_worker_duty_only_when_configured(make_runtime):
 
     assert "alerts" not in duty_names(make_runtime())
     assert "alerts" in duty_names(make_runtime(alerts={"email": ["ops@example.com"]}))
+
+
+def test_two_running_workers_deliver_each_alert_once(sqlite_url, channels, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.cli_helpers import cli_env, flowjobs, wait_until
+
+    port, smtp, receiver = channels
+    env = cli_env(sqlite_url, FLOWJOBS_MAIL_TRANSPORT="smtp", FLOWJOBS_MAIL_HOST="127.0.0.1",
+                  FLOWJOBS_MAIL_PORT=str(port), FLOWJOBS_ALERTS_EMAIL="ops@example.com",
+                  FLOWJOBS_ALERTS_WEBHOOK_URL=receiver.url, FLOWJOBS_ALERTS_INTERVAL="200ms",
+                  FLOWJOBS_ALERTS_WAITING_OVER="0s", FLOWJOBS_ALERTS_MISSED_SLOTS="false")
+    first = flowjobs("trigger", "test-abort", env=env).stdout.strip()
+    workers = [subprocess.Popen([sys.executable, "-m", "flowjobs", "run-worker", "--no-scheduler"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"w{i}.log", "w")) for i in range(2)]
+    try:
+        wait_until(lambda: len(receiver.posts) >= 1 and len(smtp.messages) >= 1, message="the first alert")
+        second = flowjobs("trigger", "test-abort", env=env).stdout.strip()
+        wait_until(lambda: len(receiver.posts) >= 2 and len(smtp.messages) >= 2, message="the second alert")
+        # both workers keep looking every 200 ms; a third finding proves they looked again since
+        third = flowjobs("trigger", "test-abort", env=env).stdout.strip()
+        wait_until(lambda: len(receiver.posts) >= 3 and len(smtp.messages) >= 3, message="the third alert")
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(30)
+    assert sorted(p["details"]["runId"] for p in receiver.posts) == sorted([first, second, third])
+    assert len(smtp.messages) == 3
