@@ -125,3 +125,26 @@ def test_read_only_by_default_and_password_protected_beyond_loopback(make_runtim
     assert call(Dashboard(locked), "/runs").startswith("401")
     assert call(Dashboard(locked), "/runs", auth="admin:wrong").startswith("401")
     assert call(Dashboard(locked), "/runs", auth="admin:s3cret").startswith("200")
+
+
+def test_runs_are_paged_newest_first(make_runtime, clock):
+    import io
+
+    from flowjobs.dashboard.app import Dashboard
+
+    rt = make_runtime(dashboard={"page_size": 5})
+    ids = []
+    for i in range(7):
+        ids.append(rt.trigger("hello-world", {"i": i}).id)
+        clock.advance(1)
+
+    def page(query):
+        out = b"".join(Dashboard(rt)({"REQUEST_METHOD": "GET", "PATH_INFO": "/runs", "QUERY_STRING": query,
+                                      "wsgi.input": io.BytesIO()}, lambda *a: None)).decode()
+        return [i for i in ids if i in out], out
+
+    first, html = page("")
+    assert first == ids[2:] and html.index(ids[6]) < html.index(ids[2]) and "older →" in html
+    second, html = page("page=2")
+    assert second == ids[:2] and "← newer" in html and "older →" not in html
+    assert page("since=2099-01-01T00:00:00Z")[0] == []

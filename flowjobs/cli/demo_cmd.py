@@ -28,14 +28,8 @@ def seed(ctx: typer.Context,
     rt = ctx.obj.runtime()
     billing = rt.billing
     billing.gateway.client(False)  # a missing Stripe key fails here, before anything is written
-    if output.is_tty():
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            job = bar.add_task("seeding customers", total=customers)
-            result = run(billing, customers, declining, progress=lambda: bar.advance(job))
-    else:
-        result = run(billing, customers, declining)
+    with output.progress(customers, "creating Stripe customers") as advance:
+        result = run(billing, customers, declining, progress=advance)
     if as_json:
         output.emit_json({"organizationId": result.organization_id, "customers": result.customers,
                           "declining": result.declining, "subscriptions": result.subscriptions,
