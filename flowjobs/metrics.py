@@ -12,7 +12,6 @@ every `flowjobs serve` reports the whole system, whatever worker did the work).
 from __future__ import annotations
 
 BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
-WAITING = "('queued', 'retrying', 'delayed')"
 
 
 class Collector:
@@ -30,21 +29,20 @@ class Collector:
                 runs.add_metric([task, status], count)
             yield runs
             yield self._durations(conn)
-            depth = GaugeMetricFamily("flowjobs_queue_depth", "Runs due now, waiting for a worker", labels=["queue"])
-            age = GaugeMetricFamily("flowjobs_oldest_waiting_run_age_seconds", "Wait of the oldest due run",
-                                    labels=["queue"])
-            for queue, count, oldest in conn.execute(
-                    f"SELECT queue, count(*), min(run_at) FROM flowjobs_runs WHERE status IN {WAITING} "
-                    f"AND run_at <= {int(now)} GROUP BY queue ORDER BY 1"):
-                depth.add_metric([queue], count)
-                age.add_metric([queue], max(now - oldest, 0) / 1000)
-            yield depth
-            yield age
             events = GaugeMetricFamily("flowjobs_webhook_events", "Webhook inbox events", labels=["source", "status"])
             for source, status, count in conn.execute(
                     "SELECT source, status, count(*) FROM webhook_events GROUP BY source, status ORDER BY 1, 2"):
                 events.add_metric([source, status], count)
             yield events
+        depth = GaugeMetricFamily("flowjobs_queue_depth", "Runs due now, waiting for a worker", labels=["queue"])
+        age = GaugeMetricFamily("flowjobs_oldest_waiting_run_age_seconds", "Wait of the oldest due run",
+                                labels=["queue"])
+        for queue, due, _, wait in self.rt.store.queue_depths(now):
+            if due:
+                depth.add_metric([queue], due)
+                age.add_metric([queue], wait)
+        yield depth
+        yield age
         yield self._lag(now)
 
     def _durations(self, conn):

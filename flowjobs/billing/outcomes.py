@@ -86,7 +86,7 @@ def _apply(b, s, run: BillingRun, result, event_created: int | None) -> RunRepor
     payment = repo.payment_of_run(s, run.id)
     invoice = s.get(Invoice, payment.invoice_id) if payment else repo.first_invoice(s, run.billing_period_id)
     if payment is not None:
-        _sync_payment(payment, result)
+        sync_payment(payment, result)
     if invoice is not None and result.payment_intent_id:
         invoice.stripe_payment_intent_id = result.payment_intent_id
     period = s.get(BillingPeriod, run.billing_period_id)
@@ -104,7 +104,7 @@ def _apply(b, s, run: BillingRun, result, event_created: int | None) -> RunRepor
     return RunReport(run.id, ACTION.get(status, "pending"), run.status, detail, extra)
 
 
-def _sync_payment(payment: Payment, result) -> None:
+def sync_payment(payment: Payment, result) -> None:
     payment.stripe_payment_intent_id = result.payment_intent_id or payment.stripe_payment_intent_id
     payment.stripe_charge_id = payment.stripe_charge_id or result.charge_id
     if repo.set_payment_status(payment, payment_status(result)) and payment.status == E.PaymentStatus.FAILED:

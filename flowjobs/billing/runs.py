@@ -98,7 +98,7 @@ def _prepare(b, billing_run_id: str, job_run_id: str) -> Charge | RunReport:
         if run.status == E.BillingRunStatus.IN_PROGRESS and run.claimed_by_run == job_run_id:
             payment = repo.payment_of_run(s, run.id)  # resuming after a crash: same charge again
             if payment is not None and payment.status == E.PaymentStatus.PROCESSING:
-                return _charge(s, run, payment)
+                return charge_request(s, run, payment)
         return _skipped(run)
 
 
@@ -151,7 +151,7 @@ def _bookkeeping(b, s, run: BillingRun) -> Charge | RunReport:
     s.add(payment)
     repo.set_invoice_status(invoice, E.InvoiceStatus.OPEN)
     s.flush()
-    return _charge(s, run, payment)
+    return charge_request(s, run, payment)
 
 
 def _fees(b, s, run, sub, org, method) -> fees.FeeResult:
@@ -253,7 +253,7 @@ def _require_stripe(run, org, customer, method) -> None:
                            "it needs a Stripe account with payouts enabled")
 
 
-def _charge(s, run: BillingRun, payment: Payment) -> Charge:
+def charge_request(s, run: BillingRun, payment: Payment) -> Charge:
     """The charge request, rebuilt from stored rows so a resumed run sends identical parameters."""
     customer = s.get(Customer, payment.customer_id)
     method = s.get(PaymentMethod, payment.payment_method_id)

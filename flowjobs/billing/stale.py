@@ -69,12 +69,12 @@ def fail_stale_payments(b, now: datetime) -> StaleReport:
 
 def _one(b, payment_id: str, report: StaleReport) -> None:
     from flowjobs.billing.outcomes import apply_charge_result
-    from flowjobs.billing.runs import _charge
+    from flowjobs.billing.runs import charge_request
 
     with b.unit() as s:
         payment = s.get(Payment, payment_id)
         run = s.get(BillingRun, payment.billing_run_id) if payment.billing_run_id else None
-        charge = _charge(s, run, payment) if run is not None and not payment.stripe_payment_intent_id else None
+        charge = charge_request(s, run, payment) if run is not None and not payment.stripe_payment_intent_id else None
         intent_id, livemode = payment.stripe_payment_intent_id, payment.livemode
     if run is None and intent_id is None:
         _fail(b, payment_id)
@@ -107,7 +107,7 @@ def _fail(b, payment_id: str) -> None:
 
 
 def _sync(b, payment_id: str, result) -> None:
-    from flowjobs.billing.outcomes import _sync_payment
+    from flowjobs.billing.outcomes import sync_payment
 
     with b.unit() as s:
-        _sync_payment(s.get(Payment, payment_id), result)
+        sync_payment(s.get(Payment, payment_id), result)

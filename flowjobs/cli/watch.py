@@ -11,19 +11,6 @@ STATUS_STYLE = {"completed": "green", "failed": "red", "executing": "cyan", "ret
                 "queued": "white", "delayed": "dim", "canceled": "magenta", "expired": "dim"}
 
 
-def queue_depths(runtime) -> list[tuple[str, int, int, float]]:
-    """(queue, due now, executing, oldest due wait in seconds) per queue."""
-    now = runtime.clock.now_ms()
-    with runtime.db.borrow() as conn:
-        rows = conn.execute(
-            "SELECT queue, sum(CASE WHEN status IN ('queued', 'retrying', 'delayed') AND run_at <= "
-            f"{now} THEN 1 ELSE 0 END), sum(CASE WHEN status = 'executing' THEN 1 ELSE 0 END), "
-            f"min(CASE WHEN status IN ('queued', 'retrying', 'delayed') AND run_at <= {now} THEN run_at END) "
-            "FROM flowjobs_runs GROUP BY queue ORDER BY queue").fetchall()
-    return [(q, int(due or 0), int(running or 0), (now - oldest) / 1000 if oldest else 0.0)
-            for q, due, running, oldest in rows]
-
-
 def frame(runtime, limit: int):
     from rich.console import Group
     from rich.table import Table
@@ -31,7 +18,7 @@ def frame(runtime, limit: int):
     queues = Table(title="queues", expand=True)
     for column in ("queue", "due now", "executing", "oldest wait"):
         queues.add_column(column)
-    for queue, due, running, wait in queue_depths(runtime):
+    for queue, due, running, wait in runtime.store.queue_depths(runtime.clock.now_ms()):
         queues.add_row(queue, str(due), str(running), f"{wait:.1f}s")
     counts = runtime.store.count_by_status()
     runs = Table(title="runs — " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), expand=True)

@@ -91,10 +91,8 @@ class Dashboard:
         except ValueError:
             since, since_ms = None, None
         rows = self.rt.store.list_runs(status=status, task=task, since=since_ms, limit=size + 1, offset=(page - 1) * size)
-        from flowjobs.cli.watch import queue_depths
-
         queues = [{"queue": q, "due": due, "executing": running, "oldest": wait}
-                  for q, due, running, wait in queue_depths(self.rt)]
+                  for q, due, running, wait in self.rt.store.queue_depths(self.rt.clock.now_ms())]
         filters = {"status": status, "task": task, "since": since}
         link = lambda p: "/runs?" + urlencode({**{k: v for k, v in filters.items() if v}, "page": p})  # noqa: E731
         return _html(start_response, "runs.html.j2", title="Runs", runs=[run_summary(r) for r in rows[:size]],

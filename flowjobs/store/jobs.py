@@ -322,6 +322,18 @@ class JobStore:
         return self._dicts("SELECT attempt, at, level, message FROM flowjobs_logs WHERE run_id = :id "
                            "ORDER BY id", {"id": run_id})
 
+    def queue_depths(self, now: int) -> list[tuple[str, int, int, float]]:
+        """(queue, runs due now and waiting, runs executing, seconds the oldest due run has waited)."""
+        with self.db.borrow() as conn:
+            rows = conn.execute(
+                "SELECT queue, sum(CASE WHEN status IN ('queued', 'retrying', 'delayed') AND run_at <= "
+                f"{int(now)} THEN 1 ELSE 0 END), sum(CASE WHEN status = 'executing' THEN 1 ELSE 0 END), "
+                f"min(CASE WHEN status IN ('queued', 'retrying', 'delayed') AND run_at <= {int(now)} THEN run_at END) "
+                "FROM flowjobs_runs WHERE status IN ('queued', 'retrying', 'delayed', 'executing') "
+                "GROUP BY queue ORDER BY queue").fetchall()
+        return [(q, int(due or 0), int(running or 0), (now - oldest) / 1000 if oldest else 0.0)
+                for q, due, running, oldest in rows]
+
     def count_by_status(self) -> dict[str, int]:
         with self.db.borrow() as conn:
             rows = conn.execute("SELECT status, count(*) FROM flowjobs_runs GROUP BY status").fetchall()
