@@ -47,3 +47,16 @@ def run_billing(fn, *args):
         return fn(*args)
     except (NotFound, BillingError) as exc:
         raise AbortTaskRunError(str(exc)) from None
+
+
+def fan_out(ctx, pages, task: str, field: str, object_id=lambda row: row) -> list:
+    """Trigger `task` `{field: id}` for every row of every page, keyed `<task>:<id>` (one batch
+    insert per page); returns the rows."""
+    from flowjobs.core.client import TriggerItem
+
+    seen = []
+    for page in pages:
+        ctx.batch_trigger([TriggerItem(task, {field: object_id(row)}, idempotency_key=f"{task}:{object_id(row)}")
+                           for row in page])
+        seen += page
+    return seen

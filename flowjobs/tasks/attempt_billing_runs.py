@@ -6,7 +6,7 @@ paths reach one billing run, it gets one execution."""
 from datetime import datetime
 
 from flowjobs.core.registry import task
-from flowjobs.tasks._billing import Payload
+from flowjobs.tasks._billing import Payload, fan_out
 
 
 class AttemptBillingRunsPayload(Payload):
@@ -17,15 +17,10 @@ class AttemptBillingRunsPayload(Payload):
 def attempt_billing_runs(payload: AttemptBillingRunsPayload, ctx):
     """Fan out the billing runs that are due."""
     from flowjobs.billing.fanout import due_billing_runs
-    from flowjobs.core.client import TriggerItem
 
     b = ctx.runtime.billing
-    count = {"livemode": 0, "testmode": 0}
-    for page in due_billing_runs(b, b.now(), b.settings.fan_out_page):
-        ctx.batch_trigger([TriggerItem("attempt-billing-run", {"billingRunId": run_id},
-                                       idempotency_key=f"attempt-billing-run:{run_id}")
-                           for run_id, _ in page])
-        for _, livemode in page:
-            count["livemode" if livemode else "testmode"] += 1
+    pages = due_billing_runs(b, b.now(), b.settings.fan_out_page)
+    rows = fan_out(ctx, pages, "attempt-billing-run", "billingRunId", lambda row: row[0])
+    count = {"livemode": sum(1 for _, live in rows if live), "testmode": sum(1 for _, live in rows if not live)}
     ctx.log.info("triggered %d live and %d test billing runs", count["livemode"], count["testmode"])
     return count

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from flowjobs.core.registry import task
-from flowjobs.tasks._billing import Payload, utc
+from flowjobs.tasks._billing import Payload, fan_out, utc
 
 
 class CancelWindow(Payload):
@@ -19,14 +19,9 @@ class CancelWindow(Payload):
 def attempt_cancel_scheduled_subscriptions(payload: CancelWindow, ctx):
     """Fan out the cancellations that fell due in the window."""
     from flowjobs.billing.fanout import cancellations_due
-    from flowjobs.core.client import TriggerItem
 
     b = ctx.runtime.billing
-    total = 0
-    for page in cancellations_due(b, utc(payload.start), utc(payload.end), b.settings.fan_out_page):
-        ctx.batch_trigger([TriggerItem("attempt-subscription-cancellation", {"subscriptionId": sid},
-                                       idempotency_key=f"attempt-subscription-cancellation:{sid}")
-                           for sid, _ in page])
-        total += len(page)
+    pages = cancellations_due(b, utc(payload.start), utc(payload.end), b.settings.fan_out_page)
+    total = len(fan_out(ctx, pages, "attempt-subscription-cancellation", "subscriptionId", lambda row: row[0]))
     ctx.log.info("triggered %d cancellations", total)
     return {"subscriptions": total}

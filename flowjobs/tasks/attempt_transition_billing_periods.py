@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from flowjobs.core.registry import task
-from flowjobs.tasks._billing import Payload, utc
+from flowjobs.tasks._billing import Payload, fan_out, utc
 
 
 class TransitionWindow(Payload):
@@ -19,15 +19,9 @@ class TransitionWindow(Payload):
 def attempt_transition_billing_periods(payload: TransitionWindow, ctx):
     """Fan out the billing periods that ended in the window."""
     from flowjobs.billing.fanout import ending_periods
-    from flowjobs.core.client import TriggerItem
 
     b = ctx.runtime.billing
-    total = 0
-    for page in ending_periods(b, utc(payload.last_timestamp), utc(payload.current_timestamp),
-                               b.settings.fan_out_page):
-        ctx.batch_trigger([TriggerItem("attempt-billing-period-transition", {"billingPeriodId": pid},
-                                       idempotency_key=f"attempt-billing-period-transition:{pid}")
-                           for pid in page])
-        total += len(page)
+    pages = ending_periods(b, utc(payload.last_timestamp), utc(payload.current_timestamp), b.settings.fan_out_page)
+    total = len(fan_out(ctx, pages, "attempt-billing-period-transition", "billingPeriodId"))
     ctx.log.info("triggered %d period transitions", total)
     return {"periods": total}
