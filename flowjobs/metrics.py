@@ -50,11 +50,16 @@ class Collector:
 
         family = HistogramMetricFamily("flowjobs_attempt_duration_seconds", "Duration of finished attempts",
                                        labels=["task", "outcome"])
-        cases = ", ".join(f"sum(CASE WHEN a.duration_ms <= {b * 1000:g} THEN 1 ELSE 0 END)" for b in BUCKETS)
+        cases = ", ".join(f"sum(CASE WHEN d <= {b * 1000:g} THEN 1 ELSE 0 END)" for b in BUCKETS)
+        # A succeeded attempt is kept in its completed run row, not in flowjobs_attempts.
         rows = conn.execute(
-            f"SELECT r.task, a.outcome, count(*), coalesce(sum(a.duration_ms), 0), {cases} "
-            "FROM flowjobs_attempts a JOIN flowjobs_runs r ON r.id = a.run_id "
-            "WHERE a.duration_ms IS NOT NULL GROUP BY r.task, a.outcome ORDER BY 1, 2")
+            f"SELECT task, outcome, count(*), coalesce(sum(d), 0), {cases} FROM ("
+            "SELECT r.task AS task, a.outcome AS outcome, a.duration_ms AS d "
+            "FROM flowjobs_attempts a JOIN flowjobs_runs r ON r.id = a.run_id WHERE a.duration_ms IS NOT NULL "
+            "UNION ALL SELECT task, 'succeeded', finished_at - attempt_started_at FROM flowjobs_runs r "
+            "WHERE status = 'completed' AND attempt_started_at IS NOT NULL AND NOT EXISTS ("
+            "SELECT 1 FROM flowjobs_attempts a WHERE a.run_id = r.id AND a.number = r.attempt)"
+            ") AS t GROUP BY task, outcome ORDER BY 1, 2")
         for task, outcome, count, total_ms, *cumulative in rows:
             buckets = [(f"{b:g}", int(c)) for b, c in zip(BUCKETS, cumulative)] + [("+Inf", int(count))]
             family.add_metric([task, outcome], buckets, total_ms / 1000)

@@ -154,7 +154,10 @@ def test_max_jobs_stops_after_that_many_runs(make_runtime):
 def test_one_unwritable_outcome_does_not_lose_the_rest_of_its_batch(rt):
     from flowjobs.core.client import TriggerItem
 
-    poisoned, *others = rt.client.batch_trigger([TriggerItem("noop") for _ in range(5)])
+    # A failed attempt writes an attempt row (a succeeded one lives in its run row), so a
+    # failing run whose attempt-1 row already exists poisons the batch write.
+    poisoned, *others = rt.client.batch_trigger([TriggerItem("test-always-fail")]
+                                                + [TriggerItem("noop") for _ in range(4)])
     with rt.db.transaction() as conn:  # an attempt row that will collide with attempt 1
         conn.execute(rt.store._prepare(
             "INSERT INTO flowjobs_attempts (run_id, number, finished_at, outcome) VALUES (:id, 1, 0, 'x')"),

@@ -58,7 +58,10 @@ class Transaction:
         return self._ctx.trigger(task, payload, session=self, **options)
 
 
-@dataclass
+_EVENT_LOCK = threading.Lock()
+
+
+@dataclass(slots=True)
 class TaskContext:
     run_id: str
     task_id: str
@@ -69,10 +72,21 @@ class TaskContext:
     clock: Any
     worker_id: str = ""
     runtime: Any = None  # the composition root: tasks reach adapters (e.g. `ctx.runtime.billing`)
-    canceled: threading.Event = field(default_factory=threading.Event)
+    _canceled: threading.Event | None = field(default=None, repr=False)
 
-    def __post_init__(self):
-        self.log = RunLogger(self)
+    @property
+    def log(self) -> RunLogger:
+        return RunLogger(self)
+
+    @property
+    def canceled(self) -> threading.Event:
+        """Made on first use (most runs never look): the task and the worker's monitor may ask
+        at the same moment, so the first one makes it under a lock."""
+        if self._canceled is None:
+            with _EVENT_LOCK:
+                if self._canceled is None:
+                    self._canceled = threading.Event()
+        return self._canceled
 
     @property
     def is_last_attempt(self) -> bool:

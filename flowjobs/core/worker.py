@@ -87,6 +87,7 @@ class Worker:
         self.opt = options
         self.id = worker_id or make_worker_id()
         self.limits = runtime.registry.queue_limits()
+        self._tasks: dict[str, tuple] = {}
         self._inflight: dict[str, InFlight] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -94,16 +95,26 @@ class Worker:
         self._started = 0
         self._executing = 0  # claimed runs whose task has not returned (or been abandoned)
         self._next_rescue = 0.0
+        self._backlog = False  # the last claim filled every slot it asked for
         self._monitor_thread: threading.Thread | None = None
-        self._ready: queue.Queue = queue.Queue()  # claimed runs waiting for a pool thread
+        self._ready: queue.SimpleQueue = queue.SimpleQueue()  # claimed runs waiting for a pool thread
         self._retired: set[threading.Thread] = set()  # pool threads stuck in an abandoned task
-        self._outbox: queue.Queue = queue.Queue()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._want = 1  # free slots the claim loop waits for; fewer do not wake it
         self._wal_stamp = 0
         self.processed = 0  # attempts settled by this worker
 
     # -- main loop ---------------------------------------------------------------------
     def run(self) -> int:
         self._start_listener()
+        checkpointer = self.store.db.checkpoint_in_background()
+        try:
+            return self._run()
+        finally:
+            if checkpointer:
+                checkpointer.stop()
+
+    def _run(self) -> int:
         log.info("worker %s started: concurrency %d, queues %s", self.id, self.opt.concurrency,
                  ",".join(self.opt.queues))
         while not self._stopping.is_set():
@@ -135,10 +146,14 @@ class Worker:
         asked = self._free_slots()
         if asked <= 0:
             return [], 0
+        # A full claim last time means a backlog: skip the read that spares an idle SQLite
+        # worker the write lock.
         claimed = self.store.claim(self.id, asked, self.opt.queues, self.limits, now,
-                                   int(self.opt.lease * 1000))
+                                   int(self.opt.lease * 1000), check_due=not self._backlog)
+        self._backlog = len(claimed) == asked
+        started, clock = self.clock.now_ms(), time.monotonic()
         for run in claimed:
-            self._start(run)
+            self._start(run, started, clock)
         return claimed, asked
 
     def _sleep(self, seconds: float) -> None:
@@ -173,12 +188,16 @@ class Worker:
 
     def _wait_for_slots(self, wanted: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while self._free_slots() < wanted and not self._stopping.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._wake.wait(left)
-            self._wake.clear()
+        self._want = wanted
+        try:
+            while self._free_slots() < wanted and not self._stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._wake.wait(left)
+                self._wake.clear()
+        finally:
+            self._want = 1
 
     def _free_slots(self) -> int:
         """A slot frees when its task returns, not when its outcome is written: the next claim
@@ -228,14 +247,13 @@ class Worker:
                         len(left), ", ".join(left))
 
     # -- one run -----------------------------------------------------------------------
-    def _start(self, run: ClaimedRun) -> None:
-        task = self.rt.registry.get(run.task) if run.task in self.rt.registry else None
-        ctx = TaskContext(run_id=run.id, task_id=run.task, attempt=run.attempt,
-                          max_attempts=run.max_attempts, client=self.rt.client, store=self.store,
-                          clock=self.clock, worker_id=self.id, runtime=self.rt)
-        timeout = (task.timeout if task and task.timeout else None) or self.rt.settings.run.timeout
-        now = time.monotonic()
-        flight = InFlight(run, task, ctx, self.clock.now_ms(), now + timeout, now + self.opt.lease / 3)
+    def _start(self, run: ClaimedRun, now_ms: int | None = None, now: float | None = None) -> None:
+        task, timeout = self._task_info(run.task)
+        ctx = TaskContext(run.id, run.task, run.attempt, run.max_attempts, self.rt.client, self.store,
+                          self.clock, self.id, self.rt)
+        now = time.monotonic() if now is None else now
+        flight = InFlight(run, task, ctx, self.clock.now_ms() if now_ms is None else now_ms,
+                          now + timeout, now + self.opt.lease / 3)
         with self._lock:
             self._inflight[run.id] = flight
             self._started += 1
@@ -251,6 +269,15 @@ class Worker:
             self._settle(flight, Outcome("aborted", error=f"no task {run.task!r} is registered in this worker"))
             return
         self._ready.put(flight)
+
+    def _task_info(self, task_id: str):
+        """(task or None, attempt timeout in seconds), looked up once per task id."""
+        info = self._tasks.get(task_id)
+        if info is None:
+            task = self.rt.registry.get(task_id) if task_id in self.rt.registry else None
+            timeout = (task.timeout if task and task.timeout else None) or self.rt.settings.run.timeout
+            info = self._tasks[task_id] = (task, timeout)
+        return info
 
     @staticmethod
     def _spawn(target, name: str) -> threading.Thread:
@@ -299,14 +326,19 @@ class Worker:
             run, status=decision.status, outcome=decision.attempt_outcome, worker=self.id, now=now,
             started_at=flight.started_ms, result=outcome.result, error=outcome.error,
             traceback=outcome.traceback, retry_at=decision.retry_at)))
-        self._wake.set()  # the slot is free: claim again while the completer writes
+        self._nudge()  # the slot is free: claim again while the completer writes
 
     def _release(self, flights: list[InFlight]) -> None:
         with self._lock:
             for flight in flights:
                 self._inflight.pop(flight.run.id, None)
             self.processed += len(flights)
-        self._wake.set()
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake the claim loop once enough slots are free (each wake-up costs a thread switch)."""
+        if self._free_slots() >= self._want or not self._inflight:
+            self._wake.set()
 
     def _complete(self) -> None:
         """The completer: writes settled outcomes in batches, one transaction per batch."""

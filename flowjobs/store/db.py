@@ -7,6 +7,8 @@ PostgreSQL: psycopg 3 in autocommit mode; transactions are opened with `BEGIN`.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sqlite3
 import threading
@@ -16,6 +18,10 @@ from pathlib import Path
 from flowjobs.errors import DatabaseError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+WAL_CHECKPOINT_BYTES = 4 << 20  # about SQLite's own 1000-page auto-checkpoint point
+WAL_FORCE_BYTES = 64 << 20  # past this, checkpoint with writers held off, so the WAL cannot grow unbounded
+
+log = logging.getLogger("flowjobs.db")
 
 
 class Database:
@@ -39,6 +45,8 @@ class Database:
             raise DatabaseError(f"unsupported database URL: {url}")
         self._idle: list = []
         self._lock = threading.Lock()
+        self.autocheckpoint = True  # False: a Checkpointer thread checkpoints the WAL instead
+        self._writer = None  # SQLite: the connection write transactions use (under _write_lock)
         self.opened = 0  # connections opened so far (the pool keeps this bounded)
         # SQLite has one writer at a time. Threads of one process queue for it on a Python lock
         # (an instant hand-over) instead of in SQLite's busy handler, which sleeps 1-100 ms
@@ -51,7 +59,7 @@ class Database:
         self.opened += 1
         try:
             if self.dialect == "sqlite":
-                return _connect_sqlite(self.path)
+                return _connect_sqlite(self.path, self.autocheckpoint)
             return _connect_postgresql(self.conninfo)
         except DatabaseError:
             raise
@@ -80,11 +88,41 @@ class Database:
             idle, self._idle = self._idle, []
         for conn in idle:
             _close(conn)
+        with self._write_lock:
+            writer, self._writer = self._writer, None
+        _close(writer)
+
+    def checkpoint_in_background(self) -> "Checkpointer | None":
+        """SQLite: the connections of this process stop checkpointing the WAL as part of a
+        commit (a third of each commit's cost under load, paid while holding the write lock);
+        a background thread checkpoints instead. Returns it (stop it when done), or None on
+        PostgreSQL and in-memory databases."""
+        if self.dialect != "sqlite" or self.path == ":memory:":
+            return None
+        self.autocheckpoint = False
+        self.close()  # pooled connections were opened with auto-checkpoints on
+        return Checkpointer(self)
 
     # -- transactions ------------------------------------------------------------------
     @contextmanager
     def transaction(self, conn=None):
-        """A write transaction on `conn`, or on a pooled connection when none is given."""
+        """A write transaction on `conn`, or, when none is given, on this process's SQLite writer
+        connection (writes queue for it anyway, and one connection keeps its page cache warm:
+        a connection that sees another's commit rereads every page it needs) or a pooled
+        PostgreSQL connection."""
+        if conn is None and self.dialect == "sqlite":
+            with self._write_lock:
+                writer = self._writer or self.connect()
+                self._writer = None  # held by this transaction (a nested one would open another)
+                try:
+                    with self.transaction(writer) as tx:
+                        yield tx
+                finally:
+                    if writer.in_transaction:  # the rollback failed: the connection is suspect
+                        _close(writer)
+                    else:
+                        self._writer = writer
+            return
         if conn is None:
             with self.borrow() as pooled, self.transaction(pooled) as tx:
                 yield tx
@@ -110,7 +148,57 @@ class Database:
         return isinstance(exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure))
 
 
-def _connect_sqlite(path: str):
+class Checkpointer:
+    """Checkpoints an SQLite WAL from its own thread and connection once it passes
+    WAL_CHECKPOINT_BYTES. A WAL that nevertheless passes WAL_FORCE_BYTES (other processes
+    writing without pause) is checkpointed with this process's writers held off and
+    truncated. Processes without a Checkpointer keep SQLite's own auto-checkpoints."""
+
+    def __init__(self, db: Database, interval: float = 0.05):
+        self.db = db
+        self.interval = interval
+        self.wal = db.path + "-wal"
+        self._stop = threading.Event()
+        self._conn = None
+        self.thread = threading.Thread(target=self._loop, name="flowjobs-checkpoint", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.checkpoint()
+        self.checkpoint(always=True)
+        _close(self._conn)
+
+    def checkpoint(self, always: bool = False) -> None:
+        try:
+            size = os.stat(self.wal).st_size
+        except OSError:
+            return
+        if size < WAL_CHECKPOINT_BYTES and not always:
+            return
+        try:
+            self._conn = self._conn or _connect_sqlite(self.db.path, autocheckpoint=True)
+            if size >= WAL_FORCE_BYTES:
+                with self.db._write_lock:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                return
+            # Copy the bulk beside the writers, then the few frames they added meanwhile with
+            # them held off: a checkpoint that reaches the end lets the next writer rewind the
+            # WAL (one that never does leaves the WAL growing while writes go on).
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            with self.db._write_lock:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception as exc:  # a busy or vanished file: try again next round
+            log.debug("WAL checkpoint skipped: %s", exc)
+            _close(self._conn)
+            self._conn = None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=30)
+
+
+def _connect_sqlite(path: str, autocheckpoint: bool = True):
     if path != ":memory:":
         parent = Path(path).parent
         if not parent.is_dir():
@@ -119,6 +207,8 @@ def _connect_sqlite(path: str):
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
+    if not autocheckpoint:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
 
 
@@ -137,6 +227,8 @@ class _NoLock:
 
 
 def _close(conn) -> None:
+    if conn is None:
+        return
     try:
         conn.close()
     except Exception:

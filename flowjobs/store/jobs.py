@@ -15,6 +15,7 @@ from typing import Any
 
 from flowjobs.store.db import Database
 from flowjobs.store.queries import ATTEMPT_COLUMNS, RUN_COLUMNS, catalogue, finish_batch, insert_attempts, to_pyformat
+from flowjobs.store.queries import claim as claim_sql
 
 TERMINAL = ("completed", "failed", "canceled", "expired")
 INSERT_CHUNK = 500
@@ -149,11 +150,13 @@ class JobStore:
 
     # -- claim -------------------------------------------------------------------------
     def claim(self, worker: str, limit: int, queues: list[str], limits: dict[str, int],
-              now: int, lease_ms: int) -> list[ClaimedRun]:
-        """Claim up to `limit` due runs of `queues` ("*" = all), honouring per-queue limits."""
+              now: int, lease_ms: int, check_due: bool = True) -> list[ClaimedRun]:
+        """Claim up to `limit` due runs of `queues` ("*" = all), honouring per-queue limits.
+        On SQLite a cheap read first checks that anything is due, so that an idle worker does
+        not take the write lock (`check_due=False` skips it when a backlog is known)."""
         if limit <= 0:
             return []
-        if self.dialect == "sqlite" and not self._one(self.sql["any_due"], {"now": now}):
+        if self.dialect == "sqlite" and check_due and not self._one(self.sql["any_due"], {"now": now}):
             return []
         every = "*" in queues
         limited = [q for q in limits if every or q in queues]
@@ -165,14 +168,17 @@ class JobStore:
         return claimed
 
     def _claim_group(self, worker, limit, queues, every, skip, now, lease_ms, conn=None):
-        params = {"worker": worker, "limit": limit, "now": now, "lease_until": now + lease_ms,
-                  "all_queues": 1 if every else 0, "queues": self._list([q for q in queues if q != "*"]),
-                  "skip_queues": self._list(skip)}
+        params = {"worker": worker, "limit": limit, "now": now, "lease_until": now + lease_ms}
+        if not every:
+            params["queues"] = self._list([q for q in queues if q != "*"])
+        if skip:
+            params["skip_queues"] = self._list(skip)
+        sql = claim_sql(self.dialect, not every, bool(skip))
         if conn is not None:
-            rows = conn.execute(self.sql["claim"], params).fetchall()
+            rows = conn.execute(sql, params).fetchall()
         else:
             with self.db.transaction() as tx:
-                rows = tx.execute(self.sql["claim"], params).fetchall()
+                rows = tx.execute(sql, params).fetchall()
         return [ClaimedRun(*row) for row in rows]
 
     def _claim_limited(self, worker, limit, queue, queue_limit, now, lease_ms):
@@ -202,21 +208,33 @@ class JobStore:
         return self.finish_many([Finish(run, **fields)])[0]
 
     def finish_many(self, items: list["Finish"]) -> list[bool]:
-        """End many attempts in one transaction (the worker's batch completer); each is fenced."""
+        """End many attempts in one transaction (the worker's batch completer); each is fenced.
+
+        A succeeded attempt writes no attempt row: the completed run row already holds its
+        number, worker, start and end (`attempts()` shows it), as River and Oban keep only
+        errors beside the job. That is one write fewer for the common case."""
         if not items:
             return []
+        lean = [f for f in items if f.status in ("completed", "canceled")]
+        full = [f for f in items if f.status not in ("completed", "canceled")]
+        written: set[str] = set()
+        with self.db.transaction() as conn:
+            for group, is_lean in ((lean, True), (full, False)):
+                if group:
+                    written.update(self._finish_group(conn, group, is_lean))
+            self._insert_attempts(conn, [
+                (f.run.id, f.run.attempt, f.worker, f.started_at, f.now, f.outcome, f.error, f.traceback,
+                 None if f.started_at is None else f.now - f.started_at)
+                for f in items if f.run.id in written and f.outcome != "succeeded"])
+        return [f.run.id in written for f in items]
+
+    def _finish_group(self, conn, items: list["Finish"], lean: bool) -> set[str]:
         params: dict[str, Any] = {"now": items[0].now}
         for i, f in enumerate(items):
             params.update({f"id_{i}": f.run.id, f"epoch_{i}": f.run.lease_epoch, f"status_{i}": f.status,
                            f"result_{i}": f.result, f"error_{i}": f.error, f"run_at_{i}": f.retry_at,
                            f"finished_at_{i}": f.now if f.status in TERMINAL else None})
-        with self.db.transaction() as conn:
-            written = {row[0] for row in conn.execute(self._prepare(finish_batch(len(items))), params)}
-            self._insert_attempts(conn, [
-                (f.run.id, f.run.attempt, f.worker, f.started_at, f.now, f.outcome, f.error, f.traceback,
-                 None if f.started_at is None else f.now - f.started_at)
-                for f in items if f.run.id in written])
-        return [f.run.id in written for f in items]
+        return {row[0] for row in conn.execute(self._prepare(finish_batch(len(items), lean)), params)}
 
     def _insert_attempts(self, conn, rows: list[tuple]) -> None:
         if not rows:
@@ -316,7 +334,13 @@ class JobStore:
                            "LIMIT :limit OFFSET :offset", params)
 
     def attempts(self, run_id: str) -> list[dict]:
-        return self._dicts("SELECT * FROM flowjobs_attempts WHERE run_id = :id ORDER BY number", {"id": run_id})
+        """Every attempt, oldest first: the recorded rows, then a completed run's succeeded
+        attempt, which lives in the run row (see `finish_many`)."""
+        rows = self._dicts("SELECT * FROM flowjobs_attempts WHERE run_id = :id ORDER BY number", {"id": run_id})
+        run = self.get_run(run_id)
+        if run and run["status"] == "completed" and all(r["number"] != run["attempt"] for r in rows):
+            rows.append(succeeded_attempt(run))
+        return rows
 
     def logs(self, run_id: str) -> list[dict]:
         return self._dicts("SELECT attempt, at, level, message FROM flowjobs_logs WHERE run_id = :id "
@@ -338,6 +362,14 @@ class JobStore:
         with self.db.borrow() as conn:
             rows = conn.execute("SELECT status, count(*) FROM flowjobs_runs GROUP BY status").fetchall()
         return {status: count for status, count in rows}
+
+
+def succeeded_attempt(run: dict) -> dict:
+    """The attempt row a completed run stands for."""
+    started, finished = run["attempt_started_at"], run["finished_at"]
+    return {"run_id": run["id"], "number": run["attempt"], "worker": run["worker"], "started_at": started,
+            "finished_at": finished, "outcome": "succeeded", "error": None, "traceback": None,
+            "duration_ms": None if started is None or finished is None else finished - started}
 
 
 @lru_cache(maxsize=1024)

@@ -106,8 +106,7 @@ SQLITE = {
         WHERE id IN (
             SELECT id FROM flowjobs_runs INDEXED BY flowjobs_runs_claim
             WHERE status IN {PENDING} AND run_at <= :now
-              AND (:all_queues = 1 OR queue IN (SELECT value FROM json_each(:queues)))
-              AND queue NOT IN (SELECT value FROM json_each(:skip_queues))
+              /*queues*/ /*skip*/
             ORDER BY priority, run_at, id LIMIT :limit)
         RETURNING {_CLAIMED}""",
     # Expired leases: retry, fail (attempts used up) or cancel (requested); one statement.
@@ -126,8 +125,7 @@ POSTGRESQL = {
         WITH picked AS (
             SELECT id FROM flowjobs_runs
             WHERE status IN {PENDING} AND run_at <= :now
-              AND (:all_queues = 1 OR queue = ANY(:queues))
-              AND NOT (queue = ANY(:skip_queues))
+              /*queues*/ /*skip*/
             ORDER BY priority, run_at, id LIMIT :limit
             FOR UPDATE SKIP LOCKED)
         UPDATE flowjobs_runs r SET status = 'executing', attempt = r.attempt + 1,
@@ -162,18 +160,21 @@ def _rows(columns, count: int, cast: bool = False) -> str:
     return ", ".join("(" + ", ".join(value(n, k, i) for n, k in columns) + ")" for i in range(count))
 
 
-@lru_cache(maxsize=512)
-def finish_batch(count: int) -> str:
-    """End `count` attempts in one statement (completed / retrying / failed / canceled), each
-    row fenced by its epoch; RETURNING names the runs actually written."""
+@lru_cache(maxsize=1024)
+def finish_batch(count: int, lean: bool = False) -> str:
+    """End `count` attempts in one statement, each row fenced by its epoch; RETURNING names the
+    runs actually written. `lean` is for runs that end `completed` or `canceled`: it leaves
+    run_at, worker and dedup_key alone, so SQLite need not touch the indexes on them (it
+    updates an index whenever a column of it is assigned, even to the same value)."""
     names = ", ".join(n for n, _ in _FINISH_COLUMNS)
+    rescheduling = "" if lean else """
+            run_at = COALESCE(v.run_at, flowjobs_runs.run_at),
+            worker = CASE WHEN v.status = 'retrying' THEN NULL ELSE flowjobs_runs.worker END,
+            dedup_key = CASE WHEN v.status = 'failed' THEN NULL ELSE flowjobs_runs.dedup_key END,"""
     return f"""
         WITH v({names}) AS (VALUES {_rows(_FINISH_COLUMNS, count, cast=True)})
-        UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,
-            run_at = COALESCE(v.run_at, flowjobs_runs.run_at), finished_at = v.finished_at,
-            updated_at = :now, lease_expires_at = NULL,
-            worker = CASE WHEN v.status = 'retrying' THEN NULL ELSE flowjobs_runs.worker END,
-            dedup_key = CASE WHEN v.status = 'failed' THEN NULL ELSE flowjobs_runs.dedup_key END
+        UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,{rescheduling}
+            finished_at = v.finished_at, updated_at = :now, lease_expires_at = NULL
         FROM v
         WHERE flowjobs_runs.id = v.id AND flowjobs_runs.lease_epoch = v.epoch
           AND flowjobs_runs.status = 'executing'
@@ -192,6 +193,24 @@ _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 def to_pyformat(sql: str) -> str:
     return _PARAM.sub(r"%(\1)s", sql)
+
+
+_QUEUE_FILTERS = {
+    "sqlite": ("AND queue IN (SELECT value FROM json_each(:queues))",
+               "AND queue NOT IN (SELECT value FROM json_each(:skip_queues))"),
+    "postgresql": ("AND queue = ANY(:queues)", "AND NOT (queue = ANY(:skip_queues))"),
+}
+
+
+@lru_cache(maxsize=8)
+def claim(dialect: str, some_queues: bool, skip_queues: bool) -> str:
+    """The claim statement, filtered to :queues and/or away from :skip_queues only when asked
+    (an unused filter still costs a json_each scan per claim on SQLite)."""
+    wanted, skipped = _QUEUE_FILTERS[dialect]
+    if dialect == "postgresql":
+        wanted, skipped = to_pyformat(wanted), to_pyformat(skipped)
+    sql = catalogue(dialect)["claim"]
+    return sql.replace("/*queues*/", wanted if some_queues else "").replace("/*skip*/", skipped if skip_queues else "")
 
 
 def catalogue(dialect: str) -> dict[str, str | None]:
