@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Optional
 
 import typer
@@ -141,9 +140,10 @@ def run_scheduler(ctx: typer.Context):
     """Run only the scheduler loop (and the pruner) until SIGTERM/SIGINT; no tasks are executed."""
     from flowjobs.core.duties import standard_duties
 
+    from flowjobs.cli.signals import on_signals
+
     duties = standard_duties(ctx.obj.runtime())
-    signal.signal(signal.SIGTERM, lambda *_: duties.stop())
-    signal.signal(signal.SIGINT, lambda *_: duties.stop())
+    on_signals(lambda _signum: duties.stop())
     duties.run()
 
 

@@ -54,9 +54,11 @@ def run_worker(
 
 
 def _install_signals(worker) -> None:
+    from flowjobs.cli.signals import on_signals
+
     received = []
 
-    def handler(signum, _frame):
+    def handler(signum):
         received.append(signum)
         name = signal.Signals(signum).name
         if len(received) > 1:
@@ -66,8 +68,7 @@ def _install_signals(worker) -> None:
                     "then exiting; send it again to stop at once\n".encode())
         worker.stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    on_signals(handler)
 
 
 def _supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler) -> int:

@@ -2,9 +2,11 @@
 leases alive, and writes each outcome exactly once.
 
 Pieces (each small, each testable through `run_once`):
-- claim loop (main thread): rescue expired leases every `rescue_interval`, claim up to the
-  free slots in one statement, hand them to the task threads, then sleep until a slot frees, a
-  PostgreSQL NOTIFY arrives, or `poll_interval` passes.
+- the loop (main thread), one turn at a time: rescue expired leases every `rescue_interval`;
+  then, in one write transaction, record the outcomes settled since the last turn and claim
+  up to the free slots; hand the claimed runs to the task threads; then sleep until enough
+  slots free, a PostgreSQL NOTIFY arrives, or `poll_interval` passes. One transaction per
+  turn, not one to claim and one to record: on SQLite the single write lock is the limit.
 - task threads: a pool of `concurrency` long-lived threads takes claimed runs from an
   in-memory queue (starting a thread per run cost more than the run itself).
 - monitor thread: renews leases every lease/3 (fenced by epoch), notices cancel requests,
@@ -12,11 +14,10 @@ Pieces (each small, each testable through `run_once`):
   (its slot freed, its late result discarded, a fresh pool thread spawned in its place): no
   task can wedge the worker.
 - settle: the single place an attempt ends. Guarded so that a task finishing and the monitor
-  timing it out cannot both write. Settled outcomes go to the completer thread, which writes
-  them in batches (one statement for up to 200 runs, each row still fenced by its epoch); a
-  slot frees as soon as its task returns, so claims overlap writes, but at most one batch of
-  outcomes may wait unwritten, and shutdown waits until all are written; the write is retried (tenacity) on transient database errors so an
-  outcome is not lost to a busy SQLite file or a dropped connection.
+  timing it out cannot both write. The slot frees at once; the outcome waits in memory for the
+  next turn (which it wakes), each row still fenced by its epoch when written. Shutdown
+  writes every outcome before it exits; the write is retried (tenacity) on transient database
+  errors so an outcome is not lost to a busy SQLite file or a dropped connection.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from flowjobs.core.context import TaskContext
 from flowjobs.core.executor import Outcome, decide, perform
 from flowjobs.store.jobs import ClaimedRun, Finish
 
-COMPLETER_BATCH = 200
+MAX_BATCH = 500  # outcomes written in one statement at most
 WAL_CHECK = 0.02  # seconds between looks at the SQLite WAL file's modification time
 IDLE_MAX = 1.0  # seconds an idle PostgreSQL worker sleeps between looks (NOTIFY wakes it sooner)
 
@@ -136,21 +137,22 @@ class Worker:
         return 0
 
     def run_once(self) -> tuple[list[ClaimedRun], int]:
-        """Rescue if due, then claim into free slots and start them. Returns (claimed, asked)."""
+        """One turn: rescue if due; write the outcomes settled since the last turn and claim
+        into the free slots, in one transaction; start what was claimed. Returns (claimed, asked)."""
         now = self.clock.now_ms()
         if time.monotonic() >= self._next_rescue:
             self._next_rescue = time.monotonic() + self.opt.rescue_interval
             for r in self.store.rescue(now):
                 log.warning("run %s: lease of worker %s expired; attempt %d recorded as crashed",
                             r.id, r.worker, r.attempt)
-        asked = self._free_slots()
-        if asked <= 0:
+        batch = self._take_outcomes()
+        asked = max(self._free_slots(), 0)
+        if not batch and not asked:
             return [], 0
-        # A full claim last time means a backlog: skip the read that spares an idle SQLite
+        claimed = self._write(batch, asked, now)
+        # A full claim means a backlog: next turn skips the read that spares an idle SQLite
         # worker the write lock.
-        claimed = self.store.claim(self.id, asked, self.opt.queues, self.limits, now,
-                                   int(self.opt.lease * 1000), check_due=not self._backlog)
-        self._backlog = len(claimed) == asked
+        self._backlog = bool(asked) and len(claimed) == asked
         started, clock = self.clock.now_ms(), time.monotonic()
         for run in claimed:
             self._start(run, started, clock)
@@ -200,11 +202,10 @@ class Worker:
             self._want = 1
 
     def _free_slots(self) -> int:
-        """A slot frees when its task returns, not when its outcome is written: the next claim
-        overlaps the completer's write. Outcomes waiting to be written are capped at one batch."""
+        """A slot frees when its task returns; its outcome is written in the next turn, in the
+        same transaction as the claim that refills it."""
         with self._lock:
-            waiting = len(self._inflight) - self._executing
-            free = min(self.opt.concurrency - self._executing, COMPLETER_BATCH - waiting)
+            free = self.opt.concurrency - self._executing
         if self.opt.max_jobs is not None:
             free = min(free, self.opt.max_jobs - self._started)
         return free
@@ -220,6 +221,7 @@ class Worker:
         """Block until no run is executing here (for tests driving `run_once`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self._flush()
             with self._lock:
                 if not self._inflight:
                     return True
@@ -235,6 +237,7 @@ class Worker:
     def _drain(self) -> None:
         deadline = time.monotonic() + self.opt.shutdown_timeout
         while time.monotonic() < deadline:
+            self._flush()
             with self._lock:
                 if not self._inflight:
                     return
@@ -262,7 +265,6 @@ class Worker:
             if first:
                 self._monitor_thread = self._spawn(self._monitor, "flowjobs-monitor")
         if first:
-            self._spawn(self._complete, "flowjobs-completer")
             for _ in range(self.opt.concurrency):
                 self._spawn(self._execute, "flowjobs-task")
         if task is None:
@@ -302,7 +304,7 @@ class Worker:
             self._retired.discard(me)
 
     def _settle(self, flight: InFlight, outcome: Outcome, write: bool = True) -> None:
-        """End an attempt once: hand its outcome to the completer (or drop it: lease lost)."""
+        """End an attempt once: queue its outcome for the next turn (or drop it: lease lost)."""
         with self._lock:
             if flight.settled:
                 return
@@ -326,7 +328,7 @@ class Worker:
             run, status=decision.status, outcome=decision.attempt_outcome, worker=self.id, now=now,
             started_at=flight.started_ms, result=outcome.result, error=outcome.error,
             traceback=outcome.traceback, retry_at=decision.retry_at)))
-        self._nudge()  # the slot is free: claim again while the completer writes
+        self._nudge()  # the slot is free: the next turn writes this outcome and refills it
 
     def _release(self, flights: list[InFlight]) -> None:
         with self._lock:
@@ -340,41 +342,63 @@ class Worker:
         if self._free_slots() >= self._want or not self._inflight:
             self._wake.set()
 
-    def _complete(self) -> None:
-        """The completer: writes settled outcomes in batches, one transaction per batch."""
-        while True:
-            batch = [self._outbox.get()]
-            while len(batch) < COMPLETER_BATCH:
-                try:
-                    batch.append(self._outbox.get_nowait())
-                except queue.Empty:
-                    break
-            written = self._write([item[3] for item in batch])
-            for (flight, outcome, decision, _), ok in zip(batch, written):
-                run = flight.run
-                fields = {"run_id": run.id, "task": run.task, "attempt": run.attempt, "worker": self.id}
-                if not ok:
-                    log.warning("run %s: lease lost before attempt %d finished; its outcome is discarded",
-                                run.id, run.attempt, extra=fields)
-                elif decision.status != "completed":
-                    log.warning("run %s (%s) attempt %d %s: %s -> %s", run.id, run.task, run.attempt,
-                                decision.attempt_outcome, outcome.error, decision.status, extra=fields)
-            self._release([item[0] for item in batch])
+    def _take_outcomes(self) -> list:
+        batch = []
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._outbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
-    def _write(self, finishes: list[Finish]) -> list[bool]:
-        """One batch write (retried on transient errors); if the batch fails otherwise, each
-        outcome alone, so one bad row cannot lose the others. An outcome that cannot be
+    def _flush(self) -> None:
+        """Write settled outcomes without claiming (while draining, or for `wait_idle`)."""
+        batch = self._take_outcomes()
+        if batch:
+            self._write(batch, 0, self.clock.now_ms())
+
+    def _write(self, batch: list, asked: int, now: int) -> list[ClaimedRun]:
+        """Write `batch` and claim up to `asked` runs in one transaction (retried on transient
+        errors). If that fails otherwise, each outcome is written alone, so that one bad row
+        cannot lose the others, and the claim is made on its own. An outcome that cannot be
         written is left to the rescuer (its lease expires)."""
+        finishes = [item[3] for item in batch]
+        lease_ms = int(self.opt.lease * 1000)
         try:
             for attempt in self._db_retrying():
                 with attempt:
-                    return self.store.finish_many(finishes)
+                    written, claimed = self.store.finish_and_claim(
+                        finishes, self.id, asked, self.opt.queues, self.limits, now, lease_ms,
+                        check_due=not self._backlog)
+        except Exception:
+            if not batch:
+                raise
+            written = [self._write_alone(f) for f in finishes]
+            claimed = self.store.claim(self.id, asked, self.opt.queues, self.limits, now, lease_ms) if asked else []
+        self._settled(batch, written)
+        return claimed
+
+    def _write_alone(self, finish: Finish) -> bool:
+        try:
+            for attempt in self._db_retrying():
+                with attempt:
+                    return self.store.finish_many([finish])[0]
         except Exception as exc:
-            if len(finishes) > 1:
-                return [self._write([f])[0] for f in finishes]
             log.error("run %s: could not record attempt %d (%s); the rescuer will retry it",
-                      finishes[0].run.id, finishes[0].run.attempt, exc)
-            return [True]
+                      finish.run.id, finish.run.attempt, exc)
+            return True
+
+    def _settled(self, batch: list, written: list[bool]) -> None:
+        for (flight, outcome, decision, _), ok in zip(batch, written):
+            run = flight.run
+            fields = {"run_id": run.id, "task": run.task, "attempt": run.attempt, "worker": self.id}
+            if not ok:
+                log.warning("run %s: lease lost before attempt %d finished; its outcome is discarded",
+                            run.id, run.attempt, extra=fields)
+            elif decision.status != "completed":
+                log.warning("run %s (%s) attempt %d %s: %s -> %s", run.id, run.task, run.attempt,
+                            decision.attempt_outcome, outcome.error, decision.status, extra=fields)
+        self._release([item[0] for item in batch])
 
     def _db_retrying(self):
         return tenacity.Retrying(  # a failed connection is dropped by the pool; the retry takes a new one
