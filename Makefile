@@ -14,6 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	@# compat: a plain path in a .pth file; the other modes add an import hook (~25 ms per start)
 	$(VENV)/bin/pip install -q -e ".[test]" --config-settings editable_mode=compat
+	$(VENV)/bin/python -m compileall -q flowjobs  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	touch $@
 
 install: $(VENV)/.installed ## Create the virtualenv and install flowjobs with its test tools

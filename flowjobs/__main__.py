@@ -1,4 +1,4 @@
-from flowjobs.cli.app import main
+from flowjobs.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -7,13 +7,12 @@ failure; 2 bad input (configuration, arguments, payload, idempotency-key reuse);
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Optional
 
 import typer
 
-from flowjobs.errors import ConfigError, ExitStatus, FlowjobsError
+from flowjobs.cli.main import LOG_FORMATS, guarded, log_level_number, setup
 
 app = typer.Typer(
     name="flowjobs",
@@ -26,21 +25,6 @@ app = typer.Typer(
     # of rich/markdown imports).
     rich_markup_mode="rich" if sys.stdout.isatty() else None,
 )
-
-
-class State:
-    def __init__(self, config: str | None, log_level: str):
-        self.config = config
-        self.log_level = log_level
-        self._runtime = None
-
-    def runtime(self):
-        if self._runtime is None:
-            from flowjobs.config import load_settings
-            from flowjobs.runtime import Runtime
-
-            self._runtime = Runtime(load_settings(self.config))
-        return self._runtime
 
 
 def _print_version(value: bool) -> None:
@@ -62,18 +46,11 @@ def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
                                  callback=_print_version),
 ):
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
+    if log_level_number(log_level) is None:
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
-    if log_format not in ("auto", "text", "json"):
+    if log_format not in LOG_FORMATS:
         raise typer.BadParameter("must be text, json or auto", param_hint="--log-format")
-    from flowjobs.logs import configure
-
-    configure(level, log_format)
-    if level > logging.DEBUG:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        logging.getLogger("stripe").setLevel(logging.WARNING)  # one INFO line per request otherwise
-    ctx.obj = State(config, log_level)
+    ctx.obj = setup(config, log_level, log_format)
 
 
 def _register() -> None:
@@ -98,21 +75,5 @@ _register()
 
 
 def main() -> None:
-    try:
-        app()
-    except ConfigError as exc:
-        sys.stderr.write(f"error: invalid {exc.source}:\n")
-        for problem in exc.problems:
-            sys.stderr.write(f"  {problem}\n")
-        sys.exit(int(exc.exit_status))
-    except FlowjobsError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(int(exc.exit_status))
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except Exception as exc:  # a bug: say so in one line, never a traceback
-        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc} "
-                         "(run with --log-level debug and report it)\n")
-        logging.getLogger("flowjobs").debug("unexpected error", exc_info=True)
-        sys.exit(int(ExitStatus.FAILURE))
+    """The typer application alone (`flowjobs.cli.main.main` is the entry point)."""
+    guarded(app)

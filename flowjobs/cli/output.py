@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from flowjobs.errors import ExitStatus
+
+if TYPE_CHECKING:
+    import typer
 
 
 def parse_option(value, parse, option: str):
@@ -32,8 +33,10 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=None if not is_tty() else 2, default=str) + "\n")
 
 
-def error(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> typer.Exit:
+def error(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> "typer.Exit":
     """Print `error: message` on stderr; return the Exit to raise."""
+    import typer
+
     sys.stderr.write(f"error: {message}\n")
     return typer.Exit(int(status))
 

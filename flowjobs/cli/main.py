@@ -1,0 +1,154 @@
+"""The `flowjobs` entry point, without typer.
+
+`flowjobs trigger …` with a plain, well-formed command line runs straight away (typer, its
+click core and every other command's module cost ~100 ms of start-up that scripts and cron
+jobs pay at every call); everything else, including help and every mistake, goes to the typer
+application in `flowjobs.cli.app`. Errors become one line on stderr and a documented exit
+status here, for both paths: never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from flowjobs.errors import ConfigError, ExitStatus, FlowjobsError
+
+LOG_FORMATS = ("auto", "text", "json")
+_GLOBAL_OPTIONS = {"--config": "config", "-c": "config", "--log-level": "log_level", "--log-format": "log_format"}
+
+
+class State:
+    """What the root options decide, shared by every command: the configuration file (read
+    when a command first needs the runtime) and the log level."""
+
+    def __init__(self, config: str | None, log_level: str, log_format: str = "auto"):
+        self.config = config
+        self.log_level = log_level
+        self.log_format = log_format
+        self._runtime = None
+
+    def runtime(self):
+        if self._runtime is None:
+            from flowjobs.config import load_settings
+            from flowjobs.runtime import Runtime
+
+            self._runtime = Runtime(load_settings(self.config))
+        return self._runtime
+
+
+def log_level_number(name: str) -> int | None:
+    level = getattr(logging, name.upper(), None)
+    return level if isinstance(level, int) and name.lower() in ("debug", "info", "warning", "error") else None
+
+
+def setup(config: str | None, log_level: str, log_format: str) -> State:
+    """Configure logging for the process; the State every command receives."""
+    from flowjobs.logs import configure
+
+    level = log_level_number(log_level)
+    configure(level, log_format)
+    if level > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("stripe").setLevel(logging.WARNING)  # one INFO line per request otherwise
+    return State(config, log_level, log_format)
+
+
+def parse_root(argv: list[str]) -> tuple[dict, list[str]] | None:
+    """The root options before the command, as the typer app reads them, and the rest; None
+    when they are not plainly well formed (the typer app then reads them)."""
+    root = {"config": os.environ.get("FLOWJOBS_CONFIG") or None, "log_level": "info", "log_format": "auto"}
+    rest = list(argv)
+    while rest and rest[0].startswith("-"):
+        name, eq, value = rest.pop(0).partition("=")
+        if name not in _GLOBAL_OPTIONS or (eq and not name.startswith("--")):
+            return None
+        if not eq:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if value.startswith("-") and value != "-":
+            return None
+        root[_GLOBAL_OPTIONS[name]] = value
+    if log_level_number(root["log_level"]) is None or root["log_format"] not in LOG_FORMATS:
+        return None
+    return root, rest
+
+
+def fast_trigger(argv: list[str]) -> int | None:
+    """Run `flowjobs [root options] trigger …` without typer; None when it is not that."""
+    parsed = parse_root(argv)
+    if parsed is None or not parsed[1] or parsed[1][0] != "trigger":
+        return None
+    from flowjobs.cli.triggering import parse_argv, run_trigger
+
+    params = parse_argv(parsed[1][1:])
+    if params is None:
+        return None
+    return run_trigger(setup(**parsed[0]), **params)
+
+
+def guarded(command) -> None:
+    """Run `command()` and exit with its status; errors are one line on stderr."""
+    try:
+        code = command()
+    except ConfigError as exc:
+        sys.stderr.write(f"error: invalid {exc.source}:\n")
+        for problem in exc.problems:
+            sys.stderr.write(f"  {problem}\n")
+        sys.exit(int(exc.exit_status))
+    except FlowjobsError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(int(exc.exit_status))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line, never a traceback
+        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc} "
+                         "(run with --log-level debug and report it)\n")
+        logging.getLogger("flowjobs").debug("unexpected error", exc_info=True)
+        sys.exit(int(ExitStatus.FAILURE))
+    if code:
+        sys.exit(code)
+
+
+def _typer_app() -> None:
+    from flowjobs.cli.app import app
+
+    app()
+
+
+def main() -> None:
+    fast = []
+
+    def command():
+        code = fast_trigger(sys.argv[1:])
+        if code is None:
+            return _typer_app()
+        fast.append(code)
+        return code
+
+    try:
+        guarded(command)
+    except SystemExit as exc:
+        if not fast:
+            raise
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:
+        code = 0
+    if fast:
+        _quick_exit(code)
+
+
+def _quick_exit(code: int) -> None:
+    """Leave without tearing the interpreter down (~50 ms of freeing modules and objects):
+    the run is committed, output is flushed here, and SQLite's WAL is left as after any exit
+    (the next connection reads it). Only `trigger`'s fast path ends this way."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -1,0 +1,163 @@
+"""What `flowjobs trigger` does, without typer: create one run, optionally wait for it to end.
+
+Shortcuts name a billing object instead of a task and payload:
+`flowjobs trigger billing-run BILLING_RUN_ID` triggers `attempt-billing-run` for it, keyed
+`attempt-billing-run:<id>` like every other path to that billing run.
+
+`flowjobs trigger` is what cron jobs and scripts call most, so it starts without typer
+(`flowjobs.cli.main`): `parse_argv` reads a well-formed command line itself and hands
+anything else (help, mistakes, unusual forms) to the typer command, which says what is wrong.
+A test checks that both read every accepted form the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from flowjobs.cli import output
+from flowjobs.errors import BadInput, ExitStatus
+
+TERMINAL = ("completed", "failed", "canceled", "expired")
+
+
+def _read_payload(payload: str | None, payload_file: Path | None):
+    if payload is not None and payload_file is not None:
+        raise BadInput("give --payload or --payload-file, not both")
+    if payload_file is not None:
+        try:
+            payload = payload_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"--payload-file: cannot read {payload_file}: {exc.strerror}") from None
+    if payload is None:
+        return {}
+    try:
+        return json.loads(payload)
+    except ValueError as exc:
+        raise BadInput(f"payload is not valid JSON: {exc}") from None
+
+
+def _duration(value: str | None, option: str) -> float | None:
+    from flowjobs.durations import parse_duration
+
+    return output.parse_option(value, parse_duration, option)
+
+
+def wait_for(store, run_id: str, timeout: float | None) -> str | None:
+    """Poll until the run ends; returns its status, or None on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        status = store.run_status(run_id)
+        if status in TERMINAL:
+            return status
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
+
+
+SHORTCUTS = {"billing-run": ("attempt-billing-run", "billingRunId")}
+
+
+def _shortcut(rt, name: str, object_id: str | None, payload: dict, key: str | None):
+    """(task, payload, idempotency key) for `trigger billing-run ID`; refuses what cannot run."""
+    from flowjobs.billing.views import billing_run_status
+
+    task, field = SHORTCUTS[name]
+    if not object_id:
+        raise BadInput(f"`trigger {name}` needs the id, e.g. flowjobs trigger {name} billing_run_…")
+    if payload:
+        raise BadInput(f"`trigger {name} ID` takes no --payload")
+    status = billing_run_status(rt.billing, object_id)
+    if status != "scheduled":
+        raise BadInput(f"billing run {object_id} is {status}; only scheduled billing runs are executed")
+    return task, {field: object_id}, key or f"{task}:{object_id}"
+
+
+def run_trigger(state, task_id: str, object_id: str | None = None, payload: str | None = None,
+                payload_file: Path | None = None, idempotency_key: str | None = None,
+                idempotency_key_ttl: str | None = None, delay: str | None = None, priority: int = 0,
+                queue: str | None = None, wait: bool = False, timeout: str | None = None,
+                as_json: bool = False) -> int:
+    """Trigger a run of `task_id`, print its id; the exit status."""
+    body = _read_payload(payload, payload_file)
+    ttl = _duration(idempotency_key_ttl, "--idempotency-key-ttl")
+    delay_s = _duration(delay, "--delay")
+    wait_s = _duration(timeout, "--timeout")
+    if timeout is not None and not wait:
+        raise BadInput("--timeout only makes sense with --wait")
+    rt = state.runtime()
+    if task_id in SHORTCUTS:
+        task_id, body, idempotency_key = _shortcut(rt, task_id, object_id, body, idempotency_key)
+    elif object_id is not None:
+        raise BadInput(f"unexpected argument {object_id!r}: task payloads go in --payload")
+    result = rt.trigger(task_id, body, idempotency_key=idempotency_key, idempotency_key_ttl=ttl,
+                        delay=delay_s, priority=priority, queue=queue)
+    status = result.status
+    if wait:
+        status = wait_for(rt.store, result.id, wait_s)
+    if as_json:
+        output.emit_json({"id": result.id, "task": result.task, "status": status or "executing",
+                          "deduplicated": result.deduplicated})
+    else:
+        sys.stdout.write(result.id + "\n")
+        if result.deduplicated:
+            output.note(f"deduplicated: run {result.id} already holds this idempotency key")
+    if wait and status is None:
+        output.note(f"gave up waiting for {result.id} after {timeout}")
+        return int(ExitStatus.WAIT_TIMEOUT)
+    if wait and status != "completed":
+        output.note(f"run {result.id} ended {status}")
+        return int(ExitStatus.FAILURE)
+    return 0
+
+
+# -- the command line without typer ------------------------------------------------------
+_VALUE_OPTIONS = {"--payload": "payload", "-p": "payload", "--payload-file": "payload_file",
+                  "--idempotency-key": "idempotency_key", "--idempotency-key-ttl": "idempotency_key_ttl",
+                  "--delay": "delay", "--priority": "priority", "--queue": "queue", "--timeout": "timeout"}
+_FLAGS = {"--wait": "wait", "--json": "as_json"}
+
+
+def parse_argv(args: list[str]) -> dict | None:
+    """The arguments after `trigger`, read as the typer command reads them, as run_trigger's
+    keyword arguments; None for anything but a plain well-formed command line (the typer
+    command then reads it and reports what is wrong)."""
+    params: dict = {}
+    positionals: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            positionals += rest
+            break
+        if not arg.startswith("-") or arg == "-":
+            positionals.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if name in _FLAGS and not eq:
+            params[_FLAGS[name]] = True
+            continue
+        if name not in _VALUE_OPTIONS or (eq and not name.startswith("--")):
+            return None
+        if not eq:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if value.startswith("-") and value != "-":
+            return None
+        params[_VALUE_OPTIONS[name]] = value
+    if not 1 <= len(positionals) <= 2:
+        return None
+    if "priority" in params:
+        if not params["priority"].isdigit():
+            return None
+        params["priority"] = int(params["priority"])
+    if "payload_file" in params:
+        params["payload_file"] = Path(params["payload_file"])
+    params["task_id"] = positionals[0]
+    params["object_id"] = positionals[1] if len(positionals) > 1 else None
+    return params
