@@ -165,3 +165,22 @@ def test_one_unwritable_outcome_does_not_lose_the_rest_of_its_batch(rt):
     step(worker(rt))
     assert [rt.store.get_run(r.id)["status"] for r in others] == ["completed"] * 4
     assert rt.store.get_run(poisoned.id)["status"] == "executing"  # left to the rescuer
+
+
+def test_an_idle_worker_sleeps_instead_of_spinning(rt):
+    # Nothing to run: each turn finds nothing and the loop should sleep until a run is due,
+    # a wake-up or its idle limit. (A turn that nudged its own wake-up once spun a core.)
+    w = worker(rt)
+    turns = []
+    original = w.run_once
+    w.run_once = lambda: turns.append(1) or original()
+    thread = threading.Thread(target=w.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and len(turns) < 1000:
+            time.sleep(0.05)
+    finally:
+        w.stop()
+        thread.join(10)
+    assert 1 <= len(turns) < 50

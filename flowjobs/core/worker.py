@@ -331,6 +331,8 @@ class Worker:
         self._nudge()  # the slot is free: the next turn writes this outcome and refills it
 
     def _release(self, flights: list[InFlight]) -> None:
+        if not flights:
+            return  # nothing changed: a wake-up now would spin an idle worker
         with self._lock:
             for flight in flights:
                 self._inflight.pop(flight.run.id, None)

@@ -154,7 +154,7 @@ class Checkpointer:
     writing without pause) is checkpointed with this process's writers held off and
     truncated. Processes without a Checkpointer keep SQLite's own auto-checkpoints."""
 
-    def __init__(self, db: Database, interval: float = 0.05):
+    def __init__(self, db: Database, interval: float = 0.1):
         self.db = db
         self.interval = interval
         self.wal = db.path + "-wal"
