@@ -96,3 +96,30 @@ def test_help_and_mistakes_still_come_from_typer(tmp_path):
     wrong = flowjobs("trigger", "noop", "--priority", "high", env=env)
     assert wrong.returncode == 2 and "'high' is not a valid int" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+
+
+def _imported_task_modules(db_url: str, script: str) -> list[str]:
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom flowjobs.config import Settings\nfrom flowjobs.runtime import Runtime\n"
+            f"rt = Runtime(Settings.model_validate({{'database': {{'url': {db_url!r}}}}}))\n{script}\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('flowjobs.tasks.'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_triggering_a_builtin_task_imports_only_its_module(tmp_path):
+    url = f"sqlite:///{tmp_path}/lazy.db"
+    assert _imported_task_modules(url, "rt.trigger('noop')") == ["flowjobs.tasks.noop"]
+    alert = _imported_task_modules(url, "rt.trigger('send-alert', {'kind': 'x', 'subject': 's', 'text': 't'})")
+    assert alert == ["flowjobs.tasks.send_alert"]
+    # a task whose module is not named after it: every built-in module is loaded to find it
+    everything = _imported_task_modules(url, "rt.trigger('stripe-charge-failed', {'inboxId': '1'})")
+    assert {"flowjobs.tasks.webhook_events", "flowjobs.tasks.notifications"} <= set(everything)
+    # a worker (or anything asking for the whole registry) still sees every task
+    from flowjobs.tasks import BUILTIN_MODULES
+
+    assert set(BUILTIN_MODULES) <= set(_imported_task_modules(url, "rt.registry"))

@@ -54,6 +54,8 @@ class Task:
 class Registry:
     def __init__(self):
         self._tasks: dict[str, Task] = {}
+        # Called with a task id that is not registered (yet): imports what declares it.
+        self.loader: Callable[[str], None] | None = None
 
     def add(self, task: Task) -> Task:
         existing = self._tasks.get(task.id)
@@ -64,11 +66,14 @@ class Registry:
         return task
 
     def get(self, task_id: str) -> Task:
-        try:
-            return self._tasks[task_id]
-        except KeyError:
+        task = self._tasks.get(task_id)
+        if task is None and self.loader is not None:
+            self.loader(task_id)  # import what declares it (everything, when that is unclear)
+            task = self._tasks.get(task_id)
+        if task is None:
             known = ", ".join(sorted(self._tasks)) or "none"
-            raise UnknownTask(f"unknown task {task_id!r} (known tasks: {known})") from None
+            raise UnknownTask(f"unknown task {task_id!r} (known tasks: {known})")
+        return task
 
     def __contains__(self, task_id: str) -> bool:
         return task_id in self._tasks

@@ -3,6 +3,9 @@
 BUILTIN_MODULES is the explicit list of modules whose tasks are registered.
 """
 
+from __future__ import annotations
+
+
 BUILTIN_MODULES = [
     "flowjobs.tasks.hello_world",
     "flowjobs.tasks.noop",
@@ -20,3 +23,15 @@ BUILTIN_MODULES = [
     "flowjobs.tasks.webhook_events",
     "flowjobs.tasks.send_alert",
 ]
+
+
+def load_builtin_for(task_id: str) -> None:
+    """Import the built-in module that declares `task_id`: the module named after it when
+    there is one (`noop` -> flowjobs.tasks.noop), otherwise all of them."""
+    from flowjobs.core.registry import load_modules, registry
+
+    module = "flowjobs.tasks." + task_id.replace("-", "_")
+    if module in BUILTIN_MODULES:
+        load_modules([module])
+    if task_id not in registry:
+        load_modules(BUILTIN_MODULES)
