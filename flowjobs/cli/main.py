@@ -55,22 +55,31 @@ def setup(config: str | None, log_level: str, log_format: str) -> State:
     return State(config, log_level, log_format)
 
 
+def take_option(arg: str, rest: list[str], options: dict[str, str]) -> tuple[str, str] | None:
+    """`--name value`, `--name=value` or `-n value` as (its key in `options`, value), the value
+    taken from `rest` when separate; None when not plainly well formed (the typer app decides)."""
+    name, eq, value = arg.partition("=")
+    if name not in options or (eq and not name.startswith("--")):
+        return None
+    if not eq:
+        if not rest:
+            return None
+        value = rest.pop(0)
+    if value.startswith("-") and value != "-":
+        return None
+    return options[name], value
+
+
 def parse_root(argv: list[str]) -> tuple[dict, list[str]] | None:
     """The root options before the command, as the typer app reads them, and the rest; None
     when they are not plainly well formed (the typer app then reads them)."""
     root = {"config": os.environ.get("FLOWJOBS_CONFIG") or None, "log_level": "info", "log_format": "auto"}
     rest = list(argv)
     while rest and rest[0].startswith("-"):
-        name, eq, value = rest.pop(0).partition("=")
-        if name not in _GLOBAL_OPTIONS or (eq and not name.startswith("--")):
+        taken = take_option(rest.pop(0), rest, _GLOBAL_OPTIONS)
+        if taken is None:
             return None
-        if not eq:
-            if not rest:
-                return None
-            value = rest.pop(0)
-        if value.startswith("-") and value != "-":
-            return None
-        root[_GLOBAL_OPTIONS[name]] = value
+        root[taken[0]] = taken[1]
     if log_level_number(root["log_level"]) is None or root["log_format"] not in LOG_FORMATS:
         return None
     return root, rest

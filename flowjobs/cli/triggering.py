@@ -126,6 +126,8 @@ def parse_argv(args: list[str]) -> dict | None:
     """The arguments after `trigger`, read as the typer command reads them, as run_trigger's
     keyword arguments; None for anything but a plain well-formed command line (the typer
     command then reads it and reports what is wrong)."""
+    from flowjobs.cli.main import take_option
+
     params: dict = {}
     positionals: list[str] = []
     rest = list(args)
@@ -137,19 +139,13 @@ def parse_argv(args: list[str]) -> dict | None:
         if not arg.startswith("-") or arg == "-":
             positionals.append(arg)
             continue
-        name, eq, value = arg.partition("=")
-        if name in _FLAGS and not eq:
-            params[_FLAGS[name]] = True
+        if arg in _FLAGS:
+            params[_FLAGS[arg]] = True
             continue
-        if name not in _VALUE_OPTIONS or (eq and not name.startswith("--")):
+        taken = take_option(arg, rest, _VALUE_OPTIONS)
+        if taken is None:
             return None
-        if not eq:
-            if not rest:
-                return None
-            value = rest.pop(0)
-        if value.startswith("-") and value != "-":
-            return None
-        params[_VALUE_OPTIONS[name]] = value
+        params[taken[0]] = taken[1]
     if not 1 <= len(positionals) <= 2:
         return None
     if "priority" in params:
