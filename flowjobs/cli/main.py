@@ -129,25 +129,24 @@ def _typer_app() -> None:
 
 
 def main() -> None:
-    fast = []
+    ran_fast = False
 
     def command():
+        nonlocal ran_fast
         code = fast_trigger(sys.argv[1:])
         if code is None:
             return _typer_app()
-        fast.append(code)
+        ran_fast = True
         return code
 
     try:
         guarded(command)
     except SystemExit as exc:
-        if not fast:
+        if not ran_fast:
             raise
-        code = exc.code if isinstance(exc.code, int) else 1
-    else:
-        code = 0
-    if fast:
-        _quick_exit(code)
+        _quick_exit(exc.code if isinstance(exc.code, int) else 1)
+    if ran_fast:
+        _quick_exit(0)
 
 
 def _quick_exit(code: int) -> None:

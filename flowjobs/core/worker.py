@@ -250,13 +250,12 @@ class Worker:
                         len(left), ", ".join(left))
 
     # -- one run -----------------------------------------------------------------------
-    def _start(self, run: ClaimedRun, now_ms: int | None = None, now: float | None = None) -> None:
+    def _start(self, run: ClaimedRun, now_ms: int, now: float) -> None:
+        """Start a claimed run; `now_ms` (clock) and `now` (monotonic) are the turn's."""
         task, timeout = self._task_info(run.task)
         ctx = TaskContext(run.id, run.task, run.attempt, run.max_attempts, self.rt.client, self.store,
                           self.clock, self.id, self.rt)
-        now = time.monotonic() if now is None else now
-        flight = InFlight(run, task, ctx, self.clock.now_ms() if now_ms is None else now_ms,
-                          now + timeout, now + self.opt.lease / 3)
+        flight = InFlight(run, task, ctx, now_ms, now + timeout, now + self.opt.lease / 3)
         with self._lock:
             self._inflight[run.id] = flight
             self._started += 1
@@ -375,8 +374,9 @@ class Worker:
         except Exception:
             if not batch:
                 raise
-            written = [self._write_alone(f) for f in finishes]
-            claimed = self.store.claim(self.id, asked, self.opt.queues, self.limits, now, lease_ms) if asked else []
+            # outcomes first, settled before the claim is tried again (which may fail too)
+            self._settled(batch, [self._write_alone(f) for f in finishes])
+            return self.store.claim(self.id, asked, self.opt.queues, self.limits, now, lease_ms) if asked else []
         self._settled(batch, written)
         return claimed
 
