@@ -64,6 +64,7 @@ class RetrySettings(Section):
 
 class RunSettings(Section):
     timeout: Duration = parse_duration("1h")
+    max_crashes: int = Field(10, ge=1, le=1000)
     idempotency_key_ttl: Duration = parse_duration("30d")
 
 
@@ -112,6 +113,10 @@ class StripeSettings(Section):
 class BillingSettings(Section):
     retry_days: list[int] = [3, 5, 5]
     stale_payment_after: Duration = parse_duration("6h")
+    pending_give_up_after: Duration = parse_duration("3d")
+    processing_give_up_after: Duration = parse_duration("14d")
+    max_requeues: int = Field(3, ge=0, le=100)
+    requeue_after: Duration = parse_duration("15m")
     checkout_session_retention: Duration = parse_duration("14d")
     fan_out_page: int = Field(500, ge=1, le=5000)
     tax_calculator: str = ""

@@ -8,7 +8,9 @@ class ExitStatus(IntEnum):
     FAILURE = 1  # a run ended other than `completed` (trigger --wait), or a task failed
     BAD_INPUT = 2  # bad configuration, arguments, payload or idempotency-key reuse
     NOT_FOUND = 3  # unknown run, task-owned object or schedule
-    DATABASE = 4  # database unreachable or its schema newer than this flowjobs
+    DATABASE = 4  # database unreachable (or went away) or its schema newer than this flowjobs
+    DATABASE_LOCKED = 5  # SQLite file locked by another program past the busy timeout: try again
+    DISK_FULL = 6  # the database's disk (or quota) is full: free space, nothing was half-written
     WAIT_TIMEOUT = 124  # trigger --wait gave up before the run ended
 
 
@@ -49,6 +51,18 @@ class NotFound(FlowjobsError):
 
 class DatabaseError(FlowjobsError):
     exit_status = ExitStatus.DATABASE
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached right now (server down, connection dropped)."""
+
+
+class DatabaseLocked(DatabaseError):
+    exit_status = ExitStatus.DATABASE_LOCKED
+
+
+class DiskFull(DatabaseError):
+    exit_status = ExitStatus.DISK_FULL
 
 
 class AbortTaskRunError(Exception):

@@ -97,17 +97,50 @@ def test_stale_epoch_cannot_heartbeat_complete_or_fail(rt, clock):
     assert outcomes == [(1, "crashed", "w1"), (2, "succeeded", "w2")]
 
 
-def test_rescue_retries_then_fails_when_attempts_are_used_and_releases_the_key(rt, clock):
+def test_crashes_do_not_use_up_attempts_but_their_own_budget_then_release_the_key(rt, clock):
     run = rt.trigger("noop", idempotency_key="once")  # noop: 2 attempts (defaults)
-    for expected in ("retrying", "failed"):
-        claim(rt)
-        assert rt.store.rescue(clock.now_ms()) == []  # lease still valid
+    for expected in ("retrying", "retrying", "failed"):  # a budget of 3 crashes
+        [claimed] = claim(rt)
+        assert rt.store.rescue(clock.now_ms(), max_crashes=3) == []  # lease still valid
         clock.advance(31)
-        assert len(rt.store.rescue(clock.now_ms())) == 1
-        assert rt.store.get_run(run.id)["status"] == expected
-    assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["crashed", "crashed"]
+        [rescued] = rt.store.rescue(clock.now_ms(), max_crashes=3)
+        assert rescued.status == expected == rt.store.get_run(run.id)["status"]
+    row = rt.store.get_run(run.id)
+    assert (row["attempt"], row["crashes"]) == (3, 3)  # three crashes, more than its 2 attempts
+    assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["crashed"] * 3
     again = rt.trigger("noop", idempotency_key="once")
     assert again.id != run.id and not again.deduplicated
+
+
+def test_a_crash_then_a_failure_still_leaves_the_second_attempt(rt, clock):
+    run = rt.trigger("noop")  # 2 attempts
+    claim(rt)
+    clock.advance(31)
+    rt.store.rescue(clock.now_ms())
+    [second] = claim(rt)
+    assert (second.attempt, second.crashes) == (2, 1)  # attempt number 2, but only 1 used
+    now = clock.now_ms()
+    assert rt.store.finish(second, status="retrying", outcome="failed", worker="w1", now=now,
+                           started_at=now, retry_at=now)
+    [third] = claim(rt)
+    assert (third.attempt, third.crashes) == (3, 1)
+    assert rt.store.get_run(run.id)["status"] == "executing"
+
+
+def test_failure_hook_run_is_inserted_with_the_failure_and_only_if_it_is_written(rt, clock):
+    from flowjobs.core.client import TriggerItem as Item
+
+    run = rt.trigger("noop")
+    [claimed] = claim(rt)
+    now = clock.now_ms()
+    hook = rt.client.new_run(Item("hello-world", {"of": run.id}, idempotency_key=f"on-failure:{run.id}"), now)
+    stale = rt.client.new_run(Item("hello-world", {"of": "stale"}), now)
+    assert rt.store.finish(claimed, status="failed", outcome="failed", worker="w1", now=now,
+                           started_at=now, follow_up=hook)
+    assert not rt.store.finish(claimed, status="failed", outcome="failed", worker="w1", now=now,
+                               started_at=now, follow_up=stale)  # fenced: not written, no hook
+    assert rt.store.get_run(hook.id)["idempotency_key"] == f"on-failure:{run.id}"
+    assert rt.store.get_run(stale.id) is None
 
 
 def test_idempotency_key_same_payload_returns_existing_run(rt):

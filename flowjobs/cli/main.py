@@ -52,7 +52,23 @@ def setup(config: str | None, log_level: str, log_format: str) -> State:
     if level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("stripe").setLevel(logging.WARNING)  # one INFO line per request otherwise
-    return State(config, log_level, log_format)
+    global _STATE
+    _STATE = State(config, log_level, log_format)
+    return _STATE
+
+
+_STATE: State | None = None  # this process's, so that `guarded` can name the database in errors
+
+
+def database_failure(exc: BaseException) -> FlowjobsError | None:
+    """A driver error an operator can meet (locked, full, gone away, read-only) as a flowjobs
+    error naming the database; None for anything else."""
+    from flowjobs.store import failures
+
+    runtime = _STATE._runtime if _STATE is not None else None
+    if runtime is not None and "db" in runtime.__dict__:
+        return runtime.db.translate(exc)
+    return failures.translate(exc, "(the configured one)")
 
 
 def take_option(arg: str, rest: list[str], options: dict[str, str]) -> tuple[str, str] | None:
@@ -114,6 +130,11 @@ def guarded(command) -> None:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
     except Exception as exc:  # a bug: say so in one line, never a traceback
+        known = database_failure(exc)
+        if known is not None:
+            sys.stderr.write(f"error: {known}\n")
+            logging.getLogger("flowjobs").debug("database failure", exc_info=True)
+            sys.exit(int(known.exit_status))
         sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc} "
                          "(run with --log-level debug and report it)\n")
         logging.getLogger("flowjobs").debug("unexpected error", exc_info=True)

@@ -38,7 +38,7 @@ def run_worker(
     worker = Worker(rt, WorkerOptions(
         concurrency=concurrency or ws.concurrency, queues=queue or ws.queues, lease=ws.lease,
         poll_interval=ws.poll_interval, rescue_interval=ws.rescue_interval,
-        shutdown_timeout=grace, burst=burst, max_jobs=max_jobs))
+        shutdown_timeout=grace, burst=burst, max_jobs=max_jobs, max_crashes=rt.settings.run.max_crashes))
     _install_signals(worker)
     if burst:  # one tick first, so `run-worker --burst` from cron also fires due schedules
         if not no_scheduler:

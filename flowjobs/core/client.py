@@ -74,7 +74,7 @@ class Client:
     def batch_trigger(self, items: list[TriggerItem], *, session=None) -> list[Enqueued]:
         """Insert many runs in one statement (per 500); all or none."""
         now = self.clock.now_ms()
-        runs = [self._new_run(item, now) for item in items]
+        runs = [self.new_run(item, now) for item in items]
         if session is not None:
             results = self.store.enqueue(raw_connection(session), runs, now)
         else:
@@ -85,7 +85,8 @@ class Client:
         self._check_conflicts(runs, results)
         return results
 
-    def _new_run(self, item: TriggerItem, now: int) -> NewRun:
+    def new_run(self, item: TriggerItem, now: int) -> NewRun:
+        """The row for `item`, validated, not yet inserted."""
         task = self.registry.get(item.task)
         wire = validate_payload(task, item.payload)
         text = canonical_json(wire)

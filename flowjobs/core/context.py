@@ -72,6 +72,7 @@ class TaskContext:
     clock: Any
     worker_id: str = ""
     runtime: Any = None  # the composition root: tasks reach adapters (e.g. `ctx.runtime.billing`)
+    crashes: int = 0  # earlier attempts lost to crashes; they do not count against max_attempts
     _canceled: threading.Event | None = field(default=None, repr=False)
 
     @property
@@ -90,7 +91,7 @@ class TaskContext:
 
     @property
     def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
+        return self.attempt - self.crashes >= self.max_attempts
 
     def trigger(self, task: str, payload: Any = None, *, session=None, **options):
         options.setdefault("parent_id", self.run_id)

@@ -8,6 +8,10 @@ Only this module maps exceptions to outcomes:
               result: retrying cannot help, so the run fails at once
   timed_out — the attempt passed its timeout (decided by the worker's monitor); retried
   canceled  — someone canceled the run while it executed
+  crashed   — a fault of the program, not of the task: an ImportError (a module that failed to
+              import, e.g. a third-party package's import cycle met by two threads at once).
+              Like a worker that died (the rescuer's `crashed`), it counts against the run's
+              crash budget (`[run] max_crashes`), never against its attempts.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Decision:
     status: str  # the run's next status
     attempt_outcome: str  # what the attempt row records
     retry_at: int | None = None
+    crashed: bool = False  # counts against the crash budget, not the attempts
 
 
 def perform(task, payload_json: str, ctx) -> Outcome:
@@ -46,6 +51,8 @@ def perform(task, payload_json: str, ctx) -> Outcome:
         value = task(payload, ctx)
     except AbortTaskRunError as exc:
         return Outcome("aborted", error=_describe(exc), traceback=_traceback())
+    except ImportError as exc:
+        return Outcome("crashed", error=_describe(exc), traceback=_traceback())
     except BaseException as exc:  # SystemExit, KeyboardInterrupt too: a task cannot stop the worker
         return Outcome("failed", error=_describe(exc), traceback=_traceback())
     try:
@@ -54,15 +61,26 @@ def perform(task, payload_json: str, ctx) -> Outcome:
         return Outcome("aborted", error=f"the task's return value is not JSON-serialisable: {exc}")
 
 
-def decide(outcome: Outcome, attempt: int, max_attempts: int, policy: RetryPolicy, now: int) -> Decision:
+def decide(outcome: Outcome, attempts_used: int, max_attempts: int, policy: RetryPolicy, now: int,
+           crashes: int = 0, max_crashes: int = 10) -> Decision:
+    """The run's next state. `attempts_used` counts this attempt and excludes crashes."""
     if outcome.kind == "succeeded":
         return Decision("completed", "succeeded")
     if outcome.kind == "canceled":
         return Decision("canceled", "canceled")
+    if outcome.kind == "crashed":
+        if crashes + 1 >= max_crashes:
+            return Decision("failed", "crashed", crashed=True)
+        return Decision("retrying", "crashed", now + crash_delay_ms(crashes), crashed=True)
     recorded = "timed_out" if outcome.kind == "timed_out" else "failed"
-    if outcome.kind == "aborted" or attempt >= max_attempts:
+    if outcome.kind == "aborted" or attempts_used >= max_attempts:
         return Decision("failed", recorded)
-    return Decision("retrying", recorded, now + int(policy.delay_after(attempt) * 1000))
+    return Decision("retrying", recorded, now + int(policy.delay_after(attempts_used) * 1000))
+
+
+def crash_delay_ms(crashes: int) -> int:
+    """After a fault of the program: 1 s, doubling to a minute (a module may import next time)."""
+    return min(1000 << crashes, 60_000)
 
 
 def _describe(exc: BaseException) -> str:

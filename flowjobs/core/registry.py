@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowjobs.core.retry import RetryPolicy
 from flowjobs.durations import parse_duration
@@ -33,6 +33,17 @@ class Empty(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FailedRun(BaseModel):
+    """The payload of a failure hook (`@task(on_failure="hook-task-id")`): the run that failed
+    for good, its task, its payload and its last error."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    run_id: str = Field(alias="runId")
+    task: str
+    payload: dict = {}
+    error: str | None = None
+
+
 @dataclass
 class Task:
     id: str
@@ -46,6 +57,7 @@ class Task:
     timezone: str = "UTC"
     description: str = ""
     module: str = field(default="", repr=False)
+    on_failure: str | None = None  # task triggered (payload FailedRun) when a run fails for good
 
     def __call__(self, payload, ctx):
         return self.fn(payload, ctx)
@@ -96,8 +108,12 @@ registry = Registry()  # tasks declared with @task land here
 def task(id: str, *, payload: type[BaseModel] = Empty, retry: RetryPolicy | None = None,
          queue: str = "default", concurrency_limit: int | None = None,
          timeout: str | float | None = None, cron: str | None = None, timezone: str = "UTC",
-         description: str | None = None, into: Registry | None = None):
-    """Declare a task. `timeout` is a duration ("30s") or seconds."""
+         description: str | None = None, on_failure: str | None = None, into: Registry | None = None):
+    """Declare a task. `timeout` is a duration ("30s") or seconds. `on_failure` names a task
+    that is triggered, in the same transaction, when a run of this one fails for good (attempts
+    or crash budget used up, aborted, timed out on its last attempt), with a `FailedRun`
+    payload and the idempotency key `on-failure:<run id>`: the place to settle a business
+    object (a billing run, a payment) that the failed run left half-way."""
     if not TASK_ID.match(id):
         raise ValueError(f"task id {id!r} must be kebab-case, e.g. 'attempt-billing-run'")
     if concurrency_limit is not None and concurrency_limit < 1:
@@ -108,7 +124,7 @@ def task(id: str, *, payload: type[BaseModel] = Empty, retry: RetryPolicy | None
         doc = description if description is not None else (fn.__doc__ or "").strip().split("\n")[0]
         t = Task(id=id, fn=fn, payload=payload, retry=retry, queue=queue,
                  concurrency_limit=concurrency_limit, timeout=seconds, cron=cron,
-                 timezone=timezone, description=doc, module=fn.__module__)
+                 timezone=timezone, description=doc, module=fn.__module__, on_failure=on_failure)
         (into or registry).add(t)
         return t
 

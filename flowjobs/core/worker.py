@@ -18,10 +18,21 @@ Pieces (each small, each testable through `run_once`):
   next turn (which it wakes), each row still fenced by its epoch when written. Shutdown
   writes every outcome before it exits; the write is retried (tenacity) on transient database
   errors so an outcome is not lost to a busy SQLite file or a dropped connection.
+- outages (`Outage`): when the database goes away, is locked by another program or its disk
+  is full, the worker does not exit. Running tasks go on; their outcomes stay in memory and
+  are written when the database is back; the loop and the monitor retry with back-off and log
+  once per change of state. After an outage this worker's rescuer waits one lease, so that
+  live workers renew their leases (and write their outcomes) before any run is taken over.
+- crashes: an attempt lost to a crash (its worker died: the rescuer) or to a fault of the
+  program (an ImportError) counts against the run's crash budget (`[run] max_crashes`), not
+  against its attempts.
+- failure hooks: when a run fails for good and its task names `on_failure`, the hook's run is
+  inserted in the same transaction as the failure (and by the rescuer likewise).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -35,7 +46,10 @@ import tenacity
 from flowjobs import ids
 from flowjobs.core.context import TaskContext
 from flowjobs.core.executor import Outcome, decide, perform
-from flowjobs.store.jobs import ClaimedRun, Finish
+from flowjobs.core.outage import Outage
+from flowjobs.core.preload import Preloader
+from flowjobs.store import failures
+from flowjobs.store.jobs import ClaimedRun, Finish, NewRun, Rescued
 
 MAX_BATCH = 500  # outcomes written in one statement at most
 WAL_CHECK = 0.02  # seconds between looks at the SQLite WAL file's modification time
@@ -54,6 +68,7 @@ class WorkerOptions:
     shutdown_timeout: float = 30.0
     burst: bool = False
     max_jobs: int | None = None
+    max_crashes: int = 10
 
 
 @dataclass
@@ -104,6 +119,9 @@ class Worker:
         self._want = 1  # free slots the claim loop waits for; fewer do not wake it
         self._wal_stamp = 0
         self.processed = 0  # attempts settled by this worker
+        self.outage = Outage(failures.classify, self.store.db.reclaim_space)
+        self._after_outage = False  # the last turn failed: delay the rescuer once it is back
+        self._preloader = Preloader()  # a task's lazy imports, once, one task at a time
 
     # -- main loop ---------------------------------------------------------------------
     def run(self) -> int:
@@ -122,19 +140,38 @@ class Worker:
             self._wake.clear()
             with self._lock:
                 idle = not self._inflight  # before the claim: no outcome was waiting to be written
-            claimed, asked = self.run_once()
+            try:
+                claimed, asked = self.run_once()
+                backlog = bool(asked) and len(claimed) == asked
+                wait = 0.0 if backlog else self._idle_wait(claimed)
+            except Exception as exc:
+                pause = self.outage.failed(exc)
+                if pause is None:
+                    raise
+                self._after_outage = True
+                self._stopping.wait(pause)
+                continue
+            self._recovered()
             if self._done(claimed, idle):
                 break
-            if asked and len(claimed) == asked:
+            if backlog:
                 # A backlog: claim again once half the slots are free — fewer, larger claims
                 # (each is a write transaction; on SQLite the one write lock is the limit).
                 self._wait_for_slots(max(1, self.opt.concurrency // 2), self.opt.poll_interval)
                 continue
-            self._sleep(self._idle_wait(claimed))
+            self._sleep(wait)
         self._drain()
         self._stopping.set()
         log.info("worker %s stopped after %d attempts", self.id, self.processed)
         return 0
+
+    def _recovered(self) -> None:
+        """A turn succeeded. After an outage, every lease may have expired meanwhile: wait one
+        lease before rescuing, so that live workers renew theirs first."""
+        self.outage.ok()
+        if self._after_outage:
+            self._after_outage = False
+            self._next_rescue = time.monotonic() + self.opt.lease
 
     def run_once(self) -> tuple[list[ClaimedRun], int]:
         """One turn: rescue if due; write the outcomes settled since the last turn and claim
@@ -142,9 +179,9 @@ class Worker:
         now = self.clock.now_ms()
         if time.monotonic() >= self._next_rescue:
             self._next_rescue = time.monotonic() + self.opt.rescue_interval
-            for r in self.store.rescue(now):
-                log.warning("run %s: lease of worker %s expired; attempt %d recorded as crashed",
-                            r.id, r.worker, r.attempt)
+            for r in self.store.rescue(now, self.opt.max_crashes, self._rescue_hook):
+                log.warning("run %s: lease of worker %s expired; attempt %d recorded as crashed -> %s",
+                            r.id, r.worker, r.attempt, r.status)
         batch = self._take_outcomes()
         asked = max(self._free_slots(), 0)
         if not batch and not asked:
@@ -237,7 +274,11 @@ class Worker:
     def _drain(self) -> None:
         deadline = time.monotonic() + self.opt.shutdown_timeout
         while time.monotonic() < deadline:
-            self._flush()
+            try:
+                self._flush()
+            except Exception as exc:
+                if self.outage.failed(exc) is None:
+                    raise
             with self._lock:
                 if not self._inflight:
                     return
@@ -254,7 +295,7 @@ class Worker:
         """Start a claimed run; `now_ms` (clock) and `now` (monotonic) are the turn's."""
         task, timeout = self._task_info(run.task)
         ctx = TaskContext(run.id, run.task, run.attempt, run.max_attempts, self.rt.client, self.store,
-                          self.clock, self.id, self.rt)
+                          self.clock, self.id, self.rt, run.crashes)
         flight = InFlight(run, task, ctx, now_ms, now + timeout, now + self.opt.lease / 3)
         with self._lock:
             self._inflight[run.id] = flight
@@ -295,6 +336,7 @@ class Worker:
                 if flight.settled:  # timed out or canceled before it began
                     continue
                 flight.thread, flight.executing = me, True
+            self._preloader.ensure(flight.task.module)
             outcome = perform(flight.task, flight.run.payload, flight.ctx)
             with self._lock:
                 flight.executing = False
@@ -322,12 +364,38 @@ class Worker:
         run = flight.run
         policy = (flight.task.retry if flight.task and flight.task.retry else None) or self.rt.retry_defaults
         now = self.clock.now_ms()
-        decision = decide(outcome, run.attempt, run.max_attempts, policy, now)
+        decision = decide(outcome, run.attempt - run.crashes, run.max_attempts, policy, now,
+                          run.crashes, self.opt.max_crashes)
+        hook = self._hook_run(flight.task, run.id, run.payload, outcome.error, now) \
+            if decision.status == "failed" else None
         self._outbox.put((flight, outcome, decision, Finish(
             run, status=decision.status, outcome=decision.attempt_outcome, worker=self.id, now=now,
             started_at=flight.started_ms, result=outcome.result, error=outcome.error,
-            traceback=outcome.traceback, retry_at=decision.retry_at)))
+            traceback=outcome.traceback, retry_at=decision.retry_at, crashed=decision.crashed,
+            follow_up=hook)))
         self._nudge()  # the slot is free: the next turn writes this outcome and refills it
+
+    def _hook_run(self, task, run_id: str, payload: str, error: str | None, now: int) -> NewRun | None:
+        """The run of `task.on_failure` for a run that failed for good, or None."""
+        hook = getattr(task, "on_failure", None)
+        if not hook:
+            return None
+        from flowjobs.core.client import TriggerItem
+
+        try:
+            return self.rt.client.new_run(TriggerItem(
+                hook, {"runId": run_id, "task": task.id, "payload": json.loads(payload), "error": error},
+                idempotency_key=f"on-failure:{run_id}", parent_id=run_id), now)
+        except Exception as exc:
+            log.error("run %s: its failure hook %r cannot be triggered: %s", run_id, hook, exc)
+            return None
+
+    def _rescue_hook(self, rescued: Rescued) -> NewRun | None:
+        if rescued.status != "failed":
+            return None
+        task, _ = self._task_info(rescued.task)
+        return self._hook_run(task, rescued.id, rescued.payload,
+                              "worker lost its lease (crashed or stalled)", self.clock.now_ms())
 
     def _release(self, flights: list[InFlight]) -> None:
         if not flights:
@@ -371,24 +439,39 @@ class Worker:
                     written, claimed = self.store.finish_and_claim(
                         finishes, self.id, asked, self.opt.queues, self.limits, now, lease_ms,
                         check_due=not self._backlog)
-        except Exception:
+        except Exception as exc:
             if not batch:
                 raise
+            if self.store.db.is_transient(exc):  # an outage: keep the outcomes for a later turn
+                self._requeue(batch)
+                raise
             # outcomes first, settled before the claim is tried again (which may fail too)
-            self._settled(batch, [self._write_alone(f) for f in finishes])
+            self._settled(batch, self._write_each(batch))
             return self.store.claim(self.id, asked, self.opt.queues, self.limits, now, lease_ms) if asked else []
         self._settled(batch, written)
         return claimed
 
-    def _write_alone(self, finish: Finish) -> bool:
-        try:
-            for attempt in self._db_retrying():
-                with attempt:
-                    return self.store.finish_many([finish])[0]
-        except Exception as exc:
-            log.error("run %s: could not record attempt %d (%s); the rescuer will retry it",
-                      finish.run.id, finish.run.attempt, exc)
-            return True
+    def _write_each(self, batch: list) -> list[bool]:
+        """Write outcomes one at a time after a batch failed: one bad row cannot lose the others.
+        An outage meanwhile keeps the rest (this one included) for a later turn."""
+        written = []
+        for i, item in enumerate(batch):
+            finish = item[3]
+            try:
+                written.append(self.store.finish_many([finish])[0])
+            except Exception as exc:
+                if self.store.db.is_transient(exc):
+                    self._settled(batch[:i], written)
+                    self._requeue(batch[i:])
+                    raise
+                log.error("run %s: could not record attempt %d (%s); the rescuer will retry it",
+                          finish.run.id, finish.run.attempt, exc)
+                written.append(True)
+        return written
+
+    def _requeue(self, batch: list) -> None:
+        for item in batch:
+            self._outbox.put(item)
 
     def _settled(self, batch: list, written: list[bool]) -> None:
         for (flight, outcome, decision, _), ok in zip(batch, written):
@@ -406,7 +489,7 @@ class Worker:
         return tenacity.Retrying(  # a failed connection is dropped by the pool; the retry takes a new one
             retry=tenacity.retry_if_exception(self.store.db.is_transient),
             wait=tenacity.wait_exponential(multiplier=0.05, max=2.0),
-            stop=tenacity.stop_after_delay(120), reraise=True)
+            stop=tenacity.stop_after_delay(5), reraise=True)  # longer outages: the loop backs off
 
     # -- monitor -----------------------------------------------------------------------
     def _monitor(self) -> None:
@@ -428,9 +511,16 @@ class Worker:
             return
         if now < flight.next_heartbeat:
             return
+        try:
+            ours, cancel = self.store.heartbeat(flight.run.id, flight.run.lease_epoch,
+                                                self.clock.now_ms(), int(self.opt.lease * 1000))
+        except Exception as exc:
+            pause = self.outage.failed(exc)
+            if pause is None:
+                raise
+            flight.next_heartbeat = now + min(pause, self.opt.lease / 3)  # renew as soon as it is back
+            return
         flight.next_heartbeat = now + self.opt.lease / 3
-        ours, cancel = self.store.heartbeat(flight.run.id, flight.run.lease_epoch,
-                                            self.clock.now_ms(), int(self.opt.lease * 1000))
         if not ours:
             flight.ctx.canceled.set()
             log.warning("run %s: lease lost (another worker rescued it)", flight.run.id)

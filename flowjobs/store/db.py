@@ -15,7 +15,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from flowjobs.errors import DatabaseError
+from flowjobs.errors import DatabaseError, DatabaseUnavailable
+from flowjobs.store import failures
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 WAL_CHECKPOINT_BYTES = 4 << 20  # about SQLite's own 1000-page auto-checkpoint point
@@ -64,7 +65,8 @@ class Database:
         except DatabaseError:
             raise
         except Exception as exc:  # driver-specific connection errors
-            raise DatabaseError(f"cannot open database {redact(self.url)}: {exc}") from exc
+            kind = DatabaseUnavailable if failures.classify(exc) in (None, "unavailable") else DatabaseError
+            raise kind(f"cannot open database {redact(self.url)}: {exc}") from exc
 
     @contextmanager
     def borrow(self):
@@ -140,12 +142,37 @@ class Database:
             conn.execute("COMMIT")
 
     def is_transient(self, exc: BaseException) -> bool:
-        """Errors worth retrying: a locked SQLite file, a dropped PostgreSQL connection."""
-        if self.dialect == "sqlite":
-            return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
-        import psycopg
+        """Errors worth waiting out: a locked SQLite file, a full disk, a database that went
+        away (see `failures`), and a PostgreSQL serialization failure."""
+        if failures.is_transient(exc):
+            return True
+        if self.dialect == "postgresql":
+            import psycopg
 
-        return isinstance(exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure))
+            return isinstance(exc, psycopg.errors.SerializationFailure)
+        return False
+
+    def where(self) -> str:
+        """How messages name this database (the path of a file, the redacted URL otherwise)."""
+        return self.path if self.dialect == "sqlite" else redact(self.url)
+
+    def translate(self, exc: BaseException) -> DatabaseError | None:
+        return failures.translate(exc, self.where(), self.path if self.dialect == "sqlite" else None)
+
+    def reclaim_space(self) -> None:
+        """After a write failed for space: checkpoint the WAL back into the database and truncate
+        it (an SQLite WAL that is never checkpointed below its size eats any space freed)."""
+        if self.dialect != "sqlite" or self.path == ":memory:":
+            return
+        try:
+            with self._write_lock:
+                conn = _connect_sqlite(self.path, autocheckpoint=True)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                finally:
+                    _close(conn)
+        except Exception as exc:
+            log.debug("WAL truncate after a full disk failed: %s", exc)
 
 
 class Checkpointer:

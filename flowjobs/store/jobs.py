@@ -11,13 +11,14 @@ import json
 import zlib
 from functools import lru_cache
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from flowjobs.store.db import Database
 from flowjobs.store.queries import ATTEMPT_COLUMNS, RUN_COLUMNS, catalogue, finish_batch, insert_attempts, to_pyformat
 from flowjobs.store.queries import claim as claim_sql
 
 TERMINAL = ("completed", "failed", "canceled", "expired")
+DEFAULT_MAX_CRASHES = 10
 INSERT_CHUNK = 500
 
 
@@ -57,6 +58,7 @@ class ClaimedRun:
     lease_epoch: int
     created_at: int
     run_at: int
+    crashes: int = 0  # attempts lost to crashes (they do not count against max_attempts)
 
 
 @dataclass
@@ -73,14 +75,19 @@ class Finish:
     error: str | None = None
     traceback: str | None = None
     retry_at: int | None = None
+    crashed: bool = False  # the attempt was lost to a fault of the program, not the task's
+    follow_up: NewRun | None = None  # inserted with the outcome, if it is written (failure hooks)
 
 
 @dataclass
 class Rescued:
     id: str
+    task: str
+    payload: str
     attempt: int
     worker: str | None
     attempt_started_at: int | None
+    status: str  # what the run became: retrying, failed (crash budget used up) or canceled
 
 
 class JobStore:
@@ -240,6 +247,9 @@ class JobStore:
             (f.run.id, f.run.attempt, f.worker, f.started_at, f.now, f.outcome, f.error, f.traceback,
              None if f.started_at is None else f.now - f.started_at)
             for f in items if f.run.id in written and f.outcome != "succeeded"])
+        follow_ups = [f.follow_up for f in items if f.follow_up is not None and f.run.id in written]
+        if follow_ups:
+            self.enqueue(conn, follow_ups, items[0].now)
         return [f.run.id in written for f in items]
 
     def _finish_group(self, conn, items: list["Finish"], lean: bool) -> set[str]:
@@ -247,7 +257,8 @@ class JobStore:
         for i, f in enumerate(items):
             params.update({f"id_{i}": f.run.id, f"epoch_{i}": f.run.lease_epoch, f"status_{i}": f.status,
                            f"result_{i}": f.result, f"error_{i}": f.error, f"run_at_{i}": f.retry_at,
-                           f"finished_at_{i}": f.now if f.status in TERMINAL else None})
+                           f"finished_at_{i}": f.now if f.status in TERMINAL else None,
+                           f"crashed_{i}": int(f.crashed)})
         return {row[0] for row in conn.execute(self._prepare(finish_batch(len(items), lean)), params)}
 
     def _insert_attempts(self, conn, rows: list[tuple]) -> None:
@@ -257,14 +268,21 @@ class JobStore:
                   for column, value in zip(ATTEMPT_COLUMNS, row)}
         conn.execute(self._prepare(insert_attempts(len(rows))), params)
 
-    def rescue(self, now: int) -> list[Rescued]:
-        """Expired leases become retrying/failed/canceled; their attempts are recorded `crashed`."""
+    def rescue(self, now: int, max_crashes: int = DEFAULT_MAX_CRASHES,
+               follow_up: Callable[[Rescued], NewRun | None] | None = None) -> list[Rescued]:
+        """Expired leases become retrying/failed/canceled; their attempts are recorded `crashed`
+        and count against `max_crashes`, not against the run's attempts. `follow_up` may name a
+        run to insert in the same transaction for each rescued run (a failure hook)."""
         error = "worker lost its lease (crashed or stalled)"
         with self.db.transaction() as conn:
-            rows = [Rescued(*r) for r in conn.execute(self.sql["rescue"], {"now": now}).fetchall()]
+            rows = [Rescued(*r) for r in conn.execute(self.sql["rescue"], {
+                "now": now, "max_crashes": max_crashes}).fetchall()]
             self._insert_attempts(conn, [
                 (r.id, r.attempt, r.worker, r.attempt_started_at, now, "crashed", error, None,
                  None if r.attempt_started_at is None else now - r.attempt_started_at) for r in rows])
+            extra = [run for run in map(follow_up, rows) if run is not None] if follow_up else []
+            if extra:
+                self.enqueue(conn, extra, now)
         return rows
 
     # -- operator actions ----------------------------------------------------------------

@@ -19,19 +19,23 @@ RUN_COLUMNS = (
     "updated_at, idempotency_key, dedup_key, idempotency_expires_at, payload_hash, parent_id, replay_of"
 )
 
-# Expired lease -> canceled (cancel requested), failed (attempts used up) or retrying.
+# Expired lease -> canceled (cancel requested), failed (crash budget used up) or retrying.
+# A crash does not use up an attempt: it counts against :max_crashes instead (`crashes`), so a
+# dying worker cannot fail a healthy run, while a run that kills its worker every time stops.
 _RESCUE = """
         UPDATE flowjobs_runs SET
             status = CASE WHEN cancel_requested = 1 THEN 'canceled'
-                          WHEN attempt >= max_attempts THEN 'failed' ELSE 'retrying' END,
-            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN :now END,
-            dedup_key = CASE WHEN cancel_requested = 0 AND attempt >= max_attempts THEN NULL
+                          WHEN crashes + 1 >= :max_crashes THEN 'failed' ELSE 'retrying' END,
+            finished_at = CASE WHEN cancel_requested = 1 OR crashes + 1 >= :max_crashes THEN :now END,
+            dedup_key = CASE WHEN cancel_requested = 0 AND crashes + 1 >= :max_crashes THEN NULL
                              ELSE dedup_key END,
+            crashes = crashes + 1,
             error = 'worker lost its lease (crashed or stalled)',
             run_at = :now, lease_expires_at = NULL, updated_at = :now
 """
+_RESCUED = "id, task, payload, attempt, worker, attempt_started_at, status"
 
-_CLAIMED = "id, task, queue, payload, attempt, max_attempts, lease_epoch, created_at, run_at"
+_CLAIMED = "id, task, queue, payload, attempt, max_attempts, lease_epoch, created_at, run_at, crashes"
 
 COMMON = {
     # Forget an idempotency key whose TTL has passed, so the key can be used again.
@@ -112,7 +116,7 @@ SQLITE = {
     # Expired leases: retry, fail (attempts used up) or cancel (requested); one statement.
     "rescue": _RESCUE + """
         WHERE status = 'executing' AND lease_expires_at < :now
-        RETURNING id, attempt, worker, attempt_started_at""",
+        RETURNING """ + _RESCUED,
     "lock_queue": None,
     "notify": None,
     # Read a schedule's state inside the tick's write transaction (BEGIN IMMEDIATE serialises).
@@ -138,7 +142,7 @@ POSTGRESQL = {
         WHERE id IN (SELECT id FROM flowjobs_runs
                      WHERE status = 'executing' AND lease_expires_at < :now
                      FOR UPDATE SKIP LOCKED)
-        RETURNING id, attempt, worker, attempt_started_at""",
+        RETURNING """ + _RESCUED,
     # Serialise claimers of one concurrency-limited queue until the transaction ends.
     "lock_queue": "SELECT pg_advisory_xact_lock(:lock_key)",
     # Read and lock a schedule's state so concurrent scheduler ticks queue one behind another.
@@ -148,7 +152,8 @@ POSTGRESQL = {
 }
 
 _FINISH_COLUMNS = (("id", "TEXT"), ("epoch", "INTEGER"), ("status", "TEXT"), ("result", "TEXT"),
-                   ("error", "TEXT"), ("run_at", "BIGINT"), ("finished_at", "BIGINT"))
+                   ("error", "TEXT"), ("run_at", "BIGINT"), ("finished_at", "BIGINT"),
+                   ("crashed", "INTEGER"))
 ATTEMPT_COLUMNS = ("run_id", "number", "worker", "started_at", "finished_at", "outcome", "error",
                    "traceback", "duration_ms")
 
@@ -170,7 +175,8 @@ def finish_batch(count: int, lean: bool = False) -> str:
     rescheduling = "" if lean else """
             run_at = COALESCE(v.run_at, flowjobs_runs.run_at),
             worker = CASE WHEN v.status = 'retrying' THEN NULL ELSE flowjobs_runs.worker END,
-            dedup_key = CASE WHEN v.status = 'failed' THEN NULL ELSE flowjobs_runs.dedup_key END,"""
+            dedup_key = CASE WHEN v.status = 'failed' THEN NULL ELSE flowjobs_runs.dedup_key END,
+            crashes = flowjobs_runs.crashes + v.crashed,"""
     return f"""
         WITH v({names}) AS (VALUES {_rows(_FINISH_COLUMNS, count, cast=True)})
         UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,{rescheduling}

@@ -1,0 +1,148 @@
+"""What a database failure means to an operator: one of a few kinds, each with a clear message
+and exit code, whichever stack raised it (the DB-API drivers, or SQLAlchemy wrapping them).
+
+  unavailable — the server cannot be reached or the connection dropped (exit 4)
+  locked      — an SQLite file held by another program past the busy timeout (exit 5)
+  full        — no space left for the database (exit 6)
+  read-only   — the file or its folder cannot be written (exit 4)
+
+`unavailable`, `locked` and `full` are transient: long-running processes wait and go on.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from flowjobs.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, DiskFull
+
+TRANSIENT = ("unavailable", "locked", "full")
+
+
+def _chain(exc: BaseException):
+    """The exception, what it wraps (SQLAlchemy's `.orig`) and what caused it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+
+
+def classify(exc: BaseException) -> str | None:
+    for e in _chain(exc):
+        kind = _classify_one(e)
+        if kind:
+            return kind
+    return None
+
+
+def _classify_one(e: BaseException) -> str | None:
+    if isinstance(e, DatabaseLocked):
+        return "locked"
+    if isinstance(e, DiskFull):
+        return "full"
+    if isinstance(e, DatabaseUnavailable):
+        return "unavailable"
+    if isinstance(e, sqlite3.OperationalError):
+        text = str(e)
+        if "locked" in text:
+            return "locked"
+        if "disk is full" in text or "disk I/O error" in text:
+            return "full" if "full" in text else "unavailable"
+        if "readonly" in text or "read-only" in text:
+            return "read-only"
+        if "unable to open" in text:
+            return "unavailable"
+        return None
+    psycopg = _psycopg()
+    if psycopg is not None:
+        if isinstance(e, psycopg.errors.DiskFull):
+            return "full"
+        if isinstance(e, psycopg.errors.ReadOnlySqlTransaction):
+            return "read-only"
+        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return "unavailable"
+    return None
+
+
+def _psycopg():
+    import sys
+
+    return sys.modules.get("psycopg")  # never import it for an SQLite user
+
+
+def is_transient(exc: BaseException) -> bool:
+    return classify(exc) in TRANSIENT
+
+
+def translate(exc: BaseException, where: str, sqlite_path: str | None = None) -> DatabaseError | None:
+    """A flowjobs error with an operator's message for a driver failure, or None (a bug)."""
+    kind = classify(exc)
+    if kind is None:
+        return None
+    if kind == "locked":
+        holders = describe_holders(lock_holders(sqlite_path)) if sqlite_path else ""
+        return DatabaseLocked(f"database {where} is locked{holders} and stayed locked past the busy "
+                              "timeout; try again when it is released (a backup or an open sqlite3 "
+                              "session holds it)")
+    if kind == "full":
+        return DiskFull(f"no space left for database {where}: free disk space (nothing was "
+                        "half-written; the last change was rolled back)")
+    if kind == "read-only":
+        return DatabaseError(f"database {where} is read-only: flowjobs needs to write the file and "
+                             "its folder (for the -wal and -shm files)")
+    return DatabaseUnavailable(f"database {where} is unavailable ({_first_line(exc)}); "
+                               "nothing was written, try again once it is back")
+
+
+def _first_line(exc: BaseException) -> str:
+    for e in _chain(exc):
+        text = str(e).strip().splitlines()
+        if text:
+            return f"{type(e).__name__}: {text[0]}"
+    return type(exc).__name__
+
+
+def lock_holders(path: str) -> list[tuple[int, str]]:
+    """(pid, command) of other processes holding a POSIX lock on an SQLite file or its -shm
+    (Linux /proc/locks); empty where that cannot be known."""
+    inodes = set()
+    for name in (path, path + "-shm", path + "-wal"):
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        inodes.add((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    holders = {}
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "POSIX":
+            continue
+        try:
+            pid = int(fields[4])
+            major, minor, inode = fields[5].split(":")
+            key = (int(major, 16), int(minor, 16), int(inode))
+        except ValueError:
+            continue
+        if key in inodes and pid != os.getpid():
+            holders[pid] = _command(pid)
+    return sorted(holders.items())
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def describe_holders(holders: list[tuple[int, str]]) -> str:
+    if not holders:
+        return ""
+    return " by " + ", ".join(f"{command} (pid {pid})" for pid, command in holders)
