@@ -252,6 +252,9 @@ class BillingRun(Live, table=True):
     last_stripe_payment_intent_event_timestamp: Optional[datetime] = Time(nullable=True)
     is_adjustment: bool = False
     claimed_by_run: Optional[str] = None  # the flowjobs run that executes it
+    confirm_sent_at: Optional[datetime] = Time(nullable=True)  # Stripe may have charged from here on
+    outcome_unknown_since: Optional[datetime] = Time(nullable=True)  # answer lost; reconcile first
+    requeues: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # failed jobs, uncharged
 
 
 class Invoice(Live, table=True):
