@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -29,6 +30,10 @@ def test_fee_invariants(its, discount, tax, method, pm_country, org_country, con
                             payment_method_country=pm_country, organization_country=org_country,
                             contract_type=contract, upfront_processing_credits=credits,
                             lifetime_settled_volume=volume, discount=discount)
+    if method in ("card", "sepa_debit") and (pm_country is None or org_country is None):
+        with pytest.raises(fees.UnknownCountry):  # the international fee cannot be told: refused, never 0 %
+            fees.calculate(inputs, tax)
+        return
     r = fees.calculate(inputs, tax)
     assert r.base_amount == sum(p * q for p, q in its)
     assert 0 <= r.discount_amount <= r.base_amount
@@ -39,6 +44,12 @@ def test_fee_invariants(its, discount, tax, method, pm_country, org_country, con
     assert all(isinstance(v, int) for v in (r.base_amount, r.discount_amount, r.total_due, r.application_fee))
     if credits <= volume:  # no credits left: the whole pretax amount carries the Flowglad fee
         assert r.flowglad_fee == percent_of(r.pretax_total, "0.65")
+        assert r.flowglad_fee_percentage == ("0.65" if r.pretax_total > 0 else "0")
+    # the stored percentage is the effective one: applied to the whole pretax, it gives the fee charged
+    effective = Decimal(r.flowglad_fee_percentage) * r.pretax_total / 100
+    subject = max(r.pretax_total - max(credits - volume, 0), 0)
+    assert abs(effective - Decimal(subject) * Decimal("0.65") / 100) < Decimal("1e-12")
+    assert Decimal(0) <= Decimal(r.flowglad_fee_percentage) <= Decimal("0.65")
 
 
 def test_fee_named_cases():
@@ -56,11 +67,41 @@ def test_fee_named_cases():
     mor = fees.calculate(fees.FeeInputs(items=[(1000, 1)], currency="USD", contract_type="merchant_of_record",
                                         payment_method_country="US", organization_country="DE"), tax_amount=190)
     assert (mor.mor_surcharge, mor.international_fee, mor.total_due) == (11, 0, 1190)
-    fixed = fees.calculate(fees.FeeInputs(items=[(500, 1)], currency="USD", discount=fees.Discount("fixed", 900)))
+    us = dict(payment_method_country="US", organization_country="US")
+    fixed = fees.calculate(fees.FeeInputs(items=[(500, 1)], currency="USD", discount=fees.Discount("fixed", 900), **us))
     assert (fixed.discount_amount, fixed.total_due, fixed.application_fee) == (500, 0, 0)
     credited = fees.calculate(fees.FeeInputs(items=[(100000, 1)], currency="USD", upfront_processing_credits=60000,
-                                             lifetime_settled_volume=20000))
+                                             lifetime_settled_volume=20000, **us))
     assert credited.flowglad_fee == percent_of(60000, "0.65") and credited.notes
+    # stored: the effective percentage after credits (0.65 % on 60 % of the amount), not the nominal one
+    assert credited.flowglad_fee_percentage == "0.39"
+    covered = fees.calculate(fees.FeeInputs(items=[(1000, 1)], currency="USD", upfront_processing_credits=5000, **us))
+    assert (covered.flowglad_fee, covered.flowglad_fee_percentage) == (0, "0")
+
+
+def test_international_fee_country_is_the_billing_address_first_then_the_payment_method():
+    assert fees.payment_method_country({"address": {"country": "de"}}, {"country": "US"}) == "DE"
+    assert fees.payment_method_country({"address": {"address": {"country": "FR"}, "country": "DE"}},
+                                       {"country": "US"}) == "FR"  # upstream's doubly nested address first
+    assert fees.payment_method_country({"address": {"country": None}}, {"country": "US"}) == "US"
+    assert fees.payment_method_country({}, {}) is None
+    # a German billing address on a US-issued card, US organisation: international
+    intl = fees.calculate(fees.FeeInputs(
+        items=[(10000, 1)], currency="USD", organization_country="US",
+        payment_method_country=fees.payment_method_country({"address": {"country": "DE"}}, {"country": "US"})))
+    assert (intl.international_fee_percentage, intl.international_fee) == ("1.5", 150)
+
+
+@pytest.mark.parametrize("pm_country, org_country, method", [
+    (None, "US", "card"), ("", "US", "sepa_debit"), ("Germany", "US", "card"), ("DE", None, "card")])
+def test_an_unknown_country_is_refused_with_its_reason(pm_country, org_country, method):
+    inputs = fees.FeeInputs(items=[(1000, 1)], currency="USD", payment_method_type=method,
+                            payment_method_country=pm_country, organization_country=org_country)
+    with pytest.raises(fees.UnknownCountry, match="no known country"):
+        fees.calculate(inputs)
+    # methods without an international fee do not need a country
+    assert fees.calculate(fees.FeeInputs(items=[(1000, 1)], currency="USD", payment_method_type="us_bank_account",
+                                         organization_country=org_country)).international_fee == 0
 
 
 def test_money_formatting_per_currency():

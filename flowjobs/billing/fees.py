@@ -10,6 +10,17 @@ The application fee Flowglad keeps (sent to Stripe in live mode only) is the Flo
 (after upfront processing credits) + the MoR surcharge + the international fee, each on
 pretax and rounded half-up, plus the payment-method fee and the tax — capped at the total due,
 because Stripe refuses an application fee larger than the charge.
+
+The totals (base, discount, pretax, tax, total) come from flowjobs.billing.totals.compute, the
+same function the invoice, receipt, emails and CLI read. The stored Flowglad fee percentage is
+the effective one after upfront processing credits (fee % × post-credit amount ÷ pretax), as
+upstream's `finalizeFeeCalculation` stores it.
+
+The international fee's country is the payment method's billing-address country, else the
+country Stripe reports for the payment method (card issuing country); spec §7.5 and upstream
+read it in that order. A card or SEPA debit whose country (or the organisation's) is unknown
+is refused with `UnknownCountry` — a billing run then ends `failed` with that reason, instead
+of silently charging no international fee.
 """
 
 from __future__ import annotations
@@ -17,8 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from flowjobs.billing.enums import DiscountAmountType, PaymentMethodType, StripeConnectContractType
+from flowjobs.billing.enums import PaymentMethodType, StripeConnectContractType
 from flowjobs.billing.money import percent_of
+from flowjobs.billing.repo import BillingError
+from flowjobs.billing.totals import Discount, base_amount, compute, discount_amount  # noqa: F401 (re-exported)
 
 MOR_SURCHARGE = "1.1"
 INTERNATIONAL_FEE = "1.5"
@@ -31,10 +44,8 @@ PAYMENT_METHOD_FEES = {
 }
 
 
-@dataclass(frozen=True)
-class Discount:
-    amount_type: str  # DiscountAmountType
-    amount: int  # minor units (fixed) or whole percent (percent)
+class UnknownCountry(BillingError):
+    """The country the international fee depends on is not known."""
 
 
 @dataclass(frozen=True)
@@ -70,16 +81,20 @@ class FeeResult:
     notes: list[str] = field(default_factory=list)
 
 
-def base_amount(items: list[tuple[int, int]]) -> int:
-    return sum(unit_price * quantity for unit_price, quantity in items)
+def payment_method_country(billing_details: dict | None, payment_method_data: dict | None) -> str | None:
+    """Billing-address country first (`address.address.country`, then `address.country`, as
+    upstream reads the sometimes doubly nested address), then the payment method's own country."""
+    address = (billing_details or {}).get("address") or {}
+    nested = address.get("address") if isinstance(address, dict) and isinstance(address.get("address"), dict) else {}
+    for value in (nested.get("country"), address.get("country") if isinstance(address, dict) else None,
+                  (payment_method_data or {}).get("country")):
+        if value and str(value).strip():
+            return str(value).strip().upper()
+    return None
 
 
-def discount_amount(base: int, discount: Discount | None) -> int:
-    if discount is None or base <= 0:
-        return 0
-    if discount.amount_type == DiscountAmountType.PERCENT:
-        return min(percent_of(base, min(max(discount.amount, 0), 100)), base)
-    return min(max(discount.amount, 0), base)
+def _known(country: str | None) -> bool:
+    return bool(country) and len(country) == 2 and country.isascii() and country.isalpha()
 
 
 def is_merchant_of_record(contract_type: str) -> bool:
@@ -91,7 +106,13 @@ def international_fee_percentage(inputs: FeeInputs) -> str:
     if method not in (PaymentMethodType.CARD, PaymentMethodType.SEPA_DEBIT):
         return "0"
     pm_country, org_country = inputs.payment_method_country, inputs.organization_country
-    if not pm_country or not org_country or pm_country.upper() == org_country.upper():
+    if not _known(pm_country):
+        raise UnknownCountry(f"cannot tell the international fee: the {method} payment method has no known country "
+                             f"(billing address or card country: {pm_country!r})")
+    if not _known(org_country):
+        raise UnknownCountry(f"cannot tell the international fee: the organization has no known country "
+                             f"({org_country!r})")
+    if pm_country.upper() == org_country.upper():
         return "0"
     if is_merchant_of_record(inputs.contract_type) and pm_country.upper() == "US":
         return "0"
@@ -106,13 +127,21 @@ def payment_method_fee(pretax: int, method: str) -> int:
     return min(fee, cap) if cap is not None else fee
 
 
+def effective_percentage(percent: str, fee_subject: int, pretax: int) -> str:
+    """The Flowglad fee % on the whole pretax amount when only `fee_subject` of it carries
+    `percent` (upstream: fee % × chargeable ÷ amount, 0 when the amount is 0)."""
+    if pretax <= 0:
+        return "0"
+    if fee_subject >= pretax:
+        return str(percent)
+    value = (Decimal(str(percent)) * fee_subject / pretax).quantize(Decimal(1).scaleb(-20))
+    return format(value.normalize(), "f") if value else "0"
+
+
 def calculate(inputs: FeeInputs, tax_amount: int = 0) -> FeeResult:
     """Totals and fees for one billing run; `tax_amount` comes from the tax calculator."""
-    base = base_amount(inputs.items)
-    discount = discount_amount(base, inputs.discount)
-    pretax = max(base - discount, 0)
-    tax = max(tax_amount, 0) if pretax > 0 else 0
-    total = max(pretax + tax, 0)
+    totals = compute(inputs.currency, inputs.items, discount=inputs.discount, tax=tax_amount)
+    base, discount, pretax, tax, total = totals.base, totals.discount, totals.subtotal, totals.tax, totals.total
     notes = []
     credits_left = max(inputs.upfront_processing_credits - inputs.lifetime_settled_volume, 0)
     fee_subject = max(pretax - credits_left, 0)
@@ -127,6 +156,6 @@ def calculate(inputs: FeeInputs, tax_amount: int = 0) -> FeeResult:
     intl_fee = percent_of(pretax, intl_percentage)
     method_fee = payment_method_fee(pretax, inputs.payment_method_type)
     application_fee = min(flowglad_fee + mor_fee + intl_fee + method_fee + tax, total)
-    return FeeResult(inputs.currency, base, discount, pretax, tax, total, inputs.fee_percentage,
-                     mor_percentage, intl_percentage, flowglad_fee, mor_fee, intl_fee,
+    return FeeResult(inputs.currency, base, discount, pretax, tax, total,
+                     effective_percentage(inputs.fee_percentage, fee_subject, pretax), mor_percentage, intl_percentage, flowglad_fee, mor_fee, intl_fee,
                      method_fee, application_fee, notes)

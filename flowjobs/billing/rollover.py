@@ -20,6 +20,7 @@ from __future__ import annotations
 from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import fees, repo
+from flowjobs.billing.totals import compute
 from flowjobs.billing.cancel import cancel_immediately
 from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Organization,
                                      Subscription)
@@ -62,15 +63,13 @@ def due_for_period(b, s, period: BillingPeriod) -> int:
     org = s.get(Organization, sub.organization_id)
     redemption = repo.active_discount(s, sub.id)
     discount = fees.Discount(redemption.discount_amount_type, redemption.discount_amount) if redemption else None
-    inputs = fees.FeeInputs(items=[(i.unit_price, i.quantity) for i in repo.period_items(s, period.id)],
-                            currency=org.default_currency, contract_type=org.stripe_connect_contract_type,
-                            discount=discount)
-    result = fees.calculate(inputs)
+    result = compute(org.default_currency, [(i.unit_price, i.quantity) for i in repo.period_items(s, period.id)],
+                     discount=discount)  # the invoice money rule (flowjobs.billing.totals); no fees needed here
     tax = 0
-    if fees.is_merchant_of_record(org.stripe_connect_contract_type) and result.pretax_total > 0:
-        tax = b.tax.calculate(pretax_amount=result.pretax_total, currency=org.default_currency,
+    if fees.is_merchant_of_record(org.stripe_connect_contract_type) and result.subtotal > 0:
+        tax = b.tax.calculate(pretax_amount=result.subtotal, currency=org.default_currency,
                               customer_country=None, organization_id=org.id, livemode=period.livemode)
-    return result.pretax_total + tax
+    return result.subtotal + tax
 
 
 def _roll(b, s, period, sub, now) -> str:

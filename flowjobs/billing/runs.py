@@ -31,6 +31,7 @@ from flowjobs.billing.models import (BillingPeriod, BillingRun, Country, Custome
                                      Subscription)
 from flowjobs.billing.periods import period_status_by_clock
 from flowjobs.billing.repo import BillingError
+from flowjobs.billing.totals import invoice_totals
 from flowjobs.core import faults
 from flowjobs.errors import NotFound
 from flowjobs import ids
@@ -138,8 +139,9 @@ def _bookkeeping(b, s, run: BillingRun) -> Charge | RunReport:
         return _invoice_closed(s, run, period, invoice)
     _write_lines(s, invoice, period, run, result)
     s.add(_fee_row(run, org, period, method, result))
-    to_charge = max(result.total_due - repo.net_settled(s, period.id), 0)
-    if result.total_due <= 0 or to_charge <= 0:
+    money = invoice_totals(s, invoice)  # the invoice's money, as its PDF, emails and `billing show` read it
+    to_charge = money.due
+    if money.total <= 0 or to_charge <= 0:
         return _nothing_to_charge(s, run, period, invoice, now)
     _require_stripe(run, org, customer, method)
     payment = Payment(
@@ -177,11 +179,7 @@ def _fees(b, s, run, sub, org, method) -> fees.FeeResult:
 
 
 def _country(method: PaymentMethod) -> str | None:
-    data = method.payment_method_data or {}
-    details = method.billing_details or {}
-    address = details.get("address") or {}
-    nested = address.get("address") if isinstance(address.get("address"), dict) else {}
-    return data.get("country") or nested.get("country") or address.get("country")
+    return fees.payment_method_country(method.billing_details, method.payment_method_data)
 
 
 def _new_invoice(s, run, sub, period, customer, currency) -> Invoice:
