@@ -28,6 +28,7 @@ class Section(BaseModel):
 
 class DatabaseSettings(Section):
     url: str = "sqlite:///flowjobs.db"
+    busy_timeout: Duration = parse_duration("30s")
 
     @field_validator("url")
     @classmethod

@@ -27,7 +27,7 @@ class Runtime:
     def db(self):
         from flowjobs.store.db import Database
 
-        return Database(self.settings.database_url())
+        return Database(self.settings.database_url(), self.settings.database.busy_timeout)
 
     @cached_property
     def store(self):
@@ -83,7 +83,7 @@ class Runtime:
         from flowjobs.billing.db import make_engine
 
         self.store  # the schema (job and billing tables) is migrated on first use
-        return make_engine(self.settings.database_url())
+        return make_engine(self.settings.database_url(), self.settings.database.busy_timeout)
 
     @cached_property
     def billing(self):

@@ -97,3 +97,27 @@ def child(payload, ctx):
         if payload.fail_after_trigger:
             raise RuntimeError("rolled back")
     return "ok"
+
+
+# -- crashes and failure hooks ---------------------------------------------------------------
+from flowjobs.core.registry import FailedRun  # noqa: E402
+
+
+@task("test-import-error", retry=RetryPolicy(max_attempts=1), on_failure="test-on-failure")
+def import_error(payload, ctx):
+    """A fault of the program, not of the task: it must not use up the run's one attempt."""
+    from flowjobs_tests_no_such_module import anything  # noqa: F401
+
+
+class HookedPayload(BaseModel):
+    invoice: str = ""
+
+
+@task("test-fail-hooked", payload=HookedPayload, retry=RetryPolicy(max_attempts=1), on_failure="test-on-failure")
+def fail_hooked(payload, ctx):
+    raise ValueError("the card was declined")
+
+
+@task("test-on-failure", payload=FailedRun)
+def on_failure(payload, ctx):
+    return {"of": payload.run_id, "task": payload.task, "payload": payload.payload, "error": payload.error}

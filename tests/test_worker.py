@@ -184,3 +184,67 @@ def test_an_idle_worker_sleeps_instead_of_spinning(rt):
         w.stop()
         thread.join(10)
     assert 1 <= len(turns) < 50
+
+
+def test_an_import_error_is_a_crash_and_uses_no_attempt(rt, clock):
+    run = rt.trigger("test-import-error")  # one attempt only
+    w = Worker(rt, WorkerOptions(lease=30.0, max_crashes=3), worker_id="w-test")
+    step(w)
+    row = rt.store.get_run(run.id)
+    assert (row["status"], row["crashes"], row["attempt"]) == ("retrying", 1, 1)  # its attempt is intact
+    assert row["run_at"] == clock.now_ms() + 1000  # a short back-off: the module may import next time
+    [attempt] = rt.store.attempts(run.id)
+    assert attempt["outcome"] == "crashed" and "ModuleNotFoundError" in attempt["error"]
+    for crashes, delay in ((2, 2), (3, 4)):
+        clock.advance(delay)
+        step(w)
+        assert rt.store.get_run(run.id)["crashes"] == crashes
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "failed"  # the crash budget, not the attempts, stopped it
+    assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["crashed"] * 3
+
+
+def test_a_run_that_fails_for_good_triggers_its_failure_hook_once(rt):
+    run = rt.trigger("test-fail-hooked", {"invoice": "inv_1"})
+    w = worker(rt)
+    step(w)
+    assert rt.store.get_run(run.id)["status"] == "failed"
+    [hook] = [r for r in rt.store.list_runs(task="test-on-failure")]
+    assert hook["idempotency_key"] == f"on-failure:{run.id}" and hook["parent_id"] == run.id
+    step(w)
+    result = json.loads(rt.store.get_run(hook["id"])["result"])
+    assert result == {"of": run.id, "task": "test-fail-hooked", "payload": {"invoice": "inv_1"},
+                      "error": "ValueError: the card was declined"}
+
+
+def test_a_run_whose_crash_budget_runs_out_in_the_rescuer_triggers_its_hook(rt, clock):
+    run = rt.trigger("test-fail-hooked")
+    w = Worker(rt, WorkerOptions(lease=30.0, max_crashes=1), worker_id="w-test")
+    rt.store.claim("w-dead", 1, ["*"], {}, clock.now_ms(), 30_000)  # a worker that then dies
+    clock.advance(31)
+    step(w)  # the rescuer: the one crash allowed is used up
+    assert rt.store.get_run(run.id)["status"] == "failed"
+    [hook] = rt.store.list_runs(task="test-on-failure")
+    step(w)
+    assert json.loads(rt.store.get_run(hook["id"])["result"])["error"] == "worker lost its lease (crashed or stalled)"
+
+
+def test_preloading_a_task_module_imports_what_its_functions_import(tmp_path, monkeypatch):
+    """Two task threads importing one package at once can meet its import cycle half-way; the
+    worker imports a task's lazy imports first, one task at a time."""
+    import sys
+
+    from flowjobs.core.preload import preload
+
+    pkg = tmp_path / "preloadpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tasks.py").write_text("def run():\n    from preloadpkg import helper\n    return helper.go()\n")
+    (pkg / "helper.py").write_text("import json\n\ndef go():\n    from preloadpkg.deep import value\n    return value\n")
+    (pkg / "deep.py").write_text("value = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded = preload(["preloadpkg.tasks"])
+    assert {"preloadpkg.helper", "preloadpkg.deep", "json"} <= set(loaded)
+    assert sys.modules["preloadpkg.deep"].value == 42
+    for name in [m for m in sys.modules if m.startswith("preloadpkg")]:
+        del sys.modules[name]

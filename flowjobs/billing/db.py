@@ -25,11 +25,11 @@ def sqlalchemy_url(url: str) -> str:
     return re.sub(r"^postgresql(\+\w+)?://", "postgresql+psycopg://", url)
 
 
-def make_engine(url: str):
+def make_engine(url: str, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S):
     url = sqlalchemy_url(url)
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=20)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):

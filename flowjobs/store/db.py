@@ -34,8 +34,9 @@ class Database:
 
     POOL_SIZE = 16
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S):
         self.url = url
+        self.busy_timeout = busy_timeout
         if url.startswith("sqlite:///"):
             self.dialect = "sqlite"
             self.path = url[len("sqlite:///"):]
@@ -60,7 +61,7 @@ class Database:
         self.opened += 1
         try:
             if self.dialect == "sqlite":
-                return _connect_sqlite(self.path, self.autocheckpoint)
+                return _connect_sqlite(self.path, self.autocheckpoint, self.busy_timeout)
             return _connect_postgresql(self.conninfo)
         except DatabaseError:
             raise
@@ -166,7 +167,7 @@ class Database:
             return
         try:
             with self._write_lock:
-                conn = _connect_sqlite(self.path, autocheckpoint=True)
+                conn = _connect_sqlite(self.path, True, self.busy_timeout)
                 try:
                     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 finally:
@@ -204,7 +205,7 @@ class Checkpointer:
         if size < WAL_CHECKPOINT_BYTES and not always:
             return
         try:
-            self._conn = self._conn or _connect_sqlite(self.db.path, autocheckpoint=True)
+            self._conn = self._conn or _connect_sqlite(self.db.path, True, self.db.busy_timeout)
             if size >= WAL_FORCE_BYTES:
                 with self.db._write_lock:
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -225,12 +226,12 @@ class Checkpointer:
         self.thread.join(timeout=30)
 
 
-def _connect_sqlite(path: str, autocheckpoint: bool = True):
+def _connect_sqlite(path: str, autocheckpoint: bool = True, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S):
     if path != ":memory:":
         parent = Path(path).parent
         if not parent.is_dir():
             raise DatabaseError(f"cannot open database {path}: directory {parent} does not exist")
-    conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
