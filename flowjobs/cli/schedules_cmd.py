@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from flowjobs.cli import output
-from flowjobs.errors import BadInput
+from flowjobs.errors import BadInput, ExitStatus
 
 app = typer.Typer(help="Cron schedules: list, preview, backfill, enable/disable, trigger, health.",
                   no_args_is_help=True)
@@ -98,9 +98,13 @@ def disable(ctx: typer.Context, schedule_id: str):
 
 
 @app.command("trigger")
-def trigger_now(ctx: typer.Context, schedule_id: str, as_json: bool = typer.Option(False, "--json")):
-    """Run a schedule's task now, as a manual run (not as a slot)."""
-    run = _scheduler(ctx).trigger_now(schedule_id)
+def trigger_now(ctx: typer.Context, schedule_id: str,
+                since: Optional[str] = typer.Option(None, "--since", help="ISO-8601 start of the run's window "
+                                                    "(default: the end of the last covered window)."),
+                as_json: bool = typer.Option(False, "--json")):
+    """Run a schedule's task now, as a manual run (not as a slot); its window ends now."""
+    start = _time(since, "--since", 0) if since is not None else None
+    run = _scheduler(ctx).trigger_now(schedule_id, since=start)
     if as_json:
         output.emit_json({"id": run.id, "task": run.task, "status": run.status, "deduplicated": run.deduplicated})
     else:
@@ -109,13 +113,24 @@ def trigger_now(ctx: typer.Context, schedule_id: str, as_json: bool = typer.Opti
 
 @app.command("health")
 def health(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
-    """Over the last day: slots that ran, slots missing, slots with more than one run (must be 0)."""
+    """Over the last day: slots that ran, missing, run more than once (must be 0), failed, and
+    windows lost (time no succeeded run covered) with their fix. Exit 1 while a window is lost
+    and no coming slot will cover it."""
     rows = _scheduler(ctx).health()
     if as_json:
         output.emit_json(rows)
-        return
-    output.table(["id", "slots", "ran", "missing", "duplicated"],
-                 [[r["id"], r["slots"], r["ran"], len(r["missing"]), len(r["duplicated"])] for r in rows])
+    else:
+        output.table(["id", "slots", "ran", "missing", "duplicated", "failed", "status"],
+                     [[r["id"], r["slots"], r["ran"], len(r["missing"]), len(r["duplicated"]), len(r["failed"]),
+                       r["status"]] for r in rows])
+        for r in rows:
+            for gap in r["lost"]:
+                then = (f"the run of the next slot ({gap['coveredBy']}) reaches back over it" if gap["coveredBy"]
+                        else f"fix: {gap['fix']}")
+                output.note(f"{r['id']}: window {gap['from']} -> {gap['to']} lost "
+                            f"(run {', '.join(gap['runs'])} did not succeed); {then}")
+    if any(r["status"] == "lost" for r in rows):
+        raise typer.Exit(int(ExitStatus.FAILURE))
 
 
 def tick(ctx: typer.Context,
@@ -124,27 +139,53 @@ def tick(ctx: typer.Context,
     """Enqueue every due slot of every enabled schedule, then exit (for cron or a systemd timer)."""
     rt = ctx.obj.runtime()
     at = _time(now, "--now", rt.clock.now_ms())
-    results = rt.scheduler.tick(at)
+    scheduler = rt.scheduler
+    results = scheduler.tick(at)
     from flowjobs.core.clock import iso
 
     if as_json:
         output.emit_json([{"schedule": r.schedule, "slots": [iso(s) for s in r.slots], "runs": r.run_ids}
                           for r in results])
+    else:
+        for r in results:
+            for slot, run_id in zip(r.slots, r.run_ids):
+                typer.echo(f"{r.schedule}\t{iso(slot)}\t{run_id}")
+    _fail_on(scheduler.failures)
+
+
+def _fail_on(failures: dict) -> None:
+    """Exit non-zero when a schedule failed to enqueue: 4 when only the database failed (its
+    error says why), else 1 naming each schedule."""
+    if not failures:
         return
-    for r in results:
-        for slot, run_id in zip(r.slots, r.run_ids):
-            typer.echo(f"{r.schedule}\t{iso(slot)}\t{run_id}")
+    from flowjobs.core.scheduler import EnqueueFailed, is_database_failure
+
+    if all(is_database_failure(exc) for exc in failures.values()):
+        raise next(iter(failures.values()))
+    raise EnqueueFailed("; ".join(f"schedule {sid} failed to enqueue: {exc}" for sid, exc in failures.items()))
 
 
 def run_scheduler(ctx: typer.Context):
-    """Run only the scheduler loop (and the pruner) until SIGTERM/SIGINT; no tasks are executed."""
-    from flowjobs.core.duties import standard_duties
-
+    """Run only the scheduler loop (and the pruner) until SIGTERM/SIGINT; no tasks are executed.
+    Exits 1 at once when a schedule fails to enqueue for a reason other than the database (a
+    database outage is waited out, tick after tick), and 1 if stopped while one still fails."""
     from flowjobs.cli.signals import on_signals
+    from flowjobs.core.duties import standard_duties
+    from flowjobs.core.scheduler import is_database_failure
 
-    duties = standard_duties(ctx.obj.runtime())
+    rt = ctx.obj.runtime()
+    scheduler = rt.scheduler
+    duties = standard_duties(rt, scheduler=False)
+
+    def tick():
+        scheduler.tick()
+        if any(not is_database_failure(exc) for exc in scheduler.failures.values()):
+            duties.stop()
+
+    duties.every(rt.settings.scheduler.interval, tick, "scheduler tick")
     on_signals(lambda _signum: duties.stop())
     duties.run()
+    _fail_on(scheduler.failures)
 
 
 def register(root: typer.Typer) -> None:

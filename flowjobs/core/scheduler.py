@@ -12,10 +12,18 @@ Catch-up after downtime (slots in (last slot, now]):
   all     run every due slot, oldest first, at most `max_catchup` (the newest ones)
 A schedule seen for the first time starts after its most recent slot and catches up nothing.
 The payload is Trigger.dev's: timestamp, lastTimestamp, timezone, scheduleId, upcoming (next 5).
+
+Windows tile what *succeeded*. A run's window (lastTimestamp -> timestamp) is covered once the
+run completed and every run it triggered completed. When the runs after the last covered
+window failed, were canceled or are still unfinished, the next slot's window reaches back to
+the end of the last covered one (at most MAX_LOOKBACK, and at least two slots, back): windows
+may overlap (the fan-outs are idempotent by key), they never leave a gap that could have been
+closed. What cannot be closed that way is reported by `health` with its fix, and alerted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,12 +33,31 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowjobs.core import cron
-from flowjobs.core.clock import iso
+from flowjobs.core.clock import iso, parse_iso
 from flowjobs.core.client import TriggerItem
-from flowjobs.errors import ConfigError, NotFound
+from flowjobs.errors import ConfigError, DatabaseError, ExitStatus, FlowjobsError, NotFound, PayloadInvalid
 
 log = logging.getLogger("flowjobs.scheduler")
 UPCOMING = 5
+# How far back the next window may reach over runs that did not succeed: 7 days, or the two
+# slots before it when the schedule is slower than that. Older gaps are reported, not closed.
+MAX_LOOKBACK_MS = 7 * 86400_000
+KEY_TTL = 366 * 86400.0
+LOST = ("failed", "canceled", "expired")
+MANUAL = "manual:"
+
+# Runs of one schedule in a time range, found by their keys (`S:<slot>` and `S:manual:<time>`,
+# ISO-8601 with milliseconds, so they sort by time), with what became of the runs they
+# triggered (the flowjobs_runs_idempotency and flowjobs_runs_parent indexes serve it).
+WINDOW_RUNS = """
+    SELECT r.id, r.idempotency_key, r.status, r.payload,
+        (SELECT count(*) FROM flowjobs_runs c WHERE c.parent_id = r.id
+           AND c.status IN ('failed', 'canceled', 'expired')) AS children_lost,
+        (SELECT count(*) FROM flowjobs_runs c WHERE c.parent_id = r.id
+           AND c.status NOT IN ('completed', 'failed', 'canceled', 'expired')) AS children_pending
+    FROM flowjobs_runs r
+    WHERE r.task = :task AND ((r.idempotency_key >= :low AND r.idempotency_key <= :high)
+                              OR (r.idempotency_key >= :manual_low AND r.idempotency_key <= :manual_high))"""
 
 
 class SchedulePayload(BaseModel):
@@ -42,6 +69,12 @@ class SchedulePayload(BaseModel):
     timezone: str = "UTC"
     schedule_id: str = Field(alias="scheduleId")
     upcoming: list[datetime] = []
+
+
+class EnqueueFailed(FlowjobsError):
+    """`tick` / `run-scheduler`: a schedule's due slot could not be enqueued."""
+
+    exit_status = ExitStatus.FAILURE
 
 
 @dataclass
@@ -62,9 +95,42 @@ class Schedule:
         return {**self.payload, "timestamp": iso(slot), "lastTimestamp": iso(last), "timezone": self.timezone,
                 "scheduleId": self.id, "upcoming": [iso(s) for s in cron.next_slots(self.cron, self.timezone, slot, UPCOMING)]}
 
+    def previous(self, slot: int) -> int | None:
+        return cron.previous_slot(self.cron, self.timezone, slot)
+
+
+@dataclass
+class WindowRun:
+    """One run of a schedule (a slot's, or a manual one) and the window it was given."""
+
+    id: str
+    key: str
+    status: str
+    start: int  # lastTimestamp
+    end: int  # timestamp: the slot, or the time of a manual run
+    manual: bool
+    outcome: str  # succeeded | pending | lost (the run, or a run it triggered, did not succeed)
+
+
+SAMPLE_AFTER = 946684800000  # 2000-01-01: any instant will do to build a sample payload
+
+
+def _check_payload(registry, s: Schedule) -> str | None:
+    """Why the schedule's task cannot take its payload, or None."""
+    from flowjobs.core.client import validate_payload
+
+    slot = cron.next_slots(s.cron, s.timezone, SAMPLE_AFTER, 1)[0]
+    try:
+        validate_payload(registry.get(s.task), s.payload_for(slot, s.previous(slot)))
+    except PayloadInvalid as exc:
+        return (f"task {s.task!r} rejects the schedule payload ({exc}); a scheduled task declares "
+                "payload=flowjobs.core.scheduler.SchedulePayload or a model that accepts its fields")
+    return None
+
 
 def resolve(registry, settings) -> dict[str, Schedule]:
-    """Schedules declared on tasks, then `[schedules.<id>]` entries overriding or adding."""
+    """Schedules declared on tasks, then `[schedules.<id>]` entries overriding or adding; each
+    checked against its task's payload model (a schedule that could never run is refused)."""
     found: dict[str, Schedule] = {}
     problems = []
     for t in registry.all():
@@ -73,6 +139,7 @@ def resolve(registry, settings) -> dict[str, Schedule]:
                 found[t.id] = Schedule(t.id, t.id, cron.normalise(t.cron), cron.zone(t.timezone).key)
             except ValueError as exc:
                 problems.append(f"tasks: task {t.id!r}: {exc}")
+    configured = set()
     for sid, conf in settings.schedules.items():
         base = found.get(sid)
         values = {k: v for k, v in conf.model_dump().items() if v is not None and v != {}}
@@ -82,8 +149,14 @@ def resolve(registry, settings) -> dict[str, Schedule]:
         merged = Schedule(**{**(base.__dict__ if base else {"id": sid}), **values})
         if merged.task not in registry:
             problems.append(f"schedules.{sid}.task: unknown task {merged.task!r}")
+            found.pop(sid, None)
             continue
         found[sid] = merged
+        configured.add(sid)
+    for sid, s in found.items():
+        why = _check_payload(registry, s)
+        if why:
+            problems.append(f"schedules.{sid}: {why}" if sid in configured else f"tasks: task {sid!r}: its schedule: {why}")
     if problems:
         raise ConfigError(problems)
     return found
@@ -96,11 +169,18 @@ class TickResult:
     run_ids: list[str]
 
 
+def is_database_failure(exc: BaseException) -> bool:
+    """A failure of the database (waited out by the loops), not of the schedule itself."""
+    return isinstance(exc, DatabaseError) or type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg")
+
+
 class Scheduler:
     def __init__(self, runtime):
         self.rt = runtime
         self.store = runtime.store
         self.schedules = resolve(runtime.registry, runtime.settings)
+        self.failures: dict[str, BaseException] = {}  # schedule id -> why its last tick failed
+        self._notices: list[dict] = []  # alerts found inside a tick, raised after it
 
     def get(self, schedule_id: str) -> Schedule:
         try:
@@ -115,20 +195,31 @@ class Scheduler:
 
     # -- ticking -----------------------------------------------------------------------
     def tick(self, now: int | None = None) -> list[TickResult]:
-        """Enqueue every due slot of every enabled schedule."""
+        """Enqueue every due slot of every enabled schedule. A schedule that fails is logged
+        (once, until it recovers), alerted, and kept in `failures`; the others go on."""
         now = self.rt.clock.now_ms() if now is None else now
         states = self.store.schedule_states()
         results = []
+        failures: dict[str, BaseException] = {}
         for schedule in self.schedules.values():
             if not self.enabled(schedule, states):
                 continue
             try:
                 result = self._tick_one(schedule, now)
             except Exception as exc:  # one broken schedule must not stop the others
-                log.error("schedule %s: tick failed: %s", schedule.id, exc)
+                failures[schedule.id] = exc
+                if schedule.id in self.failures:
+                    log.debug("schedule %s: tick failed again: %s", schedule.id, exc)
+                else:
+                    log.error("schedule %s: tick failed (its due slot is not enqueued): %s", schedule.id, exc)
+                self._notices.append(self._enqueue_failed_alert(schedule, states, now, exc))
                 continue
+            if schedule.id in self.failures:
+                log.warning("schedule %s: enqueues again", schedule.id)
             if result.slots:
                 results.append(result)
+        self.failures = failures
+        self._raise_notices()
         return results
 
     def _tick_one(self, s: Schedule, now: int) -> TickResult:
@@ -143,7 +234,7 @@ class Scheduler:
             slots = self._due(s, last, now)
             if not slots:
                 return TickResult(s.id, [], [])
-            items = self._items(s, slots, last, now)
+            items = self._items(s, slots, last, now, conn)
             runs = self.rt.client.batch_trigger(items, session=conn) if items else []
             conn.execute(store.sql["schedule_advance"], {"id": s.id, "last_slot": slots[-1], "now": now})
         return TickResult(s.id, [i.run_at for i in items], [r.id for r in runs])
@@ -157,23 +248,153 @@ class Scheduler:
             due.append(slot)
         return list(due)
 
-    def _items(self, s: Schedule, slots: list[int], last: int, now: int) -> list[TriggerItem]:
-        grace_ms = int(self.rt.settings.scheduler.grace * 1000)
+    def _items(self, s: Schedule, slots: list[int], last: int, now: int, conn=None) -> list[TriggerItem]:
+        """The runs of the due slots. The first window starts where the policy says (the
+        previous slot for `skip`, the last enqueued slot otherwise), or further back, at the
+        end of the last covered window, when runs since then did not succeed."""
         if s.catchup == "skip":
             newest = slots[-1]
-            if now - newest > grace_ms:
+            if now - newest > int(self.rt.settings.scheduler.grace * 1000):
                 return []
-            previous = cron.previous_slot(s.cron, s.timezone, newest)
-            return [self._item(s, newest, previous)]
-        items, previous = [], last
+            slots, ordinary = [newest], s.previous(newest)
+            reaches = ordinary == last  # slots skipped since stay skipped: that is the policy
+        else:
+            ordinary, reaches = last, True
+        floor = self._floor(s, slots[0])
+        runs = self._window_runs(s, min(floor, ordinary), slots[-1], conn)
+        taken = {r.end for r in runs if not r.manual and r.end >= slots[0]}  # e.g. by a backfill
+        before = [r for r in runs if r.end < slots[0]]
+        start, losers = self._reach(s, slots[0], ordinary, before, floor)
+        if not reaches:
+            start = ordinary
+        self._notice_lost(s, slots[0], start, floor, losers)
+        items, previous = [], start
         for slot in slots:
-            items.append(self._item(s, slot, previous))
+            if slot not in taken:
+                items.append(self._item(s, slot, previous))
             previous = slot
         return items
 
     def _item(self, s: Schedule, slot: int, last: int | None) -> TriggerItem:
         return TriggerItem(s.task, s.payload_for(slot, last), idempotency_key=s.key(slot),
-                           idempotency_key_ttl=366 * 86400.0, run_at=slot)
+                           idempotency_key_ttl=KEY_TTL, run_at=slot)
+
+    # -- windows -----------------------------------------------------------------------
+    def _floor(self, s: Schedule, slot: int) -> int:
+        """The earliest start a window ending at `slot` may reach back to (a slot)."""
+        week = s.previous(slot - MAX_LOOKBACK_MS + 1)
+        before = s.previous(slot)
+        two = s.previous(before) if before is not None else None
+        found = [x for x in (week, two) if x is not None]
+        return min(found) if found else slot - MAX_LOOKBACK_MS
+
+    def _window_runs(self, s: Schedule, low: int, high: int, conn=None) -> list[WindowRun]:
+        """The schedule's runs (slot and manual) whose window ends in [low, high]."""
+        sql = WINDOW_RUNS if self.store.dialect == "sqlite" else self.store._prepare(WINDOW_RUNS)
+        params = {"task": s.task, "low": f"{s.id}:{iso(low)}", "high": f"{s.id}:{iso(high)}",
+                  "manual_low": f"{s.id}:{MANUAL}{iso(low)}", "manual_high": f"{s.id}:{MANUAL}{iso(high)}"}
+        if conn is None:
+            with self.store.db.borrow() as borrowed:
+                rows = borrowed.execute(sql, params).fetchall()
+        else:
+            rows = conn.execute(sql, params).fetchall()
+        runs = []
+        for run_id, key, status, payload, children_lost, children_pending in rows:
+            stamp = key[len(s.id) + 1:]
+            manual = stamp.startswith(MANUAL)
+            try:
+                end = parse_iso(stamp.removeprefix(MANUAL))
+                start = (json.loads(payload) or {}).get("lastTimestamp")
+                start = parse_iso(start) if start else s.previous(end)
+            except (ValueError, TypeError, AttributeError):
+                continue  # not a key this scheduler wrote
+            if start is None:
+                start = end
+            if status in LOST or (status == "completed" and children_lost):
+                outcome = "lost"
+            elif status == "completed" and not children_pending:
+                outcome = "succeeded"
+            else:
+                outcome = "pending"
+            runs.append(WindowRun(run_id, key, status, start, end, manual, outcome))
+        return sorted(runs, key=lambda r: (r.end, r.key, r.id))
+
+    @staticmethod
+    def _gaps(runs: list[WindowRun], floor: int) -> list[tuple[int, int]]:
+        """Time from `floor` on inside the windows of runs that did not succeed which no other
+        run covers, succeeded or still unfinished (an unfinished run is expected to cover its
+        window; if it ends without success, the tick after that reaches back over it)."""
+        gaps = _merge([(max(r.start, floor), r.end) for r in runs if r.outcome == "lost"])
+        for cut in _merge([(r.start, r.end) for r in runs if r.outcome != "lost"]):
+            gaps = [piece for g in gaps for piece in _minus(g, cut)]
+        return gaps
+
+    def _reach(self, s: Schedule, slot: int, ordinary: int, runs: list[WindowRun],
+               floor: int) -> tuple[int, list[tuple[WindowRun, int]]]:
+        """Where the window ending at `slot` starts: `ordinary`, or earlier, at the start of
+        the oldest gap since `floor`; and each run that lost time, with where its loss starts."""
+        gaps = self._gaps(runs, floor)
+        if not gaps:
+            return ordinary, []
+        losers = []
+        for r in runs:
+            if r.outcome == "lost":
+                starts = [max(a, r.start) for a, b in gaps if a < r.end and b > r.start]
+                if starts:
+                    losers.append((r, min(starts)))
+        return min(ordinary, gaps[0][0]), losers
+
+    # -- alerts ------------------------------------------------------------------------
+    def _alerting(self) -> bool:
+        alerts = self.rt.settings.alerts
+        return bool(alerts.email or alerts.webhook_url)
+
+    def _notice_lost(self, s: Schedule, slot: int, start: int, floor: int,
+                     losers: list[tuple[WindowRun, int]]) -> None:
+        """An alert per run whose window was not covered, saying whether this slot covers it."""
+        for r, lost_from in losers:
+            what = f"slot {iso(r.end)}" if not r.manual else f"manual run of {iso(r.end)}"
+            covered = start <= lost_from
+            if covered:
+                outcome = (f"The run of slot {iso(slot)} reaches back to {iso(start)} and covers it; "
+                           "`flowjobs schedules health` shows whether it succeeds.")
+            else:
+                outcome = (f"The run of slot {iso(slot)} does not reach back that far (its window starts at "
+                           f"{iso(start)}); fix: flowjobs schedules trigger {s.id} --since {iso(lost_from)}")
+            if r.start < floor:
+                outcome += (f" Its time before {iso(floor)} is beyond the look-back; if no other run covered it, "
+                            f"fix: flowjobs schedules trigger {s.id} --since {iso(r.start)}")
+            self._notices.append({
+                "key": f"alert:window-lost:{r.key}:{r.id}", "kind": "schedule_window_lost",
+                "subject": f"Schedule {s.id}: the window of its {what} was lost ({r.status})",
+                "text": (f"Run {r.id} of schedule {s.id} ({what}, window {iso(r.start)} -> {iso(r.end)}) ended "
+                         f"{r.status}{' but a run it triggered did not' if r.status == 'completed' else ''}, "
+                         f"so its window was not covered. {outcome}"),
+                "details": {"schedule": s.id, "runId": r.id, "status": r.status, "from": iso(r.start),
+                            "to": iso(r.end), "coveredBy": iso(slot) if covered else None}})
+
+    def _enqueue_failed_alert(self, s: Schedule, states: dict, now: int, exc: BaseException) -> dict:
+        last = (states.get(s.id) or {}).get("last_slot")
+        due = cron.slots_between(s.cron, s.timezone, last, now, limit=1) if last is not None else []
+        slot = iso(due[0]) if due else iso(now - now % 60000)
+        return {"key": f"alert:enqueue-failed:{s.id}:{slot}", "kind": "schedule_enqueue_failed",
+                "subject": f"Schedule {s.id} failed to enqueue its {slot} slot",
+                "text": (f"Schedule {s.id} (task {s.task}) could not enqueue its {slot} slot: {exc}. "
+                         "Its ticks are retried; `flowjobs tick` exits 1 until this is fixed."),
+                "details": {"schedule": s.id, "task": s.task, "slot": slot, "error": str(exc)}}
+
+    def _raise_notices(self) -> None:
+        notices, self._notices = self._notices, []
+        if not notices or not self._alerting():
+            return
+        from flowjobs.alerts import ALERT_TASK
+
+        items = [TriggerItem(ALERT_TASK, {k: v for k, v in n.items() if k != "key"}, idempotency_key=n["key"],
+                             idempotency_key_ttl=90 * 86400) for n in notices]
+        try:
+            self.rt.client.batch_trigger(items)
+        except Exception as exc:  # the database is down (the failure being alerted?): next tick
+            (log.debug if is_database_failure(exc) else log.error)("scheduler alerts could not be raised: %s", exc)
 
     # -- tools -------------------------------------------------------------------------
     def preview(self, schedule_id: str, start: int, end: int, limit: int = 1000) -> list[dict]:
@@ -193,7 +414,8 @@ class Scheduler:
 
     def backfill(self, schedule_id: str, start: int, end: int, dry_run: bool = False, progress=None) -> dict:
         """Enqueue every slot in (start, end] that has no run yet (in batches of 500;
-        `progress(n)` is told of each)."""
+        `progress(n)` is told of each). A slot whose run failed keeps it: the next slot's
+        window reaches back over it, or `trigger --since` covers it (see `health`)."""
         s = self.get(schedule_id)
         existing = self.existing(s)
         slots = cron.slots_between(s.cron, s.timezone, start, end, limit=100_000)
@@ -212,13 +434,29 @@ class Scheduler:
         return {"schedule": s.id, "slots": len(slots), "new": new, "existing": len(slots) - new,
                 "dry_run": dry_run, "run_ids": [r.id for r in runs if not r.deduplicated]}
 
-    def trigger_now(self, schedule_id: str) -> Any:
-        """Run now, keyed as a manual run (`<id>:manual:<now>`), not as a slot."""
+    def covered_until(self, s: Schedule, at: int) -> int | None:
+        """Where a window ending at `at` would start: the end of the last covered window when
+        runs after it did not succeed (within the look-back), else the last enqueued slot."""
+        last = self.store.schedule_states().get(s.id, {}).get("last_slot")
+        ordinary = last if last is not None else s.previous(at)
+        if ordinary is None:
+            return None
+        floor = self._floor(s, at)
+        runs = [r for r in self._window_runs(s, min(floor, ordinary), at) if r.end < at]
+        return self._reach(s, at, ordinary, runs, floor)[0]
+
+    def trigger_now(self, schedule_id: str, since: int | None = None) -> Any:
+        """Run now, keyed as a manual run (`<id>:manual:<now>`), not as a slot. Its window
+        starts at `since`, by default where the next slot's would (see `covered_until`)."""
         s = self.get(schedule_id)
         now = self.rt.clock.now_ms()
-        last = self.store.schedule_states().get(s.id, {}).get("last_slot")
+        if since is not None and since >= now:
+            from flowjobs.errors import BadInput
+
+            raise BadInput(f"--since must be before now ({iso(now)})")
+        last = since if since is not None else self.covered_until(s, now)
         payload = s.payload_for(now, last)
-        return self.rt.client.trigger(s.task, payload, idempotency_key=f"{s.id}:manual:{iso(now)}")
+        return self.rt.client.trigger(s.task, payload, idempotency_key=f"{s.id}:{MANUAL}{iso(now)}")
 
     def set_enabled(self, schedule_id: str, enabled: bool) -> None:
         s = self.get(schedule_id)
@@ -238,7 +476,9 @@ class Scheduler:
         return rows
 
     def health(self, window_ms: int = 86400_000) -> list[dict]:
-        """Per schedule over the window: slots that ran, slots missing, slots with >1 run."""
+        """Per schedule over the window: slots that ran, slots missing, slots with >1 run,
+        slots whose run did not succeed, and the time no succeeded run covers (`lost`), each
+        with what closes it: the next slot, or the fix to run. `status`: ok, recovering, lost."""
         now = self.rt.clock.now_ms()
         states = self.store.schedule_states()
         report = []
@@ -246,9 +486,62 @@ class Scheduler:
             state = states.get(s.id)
             since = max(now - window_ms, state["created_at"]) if state else now
             slots = cron.slots_between(s.cron, s.timezone, since, now, limit=100_000)
-            runs = self.existing(s)
-            ran = [x for x in slots if s.key(x) in runs]
-            report.append({"id": s.id, "slots": len(slots), "ran": len(ran),
-                           "missing": [iso(x) for x in slots if s.key(x) not in runs],
-                           "duplicated": sorted(k for k, v in runs.items() if len(v) > 1 and ":manual:" not in k)})
+            runs = self._window_runs(s, since, now)
+            by_key: dict[str, list[WindowRun]] = {}
+            for r in runs:
+                if not r.manual:
+                    by_key.setdefault(r.key, []).append(r)
+            failed = [x for x in slots if s.key(x) in by_key
+                      and all(r.outcome == "lost" for r in by_key[s.key(x)])]
+            lost = self._lost(s, runs, since, states, now) if any(r.outcome == "lost" for r in runs) else []
+            status = "lost" if any(g["coveredBy"] is None for g in lost) else "recovering" if lost else "ok"
+            fixes = [g["fix"] for g in lost if g["fix"]]
+            report.append({"id": s.id, "slots": len(slots), "ran": sum(1 for x in slots if s.key(x) in by_key),
+                           "missing": [iso(x) for x in slots if s.key(x) not in by_key],
+                           "duplicated": sorted(k for k, v in by_key.items() if len(v) > 1),
+                           "failed": [iso(x) for x in failed], "lost": lost, "status": status,
+                           "fix": "; ".join(fixes) or None})
         return report
+
+    def _lost(self, s: Schedule, runs: list[WindowRun], since: int, states: dict, now: int) -> list[dict]:
+        """The gaps from `since` on (see `_gaps`), each with the next slot if its window will
+        reach back over it, else the command that covers it."""
+        gaps = self._gaps([r for r in runs if r.end > since], since)
+        if not gaps:
+            return []
+        last = (states.get(s.id) or {}).get("last_slot")
+        upcoming = cron.slots_between(s.cron, s.timezone, last if last is not None else now,
+                                      now + 800 * 86400_000, limit=1)
+        reach = None
+        if upcoming and last is not None and self.enabled(s, states):
+            nxt = upcoming[0]
+            ordinary = last if s.catchup != "skip" else s.previous(nxt)
+            if s.catchup != "skip" or ordinary == last:
+                floor = self._floor(s, nxt)
+                before = [r for r in self._window_runs(s, min(floor, ordinary), nxt) if r.end < nxt]
+                reach = self._reach(s, nxt, ordinary, before, floor)[0]
+        lost = []
+        for a, b in gaps:
+            names = [r.id for r in runs if r.outcome == "lost" and r.start < b and r.end > a]
+            covered = reach is not None and reach <= a
+            lost.append({"from": iso(a), "to": iso(b), "runs": names,
+                         "coveredBy": iso(upcoming[0]) if covered else None,
+                         "fix": None if covered else f"flowjobs schedules trigger {s.id} --since {iso(a)}"})
+        return lost
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(x for x in spans if x[1] > x[0]):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _minus(span: tuple[int, int], cut: tuple[int, int]) -> list[tuple[int, int]]:
+    (a, b), (c, d) = span, cut
+    if d <= a or c >= b:
+        return [span]
+    return [x for x in ((a, c), (d, b)) if x[1] > x[0]]
