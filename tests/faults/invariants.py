@@ -14,8 +14,11 @@ from collections import Counter
 
 
 def rows(db, sql: str, params: dict | None = None) -> list[tuple]:
+    """`:name` parameters on both backends (no literal `%` in `sql`: pass patterns as parameters)."""
+    from flowjobs.store.queries import to_pyformat
+
     with db.borrow() as conn:
-        return conn.execute(sql, params or {}).fetchall()
+        return conn.execute(to_pyformat(sql) if db.dialect == "postgresql" else sql, params or {}).fetchall()
 
 
 def _table_exists(db, name: str) -> bool:
@@ -51,7 +54,7 @@ def check(db, now_ms: int | None = None, workers_stopped: bool = True) -> dict:
     keys = Counter(rows(db, "SELECT task, dedup_key FROM flowjobs_runs WHERE dedup_key IS NOT NULL"))
     assert all(n == 1 for n in keys.values()), "a live idempotency key is held twice"
     slots = Counter(rows(db, "SELECT task, idempotency_key FROM flowjobs_runs "
-                             "WHERE idempotency_key LIKE '%:%T%Z' AND status <> 'failed'"))
+                             "WHERE idempotency_key LIKE :slot AND status <> 'failed'", {"slot": "%:%T%Z"}))
     assert all(n == 1 for n in slots.values()), f"a scheduler slot ran twice: {[k for k, n in slots.items() if n > 1]}"
 
     if _table_exists(db, "billing_runs"):
