@@ -257,16 +257,13 @@ class Scheduler:
             if now - newest > int(self.rt.settings.scheduler.grace * 1000):
                 return []
             slots, ordinary = [newest], s.previous(newest)
-            reaches = ordinary == last  # slots skipped since stay skipped: that is the policy
         else:
-            ordinary, reaches = last, True
+            ordinary = last
         floor = self._floor(s, slots[0])
         runs = self._window_runs(s, min(floor, ordinary), slots[-1], conn)
         taken = {r.end for r in runs if not r.manual and r.end >= slots[0]}  # e.g. by a backfill
         before = [r for r in runs if r.end < slots[0]]
         start, losers = self._reach(s, slots[0], ordinary, before, floor)
-        if not reaches:
-            start = ordinary
         self._notice_lost(s, slots[0], start, floor, losers)
         items, previous = [], start
         for slot in slots:
@@ -332,7 +329,10 @@ class Scheduler:
     def _reach(self, s: Schedule, slot: int, ordinary: int, runs: list[WindowRun],
                floor: int) -> tuple[int, list[tuple[WindowRun, int]]]:
         """Where the window ending at `slot` starts: `ordinary`, or earlier, at the start of
-        the oldest gap since `floor`; and each run that lost time, with where its loss starts."""
+        the oldest gap since `floor`; and each run that lost time, with where its loss starts.
+        It never reaches across time no run was ever given (skipped by the `skip` policy, or
+        before the schedule was first seen): only over the windows that lead up to `ordinary`."""
+        floor = max(floor, _stretch_start(runs, ordinary))
         gaps = self._gaps(runs, floor)
         if not gaps:
             return ordinary, []
@@ -516,10 +516,9 @@ class Scheduler:
         if upcoming and last is not None and self.enabled(s, states):
             nxt = upcoming[0]
             ordinary = last if s.catchup != "skip" else s.previous(nxt)
-            if s.catchup != "skip" or ordinary == last:
-                floor = self._floor(s, nxt)
-                before = [r for r in self._window_runs(s, min(floor, ordinary), nxt) if r.end < nxt]
-                reach = self._reach(s, nxt, ordinary, before, floor)[0]
+            floor = self._floor(s, nxt)
+            before = [r for r in self._window_runs(s, min(floor, ordinary), nxt) if r.end < nxt]
+            reach = self._reach(s, nxt, ordinary, before, floor)[0]
         lost = []
         for a, b in gaps:
             names = [r.id for r in runs if r.outcome == "lost" and r.start < b and r.end > a]
@@ -528,6 +527,14 @@ class Scheduler:
                          "coveredBy": iso(upcoming[0]) if covered else None,
                          "fix": None if covered else f"flowjobs schedules trigger {s.id} --since {iso(a)}"})
         return lost
+
+
+def _stretch_start(runs: list[WindowRun], at: int) -> int:
+    """The start of the unbroken stretch of windows (any outcome) that reaches `at`, or `at`."""
+    for a, b in reversed(_merge([(r.start, r.end) for r in runs])):
+        if a <= at <= b:
+            return a
+    return at
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
