@@ -48,21 +48,21 @@ FILES = [
     ("not UTF-8", b"\xff\xfe\x00{", [], "not UTF-8"),
     ("empty object", b"{}", [], "not a recognisable event"),
     ("event without type", json.dumps({"object": "event", "id": "evt_1"}).encode(), [], "not a recognisable event"),
-    ("event without id", event(id=...), [], "must be an event id"),
+    ("event without id", event(id=...), [], '"id" is missing'),
     ("id not an event id", event(id="pi_123"), [], "must be an event id"),
     ("id a number", event(id=7), [], "must be an event id"),
-    ("type a number", event(type=5), [], '"type" is missing'),
-    ("type empty", event(type=""), [], '"type" is missing'),
-    ("data missing", event(data=...), [], '"data.object" must be an object'),
+    ("type a number", event(type=5), [], '"type" must be an event type'),
+    ("type empty", event(type=""), [], '"type" must be an event type'),
+    ("data missing", event(data=...), [], '"data" is missing'),
     ("data.object a list", event(data={"object": []}), [], '"data.object" must be an object'),
-    ("created missing", event(created=...), [], '"created" must be a Unix timestamp'),
+    ("created missing", event(created=...), [], '"created" is missing'),
     ("created a string", event(created="yesterday"), [], '"created" must be a Unix timestamp'),
     ("supabase without record", json.dumps({"type": "INSERT", "table": "customers"}).encode(), [], '"record" must be an object'),
     ("supabase record a list", json.dumps({"type": "INSERT", "table": "customers", "record": []}).encode(), [], '"record" must be an object'),
-    ("supabase record without id", json.dumps({"type": "INSERT", "table": "customers", "record": {"name": "x"}}).encode(), [], 'has no "id"'),
+    ("supabase record without id", json.dumps({"type": "INSERT", "table": "customers", "record": {"name": "x"}}).encode(), [], '"record.id" is missing'),
     ("supabase without table", json.dumps({"type": "INSERT", "record": {"id": "x"}}).encode(), [], "not a recognisable event"),
     ("supabase unknown operation", json.dumps({"type": "UPSERT", "table": "t", "record": {"id": "x"}}).encode(), [], "not a recognisable event"),
-    ("supabase empty table", json.dumps({"type": "INSERT", "table": "", "record": {"id": "x"}}).encode(), [], '"table" is missing'),
+    ("supabase empty table", json.dumps({"type": "INSERT", "table": "", "record": {"id": "x"}}).encode(), [], '"table" must be a table name'),
     ("export with bad base64", export(body_base64="%%%"), [], "not a valid inbox export"),
     ("export without body", export(body_base64=...), [], "not a valid inbox export"),
     ("export body not JSON", export(body_base64=base64.b64encode(b"{oops").decode()), [], "not valid JSON"),
@@ -129,7 +129,7 @@ def test_malformed_files_are_refused_clearly_and_store_nothing(sqlite_url, tmp_p
     code, _, err = run_cli(capsys, "replay-event", str(huge))
     if code != 2 or "larger than 10 MB" not in err:
         failures.append(("huge file", code, err[-300:]))
-    assert failures == []
+    assert failures == [], "\n".join(map(repr, failures))
     rows = json.loads(flowjobs("events", "list", "--json", env=env).stdout)
     runs = json.loads(flowjobs("runs", "list", "--json", env=env).stdout)
     assert rows == [] and runs == []

@@ -12,38 +12,39 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo, setup
 from flowjobs.billing.models import CheckoutSession, Customer, PaymentMethod, Price, Subscription
 from flowjobs.billing.repo import BillingError
+from flowjobs.webhooks.shapes import SetupIntent
 
 FINISHED = {E.CheckoutSessionStatus.SUCCEEDED, E.CheckoutSessionStatus.FAILED, E.CheckoutSessionStatus.EXPIRED}
 
 
-def setup_intent_succeeded(b, intent: dict) -> dict:
+def setup_intent_succeeded(b, intent: SetupIntent) -> dict:
+    card = setup.stripe_payment_method(b, intent)  # read from Stripe before any transaction opens
     with b.unit() as s:
-        session = s.exec(select(CheckoutSession).where(CheckoutSession.stripe_setup_intent_id == intent.get("id"))).first()
+        session = s.exec(select(CheckoutSession).where(CheckoutSession.stripe_setup_intent_id == intent.id)).first()
         if session is None:
-            return {"result": "ignored", "detail": f"no checkout session for {intent.get('id')}"}
+            return {"result": "ignored", "detail": f"no checkout session for {intent.id}"}
         if session.status in FINISHED:
             return {"result": "already finished", "checkoutSessionId": session.id, "status": session.status}
         customer = s.get(Customer, session.customer_id) if session.customer_id else None
         if customer is None:
             raise BillingError(f"checkout session {session.id} has no customer")
-        method = _method(s, customer, intent)
+        method = _method(s, customer, intent, card)
         outcome = _apply(b, s, session, customer, method, intent)
         session.status = E.CheckoutSessionStatus.SUCCEEDED
         return {"result": outcome, "checkoutSessionId": session.id, "paymentMethodId": method.id}
 
 
-def _method(s, customer: Customer, intent: dict) -> PaymentMethod:
-    stripe_pm = intent.get("payment_method")
-    stripe_pm = stripe_pm.get("id") if isinstance(stripe_pm, dict) else stripe_pm
+def _method(s, customer: Customer, intent: SetupIntent, card: dict | None) -> PaymentMethod:
+    stripe_pm = intent.payment_method
+    stripe_pm = stripe_pm if stripe_pm is None or isinstance(stripe_pm, str) else stripe_pm.id
     if not stripe_pm:
-        raise BillingError(f"SetupIntent {intent.get('id')} carries no payment method")
+        raise BillingError(f"SetupIntent {intent.id} carries no payment method")
     found = s.exec(select(PaymentMethod).where(PaymentMethod.stripe_payment_method_id == stripe_pm)).first()
-    return found or setup.card(s, customer, stripe_payment_method_id=stripe_pm)
+    return found or setup.payment_method_from_stripe(s, customer, card)  # the card Stripe reports
 
 
 def _apply(b, s, session, customer, method, intent) -> str:
@@ -56,18 +57,15 @@ def _apply(b, s, session, customer, method, intent) -> str:
             repo.set_subscription_status(sub, E.SubscriptionStatus.ACTIVE)
         return "payment method set" if session.type == E.CheckoutSessionType.ADD_PAYMENT_METHOD else "activated"
     if session.type == E.CheckoutSessionType.PRODUCT:
-        if s.exec(select(Subscription.id).where(Subscription.stripe_setup_intent_id == intent["id"])).first():
+        if s.exec(select(Subscription.id).where(Subscription.stripe_setup_intent_id == intent.id)).first():
             return "subscription already created"
         price = s.get(Price, session.price_id or "")
         if price is None:
             raise BillingError(f"checkout session {session.id} names no existing price")
         sub, _, run = setup.subscription(s, customer, price, method, start=s.info["now"],
                                          quantity=session.quantity or 1)
-        sub.stripe_setup_intent_id = intent["id"]
+        sub.stripe_setup_intent_id = intent.id
         if run is not None:
             b.trigger(s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}")
         return f"subscription {sub.id} created"
     raise BillingError(f"checkout sessions of type {session.type!r} are not supported by flowjobs")
-
-
-

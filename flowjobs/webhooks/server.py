@@ -7,8 +7,9 @@
     GET  /, /runs, /runs/<id>, /schedules, /events   the dashboard (flowjobs.dashboard)
 
 200 is returned only after the event is committed to the inbox (with its handler's run);
-the handler runs on the workers. A request that fails verification is recorded as
-`rejected` and answered 400 (Stripe redelivers). Bodies are capped (`[server] max_body`,
+the handler runs on the workers. A request that fails verification, or whose body is not an
+event of the shape flowjobs reads (flowjobs.webhooks.shapes), is recorded as `rejected` with
+the reason and answered 400 (Stripe redelivers). Bodies are capped (`[server] max_body`,
 413 above it), slow clients time out (`[server] timeout`), and no request can take the
 process down: an unexpected error is a 500 with a one-line JSON body.
 """
@@ -104,11 +105,14 @@ class WebhookApp:
                    "Content-Type": environ.get("CONTENT_TYPE", "")}
         headers = {k: v for k, v in headers.items() if v}
         live = mode == "livemode"
+        # the signature is checked on the raw bytes first, so a rejected row says whether Stripe sent it
+        signed = parse.Incoming("stripe", body, {}, headers)
+        parse.verify_stripe(signed, endpoint_secrets(self.settings, live), self.settings.stripe.webhook_tolerance)
         try:
-            incoming = parse.parse("stripe", body, headers)
+            incoming = parse.parse("stripe", body, headers)  # strict JSON, then the shapes' models
         except BadInput as exc:
-            return self._reject("stripe", body, headers, str(exc), start_response)
-        parse.verify_stripe(incoming, endpoint_secrets(self.settings, live), self.settings.stripe.webhook_tolerance)
+            return self._reject("stripe", body, headers, str(exc), start_response, signed)
+        incoming.signature, incoming.signature_detail = signed.signature, signed.signature_detail
         try:
             inbox.check(incoming, expected_live=live, require_signature=True, allow_mode_mismatch=False)
         except parse.Rejected as exc:
@@ -126,7 +130,8 @@ class WebhookApp:
         try:
             incoming = parse.parse("supabase", body, {})
         except BadInput as exc:
-            return self._reject("supabase", body, {}, str(exc), start_response)
+            authorised = parse.Incoming("supabase", body, {}, signature="verified", signature_detail="bearer token")
+            return self._reject("supabase", body, {}, str(exc), start_response, authorised)
         incoming.signature, incoming.signature_detail = "verified", "bearer token"
         result = inbox.ingest(self.rt.billing, incoming, via="http")
         return _reply(start_response, "200 OK", {"received": True, **result.as_dict()})

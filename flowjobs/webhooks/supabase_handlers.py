@@ -2,45 +2,43 @@
 
 Supabase sends records with snake_case column names and ISO timestamps. Upstream read three
 of them as camelCase by mistake (`organizationId`, `userId`, …) and so never found anything;
-here every record goes through `normalise`, which maps keys to snake_case explicitly.
+here every record goes through `shapes.normalise`, which maps keys to snake_case explicitly,
+and is read through its model (shapes.SUPABASE_RECORDS), never as a raw dict.
 """
 
 from __future__ import annotations
-
-import re
 
 from sqlmodel import select
 
 from flowjobs.billing.models import Event, Invoice, Organization, Payment, User
 from flowjobs.errors import BadInput, NotFound
-
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-def normalise(record: dict | None) -> dict:
-    return {_CAMEL.sub("_", str(k)).lower(): v for k, v in (record or {}).items()}
+from flowjobs.webhooks import shapes
 
 
-def _records(payload: dict) -> tuple[dict, dict]:
-    return normalise(payload.get("record")), normalise(payload.get("old_record"))
+def _records(payload: dict, model: type) -> tuple:
+    """The payload's record and old record, validated and normalised (shapes.SUPABASE_RECORDS)."""
+    event = shapes.supabase_event(payload)
+    if not isinstance(event.record, model):  # routing picks the handler by table and type
+        raise shapes.BadShape(f"a {event.kind} payload is not handled as {model.__name__}")
+    return event.record, event.old
 
 
 def customer_inserted(b, payload: dict) -> dict:
-    record, _ = _records(payload)
-    missing = [k for k in ("id", "organization_id", "email", "name") if not record.get(k)]
+    record, _ = _records(payload, shapes.CustomerRecord)
+    missing = [k for k in ("id", "organization_id", "email", "name") if not getattr(record, k)]
     if missing:
         raise BadInput(f"customer record is missing {', '.join(missing)}")
-    return {"customerId": record["id"], "valid": True}
+    return {"customerId": record.id, "valid": True}
 
 
 def invoice_updated(b, payload: dict) -> dict:
-    record, old = _records(payload)
-    if not (record.get("status") == "paid" and old.get("status") != "paid"):
+    record, old = _records(payload, shapes.InvoiceRecord)
+    if not (record.status == "paid" and old.status != "paid"):
         return {"result": "ignored", "detail": "not a transition into paid"}
     with b.unit() as s:
-        invoice = s.get(Invoice, record["id"])
+        invoice = s.get(Invoice, record.id)
         if invoice is None:
-            raise NotFound(f"invoice {record['id']} does not exist")
+            raise NotFound(f"invoice {record.id} does not exist")
         payment = s.exec(select(Payment).where(Payment.invoice_id == invoice.id)
                          .order_by(Payment.created_at, Payment.id)).first()
         if payment is None:
@@ -58,11 +56,11 @@ def event_inserted(b, payload: dict) -> dict:
     flowjobs has no outbound webhook delivery yet, so it reports `delivered: false` and leaves
     the event unprocessed for the deliverer that will come.
     """
-    record, _ = _records(payload)
+    record, _ = _records(payload, shapes.Record)
     with b.unit() as s:
-        event = s.get(Event, record.get("id") or "")
+        event = s.get(Event, record.id)
         if event is None:
-            raise NotFound(f"event {record.get('id')} does not exist")
+            raise NotFound(f"event {record.id} does not exist")
         if event.processed_at is not None:
             return {"result": "already_processed", "eventId": event.id}
         return {"result": "not delivered", "eventId": event.id, "delivered": False,
@@ -70,24 +68,24 @@ def event_inserted(b, payload: dict) -> dict:
 
 
 def member_inserted(b, payload: dict) -> dict:
-    record, _ = _records(payload)
+    record, _ = _records(payload, shapes.MembershipRecord)
     with b.unit() as s:
-        user = s.get(User, record.get("user_id") or "")
+        user = s.get(User, record.user_id or "")
         if user is None:
-            raise NotFound(f"user {record.get('user_id')} does not exist")
+            raise NotFound(f"user {record.user_id} does not exist")
         if not user.email:
             raise BadInput(f"user {user.id} has no email address")
         return {"userId": user.id, "email": user.email, "newsletter": "not configured"}
 
 
 def organization_updated(b, payload: dict) -> dict:
-    record, old = _records(payload)
-    if not (record.get("payouts_enabled") is True and not old.get("payouts_enabled")):
+    record, old = _records(payload, shapes.OrganizationRecord)
+    if not (record.payouts_enabled is True and not old.payouts_enabled):
         return {"result": "ignored", "detail": "payouts_enabled did not turn on"}
     with b.unit() as s:
-        org = s.get(Organization, record["id"])
+        org = s.get(Organization, record.id)
         if org is None:
-            raise NotFound(f"organization {record['id']} does not exist")
+            raise NotFound(f"organization {record.id} does not exist")
         b.trigger(s, "send-organization-payouts-enabled-notification", {"organizationId": org.id},
                   key=f"send-organization-payouts-enabled-notification-{org.id}")
         return {"result": "notified", "organizationId": org.id}
@@ -105,13 +103,15 @@ REFERENCES = {"invoices": Invoice, "organizations": Organization, "events": Even
 
 
 def missing_reference(b, payload: dict) -> str | None:
-    record, _ = _records(payload)
-    table = payload.get("table")
+    event = shapes.supabase_event(payload)
+    record, table = event.record, event.payload.table
+    if record is None:  # a kind flowjobs does not route: it names nothing
+        return None
     with b.unit() as s:
-        if table in REFERENCES and s.get(REFERENCES[table], record.get("id") or "") is None:
-            return f"{table[:-1]} {record.get('id')} does not exist"
-        if table == "memberships" and s.get(User, record.get("user_id") or "") is None:
-            return f"user {record.get('user_id')} does not exist"
-        if table == "customers" and s.get(Organization, record.get("organization_id") or "") is None:
-            return f"organization {record.get('organization_id')} does not exist"
+        if table in REFERENCES and s.get(REFERENCES[table], record.id or "") is None:
+            return f"{table[:-1]} {record.id} does not exist"
+        if table == "memberships" and s.get(User, getattr(record, "user_id", None) or "") is None:
+            return f"user {record.user_id} does not exist"
+        if table == "customers" and s.get(Organization, getattr(record, "organization_id", None) or "") is None:
+            return f"organization {record.organization_id} does not exist"
     return None
