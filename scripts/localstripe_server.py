@@ -14,7 +14,10 @@ serves until SIGTERM/SIGINT. Three fixes over the stock `localstripe` command (s
 3. honours `Idempotency-Key` like Stripe: a repeated (key, method, path) with the same body
    replays the first response; with a different body it is refused with Stripe's 400
    `idempotency_error`. (Stock localstripe ignores the header, so a retried charge charged
-   twice.)
+   twice.) `DELETE /_config/idempotency` forgets every key, as Stripe does after 24 hours:
+   tests use it to prove that a late retry still cannot charge twice;
+4. accepts `off_session` when confirming a PaymentIntent, as Stripe does (stock localstripe
+   answers 400 "Unexpected off_session"); it changes nothing there.
 """
 
 from __future__ import annotations
@@ -33,6 +36,22 @@ def _patch_store() -> None:
 
     resources.Store.dump_to_disk = lambda self: None
     resources.Store.try_load_from_disk = lambda self: None
+
+
+def _patch_confirm() -> None:
+    """Accept `off_session` on POST /v1/payment_intents/{id}/confirm (before the server module
+    turns `extra_apis` into routes)."""
+    from localstripe import resources
+    from localstripe.errors import UserError
+
+    original = resources.PaymentIntent._api_confirm
+
+    def confirm(id, off_session=None, **kwargs):
+        if off_session is not None and resources.try_convert_to_bool(off_session) not in (True, False):
+            raise UserError(400, "Bad request")
+        return original(id, **kwargs)
+
+    resources.extra_apis[:] = [(m, u, confirm if f == original else f) for m, u, f in resources.extra_apis]
 
 
 def idempotency_middleware():
@@ -63,6 +82,7 @@ def idempotency_middleware():
                 seen[ident] = (digest, response.status, payload, response.content_type)
             return response
 
+    middleware.forget = lambda: (seen.clear(), locks.clear())
     return middleware
 
 
@@ -81,10 +101,18 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     _patch_store()
+    _patch_confirm()
     from aiohttp import web
     from localstripe import server
 
-    server.app.middlewares.insert(0, idempotency_middleware())
+    idempotency = idempotency_middleware()
+    server.app.middlewares.insert(0, idempotency)
+
+    async def forget_keys(request):
+        idempotency.forget()
+        return web.Response()
+
+    server.app.router.add_delete("/_config/idempotency", forget_keys)
     server.app.middlewares[:] = [m for m in server.app.middlewares if m is not server.save_store_middleware]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

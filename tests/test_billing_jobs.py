@@ -102,13 +102,17 @@ def test_scheduled_cancellation_ends_the_subscription_at_period_end(brt, clock):
 
 
 def test_stale_payment_whose_charge_was_never_recorded_is_settled_not_failed(brt, clock):
-    from flowjobs.billing.runs import _prepare
+    from flowjobs.billing.runs import _prepare, record_intent
 
     seeded = seed(brt)
     charge = _prepare(brt.billing, seeded.billing_run_id, "run_dead_worker")  # claimed, then "crashed"
-    brt.billing.gateway.charge_off_session(  # ... after Stripe had charged
+    gateway = brt.billing.gateway
+    intent = gateway.create_payment_intent(
         livemode=False, amount=charge.amount, currency=charge.currency, customer=charge.customer,
         payment_method=charge.payment_method, metadata=charge.metadata, idempotency_key=charge.idempotency_key)
+    assert record_intent(brt.billing, charge, intent.payment_intent_id, "run_dead_worker") == intent.payment_intent_id
+    gateway.confirm_payment_intent(False, intent.payment_intent_id, idempotency_key=charge.confirm_key,
+                                   amount=charge.amount, currency=charge.currency)  # ... after Stripe had charged
     clock.advance(7 * 3600)
     run = brt.trigger("fail-stale-payments", {"timestamp": iso(clock.now_ms())})
     drain(brt)

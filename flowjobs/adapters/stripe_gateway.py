@@ -2,10 +2,19 @@
 
 - The secret key is chosen by the row's `livemode` (`[stripe] test_api_key` / `live_api_key`);
   `[stripe] api_base` points the SDK at another server (localstripe in tests and the demo).
-- In-call retries (tenacity): connection errors, 5xx and 429, honouring `Retry-After`. The
+- In-call retries (tenacity): refused connections, 5xx and 429, honouring `Retry-After`. The
   idempotency key is the same on every try, so a retried charge is never a second charge.
   A card decline is a billing outcome (`ChargeResult` with status `requires_payment_method`),
   never retried here.
+- Two network failures are told apart, in the error and in the log:
+  `StripeUnreachable` — the request never left (connection refused, DNS, connect timeout):
+  nothing happened at Stripe; `StripeOutcomeUnknown` — the request was sent and its answer was
+  lost (read timeout, connection dropped mid-response): Stripe may have acted. The latter is
+  not retried in the call (a slow Stripe is not helped by more requests): the billing run
+  records it and the next attempt asks Stripe first (flowjobs.billing.runs).
+- Charges are two requests: create the PaymentIntent unconfirmed (moves no money), record its
+  id, then confirm it off-session. A PaymentIntent can be charged only once, so a confirmation
+  repeated after Stripe forgot the idempotency key (24 h) can never charge twice.
 - Only parameters both real Stripe and localstripe accept are sent (../shared/testing.md).
 """
 
@@ -14,11 +23,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import logging
+
 from flowjobs.errors import FlowjobsError
+
+log = logging.getLogger("flowjobs.stripe")
 
 
 class StripeUnavailable(FlowjobsError):
     """Stripe could not be reached or kept failing; the run's attempt fails and is retried."""
+
+
+class StripeUnreachable(StripeUnavailable):
+    """The request never reached Stripe (connection refused, name not resolved, connect
+    timeout): nothing happened there."""
+
+
+class StripeOutcomeUnknown(StripeUnavailable):
+    """The request was sent but its answer was lost (read timeout, connection dropped after
+    sending): Stripe may or may not have acted on it. Ask Stripe before doing anything else."""
 
 
 class StripeRequestError(FlowjobsError):
@@ -55,10 +78,42 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def never_sent(exc: BaseException) -> bool:
+    """Whether a connection error happened before the request could reach the server.
+
+    The SDK wraps the HTTP library's exception (`raise APIConnectionError(...) from e`); a
+    refused or unresolvable connection and a connect timeout mean nothing was sent. Anything
+    else (a read timeout, a reset or a close after sending) may have reached Stripe."""
+    import socket
+
+    seen = set()
+    cause = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        name = type(cause).__name__
+        if isinstance(cause, (ConnectionRefusedError, socket.gaierror)) or name in (
+                "ConnectTimeout", "NewConnectionError", "NameResolutionError", "ConnectTimeoutError"):
+            return True
+        if name in ("ReadTimeout", "ReadTimeoutError", "RemoteDisconnected", "ProtocolError"):
+            return False
+        for inner in getattr(cause, "args", ()):  # urllib3 keeps the reason in MaxRetryError.reason
+            if isinstance(inner, BaseException) and id(inner) not in seen:
+                if never_sent(inner):
+                    return True
+        reason = getattr(cause, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen and never_sent(reason):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _transient(exc: BaseException) -> bool:
+    """Retried within the call: a refused connection, 429 and 5xx — never a lost answer."""
     import stripe
 
-    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+    if isinstance(exc, stripe.APIConnectionError):
+        return never_sent(exc)
+    if isinstance(exc, stripe.RateLimitError):
         return True
     status = getattr(exc, "http_status", None)
     return isinstance(exc, stripe.StripeError) and status is not None and status >= 500
@@ -109,12 +164,20 @@ class StripeGateway:
         except stripe.CardError:
             raise
         except stripe.StripeError as exc:
+            tries = self.settings.max_retries + 1
+            base = self.settings.api_base or "https://api.stripe.com"
+            what = getattr(fn, "__qualname__", "request")
+            if isinstance(exc, stripe.APIConnectionError):
+                if never_sent(exc):
+                    log.warning("Stripe unreachable at %s (%s): %s", base, what, _network_error(exc))
+                    raise StripeUnreachable(f"cannot reach Stripe at {base} after {tries} tries "
+                                            f"(connection refused or failed before sending: "
+                                            f"{_network_error(exc)})") from exc
+                log.warning("Stripe answer lost at %s (%s), outcome unknown: %s", base, what, _network_error(exc))
+                raise StripeOutcomeUnknown(
+                    f"Stripe at {base} did not answer within {self.settings.timeout:g}s after the request was "
+                    f"sent ({_network_error(exc)}): its outcome is unknown") from exc
             if _transient(exc):
-                tries = self.settings.max_retries + 1
-                base = self.settings.api_base or "https://api.stripe.com"
-                if isinstance(exc, stripe.APIConnectionError):
-                    raise StripeUnavailable(f"cannot reach Stripe at {base} after {tries} tries "
-                                            "(connection failed)") from exc
                 raise StripeUnavailable(f"Stripe at {base} answered {exc.http_status} after {tries} tries: "
                                         f"{exc.user_message or 'server error'}") from exc
             raise StripeRequestError(f"Stripe refused the request: {exc.user_message or exc}") from exc
@@ -146,15 +209,59 @@ class StripeGateway:
             return self._declined(livemode, exc, amount, currency)
         return self._result(intent.to_dict())
 
+    def create_payment_intent(self, *, livemode: bool, amount: int, currency: str, customer: str,
+                              payment_method: str, metadata: dict[str, str], idempotency_key: str,
+                              application_fee_amount: int | None = None,
+                              transfer_destination: str | None = None,
+                              on_behalf_of: str | None = None) -> ChargeResult:
+        """Create a PaymentIntent without confirming it: no money moves until `confirm_payment_intent`."""
+        params: dict[str, Any] = {
+            "amount": amount, "currency": currency.lower(), "customer": customer,
+            "payment_method": payment_method, "metadata": metadata}
+        if application_fee_amount:
+            params["application_fee_amount"] = application_fee_amount
+        if transfer_destination:
+            params["transfer_data"] = {"destination": transfer_destination}
+        if on_behalf_of:
+            params["on_behalf_of"] = on_behalf_of
+        client = self.client(livemode)
+        intent = self.call(client.v1.payment_intents.create, params=params,
+                           options={"idempotency_key": idempotency_key})
+        return self._result(intent.to_dict())
+
+    def confirm_payment_intent(self, livemode: bool, payment_intent_id: str, *, idempotency_key: str,
+                               amount: int, currency: str) -> ChargeResult:
+        """Confirm off-session (the customer is not present). A decline is an outcome."""
+        import stripe
+
+        client = self.client(livemode)
+        try:
+            intent = self.call(client.v1.payment_intents.confirm, payment_intent_id,
+                               params={"off_session": True}, options={"idempotency_key": idempotency_key})
+        except stripe.CardError as exc:
+            return self._declined(livemode, exc, amount, currency, payment_intent_id)
+        return self._result(intent.to_dict())
+
+    def cancel_payment_intent(self, livemode: bool, payment_intent_id: str) -> ChargeResult:
+        """Cancel a PaymentIntent that has not charged; when Stripe refuses because it moved on
+        (succeeded, processing, already canceled), its current state is returned instead."""
+        client = self.client(livemode)
+        try:
+            intent = self.call(client.v1.payment_intents.cancel, payment_intent_id)
+        except StripeRequestError:
+            return self.retrieve_payment_intent(livemode, payment_intent_id)
+        return self._result(intent.to_dict())
+
     def retrieve_payment_intent(self, livemode: bool, payment_intent_id: str) -> ChargeResult:
         client = self.client(livemode)
         intent = self.call(client.v1.payment_intents.retrieve, payment_intent_id)
         return self._result(intent.to_dict())
 
-    def _declined(self, livemode: bool, exc, amount: int, currency: str) -> ChargeResult:
+    def _declined(self, livemode: bool, exc, amount: int, currency: str,
+                  known_intent: str | None = None) -> ChargeResult:
         error = exc.error
         body = (exc.json_body or {}).get("error", {}) if isinstance(exc.json_body, dict) else {}
-        intent_id = _id(getattr(error, "payment_intent", None)) or _id(body.get("payment_intent"))
+        intent_id = known_intent or _id(getattr(error, "payment_intent", None)) or _id(body.get("payment_intent"))
         charge_id = _id(getattr(error, "charge", None)) or body.get("charge")
         if intent_id is None and charge_id:  # localstripe names only the charge
             charge = self.call(self.client(livemode).v1.charges.retrieve, charge_id)
@@ -203,6 +310,12 @@ class StripeGateway:
         for charge in self.call(client.v1.charges.list, params={"customer": customer, "limit": 100}).data:
             counts[charge.status] = counts.get(charge.status, 0) + 1
         return counts
+
+
+def _network_error(exc: BaseException) -> str:
+    """The HTTP library's own words (the SDK's message is a generic paragraph)."""
+    cause = exc.__cause__ or exc.__context__
+    return f"{type(cause).__name__}: {cause}" if cause is not None else str(exc).splitlines()[0]
 
 
 def _has_requests() -> bool:

@@ -26,7 +26,7 @@ from flowjobs.billing import repo
 from flowjobs.billing.models import (BillingPeriod, BillingRun, Invoice, Payment,
                                      Subscription)
 from flowjobs.billing.periods import period_status_by_clock
-from flowjobs.billing.runs import RunReport
+from flowjobs.billing.runs import RunReport, current_payment
 from flowjobs.billing.types import ms_from_utc, utc_from_ms
 from flowjobs import ids
 
@@ -62,6 +62,11 @@ def apply_charge_result(b, billing_run_id: str, result, event_created: int | Non
         if run is None:
             return RunReport(billing_run_id, "skipped", "missing", "no such billing run")
         skip = _stale(run, event_created)
+        payment = current_payment(s, run.id)
+        if skip is None and payment is not None and payment.stripe_payment_intent_id and \
+                result.payment_intent_id and result.payment_intent_id != payment.stripe_payment_intent_id:
+            skip = (f"PaymentIntent {result.payment_intent_id} is not the run's current one "
+                    f"({payment.stripe_payment_intent_id})")
         if skip:
             return RunReport(run.id, "skipped", run.status, skip)
         return _apply(b, s, run, result, event_created)
@@ -70,6 +75,8 @@ def apply_charge_result(b, billing_run_id: str, result, event_created: int | Non
 def _stale(run: BillingRun, event_created: int | None) -> str | None:
     if run.status in E.RUN_FINAL:
         return f"billing run is already {run.status}"
+    if run.status == E.BillingRunStatus.SCHEDULED:  # e.g. the cancellation of a PaymentIntent it gave up
+        return "billing run is scheduled, not charging: the PaymentIntent belongs to an earlier attempt"
     last = run.last_stripe_payment_intent_event_timestamp
     if event_created is not None and last is not None and ms_from_utc(last) >= event_created * 1000:
         return "an event at least as new was already processed"
@@ -80,10 +87,11 @@ def _apply(b, s, run: BillingRun, result, event_created: int | None) -> RunRepor
     now = s.info["now"]
     status = RUN_STATUS.get(result.status, E.BillingRunStatus.IN_PROGRESS)
     run.status = status
+    run.outcome_unknown_since = None  # Stripe has answered
     run.stripe_payment_intent_id = result.payment_intent_id or run.stripe_payment_intent_id
     if event_created is not None:
         run.last_stripe_payment_intent_event_timestamp = utc_from_ms(event_created * 1000)
-    payment = repo.payment_of_run(s, run.id)
+    payment = current_payment(s, run.id)
     invoice = s.get(Invoice, payment.invoice_id) if payment else repo.first_invoice(s, run.billing_period_id)
     if payment is not None:
         sync_payment(payment, result)
@@ -163,7 +171,7 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
     if _first_payment(s, sub):
         cancel_immediately(b, s, sub, reason=E.CancellationReason.NON_PAYMENT)
         return {"next": "first payment failed: subscription canceled"}
-    retry = _schedule_retry(b, s, run, sub, now)
+    retry = schedule_retry(b, s, run, sub, now)
     _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
     if payment is not None:
         retry_ms = ms_from_utc(retry.scheduled_for) if retry else None
@@ -190,7 +198,7 @@ def _first_payment(s, sub: Subscription) -> bool:
     return paid is None and trial is None
 
 
-def _schedule_retry(b, s, run: BillingRun, sub: Subscription, now: datetime) -> BillingRun | None:
+def schedule_retry(b, s, run: BillingRun, sub: Subscription, now: datetime) -> BillingRun | None:
     delay = b.retry_delay(run.attempt_number)
     if delay is None or sub.do_not_charge or sub.status in E.SUBSCRIPTION_TERMINAL:
         return None

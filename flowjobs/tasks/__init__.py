@@ -13,6 +13,7 @@ BUILTIN_MODULES = [
     "flowjobs.tasks.daily_cron",
     "flowjobs.tasks.attempt_billing_runs",
     "flowjobs.tasks.attempt_billing_run",
+    "flowjobs.tasks.settle_billing_run",
     "flowjobs.tasks.attempt_transition_billing_periods",
     "flowjobs.tasks.attempt_billing_period_transition",
     "flowjobs.tasks.attempt_cancel_scheduled_subscriptions",

@@ -1,9 +1,14 @@
 """`attempt-billing-run {billingRunId}`: execute one billing run (flowjobs.billing.runs).
 
-Only a `scheduled` run is executed; it is claimed for this flowjobs run, so a crashed attempt
-is resumed by the next attempt of the same run (and the charge request replayed under its
-Stripe idempotency key), while any other run for the same billing run does nothing.
-Retried up to 5 attempts: a Stripe outage or a lost worker must not strand a claimed run.
+Only a `scheduled` run is executed; it is claimed for this flowjobs run, so a crashed or
+failed attempt is resumed by the next attempt of the same run — which first asks Stripe what
+became of the PaymentIntent recorded before confirmation — while any other run for the same
+billing run does nothing.
+
+Retries outlast a slow or unreachable Stripe: 6 attempts, 30 s → 15 min apart (about half an
+hour in all; seconds apart, a Stripe that answers late would use them all up in a minute).
+When the run fails for good, its failure hook `settle-billing-run` settles the billing run at
+once (charged → recorded; not charged → scheduled again), so it is never left `started`.
 """
 
 from typing import Any
@@ -13,6 +18,9 @@ from pydantic import Field, model_validator
 from flowjobs.core.registry import task
 from flowjobs.core.retry import RetryPolicy
 from flowjobs.tasks._billing import Payload, lift_ref, run_billing
+
+# Money moves here: back off for minutes, not seconds (issue #12, item 9).
+CHARGE_RETRY = RetryPolicy(max_attempts=6, min_wait=30, max_wait=900, factor=3)
 
 
 class AttemptBillingRunPayload(Payload):
@@ -25,8 +33,7 @@ class AttemptBillingRunPayload(Payload):
         return lift_ref(data, "billingRun", "billingRunId")
 
 
-@task("attempt-billing-run", payload=AttemptBillingRunPayload,
-      retry=RetryPolicy(max_attempts=5, min_wait=2, max_wait=60))
+@task("attempt-billing-run", payload=AttemptBillingRunPayload, retry=CHARGE_RETRY, on_failure="settle-billing-run")
 def attempt_billing_run(payload: AttemptBillingRunPayload, ctx):
     """Charge one billing run (at most once)."""
     from flowjobs.billing.runs import execute_billing_run

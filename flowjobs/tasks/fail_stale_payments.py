@@ -1,5 +1,6 @@
 """`fail-stale-payments {timestamp}`: settle or fail payments pending for more than
-`[billing] stale_payment_after` (6 h), asking Stripe first (flowjobs.billing.stale)."""
+`[billing] stale_payment_after` (6 h), asking Stripe first; give up on those still pending
+past `[billing] pending_give_up_after` / `processing_give_up_after` (flowjobs.billing.stale)."""
 
 from datetime import datetime
 
@@ -16,8 +17,9 @@ def fail_stale_payments(payload: StalePayload, ctx):
     """Settle or fail payments stuck in a pending status."""
     from flowjobs.billing.stale import fail_stale_payments as run
 
-    report = run(ctx.runtime.billing, utc(payload.timestamp))
-    ctx.log.info("stale payments: %d seen, %d failed, %d settled, %d still processing, %d errors",
+    alerts = ctx.runtime.settings.alerts
+    report = run(ctx.runtime.billing, utc(payload.timestamp), alert=bool(alerts.email or alerts.webhook_url))
+    ctx.log.info("stale payments: %d seen, %d failed, %d settled, %d still pending, %d requeued, %d errors",
                  report.total, len(report.failed), len(report.settled), len(report.still_processing),
-                 len(report.errors))
+                 len(report.requeued), len(report.errors))
     return report.as_dict()
