@@ -1,7 +1,9 @@
 """The worker's periodic duties — scheduler tick, pruner, alerts — driven by the `schedule` package.
 
 They run on one background thread of `flowjobs run-worker` (and are the whole of
-`flowjobs run-scheduler`). A duty that raises is logged and runs again at its next time.
+`flowjobs run-scheduler`). A duty that raises is logged and runs again at its next time. One
+that fails because the database is away (locked, full, unreachable) is logged once, in one
+line, and once more when it works again: an outage is two lines, not one traceback a second.
 """
 
 from __future__ import annotations
@@ -18,16 +20,27 @@ class Duties:
     def __init__(self):
         self.jobs = schedule.Scheduler()
         self._stop = threading.Event()
+        self._waiting: set[str] = set()  # duties that failed on a database outage
 
     def every(self, seconds: float, fn, name: str) -> None:
         self.jobs.every(seconds).seconds.do(self._safe, fn, name)
 
-    @staticmethod
-    def _safe(fn, name: str) -> None:
+    def _safe(self, fn, name: str) -> None:
+        from flowjobs.store.failures import is_transient
+
         try:
             fn()
-        except Exception:
-            log.exception("%s failed; it runs again at its next time", name)
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("%s failed; it runs again at its next time", name)
+            elif name not in self._waiting:
+                self._waiting.add(name)
+                log.warning("%s waits for the database (%s: %s)", name, type(exc).__name__,
+                            (str(exc).strip().splitlines() or [""])[0])
+            return
+        if name in self._waiting:
+            self._waiting.discard(name)
+            log.warning("%s runs again: the database is back", name)
 
     def run(self) -> None:
         self.jobs.run_all()

@@ -70,7 +70,7 @@ class Outage:
             kind, self.kind = self.kind, None
             took = self._clock() - self.since
         if kind is not None:
-            log.warning("the database is back after %.1fs (%s); resuming", took, _SAYS[kind])
+            log.warning("the database is back after %.1fs; resuming", took)
         return kind is not None
 
 

@@ -149,6 +149,7 @@ class Worker:
                 if pause is None:
                     raise
                 self._after_outage = True
+                self._next_rescue = float("inf")  # not before this worker's outcomes are written
                 self._stopping.wait(pause)
                 continue
             self._recovered()

@@ -66,8 +66,10 @@ class Database:
         except DatabaseError:
             raise
         except Exception as exc:  # driver-specific connection errors
-            kind = DatabaseUnavailable if failures.classify(exc) in (None, "unavailable") else DatabaseError
-            raise kind(f"cannot open database {redact(self.url)}: {exc}") from exc
+            if failures.classify(exc) in (None, "unavailable"):
+                raise DatabaseUnavailable(f"database {self.where()} is unavailable: cannot connect "
+                                          f"({failures.one_line(exc)})") from exc
+            raise DatabaseError(f"cannot open database {self.where()}: {failures.one_line(exc)}") from exc
 
     @contextmanager
     def borrow(self):

@@ -146,3 +146,8 @@ def describe_holders(holders: list[tuple[int, str]]) -> str:
     if not holders:
         return ""
     return " by " + ", ".join(f"{command} (pid {pid})" for pid, command in holders)
+
+
+def one_line(exc: BaseException) -> str:
+    """A driver's message on one line (psycopg's span several, with hints)."""
+    return "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip()) or type(exc).__name__
