@@ -132,6 +132,20 @@ class BillingSettings(Section):
 
 class DocumentSettings(Section):
     dir: str = "documents"
+    pay_url_template: str = ""
+
+    @field_validator("pay_url_template")
+    @classmethod
+    def _pay_url(cls, value: str) -> str:
+        if not value:
+            return value
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        try:
+            value.format(invoice_id="inv", organization_id="org", invoice_number="N")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{invoice_id}}, {{organization_id}} and {{invoice_number}} can be used ({exc})")
+        return value
 
 
 class MailSettings(Section):

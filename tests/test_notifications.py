@@ -135,7 +135,7 @@ EXPECTED = {  # task: (recipients, subject, facts in the plain-text body)
         CUSTOMER, "Your Payment Failed", ["Payment Unsuccessful", "Your card was declined.",
                                           "We will try again on January 18, 2027.", "Amount: €49.00"]),
     "send-customer-subscription-created-notification": (
-        CUSTOMER, "Your Subscription is Confirmed", ["Plan: Pro", "Price: €49.00 / month", "card ending 4242",
+        CUSTOMER, "Your Subscription is Confirmed", ["Plan: Pro", "Price: €49.00 / month", "Card ending 4242",
                                                      "Next billing date: February 15, 2027"]),
     "send-customer-subscription-upgraded-notification": (
         CUSTOMER, "Your Subscription is Confirmed", ["Previous plan: Pro (€49.00 / month)"]),

@@ -78,8 +78,10 @@ def _paid(s, sub, period, run, cust) -> None:
                       invoice_date=period.start_date, due_date=period.start_date, billing_period_id=period.id,
                       customer_id=cust.id, organization_id=sub.organization_id, status=E.InvoiceStatus.PAID,
                       subscription_id=sub.id, billing_run_id=run.id, currency=cust_currency(s, sub),
-                      subtotal=amount, tax_amount=0, type=E.InvoiceType.SUBSCRIPTION)
+                      subtotal=amount, tax_amount=0, type=E.InvoiceType.SUBSCRIPTION,
+                      billing_period_start_date=period.start_date, billing_period_end_date=period.end_date)
     s.add(invoice)
+    setup.invoice_lines(s, invoice, period_items(s, period.id), billing_run_id=run.id)  # what was paid for
     s.add(Payment(id=ids.new_id("pym"), livemode=sub.livemode, invoice_id=invoice.id, amount=amount,
                   payment_method=E.PaymentMethodType.CARD, currency=invoice.currency,
                   status=E.PaymentStatus.SUCCEEDED, charge_date=period.start_date,

@@ -61,6 +61,8 @@ def customer(s, org: Organization, *, email: str, name: str, stripe_customer_id:
 
 def card(s, cust: Customer, *, stripe_payment_method_id: str | None, last4: str = "4242",
          country_code: str = "US") -> PaymentMethod:
+    """A card row from values the caller already has (tests, the demo's `attach_card` answer).
+    A payment method Stripe reports (a SetupIntent) is recorded by `payment_method_from_stripe`."""
     row = PaymentMethod(id=ids.new_id("pm"), livemode=cust.livemode, customer_id=cust.id,
                         billing_details={"name": cust.name, "email": cust.email,
                                          "address": {"country": country_code}},
@@ -69,6 +71,63 @@ def card(s, cust: Customer, *, stripe_payment_method_id: str | None, last4: str 
                         stripe_payment_method_id=stripe_payment_method_id)
     s.add(row)
     return row
+
+
+CARD_FIELDS = ("brand", "last4", "exp_month", "exp_year", "country", "funding")
+METHOD_FIELDS = {E.PaymentMethodType.CARD: CARD_FIELDS,
+                 E.PaymentMethodType.US_BANK_ACCOUNT: ("bank_name", "last4", "account_type"),
+                 E.PaymentMethodType.SEPA_DEBIT: ("last4", "country", "bank_code"),
+                 E.PaymentMethodType.LINK: ("email",)}
+
+
+def payment_method_from_stripe(s, cust: Customer, stripe_pm: dict | None, *, default: bool = True) -> PaymentMethod:
+    """A payment method row from the Stripe PaymentMethod object: its type, billing details, and
+    what Stripe says about the instrument (card brand, last4, expiry, issuing country) — nothing
+    assumed. A field Stripe leaves empty stays absent (the fee rule then refuses an unknown
+    country rather than guess)."""
+    from flowjobs.billing.repo import BillingError
+
+    if not stripe_pm or not stripe_pm.get("id"):
+        raise BillingError("the Stripe PaymentMethod could not be read; nothing recorded")
+    kind = stripe_pm.get("type") or ""
+    if kind not in METHOD_FIELDS:
+        raise BillingError(f"Stripe PaymentMethod {stripe_pm['id']} is of type {kind!r}, which flowjobs "
+                           f"does not bill ({', '.join(METHOD_FIELDS)})")
+    details = stripe_pm.get(kind) or {}
+    data = {k: details[k] for k in METHOD_FIELDS[kind] if details.get(k) not in (None, "")}
+    if data.get("country"):
+        data["country"] = str(data["country"]).upper()
+    livemode = stripe_pm.get("livemode")
+    row = PaymentMethod(id=ids.new_id("pm"), livemode=cust.livemode if livemode is None else bool(livemode),
+                        customer_id=cust.id, billing_details=dict(stripe_pm.get("billing_details") or {}),
+                        type=kind, default=default, payment_method_data=data,
+                        stripe_payment_method_id=stripe_pm["id"])
+    s.add(row)
+    return row
+
+
+def stripe_payment_method(b, intent) -> dict | None:
+    """The Stripe PaymentMethod object a SetupIntent (a dict or a validated shape) names, read
+    from Stripe before any database transaction opens — or None when there is nothing to
+    record: no checkout session for the intent, a finished one, or a method already recorded."""
+    from flowjobs.billing.models import CheckoutSession
+
+    value = intent.get("payment_method") if isinstance(intent, dict) else getattr(intent, "payment_method", None)
+    if isinstance(value, dict) and value.get("type"):
+        return value  # expanded in the event: the object itself
+    pm_id = value.get("id") if isinstance(value, dict) else getattr(value, "id", value)
+    intent_id = intent.get("id") if isinstance(intent, dict) else getattr(intent, "id", None)
+    if not pm_id or not intent_id:
+        return None
+    with b.unit() as s:
+        session = s.exec(select(CheckoutSession).where(CheckoutSession.stripe_setup_intent_id == intent_id)).first()
+        known = s.exec(select(PaymentMethod.id).where(PaymentMethod.stripe_payment_method_id == pm_id)).first()
+        if session is None or known is not None or session.status in (
+                E.CheckoutSessionStatus.SUCCEEDED, E.CheckoutSessionStatus.FAILED, E.CheckoutSessionStatus.EXPIRED):
+            return None
+        livemode = session.livemode
+    gateway = b.gateway  # the Stripe adapter's client and retry policy
+    return gateway.call(gateway.client(livemode).v1.payment_methods.retrieve, pm_id).to_dict()
 
 
 def plan(s, org: Organization, name: str, unit_price: int, *, interval: str = E.IntervalUnit.MONTH,
@@ -121,6 +180,19 @@ def subscription(s, cust: Customer, price: Price, method: PaymentMethod | None, 
         s.add(run)
     s.flush()
     return sub, period, run
+
+
+def invoice_lines(s, invoice, items, *, billing_run_id: str | None = None) -> None:
+    """One static invoice line per billing period item (as a billing run writes them)."""
+    from flowjobs.billing.models import InvoiceLineItem
+
+    for item in items:
+        if item.quantity <= 0:
+            continue
+        s.add(InvoiceLineItem(id=ids.new_id("inv_li"), livemode=invoice.livemode, invoice_id=invoice.id,
+                              quantity=item.quantity, price=item.unit_price, billing_run_id=billing_run_id,
+                              description=f"{item.name} - {item.description}" if item.description else item.name,
+                              type=E.SubscriptionItemType.STATIC))
 
 
 def discount(s, sub: Subscription, *, amount: int, amount_type: str = E.DiscountAmountType.PERCENT,

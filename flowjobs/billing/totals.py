@@ -6,8 +6,8 @@ total, amount paid and amount due.
     subtotal  = base − discount
     tax       = the invoice's tax (0 when the subtotal is 0)
     total     = subtotal + tax
-    paid      = Σ (amount − refunded amount) of the invoice's succeeded and refunded payments
-    due       = max(total − paid, 0)
+    paid      = Σ amount of the invoice's succeeded and refunded payments; refunded = Σ their refunds
+    due       = max(total − (paid − refunded), 0)     (net settled, spec §7.4/§7.5)
 
 `compute` is the pure function; `invoice_totals` reads one invoice's inputs from the
 database. The billing run charges `due` (flowjobs.billing.runs), the invoice and receipt PDFs,
@@ -90,7 +90,7 @@ class Totals:
             out[key] = getattr(self, key)
         out["discountCode"] = self.discount_code
         out["formatted"] = {key: money(getattr(self, key))
-                            for key in ("base", "discount", "subtotal", "tax", "total", "paid", "due")}
+                            for key in ("base", "discount", "subtotal", "tax", "total", "paid", "refunded", "due")}
         return out
 
 
@@ -110,7 +110,7 @@ def compute(currency: str, lines, *, discount: int | Discount | None = None, dis
     tax = max(int(tax or 0), 0) if subtotal > 0 else 0
     total = subtotal + tax
     return Totals(currency, lines, base, off, discount_code if off else None, subtotal, tax, total,
-                  paid, refunded, max(total - paid, 0))
+                  paid, refunded, max(total - (paid - refunded), 0))
 
 
 # -- from the database ------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def invoice_totals(s, invoice) -> Totals:
         discount = Discount(active.discount_amount_type, active.discount_amount) if active else None
         code = active.discount_code if active else None
     paid, refunded = s.exec(
-        select(func.coalesce(func.sum(Payment.amount - func.coalesce(Payment.refunded_amount, 0)), 0),
+        select(func.coalesce(func.sum(Payment.amount), 0),
                func.coalesce(func.sum(func.coalesce(Payment.refunded_amount, 0)), 0))
         .where(Payment.invoice_id == invoice.id, Payment.status.in_(list(E.PAYMENT_SETTLED)))).one()
     return compute(invoice.currency, lines, discount=discount, discount_code=code, tax=invoice.tax_amount or 0,

@@ -1,4 +1,9 @@
-"""Read models for `flowjobs billing show` and the demo summary: plain dicts of rows."""
+"""Read models for `flowjobs billing show` and the demo summary: plain dicts of rows.
+
+An invoice (and a billing run, through its invoice) also shows its `money` — lines, discount,
+subtotal, tax, total, paid and due — from flowjobs.billing.totals, the function the billing
+run charges with and the PDFs and emails print.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from sqlmodel import func, select
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import (BillingPeriod, BillingRun, Invoice, InvoiceLineItem, Payment,
                                      Subscription)
+from flowjobs.billing.totals import invoice_totals
 from flowjobs.errors import BadInput, NotFound
 
 KINDS = {"subscription": Subscription, "invoice": Invoice, "billing-run": BillingRun}
@@ -41,12 +47,17 @@ def show(b, kind: str, object_id: str) -> dict:
                     "invoices": _all(s, Invoice, Invoice.subscription_id == obj.id),
                     "payments": _all(s, Payment, Payment.subscription_id == obj.id)}
         if kind == "invoice":
-            return {"invoice": row(obj),
+            return {"invoice": row(obj), "money": invoice_totals(s, obj).as_dict(),
                     "lineItems": _all(s, InvoiceLineItem, InvoiceLineItem.invoice_id == obj.id),
                     "payments": _all(s, Payment, Payment.invoice_id == obj.id)}
-        return {"billingRun": row(obj),
+        invoices = _all(s, Invoice, Invoice.billing_period_id == obj.billing_period_id)
+        payment = s.exec(select(Payment).where(Payment.billing_run_id == obj.id)
+                         .order_by(Payment.created_at.desc(), Payment.id)).first()
+        invoice_id = payment.invoice_id if payment else (invoices[0]["id"] if invoices else None)
+        money = invoice_totals(s, invoice_id).as_dict() if invoice_id else None
+        return {"billingRun": row(obj), "money": money,
                 "payments": _all(s, Payment, Payment.billing_run_id == obj.id),
-                "invoices": _all(s, Invoice, Invoice.billing_period_id == obj.billing_period_id)}
+                "invoices": invoices}
 
 
 def billing_run_status(b, billing_run_id: str) -> str:

@@ -22,10 +22,36 @@ def show(ctx: typer.Context,
         output.emit_json(data)
         return
     for section, value in data.items():
+        if section == "money":
+            _money(value)
+            continue
         rows = value if isinstance(value, list) else [value]
         typer.echo(f"== {section} ({len(rows)}) ==" if isinstance(value, list) else f"== {section} ==")
         for r in rows:
             typer.echo("  " + "  ".join(f"{k}={v}" for k, v in r.items() if v not in (None, "", {}, [])))
+
+
+def _money(money: dict | None) -> None:
+    """The invoice's money as money: its lines, then each total (zero discount/tax/paid left out)."""
+    from flowjobs.billing.money import format_money
+
+    typer.echo("== money ==")
+    if not money:
+        typer.echo("  (no invoice)")
+        return
+    fmt = lambda v: format_money(v, money["currency"])  # noqa: E731
+    for line in money["lines"]:
+        period = f"  {line['periodStart'][:10]} – {line['periodEnd'][:10]}" if line["periodStart"] else ""
+        typer.echo(f"  {line['description']}  {line['quantity']} x {fmt(line['unitPrice'])} = {fmt(line['amount'])}"
+                   + period)
+    labels = [("base", "amount"), ("discount", "discount"), ("subtotal", "subtotal"), ("tax", "tax"),
+              ("total", "total"), ("paid", "paid"), ("refunded", "refunded"), ("due", "due")]
+    shown = [(label, money[key]) for key, label in labels
+             if key in ("subtotal", "total", "due") or money[key]]
+    if money["discount"] and money.get("discountCode"):
+        shown = [(f"discount ({money['discountCode']})" if k == "discount" else k, v) for k, v in shown]
+    typer.echo("  " + "  ".join(f"{label}={fmt(-v if label.startswith('discount') or label == 'refunded' else v)}"
+                                for label, v in shown))
 
 
 @app.command("summary")

@@ -25,8 +25,10 @@ def render(ctx: typer.Context,
 
     if kind not in ("invoice", "receipt"):
         raise BadInput(f"unknown kind {kind!r}; use invoice or receipt")
-    billing = ctx.obj.runtime().billing
-    pdf = invoice_pdf(billing, object_id) if kind == "invoice" else receipt_pdf(billing, object_id)
+    runtime = ctx.obj.runtime()
+    billing = runtime.billing
+    pdf = (invoice_pdf(billing, object_id, runtime.settings.documents.pay_url_template) if kind == "invoice"
+           else receipt_pdf(billing, object_id))
     if str(out) == "-":
         sys.stdout.buffer.write(pdf)
         return

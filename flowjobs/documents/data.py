@@ -1,18 +1,23 @@
-"""The `Document` of an invoice or a receipt, read from the billing tables."""
+"""The `Document` of an invoice or a receipt, read from the billing tables.
+
+Its money is the invoice's (flowjobs.billing.totals.invoice_totals): the lines with their
+billing period, the discount the billing run applied, the tax, what was paid and what is
+still due — the numbers the run charged with.
+"""
 
 from __future__ import annotations
 
 from sqlmodel import select
 
 from flowjobs.billing import enums as E
-from flowjobs.billing import fees
-from flowjobs.billing.models import (Customer, DiscountRedemption, Invoice, InvoiceLineItem, Organization, Payment,
-                                     PaymentMethod)
+from flowjobs.billing.models import Customer, Invoice, Organization, Payment, PaymentMethod
+from flowjobs.billing.totals import invoice_totals
 from flowjobs.documents.layout import Document, Line, Party
 from flowjobs.errors import NotFound
 
 FLOWGLAD = Party("Flowglad, Inc.", ["2261 Market Street #4677", "San Francisco, CA 94114", "United States"],
                  "billing@flowglad.com")
+CLOSED = {E.InvoiceStatus.PAID, E.InvoiceStatus.VOID, E.InvoiceStatus.UNCOLLECTIBLE, E.InvoiceStatus.FULLY_REFUNDED}
 
 
 def address_lines(address: dict | None) -> list[str]:
@@ -24,23 +29,49 @@ def address_lines(address: dict | None) -> list[str]:
     return [str(p) for p in parts if p]
 
 
-def invoice_document(s, invoice_id: str) -> Document:
+def pay_url(template: str | None, invoice: Invoice) -> str | None:
+    """`[documents] pay_url_template` filled in for this invoice ({invoice_id}, {organization_id},
+    {invoice_number}); None without a template."""
+    if not template:
+        return None
+    return template.format(invoice_id=invoice.id, organization_id=invoice.organization_id,
+                           invoice_number=invoice.invoice_number)
+
+
+def invoice_document(s, invoice_id: str, pay_url_template: str | None = None) -> Document:
     invoice = s.get(Invoice, invoice_id)
     if invoice is None:
         raise NotFound(f"no invoice {invoice_id!r}")
     org = s.get(Organization, invoice.organization_id)
     customer = s.get(Customer, invoice.customer_id)
-    lines = [Line(li.description or "", li.quantity, li.price)
-             for li in s.exec(select(InvoiceLineItem).where(InvoiceLineItem.invoice_id == invoice.id)
-                              .order_by(InvoiceLineItem.created_at, InvoiceLineItem.id))]
+    money = invoice_totals(s, invoice)
+    lines = [Line(li.description, li.quantity, li.unit_price,
+                  (li.period_start, li.period_end) if li.period_start and li.period_end else None)
+             for li in money.lines]
     doc = Document("invoice", invoice.invoice_number, invoice.currency, invoice.invoice_date, FLOWGLAD, lines,
-                   due=invoice.due_date, tax=invoice.tax_amount or 0)
+                   due=invoice.due_date, discount=money.discount, discount_code=money.discount_code, tax=money.tax,
+                   amount_paid=money.paid, amount_refunded=money.refunded)
     _seller(doc, org)
     if customer.billing_address:
         doc.bill_to = Party(customer.billing_address.get("name") or customer.name,
                             address_lines(customer.billing_address), customer.email)
-    _discount(s, doc, invoice)
+    else:  # no billing address: the customer's name and email still say who is billed
+        doc.bill_to = Party(customer.name, [], customer.email)
+    if invoice.status == E.InvoiceStatus.PAID:
+        doc.paid_on = _paid_on(s, invoice)
+    if invoice.status not in CLOSED and money.due > 0:
+        doc.pay_url = pay_url(pay_url_template, invoice)
     return doc
+
+
+def _paid_on(s, invoice: Invoice):
+    """When a paid invoice was paid: its last settled payment's date (a $0 invoice: its date)."""
+    payment = s.exec(select(Payment).where(Payment.invoice_id == invoice.id,
+                                           Payment.status.in_(list(E.PAYMENT_SETTLED)))
+                     .order_by(Payment.charge_date.desc(), Payment.id)).first()
+    if payment is None:
+        return invoice.invoice_date
+    return payment.settlement_date or payment.charge_date
 
 
 def _seller(doc: Document, org: Organization) -> None:
@@ -51,16 +82,13 @@ def _seller(doc: Document, org: Organization) -> None:
     doc.logo_path = org.logo_url if org.logo_url and not org.logo_url.startswith(("http:", "https:")) else None
 
 
-def _discount(s, doc: Document, invoice: Invoice) -> None:
-    if not invoice.subscription_id:
-        return
-    redemption = s.exec(select(DiscountRedemption).where(DiscountRedemption.subscription_id == invoice.subscription_id)
-                        .order_by(DiscountRedemption.created_at)).first()
-    if redemption is None:
-        return
-    doc.discount = fees.discount_amount(doc.base, fees.Discount(redemption.discount_amount_type,
-                                                                redemption.discount_amount))
-    doc.discount_code = redemption.discount_code
+def method_summary(payment_type: str, method: PaymentMethod | None) -> str:
+    """"Visa •••• 4242" from the stored card details; the payment type when they are unknown."""
+    data = (method.payment_method_data or {}) if method else {}
+    brand = data.get("brand")
+    name = (str(brand).replace("_", " ").title() if brand and brand != "unknown"
+            else payment_type.replace("_", " ").title())
+    return name + (f" •••• {data['last4']}" if data.get("last4") else "")
 
 
 def receipt_document(s, payment_id: str) -> Document:
@@ -69,10 +97,9 @@ def receipt_document(s, payment_id: str) -> Document:
         raise NotFound(f"no payment {payment_id!r}")
     doc = invoice_document(s, payment.invoice_id)
     doc.kind, doc.invoice_number, doc.number = "receipt", doc.number, payment.id
-    doc.issued, doc.paid = payment.charge_date, payment.amount
+    doc.issued, doc.paid, doc.paid_on, doc.pay_url = payment.charge_date, payment.amount, None, None
     method = s.get(PaymentMethod, payment.payment_method_id) if payment.payment_method_id else None
-    last4 = ((method.payment_method_data or {}).get("last4") if method else None)
-    doc.payment_method = f"{payment.payment_method.replace('_', ' ').title()}" + (f" •••• {last4}" if last4 else "")
+    doc.payment_method = method_summary(payment.payment_method, method)
     if payment.refunded and payment.refunded_amount:
         doc.refunded, doc.refunded_at = payment.refunded_amount, payment.refunded_at
     return doc

@@ -12,13 +12,15 @@ from flowjobs.documents.text import _CJK, BODY, BOLD, register_fonts
 
 LEFT, RIGHT, TOP, BOTTOM = 51.0, 544.0, 791.0, 60.0
 MAX_LINES = 22
+ROW, ROW_WITH_PERIOD = 16, 27  # a line's height without / with its billing period under it
 
 
 def fits(doc) -> bool:
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
     register_fonts()
-    if doc.logo_path or len(doc.lines) > MAX_LINES:
+    periods = any(line.period for line in doc.lines)
+    if doc.logo_path or len(doc.lines) > (MAX_LINES * 16 // ROW_WITH_PERIOD if periods else MAX_LINES):
         return False
     texts = [doc.seller.name, doc.seller_for, *(line.description for line in doc.lines)]
     for party in (doc.seller, doc.bill_to):
@@ -34,7 +36,7 @@ def render_fast(doc) -> bytes:
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen.canvas import Canvas
 
-    from flowjobs.documents.layout import day
+    from flowjobs.documents.layout import detail_rows, headline, pay_link
 
     register_fonts()
     buffer = io.BytesIO()
@@ -46,23 +48,14 @@ def render_fast(doc) -> bytes:
     y = TOP
     y = _text(c, doc.seller.name, LEFT, y, BOLD, 13, 16)
     y = _text(c, "Invoice" if doc.kind == "invoice" else "Receipt", LEFT, y - 4, BOLD, 20, 24)
-    if doc.kind == "invoice":
-        details = [("Invoice number", doc.number), ("Date of issue", day(doc.issued)),
-                   ("Date due", day(doc.due) if doc.due else "Due upon receipt")]
-    else:
-        details = [("Receipt number", doc.number), ("Invoice number", doc.invoice_number or ""),
-                   ("Date paid", day(doc.issued)), ("Payment method", doc.payment_method or "")]
     y -= 12
-    for label, value in details:
-        if value:
-            _text(c, label, LEFT, y, BOLD, 9.5, 0)
-            y = _text(c, value, LEFT + 110, y, BODY, 9.5, 13)
+    for label, value in detail_rows(doc):
+        _text(c, label, LEFT, y, BOLD, 9.5, 0)
+        y = _text(c, value, LEFT + 110, y, BODY, 9.5, 13)
     y = _parties(c, doc, y - 14)
-    headline = (f"{format_money(doc.total, doc.currency)} due {day(doc.due or doc.issued)}" if doc.kind == "invoice"
-                else f"{format_money(doc.paid, doc.currency)} paid on {day(doc.issued)}")
-    y = _text(c, headline, LEFT, y - 12, BOLD, 14, 18)
-    if doc.pay_url and doc.kind == "invoice":
-        y = _text(c, f"Pay online: {doc.pay_url}", LEFT, y, BODY, 8.5, 11)
+    y = _text(c, headline(doc), LEFT, y - 12, BOLD, 14, 18)
+    if pay_link(doc):
+        y = _text(c, pay_link(doc), LEFT, y, BODY, 8.5, 11)
     y = _table(c, doc, y - 10)
     _totals(c, doc, y - 8)
     c.showPage()
@@ -95,13 +88,17 @@ def _parties(c, doc, y) -> float:
 def _table(c, doc, y) -> float:
     money = lambda v: format_money(v, doc.currency)  # noqa: E731
     columns = [(LEFT, False), (LEFT + 310, True), (LEFT + 390, True), (RIGHT, True)]
-    rows = [("Description", "Qty", "Unit price", "Amount", BOLD)]
-    rows += [(line.description, str(line.quantity), money(line.unit_price), money(line.amount), BODY)
-             for line in doc.lines]
-    for i, (*cells, font) in enumerate(rows):
-        for (x, right), cell in zip(columns, cells):
+    rows = [("Description", "Qty", "Unit price", "Amount", BOLD, None)]
+    rows += [(line.description, str(line.quantity), money(line.unit_price), money(line.amount), BODY,
+              line.period_text) for line in doc.lines]
+    for i, (*cells, font, period) in enumerate(rows):
+        for n, ((x, right), cell) in enumerate(zip(columns, cells)):
             _text(c, cell, x, y, font, 9.5, 0, right)
-        y -= 16
+            if n == 0 and period:  # drawn where the flowing layout puts it: right after the description
+                c.setFillGray(0.33)
+                _text(c, period, x, y - 12, BODY, 8, 0)
+                c.setFillGray(0)
+        y -= ROW_WITH_PERIOD if period else ROW
         c.setLineWidth(0.8 if i == 0 else 0.25)
         c.setStrokeGray(0 if i == 0 else 0.8)
         c.line(LEFT, y + 2, RIGHT, y + 2)

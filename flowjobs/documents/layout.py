@@ -2,9 +2,12 @@
 
 A4, DejaVu Sans, a header (logo when given as a local file, organisation name, title), the
 details, seller and "Bill to" blocks, a headline, the line table (its header repeated on
-every page, so long invoices flow over several pages), and the totals. Money is formatted per
-currency (flowjobs.billing.money); output is byte-identical for the same input
-(`invariant=1`), which makes re-rendering safe to compare.
+every page, so long invoices flow over several pages; each line with its billing period), and
+the totals. The numbers come from flowjobs.billing.totals.compute — the function the billing
+run charges with — so a document shows what was charged. A paid invoice says "Paid <date>"
+and "Amount due $0.00"; an open one its amount due. Money is formatted per currency
+(flowjobs.billing.money); output is byte-identical for the same input (`invariant=1`), which
+makes re-rendering safe to compare.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from flowjobs.billing.money import format_money
+from flowjobs.billing.totals import Totals, compute
 from flowjobs.documents.text import _CJK, BODY, BOLD, markup, register_fonts
 
 
@@ -23,10 +27,15 @@ class Line:
     description: str
     quantity: int
     unit_price: int
+    period: tuple[datetime, datetime] | None = None  # the billing period the line is for
 
     @property
     def amount(self) -> int:
         return self.quantity * self.unit_price
+
+    @property
+    def period_text(self) -> str | None:
+        return f"{day(self.period[0])} – {day(self.period[1])}" if self.period else None
 
 
 @dataclass
@@ -52,23 +61,38 @@ class Document:
     logo_path: str | None = None
     seller_for: str | None = None  # MoR: "For: <org>"
     invoice_number: str | None = None  # on receipts
-    paid: int = 0  # receipts: amount paid
+    paid: int = 0  # receipts: this payment's amount
     payment_method: str | None = None
-    refunded: int = 0
+    refunded: int = 0  # receipts: this payment's refund
     refunded_at: datetime | None = None
-    pay_url: str | None = None
+    pay_url: str | None = None  # invoices with an amount due: the "Pay online" link
+    amount_paid: int = 0  # Σ settled payments on the invoice (receipts: at least this payment)
+    amount_refunded: int = 0  # Σ refunds of those payments
+    paid_on: datetime | None = None  # set on a paid invoice: "Paid <date>"
+
+    @property
+    def totals(self) -> Totals:
+        paid = max(self.amount_paid, self.paid) if self.kind == "receipt" else self.amount_paid
+        refunded = max(self.amount_refunded, self.refunded) if self.kind == "receipt" else self.amount_refunded
+        return compute(self.currency, [(line.unit_price, line.quantity) for line in self.lines],
+                       discount=self.discount, discount_code=self.discount_code, tax=self.tax,
+                       paid=paid, refunded=refunded)
 
     @property
     def base(self) -> int:
-        return sum(line.amount for line in self.lines)
+        return self.totals.base
 
     @property
     def subtotal(self) -> int:
-        return max(self.base - self.discount, 0)
+        return self.totals.subtotal
 
     @property
     def total(self) -> int:
-        return self.subtotal + self.tax
+        return self.totals.total
+
+    @property
+    def amount_due(self) -> int:
+        return self.totals.due
 
 
 def day(moment: datetime) -> str:
@@ -132,9 +156,9 @@ def _story(doc: Document, st) -> list:
     from reportlab.platypus import Spacer
 
     story = _header(doc, st) + [Spacer(1, 8)] + [_details(doc, st), Spacer(1, 10), _parties(doc, st)]
-    story.append(_p(_headline(doc), st["head"]))
-    if doc.pay_url and doc.kind == "invoice":
-        story.append(_p(f"Pay online: {doc.pay_url}", st["small"]))
+    story.append(_p(headline(doc), st["head"]))
+    if pay_link(doc):
+        story.append(_p(pay_link(doc), st["small"]))
     story += [Spacer(1, 8), _line_table(doc, st), Spacer(1, 6), _totals(doc, st)]
     return story
 
@@ -153,14 +177,35 @@ def _header(doc: Document, st) -> list:
     return items
 
 
-def _details(doc: Document, st):
+def detail_rows(doc: Document) -> list[tuple[str, str]]:
+    """The details block, shared by both layouts (empty values left out)."""
     if doc.kind == "invoice":
-        rows = [("Invoice number", doc.number), ("Date of issue", day(doc.issued)),
-                ("Date due", day(doc.due) if doc.due else "Due upon receipt")]
+        when = (("Date paid", day(doc.paid_on)) if doc.paid_on else
+                ("Date due", day(doc.due) if doc.due else "Due upon receipt"))
+        rows = [("Invoice number", doc.number), ("Date of issue", day(doc.issued)), when]
     else:
         rows = [("Receipt number", doc.number), ("Invoice number", doc.invoice_number or ""),
                 ("Date paid", day(doc.issued)), ("Payment method", doc.payment_method or "")]
-    table = _grid([[k, _cell(v, st["body"], 50)] for k, v in rows if v], [110, None], st)
+    return [(k, v) for k, v in rows if v]
+
+
+def headline(doc: Document) -> str:
+    if doc.kind == "invoice":
+        if doc.paid_on:
+            return f"Paid {day(doc.paid_on)}"
+        return f"{format_money(doc.amount_due, doc.currency)} due {day(doc.due or doc.issued)}"
+    return f"{format_money(doc.paid, doc.currency)} paid on {day(doc.issued)}"
+
+
+def pay_link(doc: Document) -> str | None:
+    """"Pay online: <url>" on an invoice that still has an amount due and a payment URL."""
+    if doc.kind == "invoice" and doc.pay_url and not doc.paid_on and doc.amount_due > 0:
+        return f"Pay online: {doc.pay_url}"
+    return None
+
+
+def _details(doc: Document, st):
+    table = _grid([[k, _cell(v, st["body"], 50)] for k, v in detail_rows(doc)], [110, None], st)
     table.setStyle([("FONT", (0, 0), (0, -1), st["fonts"][1], 9.5)])
     return table
 
@@ -182,12 +227,6 @@ def _parties(doc: Document, st):
     return _grid([[seller, buyer]], [250, None], st)
 
 
-def _headline(doc: Document) -> str:
-    if doc.kind == "invoice":
-        return f"{format_money(doc.total, doc.currency)} due {day(doc.due or doc.issued)}"
-    return f"{format_money(doc.paid, doc.currency)} paid on {day(doc.issued)}"
-
-
 def _line_table(doc: Document, st):
     from reportlab.lib import colors
     from reportlab.platypus import Table, TableStyle
@@ -195,7 +234,11 @@ def _line_table(doc: Document, st):
     money = lambda v: format_money(v, doc.currency)  # noqa: E731
     rows = [["Description", "Qty", "Unit price", "Amount"]]
     for line in doc.lines:
-        rows.append([_cell(line.description, st["body"]), str(line.quantity), money(line.unit_price), money(line.amount)])
+        description = _cell(line.description, st["body"])
+        if line.period_text:  # the billing period under the description, in the same cell
+            description = _p(f"{markup(line.description)}<br/><font size=\"8\" color=\"#555555\">"
+                             f"{markup(line.period_text)}</font>", st["body"], raw=True)
+        rows.append([description, str(line.quantity), money(line.unit_price), money(line.amount)])
     table = Table(rows, colWidths=[260, 50, 80, 85], repeatRows=1)
     body, bold = st["fonts"]
     table.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), body, 9.5), ("FONT", (0, 0), (-1, 0), bold, 9.5),
@@ -212,21 +255,29 @@ EMPHASISED = ("Total", "Amount due", "Amount paid")
 def total_rows(doc: Document) -> list[tuple[str, str]]:
     """The totals block, shared by both layouts: (label, formatted amount)."""
     money = lambda v: format_money(v, doc.currency)  # noqa: E731
+    totals = doc.totals
     rows = []
-    if doc.discount:
-        rows.append(("Amount", money(doc.base)))
-        rows.append((f"Discount ({doc.discount_code})" if doc.discount_code else "Discount", money(-doc.discount)))
-    rows.append(("Subtotal", money(doc.subtotal)))
-    if doc.tax:
-        rows.append(("Tax", money(doc.tax)))
-    rows.append(("Total", money(doc.total)))
+    if totals.discount:
+        rows.append(("Amount", money(totals.base)))
+        code = totals.discount_code
+        rows.append((f"Discount ({code})" if code else "Discount", money(-totals.discount)))
+    rows.append(("Subtotal", money(totals.subtotal)))
+    if totals.tax:
+        rows.append(("Tax", money(totals.tax)))
+    rows.append(("Total", money(totals.total)))
     if doc.kind == "invoice":
-        rows.append(("Amount due", money(doc.total)))
+        if totals.paid:
+            rows.append(("Amount paid", money(totals.paid)))
+        if totals.refunded:
+            rows.append(("Refunded", money(-totals.refunded)))
+        rows.append(("Amount due", money(totals.due)))
     else:
         rows.append(("Amount paid", money(doc.paid)))
         if doc.refunded and doc.refunded_at:
             rows.append((f"Refunded on {day(doc.refunded_at)}", money(-doc.refunded)))
             rows.append(("Total refunded without credit note", money(doc.refunded)))
+        if totals.due and not totals.refunded:  # a partial payment: what the invoice still asks for
+            rows.append(("Amount due", money(totals.due)))
     return rows
 
 

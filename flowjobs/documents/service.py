@@ -10,9 +10,9 @@ from flowjobs.documents.data import invoice_document, receipt_document
 from flowjobs.documents.layout import render
 
 
-def invoice_pdf(b, invoice_id: str) -> bytes:
+def invoice_pdf(b, invoice_id: str, pay_url_template: str | None = None) -> bytes:
     with b.unit() as s:
-        return render(invoice_document(s, invoice_id))
+        return render(invoice_document(s, invoice_id, pay_url_template))
 
 
 def receipt_pdf(b, payment_id: str) -> bytes:
@@ -20,8 +20,8 @@ def receipt_pdf(b, payment_id: str) -> bytes:
         return render(receipt_document(s, payment_id))
 
 
-def store_invoice_pdf(b, storage, invoice_id: str) -> str:
-    pdf = invoice_pdf(b, invoice_id)
+def store_invoice_pdf(b, storage, invoice_id: str, pay_url_template: str | None = None) -> str:
+    pdf = invoice_pdf(b, invoice_id, pay_url_template)
     with b.unit() as s:
         org_id = s.get(Invoice, invoice_id).organization_id
     url = storage.put(f"invoices/{org_id}/{invoice_id}/{ids.new_id('pdf')}.pdf", pdf)

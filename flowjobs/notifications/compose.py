@@ -1,8 +1,9 @@
 """What each of the sixteen notifications says and to whom (spec §10).
 
 Each composer reads what it needs inside the caller's transaction and returns the emails to
-send (none when there is nobody to tell). Amounts and line items come from the same
-`Document` the PDFs are drawn from, so an email and its PDF always agree.
+send (none when there is nobody to tell). Line items and totals come from
+flowjobs.billing.totals.invoice_totals — the function the billing run charges with and the
+PDFs are drawn from — so an email, its PDF and the charge always agree.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from flowjobs.billing import enums as E
 from flowjobs.billing.models import (Customer, Invoice, Membership, Organization, Payment, PaymentMethod, Price,
                                      Subscription, SubscriptionItem, User)
 from flowjobs.billing.money import format_money
-from flowjobs.documents.data import invoice_document
+from flowjobs.billing.totals import Totals, invoice_totals
+from flowjobs.documents.data import method_summary
 from flowjobs.documents.layout import day
 from flowjobs.errors import NotFound
 from flowjobs.notifications.render import Email, Message, MessageLine
@@ -93,17 +95,27 @@ def _customer_email(customer: Customer) -> list[str]:
     return [customer.email]
 
 
-def _invoice_block(s, invoice: Invoice, message: Message) -> None:
-    doc = invoice_document(s, invoice.id)
-    money = lambda v: format_money(v, doc.currency)  # noqa: E731
-    message.lines = [MessageLine(line.description, line.quantity, money(line.unit_price), money(line.amount))
-                     for line in doc.lines]
-    if doc.discount:
-        message.totals += [("Original amount", money(doc.base)), ("Discount", money(-doc.discount))]
-    message.totals.append(("Subtotal", money(doc.subtotal)))
-    if doc.tax:
-        message.totals.append(("Tax", money(doc.tax)))
-    message.totals.append(("Total", money(doc.total)))
+def _invoice_block(s, invoice: Invoice, message: Message) -> Totals:
+    """The invoice's lines (with their billing period) and totals, as charged and as on its PDF."""
+    totals = invoice_totals(s, invoice)
+    money = lambda v: format_money(v, totals.currency)  # noqa: E731
+    message.lines = [MessageLine(line.description, line.quantity, money(line.unit_price), money(line.amount),
+                                 f"{day(line.period_start)} – {day(line.period_end)}"
+                                 if line.period_start and line.period_end else "")
+                     for line in totals.lines]
+    if totals.discount:
+        label = f"Discount ({totals.discount_code})" if totals.discount_code else "Discount"
+        message.totals += [("Original amount", money(totals.base)), (label, money(-totals.discount))]
+    message.totals.append(("Subtotal", money(totals.subtotal)))
+    if totals.tax:
+        message.totals.append(("Tax", money(totals.tax)))
+    message.totals.append(("Total", money(totals.total)))
+    if totals.paid:
+        message.totals.append(("Amount paid", money(totals.paid)))
+    if totals.refunded:
+        message.totals.append(("Refunded", money(-totals.refunded)))
+    message.totals.append(("Amount due", money(totals.due)))
+    return totals
 
 
 def _plan(s, sub: Subscription) -> tuple[str, str]:
@@ -114,9 +126,14 @@ def _plan(s, sub: Subscription) -> tuple[str, str]:
     return sub.name or (price.name if price else "subscription"), f"{format_money(amount, price.currency)} / {interval}"
 
 
-def _last4(s, sub: Subscription) -> str | None:
+def _method_text(s, sub: Subscription) -> str:
+    """"Visa ending 4242" from the card Stripe reported; "none" without a payment method."""
     method = s.get(PaymentMethod, sub.default_payment_method_id or "")
-    return (method.payment_method_data or {}).get("last4") if method else None
+    if method is None:
+        return "none"
+    last4 = (method.payment_method_data or {}).get("last4")
+    name = method_summary(method.type, method).split(" •••• ")[0]
+    return f"{name} ending {last4}" if last4 else name
 
 
 def _ms(value: int | None) -> str | None:
@@ -170,7 +187,7 @@ def customer_subscription_created(c: Ctx, p) -> list[Email]:
     name, price = _plan(c.s, sub)
     nxt = sub.trial_end or sub.current_billing_period_end
     facts = [("Plan", name), ("Price", price), ("Next billing date", day(nxt) if nxt else "—"),
-             ("Payment method", f"card ending {_last4(c.s, sub)}" if _last4(c.s, sub) else "none"),
+             ("Payment method", _method_text(c.s, sub)),
              ("Confirmed on", day(sub.created_at))]
     if sub.trial_end:
         facts.append(("Trial ends", day(sub.trial_end)))
@@ -282,10 +299,20 @@ def org_payment_succeeded(c: Ctx, p) -> list[Email]:
 
 def org_payment_failed(c: Ctx, p) -> list[Email]:
     data, org, customer, amount = _payment_data(c, p)
-    message = Message(f"Payment Failed from {customer.name}", [f"A payment of {amount} from {customer.name} failed."],
-                      [("Amount", amount), ("Status", "Failed"), ("Invoice #", data.get("invoiceNumber") or "—"),
-                       ("Reason", data.get("failureReason") or "unknown")],
+    payment = c.s.get(Payment, data.get("paymentId") or "")
+    invoice = c.s.get(Invoice, payment.invoice_id) if payment else None
+    message = Message(f"Payment Failed from {customer.name}", [],
                       action=("View in Dashboard", f"{c.mail.app_url}/customers/{customer.id}"))
+    if invoice is not None:  # the invoice's amount (spec: the line items' sum), as charged and as on its PDF
+        totals = _invoice_block(c.s, invoice, message)
+        amount = format_money(totals.total, totals.currency)
+        facts = [("Amount", amount), ("Amount due", format_money(totals.due, totals.currency))]
+    else:
+        facts = [("Amount", amount)]
+    attempted = format_money(payment.amount, payment.currency) if payment else amount
+    message.paragraphs = [f"A payment of {attempted} from {customer.name} failed."]
+    message.facts = facts + [("Status", "Failed"), ("Invoice #", data.get("invoiceNumber") or "—"),
+                             ("Reason", data.get("failureReason") or "unknown")]
     return _to_members(c, "send-organization-payment-failed-notification", org, "paymentFailed",
                        bool(data.get("livemode")), f"Payment Failed from {customer.name}", message)
 

@@ -13,6 +13,7 @@ class MessageLine:
     quantity: int
     unit: str
     amount: str
+    period: str = ""  # the billing period the line is for
 
 
 @dataclass

@@ -22,7 +22,7 @@ def receipt_attachments(rt, payment_id: str) -> dict[str, list[tuple[str, bytes]
         if invoice is None or not invoice.livemode:
             return {}
         number, pdf_url, receipt_url = invoice.invoice_number, invoice.pdf_url, payment.receipt_url
-    pdf_url = pdf_url or store_invoice_pdf(b, rt.documents, invoice.id)
+    pdf_url = pdf_url or store_invoice_pdf(b, rt.documents, invoice.id, rt.settings.documents.pay_url_template)
     receipt_url = receipt_url or store_receipt_pdf(b, rt.documents, payment_id)
     return {payment_id: [(f"{number}.pdf", rt.documents.read(pdf_url)),
                          (f"{number}-receipt.pdf", rt.documents.read(receipt_url))]}
