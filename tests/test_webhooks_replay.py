@@ -14,7 +14,7 @@ from flowjobs.errors import BadInput
 from flowjobs.webhooks.models import InboxEvent
 from flowjobs.webhooks.replay import read_incoming, replay, snapshot
 from tests.billing_helpers import DECLINING, drain, get, seed, stripe_sections
-from tests.webhook_helpers import SECRET, event_for, signed_export, stripe_client
+from tests.webhook_helpers import SECRET, charged_but_unrecorded, event_for, signed_export, stripe_client
 
 
 @pytest.fixture
@@ -22,16 +22,6 @@ def wrt(make_runtime, localstripe_url):
     sections = stripe_sections(localstripe_url)
     sections["stripe"]["webhook_secret"] = SECRET
     return make_runtime(**sections)
-
-
-def charged_but_unrecorded(rt, card=None):
-    """A billing run whose charge reached Stripe but whose outcome was never written."""
-    seeded = seed(rt, **({"card": card} if card else {}))
-    charge = _prepare(rt.billing, seeded.billing_run_id, "run_lost")
-    result = rt.billing.gateway.charge_off_session(
-        livemode=False, amount=charge.amount, currency=charge.currency, customer=charge.customer,
-        payment_method=charge.payment_method, metadata=charge.metadata, idempotency_key=charge.idempotency_key)
-    return seeded, result
 
 
 def do_replay(rt, document, **options):
