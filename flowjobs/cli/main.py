@@ -133,6 +133,7 @@ def guarded(command) -> None:
         known = database_failure(exc)
         if known is not None:
             sys.stderr.write(f"error: {known}\n")
+            _reclaim_space(known)
             logging.getLogger("flowjobs").debug("database failure", exc_info=True)
             sys.exit(int(known.exit_status))
         sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc} "
@@ -141,6 +142,16 @@ def guarded(command) -> None:
         sys.exit(int(ExitStatus.FAILURE))
     if code:
         sys.exit(code)
+
+
+def _reclaim_space(error: FlowjobsError) -> None:
+    """After a write failed for space, truncate an SQLite WAL, so that the space an operator
+    frees is not eaten again by a WAL that is never checkpointed below its size."""
+    from flowjobs.errors import DiskFull
+
+    runtime = _STATE._runtime if _STATE is not None else None
+    if isinstance(error, DiskFull) and runtime is not None and "db" in runtime.__dict__:
+        runtime.db.reclaim_space()
 
 
 def _typer_app() -> None:
