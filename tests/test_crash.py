@@ -80,3 +80,10 @@ def test_supervisor_restarts_a_killed_child_and_stops_on_sigterm(make_runtime, t
     wait_until(lambda: rt.store.count_by_status() == {"completed": 2}, message="both runs to complete")
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(30) == 0, log.read_text()
+
+
+def test_supervisor_stops_with_a_childs_configuration_or_database_error(tmp_path):
+    env = cli_env(f"sqlite:///{tmp_path}/no-such-folder/flowjobs.db")
+    done = flowjobs("run-worker", "--processes", "2", env=env, timeout=60)
+    assert done.returncode == 4, done.stderr
+    assert "stopping the others" in done.stderr and "restarting" not in done.stderr

@@ -1,8 +1,10 @@
 """`run-worker --processes P`: P worker processes under one supervisor.
 
 The supervisor runs no tasks. It starts P children (`flowjobs run-worker --processes 1 …`),
-restarts a child that dies unexpectedly (with a short back-off), forwards SIGTERM/SIGINT,
-and exits when every child has exited after a stop (or, in burst mode, when all are done).
+restarts a child that dies unexpectedly (back-off: 1 s doubling to a minute), forwards
+SIGTERM/SIGINT, and exits when every child has exited after a stop (or, in burst mode, when all
+are done). A child that exits 2 (bad configuration) or 4 (database unreachable) stops them all
+with that code: restarting it forever would only fill the logs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import time
 log = logging.getLogger("flowjobs.supervisor")
 
 
+FATAL = (2, 4)  # bad configuration, database unreachable: a restart would fail the same way
+MAX_DELAY = 60.0
+STEADY = 30.0  # a child that ran this long before dying starts its back-off afresh
+
+
 class Supervisor:
     def __init__(self, child_argv: list[str], processes: int, burst: bool, restart_delay: float = 1.0):
         self.argv = child_argv
@@ -23,42 +30,74 @@ class Supervisor:
         self.burst = burst
         self.restart_delay = restart_delay
         self.children: list[subprocess.Popen | None] = [None] * processes
+        self.started = [0.0] * processes
+        self.delays = [restart_delay] * processes  # the next back-off of each slot
         self.stopping = False
         self.signals = 0
 
     def _spawn(self, slot: int) -> None:
         self.children[slot] = subprocess.Popen(self.argv)
+        self.started[slot] = time.monotonic()
         log.info("started worker process %d (pid %d)", slot, self.children[slot].pid)
 
     def _on_signal(self, signum, _frame) -> None:
         self.signals += 1
         self.stopping = True
+        self._signal_children(signal.SIGKILL if self.signals > 1 else signal.SIGTERM)
+
+    def _signal_children(self, signum) -> None:
         for child in self.children:
             if child and child.poll() is None:
-                child.send_signal(signal.SIGKILL if self.signals > 1 else signal.SIGTERM)
+                child.send_signal(signum)
 
     def run(self) -> int:
+        """Until every child has exited after a stop (or, in burst mode, finished). A child that
+        exits 2 or 4 stops them all with its code; others restart with back-off (1 s doubling
+        to a minute)."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         for slot in range(self.processes):
             self._spawn(slot)
         finished = [False] * self.processes
+        respawn_at: dict[int, float] = {}
         worst = 0
         while not all(finished):
             time.sleep(0.1)
+            now = time.monotonic()
+            for slot, at in list(respawn_at.items()):
+                if self.stopping:
+                    finished[slot] = True
+                    del respawn_at[slot]
+                elif now >= at:
+                    del respawn_at[slot]
+                    self._spawn(slot)
             for slot, child in enumerate(self.children):
-                if finished[slot] or child is None or child.poll() is None:
+                if finished[slot] or slot in respawn_at or child is None or child.poll() is None:
                     continue
                 code = child.returncode
                 if self.stopping or (self.burst and code == 0):
                     finished[slot] = True
                     worst = max(worst, code if code > 0 else 0)
                     continue
-                log.warning("worker process %d (pid %d) exited with %s; restarting", slot, child.pid, code)
-                time.sleep(self.restart_delay)
-                if not self.stopping:
-                    self._spawn(slot)
+                if code in FATAL:
+                    log.error("worker process %d exited with %d (%s); stopping the others: a restart "
+                              "would fail the same way", slot, code, "bad configuration" if code == 2 else "database unreachable")
+                    self.stopping = True
+                    self._signal_children(signal.SIGTERM)
+                    finished[slot] = True
+                    worst = code
+                    continue
+                respawn_at[slot] = now + self._next_delay(slot, now)
+                log.warning("worker process %d (pid %d) exited with %s; restarting in %gs",
+                            slot, child.pid, code, respawn_at[slot] - now)
         return worst
+
+    def _next_delay(self, slot: int, now: float) -> float:
+        if now - self.started[slot] >= STEADY:
+            self.delays[slot] = self.restart_delay
+        delay = self.delays[slot]
+        self.delays[slot] = min(delay * 2, MAX_DELAY)
+        return delay
 
 
 def child_argv(config: str | None, log_level: str, args: list[str]) -> list[str]:
