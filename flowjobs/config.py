@@ -33,6 +33,8 @@ class DatabaseSettings(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
+        if url.startswith("postgres://"):  # Heroku's and libpq's short form
+            url = "postgresql+psycopg://" + url[len("postgres://"):]
         if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
             raise ValueError("must start with 'sqlite:///' or 'postgresql+psycopg://'")
         return url

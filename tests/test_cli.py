@@ -135,3 +135,11 @@ def test_unreachable_database_exits_4(tmp_path):
     env = cli_env(f"sqlite:///{tmp_path}/missing-dir/x.db")
     result = flowjobs("trigger", "noop", env=env)
     assert result.returncode == 4 and "does not exist" in result.stderr
+
+
+def test_postgres_short_urls_are_accepted_as_postgresql(tmp_path):
+    from flowjobs.config import Settings
+
+    url = Settings.model_validate({"database": {"url": "postgres://app:secret@db.internal/billing"}}).database.url
+    assert url == "postgresql+psycopg://app:secret@db.internal/billing"
+

@@ -141,3 +141,17 @@ def test_a_full_disk_is_exit_6_and_everything_recovers_when_space_returns(small_
         if worker.poll() is None:
             worker.kill()
             worker.wait(10)
+
+
+def test_a_read_only_database_is_exit_4_in_one_line(small_disk, sqlite_template):
+    db_path = small_disk / "flowjobs.db"
+    shutil.copy(sqlite_template, db_path)
+    env = cli_env(f"sqlite:///{db_path}")
+    assert flowjobs("trigger", "noop", env=env).returncode == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        result = flowjobs("trigger", "noop", env=env)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.count("\n") == 1 and "read-only" in result.stderr, result.stderr
