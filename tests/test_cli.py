@@ -143,3 +143,20 @@ def test_postgres_short_urls_are_accepted_as_postgresql(tmp_path):
     url = Settings.model_validate({"database": {"url": "postgres://app:secret@db.internal/billing"}}).database.url
     assert url == "postgresql+psycopg://app:secret@db.internal/billing"
 
+
+
+def test_serve_on_a_taken_port_or_a_bad_host_is_exit_2_in_one_line(sqlite_url):
+    import socket
+
+    env = cli_env(sqlite_url, FLOWJOBS_DASHBOARD_PASSWORD="pw")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = flowjobs("serve", "--port", str(port), env=env)
+    assert busy.returncode == 2 and busy.stderr == (
+        f"error: port {port} on 127.0.0.1 is already in use by another program: choose another with --port "
+        "(0 picks a free one)\n")
+    for host in ("no.such.host.invalid", "10.254.254.254"):
+        bad = flowjobs("serve", "--host", host, "--port", "0", env=env)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "check --host" in bad.stderr, bad.stderr

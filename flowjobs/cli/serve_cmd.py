@@ -25,7 +25,13 @@ def serve(ctx: typer.Context,
         raise BadInput(f"serve would listen on {bind} with the dashboard open to anyone: set [dashboard] password "
                        "(FLOWJOBS_DASHBOARD_PASSWORD), or listen on 127.0.0.1 behind a proxy")
     rt.store  # migrate before accepting requests
-    server = make_server(rt, bind, settings.port if port is None else port)
+    wanted = settings.port if port is None else port
+    try:
+        server = make_server(rt, bind, wanted)
+    except OSError as exc:  # a taken port, an address this machine does not have
+        raise BadInput(_bind_problem(exc, bind, wanted)) from None
+    except ValueError:  # waitress: a host name that does not resolve
+        raise BadInput(f"cannot listen on {bind}:{wanted}: no such address (check --host)") from None
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     sys.stderr.write(f"listening on http://{server.effective_host}:{server.effective_port}\n")
     sys.stderr.flush()
@@ -37,6 +43,16 @@ def serve(ctx: typer.Context,
         pass  # closed by SIGTERM
     finally:
         server.close()
+
+
+def _bind_problem(exc: OSError, host: str, port: int) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use by another program: choose another with --port (0 picks a free one)"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on port {port} (ports below 1024 need privileges): choose another with --port"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc} (check --host)"
 
 
 def register(app: typer.Typer) -> None:
