@@ -44,14 +44,20 @@ ACTION = {E.BillingRunStatus.SUCCEEDED: "charged", E.BillingRunStatus.FAILED: "d
 
 
 def payment_status(result) -> str:
-    if result.status == "succeeded" or result.charge_status == "succeeded":
+    """The PaymentIntent's status decides; the charge's only when there is none. (An authorised,
+    uncaptured charge says `succeeded` while its PaymentIntent `requires_capture`.)"""
+    if result.status == "succeeded":
         return E.PaymentStatus.SUCCEEDED
-    if result.status == "requires_payment_method" or result.charge_status == "failed":
+    if result.status == "requires_payment_method":
         return E.PaymentStatus.FAILED
     if result.status == "canceled":
         return E.PaymentStatus.CANCELED
     if result.status == "requires_action":
         return E.PaymentStatus.REQUIRES_ACTION
+    if not result.status and result.charge_status == "succeeded":
+        return E.PaymentStatus.SUCCEEDED
+    if not result.status and result.charge_status == "failed":
+        return E.PaymentStatus.FAILED
     return E.PaymentStatus.PROCESSING
 
 
