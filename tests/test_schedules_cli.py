@@ -184,3 +184,58 @@ def test_long_running_worker_fires_and_runs_its_schedules(sqlite_url, tmp_path):
     wait_until(completed, timeout=60, message="scheduled runs to fire and complete")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0, worker.stderr.read()[-2000:]
+
+
+# -- issue 12: a schedule that can never run; failing to enqueue is a failure -------------------
+def test_a_schedule_whose_task_rejects_the_payload_exits_2_naming_both(sqlite_url, tmp_path):
+    config = tmp_path / "noop.toml"
+    config.write_text('[schedules.nightly]\ntask = "noop"\ncron = "@daily"\n')
+    env = sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
+    for command in (["tick"], ["schedules", "list"], ["run-scheduler"], ["run-worker", "--burst"]):
+        result = flowjobs(*command, env=env)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "schedules.nightly: task 'noop' rejects the schedule payload" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+PICKY = CONFIG + """
+[schedules.picky]
+task = "test-cron-picky"
+cron = "* * * * *"
+"""
+
+
+@pytest.fixture
+def picky_env(sqlite_url, tmp_path):
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(PICKY)
+    return cli_env(sqlite_url, FLOWJOBS_CONFIG=str(config),
+                   FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.scheduled_tasks,tests.faults.cron_tasks")
+
+
+def test_tick_exits_1_when_a_schedule_fails_to_enqueue_and_still_enqueues_the_others(picky_env):
+    assert flowjobs("tick", "--now", "2029-12-31T23:58:30Z", env=picky_env).returncode == 0  # first sight
+    result = flowjobs("tick", "--now", "2030-01-01T00:00:10Z", env=picky_env)
+    assert result.returncode == 1, result.stderr
+    assert "schedule picky failed to enqueue" in result.stderr and "no slots from 2030 on" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [line.split("\t")[:2] for line in result.stdout.splitlines() if line.startswith("minutely")] == [
+        ["minutely", "2029-12-31T23:59:00.000Z"], ["minutely", "2030-01-01T00:00:00.000Z"]]
+    picked = as_json(flowjobs("runs", "list", "--task", "test-cron-picky", "--json", env=picky_env))
+    assert picked == []
+
+
+def test_run_scheduler_exits_1_when_a_schedule_fails_to_enqueue(picky_env):
+    env = {**picky_env, "FLOWJOBS_CLOCK": f"2029-12-31T23:59:58Z x1 @{time.time():.3f}"}
+    proc = subprocess.run([sys.executable, "-m", "flowjobs", "run-scheduler"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "schedule picky failed to enqueue" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_manual_trigger_since(env):
+    manual = as_json(flowjobs("schedules", "trigger", "minutely", "--since", "2026-01-01T00:00:00Z", "--json", env=env))
+    shown = as_json(flowjobs("runs", "show", manual["id"], "--json", env=env))
+    assert shown["payload"]["lastTimestamp"].startswith("2026-01-01T00:00:00")
+    result = flowjobs("schedules", "trigger", "minutely", "--since", "2999-01-01T00:00:00Z", env=env)
+    assert result.returncode == 2 and "--since must be before now" in result.stderr

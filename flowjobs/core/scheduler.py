@@ -493,7 +493,7 @@ class Scheduler:
                     by_key.setdefault(r.key, []).append(r)
             failed = [x for x in slots if s.key(x) in by_key
                       and all(r.outcome == "lost" for r in by_key[s.key(x)])]
-            lost = self._lost(s, runs, since, states, now) if any(r.outcome == "lost" for r in runs) else []
+            lost = self._lost(s, runs, now - window_ms, states, now) if any(r.outcome == "lost" for r in runs) else []
             status = "lost" if any(g["coveredBy"] is None for g in lost) else "recovering" if lost else "ok"
             fixes = [g["fix"] for g in lost if g["fix"]]
             report.append({"id": s.id, "slots": len(slots), "ran": sum(1 for x in slots if s.key(x) in by_key),
