@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flowjobs.adapters.stripe_gateway import StripeGateway, StripeRequestError, StripeUnavailable
+from flowjobs.adapters.stripe_gateway import (StripeGateway, StripeOutcomeUnknown, StripeRequestError,
+                                              StripeUnavailable, StripeUnreachable)
 from flowjobs.config import StripeSettings
 
 INTENT = {"id": "pi_123", "object": "payment_intent", "status": "succeeded", "amount": 1000, "currency": "usd",
@@ -28,6 +29,7 @@ class Scripted:
 
     def __init__(self, script):
         self.script = list(script)
+        self.released = threading.Event()
         self.requests: list[dict] = []
         outer = self
 
@@ -39,6 +41,9 @@ class Scripted:
                                        "auth": self.headers.get("Authorization"),
                                        "body": self.rfile.read(length).decode()})
                 status, headers, body = outer.script.pop(0) if outer.script else (500, {}, {"error": {}})
+                if status == "hold":  # answer only after the client gave up
+                    outer.released.wait(30)
+                    status, headers, body = headers, {}, body
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 for k, v in {"Content-Type": "application/json", **headers}.items():
@@ -61,12 +66,14 @@ class Scripted:
         return self
 
     def __exit__(self, *exc):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
 
-def gateway(url, waits, retries=3):
-    settings = StripeSettings(test_api_key="sk_test_t", live_api_key="sk_live_l", api_base=url, max_retries=retries)
+def gateway(url, waits, retries=3, timeout="30s"):
+    settings = StripeSettings(test_api_key="sk_test_t", live_api_key="sk_live_l", api_base=url, max_retries=retries,
+                              timeout=timeout)
     return StripeGateway(settings, sleep=waits.append)
 
 
@@ -114,3 +121,51 @@ def test_the_key_follows_the_rows_livemode():
         charge(gw, livemode=False)
         charge(gw, livemode=True)
     assert [r["auth"] for r in server.requests] == ["Bearer sk_test_t", "Bearer sk_live_l"]
+
+
+def test_an_answer_lost_after_sending_is_an_unknown_outcome_never_retried_in_the_call(caplog):
+    waits = []
+    with Scripted([("hold", 200, INTENT)]) as server:
+        gw = gateway(server.url, waits, retries=3, timeout="500ms")
+        with pytest.raises(StripeOutcomeUnknown, match=r"did not answer within 0.5s after the request was sent"
+                                                       r".*ReadTimeout.*its outcome is unknown"):
+            gw.confirm_payment_intent(False, "pi_1", idempotency_key="k:confirm", amount=1000, currency="USD")
+    assert len(server.requests) == 1 and waits == []  # a slow Stripe gets no second request
+    assert "answer lost" in caplog.text and "outcome unknown" in caplog.text
+
+
+def test_a_refused_connection_is_unreachable_and_retried_with_the_same_key(caplog):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nobody listens: refused
+    waits = []
+    with pytest.raises(StripeUnreachable, match=r"cannot reach Stripe at .* after 3 tries \(connection refused"):
+        charge(gateway(url, waits, retries=2))
+    assert len(waits) == 2
+    assert "Stripe unreachable" in caplog.text and "outcome unknown" not in caplog.text
+    assert issubclass(StripeUnreachable, StripeUnavailable) and issubclass(StripeOutcomeUnknown, StripeUnavailable)
+
+
+def test_create_confirm_and_cancel_send_what_stripe_expects():
+    created = {**INTENT, "status": "requires_confirmation", "latest_charge": None}
+    canceled = {**created, "status": "canceled"}
+    with Scripted([(200, {}, created), (200, {}, INTENT), (400, {}, {"error": {"type": "invalid_request_error",
+                                                                             "message": "already succeeded"}}),
+                   (200, {}, INTENT), (200, {}, canceled)]) as server:
+        gw = gateway(server.url, [])
+        made = gw.create_payment_intent(livemode=False, amount=1000, currency="USD", customer="cus_1",
+                                        payment_method="pm_1", metadata={"billingRunId": "br_1"},
+                                        idempotency_key="billing-run:br_1:pym_1")
+        done = gw.confirm_payment_intent(False, made.payment_intent_id, idempotency_key="billing-run:br_1:pym_1:confirm",
+                                         amount=1000, currency="USD")
+        moved_on = gw.cancel_payment_intent(False, "pi_123")  # refused: its current state instead
+        gone = gw.cancel_payment_intent(False, "pi_123")
+    assert (made.status, done.status, moved_on.status, gone.status) == \
+        ("requires_confirmation", "succeeded", "succeeded", "canceled")
+    create, confirm, cancel, _, _ = server.requests
+    assert "confirm" not in create["body"] and create["key"] == "billing-run:br_1:pym_1"
+    assert confirm["path"] == "/v1/payment_intents/pi_123/confirm" and "off_session=true" in confirm["body"]
+    assert confirm["key"] == "billing-run:br_1:pym_1:confirm"
+    assert cancel["path"] == "/v1/payment_intents/pi_123/cancel"
