@@ -239,3 +239,24 @@ def test_manual_trigger_since(env):
     assert shown["payload"]["lastTimestamp"].startswith("2026-01-01T00:00:00")
     result = flowjobs("schedules", "trigger", "minutely", "--since", "2999-01-01T00:00:00Z", env=env)
     assert result.returncode == 2 and "--since must be before now" in result.stderr
+
+
+def test_health_exits_1_naming_a_lost_window_and_its_fix(sqlite_url, tmp_path):
+    config = tmp_path / "flowjobs.toml"
+    config.write_text('[schedules.often]\ntask = "test-every-minute"\ncron = "* * * * *"\ncatchup = "skip"\n'
+                      '[schedules.hourly-cron]\nenabled = false\n[schedules.daily-cron]\nenabled = false\n')
+    env = sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
+
+    def at(moment):
+        return {**env, "FLOWJOBS_CLOCK": f"{moment} x1 @{time.time():.3f}"}
+
+    flowjobs("tick", env=at("2027-01-01T00:00:30Z"))
+    [line] = flowjobs("tick", env=at("2027-01-01T00:01:05Z")).stdout.splitlines()
+    assert flowjobs("runs", "cancel", line.split("\t")[2], env=at("2027-01-01T00:01:10Z")).returncode == 0
+    flowjobs("tick", env=at("2027-01-01T00:05:05Z"))  # skip: 00:02..00:04 are skipped, and the lost minute with them
+    result = flowjobs("schedules", "health", env=at("2027-01-01T00:05:30Z"))
+    assert result.returncode == 1, result.stderr
+    assert ("often: window 2027-01-01T00:00:00.000Z -> 2027-01-01T00:01:00.000Z lost" in result.stderr
+            and "fix: flowjobs schedules trigger often --since 2027-01-01T00:00:00.000Z" in result.stderr)
+    report = {h["id"]: h for h in json.loads(flowjobs("schedules", "health", "--json", env=at("2027-01-01T00:05:40Z")).stdout)}
+    assert report["often"]["status"] == "lost" and report["often"]["failed"] == ["2027-01-01T00:01:00.000Z"]

@@ -154,8 +154,8 @@ def tick(ctx: typer.Context,
 
 
 def _fail_on(failures: dict) -> None:
-    """Exit non-zero when a schedule failed to enqueue: 4 when only the database failed (its
-    error says why), else 1 naming each schedule."""
+    """Exit non-zero when a schedule failed to enqueue: with the database's code (4, 5, 6)
+    when only the database failed (its error says why), else 1 naming each schedule."""
     if not failures:
         return
     from flowjobs.core.scheduler import EnqueueFailed, is_database_failure
