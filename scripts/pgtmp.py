@@ -5,7 +5,10 @@
 
 initdb refuses to run as root, so as root the server runs as the `postgres` user (runuser).
 It listens on 127.0.0.1 on a free port, keeps its socket and data in a temp dir, runs with
-fsync off, and is stopped (and its files removed) on exit.
+fsync off, and is stopped (and its files removed) on exit. `pg_server(extra_listen=[...])`
+also listens on those addresses (they must exist on an interface already) and trusts clients
+on the subnets this host is directly connected to (`samenet`): the network-partition test
+reaches it from a network namespace through a veth pair. The URL yielded is still 127.0.0.1's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 
@@ -39,7 +43,7 @@ def _as_postgres(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def pg_server():
+def pg_server(extra_listen: Sequence[str] = ()):
     bins = bindir()
     if bins is None:
         raise RuntimeError("PostgreSQL is not installed (apt-get install -y postgresql)")
@@ -52,7 +56,11 @@ def pg_server():
     run = lambda argv: subprocess.run(_as_postgres(argv), check=True, capture_output=True, text=True)  # noqa: E731
     try:
         run([f"{bins}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
-        opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
+        listen = ",".join(["127.0.0.1", *extra_listen])
+        if extra_listen:
+            with open(os.path.join(data, "pg_hba.conf"), "a") as hba:
+                hba.write("host all all samenet trust\n")
+        opts = f"-c listen_addresses={listen} -p {port} -k {root} -c fsync=off -c max_connections=200"
         run([f"{bins}/pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(root, "log"), "-w", "-t", "30", "start"])
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)

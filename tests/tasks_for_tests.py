@@ -121,3 +121,30 @@ def fail_hooked(payload, ctx):
 @task("test-on-failure", payload=FailedRun)
 def on_failure(payload, ctx):
     return {"of": payload.run_id, "task": payload.task, "payload": payload.payload, "error": payload.error}
+
+
+# -- fault suite (tests/faults) --------------------------------------------------------------
+class RecordPayload(BaseModel):
+    dir: str
+    seconds: float = 0.0
+
+
+def _append_line(path: Path, line: str) -> None:
+    """One O_APPEND write: lines from many processes (and a SIGKILL between two) never mix."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+@task("test-record", payload=RecordPayload)
+def record(payload, ctx):
+    """A short healthy run (default retry policy) that records each execution in
+    `<dir>/executions.log`: `start <run> <attempt> <pid>` and, once done, `end <run> <attempt> <pid>`."""
+    log = Path(payload.dir) / "executions.log"
+    _append_line(log, f"start {ctx.run_id} {ctx.attempt} {os.getpid()}\n")
+    if payload.seconds:
+        time.sleep(payload.seconds)
+    _append_line(log, f"end {ctx.run_id} {ctx.attempt} {os.getpid()}\n")
+    return {"attempt": ctx.attempt}
