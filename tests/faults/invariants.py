@@ -6,6 +6,11 @@
 - live idempotency keys unique per task
 - one run per scheduler slot (keys `<schedule>:<slot>`), failed ones aside
 - billing: at most one succeeded payment per billing run, and every `succeeded` billing run has one
+- crash budget and bookkeeping (`bookkeeping`): a run's `crashes` is the number of its attempts
+  recorded `crashed`, its other attempts stay within `max_attempts`; only an executing run holds
+  a lease; a run has `finished_at` exactly when it is terminal; a failed run holds no live key;
+  billing: a succeeded billing run's payment carries the billing run's PaymentIntent, and no
+  PaymentIntent is recorded as two succeeded payments
 """
 
 from __future__ import annotations
@@ -64,4 +69,36 @@ def check(db, now_ms: int | None = None, workers_stopped: bool = True) -> dict:
         succeeded = {r[0] for r in rows(db, "SELECT id FROM billing_runs WHERE status = 'succeeded'")}
         unpaid = succeeded - set(charged)
         assert not unpaid, f"succeeded billing runs without a succeeded payment: {sorted(unpaid)[:5]}"
+    bookkeeping(db)
     return {"runs": len(runs), "by_status": Counter(r[1] for r in runs)}
+
+
+TERMINAL = ("completed", "failed", "canceled", "expired")
+
+
+def bookkeeping(db) -> None:
+    """The columns that a crash, a rescue or a fenced write must keep consistent with each other.
+    (`crashes` = crashed attempt rows holds for databases created at migration 0005 or later:
+    an upgraded database's older crashed attempts were never counted.)"""
+    crashed = Counter(r[0] for r in rows(db, "SELECT run_id FROM flowjobs_attempts WHERE outcome = 'crashed'"))
+    runs = rows(db, "SELECT id, status, attempt, max_attempts, crashes, lease_expires_at, finished_at, "
+                    "dedup_key FROM flowjobs_runs")
+    for run_id, status, attempt, max_attempts, crashes, lease, finished_at, dedup_key in runs:
+        where = f"run {run_id} ({status}, attempt {attempt}, crashes {crashes})"
+        assert crashes == crashed[run_id], f"{where}: {crashed[run_id]} attempts recorded crashed"
+        assert attempt - crashes <= max_attempts, f"{where}: more than its {max_attempts} attempts used"
+        assert status == "executing" or lease is None, f"{where}: holds a lease"
+        assert (finished_at is not None) == (status in TERMINAL), f"{where}: finished_at {finished_at}"
+        assert status != "failed" or dedup_key is None, f"{where}: failed but holds its idempotency key"
+
+    if _table_exists(db, "billing_runs"):
+        mismatched = rows(db, "SELECT r.id, r.stripe_payment_intent_id, p.stripe_payment_intent_id "
+                              "FROM billing_runs r JOIN payments p ON p.billing_run_id = r.id "
+                              "WHERE r.status = 'succeeded' AND p.status = 'succeeded' "
+                              "AND (r.stripe_payment_intent_id IS NULL "
+                              "     OR r.stripe_payment_intent_id <> p.stripe_payment_intent_id)")
+        assert not mismatched, f"succeeded billing runs whose payment has another PaymentIntent: {mismatched[:5]}"
+        intents = Counter(r[0] for r in rows(db, "SELECT stripe_payment_intent_id FROM payments "
+                                                 "WHERE status = 'succeeded' AND stripe_payment_intent_id IS NOT NULL"))
+        twice = [pi for pi, n in intents.items() if n > 1]
+        assert not twice, f"PaymentIntents recorded as two succeeded payments: {twice[:5]}"

@@ -131,12 +131,14 @@ def test_kill_storm_ordinary_runs(make_runtime, tmp_path):
     rt = make_runtime(pinned=False)
     work = tmp_path / "work"
     work.mkdir()
-    runs = rt.client.batch_trigger([TriggerItem("test-record", {"dir": str(work), "seconds": 0.05})
+    runs = rt.client.batch_trigger([TriggerItem("test-record", {"dir": str(work), "seconds": 0.1})
                                     for _ in range(RUNS)])
     ids = {r.id for r in runs}
     assert len(ids) == RUNS
     env = cli_env(rt.db.url, **STORM_ENV)
-    storm = Storm(env, tmp_path / "logs", storm_seed(), workers=3, args=("--concurrency", "4"))
+    # 400 × 0.1 s over 3 × 2 slots: about 7 s of work however fast the machine, so the storm
+    # spans a dozen kills or more (a busy machine's slower start-ups make it longer, up to 20 s).
+    storm = Storm(env, tmp_path / "logs", storm_seed(), workers=3, args=("--concurrency", "2"))
     completed = lambda: rt.store.count_by_status().get("completed", 0) == RUNS  # noqa: E731
     lasted = storm.run(completed, duration=20)
     in_storm = rt.store.count_by_status().get("completed", 0)
@@ -198,10 +200,11 @@ def test_kill_storm_billing_runs(make_runtime, localstripe_url, tmp_path):
     env = cli_env(rt.db.url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
                   FLOWJOBS_STRIPE_API_BASE=localstripe_url, **STORM_ENV)
     seed_value = storm_seed()
-    # A fresh worker's first charge comes 2.5–5 s after it is up (it imports the billing stack
-    # first, slower when others start beside it): lives of 1–7 s kill some while importing,
-    # some mid-charge, some after.
-    storm = Storm(env, tmp_path / "logs", seed_value, workers=2, life=(1.0, 7.0), args=("--concurrency", "2"))
+    # A fresh worker's first charge comes 2–5 s after it is up: it first imports the billing
+    # stack (1.5 s of CPU, slower beside another worker doing the same). Lives of 2–8 s kill
+    # some while importing, some mid-charge, some after; the work (charges, then the invoice
+    # PDFs and notifications they trigger) spans several lives.
+    storm = Storm(env, tmp_path / "logs", seed_value, workers=2, life=(2.0, 8.0), args=("--concurrency", "2"))
 
     def terminal():
         with rt.billing.unit() as s:
@@ -230,9 +233,11 @@ def test_kill_storm_billing_runs(make_runtime, localstripe_url, tmp_path):
     invariants.check(rt.db)
 
     crashed = rows(rt, "SELECT count(*) FROM flowjobs_attempts WHERE outcome = 'crashed'")[0][0]
+    charging = [log.read_text().count("] charged: ") for log in (tmp_path / "logs").glob("*.log")]
     print(f"{where}: {BILLING_RUNS} billing runs, {storm.kills} kills in {lasted:.1f}s "
-          f"(+{storm.last_kills} at its end), {in_storm} terminal in the storm, billing runs "
+          f"(+{storm.last_kills} at its end), {sum(charging)} charges by {sum(map(bool, charging))} of the "
+          f"{storm.started} storm workers, {in_storm} terminal in the storm, billing runs "
           f"{Counter(statuses.values())}, jobs {Counter(jobs_state.values())}, their last attempts {dict(actions)} "
           f"('skipped': an earlier attempt charged and recorded it, then lost its lease), {crashed} attempts crashed, "
           f"PaymentIntents {sum(intents.values(), Counter())}")
-    assert storm.kills >= 2 and crashed > 0, "the storm did not hit any work"
+    assert storm.kills >= 1 and crashed > 0, "the storm did not hit any work"
