@@ -8,10 +8,13 @@ methods recorded from a SetupIntent as Stripe reports them."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from flowjobs import ids
@@ -270,3 +273,188 @@ def test_billing_show_prints_the_invoice_money(mrt, tmp_path):
     assert "amount=$49.00  discount (WELCOME)=-$4.90  subtotal=$44.10  total=$44.10  paid=$44.10  due=$0.00" in text
     with mrt.billing.unit() as s:
         assert invoice_totals(s, invoice.id).as_dict() == money
+
+
+# -- the property: charge, PDF, email and `billing show --json` agree to the minor unit ---------
+def parse_money(text: str, currency: str) -> int:
+    """`$1,234.56` / `-€5.00` / `¥12,000` → minor units."""
+    from decimal import Decimal
+
+    from flowjobs.billing.money import is_zero_decimal
+
+    digits = "".join(ch for ch in text if ch.isdigit() or ch == ".")
+    value = Decimal(digits) * (1 if is_zero_decimal(currency) else 100)
+    return int(value) * (-1 if text.strip().startswith("-") else 1)
+
+
+def fact(text: str, label: str) -> str:
+    """The value of the last `label: value` line of a plain-text email."""
+    found = [ln.split(": ", 1)[1] for ln in text.splitlines() if ln.startswith(label + ": ")]
+    assert found, (label, text)
+    return found[-1]
+
+
+def half_up_percent(amount: int, percent: int) -> int:
+    return (amount * percent * 2 + 100) // 200  # half-up for non-negative integers
+
+
+redemptions = st.lists(st.tuples(st.sampled_from(["percent", "fixed"]), st.integers(0, 120), st.integers(0, 6000),
+                                 st.booleans()), max_size=2)
+examples = st.fixed_dictionaries({
+    "items": st.lists(st.tuples(st.integers(0, 20000), st.integers(1, 3)), min_size=1, max_size=3),
+    "redemptions": redemptions,
+    "mor": st.booleans(),
+    "currency": st.sampled_from(["USD", "EUR", "JPY"]),
+    "prior": st.lists(st.tuples(st.integers(1, 15000), st.integers(0, 100)), max_size=2),  # (amount, % refunded)
+    "credits": st.integers(0, 5000),
+    "declines": st.booleans(),
+})
+
+
+@pytest.fixture
+def prt(make_runtime, localstripe_url, tmp_path, smtp_inbox):
+    port, _ = smtp_inbox
+    return make_runtime(documents={"dir": str(tmp_path / "docs"), "pay_url_template": PAY},
+                        billing={"tax_calculator": "flat:20"},
+                        mail={"transport": "smtp", "host": "127.0.0.1", "port": port, "retries": 1, "timeout": "5s",
+                              "app_url": "https://app.example"},
+                        **stripe_sections(localstripe_url))
+
+
+@pytest.fixture
+def smtp_inbox():
+    from aiosmtpd.controller import Controller
+
+    from tests.test_notifications import Collect, free_port
+
+    handler = Collect()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, handler
+    controller.stop()
+
+
+def show_invoice_json(invoice_id: str, db_url: str, tmp_path_factory) -> dict:
+    """`flowjobs billing show invoice ID --json`, run in this process (the typer app itself;
+    a subprocess per example would be seconds each), with the process's logging put back."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    from flowjobs.cli.app import app
+
+    config = tmp_path_factory.getbasetemp() / "empty-flowjobs.toml"
+    config.touch()
+    handlers, level = list(logging.root.handlers), logging.root.level
+    try:
+        result = CliRunner().invoke(app, ["--log-level", "warning", "billing", "show", "invoice", invoice_id, "--json"],
+                                    env={"FLOWJOBS_DATABASE_URL": db_url, "FLOWJOBS_CONFIG": str(config)})
+    finally:
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@given(example=examples)
+@settings(max_examples=int(os.environ.get("FLOWJOBS_PROPERTY_EXAMPLES", "8")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # each example is a real billing run
+def test_charge_pdf_email_and_billing_show_agree_to_the_minor_unit(prt, smtp_inbox, tmp_path_factory, example):
+    from flowjobs.billing import repo
+    from flowjobs.billing.models import BillingPeriodItem
+    from flowjobs.billing.money import format_money
+
+    rt, (_, inbox), currency = prt, smtp_inbox, example["currency"]
+    gateway = rt.billing.gateway
+    stripe_customer = gateway.create_customer(False, email="ada@example.com", name="Ada Lovelace")
+    pm_id, last4, _ = gateway.attach_card(False, customer=stripe_customer,
+                                          number="4000000000000341" if example["declines"] else "4242424242424242")
+    (first_price, first_qty), *more = example["items"]
+    with rt.billing.unit() as s:
+        org = setup.organization(s, "Acme Analytics", currency=currency, upfront_processing_credits=example["credits"],
+                                 stripe_connect_contract_type="merchant_of_record" if example["mor"] else "platform")
+        cust = setup.customer(s, org, email="ada@example.com", name="Ada Lovelace", stripe_customer_id=stripe_customer)
+        method = setup.card(s, cust, stripe_payment_method_id=pm_id, last4=last4)
+        sub, period, run = setup.subscription(s, cust, setup.plan(s, org, "Pro", first_price), method,
+                                              start=rt.billing.now(), quantity=first_qty)
+        for n, (price, qty) in enumerate(more):
+            s.add(BillingPeriodItem(id=ids.new_id("billing_period_item"), billing_period_id=period.id, quantity=qty,
+                                    unit_price=price, name=f"Extra {n}"))
+        for kind, percent, fixed, used in example["redemptions"]:
+            row = setup.discount(s, sub, amount=percent if kind == "percent" else fixed, amount_type=kind,
+                                 code=f"{kind.upper()}{percent if kind == 'percent' else fixed}")
+            row.fully_redeemed = used
+            s.flush()
+        invoice = Invoice(id=ids.new_id("inv"), invoice_number=repo.allocate_invoice_number(s, cust),
+                          invoice_date=s.info["now"], due_date=s.info["now"], billing_period_id=period.id,
+                          customer_id=cust.id, organization_id=org.id, status="open", subscription_id=sub.id,
+                          currency=currency, type="subscription", billing_period_start_date=period.start_date,
+                          billing_period_end_date=period.end_date)
+        s.add(invoice)
+        seeded = type("Seeded", (), {"org_id": org.id, "customer_id": cust.id, "subscription_id": sub.id,
+                                     "method_id": method.id, "period_id": period.id})
+        prior_net = 0
+        for amount, refunded_percent in example["prior"]:
+            refund = amount * refunded_percent // 100
+            _payment(s, seeded, invoice, amount, "succeeded", refunded=bool(refund), refunded_amount=refund or None)
+            prior_net += amount - refund
+        failed = _payment(s, seeded, invoice, 999, "failed", failure_message="Your card was declined.")
+        run_id, invoice_id, failed_id = run.id, invoice.id, failed.id
+
+    # an independent oracle of spec §7.5 for what the run must charge
+    base = sum(p * q for p, q in example["items"])
+    active = next((r for r in example["redemptions"] if not r[3]), None)
+    discount = 0
+    if active and base > 0:
+        discount = (min(half_up_percent(base, min(active[1], 100)), base) if active[0] == "percent"
+                    else min(active[2], base))
+    pretax = base - discount
+    tax = half_up_percent(pretax, 20) if example["mor"] and pretax > 0 else 0
+    total = pretax + tax
+    expected_charge = max(total - prior_net, 0) if total > 0 else 0
+
+    run_billing(rt, run_id)
+    charged = run_payment(rt, run_id)
+    assert (charged.amount if charged else 0) == expected_charge
+    with rt.billing.unit() as s:
+        money = invoice_totals(s, invoice_id)
+        status = s.get(Invoice, invoice_id).status
+    assert (money.base, money.discount, money.subtotal, money.tax, money.total) == (base, discount, pretax, tax, total)
+    succeeded = charged is None or charged.status == "succeeded"
+    assert money.due == (0 if succeeded else expected_charge)
+    assert (status == "paid") == succeeded
+
+    # the invoice PDF
+    fmt = lambda v: format_money(v, currency)  # noqa: E731
+    lines = lines_of(invoice_pdf(rt.billing, invoice_id, PAY))
+    assert parse_money(after(lines, "Total"), currency) == total
+    assert parse_money(after(lines, "Subtotal"), currency) == pretax
+    assert parse_money(after(lines, "Amount due"), currency) == money.due
+    assert bool([ln for ln in lines if ln.startswith("Discount")]) == bool(discount)
+    if discount:
+        assert parse_money(after(lines, "Amount"), currency) == base
+        assert -parse_money(after(lines, [ln for ln in lines if ln.startswith("Discount")][0]), currency) == discount
+    assert ("Tax" in lines) == bool(tax) and (not tax or parse_money(after(lines, "Tax"), currency) == tax)
+    if succeeded:  # paid on the day of the last settled payment
+        assert [ln for ln in lines if ln.startswith("Paid ")] and due_words(lines) == ["Amount due"]
+    else:
+        assert f"{fmt(money.due)} due January 15, 2027" in lines
+        assert f"Pay online: https://pay.example/invoices/{invoice_id}" in lines
+
+    # the customer's email about the invoice, through the SMTP server
+    inbox.messages.clear()
+    rt.trigger("send-customer-payment-failed-notification", {"paymentId": failed_id, "retryDate": None})
+    drain(rt)
+    (_, message), = [m for m in inbox.messages if invoice.invoice_number in m[1].get_body(("plain",)).get_content()]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert parse_money(fact(text, "Total"), currency) == total
+    assert parse_money(fact(text, "Subtotal"), currency) == pretax
+    assert parse_money(fact(text, "Amount due"), currency) == money.due
+    assert (not tax and "Tax: " not in text) or parse_money(fact(text, "Tax"), currency) == tax
+
+    # `flowjobs billing show invoice ID --json`
+    shown = show_invoice_json(invoice_id, rt.settings.database.url, tmp_path_factory)
+    data = shown["money"]
+    assert (data["base"], data["discount"], data["subtotal"], data["tax"], data["total"], data["due"]) == \
+        (base, discount, pretax, tax, total, money.due)
+    assert data["paid"] - data["refunded"] == prior_net + (charged.amount if charged and succeeded else 0)

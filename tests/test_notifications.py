@@ -297,3 +297,30 @@ def test_starttls_with_a_verified_certificate_then_auth(make_runtime, tmp_path):
         assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.store.get_run(refused.id)["error"] or "")
     finally:
         controller.stop()
+
+
+def test_organisation_payment_failed_reports_the_invoice_amount_not_the_payment_amount(make_runtime, smtp):
+    """Spec §7.6: the organisation's payment-failed email reports the invoice's amount (the
+    line items); the failed payment was only what was still due (30.00 of 49.00)."""
+    port, inbox = smtp()
+    rt = make_runtime(**mail_sections(port))
+    w = world(rt)
+    with rt.billing.unit() as s:
+        earlier = s.get(Payment, w["payment"])
+        earlier.amount = 1900  # paid before
+        invoice = s.get(Invoice, earlier.invoice_id)
+        invoice.status = "open"
+        failed = Payment(id=ids.new_id("pym"), livemode=True, invoice_id=invoice.id, amount=3000, payment_method="card",
+                         currency="EUR", status="failed", charge_date=earlier.charge_date,
+                         organization_id=w["org"], customer_id=w["customer"], subscription_id=w["sub"],
+                         failure_message="Your card was declined.")
+        s.add(failed)
+    data = {"organizationId": w["org"], "customerId": w["customer"], "paymentId": failed.id, "amount": 3000,
+            "currency": "EUR", "invoiceNumber": "B16B00B-00000", "livemode": True, "failureReason": "card_declined"}
+    rt.trigger("send-organization-payment-failed-notification", {"paymentData": data})
+    drain(rt)
+    (_, msg), = inbox.messages
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert "Amount: €49.00" in text and "Amount due: €30.00" in text
+    assert "A payment of €30.00 from Ada Lovelace failed." in text
+    assert "Pro  1 x €49.00 = €49.00" in text and "Amount paid: €19.00" in text
