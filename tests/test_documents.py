@@ -169,3 +169,32 @@ def test_the_fast_one_page_layout_says_exactly_what_the_flowing_layout_says():
         assert lines_of(render_fast(case)) == lines_of(render_flowing(case))
     assert "Łódź Źródło <sp. z o.o.>" in lines_of(render_fast(cases[1]))
     assert not fits(doc(lines=[Line("x", 1, 1)] * 40)) and not fits(doc(bill_to=Party("株式会社", [], None)))
+
+
+def test_paid_open_and_partly_paid_documents_read_the_same_in_both_layouts():
+    from flowjobs.documents.fast import fits, render_fast
+    from flowjobs.documents.layout import render_flowing
+
+    period = (ISSUED, datetime(2027, 2, 15, 8, tzinfo=timezone.utc))
+    with_periods = [Line("Pro", 2, 2500, period), Line("Seats", 3, 1000, period)]
+    paid = doc(lines=with_periods, amount_paid=8000, paid_on=ISSUED, pay_url="https://pay.example/invoices/inv_1")
+    open_ = doc(lines=with_periods, amount_paid=3000, pay_url="https://pay.example/invoices/inv_1")
+    receipt = doc(kind="receipt", number="pym_1", invoice_number="X-1", paid=3000, amount_paid=3000,
+                  payment_method="Visa •••• 4242", lines=with_periods)
+    for case in (paid, open_, receipt):
+        assert fits(case)
+        assert lines_of(render_fast(case)) == lines_of(render_flowing(case))
+    lines = lines_of(render(paid))
+    assert "Paid January 15, 2027" in lines and after(lines, "Date paid") == "January 15, 2027"
+    assert [ln for ln in lines if "due" in ln.lower()] == ["Amount due"] and after(lines, "Amount due") == "$0.00"
+    assert not [ln for ln in lines if ln.startswith("Pay online")]
+    assert lines[lines.index("Pro"):lines.index("Pro") + 5] == ["Pro", "January 15, 2027 – February 15, 2027", "2",
+                                                                 "$25.00", "$50.00"]
+    lines = lines_of(render(open_))
+    assert "$50.00 due January 15, 2027" in lines and "Pay online: https://pay.example/invoices/inv_1" in lines
+    assert after(lines, "Amount paid") == "$30.00" and after(lines, "Amount due") == "$50.00"
+    lines = lines_of(render(receipt))
+    assert after(lines, "Total") == "$80.00" and after(lines, "Amount paid") == "$30.00"
+    assert after(lines, "Amount due") == "$50.00"
+    many = doc(lines=[Line(f"Item {i}", 1, 100, period) for i in range(30)])
+    assert not fits(many) and len(text_of(render(many))) >= 2  # taller rows: flows over pages sooner
