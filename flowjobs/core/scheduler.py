@@ -14,11 +14,13 @@ A schedule seen for the first time starts after its most recent slot and catches
 The payload is Trigger.dev's: timestamp, lastTimestamp, timezone, scheduleId, upcoming (next 5).
 
 Windows tile what *succeeded*. A run's window (lastTimestamp -> timestamp) is covered once the
-run completed and every run it triggered completed. When the runs after the last covered
-window failed, were canceled or are still unfinished, the next slot's window reaches back to
-the end of the last covered one (at most MAX_LOOKBACK, and at least two slots, back): windows
-may overlap (the fan-outs are idempotent by key), they never leave a gap that could have been
-closed. What cannot be closed that way is reported by `health` with its fix, and alerted.
+run completed and every run it triggered completed; a run that failed, was canceled or expired
+(or completed while a run it triggered did not) leaves its window lost. The next slot's window
+reaches back to the start of the oldest lost stretch no other run covers (at most MAX_LOOKBACK,
+or two slots, back; never across time no run was given). A run still unfinished is counted on;
+if it then fails, the tick after reaches back over it. Windows may overlap (the fan-outs are
+idempotent by key); they never leave a gap that could have been closed. What cannot be closed
+that way is reported by `health` with its fix, and alerted.
 """
 
 from __future__ import annotations
@@ -249,9 +251,10 @@ class Scheduler:
         return list(due)
 
     def _items(self, s: Schedule, slots: list[int], last: int, now: int, conn=None) -> list[TriggerItem]:
-        """The runs of the due slots. The first window starts where the policy says (the
-        previous slot for `skip`, the last enqueued slot otherwise), or further back, at the
-        end of the last covered window, when runs since then did not succeed."""
+        """The runs of the due slots (a slot that already has a run, e.g. a backfilled one, is
+        kept as it is). The first window starts where the policy says (the previous slot for
+        `skip`, the last enqueued slot otherwise), or further back, at the start of the oldest
+        stretch that runs did not succeed in and no other run covers (see `_reach`)."""
         if s.catchup == "skip":
             newest = slots[-1]
             if now - newest > int(self.rt.settings.scheduler.grace * 1000):
