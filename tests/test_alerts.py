@@ -87,7 +87,7 @@ def test_a_failed_run_is_alerted_once_with_two_workers(make_runtime, channels):
 
 
 def test_missed_slots_and_long_waits_are_found(make_runtime, clock):
-    rt = make_runtime(schedules={"minutely": {"task": "noop", "cron": "* * * * *"}},
+    rt = make_runtime(schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}},
                       alerts={"webhook_url": "http://127.0.0.1:9/x", "waiting_over": "5m"})
     rt.scheduler.tick()  # first sight at 08:00
     clock.advance(10 * 60)  # nobody ticked for ten minutes

@@ -43,14 +43,14 @@ def dashboard(sqlite_url, tmp_path):
     from flowjobs.runtime import Runtime
     from tests.conftest import make_settings
 
-    rt = Runtime(make_settings(sqlite_url, tmp_path, schedules={"minutely": {"task": "noop", "cron": "* * * * *"}}))
+    rt = Runtime(make_settings(sqlite_url, tmp_path, schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}}))
     ok = rt.trigger("hello-world", {"customer": "Ada <ada@example.com>"})
     bad = rt.trigger("test-exit")  # fails with a traceback
     drain(rt)
     rt.scheduler.tick()
     env = cli_env(rt.db.url, FLOWJOBS_DASHBOARD_ALLOW_ACTIONS="true")
     config = tmp_path / "flowjobs.toml"
-    config.write_text('[schedules.minutely]\ntask = "noop"\ncron = "* * * * *"\n'
+    config.write_text('[schedules.minutely]\ntask = "hello-world"\ncron = "* * * * *"\n'
                       '[schedules.hourly-cron]\nenabled = false\n[schedules.daily-cron]\nenabled = false\n')
     env["FLOWJOBS_CONFIG"] = str(config)
     log = tmp_path / "serve.log"

@@ -29,7 +29,7 @@ def scrape(app) -> dict:
 def test_metrics_report_runs_durations_queues_lag_and_inbox(make_runtime, clock):
     from flowjobs.webhooks.server import WebhookApp
 
-    rt = make_runtime(schedules={"minutely": {"task": "noop", "cron": "* * * * *"}})
+    rt = make_runtime(schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}})
     for i in range(3):
         rt.trigger("hello-world", {"n": i})
     drain(rt)

@@ -260,3 +260,12 @@ def test_health_exits_1_naming_a_lost_window_and_its_fix(sqlite_url, tmp_path):
             and "fix: flowjobs schedules trigger often --since 2027-01-01T00:00:00.000Z" in result.stderr)
     report = {h["id"]: h for h in json.loads(flowjobs("schedules", "health", "--json", env=at("2027-01-01T00:05:40Z")).stdout)}
     assert report["often"]["status"] == "lost" and report["often"]["failed"] == ["2027-01-01T00:01:00.000Z"]
+
+
+def test_run_worker_burst_exits_1_when_a_schedule_fails_to_enqueue(picky_env):
+    env = {**picky_env, "FLOWJOBS_CLOCK": f"2029-12-31T23:59:58Z x1 @{time.time():.3f}"}
+    assert flowjobs("run-worker", "--burst", env=env).returncode == 0  # first sight
+    env["FLOWJOBS_CLOCK"] = f"2030-01-01T00:00:10Z x1 @{time.time():.3f}"
+    result = flowjobs("run-worker", "--burst", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "schedule picky failed to enqueue" in result.stderr and "Traceback" not in result.stderr

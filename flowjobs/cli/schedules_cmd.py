@@ -150,10 +150,10 @@ def tick(ctx: typer.Context,
         for r in results:
             for slot, run_id in zip(r.slots, r.run_ids):
                 typer.echo(f"{r.schedule}\t{iso(slot)}\t{run_id}")
-    _fail_on(scheduler.failures)
+    fail_on_enqueue_failures(scheduler.failures)
 
 
-def _fail_on(failures: dict) -> None:
+def fail_on_enqueue_failures(failures: dict) -> None:
     """Exit non-zero when a schedule failed to enqueue: with the database's code (4, 5, 6)
     when only the database failed (its error says why), else 1 naming each schedule."""
     if not failures:
@@ -185,7 +185,7 @@ def run_scheduler(ctx: typer.Context):
     duties.every(rt.settings.scheduler.interval, tick, "scheduler tick")
     on_signals(lambda _signum: duties.stop())
     duties.run()
-    _fail_on(scheduler.failures)
+    fail_on_enqueue_failures(scheduler.failures)
 
 
 def register(root: typer.Typer) -> None:

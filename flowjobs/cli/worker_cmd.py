@@ -43,7 +43,12 @@ def run_worker(
     if burst:  # one tick first, so `run-worker --burst` from cron also fires due schedules
         if not no_scheduler:
             rt.scheduler.tick()
-        raise typer.Exit(worker.run())
+        code = worker.run()
+        if not no_scheduler:  # cron must see a schedule that failed to enqueue
+            from flowjobs.cli.schedules_cmd import fail_on_enqueue_failures
+
+            fail_on_enqueue_failures(rt.scheduler.failures)
+        raise typer.Exit(code)
     from flowjobs.core.duties import standard_duties
 
     duties = standard_duties(rt, scheduler=not no_scheduler)
