@@ -1,9 +1,11 @@
 """SIGKILL storms with real worker processes, on SQLite and PostgreSQL (issue 12).
 
-Worker processes are SIGKILLed about every half second (a seeded random one, at a jittered
-cadence) and restarted at once, with a 1 s lease and a 100 ms rescue interval, until all the
-work is done or the storm's time is up; the last workers are killed too and a final burst
-worker finishes whatever the storm left. Then the counts:
+Worker processes are SIGKILLed at seeded random moments once they are up (ordinary runs: 3
+workers living 0.25–1.25 s each, a kill every ~0.5–1 s, start-ups permitting; billing: 2
+workers living 2–8 s, long enough to get past the billing imports to the charges) and
+replaced at once, with a 1 s lease and a 100 ms rescue interval, until all the work is done
+or the storm's 20 s are up; the last workers are killed too and a final burst worker
+finishes whatever the storm left. Then the counts:
 
 - ordinary runs: none lost, every one `completed` with the default 2 attempts (crashes have
   their own budget), exactly one succeeded attempt per run and it is an execution that really
