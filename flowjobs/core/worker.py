@@ -180,7 +180,7 @@ class Worker:
         now = self.clock.now_ms()
         if time.monotonic() >= self._next_rescue:
             self._next_rescue = time.monotonic() + self.opt.rescue_interval
-            for r in self.store.rescue(now, self.opt.max_crashes, self._rescue_hook):
+            for r in self.store.rescue(now, self.opt.max_crashes, self._rescue_hook, self.id):
                 log.warning("run %s: lease of worker %s expired; attempt %d recorded as crashed -> %s",
                             r.id, r.worker, r.attempt, r.status)
         batch = self._take_outcomes()

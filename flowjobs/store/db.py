@@ -245,7 +245,10 @@ def _connect_sqlite(path: str, autocheckpoint: bool = True, busy_timeout: float 
 def _connect_postgresql(conninfo: str):
     import psycopg
 
-    return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+    # Keepalives: a worker cut off by a partition notices within ~30 s instead of hanging in a
+    # statement until the kernel gives up on the connection (minutes).
+    return psycopg.connect(conninfo, autocommit=True, connect_timeout=10, keepalives=1, keepalives_idle=10,
+                           keepalives_interval=5, keepalives_count=3, tcp_user_timeout=30_000)
 
 
 class _NoLock:

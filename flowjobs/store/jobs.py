@@ -269,14 +269,15 @@ class JobStore:
         conn.execute(self._prepare(insert_attempts(len(rows))), params)
 
     def rescue(self, now: int, max_crashes: int = DEFAULT_MAX_CRASHES,
-               follow_up: Callable[[Rescued], NewRun | None] | None = None) -> list[Rescued]:
+               follow_up: Callable[[Rescued], NewRun | None] | None = None, worker: str = "") -> list[Rescued]:
         """Expired leases become retrying/failed/canceled; their attempts are recorded `crashed`
         and count against `max_crashes`, not against the run's attempts. `follow_up` may name a
-        run to insert in the same transaction for each rescued run (a failure hook)."""
+        run to insert in the same transaction for each rescued run (a failure hook). Runs of
+        `worker` (the caller's own: it knows they are alive) are left alone."""
         error = "worker lost its lease (crashed or stalled)"
         with self.db.transaction() as conn:
             rows = [Rescued(*r) for r in conn.execute(self.sql["rescue"], {
-                "now": now, "max_crashes": max_crashes}).fetchall()]
+                "now": now, "max_crashes": max_crashes, "worker": worker}).fetchall()]
             self._insert_attempts(conn, [
                 (r.id, r.attempt, r.worker, r.attempt_started_at, now, "crashed", error, None,
                  None if r.attempt_started_at is None else now - r.attempt_started_at) for r in rows])

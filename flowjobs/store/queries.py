@@ -115,7 +115,7 @@ SQLITE = {
         RETURNING {_CLAIMED}""",
     # Expired leases: retry, fail (attempts used up) or cancel (requested); one statement.
     "rescue": _RESCUE + """
-        WHERE status = 'executing' AND lease_expires_at < :now
+        WHERE status = 'executing' AND lease_expires_at < :now AND worker <> :worker
         RETURNING """ + _RESCUED,
     "lock_queue": None,
     "notify": None,
@@ -140,7 +140,7 @@ POSTGRESQL = {
     # Expired leases: retry, fail or cancel; rows another rescuer holds are skipped.
     "rescue": _RESCUE + """
         WHERE id IN (SELECT id FROM flowjobs_runs
-                     WHERE status = 'executing' AND lease_expires_at < :now
+                     WHERE status = 'executing' AND lease_expires_at < :now AND worker <> :worker
                      FOR UPDATE SKIP LOCKED)
         RETURNING """ + _RESCUED,
     # Serialise claimers of one concurrency-limited queue until the transaction ends.
