@@ -255,6 +255,7 @@ class BillingRun(Live, table=True):
     confirm_sent_at: Optional[datetime] = Time(nullable=True)  # Stripe may have charged from here on
     outcome_unknown_since: Optional[datetime] = Time(nullable=True)  # answer lost; reconcile first
     requeues: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # failed jobs, uncharged
+    adjustment_params: Optional[dict] = Json()  # an adjustment run's new items (revision 0008)
 
 
 class Invoice(Live, table=True):
