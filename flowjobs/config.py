@@ -193,6 +193,31 @@ class SupabaseSettings(Section):
     webhook_token: str = ""
 
 
+class OutboundWebhookSettings(Section):
+    """`[webhooks.outbound]`: flowjobs delivering Flowglad events to merchants' endpoints."""
+
+    enabled: bool = True
+    timeout: Duration = parse_duration("15s")
+    connect_timeout: Duration = parse_duration("5s")
+    # Svix's schedule: the first attempt at once, then one retry after each delay.
+    retry_schedule: list[Duration] = [parse_duration(d) for d in ("5s", "5m", "30m", "2h", "5h", "10h", "10h")]
+    response_excerpt: int = Field(1000, ge=0, le=65536)
+    user_agent: str = "flowjobs-webhooks/1"
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _delays(cls, value: list[float]) -> list[float]:
+        if len(value) > 50:
+            raise ValueError("at most 50 retries")
+        if any(delay < 0 for delay in value):
+            raise ValueError("every retry delay must be zero or more")
+        return value
+
+
+class WebhooksSettings(Section):
+    outbound: OutboundWebhookSettings = OutboundWebhookSettings()
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -259,6 +284,7 @@ class Settings(Section):
     stripe: StripeSettings = StripeSettings()
     billing: BillingSettings = BillingSettings()
     supabase: SupabaseSettings = SupabaseSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
     documents: DocumentSettings = DocumentSettings()
     mail: MailSettings = MailSettings()
     alerts: AlertSettings = AlertSettings()
