@@ -380,11 +380,11 @@ def test_charge_pdf_email_and_billing_show_agree_to_the_minor_unit(prt, smtp_inb
         for n, (price, qty) in enumerate(more):
             s.add(BillingPeriodItem(id=ids.new_id("billing_period_item"), billing_period_id=period.id, quantity=qty,
                                     unit_price=price, name=f"Extra {n}"))
-        for kind, percent, fixed, used in example["redemptions"]:
+        for n, (kind, percent, fixed, used) in enumerate(example["redemptions"]):
             row = setup.discount(s, sub, amount=percent if kind == "percent" else fixed, amount_type=kind,
                                  code=f"{kind.upper()}{percent if kind == 'percent' else fixed}")
             row.fully_redeemed = used
-            s.flush()
+            row.created_at = s.info["now"] - timedelta(minutes=10 - n)  # redeemed one after the other
         invoice = Invoice(id=ids.new_id("inv"), invoice_number=repo.allocate_invoice_number(s, cust),
                           invoice_date=s.info["now"], due_date=s.info["now"], billing_period_id=period.id,
                           customer_id=cust.id, organization_id=org.id, status="open", subscription_id=sub.id,
