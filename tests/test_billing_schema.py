@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, inspect
 
 from flowjobs.billing import models
 from flowjobs.webhooks import models as _inbox  # noqa: F401  (the inbox shares the metadata)
+from flowjobs.outbound import models as _outbound  # noqa: F401  (so do the outbound webhook tables)
 from flowjobs.billing.db import sqlalchemy_url
 from flowjobs.store.db import Database
 from flowjobs.store.migrate import HEAD, current_revision, upgrade
