@@ -108,6 +108,12 @@ def _apply(b, s, run: BillingRun, result, event_created: int | None) -> RunRepor
     extra = {"paymentId": payment.id if payment else None, "invoiceId": invoice.id if invoice else None}
     if status == E.BillingRunStatus.SUCCEEDED:
         _succeeded(b, s, run, period, sub, invoice, payment, now)
+        if run.is_adjustment:  # a plan change's proration is paid: its items replace the old ones now
+            from flowjobs.billing.adjust import apply_paid
+            apply_paid(b, s, run, sub)
+    elif run.is_adjustment and status in (E.BillingRunStatus.FAILED, E.BillingRunStatus.ABORTED):
+        from flowjobs.billing.adjust import proration_not_paid  # the old plan stays; no ladder
+        extra.update(proration_not_paid(b, s, run, sub, invoice, payment))
     elif status == E.BillingRunStatus.FAILED:
         extra.update(_failed(b, s, run, period, sub, invoice, payment, now))
     elif status == E.BillingRunStatus.ABORTED:

@@ -95,6 +95,8 @@ def _roll(b, s, period, sub, now) -> str:
                                 billing_period_id=new.id, quantity=item.quantity, unit_price=item.unit_price,
                                 name=item.name or "", description=""))
     sub.current_billing_period_start, sub.current_billing_period_end = start, end
+    from flowjobs.billing.adjust import apply_scheduled
+    apply_scheduled(s, sub, start)  # a plan change scheduled for the period end: its items were copied above
     method_id = sub.default_payment_method_id or sub.backup_payment_method_id
     if method_id and not sub.do_not_charge:
         schedule_run(b, s, sub, new, method_id)

@@ -249,15 +249,16 @@ def _bookkeeping(b, s, run: BillingRun) -> Charge | RunReport:
     org = s.get(Organization, sub.organization_id)
     customer = s.get(Customer, sub.customer_id)
     method = s.get(PaymentMethod, run.payment_method_id)
-    if run.is_adjustment:
-        raise BillingError("adjustment billing runs are not supported by this version")
+    if run.is_adjustment and not (run.adjustment_params or {}).get("prorationItemIds"):
+        raise BillingError("adjustment billing run has no adjustmentParams")
     if sub.status in E.SUBSCRIPTION_TERMINAL or sub.do_not_charge:
         run.status = E.BillingRunStatus.ABORTED
         return RunReport(run.id, "skipped", run.status, f"subscription {sub.id} is {sub.status}; run aborted")
     if method is None:
         raise BillingError(f"payment method {run.payment_method_id} does not exist")
     result = _fees(b, s, run, sub, org, method)
-    invoice = repo.first_invoice(s, period.id) or _new_invoice(s, run, sub, period, customer, result.currency)
+    invoice = (_new_invoice(s, run, sub, period, customer, result.currency) if run.is_adjustment  # its own invoice
+               else repo.first_invoice(s, period.id) or _new_invoice(s, run, sub, period, customer, result.currency))
     if invoice.status in E.INVOICE_TERMINAL:
         return _invoice_closed(s, run, period, invoice)
     _write_lines(s, invoice, period, run, result)
@@ -286,7 +287,7 @@ def _fees(b, s, run, sub, org, method) -> fees.FeeResult:
     lifetime = s.exec(select(func.coalesce(func.sum(Payment.amount), 0)).where(
         Payment.organization_id == org.id, Payment.status.in_(list(E.PAYMENT_SETTLED)))).one()
     inputs = fees.FeeInputs(
-        items=[(i.unit_price, i.quantity) for i in repo.period_items(s, run.billing_period_id)],
+        items=[(i.unit_price, i.quantity) for i in run_items(s, run)],
         currency=org.default_currency, payment_method_type=method.type,
         payment_method_country=_country(method), organization_country=country.code if country else None,
         fee_percentage=org.fee_percentage, contract_type=org.stripe_connect_contract_type,
@@ -299,6 +300,18 @@ def _fees(b, s, run, sub, org, method) -> fees.FeeResult:
                               customer_country=_country(method), organization_id=org.id,
                               livemode=run.livemode)
     return fees.calculate(inputs, tax)
+
+
+def run_items(s, run: BillingRun) -> list:
+    """What a run bills: its period's items, except proration items (billed on their
+    adjustment run's own invoice); an adjustment run only its proration item(s)."""
+    from flowjobs.billing.adjust import PRORATION_ITEM
+
+    items = repo.period_items(s, run.billing_period_id)
+    if run.is_adjustment:
+        ids_ = set((run.adjustment_params or {}).get("prorationItemIds", []))
+        return [i for i in items if i.id in ids_]
+    return [i for i in items if i.name != PRORATION_ITEM]
 
 
 def _country(method: PaymentMethod) -> str | None:
@@ -320,7 +333,7 @@ def _new_invoice(s, run, sub, period, customer, currency) -> Invoice:
 def _write_lines(s, invoice: Invoice, period, run, result: fees.FeeResult) -> None:
     for line in s.exec(select(InvoiceLineItem).where(InvoiceLineItem.invoice_id == invoice.id)):
         s.delete(line)
-    for item in repo.period_items(s, period.id):
+    for item in run_items(s, run):
         if item.quantity <= 0:
             continue
         description = f"{item.name} - {item.description}" if item.description else item.name

@@ -64,6 +64,7 @@ def _register() -> None:
     app.add_typer(tasks_cmd.app, name="tasks")
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(billing_cmd.app, name="billing")
+    __import__("flowjobs.cli.billing_adjust_cmd", fromlist=["register"]).register(billing_cmd.app)  # issue 16 §1
     app.add_typer(demo_cmd.app, name="demo")
     app.add_typer(documents_cmd.app, name="documents")
     events_cmd.register(app)
