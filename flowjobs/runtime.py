@@ -90,8 +90,10 @@ class Runtime:
         from flowjobs.adapters.stripe_gateway import StripeGateway
         from flowjobs.billing.service import Billing
 
-        return Billing(self.billing_engine, self.clock, self.client,
-                       lambda: StripeGateway(self.settings.stripe), self.settings.billing)
+        billing = Billing(self.billing_engine, self.clock, self.client,
+                          lambda: StripeGateway(self.settings.stripe), self.settings.billing)
+        billing.outbound = self.settings.webhooks.outbound
+        return billing
 
     @cached_property
     def documents(self):

@@ -44,6 +44,7 @@ class Billing:
         self.settings = settings  # BillingSettings
         self.tax = load_tax_calculator(settings.tax_calculator)
         self._outer = None  # the session every unit joins during a dry run
+        self.outbound = None  # [webhooks.outbound] (OutboundWebhookSettings), set by the runtime
 
     @property
     def gateway(self):
@@ -58,9 +59,16 @@ class Billing:
     def unit(self, now: datetime | None = None):
         if self._outer is not None:  # a dry run: everything joins one transaction
             yield self._outer
+            from flowjobs.outbound import emit
+
+            emit.deliver_new_events(self, self._outer)
             return
+        from flowjobs.outbound import emit
+
         with unit_of_work(self.engine, now or self.now()) as session:
+            emit.watch(session)
             yield session
+            emit.deliver_new_events(self, session)  # events written here: deliveries commit with them
 
     @contextmanager
     def dry_run(self):
@@ -75,6 +83,9 @@ class Billing:
         from sqlalchemy import event
 
         event.listen(session, "before_flush", _stamp)
+        from flowjobs.outbound import emit
+
+        emit.watch(session)
         session.begin()
         self._outer = session
         try:

@@ -56,6 +56,7 @@ def _root(
 def _register() -> None:
     from flowjobs.cli import (billing_cmd, db_cmd, demo_cmd, doctor_cmd, documents_cmd, events_cmd, runs_cmd,
                               schedules_cmd, serve_cmd, tasks_cmd, trigger_cmd, worker_cmd)
+    from flowjobs.cli import endpoints_cmd
 
     trigger_cmd.register(app)
     worker_cmd.register(app)
@@ -67,6 +68,7 @@ def _register() -> None:
     __import__("flowjobs.cli.billing_adjust_cmd", fromlist=["register"]).register(billing_cmd.app)  # issue 16 §1
     app.add_typer(demo_cmd.app, name="demo")
     app.add_typer(documents_cmd.app, name="documents")
+    app.add_typer(endpoints_cmd.app, name="endpoints")
     events_cmd.register(app)
     serve_cmd.register(app)
     doctor_cmd.register(app)

@@ -1,4 +1,5 @@
-"""`flowjobs replay-event FILE` and `flowjobs events list|show|replay|export`."""
+"""`flowjobs replay-event FILE`, `flowjobs events list|show|replay|export` (the inbox) and
+`flowjobs events deliveries|redeliver` (outbound webhooks to merchants)."""
 
 from __future__ import annotations
 
@@ -164,6 +165,41 @@ def export(ctx: typer.Context, inbox_id: str = typer.Argument(..., metavar="ID")
     except OSError as exc:
         raise BadInput(f"cannot write {out}: {exc.strerror}") from None
     output.note(f"wrote {out}")
+
+
+@app.command("deliveries")
+def deliveries(ctx: typer.Context,
+               endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Only deliveries to this endpoint."),
+               status: Optional[str] = typer.Option(None, "--status", help="pending, retrying, succeeded, failed or skipped."),
+               event: Optional[str] = typer.Option(None, "--event", help="Only deliveries of this event (event_…)."),
+               limit: int = typer.Option(50, "--limit", min=1, max=10000),
+               as_json: bool = typer.Option(False, "--json")):
+    """Outbound webhook deliveries (Flowglad events to merchants' endpoints), newest first."""
+    from flowjobs.outbound.views import delivery_rows
+
+    data = delivery_rows(ctx.obj.runtime().billing, endpoint, status, event, limit)
+    if as_json:
+        output.emit_json(data)
+        return
+    output.table(["id", "event", "type", "endpoint", "status", "attempts", "code", "latency_ms", "run", "error"],
+                 [[d["id"], d["eventId"], d["eventType"], d["endpointId"], d["status"], d["attempts"],
+                   d["lastStatusCode"], d["lastLatencyMs"], d["runId"], d["lastError"]] for d in data])
+
+
+@app.command("redeliver")
+def redeliver(ctx: typer.Context, event_id: str = typer.Argument(..., metavar="EVENT_ID"),
+              endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Only to this endpoint (default: all of the event's)."),
+              as_json: bool = typer.Option(False, "--json")):
+    """Deliver a Flowglad event again (a new run per endpoint, the same webhook-id); prints the runs."""
+    from flowjobs.outbound.dispatch import redeliver as schedule_again
+
+    rt = ctx.obj.runtime()
+    done = schedule_again(rt.billing, rt.settings.webhooks.outbound, event_id, endpoint)
+    if as_json:
+        output.emit_json(done)
+        return
+    for d in done:
+        typer.echo(f"{d['runId']}\t{d['endpointId']}\t{d['deliveryId']}")
 
 
 def register(root: typer.Typer) -> None:

@@ -22,6 +22,7 @@ BUILTIN_MODULES = [
     "flowjobs.tasks.documents",
     "flowjobs.tasks.notifications",
     "flowjobs.tasks.webhook_events",
+    "flowjobs.tasks.deliver_event_webhook",
     "flowjobs.tasks.send_alert",
 ]
 

@@ -49,13 +49,17 @@ def invoice_updated(b, payload: dict) -> dict:
 
 
 def event_inserted(b, payload: dict) -> dict:
-    """Deliver a Flowglad event to the organisation's webhooks, then mark it processed.
+    """Schedule the delivery of a Flowglad event to its organisation's webhook endpoints.
 
-    Upstream committed `processed_at` before calling Svix, so a failed delivery was never
-    retried (§13.13). Here `processed_at` is written only after a delivery succeeded — and
-    flowjobs has no outbound webhook delivery yet, so it reports `delivered: false` and leaves
-    the event unprocessed for the deliverer that will come.
+    Upstream committed `processed_at` and then called Svix, so a failed delivery was never
+    retried (§13.13). Here the delivery records and their runs (flowjobs.outbound.dispatch,
+    one per matching endpoint, keyed by event hash + endpoint) are inserted in the same
+    transaction that sets `processed_at`: "processed" means every delivery is scheduled, and
+    each delivery retries on its own. Events that flowjobs writes itself are scheduled when
+    they are written (flowjobs.outbound.emit); this handler serves events inserted by others.
     """
+    from flowjobs.outbound.dispatch import schedule_deliveries
+
     record, _ = _records(payload, shapes.Record)
     with b.unit() as s:
         event = s.get(Event, record.id)
@@ -63,8 +67,7 @@ def event_inserted(b, payload: dict) -> dict:
             raise NotFound(f"event {record.id} does not exist")
         if event.processed_at is not None:
             return {"result": "already_processed", "eventId": event.id}
-        return {"result": "not delivered", "eventId": event.id, "delivered": False,
-                "detail": "no outbound webhook delivery is configured"}
+        return schedule_deliveries(b, s, event, getattr(b, "outbound", None))
 
 
 def member_inserted(b, payload: dict) -> dict:

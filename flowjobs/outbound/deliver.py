@@ -1,0 +1,150 @@
+"""One delivery attempt: sign, POST, record what the endpoint said.
+
+- The body is the Standard Webhooks envelope `{"type", "timestamp", "data"}`; `data` is the
+  event's payload (upstream sends the same payload to Svix), `timestamp` its `occurred_at`.
+  The bytes are the same on every attempt; the signature's timestamp is the attempt's.
+- The attempt is counted (and committed) before the request leaves, never inside a
+  transaction held across the network call; the answer is recorded after it.
+- 2xx → `succeeded`. 408, 429, 5xx, a timeout or a connection error → `retrying` (the run
+  fails the attempt and the engine retries it on `[webhooks.outbound] retry_schedule`), or
+  `failed` after the last attempt. Any other status (3xx — redirects are not followed — and
+  4xx) → `failed` at once: the endpoint refused the event and will refuse it again.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flowjobs.billing.models import Event
+from flowjobs.config import OutboundWebhookSettings
+from flowjobs.errors import AbortTaskRunError
+from flowjobs.outbound import signing
+from flowjobs.outbound.models import FINAL, WebhookDelivery, WebhookEndpoint
+
+
+class DeliveryFailed(Exception):
+    """A retryable failure: the engine tries the run again after its schedule's delay."""
+
+
+@dataclass
+class Answer:
+    status: int | None  # None: no HTTP answer (connection error, timeout)
+    latency_ms: int
+    excerpt: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        if self.status is None:
+            return True
+        return self.status in (408, 429) or self.status >= 500
+
+
+def body_of(event: Event) -> bytes:
+    envelope = {"type": event.type, "timestamp": event.occurred_at.isoformat().replace("+00:00", "Z"),
+                "data": event.payload}
+    return json.dumps(envelope, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def post(url: str, body: bytes, headers: dict[str, str], settings: OutboundWebhookSettings) -> Answer:
+    parts = urlsplit(url)
+    started = time.monotonic()
+    conn = None
+    try:
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=settings.connect_timeout,
+                                               context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=settings.connect_timeout)
+        conn.connect()
+        conn.sock.settimeout(settings.timeout)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request("POST", path, body=body, headers={
+            **headers, "content-type": "application/json", "user-agent": settings.user_agent})
+        response = conn.getresponse()
+        text = response.read(max(settings.response_excerpt, 1) * 4 + 4).decode("utf-8", "replace")
+        return Answer(response.status, _ms(started), text[:settings.response_excerpt])
+    except (OSError, http.client.HTTPException, socket.timeout) as exc:
+        return Answer(None, _ms(started), error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def deliver(b, settings: OutboundWebhookSettings, delivery_id: str, last_attempt: bool) -> dict:
+    """One attempt of one delivery; raises DeliveryFailed (retry) or AbortTaskRunError (no retry)."""
+    with b.unit() as s:
+        delivery = s.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            raise AbortTaskRunError(f"delivery {delivery_id} does not exist")
+        if delivery.status in ("succeeded", "skipped"):
+            return {"result": f"already {delivery.status}", "deliveryId": delivery.id}
+        endpoint = s.get(WebhookEndpoint, delivery.endpoint_id)
+        event = s.get(Event, delivery.event_id)
+        if endpoint is None or not endpoint.enabled or event is None:
+            delivery.status = "skipped"
+            delivery.last_error = ("the event no longer exists" if event is None else
+                                   "the endpoint was deleted" if endpoint is None else "the endpoint is disabled")
+            return {"result": "skipped", "deliveryId": delivery.id, "detail": delivery.last_error}
+        now = s.info["now"]
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+        delivery.status = "retrying" if delivery.attempts > 1 else "pending"
+        url, secret, msg_id = endpoint.url, endpoint.secret, delivery.message_id
+        body = body_of(event)
+        timestamp = int(now.timestamp())
+    answer = post(url, body, signing.headers(secret, msg_id, timestamp, body), settings)
+    with b.unit() as s:
+        delivery = s.get(WebhookDelivery, delivery_id)
+        delivery.last_status_code = answer.status
+        delivery.last_latency_ms = answer.latency_ms
+        delivery.response_excerpt = answer.excerpt
+        delivery.last_error = answer.error
+        if answer.ok:
+            delivery.status = "succeeded"
+            delivery.delivered_at = s.info["now"]
+            delivery.next_attempt_at = None
+            return {"result": "delivered", "deliveryId": delivery.id, "status": answer.status,
+                    "latencyMs": answer.latency_ms, "attempts": delivery.attempts}
+        what = f"HTTP {answer.status}" if answer.status is not None else answer.error
+        if not answer.retryable or last_attempt:
+            delivery.status = "failed"
+            delivery.next_attempt_at = None
+        else:
+            delivery.status = "retrying"
+            from flowjobs.outbound.retry import POLICY
+
+            delivery.next_attempt_at = s.info["now"] + timedelta(seconds=POLICY.delay_after(delivery.attempts))
+        attempts = delivery.attempts
+    message = f"delivery {delivery_id} to {url}: {what} (attempt {attempts})"
+    if not answer.retryable:
+        raise AbortTaskRunError(message + "; not retried")
+    raise DeliveryFailed(message + ("; no attempt left" if last_attempt else "; retried"))
+
+
+def settle_failed(b, delivery_id: str, error: str | None) -> dict:
+    """The failure hook: a delivery whose run failed for good (attempts or crash budget used
+    up, timed out, aborted) is `failed`, never left `pending`."""
+    with b.unit() as s:
+        delivery = s.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.status in FINAL:
+            return {"result": "nothing to settle", "deliveryId": delivery_id}
+        delivery.status = "failed"
+        delivery.next_attempt_at = None
+        delivery.last_error = delivery.last_error or error
+        return {"result": "failed", "deliveryId": delivery_id}
