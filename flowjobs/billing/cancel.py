@@ -1,8 +1,16 @@
-"""Cancelling subscriptions (spec §7.8): at once, or at the end of the current period.
+"""Cancelling subscriptions (spec §7.8): at once, at the end of the current period, and
+un-cancelling a scheduled cancellation.
 
-Decisions (docs/billing.md): cancelling never re-creates the customer's free default plan
-(flowjobs has no pricing-model catalogue to pick it from); the `subscription.canceled` event
-row is inserted once per subscription (its hash is sha256 of `{type, id}`).
+- `cancel_immediately` is the one path that ends a subscription — `flowjobs billing cancel
+  --now`, the scheduled-cancellation job, the rollover, a failed first payment — so all of them
+  send the canceled emails, write the `subscription.canceled` event row once (hash = sha256 of
+  `{type, id}`), and move the customer onto the organisation's default free plan when a paid
+  plan ended and nothing else is current (`move_to_default_plan`).
+- `schedule_cancellation` sets `cancellation_scheduled` and sends the cancellation-scheduled
+  emails; `uncancel` reverts it (periods, status, the aborted runs still in the future). Neither
+  writes an event row (upstream writes none).
+- `cancel` / `uncancel_subscription` are the operator's entry points (`flowjobs billing cancel`,
+  `billing uncancel`): a wrong state is refused with `WrongState` (exit 2) naming the current one.
 """
 
 from __future__ import annotations
@@ -17,10 +25,15 @@ from sqlmodel import select
 from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
-from flowjobs.billing.models import (BillingPeriod, BillingRun, Customer, Event, Subscription,
-                                     SubscriptionItem)
+from flowjobs.billing.models import (BillingPeriod, BillingRun, Customer, Event, PaymentMethod, Price, Product,
+                                     Subscription, SubscriptionItem)
 from flowjobs.billing.repo import BillingError
 from flowjobs.billing.types import ms_from_utc
+from flowjobs.errors import BadInput, NotFound
+
+
+class WrongState(BadInput):
+    """The subscription's state does not allow the operation (exit 2); the message names it."""
 
 
 def cancel_immediately(b, s, sub: Subscription, reason: str = E.CancellationReason.CUSTOMER_REQUEST) -> bool:
@@ -46,6 +59,7 @@ def cancel_immediately(b, s, sub: Subscription, reason: str = E.CancellationReas
     b.trigger(s, "send-organization-subscription-canceled-notification", {"subscription": {"id": sub.id}},
               key=f"send-organization-subscription-canceled-notification-{sub.id}")
     _emit_canceled(s, sub, now)
+    move_to_default_plan(s, sub, now)
     return True
 
 
@@ -65,6 +79,38 @@ def abort_scheduled_runs(s, subscription_id: str) -> int:
                      .values(status=E.BillingRunStatus.ABORTED, updated_at=s.info["now"])).rowcount
 
 
+# -- the default plan -------------------------------------------------------------------
+def default_free_price(s, sub: Subscription, customer: Customer) -> Price | None:
+    """The organisation's default plan (a `default` product, in the customer's pricing model
+    when it has one) and its free subscription price, or None."""
+    query = (select(Price).join(Product, Price.product_id == Product.id)
+             .where(Product.organization_id == sub.organization_id, Product.default == True,  # noqa: E712
+                    Product.active == True, Product.livemode == sub.livemode, Price.active == True,  # noqa: E712
+                    Price.type == E.PriceType.SUBSCRIPTION, Price.unit_price == 0))
+    if customer.pricing_model_id:
+        query = query.where(Product.pricing_model_id == customer.pricing_model_id)
+    return s.exec(query.order_by(Price.is_default.desc(), Price.created_at, Price.id)).first()
+
+
+def move_to_default_plan(s, sub: Subscription, now: datetime) -> Subscription | None:
+    """Upstream's re-creation of the default plan (§7.8): when a paid plan ended, the customer
+    has no other current subscription and the organisation has a free default plan, subscribe
+    the customer to it — `do_not_charge`, so it neither bills nor needs a card at rollover."""
+    from flowjobs.billing import setup
+
+    if sub.is_free_plan:
+        return None
+    customer = s.get(Customer, sub.customer_id)
+    price = None if _current_others(s, sub) else default_free_price(s, sub, customer)
+    if price is None:
+        return None
+    method = s.get(PaymentMethod, sub.default_payment_method_id) if sub.default_payment_method_id else None
+    free, _, _ = setup.subscription(s, customer, price, method, start=now, do_not_charge=True)
+    _emit(s, free, E.FlowgladEventType.SUBSCRIPTION_CREATED, now)
+    return free
+
+
+# -- scheduled cancellation and un-cancel -------------------------------------------------
 def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -> datetime:
     """Cancel at `at` (default: the end of the current period); returns the cancel date."""
     now = s.info["now"]
@@ -89,16 +135,147 @@ def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -
     return end
 
 
+def uncancel(b, s, sub: Subscription) -> list[BillingRun]:
+    """Revert a scheduled cancellation (§7.8): periods back to upcoming/active, status back to
+    trialing/active, `cancel_scheduled_at` cleared, and a new billing run for each aborted one
+    still in the future (needs a payment method unless free or `do_not_charge`). Returns them."""
+    now = s.info["now"]
+    if sub.status != E.SubscriptionStatus.CANCELLATION_SCHEDULED:
+        raise WrongState(f"subscription {sub.id} is {sub.status}; only a cancellation_scheduled "
+                         "subscription can be un-canceled")
+    redo = _runs_to_restore(s, sub, now)
+    method_id = sub.default_payment_method_id or sub.backup_payment_method_id
+    if redo and not method_id and not (sub.is_free_plan or sub.do_not_charge):
+        raise WrongState(f"subscription {sub.id} has no payment method to bill its remaining periods; "
+                         "add one first")
+    for period in s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == sub.id,
+                                                     BillingPeriod.status == E.BillingPeriodStatus.SCHEDULED_TO_CANCEL)):
+        period.status = E.BillingPeriodStatus.UPCOMING if period.start_date > now else E.BillingPeriodStatus.ACTIVE
+    trialing = sub.trial_end is not None and sub.trial_end > now
+    repo.set_subscription_status(sub, E.SubscriptionStatus.TRIALING if trialing else E.SubscriptionStatus.ACTIVE)
+    sub.cancel_scheduled_at = None
+    sub.cancellation_reason = None
+    if sub.is_free_plan or sub.do_not_charge:
+        return []
+    return [_restore_run(b, s, sub, old, method_id) for old in redo]
+
+
+def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
+    """Aborted runs still due in the future, of periods with no other live or paid run."""
+    aborted = list(s.exec(select(BillingRun).where(BillingRun.subscription_id == sub.id,
+                                                   BillingRun.status == E.BillingRunStatus.ABORTED,
+                                                   BillingRun.scheduled_for > now)
+                          .order_by(BillingRun.scheduled_for, BillingRun.id)))
+    live = {E.BillingRunStatus.SCHEDULED, E.BillingRunStatus.IN_PROGRESS,
+            E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION, E.BillingRunStatus.SUCCEEDED}
+    taken = {r.billing_period_id for r in s.exec(select(BillingRun).where(BillingRun.subscription_id == sub.id,
+                                                                         BillingRun.status.in_(list(live))))}
+    chosen: dict[str, BillingRun] = {}
+    for run in aborted:
+        period = s.get(BillingPeriod, run.billing_period_id)
+        if run.billing_period_id not in taken and period.status not in E.PERIOD_TERMINAL:
+            chosen.setdefault(run.billing_period_id, run)
+    return list(chosen.values())
+
+
+def _restore_run(b, s, sub: Subscription, old: BillingRun, method_id: str) -> BillingRun:
+    run = BillingRun(id=ids.new_id("billing_run"), livemode=sub.livemode, billing_period_id=old.billing_period_id,
+                     scheduled_for=old.scheduled_for, status=E.BillingRunStatus.SCHEDULED,
+                     attempt_number=old.attempt_number, subscription_id=sub.id, payment_method_id=method_id)
+    s.add(run)
+    s.flush()
+    b.trigger(s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}",
+              run_at=run.scheduled_for)
+    return run
+
+
+# -- the operator's entry points --------------------------------------------------------
+def parse_reason(text: str | None) -> tuple[str, str | None]:
+    """`--reason`: one of the spec's reasons is stored as it is; any other text is stored as
+    `other`, with the text kept in the subscription's metadata (`cancellationNote`)."""
+    if not text:
+        return E.CancellationReason.CUSTOMER_REQUEST, None
+    if text in {r.value for r in E.CancellationReason}:
+        return text, None
+    return E.CancellationReason.OTHER, text
+
+
+def _load(b, s, subscription_id: str) -> Subscription:
+    sub = s.get(Subscription, subscription_id)
+    if sub is None:
+        from flowjobs.billing.views import database_name
+
+        raise NotFound(f"no subscription {subscription_id!r} in the database {database_name(b)}")
+    return sub
+
+
+def cancel(b, subscription_id: str, *, now: bool = False, reason: str | None = None) -> dict:
+    """`flowjobs billing cancel`: at the end of the current period, or `now`."""
+    code, note = parse_reason(reason)
+    with b.unit() as s:
+        sub = _load(b, s, subscription_id)
+        if sub.status in E.SUBSCRIPTION_TERMINAL:
+            raise WrongState(f"subscription {sub.id} is {sub.status}; there is nothing to cancel")
+        if sub.scheduled_adjustment_at is not None:
+            raise WrongState(f"subscription {sub.id} is {sub.status} with an adjustment scheduled; cancel that first")
+        if not now and sub.status == E.SubscriptionStatus.CANCELLATION_SCHEDULED:
+            raise WrongState(f"subscription {sub.id} is cancellation_scheduled (on "
+                             f"{sub.cancel_scheduled_at.isoformat()}); use --now, or uncancel it")
+        if not now and sub.is_free_plan:
+            raise WrongState(f"subscription {sub.id} is {sub.status} on a free plan; free plans cannot be "
+                             "canceled at period end (use --now)")
+        if note:
+            sub.metadata_ = {**(sub.metadata_ or {}), "cancellationNote": note}
+        before = _current_others(s, sub)
+        if now:
+            sub.cancellation_reason = code
+            cancel_immediately(b, s, sub, reason=code)
+        else:
+            schedule_cancellation(b, s, sub)
+            sub.cancellation_reason = code
+        s.flush()
+        moved = [other for other in _current_others(s, sub) if other not in before]
+        return {**_outcome(s, sub), "movedToSubscriptionId": moved[0] if moved else None}
+
+
+def uncancel_subscription(b, subscription_id: str) -> dict:
+    """`flowjobs billing uncancel`."""
+    with b.unit() as s:
+        sub = _load(b, s, subscription_id)
+        runs = uncancel(b, s, sub)
+        s.flush()
+        return {**_outcome(s, sub), "billingRuns": [r.id for r in runs]}
+
+
+def _current_others(s, sub: Subscription) -> list[str]:
+    return list(s.exec(select(Subscription.id).where(
+        Subscription.customer_id == sub.customer_id, Subscription.id != sub.id,
+        Subscription.status.not_in(list(E.SUBSCRIPTION_TERMINAL))).order_by(Subscription.created_at)))
+
+
+def _outcome(s, sub: Subscription) -> dict:
+    at = lambda d: d.isoformat() if d else None  # noqa: E731
+    return {"id": sub.id, "status": sub.status, "cancelScheduledAt": at(sub.cancel_scheduled_at),
+            "canceledAt": at(sub.canceled_at), "cancellationReason": sub.cancellation_reason,
+            "customerId": sub.customer_id}
+
+
+# -- event rows -------------------------------------------------------------------------
 def event_hash(event_type: str, object_id: str) -> str:
     return hashlib.sha256(json.dumps({"type": event_type, "id": object_id}, separators=(",", ":")).encode()).hexdigest()
 
 
 def _emit_canceled(s, sub: Subscription, now: datetime) -> None:
-    digest = event_hash(E.FlowgladEventType.SUBSCRIPTION_CANCELED, sub.id)
+    _emit(s, sub, E.FlowgladEventType.SUBSCRIPTION_CANCELED, now)
+
+
+def _emit(s, sub: Subscription, event_type: str, now: datetime) -> None:
+    """One event row per (type, subscription): its hash is sha256 of `{type, id}`."""
+    digest = event_hash(event_type, sub.id)
     if s.exec(select(Event.id).where(Event.hash == digest)).first() is not None:
         return
     customer = s.get(Customer, sub.customer_id)
-    s.add(Event(id=ids.new_id("event"), livemode=sub.livemode, type=E.FlowgladEventType.SUBSCRIPTION_CANCELED,
+    s.add(Event(id=ids.new_id("event"), livemode=sub.livemode, type=event_type,
                 payload={"object": E.EventNoun.SUBSCRIPTION, "id": sub.id,
                          "customer": {"id": customer.id, "externalId": customer.external_id}},
                 occurred_at=now, submitted_at=now, object_entity=E.EventNoun.SUBSCRIPTION,

@@ -1,4 +1,8 @@
-"""Read models for `flowjobs billing show` and the demo summary: plain dicts of rows.
+"""Read models for `flowjobs billing show|list` and the demo summary: plain dicts of rows.
+
+Rows keep minor units and ISO dates (the `--json` form); `display` turns one into the text
+form: money as money in its currency (`$199.00`), fields in a fixed order (id, status, the
+model's columns, created/updated last).
 
 An invoice (and a billing run, through its invoice) also shows its `money` — lines, discount,
 subtotal, tax, total, paid and due — from flowjobs.billing.totals, the function the billing
@@ -15,6 +19,7 @@ from sqlmodel import func, select
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import (BillingPeriod, BillingRun, Invoice, InvoiceLineItem, Payment,
                                      Subscription)
+from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import invoice_totals
 from flowjobs.errors import BadInput, NotFound
 
@@ -30,6 +35,10 @@ def _all(s, model, *where, order=None):
     return [row(r) for r in s.exec(select(model).where(*where).order_by(order or model.created_at, model.id))]
 
 
+def database_name(b) -> str:
+    return b.engine.url.render_as_string(hide_password=True)
+
+
 def show(b, kind: str, object_id: str) -> dict:
     model = KINDS.get(kind)
     if model is None:
@@ -37,7 +46,7 @@ def show(b, kind: str, object_id: str) -> dict:
     with b.unit() as s:
         obj = s.get(model, object_id)
         if obj is None:
-            raise NotFound(f"no {kind} {object_id!r}")
+            raise NotFound(f"no {kind} {object_id!r} in the database {database_name(b)}")
         if kind == "subscription":
             return {"subscription": row(obj),
                     "billingPeriods": _all(s, BillingPeriod, BillingPeriod.subscription_id == obj.id,
@@ -58,6 +67,68 @@ def show(b, kind: str, object_id: str) -> dict:
         return {"billingRun": row(obj), "money": money,
                 "payments": _all(s, Payment, Payment.billing_run_id == obj.id),
                 "invoices": invoices}
+
+
+MONEY_FIELDS = frozenset({"amount", "subtotal", "tax_amount", "application_fee", "refunded_amount", "price",
+                          "unit_price"})
+FIRST, LAST = ("id", "status"), ("created_at", "updated_at")
+
+
+def display(r: dict, currency: str | None = None) -> list[tuple[str, str]]:
+    """(field, text) pairs of a row in a stable order, money formatted in the row's currency
+    (or `currency`, for rows without one: invoice lines), empty fields left out."""
+    currency = r.get("currency") or currency
+    keys = [k for k in FIRST if k in r] + [k for k in r if k not in FIRST + LAST] + [k for k in LAST if k in r]
+    shown = []
+    for k in keys:
+        v = r[k]
+        if v in (None, "", {}, []):
+            continue
+        if k in MONEY_FIELDS and isinstance(v, int) and currency:
+            v = format_money(v, currency)
+        shown.append((k, str(v)))
+    return shown
+
+
+# -- billing list ------------------------------------------------------------------------
+LISTS = {"subscriptions": (Subscription, E.SubscriptionStatus),
+         "invoices": (Invoice, E.InvoiceStatus),
+         "billing-runs": (BillingRun, E.BillingRunStatus),
+         "payments": (Payment, E.PaymentStatus)}
+COLUMNS = {"subscriptions": ("id", "status", "customer_id", "name", "current_billing_period_end",
+                             "cancel_scheduled_at", "created_at"),
+           "invoices": ("id", "status", "invoice_number", "customer_id", "total", "due", "currency", "invoice_date"),
+           "billing-runs": ("id", "status", "subscription_id", "attempt_number", "scheduled_for", "completed_at"),
+           "payments": ("id", "status", "amount", "currency", "customer_id", "invoice_id", "charge_date")}
+
+
+def list_rows(b, kind: str, status: str | None = None, customer: str | None = None, limit: int = 100) -> list[dict]:
+    """The newest `limit` rows of `kind`, optionally of one status and one customer. An invoice
+    row adds its `total` and `due` (flowjobs.billing.totals); money stays in minor units."""
+    if kind not in LISTS:
+        raise BadInput(f"unknown kind {kind!r}; use one of: {', '.join(LISTS)}")
+    model, statuses = LISTS[kind]
+    valid = [v.value for v in statuses]
+    if status is not None and status not in valid:
+        raise BadInput(f"--status {status!r} is not a {kind[:-1].replace('-', ' ')} status; use one of: "
+                       f"{', '.join(valid)}")
+    query = select(model)
+    if status is not None:
+        query = query.where(model.status == status)
+    if customer is not None:
+        if model is BillingRun:
+            query = query.join(Subscription, BillingRun.subscription_id == Subscription.id)
+            query = query.where(Subscription.customer_id == customer)
+        else:
+            query = query.where(model.customer_id == customer)
+    with b.unit() as s:
+        found = list(s.exec(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit)))
+        rows = [row(r) for r in found]
+        if model is Invoice:
+            for r, invoice in zip(rows, found):
+                money = invoice_totals(s, invoice)
+                r["total"], r["due"] = money.total, money.due
+        return rows
 
 
 def billing_run_status(b, billing_run_id: str) -> str:

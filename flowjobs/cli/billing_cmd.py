@@ -1,6 +1,9 @@
-"""`flowjobs billing show subscription|invoice|billing-run ID` and `flowjobs billing summary`."""
+"""`flowjobs billing show|list|cancel|uncancel|summary`: the state the billing jobs produced,
+and the operator's cancellation commands (the work is in flowjobs.billing.views / .cancel)."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import typer
 
@@ -21,14 +24,22 @@ def show(ctx: typer.Context,
     if as_json:
         output.emit_json(data)
         return
+    from flowjobs.billing.views import display
+
+    main = next(iter(data.values()))
+    currency = (data.get("money") or {}).get("currency") or main.get("currency")
     for section, value in data.items():
         if section == "money":
             _money(value)
             continue
-        rows = value if isinstance(value, list) else [value]
-        typer.echo(f"== {section} ({len(rows)}) ==" if isinstance(value, list) else f"== {section} ==")
-        for r in rows:
-            typer.echo("  " + "  ".join(f"{k}={v}" for k, v in r.items() if v not in (None, "", {}, [])))
+        if not isinstance(value, list):
+            typer.echo(f"== {section} ==")
+            for k, v in display(value, currency):
+                typer.echo(f"  {k}: {v}")
+            continue
+        typer.echo(f"== {section} ({len(value)}) ==")
+        for r in value:
+            typer.echo("  " + "  ".join(f"{k}={v}" for k, v in display(r, currency)))
 
 
 def _money(money: dict | None) -> None:
@@ -52,6 +63,71 @@ def _money(money: dict | None) -> None:
         shown = [(f"discount ({money['discountCode']})" if k == "discount" else k, v) for k, v in shown]
     typer.echo("  " + "  ".join(f"{label}={fmt(-v if label.startswith('discount') or label == 'refunded' else v)}"
                                 for label, v in shown))
+
+
+@app.command("list")
+def list_(ctx: typer.Context,
+          kind: str = typer.Argument(..., help="subscriptions, invoices, billing-runs or payments."),
+          status: Optional[str] = typer.Option(None, "--status", help="Only this status (the spec's values)."),
+          customer: Optional[str] = typer.Option(None, "--customer", help="Only this customer's (cust_…)."),
+          limit: int = typer.Option(100, "--limit", min=1, help="At most this many, newest first."),
+          as_json: bool = typer.Option(False, "--json", help="Print a JSON array (money in minor units).")):
+    """List billing objects, newest first, to find their ids."""
+    from flowjobs.billing.money import format_money
+    from flowjobs.billing.views import COLUMNS, MONEY_FIELDS, list_rows
+
+    rows = list_rows(ctx.obj.runtime().billing, kind, status, customer, limit)
+    if as_json:
+        output.emit_json(rows)
+        return
+    columns = COLUMNS[kind]
+    money = MONEY_FIELDS | {"total", "due"}
+    output.table(list(columns), [[format_money(r[c], r["currency"]) if c in money and r.get(c) is not None
+                                  else r.get(c) for c in columns] for r in rows])
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
+           at_period_end: bool = typer.Option(False, "--at-period-end",
+                                              help="Cancel when the current period ends (the default)."),
+           now: bool = typer.Option(False, "--now", help="Cancel now: periods closed, scheduled runs aborted."),
+           reason: Optional[str] = typer.Option(None, "--reason", metavar="TEXT",
+                                                help="customer_request (default), non_payment, other, … or free text."),
+           as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Cancel a subscription at the end of its period or now; the customer and the organisation are emailed."""
+    from flowjobs.billing.cancel import cancel as run
+    from flowjobs.errors import BadInput
+
+    if at_period_end and now:
+        raise BadInput("give --at-period-end or --now, not both")
+    done = run(ctx.obj.runtime().billing, subscription_id, now=now, reason=reason)
+    if as_json:
+        output.emit_json(done)
+        return
+    if done["status"] == "canceled":
+        typer.echo(f"subscription {done['id']} canceled at {done['canceledAt']} ({done['cancellationReason']}); "
+                   "subscription-canceled emails queued for the customer and the organisation")
+    else:
+        typer.echo(f"subscription {done['id']} will be canceled at {done['cancelScheduledAt']} "
+                   f"({done['cancellationReason']}); cancellation-scheduled emails queued for the customer "
+                   "and the organisation")
+    if done["movedToSubscriptionId"]:
+        typer.echo(f"customer {done['customerId']} moved to the default free plan: subscription "
+                   f"{done['movedToSubscriptionId']}")
+
+
+@app.command("uncancel")
+def uncancel(ctx: typer.Context, subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
+             as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Revert a scheduled cancellation: the subscription renews again."""
+    from flowjobs.billing.cancel import uncancel_subscription
+
+    done = uncancel_subscription(ctx.obj.runtime().billing, subscription_id)
+    if as_json:
+        output.emit_json(done)
+        return
+    runs = f"; billing runs scheduled again: {', '.join(done['billingRuns'])}" if done["billingRuns"] else ""
+    typer.echo(f"subscription {done['id']} is {done['status']} again; its cancellation is withdrawn{runs}")
 
 
 @app.command("summary")
