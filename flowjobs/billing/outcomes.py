@@ -12,7 +12,11 @@ Called inline after the charge, and (issue #5) by the payment-intent webhook han
 - A failure schedules the next attempt at +3, +5, +5 days (`[billing] retry_days`; four
   attempts in all) and sends one payment-failed email that carries the retry date (§13.11).
   The very first payment of a subscription failing cancels it — unless the subscription had
-  a trial, whose $0 invoice upstream wrongly treated as "no payment yet" (§13.10).
+  a trial, whose $0 invoice upstream wrongly treated as "no payment yet" (§13.10) — and the
+  customer gets the payment-failed email without a retry date (as upstream's `charge.failed`
+  path sent it), besides the cancellation emails.
+- A `processing` PaymentIntent (bank debits) sends "Awaiting Payment Confirmation" to every
+  member of the organisation, once per payment (§7.6).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from sqlmodel import select
 
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
-from flowjobs.billing.models import (BillingPeriod, BillingRun, Invoice, Payment,
+from flowjobs.billing.models import (BillingPeriod, BillingRun, Customer, Invoice, Payment,
                                      Subscription)
 from flowjobs.billing.periods import period_status_by_clock
 from flowjobs.billing.runs import RunReport, current_payment
@@ -120,8 +124,24 @@ def _apply(b, s, run: BillingRun, result, event_created: int | None) -> RunRepor
         _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
     elif status == E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION and invoice is not None:
         repo.set_invoice_status(invoice, E.InvoiceStatus.AWAITING_PAYMENT_CONFIRMATION)
+        if payment is not None:  # "Awaiting Payment Confirmation" to all members, once per payment (key)
+            b.trigger(s, "send-organization-awaiting-payment-confirmation-notification", {"paymentId": payment.id},
+                      key=f"send-organization-awaiting-payment-confirmation-notification-{payment.id}")
+    emit_payment_event(s, payment)
     detail = result.failure_message or f"PaymentIntent {result.payment_intent_id} is {result.status}"
     return RunReport(run.id, ACTION.get(status, "pending"), run.status, detail, extra)
+
+
+def emit_payment_event(s, payment: Payment | None) -> None:
+    """payment.succeeded / payment.failed (spec §8.3), once per payment (the event hash)."""
+    from flowjobs.outbound.emit import emit_event
+
+    kind = {E.PaymentStatus.SUCCEEDED: E.FlowgladEventType.PAYMENT_SUCCEEDED,
+            E.PaymentStatus.FAILED: E.FlowgladEventType.PAYMENT_FAILED,
+            E.PaymentStatus.CANCELED: E.FlowgladEventType.PAYMENT_FAILED}.get(payment.status) if payment else None
+    if kind is not None:
+        emit_event(s, kind, E.EventNoun.PAYMENT, payment.id, organization_id=payment.organization_id,
+                   livemode=payment.livemode, customer=s.get(Customer, payment.customer_id))
 
 
 def sync_payment(payment: Payment, result) -> None:
@@ -181,6 +201,9 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
     if sub.status in E.SUBSCRIPTION_TERMINAL:
         return {"next": "subscription already ended"}
     if _first_payment(s, sub):
+        if payment is not None:  # the customer hears why (no retry date), besides the cancellation emails
+            b.trigger(s, "send-customer-payment-failed-notification", {"paymentId": payment.id, "retryDate": None},
+                      key=f"send-customer-payment-failed-notification-{payment.id}")
         cancel_immediately(b, s, sub, reason=E.CancellationReason.NON_PAYMENT)
         return {"next": "first payment failed: subscription canceled"}
     retry = schedule_retry(b, s, run, sub, now)

@@ -178,6 +178,10 @@ def subscription(s, cust: Customer, price: Price, method: PaymentMethod | None, 
                          scheduled_for=start if run_billing_at_period_start else end,
                          subscription_id=sub.id, payment_method_id=method.id)
         s.add(run)
+    from flowjobs.outbound.emit import emit_event  # spec §7.2: the subscription.created event
+
+    emit_event(s, E.FlowgladEventType.SUBSCRIPTION_CREATED, E.EventNoun.SUBSCRIPTION, sub.id,
+               organization_id=sub.organization_id, livemode=sub.livemode, customer=cust)
     s.flush()
     return sub, period, run
 

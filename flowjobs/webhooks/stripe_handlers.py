@@ -53,6 +53,8 @@ def payment_intent(b, event: dict) -> dict:
 
 def _other_intent(b, kind: str, pi: shapes.PaymentIntent) -> dict:
     """PaymentIntents that are not billing runs (checkout): keep a known payment in step."""
+    from flowjobs.billing.outcomes import emit_payment_event
+
     target = {"payment_intent.processing": E.PaymentStatus.PROCESSING,
               "payment_intent.succeeded": E.PaymentStatus.SUCCEEDED,
               "payment_intent.requires_action": E.PaymentStatus.REQUIRES_ACTION}.get(kind)
@@ -61,10 +63,13 @@ def _other_intent(b, kind: str, pi: shapes.PaymentIntent) -> dict:
         if payment is None or target is None:
             return {"result": "ignored", "detail": f"no billing run and no payment for {pi.id}"}
         changed = repo.set_payment_status(payment, target)
+        emit_payment_event(s, payment)  # payment.succeeded (spec §8.3)
         return {"result": "updated" if changed else "unchanged", "paymentId": payment.id, "status": payment.status}
 
 
 def charge_failed(b, event: dict) -> dict:
+    from flowjobs.billing.outcomes import emit_payment_event
+
     charge: shapes.Charge = _read(event, shapes.Charge).obj
     with b.unit() as s:
         payment = s.exec(select(Payment).where(Payment.stripe_charge_id == charge.id)).first()
@@ -78,6 +83,7 @@ def charge_failed(b, event: dict) -> dict:
         payment.failure_code = charge.failure_code
         payment.failure_message = charge.failure_message
         payment.stripe_charge_id = payment.stripe_charge_id or charge.id
+        emit_payment_event(s, payment)  # payment.failed (spec §8.3)
         # the billing path uses the same key: one email per failed payment, whichever comes first
         b.trigger(s, "send-customer-payment-failed-notification", {"paymentId": payment.id, "retryDate": None},
                   key=f"send-customer-payment-failed-notification-{payment.id}")
