@@ -257,6 +257,12 @@ class StripeGateway:
         intent = self.call(client.v1.payment_intents.retrieve, payment_intent_id)
         return self._result(intent.to_dict())
 
+    def retrieve_payment_method(self, livemode: bool, payment_method_id: str) -> dict:
+        """The Stripe PaymentMethod object as a plain dict (type, billing details, and the
+        instrument: card brand, last4, expiry, country …). An unknown id is a StripeRequestError."""
+        client = self.client(livemode)
+        return self.call(client.v1.payment_methods.retrieve, payment_method_id).to_dict()
+
     def _declined(self, livemode: bool, exc, amount: int, currency: str,
                   known_intent: str | None = None) -> ChargeResult:
         error = exc.error

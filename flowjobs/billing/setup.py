@@ -126,8 +126,7 @@ def stripe_payment_method(b, intent) -> dict | None:
                 E.CheckoutSessionStatus.SUCCEEDED, E.CheckoutSessionStatus.FAILED, E.CheckoutSessionStatus.EXPIRED):
             return None
         livemode = session.livemode
-    gateway = b.gateway  # the Stripe adapter's client and retry policy
-    return gateway.call(gateway.client(livemode).v1.payment_methods.retrieve, pm_id).to_dict()
+    return b.gateway.retrieve_payment_method(livemode, pm_id)
 
 
 def plan(s, org: Organization, name: str, unit_price: int, *, interval: str = E.IntervalUnit.MONTH,
@@ -184,6 +183,28 @@ def subscription(s, cust: Customer, price: Price, method: PaymentMethod | None, 
                organization_id=sub.organization_id, livemode=sub.livemode, customer=cust)
     s.flush()
     return sub, period, run
+
+
+def notify_subscription_created(b, s, sub: Subscription) -> list[str]:
+    """Trigger the customer and organisation subscription-created emails (spec §7.2, §10) for a
+    subscription just created by a flow (the `product` checkout of `setup_intent.succeeded`):
+    only for a paid plan (a free plan or a $0 price sends none; `do_not_charge` still does, the
+    email says so) and never for a trial without a payment method. Keys are per subscription,
+    so a replayed creation sends nothing twice. Returns the task ids triggered."""
+    price = s.get(Price, sub.price_id or "")
+    if sub.is_free_plan or price is None or price.unit_price <= 0:  # upstream: none for free plans
+        return []
+    if sub.status == E.SubscriptionStatus.TRIALING and not sub.default_payment_method_id:
+        return []
+    customer_task = "send-customer-subscription-created-notification"
+    org_task = "send-organization-subscription-created-notification"
+    b.trigger(s, customer_task, {"customerId": sub.customer_id, "subscriptionId": sub.id,
+                                 "organizationId": sub.organization_id}, key=f"{customer_task}-{sub.id}")
+    b.trigger(s, org_task, {"subscription": {"id": sub.id, "customerId": sub.customer_id,
+                                             "organizationId": sub.organization_id, "name": sub.name,
+                                             "status": sub.status, "livemode": sub.livemode}},
+              key=f"{org_task}-{sub.id}")
+    return [customer_task, org_task]
 
 
 def invoice_lines(s, invoice, items, *, billing_run_id: str | None = None) -> None:

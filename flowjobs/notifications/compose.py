@@ -369,6 +369,32 @@ def org_onboarding_completed(c: Ctx, p) -> list[Email]:
     return _to_members(c, "send-organization-onboarding-completed-notification", org, None, True, title, message)
 
 
+def org_awaiting_payment_confirmation(c: Ctx, p) -> list[Email]:
+    """Spec §7.6: a billing run's PaymentIntent is `processing` (a bank debit): tell **all** the
+    organisation's members (no preference filter, as upstream) that the money is on its way."""
+    payment = _get(c.s, Payment, p.payment_id, "payment")
+    invoice = _get(c.s, Invoice, payment.invoice_id, "invoice")
+    org, customer = c.s.get(Organization, payment.organization_id), c.s.get(Customer, payment.customer_id)
+    amount = format_money(payment.amount, payment.currency)
+    who = customer.name or customer.email
+    message = Message("Awaiting Payment Confirmation",
+                      [f"A payment of {amount} from {who} for invoice #{invoice.invoice_number} is processing.",
+                       "Bank debits take a few business days to confirm; we will email you when it succeeds "
+                       "or fails. Nothing needs to be done meanwhile."],
+                      [("Amount", amount), ("Invoice #", invoice.invoice_number), ("Customer", f"{who} <{customer.email}>"),
+                       ("Status", "Awaiting payment confirmation")],
+                      action=("View in Dashboard", f"{c.mail.app_url}/customers/{customer.id}"))
+    _invoice_block(c.s, invoice, message)
+    c.org_name = org.name
+    to = members(c.s, org.id, None, True)  # everyone: no preference, test mode included
+    if not to:
+        raise Skip(f"organization {org.id} has no member with an email address")
+    return [Email(AWAITING_CONFIRMATION, to, subject("Awaiting Payment Confirmation", payment.livemode), message,
+                  org_sender(c))]
+
+
+AWAITING_CONFIRMATION = "send-organization-awaiting-payment-confirmation-notification"
+
 COMPOSERS = {
     "send-customer-payment-succeeded-notification": customer_payment_succeeded,
     "send-customer-payment-failed-notification": customer_payment_failed,
@@ -386,4 +412,5 @@ COMPOSERS = {
     "send-organization-subscription-cancellation-scheduled-notification": org_cancellation_scheduled,
     "send-organization-payouts-enabled-notification": org_payouts_enabled,
     "send-organization-onboarding-completed-notification": org_onboarding_completed,
+    AWAITING_CONFIRMATION: org_awaiting_payment_confirmation,  # the spec's direct email, as a task
 }

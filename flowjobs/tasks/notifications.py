@@ -1,4 +1,5 @@
-"""The sixteen notification tasks of spec §10, with their ids and payloads.
+"""The sixteen notification tasks of spec §10, with their ids and payloads, and the
+"Awaiting Payment Confirmation" email of §7.6 as a task of its own.
 
 Each composes its emails (flowjobs.notifications.compose) and sends them through the
 configured mail transport. Nothing to send (no recipient, a test-mode receipt, a customer
@@ -99,5 +100,12 @@ def _sender(task_id: str):
     return body
 
 
-for _task_id, _model in NOTIFICATIONS.items():
+# Spec §7.6 sends "Awaiting Payment Confirmation" directly from the outcome path; here it is a
+# task like the others (keyed per payment: once per payment; no SMTP wait inside the outcome's
+# transaction). Not one of the sixteen of §10.
+DIRECT_EMAILS: dict[str, type[BaseModel]] = {
+    "send-organization-awaiting-payment-confirmation-notification": PaymentRef,
+}
+
+for _task_id, _model in {**NOTIFICATIONS, **DIRECT_EMAILS}.items():
     task(_task_id, payload=_model, retry=RetryPolicy(max_attempts=3, min_wait=5, max_wait=60))(_sender(_task_id))

@@ -4,7 +4,8 @@ Idempotent: a session already `succeeded` (or otherwise finished) is left alone,
 subscription is created at most once per SetupIntent (`subscriptions.stripe_setup_intent_id`
 is unique). Types: `add_payment_method` (the new card becomes the target subscription's
 default), `activate_subscription` (same, and an `incomplete` subscription becomes `active`),
-`product` (a new subscription on the session's price, billed from now). `purchase` sessions
+`product` (a new subscription on the session's price, billed from now; the customer and
+organisation subscription-created emails are sent for a paid plan). `purchase` sessions
 are one-off payments, which flowjobs does not model: refused with a clear error.
 """
 
@@ -67,5 +68,6 @@ def _apply(b, s, session, customer, method, intent) -> str:
         sub.stripe_setup_intent_id = intent.id
         if run is not None:
             b.trigger(s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}")
+        setup.notify_subscription_created(b, s, sub)  # customer + organisation emails (§7.2, §10)
         return f"subscription {sub.id} created"
     raise BillingError(f"checkout sessions of type {session.type!r} are not supported by flowjobs")
