@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import pytest
 
+from flowjobs.billing.models import BillingRun, Subscription
+from flowjobs.billing.types import utc_from_ms
+from tests.billing_helpers import drain, get
 from tests.cli_helpers import as_json, cli_env, flowjobs
 
 
@@ -69,3 +75,86 @@ def test_demo_seed_with_stripe_unreachable_writes_nothing(sqlite_url):
     assert "cannot reach Stripe at http://127.0.0.1:9 after 1 tries" in result.stderr
     with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
         assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (0,)
+
+
+# -- trigger billing-run charges now; billing list / show on both backends ----------------
+@pytest.fixture
+def live(make_runtime, clock, localstripe_url):
+    """An in-process runtime on the real clock (the CLI subprocesses' clock) and localstripe."""
+    from tests.billing_helpers import stripe_sections
+
+    clock.set(int(time.time() * 1000))
+    return make_runtime(**stripe_sections(localstripe_url))
+
+
+def _now(clock):
+    clock.set(int(time.time() * 1000) + 1000)
+    return utc_from_ms(clock.now_ms())
+
+
+def test_trigger_billing_run_charges_a_future_run_now_and_says_so(live, clock, db_url, localstripe_url):
+    from tests.billing_helpers import seed
+
+    env = cli_env(db_url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs", FLOWJOBS_STRIPE_API_BASE=localstripe_url)
+    start = utc_from_ms(clock.now_ms()) + timedelta(days=10)
+    seeded = seed(live, start=start, unit_price=19900)
+    with live.billing.unit() as s:  # as the rollover does: a flowjobs run waiting for the period's start
+        waiting = live.billing.trigger(s, "attempt-billing-run", {"billingRunId": seeded.billing_run_id},
+                                       key=f"attempt-billing-run:{seeded.billing_run_id}", run_at=start)
+    assert waiting.status == "delayed"
+
+    result = flowjobs("trigger", "billing-run", seeded.billing_run_id, "--json", env=env)
+    done = as_json(result)
+    assert (done["id"], done["status"], done["action"]) == (waiting.id, "queued", "moved")
+    assert f"scheduled_for moved from {start.isoformat()} to " in done["detail"]
+    assert "made due now" in done["detail"] and f"run {waiting.id} charges it now" in done["detail"]
+    moved_to = get(live, BillingRun, seeded.billing_run_id).scheduled_for
+    assert moved_to < start - timedelta(days=9)
+    assert any(f"scheduled_for moved from {start.isoformat()} to {moved_to.isoformat()}" in line["message"]
+               for line in live.store.logs(waiting.id))  # what `flowjobs runs show` prints
+
+    _now(clock)
+    drain(live)
+    assert get(live, BillingRun, seeded.billing_run_id).status == "succeeded"
+    assert live.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
+    again = flowjobs("trigger", "billing-run", seeded.billing_run_id, env=env)
+    assert again.returncode == 2 and again.stderr == (
+        f"error: billing run {seeded.billing_run_id} is succeeded; only scheduled billing runs are executed\n")
+
+    other = seed(live, card=None)  # a billing run being charged by another flowjobs run
+    with live.billing.unit() as s:
+        sub = s.get(Subscription, seeded.subscription_id)
+        run = BillingRun(id="billing_run_charging", livemode=False, billing_period_id=seeded.period_id,
+                         scheduled_for=sub.current_billing_period_start, status="started",
+                         claimed_by_run=waiting.id, subscription_id=sub.id, payment_method_id=seeded.method_id)
+        s.add(run)
+    charging = flowjobs("trigger", "billing-run", "billing_run_charging", env=env)
+    assert charging.returncode == 0 and charging.stdout == f"{waiting.id}\n"
+    assert f"billing run billing_run_charging is already started: run {waiting.id} (completed) charges it" \
+        in charging.stderr
+    assert other.billing_run_id is None
+
+    # billing list / show: ids without SQL, money as money
+    customer = seeded.customer_id
+    runs = as_json(flowjobs("billing", "list", "billing-runs", "--customer", customer, "--status", "succeeded",
+                            "--json", env=env))
+    assert [r["id"] for r in runs] == [seeded.billing_run_id]
+    [invoice] = as_json(flowjobs("billing", "list", "invoices", "--customer", customer, "--json", env=env))
+    assert (invoice["status"], invoice["total"], invoice["due"], invoice["currency"]) == ("paid", 19900, 0, "USD")
+    payments = flowjobs("billing", "list", "payments", "--status", "succeeded", "--customer", customer, env=env)
+    assert payments.stdout.splitlines()[0].split("\t") == ["id", "status", "amount", "currency", "customer_id",
+                                                           "invoice_id", "charge_date"]
+    assert "\tsucceeded\t$199.00\tUSD\t" in payments.stdout and len(payments.stdout.splitlines()) == 2
+    subs = flowjobs("billing", "list", "subscriptions", env=env).stdout
+    assert seeded.subscription_id in subs and other.subscription_id in subs
+    bad = flowjobs("billing", "list", "invoices", "--status", "settled", env=env)
+    assert bad.returncode == 2 and bad.stderr == (
+        "error: --status 'settled' is not a invoice status; use one of: draft, open, paid, uncollectible, void, "
+        "refunded, partially_refunded, awaiting_payment_confirmation\n")
+
+    shown = flowjobs("billing", "show", "invoice", invoice["id"], env=env).stdout
+    assert "\n  id: " + invoice["id"] + "\n  status: paid\n" in shown
+    assert "  subtotal: $199.00\n" in shown and "  currency: USD\n" in shown
+    assert f"  invoice_date: {invoice['invoice_date']}\n" in shown and "T" in invoice["invoice_date"]
+    assert "price=$199.00" in shown and "amount=$199.00" in shown  # the line and the payment
+    assert "total=$199.00" in shown and "due=$0.00" in shown

@@ -13,7 +13,7 @@ from flowjobs.cli.triggering import run_trigger
 def trigger(
     ctx: typer.Context,
     task_id: str = typer.Argument(..., help="Task id, e.g. hello-world (see `flowjobs tasks list`), or billing-run."),
-    object_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="With billing-run: the billing run's id."),
+    object_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="With billing-run: the billing run's id (charged now)."),
     payload: Optional[str] = typer.Option(None, "--payload", "-p", help="Payload as a JSON object."),
     payload_file: Optional[Path] = typer.Option(None, "--payload-file", help="Read the payload JSON from a file."),
     idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key", help="A second trigger with this key returns the same run."),

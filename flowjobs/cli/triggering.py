@@ -1,8 +1,9 @@
 """What `flowjobs trigger` does, without typer: create one run, optionally wait for it to end.
 
 Shortcuts name a billing object instead of a task and payload:
-`flowjobs trigger billing-run BILLING_RUN_ID` triggers `attempt-billing-run` for it, keyed
-`attempt-billing-run:<id>` like every other path to that billing run.
+`flowjobs trigger billing-run BILLING_RUN_ID` charges it now (flowjobs.billing.charge_now):
+`attempt-billing-run` keyed `attempt-billing-run:<id>` like every other path to that billing
+run, `scheduled_for` moved to now when still ahead; it says on stderr what it did.
 
 `flowjobs trigger` is what cron jobs and scripts call most, so it starts without typer
 (`flowjobs.cli.main`): `parse_argv` reads a well-formed command line itself and hands
@@ -59,22 +60,22 @@ def wait_for(store, run_id: str, timeout: float | None) -> str | None:
         pause = min(pause * 1.5, 0.25)
 
 
-SHORTCUTS = {"billing-run": ("attempt-billing-run", "billingRunId")}
+SHORTCUTS = {"billing-run": "attempt-billing-run"}
 
 
-def _shortcut(rt, name: str, object_id: str | None, payload: dict, key: str | None):
-    """(task, payload, idempotency key) for `trigger billing-run ID`; refuses what cannot run."""
-    from flowjobs.billing.views import billing_run_status
+def _shortcut(rt, name: str, object_id: str | None, payload: dict, options: dict):
+    """`trigger billing-run ID`: charge it now (flowjobs.billing.charge_now); refuses what cannot run."""
+    from flowjobs.billing.charge_now import charge_now
 
-    task, field = SHORTCUTS[name]
     if not object_id:
         raise BadInput(f"`trigger {name}` needs the id, e.g. flowjobs trigger {name} billing_run_…")
     if payload:
         raise BadInput(f"`trigger {name} ID` takes no --payload")
-    status = billing_run_status(rt.billing, object_id)
-    if status != "scheduled":
-        raise BadInput(f"billing run {object_id} is {status}; only scheduled billing runs are executed")
-    return task, {field: object_id}, key or f"{task}:{object_id}"
+    given = [option for option, value in options.items() if value]
+    if given:
+        raise BadInput(f"`trigger {name} ID` charges now under the billing run's own key; it takes no "
+                       f"{', '.join(given)}")
+    return charge_now(rt.billing, object_id)
 
 
 def run_trigger(state, task_id: str, object_id: str | None = None, payload: str | None = None,
@@ -90,27 +91,34 @@ def run_trigger(state, task_id: str, object_id: str | None = None, payload: str 
     if timeout is not None and not wait:
         raise BadInput("--timeout only makes sense with --wait")
     rt = state.runtime()
+    done = None
     if task_id in SHORTCUTS:
-        task_id, body, idempotency_key = _shortcut(rt, task_id, object_id, body, idempotency_key)
+        done = _shortcut(rt, task_id, object_id, body, {
+            "--idempotency-key": idempotency_key, "--idempotency-key-ttl": idempotency_key_ttl,
+            "--delay": delay, "--priority": priority, "--queue": queue})
+        run_id, task_id, status, deduplicated = done.run_id, SHORTCUTS[task_id], done.status, done.deduplicated
     elif object_id is not None:
         raise BadInput(f"unexpected argument {object_id!r}: task payloads go in --payload")
-    result = rt.trigger(task_id, body, idempotency_key=idempotency_key, idempotency_key_ttl=ttl,
-                        delay=delay_s, priority=priority, queue=queue)
-    status = result.status
-    if wait:
-        status = wait_for(rt.store, result.id, wait_s)
-    if as_json:
-        output.emit_json({"id": result.id, "task": result.task, "status": status or "executing",
-                          "deduplicated": result.deduplicated})
     else:
-        sys.stdout.write(result.id + "\n")
-        if result.deduplicated:
-            output.note(f"deduplicated: run {result.id} already holds this idempotency key")
+        result = rt.trigger(task_id, body, idempotency_key=idempotency_key, idempotency_key_ttl=ttl,
+                            delay=delay_s, priority=priority, queue=queue)
+        run_id, task_id, status, deduplicated = result.id, result.task, result.status, result.deduplicated
+    if wait:
+        status = wait_for(rt.store, run_id, wait_s)
+    if as_json:
+        shown = {"id": run_id, "task": task_id, "status": status or "executing", "deduplicated": deduplicated}
+        output.emit_json(shown if done is None else {**shown, "action": done.action, "detail": done.detail})
+    else:
+        sys.stdout.write(run_id + "\n")
+        if done is not None:
+            output.note(done.detail)
+        elif deduplicated:
+            output.note(f"deduplicated: run {run_id} already holds this idempotency key")
     if wait and status is None:
-        output.note(f"gave up waiting for {result.id} after {timeout}")
+        output.note(f"gave up waiting for {run_id} after {timeout}")
         return int(ExitStatus.WAIT_TIMEOUT)
     if wait and status != "completed":
-        output.note(f"run {result.id} ended {status}")
+        output.note(f"run {run_id} ended {status}")
         return int(ExitStatus.FAILURE)
     return 0
 

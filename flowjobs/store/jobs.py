@@ -298,6 +298,15 @@ class JobStore:
         status = self.run_status(run_id)
         return f"already {status}" if status else "missing"
 
+    def run_now(self, conn, run_id: str, now: int) -> bool:
+        """Make a waiting run due now, in the caller's transaction; whether it was waiting."""
+        return conn.execute(self.sql["run_now"], {"id": run_id, "now": now}).fetchone() is not None
+
+    def log_in(self, conn, run_id: str, at: int, message: str) -> None:
+        """One info line in the run's log (attempt 0: before any attempt), in the caller's transaction."""
+        conn.execute(self.sql["insert_log"], {"run_id": run_id, "attempt": 0, "at": at, "level": "info",
+                                              "message": message})
+
     def add_log(self, run_id: str, attempt: int, at: int, level: str, message: str) -> None:
         with self.db.transaction() as conn:
             conn.execute(self.sql["insert_log"], {"run_id": run_id, "attempt": attempt, "at": at,

@@ -94,6 +94,11 @@ COMMON = {
                OR (status <> 'completed' AND finished_at < :failed_before))
           AND (dedup_key IS NULL OR idempotency_expires_at <= :now)
         LIMIT :limit""",
+    # A waiting run made due now (`flowjobs trigger billing-run` on a run delayed to later).
+    "run_now": f"""
+        UPDATE flowjobs_runs SET run_at = :now, updated_at = :now,
+            status = CASE WHEN status = 'delayed' THEN 'queued' ELSE status END
+        WHERE id = :id AND status IN {PENDING} AND run_at > :now RETURNING id""",
     # Store one log line written through a task's context.
     "insert_log": """
         INSERT INTO flowjobs_logs (run_id, attempt, at, level, message)
