@@ -215,3 +215,32 @@ def test_redeliver_sends_again_with_the_same_webhook_id(ort, receivers):
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     [done] = deliveries(ort, event.id)
     assert (done.status, done.attempts, done.run_id) == ("succeeded", 2, again["runId"])
+
+
+def test_a_charged_billing_run_and_a_cancellation_reach_the_merchant(make_runtime, localstripe_url, receivers):
+    """The events the billing flows write (payment.succeeded from the charge's outcome,
+    subscription.canceled from the cancellation) are delivered; the subscription.created
+    written before the endpoint existed is not (as with Svix)."""
+    from flowjobs.billing.cancel import cancel_immediately
+    from flowjobs.billing.models import Payment, Subscription
+    from tests.billing_helpers import seed, stripe_sections
+
+    rt = make_runtime(**FAST, **stripe_sections(localstripe_url))
+    seeded = seed(rt)
+    receiver = receivers()
+    endpoint = endpoints.add(rt.billing, seeded.org_id, receiver.url, livemode=False)
+    rt.trigger("attempt-billing-run", {"billingRunId": seeded.billing_run_id},
+               idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}")
+    drain(rt)
+    with rt.billing.unit() as s:
+        cancel_immediately(rt.billing, s, s.get(Subscription, seeded.subscription_id))
+    deliver_all(rt)
+    paid, canceled = receiver.wait_for(2)
+    assert all(verify(endpoint.secret, r.headers, r.body, now=now_s(rt)) for r in (paid, canceled))
+    with rt.billing.unit() as s:
+        payment = s.exec(select(Payment).where(Payment.subscription_id == seeded.subscription_id)).one()
+    assert (paid.json["type"], paid.json["data"]["id"]) == ("payment.succeeded", payment.id)
+    assert (canceled.json["type"], canceled.json["data"]["id"]) == ("subscription.canceled", seeded.subscription_id)
+    assert [d.status for d in deliveries(rt)] == ["succeeded", "succeeded"]
+    with rt.billing.unit() as s:
+        assert all(e.processed_at is not None for e in s.exec(select(Event)))
