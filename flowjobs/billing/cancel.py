@@ -3,8 +3,8 @@ un-cancelling a scheduled cancellation.
 
 - `cancel_immediately` is the one path that ends a subscription — `flowjobs billing cancel
   --now`, the scheduled-cancellation job, the rollover, a failed first payment — so all of them
-  send the canceled emails, write the `subscription.canceled` event row once (hash = sha256 of
-  `{type, id}`), and move the customer onto the organisation's default free plan when a paid
+  send the canceled emails, write the `subscription.canceled` event row once (through
+  `flowjobs.outbound.emit.emit_event`: hash = sha256 of `{type, id}`), and move the customer onto the organisation's default free plan when a paid
   plan ended and nothing else is current (`move_to_default_plan`).
 - `schedule_cancellation` sets `cancellation_scheduled` and sends the cancellation-scheduled
   emails; `uncancel` reverts it (periods, status, the aborted runs still in the future). Neither
@@ -15,8 +15,6 @@ un-cancelling a scheduled cancellation.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 
 from sqlalchemy import update
@@ -25,7 +23,7 @@ from sqlmodel import select
 from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
-from flowjobs.billing.models import (BillingPeriod, BillingRun, Customer, Event, PaymentMethod, Price, Product,
+from flowjobs.billing.models import (BillingPeriod, BillingRun, Customer, PaymentMethod, Price, Product,
                                      Subscription, SubscriptionItem)
 from flowjobs.billing.repo import BillingError
 from flowjobs.billing.types import ms_from_utc
@@ -86,7 +84,8 @@ def default_free_price(s, sub: Subscription, customer: Customer) -> Price | None
     query = (select(Price).join(Product, Price.product_id == Product.id)
              .where(Product.organization_id == sub.organization_id, Product.default == True,  # noqa: E712
                     Product.active == True, Product.livemode == sub.livemode, Price.active == True,  # noqa: E712
-                    Price.type == E.PriceType.SUBSCRIPTION, Price.unit_price == 0))
+                    Price.type == E.PriceType.SUBSCRIPTION, Price.unit_price == 0,
+                    Price.interval_unit.is_not(None)))
     if customer.pricing_model_id:
         query = query.where(Product.pricing_model_id == customer.pricing_model_id)
     return s.exec(query.order_by(Price.is_default.desc(), Price.created_at, Price.id)).first()
@@ -106,8 +105,7 @@ def move_to_default_plan(s, sub: Subscription, now: datetime) -> Subscription | 
         return None
     method = s.get(PaymentMethod, sub.default_payment_method_id) if sub.default_payment_method_id else None
     free, _, _ = setup.subscription(s, customer, price, method, start=now, do_not_charge=True)
-    _emit(s, free, E.FlowgladEventType.SUBSCRIPTION_CREATED, now)
-    return free
+    return free  # setup.subscription writes its subscription.created event
 
 
 # -- scheduled cancellation and un-cancel -------------------------------------------------
@@ -126,12 +124,14 @@ def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -
         repo.set_period_status(period, E.BillingPeriodStatus.SCHEDULED_TO_CANCEL)
     abort_scheduled_runs(s, sub.id)
     date_ms = ms_from_utc(end)
+    # keyed by the moment it was scheduled too: cancelling again after an un-cancel is told again
+    when = f"{date_ms}-{ms_from_utc(now)}"
     b.trigger(s, "send-customer-subscription-cancellation-scheduled-notification",
               {"subscriptionId": sub.id, "scheduledCancellationDate": date_ms},
-              key=f"send-customer-subscription-cancellation-scheduled-notification-{sub.id}-{date_ms}")
+              key=f"send-customer-subscription-cancellation-scheduled-notification-{sub.id}-{when}")
     b.trigger(s, "send-organization-subscription-cancellation-scheduled-notification",
               {"subscription": {"id": sub.id}, "scheduledCancellationDate": date_ms},
-              key=f"send-organization-subscription-cancellation-scheduled-notification-{sub.id}-{date_ms}")
+              key=f"send-organization-subscription-cancellation-scheduled-notification-{sub.id}-{when}")
     return end
 
 
@@ -261,22 +261,10 @@ def _outcome(s, sub: Subscription) -> dict:
 
 
 # -- event rows -------------------------------------------------------------------------
-def event_hash(event_type: str, object_id: str) -> str:
-    return hashlib.sha256(json.dumps({"type": event_type, "id": object_id}, separators=(",", ":")).encode()).hexdigest()
-
-
 def _emit_canceled(s, sub: Subscription, now: datetime) -> None:
-    _emit(s, sub, E.FlowgladEventType.SUBSCRIPTION_CANCELED, now)
+    """The `subscription.canceled` event, once per subscription (flowjobs.outbound.emit)."""
+    from flowjobs.outbound.emit import emit_event
 
-
-def _emit(s, sub: Subscription, event_type: str, now: datetime) -> None:
-    """One event row per (type, subscription): its hash is sha256 of `{type, id}`."""
-    digest = event_hash(event_type, sub.id)
-    if s.exec(select(Event.id).where(Event.hash == digest)).first() is not None:
-        return
-    customer = s.get(Customer, sub.customer_id)
-    s.add(Event(id=ids.new_id("event"), livemode=sub.livemode, type=event_type,
-                payload={"object": E.EventNoun.SUBSCRIPTION, "id": sub.id,
-                         "customer": {"id": customer.id, "externalId": customer.external_id}},
-                occurred_at=now, submitted_at=now, object_entity=E.EventNoun.SUBSCRIPTION,
-                object_id=sub.id, hash=digest, organization_id=sub.organization_id))
+    emit_event(s, E.FlowgladEventType.SUBSCRIPTION_CANCELED, E.EventNoun.SUBSCRIPTION, sub.id,
+               organization_id=sub.organization_id, livemode=sub.livemode,
+               customer=s.get(Customer, sub.customer_id), now=now)

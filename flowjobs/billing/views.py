@@ -110,8 +110,7 @@ def list_rows(b, kind: str, status: str | None = None, customer: str | None = No
     model, statuses = LISTS[kind]
     valid = [v.value for v in statuses]
     if status is not None and status not in valid:
-        raise BadInput(f"--status {status!r} is not a {kind[:-1].replace('-', ' ')} status; use one of: "
-                       f"{', '.join(valid)}")
+        raise BadInput(f"--status {status!r} is not a status of {kind}; use one of: {', '.join(valid)}")
     query = select(model)
     if status is not None:
         query = query.where(model.status == status)
