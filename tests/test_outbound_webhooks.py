@@ -177,6 +177,14 @@ def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_fa
     assert (gave_up.status, gave_up.attempts, gave_up.last_status_code) == ("failed", 3, 503)
     assert ort.store.get_run(gave_up.run_id)["status"] == "failed"
 
+    import io
+
+    from flowjobs.dashboard.app import Dashboard
+
+    page = b"".join(Dashboard(ort)({"REQUEST_METHOD": "GET", "PATH_INFO": "/events", "QUERY_STRING": "",
+                                    "wsgi.input": io.BytesIO()}, lambda *a: None)).decode()
+    assert "Outbound deliveries" in page and no_retry.id in page and "answer 400" in page and "503" in page
+
     from flowjobs.outbound.views import delivery_rows
 
     assert sorted(d["eventId"] for d in delivery_rows(ort.billing, status="failed")) == \

@@ -139,9 +139,12 @@ class Dashboard:
 
         source = query.get("source") if query.get("source") in ("stripe", "supabase") else None
         status = query.get("status") or None
+        from flowjobs.outbound.views import delivery_rows
+
         rows = listing(self.rt.billing, source, None, status, 200)
+        deliveries = delivery_rows(self.rt.billing, limit=200)  # outbound: Flowglad events to merchants
         return _html(start_response, "events.html.j2", title="Webhook inbox", events=rows,
-                     filters={"source": source, "status": status})
+                     filters={"source": source, "status": status}, deliveries=deliveries)
 
 
 def _pretty(text: str | None) -> str:
