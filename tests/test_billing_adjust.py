@@ -311,3 +311,25 @@ def test_sigkill_between_charge_and_item_swap_charges_once_and_swaps_once(make_r
     assert len(new_items) == 1 and new_items[0].expired_at is None
     assert len([i for i in items_of(rt, seeded.subscription_id) if i.expired_at is None]) == 1
     assert len(tasks_named(rt, "send-customer-subscription-adjusted-notification")) == 1
+
+
+def test_adjustment_run_never_charged_gives_up_without_a_ladder_and_keeps_the_old_plan(brt, clock):
+    """The failure hook puts an uncharged adjustment run back (bounded); when it gives up, the
+    proration item leaves the period and no regular retry run is scheduled for it."""
+    from flowjobs.billing.runs import settle_failed_job
+
+    seeded = paid_subscription(brt, clock, unit_price=1200)
+    pro = new_price(brt, seeded.org_id, "Pro", 4900)
+    at(clock, START + timedelta(days=14))
+    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro)
+    actions = [settle_failed_job(brt.billing, report.billing_run_id, None, "boom").action
+               for _ in range(brt.billing.settings.max_requeues + 1)]
+    assert actions == ["requeued"] * brt.billing.settings.max_requeues + ["failed"]
+    assert get(brt, BillingRun, report.billing_run_id).status == "failed"
+    assert [r.id for r in _runs(brt, seeded.subscription_id) if r.status == "scheduled"] == []
+    with brt.billing.unit() as s:
+        names = [i.name for i in s.exec(select(BillingPeriodItem).where(
+            BillingPeriodItem.billing_period_id == seeded.period_id))]
+    assert names == ["Pro"]
+    assert active_prices(brt, seeded.subscription_id, START + timedelta(days=14))[0][1] == 1200
+    assert charges(brt, seeded.stripe_customer) == [("succeeded", 1200)]

@@ -272,9 +272,10 @@ def apply_paid(b, s, run: BillingRun, sub: Subscription) -> None:
     send the adjusted notifications with the proration amount."""
     params = run.adjustment_params or {}
     at = datetime.fromtimestamp(params["effectiveDate"] / 1000, tz=timezone.utc)
-    if sub.status not in E.SUBSCRIPTION_TERMINAL:
-        swap_items(s, sub, params["newItems"], at)
-        sync_header(s, sub, at)
+    if sub.status in E.SUBSCRIPTION_TERMINAL:  # canceled meanwhile: nothing to swap or announce
+        return
+    swap_items(s, sub, params["newItems"], at)
+    sync_header(s, sub, at)
     _notify(b, s, sub, params.get("adjustmentType", "upgrade"), params.get("previousItems", []),
             params["newItems"], params.get("prorationAmount"), at, params.get("currency"))
 

@@ -513,7 +513,10 @@ def requeue(b, s, run: BillingRun, payment: Payment | None, error: str | None, *
         run.error_details = {"name": "NotCharged", "message": f"gave up after {run.requeues} failed jobs: {cause}"}
         run.outcome_unknown_since = None
         sub = s.get(Subscription, run.subscription_id)
-        retry = schedule_retry(b, s, run, sub, now)
+        if run.is_adjustment:  # a plan change never charged: the old plan stays, no ladder
+            from flowjobs.billing.adjust import proration_not_paid
+            proration_not_paid(b, s, run, sub, s.get(Invoice, payment.invoice_id) if payment else None, None)
+        retry = None if run.is_adjustment else schedule_retry(b, s, run, sub, now)
         nxt = f"retry billing run {retry.id} on {retry.scheduled_for.isoformat()}" if retry else "no retry left"
         _alert(b, s, alert, f"alert:billing-run-gave-up:{run.id}", "billing_run_gave_up",
                f"Billing run {run.id} failed without charging ({nxt})",
