@@ -189,6 +189,9 @@ def processing_event(rt, localstripe_url, billing_run_id: str, status: str = "pr
         livemode=False, amount=charge.amount, currency=charge.currency, customer=charge.customer,
         payment_method=charge.payment_method, metadata=charge.metadata, idempotency_key=charge.idempotency_key)
     assert record_intent(rt.billing, charge, created.payment_intent_id, "run_attempt") == created.payment_intent_id
+    if status != "processing":  # confirm it off-session, as the attempt would: Stripe says what came of it
+        rt.billing.gateway.confirm_payment_intent(False, created.payment_intent_id, idempotency_key=charge.confirm_key,
+                                                  amount=charge.amount, currency=charge.currency)
     intent = stripe_client(localstripe_url).v1.payment_intents.retrieve(created.payment_intent_id).to_dict()
     if status == "processing":
         intent.update(status="processing", latest_charge={
