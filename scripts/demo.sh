@@ -24,6 +24,20 @@ echo "== local Stripe test server: $FLOWJOBS_STRIPE_API_BASE =="
 echo "== firing the hourly cron and running the worker until no run is due =="
 "$flowjobs" schedules trigger hourly-cron >/dev/null
 "$flowjobs" --log-level error run-worker --burst
+echo "== a plan change: a Starter customer moves to Team (prorated; charged before the switch) =="
+read -r sub team < <("$python" -c 'import sqlite3; db = sqlite3.connect("demo/flowjobs.db"); print(
+  db.execute("select id from subscriptions where name = ? and status = ? order by id limit 1", ("Starter", "active")).fetchone()[0],
+  db.execute("select id from prices where name = ?", ("Team",)).fetchone()[0])')
+"$flowjobs" billing adjust "$sub" --price "$team" --dry-run
+"$flowjobs" billing adjust "$sub" --price "$team"
+"$flowjobs" --log-level error run-worker --burst
+"$flowjobs" billing show subscription "$sub" --json | "$python" -c 'import json, sys
+from flowjobs.billing.money import format_money
+d = json.load(sys.stdin)
+runs = ", ".join(("adjustment " if r["is_adjustment"] else "") + r["status"] for r in d["billingRuns"])
+pays = ", ".join(format_money(p["amount"], p["currency"]) + " " + p["status"] for p in d["payments"])
+print("now on " + d["subscription"]["name"] + "; billing runs: " + runs + "; payments: " + pays)'
+echo
 echo "== what the billing jobs did =="
 "$flowjobs" billing summary
 echo

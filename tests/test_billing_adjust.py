@@ -253,7 +253,7 @@ def test_cli_dry_run_prints_the_arithmetic_and_changes_nothing_and_bad_input_exi
     assert out.returncode == 0, out.stderr
     assert "fraction through the period" in out.stdout and "net charge:" in out.stdout
     assert "$12.00" in out.stdout and "$49.00" in out.stdout and "already paid: $12.00" in out.stdout
-    assert "dry-run: dry run: nothing changed" in out.stdout
+    assert "dry-run: nothing changed" in out.stdout
     js = flowjobs("billing", "adjust", seeded.subscription_id, "--price", pro, "--dry-run", "--json", env=env)
     data = json.loads(js.stdout)
     assert data["action"] == "dry-run" and data["proration"]["alreadyPaid"] == 1200

@@ -147,7 +147,7 @@ def adjust_subscription(b, subscription_id: str, *, price_id: str, quantity: int
             raise AdjustmentRefused(f"subscription {sub.id} has no payment method to charge the proration "
                                     f"({proration.as_dict()['display']['net']})")
         if dry_run:
-            report.detail = "dry run: nothing changed"
+            report.detail = "nothing changed"
             return report
         if chosen == "at-period-end":
             swap_items(s, sub, new, period.end_date)
