@@ -227,8 +227,8 @@ def cancel(b, subscription_id: str, *, now: bool = False, reason: str | None = N
         if note:
             sub.metadata_ = {**(sub.metadata_ or {}), "cancellationNote": note}
         before = _current_others(s, sub)
-        if now:
-            sub.cancellation_reason = code
+        if now:  # a reason given now replaces the one a scheduled cancellation recorded
+            sub.cancellation_reason = code if reason else (sub.cancellation_reason or code)
             cancel_immediately(b, s, sub, reason=code)
         else:
             schedule_cancellation(b, s, sub)
