@@ -1,6 +1,7 @@
-"""`flowjobs endpoints …` and `flowjobs events deliveries|redeliver`, run as a user would (a
-subprocess), against a verifying receiver on loopback. Bad input: one line, a documented exit
-code (flowjobs.errors.ExitStatus), never a traceback."""
+"""`flowjobs endpoints …` and `flowjobs events deliveries|redeliver` through the command's entry
+point (in this process, and a few as a subprocess, as a user would run them), against a
+verifying receiver on loopback. Bad input: one line, a documented exit code
+(flowjobs.errors.ExitStatus), never a traceback."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 
 from flowjobs.outbound.emit import emit_event
 from tests.billing_helpers import drain
-from tests.cli_helpers import as_json, cli_env, flowjobs
+from tests.cli_helpers import as_json, cli_env
+from tests.cli_helpers import flowjobs as subprocess_flowjobs
+from tests.test_webhooks_malformed import run_cli
 from tests.outbound_receiver import Receiver, start, verify
 from tests.test_outbound_webhooks import deliveries, organisation
 
@@ -28,21 +31,26 @@ def receiver():
 
 
 @pytest.fixture
-def rt(sqlite_url, tmp_path):
-    """SQLite only: the commands are the same on both backends, and each one is a process start."""
-    from flowjobs.runtime import Runtime
-    from tests.conftest import make_settings
-
-    runtime = Runtime(make_settings(sqlite_url, tmp_path))
-    yield runtime
-    runtime.close()
+def rt(make_runtime):
+    return make_runtime(pinned=False)
 
 
-def test_endpoints_and_deliveries_commands(rt, receiver):
+class Result:
+    def __init__(self, code, out, err):
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+def test_endpoints_and_deliveries_commands(rt, receiver, monkeypatch, capsys):
     env = cli_env(rt.db.url)
+    for key, value in env.items():
+        if key.startswith("FLOWJOBS_"):
+            monkeypatch.setenv(key, value)
+    def flowjobs(*args, env):  # in this process, through the same entry point
+        return Result(*run_cli(capsys, *args))
+
     org_id, _ = organisation(rt)
 
-    added = as_json(flowjobs("endpoints", "add", org_id, "--url", receiver.url, "--event-type", "payment.succeeded",
+    added = as_json(subprocess_flowjobs("endpoints", "add", org_id, "--url", receiver.url, "--event-type", "payment.succeeded",
                              "--description", "main", "--json", env=env))
     assert added["secret"].startswith("whsec_") and added["eventTypes"] == ["payment.succeeded"]
     [listed] = as_json(flowjobs("endpoints", "list", org_id, "--json", env=env))
@@ -77,7 +85,7 @@ def test_endpoints_and_deliveries_commands(rt, receiver):
 
     disabled = flowjobs("endpoints", "disable", org_id, added["id"], env=env)
     assert disabled.returncode == 0 and "disabled" in disabled.stdout
-    refused = flowjobs("events", "redeliver", event.id, env=env)
+    refused = subprocess_flowjobs("events", "redeliver", event.id, env=env)
     assert refused.returncode == 2 and "no enabled endpoint" in refused.stderr
 
     for args, code, text in [
