@@ -229,3 +229,144 @@ def test_a_processing_payment_sends_awaiting_payment_confirmation_to_every_membe
     replay(rt.billing, rt.settings, read_incoming(rt.settings, json.dumps(again).encode()))
     drain(rt)
     assert len(received(messages)["send-organization-awaiting-payment-confirmation-notification"]) == 1
+
+
+SIXTEEN = [
+    "send-customer-payment-succeeded-notification", "send-customer-payment-failed-notification",
+    "send-customer-subscription-created-notification", "send-customer-subscription-upgraded-notification",
+    "send-customer-subscription-adjusted-notification", "send-customer-subscription-canceled-notification",
+    "send-customer-subscription-cancellation-scheduled-notification", "send-customer-trial-expired-notification",
+    "send-organization-payment-succeeded-notification", "send-organization-payment-failed-notification",
+    "send-organization-subscription-created-notification", "send-organization-subscription-adjusted-notification",
+    "send-organization-subscription-canceled-notification",
+    "send-organization-subscription-cancellation-scheduled-notification",
+    "send-organization-payouts-enabled-notification", "send-organization-onboarding-completed-notification",
+]
+
+
+def event_file(rt, event: dict):
+    """A Stripe event or Supabase payload, stored and routed as `flowjobs replay-event` does."""
+    return replay(rt.billing, rt.settings, read_incoming(rt.settings, json.dumps(event).encode()))
+
+
+def test_every_notification_is_fired_by_a_flow_and_reaches_the_smtp_server(inbox, localstripe_url, clock):
+    """Issue 13: each of the sixteen tasks of spec §10 is triggered by the flow the spec names —
+    never by hand here — and its email is delivered to the SMTP server. Flows: a product checkout
+    (`setup_intent.succeeded`), a billing run charged, a renewal declined (retry ladder), a first
+    payment declined (cancellation), `billing cancel` at period end, a plan change, a free → paid
+    change, a trial rolled over without a payment method, Supabase `organizations:UPDATE`, Stripe
+    `account.updated`."""
+    from datetime import timedelta
+
+    from flowjobs.billing import cancel as cancel_mod
+    from flowjobs.billing.adjust import adjust_subscription
+    from flowjobs.billing.models import Customer, Organization
+    from flowjobs.billing.rollover import transition_billing_period
+    from flowjobs.billing.types import utc_from_ms
+    from tests.webhook_helpers import ACCOUNT_ID
+
+    rt, messages = inbox
+    now = utc_from_ms(clock.now_ms())
+    org_id, cust_id, stripe_customer = organisation(rt)
+
+    # a product checkout: subscription created (customer + organisation)
+    event, _ = product_checkout_event(rt, localstripe_url, org_id, cust_id, stripe_customer, 4900)
+    event_file(rt, event)
+
+    # a billing run charged: receipt + organisation payment-succeeded. localstripe refuses live-mode
+    # charges (Connect transfer parameters), and receipts go out for live-mode invoices only: the
+    # charged invoice is switched to live mode before the worker sends its receipt.
+    _, paid_run = seeded_subscription(rt, card="4242424242424242")
+    assert execute_billing_run(rt.billing, paid_run, "run_inline").action == "charged"
+    with rt.billing.unit() as s:
+        payment = s.exec(select(Payment).where(Payment.billing_run_id == paid_run)).one()
+        payment.livemode = True
+        s.get(Invoice, payment.invoice_id).livemode = True
+
+    # a renewal declined after an earlier payment: the retry ladder (customer + organisation payment-failed)
+    ladder_sub, ladder_run = seeded_subscription(rt, card=DECLINING)
+    with rt.billing.unit() as s:
+        sub = s.get(Subscription, ladder_sub)
+        earlier = Invoice(id=ids.new_id("inv"), invoice_number="EARLIER-1", invoice_date=now, customer_id=sub.customer_id,
+                          organization_id=sub.organization_id, currency="USD", type="standalone")
+        s.add(earlier)
+        s.add(Payment(id=ids.new_id("pym"), invoice_id=earlier.id, amount=900, payment_method="card", currency="USD",
+                      status="succeeded", charge_date=now, organization_id=sub.organization_id,
+                      customer_id=sub.customer_id, subscription_id=sub.id))
+    assert execute_billing_run(rt.billing, ladder_run, "run_inline").action == "declined"
+
+    # a first payment declined: the subscription is canceled (customer + organisation canceled)
+    _, first_run = seeded_subscription(rt, card=DECLINING)
+    assert execute_billing_run(rt.billing, first_run, "run_inline").action == "declined"
+
+    # `billing cancel` at the period end (customer + organisation cancellation scheduled)
+    scheduled_sub, _ = seeded_subscription(rt, card="4242424242424242")
+    cancel_mod.cancel(rt.billing, scheduled_sub)
+
+    # a plan change charged with its proration (customer + organisation adjusted)
+    adjusted_sub, adjusted_run = seeded_subscription(rt, card="4242424242424242")
+    assert execute_billing_run(rt.billing, adjusted_run, "run_inline").action == "charged"
+    with rt.billing.unit() as s:
+        team = setup.plan(s, s.get(Organization, s.get(Subscription, adjusted_sub).organization_id), "Team", 9900)
+    adjust_subscription(rt.billing, adjusted_sub, price_id=team.id)
+
+    # free → paid: a customer on a free plan checks out a paid one (customer upgraded; the
+    # organisation hears of a new subscription)
+    free_org, free_cust, free_stripe = organisation(rt)
+    with rt.billing.unit() as s:
+        cust = s.get(Customer, free_cust)
+        free_plan = setup.plan(s, s.get(Organization, free_org), "Free", 0)
+        free_sub, _, _ = setup.subscription(s, cust, free_plan, None, start=now - timedelta(days=3))
+    upgrade, upgrade_intent = product_checkout_event(rt, localstripe_url, free_org, free_cust, free_stripe, 2500)
+    event_file(rt, upgrade)
+
+    # a trial that ends without a payment method: past_due (customer trial-expired)
+    with rt.billing.unit() as s:
+        cust = s.get(Customer, cust_id)
+        plan = setup.plan(s, s.get(Organization, org_id), "Trial Pro", 2500)
+        _, trial_period, _ = setup.subscription(s, cust, plan, None, start=now - timedelta(days=14),
+                                                trial_end=now - timedelta(hours=1))
+    transition_billing_period(rt.billing, trial_period.id)
+
+    # Supabase: payouts turned on (payouts enabled); Stripe Connect: onboarding finished (onboarding completed)
+    with rt.billing.unit() as s:
+        s.get(Organization, org_id).stripe_account_id = ACCOUNT_ID
+    event_file(rt, {"type": "UPDATE", "table": "organizations", "schema": "public",
+                    "record": {"id": org_id, "payouts_enabled": False, "name": "Acme Analytics"},
+                    "old_record": {"id": org_id, "payouts_enabled": False, "name": "Acme"}})
+    account = {"id": ACCOUNT_ID, "object": "account", "type": "express", "charges_enabled": True,
+               "details_submitted": True, "payouts_enabled": True, "created": 1_700_000_000,
+               "capabilities": {"card_payments": "active", "transfers": "active"},
+               "requirements": {"currently_due": [], "eventually_due": [], "past_due": [], "disabled_reason": None},
+               "tos_acceptance": {"date": 1_700_000_000, "ip": "203.0.113.7"}, "metadata": {}}
+    event_file(rt, envelope("evt_1AllSixteenAccount", "account.updated", account, account=ACCOUNT_ID))
+    drain(rt)  # onboarding is announced while payouts are still off; then payouts are turned on
+    event_file(rt, {"type": "UPDATE", "table": "organizations", "schema": "public",
+                    "record": {"id": org_id, "payouts_enabled": True, "name": "Acme Analytics"},
+                    "old_record": {"id": org_id, "payouts_enabled": False, "name": "Acme Analytics"}})
+    drain(rt)
+
+    by_task = received(messages)
+    fired = {r["task"] for r in rt.store.list_runs(limit=1000)} & set(SIXTEEN)
+    assert sorted(set(SIXTEEN) - fired) == [], "never fired by any flow"
+    assert sorted(set(SIXTEEN) - set(by_task)) == [], "fired but no email reached the SMTP server"
+    runs = [r for r in rt.store.list_runs(limit=1000) if r["task"] in SIXTEEN]
+    assert {r["status"] for r in runs} == {"completed"}
+    for task in SIXTEEN:  # every email a run says it sent arrived, once
+        sent = sum(json.loads(r["result"])["sent"] for r in runs if r["task"] == task)
+        assert len(by_task[task]) == sent, (task, [msg["Subject"] for _, msg in by_task[task]])
+    receipt = by_task["send-customer-payment-succeeded-notification"][0][1]
+    assert receipt["Subject"].startswith("Acme Analytics Order Receipt: #") and len(list(receipt.iter_attachments())) == 2
+    retries = sorted(("We will try again on January 18, 2027." in text(msg),
+                      "We will not retry this payment automatically." in text(msg))
+                     for _, msg in by_task["send-customer-payment-failed-notification"])
+    assert retries == [(False, True), (True, False)]  # the first payment's: no retry; the renewal's: in 3 days
+    with rt.billing.unit() as s:
+        replaced = s.get(Subscription, free_sub.id)
+        new = s.exec(select(Subscription).where(Subscription.stripe_setup_intent_id == upgrade_intent)).one()
+    assert (replaced.status, replaced.cancellation_reason, replaced.replaced_by_subscription_id) == (
+        "canceled", "upgraded_to_paid", new.id)
+    upgraded = text(by_task["send-customer-subscription-upgraded-notification"][0][1])
+    assert "You moved from Free to Pro." in upgraded and "Previous plan: Free ($0.00 / month)" in upgraded
+    canceled = [text(msg) for _, msg in by_task["send-customer-subscription-canceled-notification"]]
+    assert not any("Free" in body for body in canceled)  # an upgrade is not announced as a cancellation

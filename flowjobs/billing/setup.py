@@ -185,21 +185,55 @@ def subscription(s, cust: Customer, price: Price, method: PaymentMethod | None, 
     return sub, period, run
 
 
-def notify_subscription_created(b, s, sub: Subscription) -> list[str]:
-    """Trigger the customer and organisation subscription-created emails (spec §7.2, §10) for a
-    subscription just created by a flow (the `product` checkout of `setup_intent.succeeded`):
-    only for a paid plan (a free plan or a $0 price sends none; `do_not_charge` still does, the
-    email says so) and never for a trial without a payment method. Keys are per subscription,
-    so a replayed creation sends nothing twice. Returns the task ids triggered."""
+def replace_free_subscription(b, s, sub: Subscription) -> Subscription | None:
+    """Spec §7.2: creating a paid subscription ends the customer's current free one — canceled
+    now, `cancellation_reason=upgraded_to_paid`, `replaced_by_subscription_id` = the new one
+    (no cancellation emails: the customer hears of the upgrade). Returns the free subscription
+    replaced, or None."""
+    from flowjobs.billing import repo
+    from flowjobs.billing.cancel import abort_scheduled_runs
+
+    price = s.get(Price, sub.price_id or "")
+    if sub.is_free_plan or price is None or price.unit_price <= 0:
+        return None
+    free = s.exec(select(Subscription).where(
+        Subscription.customer_id == sub.customer_id, Subscription.id != sub.id,
+        Subscription.is_free_plan == True,  # noqa: E712
+        Subscription.status.not_in(list(E.SUBSCRIPTION_TERMINAL))).order_by(Subscription.created_at)).first()
+    if free is None:
+        return None
+    now = s.info["now"]
+    free.canceled_at = now
+    free.cancellation_reason = E.CancellationReason.UPGRADED_TO_PAID
+    free.replaced_by_subscription_id = sub.id
+    repo.set_subscription_status(free, E.SubscriptionStatus.CANCELED)
+    abort_scheduled_runs(s, free.id)
+    return free
+
+
+def notify_subscription_created(b, s, sub: Subscription, replaced: Subscription | None = None) -> list[str]:
+    """Trigger the emails of a subscription just created by a flow (spec §7.2, §10; the
+    `product` checkout of `setup_intent.succeeded`): the organisation's subscription-created,
+    and the customer's subscription-created — or subscription-upgraded when it replaced the
+    customer's free subscription (`replaced`). Only for a paid plan (a free plan or a $0 price
+    sends none; `do_not_charge` still does, the email says so) and never for a trial without a
+    payment method. Keys are per subscription, so a replayed creation sends nothing twice.
+    Returns the task ids triggered."""
     price = s.get(Price, sub.price_id or "")
     if sub.is_free_plan or price is None or price.unit_price <= 0:  # upstream: none for free plans
         return []
     if sub.status == E.SubscriptionStatus.TRIALING and not sub.default_payment_method_id:
         return []
-    customer_task = "send-customer-subscription-created-notification"
     org_task = "send-organization-subscription-created-notification"
-    b.trigger(s, customer_task, {"customerId": sub.customer_id, "subscriptionId": sub.id,
-                                 "organizationId": sub.organization_id}, key=f"{customer_task}-{sub.id}")
+    if replaced is not None:
+        customer_task = "send-customer-subscription-upgraded-notification"
+        b.trigger(s, customer_task, {"customerId": sub.customer_id, "newSubscriptionId": sub.id,
+                                     "previousSubscriptionId": replaced.id, "organizationId": sub.organization_id},
+                  key=f"{customer_task}-{sub.id}-{replaced.id}")
+    else:
+        customer_task = "send-customer-subscription-created-notification"
+        b.trigger(s, customer_task, {"customerId": sub.customer_id, "subscriptionId": sub.id,
+                                     "organizationId": sub.organization_id}, key=f"{customer_task}-{sub.id}")
     b.trigger(s, org_task, {"subscription": {"id": sub.id, "customerId": sub.customer_id,
                                              "organizationId": sub.organization_id, "name": sub.name,
                                              "status": sub.status, "livemode": sub.livemode}},

@@ -4,8 +4,9 @@ Idempotent: a session already `succeeded` (or otherwise finished) is left alone,
 subscription is created at most once per SetupIntent (`subscriptions.stripe_setup_intent_id`
 is unique). Types: `add_payment_method` (the new card becomes the target subscription's
 default), `activate_subscription` (same, and an `incomplete` subscription becomes `active`),
-`product` (a new subscription on the session's price, billed from now; the customer and
-organisation subscription-created emails are sent for a paid plan). `purchase` sessions
+`product` (a new subscription on the session's price, billed from now; a paid one replaces the
+customer's free subscription, `upgraded_to_paid`; the customer's subscription-created — or
+upgraded — and the organisation's subscription-created emails are sent for a paid plan). `purchase` sessions
 are one-off payments, which flowjobs does not model: refused with a clear error.
 """
 
@@ -68,6 +69,7 @@ def _apply(b, s, session, customer, method, intent) -> str:
         sub.stripe_setup_intent_id = intent.id
         if run is not None:
             b.trigger(s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}")
-        setup.notify_subscription_created(b, s, sub)  # customer + organisation emails (§7.2, §10)
+        replaced = setup.replace_free_subscription(b, s, sub)  # free → paid: the free one ends (§7.2)
+        setup.notify_subscription_created(b, s, sub, replaced)  # created (or upgraded) emails (§7.2, §10)
         return f"subscription {sub.id} created"
     raise BillingError(f"checkout sessions of type {session.type!r} are not supported by flowjobs")
