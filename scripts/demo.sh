@@ -22,7 +22,10 @@ echo "== local Stripe test server: $FLOWJOBS_STRIPE_API_BASE =="
 "$flowjobs" db upgrade
 "$flowjobs" demo seed --customers 12 --declining 3
 echo "== firing the hourly cron and running the worker until no run is due =="
-"$flowjobs" schedules trigger hourly-cron >/dev/null
+# the window reaches back 4 days: the renewals' periods ended minutes (or, after a short month,
+# days) before now — the default window starts at the top of the current hour and can miss them
+since="$("$python" -c 'import datetime as d; print((d.datetime.now(d.timezone.utc) - d.timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%SZ"))')"
+"$flowjobs" schedules trigger hourly-cron --since "$since" >/dev/null
 "$flowjobs" --log-level error run-worker --burst
 echo "== a plan change: a Starter customer moves to Team (prorated; charged before the switch) =="
 read -r sub team < <("$python" -c 'import sqlite3; db = sqlite3.connect("demo/flowjobs.db"); print(
