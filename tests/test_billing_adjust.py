@@ -167,8 +167,8 @@ def test_downgrade_is_scheduled_for_period_end_and_applied_by_the_rollover(brt, 
     sub = get(brt, Subscription, seeded.subscription_id)
     assert sub.scheduled_adjustment_at == END and sub.name == "Pro"
     assert active_prices(brt, seeded.subscription_id, START + timedelta(days=10))[0][1] == 4900
-    with pytest.raises(AdjustmentRefused, match="already has an adjustment scheduled"):
-        adjust_subscription(brt.billing, seeded.subscription_id, price_id=starter)
+    again = adjust_subscription(brt.billing, seeded.subscription_id, price_id=starter)  # replaces it
+    assert (again.action, again.extra["replaced"]) == ("scheduled", END.isoformat())
 
     at(clock, END + timedelta(minutes=5))
     brt.trigger("hourly-cron", {"timestamp": iso(clock.now_ms()), "scheduleId": "hourly-cron",
@@ -333,3 +333,34 @@ def test_adjustment_run_never_charged_gives_up_without_a_ladder_and_keeps_the_ol
     assert names == ["Pro"]
     assert active_prices(brt, seeded.subscription_id, START + timedelta(days=14))[0][1] == 1200
     assert charges(brt, seeded.stripe_customer) == [("succeeded", 1200)]
+
+
+@pytest.mark.parametrize("then", ["upgrade-now", "withdraw"])
+def test_a_scheduled_downgrade_is_replaced_by_a_later_request(brt, clock, then):
+    """As upstream: a new adjustment replaces the scheduled one, whose future-dated items never
+    become active; asking for the current plan withdraws it."""
+    seeded = paid_subscription(brt, clock, unit_price=4900)
+    current = get(brt, Subscription, seeded.subscription_id).price_id
+    starter = new_price(brt, seeded.org_id, "Starter", 1200)
+    team = new_price(brt, seeded.org_id, "Team", 19900)
+    at(clock, START + timedelta(days=7))
+    assert adjust_subscription(brt.billing, seeded.subscription_id, price_id=starter).action == "scheduled"
+    at(clock, START + timedelta(days=14))
+    if then == "upgrade-now":
+        report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=team)
+        assert report.action == "charging" and report.proration.net == 2450 + 9950 - 4900
+        drain(brt)
+        expected, billed = team, 19900
+    else:
+        report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=current)
+        assert report.action == "unscheduled"
+        expected, billed = current, 4900
+    assert get(brt, Subscription, seeded.subscription_id).scheduled_adjustment_at is None
+    at(clock, END + timedelta(minutes=5))
+    brt.trigger("hourly-cron", {"timestamp": iso(clock.now_ms()), "scheduleId": "hourly-cron",
+                                "lastTimestamp": iso(clock.now_ms() - 3_600_000)})
+    drain(brt)
+    assert active_prices(brt, seeded.subscription_id, END + timedelta(minutes=5)) == [(expected, billed, 1)]
+    assert get(brt, Subscription, seeded.subscription_id).price_id == expected
+    assert ("succeeded", billed) in charges(brt, seeded.stripe_customer)
+    assert ("succeeded", 1200) not in charges(brt, seeded.stripe_customer)

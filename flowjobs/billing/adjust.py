@@ -22,8 +22,9 @@ clock, triggers — flowjobs.billing.service.Billing). `flowjobs billing adjust`
 - The customer and organisation subscription-adjusted notifications carry the proration
   amount (null when nothing was charged), keyed by subscription and effective date.
 
-Refused with exit 2 (AdjustmentRefused, saying the state): a subscription that is not
-`active`, one with an adjustment still being charged or one scheduled, a price of another
+A new adjustment replaces one scheduled for the period end (as upstream: its future-dated
+items never become active). Refused with exit 2 (AdjustmentRefused, saying the state): a
+subscription that is not `active`, one with an adjustment still being charged, a price of another
 organisation, currency or interval, a period-end change that would charge, a charge without a
 payment method, subscriptions billed at period end (their proration is not implemented).
 """
@@ -61,7 +62,7 @@ class AdjustmentRefused(BillingError):
 @dataclass
 class AdjustReport:
     subscription_id: str
-    action: str  # charging | applied | scheduled | unchanged | dry-run
+    action: str  # charging | applied | scheduled | unscheduled | unchanged | dry-run
     timing: str
     adjustment_type: str
     proration: Proration
@@ -76,7 +77,8 @@ class AdjustReport:
         return {"subscriptionId": self.subscription_id, "action": self.action, "timing": self.timing,
                 "adjustmentType": self.adjustment_type, "effectiveAt": self.effective_at.isoformat(),
                 "proration": self.proration.as_dict(), "previousItems": self.previous_items,
-                "newItems": self.new_items, "billingRunId": self.billing_run_id, "detail": self.detail}
+                "newItems": self.new_items, "billingRunId": self.billing_run_id, "detail": self.detail,
+                **self.extra}
 
 
 def _ms(moment: datetime) -> int:
@@ -132,8 +134,14 @@ def adjust_subscription(b, subscription_id: str, *, price_id: str, quantity: int
                               period.end_date if chosen == "at-period-end" else now, old, new)
         if [(i["priceId"], i["unitPrice"], i["quantity"]) for i in old] == \
                 [(i["priceId"], i["unitPrice"], i["quantity"]) for i in new]:
-            report.action, report.detail = "unchanged", "the subscription already has these items; nothing to do"
             report.effective_at = now
+            if sub.scheduled_adjustment_at is not None and not dry_run:
+                report.action = "unscheduled"
+                report.detail = (f"the change scheduled for {sub.scheduled_adjustment_at.isoformat()} is "
+                                 "withdrawn; the subscription keeps these items")
+                unschedule(s, sub, now)
+                return report
+            report.action, report.detail = "unchanged", "the subscription already has these items; nothing to do"
             return report
         if chosen == "at-period-end" and charge > 0:
             raise AdjustmentRefused(
@@ -149,6 +157,9 @@ def adjust_subscription(b, subscription_id: str, *, price_id: str, quantity: int
         if dry_run:
             report.detail = "nothing changed"
             return report
+        if sub.scheduled_adjustment_at is not None:  # this request replaces the scheduled one
+            report.extra["replaced"] = sub.scheduled_adjustment_at.isoformat()
+            unschedule(s, sub, now)
         if chosen == "at-period-end":
             swap_items(s, sub, new, period.end_date)
             sub.scheduled_adjustment_at = period.end_date
@@ -190,9 +201,6 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
         raise AdjustmentRefused(f"subscription {sub.id} does not renew; it has no billing period to prorate")
     if sub.cancel_scheduled_at is not None:
         raise AdjustmentRefused(f"subscription {sub.id} is to be canceled at {sub.cancel_scheduled_at.isoformat()}")
-    if sub.scheduled_adjustment_at is not None:
-        raise AdjustmentRefused(f"subscription {sub.id} already has an adjustment scheduled for "
-                                f"{sub.scheduled_adjustment_at.isoformat()}")
     pending = s.exec(select(BillingRun.id, BillingRun.status).where(
         BillingRun.subscription_id == sub.id, BillingRun.is_adjustment == True,  # noqa: E712
         BillingRun.status.in_(list(PENDING_RUN)))).first()
@@ -233,6 +241,19 @@ def _org_of_product(s, price: Price) -> str | None:
 
     product = s.get(Product, price.product_id)
     return product.organization_id if product else None
+
+
+def unschedule(s, sub: Subscription, now: datetime) -> None:
+    """Undo a scheduled adjustment: its future-dated items never become active, the items it
+    was to replace no longer expire at the period end."""
+    when = sub.scheduled_adjustment_at
+    for item in s.exec(select(SubscriptionItem).where(SubscriptionItem.subscription_id == sub.id)):
+        if item.added_date > now:
+            item.expired_at = item.added_date
+        elif item.expired_at == when:
+            item.expired_at = None
+    sub.scheduled_adjustment_at = None
+    s.flush()
 
 
 def swap_items(s, sub: Subscription, new_items: list[dict], at: datetime) -> None:
