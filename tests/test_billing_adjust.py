@@ -261,6 +261,11 @@ def test_cli_dry_run_prints_the_arithmetic_and_changes_nothing_and_bad_input_exi
     assert items_of(rt, seeded.subscription_id)[0].expired_at is None
     assert [r.id for r in _runs(rt, seeded.subscription_id)] == [seeded.billing_run_id]
 
+    unbilled = seed(rt, unit_price=1200, start=now - timedelta(days=1))  # its first run not charged yet
+    early = flowjobs("billing", "adjust", unbilled.subscription_id, "--price", pro, env=env)
+    assert early.returncode == 2 and f"billing run {unbilled.billing_run_id} for this period is still scheduled" \
+        in early.stderr
+
     missing = flowjobs("billing", "adjust", "sub_nope", "--price", pro, env=env)
     assert missing.returncode == 3 and missing.stderr.strip() == "error: subscription sub_nope does not exist"
     bad = flowjobs("billing", "adjust", seeded.subscription_id, "--price", pro, "--timing", "soon", env=env)

@@ -24,7 +24,8 @@ clock, triggers — flowjobs.billing.service.Billing). `flowjobs billing adjust`
 
 A new adjustment replaces one scheduled for the period end (as upstream: its future-dated
 items never become active). Refused with exit 2 (AdjustmentRefused, saying the state): a
-subscription that is not `active`, one with an adjustment still being charged, a price of another
+subscription that is not `active`, one whose period's due billing run is not charged yet or
+with an adjustment still being charged, a price of another
 organisation, currency or interval, a period-end change that would charge, a charge without a
 payment method, subscriptions billed at period end (their proration is not implemented).
 """
@@ -215,6 +216,12 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
                                 "(its rollover is pending?)")
     if period.trial_period:
         raise AdjustmentRefused(f"subscription {sub.id} is in a trial period; nothing to prorate")
+    unbilled = s.exec(select(BillingRun.id, BillingRun.status).where(
+        BillingRun.billing_period_id == period.id, BillingRun.is_adjustment == False,  # noqa: E712
+        BillingRun.status.in_(list(PENDING_RUN)), BillingRun.scheduled_for <= now)).first()
+    if unbilled is not None:  # what was paid decides the proration: bill the period first
+        raise AdjustmentRefused(f"subscription {sub.id}'s billing run {unbilled[0]} for this period is still "
+                                f"{unbilled[1]}; adjust once it is charged")
     return period
 
 
