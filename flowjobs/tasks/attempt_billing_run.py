@@ -9,6 +9,10 @@ Retries outlast a slow or unreachable Stripe: 6 attempts, 30 s → 15 min apart 
 hour in all; seconds apart, a Stripe that answers late would use them all up in a minute).
 When the run fails for good, its failure hook `settle-billing-run` settles the billing run at
 once (charged → recorded; not charged → scheduled again), so it is never left `started`.
+
+An adjustment run (a plan change, flowjobs.billing.adjust) reads its adjustment parameters from
+the billing run (`billing_runs.adjustment_params`), whatever path triggered it; the seed's
+`adjustmentParams` payload field is accepted and not used.
 """
 
 from typing import Any
