@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from flowjobs.billing import setup
 from flowjobs.billing.adjust import PRORATION_ITEM, AdjustmentRefused, adjust_subscription
-from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Invoice, Payment, Price,
+from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Invoice, Payment,
                                      Subscription, SubscriptionItem)
 from flowjobs.billing.runs import execute_billing_run
 from flowjobs.billing.types import utc_from_ms
