@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import select
 
 from flowjobs.billing import setup
+from flowjobs.billing.adjust import adjust_subscription
 from flowjobs.billing.models import BillingPeriod, BillingRun, Event, Product, Subscription
 from flowjobs.billing.types import utc_from_ms
 from flowjobs.core.clock import iso
@@ -181,6 +182,39 @@ def test_wrong_states_and_unknown_ids_are_refused_with_the_current_state(crt, db
     for command in ("cancel", "uncancel"):
         message = refused("billing", command, "sub_nope", code=3)
         assert "no subscription 'sub_nope' in the database " in message and database in message
+
+
+def test_cancel_is_refused_while_a_plan_change_is_scheduled_until_it_is_withdrawn(crt, clock, db_url):
+    w = world(crt)
+    sub = get(crt, Subscription, w["sub"])
+    with crt.billing.unit() as s:
+        from flowjobs.billing.models import Organization
+
+        starter = setup.plan(s, s.get(Organization, sub.organization_id), "Starter", 900, livemode=True).id
+    # auto: a decrease waits for the period end (no proration: world() records no payment for the period)
+    report = adjust_subscription(crt.billing, w["sub"], price_id=starter, prorate_charge=False)
+    assert (report.action, report.timing) == ("scheduled", "at-period-end")
+    assert get(crt, Subscription, w["sub"]).scheduled_adjustment_at == w["end"]
+    env = cli_env(db_url)
+    for args in (("--now",), ()):  # spec §7.8: ValidationError; here exit 2 naming the state
+        refused = flowjobs("billing", "cancel", w["sub"], *args, env=env)
+        assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+        assert refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
+        assert (f"subscription {w['sub']} is active with a plan change scheduled for {w['end'].isoformat()}; "
+                f"withdraw it first (billing adjust --price {sub.price_id}") in refused.stderr
+    after = get(crt, Subscription, w["sub"])
+    assert (after.status, after.canceled_at, after.cancel_scheduled_at, after.scheduled_adjustment_at) == (
+        "active", None, None, w["end"])
+    assert get(crt, BillingRun, w["next_run"]).status == "scheduled"
+    assert [c.id for c in current_subscriptions(crt, w["customer"])] == [w["sub"]]  # not moved to the free plan
+    catch_up(crt, clock)
+    assert not [m for m in subjects(crt) if "Cancel" in m[1]]
+
+    # asking for the current price withdraws the change; then --now cancels
+    assert adjust_subscription(crt.billing, w["sub"], price_id=sub.price_id).action == "unscheduled"
+    done = flowjobs("billing", "cancel", w["sub"], "--now", env=env)
+    assert done.returncode == 0, done.stderr
+    assert get(crt, Subscription, w["sub"]).status == "canceled"
 
 
 def test_a_failed_first_payment_cancels_and_moves_the_customer_to_the_free_plan(make_runtime, localstripe_url):

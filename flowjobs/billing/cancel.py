@@ -217,7 +217,10 @@ def cancel(b, subscription_id: str, *, now: bool = False, reason: str | None = N
         if sub.status in E.SUBSCRIPTION_TERMINAL:
             raise WrongState(f"subscription {sub.id} is {sub.status}; there is nothing to cancel")
         if sub.scheduled_adjustment_at is not None:
-            raise WrongState(f"subscription {sub.id} is {sub.status} with an adjustment scheduled; cancel that first")
+            # §7.8: a pending plan change must be withdrawn first (upstream: ValidationError)
+            raise WrongState(f"subscription {sub.id} is {sub.status} with a plan change scheduled for "
+                             f"{sub.scheduled_adjustment_at.isoformat()}; withdraw it first (billing adjust "
+                             f"--price {sub.price_id}, its current price)")
         if not now and sub.status == E.SubscriptionStatus.CANCELLATION_SCHEDULED:
             raise WrongState(f"subscription {sub.id} is cancellation_scheduled (on "
                              f"{sub.cancel_scheduled_at.isoformat()}); use --now, or uncancel it")
