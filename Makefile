@@ -25,8 +25,8 @@ postgres: ## Install PostgreSQL with apt if it is missing (the tests start their
 chromium: ## Install Chromium with apt if it is missing (the dashboard tests drive it headless)
 	@scripts/ensure-chromium
 
-test: install postgres chromium ## Run the whole test suite (SQLite, a throwaway PostgreSQL, headless Chromium)
-	$(PY) -m pytest -q
+test: install postgres chromium ## Run the whole test suite (SQLite, a throwaway PostgreSQL, headless Chromium; 2 processes)
+	$(PY) -m pytest -q -n 2
 
 demo: install ## Run the main job on SQLite: trigger work, run the worker until done, show what ran
 	@scripts/demo.sh $(FLOWJOBS)

@@ -16,11 +16,16 @@ def stripe_client(localstripe_url: str):
 
 def event_for(localstripe_url: str, event_type: str, object_id: str) -> dict:
     """The event localstripe produced for `object_id` (as the Stripe API lists it)."""
-    events = stripe_client(localstripe_url).v1.events.list(params={"type": event_type, "limit": 100})
-    for event in events.data:
-        data = event.to_dict()
-        if data["data"]["object"]["id"] == object_id:
-            return data
+    client, params = stripe_client(localstripe_url), {"type": event_type, "limit": 100}
+    while True:  # every page: localstripe lists oldest first, and a session makes hundreds
+        page = client.v1.events.list(params=params)
+        for event in page.data:
+            data = event.to_dict()
+            if data["data"]["object"]["id"] == object_id:
+                return data
+        if not page.has_more or not page.data:
+            break
+        params = {**params, "starting_after": page.data[-1].id}
     raise AssertionError(f"localstripe has no {event_type} event for {object_id}")
 
 
