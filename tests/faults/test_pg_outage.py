@@ -19,7 +19,7 @@ from tests.cli_helpers import cli_env, flowjobs, start_worker, wait_until
 from tests.conftest import make_settings
 from tests.faults import invariants
 
-LEASE = 2  # seconds: the long outage lasts ten leases
+LEASE = 2  # seconds: the long outage outlasts it thirty times
 
 
 class Server:
@@ -45,7 +45,7 @@ class Server:
         self._ctl("-o", self.opts, "-l", self.data + "/../log", "-w", "-t", "30", "start")
 
 
-@pytest.mark.parametrize("outage", [5, 10 * LEASE], ids=["5s", "10-leases"])
+@pytest.mark.parametrize("outage", [5, 60], ids=["5s", "60s"])  # 60 s: thirty leases, the back-off at its cap
 def test_worker_rides_out_a_postgresql_outage(outage, tmp_path):
     with pg_server() as url:
         upgrade(Database(url))
