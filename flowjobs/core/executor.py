@@ -84,7 +84,10 @@ def crash_delay_ms(crashes: int) -> int:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    try:
+        text = str(exc)
+    except Exception:  # an exception whose message cannot be made
+        text = repr(type(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

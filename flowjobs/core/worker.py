@@ -163,6 +163,8 @@ class Worker:
             self._sleep(wait)
         self._drain()
         self._stopping.set()
+        for _ in range(self.opt.concurrency + len(self._retired)):
+            self._ready.put(None)  # pool threads leave (a process may run many workers: tests)
         log.info("worker %s stopped after %d attempts", self.id, self.processed)
         return 0
 
@@ -333,12 +335,18 @@ class Worker:
         me = threading.current_thread()
         while me not in self._retired:
             flight = self._ready.get()
+            if flight is None:  # the worker stopped
+                return
             with self._lock:
                 if flight.settled:  # timed out or canceled before it began
                     continue
                 flight.thread, flight.executing = me, True
-            self._preloader.ensure(flight.task.module)
-            outcome = perform(flight.task, flight.run.payload, flight.ctx)
+            try:
+                self._preloader.ensure(flight.task.module)
+                outcome = perform(flight.task, flight.run.payload, flight.ctx)
+            except BaseException as exc:  # a fault outside the task must not cost a slot
+                log.exception("run %s: the worker failed around its task", flight.run.id)
+                outcome = Outcome("crashed", error=f"worker fault: {type(exc).__name__}")
             with self._lock:
                 flight.executing = False
             self._settle(flight, outcome)
