@@ -25,8 +25,18 @@ log = logging.getLogger("flowjobs.worker")
 def imported_names(module) -> list[str]:
     """Modules an import statement of `module` names, at any depth of its code."""
     try:
-        tree = ast.parse(inspect.getsource(module))
-    except (OSError, TypeError, SyntaxError):
+        source = inspect.getsource(module)
+    except (OSError, TypeError):
+        return []
+    for _ in range(3):
+        try:
+            tree = ast.parse(source)
+            break
+        except SystemError:  # CPython 3.11's parser is not thread-safe: another thread compiling
+            continue  # at the same moment (a template, a test) can trip it; parse again
+        except (SyntaxError, ValueError, RecursionError):
+            return []
+    else:
         return []
     names = []
     for node in ast.walk(tree):
@@ -70,12 +80,16 @@ def _import(name: str):
         return None
 
 
+_LOCK = threading.Lock()  # one per process: workers of one process (tests) share it
+_DONE: set[str] = set()
+
+
 class Preloader:
     """`ensure(module)` preloads a task module's imports once per process, one at a time."""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._done: set[str] = set()
+        self._lock = _LOCK
+        self._done = _DONE
 
     def ensure(self, module: str) -> None:
         if not module or module in self._done:
