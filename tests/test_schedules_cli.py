@@ -263,8 +263,8 @@ def test_health_exits_1_naming_a_lost_window_and_its_fix(sqlite_url, tmp_path):
 
 
 def test_run_worker_burst_exits_1_when_a_schedule_fails_to_enqueue(picky_env):
-    env = {**picky_env, "FLOWJOBS_CLOCK": f"2029-12-31T23:59:58Z x1 @{time.time():.3f}"}
-    assert flowjobs("run-worker", "--burst", env=env).returncode == 0  # first sight
+    env = {**picky_env, "FLOWJOBS_CLOCK": f"2029-12-31T23:58:30Z x1 @{time.time():.3f}"}
+    assert flowjobs("run-worker", "--burst", env=env).returncode == 0  # first sight, well before 2030
     env["FLOWJOBS_CLOCK"] = f"2030-01-01T00:00:10Z x1 @{time.time():.3f}"
     result = flowjobs("run-worker", "--burst", env=env)
     assert result.returncode == 1, result.stderr
