@@ -33,12 +33,18 @@ def _failed_runs(rt, now: int) -> list[dict]:
     with rt.db.borrow() as conn:
         rows = conn.execute(
             f"SELECT id, task, error, attempt FROM flowjobs_runs WHERE status = 'failed' AND task <> '{ALERT_TASK}' "
-            f"AND finished_at > {now - LOOKBACK_MS} ORDER BY finished_at LIMIT 100").fetchall()
-    return [{"key": f"alert:run-failed:{run_id}", "kind": "run_failed",
-             "subject": f"Run failed: {task} ({run_id})",
-             "text": f"Run {run_id} of {task} failed after {attempt} attempt(s): {error or 'no error recorded'}",
-             "details": {"runId": run_id, "task": task, "attempts": attempt, "error": error}}
-            for run_id, task, error, attempt in rows]
+            f"AND finished_at > {now - LOOKBACK_MS} ORDER BY finished_at LIMIT 100"
+        ).fetchall()
+    return [
+        {
+            "key": f"alert:run-failed:{run_id}",
+            "kind": "run_failed",
+            "subject": f"Run failed: {task} ({run_id})",
+            "text": f"Run {run_id} of {task} failed after {attempt} attempt(s): {error or 'no error recorded'}",
+            "details": {"runId": run_id, "task": task, "attempts": attempt, "error": error},
+        }
+        for run_id, task, error, attempt in rows
+    ]
 
 
 def _missed_slots(rt, now: int) -> list[dict]:
@@ -49,11 +55,16 @@ def _missed_slots(rt, now: int) -> list[dict]:
     for report in rt.scheduler.health(window_ms=LOOKBACK_MS):
         for slot in report["missing"]:
             if now - parse_iso(slot) > late_after:
-                found.append({"key": f"alert:missed-slot:{report['id']}:{slot}", "kind": "slot_missed",
-                              "subject": f"Schedule {report['id']} missed its {slot} slot",
-                              "text": f"No run exists for the {slot} slot of schedule {report['id']}: "
-                                      "was any worker or `flowjobs tick` running?",
-                              "details": {"schedule": report["id"], "slot": slot}})
+                found.append(
+                    {
+                        "key": f"alert:missed-slot:{report['id']}:{slot}",
+                        "kind": "slot_missed",
+                        "subject": f"Schedule {report['id']} missed its {slot} slot",
+                        "text": f"No run exists for the {slot} slot of schedule {report['id']}: "
+                        "was any worker or `flowjobs tick` running?",
+                        "details": {"schedule": report["id"], "slot": slot},
+                    }
+                )
     return found[:100]
 
 
@@ -61,13 +72,24 @@ def _waiting(rt, now: int, threshold_ms: int) -> list[dict]:
     with rt.db.borrow() as conn:
         rows = conn.execute(
             "SELECT queue, id, task, run_at FROM flowjobs_runs WHERE status IN ('queued', 'retrying', 'delayed') "
-            f"AND run_at <= {now - threshold_ms} ORDER BY run_at LIMIT 1").fetchall()
-    return [{"key": f"alert:waiting:{run_id}", "kind": "run_waiting",
-             "subject": f"Queue {queue}: a run has waited {(now - run_at) // 60000} min",
-             "text": f"Run {run_id} of {task} in queue {queue} has been due for {(now - run_at) // 1000} s "
-                     "without a worker taking it: are the workers running, and enough of them?",
-             "details": {"queue": queue, "runId": run_id, "task": task, "waitingSeconds": (now - run_at) // 1000}}
-            for queue, run_id, task, run_at in rows]
+            f"AND run_at <= {now - threshold_ms} ORDER BY run_at LIMIT 1"
+        ).fetchall()
+    return [
+        {
+            "key": f"alert:waiting:{run_id}",
+            "kind": "run_waiting",
+            "subject": f"Queue {queue}: a run has waited {(now - run_at) // 60000} min",
+            "text": f"Run {run_id} of {task} in queue {queue} has been due for {(now - run_at) // 1000} s "
+            "without a worker taking it: are the workers running, and enough of them?",
+            "details": {
+                "queue": queue,
+                "runId": run_id,
+                "task": task,
+                "waitingSeconds": (now - run_at) // 1000,
+            },
+        }
+        for queue, run_id, task, run_at in rows
+    ]
 
 
 def raise_alerts(runtime) -> int:
@@ -80,8 +102,15 @@ def raise_alerts(runtime) -> int:
     found = find(runtime)
     if not found:
         return 0
-    items = [TriggerItem(ALERT_TASK, {k: v for k, v in f.items() if k != "key"}, idempotency_key=f["key"],
-                         idempotency_key_ttl=90 * 86400) for f in found]
+    items = [
+        TriggerItem(
+            ALERT_TASK,
+            {k: v for k, v in f.items() if k != "key"},
+            idempotency_key=f["key"],
+            idempotency_key_ttl=90 * 86400,
+        )
+        for f in found
+    ]
     results = runtime.client.batch_trigger(items)
     return sum(not r.deduplicated for r in results)
 
@@ -94,19 +123,38 @@ def deliver(runtime, alert: dict) -> dict:
         from flowjobs.adapters.mailer import build
         from flowjobs.notifications.render import Email, Message, bodies
 
-        message = Message(alert["subject"], [alert["text"]], [(k, str(v)) for k, v in alert["details"].items()],
-                          footer="flowjobs alert")
-        email = Email(ALERT_TASK, list(settings.email), f"[flowjobs] {alert['subject']}", message,
-                      f"flowjobs <{runtime.settings.mail.from_address}>")
+        message = Message(
+            alert["subject"],
+            [alert["text"]],
+            [(k, str(v)) for k, v in alert["details"].items()],
+            footer="flowjobs alert",
+        )
+        email = Email(
+            ALERT_TASK,
+            list(settings.email),
+            f"[flowjobs] {alert['subject']}",
+            message,
+            f"flowjobs <{runtime.settings.mail.from_address}>",
+        )
         runtime.mailer.send(build(email, *bodies(message)))
         sent["email"] = list(settings.email)
     if settings.webhook_url:
         import urllib.request
 
-        body = json.dumps({"kind": alert["kind"], "subject": alert["subject"], "text": alert["text"],
-                           "details": alert["details"]}).encode()
-        request = urllib.request.Request(settings.webhook_url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "flowjobs"})
+        body = json.dumps(
+            {
+                "kind": alert["kind"],
+                "subject": alert["subject"],
+                "text": alert["text"],
+                "details": alert["details"],
+            }
+        ).encode()
+        request = urllib.request.Request(
+            settings.webhook_url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "flowjobs"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             sent["webhook"] = response.status
     return sent

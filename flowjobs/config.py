@@ -34,7 +34,7 @@ class DatabaseSettings(Section):
     @classmethod
     def _known_scheme(cls, url: str) -> str:
         if url.startswith("postgres://"):  # Heroku's and libpq's short form
-            url = "postgresql+psycopg://" + url[len("postgres://"):]
+            url = "postgresql+psycopg://" + url[len("postgres://") :]
         if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
             raise ValueError("must start with 'sqlite:///' or 'postgresql+psycopg://'")
         return url
@@ -146,7 +146,9 @@ class DocumentSettings(Section):
         try:
             value.format(invoice_id="inv", organization_id="org", invoice_number="N")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"only {{invoice_id}}, {{organization_id}} and {{invoice_number}} can be used ({exc})")
+            raise ValueError(
+                f"only {{invoice_id}}, {{organization_id}} and {{invoice_number}} can be used ({exc})"
+            ) from None
         return value
 
 
@@ -200,7 +202,9 @@ class OutboundWebhookSettings(Section):
     timeout: Duration = parse_duration("15s")
     connect_timeout: Duration = parse_duration("5s")
     # Svix's schedule: the first attempt at once, then one retry after each delay.
-    retry_schedule: list[Duration] = [parse_duration(d) for d in ("5s", "5m", "30m", "2h", "5h", "10h", "10h")]
+    retry_schedule: list[Duration] = [
+        parse_duration(d) for d in ("5s", "5m", "30m", "2h", "5h", "10h", "10h")
+    ]
     response_excerpt: int = Field(1000, ge=0, le=65536)
     user_agent: str = "flowjobs-webhooks/1"
 
@@ -236,7 +240,7 @@ class ServerSettings(Section):
 
 
 def parse_size(text: str) -> int:
-    """"512KB", "1MB", "64kb", "1000" (bytes) → bytes."""
+    """ "512KB", "1MB", "64kb", "1000" (bytes) → bytes."""
     import re
 
     match = re.fullmatch(r"\s*(\d+)\s*(b|kb|mb)?\s*", str(text).lower())
@@ -297,7 +301,7 @@ class Settings(Section):
     def database_url(self) -> str:
         url = self.database.url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            relative = url[len("sqlite:///"):]
+            relative = url[len("sqlite:///") :]
             if relative != ":memory:":
                 return "sqlite:///" + str((self.base_dir / relative).resolve())
         return url
@@ -364,7 +368,9 @@ def _problems(exc: ValidationError) -> list[str]:
     return lines
 
 
-def load_settings(config_path: str | None = None, environ: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    config_path: str | None = None, environ: dict[str, str] | None = None
+) -> Settings:
     environ = dict(os.environ if environ is None else environ)
     path = find_config_file(config_path)
     data = _read_toml(path) if path else {}

@@ -34,8 +34,12 @@ def _database(rt) -> Check:
         with rt.db.borrow() as conn:
             conn.execute("SELECT 1").fetchone()
     except Exception as exc:
-        return Check("database", "fail", f"{redact(rt.db.url)}: {exc}",
-                     "check [database] url (or FLOWJOBS_DATABASE_URL) and that the server is running")
+        return Check(
+            "database",
+            "fail",
+            f"{redact(rt.db.url)}: {exc}",
+            "check [database] url (or FLOWJOBS_DATABASE_URL) and that the server is running",
+        )
     return Check("database", "ok", redact(rt.db.url))
 
 
@@ -46,10 +50,18 @@ def _schema(rt) -> Check:
     if current == HEAD:
         return Check("schema", "ok", f"revision {current}")
     if current is not None and current not in _known_revisions():
-        return Check("schema", "fail", f"revision {current} is newer than this flowjobs ({HEAD})",
-                     "upgrade flowjobs to the version that wrote this database")
-    return Check("schema", "warn", f"revision {current or 'none'}, newest {HEAD}",
-                 "run `flowjobs db upgrade` (any command also does it on first use)")
+        return Check(
+            "schema",
+            "fail",
+            f"revision {current} is newer than this flowjobs ({HEAD})",
+            "upgrade flowjobs to the version that wrote this database",
+        )
+    return Check(
+        "schema",
+        "warn",
+        f"revision {current or 'none'}, newest {HEAD}",
+        "run `flowjobs db upgrade` (any command also does it on first use)",
+    )
 
 
 def _clock(rt) -> Check:
@@ -59,50 +71,79 @@ def _clock(rt) -> Check:
         db_now = float(conn.execute("SELECT extract(epoch from clock_timestamp())").fetchone()[0])
     skew = time.time() - db_now
     if abs(skew) > 2:
-        return Check("clock", "warn", f"this machine is {skew:+.1f} s off the database server",
-                     "run NTP (chrony or systemd-timesyncd) on both machines; leases and schedules assume one time")
+        return Check(
+            "clock",
+            "warn",
+            f"this machine is {skew:+.1f} s off the database server",
+            "run NTP (chrony or systemd-timesyncd) on both machines; leases and schedules assume one time",
+        )
     return Check("clock", "ok", f"{skew * 1000:+.0f} ms against the database")
 
 
 def _workers(rt) -> Check:
     now = rt.clock.now_ms()
     with rt.db.borrow() as conn:
-        row = conn.execute("SELECT count(*), min(lease_expires_at) FROM flowjobs_runs "
-                           "WHERE status = 'executing' AND lease_expires_at < " + str(now)).fetchone()
+        row = conn.execute(
+            "SELECT count(*), min(lease_expires_at) FROM flowjobs_runs "
+            "WHERE status = 'executing' AND lease_expires_at < " + str(now)
+        ).fetchone()
     stale, oldest = row[0], row[1]
     if not stale:
         return Check("workers", "ok", "no run holds an expired lease")
     late = (now - oldest) / 1000
     rescue = rt.settings.worker.rescue_interval + rt.settings.worker.lease
     if late > rescue:
-        return Check("workers", "fail", f"{stale} runs hold leases that expired up to {late:.0f} s ago: no worker is rescuing them",
-                     "start `flowjobs run-worker` (its rescuer returns them to the queue)")
-    return Check("workers", "warn", f"{stale} runs hold expired leases (a worker died); they are being rescued",
-                 "none needed if a worker is running; check why the worker stopped")
+        return Check(
+            "workers",
+            "fail",
+            f"{stale} runs hold leases that expired up to {late:.0f} s ago: no worker is rescuing them",
+            "start `flowjobs run-worker` (its rescuer returns them to the queue)",
+        )
+    return Check(
+        "workers",
+        "warn",
+        f"{stale} runs hold expired leases (a worker died); they are being rescued",
+        "none needed if a worker is running; check why the worker stopped",
+    )
 
 
 def _stripe(rt) -> Check:
     s = rt.settings.stripe
     if not (s.test_api_key or s.live_api_key):
-        return Check("stripe", "warn", "no API key configured: billing runs cannot charge",
-                     "set [stripe] test_api_key / live_api_key (or FLOWJOBS_STRIPE_TEST_API_KEY)")
+        return Check(
+            "stripe",
+            "warn",
+            "no API key configured: billing runs cannot charge",
+            "set [stripe] test_api_key / live_api_key (or FLOWJOBS_STRIPE_TEST_API_KEY)",
+        )
     from flowjobs.adapters.stripe_gateway import StripeGateway
 
     base = s.api_base or "https://api.stripe.com"
     try:
-        gateway = StripeGateway(s.model_copy(update={"max_retries": 0, "timeout": min(s.timeout, 5.0)}))
+        gateway = StripeGateway(
+            s.model_copy(update={"max_retries": 0, "timeout": min(s.timeout, 5.0)})
+        )
         client = gateway.client(not s.test_api_key)
         gateway.call(client.v1.customers.list, params={"limit": 1})
     except Exception as exc:
-        return Check("stripe", "fail", f"{base}: {str(exc).splitlines()[0]}",
-                     "check [stripe] api_base, the key, and outbound HTTPS from this machine")
+        return Check(
+            "stripe",
+            "fail",
+            f"{base}: {str(exc).splitlines()[0]}",
+            "check [stripe] api_base, the key, and outbound HTTPS from this machine",
+        )
     return Check("stripe", "ok", f"{base} answers with the configured key")
 
 
 def _mail(rt) -> Check:
     m = rt.settings.mail
     if m.transport == "console":
-        return Check("mail", "warn", "transport console: emails are printed, not sent", "set [mail] transport = \"smtp\"")
+        return Check(
+            "mail",
+            "warn",
+            "transport console: emails are printed, not sent",
+            'set [mail] transport = "smtp"',
+        )
     if m.transport == "file":
         folder = rt.settings.base_dir / m.dir
         try:
@@ -111,7 +152,12 @@ def _mail(rt) -> Check:
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
-            return Check("mail", "fail", f"cannot write to {folder}: {exc.strerror}", "fix the folder's permissions or [mail] dir")
+            return Check(
+                "mail",
+                "fail",
+                f"cannot write to {folder}: {exc.strerror}",
+                "fix the folder's permissions or [mail] dir",
+            )
         return Check("mail", "ok", f"transport file: .eml files in {folder}")
     import smtplib
 
@@ -123,6 +169,10 @@ def _mail(rt) -> Check:
 
                 smtp.starttls(context=ssl.create_default_context(cafile=m.ca_file or None))
     except (OSError, smtplib.SMTPException) as exc:
-        return Check("mail", "fail", f"SMTP {m.host}:{m.port}: {exc or type(exc).__name__}",
-                     "check [mail] host/port and that the SMTP server accepts connections from here")
+        return Check(
+            "mail",
+            "fail",
+            f"SMTP {m.host}:{m.port}: {exc or type(exc).__name__}",
+            "check [mail] host/port and that the SMTP server accepts connections from here",
+        )
     return Check("mail", "ok", f"SMTP {m.host}:{m.port} answers")

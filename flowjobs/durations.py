@@ -9,10 +9,14 @@ _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 def parse_duration(text: str) -> float:
     """Return the duration in seconds; raise ValueError with a readable message."""
     if not isinstance(text, str):
-        raise ValueError(f"expected a duration such as '500ms', '1s', '10m', '2h' or '30d', got {text!r}")
+        raise ValueError(
+            f"expected a duration such as '500ms', '1s', '10m', '2h' or '30d', got {text!r}"
+        )
     match = _PATTERN.match(text)
     if not match:
-        raise ValueError(f"{text!r} is not a duration; write it like '500ms', '1s', '10m', '2h' or '30d'")
+        raise ValueError(
+            f"{text!r} is not a duration; write it like '500ms', '1s', '10m', '2h' or '30d'"
+        )
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 

@@ -23,20 +23,31 @@ class Collector:
 
         now = self.rt.clock.now_ms()
         with self.rt.db.borrow() as conn:
-            runs = GaugeMetricFamily("flowjobs_runs", "Runs in the jobs table", labels=["task", "status"])
+            runs = GaugeMetricFamily(
+                "flowjobs_runs", "Runs in the jobs table", labels=["task", "status"]
+            )
             for task, status, count in conn.execute(
-                    "SELECT task, status, count(*) FROM flowjobs_runs GROUP BY task, status ORDER BY 1, 2"):
+                "SELECT task, status, count(*) FROM flowjobs_runs GROUP BY task, status ORDER BY 1, 2"
+            ):
                 runs.add_metric([task, status], count)
             yield runs
             yield self._durations(conn)
-            events = GaugeMetricFamily("flowjobs_webhook_events", "Webhook inbox events", labels=["source", "status"])
+            events = GaugeMetricFamily(
+                "flowjobs_webhook_events", "Webhook inbox events", labels=["source", "status"]
+            )
             for source, status, count in conn.execute(
-                    "SELECT source, status, count(*) FROM webhook_events GROUP BY source, status ORDER BY 1, 2"):
+                "SELECT source, status, count(*) FROM webhook_events GROUP BY source, status ORDER BY 1, 2"
+            ):
                 events.add_metric([source, status], count)
             yield events
-        depth = GaugeMetricFamily("flowjobs_queue_depth", "Runs due now, waiting for a worker", labels=["queue"])
-        age = GaugeMetricFamily("flowjobs_oldest_waiting_run_age_seconds", "Wait of the oldest due run",
-                                labels=["queue"])
+        depth = GaugeMetricFamily(
+            "flowjobs_queue_depth", "Runs due now, waiting for a worker", labels=["queue"]
+        )
+        age = GaugeMetricFamily(
+            "flowjobs_oldest_waiting_run_age_seconds",
+            "Wait of the oldest due run",
+            labels=["queue"],
+        )
         for queue, due, _, wait in self.rt.store.queue_depths(now):
             if due:
                 depth.add_metric([queue], due)
@@ -48,8 +59,11 @@ class Collector:
     def _durations(self, conn):
         from prometheus_client.core import HistogramMetricFamily
 
-        family = HistogramMetricFamily("flowjobs_attempt_duration_seconds", "Duration of finished attempts",
-                                       labels=["task", "outcome"])
+        family = HistogramMetricFamily(
+            "flowjobs_attempt_duration_seconds",
+            "Duration of finished attempts",
+            labels=["task", "outcome"],
+        )
         cases = ", ".join(f"sum(CASE WHEN d <= {b * 1000:g} THEN 1 ELSE 0 END)" for b in BUCKETS)
         # A succeeded attempt is kept in its completed run row, not in flowjobs_attempts.
         rows = conn.execute(
@@ -59,9 +73,12 @@ class Collector:
             "UNION ALL SELECT task, 'succeeded', finished_at - attempt_started_at FROM flowjobs_runs r "
             "WHERE status = 'completed' AND attempt_started_at IS NOT NULL AND NOT EXISTS ("
             "SELECT 1 FROM flowjobs_attempts a WHERE a.run_id = r.id AND a.number = r.attempt)"
-            ") AS t GROUP BY task, outcome ORDER BY 1, 2")
+            ") AS t GROUP BY task, outcome ORDER BY 1, 2"
+        )
         for task, outcome, count, total_ms, *cumulative in rows:
-            buckets = [(f"{b:g}", int(c)) for b, c in zip(BUCKETS, cumulative)] + [("+Inf", int(count))]
+            buckets = [(f"{b:g}", int(c)) for b, c in zip(BUCKETS, cumulative)] + [
+                ("+Inf", int(count))
+            ]
             family.add_metric([task, outcome], buckets, total_ms / 1000)
         return family
 
@@ -70,8 +87,11 @@ class Collector:
 
         from flowjobs.core import cron
 
-        lag = GaugeMetricFamily("flowjobs_schedule_lag_seconds", "How late the oldest unfired slot is",
-                                labels=["schedule"])
+        lag = GaugeMetricFamily(
+            "flowjobs_schedule_lag_seconds",
+            "How late the oldest unfired slot is",
+            labels=["schedule"],
+        )
         scheduler = self.rt.scheduler
         states = self.rt.store.schedule_states()
         for schedule in scheduler.schedules.values():

@@ -56,8 +56,13 @@ class Runtime:
     def client(self):
         from flowjobs.core.client import Client
 
-        return Client(self.store, self._client_registry(), self.clock, self.retry_defaults,
-                      self.settings.run.idempotency_key_ttl)
+        return Client(
+            self.store,
+            self._client_registry(),
+            self.clock,
+            self.retry_defaults,
+            self.settings.run.idempotency_key_ttl,
+        )
 
     def _client_registry(self):
         """The registry as the client needs it. With only the built-in tasks configured, a
@@ -82,7 +87,7 @@ class Runtime:
     def billing_engine(self):
         from flowjobs.billing.db import make_engine
 
-        self.store  # the schema (job and billing tables) is migrated on first use
+        self.store  # noqa: B018 - the schema (job and billing tables) is migrated on first use
         return make_engine(self.settings.database_url(), self.settings.database.busy_timeout)
 
     @cached_property
@@ -90,8 +95,13 @@ class Runtime:
         from flowjobs.adapters.stripe_gateway import StripeGateway
         from flowjobs.billing.service import Billing
 
-        billing = Billing(self.billing_engine, self.clock, self.client,
-                          lambda: StripeGateway(self.settings.stripe), self.settings.billing)
+        billing = Billing(
+            self.billing_engine,
+            self.clock,
+            self.client,
+            lambda: StripeGateway(self.settings.stripe),
+            self.settings.billing,
+        )
         billing.outbound = self.settings.webhooks.outbound
         return billing
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flowjobs.billing import setup
 from flowjobs.billing.models import BillingRun
@@ -14,7 +14,13 @@ DECLINING = "4000000000000341"  # attaches, then declines off-session charges
 
 
 def stripe_sections(localstripe_url: str) -> dict:
-    return {"stripe": {"test_api_key": "sk_test_flowjobs", "api_base": localstripe_url, "max_retries": 0}}
+    return {
+        "stripe": {
+            "test_api_key": "sk_test_flowjobs",
+            "api_base": localstripe_url,
+            "max_retries": 0,
+        }
+    }
 
 
 @dataclass
@@ -28,9 +34,18 @@ class Seeded:
     method_id: str | None
 
 
-def seed(rt, *, card: str | None = VISA, unit_price: int = 2500, currency: str = "USD",
-         start: datetime | None = None, trial_end: datetime | None = None, quantity: int = 1,
-         discount: tuple[int, str] | None = None, org_fields: dict | None = None) -> Seeded:
+def seed(
+    rt,
+    *,
+    card: str | None = VISA,
+    unit_price: int = 2500,
+    currency: str = "USD",
+    start: datetime | None = None,
+    trial_end: datetime | None = None,
+    quantity: int = 1,
+    discount: tuple[int, str] | None = None,
+    org_fields: dict | None = None,
+) -> Seeded:
     """One organisation, customer (with a Stripe customer), card, monthly plan and subscription."""
     b = rt.billing
     gateway = b.gateway
@@ -38,21 +53,32 @@ def seed(rt, *, card: str | None = VISA, unit_price: int = 2500, currency: str =
     pm = gateway.attach_card(False, customer=stripe_customer, number=card) if card else None
     with b.unit() as s:
         org = setup.organization(s, "Acme Analytics", currency=currency, **(org_fields or {}))
-        cust = setup.customer(s, org, email="ada@example.com", name="Ada Lovelace",
-                              stripe_customer_id=stripe_customer)
+        cust = setup.customer(
+            s, org, email="ada@example.com", name="Ada Lovelace", stripe_customer_id=stripe_customer
+        )
         method = setup.card(s, cust, stripe_payment_method_id=pm[0], last4=pm[1]) if pm else None
         price = setup.plan(s, org, "Pro", unit_price)
-        sub, period, run = setup.subscription(s, cust, price, method, start=start or b.now(),
-                                              quantity=quantity, trial_end=trial_end)
+        sub, period, run = setup.subscription(
+            s, cust, price, method, start=start or b.now(), quantity=quantity, trial_end=trial_end
+        )
         if discount:
             setup.discount(s, sub, amount=discount[0], amount_type=discount[1])
-        return Seeded(org.id, cust.id, stripe_customer, sub.id, period.id, run.id if run else None,
-                      method.id if method else None)
+        return Seeded(
+            org.id,
+            cust.id,
+            stripe_customer,
+            sub.id,
+            period.id,
+            run.id if run else None,
+            method.id if method else None,
+        )
 
 
 def drain(rt, **options) -> Worker:
     """Run every due run (and the runs they trigger) to the end, in this process."""
-    worker = Worker(rt, WorkerOptions(**{"concurrency": 4, "burst": True, "poll_interval": 0.01, **options}))
+    worker = Worker(
+        rt, WorkerOptions(**{"concurrency": 4, "burst": True, "poll_interval": 0.01, **options})
+    )
     worker.run()
     return worker
 
@@ -66,12 +92,17 @@ def runs_of(rt, subscription_id: str) -> list[BillingRun]:
     from sqlmodel import select
 
     with rt.billing.unit() as s:
-        return list(s.exec(select(BillingRun).where(BillingRun.subscription_id == subscription_id)
-                           .order_by(BillingRun.attempt_number)))
+        return list(
+            s.exec(
+                select(BillingRun)
+                .where(BillingRun.subscription_id == subscription_id)
+                .order_by(BillingRun.attempt_number)
+            )
+        )
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def days(n: float) -> timedelta:

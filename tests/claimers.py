@@ -22,8 +22,14 @@ def claim_all(url: str, threads: int, now: int, barrier, results) -> None:
             if not runs:
                 return
             for run in runs:
-                assert store.finish(run, status="completed", outcome="succeeded", worker=worker,
-                                    now=now, started_at=now)
+                assert store.finish(
+                    run,
+                    status="completed",
+                    outcome="succeeded",
+                    worker=worker,
+                    now=now,
+                    started_at=now,
+                )
             with lock:
                 claimed.extend(r.id for r in runs)
 

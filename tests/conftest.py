@@ -95,8 +95,11 @@ QUIET_BUILTIN_SCHEDULES = {"hourly-cron": {"enabled": False}, "daily-cron": {"en
 
 def make_settings(url: str, base_dir: Path | None = None, **sections) -> Settings:
     """Settings for a test: PDFs and .eml files land under `base_dir` (a tmp dir), never the repo."""
-    data = {"database": {"url": url}, "tasks": {"modules": [TEST_TASKS]},
-            "schedules": dict(QUIET_BUILTIN_SCHEDULES)}
+    data = {
+        "database": {"url": url},
+        "tasks": {"modules": [TEST_TASKS]},
+        "schedules": dict(QUIET_BUILTIN_SCHEDULES),
+    }
     if base_dir is not None:
         data["base_dir"] = base_dir
     for name, values in sections.items():

@@ -23,8 +23,11 @@ def verify(secret: str, headers: dict, body: bytes, now: float, tolerance: float
     "<webhook-id>.<webhook-timestamp>.<body>"; `webhook-signature` is a space-separated list of
     "<version>,<base64 signature>"; valid when any v1 entry equals HMAC-SHA256 (constant-time
     comparison) and the timestamp is within `tolerance` seconds of now."""
-    msg_id, stamp, sigs = (headers.get("webhook-id"), headers.get("webhook-timestamp"),
-                           headers.get("webhook-signature"))
+    msg_id, stamp, sigs = (
+        headers.get("webhook-id"),
+        headers.get("webhook-timestamp"),
+        headers.get("webhook-signature"),
+    )
     if not (msg_id and stamp and sigs):
         return False
     try:
@@ -34,7 +37,9 @@ def verify(secret: str, headers: dict, body: bytes, now: float, tolerance: float
     if abs(now - ts) > tolerance:
         return False
     key = base64.b64decode(secret.split("_", 1)[1])
-    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest())
+    expected = base64.b64encode(
+        hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    )
     for entry in sigs.split(" "):
         version, _, sig = entry.partition(",")
         if version == "v1" and hmac.compare_digest(sig.encode(), expected):
@@ -58,7 +63,9 @@ class Receiver:
     script: list = field(default_factory=list)  # behaviours in order; then `default`
     default: object = 200
     requests: list = field(default_factory=list)
-    cond: threading.Condition = field(default_factory=threading.Condition)  # notified on every request
+    cond: threading.Condition = field(
+        default_factory=threading.Condition
+    )  # notified on every request
     hanging: threading.Event = field(default_factory=threading.Event)  # a "hang" request arrived
     release: threading.Event = field(default_factory=threading.Event)
     url: str = ""
@@ -66,7 +73,9 @@ class Receiver:
     def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
         with self.cond:
             if not self.cond.wait_for(lambda: len(self.requests) >= count, timeout):
-                raise AssertionError(f"the receiver got {len(self.requests)} requests, expected {count}")
+                raise AssertionError(
+                    f"the receiver got {len(self.requests)} requests, expected {count}"
+                )
             return list(self.requests)
 
 
@@ -79,7 +88,9 @@ def start(receiver: Receiver):
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             with receiver.cond:
                 behaviour = receiver.script.pop(0) if receiver.script else receiver.default
-                receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body, behaviour))
+                receiver.requests.append(
+                    Received({k.lower(): v for k, v in self.headers.items()}, body, behaviour)
+                )
                 receiver.cond.notify_all()
             if behaviour == "hang":
                 receiver.hanging.set()
@@ -98,6 +109,8 @@ def start(receiver: Receiver):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/flowglad"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     return server, thread

@@ -6,8 +6,10 @@ from flowjobs.core.scheduler import SchedulePayload
 
 @task("test-hourly", payload=SchedulePayload, cron="0 * * * *")
 def hourly(payload: SchedulePayload, ctx):
-    return {"from": payload.last_timestamp.isoformat() if payload.last_timestamp else None,
-            "to": payload.timestamp.isoformat()}
+    return {
+        "from": payload.last_timestamp.isoformat() if payload.last_timestamp else None,
+        "to": payload.timestamp.isoformat(),
+    }
 
 
 @task("test-every-minute", payload=SchedulePayload)

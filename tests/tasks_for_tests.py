@@ -25,7 +25,9 @@ def fail_once(payload, ctx):
     return {"attempt": ctx.attempt}
 
 
-@task("test-always-fail", retry=RetryPolicy(max_attempts=2, min_wait=0, max_wait=0, randomize=False))
+@task(
+    "test-always-fail", retry=RetryPolicy(max_attempts=2, min_wait=0, max_wait=0, randomize=False)
+)
 def always_fail(payload, ctx):
     raise ValueError("always")
 
@@ -59,7 +61,11 @@ class BlockPayload(BaseModel):
     dir: str
 
 
-@task("test-block", payload=BlockPayload, retry=RetryPolicy(max_attempts=5, min_wait=0, max_wait=0, randomize=False))
+@task(
+    "test-block",
+    payload=BlockPayload,
+    retry=RetryPolicy(max_attempts=5, min_wait=0, max_wait=0, randomize=False),
+)
 def block(payload, ctx):
     """Mark its start, wait until `<dir>/release` exists, then record its completion."""
     folder = Path(payload.dir)
@@ -113,14 +119,24 @@ class HookedPayload(BaseModel):
     invoice: str = ""
 
 
-@task("test-fail-hooked", payload=HookedPayload, retry=RetryPolicy(max_attempts=1), on_failure="test-on-failure")
+@task(
+    "test-fail-hooked",
+    payload=HookedPayload,
+    retry=RetryPolicy(max_attempts=1),
+    on_failure="test-on-failure",
+)
 def fail_hooked(payload, ctx):
     raise ValueError("the card was declined")
 
 
 @task("test-on-failure", payload=FailedRun)
 def on_failure(payload, ctx):
-    return {"of": payload.run_id, "task": payload.task, "payload": payload.payload, "error": payload.error}
+    return {
+        "of": payload.run_id,
+        "task": payload.task,
+        "payload": payload.payload,
+        "error": payload.error,
+    }
 
 
 # -- fault suite (tests/faults) --------------------------------------------------------------

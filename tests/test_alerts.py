@@ -51,13 +51,17 @@ def channels():
 
 
 def alert_sections(port, url, **alerts):
-    return {"mail": {"transport": "smtp", "host": "127.0.0.1", "port": port, "retries": 0},
-            "alerts": {"email": ["ops@example.com"], "webhook_url": url, **alerts}}
+    return {
+        "mail": {"transport": "smtp", "host": "127.0.0.1", "port": port, "retries": 0},
+        "alerts": {"email": ["ops@example.com"], "webhook_url": url, **alerts},
+    }
 
 
 def test_a_failed_run_is_alerted_once_with_two_workers(make_runtime, channels):
     port, smtp, receiver = channels
-    workers = [make_runtime(**alert_sections(port, receiver.url, waiting_over="0s")) for _ in range(2)]
+    workers = [
+        make_runtime(**alert_sections(port, receiver.url, waiting_over="0s")) for _ in range(2)
+    ]
     failed = workers[0].trigger("test-abort")
     drain(workers[0])
     assert workers[0].store.get_run(failed.id)["status"] == "failed"
@@ -83,12 +87,17 @@ def test_a_failed_run_is_alerted_once_with_two_workers(make_runtime, channels):
     post = receiver.posts[0]
     assert post["kind"] == "run_failed" and post["details"]["runId"] == failed.id
     rcpts, mail = smtp.messages[0]
-    assert rcpts == ["ops@example.com"] and mail["Subject"] == f"[flowjobs] Run failed: test-abort ({failed.id})"
+    assert (
+        rcpts == ["ops@example.com"]
+        and mail["Subject"] == f"[flowjobs] Run failed: test-abort ({failed.id})"
+    )
 
 
 def test_missed_slots_and_long_waits_are_found(make_runtime, clock):
-    rt = make_runtime(schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}},
-                      alerts={"webhook_url": "http://127.0.0.1:9/x", "waiting_over": "5m"})
+    rt = make_runtime(
+        schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}},
+        alerts={"webhook_url": "http://127.0.0.1:9/x", "waiting_over": "5m"},
+    )
     rt.scheduler.tick()  # first sight at 08:00
     clock.advance(10 * 60)  # nobody ticked for ten minutes
     waiting = rt.trigger("noop", delay=-400)  # due 6 min 40 s ago
@@ -118,20 +127,40 @@ def test_two_running_workers_deliver_each_alert_once(sqlite_url, channels, tmp_p
     from tests.cli_helpers import cli_env, flowjobs, wait_until
 
     port, smtp, receiver = channels
-    env = cli_env(sqlite_url, FLOWJOBS_MAIL_TRANSPORT="smtp", FLOWJOBS_MAIL_HOST="127.0.0.1",
-                  FLOWJOBS_MAIL_PORT=str(port), FLOWJOBS_ALERTS_EMAIL="ops@example.com",
-                  FLOWJOBS_ALERTS_WEBHOOK_URL=receiver.url, FLOWJOBS_ALERTS_INTERVAL="200ms",
-                  FLOWJOBS_ALERTS_WAITING_OVER="0s", FLOWJOBS_ALERTS_MISSED_SLOTS="false")
+    env = cli_env(
+        sqlite_url,
+        FLOWJOBS_MAIL_TRANSPORT="smtp",
+        FLOWJOBS_MAIL_HOST="127.0.0.1",
+        FLOWJOBS_MAIL_PORT=str(port),
+        FLOWJOBS_ALERTS_EMAIL="ops@example.com",
+        FLOWJOBS_ALERTS_WEBHOOK_URL=receiver.url,
+        FLOWJOBS_ALERTS_INTERVAL="200ms",
+        FLOWJOBS_ALERTS_WAITING_OVER="0s",
+        FLOWJOBS_ALERTS_MISSED_SLOTS="false",
+    )
     first = flowjobs("trigger", "test-abort", env=env).stdout.strip()
-    workers = [subprocess.Popen([sys.executable, "-m", "flowjobs", "run-worker", "--no-scheduler"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"w{i}.log", "w")) for i in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", "run-worker", "--no-scheduler"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / f"w{i}.log", "w"),
+        )
+        for i in range(2)
+    ]
     try:
-        wait_until(lambda: len(receiver.posts) >= 1 and len(smtp.messages) >= 1, message="the first alert")
+        wait_until(
+            lambda: len(receiver.posts) >= 1 and len(smtp.messages) >= 1, message="the first alert"
+        )
         second = flowjobs("trigger", "test-abort", env=env).stdout.strip()
-        wait_until(lambda: len(receiver.posts) >= 2 and len(smtp.messages) >= 2, message="the second alert")
+        wait_until(
+            lambda: len(receiver.posts) >= 2 and len(smtp.messages) >= 2, message="the second alert"
+        )
         # both workers keep looking every 200 ms; a third finding proves they looked again since
         third = flowjobs("trigger", "test-abort", env=env).stdout.strip()
-        wait_until(lambda: len(receiver.posts) >= 3 and len(smtp.messages) >= 3, message="the third alert")
+        wait_until(
+            lambda: len(receiver.posts) >= 3 and len(smtp.messages) >= 3, message="the third alert"
+        )
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)

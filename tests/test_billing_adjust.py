@@ -18,8 +18,15 @@ from sqlmodel import select
 
 from flowjobs.billing import setup
 from flowjobs.billing.adjust import PRORATION_ITEM, AdjustmentRefused, adjust_subscription
-from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Invoice, Payment,
-                                     Subscription, SubscriptionItem)
+from flowjobs.billing.models import (
+    BillingPeriod,
+    BillingPeriodItem,
+    BillingRun,
+    Invoice,
+    Payment,
+    Subscription,
+    SubscriptionItem,
+)
 from flowjobs.billing.runs import execute_billing_run
 from flowjobs.billing.types import utc_from_ms
 from flowjobs.core.clock import iso
@@ -57,14 +64,21 @@ def paid_subscription(rt, clock, unit_price=1200, card=None):
 
 def charges(rt, customer) -> list[tuple[str, int]]:
     client = rt.billing.gateway.client(False)
-    data = rt.billing.gateway.call(client.v1.charges.list, params={"customer": customer, "limit": 100}).data
+    data = rt.billing.gateway.call(
+        client.v1.charges.list, params={"customer": customer, "limit": 100}
+    ).data
     return sorted((c.status, c.amount) for c in data)
 
 
 def items_of(rt, sub_id) -> list[SubscriptionItem]:
     with rt.billing.unit() as s:
-        return list(s.exec(select(SubscriptionItem).where(SubscriptionItem.subscription_id == sub_id)
-                           .order_by(SubscriptionItem.added_date, SubscriptionItem.id)))
+        return list(
+            s.exec(
+                select(SubscriptionItem)
+                .where(SubscriptionItem.subscription_id == sub_id)
+                .order_by(SubscriptionItem.added_date, SubscriptionItem.id)
+            )
+        )
 
 
 def active_prices(rt, sub_id, moment) -> list[tuple[str, int, int]]:
@@ -86,49 +100,74 @@ def hand_net(offset: timedelta, old: int, new: int, paid: int) -> int:
 
 # -- hypothesis over adjustment instants and prices, real charges -----------------------------------
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(offset_ms=st.integers(min_value=0, max_value=28 * 86_400_000 - 1),
-       old=st.integers(min_value=100, max_value=50_000), new=st.integers(min_value=0, max_value=50_000),
-       quantity=st.integers(min_value=1, max_value=3))
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    offset_ms=st.integers(min_value=0, max_value=28 * 86_400_000 - 1),
+    old=st.integers(min_value=100, max_value=50_000),
+    new=st.integers(min_value=0, max_value=50_000),
+    quantity=st.integers(min_value=1, max_value=3),
+)
 def test_adjustment_charges_the_hand_formula_once_and_a_second_identical_one_nothing(
-        brt, clock, offset_ms, old, new, quantity):
+    brt, clock, offset_ms, old, new, quantity
+):
     seeded = paid_subscription(brt, clock, unit_price=old)
     price = new_price(brt, seeded.org_id, "Next", new)
     moment = START + timedelta(milliseconds=offset_ms)
     at(clock, moment)
-    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=price, quantity=quantity,
-                                 timing="immediately")
+    report = adjust_subscription(
+        brt.billing, seeded.subscription_id, price_id=price, quantity=quantity, timing="immediately"
+    )
     expected = hand_net(moment - START, old, new * quantity, old)
     assert report.proration.net == expected >= 0
     if expected > 0:
         assert report.action == "charging"
-        assert active_prices(brt, seeded.subscription_id, moment)[0][1] == old  # not swapped before payment
-        assert execute_billing_run(brt.billing, report.billing_run_id, "job_adjust").action == "charged"
+        assert (
+            active_prices(brt, seeded.subscription_id, moment)[0][1] == old
+        )  # not swapped before payment
+        assert (
+            execute_billing_run(brt.billing, report.billing_run_id, "job_adjust").action
+            == "charged"
+        )
     else:
         assert report.action == "applied" and report.billing_run_id is None
     assert active_prices(brt, seeded.subscription_id, moment) == [(price, new, quantity)]
-    again = adjust_subscription(brt.billing, seeded.subscription_id, price_id=price, quantity=quantity,
-                                timing="immediately")
+    again = adjust_subscription(
+        brt.billing, seeded.subscription_id, price_id=price, quantity=quantity, timing="immediately"
+    )
     assert (again.action, again.billing_run_id) == ("unchanged", None)
-    paid = [amount for status, amount in charges(brt, seeded.stripe_customer) if status == "succeeded"]
+    paid = [
+        amount for status, amount in charges(brt, seeded.stripe_customer) if status == "succeeded"
+    ]
     assert sorted(paid) == sorted([old] + ([expected] if expected else []))
 
 
 # -- end to end through workers ------------------------------------------------------------------
 
+
 def test_upgrade_mid_period_is_charged_once_before_the_items_change(brt, clock):
     seeded = paid_subscription(brt, clock, unit_price=1200)
     pro = new_price(brt, seeded.org_id, "Pro", 4900)
     at(clock, START + timedelta(days=14))
-    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro)  # auto: increase → now
-    assert (report.action, report.timing, report.adjustment_type) == ("charging", "immediately", "upgrade")
+    report = adjust_subscription(
+        brt.billing, seeded.subscription_id, price_id=pro
+    )  # auto: increase → now
+    assert (report.action, report.timing, report.adjustment_type) == (
+        "charging",
+        "immediately",
+        "upgrade",
+    )
     assert report.proration.net == 600 + 2450 - 1200
     # Not swapped until the payment succeeds.
     assert active_prices(brt, seeded.subscription_id, START + timedelta(days=14))[0][1] == 1200
     with pytest.raises(AdjustmentRefused, match="still scheduled"):
         adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro)
 
-    brt.trigger("hourly-cron", {"timestamp": iso(clock.now_ms()), "scheduleId": "hourly-cron"})  # fan-out too
+    brt.trigger(
+        "hourly-cron", {"timestamp": iso(clock.now_ms()), "scheduleId": "hourly-cron"}
+    )  # fan-out too
     drain(brt)
     run = get(brt, BillingRun, report.billing_run_id)
     assert (run.status, run.is_adjustment) == ("succeeded", True)
@@ -136,14 +175,26 @@ def test_upgrade_mid_period_is_charged_once_before_the_items_change(brt, clock):
     with brt.billing.unit() as s:
         payment = s.exec(select(Payment).where(Payment.billing_run_id == run.id)).one()
         invoice = s.get(Invoice, payment.invoice_id)
-        period_items = list(s.exec(select(BillingPeriodItem).where(BillingPeriodItem.billing_period_id ==
-                                                                   seeded.period_id)))
+        period_items = list(
+            s.exec(
+                select(BillingPeriodItem).where(
+                    BillingPeriodItem.billing_period_id == seeded.period_id
+                )
+            )
+        )
     assert (payment.status, payment.amount) == ("succeeded", 1850)
-    assert invoice.status == "paid" and invoice.subtotal == 1850  # its own invoice, the proration only
-    assert sorted((i.name, i.unit_price) for i in period_items) == [("Pro", 1200), (PRORATION_ITEM, 1850)]
+    assert (
+        invoice.status == "paid" and invoice.subtotal == 1850
+    )  # its own invoice, the proration only
+    assert sorted((i.name, i.unit_price) for i in period_items) == [
+        ("Pro", 1200),
+        (PRORATION_ITEM, 1850),
+    ]
     sub = get(brt, Subscription, seeded.subscription_id)
     assert (sub.price_id, sub.name, sub.status) == (pro, "Pro", "active")
-    assert active_prices(brt, seeded.subscription_id, START + timedelta(days=14)) == [(pro, 4900, 1)]
+    assert active_prices(brt, seeded.subscription_id, START + timedelta(days=14)) == [
+        (pro, 4900, 1)
+    ]
     [adjusted] = tasks_named(brt, "send-customer-subscription-adjusted-notification")
     payload = json.loads(adjusted["payload"])
     assert (payload["prorationAmount"], payload["adjustmentType"]) == (1850, "upgrade")
@@ -151,10 +202,20 @@ def test_upgrade_mid_period_is_charged_once_before_the_items_change(brt, clock):
 
     # The next period bills the new plan, and the proration is never billed again.
     at(clock, END + timedelta(minutes=5))
-    brt.trigger("hourly-cron", {"timestamp": iso(clock.now_ms()), "scheduleId": "hourly-cron",
-                                "lastTimestamp": iso(clock.now_ms() - 3_600_000)})
+    brt.trigger(
+        "hourly-cron",
+        {
+            "timestamp": iso(clock.now_ms()),
+            "scheduleId": "hourly-cron",
+            "lastTimestamp": iso(clock.now_ms() - 3_600_000),
+        },
+    )
     drain(brt)
-    assert charges(brt, seeded.stripe_customer) == [("succeeded", 1200), ("succeeded", 1850), ("succeeded", 4900)]
+    assert charges(brt, seeded.stripe_customer) == [
+        ("succeeded", 1200),
+        ("succeeded", 1850),
+        ("succeeded", 4900),
+    ]
     assert get(brt, BillingPeriod, seeded.period_id).status == "completed"
 
 
@@ -162,27 +223,54 @@ def test_downgrade_is_scheduled_for_period_end_and_applied_by_the_rollover(brt, 
     seeded = paid_subscription(brt, clock, unit_price=4900)
     starter = new_price(brt, seeded.org_id, "Starter", 1200)
     at(clock, START + timedelta(days=10))
-    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=starter)  # auto: decrease → end
+    report = adjust_subscription(
+        brt.billing, seeded.subscription_id, price_id=starter
+    )  # auto: decrease → end
     assert (report.action, report.timing, report.proration.net) == ("scheduled", "at-period-end", 0)
     sub = get(brt, Subscription, seeded.subscription_id)
     assert sub.scheduled_adjustment_at == END and sub.name == "Pro"
     assert active_prices(brt, seeded.subscription_id, START + timedelta(days=10))[0][1] == 4900
-    again = adjust_subscription(brt.billing, seeded.subscription_id, price_id=starter)  # replaces it
+    again = adjust_subscription(
+        brt.billing, seeded.subscription_id, price_id=starter
+    )  # replaces it
     assert (again.action, again.extra["replaced"]) == ("scheduled", END.isoformat())
 
     at(clock, END + timedelta(minutes=5))
-    brt.trigger("hourly-cron", {"timestamp": iso(clock.now_ms()), "scheduleId": "hourly-cron",
-                                "lastTimestamp": iso(clock.now_ms() - 3_600_000)})
+    brt.trigger(
+        "hourly-cron",
+        {
+            "timestamp": iso(clock.now_ms()),
+            "scheduleId": "hourly-cron",
+            "lastTimestamp": iso(clock.now_ms() - 3_600_000),
+        },
+    )
     drain(brt)
     sub = get(brt, Subscription, seeded.subscription_id)
-    assert (sub.scheduled_adjustment_at, sub.price_id, sub.name, sub.status) == (None, starter, "Starter", "active")
+    assert (sub.scheduled_adjustment_at, sub.price_id, sub.name, sub.status) == (
+        None,
+        starter,
+        "Starter",
+        "active",
+    )
     with brt.billing.unit() as s:
-        new_period = s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == sub.id,
-                                                        BillingPeriod.start_date == END)).one()
-        items = [(i.name, i.unit_price) for i in s.exec(select(BillingPeriodItem).where(
-            BillingPeriodItem.billing_period_id == new_period.id))]
+        new_period = s.exec(
+            select(BillingPeriod).where(
+                BillingPeriod.subscription_id == sub.id, BillingPeriod.start_date == END
+            )
+        ).one()
+        items = [
+            (i.name, i.unit_price)
+            for i in s.exec(
+                select(BillingPeriodItem).where(
+                    BillingPeriodItem.billing_period_id == new_period.id
+                )
+            )
+        ]
     assert items == [("Starter", 1200)]
-    assert charges(brt, seeded.stripe_customer) == [("succeeded", 1200), ("succeeded", 4900)]  # never refunded
+    assert charges(brt, seeded.stripe_customer) == [
+        ("succeeded", 1200),
+        ("succeeded", 4900),
+    ]  # never refunded
     assert len(tasks_named(brt, "send-customer-subscription-adjusted-notification")) == 1
 
 
@@ -190,13 +278,20 @@ def test_declined_proration_keeps_the_old_plan_and_tells_the_customer(brt, clock
     seeded = paid_subscription(brt, clock, unit_price=1200)
     with brt.billing.unit() as s:  # the card on file now declines off-session charges
         from flowjobs.billing.models import Customer
-        pm = brt.billing.gateway.attach_card(False, customer=seeded.stripe_customer, number=DECLINING)
-        method = setup.card(s, s.get(Customer, seeded.customer_id), stripe_payment_method_id=pm[0], last4=pm[1])
+
+        pm = brt.billing.gateway.attach_card(
+            False, customer=seeded.stripe_customer, number=DECLINING
+        )
+        method = setup.card(
+            s, s.get(Customer, seeded.customer_id), stripe_payment_method_id=pm[0], last4=pm[1]
+        )
         s.get(Subscription, seeded.subscription_id).default_payment_method_id = method.id
     old_price = get(brt, Subscription, seeded.subscription_id).price_id
     pro = new_price(brt, seeded.org_id, "Pro", 4900)
     at(clock, START + timedelta(days=7))
-    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro, timing="immediately")
+    report = adjust_subscription(
+        brt.billing, seeded.subscription_id, price_id=pro, timing="immediately"
+    )
     assert report.action == "charging"
     drain(brt)
     run = get(brt, BillingRun, report.billing_run_id)
@@ -208,8 +303,14 @@ def test_declined_proration_keeps_the_old_plan_and_tells_the_customer(brt, clock
     with brt.billing.unit() as s:
         payment = s.exec(select(Payment).where(Payment.billing_run_id == run.id)).one()
         invoice = s.get(Invoice, payment.invoice_id)
-        names = [i.name for i in s.exec(select(BillingPeriodItem).where(
-            BillingPeriodItem.billing_period_id == seeded.period_id))]
+        names = [
+            i.name
+            for i in s.exec(
+                select(BillingPeriodItem).where(
+                    BillingPeriodItem.billing_period_id == seeded.period_id
+                )
+            )
+        ]
     assert payment.status == "failed" and invoice.status == "void"
     assert names == ["Pro"]  # the proration item left the period
     [failed] = tasks_named(brt, "send-customer-payment-failed-notification")
@@ -217,17 +318,23 @@ def test_declined_proration_keeps_the_old_plan_and_tells_the_customer(brt, clock
     assert tasks_named(brt, "send-customer-subscription-adjusted-notification") == []
     assert len([r for r in tasks_named(brt, "attempt-billing-run")]) == 1  # no retry ladder
     assert get(brt, BillingPeriod, seeded.period_id).status == "active"
-    assert charges(brt, seeded.stripe_customer) == [("failed", 300 + 3675 - 1200), ("succeeded", 1200)]
+    assert charges(brt, seeded.stripe_customer) == [
+        ("failed", 300 + 3675 - 1200),
+        ("succeeded", 1200),
+    ]
 
 
 def test_no_prorate_swaps_at_once_without_a_charge(brt, clock):
     seeded = paid_subscription(brt, clock, unit_price=1200)
     team = new_price(brt, seeded.org_id, "Team", 19900)
     at(clock, START + timedelta(days=3))
-    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=team, quantity=2,
-                                 prorate_charge=False)
+    report = adjust_subscription(
+        brt.billing, seeded.subscription_id, price_id=team, quantity=2, prorate_charge=False
+    )
     assert (report.action, report.billing_run_id) == ("applied", None)
-    assert active_prices(brt, seeded.subscription_id, START + timedelta(days=3)) == [(team, 19900, 2)]
+    assert active_prices(brt, seeded.subscription_id, START + timedelta(days=3)) == [
+        (team, 19900, 2)
+    ]
     assert get(brt, Subscription, seeded.subscription_id).name == "Team"
     [adjusted] = tasks_named(brt, "send-customer-subscription-adjusted-notification")
     assert json.loads(adjusted["payload"])["prorationAmount"] is None
@@ -235,13 +342,19 @@ def test_no_prorate_swaps_at_once_without_a_charge(brt, clock):
 
 # -- CLI ---------------------------------------------------------------------------------------------
 
+
 def _env(rt, localstripe_url, **extra):
-    return cli_env(rt.db.url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
-                   FLOWJOBS_STRIPE_API_BASE=localstripe_url, **extra)
+    return cli_env(
+        rt.db.url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+        **extra,
+    )
 
 
 def test_cli_dry_run_prints_the_arithmetic_and_changes_nothing_and_bad_input_exits(
-        make_runtime, localstripe_url):
+    make_runtime, localstripe_url
+):
     rt = make_runtime(pinned=False, **stripe_sections(localstripe_url))
     now = utc_from_ms(rt.clock.now_ms())
     seeded = seed(rt, unit_price=1200, start=now - timedelta(days=10))
@@ -249,31 +362,52 @@ def test_cli_dry_run_prints_the_arithmetic_and_changes_nothing_and_bad_input_exi
     pro = new_price(rt, seeded.org_id, "Pro", 4900)
     env = _env(rt, localstripe_url)
 
-    out = flowjobs("billing", "adjust", seeded.subscription_id, "--price", pro, "--dry-run", env=env)
+    out = flowjobs(
+        "billing", "adjust", seeded.subscription_id, "--price", pro, "--dry-run", env=env
+    )
     assert out.returncode == 0, out.stderr
     assert "fraction through the period" in out.stdout and "net charge:" in out.stdout
-    assert "$12.00" in out.stdout and "$49.00" in out.stdout and "already paid: $12.00" in out.stdout
+    assert (
+        "$12.00" in out.stdout and "$49.00" in out.stdout and "already paid: $12.00" in out.stdout
+    )
     assert "dry-run: nothing changed" in out.stdout
-    js = flowjobs("billing", "adjust", seeded.subscription_id, "--price", pro, "--dry-run", "--json", env=env)
+    js = flowjobs(
+        "billing", "adjust", seeded.subscription_id, "--price", pro, "--dry-run", "--json", env=env
+    )
     data = json.loads(js.stdout)
     assert data["action"] == "dry-run" and data["proration"]["alreadyPaid"] == 1200
-    assert data["proration"]["net"] == data["proration"]["oldPart"] + data["proration"]["newPart"] - 1200
+    assert (
+        data["proration"]["net"]
+        == data["proration"]["oldPart"] + data["proration"]["newPart"] - 1200
+    )
     assert items_of(rt, seeded.subscription_id)[0].expired_at is None
     assert [r.id for r in _runs(rt, seeded.subscription_id)] == [seeded.billing_run_id]
 
-    unbilled = seed(rt, unit_price=1200, start=now - timedelta(days=1))  # its first run not charged yet
+    unbilled = seed(
+        rt, unit_price=1200, start=now - timedelta(days=1)
+    )  # its first run not charged yet
     early = flowjobs("billing", "adjust", unbilled.subscription_id, "--price", pro, env=env)
-    assert early.returncode == 2 and f"billing run {unbilled.billing_run_id} for this period is still scheduled" \
+    assert (
+        early.returncode == 2
+        and f"billing run {unbilled.billing_run_id} for this period is still scheduled"
         in early.stderr
+    )
 
     missing = flowjobs("billing", "adjust", "sub_nope", "--price", pro, env=env)
-    assert missing.returncode == 3 and missing.stderr.strip() == "error: subscription sub_nope does not exist"
-    bad = flowjobs("billing", "adjust", seeded.subscription_id, "--price", pro, "--timing", "soon", env=env)
+    assert (
+        missing.returncode == 3
+        and missing.stderr.strip() == "error: subscription sub_nope does not exist"
+    )
+    bad = flowjobs(
+        "billing", "adjust", seeded.subscription_id, "--price", pro, "--timing", "soon", env=env
+    )
     assert bad.returncode == 2 and "--timing must be one of" in bad.stderr
     with rt.billing.unit() as s:
         s.get(Subscription, seeded.subscription_id).status = "canceled"
     gone = flowjobs("billing", "adjust", seeded.subscription_id, "--price", pro, env=env)
-    assert gone.returncode == 2 and "is canceled" in gone.stderr and len(gone.stderr.splitlines()) == 1
+    assert (
+        gone.returncode == 2 and "is canceled" in gone.stderr and len(gone.stderr.splitlines()) == 1
+    )
 
 
 def _runs(rt, sub_id):
@@ -283,7 +417,10 @@ def _runs(rt, sub_id):
 
 # -- SIGKILL between the charge and the item swap ------------------------------------------------------
 
-def test_sigkill_between_charge_and_item_swap_charges_once_and_swaps_once(make_runtime, localstripe_url, tmp_path):
+
+def test_sigkill_between_charge_and_item_swap_charges_once_and_swaps_once(
+    make_runtime, localstripe_url, tmp_path
+):
     rt = make_runtime(pinned=False, **stripe_sections(localstripe_url))
     now = utc_from_ms(rt.clock.now_ms())
     seeded = seed(rt, unit_price=1200, start=now - timedelta(days=10))
@@ -294,24 +431,41 @@ def test_sigkill_between_charge_and_item_swap_charges_once_and_swaps_once(make_r
     [job] = tasks_named(rt, "attempt-billing-run")
 
     marker = tmp_path / "fault"
-    env = _env(rt, localstripe_url, FLOWJOBS_WORKER_LEASE="1s", FLOWJOBS_WORKER_RESCUE_INTERVAL="100ms")
-    victim = start_worker("--no-scheduler", env={**env, "FLOWJOBS_FAULT": "billing-run.after-charge",
-                                                 "FLOWJOBS_FAULT_FILE": str(marker)},
-                          stderr_path=tmp_path / "victim.log")
-    wait_until(lambda: marker.exists(), message="the worker to charge the proration and reach the fault point")
+    env = _env(
+        rt, localstripe_url, FLOWJOBS_WORKER_LEASE="1s", FLOWJOBS_WORKER_RESCUE_INTERVAL="100ms"
+    )
+    victim = start_worker(
+        "--no-scheduler",
+        env={
+            **env,
+            "FLOWJOBS_FAULT": "billing-run.after-charge",
+            "FLOWJOBS_FAULT_FILE": str(marker),
+        },
+        stderr_path=tmp_path / "victim.log",
+    )
+    wait_until(
+        lambda: marker.exists(),
+        message="the worker to charge the proration and reach the fault point",
+    )
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
-    assert charges(rt, seeded.stripe_customer) == sorted([("succeeded", 1200), ("succeeded", report.proration.net)])
+    assert charges(rt, seeded.stripe_customer) == sorted(
+        [("succeeded", 1200), ("succeeded", report.proration.net)]
+    )
     assert get(rt, BillingRun, report.billing_run_id).status == "started"  # charged, not recorded
     assert pro not in [i.price_id for i in items_of(rt, seeded.subscription_id)]  # not swapped yet
 
-    wait_until(lambda: rt.store.get_run(job["id"])["lease_expires_at"] < time.time() * 1000,
-               message="the killed worker's lease to expire")
+    wait_until(
+        lambda: rt.store.get_run(job["id"])["lease_expires_at"] < time.time() * 1000,
+        message="the killed worker's lease to expire",
+    )
     survivor = flowjobs("run-worker", "--burst", "--no-scheduler", env=env, timeout=120)
     assert survivor.returncode == 0, survivor.stderr
     assert [a["outcome"] for a in rt.store.attempts(job["id"])] == ["crashed", "succeeded"]
     assert get(rt, BillingRun, report.billing_run_id).status == "succeeded"
-    assert charges(rt, seeded.stripe_customer) == sorted([("succeeded", 1200), ("succeeded", report.proration.net)])
+    assert charges(rt, seeded.stripe_customer) == sorted(
+        [("succeeded", 1200), ("succeeded", report.proration.net)]
+    )
     new_items = [i for i in items_of(rt, seeded.subscription_id) if i.price_id == pro]
     assert len(new_items) == 1 and new_items[0].expired_at is None
     assert len([i for i in items_of(rt, seeded.subscription_id) if i.expired_at is None]) == 1
@@ -327,14 +481,22 @@ def test_adjustment_run_never_charged_gives_up_without_a_ladder_and_keeps_the_ol
     pro = new_price(brt, seeded.org_id, "Pro", 4900)
     at(clock, START + timedelta(days=14))
     report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro)
-    actions = [settle_failed_job(brt.billing, report.billing_run_id, None, "boom").action
-               for _ in range(brt.billing.settings.max_requeues + 1)]
+    actions = [
+        settle_failed_job(brt.billing, report.billing_run_id, None, "boom").action
+        for _ in range(brt.billing.settings.max_requeues + 1)
+    ]
     assert actions == ["requeued"] * brt.billing.settings.max_requeues + ["failed"]
     assert get(brt, BillingRun, report.billing_run_id).status == "failed"
     assert [r.id for r in _runs(brt, seeded.subscription_id) if r.status == "scheduled"] == []
     with brt.billing.unit() as s:
-        names = [i.name for i in s.exec(select(BillingPeriodItem).where(
-            BillingPeriodItem.billing_period_id == seeded.period_id))]
+        names = [
+            i.name
+            for i in s.exec(
+                select(BillingPeriodItem).where(
+                    BillingPeriodItem.billing_period_id == seeded.period_id
+                )
+            )
+        ]
     assert names == ["Pro"]
     assert active_prices(brt, seeded.subscription_id, START + timedelta(days=14))[0][1] == 1200
     assert charges(brt, seeded.stripe_customer) == [("succeeded", 1200)]
@@ -349,7 +511,10 @@ def test_a_scheduled_downgrade_is_replaced_by_a_later_request(brt, clock, then):
     starter = new_price(brt, seeded.org_id, "Starter", 1200)
     team = new_price(brt, seeded.org_id, "Team", 19900)
     at(clock, START + timedelta(days=7))
-    assert adjust_subscription(brt.billing, seeded.subscription_id, price_id=starter).action == "scheduled"
+    assert (
+        adjust_subscription(brt.billing, seeded.subscription_id, price_id=starter).action
+        == "scheduled"
+    )
     at(clock, START + timedelta(days=14))
     if then == "upgrade-now":
         report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=team)
@@ -362,10 +527,18 @@ def test_a_scheduled_downgrade_is_replaced_by_a_later_request(brt, clock, then):
         expected, billed = current, 4900
     assert get(brt, Subscription, seeded.subscription_id).scheduled_adjustment_at is None
     at(clock, END + timedelta(minutes=5))
-    brt.trigger("hourly-cron", {"timestamp": iso(clock.now_ms()), "scheduleId": "hourly-cron",
-                                "lastTimestamp": iso(clock.now_ms() - 3_600_000)})
+    brt.trigger(
+        "hourly-cron",
+        {
+            "timestamp": iso(clock.now_ms()),
+            "scheduleId": "hourly-cron",
+            "lastTimestamp": iso(clock.now_ms() - 3_600_000),
+        },
+    )
     drain(brt)
-    assert active_prices(brt, seeded.subscription_id, END + timedelta(minutes=5)) == [(expected, billed, 1)]
+    assert active_prices(brt, seeded.subscription_id, END + timedelta(minutes=5)) == [
+        (expected, billed, 1)
+    ]
     assert get(brt, Subscription, seeded.subscription_id).price_id == expected
     assert ("succeeded", billed) in charges(brt, seeded.stripe_customer)
     assert ("succeeded", 1200) not in charges(brt, seeded.stripe_customer)

@@ -15,29 +15,44 @@ from tests.cli_helpers import as_json, cli_env, flowjobs
 
 @pytest.fixture
 def env(sqlite_url, localstripe_url):
-    return cli_env(sqlite_url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_cli", FLOWJOBS_STRIPE_API_BASE=localstripe_url)
+    return cli_env(
+        sqlite_url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_cli",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+    )
 
 
 def test_seed_trigger_a_billing_run_and_show_what_it_did(env):
-    seeded = as_json(flowjobs("demo", "seed", "--customers", "2", "--declining", "0", "--json", env=env))
+    seeded = as_json(
+        flowjobs("demo", "seed", "--customers", "2", "--declining", "0", "--json", env=env)
+    )
     assert seeded["customers"] == 2 and len(seeded["billingRuns"]) == 2
     run_id = seeded["billingRuns"][0]
 
     triggered = as_json(flowjobs("trigger", "billing-run", run_id, "--json", env=env))
     assert (triggered["task"], triggered["status"]) == ("attempt-billing-run", "queued")
     repeated = as_json(flowjobs("trigger", "billing-run", run_id, "--json", env=env))
-    assert repeated["id"] == triggered["id"] and repeated["deduplicated"]  # key attempt-billing-run:<id>
+    assert (
+        repeated["id"] == triggered["id"] and repeated["deduplicated"]
+    )  # key attempt-billing-run:<id>
     worker = flowjobs("run-worker", "--burst", "--no-scheduler", env=env)
     assert worker.returncode == 0, worker.stderr
     shown = as_json(flowjobs("billing", "show", "billing-run", run_id, "--json", env=env))
     assert shown["billingRun"]["status"] == "succeeded"
     assert [p["status"] for p in shown["payments"]] == ["succeeded"]
     again = flowjobs("trigger", "billing-run", run_id, env=env)
-    assert again.returncode == 2 and "is succeeded; only scheduled billing runs are executed" in again.stderr
+    assert (
+        again.returncode == 2
+        and "is succeeded; only scheduled billing runs are executed" in again.stderr
+    )
 
-    sub = as_json(flowjobs("billing", "show", "subscription", seeded["subscriptions"][0], "--json", env=env))
+    sub = as_json(
+        flowjobs("billing", "show", "subscription", seeded["subscriptions"][0], "--json", env=env)
+    )
     assert sub["subscription"]["status"] == "active" and len(sub["invoices"]) == 1
-    invoice = as_json(flowjobs("billing", "show", "invoice", sub["invoices"][0]["id"], "--json", env=env))
+    invoice = as_json(
+        flowjobs("billing", "show", "invoice", sub["invoices"][0]["id"], "--json", env=env)
+    )
     assert invoice["invoice"]["status"] == "paid" and len(invoice["lineItems"]) == 1
     summary = as_json(flowjobs("billing", "summary", "--json", env=env))
     assert summary["billingRuns"] == {"succeeded": 1, "scheduled": 1}
@@ -45,14 +60,17 @@ def test_seed_trigger_a_billing_run_and_show_what_it_did(env):
     assert "charged: 1 billing runs succeeded" in text and "collected: $" in text
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["trigger", "billing-run", "billing_run_nope"], 3, "no billing run 'billing_run_nope'"),
-    (["trigger", "billing-run"], 2, "needs the id"),
-    (["trigger", "hello-world", "surplus"], 2, "task payloads go in --payload"),
-    (["billing", "show", "subscription", "sub_nope"], 3, "no subscription 'sub_nope'"),
-    (["billing", "show", "customer", "x"], 2, "unknown kind 'customer'"),
-    (["demo", "seed", "--customers", "2", "--declining", "3"], 2, "--declining cannot be more"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["trigger", "billing-run", "billing_run_nope"], 3, "no billing run 'billing_run_nope'"),
+        (["trigger", "billing-run"], 2, "needs the id"),
+        (["trigger", "hello-world", "surplus"], 2, "task payloads go in --payload"),
+        (["billing", "show", "subscription", "sub_nope"], 3, "no subscription 'sub_nope'"),
+        (["billing", "show", "customer", "x"], 2, "unknown kind 'customer'"),
+        (["demo", "seed", "--customers", "2", "--declining", "3"], 2, "--declining cannot be more"),
+    ],
+)
 def test_billing_commands_refuse_bad_input_clearly(env, args, code, message):
     result = flowjobs(*args, env=env)
     assert result.returncode == code, result.stderr
@@ -68,8 +86,12 @@ def test_demo_seed_without_a_stripe_key_says_which_setting_is_missing(sqlite_url
 def test_demo_seed_with_stripe_unreachable_writes_nothing(sqlite_url):
     import sqlite3
 
-    env = cli_env(sqlite_url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_cli",
-                  FLOWJOBS_STRIPE_API_BASE="http://127.0.0.1:9", FLOWJOBS_STRIPE_MAX_RETRIES="0")
+    env = cli_env(
+        sqlite_url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_cli",
+        FLOWJOBS_STRIPE_API_BASE="http://127.0.0.1:9",
+        FLOWJOBS_STRIPE_MAX_RETRIES="0",
+    )
     result = flowjobs("demo", "seed", "--customers", "3", env=env)
     assert result.returncode == 1
     assert "cannot reach Stripe at http://127.0.0.1:9 after 1 tries" in result.stderr
@@ -92,15 +114,28 @@ def _now(clock):
     return utc_from_ms(clock.now_ms())
 
 
-def test_trigger_billing_run_charges_a_future_run_now_and_says_so(live, clock, db_url, localstripe_url):
+def test_trigger_billing_run_charges_a_future_run_now_and_says_so(
+    live, clock, db_url, localstripe_url
+):
     from tests.billing_helpers import seed
 
-    env = cli_env(db_url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs", FLOWJOBS_STRIPE_API_BASE=localstripe_url)
+    env = cli_env(
+        db_url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+    )
     start = utc_from_ms(clock.now_ms()) + timedelta(days=10)
     seeded = seed(live, start=start, unit_price=19900)
-    with live.billing.unit() as s:  # as the rollover does: a flowjobs run waiting for the period's start
-        waiting = live.billing.trigger(s, "attempt-billing-run", {"billingRunId": seeded.billing_run_id},
-                                       key=f"attempt-billing-run:{seeded.billing_run_id}", run_at=start)
+    with (
+        live.billing.unit() as s
+    ):  # as the rollover does: a flowjobs run waiting for the period's start
+        waiting = live.billing.trigger(
+            s,
+            "attempt-billing-run",
+            {"billingRunId": seeded.billing_run_id},
+            key=f"attempt-billing-run:{seeded.billing_run_id}",
+            run_at=start,
+        )
     assert waiting.status == "delayed"
 
     result = flowjobs("trigger", "billing-run", seeded.billing_run_id, "--json", env=env)
@@ -110,8 +145,10 @@ def test_trigger_billing_run_charges_a_future_run_now_and_says_so(live, clock, d
     assert "made due now" in done["detail"] and f"run {waiting.id} charges it now" in done["detail"]
     moved_to = get(live, BillingRun, seeded.billing_run_id).scheduled_for
     assert moved_to < start - timedelta(days=9)
-    assert any(f"scheduled_for moved from {start.isoformat()} to {moved_to.isoformat()}" in line["message"]
-               for line in live.store.logs(waiting.id))  # what `flowjobs runs show` prints
+    assert any(
+        f"scheduled_for moved from {start.isoformat()} to {moved_to.isoformat()}" in line["message"]
+        for line in live.store.logs(waiting.id)
+    )  # what `flowjobs runs show` prints
 
     _now(clock)
     drain(live)
@@ -119,42 +156,84 @@ def test_trigger_billing_run_charges_a_future_run_now_and_says_so(live, clock, d
     assert live.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
     again = flowjobs("trigger", "billing-run", seeded.billing_run_id, env=env)
     assert again.returncode == 2 and again.stderr == (
-        f"error: billing run {seeded.billing_run_id} is succeeded; only scheduled billing runs are executed\n")
+        f"error: billing run {seeded.billing_run_id} is succeeded; only scheduled billing runs are executed\n"
+    )
 
     other = seed(live, card=None)  # a billing run being charged by another flowjobs run
     with live.billing.unit() as s:
         sub = s.get(Subscription, seeded.subscription_id)
-        run = BillingRun(id="billing_run_charging", livemode=False, billing_period_id=seeded.period_id,
-                         scheduled_for=sub.current_billing_period_start, status="started",
-                         claimed_by_run=waiting.id, subscription_id=sub.id, payment_method_id=seeded.method_id)
+        run = BillingRun(
+            id="billing_run_charging",
+            livemode=False,
+            billing_period_id=seeded.period_id,
+            scheduled_for=sub.current_billing_period_start,
+            status="started",
+            claimed_by_run=waiting.id,
+            subscription_id=sub.id,
+            payment_method_id=seeded.method_id,
+        )
         s.add(run)
     charging = flowjobs("trigger", "billing-run", "billing_run_charging", env=env)
     assert charging.returncode == 0 and charging.stdout == f"{waiting.id}\n"
-    assert f"billing run billing_run_charging is already started: run {waiting.id} (completed) charges it" \
+    assert (
+        f"billing run billing_run_charging is already started: run {waiting.id} (completed) charges it"
         in charging.stderr
+    )
     assert other.billing_run_id is None
 
     # billing list / show: ids without SQL, money as money
     customer = seeded.customer_id
-    runs = as_json(flowjobs("billing", "list", "billing-runs", "--customer", customer, "--status", "succeeded",
-                            "--json", env=env))
+    runs = as_json(
+        flowjobs(
+            "billing",
+            "list",
+            "billing-runs",
+            "--customer",
+            customer,
+            "--status",
+            "succeeded",
+            "--json",
+            env=env,
+        )
+    )
     assert [r["id"] for r in runs] == [seeded.billing_run_id]
-    [invoice] = as_json(flowjobs("billing", "list", "invoices", "--customer", customer, "--json", env=env))
-    assert (invoice["status"], invoice["total"], invoice["due"], invoice["currency"]) == ("paid", 19900, 0, "USD")
-    payments = flowjobs("billing", "list", "payments", "--status", "succeeded", "--customer", customer, env=env)
-    assert payments.stdout.splitlines()[0].split("\t") == ["id", "status", "amount", "currency", "customer_id",
-                                                           "invoice_id", "charge_date"]
-    assert "\tsucceeded\t$199.00\tUSD\t" in payments.stdout and len(payments.stdout.splitlines()) == 2
+    [invoice] = as_json(
+        flowjobs("billing", "list", "invoices", "--customer", customer, "--json", env=env)
+    )
+    assert (invoice["status"], invoice["total"], invoice["due"], invoice["currency"]) == (
+        "paid",
+        19900,
+        0,
+        "USD",
+    )
+    payments = flowjobs(
+        "billing", "list", "payments", "--status", "succeeded", "--customer", customer, env=env
+    )
+    assert payments.stdout.splitlines()[0].split("\t") == [
+        "id",
+        "status",
+        "amount",
+        "currency",
+        "customer_id",
+        "invoice_id",
+        "charge_date",
+    ]
+    assert (
+        "\tsucceeded\t$199.00\tUSD\t" in payments.stdout and len(payments.stdout.splitlines()) == 2
+    )
     subs = flowjobs("billing", "list", "subscriptions", env=env).stdout
     assert seeded.subscription_id in subs and other.subscription_id in subs
     bad = flowjobs("billing", "list", "invoices", "--status", "settled", env=env)
     assert bad.returncode == 2 and bad.stderr == (
         "error: --status 'settled' is not a status of invoices; use one of: draft, open, paid, uncollectible, void, "
-        "refunded, partially_refunded, awaiting_payment_confirmation\n")
+        "refunded, partially_refunded, awaiting_payment_confirmation\n"
+    )
 
     shown = flowjobs("billing", "show", "invoice", invoice["id"], env=env).stdout
     assert "\n  id: " + invoice["id"] + "\n  status: paid\n" in shown
     assert "  subtotal: $199.00\n" in shown and "  currency: USD\n" in shown
-    assert f"  invoice_date: {invoice['invoice_date']}\n" in shown and "T" in invoice["invoice_date"]
+    assert (
+        f"  invoice_date: {invoice['invoice_date']}\n" in shown and "T" in invoice["invoice_date"]
+    )
     assert "price=$199.00" in shown and "amount=$199.00" in shown  # the line and the payment
     assert "total=$199.00" in shown and "due=$0.00" in shown

@@ -21,37 +21,61 @@ def live_rt(make_runtime, localstripe_url):
 
 
 def billing_env(rt, localstripe_url, **extra):
-    return cli_env(rt.db.url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
-                   FLOWJOBS_STRIPE_API_BASE=localstripe_url, FLOWJOBS_WORKER_LEASE="1s",
-                   FLOWJOBS_WORKER_RESCUE_INTERVAL="100ms", **extra)
+    return cli_env(
+        rt.db.url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+        FLOWJOBS_WORKER_LEASE="1s",
+        FLOWJOBS_WORKER_RESCUE_INTERVAL="100ms",
+        **extra,
+    )
 
 
 def test_sigkill_after_the_charge_then_a_new_worker_records_it_without_charging_again(
-        live_rt, localstripe_url, tmp_path):
+    live_rt, localstripe_url, tmp_path
+):
     seeded = seed(live_rt)
-    job = live_rt.trigger("attempt-billing-run", {"billingRunId": seeded.billing_run_id},
-                          idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}")
+    job = live_rt.trigger(
+        "attempt-billing-run",
+        {"billingRunId": seeded.billing_run_id},
+        idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}",
+    )
     marker = tmp_path / "fault"
-    env = billing_env(live_rt, localstripe_url, FLOWJOBS_FAULT="billing-run.after-charge",
-                      FLOWJOBS_FAULT_FILE=str(marker))
+    env = billing_env(
+        live_rt,
+        localstripe_url,
+        FLOWJOBS_FAULT="billing-run.after-charge",
+        FLOWJOBS_FAULT_FILE=str(marker),
+    )
     victim = start_worker("--no-scheduler", env=env, stderr_path=tmp_path / "victim.log")
     wait_until(lambda: marker.exists(), message="the worker to charge and reach the fault point")
     assert live_rt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
-    assert get(live_rt, BillingRun, seeded.billing_run_id).status == "started"  # charged, not recorded
+    assert (
+        get(live_rt, BillingRun, seeded.billing_run_id).status == "started"
+    )  # charged, not recorded
 
-    wait_until(lambda: live_rt.store.get_run(job.id)["lease_expires_at"] < time.time() * 1000,
-               message="the killed worker's lease to expire")
-    survivor = flowjobs("run-worker", "--burst", "--no-scheduler", env=billing_env(live_rt, localstripe_url),
-                        timeout=120)
+    wait_until(
+        lambda: live_rt.store.get_run(job.id)["lease_expires_at"] < time.time() * 1000,
+        message="the killed worker's lease to expire",
+    )
+    survivor = flowjobs(
+        "run-worker",
+        "--burst",
+        "--no-scheduler",
+        env=billing_env(live_rt, localstripe_url),
+        timeout=120,
+    )
     assert survivor.returncode == 0, survivor.stderr
 
     assert [a["outcome"] for a in live_rt.store.attempts(job.id)] == ["crashed", "succeeded"]
     run = get(live_rt, BillingRun, seeded.billing_run_id)
     assert run.status == "succeeded"
     with live_rt.billing.unit() as s:
-        payments = list(s.exec(select(Payment).where(Payment.subscription_id == seeded.subscription_id)))
+        payments = list(
+            s.exec(select(Payment).where(Payment.subscription_id == seeded.subscription_id))
+        )
     assert [(p.status, p.amount) for p in payments] == [("succeeded", 2500)]
     assert payments[0].stripe_payment_intent_id == run.stripe_payment_intent_id
     assert live_rt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
@@ -78,13 +102,21 @@ def test_two_executors_at_once_charge_once(make_runtime, localstripe_url):
     assert rts[0].billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
 
 
-def test_two_worker_processes_given_the_same_billing_run_charge_once(live_rt, localstripe_url, tmp_path):
+def test_two_worker_processes_given_the_same_billing_run_charge_once(
+    live_rt, localstripe_url, tmp_path
+):
     seeded = seed(live_rt)
-    jobs = [live_rt.trigger("attempt-billing-run", {"billingRunId": seeded.billing_run_id}, idempotency_key=key)
-            for key in ("from-cron", "from-operator")]  # two runs for one billing run
+    jobs = [
+        live_rt.trigger(
+            "attempt-billing-run", {"billingRunId": seeded.billing_run_id}, idempotency_key=key
+        )
+        for key in ("from-cron", "from-operator")
+    ]  # two runs for one billing run
     env = billing_env(live_rt, localstripe_url)
-    workers = [start_worker("--burst", "--no-scheduler", env=env, stderr_path=tmp_path / f"w{i}.log")
-               for i in range(2)]
+    workers = [
+        start_worker("--burst", "--no-scheduler", env=env, stderr_path=tmp_path / f"w{i}.log")
+        for i in range(2)
+    ]
     for w in workers:
         assert w.wait(120) == 0
     results = sorted(live_rt.store.get_run(j.id)["result"] for j in jobs)
@@ -93,72 +125,113 @@ def test_two_worker_processes_given_the_same_billing_run_charge_once(live_rt, lo
     assert live_rt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
 
 
-@pytest.mark.parametrize("point", ["billing-run.intent-recorded", "billing-run.before-confirm",
-                                   "billing-run.after-charge"])
+@pytest.mark.parametrize(
+    "point",
+    ["billing-run.intent-recorded", "billing-run.before-confirm", "billing-run.after-charge"],
+)
 def test_sigkill_anywhere_then_a_retry_after_stripe_forgot_the_keys_charges_once(
-        live_rt, localstripe_url, tmp_path, point):
+    live_rt, localstripe_url, tmp_path, point
+):
     """The retry comes after Stripe's 24 h key window (localstripe's key cache cleared): it finds
     the PaymentIntent by the id recorded before confirmation and never creates a second one."""
     from tests.faults.stripe_proxy import forget_idempotency_keys
 
     seeded = seed(live_rt)
-    job = live_rt.trigger("attempt-billing-run", {"billingRunId": seeded.billing_run_id},
-                          idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}")
+    job = live_rt.trigger(
+        "attempt-billing-run",
+        {"billingRunId": seeded.billing_run_id},
+        idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}",
+    )
     marker = tmp_path / "fault"
-    env = billing_env(live_rt, localstripe_url, FLOWJOBS_FAULT=point, FLOWJOBS_FAULT_FILE=str(marker))
+    env = billing_env(
+        live_rt, localstripe_url, FLOWJOBS_FAULT=point, FLOWJOBS_FAULT_FILE=str(marker)
+    )
     victim = start_worker("--no-scheduler", env=env, stderr_path=tmp_path / "victim.log")
     wait_until(lambda: marker.exists(), message=f"the worker to reach {point}")
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
     before = get(live_rt, BillingRun, seeded.billing_run_id)
-    assert before.status == "started" and before.stripe_payment_intent_id is not None  # recorded first
+    assert (
+        before.status == "started" and before.stripe_payment_intent_id is not None
+    )  # recorded first
     assert (before.confirm_sent_at is not None) == (point != "billing-run.intent-recorded")
     forget_idempotency_keys(localstripe_url)
 
-    wait_until(lambda: live_rt.store.get_run(job.id)["lease_expires_at"] < time.time() * 1000,
-               message="the killed worker's lease to expire")
-    survivor = flowjobs("run-worker", "--burst", "--no-scheduler", env=billing_env(live_rt, localstripe_url),
-                        timeout=120)
+    wait_until(
+        lambda: live_rt.store.get_run(job.id)["lease_expires_at"] < time.time() * 1000,
+        message="the killed worker's lease to expire",
+    )
+    survivor = flowjobs(
+        "run-worker",
+        "--burst",
+        "--no-scheduler",
+        env=billing_env(live_rt, localstripe_url),
+        timeout=120,
+    )
     assert survivor.returncode == 0, survivor.stderr
     run = get(live_rt, BillingRun, seeded.billing_run_id)
-    assert (run.status, run.stripe_payment_intent_id, run.outcome_unknown_since) == \
-        ("succeeded", before.stripe_payment_intent_id, None)
+    assert (run.status, run.stripe_payment_intent_id, run.outcome_unknown_since) == (
+        "succeeded",
+        before.stripe_payment_intent_id,
+        None,
+    )
     with live_rt.billing.unit() as s:
-        payments = list(s.exec(select(Payment).where(Payment.subscription_id == seeded.subscription_id)))
-    assert [(p.status, p.stripe_payment_intent_id) for p in payments] == [("succeeded", run.stripe_payment_intent_id)]
+        payments = list(
+            s.exec(select(Payment).where(Payment.subscription_id == seeded.subscription_id))
+        )
+    assert [(p.status, p.stripe_payment_intent_id) for p in payments] == [
+        ("succeeded", run.stripe_payment_intent_id)
+    ]
     assert live_rt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
 
 
 def test_every_attempt_crashes_then_the_failure_hook_settles_the_billing_run_at_once(
-        live_rt, localstripe_url, tmp_path):
+    live_rt, localstripe_url, tmp_path
+):
     """attempt-billing-run uses up its crash budget (its worker is killed each time, just before
     confirming); its failure hook settle-billing-run runs at once: Stripe has not charged, so the
     PaymentIntent is canceled and the billing run scheduled again — and charged once by a fresh job."""
     from tests.faults import invariants
 
     seeded = seed(live_rt)
-    job = live_rt.trigger("attempt-billing-run", {"billingRunId": seeded.billing_run_id},
-                          idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}")
+    job = live_rt.trigger(
+        "attempt-billing-run",
+        {"billingRunId": seeded.billing_run_id},
+        idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}",
+    )
     marker = tmp_path / "fault"
-    crashy = billing_env(live_rt, localstripe_url, FLOWJOBS_FAULT="billing-run.before-confirm",
-                         FLOWJOBS_FAULT_FILE=str(marker), FLOWJOBS_RUN_MAX_CRASHES="2")
+    crashy = billing_env(
+        live_rt,
+        localstripe_url,
+        FLOWJOBS_FAULT="billing-run.before-confirm",
+        FLOWJOBS_FAULT_FILE=str(marker),
+        FLOWJOBS_RUN_MAX_CRASHES="2",
+    )
     for n in (1, 2):
         victim = start_worker("--no-scheduler", env=crashy, stderr_path=tmp_path / f"victim{n}.log")
-        wait_until(lambda: marker.exists() and len(marker.read_text().split()) == n,
-                   message=f"attempt {n} to reach the fault point")
+        wait_until(
+            lambda: marker.exists() and len(marker.read_text().split()) == n,
+            message=f"attempt {n} to reach the fault point",
+        )
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
-        wait_until(lambda: live_rt.store.get_run(job.id)["lease_expires_at"] < time.time() * 1000,
-                   message="the killed worker's lease to expire")
+        wait_until(
+            lambda: live_rt.store.get_run(job.id)["lease_expires_at"] < time.time() * 1000,
+            message="the killed worker's lease to expire",
+        )
     first_intent = get(live_rt, BillingRun, seeded.billing_run_id).stripe_payment_intent_id
     assert live_rt.billing.gateway.count_charges(False, seeded.stripe_customer) == {}
 
-    healthy = billing_env(live_rt, localstripe_url, FLOWJOBS_RUN_MAX_CRASHES="2",
-                          FLOWJOBS_BILLING_REQUEUE_AFTER="1s")
+    healthy = billing_env(
+        live_rt, localstripe_url, FLOWJOBS_RUN_MAX_CRASHES="2", FLOWJOBS_BILLING_REQUEUE_AFTER="1s"
+    )
     worker = start_worker("--no-scheduler", env=healthy, stderr_path=tmp_path / "healthy.log")
     try:
-        wait_until(lambda: get(live_rt, BillingRun, seeded.billing_run_id).status == "succeeded", timeout=60,
-                   message="the requeued billing run to be charged")
+        wait_until(
+            lambda: get(live_rt, BillingRun, seeded.billing_run_id).status == "succeeded",
+            timeout=60,
+            message="the requeued billing run to be charged",
+        )
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0
@@ -170,7 +243,9 @@ def test_every_attempt_crashes_then_the_failure_hook_settles_the_billing_run_at_
     assert run.requeues == 1 and run.stripe_payment_intent_id != first_intent
     assert live_rt.billing.gateway.retrieve_payment_intent(False, first_intent).status == "canceled"
     with live_rt.billing.unit() as s:
-        payments = list(s.exec(select(Payment).where(Payment.subscription_id == seeded.subscription_id)))
+        payments = list(
+            s.exec(select(Payment).where(Payment.subscription_id == seeded.subscription_id))
+        )
     assert sorted(p.status for p in payments) == ["canceled", "succeeded"]
     assert live_rt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
     invariants.check(live_rt.db)

@@ -42,8 +42,11 @@ def test_due_billing_run_charges_once_and_settles_everything(brt):
     assert get(brt, Subscription, seeded.subscription_id).status == "active"
     assert get(brt, BillingPeriod, seeded.period_id).status == "active"
     assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
-    for task in ("generate-invoice-pdf", "send-customer-payment-succeeded-notification",
-                 "send-organization-payment-succeeded-notification"):
+    for task in (
+        "generate-invoice-pdf",
+        "send-customer-payment-succeeded-notification",
+        "send-organization-payment-succeeded-notification",
+    ):
         assert len(child_runs(brt, task)) == 1, task
 
 
@@ -79,7 +82,9 @@ def switch_to_card(rt, seeded, number: str) -> str:
 
     pm = rt.billing.gateway.attach_card(False, customer=seeded.stripe_customer, number=number)
     with rt.billing.unit() as s:
-        method = setup.card(s, s.get(Customer, seeded.customer_id), stripe_payment_method_id=pm[0], last4=pm[1])
+        method = setup.card(
+            s, s.get(Customer, seeded.customer_id), stripe_payment_method_id=pm[0], last4=pm[1]
+        )
         s.get(Subscription, seeded.subscription_id).default_payment_method_id = method.id
         return method.id
 
@@ -112,12 +117,25 @@ def test_dunning_ladder_retries_at_3_5_5_days_then_stops(brt, clock):
 
     runs = runs_of(brt, seeded.subscription_id)
     period2 = [r for r in runs if r.billing_period_id != seeded.period_id]
-    assert [(r.attempt_number, r.status) for r in period2] == [(1, "failed"), (2, "failed"), (3, "failed"), (4, "failed")]
+    assert [(r.attempt_number, r.status) for r in period2] == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "failed"),
+        (4, "failed"),
+    ]
     assert get(brt, Subscription, seeded.subscription_id).status == "past_due"
     failed_mails = child_runs(brt, "send-customer-payment-failed-notification")
     retry_dates = sorted(json.loads(r["payload"]).get("retryDate") is None for r in failed_mails)
-    assert len(failed_mails) == 4 and retry_dates == [False, False, False, True]  # one mail per failure
-    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1, "failed": 4}
+    assert len(failed_mails) == 4 and retry_dates == [
+        False,
+        False,
+        False,
+        True,
+    ]  # one mail per failure
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {
+        "succeeded": 1,
+        "failed": 4,
+    }
 
 
 def test_trial_ends_then_decline_goes_past_due_instead_of_cancelling(brt, clock):
@@ -151,13 +169,25 @@ def test_outcomes_out_of_order_never_regress_and_a_canceled_intent_aborts(brt):
     _prepare(brt.billing, seeded.billing_run_id, "run_x")
 
     def event(status, created, charge_status=None):
-        result = ChargeResult(status, "pi_ooo", "ch_ooo" if charge_status else None, charge_status, 2500, "USD", created)
-        return apply_charge_result(brt.billing, seeded.billing_run_id, result, event_created=created)
+        result = ChargeResult(
+            status,
+            "pi_ooo",
+            "ch_ooo" if charge_status else None,
+            charge_status,
+            2500,
+            "USD",
+            created,
+        )
+        return apply_charge_result(
+            brt.billing, seeded.billing_run_id, result, event_created=created
+        )
 
     assert event("processing", 200).status == "awaiting_payment_confirmation"
     invoice_id = _payment(brt, seeded.billing_run_id).invoice_id
     assert get(brt, Invoice, invoice_id).status == "awaiting_payment_confirmation"
-    assert event("requires_payment_method", 100, "failed").action == "skipped"  # older than what we saw
+    assert (
+        event("requires_payment_method", 100, "failed").action == "skipped"
+    )  # older than what we saw
     assert get(brt, BillingRun, seeded.billing_run_id).status == "awaiting_payment_confirmation"
     assert event("canceled", 300).status == "aborted"
     assert get(brt, Subscription, seeded.subscription_id).status == "past_due"
@@ -167,7 +197,9 @@ def test_outcomes_out_of_order_never_regress_and_a_canceled_intent_aborts(brt):
 
 def test_merchant_of_record_invoice_carries_tax_from_the_calculator(make_runtime, localstripe_url):
     rt = make_runtime(billing={"tax_calculator": "flat:10"}, **stripe_sections(localstripe_url))
-    seeded = seed(rt, unit_price=2500, org_fields={"stripe_connect_contract_type": "merchant_of_record"})
+    seeded = seed(
+        rt, unit_price=2500, org_fields={"stripe_connect_contract_type": "merchant_of_record"}
+    )
     platform = seed(rt, unit_price=2500)  # a platform organisation: never taxed
     hourly(rt)
     drain(rt)

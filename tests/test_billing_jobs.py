@@ -31,8 +31,13 @@ def hourly(rt, last=None):
 
 def periods_of(rt, subscription_id):
     with rt.billing.unit() as s:
-        return list(s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == subscription_id)
-                           .order_by(BillingPeriod.start_date)))
+        return list(
+            s.exec(
+                select(BillingPeriod)
+                .where(BillingPeriod.subscription_id == subscription_id)
+                .order_by(BillingPeriod.start_date)
+            )
+        )
 
 
 def test_rollover_from_jan_31_clamps_to_feb_28_and_bills_each_period(brt, clock):
@@ -46,15 +51,22 @@ def test_rollover_from_jan_31_clamps_to_feb_28_and_bills_each_period(brt, clock)
 
     periods = periods_of(brt, seeded.subscription_id)
     assert [(p.start_date, p.end_date) for p in periods] == [
-        (utc(2027, 1, 31, 10), utc(2027, 2, 28, 10)), (utc(2027, 2, 28, 10), utc(2027, 3, 28, 10))]
+        (utc(2027, 1, 31, 10), utc(2027, 2, 28, 10)),
+        (utc(2027, 2, 28, 10), utc(2027, 3, 28, 10)),
+    ]
     assert [p.status for p in periods] == ["completed", "active"]
     runs = runs_of(brt, seeded.subscription_id)
     assert [r.status for r in runs] == ["succeeded", "succeeded"]
     assert runs[1].scheduled_for == utc(2027, 2, 28, 10)
     sub = get(brt, Subscription, seeded.subscription_id)
-    assert (sub.current_billing_period_start, sub.current_billing_period_end) == (utc(2027, 2, 28, 10), utc(2027, 3, 28, 10))
+    assert (sub.current_billing_period_start, sub.current_billing_period_end) == (
+        utc(2027, 2, 28, 10),
+        utc(2027, 3, 28, 10),
+    )
     with brt.billing.unit() as s:
-        numbers = sorted(s.exec(select(Invoice.invoice_number).where(Invoice.customer_id == seeded.customer_id)))
+        numbers = sorted(
+            s.exec(select(Invoice.invoice_number).where(Invoice.customer_id == seeded.customer_id))
+        )
     assert [n[-6:] for n in numbers] == ["-00000", "-00001"]
     assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 2}
 
@@ -74,7 +86,9 @@ def test_discounted_paid_period_closes_completed(brt, clock):
     at(clock, end + timedelta(minutes=5))
     hourly(brt)
     drain(brt)
-    assert get(brt, BillingPeriod, seeded.period_id).status == "completed"  # upstream: past_due (§13.6)
+    assert (
+        get(brt, BillingPeriod, seeded.period_id).status == "completed"
+    )  # upstream: past_due (§13.6)
 
 
 def test_scheduled_cancellation_ends_the_subscription_at_period_end(brt, clock):
@@ -105,14 +119,30 @@ def test_stale_payment_whose_charge_was_never_recorded_is_settled_not_failed(brt
     from flowjobs.billing.runs import _prepare, record_intent
 
     seeded = seed(brt)
-    charge = _prepare(brt.billing, seeded.billing_run_id, "run_dead_worker")  # claimed, then "crashed"
+    charge = _prepare(
+        brt.billing, seeded.billing_run_id, "run_dead_worker"
+    )  # claimed, then "crashed"
     gateway = brt.billing.gateway
     intent = gateway.create_payment_intent(
-        livemode=False, amount=charge.amount, currency=charge.currency, customer=charge.customer,
-        payment_method=charge.payment_method, metadata=charge.metadata, idempotency_key=charge.idempotency_key)
-    assert record_intent(brt.billing, charge, intent.payment_intent_id, "run_dead_worker") == intent.payment_intent_id
-    gateway.confirm_payment_intent(False, intent.payment_intent_id, idempotency_key=charge.confirm_key,
-                                   amount=charge.amount, currency=charge.currency)  # ... after Stripe had charged
+        livemode=False,
+        amount=charge.amount,
+        currency=charge.currency,
+        customer=charge.customer,
+        payment_method=charge.payment_method,
+        metadata=charge.metadata,
+        idempotency_key=charge.idempotency_key,
+    )
+    assert (
+        record_intent(brt.billing, charge, intent.payment_intent_id, "run_dead_worker")
+        == intent.payment_intent_id
+    )
+    gateway.confirm_payment_intent(
+        False,
+        intent.payment_intent_id,
+        idempotency_key=charge.confirm_key,
+        amount=charge.amount,
+        currency=charge.currency,
+    )  # ... after Stripe had charged
     clock.advance(7 * 3600)
     run = brt.trigger("fail-stale-payments", {"timestamp": iso(clock.now_ms())})
     drain(brt)
@@ -133,17 +163,36 @@ def test_stale_payment_without_stripe_trace_fails_with_payment_timeout(brt, cloc
     seeded = seed(brt)
     now = utc_from_ms(clock.now_ms())
     with brt.billing.unit() as s:
-        inv = Inv(id=ids.new_id("inv"), invoice_number="MANUAL-1", invoice_date=now, customer_id=seeded.customer_id,
-                  organization_id=seeded.org_id, currency="USD", type="standalone")
+        inv = Inv(
+            id=ids.new_id("inv"),
+            invoice_number="MANUAL-1",
+            invoice_date=now,
+            customer_id=seeded.customer_id,
+            organization_id=seeded.org_id,
+            currency="USD",
+            type="standalone",
+        )
         s.add(inv)
-        s.add(Payment(id=ids.new_id("pym"), invoice_id=inv.id, amount=500, payment_method="card", currency="USD",
-                      status="processing", charge_date=now, organization_id=seeded.org_id,
-                      customer_id=seeded.customer_id))
+        s.add(
+            Payment(
+                id=ids.new_id("pym"),
+                invoice_id=inv.id,
+                amount=500,
+                payment_method="card",
+                currency="USD",
+                status="processing",
+                charge_date=now,
+                organization_id=seeded.org_id,
+                customer_id=seeded.customer_id,
+            )
+        )
     clock.advance(5 * 3600)
     brt.trigger("fail-stale-payments", {"timestamp": iso(clock.now_ms())})
     drain(brt)
     with brt.billing.unit() as s:
-        assert s.exec(select(Payment.status).where(Payment.invoice_id == inv.id)).one() == "processing"  # < 6 h
+        assert (
+            s.exec(select(Payment.status).where(Payment.invoice_id == inv.id)).one() == "processing"
+        )  # < 6 h
     clock.advance(2 * 3600)
     brt.trigger("fail-stale-payments", {"timestamp": iso(clock.now_ms())})
     drain(brt)
@@ -168,12 +217,20 @@ def test_hourly_cron_fans_out_in_pages_with_slot_keys(make_runtime, localstripe_
     children = {r["task"]: r for r in rt.store.list_runs(parent_id=cron.id, limit=50)}
     slot = iso(clock.now_ms())
     assert {task: r["idempotency_key"] for task, r in children.items()} == {
-        task: f"{task}:{slot}" for task in ("attempt-billing-runs", "attempt-cancel-scheduled-subscriptions",
-                                            "attempt-transition-billing-periods", "fail-stale-payments")}
+        task: f"{task}:{slot}"
+        for task in (
+            "attempt-billing-runs",
+            "attempt-cancel-scheduled-subscriptions",
+            "attempt-transition-billing-periods",
+            "fail-stale-payments",
+        )
+    }
     fan_out = children["attempt-billing-runs"]
     assert '"testmode": 5' in fan_out["result"]
     per_run = rt.store.list_runs(parent_id=fan_out["id"], limit=50)
-    assert sorted(r["idempotency_key"] for r in per_run) == sorted(f"attempt-billing-run:{s.billing_run_id}" for s in seeded)
+    assert sorted(r["idempotency_key"] for r in per_run) == sorted(
+        f"attempt-billing-run:{s.billing_run_id}" for s in seeded
+    )
 
     again = hourly(rt)  # the same slot fired twice (two schedulers): its children already exist
     drain(rt)
@@ -188,23 +245,49 @@ def test_hourly_cron_purges_unfinished_checkout_sessions_older_than_14_days(brt,
     now = utc_from_ms(clock.now_ms())
     sessions = {}
     with brt.billing.unit() as s:
-        for label, age_days, status in [("old-open", 15, "open"), ("old-expired", 20, "expired"),
-                                        ("old-succeeded", 30, "succeeded"), ("old-pending", 30, "pending"),
-                                        ("young-open", 13, "open")]:
-            row = CheckoutSession(id=ids.new_id("chckt_session"), status=status, organization_id=seeded.org_id,
-                                  created_at=now - timedelta(days=age_days), updated_at=now)
+        for label, age_days, status in [
+            ("old-open", 15, "open"),
+            ("old-expired", 20, "expired"),
+            ("old-succeeded", 30, "succeeded"),
+            ("old-pending", 30, "pending"),
+            ("young-open", 13, "open"),
+        ]:
+            row = CheckoutSession(
+                id=ids.new_id("chckt_session"),
+                status=status,
+                organization_id=seeded.org_id,
+                created_at=now - timedelta(days=age_days),
+                updated_at=now,
+            )
             s.add(row)
-            s.add(FeeCalculation(id=ids.new_id("feec"), organization_id=seeded.org_id, checkout_session_id=row.id,
-                                 payment_method_type="card", base_amount=100, pretax_total=100, tax_amount_fixed=0,
-                                 flowglad_fee_percentage="0.65", mor_surcharge_percentage="0",
-                                 international_fee_percentage="0", currency="USD", type="checkout_session_payment"))
+            s.add(
+                FeeCalculation(
+                    id=ids.new_id("feec"),
+                    organization_id=seeded.org_id,
+                    checkout_session_id=row.id,
+                    payment_method_type="card",
+                    base_amount=100,
+                    pretax_total=100,
+                    tax_amount_fixed=0,
+                    flowglad_fee_percentage="0.65",
+                    mor_surcharge_percentage="0",
+                    international_fee_percentage="0",
+                    currency="USD",
+                    type="checkout_session_payment",
+                )
+            )
             sessions[label] = row.id
     cron = hourly(brt)
     drain(brt)
     assert '"purgedCheckoutSessions": 2' in brt.store.get_run(cron.id)["result"]
     with brt.billing.unit() as s:
         left = set(s.exec(select(CheckoutSession.id)))
-        fees_left = set(s.exec(select(FeeCalculation.checkout_session_id).where(
-            FeeCalculation.checkout_session_id != None)))  # noqa: E711
+        fees_left = set(
+            s.exec(
+                select(FeeCalculation.checkout_session_id).where(
+                    FeeCalculation.checkout_session_id != None
+                )
+            )
+        )
     kept = {sessions[k] for k in ("old-succeeded", "old-pending", "young-open")}
     assert left == kept and fees_left == kept

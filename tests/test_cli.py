@@ -1,6 +1,5 @@
 """Acceptance: the `flowjobs` command run as a subprocess, as a user runs it."""
 
-
 import pytest
 
 from flowjobs.store.migrate import HEAD
@@ -13,7 +12,9 @@ def env(sqlite_url):
 
 
 def test_trigger_burst_worker_then_show(env):
-    created = as_json(flowjobs("trigger", "hello-world", "--payload", '{"name": "Ada"}', "--json", env=env))
+    created = as_json(
+        flowjobs("trigger", "hello-world", "--payload", '{"name": "Ada"}', "--json", env=env)
+    )
     assert set(created) == {"id", "task", "status", "deduplicated"}
     assert created["status"] == "queued" and created["deduplicated"] is False
     worker = flowjobs("run-worker", "--burst", env=env)
@@ -40,15 +41,18 @@ def test_trigger_wait_exit_codes(env):
     assert ok.returncode == 124, ok.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["trigger", "no-such-task"], "unknown task 'no-such-task'"),
-    (["trigger", "hello-world", "--payload", "{not json"], "payload is not valid JSON"),
-    (["trigger", "hello-world", "--payload", "[1, 2]"], "must be a JSON object"),
-    (["trigger", "noop", "--payload", '{"unexpected": 1}'], "invalid payload for 'noop'"),
-    (["trigger", "test-sleep", "--payload", '{"seconds": "soon"}'], "seconds"),
-    (["trigger", "noop", "--delay", "tomorrow"], "--delay"),
-    (["trigger", "noop", "--payload-file", "/nonexistent.json"], "cannot read"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["trigger", "no-such-task"], "unknown task 'no-such-task'"),
+        (["trigger", "hello-world", "--payload", "{not json"], "payload is not valid JSON"),
+        (["trigger", "hello-world", "--payload", "[1, 2]"], "must be a JSON object"),
+        (["trigger", "noop", "--payload", '{"unexpected": 1}'], "invalid payload for 'noop'"),
+        (["trigger", "test-sleep", "--payload", '{"seconds": "soon"}'], "seconds"),
+        (["trigger", "noop", "--delay", "tomorrow"], "--delay"),
+        (["trigger", "noop", "--payload-file", "/nonexistent.json"], "cannot read"),
+    ],
+)
 def test_bad_trigger_input_exits_2_and_writes_nothing(env, args, message):
     result = flowjobs(*args, env=env)
     assert result.returncode == 2, result.stderr
@@ -58,14 +62,22 @@ def test_bad_trigger_input_exits_2_and_writes_nothing(env, args, message):
 
 
 def test_idempotency_conflict_exits_2_naming_the_run(env):
-    first = flowjobs("trigger", "hello-world", "--payload", '{"a": 1}', "--idempotency-key", "k", env=env)
-    clash = flowjobs("trigger", "hello-world", "--payload", '{"a": 2}', "--idempotency-key", "k", env=env)
+    first = flowjobs(
+        "trigger", "hello-world", "--payload", '{"a": 1}', "--idempotency-key", "k", env=env
+    )
+    clash = flowjobs(
+        "trigger", "hello-world", "--payload", '{"a": 2}', "--idempotency-key", "k", env=env
+    )
     assert clash.returncode == 2
     assert first.stdout.strip() in clash.stderr
 
 
 def test_unknown_run_exits_3(env):
-    for args in (["runs", "show", "run_nope"], ["runs", "cancel", "run_nope"], ["runs", "replay", "run_nope"]):
+    for args in (
+        ["runs", "show", "run_nope"],
+        ["runs", "cancel", "run_nope"],
+        ["runs", "replay", "run_nope"],
+    ):
         result = flowjobs(*args, env=env)
         assert result.returncode == 3, args
         assert "no run 'run_nope'" in result.stderr
@@ -73,14 +85,23 @@ def test_unknown_run_exits_3(env):
 
 def test_bad_config_lists_every_problem_and_exits_2(tmp_path, env):
     (tmp_path / "flowjobs.toml").write_text(
-        '[worker]\nconcurrency = "many"\nlease = "forever"\ncolour = "blue"\n[retry]\nmax_attempts = 0\n')
+        '[worker]\nconcurrency = "many"\nlease = "forever"\ncolour = "blue"\n[retry]\nmax_attempts = 0\n'
+    )
     result = flowjobs("trigger", "noop", env=env, cwd=tmp_path)
     assert result.returncode == 2
-    for problem in ("worker.concurrency:", "worker.lease:", "worker.colour: unknown key", "retry.max_attempts:"):
+    for problem in (
+        "worker.concurrency:",
+        "worker.lease:",
+        "worker.colour: unknown key",
+        "retry.max_attempts:",
+    ):
         assert problem in result.stderr
     assert "Traceback" not in result.stderr
     (tmp_path / "broken.toml").write_text("[worker\n")
-    assert flowjobs("--config", str(tmp_path / "broken.toml"), "tasks", "list", env=env).returncode == 2
+    assert (
+        flowjobs("--config", str(tmp_path / "broken.toml"), "tasks", "list", env=env).returncode
+        == 2
+    )
     missing = flowjobs("--config", "nope.toml", "tasks", "list", env=env)
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
@@ -90,7 +111,16 @@ def test_runs_list_filters_and_json_fields(env):
     b = flowjobs("trigger", "hello-world", env=env).stdout.strip()
     rows = as_json(flowjobs("runs", "list", "--json", env=env))
     assert [r["id"] for r in rows] == [b, a]  # newest first
-    assert {"id", "task", "status", "attempts", "created_at", "started_at", "finished_at", "error"} <= set(rows[0])
+    assert {
+        "id",
+        "task",
+        "status",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "error",
+    } <= set(rows[0])
     only = as_json(flowjobs("runs", "list", "--task", "noop", "--json", env=env))
     assert [r["id"] for r in only] == [a]
     assert flowjobs("runs", "list", "--status", "bogus", env=env).returncode == 2
@@ -113,7 +143,10 @@ def test_tasks_list_json(env):
     tasks = {t["id"]: t for t in as_json(flowjobs("tasks", "list", "--json", env=env))}
     assert {"hello-world", "noop", "test-limited"} <= set(tasks)
     assert tasks["noop"]["retry"]["max_attempts"] == 2 and tasks["noop"]["retry"]["min_wait"] == 1.0
-    assert tasks["test-limited"]["queue"] == "limited" and tasks["test-limited"]["concurrency_limit"] == 2
+    assert (
+        tasks["test-limited"]["queue"] == "limited"
+        and tasks["test-limited"]["concurrency_limit"] == 2
+    )
     assert tasks["test-sleep"]["timeout"] == "300ms"
 
 
@@ -140,9 +173,10 @@ def test_unreachable_database_exits_4(tmp_path):
 def test_postgres_short_urls_are_accepted_as_postgresql(tmp_path):
     from flowjobs.config import Settings
 
-    url = Settings.model_validate({"database": {"url": "postgres://app:secret@db.internal/billing"}}).database.url
+    url = Settings.model_validate(
+        {"database": {"url": "postgres://app:secret@db.internal/billing"}}
+    ).database.url
     assert url == "postgresql+psycopg://app:secret@db.internal/billing"
-
 
 
 def test_serve_on_a_taken_port_or_a_bad_host_is_exit_2_in_one_line(sqlite_url):
@@ -156,7 +190,10 @@ def test_serve_on_a_taken_port_or_a_bad_host_is_exit_2_in_one_line(sqlite_url):
         busy = flowjobs("serve", "--port", str(port), env=env)
     assert busy.returncode == 2 and busy.stderr == (
         f"error: port {port} on 127.0.0.1 is already in use by another program: choose another with --port "
-        "(0 picks a free one)\n")
+        "(0 picks a free one)\n"
+    )
     for host in ("no.such.host.invalid", "10.254.254.254"):
         bad = flowjobs("serve", "--host", host, "--port", "0", env=env)
-        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "check --host" in bad.stderr, bad.stderr
+        assert (
+            bad.returncode == 2 and bad.stderr.count("\n") == 1 and "check --host" in bad.stderr
+        ), bad.stderr

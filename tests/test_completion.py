@@ -12,16 +12,21 @@ FLOWJOBS = str(Path(sys.executable).with_name("flowjobs"))  # the console script
 
 def test_install_completion_and_complete_commands(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
-    installed = subprocess.run([FLOWJOBS, "--install-completion", "bash"], env=env,
-                               capture_output=True, text=True)
+    installed = subprocess.run(
+        [FLOWJOBS, "--install-completion", "bash"], env=env, capture_output=True, text=True
+    )
     assert installed.returncode == 0, installed.stderr
     script = (tmp_path / ".bash_completions" / "flowjobs.sh").read_text()
     assert "_FLOWJOBS_COMPLETE=complete_bash" in script
     assert "flowjobs.sh" in (tmp_path / ".bashrc").read_text()
 
     def complete(words: str) -> list[str]:
-        hook = {**env, "_FLOWJOBS_COMPLETE": "complete_bash", "COMP_WORDS": words,
-                "COMP_CWORD": str(len(words.split()) - 1)}
+        hook = {
+            **env,
+            "_FLOWJOBS_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+        }
         return subprocess.run([FLOWJOBS], env=hook, capture_output=True, text=True).stdout.split()
 
     assert complete("flowjobs ru") == ["run-worker", "run-scheduler", "runs"]

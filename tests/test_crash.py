@@ -17,7 +17,9 @@ def test_sigkill_mid_work_then_new_worker_finishes_everything(make_runtime, tmp_
     rt = make_runtime(pinned=False)
     work = tmp_path / "work"
     work.mkdir()
-    runs = rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(6)])
+    runs = rt.client.batch_trigger(
+        [TriggerItem("test-block", {"dir": str(work)}) for _ in range(6)]
+    )
     env = cli_env(rt.db.url, FLOWJOBS_WORKER_LEASE="1s", FLOWJOBS_WORKER_RESCUE_INTERVAL="100ms")
     victim = start_worker("--concurrency", "4", env=env, stderr_path=tmp_path / "victim.log")
     wait_until(lambda: len(started(work)) == 4, message="four tasks to start")
@@ -27,8 +29,10 @@ def test_sigkill_mid_work_then_new_worker_finishes_everything(make_runtime, tmp_
 
     (work / "release").touch()
     now_ms = lambda: int(time.time() * 1000)  # noqa: E731
-    wait_until(lambda: all(rt.store.get_run(i)["lease_expires_at"] < now_ms() for i in killed),
-               message="the killed worker's leases to expire")
+    wait_until(
+        lambda: all(rt.store.get_run(i)["lease_expires_at"] < now_ms() for i in killed),
+        message="the killed worker's leases to expire",
+    )
     survivor = flowjobs("run-worker", "--burst", "--concurrency", "4", env=env, timeout=120)
     assert survivor.returncode == 0, survivor.stderr
 
@@ -43,13 +47,19 @@ def test_sigterm_lets_running_tasks_finish_and_exits_0(make_runtime, tmp_path):
     rt = make_runtime(pinned=False)
     work = tmp_path / "work"
     work.mkdir()
-    runs = rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(5)])
+    runs = rt.client.batch_trigger(
+        [TriggerItem("test-block", {"dir": str(work)}) for _ in range(5)]
+    )
     env = cli_env(rt.db.url)
     log = tmp_path / "worker.log"
-    worker = start_worker("--concurrency", "3", "--shutdown-timeout", "30s", env=env, stderr_path=log)
+    worker = start_worker(
+        "--concurrency", "3", "--shutdown-timeout", "30s", env=env, stderr_path=log
+    )
     wait_until(lambda: len(started(work)) == 3, message="three tasks to start")
     worker.send_signal(signal.SIGTERM)
-    wait_until(lambda: "received SIGTERM" in log.read_text(), message="the worker to take the signal")
+    wait_until(
+        lambda: "received SIGTERM" in log.read_text(), message="the worker to take the signal"
+    )
     (work / "release").touch()
     assert worker.wait(30) == 0, log.read_text()
 
@@ -73,11 +83,17 @@ def test_supervisor_restarts_a_killed_child_and_stops_on_sigterm(make_runtime, t
     import os
 
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: "restarting" in log.read_text(), message="the supervisor to restart the child")
+    wait_until(
+        lambda: "restarting" in log.read_text(), message="the supervisor to restart the child"
+    )
     # the restarted child rescues the killed task once its lease expires and runs it again
-    wait_until(lambda: len(started(work)) == 3, timeout=30, message="the rescued task to start again")
+    wait_until(
+        lambda: len(started(work)) == 3, timeout=30, message="the rescued task to start again"
+    )
     (work / "release").touch()
-    wait_until(lambda: rt.store.count_by_status() == {"completed": 2}, message="both runs to complete")
+    wait_until(
+        lambda: rt.store.count_by_status() == {"completed": 2}, message="both runs to complete"
+    )
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(30) == 0, log.read_text()
 

@@ -27,13 +27,26 @@ def browse(url: str, screenshot: str | None = None) -> str:
     """The DOM Chromium builds for `url` (JavaScript disabled); optionally a screenshot."""
     if CHROMIUM is None:
         raise AssertionError("chromium is not installed: `make chromium` (make test does it)")
-    flags = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--window-size=1280,900"]
+    flags = [
+        CHROMIUM,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ]
     if screenshot:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        subprocess.run([*flags, f"--screenshot={ARTIFACTS / screenshot}", url], capture_output=True, timeout=90, check=True)
+        subprocess.run(
+            [*flags, f"--screenshot={ARTIFACTS / screenshot}", url],
+            capture_output=True,
+            timeout=90,
+            check=True,
+        )
         assert (ARTIFACTS / screenshot).stat().st_size > 5000
-    return subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True).stdout
+    return subprocess.run(
+        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True
+    ).stdout
 
 
 @pytest.fixture
@@ -43,22 +56,36 @@ def dashboard(sqlite_url, tmp_path):
     from flowjobs.runtime import Runtime
     from tests.conftest import make_settings
 
-    rt = Runtime(make_settings(sqlite_url, tmp_path, schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}}))
+    rt = Runtime(
+        make_settings(
+            sqlite_url,
+            tmp_path,
+            schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}},
+        )
+    )
     ok = rt.trigger("hello-world", {"customer": "Ada <ada@example.com>"})
     bad = rt.trigger("test-exit")  # fails with a traceback
     drain(rt)
     rt.scheduler.tick()
     env = cli_env(rt.db.url, FLOWJOBS_DASHBOARD_ALLOW_ACTIONS="true")
     config = tmp_path / "flowjobs.toml"
-    config.write_text('[schedules.minutely]\ntask = "hello-world"\ncron = "* * * * *"\n'
-                      '[schedules.hourly-cron]\nenabled = false\n[schedules.daily-cron]\nenabled = false\n')
+    config.write_text(
+        '[schedules.minutely]\ntask = "hello-world"\ncron = "* * * * *"\n'
+        "[schedules.hourly-cron]\nenabled = false\n[schedules.daily-cron]\nenabled = false\n"
+    )
     env["FLOWJOBS_CONFIG"] = str(config)
     log = tmp_path / "serve.log"
-    proc = subprocess.Popen([sys.executable, "-m", "flowjobs", "serve", "--port", "0"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),
+    )
     try:
-        line = wait_until(lambda: next((x for x in log.read_text().splitlines() if "listening on" in x), None),
-                          message="serve to listen")
+        line = wait_until(
+            lambda: next((x for x in log.read_text().splitlines() if "listening on" in x), None),
+            message="serve to listen",
+        )
         yield rt, line.split()[-1], ok.id, bad.id
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -75,7 +102,7 @@ def test_pages_load_filter_and_show_a_traceback_in_chromium(dashboard):
     by_task = browse(f"{base}/runs?task=hello-world")
     assert ok_id in by_task and bad_id not in by_task
     detail = browse(f"{base}/runs/{bad_id}", "run-detail.png")
-    assert "Traceback (most recent call last)" in detail and "class=\"traceback\"" in detail
+    assert "Traceback (most recent call last)" in detail and 'class="traceback"' in detail
     assert "Replay this run" in detail
     escaped = browse(f"{base}/runs/{ok_id}")
     assert "Ada &lt;ada@example.com&gt;" in escaped  # user data is escaped, never markup
@@ -89,7 +116,9 @@ def test_replay_needs_confirmation_and_links_the_new_run(dashboard):
     rt, base, ok_id, _ = dashboard
     confirm = browse(f"{base}/runs/{ok_id}/replay")
     assert "Yes, replay it" in confirm
-    request = urllib.request.Request(f"{base}/runs/{ok_id}/replay", data=b"confirm=yes", method="POST")
+    request = urllib.request.Request(
+        f"{base}/runs/{ok_id}/replay", data=b"confirm=yes", method="POST"
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         new_id = urllib.parse.urlparse(response.url).path.rsplit("/", 1)[1]
     assert rt.store.get_run(new_id)["replay_of"] == ok_id
@@ -113,7 +142,12 @@ def test_read_only_by_default_and_password_protected_beyond_loopback(make_runtim
         import io
 
         status = {}
-        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "wsgi.input": io.BytesIO(b"")}
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "wsgi.input": io.BytesIO(b""),
+        }
         if auth:
             environ["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(auth.encode()).decode()
         b"".join(app(environ, lambda code, headers: status.setdefault("code", code)))
@@ -139,8 +173,17 @@ def test_runs_are_paged_newest_first(make_runtime, clock):
         clock.advance(1)
 
     def page(query):
-        out = b"".join(Dashboard(rt)({"REQUEST_METHOD": "GET", "PATH_INFO": "/runs", "QUERY_STRING": query,
-                                      "wsgi.input": io.BytesIO()}, lambda *a: None)).decode()
+        out = b"".join(
+            Dashboard(rt)(
+                {
+                    "REQUEST_METHOD": "GET",
+                    "PATH_INFO": "/runs",
+                    "QUERY_STRING": query,
+                    "wsgi.input": io.BytesIO(),
+                },
+                lambda *a: None,
+            )
+        ).decode()
         return [i for i in ids if i in out], out
 
     first, html = page("")

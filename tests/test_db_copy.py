@@ -24,9 +24,17 @@ def filled(url, tmp_path, clock):
     now = utc_from_ms(clock.now_ms())
     with rt.billing.unit() as s:
         org = setup.organization(s, "Łódź Analytics", currency="PLN")
-        cust = setup.customer(s, org, email="ada@example.com", name="Ada", billing_address={"address": {"city": "Łódź"}})
+        cust = setup.customer(
+            s,
+            org,
+            email="ada@example.com",
+            name="Ada",
+            billing_address={"address": {"city": "Łódź"}},
+        )
         method = setup.card(s, cust, stripe_payment_method_id="pm_1")
-        sub, _, run = setup.subscription(s, cust, setup.plan(s, org, "Pro", 4900), method, start=now)
+        sub, _, run = setup.subscription(
+            s, cust, setup.plan(s, org, "Pro", 4900), method, start=now
+        )
         ids = {"sub": sub.id, "run": run.id}
     return rt, ids
 
@@ -38,11 +46,19 @@ def test_sqlite_to_postgresql_keeps_every_row(sqlite_url, pg_template, tmp_path,
     result = flowjobs("db", "copy", "--to", target, env=env)
     assert result.returncode == 0, result.stderr
     counts = dict(line.split("\t") for line in result.stdout.splitlines())
-    assert counts["flowjobs_runs"] == "6" and int(counts["flowjobs_logs"]) >= 5 and counts["subscriptions"] == "1"
+    assert (
+        counts["flowjobs_runs"] == "6"
+        and int(counts["flowjobs_logs"]) >= 5
+        and counts["subscriptions"] == "1"
+    )
     assert "row counts verified" in result.stderr
 
     moved = Runtime(make_settings(target, tmp_path), clock=clock)
-    assert moved.store.count_by_status() == rt.store.count_by_status() == {"completed": 5, "delayed": 1}
+    assert (
+        moved.store.count_by_status()
+        == rt.store.count_by_status()
+        == {"completed": 5, "delayed": 1}
+    )
     for run in rt.store.list_runs(limit=10):
         assert moved.store.get_run(run["id"]) == run
         assert moved.store.attempts(run["id"]) == rt.store.attempts(run["id"])
@@ -55,7 +71,9 @@ def test_sqlite_to_postgresql_keeps_every_row(sqlite_url, pg_template, tmp_path,
     assert moved.store.count_by_status() == {"completed": 6}
     moved.trigger("hello-world", {"after": "copy"})  # new log ids continue after the copied ones
     drain(moved)
-    assert json.loads(moved.store.list_runs(task="hello-world", limit=1)[0]["payload"]) == {"after": "copy"}
+    assert json.loads(moved.store.list_runs(task="hello-world", limit=1)[0]["payload"]) == {
+        "after": "copy"
+    }
 
     again = flowjobs("db", "copy", "--to", target, env=env)
     assert again.returncode == 2 and "already has rows in flowjobs_runs" in again.stderr

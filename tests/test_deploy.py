@@ -28,7 +28,7 @@ def commands() -> list[list[str]]:
             args = shlex.split(line)[1:]
             while "--config" in args:
                 i = args.index("--config")
-                del args[i:i + 2]
+                del args[i : i + 2]
             found.append(args)
     return found
 
@@ -42,5 +42,7 @@ def test_every_deployed_command_exists():
     found = commands()
     assert len(found) >= 4
     for args in found:
-        result = subprocess.run([sys.executable, "-m", "flowjobs", *args, "--help"], capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "flowjobs", *args, "--help"], capture_output=True, text=True
+        )
         assert result.returncode == 0, (args, result.stderr)

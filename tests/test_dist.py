@@ -19,8 +19,12 @@ def pyz(tmp_path_factory):
     """Built the way `make dist` builds it (shiv, the project and its dependencies)."""
     out = tmp_path_factory.mktemp("dist") / "flowjobs.pyz"
     shiv = Path(sys.executable).with_name("shiv")
-    subprocess.run([str(shiv), "-c", "flowjobs", "--compile-pyc", "-o", str(out), str(ROOT), "-q"],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [str(shiv), "-c", "flowjobs", "--compile-pyc", "-o", str(out), str(ROOT), "-q"],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return out
 
 
@@ -29,13 +33,23 @@ def test_the_single_file_runs_help_and_a_burst_worker_without_a_virtualenv(pyz, 
     work = tmp_path / "elsewhere"
     work.mkdir()
     shutil.copy(pyz, work / "flowjobs.pyz")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "SHIV_ROOT": str(work / ".shiv"),
-           "FLOWJOBS_DATABASE_URL": f"sqlite:///{work / 'jobs.db'}"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(work),
+        "SHIV_ROOT": str(work / ".shiv"),
+        "FLOWJOBS_DATABASE_URL": f"sqlite:///{work / 'jobs.db'}",
+    }
 
     def run(*args):
         # -I: ignore the environment and user site; -S: not even the interpreter's site-packages
-        return subprocess.run([BARE, "-I", "-S", "flowjobs.pyz", *args], cwd=work, env=env, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [BARE, "-I", "-S", "flowjobs.pyz", *args],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     helped = run("--help")
     assert helped.returncode == 0 and "run-worker" in helped.stdout, helped.stderr

@@ -25,24 +25,45 @@ def test_a_healthy_installation_passes_every_check(sqlite_url, localstripe_url):
     smtp = Controller(Sink(), hostname="127.0.0.1", port=free_port())
     smtp.start()
     try:
-        env = cli_env(sqlite_url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_doc", FLOWJOBS_STRIPE_API_BASE=localstripe_url,
-                      FLOWJOBS_MAIL_TRANSPORT="smtp", FLOWJOBS_MAIL_HOST="127.0.0.1", FLOWJOBS_MAIL_PORT=str(smtp.port))
+        env = cli_env(
+            sqlite_url,
+            FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_doc",
+            FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+            FLOWJOBS_MAIL_TRANSPORT="smtp",
+            FLOWJOBS_MAIL_HOST="127.0.0.1",
+            FLOWJOBS_MAIL_PORT=str(smtp.port),
+        )
         result = flowjobs("doctor", "--json", env=env)
     finally:
         smtp.stop()
     checks = {c["check"]: c for c in as_json(result)}
     assert result.returncode == 0
     assert {name: c["status"] for name, c in checks.items()} == {
-        "configuration": "ok", "database": "ok", "schema": "ok", "clock": "ok", "workers": "ok",
-        "stripe": "ok", "mail": "ok"}
+        "configuration": "ok",
+        "database": "ok",
+        "schema": "ok",
+        "clock": "ok",
+        "workers": "ok",
+        "stripe": "ok",
+        "mail": "ok",
+    }
 
 
 def test_trouble_is_reported_with_a_fix(sqlite_url, tmp_path):
-    env = cli_env(sqlite_url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_doc", FLOWJOBS_STRIPE_API_BASE="http://127.0.0.1:9",
-                  FLOWJOBS_MAIL_TRANSPORT="smtp", FLOWJOBS_MAIL_HOST="127.0.0.1", FLOWJOBS_MAIL_PORT=str(free_port()))
+    env = cli_env(
+        sqlite_url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_doc",
+        FLOWJOBS_STRIPE_API_BASE="http://127.0.0.1:9",
+        FLOWJOBS_MAIL_TRANSPORT="smtp",
+        FLOWJOBS_MAIL_HOST="127.0.0.1",
+        FLOWJOBS_MAIL_PORT=str(free_port()),
+    )
     result = flowjobs("doctor", env=env)
     assert result.returncode == 1
-    assert "fail stripe" in result.stdout.replace("  ", " ") and "fix: check [stripe] api_base" in result.stdout
+    assert (
+        "fail stripe" in result.stdout.replace("  ", " ")
+        and "fix: check [stripe] api_base" in result.stdout
+    )
     assert "fix: check [mail] host/port" in result.stdout
 
     down = cli_env(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nope")
@@ -62,8 +83,13 @@ def test_stale_leases_without_a_worker_fail_the_workers_check(make_runtime, cloc
     rt.trigger("noop")
     from flowjobs.doctor import run_checks
 
-    assert len(rt.store.claim("w-dead", 1, ["*"], {}, now=clock.now_ms(), lease_ms=1000)) == 1  # then it "died"
+    assert (
+        len(rt.store.claim("w-dead", 1, ["*"], {}, now=clock.now_ms(), lease_ms=1000)) == 1
+    )  # then it "died"
 
     clock.advance(3600)
     checks = {c.name: c for c in run_checks(rt)}
-    assert checks["workers"].status == "fail" and "start `flowjobs run-worker`" in checks["workers"].fix
+    assert (
+        checks["workers"].status == "fail"
+        and "start `flowjobs run-worker`" in checks["workers"].fix
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pypdf
 import pytest
@@ -13,7 +13,7 @@ from flowjobs.billing.models import Invoice, InvoiceLineItem, Payment
 from flowjobs.documents.layout import Document, Line, Party, render
 from tests.billing_helpers import drain, get, seed, stripe_sections
 
-ISSUED = datetime(2027, 1, 15, 8, tzinfo=timezone.utc)
+ISSUED = datetime(2027, 1, 15, 8, tzinfo=UTC)
 
 
 def text_of(pdf: bytes) -> list[str]:
@@ -31,24 +31,38 @@ def after(lines: list[str], label: str) -> str:
 
 
 def doc(**fields) -> Document:
-    base = dict(kind="invoice", number="C0FFEE1-00003", currency="USD", issued=ISSUED,
-                seller=Party("Acme Analytics", ["1 Main St", "94110 San Francisco", "US"], "billing@acme.example"),
-                lines=[Line("Pro", 2, 2500), Line("Seats", 3, 1000)],
-                bill_to=Party("Ada Lovelace", ["2 Side St"], "ada@example.com"))
+    base = dict(
+        kind="invoice",
+        number="C0FFEE1-00003",
+        currency="USD",
+        issued=ISSUED,
+        seller=Party(
+            "Acme Analytics", ["1 Main St", "94110 San Francisco", "US"], "billing@acme.example"
+        ),
+        lines=[Line("Pro", 2, 2500), Line("Seats", 3, 1000)],
+        bill_to=Party("Ada Lovelace", ["2 Side St"], "ada@example.com"),
+    )
     base.update(fields)
     return Document(**base)
 
 
 def test_invoice_with_a_discount_shows_every_field():
-    lines = lines_of(render(doc(discount=800, discount_code="WELCOME", due=datetime(2027, 2, 14, tzinfo=timezone.utc))))
+    lines = lines_of(
+        render(doc(discount=800, discount_code="WELCOME", due=datetime(2027, 2, 14, tzinfo=UTC)))
+    )
     assert lines[1:3] == ["Acme Analytics", "Invoice"]
     assert after(lines, "Invoice number") == "C0FFEE1-00003"
     assert after(lines, "Date of issue") == "January 15, 2027"
     assert after(lines, "Date due") == "February 14, 2027"
     assert "Bill to" in lines and "Ada Lovelace" in lines and "ada@example.com" in lines
     assert "$72.00 due February 14, 2027" in lines
-    assert lines[lines.index("Description"):lines.index("Description") + 4] == ["Description", "Qty", "Unit price", "Amount"]
-    assert lines[lines.index("Pro"):lines.index("Pro") + 4] == ["Pro", "2", "$25.00", "$50.00"]
+    assert lines[lines.index("Description") : lines.index("Description") + 4] == [
+        "Description",
+        "Qty",
+        "Unit price",
+        "Amount",
+    ]
+    assert lines[lines.index("Pro") : lines.index("Pro") + 4] == ["Pro", "2", "$25.00", "$50.00"]
     assert after(lines, "Amount") == "$80.00" and after(lines, "Discount (WELCOME)") == "-$8.00"
     assert after(lines, "Subtotal") == "$72.00" and "Tax" not in lines
     assert after(lines, "Total") == "$72.00" and after(lines, "Amount due") == "$72.00"
@@ -57,13 +71,19 @@ def test_invoice_with_a_discount_shows_every_field():
 def test_invoice_with_tax_and_due_upon_receipt():
     lines = lines_of(render(doc(tax=1600)))
     assert after(lines, "Date due") == "Due upon receipt"
-    assert after(lines, "Subtotal") == "$80.00" and after(lines, "Tax") == "$16.00" and after(lines, "Total") == "$96.00"
-    assert lines.count("Amount") == 1  # only the table header: no pre-discount line without a discount
+    assert (
+        after(lines, "Subtotal") == "$80.00"
+        and after(lines, "Tax") == "$16.00"
+        and after(lines, "Total") == "$96.00"
+    )
+    assert (
+        lines.count("Amount") == 1
+    )  # only the table header: no pre-discount line without a discount
 
 
 def test_zero_decimal_currency_is_whole_units():
     lines = lines_of(render(doc(currency="JPY", lines=[Line("Pro", 1, 12000)])))
-    assert lines[lines.index("Pro"):lines.index("Pro") + 4] == ["Pro", "1", "¥12,000", "¥12,000"]
+    assert lines[lines.index("Pro") : lines.index("Pro") + 4] == ["Pro", "1", "¥12,000", "¥12,000"]
     assert after(lines, "Total") == "¥12,000" and "¥12,000 due January 15, 2027" in lines
 
 
@@ -81,7 +101,9 @@ def test_sixty_lines_flow_over_pages_with_the_header_repeated():
 def test_any_unicode_name_renders_and_markup_is_escaped():
     names = Party("Łódź Źródło Sp. z o.o. 株式会社テスト", ["ul. Żółta 1"], "biuro@lodz.example")
     buyer = Party("김철수 <kim@example.com> & Co", [], "kim@example.com")
-    lines = lines_of(render(doc(seller=names, bill_to=buyer, lines=[Line("Plan <b>Pro</b> & more", 1, 500)])))
+    lines = lines_of(
+        render(doc(seller=names, bill_to=buyer, lines=[Line("Plan <b>Pro</b> & more", 1, 500)]))
+    )
     assert "Łódź Źródło Sp. z o.o. 株式会社テスト" in lines and "ul. Żółta 1" in lines
     assert "김철수 <kim@example.com> & Co" in lines
     assert "Plan <b>Pro</b> & more" in lines
@@ -92,11 +114,24 @@ def test_rendering_is_deterministic():
 
 
 def test_receipt_shows_payment_and_refund():
-    lines = lines_of(render(doc(kind="receipt", number="pym_123", invoice_number="C0FFEE1-00003", paid=8000,
-                                payment_method="Card •••• 4242", refunded=3000,
-                                refunded_at=datetime(2027, 1, 20, tzinfo=timezone.utc))))
+    lines = lines_of(
+        render(
+            doc(
+                kind="receipt",
+                number="pym_123",
+                invoice_number="C0FFEE1-00003",
+                paid=8000,
+                payment_method="Card •••• 4242",
+                refunded=3000,
+                refunded_at=datetime(2027, 1, 20, tzinfo=UTC),
+            )
+        )
+    )
     assert "Receipt" in lines and after(lines, "Receipt number") == "pym_123"
-    assert after(lines, "Date paid") == "January 15, 2027" and after(lines, "Payment method") == "Card •••• 4242"
+    assert (
+        after(lines, "Date paid") == "January 15, 2027"
+        and after(lines, "Payment method") == "Card •••• 4242"
+    )
     assert "$80.00 paid on January 15, 2027" in lines
     assert after(lines, "Amount paid") == "$80.00"
     assert after(lines, "Refunded on January 20, 2027") == "-$30.00"
@@ -105,7 +140,9 @@ def test_receipt_shows_payment_and_refund():
 
 @pytest.fixture
 def drt(make_runtime, localstripe_url, tmp_path):
-    return make_runtime(documents={"dir": str(tmp_path / "docs")}, **stripe_sections(localstripe_url))
+    return make_runtime(
+        documents={"dir": str(tmp_path / "docs")}, **stripe_sections(localstripe_url)
+    )
 
 
 def test_billing_run_renders_and_stores_the_invoice_and_receipt(drt, tmp_path):
@@ -117,20 +154,32 @@ def test_billing_run_renders_and_stores_the_invoice_and_receipt(drt, tmp_path):
     drt.trigger("hourly-cron", {"timestamp": iso(drt.clock.now_ms()), "scheduleId": "hourly-cron"})
     drain(drt)
     with drt.billing.unit() as s:
-        payment = s.exec(select(Payment).where(Payment.billing_run_id == seeded.billing_run_id)).one()
+        payment = s.exec(
+            select(Payment).where(Payment.billing_run_id == seeded.billing_run_id)
+        ).one()
     invoice = get(drt, Invoice, payment.invoice_id)
-    assert invoice.pdf_url.startswith(f"file://{tmp_path}/docs/invoices/{seeded.org_id}/{invoice.id}/")
+    assert invoice.pdf_url.startswith(
+        f"file://{tmp_path}/docs/invoices/{seeded.org_id}/{invoice.id}/"
+    )
     lines = lines_of(drt.documents.read(invoice.pdf_url))
     assert after(lines, "Invoice number") == invoice.invoice_number
     assert after(lines, "Discount (WELCOME)") == "-$4.90" and after(lines, "Total") == "$44.10"
 
     receipt = drt.trigger("generate-payment-receipt-pdf", {"paymentId": payment.id})
-    again = drt.trigger("generate-invoice-pdf", {"invoiceId": invoice.id})  # rendering again is safe
+    again = drt.trigger(
+        "generate-invoice-pdf", {"invoiceId": invoice.id}
+    )  # rendering again is safe
     drain(drt)
-    assert drt.store.get_run(receipt.id)["status"] == drt.store.get_run(again.id)["status"] == "completed"
+    assert (
+        drt.store.get_run(receipt.id)["status"]
+        == drt.store.get_run(again.id)["status"]
+        == "completed"
+    )
     payment, invoice2 = get(drt, Payment, payment.id), get(drt, Invoice, invoice.id)
     assert payment.receipt_url == invoice2.receipt_pdf_url
-    assert "/receipts/" in payment.receipt_url and payment.receipt_url.split("/")[-1].startswith("receipt_")
+    assert "/receipts/" in payment.receipt_url and payment.receipt_url.split("/")[-1].startswith(
+        "receipt_"
+    )
     assert "$44.10 paid on January 15, 2027" in lines_of(drt.documents.read(payment.receipt_url))
     assert invoice2.pdf_url != invoice.pdf_url
     stored = list((tmp_path / "docs" / "invoices").rglob("*.pdf"))
@@ -143,13 +192,29 @@ def test_documents_render_command(drt, tmp_path):
     with drt.billing.unit() as s:
         org = setup.organization(s, "Acme")
         cust = setup.customer(s, org, email="a@b.c", name="Ada")
-        inv = Invoice(id="inv_cli", invoice_number="X-00000", invoice_date=ISSUED, customer_id=cust.id,
-                      organization_id=org.id, currency="EUR", type="standalone", subtotal=990, tax_amount=0)
+        inv = Invoice(
+            id="inv_cli",
+            invoice_number="X-00000",
+            invoice_date=ISSUED,
+            customer_id=cust.id,
+            organization_id=org.id,
+            currency="EUR",
+            type="standalone",
+            subtotal=990,
+            tax_amount=0,
+        )
         s.add(inv)
-        s.add(InvoiceLineItem(id="inv_li_cli", invoice_id=inv.id, quantity=1, description="Widget", price=990))
+        s.add(
+            InvoiceLineItem(
+                id="inv_li_cli", invoice_id=inv.id, quantity=1, description="Widget", price=990
+            )
+        )
     env = cli_env(drt.db.url)
     out = tmp_path / "x.pdf"
-    assert flowjobs("documents", "render", "invoice", "inv_cli", "-o", str(out), env=env).returncode == 0
+    assert (
+        flowjobs("documents", "render", "invoice", "inv_cli", "-o", str(out), env=env).returncode
+        == 0
+    )
     assert after(lines_of(out.read_bytes()), "Total") == "€9.90"
     missing = flowjobs("documents", "render", "receipt", "pym_nope", env=env)
     assert missing.returncode == 3 and "no payment 'pym_nope'" in missing.stderr
@@ -160,41 +225,78 @@ def test_the_fast_one_page_layout_says_exactly_what_the_flowing_layout_says():
     from flowjobs.documents.fast import fits, render_fast
     from flowjobs.documents.layout import render_flowing
 
-    cases = [doc(discount=800, discount_code="WELCOME", tax=160),
-             doc(seller=Party("Łódź Źródło <sp. z o.o.>", ["ul. Żółta 1"], "biuro@lodz.example"),
-                 bill_to=Party("Zoë <zoe@example.com>", [], None), currency="PLN"),
-             doc(kind="receipt", number="pym_1", invoice_number="X-1", paid=8000, payment_method="Card •••• 4242")]
+    cases = [
+        doc(discount=800, discount_code="WELCOME", tax=160),
+        doc(
+            seller=Party("Łódź Źródło <sp. z o.o.>", ["ul. Żółta 1"], "biuro@lodz.example"),
+            bill_to=Party("Zoë <zoe@example.com>", [], None),
+            currency="PLN",
+        ),
+        doc(
+            kind="receipt",
+            number="pym_1",
+            invoice_number="X-1",
+            paid=8000,
+            payment_method="Card •••• 4242",
+        ),
+    ]
     for case in cases:
         assert fits(case)
         assert lines_of(render_fast(case)) == lines_of(render_flowing(case))
     assert "Łódź Źródło <sp. z o.o.>" in lines_of(render_fast(cases[1]))
-    assert not fits(doc(lines=[Line("x", 1, 1)] * 40)) and not fits(doc(bill_to=Party("株式会社", [], None)))
+    assert not fits(doc(lines=[Line("x", 1, 1)] * 40)) and not fits(
+        doc(bill_to=Party("株式会社", [], None))
+    )
 
 
 def test_paid_open_and_partly_paid_documents_read_the_same_in_both_layouts():
     from flowjobs.documents.fast import fits, render_fast
     from flowjobs.documents.layout import render_flowing
 
-    period = (ISSUED, datetime(2027, 2, 15, 8, tzinfo=timezone.utc))
+    period = (ISSUED, datetime(2027, 2, 15, 8, tzinfo=UTC))
     with_periods = [Line("Pro", 2, 2500, period), Line("Seats", 3, 1000, period)]
-    paid = doc(lines=with_periods, amount_paid=8000, paid_on=ISSUED, pay_url="https://pay.example/invoices/inv_1")
+    paid = doc(
+        lines=with_periods,
+        amount_paid=8000,
+        paid_on=ISSUED,
+        pay_url="https://pay.example/invoices/inv_1",
+    )
     open_ = doc(lines=with_periods, amount_paid=3000, pay_url="https://pay.example/invoices/inv_1")
-    receipt = doc(kind="receipt", number="pym_1", invoice_number="X-1", paid=3000, amount_paid=3000,
-                  payment_method="Visa •••• 4242", lines=with_periods)
+    receipt = doc(
+        kind="receipt",
+        number="pym_1",
+        invoice_number="X-1",
+        paid=3000,
+        amount_paid=3000,
+        payment_method="Visa •••• 4242",
+        lines=with_periods,
+    )
     for case in (paid, open_, receipt):
         assert fits(case)
         assert lines_of(render_fast(case)) == lines_of(render_flowing(case))
     lines = lines_of(render(paid))
     assert "Paid January 15, 2027" in lines and after(lines, "Date paid") == "January 15, 2027"
-    assert [ln for ln in lines if "due" in ln.lower()] == ["Amount due"] and after(lines, "Amount due") == "$0.00"
+    assert [ln for ln in lines if "due" in ln.lower()] == ["Amount due"] and after(
+        lines, "Amount due"
+    ) == "$0.00"
     assert not [ln for ln in lines if ln.startswith("Pay online")]
-    assert lines[lines.index("Pro"):lines.index("Pro") + 5] == ["Pro", "January 15, 2027 – February 15, 2027", "2",
-                                                                 "$25.00", "$50.00"]
+    assert lines[lines.index("Pro") : lines.index("Pro") + 5] == [
+        "Pro",
+        "January 15, 2027 – February 15, 2027",
+        "2",
+        "$25.00",
+        "$50.00",
+    ]
     lines = lines_of(render(open_))
-    assert "$50.00 due January 15, 2027" in lines and "Pay online: https://pay.example/invoices/inv_1" in lines
+    assert (
+        "$50.00 due January 15, 2027" in lines
+        and "Pay online: https://pay.example/invoices/inv_1" in lines
+    )
     assert after(lines, "Amount paid") == "$30.00" and after(lines, "Amount due") == "$50.00"
     lines = lines_of(render(receipt))
     assert after(lines, "Total") == "$80.00" and after(lines, "Amount paid") == "$30.00"
     assert after(lines, "Amount due") == "$50.00"
     many = doc(lines=[Line(f"Item {i}", 1, 100, period) for i in range(30)])
-    assert not fits(many) and len(text_of(render(many))) >= 2  # taller rows: flows over pages sooner
+    assert (
+        not fits(many) and len(text_of(render(many))) >= 2
+    )  # taller rows: flows over pages sooner

@@ -18,8 +18,13 @@ def org_env(sqlite_url, tmp_path):
     with rt.billing.unit() as s:
         org_id = setup.organization(s, "Acme").id
     rt.close()
-    payload = {"type": "UPDATE", "table": "organizations", "schema": "public",
-               "record": {"id": org_id, "payouts_enabled": True}, "old_record": {"id": org_id, "payouts_enabled": False}}
+    payload = {
+        "type": "UPDATE",
+        "table": "organizations",
+        "schema": "public",
+        "record": {"id": org_id, "payouts_enabled": True},
+        "old_record": {"id": org_id, "payouts_enabled": False},
+    }
     path = tmp_path / "org-updated.json"
     path.write_text(json.dumps(payload))
     return cli_env(sqlite_url), path, org_id
@@ -32,38 +37,62 @@ def test_replay_a_file_then_inspect_export_and_replay_it_from_the_inbox(org_env,
     assert "dry run — nothing was stored" in dry.stdout
     assert "insert flowjobs_runs" in dry.stdout and "insert webhook_events" in dry.stdout
     assert "note: replaying unverified" in dry.stderr
-    assert as_json(flowjobs("events", "list", "--json", env=env)) == []  # the dry run stored nothing
+    assert (
+        as_json(flowjobs("events", "list", "--json", env=env)) == []
+    )  # the dry run stored nothing
 
     first = flowjobs("replay-event", str(path), env=env)
     assert first.returncode == 0 and first.stdout.strip().startswith("run_")
     run_id = first.stdout.strip()
     assert flowjobs("replay-event", str(path), env=env).stdout.strip() == f"duplicate of {run_id}"
     listed = as_json(flowjobs("events", "list", "--source", "supabase", "--json", env=env))
-    assert [(e["type"], e["status"], e["runId"]) for e in listed] == [("organizations:UPDATE", "routed", run_id)]
+    assert [(e["type"], e["status"], e["runId"]) for e in listed] == [
+        ("organizations:UPDATE", "routed", run_id)
+    ]
     inbox_id = listed[0]["id"]
     shown = as_json(flowjobs("events", "show", inbox_id, "--json", env=env))
-    assert json.loads(shown["body"])["record"]["id"] == org_id and shown["signature"] == "unverified"
+    assert (
+        json.loads(shown["body"])["record"]["id"] == org_id and shown["signature"] == "unverified"
+    )
 
     exported = tmp_path / "export.json"
     assert flowjobs("events", "export", inbox_id, "-o", str(exported), env=env).returncode == 0
-    assert flowjobs("replay-event", str(exported), env=env).stdout.strip() == f"duplicate of {run_id}"
+    assert (
+        flowjobs("replay-event", str(exported), env=env).stdout.strip() == f"duplicate of {run_id}"
+    )
     replayed = as_json(flowjobs("events", "replay", inbox_id, "--json", env=env))
     assert replayed["runId"] != run_id and not replayed["duplicate"]
-    assert as_json(flowjobs("runs", "show", replayed["runId"], "--json", env=env))["replay_of"] == run_id
+    assert (
+        as_json(flowjobs("runs", "show", replayed["runId"], "--json", env=env))["replay_of"]
+        == run_id
+    )
 
     worker = flowjobs("run-worker", "--burst", "--no-scheduler", env=env)
     assert worker.returncode == 0, worker.stderr
-    notices = as_json(flowjobs("runs", "list", "--task", "send-organization-payouts-enabled-notification", "--json",
-                               env=env))
+    notices = as_json(
+        flowjobs(
+            "runs",
+            "list",
+            "--task",
+            "send-organization-payouts-enabled-notification",
+            "--json",
+            env=env,
+        )
+    )
     assert len(notices) == 1  # the replayed run found the notification already triggered (same key)
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["events", "show", "whevt_nope"], 3, "no inbox event 'whevt_nope'"),
-    (["events", "replay", "whevt_nope"], 3, "no inbox event"),
-    (["events", "export", "whevt_nope"], 3, "no inbox event"),
-    (["events", "list", "--limit", "0"], 2, "--limit"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["events", "show", "whevt_nope"], 3, "no inbox event 'whevt_nope'"),
+        (["events", "replay", "whevt_nope"], 3, "no inbox event"),
+        (["events", "export", "whevt_nope"], 3, "no inbox event"),
+        (["events", "list", "--limit", "0"], 2, "--limit"),
+    ],
+)
 def test_events_commands_refuse_bad_input(sqlite_url, args, code, message):
     result = flowjobs(*args, env=cli_env(sqlite_url))
-    assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
+    )

@@ -14,8 +14,17 @@ ACCEPTED = [
     ["trigger", "noop"],
     ["trigger", "hello-world", "--payload", '{"a": 1}'],
     ["trigger", "hello-world", "-p", '{"a": 1}', "--json"],
-    ["trigger", "--payload={\"a\": [1, 2]}", "hello-world"],
-    ["trigger", "noop", "--idempotency-key", "k-1", "--idempotency-key-ttl", "1d", "--delay", "30s"],
+    ["trigger", '--payload={"a": [1, 2]}', "hello-world"],
+    [
+        "trigger",
+        "noop",
+        "--idempotency-key",
+        "k-1",
+        "--idempotency-key-ttl",
+        "1d",
+        "--delay",
+        "30s",
+    ],
     ["trigger", "noop", "--priority", "7", "--queue", "emails", "--wait", "--timeout", "5s"],
     ["trigger", "noop", "--priority=3", "--priority", "4"],  # the last one counts
     ["trigger", "noop", "--payload-file", "p.json"],
@@ -27,11 +36,25 @@ ACCEPTED = [
 ]
 
 DEFERRED = [
-    [], ["--help"], ["-h"], ["--version"], ["runs", "list"], ["trigger"], ["trigger", "--help"],
-    ["trigger", "noop", "-h"], ["trigger", "a", "b", "c"], ["trigger", "noop", "--priority", "-1"],
-    ["trigger", "noop", "--priority", "high"], ["trigger", "noop", "--bogus"], ["trigger", "noop", "-p"],
-    ["trigger", "noop", "-p{}"], ["trigger", "noop", "--wait=yes"], ["--log-level", "loud", "trigger", "noop"],
-    ["--log-format", "xml", "trigger", "noop"], ["--config"], ["--install-completion"],
+    [],
+    ["--help"],
+    ["-h"],
+    ["--version"],
+    ["runs", "list"],
+    ["trigger"],
+    ["trigger", "--help"],
+    ["trigger", "noop", "-h"],
+    ["trigger", "a", "b", "c"],
+    ["trigger", "noop", "--priority", "-1"],
+    ["trigger", "noop", "--priority", "high"],
+    ["trigger", "noop", "--bogus"],
+    ["trigger", "noop", "-p"],
+    ["trigger", "noop", "-p{}"],
+    ["trigger", "noop", "--wait=yes"],
+    ["--log-level", "loud", "trigger", "noop"],
+    ["--log-format", "xml", "trigger", "noop"],
+    ["--config"],
+    ["--install-completion"],
     ["trigger", "noop", "--payload", "-1"],
 ]
 
@@ -43,9 +66,25 @@ def typer_reading(argv, monkeypatch, environ):
     seen = {}
 
     def capture(state, *args):
-        names = ["task_id", "object_id", "payload", "payload_file", "idempotency_key", "idempotency_key_ttl",
-                 "delay", "priority", "queue", "wait", "timeout", "as_json"]
-        seen["root"] = {"config": state.config, "log_level": state.log_level, "log_format": state.log_format}
+        names = [
+            "task_id",
+            "object_id",
+            "payload",
+            "payload_file",
+            "idempotency_key",
+            "idempotency_key_ttl",
+            "delay",
+            "priority",
+            "queue",
+            "wait",
+            "timeout",
+            "as_json",
+        ]
+        seen["root"] = {
+            "config": state.config,
+            "log_level": state.log_level,
+            "log_format": state.log_format,
+        }
         seen["params"] = dict(zip(names, args))
         return 0
 
@@ -65,9 +104,19 @@ def fast_reading(argv, monkeypatch, environ):
     assert parsed is not None and parsed[1][0] == "trigger", argv
     params = parse_argv(parsed[1][1:])
     assert params is not None, argv
-    defaults = {"object_id": None, "payload": None, "payload_file": None, "idempotency_key": None,
-                "idempotency_key_ttl": None, "delay": None, "priority": 0, "queue": None, "wait": False,
-                "timeout": None, "as_json": False}
+    defaults = {
+        "object_id": None,
+        "payload": None,
+        "payload_file": None,
+        "idempotency_key": None,
+        "idempotency_key_ttl": None,
+        "delay": None,
+        "priority": 0,
+        "queue": None,
+        "wait": False,
+        "timeout": None,
+        "as_json": False,
+    }
     return parsed[0], {**defaults, **params}
 
 
@@ -84,7 +133,12 @@ def test_the_fast_path_reads_a_command_line_as_typer_does(argv, config_env, monk
 @pytest.mark.parametrize("argv", DEFERRED, ids=lambda a: " ".join(a) or "(none)")
 def test_anything_else_goes_to_the_typer_app(argv):
     parsed = parse_root(argv)
-    assert parsed is None or not parsed[1] or parsed[1][0] != "trigger" or parse_argv(parsed[1][1:]) is None
+    assert (
+        parsed is None
+        or not parsed[1]
+        or parsed[1][0] != "trigger"
+        or parse_argv(parsed[1][1:]) is None
+    )
 
 
 def test_help_and_mistakes_still_come_from_typer(tmp_path):
@@ -103,9 +157,11 @@ def _imported_task_modules(db_url: str, script: str) -> list[str]:
     import subprocess
     import sys
 
-    code = ("import json, sys\nfrom flowjobs.config import Settings\nfrom flowjobs.runtime import Runtime\n"
-            f"rt = Runtime(Settings.model_validate({{'database': {{'url': {db_url!r}}}}}))\n{script}\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('flowjobs.tasks.'))))")
+    code = (
+        "import json, sys\nfrom flowjobs.config import Settings\nfrom flowjobs.runtime import Runtime\n"
+        f"rt = Runtime(Settings.model_validate({{'database': {{'url': {db_url!r}}}}}))\n{script}\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('flowjobs.tasks.'))))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -114,7 +170,9 @@ def _imported_task_modules(db_url: str, script: str) -> list[str]:
 def test_triggering_a_builtin_task_imports_only_its_module(tmp_path):
     url = f"sqlite:///{tmp_path}/lazy.db"
     assert _imported_task_modules(url, "rt.trigger('noop')") == ["flowjobs.tasks.noop"]
-    alert = _imported_task_modules(url, "rt.trigger('send-alert', {'kind': 'x', 'subject': 's', 'text': 't'})")
+    alert = _imported_task_modules(
+        url, "rt.trigger('send-alert', {'kind': 'x', 'subject': 's', 'text': 't'})"
+    )
     assert alert == ["flowjobs.tasks.send_alert"]
     # a task whose module is not named after it: every built-in module is loaded to find it
     everything = _imported_task_modules(url, "rt.trigger('stripe-charge-failed', {'inboxId': '1'})")

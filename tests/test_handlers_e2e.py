@@ -18,12 +18,21 @@ from flowjobs.billing.runs import execute_billing_run
 from flowjobs.webhooks.models import InboxEvent
 from tests.billing_helpers import VISA, get, stripe_sections
 from tests.cli_helpers import flowjobs
-from tests.test_notification_flows import (MEMBERS, organisation, processing_event, received, seeded_subscription,
-                                           sepa_subscription, text)
+from tests.test_notification_flows import (
+    MEMBERS,
+    organisation,
+    processing_event,
+    received,
+    seeded_subscription,
+    sepa_subscription,
+    text,
+)
 from tests.test_notifications import smtp  # noqa: F401  (fixture)
 from tests.test_webhooks_http import TOKEN, post, served, sign  # noqa: F401  (fixture)
 
-THREE_DS = "4000002500003155"  # localstripe: an off-session confirmation needs the customer (3-D Secure)
+THREE_DS = (
+    "4000002500003155"  # localstripe: an off-session confirmation needs the customer (3-D Secure)
+)
 
 
 def replay_file(env, tmp_path, name: str, event: dict) -> dict:
@@ -56,7 +65,11 @@ def handled(rt, source: str) -> dict[str, dict]:
     runs = {}
     for row in rows:
         run = rt.store.get_run(row.run_id)
-        runs[row.event_id or row.id] = {**run, "via": row.via, "result": json.loads(run["result"] or "null")}
+        runs[row.event_id or row.id] = {
+            **run,
+            "via": row.via,
+            "result": json.loads(run["result"] or "null"),
+        }
     return runs
 
 
@@ -65,8 +78,12 @@ def payment_of(rt, billing_run_id: str) -> Payment:
         return s.exec(select(Payment).where(Payment.billing_run_id == billing_run_id)).one()
 
 
-def test_payment_intent_processing_and_requires_action_from_a_file_and_over_http(served, smtp, localstripe_url,  # noqa: F811
-                                                                                 tmp_path):
+def test_payment_intent_processing_and_requires_action_from_a_file_and_over_http(
+    served,
+    smtp,
+    localstripe_url,
+    tmp_path,
+):
     """`payment_intent.processing` (a SEPA debit clearing) puts the billing run, its payment and
     its invoice in awaiting confirmation and emails every member "Awaiting Payment Confirmation"
     (through SMTP); `payment_intent.requires_action` (3-D Secure, the real PaymentIntent
@@ -78,16 +95,28 @@ def test_payment_intent_processing_and_requires_action_from_a_file_and_over_http
     three_ds = []
     for _ in range(2):
         three_ds.append(seeded_subscription(rt, card=THREE_DS)[1])
-    processing = {sepa_file: processing_event(rt, localstripe_url, sepa_file),
-                  sepa_http: processing_event(rt, localstripe_url, sepa_http)}
-    action = {run: processing_event(rt, localstripe_url, run, status="requires_action") for run in three_ds}
-    assert all(e["data"]["object"]["status"] == "requires_action" for e in action.values())  # localstripe's own
+    processing = {
+        sepa_file: processing_event(rt, localstripe_url, sepa_file),
+        sepa_http: processing_event(rt, localstripe_url, sepa_http),
+    }
+    action = {
+        run: processing_event(rt, localstripe_url, run, status="requires_action")
+        for run in three_ds
+    }
+    assert all(
+        e["data"]["object"]["status"] == "requires_action" for e in action.values()
+    )  # localstripe's own
 
     replay_file(env, tmp_path, "processing.json", processing[sepa_file])
     replay_file(env, tmp_path, "requires_action.json", action[three_ds[0]])
     deliver(base, processing[sepa_http])
     deliver(base, action[three_ds[1]])
-    work(env, FLOWJOBS_MAIL_TRANSPORT="smtp", FLOWJOBS_MAIL_HOST="127.0.0.1", FLOWJOBS_MAIL_PORT=str(port))
+    work(
+        env,
+        FLOWJOBS_MAIL_TRANSPORT="smtp",
+        FLOWJOBS_MAIL_HOST="127.0.0.1",
+        FLOWJOBS_MAIL_PORT=str(port),
+    )
 
     runs = handled(rt, "stripe")
     assert sorted(r["via"] for r in runs.values()) == ["file", "file", "http", "http"]
@@ -99,15 +128,22 @@ def test_payment_intent_processing_and_requires_action_from_a_file_and_over_http
         assert get(rt, Invoice, payment.invoice_id).status == "awaiting_payment_confirmation"
     for run_id in three_ds:
         run = get(rt, BillingRun, run_id)
-        assert run.status == "started" and run.last_stripe_payment_intent_event_timestamp is not None
+        assert (
+            run.status == "started" and run.last_stripe_payment_intent_event_timestamp is not None
+        )
         assert payment_of(rt, run_id).status == "requires_action"
     pending = sorted(r["result"]["detail"].split(" is ")[1] for r in runs.values())
     assert pending == ["processing", "processing", "requires_action", "requires_action"]
     emails = received(mail.messages)
     assert set(emails) == {"send-organization-awaiting-payment-confirmation-notification"}
     sent = emails["send-organization-awaiting-payment-confirmation-notification"]
-    assert [rcpts for rcpts, _ in sent] == [sorted(MEMBERS)] * 2  # one per processing payment, to everyone
-    invoices = {get(rt, Invoice, payment_of(rt, r).invoice_id).invoice_number for r in (sepa_file, sepa_http)}
+    assert [rcpts for rcpts, _ in sent] == [
+        sorted(MEMBERS)
+    ] * 2  # one per processing payment, to everyone
+    invoices = {
+        get(rt, Invoice, payment_of(rt, r).invoice_id).invoice_number
+        for r in (sepa_file, sepa_http)
+    }
     assert {text(msg).split("for invoice #")[1].split(" ")[0] for _, msg in sent} == invoices
     assert proc.poll() is None
 
@@ -122,20 +158,44 @@ def paid_invoice(rt) -> tuple[str, str]:
 
 
 def invoice_update(invoice_id: str, old: str, new: str, **fields) -> dict:
-    record = {"id": invoice_id, "status": new, "livemode": False, "invoice_number": "X-00000", "currency": "USD",
-              "created_at": "2027-01-15T08:00:00.000Z", "memo": None, **fields}
-    return {"type": "UPDATE", "table": "invoices", "schema": "public", "record": record,
-            "old_record": {**record, "status": old}}
+    record = {
+        "id": invoice_id,
+        "status": new,
+        "livemode": False,
+        "invoice_number": "X-00000",
+        "currency": "USD",
+        "created_at": "2027-01-15T08:00:00.000Z",
+        "memo": None,
+        **fields,
+    }
+    return {
+        "type": "UPDATE",
+        "table": "invoices",
+        "schema": "public",
+        "record": record,
+        "old_record": {**record, "status": old},
+    }
 
 
 def membership_insert(membership: Membership) -> dict:
-    return {"type": "INSERT", "table": "memberships", "schema": "public", "old_record": None,
-            "record": {"id": membership.id, "user_id": membership.user_id, "organization_id": membership.organization_id,
-                       "role": membership.role, "notification_preferences": {}, "deactivated_at": None,
-                       "created_at": "2027-01-15T08:00:00.000Z"}}
+    return {
+        "type": "INSERT",
+        "table": "memberships",
+        "schema": "public",
+        "old_record": None,
+        "record": {
+            "id": membership.id,
+            "user_id": membership.user_id,
+            "organization_id": membership.organization_id,
+            "role": membership.role,
+            "notification_preferences": {},
+            "deactivated_at": None,
+            "created_at": "2027-01-15T08:00:00.000Z",
+        },
+    }
 
 
-def test_supabase_invoice_paid_and_member_inserted_from_a_file_and_over_http(served, tmp_path):  # noqa: F811
+def test_supabase_invoice_paid_and_member_inserted_from_a_file_and_over_http(served, tmp_path):
     """`invoices:UPDATE` into `paid` renders and stores the receipt of the invoice's payment
     (`receipt_url`, a real PDF); an update that is not a transition into paid does nothing.
     `memberships:INSERT` finds the new member's user and email (the newsletter is not built);
@@ -147,11 +207,15 @@ def test_supabase_invoice_paid_and_member_inserted_from_a_file_and_over_http(ser
         from flowjobs.billing.models import Organization
 
         org = s.get(Organization, org_id)
-        new_members = [setup.member(s, org, f"new{i}@acme.example", role="member") for i in range(2)]
+        new_members = [
+            setup.member(s, org, f"new{i}@acme.example", role="member") for i in range(2)
+        ]
     work(env)  # what the charges triggered (invoice PDFs, emails) is done before the events arrive
 
     replay_file(env, tmp_path, "paid.json", invoice_update(file_invoice, "open", "paid"))
-    replay_file(env, tmp_path, "still-paid.json", invoice_update(file_invoice, "paid", "paid", memo="PO 42"))
+    replay_file(
+        env, tmp_path, "still-paid.json", invoice_update(file_invoice, "paid", "paid", memo="PO 42")
+    )
     replay_file(env, tmp_path, "member.json", membership_insert(new_members[0]))
     deliver(base, invoice_update(http_invoice, "awaiting_payment_confirmation", "paid"))
     deliver(base, membership_insert(new_members[1]))
@@ -166,17 +230,60 @@ def test_supabase_invoice_paid_and_member_inserted_from_a_file_and_over_http(ser
     runs = list(handled(rt, "supabase").values())
     assert len(runs) == 5 and {r["status"] for r in runs} == {"completed"}
     results = sorted((r["via"], json.dumps(r["result"], sort_keys=True)) for r in runs)
-    assert results == sorted([
-        ("file", json.dumps({"result": "receipt requested", "invoiceId": file_invoice, "paymentId": file_payment},
-                            sort_keys=True)),
-        ("file", json.dumps({"result": "ignored", "detail": "not a transition into paid"}, sort_keys=True)),
-        ("http", json.dumps({"result": "receipt requested", "invoiceId": http_invoice, "paymentId": http_payment},
-                            sort_keys=True)),
-        ("file", json.dumps({"userId": new_members[0].user_id, "email": "new0@acme.example",
-                             "newsletter": "not configured"}, sort_keys=True)),
-        ("http", json.dumps({"userId": new_members[1].user_id, "email": "new1@acme.example",
-                             "newsletter": "not configured"}, sort_keys=True)),
-    ])
+    assert results == sorted(
+        [
+            (
+                "file",
+                json.dumps(
+                    {
+                        "result": "receipt requested",
+                        "invoiceId": file_invoice,
+                        "paymentId": file_payment,
+                    },
+                    sort_keys=True,
+                ),
+            ),
+            (
+                "file",
+                json.dumps(
+                    {"result": "ignored", "detail": "not a transition into paid"}, sort_keys=True
+                ),
+            ),
+            (
+                "http",
+                json.dumps(
+                    {
+                        "result": "receipt requested",
+                        "invoiceId": http_invoice,
+                        "paymentId": http_payment,
+                    },
+                    sort_keys=True,
+                ),
+            ),
+            (
+                "file",
+                json.dumps(
+                    {
+                        "userId": new_members[0].user_id,
+                        "email": "new0@acme.example",
+                        "newsletter": "not configured",
+                    },
+                    sort_keys=True,
+                ),
+            ),
+            (
+                "http",
+                json.dumps(
+                    {
+                        "userId": new_members[1].user_id,
+                        "email": "new1@acme.example",
+                        "newsletter": "not configured",
+                    },
+                    sort_keys=True,
+                ),
+            ),
+        ]
+    )
     for payment_id in (file_payment, http_payment):
         payment = get(rt, Payment, payment_id)
         assert payment.receipt_url and payment.receipt_url.startswith("file://")
@@ -194,6 +301,10 @@ def test_retrieve_payment_method_reads_the_card_stripe_holds(make_runtime, local
     pm_id, _, _ = gateway.attach_card(False, customer=customer, number="4000056655665556")
     method = gateway.retrieve_payment_method(False, pm_id)
     assert (method["id"], method["type"]) == (pm_id, "card")
-    assert (method["card"]["brand"], method["card"]["last4"], method["card"]["country"]) == ("visa", "5556", "FR")
+    assert (method["card"]["brand"], method["card"]["last4"], method["card"]["country"]) == (
+        "visa",
+        "5556",
+        "FR",
+    )
     with pytest.raises(StripeRequestError):
         gateway.retrieve_payment_method(False, "pm_doesnotexist")

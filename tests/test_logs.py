@@ -19,7 +19,9 @@ def test_worker_logs_are_json_lines_with_run_fields(sqlite_url):
     said = next(line for line in lines if line.get("run_id") == run_id)
     assert said["task"] == "hello-world" and said["attempt"] == 1 and said["worker"]
     assert "hello from run" in said["message"]
-    failed = next(line for line in lines if line.get("run_id") == failing and line["level"] == "warning")
+    failed = next(
+        line for line in lines if line.get("run_id") == failing and line["level"] == "warning"
+    )
     assert failed["task"] == "test-abort" and "failed" in failed["message"]
 
     text = flowjobs("--log-format", "text", "run-worker", "--burst", "--no-scheduler", env=env)

@@ -17,8 +17,15 @@ def scrape(app) -> dict:
     def start_response(code, headers):
         status["code"], status["headers"] = code, dict(headers)
 
-    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "wsgi.input": io.BytesIO()}, start_response))
-    assert status["code"] == "200 OK" and status["headers"]["Content-Type"].startswith("text/plain; version=0.0.4")
+    body = b"".join(
+        app(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "wsgi.input": io.BytesIO()},
+            start_response,
+        )
+    )
+    assert status["code"] == "200 OK" and status["headers"]["Content-Type"].startswith(
+        "text/plain; version=0.0.4"
+    )
     samples = {}
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
@@ -40,18 +47,40 @@ def test_metrics_report_runs_durations_queues_lag_and_inbox(make_runtime, clock)
 
     m = scrape(WebhookApp(rt))
     assert m[("flowjobs_runs", (("status", "completed"), ("task", "hello-world")))] == 3
-    assert m[("flowjobs_attempt_duration_seconds_count", (("outcome", "succeeded"), ("task", "hello-world")))] == 3
-    assert m[("flowjobs_attempt_duration_seconds_bucket", (("le", "+Inf"), ("outcome", "succeeded"),
-                                                            ("task", "hello-world")))] == 3
+    assert (
+        m[
+            (
+                "flowjobs_attempt_duration_seconds_count",
+                (("outcome", "succeeded"), ("task", "hello-world")),
+            )
+        ]
+        == 3
+    )
+    assert (
+        m[
+            (
+                "flowjobs_attempt_duration_seconds_bucket",
+                (("le", "+Inf"), ("outcome", "succeeded"), ("task", "hello-world")),
+            )
+        ]
+        == 3
+    )
     assert m[("flowjobs_queue_depth", (("queue", "default"),))] == 1
     assert m[("flowjobs_oldest_waiting_run_age_seconds", (("queue", "default"),))] == 30
-    assert m[("flowjobs_schedule_lag_seconds", (("schedule", "minutely"),))] == 330 - 60  # 08:01 is due since 270 s
+    assert (
+        m[("flowjobs_schedule_lag_seconds", (("schedule", "minutely"),))] == 330 - 60
+    )  # 08:01 is due since 270 s
 
 
-def test_metrics_over_http(served):  # noqa: F811
+def test_metrics_over_http(served):
     _, _, base, _ = served
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
         text = response.read().decode()
     names = {family.name for family in text_string_to_metric_families(text)}
-    assert {"flowjobs_runs", "flowjobs_attempt_duration_seconds", "flowjobs_queue_depth",
-            "flowjobs_schedule_lag_seconds", "flowjobs_webhook_events"} <= names
+    assert {
+        "flowjobs_runs",
+        "flowjobs_attempt_duration_seconds",
+        "flowjobs_queue_depth",
+        "flowjobs_schedule_lag_seconds",
+        "flowjobs_webhook_events",
+    } <= names

@@ -36,7 +36,9 @@ class Collect:
         if self.temporary_failures:
             self.temporary_failures -= 1
             return "451 4.3.0 try again later"
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=policy.default)))
+        self.messages.append(
+            (envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=policy.default))
+        )
         return "250 OK"
 
 
@@ -59,8 +61,17 @@ def smtp():
 
 
 def mail_sections(port, **extra):
-    return {"mail": {"transport": "smtp", "host": "127.0.0.1", "port": port, "retries": 1, "timeout": "5s",
-                     "app_url": "https://app.example", **extra}}
+    return {
+        "mail": {
+            "transport": "smtp",
+            "host": "127.0.0.1",
+            "port": port,
+            "retries": 1,
+            "timeout": "5s",
+            "app_url": "https://app.example",
+            **extra,
+        }
+    }
 
 
 def world(rt, livemode=True):
@@ -68,58 +79,135 @@ def world(rt, livemode=True):
     b = rt.billing
     now = utc_from_ms(rt.clock.now_ms())
     with b.unit() as s:
-        org = setup.organization(s, "Łódź Analytics", currency="EUR", contact_email="hi@lodz.example")
+        org = setup.organization(
+            s, "Łódź Analytics", currency="EUR", contact_email="hi@lodz.example"
+        )
         setup.member(s, org, "owner@lodz.example")
-        setup.member(s, org, "quiet@lodz.example", role="member",
-                     preferences={"paymentFailed": False, "testModeNotifications": False})
-        setup.member(s, org, "ops@lodz.example", role="member", preferences={"subscriptionCreated": False})
-        cust = setup.customer(s, org, email="ada@example.com", name="Ada Lovelace", livemode=livemode)
+        setup.member(
+            s,
+            org,
+            "quiet@lodz.example",
+            role="member",
+            preferences={"paymentFailed": False, "testModeNotifications": False},
+        )
+        setup.member(
+            s, org, "ops@lodz.example", role="member", preferences={"subscriptionCreated": False}
+        )
+        cust = setup.customer(
+            s, org, email="ada@example.com", name="Ada Lovelace", livemode=livemode
+        )
         method = setup.card(s, cust, stripe_payment_method_id="pm_x", last4="4242")
         price = setup.plan(s, org, "Pro", 4900, livemode=livemode)
         sub, period, _ = setup.subscription(s, cust, price, method, start=now)
         sub.canceled_at = now
-        invoice = Invoice(id=ids.new_id("inv"), livemode=livemode, invoice_number="B16B00B-00000", invoice_date=now,
-                          billing_period_id=period.id, customer_id=cust.id, organization_id=org.id, status="paid",
-                          subscription_id=sub.id, currency="EUR", subtotal=4900, tax_amount=0, type="subscription")
+        invoice = Invoice(
+            id=ids.new_id("inv"),
+            livemode=livemode,
+            invoice_number="B16B00B-00000",
+            invoice_date=now,
+            billing_period_id=period.id,
+            customer_id=cust.id,
+            organization_id=org.id,
+            status="paid",
+            subscription_id=sub.id,
+            currency="EUR",
+            subtotal=4900,
+            tax_amount=0,
+            type="subscription",
+        )
         s.add(invoice)
-        s.add(InvoiceLineItem(id=ids.new_id("inv_li"), livemode=livemode, invoice_id=invoice.id, quantity=1,
-                              description="Pro", price=4900))
-        payment = Payment(id=ids.new_id("pym"), livemode=livemode, invoice_id=invoice.id, amount=4900,
-                          payment_method="card", currency="EUR", status="succeeded", charge_date=now,
-                          organization_id=org.id, customer_id=cust.id, subscription_id=sub.id,
-                          payment_method_id=method.id, billing_period_id=period.id,
-                          failure_message="Your card was declined.")
+        s.add(
+            InvoiceLineItem(
+                id=ids.new_id("inv_li"),
+                livemode=livemode,
+                invoice_id=invoice.id,
+                quantity=1,
+                description="Pro",
+                price=4900,
+            )
+        )
+        payment = Payment(
+            id=ids.new_id("pym"),
+            livemode=livemode,
+            invoice_id=invoice.id,
+            amount=4900,
+            payment_method="card",
+            currency="EUR",
+            status="succeeded",
+            charge_date=now,
+            organization_id=org.id,
+            customer_id=cust.id,
+            subscription_id=sub.id,
+            payment_method_id=method.id,
+            billing_period_id=period.id,
+            failure_message="Your card was declined.",
+        )
         s.add(payment)
-        return {"org": org.id, "customer": cust.id, "sub": sub.id, "payment": payment.id, "livemode": livemode,
-                "retry": int((now + timedelta(days=3)).timestamp() * 1000)}
+        return {
+            "org": org.id,
+            "customer": cust.id,
+            "sub": sub.id,
+            "payment": payment.id,
+            "livemode": livemode,
+            "retry": int((now + timedelta(days=3)).timestamp() * 1000),
+        }
 
 
 def payloads(w):
-    data = {"organizationId": w["org"], "customerId": w["customer"], "paymentId": w["payment"], "amount": 4900,
-            "currency": "EUR", "invoiceNumber": "B16B00B-00000", "livemode": w["livemode"]}
-    adjusted = {"subscriptionId": w["sub"], "customerId": w["customer"], "organizationId": w["org"],
-                "adjustmentType": "upgrade", "previousItems": [{"name": "Pro", "unitPrice": 4900, "quantity": 1}],
-                "newItems": [{"name": "Team", "unitPrice": 9900, "quantity": 1}], "prorationAmount": 2500,
-                "effectiveDate": 1800000000000}
+    data = {
+        "organizationId": w["org"],
+        "customerId": w["customer"],
+        "paymentId": w["payment"],
+        "amount": 4900,
+        "currency": "EUR",
+        "invoiceNumber": "B16B00B-00000",
+        "livemode": w["livemode"],
+    }
+    adjusted = {
+        "subscriptionId": w["sub"],
+        "customerId": w["customer"],
+        "organizationId": w["org"],
+        "adjustmentType": "upgrade",
+        "previousItems": [{"name": "Pro", "unitPrice": 4900, "quantity": 1}],
+        "newItems": [{"name": "Team", "unitPrice": 9900, "quantity": 1}],
+        "prorationAmount": 2500,
+        "effectiveDate": 1800000000000,
+    }
     return {
         "send-customer-payment-succeeded-notification": {"paymentId": w["payment"]},
-        "send-customer-payment-failed-notification": {"paymentId": w["payment"], "retryDate": w["retry"]},
-        "send-customer-subscription-created-notification": {"customerId": w["customer"], "subscriptionId": w["sub"],
-                                                            "organizationId": w["org"]},
-        "send-customer-subscription-upgraded-notification": {"customerId": w["customer"], "newSubscriptionId": w["sub"],
-                                                             "previousSubscriptionId": w["sub"], "organizationId": w["org"]},
+        "send-customer-payment-failed-notification": {
+            "paymentId": w["payment"],
+            "retryDate": w["retry"],
+        },
+        "send-customer-subscription-created-notification": {
+            "customerId": w["customer"],
+            "subscriptionId": w["sub"],
+            "organizationId": w["org"],
+        },
+        "send-customer-subscription-upgraded-notification": {
+            "customerId": w["customer"],
+            "newSubscriptionId": w["sub"],
+            "previousSubscriptionId": w["sub"],
+            "organizationId": w["org"],
+        },
         "send-customer-subscription-adjusted-notification": adjusted,
         "send-customer-subscription-canceled-notification": {"subscriptionId": w["sub"]},
-        "send-customer-subscription-cancellation-scheduled-notification": {"subscriptionId": w["sub"],
-                                                                          "scheduledCancellationDate": 1800000000000},
+        "send-customer-subscription-cancellation-scheduled-notification": {
+            "subscriptionId": w["sub"],
+            "scheduledCancellationDate": 1800000000000,
+        },
         "send-customer-trial-expired-notification": {"subscriptionId": w["sub"]},
         "send-organization-payment-succeeded-notification": {"paymentData": data},
-        "send-organization-payment-failed-notification": {"paymentData": {**data, "failureReason": "card_declined"}},
+        "send-organization-payment-failed-notification": {
+            "paymentData": {**data, "failureReason": "card_declined"}
+        },
         "send-organization-subscription-created-notification": {"subscription": {"id": w["sub"]}},
         "send-organization-subscription-adjusted-notification": {**adjusted, "currency": "EUR"},
         "send-organization-subscription-canceled-notification": {"subscription": {"id": w["sub"]}},
-        "send-organization-subscription-cancellation-scheduled-notification": {"subscription": {"id": w["sub"]},
-                                                                              "scheduledCancellationDate": 1800000000000},
+        "send-organization-subscription-cancellation-scheduled-notification": {
+            "subscription": {"id": w["sub"]},
+            "scheduledCancellationDate": 1800000000000,
+        },
         "send-organization-payouts-enabled-notification": {"organizationId": w["org"]},
         "send-organization-onboarding-completed-notification": {"organizationId": w["org"]},
     }
@@ -129,40 +217,104 @@ CUSTOMER = ["ada@example.com"]
 ALL = ["owner@lodz.example", "quiet@lodz.example", "ops@lodz.example"]
 EXPECTED = {  # task: (recipients, subject, facts in the plain-text body)
     "send-customer-payment-succeeded-notification": (
-        CUSTOMER, "Łódź Analytics Order Receipt: #B16B00B-00000", ["Your Order is Confirmed", "Payment total: €49.00",
-                                                                  "Pro  1 x €49.00 = €49.00", "Total: €49.00"]),
+        CUSTOMER,
+        "Łódź Analytics Order Receipt: #B16B00B-00000",
+        [
+            "Your Order is Confirmed",
+            "Payment total: €49.00",
+            "Pro  1 x €49.00 = €49.00",
+            "Total: €49.00",
+        ],
+    ),
     "send-customer-payment-failed-notification": (
-        CUSTOMER, "Your Payment Failed", ["Payment Unsuccessful", "Your card was declined.",
-                                          "We will try again on January 18, 2027.", "Amount: €49.00"]),
+        CUSTOMER,
+        "Your Payment Failed",
+        [
+            "Payment Unsuccessful",
+            "Your card was declined.",
+            "We will try again on January 18, 2027.",
+            "Amount: €49.00",
+        ],
+    ),
     "send-customer-subscription-created-notification": (
-        CUSTOMER, "Your Subscription is Confirmed", ["Plan: Pro", "Price: €49.00 / month", "Card ending 4242",
-                                                     "Next billing date: February 15, 2027"]),
+        CUSTOMER,
+        "Your Subscription is Confirmed",
+        [
+            "Plan: Pro",
+            "Price: €49.00 / month",
+            "Card ending 4242",
+            "Next billing date: February 15, 2027",
+        ],
+    ),
     "send-customer-subscription-upgraded-notification": (
-        CUSTOMER, "Your Subscription is Confirmed", ["Previous plan: Pro (€49.00 / month)"]),
+        CUSTOMER,
+        "Your Subscription is Confirmed",
+        ["Previous plan: Pro (€49.00 / month)"],
+    ),
     "send-customer-subscription-adjusted-notification": (
-        CUSTOMER, "Your Subscription has been Updated", ["Proration: €25.00", "Team  1 x €99.00 = €99.00"]),
+        CUSTOMER,
+        "Your Subscription has been Updated",
+        ["Proration: €25.00", "Team  1 x €99.00 = €99.00"],
+    ),
     "send-customer-subscription-canceled-notification": (
-        CUSTOMER, "Subscription Canceled: Your Pro subscription has been canceled", ["Cancellation date: January 15, 2027"]),
+        CUSTOMER,
+        "Subscription Canceled: Your Pro subscription has been canceled",
+        ["Cancellation date: January 15, 2027"],
+    ),
     "send-customer-subscription-cancellation-scheduled-notification": (
-        CUSTOMER, "Cancellation Scheduled: Your Pro subscription will be canceled on January 15, 2027",
-        ["Cancellation date: January 15, 2027"]),
+        CUSTOMER,
+        "Cancellation Scheduled: Your Pro subscription will be canceled on January 15, 2027",
+        ["Cancellation date: January 15, 2027"],
+    ),
     "send-customer-trial-expired-notification": (
-        CUSTOMER, "Action Required: Update Your Payment Method", ["Add Payment Method: https://app.example/billing-portal/"]),
+        CUSTOMER,
+        "Action Required: Update Your Payment Method",
+        ["Add Payment Method: https://app.example/billing-portal/"],
+    ),
     "send-organization-payment-succeeded-notification": (
-        ALL, "Successful payment from Ada Lovelace!", ["Amount: €49.00", "Invoice #: B16B00B-00000"]),
+        ALL,
+        "Successful payment from Ada Lovelace!",
+        ["Amount: €49.00", "Invoice #: B16B00B-00000"],
+    ),
     "send-organization-payment-failed-notification": (
-        ["owner@lodz.example", "ops@lodz.example"], "Payment Failed from Ada Lovelace",
-        ["Status: Failed", "Reason: card_declined", "View in Dashboard: https://app.example/customers/"]),
+        ["owner@lodz.example", "ops@lodz.example"],
+        "Payment Failed from Ada Lovelace",
+        [
+            "Status: Failed",
+            "Reason: card_declined",
+            "View in Dashboard: https://app.example/customers/",
+        ],
+    ),
     "send-organization-subscription-created-notification": (
-        ["owner@lodz.example", "quiet@lodz.example"], "New Subscription: Ada Lovelace subscribed to Pro", ["Price: €49.00"]),
-    "send-organization-subscription-adjusted-notification": (ALL, "Subscription Updated - Ada Lovelace", ["Proration: €25.00"]),
+        ["owner@lodz.example", "quiet@lodz.example"],
+        "New Subscription: Ada Lovelace subscribed to Pro",
+        ["Price: €49.00"],
+    ),
+    "send-organization-subscription-adjusted-notification": (
+        ALL,
+        "Subscription Updated - Ada Lovelace",
+        ["Proration: €25.00"],
+    ),
     "send-organization-subscription-canceled-notification": (
-        ALL, "Subscription Canceled: Ada Lovelace canceled Pro", ["Canceled on: January 15, 2027"]),
+        ALL,
+        "Subscription Canceled: Ada Lovelace canceled Pro",
+        ["Canceled on: January 15, 2027"],
+    ),
     "send-organization-subscription-cancellation-scheduled-notification": (
-        ALL, "Cancellation Scheduled: Ada Lovelace scheduled cancellation for Pro on January 15, 2027", []),
-    "send-organization-payouts-enabled-notification": (ALL, "Payouts Enabled for Łódź Analytics", ["Payouts are now enabled"]),
+        ALL,
+        "Cancellation Scheduled: Ada Lovelace scheduled cancellation for Pro on January 15, 2027",
+        [],
+    ),
+    "send-organization-payouts-enabled-notification": (
+        ALL,
+        "Payouts Enabled for Łódź Analytics",
+        ["Payouts are now enabled"],
+    ),
     "send-organization-onboarding-completed-notification": (
-        ALL, "Live payments pending review for Łódź Analytics", ["finished Stripe onboarding"]),
+        ALL,
+        "Live payments pending review for Łódź Analytics",
+        ["finished Stripe onboarding"],
+    ),
 }
 
 
@@ -190,9 +342,14 @@ def test_all_sixteen_emails_reach_the_smtp_server(make_runtime, smtp, tmp_path):
     files = {part.get_filename(): part.get_content() for part in receipt.iter_attachments()}
     assert sorted(files) == ["B16B00B-00000-receipt.pdf", "B16B00B-00000.pdf"]
     invoice_text = pypdf.PdfReader(io.BytesIO(files["B16B00B-00000.pdf"])).pages[0].extract_text()
-    receipt_text = pypdf.PdfReader(io.BytesIO(files["B16B00B-00000-receipt.pdf"])).pages[0].extract_text()
+    receipt_text = (
+        pypdf.PdfReader(io.BytesIO(files["B16B00B-00000-receipt.pdf"])).pages[0].extract_text()
+    )
     assert "B16B00B-00000" in invoice_text and "€49.00 paid on January 15, 2027" in receipt_text
-    assert by_task["send-organization-payouts-enabled-notification"][1]["From"] == "Flowglad <notifications@flowglad.com>"
+    assert (
+        by_task["send-organization-payouts-enabled-notification"][1]["From"]
+        == "Flowglad <notifications@flowglad.com>"
+    )
 
 
 def test_test_mode_emails_are_marked_and_follow_preferences(make_runtime, smtp, tmp_path):
@@ -200,22 +357,34 @@ def test_test_mode_emails_are_marked_and_follow_preferences(make_runtime, smtp, 
     rt = make_runtime(documents={"dir": str(tmp_path / "docs")}, **mail_sections(port))
     w = world(rt, livemode=False)
     every = payloads(w)
-    for task in ("send-customer-payment-succeeded-notification", "send-customer-payment-failed-notification",
-                 "send-organization-subscription-created-notification"):
+    for task in (
+        "send-customer-payment-succeeded-notification",
+        "send-customer-payment-failed-notification",
+        "send-organization-subscription-created-notification",
+    ):
         rt.trigger(task, every[task])
     drain(rt)
     by_task = {str(msg["X-Flowjobs-Task"]).strip(): (rcpts, msg) for rcpts, msg in inbox.messages}
-    assert "send-customer-payment-succeeded-notification" not in by_task  # receipts: live-mode invoices only
-    assert by_task["send-customer-payment-failed-notification"][1]["Subject"] == "[TEST] Your Payment Failed"
+    assert (
+        "send-customer-payment-succeeded-notification" not in by_task
+    )  # receipts: live-mode invoices only
+    assert (
+        by_task["send-customer-payment-failed-notification"][1]["Subject"]
+        == "[TEST] Your Payment Failed"
+    )
     rcpts, msg = by_task["send-organization-subscription-created-notification"]
-    assert rcpts == ["owner@lodz.example"]  # quiet@ wants no test-mode mail; ops@ no subscription mail
+    assert rcpts == [
+        "owner@lodz.example"
+    ]  # quiet@ wants no test-mode mail; ops@ no subscription mail
     assert msg["Subject"].startswith("[TEST] New Subscription")
 
 
 def test_smtp_down_is_retried_then_fails_with_a_clear_error(make_runtime, clock, tmp_path):
     rt = make_runtime(**mail_sections(free_port()))
     w = world(rt)
-    run = rt.trigger("send-customer-payment-failed-notification", {"paymentId": w["payment"], "retryDate": None})
+    run = rt.trigger(
+        "send-customer-payment-failed-notification", {"paymentId": w["payment"], "retryDate": None}
+    )
     for _ in range(3):
         drain(rt)
         clock.advance(120)
@@ -228,7 +397,9 @@ def test_a_permanent_5xx_fails_at_once_and_a_4xx_is_retried(make_runtime, smtp, 
     port, _ = smtp(Collect(refuse="550 5.1.1 mailbox unavailable"))
     rt = make_runtime(**mail_sections(port))
     w = world(rt)
-    run = rt.trigger("send-customer-payment-failed-notification", {"paymentId": w["payment"], "retryDate": None})
+    run = rt.trigger(
+        "send-customer-payment-failed-notification", {"paymentId": w["payment"], "retryDate": None}
+    )
     drain(rt)
     result = rt.store.get_run(run.id)
     assert (result["status"], result["attempt"]) == ("failed", 1)
@@ -250,8 +421,13 @@ def test_smtp_auth_logs_in_and_a_wrong_password_is_a_clear_failure(make_runtime,
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     handler = Collect()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
-                            auth_require_tls=False)
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=authenticator,
+        auth_require_tls=False,
+    )
     controller.start()
     try:
         rt = make_runtime(**mail_sections(controller.port, username="flowjobs", password="s3cret"))
@@ -260,7 +436,9 @@ def test_smtp_auth_logs_in_and_a_wrong_password_is_a_clear_failure(make_runtime,
         drain(rt)
         assert rt.store.get_run(ok.id)["status"] == "completed" and len(handler.messages) == 1
         wrong = make_runtime(**mail_sections(controller.port, username="flowjobs", password="nope"))
-        bad = wrong.trigger("send-customer-subscription-canceled-notification", {"subscriptionId": w["sub"]})
+        bad = wrong.trigger(
+            "send-customer-subscription-canceled-notification", {"subscriptionId": w["sub"]}
+        )
         drain(wrong)
         result = wrong.store.get_run(bad.id)
         assert result["status"] == "failed" and "535" in result["error"]
@@ -276,30 +454,65 @@ def test_starttls_with_a_verified_certificate_then_auth(make_runtime, tmp_path):
     from aiosmtpd.smtp import AuthResult
 
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
     handler = Collect()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=server_tls,
-                            require_starttls=True, authenticator=lambda *a: AuthResult(success=True, handled=False))
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=lambda *a: AuthResult(success=True, handled=False),
+    )
     controller.start()
     try:
-        rt = make_runtime(**mail_sections(controller.port, starttls=True, ca_file=str(cert), username="u", password="p"))
+        rt = make_runtime(
+            **mail_sections(
+                controller.port, starttls=True, ca_file=str(cert), username="u", password="p"
+            )
+        )
         w = world(rt)
         run = rt.trigger("send-customer-trial-expired-notification", {"subscriptionId": w["sub"]})
         drain(rt)
         assert rt.store.get_run(run.id)["status"] == "completed" and len(handler.messages) == 1
-        untrusted = make_runtime(**mail_sections(controller.port, starttls=True))  # the system CAs do not know it
-        refused = untrusted.trigger("send-customer-subscription-canceled-notification", {"subscriptionId": w["sub"]})
+        untrusted = make_runtime(
+            **mail_sections(controller.port, starttls=True)
+        )  # the system CAs do not know it
+        refused = untrusted.trigger(
+            "send-customer-subscription-canceled-notification", {"subscriptionId": w["sub"]}
+        )
         drain(untrusted)
         assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.store.get_run(refused.id)["error"] or "")
     finally:
         controller.stop()
 
 
-def test_organisation_payment_failed_reports_the_invoice_amount_not_the_payment_amount(make_runtime, smtp):
+def test_organisation_payment_failed_reports_the_invoice_amount_not_the_payment_amount(
+    make_runtime, smtp
+):
     """Spec §7.6: the organisation's payment-failed email reports the invoice's amount (the
     line items); the failed payment was only what was still due (30.00 of 49.00)."""
     port, inbox = smtp()
@@ -310,16 +523,34 @@ def test_organisation_payment_failed_reports_the_invoice_amount_not_the_payment_
         earlier.amount = 1900  # paid before
         invoice = s.get(Invoice, earlier.invoice_id)
         invoice.status = "open"
-        failed = Payment(id=ids.new_id("pym"), livemode=True, invoice_id=invoice.id, amount=3000, payment_method="card",
-                         currency="EUR", status="failed", charge_date=earlier.charge_date,
-                         organization_id=w["org"], customer_id=w["customer"], subscription_id=w["sub"],
-                         failure_message="Your card was declined.")
+        failed = Payment(
+            id=ids.new_id("pym"),
+            livemode=True,
+            invoice_id=invoice.id,
+            amount=3000,
+            payment_method="card",
+            currency="EUR",
+            status="failed",
+            charge_date=earlier.charge_date,
+            organization_id=w["org"],
+            customer_id=w["customer"],
+            subscription_id=w["sub"],
+            failure_message="Your card was declined.",
+        )
         s.add(failed)
-    data = {"organizationId": w["org"], "customerId": w["customer"], "paymentId": failed.id, "amount": 3000,
-            "currency": "EUR", "invoiceNumber": "B16B00B-00000", "livemode": True, "failureReason": "card_declined"}
+    data = {
+        "organizationId": w["org"],
+        "customerId": w["customer"],
+        "paymentId": failed.id,
+        "amount": 3000,
+        "currency": "EUR",
+        "invoiceNumber": "B16B00B-00000",
+        "livemode": True,
+        "failureReason": "card_declined",
+    }
     rt.trigger("send-organization-payment-failed-notification", {"paymentData": data})
     drain(rt)
-    (_, msg), = inbox.messages
+    ((_, msg),) = inbox.messages
     text = msg.get_body(preferencelist=("plain",)).get_content()
     assert "Amount: €49.00" in text and "Amount due: €30.00" in text
     assert "A payment of €30.00 from Ada Lovelace failed." in text

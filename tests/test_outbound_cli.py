@@ -14,9 +14,9 @@ from flowjobs.outbound.emit import emit_event
 from tests.billing_helpers import drain
 from tests.cli_helpers import as_json, cli_env
 from tests.cli_helpers import flowjobs as subprocess_flowjobs
-from tests.test_webhooks_malformed import run_cli
 from tests.outbound_receiver import Receiver, start, verify
 from tests.test_outbound_webhooks import deliveries, organisation
+from tests.test_webhooks_malformed import run_cli
 
 
 @pytest.fixture
@@ -45,36 +45,65 @@ def test_endpoints_and_deliveries_commands(rt, receiver, monkeypatch, capsys):
     for key, value in env.items():
         if key.startswith("FLOWJOBS_"):
             monkeypatch.setenv(key, value)
+
     def flowjobs(*args, env):  # in this process, through the same entry point
         return Result(*run_cli(capsys, *args))
 
     org_id, _ = organisation(rt)
 
-    added = as_json(subprocess_flowjobs("endpoints", "add", org_id, "--url", receiver.url, "--event-type", "payment.succeeded",
-                             "--description", "main", "--json", env=env))
+    added = as_json(
+        subprocess_flowjobs(
+            "endpoints",
+            "add",
+            org_id,
+            "--url",
+            receiver.url,
+            "--event-type",
+            "payment.succeeded",
+            "--description",
+            "main",
+            "--json",
+            env=env,
+        )
+    )
     assert added["secret"].startswith("whsec_") and added["eventTypes"] == ["payment.succeeded"]
     [listed] = as_json(flowjobs("endpoints", "list", org_id, "--json", env=env))
-    assert listed["id"] == added["id"] and listed["secret"] != added["secret"] and listed["enabled"] is True
+    assert (
+        listed["id"] == added["id"]
+        and listed["secret"] != added["secret"]
+        and listed["enabled"] is True
+    )
 
-    tested = flowjobs("endpoints", "test", org_id, "--json", env=env)  # the receiver answers 400 first
+    tested = flowjobs(
+        "endpoints", "test", org_id, "--json", env=env
+    )  # the receiver answers 400 first
     assert tested.returncode == 1 and json.loads(tested.stdout)[0]["status"] == 400
     tested = as_json(flowjobs("endpoints", "test", org_id, added["id"], "--json", env=env))
-    assert tested[0]["ok"] and verify(added["secret"], receiver.requests[1].headers, receiver.requests[1].body,
-                                      now=time.time())
+    assert tested[0]["ok"] and verify(
+        added["secret"], receiver.requests[1].headers, receiver.requests[1].body, now=time.time()
+    )
     assert receiver.requests[1].json["type"] == "webhook.test"
 
-    rotated = as_json(flowjobs("endpoints", "rotate-secret", org_id, added["id"], "--json", env=env))
+    rotated = as_json(
+        flowjobs("endpoints", "rotate-secret", org_id, added["id"], "--json", env=env)
+    )
     assert rotated["secret"] != added["secret"]
 
     with rt.billing.unit() as s:
-        event = emit_event(s, "payment.succeeded", "payment", "pay_1", organization_id=org_id, livemode=False)
+        event = emit_event(
+            s, "payment.succeeded", "payment", "pay_1", organization_id=org_id, livemode=False
+        )
     drain(rt, queues=["webhooks"])
     request = receiver.wait_for(3)[2]
     assert verify(rotated["secret"], request.headers, request.body, now=time.time())
     assert not verify(added["secret"], request.headers, request.body, now=time.time())
     [row] = as_json(flowjobs("events", "deliveries", "--endpoint", added["id"], "--json", env=env))
-    assert (row["eventId"], row["status"], row["lastStatusCode"], row["attempts"]) == \
-        (event.id, "succeeded", 200, 1)
+    assert (row["eventId"], row["status"], row["lastStatusCode"], row["attempts"]) == (
+        event.id,
+        "succeeded",
+        200,
+        1,
+    )
     assert as_json(flowjobs("events", "deliveries", "--status", "failed", "--json", env=env)) == []
 
     again = as_json(flowjobs("events", "redeliver", event.id, "--json", env=env))
@@ -90,10 +119,22 @@ def test_endpoints_and_deliveries_commands(rt, receiver, monkeypatch, capsys):
 
     for args, code, text in [
         (("endpoints", "add", org_id, "--url", "ftp://x"), 2, "--url must be"),
-        (("endpoints", "add", org_id, "--url", receiver.url, "--event-type", "nope"), 2, "unknown event type nope"),
-        (("endpoints", "add", "org_missing", "--url", receiver.url), 3, "organization org_missing does not exist"),
+        (
+            ("endpoints", "add", org_id, "--url", receiver.url, "--event-type", "nope"),
+            2,
+            "unknown event type nope",
+        ),
+        (
+            ("endpoints", "add", "org_missing", "--url", receiver.url),
+            3,
+            "organization org_missing does not exist",
+        ),
         (("events", "deliveries", "--status", "lost"), 2, "--status must be one of"),
     ]:
         result = flowjobs(*args, env=env)
         assert result.returncode == code, (args, result.stderr)
-        assert result.stderr.startswith("error:") and text in result.stderr and "Traceback" not in result.stderr
+        assert (
+            result.stderr.startswith("error:")
+            and text in result.stderr
+            and "Traceback" not in result.stderr
+        )

@@ -17,7 +17,11 @@ from flowjobs.outbound.models import WebhookDelivery
 from tests.billing_helpers import drain
 from tests.outbound_receiver import Receiver, start, verify
 
-FAST = {"webhooks": {"outbound": {"retry_schedule": ["5s", "5m"], "timeout": "5s", "connect_timeout": "2s"}}}
+FAST = {
+    "webhooks": {
+        "outbound": {"retry_schedule": ["5s", "5m"], "timeout": "5s", "connect_timeout": "2s"}
+    }
+}
 
 
 @pytest.fixture
@@ -60,7 +64,9 @@ def new_subscription(rt, customer_id: str) -> tuple[str, str]:
         return sub.id, cust.external_id
 
 
-def emit(rt, org_id: str, object_id: str, kind: str = "payment.succeeded", livemode: bool = False) -> Event:
+def emit(
+    rt, org_id: str, object_id: str, kind: str = "payment.succeeded", livemode: bool = False
+) -> Event:
     with rt.billing.unit() as s:
         return emit_event(s, kind, "payment", object_id, organization_id=org_id, livemode=livemode)
 
@@ -85,7 +91,9 @@ def test_a_billing_event_is_delivered_signed_once_to_each_matching_endpoint(ort,
     org_id, cust_id = organisation(ort)
     good, filtered_out, live, disabled = receivers(), receivers(), receivers(), receivers()
     target = endpoints.add(ort.billing, org_id, good.url, livemode=False)
-    endpoints.add(ort.billing, org_id, filtered_out.url, livemode=False, event_types=["payment.failed"])
+    endpoints.add(
+        ort.billing, org_id, filtered_out.url, livemode=False, event_types=["payment.failed"]
+    )
     endpoints.add(ort.billing, org_id, live.url, livemode=True)
     off = endpoints.add(ort.billing, org_id, disabled.url, livemode=False)
     endpoints.set_enabled(ort.billing, org_id, off.id, False)
@@ -93,7 +101,9 @@ def test_a_billing_event_is_delivered_signed_once_to_each_matching_endpoint(ort,
     sub_id, external_id = new_subscription(ort, cust_id)
     with ort.billing.unit() as s:
         event = s.exec(select(Event).where(Event.object_id == sub_id)).one()
-    assert event.type == "subscription.created" and event.processed_at is not None  # scheduled with the event
+    assert (
+        event.type == "subscription.created" and event.processed_at is not None
+    )  # scheduled with the event
     [delivery] = deliveries(ort, event.id)
     assert (delivery.endpoint_id, delivery.status, delivery.attempts) == (target.id, "pending", 0)
 
@@ -102,12 +112,22 @@ def test_a_billing_event_is_delivered_signed_once_to_each_matching_endpoint(ort,
     assert verify(target.secret, request.headers, request.body, now=now_s(ort))
     assert request.headers["webhook-id"] == delivery.message_id
     assert request.headers["content-type"] == "application/json"
-    assert request.json == {"type": "subscription.created", "timestamp": "2027-01-15T08:00:00Z",
-                            "data": {"object": "subscription", "id": sub_id,
-                                     "customer": {"id": cust_id, "externalId": external_id}}}
+    assert request.json == {
+        "type": "subscription.created",
+        "timestamp": "2027-01-15T08:00:00Z",
+        "data": {
+            "object": "subscription",
+            "id": sub_id,
+            "customer": {"id": cust_id, "externalId": external_id},
+        },
+    }
     [done] = deliveries(ort, event.id)
-    assert (done.status, done.attempts, done.last_status_code, done.response_excerpt) == \
-        ("succeeded", 1, 200, "answer 200")
+    assert (done.status, done.attempts, done.last_status_code, done.response_excerpt) == (
+        "succeeded",
+        1,
+        200,
+        "answer 200",
+    )
     assert done.last_latency_ms is not None and done.delivered_at is not None
     assert ort.store.get_run(done.run_id)["status"] == "completed"
     assert filtered_out.requests == [] and live.requests == [] and disabled.requests == []
@@ -115,8 +135,12 @@ def test_a_billing_event_is_delivered_signed_once_to_each_matching_endpoint(ort,
     # Triggered again — Supabase's events:INSERT, or a second dispatch — nothing is sent twice.
     from flowjobs.webhooks.supabase_handlers import event_inserted
 
-    supabase = {"type": "INSERT", "table": "events", "schema": "public",
-                "record": {"id": event.id, "type": event.type}}
+    supabase = {
+        "type": "INSERT",
+        "table": "events",
+        "schema": "public",
+        "record": {"id": event.id, "type": event.type},
+    }
     assert event_inserted(ort.billing, supabase)["result"] == "already_processed"
     with ort.billing.unit() as s:
         again = schedule_deliveries(ort.billing, s, s.get(Event, event.id))
@@ -132,13 +156,17 @@ def test_retries_after_500_and_a_dropped_connection_with_the_same_webhook_id(ort
     event = emit(ort, org_id, "pay_1")
 
     deliver_all(ort)
-    assert verify(endpoint.secret, receiver.wait_for(1)[0].headers, receiver.requests[0].body, now=now_s(ort))
+    assert verify(
+        endpoint.secret, receiver.wait_for(1)[0].headers, receiver.requests[0].body, now=now_s(ort)
+    )
     [first] = deliveries(ort, event.id)
     assert (first.status, first.attempts, first.last_status_code) == ("retrying", 1, 500)
     assert ort.store.get_run(first.run_id)["status"] == "retrying"
     ort.clock.advance(5)  # the schedule's first delay
     deliver_all(ort)
-    assert verify(endpoint.secret, receiver.wait_for(2)[1].headers, receiver.requests[1].body, now=now_s(ort))
+    assert verify(
+        endpoint.secret, receiver.wait_for(2)[1].headers, receiver.requests[1].body, now=now_s(ort)
+    )
     [second] = deliveries(ort, event.id)
     assert (second.status, second.attempts, second.last_status_code) == ("retrying", 2, None)
     assert "RemoteDisconnected" in second.last_error or "Connection" in second.last_error
@@ -150,15 +178,27 @@ def test_retries_after_500_and_a_dropped_connection_with_the_same_webhook_id(ort
     assert len({r.headers["webhook-id"] for r in requests}) == 1
     assert len({r.body for r in requests}) == 1
     assert verify(endpoint.secret, requests[2].headers, requests[2].body, now=now_s(ort))
-    assert [int(r.headers["webhook-timestamp"]) - int(now_s(ort)) for r in requests] == [-305, -300, 0]
-    assert [a["outcome"] for a in ort.store.attempts(done.run_id)] == ["failed", "failed", "succeeded"]
+    assert [int(r.headers["webhook-timestamp"]) - int(now_s(ort)) for r in requests] == [
+        -305,
+        -300,
+        0,
+    ]
+    assert [a["outcome"] for a in ort.store.attempts(done.run_id)] == [
+        "failed",
+        "failed",
+        "succeeded",
+    ]
 
 
-def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_failed(ort, receivers):
+def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_failed(
+    ort, receivers
+):
     org_id, _ = organisation(ort)
     refusing, broken = receivers(default=400), receivers(default=503)
     endpoints.add(ort.billing, org_id, refusing.url, livemode=False, event_types=["payment.failed"])
-    endpoints.add(ort.billing, org_id, broken.url, livemode=False, event_types=["payment.succeeded"])
+    endpoints.add(
+        ort.billing, org_id, broken.url, livemode=False, event_types=["payment.succeeded"]
+    )
     refused = emit(ort, org_id, "pay_1", kind="payment.failed")
     unlucky = emit(ort, org_id, "pay_2", kind="payment.succeeded")
 
@@ -169,8 +209,12 @@ def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_fa
     deliver_all(ort)
     assert len(refusing.wait_for(1)) == 1 and len(broken.wait_for(3)) == 3
     [no_retry] = deliveries(ort, refused.id)
-    assert (no_retry.status, no_retry.attempts, no_retry.last_status_code, no_retry.response_excerpt) == \
-        ("failed", 1, 400, "answer 400")
+    assert (
+        no_retry.status,
+        no_retry.attempts,
+        no_retry.last_status_code,
+        no_retry.response_excerpt,
+    ) == ("failed", 1, 400, "answer 400")
     run = ort.store.get_run(no_retry.run_id)
     assert run["status"] == "failed" and "not retried" in run["error"]
     [gave_up] = deliveries(ort, unlucky.id)
@@ -181,14 +225,29 @@ def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_fa
 
     from flowjobs.dashboard.app import Dashboard
 
-    page = b"".join(Dashboard(ort)({"REQUEST_METHOD": "GET", "PATH_INFO": "/events", "QUERY_STRING": "",
-                                    "wsgi.input": io.BytesIO()}, lambda *a: None)).decode()
-    assert "Outbound deliveries" in page and no_retry.id in page and "answer 400" in page and "503" in page
+    page = b"".join(
+        Dashboard(ort)(
+            {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": "/events",
+                "QUERY_STRING": "",
+                "wsgi.input": io.BytesIO(),
+            },
+            lambda *a: None,
+        )
+    ).decode()
+    assert (
+        "Outbound deliveries" in page
+        and no_retry.id in page
+        and "answer 400" in page
+        and "503" in page
+    )
 
     from flowjobs.outbound.views import delivery_rows
 
-    assert sorted(d["eventId"] for d in delivery_rows(ort.billing, status="failed")) == \
-        sorted([refused.id, unlucky.id])
+    assert sorted(d["eventId"] for d in delivery_rows(ort.billing, status="failed")) == sorted(
+        [refused.id, unlucky.id]
+    )
 
 
 def test_a_rotated_secret_signs_from_then_on_and_the_old_one_stops_verifying(ort, receivers):
@@ -225,7 +284,9 @@ def test_redeliver_sends_again_with_the_same_webhook_id(ort, receivers):
     assert (done.status, done.attempts, done.run_id) == ("succeeded", 2, again["runId"])
 
 
-def test_a_charged_billing_run_and_a_cancellation_reach_the_merchant(make_runtime, localstripe_url, receivers):
+def test_a_charged_billing_run_and_a_cancellation_reach_the_merchant(
+    make_runtime, localstripe_url, receivers
+):
     """The events the billing flows write (payment.succeeded from the charge's outcome,
     subscription.canceled from the cancellation) are delivered; the subscription.created
     written before the endpoint existed is not (as with Svix)."""
@@ -237,8 +298,11 @@ def test_a_charged_billing_run_and_a_cancellation_reach_the_merchant(make_runtim
     seeded = seed(rt)
     receiver = receivers()
     endpoint = endpoints.add(rt.billing, seeded.org_id, receiver.url, livemode=False)
-    rt.trigger("attempt-billing-run", {"billingRunId": seeded.billing_run_id},
-               idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}")
+    rt.trigger(
+        "attempt-billing-run",
+        {"billingRunId": seeded.billing_run_id},
+        idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}",
+    )
     drain(rt)
     with rt.billing.unit() as s:
         cancel_immediately(rt.billing, s, s.get(Subscription, seeded.subscription_id))
@@ -246,9 +310,14 @@ def test_a_charged_billing_run_and_a_cancellation_reach_the_merchant(make_runtim
     paid, canceled = receiver.wait_for(2)
     assert all(verify(endpoint.secret, r.headers, r.body, now=now_s(rt)) for r in (paid, canceled))
     with rt.billing.unit() as s:
-        payment = s.exec(select(Payment).where(Payment.subscription_id == seeded.subscription_id)).one()
+        payment = s.exec(
+            select(Payment).where(Payment.subscription_id == seeded.subscription_id)
+        ).one()
     assert (paid.json["type"], paid.json["data"]["id"]) == ("payment.succeeded", payment.id)
-    assert (canceled.json["type"], canceled.json["data"]["id"]) == ("subscription.canceled", seeded.subscription_id)
+    assert (canceled.json["type"], canceled.json["data"]["id"]) == (
+        "subscription.canceled",
+        seeded.subscription_id,
+    )
     assert [d.status for d in deliveries(rt)] == ["succeeded", "succeeded"]
     with rt.billing.unit() as s:
         assert all(e.processed_at is not None for e in s.exec(select(Event)))

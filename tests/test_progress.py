@@ -18,8 +18,14 @@ CONFIG = '[schedules.minutely]\ntask = "hello-world"\ncron = "* * * * *"\n'
 
 def on_terminal(args, env) -> tuple[int, bytes]:
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "flowjobs", *args], stdin=follower, stdout=follower,
-                            stderr=follower, env={**env, "COLUMNS": "120", "TERM": "xterm"}, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", *args],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**env, "COLUMNS": "120", "TERM": "xterm"},
+        close_fds=True,
+    )
     os.close(follower)
     seen = b""
     deadline = time.monotonic() + 120
@@ -43,8 +49,18 @@ def test_backfill_and_bulk_replay_show_progress_on_a_terminal(sqlite_url, tmp_pa
     config = tmp_path / "flowjobs.toml"
     config.write_text(CONFIG)
     env = cli_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
-    code, seen = on_terminal(["schedules", "backfill", "minutely", "--from", "2027-01-01T00:00:00Z",
-                              "--to", "2027-01-02T00:00:00Z"], env)
+    code, seen = on_terminal(
+        [
+            "schedules",
+            "backfill",
+            "minutely",
+            "--from",
+            "2027-01-01T00:00:00Z",
+            "--to",
+            "2027-01-02T00:00:00Z",
+        ],
+        env,
+    )
     assert code == 0 and b"backfilling minutely" in seen and "━".encode() in seen
     assert b"1440 slots, enqueued 1440" in seen
 
@@ -66,4 +82,7 @@ def test_bulk_replay_selects_and_links(sqlite_url):
     mixed = flowjobs("runs", "replay", ids[0], "--status", "failed", env=env)
     assert mixed.returncode == 2 and "not both" in mixed.stderr
     assert flowjobs("runs", "replay", env=env).returncode == 2
-    assert json.loads(flowjobs("runs", "replay", ids[0], "--json", env=env).stdout)["replay_of"] == ids[0]
+    assert (
+        json.loads(flowjobs("runs", "replay", ids[0], "--json", env=env).stdout)["replay_of"]
+        == ids[0]
+    )

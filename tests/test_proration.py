@@ -4,7 +4,7 @@ written with exact fractions, over random instants and prices."""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from flowjobs.billing.proration import prorate
 
-START = datetime(2027, 1, 31, 10, tzinfo=timezone.utc)
-END = datetime(2027, 2, 28, 10, tzinfo=timezone.utc)
+START = datetime(2027, 1, 31, 10, tzinfo=UTC)
+END = datetime(2027, 2, 28, 10, tzinfo=UTC)
 PERIOD_MS = int((END - START).total_seconds() * 1000)
 
 
@@ -43,7 +43,15 @@ def test_net_charge_is_the_hand_formula_and_never_negative(offset, old, new, pai
 @settings(max_examples=200, deadline=None)
 @given(offset=st.integers(min_value=0, max_value=PERIOD_MS - 1), old=money, new=money)
 def test_a_downgrade_after_paying_the_old_plan_never_charges(offset, old, new):
-    p = prorate(START, END, START + timedelta(milliseconds=offset), max(old, new), min(old, new), max(old, new), "USD")
+    p = prorate(
+        START,
+        END,
+        START + timedelta(milliseconds=offset),
+        max(old, new),
+        min(old, new),
+        max(old, new),
+        "USD",
+    )
     assert p.net == 0
 
 
@@ -56,7 +64,9 @@ def test_worked_example_mid_period_upgrade():
 
 
 def test_half_a_minor_unit_rounds_up_like_math_round():
-    p = prorate(START, START + timedelta(milliseconds=2), START + timedelta(milliseconds=1), 1, 1, 0, "USD")
+    p = prorate(
+        START, START + timedelta(milliseconds=2), START + timedelta(milliseconds=1), 1, 1, 0, "USD"
+    )
     assert (p.old_part, p.new_part, p.net) == (1, 1, 2)
 
 

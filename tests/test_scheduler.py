@@ -2,7 +2,7 @@
 backfill, enable/disable, retention — on SQLite and PostgreSQL."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -14,8 +14,15 @@ from flowjobs.core.duties import prune_once
 
 SCHED_TASKS = {"modules": ["tests.tasks_for_tests", "tests.scheduled_tasks"]}
 HOUR = 3600_000
-ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata",
-         "America/Sao_Paulo", "Pacific/Chatham"]
+ZONES = [
+    "UTC",
+    "America/New_York",
+    "Europe/Berlin",
+    "Australia/Lord_Howe",
+    "Asia/Kolkata",
+    "America/Sao_Paulo",
+    "Pacific/Chatham",
+]
 
 
 def ms(text: str) -> int:
@@ -30,12 +37,16 @@ field_month = st.sampled_from(["*", "jan,mar,nov", "*/2", "10-12"])
 field_dow = st.sampled_from(["*", "mon-fri", "sun", "1,3,5"])
 expressions = st.one_of(
     st.builds(lambda *f: " ".join(f), field_minute, field_hour, field_dom, field_month, field_dow),
-    st.sampled_from(["@hourly", "@daily", "@weekly", "@monthly", "@yearly"]))
+    st.sampled_from(["@hourly", "@daily", "@weekly", "@monthly", "@yearly"]),
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(expressions, st.sampled_from(ZONES),
-       st.integers(min_value=ms("2024-01-01T00:00:00Z"), max_value=ms("2030-12-31T00:00:00Z")))
+@given(
+    expressions,
+    st.sampled_from(ZONES),
+    st.integers(min_value=ms("2024-01-01T00:00:00Z"), max_value=ms("2030-12-31T00:00:00Z")),
+)
 def test_slots_strictly_increase_and_tile_time(expression, zone_name, start):
     slots = cron.next_slots(expression, zone_name, start, 40)
     assert slots[0] > start
@@ -46,16 +57,24 @@ def test_slots_strictly_increase_and_tile_time(expression, zone_name, start):
         assert cron.previous_slot(expression, zone_name, slot) == previous
 
 
-@pytest.mark.parametrize("zone_name, spring, fall", [
-    ("America/New_York", "2026-03-08", "2026-11-01"),
-    ("Europe/Berlin", "2026-03-29", "2026-10-25"),
-])
+@pytest.mark.parametrize(
+    "zone_name, spring, fall",
+    [
+        ("America/New_York", "2026-03-08", "2026-11-01"),
+        ("Europe/Berlin", "2026-03-29", "2026-10-25"),
+    ],
+)
 def test_daily_0230_runs_once_on_both_dst_days(zone_name, spring, fall):
     for day in (spring, fall):
         start = ms(f"{day}T00:00:00Z") - 12 * HOUR
         slots = cron.slots_between("30 2 * * *", zone_name, start, start + 48 * HOUR)
-        local_days = [datetime.fromtimestamp(s / 1000, timezone.utc).astimezone(cron.zone(zone_name)).date().isoformat()
-                      for s in slots]
+        local_days = [
+            datetime.fromtimestamp(s / 1000, UTC)
+            .astimezone(cron.zone(zone_name))
+            .date()
+            .isoformat()
+            for s in slots
+        ]
         assert local_days.count(day) == 1, (day, [iso(s) for s in slots])
 
 
@@ -71,9 +90,12 @@ def test_invalid_expressions_and_zones_are_refused():
 @pytest.fixture
 def sched_rt(make_runtime, clock):
     def factory(**schedule):
-        schedules = {"hourly": {"task": "test-every-minute", "cron": "0 * * * *", **schedule},
-                     "test-hourly": {"enabled": False}}  # declared on a test task; not under test here
+        schedules = {
+            "hourly": {"task": "test-every-minute", "cron": "0 * * * *", **schedule},
+            "test-hourly": {"enabled": False},
+        }  # declared on a test task; not under test here
         return make_runtime(tasks=SCHED_TASKS, schedules=schedules)
+
     clock.set(ms("2027-01-15T08:20:00Z"))
     return factory
 
@@ -81,8 +103,12 @@ def sched_rt(make_runtime, clock):
 def _norm(payload: dict) -> dict:
     """Times as iso() writes them (the payload holds pydantic's ISO form)."""
     fix = lambda v: iso(parse_iso(v)) if v else v  # noqa: E731
-    return {**payload, "timestamp": fix(payload["timestamp"]), "lastTimestamp": fix(payload["lastTimestamp"]),
-            "upcoming": [fix(u) for u in payload["upcoming"]]}
+    return {
+        **payload,
+        "timestamp": fix(payload["timestamp"]),
+        "lastTimestamp": fix(payload["lastTimestamp"]),
+        "upcoming": [fix(u) for u in payload["upcoming"]],
+    }
 
 
 def runs_of(rt, task="test-every-minute"):
@@ -102,7 +128,9 @@ def test_first_sight_catches_up_nothing_then_one_run_per_slot(sched_rt, clock):
     assert payload["timestamp"] == "2027-01-15T09:00:00.000Z"
     assert payload["lastTimestamp"] == "2027-01-15T08:00:00.000Z"
     assert payload["scheduleId"] == "hourly" and payload["timezone"] == "UTC"
-    assert payload["upcoming"] == [f"2027-01-15T{h}:00:00.000Z" for h in ("10", "11", "12", "13", "14")]
+    assert payload["upcoming"] == [
+        f"2027-01-15T{h}:00:00.000Z" for h in ("10", "11", "12", "13", "14")
+    ]
     [row] = rt.store.list_runs(task="test-every-minute")
     assert row["idempotency_key"] == "hourly:2027-01-15T09:00:00.000Z"
 
@@ -122,11 +150,15 @@ def test_catchup_all_runs_every_missed_slot_up_to_the_cap(sched_rt, clock):
     rt.scheduler.tick()
     clock.set(ms("2027-01-15T13:10:00Z"))
     [result] = rt.scheduler.tick()
-    assert [iso(s) for s in result.slots] == [f"2027-01-15T{h}:00:00.000Z" for h in ("11", "12", "13")]
+    assert [iso(s) for s in result.slots] == [
+        f"2027-01-15T{h}:00:00.000Z" for h in ("11", "12", "13")
+    ]
     windows = [(p["lastTimestamp"], p["timestamp"]) for p in runs_of(rt)]
-    assert windows == [("2027-01-15T08:00:00.000Z", "2027-01-15T11:00:00.000Z"),
-                       ("2027-01-15T11:00:00.000Z", "2027-01-15T12:00:00.000Z"),
-                       ("2027-01-15T12:00:00.000Z", "2027-01-15T13:00:00.000Z")]
+    assert windows == [
+        ("2027-01-15T08:00:00.000Z", "2027-01-15T11:00:00.000Z"),
+        ("2027-01-15T11:00:00.000Z", "2027-01-15T12:00:00.000Z"),
+        ("2027-01-15T12:00:00.000Z", "2027-01-15T13:00:00.000Z"),
+    ]
 
 
 def test_catchup_skip_drops_late_slots_but_runs_on_time_ones(sched_rt, clock):
@@ -140,9 +172,17 @@ def test_catchup_skip_drops_late_slots_but_runs_on_time_ones(sched_rt, clock):
 
 
 def test_windows_tile_time_across_a_dst_change(make_runtime, clock):
-    rt = make_runtime(tasks=SCHED_TASKS, schedules={"ny": {
-        "task": "test-every-minute", "cron": "30 * * * *", "timezone": "America/New_York"},
-        "test-hourly": {"enabled": False}})
+    rt = make_runtime(
+        tasks=SCHED_TASKS,
+        schedules={
+            "ny": {
+                "task": "test-every-minute",
+                "cron": "30 * * * *",
+                "timezone": "America/New_York",
+            },
+            "test-hourly": {"enabled": False},
+        },
+    )
     clock.set(ms("2026-11-01T03:00:00Z"))
     rt.scheduler.tick()
     for _ in range(12 * 6):  # ten-minute steps over twelve hours spanning the fall-back
@@ -166,7 +206,8 @@ def test_backfill_is_idempotent_and_preview_shows_windows(sched_rt, clock):
     windows = rt.scheduler.preview("hourly", start, end)
     assert [(w["lastTimestamp"], w["timestamp"]) for w in windows][:2] == [
         ("2027-01-14T20:00:00.000Z", "2027-01-14T21:00:00.000Z"),
-        ("2027-01-14T21:00:00.000Z", "2027-01-14T22:00:00.000Z")]
+        ("2027-01-14T21:00:00.000Z", "2027-01-14T22:00:00.000Z"),
+    ]
     assert rt.scheduler.health()[0]["duplicated"] == []
 
 
@@ -192,7 +233,9 @@ def test_manual_trigger_is_not_a_slot(sched_rt):
 def test_declared_schedule_overridden_and_disabled_by_config(make_runtime, clock):
     declared = make_runtime(tasks=SCHED_TASKS)
     assert declared.scheduler.get("test-hourly").cron == "0 * * * *"
-    overridden = make_runtime(tasks=SCHED_TASKS, schedules={"test-hourly": {"cron": "*/30 * * * *", "enabled": False}})
+    overridden = make_runtime(
+        tasks=SCHED_TASKS, schedules={"test-hourly": {"cron": "*/30 * * * *", "enabled": False}}
+    )
     s = overridden.scheduler.get("test-hourly")
     assert (s.task, s.cron, s.enabled) == ("test-hourly", "*/30 * * * *", False)
 
@@ -203,7 +246,9 @@ def test_schedule_config_errors(make_runtime):
     with pytest.raises(ConfigError, match="schedules.x: needs"):
         make_runtime(tasks=SCHED_TASKS, schedules={"x": {"cron": "@daily"}}).scheduler
     with pytest.raises(ConfigError, match="schedules.y.task: unknown task"):
-        make_runtime(tasks=SCHED_TASKS, schedules={"y": {"task": "nope", "cron": "@daily"}}).scheduler
+        make_runtime(
+            tasks=SCHED_TASKS, schedules={"y": {"task": "nope", "cron": "@daily"}}
+        ).scheduler
 
 
 def test_pruner_keeps_recent_runs_and_live_keys(make_runtime, clock):
@@ -230,8 +275,12 @@ def test_pruner_keeps_recent_runs_and_live_keys(make_runtime, clock):
 
 
 # -- windows tile what succeeded (issue 12, item 2) -------------------------------------------
-WINDOW_TASKS = {"modules": ["tests.tasks_for_tests", "tests.scheduled_tasks", "tests.faults.cron_tasks"]}
-ALERTS = {"alerts": {"email": ["ops@example.com"]}}  # delivered as .eml files under the test's tmp dir
+WINDOW_TASKS = {
+    "modules": ["tests.tasks_for_tests", "tests.scheduled_tasks", "tests.faults.cron_tasks"]
+}
+ALERTS = {
+    "alerts": {"email": ["ops@example.com"]}
+}  # delivered as .eml files under the test's tmp dir
 
 
 @pytest.fixture
@@ -243,10 +292,17 @@ def window_rt(make_runtime, clock):
 
     def factory(cron_expr="0 * * * *", start="2027-01-15T08:20:00Z", sections=None, **schedule):
         clock.set(ms(start))
-        rt = make_runtime(tasks=WINDOW_TASKS, **(sections or {}), schedules={
-            "w": {"task": "test-cron-window", "cron": cron_expr, **schedule}, "test-hourly": {"enabled": False}})
+        rt = make_runtime(
+            tasks=WINDOW_TASKS,
+            **(sections or {}),
+            schedules={
+                "w": {"task": "test-cron-window", "cron": cron_expr, **schedule},
+                "test-hourly": {"enabled": False},
+            },
+        )
         rt.scheduler.tick()  # first sight
         return rt
+
     yield factory
     for kept in (cron_tasks.FAIL, cron_tasks.FAIL_CHILD, cron_tasks.WINDOWS):
         kept.clear()
@@ -264,8 +320,10 @@ def fire(rt, clock, at: str, *, run: bool = True):
     ticked = rt.scheduler.tick()
     if run:
         drain(rt)
-    return [(_norm(p)["lastTimestamp"], _norm(p)["timestamp"]) for p in
-            (json.loads(rt.store.get_run(i)["payload"]) for r in ticked for i in r.run_ids)]
+    return [
+        (_norm(p)["lastTimestamp"], _norm(p)["timestamp"])
+        for p in (json.loads(rt.store.get_run(i)["payload"]) for r in ticked for i in r.run_ids)
+    ]
 
 
 def health_of(rt, schedule="w", **options) -> dict:
@@ -273,7 +331,9 @@ def health_of(rt, schedule="w", **options) -> dict:
 
 
 def slot_run(rt, slot: str, task="test-cron-window"):
-    [row] = [r for r in rt.store.list_runs(task=task, limit=1000) if r["idempotency_key"] == f"w:{slot}"]
+    [row] = [
+        r for r in rt.store.list_runs(task=task, limit=1000) if r["idempotency_key"] == f"w:{slot}"
+    ]
     return row
 
 
@@ -290,16 +350,26 @@ def test_the_window_of_a_slot_that_did_not_succeed_is_covered_by_the_next(window
     assert fire(rt, clock, hour(10), run=fault != "canceled") == [(hour(9), hour(10))]
     if fault == "canceled":
         assert rt.store.cancel(slot_run(rt, hour(10))["id"], clock.now_ms()) == "canceled"
-    assert slot_run(rt, hour(10))["status"] == {"failed": "failed", "canceled": "canceled"}.get(fault, "completed")
+    assert slot_run(rt, hour(10))["status"] == {"failed": "failed", "canceled": "canceled"}.get(
+        fault, "completed"
+    )
 
     assert fire(rt, clock, hour(11)) == [(hour(9), hour(11))]  # reaches back over the lost hour
     assert fire(rt, clock, hour(12)) == [(hour(11), hour(12))]  # and tiles again after it
     assert cron_tasks.WINDOWS[-2:] == [(hour(9), hour(11)), (hour(11), hour(12))]
 
     health = health_of(rt)
-    assert (health["failed"], health["lost"], health["status"], health["duplicated"]) == ([hour(10)], [], "ok", [])
-    [alert] = [json.loads(r["payload"]) for r in rt.store.list_runs(task="send-alert")
-               if r["idempotency_key"].startswith("alert:window-lost:w:")]
+    assert (health["failed"], health["lost"], health["status"], health["duplicated"]) == (
+        [hour(10)],
+        [],
+        "ok",
+        [],
+    )
+    [alert] = [
+        json.loads(r["payload"])
+        for r in rt.store.list_runs(task="send-alert")
+        if r["idempotency_key"].startswith("alert:window-lost:w:")
+    ]
     assert alert["details"]["coveredBy"] == hour(11) and alert["details"]["from"] == hour(9)
     assert f"slot {hour(10)}" in alert["subject"] and "reaches back" in alert["text"]
 
@@ -314,8 +384,15 @@ def test_health_names_a_lost_window_before_the_next_slot_covers_it(window_rt, cl
     clock.set(ms("2027-01-15T10:30:00Z"))
     health = health_of(rt)
     assert health["status"] == "recovering" and health["failed"] == [hour(10)]
-    assert health["lost"] == [{"from": hour(9), "to": hour(10), "runs": [slot_run(rt, hour(10))["id"]],
-                               "coveredBy": hour(11), "fix": None}]
+    assert health["lost"] == [
+        {
+            "from": hour(9),
+            "to": hour(10),
+            "runs": [slot_run(rt, hour(10))["id"]],
+            "coveredBy": hour(11),
+            "fix": None,
+        }
+    ]
 
 
 def test_failures_in_a_row_reach_back_to_the_last_success(window_rt, clock):
@@ -330,7 +407,9 @@ def test_failures_in_a_row_reach_back_to_the_last_success(window_rt, clock):
     assert fire(rt, clock, hour(13)) == [(hour(12), hour(13))]
 
 
-def test_the_very_first_slot_failing_is_reached_back_to_where_the_schedule_started(window_rt, clock):
+def test_the_very_first_slot_failing_is_reached_back_to_where_the_schedule_started(
+    window_rt, clock
+):
     from tests.faults import cron_tasks
 
     rt = window_rt()  # first seen at 08:20: it starts after 08:00
@@ -339,13 +418,17 @@ def test_the_very_first_slot_failing_is_reached_back_to_where_the_schedule_start
     assert fire(rt, clock, hour(10)) == [(hour(8), hour(10))]
 
 
-def test_a_slot_unfinished_when_the_next_fires_is_counted_on_then_reached_over_if_it_fails(window_rt, clock):
+def test_a_slot_unfinished_when_the_next_fires_is_counted_on_then_reached_over_if_it_fails(
+    window_rt, clock
+):
     from tests.faults import cron_tasks
 
     rt = window_rt()
     fire(rt, clock, hour(9))
     fire(rt, clock, hour(10), run=False)  # no worker got to it yet
-    assert fire(rt, clock, hour(11), run=False) == [(hour(10), hour(11))]  # tiles: 10 may still succeed
+    assert fire(rt, clock, hour(11), run=False) == [
+        (hour(10), hour(11))
+    ]  # tiles: 10 may still succeed
     cron_tasks.FAIL.add(hour(10))
     fire(rt, clock, "2027-01-15T11:10:00Z")  # now 10 fails and 11 succeeds
     assert fire(rt, clock, hour(12)) == [(hour(9), hour(12))]  # 09..10 was lost: reached back over
@@ -360,7 +443,11 @@ def test_downtime_after_a_failure_reaches_back_past_it(window_rt, clock, catchup
     cron_tasks.FAIL.add(hour(10))
     fire(rt, clock, hour(10))
     windows = fire(rt, clock, "2027-01-15T14:10:00Z")  # down from 10:00 to 14:10
-    assert windows == ([(hour(9), hour(14))] if catchup == "latest" else [(hour(9), hour(13)), (hour(13), hour(14))])
+    assert windows == (
+        [(hour(9), hour(14))]
+        if catchup == "latest"
+        else [(hour(9), hour(13)), (hour(13), hour(14))]
+    )
 
 
 def test_skip_reaches_back_over_a_failure_but_not_across_skipped_time(window_rt, clock):
@@ -374,15 +461,23 @@ def test_skip_reaches_back_over_a_failure_but_not_across_skipped_time(window_rt,
 
     cron_tasks.FAIL.add(hour(12))
     fire(rt, clock, hour(12))
-    assert fire(rt, clock, "2027-01-15T15:00:20Z") == [(hour(14), hour(15))]  # 13 and 14 were skipped
-    assert fire(rt, clock, hour(16)) == [(hour(15), hour(16))]  # and the lost 11..12 stays behind them
+    assert fire(rt, clock, "2027-01-15T15:00:20Z") == [
+        (hour(14), hour(15))
+    ]  # 13 and 14 were skipped
+    assert fire(rt, clock, hour(16)) == [
+        (hour(15), hour(16))
+    ]  # and the lost 11..12 stays behind them
     health = health_of(rt)
     assert health["status"] == "lost"
-    assert [(g["from"], g["to"], g["coveredBy"]) for g in health["lost"]] == [(hour(11), hour(12), None)]
+    assert [(g["from"], g["to"], g["coveredBy"]) for g in health["lost"]] == [
+        (hour(11), hour(12), None)
+    ]
     assert health["fix"] == f"flowjobs schedules trigger w --since {hour(11)}"
 
 
-def test_the_look_back_is_bounded_and_what_it_cannot_reach_is_reported_with_its_fix(window_rt, clock):
+def test_the_look_back_is_bounded_and_what_it_cannot_reach_is_reported_with_its_fix(
+    window_rt, clock
+):
     from tests.faults import cron_tasks
 
     rt = window_rt("0 0 * * *", start="2027-01-01T12:00:00Z", sections=ALERTS)
@@ -394,7 +489,9 @@ def test_the_look_back_is_bounded_and_what_it_cannot_reach_is_reported_with_its_
     assert fire(rt, clock, day(12)) == [(day(5), day(12))]  # seven days back, not to the 2nd
     health = health_of(rt, window_ms=30 * 86400_000)
     assert health["status"] == "lost"
-    assert [(g["from"], g["to"], g["coveredBy"]) for g in health["lost"]] == [(day(2), day(5), None)]
+    assert [(g["from"], g["to"], g["coveredBy"]) for g in health["lost"]] == [
+        (day(2), day(5), None)
+    ]
     assert health["fix"] == f"flowjobs schedules trigger w --since {day(2)}"
     alerts = [json.loads(r["payload"]) for r in rt.store.list_runs(task="send-alert", limit=100)]
     assert any("beyond the look-back" in a["text"] and day(2) in a["text"] for a in alerts)
@@ -415,7 +512,9 @@ def test_a_slower_schedule_reaches_back_at_least_two_slots(window_rt, clock):
     fire(rt, clock, "2027-02-01T00:00:00Z")
     cron_tasks.FAIL.add("2027-03-01T00:00:00.000Z")
     fire(rt, clock, "2027-03-01T00:00:00Z")
-    assert fire(rt, clock, "2027-04-01T00:00:00Z") == [("2027-02-01T00:00:00.000Z", "2027-04-01T00:00:00.000Z")]
+    assert fire(rt, clock, "2027-04-01T00:00:00Z") == [
+        ("2027-02-01T00:00:00.000Z", "2027-04-01T00:00:00.000Z")
+    ]
 
 
 def test_manual_trigger_starts_where_the_next_slot_would(window_rt, clock):
@@ -436,7 +535,9 @@ def test_a_backfilled_slot_is_not_enqueued_again_by_the_tick(window_rt, clock):
     report = rt.scheduler.backfill("w", ms(hour(10)), ms(hour(12)))
     assert report["new"] == 2
     clock.set(ms("2027-01-15T12:10:00Z"))
-    assert rt.scheduler.tick() == []  # 12:00 has its (backfilled) run; before: an IdempotencyConflict, forever
+    assert (
+        rt.scheduler.tick() == []
+    )  # 12:00 has its (backfilled) run; before: an IdempotencyConflict, forever
     assert rt.scheduler.failures == {}
     assert fire(rt, clock, hour(13), run=False) == [(hour(12), hour(13))]
 
@@ -446,19 +547,31 @@ def test_a_schedule_whose_task_rejects_the_payload_is_refused(make_runtime):
     from flowjobs.errors import ConfigError
 
     with pytest.raises(ConfigError) as refused:
-        make_runtime(tasks=SCHED_TASKS, schedules={"x": {"task": "noop", "cron": "@hourly"}}).scheduler
+        make_runtime(
+            tasks=SCHED_TASKS, schedules={"x": {"task": "noop", "cron": "@hourly"}}
+        ).scheduler
     [problem] = refused.value.problems
     assert problem.startswith("schedules.x: task 'noop' rejects the schedule payload")
     assert "SchedulePayload" in problem
-    with pytest.raises(ConfigError, match="schedules.test-hourly: task 'noop' rejects"):  # a declared one, moved
+    with pytest.raises(
+        ConfigError, match="schedules.test-hourly: task 'noop' rejects"
+    ):  # a declared one, moved
         make_runtime(tasks=SCHED_TASKS, schedules={"test-hourly": {"task": "noop"}}).scheduler
 
 
-def test_a_schedule_that_fails_to_enqueue_is_reported_and_alerted_and_the_others_go_on(make_runtime, clock):
+def test_a_schedule_that_fails_to_enqueue_is_reported_and_alerted_and_the_others_go_on(
+    make_runtime, clock
+):
     clock.set(ms("2030-01-01T00:20:00Z"))
-    rt = make_runtime(tasks=WINDOW_TASKS, **ALERTS, schedules={
-        "picky": {"task": "test-cron-picky", "cron": "0 * * * *"},
-        "w": {"task": "test-cron-window", "cron": "0 * * * *"}, "test-hourly": {"enabled": False}})
+    rt = make_runtime(
+        tasks=WINDOW_TASKS,
+        **ALERTS,
+        schedules={
+            "picky": {"task": "test-cron-picky", "cron": "0 * * * *"},
+            "w": {"task": "test-cron-window", "cron": "0 * * * *"},
+            "test-hourly": {"enabled": False},
+        },
+    )
     rt.scheduler.tick()
     clock.set(ms("2030-01-01T01:00:10Z"))
     assert [r.schedule for r in rt.scheduler.tick()] == ["w"]

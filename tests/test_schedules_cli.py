@@ -26,18 +26,30 @@ enabled = false
 
 
 def sched_env(db_url, **extra):
-    return cli_env(db_url, FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.scheduled_tasks", **extra)
+    return cli_env(
+        db_url, FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.scheduled_tasks", **extra
+    )
 
 
 def test_four_schedulers_and_two_tick_loops_make_one_run_per_slot(db_url, tmp_path):
     config = tmp_path / "flowjobs.toml"
     config.write_text(CONFIG)
     speed = 600  # one simulated minute every 100 ms
-    env = sched_env(db_url, FLOWJOBS_CONFIG=str(config),
-                    FLOWJOBS_CLOCK=f"2027-03-01T00:00:30Z x{speed} @{time.time() + 3:.3f}")
+    env = sched_env(
+        db_url,
+        FLOWJOBS_CONFIG=str(config),
+        FLOWJOBS_CLOCK=f"2027-03-01T00:00:30Z x{speed} @{time.time() + 3:.3f}",
+    )
     flowjobs("db", "upgrade", env=env)
-    schedulers = [subprocess.Popen([sys.executable, "-m", "flowjobs", "run-scheduler"], env=env,
-                                   stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    schedulers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", "run-scheduler"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     stop = threading.Event()
     tick_failures = []
 
@@ -61,7 +73,11 @@ def test_four_schedulers_and_two_tick_loops_make_one_run_per_slot(db_url, tmp_pa
         assert code == 0, f"run-scheduler exited {code}: {proc.stderr.read()[-2000:]}"
     assert tick_failures == [], tick_failures[:2]
 
-    runs = as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--limit", "1000", "--json", env=env))
+    runs = as_json(
+        flowjobs(
+            "runs", "list", "--task", "test-every-minute", "--limit", "1000", "--json", env=env
+        )
+    )
     health = {h["id"]: h for h in as_json(flowjobs("schedules", "health", "--json", env=env))}
     assert health["minutely"]["duplicated"] == []
     slots = sorted(parse_iso(t) for t in _payload_times(env, runs))
@@ -96,19 +112,53 @@ def test_schedule_commands(env):
     assert flowjobs("tick", "--now", "2027-01-01T00:00:30Z", env=env).stdout == ""  # first sight
     ticked = flowjobs("tick", "--now", "2027-01-01T00:03:10Z", env=env).stdout.splitlines()
     assert [line.split("\t")[1] for line in ticked] == [
-        "2027-01-01T00:01:00.000Z", "2027-01-01T00:02:00.000Z", "2027-01-01T00:03:00.000Z"]
+        "2027-01-01T00:01:00.000Z",
+        "2027-01-01T00:02:00.000Z",
+        "2027-01-01T00:03:00.000Z",
+    ]
 
-    preview = as_json(flowjobs("schedules", "preview", "minutely", "--from", "2027-01-01T00:00:00Z",
-                               "--to", "2027-01-01T00:02:00Z", "--json", env=env))
+    preview = as_json(
+        flowjobs(
+            "schedules",
+            "preview",
+            "minutely",
+            "--from",
+            "2027-01-01T00:00:00Z",
+            "--to",
+            "2027-01-01T00:02:00Z",
+            "--json",
+            env=env,
+        )
+    )
     assert [(p["lastTimestamp"], p["timestamp"]) for p in preview] == [
         ("2027-01-01T00:00:00.000Z", "2027-01-01T00:01:00.000Z"),
-        ("2027-01-01T00:01:00.000Z", "2027-01-01T00:02:00.000Z")]
+        ("2027-01-01T00:01:00.000Z", "2027-01-01T00:02:00.000Z"),
+    ]
 
-    report = as_json(flowjobs("schedules", "backfill", "minutely", "--from", "2027-01-01T00:00:00Z",
-                              "--to", "2027-01-01T00:05:00Z", "--json", env=env))
+    report = as_json(
+        flowjobs(
+            "schedules",
+            "backfill",
+            "minutely",
+            "--from",
+            "2027-01-01T00:00:00Z",
+            "--to",
+            "2027-01-01T00:05:00Z",
+            "--json",
+            env=env,
+        )
+    )
     assert (report["slots"], report["new"], report["existing"]) == (5, 2, 3)
-    again = flowjobs("schedules", "backfill", "minutely", "--from", "2027-01-01T00:00:00Z",
-                     "--to", "2027-01-01T00:05:00Z", env=env)
+    again = flowjobs(
+        "schedules",
+        "backfill",
+        "minutely",
+        "--from",
+        "2027-01-01T00:00:00Z",
+        "--to",
+        "2027-01-01T00:05:00Z",
+        env=env,
+    )
     assert "enqueued 0, 5 already had a run" in again.stdout
 
     assert flowjobs("schedules", "disable", "minutely", env=env).returncode == 0
@@ -123,13 +173,28 @@ def test_schedule_commands(env):
     assert shown["payload"]["scheduleId"] == "minutely"
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["schedules", "preview", "nope"], 3, "no schedule 'nope'"),
-    (["schedules", "trigger", "nope"], 3, "no schedule 'nope'"),
-    (["schedules", "preview", "minutely", "--from", "yesterday"], 2, "--from"),
-    (["schedules", "backfill", "minutely", "--from", "2027-01-02T00:00:00Z", "--to", "2027-01-01T00:00:00Z"], 2, "--to must be after"),
-    (["tick", "--now", "soon"], 2, "--now"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["schedules", "preview", "nope"], 3, "no schedule 'nope'"),
+        (["schedules", "trigger", "nope"], 3, "no schedule 'nope'"),
+        (["schedules", "preview", "minutely", "--from", "yesterday"], 2, "--from"),
+        (
+            [
+                "schedules",
+                "backfill",
+                "minutely",
+                "--from",
+                "2027-01-02T00:00:00Z",
+                "--to",
+                "2027-01-01T00:00:00Z",
+            ],
+            2,
+            "--to must be after",
+        ),
+        (["tick", "--now", "soon"], 2, "--now"),
+    ],
+)
 def test_schedule_command_mistakes(env, args, code, message):
     result = flowjobs(*args, env=env)
     assert result.returncode == code, result.stderr
@@ -172,10 +237,14 @@ def test_long_running_worker_fires_and_runs_its_schedules(sqlite_url, tmp_path):
 
     config = tmp_path / "flowjobs.toml"
     config.write_text(CONFIG)
-    env = sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config),
-                    FLOWJOBS_CLOCK=f"2027-03-01T00:00:30Z x600 @{time.time():.3f}")
-    worker = subprocess.Popen([sys.executable, "-m", "flowjobs", "run-worker"], env=env,
-                              stderr=subprocess.PIPE, text=True)
+    env = sched_env(
+        sqlite_url,
+        FLOWJOBS_CONFIG=str(config),
+        FLOWJOBS_CLOCK=f"2027-03-01T00:00:30Z x600 @{time.time():.3f}",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", "run-worker"], env=env, stderr=subprocess.PIPE, text=True
+    )
 
     def completed():
         runs = as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--json", env=env))
@@ -198,53 +267,78 @@ def test_a_schedule_whose_task_rejects_the_payload_exits_2_naming_both(sqlite_ur
         assert "Traceback" not in result.stderr
 
 
-PICKY = CONFIG + """
+PICKY = (
+    CONFIG
+    + """
 [schedules.picky]
 task = "test-cron-picky"
 cron = "* * * * *"
 """
+)
 
 
 @pytest.fixture
 def picky_env(sqlite_url, tmp_path):
     config = tmp_path / "flowjobs.toml"
     config.write_text(PICKY)
-    return cli_env(sqlite_url, FLOWJOBS_CONFIG=str(config),
-                   FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.scheduled_tasks,tests.faults.cron_tasks")
+    return cli_env(
+        sqlite_url,
+        FLOWJOBS_CONFIG=str(config),
+        FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.scheduled_tasks,tests.faults.cron_tasks",
+    )
 
 
 def test_tick_exits_1_when_a_schedule_fails_to_enqueue_and_still_enqueues_the_others(picky_env):
-    assert flowjobs("tick", "--now", "2029-12-31T23:58:30Z", env=picky_env).returncode == 0  # first sight
+    assert (
+        flowjobs("tick", "--now", "2029-12-31T23:58:30Z", env=picky_env).returncode == 0
+    )  # first sight
     result = flowjobs("tick", "--now", "2030-01-01T00:00:10Z", env=picky_env)
     assert result.returncode == 1, result.stderr
-    assert "schedule picky failed to enqueue" in result.stderr and "no slots from 2030 on" in result.stderr
+    assert (
+        "schedule picky failed to enqueue" in result.stderr
+        and "no slots from 2030 on" in result.stderr
+    )
     assert "Traceback" not in result.stderr
-    assert [line.split("\t")[:2] for line in result.stdout.splitlines() if line.startswith("minutely")] == [
-        ["minutely", "2029-12-31T23:59:00.000Z"], ["minutely", "2030-01-01T00:00:00.000Z"]]
+    assert [
+        line.split("\t")[:2] for line in result.stdout.splitlines() if line.startswith("minutely")
+    ] == [["minutely", "2029-12-31T23:59:00.000Z"], ["minutely", "2030-01-01T00:00:00.000Z"]]
     picked = as_json(flowjobs("runs", "list", "--task", "test-cron-picky", "--json", env=picky_env))
     assert picked == []
 
 
 def test_run_scheduler_exits_1_when_a_schedule_fails_to_enqueue(picky_env):
     env = {**picky_env, "FLOWJOBS_CLOCK": f"2029-12-31T23:59:58Z x1 @{time.time():.3f}"}
-    proc = subprocess.run([sys.executable, "-m", "flowjobs", "run-scheduler"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowjobs", "run-scheduler"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "schedule picky failed to enqueue" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_manual_trigger_since(env):
-    manual = as_json(flowjobs("schedules", "trigger", "minutely", "--since", "2026-01-01T00:00:00Z", "--json", env=env))
+    manual = as_json(
+        flowjobs(
+            "schedules", "trigger", "minutely", "--since", "2026-01-01T00:00:00Z", "--json", env=env
+        )
+    )
     shown = as_json(flowjobs("runs", "show", manual["id"], "--json", env=env))
     assert shown["payload"]["lastTimestamp"].startswith("2026-01-01T00:00:00")
-    result = flowjobs("schedules", "trigger", "minutely", "--since", "2999-01-01T00:00:00Z", env=env)
+    result = flowjobs(
+        "schedules", "trigger", "minutely", "--since", "2999-01-01T00:00:00Z", env=env
+    )
     assert result.returncode == 2 and "--since must be before now" in result.stderr
 
 
 def test_health_exits_1_naming_a_lost_window_and_its_fix(sqlite_url, tmp_path):
     config = tmp_path / "flowjobs.toml"
-    config.write_text('[schedules.often]\ntask = "test-every-minute"\ncron = "* * * * *"\ncatchup = "skip"\n'
-                      '[schedules.hourly-cron]\nenabled = false\n[schedules.daily-cron]\nenabled = false\n')
+    config.write_text(
+        '[schedules.often]\ntask = "test-every-minute"\ncron = "* * * * *"\ncatchup = "skip"\n'
+        "[schedules.hourly-cron]\nenabled = false\n[schedules.daily-cron]\nenabled = false\n"
+    )
     env = sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
 
     def at(moment):
@@ -252,19 +346,36 @@ def test_health_exits_1_naming_a_lost_window_and_its_fix(sqlite_url, tmp_path):
 
     flowjobs("tick", env=at("2027-01-01T00:00:30Z"))
     [line] = flowjobs("tick", env=at("2027-01-01T00:01:05Z")).stdout.splitlines()
-    assert flowjobs("runs", "cancel", line.split("\t")[2], env=at("2027-01-01T00:01:10Z")).returncode == 0
-    flowjobs("tick", env=at("2027-01-01T00:05:05Z"))  # skip: 00:02..00:04 are skipped, and the lost minute with them
+    assert (
+        flowjobs("runs", "cancel", line.split("\t")[2], env=at("2027-01-01T00:01:10Z")).returncode
+        == 0
+    )
+    flowjobs(
+        "tick", env=at("2027-01-01T00:05:05Z")
+    )  # skip: 00:02..00:04 are skipped, and the lost minute with them
     result = flowjobs("schedules", "health", env=at("2027-01-01T00:05:30Z"))
     assert result.returncode == 1, result.stderr
-    assert ("often: window 2027-01-01T00:00:00.000Z -> 2027-01-01T00:01:00.000Z lost" in result.stderr
-            and "fix: flowjobs schedules trigger often --since 2027-01-01T00:00:00.000Z" in result.stderr)
-    report = {h["id"]: h for h in json.loads(flowjobs("schedules", "health", "--json", env=at("2027-01-01T00:05:40Z")).stdout)}
-    assert report["often"]["status"] == "lost" and report["often"]["failed"] == ["2027-01-01T00:01:00.000Z"]
+    assert (
+        "often: window 2027-01-01T00:00:00.000Z -> 2027-01-01T00:01:00.000Z lost" in result.stderr
+        and "fix: flowjobs schedules trigger often --since 2027-01-01T00:00:00.000Z"
+        in result.stderr
+    )
+    report = {
+        h["id"]: h
+        for h in json.loads(
+            flowjobs("schedules", "health", "--json", env=at("2027-01-01T00:05:40Z")).stdout
+        )
+    }
+    assert report["often"]["status"] == "lost" and report["often"]["failed"] == [
+        "2027-01-01T00:01:00.000Z"
+    ]
 
 
 def test_run_worker_burst_exits_1_when_a_schedule_fails_to_enqueue(picky_env):
     env = {**picky_env, "FLOWJOBS_CLOCK": f"2029-12-31T23:58:30Z x1 @{time.time():.3f}"}
-    assert flowjobs("run-worker", "--burst", env=env).returncode == 0  # first sight, well before 2030
+    assert (
+        flowjobs("run-worker", "--burst", env=env).returncode == 0
+    )  # first sight, well before 2030
     env["FLOWJOBS_CLOCK"] = f"2030-01-01T00:00:10Z x1 @{time.time():.3f}"
     result = flowjobs("run-worker", "--burst", env=env)
     assert result.returncode == 1, result.stderr

@@ -54,8 +54,10 @@ def test_no_run_claimed_twice_by_two_processes_of_eight_threads(make_runtime):
     rt.client.batch_trigger([TriggerItem("noop") for _ in range(1000)])
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=claim_all, args=(rt.db.url, 8, rt.clock.now_ms(), barrier, queue))
-             for _ in range(2)]
+    procs = [
+        ctx.Process(target=claim_all, args=(rt.db.url, 8, rt.clock.now_ms(), barrier, queue))
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     results = [queue.get(timeout=120) for _ in procs]
@@ -89,10 +91,16 @@ def test_stale_epoch_cannot_heartbeat_complete_or_fail(rt, clock):
     assert second.lease_epoch == first.lease_epoch + 1
     now = clock.now_ms()
     assert rt.store.heartbeat(first.id, first.lease_epoch, now, LEASE) == (False, False)
-    assert not rt.store.finish(first, status="completed", outcome="succeeded", worker="w1", now=now, started_at=now)
-    assert not rt.store.finish(first, status="failed", outcome="failed", worker="w1", now=now, started_at=now)
+    assert not rt.store.finish(
+        first, status="completed", outcome="succeeded", worker="w1", now=now, started_at=now
+    )
+    assert not rt.store.finish(
+        first, status="failed", outcome="failed", worker="w1", now=now, started_at=now
+    )
     assert rt.store.get_run(run.id)["status"] == "executing"
-    assert rt.store.finish(second, status="completed", outcome="succeeded", worker="w2", now=now, started_at=now)
+    assert rt.store.finish(
+        second, status="completed", outcome="succeeded", worker="w2", now=now, started_at=now
+    )
     outcomes = [(a["number"], a["outcome"], a["worker"]) for a in rt.store.attempts(run.id)]
     assert outcomes == [(1, "crashed", "w1"), (2, "succeeded", "w2")]
 
@@ -120,8 +128,15 @@ def test_a_crash_then_a_failure_still_leaves_the_second_attempt(rt, clock):
     [second] = claim(rt)
     assert (second.attempt, second.crashes) == (2, 1)  # attempt number 2, but only 1 used
     now = clock.now_ms()
-    assert rt.store.finish(second, status="retrying", outcome="failed", worker="w1", now=now,
-                           started_at=now, retry_at=now)
+    assert rt.store.finish(
+        second,
+        status="retrying",
+        outcome="failed",
+        worker="w1",
+        now=now,
+        started_at=now,
+        retry_at=now,
+    )
     [third] = claim(rt)
     assert (third.attempt, third.crashes) == (3, 1)
     assert rt.store.get_run(run.id)["status"] == "executing"
@@ -133,12 +148,28 @@ def test_failure_hook_run_is_inserted_with_the_failure_and_only_if_it_is_written
     run = rt.trigger("noop")
     [claimed] = claim(rt)
     now = clock.now_ms()
-    hook = rt.client.new_run(Item("hello-world", {"of": run.id}, idempotency_key=f"on-failure:{run.id}"), now)
+    hook = rt.client.new_run(
+        Item("hello-world", {"of": run.id}, idempotency_key=f"on-failure:{run.id}"), now
+    )
     stale = rt.client.new_run(Item("hello-world", {"of": "stale"}), now)
-    assert rt.store.finish(claimed, status="failed", outcome="failed", worker="w1", now=now,
-                           started_at=now, follow_up=hook)
-    assert not rt.store.finish(claimed, status="failed", outcome="failed", worker="w1", now=now,
-                               started_at=now, follow_up=stale)  # fenced: not written, no hook
+    assert rt.store.finish(
+        claimed,
+        status="failed",
+        outcome="failed",
+        worker="w1",
+        now=now,
+        started_at=now,
+        follow_up=hook,
+    )
+    assert not rt.store.finish(
+        claimed,
+        status="failed",
+        outcome="failed",
+        worker="w1",
+        now=now,
+        started_at=now,
+        follow_up=stale,
+    )  # fenced: not written, no hook
     assert rt.store.get_run(hook.id)["idempotency_key"] == f"on-failure:{run.id}"
     assert rt.store.get_run(stale.id) is None
 
@@ -171,7 +202,7 @@ def test_expired_idempotency_key_can_be_used_again(rt, clock):
 def test_twenty_concurrent_triggers_of_one_key_make_one_run(make_runtime):
     runtimes = [make_runtime() for _ in range(20)]
     for r in runtimes:
-        r.store  # migrate check before the race  # noqa: B018
+        r.store  # migrate check before the race
     barrier = threading.Barrier(20)
     results, errors = [], []
 
@@ -211,7 +242,9 @@ def test_queue_concurrency_limit_holds_across_claimers(rt):
     assert tasks == ["noop", "test-limited", "test-limited"]
     now = rt.clock.now_ms()
     done = next(r for r in first + second if r.task == "test-limited")
-    rt.store.finish(done, status="completed", outcome="succeeded", worker="a", now=now, started_at=now)
+    rt.store.finish(
+        done, status="completed", outcome="succeeded", worker="a", now=now, started_at=now
+    )
     assert [r.task for r in claim(rt, n=10, limits=limits, worker="c")] == ["test-limited"]
 
 

@@ -13,15 +13,39 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flowjobs.adapters.stripe_gateway import (StripeGateway, StripeOutcomeUnknown, StripeRequestError,
-                                              StripeUnavailable, StripeUnreachable)
+from flowjobs.adapters.stripe_gateway import (
+    StripeGateway,
+    StripeOutcomeUnknown,
+    StripeRequestError,
+    StripeUnavailable,
+    StripeUnreachable,
+)
 from flowjobs.config import StripeSettings
 
-INTENT = {"id": "pi_123", "object": "payment_intent", "status": "succeeded", "amount": 1000, "currency": "usd",
-          "created": 1800000000, "latest_charge": {"id": "ch_1", "object": "charge", "status": "succeeded"}}
-DECLINE = {"error": {"type": "card_error", "code": "card_declined", "message": "Your card was declined.",
-                     "charge": "ch_declined", "payment_intent": {"id": "pi_declined", "object": "payment_intent"}}}
-DECLINED_INTENT = {**INTENT, "id": "pi_declined", "status": "requires_payment_method", "latest_charge": "ch_declined"}
+INTENT = {
+    "id": "pi_123",
+    "object": "payment_intent",
+    "status": "succeeded",
+    "amount": 1000,
+    "currency": "usd",
+    "created": 1800000000,
+    "latest_charge": {"id": "ch_1", "object": "charge", "status": "succeeded"},
+}
+DECLINE = {
+    "error": {
+        "type": "card_error",
+        "code": "card_declined",
+        "message": "Your card was declined.",
+        "charge": "ch_declined",
+        "payment_intent": {"id": "pi_declined", "object": "payment_intent"},
+    }
+}
+DECLINED_INTENT = {
+    **INTENT,
+    "id": "pi_declined",
+    "status": "requires_payment_method",
+    "latest_charge": "ch_declined",
+}
 
 
 class Scripted:
@@ -36,11 +60,18 @@ class Scripted:
         class Handler(BaseHTTPRequestHandler):
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                outer.requests.append({"method": self.command, "path": self.path,
-                                       "key": self.headers.get("Idempotency-Key"),
-                                       "auth": self.headers.get("Authorization"),
-                                       "body": self.rfile.read(length).decode()})
-                status, headers, body = outer.script.pop(0) if outer.script else (500, {}, {"error": {}})
+                outer.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "key": self.headers.get("Idempotency-Key"),
+                        "auth": self.headers.get("Authorization"),
+                        "body": self.rfile.read(length).decode(),
+                    }
+                )
+                status, headers, body = (
+                    outer.script.pop(0) if outer.script else (500, {}, {"error": {}})
+                )
                 if status == "hold":  # answer only after the client gave up
                     outer.released.wait(30)
                     status, headers, body = headers, {}, body
@@ -72,24 +103,42 @@ class Scripted:
 
 
 def gateway(url, waits, retries=3, timeout="30s"):
-    settings = StripeSettings(test_api_key="sk_test_t", live_api_key="sk_live_l", api_base=url, max_retries=retries,
-                              timeout=timeout)
+    settings = StripeSettings(
+        test_api_key="sk_test_t",
+        live_api_key="sk_live_l",
+        api_base=url,
+        max_retries=retries,
+        timeout=timeout,
+    )
     return StripeGateway(settings, sleep=waits.append)
 
 
 def charge(gw, livemode=False):
-    return gw.charge_off_session(livemode=livemode, amount=1000, currency="USD", customer="cus_1",
-                                 payment_method="pm_1", metadata={"billingRunId": "br_1"},
-                                 idempotency_key="billing-run:br_1")
+    return gw.charge_off_session(
+        livemode=livemode,
+        amount=1000,
+        currency="USD",
+        customer="cus_1",
+        payment_method="pm_1",
+        metadata={"billingRunId": "br_1"},
+        idempotency_key="billing-run:br_1",
+    )
 
 
 def test_429_and_5xx_are_retried_with_the_same_key_honouring_retry_after():
-    script = [(429, {"Retry-After": "7"}, {"error": {"type": "rate_limit_error"}}),
-              (503, {}, {"error": {"type": "api_error"}}), (200, {}, INTENT)]
+    script = [
+        (429, {"Retry-After": "7"}, {"error": {"type": "rate_limit_error"}}),
+        (503, {}, {"error": {"type": "api_error"}}),
+        (200, {}, INTENT),
+    ]
     waits = []
     with Scripted(script) as server:
         result = charge(gateway(server.url, waits))
-    assert (result.status, result.payment_intent_id, result.charge_id) == ("succeeded", "pi_123", "ch_1")
+    assert (result.status, result.payment_intent_id, result.charge_id) == (
+        "succeeded",
+        "pi_123",
+        "ch_1",
+    )
     assert [r["key"] for r in server.requests] == ["billing-run:br_1"] * 3
     assert waits[0] == 7.0 and 0 < waits[1] <= 8
 
@@ -99,7 +148,11 @@ def test_a_decline_is_an_outcome_never_a_retry():
     with Scripted([(402, {}, DECLINE), (200, {}, DECLINED_INTENT)]) as server:
         result = charge(gateway(server.url, waits))
     assert [r["method"] for r in server.requests] == ["POST", "GET"]  # one charge, then a read
-    assert (result.status, result.charge_status, result.failure_code) == ("requires_payment_method", "failed", "card_declined")
+    assert (result.status, result.charge_status, result.failure_code) == (
+        "requires_payment_method",
+        "failed",
+        "card_declined",
+    )
     assert result.payment_intent_id == "pi_declined" and waits == []
 
 
@@ -109,7 +162,20 @@ def test_giving_up_and_refusals_are_clear_errors():
         with pytest.raises(StripeUnavailable, match="answered 500 after 3 tries"):
             charge(gateway(server.url, waits, retries=2))
     assert len(server.requests) == 3
-    with Scripted([(400, {}, {"error": {"type": "invalid_request_error", "message": "No such customer: 'cus_1'"}})]) as server:
+    with Scripted(
+        [
+            (
+                400,
+                {},
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "No such customer: 'cus_1'",
+                    }
+                },
+            )
+        ]
+    ) as server:
         with pytest.raises(StripeRequestError, match="No such customer"):
             charge(gateway(server.url, []))
     assert len(server.requests) == 1
@@ -127,9 +193,14 @@ def test_an_answer_lost_after_sending_is_an_unknown_outcome_never_retried_in_the
     waits = []
     with Scripted([("hold", 200, INTENT)]) as server:
         gw = gateway(server.url, waits, retries=3, timeout="500ms")
-        with pytest.raises(StripeOutcomeUnknown, match=r"did not answer within 0.5s after the request was sent"
-                                                       r".*ReadTimeout.*its outcome is unknown"):
-            gw.confirm_payment_intent(False, "pi_1", idempotency_key="k:confirm", amount=1000, currency="USD")
+        with pytest.raises(
+            StripeOutcomeUnknown,
+            match=r"did not answer within 0.5s after the request was sent"
+            r".*ReadTimeout.*its outcome is unknown",
+        ):
+            gw.confirm_payment_intent(
+                False, "pi_1", idempotency_key="k:confirm", amount=1000, currency="USD"
+            )
     assert len(server.requests) == 1 and waits == []  # a slow Stripe gets no second request
     assert "answer lost" in caplog.text and "outcome unknown" in caplog.text
 
@@ -141,31 +212,59 @@ def test_a_refused_connection_is_unreachable_and_retried_with_the_same_key(caplo
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nobody listens: refused
     waits = []
-    with pytest.raises(StripeUnreachable, match=r"cannot reach Stripe at .* after 3 tries \(connection refused"):
+    with pytest.raises(
+        StripeUnreachable, match=r"cannot reach Stripe at .* after 3 tries \(connection refused"
+    ):
         charge(gateway(url, waits, retries=2))
     assert len(waits) == 2
     assert "Stripe unreachable" in caplog.text and "outcome unknown" not in caplog.text
-    assert issubclass(StripeUnreachable, StripeUnavailable) and issubclass(StripeOutcomeUnknown, StripeUnavailable)
+    assert issubclass(StripeUnreachable, StripeUnavailable) and issubclass(
+        StripeOutcomeUnknown, StripeUnavailable
+    )
 
 
 def test_create_confirm_and_cancel_send_what_stripe_expects():
     created = {**INTENT, "status": "requires_confirmation", "latest_charge": None}
     canceled = {**created, "status": "canceled"}
-    with Scripted([(200, {}, created), (200, {}, INTENT), (400, {}, {"error": {"type": "invalid_request_error",
-                                                                             "message": "already succeeded"}}),
-                   (200, {}, INTENT), (200, {}, canceled)]) as server:
+    with Scripted(
+        [
+            (200, {}, created),
+            (200, {}, INTENT),
+            (400, {}, {"error": {"type": "invalid_request_error", "message": "already succeeded"}}),
+            (200, {}, INTENT),
+            (200, {}, canceled),
+        ]
+    ) as server:
         gw = gateway(server.url, [])
-        made = gw.create_payment_intent(livemode=False, amount=1000, currency="USD", customer="cus_1",
-                                        payment_method="pm_1", metadata={"billingRunId": "br_1"},
-                                        idempotency_key="billing-run:br_1:pym_1")
-        done = gw.confirm_payment_intent(False, made.payment_intent_id, idempotency_key="billing-run:br_1:pym_1:confirm",
-                                         amount=1000, currency="USD")
+        made = gw.create_payment_intent(
+            livemode=False,
+            amount=1000,
+            currency="USD",
+            customer="cus_1",
+            payment_method="pm_1",
+            metadata={"billingRunId": "br_1"},
+            idempotency_key="billing-run:br_1:pym_1",
+        )
+        done = gw.confirm_payment_intent(
+            False,
+            made.payment_intent_id,
+            idempotency_key="billing-run:br_1:pym_1:confirm",
+            amount=1000,
+            currency="USD",
+        )
         moved_on = gw.cancel_payment_intent(False, "pi_123")  # refused: its current state instead
         gone = gw.cancel_payment_intent(False, "pi_123")
-    assert (made.status, done.status, moved_on.status, gone.status) == \
-        ("requires_confirmation", "succeeded", "succeeded", "canceled")
+    assert (made.status, done.status, moved_on.status, gone.status) == (
+        "requires_confirmation",
+        "succeeded",
+        "succeeded",
+        "canceled",
+    )
     create, confirm, cancel, _, _ = server.requests
     assert "confirm" not in create["body"] and create["key"] == "billing-run:br_1:pym_1"
-    assert confirm["path"] == "/v1/payment_intents/pi_123/confirm" and "off_session=true" in confirm["body"]
+    assert (
+        confirm["path"] == "/v1/payment_intents/pi_123/confirm"
+        and "off_session=true" in confirm["body"]
+    )
     assert confirm["key"] == "billing-run:br_1:pym_1:confirm"
     assert cancel["path"] == "/v1/payment_intents/pi_123/cancel"

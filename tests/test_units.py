@@ -13,7 +13,9 @@ from flowjobs.errors import ConfigError
 from flowjobs.store import migrate
 
 
-@pytest.mark.parametrize("text, seconds", [("500ms", 0.5), ("1s", 1), ("10m", 600), ("2h", 7200), ("30d", 2592000)])
+@pytest.mark.parametrize(
+    "text, seconds", [("500ms", 0.5), ("1s", 1), ("10m", 600), ("2h", 7200), ("30d", 2592000)]
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
     assert format_duration(seconds) == text
@@ -57,8 +59,9 @@ def test_ids_have_prefix_and_21_chars():
 def test_env_overrides_file_and_lists_split(tmp_path):
     path = tmp_path / "flowjobs.toml"
     path.write_text('[database]\nurl = "sqlite:///jobs.db"\n[worker]\nconcurrency = 3\n')
-    settings = load_settings(str(path), environ={"FLOWJOBS_WORKER_CONCURRENCY": "7",
-                                                  "FLOWJOBS_WORKER_QUEUES": "a, b"})
+    settings = load_settings(
+        str(path), environ={"FLOWJOBS_WORKER_CONCURRENCY": "7", "FLOWJOBS_WORKER_QUEUES": "a, b"}
+    )
     assert settings.worker.concurrency == 7 and settings.worker.queues == ["a", "b"]
     assert settings.database_url() == f"sqlite:///{tmp_path / 'jobs.db'}"  # relative to the file
 
@@ -69,7 +72,11 @@ def test_config_errors_name_each_field(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(str(path), environ={"FLOWJOBS_RETRY_FACTOR": "0.5"})
     problems = "\n".join(err.value.problems)
-    assert "database.url:" in problems and "nope: unknown key" in problems and "retry.factor:" in problems
+    assert (
+        "database.url:" in problems
+        and "nope: unknown key" in problems
+        and "retry.factor:" in problems
+    )
 
 
 def test_shipped_flowjobs_toml_is_valid_and_documents_every_key():
@@ -80,15 +87,19 @@ def test_shipped_flowjobs_toml_is_valid_and_documents_every_key():
     text = (Path(__file__).parent.parent / "flowjobs.toml").read_text()
     load_settings(str(Path(__file__).parent.parent / "flowjobs.toml"), environ={})
     lines = text.splitlines()
-    from flowjobs.config import ScheduleSettings
+    from flowjobs.config import ScheduleSettings, Section
 
-    from flowjobs.config import Section
-
-    sections = [(name, f"[{name}]", field.annotation) for name, field in Settings.model_fields.items()
-                if name not in ("base_dir", "schedules")]
+    sections = [
+        (name, f"[{name}]", field.annotation)
+        for name, field in Settings.model_fields.items()
+        if name not in ("base_dir", "schedules")
+    ]
     for name, header, model in list(sections):  # nested tables, e.g. [webhooks.outbound]
-        nested = {k: f.annotation for k, f in model.model_fields.items()
-                  if isinstance(f.annotation, type) and issubclass(f.annotation, Section)}
+        nested = {
+            k: f.annotation
+            for k, f in model.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
+        }
         if nested and len(nested) == len(model.model_fields):
             sections.remove((name, header, model))
             sections += [(f"{name}.{k}", f"[{name}.{k}]", sub) for k, sub in nested.items()]
@@ -96,7 +107,10 @@ def test_shipped_flowjobs_toml_is_valid_and_documents_every_key():
     for section, header, model in sections:
         assert header in text, section
         for key in model.model_fields:
-            index = next((i for i, line in enumerate(lines) if line.lstrip("# ").startswith(f"{key} =")), None)
+            index = next(
+                (i for i, line in enumerate(lines) if line.lstrip("# ").startswith(f"{key} =")),
+                None,
+            )
             assert index is not None, f"{section}.{key} missing from flowjobs.toml"
             assert lines[index - 1].startswith("#"), f"{section}.{key} has no comment above it"
 

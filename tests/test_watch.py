@@ -27,13 +27,21 @@ def test_on_a_terminal_it_redraws_until_interrupted(sqlite_url):
     env = {**cli_env(sqlite_url), "COLUMNS": "160", "LINES": "40", "TERM": "xterm"}
     run_id = flowjobs("trigger", "noop", env=env).stdout.strip()
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "flowjobs", "runs", "watch", "--interval", "0.2"],
-                            stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", "runs", "watch", "--interval", "0.2"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        close_fds=True,
+    )
     os.close(follower)
     seen = b""
     deadline = time.monotonic() + 30
     try:
-        while seen.count(run_id.encode()) < 3 and time.monotonic() < deadline:  # drawn, then redrawn
+        while (
+            seen.count(run_id.encode()) < 3 and time.monotonic() < deadline
+        ):  # drawn, then redrawn
             ready, _, _ = select.select([leader], [], [], 1)
             if ready:
                 seen += os.read(leader, 65536)

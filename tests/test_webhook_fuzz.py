@@ -34,6 +34,7 @@ FAST = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck
 
 # ---- building mutated bodies ----------------------------------------------------------------
 
+
 class Raw(str):
     """JSON text written as it is (numbers Python would not write, nesting built as text)."""
 
@@ -51,12 +52,16 @@ def dumps(value) -> str:
         return "{" + ",".join(f"{json.dumps(k)}:{dumps(v)}" for k, v in value) + "}"
     if isinstance(value, list):
         return "[" + ",".join(dumps(v) for v in value) + "]"
-    return json.dumps(value)  # NaN / Infinity for non-finite floats; \udXXX escapes for lone surrogates
+    return json.dumps(
+        value
+    )  # NaN / Infinity for non-finite floats; \udXXX escapes for lone surrogates
 
 
 def paths(doc, prefix=()) -> list[tuple]:
     found = []
-    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    items = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    )
     for key, value in items:
         found.append(prefix + (key,))
         if not isinstance(value, str):
@@ -74,21 +79,102 @@ def parent(doc, path):
     return node(doc, path[:-1])
 
 
-NUMBERS = st.sampled_from([0, -1, 1, 2 ** 31, 2 ** 53 + 1, 2 ** 63, -2 ** 63 - 1, 10 ** 30, 0.5, -0.0, 1e308,
-                           float("nan"), float("inf"), float("-inf"), Raw("1e400"), Raw("-1e400"), Raw("1" * 400),
-                           Raw("9" * 5000), Raw("1E2"), Raw("-0"), Raw("2500.0")])
-STRINGS = st.one_of(st.text(max_size=12), st.sampled_from([
-    "", "\x00", "evt_\x00x", "\ud800", "x\udfff", "a" * 6000, "evt_1Fuzz", "pi_1", "succeeded", "paid", "INSERT",
-    "payment_intent.succeeded", "acct_1FuzzAccount", "ch_1", "usd", "1800000000", "true", "null"]))
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), NUMBERS, STRINGS)
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+NUMBERS = st.sampled_from(
+    [
+        0,
+        -1,
+        1,
+        2**31,
+        2**53 + 1,
+        2**63,
+        -(2**63) - 1,
+        10**30,
+        0.5,
+        -0.0,
+        1e308,
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        Raw("1e400"),
+        Raw("-1e400"),
+        Raw("1" * 400),
+        Raw("9" * 5000),
+        Raw("1E2"),
+        Raw("-0"),
+        Raw("2500.0"),
+    ]
+)
+STRINGS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "",
+            "\x00",
+            "evt_\x00x",
+            "\ud800",
+            "x\udfff",
+            "a" * 6000,
+            "evt_1Fuzz",
+            "pi_1",
+            "succeeded",
+            "paid",
+            "INSERT",
+            "payment_intent.succeeded",
+            "acct_1FuzzAccount",
+            "ch_1",
+            "usd",
+            "1800000000",
+            "true",
+            "null",
+        ]
+    ),
+)
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), NUMBERS, STRINGS)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 READ = {  # the fields flowjobs reads (Stripe's and Supabase's names): mutated more often than the rest
-    "account", "amount", "billingRunId", "capabilities", "code", "created", "currency", "currently_due", "data",
-    "date", "details_submitted", "email", "failure_code", "failure_message", "id", "last_payment_error",
-    "latest_charge", "livemode", "message", "metadata", "name", "object", "old_record", "organization_id",
-    "past_due", "payment_intent", "payment_method", "payouts_enabled", "record", "requirements", "status", "table",
-    "tos_acceptance", "type", "user_id", "transfers"}
+    "account",
+    "amount",
+    "billingRunId",
+    "capabilities",
+    "code",
+    "created",
+    "currency",
+    "currently_due",
+    "data",
+    "date",
+    "details_submitted",
+    "email",
+    "failure_code",
+    "failure_message",
+    "id",
+    "last_payment_error",
+    "latest_charge",
+    "livemode",
+    "message",
+    "metadata",
+    "name",
+    "object",
+    "old_record",
+    "organization_id",
+    "past_due",
+    "payment_intent",
+    "payment_method",
+    "payouts_enabled",
+    "record",
+    "requirements",
+    "status",
+    "table",
+    "tos_acceptance",
+    "type",
+    "user_id",
+    "transfers",
+}
 BAD_UTF8 = [b"\xff", b"\xfe", b"\x80", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc3"]
 
 
@@ -131,7 +217,9 @@ def mutated(draw, bases: dict[str, dict]) -> tuple[str, bytes]:
             opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
             holder[key] = Raw(opener * depth + dumps(holder[key]) + closer * depth)
         elif isinstance(holder, dict):  # rename
-            new = draw(st.sampled_from([key.upper(), key.title(), key + "_", "", key.replace("_", "")]))
+            new = draw(
+                st.sampled_from([key.upper(), key.title(), key + "_", "", key.replace("_", "")])
+            )
             holder[new] = holder.pop(key)
     if draw(st.integers(0, 3)) == 3:  # a duplicate key somewhere (before or after the original)
         objects = [p for p in [()] + paths(doc) if isinstance(node(doc, p), dict) and node(doc, p)]
@@ -149,15 +237,24 @@ def mutated(draw, bases: dict[str, dict]) -> tuple[str, bytes]:
     body = dumps(doc).encode("utf-8", "surrogatepass")
     if draw(st.integers(0, 5)) == 5:  # invalid UTF-8, or a cut
         at = draw(st.integers(0, len(body)))
-        body = body[:at] + draw(st.sampled_from(BAD_UTF8 + [b""])) + (body[at:] if draw(st.booleans()) else b"")
+        body = (
+            body[:at]
+            + draw(st.sampled_from(BAD_UTF8 + [b""]))
+            + (body[at:] if draw(st.booleans()) else b"")
+        )
     return kind, body
 
 
 # ---- checks ---------------------------------------------------------------------------------
 
+
 def domain(session) -> dict:
     """Every billing table's rows (the inbox and the jobs table left out)."""
-    return {t: rows for t, rows in snapshot(session).items() if t not in ("webhook_events", "flowjobs_runs")}
+    return {
+        t: rows
+        for t, rows in snapshot(session).items()
+        if t not in ("webhook_events", "flowjobs_runs")
+    }
 
 
 def assert_handlers_ended_cleanly(rt, run_ids):
@@ -175,8 +272,12 @@ def fuzz_rt(make_runtime, localstripe_url, monkeypatch):
     sections = stripe_sections(localstripe_url)
     sections["stripe"]["webhook_secret"] = SECRET
     rt = make_runtime(pinned=False, **sections)
-    for key, value in cli_env(rt.db.url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
-                              FLOWJOBS_STRIPE_API_BASE=localstripe_url, FLOWJOBS_STRIPE_WEBHOOK_SECRET=SECRET).items():
+    for key, value in cli_env(
+        rt.db.url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+        FLOWJOBS_STRIPE_WEBHOOK_SECRET=SECRET,
+    ).items():
         if key.startswith("FLOWJOBS_"):
             monkeypatch.setenv(key, value)
     return rt, real_events(rt, localstripe_url)
@@ -200,9 +301,21 @@ def test_fuzzed_events_in_a_dry_run_never_crash_and_change_nothing(fuzz_rt, tmp_
     def check(case):
         kind, body = case
         path.write_bytes(body)
-        code, out, err = run_cli(capsys, "replay-event", str(path), "--dry-run", "--allow-mode-mismatch")
-        assert code in (0, 2) and "Traceback" not in err and "unexpected" not in err, (kind, body[:300], code, err)
-        assert (code == 0 and "dry run" in out) or (code == 2 and err.startswith("error: ")), (kind, code, out, err)
+        code, out, err = run_cli(
+            capsys, "replay-event", str(path), "--dry-run", "--allow-mode-mismatch"
+        )
+        assert code in (0, 2) and "Traceback" not in err and "unexpected" not in err, (
+            kind,
+            body[:300],
+            code,
+            err,
+        )
+        assert (code == 0 and "dry run" in out) or (code == 2 and err.startswith("error: ")), (
+            kind,
+            code,
+            out,
+            err,
+        )
         outcomes[code] += 1
 
     check()
@@ -211,13 +324,15 @@ def test_fuzzed_events_in_a_dry_run_never_crash_and_change_nothing(fuzz_rt, tmp_
     assert outcomes[0] and outcomes[2], outcomes  # both accepted and refused mutations were seen
 
 
-def test_fuzzed_events_stored_for_real_are_whole_rows_and_their_handlers_end_cleanly(fuzz_rt, tmp_path, capsys):
+def test_fuzzed_events_stored_for_real_are_whole_rows_and_their_handlers_end_cleanly(
+    fuzz_rt, tmp_path, capsys
+):
     rt, bases = fuzz_rt
     with rt.billing.unit() as s:
         before = domain(s)
     path = tmp_path / "event.json"
     accepted: list[dict] = []
-    counter = iter(range(10 ** 6))
+    counter = iter(range(10**6))
 
     def fresh(kind: str) -> dict:  # a new event id each time, so each example is stored anew
         event = copy.deepcopy(bases[kind])
@@ -234,7 +349,12 @@ def test_fuzzed_events_stored_for_real_are_whole_rows_and_their_handlers_end_cle
         runs = len(rt.store.list_runs(limit=100000))
         path.write_bytes(body)
         code, out, err = run_cli(capsys, "replay-event", str(path), "--json")
-        assert code in (0, 2) and "Traceback" not in err and "unexpected" not in err, (kind, body[:300], code, err)
+        assert code in (0, 2) and "Traceback" not in err and "unexpected" not in err, (
+            kind,
+            body[:300],
+            code,
+            err,
+        )
         with rt.billing.unit() as s:
             stored = list(s.exec(select(InboxEvent)))
         if code == 2:  # refused: nothing stored, nothing triggered
@@ -247,14 +367,18 @@ def test_fuzzed_events_stored_for_real_are_whole_rows_and_their_handlers_end_cle
         row = next(r for r in stored if r.id == result["inboxId"])
         assert len(stored) == rows + 1 and row.body == body
         if row.status == "routed":
-            assert row.run_id == result["runId"] and rt.store.get_run(row.run_id)["task"] == row.task
+            assert (
+                row.run_id == result["runId"] and rt.store.get_run(row.run_id)["task"] == row.task
+            )
             accepted.append(result)
         else:
             assert (row.status, row.run_id) == ("ignored", None)
 
     check()
     with rt.billing.unit() as s:
-        assert domain(s) == before  # nothing but the inbox and the jobs table moved before the handlers ran
+        assert (
+            domain(s) == before
+        )  # nothing but the inbox and the jobs table moved before the handlers ran
     drain(rt)
     assert_handlers_ended_cleanly(rt, [r["runId"] for r in accepted])
 
@@ -273,14 +397,18 @@ def test_fuzzed_events_through_the_replay_event_command(fuzz_rt, tmp_path):
         kind, body = case
         path.write_bytes(body)
         result = flowjobs("replay-event", str(path), "--dry-run", env=env)
-        assert result.returncode in (0, 2) and "Traceback" not in result.stderr, (kind, body[:300], result.stderr)
+        assert result.returncode in (0, 2) and "Traceback" not in result.stderr, (
+            kind,
+            body[:300],
+            result.stderr,
+        )
 
     check()
     with rt.billing.unit() as s:
         assert snapshot(s) == before
 
 
-def test_fuzzed_requests_to_serve_are_answered_200_or_400_and_kept_whole(served, localstripe_url):  # noqa: F811
+def test_fuzzed_requests_to_serve_are_answered_200_or_400_and_kept_whole(served, localstripe_url):
     rt, _, base, proc = served
     bases = real_events(rt, localstripe_url)
     with rt.billing.unit() as s:

@@ -28,15 +28,27 @@ def served(make_runtime, localstripe_url, tmp_path):
     sections = stripe_sections(localstripe_url)
     sections["stripe"]["webhook_secret"] = SECRET
     rt = make_runtime(pinned=False, **sections)
-    env = cli_env(rt.db.url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs", FLOWJOBS_STRIPE_API_BASE=localstripe_url,
-                  FLOWJOBS_STRIPE_WEBHOOK_SECRET=SECRET, FLOWJOBS_SUPABASE_WEBHOOK_TOKEN=TOKEN,
-                  FLOWJOBS_SERVER_MAX_BODY="64KB", FLOWJOBS_SERVER_TIMEOUT="2s")
+    env = cli_env(
+        rt.db.url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+        FLOWJOBS_STRIPE_WEBHOOK_SECRET=SECRET,
+        FLOWJOBS_SUPABASE_WEBHOOK_TOKEN=TOKEN,
+        FLOWJOBS_SERVER_MAX_BODY="64KB",
+        FLOWJOBS_SERVER_TIMEOUT="2s",
+    )
     log = tmp_path / "serve.log"
-    proc = subprocess.Popen([sys.executable, "-m", "flowjobs", "serve", "--port", "0"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),
+    )
     try:
-        line = wait_until(lambda: next((ln for ln in log.read_text().splitlines() if "listening on" in ln), None),
-                          message="flowjobs serve to listen")
+        line = wait_until(
+            lambda: next((ln for ln in log.read_text().splitlines() if "listening on" in ln), None),
+            message="flowjobs serve to listen",
+        )
         yield rt, env, line.split()[-1], proc
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -48,8 +60,12 @@ def served(make_runtime, localstripe_url, tmp_path):
 
 
 def post(url, body: bytes, headers=None, method="POST"):
-    request = urllib.request.Request(url, data=body if method == "POST" else None, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=body if method == "POST" else None,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, _json(response.read())
@@ -67,8 +83,11 @@ def _json(data: bytes):
 def sign(body: bytes, secret=SECRET, timestamp=None) -> dict:
     import stripe
 
-    return {"Stripe-Signature": stripe.WebhookSignature.generate_signature_header(
-        body.decode(), secret, timestamp=timestamp or int(time.time()))}
+    return {
+        "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(
+            body.decode(), secret, timestamp=timestamp or int(time.time())
+        )
+    }
 
 
 def inbox(rt):
@@ -78,34 +97,57 @@ def inbox(rt):
 
 def test_localstripe_delivers_signed_webhooks_and_workers_handle_them(served, localstripe_url):
     rt, env, base, _ = served
-    hook = urllib.request.Request(f"{localstripe_url}/_config/webhooks/flowjobs", method="POST",
-                                  data=f"url={base}/webhooks/stripe/testmode&secret={SECRET}".encode())
+    hook = urllib.request.Request(
+        f"{localstripe_url}/_config/webhooks/flowjobs",
+        method="POST",
+        data=f"url={base}/webhooks/stripe/testmode&secret={SECRET}".encode(),
+    )
     urllib.request.urlopen(hook, timeout=10).close()
     seeded = seed(rt)
     assert flowjobs("trigger", "billing-run", seeded.billing_run_id, env=env).returncode == 0
     assert flowjobs("run-worker", "--burst", "--no-scheduler", env=env).returncode == 0
-    run = get(rt, BillingRun, seeded.billing_run_id)  # charged inline; its webhook arrives ~1 s later
+    run = get(
+        rt, BillingRun, seeded.billing_run_id
+    )  # charged inline; its webhook arrives ~1 s later
     assert run.status == "succeeded"
 
     def delivered():
-        return [e for e in inbox(rt) if e.type == "payment_intent.succeeded"
-                and json.loads(e.body)["data"]["object"]["id"] == run.stripe_payment_intent_id]
+        return [
+            e
+            for e in inbox(rt)
+            if e.type == "payment_intent.succeeded"
+            and json.loads(e.body)["data"]["object"]["id"] == run.stripe_payment_intent_id
+        ]
 
     [event] = wait_until(delivered, message="localstripe to deliver payment_intent.succeeded")
     assert (event.signature, event.status, event.via) == ("verified", "routed", "http")
     assert flowjobs("run-worker", "--burst", "--no-scheduler", env=env).returncode == 0
     handled = rt.store.get_run(event.run_id)
-    assert handled["status"] == "completed" and '"action": "skipped"' in handled["result"]  # already settled inline
+    assert (
+        handled["status"] == "completed" and '"action": "skipped"' in handled["result"]
+    )  # already settled inline
 
 
-def test_the_same_event_twice_is_one_run_and_bad_requests_are_refused_and_kept(served, localstripe_url):
+def test_the_same_event_twice_is_one_run_and_bad_requests_are_refused_and_kept(
+    served, localstripe_url
+):
     rt, env, base, proc = served
-    event = {"id": "evt_http_1", "object": "event", "type": "customer.created", "livemode": False,
-             "created": int(time.time()), "data": {"object": {"id": "cus_1", "object": "customer"}}}
+    event = {
+        "id": "evt_http_1",
+        "object": "event",
+        "type": "customer.created",
+        "livemode": False,
+        "created": int(time.time()),
+        "data": {"object": {"id": "cus_1", "object": "customer"}},
+    }
     body = json.dumps(event).encode()
     url = f"{base}/webhooks/stripe/testmode"
     first, again = post(url, body, sign(body)), post(url, body, sign(body))
-    assert first[0] == again[0] == 200 and again[1]["duplicate"] and again[1]["inboxId"] == first[1]["inboxId"]
+    assert (
+        first[0] == again[0] == 200
+        and again[1]["duplicate"]
+        and again[1]["inboxId"] == first[1]["inboxId"]
+    )
     assert first[1]["status"] == "ignored"  # no handler for customer.created: stored, not run
 
     refused = [
@@ -113,7 +155,9 @@ def test_the_same_event_twice_is_one_run_and_bad_requests_are_refused_and_kept(s
         post(url, body, sign(body, timestamp=int(time.time()) - 3600)),  # stale
         post(url, body.replace(b"cus_1", b"cus_2"), sign(body)),  # tampered
         post(url, body),  # unsigned
-        post(f"{base}/webhooks/stripe/livemode", body, sign(body)),  # a test event on the live endpoint
+        post(
+            f"{base}/webhooks/stripe/livemode", body, sign(body)
+        ),  # a test event on the live endpoint
         post(url, b"{not json", sign(b"{not json")),
     ]
     assert [code for code, _ in refused] == [400] * 6, refused
@@ -121,15 +165,21 @@ def test_the_same_event_twice_is_one_run_and_bad_requests_are_refused_and_kept(s
     assert post(url, b"x" * 70_000, sign(b"x"))[0] == 413
     assert post(url, b"", method="GET")[0] == 405
     assert post(f"{base}/nope", b"{}")[0] == 404
-    supabase = json.dumps({"type": "INSERT", "table": "customers", "record": {"id": "cust_1"}}).encode()
+    supabase = json.dumps(
+        {"type": "INSERT", "table": "customers", "record": {"id": "cust_1"}}
+    ).encode()
     assert post(f"{base}/webhooks/supabase", supabase)[0] == 401
     assert post(f"{base}/webhooks/supabase", supabase, {"Authorization": "Bearer wrong"})[0] == 401
-    assert post(f"{base}/webhooks/supabase", supabase, {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+    assert (
+        post(f"{base}/webhooks/supabase", supabase, {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+    )
     assert post(f"{base}/healthz", b"", method="GET") == (200, {"status": "ok"})
 
     rows = inbox(rt)
     rejected = [r for r in rows if r.status == "rejected"]
-    assert len(rejected) == 6 and all(r.error and r.run_id is None for r in rejected)  # the six refused above
+    assert len(rejected) == 6 and all(
+        r.error and r.run_id is None for r in rejected
+    )  # the six refused above
     assert [r.status for r in rows if r.source == "supabase"] == ["routed"]
     assert proc.poll() is None  # still serving
 
@@ -140,7 +190,9 @@ def test_a_slow_client_is_disconnected_while_others_are_served(served):
     _, _, base, proc = served
     host, port = base.removeprefix("http://").split(":")
     slow = socket.create_connection((host, int(port)), timeout=30)
-    slow.sendall(b"POST /webhooks/stripe/testmode HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    slow.sendall(
+        b"POST /webhooks/stripe/testmode HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+    )
     assert post(f"{base}/healthz", b"", method="GET")[0] == 200  # served while the slow one dawdles
     start = time.monotonic()
     assert slow.recv(1024) == b""  # closed by the server, never answered

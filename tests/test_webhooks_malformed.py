@@ -14,9 +14,16 @@ from flowjobs.webhooks.models import InboxEvent
 from tests.cli_helpers import cli_env, flowjobs
 from tests.test_webhooks_http import TOKEN, post, served, sign  # noqa: F401  (fixture)
 
-GOOD_EVENT = {"id": "evt_ok", "object": "event", "type": "payment_intent.succeeded", "livemode": False,
-              "created": 1800000000, "data": {"object": {"id": "pi_1", "object": "payment_intent", "status": "succeeded",
-                                                        "metadata": {}}}}
+GOOD_EVENT = {
+    "id": "evt_ok",
+    "object": "event",
+    "type": "payment_intent.succeeded",
+    "livemode": False,
+    "created": 1800000000,
+    "data": {
+        "object": {"id": "pi_1", "object": "payment_intent", "status": "succeeded", "metadata": {}}
+    },
+}
 
 
 def event(**changes):
@@ -30,8 +37,12 @@ def event(**changes):
 
 
 def export(**fields):
-    base = {"format": "flowjobs-inbox-event/1", "source": "stripe", "headers": {},
-            "body_base64": base64.b64encode(event()).decode()}
+    base = {
+        "format": "flowjobs-inbox-event/1",
+        "source": "stripe",
+        "headers": {},
+        "body_base64": base64.b64encode(event()).decode(),
+    }
     base.update(fields)
     return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
 
@@ -47,7 +58,12 @@ FILES = [
     ("string", b'"evt_1"', [], "not a recognisable event"),
     ("not UTF-8", b"\xff\xfe\x00{", [], "not UTF-8"),
     ("empty object", b"{}", [], "not a recognisable event"),
-    ("event without type", json.dumps({"object": "event", "id": "evt_1"}).encode(), [], "not a recognisable event"),
+    (
+        "event without type",
+        json.dumps({"object": "event", "id": "evt_1"}).encode(),
+        [],
+        "not a recognisable event",
+    ),
     ("event without id", event(id=...), [], '"id" is missing'),
     ("id not an event id", event(id="pi_123"), [], "must be an event id"),
     ("id a number", event(id=7), [], "must be an event id"),
@@ -57,34 +73,120 @@ FILES = [
     ("data.object a list", event(data={"object": []}), [], '"data.object" must be an object'),
     ("created missing", event(created=...), [], '"created" is missing'),
     ("created a string", event(created="yesterday"), [], '"created" must be a Unix timestamp'),
-    ("supabase without record", json.dumps({"type": "INSERT", "table": "customers"}).encode(), [], '"record" must be an object'),
-    ("supabase record a list", json.dumps({"type": "INSERT", "table": "customers", "record": []}).encode(), [], '"record" must be an object'),
-    ("supabase record without id", json.dumps({"type": "INSERT", "table": "customers", "record": {"name": "x"}}).encode(), [], '"record.id" is missing'),
-    ("supabase without table", json.dumps({"type": "INSERT", "record": {"id": "x"}}).encode(), [], "not a recognisable event"),
-    ("supabase unknown operation", json.dumps({"type": "UPSERT", "table": "t", "record": {"id": "x"}}).encode(), [], "not a recognisable event"),
-    ("supabase empty table", json.dumps({"type": "INSERT", "table": "", "record": {"id": "x"}}).encode(), [], '"table" must be a table name'),
+    (
+        "supabase without record",
+        json.dumps({"type": "INSERT", "table": "customers"}).encode(),
+        [],
+        '"record" must be an object',
+    ),
+    (
+        "supabase record a list",
+        json.dumps({"type": "INSERT", "table": "customers", "record": []}).encode(),
+        [],
+        '"record" must be an object',
+    ),
+    (
+        "supabase record without id",
+        json.dumps({"type": "INSERT", "table": "customers", "record": {"name": "x"}}).encode(),
+        [],
+        '"record.id" is missing',
+    ),
+    (
+        "supabase without table",
+        json.dumps({"type": "INSERT", "record": {"id": "x"}}).encode(),
+        [],
+        "not a recognisable event",
+    ),
+    (
+        "supabase unknown operation",
+        json.dumps({"type": "UPSERT", "table": "t", "record": {"id": "x"}}).encode(),
+        [],
+        "not a recognisable event",
+    ),
+    (
+        "supabase empty table",
+        json.dumps({"type": "INSERT", "table": "", "record": {"id": "x"}}).encode(),
+        [],
+        '"table" must be a table name',
+    ),
     ("export with bad base64", export(body_base64="%%%"), [], "not a valid inbox export"),
     ("export without body", export(body_base64=...), [], "not a valid inbox export"),
-    ("export body not JSON", export(body_base64=base64.b64encode(b"{oops").decode()), [], "not valid JSON"),
-    ("export source mismatch", export(), ["--source", "supabase"], "does not match the export's source"),
+    (
+        "export body not JSON",
+        export(body_base64=base64.b64encode(b"{oops").decode()),
+        [],
+        "not valid JSON",
+    ),
+    (
+        "export source mismatch",
+        export(),
+        ["--source", "supabase"],
+        "does not match the export's source",
+    ),
     ("stripe event as supabase", event(), ["--source", "supabase"], "not a Supabase payload"),
-    ("supabase payload as stripe", json.dumps({"type": "INSERT", "table": "t", "record": {"id": "x"}}).encode(),
-     ["--source", "stripe"], "not a Stripe event"),
+    (
+        "supabase payload as stripe",
+        json.dumps({"type": "INSERT", "table": "t", "record": {"id": "x"}}).encode(),
+        ["--source", "stripe"],
+        "not a Stripe event",
+    ),
     ("unknown source", event(), ["--source", "paypal"], "--source must be stripe or supabase"),
-    ("billing run that does not exist",
-     event(data={"object": {"id": "pi_1", "object": "payment_intent", "status": "succeeded",
-                            "metadata": {"billingRunId": "billing_run_nope"}}}), [], "billing_run_nope"),
-    ("organization that does not exist",
-     json.dumps({"type": "UPDATE", "table": "organizations", "record": {"id": "org_nope", "payouts_enabled": True},
-                 "old_record": {"id": "org_nope"}}).encode(), [], "org_nope does not exist"),
-    ("invoice that does not exist",
-     json.dumps({"type": "UPDATE", "table": "invoices", "record": {"id": "inv_nope", "status": "paid"},
-                 "old_record": {"id": "inv_nope"}}).encode(), [], "inv_nope does not exist"),
+    (
+        "billing run that does not exist",
+        event(
+            data={
+                "object": {
+                    "id": "pi_1",
+                    "object": "payment_intent",
+                    "status": "succeeded",
+                    "metadata": {"billingRunId": "billing_run_nope"},
+                }
+            }
+        ),
+        [],
+        "billing_run_nope",
+    ),
+    (
+        "organization that does not exist",
+        json.dumps(
+            {
+                "type": "UPDATE",
+                "table": "organizations",
+                "record": {"id": "org_nope", "payouts_enabled": True},
+                "old_record": {"id": "org_nope"},
+            }
+        ).encode(),
+        [],
+        "org_nope does not exist",
+    ),
+    (
+        "invoice that does not exist",
+        json.dumps(
+            {
+                "type": "UPDATE",
+                "table": "invoices",
+                "record": {"id": "inv_nope", "status": "paid"},
+                "old_record": {"id": "inv_nope"},
+            }
+        ).encode(),
+        [],
+        "inv_nope does not exist",
+    ),
     ("deeply nested", b"[" * 100000 + b"]" * 100000, [], "nested too deeply"),
     ("live event in test mode", event(livemode=True), [], "live-mode event"),
     ("unsigned with --require-signature", event(), ["--require-signature"], "not signed"),
-    ("wrongly signed export", export(headers={"Stripe-Signature": "t=1,v1=deadbeef"}), [], "signature check failed"),
-    ("garbage signature header", export(headers={"Stripe-Signature": "nonsense"}), [], "signature check failed"),
+    (
+        "wrongly signed export",
+        export(headers={"Stripe-Signature": "t=1,v1=deadbeef"}),
+        [],
+        "signature check failed",
+    ),
+    (
+        "garbage signature header",
+        export(headers={"Stripe-Signature": "nonsense"}),
+        [],
+        "signature check failed",
+    ),
 ]
 
 
@@ -107,7 +209,9 @@ def run_cli(capsys, *args):
     return code, captured.out, captured.err
 
 
-def test_malformed_files_are_refused_clearly_and_store_nothing(sqlite_url, tmp_path, monkeypatch, capsys):
+def test_malformed_files_are_refused_clearly_and_store_nothing(
+    sqlite_url, tmp_path, monkeypatch, capsys
+):
     env = cli_env(sqlite_url, FLOWJOBS_STRIPE_WEBHOOK_SECRET="whsec_x")
     for key, value in env.items():
         if key.startswith("FLOWJOBS_"):
@@ -119,8 +223,10 @@ def test_malformed_files_are_refused_clearly_and_store_nothing(sqlite_url, tmp_p
         code, _, err = run_cli(capsys, "replay-event", str(path), *args)
         if code != 2 or message not in err or "Traceback" in err:
             failures.append((name, code, err[-300:]))
-    for name, args, message in [("missing file", [str(tmp_path / "nope.json")], "cannot read"),
-                                ("a directory", [str(tmp_path)], "cannot read")]:
+    for name, args, message in [
+        ("missing file", [str(tmp_path / "nope.json")], "cannot read"),
+        ("a directory", [str(tmp_path)], "cannot read"),
+    ]:
         result = flowjobs("replay-event", *args, env=env)  # as a subprocess too: the real command
         if result.returncode != 2 or message not in result.stderr:
             failures.append((name, result.returncode, result.stderr[-300:]))
@@ -147,9 +253,27 @@ def _requests(base):
         ("truncated JSON", stripe_url, good[:30], signed(good[:30]), 400),
         ("array", stripe_url, b"[]", signed(b"[]"), 400),
         ("not UTF-8", stripe_url, b"\xff\xfe", {"Stripe-Signature": "t=1,v1=00"}, 400),
-        ("missing id", stripe_url, event(id=..., created=now), signed(event(id=..., created=now)), 400),
-        ("type a number", stripe_url, event(type=3, created=now), signed(event(type=3, created=now)), 400),
-        ("no data", stripe_url, event(data=..., created=now), signed(event(data=..., created=now)), 400),
+        (
+            "missing id",
+            stripe_url,
+            event(id=..., created=now),
+            signed(event(id=..., created=now)),
+            400,
+        ),
+        (
+            "type a number",
+            stripe_url,
+            event(type=3, created=now),
+            signed(event(type=3, created=now)),
+            400,
+        ),
+        (
+            "no data",
+            stripe_url,
+            event(data=..., created=now),
+            signed(event(data=..., created=now)),
+            400,
+        ),
         ("wrong secret", stripe_url, good, sign(good, secret="whsec_other"), 400),
         ("stale signature", stripe_url, good, sign(good, timestamp=now - 7200), 400),
         ("garbage signature", stripe_url, good, {"Stripe-Signature": "t=abc"}, 400),
@@ -163,18 +287,46 @@ def _requests(base):
         ("GET on a webhook", stripe_url, None, {}, 405),
         ("unknown path", f"{base}/webhooks/paypal", good, {}, 404),
         ("supabase without token", f"{base}/webhooks/supabase", b"{}", {}, 401),
-        ("supabase wrong token", f"{base}/webhooks/supabase", b"{}", {"Authorization": "Bearer nope"}, 401),
-        ("supabase basic auth", f"{base}/webhooks/supabase", b"{}", {"Authorization": f"Basic {TOKEN}"}, 401),
+        (
+            "supabase wrong token",
+            f"{base}/webhooks/supabase",
+            b"{}",
+            {"Authorization": "Bearer nope"},
+            401,
+        ),
+        (
+            "supabase basic auth",
+            f"{base}/webhooks/supabase",
+            b"{}",
+            {"Authorization": f"Basic {TOKEN}"},
+            401,
+        ),
         ("supabase bad JSON", f"{base}/webhooks/supabase", b"{", auth, 400),
-        ("supabase no record", f"{base}/webhooks/supabase", json.dumps({"type": "INSERT", "table": "x"}).encode(), auth, 400),
-        ("supabase record without id", f"{base}/webhooks/supabase",
-         json.dumps({"type": "INSERT", "table": "x", "record": {}}).encode(), auth, 400),
-        ("supabase unknown operation", f"{base}/webhooks/supabase",
-         json.dumps({"type": "MERGE", "table": "x", "record": {"id": "1"}}).encode(), auth, 400),
+        (
+            "supabase no record",
+            f"{base}/webhooks/supabase",
+            json.dumps({"type": "INSERT", "table": "x"}).encode(),
+            auth,
+            400,
+        ),
+        (
+            "supabase record without id",
+            f"{base}/webhooks/supabase",
+            json.dumps({"type": "INSERT", "table": "x", "record": {}}).encode(),
+            auth,
+            400,
+        ),
+        (
+            "supabase unknown operation",
+            f"{base}/webhooks/supabase",
+            json.dumps({"type": "MERGE", "table": "x", "record": {"id": "1"}}).encode(),
+            auth,
+            400,
+        ),
     ]
 
 
-def test_malformed_requests_are_refused_and_the_server_keeps_serving(served):  # noqa: F811  (the fixture)
+def test_malformed_requests_are_refused_and_the_server_keeps_serving(served):
     rt, _, base, proc = served
     failures = []
     cases = _requests(base)

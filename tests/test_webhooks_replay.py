@@ -14,7 +14,13 @@ from flowjobs.errors import BadInput
 from flowjobs.webhooks.models import InboxEvent
 from flowjobs.webhooks.replay import read_incoming, replay, snapshot
 from tests.billing_helpers import DECLINING, drain, get, seed, stripe_sections
-from tests.webhook_helpers import SECRET, charged_but_unrecorded, event_for, signed_export, stripe_client
+from tests.webhook_helpers import (
+    SECRET,
+    charged_but_unrecorded,
+    event_for,
+    signed_export,
+    stripe_client,
+)
 
 
 @pytest.fixture
@@ -26,7 +32,12 @@ def wrt(make_runtime, localstripe_url):
 
 def do_replay(rt, document, **options):
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
-    return replay(rt.billing, rt.settings, read_incoming(rt.settings, body, options.pop("source", None)), **options)
+    return replay(
+        rt.billing,
+        rt.settings,
+        read_incoming(rt.settings, body, options.pop("source", None)),
+        **options,
+    )
 
 
 def payment_of(rt, billing_run_id):
@@ -45,7 +56,10 @@ def test_replayed_payment_intent_succeeded_settles_the_billing_run(wrt, localstr
     run = get(wrt, BillingRun, seeded.billing_run_id)
     assert run.status == "succeeded" and run.last_stripe_payment_intent_event_timestamp is not None
     payment = payment_of(wrt, seeded.billing_run_id)
-    assert (payment.status, payment.stripe_payment_intent_id) == ("succeeded", charge.payment_intent_id)
+    assert (payment.status, payment.stripe_payment_intent_id) == (
+        "succeeded",
+        charge.payment_intent_id,
+    )
     assert get(wrt, Invoice, payment.invoice_id).status == "paid"
 
     again = do_replay(wrt, event)
@@ -54,7 +68,9 @@ def test_replayed_payment_intent_succeeded_settles_the_billing_run(wrt, localstr
     assert forced.run_id != first.run_id and not forced.duplicate
     assert wrt.store.get_run(forced.run_id)["replay_of"] == first.run_id
     drain(wrt)
-    assert '"action": "skipped"' in wrt.store.get_run(forced.run_id)["result"]  # a finished run stays finished
+    assert (
+        '"action": "skipped"' in wrt.store.get_run(forced.run_id)["result"]
+    )  # a finished run stays finished
     with wrt.billing.unit() as s:
         assert len(list(s.exec(select(InboxEvent)))) == 2
 
@@ -67,23 +83,42 @@ def test_replayed_payment_failed_runs_the_failure_path(wrt, localstripe_url):
     drain(wrt)
     assert get(wrt, BillingRun, seeded.billing_run_id).status == "failed"
     assert payment_of(wrt, seeded.billing_run_id).status == "failed"
-    assert get(wrt, Subscription, seeded.subscription_id).status == "canceled"  # its first payment failed
+    assert (
+        get(wrt, Subscription, seeded.subscription_id).status == "canceled"
+    )  # its first payment failed
 
 
 def test_replayed_payment_intent_canceled_aborts_the_run(wrt, localstripe_url):
     seeded = seed(wrt)
     _prepare(wrt.billing, seeded.billing_run_id, "run_x")
     client = stripe_client(localstripe_url)
-    method = get(wrt, __import__("flowjobs.billing.models", fromlist=["PaymentMethod"]).PaymentMethod, seeded.method_id)
-    intent = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "usd", "customer": seeded.stripe_customer,
-        "payment_method": method.stripe_payment_method_id, "metadata": {"billingRunId": seeded.billing_run_id}})
+    method = get(
+        wrt,
+        __import__("flowjobs.billing.models", fromlist=["PaymentMethod"]).PaymentMethod,
+        seeded.method_id,
+    )
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "customer": seeded.stripe_customer,
+            "payment_method": method.stripe_payment_method_id,
+            "metadata": {"billingRunId": seeded.billing_run_id},
+        }
+    )
     canceled = client.v1.payment_intents.cancel(intent.id).to_dict()
     assert canceled["status"] == "canceled"
     # localstripe emits no payment_intent.canceled event: wrap the real, canceled PaymentIntent in
     # the envelope Stripe sends
-    event = {"id": "evt_canceled_1", "object": "event", "type": "payment_intent.canceled", "livemode": False,
-             "created": canceled["created"] + 5, "api_version": "2017-08-15", "data": {"object": canceled}}
+    event = {
+        "id": "evt_canceled_1",
+        "object": "event",
+        "type": "payment_intent.canceled",
+        "livemode": False,
+        "created": canceled["created"] + 5,
+        "api_version": "2017-08-15",
+        "data": {"object": canceled},
+    }
     do_replay(wrt, event)
     drain(wrt)
     assert get(wrt, BillingRun, seeded.billing_run_id).status == "aborted"
@@ -92,9 +127,13 @@ def test_replayed_payment_intent_canceled_aborts_the_run(wrt, localstripe_url):
 
 def test_supabase_payloads_route_by_table_and_type(wrt):
     seeded = seed(wrt)
-    update = {"type": "UPDATE", "table": "organizations", "schema": "public",
-              "record": {"id": seeded.org_id, "name": "Acme", "payouts_enabled": True},
-              "old_record": {"id": seeded.org_id, "name": "Acme", "payouts_enabled": False}}
+    update = {
+        "type": "UPDATE",
+        "table": "organizations",
+        "schema": "public",
+        "record": {"id": seeded.org_id, "name": "Acme", "payouts_enabled": True},
+        "old_record": {"id": seeded.org_id, "name": "Acme", "payouts_enabled": False},
+    }
     result = do_replay(wrt, update)
     assert result.task == "organization-updated"
     drain(wrt)
@@ -102,7 +141,10 @@ def test_supabase_payloads_route_by_table_and_type(wrt):
     notices = wrt.store.list_runs(task="send-organization-payouts-enabled-notification")
     assert [json.loads(n["payload"]) for n in notices] == [{"organizationId": seeded.org_id}]
     assert do_replay(wrt, update).duplicate
-    unknown = do_replay(wrt, {"type": "DELETE", "table": "prices", "schema": "public", "old_record": {"id": "price_1"}})
+    unknown = do_replay(
+        wrt,
+        {"type": "DELETE", "table": "prices", "schema": "public", "old_record": {"id": "price_1"}},
+    )
     assert unknown.status == "ignored" and unknown.run_id is None
 
 
@@ -119,7 +161,9 @@ def test_signatures_and_modes(wrt, localstripe_url):
     with pytest.raises(BadInput, match="not signed"):
         do_replay(wrt, event, require_signature=True)
     live = {**event, "id": "evt_live_1", "livemode": True}
-    with pytest.raises(BadInput, match="live-mode event cannot be processed by a test-mode configuration"):
+    with pytest.raises(
+        BadInput, match="live-mode event cannot be processed by a test-mode configuration"
+    ):
         do_replay(wrt, live)
     assert do_replay(wrt, live, allow_mode_mismatch=True).status == "routed"
 
@@ -131,7 +175,15 @@ def test_events_naming_missing_objects_are_refused_and_store_nothing(wrt, locals
     with pytest.raises(BadInput, match="billing run billing_run_missing"):
         do_replay(wrt, event)
     with pytest.raises(BadInput, match="organization org_missing does not exist"):
-        do_replay(wrt, {"type": "UPDATE", "table": "organizations", "record": {"id": "org_missing"}, "old_record": {}})
+        do_replay(
+            wrt,
+            {
+                "type": "UPDATE",
+                "table": "organizations",
+                "record": {"id": "org_missing"},
+                "old_record": {},
+            },
+        )
     with wrt.billing.unit() as s:
         assert list(s.exec(select(InboxEvent))) == []
 
@@ -145,8 +197,16 @@ def test_dry_run_changes_nothing_and_reports_the_rows(wrt, localstripe_url):
     with wrt.billing.unit() as s:
         assert snapshot(s) == before  # row for row
     changed = {(c["table"], c["change"]) for c in report.changes}
-    assert {("billing_runs", "update"), ("payments", "update"), ("invoices", "update"),
-            ("webhook_events", "insert"), ("flowjobs_runs", "insert")} <= changed
+    assert {
+        ("billing_runs", "update"),
+        ("payments", "update"),
+        ("invoices", "update"),
+        ("webhook_events", "insert"),
+        ("flowjobs_runs", "insert"),
+    } <= changed
     run_change = next(c for c in report.changes if c["table"] == "billing_runs")
-    assert run_change["id"] == seeded.billing_run_id and run_change["columns"]["status"] == ["started", "succeeded"]
+    assert run_change["id"] == seeded.billing_run_id and run_change["columns"]["status"] == [
+        "started",
+        "succeeded",
+    ]
     assert report.result["action"] == "charged"

@@ -106,7 +106,9 @@ def test_child_trigger_commits_with_the_tasks_transaction(rt):
     dropped = rt.trigger("test-child", {"fail_after_trigger": True})
     step(worker(rt))
     children = rt.store.list_runs(parent_id=kept.id)
-    assert [(c["task"], json.loads(c["payload"])) for c in children] == [("hello-world", {"from": kept.id})]
+    assert [(c["task"], json.loads(c["payload"])) for c in children] == [
+        ("hello-world", {"from": kept.id})
+    ]
     assert rt.store.list_runs(parent_id=dropped.id) == []
     assert rt.store.get_run(dropped.id)["status"] == "failed"
 
@@ -119,7 +121,9 @@ def test_queue_limit_holds_with_several_workers(make_runtime):
     from flowjobs.core.client import TriggerItem
 
     runtimes[0].client.batch_trigger([TriggerItem("test-limited") for _ in range(12)])
-    workers = [Worker(r, WorkerOptions(concurrency=5, burst=True, poll_interval=0.01)) for r in runtimes]
+    workers = [
+        Worker(r, WorkerOptions(concurrency=5, burst=True, poll_interval=0.01)) for r in runtimes
+    ]
     threads = [threading.Thread(target=w.run) for w in workers]
     for t in threads:
         t.start()
@@ -156,12 +160,16 @@ def test_one_unwritable_outcome_does_not_lose_the_rest_of_its_batch(rt):
 
     # A failed attempt writes an attempt row (a succeeded one lives in its run row), so a
     # failing run whose attempt-1 row already exists poisons the batch write.
-    poisoned, *others = rt.client.batch_trigger([TriggerItem("test-always-fail")]
-                                                + [TriggerItem("noop") for _ in range(4)])
+    poisoned, *others = rt.client.batch_trigger(
+        [TriggerItem("test-always-fail")] + [TriggerItem("noop") for _ in range(4)]
+    )
     with rt.db.transaction() as conn:  # an attempt row that will collide with attempt 1
-        conn.execute(rt.store._prepare(
-            "INSERT INTO flowjobs_attempts (run_id, number, finished_at, outcome) VALUES (:id, 1, 0, 'x')"),
-            {"id": poisoned.id})
+        conn.execute(
+            rt.store._prepare(
+                "INSERT INTO flowjobs_attempts (run_id, number, finished_at, outcome) VALUES (:id, 1, 0, 'x')"
+            ),
+            {"id": poisoned.id},
+        )
     step(worker(rt))
     assert [rt.store.get_run(r.id)["status"] for r in others] == ["completed"] * 4
     assert rt.store.get_run(poisoned.id)["status"] == "executing"  # left to the rescuer
@@ -191,8 +199,14 @@ def test_an_import_error_is_a_crash_and_uses_no_attempt(rt, clock):
     w = Worker(rt, WorkerOptions(lease=30.0, max_crashes=3), worker_id="w-test")
     step(w)
     row = rt.store.get_run(run.id)
-    assert (row["status"], row["crashes"], row["attempt"]) == ("retrying", 1, 1)  # its attempt is intact
-    assert row["run_at"] == clock.now_ms() + 1000  # a short back-off: the module may import next time
+    assert (row["status"], row["crashes"], row["attempt"]) == (
+        "retrying",
+        1,
+        1,
+    )  # its attempt is intact
+    assert (
+        row["run_at"] == clock.now_ms() + 1000
+    )  # a short back-off: the module may import next time
     [attempt] = rt.store.attempts(run.id)
     assert attempt["outcome"] == "crashed" and "ModuleNotFoundError" in attempt["error"]
     for crashes, delay in ((2, 2), (3, 4)):
@@ -213,8 +227,12 @@ def test_a_run_that_fails_for_good_triggers_its_failure_hook_once(rt):
     assert hook["idempotency_key"] == f"on-failure:{run.id}" and hook["parent_id"] == run.id
     step(w)
     result = json.loads(rt.store.get_run(hook["id"])["result"])
-    assert result == {"of": run.id, "task": "test-fail-hooked", "payload": {"invoice": "inv_1"},
-                      "error": "ValueError: the card was declined"}
+    assert result == {
+        "of": run.id,
+        "task": "test-fail-hooked",
+        "payload": {"invoice": "inv_1"},
+        "error": "ValueError: the card was declined",
+    }
 
 
 def test_a_run_whose_crash_budget_runs_out_in_the_rescuer_triggers_its_hook(rt, clock):
@@ -226,7 +244,10 @@ def test_a_run_whose_crash_budget_runs_out_in_the_rescuer_triggers_its_hook(rt, 
     assert rt.store.get_run(run.id)["status"] == "failed"
     [hook] = rt.store.list_runs(task="test-on-failure")
     step(w)
-    assert json.loads(rt.store.get_run(hook["id"])["result"])["error"] == "worker lost its lease (crashed or stalled)"
+    assert (
+        json.loads(rt.store.get_run(hook["id"])["result"])["error"]
+        == "worker lost its lease (crashed or stalled)"
+    )
 
 
 def test_preloading_a_task_module_imports_what_its_functions_import(tmp_path, monkeypatch):
@@ -239,8 +260,12 @@ def test_preloading_a_task_module_imports_what_its_functions_import(tmp_path, mo
     pkg = tmp_path / "preloadpkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "tasks.py").write_text("def run():\n    from preloadpkg import helper\n    return helper.go()\n")
-    (pkg / "helper.py").write_text("import json\n\ndef go():\n    from preloadpkg.deep import value\n    return value\n")
+    (pkg / "tasks.py").write_text(
+        "def run():\n    from preloadpkg import helper\n    return helper.go()\n"
+    )
+    (pkg / "helper.py").write_text(
+        "import json\n\ndef go():\n    from preloadpkg.deep import value\n    return value\n"
+    )
     (pkg / "deep.py").write_text("value = 42\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     loaded = preload(["preloadpkg.tasks"])

@@ -50,35 +50,57 @@ class SmtpMailer:
         self._sleep = sleep
 
     def send(self, msg: EmailMessage) -> None:
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+        from tenacity import (
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
 
-        retrying = Retrying(stop=stop_after_attempt(self.s.retries + 1), reraise=True, sleep=self._sleep,
-                            wait=wait_exponential_jitter(multiplier=0.5, max=10, jitter=0.5),
-                            retry=retry_if_exception(_temporary))
+        retrying = Retrying(
+            stop=stop_after_attempt(self.s.retries + 1),
+            reraise=True,
+            sleep=self._sleep,
+            wait=wait_exponential_jitter(multiplier=0.5, max=10, jitter=0.5),
+            retry=retry_if_exception(_temporary),
+        )
         try:
             retrying(self._send_once, msg)
         except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            text = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
             if exc.smtp_code >= 500:
-                raise MailRejected(f"SMTP server {self.s.host}:{self.s.port} refused the message: "
-                                   f"{exc.smtp_code} {text}") from None
-            raise MailUnavailable(f"SMTP server {self.s.host}:{self.s.port} kept answering {exc.smtp_code} {text}") from None
+                raise MailRejected(
+                    f"SMTP server {self.s.host}:{self.s.port} refused the message: "
+                    f"{exc.smtp_code} {text}"
+                ) from None
+            raise MailUnavailable(
+                f"SMTP server {self.s.host}:{self.s.port} kept answering {exc.smtp_code} {text}"
+            ) from None
         except smtplib.SMTPRecipientsRefused as exc:
-            raise MailRejected(f"SMTP server refused every recipient: {', '.join(exc.recipients)}") from None
+            raise MailRejected(
+                f"SMTP server refused every recipient: {', '.join(exc.recipients)}"
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise MailUnavailable(f"cannot send through SMTP server {self.s.host}:{self.s.port} after "
-                                  f"{self.s.retries + 1} tries: {exc or type(exc).__name__}") from None
+            raise MailUnavailable(
+                f"cannot send through SMTP server {self.s.host}:{self.s.port} after "
+                f"{self.s.retries + 1} tries: {exc or type(exc).__name__}"
+            ) from None
 
     def _send_once(self, msg: EmailMessage) -> None:
         with smtplib.SMTP(self.s.host, self.s.port, timeout=self.s.timeout) as smtp:
-            if self.s.starttls:  # the server's certificate is verified (system CAs, or [mail] ca_file)
+            if (
+                self.s.starttls
+            ):  # the server's certificate is verified (system CAs, or [mail] ca_file)
                 import ssl
 
                 smtp.starttls(context=ssl.create_default_context(cafile=self.s.ca_file or None))
             if self.s.username:
                 self._login(smtp)
             smtp.send_message(msg)
-
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         """AUTH PLAIN when offered (one round trip, a clear 535 on bad credentials), else smtplib's choice."""
@@ -112,7 +134,9 @@ class FileMailer:
 class ConsoleMailer:
     def send(self, msg: EmailMessage) -> None:
         body = msg.get_body(preferencelist=("plain",))
-        sys.stderr.write(f"--- email to {msg['To']}: {msg['Subject']}\n{body.get_content() if body else ''}\n")
+        sys.stderr.write(
+            f"--- email to {msg['To']}: {msg['Subject']}\n{body.get_content() if body else ''}\n"
+        )
 
 
 def make_mailer(settings, base_dir: Path):

@@ -20,10 +20,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
-
-import logging
 
 from flowjobs.errors import FlowjobsError
 
@@ -92,14 +91,17 @@ def never_sent(exc: BaseException) -> bool:
         seen.add(id(cause))
         name = type(cause).__name__
         if isinstance(cause, (ConnectionRefusedError, socket.gaierror)) or name in (
-                "ConnectTimeout", "NewConnectionError", "NameResolutionError", "ConnectTimeoutError"):
+            "ConnectTimeout",
+            "NewConnectionError",
+            "NameResolutionError",
+            "ConnectTimeoutError",
+        ):
             return True
         if name in ("ReadTimeout", "ReadTimeoutError", "RemoteDisconnected", "ProtocolError"):
             return False
         for inner in getattr(cause, "args", ()):  # urllib3 keeps the reason in MaxRetryError.reason
-            if isinstance(inner, BaseException) and id(inner) not in seen:
-                if never_sent(inner):
-                    return True
+            if isinstance(inner, BaseException) and id(inner) not in seen and never_sent(inner):
+                return True
         reason = getattr(cause, "reason", None)
         if isinstance(reason, BaseException) and id(reason) not in seen and never_sent(reason):
             return True
@@ -135,7 +137,11 @@ class StripeGateway:
                 from flowjobs.errors import ConfigError
 
                 mode = "live_api_key" if livemode else "test_api_key"
-                raise ConfigError([f"stripe.{mode}: not set; put it in [stripe] or FLOWJOBS_STRIPE_{mode.upper()}"])
+                raise ConfigError(
+                    [
+                        f"stripe.{mode}: not set; put it in [stripe] or FLOWJOBS_STRIPE_{mode.upper()}"
+                    ]
+                )
             options: dict[str, Any] = {"max_network_retries": 0}
             if self.settings.api_base:
                 options["base_addresses"] = {"api": self.settings.api_base}
@@ -148,7 +154,12 @@ class StripeGateway:
     def call(self, fn, *args, **kwargs):
         """`fn(*args, **kwargs)` with tenacity retries on transient failures."""
         import stripe
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+        from tenacity import (
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
 
         base_wait = wait_exponential_jitter(multiplier=0.5, max=8, jitter=0.5)
 
@@ -156,9 +167,13 @@ class StripeGateway:
             after = _retry_after(state.outcome.exception()) if state.outcome else None
             return after if after is not None else base_wait(state)
 
-        retrying = Retrying(stop=stop_after_attempt(self.settings.max_retries + 1), wait=wait,
-                            retry=retry_if_exception(_transient), reraise=True,
-                            **({"sleep": self._sleep} if self._sleep else {}))
+        retrying = Retrying(
+            stop=stop_after_attempt(self.settings.max_retries + 1),
+            wait=wait,
+            retry=retry_if_exception(_transient),
+            reraise=True,
+            **({"sleep": self._sleep} if self._sleep else {}),
+        )
         try:
             return retrying(fn, *args, **kwargs)
         except stripe.CardError:
@@ -169,32 +184,60 @@ class StripeGateway:
             what = getattr(fn, "__qualname__", "request")
             if isinstance(exc, stripe.APIConnectionError):
                 if never_sent(exc):
-                    log.warning("Stripe unreachable at %s (%s): %s", base, what, _network_error(exc))
-                    raise StripeUnreachable(f"cannot reach Stripe at {base} after {tries} tries "
-                                            f"(connection refused or failed before sending: "
-                                            f"{_network_error(exc)})") from exc
-                log.warning("Stripe answer lost at %s (%s), outcome unknown: %s", base, what, _network_error(exc))
+                    log.warning(
+                        "Stripe unreachable at %s (%s): %s", base, what, _network_error(exc)
+                    )
+                    raise StripeUnreachable(
+                        f"cannot reach Stripe at {base} after {tries} tries "
+                        f"(connection refused or failed before sending: "
+                        f"{_network_error(exc)})"
+                    ) from exc
+                log.warning(
+                    "Stripe answer lost at %s (%s), outcome unknown: %s",
+                    base,
+                    what,
+                    _network_error(exc),
+                )
                 raise StripeOutcomeUnknown(
                     f"Stripe at {base} did not answer within {self.settings.timeout:g}s after the request was "
-                    f"sent ({_network_error(exc)}): its outcome is unknown") from exc
+                    f"sent ({_network_error(exc)}): its outcome is unknown"
+                ) from exc
             if _transient(exc):
-                raise StripeUnavailable(f"Stripe at {base} answered {exc.http_status} after {tries} tries: "
-                                        f"{exc.user_message or 'server error'}") from exc
-            raise StripeRequestError(f"Stripe refused the request: {exc.user_message or exc}") from exc
+                raise StripeUnavailable(
+                    f"Stripe at {base} answered {exc.http_status} after {tries} tries: "
+                    f"{exc.user_message or 'server error'}"
+                ) from exc
+            raise StripeRequestError(
+                f"Stripe refused the request: {exc.user_message or exc}"
+            ) from exc
 
     # -- charges -----------------------------------------------------------------------
-    def charge_off_session(self, *, livemode: bool, amount: int, currency: str, customer: str,
-                           payment_method: str, metadata: dict[str, str], idempotency_key: str,
-                           application_fee_amount: int | None = None,
-                           transfer_destination: str | None = None,
-                           on_behalf_of: str | None = None) -> ChargeResult:
+    def charge_off_session(
+        self,
+        *,
+        livemode: bool,
+        amount: int,
+        currency: str,
+        customer: str,
+        payment_method: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+        application_fee_amount: int | None = None,
+        transfer_destination: str | None = None,
+        on_behalf_of: str | None = None,
+    ) -> ChargeResult:
         """Create and confirm a PaymentIntent off-session in one call, under one idempotency key."""
         import stripe
 
         params: dict[str, Any] = {
-            "amount": amount, "currency": currency.lower(), "customer": customer,
-            "payment_method": payment_method, "confirm": True, "off_session": True,
-            "metadata": metadata}
+            "amount": amount,
+            "currency": currency.lower(),
+            "customer": customer,
+            "payment_method": payment_method,
+            "confirm": True,
+            "off_session": True,
+            "metadata": metadata,
+        }
         if application_fee_amount:
             params["application_fee_amount"] = application_fee_amount
         if transfer_destination:
@@ -203,21 +246,37 @@ class StripeGateway:
             params["on_behalf_of"] = on_behalf_of
         client = self.client(livemode)
         try:
-            intent = self.call(client.v1.payment_intents.create, params=params,
-                               options={"idempotency_key": idempotency_key})
+            intent = self.call(
+                client.v1.payment_intents.create,
+                params=params,
+                options={"idempotency_key": idempotency_key},
+            )
         except stripe.CardError as exc:
             return self._declined(livemode, exc, amount, currency)
         return self._result(intent.to_dict())
 
-    def create_payment_intent(self, *, livemode: bool, amount: int, currency: str, customer: str,
-                              payment_method: str, metadata: dict[str, str], idempotency_key: str,
-                              application_fee_amount: int | None = None,
-                              transfer_destination: str | None = None,
-                              on_behalf_of: str | None = None) -> ChargeResult:
+    def create_payment_intent(
+        self,
+        *,
+        livemode: bool,
+        amount: int,
+        currency: str,
+        customer: str,
+        payment_method: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+        application_fee_amount: int | None = None,
+        transfer_destination: str | None = None,
+        on_behalf_of: str | None = None,
+    ) -> ChargeResult:
         """Create a PaymentIntent without confirming it: no money moves until `confirm_payment_intent`."""
         params: dict[str, Any] = {
-            "amount": amount, "currency": currency.lower(), "customer": customer,
-            "payment_method": payment_method, "metadata": metadata}
+            "amount": amount,
+            "currency": currency.lower(),
+            "customer": customer,
+            "payment_method": payment_method,
+            "metadata": metadata,
+        }
         if application_fee_amount:
             params["application_fee_amount"] = application_fee_amount
         if transfer_destination:
@@ -225,19 +284,33 @@ class StripeGateway:
         if on_behalf_of:
             params["on_behalf_of"] = on_behalf_of
         client = self.client(livemode)
-        intent = self.call(client.v1.payment_intents.create, params=params,
-                           options={"idempotency_key": idempotency_key})
+        intent = self.call(
+            client.v1.payment_intents.create,
+            params=params,
+            options={"idempotency_key": idempotency_key},
+        )
         return self._result(intent.to_dict())
 
-    def confirm_payment_intent(self, livemode: bool, payment_intent_id: str, *, idempotency_key: str,
-                               amount: int, currency: str) -> ChargeResult:
+    def confirm_payment_intent(
+        self,
+        livemode: bool,
+        payment_intent_id: str,
+        *,
+        idempotency_key: str,
+        amount: int,
+        currency: str,
+    ) -> ChargeResult:
         """Confirm off-session (the customer is not present). A decline is an outcome."""
         import stripe
 
         client = self.client(livemode)
         try:
-            intent = self.call(client.v1.payment_intents.confirm, payment_intent_id,
-                               params={"off_session": True}, options={"idempotency_key": idempotency_key})
+            intent = self.call(
+                client.v1.payment_intents.confirm,
+                payment_intent_id,
+                params={"off_session": True},
+                options={"idempotency_key": idempotency_key},
+            )
         except stripe.CardError as exc:
             return self._declined(livemode, exc, amount, currency, payment_intent_id)
         return self._result(intent.to_dict())
@@ -263,11 +336,16 @@ class StripeGateway:
         client = self.client(livemode)
         return self.call(client.v1.payment_methods.retrieve, payment_method_id).to_dict()
 
-    def _declined(self, livemode: bool, exc, amount: int, currency: str,
-                  known_intent: str | None = None) -> ChargeResult:
+    def _declined(
+        self, livemode: bool, exc, amount: int, currency: str, known_intent: str | None = None
+    ) -> ChargeResult:
         error = exc.error
         body = (exc.json_body or {}).get("error", {}) if isinstance(exc.json_body, dict) else {}
-        intent_id = known_intent or _id(getattr(error, "payment_intent", None)) or _id(body.get("payment_intent"))
+        intent_id = (
+            known_intent
+            or _id(getattr(error, "payment_intent", None))
+            or _id(body.get("payment_intent"))
+        )
         charge_id = _id(getattr(error, "charge", None)) or body.get("charge")
         if intent_id is None and charge_id:  # localstripe names only the charge
             charge = self.call(self.client(livemode).v1.charges.retrieve, charge_id)
@@ -275,30 +353,60 @@ class StripeGateway:
         created = None
         if intent_id:
             created = self.retrieve_payment_intent(livemode, intent_id).created
-        return ChargeResult("requires_payment_method", intent_id, charge_id, "failed", amount,
-                            currency.upper(), created, exc.code or "card_declined",
-                            exc.user_message or str(exc))
+        return ChargeResult(
+            "requires_payment_method",
+            intent_id,
+            charge_id,
+            "failed",
+            amount,
+            currency.upper(),
+            created,
+            exc.code or "card_declined",
+            exc.user_message or str(exc),
+        )
 
     @staticmethod
     def _result(intent: dict) -> ChargeResult:
         charge = intent.get("latest_charge")
         error = intent.get("last_payment_error") or {}
-        charge_status = charge.get("status") if charge is not None and not isinstance(charge, str) else None
+        charge_status = (
+            charge.get("status") if charge is not None and not isinstance(charge, str) else None
+        )
         if isinstance(charge, str):
-            charge_status = {"succeeded": "succeeded", "requires_payment_method": "failed"}.get(intent["status"])
+            charge_status = {"succeeded": "succeeded", "requires_payment_method": "failed"}.get(
+                intent["status"]
+            )
         return ChargeResult(
-            intent["status"], intent["id"], _id(charge), charge_status, intent["amount"],
-            str(intent["currency"]).upper(), intent.get("created"),
-            (error.get("code") if hasattr(error, "get") else None) or
-            (charge.get("failure_code") if charge is not None and not isinstance(charge, str) else None),
-            (error.get("message") if hasattr(error, "get") else None) or
-            (charge.get("failure_message") if charge is not None and not isinstance(charge, str) else None))
+            intent["status"],
+            intent["id"],
+            _id(charge),
+            charge_status,
+            intent["amount"],
+            str(intent["currency"]).upper(),
+            intent.get("created"),
+            (error.get("code") if hasattr(error, "get") else None)
+            or (
+                charge.get("failure_code")
+                if charge is not None and not isinstance(charge, str)
+                else None
+            ),
+            (error.get("message") if hasattr(error, "get") else None)
+            or (
+                charge.get("failure_message")
+                if charge is not None and not isinstance(charge, str)
+                else None
+            ),
+        )
 
     # -- set-up (demo seed, tests) -----------------------------------------------------
-    def create_customer(self, livemode: bool, *, email: str, name: str, metadata: dict | None = None) -> str:
+    def create_customer(
+        self, livemode: bool, *, email: str, name: str, metadata: dict | None = None
+    ) -> str:
         client = self.client(livemode)
-        return self.call(client.v1.customers.create,
-                         params={"email": email, "name": name, "metadata": metadata or {}}).id
+        return self.call(
+            client.v1.customers.create,
+            params={"email": email, "name": name, "metadata": metadata or {}},
+        ).id
 
     def attach_card(self, livemode: bool, *, customer: str, number: str) -> tuple[str, str, str]:
         """Create a card PaymentMethod, attach it; returns (id, last4, country)."""
@@ -313,7 +421,9 @@ class StripeGateway:
         """Charges of a customer by status (for tests and `demo` summaries)."""
         client = self.client(livemode)
         counts: dict[str, int] = {}
-        for charge in self.call(client.v1.charges.list, params={"customer": customer, "limit": 100}).data:
+        for charge in self.call(
+            client.v1.charges.list, params={"customer": customer, "limit": 100}
+        ).data:
             counts[charge.status] = counts.get(charge.status, 0) + 1
         return counts
 

@@ -33,7 +33,7 @@ payment method, subscriptions billed at period end (their proration is not imple
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -42,16 +42,27 @@ from sqlmodel import select
 from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
-from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Organization, Payment, Price,
-                                     Subscription, SubscriptionItem)
+from flowjobs.billing.models import (
+    BillingPeriod,
+    BillingPeriodItem,
+    BillingRun,
+    Organization,
+    Payment,
+    Price,
+    Subscription,
+    SubscriptionItem,
+)
 from flowjobs.billing.proration import Proration, prorate
 from flowjobs.billing.repo import BillingError
 from flowjobs.errors import ExitStatus, NotFound
 
 PRORATION_ITEM = "Proration: Net charge adjustment"
 TIMINGS = ("immediately", "at-period-end", "auto")
-PENDING_RUN = (E.BillingRunStatus.SCHEDULED, E.BillingRunStatus.IN_PROGRESS,
-               E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION)
+PENDING_RUN = (
+    E.BillingRunStatus.SCHEDULED,
+    E.BillingRunStatus.IN_PROGRESS,
+    E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION,
+)
 
 
 class AdjustmentRefused(BillingError):
@@ -75,11 +86,19 @@ class AdjustReport:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"subscriptionId": self.subscription_id, "action": self.action, "timing": self.timing,
-                "adjustmentType": self.adjustment_type, "effectiveAt": self.effective_at.isoformat(),
-                "proration": self.proration.as_dict(), "previousItems": self.previous_items,
-                "newItems": self.new_items, "billingRunId": self.billing_run_id, "detail": self.detail,
-                **self.extra}
+        return {
+            "subscriptionId": self.subscription_id,
+            "action": self.action,
+            "timing": self.timing,
+            "adjustmentType": self.adjustment_type,
+            "effectiveAt": self.effective_at.isoformat(),
+            "proration": self.proration.as_dict(),
+            "previousItems": self.previous_items,
+            "newItems": self.new_items,
+            "billingRunId": self.billing_run_id,
+            "detail": self.detail,
+            **self.extra,
+        }
 
 
 def _ms(moment: datetime) -> int:
@@ -87,7 +106,12 @@ def _ms(moment: datetime) -> int:
 
 
 def _item_dict(name, price_id, unit_price, quantity) -> dict:
-    return {"name": name or "", "priceId": price_id, "unitPrice": int(unit_price), "quantity": int(quantity)}
+    return {
+        "name": name or "",
+        "priceId": price_id,
+        "unitPrice": int(unit_price),
+        "quantity": int(quantity),
+    }
 
 
 def _total(items: list[dict]) -> int:
@@ -96,17 +120,34 @@ def _total(items: list[dict]) -> int:
 
 def paid_in_period(s, period_id: str) -> int:
     """Σ amount of the period's `processing` and `succeeded` payments (spec §7.7)."""
-    return int(s.exec(select(func.coalesce(func.sum(Payment.amount), 0)).where(
-        Payment.billing_period_id == period_id,
-        Payment.status.in_([E.PaymentStatus.PROCESSING, E.PaymentStatus.SUCCEEDED]))).one())
+    return int(
+        s.exec(
+            select(func.coalesce(func.sum(Payment.amount), 0)).where(
+                Payment.billing_period_id == period_id,
+                Payment.status.in_([E.PaymentStatus.PROCESSING, E.PaymentStatus.SUCCEEDED]),
+            )
+        ).one()
+    )
 
 
 def current_items(s, sub_id: str, at: datetime) -> list[SubscriptionItem]:
-    return [i for i in repo.active_items(s, sub_id, at) if not i.manually_created and i.price_id is not None]
+    return [
+        i
+        for i in repo.active_items(s, sub_id, at)
+        if not i.manually_created and i.price_id is not None
+    ]
 
 
-def adjust_subscription(b, subscription_id: str, *, price_id: str, quantity: int = 1, timing: str = "auto",
-                        prorate_charge: bool = True, dry_run: bool = False) -> AdjustReport:
+def adjust_subscription(
+    b,
+    subscription_id: str,
+    *,
+    price_id: str,
+    quantity: int = 1,
+    timing: str = "auto",
+    prorate_charge: bool = True,
+    dry_run: bool = False,
+) -> AdjustReport:
     timing = timing.replace("_", "-")
     if timing == "at-end-of-current-billing-period":
         timing = "at-period-end"
@@ -121,40 +162,73 @@ def adjust_subscription(b, subscription_id: str, *, price_id: str, quantity: int
             raise NotFound(f"subscription {subscription_id} does not exist")
         period = _check_state(s, sub, now)
         price = _check_price(s, sub, price_id)
-        old = [_item_dict(i.name, i.price_id, i.unit_price, i.quantity) for i in current_items(s, sub.id, now)]
+        old = [
+            _item_dict(i.name, i.price_id, i.unit_price, i.quantity)
+            for i in current_items(s, sub.id, now)
+        ]
         label = (price.name or "") + (f" x {quantity}" if quantity != 1 else "")
         new = [_item_dict(label, price.id, 0 if sub.do_not_charge else price.unit_price, quantity)]
         currency = s.get(Organization, sub.organization_id).default_currency
         old_total, new_total = _total(old), _total(new)
-        proration = prorate(period.start_date, period.end_date, now, old_total, new_total,
-                            paid_in_period(s, period.id), currency)
+        proration = prorate(
+            period.start_date,
+            period.end_date,
+            now,
+            old_total,
+            new_total,
+            paid_in_period(s, period.id),
+            currency,
+        )
         kind = "upgrade" if new_total > old_total else "downgrade"
-        chosen = timing if timing != "auto" else ("at-period-end" if new_total < old_total else "immediately")
+        chosen = (
+            timing
+            if timing != "auto"
+            else ("at-period-end" if new_total < old_total else "immediately")
+        )
         charge = proration.net if prorate_charge else 0
-        report = AdjustReport(sub.id, "dry-run", chosen, kind, proration,
-                              period.end_date if chosen == "at-period-end" else now, old, new)
-        if [(i["priceId"], i["unitPrice"], i["quantity"]) for i in old] == \
-                [(i["priceId"], i["unitPrice"], i["quantity"]) for i in new]:
+        report = AdjustReport(
+            sub.id,
+            "dry-run",
+            chosen,
+            kind,
+            proration,
+            period.end_date if chosen == "at-period-end" else now,
+            old,
+            new,
+        )
+        if [(i["priceId"], i["unitPrice"], i["quantity"]) for i in old] == [
+            (i["priceId"], i["unitPrice"], i["quantity"]) for i in new
+        ]:
             report.effective_at = now
             if sub.scheduled_adjustment_at is not None and not dry_run:
                 report.action = "unscheduled"
-                report.detail = (f"the change scheduled for {sub.scheduled_adjustment_at.isoformat()} is "
-                                 "withdrawn; the subscription keeps these items")
+                report.detail = (
+                    f"the change scheduled for {sub.scheduled_adjustment_at.isoformat()} is "
+                    "withdrawn; the subscription keeps these items"
+                )
                 unschedule(s, sub, now)
                 return report
-            report.action, report.detail = "unchanged", "the subscription already has these items; nothing to do"
+            report.action, report.detail = (
+                "unchanged",
+                "the subscription already has these items; nothing to do",
+            )
             return report
         if chosen == "at-period-end" and charge > 0:
             raise AdjustmentRefused(
                 f"an end-of-period change must not charge now, and this one would charge "
-                f"{proration.as_dict()['display']['net']}: use --timing immediately (or --no-prorate)")
+                f"{proration.as_dict()['display']['net']}: use --timing immediately (or --no-prorate)"
+            )
         if charge > 0 and not sub.run_billing_at_period_start:
-            raise AdjustmentRefused(f"subscription {sub.id} is billed at period end; prorated charges are only "
-                                    "supported for subscriptions billed at period start (use --no-prorate)")
+            raise AdjustmentRefused(
+                f"subscription {sub.id} is billed at period end; prorated charges are only "
+                "supported for subscriptions billed at period start (use --no-prorate)"
+            )
         method_id = sub.default_payment_method_id or sub.backup_payment_method_id
         if charge > 0 and not method_id:
-            raise AdjustmentRefused(f"subscription {sub.id} has no payment method to charge the proration "
-                                    f"({proration.as_dict()['display']['net']})")
+            raise AdjustmentRefused(
+                f"subscription {sub.id} has no payment method to charge the proration "
+                f"({proration.as_dict()['display']['net']})"
+            )
         if dry_run:
             report.detail = "nothing changed"
             return report
@@ -166,7 +240,9 @@ def adjust_subscription(b, subscription_id: str, *, price_id: str, quantity: int
             sub.scheduled_adjustment_at = period.end_date
             _notify(b, s, sub, kind, old, new, None, period.end_date, currency)
             report.action = "scheduled"
-            report.detail = f"the new items take effect at the period's end, {period.end_date.isoformat()}"
+            report.detail = (
+                f"the new items take effect at the period's end, {period.end_date.isoformat()}"
+            )
             return report
         if charge <= 0:
             swap_items(s, sub, new, now)
@@ -174,54 +250,104 @@ def adjust_subscription(b, subscription_id: str, *, price_id: str, quantity: int
             _notify(b, s, sub, kind, old, new, None, now, currency)
             report.action, report.detail = "applied", "items swapped at once; nothing to charge"
             return report
-        item = BillingPeriodItem(id=ids.new_id("billing_period_item"), livemode=sub.livemode,
-                                 billing_period_id=period.id, quantity=1, unit_price=charge,
-                                 name=PRORATION_ITEM, description="")
+        item = BillingPeriodItem(
+            id=ids.new_id("billing_period_item"),
+            livemode=sub.livemode,
+            billing_period_id=period.id,
+            quantity=1,
+            unit_price=charge,
+            name=PRORATION_ITEM,
+            description="",
+        )
         s.add(item)
-        params = {"newItems": new, "previousItems": old, "prorationItemIds": [item.id],
-                  "prorationAmount": charge, "adjustmentType": kind, "effectiveDate": _ms(now),
-                  "currency": currency}
-        run = BillingRun(id=ids.new_id("billing_run"), livemode=sub.livemode, billing_period_id=period.id,
-                         scheduled_for=now, status=E.BillingRunStatus.SCHEDULED, subscription_id=sub.id,
-                         payment_method_id=method_id, is_adjustment=True, adjustment_params=params)
+        params = {
+            "newItems": new,
+            "previousItems": old,
+            "prorationItemIds": [item.id],
+            "prorationAmount": charge,
+            "adjustmentType": kind,
+            "effectiveDate": _ms(now),
+            "currency": currency,
+        }
+        run = BillingRun(
+            id=ids.new_id("billing_run"),
+            livemode=sub.livemode,
+            billing_period_id=period.id,
+            scheduled_for=now,
+            status=E.BillingRunStatus.SCHEDULED,
+            subscription_id=sub.id,
+            payment_method_id=method_id,
+            is_adjustment=True,
+            adjustment_params=params,
+        )
         s.add(run)
         s.flush()
         # The payload is {billingRunId} as on every path to a billing run (one key, one payload):
         # the adjustmentParams travel on the run, so a retry or requeue has them too.
-        b.trigger(s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}")
+        b.trigger(
+            s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}"
+        )
         report.action, report.billing_run_id = "charging", run.id
-        report.detail = (f"adjustment billing run {run.id} charges {proration.as_dict()['display']['net']}; "
-                         "the new items replace the old ones once it is paid")
+        report.detail = (
+            f"adjustment billing run {run.id} charges {proration.as_dict()['display']['net']}; "
+            "the new items replace the old ones once it is paid"
+        )
         return report
 
 
 def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
     if sub.status != E.SubscriptionStatus.ACTIVE:
-        raise AdjustmentRefused(f"subscription {sub.id} is {sub.status}; only active subscriptions can be adjusted")
+        raise AdjustmentRefused(
+            f"subscription {sub.id} is {sub.status}; only active subscriptions can be adjusted"
+        )
     if not sub.renews:
-        raise AdjustmentRefused(f"subscription {sub.id} does not renew; it has no billing period to prorate")
+        raise AdjustmentRefused(
+            f"subscription {sub.id} does not renew; it has no billing period to prorate"
+        )
     if sub.cancel_scheduled_at is not None:
-        raise AdjustmentRefused(f"subscription {sub.id} is to be canceled at {sub.cancel_scheduled_at.isoformat()}")
-    pending = s.exec(select(BillingRun.id, BillingRun.status).where(
-        BillingRun.subscription_id == sub.id, BillingRun.is_adjustment == True,  # noqa: E712
-        BillingRun.status.in_(list(PENDING_RUN)))).first()
+        raise AdjustmentRefused(
+            f"subscription {sub.id} is to be canceled at {sub.cancel_scheduled_at.isoformat()}"
+        )
+    pending = s.exec(
+        select(BillingRun.id, BillingRun.status).where(
+            BillingRun.subscription_id == sub.id,
+            BillingRun.is_adjustment == True,
+            BillingRun.status.in_(list(PENDING_RUN)),
+        )
+    ).first()
     if pending is not None:
-        raise AdjustmentRefused(f"subscription {sub.id} has an adjustment billing run {pending[0]} still "
-                                f"{pending[1]}; wait for its outcome")
-    period = s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == sub.id,
-                                                BillingPeriod.start_date <= now, BillingPeriod.end_date > now)
-                    .order_by(BillingPeriod.start_date.desc())).first()
+        raise AdjustmentRefused(
+            f"subscription {sub.id} has an adjustment billing run {pending[0]} still "
+            f"{pending[1]}; wait for its outcome"
+        )
+    period = s.exec(
+        select(BillingPeriod)
+        .where(
+            BillingPeriod.subscription_id == sub.id,
+            BillingPeriod.start_date <= now,
+            BillingPeriod.end_date > now,
+        )
+        .order_by(BillingPeriod.start_date.desc())
+    ).first()
     if period is None:
-        raise AdjustmentRefused(f"subscription {sub.id} has no billing period containing now "
-                                "(its rollover is pending?)")
+        raise AdjustmentRefused(
+            f"subscription {sub.id} has no billing period containing now (its rollover is pending?)"
+        )
     if period.trial_period:
         raise AdjustmentRefused(f"subscription {sub.id} is in a trial period; nothing to prorate")
-    unbilled = s.exec(select(BillingRun.id, BillingRun.status).where(
-        BillingRun.billing_period_id == period.id, BillingRun.is_adjustment == False,  # noqa: E712
-        BillingRun.status.in_(list(PENDING_RUN)), BillingRun.scheduled_for <= now)).first()
+    unbilled = s.exec(
+        select(BillingRun.id, BillingRun.status).where(
+            BillingRun.billing_period_id == period.id,
+            BillingRun.is_adjustment == False,
+            BillingRun.status.in_(list(PENDING_RUN)),
+            BillingRun.scheduled_for <= now,
+        )
+    ).first()
     if unbilled is not None:  # what was paid decides the proration: bill the period first
-        raise AdjustmentRefused(f"subscription {sub.id}'s billing run {unbilled[0]} for this period is still "
-                                f"{unbilled[1]}; adjust once it is charged")
+        raise AdjustmentRefused(
+            f"subscription {sub.id}'s billing run {unbilled[0]} for this period is still "
+            f"{unbilled[1]}; adjust once it is charged"
+        )
     return period
 
 
@@ -230,16 +356,26 @@ def _check_price(s, sub: Subscription, price_id: str) -> Price:
     if price is None:
         raise NotFound(f"price {price_id} does not exist")
     org = s.get(Organization, sub.organization_id)
-    if price.livemode != sub.livemode or (price.product_id and _org_of_product(s, price) != sub.organization_id):
-        raise AdjustmentRefused(f"price {price.id} does not belong to subscription {sub.id}'s organization and mode")
+    if price.livemode != sub.livemode or (
+        price.product_id and _org_of_product(s, price) != sub.organization_id
+    ):
+        raise AdjustmentRefused(
+            f"price {price.id} does not belong to subscription {sub.id}'s organization and mode"
+        )
     if price.type != E.PriceType.SUBSCRIPTION or not price.active:
-        raise AdjustmentRefused(f"price {price.id} is {'inactive' if not price.active else price.type}; "
-                                "a plan change needs an active subscription price")
+        raise AdjustmentRefused(
+            f"price {price.id} is {'inactive' if not price.active else price.type}; "
+            "a plan change needs an active subscription price"
+        )
     if price.currency != org.default_currency:
-        raise AdjustmentRefused(f"price {price.id} is in {price.currency}, the subscription in {org.default_currency}")
+        raise AdjustmentRefused(
+            f"price {price.id} is in {price.currency}, the subscription in {org.default_currency}"
+        )
     if (price.interval_unit, price.interval_count) != (sub.interval, sub.interval_count):
-        raise AdjustmentRefused(f"price {price.id} renews every {price.interval_count} {price.interval_unit}, "
-                                f"the subscription every {sub.interval_count} {sub.interval}")
+        raise AdjustmentRefused(
+            f"price {price.id} renews every {price.interval_count} {price.interval_unit}, "
+            f"the subscription every {sub.interval_count} {sub.interval}"
+        )
     return price
 
 
@@ -268,9 +404,19 @@ def swap_items(s, sub: Subscription, new_items: list[dict], at: datetime) -> Non
     for item in current_items(s, sub.id, at):
         item.expired_at = at
     for n in new_items:
-        s.add(SubscriptionItem(id=ids.new_id("si"), livemode=sub.livemode, subscription_id=sub.id, name=n["name"],
-                               added_date=at, price_id=n["priceId"], unit_price=n["unitPrice"],
-                               quantity=n["quantity"], type=E.SubscriptionItemType.STATIC))
+        s.add(
+            SubscriptionItem(
+                id=ids.new_id("si"),
+                livemode=sub.livemode,
+                subscription_id=sub.id,
+                name=n["name"],
+                added_date=at,
+                price_id=n["priceId"],
+                unit_price=n["unitPrice"],
+                quantity=n["quantity"],
+                type=E.SubscriptionItemType.STATIC,
+            )
+        )
     s.flush()
 
 
@@ -299,13 +445,22 @@ def apply_paid(b, s, run: BillingRun, sub: Subscription) -> None:
     """The adjustment's payment succeeded (outcome transaction): swap the items, once, and
     send the adjusted notifications with the proration amount."""
     params = run.adjustment_params or {}
-    at = datetime.fromtimestamp(params["effectiveDate"] / 1000, tz=timezone.utc)
+    at = datetime.fromtimestamp(params["effectiveDate"] / 1000, tz=UTC)
     if sub.status in E.SUBSCRIPTION_TERMINAL:  # canceled meanwhile: nothing to swap or announce
         return
     swap_items(s, sub, params["newItems"], at)
     sync_header(s, sub, at)
-    _notify(b, s, sub, params.get("adjustmentType", "upgrade"), params.get("previousItems", []),
-            params["newItems"], params.get("prorationAmount"), at, params.get("currency"))
+    _notify(
+        b,
+        s,
+        sub,
+        params.get("adjustmentType", "upgrade"),
+        params.get("previousItems", []),
+        params["newItems"],
+        params.get("prorationAmount"),
+        at,
+        params.get("currency"),
+    )
 
 
 def proration_not_paid(b, s, run: BillingRun, sub: Subscription, invoice, payment) -> dict:
@@ -321,20 +476,47 @@ def proration_not_paid(b, s, run: BillingRun, sub: Subscription, invoice, paymen
     if invoice is not None and invoice.status not in E.INVOICE_TERMINAL:
         invoice.status = E.InvoiceStatus.VOID
     if payment is not None and payment.status == E.PaymentStatus.FAILED:
-        b.trigger(s, "send-customer-payment-failed-notification", {"paymentId": payment.id, "retryDate": None},
-                  key=f"send-customer-payment-failed-notification-{payment.id}")
+        b.trigger(
+            s,
+            "send-customer-payment-failed-notification",
+            {"paymentId": payment.id, "retryDate": None},
+            key=f"send-customer-payment-failed-notification-{payment.id}",
+        )
         data = _payment_data(s, payment, invoice)
         data["failureReason"] = payment.failure_message or payment.failure_code
-        b.trigger(s, "send-organization-payment-failed-notification", {"paymentData": data},
-                  key=f"send-organization-payment-failed-notification-{payment.id}")
+        b.trigger(
+            s,
+            "send-organization-payment-failed-notification",
+            {"paymentData": data},
+            key=f"send-organization-payment-failed-notification-{payment.id}",
+        )
     return {"next": f"proration not paid: subscription {sub.id} keeps its plan"}
 
 
-def _notify(b, s, sub: Subscription, kind: str, old: list[dict], new: list[dict], proration: int | None,
-            effective: datetime, currency: str | None) -> None:
-    payload = {"subscriptionId": sub.id, "customerId": sub.customer_id, "organizationId": sub.organization_id,
-               "adjustmentType": kind, "previousItems": old, "newItems": new, "prorationAmount": proration,
-               "effectiveDate": _ms(effective), "currency": currency}
-    for task in ("send-customer-subscription-adjusted-notification",
-                 "send-organization-subscription-adjusted-notification"):
+def _notify(
+    b,
+    s,
+    sub: Subscription,
+    kind: str,
+    old: list[dict],
+    new: list[dict],
+    proration: int | None,
+    effective: datetime,
+    currency: str | None,
+) -> None:
+    payload = {
+        "subscriptionId": sub.id,
+        "customerId": sub.customer_id,
+        "organizationId": sub.organization_id,
+        "adjustmentType": kind,
+        "previousItems": old,
+        "newItems": new,
+        "prorationAmount": proration,
+        "effectiveDate": _ms(effective),
+        "currency": currency,
+    }
+    for task in (
+        "send-customer-subscription-adjusted-notification",
+        "send-organization-subscription-adjusted-notification",
+    ):
         b.trigger(s, task, payload, key=f"{task}-{sub.id}-{_ms(effective)}")

@@ -23,8 +23,16 @@ from sqlmodel import select
 from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
-from flowjobs.billing.models import (BillingPeriod, BillingRun, Customer, PaymentMethod, Price, Product,
-                                     Subscription, SubscriptionItem)
+from flowjobs.billing.models import (
+    BillingPeriod,
+    BillingRun,
+    Customer,
+    PaymentMethod,
+    Price,
+    Product,
+    Subscription,
+    SubscriptionItem,
+)
 from flowjobs.billing.repo import BillingError
 from flowjobs.billing.types import ms_from_utc
 from flowjobs.errors import BadInput, NotFound
@@ -34,7 +42,9 @@ class WrongState(BadInput):
     """The subscription's state does not allow the operation (exit 2); the message names it."""
 
 
-def cancel_immediately(b, s, sub: Subscription, reason: str = E.CancellationReason.CUSTOMER_REQUEST) -> bool:
+def cancel_immediately(
+    b, s, sub: Subscription, reason: str = E.CancellationReason.CUSTOMER_REQUEST
+) -> bool:
     """Cancel now; returns False when it had already ended (then only the event is ensured)."""
     now = s.info["now"]
     if sub.status in E.SUBSCRIPTION_TERMINAL:
@@ -48,14 +58,26 @@ def cancel_immediately(b, s, sub: Subscription, reason: str = E.CancellationReas
     repo.set_subscription_status(sub, E.SubscriptionStatus.CANCELED)
     _close_periods(s, sub, now)
     abort_scheduled_runs(s, sub.id)
-    s.execute(update(SubscriptionItem)
-              .where(SubscriptionItem.subscription_id == sub.id,
-                     (SubscriptionItem.expired_at == None) | (SubscriptionItem.expired_at > now))  # noqa: E711
-              .values(expired_at=now, updated_at=now))
-    b.trigger(s, "send-customer-subscription-canceled-notification", {"subscriptionId": sub.id},
-              key=f"send-customer-subscription-canceled-notification-{sub.id}")
-    b.trigger(s, "send-organization-subscription-canceled-notification", {"subscription": {"id": sub.id}},
-              key=f"send-organization-subscription-canceled-notification-{sub.id}")
+    s.execute(
+        update(SubscriptionItem)
+        .where(
+            SubscriptionItem.subscription_id == sub.id,
+            (SubscriptionItem.expired_at == None) | (SubscriptionItem.expired_at > now),
+        )
+        .values(expired_at=now, updated_at=now)
+    )
+    b.trigger(
+        s,
+        "send-customer-subscription-canceled-notification",
+        {"subscriptionId": sub.id},
+        key=f"send-customer-subscription-canceled-notification-{sub.id}",
+    )
+    b.trigger(
+        s,
+        "send-organization-subscription-canceled-notification",
+        {"subscription": {"id": sub.id}},
+        key=f"send-organization-subscription-canceled-notification-{sub.id}",
+    )
     _emit_canceled(s, sub, now)
     move_to_default_plan(s, sub, now)
     return True
@@ -71,21 +93,34 @@ def _close_periods(s, sub: Subscription, now: datetime) -> None:
 
 
 def abort_scheduled_runs(s, subscription_id: str) -> int:
-    return s.execute(update(BillingRun)
-                     .where(BillingRun.subscription_id == subscription_id,
-                            BillingRun.status == E.BillingRunStatus.SCHEDULED)
-                     .values(status=E.BillingRunStatus.ABORTED, updated_at=s.info["now"])).rowcount
+    return s.execute(
+        update(BillingRun)
+        .where(
+            BillingRun.subscription_id == subscription_id,
+            BillingRun.status == E.BillingRunStatus.SCHEDULED,
+        )
+        .values(status=E.BillingRunStatus.ABORTED, updated_at=s.info["now"])
+    ).rowcount
 
 
 # -- the default plan -------------------------------------------------------------------
 def default_free_price(s, sub: Subscription, customer: Customer) -> Price | None:
     """The organisation's default plan (a `default` product, in the customer's pricing model
     when it has one) and its free subscription price, or None."""
-    query = (select(Price).join(Product, Price.product_id == Product.id)
-             .where(Product.organization_id == sub.organization_id, Product.default == True,  # noqa: E712
-                    Product.active == True, Product.livemode == sub.livemode, Price.active == True,  # noqa: E712
-                    Price.type == E.PriceType.SUBSCRIPTION, Price.unit_price == 0,
-                    Price.interval_unit.is_not(None)))
+    query = (
+        select(Price)
+        .join(Product, Price.product_id == Product.id)
+        .where(
+            Product.organization_id == sub.organization_id,
+            Product.default == True,
+            Product.active == True,
+            Product.livemode == sub.livemode,
+            Price.active == True,
+            Price.type == E.PriceType.SUBSCRIPTION,
+            Price.unit_price == 0,
+            Price.interval_unit.is_not(None),
+        )
+    )
     if customer.pricing_model_id:
         query = query.where(Product.pricing_model_id == customer.pricing_model_id)
     return s.exec(query.order_by(Price.is_default.desc(), Price.created_at, Price.id)).first()
@@ -103,7 +138,11 @@ def move_to_default_plan(s, sub: Subscription, now: datetime) -> Subscription | 
     price = None if _current_others(s, sub) else default_free_price(s, sub, customer)
     if price is None:
         return None
-    method = s.get(PaymentMethod, sub.default_payment_method_id) if sub.default_payment_method_id else None
+    method = (
+        s.get(PaymentMethod, sub.default_payment_method_id)
+        if sub.default_payment_method_id
+        else None
+    )
     free, _, _ = setup.subscription(s, customer, price, method, start=now, do_not_charge=True)
     return free  # setup.subscription writes its subscription.created event
 
@@ -119,19 +158,28 @@ def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -
     end = at or sub.current_billing_period_end or now
     sub.cancel_scheduled_at = end
     repo.set_subscription_status(sub, E.SubscriptionStatus.CANCELLATION_SCHEDULED)
-    for period in s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == sub.id,
-                                                     BillingPeriod.start_date >= end)):
+    for period in s.exec(
+        select(BillingPeriod).where(
+            BillingPeriod.subscription_id == sub.id, BillingPeriod.start_date >= end
+        )
+    ):
         repo.set_period_status(period, E.BillingPeriodStatus.SCHEDULED_TO_CANCEL)
     abort_scheduled_runs(s, sub.id)
     date_ms = ms_from_utc(end)
     # keyed by the moment it was scheduled too: cancelling again after an un-cancel is told again
     when = f"{date_ms}-{ms_from_utc(now)}"
-    b.trigger(s, "send-customer-subscription-cancellation-scheduled-notification",
-              {"subscriptionId": sub.id, "scheduledCancellationDate": date_ms},
-              key=f"send-customer-subscription-cancellation-scheduled-notification-{sub.id}-{when}")
-    b.trigger(s, "send-organization-subscription-cancellation-scheduled-notification",
-              {"subscription": {"id": sub.id}, "scheduledCancellationDate": date_ms},
-              key=f"send-organization-subscription-cancellation-scheduled-notification-{sub.id}-{when}")
+    b.trigger(
+        s,
+        "send-customer-subscription-cancellation-scheduled-notification",
+        {"subscriptionId": sub.id, "scheduledCancellationDate": date_ms},
+        key=f"send-customer-subscription-cancellation-scheduled-notification-{sub.id}-{when}",
+    )
+    b.trigger(
+        s,
+        "send-organization-subscription-cancellation-scheduled-notification",
+        {"subscription": {"id": sub.id}, "scheduledCancellationDate": date_ms},
+        key=f"send-organization-subscription-cancellation-scheduled-notification-{sub.id}-{when}",
+    )
     return end
 
 
@@ -141,18 +189,32 @@ def uncancel(b, s, sub: Subscription) -> list[BillingRun]:
     still in the future (needs a payment method unless free or `do_not_charge`). Returns them."""
     now = s.info["now"]
     if sub.status != E.SubscriptionStatus.CANCELLATION_SCHEDULED:
-        raise WrongState(f"subscription {sub.id} is {sub.status}; only a cancellation_scheduled "
-                         "subscription can be un-canceled")
+        raise WrongState(
+            f"subscription {sub.id} is {sub.status}; only a cancellation_scheduled "
+            "subscription can be un-canceled"
+        )
     redo = _runs_to_restore(s, sub, now)
     method_id = sub.default_payment_method_id or sub.backup_payment_method_id
     if redo and not method_id and not (sub.is_free_plan or sub.do_not_charge):
-        raise WrongState(f"subscription {sub.id} has no payment method to bill its remaining periods; "
-                         "add one first")
-    for period in s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == sub.id,
-                                                     BillingPeriod.status == E.BillingPeriodStatus.SCHEDULED_TO_CANCEL)):
-        period.status = E.BillingPeriodStatus.UPCOMING if period.start_date > now else E.BillingPeriodStatus.ACTIVE
+        raise WrongState(
+            f"subscription {sub.id} has no payment method to bill its remaining periods; "
+            "add one first"
+        )
+    for period in s.exec(
+        select(BillingPeriod).where(
+            BillingPeriod.subscription_id == sub.id,
+            BillingPeriod.status == E.BillingPeriodStatus.SCHEDULED_TO_CANCEL,
+        )
+    ):
+        period.status = (
+            E.BillingPeriodStatus.UPCOMING
+            if period.start_date > now
+            else E.BillingPeriodStatus.ACTIVE
+        )
     trialing = sub.trial_end is not None and sub.trial_end > now
-    repo.set_subscription_status(sub, E.SubscriptionStatus.TRIALING if trialing else E.SubscriptionStatus.ACTIVE)
+    repo.set_subscription_status(
+        sub, E.SubscriptionStatus.TRIALING if trialing else E.SubscriptionStatus.ACTIVE
+    )
     sub.cancel_scheduled_at = None
     sub.cancellation_reason = None
     if sub.is_free_plan or sub.do_not_charge:
@@ -162,14 +224,31 @@ def uncancel(b, s, sub: Subscription) -> list[BillingRun]:
 
 def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
     """Aborted runs still due in the future, of periods with no other live or paid run."""
-    aborted = list(s.exec(select(BillingRun).where(BillingRun.subscription_id == sub.id,
-                                                   BillingRun.status == E.BillingRunStatus.ABORTED,
-                                                   BillingRun.scheduled_for > now)
-                          .order_by(BillingRun.scheduled_for, BillingRun.id)))
-    live = {E.BillingRunStatus.SCHEDULED, E.BillingRunStatus.IN_PROGRESS,
-            E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION, E.BillingRunStatus.SUCCEEDED}
-    taken = {r.billing_period_id for r in s.exec(select(BillingRun).where(BillingRun.subscription_id == sub.id,
-                                                                         BillingRun.status.in_(list(live))))}
+    aborted = list(
+        s.exec(
+            select(BillingRun)
+            .where(
+                BillingRun.subscription_id == sub.id,
+                BillingRun.status == E.BillingRunStatus.ABORTED,
+                BillingRun.scheduled_for > now,
+            )
+            .order_by(BillingRun.scheduled_for, BillingRun.id)
+        )
+    )
+    live = {
+        E.BillingRunStatus.SCHEDULED,
+        E.BillingRunStatus.IN_PROGRESS,
+        E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION,
+        E.BillingRunStatus.SUCCEEDED,
+    }
+    taken = {
+        r.billing_period_id
+        for r in s.exec(
+            select(BillingRun).where(
+                BillingRun.subscription_id == sub.id, BillingRun.status.in_(list(live))
+            )
+        )
+    }
     chosen: dict[str, BillingRun] = {}
     for run in aborted:
         period = s.get(BillingPeriod, run.billing_period_id)
@@ -179,13 +258,25 @@ def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
 
 
 def _restore_run(b, s, sub: Subscription, old: BillingRun, method_id: str) -> BillingRun:
-    run = BillingRun(id=ids.new_id("billing_run"), livemode=sub.livemode, billing_period_id=old.billing_period_id,
-                     scheduled_for=old.scheduled_for, status=E.BillingRunStatus.SCHEDULED,
-                     attempt_number=old.attempt_number, subscription_id=sub.id, payment_method_id=method_id)
+    run = BillingRun(
+        id=ids.new_id("billing_run"),
+        livemode=sub.livemode,
+        billing_period_id=old.billing_period_id,
+        scheduled_for=old.scheduled_for,
+        status=E.BillingRunStatus.SCHEDULED,
+        attempt_number=old.attempt_number,
+        subscription_id=sub.id,
+        payment_method_id=method_id,
+    )
     s.add(run)
     s.flush()
-    b.trigger(s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}",
-              run_at=run.scheduled_for)
+    b.trigger(
+        s,
+        "attempt-billing-run",
+        {"billingRunId": run.id},
+        key=f"attempt-billing-run:{run.id}",
+        run_at=run.scheduled_for,
+    )
     return run
 
 
@@ -218,15 +309,21 @@ def cancel(b, subscription_id: str, *, now: bool = False, reason: str | None = N
             raise WrongState(f"subscription {sub.id} is {sub.status}; there is nothing to cancel")
         if sub.scheduled_adjustment_at is not None:
             # §7.8: a pending plan change must be withdrawn first (upstream: ValidationError)
-            raise WrongState(f"subscription {sub.id} is {sub.status} with a plan change scheduled for "
-                             f"{sub.scheduled_adjustment_at.isoformat()}; withdraw it first (billing adjust "
-                             f"--price {sub.price_id}, its current price)")
+            raise WrongState(
+                f"subscription {sub.id} is {sub.status} with a plan change scheduled for "
+                f"{sub.scheduled_adjustment_at.isoformat()}; withdraw it first (billing adjust "
+                f"--price {sub.price_id}, its current price)"
+            )
         if not now and sub.status == E.SubscriptionStatus.CANCELLATION_SCHEDULED:
-            raise WrongState(f"subscription {sub.id} is cancellation_scheduled (on "
-                             f"{sub.cancel_scheduled_at.isoformat()}); use --now, or uncancel it")
+            raise WrongState(
+                f"subscription {sub.id} is cancellation_scheduled (on "
+                f"{sub.cancel_scheduled_at.isoformat()}); use --now, or uncancel it"
+            )
         if not now and sub.is_free_plan:
-            raise WrongState(f"subscription {sub.id} is {sub.status} on a free plan; free plans cannot be "
-                             "canceled at period end (use --now)")
+            raise WrongState(
+                f"subscription {sub.id} is {sub.status} on a free plan; free plans cannot be "
+                "canceled at period end (use --now)"
+            )
         if note:
             sub.metadata_ = {**(sub.metadata_ or {}), "cancellationNote": note}
         before = _current_others(s, sub)
@@ -251,16 +348,29 @@ def uncancel_subscription(b, subscription_id: str) -> dict:
 
 
 def _current_others(s, sub: Subscription) -> list[str]:
-    return list(s.exec(select(Subscription.id).where(
-        Subscription.customer_id == sub.customer_id, Subscription.id != sub.id,
-        Subscription.status.not_in(list(E.SUBSCRIPTION_TERMINAL))).order_by(Subscription.created_at)))
+    return list(
+        s.exec(
+            select(Subscription.id)
+            .where(
+                Subscription.customer_id == sub.customer_id,
+                Subscription.id != sub.id,
+                Subscription.status.not_in(list(E.SUBSCRIPTION_TERMINAL)),
+            )
+            .order_by(Subscription.created_at)
+        )
+    )
 
 
 def _outcome(s, sub: Subscription) -> dict:
     at = lambda d: d.isoformat() if d else None  # noqa: E731
-    return {"id": sub.id, "status": sub.status, "cancelScheduledAt": at(sub.cancel_scheduled_at),
-            "canceledAt": at(sub.canceled_at), "cancellationReason": sub.cancellation_reason,
-            "customerId": sub.customer_id}
+    return {
+        "id": sub.id,
+        "status": sub.status,
+        "cancelScheduledAt": at(sub.cancel_scheduled_at),
+        "canceledAt": at(sub.canceled_at),
+        "cancellationReason": sub.cancellation_reason,
+        "customerId": sub.customer_id,
+    }
 
 
 # -- event rows -------------------------------------------------------------------------
@@ -268,6 +378,13 @@ def _emit_canceled(s, sub: Subscription, now: datetime) -> None:
     """The `subscription.canceled` event, once per subscription (flowjobs.outbound.emit)."""
     from flowjobs.outbound.emit import emit_event
 
-    emit_event(s, E.FlowgladEventType.SUBSCRIPTION_CANCELED, E.EventNoun.SUBSCRIPTION, sub.id,
-               organization_id=sub.organization_id, livemode=sub.livemode,
-               customer=s.get(Customer, sub.customer_id), now=now)
+    emit_event(
+        s,
+        E.FlowgladEventType.SUBSCRIPTION_CANCELED,
+        E.EventNoun.SUBSCRIPTION,
+        sub.id,
+        organization_id=sub.organization_id,
+        livemode=sub.livemode,
+        customer=s.get(Customer, sub.customer_id),
+        now=now,
+    )

@@ -42,7 +42,9 @@ def charge_now(b, billing_run_id: str) -> ChargeNow:
 
             raise NotFound(f"no billing run {billing_run_id!r} in the database {database_name(b)}")
         if run.status in E.RUN_FINAL:
-            raise BadInput(f"billing run {run.id} is {run.status}; only scheduled billing runs are executed")
+            raise BadInput(
+                f"billing run {run.id} is {run.status}; only scheduled billing runs are executed"
+            )
         if run.status != E.BillingRunStatus.SCHEDULED:
             return _charging(b, run)
         return _trigger(b, s, run)
@@ -52,8 +54,13 @@ def _charging(b, run: BillingRun) -> ChargeNow:
     if not run.claimed_by_run:
         raise BadInput(f"billing run {run.id} is {run.status} and no flowjobs run holds it")
     status = b.client.store.run_status(run.claimed_by_run) or "unknown"
-    return ChargeNow(run.claimed_by_run, status, True, "already charging",
-                     f"billing run {run.id} is already {run.status}: run {run.claimed_by_run} ({status}) charges it")
+    return ChargeNow(
+        run.claimed_by_run,
+        status,
+        True,
+        "already charging",
+        f"billing run {run.id} is already {run.status}: run {run.claimed_by_run} ({status}) charges it",
+    )
 
 
 def _trigger(b, s, run: BillingRun) -> ChargeNow:
@@ -79,5 +86,10 @@ def _trigger(b, s, run: BillingRun) -> ChargeNow:
         store.log_in(conn, enq.id, now_ms, f"flowjobs trigger billing-run {run.id}: {note}")
     action = "moved" if moved is not None else "expedited" if expedited else "queued"
     said = "; ".join(notes) or ("already queued" if enq.deduplicated else "queued")
-    return ChargeNow(enq.id, "queued" if expedited else enq.status, enq.deduplicated, action,
-                     f"billing run {run.id}: {said}; run {enq.id} charges it now")
+    return ChargeNow(
+        enq.id,
+        "queued" if expedited else enq.status,
+        enq.deduplicated,
+        action,
+        f"billing run {run.id}: {said}; run {enq.id} charges it now",
+    )

@@ -19,8 +19,18 @@ from flowjobs.billing.models import Invoice, Payment
 
 VISA = "4242424242424242"
 DECLINING = "4000000000000341"
-NAMES = ["Ada Lovelace", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov", "Donald Knuth",
-         "Frances Allen", "Ken Thompson", "Margaret Hamilton", "John Backus", "Radia Perlman"]
+NAMES = [
+    "Ada Lovelace",
+    "Grace Hopper",
+    "Edsger Dijkstra",
+    "Barbara Liskov",
+    "Donald Knuth",
+    "Frances Allen",
+    "Ken Thompson",
+    "Margaret Hamilton",
+    "John Backus",
+    "Radia Perlman",
+]
 PLANS = [("Starter", 1200), ("Pro", 4900), ("Team", 19900)]
 
 
@@ -44,22 +54,40 @@ def seed(b, customers: int = 10, declining: int = 2, progress=None) -> Seeded:
         email = name.lower().replace(" ", ".") + "@demo.example"
         number = DECLINING if i >= customers - declining else VISA
         stripe_customer = b.gateway.create_customer(False, email=email, name=name)
-        cards.append((name, email, number, stripe_customer,
-                      *b.gateway.attach_card(False, customer=stripe_customer, number=number)))
+        cards.append(
+            (
+                name,
+                email,
+                number,
+                stripe_customer,
+                *b.gateway.attach_card(False, customer=stripe_customer, number=number),
+            )
+        )
         if progress:
             progress()
     with b.unit() as s:
-        org = setup.organization(s, "Flowglad Demo Co", currency="USD", country_code="US",
-                                 contact_email="billing@demo.example")
+        org = setup.organization(
+            s,
+            "Flowglad Demo Co",
+            currency="USD",
+            country_code="US",
+            contact_email="billing@demo.example",
+        )
         setup.member(s, org, "owner@demo.example")
         prices = [setup.plan(s, org, plan_name, amount) for plan_name, amount in PLANS]
         result = Seeded(org.id)
         for i, (name, email, number, stripe_customer, pm_id, last4, country) in enumerate(cards):
-            cust = setup.customer(s, org, email=email, name=name, stripe_customer_id=stripe_customer)
-            method = setup.card(s, cust, stripe_payment_method_id=pm_id, last4=last4, country_code=country)
+            cust = setup.customer(
+                s, org, email=email, name=name, stripe_customer_id=stripe_customer
+            )
+            method = setup.card(
+                s, cust, stripe_payment_method_id=pm_id, last4=last4, country_code=country
+            )
             renewing = number == DECLINING
             start = b.now() - timedelta(days=31, minutes=5) if renewing else b.now()
-            sub, period, run = setup.subscription(s, cust, prices[i % len(prices)], method, start=start)
+            sub, period, run = setup.subscription(
+                s, cust, prices[i % len(prices)], method, start=start
+            )
             if renewing:
                 _paid(s, sub, period, run, cust)
             result.subscriptions.append(sub.id)
@@ -74,20 +102,48 @@ def _paid(s, sub, period, run, cust) -> None:
     from flowjobs.billing.repo import allocate_invoice_number, period_items
 
     amount = sum(i.unit_price * i.quantity for i in period_items(s, period.id))
-    invoice = Invoice(id=ids.new_id("inv"), livemode=sub.livemode, invoice_number=allocate_invoice_number(s, cust),
-                      invoice_date=period.start_date, due_date=period.start_date, billing_period_id=period.id,
-                      customer_id=cust.id, organization_id=sub.organization_id, status=E.InvoiceStatus.PAID,
-                      subscription_id=sub.id, billing_run_id=run.id, currency=cust_currency(s, sub),
-                      subtotal=amount, tax_amount=0, type=E.InvoiceType.SUBSCRIPTION,
-                      billing_period_start_date=period.start_date, billing_period_end_date=period.end_date)
+    invoice = Invoice(
+        id=ids.new_id("inv"),
+        livemode=sub.livemode,
+        invoice_number=allocate_invoice_number(s, cust),
+        invoice_date=period.start_date,
+        due_date=period.start_date,
+        billing_period_id=period.id,
+        customer_id=cust.id,
+        organization_id=sub.organization_id,
+        status=E.InvoiceStatus.PAID,
+        subscription_id=sub.id,
+        billing_run_id=run.id,
+        currency=cust_currency(s, sub),
+        subtotal=amount,
+        tax_amount=0,
+        type=E.InvoiceType.SUBSCRIPTION,
+        billing_period_start_date=period.start_date,
+        billing_period_end_date=period.end_date,
+    )
     s.add(invoice)
-    setup.invoice_lines(s, invoice, period_items(s, period.id), billing_run_id=run.id)  # what was paid for
-    s.add(Payment(id=ids.new_id("pym"), livemode=sub.livemode, invoice_id=invoice.id, amount=amount,
-                  payment_method=E.PaymentMethodType.CARD, currency=invoice.currency,
-                  status=E.PaymentStatus.SUCCEEDED, charge_date=period.start_date,
-                  organization_id=sub.organization_id, customer_id=cust.id, subscription_id=sub.id,
-                  payment_method_id=run.payment_method_id, billing_period_id=period.id, billing_run_id=run.id,
-                  stripe_charge_id=f"ch_demo_{run.id}"))
+    setup.invoice_lines(
+        s, invoice, period_items(s, period.id), billing_run_id=run.id
+    )  # what was paid for
+    s.add(
+        Payment(
+            id=ids.new_id("pym"),
+            livemode=sub.livemode,
+            invoice_id=invoice.id,
+            amount=amount,
+            payment_method=E.PaymentMethodType.CARD,
+            currency=invoice.currency,
+            status=E.PaymentStatus.SUCCEEDED,
+            charge_date=period.start_date,
+            organization_id=sub.organization_id,
+            customer_id=cust.id,
+            subscription_id=sub.id,
+            payment_method_id=run.payment_method_id,
+            billing_period_id=period.id,
+            billing_run_id=run.id,
+            stripe_charge_id=f"ch_demo_{run.id}",
+        )
+    )
     run.status = E.BillingRunStatus.SUCCEEDED
     run.completed_at = period.start_date
 

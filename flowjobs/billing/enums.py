@@ -44,8 +44,12 @@ class BillingRunStatus(StrEnum):
     ABORTED = "aborted"
 
 
-RUN_FINAL = {BillingRunStatus.SUCCEEDED, BillingRunStatus.FAILED, BillingRunStatus.ABORTED,
-             BillingRunStatus.ABANDONED}
+RUN_FINAL = {
+    BillingRunStatus.SUCCEEDED,
+    BillingRunStatus.FAILED,
+    BillingRunStatus.ABORTED,
+    BillingRunStatus.ABANDONED,
+}
 
 
 class InvoiceStatus(StrEnum):
@@ -59,8 +63,12 @@ class InvoiceStatus(StrEnum):
     AWAITING_PAYMENT_CONFIRMATION = "awaiting_payment_confirmation"
 
 
-INVOICE_TERMINAL = {InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE, InvoiceStatus.VOID,
-                    InvoiceStatus.FULLY_REFUNDED}
+INVOICE_TERMINAL = {
+    InvoiceStatus.PAID,
+    InvoiceStatus.UNCOLLECTIBLE,
+    InvoiceStatus.VOID,
+    InvoiceStatus.FULLY_REFUNDED,
+}
 
 
 class PaymentStatus(StrEnum):
@@ -73,11 +81,18 @@ class PaymentStatus(StrEnum):
     REQUIRES_ACTION = "requires_action"
 
 
-PAYMENT_TERMINAL = {PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED, PaymentStatus.CANCELED,
-                    PaymentStatus.FAILED}
+PAYMENT_TERMINAL = {
+    PaymentStatus.SUCCEEDED,
+    PaymentStatus.REFUNDED,
+    PaymentStatus.CANCELED,
+    PaymentStatus.FAILED,
+}
 PAYMENT_SETTLED = {PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED}
-PAYMENT_PENDING = {PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_CONFIRMATION,
-                   PaymentStatus.REQUIRES_ACTION}
+PAYMENT_PENDING = {
+    PaymentStatus.PROCESSING,
+    PaymentStatus.REQUIRES_CONFIRMATION,
+    PaymentStatus.REQUIRES_ACTION,
+}
 
 
 class InvoiceType(StrEnum):

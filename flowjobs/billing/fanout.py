@@ -8,7 +8,13 @@ from sqlalchemy import delete
 from sqlmodel import select
 
 from flowjobs.billing import enums as E
-from flowjobs.billing.models import BillingPeriod, BillingRun, CheckoutSession, FeeCalculation, Subscription
+from flowjobs.billing.models import (
+    BillingPeriod,
+    BillingRun,
+    CheckoutSession,
+    FeeCalculation,
+    Subscription,
+)
 
 
 def _pages(b, query_for, page: int):
@@ -24,24 +30,54 @@ def _pages(b, query_for, page: int):
 
 def due_billing_runs(b, now: datetime, page: int):
     """(id, livemode) of `scheduled` billing runs due by `now`."""
-    return _pages(b, lambda after: select(BillingRun.id, BillingRun.livemode).where(
-        BillingRun.status == E.BillingRunStatus.SCHEDULED, BillingRun.scheduled_for <= now,
-        BillingRun.id > after).order_by(BillingRun.id), page)
+    return _pages(
+        b,
+        lambda after: (
+            select(BillingRun.id, BillingRun.livemode)
+            .where(
+                BillingRun.status == E.BillingRunStatus.SCHEDULED,
+                BillingRun.scheduled_for <= now,
+                BillingRun.id > after,
+            )
+            .order_by(BillingRun.id)
+        ),
+        page,
+    )
 
 
 def ending_periods(b, start: datetime, end: datetime, page: int):
     """Ids of non-terminal periods whose end falls in [start, end]."""
-    return _pages(b, lambda after: select(BillingPeriod.id).where(
-        BillingPeriod.end_date >= start, BillingPeriod.end_date <= end,
-        BillingPeriod.status.not_in(list(E.PERIOD_TERMINAL)), BillingPeriod.id > after)
-        .order_by(BillingPeriod.id), page)
+    return _pages(
+        b,
+        lambda after: (
+            select(BillingPeriod.id)
+            .where(
+                BillingPeriod.end_date >= start,
+                BillingPeriod.end_date <= end,
+                BillingPeriod.status.not_in(list(E.PERIOD_TERMINAL)),
+                BillingPeriod.id > after,
+            )
+            .order_by(BillingPeriod.id)
+        ),
+        page,
+    )
 
 
 def cancellations_due(b, start: datetime, end: datetime, page: int):
     """(id, livemode) of subscriptions whose scheduled cancellation falls in [start, end]."""
-    return _pages(b, lambda after: select(Subscription.id, Subscription.livemode).where(
-        Subscription.cancel_scheduled_at >= start, Subscription.cancel_scheduled_at <= end,
-        Subscription.id > after).order_by(Subscription.id), page)
+    return _pages(
+        b,
+        lambda after: (
+            select(Subscription.id, Subscription.livemode)
+            .where(
+                Subscription.cancel_scheduled_at >= start,
+                Subscription.cancel_scheduled_at <= end,
+                Subscription.id > after,
+            )
+            .order_by(Subscription.id)
+        ),
+        page,
+    )
 
 
 def purge_expired_checkout_sessions(s, now: datetime, retention_s: float) -> int:
@@ -50,6 +86,9 @@ def purge_expired_checkout_sessions(s, now: datetime, retention_s: float) -> int
     cutoff = now - timedelta(seconds=retention_s)
     expired = select(CheckoutSession.id).where(
         CheckoutSession.created_at < cutoff,
-        CheckoutSession.status.not_in([E.CheckoutSessionStatus.SUCCEEDED, E.CheckoutSessionStatus.PENDING]))
+        CheckoutSession.status.not_in(
+            [E.CheckoutSessionStatus.SUCCEEDED, E.CheckoutSessionStatus.PENDING]
+        ),
+    )
     s.execute(delete(FeeCalculation).where(FeeCalculation.checkout_session_id.in_(expired)))
     return s.execute(delete(CheckoutSession).where(CheckoutSession.id.in_(expired))).rowcount

@@ -81,13 +81,22 @@ class FeeResult:
     notes: list[str] = field(default_factory=list)
 
 
-def payment_method_country(billing_details: dict | None, payment_method_data: dict | None) -> str | None:
+def payment_method_country(
+    billing_details: dict | None, payment_method_data: dict | None
+) -> str | None:
     """Billing-address country first (`address.address.country`, then `address.country`, as
     upstream reads the sometimes doubly nested address), then the payment method's own country."""
     address = (billing_details or {}).get("address") or {}
-    nested = address.get("address") if isinstance(address, dict) and isinstance(address.get("address"), dict) else {}
-    for value in (nested.get("country"), address.get("country") if isinstance(address, dict) else None,
-                  (payment_method_data or {}).get("country")):
+    nested = (
+        address.get("address")
+        if isinstance(address, dict) and isinstance(address.get("address"), dict)
+        else {}
+    )
+    for value in (
+        nested.get("country"),
+        address.get("country") if isinstance(address, dict) else None,
+        (payment_method_data or {}).get("country"),
+    ):
         if value and str(value).strip():
             return str(value).strip().upper()
     return None
@@ -107,11 +116,15 @@ def international_fee_percentage(inputs: FeeInputs) -> str:
         return "0"
     pm_country, org_country = inputs.payment_method_country, inputs.organization_country
     if not _known(pm_country):
-        raise UnknownCountry(f"cannot tell the international fee: the {method} payment method has no known country "
-                             f"(billing address or card country: {pm_country!r})")
+        raise UnknownCountry(
+            f"cannot tell the international fee: the {method} payment method has no known country "
+            f"(billing address or card country: {pm_country!r})"
+        )
     if not _known(org_country):
-        raise UnknownCountry(f"cannot tell the international fee: the organization has no known country "
-                             f"({org_country!r})")
+        raise UnknownCountry(
+            f"cannot tell the international fee: the organization has no known country "
+            f"({org_country!r})"
+        )
     if pm_country.upper() == org_country.upper():
         return "0"
     if is_merchant_of_record(inputs.contract_type) and pm_country.upper() == "US":
@@ -141,13 +154,21 @@ def effective_percentage(percent: str, fee_subject: int, pretax: int) -> str:
 def calculate(inputs: FeeInputs, tax_amount: int = 0) -> FeeResult:
     """Totals and fees for one billing run; `tax_amount` comes from the tax calculator."""
     totals = compute(inputs.currency, inputs.items, discount=inputs.discount, tax=tax_amount)
-    base, discount, pretax, tax, total = totals.base, totals.discount, totals.subtotal, totals.tax, totals.total
+    base, discount, pretax, tax, total = (
+        totals.base,
+        totals.discount,
+        totals.subtotal,
+        totals.tax,
+        totals.total,
+    )
     notes = []
     credits_left = max(inputs.upfront_processing_credits - inputs.lifetime_settled_volume, 0)
     fee_subject = max(pretax - credits_left, 0)
     if credits_left:
-        notes.append(f"upfront processing credits left {credits_left}; "
-                     f"Flowglad fee charged on {fee_subject} of {pretax}")
+        notes.append(
+            f"upfront processing credits left {credits_left}; "
+            f"Flowglad fee charged on {fee_subject} of {pretax}"
+        )
     mor = is_merchant_of_record(inputs.contract_type)
     mor_percentage = MOR_SURCHARGE if mor else "0"
     intl_percentage = international_fee_percentage(inputs)
@@ -156,6 +177,20 @@ def calculate(inputs: FeeInputs, tax_amount: int = 0) -> FeeResult:
     intl_fee = percent_of(pretax, intl_percentage)
     method_fee = payment_method_fee(pretax, inputs.payment_method_type)
     application_fee = min(flowglad_fee + mor_fee + intl_fee + method_fee + tax, total)
-    return FeeResult(inputs.currency, base, discount, pretax, tax, total,
-                     effective_percentage(inputs.fee_percentage, fee_subject, pretax), mor_percentage, intl_percentage, flowglad_fee, mor_fee, intl_fee,
-                     method_fee, application_fee, notes)
+    return FeeResult(
+        inputs.currency,
+        base,
+        discount,
+        pretax,
+        tax,
+        total,
+        effective_percentage(inputs.fee_percentage, fee_subject, pretax),
+        mor_percentage,
+        intl_percentage,
+        flowglad_fee,
+        mor_fee,
+        intl_fee,
+        method_fee,
+        application_fee,
+        notes,
+    )

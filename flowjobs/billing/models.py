@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, Integer, String, Text
 from sqlmodel import Field, SQLModel
@@ -40,7 +40,9 @@ def Json(nullable: bool = True) -> Any:
 
 
 def Ref(nullable: bool = False, **kw) -> Any:
-    return Field(default=None if nullable else ..., sa_type=String, nullable=nullable, index=True, **kw)
+    return Field(
+        default=None if nullable else ..., sa_type=String, nullable=nullable, index=True, **kw
+    )
 
 
 def one_of(column: str, enum: type[StrEnum]) -> CheckConstraint:
@@ -49,14 +51,18 @@ def one_of(column: str, enum: type[StrEnum]) -> CheckConstraint:
 
 
 def camel(name: str, sa_type, nullable: bool = False, default: Any = ...) -> Any:
-    return Field(default=None if nullable and default is ... else default,
-                 sa_column=Column(name, sa_type, nullable=nullable))
+    return Field(
+        default=None if nullable and default is ... else default,
+        sa_column=Column(name, sa_type, nullable=nullable),
+    )
 
 
 class Base(SQLModel):
     id: str = Field(primary_key=True, sa_type=String)
     created_at: datetime = Field(default=None, sa_type=UTCDateTime, nullable=False)  # set on flush
-    updated_at: datetime = Field(default=None, sa_type=UTCDateTime, nullable=False)  # bumped on flush
+    updated_at: datetime = Field(
+        default=None, sa_type=UTCDateTime, nullable=False
+    )  # bumped on flush
 
 
 class Live(Base):
@@ -71,27 +77,27 @@ class Country(Base, table=True):
 
 class User(Base, table=True):
     __tablename__ = "users"
-    email: Optional[str] = None
-    name: Optional[str] = None
+    email: str | None = None
+    name: str | None = None
 
 
 class Organization(Base, table=True):
     __tablename__ = "organizations"
     __table_args__ = (one_of("stripe_connect_contract_type", E.StripeConnectContractType),)
     name: str
-    stripe_account_id: Optional[str] = Field(default=None, unique=True)
+    stripe_account_id: str | None = Field(default=None, unique=True)
     country_id: str = Ref()
-    logo_url: Optional[str] = None
-    billing_address: Optional[dict] = Json()
-    contact_email: Optional[str] = None
+    logo_url: str | None = None
+    billing_address: dict | None = Json()
+    contact_email: str | None = None
     payouts_enabled: bool = False
-    onboarding_status: Optional[str] = None
+    onboarding_status: str | None = None
     fee_percentage: str = "0.65"
     default_currency: str
     stripe_connect_contract_type: str = E.StripeConnectContractType.PLATFORM
     allow_multiple_subscriptions_per_customer: bool = False
-    feature_flags: Optional[dict] = Json()
-    external_id: Optional[str] = None
+    feature_flags: dict | None = Json()
+    external_id: str | None = None
     upfront_processing_credits: int = Money(default=0)
     monthly_billing_volume_free_tier: int = Money(default=100000)
 
@@ -102,8 +108,8 @@ class Membership(Live, table=True):
     user_id: str = Ref()
     organization_id: str = Ref()
     role: str = E.MembershipRole.MEMBER
-    notification_preferences: Optional[dict] = Json()
-    deactivated_at: Optional[datetime] = Time(nullable=True)
+    notification_preferences: dict | None = Json()
+    deactivated_at: datetime | None = Time(nullable=True)
 
 
 class Customer(Live, table=True):
@@ -114,12 +120,12 @@ class Customer(Live, table=True):
     invoice_number_base: str
     invoice_number_next: int = 0  # next invoice's sequence number (allocated atomically)
     archived: bool = False
-    stripe_customer_id: Optional[str] = None
-    tax_id: Optional[str] = None
-    billing_address: Optional[dict] = Json()
+    stripe_customer_id: str | None = None
+    tax_id: str | None = None
+    billing_address: dict | None = Json()
     external_id: str
-    user_id: Optional[str] = None
-    pricing_model_id: Optional[str] = None
+    user_id: str | None = None
+    pricing_model_id: str | None = None
 
 
 class PaymentMethod(Live, table=True):
@@ -129,99 +135,103 @@ class PaymentMethod(Live, table=True):
     billing_details: dict = Json(nullable=False)
     type: str = E.PaymentMethodType.CARD
     default: bool = False
-    payment_method_data: Optional[dict] = Json()
-    metadata_: Optional[dict] = Field(default=None, sa_column=Column("metadata", JSON))
-    stripe_payment_method_id: Optional[str] = None
-    external_id: Optional[str] = None
+    payment_method_data: dict | None = Json()
+    metadata_: dict | None = Field(default=None, sa_column=Column("metadata", JSON))
+    stripe_payment_method_id: str | None = None
+    external_id: str | None = None
 
 
 class Product(Live, table=True):
     __tablename__ = "products"
     name: str
-    description: Optional[str] = None
+    description: str | None = None
     organization_id: str = Ref()
     active: bool = True
     default: bool = False
-    slug: Optional[str] = None
-    pricing_model_id: Optional[str] = None
+    slug: str | None = None
+    pricing_model_id: str | None = None
 
 
 class Price(Live, table=True):
     __tablename__ = "prices"
     __table_args__ = (one_of("type", E.PriceType),)
     type: str = E.PriceType.SUBSCRIPTION
-    interval_unit: Optional[str] = None
-    interval_count: Optional[int] = camel("intervalCount", Integer, nullable=True)
-    trial_period_days: Optional[int] = None
+    interval_unit: str | None = None
+    interval_count: int | None = camel("intervalCount", Integer, nullable=True)
+    trial_period_days: int | None = None
     is_default: bool = False
     unit_price: int = Money()
-    usage_events_per_unit: Optional[int] = None
-    product_id: Optional[str] = Ref(nullable=True)
-    usage_meter_id: Optional[str] = None
+    usage_events_per_unit: int | None = None
+    product_id: str | None = Ref(nullable=True)
+    usage_meter_id: str | None = None
     active: bool = True
     currency: str
-    slug: Optional[str] = None
-    name: Optional[str] = None
+    slug: str | None = None
+    name: str | None = None
 
 
 class Subscription(Live, table=True):
     __tablename__ = "subscriptions"
-    __table_args__ = (one_of("status", E.SubscriptionStatus),
-                      Index("ix_subscriptions_cancel_scheduled_at", "cancel_scheduled_at"))
+    __table_args__ = (
+        one_of("status", E.SubscriptionStatus),
+        Index("ix_subscriptions_cancel_scheduled_at", "cancel_scheduled_at"),
+    )
     start_date: datetime = Time()
     customer_id: str = Ref()
     organization_id: str = Ref()
     status: str
-    default_payment_method_id: Optional[str] = None
-    backup_payment_method_id: Optional[str] = None
-    stripe_setup_intent_id: Optional[str] = Field(default=None, unique=True)
-    trial_end: Optional[datetime] = Time(nullable=True)
-    current_billing_period_start: Optional[datetime] = Time(nullable=True)
-    current_billing_period_end: Optional[datetime] = Time(nullable=True)
-    metadata_: Optional[dict] = Field(default=None, sa_column=Column("metadata", JSON))
-    canceled_at: Optional[datetime] = Time(nullable=True)
-    cancel_scheduled_at: Optional[datetime] = Time(nullable=True)
-    cancellation_reason: Optional[str] = None
-    replaced_by_subscription_id: Optional[str] = None
+    default_payment_method_id: str | None = None
+    backup_payment_method_id: str | None = None
+    stripe_setup_intent_id: str | None = Field(default=None, unique=True)
+    trial_end: datetime | None = Time(nullable=True)
+    current_billing_period_start: datetime | None = Time(nullable=True)
+    current_billing_period_end: datetime | None = Time(nullable=True)
+    metadata_: dict | None = Field(default=None, sa_column=Column("metadata", JSON))
+    canceled_at: datetime | None = Time(nullable=True)
+    cancel_scheduled_at: datetime | None = Time(nullable=True)
+    cancellation_reason: str | None = None
+    replaced_by_subscription_id: str | None = None
     is_free_plan: bool = False
     do_not_charge: bool = False
     price_id: str = Ref()
     run_billing_at_period_start: bool = True
-    interval: Optional[str] = None
-    interval_count: Optional[int] = None
-    billing_cycle_anchor_date: Optional[datetime] = Time(nullable=True)
-    name: Optional[str] = None
+    interval: str | None = None
+    interval_count: int | None = None
+    billing_cycle_anchor_date: datetime | None = Time(nullable=True)
+    name: str | None = None
     renews: bool = True
-    external_id: Optional[str] = None
-    scheduled_adjustment_at: Optional[datetime] = Time(nullable=True)
+    external_id: str | None = None
+    scheduled_adjustment_at: datetime | None = Time(nullable=True)
 
 
 class SubscriptionItem(Live, table=True):
     __tablename__ = "subscription_items"
     __table_args__ = (one_of("type", E.SubscriptionItemType),)
     subscription_id: str = Ref()
-    name: Optional[str] = None
+    name: str | None = None
     added_date: datetime = Time()
-    price_id: Optional[str] = None
+    price_id: str | None = None
     unit_price: int = Money()
     quantity: int
-    metadata_: Optional[dict] = Field(default=None, sa_column=Column("metadata", JSON))
+    metadata_: dict | None = Field(default=None, sa_column=Column("metadata", JSON))
     type: str = E.SubscriptionItemType.STATIC
-    external_id: Optional[str] = None
-    expired_at: Optional[datetime] = Time(nullable=True)
+    external_id: str | None = None
+    expired_at: datetime | None = Time(nullable=True)
     manually_created: bool = False
 
 
 class BillingPeriod(Live, table=True):
     __tablename__ = "billing_periods"
-    __table_args__ = (one_of("status", E.BillingPeriodStatus),
-                      Index("ix_billing_periods_end_date", "end_date"))
+    __table_args__ = (
+        one_of("status", E.BillingPeriodStatus),
+        Index("ix_billing_periods_end_date", "end_date"),
+    )
     subscription_id: str = Ref()
     start_date: datetime = Time()
     end_date: datetime = Time()
     status: str
     trial_period: bool = False
-    prorated_period: Optional[bool] = None
+    prorated_period: bool | None = None
 
 
 class BillingPeriodItem(Live, table=True):
@@ -231,120 +241,126 @@ class BillingPeriodItem(Live, table=True):
     unit_price: int = Money()
     name: str
     description: str = ""
-    discount_redemption_id: Optional[str] = None
+    discount_redemption_id: str | None = None
     type: str = E.SubscriptionItemType.STATIC
 
 
 class BillingRun(Live, table=True):
     __tablename__ = "billing_runs"
-    __table_args__ = (one_of("status", E.BillingRunStatus),
-                      Index("ix_billing_runs_due", "status", "scheduled_for"))
+    __table_args__ = (
+        one_of("status", E.BillingRunStatus),
+        Index("ix_billing_runs_due", "status", "scheduled_for"),
+    )
     billing_period_id: str = Ref()
     scheduled_for: datetime = Time()
-    started_at: Optional[datetime] = Time(nullable=True)
-    completed_at: Optional[datetime] = Time(nullable=True)
+    started_at: datetime | None = Time(nullable=True)
+    completed_at: datetime | None = Time(nullable=True)
     status: str = E.BillingRunStatus.SCHEDULED
-    stripe_payment_intent_id: Optional[str] = None
+    stripe_payment_intent_id: str | None = None
     attempt_number: int = 1
-    error_details: Optional[dict] = Json()
+    error_details: dict | None = Json()
     subscription_id: str = Ref()
     payment_method_id: str
-    last_stripe_payment_intent_event_timestamp: Optional[datetime] = Time(nullable=True)
+    last_stripe_payment_intent_event_timestamp: datetime | None = Time(nullable=True)
     is_adjustment: bool = False
-    claimed_by_run: Optional[str] = None  # the flowjobs run that executes it
-    confirm_sent_at: Optional[datetime] = Time(nullable=True)  # Stripe may have charged from here on
-    outcome_unknown_since: Optional[datetime] = Time(nullable=True)  # answer lost; reconcile first
-    requeues: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # failed jobs, uncharged
-    adjustment_params: Optional[dict] = Json()  # an adjustment run's new items (revision 0008)
+    claimed_by_run: str | None = None  # the flowjobs run that executes it
+    confirm_sent_at: datetime | None = Time(nullable=True)  # Stripe may have charged from here on
+    outcome_unknown_since: datetime | None = Time(nullable=True)  # answer lost; reconcile first
+    requeues: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}
+    )  # failed jobs, uncharged
+    adjustment_params: dict | None = Json()  # an adjustment run's new items (revision 0008)
 
 
 class Invoice(Live, table=True):
     __tablename__ = "invoices"
     __table_args__ = (one_of("status", E.InvoiceStatus), one_of("type", E.InvoiceType))
-    purchase_id: Optional[str] = None
+    purchase_id: str | None = None
     invoice_number: str = Field(unique=True)
     invoice_date: datetime = Time()
-    billing_period_id: Optional[str] = Ref(nullable=True)
-    due_date: Optional[datetime] = Time(nullable=True)
-    stripe_payment_intent_id: Optional[str] = None
+    billing_period_id: str | None = Ref(nullable=True)
+    due_date: datetime | None = Time(nullable=True)
+    stripe_payment_intent_id: str | None = None
     customer_id: str = Ref()
     organization_id: str = Ref()
     status: str = E.InvoiceStatus.DRAFT
-    subscription_id: Optional[str] = None
-    billing_run_id: Optional[str] = None
-    billing_period_start_date: Optional[datetime] = Time(nullable=True)
-    billing_period_end_date: Optional[datetime] = Time(nullable=True)
-    owner_membership_id: Optional[str] = None
-    pdf_url: Optional[str] = None
-    receipt_pdf_url: Optional[str] = None
-    memo: Optional[str] = None
+    subscription_id: str | None = None
+    billing_run_id: str | None = None
+    billing_period_start_date: datetime | None = Time(nullable=True)
+    billing_period_end_date: datetime | None = Time(nullable=True)
+    owner_membership_id: str | None = None
+    pdf_url: str | None = None
+    receipt_pdf_url: str | None = None
+    memo: str | None = None
     bank_payment_only: bool = False
     type: str = E.InvoiceType.SUBSCRIPTION
     currency: str
-    tax_amount: Optional[int] = Money(nullable=True)
-    subtotal: Optional[int] = Money(nullable=True)
-    stripe_tax_calculation_id: Optional[str] = None
-    stripe_tax_transaction_id: Optional[str] = None
-    tax_type: Optional[str] = None
-    tax_country: Optional[str] = None
-    tax_state: Optional[str] = None
-    tax_rate_percentage: Optional[str] = None
-    application_fee: Optional[int] = Money(nullable=True)
+    tax_amount: int | None = Money(nullable=True)
+    subtotal: int | None = Money(nullable=True)
+    stripe_tax_calculation_id: str | None = None
+    stripe_tax_transaction_id: str | None = None
+    tax_type: str | None = None
+    tax_country: str | None = None
+    tax_state: str | None = None
+    tax_rate_percentage: str | None = None
+    application_fee: int | None = Money(nullable=True)
 
 
 class InvoiceLineItem(Live, table=True):
     __tablename__ = "invoice_line_items"
     invoice_id: str = Ref()
     quantity: int
-    price_id: Optional[str] = None
-    description: Optional[str] = None
+    price_id: str | None = None
+    description: str | None = None
     price: int = Money()
-    billing_run_id: Optional[str] = None
-    ledger_account_id: Optional[str] = None
-    ledger_account_credit: Optional[int] = None
+    billing_run_id: str | None = None
+    ledger_account_id: str | None = None
+    ledger_account_credit: int | None = None
     type: str = E.SubscriptionItemType.STATIC
 
 
 class Payment(Live, table=True):
     __tablename__ = "payments"
-    __table_args__ = (one_of("status", E.PaymentStatus),
-                      Index("ix_payments_pending", "status", "updated_at"))
+    __table_args__ = (
+        one_of("status", E.PaymentStatus),
+        Index("ix_payments_pending", "status", "updated_at"),
+    )
     invoice_id: str = Ref()
     amount: int = Money()
     payment_method: str
     currency: str
     status: str
     charge_date: datetime = Time()
-    settlement_date: Optional[datetime] = Time(nullable=True)
-    description: Optional[str] = None
-    receipt_number: Optional[str] = None
-    receipt_url: Optional[str] = None
+    settlement_date: datetime | None = Time(nullable=True)
+    description: str | None = None
+    receipt_number: str | None = None
+    receipt_url: str | None = None
     organization_id: str = Ref()
     customer_id: str = Ref()
-    purchase_id: Optional[str] = None
-    subscription_id: Optional[str] = Ref(nullable=True)
-    payment_method_id: Optional[str] = None
-    billing_period_id: Optional[str] = Ref(nullable=True)
-    billing_run_id: Optional[str] = Ref(nullable=True)
-    stripe_payment_intent_id: Optional[str] = Ref(nullable=True)
-    stripe_charge_id: Optional[str] = Field(default=None, unique=True)
-    subtotal: Optional[int] = Money(nullable=True)
-    tax_amount: Optional[int] = Money(nullable=True)
-    tax_country: Optional[str] = None
+    purchase_id: str | None = None
+    subscription_id: str | None = Ref(nullable=True)
+    payment_method_id: str | None = None
+    billing_period_id: str | None = Ref(nullable=True)
+    billing_run_id: str | None = Ref(nullable=True)
+    stripe_payment_intent_id: str | None = Ref(nullable=True)
+    stripe_charge_id: str | None = Field(default=None, unique=True)
+    subtotal: int | None = Money(nullable=True)
+    tax_amount: int | None = Money(nullable=True)
+    tax_country: str | None = None
     refunded: bool = False
-    refunded_amount: Optional[int] = Money(nullable=True)
-    refunded_at: Optional[datetime] = Time(nullable=True)
-    failure_message: Optional[str] = None
-    failure_code: Optional[str] = None
+    refunded_amount: int | None = Money(nullable=True)
+    refunded_at: datetime | None = Time(nullable=True)
+    failure_message: str | None = None
+    failure_code: str | None = None
 
 
 class FeeCalculation(Live, table=True):
     __tablename__ = "fee_calculations"
     organization_id: str = Ref()
-    billing_period_id: Optional[str] = Ref(nullable=True)
-    checkout_session_id: Optional[str] = Ref(nullable=True)
-    purchase_id: Optional[str] = None
-    billing_run_id: Optional[str] = None
+    billing_period_id: str | None = Ref(nullable=True)
+    checkout_session_id: str | None = Ref(nullable=True)
+    purchase_id: str | None = None
+    billing_run_id: str | None = None
     payment_method_type: str
     base_amount: int = Money()
     discount_amount_fixed: int = Money(default=0)
@@ -355,27 +371,29 @@ class FeeCalculation(Live, table=True):
     international_fee_percentage: str
     payment_method_fee_fixed: int = Money(default=0)
     application_fee: int = Money(default=0)
-    stripe_tax_calculation_id: Optional[str] = camel("stripeTaxCalculationId", String, nullable=True)
-    stripe_tax_transaction_id: Optional[str] = camel("stripeTaxTransactionId", String, nullable=True)
+    stripe_tax_calculation_id: str | None = camel("stripeTaxCalculationId", String, nullable=True)
+    stripe_tax_transaction_id: str | None = camel("stripeTaxTransactionId", String, nullable=True)
     currency: str
     type: str = E.FeeCalculationType.SUBSCRIPTION_PAYMENT
-    billing_address: Optional[dict] = Json()
-    internal_notes: Optional[str] = camel("internalNotes", Text, nullable=True)
+    billing_address: dict | None = Json()
+    internal_notes: str | None = camel("internalNotes", Text, nullable=True)
 
 
 class DiscountRedemption(Live, table=True):
     __tablename__ = "discount_redemptions"
-    __table_args__ = (one_of("discount_amount_type", E.DiscountAmountType),
-                      one_of("duration", E.DiscountDuration))
+    __table_args__ = (
+        one_of("discount_amount_type", E.DiscountAmountType),
+        one_of("duration", E.DiscountDuration),
+    )
     discount_id: str
-    purchase_id: Optional[str] = None
-    subscription_id: Optional[str] = Ref(nullable=True)
+    purchase_id: str | None = None
+    subscription_id: str | None = Ref(nullable=True)
     discount_name: str
     discount_code: str
     discount_amount: int = Money()
     discount_amount_type: str
     duration: str
-    number_of_payments: Optional[int] = None
+    number_of_payments: int | None = None
     fully_redeemed: bool = False
 
 
@@ -385,27 +403,30 @@ class Event(Live, table=True):
     payload: dict = Json(nullable=False)
     occurred_at: datetime = Time()
     submitted_at: datetime = Time()
-    processed_at: Optional[datetime] = Time(nullable=True)
-    metadata_: Optional[dict] = Field(default=None, sa_column=Column("metadata", JSON))
-    object_entity: Optional[str] = None
-    object_id: Optional[str] = None
+    processed_at: datetime | None = Time(nullable=True)
+    metadata_: dict | None = Field(default=None, sa_column=Column("metadata", JSON))
+    object_entity: str | None = None
+    object_id: str | None = None
     hash: str = Field(unique=True)
     organization_id: str = Ref()
 
 
 class CheckoutSession(Live, table=True):
     __tablename__ = "checkout_sessions"
-    __table_args__ = (one_of("status", E.CheckoutSessionStatus), one_of("type", E.CheckoutSessionType),
-                      Index("ix_checkout_sessions_created_at", "created_at"))
+    __table_args__ = (
+        one_of("status", E.CheckoutSessionStatus),
+        one_of("type", E.CheckoutSessionType),
+        Index("ix_checkout_sessions_created_at", "created_at"),
+    )
     status: str = E.CheckoutSessionStatus.OPEN
     type: str = E.CheckoutSessionType.PRODUCT
     organization_id: str = Ref()
-    customer_id: Optional[str] = None
-    price_id: Optional[str] = None
+    customer_id: str | None = None
+    price_id: str | None = None
     quantity: int = 1
-    target_subscription_id: Optional[str] = None
-    stripe_setup_intent_id: Optional[str] = None
-    stripe_payment_intent_id: Optional[str] = None
-    customer_email: Optional[str] = None
-    customer_name: Optional[str] = None
-    expires: Optional[datetime] = Time(nullable=True)
+    target_subscription_id: str | None = None
+    stripe_setup_intent_id: str | None = None
+    stripe_payment_intent_id: str | None = None
+    customer_email: str | None = None
+    customer_name: str | None = None
+    expires: datetime | None = Time(nullable=True)

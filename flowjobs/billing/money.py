@@ -9,11 +9,42 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
+)
 
-SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$",
-           "CHF": "CHF ", "INR": "₹", "KRW": "₩", "PLN": "zł ", "CNY": "CN¥", "BRL": "R$",
-           "SEK": "SEK ", "MXN": "MX$"}
+SYMBOLS = {
+    "USD": "$",
+    "EUR": "€",
+    "GBP": "£",
+    "JPY": "¥",
+    "CAD": "CA$",
+    "AUD": "A$",
+    "CHF": "CHF ",
+    "INR": "₹",
+    "KRW": "₩",
+    "PLN": "zł ",
+    "CNY": "CN¥",
+    "BRL": "R$",
+    "SEK": "SEK ",
+    "MXN": "MX$",
+}
 
 
 def is_zero_decimal(currency: str) -> bool:

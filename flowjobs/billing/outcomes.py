@@ -25,14 +25,20 @@ from datetime import datetime
 
 from sqlmodel import select
 
+from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
-from flowjobs.billing.models import (BillingPeriod, BillingRun, Customer, Invoice, Payment,
-                                     Subscription)
+from flowjobs.billing.models import (
+    BillingPeriod,
+    BillingRun,
+    Customer,
+    Invoice,
+    Payment,
+    Subscription,
+)
 from flowjobs.billing.periods import period_status_by_clock
 from flowjobs.billing.runs import RunReport, current_payment
 from flowjobs.billing.types import ms_from_utc, utc_from_ms
-from flowjobs import ids
 
 RUN_STATUS = {
     "succeeded": E.BillingRunStatus.SUCCEEDED,
@@ -43,8 +49,11 @@ RUN_STATUS = {
     "requires_capture": E.BillingRunStatus.IN_PROGRESS,
     "requires_confirmation": E.BillingRunStatus.IN_PROGRESS,
 }
-ACTION = {E.BillingRunStatus.SUCCEEDED: "charged", E.BillingRunStatus.FAILED: "declined",
-          E.BillingRunStatus.ABORTED: "canceled"}
+ACTION = {
+    E.BillingRunStatus.SUCCEEDED: "charged",
+    E.BillingRunStatus.FAILED: "declined",
+    E.BillingRunStatus.ABORTED: "canceled",
+}
 
 
 def payment_status(result) -> str:
@@ -65,7 +74,9 @@ def payment_status(result) -> str:
     return E.PaymentStatus.PROCESSING
 
 
-def apply_charge_result(b, billing_run_id: str, result, event_created: int | None = None) -> RunReport:
+def apply_charge_result(
+    b, billing_run_id: str, result, event_created: int | None = None
+) -> RunReport:
     """Record `result` (a ChargeResult) for the run; `event_created` (epoch s) for webhooks."""
     with b.unit() as s:
         run = s.get(BillingRun, billing_run_id)
@@ -73,10 +84,17 @@ def apply_charge_result(b, billing_run_id: str, result, event_created: int | Non
             return RunReport(billing_run_id, "skipped", "missing", "no such billing run")
         skip = _stale(run, event_created)
         payment = current_payment(s, run.id)
-        if skip is None and payment is not None and payment.stripe_payment_intent_id and \
-                result.payment_intent_id and result.payment_intent_id != payment.stripe_payment_intent_id:
-            skip = (f"PaymentIntent {result.payment_intent_id} is not the run's current one "
-                    f"({payment.stripe_payment_intent_id})")
+        if (
+            skip is None
+            and payment is not None
+            and payment.stripe_payment_intent_id
+            and result.payment_intent_id
+            and result.payment_intent_id != payment.stripe_payment_intent_id
+        ):
+            skip = (
+                f"PaymentIntent {result.payment_intent_id} is not the run's current one "
+                f"({payment.stripe_payment_intent_id})"
+            )
         if skip:
             return RunReport(run.id, "skipped", run.status, skip)
         return _apply(b, s, run, result, event_created)
@@ -85,7 +103,9 @@ def apply_charge_result(b, billing_run_id: str, result, event_created: int | Non
 def _stale(run: BillingRun, event_created: int | None) -> str | None:
     if run.status in E.RUN_FINAL:
         return f"billing run is already {run.status}"
-    if run.status == E.BillingRunStatus.SCHEDULED:  # e.g. the cancellation of a PaymentIntent it gave up
+    if (
+        run.status == E.BillingRunStatus.SCHEDULED
+    ):  # e.g. the cancellation of a PaymentIntent it gave up
         return "billing run is scheduled, not charging: the PaymentIntent belongs to an earlier attempt"
     last = run.last_stripe_payment_intent_event_timestamp
     if event_created is not None and last is not None and ms_from_utc(last) >= event_created * 1000:
@@ -102,21 +122,32 @@ def _apply(b, s, run: BillingRun, result, event_created: int | None) -> RunRepor
     if event_created is not None:
         run.last_stripe_payment_intent_event_timestamp = utc_from_ms(event_created * 1000)
     payment = current_payment(s, run.id)
-    invoice = s.get(Invoice, payment.invoice_id) if payment else repo.first_invoice(s, run.billing_period_id)
+    invoice = (
+        s.get(Invoice, payment.invoice_id)
+        if payment
+        else repo.first_invoice(s, run.billing_period_id)
+    )
     if payment is not None:
         sync_payment(payment, result)
     if invoice is not None and result.payment_intent_id:
         invoice.stripe_payment_intent_id = result.payment_intent_id
     period = s.get(BillingPeriod, run.billing_period_id)
     sub = s.get(Subscription, run.subscription_id)
-    extra = {"paymentId": payment.id if payment else None, "invoiceId": invoice.id if invoice else None}
+    extra = {
+        "paymentId": payment.id if payment else None,
+        "invoiceId": invoice.id if invoice else None,
+    }
     if status == E.BillingRunStatus.SUCCEEDED:
         _succeeded(b, s, run, period, sub, invoice, payment, now)
-        if run.is_adjustment:  # a plan change's proration is paid: its items replace the old ones now
+        if (
+            run.is_adjustment
+        ):  # a plan change's proration is paid: its items replace the old ones now
             from flowjobs.billing.adjust import apply_paid
+
             apply_paid(b, s, run, sub)
     elif run.is_adjustment and status in (E.BillingRunStatus.FAILED, E.BillingRunStatus.ABORTED):
         from flowjobs.billing.adjust import proration_not_paid  # the old plan stays; no ladder
+
         extra.update(proration_not_paid(b, s, run, sub, invoice, payment))
     elif status == E.BillingRunStatus.FAILED:
         extra.update(_failed(b, s, run, period, sub, invoice, payment, now))
@@ -124,11 +155,19 @@ def _apply(b, s, run: BillingRun, result, event_created: int | None) -> RunRepor
         _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
     elif status == E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION and invoice is not None:
         repo.set_invoice_status(invoice, E.InvoiceStatus.AWAITING_PAYMENT_CONFIRMATION)
-        if payment is not None:  # "Awaiting Payment Confirmation" to all members, once per payment (key)
-            b.trigger(s, "send-organization-awaiting-payment-confirmation-notification", {"paymentId": payment.id},
-                      key=f"send-organization-awaiting-payment-confirmation-notification-{payment.id}")
+        if (
+            payment is not None
+        ):  # "Awaiting Payment Confirmation" to all members, once per payment (key)
+            b.trigger(
+                s,
+                "send-organization-awaiting-payment-confirmation-notification",
+                {"paymentId": payment.id},
+                key=f"send-organization-awaiting-payment-confirmation-notification-{payment.id}",
+            )
     emit_payment_event(s, payment)
-    detail = result.failure_message or f"PaymentIntent {result.payment_intent_id} is {result.status}"
+    detail = (
+        result.failure_message or f"PaymentIntent {result.payment_intent_id} is {result.status}"
+    )
     return RunReport(run.id, ACTION.get(status, "pending"), run.status, detail, extra)
 
 
@@ -136,18 +175,34 @@ def emit_payment_event(s, payment: Payment | None) -> None:
     """payment.succeeded / payment.failed (spec §8.3), once per payment (the event hash)."""
     from flowjobs.outbound.emit import emit_event
 
-    kind = {E.PaymentStatus.SUCCEEDED: E.FlowgladEventType.PAYMENT_SUCCEEDED,
+    kind = (
+        {
+            E.PaymentStatus.SUCCEEDED: E.FlowgladEventType.PAYMENT_SUCCEEDED,
             E.PaymentStatus.FAILED: E.FlowgladEventType.PAYMENT_FAILED,
-            E.PaymentStatus.CANCELED: E.FlowgladEventType.PAYMENT_FAILED}.get(payment.status) if payment else None
+            E.PaymentStatus.CANCELED: E.FlowgladEventType.PAYMENT_FAILED,
+        }.get(payment.status)
+        if payment
+        else None
+    )
     if kind is not None:
-        emit_event(s, kind, E.EventNoun.PAYMENT, payment.id, organization_id=payment.organization_id,
-                   livemode=payment.livemode, customer=s.get(Customer, payment.customer_id))
+        emit_event(
+            s,
+            kind,
+            E.EventNoun.PAYMENT,
+            payment.id,
+            organization_id=payment.organization_id,
+            livemode=payment.livemode,
+            customer=s.get(Customer, payment.customer_id),
+        )
 
 
 def sync_payment(payment: Payment, result) -> None:
     payment.stripe_payment_intent_id = result.payment_intent_id or payment.stripe_payment_intent_id
     payment.stripe_charge_id = payment.stripe_charge_id or result.charge_id
-    if repo.set_payment_status(payment, payment_status(result)) and payment.status == E.PaymentStatus.FAILED:
+    if (
+        repo.set_payment_status(payment, payment_status(result))
+        and payment.status == E.PaymentStatus.FAILED
+    ):
         payment.failure_code = result.failure_code
         payment.failure_message = result.failure_message
 
@@ -165,7 +220,9 @@ def _settle(s, run, period, invoice, now) -> bool:
     due = (invoice.subtotal or 0) + (invoice.tax_amount or 0)
     if repo.net_settled(s, period.id) >= due:
         repo.set_invoice_status(invoice, E.InvoiceStatus.PAID)
-        repo.set_period_status(period, period_status_by_clock(period.start_date, period.end_date, now))
+        repo.set_period_status(
+            period, period_status_by_clock(period.start_date, period.end_date, now)
+        )
         run.completed_at = now
         return True
     _mark_past_due_if_ended(period, invoice, now)
@@ -181,17 +238,33 @@ def _mark_past_due_if_ended(period, invoice, now) -> None:
 
 def _succeeded(b, s, run, period, sub, invoice, payment, now) -> None:
     _settle(s, run, period, invoice, now)
-    if sub.status in (E.SubscriptionStatus.PAST_DUE, E.SubscriptionStatus.INCOMPLETE,
-                      E.SubscriptionStatus.TRIALING, E.SubscriptionStatus.UNPAID):
+    if sub.status in (
+        E.SubscriptionStatus.PAST_DUE,
+        E.SubscriptionStatus.INCOMPLETE,
+        E.SubscriptionStatus.TRIALING,
+        E.SubscriptionStatus.UNPAID,
+    ):
         repo.set_subscription_status(sub, E.SubscriptionStatus.ACTIVE)
     if invoice is not None:
-        b.trigger(s, "generate-invoice-pdf", {"invoiceId": invoice.id}, key=f"generate-invoice-pdf-{invoice.id}-paid")
+        b.trigger(
+            s,
+            "generate-invoice-pdf",
+            {"invoiceId": invoice.id},
+            key=f"generate-invoice-pdf-{invoice.id}-paid",
+        )
     if payment is not None:
-        b.trigger(s, "send-customer-payment-succeeded-notification", {"paymentId": payment.id},
-                  key=payment.id)
-        b.trigger(s, "send-organization-payment-succeeded-notification",
-                  {"paymentData": _payment_data(s, payment, invoice)},
-                  key=f"send-organization-payment-succeeded-notification-{payment.id}")
+        b.trigger(
+            s,
+            "send-customer-payment-succeeded-notification",
+            {"paymentId": payment.id},
+            key=payment.id,
+        )
+        b.trigger(
+            s,
+            "send-organization-payment-succeeded-notification",
+            {"paymentData": _payment_data(s, payment, invoice)},
+            key=f"send-organization-payment-succeeded-notification-{payment.id}",
+        )
 
 
 def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
@@ -201,35 +274,59 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
     if sub.status in E.SUBSCRIPTION_TERMINAL:
         return {"next": "subscription already ended"}
     if _first_payment(s, sub):
-        if payment is not None:  # the customer hears why (no retry date), besides the cancellation emails
-            b.trigger(s, "send-customer-payment-failed-notification", {"paymentId": payment.id, "retryDate": None},
-                      key=f"send-customer-payment-failed-notification-{payment.id}")
+        if (
+            payment is not None
+        ):  # the customer hears why (no retry date), besides the cancellation emails
+            b.trigger(
+                s,
+                "send-customer-payment-failed-notification",
+                {"paymentId": payment.id, "retryDate": None},
+                key=f"send-customer-payment-failed-notification-{payment.id}",
+            )
         cancel_immediately(b, s, sub, reason=E.CancellationReason.NON_PAYMENT)
         return {"next": "first payment failed: subscription canceled"}
     retry = schedule_retry(b, s, run, sub, now)
     _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
     if payment is not None:
         retry_ms = ms_from_utc(retry.scheduled_for) if retry else None
-        b.trigger(s, "send-customer-payment-failed-notification",
-                  {"paymentId": payment.id, "retryDate": retry_ms},
-                  key=f"send-customer-payment-failed-notification-{payment.id}")
+        b.trigger(
+            s,
+            "send-customer-payment-failed-notification",
+            {"paymentId": payment.id, "retryDate": retry_ms},
+            key=f"send-customer-payment-failed-notification-{payment.id}",
+        )
         data = _payment_data(s, payment, invoice)
         data["failureReason"] = payment.failure_message or payment.failure_code
-        b.trigger(s, "send-organization-payment-failed-notification", {"paymentData": data},
-                  key=f"send-organization-payment-failed-notification-{payment.id}")
+        b.trigger(
+            s,
+            "send-organization-payment-failed-notification",
+            {"paymentData": data},
+            key=f"send-organization-payment-failed-notification-{payment.id}",
+        )
     if retry is None:
         return {"next": f"no more retries after attempt {run.attempt_number}"}
-    return {"next": f"retry {retry.id} on {retry.scheduled_for.isoformat()}", "retryBillingRunId": retry.id}
+    return {
+        "next": f"retry {retry.id} on {retry.scheduled_for.isoformat()}",
+        "retryBillingRunId": retry.id,
+    }
 
 
 def _first_payment(s, sub: Subscription) -> bool:
     """No succeeded non-zero payment yet, not a free plan, and no trial period behind it."""
     if sub.is_free_plan or sub.trial_end is not None:
         return False
-    paid = s.exec(select(Payment.id).where(Payment.subscription_id == sub.id, Payment.amount > 0,
-                                           Payment.status == E.PaymentStatus.SUCCEEDED)).first()
-    trial = s.exec(select(BillingPeriod.id).where(BillingPeriod.subscription_id == sub.id,
-                                                  BillingPeriod.trial_period == True)).first()  # noqa: E712
+    paid = s.exec(
+        select(Payment.id).where(
+            Payment.subscription_id == sub.id,
+            Payment.amount > 0,
+            Payment.status == E.PaymentStatus.SUCCEEDED,
+        )
+    ).first()
+    trial = s.exec(
+        select(BillingPeriod.id).where(
+            BillingPeriod.subscription_id == sub.id, BillingPeriod.trial_period == True
+        )
+    ).first()
     return paid is None and trial is None
 
 
@@ -238,19 +335,36 @@ def schedule_retry(b, s, run: BillingRun, sub: Subscription, now: datetime) -> B
     if delay is None or sub.do_not_charge or sub.status in E.SUBSCRIPTION_TERMINAL:
         return None
     retry = BillingRun(
-        id=ids.new_id("billing_run"), livemode=run.livemode, billing_period_id=run.billing_period_id,
-        scheduled_for=now + delay, status=E.BillingRunStatus.SCHEDULED,
-        stripe_payment_intent_id=run.stripe_payment_intent_id, attempt_number=run.attempt_number + 1,
-        subscription_id=run.subscription_id, payment_method_id=run.payment_method_id,
-        last_stripe_payment_intent_event_timestamp=run.last_stripe_payment_intent_event_timestamp)
+        id=ids.new_id("billing_run"),
+        livemode=run.livemode,
+        billing_period_id=run.billing_period_id,
+        scheduled_for=now + delay,
+        status=E.BillingRunStatus.SCHEDULED,
+        stripe_payment_intent_id=run.stripe_payment_intent_id,
+        attempt_number=run.attempt_number + 1,
+        subscription_id=run.subscription_id,
+        payment_method_id=run.payment_method_id,
+        last_stripe_payment_intent_event_timestamp=run.last_stripe_payment_intent_event_timestamp,
+    )
     s.add(retry)
     s.flush()
-    b.trigger(s, "attempt-billing-run", {"billingRunId": retry.id}, key=f"attempt-billing-run:{retry.id}",
-              run_at=retry.scheduled_for)
+    b.trigger(
+        s,
+        "attempt-billing-run",
+        {"billingRunId": retry.id},
+        key=f"attempt-billing-run:{retry.id}",
+        run_at=retry.scheduled_for,
+    )
     return retry
 
 
 def _payment_data(s, payment: Payment, invoice: Invoice | None) -> dict:
-    return {"organizationId": payment.organization_id, "customerId": payment.customer_id,
-            "paymentId": payment.id, "amount": payment.amount, "currency": payment.currency,
-            "invoiceNumber": invoice.invoice_number if invoice else None, "livemode": payment.livemode}
+    return {
+        "organizationId": payment.organization_id,
+        "customerId": payment.customer_id,
+        "paymentId": payment.id,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "invoiceNumber": invoice.invoice_number if invoice else None,
+        "livemode": payment.livemode,
+    }

@@ -9,7 +9,7 @@ Year periods clamp Feb 29 to Feb 28 in non-leap years. Day and week intervals ar
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flowjobs.billing.enums import IntervalUnit
 
@@ -33,7 +33,7 @@ def period_end(start: datetime, unit: str, count: int) -> datetime:
         raise PeriodError("period start must be timezone-aware")
     if count is None or count <= 0:
         raise PeriodError(f"interval count must be positive, got {count!r}")
-    start = start.astimezone(timezone.utc)
+    start = start.astimezone(UTC)
     if unit == IntervalUnit.MONTH:
         end = add_months(start, count)
     elif unit == IntervalUnit.YEAR:

@@ -45,33 +45,60 @@ class Proration:
 
     def as_dict(self) -> dict:
         money = lambda v: format_money(v, self.currency)  # noqa: E731
-        return {"fraction": round(self.fraction, 6), "elapsedMs": self.elapsed_ms, "periodMs": self.period_ms,
-                "currency": self.currency, "oldTotal": self.old_total, "newTotal": self.new_total,
-                "oldPart": self.old_part, "newPart": self.new_part, "alreadyPaid": self.paid, "net": self.net,
-                "display": {"oldTotal": money(self.old_total), "newTotal": money(self.new_total),
-                            "oldPart": money(self.old_part), "newPart": money(self.new_part),
-                            "alreadyPaid": money(self.paid), "net": money(self.net)}}
+        return {
+            "fraction": round(self.fraction, 6),
+            "elapsedMs": self.elapsed_ms,
+            "periodMs": self.period_ms,
+            "currency": self.currency,
+            "oldTotal": self.old_total,
+            "newTotal": self.new_total,
+            "oldPart": self.old_part,
+            "newPart": self.new_part,
+            "alreadyPaid": self.paid,
+            "net": self.net,
+            "display": {
+                "oldTotal": money(self.old_total),
+                "newTotal": money(self.new_total),
+                "oldPart": money(self.old_part),
+                "newPart": money(self.new_part),
+                "alreadyPaid": money(self.paid),
+                "net": money(self.net),
+            },
+        }
 
     def lines(self) -> list[str]:
         money = lambda v: format_money(v, self.currency)  # noqa: E731
         pct = f"{self.fraction * 100:.4f} %"
-        return [f"fraction through the period: {pct} ({self.elapsed_ms} of {self.period_ms} ms)",
-                f"old part:     {money(self.old_part)}  = round({money(self.old_total)} × {pct})",
-                f"new part:     {money(self.new_part)}  = round({money(self.new_total)} × (100 % − {pct}))",
-                f"already paid: {money(self.paid)}  (processing and succeeded payments in the period)",
-                f"net charge:   {money(self.net)}  = max(old part + new part − already paid, 0)"]
+        return [
+            f"fraction through the period: {pct} ({self.elapsed_ms} of {self.period_ms} ms)",
+            f"old part:     {money(self.old_part)}  = round({money(self.old_total)} × {pct})",
+            f"new part:     {money(self.new_part)}  = round({money(self.new_total)} × (100 % − {pct}))",
+            f"already paid: {money(self.paid)}  (processing and succeeded payments in the period)",
+            f"net charge:   {money(self.net)}  = max(old part + new part − already paid, 0)",
+        ]
 
 
-def prorate(start: datetime, end: datetime, at: datetime, old_total: int, new_total: int, paid: int,
-            currency: str) -> Proration:
+def prorate(
+    start: datetime,
+    end: datetime,
+    at: datetime,
+    old_total: int,
+    new_total: int,
+    paid: int,
+    currency: str,
+) -> Proration:
     """The spec's proration at `at` within [start, end)."""
     period_ms = _ms(end) - _ms(start)
     if period_ms <= 0:
-        raise ValueError(f"the billing period ends ({end.isoformat()}) before it starts ({start.isoformat()})")
+        raise ValueError(
+            f"the billing period ends ({end.isoformat()}) before it starts ({start.isoformat()})"
+        )
     elapsed = min(max(_ms(at) - _ms(start), 0), period_ms)
     if old_total < 0 or new_total < 0 or paid < 0:
         raise ValueError("totals and payments are never negative")
     old_part = round_half_up(old_total * elapsed, period_ms)
     new_part = round_half_up(new_total * (period_ms - elapsed), period_ms)
     net = max(old_part + new_part - paid, 0)
-    return Proration(elapsed, period_ms, old_total, new_total, old_part, new_part, paid, net, currency)
+    return Proration(
+        elapsed, period_ms, old_total, new_total, old_part, new_part, paid, net, currency
+    )

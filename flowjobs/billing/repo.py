@@ -13,8 +13,16 @@ from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from flowjobs.billing import enums as E
-from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Customer,
-                                     DiscountRedemption, Invoice, Payment, SubscriptionItem)
+from flowjobs.billing.models import (
+    BillingPeriod,
+    BillingPeriodItem,
+    BillingRun,
+    Customer,
+    DiscountRedemption,
+    Invoice,
+    Payment,
+    SubscriptionItem,
+)
 from flowjobs.errors import FlowjobsError
 
 
@@ -33,7 +41,10 @@ def set_subscription_status(sub, status: str) -> bool:
         raise TerminalStateError(f"subscription {sub.id} is {sub.status}; cannot become {status}")
     if status == E.SubscriptionStatus.CREDIT_TRIAL:
         raise BillingError("credit_trial is deprecated and never set")
-    if not sub.renews and status not in (E.SubscriptionStatus.ACTIVE, E.SubscriptionStatus.CANCELED):
+    if not sub.renews and status not in (
+        E.SubscriptionStatus.ACTIVE,
+        E.SubscriptionStatus.CANCELED,
+    ):
         raise BillingError(f"non-renewing subscription {sub.id} cannot become {status}")
     sub.status = status
     return True
@@ -62,38 +73,63 @@ def set_payment_status(payment: Payment, status: str) -> bool:
 
 def net_settled(s: Session, billing_period_id: str) -> int:
     """Σ amount − refunded_amount over the period's succeeded and refunded payments."""
-    total = s.exec(select(func.coalesce(func.sum(Payment.amount - func.coalesce(Payment.refunded_amount, 0)), 0))
-                   .where(Payment.billing_period_id == billing_period_id,
-                          Payment.status.in_(list(E.PAYMENT_SETTLED)))).one()
+    total = s.exec(
+        select(
+            func.coalesce(func.sum(Payment.amount - func.coalesce(Payment.refunded_amount, 0)), 0)
+        ).where(
+            Payment.billing_period_id == billing_period_id,
+            Payment.status.in_(list(E.PAYMENT_SETTLED)),
+        )
+    ).one()
     return int(total)
 
 
 def period_items(s: Session, billing_period_id: str) -> list[BillingPeriodItem]:
-    return list(s.exec(select(BillingPeriodItem).where(BillingPeriodItem.billing_period_id == billing_period_id)
-                       .order_by(BillingPeriodItem.created_at, BillingPeriodItem.id)))
+    return list(
+        s.exec(
+            select(BillingPeriodItem)
+            .where(BillingPeriodItem.billing_period_id == billing_period_id)
+            .order_by(BillingPeriodItem.created_at, BillingPeriodItem.id)
+        )
+    )
 
 
 def first_invoice(s: Session, billing_period_id: str) -> Invoice | None:
-    return s.exec(select(Invoice).where(Invoice.billing_period_id == billing_period_id)
-                  .order_by(Invoice.created_at, Invoice.id)).first()
+    return s.exec(
+        select(Invoice)
+        .where(Invoice.billing_period_id == billing_period_id)
+        .order_by(Invoice.created_at, Invoice.id)
+    ).first()
 
 
 def payment_of_run(s: Session, billing_run_id: str) -> Payment | None:
-    return s.exec(select(Payment).where(Payment.billing_run_id == billing_run_id)
-                  .order_by(Payment.created_at, Payment.id)).first()
+    return s.exec(
+        select(Payment)
+        .where(Payment.billing_run_id == billing_run_id)
+        .order_by(Payment.created_at, Payment.id)
+    ).first()
 
 
 def active_discount(s: Session, subscription_id: str) -> DiscountRedemption | None:
-    return s.exec(select(DiscountRedemption).where(DiscountRedemption.subscription_id == subscription_id,
-                                                   DiscountRedemption.fully_redeemed == False)  # noqa: E712
-                  .order_by(DiscountRedemption.created_at, DiscountRedemption.id)).first()
+    return s.exec(
+        select(DiscountRedemption)
+        .where(
+            DiscountRedemption.subscription_id == subscription_id,
+            DiscountRedemption.fully_redeemed == False,
+        )
+        .order_by(DiscountRedemption.created_at, DiscountRedemption.id)
+    ).first()
 
 
 def active_items(s: Session, subscription_id: str, at: datetime) -> list[SubscriptionItem]:
     """Items active at `at`: added on or before it and not expired by then."""
-    rows = s.exec(select(SubscriptionItem).where(SubscriptionItem.subscription_id == subscription_id,
-                                                 SubscriptionItem.added_date <= at)
-                  .order_by(SubscriptionItem.added_date, SubscriptionItem.id))
+    rows = s.exec(
+        select(SubscriptionItem)
+        .where(
+            SubscriptionItem.subscription_id == subscription_id, SubscriptionItem.added_date <= at
+        )
+        .order_by(SubscriptionItem.added_date, SubscriptionItem.id)
+    )
     return [i for i in rows if i.expired_at is None or i.expired_at > at]
 
 
@@ -102,9 +138,12 @@ def allocate_invoice_number(s: Session, customer: Customer) -> str:
 
     Upstream counted the customer's invoices, which two concurrent runs read alike (§13.16).
     """
-    result = s.execute(update(Customer).where(Customer.id == customer.id)
-                       .values(invoice_number_next=Customer.invoice_number_next + 1)
-                       .returning(Customer.invoice_number_next)).one()
+    result = s.execute(
+        update(Customer)
+        .where(Customer.id == customer.id)
+        .values(invoice_number_next=Customer.invoice_number_next + 1)
+        .returning(Customer.invoice_number_next)
+    ).one()
     s.refresh(customer)
     return f"{customer.invoice_number_base}-{result[0] - 1:05d}"
 
@@ -114,10 +153,19 @@ def runs_of_period(s: Session, billing_period_id: str) -> list[BillingRun]:
 
 
 def later_period_exists(s: Session, subscription_id: str, after: datetime) -> bool:
-    return s.exec(select(BillingPeriod.id).where(BillingPeriod.subscription_id == subscription_id,
-                                                 BillingPeriod.start_date > after)).first() is not None
+    return (
+        s.exec(
+            select(BillingPeriod.id).where(
+                BillingPeriod.subscription_id == subscription_id, BillingPeriod.start_date > after
+            )
+        ).first()
+        is not None
+    )
 
 
 def latest_period(s: Session, subscription_id: str) -> BillingPeriod | None:
-    return s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == subscription_id)
-                  .order_by(BillingPeriod.start_date.desc())).first()
+    return s.exec(
+        select(BillingPeriod)
+        .where(BillingPeriod.subscription_id == subscription_id)
+        .order_by(BillingPeriod.start_date.desc())
+    ).first()

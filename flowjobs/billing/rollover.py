@@ -20,13 +20,18 @@ from __future__ import annotations
 from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import fees, repo
-from flowjobs.billing.totals import compute
 from flowjobs.billing.cancel import cancel_immediately
-from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Organization,
-                                     Subscription)
+from flowjobs.billing.models import (
+    BillingPeriod,
+    BillingPeriodItem,
+    BillingRun,
+    Organization,
+    Subscription,
+)
 from flowjobs.billing.periods import next_period
 from flowjobs.billing.repo import BillingError
 from flowjobs.billing.runs import RunReport
+from flowjobs.billing.totals import compute
 from flowjobs.errors import NotFound
 
 
@@ -37,11 +42,15 @@ def transition_billing_period(b, billing_period_id: str) -> RunReport:
             raise NotFound(f"billing period {billing_period_id} does not exist")
         now = s.info["now"]
         if period.end_date > now:
-            raise BillingError(f"billing period {period.id} ends {period.end_date.isoformat()}, in the future")
+            raise BillingError(
+                f"billing period {period.id} ends {period.end_date.isoformat()}, in the future"
+            )
         closed = close_period(b, s, period)
         sub = s.get(Subscription, period.subscription_id)
         if sub.status == E.SubscriptionStatus.CREDIT_TRIAL or not sub.renews:
-            raise BillingError(f"subscription {sub.id} does not renew; it has no billing periods to roll")
+            raise BillingError(
+                f"subscription {sub.id} does not renew; it has no billing periods to roll"
+            )
         outcome = _roll(b, s, period, sub, now)
         return RunReport(period.id, outcome, period.status, f"period closed {closed}; {outcome}")
 
@@ -51,7 +60,9 @@ def close_period(b, s, period: BillingPeriod) -> str:
     if period.status in E.PERIOD_TERMINAL:
         return period.status
     owed = due_for_period(b, s, period) - repo.net_settled(s, period.id)
-    repo.set_period_status(period, E.BillingPeriodStatus.COMPLETED if owed <= 0 else E.BillingPeriodStatus.PAST_DUE)
+    repo.set_period_status(
+        period, E.BillingPeriodStatus.COMPLETED if owed <= 0 else E.BillingPeriodStatus.PAST_DUE
+    )
     return period.status
 
 
@@ -62,13 +73,25 @@ def due_for_period(b, s, period: BillingPeriod) -> int:
     sub = s.get(Subscription, period.subscription_id)
     org = s.get(Organization, sub.organization_id)
     redemption = repo.active_discount(s, sub.id)
-    discount = fees.Discount(redemption.discount_amount_type, redemption.discount_amount) if redemption else None
-    result = compute(org.default_currency, [(i.unit_price, i.quantity) for i in repo.period_items(s, period.id)],
-                     discount=discount)  # the invoice money rule (flowjobs.billing.totals); no fees needed here
+    discount = (
+        fees.Discount(redemption.discount_amount_type, redemption.discount_amount)
+        if redemption
+        else None
+    )
+    result = compute(
+        org.default_currency,
+        [(i.unit_price, i.quantity) for i in repo.period_items(s, period.id)],
+        discount=discount,
+    )  # the invoice money rule (flowjobs.billing.totals); no fees needed here
     tax = 0
     if fees.is_merchant_of_record(org.stripe_connect_contract_type) and result.subtotal > 0:
-        tax = b.tax.calculate(pretax_amount=result.subtotal, currency=org.default_currency,
-                              customer_country=None, organization_id=org.id, livemode=period.livemode)
+        tax = b.tax.calculate(
+            pretax_amount=result.subtotal,
+            currency=org.default_currency,
+            customer_country=None,
+            organization_id=org.id,
+            livemode=period.livemode,
+        )
     return result.subtotal + tax
 
 
@@ -77,45 +100,87 @@ def _roll(b, s, period, sub, now) -> str:
         return f"subscription is {sub.status}; no new period"
     if sub.cancel_scheduled_at is not None and sub.cancel_scheduled_at <= now:
         # The same path as the cancellation job (notifications included), whichever runs first.
-        cancel_immediately(b, s, sub, reason=sub.cancellation_reason or E.CancellationReason.CUSTOMER_REQUEST)
+        cancel_immediately(
+            b, s, sub, reason=sub.cancellation_reason or E.CancellationReason.CUSTOMER_REQUEST
+        )
         return "cancellation was due; subscription canceled"
     if repo.later_period_exists(s, sub.id, period.start_date):
         return "next period already exists"
     if sub.cancel_scheduled_at is not None:
         return "cancellation scheduled; no new period"
-    start, end = next_period(repo.latest_period(s, sub.id).end_date, sub.interval, sub.interval_count)
-    new = BillingPeriod(id=ids.new_id("billing_period"), livemode=sub.livemode, subscription_id=sub.id,
-                        start_date=start, end_date=end,
-                        status=E.BillingPeriodStatus.ACTIVE if start <= now else E.BillingPeriodStatus.UPCOMING)
+    start, end = next_period(
+        repo.latest_period(s, sub.id).end_date, sub.interval, sub.interval_count
+    )
+    new = BillingPeriod(
+        id=ids.new_id("billing_period"),
+        livemode=sub.livemode,
+        subscription_id=sub.id,
+        start_date=start,
+        end_date=end,
+        status=E.BillingPeriodStatus.ACTIVE if start <= now else E.BillingPeriodStatus.UPCOMING,
+    )
     s.add(new)
     for item in repo.active_items(s, sub.id, start):
         if item.manually_created or item.price_id is None:
             continue
-        s.add(BillingPeriodItem(id=ids.new_id("billing_period_item"), livemode=sub.livemode,
-                                billing_period_id=new.id, quantity=item.quantity, unit_price=item.unit_price,
-                                name=item.name or "", description=""))
+        s.add(
+            BillingPeriodItem(
+                id=ids.new_id("billing_period_item"),
+                livemode=sub.livemode,
+                billing_period_id=new.id,
+                quantity=item.quantity,
+                unit_price=item.unit_price,
+                name=item.name or "",
+                description="",
+            )
+        )
     sub.current_billing_period_start, sub.current_billing_period_end = start, end
     from flowjobs.billing.adjust import apply_scheduled
-    apply_scheduled(s, sub, start)  # a plan change scheduled for the period end: its items were copied above
+
+    apply_scheduled(
+        s, sub, start
+    )  # a plan change scheduled for the period end: its items were copied above
     method_id = sub.default_payment_method_id or sub.backup_payment_method_id
     if method_id and not sub.do_not_charge:
         schedule_run(b, s, sub, new, method_id)
-    status = E.SubscriptionStatus.ACTIVE if (method_id or sub.do_not_charge) else E.SubscriptionStatus.PAST_DUE
+    status = (
+        E.SubscriptionStatus.ACTIVE
+        if (method_id or sub.do_not_charge)
+        else E.SubscriptionStatus.PAST_DUE
+    )
     repo.set_subscription_status(sub, status)
     if period.trial_period and status == E.SubscriptionStatus.PAST_DUE:
-        b.trigger(s, "send-customer-trial-expired-notification", {"subscriptionId": sub.id},
-                  key=f"send-customer-trial-expired-notification-{sub.id}")
+        b.trigger(
+            s,
+            "send-customer-trial-expired-notification",
+            {"subscriptionId": sub.id},
+            key=f"send-customer-trial-expired-notification-{sub.id}",
+        )
     return f"opened period {new.id}"
 
 
-def schedule_run(b, s, sub: Subscription, period: BillingPeriod, method_id: str, attempt: int = 1) -> BillingRun:
+def schedule_run(
+    b, s, sub: Subscription, period: BillingPeriod, method_id: str, attempt: int = 1
+) -> BillingRun:
     """Insert the period's billing run and trigger `attempt-billing-run` for when it is due."""
     when = period.start_date if sub.run_billing_at_period_start else period.end_date
-    run = BillingRun(id=ids.new_id("billing_run"), livemode=sub.livemode, billing_period_id=period.id,
-                     scheduled_for=when, status=E.BillingRunStatus.SCHEDULED, attempt_number=attempt,
-                     subscription_id=sub.id, payment_method_id=method_id)
+    run = BillingRun(
+        id=ids.new_id("billing_run"),
+        livemode=sub.livemode,
+        billing_period_id=period.id,
+        scheduled_for=when,
+        status=E.BillingRunStatus.SCHEDULED,
+        attempt_number=attempt,
+        subscription_id=sub.id,
+        payment_method_id=method_id,
+    )
     s.add(run)
     s.flush()
-    b.trigger(s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}",
-              run_at=when)
+    b.trigger(
+        s,
+        "attempt-billing-run",
+        {"billingRunId": run.id},
+        key=f"attempt-billing-run:{run.id}",
+        run_at=when,
+    )
     return run

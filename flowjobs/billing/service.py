@@ -11,6 +11,7 @@ import importlib
 import logging
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from flowjobs.billing.db import unit_of_work
 from flowjobs.billing.tax import FlatRateTax, ZeroTax
@@ -21,7 +22,7 @@ log = logging.getLogger("flowjobs.billing")
 
 
 def load_tax_calculator(spec: str):
-    """"" → ZeroTax; "flat:<percent>" → FlatRateTax; "module:object" → that object (or class)."""
+    """ "" → ZeroTax; "flat:<percent>" → FlatRateTax; "module:object" → that object (or class)."""
     if not spec:
         return ZeroTax()
     if spec.startswith("flat:"):
@@ -68,7 +69,9 @@ class Billing:
         with unit_of_work(self.engine, now or self.now()) as session:
             emit.watch(session)
             yield session
-            emit.deliver_new_events(self, session)  # events written here: deliveries commit with them
+            emit.deliver_new_events(
+                self, session
+            )  # events written here: deliveries commit with them
 
     @contextmanager
     def dry_run(self):
@@ -95,7 +98,14 @@ class Billing:
             session.rollback()
             session.close()
 
-    def trigger(self, session, task: str, payload: dict, key: str | None = None, run_at: datetime | None = None):
+    def trigger(
+        self,
+        session,
+        task: str,
+        payload: dict,
+        key: str | None = None,
+        run_at: datetime | None = None,
+    ):
         """Trigger `task` inside `session`'s transaction (deduplicated by `key`)."""
         options = {}
         if key:
@@ -119,7 +129,9 @@ class DryRunRefused(Exception):
 class ReadOnlyGateway:
     """The Stripe gateway during a dry run: reads pass through, writes are refused."""
 
-    READS = {"retrieve_payment_intent", "count_charges", "client", "settings"}
+    READS: ClassVar[frozenset[str]] = frozenset(
+        {"retrieve_payment_intent", "count_charges", "client", "settings"}
+    )
 
     def __init__(self, gateway):
         self._gateway = gateway

@@ -14,9 +14,22 @@ from sqlmodel import select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
-from flowjobs.billing.models import (BillingPeriod, BillingPeriodItem, BillingRun, Country, Customer,
-                                     DiscountRedemption, Membership, Organization, PaymentMethod,
-                                     Price, Product, Subscription, SubscriptionItem, User)
+from flowjobs.billing.models import (
+    BillingPeriod,
+    BillingPeriodItem,
+    BillingRun,
+    Country,
+    Customer,
+    DiscountRedemption,
+    Membership,
+    Organization,
+    PaymentMethod,
+    Price,
+    Product,
+    Subscription,
+    SubscriptionItem,
+    User,
+)
 from flowjobs.billing.money import normalise_currency
 from flowjobs.billing.periods import period_end
 
@@ -32,55 +45,106 @@ def country(s, code: str, name: str | None = None) -> Country:
     return row
 
 
-def organization(s, name: str, *, currency: str = "USD", country_code: str = "US", **fields) -> Organization:
-    org = Organization(id=ids.new_id("org"), name=name, country_id=country(s, country_code).id,
-                       default_currency=normalise_currency(currency), **fields)
+def organization(
+    s, name: str, *, currency: str = "USD", country_code: str = "US", **fields
+) -> Organization:
+    org = Organization(
+        id=ids.new_id("org"),
+        name=name,
+        country_id=country(s, country_code).id,
+        default_currency=normalise_currency(currency),
+        **fields,
+    )
     s.add(org)
     return org
 
 
-def member(s, org: Organization, email: str, *, role: str = E.MembershipRole.OWNER,
-           preferences: dict | None = None) -> Membership:
+def member(
+    s,
+    org: Organization,
+    email: str,
+    *,
+    role: str = E.MembershipRole.OWNER,
+    preferences: dict | None = None,
+) -> Membership:
     user = User(id=ids.new_id("user"), email=email, name=email.split("@")[0])
     s.add(user)
-    row = Membership(id=ids.new_id("memb"), user_id=user.id, organization_id=org.id, role=role,
-                     notification_preferences=preferences or {})
+    row = Membership(
+        id=ids.new_id("memb"),
+        user_id=user.id,
+        organization_id=org.id,
+        role=role,
+        notification_preferences=preferences or {},
+    )
     s.add(row)
     return row
 
 
-def customer(s, org: Organization, *, email: str, name: str, stripe_customer_id: str | None = None,
-             livemode: bool = False, billing_address: dict | None = None) -> Customer:
-    row = Customer(id=ids.new_id("cust"), livemode=livemode, organization_id=org.id, email=email, name=name,
-                   invoice_number_base="".join(secrets.choice(INVOICE_BASE_ALPHABET) for _ in range(7)),
-                   stripe_customer_id=stripe_customer_id, external_id=ids.new_id("ext"),
-                   billing_address=billing_address)
+def customer(
+    s,
+    org: Organization,
+    *,
+    email: str,
+    name: str,
+    stripe_customer_id: str | None = None,
+    livemode: bool = False,
+    billing_address: dict | None = None,
+) -> Customer:
+    row = Customer(
+        id=ids.new_id("cust"),
+        livemode=livemode,
+        organization_id=org.id,
+        email=email,
+        name=name,
+        invoice_number_base="".join(secrets.choice(INVOICE_BASE_ALPHABET) for _ in range(7)),
+        stripe_customer_id=stripe_customer_id,
+        external_id=ids.new_id("ext"),
+        billing_address=billing_address,
+    )
     s.add(row)
     return row
 
 
-def card(s, cust: Customer, *, stripe_payment_method_id: str | None, last4: str = "4242",
-         country_code: str = "US") -> PaymentMethod:
+def card(
+    s,
+    cust: Customer,
+    *,
+    stripe_payment_method_id: str | None,
+    last4: str = "4242",
+    country_code: str = "US",
+) -> PaymentMethod:
     """A card row from values the caller already has (tests, the demo's `attach_card` answer).
     A payment method Stripe reports (a SetupIntent) is recorded by `payment_method_from_stripe`."""
-    row = PaymentMethod(id=ids.new_id("pm"), livemode=cust.livemode, customer_id=cust.id,
-                        billing_details={"name": cust.name, "email": cust.email,
-                                         "address": {"country": country_code}},
-                        type=E.PaymentMethodType.CARD, default=True,
-                        payment_method_data={"last4": last4, "country": country_code},
-                        stripe_payment_method_id=stripe_payment_method_id)
+    row = PaymentMethod(
+        id=ids.new_id("pm"),
+        livemode=cust.livemode,
+        customer_id=cust.id,
+        billing_details={
+            "name": cust.name,
+            "email": cust.email,
+            "address": {"country": country_code},
+        },
+        type=E.PaymentMethodType.CARD,
+        default=True,
+        payment_method_data={"last4": last4, "country": country_code},
+        stripe_payment_method_id=stripe_payment_method_id,
+    )
     s.add(row)
     return row
 
 
 CARD_FIELDS = ("brand", "last4", "exp_month", "exp_year", "country", "funding")
-METHOD_FIELDS = {E.PaymentMethodType.CARD: CARD_FIELDS,
-                 E.PaymentMethodType.US_BANK_ACCOUNT: ("bank_name", "last4", "account_type"),
-                 E.PaymentMethodType.SEPA_DEBIT: ("last4", "country", "bank_code"),
-                 E.PaymentMethodType.LINK: ("email",)}
+METHOD_FIELDS = {
+    E.PaymentMethodType.CARD: CARD_FIELDS,
+    E.PaymentMethodType.US_BANK_ACCOUNT: ("bank_name", "last4", "account_type"),
+    E.PaymentMethodType.SEPA_DEBIT: ("last4", "country", "bank_code"),
+    E.PaymentMethodType.LINK: ("email",),
+}
 
 
-def payment_method_from_stripe(s, cust: Customer, stripe_pm: dict | None, *, default: bool = True) -> PaymentMethod:
+def payment_method_from_stripe(
+    s, cust: Customer, stripe_pm: dict | None, *, default: bool = True
+) -> PaymentMethod:
     """A payment method row from the Stripe PaymentMethod object: its type, billing details, and
     what Stripe says about the instrument (card brand, last4, expiry, issuing country) — nothing
     assumed. A field Stripe leaves empty stays absent (the fee rule then refuses an unknown
@@ -91,17 +155,25 @@ def payment_method_from_stripe(s, cust: Customer, stripe_pm: dict | None, *, def
         raise BillingError("the Stripe PaymentMethod could not be read; nothing recorded")
     kind = stripe_pm.get("type") or ""
     if kind not in METHOD_FIELDS:
-        raise BillingError(f"Stripe PaymentMethod {stripe_pm['id']} is of type {kind!r}, which flowjobs "
-                           f"does not bill ({', '.join(METHOD_FIELDS)})")
+        raise BillingError(
+            f"Stripe PaymentMethod {stripe_pm['id']} is of type {kind!r}, which flowjobs "
+            f"does not bill ({', '.join(METHOD_FIELDS)})"
+        )
     details = stripe_pm.get(kind) or {}
     data = {k: details[k] for k in METHOD_FIELDS[kind] if details.get(k) not in (None, "")}
     if data.get("country"):
         data["country"] = str(data["country"]).upper()
     livemode = stripe_pm.get("livemode")
-    row = PaymentMethod(id=ids.new_id("pm"), livemode=cust.livemode if livemode is None else bool(livemode),
-                        customer_id=cust.id, billing_details=dict(stripe_pm.get("billing_details") or {}),
-                        type=kind, default=default, payment_method_data=data,
-                        stripe_payment_method_id=stripe_pm["id"])
+    row = PaymentMethod(
+        id=ids.new_id("pm"),
+        livemode=cust.livemode if livemode is None else bool(livemode),
+        customer_id=cust.id,
+        billing_details=dict(stripe_pm.get("billing_details") or {}),
+        type=kind,
+        default=default,
+        payment_method_data=data,
+        stripe_payment_method_id=stripe_pm["id"],
+    )
     s.add(row)
     return row
 
@@ -112,7 +184,11 @@ def stripe_payment_method(b, intent) -> dict | None:
     record: no checkout session for the intent, a finished one, or a method already recorded."""
     from flowjobs.billing.models import CheckoutSession
 
-    value = intent.get("payment_method") if isinstance(intent, dict) else getattr(intent, "payment_method", None)
+    value = (
+        intent.get("payment_method")
+        if isinstance(intent, dict)
+        else getattr(intent, "payment_method", None)
+    )
     if isinstance(value, dict) and value.get("type"):
         return value  # expanded in the event: the object itself
     pm_id = value.get("id") if isinstance(value, dict) else getattr(value, "id", value)
@@ -120,67 +196,160 @@ def stripe_payment_method(b, intent) -> dict | None:
     if not pm_id or not intent_id:
         return None
     with b.unit() as s:
-        session = s.exec(select(CheckoutSession).where(CheckoutSession.stripe_setup_intent_id == intent_id)).first()
-        known = s.exec(select(PaymentMethod.id).where(PaymentMethod.stripe_payment_method_id == pm_id)).first()
-        if session is None or known is not None or session.status in (
-                E.CheckoutSessionStatus.SUCCEEDED, E.CheckoutSessionStatus.FAILED, E.CheckoutSessionStatus.EXPIRED):
+        session = s.exec(
+            select(CheckoutSession).where(CheckoutSession.stripe_setup_intent_id == intent_id)
+        ).first()
+        known = s.exec(
+            select(PaymentMethod.id).where(PaymentMethod.stripe_payment_method_id == pm_id)
+        ).first()
+        if (
+            session is None
+            or known is not None
+            or session.status
+            in (
+                E.CheckoutSessionStatus.SUCCEEDED,
+                E.CheckoutSessionStatus.FAILED,
+                E.CheckoutSessionStatus.EXPIRED,
+            )
+        ):
             return None
         livemode = session.livemode
     return b.gateway.retrieve_payment_method(livemode, pm_id)
 
 
-def plan(s, org: Organization, name: str, unit_price: int, *, interval: str = E.IntervalUnit.MONTH,
-         count: int = 1, livemode: bool = False) -> Price:
-    product = Product(id=ids.new_id("prod"), livemode=livemode, name=name, organization_id=org.id,
-                      slug=name.lower().replace(" ", "-"))
+def plan(
+    s,
+    org: Organization,
+    name: str,
+    unit_price: int,
+    *,
+    interval: str = E.IntervalUnit.MONTH,
+    count: int = 1,
+    livemode: bool = False,
+) -> Price:
+    product = Product(
+        id=ids.new_id("prod"),
+        livemode=livemode,
+        name=name,
+        organization_id=org.id,
+        slug=name.lower().replace(" ", "-"),
+    )
     s.add(product)
-    price = Price(id=ids.new_id("price"), livemode=livemode, type=E.PriceType.SUBSCRIPTION,
-                  interval_unit=interval, interval_count=count, unit_price=unit_price,
-                  product_id=product.id, currency=org.default_currency, name=name)
+    price = Price(
+        id=ids.new_id("price"),
+        livemode=livemode,
+        type=E.PriceType.SUBSCRIPTION,
+        interval_unit=interval,
+        interval_count=count,
+        unit_price=unit_price,
+        product_id=product.id,
+        currency=org.default_currency,
+        name=name,
+    )
     s.add(price)
     return price
 
 
-def subscription(s, cust: Customer, price: Price, method: PaymentMethod | None, *, start: datetime,
-                 quantity: int = 1, trial_end: datetime | None = None, do_not_charge: bool = False,
-                 run_billing_at_period_start: bool = True) -> tuple[Subscription, BillingPeriod, BillingRun | None]:
+def subscription(
+    s,
+    cust: Customer,
+    price: Price,
+    method: PaymentMethod | None,
+    *,
+    start: datetime,
+    quantity: int = 1,
+    trial_end: datetime | None = None,
+    do_not_charge: bool = False,
+    run_billing_at_period_start: bool = True,
+) -> tuple[Subscription, BillingPeriod, BillingRun | None]:
     """A standard renewing subscription with its first period and (when chargeable) billing run."""
     now = s.info["now"]
     trialing = trial_end is not None and trial_end > start
-    status = (E.SubscriptionStatus.TRIALING if trialing else
-              E.SubscriptionStatus.ACTIVE if (method or do_not_charge) else E.SubscriptionStatus.INCOMPLETE)
+    status = (
+        E.SubscriptionStatus.TRIALING
+        if trialing
+        else E.SubscriptionStatus.ACTIVE
+        if (method or do_not_charge)
+        else E.SubscriptionStatus.INCOMPLETE
+    )
     end = trial_end if trialing else period_end(start, price.interval_unit, price.interval_count)
     sub = Subscription(
-        id=ids.new_id("sub"), livemode=cust.livemode, start_date=start, customer_id=cust.id,
-        organization_id=cust.organization_id, status=status,
-        default_payment_method_id=method.id if method else None, trial_end=trial_end if trialing else None,
-        current_billing_period_start=start, current_billing_period_end=end,
-        is_free_plan=price.unit_price == 0, do_not_charge=do_not_charge, price_id=price.id,
-        run_billing_at_period_start=run_billing_at_period_start, interval=price.interval_unit,
-        interval_count=price.interval_count, billing_cycle_anchor_date=start, name=price.name)
+        id=ids.new_id("sub"),
+        livemode=cust.livemode,
+        start_date=start,
+        customer_id=cust.id,
+        organization_id=cust.organization_id,
+        status=status,
+        default_payment_method_id=method.id if method else None,
+        trial_end=trial_end if trialing else None,
+        current_billing_period_start=start,
+        current_billing_period_end=end,
+        is_free_plan=price.unit_price == 0,
+        do_not_charge=do_not_charge,
+        price_id=price.id,
+        run_billing_at_period_start=run_billing_at_period_start,
+        interval=price.interval_unit,
+        interval_count=price.interval_count,
+        billing_cycle_anchor_date=start,
+        name=price.name,
+    )
     s.add(sub)
     label = price.name + (f" x {quantity}" if quantity != 1 else "")
-    s.add(SubscriptionItem(id=ids.new_id("si"), livemode=cust.livemode, subscription_id=sub.id, name=label,
-                           added_date=start, price_id=price.id, unit_price=0 if do_not_charge else price.unit_price,
-                           quantity=quantity))
-    period = BillingPeriod(id=ids.new_id("billing_period"), livemode=cust.livemode, subscription_id=sub.id,
-                           start_date=start, end_date=end, trial_period=trialing,
-                           status=E.BillingPeriodStatus.ACTIVE if start <= now else E.BillingPeriodStatus.UPCOMING)
+    s.add(
+        SubscriptionItem(
+            id=ids.new_id("si"),
+            livemode=cust.livemode,
+            subscription_id=sub.id,
+            name=label,
+            added_date=start,
+            price_id=price.id,
+            unit_price=0 if do_not_charge else price.unit_price,
+            quantity=quantity,
+        )
+    )
+    period = BillingPeriod(
+        id=ids.new_id("billing_period"),
+        livemode=cust.livemode,
+        subscription_id=sub.id,
+        start_date=start,
+        end_date=end,
+        trial_period=trialing,
+        status=E.BillingPeriodStatus.ACTIVE if start <= now else E.BillingPeriodStatus.UPCOMING,
+    )
     s.add(period)
     if not trialing:
-        s.add(BillingPeriodItem(id=ids.new_id("billing_period_item"), livemode=cust.livemode,
-                                billing_period_id=period.id, quantity=quantity,
-                                unit_price=0 if do_not_charge else price.unit_price, name=label))
+        s.add(
+            BillingPeriodItem(
+                id=ids.new_id("billing_period_item"),
+                livemode=cust.livemode,
+                billing_period_id=period.id,
+                quantity=quantity,
+                unit_price=0 if do_not_charge else price.unit_price,
+                name=label,
+            )
+        )
     run = None
     if method is not None and not do_not_charge:
-        run = BillingRun(id=ids.new_id("billing_run"), livemode=cust.livemode, billing_period_id=period.id,
-                         scheduled_for=start if run_billing_at_period_start else end,
-                         subscription_id=sub.id, payment_method_id=method.id)
+        run = BillingRun(
+            id=ids.new_id("billing_run"),
+            livemode=cust.livemode,
+            billing_period_id=period.id,
+            scheduled_for=start if run_billing_at_period_start else end,
+            subscription_id=sub.id,
+            payment_method_id=method.id,
+        )
         s.add(run)
     from flowjobs.outbound.emit import emit_event  # spec §7.2: the subscription.created event
 
-    emit_event(s, E.FlowgladEventType.SUBSCRIPTION_CREATED, E.EventNoun.SUBSCRIPTION, sub.id,
-               organization_id=sub.organization_id, livemode=sub.livemode, customer=cust)
+    emit_event(
+        s,
+        E.FlowgladEventType.SUBSCRIPTION_CREATED,
+        E.EventNoun.SUBSCRIPTION,
+        sub.id,
+        organization_id=sub.organization_id,
+        livemode=sub.livemode,
+        customer=cust,
+    )
     s.flush()
     return sub, period, run
 
@@ -196,10 +365,16 @@ def replace_free_subscription(b, s, sub: Subscription) -> Subscription | None:
     price = s.get(Price, sub.price_id or "")
     if sub.is_free_plan or price is None or price.unit_price <= 0:
         return None
-    free = s.exec(select(Subscription).where(
-        Subscription.customer_id == sub.customer_id, Subscription.id != sub.id,
-        Subscription.is_free_plan == True,  # noqa: E712
-        Subscription.status.not_in(list(E.SUBSCRIPTION_TERMINAL))).order_by(Subscription.created_at)).first()
+    free = s.exec(
+        select(Subscription)
+        .where(
+            Subscription.customer_id == sub.customer_id,
+            Subscription.id != sub.id,
+            Subscription.is_free_plan == True,
+            Subscription.status.not_in(list(E.SUBSCRIPTION_TERMINAL)),
+        )
+        .order_by(Subscription.created_at)
+    ).first()
     if free is None:
         return None
     now = s.info["now"]
@@ -211,7 +386,9 @@ def replace_free_subscription(b, s, sub: Subscription) -> Subscription | None:
     return free
 
 
-def notify_subscription_created(b, s, sub: Subscription, replaced: Subscription | None = None) -> list[str]:
+def notify_subscription_created(
+    b, s, sub: Subscription, replaced: Subscription | None = None
+) -> list[str]:
     """Trigger the emails of a subscription just created by a flow (spec §7.2, §10; the
     `product` checkout of `setup_intent.succeeded`): the organisation's subscription-created,
     and the customer's subscription-created — or subscription-upgraded when it replaced the
@@ -227,17 +404,44 @@ def notify_subscription_created(b, s, sub: Subscription, replaced: Subscription 
     org_task = "send-organization-subscription-created-notification"
     if replaced is not None:
         customer_task = "send-customer-subscription-upgraded-notification"
-        b.trigger(s, customer_task, {"customerId": sub.customer_id, "newSubscriptionId": sub.id,
-                                     "previousSubscriptionId": replaced.id, "organizationId": sub.organization_id},
-                  key=f"{customer_task}-{sub.id}-{replaced.id}")
+        b.trigger(
+            s,
+            customer_task,
+            {
+                "customerId": sub.customer_id,
+                "newSubscriptionId": sub.id,
+                "previousSubscriptionId": replaced.id,
+                "organizationId": sub.organization_id,
+            },
+            key=f"{customer_task}-{sub.id}-{replaced.id}",
+        )
     else:
         customer_task = "send-customer-subscription-created-notification"
-        b.trigger(s, customer_task, {"customerId": sub.customer_id, "subscriptionId": sub.id,
-                                     "organizationId": sub.organization_id}, key=f"{customer_task}-{sub.id}")
-    b.trigger(s, org_task, {"subscription": {"id": sub.id, "customerId": sub.customer_id,
-                                             "organizationId": sub.organization_id, "name": sub.name,
-                                             "status": sub.status, "livemode": sub.livemode}},
-              key=f"{org_task}-{sub.id}")
+        b.trigger(
+            s,
+            customer_task,
+            {
+                "customerId": sub.customer_id,
+                "subscriptionId": sub.id,
+                "organizationId": sub.organization_id,
+            },
+            key=f"{customer_task}-{sub.id}",
+        )
+    b.trigger(
+        s,
+        org_task,
+        {
+            "subscription": {
+                "id": sub.id,
+                "customerId": sub.customer_id,
+                "organizationId": sub.organization_id,
+                "name": sub.name,
+                "status": sub.status,
+                "livemode": sub.livemode,
+            }
+        },
+        key=f"{org_task}-{sub.id}",
+    )
     return [customer_task, org_task]
 
 
@@ -248,17 +452,39 @@ def invoice_lines(s, invoice, items, *, billing_run_id: str | None = None) -> No
     for item in items:
         if item.quantity <= 0:
             continue
-        s.add(InvoiceLineItem(id=ids.new_id("inv_li"), livemode=invoice.livemode, invoice_id=invoice.id,
-                              quantity=item.quantity, price=item.unit_price, billing_run_id=billing_run_id,
-                              description=f"{item.name} - {item.description}" if item.description else item.name,
-                              type=E.SubscriptionItemType.STATIC))
+        s.add(
+            InvoiceLineItem(
+                id=ids.new_id("inv_li"),
+                livemode=invoice.livemode,
+                invoice_id=invoice.id,
+                quantity=item.quantity,
+                price=item.unit_price,
+                billing_run_id=billing_run_id,
+                description=f"{item.name} - {item.description}" if item.description else item.name,
+                type=E.SubscriptionItemType.STATIC,
+            )
+        )
 
 
-def discount(s, sub: Subscription, *, amount: int, amount_type: str = E.DiscountAmountType.PERCENT,
-             code: str = "WELCOME", duration: str = E.DiscountDuration.FOREVER) -> DiscountRedemption:
-    row = DiscountRedemption(id=ids.new_id("discount_redemption"), livemode=sub.livemode,
-                             discount_id=ids.new_id("discount"), subscription_id=sub.id, discount_name=code.title(),
-                             discount_code=code, discount_amount=amount, discount_amount_type=amount_type,
-                             duration=duration)
+def discount(
+    s,
+    sub: Subscription,
+    *,
+    amount: int,
+    amount_type: str = E.DiscountAmountType.PERCENT,
+    code: str = "WELCOME",
+    duration: str = E.DiscountDuration.FOREVER,
+) -> DiscountRedemption:
+    row = DiscountRedemption(
+        id=ids.new_id("discount_redemption"),
+        livemode=sub.livemode,
+        discount_id=ids.new_id("discount"),
+        subscription_id=sub.id,
+        discount_name=code.title(),
+        discount_code=code,
+        discount_amount=amount,
+        discount_amount_type=amount_type,
+        duration=duration,
+    )
     s.add(row)
     return row

@@ -57,10 +57,15 @@ class StaleReport:
     errors: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"totalStalePayments": self.total, "successfullyFailed": len(self.failed),
-                "failedPaymentIds": self.failed, "settledPaymentIds": self.settled,
-                "stillProcessingPaymentIds": self.still_processing, "requeuedPaymentIds": self.requeued,
-                "errors": self.errors}
+        return {
+            "totalStalePayments": self.total,
+            "successfullyFailed": len(self.failed),
+            "failedPaymentIds": self.failed,
+            "settledPaymentIds": self.settled,
+            "stillProcessingPaymentIds": self.still_processing,
+            "requeuedPaymentIds": self.requeued,
+            "errors": self.errors,
+        }
 
 
 def stale_payment_pages(b, threshold: datetime, page: int):
@@ -68,9 +73,18 @@ def stale_payment_pages(b, threshold: datetime, page: int):
     after = ""
     while True:
         with b.unit() as s:
-            ids_ = list(s.exec(select(Payment.id).where(Payment.status.in_(list(E.PAYMENT_PENDING)),
-                                                         Payment.updated_at <= threshold, Payment.id > after)
-                               .order_by(Payment.id).limit(page)))
+            ids_ = list(
+                s.exec(
+                    select(Payment.id)
+                    .where(
+                        Payment.status.in_(list(E.PAYMENT_PENDING)),
+                        Payment.updated_at <= threshold,
+                        Payment.id > after,
+                    )
+                    .order_by(Payment.id)
+                    .limit(page)
+                )
+            )
         if not ids_:
             return
         yield ids_
@@ -86,7 +100,9 @@ def fail_stale_payments(b, now: datetime, *, alert: bool = False) -> StaleReport
             try:
                 _one(b, payment_id, now, report, alert)
             except Exception as exc:  # per payment: one bad row must not stop the rest
-                report.errors.append({"paymentId": payment_id, "error": f"{type(exc).__name__}: {exc}"})
+                report.errors.append(
+                    {"paymentId": payment_id, "error": f"{type(exc).__name__}: {exc}"}
+                )
     return report
 
 
@@ -100,33 +116,60 @@ def _one(b, payment_id: str, now: datetime, report: StaleReport, alert: bool) ->
         run = s.get(BillingRun, payment.billing_run_id) if payment.billing_run_id else None
         run_id = run.id if run is not None else None
         charging = run is not None and run.status == E.BillingRunStatus.IN_PROGRESS
-        intent_id, livemode, made = payment.stripe_payment_intent_id, payment.livemode, payment.created_at
+        intent_id, livemode, made = (
+            payment.stripe_payment_intent_id,
+            payment.livemode,
+            payment.created_at,
+        )
     if intent_id is None:
         if charging:  # never confirmed, so never charged: settle it like a failed job
-            _settled_run(settle_failed_job(b, run_id, None, "payment stale without a PaymentIntent",
-                                           alert=alert), payment_id, report)
+            _settled_run(
+                settle_failed_job(
+                    b, run_id, None, "payment stale without a PaymentIntent", alert=alert
+                ),
+                payment_id,
+                report,
+            )
         else:  # no Stripe trace and nothing executing it
             _fail(b, payment_id, timeout_message(b.settings.stale_payment_after))
             report.failed.append(payment_id)
         return
     result = b.gateway.retrieve_payment_intent(livemode, intent_id)
     if result.status == "requires_confirmation" and charging:
-        _settled_run(settle_failed_job(b, run_id, None, "payment stale, its PaymentIntent never confirmed",
-                                       alert=alert), payment_id, report)
+        _settled_run(
+            settle_failed_job(
+                b, run_id, None, "payment stale, its PaymentIntent never confirmed", alert=alert
+            ),
+            payment_id,
+            report,
+        )
         return
     if result.status in STILL_PENDING:
-        give_up = (b.settings.processing_give_up_after if result.status == "processing"
-                   else b.settings.pending_give_up_after)
+        give_up = (
+            b.settings.processing_give_up_after
+            if result.status == "processing"
+            else b.settings.pending_give_up_after
+        )
         if now - made < timedelta(seconds=give_up):
             _sync_pending(b, run_id, payment_id, result)
             report.still_processing.append(payment_id)
             return
         if result.status != "processing":
-            result = b.gateway.cancel_payment_intent(livemode, intent_id)  # so it can never charge now
+            result = b.gateway.cancel_payment_intent(
+                livemode, intent_id
+            )  # so it can never charge now
         if result.status in STILL_PENDING or result.status == "canceled":
-            result = ChargeResult("requires_payment_method", intent_id, result.charge_id, "failed",
-                                  result.amount, result.currency, result.created, TIMEOUT_CODE,
-                                  timeout_message(give_up))
+            result = ChargeResult(
+                "requires_payment_method",
+                intent_id,
+                result.charge_id,
+                "failed",
+                result.amount,
+                result.currency,
+                result.created,
+                TIMEOUT_CODE,
+                timeout_message(give_up),
+            )
     if run_id is not None:
         apply_charge_result(b, run_id, result)
     else:
@@ -135,7 +178,9 @@ def _one(b, payment_id: str, now: datetime, report: StaleReport, alert: bool) ->
 
 
 def _settled_run(outcome, payment_id: str, report: StaleReport) -> None:
-    if outcome.action == "requeued" or (outcome.action == "failed" and outcome.extra.get("requeues")):
+    if outcome.action == "requeued" or (
+        outcome.action == "failed" and outcome.extra.get("requeues")
+    ):
         report.requeued.append(payment_id)
     elif outcome.action == "charged":
         report.settled.append(payment_id)

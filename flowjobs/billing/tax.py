@@ -10,16 +10,30 @@ from typing import Protocol
 
 
 class TaxCalculator(Protocol):
-    def calculate(self, *, pretax_amount: int, currency: str, customer_country: str | None,
-                  organization_id: str, livemode: bool) -> int:
+    def calculate(
+        self,
+        *,
+        pretax_amount: int,
+        currency: str,
+        customer_country: str | None,
+        organization_id: str,
+        livemode: bool,
+    ) -> int:
         """Tax (exclusive) in minor units on `pretax_amount`."""
 
 
 class ZeroTax:
     """Computes no tax: the default until a real tax engine is configured."""
 
-    def calculate(self, *, pretax_amount: int, currency: str, customer_country: str | None,
-                  organization_id: str, livemode: bool) -> int:
+    def calculate(
+        self,
+        *,
+        pretax_amount: int,
+        currency: str,
+        customer_country: str | None,
+        organization_id: str,
+        livemode: bool,
+    ) -> int:
         return 0
 
 
@@ -29,8 +43,15 @@ class FlatRateTax:
     def __init__(self, percent: str):
         self.percent = percent
 
-    def calculate(self, *, pretax_amount: int, currency: str, customer_country: str | None,
-                  organization_id: str, livemode: bool) -> int:
+    def calculate(
+        self,
+        *,
+        pretax_amount: int,
+        currency: str,
+        customer_country: str | None,
+        organization_id: str,
+        livemode: bool,
+    ) -> int:
         from flowjobs.billing.money import percent_of
 
         return percent_of(pretax_amount, self.percent)

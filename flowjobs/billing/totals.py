@@ -80,27 +80,47 @@ class Totals:
     def as_dict(self) -> dict:
         """Minor units (exact, for scripts) next to the formatted amounts (for people)."""
         money = lambda v: format_money(v, self.currency)  # noqa: E731
-        out = {"currency": self.currency,
-               "lines": [{"description": li.description, "quantity": li.quantity, "unitPrice": li.unit_price,
-                          "amount": li.amount,
-                          "periodStart": li.period_start.isoformat() if li.period_start else None,
-                          "periodEnd": li.period_end.isoformat() if li.period_end else None}
-                         for li in self.lines]}
+        out = {
+            "currency": self.currency,
+            "lines": [
+                {
+                    "description": li.description,
+                    "quantity": li.quantity,
+                    "unitPrice": li.unit_price,
+                    "amount": li.amount,
+                    "periodStart": li.period_start.isoformat() if li.period_start else None,
+                    "periodEnd": li.period_end.isoformat() if li.period_end else None,
+                }
+                for li in self.lines
+            ],
+        }
         for key in ("base", "discount", "subtotal", "tax", "total", "paid", "refunded", "due"):
             out[key] = getattr(self, key)
         out["discountCode"] = self.discount_code
-        out["formatted"] = {key: money(getattr(self, key))
-                            for key in ("base", "discount", "subtotal", "tax", "total", "paid", "refunded", "due")}
+        out["formatted"] = {
+            key: money(getattr(self, key))
+            for key in ("base", "discount", "subtotal", "tax", "total", "paid", "refunded", "due")
+        }
         return out
 
 
-def compute(currency: str, lines, *, discount: int | Discount | None = None, discount_code: str | None = None,
-            tax: int = 0, paid: int = 0, refunded: int = 0) -> Totals:
+def compute(
+    currency: str,
+    lines,
+    *,
+    discount: int | Discount | None = None,
+    discount_code: str | None = None,
+    tax: int = 0,
+    paid: int = 0,
+    refunded: int = 0,
+) -> Totals:
     """The money of an invoice from its lines (`MoneyLine`s or `(unit_price, quantity)` pairs).
 
     `discount` is a rule (`Discount`) applied to the base, or an amount already decided (an
     issued invoice's), clamped to [0, base]."""
-    lines = tuple(line if isinstance(line, MoneyLine) else MoneyLine("", line[1], line[0]) for line in lines)
+    lines = tuple(
+        line if isinstance(line, MoneyLine) else MoneyLine("", line[1], line[0]) for line in lines
+    )
     base = sum(line.amount for line in lines)
     if isinstance(discount, Discount):
         off = discount_amount(base, discount)
@@ -109,8 +129,19 @@ def compute(currency: str, lines, *, discount: int | Discount | None = None, dis
     subtotal = max(base - off, 0)
     tax = max(int(tax or 0), 0) if subtotal > 0 else 0
     total = subtotal + tax
-    return Totals(currency, lines, base, off, discount_code if off else None, subtotal, tax, total,
-                  paid, refunded, max(total - (paid - refunded), 0))
+    return Totals(
+        currency,
+        lines,
+        base,
+        off,
+        discount_code if off else None,
+        subtotal,
+        tax,
+        total,
+        paid,
+        refunded,
+        max(total - (paid - refunded), 0),
+    )
 
 
 # -- from the database ------------------------------------------------------------------------
@@ -129,14 +160,23 @@ def invoice_totals(s, invoice) -> Totals:
             raise NotFound(f"no invoice {invoice!r}")
         invoice = found
     start, end = invoice.billing_period_start_date, invoice.billing_period_end_date
-    lines = [MoneyLine(li.description or "", li.quantity, li.price, start, end)
-             for li in s.exec(select(InvoiceLineItem).where(InvoiceLineItem.invoice_id == invoice.id)
-                              .order_by(InvoiceLineItem.created_at, InvoiceLineItem.id))]
+    lines = [
+        MoneyLine(li.description or "", li.quantity, li.price, start, end)
+        for li in s.exec(
+            select(InvoiceLineItem)
+            .where(InvoiceLineItem.invoice_id == invoice.id)
+            .order_by(InvoiceLineItem.created_at, InvoiceLineItem.id)
+        )
+    ]
     redemptions = []
     if invoice.subscription_id:
-        redemptions = list(s.exec(select(DiscountRedemption)
-                                  .where(DiscountRedemption.subscription_id == invoice.subscription_id)
-                                  .order_by(DiscountRedemption.created_at, DiscountRedemption.id)))
+        redemptions = list(
+            s.exec(
+                select(DiscountRedemption)
+                .where(DiscountRedemption.subscription_id == invoice.subscription_id)
+                .order_by(DiscountRedemption.created_at, DiscountRedemption.id)
+            )
+        )
     base = sum(line.amount for line in lines)
     if invoice.subtotal is not None:  # billed: the discount the run applied
         discount = min(max(base - invoice.subtotal, 0), base)
@@ -146,11 +186,20 @@ def invoice_totals(s, invoice) -> Totals:
         discount = Discount(active.discount_amount_type, active.discount_amount) if active else None
         code = active.discount_code if active else None
     paid, refunded = s.exec(
-        select(func.coalesce(func.sum(Payment.amount), 0),
-               func.coalesce(func.sum(func.coalesce(Payment.refunded_amount, 0)), 0))
-        .where(Payment.invoice_id == invoice.id, Payment.status.in_(list(E.PAYMENT_SETTLED)))).one()
-    return compute(invoice.currency, lines, discount=discount, discount_code=code, tax=invoice.tax_amount or 0,
-                   paid=int(paid), refunded=int(refunded))
+        select(
+            func.coalesce(func.sum(Payment.amount), 0),
+            func.coalesce(func.sum(func.coalesce(Payment.refunded_amount, 0)), 0),
+        ).where(Payment.invoice_id == invoice.id, Payment.status.in_(list(E.PAYMENT_SETTLED)))
+    ).one()
+    return compute(
+        invoice.currency,
+        lines,
+        discount=discount,
+        discount_code=code,
+        tax=invoice.tax_amount or 0,
+        paid=int(paid),
+        refunded=int(refunded),
+    )
 
 
 def _code_of(base: int, discount: int, redemptions) -> str | None:

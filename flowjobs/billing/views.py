@@ -17,8 +17,14 @@ from datetime import datetime
 from sqlmodel import func, select
 
 from flowjobs.billing import enums as E
-from flowjobs.billing.models import (BillingPeriod, BillingRun, Invoice, InvoiceLineItem, Payment,
-                                     Subscription)
+from flowjobs.billing.models import (
+    BillingPeriod,
+    BillingRun,
+    Invoice,
+    InvoiceLineItem,
+    Payment,
+    Subscription,
+)
 from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import invoice_totals
 from flowjobs.errors import BadInput, NotFound
@@ -28,11 +34,16 @@ KINDS = {"subscription": Subscription, "invoice": Invoice, "billing-run": Billin
 
 def row(obj) -> dict:
     data = obj.model_dump(by_alias=False)
-    return {k.rstrip("_"): (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
+    return {
+        k.rstrip("_"): (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()
+    }
 
 
 def _all(s, model, *where, order=None):
-    return [row(r) for r in s.exec(select(model).where(*where).order_by(order or model.created_at, model.id))]
+    return [
+        row(r)
+        for r in s.exec(select(model).where(*where).order_by(order or model.created_at, model.id))
+    ]
 
 
 def database_name(b) -> str:
@@ -48,29 +59,57 @@ def show(b, kind: str, object_id: str) -> dict:
         if obj is None:
             raise NotFound(f"no {kind} {object_id!r} in the database {database_name(b)}")
         if kind == "subscription":
-            return {"subscription": row(obj),
-                    "billingPeriods": _all(s, BillingPeriod, BillingPeriod.subscription_id == obj.id,
-                                           order=BillingPeriod.start_date),
-                    "billingRuns": _all(s, BillingRun, BillingRun.subscription_id == obj.id,
-                                        order=BillingRun.scheduled_for),
-                    "invoices": _all(s, Invoice, Invoice.subscription_id == obj.id),
-                    "payments": _all(s, Payment, Payment.subscription_id == obj.id)}
+            return {
+                "subscription": row(obj),
+                "billingPeriods": _all(
+                    s,
+                    BillingPeriod,
+                    BillingPeriod.subscription_id == obj.id,
+                    order=BillingPeriod.start_date,
+                ),
+                "billingRuns": _all(
+                    s,
+                    BillingRun,
+                    BillingRun.subscription_id == obj.id,
+                    order=BillingRun.scheduled_for,
+                ),
+                "invoices": _all(s, Invoice, Invoice.subscription_id == obj.id),
+                "payments": _all(s, Payment, Payment.subscription_id == obj.id),
+            }
         if kind == "invoice":
-            return {"invoice": row(obj), "money": invoice_totals(s, obj).as_dict(),
-                    "lineItems": _all(s, InvoiceLineItem, InvoiceLineItem.invoice_id == obj.id),
-                    "payments": _all(s, Payment, Payment.invoice_id == obj.id)}
+            return {
+                "invoice": row(obj),
+                "money": invoice_totals(s, obj).as_dict(),
+                "lineItems": _all(s, InvoiceLineItem, InvoiceLineItem.invoice_id == obj.id),
+                "payments": _all(s, Payment, Payment.invoice_id == obj.id),
+            }
         invoices = _all(s, Invoice, Invoice.billing_period_id == obj.billing_period_id)
-        payment = s.exec(select(Payment).where(Payment.billing_run_id == obj.id)
-                         .order_by(Payment.created_at.desc(), Payment.id)).first()
+        payment = s.exec(
+            select(Payment)
+            .where(Payment.billing_run_id == obj.id)
+            .order_by(Payment.created_at.desc(), Payment.id)
+        ).first()
         invoice_id = payment.invoice_id if payment else (invoices[0]["id"] if invoices else None)
         money = invoice_totals(s, invoice_id).as_dict() if invoice_id else None
-        return {"billingRun": row(obj), "money": money,
-                "payments": _all(s, Payment, Payment.billing_run_id == obj.id),
-                "invoices": invoices}
+        return {
+            "billingRun": row(obj),
+            "money": money,
+            "payments": _all(s, Payment, Payment.billing_run_id == obj.id),
+            "invoices": invoices,
+        }
 
 
-MONEY_FIELDS = frozenset({"amount", "subtotal", "tax_amount", "application_fee", "refunded_amount", "price",
-                          "unit_price"})
+MONEY_FIELDS = frozenset(
+    {
+        "amount",
+        "subtotal",
+        "tax_amount",
+        "application_fee",
+        "refunded_amount",
+        "price",
+        "unit_price",
+    }
+)
 FIRST, LAST = ("id", "status"), ("created_at", "updated_at")
 
 
@@ -78,7 +117,11 @@ def display(r: dict, currency: str | None = None) -> list[tuple[str, str]]:
     """(field, text) pairs of a row in a stable order, money formatted in the row's currency
     (or `currency`, for rows without one: invoice lines), empty fields left out."""
     currency = r.get("currency") or currency
-    keys = [k for k in FIRST if k in r] + [k for k in r if k not in FIRST + LAST] + [k for k in LAST if k in r]
+    keys = (
+        [k for k in FIRST if k in r]
+        + [k for k in r if k not in FIRST + LAST]
+        + [k for k in LAST if k in r]
+    )
     shown = []
     for k in keys:
         v = r[k]
@@ -91,18 +134,47 @@ def display(r: dict, currency: str | None = None) -> list[tuple[str, str]]:
 
 
 # -- billing list ------------------------------------------------------------------------
-LISTS = {"subscriptions": (Subscription, E.SubscriptionStatus),
-         "invoices": (Invoice, E.InvoiceStatus),
-         "billing-runs": (BillingRun, E.BillingRunStatus),
-         "payments": (Payment, E.PaymentStatus)}
-COLUMNS = {"subscriptions": ("id", "status", "customer_id", "name", "current_billing_period_end",
-                             "cancel_scheduled_at", "created_at"),
-           "invoices": ("id", "status", "invoice_number", "customer_id", "total", "due", "currency", "invoice_date"),
-           "billing-runs": ("id", "status", "subscription_id", "attempt_number", "scheduled_for", "completed_at"),
-           "payments": ("id", "status", "amount", "currency", "customer_id", "invoice_id", "charge_date")}
+LISTS = {
+    "subscriptions": (Subscription, E.SubscriptionStatus),
+    "invoices": (Invoice, E.InvoiceStatus),
+    "billing-runs": (BillingRun, E.BillingRunStatus),
+    "payments": (Payment, E.PaymentStatus),
+}
+COLUMNS = {
+    "subscriptions": (
+        "id",
+        "status",
+        "customer_id",
+        "name",
+        "current_billing_period_end",
+        "cancel_scheduled_at",
+        "created_at",
+    ),
+    "invoices": (
+        "id",
+        "status",
+        "invoice_number",
+        "customer_id",
+        "total",
+        "due",
+        "currency",
+        "invoice_date",
+    ),
+    "billing-runs": (
+        "id",
+        "status",
+        "subscription_id",
+        "attempt_number",
+        "scheduled_for",
+        "completed_at",
+    ),
+    "payments": ("id", "status", "amount", "currency", "customer_id", "invoice_id", "charge_date"),
+}
 
 
-def list_rows(b, kind: str, status: str | None = None, customer: str | None = None, limit: int = 100) -> list[dict]:
+def list_rows(
+    b, kind: str, status: str | None = None, customer: str | None = None, limit: int = 100
+) -> list[dict]:
     """The newest `limit` rows of `kind`, optionally of one status and one customer. An invoice
     row adds its `total` and `due` (flowjobs.billing.totals); money stays in minor units."""
     if kind not in LISTS:
@@ -110,7 +182,9 @@ def list_rows(b, kind: str, status: str | None = None, customer: str | None = No
     model, statuses = LISTS[kind]
     valid = [v.value for v in statuses]
     if status is not None and status not in valid:
-        raise BadInput(f"--status {status!r} is not a status of {kind}; use one of: {', '.join(valid)}")
+        raise BadInput(
+            f"--status {status!r} is not a status of {kind}; use one of: {', '.join(valid)}"
+        )
     query = select(model)
     if status is not None:
         query = query.where(model.status == status)
@@ -141,14 +215,35 @@ def billing_run_status(b, billing_run_id: str) -> str:
 def summary(b) -> dict:
     """What the billing jobs produced: runs, payments, invoices and subscriptions by status."""
     with b.unit() as s:
+
         def by_status(model):
-            return dict(Counter({k: v for k, v in s.exec(select(model.status, func.count()).group_by(model.status))}))
+            return dict(
+                Counter(
+                    {
+                        k: v
+                        for k, v in s.exec(
+                            select(model.status, func.count()).group_by(model.status)
+                        )
+                    }
+                )
+            )
 
         runs = by_status(BillingRun)
-        retries = s.exec(select(func.count()).where(BillingRun.status == E.BillingRunStatus.SCHEDULED,
-                                                    BillingRun.attempt_number > 1)).one()
-        collected = s.exec(select(Payment.currency, func.sum(Payment.amount))
-                           .where(Payment.status == E.PaymentStatus.SUCCEEDED).group_by(Payment.currency)).all()
-        return {"billingRuns": runs, "retriesScheduled": int(retries), "payments": by_status(Payment),
-                "collected": {currency: int(total) for currency, total in collected},
-                "invoices": by_status(Invoice), "subscriptions": by_status(Subscription)}
+        retries = s.exec(
+            select(func.count()).where(
+                BillingRun.status == E.BillingRunStatus.SCHEDULED, BillingRun.attempt_number > 1
+            )
+        ).one()
+        collected = s.exec(
+            select(Payment.currency, func.sum(Payment.amount))
+            .where(Payment.status == E.PaymentStatus.SUCCEEDED)
+            .group_by(Payment.currency)
+        ).all()
+        return {
+            "billingRuns": runs,
+            "retriesScheduled": int(retries),
+            "payments": by_status(Payment),
+            "collected": {currency: int(total) for currency, total in collected},
+            "invoices": by_status(Invoice),
+            "subscriptions": by_status(Subscription),
+        }

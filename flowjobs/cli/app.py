@@ -8,7 +8,6 @@ failure; 2 bad input (configuration, arguments, payload, idempotency-key reuse);
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -38,13 +37,26 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    config: Optional[str] = typer.Option(None, "--config", "-c", envvar="FLOWJOBS_CONFIG",
-                                         help="Path of flowjobs.toml (default: ./flowjobs.toml if present)."),
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        envvar="FLOWJOBS_CONFIG",
+        help="Path of flowjobs.toml (default: ./flowjobs.toml if present).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
-    log_format: str = typer.Option("auto", "--log-format",
-                                   help="text, json, or auto (text on a terminal, JSON lines otherwise)."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
-                                 callback=_print_version),
+    log_format: str = typer.Option(
+        "auto",
+        "--log-format",
+        help="text, json, or auto (text on a terminal, JSON lines otherwise).",
+    ),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
 ):
     if log_level_number(log_level) is None:
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
@@ -54,9 +66,21 @@ def _root(
 
 
 def _register() -> None:
-    from flowjobs.cli import (billing_cmd, db_cmd, demo_cmd, doctor_cmd, documents_cmd, events_cmd, runs_cmd,
-                              schedules_cmd, serve_cmd, tasks_cmd, trigger_cmd, worker_cmd)
-    from flowjobs.cli import endpoints_cmd
+    from flowjobs.cli import (
+        billing_cmd,
+        db_cmd,
+        demo_cmd,
+        doctor_cmd,
+        documents_cmd,
+        endpoints_cmd,
+        events_cmd,
+        runs_cmd,
+        schedules_cmd,
+        serve_cmd,
+        tasks_cmd,
+        trigger_cmd,
+        worker_cmd,
+    )
 
     trigger_cmd.register(app)
     worker_cmd.register(app)
@@ -65,7 +89,9 @@ def _register() -> None:
     app.add_typer(tasks_cmd.app, name="tasks")
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(billing_cmd.app, name="billing")
-    __import__("flowjobs.cli.billing_adjust_cmd", fromlist=["register"]).register(billing_cmd.app)  # issue 16 §1
+    __import__("flowjobs.cli.billing_adjust_cmd", fromlist=["register"]).register(
+        billing_cmd.app
+    )  # issue 16 §1
     app.add_typer(demo_cmd.app, name="demo")
     app.add_typer(documents_cmd.app, name="documents")
     app.add_typer(endpoints_cmd.app, name="endpoints")

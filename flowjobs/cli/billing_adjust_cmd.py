@@ -12,24 +12,42 @@ import typer
 from flowjobs.cli import output
 
 
-def adjust(ctx: typer.Context,
-           subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
-           price: str = typer.Option(..., "--price", metavar="PRICE_ID", help="The new plan's price."),
-           quantity: int = typer.Option(1, "--quantity", min=1, help="Quantity of the new price."),
-           timing: str = typer.Option("auto", "--timing",
-                                      help="immediately, at-period-end, or auto (increase now, decrease at period end)."),
-           no_prorate: bool = typer.Option(False, "--no-prorate", help="Swap the items now without a proration charge."),
-           dry_run: bool = typer.Option(False, "--dry-run", help="Print the proration arithmetic; change nothing."),
-           as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+def adjust(
+    ctx: typer.Context,
+    subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
+    price: str = typer.Option(..., "--price", metavar="PRICE_ID", help="The new plan's price."),
+    quantity: int = typer.Option(1, "--quantity", min=1, help="Quantity of the new price."),
+    timing: str = typer.Option(
+        "auto",
+        "--timing",
+        help="immediately, at-period-end, or auto (increase now, decrease at period end).",
+    ),
+    no_prorate: bool = typer.Option(
+        False, "--no-prorate", help="Swap the items now without a proration charge."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the proration arithmetic; change nothing."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
     """Change a subscription's plan; a positive prorated difference is charged before the items change."""
     from flowjobs.billing.adjust import adjust_subscription
 
-    report = adjust_subscription(ctx.obj.runtime().billing, subscription_id, price_id=price, quantity=quantity,
-                                 timing=timing, prorate_charge=not no_prorate, dry_run=dry_run)
+    report = adjust_subscription(
+        ctx.obj.runtime().billing,
+        subscription_id,
+        price_id=price,
+        quantity=quantity,
+        timing=timing,
+        prorate_charge=not no_prorate,
+        dry_run=dry_run,
+    )
     if as_json:
         output.emit_json(report.as_dict())
         return
-    typer.echo(f"subscription {report.subscription_id}: {report.adjustment_type}, timing {report.timing}")
+    typer.echo(
+        f"subscription {report.subscription_id}: {report.adjustment_type}, timing {report.timing}"
+    )
     for line in report.proration.lines():
         typer.echo("  " + line)
     if no_prorate and report.proration.net:

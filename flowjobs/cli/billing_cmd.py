@@ -3,8 +3,6 @@ and the operator's cancellation commands (the work is in flowjobs.billing.views 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from flowjobs.cli import output
@@ -13,10 +11,12 @@ app = typer.Typer(help="The state the billing jobs produced.", no_args_is_help=T
 
 
 @app.command("show")
-def show(ctx: typer.Context,
-         kind: str = typer.Argument(..., help="subscription, invoice or billing-run."),
-         object_id: str = typer.Argument(..., metavar="ID"),
-         as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+def show(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., help="subscription, invoice or billing-run."),
+    object_id: str = typer.Argument(..., metavar="ID"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
     """Show a subscription (periods, runs, invoices, payments), an invoice (lines, payments) or a billing run."""
     from flowjobs.billing.views import show as load
 
@@ -52,26 +52,56 @@ def _money(money: dict | None) -> None:
         return
     fmt = lambda v: format_money(v, money["currency"])  # noqa: E731
     for line in money["lines"]:
-        period = f"  {line['periodStart'][:10]} – {line['periodEnd'][:10]}" if line["periodStart"] else ""
-        typer.echo(f"  {line['description']}  {line['quantity']} x {fmt(line['unitPrice'])} = {fmt(line['amount'])}"
-                   + period)
-    labels = [("base", "amount"), ("discount", "discount"), ("subtotal", "subtotal"), ("tax", "tax"),
-              ("total", "total"), ("paid", "paid"), ("refunded", "refunded"), ("due", "due")]
-    shown = [(label, money[key]) for key, label in labels
-             if key in ("subtotal", "total", "due") or money[key]]
+        period = (
+            f"  {line['periodStart'][:10]} – {line['periodEnd'][:10]}"
+            if line["periodStart"]
+            else ""
+        )
+        typer.echo(
+            f"  {line['description']}  {line['quantity']} x {fmt(line['unitPrice'])} = {fmt(line['amount'])}"
+            + period
+        )
+    labels = [
+        ("base", "amount"),
+        ("discount", "discount"),
+        ("subtotal", "subtotal"),
+        ("tax", "tax"),
+        ("total", "total"),
+        ("paid", "paid"),
+        ("refunded", "refunded"),
+        ("due", "due"),
+    ]
+    shown = [
+        (label, money[key])
+        for key, label in labels
+        if key in ("subtotal", "total", "due") or money[key]
+    ]
     if money["discount"] and money.get("discountCode"):
-        shown = [(f"discount ({money['discountCode']})" if k == "discount" else k, v) for k, v in shown]
-    typer.echo("  " + "  ".join(f"{label}={fmt(-v if label.startswith('discount') or label == 'refunded' else v)}"
-                                for label, v in shown))
+        shown = [
+            (f"discount ({money['discountCode']})" if k == "discount" else k, v) for k, v in shown
+        ]
+    typer.echo(
+        "  "
+        + "  ".join(
+            f"{label}={fmt(-v if label.startswith('discount') or label == 'refunded' else v)}"
+            for label, v in shown
+        )
+    )
 
 
 @app.command("list")
-def list_(ctx: typer.Context,
-          kind: str = typer.Argument(..., help="subscriptions, invoices, billing-runs or payments."),
-          status: Optional[str] = typer.Option(None, "--status", help="Only this status (the spec's values)."),
-          customer: Optional[str] = typer.Option(None, "--customer", help="Only this customer's (cust_…)."),
-          limit: int = typer.Option(100, "--limit", min=1, help="At most this many, newest first."),
-          as_json: bool = typer.Option(False, "--json", help="Print a JSON array (money in minor units).")):
+def list_(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., help="subscriptions, invoices, billing-runs or payments."),
+    status: str | None = typer.Option(
+        None, "--status", help="Only this status (the spec's values)."
+    ),
+    customer: str | None = typer.Option(None, "--customer", help="Only this customer's (cust_…)."),
+    limit: int = typer.Option(100, "--limit", min=1, help="At most this many, newest first."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON array (money in minor units)."
+    ),
+):
     """List billing objects, newest first, to find their ids."""
     from flowjobs.billing.money import format_money
     from flowjobs.billing.views import COLUMNS, MONEY_FIELDS, list_rows
@@ -82,18 +112,38 @@ def list_(ctx: typer.Context,
         return
     columns = COLUMNS[kind]
     money = MONEY_FIELDS | {"total", "due"}
-    output.table(list(columns), [[format_money(r[c], r["currency"]) if c in money and r.get(c) is not None
-                                  else r.get(c) for c in columns] for r in rows])
+    output.table(
+        list(columns),
+        [
+            [
+                format_money(r[c], r["currency"])
+                if c in money and r.get(c) is not None
+                else r.get(c)
+                for c in columns
+            ]
+            for r in rows
+        ],
+    )
 
 
 @app.command("cancel")
-def cancel(ctx: typer.Context, subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
-           at_period_end: bool = typer.Option(False, "--at-period-end",
-                                              help="Cancel when the current period ends (the default)."),
-           now: bool = typer.Option(False, "--now", help="Cancel now: periods closed, scheduled runs aborted."),
-           reason: Optional[str] = typer.Option(None, "--reason", metavar="TEXT",
-                                                help="customer_request (default), non_payment, other, … or free text."),
-           as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+def cancel(
+    ctx: typer.Context,
+    subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
+    at_period_end: bool = typer.Option(
+        False, "--at-period-end", help="Cancel when the current period ends (the default)."
+    ),
+    now: bool = typer.Option(
+        False, "--now", help="Cancel now: periods closed, scheduled runs aborted."
+    ),
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        metavar="TEXT",
+        help="customer_request (default), non_payment, other, … or free text.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
     """Cancel a subscription at the end of its period or now; the customer and the organisation are emailed."""
     from flowjobs.billing.cancel import cancel as run
     from flowjobs.errors import BadInput
@@ -105,20 +155,29 @@ def cancel(ctx: typer.Context, subscription_id: str = typer.Argument(..., metava
         output.emit_json(done)
         return
     if done["status"] == "canceled":
-        typer.echo(f"subscription {done['id']} canceled at {done['canceledAt']} ({done['cancellationReason']}); "
-                   "subscription-canceled emails queued for the customer and the organisation")
+        typer.echo(
+            f"subscription {done['id']} canceled at {done['canceledAt']} ({done['cancellationReason']}); "
+            "subscription-canceled emails queued for the customer and the organisation"
+        )
     else:
-        typer.echo(f"subscription {done['id']} will be canceled at {done['cancelScheduledAt']} "
-                   f"({done['cancellationReason']}); cancellation-scheduled emails queued for the customer "
-                   "and the organisation")
+        typer.echo(
+            f"subscription {done['id']} will be canceled at {done['cancelScheduledAt']} "
+            f"({done['cancellationReason']}); cancellation-scheduled emails queued for the customer "
+            "and the organisation"
+        )
     if done["movedToSubscriptionId"]:
-        typer.echo(f"customer {done['customerId']} moved to the default free plan: subscription "
-                   f"{done['movedToSubscriptionId']}")
+        typer.echo(
+            f"customer {done['customerId']} moved to the default free plan: subscription "
+            f"{done['movedToSubscriptionId']}"
+        )
 
 
 @app.command("uncancel")
-def uncancel(ctx: typer.Context, subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
-             as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+def uncancel(
+    ctx: typer.Context,
+    subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
     """Revert a scheduled cancellation: the subscription renews again."""
     from flowjobs.billing.cancel import uncancel_subscription
 
@@ -126,12 +185,20 @@ def uncancel(ctx: typer.Context, subscription_id: str = typer.Argument(..., meta
     if as_json:
         output.emit_json(done)
         return
-    runs = f"; billing runs scheduled again: {', '.join(done['billingRuns'])}" if done["billingRuns"] else ""
-    typer.echo(f"subscription {done['id']} is {done['status']} again; its cancellation is withdrawn{runs}")
+    runs = (
+        f"; billing runs scheduled again: {', '.join(done['billingRuns'])}"
+        if done["billingRuns"]
+        else ""
+    )
+    typer.echo(
+        f"subscription {done['id']} is {done['status']} again; its cancellation is withdrawn{runs}"
+    )
 
 
 @app.command("summary")
-def summary(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+def summary(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")
+):
     """Billing runs, payments, invoices and subscriptions by status; money collected."""
     from flowjobs.billing.money import format_money
     from flowjobs.billing.views import summary as load
@@ -141,10 +208,14 @@ def summary(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", he
         output.emit_json(data)
         return
     runs = data["billingRuns"]
-    typer.echo(f"charged: {runs.get('succeeded', 0)} billing runs succeeded, {runs.get('failed', 0)} failed, "
-               f"{data['retriesScheduled']} retries scheduled")
+    typer.echo(
+        f"charged: {runs.get('succeeded', 0)} billing runs succeeded, {runs.get('failed', 0)} failed, "
+        f"{data['retriesScheduled']} retries scheduled"
+    )
     for title in ("billingRuns", "payments", "invoices", "subscriptions"):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(data[title].items())) or "none"
         typer.echo(f"{title}: {counts}")
-    collected = ", ".join(format_money(v, k) for k, v in sorted(data["collected"].items())) or "nothing"
+    collected = (
+        ", ".join(format_money(v, k) for k, v in sorted(data["collected"].items())) or "nothing"
+    )
     typer.echo(f"collected: {collected}")

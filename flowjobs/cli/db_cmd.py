@@ -42,9 +42,13 @@ def status(ctx: typer.Context):
 
 
 @app.command("copy")
-def copy(ctx: typer.Context,
-         to: str = typer.Option(..., "--to", help="Target database URL, e.g. postgresql+psycopg://user@host/flowjobs."),
-         batch: int = typer.Option(1000, "--batch", min=1, max=100000, help="Rows per insert.")):
+def copy(
+    ctx: typer.Context,
+    to: str = typer.Option(
+        ..., "--to", help="Target database URL, e.g. postgresql+psycopg://user@host/flowjobs."
+    ),
+    batch: int = typer.Option(1000, "--batch", min=1, max=100000, help="Rows per insert."),
+):
     """Copy every run, schedule, inbox event and billing row into an empty database, verifying counts."""
     from flowjobs.cli import output
     from flowjobs.config import DatabaseSettings
@@ -59,5 +63,7 @@ def copy(ctx: typer.Context,
     counts = copy_database(source.url, to, batch)
     for table, count in counts.items():
         typer.echo(f"{table}\t{count}")
-    output.note(f"copied {sum(counts.values())} rows from {redact(source.url)} to {redact(to)}; "
-                "row counts verified. Point [database] url at the new database, then start the workers.")
+    output.note(
+        f"copied {sum(counts.values())} rows from {redact(source.url)} to {redact(to)}; "
+        "row counts verified. Point [database] url at the new database, then start the workers."
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from flowjobs.cli import output
@@ -12,11 +10,19 @@ app = typer.Typer(help="Demo data for trying flowjobs' billing jobs.", no_args_i
 
 
 @app.command("seed")
-def seed(ctx: typer.Context,
-         customers: int = typer.Option(10, "--customers", min=1, max=100000, help="Customers to create."),
-         declining: Optional[int] = typer.Option(None, "--declining", min=0,
-                                                 help="How many of them renew on a card that declines (default: a quarter)."),
-         as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+def seed(
+    ctx: typer.Context,
+    customers: int = typer.Option(
+        10, "--customers", min=1, max=100000, help="Customers to create."
+    ),
+    declining: int | None = typer.Option(
+        None,
+        "--declining",
+        min=0,
+        help="How many of them renew on a card that declines (default: a quarter).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
     """Create an organisation, plans, customers with Stripe customers and cards, and subscriptions."""
     from flowjobs.billing.demo import seed as run
     from flowjobs.errors import BadInput
@@ -31,10 +37,18 @@ def seed(ctx: typer.Context,
     with output.progress(customers, "creating Stripe customers") as advance:
         result = run(billing, customers, declining, progress=advance)
     if as_json:
-        output.emit_json({"organizationId": result.organization_id, "customers": result.customers,
-                          "declining": result.declining, "subscriptions": result.subscriptions,
-                          "billingRuns": result.billing_runs})
+        output.emit_json(
+            {
+                "organizationId": result.organization_id,
+                "customers": result.customers,
+                "declining": result.declining,
+                "subscriptions": result.subscriptions,
+                "billingRuns": result.billing_runs,
+            }
+        )
         return
-    typer.echo(f"organization {result.organization_id}: {result.customers} customers; "
-               f"{result.customers - result.declining} first billing runs due now, {result.declining} "
-               f"renewals (declining card) due when the hourly cron rolls their period over")
+    typer.echo(
+        f"organization {result.organization_id}: {result.customers} customers; "
+        f"{result.customers - result.declining} first billing runs due now, {result.declining} "
+        f"renewals (declining card) due when the hourly cron rolls their period over"
+    )

@@ -7,7 +7,10 @@ import typer
 from flowjobs.cli import output
 
 
-def doctor(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON.")):
+def doctor(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+):
     """Check configuration, database, schema, clock, workers, Stripe and SMTP; print a fix for each problem."""
     from flowjobs.doctor import Check, run_checks
     from flowjobs.errors import ConfigError
@@ -15,7 +18,14 @@ def doctor(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
     try:
         runtime = ctx.obj.runtime()
     except ConfigError as exc:
-        checks = [Check("configuration", "fail", "; ".join(exc.problems), "fix flowjobs.toml or the FLOWJOBS_* variables")]
+        checks = [
+            Check(
+                "configuration",
+                "fail",
+                "; ".join(exc.problems),
+                "fix flowjobs.toml or the FLOWJOBS_* variables",
+            )
+        ]
     else:
         checks = [Check("configuration", "ok", "valid")] + run_checks(runtime)
     if as_json:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,11 +14,16 @@ app = typer.Typer(help="Invoice and receipt PDFs.", no_args_is_help=True)
 
 
 @app.command("render")
-def render(ctx: typer.Context,
-           kind: str = typer.Argument(..., help="invoice or receipt."),
-           object_id: str = typer.Argument(..., metavar="ID", help="The invoice id, or the payment id of a receipt."),
-           out: Optional[Path] = typer.Option(None, "-o", "--output",
-                                              help="Write here (default: <kind>-<id>.pdf; '-' for stdout).")):
+def render(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., help="invoice or receipt."),
+    object_id: str = typer.Argument(
+        ..., metavar="ID", help="The invoice id, or the payment id of a receipt."
+    ),
+    out: Path | None = typer.Option(
+        None, "-o", "--output", help="Write here (default: <kind>-<id>.pdf; '-' for stdout)."
+    ),
+):
     """Render one invoice or receipt PDF now (nothing is stored or changed)."""
     from flowjobs.documents.service import invoice_pdf, receipt_pdf
 
@@ -27,8 +31,11 @@ def render(ctx: typer.Context,
         raise BadInput(f"unknown kind {kind!r}; use invoice or receipt")
     runtime = ctx.obj.runtime()
     billing = runtime.billing
-    pdf = (invoice_pdf(billing, object_id, runtime.settings.documents.pay_url_template) if kind == "invoice"
-           else receipt_pdf(billing, object_id))
+    pdf = (
+        invoice_pdf(billing, object_id, runtime.settings.documents.pay_url_template)
+        if kind == "invoice"
+        else receipt_pdf(billing, object_id)
+    )
     if str(out) == "-":
         sys.stdout.buffer.write(pdf)
         return

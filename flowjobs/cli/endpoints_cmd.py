@@ -3,15 +3,15 @@ endpoints for outbound event delivery (docs/webhooks.md, "Outbound webhooks").""
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from flowjobs.cli import output
 from flowjobs.errors import ExitStatus
 
-app = typer.Typer(help="Merchants' webhook endpoints: where flowjobs delivers an organisation's events.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Merchants' webhook endpoints: where flowjobs delivers an organisation's events.",
+    no_args_is_help=True,
+)
 
 
 def _mode(live: bool) -> str:
@@ -19,18 +19,35 @@ def _mode(live: bool) -> str:
 
 
 @app.command("add")
-def add(ctx: typer.Context, organization_id: str = typer.Argument(..., metavar="ORG_ID"),
-        url: str = typer.Option(..., "--url", help="The endpoint's URL (http:// or https://)."),
-        live: bool = typer.Option(False, "--live", help="Receive live-mode events (default: test mode)."),
-        event_type: Optional[List[str]] = typer.Option(None, "--event-type", help="Only this type (repeatable); default every type."),
-        description: Optional[str] = typer.Option(None, "--description"),
-        secret: Optional[str] = typer.Option(None, "--secret", help="whsec_<base64> (default: a new random one)."),
-        as_json: bool = typer.Option(False, "--json")):
+def add(
+    ctx: typer.Context,
+    organization_id: str = typer.Argument(..., metavar="ORG_ID"),
+    url: str = typer.Option(..., "--url", help="The endpoint's URL (http:// or https://)."),
+    live: bool = typer.Option(
+        False, "--live", help="Receive live-mode events (default: test mode)."
+    ),
+    event_type: list[str] | None = typer.Option(
+        None, "--event-type", help="Only this type (repeatable); default every type."
+    ),
+    description: str | None = typer.Option(None, "--description"),
+    secret: str | None = typer.Option(
+        None, "--secret", help="whsec_<base64> (default: a new random one)."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Add an endpoint to ORG_ID; prints its id and signing secret (shown in full only here)."""
-    from flowjobs.outbound.endpoints import add as add_endpoint, as_dict
+    from flowjobs.outbound.endpoints import add as add_endpoint
+    from flowjobs.outbound.endpoints import as_dict
 
-    endpoint = add_endpoint(ctx.obj.runtime().billing, organization_id, url, livemode=live,
-                            event_types=event_type, description=description, secret=secret)
+    endpoint = add_endpoint(
+        ctx.obj.runtime().billing,
+        organization_id,
+        url,
+        livemode=live,
+        event_types=event_type,
+        description=description,
+        secret=secret,
+    )
     data = as_dict(endpoint, show_secret=True)
     if as_json:
         output.emit_json(data)
@@ -40,24 +57,40 @@ def add(ctx: typer.Context, organization_id: str = typer.Argument(..., metavar="
 
 
 @app.command("list")
-def list_endpoints(ctx: typer.Context, organization_id: str = typer.Argument(..., metavar="ORG_ID"),
-                   mode: Optional[str] = typer.Option(None, "--mode", help="live or test (default: both)."),
-                   show_secret: bool = typer.Option(False, "--show-secret", help="Print secrets in full."),
-                   as_json: bool = typer.Option(False, "--json")):
+def list_endpoints(
+    ctx: typer.Context,
+    organization_id: str = typer.Argument(..., metavar="ORG_ID"),
+    mode: str | None = typer.Option(None, "--mode", help="live or test (default: both)."),
+    show_secret: bool = typer.Option(False, "--show-secret", help="Print secrets in full."),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """ORG_ID's endpoints (secrets masked unless --show-secret)."""
     from flowjobs.errors import BadInput
     from flowjobs.outbound.endpoints import as_dict, listing
 
     if mode not in (None, "live", "test"):
         raise BadInput("--mode must be live or test")
-    rows = listing(ctx.obj.runtime().billing, organization_id, None if mode is None else mode == "live")
+    rows = listing(
+        ctx.obj.runtime().billing, organization_id, None if mode is None else mode == "live"
+    )
     data = [as_dict(e, show_secret) for e in rows]
     if as_json:
         output.emit_json(data)
         return
-    output.table(["id", "mode", "url", "event_types", "enabled", "secret"],
-                 [[d["id"], _mode(d["livemode"]), d["url"], ",".join(d["eventTypes"]) or "*",
-                   "yes" if d["enabled"] else "no", d["secret"]] for d in data])
+    output.table(
+        ["id", "mode", "url", "event_types", "enabled", "secret"],
+        [
+            [
+                d["id"],
+                _mode(d["livemode"]),
+                d["url"],
+                ",".join(d["eventTypes"]) or "*",
+                "yes" if d["enabled"] else "no",
+                d["secret"],
+            ]
+            for d in data
+        ],
+    )
 
 
 def _toggle(ctx, organization_id: str, endpoint_id: str, enabled: bool) -> None:
@@ -68,26 +101,38 @@ def _toggle(ctx, organization_id: str, endpoint_id: str, enabled: bool) -> None:
 
 
 @app.command("disable")
-def disable(ctx: typer.Context, organization_id: str = typer.Argument(..., metavar="ORG_ID"),
-            endpoint_id: str = typer.Argument(..., metavar="ENDPOINT_ID")):
+def disable(
+    ctx: typer.Context,
+    organization_id: str = typer.Argument(..., metavar="ORG_ID"),
+    endpoint_id: str = typer.Argument(..., metavar="ENDPOINT_ID"),
+):
     """Stop delivering to an endpoint (pending deliveries to it end `skipped`)."""
     _toggle(ctx, organization_id, endpoint_id, False)
 
 
 @app.command("enable")
-def enable(ctx: typer.Context, organization_id: str = typer.Argument(..., metavar="ORG_ID"),
-           endpoint_id: str = typer.Argument(..., metavar="ENDPOINT_ID")):
+def enable(
+    ctx: typer.Context,
+    organization_id: str = typer.Argument(..., metavar="ORG_ID"),
+    endpoint_id: str = typer.Argument(..., metavar="ENDPOINT_ID"),
+):
     """Deliver to a disabled endpoint again (new events; `events redeliver` for old ones)."""
     _toggle(ctx, organization_id, endpoint_id, True)
 
 
 @app.command("rotate-secret")
-def rotate_secret(ctx: typer.Context, organization_id: str = typer.Argument(..., metavar="ORG_ID"),
-                  endpoint_id: str = typer.Argument(..., metavar="ENDPOINT_ID"),
-                  secret: Optional[str] = typer.Option(None, "--secret", help="whsec_<base64> (default: a new random one)."),
-                  as_json: bool = typer.Option(False, "--json")):
+def rotate_secret(
+    ctx: typer.Context,
+    organization_id: str = typer.Argument(..., metavar="ORG_ID"),
+    endpoint_id: str = typer.Argument(..., metavar="ENDPOINT_ID"),
+    secret: str | None = typer.Option(
+        None, "--secret", help="whsec_<base64> (default: a new random one)."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Replace the endpoint's signing secret now; the old one stops verifying. Prints the new one."""
-    from flowjobs.outbound.endpoints import as_dict, rotate_secret as rotate
+    from flowjobs.outbound.endpoints import as_dict
+    from flowjobs.outbound.endpoints import rotate_secret as rotate
 
     endpoint = rotate(ctx.obj.runtime().billing, organization_id, endpoint_id, secret)
     if as_json:
@@ -97,10 +142,13 @@ def rotate_secret(ctx: typer.Context, organization_id: str = typer.Argument(...,
 
 
 @app.command("test")
-def test(ctx: typer.Context, organization_id: str = typer.Argument(..., metavar="ORG_ID"),
-         endpoint_id: Optional[str] = typer.Argument(None, metavar="[ENDPOINT_ID]"),
-         mode: Optional[str] = typer.Option(None, "--mode", help="live or test (default: both)."),
-         as_json: bool = typer.Option(False, "--json")):
+def test(
+    ctx: typer.Context,
+    organization_id: str = typer.Argument(..., metavar="ORG_ID"),
+    endpoint_id: str | None = typer.Argument(None, metavar="[ENDPOINT_ID]"),
+    mode: str | None = typer.Option(None, "--mode", help="live or test (default: both)."),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Send a signed `webhook.test` message now to one endpoint, or to every enabled endpoint of
     ORG_ID; exit 1 if any did not answer 2xx. Nothing is recorded."""
     from flowjobs.errors import BadInput
@@ -109,12 +157,19 @@ def test(ctx: typer.Context, organization_id: str = typer.Argument(..., metavar=
     if mode not in (None, "live", "test"):
         raise BadInput("--mode must be live or test")
     rt = ctx.obj.runtime()
-    results = send_test(rt.billing, rt.settings.webhooks.outbound, organization_id, endpoint_id,
-                        None if mode is None else mode == "live")
+    results = send_test(
+        rt.billing,
+        rt.settings.webhooks.outbound,
+        organization_id,
+        endpoint_id,
+        None if mode is None else mode == "live",
+    )
     if as_json:
         output.emit_json(results)
     else:
-        output.table(["endpoint", "url", "status", "latency_ms", "error"],
-                     [[r["endpointId"], r["url"], r["status"], r["latencyMs"], r["error"]] for r in results])
+        output.table(
+            ["endpoint", "url", "status", "latency_ms", "error"],
+            [[r["endpointId"], r["url"], r["status"], r["latencyMs"], r["error"]] for r in results],
+        )
     if not all(r["ok"] for r in results):
         raise typer.Exit(int(ExitStatus.FAILURE))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,8 +14,10 @@ from flowjobs.errors import BadInput
 
 MAX_FILE = 10 * 1024 * 1024  # Stripe events are a few KB; Supabase rows rarely more
 
-app = typer.Typer(help="The webhook inbox: every received event, stored before anything else.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The webhook inbox: every received event, stored before anything else.",
+    no_args_is_help=True,
+)
 
 
 def _print(result, as_json: bool) -> None:
@@ -41,15 +42,20 @@ def _print(result, as_json: bool) -> None:
 
 
 def _detail(ingested) -> str:
-    return {"unverified": "the file carries no signature", "missing": "no signature"}.get(ingested.signature,
-                                                                                         ingested.signature)
+    return {"unverified": "the file carries no signature", "missing": "no signature"}.get(
+        ingested.signature, ingested.signature
+    )
 
 
 def _print_changes(result) -> None:
     if result.ingested.duplicate:
-        typer.echo(f"duplicate of {result.ingested.run_id}: the handler would not run again (--force to replay)")
+        typer.echo(
+            f"duplicate of {result.ingested.run_id}: the handler would not run again (--force to replay)"
+        )
     if result.result is not None:
-        typer.echo(f"handler {result.ingested.task} returned: {json.dumps(result.result, default=str)}")
+        typer.echo(
+            f"handler {result.ingested.task} returned: {json.dumps(result.result, default=str)}"
+        )
     if not result.changes:
         typer.echo("no rows would change")
     for change in result.changes:
@@ -60,12 +66,26 @@ def _print_changes(result) -> None:
 
 def replay_event(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="A Stripe event (JSON), a Supabase webhook payload, or an `events export` file."),
-    source: Optional[str] = typer.Option(None, "--source", help="stripe or supabase (default: detected)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Run the handler in a rolled-back transaction; print the row changes."),
-    force: bool = typer.Option(False, "--force", help="Replay an event seen before, as a new run linked to the first."),
-    require_signature: bool = typer.Option(False, "--require-signature", help="Refuse an event without a verified signature."),
-    allow_mode_mismatch: bool = typer.Option(False, "--allow-mode-mismatch", help="Process a live event in test mode, or the reverse."),
+    file: Path = typer.Argument(
+        ..., help="A Stripe event (JSON), a Supabase webhook payload, or an `events export` file."
+    ),
+    source: str | None = typer.Option(
+        None, "--source", help="stripe or supabase (default: detected)."
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Run the handler in a rolled-back transaction; print the row changes.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replay an event seen before, as a new run linked to the first."
+    ),
+    require_signature: bool = typer.Option(
+        False, "--require-signature", help="Refuse an event without a verified signature."
+    ),
+    allow_mode_mismatch: bool = typer.Option(
+        False, "--allow-mode-mismatch", help="Process a live event in test mode, or the reverse."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Store a webhook event from FILE in the inbox and trigger its handler; print the run id."""
@@ -75,44 +95,87 @@ def replay_event(
         raise BadInput("--source must be stripe or supabase")
     try:
         if str(file) != "-" and file.stat().st_size > MAX_FILE:
-            raise BadInput(f"{file} is larger than {MAX_FILE // (1024 * 1024)} MB; not a webhook event")
+            raise BadInput(
+                f"{file} is larger than {MAX_FILE // (1024 * 1024)} MB; not a webhook event"
+            )
         body = sys.stdin.buffer.read(MAX_FILE + 1) if str(file) == "-" else file.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read {file}: {exc.strerror}") from None
     if len(body) > MAX_FILE:
-        raise BadInput(f"the input is larger than {MAX_FILE // (1024 * 1024)} MB; not a webhook event")
+        raise BadInput(
+            f"the input is larger than {MAX_FILE // (1024 * 1024)} MB; not a webhook event"
+        )
     rt = ctx.obj.runtime()
     incoming = read_incoming(rt.settings, body, source)
-    result = replay(rt.billing, rt.settings, incoming, require_signature=require_signature,
-                    allow_mode_mismatch=allow_mode_mismatch, force=force, dry_run=dry_run)
+    result = replay(
+        rt.billing,
+        rt.settings,
+        incoming,
+        require_signature=require_signature,
+        allow_mode_mismatch=allow_mode_mismatch,
+        force=force,
+        dry_run=dry_run,
+    )
     _print(result, as_json)
 
 
 @app.command("list")
-def list_events(ctx: typer.Context,
-                source: Optional[str] = typer.Option(None, "--source", help="stripe or supabase."),
-                type_: Optional[str] = typer.Option(None, "--type", help="e.g. payment_intent.succeeded or invoices:UPDATE."),
-                status: Optional[str] = typer.Option(None, "--status", help="received, routed, ignored or rejected."),
-                limit: int = typer.Option(50, "--limit", min=1, max=10000),
-                as_json: bool = typer.Option(False, "--json")):
+def list_events(
+    ctx: typer.Context,
+    source: str | None = typer.Option(None, "--source", help="stripe or supabase."),
+    type_: str | None = typer.Option(
+        None, "--type", help="e.g. payment_intent.succeeded or invoices:UPDATE."
+    ),
+    status: str | None = typer.Option(
+        None, "--status", help="received, routed, ignored or rejected."
+    ),
+    limit: int = typer.Option(50, "--limit", min=1, max=10000),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Received events, newest first."""
     from flowjobs.webhooks.inbox import listing
 
     rows = listing(ctx.obj.runtime().billing, source, type_, status, limit)
-    data = [{"id": r.id, "source": r.source, "eventId": r.event_id, "type": r.type, "status": r.status,
-             "signature": r.signature, "runId": r.run_id, "receivedAt": r.received_at.isoformat(),
-             "error": r.error} for r in rows]
+    data = [
+        {
+            "id": r.id,
+            "source": r.source,
+            "eventId": r.event_id,
+            "type": r.type,
+            "status": r.status,
+            "signature": r.signature,
+            "runId": r.run_id,
+            "receivedAt": r.received_at.isoformat(),
+            "error": r.error,
+        }
+        for r in rows
+    ]
     if as_json:
         output.emit_json(data)
         return
-    output.table(["id", "source", "type", "status", "signature", "run", "received_at"],
-                 [[d["id"], d["source"], d["type"], d["status"], d["signature"], d["runId"], d["receivedAt"]]
-                  for d in data])
+    output.table(
+        ["id", "source", "type", "status", "signature", "run", "received_at"],
+        [
+            [
+                d["id"],
+                d["source"],
+                d["type"],
+                d["status"],
+                d["signature"],
+                d["runId"],
+                d["receivedAt"],
+            ]
+            for d in data
+        ],
+    )
 
 
 @app.command("show")
-def show(ctx: typer.Context, inbox_id: str = typer.Argument(..., metavar="ID"),
-         as_json: bool = typer.Option(False, "--json")):
+def show(
+    ctx: typer.Context,
+    inbox_id: str = typer.Argument(..., metavar="ID"),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """One stored event: its metadata, headers and body."""
     from flowjobs.webhooks.inbox import load
 
@@ -130,9 +193,14 @@ def show(ctx: typer.Context, inbox_id: str = typer.Argument(..., metavar="ID"),
 
 
 @app.command("replay")
-def replay_stored(ctx: typer.Context, inbox_id: str = typer.Argument(..., metavar="ID"),
-                  dry_run: bool = typer.Option(False, "--dry-run", help="Show the row changes; store and run nothing."),
-                  as_json: bool = typer.Option(False, "--json")):
+def replay_stored(
+    ctx: typer.Context,
+    inbox_id: str = typer.Argument(..., metavar="ID"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the row changes; store and run nothing."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Run a stored event's handler again, as a new run linked to the first (or --dry-run)."""
     from flowjobs.webhooks.inbox import load
     from flowjobs.webhooks.parse import parse
@@ -141,17 +209,31 @@ def replay_stored(ctx: typer.Context, inbox_id: str = typer.Argument(..., metava
     rt = ctx.obj.runtime()
     row = load(rt.billing, inbox_id)
     if row.status == "rejected":
-        raise BadInput(f"{inbox_id} was rejected ({row.error}); it is kept for inspection, not replayed")
+        raise BadInput(
+            f"{inbox_id} was rejected ({row.error}); it is kept for inspection, not replayed"
+        )
     incoming = parse(row.source, row.body, row.headers)
     incoming.signature, incoming.signature_detail = row.signature, row.signature_detail
-    result = replay(rt.billing, rt.settings, incoming, allow_mode_mismatch=True, force=True, dry_run=dry_run,
-                    via="replay")
+    result = replay(
+        rt.billing,
+        rt.settings,
+        incoming,
+        allow_mode_mismatch=True,
+        force=True,
+        dry_run=dry_run,
+        via="replay",
+    )
     _print(result, as_json)
 
 
 @app.command("export")
-def export(ctx: typer.Context, inbox_id: str = typer.Argument(..., metavar="ID"),
-           out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file (default: stdout).")):
+def export(
+    ctx: typer.Context,
+    inbox_id: str = typer.Argument(..., metavar="ID"),
+    out: Path | None = typer.Option(
+        None, "-o", "--output", help="Write to this file (default: stdout)."
+    ),
+):
     """The stored raw body and headers, as a file `flowjobs replay-event` accepts (signature included)."""
     from flowjobs.webhooks.inbox import load
     from flowjobs.webhooks.parse import to_export
@@ -168,12 +250,20 @@ def export(ctx: typer.Context, inbox_id: str = typer.Argument(..., metavar="ID")
 
 
 @app.command("deliveries")
-def deliveries(ctx: typer.Context,
-               endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Only deliveries to this endpoint."),
-               status: Optional[str] = typer.Option(None, "--status", help="pending, retrying, succeeded, failed or skipped."),
-               event: Optional[str] = typer.Option(None, "--event", help="Only deliveries of this event (event_…)."),
-               limit: int = typer.Option(50, "--limit", min=1, max=10000),
-               as_json: bool = typer.Option(False, "--json")):
+def deliveries(
+    ctx: typer.Context,
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="Only deliveries to this endpoint."
+    ),
+    status: str | None = typer.Option(
+        None, "--status", help="pending, retrying, succeeded, failed or skipped."
+    ),
+    event: str | None = typer.Option(
+        None, "--event", help="Only deliveries of this event (event_…)."
+    ),
+    limit: int = typer.Option(50, "--limit", min=1, max=10000),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Outbound webhook deliveries (Flowglad events to merchants' endpoints), newest first."""
     from flowjobs.outbound.views import delivery_rows
 
@@ -181,15 +271,46 @@ def deliveries(ctx: typer.Context,
     if as_json:
         output.emit_json(data)
         return
-    output.table(["id", "event", "type", "endpoint", "status", "attempts", "code", "latency_ms", "run", "error"],
-                 [[d["id"], d["eventId"], d["eventType"], d["endpointId"], d["status"], d["attempts"],
-                   d["lastStatusCode"], d["lastLatencyMs"], d["runId"], d["lastError"]] for d in data])
+    output.table(
+        [
+            "id",
+            "event",
+            "type",
+            "endpoint",
+            "status",
+            "attempts",
+            "code",
+            "latency_ms",
+            "run",
+            "error",
+        ],
+        [
+            [
+                d["id"],
+                d["eventId"],
+                d["eventType"],
+                d["endpointId"],
+                d["status"],
+                d["attempts"],
+                d["lastStatusCode"],
+                d["lastLatencyMs"],
+                d["runId"],
+                d["lastError"],
+            ]
+            for d in data
+        ],
+    )
 
 
 @app.command("redeliver")
-def redeliver(ctx: typer.Context, event_id: str = typer.Argument(..., metavar="EVENT_ID"),
-              endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Only to this endpoint (default: all of the event's)."),
-              as_json: bool = typer.Option(False, "--json")):
+def redeliver(
+    ctx: typer.Context,
+    event_id: str = typer.Argument(..., metavar="EVENT_ID"),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="Only to this endpoint (default: all of the event's)."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Deliver a Flowglad event again (a new run per endpoint, the same webhook-id); prints the runs."""
     from flowjobs.outbound.dispatch import redeliver as schedule_again
 

@@ -16,7 +16,12 @@ import sys
 from flowjobs.errors import ConfigError, ExitStatus, FlowjobsError
 
 LOG_FORMATS = ("auto", "text", "json")
-_GLOBAL_OPTIONS = {"--config": "config", "-c": "config", "--log-level": "log_level", "--log-format": "log_format"}
+_GLOBAL_OPTIONS = {
+    "--config": "config",
+    "-c": "config",
+    "--log-level": "log_level",
+    "--log-format": "log_format",
+}
 
 
 class State:
@@ -40,7 +45,11 @@ class State:
 
 def log_level_number(name: str) -> int | None:
     level = getattr(logging, name.upper(), None)
-    return level if isinstance(level, int) and name.lower() in ("debug", "info", "warning", "error") else None
+    return (
+        level
+        if isinstance(level, int) and name.lower() in ("debug", "info", "warning", "error")
+        else None
+    )
 
 
 def setup(config: str | None, log_level: str, log_format: str) -> State:
@@ -89,7 +98,11 @@ def take_option(arg: str, rest: list[str], options: dict[str, str]) -> tuple[str
 def parse_root(argv: list[str]) -> tuple[dict, list[str]] | None:
     """The root options before the command, as the typer app reads them, and the rest; None
     when they are not plainly well formed (the typer app then reads them)."""
-    root = {"config": os.environ.get("FLOWJOBS_CONFIG") or None, "log_level": "info", "log_format": "auto"}
+    root = {
+        "config": os.environ.get("FLOWJOBS_CONFIG") or None,
+        "log_level": "info",
+        "log_format": "auto",
+    }
     rest = list(argv)
     while rest and rest[0].startswith("-"):
         taken = take_option(rest.pop(0), rest, _GLOBAL_OPTIONS)
@@ -136,8 +149,10 @@ def guarded(command) -> None:
             _reclaim_space(known)
             logging.getLogger("flowjobs").debug("database failure", exc_info=True)
             sys.exit(int(known.exit_status))
-        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc} "
-                         "(run with --log-level debug and report it)\n")
+        sys.stderr.write(
+            f"error: unexpected {type(exc).__name__}: {exc} "
+            "(run with --log-level debug and report it)\n"
+        )
         logging.getLogger("flowjobs").debug("unexpected error", exc_info=True)
         sys.exit(int(ExitStatus.FAILURE))
     if code:

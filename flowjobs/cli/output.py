@@ -33,7 +33,7 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=None if not is_tty() else 2, default=str) + "\n")
 
 
-def error(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> "typer.Exit":
+def error(message: str, status: ExitStatus = ExitStatus.BAD_INPUT) -> typer.Exit:
     """Print `error: message` on stderr; return the Exit to raise."""
     import typer
 
@@ -66,8 +66,8 @@ def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -
 class progress:
     """A rich progress bar on stderr when it is a terminal; silent otherwise.
 
-        with output.progress(total, "replaying") as advance:
-            advance(1)
+    with output.progress(total, "replaying") as advance:
+        advance(1)
     """
 
     def __init__(self, total: int, description: str):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -13,7 +12,16 @@ from flowjobs.errors import BadInput, ExitStatus, NotFound
 
 app = typer.Typer(help="Inspect, cancel and replay runs.", no_args_is_help=True)
 
-STATUSES = ("delayed", "queued", "executing", "retrying", "completed", "failed", "canceled", "expired")
+STATUSES = (
+    "delayed",
+    "queued",
+    "executing",
+    "retrying",
+    "completed",
+    "failed",
+    "canceled",
+    "expired",
+)
 
 
 def _get(store, run_id: str) -> dict:
@@ -26,21 +34,36 @@ def _get(store, run_id: str) -> dict:
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
-    status: Optional[str] = typer.Option(None, "--status", "-s", help="Only runs in this status."),
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only runs of this task."),
+    status: str | None = typer.Option(None, "--status", "-s", help="Only runs in this status."),
+    task: str | None = typer.Option(None, "--task", "-t", help="Only runs of this task."),
     limit: int = typer.Option(50, "--limit", "-l", min=1, max=10000),
     as_json: bool = typer.Option(False, "--json", help="A JSON array."),
 ):
     """List runs, newest first."""
     if status is not None and status not in STATUSES:
         raise BadInput(f"--status must be one of {', '.join(STATUSES)}")
-    rows = [run_summary(r) for r in ctx.obj.runtime().store.list_runs(status=status, task=task, limit=limit)]
+    rows = [
+        run_summary(r)
+        for r in ctx.obj.runtime().store.list_runs(status=status, task=task, limit=limit)
+    ]
     if as_json:
         output.emit_json(rows)
         return
-    output.table(["id", "task", "status", "attempts", "created_at", "finished_at", "error"],
-                 [[r["id"], r["task"], r["status"], r["attempts"], r["created_at"], r["finished_at"],
-                   (r["error"] or "")[:60]] for r in rows])
+    output.table(
+        ["id", "task", "status", "attempts", "created_at", "finished_at", "error"],
+        [
+            [
+                r["id"],
+                r["task"],
+                r["status"],
+                r["attempts"],
+                r["created_at"],
+                r["finished_at"],
+                (r["error"] or "")[:60],
+            ]
+            for r in rows
+        ],
+    )
 
 
 @app.command("show")
@@ -48,7 +71,9 @@ def show(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, "-
     """Show a run: payload, attempts (with tracebacks), log lines, result."""
     store = ctx.obj.runtime().store
     row = _get(store, run_id)
-    detail = run_detail(row, store.attempts(run_id), store.logs(run_id), store.list_runs(parent_id=run_id))
+    detail = run_detail(
+        row, store.attempts(run_id), store.logs(run_id), store.list_runs(parent_id=run_id)
+    )
     if as_json:
         output.emit_json(detail)
         return
@@ -58,16 +83,29 @@ def show(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, "-
 def _render(d: dict) -> None:
     echo = typer.echo
     echo(f"{d['id']}  {d['task']}  {d['status']}")
-    for key in ("queue", "priority", "created_at", "run_at", "started_at", "finished_at", "worker",
-                "idempotency_key", "parent_id", "replay_of", "error"):
+    for key in (
+        "queue",
+        "priority",
+        "created_at",
+        "run_at",
+        "started_at",
+        "finished_at",
+        "worker",
+        "idempotency_key",
+        "parent_id",
+        "replay_of",
+        "error",
+    ):
         if d.get(key) not in (None, ""):
             echo(f"  {key}: {d[key]}")
     echo(f"  attempts: {d['attempt']} of {d['max_attempts']}")
     echo("payload:")
     echo("  " + json.dumps(d["payload"], indent=2).replace("\n", "\n  "))
     for a in d["attempts"]:
-        echo(f"attempt {a['number']}: {a['outcome']} on {a['worker']} at {a['started_at']} "
-             f"({a['duration_ms']} ms){': ' + a['error'] if a['error'] else ''}")
+        echo(
+            f"attempt {a['number']}: {a['outcome']} on {a['worker']} at {a['started_at']} "
+            f"({a['duration_ms']} ms){': ' + a['error'] if a['error'] else ''}"
+        )
         if a["traceback"]:
             echo("  " + a["traceback"].rstrip().replace("\n", "\n  "))
     if d["logs"]:
@@ -98,13 +136,20 @@ def cancel(ctx: typer.Context, run_id: str):
 
 
 @app.command("replay")
-def replay(ctx: typer.Context,
-           run_ids: Optional[list[str]] = typer.Argument(None, metavar="[RUN_ID]...",
-                                                         help="Runs to replay; none: select with --status/--task."),
-           status: Optional[str] = typer.Option(None, "--status", "-s", help="Replay the runs in this status."),
-           task: Optional[str] = typer.Option(None, "--task", "-t", help="…of this task."),
-           limit: int = typer.Option(100, "--limit", "-l", min=1, max=100000, help="At most this many (newest first)."),
-           as_json: bool = typer.Option(False, "--json")):
+def replay(
+    ctx: typer.Context,
+    run_ids: list[str] | None = typer.Argument(
+        None, metavar="[RUN_ID]...", help="Runs to replay; none: select with --status/--task."
+    ),
+    status: str | None = typer.Option(
+        None, "--status", "-s", help="Replay the runs in this status."
+    ),
+    task: str | None = typer.Option(None, "--task", "-t", help="…of this task."),
+    limit: int = typer.Option(
+        100, "--limit", "-l", min=1, max=100000, help="At most this many (newest first)."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """New runs with the same task and payload, each linked to its original (one id per line)."""
     rt = ctx.obj.runtime()
     if run_ids and (status or task):
@@ -113,14 +158,29 @@ def replay(ctx: typer.Context,
         raise BadInput("name the runs to replay: RUN_ID..., or --status failed [--task T]")
     if status is not None and status not in STATUSES:
         raise BadInput(f"--status must be one of {', '.join(STATUSES)}")
-    rows = ([_get(rt.store, run_id) for run_id in run_ids] if run_ids
-            else rt.store.list_runs(status=status, task=task, limit=limit))
+    rows = (
+        [_get(rt.store, run_id) for run_id in run_ids]
+        if run_ids
+        else rt.store.list_runs(status=status, task=task, limit=limit)
+    )
     replayed = []
     with output.progress(len(rows), "replaying") as advance:
         for row in rows:
-            result = rt.trigger(row["task"], json.loads(row["payload"]), queue=row["queue"],
-                                priority=row["priority"], replay_of=row["id"])
-            replayed.append({"id": result.id, "task": result.task, "status": result.status, "replay_of": row["id"]})
+            result = rt.trigger(
+                row["task"],
+                json.loads(row["payload"]),
+                queue=row["queue"],
+                priority=row["priority"],
+                replay_of=row["id"],
+            )
+            replayed.append(
+                {
+                    "id": result.id,
+                    "task": result.task,
+                    "status": result.status,
+                    "replay_of": row["id"],
+                }
+            )
             advance()
     if as_json:
         output.emit_json(replayed[0] if run_ids and len(run_ids) == 1 else replayed)
@@ -132,10 +192,14 @@ def replay(ctx: typer.Context,
 
 
 @app.command("watch")
-def watch_runs(ctx: typer.Context,
-               interval: float = typer.Option(1.0, "--interval", min=0.2, max=60, help="Seconds between redraws."),
-               limit: int = typer.Option(20, "--limit", "-l", min=1, max=500, help="Newest runs shown."),
-               once: bool = typer.Option(False, "--once", help="Print one frame and exit.")):
+def watch_runs(
+    ctx: typer.Context,
+    interval: float = typer.Option(
+        1.0, "--interval", min=0.2, max=60, help="Seconds between redraws."
+    ),
+    limit: int = typer.Option(20, "--limit", "-l", min=1, max=500, help="Newest runs shown."),
+    once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
+):
     """A live view of queue depths and the newest runs (Ctrl-C to leave)."""
     from flowjobs.cli.watch import watch
 

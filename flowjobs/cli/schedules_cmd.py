@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from flowjobs.cli import output
 from flowjobs.errors import BadInput, ExitStatus
 
-app = typer.Typer(help="Cron schedules: list, preview, backfill, enable/disable, trigger, health.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Cron schedules: list, preview, backfill, enable/disable, trigger, health.",
+    no_args_is_help=True,
+)
 
 
 def _time(value: str | None, option: str, default: int) -> int:
@@ -32,19 +32,37 @@ def list_schedules(ctx: typer.Context, as_json: bool = typer.Option(False, "--js
         output.emit_json(rows)
         return
     if not rows:
-        output.note("no schedules: declare one with @task(..., cron=\"0 * * * *\") or a "
-                    "[schedules.<id>] table in flowjobs.toml (see docs/scheduling.md)")
+        output.note(
+            'no schedules: declare one with @task(..., cron="0 * * * *") or a '
+            "[schedules.<id>] table in flowjobs.toml (see docs/scheduling.md)"
+        )
         return
-    output.table(["id", "task", "cron", "timezone", "catchup", "enabled", "last_slot", "next_slots"],
-                 [[r["id"], r["task"], r["cron"], r["timezone"], r["catchup"], "yes" if r["enabled"] else "no",
-                   r["last_slot"], " ".join(r["next_slots"])] for r in rows])
+    output.table(
+        ["id", "task", "cron", "timezone", "catchup", "enabled", "last_slot", "next_slots"],
+        [
+            [
+                r["id"],
+                r["task"],
+                r["cron"],
+                r["timezone"],
+                r["catchup"],
+                "yes" if r["enabled"] else "no",
+                r["last_slot"],
+                " ".join(r["next_slots"]),
+            ]
+            for r in rows
+        ],
+    )
 
 
 @app.command("preview")
-def preview(ctx: typer.Context, schedule_id: str,
-            start: Optional[str] = typer.Option(None, "--from", help="ISO-8601 (default: now)."),
-            end: Optional[str] = typer.Option(None, "--to", help="ISO-8601 (default: one day after --from)."),
-            as_json: bool = typer.Option(False, "--json")):
+def preview(
+    ctx: typer.Context,
+    schedule_id: str,
+    start: str | None = typer.Option(None, "--from", help="ISO-8601 (default: now)."),
+    end: str | None = typer.Option(None, "--to", help="ISO-8601 (default: one day after --from)."),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Each slot in (--from, --to] with the window (lastTimestamp -> timestamp) its run would get."""
     sched = _scheduler(ctx)
     begin = _time(start, "--from", ctx.obj.runtime().clock.now_ms())
@@ -55,15 +73,21 @@ def preview(ctx: typer.Context, schedule_id: str,
     if as_json:
         output.emit_json(rows)
         return
-    output.table(["lastTimestamp", "timestamp", "key"], [[r["lastTimestamp"], r["timestamp"], r["key"]] for r in rows])
+    output.table(
+        ["lastTimestamp", "timestamp", "key"],
+        [[r["lastTimestamp"], r["timestamp"], r["key"]] for r in rows],
+    )
 
 
 @app.command("backfill")
-def backfill(ctx: typer.Context, schedule_id: str,
-             start: str = typer.Option(..., "--from", help="ISO-8601; slots after this time."),
-             end: str = typer.Option(..., "--to", help="ISO-8601; slots up to this time."),
-             dry_run: bool = typer.Option(False, "--dry-run", help="Report, enqueue nothing."),
-             as_json: bool = typer.Option(False, "--json")):
+def backfill(
+    ctx: typer.Context,
+    schedule_id: str,
+    start: str = typer.Option(..., "--from", help="ISO-8601; slots after this time."),
+    end: str = typer.Option(..., "--to", help="ISO-8601; slots up to this time."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report, enqueue nothing."),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Enqueue every slot in (--from, --to] that has no run yet."""
     begin, finish = _time(start, "--from", 0), _time(end, "--to", 0)
     if finish <= begin:
@@ -79,8 +103,10 @@ def backfill(ctx: typer.Context, schedule_id: str,
         output.emit_json(report)
         return
     verb = "would enqueue" if dry_run else "enqueued"
-    typer.echo(f"{report['schedule']}: {report['slots']} slots, {verb} {report['new']}, "
-               f"{report['existing']} already had a run")
+    typer.echo(
+        f"{report['schedule']}: {report['slots']} slots, {verb} {report['new']}, "
+        f"{report['existing']} already had a run"
+    )
 
 
 @app.command("enable")
@@ -98,15 +124,23 @@ def disable(ctx: typer.Context, schedule_id: str):
 
 
 @app.command("trigger")
-def trigger_now(ctx: typer.Context, schedule_id: str,
-                since: Optional[str] = typer.Option(None, "--since", help="ISO-8601 start of the run's window "
-                                                    "(default: the end of the last covered window)."),
-                as_json: bool = typer.Option(False, "--json")):
+def trigger_now(
+    ctx: typer.Context,
+    schedule_id: str,
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        help="ISO-8601 start of the run's window (default: the end of the last covered window).",
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Run a schedule's task now, as a manual run (not as a slot); its window ends now."""
     start = _time(since, "--since", 0) if since is not None else None
     run = _scheduler(ctx).trigger_now(schedule_id, since=start)
     if as_json:
-        output.emit_json({"id": run.id, "task": run.task, "status": run.status, "deduplicated": run.deduplicated})
+        output.emit_json(
+            {"id": run.id, "task": run.task, "status": run.status, "deduplicated": run.deduplicated}
+        )
     else:
         typer.echo(run.id)
 
@@ -120,22 +154,43 @@ def health(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
     if as_json:
         output.emit_json(rows)
     else:
-        output.table(["id", "slots", "ran", "missing", "duplicated", "failed", "status"],
-                     [[r["id"], r["slots"], r["ran"], len(r["missing"]), len(r["duplicated"]), len(r["failed"]),
-                       r["status"]] for r in rows])
+        output.table(
+            ["id", "slots", "ran", "missing", "duplicated", "failed", "status"],
+            [
+                [
+                    r["id"],
+                    r["slots"],
+                    r["ran"],
+                    len(r["missing"]),
+                    len(r["duplicated"]),
+                    len(r["failed"]),
+                    r["status"],
+                ]
+                for r in rows
+            ],
+        )
         for r in rows:
             for gap in r["lost"]:
-                then = (f"the run of the next slot ({gap['coveredBy']}) reaches back over it" if gap["coveredBy"]
-                        else f"fix: {gap['fix']}")
-                output.note(f"{r['id']}: window {gap['from']} -> {gap['to']} lost "
-                            f"(run {', '.join(gap['runs'])} did not succeed); {then}")
+                then = (
+                    f"the run of the next slot ({gap['coveredBy']}) reaches back over it"
+                    if gap["coveredBy"]
+                    else f"fix: {gap['fix']}"
+                )
+                output.note(
+                    f"{r['id']}: window {gap['from']} -> {gap['to']} lost "
+                    f"(run {', '.join(gap['runs'])} did not succeed); {then}"
+                )
     if any(r["status"] == "lost" for r in rows):
         raise typer.Exit(int(ExitStatus.FAILURE))
 
 
-def tick(ctx: typer.Context,
-         now: Optional[str] = typer.Option(None, "--now", help="Tick as of this ISO-8601 time (default: now)."),
-         as_json: bool = typer.Option(False, "--json")):
+def tick(
+    ctx: typer.Context,
+    now: str | None = typer.Option(
+        None, "--now", help="Tick as of this ISO-8601 time (default: now)."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Enqueue every due slot of every enabled schedule, then exit (for cron or a systemd timer)."""
     rt = ctx.obj.runtime()
     at = _time(now, "--now", rt.clock.now_ms())
@@ -144,8 +199,12 @@ def tick(ctx: typer.Context,
     from flowjobs.core.clock import iso
 
     if as_json:
-        output.emit_json([{"schedule": r.schedule, "slots": [iso(s) for s in r.slots], "runs": r.run_ids}
-                          for r in results])
+        output.emit_json(
+            [
+                {"schedule": r.schedule, "slots": [iso(s) for s in r.slots], "runs": r.run_ids}
+                for r in results
+            ]
+        )
     else:
         for r in results:
             for slot, run_id in zip(r.slots, r.run_ids):
@@ -162,7 +221,9 @@ def fail_on_enqueue_failures(failures: dict) -> None:
 
     if all(is_database_failure(exc) for exc in failures.values()):
         raise next(iter(failures.values()))
-    raise EnqueueFailed("; ".join(f"schedule {sid} failed to enqueue: {exc}" for sid, exc in failures.items()))
+    raise EnqueueFailed(
+        "; ".join(f"schedule {sid} failed to enqueue: {exc}" for sid, exc in failures.items())
+    )
 
 
 def run_scheduler(ctx: typer.Context):

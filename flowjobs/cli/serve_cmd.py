@@ -4,34 +4,45 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Optional
 
 import typer
 
 
-def serve(ctx: typer.Context,
-          host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default [server] host, 127.0.0.1)."),
-          port: Optional[int] = typer.Option(None, "--port", min=0, max=65535,
-                                             help="Port (default [server] port, 8080; 0 picks a free one).")):
+def serve(
+    ctx: typer.Context,
+    host: str | None = typer.Option(
+        None, "--host", help="Address to bind (default [server] host, 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        min=0,
+        max=65535,
+        help="Port (default [server] port, 8080; 0 picks a free one).",
+    ),
+):
     """Receive Stripe and Supabase webhooks: store each in the inbox, then let the workers handle it."""
-    from flowjobs.webhooks.server import make_server
-
     from flowjobs.errors import BadInput
+    from flowjobs.webhooks.server import make_server
 
     rt = ctx.obj.runtime()
     settings = rt.settings.server
     bind = host or settings.host
     if bind not in ("127.0.0.1", "localhost", "::1") and not rt.settings.dashboard.password:
-        raise BadInput(f"serve would listen on {bind} with the dashboard open to anyone: set [dashboard] password "
-                       "(FLOWJOBS_DASHBOARD_PASSWORD), or listen on 127.0.0.1 behind a proxy")
-    rt.store  # migrate before accepting requests
+        raise BadInput(
+            f"serve would listen on {bind} with the dashboard open to anyone: set [dashboard] password "
+            "(FLOWJOBS_DASHBOARD_PASSWORD), or listen on 127.0.0.1 behind a proxy"
+        )
+    rt.store  # noqa: B018 - migrate before accepting requests
     wanted = settings.port if port is None else port
     try:
         server = make_server(rt, bind, wanted)
     except OSError as exc:  # a taken port, an address this machine does not have
         raise BadInput(_bind_problem(exc, bind, wanted)) from None
     except ValueError:  # waitress: a host name that does not resolve
-        raise BadInput(f"cannot listen on {bind}:{wanted}: no such address (check --host)") from None
+        raise BadInput(
+            f"cannot listen on {bind}:{wanted}: no such address (check --host)"
+        ) from None
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     sys.stderr.write(f"listening on http://{server.effective_host}:{server.effective_port}\n")
     sys.stderr.flush()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 def on_signals(act: Callable[[int], None], signums=(signal.SIGTERM, signal.SIGINT)) -> None:

@@ -17,18 +17,39 @@ def list_tasks(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
     rows = []
     for t in rt.registry.all():
         policy = t.retry or rt.retry_defaults
-        rows.append({
-            "id": t.id, "queue": t.queue, "concurrency_limit": t.concurrency_limit,
-            "retry": {"max_attempts": policy.max_attempts, "min_wait": policy.min_wait,
-                      "max_wait": policy.max_wait, "factor": policy.factor, "randomize": policy.randomize},
-            "timeout": format_duration(t.timeout or rt.settings.run.timeout),
-            "cron": t.cron, "timezone": t.timezone if t.cron else None, "description": t.description,
-        })
+        rows.append(
+            {
+                "id": t.id,
+                "queue": t.queue,
+                "concurrency_limit": t.concurrency_limit,
+                "retry": {
+                    "max_attempts": policy.max_attempts,
+                    "min_wait": policy.min_wait,
+                    "max_wait": policy.max_wait,
+                    "factor": policy.factor,
+                    "randomize": policy.randomize,
+                },
+                "timeout": format_duration(t.timeout or rt.settings.run.timeout),
+                "cron": t.cron,
+                "timezone": t.timezone if t.cron else None,
+                "description": t.description,
+            }
+        )
     if as_json:
         output.emit_json(rows)
         return
-    output.table(["id", "queue", "limit", "retry", "timeout", "schedule", "description"],
-                 [[r["id"], r["queue"], r["concurrency_limit"] or "",
-                   (t.retry or rt.retry_defaults).describe(), r["timeout"],
-                   f"{r['cron']} {r['timezone']}" if r["cron"] else "", r["description"]]
-                  for r, t in zip(rows, rt.registry.all())])
+    output.table(
+        ["id", "queue", "limit", "retry", "timeout", "schedule", "description"],
+        [
+            [
+                r["id"],
+                r["queue"],
+                r["concurrency_limit"] or "",
+                (t.retry or rt.retry_defaults).describe(),
+                r["timeout"],
+                f"{r['cron']} {r['timezone']}" if r["cron"] else "",
+                r["description"],
+            ]
+            for r, t in zip(rows, rt.registry.all())
+        ],
+    )

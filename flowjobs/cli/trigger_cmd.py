@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,22 +11,55 @@ from flowjobs.cli.triggering import run_trigger
 
 def trigger(
     ctx: typer.Context,
-    task_id: str = typer.Argument(..., help="Task id, e.g. hello-world (see `flowjobs tasks list`), or billing-run."),
-    object_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="With billing-run: the billing run's id (charged now)."),
-    payload: Optional[str] = typer.Option(None, "--payload", "-p", help="Payload as a JSON object."),
-    payload_file: Optional[Path] = typer.Option(None, "--payload-file", help="Read the payload JSON from a file."),
-    idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key", help="A second trigger with this key returns the same run."),
-    idempotency_key_ttl: Optional[str] = typer.Option(None, "--idempotency-key-ttl", help="How long the key holds, e.g. 1d (default [run] idempotency_key_ttl)."),
-    delay: Optional[str] = typer.Option(None, "--delay", help="Run no earlier than this from now, e.g. 30s."),
+    task_id: str = typer.Argument(
+        ..., help="Task id, e.g. hello-world (see `flowjobs tasks list`), or billing-run."
+    ),
+    object_id: str | None = typer.Argument(
+        None, metavar="[ID]", help="With billing-run: the billing run's id (charged now)."
+    ),
+    payload: str | None = typer.Option(None, "--payload", "-p", help="Payload as a JSON object."),
+    payload_file: Path | None = typer.Option(
+        None, "--payload-file", help="Read the payload JSON from a file."
+    ),
+    idempotency_key: str | None = typer.Option(
+        None, "--idempotency-key", help="A second trigger with this key returns the same run."
+    ),
+    idempotency_key_ttl: str | None = typer.Option(
+        None,
+        "--idempotency-key-ttl",
+        help="How long the key holds, e.g. 1d (default [run] idempotency_key_ttl).",
+    ),
+    delay: str | None = typer.Option(
+        None, "--delay", help="Run no earlier than this from now, e.g. 30s."
+    ),
     priority: int = typer.Option(0, "--priority", help="Lower runs first (default 0)."),
-    queue: Optional[str] = typer.Option(None, "--queue", help="Queue (default: the task's)."),
-    wait: bool = typer.Option(False, "--wait", help="Block until the run ends: exit 0 if completed, 1 otherwise."),
-    timeout: Optional[str] = typer.Option(None, "--timeout", help="With --wait: give up after this long (exit 124)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object {id, task, status, deduplicated}."),
+    queue: str | None = typer.Option(None, "--queue", help="Queue (default: the task's)."),
+    wait: bool = typer.Option(
+        False, "--wait", help="Block until the run ends: exit 0 if completed, 1 otherwise."
+    ),
+    timeout: str | None = typer.Option(
+        None, "--timeout", help="With --wait: give up after this long (exit 124)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object {id, task, status, deduplicated}."
+    ),
 ):
     """Trigger a run of TASK_ID and print its run id."""
-    code = run_trigger(ctx.obj, task_id, object_id, payload, payload_file, idempotency_key, idempotency_key_ttl,
-                       delay, priority, queue, wait, timeout, as_json)
+    code = run_trigger(
+        ctx.obj,
+        task_id,
+        object_id,
+        payload,
+        payload_file,
+        idempotency_key,
+        idempotency_key_ttl,
+        delay,
+        priority,
+        queue,
+        wait,
+        timeout,
+        as_json,
+    )
     if code:
         raise typer.Exit(code)
 

@@ -73,16 +73,28 @@ def _shortcut(rt, name: str, object_id: str | None, payload: dict, options: dict
         raise BadInput(f"`trigger {name} ID` takes no --payload")
     given = [option for option, value in options.items() if value]
     if given:
-        raise BadInput(f"`trigger {name} ID` charges now under the billing run's own key; it takes no "
-                       f"{', '.join(given)}")
+        raise BadInput(
+            f"`trigger {name} ID` charges now under the billing run's own key; it takes no "
+            f"{', '.join(given)}"
+        )
     return charge_now(rt.billing, object_id)
 
 
-def run_trigger(state, task_id: str, object_id: str | None = None, payload: str | None = None,
-                payload_file: Path | None = None, idempotency_key: str | None = None,
-                idempotency_key_ttl: str | None = None, delay: str | None = None, priority: int = 0,
-                queue: str | None = None, wait: bool = False, timeout: str | None = None,
-                as_json: bool = False) -> int:
+def run_trigger(
+    state,
+    task_id: str,
+    object_id: str | None = None,
+    payload: str | None = None,
+    payload_file: Path | None = None,
+    idempotency_key: str | None = None,
+    idempotency_key_ttl: str | None = None,
+    delay: str | None = None,
+    priority: int = 0,
+    queue: str | None = None,
+    wait: bool = False,
+    timeout: str | None = None,
+    as_json: bool = False,
+) -> int:
     """Trigger a run of `task_id`, print its id; the exit status."""
     body = _read_payload(payload, payload_file)
     ttl = _duration(idempotency_key_ttl, "--idempotency-key-ttl")
@@ -93,21 +105,55 @@ def run_trigger(state, task_id: str, object_id: str | None = None, payload: str 
     rt = state.runtime()
     done = None
     if task_id in SHORTCUTS:
-        done = _shortcut(rt, task_id, object_id, body, {
-            "--idempotency-key": idempotency_key, "--idempotency-key-ttl": idempotency_key_ttl,
-            "--delay": delay, "--priority": priority, "--queue": queue})
-        run_id, task_id, status, deduplicated = done.run_id, SHORTCUTS[task_id], done.status, done.deduplicated
+        done = _shortcut(
+            rt,
+            task_id,
+            object_id,
+            body,
+            {
+                "--idempotency-key": idempotency_key,
+                "--idempotency-key-ttl": idempotency_key_ttl,
+                "--delay": delay,
+                "--priority": priority,
+                "--queue": queue,
+            },
+        )
+        run_id, task_id, status, deduplicated = (
+            done.run_id,
+            SHORTCUTS[task_id],
+            done.status,
+            done.deduplicated,
+        )
     elif object_id is not None:
         raise BadInput(f"unexpected argument {object_id!r}: task payloads go in --payload")
     else:
-        result = rt.trigger(task_id, body, idempotency_key=idempotency_key, idempotency_key_ttl=ttl,
-                            delay=delay_s, priority=priority, queue=queue)
-        run_id, task_id, status, deduplicated = result.id, result.task, result.status, result.deduplicated
+        result = rt.trigger(
+            task_id,
+            body,
+            idempotency_key=idempotency_key,
+            idempotency_key_ttl=ttl,
+            delay=delay_s,
+            priority=priority,
+            queue=queue,
+        )
+        run_id, task_id, status, deduplicated = (
+            result.id,
+            result.task,
+            result.status,
+            result.deduplicated,
+        )
     if wait:
         status = wait_for(rt.store, run_id, wait_s)
     if as_json:
-        shown = {"id": run_id, "task": task_id, "status": status or "executing", "deduplicated": deduplicated}
-        output.emit_json(shown if done is None else {**shown, "action": done.action, "detail": done.detail})
+        shown = {
+            "id": run_id,
+            "task": task_id,
+            "status": status or "executing",
+            "deduplicated": deduplicated,
+        }
+        output.emit_json(
+            shown if done is None else {**shown, "action": done.action, "detail": done.detail}
+        )
     else:
         sys.stdout.write(run_id + "\n")
         if done is not None:
@@ -124,9 +170,17 @@ def run_trigger(state, task_id: str, object_id: str | None = None, payload: str 
 
 
 # -- the command line without typer ------------------------------------------------------
-_VALUE_OPTIONS = {"--payload": "payload", "-p": "payload", "--payload-file": "payload_file",
-                  "--idempotency-key": "idempotency_key", "--idempotency-key-ttl": "idempotency_key_ttl",
-                  "--delay": "delay", "--priority": "priority", "--queue": "queue", "--timeout": "timeout"}
+_VALUE_OPTIONS = {
+    "--payload": "payload",
+    "-p": "payload",
+    "--payload-file": "payload_file",
+    "--idempotency-key": "idempotency_key",
+    "--idempotency-key-ttl": "idempotency_key_ttl",
+    "--delay": "delay",
+    "--priority": "priority",
+    "--queue": "queue",
+    "--timeout": "timeout",
+}
 _FLAGS = {"--wait": "wait", "--json": "as_json"}
 
 

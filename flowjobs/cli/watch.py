@@ -7,8 +7,16 @@ import time
 
 from flowjobs.cli.views import run_summary
 
-STATUS_STYLE = {"completed": "green", "failed": "red", "executing": "cyan", "retrying": "yellow",
-                "queued": "white", "delayed": "dim", "canceled": "magenta", "expired": "dim"}
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "executing": "cyan",
+    "retrying": "yellow",
+    "queued": "white",
+    "delayed": "dim",
+    "canceled": "magenta",
+    "expired": "dim",
+}
 
 
 def frame(runtime, limit: int):
@@ -21,14 +29,22 @@ def frame(runtime, limit: int):
     for queue, due, running, wait in runtime.store.queue_depths(runtime.clock.now_ms()):
         queues.add_row(queue, str(due), str(running), f"{wait:.1f}s")
     counts = runtime.store.count_by_status()
-    runs = Table(title="runs — " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), expand=True)
+    runs = Table(
+        title="runs — " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), expand=True
+    )
     runs.add_column("id", no_wrap=True, min_width=25)  # ids are what you copy: never cut
     for column in ("task", "status", "attempts", "created_at", "error"):
         runs.add_column(column, overflow="ellipsis", no_wrap=True)
     for row in runtime.store.list_runs(limit=limit):
         r = run_summary(row)
-        runs.add_row(r["id"], r["task"], f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]",
-                     str(r["attempts"]), r["created_at"] or "", (r["error"] or "")[:60])
+        runs.add_row(
+            r["id"],
+            r["task"],
+            f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]",
+            str(r["attempts"]),
+            r["created_at"] or "",
+            (r["error"] or "")[:60],
+        )
     return Group(queues, runs)
 
 

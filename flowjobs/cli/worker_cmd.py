@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import List, Optional
 
 import typer
 
@@ -13,13 +12,40 @@ from flowjobs.cli import output
 
 def run_worker(
     ctx: typer.Context,
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-n", min=1, help="Runs at once per process (default [worker] concurrency)."),
-    processes: Optional[int] = typer.Option(None, "--processes", "-P", min=1, help="Worker processes under one supervisor (default [worker] processes)."),
-    queue: Optional[List[str]] = typer.Option(None, "--queue", "-q", help="Take runs only from this queue (repeatable; default [worker] queues)."),
-    burst: bool = typer.Option(False, "--burst", help="Exit 0 once no run is due and none is executing (for cron)."),
-    max_jobs: Optional[int] = typer.Option(None, "--max-jobs", min=1, help="Exit after this many runs (per process)."),
-    shutdown_timeout: Optional[str] = typer.Option(None, "--shutdown-timeout", help="On SIGTERM, wait this long for running tasks (default [worker] shutdown_timeout)."),
-    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not run the cron scheduler in this worker."),
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        "-n",
+        min=1,
+        help="Runs at once per process (default [worker] concurrency).",
+    ),
+    processes: int | None = typer.Option(
+        None,
+        "--processes",
+        "-P",
+        min=1,
+        help="Worker processes under one supervisor (default [worker] processes).",
+    ),
+    queue: list[str] | None = typer.Option(
+        None,
+        "--queue",
+        "-q",
+        help="Take runs only from this queue (repeatable; default [worker] queues).",
+    ),
+    burst: bool = typer.Option(
+        False, "--burst", help="Exit 0 once no run is due and none is executing (for cron)."
+    ),
+    max_jobs: int | None = typer.Option(
+        None, "--max-jobs", min=1, help="Exit after this many runs (per process)."
+    ),
+    shutdown_timeout: str | None = typer.Option(
+        None,
+        "--shutdown-timeout",
+        help="On SIGTERM, wait this long for running tasks (default [worker] shutdown_timeout).",
+    ),
+    no_scheduler: bool = typer.Option(
+        False, "--no-scheduler", help="Do not run the cron scheduler in this worker."
+    ),
 ):
     """Run the worker pool until stopped (SIGTERM/SIGINT: finish running tasks, then exit 0)."""
     from flowjobs.durations import parse_duration
@@ -27,18 +53,35 @@ def run_worker(
     state = ctx.obj
     rt = state.runtime()
     ws = rt.settings.worker
-    grace = output.parse_option(shutdown_timeout, parse_duration, "--shutdown-timeout") or ws.shutdown_timeout
+    grace = (
+        output.parse_option(shutdown_timeout, parse_duration, "--shutdown-timeout")
+        or ws.shutdown_timeout
+    )
     procs = processes or ws.processes
     if procs > 1:
-        raise typer.Exit(_supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler))
+        raise typer.Exit(
+            _supervise(
+                state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler
+            )
+        )
     from flowjobs.core.worker import Worker, WorkerOptions
 
-    rt.registry  # import task modules before the first claim  # noqa: B018
-    rt.store
-    worker = Worker(rt, WorkerOptions(
-        concurrency=concurrency or ws.concurrency, queues=queue or ws.queues, lease=ws.lease,
-        poll_interval=ws.poll_interval, rescue_interval=ws.rescue_interval,
-        shutdown_timeout=grace, burst=burst, max_jobs=max_jobs, max_crashes=rt.settings.run.max_crashes))
+    rt.registry  # noqa: B018 - import task modules before the first claim
+    rt.store  # noqa: B018 - migrate before the first claim
+    worker = Worker(
+        rt,
+        WorkerOptions(
+            concurrency=concurrency or ws.concurrency,
+            queues=queue or ws.queues,
+            lease=ws.lease,
+            poll_interval=ws.poll_interval,
+            rescue_interval=ws.rescue_interval,
+            shutdown_timeout=grace,
+            burst=burst,
+            max_jobs=max_jobs,
+            max_crashes=rt.settings.run.max_crashes,
+        ),
+    )
     _install_signals(worker)
     if burst:  # one tick first, so `run-worker --burst` from cron also fires due schedules
         if not no_scheduler:
@@ -67,16 +110,24 @@ def _install_signals(worker) -> None:
         received.append(signum)
         name = signal.Signals(signum).name
         if len(received) > 1:
-            os.write(2, f"received {name} again: stopping now; the rescuer takes over unfinished runs\n".encode())
+            os.write(
+                2,
+                f"received {name} again: stopping now; the rescuer takes over unfinished runs\n".encode(),
+            )
             os._exit(1)
-        os.write(2, f"received {name}: finishing running tasks (up to {worker.opt.shutdown_timeout:g}s), "
-                    "then exiting; send it again to stop at once\n".encode())
+        os.write(
+            2,
+            f"received {name}: finishing running tasks (up to {worker.opt.shutdown_timeout:g}s), "
+            "then exiting; send it again to stop at once\n".encode(),
+        )
         worker.stop()
 
     on_signals(handler)
 
 
-def _supervise(state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler) -> int:
+def _supervise(
+    state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler
+) -> int:
     from flowjobs.core.supervisor import Supervisor, child_argv
 
     args: list[str] = []

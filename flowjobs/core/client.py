@@ -50,12 +50,15 @@ def validate_payload(task, payload: Any) -> dict:
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise PayloadInvalid(f"payload for {task.id!r} must be a JSON object, got {type(payload).__name__}")
+        raise PayloadInvalid(
+            f"payload for {task.id!r} must be a JSON object, got {type(payload).__name__}"
+        )
     try:
         model = task.payload.model_validate(payload)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors())
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
+        )
         raise PayloadInvalid(f"invalid payload for {task.id!r}: {problems}") from None
     return model.model_dump(mode="json", by_alias=True)
 
@@ -90,16 +93,28 @@ class Client:
         task = self.registry.get(item.task)
         wire = validate_payload(task, item.payload)
         text = canonical_json(wire)
-        run_at = item.run_at if item.run_at is not None else now + int((_seconds(item.delay) or 0) * 1000)
+        run_at = (
+            item.run_at
+            if item.run_at is not None
+            else now + int((_seconds(item.delay) or 0) * 1000)
+        )
         ttl = _seconds(item.idempotency_key_ttl)
         ttl = self.key_ttl if ttl is None else ttl
         policy = task.retry or self.retry_defaults
         return NewRun(
-            id=ids.new_id("run"), task=task.id, queue=item.queue or task.queue, payload=text,
-            payload_hash=hashlib.sha256(text.encode()).hexdigest(), priority=item.priority,
-            max_attempts=policy.max_attempts, run_at=run_at, idempotency_key=item.idempotency_key,
+            id=ids.new_id("run"),
+            task=task.id,
+            queue=item.queue or task.queue,
+            payload=text,
+            payload_hash=hashlib.sha256(text.encode()).hexdigest(),
+            priority=item.priority,
+            max_attempts=policy.max_attempts,
+            run_at=run_at,
+            idempotency_key=item.idempotency_key,
             idempotency_expires_at=now + int(ttl * 1000) if item.idempotency_key else None,
-            parent_id=item.parent_id, replay_of=item.replay_of)
+            parent_id=item.parent_id,
+            replay_of=item.replay_of,
+        )
 
     @staticmethod
     def _check_conflicts(runs: list[NewRun], results: list[Enqueued]) -> None:
@@ -107,7 +122,8 @@ class Client:
             if res.deduplicated and res.payload_hash != run.payload_hash:
                 raise IdempotencyConflict(
                     f"idempotency key {run.idempotency_key!r} of task {run.task!r} is held by run "
-                    f"{res.id} ({res.status}) with a different payload; use another key or the same payload")
+                    f"{res.id} ({res.status}) with a different payload; use another key or the same payload"
+                )
 
 
 def raw_connection(session):

@@ -5,7 +5,7 @@ sleeping.
 """
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class SystemClock:
@@ -32,7 +32,7 @@ class FixedClock:
 def to_datetime(ms: int | None) -> datetime | None:
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def iso(ms: int | None) -> str | None:
@@ -49,7 +49,7 @@ def parse_iso(text: str) -> int:
     except (ValueError, AttributeError):
         raise ValueError(f"{text!r} is not an ISO-8601 time such as 2026-11-28T18:00:00Z") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return int(value.timestamp() * 1000)
 
 
@@ -75,4 +75,6 @@ def clock_from_env(value: str | None):
     except ValueError:
         from flowjobs.errors import ConfigError
 
-        raise ConfigError([f"FLOWJOBS_CLOCK: {value!r} is not '<ISO start> x<speed> @<unix seconds>'"]) from None
+        raise ConfigError(
+            [f"FLOWJOBS_CLOCK: {value!r} is not '<ISO start> x<speed> @<unix seconds>'"]
+        ) from None

@@ -20,16 +20,27 @@ _log = logging.getLogger("flowjobs.task")
 
 
 class RunLogger:
-    def __init__(self, ctx: "TaskContext"):
+    def __init__(self, ctx: TaskContext):
         self._ctx = ctx
 
     def _write(self, level: str, message: str, *args) -> None:
         text = message % args if args else str(message)
         ctx = self._ctx
         ctx.store.add_log(ctx.run_id, ctx.attempt, ctx.clock.now_ms(), level, text)
-        _log.log(getattr(logging, level.upper(), logging.INFO), "[%s %s#%d] %s",
-                 ctx.task_id, ctx.run_id, ctx.attempt, text,
-                 extra={"run_id": ctx.run_id, "task": ctx.task_id, "attempt": ctx.attempt, "worker": ctx.worker_id})
+        _log.log(
+            getattr(logging, level.upper(), logging.INFO),
+            "[%s %s#%d] %s",
+            ctx.task_id,
+            ctx.run_id,
+            ctx.attempt,
+            text,
+            extra={
+                "run_id": ctx.run_id,
+                "task": ctx.task_id,
+                "attempt": ctx.attempt,
+                "worker": ctx.worker_id,
+            },
+        )
 
     def debug(self, message, *args):
         self._write("debug", message, *args)
@@ -47,7 +58,7 @@ class RunLogger:
 class Transaction:
     """A database transaction inside a task; follow-up triggers join it."""
 
-    def __init__(self, ctx: "TaskContext", conn):
+    def __init__(self, ctx: TaskContext, conn):
         self._ctx = ctx
         self.dbapi = conn
 

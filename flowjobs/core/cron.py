@@ -12,16 +12,22 @@ Five fields (minute hour day month weekday, with ranges, steps, lists and names)
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-MACROS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-          "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
-          "@annually": "0 0 1 1 *"}
+MACROS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
 FOLD_MARGIN = timedelta(hours=3)  # the largest wall-clock jump back any zone makes, with room
-UTC = timezone.utc
+UTC = UTC
 
 
 def normalise(expression: str) -> str:
@@ -31,8 +37,10 @@ def normalise(expression: str) -> str:
     text = " ".join(str(expression).split())
     text = MACROS.get(text.lower(), text)
     if len(text.split(" ")) != 5:
-        raise ValueError(f"{expression!r} is not a cron expression: use 5 fields "
-                         "(minute hour day month weekday) or @hourly/@daily/@weekly/@monthly/@yearly")
+        raise ValueError(
+            f"{expression!r} is not a cron expression: use 5 fields "
+            "(minute hour day month weekday) or @hourly/@daily/@weekly/@monthly/@yearly"
+        )
     if not croniter.is_valid(text):
         raise ValueError(f"{expression!r} is not a valid cron expression")
     return text
@@ -43,7 +51,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not an IANA timezone (e.g. 'UTC', 'Europe/Berlin')") from None
+        raise ValueError(
+            f"{name!r} is not an IANA timezone (e.g. 'UTC', 'Europe/Berlin')"
+        ) from None
 
 
 def _to_utc(local: datetime, tz: ZoneInfo) -> datetime:
@@ -77,7 +87,9 @@ def slots_after(expression: str, tz_name: str, after_ms: int) -> Iterator[int]:
             yield slot
 
 
-def slots_between(expression: str, tz_name: str, after_ms: int, until_ms: int, limit: int | None = None) -> list[int]:
+def slots_between(
+    expression: str, tz_name: str, after_ms: int, until_ms: int, limit: int | None = None
+) -> list[int]:
     """Slots in (after_ms, until_ms], oldest first, at most `limit`."""
     found = []
     for slot in slots_after(expression, tz_name, after_ms):

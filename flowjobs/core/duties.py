@@ -35,8 +35,12 @@ class Duties:
                 log.exception("%s failed; it runs again at its next time", name)
             elif name not in self._waiting:
                 self._waiting.add(name)
-                log.warning("%s waits for the database (%s: %s)", name, type(exc).__name__,
-                            (str(exc).strip().splitlines() or [""])[0])
+                log.warning(
+                    "%s waits for the database (%s: %s)",
+                    name,
+                    type(exc).__name__,
+                    (str(exc).strip().splitlines() or [""])[0],
+                )
             return
         if name in self._waiting:
             self._waiting.discard(name)
@@ -63,7 +67,9 @@ def prune_once(runtime) -> int:
     now = runtime.clock.now_ms()
     total = 0
     while True:
-        deleted = runtime.store.prune(now, now - int(r.completed * 1000), now - int(r.failed * 1000))
+        deleted = runtime.store.prune(
+            now, now - int(r.completed * 1000), now - int(r.failed * 1000)
+        )
         total += deleted
         if deleted == 0:
             return total

@@ -61,8 +61,15 @@ def perform(task, payload_json: str, ctx) -> Outcome:
         return Outcome("aborted", error=f"the task's return value is not JSON-serialisable: {exc}")
 
 
-def decide(outcome: Outcome, attempts_used: int, max_attempts: int, policy: RetryPolicy, now: int,
-           crashes: int = 0, max_crashes: int = 10) -> Decision:
+def decide(
+    outcome: Outcome,
+    attempts_used: int,
+    max_attempts: int,
+    policy: RetryPolicy,
+    now: int,
+    crashes: int = 0,
+    max_crashes: int = 10,
+) -> Decision:
     """The run's next state. `attempts_used` counts this attempt and excludes crashes."""
     if outcome.kind == "succeeded":
         return Decision("completed", "succeeded")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("flowjobs.worker")
 
@@ -27,8 +27,12 @@ _SAYS = {
 
 
 class Outage:
-    def __init__(self, classify: Callable[[BaseException], str | None],
-                 on_full: Callable[[], None] = lambda: None, clock=time.monotonic):
+    def __init__(
+        self,
+        classify: Callable[[BaseException], str | None],
+        on_full: Callable[[], None] = lambda: None,
+        clock=time.monotonic,
+    ):
         self._classify = classify
         self._on_full = on_full
         self._clock = clock
@@ -56,8 +60,13 @@ class Outage:
             self.tries += 1
             wait = min(MIN_WAIT * 2 ** (self.tries - 1), MAX_WAIT)
         if first:
-            log.warning("%s (%s); running tasks go on, their outcomes are kept and written when it "
-                        "is back; retrying with back-off up to %gs", _SAYS[kind], _short(exc), MAX_WAIT)
+            log.warning(
+                "%s (%s); running tasks go on, their outcomes are kept and written when it "
+                "is back; retrying with back-off up to %gs",
+                _SAYS[kind],
+                _short(exc),
+                MAX_WAIT,
+            )
         if kind == "full":
             self._on_full()  # checkpoint and truncate the WAL, so freed space stays free
         return wait

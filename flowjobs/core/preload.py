@@ -43,8 +43,13 @@ def imported_names(module) -> list[str]:
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__ or "") \
-                if node.level else node.module
+            base = (
+                importlib.util.resolve_name(
+                    "." * node.level + (node.module or ""), module.__package__ or ""
+                )
+                if node.level
+                else node.module
+            )
             if base:
                 names.append(base)
                 names += [f"{base}.{alias.name}" for alias in node.names]  # submodules, if they are

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,8 +73,12 @@ class Registry:
     def add(self, task: Task) -> Task:
         existing = self._tasks.get(task.id)
         if existing is not None and existing.fn is not task.fn:
-            raise ConfigError([f"tasks: task id {task.id!r} is declared twice "
-                               f"({existing.module} and {task.module})"])
+            raise ConfigError(
+                [
+                    f"tasks: task id {task.id!r} is declared twice "
+                    f"({existing.module} and {task.module})"
+                ]
+            )
         self._tasks[task.id] = task
         return task
 
@@ -105,10 +110,20 @@ class Registry:
 registry = Registry()  # tasks declared with @task land here
 
 
-def task(id: str, *, payload: type[BaseModel] = Empty, retry: RetryPolicy | None = None,
-         queue: str = "default", concurrency_limit: int | None = None,
-         timeout: str | float | None = None, cron: str | None = None, timezone: str = "UTC",
-         description: str | None = None, on_failure: str | None = None, into: Registry | None = None):
+def task(
+    id: str,
+    *,
+    payload: type[BaseModel] = Empty,
+    retry: RetryPolicy | None = None,
+    queue: str = "default",
+    concurrency_limit: int | None = None,
+    timeout: str | float | None = None,
+    cron: str | None = None,
+    timezone: str = "UTC",
+    description: str | None = None,
+    on_failure: str | None = None,
+    into: Registry | None = None,
+):
     """Declare a task. `timeout` is a duration ("30s") or seconds. `on_failure` names a task
     that is triggered, in the same transaction, when a run of this one fails for good (attempts
     or crash budget used up, aborted, timed out on its last attempt), with a `FailedRun`
@@ -122,9 +137,20 @@ def task(id: str, *, payload: type[BaseModel] = Empty, retry: RetryPolicy | None
 
     def decorate(fn):
         doc = description if description is not None else (fn.__doc__ or "").strip().split("\n")[0]
-        t = Task(id=id, fn=fn, payload=payload, retry=retry, queue=queue,
-                 concurrency_limit=concurrency_limit, timeout=seconds, cron=cron,
-                 timezone=timezone, description=doc, module=fn.__module__, on_failure=on_failure)
+        t = Task(
+            id=id,
+            fn=fn,
+            payload=payload,
+            retry=retry,
+            queue=queue,
+            concurrency_limit=concurrency_limit,
+            timeout=seconds,
+            cron=cron,
+            timezone=timezone,
+            description=doc,
+            module=fn.__module__,
+            on_failure=on_failure,
+        )
         (into or registry).add(t)
         return t
 

@@ -35,9 +35,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowjobs.core import cron
-from flowjobs.core.clock import iso, parse_iso
 from flowjobs.core.client import TriggerItem
-from flowjobs.errors import ConfigError, DatabaseError, ExitStatus, FlowjobsError, NotFound, PayloadInvalid
+from flowjobs.core.clock import iso, parse_iso
+from flowjobs.errors import (
+    ConfigError,
+    DatabaseError,
+    ExitStatus,
+    FlowjobsError,
+    NotFound,
+    PayloadInvalid,
+)
 
 log = logging.getLogger("flowjobs.scheduler")
 UPCOMING = 5
@@ -94,8 +101,14 @@ class Schedule:
         return f"{self.id}:{iso(slot)}"
 
     def payload_for(self, slot: int, last: int | None) -> dict:
-        return {**self.payload, "timestamp": iso(slot), "lastTimestamp": iso(last), "timezone": self.timezone,
-                "scheduleId": self.id, "upcoming": [iso(s) for s in cron.next_slots(self.cron, self.timezone, slot, UPCOMING)]}
+        return {
+            **self.payload,
+            "timestamp": iso(slot),
+            "lastTimestamp": iso(last),
+            "timezone": self.timezone,
+            "scheduleId": self.id,
+            "upcoming": [iso(s) for s in cron.next_slots(self.cron, self.timezone, slot, UPCOMING)],
+        }
 
     def previous(self, slot: int) -> int | None:
         return cron.previous_slot(self.cron, self.timezone, slot)
@@ -125,8 +138,10 @@ def _check_payload(registry, s: Schedule) -> str | None:
     try:
         validate_payload(registry.get(s.task), s.payload_for(slot, s.previous(slot)))
     except PayloadInvalid as exc:
-        return (f"task {s.task!r} rejects the schedule payload ({exc}); a scheduled task declares "
-                "payload=flowjobs.core.scheduler.SchedulePayload or a model that accepts its fields")
+        return (
+            f"task {s.task!r} rejects the schedule payload ({exc}); a scheduled task declares "
+            "payload=flowjobs.core.scheduler.SchedulePayload or a model that accepts its fields"
+        )
     return None
 
 
@@ -138,7 +153,9 @@ def resolve(registry, settings) -> dict[str, Schedule]:
     for t in registry.all():
         if t.cron:
             try:
-                found[t.id] = Schedule(t.id, t.id, cron.normalise(t.cron), cron.zone(t.timezone).key)
+                found[t.id] = Schedule(
+                    t.id, t.id, cron.normalise(t.cron), cron.zone(t.timezone).key
+                )
             except ValueError as exc:
                 problems.append(f"tasks: task {t.id!r}: {exc}")
     configured = set()
@@ -146,7 +163,9 @@ def resolve(registry, settings) -> dict[str, Schedule]:
         base = found.get(sid)
         values = {k: v for k, v in conf.model_dump().items() if v is not None and v != {}}
         if base is None and ("task" not in values or "cron" not in values):
-            problems.append(f"schedules.{sid}: needs `task` and `cron` (no task declares a schedule with this id)")
+            problems.append(
+                f"schedules.{sid}: needs `task` and `cron` (no task declares a schedule with this id)"
+            )
             continue
         merged = Schedule(**{**(base.__dict__ if base else {"id": sid}), **values})
         if merged.task not in registry:
@@ -158,7 +177,11 @@ def resolve(registry, settings) -> dict[str, Schedule]:
     for sid, s in found.items():
         why = _check_payload(registry, s)
         if why:
-            problems.append(f"schedules.{sid}: {why}" if sid in configured else f"tasks: task {sid!r}: its schedule: {why}")
+            problems.append(
+                f"schedules.{sid}: {why}"
+                if sid in configured
+                else f"tasks: task {sid!r}: its schedule: {why}"
+            )
     if problems:
         raise ConfigError(problems)
     return found
@@ -173,7 +196,10 @@ class TickResult:
 
 def is_database_failure(exc: BaseException) -> bool:
     """A failure of the database (waited out by the loops), not of the schedule itself."""
-    return isinstance(exc, DatabaseError) or type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg")
+    return isinstance(exc, DatabaseError) or type(exc).__module__.split(".")[0] in (
+        "sqlite3",
+        "psycopg",
+    )
 
 
 class Scheduler:
@@ -213,7 +239,11 @@ class Scheduler:
                 if schedule.id in self.failures:
                     log.debug("schedule %s: tick failed again: %s", schedule.id, exc)
                 else:
-                    log.error("schedule %s: tick failed (its due slot is not enqueued): %s", schedule.id, exc)
+                    log.error(
+                        "schedule %s: tick failed (its due slot is not enqueued): %s",
+                        schedule.id,
+                        exc,
+                    )
                 self._notices.append(self._enqueue_failed_alert(schedule, states, now, exc))
                 continue
             if schedule.id in self.failures:
@@ -230,7 +260,9 @@ class Scheduler:
             row = conn.execute(store.sql["schedule_lock"], {"id": s.id}).fetchone()
             if row is None or row[0] is None:
                 first = cron.previous_slot(s.cron, s.timezone, now + 1)
-                conn.execute(store.sql["schedule_insert"], {"id": s.id, "last_slot": first, "now": now})
+                conn.execute(
+                    store.sql["schedule_insert"], {"id": s.id, "last_slot": first, "now": now}
+                )
                 return TickResult(s.id, [], [])
             last = row[0]
             slots = self._due(s, last, now)
@@ -238,7 +270,9 @@ class Scheduler:
                 return TickResult(s.id, [], [])
             items = self._items(s, slots, last, now, conn)
             runs = self.rt.client.batch_trigger(items, session=conn) if items else []
-            conn.execute(store.sql["schedule_advance"], {"id": s.id, "last_slot": slots[-1], "now": now})
+            conn.execute(
+                store.sql["schedule_advance"], {"id": s.id, "last_slot": slots[-1], "now": now}
+            )
         return TickResult(s.id, [i.run_at for i in items], [r.id for r in runs])
 
     def _due(self, s: Schedule, last: int, now: int) -> list[int]:
@@ -250,7 +284,9 @@ class Scheduler:
             due.append(slot)
         return list(due)
 
-    def _items(self, s: Schedule, slots: list[int], last: int, now: int, conn=None) -> list[TriggerItem]:
+    def _items(
+        self, s: Schedule, slots: list[int], last: int, now: int, conn=None
+    ) -> list[TriggerItem]:
         """The runs of the due slots (a slot that already has a run, e.g. a backfilled one, is
         kept as it is). The first window starts where the policy says (the previous slot for
         `skip`, the last enqueued slot otherwise), or further back, at the start of the oldest
@@ -276,8 +312,13 @@ class Scheduler:
         return items
 
     def _item(self, s: Schedule, slot: int, last: int | None) -> TriggerItem:
-        return TriggerItem(s.task, s.payload_for(slot, last), idempotency_key=s.key(slot),
-                           idempotency_key_ttl=KEY_TTL, run_at=slot)
+        return TriggerItem(
+            s.task,
+            s.payload_for(slot, last),
+            idempotency_key=s.key(slot),
+            idempotency_key_ttl=KEY_TTL,
+            run_at=slot,
+        )
 
     # -- windows -----------------------------------------------------------------------
     def _floor(self, s: Schedule, slot: int) -> int:
@@ -291,8 +332,13 @@ class Scheduler:
     def _window_runs(self, s: Schedule, low: int, high: int, conn=None) -> list[WindowRun]:
         """The schedule's runs (slot and manual) whose window ends in [low, high]."""
         sql = WINDOW_RUNS if self.store.dialect == "sqlite" else self.store._prepare(WINDOW_RUNS)
-        params = {"task": s.task, "low": f"{s.id}:{iso(low)}", "high": f"{s.id}:{iso(high)}",
-                  "manual_low": f"{s.id}:{MANUAL}{iso(low)}", "manual_high": f"{s.id}:{MANUAL}{iso(high)}"}
+        params = {
+            "task": s.task,
+            "low": f"{s.id}:{iso(low)}",
+            "high": f"{s.id}:{iso(high)}",
+            "manual_low": f"{s.id}:{MANUAL}{iso(low)}",
+            "manual_high": f"{s.id}:{MANUAL}{iso(high)}",
+        }
         if conn is None:
             with self.store.db.borrow() as borrowed:
                 rows = borrowed.execute(sql, params).fetchall()
@@ -300,7 +346,7 @@ class Scheduler:
             rows = conn.execute(sql, params).fetchall()
         runs = []
         for run_id, key, status, payload, children_lost, children_pending in rows:
-            stamp = key[len(s.id) + 1:]
+            stamp = key[len(s.id) + 1 :]
             manual = stamp.startswith(MANUAL)
             try:
                 end = parse_iso(stamp.removeprefix(MANUAL))
@@ -329,8 +375,9 @@ class Scheduler:
             gaps = [piece for g in gaps for piece in _minus(g, cut)]
         return gaps
 
-    def _reach(self, s: Schedule, slot: int, ordinary: int, runs: list[WindowRun],
-               floor: int) -> tuple[int, list[tuple[WindowRun, int]]]:
+    def _reach(
+        self, s: Schedule, slot: int, ordinary: int, runs: list[WindowRun], floor: int
+    ) -> tuple[int, list[tuple[WindowRun, int]]]:
         """Where the window ending at `slot` starts: `ordinary`, or earlier, at the start of
         the oldest gap since `floor`; and each run that lost time, with where its loss starts.
         It never reaches across time no run was ever given (skipped by the `skip` policy, or
@@ -352,39 +399,65 @@ class Scheduler:
         alerts = self.rt.settings.alerts
         return bool(alerts.email or alerts.webhook_url)
 
-    def _notice_lost(self, s: Schedule, slot: int, start: int, floor: int,
-                     losers: list[tuple[WindowRun, int]]) -> None:
+    def _notice_lost(
+        self, s: Schedule, slot: int, start: int, floor: int, losers: list[tuple[WindowRun, int]]
+    ) -> None:
         """An alert per run whose window was not covered, saying whether this slot covers it."""
         for r, lost_from in losers:
             what = f"slot {iso(r.end)}" if not r.manual else f"manual run of {iso(r.end)}"
             covered = start <= lost_from
             if covered:
-                outcome = (f"The run of slot {iso(slot)} reaches back to {iso(start)} and covers it; "
-                           "`flowjobs schedules health` shows whether it succeeds.")
+                outcome = (
+                    f"The run of slot {iso(slot)} reaches back to {iso(start)} and covers it; "
+                    "`flowjobs schedules health` shows whether it succeeds."
+                )
             else:
-                outcome = (f"The run of slot {iso(slot)} does not reach back that far (its window starts at "
-                           f"{iso(start)}); fix: flowjobs schedules trigger {s.id} --since {iso(lost_from)}")
+                outcome = (
+                    f"The run of slot {iso(slot)} does not reach back that far (its window starts at "
+                    f"{iso(start)}); fix: flowjobs schedules trigger {s.id} --since {iso(lost_from)}"
+                )
             if r.start < floor:
-                outcome += (f" Its time before {iso(floor)} is beyond the look-back; if no other run covered it, "
-                            f"fix: flowjobs schedules trigger {s.id} --since {iso(r.start)}")
-            self._notices.append({
-                "key": f"alert:window-lost:{r.key}:{r.id}", "kind": "schedule_window_lost",
-                "subject": f"Schedule {s.id}: the window of its {what} was lost ({r.status})",
-                "text": (f"Run {r.id} of schedule {s.id} ({what}, window {iso(r.start)} -> {iso(r.end)}) ended "
-                         f"{r.status}{' but a run it triggered did not' if r.status == 'completed' else ''}, "
-                         f"so its window was not covered. {outcome}"),
-                "details": {"schedule": s.id, "runId": r.id, "status": r.status, "from": iso(r.start),
-                            "to": iso(r.end), "coveredBy": iso(slot) if covered else None}})
+                outcome += (
+                    f" Its time before {iso(floor)} is beyond the look-back; if no other run covered it, "
+                    f"fix: flowjobs schedules trigger {s.id} --since {iso(r.start)}"
+                )
+            self._notices.append(
+                {
+                    "key": f"alert:window-lost:{r.key}:{r.id}",
+                    "kind": "schedule_window_lost",
+                    "subject": f"Schedule {s.id}: the window of its {what} was lost ({r.status})",
+                    "text": (
+                        f"Run {r.id} of schedule {s.id} ({what}, window {iso(r.start)} -> {iso(r.end)}) ended "
+                        f"{r.status}{' but a run it triggered did not' if r.status == 'completed' else ''}, "
+                        f"so its window was not covered. {outcome}"
+                    ),
+                    "details": {
+                        "schedule": s.id,
+                        "runId": r.id,
+                        "status": r.status,
+                        "from": iso(r.start),
+                        "to": iso(r.end),
+                        "coveredBy": iso(slot) if covered else None,
+                    },
+                }
+            )
 
-    def _enqueue_failed_alert(self, s: Schedule, states: dict, now: int, exc: BaseException) -> dict:
+    def _enqueue_failed_alert(
+        self, s: Schedule, states: dict, now: int, exc: BaseException
+    ) -> dict:
         last = (states.get(s.id) or {}).get("last_slot")
         due = cron.slots_between(s.cron, s.timezone, last, now, limit=1) if last is not None else []
         slot = iso(due[0]) if due else iso(now - now % 60000)
-        return {"key": f"alert:enqueue-failed:{s.id}:{slot}", "kind": "schedule_enqueue_failed",
-                "subject": f"Schedule {s.id} failed to enqueue its {slot} slot",
-                "text": (f"Schedule {s.id} (task {s.task}) could not enqueue its {slot} slot: {exc}. "
-                         "Its ticks are retried; `flowjobs tick` exits 1 until this is fixed."),
-                "details": {"schedule": s.id, "task": s.task, "slot": slot, "error": str(exc)}}
+        return {
+            "key": f"alert:enqueue-failed:{s.id}:{slot}",
+            "kind": "schedule_enqueue_failed",
+            "subject": f"Schedule {s.id} failed to enqueue its {slot} slot",
+            "text": (
+                f"Schedule {s.id} (task {s.task}) could not enqueue its {slot} slot: {exc}. "
+                "Its ticks are retried; `flowjobs tick` exits 1 until this is fixed."
+            ),
+            "details": {"schedule": s.id, "task": s.task, "slot": slot, "error": str(exc)},
+        }
 
     def _raise_notices(self) -> None:
         notices, self._notices = self._notices, []
@@ -392,12 +465,21 @@ class Scheduler:
             return
         from flowjobs.alerts import ALERT_TASK
 
-        items = [TriggerItem(ALERT_TASK, {k: v for k, v in n.items() if k != "key"}, idempotency_key=n["key"],
-                             idempotency_key_ttl=90 * 86400) for n in notices]
+        items = [
+            TriggerItem(
+                ALERT_TASK,
+                {k: v for k, v in n.items() if k != "key"},
+                idempotency_key=n["key"],
+                idempotency_key_ttl=90 * 86400,
+            )
+            for n in notices
+        ]
         try:
             self.rt.client.batch_trigger(items)
         except Exception as exc:  # the database is down (the failure being alerted?): next tick
-            (log.debug if is_database_failure(exc) else log.error)("scheduler alerts could not be raised: %s", exc)
+            (log.debug if is_database_failure(exc) else log.error)(
+                "scheduler alerts could not be raised: %s", exc
+            )
 
     # -- tools -------------------------------------------------------------------------
     def preview(self, schedule_id: str, start: int, end: int, limit: int = 1000) -> list[dict]:
@@ -405,7 +487,9 @@ class Scheduler:
         previous = cron.previous_slot(s.cron, s.timezone, start + 1)
         windows = []
         for slot in cron.slots_between(s.cron, s.timezone, start, end, limit=limit):
-            windows.append({"lastTimestamp": iso(previous), "timestamp": iso(slot), "key": s.key(slot)})
+            windows.append(
+                {"lastTimestamp": iso(previous), "timestamp": iso(slot), "key": s.key(slot)}
+            )
             previous = slot
         return windows
 
@@ -415,7 +499,9 @@ class Scheduler:
             runs.setdefault(r["idempotency_key"], []).append(r)
         return runs
 
-    def backfill(self, schedule_id: str, start: int, end: int, dry_run: bool = False, progress=None) -> dict:
+    def backfill(
+        self, schedule_id: str, start: int, end: int, dry_run: bool = False, progress=None
+    ) -> dict:
         """Enqueue every slot in (start, end] that has no run yet (in batches of 500;
         `progress(n)` is told of each). A slot whose run failed keeps it: the next slot's
         window reaches back over it, or `trigger --since` covers it (see `health`)."""
@@ -430,12 +516,18 @@ class Scheduler:
             previous = slot
         runs = []
         for i in range(0, 0 if dry_run else len(items), 500):
-            runs += self.rt.client.batch_trigger(items[i:i + 500])
+            runs += self.rt.client.batch_trigger(items[i : i + 500])
             if progress:
-                progress(len(items[i:i + 500]))
+                progress(len(items[i : i + 500]))
         new = sum(1 for r in runs if not r.deduplicated) if not dry_run else len(items)
-        return {"schedule": s.id, "slots": len(slots), "new": new, "existing": len(slots) - new,
-                "dry_run": dry_run, "run_ids": [r.id for r in runs if not r.deduplicated]}
+        return {
+            "schedule": s.id,
+            "slots": len(slots),
+            "new": new,
+            "existing": len(slots) - new,
+            "dry_run": dry_run,
+            "run_ids": [r.id for r in runs if not r.deduplicated],
+        }
 
     def covered_until(self, s: Schedule, at: int) -> int | None:
         """Where a window ending at `at` would start: the end of the last covered window when
@@ -464,7 +556,9 @@ class Scheduler:
     def set_enabled(self, schedule_id: str, enabled: bool) -> None:
         s = self.get(schedule_id)
         now = self.rt.clock.now_ms()
-        self.store.set_schedule_enabled(s.id, enabled, cron.previous_slot(s.cron, s.timezone, now + 1), now)
+        self.store.set_schedule_enabled(
+            s.id, enabled, cron.previous_slot(s.cron, s.timezone, now + 1), now
+        )
 
     def describe(self) -> list[dict]:
         states = self.store.schedule_states()
@@ -472,10 +566,19 @@ class Scheduler:
         rows = []
         for s in self.schedules.values():
             last = states.get(s.id, {}).get("last_slot")
-            rows.append({"id": s.id, "task": s.task, "cron": s.cron, "timezone": s.timezone,
-                         "catchup": s.catchup, "max_catchup": s.max_catchup,
-                         "enabled": self.enabled(s, states), "last_slot": iso(last),
-                         "next_slots": [iso(x) for x in cron.next_slots(s.cron, s.timezone, now, 3)]})
+            rows.append(
+                {
+                    "id": s.id,
+                    "task": s.task,
+                    "cron": s.cron,
+                    "timezone": s.timezone,
+                    "catchup": s.catchup,
+                    "max_catchup": s.max_catchup,
+                    "enabled": self.enabled(s, states),
+                    "last_slot": iso(last),
+                    "next_slots": [iso(x) for x in cron.next_slots(s.cron, s.timezone, now, 3)],
+                }
+            )
         return rows
 
     def health(self, window_ms: int = 86400_000) -> list[dict]:
@@ -494,27 +597,51 @@ class Scheduler:
             for r in runs:
                 if not r.manual:
                     by_key.setdefault(r.key, []).append(r)
-            failed = [x for x in slots if s.key(x) in by_key
-                      and all(r.outcome == "lost" for r in by_key[s.key(x)])]
-            lost = self._lost(s, runs, now - window_ms, states, now) if any(r.outcome == "lost" for r in runs) else []
-            status = "lost" if any(g["coveredBy"] is None for g in lost) else "recovering" if lost else "ok"
+            failed = [
+                x
+                for x in slots
+                if s.key(x) in by_key and all(r.outcome == "lost" for r in by_key[s.key(x)])
+            ]
+            lost = (
+                self._lost(s, runs, now - window_ms, states, now)
+                if any(r.outcome == "lost" for r in runs)
+                else []
+            )
+            status = (
+                "lost"
+                if any(g["coveredBy"] is None for g in lost)
+                else "recovering"
+                if lost
+                else "ok"
+            )
             fixes = [g["fix"] for g in lost if g["fix"]]
-            report.append({"id": s.id, "slots": len(slots), "ran": sum(1 for x in slots if s.key(x) in by_key),
-                           "missing": [iso(x) for x in slots if s.key(x) not in by_key],
-                           "duplicated": sorted(k for k, v in by_key.items() if len(v) > 1),
-                           "failed": [iso(x) for x in failed], "lost": lost, "status": status,
-                           "fix": "; ".join(fixes) or None})
+            report.append(
+                {
+                    "id": s.id,
+                    "slots": len(slots),
+                    "ran": sum(1 for x in slots if s.key(x) in by_key),
+                    "missing": [iso(x) for x in slots if s.key(x) not in by_key],
+                    "duplicated": sorted(k for k, v in by_key.items() if len(v) > 1),
+                    "failed": [iso(x) for x in failed],
+                    "lost": lost,
+                    "status": status,
+                    "fix": "; ".join(fixes) or None,
+                }
+            )
         return report
 
-    def _lost(self, s: Schedule, runs: list[WindowRun], since: int, states: dict, now: int) -> list[dict]:
+    def _lost(
+        self, s: Schedule, runs: list[WindowRun], since: int, states: dict, now: int
+    ) -> list[dict]:
         """The gaps from `since` on (see `_gaps`), each with the next slot if its window will
         reach back over it, else the command that covers it."""
         gaps = self._gaps([r for r in runs if r.end > since], since)
         if not gaps:
             return []
         last = (states.get(s.id) or {}).get("last_slot")
-        upcoming = cron.slots_between(s.cron, s.timezone, last if last is not None else now,
-                                      now + 800 * 86400_000, limit=1)
+        upcoming = cron.slots_between(
+            s.cron, s.timezone, last if last is not None else now, now + 800 * 86400_000, limit=1
+        )
         reach = None
         if upcoming and last is not None and self.enabled(s, states):
             nxt = upcoming[0]
@@ -526,9 +653,17 @@ class Scheduler:
         for a, b in gaps:
             names = [r.id for r in runs if r.outcome == "lost" and r.start < b and r.end > a]
             covered = reach is not None and reach <= a
-            lost.append({"from": iso(a), "to": iso(b), "runs": names,
-                         "coveredBy": iso(upcoming[0]) if covered else None,
-                         "fix": None if covered else f"flowjobs schedules trigger {s.id} --since {iso(a)}"})
+            lost.append(
+                {
+                    "from": iso(a),
+                    "to": iso(b),
+                    "runs": names,
+                    "coveredBy": iso(upcoming[0]) if covered else None,
+                    "fix": None
+                    if covered
+                    else f"flowjobs schedules trigger {s.id} --since {iso(a)}",
+                }
+            )
         return lost
 
 

@@ -24,7 +24,9 @@ STEADY = 30.0  # a child that ran this long before dying starts its back-off afr
 
 
 class Supervisor:
-    def __init__(self, child_argv: list[str], processes: int, burst: bool, restart_delay: float = 1.0):
+    def __init__(
+        self, child_argv: list[str], processes: int, burst: bool, restart_delay: float = 1.0
+    ):
         self.argv = child_argv
         self.processes = processes
         self.burst = burst
@@ -80,16 +82,26 @@ class Supervisor:
                     worst = max(worst, code if code > 0 else 0)
                     continue
                 if code in FATAL:
-                    log.error("worker process %d exited with %d (%s); stopping the others: a restart "
-                              "would fail the same way", slot, code, "bad configuration" if code == 2 else "database unreachable")
+                    log.error(
+                        "worker process %d exited with %d (%s); stopping the others: a restart "
+                        "would fail the same way",
+                        slot,
+                        code,
+                        "bad configuration" if code == 2 else "database unreachable",
+                    )
                     self.stopping = True
                     self._signal_children(signal.SIGTERM)
                     finished[slot] = True
                     worst = code
                     continue
                 respawn_at[slot] = now + self._next_delay(slot, now)
-                log.warning("worker process %d (pid %d) exited with %s; restarting in %gs",
-                            slot, child.pid, code, respawn_at[slot] - now)
+                log.warning(
+                    "worker process %d (pid %d) exited with %s; restarting in %gs",
+                    slot,
+                    child.pid,
+                    code,
+                    respawn_at[slot] - now,
+                )
         return worst
 
     def _next_delay(self, slot: int, now: float) -> float:

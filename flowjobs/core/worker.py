@@ -113,7 +113,9 @@ class Worker:
         self._next_rescue = 0.0
         self._backlog = False  # the last claim filled every slot it asked for
         self._monitor_thread: threading.Thread | None = None
-        self._ready: queue.SimpleQueue = queue.SimpleQueue()  # claimed runs waiting for a pool thread
+        self._ready: queue.SimpleQueue = (
+            queue.SimpleQueue()
+        )  # claimed runs waiting for a pool thread
         self._retired: set[threading.Thread] = set()  # pool threads stuck in an abandoned task
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._want = 1  # free slots the claim loop waits for; fewer do not wake it
@@ -134,8 +136,12 @@ class Worker:
                 checkpointer.stop()
 
     def _run(self) -> int:
-        log.info("worker %s started: concurrency %d, queues %s", self.id, self.opt.concurrency,
-                 ",".join(self.opt.queues))
+        log.info(
+            "worker %s started: concurrency %d, queues %s",
+            self.id,
+            self.opt.concurrency,
+            ",".join(self.opt.queues),
+        )
         while not self._stopping.is_set():
             self._wake.clear()
             with self._lock:
@@ -183,8 +189,13 @@ class Worker:
         if time.monotonic() >= self._next_rescue:
             self._next_rescue = time.monotonic() + self.opt.rescue_interval
             for r in self.store.rescue(now, self.opt.max_crashes, self._rescue_hook, self.id):
-                log.warning("run %s: lease of worker %s expired; attempt %d recorded as crashed -> %s",
-                            r.id, r.worker, r.attempt, r.status)
+                log.warning(
+                    "run %s: lease of worker %s expired; attempt %d recorded as crashed -> %s",
+                    r.id,
+                    r.worker,
+                    r.attempt,
+                    r.status,
+                )
         batch = self._take_outcomes()
         asked = max(self._free_slots(), 0)
         if not batch and not asked:
@@ -290,15 +301,28 @@ class Worker:
         with self._lock:
             left = list(self._inflight)
         if left:
-            log.warning("shutdown timeout: %d runs still executing are left to the rescuer: %s",
-                        len(left), ", ".join(left))
+            log.warning(
+                "shutdown timeout: %d runs still executing are left to the rescuer: %s",
+                len(left),
+                ", ".join(left),
+            )
 
     # -- one run -----------------------------------------------------------------------
     def _start(self, run: ClaimedRun, now_ms: int, now: float) -> None:
         """Start a claimed run; `now_ms` (clock) and `now` (monotonic) are the turn's."""
         task, timeout = self._task_info(run.task)
-        ctx = TaskContext(run.id, run.task, run.attempt, run.max_attempts, self.rt.client, self.store,
-                          self.clock, self.id, self.rt, run.crashes)
+        ctx = TaskContext(
+            run.id,
+            run.task,
+            run.attempt,
+            run.max_attempts,
+            self.rt.client,
+            self.store,
+            self.clock,
+            self.id,
+            self.rt,
+            run.crashes,
+        )
         flight = InFlight(run, task, ctx, now_ms, now + timeout, now + self.opt.lease / 3)
         with self._lock:
             self._inflight[run.id] = flight
@@ -311,7 +335,10 @@ class Worker:
             for _ in range(self.opt.concurrency):
                 self._spawn(self._execute, "flowjobs-task")
         if task is None:
-            self._settle(flight, Outcome("aborted", error=f"no task {run.task!r} is registered in this worker"))
+            self._settle(
+                flight,
+                Outcome("aborted", error=f"no task {run.task!r} is registered in this worker"),
+            )
             return
         self._ready.put(flight)
 
@@ -320,7 +347,9 @@ class Worker:
         info = self._tasks.get(task_id)
         if info is None:
             task = self.rt.registry.get(task_id) if task_id in self.rt.registry else None
-            timeout = (task.timeout if task and task.timeout else None) or self.rt.settings.run.timeout
+            timeout = (
+                task.timeout if task and task.timeout else None
+            ) or self.rt.settings.run.timeout
             info = self._tasks[task_id] = (task, timeout)
         return info
 
@@ -371,20 +400,50 @@ class Worker:
             self._release([flight])
             return
         run = flight.run
-        policy = (flight.task.retry if flight.task and flight.task.retry else None) or self.rt.retry_defaults
+        policy = (
+            flight.task.retry if flight.task and flight.task.retry else None
+        ) or self.rt.retry_defaults
         now = self.clock.now_ms()
-        decision = decide(outcome, run.attempt - run.crashes, run.max_attempts, policy, now,
-                          run.crashes, self.opt.max_crashes)
-        hook = self._hook_run(flight.task, run.id, run.payload, outcome.error, now) \
-            if decision.status == "failed" else None
-        self._outbox.put((flight, outcome, decision, Finish(
-            run, status=decision.status, outcome=decision.attempt_outcome, worker=self.id, now=now,
-            started_at=flight.started_ms, result=outcome.result, error=outcome.error,
-            traceback=outcome.traceback, retry_at=decision.retry_at, crashed=decision.crashed,
-            follow_up=hook)))
+        decision = decide(
+            outcome,
+            run.attempt - run.crashes,
+            run.max_attempts,
+            policy,
+            now,
+            run.crashes,
+            self.opt.max_crashes,
+        )
+        hook = (
+            self._hook_run(flight.task, run.id, run.payload, outcome.error, now)
+            if decision.status == "failed"
+            else None
+        )
+        self._outbox.put(
+            (
+                flight,
+                outcome,
+                decision,
+                Finish(
+                    run,
+                    status=decision.status,
+                    outcome=decision.attempt_outcome,
+                    worker=self.id,
+                    now=now,
+                    started_at=flight.started_ms,
+                    result=outcome.result,
+                    error=outcome.error,
+                    traceback=outcome.traceback,
+                    retry_at=decision.retry_at,
+                    crashed=decision.crashed,
+                    follow_up=hook,
+                ),
+            )
+        )
         self._nudge()  # the slot is free: the next turn writes this outcome and refills it
 
-    def _hook_run(self, task, run_id: str, payload: str, error: str | None, now: int) -> NewRun | None:
+    def _hook_run(
+        self, task, run_id: str, payload: str, error: str | None, now: int
+    ) -> NewRun | None:
         """The run of `task.on_failure` for a run that failed for good, or None."""
         hook = getattr(task, "on_failure", None)
         if not hook:
@@ -392,9 +451,20 @@ class Worker:
         from flowjobs.core.client import TriggerItem
 
         try:
-            return self.rt.client.new_run(TriggerItem(
-                hook, {"runId": run_id, "task": task.id, "payload": json.loads(payload), "error": error},
-                idempotency_key=f"on-failure:{run_id}", parent_id=run_id), now)
+            return self.rt.client.new_run(
+                TriggerItem(
+                    hook,
+                    {
+                        "runId": run_id,
+                        "task": task.id,
+                        "payload": json.loads(payload),
+                        "error": error,
+                    },
+                    idempotency_key=f"on-failure:{run_id}",
+                    parent_id=run_id,
+                ),
+                now,
+            )
         except Exception as exc:
             log.error("run %s: its failure hook %r cannot be triggered: %s", run_id, hook, exc)
             return None
@@ -403,8 +473,13 @@ class Worker:
         if rescued.status != "failed":
             return None
         task, _ = self._task_info(rescued.task)
-        return self._hook_run(task, rescued.id, rescued.payload,
-                              "worker lost its lease (crashed or stalled)", self.clock.now_ms())
+        return self._hook_run(
+            task,
+            rescued.id,
+            rescued.payload,
+            "worker lost its lease (crashed or stalled)",
+            self.clock.now_ms(),
+        )
 
     def _release(self, flights: list[InFlight]) -> None:
         if not flights:
@@ -446,8 +521,15 @@ class Worker:
             for attempt in self._db_retrying():
                 with attempt:
                     written, claimed = self.store.finish_and_claim(
-                        finishes, self.id, asked, self.opt.queues, self.limits, now, lease_ms,
-                        check_due=not self._backlog)
+                        finishes,
+                        self.id,
+                        asked,
+                        self.opt.queues,
+                        self.limits,
+                        now,
+                        lease_ms,
+                        check_due=not self._backlog,
+                    )
         except Exception as exc:
             if not batch:
                 raise
@@ -456,7 +538,11 @@ class Worker:
                 raise
             # outcomes first, settled before the claim is tried again (which may fail too)
             self._settled(batch, self._write_each(batch))
-            return self.store.claim(self.id, asked, self.opt.queues, self.limits, now, lease_ms) if asked else []
+            return (
+                self.store.claim(self.id, asked, self.opt.queues, self.limits, now, lease_ms)
+                if asked
+                else []
+            )
         self._settled(batch, written)
         return claimed
 
@@ -473,8 +559,12 @@ class Worker:
                     self._settled(batch[:i], written)
                     self._requeue(batch[i:])
                     raise
-                log.error("run %s: could not record attempt %d (%s); the rescuer will retry it",
-                          finish.run.id, finish.run.attempt, exc)
+                log.error(
+                    "run %s: could not record attempt %d (%s); the rescuer will retry it",
+                    finish.run.id,
+                    finish.run.attempt,
+                    exc,
+                )
                 written.append(True)
         return written
 
@@ -487,18 +577,32 @@ class Worker:
             run = flight.run
             fields = {"run_id": run.id, "task": run.task, "attempt": run.attempt, "worker": self.id}
             if not ok:
-                log.warning("run %s: lease lost before attempt %d finished; its outcome is discarded",
-                            run.id, run.attempt, extra=fields)
+                log.warning(
+                    "run %s: lease lost before attempt %d finished; its outcome is discarded",
+                    run.id,
+                    run.attempt,
+                    extra=fields,
+                )
             elif decision.status != "completed":
-                log.warning("run %s (%s) attempt %d %s: %s -> %s", run.id, run.task, run.attempt,
-                            decision.attempt_outcome, outcome.error, decision.status, extra=fields)
+                log.warning(
+                    "run %s (%s) attempt %d %s: %s -> %s",
+                    run.id,
+                    run.task,
+                    run.attempt,
+                    decision.attempt_outcome,
+                    outcome.error,
+                    decision.status,
+                    extra=fields,
+                )
         self._release([item[0] for item in batch])
 
     def _db_retrying(self):
         return tenacity.Retrying(  # a failed connection is dropped by the pool; the retry takes a new one
             retry=tenacity.retry_if_exception(self.store.db.is_transient),
             wait=tenacity.wait_exponential(multiplier=0.05, max=2.0),
-            stop=tenacity.stop_after_delay(5), reraise=True)  # longer outages: the loop backs off
+            stop=tenacity.stop_after_delay(5),
+            reraise=True,
+        )  # longer outages: the loop backs off
 
     # -- monitor -----------------------------------------------------------------------
     def _monitor(self) -> None:
@@ -521,13 +625,19 @@ class Worker:
         if now < flight.next_heartbeat:
             return
         try:
-            ours, cancel = self.store.heartbeat(flight.run.id, flight.run.lease_epoch,
-                                                self.clock.now_ms(), int(self.opt.lease * 1000))
+            ours, cancel = self.store.heartbeat(
+                flight.run.id,
+                flight.run.lease_epoch,
+                self.clock.now_ms(),
+                int(self.opt.lease * 1000),
+            )
         except Exception as exc:
             pause = self.outage.failed(exc)
             if pause is None:
                 raise
-            flight.next_heartbeat = now + min(pause, self.opt.lease / 3)  # renew as soon as it is back
+            flight.next_heartbeat = now + min(
+                pause, self.opt.lease / 3
+            )  # renew as soon as it is back
             return
         flight.next_heartbeat = now + self.opt.lease / 3
         if not ours:

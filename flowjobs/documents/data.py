@@ -15,9 +15,17 @@ from flowjobs.billing.totals import invoice_totals
 from flowjobs.documents.layout import Document, Line, Party
 from flowjobs.errors import NotFound
 
-FLOWGLAD = Party("Flowglad, Inc.", ["2261 Market Street #4677", "San Francisco, CA 94114", "United States"],
-                 "billing@flowglad.com")
-CLOSED = {E.InvoiceStatus.PAID, E.InvoiceStatus.VOID, E.InvoiceStatus.UNCOLLECTIBLE, E.InvoiceStatus.FULLY_REFUNDED}
+FLOWGLAD = Party(
+    "Flowglad, Inc.",
+    ["2261 Market Street #4677", "San Francisco, CA 94114", "United States"],
+    "billing@flowglad.com",
+)
+CLOSED = {
+    E.InvoiceStatus.PAID,
+    E.InvoiceStatus.VOID,
+    E.InvoiceStatus.UNCOLLECTIBLE,
+    E.InvoiceStatus.FULLY_REFUNDED,
+}
 
 
 def address_lines(address: dict | None) -> list[str]:
@@ -34,8 +42,11 @@ def pay_url(template: str | None, invoice: Invoice) -> str | None:
     {invoice_number}); None without a template."""
     if not template:
         return None
-    return template.format(invoice_id=invoice.id, organization_id=invoice.organization_id,
-                           invoice_number=invoice.invoice_number)
+    return template.format(
+        invoice_id=invoice.id,
+        organization_id=invoice.organization_id,
+        invoice_number=invoice.invoice_number,
+    )
 
 
 def invoice_document(s, invoice_id: str, pay_url_template: str | None = None) -> Document:
@@ -45,16 +56,36 @@ def invoice_document(s, invoice_id: str, pay_url_template: str | None = None) ->
     org = s.get(Organization, invoice.organization_id)
     customer = s.get(Customer, invoice.customer_id)
     money = invoice_totals(s, invoice)
-    lines = [Line(li.description, li.quantity, li.unit_price,
-                  (li.period_start, li.period_end) if li.period_start and li.period_end else None)
-             for li in money.lines]
-    doc = Document("invoice", invoice.invoice_number, invoice.currency, invoice.invoice_date, FLOWGLAD, lines,
-                   due=invoice.due_date, discount=money.discount, discount_code=money.discount_code, tax=money.tax,
-                   amount_paid=money.paid, amount_refunded=money.refunded)
+    lines = [
+        Line(
+            li.description,
+            li.quantity,
+            li.unit_price,
+            (li.period_start, li.period_end) if li.period_start and li.period_end else None,
+        )
+        for li in money.lines
+    ]
+    doc = Document(
+        "invoice",
+        invoice.invoice_number,
+        invoice.currency,
+        invoice.invoice_date,
+        FLOWGLAD,
+        lines,
+        due=invoice.due_date,
+        discount=money.discount,
+        discount_code=money.discount_code,
+        tax=money.tax,
+        amount_paid=money.paid,
+        amount_refunded=money.refunded,
+    )
     _seller(doc, org)
     if customer.billing_address:
-        doc.bill_to = Party(customer.billing_address.get("name") or customer.name,
-                            address_lines(customer.billing_address), customer.email)
+        doc.bill_to = Party(
+            customer.billing_address.get("name") or customer.name,
+            address_lines(customer.billing_address),
+            customer.email,
+        )
     else:  # no billing address: the customer's name and email still say who is billed
         doc.bill_to = Party(customer.name, [], customer.email)
     if invoice.status == E.InvoiceStatus.PAID:
@@ -66,9 +97,11 @@ def invoice_document(s, invoice_id: str, pay_url_template: str | None = None) ->
 
 def _paid_on(s, invoice: Invoice):
     """When a paid invoice was paid: its last settled payment's date (a $0 invoice: its date)."""
-    payment = s.exec(select(Payment).where(Payment.invoice_id == invoice.id,
-                                           Payment.status.in_(list(E.PAYMENT_SETTLED)))
-                     .order_by(Payment.charge_date.desc(), Payment.id)).first()
+    payment = s.exec(
+        select(Payment)
+        .where(Payment.invoice_id == invoice.id, Payment.status.in_(list(E.PAYMENT_SETTLED)))
+        .order_by(Payment.charge_date.desc(), Payment.id)
+    ).first()
     if payment is None:
         return invoice.invoice_date
     return payment.settlement_date or payment.charge_date
@@ -79,15 +112,20 @@ def _seller(doc: Document, org: Organization) -> None:
         doc.seller, doc.seller_for = FLOWGLAD, org.name
     else:
         doc.seller = Party(org.name, address_lines(org.billing_address), org.contact_email)
-    doc.logo_path = org.logo_url if org.logo_url and not org.logo_url.startswith(("http:", "https:")) else None
+    doc.logo_path = (
+        org.logo_url if org.logo_url and not org.logo_url.startswith(("http:", "https:")) else None
+    )
 
 
 def method_summary(payment_type: str, method: PaymentMethod | None) -> str:
-    """"Visa •••• 4242" from the stored card details; the payment type when they are unknown."""
+    """ "Visa •••• 4242" from the stored card details; the payment type when they are unknown."""
     data = (method.payment_method_data or {}) if method else {}
     brand = data.get("brand")
-    name = (str(brand).replace("_", " ").title() if brand and brand != "unknown"
-            else payment_type.replace("_", " ").title())
+    name = (
+        str(brand).replace("_", " ").title()
+        if brand and brand != "unknown"
+        else payment_type.replace("_", " ").title()
+    )
     return name + (f" •••• {data['last4']}" if data.get("last4") else "")
 
 

@@ -20,7 +20,9 @@ def fits(doc) -> bool:
 
     register_fonts()
     periods = any(line.period for line in doc.lines)
-    if doc.logo_path or len(doc.lines) > (MAX_LINES * 16 // ROW_WITH_PERIOD if periods else MAX_LINES):
+    if doc.logo_path or len(doc.lines) > (
+        MAX_LINES * 16 // ROW_WITH_PERIOD if periods else MAX_LINES
+    ):
         return False
     texts = [doc.seller.name, doc.seller_for, *(line.description for line in doc.lines)]
     for party in (doc.seller, doc.bill_to):
@@ -28,8 +30,9 @@ def fits(doc) -> bool:
             texts += [party.name, party.email, *party.address]
     if any(t and _CJK.search(str(t)) for t in texts):
         return False
-    return all(stringWidth(line.description, BODY, 9.5) <= 250 for line in doc.lines) and \
-        all(stringWidth(t or "", BOLD, 13) <= RIGHT - LEFT for t in texts[:1])
+    return all(stringWidth(line.description, BODY, 9.5) <= 250 for line in doc.lines) and all(
+        stringWidth(t or "", BOLD, 13) <= RIGHT - LEFT for t in texts[:1]
+    )
 
 
 def render_fast(doc) -> bytes:
@@ -70,11 +73,17 @@ def _text(c, text, x, y, font, size, leading, right=False) -> float:
 
 
 def _parties(c, doc, y) -> float:
-    seller = [(doc.seller.name, BOLD)] + ([(f"For: {doc.seller_for}", BODY)] if doc.seller_for else [])
-    seller += [(line, BODY) for line in doc.seller.address] + ([(doc.seller.email, BODY)] if doc.seller.email else [])
+    seller = [(doc.seller.name, BOLD)] + (
+        [(f"For: {doc.seller_for}", BODY)] if doc.seller_for else []
+    )
+    seller += [(line, BODY) for line in doc.seller.address] + (
+        [(doc.seller.email, BODY)] if doc.seller.email else []
+    )
     buyer = []
     if doc.bill_to is not None:
-        buyer = [("Bill to", BOLD), (doc.bill_to.name, BODY)] + [(line, BODY) for line in doc.bill_to.address]
+        buyer = [("Bill to", BOLD), (doc.bill_to.name, BODY)] + [
+            (line, BODY) for line in doc.bill_to.address
+        ]
         buyer += [(doc.bill_to.email, BODY)] if doc.bill_to.email else []
     low = y
     for column, x in ((seller, LEFT), (buyer, LEFT + 250)):
@@ -89,12 +98,23 @@ def _table(c, doc, y) -> float:
     money = lambda v: format_money(v, doc.currency)  # noqa: E731
     columns = [(LEFT, False), (LEFT + 310, True), (LEFT + 390, True), (RIGHT, True)]
     rows = [("Description", "Qty", "Unit price", "Amount", BOLD, None)]
-    rows += [(line.description, str(line.quantity), money(line.unit_price), money(line.amount), BODY,
-              line.period_text) for line in doc.lines]
+    rows += [
+        (
+            line.description,
+            str(line.quantity),
+            money(line.unit_price),
+            money(line.amount),
+            BODY,
+            line.period_text,
+        )
+        for line in doc.lines
+    ]
     for i, (*cells, font, period) in enumerate(rows):
         for n, ((x, right), cell) in enumerate(zip(columns, cells)):
             _text(c, cell, x, y, font, 9.5, 0, right)
-            if n == 0 and period:  # drawn where the flowing layout puts it: right after the description
+            if (
+                n == 0 and period
+            ):  # drawn where the flowing layout puts it: right after the description
                 c.setFillGray(0.33)
                 _text(c, period, x, y - 12, BODY, 8, 0)
                 c.setFillGray(0)

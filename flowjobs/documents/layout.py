@@ -73,10 +73,20 @@ class Document:
     @property
     def totals(self) -> Totals:
         paid = max(self.amount_paid, self.paid) if self.kind == "receipt" else self.amount_paid
-        refunded = max(self.amount_refunded, self.refunded) if self.kind == "receipt" else self.amount_refunded
-        return compute(self.currency, [(line.unit_price, line.quantity) for line in self.lines],
-                       discount=self.discount, discount_code=self.discount_code, tax=self.tax,
-                       paid=paid, refunded=refunded)
+        refunded = (
+            max(self.amount_refunded, self.refunded)
+            if self.kind == "receipt"
+            else self.amount_refunded
+        )
+        return compute(
+            self.currency,
+            [(line.unit_price, line.quantity) for line in self.lines],
+            discount=self.discount,
+            discount_code=self.discount_code,
+            tax=self.tax,
+            paid=paid,
+            refunded=refunded,
+        )
 
     @property
     def base(self) -> int:
@@ -116,12 +126,23 @@ def render_flowing(doc: Document) -> bytes:
     register_fonts()
     buffer = io.BytesIO()
     # pageCompression off: zlib took half the render time; an invoice stays ~60 KB
-    template = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
-                                 bottomMargin=16 * mm, title=f"{doc.kind.title()} {doc.number}",
-                                 author=doc.seller.name, invariant=1, pageCompression=0)
+    template = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=16 * mm,
+        bottomMargin=16 * mm,
+        title=f"{doc.kind.title()} {doc.number}",
+        author=doc.seller.name,
+        invariant=1,
+        pageCompression=0,
+    )
     fonts = (BODY, BOLD)
     number_pages = _page_number(fonts[0])
-    template.build(_story(doc, _styles(*fonts)), onLaterPages=number_pages, onFirstPage=number_pages)
+    template.build(
+        _story(doc, _styles(*fonts)), onLaterPages=number_pages, onFirstPage=number_pages
+    )
     return buffer.getvalue()
 
 
@@ -129,12 +150,17 @@ def _styles(body: str, bold: str):
     from reportlab.lib.styles import ParagraphStyle
 
     base = ParagraphStyle("body", fontName=body, fontSize=9.5, leading=13)
-    return {"fonts": (body, bold), "body": base,
-            "small": ParagraphStyle("small", parent=base, fontSize=8.5, leading=11),
-            "title": ParagraphStyle("title", parent=base, fontName=bold, fontSize=20, leading=24),
-            "org": ParagraphStyle("org", parent=base, fontName=bold, fontSize=13, leading=16),
-            "head": ParagraphStyle("head", parent=base, fontName=bold, fontSize=14, leading=18, spaceBefore=8),
-            "bold": ParagraphStyle("bold", parent=base, fontName=bold)}
+    return {
+        "fonts": (body, bold),
+        "body": base,
+        "small": ParagraphStyle("small", parent=base, fontSize=8.5, leading=11),
+        "title": ParagraphStyle("title", parent=base, fontName=bold, fontSize=20, leading=24),
+        "org": ParagraphStyle("org", parent=base, fontName=bold, fontSize=13, leading=16),
+        "head": ParagraphStyle(
+            "head", parent=base, fontName=bold, fontSize=14, leading=18, spaceBefore=8
+        ),
+        "bold": ParagraphStyle("bold", parent=base, fontName=bold),
+    }
 
 
 def _p(text, style, raw: bool = False):
@@ -155,7 +181,9 @@ def _cell(text, style, width: int = 40):
 def _story(doc: Document, st) -> list:
     from reportlab.platypus import Spacer
 
-    story = _header(doc, st) + [Spacer(1, 8)] + [_details(doc, st), Spacer(1, 10), _parties(doc, st)]
+    story = (
+        _header(doc, st) + [Spacer(1, 8)] + [_details(doc, st), Spacer(1, 10), _parties(doc, st)]
+    )
     story.append(_p(headline(doc), st["head"]))
     if pay_link(doc):
         story.append(_p(pay_link(doc), st["small"]))
@@ -180,12 +208,19 @@ def _header(doc: Document, st) -> list:
 def detail_rows(doc: Document) -> list[tuple[str, str]]:
     """The details block, shared by both layouts (empty values left out)."""
     if doc.kind == "invoice":
-        when = (("Date paid", day(doc.paid_on)) if doc.paid_on else
-                ("Date due", day(doc.due) if doc.due else "Due upon receipt"))
+        when = (
+            ("Date paid", day(doc.paid_on))
+            if doc.paid_on
+            else ("Date due", day(doc.due) if doc.due else "Due upon receipt")
+        )
         rows = [("Invoice number", doc.number), ("Date of issue", day(doc.issued)), when]
     else:
-        rows = [("Receipt number", doc.number), ("Invoice number", doc.invoice_number or ""),
-                ("Date paid", day(doc.issued)), ("Payment method", doc.payment_method or "")]
+        rows = [
+            ("Receipt number", doc.number),
+            ("Invoice number", doc.invoice_number or ""),
+            ("Date paid", day(doc.issued)),
+            ("Payment method", doc.payment_method or ""),
+        ]
     return [(k, v) for k, v in rows if v]
 
 
@@ -198,7 +233,7 @@ def headline(doc: Document) -> str:
 
 
 def pay_link(doc: Document) -> str | None:
-    """"Pay online: <url>" on an invoice that still has an amount due and a payment URL."""
+    """ "Pay online: <url>" on an invoice that still has an amount due and a payment URL."""
     if doc.kind == "invoice" and doc.pay_url and not doc.paid_on and doc.amount_due > 0:
         return f"Pay online: {doc.pay_url}"
     return None
@@ -215,7 +250,9 @@ def _party(party: Party | None, title: str | None, st, extra: str | None = None)
         return []
     cells = [_p(title, st["bold"])] if title else []
     cells.append(_p(party.name, st["bold"] if not title else st["body"]))
-    lines = ([extra] if extra else []) + list(party.address) + ([party.email] if party.email else [])
+    lines = (
+        ([extra] if extra else []) + list(party.address) + ([party.email] if party.email else [])
+    )
     if lines:
         cells.append(_p("<br/>".join(markup(line) for line in lines), st["body"], raw=True))
     return cells
@@ -236,16 +273,27 @@ def _line_table(doc: Document, st):
     for line in doc.lines:
         description = _cell(line.description, st["body"])
         if line.period_text:  # the billing period under the description, in the same cell
-            description = _p(f"{markup(line.description)}<br/><font size=\"8\" color=\"#555555\">"
-                             f"{markup(line.period_text)}</font>", st["body"], raw=True)
+            description = _p(
+                f'{markup(line.description)}<br/><font size="8" color="#555555">'
+                f"{markup(line.period_text)}</font>",
+                st["body"],
+                raw=True,
+            )
         rows.append([description, str(line.quantity), money(line.unit_price), money(line.amount)])
     table = Table(rows, colWidths=[260, 50, 80, 85], repeatRows=1)
     body, bold = st["fonts"]
-    table.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), body, 9.5), ("FONT", (0, 0), (-1, 0), bold, 9.5),
-                               ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
-                               ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black),
-                               ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.lightgrey),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONT", (0, 0), (-1, -1), body, 9.5),
+                ("FONT", (0, 0), (-1, 0), bold, 9.5),
+                ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
+                ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black),
+                ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.lightgrey),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
     return table
 
 
@@ -284,8 +332,14 @@ def total_rows(doc: Document) -> list[tuple[str, str]]:
 def _totals(doc: Document, st):
     rows = total_rows(doc)
     table = _grid([["", _cell(k, st["body"]), v] for k, v in rows], [215, 175, 85], st)
-    table.setStyle([("ALIGN", (2, 0), (2, -1), "RIGHT")] +
-                   [("FONT", (1, i), (2, i), st["fonts"][1], 9.5) for i, (k, _) in enumerate(rows) if k in EMPHASISED])
+    table.setStyle(
+        [("ALIGN", (2, 0), (2, -1), "RIGHT")]
+        + [
+            ("FONT", (1, i), (2, i), st["fonts"][1], 9.5)
+            for i, (k, _) in enumerate(rows)
+            if k in EMPHASISED
+        ]
+    )
     return table
 
 
@@ -293,8 +347,15 @@ def _grid(rows, widths, st):
     from reportlab.platypus import Table, TableStyle
 
     table = Table(rows, colWidths=widths, hAlign="LEFT")
-    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                               ("FONT", (0, 0), (-1, -1), st["fonts"][0], 9.5)]))
+    table.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                ("FONT", (0, 0), (-1, -1), st["fonts"][0], 9.5),
+            ]
+        )
+    )
     return table
 
 
@@ -302,7 +363,9 @@ def _page_number(font: str):
     def draw(canvas, document) -> None:
         canvas.saveState()
         canvas.setFont(font, 8)
-        canvas.drawRightString(document.pagesize[0] - document.rightMargin, 18, f"Page {document.page}")
+        canvas.drawRightString(
+            document.pagesize[0] - document.rightMargin, 18, f"Page {document.page}"
+        )
         canvas.restoreState()
 
     return draw

@@ -18,7 +18,9 @@ from xml.sax.saxutils import escape
 FONTS = Path(__file__).parent / "fonts"
 BODY, BOLD = "DejaVuSans", "DejaVuSans-Bold"
 HAN, HANGUL = "STSong-Light", "HYSMyeongJo-Medium"
-_CJK = re.compile(r"([\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]+|[\uac00-\ud7af\u1100-\u11ff]+)")
+_CJK = re.compile(
+    r"([\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]+|[\uac00-\ud7af\u1100-\u11ff]+)"
+)
 
 
 @lru_cache(maxsize=1)
@@ -45,7 +47,11 @@ def markup(text: object) -> str:
         if not part:
             continue
         if _CJK.fullmatch(part):
-            face = HANGUL if "\uac00" <= part[0] <= "\ud7af" or "\u1100" <= part[0] <= "\u11ff" else HAN
+            face = (
+                HANGUL
+                if "\uac00" <= part[0] <= "\ud7af" or "\u1100" <= part[0] <= "\u11ff"
+                else HAN
+            )
             out.append(f'<font face="{face}">{escape(part)}</font>')
         else:
             out.append(escape(part))

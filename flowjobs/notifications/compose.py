@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlmodel import select
 
 from flowjobs.billing import enums as E
-from flowjobs.billing.models import (Customer, Invoice, Membership, Organization, Payment, PaymentMethod, Price,
-                                     Subscription, SubscriptionItem, User)
+from flowjobs.billing.models import (
+    Customer,
+    Invoice,
+    Membership,
+    Organization,
+    Payment,
+    PaymentMethod,
+    Price,
+    Subscription,
+    SubscriptionItem,
+    User,
+)
 from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import Totals, invoice_totals
 from flowjobs.documents.data import method_summary
@@ -44,14 +54,18 @@ def _get(s, model, row_id, what):
     return row
 
 
-_LETTERS = str.maketrans({"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ø": "o", "Ø": "O", "ß": "ss", "æ": "ae", "œ": "oe"})
+_LETTERS = str.maketrans(
+    {"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ø": "o", "Ø": "O", "ß": "ss", "æ": "ae", "œ": "oe"}
+)
 
 
 def kebab(name: str) -> str:
     """An email local part from a name: `Łódź Analytics` → `lodz-analytics`."""
     import unicodedata
 
-    ascii_ = unicodedata.normalize("NFKD", name.translate(_LETTERS)).encode("ascii", "ignore").decode()
+    ascii_ = (
+        unicodedata.normalize("NFKD", name.translate(_LETTERS)).encode("ascii", "ignore").decode()
+    )
     return re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-") or "billing"
 
 
@@ -74,10 +88,15 @@ def portal(c: Ctx, org: Organization, customer: Customer) -> str:
 
 def members(s, org_id: str, preference: str | None, livemode: bool) -> list[str]:
     """Emails of the organisation's active members who want this notification."""
-    rows = s.exec(select(Membership, User).where(Membership.organization_id == org_id,
-                                                 Membership.user_id == User.id,
-                                                 Membership.deactivated_at == None)  # noqa: E711
-                  .order_by(Membership.created_at, Membership.id))
+    rows = s.exec(
+        select(Membership, User)
+        .where(
+            Membership.organization_id == org_id,
+            Membership.user_id == User.id,
+            Membership.deactivated_at == None,
+        )
+        .order_by(Membership.created_at, Membership.id)
+    )
     emails, owners = [], []
     for membership, user in rows:
         prefs = membership.notification_preferences or {}
@@ -99,13 +118,24 @@ def _invoice_block(s, invoice: Invoice, message: Message) -> Totals:
     """The invoice's lines (with their billing period) and totals, as charged and as on its PDF."""
     totals = invoice_totals(s, invoice)
     money = lambda v: format_money(v, totals.currency)  # noqa: E731
-    message.lines = [MessageLine(line.description, line.quantity, money(line.unit_price), money(line.amount),
-                                 f"{day(line.period_start)} – {day(line.period_end)}"
-                                 if line.period_start and line.period_end else "")
-                     for line in totals.lines]
+    message.lines = [
+        MessageLine(
+            line.description,
+            line.quantity,
+            money(line.unit_price),
+            money(line.amount),
+            f"{day(line.period_start)} – {day(line.period_end)}"
+            if line.period_start and line.period_end
+            else "",
+        )
+        for line in totals.lines
+    ]
     if totals.discount:
         label = f"Discount ({totals.discount_code})" if totals.discount_code else "Discount"
-        message.totals += [("Original amount", money(totals.base)), (label, money(-totals.discount))]
+        message.totals += [
+            ("Original amount", money(totals.base)),
+            (label, money(-totals.discount)),
+        ]
     message.totals.append(("Subtotal", money(totals.subtotal)))
     if totals.tax:
         message.totals.append(("Tax", money(totals.tax)))
@@ -121,13 +151,21 @@ def _invoice_block(s, invoice: Invoice, message: Message) -> Totals:
 def _plan(s, sub: Subscription) -> tuple[str, str]:
     price = s.get(Price, sub.price_id)
     items = s.exec(select(SubscriptionItem).where(SubscriptionItem.subscription_id == sub.id)).all()
-    amount = sum(i.unit_price * i.quantity for i in items if i.expired_at is None) or (price.unit_price if price else 0)
-    interval = f"{sub.interval_count} {sub.interval}s" if (sub.interval_count or 1) > 1 else (sub.interval or "")
-    return sub.name or (price.name if price else "subscription"), f"{format_money(amount, price.currency)} / {interval}"
+    amount = sum(i.unit_price * i.quantity for i in items if i.expired_at is None) or (
+        price.unit_price if price else 0
+    )
+    interval = (
+        f"{sub.interval_count} {sub.interval}s"
+        if (sub.interval_count or 1) > 1
+        else (sub.interval or "")
+    )
+    return sub.name or (
+        price.name if price else "subscription"
+    ), f"{format_money(amount, price.currency)} / {interval}"
 
 
 def _method_text(s, sub: Subscription) -> str:
-    """"Visa ending 4242" from the card Stripe reported; "none" without a payment method."""
+    """ "Visa ending 4242" from the card Stripe reported; "none" without a payment method."""
     method = s.get(PaymentMethod, sub.default_payment_method_id or "")
     if method is None:
         return "none"
@@ -137,7 +175,7 @@ def _method_text(s, sub: Subscription) -> str:
 
 
 def _ms(value: int | None) -> str | None:
-    return day(datetime.fromtimestamp(value / 1000, tz=timezone.utc)) if value else None
+    return day(datetime.fromtimestamp(value / 1000, tz=UTC)) if value else None
 
 
 # -- customer emails -----------------------------------------------------------------------
@@ -146,35 +184,74 @@ def customer_payment_succeeded(c: Ctx, p) -> list[Email]:
     invoice = _get(c.s, Invoice, payment.invoice_id, "invoice")
     if not invoice.livemode:
         raise Skip("receipts are sent for live-mode invoices only")
-    org, customer = c.s.get(Organization, payment.organization_id), c.s.get(Customer, payment.customer_id)
+    org, customer = (
+        c.s.get(Organization, payment.organization_id),
+        c.s.get(Customer, payment.customer_id),
+    )
     mor = org.stripe_connect_contract_type == E.StripeConnectContractType.MERCHANT_OF_RECORD
-    title = (f"Order Receipt #{invoice.invoice_number} from Flowglad for {org.name}" if mor
-             else f"{org.name} Order Receipt: #{invoice.invoice_number}")
-    message = Message("Your Order is Confirmed", [f"Thank you for your payment to {org.name}."],
-                      [("Invoice #", invoice.invoice_number), ("Date", day(payment.charge_date)),
-                       ("Payment total", format_money(payment.amount, payment.currency))],
-                      action=("View Order", portal(c, org, customer)))
+    title = (
+        f"Order Receipt #{invoice.invoice_number} from Flowglad for {org.name}"
+        if mor
+        else f"{org.name} Order Receipt: #{invoice.invoice_number}"
+    )
+    message = Message(
+        "Your Order is Confirmed",
+        [f"Thank you for your payment to {org.name}."],
+        [
+            ("Invoice #", invoice.invoice_number),
+            ("Date", day(payment.charge_date)),
+            ("Payment total", format_money(payment.amount, payment.currency)),
+        ],
+        action=("View Order", portal(c, org, customer)),
+    )
     _invoice_block(c.s, invoice, message)
     reply = members(c.s, org.id, None, True)
-    return [Email("send-customer-payment-succeeded-notification", _customer_email(customer),
-                  subject(title, payment.livemode), message, customer_sender(c, org), reply[0] if reply else None,
-                  c.attachments.get(payment.id, []))]
+    return [
+        Email(
+            "send-customer-payment-succeeded-notification",
+            _customer_email(customer),
+            subject(title, payment.livemode),
+            message,
+            customer_sender(c, org),
+            reply[0] if reply else None,
+            c.attachments.get(payment.id, []),
+        )
+    ]
 
 
 def customer_payment_failed(c: Ctx, p) -> list[Email]:
     payment = _get(c.s, Payment, p.payment_id, "payment")
     invoice = _get(c.s, Invoice, payment.invoice_id, "invoice")
-    org, customer = c.s.get(Organization, payment.organization_id), c.s.get(Customer, payment.customer_id)
+    org, customer = (
+        c.s.get(Organization, payment.organization_id),
+        c.s.get(Customer, payment.customer_id),
+    )
     reason = payment.failure_message or payment.failure_code or "The payment was declined."
-    retry = (f"We will try again on {_ms(p.retry_date)}." if p.retry_date
-             else "We will not retry this payment automatically.")
-    message = Message("Payment Unsuccessful", [f"Your payment to {org.name} failed: {reason}", retry],
-                      [("Invoice #", invoice.invoice_number), ("Date", day(payment.charge_date)),
-                       ("Amount", format_money(payment.amount, payment.currency))],
-                      action=("Update Payment Method", portal(c, org, customer)))
+    retry = (
+        f"We will try again on {_ms(p.retry_date)}."
+        if p.retry_date
+        else "We will not retry this payment automatically."
+    )
+    message = Message(
+        "Payment Unsuccessful",
+        [f"Your payment to {org.name} failed: {reason}", retry],
+        [
+            ("Invoice #", invoice.invoice_number),
+            ("Date", day(payment.charge_date)),
+            ("Amount", format_money(payment.amount, payment.currency)),
+        ],
+        action=("Update Payment Method", portal(c, org, customer)),
+    )
     _invoice_block(c.s, invoice, message)
-    return [Email("send-customer-payment-failed-notification", _customer_email(customer),
-                  subject("Your Payment Failed", payment.livemode), message, customer_sender(c, org))]
+    return [
+        Email(
+            "send-customer-payment-failed-notification",
+            _customer_email(customer),
+            subject("Your Payment Failed", payment.livemode),
+            message,
+            customer_sender(c, org),
+        )
+    ]
 
 
 def _sub_context(c: Ctx, subscription_id: str):
@@ -186,56 +263,111 @@ def customer_subscription_created(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_context(c, p.subscription_id)
     name, price = _plan(c.s, sub)
     nxt = sub.trial_end or sub.current_billing_period_end
-    facts = [("Plan", name), ("Price", price), ("Next billing date", day(nxt) if nxt else "—"),
-             ("Payment method", _method_text(c.s, sub)),
-             ("Confirmed on", day(sub.created_at))]
+    facts = [
+        ("Plan", name),
+        ("Price", price),
+        ("Next billing date", day(nxt) if nxt else "—"),
+        ("Payment method", _method_text(c.s, sub)),
+        ("Confirmed on", day(sub.created_at)),
+    ]
     if sub.trial_end:
         facts.append(("Trial ends", day(sub.trial_end)))
     if sub.do_not_charge:
         facts.append(("Billing", "you will not be charged for this subscription"))
-    message = Message("Your Subscription is Confirmed", [f"You are subscribed to {name} with {org.name}."], facts,
-                      action=("Manage subscription", portal(c, org, customer)))
-    return [Email("send-customer-subscription-created-notification", _customer_email(customer),
-                  subject("Your Subscription is Confirmed", sub.livemode), message, customer_sender(c, org))]
+    message = Message(
+        "Your Subscription is Confirmed",
+        [f"You are subscribed to {name} with {org.name}."],
+        facts,
+        action=("Manage subscription", portal(c, org, customer)),
+    )
+    return [
+        Email(
+            "send-customer-subscription-created-notification",
+            _customer_email(customer),
+            subject("Your Subscription is Confirmed", sub.livemode),
+            message,
+            customer_sender(c, org),
+        )
+    ]
 
 
 def customer_subscription_upgraded(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_context(c, p.new_subscription_id)
     previous = _get(c.s, Subscription, p.previous_subscription_id, "subscription")
     (new_name, new_price), (old_name, old_price) = _plan(c.s, sub), _plan(c.s, previous)
-    message = Message("Your Subscription is Confirmed", [f"You moved from {old_name} to {new_name}."],
-                      [("Previous plan", f"{old_name} ({old_price})"), ("New plan", f"{new_name} ({new_price})"),
-                       ("Next billing date", day(sub.current_billing_period_end) if sub.current_billing_period_end else "—"),
-                       ("Trialing", "yes" if sub.status == E.SubscriptionStatus.TRIALING else "no")],
-                      action=("Manage subscription", portal(c, org, customer)))
-    return [Email("send-customer-subscription-upgraded-notification", _customer_email(customer),
-                  subject("Your Subscription is Confirmed", sub.livemode), message, customer_sender(c, org))]
+    message = Message(
+        "Your Subscription is Confirmed",
+        [f"You moved from {old_name} to {new_name}."],
+        [
+            ("Previous plan", f"{old_name} ({old_price})"),
+            ("New plan", f"{new_name} ({new_price})"),
+            (
+                "Next billing date",
+                day(sub.current_billing_period_end) if sub.current_billing_period_end else "—",
+            ),
+            ("Trialing", "yes" if sub.status == E.SubscriptionStatus.TRIALING else "no"),
+        ],
+        action=("Manage subscription", portal(c, org, customer)),
+    )
+    return [
+        Email(
+            "send-customer-subscription-upgraded-notification",
+            _customer_email(customer),
+            subject("Your Subscription is Confirmed", sub.livemode),
+            message,
+            customer_sender(c, org),
+        )
+    ]
 
 
 def _items(items, currency) -> list[MessageLine]:
-    return [MessageLine(i.get("name", ""), int(i.get("quantity", 1)), format_money(int(i.get("unitPrice", 0)), currency),
-                        format_money(int(i.get("unitPrice", 0)) * int(i.get("quantity", 1)), currency))
-            for i in items or []]
+    return [
+        MessageLine(
+            i.get("name", ""),
+            int(i.get("quantity", 1)),
+            format_money(int(i.get("unitPrice", 0)), currency),
+            format_money(int(i.get("unitPrice", 0)) * int(i.get("quantity", 1)), currency),
+        )
+        for i in items or []
+    ]
 
 
 def _adjusted_message(c: Ctx, p, sub, org) -> Message:
     currency = (p.model_extra or {}).get("currency") or org.default_currency
     extra = p.model_extra or {}
     proration = extra.get("prorationAmount")
-    message = Message("Your Subscription has been Updated",
-                      [f"Your {sub.name or 'subscription'} changed ({extra.get('adjustmentType', 'update')})."],
-                      [("Effective", _ms(extra.get("effectiveDate")) or "now"),
-                       ("Proration", format_money(int(proration), currency) if proration is not None else "none"),
-                       ("Next billing date", day(sub.current_billing_period_end) if sub.current_billing_period_end else "—")])
-    message.lines = _items(extra.get("previousItems"), currency) + _items(extra.get("newItems"), currency)
+    message = Message(
+        "Your Subscription has been Updated",
+        [f"Your {sub.name or 'subscription'} changed ({extra.get('adjustmentType', 'update')})."],
+        [
+            ("Effective", _ms(extra.get("effectiveDate")) or "now"),
+            (
+                "Proration",
+                format_money(int(proration), currency) if proration is not None else "none",
+            ),
+            (
+                "Next billing date",
+                day(sub.current_billing_period_end) if sub.current_billing_period_end else "—",
+            ),
+        ],
+    )
+    message.lines = _items(extra.get("previousItems"), currency) + _items(
+        extra.get("newItems"), currency
+    )
     return message
 
 
 def customer_subscription_adjusted(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_context(c, (p.model_extra or {}).get("subscriptionId"))
-    return [Email("send-customer-subscription-adjusted-notification", _customer_email(customer),
-                  subject("Your Subscription has been Updated", sub.livemode), _adjusted_message(c, p, sub, org),
-                  customer_sender(c, org))]
+    return [
+        Email(
+            "send-customer-subscription-adjusted-notification",
+            _customer_email(customer),
+            subject("Your Subscription has been Updated", sub.livemode),
+            _adjusted_message(c, p, sub, org),
+            customer_sender(c, org),
+        )
+    ]
 
 
 def customer_subscription_canceled(c: Ctx, p) -> list[Email]:
@@ -243,35 +375,78 @@ def customer_subscription_canceled(c: Ctx, p) -> list[Email]:
     if not (sub.canceled_at or sub.cancel_scheduled_at):
         raise Skip(f"subscription {sub.id} has no cancellation date")
     name = sub.name or "subscription"
-    message = Message("Subscription Canceled", [f"Your {name} subscription with {org.name} has been canceled."],
-                      [("Cancellation date", day(sub.canceled_at or sub.cancel_scheduled_at))])
-    return [Email("send-customer-subscription-canceled-notification", _customer_email(customer),
-                  subject(f"Subscription Canceled: Your {name} subscription has been canceled", sub.livemode),
-                  message, customer_sender(c, org))]
+    message = Message(
+        "Subscription Canceled",
+        [f"Your {name} subscription with {org.name} has been canceled."],
+        [("Cancellation date", day(sub.canceled_at or sub.cancel_scheduled_at))],
+    )
+    return [
+        Email(
+            "send-customer-subscription-canceled-notification",
+            _customer_email(customer),
+            subject(
+                f"Subscription Canceled: Your {name} subscription has been canceled", sub.livemode
+            ),
+            message,
+            customer_sender(c, org),
+        )
+    ]
 
 
 def customer_cancellation_scheduled(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_context(c, p.subscription_id)
     when, name = _ms(p.scheduled_cancellation_date), sub.name or "subscription"
-    message = Message("Cancellation Scheduled", [f"Your {name} subscription will be canceled on {when}."],
-                      [("Cancellation date", when)], action=("Manage subscription", portal(c, org, customer)))
-    return [Email("send-customer-subscription-cancellation-scheduled-notification", _customer_email(customer),
-                  subject(f"Cancellation Scheduled: Your {name} subscription will be canceled on {when}", sub.livemode),
-                  message, customer_sender(c, org))]
+    message = Message(
+        "Cancellation Scheduled",
+        [f"Your {name} subscription will be canceled on {when}."],
+        [("Cancellation date", when)],
+        action=("Manage subscription", portal(c, org, customer)),
+    )
+    return [
+        Email(
+            "send-customer-subscription-cancellation-scheduled-notification",
+            _customer_email(customer),
+            subject(
+                f"Cancellation Scheduled: Your {name} subscription will be canceled on {when}",
+                sub.livemode,
+            ),
+            message,
+            customer_sender(c, org),
+        )
+    ]
 
 
 def customer_trial_expired(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_context(c, p.subscription_id)
-    message = Message("Your trial has ended", [f"Your {sub.name or 'subscription'} trial with {org.name} has ended. "
-                                               "Add a payment method to keep your subscription."],
-                      action=("Add Payment Method", portal(c, org, customer)))
-    return [Email("send-customer-trial-expired-notification", _customer_email(customer),
-                  subject("Action Required: Update Your Payment Method", sub.livemode), message, customer_sender(c, org))]
+    message = Message(
+        "Your trial has ended",
+        [
+            f"Your {sub.name or 'subscription'} trial with {org.name} has ended. "
+            "Add a payment method to keep your subscription."
+        ],
+        action=("Add Payment Method", portal(c, org, customer)),
+    )
+    return [
+        Email(
+            "send-customer-trial-expired-notification",
+            _customer_email(customer),
+            subject("Action Required: Update Your Payment Method", sub.livemode),
+            message,
+            customer_sender(c, org),
+        )
+    ]
 
 
 # -- organisation emails -------------------------------------------------------------------
-def _to_members(c: Ctx, task: str, org: Organization, preference: str | None, livemode: bool, title: str,
-                message: Message) -> list[Email]:
+def _to_members(
+    c: Ctx,
+    task: str,
+    org: Organization,
+    preference: str | None,
+    livemode: bool,
+    title: str,
+    message: Message,
+) -> list[Email]:
     c.org_name = org.name
     to = members(c.s, org.id, preference, livemode)
     if not to:
@@ -283,27 +458,47 @@ def _payment_data(c: Ctx, p):
     data = p.payment_data
     org = _get(c.s, Organization, data.get("organizationId"), "organization")
     customer = _get(c.s, Customer, data.get("customerId"), "customer")
-    amount = format_money(int(data.get("amount") or 0), data.get("currency") or org.default_currency)
+    amount = format_money(
+        int(data.get("amount") or 0), data.get("currency") or org.default_currency
+    )
     return data, org, customer, amount
 
 
 def org_payment_succeeded(c: Ctx, p) -> list[Email]:
     data, org, customer, amount = _payment_data(c, p)
-    message = Message(f"Successful payment from {customer.name}!", [f"{customer.name} paid {amount}."],
-                      [("Amount", amount), ("Invoice #", data.get("invoiceNumber") or "—"),
-                       ("Customer", f"{customer.name} <{customer.email}>")],
-                      action=("View customer", f"{c.mail.app_url}/customers/{customer.id}"))
-    return _to_members(c, "send-organization-payment-succeeded-notification", org, "paymentSuccessful",
-                       bool(data.get("livemode")), f"Successful payment from {customer.name}!", message)
+    message = Message(
+        f"Successful payment from {customer.name}!",
+        [f"{customer.name} paid {amount}."],
+        [
+            ("Amount", amount),
+            ("Invoice #", data.get("invoiceNumber") or "—"),
+            ("Customer", f"{customer.name} <{customer.email}>"),
+        ],
+        action=("View customer", f"{c.mail.app_url}/customers/{customer.id}"),
+    )
+    return _to_members(
+        c,
+        "send-organization-payment-succeeded-notification",
+        org,
+        "paymentSuccessful",
+        bool(data.get("livemode")),
+        f"Successful payment from {customer.name}!",
+        message,
+    )
 
 
 def org_payment_failed(c: Ctx, p) -> list[Email]:
     data, org, customer, amount = _payment_data(c, p)
     payment = c.s.get(Payment, data.get("paymentId") or "")
     invoice = c.s.get(Invoice, payment.invoice_id) if payment else None
-    message = Message(f"Payment Failed from {customer.name}", [],
-                      action=("View in Dashboard", f"{c.mail.app_url}/customers/{customer.id}"))
-    if invoice is not None:  # the invoice's amount (spec: the line items' sum), as charged and as on its PDF
+    message = Message(
+        f"Payment Failed from {customer.name}",
+        [],
+        action=("View in Dashboard", f"{c.mail.app_url}/customers/{customer.id}"),
+    )
+    if (
+        invoice is not None
+    ):  # the invoice's amount (spec: the line items' sum), as charged and as on its PDF
         totals = _invoice_block(c.s, invoice, message)
         amount = format_money(totals.total, totals.currency)
         facts = [("Amount", amount), ("Amount due", format_money(totals.due, totals.currency))]
@@ -311,10 +506,20 @@ def org_payment_failed(c: Ctx, p) -> list[Email]:
         facts = [("Amount", amount)]
     attempted = format_money(payment.amount, payment.currency) if payment else amount
     message.paragraphs = [f"A payment of {attempted} from {customer.name} failed."]
-    message.facts = facts + [("Status", "Failed"), ("Invoice #", data.get("invoiceNumber") or "—"),
-                             ("Reason", data.get("failureReason") or "unknown")]
-    return _to_members(c, "send-organization-payment-failed-notification", org, "paymentFailed",
-                       bool(data.get("livemode")), f"Payment Failed from {customer.name}", message)
+    message.facts = facts + [
+        ("Status", "Failed"),
+        ("Invoice #", data.get("invoiceNumber") or "—"),
+        ("Reason", data.get("failureReason") or "unknown"),
+    ]
+    return _to_members(
+        c,
+        "send-organization-payment-failed-notification",
+        org,
+        "paymentFailed",
+        bool(data.get("livemode")),
+        f"Payment Failed from {customer.name}",
+        message,
+    )
 
 
 def _sub_object(c: Ctx, p):
@@ -325,24 +530,49 @@ def org_subscription_created(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_object(c, p)
     name, price = _plan(c.s, sub)
     title = f"New Subscription: {customer.name} subscribed to {name}"
-    message = Message(title, [f"{customer.name} ({customer.email}) subscribed to {name}."], [("Price", price)])
-    return _to_members(c, "send-organization-subscription-created-notification", org, "subscriptionCreated",
-                       sub.livemode, title, message)
+    message = Message(
+        title, [f"{customer.name} ({customer.email}) subscribed to {name}."], [("Price", price)]
+    )
+    return _to_members(
+        c,
+        "send-organization-subscription-created-notification",
+        org,
+        "subscriptionCreated",
+        sub.livemode,
+        title,
+        message,
+    )
 
 
 def org_subscription_adjusted(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_context(c, (p.model_extra or {}).get("subscriptionId"))
     title = f"Subscription Updated - {customer.name or customer.email}"
-    return _to_members(c, "send-organization-subscription-adjusted-notification", org, "subscriptionAdjusted",
-                       sub.livemode, title, _adjusted_message(c, p, sub, org))
+    return _to_members(
+        c,
+        "send-organization-subscription-adjusted-notification",
+        org,
+        "subscriptionAdjusted",
+        sub.livemode,
+        title,
+        _adjusted_message(c, p, sub, org),
+    )
 
 
 def org_subscription_canceled(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_object(c, p)
     title = f"Subscription Canceled: {customer.name} canceled {sub.name or 'their subscription'}"
-    message = Message(title, [title + "."], [("Canceled on", day(sub.canceled_at or sub.updated_at))])
-    return _to_members(c, "send-organization-subscription-canceled-notification", org, "subscriptionCanceled",
-                       sub.livemode, title, message)
+    message = Message(
+        title, [title + "."], [("Canceled on", day(sub.canceled_at or sub.updated_at))]
+    )
+    return _to_members(
+        c,
+        "send-organization-subscription-canceled-notification",
+        org,
+        "subscriptionCanceled",
+        sub.livemode,
+        title,
+        message,
+    )
 
 
 def org_cancellation_scheduled(c: Ctx, p) -> list[Email]:
@@ -350,23 +580,42 @@ def org_cancellation_scheduled(c: Ctx, p) -> list[Email]:
     when = _ms((p.model_extra or {}).get("scheduledCancellationDate"))
     title = f"Cancellation Scheduled: {customer.name} scheduled cancellation for {sub.name or 'a subscription'} on {when}"
     message = Message(title, [title + "."], [("Cancellation date", when)])
-    return _to_members(c, "send-organization-subscription-cancellation-scheduled-notification", org,
-                       "subscriptionCancellationScheduled", sub.livemode, title, message)
+    return _to_members(
+        c,
+        "send-organization-subscription-cancellation-scheduled-notification",
+        org,
+        "subscriptionCancellationScheduled",
+        sub.livemode,
+        title,
+        message,
+    )
 
 
 def org_payouts_enabled(c: Ctx, p) -> list[Email]:
     org = _get(c.s, Organization, p.organization_id, "organization")
     title = f"Payouts Enabled for {org.name}"
-    message = Message(title, [f"Payouts are now enabled for {org.name}: your balance will be paid out to your bank."])
-    return _to_members(c, "send-organization-payouts-enabled-notification", org, None, True, title, message)
+    message = Message(
+        title,
+        [f"Payouts are now enabled for {org.name}: your balance will be paid out to your bank."],
+    )
+    return _to_members(
+        c, "send-organization-payouts-enabled-notification", org, None, True, title, message
+    )
 
 
 def org_onboarding_completed(c: Ctx, p) -> list[Email]:
     org = _get(c.s, Organization, p.organization_id, "organization")
     title = f"Live payments pending review for {org.name}"
-    message = Message(title, [f"{org.name} finished Stripe onboarding. Live payments start once our team has "
-                              "reviewed the account; we will email you when payouts are enabled."])
-    return _to_members(c, "send-organization-onboarding-completed-notification", org, None, True, title, message)
+    message = Message(
+        title,
+        [
+            f"{org.name} finished Stripe onboarding. Live payments start once our team has "
+            "reviewed the account; we will email you when payouts are enabled."
+        ],
+    )
+    return _to_members(
+        c, "send-organization-onboarding-completed-notification", org, None, True, title, message
+    )
 
 
 def org_awaiting_payment_confirmation(c: Ctx, p) -> list[Email]:
@@ -374,23 +623,41 @@ def org_awaiting_payment_confirmation(c: Ctx, p) -> list[Email]:
     organisation's members (no preference filter, as upstream) that the money is on its way."""
     payment = _get(c.s, Payment, p.payment_id, "payment")
     invoice = _get(c.s, Invoice, payment.invoice_id, "invoice")
-    org, customer = c.s.get(Organization, payment.organization_id), c.s.get(Customer, payment.customer_id)
+    org, customer = (
+        c.s.get(Organization, payment.organization_id),
+        c.s.get(Customer, payment.customer_id),
+    )
     amount = format_money(payment.amount, payment.currency)
     who = customer.name or customer.email
-    message = Message("Awaiting Payment Confirmation",
-                      [f"A payment of {amount} from {who} for invoice #{invoice.invoice_number} is processing.",
-                       "Bank debits take a few business days to confirm; we will email you when it succeeds "
-                       "or fails. Nothing needs to be done meanwhile."],
-                      [("Amount", amount), ("Invoice #", invoice.invoice_number), ("Customer", f"{who} <{customer.email}>"),
-                       ("Status", "Awaiting payment confirmation")],
-                      action=("View in Dashboard", f"{c.mail.app_url}/customers/{customer.id}"))
+    message = Message(
+        "Awaiting Payment Confirmation",
+        [
+            f"A payment of {amount} from {who} for invoice #{invoice.invoice_number} is processing.",
+            "Bank debits take a few business days to confirm; we will email you when it succeeds "
+            "or fails. Nothing needs to be done meanwhile.",
+        ],
+        [
+            ("Amount", amount),
+            ("Invoice #", invoice.invoice_number),
+            ("Customer", f"{who} <{customer.email}>"),
+            ("Status", "Awaiting payment confirmation"),
+        ],
+        action=("View in Dashboard", f"{c.mail.app_url}/customers/{customer.id}"),
+    )
     _invoice_block(c.s, invoice, message)
     c.org_name = org.name
     to = members(c.s, org.id, None, True)  # everyone: no preference, test mode included
     if not to:
         raise Skip(f"organization {org.id} has no member with an email address")
-    return [Email(AWAITING_CONFIRMATION, to, subject("Awaiting Payment Confirmation", payment.livemode), message,
-                  org_sender(c))]
+    return [
+        Email(
+            AWAITING_CONFIRMATION,
+            to,
+            subject("Awaiting Payment Confirmation", payment.livemode),
+            message,
+            org_sender(c),
+        )
+    ]
 
 
 AWAITING_CONFIRMATION = "send-organization-awaiting-payment-confirmation-notification"

@@ -42,11 +42,18 @@ class Email:
 def _environment():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-    return Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), undefined=StrictUndefined,
-                       autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def bodies(message: Message) -> tuple[str, str]:
     env = _environment()
-    return env.get_template("email.txt.j2").render(m=message), env.get_template("email.html.j2").render(m=message)
+    return env.get_template("email.txt.j2").render(m=message), env.get_template(
+        "email.html.j2"
+    ).render(m=message)

@@ -22,10 +22,16 @@ def receipt_attachments(rt, payment_id: str) -> dict[str, list[tuple[str, bytes]
         if invoice is None or not invoice.livemode:
             return {}
         number, pdf_url, receipt_url = invoice.invoice_number, invoice.pdf_url, payment.receipt_url
-    pdf_url = pdf_url or store_invoice_pdf(b, rt.documents, invoice.id, rt.settings.documents.pay_url_template)
+    pdf_url = pdf_url or store_invoice_pdf(
+        b, rt.documents, invoice.id, rt.settings.documents.pay_url_template
+    )
     receipt_url = receipt_url or store_receipt_pdf(b, rt.documents, payment_id)
-    return {payment_id: [(f"{number}.pdf", rt.documents.read(pdf_url)),
-                         (f"{number}-receipt.pdf", rt.documents.read(receipt_url))]}
+    return {
+        payment_id: [
+            (f"{number}.pdf", rt.documents.read(pdf_url)),
+            (f"{number}-receipt.pdf", rt.documents.read(receipt_url)),
+        ]
+    }
 
 
 def send_notification(rt, task_id: str, payload) -> dict:
@@ -39,8 +45,17 @@ def send_notification(rt, task_id: str, payload) -> dict:
     except Skip as exc:
         return {"sent": 0, "skipped": str(exc)}
     for email in emails:
-        email.message.footer = f"Sent by Flowglad on behalf of {ctx.org_name}." if ctx.org_name else email.message.footer
+        email.message.footer = (
+            f"Sent by Flowglad on behalf of {ctx.org_name}."
+            if ctx.org_name
+            else email.message.footer
+        )
         text, html = bodies(email.message)
         rt.mailer.send(build(email, text, html))
-    return {"sent": len(emails), "emails": [{"to": e.to, "subject": e.subject,
-                                             "attachments": [name for name, _ in e.attachments]} for e in emails]}
+    return {
+        "sent": len(emails),
+        "emails": [
+            {"to": e.to, "subject": e.subject, "attachments": [name for name, _ in e.attachments]}
+            for e in emails
+        ],
+    }

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -52,31 +51,54 @@ class Answer:
 
 
 def body_of(event: Event) -> bytes:
-    envelope = {"type": event.type, "timestamp": event.occurred_at.isoformat().replace("+00:00", "Z"),
-                "data": event.payload}
+    envelope = {
+        "type": event.type,
+        "timestamp": event.occurred_at.isoformat().replace("+00:00", "Z"),
+        "data": event.payload,
+    }
     return json.dumps(envelope, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
-def post(url: str, body: bytes, headers: dict[str, str], settings: OutboundWebhookSettings) -> Answer:
+def post(
+    url: str, body: bytes, headers: dict[str, str], settings: OutboundWebhookSettings
+) -> Answer:
     parts = urlsplit(url)
     started = time.monotonic()
     conn = None
     try:
         if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=settings.connect_timeout,
-                                               context=ssl.create_default_context())
+            conn = http.client.HTTPSConnection(
+                parts.hostname,
+                parts.port,
+                timeout=settings.connect_timeout,
+                context=ssl.create_default_context(),
+            )
         else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=settings.connect_timeout)
+            conn = http.client.HTTPConnection(
+                parts.hostname, parts.port, timeout=settings.connect_timeout
+            )
         conn.connect()
         conn.sock.settimeout(settings.timeout)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn.request("POST", path, body=body, headers={
-            **headers, "content-type": "application/json", "user-agent": settings.user_agent})
+        conn.request(
+            "POST",
+            path,
+            body=body,
+            headers={
+                **headers,
+                "content-type": "application/json",
+                "user-agent": settings.user_agent,
+            },
+        )
         response = conn.getresponse()
         text = response.read(max(settings.response_excerpt, 1) * 4 + 4).decode("utf-8", "replace")
-        return Answer(response.status, _ms(started), text[:settings.response_excerpt])
-    except (OSError, http.client.HTTPException, socket.timeout) as exc:
-        return Answer(None, _ms(started), error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return Answer(response.status, _ms(started), text[: settings.response_excerpt])
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        return Answer(
+            None,
+            _ms(started),
+            error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+        )
     finally:
         if conn is not None:
             conn.close()
@@ -98,8 +120,13 @@ def deliver(b, settings: OutboundWebhookSettings, delivery_id: str, last_attempt
         event = s.get(Event, delivery.event_id)
         if endpoint is None or not endpoint.enabled or event is None:
             delivery.status = "skipped"
-            delivery.last_error = ("the event no longer exists" if event is None else
-                                   "the endpoint was deleted" if endpoint is None else "the endpoint is disabled")
+            delivery.last_error = (
+                "the event no longer exists"
+                if event is None
+                else "the endpoint was deleted"
+                if endpoint is None
+                else "the endpoint is disabled"
+            )
             return {"result": "skipped", "deliveryId": delivery.id, "detail": delivery.last_error}
         now = s.info["now"]
         delivery.attempts += 1
@@ -119,8 +146,13 @@ def deliver(b, settings: OutboundWebhookSettings, delivery_id: str, last_attempt
             delivery.status = "succeeded"
             delivery.delivered_at = s.info["now"]
             delivery.next_attempt_at = None
-            return {"result": "delivered", "deliveryId": delivery.id, "status": answer.status,
-                    "latencyMs": answer.latency_ms, "attempts": delivery.attempts}
+            return {
+                "result": "delivered",
+                "deliveryId": delivery.id,
+                "status": answer.status,
+                "latencyMs": answer.latency_ms,
+                "attempts": delivery.attempts,
+            }
         what = f"HTTP {answer.status}" if answer.status is not None else answer.error
         if not answer.retryable or last_attempt:
             delivery.status = "failed"
@@ -129,7 +161,9 @@ def deliver(b, settings: OutboundWebhookSettings, delivery_id: str, last_attempt
             delivery.status = "retrying"
             from flowjobs.outbound.retry import POLICY
 
-            delivery.next_attempt_at = s.info["now"] + timedelta(seconds=POLICY.delay_after(delivery.attempts))
+            delivery.next_attempt_at = s.info["now"] + timedelta(
+                seconds=POLICY.delay_after(delivery.attempts)
+            )
         attempts = delivery.attempts
     message = f"delivery {delivery_id} to {url}: {what} (attempt {attempts})"
     if not answer.retryable:

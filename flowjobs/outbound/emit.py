@@ -27,12 +27,22 @@ NEW_EVENTS = "flowjobs.outbound.new_events"
 
 
 def event_hash(event_type: str, object_id: str) -> str:
-    return hashlib.sha256(json.dumps({"type": event_type, "id": object_id},
-                                     separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps({"type": event_type, "id": object_id}, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
-def emit_event(s, event_type: str, noun: str, object_id: str, *, organization_id: str, livemode: bool,
-               customer: Customer | None = None, now: datetime | None = None) -> Event | None:
+def emit_event(
+    s,
+    event_type: str,
+    noun: str,
+    object_id: str,
+    *,
+    organization_id: str,
+    livemode: bool,
+    customer: Customer | None = None,
+    now: datetime | None = None,
+) -> Event | None:
     """Insert the event unless one with its hash exists; return the new row (None if it existed)."""
     digest = event_hash(str(event_type), object_id)
     if s.exec(select(Event.id).where(Event.hash == digest)).first() is not None:
@@ -41,9 +51,18 @@ def emit_event(s, event_type: str, noun: str, object_id: str, *, organization_id
     payload = {"object": str(noun), "id": object_id}
     if customer is not None:
         payload["customer"] = {"id": customer.id, "externalId": customer.external_id}
-    row = Event(id=ids.new_id("event"), livemode=livemode, type=str(event_type), payload=payload,
-                occurred_at=now, submitted_at=now, object_entity=str(noun), object_id=object_id,
-                hash=digest, organization_id=organization_id)
+    row = Event(
+        id=ids.new_id("event"),
+        livemode=livemode,
+        type=str(event_type),
+        payload=payload,
+        occurred_at=now,
+        submitted_at=now,
+        object_entity=str(noun),
+        object_id=object_id,
+        hash=digest,
+        organization_id=organization_id,
+    )
     s.add(row)
     return row
 

@@ -29,7 +29,7 @@ def check_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadInput(f"--url must be an http:// or https:// URL with a host (got {url!r})")
     try:
-        parts.port
+        _ = parts.port  # raises ValueError on a bad port
     except ValueError:
         raise BadInput(f"--url has an invalid port (got {url!r})") from None
     return url
@@ -52,17 +52,32 @@ def check_secret(secret: str) -> str:
     return secret
 
 
-def add(b, organization_id: str, url: str, *, livemode: bool, event_types: list[str] | None = None,
-        description: str | None = None, secret: str | None = None) -> WebhookEndpoint:
+def add(
+    b,
+    organization_id: str,
+    url: str,
+    *,
+    livemode: bool,
+    event_types: list[str] | None = None,
+    description: str | None = None,
+    secret: str | None = None,
+) -> WebhookEndpoint:
     check_url(url)
     types = check_event_types(event_types)
     secret = check_secret(secret) if secret else signing.new_secret()
     with b.unit() as s:
         if s.get(Organization, organization_id) is None:
             raise NotFound(f"organization {organization_id} does not exist")
-        endpoint = WebhookEndpoint(id=ids.new_id("whep"), organization_id=organization_id, livemode=livemode,
-                                   url=url, secret=secret, event_types=types, enabled=True,
-                                   description=description)
+        endpoint = WebhookEndpoint(
+            id=ids.new_id("whep"),
+            organization_id=organization_id,
+            livemode=livemode,
+            url=url,
+            secret=secret,
+            event_types=types,
+            enabled=True,
+            description=description,
+        )
         s.add(endpoint)
         return endpoint
 
@@ -91,7 +106,9 @@ def set_enabled(b, organization_id: str, endpoint_id: str, enabled: bool) -> Web
         return endpoint
 
 
-def rotate_secret(b, organization_id: str, endpoint_id: str, secret: str | None = None) -> WebhookEndpoint:
+def rotate_secret(
+    b, organization_id: str, endpoint_id: str, secret: str | None = None
+) -> WebhookEndpoint:
     secret = check_secret(secret) if secret else signing.new_secret()
     with b.unit() as s:
         endpoint = _owned(s, organization_id, endpoint_id)
@@ -102,8 +119,13 @@ def rotate_secret(b, organization_id: str, endpoint_id: str, secret: str | None 
         return endpoint
 
 
-def send_test(b, settings: OutboundWebhookSettings, organization_id: str, endpoint_id: str | None = None,
-              livemode: bool | None = None) -> list[dict]:
+def send_test(
+    b,
+    settings: OutboundWebhookSettings,
+    organization_id: str,
+    endpoint_id: str | None = None,
+    livemode: bool | None = None,
+) -> list[dict]:
     """POST a signed `webhook.test` message to the endpoint(s) now, outside the queue; nothing
     is recorded. Returns one result per endpoint."""
     import json
@@ -116,8 +138,9 @@ def send_test(b, settings: OutboundWebhookSettings, organization_id: str, endpoi
         else:
             if s.get(Organization, organization_id) is None:
                 raise NotFound(f"organization {organization_id} does not exist")
-            query = select(WebhookEndpoint).where(WebhookEndpoint.organization_id == organization_id,
-                                                  WebhookEndpoint.enabled == True)  # noqa: E712
+            query = select(WebhookEndpoint).where(
+                WebhookEndpoint.organization_id == organization_id, WebhookEndpoint.enabled == True
+            )
             if livemode is not None:
                 query = query.where(WebhookEndpoint.livemode == livemode)
             targets = list(s.exec(query.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)))
@@ -127,26 +150,57 @@ def send_test(b, settings: OutboundWebhookSettings, organization_id: str, endpoi
     results = []
     for endpoint in targets:
         msg_id = ids.new_id("msg")
-        body = json.dumps({"type": TEST_EVENT_TYPE, "timestamp": now.isoformat().replace("+00:00", "Z"),
-                           "data": {"object": "webhook_endpoint", "id": endpoint.id,
-                                    "organizationId": organization_id, "livemode": endpoint.livemode}},
-                          separators=(",", ":"), sort_keys=True).encode()
-        answer = post(endpoint.url, body, signing.headers(endpoint.secret, msg_id, int(now.timestamp()), body),
-                      settings)
-        results.append({"endpointId": endpoint.id, "url": endpoint.url, "messageId": msg_id, "ok": answer.ok,
-                        "status": answer.status, "latencyMs": answer.latency_ms, "error": answer.error,
-                        "response": answer.excerpt})
+        body = json.dumps(
+            {
+                "type": TEST_EVENT_TYPE,
+                "timestamp": now.isoformat().replace("+00:00", "Z"),
+                "data": {
+                    "object": "webhook_endpoint",
+                    "id": endpoint.id,
+                    "organizationId": organization_id,
+                    "livemode": endpoint.livemode,
+                },
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        ).encode()
+        answer = post(
+            endpoint.url,
+            body,
+            signing.headers(endpoint.secret, msg_id, int(now.timestamp()), body),
+            settings,
+        )
+        results.append(
+            {
+                "endpointId": endpoint.id,
+                "url": endpoint.url,
+                "messageId": msg_id,
+                "ok": answer.ok,
+                "status": answer.status,
+                "latencyMs": answer.latency_ms,
+                "error": answer.error,
+                "response": answer.excerpt,
+            }
+        )
     return results
 
 
 def masked(secret: str) -> str:
-    return secret[:len(signing.PREFIX)] + "…" + secret[-4:]
+    return secret[: len(signing.PREFIX)] + "…" + secret[-4:]
 
 
 def as_dict(endpoint: WebhookEndpoint, show_secret: bool = False) -> dict:
-    return {"id": endpoint.id, "organizationId": endpoint.organization_id, "livemode": endpoint.livemode,
-            "url": endpoint.url, "eventTypes": endpoint.event_types or [], "enabled": endpoint.enabled,
-            "description": endpoint.description,
-            "secret": endpoint.secret if show_secret else masked(endpoint.secret),
-            "secretRotatedAt": endpoint.secret_rotated_at.isoformat() if endpoint.secret_rotated_at else None,
-            "createdAt": endpoint.created_at.isoformat() if endpoint.created_at else None}
+    return {
+        "id": endpoint.id,
+        "organizationId": endpoint.organization_id,
+        "livemode": endpoint.livemode,
+        "url": endpoint.url,
+        "eventTypes": endpoint.event_types or [],
+        "enabled": endpoint.enabled,
+        "description": endpoint.description,
+        "secret": endpoint.secret if show_secret else masked(endpoint.secret),
+        "secretRotatedAt": endpoint.secret_rotated_at.isoformat()
+        if endpoint.secret_rotated_at
+        else None,
+        "createdAt": endpoint.created_at.isoformat() if endpoint.created_at else None,
+    }

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 from sqlalchemy import JSON, CheckConstraint, Index
 from sqlmodel import Field
@@ -30,10 +29,10 @@ class WebhookEndpoint(Base, table=True):
     livemode: bool
     url: str
     secret: str
-    event_types: Optional[list] = Field(default=None, sa_type=JSON)
+    event_types: list | None = Field(default=None, sa_type=JSON)
     enabled: bool = True
-    description: Optional[str] = None
-    secret_rotated_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    description: str | None = None
+    secret_rotated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     def wants(self, event_type: str) -> bool:
         return not self.event_types or event_type in self.event_types
@@ -42,8 +41,10 @@ class WebhookEndpoint(Base, table=True):
 class WebhookDelivery(Base, table=True):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'retrying', 'succeeded', 'failed', 'skipped')",
-                        name="ck_webhook_deliveries_status"),
+        CheckConstraint(
+            "status IN ('pending', 'retrying', 'succeeded', 'failed', 'skipped')",
+            name="ck_webhook_deliveries_status",
+        ),
         Index("ux_webhook_deliveries_event_endpoint", "event_id", "endpoint_id", unique=True),
         Index("ix_webhook_deliveries_status", "status"),
     )
@@ -54,13 +55,13 @@ class WebhookDelivery(Base, table=True):
     organization_id: str
     livemode: bool
     message_id: str
-    run_id: Optional[str] = None
+    run_id: str | None = None
     status: str = "pending"
     attempts: int = 0
-    last_status_code: Optional[int] = None
-    last_latency_ms: Optional[int] = None
-    last_error: Optional[str] = None
-    response_excerpt: Optional[str] = None
-    last_attempt_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
-    next_attempt_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
-    delivered_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    last_status_code: int | None = None
+    last_latency_ms: int | None = None
+    last_error: str | None = None
+    response_excerpt: str | None = None
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

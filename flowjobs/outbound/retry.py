@@ -38,7 +38,9 @@ class SchedulePolicy:
         return self.schedule[min(attempt, len(self.schedule)) - 1]
 
     def describe(self) -> str:
-        return f"{self.max_attempts} attempts, schedule " + ", ".join(f"{d:g}s" for d in self.schedule)
+        return f"{self.max_attempts} attempts, schedule " + ", ".join(
+            f"{d:g}s" for d in self.schedule
+        )
 
 
 POLICY = SchedulePolicy(OutboundWebhookSettings().retry_schedule)

@@ -26,7 +26,7 @@ def key_of(secret: str) -> bytes:
     if not secret.startswith(PREFIX):
         raise ValueError("a signing secret starts with whsec_")
     try:
-        key = base64.b64decode(secret[len(PREFIX):], validate=True)
+        key = base64.b64decode(secret[len(PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("a signing secret is whsec_ followed by base64") from None
     if not 16 <= len(key) <= 64:
@@ -42,5 +42,8 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 def headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, message_id, timestamp, body)}
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, message_id, timestamp, body),
+    }

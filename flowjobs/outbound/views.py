@@ -13,16 +13,35 @@ def _iso(moment) -> str | None:
 
 
 def as_dict(d: WebhookDelivery) -> dict:
-    return {"id": d.id, "eventId": d.event_id, "eventType": d.event_type, "endpointId": d.endpoint_id,
-            "organizationId": d.organization_id, "livemode": d.livemode, "messageId": d.message_id,
-            "status": d.status, "attempts": d.attempts, "lastStatusCode": d.last_status_code,
-            "lastLatencyMs": d.last_latency_ms, "lastError": d.last_error, "responseExcerpt": d.response_excerpt,
-            "runId": d.run_id, "createdAt": _iso(d.created_at), "lastAttemptAt": _iso(d.last_attempt_at),
-            "nextAttemptAt": _iso(d.next_attempt_at), "deliveredAt": _iso(d.delivered_at)}
+    return {
+        "id": d.id,
+        "eventId": d.event_id,
+        "eventType": d.event_type,
+        "endpointId": d.endpoint_id,
+        "organizationId": d.organization_id,
+        "livemode": d.livemode,
+        "messageId": d.message_id,
+        "status": d.status,
+        "attempts": d.attempts,
+        "lastStatusCode": d.last_status_code,
+        "lastLatencyMs": d.last_latency_ms,
+        "lastError": d.last_error,
+        "responseExcerpt": d.response_excerpt,
+        "runId": d.run_id,
+        "createdAt": _iso(d.created_at),
+        "lastAttemptAt": _iso(d.last_attempt_at),
+        "nextAttemptAt": _iso(d.next_attempt_at),
+        "deliveredAt": _iso(d.delivered_at),
+    }
 
 
-def delivery_rows(b, endpoint_id: str | None = None, status: str | None = None, event_id: str | None = None,
-                  limit: int = 50) -> list[dict]:
+def delivery_rows(
+    b,
+    endpoint_id: str | None = None,
+    status: str | None = None,
+    event_id: str | None = None,
+    limit: int = 50,
+) -> list[dict]:
     if status is not None and status not in DELIVERY_STATUSES:
         raise BadInput(f"--status must be one of {', '.join(DELIVERY_STATUSES)}")
     query = select(WebhookDelivery)
@@ -33,5 +52,9 @@ def delivery_rows(b, endpoint_id: str | None = None, status: str | None = None, 
     if event_id is not None:
         query = query.where(WebhookDelivery.event_id == event_id)
     with b.unit() as s:
-        rows = s.exec(query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit))
+        rows = s.exec(
+            query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(
+                limit
+            )
+        )
         return [as_dict(d) for d in rows]

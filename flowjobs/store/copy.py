@@ -26,7 +26,9 @@ def _model_tables():
     return list(models.metadata.sorted_tables)
 
 
-def copy_database(source_url: str, target_url: str, batch: int = 1000, progress=None) -> dict[str, int]:
+def copy_database(
+    source_url: str, target_url: str, batch: int = 1000, progress=None
+) -> dict[str, int]:
     from flowjobs.billing.db import make_engine
     from flowjobs.store.migrate import ensure_schema, upgrade
 
@@ -47,8 +49,12 @@ def copy_database(source_url: str, target_url: str, batch: int = 1000, progress=
                 counts = {d.name: _copy(inp, out, s, d, batch, progress) for s, d in pairs}
                 _verify(inp, out, pairs)
                 if dst.dialect.name == "postgresql":
-                    out.execute(text("SELECT setval(pg_get_serial_sequence('flowjobs_logs', 'id'), "
-                                     "COALESCE((SELECT max(id) FROM flowjobs_logs), 0) + 1, false)"))
+                    out.execute(
+                        text(
+                            "SELECT setval(pg_get_serial_sequence('flowjobs_logs', 'id'), "
+                            "COALESCE((SELECT max(id) FROM flowjobs_logs), 0) + 1, false)"
+                        )
+                    )
         return counts
     finally:
         src.dispose()
@@ -62,16 +68,22 @@ def _reflect(engine) -> dict[str, Table]:
 
 
 def _refuse_executing(conn, runs: Table) -> None:
-    executing = conn.execute(select(func.count()).select_from(runs).where(runs.c.status == "executing")).scalar()
+    executing = conn.execute(
+        select(func.count()).select_from(runs).where(runs.c.status == "executing")
+    ).scalar()
     if executing:
-        raise BadInput(f"{executing} runs are executing in the source: stop the workers first "
-                       "(`run-worker` drains on SIGTERM), then copy")
+        raise BadInput(
+            f"{executing} runs are executing in the source: stop the workers first "
+            "(`run-worker` drains on SIGTERM), then copy"
+        )
 
 
 def _refuse_non_empty(conn, tables: list[Table], url: str) -> None:
     for table in tables:
         if conn.execute(select(func.count()).select_from(table)).scalar():
-            raise BadInput(f"the target {redact(url)} already has rows in {table.name}; copy into an empty database")
+            raise BadInput(
+                f"the target {redact(url)} already has rows in {table.name}; copy into an empty database"
+            )
 
 
 def _copy(inp, out, source: Table, target: Table, batch: int, progress) -> int:
@@ -90,4 +102,6 @@ def _verify(inp, out, pairs) -> None:
         have = inp.execute(select(func.count()).select_from(source)).scalar()
         got = out.execute(select(func.count()).select_from(target)).scalar()
         if have != got:
-            raise RuntimeError(f"{target.name}: {have} rows in the source but {got} copied; nothing was committed")
+            raise RuntimeError(
+                f"{target.name}: {have} rows in the source but {got} copied; nothing was committed"
+            )

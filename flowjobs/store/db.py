@@ -20,7 +20,9 @@ from flowjobs.store import failures
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 WAL_CHECKPOINT_BYTES = 4 << 20  # about SQLite's own 1000-page auto-checkpoint point
-WAL_FORCE_BYTES = 64 << 20  # past this, checkpoint with writers held off, so the WAL cannot grow unbounded
+WAL_FORCE_BYTES = (
+    64 << 20
+)  # past this, checkpoint with writers held off, so the WAL cannot grow unbounded
 
 log = logging.getLogger("flowjobs.db")
 
@@ -39,7 +41,7 @@ class Database:
         self.busy_timeout = busy_timeout
         if url.startswith("sqlite:///"):
             self.dialect = "sqlite"
-            self.path = url[len("sqlite:///"):]
+            self.path = url[len("sqlite:///") :]
         elif url.startswith("postgresql"):
             self.dialect = "postgresql"
             self.conninfo = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
@@ -67,9 +69,13 @@ class Database:
             raise
         except Exception as exc:  # driver-specific connection errors
             if failures.classify(exc) in (None, "unavailable"):
-                raise DatabaseUnavailable(f"database {self.where()} is unavailable: cannot connect "
-                                          f"({failures.one_line(exc)})") from exc
-            raise DatabaseError(f"cannot open database {self.where()}: {failures.one_line(exc)}") from exc
+                raise DatabaseUnavailable(
+                    f"database {self.where()} is unavailable: cannot connect "
+                    f"({failures.one_line(exc)})"
+                ) from exc
+            raise DatabaseError(
+                f"cannot open database {self.where()}: {failures.one_line(exc)}"
+            ) from exc
 
     @contextmanager
     def borrow(self):
@@ -97,7 +103,7 @@ class Database:
             writer, self._writer = self._writer, None
         _close(writer)
 
-    def checkpoint_in_background(self) -> "Checkpointer | None":
+    def checkpoint_in_background(self) -> Checkpointer | None:
         """SQLite: the connections of this process stop checkpointing the WAL as part of a
         commit (a third of each commit's cost under load, paid while holding the write lock);
         a background thread checkpoints instead. Returns it (stop it when done), or None on
@@ -160,7 +166,9 @@ class Database:
         return self.path if self.dialect == "sqlite" else redact(self.url)
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
-        return failures.translate(exc, self.where(), self.path if self.dialect == "sqlite" else None)
+        return failures.translate(
+            exc, self.where(), self.path if self.dialect == "sqlite" else None
+        )
 
     def reclaim_space(self) -> None:
         """After a write failed for space: checkpoint the WAL back into the database and truncate
@@ -228,12 +236,16 @@ class Checkpointer:
         self.thread.join(timeout=30)
 
 
-def _connect_sqlite(path: str, autocheckpoint: bool = True, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S):
+def _connect_sqlite(
+    path: str, autocheckpoint: bool = True, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S
+):
     if path != ":memory:":
         parent = Path(path).parent
         if not parent.is_dir():
             raise DatabaseError(f"cannot open database {path}: directory {parent} does not exist")
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -247,8 +259,16 @@ def _connect_postgresql(conninfo: str):
 
     # Keepalives: a worker cut off by a partition notices within ~30 s instead of hanging in a
     # statement until the kernel gives up on the connection (minutes).
-    return psycopg.connect(conninfo, autocommit=True, connect_timeout=10, keepalives=1, keepalives_idle=10,
-                           keepalives_interval=5, keepalives_count=3, tcp_user_timeout=30_000)
+    return psycopg.connect(
+        conninfo,
+        autocommit=True,
+        connect_timeout=10,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+        tcp_user_timeout=30_000,
+    )
 
 
 class _NoLock:

@@ -75,24 +75,34 @@ def is_transient(exc: BaseException) -> bool:
     return classify(exc) in TRANSIENT
 
 
-def translate(exc: BaseException, where: str, sqlite_path: str | None = None) -> DatabaseError | None:
+def translate(
+    exc: BaseException, where: str, sqlite_path: str | None = None
+) -> DatabaseError | None:
     """A flowjobs error with an operator's message for a driver failure, or None (a bug)."""
     kind = classify(exc)
     if kind is None:
         return None
     if kind == "locked":
         holders = describe_holders(lock_holders(sqlite_path)) if sqlite_path else ""
-        return DatabaseLocked(f"database {where} is locked{holders} and stayed locked past the busy "
-                              "timeout; try again when it is released (a backup or an open sqlite3 "
-                              "session holds it)")
+        return DatabaseLocked(
+            f"database {where} is locked{holders} and stayed locked past the busy "
+            "timeout; try again when it is released (a backup or an open sqlite3 "
+            "session holds it)"
+        )
     if kind == "full":
-        return DiskFull(f"no space left for database {where}: free disk space (nothing was "
-                        "half-written; the last change was rolled back)")
+        return DiskFull(
+            f"no space left for database {where}: free disk space (nothing was "
+            "half-written; the last change was rolled back)"
+        )
     if kind == "read-only":
-        return DatabaseError(f"database {where} is read-only: flowjobs needs to write the file and "
-                             "its folder (for the -wal and -shm files)")
-    return DatabaseUnavailable(f"database {where} is unavailable ({_first_line(exc)}); "
-                               "nothing was written, try again once it is back")
+        return DatabaseError(
+            f"database {where} is read-only: flowjobs needs to write the file and "
+            "its folder (for the -wal and -shm files)"
+        )
+    return DatabaseUnavailable(
+        f"database {where} is unavailable ({_first_line(exc)}); "
+        "nothing was written, try again once it is back"
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -150,4 +160,7 @@ def describe_holders(holders: list[tuple[int, str]]) -> str:
 
 def one_line(exc: BaseException) -> str:
     """A driver's message on one line (psycopg's span several, with hints)."""
-    return "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip()) or type(exc).__name__
+    return (
+        "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+        or type(exc).__name__
+    )

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 import zlib
-from functools import lru_cache
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from functools import lru_cache
+from typing import Any
 
 from flowjobs.store.db import Database
-from flowjobs.store.queries import ATTEMPT_COLUMNS, RUN_COLUMNS, catalogue, finish_batch, insert_attempts, to_pyformat
+from flowjobs.store.queries import (
+    ATTEMPT_COLUMNS,
+    RUN_COLUMNS,
+    catalogue,
+    finish_batch,
+    insert_attempts,
+    to_pyformat,
+)
 from flowjobs.store.queries import claim as claim_sql
 
 TERMINAL = ("completed", "failed", "canceled", "expired")
@@ -108,18 +116,23 @@ class JobStore:
         """Insert runs in the caller's transaction; a live idempotency key returns its run."""
         keyed = [r for r in runs if r.idempotency_key is not None]
         if keyed:
-            self._executemany(conn, "release_expired_key",
-                              [{"task": r.task, "key": r.idempotency_key, "now": now} for r in keyed])
+            self._executemany(
+                conn,
+                "release_expired_key",
+                [{"task": r.task, "key": r.idempotency_key, "now": now} for r in keyed],
+            )
         inserted: set[str] = set()
         for start in range(0, len(runs), INSERT_CHUNK):
-            inserted.update(self._insert_chunk(conn, runs[start:start + INSERT_CHUNK], now))
+            inserted.update(self._insert_chunk(conn, runs[start : start + INSERT_CHUNK], now))
         results = []
         for run in runs:
             if run.id in inserted:
                 status = "delayed" if run.run_at > now else "queued"
                 results.append(Enqueued(run.id, run.task, status, False, run.payload_hash))
                 continue
-            row = conn.execute(self.sql["find_by_key"], {"task": run.task, "key": run.idempotency_key}).fetchone()
+            row = conn.execute(
+                self.sql["find_by_key"], {"task": run.task, "key": run.idempotency_key}
+            ).fetchone()
             results.append(Enqueued(row[0], run.task, row[1], True, row[2]))
         if self.sql["notify"] and inserted:
             for queue in {r.queue for r in runs if r.id in inserted}:
@@ -132,20 +145,31 @@ class JobStore:
         rows = []
         for i, run in enumerate(runs):
             values = {
-                "id": run.id, "task": run.task, "queue": run.queue,
+                "id": run.id,
+                "task": run.task,
+                "queue": run.queue,
                 "status": "delayed" if run.run_at > now else "queued",
-                "payload": run.payload, "priority": run.priority, "attempt": 0,
-                "max_attempts": run.max_attempts, "run_at": run.run_at, "created_at": now,
-                "updated_at": now, "idempotency_key": run.idempotency_key,
+                "payload": run.payload,
+                "priority": run.priority,
+                "attempt": 0,
+                "max_attempts": run.max_attempts,
+                "run_at": run.run_at,
+                "created_at": now,
+                "updated_at": now,
+                "idempotency_key": run.idempotency_key,
                 "dedup_key": run.idempotency_key,
                 "idempotency_expires_at": run.idempotency_expires_at,
-                "payload_hash": run.payload_hash, "parent_id": run.parent_id, "replay_of": run.replay_of,
+                "payload_hash": run.payload_hash,
+                "parent_id": run.parent_id,
+                "replay_of": run.replay_of,
             }
             rows.append("(" + ", ".join(f":{c}_{i}" for c in columns) + ")")
             params.update({f"{c}_{i}": values[c] for c in columns})
         # Insert a batch in one statement; rows whose key is live are skipped.
-        sql = (f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) VALUES {', '.join(rows)} "
-               "ON CONFLICT (task, dedup_key) DO NOTHING RETURNING id")
+        sql = (
+            f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) VALUES {', '.join(rows)} "
+            "ON CONFLICT (task, dedup_key) DO NOTHING RETURNING id"
+        )
         return {row[0] for row in conn.execute(self._prepare(sql), params).fetchall()}
 
     def _executemany(self, conn, name: str, params: list[dict]) -> None:
@@ -156,14 +180,30 @@ class JobStore:
                 cur.executemany(self.sql[name], params)
 
     # -- claim -------------------------------------------------------------------------
-    def claim(self, worker: str, limit: int, queues: list[str], limits: dict[str, int],
-              now: int, lease_ms: int, check_due: bool = True) -> list[ClaimedRun]:
+    def claim(
+        self,
+        worker: str,
+        limit: int,
+        queues: list[str],
+        limits: dict[str, int],
+        now: int,
+        lease_ms: int,
+        check_due: bool = True,
+    ) -> list[ClaimedRun]:
         """Claim up to `limit` due runs of `queues` ("*" = all), honouring per-queue limits."""
         return self.finish_and_claim([], worker, limit, queues, limits, now, lease_ms, check_due)[1]
 
-    def finish_and_claim(self, finishes: list["Finish"], worker: str, limit: int, queues: list[str],
-                         limits: dict[str, int], now: int, lease_ms: int,
-                         check_due: bool = True) -> tuple[list[bool], list[ClaimedRun]]:
+    def finish_and_claim(
+        self,
+        finishes: list[Finish],
+        worker: str,
+        limit: int,
+        queues: list[str],
+        limits: dict[str, int],
+        now: int,
+        lease_ms: int,
+        check_due: bool = True,
+    ) -> tuple[list[bool], list[ClaimedRun]]:
         """Write ended attempts (see `finish_many`) and claim up to `limit` due runs, in one
         transaction: the worker's loop, one write transaction per turn instead of two.
 
@@ -172,12 +212,18 @@ class JobStore:
         backlog is known)."""
         if limit <= 0 and not finishes:
             return [], []
-        if (not finishes and self.dialect == "sqlite" and check_due
-                and not self._one(self.sql["any_due"], {"now": now})):
+        if (
+            not finishes
+            and self.dialect == "sqlite"
+            and check_due
+            and not self._one(self.sql["any_due"], {"now": now})
+        ):
             return [], []
         with self.db.transaction() as conn:
             written = self.finish_many(finishes, conn) if finishes else []
-            claimed = self._claim(conn, worker, limit, queues, limits, now, lease_ms) if limit > 0 else []
+            claimed = (
+                self._claim(conn, worker, limit, queues, limits, now, lease_ms) if limit > 0 else []
+            )
         return written, claimed
 
     def _claim(self, conn, worker, limit, queues, limits, now, lease_ms) -> list[ClaimedRun]:
@@ -187,7 +233,9 @@ class JobStore:
         for queue in limited:
             if len(claimed) >= limit:
                 break
-            claimed += self._claim_limited(conn, worker, limit - len(claimed), queue, limits[queue], now, lease_ms)
+            claimed += self._claim_limited(
+                conn, worker, limit - len(claimed), queue, limits[queue], now, lease_ms
+            )
         return claimed
 
     def _claim_group(self, conn, worker, limit, queues, every, skip, now, lease_ms):
@@ -218,15 +266,17 @@ class JobStore:
     def heartbeat(self, run_id: str, epoch: int, now: int, lease_ms: int) -> tuple[bool, bool]:
         """Renew a lease. Returns (still ours, cancel requested)."""
         with self.db.transaction() as conn:
-            row = conn.execute(self.sql["heartbeat"], {"id": run_id, "epoch": epoch, "now": now,
-                                                        "lease_until": now + lease_ms}).fetchone()
+            row = conn.execute(
+                self.sql["heartbeat"],
+                {"id": run_id, "epoch": epoch, "now": now, "lease_until": now + lease_ms},
+            ).fetchone()
         return (row is not None, bool(row and row[0]))
 
     def finish(self, run: ClaimedRun, **fields) -> bool:
         """End the current attempt; False when the lease was lost (nothing written)."""
         return self.finish_many([Finish(run, **fields)])[0]
 
-    def finish_many(self, items: list["Finish"], conn=None) -> list[bool]:
+    def finish_many(self, items: list[Finish], conn=None) -> list[bool]:
         """End many attempts in one transaction (`conn`'s, or a new one); each is fenced.
 
         A succeeded attempt writes no attempt row: the completed run row already holds its
@@ -243,44 +293,94 @@ class JobStore:
         for group, is_lean in ((lean, True), (full, False)):
             if group:
                 written.update(self._finish_group(conn, group, is_lean))
-        self._insert_attempts(conn, [
-            (f.run.id, f.run.attempt, f.worker, f.started_at, f.now, f.outcome, f.error, f.traceback,
-             None if f.started_at is None else f.now - f.started_at)
-            for f in items if f.run.id in written and f.outcome != "succeeded"])
+        self._insert_attempts(
+            conn,
+            [
+                (
+                    f.run.id,
+                    f.run.attempt,
+                    f.worker,
+                    f.started_at,
+                    f.now,
+                    f.outcome,
+                    f.error,
+                    f.traceback,
+                    None if f.started_at is None else f.now - f.started_at,
+                )
+                for f in items
+                if f.run.id in written and f.outcome != "succeeded"
+            ],
+        )
         follow_ups = [f.follow_up for f in items if f.follow_up is not None and f.run.id in written]
         if follow_ups:
             self.enqueue(conn, follow_ups, items[0].now)
         return [f.run.id in written for f in items]
 
-    def _finish_group(self, conn, items: list["Finish"], lean: bool) -> set[str]:
+    def _finish_group(self, conn, items: list[Finish], lean: bool) -> set[str]:
         params: dict[str, Any] = {"now": items[0].now}
         for i, f in enumerate(items):
-            params.update({f"id_{i}": f.run.id, f"epoch_{i}": f.run.lease_epoch, f"status_{i}": f.status,
-                           f"result_{i}": f.result, f"error_{i}": f.error, f"run_at_{i}": f.retry_at,
-                           f"finished_at_{i}": f.now if f.status in TERMINAL else None,
-                           f"crashed_{i}": int(f.crashed)})
-        return {row[0] for row in conn.execute(self._prepare(finish_batch(len(items), lean)), params)}
+            params.update(
+                {
+                    f"id_{i}": f.run.id,
+                    f"epoch_{i}": f.run.lease_epoch,
+                    f"status_{i}": f.status,
+                    f"result_{i}": f.result,
+                    f"error_{i}": f.error,
+                    f"run_at_{i}": f.retry_at,
+                    f"finished_at_{i}": f.now if f.status in TERMINAL else None,
+                    f"crashed_{i}": int(f.crashed),
+                }
+            )
+        return {
+            row[0] for row in conn.execute(self._prepare(finish_batch(len(items), lean)), params)
+        }
 
     def _insert_attempts(self, conn, rows: list[tuple]) -> None:
         if not rows:
             return
-        params = {f"{column}_{i}": value for i, row in enumerate(rows)
-                  for column, value in zip(ATTEMPT_COLUMNS, row)}
+        params = {
+            f"{column}_{i}": value
+            for i, row in enumerate(rows)
+            for column, value in zip(ATTEMPT_COLUMNS, row)
+        }
         conn.execute(self._prepare(insert_attempts(len(rows))), params)
 
-    def rescue(self, now: int, max_crashes: int = DEFAULT_MAX_CRASHES,
-               follow_up: Callable[[Rescued], NewRun | None] | None = None, worker: str = "") -> list[Rescued]:
+    def rescue(
+        self,
+        now: int,
+        max_crashes: int = DEFAULT_MAX_CRASHES,
+        follow_up: Callable[[Rescued], NewRun | None] | None = None,
+        worker: str = "",
+    ) -> list[Rescued]:
         """Expired leases become retrying/failed/canceled; their attempts are recorded `crashed`
         and count against `max_crashes`, not against the run's attempts. `follow_up` may name a
         run to insert in the same transaction for each rescued run (a failure hook). Runs of
         `worker` (the caller's own: it knows they are alive) are left alone."""
         error = "worker lost its lease (crashed or stalled)"
         with self.db.transaction() as conn:
-            rows = [Rescued(*r) for r in conn.execute(self.sql["rescue"], {
-                "now": now, "max_crashes": max_crashes, "worker": worker}).fetchall()]
-            self._insert_attempts(conn, [
-                (r.id, r.attempt, r.worker, r.attempt_started_at, now, "crashed", error, None,
-                 None if r.attempt_started_at is None else now - r.attempt_started_at) for r in rows])
+            rows = [
+                Rescued(*r)
+                for r in conn.execute(
+                    self.sql["rescue"], {"now": now, "max_crashes": max_crashes, "worker": worker}
+                ).fetchall()
+            ]
+            self._insert_attempts(
+                conn,
+                [
+                    (
+                        r.id,
+                        r.attempt,
+                        r.worker,
+                        r.attempt_started_at,
+                        now,
+                        "crashed",
+                        error,
+                        None,
+                        None if r.attempt_started_at is None else now - r.attempt_started_at,
+                    )
+                    for r in rows
+                ],
+            )
             extra = [run for run in map(follow_up, rows) if run is not None] if follow_up else []
             if extra:
                 self.enqueue(conn, extra, now)
@@ -304,41 +404,76 @@ class JobStore:
 
     def log_in(self, conn, run_id: str, at: int, message: str) -> None:
         """One info line in the run's log (attempt 0: before any attempt), in the caller's transaction."""
-        conn.execute(self.sql["insert_log"], {"run_id": run_id, "attempt": 0, "at": at, "level": "info",
-                                              "message": message})
+        conn.execute(
+            self.sql["insert_log"],
+            {"run_id": run_id, "attempt": 0, "at": at, "level": "info", "message": message},
+        )
 
     def add_log(self, run_id: str, attempt: int, at: int, level: str, message: str) -> None:
         with self.db.transaction() as conn:
-            conn.execute(self.sql["insert_log"], {"run_id": run_id, "attempt": attempt, "at": at,
-                                                  "level": level, "message": message})
+            conn.execute(
+                self.sql["insert_log"],
+                {
+                    "run_id": run_id,
+                    "attempt": attempt,
+                    "at": at,
+                    "level": level,
+                    "message": message,
+                },
+            )
 
     # -- schedules -----------------------------------------------------------------------
     def schedule_states(self) -> dict[str, dict]:
         return {r["id"]: r for r in self._dicts(self.sql["schedule_states"], {})}
 
-    def set_schedule_enabled(self, schedule_id: str, enabled: bool, first_slot: int, now: int) -> None:
+    def set_schedule_enabled(
+        self, schedule_id: str, enabled: bool, first_slot: int, now: int
+    ) -> None:
         with self.db.transaction() as conn:
-            conn.execute(self.sql["schedule_insert"], {"id": schedule_id, "last_slot": first_slot, "now": now})
-            conn.execute(self.sql["schedule_set_enabled"], {"id": schedule_id, "enabled": int(enabled), "now": now})
+            conn.execute(
+                self.sql["schedule_insert"],
+                {"id": schedule_id, "last_slot": first_slot, "now": now},
+            )
+            conn.execute(
+                self.sql["schedule_set_enabled"],
+                {"id": schedule_id, "enabled": int(enabled), "now": now},
+            )
 
     def schedule_runs(self, task: str, schedule_id: str) -> list[dict]:
         """Runs keyed `<schedule id>:…` (slot runs and manual runs)."""
         prefix = schedule_id + ":"
-        return self._dicts(self.sql["schedule_runs"], {"task": task, "low": prefix, "high": schedule_id + ";"})
+        return self._dicts(
+            self.sql["schedule_runs"], {"task": task, "low": prefix, "high": schedule_id + ";"}
+        )
 
     # -- retention -----------------------------------------------------------------------
     def prune(self, now: int, completed_before: int, failed_before: int, limit: int = 1000) -> int:
         """Delete finished runs (with their attempts and logs) past retention; keep live keys."""
         with self.db.transaction() as conn:
-            ids = [r[0] for r in conn.execute(self.sql["prunable"], {
-                "now": now, "completed_before": completed_before, "failed_before": failed_before,
-                "cutoff": max(completed_before, failed_before), "limit": limit}).fetchall()]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    self.sql["prunable"],
+                    {
+                        "now": now,
+                        "completed_before": completed_before,
+                        "failed_before": failed_before,
+                        "cutoff": max(completed_before, failed_before),
+                        "limit": limit,
+                    },
+                ).fetchall()
+            ]
             if ids:
                 marks = ", ".join(f":id_{i}" for i in range(len(ids)))
                 params = {f"id_{i}": v for i, v in enumerate(ids)}
-                for table, column in (("flowjobs_attempts", "run_id"), ("flowjobs_logs", "run_id"),
-                                      ("flowjobs_runs", "id")):
-                    conn.execute(self._prepare(f"DELETE FROM {table} WHERE {column} IN ({marks})"), params)
+                for table, column in (
+                    ("flowjobs_attempts", "run_id"),
+                    ("flowjobs_logs", "run_id"),
+                    ("flowjobs_runs", "id"),
+                ):
+                    conn.execute(
+                        self._prepare(f"DELETE FROM {table} WHERE {column} IN ({marks})"), params
+                    )
         return len(ids)
 
     # -- reads -------------------------------------------------------------------------
@@ -357,11 +492,20 @@ class JobStore:
         return rows[0] if rows else None
 
     def run_status(self, run_id: str) -> str | None:
-        row = self._one(self._prepare("SELECT status FROM flowjobs_runs WHERE id = :id"), {"id": run_id})
+        row = self._one(
+            self._prepare("SELECT status FROM flowjobs_runs WHERE id = :id"), {"id": run_id}
+        )
         return row[0] if row else None
 
-    def list_runs(self, status: str | None = None, task: str | None = None, limit: int = 50,
-                  parent_id: str | None = None, since: int | None = None, offset: int = 0) -> list[dict]:
+    def list_runs(
+        self,
+        status: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        parent_id: str | None = None,
+        since: int | None = None,
+        offset: int = 0,
+    ) -> list[dict]:
         """Newest first; `since` (epoch ms) keeps runs created at or after it."""
         where, params = [], {"limit": limit, "offset": offset}
         for column, value in (("status", status), ("task", task), ("parent_id", parent_id)):
@@ -372,21 +516,32 @@ class JobStore:
             where.append("created_at >= :since")
             params["since"] = since
         clause = ("WHERE " + " AND ".join(where)) if where else ""
-        return self._dicts(f"SELECT * FROM flowjobs_runs {clause} ORDER BY created_at DESC, id DESC "
-                           "LIMIT :limit OFFSET :offset", params)
+        return self._dicts(
+            f"SELECT * FROM flowjobs_runs {clause} ORDER BY created_at DESC, id DESC "
+            "LIMIT :limit OFFSET :offset",
+            params,
+        )
 
     def attempts(self, run_id: str) -> list[dict]:
         """Every attempt, oldest first: the recorded rows, then a completed run's succeeded
         attempt, which lives in the run row (see `finish_many`)."""
-        rows = self._dicts("SELECT * FROM flowjobs_attempts WHERE run_id = :id ORDER BY number", {"id": run_id})
+        rows = self._dicts(
+            "SELECT * FROM flowjobs_attempts WHERE run_id = :id ORDER BY number", {"id": run_id}
+        )
         run = self.get_run(run_id)
-        if run and run["status"] == "completed" and all(r["number"] != run["attempt"] for r in rows):
+        if (
+            run
+            and run["status"] == "completed"
+            and all(r["number"] != run["attempt"] for r in rows)
+        ):
             rows.append(succeeded_attempt(run))
         return rows
 
     def logs(self, run_id: str) -> list[dict]:
-        return self._dicts("SELECT attempt, at, level, message FROM flowjobs_logs WHERE run_id = :id "
-                           "ORDER BY id", {"id": run_id})
+        return self._dicts(
+            "SELECT attempt, at, level, message FROM flowjobs_logs WHERE run_id = :id ORDER BY id",
+            {"id": run_id},
+        )
 
     def queue_depths(self, now: int) -> list[tuple[str, int, int, float]]:
         """(queue, runs due now and waiting, runs executing, seconds the oldest due run has waited)."""
@@ -396,22 +551,35 @@ class JobStore:
                 f"{int(now)} THEN 1 ELSE 0 END), sum(CASE WHEN status = 'executing' THEN 1 ELSE 0 END), "
                 f"min(CASE WHEN status IN ('queued', 'retrying', 'delayed') AND run_at <= {int(now)} THEN run_at END) "
                 "FROM flowjobs_runs WHERE status IN ('queued', 'retrying', 'delayed', 'executing') "
-                "GROUP BY queue ORDER BY queue").fetchall()
-        return [(q, int(due or 0), int(running or 0), (now - oldest) / 1000 if oldest else 0.0)
-                for q, due, running, oldest in rows]
+                "GROUP BY queue ORDER BY queue"
+            ).fetchall()
+        return [
+            (q, int(due or 0), int(running or 0), (now - oldest) / 1000 if oldest else 0.0)
+            for q, due, running, oldest in rows
+        ]
 
     def count_by_status(self) -> dict[str, int]:
         with self.db.borrow() as conn:
-            rows = conn.execute("SELECT status, count(*) FROM flowjobs_runs GROUP BY status").fetchall()
+            rows = conn.execute(
+                "SELECT status, count(*) FROM flowjobs_runs GROUP BY status"
+            ).fetchall()
         return {status: count for status, count in rows}
 
 
 def succeeded_attempt(run: dict) -> dict:
     """The attempt row a completed run stands for."""
     started, finished = run["attempt_started_at"], run["finished_at"]
-    return {"run_id": run["id"], "number": run["attempt"], "worker": run["worker"], "started_at": started,
-            "finished_at": finished, "outcome": "succeeded", "error": None, "traceback": None,
-            "duration_ms": None if started is None or finished is None else finished - started}
+    return {
+        "run_id": run["id"],
+        "number": run["attempt"],
+        "worker": run["worker"],
+        "started_at": started,
+        "finished_at": finished,
+        "outcome": "succeeded",
+        "error": None,
+        "traceback": None,
+        "duration_ms": None if started is None or finished is None else finished - started,
+    }
 
 
 @lru_cache(maxsize=1024)

@@ -35,7 +35,9 @@ _RESCUE = """
 """
 _RESCUED = "id, task, payload, attempt, worker, attempt_started_at, status"
 
-_CLAIMED = "id, task, queue, payload, attempt, max_attempts, lease_epoch, created_at, run_at, crashes"
+_CLAIMED = (
+    "id, task, queue, payload, attempt, max_attempts, lease_epoch, created_at, run_at, crashes"
+)
 
 COMMON = {
     # Forget an idempotency key whose TTL has passed, so the key can be used again.
@@ -119,9 +121,11 @@ SQLITE = {
             ORDER BY priority, run_at, id LIMIT :limit)
         RETURNING {_CLAIMED}""",
     # Expired leases: retry, fail (attempts used up) or cancel (requested); one statement.
-    "rescue": _RESCUE + """
+    "rescue": _RESCUE
+    + """
         WHERE status = 'executing' AND lease_expires_at < :now AND worker <> :worker
-        RETURNING """ + _RESCUED,
+        RETURNING """
+    + _RESCUED,
     "lock_queue": None,
     "notify": None,
     # Read a schedule's state inside the tick's write transaction (BEGIN IMMEDIATE serialises).
@@ -143,11 +147,13 @@ POSTGRESQL = {
         FROM picked WHERE r.id = picked.id
         RETURNING {", ".join("r." + c.strip() for c in _CLAIMED.split(","))}""",
     # Expired leases: retry, fail or cancel; rows another rescuer holds are skipped.
-    "rescue": _RESCUE + """
+    "rescue": _RESCUE
+    + """
         WHERE id IN (SELECT id FROM flowjobs_runs
                      WHERE status = 'executing' AND lease_expires_at < :now AND worker <> :worker
                      FOR UPDATE SKIP LOCKED)
-        RETURNING """ + _RESCUED,
+        RETURNING """
+    + _RESCUED,
     # Serialise claimers of one concurrency-limited queue until the transaction ends.
     "lock_queue": "SELECT pg_advisory_xact_lock(:lock_key)",
     # Read and lock a schedule's state so concurrent scheduler ticks queue one behind another.
@@ -156,18 +162,36 @@ POSTGRESQL = {
     "notify": "SELECT pg_notify('flowjobs_runs', :queue)",
 }
 
-_FINISH_COLUMNS = (("id", "TEXT"), ("epoch", "INTEGER"), ("status", "TEXT"), ("result", "TEXT"),
-                   ("error", "TEXT"), ("run_at", "BIGINT"), ("finished_at", "BIGINT"),
-                   ("crashed", "INTEGER"))
-ATTEMPT_COLUMNS = ("run_id", "number", "worker", "started_at", "finished_at", "outcome", "error",
-                   "traceback", "duration_ms")
+_FINISH_COLUMNS = (
+    ("id", "TEXT"),
+    ("epoch", "INTEGER"),
+    ("status", "TEXT"),
+    ("result", "TEXT"),
+    ("error", "TEXT"),
+    ("run_at", "BIGINT"),
+    ("finished_at", "BIGINT"),
+    ("crashed", "INTEGER"),
+)
+ATTEMPT_COLUMNS = (
+    "run_id",
+    "number",
+    "worker",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "error",
+    "traceback",
+    "duration_ms",
+)
 
 
 def _rows(columns, count: int, cast: bool = False) -> str:
     def value(name, kind, i):
         return f"CAST(:{name}_{i} AS {kind})" if cast else f":{name}_{i}"
 
-    return ", ".join("(" + ", ".join(value(n, k, i) for n, k in columns) + ")" for i in range(count))
+    return ", ".join(
+        "(" + ", ".join(value(n, k, i) for n, k in columns) + ")" for i in range(count)
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -177,11 +201,15 @@ def finish_batch(count: int, lean: bool = False) -> str:
     run_at, worker and dedup_key alone, so SQLite need not touch the indexes on them (it
     updates an index whenever a column of it is assigned, even to the same value)."""
     names = ", ".join(n for n, _ in _FINISH_COLUMNS)
-    rescheduling = "" if lean else """
+    rescheduling = (
+        ""
+        if lean
+        else """
             run_at = COALESCE(v.run_at, flowjobs_runs.run_at),
             worker = CASE WHEN v.status = 'retrying' THEN NULL ELSE flowjobs_runs.worker END,
             dedup_key = CASE WHEN v.status = 'failed' THEN NULL ELSE flowjobs_runs.dedup_key END,
             crashes = flowjobs_runs.crashes + v.crashed,"""
+    )
     return f"""
         WITH v({names}) AS (VALUES {_rows(_FINISH_COLUMNS, count, cast=True)})
         UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,{rescheduling}
@@ -195,8 +223,9 @@ def finish_batch(count: int, lean: bool = False) -> str:
 @lru_cache(maxsize=512)
 def insert_attempts(count: int) -> str:
     """Record `count` attempts' outcomes in one statement."""
-    return (f"INSERT INTO flowjobs_attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES "
-            + _rows([(c, "") for c in ATTEMPT_COLUMNS], count))
+    return f"INSERT INTO flowjobs_attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES " + _rows(
+        [(c, "") for c in ATTEMPT_COLUMNS], count
+    )
 
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
@@ -207,8 +236,10 @@ def to_pyformat(sql: str) -> str:
 
 
 _QUEUE_FILTERS = {
-    "sqlite": ("AND queue IN (SELECT value FROM json_each(:queues))",
-               "AND queue NOT IN (SELECT value FROM json_each(:skip_queues))"),
+    "sqlite": (
+        "AND queue IN (SELECT value FROM json_each(:queues))",
+        "AND queue NOT IN (SELECT value FROM json_each(:skip_queues))",
+    ),
     "postgresql": ("AND queue = ANY(:queues)", "AND NOT (queue = ANY(:skip_queues))"),
 }
 
@@ -221,7 +252,9 @@ def claim(dialect: str, some_queues: bool, skip_queues: bool) -> str:
     if dialect == "postgresql":
         wanted, skipped = to_pyformat(wanted), to_pyformat(skipped)
     sql = catalogue(dialect)["claim"]
-    return sql.replace("/*queues*/", wanted if some_queues else "").replace("/*skip*/", skipped if skip_queues else "")
+    return sql.replace("/*queues*/", wanted if some_queues else "").replace(
+        "/*skip*/", skipped if skip_queues else ""
+    )
 
 
 def catalogue(dialect: str) -> dict[str, str | None]:

@@ -5,7 +5,6 @@ BUILTIN_MODULES is the explicit list of modules whose tasks are registered.
 
 from __future__ import annotations
 
-
 BUILTIN_MODULES = [
     "flowjobs.tasks.hello_world",
     "flowjobs.tasks.noop",

@@ -9,7 +9,7 @@ has one payload whatever path triggered it (so idempotency keys never conflict).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,7 +31,7 @@ def lift_ref(data, object_key: str, id_key: str):
 
 
 def utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def iso_of(moment: datetime) -> str:
@@ -56,7 +56,13 @@ def fan_out(ctx, pages, task: str, field: str, object_id=lambda row: row) -> lis
 
     seen = []
     for page in pages:
-        ctx.batch_trigger([TriggerItem(task, {field: object_id(row)}, idempotency_key=f"{task}:{object_id(row)}")
-                           for row in page])
+        ctx.batch_trigger(
+            [
+                TriggerItem(
+                    task, {field: object_id(row)}, idempotency_key=f"{task}:{object_id(row)}"
+                )
+                for row in page
+            ]
+        )
         seen += page
     return seen

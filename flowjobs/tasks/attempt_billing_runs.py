@@ -21,6 +21,9 @@ def attempt_billing_runs(payload: AttemptBillingRunsPayload, ctx):
     b = ctx.runtime.billing
     pages = due_billing_runs(b, b.now(), b.settings.fan_out_page)
     rows = fan_out(ctx, pages, "attempt-billing-run", "billingRunId", lambda row: row[0])
-    count = {"livemode": sum(1 for _, live in rows if live), "testmode": sum(1 for _, live in rows if not live)}
+    count = {
+        "livemode": sum(1 for _, live in rows if live),
+        "testmode": sum(1 for _, live in rows if not live),
+    }
     ctx.log.info("triggered %d live and %d test billing runs", count["livemode"], count["testmode"])
     return count

@@ -22,6 +22,10 @@ def attempt_cancel_scheduled_subscriptions(payload: CancelWindow, ctx):
 
     b = ctx.runtime.billing
     pages = cancellations_due(b, utc(payload.start), utc(payload.end), b.settings.fan_out_page)
-    total = len(fan_out(ctx, pages, "attempt-subscription-cancellation", "subscriptionId", lambda row: row[0]))
+    total = len(
+        fan_out(
+            ctx, pages, "attempt-subscription-cancellation", "subscriptionId", lambda row: row[0]
+        )
+    )
     ctx.log.info("triggered %d cancellations", total)
     return {"subscriptions": total}

@@ -30,7 +30,9 @@ def _cancel(b, subscription_id: str) -> dict:
             return {"subscriptionId": sub.id, "result": "already ended"}
         if sub.cancel_scheduled_at is None or sub.cancel_scheduled_at > b.now():
             return {"subscriptionId": sub.id, "result": "no cancellation due"}
-        cancel_immediately(b, s, sub, reason=sub.cancellation_reason or E.CancellationReason.CUSTOMER_REQUEST)
+        cancel_immediately(
+            b, s, sub, reason=sub.cancellation_reason or E.CancellationReason.CUSTOMER_REQUEST
+        )
         return {"subscriptionId": sub.id, "result": "canceled"}
 
 

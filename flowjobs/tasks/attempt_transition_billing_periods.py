@@ -21,7 +21,9 @@ def attempt_transition_billing_periods(payload: TransitionWindow, ctx):
     from flowjobs.billing.fanout import ending_periods
 
     b = ctx.runtime.billing
-    pages = ending_periods(b, utc(payload.last_timestamp), utc(payload.current_timestamp), b.settings.fan_out_page)
+    pages = ending_periods(
+        b, utc(payload.last_timestamp), utc(payload.current_timestamp), b.settings.fan_out_page
+    )
     total = len(fan_out(ctx, pages, "attempt-billing-period-transition", "billingPeriodId"))
     ctx.log.info("triggered %d period transitions", total)
     return {"periods": total}

@@ -18,8 +18,13 @@ class DeliveryPayload(Payload):
     delivery_id: str = Field(alias="deliveryId", min_length=1)
 
 
-@task("deliver-event-webhook", payload=DeliveryPayload, retry=POLICY, queue="webhooks",
-      on_failure="settle-event-webhook-delivery")
+@task(
+    "deliver-event-webhook",
+    payload=DeliveryPayload,
+    retry=POLICY,
+    queue="webhooks",
+    on_failure="settle-event-webhook-delivery",
+)
 def deliver_event_webhook(payload: DeliveryPayload, ctx):
     """POST one event to one merchant endpoint, signed (Standard Webhooks); retried on 5xx/429/408/errors."""
     from flowjobs.outbound.deliver import deliver
@@ -40,5 +45,7 @@ def settle_event_webhook_delivery(payload: FailedRun, ctx):
 
     delivery_id = (payload.payload or {}).get("deliveryId")
     if not delivery_id:
-        raise AbortTaskRunError(f"run {payload.run_id} of {payload.task} names no delivery: {payload.payload}")
+        raise AbortTaskRunError(
+            f"run {payload.run_id} of {payload.task} names no delivery: {payload.payload}"
+        )
     return settle_failed(ctx.runtime.billing, delivery_id, payload.error)

@@ -30,8 +30,13 @@ def generate_invoice_pdf(payload: InvoiceRef, ctx):
     """Render an invoice PDF and set the invoice's pdf_url."""
     from flowjobs.documents.service import store_invoice_pdf
 
-    url = _run(store_invoice_pdf, ctx.runtime.billing, ctx.runtime.documents, payload.invoice_id,
-               ctx.runtime.settings.documents.pay_url_template)
+    url = _run(
+        store_invoice_pdf,
+        ctx.runtime.billing,
+        ctx.runtime.documents,
+        payload.invoice_id,
+        ctx.runtime.settings.documents.pay_url_template,
+    )
     ctx.log.info("invoice %s: %s", payload.invoice_id, url)
     return {"invoiceId": payload.invoice_id, "pdfUrl": url}
 

@@ -18,8 +18,16 @@ def fail_stale_payments(payload: StalePayload, ctx):
     from flowjobs.billing.stale import fail_stale_payments as run
 
     alerts = ctx.runtime.settings.alerts
-    report = run(ctx.runtime.billing, utc(payload.timestamp), alert=bool(alerts.email or alerts.webhook_url))
-    ctx.log.info("stale payments: %d seen, %d failed, %d settled, %d still pending, %d requeued, %d errors",
-                 report.total, len(report.failed), len(report.settled), len(report.still_processing),
-                 len(report.requeued), len(report.errors))
+    report = run(
+        ctx.runtime.billing, utc(payload.timestamp), alert=bool(alerts.email or alerts.webhook_url)
+    )
+    ctx.log.info(
+        "stale payments: %d seen, %d failed, %d settled, %d still pending, %d requeued, %d errors",
+        report.total,
+        len(report.failed),
+        len(report.settled),
+        len(report.still_processing),
+        len(report.requeued),
+        len(report.errors),
+    )
     return report.as_dict()

@@ -27,7 +27,9 @@ def hourly_cron(payload: SchedulePayload, ctx):
     ]
     with b.unit() as s:
         purged = purge_expired_checkout_sessions(s, b.now(), b.settings.checkout_session_retention)
-        runs = {name: ctx.trigger(name, body, session=s, idempotency_key=f"{name}:{at}").id
-                for name, body in children}
+        runs = {
+            name: ctx.trigger(name, body, session=s, idempotency_key=f"{name}:{at}").id
+            for name, body in children
+        }
     ctx.log.info("window %s .. %s; purged %d checkout sessions", since, at, purged)
     return {"window": [since, at], "purgedCheckoutSessions": purged, "triggered": runs}

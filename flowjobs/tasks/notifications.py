@@ -108,4 +108,6 @@ DIRECT_EMAILS: dict[str, type[BaseModel]] = {
 }
 
 for _task_id, _model in {**NOTIFICATIONS, **DIRECT_EMAILS}.items():
-    task(_task_id, payload=_model, retry=RetryPolicy(max_attempts=3, min_wait=5, max_wait=60))(_sender(_task_id))
+    task(_task_id, payload=_model, retry=RetryPolicy(max_attempts=3, min_wait=5, max_wait=60))(
+        _sender(_task_id)
+    )

@@ -23,13 +23,27 @@ def settle_billing_run(payload: FailedRun, ctx):
     from flowjobs.billing.runs import settle_failed_job
     from flowjobs.errors import AbortTaskRunError
 
-    billing_run_id = (payload.payload or {}).get("billingRunId") or \
-        ((payload.payload or {}).get("billingRun") or {}).get("id")
+    billing_run_id = (payload.payload or {}).get("billingRunId") or (
+        (payload.payload or {}).get("billingRun") or {}
+    ).get("id")
     if not billing_run_id:
-        raise AbortTaskRunError(f"run {payload.run_id} of {payload.task} names no billing run: {payload.payload}")
+        raise AbortTaskRunError(
+            f"run {payload.run_id} of {payload.task} names no billing run: {payload.payload}"
+        )
     alerts = ctx.runtime.settings.alerts
-    report = settle_failed_job(ctx.runtime.billing, billing_run_id, payload.run_id, payload.error,
-                               alert=bool(alerts.email or alerts.webhook_url))
-    ctx.log.info("billing run %s after run %s failed: %s, %s (%s)", billing_run_id, payload.run_id,
-                 report.action, report.status, report.detail)
+    report = settle_failed_job(
+        ctx.runtime.billing,
+        billing_run_id,
+        payload.run_id,
+        payload.error,
+        alert=bool(alerts.email or alerts.webhook_url),
+    )
+    ctx.log.info(
+        "billing run %s after run %s failed: %s, %s (%s)",
+        billing_run_id,
+        payload.run_id,
+        report.action,
+        report.status,
+        report.detail,
+    )
     return report.as_dict()

@@ -30,33 +30,67 @@ class Ingested:
     detail: str = ""
 
     def as_dict(self) -> dict:
-        return {"inboxId": self.inbox_id, "status": self.status, "task": self.task, "runId": self.run_id,
-                "duplicate": self.duplicate, "signature": self.signature, "detail": self.detail}
+        return {
+            "inboxId": self.inbox_id,
+            "status": self.status,
+            "task": self.task,
+            "runId": self.run_id,
+            "duplicate": self.duplicate,
+            "signature": self.signature,
+            "detail": self.detail,
+        }
 
 
-def check(incoming: Incoming, *, expected_live: bool | None, require_signature: bool,
-          allow_mode_mismatch: bool) -> None:
+def check(
+    incoming: Incoming,
+    *,
+    expected_live: bool | None,
+    require_signature: bool,
+    allow_mode_mismatch: bool,
+) -> None:
     """Raise Rejected when the event must not be processed."""
     if incoming.signature == "invalid":
         raise Rejected(f"signature check failed: {incoming.signature_detail}")
     if incoming.signature in ("missing", "unverified") and require_signature:
-        raise Rejected(f"the event is not signed ({incoming.signature_detail or 'no signature'}) "
-                       "and a signature is required")
-    if (incoming.source == "stripe" and expected_live is not None and incoming.livemode is not None
-            and incoming.livemode != expected_live and not allow_mode_mismatch):
+        raise Rejected(
+            f"the event is not signed ({incoming.signature_detail or 'no signature'}) "
+            "and a signature is required"
+        )
+    if (
+        incoming.source == "stripe"
+        and expected_live is not None
+        and incoming.livemode is not None
+        and incoming.livemode != expected_live
+        and not allow_mode_mismatch
+    ):
         got, want = ("live", "test") if incoming.livemode else ("test", "live")
-        raise Rejected(f"a {got}-mode event cannot be processed by a {want}-mode configuration "
-                       "(--allow-mode-mismatch to do it anyway)")
+        raise Rejected(
+            f"a {got}-mode event cannot be processed by a {want}-mode configuration "
+            "(--allow-mode-mismatch to do it anyway)"
+        )
 
 
 def _row(incoming: Incoming, now, via: str, **fields) -> InboxEvent:
-    return InboxEvent(id=ids.new_id("whevt"), source=incoming.source, event_id=incoming.event_id,
-                      type=incoming.type, livemode=incoming.livemode, account=incoming.account,
-                      body=incoming.body, headers=incoming.headers, signature=incoming.signature,
-                      signature_detail=incoming.signature_detail, received_at=now, via=via, **fields)
+    return InboxEvent(
+        id=ids.new_id("whevt"),
+        source=incoming.source,
+        event_id=incoming.event_id,
+        type=incoming.type,
+        livemode=incoming.livemode,
+        account=incoming.account,
+        body=incoming.body,
+        headers=incoming.headers,
+        signature=incoming.signature,
+        signature_detail=incoming.signature_detail,
+        received_at=now,
+        via=via,
+        **fields,
+    )
 
 
-def record_rejected(b, source: str, body: bytes, headers: dict, reason: str, incoming: Incoming | None = None) -> str:
+def record_rejected(
+    b, source: str, body: bytes, headers: dict, reason: str, incoming: Incoming | None = None
+) -> str:
     """Keep a rejected request (bad signature, wrong mode, malformed) for inspection."""
     with b.unit() as s:
         if incoming is None:
@@ -67,7 +101,9 @@ def record_rejected(b, source: str, body: bytes, headers: dict, reason: str, inc
 
 
 def existing(s, source: str, key: str) -> InboxEvent | None:
-    return s.exec(select(InboxEvent).where(InboxEvent.source == source, InboxEvent.dedup_key == key)).first()
+    return s.exec(
+        select(InboxEvent).where(InboxEvent.source == source, InboxEvent.dedup_key == key)
+    ).first()
 
 
 def ingest(b, incoming: Incoming, *, via: str, force: bool = False) -> Ingested:
@@ -81,23 +117,55 @@ def _ingest(b, incoming: Incoming, via: str, force: bool) -> Ingested:
     with b.unit() as s:
         first = existing(s, incoming.source, incoming.event_id)
         if first is not None and not force:
-            return Ingested(first.id, first.status, first.task, first.run_id, True, first.signature,
-                            f"duplicate of {first.run_id or first.id}")
+            return Ingested(
+                first.id,
+                first.status,
+                first.task,
+                first.run_id,
+                True,
+                first.signature,
+                f"duplicate of {first.run_id or first.id}",
+            )
         task = routes.task_for(incoming.source, incoming.type)
-        row = _row(incoming, s.info["now"], via, dedup_key=None if first else incoming.event_id,
-                   replay_of=first.id if first else None, task=task)
+        row = _row(
+            incoming,
+            s.info["now"],
+            via,
+            dedup_key=None if first else incoming.event_id,
+            replay_of=first.id if first else None,
+            task=task,
+        )
         s.add(row)
         s.flush()
         if task is None:
             row.status = "ignored"
-            return Ingested(row.id, row.status, None, None, False, row.signature,
-                            f"no handler for {incoming.type!r}; stored and ignored")
+            return Ingested(
+                row.id,
+                row.status,
+                None,
+                None,
+                False,
+                row.signature,
+                f"no handler for {incoming.type!r}; stored and ignored",
+            )
         key = f"{incoming.source}:{incoming.event_id}" + (f":replay:{row.id}" if first else "")
-        run = b.client.trigger(task, {"inboxId": row.id}, session=s, idempotency_key=key,
-                               replay_of=first.run_id if first else None)
+        run = b.client.trigger(
+            task,
+            {"inboxId": row.id},
+            session=s,
+            idempotency_key=key,
+            replay_of=first.run_id if first else None,
+        )
         row.status, row.run_id = "routed", run.id
-        return Ingested(row.id, row.status, task, run.id, False, row.signature,
-                        f"replay of {first.run_id}" if first else "")
+        return Ingested(
+            row.id,
+            row.status,
+            task,
+            run.id,
+            False,
+            row.signature,
+            f"replay of {first.run_id}" if first else "",
+        )
 
 
 def load(b, inbox_id: str) -> InboxEvent:
@@ -113,7 +181,13 @@ def load(b, inbox_id: str) -> InboxEvent:
 def listing(b, source=None, type_=None, status=None, limit: int = 50) -> list[InboxEvent]:
     with b.unit() as s:
         query = select(InboxEvent)
-        for column, value in ((InboxEvent.source, source), (InboxEvent.type, type_), (InboxEvent.status, status)):
+        for column, value in (
+            (InboxEvent.source, source),
+            (InboxEvent.type, type_),
+            (InboxEvent.status, status),
+        ):
             if value is not None:
                 query = query.where(column == value)
-        return list(s.exec(query.order_by(InboxEvent.received_at.desc(), InboxEvent.id.desc()).limit(limit)))
+        return list(
+            s.exec(query.order_by(InboxEvent.received_at.desc(), InboxEvent.id.desc()).limit(limit))
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 from sqlalchemy import CheckConstraint, Index, LargeBinary, text
 from sqlmodel import Field
@@ -19,26 +18,34 @@ class InboxEvent(Base, table=True):
     __tablename__ = "webhook_events"
     __table_args__ = (
         CheckConstraint("source IN ('stripe', 'supabase')", name="ck_source"),
-        CheckConstraint("status IN ('received', 'routed', 'ignored', 'rejected')", name="ck_status"),
+        CheckConstraint(
+            "status IN ('received', 'routed', 'ignored', 'rejected')", name="ck_status"
+        ),
         # one accepted event per (source, key); rejected requests and forced replays carry no key
-        Index("ux_webhook_events_dedup", "source", "dedup_key", unique=True,
-              sqlite_where=text("dedup_key IS NOT NULL"), postgresql_where=text("dedup_key IS NOT NULL")),
+        Index(
+            "ux_webhook_events_dedup",
+            "source",
+            "dedup_key",
+            unique=True,
+            sqlite_where=text("dedup_key IS NOT NULL"),
+            postgresql_where=text("dedup_key IS NOT NULL"),
+        ),
         Index("ix_webhook_events_received", "received_at"),
     )
     source: str
-    event_id: Optional[str] = None  # Stripe's evt_…, or the derived Supabase key
-    dedup_key: Optional[str] = None
-    type: Optional[str] = None
-    livemode: Optional[bool] = None
-    account: Optional[str] = None  # Stripe Connect account
+    event_id: str | None = None  # Stripe's evt_…, or the derived Supabase key
+    dedup_key: str | None = None
+    type: str | None = None
+    livemode: bool | None = None
+    account: str | None = None  # Stripe Connect account
     body: bytes = Field(sa_type=LargeBinary)
     headers: dict = Field(default_factory=dict, sa_type=JSON)
     signature: str = "unverified"
-    signature_detail: Optional[str] = None
+    signature_detail: str | None = None
     received_at: datetime = Field(sa_type=UTCDateTime)
     status: str = "received"
-    task: Optional[str] = None
-    run_id: Optional[str] = None
-    replay_of: Optional[str] = None
+    task: str | None = None
+    run_id: str | None = None
+    replay_of: str | None = None
     via: str = "http"  # http | file | replay
-    error: Optional[str] = None
+    error: str | None = None

@@ -55,7 +55,9 @@ def _object(pairs: list) -> dict:
         seen: set = set()
         for key, _ in pairs:
             if key in seen:
-                raise _Refused(f"has a duplicate key {json.dumps(key)[:60]} in one object (each key may appear once)")
+                raise _Refused(
+                    f"has a duplicate key {json.dumps(key)[:60]} in one object (each key may appear once)"
+                )
             seen.add(key)
     return obj
 
@@ -81,7 +83,9 @@ def _check_tree(data: Any) -> None:
         value, depth = stack.pop()
         if isinstance(value, str):
             if _SURROGATE.search(value):
-                raise _Refused("is not valid Unicode: a string holds a lone surrogate escape (\\ud800-\\udfff)")
+                raise _Refused(
+                    "is not valid Unicode: a string holds a lone surrogate escape (\\ud800-\\udfff)"
+                )
             continue
         if not isinstance(value, (dict, list)):
             continue
@@ -97,8 +101,12 @@ def _check_tree(data: Any) -> None:
 def load_json(body: bytes, what: str = "body") -> Any:
     """Strict JSON: UTF-8, no duplicate keys, finite numbers, Unicode strings, bounded nesting."""
     try:
-        data = json.loads(body.decode("utf-8"), object_pairs_hook=_object, parse_constant=_constant,
-                          parse_float=_float)
+        data = json.loads(
+            body.decode("utf-8"),
+            object_pairs_hook=_object,
+            parse_constant=_constant,
+            parse_float=_float,
+        )
         _check_tree(data)
         return data
     except UnicodeDecodeError:
@@ -116,22 +124,35 @@ def detect_source(data: Any) -> str:
         return "stripe"
     if isinstance(data, dict) and data.get("type") in SUPABASE_TYPES and "table" in data:
         return "supabase"
-    raise BadInput("not a recognisable event: expected a Stripe event (object \"event\" with id, type, data) "
-                   "or a Supabase webhook payload (type INSERT/UPDATE/DELETE, table, record)")
+    raise BadInput(
+        'not a recognisable event: expected a Stripe event (object "event" with id, type, data) '
+        "or a Supabase webhook payload (type INSERT/UPDATE/DELETE, table, record)"
+    )
 
 
 def from_export(data: dict) -> tuple[str, bytes, dict[str, str]]:
     """(source, raw body, headers) from an inbox export."""
     try:
-        return data["source"], base64.b64decode(data["body_base64"], validate=True), dict(data.get("headers") or {})
+        return (
+            data["source"],
+            base64.b64decode(data["body_base64"], validate=True),
+            dict(data.get("headers") or {}),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInput(f"not a valid inbox export: {exc}") from None
 
 
 def to_export(row) -> dict:
-    return {"format": EXPORT_FORMAT, "id": row.id, "source": row.source, "eventId": row.event_id,
-            "type": row.type, "receivedAt": row.received_at.isoformat(), "headers": row.headers,
-            "body_base64": base64.b64encode(row.body).decode()}
+    return {
+        "format": EXPORT_FORMAT,
+        "id": row.id,
+        "source": row.source,
+        "eventId": row.event_id,
+        "type": row.type,
+        "receivedAt": row.received_at.isoformat(),
+        "headers": row.headers,
+        "body_base64": base64.b64encode(row.body).decode(),
+    }
 
 
 def parse(source: str, body: bytes, headers: dict[str, str] | None = None) -> Incoming:
@@ -145,22 +166,31 @@ def parse(source: str, body: bytes, headers: dict[str, str] | None = None) -> In
 
 def _stripe(body: bytes, data: Any, headers: dict) -> Incoming:
     if not isinstance(data, dict) or data.get("object") != "event":
-        raise BadShape("not a Stripe event: the JSON object needs \"object\": \"event\"")
+        raise BadShape('not a Stripe event: the JSON object needs "object": "event"')
     event = stripe_event(data).envelope
-    return Incoming("stripe", body, data, headers, event.id, event.type, event.livemode, event.account)
+    return Incoming(
+        "stripe", body, data, headers, event.id, event.type, event.livemode, event.account
+    )
 
 
 def _supabase(body: bytes, data: Any, headers: dict) -> Incoming:
     if not isinstance(data, dict) or data.get("type") not in SUPABASE_TYPES:
-        raise BadShape("not a Supabase payload: \"type\" must be INSERT, UPDATE or DELETE")
+        raise BadShape('not a Supabase payload: "type" must be INSERT, UPDATE or DELETE')
     event = supabase_event(data)
     record, table, kind = event.key_record, event.payload.table, event.payload.type
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     key = f"{table}:{kind}:{record['id']}:{digest}"
     livemode = record.get("livemode")
-    return Incoming("supabase", body, data, headers, key, f"{table}:{kind}",
-                    livemode if isinstance(livemode, bool) else None)
+    return Incoming(
+        "supabase",
+        body,
+        data,
+        headers,
+        key,
+        f"{table}:{kind}",
+        livemode if isinstance(livemode, bool) else None,
+    )
 
 
 def header(headers: dict[str, str], name: str) -> str | None:
@@ -185,7 +215,9 @@ def verify_stripe(incoming: Incoming, secrets: list[tuple[str, str]], tolerance:
     for name, secret in usable:
         try:
             # the signature only: the body is read by flowjobs' own strict reader and models
-            stripe.WebhookSignature.verify_header(incoming.body, signature, secret, tolerance=int(tolerance))
+            stripe.WebhookSignature.verify_header(
+                incoming.body, signature, secret, tolerance=int(tolerance)
+            )
         except (stripe.SignatureVerificationError, ValueError) as exc:  # ValueError: not UTF-8
             detail = str(exc)
             continue

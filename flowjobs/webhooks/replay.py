@@ -26,7 +26,12 @@ class DryRun:
     changes: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {**self.ingested.as_dict(), "dryRun": True, "result": self.result, "changes": self.changes}
+        return {
+            **self.ingested.as_dict(),
+            "dryRun": True,
+            "result": self.result,
+            "changes": self.changes,
+        }
 
 
 def read_incoming(settings, body: bytes, source: str | None = None) -> parse.Incoming:
@@ -42,24 +47,46 @@ def read_incoming(settings, body: bytes, source: str | None = None) -> parse.Inc
     incoming = parse.parse(source, body, headers)
     if source == "stripe" and parse.header(headers, "Stripe-Signature"):
         s = settings.stripe
-        parse.verify_stripe(incoming, endpoint_secrets(settings, incoming.livemode), s.webhook_tolerance)
+        parse.verify_stripe(
+            incoming, endpoint_secrets(settings, incoming.livemode), s.webhook_tolerance
+        )
     else:
         incoming.signature = "unverified"
-        incoming.signature_detail = "replayed without a signature" if source == "stripe" else "Supabase payloads carry none"
+        incoming.signature_detail = (
+            "replayed without a signature" if source == "stripe" else "Supabase payloads carry none"
+        )
     return incoming
 
 
 def endpoint_secrets(settings, livemode: bool | None) -> list[tuple[str, str]]:
     s = settings.stripe
     primary = s.webhook_secret if livemode else (s.test_webhook_secret or s.webhook_secret)
-    return [("webhook_secret" if livemode or not s.test_webhook_secret else "test_webhook_secret", primary),
-            ("connect_webhook_secret", s.connect_webhook_secret)]
+    return [
+        (
+            "webhook_secret" if livemode or not s.test_webhook_secret else "test_webhook_secret",
+            primary,
+        ),
+        ("connect_webhook_secret", s.connect_webhook_secret),
+    ]
 
 
-def replay(b, settings, incoming: parse.Incoming, *, require_signature=False, allow_mode_mismatch=False,
-           force=False, dry_run=False, via="file"):
-    inbox.check(incoming, expected_live=settings.stripe.mode == "live", require_signature=require_signature,
-                allow_mode_mismatch=allow_mode_mismatch)
+def replay(
+    b,
+    settings,
+    incoming: parse.Incoming,
+    *,
+    require_signature=False,
+    allow_mode_mismatch=False,
+    force=False,
+    dry_run=False,
+    via="file",
+):
+    inbox.check(
+        incoming,
+        expected_live=settings.stripe.mode == "live",
+        require_signature=require_signature,
+        allow_mode_mismatch=allow_mode_mismatch,
+    )
     missing = missing_reference(b, incoming.source, incoming.event)
     if missing:
         raise BadInput(f"the event refers to objects that do not exist here: {missing}")
@@ -76,7 +103,7 @@ def replay(b, settings, incoming: parse.Incoming, *, require_signature=False, al
 
 
 def tables(session) -> list[Table]:
-    from flowjobs.billing import models  # noqa: F401  (registers the tables)
+    from flowjobs.billing import models
     from flowjobs.webhooks import models as _inbox  # noqa: F401
 
     found = list(models.metadata.sorted_tables)
@@ -87,7 +114,9 @@ def tables(session) -> list[Table]:
 def snapshot(session) -> dict[str, dict[str, dict]]:
     rows: dict[str, dict[str, dict]] = {}
     for table in tables(session):
-        rows[table.name] = {r["id"]: dict(r) for r in session.connection().execute(select(table)).mappings()}
+        rows[table.name] = {
+            r["id"]: dict(r) for r in session.connection().execute(select(table)).mappings()
+        }
     return rows
 
 
@@ -104,14 +133,25 @@ def diff(before: dict, after: dict) -> list[dict]:
         for row_id, row in rows.items():
             old = old_rows.get(row_id)
             if old is None:
-                changes.append({"table": table, "id": row_id, "change": "insert",
-                                "columns": {k: [None, _show(v)] for k, v in row.items() if v is not None}})
+                changes.append(
+                    {
+                        "table": table,
+                        "id": row_id,
+                        "change": "insert",
+                        "columns": {k: [None, _show(v)] for k, v in row.items() if v is not None},
+                    }
+                )
             elif old != row:
-                changes.append({"table": table, "id": row_id, "change": "update",
-                                "columns": {k: [_show(old[k]), _show(v)] for k, v in row.items() if old.get(k) != v}})
+                changes.append(
+                    {
+                        "table": table,
+                        "id": row_id,
+                        "change": "update",
+                        "columns": {
+                            k: [_show(old[k]), _show(v)] for k, v in row.items() if old.get(k) != v
+                        },
+                    }
+                )
         for row_id in old_rows.keys() - rows.keys():
             changes.append({"table": table, "id": row_id, "change": "delete", "columns": {}})
     return changes
-
-
-

@@ -29,7 +29,9 @@ STRIPE_PATH = re.compile(r"^/webhooks/stripe/([^/]+)/?$")
 
 def _reply(start_response, status: str, body: dict):
     data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
@@ -47,9 +49,15 @@ class WebhookApp:
             return self._route(environ, start_response)
         except DatabaseError as exc:
             log.error("database unavailable: %s", exc)
-            return _reply(start_response, "503 Service Unavailable", {"error": "database unavailable"})
+            return _reply(
+                start_response, "503 Service Unavailable", {"error": "database unavailable"}
+            )
         except Exception:  # never let one request take the server down
-            log.exception("unexpected error handling %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            log.exception(
+                "unexpected error handling %s %s",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+            )
             return _reply(start_response, "500 Internal Server Error", {"error": "internal error"})
 
     def _route(self, environ, start_response):
@@ -61,10 +69,17 @@ class WebhookApp:
             from flowjobs.metrics import exposition
 
             if not authorised(self.settings.dashboard, environ):
-                return _reply(start_response, "401 Unauthorized", {"error": "authentication required"})
+                return _reply(
+                    start_response, "401 Unauthorized", {"error": "authentication required"}
+                )
             data = exposition(self.rt)
-            start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
-                                      ("Content-Length", str(len(data)))])
+            start_response(
+                "200 OK",
+                [
+                    ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                    ("Content-Length", str(len(data))),
+                ],
+            )
             return [data]
         stripe_path = STRIPE_PATH.match(path)
         if stripe_path or path.rstrip("/") == "/webhooks/supabase":
@@ -72,7 +87,11 @@ class WebhookApp:
                 return _reply(start_response, "405 Method Not Allowed", {"error": "use POST"})
             body = self._body(environ)
             if body is None:
-                return _reply(start_response, "413 Payload Too Large", {"error": f"body over {self.max_body} bytes"})
+                return _reply(
+                    start_response,
+                    "413 Payload Too Large",
+                    {"error": f"body over {self.max_body} bytes"},
+                )
             if stripe_path:
                 return self._stripe(environ, start_response, stripe_path.group(1), body)
             return self._supabase(environ, start_response, body)
@@ -100,21 +119,29 @@ class WebhookApp:
         from flowjobs.webhooks.replay import endpoint_secrets
 
         if mode not in ("livemode", "testmode"):
-            return _reply(start_response, "400 Bad Request", {"error": "mode must be livemode or testmode"})
-        headers = {"Stripe-Signature": environ.get("HTTP_STRIPE_SIGNATURE", ""),
-                   "Content-Type": environ.get("CONTENT_TYPE", "")}
+            return _reply(
+                start_response, "400 Bad Request", {"error": "mode must be livemode or testmode"}
+            )
+        headers = {
+            "Stripe-Signature": environ.get("HTTP_STRIPE_SIGNATURE", ""),
+            "Content-Type": environ.get("CONTENT_TYPE", ""),
+        }
         headers = {k: v for k, v in headers.items() if v}
         live = mode == "livemode"
         # the signature is checked on the raw bytes first, so a rejected row says whether Stripe sent it
         signed = parse.Incoming("stripe", body, {}, headers)
-        parse.verify_stripe(signed, endpoint_secrets(self.settings, live), self.settings.stripe.webhook_tolerance)
+        parse.verify_stripe(
+            signed, endpoint_secrets(self.settings, live), self.settings.stripe.webhook_tolerance
+        )
         try:
             incoming = parse.parse("stripe", body, headers)  # strict JSON, then the shapes' models
         except BadInput as exc:
             return self._reject("stripe", body, headers, str(exc), start_response, signed)
         incoming.signature, incoming.signature_detail = signed.signature, signed.signature_detail
         try:
-            inbox.check(incoming, expected_live=live, require_signature=True, allow_mode_mismatch=False)
+            inbox.check(
+                incoming, expected_live=live, require_signature=True, allow_mode_mismatch=False
+            )
         except parse.Rejected as exc:
             return self._reject("stripe", body, headers, str(exc), start_response, incoming)
         result = inbox.ingest(self.rt.billing, incoming, via="http")
@@ -126,11 +153,15 @@ class WebhookApp:
         token = self.settings.supabase.webhook_token
         given = environ.get("HTTP_AUTHORIZATION", "")
         if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return _reply(start_response, "401 Unauthorized", {"error": "bad or missing bearer token"})
+            return _reply(
+                start_response, "401 Unauthorized", {"error": "bad or missing bearer token"}
+            )
         try:
             incoming = parse.parse("supabase", body, {})
         except BadInput as exc:
-            authorised = parse.Incoming("supabase", body, {}, signature="verified", signature_detail="bearer token")
+            authorised = parse.Incoming(
+                "supabase", body, {}, signature="verified", signature_detail="bearer token"
+            )
             return self._reject("supabase", body, {}, str(exc), start_response, authorised)
         incoming.signature, incoming.signature_detail = "verified", "bearer token"
         result = inbox.ingest(self.rt.billing, incoming, via="http")
@@ -149,7 +180,14 @@ def make_server(runtime, host: str, port: int):
     from waitress import create_server
 
     s = runtime.settings.server
-    return create_server(WebhookApp(runtime), host=host, port=port, threads=s.threads,
-                         max_request_body_size=s.max_body_bytes(), channel_timeout=int(max(s.timeout, 1)),
-                         cleanup_interval=int(max(s.timeout / 2, 1)),  # how often idle channels are reaped
-                         ident="flowjobs", clear_untrusted_proxy_headers=True)
+    return create_server(
+        WebhookApp(runtime),
+        host=host,
+        port=port,
+        threads=s.threads,
+        max_request_body_size=s.max_body_bytes(),
+        channel_timeout=int(max(s.timeout, 1)),
+        cleanup_interval=int(max(s.timeout / 2, 1)),  # how often idle channels are reaped
+        ident="flowjobs",
+        clear_untrusted_proxy_headers=True,
+    )

@@ -27,7 +27,14 @@ import re
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from flowjobs.errors import BadInput
 
@@ -47,15 +54,21 @@ def _storable(value: str) -> str:
 Text = Annotated[str, StringConstraints(max_length=5000), AfterValidator(_storable)]
 StripeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,255}$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^evt_[A-Za-z0-9_]{1,251}$")]
-EventType = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,255}$")]  # printable ASCII, no spaces
+EventType = Annotated[
+    str, StringConstraints(pattern=r"^[\x21-\x7e]{1,255}$")
+]  # printable ASCII, no spaces
 Timestamp = Annotated[int, Field(ge=0, le=253_402_300_799)]  # Unix seconds, 1970 … 9999-12-31
 Amount = Annotated[int, Field(ge=0, le=999_999_999_999)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40), AfterValidator(_storable)]
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=40), AfterValidator(_storable)
+]
 MetadataValue = Annotated[str, StringConstraints(max_length=500), AfterValidator(_storable)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=50)]
 TableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")]
-RecordId = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_storable)]
+RecordId = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_storable)
+]
 
 
 class Shape(BaseModel):
@@ -63,6 +76,7 @@ class Shape(BaseModel):
 
 
 # ---- Stripe ---------------------------------------------------------------------------------
+
 
 class EventData(Shape):
     object: dict[str, Any] = Field(description="an object")
@@ -96,23 +110,35 @@ class ChargeSummary(Shape):
 
     id: StripeId = Field(description="a charge id (ch_…)")
     status: Literal["succeeded", "pending", "failed"] | None = Field(
-        None, description="succeeded, pending or failed")
+        None, description="succeeded, pending or failed"
+    )
     failure_code: Text | None = Field(None, description="a failure code (text)")
     failure_message: Text | None = Field(None, description="a failure message (text)")
 
 
-PaymentIntentStatus = Literal["requires_payment_method", "requires_confirmation", "requires_action", "processing",
-                              "requires_capture", "canceled", "succeeded"]
+PaymentIntentStatus = Literal[
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+    "requires_capture",
+    "canceled",
+    "succeeded",
+]
 
 
 class PaymentIntent(Shape):
     object: Literal["payment_intent"] = Field("payment_intent", description='"payment_intent"')
     id: StripeId = Field(description="a PaymentIntent id (pi_…)")
     status: PaymentIntentStatus = Field(description="a PaymentIntent status")
-    amount: Amount = Field(0, description="an amount (integer, smallest currency unit, 0 … 999999999999)")
+    amount: Amount = Field(
+        0, description="an amount (integer, smallest currency unit, 0 … 999999999999)"
+    )
     currency: Currency | None = Field(None, description="a three-letter currency code")
     created: Timestamp | None = Field(None, description="a Unix timestamp (integer seconds)")
-    latest_charge: StripeId | ChargeSummary | None = Field(None, description="a charge id or a charge object")
+    latest_charge: StripeId | ChargeSummary | None = Field(
+        None, description="a charge id or a charge object"
+    )
     last_payment_error: PaymentError | None = Field(None, description="an error object or null")
     metadata: Metadata = Field(default_factory=dict, description="an object of at most 50 strings")
 
@@ -140,7 +166,9 @@ class Account(Shape):
     details_submitted: bool | None = Field(None, description="true or false")
     requirements: Requirements | None = Field(None, description="an object or null")
     tos_acceptance: TosAcceptance | None = Field(None, description="an object or null")
-    capabilities: dict[Text, Text] | None = Field(None, description="an object of capability statuses")
+    capabilities: dict[Text, Text] | None = Field(
+        None, description="an object of capability statuses"
+    )
 
 
 class SetupIntent(Shape):
@@ -187,11 +215,18 @@ def stripe_event(data: Any) -> StripeEvent:
         raise BadShape(f"not a Stripe event: expected a JSON object, got {_kind(data)}")
     envelope = _validate(StripeEnvelope, data, "not a Stripe event")
     model = STRIPE_OBJECTS.get(envelope.type)
-    obj = _validate(model, data["data"]["object"], f"not a valid {envelope.type} event", "data.object") if model else None
+    obj = (
+        _validate(
+            model, data["data"]["object"], f"not a valid {envelope.type} event", "data.object"
+        )
+        if model
+        else None
+    )
     return StripeEvent(envelope=envelope, obj=obj)
 
 
 # ---- Supabase -------------------------------------------------------------------------------
+
 
 class SupabasePayload(Shape):
     type: Literal["INSERT", "UPDATE", "DELETE"] = Field(description="INSERT, UPDATE or DELETE")
@@ -277,6 +312,7 @@ def normalise(record: dict | None) -> dict:
 
 # ---- messages -------------------------------------------------------------------------------
 
+
 def _validate(model: type[Shape], data: Any, what: str, prefix: str = ""):
     try:
         return model.model_validate(data)
@@ -284,7 +320,9 @@ def _validate(model: type[Shape], data: Any, what: str, prefix: str = ""):
         raise BadShape(f"{what}: {explain(model, data, exc, prefix)}") from None
 
 
-def explain(model: type[BaseModel], data: Any, exc: ValidationError, prefix: str = "", limit: int = 3) -> str:
+def explain(
+    model: type[BaseModel], data: Any, exc: ValidationError, prefix: str = "", limit: int = 3
+) -> str:
     """One line per wrong field (at most `limit`): `"data.object.amount" must be … (got …)`."""
     seen: dict[str, str] = {}
     for error in exc.errors(include_url=False):
@@ -296,7 +334,11 @@ def explain(model: type[BaseModel], data: Any, exc: ValidationError, prefix: str
             seen[name] = f'"{name}" is missing'
             continue
         info = _field(model, path)
-        wanted = f"must be {info.description}" if info is not None and info.description else _lower(error["msg"])
+        wanted = (
+            f"must be {info.description}"
+            if info is not None and info.description
+            else _lower(error["msg"])
+        )
         seen[name] = f'"{name}" {wanted} (got {_kind(error.get("input"))})'
     lines = list(seen.values())
     more = f"; and {len(lines) - limit} more" if len(lines) > limit else ""
@@ -307,13 +349,17 @@ def _path(data: Any, loc: tuple) -> list:
     """The error's location as keys of the input: pydantic puts union branch tags in `loc`."""
     path, current = [], data
     for i, part in enumerate(loc):
-        if isinstance(current, dict) and isinstance(part, str) and part in current:
+        if (isinstance(current, dict) and isinstance(part, str) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        ):
             path.append(part)
             current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-            path.append(part)
-            current = current[part]
-        elif i == len(loc) - 1 and isinstance(part, str) and isinstance(current, dict) and part != "[key]":
+        elif (
+            i == len(loc) - 1
+            and isinstance(part, str)
+            and isinstance(current, dict)
+            and part != "[key]"
+        ):
             path.append(part)  # a missing field
     return path
 
@@ -329,7 +375,14 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 def _field(model: type[BaseModel], path: list):
     info, models = None, [model]
     for part in path:
-        found = next((m.model_fields[part] for m in models if isinstance(part, str) and part in m.model_fields), None)
+        found = next(
+            (
+                m.model_fields[part]
+                for m in models
+                if isinstance(part, str) and part in m.model_fields
+            ),
+            None,
+        )
         if found is None:
             return None
         info, models = found, _models_in(found.annotation)
@@ -352,5 +405,11 @@ def _kind(value: Any) -> str:
         return "true" if value else "false"
     text = json.dumps(value, ensure_ascii=True, default=str)
     text = text if len(text) <= 40 else text[:37] + "..."
-    kind = "a string" if isinstance(value, str) else "an integer" if isinstance(value, int) else "a number"
+    kind = (
+        "a string"
+        if isinstance(value, str)
+        else "an integer"
+        if isinstance(value, int)
+        else "a number"
+    )
     return f"{kind} {text}"

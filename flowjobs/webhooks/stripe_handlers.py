@@ -34,10 +34,17 @@ def _read(event: dict, model: type) -> shapes.StripeEvent:
 def intent_result(pi: shapes.PaymentIntent) -> ChargeResult:
     charge = pi.latest_charge if isinstance(pi.latest_charge, shapes.ChargeSummary) else None
     error = pi.last_payment_error or shapes.PaymentError()
-    return ChargeResult(pi.status, pi.id, _id(pi.latest_charge), charge.status if charge else None, pi.amount,
-                        (pi.currency or "").upper(), pi.created,
-                        error.code or (charge.failure_code if charge else None),
-                        error.message or (charge.failure_message if charge else None))
+    return ChargeResult(
+        pi.status,
+        pi.id,
+        _id(pi.latest_charge),
+        charge.status if charge else None,
+        pi.amount,
+        (pi.currency or "").upper(),
+        pi.created,
+        error.code or (charge.failure_code if charge else None),
+        error.message or (charge.failure_message if charge else None),
+    )
 
 
 def payment_intent(b, event: dict) -> dict:
@@ -47,7 +54,9 @@ def payment_intent(b, event: dict) -> dict:
     pi: shapes.PaymentIntent = checked.obj
     run_id = pi.metadata.get("billingRunId")
     if run_id:
-        return apply_charge_result(b, run_id, intent_result(pi), event_created=checked.created).as_dict()
+        return apply_charge_result(
+            b, run_id, intent_result(pi), event_created=checked.created
+        ).as_dict()
     return _other_intent(b, checked.type, pi)
 
 
@@ -55,16 +64,22 @@ def _other_intent(b, kind: str, pi: shapes.PaymentIntent) -> dict:
     """PaymentIntents that are not billing runs (checkout): keep a known payment in step."""
     from flowjobs.billing.outcomes import emit_payment_event
 
-    target = {"payment_intent.processing": E.PaymentStatus.PROCESSING,
-              "payment_intent.succeeded": E.PaymentStatus.SUCCEEDED,
-              "payment_intent.requires_action": E.PaymentStatus.REQUIRES_ACTION}.get(kind)
+    target = {
+        "payment_intent.processing": E.PaymentStatus.PROCESSING,
+        "payment_intent.succeeded": E.PaymentStatus.SUCCEEDED,
+        "payment_intent.requires_action": E.PaymentStatus.REQUIRES_ACTION,
+    }.get(kind)
     with b.unit() as s:
         payment = s.exec(select(Payment).where(Payment.stripe_payment_intent_id == pi.id)).first()
         if payment is None or target is None:
             return {"result": "ignored", "detail": f"no billing run and no payment for {pi.id}"}
         changed = repo.set_payment_status(payment, target)
         emit_payment_event(s, payment)  # payment.succeeded (spec §8.3)
-        return {"result": "updated" if changed else "unchanged", "paymentId": payment.id, "status": payment.status}
+        return {
+            "result": "updated" if changed else "unchanged",
+            "paymentId": payment.id,
+            "status": payment.status,
+        }
 
 
 def charge_failed(b, event: dict) -> dict:
@@ -74,8 +89,11 @@ def charge_failed(b, event: dict) -> dict:
     with b.unit() as s:
         payment = s.exec(select(Payment).where(Payment.stripe_charge_id == charge.id)).first()
         if payment is None and charge.payment_intent:
-            payment = s.exec(select(Payment).where(
-                Payment.stripe_payment_intent_id == _id(charge.payment_intent))).first()
+            payment = s.exec(
+                select(Payment).where(
+                    Payment.stripe_payment_intent_id == _id(charge.payment_intent)
+                )
+            ).first()
         if payment is None:
             return {"result": "ignored", "detail": f"no payment for charge {charge.id}"}
         if not repo.set_payment_status(payment, E.PaymentStatus.FAILED):
@@ -85,15 +103,21 @@ def charge_failed(b, event: dict) -> dict:
         payment.stripe_charge_id = payment.stripe_charge_id or charge.id
         emit_payment_event(s, payment)  # payment.failed (spec §8.3)
         # the billing path uses the same key: one email per failed payment, whichever comes first
-        b.trigger(s, "send-customer-payment-failed-notification", {"paymentId": payment.id, "retryDate": None},
-                  key=f"send-customer-payment-failed-notification-{payment.id}")
+        b.trigger(
+            s,
+            "send-customer-payment-failed-notification",
+            {"paymentId": payment.id, "retryDate": None},
+            key=f"send-customer-payment-failed-notification-{payment.id}",
+        )
         return {"result": "failed", "paymentId": payment.id}
 
 
 def onboarding_status(account: shapes.Account) -> str:
     requirements = account.requirements or shapes.Requirements()
     due = (requirements.currently_due or []) + (requirements.past_due or [])
-    tos = (account.tos_acceptance.date if account.tos_acceptance else None) or account.details_submitted
+    tos = (
+        account.tos_acceptance.date if account.tos_acceptance else None
+    ) or account.details_submitted
     if not tos or due:
         return E.BusinessOnboardingStatus.PARTIALLY_ONBOARDED
     if (account.capabilities or {}).get("transfers") != "active":
@@ -106,14 +130,24 @@ def account_updated(b, event: dict) -> dict:
     account: shapes.Account = checked.obj
     account_id = checked.envelope.account or account.id
     with b.unit() as s:
-        org = s.exec(select(Organization).where(Organization.stripe_account_id == account_id)).first()
+        org = s.exec(
+            select(Organization).where(Organization.stripe_account_id == account_id)
+        ).first()
         if org is None:
             raise NotFound(f"no organization with Stripe account {account_id}")
         before, after = org.onboarding_status, onboarding_status(account)
         org.onboarding_status = after  # payouts_enabled stays a manual decision
-        if after == E.BusinessOnboardingStatus.FULLY_ONBOARDED and before != after and not org.payouts_enabled:
-            b.trigger(s, "send-organization-onboarding-completed-notification", {"organizationId": org.id},
-                      key=f"send-organization-onboarding-completed-notification-{org.id}")
+        if (
+            after == E.BusinessOnboardingStatus.FULLY_ONBOARDED
+            and before != after
+            and not org.payouts_enabled
+        ):
+            b.trigger(
+                s,
+                "send-organization-onboarding-completed-notification",
+                {"organizationId": org.id},
+                key=f"send-organization-onboarding-completed-notification-{org.id}",
+            )
         return {"organizationId": org.id, "onboardingStatus": after, "previous": before}
 
 
@@ -145,6 +179,11 @@ def missing_reference(b, event: dict) -> str | None:
                 return f"billing run {run_id} (metadata of {checked.obj.id}) does not exist"
         if isinstance(checked.obj, shapes.Account):
             account_id = checked.envelope.account or checked.obj.id
-            if s.exec(select(Organization.id).where(Organization.stripe_account_id == account_id)).first() is None:
+            if (
+                s.exec(
+                    select(Organization.id).where(Organization.stripe_account_id == account_id)
+                ).first()
+                is None
+            ):
                 return f"no organization has Stripe account {account_id}"
     return None

@@ -39,12 +39,19 @@ def invoice_updated(b, payload: dict) -> dict:
         invoice = s.get(Invoice, record.id)
         if invoice is None:
             raise NotFound(f"invoice {record.id} does not exist")
-        payment = s.exec(select(Payment).where(Payment.invoice_id == invoice.id)
-                         .order_by(Payment.created_at, Payment.id)).first()
+        payment = s.exec(
+            select(Payment)
+            .where(Payment.invoice_id == invoice.id)
+            .order_by(Payment.created_at, Payment.id)
+        ).first()
         if payment is None:
             return {"result": "no payment", "invoiceId": invoice.id}
-        b.trigger(s, "generate-payment-receipt-pdf", {"paymentId": payment.id},
-                  key=f"generate-payment-receipt-pdf-{payment.id}")
+        b.trigger(
+            s,
+            "generate-payment-receipt-pdf",
+            {"paymentId": payment.id},
+            key=f"generate-payment-receipt-pdf-{payment.id}",
+        )
         return {"result": "receipt requested", "invoiceId": invoice.id, "paymentId": payment.id}
 
 
@@ -89,8 +96,12 @@ def organization_updated(b, payload: dict) -> dict:
         org = s.get(Organization, record.id)
         if org is None:
             raise NotFound(f"organization {record.id} does not exist")
-        b.trigger(s, "send-organization-payouts-enabled-notification", {"organizationId": org.id},
-                  key=f"send-organization-payouts-enabled-notification-{org.id}")
+        b.trigger(
+            s,
+            "send-organization-payouts-enabled-notification",
+            {"organizationId": org.id},
+            key=f"send-organization-payouts-enabled-notification-{org.id}",
+        )
         return {"result": "notified", "organizationId": org.id}
 
 
@@ -115,6 +126,9 @@ def missing_reference(b, payload: dict) -> str | None:
             return f"{table[:-1]} {record.id} does not exist"
         if table == "memberships" and s.get(User, getattr(record, "user_id", None) or "") is None:
             return f"user {record.user_id} does not exist"
-        if table == "customers" and s.get(Organization, getattr(record, "organization_id", None) or "") is None:
+        if (
+            table == "customers"
+            and s.get(Organization, getattr(record, "organization_id", None) or "") is None
+        ):
             return f"organization {record.organization_id} does not exist"
     return None

@@ -7,7 +7,7 @@ it passes configuration and then fails to enqueue."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import model_validator
 
@@ -39,7 +39,7 @@ def window(payload: SchedulePayload, ctx):
 class Picky(SchedulePayload):
     @model_validator(mode="after")
     def _before_2030(self):
-        if self.timestamp >= datetime(2030, 1, 1, tzinfo=timezone.utc):
+        if self.timestamp >= datetime(2030, 1, 1, tzinfo=UTC):
             raise ValueError("no slots from 2030 on")
         return self
 

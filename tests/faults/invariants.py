@@ -23,18 +23,24 @@ def rows(db, sql: str, params: dict | None = None) -> list[tuple]:
     from flowjobs.store.queries import to_pyformat
 
     with db.borrow() as conn:
-        return conn.execute(to_pyformat(sql) if db.dialect == "postgresql" else sql, params or {}).fetchall()
+        return conn.execute(
+            to_pyformat(sql) if db.dialect == "postgresql" else sql, params or {}
+        ).fetchall()
 
 
 def _table_exists(db, name: str) -> bool:
     if db.dialect == "sqlite":
-        return bool(rows(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=:n", {"n": name}))
+        return bool(
+            rows(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=:n", {"n": name})
+        )
     return rows(db, f"SELECT to_regclass('{name}')")[0][0] is not None
 
 
 def check(db, now_ms: int | None = None, workers_stopped: bool = True) -> dict:
     """Assert every invariant; returns counts for the test's own checks."""
-    executing = rows(db, "SELECT id, lease_expires_at FROM flowjobs_runs WHERE status = 'executing'")
+    executing = rows(
+        db, "SELECT id, lease_expires_at FROM flowjobs_runs WHERE status = 'executing'"
+    )
     if workers_stopped:
         assert executing == [], f"runs left executing after the workers stopped: {executing}"
     else:
@@ -51,24 +57,50 @@ def check(db, now_ms: int | None = None, workers_stopped: bool = True) -> dict:
     for run_id, status, attempt in runs:
         numbers = set(by_run.get(run_id, ()))
         if status == "completed":
-            assert attempt not in numbers, f"run {run_id}: its succeeded attempt {attempt} also has an attempt row"
+            assert attempt not in numbers, (
+                f"run {run_id}: its succeeded attempt {attempt} also has an attempt row"
+            )
             numbers.add(attempt)
         expected = set(range(1, attempt + (0 if status == "executing" else 1)))
-        assert numbers == expected, f"run {run_id} ({status}, attempt {attempt}): attempts recorded {sorted(numbers)}"
+        assert numbers == expected, (
+            f"run {run_id} ({status}, attempt {attempt}): attempts recorded {sorted(numbers)}"
+        )
 
-    keys = Counter(rows(db, "SELECT task, dedup_key FROM flowjobs_runs WHERE dedup_key IS NOT NULL"))
+    keys = Counter(
+        rows(db, "SELECT task, dedup_key FROM flowjobs_runs WHERE dedup_key IS NOT NULL")
+    )
     assert all(n == 1 for n in keys.values()), "a live idempotency key is held twice"
-    slots = Counter(rows(db, "SELECT task, idempotency_key FROM flowjobs_runs "
-                             "WHERE idempotency_key LIKE :slot AND status <> 'failed'", {"slot": "%:%T%Z"}))
-    assert all(n == 1 for n in slots.values()), f"a scheduler slot ran twice: {[k for k, n in slots.items() if n > 1]}"
+    slots = Counter(
+        rows(
+            db,
+            "SELECT task, idempotency_key FROM flowjobs_runs "
+            "WHERE idempotency_key LIKE :slot AND status <> 'failed'",
+            {"slot": "%:%T%Z"},
+        )
+    )
+    assert all(n == 1 for n in slots.values()), (
+        f"a scheduler slot ran twice: {[k for k, n in slots.items() if n > 1]}"
+    )
 
     if _table_exists(db, "billing_runs"):
-        charged = Counter(r[0] for r in rows(db, "SELECT billing_run_id FROM payments "
-                                                 "WHERE status = 'succeeded' AND billing_run_id IS NOT NULL"))
-        assert all(n == 1 for n in charged.values()), f"billing runs paid twice: {[k for k, n in charged.items() if n > 1]}"
-        succeeded = {r[0] for r in rows(db, "SELECT id FROM billing_runs WHERE status = 'succeeded'")}
+        charged = Counter(
+            r[0]
+            for r in rows(
+                db,
+                "SELECT billing_run_id FROM payments "
+                "WHERE status = 'succeeded' AND billing_run_id IS NOT NULL",
+            )
+        )
+        assert all(n == 1 for n in charged.values()), (
+            f"billing runs paid twice: {[k for k, n in charged.items() if n > 1]}"
+        )
+        succeeded = {
+            r[0] for r in rows(db, "SELECT id FROM billing_runs WHERE status = 'succeeded'")
+        }
         unpaid = succeeded - set(charged)
-        assert not unpaid, f"succeeded billing runs without a succeeded payment: {sorted(unpaid)[:5]}"
+        assert not unpaid, (
+            f"succeeded billing runs without a succeeded payment: {sorted(unpaid)[:5]}"
+        )
     bookkeeping(db)
     return {"runs": len(runs), "by_status": Counter(r[1] for r in runs)}
 
@@ -80,25 +112,47 @@ def bookkeeping(db) -> None:
     """The columns that a crash, a rescue or a fenced write must keep consistent with each other.
     (`crashes` = crashed attempt rows holds for databases created at migration 0005 or later:
     an upgraded database's older crashed attempts were never counted.)"""
-    crashed = Counter(r[0] for r in rows(db, "SELECT run_id FROM flowjobs_attempts WHERE outcome = 'crashed'"))
-    runs = rows(db, "SELECT id, status, attempt, max_attempts, crashes, lease_expires_at, finished_at, "
-                    "dedup_key FROM flowjobs_runs")
+    crashed = Counter(
+        r[0] for r in rows(db, "SELECT run_id FROM flowjobs_attempts WHERE outcome = 'crashed'")
+    )
+    runs = rows(
+        db,
+        "SELECT id, status, attempt, max_attempts, crashes, lease_expires_at, finished_at, "
+        "dedup_key FROM flowjobs_runs",
+    )
     for run_id, status, attempt, max_attempts, crashes, lease, finished_at, dedup_key in runs:
         where = f"run {run_id} ({status}, attempt {attempt}, crashes {crashes})"
         assert crashes == crashed[run_id], f"{where}: {crashed[run_id]} attempts recorded crashed"
-        assert attempt - crashes <= max_attempts, f"{where}: more than its {max_attempts} attempts used"
+        assert attempt - crashes <= max_attempts, (
+            f"{where}: more than its {max_attempts} attempts used"
+        )
         assert status == "executing" or lease is None, f"{where}: holds a lease"
-        assert (finished_at is not None) == (status in TERMINAL), f"{where}: finished_at {finished_at}"
-        assert status != "failed" or dedup_key is None, f"{where}: failed but holds its idempotency key"
+        assert (finished_at is not None) == (status in TERMINAL), (
+            f"{where}: finished_at {finished_at}"
+        )
+        assert status != "failed" or dedup_key is None, (
+            f"{where}: failed but holds its idempotency key"
+        )
 
     if _table_exists(db, "billing_runs"):
-        mismatched = rows(db, "SELECT r.id, r.stripe_payment_intent_id, p.stripe_payment_intent_id "
-                              "FROM billing_runs r JOIN payments p ON p.billing_run_id = r.id "
-                              "WHERE r.status = 'succeeded' AND p.status = 'succeeded' "
-                              "AND (r.stripe_payment_intent_id IS NULL "
-                              "     OR r.stripe_payment_intent_id <> p.stripe_payment_intent_id)")
-        assert not mismatched, f"succeeded billing runs whose payment has another PaymentIntent: {mismatched[:5]}"
-        intents = Counter(r[0] for r in rows(db, "SELECT stripe_payment_intent_id FROM payments "
-                                                 "WHERE status = 'succeeded' AND stripe_payment_intent_id IS NOT NULL"))
+        mismatched = rows(
+            db,
+            "SELECT r.id, r.stripe_payment_intent_id, p.stripe_payment_intent_id "
+            "FROM billing_runs r JOIN payments p ON p.billing_run_id = r.id "
+            "WHERE r.status = 'succeeded' AND p.status = 'succeeded' "
+            "AND (r.stripe_payment_intent_id IS NULL "
+            "     OR r.stripe_payment_intent_id <> p.stripe_payment_intent_id)",
+        )
+        assert not mismatched, (
+            f"succeeded billing runs whose payment has another PaymentIntent: {mismatched[:5]}"
+        )
+        intents = Counter(
+            r[0]
+            for r in rows(
+                db,
+                "SELECT stripe_payment_intent_id FROM payments "
+                "WHERE status = 'succeeded' AND stripe_payment_intent_id IS NOT NULL",
+            )
+        )
         twice = [pi for pi, n in intents.items() if n > 1]
         assert not twice, f"PaymentIntents recorded as two succeeded payments: {twice[:5]}"

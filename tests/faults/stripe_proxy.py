@@ -41,16 +41,26 @@ class StripeProxy:
                 with outer._lock:
                     outer.seen.append((self.command, self.path, mode))
                 if mode == "fail":
-                    return self._answer(500, {"Content-Type": "application/json"},
-                                        json.dumps({"error": {"type": "api_error", "message": "proxy: failing"}}).encode())
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    return self._answer(
+                        500,
+                        {"Content-Type": "application/json"},
+                        json.dumps(
+                            {"error": {"type": "api_error", "message": "proxy: failing"}}
+                        ).encode(),
+                    )
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
+                }
                 upstream = http.client.HTTPConnection(outer.host, outer.port, timeout=30)
                 try:
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     response = upstream.getresponse()
                     payload = response.read()
-                    kept = {k: v for k, v in response.getheaders()
-                            if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+                    kept = {
+                        k: v
+                        for k, v in response.getheaders()
+                        if k.lower() not in ("transfer-encoding", "connection", "content-length")
+                    }
                 finally:
                     upstream.close()
                 if mode == "hold":
@@ -95,7 +105,11 @@ class StripeProxy:
         self._released = threading.Event()
 
     def count(self, method: str, pattern: str, mode: str | None = None) -> int:
-        return sum(1 for m, p, md in self.seen if m == method and re.search(pattern, p) and mode in (None, md))
+        return sum(
+            1
+            for m, p, md in self.seen
+            if m == method and re.search(pattern, p) and mode in (None, md)
+        )
 
     def __enter__(self):
         self._thread.start()

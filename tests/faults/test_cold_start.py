@@ -24,7 +24,7 @@ def sample(model: type[BaseModel]) -> dict:
         if not field.is_required():
             continue
         kind = field.annotation
-        if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType")):
+        if typing.get_origin(kind) in (typing.Union, __import__("types").UnionType):
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             value = sample(kind)
@@ -50,17 +50,37 @@ def test_cold_starts_lose_no_attempt_to_import_errors(make_runtime, tmp_path):
     assert len(tasks) >= 40
     env = cli_env(rt.db.url, FLOWJOBS_STRIPE_API_BASE="http://127.0.0.1:9")  # never reached
     for start in range(COLD_STARTS):
-        rt.client.batch_trigger([TriggerItem(t.id, sample(t.payload), priority=-1)
-                                 for t in tasks for _ in range(COPIES)])
-        done = flowjobs("--log-level", "error", "run-worker", "--burst", "--no-scheduler",
-                        "--concurrency", "12", env=env, timeout=300)
+        rt.client.batch_trigger(
+            [
+                TriggerItem(t.id, sample(t.payload), priority=-1)
+                for t in tasks
+                for _ in range(COPIES)
+            ]
+        )
+        done = flowjobs(
+            "--log-level",
+            "error",
+            "run-worker",
+            "--burst",
+            "--no-scheduler",
+            "--concurrency",
+            "12",
+            env=env,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
 
-    lost = invariants.rows(rt.db, "SELECT run_id, error FROM flowjobs_attempts WHERE error LIKE :a "
-                                  "OR error LIKE :b OR outcome = 'crashed'",
-                           {"a": "%ImportError%", "b": "%partially initialized%"})
+    lost = invariants.rows(
+        rt.db,
+        "SELECT run_id, error FROM flowjobs_attempts WHERE error LIKE :a "
+        "OR error LIKE :b OR outcome = 'crashed'",
+        {"a": "%ImportError%", "b": "%partially initialized%"},
+    )
     crashed = invariants.rows(rt.db, "SELECT count(*) FROM flowjobs_runs WHERE crashes > 0")[0][0]
     assert lost == [] and crashed == 0
     counts = invariants.check(rt.db)
     assert counts["runs"] >= COLD_STARTS * COPIES * len(tasks)
-    assert set(counts["by_status"]) <= {"completed", "failed"}  # every run ran (missing objects fail)
+    assert set(counts["by_status"]) <= {
+        "completed",
+        "failed",
+    }  # every run ran (missing objects fail)

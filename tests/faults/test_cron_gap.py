@@ -35,9 +35,14 @@ def ok(result):
 
 def periods(rt, subscription_id):
     with rt.billing.unit() as s:
-        return [(p.start_date, p.end_date, p.status) for p in s.exec(
-            select(BillingPeriod).where(BillingPeriod.subscription_id == subscription_id)
-            .order_by(BillingPeriod.start_date))]
+        return [
+            (p.start_date, p.end_date, p.status)
+            for p in s.exec(
+                select(BillingPeriod)
+                .where(BillingPeriod.subscription_id == subscription_id)
+                .order_by(BillingPeriod.start_date)
+            )
+        ]
 
 
 def runs(rt, task):
@@ -50,24 +55,42 @@ def health(env):
 
 
 @pytest.mark.parametrize("fault", ["slot run canceled", "fan-out run canceled"])
-def test_the_next_slot_rolls_over_what_ended_in_a_lost_hour(make_runtime, clock, localstripe_url, db_url, fault):
+def test_the_next_slot_rolls_over_what_ended_in_a_lost_hour(
+    make_runtime, clock, localstripe_url, db_url, fault
+):
     clock.set(int(utc(2027, 1, 15, 9, 20).timestamp() * 1000))
     rt = make_runtime(**stripe_sections(localstripe_url))
-    lost = seed(rt, start=utc(2026, 12, 15, 9, 30))  # its period ends at 09:30: in the 09:00-10:00 window
+    lost = seed(
+        rt, start=utc(2026, 12, 15, 9, 30)
+    )  # its period ends at 09:30: in the 09:00-10:00 window
     own = seed(rt, start=utc(2026, 12, 15, 10, 30))  # ends at 10:30: in the next slot's own window
-    rt.trigger("attempt-billing-runs", {"timestamp": iso(clock.now_ms())})  # their first periods are paid
+    rt.trigger(
+        "attempt-billing-runs", {"timestamp": iso(clock.now_ms())}
+    )  # their first periods are paid
     drain(rt)
     assert [periods(rt, x.subscription_id)[0][2] for x in (lost, own)] == ["active", "active"]
-    env = cli_env(db_url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs", FLOWJOBS_STRIPE_API_BASE=localstripe_url,
-                  FLOWJOBS_STRIPE_MAX_RETRIES="0")
+    env = cli_env(
+        db_url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+        FLOWJOBS_STRIPE_MAX_RETRIES="0",
+    )
 
     ok(flowjobs("tick", env=at(env, "2027-01-15T09:20:00Z")))  # first sight: starts after 09:00
     ticked = ok(flowjobs("tick", env=at(env, "2027-01-15T10:00:05Z"))).stdout.splitlines()
-    [slot_run] = [line.split("\t")[2] for line in ticked if line.startswith("hourly-cron\t2027-01-15T10:00:00")]
+    [slot_run] = [
+        line.split("\t")[2]
+        for line in ticked
+        if line.startswith("hourly-cron\t2027-01-15T10:00:00")
+    ]
     if fault == "slot run canceled":
         ok(flowjobs("runs", "cancel", slot_run, env=at(env, "2027-01-15T10:00:10Z")))
     else:  # the slot run completes; the transition fan-out it triggered is canceled before it runs
-        ok(flowjobs("run-worker", "--burst", "--max-jobs", "1", env=at(env, "2027-01-15T10:00:10Z")))
+        ok(
+            flowjobs(
+                "run-worker", "--burst", "--max-jobs", "1", env=at(env, "2027-01-15T10:00:10Z")
+            )
+        )
         [fan_out] = runs(rt, "attempt-transition-billing-periods")
         assert fan_out["parent_id"] == slot_run and fan_out["status"] == "queued"
         ok(flowjobs("runs", "cancel", fan_out["id"], env=at(env, "2027-01-15T10:00:20Z")))
@@ -76,17 +99,29 @@ def test_the_next_slot_rolls_over_what_ended_in_a_lost_hour(make_runtime, clock,
 
     code, report = health(at(env, "2027-01-15T10:30:00Z"))
     assert code == 0  # lost, but the next slot covers it
-    assert report["hourly-cron"]["status"] == "recovering" and report["hourly-cron"]["failed"] == ["2027-01-15T10:00:00.000Z"]
+    assert report["hourly-cron"]["status"] == "recovering" and report["hourly-cron"]["failed"] == [
+        "2027-01-15T10:00:00.000Z"
+    ]
     assert [(g["from"], g["to"], g["coveredBy"]) for g in report["hourly-cron"]["lost"]] == [
-        ("2027-01-15T09:00:00.000Z", "2027-01-15T10:00:00.000Z", "2027-01-15T11:00:00.000Z")]
+        ("2027-01-15T09:00:00.000Z", "2027-01-15T10:00:00.000Z", "2027-01-15T11:00:00.000Z")
+    ]
     text = flowjobs("schedules", "health", env=at(env, "2027-01-15T10:30:00Z")).stderr
     assert "hourly-cron: window 2027-01-15T09:00:00.000Z -> 2027-01-15T10:00:00.000Z lost" in text
 
-    ok(flowjobs("run-worker", "--burst", env=at(env, "2027-01-15T11:00:05Z")))  # ticks the 11:00 slot, drains
+    ok(
+        flowjobs("run-worker", "--burst", env=at(env, "2027-01-15T11:00:05Z"))
+    )  # ticks the 11:00 slot, drains
 
-    [next_slot] = [r for r in runs(rt, "hourly-cron") if r["idempotency_key"] == "hourly-cron:2027-01-15T11:00:00.000Z"]
+    [next_slot] = [
+        r
+        for r in runs(rt, "hourly-cron")
+        if r["idempotency_key"] == "hourly-cron:2027-01-15T11:00:00.000Z"
+    ]
     window = json.loads(rt.store.get_run(next_slot["id"])["payload"])
-    assert (window["lastTimestamp"][:19], window["timestamp"][:19]) == ("2027-01-15T09:00:00", "2027-01-15T11:00:00")
+    assert (window["lastTimestamp"][:19], window["timestamp"][:19]) == (
+        "2027-01-15T09:00:00",
+        "2027-01-15T11:00:00",
+    )
     for seeded, ended in ((lost, utc(2027, 1, 15, 9, 30)), (own, utc(2027, 1, 15, 10, 30))):
         rolled = periods(rt, seeded.subscription_id)
         assert [(p[1], p[2]) for p in rolled][0][0] == ended
@@ -94,6 +129,10 @@ def test_the_next_slot_rolls_over_what_ended_in_a_lost_hour(make_runtime, clock,
     assert {r["status"] for r in runs(rt, "attempt-billing-period-transition")} == {"completed"}
 
     code, report = health(at(env, "2027-01-15T11:10:00Z"))
-    assert code == 0 and report["hourly-cron"]["status"] == "ok" and report["hourly-cron"]["lost"] == []
+    assert (
+        code == 0
+        and report["hourly-cron"]["status"] == "ok"
+        and report["hourly-cron"]["lost"] == []
+    )
     assert report["hourly-cron"]["duplicated"] == []
     invariants.check(rt.db)

@@ -23,12 +23,9 @@ import json
 import os
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-
-import pytest
 
 from flowjobs.billing.enums import RUN_FINAL
 from flowjobs.billing.models import BillingRun
@@ -53,8 +50,15 @@ class Storm:
     claimed anything would test nothing. Lives are drawn (seeded) from `life`; with 3 workers
     and lives of 0.25–1.25 s a worker is killed about every 0.5–0.8 s."""
 
-    def __init__(self, env: dict, logs: Path, seed: int, workers: int = 3,
-                 life: tuple[float, float] = (0.25, 1.25), args: tuple = ()):
+    def __init__(
+        self,
+        env: dict,
+        logs: Path,
+        seed: int,
+        workers: int = 3,
+        life: tuple[float, float] = (0.25, 1.25),
+        args: tuple = (),
+    ):
         self.env, self.logs, self.args, self.workers, self.life = env, logs, args, workers, life
         self.rng = random.Random(seed)
         self.kills = 0  # SIGKILLs of a worker that was up, during the storm
@@ -87,8 +91,9 @@ class Storm:
                         break
                     next_look = now + 0.25
                 for i, w in enumerate(workers):
-                    assert w["proc"].poll() is None, \
+                    assert w["proc"].poll() is None, (
                         f"{w['log'].name} exited {w['proc'].returncode} by itself:\n{w['log'].read_text()}"
+                    )
                     up = self._up(w)
                     if up is not None and now - up >= w["life"]:
                         w["proc"].send_signal(signal.SIGKILL)
@@ -106,17 +111,23 @@ class Storm:
 
 def wait_for_leases_to_expire(rt) -> None:
     """A burst worker exits when nothing is claimable: first let every killed worker's lease lapse."""
+
     def lapsed():
         now = int(time.time() * 1000)
         with rt.db.borrow() as conn:
-            return not conn.execute("SELECT 1 FROM flowjobs_runs WHERE status = 'executing' "
-                                    f"AND lease_expires_at >= {now}").fetchall()
+            return not conn.execute(
+                "SELECT 1 FROM flowjobs_runs WHERE status = 'executing' "
+                f"AND lease_expires_at >= {now}"
+            ).fetchall()
+
     wait_until(lapsed, timeout=30, message="the killed workers' leases to expire")
 
 
 def final_burst(rt, env: dict) -> None:
     wait_for_leases_to_expire(rt)
-    burst = flowjobs("run-worker", "--burst", "--no-scheduler", "--concurrency", "8", env=env, timeout=180)
+    burst = flowjobs(
+        "run-worker", "--burst", "--no-scheduler", "--concurrency", "8", env=env, timeout=180
+    )
     assert burst.returncode == 0, burst.stderr
 
 
@@ -133,8 +144,9 @@ def test_kill_storm_ordinary_runs(make_runtime, tmp_path):
     rt = make_runtime(pinned=False)
     work = tmp_path / "work"
     work.mkdir()
-    runs = rt.client.batch_trigger([TriggerItem("test-record", {"dir": str(work), "seconds": 0.1})
-                                    for _ in range(RUNS)])
+    runs = rt.client.batch_trigger(
+        [TriggerItem("test-record", {"dir": str(work), "seconds": 0.1}) for _ in range(RUNS)]
+    )
     ids = {r.id for r in runs}
     assert len(ids) == RUNS
     env = cli_env(rt.db.url, **STORM_ENV)
@@ -152,16 +164,21 @@ def test_kill_storm_ordinary_runs(make_runtime, tmp_path):
     # no run completed twice: the run row is its one succeeded attempt; every other attempt crashed
     outcomes = Counter(r[0] for r in rows(rt, "SELECT outcome FROM flowjobs_attempts"))
     assert set(outcomes) <= {"crashed"}, outcomes
-    final = {r[0]: (r[1], r[2], r[3]) for r in rows(
-        rt, "SELECT id, attempt, worker, crashes FROM flowjobs_runs")}
-    assert all(attempt - crashes == 1 for attempt, _, crashes in final.values()), \
+    final = {
+        r[0]: (r[1], r[2], r[3])
+        for r in rows(rt, "SELECT id, attempt, worker, crashes FROM flowjobs_runs")
+    }
+    assert all(attempt - crashes == 1 for attempt, _, crashes in final.values()), (
         "a run used more than one of its attempts"
+    )
     # ... and that succeeded attempt is an execution that ran to its end, in the worker named
     lines = [line.split() for line in (work / "executions.log").read_text().splitlines()]
     ends = Counter((run, int(attempt), pid) for kind, run, attempt, pid in lines if kind == "end")
     starts = Counter(run for kind, run, *_ in lines if kind == "start")
     for run_id, (attempt, worker, _) in final.items():
-        assert ends[(run_id, attempt, worker.split(":")[1])] == 1, f"run {run_id}: no end of attempt {attempt}"
+        assert ends[(run_id, attempt, worker.split(":")[1])] == 1, (
+            f"run {run_id}: no end of attempt {attempt}"
+        )
     assert set(starts) == ids
     counts = invariants.check(rt.db)
     assert counts["by_status"] == {"completed": RUNS}
@@ -169,10 +186,12 @@ def test_kill_storm_ordinary_runs(make_runtime, tmp_path):
     crashed = outcomes["crashed"]
     reexecuted = sum(n - 1 for n in starts.values())
     finished_unrecorded = sum(ends.values()) - RUNS  # ran to the end, killed before the write
-    print(f"{rt.db.dialect}: {RUNS} runs, {storm.kills} kills in {lasted:.1f}s (+{storm.last_kills} at its end), "
-          f"{in_storm} completed in the storm, {crashed} attempts crashed, {reexecuted} re-executions "
-          f"({finished_unrecorded} had finished unrecorded), max crashes of one run "
-          f"{max(c for *_, c in final.values())}")
+    print(
+        f"{rt.db.dialect}: {RUNS} runs, {storm.kills} kills in {lasted:.1f}s (+{storm.last_kills} at its end), "
+        f"{in_storm} completed in the storm, {crashed} attempts crashed, {reexecuted} re-executions "
+        f"({finished_unrecorded} had finished unrecorded), max crashes of one run "
+        f"{max(c for *_, c in final.values())}"
+    )
     assert storm.kills >= 5 and crashed > 0, "the storm did not hit any work"
 
 
@@ -196,17 +215,30 @@ def test_kill_storm_billing_runs(make_runtime, localstripe_url, tmp_path):
     seeded = [seed(rt) for _ in range(BILLING_RUNS)]
     billing_ids = {s.billing_run_id for s in seeded}
     assert None not in billing_ids and len(billing_ids) == BILLING_RUNS
-    jobs = rt.client.batch_trigger([
-        TriggerItem("attempt-billing-run", {"billingRunId": b}, idempotency_key=f"attempt-billing-run:{b}")
-        for b in sorted(billing_ids)])
-    env = cli_env(rt.db.url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
-                  FLOWJOBS_STRIPE_API_BASE=localstripe_url, **STORM_ENV)
+    jobs = rt.client.batch_trigger(
+        [
+            TriggerItem(
+                "attempt-billing-run",
+                {"billingRunId": b},
+                idempotency_key=f"attempt-billing-run:{b}",
+            )
+            for b in sorted(billing_ids)
+        ]
+    )
+    env = cli_env(
+        rt.db.url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+        **STORM_ENV,
+    )
     seed_value = storm_seed()
     # A fresh worker's first charge comes 2–5 s after it is up: it first imports the billing
     # stack (1.5 s of CPU, slower beside another worker doing the same). Lives of 2–8 s kill
     # some while importing, some mid-charge, some after; the work (charges, then the invoice
     # PDFs and notifications they trigger) spans several lives.
-    storm = Storm(env, tmp_path / "logs", seed_value, workers=2, life=(2.0, 8.0), args=("--concurrency", "2"))
+    storm = Storm(
+        env, tmp_path / "logs", seed_value, workers=2, life=(2.0, 8.0), args=("--concurrency", "2")
+    )
 
     def terminal():
         with rt.billing.unit() as s:
@@ -223,23 +255,29 @@ def test_kill_storm_billing_runs(make_runtime, localstripe_url, tmp_path):
     job_rows = [rt.store.get_run(j.id) for j in jobs]
     jobs_state = {r["id"]: r["status"] for r in job_rows}
     actions = Counter(json.loads(r["result"])["action"] for r in job_rows if r["result"])
-    assert not stuck, f"{where}: billing runs not terminal: {stuck}; jobs {Counter(jobs_state.values())}"
+    assert not stuck, (
+        f"{where}: billing runs not terminal: {stuck}; jobs {Counter(jobs_state.values())}"
+    )
     intents = payment_intents_by_billing_run(rt, billing_ids)
     charged_twice = {b: c for b, c in intents.items() if c["succeeded"] > 1}
     assert not charged_twice, f"{where}: billing runs charged twice at Stripe: {charged_twice}"
     for s in seeded:  # the customer's charges at Stripe, too (one customer per billing run)
         charges = rt.billing.gateway.count_charges(False, s.stripe_customer)
-        assert charges.get("succeeded", 0) <= 1, f"{where}: billing run {s.billing_run_id} charges {charges}"
+        assert charges.get("succeeded", 0) <= 1, (
+            f"{where}: billing run {s.billing_run_id} charges {charges}"
+        )
         if statuses[s.billing_run_id] == "succeeded":
             assert charges.get("succeeded", 0) == 1 and intents[s.billing_run_id]["succeeded"] == 1
     invariants.check(rt.db)
 
     crashed = rows(rt, "SELECT count(*) FROM flowjobs_attempts WHERE outcome = 'crashed'")[0][0]
     charging = [log.read_text().count("] charged: ") for log in (tmp_path / "logs").glob("*.log")]
-    print(f"{where}: {BILLING_RUNS} billing runs, {storm.kills} kills in {lasted:.1f}s "
-          f"(+{storm.last_kills} at its end), {sum(charging)} charges by {sum(map(bool, charging))} of the "
-          f"{storm.started} storm workers, {in_storm} terminal in the storm, billing runs "
-          f"{Counter(statuses.values())}, jobs {Counter(jobs_state.values())}, their last attempts {dict(actions)} "
-          f"('skipped': an earlier attempt charged and recorded it, then lost its lease), {crashed} attempts crashed, "
-          f"PaymentIntents {sum(intents.values(), Counter())}")
+    print(
+        f"{where}: {BILLING_RUNS} billing runs, {storm.kills} kills in {lasted:.1f}s "
+        f"(+{storm.last_kills} at its end), {sum(charging)} charges by {sum(map(bool, charging))} of the "
+        f"{storm.started} storm workers, {in_storm} terminal in the storm, billing runs "
+        f"{Counter(statuses.values())}, jobs {Counter(jobs_state.values())}, their last attempts {dict(actions)} "
+        f"('skipped': an earlier attempt charged and recorded it, then lost its lease), {crashed} attempts crashed, "
+        f"PaymentIntents {sum(intents.values(), Counter())}"
+    )
     assert storm.kills >= 1 and crashed > 0, "the storm did not hit any work"

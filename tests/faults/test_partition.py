@@ -77,12 +77,20 @@ class Netns:
 def netns():
     tag = f"{os.getpid() % 100000}{next(_names)}"
     n = free_subnet()
-    net = Netns(ns=f"flowjobs-part-{tag}", host_if=f"fjh{tag}", ns_if=f"fjn{tag}",
-                host_ip=f"10.200.{n}.1", ns_ip=f"10.200.{n}.2")
+    net = Netns(
+        ns=f"flowjobs-part-{tag}",
+        host_if=f"fjh{tag}",
+        ns_if=f"fjn{tag}",
+        host_ip=f"10.200.{n}.1",
+        ns_ip=f"10.200.{n}.2",
+    )
     made = ip("netns", "add", net.ns, check=False)
     if made.returncode != 0:
-        pytest.fail(f"network namespaces are not permitted here (`ip netns add` said: {made.stderr.strip()}); "
-                    "the partition test needs root or CAP_NET_ADMIN/CAP_SYS_ADMIN", pytrace=False)
+        pytest.fail(
+            f"network namespaces are not permitted here (`ip netns add` said: {made.stderr.strip()}); "
+            "the partition test needs root or CAP_NET_ADMIN/CAP_SYS_ADMIN",
+            pytrace=False,
+        )
     try:
         ip("link", "add", net.host_if, "type", "veth", "peer", "name", net.ns_if)
         ip("link", "set", net.ns_if, "netns", net.ns)
@@ -107,7 +115,9 @@ def partition_pg(netns):
     from pgtmp import pg_server
 
     with pg_server(extra_listen=[netns.host_ip]) as server:
-        with psycopg.connect(server.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        with psycopg.connect(
+            server.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        ) as conn:
             conn.execute("CREATE DATABASE partition")
         url = server.rsplit("/", 1)[0] + "/partition"
         upgrade(Database(url))
@@ -164,9 +174,22 @@ def _partition(rt, netns, url, url_via_ns, procs, tmp_path):
 
     # The stale-to-be worker, inside the namespace, reaching the server over the veth.
     stale_log = tmp_path / "stale.log"
-    stale = procs.add(subprocess.Popen(
-        netns.exec_argv(sys.executable, "-m", "flowjobs", "run-worker", "--no-scheduler", "--concurrency", "2"),
-        env=cli_env(url_via_ns, **timing), stdout=subprocess.DEVNULL, stderr=open(stale_log, "w")))
+    stale = procs.add(
+        subprocess.Popen(
+            netns.exec_argv(
+                sys.executable,
+                "-m",
+                "flowjobs",
+                "run-worker",
+                "--no-scheduler",
+                "--concurrency",
+                "2",
+            ),
+            env=cli_env(url_via_ns, **timing),
+            stdout=subprocess.DEVNULL,
+            stderr=open(stale_log, "w"),
+        )
+    )
     wait_until(lambda: started(work), timeout=60, message="the namespaced worker to start the run")
     assert started(work) == [(run.id, 1, stale.pid)]
     stale_id = rt.store.get_run(run.id)["worker"]
@@ -174,35 +197,54 @@ def _partition(rt, netns, url, url_via_ns, procs, tmp_path):
 
     # The other worker, on loopback, up and idle before the cut.
     other_log = tmp_path / "other.log"
-    other = procs.add(start_worker("--no-scheduler", env=cli_env(url, **timing), stderr_path=other_log))
-    wait_until(lambda: " started: concurrency " in other_log.read_text(), timeout=60,
-               message="the loopback worker to come up")
+    other = procs.add(
+        start_worker("--no-scheduler", env=cli_env(url, **timing), stderr_path=other_log)
+    )
+    wait_until(
+        lambda: " started: concurrency " in other_log.read_text(),
+        timeout=60,
+        message="the loopback worker to come up",
+    )
     assert rt.store.get_run(run.id)["attempt"] == 1
 
     # Cut the link mid-task.
     cut_ms = int(time.time() * 1000)
     netns.cut()
     lease_at_cut = rt.store.get_run(run.id)["lease_expires_at"]  # the stale worker's last renewal
-    wait_until(lambda: len(started(work)) == 2, timeout=LEASE * 4 + 30, message="the loopback worker to take over")
+    wait_until(
+        lambda: len(started(work)) == 2,
+        timeout=LEASE * 4 + 30,
+        message="the loopback worker to take over",
+    )
     taken = rt.store.get_run(run.id)
     assert (taken["status"], taken["attempt"]) == ("executing", 2)
     assert taken["worker"].split(":")[1] == str(other.pid)
     takeover_s = (taken["attempt_started_at"] - cut_ms) / 1000
     lease_left_s = (lease_at_cut - cut_ms) / 1000  # of the stale worker's lease when the link went
-    rescued_s = (rt.store.attempts(run.id)[0]["finished_at"] - lease_at_cut) / 1000  # after it expired
+    rescued_s = (
+        rt.store.attempts(run.id)[0]["finished_at"] - lease_at_cut
+    ) / 1000  # after it expired
 
     # Both tasks end; the takeover's outcome is written, the stale one's waits behind the cut.
     (work / "release").touch()
-    wait_until(lambda: rt.store.get_run(run.id)["status"] == "completed", message="the takeover to complete")
-    wait_until(lambda: len((work / "completed.log").read_text().split()) == 2,
-               message="the stale worker's task to finish, unaware")
+    wait_until(
+        lambda: rt.store.get_run(run.id)["status"] == "completed",
+        message="the takeover to complete",
+    )
+    wait_until(
+        lambda: len((work / "completed.log").read_text().split()) == 2,
+        message="the stale worker's task to finish, unaware",
+    )
     assert stale.poll() is None, stale_log.read_text()
 
     # Restore the link: the stale worker's late write is refused by the fence.
     restored = time.monotonic()
     netns.restore()
-    wait_until(lambda: "its outcome is discarded" in stale_log.read_text(), timeout=180,
-               message="the stale worker to write its late outcome (and be refused)")
+    wait_until(
+        lambda: "its outcome is discarded" in stale_log.read_text(),
+        timeout=180,
+        message="the stale worker to write its late outcome (and be refused)",
+    )
     fenced_after_s = time.monotonic() - restored
     assert stale.poll() is None, f"the stale worker died:\n{stale_log.read_text()}"
     invariants.check(rt.db, now_ms=int(time.time() * 1000), workers_stopped=False)
@@ -212,23 +254,32 @@ def _partition(rt, netns, url, url_via_ns, procs, tmp_path):
     assert final["worker"].split(":")[1] == str(other.pid)  # the takeover attempt stands
     attempts = [(a["number"], a["outcome"], a["worker"]) for a in rt.store.attempts(run.id)]
     assert attempts == [(1, "crashed", stale_id), (2, "succeeded", final["worker"])]
-    assert Counter((work / "completed.log").read_text().split()) == {run.id: 2}  # ran twice, completed once
+    assert Counter((work / "completed.log").read_text().split()) == {
+        run.id: 2
+    }  # ran twice, completed once
 
     # The stale worker rode it out: with the loopback worker gone, it runs new work.
     other.send_signal(signal.SIGTERM)
     assert other.wait(30) == 0, other_log.read_text()
     after = rt.trigger("test-record", {"dir": str(work)})
-    wait_until(lambda: rt.store.get_run(after.id)["status"] == "completed", timeout=60,
-               message="the once-stale worker to run new work")
+    wait_until(
+        lambda: rt.store.get_run(after.id)["status"] == "completed",
+        timeout=60,
+        message="the once-stale worker to run new work",
+    )
     assert rt.store.get_run(after.id)["worker"] == stale_id
     stale.send_signal(signal.SIGTERM)
     assert stale.wait(30) == 0, stale_log.read_text()
     invariants.check(rt.db)
 
     log = stale_log.read_text()
-    print(f"partition: lease {LEASE:g}s, {lease_left_s:.2f}s of it left at the cut, rescued {rescued_s:.2f}s "
-          f"after it expired; takeover {takeover_s:.2f}s after the cut; the stale write was refused {fenced_after_s:.2f}s after "
-          f"the link returned; stale worker log: "
-          f"{'database unavailable' if 'database is unavailable' in log else 'no outage logged'}")
+    print(
+        f"partition: lease {LEASE:g}s, {lease_left_s:.2f}s of it left at the cut, rescued {rescued_s:.2f}s "
+        f"after it expired; takeover {takeover_s:.2f}s after the cut; the stale write was refused {fenced_after_s:.2f}s after "
+        f"the link returned; stale worker log: "
+        f"{'database unavailable' if 'database is unavailable' in log else 'no outage logged'}"
+    )
     assert 0 <= lease_left_s <= LEASE and 0 <= rescued_s < 2
-    assert lease_left_s <= takeover_s < LEASE + 2  # the partition costs at most a lease, plus a rescue interval
+    assert (
+        lease_left_s <= takeover_s < LEASE + 2
+    )  # the partition costs at most a lease, plus a rescue interval

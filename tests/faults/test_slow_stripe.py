@@ -53,14 +53,19 @@ def due_all(rt, clock, jobs):
 
 
 def test_stripe_slower_than_the_client_timeout_every_billing_run_settles_charged_once(
-        make_runtime, localstripe_url, proxy, clock):
+    make_runtime, localstripe_url, proxy, clock
+):
     sections = stripe_sections(proxy.url)
     sections["stripe"].update({"timeout": "1s", "max_retries": 2})
     rt = make_runtime(**sections)
     seeded = [seed(rt, unit_price=1000 + i) for i in range(RUNS)]
     ids = [s.billing_run_id for s in seeded]
-    jobs = [rt.trigger("attempt-billing-run", {"billingRunId": i}, idempotency_key=f"attempt-billing-run:{i}")
-            for i in ids]
+    jobs = [
+        rt.trigger(
+            "attempt-billing-run", {"billingRunId": i}, idempotency_key=f"attempt-billing-run:{i}"
+        )
+        for i in ids
+    ]
 
     # 1. Stripe charges, but its answer to each confirmation comes after the client gave up.
     proxy.set(("POST", CONFIRM, "hold"))
@@ -70,11 +75,15 @@ def test_stripe_slower_than_the_client_timeout_every_billing_run_settles_charged
         assert rt.billing.gateway.count_charges(False, s.stripe_customer) == {"succeeded": 1}
     runs, payments = billing_rows(rt, ids)
     assert {r.status for r in runs.values()} == {"started"}
-    assert all(r.confirm_sent_at is not None and r.outcome_unknown_since is not None for r in runs.values())
+    assert all(
+        r.confirm_sent_at is not None and r.outcome_unknown_since is not None for r in runs.values()
+    )
     for job in jobs:
         row = rt.store.get_run(job.id)
         assert row["status"] == "retrying", row
-        assert "outcome is unknown" in row["error"] and "cannot reach" not in row["error"], row["error"]
+        assert "outcome is unknown" in row["error"] and "cannot reach" not in row["error"], row[
+            "error"
+        ]
     assert due_all(rt, clock, jobs) >= CHARGE_RETRY.min_wait  # a slow provider is given time
 
     # 2. Now every answer is late, and Stripe forgets its idempotency keys meanwhile.
@@ -94,7 +103,9 @@ def test_stripe_slower_than_the_client_timeout_every_billing_run_settles_charged
     runs, payments = billing_rows(rt, ids)
     assert {r.status for r in runs.values()} == {"succeeded"}
     assert all(r.outcome_unknown_since is None for r in runs.values())
-    assert sorted((p.billing_run_id, p.status) for p in payments) == sorted((i, "succeeded") for i in ids)
+    assert sorted((p.billing_run_id, p.status) for p in payments) == sorted(
+        (i, "succeeded") for i in ids
+    )
     for s in seeded:
         assert rt.billing.gateway.count_charges(False, s.stripe_customer) == {"succeeded": 1}
     invariants.check(rt.db)
