@@ -40,11 +40,23 @@ class Runtime:
         return JobStore(self.db)
 
     @cached_property
+    def _tasks(self):
+        """The one registry of this runtime. With only the built-in tasks configured, a task's
+        module is loaded when the task is first asked for (loading all fifteen, with their
+        payload models, was ~55 ms of every `flowjobs trigger`)."""
+        from flowjobs.core.registry import Registry
+        from flowjobs.tasks import load_builtin_for
+
+        return Registry(loader=load_builtin_for)
+
+    @cached_property
     def registry(self):
-        from flowjobs.core.registry import load_modules, registry
+        """Every task loaded: the built-in ones and `[tasks] modules` (a task id declared twice
+        is refused here)."""
         from flowjobs.tasks import BUILTIN_MODULES
 
-        load_modules(BUILTIN_MODULES + list(self.settings.tasks.modules))
+        registry = self._tasks
+        registry.load(BUILTIN_MODULES + list(self.settings.tasks.modules))
         return registry
 
     @cached_property
@@ -65,23 +77,133 @@ class Runtime:
         )
 
     def _client_registry(self):
-        """The registry as the client needs it. With only the built-in tasks configured, a
-        task's module is imported when the task is first triggered (importing all fifteen,
-        with their payload models, was ~55 ms of every `flowjobs trigger`); with `[tasks]
-        modules`, everything is loaded first, so that a task id declared twice is refused."""
-        if "registry" in self.__dict__ or self.settings.tasks.modules:
-            return self.registry
-        from flowjobs.core.registry import registry
-        from flowjobs.tasks import load_builtin_for
+        """The registry as the client needs it: loaded lazily unless `[tasks] modules` are
+        configured (then everything is loaded first, so that a task id declared twice is
+        refused before anything is triggered)."""
+        return self.registry if self.settings.tasks.modules else self._tasks
 
-        registry.loader = load_builtin_for
-        return registry
+    @cached_property
+    def schedules(self):
+        from flowjobs.core.scheduler import resolve
+
+        return resolve(self.registry, self.settings)
 
     @cached_property
     def scheduler(self):
         from flowjobs.core.scheduler import Scheduler
 
-        return Scheduler(self)
+        alerts = self.settings.alerts
+        return Scheduler(
+            self.store,
+            self.client,
+            self.schedules,
+            self.clock,
+            grace=self.settings.scheduler.grace,
+            alerting=bool(alerts.email or alerts.webhook_url),
+        )
+
+    # -- workers and duties ----------------------------------------------------------------
+    def worker_options(self, **overrides):
+        """`WorkerOptions` from `[worker]`, `[run]` and `[retry]`, with `overrides` (None: the
+        configured value)."""
+        from flowjobs.core.worker import WorkerOptions
+
+        ws, run = self.settings.worker, self.settings.run
+        options = {
+            "concurrency": ws.concurrency,
+            "queues": ws.queues,
+            "lease": ws.lease,
+            "poll_interval": ws.poll_interval,
+            "rescue_interval": ws.rescue_interval,
+            "shutdown_timeout": ws.shutdown_timeout,
+            "max_crashes": run.max_crashes,
+            "run_timeout": run.timeout,
+            "retry": self.retry_defaults,
+        }
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        return WorkerOptions(**options)
+
+    def make_worker(self, options=None, worker_id: str | None = None):
+        """A worker over this runtime's store, tasks, client and clock; its tasks get this
+        runtime's services (billing, documents, mailer, settings) through `ctx`."""
+        from flowjobs.core.worker import Worker
+
+        return Worker(
+            self.store,
+            self.registry,
+            self.client,
+            self.clock,
+            options or self.worker_options(),
+            services=self,
+            worker_id=worker_id,
+        )
+
+    def duties(self, scheduler: bool = True) -> list:
+        """The periodic duties as `(interval, fn, name)`: scheduler tick (unless `scheduler` is
+        False), pruner, alerts (when configured)."""
+        from flowjobs.core.duties import prune_once
+
+        entries = []
+        if scheduler:
+            entries.append(
+                (self.settings.scheduler.interval, self.scheduler.tick, "scheduler tick")
+            )
+        store, clock, retention = self.store, self.clock, self.settings.retention
+        entries.append((retention.interval, lambda: prune_once(store, clock, retention), "pruner"))
+        alerts = self.settings.alerts
+        if alerts.email or alerts.webhook_url:
+            from flowjobs.alerts import raise_alerts
+
+            entries.append((alerts.interval, lambda: raise_alerts(self), "alerts"))
+        return entries
+
+    def run_worker(self, options, scheduler: bool = True, on_start=None) -> int:
+        """Run one worker until it stops, with the periodic duties beside it (`--burst`: one
+        scheduler tick first and none after). `on_start(worker)` is called before it runs (to
+        install signal handlers). Returns the exit code; raises the scheduler's failure after a
+        burst in which a schedule failed to enqueue."""
+        from flowjobs.core.duties import Duties
+
+        self.registry  # noqa: B018 - import task modules before the first claim
+        worker = self.make_worker(options)
+        if on_start:
+            on_start(worker)
+        if options.burst:
+            if scheduler:
+                self.scheduler.tick()
+            code = worker.run()
+            if scheduler:
+                from flowjobs.core.scheduler import raise_enqueue_failures
+
+                raise_enqueue_failures(self.scheduler.failures)
+            return code
+        duties = Duties(self.duties(scheduler))
+        duties.start()
+        try:
+            return worker.run()
+        finally:
+            duties.stop()
+
+    def run_scheduler(self, on_start=None) -> None:
+        """Run the scheduler loop (and the pruner, alerts) until stopped; stops at once when a
+        schedule fails to enqueue for a reason other than the database, and then raises it.
+        `on_start(stop)` is given the function that stops it (for signal handlers)."""
+        from flowjobs.core.duties import Duties
+        from flowjobs.core.scheduler import is_database_failure, raise_enqueue_failures
+
+        scheduler = self.scheduler
+        duties = Duties(self.duties(scheduler=False))
+
+        def tick():
+            scheduler.tick()
+            if any(not is_database_failure(exc) for exc in scheduler.failures.values()):
+                duties.stop()
+
+        duties.every(self.settings.scheduler.interval, tick, "scheduler tick")
+        if on_start:
+            on_start(duties.stop)
+        duties.run()
+        raise_enqueue_failures(scheduler.failures)
 
     @cached_property
     def billing_engine(self):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from flowjobs.billing import setup
 from flowjobs.billing.models import BillingRun
-from flowjobs.core.worker import Worker, WorkerOptions
+from flowjobs.core.worker import Worker
 
 VISA = "4242424242424242"
 DECLINING = "4000000000000341"  # attaches, then declines off-session charges
@@ -76,8 +76,8 @@ def seed(
 
 def drain(rt, **options) -> Worker:
     """Run every due run (and the runs they trigger) to the end, in this process."""
-    worker = Worker(
-        rt, WorkerOptions(**{"concurrency": 4, "burst": True, "poll_interval": 0.01, **options})
+    worker = rt.make_worker(
+        rt.worker_options(**{"concurrency": 4, "burst": True, "poll_interval": 0.01, **options})
     )
     worker.run()
     return worker

@@ -110,10 +110,9 @@ def test_missed_slots_and_long_waits_are_found(make_runtime, clock):
 
 
 def test_alerts_are_a_worker_duty_only_when_configured(make_runtime):
-    from flowjobs.core.duties import standard_duties
 
     def duty_names(rt):
-        return [job.job_func.args[1] for job in standard_duties(rt).jobs.jobs]
+        return [name for _, _, name in rt.duties()]
 
     assert "alerts" not in duty_names(make_runtime())
     assert "alerts" in duty_names(make_runtime(alerts={"email": ["ops@example.com"]}))

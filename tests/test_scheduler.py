@@ -252,25 +252,26 @@ def test_schedule_config_errors(make_runtime):
 
 
 def test_pruner_keeps_recent_runs_and_live_keys(make_runtime, clock):
-    from flowjobs.core.worker import Worker, WorkerOptions
 
     rt = make_runtime()
     old = rt.trigger("noop")
     keyed = rt.trigger("noop", idempotency_key="k", idempotency_key_ttl="60d")
     failed = rt.trigger("test-abort")
-    w = Worker(rt, WorkerOptions())
+    w = rt.make_worker(rt.worker_options())
     w.run_once()
     assert w.wait_idle(10)
     clock.advance(8 * 86400)
     recent = rt.trigger("noop")
     w.run_once()
     assert w.wait_idle(10)
-    assert prune_once(rt) == 1
+    assert prune_once(rt.store, rt.clock, rt.settings.retention) == 1
     assert rt.store.get_run(old.id) is None and rt.store.attempts(old.id) == []
     for kept in (keyed, failed, recent):
         assert rt.store.get_run(kept.id) is not None
     clock.advance(31 * 86400)
-    assert prune_once(rt) == 2  # the failed run, and `recent`; `keyed`'s key still holds
+    assert (
+        prune_once(rt.store, rt.clock, rt.settings.retention) == 2
+    )  # the failed run, and `recent`; `keyed`'s key still holds
     assert rt.store.get_run(keyed.id) is not None
 
 

@@ -4,11 +4,11 @@ import json
 import threading
 import time
 
-from flowjobs.core.worker import Worker, WorkerOptions
+from flowjobs.core.worker import Worker
 
 
 def worker(rt, **options) -> Worker:
-    return Worker(rt, WorkerOptions(**{"lease": 30.0, **options}), worker_id="w-test")
+    return rt.make_worker(rt.worker_options(**{"lease": 30.0, **options}), worker_id="w-test")
 
 
 def step(w: Worker):
@@ -122,7 +122,8 @@ def test_queue_limit_holds_with_several_workers(make_runtime):
 
     runtimes[0].client.batch_trigger([TriggerItem("test-limited") for _ in range(12)])
     workers = [
-        Worker(r, WorkerOptions(concurrency=5, burst=True, poll_interval=0.01)) for r in runtimes
+        r.make_worker(r.worker_options(concurrency=5, burst=True, poll_interval=0.01))
+        for r in runtimes
     ]
     threads = [threading.Thread(target=w.run) for w in workers]
     for t in threads:
@@ -138,7 +139,7 @@ def test_burst_worker_drains_and_exits(make_runtime):
     from flowjobs.core.client import TriggerItem
 
     rt.client.batch_trigger([TriggerItem("test-child") for _ in range(100)])
-    w = Worker(rt, WorkerOptions(concurrency=4, burst=True))
+    w = rt.make_worker(rt.worker_options(concurrency=4, burst=True))
     assert w.run() == 0
     assert rt.store.count_by_status() == {"completed": 200}  # 100 parents, 100 children
     # one thread per run, but connections come from a bounded pool, not one per thread
@@ -150,7 +151,7 @@ def test_max_jobs_stops_after_that_many_runs(make_runtime):
     from flowjobs.core.client import TriggerItem
 
     rt.client.batch_trigger([TriggerItem("noop") for _ in range(10)])
-    w = Worker(rt, WorkerOptions(concurrency=2, max_jobs=3))
+    w = rt.make_worker(rt.worker_options(concurrency=2, max_jobs=3))
     assert w.run() == 0
     assert rt.store.count_by_status() == {"completed": 3, "queued": 7}
 
@@ -196,7 +197,7 @@ def test_an_idle_worker_sleeps_instead_of_spinning(rt):
 
 def test_an_import_error_is_a_crash_and_uses_no_attempt(rt, clock):
     run = rt.trigger("test-import-error")  # one attempt only
-    w = Worker(rt, WorkerOptions(lease=30.0, max_crashes=3), worker_id="w-test")
+    w = rt.make_worker(rt.worker_options(lease=30.0, max_crashes=3), worker_id="w-test")
     step(w)
     row = rt.store.get_run(run.id)
     assert (row["status"], row["crashes"], row["attempt"]) == (
@@ -237,7 +238,7 @@ def test_a_run_that_fails_for_good_triggers_its_failure_hook_once(rt):
 
 def test_a_run_whose_crash_budget_runs_out_in_the_rescuer_triggers_its_hook(rt, clock):
     run = rt.trigger("test-fail-hooked")
-    w = Worker(rt, WorkerOptions(lease=30.0, max_crashes=1), worker_id="w-test")
+    w = rt.make_worker(rt.worker_options(lease=30.0, max_crashes=1), worker_id="w-test")
     rt.store.claim("w-dead", 1, ["*"], {}, clock.now_ms(), 30_000)  # a worker that then dies
     clock.advance(31)
     step(w)  # the rescuer: the one crash allowed is used up

@@ -197,6 +197,7 @@ def tick(
     scheduler = rt.scheduler
     results = scheduler.tick(at)
     from flowjobs.core.clock import iso
+    from flowjobs.core.scheduler import raise_enqueue_failures
 
     if as_json:
         output.emit_json(
@@ -209,21 +210,7 @@ def tick(
         for r in results:
             for slot, run_id in zip(r.slots, r.run_ids):
                 typer.echo(f"{r.schedule}\t{iso(slot)}\t{run_id}")
-    fail_on_enqueue_failures(scheduler.failures)
-
-
-def fail_on_enqueue_failures(failures: dict) -> None:
-    """Exit non-zero when a schedule failed to enqueue: with the database's code (4, 5, 6)
-    when only the database failed (its error says why), else 1 naming each schedule."""
-    if not failures:
-        return
-    from flowjobs.core.scheduler import EnqueueFailed, is_database_failure
-
-    if all(is_database_failure(exc) for exc in failures.values()):
-        raise next(iter(failures.values()))
-    raise EnqueueFailed(
-        "; ".join(f"schedule {sid} failed to enqueue: {exc}" for sid, exc in failures.items())
-    )
+    raise_enqueue_failures(scheduler.failures)
 
 
 def run_scheduler(ctx: typer.Context):
@@ -231,22 +218,8 @@ def run_scheduler(ctx: typer.Context):
     Exits 1 at once when a schedule fails to enqueue for a reason other than the database (a
     database outage is waited out, tick after tick), and 1 if stopped while one still fails."""
     from flowjobs.cli.signals import on_signals
-    from flowjobs.core.duties import standard_duties
-    from flowjobs.core.scheduler import is_database_failure
 
-    rt = ctx.obj.runtime()
-    scheduler = rt.scheduler
-    duties = standard_duties(rt, scheduler=False)
-
-    def tick():
-        scheduler.tick()
-        if any(not is_database_failure(exc) for exc in scheduler.failures.values()):
-            duties.stop()
-
-    duties.every(rt.settings.scheduler.interval, tick, "scheduler tick")
-    on_signals(lambda _signum: duties.stop())
-    duties.run()
-    fail_on_enqueue_failures(scheduler.failures)
+    ctx.obj.runtime().run_scheduler(on_start=lambda stop: on_signals(lambda _signum: stop()))
 
 
 def register(root: typer.Typer) -> None:

@@ -52,53 +52,22 @@ def run_worker(
 
     state = ctx.obj
     rt = state.runtime()
-    ws = rt.settings.worker
-    grace = (
-        output.parse_option(shutdown_timeout, parse_duration, "--shutdown-timeout")
-        or ws.shutdown_timeout
-    )
-    procs = processes or ws.processes
+    grace = output.parse_option(shutdown_timeout, parse_duration, "--shutdown-timeout")
+    procs = processes or rt.settings.worker.processes
     if procs > 1:
         raise typer.Exit(
             _supervise(
                 state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler
             )
         )
-    from flowjobs.core.worker import Worker, WorkerOptions
-
-    rt.registry  # noqa: B018 - import task modules before the first claim
-    rt.store  # noqa: B018 - migrate before the first claim
-    worker = Worker(
-        rt,
-        WorkerOptions(
-            concurrency=concurrency or ws.concurrency,
-            queues=queue or ws.queues,
-            lease=ws.lease,
-            poll_interval=ws.poll_interval,
-            rescue_interval=ws.rescue_interval,
-            shutdown_timeout=grace,
-            burst=burst,
-            max_jobs=max_jobs,
-            max_crashes=rt.settings.run.max_crashes,
-        ),
+    options = rt.worker_options(
+        concurrency=concurrency,
+        queues=queue or None,
+        shutdown_timeout=grace,
+        burst=burst,
+        max_jobs=max_jobs,
     )
-    _install_signals(worker)
-    if burst:  # one tick first, so `run-worker --burst` from cron also fires due schedules
-        if not no_scheduler:
-            rt.scheduler.tick()
-        code = worker.run()
-        if not no_scheduler:  # cron must see a schedule that failed to enqueue
-            from flowjobs.cli.schedules_cmd import fail_on_enqueue_failures
-
-            fail_on_enqueue_failures(rt.scheduler.failures)
-        raise typer.Exit(code)
-    from flowjobs.core.duties import standard_duties
-
-    duties = standard_duties(rt, scheduler=not no_scheduler)
-    duties.start()
-    code = worker.run()
-    duties.stop()
-    raise typer.Exit(code)
+    raise typer.Exit(rt.run_worker(options, scheduler=not no_scheduler, on_start=_install_signals))
 
 
 def _install_signals(worker) -> None:

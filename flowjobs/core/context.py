@@ -6,6 +6,9 @@
 - `with ctx.transaction() as tx:` — the seed's `adminTransaction`: `tx.execute(sql, params)`
   and `tx.trigger(...)` commit together or not at all
 - `ctx.canceled`: set when the run is canceled or timed out; long tasks should check it
+- `ctx.billing`, `ctx.documents`, `ctx.mailer`, `ctx.settings`: the services a task may use,
+  given by whoever composed the worker (`Services`); a worker without them (a test's) raises
+  a clear error when a task asks for one
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 _log = logging.getLogger("flowjobs.task")
 
@@ -72,6 +75,29 @@ class Transaction:
 _EVENT_LOCK = threading.Lock()
 
 
+class Services(Protocol):
+    """What a task may use beside the job queue (the runtime provides it)."""
+
+    @property
+    def settings(self) -> Any: ...  # flowjobs.config.Settings
+
+    @property
+    def billing(self) -> Any: ...  # flowjobs.billing.service.Billing
+
+    @property
+    def documents(self) -> Any: ...  # a document storage (flowjobs.adapters.storage)
+
+    @property
+    def mailer(self) -> Any: ...  # flowjobs.adapters.mailer
+
+
+class NoServices:
+    """The services of a worker composed without any: every use says so."""
+
+    def __getattr__(self, name: str):
+        raise RuntimeError(f"this worker was composed without services: a task asked for {name!r}")
+
+
 @dataclass(slots=True)
 class TaskContext:
     run_id: str
@@ -82,7 +108,7 @@ class TaskContext:
     store: Any
     clock: Any
     worker_id: str = ""
-    runtime: Any = None  # the composition root: tasks reach adapters (e.g. `ctx.runtime.billing`)
+    services: Services | None = None  # billing, documents, mailer, settings
     crashes: int = 0  # earlier attempts lost to crashes; they do not count against max_attempts
     _canceled: threading.Event | None = field(default=None, repr=False)
 
@@ -99,6 +125,26 @@ class TaskContext:
                 if self._canceled is None:
                     self._canceled = threading.Event()
         return self._canceled
+
+    @property
+    def _services(self) -> Services:
+        return self.services if self.services is not None else NoServices()
+
+    @property
+    def billing(self) -> Any:
+        return self._services.billing
+
+    @property
+    def documents(self) -> Any:
+        return self._services.documents
+
+    @property
+    def mailer(self) -> Any:
+        return self._services.mailer
+
+    @property
+    def settings(self) -> Any:
+        return self._services.settings
 
     @property
     def is_last_attempt(self) -> bool:

@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import schedule
+
+from flowjobs.store.failures import is_transient
 
 log = logging.getLogger("flowjobs.duties")
 
 
 class Duties:
-    def __init__(self):
+    """Periodic duties, each an `(interval in seconds, fn, name)` entry given by whoever composes
+    them (the runtime: scheduler tick, pruner, alerts)."""
+
+    def __init__(self, entries: list[tuple[float, Callable[[], object], str]] = ()):
         self.jobs = schedule.Scheduler()
         self._stop = threading.Event()
         self._waiting: set[str] = set()  # duties that failed on a database outage
+        for seconds, fn, name in entries:
+            self.every(seconds, fn, name)
 
     def every(self, seconds: float, fn, name: str) -> None:
         self.jobs.every(seconds).seconds.do(self._safe, fn, name)
 
     def _safe(self, fn, name: str) -> None:
-        from flowjobs.store.failures import is_transient
-
         try:
             fn()
         except Exception as exc:
@@ -61,28 +67,15 @@ class Duties:
         self._stop.set()
 
 
-def prune_once(runtime) -> int:
-    """Delete finished runs past `[retention]` (in batches until none is left)."""
-    r = runtime.settings.retention
-    now = runtime.clock.now_ms()
+def prune_once(store, clock, retention) -> int:
+    """Delete finished runs past `retention` ([retention]: completed, failed; in batches until
+    none is left)."""
+    now = clock.now_ms()
     total = 0
     while True:
-        deleted = runtime.store.prune(
-            now, now - int(r.completed * 1000), now - int(r.failed * 1000)
+        deleted = store.prune(
+            now, now - int(retention.completed * 1000), now - int(retention.failed * 1000)
         )
         total += deleted
         if deleted == 0:
             return total
-
-
-def standard_duties(runtime, scheduler: bool = True) -> Duties:
-    duties = Duties()
-    if scheduler:
-        duties.every(runtime.settings.scheduler.interval, runtime.scheduler.tick, "scheduler tick")
-    duties.every(runtime.settings.retention.interval, lambda: prune_once(runtime), "pruner")
-    alerts = runtime.settings.alerts
-    if alerts.email or alerts.webhook_url:
-        from flowjobs.alerts import raise_alerts
-
-        duties.every(alerts.interval, lambda: raise_alerts(runtime), "alerts")
-    return duties

@@ -3,8 +3,11 @@
     @task("attempt-billing-run", payload=AttemptBillingRunPayload, retry=RetryPolicy(max_attempts=3))
     def attempt_billing_run(payload, ctx): ...
 
-Tasks are registered by importing their modules from an explicit list (built-in modules in
-`flowjobs.tasks.BUILTIN_MODULES`, the user's in `[tasks] modules`), never by scanning.
+`@task` only declares: it returns a `Task` and changes nothing else. A `Registry` (one per
+runtime, never a module-level global) loads an explicit list of modules (built-in ones in
+`flowjobs.tasks.BUILTIN_MODULES`, the user's in `[tasks] modules`) and takes the tasks each
+module declares at its top level (and those it lists in `TASKS`, for tasks made in a loop) —
+never by scanning packages.
 """
 
 from __future__ import annotations
@@ -65,10 +68,10 @@ class Task:
 
 
 class Registry:
-    def __init__(self):
+    def __init__(self, loader: Callable[[Registry, str], None] | None = None):
         self._tasks: dict[str, Task] = {}
-        # Called with a task id that is not registered (yet): imports what declares it.
-        self.loader: Callable[[str], None] | None = None
+        # Called with a task id that is not registered (yet): loads what declares it.
+        self.loader = loader
 
     def add(self, task: Task) -> Task:
         existing = self._tasks.get(task.id)
@@ -85,7 +88,7 @@ class Registry:
     def get(self, task_id: str) -> Task:
         task = self._tasks.get(task_id)
         if task is None and self.loader is not None:
-            self.loader(task_id)  # import what declares it (everything, when that is unclear)
+            self.loader(self, task_id)  # load what declares it (everything, when that is unclear)
             task = self._tasks.get(task_id)
         if task is None:
             known = ", ".join(sorted(self._tasks)) or "none"
@@ -106,8 +109,27 @@ class Registry:
                 limits[t.queue] = min(limits.get(t.queue, t.concurrency_limit), t.concurrency_limit)
         return limits
 
-
-registry = Registry()  # tasks declared with @task land here
+    def load(self, names: list[str]) -> None:
+        """Import task modules and register the tasks each declares at its top level; a module
+        that fails to import is a configuration error."""
+        problems = []
+        for name in names:
+            try:
+                module = importlib.import_module(name)
+            except ConfigError:
+                raise
+            except Exception as exc:
+                problems.append(
+                    f"tasks.modules: cannot import {name!r}: {type(exc).__name__}: {exc}"
+                )
+                continue
+            for value in list(vars(module).values()):
+                if isinstance(value, Task):
+                    self.add(value)
+            for value in getattr(module, "TASKS", ()):  # tasks a module generates in a loop
+                self.add(value)
+        if problems:
+            raise ConfigError(problems)
 
 
 def task(
@@ -123,12 +145,13 @@ def task(
     description: str | None = None,
     on_failure: str | None = None,
     into: Registry | None = None,
-):
+) -> Callable[[Callable[[Any, Any], Any]], Task]:
     """Declare a task. `timeout` is a duration ("30s") or seconds. `on_failure` names a task
     that is triggered, in the same transaction, when a run of this one fails for good (attempts
     or crash budget used up, aborted, timed out on its last attempt), with a `FailedRun`
     payload and the idempotency key `on-failure:<run id>`: the place to settle a business
-    object (a billing run, a payment) that the failed run left half-way."""
+    object (a billing run, a payment) that the failed run left half-way. The task is
+    registered when its module is loaded by a `Registry` (or at once `into` a given one)."""
     if not TASK_ID.match(id):
         raise ValueError(f"task id {id!r} must be kebab-case, e.g. 'attempt-billing-run'")
     if concurrency_limit is not None and concurrency_limit < 1:
@@ -151,21 +174,8 @@ def task(
             module=fn.__module__,
             on_failure=on_failure,
         )
-        (into or registry).add(t)
+        if into is not None:
+            into.add(t)
         return t
 
     return decorate
-
-
-def load_modules(names: list[str]) -> None:
-    """Import task modules; a module that fails to import is a configuration error."""
-    problems = []
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            problems.append(f"tasks.modules: cannot import {name!r}: {type(exc).__name__}: {exc}")
-    if problems:
-        raise ConfigError(problems)

@@ -187,6 +187,18 @@ def resolve(registry, settings) -> dict[str, Schedule]:
     return found
 
 
+def raise_enqueue_failures(failures: dict[str, BaseException]) -> None:
+    """Raise when a schedule failed to enqueue: the database's own error (exit 4, 5, 6) when
+    only the database failed (it says why), else `EnqueueFailed` naming each schedule."""
+    if not failures:
+        return
+    if all(is_database_failure(exc) for exc in failures.values()):
+        raise next(iter(failures.values()))
+    raise EnqueueFailed(
+        "; ".join(f"schedule {sid} failed to enqueue: {exc}" for sid, exc in failures.items())
+    )
+
+
 @dataclass
 class TickResult:
     schedule: str
@@ -203,10 +215,25 @@ def is_database_failure(exc: BaseException) -> bool:
 
 
 class Scheduler:
-    def __init__(self, runtime):
-        self.rt = runtime
-        self.store = runtime.store
-        self.schedules = resolve(runtime.registry, runtime.settings)
+    def __init__(
+        self,
+        store,
+        client,
+        schedules: dict[str, Schedule],
+        clock,
+        *,
+        grace: float = 60.0,
+        alerting: bool = False,
+    ):
+        """`schedules` as `resolve` returns them; `grace` (seconds): how late a slot may still
+        be enqueued under the `skip` policy ([scheduler] grace); `alerting`: raise alerts for
+        lost windows and failing schedules (alerts are configured)."""
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.schedules = schedules
+        self.grace_ms = int(grace * 1000)
+        self.alerting = alerting
         self.failures: dict[str, BaseException] = {}  # schedule id -> why its last tick failed
         self._notices: list[dict] = []  # alerts found inside a tick, raised after it
 
@@ -225,7 +252,7 @@ class Scheduler:
     def tick(self, now: int | None = None) -> list[TickResult]:
         """Enqueue every due slot of every enabled schedule. A schedule that fails is logged
         (once, until it recovers), alerted, and kept in `failures`; the others go on."""
-        now = self.rt.clock.now_ms() if now is None else now
+        now = self.clock.now_ms() if now is None else now
         states = self.store.schedule_states()
         results = []
         failures: dict[str, BaseException] = {}
@@ -269,7 +296,7 @@ class Scheduler:
             if not slots:
                 return TickResult(s.id, [], [])
             items = self._items(s, slots, last, now, conn)
-            runs = self.rt.client.batch_trigger(items, session=conn) if items else []
+            runs = self.client.batch_trigger(items, session=conn) if items else []
             conn.execute(
                 store.sql["schedule_advance"], {"id": s.id, "last_slot": slots[-1], "now": now}
             )
@@ -293,7 +320,7 @@ class Scheduler:
         stretch that runs did not succeed in and no other run covers (see `_reach`)."""
         if s.catchup == "skip":
             newest = slots[-1]
-            if now - newest > int(self.rt.settings.scheduler.grace * 1000):
+            if now - newest > self.grace_ms:
                 return []
             slots, ordinary = [newest], s.previous(newest)
         else:
@@ -395,9 +422,6 @@ class Scheduler:
         return min(ordinary, gaps[0][0]), losers
 
     # -- alerts ------------------------------------------------------------------------
-    def _alerting(self) -> bool:
-        alerts = self.rt.settings.alerts
-        return bool(alerts.email or alerts.webhook_url)
 
     def _notice_lost(
         self, s: Schedule, slot: int, start: int, floor: int, losers: list[tuple[WindowRun, int]]
@@ -461,7 +485,7 @@ class Scheduler:
 
     def _raise_notices(self) -> None:
         notices, self._notices = self._notices, []
-        if not notices or not self._alerting():
+        if not notices or not self.alerting:
             return
         from flowjobs.alerts import ALERT_TASK
 
@@ -475,7 +499,7 @@ class Scheduler:
             for n in notices
         ]
         try:
-            self.rt.client.batch_trigger(items)
+            self.client.batch_trigger(items)
         except Exception as exc:  # the database is down (the failure being alerted?): next tick
             (log.debug if is_database_failure(exc) else log.error)(
                 "scheduler alerts could not be raised: %s", exc
@@ -516,7 +540,7 @@ class Scheduler:
             previous = slot
         runs = []
         for i in range(0, 0 if dry_run else len(items), 500):
-            runs += self.rt.client.batch_trigger(items[i : i + 500])
+            runs += self.client.batch_trigger(items[i : i + 500])
             if progress:
                 progress(len(items[i : i + 500]))
         new = sum(1 for r in runs if not r.deduplicated) if not dry_run else len(items)
@@ -544,25 +568,25 @@ class Scheduler:
         """Run now, keyed as a manual run (`<id>:manual:<now>`), not as a slot. Its window
         starts at `since`, by default where the next slot's would (see `covered_until`)."""
         s = self.get(schedule_id)
-        now = self.rt.clock.now_ms()
+        now = self.clock.now_ms()
         if since is not None and since >= now:
             from flowjobs.errors import BadInput
 
             raise BadInput(f"--since must be before now ({iso(now)})")
         last = since if since is not None else self.covered_until(s, now)
         payload = s.payload_for(now, last)
-        return self.rt.client.trigger(s.task, payload, idempotency_key=f"{s.id}:{MANUAL}{iso(now)}")
+        return self.client.trigger(s.task, payload, idempotency_key=f"{s.id}:{MANUAL}{iso(now)}")
 
     def set_enabled(self, schedule_id: str, enabled: bool) -> None:
         s = self.get(schedule_id)
-        now = self.rt.clock.now_ms()
+        now = self.clock.now_ms()
         self.store.set_schedule_enabled(
             s.id, enabled, cron.previous_slot(s.cron, s.timezone, now + 1), now
         )
 
     def describe(self) -> list[dict]:
         states = self.store.schedule_states()
-        now = self.rt.clock.now_ms()
+        now = self.clock.now_ms()
         rows = []
         for s in self.schedules.values():
             last = states.get(s.id, {}).get("last_slot")
@@ -585,7 +609,7 @@ class Scheduler:
         """Per schedule over the window: slots that ran, slots missing, slots with >1 run,
         slots whose run did not succeed, and the time no succeeded run covers (`lost`), each
         with what closes it: the next slot, or the fix to run. `status`: ok, recovering, lost."""
-        now = self.rt.clock.now_ms()
+        now = self.clock.now_ms()
         states = self.store.schedule_states()
         report = []
         for s in self.schedules.values():

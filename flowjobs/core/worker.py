@@ -48,6 +48,7 @@ from flowjobs.core.context import TaskContext
 from flowjobs.core.executor import Outcome, decide, perform
 from flowjobs.core.outage import Outage
 from flowjobs.core.preload import Preloader
+from flowjobs.core.retry import RetryPolicy
 from flowjobs.store import failures
 from flowjobs.store.jobs import ClaimedRun, Finish, NewRun, Rescued
 
@@ -69,6 +70,8 @@ class WorkerOptions:
     burst: bool = False
     max_jobs: int | None = None
     max_crashes: int = 10
+    run_timeout: float = 3600.0  # an attempt's limit for tasks that declare none ([run] timeout)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # for tasks that declare none
 
 
 @dataclass
@@ -96,13 +99,28 @@ def make_worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, runtime, options: WorkerOptions, worker_id: str | None = None):
-        self.rt = runtime
-        self.store = runtime.store
-        self.clock = runtime.clock
+    """Everything it works with is given: the job store, the registry of tasks, the client
+    (follow-up and failure-hook runs), the clock, its options, and the services tasks reach
+    through `ctx` (billing, documents, mail; see `TaskContext`)."""
+
+    def __init__(
+        self,
+        store,
+        registry,
+        client,
+        clock,
+        options: WorkerOptions,
+        services=None,
+        worker_id: str | None = None,
+    ):
+        self.store = store
+        self.registry = registry
+        self.client = client
+        self.clock = clock
+        self.services = services
         self.opt = options
         self.id = worker_id or make_worker_id()
-        self.limits = runtime.registry.queue_limits()
+        self.limits = registry.queue_limits()
         self._tasks: dict[str, tuple] = {}
         self._inflight: dict[str, InFlight] = {}
         self._lock = threading.Lock()
@@ -316,11 +334,11 @@ class Worker:
             run.task,
             run.attempt,
             run.max_attempts,
-            self.rt.client,
+            self.client,
             self.store,
             self.clock,
             self.id,
-            self.rt,
+            self.services,
             run.crashes,
         )
         flight = InFlight(run, task, ctx, now_ms, now + timeout, now + self.opt.lease / 3)
@@ -346,10 +364,8 @@ class Worker:
         """(task or None, attempt timeout in seconds), looked up once per task id."""
         info = self._tasks.get(task_id)
         if info is None:
-            task = self.rt.registry.get(task_id) if task_id in self.rt.registry else None
-            timeout = (
-                task.timeout if task and task.timeout else None
-            ) or self.rt.settings.run.timeout
+            task = self.registry.get(task_id) if task_id in self.registry else None
+            timeout = (task.timeout if task and task.timeout else None) or self.opt.run_timeout
             info = self._tasks[task_id] = (task, timeout)
         return info
 
@@ -402,7 +418,7 @@ class Worker:
         run = flight.run
         policy = (
             flight.task.retry if flight.task and flight.task.retry else None
-        ) or self.rt.retry_defaults
+        ) or self.opt.retry
         now = self.clock.now_ms()
         decision = decide(
             outcome,
@@ -451,7 +467,7 @@ class Worker:
         from flowjobs.core.client import TriggerItem
 
         try:
-            return self.rt.client.new_run(
+            return self.client.new_run(
                 TriggerItem(
                     hook,
                     {

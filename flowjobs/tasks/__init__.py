@@ -26,13 +26,11 @@ BUILTIN_MODULES = [
 ]
 
 
-def load_builtin_for(task_id: str) -> None:
-    """Import the built-in module that declares `task_id`: the module named after it when
-    there is one (`noop` -> flowjobs.tasks.noop), otherwise all of them."""
-    from flowjobs.core.registry import load_modules, registry
-
+def load_builtin_for(registry, task_id: str) -> None:
+    """Load the built-in module that declares `task_id` into `registry`: the module named after
+    it when there is one (`noop` -> flowjobs.tasks.noop), otherwise all of them."""
     module = "flowjobs.tasks." + task_id.replace("-", "_")
     if module in BUILTIN_MODULES:
-        load_modules([module])
+        registry.load([module])
     if task_id not in registry:
-        load_modules(BUILTIN_MODULES)
+        registry.load(BUILTIN_MODULES)

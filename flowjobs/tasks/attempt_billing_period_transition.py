@@ -22,6 +22,6 @@ def attempt_billing_period_transition(payload: PeriodPayload, ctx):
     """Roll one subscription over to its next billing period."""
     from flowjobs.billing.rollover import transition_billing_period
 
-    report = run_billing(transition_billing_period, ctx.runtime.billing, payload.billing_period_id)
+    report = run_billing(transition_billing_period, ctx.billing, payload.billing_period_id)
     ctx.log.info("%s", report.detail)
     return report.as_dict()

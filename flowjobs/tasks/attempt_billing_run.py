@@ -47,8 +47,6 @@ def attempt_billing_run(payload: AttemptBillingRunPayload, ctx):
     """Charge one billing run (at most once)."""
     from flowjobs.billing.runs import execute_billing_run
 
-    report = run_billing(
-        execute_billing_run, ctx.runtime.billing, payload.billing_run_id, ctx.run_id
-    )
+    report = run_billing(execute_billing_run, ctx.billing, payload.billing_run_id, ctx.run_id)
     ctx.log.info("%s: %s (%s)", report.action, report.status, report.detail)
     return report.as_dict()

@@ -18,7 +18,7 @@ def attempt_billing_runs(payload: AttemptBillingRunsPayload, ctx):
     """Fan out the billing runs that are due."""
     from flowjobs.billing.fanout import due_billing_runs
 
-    b = ctx.runtime.billing
+    b = ctx.billing
     pages = due_billing_runs(b, b.now(), b.settings.fan_out_page)
     rows = fan_out(ctx, pages, "attempt-billing-run", "billingRunId", lambda row: row[0])
     count = {

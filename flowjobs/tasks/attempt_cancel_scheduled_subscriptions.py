@@ -20,7 +20,7 @@ def attempt_cancel_scheduled_subscriptions(payload: CancelWindow, ctx):
     """Fan out the cancellations that fell due in the window."""
     from flowjobs.billing.fanout import cancellations_due
 
-    b = ctx.runtime.billing
+    b = ctx.billing
     pages = cancellations_due(b, utc(payload.start), utc(payload.end), b.settings.fan_out_page)
     total = len(
         fan_out(

@@ -39,6 +39,6 @@ def _cancel(b, subscription_id: str) -> dict:
 @task("attempt-subscription-cancellation", payload=SubscriptionPayload)
 def attempt_subscription_cancellation(payload: SubscriptionPayload, ctx):
     """Cancel one subscription whose scheduled cancellation is due."""
-    result = run_billing(_cancel, ctx.runtime.billing, payload.subscription_id)
+    result = run_billing(_cancel, ctx.billing, payload.subscription_id)
     ctx.log.info("%s: %s", result["subscriptionId"], result["result"])
     return result

@@ -20,7 +20,7 @@ def attempt_transition_billing_periods(payload: TransitionWindow, ctx):
     """Fan out the billing periods that ended in the window."""
     from flowjobs.billing.fanout import ending_periods
 
-    b = ctx.runtime.billing
+    b = ctx.billing
     pages = ending_periods(
         b, utc(payload.last_timestamp), utc(payload.current_timestamp), b.settings.fan_out_page
     )

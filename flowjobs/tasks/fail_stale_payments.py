@@ -17,9 +17,9 @@ def fail_stale_payments(payload: StalePayload, ctx):
     """Settle or fail payments stuck in a pending status."""
     from flowjobs.billing.stale import fail_stale_payments as run
 
-    alerts = ctx.runtime.settings.alerts
+    alerts = ctx.settings.alerts
     report = run(
-        ctx.runtime.billing, utc(payload.timestamp), alert=bool(alerts.email or alerts.webhook_url)
+        ctx.billing, utc(payload.timestamp), alert=bool(alerts.email or alerts.webhook_url)
     )
     ctx.log.info(
         "stale payments: %d seen, %d failed, %d settled, %d still pending, %d requeued, %d errors",

@@ -15,7 +15,7 @@ def hourly_cron(payload: SchedulePayload, ctx):
     """Purge expired checkout sessions and fan out the hourly billing work."""
     from flowjobs.billing.fanout import purge_expired_checkout_sessions
 
-    b = ctx.runtime.billing
+    b = ctx.billing
     slot = utc(payload.timestamp)
     start = utc(payload.last_timestamp) if payload.last_timestamp else slot - timedelta(hours=1)
     at, since = iso_of(slot), iso_of(start)

@@ -90,7 +90,7 @@ def _sender(task_id: str):
         from flowjobs.notifications.send import send_notification
 
         try:
-            result = send_notification(ctx.runtime, task_id, payload)
+            result = send_notification(ctx.services, task_id, payload)
         except (MailRejected, NotFound) as exc:
             raise AbortTaskRunError(str(exc)) from None
         ctx.log.info("%s", result.get("skipped") or f"sent {result['sent']} email(s)")
@@ -107,7 +107,9 @@ DIRECT_EMAILS: dict[str, type[BaseModel]] = {
     "send-organization-awaiting-payment-confirmation-notification": PaymentRef,
 }
 
-for _task_id, _model in {**NOTIFICATIONS, **DIRECT_EMAILS}.items():
-    task(_task_id, payload=_model, retry=RetryPolicy(max_attempts=3, min_wait=5, max_wait=60))(
-        _sender(_task_id)
+TASKS = [  # generated tasks are listed in TASKS, where the registry looks for them
+    task(task_id, payload=model, retry=RetryPolicy(max_attempts=3, min_wait=5, max_wait=60))(
+        _sender(task_id)
     )
+    for task_id, model in {**NOTIFICATIONS, **DIRECT_EMAILS}.items()
+]

@@ -21,6 +21,6 @@ def send_alert(payload: Alert, ctx):
     """Deliver an alert to [alerts] email and webhook_url."""
     from flowjobs.alerts import deliver
 
-    sent = deliver(ctx.runtime, payload.model_dump())
+    sent = deliver(ctx.services, payload.model_dump())
     ctx.log.info("alert delivered: %s", sent)
     return sent

@@ -30,9 +30,9 @@ def settle_billing_run(payload: FailedRun, ctx):
         raise AbortTaskRunError(
             f"run {payload.run_id} of {payload.task} names no billing run: {payload.payload}"
         )
-    alerts = ctx.runtime.settings.alerts
+    alerts = ctx.settings.alerts
     report = settle_failed_job(
-        ctx.runtime.billing,
+        ctx.billing,
         billing_run_id,
         payload.run_id,
         payload.error,

@@ -24,7 +24,7 @@ def _handler(task_id: str):
         from flowjobs.webhooks.handle import handle
 
         try:
-            result = handle(ctx.runtime.billing, task_id, payload.inbox_id)
+            result = handle(ctx.billing, task_id, payload.inbox_id)
         except (NotFound, BadInput, BillingError) as exc:
             raise AbortTaskRunError(str(exc)) from None
         ctx.log.info("%s", result)
@@ -34,5 +34,4 @@ def _handler(task_id: str):
     return body
 
 
-for _task_id in HANDLER_TASKS:
-    task(_task_id, payload=InboxRef)(_handler(_task_id))
+TASKS = [task(task_id, payload=InboxRef)(_handler(task_id)) for task_id in HANDLER_TASKS]
