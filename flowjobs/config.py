@@ -263,14 +263,14 @@ class ScheduleSettings(Section):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        from flowjobs.core.cron import normalise
+        from flowjobs.cron import normalise
 
         return None if value is None else normalise(value)
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
-        from flowjobs.core.cron import zone
+        from flowjobs.cron import zone
 
         if value is not None:
             zone(value)

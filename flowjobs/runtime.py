@@ -93,13 +93,16 @@ class Runtime:
         from flowjobs.core.scheduler import Scheduler
 
         alerts = self.settings.alerts
+        alert_task = None
+        if alerts.email or alerts.webhook_url:
+            from flowjobs.ops.alerts import ALERT_TASK as alert_task
         return Scheduler(
             self.store,
             self.client,
             self.schedules,
             self.clock,
             grace=self.settings.scheduler.grace,
-            alerting=bool(alerts.email or alerts.webhook_url),
+            alert_task=alert_task,
         )
 
     # -- workers and duties ----------------------------------------------------------------
@@ -152,7 +155,7 @@ class Runtime:
         entries.append((retention.interval, lambda: prune_once(store, clock, retention), "pruner"))
         alerts = self.settings.alerts
         if alerts.email or alerts.webhook_url:
-            from flowjobs.alerts import raise_alerts
+            from flowjobs.ops.alerts import raise_alerts
 
             entries.append((alerts.interval, lambda: raise_alerts(self), "alerts"))
         return entries
@@ -206,25 +209,28 @@ class Runtime:
         raise_enqueue_failures(scheduler.failures)
 
     @cached_property
-    def billing_engine(self):
-        from flowjobs.billing.db import make_engine
+    def units(self):
+        """Units of work over the billing, inbox and outbound tables (`store.units`)."""
+        from flowjobs.store.units import Units
 
         self.store  # noqa: B018 - the schema (job and billing tables) is migrated on first use
-        return make_engine(self.settings.database_url(), self.settings.database.busy_timeout)
+        return Units(self.db)
 
     @cached_property
     def billing(self):
         from flowjobs.adapters.stripe_gateway import StripeGateway
         from flowjobs.billing.service import Billing
+        from flowjobs.outbound.emit import OutboundEvents
 
         billing = Billing(
-            self.billing_engine,
+            self.units,
             self.clock,
             self.client,
             lambda: StripeGateway(self.settings.stripe),
             self.settings.billing,
+            outbound=self.settings.webhooks.outbound,
         )
-        billing.outbound = self.settings.webhooks.outbound
+        self.units.hooks.append(OutboundEvents(billing))
         return billing
 
     @cached_property
@@ -243,7 +249,7 @@ class Runtime:
         return self.client.trigger(task, payload, **options)
 
     def close(self) -> None:
-        if "billing_engine" in self.__dict__:
-            self.billing_engine.dispose()
+        if "units" in self.__dict__:
+            self.units.dispose()
         if "db" in self.__dict__:
             self.db.close()

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flowjobs.alerts import find, raise_alerts
+from flowjobs.ops.alerts import find, raise_alerts
 from tests.billing_helpers import drain
 from tests.test_notifications import Collect, free_port
 

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import inspect
 
-from flowjobs.billing import models
-from flowjobs.billing.db import sqlalchemy_url
 from flowjobs.outbound import models as _outbound  # noqa: F401  (so do the outbound webhook tables)
 from flowjobs.store.db import Database
 from flowjobs.store.migrate import HEAD, current_revision, upgrade
+from flowjobs.store.tables import metadata
+from flowjobs.store.units import make_engine
 from flowjobs.webhooks import models as _inbox  # noqa: F401  (the inbox shares the metadata)
 
 
 def test_migrated_schema_matches_the_models(db_url):
-    engine = create_engine(sqlalchemy_url(db_url))
+    engine = make_engine(Database(db_url))
     try:
         with engine.connect() as conn:
             diffs = compare_metadata(
-                MigrationContext.configure(conn, opts={"compare_type": True}), models.metadata
+                MigrationContext.configure(conn, opts={"compare_type": True}), metadata
             )
     finally:
         engine.dispose()
@@ -55,9 +55,9 @@ def test_upgrade_from_the_job_tables_only_keeps_runs(tmp_path):
         )
     before, after = upgrade(db)
     assert (before, after) == ("0002", HEAD)
-    engine = create_engine(sqlalchemy_url(db.url))
+    engine = make_engine(db)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert set(models.metadata.tables) <= tables
+    assert set(metadata.tables) <= tables
     with db.borrow() as conn:
         assert conn.execute("SELECT last_slot FROM flowjobs_schedules").fetchall() == [(1,)]

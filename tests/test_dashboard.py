@@ -136,7 +136,7 @@ def test_read_only_by_default_and_password_protected_beyond_loopback(make_runtim
     refused = flowjobs("serve", "--host", "0.0.0.0", "--port", "0", env=env)
     assert refused.returncode == 2 and "set [dashboard] password" in refused.stderr
 
-    from flowjobs.dashboard.app import Dashboard
+    from flowjobs.http.dashboard.app import Dashboard
 
     def call(app, path, method="GET", auth=None):
         import io
@@ -164,7 +164,7 @@ def test_read_only_by_default_and_password_protected_beyond_loopback(make_runtim
 def test_runs_are_paged_newest_first(make_runtime, clock):
     import io
 
-    from flowjobs.dashboard.app import Dashboard
+    from flowjobs.http.dashboard.app import Dashboard
 
     rt = make_runtime(dashboard={"page_size": 5})
     ids = []

@@ -34,7 +34,7 @@ def scrape(app) -> dict:
 
 
 def test_metrics_report_runs_durations_queues_lag_and_inbox(make_runtime, clock):
-    from flowjobs.webhooks.server import WebhookApp
+    from flowjobs.http.server import WebhookApp
 
     rt = make_runtime(schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}})
     for i in range(3):

@@ -223,7 +223,7 @@ def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_fa
 
     import io
 
-    from flowjobs.dashboard.app import Dashboard
+    from flowjobs.http.dashboard.app import Dashboard
 
     page = b"".join(
         Dashboard(ort)(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowjobs.core import cron
+from flowjobs import cron
 from flowjobs.core.clock import iso, parse_iso
 from flowjobs.core.duties import prune_once
 

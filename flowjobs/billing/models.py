@@ -15,54 +15,12 @@ the migrated schema matches these classes.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, Integer, String, Text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, Text
+from sqlmodel import Field
 
 from flowjobs.billing import enums as E
-from flowjobs.billing.types import UTCDateTime
-
-metadata = SQLModel.metadata
-
-
-def Time(nullable: bool = False, **kw) -> Any:
-    return Field(default=None if nullable else ..., sa_type=UTCDateTime, nullable=nullable, **kw)
-
-
-def Money(nullable: bool = False, default: Any = ..., **kw) -> Any:
-    return Field(default=None if nullable else default, sa_type=BigInteger, nullable=nullable, **kw)
-
-
-def Json(nullable: bool = True) -> Any:
-    return Field(default=None, sa_type=JSON, nullable=nullable)
-
-
-def Ref(nullable: bool = False, **kw) -> Any:
-    return Field(
-        default=None if nullable else ..., sa_type=String, nullable=nullable, index=True, **kw
-    )
-
-
-def one_of(column: str, enum: type[StrEnum]) -> CheckConstraint:
-    values = ", ".join(f"'{member.value}'" for member in enum)
-    return CheckConstraint(f"{column} IN ({values})", name=f"ck_{column}")
-
-
-def camel(name: str, sa_type, nullable: bool = False, default: Any = ...) -> Any:
-    return Field(
-        default=None if nullable and default is ... else default,
-        sa_column=Column(name, sa_type, nullable=nullable),
-    )
-
-
-class Base(SQLModel):
-    id: str = Field(primary_key=True, sa_type=String)
-    created_at: datetime = Field(default=None, sa_type=UTCDateTime, nullable=False)  # set on flush
-    updated_at: datetime = Field(
-        default=None, sa_type=UTCDateTime, nullable=False
-    )  # bumped on flush
+from flowjobs.store.tables import Base, Json, Money, Ref, Time, camel, one_of
 
 
 class Live(Base):

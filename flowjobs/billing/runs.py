@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import case, func, update
 from sqlmodel import select
 
-from flowjobs import ids
+from flowjobs import faults, ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import fees, repo
 from flowjobs.billing.models import (
@@ -58,7 +58,6 @@ from flowjobs.billing.models import (
 from flowjobs.billing.periods import period_status_by_clock
 from flowjobs.billing.repo import BillingError
 from flowjobs.billing.totals import invoice_totals
-from flowjobs.core import faults
 from flowjobs.errors import FlowjobsError, NotFound
 
 log = logging.getLogger("flowjobs.billing")

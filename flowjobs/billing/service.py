@@ -1,5 +1,7 @@
-"""`Billing`: the billing engine's dependencies in one place (engine, clock, triggers,
-Stripe gateway, tax calculator, settings), handed to the job functions.
+"""`Billing`: the billing engine's dependencies in one place (units of work, clock, triggers,
+Stripe gateway, tax calculator, settings), handed to the job functions. Transactions are the
+store's (`flowjobs.store.units`); Billing adds only billing things to them: the clock's `now`
+and, in a dry run, a Stripe gateway that refuses writes.
 
 Follow-up runs (notifications, PDFs, retries) are triggered with `session=` so they commit
 with the billing writes that cause them, or not at all.
@@ -9,11 +11,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from flowjobs.billing.db import unit_of_work
 from flowjobs.billing.tax import FlatRateTax, ZeroTax
 from flowjobs.billing.types import utc_from_ms
 from flowjobs.errors import ConfigError
@@ -36,67 +36,37 @@ def load_tax_calculator(spec: str):
 
 
 class Billing:
-    def __init__(self, engine, clock, client, gateway_factory, settings):
-        self.engine = engine
+    def __init__(self, units, clock, client, gateway_factory, settings, outbound=None):
+        self.units = units  # flowjobs.store.units.Units
         self.clock = clock
         self.client = client
         self._gateway_factory = gateway_factory
         self._gateway = None
         self.settings = settings  # BillingSettings
         self.tax = load_tax_calculator(settings.tax_calculator)
-        self._outer = None  # the session every unit joins during a dry run
-        self.outbound = None  # [webhooks.outbound] (OutboundWebhookSettings), set by the runtime
+        self.outbound = outbound  # [webhooks.outbound] (OutboundWebhookSettings)
+
+    @property
+    def engine(self):
+        return self.units.engine
 
     @property
     def gateway(self):
         if self._gateway is None:
             self._gateway = self._gateway_factory()
-        return ReadOnlyGateway(self._gateway) if self._outer is not None else self._gateway
+        return ReadOnlyGateway(self._gateway) if self.units.in_dry_run else self._gateway
 
     def now(self) -> datetime:
         return utc_from_ms(self.clock.now_ms())
 
-    @contextmanager
     def unit(self, now: datetime | None = None):
-        if self._outer is not None:  # a dry run: everything joins one transaction
-            yield self._outer
-            from flowjobs.outbound import emit
+        """A unit of work (one transaction) stamped with `now` (default: the clock's)."""
+        return self.units.unit(now or self.now())
 
-            emit.deliver_new_events(self, self._outer)
-            return
-        from flowjobs.outbound import emit
-
-        with unit_of_work(self.engine, now or self.now()) as session:
-            emit.watch(session)
-            yield session
-            emit.deliver_new_events(
-                self, session
-            )  # events written here: deliveries commit with them
-
-    @contextmanager
     def dry_run(self):
         """One transaction that every unit of work joins and that is always rolled back;
         Stripe writes are refused meanwhile. Not thread-safe: for one command at a time."""
-        from sqlmodel import Session
-
-        from flowjobs.billing.db import _stamp
-
-        session = Session(self.engine, expire_on_commit=False)
-        session.info["now"] = self.now()
-        from sqlalchemy import event
-
-        event.listen(session, "before_flush", _stamp)
-        from flowjobs.outbound import emit
-
-        emit.watch(session)
-        session.begin()
-        self._outer = session
-        try:
-            yield session
-        finally:
-            self._outer = None
-            session.rollback()
-            session.close()
+        return self.units.dry_run(self.now())
 
     def trigger(
         self,

@@ -1,36 +1,9 @@
-"""Column types shared by the billing tables.
-
-`UTCDateTime` stores timezone-aware UTC instants on both dialects (timestamptz on
-PostgreSQL; ISO text on SQLite) and always hands back aware UTC datetimes. A naive datetime
-is refused on the way in, so local wall time can never sneak into the database.
-"""
+"""Times as the billing code passes them: aware UTC datetimes from and to epoch milliseconds
+(the job store's unit). The column type is `flowjobs.store.tables.UTCDateTime`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
-from sqlalchemy import DateTime
-from sqlalchemy.types import TypeDecorator
-
-
-class UTCDateTime(TypeDecorator):
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: billing times must be timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
 
 
 def utc_from_ms(ms: int) -> datetime:

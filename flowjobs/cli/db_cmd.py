@@ -53,7 +53,7 @@ def copy(
     from flowjobs.cli import output
     from flowjobs.config import DatabaseSettings
     from flowjobs.errors import BadInput
-    from flowjobs.store.copy import copy_database
+    from flowjobs.ops.copy import copy_database
 
     try:
         DatabaseSettings(url=to)

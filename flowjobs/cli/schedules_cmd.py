@@ -94,7 +94,7 @@ def backfill(
         raise BadInput("--to must be after --from")
     scheduler = _scheduler(ctx)
     schedule = scheduler.get(schedule_id)
-    from flowjobs.core import cron
+    from flowjobs import cron
 
     total = len(cron.slots_between(schedule.cron, schedule.timezone, begin, finish, limit=100_000))
     with output.progress(total, f"backfilling {schedule_id}") as advance:

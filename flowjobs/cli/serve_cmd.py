@@ -23,7 +23,7 @@ def serve(
 ):
     """Receive Stripe and Supabase webhooks: store each in the inbox, then let the workers handle it."""
     from flowjobs.errors import BadInput
-    from flowjobs.webhooks.server import make_server
+    from flowjobs.http.server import make_server
 
     rt = ctx.obj.runtime()
     settings = rt.settings.server

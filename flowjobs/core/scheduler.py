@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowjobs.core import cron
+from flowjobs import cron
 from flowjobs.core.client import TriggerItem
 from flowjobs.core.clock import iso, parse_iso
 from flowjobs.errors import (
@@ -223,17 +223,17 @@ class Scheduler:
         clock,
         *,
         grace: float = 60.0,
-        alerting: bool = False,
+        alert_task: str | None = None,
     ):
         """`schedules` as `resolve` returns them; `grace` (seconds): how late a slot may still
-        be enqueued under the `skip` policy ([scheduler] grace); `alerting`: raise alerts for
-        lost windows and failing schedules (alerts are configured)."""
+        be enqueued under the `skip` policy ([scheduler] grace); `alert_task`: the task that
+        raises an alert (lost windows, failing schedules), or None when alerts are off."""
         self.store = store
         self.client = client
         self.clock = clock
         self.schedules = schedules
         self.grace_ms = int(grace * 1000)
-        self.alerting = alerting
+        self.alert_task = alert_task
         self.failures: dict[str, BaseException] = {}  # schedule id -> why its last tick failed
         self._notices: list[dict] = []  # alerts found inside a tick, raised after it
 
@@ -485,13 +485,11 @@ class Scheduler:
 
     def _raise_notices(self) -> None:
         notices, self._notices = self._notices, []
-        if not notices or not self.alerting:
+        if not notices or not self.alert_task:
             return
-        from flowjobs.alerts import ALERT_TASK
-
         items = [
             TriggerItem(
-                ALERT_TASK,
+                self.alert_task,
                 {k: v for k, v in n.items() if k != "key"},
                 idempotency_key=n["key"],
                 idempotency_key_ttl=90 * 86400,

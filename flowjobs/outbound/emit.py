@@ -89,3 +89,17 @@ def deliver_new_events(b, session) -> None:
     settings = getattr(b, "outbound", None)
     for row in new:
         schedule_deliveries(b, session, row, settings)
+
+
+class OutboundEvents:
+    """A unit-of-work hook (`flowjobs.store.units.UnitHook`): the event rows a unit inserts get
+    their deliveries scheduled in the same transaction."""
+
+    def __init__(self, billing):
+        self.billing = billing
+
+    def opened(self, session) -> None:
+        watch(session)
+
+    def closing(self, session) -> None:
+        deliver_new_events(self.billing, session)

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import JSON, CheckConstraint, Index
 from sqlmodel import Field
 
-from flowjobs.billing.models import Base, UTCDateTime
+from flowjobs.store.tables import Base, UTCDateTime
 
 DELIVERY_STATUSES = ("pending", "retrying", "succeeded", "failed", "skipped")
 FINAL = ("succeeded", "failed", "skipped")

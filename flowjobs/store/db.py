@@ -58,13 +58,15 @@ class Database:
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else _NoLock()
 
     # -- connections -------------------------------------------------------------------
-    def connect(self):
-        """A new connection, configured for this dialect."""
+    def connect(self, autocommit: bool = True):
+        """A new connection, configured for this dialect. `autocommit=False` (PostgreSQL) is
+        for SQLAlchemy, which opens transactions through the driver (`store.units`); SQLite
+        connections always leave transactions to explicit `BEGIN IMMEDIATE`."""
         self.opened += 1
         try:
             if self.dialect == "sqlite":
                 return _connect_sqlite(self.path, self.autocheckpoint, self.busy_timeout)
-            return _connect_postgresql(self.conninfo)
+            return _connect_postgresql(self.conninfo, autocommit)
         except DatabaseError:
             raise
         except Exception as exc:  # driver-specific connection errors
@@ -149,6 +151,13 @@ class Database:
                     pass  # a broken connection: the pool closes it
                 raise
             conn.execute("COMMIT")
+
+    @contextmanager
+    def write_lock(self):
+        """This process's turn to write (SQLite; a no-op on PostgreSQL): held by every write
+        transaction, the job store's and the units of work's alike."""
+        with self._write_lock:
+            yield
 
     def is_transient(self, exc: BaseException) -> bool:
         """Errors worth waiting out: a locked SQLite file, a full disk, a database that went
@@ -254,14 +263,14 @@ def _connect_sqlite(
     return conn
 
 
-def _connect_postgresql(conninfo: str):
+def _connect_postgresql(conninfo: str, autocommit: bool = True):
     import psycopg
 
     # Keepalives: a worker cut off by a partition notices within ~30 s instead of hanging in a
     # statement until the kernel gives up on the connection (minutes).
     return psycopg.connect(
         conninfo,
-        autocommit=True,
+        autocommit=autocommit,
         connect_timeout=10,
         keepalives=1,
         keepalives_idle=10,

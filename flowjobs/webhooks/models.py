@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, LargeBinary, text
+from sqlalchemy import JSON, CheckConstraint, Index, LargeBinary, text
 from sqlmodel import Field
 
-from flowjobs.billing.models import JSON, Base, UTCDateTime
+from flowjobs.store.tables import Base, UTCDateTime
 
 SOURCES = ("stripe", "supabase")
 STATUSES = ("received", "routed", "ignored", "rejected")

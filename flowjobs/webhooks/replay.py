@@ -103,10 +103,11 @@ def replay(
 
 
 def tables(session) -> list[Table]:
-    from flowjobs.billing import models
+    from flowjobs.billing import models as _billing  # noqa: F401  (each module adds its tables)
+    from flowjobs.store.tables import metadata
     from flowjobs.webhooks import models as _inbox  # noqa: F401
 
-    found = list(models.metadata.sorted_tables)
+    found = list(metadata.sorted_tables)
     found.append(Table("flowjobs_runs", MetaData(), autoload_with=session.connection()))
     return found
 

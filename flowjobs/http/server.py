@@ -3,8 +3,8 @@
     POST /webhooks/stripe/{livemode|testmode}   Stripe-Signature verified on the raw bytes
     POST /webhooks/supabase                     Authorization: Bearer <[supabase] webhook_token>
     GET  /healthz                               200 when the database answers
-    GET  /metrics                               Prometheus text (flowjobs.metrics)
-    GET  /, /runs, /runs/<id>, /schedules, /events   the dashboard (flowjobs.dashboard)
+    GET  /metrics                               Prometheus text (flowjobs.ops.metrics)
+    GET  /, /runs, /runs/<id>, /schedules, /events   the dashboard (flowjobs.http.dashboard)
 
 200 is returned only after the event is committed to the inbox (with its handler's run);
 the handler runs on the workers. A request that fails verification, or whose body is not an
@@ -40,7 +40,7 @@ class WebhookApp:
         self.rt = runtime
         self.settings = runtime.settings
         self.max_body = self.settings.server.max_body_bytes()
-        from flowjobs.dashboard.app import Dashboard
+        from flowjobs.http.dashboard.app import Dashboard
 
         self.dashboard = Dashboard(runtime)
 
@@ -65,8 +65,8 @@ class WebhookApp:
         if path == "/healthz":
             return self._health(start_response)
         if path == "/metrics" and method == "GET":
-            from flowjobs.dashboard.app import authorised
-            from flowjobs.metrics import exposition
+            from flowjobs.http.dashboard.app import authorised
+            from flowjobs.ops.metrics import exposition
 
             if not authorised(self.settings.dashboard, environ):
                 return _reply(

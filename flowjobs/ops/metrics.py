@@ -85,7 +85,7 @@ class Collector:
     def _lag(self, now: int):
         from prometheus_client.core import GaugeMetricFamily
 
-        from flowjobs.core import cron
+        from flowjobs import cron
 
         lag = GaugeMetricFamily(
             "flowjobs_schedule_lag_seconds",

@@ -20,24 +20,26 @@ JOB_TABLES = ["flowjobs_runs", "flowjobs_attempts", "flowjobs_logs", "flowjobs_s
 
 
 def _model_tables():
-    from flowjobs.billing import models
-    from flowjobs.webhooks import models as _inbox  # noqa: F401  (registers the inbox table)
+    from flowjobs.billing import models as _billing  # noqa: F401  (each module adds its tables)
+    from flowjobs.outbound import models as _outbound  # noqa: F401
+    from flowjobs.store.tables import metadata
+    from flowjobs.webhooks import models as _inbox  # noqa: F401
 
-    return list(models.metadata.sorted_tables)
+    return list(metadata.sorted_tables)
 
 
 def copy_database(
     source_url: str, target_url: str, batch: int = 1000, progress=None
 ) -> dict[str, int]:
-    from flowjobs.billing.db import make_engine
     from flowjobs.store.migrate import ensure_schema, upgrade
+    from flowjobs.store.units import make_engine
 
     if source_url == target_url:
         raise BadInput("--to names the source database itself")
     source, target = Database(source_url), Database(target_url)
     ensure_schema(source)
     upgrade(target)
-    src, dst = make_engine(source_url), make_engine(target_url)
+    src, dst = make_engine(source), make_engine(target)
     try:
         job_src, job_dst = _reflect(src), _reflect(dst)
         pairs = [(job_src[name], job_dst[name]) for name in JOB_TABLES]
