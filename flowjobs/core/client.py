@@ -74,6 +74,24 @@ class Client:
     def trigger(self, task: str, payload: Any = None, *, session=None, **options) -> Enqueued:
         return self.batch_trigger([TriggerItem(task, payload, **options)], session=session)[0]
 
+    def replay(self, run: str | dict) -> Enqueued:
+        """A new run of the same task, payload, queue and priority as `run` (an id or its row),
+        linked to it by `replay_of`. Raises NotFound for an unknown id."""
+        if isinstance(run, str):
+            from flowjobs.errors import NotFound
+
+            row = self.store.get_run(run)
+            if row is None:
+                raise NotFound(f"no run {run!r}")
+            run = row
+        return self.trigger(
+            run["task"],
+            json.loads(run["payload"]),
+            queue=run["queue"],
+            priority=run["priority"],
+            replay_of=run["id"],
+        )
+
     def batch_trigger(self, items: list[TriggerItem], *, session=None) -> list[Enqueued]:
         """Insert many runs in one statement (per 500); all or none."""
         now = self.clock.now_ms()

@@ -22,13 +22,15 @@ from dataclasses import dataclass
 
 from flowjobs.core.retry import RetryPolicy
 from flowjobs.errors import AbortTaskRunError
+from flowjobs.store.states import AttemptOutcome as A
+from flowjobs.store.states import RunStatus as S
 
 MAX_TRACEBACK = 20_000
 
 
 @dataclass
 class Outcome:
-    kind: str
+    kind: A
     result: str | None = None
     error: str | None = None
     traceback: str | None = None
@@ -36,8 +38,8 @@ class Outcome:
 
 @dataclass
 class Decision:
-    status: str  # the run's next status
-    attempt_outcome: str  # what the attempt row records
+    status: S  # the run's next status
+    attempt_outcome: A  # what the attempt row records
     retry_at: int | None = None
     crashed: bool = False  # counts against the crash budget, not the attempts
 
@@ -46,19 +48,19 @@ def perform(task, payload_json: str, ctx) -> Outcome:
     try:
         payload = task.payload.model_validate(json.loads(payload_json))
     except Exception as exc:
-        return Outcome("aborted", error=f"payload is not valid for {task.id!r}: {exc}")
+        return Outcome(A.ABORTED, error=f"payload is not valid for {task.id!r}: {exc}")
     try:
         value = task(payload, ctx)
     except AbortTaskRunError as exc:
-        return Outcome("aborted", error=_describe(exc), traceback=_traceback())
+        return Outcome(A.ABORTED, error=_describe(exc), traceback=_traceback())
     except ImportError as exc:
-        return Outcome("crashed", error=_describe(exc), traceback=_traceback())
+        return Outcome(A.CRASHED, error=_describe(exc), traceback=_traceback())
     except BaseException as exc:  # SystemExit, KeyboardInterrupt too: a task cannot stop the worker
-        return Outcome("failed", error=_describe(exc), traceback=_traceback())
+        return Outcome(A.FAILED, error=_describe(exc), traceback=_traceback())
     try:
-        return Outcome("succeeded", result=None if value is None else json.dumps(value))
+        return Outcome(A.SUCCEEDED, result=None if value is None else json.dumps(value))
     except (TypeError, ValueError) as exc:
-        return Outcome("aborted", error=f"the task's return value is not JSON-serialisable: {exc}")
+        return Outcome(A.ABORTED, error=f"the task's return value is not JSON-serialisable: {exc}")
 
 
 def decide(
@@ -71,18 +73,18 @@ def decide(
     max_crashes: int = 10,
 ) -> Decision:
     """The run's next state. `attempts_used` counts this attempt and excludes crashes."""
-    if outcome.kind == "succeeded":
-        return Decision("completed", "succeeded")
-    if outcome.kind == "canceled":
-        return Decision("canceled", "canceled")
-    if outcome.kind == "crashed":
+    if outcome.kind == A.SUCCEEDED:
+        return Decision(S.COMPLETED, A.SUCCEEDED)
+    if outcome.kind == A.CANCELED:
+        return Decision(S.CANCELED, A.CANCELED)
+    if outcome.kind == A.CRASHED:
         if crashes + 1 >= max_crashes:
-            return Decision("failed", "crashed", crashed=True)
-        return Decision("retrying", "crashed", now + crash_delay_ms(crashes), crashed=True)
-    recorded = "timed_out" if outcome.kind == "timed_out" else "failed"
-    if outcome.kind == "aborted" or attempts_used >= max_attempts:
-        return Decision("failed", recorded)
-    return Decision("retrying", recorded, now + int(policy.delay_after(attempts_used) * 1000))
+            return Decision(S.FAILED, A.CRASHED, crashed=True)
+        return Decision(S.RETRYING, A.CRASHED, now + crash_delay_ms(crashes), crashed=True)
+    recorded = A.TIMED_OUT if outcome.kind == A.TIMED_OUT else A.FAILED
+    if outcome.kind == A.ABORTED or attempts_used >= max_attempts:
+        return Decision(S.FAILED, recorded)
+    return Decision(S.RETRYING, recorded, now + int(policy.delay_after(attempts_used) * 1000))
 
 
 def crash_delay_ms(crashes: int) -> int:

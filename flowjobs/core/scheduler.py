@@ -45,6 +45,7 @@ from flowjobs.errors import (
     NotFound,
     PayloadInvalid,
 )
+from flowjobs.store.states import UNSUCCESSFUL, RunStatus
 
 log = logging.getLogger("flowjobs.scheduler")
 UPCOMING = 5
@@ -52,21 +53,7 @@ UPCOMING = 5
 # slots before it when the schedule is slower than that. Older gaps are reported, not closed.
 MAX_LOOKBACK_MS = 7 * 86400_000
 KEY_TTL = 366 * 86400.0
-LOST = ("failed", "canceled", "expired")
 MANUAL = "manual:"
-
-# Runs of one schedule in a time range, found by their keys (`S:<slot>` and `S:manual:<time>`,
-# ISO-8601 with milliseconds, so they sort by time), with what became of the runs they
-# triggered (the flowjobs_runs_idempotency and flowjobs_runs_parent indexes serve it).
-WINDOW_RUNS = """
-    SELECT r.id, r.idempotency_key, r.status, r.payload,
-        (SELECT count(*) FROM flowjobs_runs c WHERE c.parent_id = r.id
-           AND c.status IN ('failed', 'canceled', 'expired')) AS children_lost,
-        (SELECT count(*) FROM flowjobs_runs c WHERE c.parent_id = r.id
-           AND c.status NOT IN ('completed', 'failed', 'canceled', 'expired')) AS children_pending
-    FROM flowjobs_runs r
-    WHERE r.task = :task AND ((r.idempotency_key >= :low AND r.idempotency_key <= :high)
-                              OR (r.idempotency_key >= :manual_low AND r.idempotency_key <= :manual_high))"""
 
 
 class SchedulePayload(BaseModel):
@@ -358,7 +345,6 @@ class Scheduler:
 
     def _window_runs(self, s: Schedule, low: int, high: int, conn=None) -> list[WindowRun]:
         """The schedule's runs (slot and manual) whose window ends in [low, high]."""
-        sql = WINDOW_RUNS if self.store.dialect == "sqlite" else self.store._prepare(WINDOW_RUNS)
         params = {
             "task": s.task,
             "low": f"{s.id}:{iso(low)}",
@@ -366,11 +352,7 @@ class Scheduler:
             "manual_low": f"{s.id}:{MANUAL}{iso(low)}",
             "manual_high": f"{s.id}:{MANUAL}{iso(high)}",
         }
-        if conn is None:
-            with self.store.db.borrow() as borrowed:
-                rows = borrowed.execute(sql, params).fetchall()
-        else:
-            rows = conn.execute(sql, params).fetchall()
+        rows = self.store.window_runs(params, conn)
         runs = []
         for run_id, key, status, payload, children_lost, children_pending in rows:
             stamp = key[len(s.id) + 1 :]
@@ -383,9 +365,9 @@ class Scheduler:
                 continue  # not a key this scheduler wrote
             if start is None:
                 start = end
-            if status in LOST or (status == "completed" and children_lost):
+            if status in UNSUCCESSFUL or (status == RunStatus.COMPLETED and children_lost):
                 outcome = "lost"
-            elif status == "completed" and not children_pending:
+            elif status == RunStatus.COMPLETED and not children_pending:
                 outcome = "succeeded"
             else:
                 outcome = "pending"
@@ -452,7 +434,7 @@ class Scheduler:
                     "subject": f"Schedule {s.id}: the window of its {what} was lost ({r.status})",
                     "text": (
                         f"Run {r.id} of schedule {s.id} ({what}, window {iso(r.start)} -> {iso(r.end)}) ended "
-                        f"{r.status}{' but a run it triggered did not' if r.status == 'completed' else ''}, "
+                        f"{r.status}{' but a run it triggered did not' if r.status == RunStatus.COMPLETED else ''}, "
                         f"so its window was not covered. {outcome}"
                     ),
                     "details": {

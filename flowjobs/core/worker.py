@@ -48,12 +48,14 @@ from flowjobs.core.context import TaskContext
 from flowjobs.core.executor import Outcome, decide, perform
 from flowjobs.core.outage import Outage
 from flowjobs.core.preload import Preloader
+from flowjobs.core.rescuer import Rescuer
 from flowjobs.core.retry import RetryPolicy
 from flowjobs.store import failures
 from flowjobs.store.jobs import ClaimedRun, Finish, NewRun, Rescued
+from flowjobs.store.states import AttemptOutcome as A
+from flowjobs.store.states import RunStatus as S
 
 MAX_BATCH = 500  # outcomes written in one statement at most
-WAL_CHECK = 0.02  # seconds between looks at the SQLite WAL file's modification time
 IDLE_MAX = 1.0  # seconds an idle PostgreSQL worker sleeps between looks (NOTIFY wakes it sooner)
 
 log = logging.getLogger("flowjobs.worker")
@@ -85,13 +87,6 @@ class InFlight:
     settled: bool = False
     executing: bool = False  # a pool thread is inside the task right now
     thread: threading.Thread | None = None
-
-
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
 
 
 def make_worker_id() -> str:
@@ -137,15 +132,15 @@ class Worker:
         self._retired: set[threading.Thread] = set()  # pool threads stuck in an abandoned task
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._want = 1  # free slots the claim loop waits for; fewer do not wake it
-        self._wal_stamp = 0
         self.processed = 0  # attempts settled by this worker
         self.outage = Outage(failures.classify, self.store.db.reclaim_space)
         self._after_outage = False  # the last turn failed: delay the rescuer once it is back
+        self.rescuer = Rescuer(store, self.id, options.max_crashes, self._rescue_hook)
         self._preloader = Preloader()  # a task's lazy imports, once, one task at a time
 
     # -- main loop ---------------------------------------------------------------------
     def run(self) -> int:
-        self._start_listener()
+        self.store.listen_for_work(self._wake, self._stopping)
         checkpointer = self.store.db.checkpoint_in_background()
         try:
             return self._run()
@@ -206,14 +201,7 @@ class Worker:
         now = self.clock.now_ms()
         if time.monotonic() >= self._next_rescue:
             self._next_rescue = time.monotonic() + self.opt.rescue_interval
-            for r in self.store.rescue(now, self.opt.max_crashes, self._rescue_hook, self.id):
-                log.warning(
-                    "run %s: lease of worker %s expired; attempt %d recorded as crashed -> %s",
-                    r.id,
-                    r.worker,
-                    r.attempt,
-                    r.status,
-                )
+            self.rescuer.run_once(now)
         batch = self._take_outcomes()
         asked = max(self._free_slots(), 0)
         if not batch and not asked:
@@ -228,23 +216,8 @@ class Worker:
         return claimed, asked
 
     def _sleep(self, seconds: float) -> None:
-        """Wait for a wake-up (slot freed, NOTIFY, stop) or `seconds`. On SQLite, also return as
-        soon as the WAL file changes — another process committed, perhaps a new run — which a
-        stat() every few milliseconds notices at almost no cost."""
-        if self.store.dialect != "sqlite" or self.store.db.path == ":memory:":
-            self._wake.wait(seconds)
-            return
-        deadline = time.monotonic() + seconds
-        wal = self.store.db.path + "-wal"
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or self._wake.is_set():
-                return
-            time.sleep(min(left, WAL_CHECK))  # cheaper than Event.wait with a timeout
-            stamp = _mtime(wal)
-            if stamp != self._wal_stamp:
-                self._wal_stamp = stamp
-                return
+        """Wait for a wake-up (slot freed, new work, stop) or `seconds`."""
+        self.store.wait_for_work(seconds, self._wake)
 
     def _idle_wait(self, claimed: list[ClaimedRun]) -> float:
         """With nothing claimed, new runs announce themselves (PostgreSQL: NOTIFY; SQLite: the
@@ -355,7 +328,7 @@ class Worker:
         if task is None:
             self._settle(
                 flight,
-                Outcome("aborted", error=f"no task {run.task!r} is registered in this worker"),
+                Outcome(A.ABORTED, error=f"no task {run.task!r} is registered in this worker"),
             )
             return
         self._ready.put(flight)
@@ -391,7 +364,7 @@ class Worker:
                 outcome = perform(flight.task, flight.run.payload, flight.ctx)
             except BaseException as exc:  # a fault outside the task must not cost a slot
                 log.exception("run %s: the worker failed around its task", flight.run.id)
-                outcome = Outcome("crashed", error=f"worker fault: {type(exc).__name__}")
+                outcome = Outcome(A.CRASHED, error=f"worker fault: {type(exc).__name__}")
             with self._lock:
                 flight.executing = False
             self._settle(flight, outcome)
@@ -431,7 +404,7 @@ class Worker:
         )
         hook = (
             self._hook_run(flight.task, run.id, run.payload, outcome.error, now)
-            if decision.status == "failed"
+            if decision.status == S.FAILED
             else None
         )
         self._outbox.put(
@@ -486,7 +459,7 @@ class Worker:
             return None
 
     def _rescue_hook(self, rescued: Rescued) -> NewRun | None:
-        if rescued.status != "failed":
+        if rescued.status != S.FAILED:
             return None
         task, _ = self._task_info(rescued.task)
         return self._hook_run(
@@ -599,7 +572,7 @@ class Worker:
                     run.attempt,
                     extra=fields,
                 )
-            elif decision.status != "completed":
+            elif decision.status != S.COMPLETED:
                 log.warning(
                     "run %s (%s) attempt %d %s: %s -> %s",
                     run.id,
@@ -636,7 +609,7 @@ class Worker:
     def _watch(self, flight: InFlight, now: float) -> None:
         if now >= flight.deadline:
             flight.ctx.canceled.set()
-            self._settle(flight, Outcome("timed_out", error="attempt timed out"))
+            self._settle(flight, Outcome(A.TIMED_OUT, error="attempt timed out"))
             return
         if now < flight.next_heartbeat:
             return
@@ -659,25 +632,7 @@ class Worker:
         if not ours:
             flight.ctx.canceled.set()
             log.warning("run %s: lease lost (another worker rescued it)", flight.run.id)
-            self._settle(flight, Outcome("failed"), write=False)
+            self._settle(flight, Outcome(A.FAILED), write=False)
         elif cancel:
             flight.ctx.canceled.set()
-            self._settle(flight, Outcome("canceled", error="canceled while executing"))
-
-    # -- PostgreSQL wake-ups -------------------------------------------------------------
-    def _start_listener(self) -> None:
-        if self.store.dialect != "postgresql":
-            return
-        threading.Thread(target=self._listen, name="flowjobs-listen", daemon=True).start()
-
-    def _listen(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn = self.store.db.connect()
-                conn.execute("LISTEN flowjobs_runs")
-                while not self._stopping.is_set():
-                    for _ in conn.notifies(timeout=1.0, stop_after=1):
-                        self._wake.set()
-            except Exception as exc:
-                log.debug("listener reconnecting after %s", exc)
-                time.sleep(1.0)
+            self._settle(flight, Outcome(A.CANCELED, error="canceled while executing"))

@@ -30,11 +30,7 @@ def find(runtime) -> list[dict]:
 
 
 def _failed_runs(rt, now: int) -> list[dict]:
-    with rt.db.borrow() as conn:
-        rows = conn.execute(
-            f"SELECT id, task, error, attempt FROM flowjobs_runs WHERE status = 'failed' AND task <> '{ALERT_TASK}' "
-            f"AND finished_at > {now - LOOKBACK_MS} ORDER BY finished_at LIMIT 100"
-        ).fetchall()
+    rows = rt.store.failed_since(now - LOOKBACK_MS, exclude_task=ALERT_TASK, limit=100)
     return [
         {
             "key": f"alert:run-failed:{run_id}",
@@ -69,11 +65,8 @@ def _missed_slots(rt, now: int) -> list[dict]:
 
 
 def _waiting(rt, now: int, threshold_ms: int) -> list[dict]:
-    with rt.db.borrow() as conn:
-        rows = conn.execute(
-            "SELECT queue, id, task, run_at FROM flowjobs_runs WHERE status IN ('queued', 'retrying', 'delayed') "
-            f"AND run_at <= {now - threshold_ms} ORDER BY run_at LIMIT 1"
-        ).fetchall()
+    oldest = rt.store.oldest_due(now - threshold_ms)
+    rows = [oldest] if oldest else []
     return [
         {
             "key": f"alert:waiting:{run_id}",

@@ -15,6 +15,7 @@ from sqlalchemy import MetaData, Table, func, insert, select, text
 
 from flowjobs.errors import BadInput
 from flowjobs.store.db import Database, redact
+from flowjobs.store.states import RunStatus
 
 JOB_TABLES = ["flowjobs_runs", "flowjobs_attempts", "flowjobs_logs", "flowjobs_schedules"]
 
@@ -71,7 +72,7 @@ def _reflect(engine) -> dict[str, Table]:
 
 def _refuse_executing(conn, runs: Table) -> None:
     executing = conn.execute(
-        select(func.count()).select_from(runs).where(runs.c.status == "executing")
+        select(func.count()).select_from(runs).where(runs.c.status == RunStatus.EXECUTING)
     ).scalar()
     if executing:
         raise BadInput(

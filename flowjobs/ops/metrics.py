@@ -22,24 +22,20 @@ class Collector:
         from prometheus_client.core import GaugeMetricFamily
 
         now = self.rt.clock.now_ms()
-        with self.rt.db.borrow() as conn:
-            runs = GaugeMetricFamily(
-                "flowjobs_runs", "Runs in the jobs table", labels=["task", "status"]
-            )
-            for task, status, count in conn.execute(
-                "SELECT task, status, count(*) FROM flowjobs_runs GROUP BY task, status ORDER BY 1, 2"
-            ):
-                runs.add_metric([task, status], count)
-            yield runs
-            yield self._durations(conn)
-            events = GaugeMetricFamily(
-                "flowjobs_webhook_events", "Webhook inbox events", labels=["source", "status"]
-            )
-            for source, status, count in conn.execute(
-                "SELECT source, status, count(*) FROM webhook_events GROUP BY source, status ORDER BY 1, 2"
-            ):
-                events.add_metric([source, status], count)
-            yield events
+        store = self.rt.store
+        runs = GaugeMetricFamily(
+            "flowjobs_runs", "Runs in the jobs table", labels=["task", "status"]
+        )
+        for task, status, count in store.count_by_task_status():
+            runs.add_metric([task, status], count)
+        yield runs
+        yield self._durations()
+        events = GaugeMetricFamily(
+            "flowjobs_webhook_events", "Webhook inbox events", labels=["source", "status"]
+        )
+        for source, status, count in store.count_inbox():
+            events.add_metric([source, status], count)
+        yield events
         depth = GaugeMetricFamily(
             "flowjobs_queue_depth", "Runs due now, waiting for a worker", labels=["queue"]
         )
@@ -56,7 +52,7 @@ class Collector:
         yield age
         yield self._lag(now)
 
-    def _durations(self, conn):
+    def _durations(self):
         from prometheus_client.core import HistogramMetricFamily
 
         family = HistogramMetricFamily(
@@ -64,17 +60,7 @@ class Collector:
             "Duration of finished attempts",
             labels=["task", "outcome"],
         )
-        cases = ", ".join(f"sum(CASE WHEN d <= {b * 1000:g} THEN 1 ELSE 0 END)" for b in BUCKETS)
-        # A succeeded attempt is kept in its completed run row, not in flowjobs_attempts.
-        rows = conn.execute(
-            f"SELECT task, outcome, count(*), coalesce(sum(d), 0), {cases} FROM ("
-            "SELECT r.task AS task, a.outcome AS outcome, a.duration_ms AS d "
-            "FROM flowjobs_attempts a JOIN flowjobs_runs r ON r.id = a.run_id WHERE a.duration_ms IS NOT NULL "
-            "UNION ALL SELECT task, 'succeeded', finished_at - attempt_started_at FROM flowjobs_runs r "
-            "WHERE status = 'completed' AND attempt_started_at IS NOT NULL AND NOT EXISTS ("
-            "SELECT 1 FROM flowjobs_attempts a WHERE a.run_id = r.id AND a.number = r.attempt)"
-            ") AS t GROUP BY task, outcome ORDER BY 1, 2"
-        )
+        rows = self.rt.store.attempt_durations(tuple(b * 1000 for b in BUCKETS))
         for task, outcome, count, total_ms, *cumulative in rows:
             buckets = [(f"{b:g}", int(c)) for b, c in zip(BUCKETS, cumulative)] + [
                 ("+Inf", int(count))

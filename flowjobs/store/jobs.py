@@ -23,9 +23,11 @@ from flowjobs.store.queries import (
     insert_attempts,
     to_pyformat,
 )
+from flowjobs.store.queries import attempt_durations as attempt_durations_sql
 from flowjobs.store.queries import claim as claim_sql
+from flowjobs.store.states import TERMINAL, AttemptOutcome, RunStatus
+from flowjobs.store.wakeups import Wakeups
 
-TERMINAL = ("completed", "failed", "canceled", "expired")
 DEFAULT_MAX_CRASHES = 10
 INSERT_CHUNK = 500
 
@@ -103,6 +105,7 @@ class JobStore:
         self.db = db
         self.sql = catalogue(db.dialect)
         self.dialect = db.dialect
+        self._wakeups = Wakeups(db)
 
     # -- helpers -----------------------------------------------------------------------
     def _list(self, values: list[str]):
@@ -127,7 +130,7 @@ class JobStore:
         results = []
         for run in runs:
             if run.id in inserted:
-                status = "delayed" if run.run_at > now else "queued"
+                status = RunStatus.DELAYED if run.run_at > now else RunStatus.QUEUED
                 results.append(Enqueued(run.id, run.task, status, False, run.payload_hash))
                 continue
             row = conn.execute(
@@ -148,7 +151,7 @@ class JobStore:
                 "id": run.id,
                 "task": run.task,
                 "queue": run.queue,
-                "status": "delayed" if run.run_at > now else "queued",
+                "status": RunStatus.DELAYED if run.run_at > now else RunStatus.QUEUED,
                 "payload": run.payload,
                 "priority": run.priority,
                 "attempt": 0,
@@ -287,8 +290,8 @@ class JobStore:
         if conn is None:
             with self.db.transaction() as tx:
                 return self.finish_many(items, tx)
-        lean = [f for f in items if f.status in ("completed", "canceled")]
-        full = [f for f in items if f.status not in ("completed", "canceled")]
+        lean = [f for f in items if f.status in (RunStatus.COMPLETED, RunStatus.CANCELED)]
+        full = [f for f in items if f.status not in (RunStatus.COMPLETED, RunStatus.CANCELED)]
         written: set[str] = set()
         for group, is_lean in ((lean, True), (full, False)):
             if group:
@@ -373,7 +376,7 @@ class JobStore:
                         r.worker,
                         r.attempt_started_at,
                         now,
-                        "crashed",
+                        AttemptOutcome.CRASHED,
                         error,
                         None,
                         None if r.attempt_started_at is None else now - r.attempt_started_at,
@@ -392,7 +395,7 @@ class JobStore:
         'already <status>' when the run had ended."""
         with self.db.transaction() as conn:
             if conn.execute(self.sql["cancel_pending"], {"id": run_id, "now": now}).fetchone():
-                return "canceled"
+                return RunStatus.CANCELED
             if conn.execute(self.sql["request_cancel"], {"id": run_id, "now": now}).fetchone():
                 return "requested"
         status = self.run_status(run_id)
@@ -531,7 +534,7 @@ class JobStore:
         run = self.get_run(run_id)
         if (
             run
-            and run["status"] == "completed"
+            and run["status"] == RunStatus.COMPLETED
             and all(r["number"] != run["attempt"] for r in rows)
         ):
             rows.append(succeeded_attempt(run))
@@ -545,25 +548,60 @@ class JobStore:
 
     def queue_depths(self, now: int) -> list[tuple[str, int, int, float]]:
         """(queue, runs due now and waiting, runs executing, seconds the oldest due run has waited)."""
-        with self.db.borrow() as conn:
-            rows = conn.execute(
-                "SELECT queue, sum(CASE WHEN status IN ('queued', 'retrying', 'delayed') AND run_at <= "
-                f"{int(now)} THEN 1 ELSE 0 END), sum(CASE WHEN status = 'executing' THEN 1 ELSE 0 END), "
-                f"min(CASE WHEN status IN ('queued', 'retrying', 'delayed') AND run_at <= {int(now)} THEN run_at END) "
-                "FROM flowjobs_runs WHERE status IN ('queued', 'retrying', 'delayed', 'executing') "
-                "GROUP BY queue ORDER BY queue"
-            ).fetchall()
+        rows = self._all(self.sql["queue_depths"], {"now": int(now)})
         return [
             (q, int(due or 0), int(running or 0), (now - oldest) / 1000 if oldest else 0.0)
             for q, due, running, oldest in rows
         ]
 
     def count_by_status(self) -> dict[str, int]:
+        return {status: count for status, count in self._all(self.sql["count_by_status"], {})}
+
+    def count_by_task_status(self) -> list[tuple[str, str, int]]:
+        return [tuple(row) for row in self._all(self.sql["count_by_task_status"], {})]
+
+    def count_inbox(self) -> list[tuple[str, str, int]]:
+        """(source, status, events) of the webhook inbox."""
+        return [tuple(row) for row in self._all(self.sql["count_inbox"], {})]
+
+    def failed_since(self, since: int, exclude_task: str, limit: int = 100) -> list[tuple]:
+        """(id, task, error, attempt) of runs that failed for good after `since`, oldest first."""
+        return self._all(
+            self.sql["failed_since"], {"since": since, "exclude_task": exclude_task, "limit": limit}
+        )
+
+    def oldest_due(self, due_before: int) -> tuple | None:
+        """(queue, id, task, run_at) of the longest-waiting run due at `due_before` or earlier."""
+        rows = self._all(self.sql["oldest_due"], {"due_before": due_before})
+        return tuple(rows[0]) if rows else None
+
+    def expired_leases(self, now: int) -> tuple[int, int | None]:
+        """(runs executing past their lease, the earliest such lease end)."""
+        count, earliest = self._all(self.sql["expired_leases"], {"now": now})[0]
+        return int(count or 0), earliest
+
+    def attempt_durations(self, bounds_ms: tuple[float, ...]) -> list[tuple]:
+        """(task, outcome, count, total ms, cumulative count at each bound) per task and outcome."""
+        return self._all(self._prepare(attempt_durations_sql(bounds_ms)), {})
+
+    def window_runs(self, params: dict, conn=None) -> list[tuple]:
+        """A schedule's runs in a key range with their children's fate (see queries)."""
+        if conn is not None:
+            return conn.execute(self.sql["window_runs"], params).fetchall()
+        return self._all(self.sql["window_runs"], params)
+
+    # -- wake-ups ------------------------------------------------------------------------
+    def listen_for_work(self, wake, stopping) -> None:
+        """Set `wake` when another process enqueues (PostgreSQL NOTIFY), until `stopping`."""
+        self._wakeups.listen(wake, stopping)
+
+    def wait_for_work(self, timeout: float, wake) -> None:
+        """Return when `wake` is set, new work may have arrived, or `timeout` passed."""
+        self._wakeups.wait(timeout, wake)
+
+    def _all(self, sql: str, params: dict) -> list:
         with self.db.borrow() as conn:
-            rows = conn.execute(
-                "SELECT status, count(*) FROM flowjobs_runs GROUP BY status"
-            ).fetchall()
-        return {status: count for status, count in rows}
+            return conn.execute(sql, params).fetchall()
 
 
 def succeeded_attempt(run: dict) -> dict:

@@ -12,7 +12,14 @@ lease can never overwrite a newer attempt.
 import re
 from functools import lru_cache
 
+from flowjobs.store import states
+
+# Spelled exactly as in the partial index flowjobs_runs_claim (migration 0001): SQLite uses a
+# partial index only when the query's terms match its WHERE clause as written.
 PENDING = "('queued', 'delayed', 'retrying')"
+assert PENDING == states.sql_list(states.PENDING, order=("queued", "delayed", "retrying"))
+TERMINAL = states.sql_list(states.TERMINAL)
+UNSUCCESSFUL = states.sql_list(states.UNSUCCESSFUL)
 
 RUN_COLUMNS = (
     "id, task, queue, status, payload, priority, attempt, max_attempts, run_at, created_at, "
@@ -89,9 +96,9 @@ COMMON = {
         SELECT idempotency_key, id, status FROM flowjobs_runs
         WHERE task = :task AND idempotency_key >= :low AND idempotency_key < :high""",
     # Finished runs old enough to prune whose idempotency key no longer holds.
-    "prunable": """
+    "prunable": f"""
         SELECT id FROM flowjobs_runs
-        WHERE status IN ('completed', 'failed', 'canceled', 'expired') AND finished_at < :cutoff
+        WHERE status IN {TERMINAL} AND finished_at < :cutoff
           AND ((status = 'completed' AND finished_at < :completed_before)
                OR (status <> 'completed' AND finished_at < :failed_before))
           AND (dedup_key IS NULL OR idempotency_expires_at <= :now)
@@ -101,6 +108,45 @@ COMMON = {
         UPDATE flowjobs_runs SET run_at = :now, updated_at = :now,
             status = CASE WHEN status = 'delayed' THEN 'queued' ELSE status END
         WHERE id = :id AND status IN {PENDING} AND run_at > :now RETURNING id""",
+    # -- reads for schedules, alerts, metrics and the dashboard --------------------------
+    # Runs of one schedule in a time range, found by their keys (`S:<slot>` and
+    # `S:manual:<time>`, ISO-8601 with milliseconds, so they sort by time), with what became of
+    # the runs they triggered (the flowjobs_runs_idempotency and flowjobs_runs_parent indexes).
+    "window_runs": f"""
+        SELECT r.id, r.idempotency_key, r.status, r.payload,
+            (SELECT count(*) FROM flowjobs_runs c WHERE c.parent_id = r.id
+               AND c.status IN {UNSUCCESSFUL}) AS children_lost,
+            (SELECT count(*) FROM flowjobs_runs c WHERE c.parent_id = r.id
+               AND c.status NOT IN {TERMINAL}) AS children_pending
+        FROM flowjobs_runs r
+        WHERE r.task = :task AND ((r.idempotency_key >= :low AND r.idempotency_key <= :high)
+                                  OR (r.idempotency_key >= :manual_low AND r.idempotency_key <= :manual_high))""",
+    # Per queue: runs due now and waiting, runs executing, the oldest due run's run_at.
+    "queue_depths": f"""
+        SELECT queue,
+            sum(CASE WHEN status IN {PENDING} AND run_at <= :now THEN 1 ELSE 0 END),
+            sum(CASE WHEN status = 'executing' THEN 1 ELSE 0 END),
+            min(CASE WHEN status IN {PENDING} AND run_at <= :now THEN run_at END)
+        FROM flowjobs_runs WHERE status IN {PENDING} OR status = 'executing'
+        GROUP BY queue ORDER BY queue""",
+    "count_by_status": "SELECT status, count(*) FROM flowjobs_runs GROUP BY status",
+    "count_by_task_status": """
+        SELECT task, status, count(*) FROM flowjobs_runs GROUP BY task, status ORDER BY 1, 2""",
+    "count_inbox": """
+        SELECT source, status, count(*) FROM webhook_events GROUP BY source, status ORDER BY 1, 2""",
+    # Runs that failed for good since :since (alerts), oldest first.
+    "failed_since": """
+        SELECT id, task, error, attempt FROM flowjobs_runs
+        WHERE status = 'failed' AND task <> :exclude_task AND finished_at > :since
+        ORDER BY finished_at LIMIT :limit""",
+    # The longest-waiting due run that was due at :due_before or earlier (alerts).
+    "oldest_due": f"""
+        SELECT queue, id, task, run_at FROM flowjobs_runs
+        WHERE status IN {PENDING} AND run_at <= :due_before ORDER BY run_at LIMIT 1""",
+    # Runs whose lease has expired: their worker died or stalled (doctor).
+    "expired_leases": """
+        SELECT count(*), min(lease_expires_at) FROM flowjobs_runs
+        WHERE status = 'executing' AND lease_expires_at < :now""",
     # Store one log line written through a task's context.
     "insert_log": """
         INSERT INTO flowjobs_logs (run_id, attempt, at, level, message)
@@ -263,3 +309,21 @@ def catalogue(dialect: str) -> dict[str, str | None]:
     if dialect == "postgresql":
         return {name: to_pyformat(sql) if sql else None for name, sql in merged.items()}
     return merged
+
+
+@lru_cache(maxsize=8)
+def attempt_durations(bounds_ms: tuple[float, ...]) -> str:
+    """Finished attempts per task and outcome: count, total ms, and the cumulative count at
+    each bound (a histogram). A succeeded attempt lives in its completed run row (see
+    `finish_batch`), not in flowjobs_attempts."""
+    cases = ", ".join(f"sum(CASE WHEN d <= {b:g} THEN 1 ELSE 0 END)" for b in bounds_ms)
+    return (
+        f"SELECT task, outcome, count(*), coalesce(sum(d), 0), {cases} FROM ("
+        "SELECT r.task AS task, a.outcome AS outcome, a.duration_ms AS d "
+        "FROM flowjobs_attempts a JOIN flowjobs_runs r ON r.id = a.run_id "
+        "WHERE a.duration_ms IS NOT NULL "
+        "UNION ALL SELECT task, 'succeeded', finished_at - attempt_started_at FROM flowjobs_runs r "
+        "WHERE status = 'completed' AND attempt_started_at IS NOT NULL AND NOT EXISTS ("
+        "SELECT 1 FROM flowjobs_attempts a WHERE a.run_id = r.id AND a.number = r.attempt)"
+        ") AS t GROUP BY task, outcome ORDER BY 1, 2"
+    )

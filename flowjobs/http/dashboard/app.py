@@ -13,17 +13,9 @@ from urllib.parse import parse_qs, urlencode
 
 from flowjobs.cli.views import run_summary
 from flowjobs.core.clock import iso, parse_iso
+from flowjobs.store.states import ORDER
 
-STATUSES = (
-    "delayed",
-    "queued",
-    "executing",
-    "retrying",
-    "completed",
-    "failed",
-    "canceled",
-    "expired",
-)
+STATUSES = tuple(status.value for status in ORDER)
 
 
 @lru_cache(maxsize=1)
@@ -182,13 +174,7 @@ class Dashboard:
         form = parse_qs(environ["wsgi.input"].read(min(length, 4096)).decode())
         if form.get("confirm") != ["yes"]:
             return _text(start_response, "400 Bad Request", "replay needs the confirmation form")
-        result = self.rt.trigger(
-            row["task"],
-            json.loads(row["payload"]),
-            queue=row["queue"],
-            priority=row["priority"],
-            replay_of=run_id,
-        )
+        result = self.rt.client.replay(row)
         start_response(
             "303 See Other", [("Location", f"/runs/{result.id}"), ("Content-Length", "0")]
         )

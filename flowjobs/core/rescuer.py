@@ -1,0 +1,44 @@
+"""The rescuer: a maintenance service that takes back runs whose worker lost its lease (died,
+stalled, was cut off), in the manner of River's one-service-per-file maintenance services.
+
+Each expired lease ends its attempt as `crashed`: the run is retried (a crash does not use an
+attempt), failed when its crash budget (`[run] max_crashes`) is used up, or canceled when a
+cancel was requested. A run that fails here and whose task names `on_failure` gets its hook
+run in the same transaction. A worker never rescues its own runs (it renews their leases).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flowjobs.store.jobs import NewRun, Rescued
+
+log = logging.getLogger("flowjobs.worker")
+
+
+class Rescuer:
+    def __init__(
+        self,
+        store,
+        worker_id: str,
+        max_crashes: int,
+        hook_run: Callable[[Rescued], NewRun | None] | None = None,
+    ):
+        self.store = store
+        self.worker_id = worker_id
+        self.max_crashes = max_crashes
+        self.hook_run = hook_run
+
+    def run_once(self, now: int) -> list[Rescued]:
+        """Rescue every run whose lease expired before `now` (one statement); returns them."""
+        rescued = self.store.rescue(now, self.max_crashes, self.hook_run, self.worker_id)
+        for r in rescued:
+            log.warning(
+                "run %s: lease of worker %s expired; attempt %d recorded as crashed -> %s",
+                r.id,
+                r.worker,
+                r.attempt,
+                r.status,
+            )
+        return rescued
