@@ -7,17 +7,16 @@ Pieces (each small, each testable through `run_once`):
   up to the free slots; hand the claimed runs to the task threads; then sleep until enough
   slots free, a PostgreSQL NOTIFY arrives, or `poll_interval` passes. One transaction per
   turn, not one to claim and one to record: on SQLite the single write lock is the limit.
-- task threads: a pool of `concurrency` long-lived threads takes claimed runs from an
-  in-memory queue (starting a thread per run cost more than the run itself).
-- monitor thread: renews leases every lease/3 (fenced by epoch), notices cancel requests,
-  and ends attempts that pass their timeout as `timed_out`. A hung task's thread is abandoned
-  (its slot freed, its late result discarded, a fresh pool thread spawned in its place): no
-  task can wedge the worker.
-- settle: the single place an attempt ends. Guarded so that a task finishing and the monitor
-  timing it out cannot both write. The slot frees at once; the outcome waits in memory for the
-  next turn (which it wakes), each row still fenced by its epoch when written. Shutdown
-  writes every outcome before it exits; the write is retried (tenacity) on transient database
-  errors so an outcome is not lost to a busy SQLite file or a dropped connection.
+- the pool (`core/pool.py`): task threads execute claimed runs; a monitor thread renews
+  leases, notices cancel requests and ends attempts that pass their timeout. It settles each
+  attempt once and hands the outcome here (`_on_settled`): the slot frees at once; the outcome
+  waits in memory for the next turn (which it wakes), each row still fenced by its epoch when
+  written. Shutdown writes every outcome before it exits; the write is retried (tenacity) on
+  transient database errors so an outcome is not lost to a busy SQLite file or a dropped
+  connection.
+- the rescuer (`core/rescuer.py`): every `rescue_interval`, runs whose lease expired (their
+  worker died or stalled) are taken back.
+- wake-ups: PostgreSQL NOTIFY or the SQLite WAL watcher, behind `store.wait_for_work`.
 - outages (`Outage`): when the database goes away, is locked by another program or its disk
   is full, the worker does not exit. Running tasks go on; their outcomes stay in memory and
   are written when the database is back; the loop and the monitor retry with back-off and log
@@ -45,14 +44,13 @@ import tenacity
 
 from flowjobs import ids
 from flowjobs.core.context import TaskContext
-from flowjobs.core.executor import Outcome, decide, perform
+from flowjobs.core.executor import Outcome, decide
 from flowjobs.core.outage import Outage
-from flowjobs.core.preload import Preloader
+from flowjobs.core.pool import InFlight, Pool
 from flowjobs.core.rescuer import Rescuer
 from flowjobs.core.retry import RetryPolicy
 from flowjobs.store import failures
 from flowjobs.store.jobs import ClaimedRun, Finish, NewRun, Rescued
-from flowjobs.store.states import AttemptOutcome as A
 from flowjobs.store.states import RunStatus as S
 
 MAX_BATCH = 500  # outcomes written in one statement at most
@@ -74,19 +72,6 @@ class WorkerOptions:
     max_crashes: int = 10
     run_timeout: float = 3600.0  # an attempt's limit for tasks that declare none ([run] timeout)
     retry: RetryPolicy = field(default_factory=RetryPolicy)  # for tasks that declare none
-
-
-@dataclass
-class InFlight:
-    run: ClaimedRun
-    task: object
-    ctx: TaskContext
-    started_ms: int
-    deadline: float  # time.monotonic()
-    next_heartbeat: float
-    settled: bool = False
-    executing: bool = False  # a pool thread is inside the task right now
-    thread: threading.Thread | None = None
 
 
 def make_worker_id() -> str:
@@ -117,26 +102,19 @@ class Worker:
         self.id = worker_id or make_worker_id()
         self.limits = registry.queue_limits()
         self._tasks: dict[str, tuple] = {}
-        self._inflight: dict[str, InFlight] = {}
-        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._started = 0
-        self._executing = 0  # claimed runs whose task has not returned (or been abandoned)
         self._next_rescue = 0.0
         self._backlog = False  # the last claim filled every slot it asked for
-        self._monitor_thread: threading.Thread | None = None
-        self._ready: queue.SimpleQueue = (
-            queue.SimpleQueue()
-        )  # claimed runs waiting for a pool thread
-        self._retired: set[threading.Thread] = set()  # pool threads stuck in an abandoned task
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._want = 1  # free slots the claim loop waits for; fewer do not wake it
         self.processed = 0  # attempts settled by this worker
         self.outage = Outage(failures.classify, self.store.db.reclaim_space)
         self._after_outage = False  # the last turn failed: delay the rescuer once it is back
         self.rescuer = Rescuer(store, self.id, options.max_crashes, self._rescue_hook)
-        self._preloader = Preloader()  # a task's lazy imports, once, one task at a time
+        self.pool = Pool(
+            store, clock, options.concurrency, options.lease, self.outage, self._on_settled
+        )
 
     # -- main loop ---------------------------------------------------------------------
     def run(self) -> int:
@@ -157,8 +135,7 @@ class Worker:
         )
         while not self._stopping.is_set():
             self._wake.clear()
-            with self._lock:
-                idle = not self._inflight  # before the claim: no outcome was waiting to be written
+            idle = self.pool.idle()  # before the claim: no outcome was waiting to be written
             try:
                 claimed, asked = self.run_once()
                 backlog = bool(asked) and len(claimed) == asked
@@ -182,8 +159,7 @@ class Worker:
             self._sleep(wait)
         self._drain()
         self._stopping.set()
-        for _ in range(self.opt.concurrency + len(self._retired)):
-            self._ready.put(None)  # pool threads leave (a process may run many workers: tests)
+        self.pool.stop()
         log.info("worker %s stopped after %d attempts", self.id, self.processed)
         return 0
 
@@ -246,16 +222,16 @@ class Worker:
     def _free_slots(self) -> int:
         """A slot frees when its task returns; its outcome is written in the next turn, in the
         same transaction as the claim that refills it."""
-        with self._lock:
-            free = self.opt.concurrency - self._executing
+        with self.pool.lock:
+            free = self.opt.concurrency - self.pool.executing
         if self.opt.max_jobs is not None:
-            free = min(free, self.opt.max_jobs - self._started)
+            free = min(free, self.opt.max_jobs - self.pool.started)
         return free
 
     def _done(self, claimed: list[ClaimedRun], idle: bool) -> bool:
         """Burst: nothing was executing or waiting to be written here, and the claim found
         nothing this worker may take. --max-jobs: all started and settled."""
-        if self.opt.max_jobs is not None and self._started >= self.opt.max_jobs and idle:
+        if self.opt.max_jobs is not None and self.pool.started >= self.opt.max_jobs and idle:
             return True
         return self.opt.burst and idle and not claimed
 
@@ -264,9 +240,8 @@ class Worker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._flush()
-            with self._lock:
-                if not self._inflight:
-                    return True
+            if self.pool.idle():
+                return True
             self._wake.wait(0.01)
             self._wake.clear()
         return False
@@ -284,13 +259,12 @@ class Worker:
             except Exception as exc:
                 if self.outage.failed(exc) is None:
                     raise
-            with self._lock:
-                if not self._inflight:
-                    return
+            if self.pool.idle():
+                return
             self._wake.wait(0.05)
             self._wake.clear()
-        with self._lock:
-            left = list(self._inflight)
+        with self.pool.lock:
+            left = list(self.pool.inflight)
         if left:
             log.warning(
                 "shutdown timeout: %d runs still executing are left to the rescuer: %s",
@@ -314,24 +288,7 @@ class Worker:
             self.services,
             run.crashes,
         )
-        flight = InFlight(run, task, ctx, now_ms, now + timeout, now + self.opt.lease / 3)
-        with self._lock:
-            self._inflight[run.id] = flight
-            self._started += 1
-            self._executing += 1
-            first = self._monitor_thread is None
-            if first:
-                self._monitor_thread = self._spawn(self._monitor, "flowjobs-monitor")
-        if first:
-            for _ in range(self.opt.concurrency):
-                self._spawn(self._execute, "flowjobs-task")
-        if task is None:
-            self._settle(
-                flight,
-                Outcome(A.ABORTED, error=f"no task {run.task!r} is registered in this worker"),
-            )
-            return
-        self._ready.put(flight)
+        self.pool.start(InFlight(run, task, ctx, now_ms, now + timeout, now + self.opt.lease / 3))
 
     def _task_info(self, task_id: str):
         """(task or None, attempt timeout in seconds), looked up once per task id."""
@@ -342,49 +299,9 @@ class Worker:
             info = self._tasks[task_id] = (task, timeout)
         return info
 
-    @staticmethod
-    def _spawn(target, name: str) -> threading.Thread:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        return thread
-
-    def _execute(self) -> None:
-        """A pool thread: runs tasks one after another until it is retired."""
-        me = threading.current_thread()
-        while me not in self._retired:
-            flight = self._ready.get()
-            if flight is None:  # the worker stopped
-                return
-            with self._lock:
-                if flight.settled:  # timed out or canceled before it began
-                    continue
-                flight.thread, flight.executing = me, True
-            try:
-                self._preloader.ensure(flight.task.module)
-                outcome = perform(flight.task, flight.run.payload, flight.ctx)
-            except BaseException as exc:  # a fault outside the task must not cost a slot
-                log.exception("run %s: the worker failed around its task", flight.run.id)
-                outcome = Outcome(A.CRASHED, error=f"worker fault: {type(exc).__name__}")
-            with self._lock:
-                flight.executing = False
-            self._settle(flight, outcome)
-        with self._lock:
-            self._retired.discard(me)
-
-    def _settle(self, flight: InFlight, outcome: Outcome, write: bool = True) -> None:
-        """End an attempt once: queue its outcome for the next turn (or drop it: lease lost)."""
-        with self._lock:
-            if flight.settled:
-                return
-            flight.settled = True
-            self._executing -= 1
-            # Abandoning a task that is still running: its thread leaves the pool when (if)
-            # the task returns, and a fresh thread takes its place now.
-            abandoned = flight.executing and flight.thread is not threading.current_thread()
-            if abandoned:
-                self._retired.add(flight.thread)
-        if abandoned:
-            self._spawn(self._execute, "flowjobs-task")
+    def _on_settled(self, flight: InFlight, outcome: Outcome, write: bool) -> None:
+        """An attempt ended (the pool calls this once per attempt): queue its outcome for the
+        next turn, or drop it (lease lost)."""
         if not write:
             self._release([flight])
             return
@@ -473,15 +390,13 @@ class Worker:
     def _release(self, flights: list[InFlight]) -> None:
         if not flights:
             return  # nothing changed: a wake-up now would spin an idle worker
-        with self._lock:
-            for flight in flights:
-                self._inflight.pop(flight.run.id, None)
-            self.processed += len(flights)
+        self.pool.release(flights)
+        self.processed += len(flights)
         self._nudge()
 
     def _nudge(self) -> None:
         """Wake the claim loop once enough slots are free (each wake-up costs a thread switch)."""
-        if self._free_slots() >= self._want or not self._inflight:
+        if self._free_slots() >= self._want or self.pool.idle():
             self._wake.set()
 
     def _take_outcomes(self) -> list:
@@ -592,47 +507,3 @@ class Worker:
             stop=tenacity.stop_after_delay(5),
             reraise=True,
         )  # longer outages: the loop backs off
-
-    # -- monitor -----------------------------------------------------------------------
-    def _monitor(self) -> None:
-        while not (self._stopping.is_set() and not self._inflight):
-            with self._lock:
-                flights = [f for f in self._inflight.values() if not f.settled]
-            now = time.monotonic()
-            for flight in flights:
-                try:
-                    self._watch(flight, now)
-                except Exception:
-                    log.exception("run %s: heartbeat failed", flight.run.id)
-            time.sleep(0.05 if flights else 0.2)
-
-    def _watch(self, flight: InFlight, now: float) -> None:
-        if now >= flight.deadline:
-            flight.ctx.canceled.set()
-            self._settle(flight, Outcome(A.TIMED_OUT, error="attempt timed out"))
-            return
-        if now < flight.next_heartbeat:
-            return
-        try:
-            ours, cancel = self.store.heartbeat(
-                flight.run.id,
-                flight.run.lease_epoch,
-                self.clock.now_ms(),
-                int(self.opt.lease * 1000),
-            )
-        except Exception as exc:
-            pause = self.outage.failed(exc)
-            if pause is None:
-                raise
-            flight.next_heartbeat = now + min(
-                pause, self.opt.lease / 3
-            )  # renew as soon as it is back
-            return
-        flight.next_heartbeat = now + self.opt.lease / 3
-        if not ours:
-            flight.ctx.canceled.set()
-            log.warning("run %s: lease lost (another worker rescued it)", flight.run.id)
-            self._settle(flight, Outcome(A.FAILED), write=False)
-        elif cancel:
-            flight.ctx.canceled.set()
-            self._settle(flight, Outcome(A.CANCELED, error="canceled while executing"))

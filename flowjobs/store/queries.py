@@ -17,7 +17,7 @@ from flowjobs.store import states
 # Spelled exactly as in the partial index flowjobs_runs_claim (migration 0001): SQLite uses a
 # partial index only when the query's terms match its WHERE clause as written.
 PENDING = "('queued', 'delayed', 'retrying')"
-assert PENDING == states.sql_list(states.PENDING, order=("queued", "delayed", "retrying"))
+assert states.sql_list(states.PENDING, order=("queued", "delayed", "retrying")) == PENDING
 TERMINAL = states.sql_list(states.TERMINAL)
 UNSUCCESSFUL = states.sql_list(states.UNSUCCESSFUL)
 
