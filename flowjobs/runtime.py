@@ -95,7 +95,7 @@ class Runtime:
         alerts = self.settings.alerts
         alert_task = None
         if alerts.email or alerts.webhook_url:
-            from flowjobs.ops.alerts import ALERT_TASK as alert_task
+            from flowjobs.notifications.alerts import ALERT_TASK as alert_task
         return Scheduler(
             self.store,
             self.client,

@@ -2,16 +2,17 @@
 long. Every worker looks (a duty every `[alerts] interval`), and each finding triggers the
 `send-alert` task with an idempotency key naming it (`alert:run-failed:<run id>`, …): however
 many workers find the same thing, it is one run, so one email and one webhook call.
-`send-alert` delivers by email (the mail adapter) and/or an HTTP POST of JSON, with retries.
+`send-alert` delivers them (`flowjobs.notifications.alerts`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
+from flowjobs.notifications.alerts import ALERT_TASK
+
 log = logging.getLogger("flowjobs.alerts")
-ALERT_TASK = "send-alert"
+
 LOOKBACK_MS = 24 * 3600 * 1000
 
 
@@ -106,48 +107,3 @@ def raise_alerts(runtime) -> int:
     ]
     results = runtime.client.batch_trigger(items)
     return sum(not r.deduplicated for r in results)
-
-
-def deliver(runtime, alert: dict) -> dict:
-    """Email and/or webhook; raises (so the run is retried) when a configured channel fails."""
-    settings = runtime.settings.alerts
-    sent = {}
-    if settings.email:
-        from flowjobs.adapters.mailer import build
-        from flowjobs.notifications.render import Email, Message, bodies
-
-        message = Message(
-            alert["subject"],
-            [alert["text"]],
-            [(k, str(v)) for k, v in alert["details"].items()],
-            footer="flowjobs alert",
-        )
-        email = Email(
-            ALERT_TASK,
-            list(settings.email),
-            f"[flowjobs] {alert['subject']}",
-            message,
-            f"flowjobs <{runtime.settings.mail.from_address}>",
-        )
-        runtime.mailer.send(build(email, *bodies(message)))
-        sent["email"] = list(settings.email)
-    if settings.webhook_url:
-        import urllib.request
-
-        body = json.dumps(
-            {
-                "kind": alert["kind"],
-                "subject": alert["subject"],
-                "text": alert["text"],
-                "details": alert["details"],
-            }
-        ).encode()
-        request = urllib.request.Request(
-            settings.webhook_url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "flowjobs"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            sent["webhook"] = response.status
-    return sent

@@ -1,4 +1,4 @@
-"""`send-alert`: deliver one alert (flowjobs.ops.alerts) by email and/or webhook."""
+"""`send-alert`: deliver one alert (found by flowjobs.ops.alerts) by email and/or webhook."""
 
 from typing import Any
 
@@ -19,7 +19,7 @@ class Alert(BaseModel):
 @task("send-alert", payload=Alert, retry=RetryPolicy(max_attempts=4, min_wait=5, max_wait=120))
 def send_alert(payload: Alert, ctx):
     """Deliver an alert to [alerts] email and webhook_url."""
-    from flowjobs.ops.alerts import deliver
+    from flowjobs.notifications.alerts import deliver
 
     sent = deliver(ctx.services, payload.model_dump())
     ctx.log.info("alert delivered: %s", sent)
