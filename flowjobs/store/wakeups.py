@@ -41,6 +41,7 @@ class Wakeups:
 
     def _listen(self, wake: threading.Event, stopping: threading.Event) -> None:
         while not stopping.is_set():
+            conn = None
             try:
                 conn = self.db.connect()
                 conn.execute("LISTEN flowjobs_runs")
@@ -50,6 +51,12 @@ class Wakeups:
             except Exception as exc:
                 log.debug("listener reconnecting after %s", exc)
                 time.sleep(1.0)
+            finally:
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
 
     def wait(self, seconds: float, wake: threading.Event) -> None:
         """Until `wake` is set or `seconds` pass; on SQLite also until another commit."""
