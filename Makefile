@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 FLOWJOBS := $(VENV)/bin/flowjobs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install postgres chromium test demo bench dist clean
+.PHONY: help install postgres chromium lint test demo bench dist clean
 
 help: ## List every target with one line
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,7 +25,13 @@ postgres: ## Install PostgreSQL with apt if it is missing (the tests start their
 chromium: ## Install Chromium with apt if it is missing (the dashboard tests drive it headless)
 	@scripts/ensure-chromium
 
-test: install postgres chromium ## Run the whole test suite (SQLite, a throwaway PostgreSQL, headless Chromium; 2 processes)
+lint: install ## Lint, format check, layer contract and type check (make test runs it first)
+	$(VENV)/bin/ruff check flowjobs tests
+	$(VENV)/bin/ruff format --check flowjobs tests
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy flowjobs
+
+test: install postgres chromium lint ## Lint, then the whole test suite (SQLite, a throwaway PostgreSQL, headless Chromium; 2 processes)
 	$(PY) -m pytest -q -n 2
 
 demo: install ## Run the main job on SQLite: trigger work, run the worker until done, show what ran
