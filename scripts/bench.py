@@ -21,11 +21,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pgtmp import pg_server  # noqa: E402
+from datetime import UTC
 
-from flowjobs.config import Settings  # noqa: E402
-from flowjobs.core.client import TriggerItem  # noqa: E402
-from flowjobs.runtime import Runtime  # noqa: E402
+from pgtmp import pg_server
+
+from flowjobs.config import Settings
+from flowjobs.core.client import TriggerItem
+from flowjobs.runtime import Runtime
 
 N = int(os.environ.get("BENCH_RUNS", "20000"))
 FLOWJOBS = [sys.executable, "-m", "flowjobs", "--log-level", "warning"]
@@ -233,11 +235,12 @@ def billing(backend, url, processes=4):
 
 def pdfs(seconds: float = 5.0):
     """Invoice PDFs per second on one core: a typical three-line invoice with discount and tax."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from flowjobs.documents.layout import Document, Line, Party, render
+    from flowjobs.documents.document import Document, Line, Party
+from flowjobs.documents.layout import render
 
-    doc = Document("invoice", "C0FFEE1-00042", "USD", datetime(2027, 1, 15, tzinfo=timezone.utc),
+    doc = Document("invoice", "C0FFEE1-00042", "USD", datetime(2027, 1, 15, tzinfo=UTC),
                    Party("Acme Analytics", ["1 Main St", "94110 San Francisco", "US"], "billing@acme.example"),
                    [Line("Pro plan", 1, 4900), Line("Extra seats", 3, 1000), Line("Priority support", 1, 2500)],
                    bill_to=Party("Ada Lovelace", ["2 Side St", "London"], "ada@example.com"),

@@ -10,7 +10,8 @@ import pytest
 
 from flowjobs.billing import setup
 from flowjobs.billing.models import Invoice, InvoiceLineItem, Payment
-from flowjobs.documents.layout import Document, Line, Party, render
+from flowjobs.documents.document import Document, Line, Party
+from flowjobs.documents.layout import render
 from tests.billing_helpers import drain, get, seed, stripe_sections
 
 ISSUED = datetime(2027, 1, 15, 8, tzinfo=UTC)

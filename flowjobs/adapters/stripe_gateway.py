@@ -229,21 +229,17 @@ class StripeGateway:
         """Create and confirm a PaymentIntent off-session in one call, under one idempotency key."""
         import stripe
 
-        params: dict[str, Any] = {
-            "amount": amount,
-            "currency": currency.lower(),
-            "customer": customer,
-            "payment_method": payment_method,
-            "confirm": True,
-            "off_session": True,
-            "metadata": metadata,
-        }
-        if application_fee_amount:
-            params["application_fee_amount"] = application_fee_amount
-        if transfer_destination:
-            params["transfer_data"] = {"destination": transfer_destination}
-        if on_behalf_of:
-            params["on_behalf_of"] = on_behalf_of
+        params = _intent_params(
+            amount,
+            currency,
+            customer,
+            payment_method,
+            metadata,
+            application_fee_amount,
+            transfer_destination,
+            on_behalf_of,
+        )
+        params.update(confirm=True, off_session=True)
         client = self.client(livemode)
         try:
             intent = self.call(
@@ -270,19 +266,16 @@ class StripeGateway:
         on_behalf_of: str | None = None,
     ) -> ChargeResult:
         """Create a PaymentIntent without confirming it: no money moves until `confirm_payment_intent`."""
-        params: dict[str, Any] = {
-            "amount": amount,
-            "currency": currency.lower(),
-            "customer": customer,
-            "payment_method": payment_method,
-            "metadata": metadata,
-        }
-        if application_fee_amount:
-            params["application_fee_amount"] = application_fee_amount
-        if transfer_destination:
-            params["transfer_data"] = {"destination": transfer_destination}
-        if on_behalf_of:
-            params["on_behalf_of"] = on_behalf_of
+        params = _intent_params(
+            amount,
+            currency,
+            customer,
+            payment_method,
+            metadata,
+            application_fee_amount,
+            transfer_destination,
+            on_behalf_of,
+        )
         client = self.client(livemode)
         intent = self.call(
             client.v1.payment_intents.create,
@@ -440,3 +433,30 @@ def _has_requests() -> bool:
     except ImportError:
         return False
     return True
+
+
+def _intent_params(
+    amount: int,
+    currency: str,
+    customer: str,
+    payment_method: str,
+    metadata: dict[str, str],
+    application_fee_amount: int | None,
+    transfer_destination: str | None,
+    on_behalf_of: str | None,
+) -> dict[str, Any]:
+    """The PaymentIntent fields both ways of charging send (Connect fields only when set)."""
+    params: dict[str, Any] = {
+        "amount": amount,
+        "currency": currency.lower(),
+        "customer": customer,
+        "payment_method": payment_method,
+        "metadata": metadata,
+    }
+    if application_fee_amount:
+        params["application_fee_amount"] = application_fee_amount
+    if transfer_destination:
+        params["transfer_data"] = {"destination": transfer_destination}
+    if on_behalf_of:
+        params["on_behalf_of"] = on_behalf_of
+    return params

@@ -12,7 +12,7 @@ from sqlmodel import select
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import Customer, Invoice, Organization, Payment, PaymentMethod
 from flowjobs.billing.totals import invoice_totals
-from flowjobs.documents.layout import Document, Line, Party
+from flowjobs.documents.document import Document, Line, Party
 from flowjobs.errors import NotFound
 
 FLOWGLAD = Party(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 from flowjobs.billing.money import format_money
+from flowjobs.documents.document import EMPHASISED, detail_rows, headline, pay_link, total_rows
 from flowjobs.documents.text import _CJK, BODY, BOLD, register_fonts
 
 LEFT, RIGHT, TOP, BOTTOM = 51.0, 544.0, 791.0, 60.0
@@ -38,8 +39,6 @@ def fits(doc) -> bool:
 def render_fast(doc) -> bytes:
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen.canvas import Canvas
-
-    from flowjobs.documents.layout import detail_rows, headline, pay_link
 
     register_fonts()
     buffer = io.BytesIO()
@@ -126,7 +125,6 @@ def _table(c, doc, y) -> float:
 
 
 def _totals(c, doc, y) -> None:
-    from flowjobs.documents.layout import EMPHASISED, total_rows
 
     for label, value in total_rows(doc):
         font = BOLD if label in EMPHASISED else BODY

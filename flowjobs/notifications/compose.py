@@ -30,7 +30,7 @@ from flowjobs.billing.models import (
 from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import Totals, invoice_totals
 from flowjobs.documents.data import method_summary
-from flowjobs.documents.layout import day
+from flowjobs.documents.document import day
 from flowjobs.errors import NotFound
 from flowjobs.notifications.render import Email, Message, MessageLine
 
