@@ -41,12 +41,13 @@ def flowjobs(*args: str, env: dict, cwd=None, timeout: float = 60, input: str | 
 
 
 def start_worker(*args: str, env: dict, stderr_path: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flowjobs", "run-worker", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(stderr_path, "w"),
-    )
+    with open(stderr_path, "w") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", "run-worker", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 def wait_until(predicate, timeout: float = 30, message: str = "condition"):

@@ -80,10 +80,12 @@ def _register() -> None:
         tasks_cmd,
         trigger_cmd,
         worker_cmd,
+        workers_cmd,
     )
 
     trigger_cmd.register(app)
     worker_cmd.register(app)
+    workers_cmd.register(app)
     schedules_cmd.register(app)
     app.add_typer(runs_cmd.app, name="runs")
     app.add_typer(tasks_cmd.app, name="tasks")

@@ -67,10 +67,14 @@ class Duties:
         self._stop.set()
 
 
+WORKERS_KEPT_MS = 7 * 86400_000  # rows of workers not seen for a week are deleted
+
+
 def prune_once(store, clock, retention) -> int:
     """Delete finished runs past `retention` ([retention]: completed, failed; in batches until
-    none is left)."""
+    none is left), and the rows of workers not seen for a week."""
     now = clock.now_ms()
+    store.prune_workers(now - WORKERS_KEPT_MS)
     total = 0
     while True:
         deleted = store.prune(

@@ -54,6 +54,7 @@ from flowjobs.store.jobs import ClaimedRun, Finish, NewRun, Rescued
 from flowjobs.store.states import RunStatus as S
 
 MAX_BATCH = 500  # outcomes written in one statement at most
+PRESENCE_INTERVAL = 5.0  # seconds between a worker's heartbeats in flowjobs_workers
 IDLE_MAX = 1.0  # seconds an idle PostgreSQL worker sleeps between looks (NOTIFY wakes it sooner)
 
 log = logging.getLogger("flowjobs.worker")
@@ -105,6 +106,8 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._next_rescue = 0.0
+        self._next_presence = 0.0
+        self._registered = False  # this worker's row exists in flowjobs_workers
         self._backlog = False  # the last claim filled every slot it asked for
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._want = 1  # free slots the claim loop waits for; fewer do not wake it
@@ -127,9 +130,14 @@ class Worker:
                 checkpointer.stop()
 
     def _run(self) -> int:
+        from flowjobs import __version__
+        from flowjobs.store.db import redact
+
         log.info(
-            "worker %s started: concurrency %d, queues %s",
+            "flowjobs %s worker %s started on %s: concurrency %d, queues %s",
+            __version__,
             self.id,
+            redact(self.store.db.url),
             self.opt.concurrency,
             ",".join(self.opt.queues),
         )
@@ -160,6 +168,7 @@ class Worker:
         self._drain()
         self._stopping.set()
         self.pool.stop()
+        self._stopped()
         log.info("worker %s stopped after %d attempts", self.id, self.processed)
         return 0
 
@@ -175,6 +184,8 @@ class Worker:
         """One turn: rescue if due; write the outcomes settled since the last turn and claim
         into the free slots, in one transaction; start what was claimed. Returns (claimed, asked)."""
         now = self.clock.now_ms()
+        if time.monotonic() >= self._next_presence:
+            self._presence(now)
         if time.monotonic() >= self._next_rescue:
             self._next_rescue = time.monotonic() + self.opt.rescue_interval
             self.rescuer.run_once(now)
@@ -190,6 +201,39 @@ class Worker:
         for run in claimed:
             self._start(run, started, clock)
         return claimed, asked
+
+    # -- presence (flowjobs_workers) ---------------------------------------------------------
+    def describe(self) -> dict:
+        from flowjobs import __version__
+
+        host, pid = socket.gethostname(), os.getpid()
+        return {
+            "id": self.id,
+            "host": host,
+            "pid": pid,
+            "version": __version__,
+            "queues": ",".join(self.opt.queues),
+            "concurrency": self.opt.concurrency,
+        }
+
+    def _presence(self, now: int) -> None:
+        """Record this worker (first turn), then renew its heartbeat every PRESENCE_INTERVAL."""
+        self._next_presence = time.monotonic() + PRESENCE_INTERVAL
+        if not self._registered:
+            self.store.register_worker(self.describe(), now)
+            self._registered = True
+            return
+        with self.pool.lock:
+            in_flight = len(self.pool.inflight)
+        self.store.worker_heartbeat(self.id, now, in_flight, self.processed)
+
+    def _stopped(self) -> None:
+        if not self._registered:
+            return
+        try:
+            self.store.worker_stopped(self.id, self.clock.now_ms(), self.processed)
+        except Exception as exc:  # the database is away: the row goes stale, which says as much
+            log.debug("worker %s: could not record its stop: %s", self.id, exc)
 
     def _sleep(self, seconds: float) -> None:
         """Wait for a wake-up (slot freed, new work, stop) or `seconds`."""

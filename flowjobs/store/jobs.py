@@ -590,6 +590,33 @@ class JobStore:
             return conn.execute(self.sql["window_runs"], params).fetchall()
         return self._all(self.sql["window_runs"], params)
 
+    # -- workers -------------------------------------------------------------------------
+    def register_worker(self, worker: dict, now: int) -> None:
+        """Record a starting worker: `worker` has id, host, pid, version, queues, concurrency."""
+        with self.db.transaction() as conn:
+            conn.execute(self.sql["worker_register"], {**worker, "now": now})
+
+    def worker_heartbeat(self, worker_id: str, now: int, in_flight: int, processed: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                self.sql["worker_heartbeat"],
+                {"id": worker_id, "now": now, "in_flight": in_flight, "processed": processed},
+            )
+
+    def worker_stopped(self, worker_id: str, now: int, processed: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                self.sql["worker_stopped"], {"id": worker_id, "now": now, "processed": processed}
+            )
+
+    def workers(self, since: int) -> list[dict]:
+        """Workers seen (heartbeat) since `since`, newest first."""
+        return self._dicts(self.sql["workers_since"], {"since": since})
+
+    def prune_workers(self, before: int) -> int:
+        with self.db.transaction() as conn:
+            return conn.execute(self.sql["workers_prune"], {"before": before}).rowcount
+
     # -- wake-ups ------------------------------------------------------------------------
     def listen_for_work(self, wake, stopping) -> None:
         """Set `wake` when another process enqueues (PostgreSQL NOTIFY), until `stopping`."""

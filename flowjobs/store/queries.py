@@ -147,6 +147,23 @@ COMMON = {
     "expired_leases": """
         SELECT count(*), min(lease_expires_at) FROM flowjobs_runs
         WHERE status = 'executing' AND lease_expires_at < :now""",
+    # -- workers (flowjobs_workers): presence kept by heartbeats ----------------------------
+    "worker_register": """
+        INSERT INTO flowjobs_workers (id, host, pid, version, queues, concurrency, started_at,
+                                      heartbeat_at, in_flight, processed, stopped_at)
+        VALUES (:id, :host, :pid, :version, :queues, :concurrency, :now, :now, 0, 0, NULL)
+        ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now, stopped_at = NULL""",
+    "worker_heartbeat": """
+        UPDATE flowjobs_workers SET heartbeat_at = :now, in_flight = :in_flight,
+            processed = :processed WHERE id = :id""",
+    "worker_stopped": """
+        UPDATE flowjobs_workers SET heartbeat_at = :now, stopped_at = :now, in_flight = 0,
+            processed = :processed WHERE id = :id""",
+    "workers_since": """
+        SELECT id, host, pid, version, queues, concurrency, started_at, heartbeat_at, in_flight,
+               processed, stopped_at
+        FROM flowjobs_workers WHERE heartbeat_at >= :since ORDER BY started_at DESC, id""",
+    "workers_prune": "DELETE FROM flowjobs_workers WHERE heartbeat_at < :before",
     # Store one log line written through a task's context.
     "insert_log": """
         INSERT INTO flowjobs_logs (run_id, attempt, at, level, message)
