@@ -191,10 +191,21 @@ class Runtime:
         """Run the scheduler loop (and the pruner, alerts) until stopped; stops at once when a
         schedule fails to enqueue for a reason other than the database, and then raises it.
         `on_start(stop)` is given the function that stops it (for signal handlers)."""
+        import logging
+
+        from flowjobs import __version__
         from flowjobs.core.duties import Duties
         from flowjobs.core.scheduler import is_database_failure, raise_enqueue_failures
+        from flowjobs.store.db import redact
 
         scheduler = self.scheduler
+        logging.getLogger("flowjobs.scheduler").info(
+            "flowjobs %s scheduler started on %s: %d schedules, tick every %gs",
+            __version__,
+            redact(self.db.url),
+            len(scheduler.schedules),
+            self.settings.scheduler.interval,
+        )
         duties = Duties(self.duties(scheduler=False))
 
         def tick():

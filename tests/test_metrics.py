@@ -8,6 +8,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.billing_helpers import drain
+from tests.cli_helpers import wait_until
 from tests.test_webhooks_http import served  # noqa: F401  (fixture)
 
 
@@ -72,7 +73,33 @@ def test_metrics_report_runs_durations_queues_lag_and_inbox(make_runtime, clock)
     )  # 08:01 is due since 270 s
 
 
-def test_metrics_over_http(served):
+def test_an_empty_system_exports_zero_for_every_known_series(make_runtime):
+    """Alert rules need a series to compare on an empty queue: every task × status, every
+    task queue and every inbox source × status is exported at 0."""
+    from flowjobs.http.server import WebhookApp
+
+    rt = make_runtime()
+    m = scrape(WebhookApp(rt))
+    tasks = [t.id for t in rt.registry.all()]
+    assert len(tasks) > 10
+    for task in tasks:
+        for status in ("queued", "executing", "failed", "completed"):
+            assert m[("flowjobs_runs", (("status", status), ("task", task)))] == 0
+    queues = {t.queue for t in rt.registry.all()}
+    assert "default" in queues
+    for queue in queues:
+        assert m[("flowjobs_queue_depth", (("queue", queue),))] == 0
+        assert m[("flowjobs_oldest_waiting_run_age_seconds", (("queue", queue),))] == 0
+    for source in ("stripe", "supabase"):
+        for status in ("received", "routed", "ignored", "rejected"):
+            assert m[("flowjobs_webhook_events", (("source", source), ("status", status)))] == 0
+    rt.trigger("noop")
+    m = scrape(WebhookApp(rt))
+    assert m[("flowjobs_runs", (("status", "queued"), ("task", "noop")))] == 1
+    assert m[("flowjobs_queue_depth", (("queue", "default"),))] == 1
+
+
+def test_metrics_over_http(served, tmp_path):
     _, _, base, _ = served
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
         text = response.read().decode()
@@ -84,3 +111,12 @@ def test_metrics_over_http(served):
         "flowjobs_schedule_lag_seconds",
         "flowjobs_webhook_events",
     } <= names
+    # `serve` writes one access-log line per request: method, path, status, bytes, time, client
+    line = wait_until(
+        lambda: next(
+            (ln for ln in (tmp_path / "serve.log").read_text().splitlines() if "/metrics" in ln),
+            None,
+        ),
+        message="the access-log line of GET /metrics",
+    )
+    assert "GET /metrics 200" in line and "127.0.0.1" in line, line

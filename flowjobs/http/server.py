@@ -20,10 +20,12 @@ import hmac
 import json
 import logging
 import re
+import time
 
 from flowjobs.errors import BadInput, DatabaseError
 
 log = logging.getLogger("flowjobs.serve")
+access = logging.getLogger("flowjobs.access")
 STRIPE_PATH = re.compile(r"^/webhooks/stripe/([^/]+)/?$")
 
 
@@ -45,6 +47,31 @@ class WebhookApp:
         self.dashboard = Dashboard(runtime)
 
     def __call__(self, environ, start_response):
+        """Every request is answered and written to the access log (logger flowjobs.access:
+        method, path, status, bytes, milliseconds, client)."""
+        started = time.perf_counter()
+        seen: dict = {}
+
+        def recording(status, headers, *exc_info):
+            seen["status"] = status.split(" ", 1)[0]
+            seen["bytes"] = next((v for k, v in headers if k.lower() == "content-length"), "-")
+            return start_response(status, headers, *exc_info)
+
+        try:
+            return self._answer(environ, recording)
+        finally:
+            access.info(
+                "%s %s %s %s %.1fms %s",
+                environ.get("REQUEST_METHOD", "-"),
+                environ.get("PATH_INFO", "/"),
+                seen.get("status", "-"),
+                seen.get("bytes", "-"),
+                (time.perf_counter() - started) * 1000,
+                environ.get("REMOTE_ADDR", "-"),
+                extra={"path": environ.get("PATH_INFO", "/"), "status": seen.get("status")},
+            )
+
+    def _answer(self, environ, start_response):
         try:
             return self._route(environ, start_response)
         except DatabaseError as exc:
