@@ -50,25 +50,25 @@ def set_subscription_status(sub, status: str) -> bool:
     return True
 
 
-def set_period_status(period: BillingPeriod, status: str) -> bool:
-    if period.status == status or period.status in E.PERIOD_TERMINAL:
+def advance(row, status: str, terminal) -> bool:
+    """Move `row` (a billing period, invoice or payment) to `status` unless it is already there
+    or has reached one of its `terminal` states, which are final. True when it changed."""
+    if row.status == status or row.status in terminal:
         return False
-    period.status = status
+    row.status = status
     return True
+
+
+def set_period_status(period: BillingPeriod, status: str) -> bool:
+    return advance(period, status, E.PERIOD_TERMINAL)
 
 
 def set_invoice_status(invoice: Invoice, status: str) -> bool:
-    if invoice.status == status or invoice.status in E.INVOICE_TERMINAL:
-        return False
-    invoice.status = status
-    return True
+    return advance(invoice, status, E.INVOICE_TERMINAL)
 
 
 def set_payment_status(payment: Payment, status: str) -> bool:
-    if payment.status == status or payment.status in E.PAYMENT_TERMINAL:
-        return False
-    payment.status = status
-    return True
+    return advance(payment, status, E.PAYMENT_TERMINAL)
 
 
 def net_settled(s: Session, billing_period_id: str) -> int:
