@@ -139,7 +139,7 @@ def on_failure(payload, ctx):
     }
 
 
-# -- fault suite (tests/faults) --------------------------------------------------------------
+# -- fault suite (tests/acceptance/faults) --------------------------------------------------------------
 class RecordPayload(BaseModel):
     dir: str
     seconds: float = 0.0

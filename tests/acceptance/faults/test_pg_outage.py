@@ -1,0 +1,129 @@
+"""PostgreSQL stopped mid-work (shorter and much longer than the lease): the worker keeps its
+tasks running, keeps their outcomes, reconnects with back-off, logs once per change of state,
+and settles everything when the server is back — no run lost, none done twice, the worker
+never exits. Triggers meanwhile exit 4 with a clear message. A server of the test's own (the
+session's shared one must not stop)."""
+
+import signal
+import subprocess
+import time
+
+import pytest
+from pgtmp import _as_postgres, bindir, pg_server
+
+from flowjobs.core.client import TriggerItem
+from flowjobs.runtime import Runtime
+from flowjobs.store.db import Database
+from flowjobs.store.migrate import upgrade
+from tests.acceptance.faults import invariants
+from tests.cli_helpers import cli_env, flowjobs, start_worker, wait_until
+from tests.conftest import make_settings
+
+LEASE = 2  # seconds: the long outage outlasts it thirty times
+
+
+class Server:
+    """Stop and start the test's own PostgreSQL server with the options it was started with."""
+
+    def __init__(self, url: str):
+        import psycopg
+
+        with psycopg.connect(
+            url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        ) as conn:
+            self.data = conn.execute("SHOW data_directory").fetchone()[0]
+            port = conn.execute("SHOW port").fetchone()[0]
+            sockets = conn.execute("SHOW unix_socket_directories").fetchone()[0]
+        self.opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off -c max_connections=200"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_postgres([f"{bindir()}/pg_ctl", "-D", self.data, *args]),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        self._ctl("-o", self.opts, "-l", self.data + "/../log", "-w", "-t", "30", "start")
+
+
+@pytest.mark.parametrize(
+    "outage", [5, 60], ids=["5s", "60s"]
+)  # 60 s: thirty leases, the back-off at its cap
+def test_worker_rides_out_a_postgresql_outage(outage, tmp_path):
+    with pg_server() as url:
+        upgrade(Database(url))
+        server = Server(url)
+        rt = Runtime(make_settings(url, tmp_path))
+        work = tmp_path / "work"
+        work.mkdir()
+        runs = rt.client.batch_trigger(
+            [TriggerItem("test-block", {"dir": str(work)}) for _ in range(4)]
+        )
+        env = cli_env(
+            url, FLOWJOBS_WORKER_LEASE=f"{LEASE}s", FLOWJOBS_WORKER_RESCUE_INTERVAL="200ms"
+        )
+        log = tmp_path / "worker.log"
+        worker = start_worker("--concurrency", "4", "--no-scheduler", env=env, stderr_path=log)
+        try:
+            wait_until(
+                lambda: len(list(work.glob("*.started"))) == 4, message="four tasks to start"
+            )
+            rt.db.close()
+            server.stop()
+
+            refused = flowjobs("trigger", "noop", env=env)
+            assert refused.returncode == 4, refused.stderr
+            assert refused.stderr.startswith("error: ") and "unavailable" in refused.stderr
+            assert "Traceback" not in refused.stderr and "unexpected" not in refused.stderr
+
+            (work / "release").touch()  # the tasks finish while the database is away
+            wait_until(
+                lambda: (
+                    len((work / "completed.log").read_text().split()) == 4
+                    if (work / "completed.log").exists()
+                    else False
+                ),
+                message="the tasks to finish",
+            )
+            wait_until(
+                lambda: "the database is unavailable" in log.read_text(),
+                message="the outage to be noticed",
+            )
+            time.sleep(outage)  # the outage itself
+            assert worker.poll() is None, log.read_text()
+
+            server.start()
+            back = time.monotonic()
+            wait_until(
+                lambda: rt.store.count_by_status() == {"completed": 4},
+                timeout=60,
+                message="the outcomes kept through the outage to be written",
+            )
+            recovered = time.monotonic() - back
+            late = rt.trigger("test-block", {"dir": str(work)})  # claims resume
+            wait_until(
+                lambda: rt.store.run_status(late.id) == "completed",
+                message="a new run to be claimed",
+            )
+
+            text = log.read_text()
+            assert text.count("the database is unavailable") == 1, text  # once per change of state
+            assert text.count("the database is back") == 1, text
+            assert "Traceback" not in text
+            for run in runs:
+                assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["succeeded"]
+            assert len((work / "completed.log").read_text().split()) == 5  # each task ran once
+            print(f"outage {outage}s: outcomes written {recovered:.2f}s after the server was back")
+
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(30) == 0, log.read_text()
+            invariants.check(rt.db)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+            rt.close()

@@ -1,0 +1,197 @@
+"""An SQLite file locked by another program past the busy timeout, and a full disk: commands
+say so in one line with their own exit codes (5, 6); a running worker waits, keeps its tasks'
+outcomes, and goes on by itself once the lock is released or space is freed. Nothing is lost
+or half-written."""
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from flowjobs.core.client import TriggerItem
+from flowjobs.runtime import Runtime
+from tests.acceptance.faults import invariants
+from tests.cli_helpers import cli_env, flowjobs, start_worker, wait_until
+from tests.conftest import make_settings
+
+
+class LockHolder:
+    """Another program holding the database with BEGIN EXCLUSIVE until released."""
+
+    def __init__(self, path: str):
+        code = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read(); c.execute('COMMIT')"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout.readline().strip() == "locked"
+
+    def release(self) -> None:
+        self.proc.stdin.close()
+        assert self.proc.wait(10) == 0
+
+
+def completed_lines(work) -> int:
+    path = work / "completed.log"
+    return len(path.read_text().split()) if path.exists() else 0
+
+
+def test_a_trigger_on_a_locked_file_exits_5_naming_the_holder(sqlite_url, tmp_path):
+    env = cli_env(sqlite_url, FLOWJOBS_DATABASE_BUSY_TIMEOUT="500ms")
+    holder = LockHolder(sqlite_url[len("sqlite:///") :])
+    try:
+        refused = flowjobs("trigger", "noop", env=env)
+    finally:
+        holder.release()
+    assert refused.returncode == 5, refused.stderr
+    assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: database ")
+    assert "is locked by python" in refused.stderr and f"(pid {holder.proc.pid})" in refused.stderr
+    assert flowjobs("trigger", "noop", env=env).returncode == 0  # released: it goes through
+
+
+def test_a_worker_waits_out_a_lock_held_past_its_lease_and_goes_on(tmp_path, sqlite_url):
+    rt = Runtime(make_settings(sqlite_url, tmp_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    runs = rt.client.batch_trigger(
+        [TriggerItem("test-block", {"dir": str(work)}) for _ in range(3)]
+    )
+    env = cli_env(
+        rt.db.url,
+        FLOWJOBS_DATABASE_BUSY_TIMEOUT="300ms",
+        FLOWJOBS_WORKER_LEASE="1s",
+        FLOWJOBS_WORKER_RESCUE_INTERVAL="100ms",
+    )
+    log = tmp_path / "worker.log"
+    worker = start_worker("--concurrency", "3", "--no-scheduler", env=env, stderr_path=log)
+    try:
+        wait_until(lambda: len(list(work.glob("*.started"))) == 3, message="three tasks to start")
+        holder = LockHolder(rt.db.path)
+        (work / "release").touch()
+        wait_until(lambda: completed_lines(work) == 3, message="the tasks to finish under the lock")
+        wait_until(
+            lambda: "locked by another program" in log.read_text(), message="the lock to be noticed"
+        )
+        time.sleep(3)  # the lock outlasts the lease (1 s) three times over
+        assert worker.poll() is None, log.read_text()
+        holder.release()
+        wait_until(
+            lambda: rt.store.count_by_status() == {"completed": 3},
+            message="the outcomes to be written",
+        )
+        for run in runs:
+            assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["succeeded"]
+        text = log.read_text()
+        assert (
+            text.count("locked by another program") == 1 and text.count("the database is back") == 1
+        ), text
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+        invariants.check(rt.db)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        rt.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs: a disk that fills up (the tests run as root, as CI does)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"cannot mount a tmpfs for the full-disk test (run the tests as root): {done.stderr}"
+        )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_exit_6_and_everything_recovers_when_space_returns(
+    small_disk, sqlite_template, tmp_path
+):
+    db_path = small_disk / "flowjobs.db"
+    shutil.copy(sqlite_template, db_path)
+    url = f"sqlite:///{db_path}"
+    filler = small_disk / "filler"
+    free = shutil.disk_usage(small_disk).free
+    filler.write_bytes(b"\0" * max(free - 400_000, 0))  # leave ~400 kB
+    env = cli_env(url, FLOWJOBS_WORKER_LEASE="1s", FLOWJOBS_WORKER_RESCUE_INTERVAL="100ms")
+    log = tmp_path / "worker.log"
+    worker = start_worker("--concurrency", "2", "--no-scheduler", env=env, stderr_path=log)
+    try:
+        accepted = 0
+        for _ in range(200):
+            done = flowjobs(
+                "trigger", "hello-world", "--payload", '{"pad": "%s"}' % ("x" * 20_000), env=env
+            )
+            if done.returncode != 0:
+                break
+            accepted += 1
+        assert done.returncode == 6, done.stderr
+        assert done.stderr.count("\n") == 1 and "no space left for database" in done.stderr
+        assert accepted > 0
+        assert worker.poll() is None, log.read_text()
+
+        filler.unlink()  # the operator frees space
+        wait_until(
+            lambda: flowjobs("trigger", "hello-world", env=env).returncode == 0,
+            timeout=60,
+            message="a trigger to go through once space is back",
+        )
+        accepted += 1
+        conn = sqlite3.connect(db_path)
+        wait_until(
+            lambda: (
+                conn.execute(
+                    "SELECT count(*) FROM flowjobs_runs WHERE status = 'completed'"
+                ).fetchone()[0]
+                == accepted
+            ),
+            timeout=60,
+            message="every accepted run to complete",
+        )
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+        assert worker.poll() is None, log.read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+        from flowjobs.store.db import Database
+
+        db = Database(url)
+        invariants.check(db)
+        db.close()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+
+
+def test_a_read_only_database_is_exit_4_in_one_line(small_disk, sqlite_template):
+    db_path = small_disk / "flowjobs.db"
+    shutil.copy(sqlite_template, db_path)
+    env = cli_env(f"sqlite:///{db_path}")
+    assert flowjobs("trigger", "noop", env=env).returncode == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        result = flowjobs("trigger", "noop", env=env)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.count("\n") == 1 and "read-only" in result.stderr, result.stderr

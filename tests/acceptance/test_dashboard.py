@@ -1,0 +1,193 @@
+"""The dashboard in a real headless Chromium: pages load, filters (plain GET forms) work, a run's
+detail shows its traceback; no page carries a script, so all of it works with JavaScript off.
+A screenshot of each page is kept in test-artifacts/dashboard/."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.billing_helpers import drain
+from tests.cli_helpers import cli_env, wait_until
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browse(url: str, screenshot: str | None = None) -> str:
+    """The DOM Chromium builds for `url` (JavaScript disabled); optionally a screenshot."""
+    if CHROMIUM is None:
+        raise AssertionError("chromium is not installed: `make chromium` (make test does it)")
+    flags = [
+        CHROMIUM,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ]
+    if screenshot:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [*flags, f"--screenshot={ARTIFACTS / screenshot}", url],
+            capture_output=True,
+            timeout=90,
+            check=True,
+        )
+        assert (ARTIFACTS / screenshot).stat().st_size > 5000
+    return subprocess.run(
+        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True
+    ).stdout
+
+
+@pytest.fixture
+def dashboard(sqlite_url, tmp_path):
+    """On SQLite only: the pages read through the same store code on both backends (tested
+    elsewhere), and each Chromium start costs a second or two."""
+    from flowjobs.runtime import Runtime
+    from tests.conftest import make_settings
+
+    rt = Runtime(
+        make_settings(
+            sqlite_url,
+            tmp_path,
+            schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}},
+        )
+    )
+    ok = rt.trigger("hello-world", {"customer": "Ada <ada@example.com>"})
+    bad = rt.trigger("test-exit")  # fails with a traceback
+    drain(rt)
+    rt.scheduler.tick()
+    env = cli_env(rt.db.url, FLOWJOBS_DASHBOARD_ALLOW_ACTIONS="true")
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(
+        '[schedules.minutely]\ntask = "hello-world"\ncron = "* * * * *"\n'
+        "[schedules.hourly-cron]\nenabled = false\n[schedules.daily-cron]\nenabled = false\n"
+    )
+    env["FLOWJOBS_CONFIG"] = str(config)
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),
+    )
+    try:
+        line = wait_until(
+            lambda: next((x for x in log.read_text().splitlines() if "listening on" in x), None),
+            message="serve to listen",
+        )
+        yield rt, line.split()[-1], ok.id, bad.id
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        rt.close()
+
+
+def test_pages_load_filter_and_show_a_traceback_in_chromium(dashboard):
+    rt, base, ok_id, bad_id = dashboard
+    runs = browse(f"{base}/runs", "runs.png")
+    assert ok_id in runs and bad_id in runs and "Filter" in runs and "<script" not in runs
+    failed = browse(f"{base}/runs?status=failed", "runs-failed.png")
+    assert bad_id in failed and ok_id not in failed
+    by_task = browse(f"{base}/runs?task=hello-world")
+    assert ok_id in by_task and bad_id not in by_task
+    detail = browse(f"{base}/runs/{bad_id}", "run-detail.png")
+    assert "Traceback (most recent call last)" in detail and 'class="traceback"' in detail
+    assert "Replay this run" in detail
+    escaped = browse(f"{base}/runs/{ok_id}")
+    assert "Ada &lt;ada@example.com&gt;" in escaped  # user data is escaped, never markup
+    schedules = browse(f"{base}/schedules", "schedules.png")
+    assert "minutely" in schedules and "* * * * *" in schedules
+    events = browse(f"{base}/events", "events.png")
+    assert "no events" in events
+
+
+def test_replay_needs_confirmation_and_links_the_new_run(dashboard):
+    rt, base, ok_id, _ = dashboard
+    confirm = browse(f"{base}/runs/{ok_id}/replay")
+    assert "Yes, replay it" in confirm
+    request = urllib.request.Request(
+        f"{base}/runs/{ok_id}/replay", data=b"confirm=yes", method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        new_id = urllib.parse.urlparse(response.url).path.rsplit("/", 1)[1]
+    assert rt.store.get_run(new_id)["replay_of"] == ok_id
+    unconfirmed = urllib.request.Request(f"{base}/runs/{ok_id}/replay", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unconfirmed, timeout=10)
+    assert refused.value.code == 400
+
+
+def test_read_only_by_default_and_password_protected_beyond_loopback(make_runtime, tmp_path):
+    from tests.cli_helpers import flowjobs
+
+    rt = make_runtime()
+    env = cli_env(rt.db.url)
+    refused = flowjobs("serve", "--host", "0.0.0.0", "--port", "0", env=env)
+    assert refused.returncode == 2 and "set [dashboard] password" in refused.stderr
+
+    from flowjobs.http.dashboard.app import Dashboard
+
+    def call(app, path, method="GET", auth=None):
+        import io
+
+        status = {}
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "wsgi.input": io.BytesIO(b""),
+        }
+        if auth:
+            environ["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(auth.encode()).decode()
+        b"".join(app(environ, lambda code, headers: status.setdefault("code", code)))
+        return status["code"]
+
+    run = rt.trigger("noop")
+    assert call(Dashboard(rt), f"/runs/{run.id}/replay", "POST").startswith("403")  # read-only
+    locked = make_runtime(dashboard={"password": "s3cret"})
+    assert call(Dashboard(locked), "/runs").startswith("401")
+    assert call(Dashboard(locked), "/runs", auth="admin:wrong").startswith("401")
+    assert call(Dashboard(locked), "/runs", auth="admin:s3cret").startswith("200")
+
+
+def test_runs_are_paged_newest_first(make_runtime, clock):
+    import io
+
+    from flowjobs.http.dashboard.app import Dashboard
+
+    rt = make_runtime(dashboard={"page_size": 5})
+    ids = []
+    for i in range(7):
+        ids.append(rt.trigger("hello-world", {"i": i}).id)
+        clock.advance(1)
+
+    def page(query):
+        out = b"".join(
+            Dashboard(rt)(
+                {
+                    "REQUEST_METHOD": "GET",
+                    "PATH_INFO": "/runs",
+                    "QUERY_STRING": query,
+                    "wsgi.input": io.BytesIO(),
+                },
+                lambda *a: None,
+            )
+        ).decode()
+        return [i for i in ids if i in out], out
+
+    first, html = page("")
+    assert first == ids[2:] and html.index(ids[6]) < html.index(ids[2]) and "older →" in html
+    second, html = page("page=2")
+    assert second == ids[:2] and "← newer" in html and "older →" not in html
+    assert page("since=2099-01-01T00:00:00Z")[0] == []

@@ -1,0 +1,382 @@
+"""Schedules from the command line, and exactly one run per slot with many schedulers."""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from flowjobs.core.clock import iso, parse_iso
+from tests.cli_helpers import as_json, cli_env, flowjobs
+
+CONFIG = """
+[scheduler]
+interval = "20ms"
+[schedules.minutely]
+task = "test-every-minute"
+cron = "* * * * *"
+catchup = "all"
+max_catchup = 1000
+[schedules.test-hourly]
+enabled = false
+"""
+
+
+def sched_env(db_url, **extra):
+    return cli_env(
+        db_url, FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.scheduled_tasks", **extra
+    )
+
+
+def test_four_schedulers_and_two_tick_loops_make_one_run_per_slot(db_url, tmp_path):
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(CONFIG)
+    speed = 600  # one simulated minute every 100 ms
+    env = sched_env(
+        db_url,
+        FLOWJOBS_CONFIG=str(config),
+        FLOWJOBS_CLOCK=f"2027-03-01T00:00:30Z x{speed} @{time.time() + 3:.3f}",
+    )
+    flowjobs("db", "upgrade", env=env)
+    schedulers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", "run-scheduler"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    stop = threading.Event()
+    tick_failures = []
+
+    def tick_loop():
+        while not stop.is_set():
+            result = flowjobs("tick", env=env)
+            if result.returncode != 0:
+                tick_failures.append(result.stderr)
+
+    loops = [threading.Thread(target=tick_loop) for _ in range(2)]
+    for loop in loops:
+        loop.start()
+    time.sleep(3 + 90 * 60 / speed + 1)  # the shared clock starts in 3 s, then 90 slots pass
+    stop.set()
+    for loop in loops:
+        loop.join(30)
+    for proc in schedulers:
+        proc.send_signal(signal.SIGTERM)
+    for proc in schedulers:
+        code = proc.wait(30)
+        assert code == 0, f"run-scheduler exited {code}: {proc.stderr.read()[-2000:]}"
+    assert tick_failures == [], tick_failures[:2]
+
+    runs = as_json(
+        flowjobs(
+            "runs", "list", "--task", "test-every-minute", "--limit", "1000", "--json", env=env
+        )
+    )
+    health = {h["id"]: h for h in as_json(flowjobs("schedules", "health", "--json", env=env))}
+    assert health["minutely"]["duplicated"] == []
+    slots = sorted(parse_iso(t) for t in _payload_times(env, runs))
+    assert len(slots) == len(set(slots)), "a slot ran twice"
+    assert len(slots) >= 60, f"only {len(slots)} consecutive slots in about 90 simulated minutes"
+    assert all(b - a == 60_000 for a, b in zip(slots, slots[1:])), "a slot is missing"
+
+
+def _payload_times(env, runs):
+    from flowjobs.config import load_settings
+    from flowjobs.runtime import Runtime
+
+    rt = Runtime(load_settings(environ=env))
+    times = [json.loads(rt.store.get_run(r["id"])["payload"])["timestamp"] for r in runs]
+    rt.close()
+    return times
+
+
+@pytest.fixture
+def env(sqlite_url, tmp_path):
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(CONFIG)
+    return sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
+
+
+def test_schedule_commands(env):
+    listed = as_json(flowjobs("schedules", "list", "--json", env=env))
+    by_id = {s["id"]: s for s in listed}
+    assert by_id["minutely"]["cron"] == "* * * * *" and by_id["minutely"]["catchup"] == "all"
+    assert by_id["test-hourly"]["enabled"] is False and len(by_id["minutely"]["next_slots"]) == 3
+
+    assert flowjobs("tick", "--now", "2027-01-01T00:00:30Z", env=env).stdout == ""  # first sight
+    ticked = flowjobs("tick", "--now", "2027-01-01T00:03:10Z", env=env).stdout.splitlines()
+    assert [line.split("\t")[1] for line in ticked] == [
+        "2027-01-01T00:01:00.000Z",
+        "2027-01-01T00:02:00.000Z",
+        "2027-01-01T00:03:00.000Z",
+    ]
+
+    preview = as_json(
+        flowjobs(
+            "schedules",
+            "preview",
+            "minutely",
+            "--from",
+            "2027-01-01T00:00:00Z",
+            "--to",
+            "2027-01-01T00:02:00Z",
+            "--json",
+            env=env,
+        )
+    )
+    assert [(p["lastTimestamp"], p["timestamp"]) for p in preview] == [
+        ("2027-01-01T00:00:00.000Z", "2027-01-01T00:01:00.000Z"),
+        ("2027-01-01T00:01:00.000Z", "2027-01-01T00:02:00.000Z"),
+    ]
+
+    report = as_json(
+        flowjobs(
+            "schedules",
+            "backfill",
+            "minutely",
+            "--from",
+            "2027-01-01T00:00:00Z",
+            "--to",
+            "2027-01-01T00:05:00Z",
+            "--json",
+            env=env,
+        )
+    )
+    assert (report["slots"], report["new"], report["existing"]) == (5, 2, 3)
+    again = flowjobs(
+        "schedules",
+        "backfill",
+        "minutely",
+        "--from",
+        "2027-01-01T00:00:00Z",
+        "--to",
+        "2027-01-01T00:05:00Z",
+        env=env,
+    )
+    assert "enqueued 0, 5 already had a run" in again.stdout
+
+    assert flowjobs("schedules", "disable", "minutely", env=env).returncode == 0
+    listed = {s["id"]: s for s in as_json(flowjobs("schedules", "list", "--json", env=env))}
+    assert listed["minutely"]["enabled"] is False and listed["hourly-cron"]["enabled"] is True
+    assert flowjobs("tick", "--now", "2027-01-01T00:09:00Z", env=env).stdout == ""
+    assert flowjobs("schedules", "enable", "minutely", env=env).returncode == 0
+
+    manual = as_json(flowjobs("schedules", "trigger", "minutely", "--json", env=env))
+    shown = as_json(flowjobs("runs", "show", manual["id"], "--json", env=env))
+    assert shown["idempotency_key"].startswith("minutely:manual:")
+    assert shown["payload"]["scheduleId"] == "minutely"
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["schedules", "preview", "nope"], 3, "no schedule 'nope'"),
+        (["schedules", "trigger", "nope"], 3, "no schedule 'nope'"),
+        (["schedules", "preview", "minutely", "--from", "yesterday"], 2, "--from"),
+        (
+            [
+                "schedules",
+                "backfill",
+                "minutely",
+                "--from",
+                "2027-01-02T00:00:00Z",
+                "--to",
+                "2027-01-01T00:00:00Z",
+            ],
+            2,
+            "--to must be after",
+        ),
+        (["tick", "--now", "soon"], 2, "--now"),
+    ],
+)
+def test_schedule_command_mistakes(env, args, code, message):
+    result = flowjobs(*args, env=env)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_invalid_cron_or_timezone_in_config_exits_2_naming_the_field(sqlite_url, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[schedules.x]\ntask = "noop"\ncron = "99 * * * *"\ntimezone = "Moon/Base"\n')
+    result = flowjobs("schedules", "list", env=sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config)))
+    assert result.returncode == 2
+    assert "schedules.x.cron:" in result.stderr and "schedules.x.timezone:" in result.stderr
+
+
+def test_burst_worker_ticks_once_then_drains(env):
+    five_minutes_ago = iso(int(time.time() * 1000) - 5 * 60_000)
+    flowjobs("tick", "--now", five_minutes_ago, env=env)  # first sight, five minutes ago
+    result = flowjobs("run-worker", "--burst", env=env)
+    assert result.returncode == 0, result.stderr
+    runs = as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--json", env=env))
+    assert 4 <= len(runs) <= 6  # the slots of the last five minutes, caught up by the burst tick
+    assert {r["status"] for r in runs} == {"completed"}
+
+
+def test_no_scheduler_worker_fires_no_slot(env):
+    five_minutes_ago = iso(int(time.time() * 1000) - 5 * 60_000)
+    flowjobs("tick", "--now", five_minutes_ago, env=env)
+    result = flowjobs("run-worker", "--burst", "--no-scheduler", env=env)
+    assert result.returncode == 0, result.stderr
+    assert as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--json", env=env)) == []
+    ticked = {r["schedule"]: r for r in as_json(flowjobs("tick", "--json", env=env))}
+    assert len(ticked["minutely"]["runs"]) >= 4  # the slots were still due
+
+
+def test_long_running_worker_fires_and_runs_its_schedules(sqlite_url, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.cli_helpers import wait_until
+
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(CONFIG)
+    env = sched_env(
+        sqlite_url,
+        FLOWJOBS_CONFIG=str(config),
+        FLOWJOBS_CLOCK=f"2027-03-01T00:00:30Z x600 @{time.time():.3f}",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", "run-worker"], env=env, stderr=subprocess.PIPE, text=True
+    )
+
+    def completed():
+        runs = as_json(flowjobs("runs", "list", "--task", "test-every-minute", "--json", env=env))
+        return len([r for r in runs if r["status"] == "completed"]) >= 3
+
+    wait_until(completed, timeout=60, message="scheduled runs to fire and complete")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.stderr.read()[-2000:]
+
+
+# -- issue 12: a schedule that can never run; failing to enqueue is a failure -------------------
+def test_a_schedule_whose_task_rejects_the_payload_exits_2_naming_both(sqlite_url, tmp_path):
+    config = tmp_path / "noop.toml"
+    config.write_text('[schedules.nightly]\ntask = "noop"\ncron = "@daily"\n')
+    env = sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
+    for command in (["tick"], ["schedules", "list"], ["run-scheduler"], ["run-worker", "--burst"]):
+        result = flowjobs(*command, env=env)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "schedules.nightly: task 'noop' rejects the schedule payload" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+PICKY = (
+    CONFIG
+    + """
+[schedules.picky]
+task = "test-cron-picky"
+cron = "* * * * *"
+"""
+)
+
+
+@pytest.fixture
+def picky_env(sqlite_url, tmp_path):
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(PICKY)
+    return cli_env(
+        sqlite_url,
+        FLOWJOBS_CONFIG=str(config),
+        FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.scheduled_tasks,tests.acceptance.faults.cron_tasks",
+    )
+
+
+def test_tick_exits_1_when_a_schedule_fails_to_enqueue_and_still_enqueues_the_others(picky_env):
+    assert (
+        flowjobs("tick", "--now", "2029-12-31T23:58:30Z", env=picky_env).returncode == 0
+    )  # first sight
+    result = flowjobs("tick", "--now", "2030-01-01T00:00:10Z", env=picky_env)
+    assert result.returncode == 1, result.stderr
+    assert (
+        "schedule picky failed to enqueue" in result.stderr
+        and "no slots from 2030 on" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert [
+        line.split("\t")[:2] for line in result.stdout.splitlines() if line.startswith("minutely")
+    ] == [["minutely", "2029-12-31T23:59:00.000Z"], ["minutely", "2030-01-01T00:00:00.000Z"]]
+    picked = as_json(flowjobs("runs", "list", "--task", "test-cron-picky", "--json", env=picky_env))
+    assert picked == []
+
+
+def test_run_scheduler_exits_1_when_a_schedule_fails_to_enqueue(picky_env):
+    env = {**picky_env, "FLOWJOBS_CLOCK": f"2029-12-31T23:59:58Z x1 @{time.time():.3f}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowjobs", "run-scheduler"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "schedule picky failed to enqueue" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_manual_trigger_since(env):
+    manual = as_json(
+        flowjobs(
+            "schedules", "trigger", "minutely", "--since", "2026-01-01T00:00:00Z", "--json", env=env
+        )
+    )
+    shown = as_json(flowjobs("runs", "show", manual["id"], "--json", env=env))
+    assert shown["payload"]["lastTimestamp"].startswith("2026-01-01T00:00:00")
+    result = flowjobs(
+        "schedules", "trigger", "minutely", "--since", "2999-01-01T00:00:00Z", env=env
+    )
+    assert result.returncode == 2 and "--since must be before now" in result.stderr
+
+
+def test_health_exits_1_naming_a_lost_window_and_its_fix(sqlite_url, tmp_path):
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(
+        '[schedules.often]\ntask = "test-every-minute"\ncron = "* * * * *"\ncatchup = "skip"\n'
+        "[schedules.hourly-cron]\nenabled = false\n[schedules.daily-cron]\nenabled = false\n"
+    )
+    env = sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
+
+    def at(moment):
+        return {**env, "FLOWJOBS_CLOCK": f"{moment} x1 @{time.time():.3f}"}
+
+    flowjobs("tick", env=at("2027-01-01T00:00:30Z"))
+    [line] = flowjobs("tick", env=at("2027-01-01T00:01:05Z")).stdout.splitlines()
+    assert (
+        flowjobs("runs", "cancel", line.split("\t")[2], env=at("2027-01-01T00:01:10Z")).returncode
+        == 0
+    )
+    flowjobs(
+        "tick", env=at("2027-01-01T00:05:05Z")
+    )  # skip: 00:02..00:04 are skipped, and the lost minute with them
+    result = flowjobs("schedules", "health", env=at("2027-01-01T00:05:30Z"))
+    assert result.returncode == 1, result.stderr
+    assert (
+        "often: window 2027-01-01T00:00:00.000Z -> 2027-01-01T00:01:00.000Z lost" in result.stderr
+        and "fix: flowjobs schedules trigger often --since 2027-01-01T00:00:00.000Z"
+        in result.stderr
+    )
+    report = {
+        h["id"]: h
+        for h in json.loads(
+            flowjobs("schedules", "health", "--json", env=at("2027-01-01T00:05:40Z")).stdout
+        )
+    }
+    assert report["often"]["status"] == "lost" and report["often"]["failed"] == [
+        "2027-01-01T00:01:00.000Z"
+    ]
+
+
+def test_run_worker_burst_exits_1_when_a_schedule_fails_to_enqueue(picky_env):
+    env = {**picky_env, "FLOWJOBS_CLOCK": f"2029-12-31T23:58:30Z x1 @{time.time():.3f}"}
+    assert (
+        flowjobs("run-worker", "--burst", env=env).returncode == 0
+    )  # first sight, well before 2030
+    env["FLOWJOBS_CLOCK"] = f"2030-01-01T00:00:10Z x1 @{time.time():.3f}"
+    result = flowjobs("run-worker", "--burst", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "schedule picky failed to enqueue" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,325 @@
+"""Cancelling subscriptions (spec §7.8) as an operator does it — `flowjobs billing cancel` and
+`billing uncancel` in a subprocess — and as the jobs do it (the scheduled-cancellation job,
+a failed first payment), on both backends: the state changes, the emails through a real SMTP
+server, the event rows, and the move onto the organisation's default free plan."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from flowjobs.billing import setup
+from flowjobs.billing.adjust import adjust_subscription
+from flowjobs.billing.models import BillingPeriod, BillingRun, Event, Product, Subscription
+from flowjobs.billing.types import utc_from_ms
+from flowjobs.core.clock import iso
+from tests.billing_helpers import DECLINING, drain, get, seed, stripe_sections
+from tests.cli_helpers import cli_env, flowjobs
+from tests.integration.test_notifications import mail_sections, smtp  # noqa: F401  (smtp: the aiosmtpd fixture)
+
+CANCELED_MAIL = (
+    "Subscription Canceled: Your Pro subscription has been canceled",
+    "Subscription Canceled: Ada Lovelace canceled Pro",
+)
+
+
+def world(rt, *, free_plan: bool = True) -> dict:
+    """An organisation (one member, and a free default plan), a customer with a card on Pro."""
+    now = utc_from_ms(rt.clock.now_ms())
+    with rt.billing.unit() as s:
+        org = setup.organization(s, "Acme Analytics", currency="USD")
+        setup.member(s, org, "owner@acme.example")
+        cust = setup.customer(s, org, email="ada@example.com", name="Ada Lovelace", livemode=True)
+        method = setup.card(s, cust, stripe_payment_method_id="pm_x")
+        pro = setup.plan(s, org, "Pro", 19900, livemode=True)
+        if free_plan:
+            free = setup.plan(s, org, "Free", 0, livemode=True)
+            free.is_default = True
+            s.get(Product, free.product_id).default = True
+        sub, period, run = setup.subscription(s, cust, pro, method, start=now)
+        run.status = "succeeded"  # the first period is paid
+        future = BillingPeriod(
+            id="billing_period_next",
+            livemode=True,
+            subscription_id=sub.id,
+            start_date=period.end_date,
+            end_date=period.end_date + timedelta(days=28),
+            status="upcoming",
+        )
+        s.add(future)
+        s.flush()
+        s.add(
+            BillingRun(
+                id="billing_run_next",
+                livemode=True,
+                billing_period_id=future.id,
+                subscription_id=sub.id,
+                scheduled_for=future.start_date,
+                payment_method_id=method.id,
+            )
+        )
+        return {
+            "sub": sub.id,
+            "customer": cust.id,
+            "end": period.end_date,
+            "next_run": "billing_run_next",
+        }
+
+
+@pytest.fixture
+def crt(make_runtime, clock, smtp):
+    clock.set(int(time.time() * 1000))  # the CLI subprocesses run on the real clock
+    port, inbox = smtp()
+    rt = make_runtime(**mail_sections(port))
+    rt.inbox = inbox
+    return rt
+
+
+def catch_up(rt, clock):
+    """Run what the commands triggered (due by the real clock) in this process."""
+    clock.set(int(time.time() * 1000) + 1000)
+    drain(rt)
+
+
+def subjects(rt) -> list[tuple[str, str]]:
+    return sorted((rcpts[0], msg["Subject"]) for rcpts, msg in rt.inbox.messages)
+
+
+def events(rt, subscription_id: str) -> list[str]:
+    with rt.billing.unit() as s:
+        return sorted(
+            e.type for e in s.exec(select(Event).where(Event.object_id == subscription_id))
+        )
+
+
+def current_subscriptions(rt, customer_id: str) -> list[Subscription]:
+    with rt.billing.unit() as s:
+        return list(
+            s.exec(
+                select(Subscription).where(
+                    Subscription.customer_id == customer_id, Subscription.status != "canceled"
+                )
+            )
+        )
+
+
+def test_cancel_at_period_end_uncancel_then_the_job_ends_it_and_moves_the_customer_to_the_free_plan(
+    crt, clock, db_url
+):
+    w = world(crt)
+    env = cli_env(db_url)
+    done = flowjobs("billing", "cancel", w["sub"], "--reason", "too expensive", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"will be canceled at {w['end'].isoformat()} (other)" in done.stdout
+    sub = get(crt, Subscription, w["sub"])
+    assert (sub.status, sub.cancel_scheduled_at, sub.cancellation_reason) == (
+        "cancellation_scheduled",
+        w["end"],
+        "other",
+    )
+    assert sub.metadata_ == {"cancellationNote": "too expensive"}
+    assert (
+        get(crt, BillingPeriod, "billing_period_next").status,
+        get(crt, BillingRun, w["next_run"]).status,
+    ) == ("scheduled_to_cancel", "aborted")
+    catch_up(crt, clock)
+    day = w["end"].strftime("%B %-d, %Y")
+    assert subjects(crt) == [
+        (
+            "ada@example.com",
+            f"Cancellation Scheduled: Your Pro subscription will be canceled on {day}",
+        ),
+        (
+            "owner@acme.example",
+            f"Cancellation Scheduled: Ada Lovelace scheduled cancellation for Pro on {day}",
+        ),
+    ]
+    assert events(crt, w["sub"]) == [
+        "subscription.created"
+    ]  # none for a scheduled cancellation (upstream)
+
+    again = flowjobs("billing", "uncancel", w["sub"], "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    undone = json.loads(again.stdout)
+    assert (undone["status"], undone["cancelScheduledAt"]) == ("active", None)
+    assert len(undone["billingRuns"]) == 1  # the aborted run of the next period, scheduled again
+    restored = get(crt, BillingRun, undone["billingRuns"][0])
+    assert (restored.status, restored.billing_period_id, restored.scheduled_for) == (
+        "scheduled",
+        "billing_period_next",
+        w["end"],
+    )
+    assert get(crt, BillingPeriod, "billing_period_next").status == "upcoming"
+    assert crt.store.list_runs(task="attempt-billing-run")[0]["run_at"] == int(
+        w["end"].timestamp() * 1000
+    )
+
+    assert flowjobs("billing", "cancel", w["sub"], "--at-period-end", env=env).returncode == 0
+    clock.set(int((w["end"] + timedelta(minutes=1)).timestamp() * 1000))
+    crt.trigger(
+        "attempt-cancel-scheduled-subscriptions",
+        {
+            "startDateISO": iso(int((w["end"] - timedelta(hours=1)).timestamp() * 1000)),
+            "endDateISO": iso(clock.now_ms()),
+        },
+    )
+    drain(crt)
+    sub = get(crt, Subscription, w["sub"])
+    assert (sub.status, sub.canceled_at, sub.cancellation_reason) == (
+        "canceled",
+        w["end"] + timedelta(minutes=1),
+        "customer_request",
+    )
+    [free] = current_subscriptions(crt, w["customer"])
+    assert (free.status, free.is_free_plan, free.do_not_charge, free.name) == (
+        "active",
+        True,
+        True,
+        "Free",
+    )
+    assert events(crt, w["sub"]) == ["subscription.canceled", "subscription.created"]
+    assert events(crt, free.id) == ["subscription.created"]
+    assert [s for _, s in subjects(crt) if s.startswith("Subscription Canceled")] == list(
+        CANCELED_MAIL
+    )
+    assert (
+        len(crt.inbox.messages) == 6
+    )  # cancellation scheduled twice (told again after the un-cancel), canceled
+
+    # the job's "already ended" branch: nothing changes, no second email or event
+    ended = crt.trigger(
+        "attempt-subscription-cancellation", {"subscriptionId": w["sub"]}, idempotency_key="again"
+    )
+    drain(crt)
+    assert json.loads(crt.store.get_run(ended.id)["result"])["result"] == "already ended"
+    assert len(crt.inbox.messages) == 6
+    assert events(crt, w["sub"]) == ["subscription.canceled", "subscription.created"]
+    assert len(current_subscriptions(crt, w["customer"])) == 1
+
+
+def test_cancel_now_ends_it_at_once_emails_and_moves_the_customer_to_the_free_plan(
+    crt, clock, db_url
+):
+    w = world(crt)
+    done = flowjobs("billing", "cancel", w["sub"], "--now", env=cli_env(db_url))
+    assert done.returncode == 0, done.stderr
+    [free] = current_subscriptions(crt, w["customer"])
+    assert f"subscription {w['sub']} canceled at " in done.stdout
+    assert f"moved to the default free plan: subscription {free.id}" in done.stdout
+    sub = get(crt, Subscription, w["sub"])
+    assert (sub.status, sub.cancellation_reason) == ("canceled", "customer_request")
+    assert get(crt, BillingRun, w["next_run"]).status == "aborted"
+    assert get(crt, BillingPeriod, "billing_period_next").status == "canceled"
+    catch_up(crt, clock)
+    assert [s for _, s in subjects(crt)] == list(CANCELED_MAIL)
+    assert events(crt, w["sub"]) == ["subscription.canceled", "subscription.created"]
+
+
+def test_without_a_default_plan_the_customer_is_left_without_a_subscription(crt, clock, db_url):
+    w = world(crt, free_plan=False)
+    done = flowjobs("billing", "cancel", w["sub"], "--now", "--json", env=cli_env(db_url))
+    assert json.loads(done.stdout)["movedToSubscriptionId"] is None
+    assert current_subscriptions(crt, w["customer"]) == []
+
+
+def test_wrong_states_and_unknown_ids_are_refused_with_the_current_state(crt, db_url):
+    w = world(crt)
+    env = cli_env(db_url)
+
+    def refused(*args, code=2):
+        result = flowjobs(*args, env=env)
+        assert result.returncode == code, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+        return result.stderr
+
+    assert f"subscription {w['sub']} is active; only a cancellation_scheduled" in refused(
+        "billing", "uncancel", w["sub"]
+    )
+    assert "--at-period-end or --now, not both" in refused(
+        "billing", "cancel", w["sub"], "--now", "--at-period-end"
+    )
+    assert flowjobs("billing", "cancel", w["sub"], env=env).returncode == 0
+    assert "is cancellation_scheduled (on " in refused("billing", "cancel", w["sub"])
+    assert (
+        flowjobs("billing", "cancel", w["sub"], "--now", env=env).returncode == 0
+    )  # scheduled → now is fine
+    assert f"subscription {w['sub']} is canceled; there is nothing to cancel" in refused(
+        "billing", "cancel", w["sub"], "--now"
+    )
+    assert "is canceled; only a cancellation_scheduled" in refused("billing", "uncancel", w["sub"])
+    [free] = current_subscriptions(crt, w["customer"])
+    assert "on a free plan; free plans cannot be canceled at period end" in refused(
+        "billing", "cancel", free.id
+    )
+    database = "flowjobs.db" if db_url.startswith("sqlite") else db_url.rsplit("/", 1)[1]
+    for command in ("cancel", "uncancel"):
+        message = refused("billing", command, "sub_nope", code=3)
+        assert "no subscription 'sub_nope' in the database " in message and database in message
+
+
+def test_cancel_is_refused_while_a_plan_change_is_scheduled_until_it_is_withdrawn(
+    crt, clock, db_url
+):
+    w = world(crt)
+    sub = get(crt, Subscription, w["sub"])
+    with crt.billing.unit() as s:
+        from flowjobs.billing.models import Organization
+
+        starter = setup.plan(
+            s, s.get(Organization, sub.organization_id), "Starter", 900, livemode=True
+        ).id
+    # auto: a decrease waits for the period end (no proration: world() records no payment for the period)
+    report = adjust_subscription(crt.billing, w["sub"], price_id=starter, prorate_charge=False)
+    assert (report.action, report.timing) == ("scheduled", "at-period-end")
+    assert get(crt, Subscription, w["sub"]).scheduled_adjustment_at == w["end"]
+    env = cli_env(db_url)
+    for args in (("--now",), ()):  # spec §7.8: ValidationError; here exit 2 naming the state
+        refused = flowjobs("billing", "cancel", w["sub"], *args, env=env)
+        assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+        assert refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
+        assert (
+            f"subscription {w['sub']} is active with a plan change scheduled for {w['end'].isoformat()}; "
+            f"withdraw it first (billing adjust --price {sub.price_id}"
+        ) in refused.stderr
+    after = get(crt, Subscription, w["sub"])
+    assert (
+        after.status,
+        after.canceled_at,
+        after.cancel_scheduled_at,
+        after.scheduled_adjustment_at,
+    ) == ("active", None, None, w["end"])
+    assert get(crt, BillingRun, w["next_run"]).status == "scheduled"
+    assert [c.id for c in current_subscriptions(crt, w["customer"])] == [
+        w["sub"]
+    ]  # not moved to the free plan
+    catch_up(crt, clock)
+    assert not [m for m in subjects(crt) if "Cancel" in m[1]]
+
+    # asking for the current price withdraws the change; then --now cancels
+    assert adjust_subscription(crt.billing, w["sub"], price_id=sub.price_id).action == "unscheduled"
+    done = flowjobs("billing", "cancel", w["sub"], "--now", env=env)
+    assert done.returncode == 0, done.stderr
+    assert get(crt, Subscription, w["sub"]).status == "canceled"
+
+
+def test_a_failed_first_payment_cancels_and_moves_the_customer_to_the_free_plan(
+    make_runtime, localstripe_url
+):
+    rt = make_runtime(**stripe_sections(localstripe_url))
+    seeded = seed(rt, card=DECLINING)
+    with rt.billing.unit() as s:
+        from flowjobs.billing.models import Organization
+
+        free = setup.plan(s, s.get(Organization, seeded.org_id), "Free", 0)
+        s.get(Product, free.product_id).default = True
+    rt.trigger("attempt-billing-run", {"billingRunId": seeded.billing_run_id})
+    drain(rt)
+    sub = get(rt, Subscription, seeded.subscription_id)
+    assert (sub.status, sub.cancellation_reason) == ("canceled", "non_payment")
+    [moved] = current_subscriptions(rt, seeded.customer_id)
+    assert (moved.status, moved.price_id, moved.is_free_plan) == ("active", free.id, True)
+    assert events(rt, moved.id) == ["subscription.created"]

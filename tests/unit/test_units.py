@@ -1,0 +1,124 @@
+"""Pure pieces: durations, retry delays, ids, config loading, migrations head."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowjobs import ids
+from flowjobs.config import load_settings
+from flowjobs.core.executor import Outcome, decide
+from flowjobs.core.retry import RetryPolicy
+from flowjobs.durations import format_duration, parse_duration
+from flowjobs.errors import ConfigError
+from flowjobs.store import migrate
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("500ms", 0.5), ("1s", 1), ("10m", 600), ("2h", 7200), ("30d", 2592000)]
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("bad", ["", "10", "1 week", "-1s", 5])
+def test_bad_durations_say_how_to_write_them(bad):
+    with pytest.raises(ValueError, match="500ms"):
+        parse_duration(bad)
+
+
+def test_seed_default_retry_delays_without_jitter():
+    policy = RetryPolicy(max_attempts=5, min_wait=1, max_wait=10, factor=2, randomize=False)
+    assert [policy.delay_after(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 10]
+
+
+@given(st.integers(min_value=1, max_value=60))
+def test_randomized_delay_stays_within_bounds(attempt):
+    policy = RetryPolicy()
+    assert 1 <= policy.delay_after(attempt) <= 10
+
+
+def test_decide_maps_outcomes_to_states():
+    policy = RetryPolicy(max_attempts=2, min_wait=1, max_wait=1, randomize=False)
+    assert decide(Outcome("succeeded"), 1, 2, policy, 0).status == "completed"
+    retry = decide(Outcome("failed"), 1, 2, policy, 0)
+    assert (retry.status, retry.attempt_outcome, retry.retry_at) == ("retrying", "failed", 1000)
+    assert decide(Outcome("failed"), 2, 2, policy, 0).status == "failed"
+    assert decide(Outcome("aborted"), 1, 2, policy, 0).status == "failed"
+    timed = decide(Outcome("timed_out"), 1, 2, policy, 0)
+    assert (timed.status, timed.attempt_outcome) == ("retrying", "timed_out")
+    assert decide(Outcome("canceled"), 1, 2, policy, 0).status == "canceled"
+
+
+def test_ids_have_prefix_and_21_chars():
+    value = ids.new_id("run")
+    assert ids.is_id(value, "run") and len(value) == 25
+    assert not ids.is_id("run_short", "run")
+
+
+def test_env_overrides_file_and_lists_split(tmp_path):
+    path = tmp_path / "flowjobs.toml"
+    path.write_text('[database]\nurl = "sqlite:///jobs.db"\n[worker]\nconcurrency = 3\n')
+    settings = load_settings(
+        str(path), environ={"FLOWJOBS_WORKER_CONCURRENCY": "7", "FLOWJOBS_WORKER_QUEUES": "a, b"}
+    )
+    assert settings.worker.concurrency == 7 and settings.worker.queues == ["a", "b"]
+    assert settings.database_url() == f"sqlite:///{tmp_path / 'jobs.db'}"  # relative to the file
+
+
+def test_config_errors_name_each_field(tmp_path):
+    path = tmp_path / "flowjobs.toml"
+    path.write_text('[database]\nurl = "mysql://x"\n[nope]\na = 1\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(str(path), environ={"FLOWJOBS_RETRY_FACTOR": "0.5"})
+    problems = "\n".join(err.value.problems)
+    assert (
+        "database.url:" in problems
+        and "nope: unknown key" in problems
+        and "retry.factor:" in problems
+    )
+
+
+def test_shipped_flowjobs_toml_is_valid_and_documents_every_key():
+    from pathlib import Path
+
+    from flowjobs.config import Settings
+
+    text = (Path(__file__).resolve().parents[2] / "flowjobs.toml").read_text()
+    load_settings(str(Path(__file__).resolve().parents[2] / "flowjobs.toml"), environ={})
+    lines = text.splitlines()
+    from flowjobs.config import ScheduleSettings, Section
+
+    sections = [
+        (name, f"[{name}]", field.annotation)
+        for name, field in Settings.model_fields.items()
+        if name not in ("base_dir", "schedules")
+    ]
+    for name, header, model in list(sections):  # nested tables, e.g. [webhooks.outbound]
+        nested = {
+            k: f.annotation
+            for k, f in model.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
+        }
+        if nested and len(nested) == len(model.model_fields):
+            sections.remove((name, header, model))
+            sections += [(f"{name}.{k}", f"[{name}.{k}]", sub) for k, sub in nested.items()]
+    sections.append(("schedules", "[schedules.", ScheduleSettings))
+    for section, header, model in sections:
+        assert header in text, section
+        for key in model.model_fields:
+            index = next(
+                (i for i, line in enumerate(lines) if line.lstrip("# ").startswith(f"{key} =")),
+                None,
+            )
+            assert index is not None, f"{section}.{key} missing from flowjobs.toml"
+            assert lines[index - 1].startswith("#"), f"{section}.{key} has no comment above it"
+
+
+def test_head_constant_matches_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == migrate.HEAD
