@@ -138,3 +138,14 @@ def localstripe_url():
 
     with localstripe() as url:
         yield url
+
+
+TIERS = ("unit", "store", "integration", "acceptance")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each test with its tier (the folder under tests/), so `pytest -m unit` selects it."""
+    for item in items:
+        parts = item.path.relative_to(ROOT / "tests").parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
