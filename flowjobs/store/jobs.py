@@ -17,10 +17,10 @@ from typing import Any
 from flowjobs.store.db import Database
 from flowjobs.store.queries import (
     ATTEMPT_COLUMNS,
-    RUN_COLUMNS,
     catalogue,
     finish_batch,
     insert_attempts,
+    insert_runs,
     to_pyformat,
 )
 from flowjobs.store.queries import attempt_durations as attempt_durations_sql
@@ -143,37 +143,31 @@ class JobStore:
         return results
 
     def _insert_chunk(self, conn, runs: list[NewRun], now: int) -> set[str]:
-        columns = [c.strip() for c in RUN_COLUMNS.split(",")]
-        params: dict[str, Any] = {}
-        rows = []
-        for i, run in enumerate(runs):
-            values = {
-                "id": run.id,
-                "task": run.task,
-                "queue": run.queue,
-                "status": RunStatus.DELAYED if run.run_at > now else RunStatus.QUEUED,
-                "payload": run.payload,
-                "priority": run.priority,
-                "attempt": 0,
-                "max_attempts": run.max_attempts,
-                "run_at": run.run_at,
-                "created_at": now,
-                "updated_at": now,
-                "idempotency_key": run.idempotency_key,
-                "dedup_key": run.idempotency_key,
-                "idempotency_expires_at": run.idempotency_expires_at,
-                "payload_hash": run.payload_hash,
-                "parent_id": run.parent_id,
-                "replay_of": run.replay_of,
-            }
-            rows.append("(" + ", ".join(f":{c}_{i}" for c in columns) + ")")
-            params.update({f"{c}_{i}": values[c] for c in columns})
-        # Insert a batch in one statement; rows whose key is live are skipped.
-        sql = (
-            f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) VALUES {', '.join(rows)} "
-            "ON CONFLICT (task, dedup_key) DO NOTHING RETURNING id"
-        )
-        return {row[0] for row in conn.execute(self._prepare(sql), params).fetchall()}
+        """Insert a batch in one statement (positional parameters: no per-row dict of names);
+        rows whose key is live are skipped; returns the ids inserted."""
+        params: list[Any] = []
+        for run in runs:
+            params += (
+                run.id,
+                run.task,
+                run.queue,
+                RunStatus.DELAYED if run.run_at > now else RunStatus.QUEUED,
+                run.payload,
+                run.priority,
+                0,
+                run.max_attempts,
+                run.run_at,
+                now,
+                now,
+                run.idempotency_key,
+                run.idempotency_key,
+                run.idempotency_expires_at,
+                run.payload_hash,
+                run.parent_id,
+                run.replay_of,
+            )
+        sql = insert_runs(self.dialect, len(runs))
+        return {row[0] for row in conn.execute(sql, params).fetchall()}
 
     def _executemany(self, conn, name: str, params: list[dict]) -> None:
         if self.dialect == "sqlite":

@@ -344,3 +344,15 @@ def attempt_durations(bounds_ms: tuple[float, ...]) -> str:
         "SELECT 1 FROM flowjobs_attempts a WHERE a.run_id = r.id AND a.number = r.attempt)"
         ") AS t GROUP BY task, outcome ORDER BY 1, 2"
     )
+
+
+@lru_cache(maxsize=1024)
+def insert_runs(dialect: str, count: int) -> str:
+    """Insert `count` runs (positional parameters, RUN_COLUMNS order, dedup_key = the
+    idempotency key); a row whose key is live is skipped; RETURNING names those inserted."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    row = "(" + ", ".join([mark] * len(RUN_COLUMNS.split(","))) + ")"
+    return (
+        f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) VALUES {', '.join([row] * count)} "
+        "ON CONFLICT (task, dedup_key) DO NOTHING RETURNING id"
+    )
