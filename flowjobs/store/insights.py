@@ -73,7 +73,7 @@ def throughput(store, now: int, span_ms: int, bucket_ms: int) -> dict:
     """Finished runs per bucket by final status over the `span_ms` before `now`:
     {"start": ms, "bucket": ms, "slots": n, "series": {status: [count per slot]}}."""
     slots = max(span_ms // bucket_ms, 1)
-    since = now - slots * bucket_ms
+    since = now + 1 - slots * bucket_ms  # the last slot ends at `now`, inclusive
     series = {s.value: [0] * slots for s in ORDER if s in TERMINAL}
     params = {"since": since, "bucket": bucket_ms}
     for slot, status, count in _rows(store, _sql(store, "throughput"), params):

@@ -1,6 +1,7 @@
-"""The dashboard in a real headless Chromium: pages load, filters (plain GET forms) work, a run's
-detail shows its traceback; no page carries a script, so all of it works with JavaScript off.
-A screenshot of each page is kept in test-artifacts/dashboard/."""
+"""The dashboard in a real headless Chromium with JavaScript off: pages load, filters (plain GET
+forms) work, a run's detail shows its traceback; only the overview carries a script (its live
+refresh, tested in test_dashboard_live.py), so the rest works without one. A screenshot of each
+page is kept in test-artifacts/dashboard/."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from flowjobs.store.states import RunStatus
 from tests.billing_helpers import drain
 from tests.cli_helpers import cli_env, wait_until
 
@@ -114,15 +116,20 @@ def test_pages_load_filter_and_show_a_traceback_in_chromium(dashboard):
 
 def test_replay_needs_confirmation_and_links_the_new_run(dashboard):
     rt, base, ok_id, _ = dashboard
+    import re
+
     confirm = browse(f"{base}/runs/{ok_id}/replay")
     assert "Yes, replay it" in confirm
+    token = re.search(r'name="csrf" value="([0-9a-f]{64})"', confirm).group(1)
     request = urllib.request.Request(
-        f"{base}/runs/{ok_id}/replay", data=b"confirm=yes", method="POST"
+        f"{base}/runs/{ok_id}/replay", data=f"confirm=yes&csrf={token}".encode(), method="POST"
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         new_id = urllib.parse.urlparse(response.url).path.rsplit("/", 1)[1]
     assert rt.store.get_run(new_id)["replay_of"] == ok_id
-    unconfirmed = urllib.request.Request(f"{base}/runs/{ok_id}/replay", data=b"", method="POST")
+    unconfirmed = urllib.request.Request(
+        f"{base}/runs/{ok_id}/replay", data=f"csrf={token}".encode(), method="POST"
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(unconfirmed, timeout=10)
     assert refused.value.code == 400
@@ -154,9 +161,14 @@ def test_read_only_by_default_and_password_protected_beyond_loopback(make_runtim
         return status["code"]
 
     run = rt.trigger("noop")
-    assert call(Dashboard(rt), f"/runs/{run.id}/replay", "POST").startswith("403")  # read-only
+    for action in ("replay", "cancel", "retry"):  # read-only: refused before any token check
+        assert call(Dashboard(rt), f"/runs/{run.id}/{action}", "POST").startswith("403")
+        assert call(Dashboard(rt), f"/runs/{run.id}/{action}").startswith("403")
+    assert rt.store.get_run(run.id)["status"] == RunStatus.QUEUED
     locked = make_runtime(dashboard={"password": "s3cret"})
     assert call(Dashboard(locked), "/runs").startswith("401")
+    assert call(Dashboard(locked), "/").startswith("401")
+    assert call(Dashboard(locked), "/api/overview").startswith("401")
     assert call(Dashboard(locked), "/runs", auth="admin:wrong").startswith("401")
     assert call(Dashboard(locked), "/runs", auth="admin:s3cret").startswith("200")
 
