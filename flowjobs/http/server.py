@@ -4,7 +4,7 @@
     POST /webhooks/supabase                     Authorization: Bearer <[supabase] webhook_token>
     GET  /healthz                               200 when the database answers
     GET  /metrics                               Prometheus text (flowjobs.ops.metrics)
-    GET  /, /runs, /runs/<id>, /schedules, /events   the dashboard (flowjobs.http.dashboard)
+    GET  /, /api/overview, /runs, /workers, ...      the dashboard (flowjobs.http.dashboard)
 
 200 is returned only after the event is committed to the inbox (with its handler's run);
 the handler runs on the workers. A request that fails verification, or whose body is not an
