@@ -145,7 +145,8 @@ def search_runs(
 ) -> list[dict]:
     """Runs newest first. `text` matches a run id, an idempotency key (as given or as stored
     with its scope) or a parent id exactly; `since`/`until` bound created_at (epoch ms)."""
-    where, params = [], {"limit": limit, "offset": offset}
+    where: list[str] = []
+    params: dict[str, object] = {"limit": limit, "offset": offset}
     if text:
         where.append("(id = :text OR idempotency_key = :text OR dedup_key = :text)")
         params["text"] = text

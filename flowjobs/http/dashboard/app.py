@@ -596,6 +596,8 @@ def billing_links(row: dict) -> list[tuple[str, str, str]]:
 
 
 def _pretty(text: str | None) -> str:
+    if not text:
+        return ""
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except (TypeError, ValueError):

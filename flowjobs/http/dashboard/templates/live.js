@@ -55,6 +55,7 @@
     }
   }
   function poll() {
+    if (document.hidden) { setTimeout(poll, every); return; }  // a background tab stays quiet
     fetch("/api/overview?range=" + encodeURIComponent(root.dataset.range), {credentials: "same-origin", cache: "no-store"})
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (d) { render(d); text("live-state", "live"); })
