@@ -93,7 +93,7 @@ def site(sqlite_url, tmp_path):
     )
     with rt.db.transaction() as conn:  # as a billing job that failed for good would leave it
         conn.execute(
-            f"UPDATE flowjobs_runs SET status = '{RunStatus.FAILED}', finished_at = run_at, "
+            f"UPDATE flowjobs_runs SET status = '{RunStatus.FAILED}', finished_at = created_at, "
             "error = 'card declined' WHERE id = :id",
             {"id": failed_billing.id},
         )
@@ -184,6 +184,9 @@ def test_runs_search_delayed_children_and_billing_links(site):
         "location.pathname.startsWith('/billing/billing-runs/') && !!document.getElementById('runs')"
     )
     assert ids["failed_billing"] in browser.text("runs")  # the billing run lists its runs
+    assert browser.evaluate("document.querySelector('#actions a').getAttribute('href')") == (
+        f"/runs/{ids['failed_billing']}/retry"
+    )
 
     # a parent's page lists its child runs
     parent = rt.store.get_run(ids["ok"])

@@ -556,6 +556,9 @@ class Dashboard:
             else [],
             related=related,
             runs=runs,
+            retry_run=next((r["id"] for r in runs if r["status"] == RunStatus.FAILED), None)
+            if self.settings.allow_actions
+            else None,
         )
 
 
