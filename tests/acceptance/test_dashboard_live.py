@@ -1,8 +1,8 @@
 """The dashboard in a real headless Chromium with its JavaScript running (DevTools protocol on a
-pipe, tests/dashboard_chromium.py): the overview refreshes its counts in place, every page
+pipe, tests/acceptance/dashboard_chromium.py): the overview refreshes its counts in place, every page
 renders what it promises, and the actions go through a confirmation form carrying a CSRF
 token. Screenshots land in test-artifacts/dashboard/. SQLite only: the pages read through
-store/insights.py, which tests/test_dashboard_insights.py runs on both backends."""
+store/insights.py, which tests/store/test_dashboard_insights.py runs on both backends."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from datetime import timedelta
 import pytest
 
 from flowjobs.store.states import RunStatus
+from tests.acceptance.dashboard_chromium import Browser, serve
 from tests.billing_helpers import drain
-from tests.dashboard_chromium import Browser, serve
 
 
 def seed_billing(rt) -> dict:
