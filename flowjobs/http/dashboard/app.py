@@ -557,7 +557,7 @@ class Dashboard:
             related=related,
             runs=runs,
             retry_run=next((r["id"] for r in runs if r["status"] == RunStatus.FAILED), None)
-            if self.settings.allow_actions
+            if self.settings.allow_actions and kind == "billing-runs"
             else None,
         )
 
