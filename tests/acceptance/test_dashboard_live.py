@@ -234,6 +234,11 @@ def test_workers_schedules_and_inbox_pages(site):
     assert "evt_dash_1" in raw and "<b>raw</b>" in raw  # shown as text, never markup
     assert browser.evaluate("document.querySelector('#raw b')") is None
     browser.screenshot("inbox-event.png")
+    with urllib.request.urlopen(f"{base}/events/{ids['inbox']}/raw", timeout=10) as response:
+        assert response.read() == (
+            b'{"id": "evt_dash_1", "type": "invoice.paid", "note": "<b>raw</b>"}'
+        )
+        assert response.headers["Content-Type"].startswith("text/plain")
 
 
 def test_billing_pages_show_money_as_money_and_filter(site):

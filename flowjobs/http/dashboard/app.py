@@ -4,7 +4,7 @@ templates with autoescaping, one small script (static/live.js) for live refresh.
     /                     overview: counts per status and queue, throughput chart, p50/p95
                           per task, oldest waiting run, live workers (polls /api/overview)
     /runs, /runs/<id>     search (id, idempotency key, task, status, time); detail
-    /workers, /schedules, /events[/<id>]
+    /workers, /schedules, /events[/<id>[/raw]]
     /billing/<kind>[/<id>]  subscriptions, invoices, billing runs, payments
     POST /runs/<id>/{replay,cancel,retry}   behind [dashboard] allow_actions, a confirmation
                           page and a CSRF token (HMAC of a per-process secret)
@@ -247,6 +247,8 @@ class Dashboard:
             return self.events(start_response, query)
         if parts[1] == "events" and len(parts) == 3:
             return self.event(start_response, parts[2])
+        if parts[1] == "events" and len(parts) == 4 and parts[3] == "raw":
+            return self.event(start_response, parts[2], raw=True)
         if parts[1] == "billing" and len(parts) == 3 and parts[2] in BILLING_KINDS:
             return self.billing_list(start_response, parts[2], query)
         if parts[1] == "billing" and len(parts) == 4 and parts[2] in BILLING_KINDS:
@@ -476,7 +478,7 @@ class Dashboard:
             deliveries=deliveries,
         )
 
-    def event(self, start_response, inbox_id):
+    def event(self, start_response, inbox_id, raw: bool = False):
         from flowjobs.errors import NotFound
         from flowjobs.webhooks.inbox import load
 
@@ -484,6 +486,17 @@ class Dashboard:
             row = load(self.rt.billing, inbox_id)
         except NotFound:
             return _text(start_response, "404 Not Found", f"no inbox event {inbox_id}")
+        if raw:  # the bytes as received (what the signature was checked on), never rendered
+            data = bytes(row.body or b"")
+            start_response(
+                "200 OK",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("X-Content-Type-Options", "nosniff"),
+                    ("Content-Length", str(len(data))),
+                ],
+            )
+            return [data]
         body = bytes(row.body or b"").decode("utf-8", "replace")
         return _html(
             start_response,
