@@ -44,7 +44,9 @@ from tests.webhook_helpers import envelope, event_for, stripe_client
 PRICE = 4900  # "Field Guide", $49.00
 
 
-def open_checkout(rt, *, livemode=False, discount=None, number_of_payments=None) -> tuple:
+def open_checkout(
+    rt, *, livemode=False, discount=None, number_of_payments=None, kind="product", quantity=1
+) -> tuple:
     """An organisation, its customer (known to localstripe) and an open `product` checkout
     session for a one-time price: (session id, Stripe customer id)."""
     org_id, cust_id, stripe_customer = organisation(rt)
@@ -59,6 +61,8 @@ def open_checkout(rt, *, livemode=False, discount=None, number_of_payments=None)
             livemode=livemode,
             discount=discount,
             number_of_payments=number_of_payments,
+            kind=kind,
+            quantity=quantity,
         )
         return session.id, stripe_customer
 
@@ -413,3 +417,30 @@ def test_a_setup_intent_of_a_one_time_session_creates_nothing(make_runtime, loca
     with rt.billing.unit() as s:
         assert s.exec(select(Subscription)).all() == []
     assert get(rt, CheckoutSession, session_id).purchase_id is None
+
+
+def test_a_purchase_session_pays_the_purchase_it_names(make_runtime, localstripe_url):
+    """A `purchase` checkout session names its purchase (made when the checkout opened): the
+    payment is recorded on that purchase, not a new one; quantity 3 at $49.00 less a $5.00
+    fixed `once` discount: one invoice line, $142.00 charged and paid."""
+    rt = make_runtime(**stripe_sections(localstripe_url))
+    session_id, customer = open_checkout(
+        rt, kind="purchase", quantity=3, discount=(500, "fixed", "once")
+    )
+    before = get(rt, CheckoutSession, session_id).purchase_id
+    intent = pay(rt, localstripe_url, session_id, customer, VISA)
+    assert intent["amount"] == 3 * PRICE - 500
+    event = event_for(localstripe_url, "payment_intent.succeeded", intent["id"])
+    replay(rt.billing, rt.settings, read_incoming(rt.settings, json.dumps(event).encode()))
+    drain(rt)
+    got = state(rt, session_id)
+    assert got["purchase"].id == before and got["purchase"].status == "paid"
+    assert got["invoice"].status == "paid" and got["invoice"].subtotal == 14200
+    assert [p.amount for p in got["payments"].values()] == [14200]
+    assert got["redemption"].fully_redeemed
+    with rt.billing.unit() as s:
+        assert len(s.exec(select(Purchase)).all()) == 1
+        from flowjobs.billing.totals import invoice_totals
+
+        money = invoice_totals(s, got["invoice"].id)
+    assert (money.base, money.discount, money.discount_code, money.due) == (14700, 500, "LAUNCH", 0)

@@ -523,13 +523,31 @@ def checkout_session(
     livemode: bool = False,
     discount: tuple[int, str, str] | None = None,
     number_of_payments: int | None = None,
+    kind: str = E.CheckoutSessionType.PRODUCT,
 ) -> CheckoutSession:
-    """An open `product` checkout session for `price`; `discount` = (amount, amount type,
-    duration) makes its discount redemption (code `LAUNCH`)."""
+    """An open checkout session for `price`: a `product` session, or a `purchase` session for
+    a purchase made now (status `open`); `discount` = (amount, amount type, duration) makes
+    its discount redemption (code `LAUNCH`)."""
+    purchase = None
+    if kind == E.CheckoutSessionType.PURCHASE:
+        purchase = Purchase(
+            id=ids.new_id("prch"),
+            livemode=livemode,
+            name=price.name or "Purchase",
+            customer_id=customer.id,
+            organization_id=customer.organization_id,
+            price_id=price.id,
+            quantity=quantity,
+            price_type=price.type,
+            first_invoice_value=price.unit_price * quantity,
+            total_purchase_value=price.unit_price * quantity,
+        )
+        s.add(purchase)
     session = CheckoutSession(
         id=ids.new_id("chckt_session"),
         livemode=livemode,
-        type=E.CheckoutSessionType.PRODUCT,
+        type=kind,
+        purchase_id=purchase.id if purchase else None,
         organization_id=customer.organization_id,
         customer_id=customer.id,
         price_id=price.id,
@@ -549,6 +567,7 @@ def checkout_session(
             discount_amount_type=amount_type,
             duration=duration,
             number_of_payments=number_of_payments,
+            purchase_id=purchase.id if purchase else None,
         )
         s.add(redemption)
         session.discount_redemption_id = redemption.id
