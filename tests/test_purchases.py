@@ -444,3 +444,55 @@ def test_a_purchase_session_pays_the_purchase_it_names(make_runtime, localstripe
 
         money = invoice_totals(s, got["invoice"].id)
     assert (money.base, money.discount, money.discount_code, money.due) == (14700, 500, "LAUNCH", 0)
+
+
+def test_demo_seed_pays_one_time_purchases_whose_events_make_them_paid(
+    make_runtime, localstripe_url
+):
+    """`flowjobs demo seed --purchases 2` (a subprocess): two checkout sessions for one-time
+    prices, paid at localstripe with the checkout metadata; their `payment_intent.succeeded`
+    events make the purchases and invoices paid, with receipts rendered (the first with its
+    10 % discount)."""
+    from tests.cli_helpers import cli_env
+
+    rt = make_runtime(**stripe_sections(localstripe_url))
+    env = cli_env(
+        rt.db.url,
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+    )
+    seeded = flowjobs(
+        "demo",
+        "seed",
+        "--customers",
+        "3",
+        "--declining",
+        "1",
+        "--purchases",
+        "2",
+        "--json",
+        env=env,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    seeded = json.loads(seeded.stdout)
+    assert len(seeded["checkoutSessions"]) == len(seeded["paymentIntents"]) == 2
+    refused = flowjobs(
+        "demo", "seed", "--customers", "3", "--declining", "2", "--purchases", "2", env=env
+    )
+    assert refused.returncode == 2 and "--purchases" in refused.stderr
+    for intent_id in seeded["paymentIntents"]:
+        event = event_for(localstripe_url, "payment_intent.succeeded", intent_id)
+        replay(rt.billing, rt.settings, read_incoming(rt.settings, json.dumps(event).encode()))
+    drain(rt)
+    amounts = []
+    for session_id in seeded["checkoutSessions"]:
+        got = state(rt, session_id)
+        [payment] = got["payments"].values()
+        assert (got["purchase"].status, got["invoice"].status, payment.status) == (
+            "paid",
+            "paid",
+            "succeeded",
+        )
+        assert payment.receipt_url and rt.documents.read(payment.receipt_url).startswith(b"%PDF")
+        amounts.append(payment.amount)
+    assert amounts == [26910, 4900]  # Onboarding Workshop less 10 %, Field Guide
