@@ -422,11 +422,21 @@ def test_a_setup_intent_of_a_one_time_session_creates_nothing(make_runtime, loca
 def test_a_purchase_session_pays_the_purchase_it_names(make_runtime, localstripe_url):
     """A `purchase` checkout session names its purchase (made when the checkout opened): the
     payment is recorded on that purchase, not a new one; quantity 3 at $49.00 less a $5.00
-    fixed `once` discount: one invoice line, $142.00 charged and paid."""
+    fixed `once` discount: one invoice line, $142.00 charged and paid. Its `payment.succeeded`
+    and `purchase.completed` reach the organisation's webhook endpoint, signed (a real
+    receiver on loopback verifying with its own implementation)."""
+    from flowjobs.outbound import endpoints
+    from tests.outbound_receiver import Receiver, start, verify
+
     rt = make_runtime(**stripe_sections(localstripe_url))
     session_id, customer = open_checkout(
         rt, kind="purchase", quantity=3, discount=(500, "fixed", "once")
     )
+    receiver = Receiver()
+    server, thread = start(receiver)
+    with rt.billing.unit() as s:
+        org_id = s.get(CheckoutSession, session_id).organization_id
+    endpoint = endpoints.add(rt.billing, org_id, receiver.url, livemode=False)
     before = get(rt, CheckoutSession, session_id).purchase_id
     intent = pay(rt, localstripe_url, session_id, customer, VISA)
     assert intent["amount"] == 3 * PRICE - 500
@@ -444,6 +454,17 @@ def test_a_purchase_session_pays_the_purchase_it_names(make_runtime, localstripe
 
         money = invoice_totals(s, got["invoice"].id)
     assert (money.base, money.discount, money.discount_code, money.due) == (14700, 500, "LAUNCH", 0)
+    try:
+        requests = receiver.wait_for(2)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    now = rt.clock.now_ms() / 1000
+    assert all(verify(endpoint.secret, r.headers, r.body, now=now) for r in requests)
+    delivered = sorted((r.json["type"], r.json["data"]["id"]) for r in requests)
+    [payment_id] = [p.id for p in got["payments"].values()]
+    assert delivered == [("payment.succeeded", payment_id), ("purchase.completed", before)]
 
 
 def test_demo_seed_pays_one_time_purchases_whose_events_make_them_paid(
