@@ -185,7 +185,9 @@ def _record(b, s, session, intent_id: str, intent_status: str, charge: Charge) -
     purchase = ensure_purchase(s, session)
     invoice = ensure_invoice(s, session, purchase)
     target = CHARGE_STATUS.get(charge.status, E.PaymentStatus.PROCESSING)
-    if intent_status == "canceled" and target == E.PaymentStatus.PROCESSING:
+    if intent_status == "requires_capture" and target == E.PaymentStatus.SUCCEEDED:
+        target = E.PaymentStatus.PROCESSING  # authorised, not captured: no money moved yet
+    if intent_status == "canceled" and target != E.PaymentStatus.FAILED:
         target = E.PaymentStatus.CANCELED  # an authorisation released, never captured
     payment, inserted = upsert_payment(s, session, purchase, invoice, intent_id, charge, target)
     changed = inserted or repo.set_payment_status(payment, target)
