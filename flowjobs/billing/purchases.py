@@ -21,8 +21,10 @@ charges, comes here (`record_checkout_charge`):
    is canceled, else `pending`; a paid purchase is never moved back by another charge.
 4. Only on a payment's transition: into `succeeded` — the discount redemption advances
    (`once` → fully redeemed; `number_of_payments` → when the purchase's succeeded payments
-   reach N; `forever` → never), the invoice PDF and the receipt PDF are rendered, the customer
-   receipt (invoice paid) and the organisation payment-succeeded emails are sent; into
+   reach N; `forever` → never), the invoice PDF and the receipt PDF are rendered (by the
+   receipt email itself for a paid live-mode invoice — two renderers at once could delete the
+   file the other attaches — else by their tasks), the customer receipt (invoice paid) and the
+   organisation payment-succeeded emails are sent; into
    `failed` — the customer and organisation payment-failed emails (not when the purchase is
    already paid: a declined attempt before a successful one is recorded, not announced).
    Each follow-up also carries an idempotency key, so a replay cannot send twice.
@@ -392,18 +394,19 @@ def _follow_ups(b, s, payment, invoice, purchase, was_paid: bool) -> None:
     if payment.status == E.PaymentStatus.SUCCEEDED:
         advance_redemption(s, payment)
         paid = invoice.status == E.InvoiceStatus.PAID
-        b.trigger(
-            s,
-            "generate-invoice-pdf",
-            {"invoiceId": invoice.id},
-            key=f"generate-invoice-pdf-{invoice.id}-" + ("paid" if paid else payment.id),
-        )
-        b.trigger(
-            s,
-            "generate-payment-receipt-pdf",
-            {"paymentId": payment.id},
-            key=f"generate-payment-receipt-pdf-{payment.id}",
-        )
+        if not (paid and invoice.livemode):  # else the receipt email renders and attaches both
+            b.trigger(  # (two renderers at once: one would delete the PDF the other attaches)
+                s,
+                "generate-invoice-pdf",
+                {"invoiceId": invoice.id},
+                key=f"generate-invoice-pdf-{invoice.id}-" + ("paid" if paid else payment.id),
+            )
+            b.trigger(
+                s,
+                "generate-payment-receipt-pdf",
+                {"paymentId": payment.id},
+                key=f"generate-payment-receipt-pdf-{payment.id}",
+            )
         if paid:
             b.trigger(
                 s,
