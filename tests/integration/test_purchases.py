@@ -35,10 +35,10 @@ from flowjobs.billing.models import (
 from flowjobs.webhooks.replay import read_incoming, replay
 from tests.billing_helpers import DECLINING, VISA, drain, get, stripe_sections
 from tests.cli_helpers import flowjobs
-from tests.test_handlers_e2e import deliver, replay_file, work
-from tests.test_notification_flows import MEMBERS, organisation, received, text
-from tests.test_notifications import smtp  # noqa: F401  (fixture)
-from tests.test_webhooks_http import served  # noqa: F401  (fixture)
+from tests.integration.test_handlers_e2e import deliver, replay_file, work
+from tests.integration.test_notification_flows import MEMBERS, organisation, received, text
+from tests.integration.test_notifications import smtp  # noqa: F401  (fixture)
+from tests.integration.test_webhooks_http import served  # noqa: F401  (fixture)
 from tests.webhook_helpers import envelope, event_for, stripe_client
 
 PRICE = 4900  # "Field Guide", $49.00
