@@ -414,5 +414,5 @@ class CheckoutSession(Live, table=True):
     customer_email: str | None = None
     customer_name: str | None = None
     expires: datetime | None = Time(nullable=True)
-    purchase_id: str | None = Ref(nullable=True)  # revision 0009: the purchase it pays
-    discount_redemption_id: str | None = None  # revision 0009: the discount it applies
+    purchase_id: str | None = Ref(nullable=True)  # revision 0010: the purchase it pays
+    discount_redemption_id: str | None = None  # revision 0010: the discount it applies

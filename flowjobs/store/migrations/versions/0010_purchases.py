@@ -8,15 +8,15 @@
   session names a `discounts` row; flowjobs has no discounts table, so the redemption is made
   with the session and gets its `purchase_id` when the purchase exists).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
