@@ -1,26 +1,44 @@
 #!/usr/bin/env bash
 # The demo: a fresh SQLite database in demo/, a local Stripe test server (localstripe on a free
 # loopback port, stopped at the end), demo customers whose first billing runs are due, the
-# hourly cron fired once, a burst worker until nothing is due, and a summary of what happened.
+# hourly cron fired once, a burst worker until nothing is due, one-time checkout purchases paid
+# at Stripe and recorded from their payment_intent.succeeded events, and a summary.
+#
+# Every command reads demo/flowjobs.toml (database, PDFs, emails — paths relative to demo/):
+# the closing hints print FLOWJOBS_CONFIG=demo/flowjobs.toml so they read the same database.
 set -euo pipefail
 flowjobs="${1:-flowjobs}"
 python="$(dirname "$flowjobs")/python"
 cd "$(dirname "$0")/.."
 rm -rf demo && mkdir demo
-export FLOWJOBS_DATABASE_URL="sqlite:///demo/flowjobs.db"
-export FLOWJOBS_DOCUMENTS_DIR="demo/documents" FLOWJOBS_MAIL_DIR="demo/mail"   # PDFs and .eml files
+cat > demo/flowjobs.toml <<'TOML'
+# Written by `make demo` (scripts/demo.sh): the demo's database, PDFs and emails, relative to
+# this folder. Use it with FLOWJOBS_CONFIG=demo/flowjobs.toml (or --config demo/flowjobs.toml).
+[database]
+url = "sqlite:///flowjobs.db"
+
+[documents]
+dir = "documents"
+
+[mail]
+transport = "file"
+dir = "mail"
+
+[stripe]
+test_api_key = "sk_test_flowjobs_demo"   # localstripe's: the demo's Stripe stops with the demo
+TOML
+export FLOWJOBS_CONFIG="demo/flowjobs.toml"
 
 "$python" scripts/localstripe_server.py --port 0 > demo/localstripe.out 2> demo/localstripe.log &
 stripe_pid=$!
 trap 'kill $stripe_pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q listening demo/localstripe.out 2>/dev/null && break; sleep 0.1; done
 export FLOWJOBS_STRIPE_API_BASE="$(awk '{print $3}' demo/localstripe.out)"
-export FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs_demo"
 [ -n "$FLOWJOBS_STRIPE_API_BASE" ] || { echo "localstripe did not start:" >&2; cat demo/localstripe.log >&2; exit 1; }
 echo "== local Stripe test server: $FLOWJOBS_STRIPE_API_BASE =="
 
 "$flowjobs" db upgrade
-"$flowjobs" demo seed --customers 12 --declining 3
+"$flowjobs" demo seed --customers 12 --declining 3 --purchases 3
 echo "== firing the hourly cron and running the worker until no run is due =="
 # the window reaches back 4 days: the renewals' periods ended minutes (or, after a short month,
 # days) before now — the default window starts at the top of the current hour and can miss them
@@ -40,6 +58,42 @@ d = json.load(sys.stdin)
 runs = ", ".join(("adjustment " if r["is_adjustment"] else "") + r["status"] for r in d["billingRuns"])
 pays = ", ".join(format_money(p["amount"], p["currency"]) + " " + p["status"] for p in d["payments"])
 print("now on " + d["subscription"]["name"] + "; billing runs: " + runs + "; payments: " + pays)'
+echo "== one-time purchases: paid at checkout (Stripe); their payment_intent.succeeded events replayed =="
+mkdir -p demo/events
+"$python" - <<'PY'
+import json, os, sqlite3
+import stripe
+client = stripe.StripeClient("sk_test_flowjobs_demo",
+                             base_addresses={"api": os.environ["FLOWJOBS_STRIPE_API_BASE"]})
+intents = [r[0] for r in sqlite3.connect("demo/flowjobs.db").execute(
+    "select stripe_payment_intent_id from checkout_sessions where stripe_payment_intent_id is not null")]
+params = {"type": "payment_intent.succeeded", "limit": 100}
+while intents:
+    page = client.v1.events.list(params=params)
+    for event in page.data:
+        data = event.to_dict()
+        if data["data"]["object"]["id"] in intents:
+            intents.remove(data["data"]["object"]["id"])
+            with open(f"demo/events/{data['id']}.json", "w") as f:
+                json.dump(data, f)
+    if not page.has_more or not page.data:
+        break
+    params["starting_after"] = page.data[-1].id
+PY
+for event in demo/events/*.json; do "$flowjobs" replay-event "$event" >/dev/null; done
+"$flowjobs" --log-level error run-worker --burst
+"$python" - <<'PY'
+import sqlite3
+from flowjobs.billing.money import format_money
+db = sqlite3.connect("demo/flowjobs.db")
+for name, customer, purchase, invoice, number, status, amount, currency, payment, receipt in db.execute(
+    "select p.name, c.name, p.status, i.id, i.invoice_number, i.status, y.amount, y.currency, y.status,"
+    " y.receipt_url from purchases p join customers c on c.id = p.customer_id"
+    " join invoices i on i.purchase_id = p.id join payments y on y.invoice_id = i.id order by c.name"):
+    print(f"{customer}: {name} — purchase {purchase}, invoice {number} {status}, "
+          f"{format_money(amount, currency)} {payment}")
+    print(f"    receipt: {(receipt or 'not rendered').removeprefix('file://')}")
+PY
 echo
 echo "== what the billing jobs did =="
 "$flowjobs" billing summary
@@ -47,7 +101,13 @@ echo
 echo "== runs =="
 "$flowjobs" runs list --limit 15
 echo
+read -r invoice run < <("$python" -c 'import sqlite3; db = sqlite3.connect("demo/flowjobs.db"); print(
+  db.execute("select id from invoices where type = ? order by invoice_number limit 1", ("purchase",)).fetchone()[0],
+  db.execute("select id from flowjobs_runs where task = ? order by created_at desc limit 1", ("attempt-billing-run",)).fetchone()[0])')
 echo "Invoices and receipts: demo/documents/   emails (.eml): demo/mail/"
-echo "Look closer: $flowjobs billing show subscription <id>   $flowjobs runs show <run id>"
+echo "Look closer (demo/flowjobs.toml names the demo's database):"
+echo "  FLOWJOBS_CONFIG=demo/flowjobs.toml $flowjobs billing show subscription $sub"
+echo "  FLOWJOBS_CONFIG=demo/flowjobs.toml $flowjobs billing show invoice $invoice"
+echo "  FLOWJOBS_CONFIG=demo/flowjobs.toml $flowjobs runs show $run"
 echo "(database: demo/flowjobs.db. The renewals on card 4000000000000341 were declined: their"
 echo " subscriptions are past_due with a retry billing run in 3 days — see docs/billing.md)"

@@ -329,6 +329,18 @@ class StripeGateway:
         client = self.client(livemode)
         return self.call(client.v1.payment_methods.retrieve, payment_method_id).to_dict()
 
+    def retrieve_charge(self, livemode: bool, charge_id: str) -> dict:
+        """The Stripe Charge as a plain dict (status, amount, created, failure code/message,
+        payment method details): what a checkout payment is recorded from (spec §8.3)."""
+        client = self.client(livemode)
+        return self.call(client.v1.charges.retrieve, charge_id).to_dict()
+
+    def retrieve_intent_object(self, livemode: bool, payment_intent_id: str) -> dict:
+        """The PaymentIntent as a plain dict, metadata included (a failed charge names only its
+        PaymentIntent; the metadata says which checkout session it pays)."""
+        client = self.client(livemode)
+        return self.call(client.v1.payment_intents.retrieve, payment_intent_id).to_dict()
+
     def _declined(
         self, livemode: bool, exc, amount: int, currency: str, known_intent: str | None = None
     ) -> ChargeResult:

@@ -5,12 +5,21 @@ against localstripe). Most start today, so their first billing run is due now. T
 ones get card 4000000000000341 (it attaches, then declines off-session charges) and a month
 of paid history whose period ended a few minutes ago: the hourly cron rolls them over, their
 renewal is declined, and the dunning ladder schedules a retry in 3 days.
+
+One-time purchases (`--purchases`, issue 16 §2): the first customers also open a checkout
+session for a one-time price (one with a 10 % `once` discount) and pay it at Stripe, as the
+checkout page would — a PaymentIntent with the checkout metadata, confirmed. flowjobs learns of
+it from the `payment_intent.succeeded` event (scripts/demo.sh replays them with
+`flowjobs replay-event`); each session's PaymentIntent id is kept in
+`checkout_sessions.stripe_payment_intent_id`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+
+from sqlmodel import select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
@@ -32,6 +41,7 @@ NAMES = [
     "Radia Perlman",
 ]
 PLANS = [("Starter", 1200), ("Pro", 4900), ("Team", 19900)]
+ONE_TIME = [("Onboarding Workshop", 29900), ("Field Guide", 4900)]
 
 
 @dataclass
@@ -41,13 +51,19 @@ class Seeded:
     declining: int = 0
     subscriptions: list[str] = field(default_factory=list)
     billing_runs: list[str] = field(default_factory=list)
+    checkout_sessions: list[str] = field(default_factory=list)
+    payment_intents: list[str] = field(default_factory=list)
 
 
-def seed(b, customers: int = 10, declining: int = 2, progress=None) -> Seeded:
+def seed(b, customers: int = 10, declining: int = 2, progress=None, purchases: int = 0) -> Seeded:
     if customers < 1 or not 0 <= declining <= customers:
         from flowjobs.errors import BadInput
 
         raise BadInput("need --customers >= 1 and 0 <= --declining <= --customers")
+    if not 0 <= purchases <= customers - declining:
+        from flowjobs.errors import BadInput
+
+        raise BadInput("need 0 <= --purchases <= customers with a working card")
     cards = []  # Stripe first: if it is unreachable, nothing is written to the database
     for i in range(customers):
         name = NAMES[i % len(NAMES)] + (f" {i // len(NAMES) + 1}" if i >= len(NAMES) else "")
@@ -94,7 +110,47 @@ def seed(b, customers: int = 10, declining: int = 2, progress=None) -> Seeded:
             result.billing_runs.append(run.id)
             result.customers += 1
             result.declining += renewing
+            if i < purchases:
+                checkout = _checkout(s, org, cust, i)
+                result.checkout_sessions.append(checkout.id)
+    for session_id in result.checkout_sessions:  # the customers pay at checkout
+        result.payment_intents.append(_pay_checkout(b, session_id))
     return result
+
+
+def _checkout(s, org, cust, i: int):
+    """A checkout session for a one-time price (the first one with a 10 % `once` discount)."""
+    from flowjobs.billing import purchases
+
+    name, amount = ONE_TIME[i % len(ONE_TIME)]
+    price = purchases.one_time_price(s, org, name, amount)
+    discount = (10, E.DiscountAmountType.PERCENT, E.DiscountDuration.ONCE) if i == 0 else None
+    return purchases.checkout_session(s, cust, price, discount=discount)
+
+
+def _pay_checkout(b, session_id: str) -> str:
+    """Pay the session at Stripe as the checkout page would; record the PaymentIntent's id."""
+    from flowjobs.billing import purchases
+    from flowjobs.billing.models import CheckoutSession, Customer, PaymentMethod
+
+    with b.unit() as s:
+        session = s.get(CheckoutSession, session_id)
+        customer = s.get(Customer, session.customer_id)
+        card = s.exec(select(PaymentMethod).where(PaymentMethod.customer_id == customer.id)).first()
+        amount = purchases.amount_due(s, session)
+        currency = purchases.checkout_totals(s, session).currency
+    result = b.gateway.charge_off_session(
+        livemode=False,
+        amount=amount,
+        currency=currency,
+        customer=customer.stripe_customer_id,
+        payment_method=card.stripe_payment_method_id,
+        metadata=purchases.intent_metadata(session_id),
+        idempotency_key=f"demo-checkout:{session_id}",
+    )
+    with b.unit() as s:
+        s.get(CheckoutSession, session_id).stripe_payment_intent_id = result.payment_intent_id
+    return result.payment_intent_id
 
 
 def _paid(s, sub, period, run, cust) -> None:

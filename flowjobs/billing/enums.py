@@ -95,6 +95,23 @@ PAYMENT_PENDING = {
 }
 
 
+class PurchaseStatus(StrEnum):
+    OPEN = "open"
+    PENDING = "pending"
+    FAILED = "failed"
+    PAID = "paid"
+    REFUNDED = "refunded"
+    PARTIAL_REFUND = "partial_refund"
+    FRAUDULENT = "fraudulent"
+
+
+class IntentMetadataType(StrEnum):
+    """Stripe PaymentIntent metadata `type` (with `billingRunId` or `checkoutSessionId`)."""
+
+    CHECKOUT_SESSION = "checkout_session"
+    BILLING_RUN = "billing_run"
+
+
 class InvoiceType(StrEnum):
     SUBSCRIPTION = "subscription"
     PURCHASE = "purchase"

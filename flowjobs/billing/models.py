@@ -7,7 +7,8 @@ Only the columns the jobs read or write are modelled. Columns upstream names in 
 keep their names (`intervalCount`, `pretaxTotal`, …).
 
 Deliberate additions (docs/billing.md): `customers.invoice_number_next` (race-free invoice
-numbers), `billing_runs.claimed_by_run` (which job run executes it), `payments.billing_run_id`.
+numbers), `billing_runs.claimed_by_run` (which job run executes it), `payments.billing_run_id`,
+`checkout_sessions.purchase_id` and `.discount_redemption_id` (one-time checkout payments).
 The schema itself is created by the migrations in flowjobs/store/migrations; a test checks that
 the migrated schema matches these classes.
 """
@@ -312,6 +313,31 @@ class Payment(Live, table=True):
     failure_code: str | None = None
 
 
+class Purchase(Live, table=True):
+    """A customer's purchase of a price through checkout (spec §2 `purchases`); one-time
+    (`single_payment`) purchases are paid by a PaymentIntent (flowjobs.billing.purchases)."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (one_of("status", E.PurchaseStatus), one_of("price_type", E.PriceType))
+    name: str
+    status: str = E.PurchaseStatus.OPEN
+    customer_id: str = Ref()
+    organization_id: str = Ref()
+    price_id: str
+    quantity: int = 1
+    price_type: str = E.PriceType.SINGLE_PAYMENT
+    trial_period_days: int | None = None
+    price_per_billing_cycle: int | None = Money(nullable=True)
+    interval_unit: str | None = None
+    interval_count: int | None = None
+    first_invoice_value: int | None = Money(nullable=True)
+    total_purchase_value: int | None = Money(nullable=True)
+    purchase_date: datetime | None = Time(nullable=True)
+    end_date: datetime | None = Time(nullable=True)
+    billing_address: dict | None = Json()
+    metadata_: dict | None = Field(default=None, sa_column=Column("metadata", JSON))
+
+
 class FeeCalculation(Live, table=True):
     __tablename__ = "fee_calculations"
     organization_id: str = Ref()
@@ -388,3 +414,5 @@ class CheckoutSession(Live, table=True):
     customer_email: str | None = None
     customer_name: str | None = None
     expires: datetime | None = Time(nullable=True)
+    purchase_id: str | None = Ref(nullable=True)  # revision 0010: the purchase it pays
+    discount_redemption_id: str | None = None  # revision 0010: the discount it applies

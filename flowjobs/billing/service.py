@@ -100,7 +100,14 @@ class ReadOnlyGateway:
     """The Stripe gateway during a dry run: reads pass through, writes are refused."""
 
     READS: ClassVar[frozenset[str]] = frozenset(
-        {"retrieve_payment_intent", "count_charges", "client", "settings"}
+        {
+            "retrieve_payment_intent",
+            "retrieve_intent_object",
+            "retrieve_charge",
+            "count_charges",
+            "client",
+            "settings",
+        }
     )
 
     def __init__(self, gateway):

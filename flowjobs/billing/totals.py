@@ -19,7 +19,8 @@ Which discount an invoice carries: once a billing run has billed the invoice, it
 `subtotal` (the pre-tax total the run charged) fixes the discount as base − subtotal, so a
 redemption that becomes fully redeemed later does not change an issued invoice. An invoice no
 run has billed yet (`subtotal` null) takes the subscription's first redemption that is not
-fully redeemed (spec §7.5), as the next billing run would.
+fully redeemed (spec §7.5), as the next billing run would. A purchase's invoice (one-time
+checkout, flowjobs.billing.purchases) reads its purchase's redemptions the same way.
 """
 
 from __future__ import annotations
@@ -169,11 +170,18 @@ def invoice_totals(s, invoice) -> Totals:
         )
     ]
     redemptions = []
-    if invoice.subscription_id:
+    owner = (
+        DiscountRedemption.subscription_id == invoice.subscription_id
+        if invoice.subscription_id
+        else DiscountRedemption.purchase_id == invoice.purchase_id
+        if invoice.purchase_id
+        else None
+    )  # a subscription's invoice: its subscription's redemptions; a purchase's: its purchase's
+    if owner is not None:
         redemptions = list(
             s.exec(
                 select(DiscountRedemption)
-                .where(DiscountRedemption.subscription_id == invoice.subscription_id)
+                .where(owner)
                 .order_by(DiscountRedemption.created_at, DiscountRedemption.id)
             )
         )

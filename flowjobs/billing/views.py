@@ -23,13 +23,19 @@ from flowjobs.billing.models import (
     Invoice,
     InvoiceLineItem,
     Payment,
+    Purchase,
     Subscription,
 )
 from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import invoice_totals
 from flowjobs.errors import BadInput, NotFound
 
-KINDS = {"subscription": Subscription, "invoice": Invoice, "billing-run": BillingRun}
+KINDS = {
+    "subscription": Subscription,
+    "invoice": Invoice,
+    "billing-run": BillingRun,
+    "purchase": Purchase,
+}
 
 
 def row(obj) -> dict:
@@ -76,6 +82,12 @@ def show(b, kind: str, object_id: str) -> dict:
                 "invoices": _all(s, Invoice, Invoice.subscription_id == obj.id),
                 "payments": _all(s, Payment, Payment.subscription_id == obj.id),
             }
+        if kind == "purchase":  # a one-time checkout purchase: its invoice(s) and payments
+            return {
+                "purchase": row(obj),
+                "invoices": _all(s, Invoice, Invoice.purchase_id == obj.id),
+                "payments": _all(s, Payment, Payment.purchase_id == obj.id),
+            }
         if kind == "invoice":
             return {
                 "invoice": row(obj),
@@ -108,6 +120,9 @@ MONEY_FIELDS = frozenset(
         "refunded_amount",
         "price",
         "unit_price",
+        "first_invoice_value",
+        "total_purchase_value",
+        "price_per_billing_cycle",
     }
 )
 FIRST, LAST = ("id", "status"), ("created_at", "updated_at")

@@ -13,11 +13,11 @@ app = typer.Typer(help="The state the billing jobs produced.", no_args_is_help=T
 @app.command("show")
 def show(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., help="subscription, invoice or billing-run."),
+    kind: str = typer.Argument(..., help="subscription, invoice, billing-run or purchase."),
     object_id: str = typer.Argument(..., metavar="ID"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Show a subscription (periods, runs, invoices, payments), an invoice (lines, payments) or a billing run."""
+    """Show a subscription (periods, runs, invoices, payments), an invoice (lines, payments), a billing run or a purchase (invoices, payments)."""
     from flowjobs.billing.views import show as load
 
     data = load(ctx.obj.runtime().billing, kind, object_id)

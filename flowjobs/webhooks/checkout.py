@@ -6,8 +6,11 @@ is unique). Types: `add_payment_method` (the new card becomes the target subscri
 default), `activate_subscription` (same, and an `incomplete` subscription becomes `active`),
 `product` (a new subscription on the session's price, billed from now; a paid one replaces the
 customer's free subscription, `upgraded_to_paid`; the customer's subscription-created — or
-upgraded — and the organisation's subscription-created emails are sent for a paid plan). `purchase` sessions
-are one-off payments, which flowjobs does not model: refused with a clear error.
+upgraded — and the organisation's subscription-created emails are sent for a paid plan).
+
+One-time payments — `purchase` sessions and `product` sessions of a `single_payment` price —
+are paid by a PaymentIntent and recorded from its events (flowjobs.billing.purchases); a
+SetupIntent of such a session creates nothing and is reported as ignored.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ def setup_intent_succeeded(b, intent: SetupIntent) -> dict:
                 "checkoutSessionId": session.id,
                 "status": session.status,
             }
+        if _paid_by_payment_intent(s, session):
+            return {
+                "result": "ignored",
+                "detail": f"checkout session {session.id} is a one-time payment: it is recorded "
+                "from its PaymentIntent (payment_intent.succeeded), not a SetupIntent",
+                "checkoutSessionId": session.id,
+            }
         customer = s.get(Customer, session.customer_id) if session.customer_id else None
         if customer is None:
             raise BillingError(f"checkout session {session.id} has no customer")
@@ -48,6 +58,15 @@ def setup_intent_succeeded(b, intent: SetupIntent) -> dict:
         outcome = _apply(b, s, session, customer, method, intent)
         session.status = E.CheckoutSessionStatus.SUCCEEDED
         return {"result": outcome, "checkoutSessionId": session.id, "paymentMethodId": method.id}
+
+
+def _paid_by_payment_intent(s, session: CheckoutSession) -> bool:
+    if session.type == E.CheckoutSessionType.PURCHASE:
+        return True
+    if session.type != E.CheckoutSessionType.PRODUCT:
+        return False
+    price = s.get(Price, session.price_id or "")
+    return price is not None and price.type == E.PriceType.SINGLE_PAYMENT
 
 
 def _method(s, customer: Customer, intent: SetupIntent, card: dict | None) -> PaymentMethod:

@@ -4,7 +4,9 @@ Every handler reads the event through its model in flowjobs.webhooks.shapes (val
 here: a stored event is read back from its bytes), never the raw dict. PaymentIntent events
 for billing runs (metadata `billingRunId`) go through the same outcome code as the inline
 charge (flowjobs.billing.outcomes) with the event's `created` time, so an older event never
-overwrites newer state and a finished run is never reopened.
+overwrites newer state and a finished run is never reopened. PaymentIntent events of checkout
+sessions (metadata `type: checkout_session`, `checkoutSessionId`) and `charge.failed` for their
+charges record one-time purchases (flowjobs.billing.purchases).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from sqlmodel import select
 
 from flowjobs.adapters.stripe_gateway import ChargeResult
 from flowjobs.billing import enums as E
-from flowjobs.billing import repo
-from flowjobs.billing.models import BillingRun, Organization, Payment
+from flowjobs.billing import purchases, repo
+from flowjobs.billing.models import BillingRun, CheckoutSession, Organization, Payment
 from flowjobs.errors import NotFound
 from flowjobs.webhooks import shapes
 
@@ -57,6 +59,16 @@ def payment_intent(b, event: dict) -> dict:
         return apply_charge_result(
             b, run_id, intent_result(pi), event_created=checked.created
         ).as_dict()
+    session_id = purchases.session_of(pi.metadata)
+    if session_id:  # a checkout session's PaymentIntent: a one-time purchase (spec §8.2, §8.3)
+        return purchases.record_checkout_charge(
+            b,
+            session_id,
+            intent_id=pi.id,
+            intent_status=pi.status,
+            charge_id=_id(pi.latest_charge),
+            livemode=checked.envelope.livemode,
+        )
     return _other_intent(b, checked.type, pi)
 
 
@@ -85,7 +97,21 @@ def _other_intent(b, kind: str, pi: shapes.PaymentIntent) -> dict:
 def charge_failed(b, event: dict) -> dict:
     from flowjobs.billing.outcomes import emit_payment_event
 
-    charge: shapes.Charge = _read(event, shapes.Charge).obj
+    checked = _read(event, shapes.Charge)
+    charge: shapes.Charge = checked.obj
+    with b.unit() as s:
+        payment = s.exec(select(Payment).where(Payment.stripe_charge_id == charge.id)).first()
+        if payment is None and charge.payment_intent:
+            payment = s.exec(
+                select(Payment).where(
+                    Payment.stripe_payment_intent_id == _id(charge.payment_intent)
+                )
+            ).first()
+        checkout = charge.payment_intent and (payment is None or payment.purchase_id)
+    if checkout:  # perhaps a checkout session's charge: recorded as the PaymentIntent events are
+        done = _checkout_charge_failed(b, charge, checked.envelope.livemode)
+        if done is not None:
+            return done
     with b.unit() as s:
         payment = s.exec(select(Payment).where(Payment.stripe_charge_id == charge.id)).first()
         if payment is None and charge.payment_intent:
@@ -110,6 +136,29 @@ def charge_failed(b, event: dict) -> dict:
             key=f"send-customer-payment-failed-notification-{payment.id}",
         )
         return {"result": "failed", "paymentId": payment.id}
+
+
+def _checkout_charge_failed(b, charge: shapes.Charge, livemode: bool | None) -> dict | None:
+    """A failed charge names only its PaymentIntent: its metadata (read from Stripe) says
+    whether a checkout session pays with it. None when it does not."""
+    from flowjobs.adapters.stripe_gateway import StripeRequestError
+
+    intent_id = _id(charge.payment_intent)
+    try:
+        intent = b.gateway.retrieve_intent_object(bool(livemode), intent_id)
+    except StripeRequestError:  # Stripe knows no such PaymentIntent: nothing of ours
+        return None
+    session_id = purchases.session_of(intent.get("metadata") or {})
+    if not session_id:
+        return None
+    return purchases.record_checkout_charge(
+        b,
+        session_id,
+        intent_id=intent_id,
+        intent_status=intent.get("status") or "",
+        charge_id=charge.id,
+        livemode=livemode,
+    )
 
 
 def onboarding_status(account: shapes.Account) -> str:
@@ -177,6 +226,11 @@ def missing_reference(b, event: dict) -> str | None:
             run_id = checked.obj.metadata.get("billingRunId")
             if run_id and s.get(BillingRun, run_id) is None:
                 return f"billing run {run_id} (metadata of {checked.obj.id}) does not exist"
+            session_id = purchases.session_of(checked.obj.metadata)
+            if not run_id and session_id and s.get(CheckoutSession, session_id) is None:
+                return (
+                    f"checkout session {session_id} (metadata of {checked.obj.id}) does not exist"
+                )
         if isinstance(checked.obj, shapes.Account):
             account_id = checked.envelope.account or checked.obj.id
             if (
