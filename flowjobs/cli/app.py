@@ -44,6 +44,13 @@ def _root(
         envvar="FLOWJOBS_CONFIG",
         help="Path of flowjobs.toml (default: ./flowjobs.toml if present).",
     ),
+    database: str | None = typer.Option(
+        None,
+        "--database",
+        metavar="URL",
+        help="Database to use, before FLOWJOBS_DATABASE_URL and [database] url: "
+        "sqlite:///PATH, a file path, or postgresql+psycopg://user@host/db.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     log_format: str = typer.Option(
         "auto",
@@ -62,7 +69,7 @@ def _root(
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
     if log_format not in LOG_FORMATS:
         raise typer.BadParameter("must be text, json or auto", param_hint="--log-format")
-    ctx.obj = setup(config, log_level, log_format)
+    ctx.obj = setup(config, log_level, log_format, database)
 
 
 def _register() -> None:

@@ -71,7 +71,9 @@ def list_endpoints(
     if mode not in (None, "live", "test"):
         raise BadInput("--mode must be live or test")
     rows = listing(
-        ctx.obj.runtime().billing, organization_id, None if mode is None else mode == "live"
+        ctx.obj.runtime(read_only=True).billing,
+        organization_id,
+        None if mode is None else mode == "live",
     )
     data = [as_dict(e, show_secret) for e in rows]
     if as_json:

@@ -21,6 +21,7 @@ _GLOBAL_OPTIONS = {
     "-c": "config",
     "--log-level": "log_level",
     "--log-format": "log_format",
+    "--database": "database",
 }
 
 
@@ -28,18 +29,46 @@ class State:
     """What the root options decide, shared by every command: the configuration file (read
     when a command first needs the runtime) and the log level."""
 
-    def __init__(self, config: str | None, log_level: str, log_format: str = "auto"):
+    def __init__(
+        self,
+        config: str | None,
+        log_level: str,
+        log_format: str = "auto",
+        database: str | None = None,
+    ):
         self.config = config
         self.log_level = log_level
         self.log_format = log_format
+        self.database = database  # --database URL: before FLOWJOBS_DATABASE_URL and the file
+        self._settings = None
         self._runtime = None
+        self._checked = False
 
-    def runtime(self):
-        if self._runtime is None:
+    def settings(self):
+        if self._settings is None:
             from flowjobs.config import load_settings
+
+            self._settings = load_settings(self.config, database=self.database)
+        return self._settings
+
+    def database_origin(self) -> str:
+        """Where the database URL came from, as an operator would look for it."""
+        from flowjobs.config import database_origin
+
+        return database_origin(self.settings(), self.config, self.database)
+
+    def runtime(self, read_only: bool = False):
+        """The runtime. `read_only`: the command only reads, so a database that does not
+        exist yet is an error (exit 4, naming the place) rather than created with its schema."""
+        if read_only and not self._checked:
+            from flowjobs.store.inspect import require_database
+
+            require_database(self.settings(), self.database_origin())
+            self._checked = True
+        if self._runtime is None:
             from flowjobs.runtime import Runtime
 
-            self._runtime = Runtime(load_settings(self.config))
+            self._runtime = Runtime(self.settings())
         return self._runtime
 
 
@@ -52,7 +81,9 @@ def log_level_number(name: str) -> int | None:
     )
 
 
-def setup(config: str | None, log_level: str, log_format: str) -> State:
+def setup(
+    config: str | None, log_level: str, log_format: str, database: str | None = None
+) -> State:
     """Configure logging for the process; the State every command receives."""
     from flowjobs.logs import configure
 
@@ -62,7 +93,7 @@ def setup(config: str | None, log_level: str, log_format: str) -> State:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("stripe").setLevel(logging.WARNING)  # one INFO line per request otherwise
     global _STATE
-    _STATE = State(config, log_level, log_format)
+    _STATE = State(config, log_level, log_format, database)
     return _STATE
 
 
@@ -102,6 +133,7 @@ def parse_root(argv: list[str]) -> tuple[dict, list[str]] | None:
         "config": os.environ.get("FLOWJOBS_CONFIG") or None,
         "log_level": "info",
         "log_format": "auto",
+        "database": None,
     }
     rest = list(argv)
     while rest and rest[0].startswith("-"):
@@ -137,7 +169,7 @@ def guarded(command) -> None:
             sys.stderr.write(f"  {problem}\n")
         sys.exit(int(exc.exit_status))
     except FlowjobsError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {exc}{_looked_in(exc)}\n")
         sys.exit(int(exc.exit_status))
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -157,6 +189,24 @@ def guarded(command) -> None:
         sys.exit(int(ExitStatus.FAILURE))
     if code:
         sys.exit(code)
+
+
+def _looked_in(error: FlowjobsError) -> str:
+    """For a "not found": the database it was looked for in (a wrong database is the usual
+    cause of a run id that "vanished")."""
+    from flowjobs.errors import NotFound
+
+    runtime = _STATE._runtime if _STATE is not None else None
+    if not isinstance(error, NotFound) or runtime is None:
+        return ""
+    try:
+        from flowjobs.store.db import redact
+
+        url = runtime.settings.database_url()
+        where = url[len("sqlite:///") :] if url.startswith("sqlite:///") else redact(url)
+    except Exception:
+        return ""
+    return f" (looked in database {where})" if where not in str(error) else ""
 
 
 def _reclaim_space(error: FlowjobsError) -> None:

@@ -20,14 +20,14 @@ def _time(value: str | None, option: str, default: int) -> int:
     return default if parsed is None else parsed
 
 
-def _scheduler(ctx):
-    return ctx.obj.runtime().scheduler
+def _scheduler(ctx, read_only: bool = False):
+    return ctx.obj.runtime(read_only=read_only).scheduler
 
 
 @app.command("list")
 def list_schedules(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
     """Every schedule: task, cron, timezone, catch-up policy, enabled, last slot run, next 3 slots."""
-    rows = _scheduler(ctx).describe()
+    rows = _scheduler(ctx, read_only=True).describe()
     if as_json:
         output.emit_json(rows)
         return
@@ -64,7 +64,7 @@ def preview(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Each slot in (--from, --to] with the window (lastTimestamp -> timestamp) its run would get."""
-    sched = _scheduler(ctx)
+    sched = _scheduler(ctx, read_only=True)
     begin = _time(start, "--from", ctx.obj.runtime().clock.now_ms())
     finish = _time(end, "--to", begin + 86400_000)
     if finish <= begin:
@@ -150,7 +150,7 @@ def health(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
     """Over the last day: slots that ran, missing, run more than once (must be 0), failed, and
     windows lost (time no succeeded run covered) with their fix. Exit 1 while a window is lost
     and no coming slot will cover it."""
-    rows = _scheduler(ctx).health()
+    rows = _scheduler(ctx, read_only=True).health()
     if as_json:
         output.emit_json(rows)
     else:
