@@ -20,7 +20,7 @@ def show(
     """Show a subscription (periods, runs, invoices, payments), an invoice (lines, payments) or a billing run."""
     from flowjobs.billing.views import show as load
 
-    data = load(ctx.obj.runtime().billing, kind, object_id)
+    data = load(ctx.obj.runtime(read_only=True).billing, kind, object_id)
     if as_json:
         output.emit_json(data)
         return
@@ -104,9 +104,12 @@ def list_(
 ):
     """List billing objects, newest first, to find their ids."""
     from flowjobs.billing.money import format_money
-    from flowjobs.billing.views import COLUMNS, MONEY_FIELDS, list_rows
+    from flowjobs.billing.views import COLUMNS, LISTS, MONEY_FIELDS, list_rows
+    from flowjobs.cli.filters import one_of
 
-    rows = list_rows(ctx.obj.runtime().billing, kind, status, customer, limit)
+    one_of(kind, LISTS, "kind")
+    one_of(status, [v.value for v in LISTS[kind][1]], f"--status (of {kind})")
+    rows = list_rows(ctx.obj.runtime(read_only=True).billing, kind, status, customer, limit)
     if as_json:
         output.emit_json(rows)
         return
@@ -203,7 +206,7 @@ def summary(
     from flowjobs.billing.money import format_money
     from flowjobs.billing.views import summary as load
 
-    data = load(ctx.obj.runtime().billing)
+    data = load(ctx.obj.runtime(read_only=True).billing)
     if as_json:
         output.emit_json(data)
         return

@@ -10,6 +10,13 @@ from pathlib import Path
 import typer
 
 from flowjobs.cli import output
+from flowjobs.cli.filters import (
+    DELIVERY_STATUSES,
+    EVENT_SOURCES,
+    EVENT_STATUSES,
+    completer,
+    one_of,
+)
 from flowjobs.errors import BadInput
 
 MAX_FILE = 10 * 1024 * 1024  # Stripe events are a few KB; Supabase rows rarely more
@@ -91,8 +98,7 @@ def replay_event(
     """Store a webhook event from FILE in the inbox and trigger its handler; print the run id."""
     from flowjobs.webhooks.replay import read_incoming, replay
 
-    if source not in (None, "stripe", "supabase"):
-        raise BadInput("--source must be stripe or supabase")
+    one_of(source, EVENT_SOURCES, "--source")
     try:
         if str(file) != "-" and file.stat().st_size > MAX_FILE:
             raise BadInput(
@@ -122,12 +128,17 @@ def replay_event(
 @app.command("list")
 def list_events(
     ctx: typer.Context,
-    source: str | None = typer.Option(None, "--source", help="stripe or supabase."),
+    source: str | None = typer.Option(
+        None, "--source", help="stripe or supabase.", autocompletion=completer(EVENT_SOURCES)
+    ),
     type_: str | None = typer.Option(
         None, "--type", help="e.g. payment_intent.succeeded or invoices:UPDATE."
     ),
     status: str | None = typer.Option(
-        None, "--status", help="received, routed, ignored or rejected."
+        None,
+        "--status",
+        help="received, routed, ignored or rejected.",
+        autocompletion=completer(EVENT_STATUSES),
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=10000),
     as_json: bool = typer.Option(False, "--json"),
@@ -135,7 +146,9 @@ def list_events(
     """Received events, newest first."""
     from flowjobs.webhooks.inbox import listing
 
-    rows = listing(ctx.obj.runtime().billing, source, type_, status, limit)
+    one_of(source, EVENT_SOURCES, "--source")
+    one_of(status, EVENT_STATUSES, "--status")
+    rows = listing(ctx.obj.runtime(read_only=True).billing, source, type_, status, limit)
     data = [
         {
             "id": r.id,
@@ -179,7 +192,7 @@ def show(
     """One stored event: its metadata, headers and body."""
     from flowjobs.webhooks.inbox import load
 
-    row = load(ctx.obj.runtime().billing, inbox_id)
+    row = load(ctx.obj.runtime(read_only=True).billing, inbox_id)
     data = {k: v for k, v in row.model_dump().items() if k != "body"}
     data["body"] = row.body.decode("utf-8", "replace")
     if as_json:
@@ -238,7 +251,10 @@ def export(
     from flowjobs.webhooks.inbox import load
     from flowjobs.webhooks.parse import to_export
 
-    text = json.dumps(to_export(load(ctx.obj.runtime().billing, inbox_id)), indent=2) + "\n"
+    text = (
+        json.dumps(to_export(load(ctx.obj.runtime(read_only=True).billing, inbox_id)), indent=2)
+        + "\n"
+    )
     if out is None:
         sys.stdout.write(text)
         return
@@ -256,7 +272,10 @@ def deliveries(
         None, "--endpoint", help="Only deliveries to this endpoint."
     ),
     status: str | None = typer.Option(
-        None, "--status", help="pending, retrying, succeeded, failed or skipped."
+        None,
+        "--status",
+        help="pending, retrying, succeeded, failed or skipped.",
+        autocompletion=completer(DELIVERY_STATUSES),
     ),
     event: str | None = typer.Option(
         None, "--event", help="Only deliveries of this event (event_…)."
@@ -267,7 +286,8 @@ def deliveries(
     """Outbound webhook deliveries (Flowglad events to merchants' endpoints), newest first."""
     from flowjobs.outbound.views import delivery_rows
 
-    data = delivery_rows(ctx.obj.runtime().billing, endpoint, status, event, limit)
+    one_of(status, DELIVERY_STATUSES, "--status")
+    data = delivery_rows(ctx.obj.runtime(read_only=True).billing, endpoint, status, event, limit)
     if as_json:
         output.emit_json(data)
         return

@@ -80,6 +80,18 @@ def _shortcut(rt, name: str, object_id: str | None, payload: dict, options: dict
     return charge_now(rt.billing, object_id)
 
 
+def _trigger(rt, task_id: str, body, **options):
+    """rt.trigger; an unknown task id is answered with the closest ids, not all of them."""
+    from flowjobs.errors import UnknownTask
+
+    try:
+        return rt.trigger(task_id, body, **options)
+    except UnknownTask:
+        from flowjobs.cli.filters import unknown_task
+
+        raise unknown_task(task_id, [t.id for t in rt.registry.all()]) from None
+
+
 def run_trigger(
     state,
     task_id: str,
@@ -127,7 +139,8 @@ def run_trigger(
     elif object_id is not None:
         raise BadInput(f"unexpected argument {object_id!r}: task payloads go in --payload")
     else:
-        result = rt.trigger(
+        result = _trigger(
+            rt,
             task_id,
             body,
             idempotency_key=idempotency_key,

@@ -1,0 +1,244 @@
+"""Acceptance (issue 15, "the operator's day"): the CLI run as a subprocess, as a new user meets
+it — finding the database, mistakes reported as mistakes, output a person can use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from flowjobs.store.migrate import HEAD
+from tests.cli_helpers import ROOT, as_json, cli_env, flowjobs
+
+
+def bare_env(**extra: str) -> dict:
+    """A user's environment: no FLOWJOBS_* at all, the worktree importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWJOBS_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def listing(folder) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+# -- 1. Finding the database ---------------------------------------------------------------
+
+READ_ONLY = [
+    ["runs", "list"],
+    ["runs", "list", "--json"],
+    ["runs", "show", "run_nope"],
+    ["runs", "watch", "--once"],
+    ["billing", "summary"],
+    ["billing", "list", "invoices"],
+    ["billing", "show", "invoice", "inv_nope"],
+    ["events", "list"],
+    ["events", "show", "evt_nope"],
+    ["events", "deliveries"],
+    ["schedules", "list"],
+    ["schedules", "health"],
+    ["db", "status"],
+    ["db", "copy", "--to", "sqlite:///elsewhere.db"],
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=lambda a: " ".join(a))
+def test_read_only_commands_in_a_fresh_folder_create_nothing(tmp_path, args):
+    result = flowjobs(*args, env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    expected = tmp_path / "flowjobs.db"
+    assert f"error: no database at {expected}" in result.stderr
+    assert "no flowjobs.toml here" in result.stderr  # says why it looked there
+    assert "--database" in result.stderr and "flowjobs db upgrade" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one line
+    assert listing(tmp_path) == []  # no database, no lock file, no folder
+
+
+def test_doctor_in_a_fresh_folder_says_no_database_yet_and_creates_nothing(tmp_path):
+    result = flowjobs("doctor", env=bare_env(), cwd=tmp_path)
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr  # warnings only
+    assert f"no database yet at {tmp_path / 'flowjobs.db'}" in result.stdout
+    assert "fix: run `flowjobs db upgrade`" in result.stdout
+    assert "(created with the first email)" in result.stdout
+    assert listing(tmp_path) == []  # no flowjobs.db, no mail/ folder
+    checks = {
+        c["check"]: c for c in as_json(flowjobs("doctor", "--json", env=bare_env(), cwd=tmp_path))
+    }
+    assert checks["database"]["status"] == "warn" and "schema" not in checks
+    assert listing(tmp_path) == []
+
+
+def test_global_database_option_is_used_by_every_command(tmp_path, sqlite_template):
+    shutil.copy(sqlite_template, tmp_path / "ops.db")
+    (tmp_path / "other").mkdir()
+    env = bare_env(FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests")
+    # a relative path is taken from where the command runs; the fast trigger path knows it too
+    run_id = flowjobs("--database", "ops.db", "trigger", "noop", env=env, cwd=tmp_path)
+    assert run_id.returncode == 0, run_id.stderr
+    run_id = run_id.stdout.strip()
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    shown = as_json(
+        flowjobs(
+            "--database", url, "runs", "show", run_id, "--json", env=env, cwd=tmp_path / "other"
+        )
+    )
+    assert shown["id"] == run_id
+    # it wins over FLOWJOBS_DATABASE_URL and a flowjobs.toml
+    (tmp_path / "other" / "flowjobs.toml").write_text('[database]\nurl = "sqlite:///nowhere.db"\n')
+    over = {**env, "FLOWJOBS_DATABASE_URL": "sqlite:////nonexistent/x.db"}
+    listed = as_json(
+        flowjobs("--database", url, "runs", "list", "--json", env=over, cwd=tmp_path / "other")
+    )
+    assert [r["id"] for r in listed] == [run_id]
+    assert not (tmp_path / "other" / "nowhere.db").exists()
+
+    bad = flowjobs("--database", "mysql://x/y", "runs", "list", env=env)
+    assert bad.returncode == 2 and "--database" in bad.stderr
+
+
+def test_not_found_names_the_database_it_looked_in(tmp_path, sqlite_template):
+    shutil.copy(sqlite_template, tmp_path / "ops.db")
+    env = bare_env()
+    for args, status in (
+        (["runs", "show", "run_nope"], 3),
+        (["runs", "cancel", "run_nope"], 3),
+        (["billing", "show", "invoice", "inv_nope"], 3),
+        (["events", "show", "evt_nope"], 3),
+    ):
+        result = flowjobs("--database", str(tmp_path / "ops.db"), *args, env=env)
+        assert result.returncode == status, result.stderr
+        assert str(tmp_path / "ops.db") in result.stderr, result.stderr
+
+
+def test_a_file_without_flowjobs_tables_is_not_a_database_to_read(tmp_path):
+    (tmp_path / "empty.db").write_bytes(b"")
+    result = flowjobs("--database", "empty.db", "runs", "list", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 4
+    assert f"no flowjobs tables in database {tmp_path / 'empty.db'}" in result.stderr
+    assert listing(tmp_path) == ["empty.db"]
+
+
+def test_db_status_shows_url_revision_size_and_counts(tmp_path, sqlite_template):
+    shutil.copy(sqlite_template, tmp_path / "ops.db")
+    env = bare_env(FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests")
+    db = ["--database", str(tmp_path / "ops.db")]
+    for _ in range(2):
+        assert flowjobs(*db, "trigger", "noop", env=env).returncode == 0
+    status = as_json(flowjobs(*db, "db", "status", "--json", env=env))
+    assert status["url"] == f"sqlite:///{tmp_path / 'ops.db'}"
+    assert status["revision"] == status["head"] == HEAD and status["current"] is True
+    assert status["size_bytes"] > 0 and status["runs"] == {"queued": 2}
+    human = flowjobs(*db, "db", "status", env=env).stdout
+    assert f"revision: {HEAD}" in human and "runs:     2 (queued 2)" in human
+    assert "from:     --database" in human
+
+
+def test_db_status_hides_the_password_of_a_postgresql_url():
+    result = flowjobs(
+        "--database", "postgres://ops:s3cret@127.0.0.1:9/flowjobs", "db", "status", env=bare_env()
+    )
+    assert result.returncode == 4
+    assert "s3cret" not in result.stderr and "ops:***@127.0.0.1:9" in result.stderr
+
+
+def test_db_upgrade_into_a_missing_folder_is_one_line(tmp_path):
+    result = flowjobs("--database", "nope/x.db", "db", "upgrade", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 4
+    assert f"directory {tmp_path / 'nope'} does not exist" in result.stderr
+    assert "unexpected" not in result.stderr and listing(tmp_path) == []
+
+
+def test_writing_commands_still_create_the_database(tmp_path):
+    env = bare_env()
+    assert flowjobs("trigger", "hello-world", env=env, cwd=tmp_path).returncode == 0
+    listed = as_json(flowjobs("runs", "list", "--json", env=env, cwd=tmp_path))
+    assert [r["task"] for r in listed] == ["hello-world"]
+
+
+def test_cli_env_fixture_still_reads(sqlite_url):
+    assert as_json(flowjobs("runs", "list", "--json", env=cli_env(sqlite_url))) == []
+    assert json.loads(flowjobs("db", "status", "--json", env=cli_env(sqlite_url)).stdout)["exists"]
+
+
+# -- 2. Filters validated alike everywhere -------------------------------------------------
+
+
+def walk(command, path=()):
+    """(path, click command) for every leaf command of the flowjobs CLI."""
+    if hasattr(command, "commands"):  # a group (typer may bundle its own click)
+        for name, sub in sorted(command.commands.items()):
+            yield from walk(sub, (*path, name))
+    else:
+        yield path, command
+
+
+def all_commands():
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    return list(walk(typer.main.get_command(app)))
+
+
+# The arguments each filtered command needs besides the filter (a command that gains a
+# --status or --source must be added here: the walk below checks the list is complete).
+FILTERED = {
+    ("runs", "list"): [],
+    ("runs", "replay"): [],
+    ("billing", "list"): ["invoices"],
+    ("events", "list"): [],
+    ("events", "deliveries"): [],
+    ("replay-event",): ["event.json"],
+}
+
+
+def test_every_status_and_source_filter_is_listed_here():
+    found = {
+        path
+        for path, command in all_commands()
+        if any(o in ("--status", "--source") for p in command.params for o in p.opts)
+    }
+    assert found == set(FILTERED)
+
+
+@pytest.mark.parametrize("path", sorted(FILTERED), ids=" ".join)
+@pytest.mark.parametrize("option", ["--status", "--source"])
+def test_an_unknown_filter_value_exits_2_with_the_valid_values(path, option, tmp_path):
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    if not any(option in p.opts for p in command.params):
+        pytest.skip(f"{' '.join(path)} has no {option}")
+    result = flowjobs(*path, *FILTERED[path], option, "bogus", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.startswith(f"error: {option}") and "'bogus' is not one of: " in result.stderr
+    )
+    assert result.stderr.count("\n") == 1
+    assert listing(tmp_path) == []  # checked before any database is looked for
+
+
+def test_a_near_miss_gets_did_you_mean(tmp_path):
+    result = flowjobs("runs", "list", "--status", "faild", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean 'failed'?" in result.stderr
+
+
+def test_an_unknown_task_gets_did_you_mean_not_every_name(sqlite_url):
+    env = cli_env(sqlite_url)
+    for args in (["trigger", "helo-world"], ["runs", "list", "--task", "helo-world"]):
+        result = flowjobs(*args, env=env)
+        assert result.returncode == 2, result.stderr
+        assert "unknown task 'helo-world'; did you mean 'hello-world'?" in result.stderr
+        assert "send-organization" not in result.stderr  # not the whole list
+    far = flowjobs("trigger", "zzzqqq", env=env)
+    assert far.returncode == 2 and "tasks are registered" in far.stderr
+    assert "hello-world" not in far.stderr and len(far.stderr) < 200
+    assert as_json(flowjobs("runs", "list", "--json", env=env)) == []
