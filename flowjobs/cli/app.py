@@ -1,8 +1,10 @@
 """The `flowjobs` command. Subcommands live one module each and are added here.
 
 Exit codes (flowjobs.errors.ExitStatus): 0 ok; 1 a run ended other than completed, or a
-failure; 2 bad input (configuration, arguments, payload, idempotency-key reuse); 3 not found;
-4 database unreachable or its schema newer than this flowjobs; 124 `trigger --wait` timed out.
+failure; 2 bad input (usage, configuration, arguments, payload, idempotency-key reuse); 3 not
+found; 4 database unreachable, missing for a read-only command, or its schema newer than this
+flowjobs; 5 locked; 6 disk full; 124 `trigger --wait` timed out. Errors, usage errors
+included, are `error: …` lines on stderr (flowjobs.cli.main).
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ def _register() -> None:
 
 
 _register()
+__import__("flowjobs.cli.examples", fromlist=["add_examples"]).add_examples(app)
 
 
 def main() -> None:

@@ -28,8 +28,8 @@ def one_of(value: str | None, valid, option: str) -> str | None:
     if value is None or value in valid:
         return value
     close = difflib.get_close_matches(value, list(valid), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise BadInput(f"{option} {value!r} is not one of: {', '.join(valid)}{hint}")
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise BadInput(f"{option} must be one of: {', '.join(valid)} (not {value!r}{hint})")
 
 
 def completer(valid):

@@ -49,6 +49,14 @@ class State:
             from flowjobs.config import load_settings
 
             self._settings = load_settings(self.config, database=self.database)
+            if self.database:  # processes this one starts (run-worker --processes N) use it too
+                os.environ["FLOWJOBS_DATABASE_URL"] = self._settings.database.url
+            if self._settings.tasks.modules:
+                # `[tasks] modules` are found beside the configuration file (else in the working
+                # directory), as rq and celery find them, whoever starts the command from where.
+                folder = str(self._settings.base_dir)
+                if folder not in sys.path:
+                    sys.path.insert(0, folder)
         return self._settings
 
     def database_origin(self) -> str:
@@ -219,10 +227,48 @@ def _reclaim_space(error: FlowjobsError) -> None:
         runtime.db.reclaim_space()
 
 
-def _typer_app() -> None:
+def _click_exceptions():
+    try:
+        from typer._click import exceptions  # typer ≥ 0.24 bundles its own click
+    except ImportError:  # pragma: no cover - an older typer on plain click
+        from click import exceptions
+    return exceptions
+
+
+def usage_error(exc) -> str:
+    """A Click usage error as flowjobs writes every error: one `error: …` line, with where
+    to read more (instead of Click's usage block or typer's boxed panel)."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:]
+    names, ctx = [], getattr(exc, "ctx", None)
+    while ctx is not None and ctx.parent is not None:  # the root's name may be `python -m …`
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    path = " ".join(["flowjobs", *names])
+    return f"error: {message} (see `{path} --help`)"
+
+
+def _typer_app() -> int:
+    import typer.main
+
     from flowjobs.cli.app import app
 
-    app()
+    errors = _click_exceptions()
+    try:
+        code = typer.main.get_command(app).main(standalone_mode=False)
+    except errors.NoArgsIsHelpError as exc:  # `flowjobs runs`: the group's help
+        exc.show()
+        return int(ExitStatus.BAD_INPUT)
+    except errors.UsageError as exc:  # unknown option, missing argument, bad value: exit 2
+        sys.stderr.write(usage_error(exc) + "\n")
+        return int(ExitStatus.BAD_INPUT)
+    except errors.ClickException as exc:
+        sys.stderr.write(f"error: {' '.join(exc.format_message().split())}\n")
+        return exc.exit_code
+    except typer.Abort:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 def main() -> None:

@@ -174,7 +174,7 @@ def run_trigger(
         elif deduplicated:
             output.note(f"deduplicated: run {run_id} already holds this idempotency key")
     if wait and status is None:
-        output.note(f"gave up waiting for {run_id} after {timeout}")
+        output.note(f"error: gave up waiting for {run_id} after {timeout}")
         return int(ExitStatus.WAIT_TIMEOUT)
     if wait and status != "completed":
         output.note(f"run {run_id} ended {status}")
