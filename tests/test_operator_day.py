@@ -219,16 +219,15 @@ def test_an_unknown_filter_value_exits_2_with_the_valid_values(path, option, tmp
         pytest.skip(f"{' '.join(path)} has no {option}")
     result = flowjobs(*path, *FILTERED[path], option, "bogus", env=bare_env(), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert (
-        result.stderr.startswith(f"error: {option}") and "'bogus' is not one of: " in result.stderr
-    )
+    assert result.stderr.startswith(f"error: {option}") and "must be one of: " in result.stderr
+    assert "(not 'bogus')" in result.stderr
     assert result.stderr.count("\n") == 1
     assert listing(tmp_path) == []  # checked before any database is looked for
 
 
 def test_a_near_miss_gets_did_you_mean(tmp_path):
     result = flowjobs("runs", "list", "--status", "faild", env=bare_env(), cwd=tmp_path)
-    assert result.returncode == 2 and "did you mean 'failed'?" in result.stderr
+    assert result.returncode == 2 and "(not 'faild'; did you mean 'failed'?)" in result.stderr
 
 
 def test_an_unknown_task_gets_did_you_mean_not_every_name(sqlite_url):
@@ -242,3 +241,192 @@ def test_an_unknown_task_gets_did_you_mean_not_every_name(sqlite_url):
     assert far.returncode == 2 and "tasks are registered" in far.stderr
     assert "hello-world" not in far.stderr and len(far.stderr) < 200
     assert as_json(flowjobs("runs", "list", "--json", env=env)) == []
+
+
+# -- 3. One error style --------------------------------------------------------------------
+
+
+def run_in_pty(*args: str, env: dict, cwd=None, columns: int = 80, timeout: float = 60):
+    """Run flowjobs with stdout and stderr on a pseudo-terminal of `columns` columns, as a
+    person at a terminal sees it; (exit status, everything written)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", *args],
+        env={**env, "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm-256color"},
+        cwd=cwd,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            continue
+    os.close(master)
+    code = proc.wait(timeout=10)
+    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("path", [p for p, _ in all_commands()], ids=" ".join)
+def test_an_unknown_option_is_one_error_line_exit_2(path, tmp_path):
+    result = flowjobs(*path, "--no-such-option", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: no such option: --no-such-option")
+    assert result.stderr.endswith(f"(see `flowjobs {' '.join(path)} --help`)\n")
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == "" and listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["runs", "show"], "error: missing argument 'run_id' (see `flowjobs runs show --help`)"),
+        (
+            ["runs", "list", "--limit", "0"],
+            "error: invalid value for '--limit' / '-l': 0 is not in the range 1<=x<=10000",
+        ),
+        (["no-such-command"], "error: no such command 'no-such-command' (see `flowjobs --help`)"),
+        (
+            ["--log-level", "loud", "runs", "list"],
+            "error: invalid value for --log-level: must be debug",
+        ),
+        (["db", "copy"], "error: missing option '--to' (see `flowjobs db copy --help`)"),
+    ],
+)
+def test_usage_errors_are_one_line(args, message, tmp_path):
+    result = flowjobs(*args, env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1 and "Usage:" not in result.stderr
+
+
+def test_usage_errors_at_a_terminal_are_one_line_too_not_a_box(tmp_path):
+    code, text = run_in_pty("runs", "list", "--jsn", env=bare_env(), cwd=tmp_path)
+    assert code == 2
+    assert text.strip() == (
+        "error: no such option: --jsn (Possible options: --json) (see `flowjobs runs list --help`)"
+    )
+    assert "╭" not in text and "Usage:" not in text
+
+
+def test_nothing_to_cancel_is_an_error_line(sqlite_url):
+    env = cli_env(sqlite_url)
+    run_id = flowjobs("trigger", "noop", env=env).stdout.strip()
+    assert flowjobs("runs", "cancel", run_id, env=env).returncode == 0
+    again = flowjobs("runs", "cancel", run_id, env=env)
+    assert again.returncode == 1
+    assert again.stderr == f"error: run {run_id} is already canceled; nothing to cancel\n"
+
+
+# -- 4. `[tasks] modules` beside the configuration file ----------------------------------------
+
+
+def readme_recipe() -> str:
+    """The Python block of README's "Your own tasks", verbatim."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Your own tasks", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_recipe_works_as_written_from_any_folder(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    recipe = readme_recipe()
+    assert recipe.startswith(
+        '# mytasks.py — listed in flowjobs.toml: [tasks] modules = ["mytasks"]'
+    )
+    (project / "mytasks.py").write_text(recipe)
+    (project / "flowjobs.toml").write_text('[tasks]\nmodules = ["mytasks"]\n')
+    config = str(project / "flowjobs.toml")
+
+    def run(*args):  # -P: like the `flowjobs` console script, the working folder is not on sys.path
+        return subprocess.run(
+            [sys.executable, "-P", "-m", "flowjobs", "--config", config, *args],
+            env=bare_env(),
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert run("db", "upgrade").returncode == 0
+    assert "CREATE TABLE welcomes (customer_id TEXT)" in recipe
+    with sqlite3.connect(project / "flowjobs.db") as conn:  # the table the recipe's comment names
+        conn.execute("CREATE TABLE welcomes (customer_id TEXT)")
+    tasks = run("tasks", "list", "--json")
+    assert tasks.returncode == 0, tasks.stderr
+    assert "send-welcome" in [t["id"] for t in json.loads(tasks.stdout)]
+    made = run("trigger", "send-welcome", "--payload", '{"customer_id": "cust_1"}')
+    assert made.returncode == 0, made.stderr
+    worker = run("run-worker", "--burst")
+    assert worker.returncode == 0, worker.stderr
+    shown = json.loads(run("runs", "show", made.stdout.strip(), "--json").stdout)
+    assert shown["status"] == "completed" and shown["result"] == {"ok": True}, shown
+    assert shown["logs"][0]["message"] == "welcoming cust_1"
+    runs = json.loads(run("runs", "list", "--task", "hello-world", "--json").stdout)
+    assert [r["status"] for r in runs] == ["completed"]  # triggered in the task's transaction
+    with sqlite3.connect(project / "flowjobs.db") as conn:
+        assert conn.execute("SELECT customer_id FROM welcomes").fetchall() == [("cust_1",)]
+    assert listing(elsewhere) == []
+
+
+# -- 5. Output a person can use ------------------------------------------------------------
+
+JSON_HELP_OWNED_ELSEWHERE = {("demo", "seed")}  # flowjobs/cli/demo_cmd.py: the demo's owner
+
+
+@pytest.mark.parametrize("path", [p for p, _ in all_commands()], ids=" ".join)
+def test_every_help_has_an_example_that_parses_and_says_what_json_prints(path):
+    import shlex
+
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    result = flowjobs(*path, "--help", env=bare_env())
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("Example: flowjobs"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    example = " ".join(" ".join(lines[start:end]).split()).removeprefix("Example: ")
+    words = shlex.split(example.split("#", 1)[0])[1:]
+    while words[0].startswith("-"):  # root options first: --database URL, --config PATH, …
+        option = words.pop(0)
+        if "=" not in option:
+            words.pop(0)
+    assert tuple(words[: len(path)]) == path, example
+    root = typer.main.get_command(app)
+    command, rest = root, list(words)
+    while hasattr(command, "commands"):  # the example parses as this command's arguments
+        command = command.commands[rest.pop(0)]
+    command.make_context(path[-1], rest)
+    if "--json" in text and path not in JSON_HELP_OWNED_ELSEWHERE:
+        json_help = text.split("Options:", 1)[1].split("--json", 1)[1]
+        assert json_help.lstrip().startswith("Print") and "JSON" in json_help
+        assert "{" in json_help.split("-h, --help")[0], json_help  # names what it prints

@@ -45,8 +45,8 @@ def status(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print one JSON object: url, where, dialect, exists, revision, head, current, "
-        "size_bytes, runs (count by status).",
+        help="Print one JSON object {url, where, dialect, exists, revision, head, current, "
+        "size_bytes, runs: {status: count}}.",
     ),
 ):
     """Which database this finds and what is in it: URL (password hidden), schema revision

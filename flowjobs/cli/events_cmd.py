@@ -93,7 +93,11 @@ def replay_event(
     allow_mode_mismatch: bool = typer.Option(
         False, "--allow-mode-mismatch", help="Process a live event in test mode, or the reverse."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print one JSON object: {"event", "run", "status": "created|duplicate|ignored"} and details.',
+    ),
 ):
     """Store a webhook event from FILE in the inbox and trigger its handler; print the run id."""
     from flowjobs.webhooks.replay import read_incoming, replay
@@ -141,7 +145,11 @@ def list_events(
         autocompletion=completer(EVENT_STATUSES),
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=10000),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array: {id, source, eventId, type, status, signature, runId, receivedAt, error}.",
+    ),
 ):
     """Received events, newest first."""
     from flowjobs.webhooks.inbox import listing
@@ -187,7 +195,11 @@ def list_events(
 def show(
     ctx: typer.Context,
     inbox_id: str = typer.Argument(..., metavar="ID"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object {id, source, eventId, type, status, signature, headers, …, body}.",
+    ),
 ):
     """One stored event: its metadata, headers and body."""
     from flowjobs.webhooks.inbox import load
@@ -212,7 +224,11 @@ def replay_stored(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show the row changes; store and run nothing."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print one JSON object: {"event", "run", "status": "created|duplicate|ignored"} and details.',
+    ),
 ):
     """Run a stored event's handler again, as a new run linked to the first (or --dry-run)."""
     from flowjobs.webhooks.inbox import load
@@ -281,7 +297,11 @@ def deliveries(
         None, "--event", help="Only deliveries of this event (event_…)."
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=10000),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array: {id, eventId, eventType, endpointId, status, attempts, lastStatusCode, lastLatencyMs, runId, lastError, …}.",
+    ),
 ):
     """Outbound webhook deliveries (Flowglad events to merchants' endpoints), newest first."""
     from flowjobs.outbound.views import delivery_rows
@@ -329,7 +349,9 @@ def redeliver(
     endpoint: str | None = typer.Option(
         None, "--endpoint", help="Only to this endpoint (default: all of the event's)."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON array: {runId, endpointId, deliveryId} per endpoint."
+    ),
 ):
     """Deliver a Flowglad event again (a new run per endpoint, the same webhook-id); prints the runs."""
     from flowjobs.outbound.dispatch import redeliver as schedule_again

@@ -85,7 +85,15 @@ def list_runs(
 
 
 @app.command("show")
-def show(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, "--json")):
+def show(
+    ctx: typer.Context,
+    run_id: str,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object {id, task, status, …every column, payload, result, attempts, logs, children}.",
+    ),
+):
     """Show a run: payload, attempts (with tracebacks), log lines, result."""
     store = ctx.obj.runtime(read_only=True).store
     row = _get(store, run_id)
@@ -149,7 +157,7 @@ def cancel(ctx: typer.Context, run_id: str):
     elif outcome == "requested":
         typer.echo(f"cancel requested for {run_id}; its worker stops it at the next heartbeat")
     else:
-        output.note(f"run {run_id} is {outcome}; nothing to cancel")
+        output.note(f"error: run {run_id} is {outcome}; nothing to cancel")
         raise typer.Exit(int(ExitStatus.FAILURE))
 
 
@@ -170,7 +178,11 @@ def replay(
     limit: int = typer.Option(
         100, "--limit", "-l", min=1, max=100000, help="At most this many (newest first)."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print JSON {id, task, status, replay_of}: one object for one RUN_ID, else an array.",
+    ),
 ):
     """New runs with the same task and payload, each linked to its original (one id per line)."""
     if run_ids and (status or task):

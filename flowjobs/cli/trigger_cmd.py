@@ -41,7 +41,9 @@ def trigger(
         None, "--timeout", help="With --wait: give up after this long (exit 124)."
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object {id, task, status, deduplicated}."
+        False,
+        "--json",
+        help="Print one JSON object: {id, task, status, deduplicated}; with --wait also {result, error}.",
     ),
 ):
     """Trigger a run of TASK_ID and print its run id."""
