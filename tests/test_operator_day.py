@@ -430,3 +430,67 @@ def test_every_help_has_an_example_that_parses_and_says_what_json_prints(path):
         json_help = text.split("Options:", 1)[1].split("--json", 1)[1]
         assert json_help.lstrip().startswith("Print") and "JSON" in json_help
         assert "{" in json_help.split("-h, --help")[0], json_help  # names what it prints
+
+
+@pytest.fixture
+def three_runs(tmp_path, sqlite_template):
+    shutil.copy(sqlite_template, tmp_path / "flowjobs.db")
+    env = bare_env()
+    ids = [
+        flowjobs("trigger", "hello-world", env=env, cwd=tmp_path).stdout.strip() for _ in range(3)
+    ]
+    return tmp_path, ids
+
+
+@pytest.mark.parametrize("columns", [60, 80, 200])
+def test_tables_never_cut_an_id_a_task_or_a_time(columns, three_runs):
+    folder, ids = three_runs
+    env = bare_env()
+    runs = as_json(flowjobs("runs", "list", "--json", env=env, cwd=folder))
+    tasks = [t["id"] for t in as_json(flowjobs("tasks", "list", "--json", env=env, cwd=folder))]
+    assert max(len(t) for t in tasks) > 60  # the longest task ids are wider than the terminal
+    for args, whole in (
+        (["runs", "list"], ids + ["hello-world"] + [r["created_at"] for r in runs]),
+        (["runs", "watch", "--once"], ids + ["hello-world"]),
+        (["tasks", "list"], tasks),
+    ):
+        code, text = run_in_pty(*args, env=env, cwd=folder, columns=columns)
+        assert code == 0, text
+        plain = strip_escapes(text)
+        for value in whole:
+            dropped = plain.split("not shown at this width:", 1)[-1] if "not shown" in plain else ""
+            if value.endswith("Z") and "created_at" in dropped:
+                continue  # the time column was dropped (and the caption says so), not cut
+            assert value in plain, (args, columns, value)
+        assert "…" not in plain
+        assert max(len(line) for line in plain.splitlines()) <= max(
+            columns, max(map(len, tasks)) + 6
+        )
+
+
+def strip_escapes(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", "list"],
+        ["runs", "watch", "--once"],
+        ["tasks", "list"],
+        ["runs", "list", "--help"],
+        ["runs", "list", "--bogus"],
+        ["doctor"],
+    ],
+    ids=" ".join,
+)
+def test_no_color_means_no_escape_codes_at_a_terminal(args, three_runs):
+    folder, _ = three_runs
+    code, coloured = run_in_pty(*args, env=bare_env(), cwd=folder)
+    code_nc, plain = run_in_pty(*args, env=bare_env(NO_COLOR="1"), cwd=folder)
+    assert code == code_nc
+    assert "\x1b" not in plain, plain
+    if args[-1] in ("list", "--once", "--help"):
+        assert "\x1b[" in coloured  # without NO_COLOR the same terminal gets styles

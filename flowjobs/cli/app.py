@@ -9,6 +9,7 @@ included, are `error: …` lines on stderr (flowjobs.cli.main).
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -24,7 +25,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     # rich help and errors on a terminal only: piped or under cron, plain text (and no ~50 ms
     # of rich/markdown imports).
-    rich_markup_mode="rich" if sys.stdout.isatty() else None,
+    # NO_COLOR: plain help too (rich would keep bold and boxes' escape codes).
+    rich_markup_mode="rich" if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else None,
 )
 
 
