@@ -494,3 +494,52 @@ def test_no_color_means_no_escape_codes_at_a_terminal(args, three_runs):
     assert "\x1b" not in plain, plain
     if args[-1] in ("list", "--once", "--help"):
         assert "\x1b[" in coloured  # without NO_COLOR the same terminal gets styles
+
+
+# -- 6. replay-event: one shape, and sample events -------------------------------------------
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+EXPECTED = {  # the status of a first replay into an empty database
+    "stripe-payment-intent-succeeded.json": "created",
+    "stripe-charge-failed.json": "created",
+    "stripe-customer-created.json": "ignored",
+}
+
+
+def test_every_example_is_documented():
+    docs = (ROOT / "docs" / "webhooks.md").read_text()
+    assert {p.name for p in EXAMPLES} == set(EXPECTED)
+    for path in EXAMPLES:
+        assert f"examples/{path.name}" in docs
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_each_example_replays_in_one_shape(path, sqlite_url):
+    env = cli_env(sqlite_url)
+    first = as_json(flowjobs("replay-event", str(path), "--json", env=env))
+    again = as_json(flowjobs("replay-event", str(path), "--json", env=env))
+    assert list(first) == list(again)  # the same keys, in the same order, whatever happened
+    assert {"event", "run", "status"} <= set(first)
+    assert first["status"] == EXPECTED[path.name] and again["status"] == "duplicate"
+    assert first["event"] == again["event"] and first["event"].startswith("whevt_")
+    if first["status"] == "created":
+        assert first["run"].startswith("run_") and again["run"] == first["run"]
+    else:
+        assert first["run"] is None and again["run"] is None
+    forced = as_json(flowjobs("replay-event", str(path), "--force", "--json", env=env))
+    assert list(forced) == list(first)
+    dry = as_json(flowjobs("replay-event", str(path), "--dry-run", "--json", env=env))
+    assert list(dry) == list(first) and dry["dryRun"] is True
+
+    text = flowjobs("replay-event", str(path), env=env)
+    assert text.returncode == 0
+    run, status, event = text.stdout.rstrip("\n").split("\t")
+    assert (run, status, event) == (first["run"] or "-", "duplicate", first["event"])
+    assert "seen before" in text.stderr
+
+
+def test_events_replay_prints_the_same_shape(sqlite_url):
+    env = cli_env(sqlite_url)
+    first = as_json(flowjobs("replay-event", str(EXAMPLES[0]), "--json", env=env))
+    replayed = as_json(flowjobs("events", "replay", first["event"], "--json", env=env))
+    assert list(replayed) == list(first)

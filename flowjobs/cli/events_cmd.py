@@ -27,11 +27,44 @@ app = typer.Typer(
 )
 
 
+def outcome(result) -> dict:
+    """What `replay-event` and `events replay` print, in one shape whatever happened:
+    `event` (the inbox id `events show` takes), `run` (None when ignored), `status` (created,
+    duplicate or ignored); then the details, and the older names `inboxId`/`runId`."""
+    from flowjobs.webhooks.replay import DryRun
+
+    dry = isinstance(result, DryRun)
+    ingested = result.ingested if dry else result
+    status = (
+        "duplicate"
+        if ingested.duplicate
+        else "ignored"
+        if ingested.status == "ignored"
+        else "created"
+    )
+    return {
+        "event": ingested.inbox_id,
+        "run": ingested.run_id,
+        "status": status,
+        "task": ingested.task,
+        "signature": ingested.signature,
+        "detail": ingested.detail,
+        "dryRun": dry,
+        "result": result.result if dry else None,
+        "changes": result.changes if dry else [],
+        "inboxId": ingested.inbox_id,
+        "runId": ingested.run_id,
+        "duplicate": ingested.duplicate,
+        "inboxStatus": ingested.status,
+    }
+
+
 def _print(result, as_json: bool) -> None:
     from flowjobs.webhooks.replay import DryRun
 
+    shown = outcome(result)
     if as_json:
-        output.emit_json(result.as_dict())
+        output.emit_json(shown)
         return
     ingested = result.ingested if isinstance(result, DryRun) else result
     if ingested.signature != "verified":
@@ -40,12 +73,14 @@ def _print(result, as_json: bool) -> None:
         typer.echo("dry run — nothing was stored, triggered, charged or sent")
         _print_changes(result)
         return
-    if ingested.duplicate:
-        typer.echo(f"duplicate of {ingested.run_id or ingested.inbox_id}")
-    elif ingested.status == "ignored":
-        typer.echo(f"ignored: {ingested.detail} (inbox {ingested.inbox_id})")
-    else:
-        typer.echo(ingested.run_id)
+    # one line, whatever happened: RUN (or -), STATUS, EVENT; the why on stderr
+    typer.echo(f"{shown['run'] or '-'}\t{shown['status']}\t{shown['event']}")
+    if shown["status"] == "duplicate":
+        output.note(
+            f"note: seen before; {shown['run'] or shown['event']} has it (--force replays it again)"
+        )
+    elif shown["status"] == "ignored":
+        output.note(f"note: {ingested.detail}")
 
 
 def _detail(ingested) -> str:
@@ -96,10 +131,16 @@ def replay_event(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help='Print one JSON object: {"event", "run", "status": "created|duplicate|ignored"} and details.',
+        help='Print one JSON object {"event", "run", "status": "created|duplicate|ignored", task, '
+        "signature, detail, dryRun, result, changes}.",
     ),
 ):
-    """Store a webhook event from FILE in the inbox and trigger its handler; print the run id."""
+    """Store a webhook event from FILE in the inbox and trigger its handler.
+
+    Prints one line, RUN<TAB>STATUS<TAB>EVENT, whatever happened: STATUS is created, duplicate
+    (seen before: RUN is the first run) or ignored (no handler: RUN is -). Sample events are in
+    examples/ (see docs/webhooks.md).
+    """
     from flowjobs.webhooks.replay import read_incoming, replay
 
     one_of(source, EVENT_SOURCES, "--source")
@@ -227,7 +268,8 @@ def replay_stored(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help='Print one JSON object: {"event", "run", "status": "created|duplicate|ignored"} and details.',
+        help='Print one JSON object {"event", "run", "status": "created|duplicate|ignored", task, '
+        "signature, detail, dryRun, result, changes}.",
     ),
 ):
     """Run a stored event's handler again, as a new run linked to the first (or --dry-run)."""
