@@ -543,3 +543,104 @@ def test_events_replay_prints_the_same_shape(sqlite_url):
     first = as_json(flowjobs("replay-event", str(EXAMPLES[0]), "--json", env=env))
     replayed = as_json(flowjobs("events", "replay", first["event"], "--json", env=env))
     assert list(replayed) == list(first)
+
+
+# -- 7. trigger --wait -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def wait_env(sqlite_url, tmp_path):
+    env = cli_env(sqlite_url, FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.operator_tasks")
+    from tests.cli_helpers import start_worker
+
+    worker = start_worker(env=env, stderr_path=tmp_path / "worker.log")
+    yield env
+    worker.terminate()
+    worker.wait(timeout=30)
+
+
+def test_wait_prints_the_id_first_then_the_error_and_last_log_lines(wait_env):
+    result = flowjobs("trigger", "test-log-then-fail", "--wait", "--timeout", "60s", env=wait_env)
+    assert result.returncode == 1, result.stderr
+    run_id = result.stdout.strip()
+    assert run_id.startswith("run_") and result.stdout == run_id + "\n"
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"error: run {run_id} ended failed: ValueError: card_declined"
+    assert lines[1] == "last log lines:"
+    assert lines[2].endswith("[info] #1 charging card of cust_1")
+    assert lines[3].endswith("[warning] #1 the card was declined")
+
+
+def test_wait_json_has_status_result_and_error(wait_env):
+    ok = as_json(flowjobs("trigger", "test-answer", "--wait", "--json", env=wait_env))
+    assert (ok["status"], ok["result"], ok["error"]) == ("completed", {"answer": 42}, None)
+    failed = flowjobs("trigger", "test-log-then-fail", "--wait", "--json", env=wait_env)
+    assert failed.returncode == 1
+    shown = json.loads(failed.stdout)
+    assert (shown["status"], shown["result"]) == ("failed", None)
+    assert shown["error"] == "ValueError: card_declined"
+    # without --wait, the shape scripts know
+    assert set(as_json(flowjobs("trigger", "noop", "--json", env=wait_env))) == {
+        "id",
+        "task",
+        "status",
+        "deduplicated",
+    }
+
+
+def test_wait_without_a_worker_says_so_after_a_few_seconds(sqlite_url):
+    import time
+
+    started = time.monotonic()
+    result = flowjobs("trigger", "noop", "--wait", "--timeout", "6s", env=cli_env(sqlite_url))
+    assert result.returncode == 124
+    run_id = result.stdout.strip()
+    assert (
+        f"note: run {run_id} is still queued after 3 s; no live worker takes queue 'default'"
+        in (result.stderr)
+    )
+    assert "start `flowjobs run-worker`" in result.stderr
+    assert result.stderr.splitlines()[-1] == f"error: gave up waiting for {run_id} after 6s"
+    assert time.monotonic() - started < 30
+
+
+def test_ctrl_c_prints_the_run_it_left_queued(sqlite_url):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", "trigger", "noop", "--wait"],
+        env=cli_env(sqlite_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_id = proc.stdout.readline().strip()  # printed before the wait begins
+    assert run_id.startswith("run_")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert f"interrupted: run {run_id} is left queued" in err
+    assert f"flowjobs runs cancel {run_id}" in err and "Traceback" not in err
+
+
+def test_status_and_source_values_complete_in_the_shell():
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    root = typer.main.get_command(app)
+    for path, option, incomplete, expected in (
+        (("runs", "list"), "--status", "f", ["failed"]),
+        (("runs", "replay"), "--status", "c", ["completed", "canceled"]),
+        (("events", "list"), "--source", "s", ["stripe", "supabase"]),
+        (("events", "list"), "--status", "r", ["received", "routed", "rejected"]),
+        (("events", "deliveries"), "--status", "s", ["succeeded", "skipped"]),
+    ):
+        command = root
+        for name in path:
+            command = command.commands[name]
+        param = next(p for p in command.params if option in p.opts)
+        ctx = command.make_context(path[-1], [], resilient_parsing=True)
+        assert [c.value for c in param.shell_complete(ctx, incomplete)] == expected
