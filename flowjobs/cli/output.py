@@ -75,6 +75,9 @@ def whole(column: str) -> bool:
         "schedule",
         "key",
         "scheduled_for",
+        "started",
+        "created",
+        "finished",
     ) or name.endswith(("_at", "_id", "_date", "_end", "timestamp", "_slot"))
 
 

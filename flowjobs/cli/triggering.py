@@ -70,19 +70,31 @@ def wait_for(store, run_id: str, timeout: float | None, on_slow=None) -> str | N
 
 
 def _untaken(rt, run_id: str):
-    """What `--wait` says when a due run is still waiting after a few seconds: an idle live
-    worker takes a due run within its poll interval, so either none is running or all are busy."""
+    """What `--wait` says when a due run is still waiting after a few seconds: whether any live
+    worker (a recent heartbeat in `flowjobs workers`) takes its queue, and if so how busy."""
 
     def say(status: str | None) -> None:
+        now = rt.clock.now_ms()
         row = rt.store.get_run(run_id)
-        if row is None or status not in ("queued", "retrying") or row["run_at"] > rt.clock.now_ms():
+        if row is None or status not in ("queued", "retrying") or row["run_at"] > now:
             return  # taken, or not due yet (--delay): nothing to explain
-        busy = sum(running for _, _, running, _ in rt.store.queue_depths(rt.clock.now_ms()))
-        why = (
-            f"the workers are busy ({busy} runs executing)"
-            if busy
-            else f"no live worker takes queue {row['queue']!r}: start `flowjobs run-worker`"
-        )
+        queue = row["queue"]
+        try:
+            from flowjobs.ops.workers import alive
+
+            live = [
+                w
+                for w in alive(rt.store, now)
+                if {"*", queue} & {q.strip() for q in str(w["queues"]).split(",")}
+            ]
+        except Exception:  # an older schema without the workers table: judge by the runs
+            live = None
+        busy = sum(running for _, _, running, _ in rt.store.queue_depths(now))
+        if live == [] or (live is None and not busy):
+            why = f"no live worker takes queue {queue!r}: start `flowjobs run-worker`"
+        else:
+            count = f"{len(live)} live workers take queue {queue!r}; " if live else ""
+            why = f"{count}they are busy ({busy} runs executing)"
         output.note(f"note: run {run_id} is still {status} after {NO_WORKER_AFTER:.0f} s; {why}")
 
     return say
