@@ -94,14 +94,25 @@ def fitted_table(
 ):
     """A rich renderable of `rows` in `width` columns that cuts no id, task or time: columns
     holding them do not wrap; when they do not all fit, the rightmost columns are dropped
-    (id, task and status stay; a caption says what was left out); when even those do not fit, each
-    row is printed as `column: value` lines. `style(column, value)`: a rich style or None."""
-    from rich.console import Group
-    from rich.table import Table
+    (id, task and status stay; a caption says what was left out); when even those do not
+    fit, each row is printed as `column: value` lines. `style(column, value)`: a rich style."""
     from rich.text import Text
 
     cells = [[_cell(v) for v in r] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+
+    def text(i: int, value: str):
+        return Text(value, style=(style(columns[i], value) if style else None) or "")
+
+    keep = _fit(columns, widths, width)
+    if keep is None:
+        return _records(columns, cells, title, text)
+    return _table(columns, cells, widths, keep, title, text)
+
+
+def _fit(columns: list[str], widths: list[int], width: int) -> list[int] | None:
+    """The indexes of the columns a table of `width` can show whole, or None if not even the
+    first column, id, task and status fit."""
 
     def least(i: int) -> int:  # the narrowest a column can be
         return widths[i] if whole(columns[i]) else min(widths[i], max(len(columns[i]), 8))
@@ -116,20 +127,12 @@ def fitted_table(
         droppable = [i for i in keep if i not in pinned]
         wraps = [i for i in droppable if not whole(columns[i])]
         keep.remove(max(wraps or droppable))
+    return keep if need(keep) <= width else None
 
-    def text(i: int, value: str):
-        return Text(value, style=(style(columns[i], value) if style else None) or "")
 
-    if need(keep) > width:
-        lines = [Text(title, style="bold")] if title else []
-        for r in cells:
-            for i, c in enumerate(columns):
-                if r[i]:  # an id wider than the terminal is left whole for it to wrap
-                    line = Text(no_wrap=whole(c), overflow="ignore" if whole(c) else "fold")
-                    line.append(f"{c}: ", style="bold")
-                    lines.append(line.append_text(text(i, r[i])))
-            lines.append(Text(""))
-        return Group(*lines)
+def _table(columns, cells, widths, keep, title, text):
+    from rich.table import Table
+
     dropped = [columns[i] for i in range(len(columns)) if i not in keep]
     caption = (
         f"not shown at this width: {', '.join(dropped)} (a wider terminal, or --json)"
@@ -145,6 +148,23 @@ def fitted_table(
     for r in cells:
         t.add_row(*[text(i, r[i]) for i in keep])
     return t
+
+
+def _records(columns, cells, title, text):
+    """Each row as `column: value` lines; an id wider than the terminal is left whole (the
+    terminal wraps it; nothing is cut)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    lines = [Text(title, style="bold")] if title else []
+    for r in cells:
+        for i, c in enumerate(columns):
+            if r[i]:
+                line = Text(no_wrap=whole(c), overflow="ignore" if whole(c) else "fold")
+                line.append(f"{c}: ", style="bold")
+                lines.append(line.append_text(text(i, r[i])))
+        lines.append(Text(""))
+    return Group(*lines)
 
 
 def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
