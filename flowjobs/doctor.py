@@ -103,7 +103,7 @@ def _workers(rt) -> Check:
         ).fetchone()
     stale, oldest = row[0], row[1]
     if not stale:
-        return Check("workers", "ok", "no run holds an expired lease")
+        return _liveness(rt, now)
     late = (now - oldest) / 1000
     rescue = rt.settings.worker.rescue_interval + rt.settings.worker.lease
     if late > rescue:
@@ -119,6 +119,22 @@ def _workers(rt) -> Check:
         f"{stale} runs hold expired leases (a worker died); they are being rescued",
         "none needed if a worker is running; check why the worker stopped",
     )
+
+
+def _liveness(rt, now: int) -> Check:
+    """Runs due and no worker alive (a heartbeat in `flowjobs workers`): nothing will run them."""
+    from flowjobs.ops.workers import alive
+
+    due = sum(waiting for _, waiting, _, _ in rt.store.queue_depths(now))
+    live = alive(rt.store, now)
+    if due and not live:
+        return Check(
+            "workers",
+            "warn",
+            f"{due} runs are due and no worker is alive to run them",
+            "start `flowjobs run-worker` (see `flowjobs workers` for the ones seen lately)",
+        )
+    return Check("workers", "ok", f"{len(live)} alive, {due} runs due, no expired lease")
 
 
 def _stripe(rt) -> Check:

@@ -647,3 +647,14 @@ def test_status_and_source_values_complete_in_the_shell():
         param = next(p for p in command.params if option in p.opts)
         ctx = command.make_context(path[-1], [], resilient_parsing=True)
         assert [c.value for c in param.shell_complete(ctx, incomplete)] == expected
+
+
+def test_doctor_warns_when_runs_are_due_and_no_worker_is_alive(sqlite_url, tmp_path):
+    env = cli_env(sqlite_url)
+    checks = {c["check"]: c for c in as_json(flowjobs("doctor", "--json", env=env))}
+    assert checks["workers"]["status"] == "ok"  # nothing due: no worker needed
+    assert flowjobs("trigger", "noop", env=env).returncode == 0
+    checks = {c["check"]: c for c in json.loads(flowjobs("doctor", "--json", env=env).stdout)}
+    assert checks["workers"]["status"] == "warn"
+    assert checks["workers"]["detail"] == "1 runs are due and no worker is alive to run them"
+    assert "flowjobs run-worker" in checks["workers"]["fix"]
