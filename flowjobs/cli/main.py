@@ -4,7 +4,12 @@
 click core and every other command's module cost ~100 ms of start-up that scripts and cron
 jobs pay at every call); everything else, including help and every mistake, goes to the typer
 application in `flowjobs.cli.app`. Errors become one line on stderr and a documented exit
-status here, for both paths: never a traceback.
+status here, for both paths, Click's usage errors included (`error: … (see `flowjobs CMD
+--help`)`, exit 2): never a traceback, never a usage block.
+
+`--database URL` (a root option, like `--config`) picks the database for this command; a
+command that only reads asks `State.runtime(read_only=True)`, which refuses (exit 4, naming
+the place) to create a database that is not there.
 """
 
 from __future__ import annotations
