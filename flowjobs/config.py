@@ -368,14 +368,55 @@ def _problems(exc: ValidationError) -> list[str]:
     return lines
 
 
+def database_option(value: str) -> str:
+    """`--database`: a URL, or the path of an SQLite file; a relative SQLite path is taken
+    from the working directory (where the operator typed it), not the config file's folder."""
+    if "://" not in value:
+        value = "sqlite:///" + value
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        relative = value[len("sqlite:///") :]
+        if relative != ":memory:":
+            value = "sqlite:///" + str(Path(relative).resolve())
+    try:
+        return DatabaseSettings(url=value).url
+    except ValidationError:
+        raise ConfigError(
+            [
+                f"--database: {value!r} must be sqlite:///PATH, a file path, or "
+                "postgresql+psycopg://user@host/db"
+            ],
+            source="--database",
+        ) from None
+
+
+def database_origin(settings: Settings, config_path: str | None, option: str | None) -> str:
+    """Where the database URL came from: the option, the environment, a file, or the default."""
+    if option:
+        return "from --database"
+    if os.environ.get("FLOWJOBS_DATABASE_URL"):
+        return "from FLOWJOBS_DATABASE_URL"
+    try:
+        path = find_config_file(config_path)
+    except ConfigError:
+        path = None
+    if path is not None and "url" in settings.database.model_fields_set:
+        return f"from [database] url in {path}"
+    where = f"{path} sets no [database] url" if path else "no flowjobs.toml here"
+    return f"the default: {where}, no FLOWJOBS_DATABASE_URL or --database"
+
+
 def load_settings(
-    config_path: str | None = None, environ: dict[str, str] | None = None
+    config_path: str | None = None,
+    environ: dict[str, str] | None = None,
+    database: str | None = None,
 ) -> Settings:
     environ = dict(os.environ if environ is None else environ)
     path = find_config_file(config_path)
     data = _read_toml(path) if path else {}
     source = str(path) if path else "environment"
     data = _merge(data, _env_overrides(environ))
+    if database:
+        data = _merge(data, {"database": {"url": database_option(database)}})
     if "base_dir" in data:
         raise ConfigError(["base_dir: unknown key"], source=source)
     base_dir = path.resolve().parent if path else Path.cwd()

@@ -19,28 +19,42 @@ class Check:
         return {"check": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
 
 
-def run_checks(runtime) -> list[Check]:
-    checks = [_database(runtime)]
+def run_checks(runtime, origin: str = "") -> list[Check]:
+    """Every check; nothing is created (no database, no folder) by looking."""
+    checks = [_database(runtime, origin)]
     if checks[0].status == "ok":
         checks += [_schema(runtime), _clock(runtime), _workers(runtime)]
     checks += [_stripe(runtime), _mail(runtime)]
     return checks
 
 
-def _database(rt) -> Check:
+def _database(rt, origin: str = "") -> Check:
     from flowjobs.store.db import redact
+    from flowjobs.store.inspect import probe
 
+    url = rt.settings.database_url()
     try:
-        with rt.db.borrow() as conn:
-            conn.execute("SELECT 1").fetchone()
+        found = probe(url, rt.settings.database.busy_timeout)
     except Exception as exc:
+        from flowjobs.store.failures import one_line
+
         return Check(
             "database",
             "fail",
-            f"{redact(rt.db.url)}: {exc}",
-            "check [database] url (or FLOWJOBS_DATABASE_URL) and that the server is running",
+            f"{redact(url)}: {one_line(exc)}",
+            "check [database] url (or FLOWJOBS_DATABASE_URL / --database) and that the server is running",
         )
-    return Check("database", "ok", redact(rt.db.url))
+    came = f" ({origin})" if origin else ""
+    fix = (
+        "run `flowjobs db upgrade` to create it (any command that writes, such as "
+        "`flowjobs trigger`, also does), or point --database / FLOWJOBS_DATABASE_URL / "
+        "[database] url at the existing one"
+    )
+    if not found.exists:
+        return Check("database", "warn", f"no database yet at {found.where}{came}", fix)
+    if found.revision is None:
+        return Check("database", "warn", f"no flowjobs tables yet in {found.where}{came}", fix)
+    return Check("database", "ok", f"{found.url}{came}")
 
 
 def _schema(rt) -> Check:
@@ -89,7 +103,7 @@ def _workers(rt) -> Check:
         ).fetchone()
     stale, oldest = row[0], row[1]
     if not stale:
-        return Check("workers", "ok", "no run holds an expired lease")
+        return _liveness(rt, now)
     late = (now - oldest) / 1000
     rescue = rt.settings.worker.rescue_interval + rt.settings.worker.lease
     if late > rescue:
@@ -105,6 +119,22 @@ def _workers(rt) -> Check:
         f"{stale} runs hold expired leases (a worker died); they are being rescued",
         "none needed if a worker is running; check why the worker stopped",
     )
+
+
+def _liveness(rt, now: int) -> Check:
+    """Runs due and no worker alive (a heartbeat in `flowjobs workers`): nothing will run them."""
+    from flowjobs.ops.workers import alive
+
+    due = sum(waiting for _, waiting, _, _ in rt.store.queue_depths(now))
+    live = alive(rt.store, now)
+    if due and not live:
+        return Check(
+            "workers",
+            "warn",
+            f"{due} runs are due and no worker is alive to run them",
+            "start `flowjobs run-worker` (see `flowjobs workers` for the ones seen lately)",
+        )
+    return Check("workers", "ok", f"{len(live)} alive, {due} runs due, no expired lease")
 
 
 def _stripe(rt) -> Check:
@@ -145,20 +175,21 @@ def _mail(rt) -> Check:
             'set [mail] transport = "smtp"',
         )
     if m.transport == "file":
+        import os
+
         folder = rt.settings.base_dir / m.dir
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / ".doctor"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as exc:
+        existing = folder  # the folder, or the nearest parent the first email would create it in
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             return Check(
                 "mail",
                 "fail",
-                f"cannot write to {folder}: {exc.strerror}",
+                f"cannot write to {existing}" + ("" if existing == folder else f" (for {folder})"),
                 "fix the folder's permissions or [mail] dir",
             )
-        return Check("mail", "ok", f"transport file: .eml files in {folder}")
+        later = "" if existing == folder else " (created with the first email)"
+        return Check("mail", "ok", f"transport file: .eml files in {folder}{later}")
     import smtplib
 
     try:

@@ -1,12 +1,15 @@
 """The `flowjobs` command. Subcommands live one module each and are added here.
 
 Exit codes (flowjobs.errors.ExitStatus): 0 ok; 1 a run ended other than completed, or a
-failure; 2 bad input (configuration, arguments, payload, idempotency-key reuse); 3 not found;
-4 database unreachable or its schema newer than this flowjobs; 124 `trigger --wait` timed out.
+failure; 2 bad input (usage, configuration, arguments, payload, idempotency-key reuse); 3 not
+found; 4 database unreachable, missing for a read-only command, or its schema newer than this
+flowjobs; 5 locked; 6 disk full; 124 `trigger --wait` timed out. Errors, usage errors
+included, are `error: …` lines on stderr (flowjobs.cli.main).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -22,7 +25,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     # rich help and errors on a terminal only: piped or under cron, plain text (and no ~50 ms
     # of rich/markdown imports).
-    rich_markup_mode="rich" if sys.stdout.isatty() else None,
+    # NO_COLOR: plain help too (rich would keep bold and boxes' escape codes).
+    rich_markup_mode="rich" if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else None,
 )
 
 
@@ -44,6 +48,13 @@ def _root(
         envvar="FLOWJOBS_CONFIG",
         help="Path of flowjobs.toml (default: ./flowjobs.toml if present).",
     ),
+    database: str | None = typer.Option(
+        None,
+        "--database",
+        metavar="URL",
+        help="Database to use, before FLOWJOBS_DATABASE_URL and [database] url: "
+        "sqlite:///PATH, a file path, or postgresql+psycopg://user@host/db.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     log_format: str = typer.Option(
         "auto",
@@ -62,7 +73,7 @@ def _root(
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
     if log_format not in LOG_FORMATS:
         raise typer.BadParameter("must be text, json or auto", param_hint="--log-format")
-    ctx.obj = setup(config, log_level, log_format)
+    ctx.obj = setup(config, log_level, log_format, database)
 
 
 def _register() -> None:
@@ -103,6 +114,7 @@ def _register() -> None:
 
 
 _register()
+__import__("flowjobs.cli.examples", fromlist=["add_examples"]).add_examples(app)
 
 
 def main() -> None:

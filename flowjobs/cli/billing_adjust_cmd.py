@@ -28,7 +28,12 @@ def adjust(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the proration arithmetic; change nothing."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: {subscriptionId, action, timing, adjustmentType, effectiveAt, "
+        "proration, previousItems, newItems, billingRunId, detail}.",
+    ),
 ):
     """Change a subscription's plan; a positive prorated difference is charged before the items change."""
     from flowjobs.billing.adjust import adjust_subscription

@@ -15,12 +15,16 @@ def show(
     ctx: typer.Context,
     kind: str = typer.Argument(..., help="subscription, invoice, billing-run or purchase."),
     object_id: str = typer.Argument(..., metavar="ID"),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object {<kind>: the object, <section>: [related rows], money: totals} (money in minor units).",
+    ),
 ):
     """Show a subscription (periods, runs, invoices, payments), an invoice (lines, payments), a billing run or a purchase (invoices, payments)."""
     from flowjobs.billing.views import show as load
 
-    data = load(ctx.obj.runtime().billing, kind, object_id)
+    data = load(ctx.obj.runtime(read_only=True).billing, kind, object_id)
     if as_json:
         output.emit_json(data)
         return
@@ -99,14 +103,19 @@ def list_(
     customer: str | None = typer.Option(None, "--customer", help="Only this customer's (cust_…)."),
     limit: int = typer.Option(100, "--limit", min=1, help="At most this many, newest first."),
     as_json: bool = typer.Option(
-        False, "--json", help="Print a JSON array (money in minor units)."
+        False,
+        "--json",
+        help="Print a JSON array of objects {id, status, …every column of the row, currency} (money in minor units).",
     ),
 ):
     """List billing objects, newest first, to find their ids."""
     from flowjobs.billing.money import format_money
-    from flowjobs.billing.views import COLUMNS, MONEY_FIELDS, list_rows
+    from flowjobs.billing.views import COLUMNS, LISTS, MONEY_FIELDS, list_rows
+    from flowjobs.cli.filters import one_of
 
-    rows = list_rows(ctx.obj.runtime().billing, kind, status, customer, limit)
+    one_of(kind, LISTS, "kind")
+    one_of(status, [v.value for v in LISTS[kind][1]], f"--status of {kind}")
+    rows = list_rows(ctx.obj.runtime(read_only=True).billing, kind, status, customer, limit)
     if as_json:
         output.emit_json(rows)
         return
@@ -142,7 +151,11 @@ def cancel(
         metavar="TEXT",
         help="customer_request (default), non_payment, other, … or free text.",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: {id, status, canceledAt, cancelScheduledAt, cancellationReason, customerId, movedToSubscriptionId}.",
+    ),
 ):
     """Cancel a subscription at the end of its period or now; the customer and the organisation are emailed."""
     from flowjobs.billing.cancel import cancel as run
@@ -176,7 +189,9 @@ def cancel(
 def uncancel(
     ctx: typer.Context,
     subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object: {id, status, billingRuns}."
+    ),
 ):
     """Revert a scheduled cancellation: the subscription renews again."""
     from flowjobs.billing.cancel import uncancel_subscription
@@ -197,13 +212,18 @@ def uncancel(
 
 @app.command("summary")
 def summary(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")
+    ctx: typer.Context,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: {billingRuns, payments, invoices, subscriptions: counts by status; retriesScheduled; collected: minor units by currency}.",
+    ),
 ):
     """Billing runs, payments, invoices and subscriptions by status; money collected."""
     from flowjobs.billing.money import format_money
     from flowjobs.billing.views import summary as load
 
-    data = load(ctx.obj.runtime().billing)
+    data = load(ctx.obj.runtime(read_only=True).billing)
     if as_json:
         output.emit_json(data)
         return

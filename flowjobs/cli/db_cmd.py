@@ -10,18 +10,28 @@ app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
 
 def _database(ctx):
-    from flowjobs.config import load_settings
     from flowjobs.store.db import Database
 
-    return Database(load_settings(ctx.obj.config).database_url())
+    settings = ctx.obj.settings()
+    return Database(settings.database_url(), settings.database.busy_timeout)
 
 
 @app.command("upgrade")
 def upgrade(ctx: typer.Context):
-    """Create the schema or upgrade it to this version's newest revision."""
+    """Create the database and its schema, or upgrade it to this version's newest revision.
+
+    Example: flowjobs --database sqlite:///demo/flowjobs.db db upgrade
+    """
+    from pathlib import Path
+
+    from flowjobs.errors import DatabaseError
     from flowjobs.store import migrate
 
     db = _database(ctx)
+    if db.dialect == "sqlite" and db.path != ":memory:" and not Path(db.path).parent.is_dir():
+        raise DatabaseError(
+            f"cannot create database {db.path}: directory {Path(db.path).parent} does not exist"
+        )
     before, after = migrate.upgrade(db)
     if before == after:
         typer.echo(f"{redact(db.url)}: already at revision {after}")
@@ -30,15 +40,65 @@ def upgrade(ctx: typer.Context):
 
 
 @app.command("status")
-def status(ctx: typer.Context):
-    """Show the schema revision of the database and the newest this version knows."""
-    from flowjobs.store import migrate
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object {url, where, dialect, exists, revision, head, current, "
+        "size_bytes, runs: {status: count}}.",
+    ),
+):
+    """Which database this finds and what is in it: URL (password hidden), schema revision
+    against this version's newest, size, runs by status. Creates nothing; exit 4 when there
+    is no database at the place it looked.
 
-    db = _database(ctx)
-    current = migrate.current_revision(db)
-    typer.echo(f"database: {redact(db.url)}")
-    typer.echo(f"revision: {current or 'empty (run flowjobs db upgrade)'}")
+    Example: flowjobs --database sqlite:///demo/flowjobs.db db status --json
+    """
+    from flowjobs.cli import output
+    from flowjobs.store import migrate
+    from flowjobs.store.inspect import NoDatabase, missing_message, probe
+
+    settings = ctx.obj.settings()
+    found = probe(settings.database_url(), settings.database.busy_timeout, counts=True)
+    data = {
+        "url": found.url,
+        "where": found.where,
+        "dialect": found.dialect,
+        "exists": found.exists,
+        "revision": found.revision,
+        "head": migrate.HEAD,
+        "current": found.revision == migrate.HEAD,
+        "size_bytes": found.size_bytes,
+        "runs": found.runs,
+    }
+    if not found.exists:
+        if as_json:
+            output.emit_json(data)
+        raise NoDatabase(missing_message(found, ctx.obj.database_origin()))
+    if as_json:
+        output.emit_json(data)
+        return
+    revision = found.revision or "none (an empty database: run `flowjobs db upgrade`)"
+    if found.revision and found.revision != migrate.HEAD:
+        revision += " (run `flowjobs db upgrade`)"
+    typer.echo(f"database: {found.url}")
+    typer.echo(f"from:     {ctx.obj.database_origin().removeprefix('from ')}")
+    typer.echo(f"revision: {revision}")
     typer.echo(f"newest:   {migrate.HEAD}")
+    typer.echo(f"size:     {_size(found.size_bytes)}")
+    runs = ", ".join(f"{k} {v}" for k, v in found.runs.items()) or "none"
+    typer.echo(f"runs:     {sum(found.runs.values())} ({runs})")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 @app.command("copy")
@@ -49,7 +109,10 @@ def copy(
     ),
     batch: int = typer.Option(1000, "--batch", min=1, max=100000, help="Rows per insert."),
 ):
-    """Copy every run, schedule, inbox event and billing row into an empty database, verifying counts."""
+    """Copy every run, schedule, inbox event and billing row into an empty database, verifying counts.
+
+    Example: flowjobs db copy --to postgresql+psycopg://flowjobs@db.internal/flowjobs
+    """
     from flowjobs.cli import output
     from flowjobs.config import DatabaseSettings
     from flowjobs.errors import BadInput
@@ -59,6 +122,9 @@ def copy(
         DatabaseSettings(url=to)
     except ValueError:
         raise BadInput("--to must start with 'sqlite:///' or 'postgresql+psycopg://'") from None
+    from flowjobs.store.inspect import require_database
+
+    require_database(ctx.obj.settings(), ctx.obj.database_origin())  # an empty source: exit 4
     source = _database(ctx)
     counts = copy_database(source.url, to, batch)
     for table, count in counts.items():

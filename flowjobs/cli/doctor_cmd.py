@@ -9,9 +9,17 @@ from flowjobs.cli import output
 
 def doctor(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array of checks: {check, status (ok|warn|fail), detail, fix}.",
+    ),
 ):
-    """Check configuration, database, schema, clock, workers, Stripe and SMTP; print a fix for each problem."""
+    """Check configuration, database, schema, clock, workers, Stripe and SMTP; print a fix for
+    each problem. Creates nothing (no database, no folder); exit 1 when a check fails.
+
+    Example: flowjobs --database sqlite:///demo/flowjobs.db doctor
+    """
     from flowjobs.doctor import Check, run_checks
     from flowjobs.errors import ConfigError
 
@@ -27,7 +35,9 @@ def doctor(
             )
         ]
     else:
-        checks = [Check("configuration", "ok", "valid")] + run_checks(runtime)
+        checks = [Check("configuration", "ok", "valid")] + run_checks(
+            runtime, ctx.obj.database_origin()
+        )
     if as_json:
         output.emit_json([c.as_dict() for c in checks])
     else:

@@ -33,7 +33,11 @@ def add(
     secret: str | None = typer.Option(
         None, "--secret", help="whsec_<base64> (default: a new random one)."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: the endpoint {id, organizationId, url, livemode, eventTypes, enabled, secret, …}.",
+    ),
 ):
     """Add an endpoint to ORG_ID; prints its id and signing secret (shown in full only here)."""
     from flowjobs.outbound.endpoints import add as add_endpoint
@@ -62,7 +66,11 @@ def list_endpoints(
     organization_id: str = typer.Argument(..., metavar="ORG_ID"),
     mode: str | None = typer.Option(None, "--mode", help="live or test (default: both)."),
     show_secret: bool = typer.Option(False, "--show-secret", help="Print secrets in full."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array of endpoints {id, organizationId, url, livemode, eventTypes, enabled, …}.",
+    ),
 ):
     """ORG_ID's endpoints (secrets masked unless --show-secret)."""
     from flowjobs.errors import BadInput
@@ -71,7 +79,9 @@ def list_endpoints(
     if mode not in (None, "live", "test"):
         raise BadInput("--mode must be live or test")
     rows = listing(
-        ctx.obj.runtime().billing, organization_id, None if mode is None else mode == "live"
+        ctx.obj.runtime(read_only=True).billing,
+        organization_id,
+        None if mode is None else mode == "live",
     )
     data = [as_dict(e, show_secret) for e in rows]
     if as_json:
@@ -128,7 +138,11 @@ def rotate_secret(
     secret: str | None = typer.Option(
         None, "--secret", help="whsec_<base64> (default: a new random one)."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: the endpoint {id, url, …} with its new secret.",
+    ),
 ):
     """Replace the endpoint's signing secret now; the old one stops verifying. Prints the new one."""
     from flowjobs.outbound.endpoints import as_dict
@@ -147,7 +161,11 @@ def test(
     organization_id: str = typer.Argument(..., metavar="ORG_ID"),
     endpoint_id: str | None = typer.Argument(None, metavar="[ENDPOINT_ID]"),
     mode: str | None = typer.Option(None, "--mode", help="live or test (default: both)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array: {endpointId, url, status, latencyMs, error} per endpoint.",
+    ),
 ):
     """Send a signed `webhook.test` message now to one endpoint, or to every enabled endpoint of
     ORG_ID; exit 1 if any did not answer 2xx. Nothing is recorded."""

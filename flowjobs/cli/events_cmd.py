@@ -10,6 +10,13 @@ from pathlib import Path
 import typer
 
 from flowjobs.cli import output
+from flowjobs.cli.filters import (
+    DELIVERY_STATUSES,
+    EVENT_SOURCES,
+    EVENT_STATUSES,
+    completer,
+    one_of,
+)
 from flowjobs.errors import BadInput
 
 MAX_FILE = 10 * 1024 * 1024  # Stripe events are a few KB; Supabase rows rarely more
@@ -20,11 +27,44 @@ app = typer.Typer(
 )
 
 
+def outcome(result) -> dict:
+    """What `replay-event` and `events replay` print, in one shape whatever happened:
+    `event` (the inbox id `events show` takes), `run` (None when ignored), `status` (created,
+    duplicate or ignored); then the details, and the older names `inboxId`/`runId`."""
+    from flowjobs.webhooks.replay import DryRun
+
+    dry = isinstance(result, DryRun)
+    ingested = result.ingested if dry else result
+    status = (
+        "duplicate"
+        if ingested.duplicate
+        else "ignored"
+        if ingested.status == "ignored"
+        else "created"
+    )
+    return {
+        "event": ingested.inbox_id,
+        "run": ingested.run_id,
+        "status": status,
+        "task": ingested.task,
+        "signature": ingested.signature,
+        "detail": ingested.detail,
+        "dryRun": dry,
+        "result": result.result if dry else None,
+        "changes": result.changes if dry else [],
+        "inboxId": ingested.inbox_id,
+        "runId": ingested.run_id,
+        "duplicate": ingested.duplicate,
+        "inboxStatus": ingested.status,
+    }
+
+
 def _print(result, as_json: bool) -> None:
     from flowjobs.webhooks.replay import DryRun
 
+    shown = outcome(result)
     if as_json:
-        output.emit_json(result.as_dict())
+        output.emit_json(shown)
         return
     ingested = result.ingested if isinstance(result, DryRun) else result
     if ingested.signature != "verified":
@@ -33,12 +73,14 @@ def _print(result, as_json: bool) -> None:
         typer.echo("dry run — nothing was stored, triggered, charged or sent")
         _print_changes(result)
         return
-    if ingested.duplicate:
-        typer.echo(f"duplicate of {ingested.run_id or ingested.inbox_id}")
-    elif ingested.status == "ignored":
-        typer.echo(f"ignored: {ingested.detail} (inbox {ingested.inbox_id})")
-    else:
-        typer.echo(ingested.run_id)
+    # one line, whatever happened: RUN (or -), STATUS, EVENT; the why on stderr
+    typer.echo(f"{shown['run'] or '-'}\t{shown['status']}\t{shown['event']}")
+    if shown["status"] == "duplicate":
+        output.note(
+            f"note: seen before; {shown['run'] or shown['event']} has it (--force replays it again)"
+        )
+    elif shown["status"] == "ignored":
+        output.note(f"note: {ingested.detail}")
 
 
 def _detail(ingested) -> str:
@@ -86,13 +128,22 @@ def replay_event(
     allow_mode_mismatch: bool = typer.Option(
         False, "--allow-mode-mismatch", help="Process a live event in test mode, or the reverse."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print one JSON object {"event", "run", "status": "created|duplicate|ignored", task, '
+        "signature, detail, dryRun, result, changes}.",
+    ),
 ):
-    """Store a webhook event from FILE in the inbox and trigger its handler; print the run id."""
+    """Store a webhook event from FILE in the inbox and trigger its handler.
+
+    Prints one line, RUN<TAB>STATUS<TAB>EVENT, whatever happened: STATUS is created, duplicate
+    (seen before: RUN is the first run) or ignored (no handler: RUN is -). Sample events are in
+    examples/ (see docs/webhooks.md).
+    """
     from flowjobs.webhooks.replay import read_incoming, replay
 
-    if source not in (None, "stripe", "supabase"):
-        raise BadInput("--source must be stripe or supabase")
+    one_of(source, EVENT_SOURCES, "--source")
     try:
         if str(file) != "-" and file.stat().st_size > MAX_FILE:
             raise BadInput(
@@ -122,20 +173,31 @@ def replay_event(
 @app.command("list")
 def list_events(
     ctx: typer.Context,
-    source: str | None = typer.Option(None, "--source", help="stripe or supabase."),
+    source: str | None = typer.Option(
+        None, "--source", help="stripe or supabase.", autocompletion=completer(EVENT_SOURCES)
+    ),
     type_: str | None = typer.Option(
         None, "--type", help="e.g. payment_intent.succeeded or invoices:UPDATE."
     ),
     status: str | None = typer.Option(
-        None, "--status", help="received, routed, ignored or rejected."
+        None,
+        "--status",
+        help="received, routed, ignored or rejected.",
+        autocompletion=completer(EVENT_STATUSES),
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=10000),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array: {id, source, eventId, type, status, signature, runId, receivedAt, error}.",
+    ),
 ):
     """Received events, newest first."""
     from flowjobs.webhooks.inbox import listing
 
-    rows = listing(ctx.obj.runtime().billing, source, type_, status, limit)
+    one_of(source, EVENT_SOURCES, "--source")
+    one_of(status, EVENT_STATUSES, "--status")
+    rows = listing(ctx.obj.runtime(read_only=True).billing, source, type_, status, limit)
     data = [
         {
             "id": r.id,
@@ -174,12 +236,16 @@ def list_events(
 def show(
     ctx: typer.Context,
     inbox_id: str = typer.Argument(..., metavar="ID"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object {id, source, eventId, type, status, signature, headers, …, body}.",
+    ),
 ):
     """One stored event: its metadata, headers and body."""
     from flowjobs.webhooks.inbox import load
 
-    row = load(ctx.obj.runtime().billing, inbox_id)
+    row = load(ctx.obj.runtime(read_only=True).billing, inbox_id)
     data = {k: v for k, v in row.model_dump().items() if k != "body"}
     data["body"] = row.body.decode("utf-8", "replace")
     if as_json:
@@ -199,7 +265,12 @@ def replay_stored(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show the row changes; store and run nothing."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print one JSON object {"event", "run", "status": "created|duplicate|ignored", task, '
+        "signature, detail, dryRun, result, changes}.",
+    ),
 ):
     """Run a stored event's handler again, as a new run linked to the first (or --dry-run)."""
     from flowjobs.webhooks.inbox import load
@@ -238,7 +309,10 @@ def export(
     from flowjobs.webhooks.inbox import load
     from flowjobs.webhooks.parse import to_export
 
-    text = json.dumps(to_export(load(ctx.obj.runtime().billing, inbox_id)), indent=2) + "\n"
+    text = (
+        json.dumps(to_export(load(ctx.obj.runtime(read_only=True).billing, inbox_id)), indent=2)
+        + "\n"
+    )
     if out is None:
         sys.stdout.write(text)
         return
@@ -256,18 +330,26 @@ def deliveries(
         None, "--endpoint", help="Only deliveries to this endpoint."
     ),
     status: str | None = typer.Option(
-        None, "--status", help="pending, retrying, succeeded, failed or skipped."
+        None,
+        "--status",
+        help="pending, retrying, succeeded, failed or skipped.",
+        autocompletion=completer(DELIVERY_STATUSES),
     ),
     event: str | None = typer.Option(
         None, "--event", help="Only deliveries of this event (event_…)."
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=10000),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array: {id, eventId, eventType, endpointId, status, attempts, lastStatusCode, lastLatencyMs, runId, lastError, …}.",
+    ),
 ):
     """Outbound webhook deliveries (Flowglad events to merchants' endpoints), newest first."""
     from flowjobs.outbound.views import delivery_rows
 
-    data = delivery_rows(ctx.obj.runtime().billing, endpoint, status, event, limit)
+    one_of(status, DELIVERY_STATUSES, "--status")
+    data = delivery_rows(ctx.obj.runtime(read_only=True).billing, endpoint, status, event, limit)
     if as_json:
         output.emit_json(data)
         return
@@ -309,7 +391,9 @@ def redeliver(
     endpoint: str | None = typer.Option(
         None, "--endpoint", help="Only to this endpoint (default: all of the event's)."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON array: {runId, endpointId, deliveryId} per endpoint."
+    ),
 ):
     """Deliver a Flowglad event again (a new run per endpoint, the same webhook-id); prints the runs."""
     from flowjobs.outbound.dispatch import redeliver as schedule_again

@@ -4,7 +4,12 @@
 click core and every other command's module cost ~100 ms of start-up that scripts and cron
 jobs pay at every call); everything else, including help and every mistake, goes to the typer
 application in `flowjobs.cli.app`. Errors become one line on stderr and a documented exit
-status here, for both paths: never a traceback.
+status here, for both paths, Click's usage errors included (`error: … (see `flowjobs CMD
+--help`)`, exit 2): never a traceback, never a usage block.
+
+`--database URL` (a root option, like `--config`) picks the database for this command; a
+command that only reads asks `State.runtime(read_only=True)`, which refuses (exit 4, naming
+the place) to create a database that is not there.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ _GLOBAL_OPTIONS = {
     "-c": "config",
     "--log-level": "log_level",
     "--log-format": "log_format",
+    "--database": "database",
 }
 
 
@@ -28,18 +34,54 @@ class State:
     """What the root options decide, shared by every command: the configuration file (read
     when a command first needs the runtime) and the log level."""
 
-    def __init__(self, config: str | None, log_level: str, log_format: str = "auto"):
+    def __init__(
+        self,
+        config: str | None,
+        log_level: str,
+        log_format: str = "auto",
+        database: str | None = None,
+    ):
         self.config = config
         self.log_level = log_level
         self.log_format = log_format
+        self.database = database  # --database URL: before FLOWJOBS_DATABASE_URL and the file
+        self._settings = None
         self._runtime = None
+        self._checked = False
 
-    def runtime(self):
-        if self._runtime is None:
+    def settings(self):
+        if self._settings is None:
             from flowjobs.config import load_settings
+
+            self._settings = load_settings(self.config, database=self.database)
+            if self.database:  # processes this one starts (run-worker --processes N) use it too
+                os.environ["FLOWJOBS_DATABASE_URL"] = self._settings.database.url
+            if self._settings.tasks.modules:
+                # `[tasks] modules` are found beside the configuration file (else in the working
+                # directory), as rq and celery find them, whoever starts the command from where.
+                folder = str(self._settings.base_dir)
+                if folder not in sys.path:
+                    sys.path.insert(0, folder)
+        return self._settings
+
+    def database_origin(self) -> str:
+        """Where the database URL came from, as an operator would look for it."""
+        from flowjobs.config import database_origin
+
+        return database_origin(self.settings(), self.config, self.database)
+
+    def runtime(self, read_only: bool = False):
+        """The runtime. `read_only`: the command only reads, so a database that does not
+        exist yet is an error (exit 4, naming the place) rather than created with its schema."""
+        if read_only and not self._checked:
+            from flowjobs.store.inspect import require_database
+
+            require_database(self.settings(), self.database_origin())
+            self._checked = True
+        if self._runtime is None:
             from flowjobs.runtime import Runtime
 
-            self._runtime = Runtime(load_settings(self.config))
+            self._runtime = Runtime(self.settings())
         return self._runtime
 
 
@@ -52,7 +94,9 @@ def log_level_number(name: str) -> int | None:
     )
 
 
-def setup(config: str | None, log_level: str, log_format: str) -> State:
+def setup(
+    config: str | None, log_level: str, log_format: str, database: str | None = None
+) -> State:
     """Configure logging for the process; the State every command receives."""
     from flowjobs.logs import configure
 
@@ -62,7 +106,7 @@ def setup(config: str | None, log_level: str, log_format: str) -> State:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("stripe").setLevel(logging.WARNING)  # one INFO line per request otherwise
     global _STATE
-    _STATE = State(config, log_level, log_format)
+    _STATE = State(config, log_level, log_format, database)
     return _STATE
 
 
@@ -102,6 +146,7 @@ def parse_root(argv: list[str]) -> tuple[dict, list[str]] | None:
         "config": os.environ.get("FLOWJOBS_CONFIG") or None,
         "log_level": "info",
         "log_format": "auto",
+        "database": None,
     }
     rest = list(argv)
     while rest and rest[0].startswith("-"):
@@ -137,7 +182,7 @@ def guarded(command) -> None:
             sys.stderr.write(f"  {problem}\n")
         sys.exit(int(exc.exit_status))
     except FlowjobsError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {exc}{_looked_in(exc)}\n")
         sys.exit(int(exc.exit_status))
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -159,6 +204,24 @@ def guarded(command) -> None:
         sys.exit(code)
 
 
+def _looked_in(error: FlowjobsError) -> str:
+    """For a "not found": the database it was looked for in (a wrong database is the usual
+    cause of a run id that "vanished")."""
+    from flowjobs.errors import NotFound
+
+    runtime = _STATE._runtime if _STATE is not None else None
+    if not isinstance(error, NotFound) or runtime is None:
+        return ""
+    try:
+        from flowjobs.store.db import redact
+
+        url = runtime.settings.database_url()
+        where = url[len("sqlite:///") :] if url.startswith("sqlite:///") else redact(url)
+    except Exception:
+        return ""
+    return f" (looked in database {where})" if where not in str(error) else ""
+
+
 def _reclaim_space(error: FlowjobsError) -> None:
     """After a write failed for space, truncate an SQLite WAL, so that the space an operator
     frees is not eaten again by a WAL that is never checkpointed below its size."""
@@ -169,10 +232,48 @@ def _reclaim_space(error: FlowjobsError) -> None:
         runtime.db.reclaim_space()
 
 
-def _typer_app() -> None:
+def _click_exceptions():
+    try:
+        from typer._click import exceptions  # typer ≥ 0.24 bundles its own click
+    except ImportError:  # pragma: no cover - an older typer on plain click
+        from click import exceptions
+    return exceptions
+
+
+def usage_error(exc) -> str:
+    """A Click usage error as flowjobs writes every error: one `error: …` line, with where
+    to read more (instead of Click's usage block or typer's boxed panel)."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:]
+    names, ctx = [], getattr(exc, "ctx", None)
+    while ctx is not None and ctx.parent is not None:  # the root's name may be `python -m …`
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    path = " ".join(["flowjobs", *names])
+    return f"error: {message} (see `{path} --help`)"
+
+
+def _typer_app() -> int:
+    import typer.main
+
     from flowjobs.cli.app import app
 
-    app()
+    errors = _click_exceptions()
+    try:
+        code = typer.main.get_command(app).main(standalone_mode=False)
+    except errors.NoArgsIsHelpError as exc:  # `flowjobs runs`: the group's help
+        exc.show()
+        return int(ExitStatus.BAD_INPUT)
+    except errors.UsageError as exc:  # unknown option, missing argument, bad value: exit 2
+        sys.stderr.write(usage_error(exc) + "\n")
+        return int(ExitStatus.BAD_INPUT)
+    except errors.ClickException as exc:
+        sys.stderr.write(f"error: {' '.join(exc.format_message().split())}\n")
+        return exc.exit_code
+    except typer.Abort:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 def main() -> None:

@@ -45,22 +45,138 @@ def note(message: str) -> None:
     sys.stderr.write(message + "\n")
 
 
-def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
-    """A rich table on a terminal; tab-separated lines (with a header) otherwise."""
-    if is_tty():
-        from rich.console import Console
-        from rich.table import Table
+def no_color() -> bool:
+    """NO_COLOR (https://no-color.org) set to anything: no escape codes at all."""
+    import os
 
-        t = Table(title=title)
-        for c in columns:
-            t.add_column(c)
-        for r in rows:
-            t.add_row(*["" if v is None else str(v) for v in r])
-        Console().print(t)
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def console(stderr: bool = False, **options):
+    """A rich Console for stdout (or stderr); with NO_COLOR it writes no escape codes at all
+    (rich alone drops colours but keeps bold and the like)."""
+    from rich.console import Console
+
+    if no_color():
+        options.setdefault("color_system", None)
+    return Console(stderr=stderr, **options)
+
+
+# Values a person copies or reads whole: never cut at any width (a column of them is dropped,
+# or the rows are printed one field a line, before one is cut).
+def whole(column: str) -> bool:
+    name = column.lower()
+    return name in (
+        "id",
+        "task",
+        "run",
+        "event",
+        "endpoint",
+        "schedule",
+        "key",
+        "scheduled_for",
+        "started",
+        "created",
+        "finished",
+    ) or name.endswith(("_at", "_id", "_date", "_end", "timestamp", "_slot"))
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value)
+
+
+def fitted_table(
+    columns: list[str],
+    rows: list[list[Any]],
+    width: int,
+    title: str | None = None,
+    style=None,
+):
+    """A rich renderable of `rows` in `width` columns that cuts no id, task or time: columns
+    holding them do not wrap; when they do not all fit, the rightmost columns are dropped
+    (id, task and status stay; a caption says what was left out); when even those do not
+    fit, each row is printed as `column: value` lines. `style(column, value)`: a rich style."""
+    from rich.text import Text
+
+    cells = [[_cell(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+
+    def text(i: int, value: str):
+        return Text(value, style=(style(columns[i], value) if style else None) or "")
+
+    keep = _fit(columns, widths, width)
+    if keep is None:
+        return _records(columns, cells, title, text)
+    return _table(columns, cells, widths, keep, title, text)
+
+
+def _fit(columns: list[str], widths: list[int], width: int) -> list[int] | None:
+    """The indexes of the columns a table of `width` can show whole, or None if not even the
+    first column, id, task and status fit."""
+
+    def least(i: int) -> int:  # the narrowest a column can be
+        return widths[i] if whole(columns[i]) else min(widths[i], max(len(columns[i]), 8))
+
+    def need(keep: list[int]) -> int:
+        return sum(least(i) for i in keep) + 3 * len(keep) + 1  # padding and borders
+
+    pinned = {0} | {i for i, c in enumerate(columns) if c.lower() in ("id", "task", "status")}
+    keep = list(range(len(columns)))
+    while need(keep) > width and any(i not in pinned for i in keep):
+        # the rightmost column goes first, one that may wrap before an id or a time
+        droppable = [i for i in keep if i not in pinned]
+        wraps = [i for i in droppable if not whole(columns[i])]
+        keep.remove(max(wraps or droppable))
+    return keep if need(keep) <= width else None
+
+
+def _table(columns, cells, widths, keep, title, text):
+    from rich.table import Table
+
+    dropped = [columns[i] for i in range(len(columns)) if i not in keep]
+    caption = (
+        f"not shown at this width: {', '.join(dropped)} (a wider terminal, or --json)"
+        if dropped
+        else None
+    )
+    t = Table(title=title, caption=caption)
+    for i in keep:
+        if whole(columns[i]):
+            t.add_column(columns[i], no_wrap=True, min_width=widths[i])
+        else:
+            t.add_column(columns[i], overflow="fold")
+    for r in cells:
+        t.add_row(*[text(i, r[i]) for i in keep])
+    return t
+
+
+def _records(columns, cells, title, text):
+    """Each row as `column: value` lines; an id wider than the terminal is left whole (the
+    terminal wraps it; nothing is cut)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    lines = [Text(title, style="bold")] if title else []
+    for r in cells:
+        for i, c in enumerate(columns):
+            if r[i]:
+                line = Text(no_wrap=whole(c), overflow="ignore" if whole(c) else "fold")
+                line.append(f"{c}: ", style="bold")
+                lines.append(line.append_text(text(i, r[i])))
+        lines.append(Text(""))
+    return Group(*lines)
+
+
+def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    """A rich table on a terminal, fitted to its width without cutting an id, a task name or a
+    time; tab-separated lines (with a header) otherwise."""
+    if is_tty():
+        out = console()
+        out.print(fitted_table(columns, rows, out.width, title), crop=False)
         return
     sys.stdout.write("\t".join(columns) + "\n")
     for r in rows:
-        sys.stdout.write("\t".join("" if v is None else str(v) for v in r) + "\n")
+        sys.stdout.write("\t".join(_cell(v) for v in r) + "\n")
 
 
 class progress:
@@ -74,12 +190,11 @@ class progress:
         self.total, self.description, self._bar = total, description, None
 
     def __enter__(self):
-        if not sys.stderr.isatty() or self.total <= 1:
-            return lambda n=1: None
-        from rich.console import Console
+        if not sys.stderr.isatty() or self.total <= 1 or no_color():
+            return lambda n=1: None  # a bar redraws with escape codes: none under NO_COLOR
         from rich.progress import Progress
 
-        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._bar = Progress(console=console(stderr=True), transient=True)
         self._bar.__enter__()
         job = self._bar.add_task(self.description, total=self.total)
         return lambda n=1: self._bar.advance(job, n)

@@ -7,21 +7,27 @@ import json
 import typer
 
 from flowjobs.cli import output
+from flowjobs.cli.filters import RUN_STATUSES, completer, one_of
 from flowjobs.cli.views import run_detail, run_summary
 from flowjobs.errors import BadInput, ExitStatus, NotFound
 
 app = typer.Typer(help="Inspect, cancel and replay runs.", no_args_is_help=True)
 
-STATUSES = (
-    "delayed",
-    "queued",
-    "executing",
-    "retrying",
-    "completed",
-    "failed",
-    "canceled",
-    "expired",
-)
+STATUSES = RUN_STATUSES
+
+
+def _task_filter(rt, task: str | None) -> str | None:
+    """A --task filter: a registered task, or one that has runs here (a task since removed);
+    anything else is a typo, answered with the closest task ids (exit 2)."""
+    from flowjobs.cli.filters import check_task
+    from flowjobs.errors import UnknownTask
+
+    try:
+        return check_task(rt, task)
+    except UnknownTask:
+        if rt.store.list_runs(task=task, limit=1):
+            return task
+        raise
 
 
 def _get(store, run_id: str) -> dict:
@@ -34,18 +40,30 @@ def _get(store, run_id: str) -> dict:
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
-    status: str | None = typer.Option(None, "--status", "-s", help="Only runs in this status."),
+    status: str | None = typer.Option(
+        None,
+        "--status",
+        "-s",
+        help=f"Only runs in this status: {', '.join(STATUSES)}.",
+        autocompletion=completer(STATUSES),
+    ),
     task: str | None = typer.Option(None, "--task", "-t", help="Only runs of this task."),
     limit: int = typer.Option(50, "--limit", "-l", min=1, max=10000),
-    as_json: bool = typer.Option(False, "--json", help="A JSON array."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array of runs: {id, task, status, attempts, queue, created_at, "
+        "started_at, finished_at, error}.",
+    ),
 ):
-    """List runs, newest first."""
-    if status is not None and status not in STATUSES:
-        raise BadInput(f"--status must be one of {', '.join(STATUSES)}")
-    rows = [
-        run_summary(r)
-        for r in ctx.obj.runtime().store.list_runs(status=status, task=task, limit=limit)
-    ]
+    """List runs, newest first.
+
+    Example: flowjobs runs list --status failed --task hello-world
+    """
+    one_of(status, STATUSES, "--status")
+    rt = ctx.obj.runtime(read_only=True)
+    task = _task_filter(rt, task)
+    rows = [run_summary(r) for r in rt.store.list_runs(status=status, task=task, limit=limit)]
     if as_json:
         output.emit_json(rows)
         return
@@ -67,9 +85,17 @@ def list_runs(
 
 
 @app.command("show")
-def show(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, "--json")):
+def show(
+    ctx: typer.Context,
+    run_id: str,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object {id, task, status, …every column, payload, result, attempts, logs, children}.",
+    ),
+):
     """Show a run: payload, attempts (with tracebacks), log lines, result."""
-    store = ctx.obj.runtime().store
+    store = ctx.obj.runtime(read_only=True).store
     row = _get(store, run_id)
     detail = run_detail(
         row, store.attempts(run_id), store.logs(run_id), store.list_runs(parent_id=run_id)
@@ -131,7 +157,7 @@ def cancel(ctx: typer.Context, run_id: str):
     elif outcome == "requested":
         typer.echo(f"cancel requested for {run_id}; its worker stops it at the next heartbeat")
     else:
-        output.note(f"run {run_id} is {outcome}; nothing to cancel")
+        output.note(f"error: run {run_id} is {outcome}; nothing to cancel")
         raise typer.Exit(int(ExitStatus.FAILURE))
 
 
@@ -142,22 +168,30 @@ def replay(
         None, metavar="[RUN_ID]...", help="Runs to replay; none: select with --status/--task."
     ),
     status: str | None = typer.Option(
-        None, "--status", "-s", help="Replay the runs in this status."
+        None,
+        "--status",
+        "-s",
+        help=f"Replay the runs in this status: {', '.join(STATUSES)}.",
+        autocompletion=completer(STATUSES),
     ),
     task: str | None = typer.Option(None, "--task", "-t", help="…of this task."),
     limit: int = typer.Option(
         100, "--limit", "-l", min=1, max=100000, help="At most this many (newest first)."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print JSON {id, task, status, replay_of}: one object for one RUN_ID, else an array.",
+    ),
 ):
     """New runs with the same task and payload, each linked to its original (one id per line)."""
-    rt = ctx.obj.runtime()
     if run_ids and (status or task):
         raise BadInput("give run ids or --status/--task, not both")
     if not run_ids and not (status or task):
         raise BadInput("name the runs to replay: RUN_ID..., or --status failed [--task T]")
-    if status is not None and status not in STATUSES:
-        raise BadInput(f"--status must be one of {', '.join(STATUSES)}")
+    one_of(status, STATUSES, "--status")
+    rt = ctx.obj.runtime()
+    task = _task_filter(rt, task)
     rows = (
         [_get(rt.store, run_id) for run_id in run_ids]
         if run_ids
@@ -204,6 +238,6 @@ def watch_runs(
     from flowjobs.cli.watch import watch
 
     try:
-        watch(ctx.obj.runtime(), interval, limit, once)
+        watch(ctx.obj.runtime(read_only=True), interval, limit, once)
     except KeyboardInterrupt:
         pass

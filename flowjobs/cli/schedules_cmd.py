@@ -20,14 +20,21 @@ def _time(value: str | None, option: str, default: int) -> int:
     return default if parsed is None else parsed
 
 
-def _scheduler(ctx):
-    return ctx.obj.runtime().scheduler
+def _scheduler(ctx, read_only: bool = False):
+    return ctx.obj.runtime(read_only=read_only).scheduler
 
 
 @app.command("list")
-def list_schedules(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+def list_schedules(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array: {id, task, cron, timezone, catchup, max_catchup, enabled, last_slot, next_slots}.",
+    ),
+):
     """Every schedule: task, cron, timezone, catch-up policy, enabled, last slot run, next 3 slots."""
-    rows = _scheduler(ctx).describe()
+    rows = _scheduler(ctx, read_only=True).describe()
     if as_json:
         output.emit_json(rows)
         return
@@ -61,10 +68,12 @@ def preview(
     schedule_id: str,
     start: str | None = typer.Option(None, "--from", help="ISO-8601 (default: now)."),
     end: str | None = typer.Option(None, "--to", help="ISO-8601 (default: one day after --from)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON array: {lastTimestamp, timestamp, key} per slot."
+    ),
 ):
     """Each slot in (--from, --to] with the window (lastTimestamp -> timestamp) its run would get."""
-    sched = _scheduler(ctx)
+    sched = _scheduler(ctx, read_only=True)
     begin = _time(start, "--from", ctx.obj.runtime().clock.now_ms())
     finish = _time(end, "--to", begin + 86400_000)
     if finish <= begin:
@@ -86,7 +95,11 @@ def backfill(
     start: str = typer.Option(..., "--from", help="ISO-8601; slots after this time."),
     end: str = typer.Option(..., "--to", help="ISO-8601; slots up to this time."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report, enqueue nothing."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: {schedule, slots, new, existing, dry_run, run_ids}.",
+    ),
 ):
     """Enqueue every slot in (--from, --to] that has no run yet."""
     begin, finish = _time(start, "--from", 0), _time(end, "--to", 0)
@@ -132,7 +145,9 @@ def trigger_now(
         "--since",
         help="ISO-8601 start of the run's window (default: the end of the last covered window).",
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object: {id, task, status, deduplicated}."
+    ),
 ):
     """Run a schedule's task now, as a manual run (not as a slot); its window ends now."""
     start = _time(since, "--since", 0) if since is not None else None
@@ -146,11 +161,18 @@ def trigger_now(
 
 
 @app.command("health")
-def health(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+def health(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array: per schedule {id, slots, ran, missing, duplicated, failed, lost, status, …}.",
+    ),
+):
     """Over the last day: slots that ran, missing, run more than once (must be 0), failed, and
     windows lost (time no succeeded run covered) with their fix. Exit 1 while a window is lost
     and no coming slot will cover it."""
-    rows = _scheduler(ctx).health()
+    rows = _scheduler(ctx, read_only=True).health()
     if as_json:
         output.emit_json(rows)
     else:
@@ -189,7 +211,9 @@ def tick(
     now: str | None = typer.Option(
         None, "--now", help="Tick as of this ISO-8601 time (default: now)."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON array: {schedule, slots, runs} per schedule that fired."
+    ),
 ):
     """Enqueue every due slot of every enabled schedule, then exit (for cron or a systemd timer)."""
     rt = ctx.obj.runtime()

@@ -21,7 +21,9 @@ def serve(
         help="Port (default [server] port, 8080; 0 picks a free one).",
     ),
 ):
-    """Receive Stripe and Supabase webhooks: store each in the inbox, then let the workers handle it."""
+    """Receive Stripe and Supabase webhooks (POST /webhooks/stripe/livemode|testmode,
+    /webhooks/supabase): store each in the inbox, then let the workers handle it. Also serves
+    the dashboard at / and Prometheus metrics at /metrics."""
     from flowjobs.errors import BadInput
     from flowjobs.http.server import make_server
 

@@ -11,7 +11,14 @@ app = typer.Typer(help="Registered tasks.", no_args_is_help=True)
 
 
 @app.command("list")
-def list_tasks(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+def list_tasks(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array: {id, queue, concurrency_limit, retry, timeout, cron, timezone, description}.",
+    ),
+):
     """Every registered task with its queue, retry policy, timeout and schedule."""
     rt = ctx.obj.runtime()
     rows = []

@@ -35,13 +35,18 @@ def trigger(
     priority: int = typer.Option(0, "--priority", help="Lower runs first (default 0)."),
     queue: str | None = typer.Option(None, "--queue", help="Queue (default: the task's)."),
     wait: bool = typer.Option(
-        False, "--wait", help="Block until the run ends: exit 0 if completed, 1 otherwise."
+        False,
+        "--wait",
+        help="After printing the run id, block until the run ends: exit 0 if completed; "
+        "else 1, with its error and last log lines on stderr. Ctrl-C leaves the run queued.",
     ),
     timeout: str | None = typer.Option(
         None, "--timeout", help="With --wait: give up after this long (exit 124)."
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object {id, task, status, deduplicated}."
+        False,
+        "--json",
+        help="Print one JSON object: {id, task, status, deduplicated}; with --wait also {result, error}.",
     ),
 ):
     """Trigger a run of TASK_ID and print its run id."""

@@ -46,18 +46,70 @@ def _duration(value: str | None, option: str) -> float | None:
     return output.parse_option(value, parse_duration, option)
 
 
-def wait_for(store, run_id: str, timeout: float | None) -> str | None:
-    """Poll until the run ends; returns its status, or None on timeout."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+NO_WORKER_AFTER = 3.0  # seconds a due run may wait untaken before `--wait` says why
+
+
+def wait_for(store, run_id: str, timeout: float | None, on_slow=None) -> str | None:
+    """Poll until the run ends; returns its status, or None on timeout. `on_slow()` is called
+    once when the run is still waiting to be taken NO_WORKER_AFTER seconds in."""
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
     pause = 0.01
     while True:
         status = store.run_status(run_id)
         if status in TERMINAL:
             return status
-        if deadline is not None and time.monotonic() >= deadline:
+        now = time.monotonic()
+        if on_slow is not None and now - started >= NO_WORKER_AFTER:
+            on_slow(status)
+            on_slow = None
+        if deadline is not None and now >= deadline:
             return None
         time.sleep(pause)
         pause = min(pause * 1.5, 0.25)
+
+
+def _untaken(rt, run_id: str):
+    """What `--wait` says when a due run is still waiting after a few seconds: whether any live
+    worker (a recent heartbeat in `flowjobs workers`) takes its queue, and if so how busy."""
+
+    def say(status: str | None) -> None:
+        now = rt.clock.now_ms()
+        row = rt.store.get_run(run_id)
+        if row is None or status not in ("queued", "retrying") or row["run_at"] > now:
+            return  # taken, or not due yet (--delay): nothing to explain
+        queue = row["queue"]
+        try:
+            from flowjobs.ops.workers import alive
+
+            live = [
+                w
+                for w in alive(rt.store, now)
+                if {"*", queue} & {q.strip() for q in str(w["queues"]).split(",")}
+            ]
+        except Exception:  # an older schema without the workers table: judge by the runs
+            live = None
+        busy = sum(running for _, _, running, _ in rt.store.queue_depths(now))
+        if live == [] or (live is None and not busy):
+            why = f"no live worker takes queue {queue!r}: start `flowjobs run-worker`"
+        else:
+            count = f"{len(live)} live workers take queue {queue!r}; " if live else ""
+            why = f"{count}they are busy ({busy} runs executing)"
+        output.note(f"note: run {run_id} is still {status} after {NO_WORKER_AFTER:.0f} s; {why}")
+
+    return say
+
+
+def _failure(rt, run_id: str, lines: int = 10) -> tuple[str | None, list[str]]:
+    """A run that did not complete: its error, and its last log lines."""
+    row = rt.store.get_run(run_id) or {}
+    from flowjobs.core.clock import iso
+
+    logs = [
+        f"{iso(line['at'])} [{line['level']}] #{line['attempt']} {line['message']}"
+        for line in rt.store.logs(run_id)[-lines:]
+    ]
+    return row.get("error"), logs
 
 
 SHORTCUTS = {"billing-run": "attempt-billing-run"}
@@ -78,6 +130,18 @@ def _shortcut(rt, name: str, object_id: str | None, payload: dict, options: dict
             f"{', '.join(given)}"
         )
     return charge_now(rt.billing, object_id)
+
+
+def _trigger(rt, task_id: str, body, **options):
+    """rt.trigger; an unknown task id is answered with the closest ids, not all of them."""
+    from flowjobs.errors import UnknownTask
+
+    try:
+        return rt.trigger(task_id, body, **options)
+    except UnknownTask:
+        from flowjobs.cli.filters import unknown_task
+
+        raise unknown_task(task_id, [t.id for t in rt.registry.all()]) from None
 
 
 def run_trigger(
@@ -127,7 +191,8 @@ def run_trigger(
     elif object_id is not None:
         raise BadInput(f"unexpected argument {object_id!r}: task payloads go in --payload")
     else:
-        result = rt.trigger(
+        result = _trigger(
+            rt,
             task_id,
             body,
             idempotency_key=idempotency_key,
@@ -142,31 +207,72 @@ def run_trigger(
             result.status,
             result.deduplicated,
         )
-    if wait:
-        status = wait_for(rt.store, run_id, wait_s)
-    if as_json:
-        shown = {
-            "id": run_id,
-            "task": task_id,
-            "status": status or "executing",
-            "deduplicated": deduplicated,
-        }
-        output.emit_json(
-            shown if done is None else {**shown, "action": done.action, "detail": done.detail}
+    try:  # from here a Ctrl-C names the run it leaves behind
+        if not as_json:  # the id first: whatever happens next, the caller has it
+            sys.stdout.write(run_id + "\n")
+            sys.stdout.flush()
+            if done is not None:
+                output.note(done.detail)
+            elif deduplicated:
+                output.note(f"deduplicated: run {run_id} already holds this idempotency key")
+        if not wait:
+            if as_json:
+                shown = {
+                    "id": run_id,
+                    "task": task_id,
+                    "status": status,
+                    "deduplicated": deduplicated,
+                }
+                output.emit_json(
+                    shown
+                    if done is None
+                    else {**shown, "action": done.action, "detail": done.detail}
+                )
+            return 0
+        ended = wait_for(rt.store, run_id, wait_s, _untaken(rt, run_id))
+    except KeyboardInterrupt:
+        now = rt.store.run_status(run_id) or "unknown"
+        output.note(
+            f"interrupted: run {run_id} is left {now}; a worker still runs it "
+            f"(`flowjobs runs show {run_id}`, or `flowjobs runs cancel {run_id}`)"
         )
-    else:
-        sys.stdout.write(run_id + "\n")
-        if done is not None:
-            output.note(done.detail)
-        elif deduplicated:
-            output.note(f"deduplicated: run {run_id} already holds this idempotency key")
-    if wait and status is None:
-        output.note(f"gave up waiting for {run_id} after {timeout}")
+        if as_json:
+            _emit_waited(rt, run_id, task_id, now, deduplicated, done)
+        return 130
+    if as_json:
+        _emit_waited(rt, run_id, task_id, ended or "executing", deduplicated, done)
+    if ended is None:
+        output.note(f"error: gave up waiting for {run_id} after {timeout}")
         return int(ExitStatus.WAIT_TIMEOUT)
-    if wait and status != "completed":
-        output.note(f"run {run_id} ended {status}")
+    if ended != "completed":
+        error, logs = _failure(rt, run_id)
+        output.note(f"error: run {run_id} ended {ended}" + (f": {error}" if error else ""))
+        if logs:
+            output.note("last log lines:\n" + "\n".join(f"  {line}" for line in logs))
         return int(ExitStatus.FAILURE)
     return 0
+
+
+def _emit_waited(rt, run_id, task_id, status, deduplicated, done) -> None:
+    """`trigger --wait --json`: the run as it ended (or stands): status, result and error."""
+    row = rt.store.get_run(run_id) or {}
+    result = row.get("result")
+    if isinstance(result, str):
+        try:
+            result = json.loads(result)
+        except ValueError:
+            pass
+    shown = {
+        "id": run_id,
+        "task": task_id,
+        "status": status,
+        "deduplicated": deduplicated,
+        "result": result,
+        "error": row.get("error"),
+    }
+    if done is not None:
+        shown.update(action=done.action, detail=done.detail)
+    output.emit_json(shown)
 
 
 # -- the command line without typer ------------------------------------------------------

@@ -19,45 +19,55 @@ STATUS_STYLE = {
 }
 
 
-def frame(runtime, limit: int):
+def frame(runtime, limit: int, width: int = 140):
     from rich.console import Group
     from rich.table import Table
 
-    queues = Table(title="queues", expand=True)
+    from flowjobs.cli.output import fitted_table
+
+    queues = Table(title="queues")
     for column in ("queue", "due now", "executing", "oldest wait"):
-        queues.add_column(column)
+        queues.add_column(column, no_wrap=True)
     for queue, due, running, wait in runtime.store.queue_depths(runtime.clock.now_ms()):
         queues.add_row(queue, str(due), str(running), f"{wait:.1f}s")
     counts = runtime.store.count_by_status()
-    runs = Table(
-        title="runs — " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), expand=True
-    )
-    runs.add_column("id", no_wrap=True, min_width=25)  # ids are what you copy: never cut
-    for column in ("task", "status", "attempts", "created_at", "error"):
-        runs.add_column(column, overflow="ellipsis", no_wrap=True)
+    rows = []
     for row in runtime.store.list_runs(limit=limit):
         r = run_summary(row)
-        runs.add_row(
-            r["id"],
-            r["task"],
-            f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]",
-            str(r["attempts"]),
-            r["created_at"] or "",
-            (r["error"] or "")[:60],
+        rows.append(
+            [
+                r["id"],
+                r["task"],
+                r["status"],
+                r["attempts"],
+                r["created_at"],
+                (r["error"] or "")[:60],
+            ]
         )
+    runs = fitted_table(
+        ["id", "task", "status", "attempts", "created_at", "error"],
+        rows,
+        width,
+        title="runs — " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"),
+        style=lambda column, value: STATUS_STYLE.get(value) if column == "status" else None,
+    )
     return Group(queues, runs)
 
 
 def watch(runtime, interval: float, limit: int, once: bool) -> None:
-    from rich.console import Console
     from rich.live import Live
 
-    console = Console()
+    from flowjobs.cli.output import console as make_console
+
+    console = make_console()
     if once or not console.is_terminal:
-        console = Console(width=max(console.width, 140)) if not console.is_terminal else console
-        console.print(frame(runtime, limit))
+        if not console.is_terminal:  # piped: as wide as it takes, nothing cut
+            console = make_console(width=max(console.width, 140))
+        console.print(frame(runtime, limit, console.width), crop=False)
         return
-    with Live(frame(runtime, limit), console=console, refresh_per_second=4, screen=False) as live:
+    with Live(
+        frame(runtime, limit, console.width), console=console, refresh_per_second=4, screen=False
+    ) as live:
         while True:
             time.sleep(interval)
-            live.update(frame(runtime, limit))
+            live.update(frame(runtime, limit, console.width))

@@ -28,7 +28,7 @@ def workers(
     from flowjobs.ops import workers as presence
 
     window = output.parse_option(since, parse_duration, "--since")
-    rt = ctx.obj.runtime()
+    rt = ctx.obj.runtime(read_only=True)
     now = rt.clock.now_ms()
     rows = presence.report(rt.store, now, int(window * 1000))
     if as_json:

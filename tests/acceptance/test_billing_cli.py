@@ -225,8 +225,8 @@ def test_trigger_billing_run_charges_a_future_run_now_and_says_so(
     assert seeded.subscription_id in subs and other.subscription_id in subs
     bad = flowjobs("billing", "list", "invoices", "--status", "settled", env=env)
     assert bad.returncode == 2 and bad.stderr == (
-        "error: --status 'settled' is not a status of invoices; use one of: draft, open, paid, uncollectible, void, "
-        "refunded, partially_refunded, awaiting_payment_confirmation\n"
+        "error: --status of invoices must be one of: draft, open, paid, uncollectible, void, "
+        "refunded, partially_refunded, awaiting_payment_confirmation (not 'settled')\n"
     )
 
     shown = flowjobs("billing", "show", "invoice", invoice["id"], env=env).stdout

@@ -43,8 +43,10 @@ def test_replay_a_file_then_inspect_export_and_replay_it_from_the_inbox(org_env,
 
     first = flowjobs("replay-event", str(path), env=env)
     assert first.returncode == 0 and first.stdout.strip().startswith("run_")
-    run_id = first.stdout.strip()
-    assert flowjobs("replay-event", str(path), env=env).stdout.strip() == f"duplicate of {run_id}"
+    run_id, created, _ = first.stdout.strip().split("\t")  # RUN, STATUS, EVENT
+    assert created == "created"
+    again = flowjobs("replay-event", str(path), env=env).stdout.strip().split("\t")
+    assert again[:2] == [run_id, "duplicate"]
     listed = as_json(flowjobs("events", "list", "--source", "supabase", "--json", env=env))
     assert [(e["type"], e["status"], e["runId"]) for e in listed] == [
         ("organizations:UPDATE", "routed", run_id)
@@ -57,9 +59,10 @@ def test_replay_a_file_then_inspect_export_and_replay_it_from_the_inbox(org_env,
 
     exported = tmp_path / "export.json"
     assert flowjobs("events", "export", inbox_id, "-o", str(exported), env=env).returncode == 0
-    assert (
-        flowjobs("replay-event", str(exported), env=env).stdout.strip() == f"duplicate of {run_id}"
-    )
+    assert flowjobs("replay-event", str(exported), env=env).stdout.split("\t")[:2] == [
+        run_id,
+        "duplicate",
+    ]
     replayed = as_json(flowjobs("events", "replay", inbox_id, "--json", env=env))
     assert replayed["runId"] != run_id and not replayed["duplicate"]
     assert (

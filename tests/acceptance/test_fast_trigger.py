@@ -32,6 +32,7 @@ ACCEPTED = [
     ["trigger", "--json", "--", "noop"],
     ["--config", "x.toml", "trigger", "noop"],
     ["-c", "x.toml", "--log-level", "debug", "--log-format=json", "trigger", "noop"],
+    ["--database", "sqlite:///x.db", "--config=x.toml", "trigger", "noop"],
     ["--log-level=warning", "trigger", "noop", "--wait"],
 ]
 
@@ -84,6 +85,7 @@ def typer_reading(argv, monkeypatch, environ):
             "config": state.config,
             "log_level": state.log_level,
             "log_format": state.log_format,
+            "database": state.database,
         }
         seen["params"] = dict(zip(names, args))
         return 0

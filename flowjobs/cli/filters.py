@@ -1,0 +1,63 @@
+"""Filter values checked alike on every command: a `--status` or `--source` outside its known
+set exits 2 listing the valid values, before any database is opened; an unknown task name gets
+"did you mean …" (never the whole list of tasks)."""
+
+from __future__ import annotations
+
+import difflib
+
+from flowjobs.errors import BadInput, UnknownTask
+
+RUN_STATUSES = (
+    "delayed",
+    "queued",
+    "executing",
+    "retrying",
+    "completed",
+    "failed",
+    "canceled",
+    "expired",
+)
+EVENT_SOURCES = ("stripe", "supabase")
+EVENT_STATUSES = ("received", "routed", "ignored", "rejected")  # flowjobs.webhooks.models
+DELIVERY_STATUSES = ("pending", "retrying", "succeeded", "failed", "skipped")  # outbound.models
+
+
+def one_of(value: str | None, valid, option: str) -> str | None:
+    """`value` when it is one of `valid` (or None); BadInput (exit 2) naming them otherwise."""
+    if value is None or value in valid:
+        return value
+    close = difflib.get_close_matches(value, list(valid), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise BadInput(f"{option} must be one of: {', '.join(valid)} (not {value!r}{hint})")
+
+
+def completer(valid):
+    """A typer `autocompletion` offering `valid` (shell completion of --status values)."""
+
+    def complete(incomplete: str):
+        return [v for v in valid if v.startswith(incomplete)]
+
+    return complete
+
+
+def unknown_task(task_id: str, known) -> UnknownTask:
+    """The error for a task id nobody registered: the closest ids, not all of them."""
+    known = sorted(known)
+    close = difflib.get_close_matches(task_id, known, n=3, cutoff=0.5)
+    hint = (
+        f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        if close
+        else f"; {len(known)} tasks are registered"
+    )
+    return UnknownTask(f"unknown task {task_id!r}{hint} (`flowjobs tasks list` shows them all)")
+
+
+def check_task(runtime, task_id: str | None) -> str | None:
+    """A `--task` filter: a registered task id, or UnknownTask with suggestions (exit 2)."""
+    if task_id is None:
+        return None
+    known = [t.id for t in runtime.registry.all()]
+    if task_id not in known:
+        raise unknown_task(task_id, known)
+    return task_id

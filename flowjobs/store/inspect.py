@@ -1,0 +1,115 @@
+"""Looking at a database without changing it: does it exist, which schema revision, how big,
+how many runs in each status. For `flowjobs db status`, `doctor` and the read-only commands,
+which must never create a database (or a lock file beside one) by looking for it.
+
+An SQLite file is opened read-only (`mode=ro`), only once it is known to exist; PostgreSQL
+databases cannot be created by connecting, so they are read through an ordinary connection.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field
+
+from flowjobs.errors import DatabaseError
+from flowjobs.store.db import redact
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+class NoDatabase(DatabaseError):
+    """There is no (flowjobs) database at the configured place: exit 4, naming it."""
+
+
+@dataclass
+class Probe:
+    url: str  # redacted
+    where: str  # the SQLite file's path, or the redacted URL
+    dialect: str
+    exists: bool
+    revision: str | None = None
+    size_bytes: int | None = None
+    runs: dict[str, int] = field(default_factory=dict)
+
+
+def where(url: str) -> str:
+    return url[len(SQLITE_PREFIX) :] if url.startswith(SQLITE_PREFIX) else redact(url)
+
+
+def _sqlite_size(path: str) -> int:
+    return sum(
+        os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p)
+    )  # the WAL holds committed pages not yet copied back
+
+
+def probe(url: str, busy_timeout: float = 30.0, counts: bool = False) -> Probe:
+    """What is at `url`, creating nothing. Connection failures propagate (the caller's
+    `guarded` turns them into the documented exit codes)."""
+    if url.startswith(SQLITE_PREFIX):
+        path = url[len(SQLITE_PREFIX) :]
+        found = Probe(redact(url), path, "sqlite", path == ":memory:" or os.path.isfile(path))
+        if not found.exists or path == ":memory:":
+            return found
+        found.size_bytes = _sqlite_size(path)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
+        try:
+            _read(conn, found, counts, "sqlite")
+        finally:
+            conn.close()
+        return found
+    from flowjobs.store.db import Database
+
+    found = Probe(redact(url), redact(url), "postgresql", True)
+    db = Database(url, busy_timeout)
+    try:
+        with db.borrow() as conn:
+            found.size_bytes = int(
+                conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+            )
+            _read(conn, found, counts, "postgresql")
+    finally:
+        db.close()
+    return found
+
+
+def _read(conn, found: Probe, counts: bool, dialect: str) -> None:
+    if dialect == "sqlite":
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    else:
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            )
+        }
+    if "alembic_version" in tables:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        found.revision = row[0] if row else None
+    if counts and "flowjobs_runs" in tables:
+        found.runs = {
+            status: int(n)
+            for status, n in conn.execute(
+                "SELECT status, count(*) FROM flowjobs_runs GROUP BY status ORDER BY status"
+            )
+        }
+
+
+def missing_message(found: Probe, origin: str = "") -> str:
+    """`no database at …` with the fix; for a database without flowjobs' tables likewise."""
+    fix = (
+        "point --database, FLOWJOBS_DATABASE_URL or [database] url at the one you meant, "
+        "or create it with `flowjobs db upgrade`"
+    )
+    came = f" ({origin})" if origin else ""
+    if not found.exists:
+        return f"no database at {found.where}{came}; {fix}"
+    return f"no flowjobs tables in database {found.where}{came}; {fix}"
+
+
+def require_database(settings, origin: str = "") -> Probe:
+    """For read-only commands: the database exists and has flowjobs' schema, or NoDatabase."""
+    found = probe(settings.database_url(), settings.database.busy_timeout)
+    if not found.exists or found.revision is None:
+        raise NoDatabase(missing_message(found, origin))
+    return found

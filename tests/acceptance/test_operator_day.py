@@ -1,0 +1,660 @@
+"""Acceptance (issue 15, "the operator's day"): the CLI run as a subprocess, as a new user meets
+it — finding the database, mistakes reported as mistakes, output a person can use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from flowjobs.store.migrate import HEAD
+from tests.cli_helpers import ROOT, as_json, cli_env, flowjobs
+
+
+def bare_env(**extra: str) -> dict:
+    """A user's environment: no FLOWJOBS_* at all, the worktree importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWJOBS_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def listing(folder) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+# -- 1. Finding the database ---------------------------------------------------------------
+
+READ_ONLY = [
+    ["runs", "list"],
+    ["runs", "list", "--json"],
+    ["runs", "show", "run_nope"],
+    ["runs", "watch", "--once"],
+    ["billing", "summary"],
+    ["billing", "list", "invoices"],
+    ["billing", "show", "invoice", "inv_nope"],
+    ["events", "list"],
+    ["events", "show", "evt_nope"],
+    ["events", "deliveries"],
+    ["schedules", "list"],
+    ["schedules", "health"],
+    ["db", "status"],
+    ["db", "copy", "--to", "sqlite:///elsewhere.db"],
+    ["workers"],
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=lambda a: " ".join(a))
+def test_read_only_commands_in_a_fresh_folder_create_nothing(tmp_path, args):
+    result = flowjobs(*args, env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    expected = tmp_path / "flowjobs.db"
+    assert f"error: no database at {expected}" in result.stderr
+    assert "no flowjobs.toml here" in result.stderr  # says why it looked there
+    assert "--database" in result.stderr and "flowjobs db upgrade" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one line
+    assert listing(tmp_path) == []  # no database, no lock file, no folder
+
+
+def test_doctor_in_a_fresh_folder_says_no_database_yet_and_creates_nothing(tmp_path):
+    result = flowjobs("doctor", env=bare_env(), cwd=tmp_path)
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr  # warnings only
+    assert f"no database yet at {tmp_path / 'flowjobs.db'}" in result.stdout
+    assert "fix: run `flowjobs db upgrade`" in result.stdout
+    assert "(created with the first email)" in result.stdout
+    assert listing(tmp_path) == []  # no flowjobs.db, no mail/ folder
+    checks = {
+        c["check"]: c for c in as_json(flowjobs("doctor", "--json", env=bare_env(), cwd=tmp_path))
+    }
+    assert checks["database"]["status"] == "warn" and "schema" not in checks
+    assert listing(tmp_path) == []
+
+
+def test_global_database_option_is_used_by_every_command(tmp_path, sqlite_template):
+    shutil.copy(sqlite_template, tmp_path / "ops.db")
+    (tmp_path / "other").mkdir()
+    env = bare_env(FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests")
+    # a relative path is taken from where the command runs; the fast trigger path knows it too
+    run_id = flowjobs("--database", "ops.db", "trigger", "noop", env=env, cwd=tmp_path)
+    assert run_id.returncode == 0, run_id.stderr
+    run_id = run_id.stdout.strip()
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    shown = as_json(
+        flowjobs(
+            "--database", url, "runs", "show", run_id, "--json", env=env, cwd=tmp_path / "other"
+        )
+    )
+    assert shown["id"] == run_id
+    # it wins over FLOWJOBS_DATABASE_URL and a flowjobs.toml
+    (tmp_path / "other" / "flowjobs.toml").write_text('[database]\nurl = "sqlite:///nowhere.db"\n')
+    over = {**env, "FLOWJOBS_DATABASE_URL": "sqlite:////nonexistent/x.db"}
+    listed = as_json(
+        flowjobs("--database", url, "runs", "list", "--json", env=over, cwd=tmp_path / "other")
+    )
+    assert [r["id"] for r in listed] == [run_id]
+    assert not (tmp_path / "other" / "nowhere.db").exists()
+
+    bad = flowjobs("--database", "mysql://x/y", "runs", "list", env=env)
+    assert bad.returncode == 2 and "--database" in bad.stderr
+
+
+def test_not_found_names_the_database_it_looked_in(tmp_path, sqlite_template):
+    shutil.copy(sqlite_template, tmp_path / "ops.db")
+    env = bare_env()
+    for args, status in (
+        (["runs", "show", "run_nope"], 3),
+        (["runs", "cancel", "run_nope"], 3),
+        (["billing", "show", "invoice", "inv_nope"], 3),
+        (["events", "show", "evt_nope"], 3),
+    ):
+        result = flowjobs("--database", str(tmp_path / "ops.db"), *args, env=env)
+        assert result.returncode == status, result.stderr
+        assert str(tmp_path / "ops.db") in result.stderr, result.stderr
+
+
+def test_a_file_without_flowjobs_tables_is_not_a_database_to_read(tmp_path):
+    (tmp_path / "empty.db").write_bytes(b"")
+    result = flowjobs("--database", "empty.db", "runs", "list", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 4
+    assert f"no flowjobs tables in database {tmp_path / 'empty.db'}" in result.stderr
+    assert listing(tmp_path) == ["empty.db"]
+
+
+def test_db_status_shows_url_revision_size_and_counts(tmp_path, sqlite_template):
+    shutil.copy(sqlite_template, tmp_path / "ops.db")
+    env = bare_env(FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests")
+    db = ["--database", str(tmp_path / "ops.db")]
+    for _ in range(2):
+        assert flowjobs(*db, "trigger", "noop", env=env).returncode == 0
+    status = as_json(flowjobs(*db, "db", "status", "--json", env=env))
+    assert status["url"] == f"sqlite:///{tmp_path / 'ops.db'}"
+    assert status["revision"] == status["head"] == HEAD and status["current"] is True
+    assert status["size_bytes"] > 0 and status["runs"] == {"queued": 2}
+    human = flowjobs(*db, "db", "status", env=env).stdout
+    assert f"revision: {HEAD}" in human and "runs:     2 (queued 2)" in human
+    assert "from:     --database" in human
+
+
+def test_db_status_hides_the_password_of_a_postgresql_url():
+    result = flowjobs(
+        "--database", "postgres://ops:s3cret@127.0.0.1:9/flowjobs", "db", "status", env=bare_env()
+    )
+    assert result.returncode == 4
+    assert "s3cret" not in result.stderr and "ops:***@127.0.0.1:9" in result.stderr
+
+
+def test_db_upgrade_into_a_missing_folder_is_one_line(tmp_path):
+    result = flowjobs("--database", "nope/x.db", "db", "upgrade", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 4
+    assert f"directory {tmp_path / 'nope'} does not exist" in result.stderr
+    assert "unexpected" not in result.stderr and listing(tmp_path) == []
+
+
+def test_writing_commands_still_create_the_database(tmp_path):
+    env = bare_env()
+    assert flowjobs("trigger", "hello-world", env=env, cwd=tmp_path).returncode == 0
+    listed = as_json(flowjobs("runs", "list", "--json", env=env, cwd=tmp_path))
+    assert [r["task"] for r in listed] == ["hello-world"]
+
+
+def test_cli_env_fixture_still_reads(sqlite_url):
+    assert as_json(flowjobs("runs", "list", "--json", env=cli_env(sqlite_url))) == []
+    assert json.loads(flowjobs("db", "status", "--json", env=cli_env(sqlite_url)).stdout)["exists"]
+
+
+# -- 2. Filters validated alike everywhere -------------------------------------------------
+
+
+def walk(command, path=()):
+    """(path, click command) for every leaf command of the flowjobs CLI."""
+    if hasattr(command, "commands"):  # a group (typer may bundle its own click)
+        for name, sub in sorted(command.commands.items()):
+            yield from walk(sub, (*path, name))
+    else:
+        yield path, command
+
+
+def all_commands():
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    return list(walk(typer.main.get_command(app)))
+
+
+# The arguments each filtered command needs besides the filter (a command that gains a
+# --status or --source must be added here: the walk below checks the list is complete).
+FILTERED = {
+    ("runs", "list"): [],
+    ("runs", "replay"): [],
+    ("billing", "list"): ["invoices"],
+    ("events", "list"): [],
+    ("events", "deliveries"): [],
+    ("replay-event",): ["event.json"],
+}
+
+
+def test_every_status_and_source_filter_is_listed_here():
+    found = {
+        path
+        for path, command in all_commands()
+        if any(o in ("--status", "--source") for p in command.params for o in p.opts)
+    }
+    assert found == set(FILTERED)
+
+
+@pytest.mark.parametrize("path", sorted(FILTERED), ids=" ".join)
+@pytest.mark.parametrize("option", ["--status", "--source"])
+def test_an_unknown_filter_value_exits_2_with_the_valid_values(path, option, tmp_path):
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    if not any(option in p.opts for p in command.params):
+        pytest.skip(f"{' '.join(path)} has no {option}")
+    result = flowjobs(*path, *FILTERED[path], option, "bogus", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {option}") and "must be one of: " in result.stderr
+    assert "(not 'bogus')" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert listing(tmp_path) == []  # checked before any database is looked for
+
+
+def test_a_near_miss_gets_did_you_mean(tmp_path):
+    result = flowjobs("runs", "list", "--status", "faild", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2 and "(not 'faild'; did you mean 'failed'?)" in result.stderr
+
+
+def test_an_unknown_task_gets_did_you_mean_not_every_name(sqlite_url):
+    env = cli_env(sqlite_url)
+    for args in (["trigger", "helo-world"], ["runs", "list", "--task", "helo-world"]):
+        result = flowjobs(*args, env=env)
+        assert result.returncode == 2, result.stderr
+        assert "unknown task 'helo-world'; did you mean 'hello-world'?" in result.stderr
+        assert "send-organization" not in result.stderr  # not the whole list
+    far = flowjobs("trigger", "zzzqqq", env=env)
+    assert far.returncode == 2 and "tasks are registered" in far.stderr
+    assert "hello-world" not in far.stderr and len(far.stderr) < 200
+    assert as_json(flowjobs("runs", "list", "--json", env=env)) == []
+
+
+# -- 3. One error style --------------------------------------------------------------------
+
+
+def run_in_pty(*args: str, env: dict, cwd=None, columns: int = 80, timeout: float = 60):
+    """Run flowjobs with stdout and stderr on a pseudo-terminal of `columns` columns, as a
+    person at a terminal sees it; (exit status, everything written)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", *args],
+        env={**env, "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm-256color"},
+        cwd=cwd,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            continue
+    os.close(master)
+    code = proc.wait(timeout=10)
+    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("path", [p for p, _ in all_commands()], ids=" ".join)
+def test_an_unknown_option_is_one_error_line_exit_2(path, tmp_path):
+    result = flowjobs(*path, "--no-such-option", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: no such option: --no-such-option")
+    assert result.stderr.endswith(f"(see `flowjobs {' '.join(path)} --help`)\n")
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == "" and listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["runs", "show"], "error: missing argument 'run_id' (see `flowjobs runs show --help`)"),
+        (
+            ["runs", "list", "--limit", "0"],
+            "error: invalid value for '--limit' / '-l': 0 is not in the range 1<=x<=10000",
+        ),
+        (["no-such-command"], "error: no such command 'no-such-command' (see `flowjobs --help`)"),
+        (
+            ["--log-level", "loud", "runs", "list"],
+            "error: invalid value for --log-level: must be debug",
+        ),
+        (["db", "copy"], "error: missing option '--to' (see `flowjobs db copy --help`)"),
+    ],
+)
+def test_usage_errors_are_one_line(args, message, tmp_path):
+    result = flowjobs(*args, env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1 and "Usage:" not in result.stderr
+
+
+def test_usage_errors_at_a_terminal_are_one_line_too_not_a_box(tmp_path):
+    code, text = run_in_pty("runs", "list", "--jsn", env=bare_env(), cwd=tmp_path)
+    assert code == 2
+    assert text.strip() == (
+        "error: no such option: --jsn (Possible options: --json) (see `flowjobs runs list --help`)"
+    )
+    assert "╭" not in text and "Usage:" not in text
+
+
+def test_nothing_to_cancel_is_an_error_line(sqlite_url):
+    env = cli_env(sqlite_url)
+    run_id = flowjobs("trigger", "noop", env=env).stdout.strip()
+    assert flowjobs("runs", "cancel", run_id, env=env).returncode == 0
+    again = flowjobs("runs", "cancel", run_id, env=env)
+    assert again.returncode == 1
+    assert again.stderr == f"error: run {run_id} is already canceled; nothing to cancel\n"
+
+
+# -- 4. `[tasks] modules` beside the configuration file ----------------------------------------
+
+
+def readme_recipe() -> str:
+    """The Python block of README's "Your own tasks", verbatim."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Your own tasks", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_recipe_works_as_written_from_any_folder(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    recipe = readme_recipe()
+    assert recipe.startswith(
+        '# mytasks.py — listed in flowjobs.toml: [tasks] modules = ["mytasks"]'
+    )
+    (project / "mytasks.py").write_text(recipe)
+    (project / "flowjobs.toml").write_text('[tasks]\nmodules = ["mytasks"]\n')
+    config = str(project / "flowjobs.toml")
+
+    def run(*args):  # -P: like the `flowjobs` console script, the working folder is not on sys.path
+        return subprocess.run(
+            [sys.executable, "-P", "-m", "flowjobs", "--config", config, *args],
+            env=bare_env(),
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert run("db", "upgrade").returncode == 0
+    assert "CREATE TABLE welcomes (customer_id TEXT)" in recipe
+    with sqlite3.connect(project / "flowjobs.db") as conn:  # the table the recipe's comment names
+        conn.execute("CREATE TABLE welcomes (customer_id TEXT)")
+    tasks = run("tasks", "list", "--json")
+    assert tasks.returncode == 0, tasks.stderr
+    assert "send-welcome" in [t["id"] for t in json.loads(tasks.stdout)]
+    made = run("trigger", "send-welcome", "--payload", '{"customer_id": "cust_1"}')
+    assert made.returncode == 0, made.stderr
+    worker = run("run-worker", "--burst")
+    assert worker.returncode == 0, worker.stderr
+    shown = json.loads(run("runs", "show", made.stdout.strip(), "--json").stdout)
+    assert shown["status"] == "completed" and shown["result"] == {"ok": True}, shown
+    assert shown["logs"][0]["message"] == "welcoming cust_1"
+    runs = json.loads(run("runs", "list", "--task", "hello-world", "--json").stdout)
+    assert [r["status"] for r in runs] == ["completed"]  # triggered in the task's transaction
+    with sqlite3.connect(project / "flowjobs.db") as conn:
+        assert conn.execute("SELECT customer_id FROM welcomes").fetchall() == [("cust_1",)]
+    assert listing(elsewhere) == []
+
+
+# -- 5. Output a person can use ------------------------------------------------------------
+
+JSON_HELP_OWNED_ELSEWHERE = {("demo", "seed")}  # flowjobs/cli/demo_cmd.py: the demo's owner
+
+
+@pytest.mark.parametrize("path", [p for p, _ in all_commands()], ids=" ".join)
+def test_every_help_has_an_example_that_parses_and_says_what_json_prints(path):
+    import re
+    import shlex
+
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    result = flowjobs(*path, "--help", env=bare_env())
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("Example: flowjobs"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    example = " ".join(" ".join(lines[start:end]).split()).removeprefix("Example: ")
+    words = shlex.split(example.split("#", 1)[0])[1:]
+    while words[0].startswith("-"):  # root options first: --database URL, --config PATH, …
+        option = words.pop(0)
+        if "=" not in option:
+            words.pop(0)
+    assert tuple(words[: len(path)]) == path, example
+    root = typer.main.get_command(app)
+    command, rest = root, list(words)
+    while hasattr(command, "commands"):  # the example parses as this command's arguments
+        command = command.commands[rest.pop(0)]
+    command.make_context(path[-1], rest)
+    if "--json" in text and path not in JSON_HELP_OWNED_ELSEWHERE:
+        json_help = text.split("Options:", 1)[1].split("--json", 1)[1]
+        assert json_help.lstrip().startswith("Print") and "JSON" in json_help
+        listed = re.search(r"[{(][^)}]*,[^)}]*[)}]", json_help.split("-h, --help")[0])
+        assert listed, json_help  # names what it prints: {key, key, …} or (key, key, …)
+
+
+@pytest.fixture
+def three_runs(tmp_path, sqlite_template):
+    shutil.copy(sqlite_template, tmp_path / "flowjobs.db")
+    env = bare_env()
+    ids = [
+        flowjobs("trigger", "hello-world", env=env, cwd=tmp_path).stdout.strip() for _ in range(3)
+    ]
+    return tmp_path, ids
+
+
+@pytest.mark.parametrize("columns", [60, 80, 200])
+def test_tables_never_cut_an_id_a_task_or_a_time(columns, three_runs):
+    folder, ids = three_runs
+    env = bare_env()
+    runs = as_json(flowjobs("runs", "list", "--json", env=env, cwd=folder))
+    tasks = [t["id"] for t in as_json(flowjobs("tasks", "list", "--json", env=env, cwd=folder))]
+    assert max(len(t) for t in tasks) > 60  # the longest task ids are wider than the terminal
+    for args, whole in (
+        (["runs", "list"], ids + ["hello-world"] + [r["created_at"] for r in runs]),
+        (["runs", "watch", "--once"], ids + ["hello-world"]),
+        (["tasks", "list"], tasks),
+    ):
+        code, text = run_in_pty(*args, env=env, cwd=folder, columns=columns)
+        assert code == 0, text
+        plain = strip_escapes(text)
+        for value in whole:
+            dropped = plain.split("not shown at this width:", 1)[-1] if "not shown" in plain else ""
+            if value.endswith("Z") and "created_at" in dropped:
+                continue  # the time column was dropped (and the caption says so), not cut
+            assert value in plain, (args, columns, value)
+        assert "…" not in plain
+        assert max(len(line) for line in plain.splitlines()) <= max(
+            columns, max(map(len, tasks)) + 6
+        )
+
+
+def strip_escapes(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", "list"],
+        ["runs", "watch", "--once"],
+        ["tasks", "list"],
+        ["runs", "list", "--help"],
+        ["runs", "list", "--bogus"],
+        ["doctor"],
+    ],
+    ids=" ".join,
+)
+def test_no_color_means_no_escape_codes_at_a_terminal(args, three_runs):
+    folder, _ = three_runs
+    code, coloured = run_in_pty(*args, env=bare_env(), cwd=folder)
+    code_nc, plain = run_in_pty(*args, env=bare_env(NO_COLOR="1"), cwd=folder)
+    assert code == code_nc
+    assert "\x1b" not in plain, plain
+    if args[-1] in ("list", "--once", "--help"):
+        assert "\x1b[" in coloured  # without NO_COLOR the same terminal gets styles
+
+
+# -- 6. replay-event: one shape, and sample events -------------------------------------------
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+EXPECTED = {  # the status of a first replay into an empty database
+    "stripe-payment-intent-succeeded.json": "created",
+    "stripe-charge-failed.json": "created",
+    "stripe-customer-created.json": "ignored",
+}
+
+
+def test_every_example_is_documented():
+    docs = (ROOT / "docs" / "webhooks.md").read_text()
+    assert {p.name for p in EXAMPLES} == set(EXPECTED)
+    for path in EXAMPLES:
+        assert f"examples/{path.name}" in docs
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_each_example_replays_in_one_shape(path, sqlite_url):
+    env = cli_env(sqlite_url)
+    first = as_json(flowjobs("replay-event", str(path), "--json", env=env))
+    again = as_json(flowjobs("replay-event", str(path), "--json", env=env))
+    assert list(first) == list(again)  # the same keys, in the same order, whatever happened
+    assert {"event", "run", "status"} <= set(first)
+    assert first["status"] == EXPECTED[path.name] and again["status"] == "duplicate"
+    assert first["event"] == again["event"] and first["event"].startswith("whevt_")
+    if first["status"] == "created":
+        assert first["run"].startswith("run_") and again["run"] == first["run"]
+    else:
+        assert first["run"] is None and again["run"] is None
+    forced = as_json(flowjobs("replay-event", str(path), "--force", "--json", env=env))
+    assert list(forced) == list(first)
+    dry = as_json(flowjobs("replay-event", str(path), "--dry-run", "--json", env=env))
+    assert list(dry) == list(first) and dry["dryRun"] is True
+
+    text = flowjobs("replay-event", str(path), env=env)
+    assert text.returncode == 0
+    run, status, event = text.stdout.rstrip("\n").split("\t")
+    assert (run, status, event) == (first["run"] or "-", "duplicate", first["event"])
+    assert "seen before" in text.stderr
+
+
+def test_events_replay_prints_the_same_shape(sqlite_url):
+    env = cli_env(sqlite_url)
+    first = as_json(flowjobs("replay-event", str(EXAMPLES[0]), "--json", env=env))
+    replayed = as_json(flowjobs("events", "replay", first["event"], "--json", env=env))
+    assert list(replayed) == list(first)
+
+
+# -- 7. trigger --wait -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def wait_env(sqlite_url, tmp_path):
+    env = cli_env(sqlite_url, FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests,tests.operator_tasks")
+    from tests.cli_helpers import start_worker
+
+    worker = start_worker(env=env, stderr_path=tmp_path / "worker.log")
+    yield env
+    worker.terminate()
+    worker.wait(timeout=30)
+
+
+def test_wait_prints_the_id_first_then_the_error_and_last_log_lines(wait_env):
+    result = flowjobs("trigger", "test-log-then-fail", "--wait", "--timeout", "60s", env=wait_env)
+    assert result.returncode == 1, result.stderr
+    run_id = result.stdout.strip()
+    assert run_id.startswith("run_") and result.stdout == run_id + "\n"
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"error: run {run_id} ended failed: ValueError: card_declined"
+    assert lines[1] == "last log lines:"
+    assert lines[2].endswith("[info] #1 charging card of cust_1")
+    assert lines[3].endswith("[warning] #1 the card was declined")
+
+
+def test_wait_json_has_status_result_and_error(wait_env):
+    ok = as_json(flowjobs("trigger", "test-answer", "--wait", "--json", env=wait_env))
+    assert (ok["status"], ok["result"], ok["error"]) == ("completed", {"answer": 42}, None)
+    failed = flowjobs("trigger", "test-log-then-fail", "--wait", "--json", env=wait_env)
+    assert failed.returncode == 1
+    shown = json.loads(failed.stdout)
+    assert (shown["status"], shown["result"]) == ("failed", None)
+    assert shown["error"] == "ValueError: card_declined"
+    # without --wait, the shape scripts know
+    assert set(as_json(flowjobs("trigger", "noop", "--json", env=wait_env))) == {
+        "id",
+        "task",
+        "status",
+        "deduplicated",
+    }
+
+
+def test_wait_without_a_worker_says_so_after_a_few_seconds(sqlite_url):
+    import time
+
+    started = time.monotonic()
+    result = flowjobs("trigger", "noop", "--wait", "--timeout", "6s", env=cli_env(sqlite_url))
+    assert result.returncode == 124
+    run_id = result.stdout.strip()
+    assert (
+        f"note: run {run_id} is still queued after 3 s; no live worker takes queue 'default'"
+        in (result.stderr)
+    )
+    assert "start `flowjobs run-worker`" in result.stderr
+    assert result.stderr.splitlines()[-1] == f"error: gave up waiting for {run_id} after 6s"
+    assert time.monotonic() - started < 30
+
+
+def test_ctrl_c_prints_the_run_it_left_queued(sqlite_url):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowjobs", "trigger", "noop", "--wait"],
+        env=cli_env(sqlite_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_id = proc.stdout.readline().strip()  # printed before the wait begins
+    assert run_id.startswith("run_")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert f"interrupted: run {run_id} is left queued" in err
+    assert f"flowjobs runs cancel {run_id}" in err and "Traceback" not in err
+
+
+def test_status_and_source_values_complete_in_the_shell():
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    root = typer.main.get_command(app)
+    for path, option, incomplete, expected in (
+        (("runs", "list"), "--status", "f", ["failed"]),
+        (("runs", "replay"), "--status", "c", ["completed", "canceled"]),
+        (("events", "list"), "--source", "s", ["stripe", "supabase"]),
+        (("events", "list"), "--status", "r", ["received", "routed", "rejected"]),
+        (("events", "deliveries"), "--status", "s", ["succeeded", "skipped"]),
+    ):
+        command = root
+        for name in path:
+            command = command.commands[name]
+        param = next(p for p in command.params if option in p.opts)
+        ctx = command.make_context(path[-1], [], resilient_parsing=True)
+        assert [c.value for c in param.shell_complete(ctx, incomplete)] == expected
+
+
+def test_doctor_warns_when_runs_are_due_and_no_worker_is_alive(sqlite_url, tmp_path):
+    env = cli_env(sqlite_url)
+    checks = {c["check"]: c for c in as_json(flowjobs("doctor", "--json", env=env))}
+    assert checks["workers"]["status"] == "ok"  # nothing due: no worker needed
+    assert flowjobs("trigger", "noop", env=env).returncode == 0
+    checks = {c["check"]: c for c in json.loads(flowjobs("doctor", "--json", env=env).stdout)}
+    assert checks["workers"]["status"] == "warn"
+    assert checks["workers"]["detail"] == "1 runs are due and no worker is alive to run them"
+    assert "flowjobs run-worker" in checks["workers"]["fix"]
