@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import BillingRun
 from flowjobs.errors import BadInput, NotFound
+from flowjobs.store.states import PENDING, RunStatus
 
 TASK = "attempt-billing-run"
-PENDING = ("queued", "delayed", "retrying")
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _trigger(b, s, run: BillingRun) -> ChargeNow:
         s.flush()
     enq = b.trigger(s, TASK, {"billingRunId": run.id}, key=f"{TASK}:{run.id}")
     conn = raw_connection(s)
-    if enq.deduplicated and enq.status not in PENDING + ("executing",):
+    if enq.deduplicated and enq.status not in PENDING | {RunStatus.EXECUTING}:
         enq = b.trigger(s, TASK, {"billingRunId": run.id}, key=f"{TASK}:{run.id}:now-{now_ms}")
     expedited = enq.deduplicated and enq.status in PENDING and store.run_now(conn, enq.id, now_ms)
     notes = []
@@ -88,7 +88,7 @@ def _trigger(b, s, run: BillingRun) -> ChargeNow:
     said = "; ".join(notes) or ("already queued" if enq.deduplicated else "queued")
     return ChargeNow(
         enq.id,
-        "queued" if expedited else enq.status,
+        RunStatus.QUEUED if expedited else enq.status,
         enq.deduplicated,
         action,
         f"billing run {run.id}: {said}; run {enq.id} charges it now",

@@ -29,6 +29,7 @@ from flowjobs.billing.models import (
 from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import invoice_totals
 from flowjobs.errors import BadInput, NotFound
+from flowjobs.store.db import redact
 
 KINDS = {
     "subscription": Subscription,
@@ -53,7 +54,7 @@ def _all(s, model, *where, order=None):
 
 
 def database_name(b) -> str:
-    return b.engine.url.render_as_string(hide_password=True)
+    return redact(b.units.db.url)
 
 
 def show(b, kind: str, object_id: str) -> dict:

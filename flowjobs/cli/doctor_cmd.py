@@ -20,8 +20,8 @@ def doctor(
 
     Example: flowjobs --database sqlite:///demo/flowjobs.db doctor
     """
-    from flowjobs.doctor import Check, run_checks
     from flowjobs.errors import ConfigError
+    from flowjobs.ops.doctor import Check, run_checks
 
     try:
         runtime = ctx.obj.runtime()

@@ -7,17 +7,9 @@ from __future__ import annotations
 import difflib
 
 from flowjobs.errors import BadInput, UnknownTask
+from flowjobs.store.states import ORDER
 
-RUN_STATUSES = (
-    "delayed",
-    "queued",
-    "executing",
-    "retrying",
-    "completed",
-    "failed",
-    "canceled",
-    "expired",
-)
+RUN_STATUSES = tuple(status.value for status in ORDER)
 EVENT_SOURCES = ("stripe", "supabase")
 EVENT_STATUSES = ("received", "routed", "ignored", "rejected")  # flowjobs.webhooks.models
 DELIVERY_STATUSES = ("pending", "retrying", "succeeded", "failed", "skipped")  # outbound.models

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from flowjobs.cli import output
 from flowjobs.errors import BadInput, ExitStatus
-
-TERMINAL = ("completed", "failed", "canceled", "expired")
+from flowjobs.store.states import TERMINAL, RunStatus
 
 
 def _read_payload(payload: str | None, payload_file: Path | None):
@@ -76,7 +75,11 @@ def _untaken(rt, run_id: str):
     def say(status: str | None) -> None:
         now = rt.clock.now_ms()
         row = rt.store.get_run(run_id)
-        if row is None or status not in ("queued", "retrying") or row["run_at"] > now:
+        if (
+            row is None
+            or status not in (RunStatus.QUEUED, RunStatus.RETRYING)
+            or row["run_at"] > now
+        ):
             return  # taken, or not due yet (--delay): nothing to explain
         queue = row["queue"]
         try:
@@ -240,11 +243,11 @@ def run_trigger(
             _emit_waited(rt, run_id, task_id, now, deduplicated, done)
         return 130
     if as_json:
-        _emit_waited(rt, run_id, task_id, ended or "executing", deduplicated, done)
+        _emit_waited(rt, run_id, task_id, ended or RunStatus.EXECUTING, deduplicated, done)
     if ended is None:
         output.note(f"error: gave up waiting for {run_id} after {timeout}")
         return int(ExitStatus.WAIT_TIMEOUT)
-    if ended != "completed":
+    if ended != RunStatus.COMPLETED:
         error, logs = _failure(rt, run_id)
         output.note(f"error: run {run_id} ended {ended}" + (f": {error}" if error else ""))
         if logs:

@@ -6,16 +6,17 @@ from __future__ import annotations
 import time
 
 from flowjobs.cli.views import run_summary
+from flowjobs.store.states import RunStatus
 
 STATUS_STYLE = {
-    "completed": "green",
-    "failed": "red",
-    "executing": "cyan",
-    "retrying": "yellow",
-    "queued": "white",
-    "delayed": "dim",
-    "canceled": "magenta",
-    "expired": "dim",
+    RunStatus.COMPLETED: "green",
+    RunStatus.FAILED: "red",
+    RunStatus.EXECUTING: "cyan",
+    RunStatus.RETRYING: "yellow",
+    RunStatus.QUEUED: "white",
+    RunStatus.DELAYED: "dim",
+    RunStatus.CANCELED: "magenta",
+    RunStatus.EXPIRED: "dim",
 }
 
 

@@ -137,8 +137,7 @@ class WebhookApp:
         return None if len(data) > self.max_body else data
 
     def _health(self, start_response):
-        with self.rt.db.borrow() as conn:
-            conn.execute("SELECT 1").fetchone()
+        self.rt.db.ping()
         return _reply(start_response, "200 OK", {"status": "ok"})
 
     def _stripe(self, environ, start_response, mode: str, body: bytes):

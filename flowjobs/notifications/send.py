@@ -22,16 +22,32 @@ def receipt_attachments(rt, payment_id: str) -> dict[str, list[tuple[str, bytes]
         if invoice is None or not invoice.livemode:
             return {}
         number, pdf_url, receipt_url = invoice.invoice_number, invoice.pdf_url, payment.receipt_url
-    pdf_url = pdf_url or store_invoice_pdf(
-        b, rt.documents, invoice.id, rt.settings.documents.pay_url_template
-    )
-    receipt_url = receipt_url or store_receipt_pdf(b, rt.documents, payment_id)
+
+    def render_invoice() -> str:
+        return store_invoice_pdf(
+            b, rt.documents, invoice.id, rt.settings.documents.pay_url_template
+        )
+
+    def render_receipt() -> str:
+        return store_receipt_pdf(b, rt.documents, payment_id)
+
     return {
         payment_id: [
-            (f"{number}.pdf", rt.documents.read(pdf_url)),
-            (f"{number}-receipt.pdf", rt.documents.read(receipt_url)),
+            (f"{number}.pdf", _read(rt.documents, pdf_url, render_invoice)),
+            (f"{number}-receipt.pdf", _read(rt.documents, receipt_url, render_receipt)),
         ]
     }
+
+
+def _read(storage, url: str | None, render) -> bytes:
+    """The stored PDF at `url`, or a fresh one when there is none yet — or when a concurrent
+    render (the generate-*-pdf task) replaced it and removed this one meanwhile."""
+    if url:
+        try:
+            return storage.read(url)
+        except FileNotFoundError:
+            pass
+    return storage.read(render())
 
 
 def send_notification(rt, task_id: str, payload) -> dict:

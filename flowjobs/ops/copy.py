@@ -15,6 +15,7 @@ from sqlalchemy import MetaData, Table, func, insert, select, text
 
 from flowjobs.errors import BadInput
 from flowjobs.store.db import Database, redact
+from flowjobs.store.queries import RESET_LOG_SEQUENCE
 from flowjobs.store.states import RunStatus
 
 JOB_TABLES = ["flowjobs_runs", "flowjobs_attempts", "flowjobs_logs", "flowjobs_schedules"]
@@ -52,12 +53,7 @@ def copy_database(
                 counts = {d.name: _copy(inp, out, s, d, batch, progress) for s, d in pairs}
                 _verify(inp, out, pairs)
                 if dst.dialect.name == "postgresql":
-                    out.execute(
-                        text(
-                            "SELECT setval(pg_get_serial_sequence('flowjobs_logs', 'id'), "
-                            "COALESCE((SELECT max(id) FROM flowjobs_logs), 0) + 1, false)"
-                        )
-                    )
+                    out.execute(text(RESET_LOG_SEQUENCE))
         return counts
     finally:
         src.dispose()

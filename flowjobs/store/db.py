@@ -152,6 +152,18 @@ class Database:
                 raise
             conn.execute("COMMIT")
 
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial query."""
+        with self.borrow() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def server_time(self) -> float | None:
+        """PostgreSQL: the server's clock (epoch seconds), to measure skew; None on SQLite."""
+        if self.dialect != "postgresql":
+            return None
+        with self.borrow() as conn:
+            return float(conn.execute("SELECT extract(epoch from clock_timestamp())").fetchone()[0])
+
     @contextmanager
     def write_lock(self):
         """This process's turn to write (SQLite; a no-op on PostgreSQL): held by every write

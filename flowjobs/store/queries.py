@@ -356,3 +356,11 @@ def insert_runs(dialect: str, count: int) -> str:
         f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) VALUES {', '.join([row] * count)} "
         "ON CONFLICT (task, dedup_key) DO NOTHING RETURNING id"
     )
+
+
+# PostgreSQL, after rows were copied in with their ids (`db copy`): the log id sequence
+# continues after the highest id.
+RESET_LOG_SEQUENCE = (
+    "SELECT setval(pg_get_serial_sequence('flowjobs_logs', 'id'), "
+    "COALESCE((SELECT max(id) FROM flowjobs_logs), 0) + 1, false)"
+)

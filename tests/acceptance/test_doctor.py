@@ -81,7 +81,7 @@ def test_trouble_is_reported_with_a_fix(sqlite_url, tmp_path):
 def test_stale_leases_without_a_worker_fail_the_workers_check(make_runtime, clock):
     rt = make_runtime()
     rt.trigger("noop")
-    from flowjobs.doctor import run_checks
+    from flowjobs.ops.doctor import run_checks
 
     assert (
         len(rt.store.claim("w-dead", 1, ["*"], {}, now=clock.now_ms(), lease_ms=1000)) == 1

@@ -73,7 +73,7 @@ class Storm:
         return {"proc": proc, "log": log, "up": None, "life": self.rng.uniform(*self.life)}
 
     def _up(self, w: dict) -> float | None:
-        if w["up"] is None and " started: concurrency " in w["log"].read_text():
+        if w["up"] is None and ": concurrency " in w["log"].read_text():
             w["up"] = time.monotonic()
         return w["up"]
 

@@ -201,7 +201,7 @@ def _partition(rt, netns, url, url_via_ns, procs, tmp_path):
         start_worker("--no-scheduler", env=cli_env(url, **timing), stderr_path=other_log)
     )
     wait_until(
-        lambda: " started: concurrency " in other_log.read_text(),
+        lambda: ": concurrency " in other_log.read_text(),
         timeout=60,
         message="the loopback worker to come up",
     )

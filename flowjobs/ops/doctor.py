@@ -81,8 +81,7 @@ def _schema(rt) -> Check:
 def _clock(rt) -> Check:
     if rt.db.dialect == "sqlite":
         return Check("clock", "ok", "SQLite: the database shares this machine's clock")
-    with rt.db.borrow() as conn:
-        db_now = float(conn.execute("SELECT extract(epoch from clock_timestamp())").fetchone()[0])
+    db_now = rt.db.server_time()
     skew = time.time() - db_now
     if abs(skew) > 2:
         return Check(
@@ -96,12 +95,7 @@ def _clock(rt) -> Check:
 
 def _workers(rt) -> Check:
     now = rt.clock.now_ms()
-    with rt.db.borrow() as conn:
-        row = conn.execute(
-            "SELECT count(*), min(lease_expires_at) FROM flowjobs_runs "
-            "WHERE status = 'executing' AND lease_expires_at < " + str(now)
-        ).fetchone()
-    stale, oldest = row[0], row[1]
+    stale, oldest = rt.store.expired_leases(now)
     if not stale:
         return _liveness(rt, now)
     late = (now - oldest) / 1000
