@@ -210,7 +210,9 @@ class Dashboard:
 
 
 def _pretty(text: str | None) -> str:
+    if text is None:
+        return ""
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except (TypeError, ValueError):
-        return text or ""
+        return text
