@@ -91,7 +91,7 @@ def slots_between(
     expression: str, tz_name: str, after_ms: int, until_ms: int, limit: int | None = None
 ) -> list[int]:
     """Slots in (after_ms, until_ms], oldest first, at most `limit`."""
-    found = []
+    found: list[int] = []
     for slot in slots_after(expression, tz_name, after_ms):
         if slot > until_ms or (limit is not None and len(found) >= limit):
             break

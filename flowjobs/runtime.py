@@ -93,9 +93,11 @@ class Runtime:
         from flowjobs.core.scheduler import Scheduler
 
         alerts = self.settings.alerts
-        alert_task = None
+        alert_task: str | None = None
         if alerts.email or alerts.webhook_url:
-            from flowjobs.notifications.alerts import ALERT_TASK as alert_task
+            from flowjobs.notifications.alerts import ALERT_TASK
+
+            alert_task = ALERT_TASK
         return Scheduler(
             self.store,
             self.client,
@@ -109,22 +111,23 @@ class Runtime:
     def worker_options(self, **overrides):
         """`WorkerOptions` from `[worker]`, `[run]` and `[retry]`, with `overrides` (None: the
         configured value)."""
+        from dataclasses import replace
+
         from flowjobs.core.worker import WorkerOptions
 
         ws, run = self.settings.worker, self.settings.run
-        options = {
-            "concurrency": ws.concurrency,
-            "queues": ws.queues,
-            "lease": ws.lease,
-            "poll_interval": ws.poll_interval,
-            "rescue_interval": ws.rescue_interval,
-            "shutdown_timeout": ws.shutdown_timeout,
-            "max_crashes": run.max_crashes,
-            "run_timeout": run.timeout,
-            "retry": self.retry_defaults,
-        }
-        options.update({k: v for k, v in overrides.items() if v is not None})
-        return WorkerOptions(**options)
+        configured = WorkerOptions(
+            concurrency=ws.concurrency,
+            queues=ws.queues,
+            lease=ws.lease,
+            poll_interval=ws.poll_interval,
+            rescue_interval=ws.rescue_interval,
+            shutdown_timeout=ws.shutdown_timeout,
+            max_crashes=run.max_crashes,
+            run_timeout=run.timeout,
+            retry=self.retry_defaults,
+        )
+        return replace(configured, **{k: v for k, v in overrides.items() if v is not None})
 
     def make_worker(self, options=None, worker_id: str | None = None):
         """A worker over this runtime's store, tasks, client and clock; its tasks get this

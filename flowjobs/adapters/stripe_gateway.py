@@ -86,7 +86,7 @@ def never_sent(exc: BaseException) -> bool:
     import socket
 
     seen = set()
-    cause = exc
+    cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         name = type(cause).__name__

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
@@ -124,7 +124,7 @@ def paid_in_period(s, period_id: str) -> int:
         s.exec(
             select(func.coalesce(func.sum(Payment.amount), 0)).where(
                 Payment.billing_period_id == period_id,
-                Payment.status.in_([E.PaymentStatus.PROCESSING, E.PaymentStatus.SUCCEEDED]),
+                col(Payment.status).in_([E.PaymentStatus.PROCESSING, E.PaymentStatus.SUCCEEDED]),
             )
         ).one()
     )
@@ -312,7 +312,7 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
         select(BillingRun.id, BillingRun.status).where(
             BillingRun.subscription_id == sub.id,
             BillingRun.is_adjustment == True,
-            BillingRun.status.in_(list(PENDING_RUN)),
+            col(BillingRun.status).in_(list(PENDING_RUN)),
         )
     ).first()
     if pending is not None:
@@ -327,7 +327,7 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
             BillingPeriod.start_date <= now,
             BillingPeriod.end_date > now,
         )
-        .order_by(BillingPeriod.start_date.desc())
+        .order_by(col(BillingPeriod.start_date).desc())
     ).first()
     if period is None:
         raise AdjustmentRefused(
@@ -339,7 +339,7 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
         select(BillingRun.id, BillingRun.status).where(
             BillingRun.billing_period_id == period.id,
             BillingRun.is_adjustment == False,
-            BillingRun.status.in_(list(PENDING_RUN)),
+            col(BillingRun.status).in_(list(PENDING_RUN)),
             BillingRun.scheduled_for <= now,
         )
     ).first()
@@ -425,8 +425,10 @@ def sync_header(s, sub: Subscription, at: datetime) -> None:
     items = current_items(s, sub.id, at)
     if not items:
         return
-    price = s.get(Price, items[0].price_id)
-    sub.price_id = items[0].price_id
+    price_id = items[0].price_id
+    assert price_id is not None  # current_items keeps only the items with a price
+    price = s.get(Price, price_id)
+    sub.price_id = price_id
     sub.name = price.name if price else sub.name
     sub.is_free_plan = sum(i.unit_price * i.quantity for i in items) == 0
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
@@ -61,7 +61,7 @@ def cancel_immediately(
     s.execute(
         update(SubscriptionItem)
         .where(
-            SubscriptionItem.subscription_id == sub.id,
+            col(SubscriptionItem.subscription_id) == sub.id,
             (SubscriptionItem.expired_at == None) | (SubscriptionItem.expired_at > now),
         )
         .values(expired_at=now, updated_at=now)
@@ -96,8 +96,8 @@ def abort_scheduled_runs(s, subscription_id: str) -> int:
     return s.execute(
         update(BillingRun)
         .where(
-            BillingRun.subscription_id == subscription_id,
-            BillingRun.status == E.BillingRunStatus.SCHEDULED,
+            col(BillingRun.subscription_id) == subscription_id,
+            col(BillingRun.status) == E.BillingRunStatus.SCHEDULED,
         )
         .values(status=E.BillingRunStatus.ABORTED, updated_at=s.info["now"])
     ).rowcount
@@ -109,7 +109,7 @@ def default_free_price(s, sub: Subscription, customer: Customer) -> Price | None
     when it has one) and its free subscription price, or None."""
     query = (
         select(Price)
-        .join(Product, Price.product_id == Product.id)
+        .join(Product, col(Price.product_id) == col(Product.id))
         .where(
             Product.organization_id == sub.organization_id,
             Product.default == True,
@@ -118,12 +118,14 @@ def default_free_price(s, sub: Subscription, customer: Customer) -> Price | None
             Price.active == True,
             Price.type == E.PriceType.SUBSCRIPTION,
             Price.unit_price == 0,
-            Price.interval_unit.is_not(None),
+            col(Price.interval_unit).is_not(None),
         )
     )
     if customer.pricing_model_id:
         query = query.where(Product.pricing_model_id == customer.pricing_model_id)
-    return s.exec(query.order_by(Price.is_default.desc(), Price.created_at, Price.id)).first()
+    return s.exec(
+        query.order_by(col(Price.is_default).desc(), col(Price.created_at), col(Price.id))
+    ).first()
 
 
 def move_to_default_plan(s, sub: Subscription, now: datetime) -> Subscription | None:
@@ -217,7 +219,7 @@ def uncancel(b, s, sub: Subscription) -> list[BillingRun]:
     )
     sub.cancel_scheduled_at = None
     sub.cancellation_reason = None
-    if sub.is_free_plan or sub.do_not_charge:
+    if sub.is_free_plan or sub.do_not_charge or not method_id:  # no method: nothing to redo
         return []
     return [_restore_run(b, s, sub, old, method_id) for old in redo]
 
@@ -232,7 +234,7 @@ def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
                 BillingRun.status == E.BillingRunStatus.ABORTED,
                 BillingRun.scheduled_for > now,
             )
-            .order_by(BillingRun.scheduled_for, BillingRun.id)
+            .order_by(col(BillingRun.scheduled_for), col(BillingRun.id))
         )
     )
     live = {
@@ -245,7 +247,7 @@ def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
         r.billing_period_id
         for r in s.exec(
             select(BillingRun).where(
-                BillingRun.subscription_id == sub.id, BillingRun.status.in_(list(live))
+                col(BillingRun.subscription_id) == sub.id, col(BillingRun.status).in_(list(live))
             )
         )
     }
@@ -315,9 +317,10 @@ def cancel(b, subscription_id: str, *, now: bool = False, reason: str | None = N
                 f"--price {sub.price_id}, its current price)"
             )
         if not now and sub.status == E.SubscriptionStatus.CANCELLATION_SCHEDULED:
+            on = sub.cancel_scheduled_at.isoformat() if sub.cancel_scheduled_at else "a date"
             raise WrongState(
-                f"subscription {sub.id} is cancellation_scheduled (on "
-                f"{sub.cancel_scheduled_at.isoformat()}); use --now, or uncancel it"
+                f"subscription {sub.id} is cancellation_scheduled (on {on}); use --now, or "
+                "uncancel it"
             )
         if not now and sub.is_free_plan:
             raise WrongState(
@@ -354,9 +357,9 @@ def _current_others(s, sub: Subscription) -> list[str]:
             .where(
                 Subscription.customer_id == sub.customer_id,
                 Subscription.id != sub.id,
-                Subscription.status.not_in(list(E.SUBSCRIPTION_TERMINAL)),
+                col(Subscription.status).not_in(list(E.SUBSCRIPTION_TERMINAL)),
             )
-            .order_by(Subscription.created_at)
+            .order_by(col(Subscription.created_at))
         )
     )
 

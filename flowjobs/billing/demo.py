@@ -104,6 +104,7 @@ def seed(b, customers: int = 10, declining: int = 2, progress=None, purchases: i
             sub, period, run = setup.subscription(
                 s, cust, prices[i % len(prices)], method, start=start
             )
+            assert run is not None  # the customer has a card: its subscription has a run
             if renewing:
                 _paid(s, sub, period, run, cust)
             result.subscriptions.append(sub.id)

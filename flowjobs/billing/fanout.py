@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import (
@@ -54,7 +54,7 @@ def ending_periods(b, start: datetime, end: datetime, page: int):
             .where(
                 BillingPeriod.end_date >= start,
                 BillingPeriod.end_date <= end,
-                BillingPeriod.status.not_in(list(E.PERIOD_TERMINAL)),
+                col(BillingPeriod.status).not_in(list(E.PERIOD_TERMINAL)),
                 BillingPeriod.id > after,
             )
             .order_by(BillingPeriod.id)
@@ -70,8 +70,8 @@ def cancellations_due(b, start: datetime, end: datetime, page: int):
         lambda after: (
             select(Subscription.id, Subscription.livemode)
             .where(
-                Subscription.cancel_scheduled_at >= start,
-                Subscription.cancel_scheduled_at <= end,
+                col(Subscription.cancel_scheduled_at) >= start,
+                col(Subscription.cancel_scheduled_at) <= end,
                 Subscription.id > after,
             )
             .order_by(Subscription.id)
@@ -86,9 +86,9 @@ def purge_expired_checkout_sessions(s, now: datetime, retention_s: float) -> int
     cutoff = now - timedelta(seconds=retention_s)
     expired = select(CheckoutSession.id).where(
         CheckoutSession.created_at < cutoff,
-        CheckoutSession.status.not_in(
+        col(CheckoutSession.status).not_in(
             [E.CheckoutSessionStatus.SUCCEEDED, E.CheckoutSessionStatus.PENDING]
         ),
     )
-    s.execute(delete(FeeCalculation).where(FeeCalculation.checkout_session_id.in_(expired)))
-    return s.execute(delete(CheckoutSession).where(CheckoutSession.id.in_(expired))).rowcount
+    s.execute(delete(FeeCalculation).where(col(FeeCalculation.checkout_session_id).in_(expired)))
+    return s.execute(delete(CheckoutSession).where(col(CheckoutSession.id).in_(expired))).rowcount

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypeGuard
 
 from flowjobs.billing.enums import PaymentMethodType, StripeConnectContractType
 from flowjobs.billing.money import percent_of
@@ -35,8 +36,9 @@ from flowjobs.billing.totals import Discount, base_amount, compute, discount_amo
 
 MOR_SURCHARGE = "1.1"
 INTERNATIONAL_FEE = "1.5"
-CARD_FEE = ("2.9", 30, None)  # percent, fixed minor units, cap
-PAYMENT_METHOD_FEES = {
+CARD_FEE: tuple[str, int, int | None] = ("2.9", 30, None)  # percent, fixed minor units, cap
+# keyed by the method's str value: FeeInputs carries it as a str
+PAYMENT_METHOD_FEES: dict[str, tuple[str, int, int | None]] = {
     PaymentMethodType.CARD: CARD_FEE,
     PaymentMethodType.LINK: CARD_FEE,
     PaymentMethodType.US_BANK_ACCOUNT: ("0.8", 0, 500),
@@ -87,11 +89,8 @@ def payment_method_country(
     """Billing-address country first (`address.address.country`, then `address.country`, as
     upstream reads the sometimes doubly nested address), then the payment method's own country."""
     address = (billing_details or {}).get("address") or {}
-    nested = (
-        address.get("address")
-        if isinstance(address, dict) and isinstance(address.get("address"), dict)
-        else {}
-    )
+    inner = address.get("address") if isinstance(address, dict) else None
+    nested = inner if isinstance(inner, dict) else {}
     for value in (
         nested.get("country"),
         address.get("country") if isinstance(address, dict) else None,
@@ -102,8 +101,8 @@ def payment_method_country(
     return None
 
 
-def _known(country: str | None) -> bool:
-    return bool(country) and len(country) == 2 and country.isascii() and country.isalpha()
+def _known(country: str | None) -> TypeGuard[str]:
+    return country is not None and len(country) == 2 and country.isascii() and country.isalpha()
 
 
 def is_merchant_of_record(contract_type: str) -> bool:

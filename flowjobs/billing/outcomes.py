@@ -175,15 +175,14 @@ def emit_payment_event(s, payment: Payment | None) -> None:
     """payment.succeeded / payment.failed (spec §8.3), once per payment (the event hash)."""
     from flowjobs.outbound.emit import emit_event
 
-    kind = (
-        {
-            E.PaymentStatus.SUCCEEDED: E.FlowgladEventType.PAYMENT_SUCCEEDED,
-            E.PaymentStatus.FAILED: E.FlowgladEventType.PAYMENT_FAILED,
-            E.PaymentStatus.CANCELED: E.FlowgladEventType.PAYMENT_FAILED,
-        }.get(payment.status)
-        if payment
-        else None
-    )
+    if payment is None:
+        return
+    events: dict[str, E.FlowgladEventType] = {
+        E.PaymentStatus.SUCCEEDED: E.FlowgladEventType.PAYMENT_SUCCEEDED,
+        E.PaymentStatus.FAILED: E.FlowgladEventType.PAYMENT_FAILED,
+        E.PaymentStatus.CANCELED: E.FlowgladEventType.PAYMENT_FAILED,
+    }
+    kind = events.get(payment.status)
     if kind is not None:
         emit_event(
             s,

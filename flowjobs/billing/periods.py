@@ -27,7 +27,7 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def period_end(start: datetime, unit: str, count: int) -> datetime:
+def period_end(start: datetime, unit: str | None, count: int | None) -> datetime:
     """The end of a period that starts at `start` (aware UTC)."""
     if start.tzinfo is None:
         raise PeriodError("period start must be timezone-aware")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import func, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import (
@@ -78,7 +78,7 @@ def net_settled(s: Session, billing_period_id: str) -> int:
             func.coalesce(func.sum(Payment.amount - func.coalesce(Payment.refunded_amount, 0)), 0)
         ).where(
             Payment.billing_period_id == billing_period_id,
-            Payment.status.in_(list(E.PAYMENT_SETTLED)),
+            col(Payment.status).in_(list(E.PAYMENT_SETTLED)),
         )
     ).one()
     return int(total)
@@ -89,7 +89,7 @@ def period_items(s: Session, billing_period_id: str) -> list[BillingPeriodItem]:
         s.exec(
             select(BillingPeriodItem)
             .where(BillingPeriodItem.billing_period_id == billing_period_id)
-            .order_by(BillingPeriodItem.created_at, BillingPeriodItem.id)
+            .order_by(col(BillingPeriodItem.created_at), col(BillingPeriodItem.id))
         )
     )
 
@@ -98,7 +98,7 @@ def first_invoice(s: Session, billing_period_id: str) -> Invoice | None:
     return s.exec(
         select(Invoice)
         .where(Invoice.billing_period_id == billing_period_id)
-        .order_by(Invoice.created_at, Invoice.id)
+        .order_by(col(Invoice.created_at), col(Invoice.id))
     ).first()
 
 
@@ -106,7 +106,7 @@ def payment_of_run(s: Session, billing_run_id: str) -> Payment | None:
     return s.exec(
         select(Payment)
         .where(Payment.billing_run_id == billing_run_id)
-        .order_by(Payment.created_at, Payment.id)
+        .order_by(col(Payment.created_at), col(Payment.id))
     ).first()
 
 
@@ -117,7 +117,7 @@ def active_discount(s: Session, subscription_id: str) -> DiscountRedemption | No
             DiscountRedemption.subscription_id == subscription_id,
             DiscountRedemption.fully_redeemed == False,
         )
-        .order_by(DiscountRedemption.created_at, DiscountRedemption.id)
+        .order_by(col(DiscountRedemption.created_at), col(DiscountRedemption.id))
     ).first()
 
 
@@ -128,7 +128,7 @@ def active_items(s: Session, subscription_id: str, at: datetime) -> list[Subscri
         .where(
             SubscriptionItem.subscription_id == subscription_id, SubscriptionItem.added_date <= at
         )
-        .order_by(SubscriptionItem.added_date, SubscriptionItem.id)
+        .order_by(col(SubscriptionItem.added_date), col(SubscriptionItem.id))
     )
     return [i for i in rows if i.expired_at is None or i.expired_at > at]
 
@@ -140,9 +140,9 @@ def allocate_invoice_number(s: Session, customer: Customer) -> str:
     """
     result = s.execute(
         update(Customer)
-        .where(Customer.id == customer.id)
-        .values(invoice_number_next=Customer.invoice_number_next + 1)
-        .returning(Customer.invoice_number_next)
+        .where(col(Customer.id) == customer.id)
+        .values(invoice_number_next=col(Customer.invoice_number_next) + 1)
+        .returning(col(Customer.invoice_number_next))
     ).one()
     s.refresh(customer)
     return f"{customer.invoice_number_base}-{result[0] - 1:05d}"
@@ -167,5 +167,5 @@ def latest_period(s: Session, subscription_id: str) -> BillingPeriod | None:
     return s.exec(
         select(BillingPeriod)
         .where(BillingPeriod.subscription_id == subscription_id)
-        .order_by(BillingPeriod.start_date.desc())
+        .order_by(col(BillingPeriod.start_date).desc())
     ).first()

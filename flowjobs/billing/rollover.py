@@ -108,9 +108,9 @@ def _roll(b, s, period, sub, now) -> str:
         return "next period already exists"
     if sub.cancel_scheduled_at is not None:
         return "cancellation scheduled; no new period"
-    start, end = next_period(
-        repo.latest_period(s, sub.id).end_date, sub.interval, sub.interval_count
-    )
+    latest = repo.latest_period(s, sub.id)
+    assert latest is not None  # `period` is one of the subscription's periods
+    start, end = next_period(latest.end_date, sub.interval, sub.interval_count)
     new = BillingPeriod(
         id=ids.new_id("billing_period"),
         livemode=sub.livemode,

@@ -37,7 +37,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import case, func, update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs import faults, ids
 from flowjobs.billing import enums as E
@@ -207,8 +207,8 @@ def current_payment(s, billing_run_id: str) -> Payment | None:
         select(Payment)
         .where(Payment.billing_run_id == billing_run_id)
         .order_by(
-            case((Payment.status == E.PaymentStatus.CANCELED, 1), else_=0),
-            Payment.created_at.desc(),
+            case((col(Payment.status) == E.PaymentStatus.CANCELED, 1), else_=0),
+            col(Payment.created_at).desc(),
             Payment.id,
         )
     ).first()
@@ -223,9 +223,9 @@ def record_intent(b, charge: Charge, intent_id: str, owner: str) -> str | None:
         owned = s.execute(
             update(BillingRun)
             .where(
-                BillingRun.id == charge.billing_run_id,
-                BillingRun.status == E.BillingRunStatus.IN_PROGRESS,
-                BillingRun.claimed_by_run == owner,
+                col(BillingRun.id) == charge.billing_run_id,
+                col(BillingRun.status) == E.BillingRunStatus.IN_PROGRESS,
+                col(BillingRun.claimed_by_run) == owner,
             )
             .values(updated_at=s.info["now"])
         ).rowcount
@@ -234,9 +234,9 @@ def record_intent(b, charge: Charge, intent_id: str, owner: str) -> str | None:
         written = s.execute(
             update(Payment)
             .where(
-                Payment.id == charge.payment_id,
-                Payment.status == E.PaymentStatus.PROCESSING,
-                Payment.stripe_payment_intent_id.is_(None),
+                col(Payment.id) == charge.payment_id,
+                col(Payment.status) == E.PaymentStatus.PROCESSING,
+                col(Payment.stripe_payment_intent_id).is_(None),
             )
             .values(stripe_payment_intent_id=intent_id, updated_at=s.info["now"])
         ).rowcount
@@ -262,9 +262,9 @@ def _mark_confirm_sent(b, charge: Charge, owner: str) -> bool:
         live = s.execute(
             update(Payment)
             .where(
-                Payment.id == charge.payment_id,
-                Payment.status == E.PaymentStatus.PROCESSING,
-                Payment.stripe_payment_intent_id == charge.payment_intent_id,
+                col(Payment.id) == charge.payment_id,
+                col(Payment.status) == E.PaymentStatus.PROCESSING,
+                col(Payment.stripe_payment_intent_id) == charge.payment_intent_id,
             )
             .values(updated_at=now)
         ).rowcount
@@ -274,9 +274,9 @@ def _mark_confirm_sent(b, charge: Charge, owner: str) -> bool:
             s.execute(
                 update(BillingRun)
                 .where(
-                    BillingRun.id == charge.billing_run_id,
-                    BillingRun.status == E.BillingRunStatus.IN_PROGRESS,
-                    BillingRun.claimed_by_run == owner,
+                    col(BillingRun.id) == charge.billing_run_id,
+                    col(BillingRun.status) == E.BillingRunStatus.IN_PROGRESS,
+                    col(BillingRun.claimed_by_run) == owner,
                 )
                 .values(confirm_sent_at=now, updated_at=now)
             ).rowcount
@@ -302,7 +302,7 @@ def _claim(s, run: BillingRun, job_run_id: str) -> bool:
     now = s.info["now"]
     claimed = s.execute(
         update(BillingRun)
-        .where(BillingRun.id == run.id, BillingRun.status == E.BillingRunStatus.SCHEDULED)
+        .where(col(BillingRun.id) == run.id, col(BillingRun.status) == E.BillingRunStatus.SCHEDULED)
         .values(
             status=E.BillingRunStatus.IN_PROGRESS,
             claimed_by_run=job_run_id,
@@ -391,7 +391,7 @@ def _fees(b, s, run, sub, org, method) -> fees.FeeResult:
     )
     lifetime = s.exec(
         select(func.coalesce(func.sum(Payment.amount), 0)).where(
-            Payment.organization_id == org.id, Payment.status.in_(list(E.PAYMENT_SETTLED))
+            col(Payment.organization_id) == org.id, col(Payment.status).in_(list(E.PAYMENT_SETTLED))
         )
     ).one()
     inputs = fees.FeeInputs(
@@ -555,7 +555,7 @@ def charge_request(s, run: BillingRun, payment: Payment) -> Charge:
     fee = s.exec(
         select(FeeCalculation)
         .where(FeeCalculation.billing_run_id == run.id)
-        .order_by(FeeCalculation.created_at.desc(), FeeCalculation.id)
+        .order_by(col(FeeCalculation.created_at).desc(), col(FeeCalculation.id))
     ).first()
     metadata = {
         "billingRunId": run.id,
@@ -593,8 +593,8 @@ def fail_run(b, billing_run_id: str, exc: BaseException) -> RunReport:
         s.execute(
             update(BillingRun)
             .where(
-                BillingRun.id == billing_run_id,
-                BillingRun.status.in_(
+                col(BillingRun.id) == billing_run_id,
+                col(BillingRun.status).in_(
                     [E.BillingRunStatus.SCHEDULED, E.BillingRunStatus.IN_PROGRESS]
                 ),
             )
@@ -687,8 +687,8 @@ def _requeue_if_no_intent(b, billing_run_id, owner, payment_id, error, alert) ->
             update(Payment)
             .where(
                 Payment.id == payment_id,
-                Payment.status == E.PaymentStatus.PROCESSING,
-                Payment.stripe_payment_intent_id.is_(None),
+                col(Payment.status) == E.PaymentStatus.PROCESSING,
+                col(Payment.stripe_payment_intent_id).is_(None),
             )
             .values(status=E.PaymentStatus.CANCELED, updated_at=s.info["now"])
         ).rowcount

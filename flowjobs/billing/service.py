@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from flowjobs.billing.tax import FlatRateTax, ZeroTax
 from flowjobs.billing.types import utc_from_ms
@@ -77,7 +77,7 @@ class Billing:
         run_at: datetime | None = None,
     ):
         """Trigger `task` inside `session`'s transaction (deduplicated by `key`)."""
-        options = {}
+        options: dict[str, Any] = {}
         if key:
             options["idempotency_key"] = key
         if run_at is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
@@ -134,7 +134,7 @@ def card(
 
 
 CARD_FIELDS = ("brand", "last4", "exp_month", "exp_year", "country", "funding")
-METHOD_FIELDS = {
+METHOD_FIELDS: dict[str, tuple[str, ...]] = {  # by the `type` Stripe sends
     E.PaymentMethodType.CARD: CARD_FIELDS,
     E.PaymentMethodType.US_BANK_ACCOUNT: ("bank_name", "last4", "account_type"),
     E.PaymentMethodType.SEPA_DEBIT: ("last4", "country", "bank_code"),
@@ -263,8 +263,16 @@ def subscription(
     run_billing_at_period_start: bool = True,
 ) -> tuple[Subscription, BillingPeriod, BillingRun | None]:
     """A standard renewing subscription with its first period and (when chargeable) billing run."""
+    from flowjobs.billing.repo import BillingError
+
     now = s.info["now"]
-    trialing = trial_end is not None and trial_end > start
+    if price.name is None:
+        raise BillingError(f"price {price.id} has no name to give the subscription's items")
+    if trial_end is not None and trial_end > start:
+        trialing, end = True, trial_end
+    else:
+        trialing = False
+        end = period_end(start, price.interval_unit, price.interval_count)
     status = (
         E.SubscriptionStatus.TRIALING
         if trialing
@@ -272,7 +280,6 @@ def subscription(
         if (method or do_not_charge)
         else E.SubscriptionStatus.INCOMPLETE
     )
-    end = trial_end if trialing else period_end(start, price.interval_unit, price.interval_count)
     sub = Subscription(
         id=ids.new_id("sub"),
         livemode=cust.livemode,
@@ -371,9 +378,9 @@ def replace_free_subscription(b, s, sub: Subscription) -> Subscription | None:
             Subscription.customer_id == sub.customer_id,
             Subscription.id != sub.id,
             Subscription.is_free_plan == True,
-            Subscription.status.not_in(list(E.SUBSCRIPTION_TERMINAL)),
+            col(Subscription.status).not_in(list(E.SUBSCRIPTION_TERMINAL)),
         )
-        .order_by(Subscription.created_at)
+        .order_by(col(Subscription.created_at))
     ).first()
     if free is None:
         return None

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
@@ -77,7 +77,7 @@ def stale_payment_pages(b, threshold: datetime, page: int):
                 s.exec(
                     select(Payment.id)
                     .where(
-                        Payment.status.in_(list(E.PAYMENT_PENDING)),
+                        col(Payment.status).in_(list(E.PAYMENT_PENDING)),
                         Payment.updated_at <= threshold,
                         Payment.id > after,
                     )
@@ -115,17 +115,18 @@ def _one(b, payment_id: str, now: datetime, report: StaleReport, alert: bool) ->
         payment = s.get(Payment, payment_id)
         run = s.get(BillingRun, payment.billing_run_id) if payment.billing_run_id else None
         run_id = run.id if run is not None else None
-        charging = run is not None and run.status == E.BillingRunStatus.IN_PROGRESS
+        # the billing run charging this payment right now, if any
+        charging = run_id if run and run.status == E.BillingRunStatus.IN_PROGRESS else None
         intent_id, livemode, made = (
             payment.stripe_payment_intent_id,
             payment.livemode,
             payment.created_at,
         )
     if intent_id is None:
-        if charging:  # never confirmed, so never charged: settle it like a failed job
+        if charging is not None:  # never confirmed, so never charged: settle it like a failed job
             _settled_run(
                 settle_failed_job(
-                    b, run_id, None, "payment stale without a PaymentIntent", alert=alert
+                    b, charging, None, "payment stale without a PaymentIntent", alert=alert
                 ),
                 payment_id,
                 report,
@@ -135,10 +136,10 @@ def _one(b, payment_id: str, now: datetime, report: StaleReport, alert: bool) ->
             report.failed.append(payment_id)
         return
     result = b.gateway.retrieve_payment_intent(livemode, intent_id)
-    if result.status == "requires_confirmation" and charging:
+    if result.status == "requires_confirmation" and charging is not None:
         _settled_run(
             settle_failed_job(
-                b, run_id, None, "payment stale, its PaymentIntent never confirmed", alert=alert
+                b, charging, None, "payment stale, its PaymentIntent never confirmed", alert=alert
             ),
             payment_id,
             report,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flowjobs.billing.money import format_money, percent_of
 
@@ -81,7 +82,7 @@ class Totals:
     def as_dict(self) -> dict:
         """Minor units (exact, for scripts) next to the formatted amounts (for people)."""
         money = lambda v: format_money(v, self.currency)  # noqa: E731
-        out = {
+        out: dict[str, Any] = {
             "currency": self.currency,
             "lines": [
                 {
@@ -149,7 +150,7 @@ def compute(
 def invoice_totals(s, invoice) -> Totals:
     """The money of one invoice (an `Invoice` or its id), read inside the caller's session."""
     from sqlalchemy import func
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from flowjobs.billing import enums as E
     from flowjobs.billing.models import DiscountRedemption, Invoice, InvoiceLineItem, Payment
@@ -166,7 +167,7 @@ def invoice_totals(s, invoice) -> Totals:
         for li in s.exec(
             select(InvoiceLineItem)
             .where(InvoiceLineItem.invoice_id == invoice.id)
-            .order_by(InvoiceLineItem.created_at, InvoiceLineItem.id)
+            .order_by(col(InvoiceLineItem.created_at), col(InvoiceLineItem.id))
         )
     ]
     redemptions = []
@@ -182,7 +183,7 @@ def invoice_totals(s, invoice) -> Totals:
             s.exec(
                 select(DiscountRedemption)
                 .where(owner)
-                .order_by(DiscountRedemption.created_at, DiscountRedemption.id)
+                .order_by(col(DiscountRedemption.created_at), col(DiscountRedemption.id))
             )
         )
     base = sum(line.amount for line in lines)
@@ -197,7 +198,7 @@ def invoice_totals(s, invoice) -> Totals:
         select(
             func.coalesce(func.sum(Payment.amount), 0),
             func.coalesce(func.sum(func.coalesce(Payment.refunded_amount, 0)), 0),
-        ).where(Payment.invoice_id == invoice.id, Payment.status.in_(list(E.PAYMENT_SETTLED)))
+        ).where(Payment.invoice_id == invoice.id, col(Payment.status).in_(list(E.PAYMENT_SETTLED)))
     ).one()
     return compute(
         invoice.currency,

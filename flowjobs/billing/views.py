@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import (
@@ -100,7 +102,7 @@ def show(b, kind: str, object_id: str) -> dict:
         payment = s.exec(
             select(Payment)
             .where(Payment.billing_run_id == obj.id)
-            .order_by(Payment.created_at.desc(), Payment.id)
+            .order_by(col(Payment.created_at).desc(), col(Payment.id))
         ).first()
         invoice_id = payment.invoice_id if payment else (invoices[0]["id"] if invoices else None)
         money = invoice_totals(s, invoice_id).as_dict() if invoice_id else None
@@ -150,7 +152,9 @@ def display(r: dict, currency: str | None = None) -> list[tuple[str, str]]:
 
 
 # -- billing list ------------------------------------------------------------------------
-LISTS = {
+# The models share the columns list_rows reads: status, created_at, id, customer_id (a billing
+# run's customer is its subscription's).
+LISTS: dict[str, tuple[type[Any], type[StrEnum]]] = {
     "subscriptions": (Subscription, E.SubscriptionStatus),
     "invoices": (Invoice, E.InvoiceStatus),
     "billing-runs": (BillingRun, E.BillingRunStatus),
@@ -206,7 +210,7 @@ def list_rows(
         query = query.where(model.status == status)
     if customer is not None:
         if model is BillingRun:
-            query = query.join(Subscription, BillingRun.subscription_id == Subscription.id)
+            query = query.join(Subscription, col(BillingRun.subscription_id) == Subscription.id)
             query = query.where(Subscription.customer_id == customer)
         else:
             query = query.where(model.customer_id == customer)

@@ -6,6 +6,7 @@ sleeping.
 
 import time
 from datetime import UTC, datetime
+from typing import overload
 
 
 class SystemClock:
@@ -29,12 +30,24 @@ class FixedClock:
         self._now = now_ms
 
 
+@overload
+def to_datetime(ms: int) -> datetime: ...
+@overload
+def to_datetime(ms: None) -> None: ...
+@overload
+def to_datetime(ms: int | None) -> datetime | None: ...
 def to_datetime(ms: int | None) -> datetime | None:
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+@overload
+def iso(ms: int) -> str: ...
+@overload
+def iso(ms: None) -> None: ...
+@overload
+def iso(ms: int | None) -> str | None: ...
 def iso(ms: int | None) -> str | None:
     """ISO-8601 UTC with milliseconds, e.g. 2026-11-28T18:00:00.000Z."""
     if ms is None:

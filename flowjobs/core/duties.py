@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import schedule
 
@@ -23,7 +23,7 @@ class Duties:
     """Periodic duties, each an `(interval in seconds, fn, name)` entry given by whoever composes
     them (the runtime: scheduler tick, pruner, alerts)."""
 
-    def __init__(self, entries: list[tuple[float, Callable[[], object], str]] = ()):
+    def __init__(self, entries: Iterable[tuple[float, Callable[[], object], str]] = ()):
         self.jobs = schedule.Scheduler()
         self._stop = threading.Event()
         self._waiting: set[str] = set()  # duties that failed on a database outage
@@ -31,7 +31,8 @@ class Duties:
             self.every(seconds, fn, name)
 
     def every(self, seconds: float, fn, name: str) -> None:
-        self.jobs.every(seconds).seconds.do(self._safe, fn, name)
+        # schedule annotates the interval int; it only builds a timedelta, which takes a float
+        self.jobs.every(seconds).seconds.do(self._safe, fn, name)  # type: ignore[arg-type]
 
     def _safe(self, fn, name: str) -> None:
         try:

@@ -20,7 +20,7 @@ import json
 import traceback as tb
 from dataclasses import dataclass
 
-from flowjobs.core.retry import RetryPolicy
+from flowjobs.core.retry import Policy
 from flowjobs.errors import AbortTaskRunError
 from flowjobs.store.states import AttemptOutcome as A
 from flowjobs.store.states import RunStatus as S
@@ -67,7 +67,7 @@ def decide(
     outcome: Outcome,
     attempts_used: int,
     max_attempts: int,
-    policy: RetryPolicy,
+    policy: Policy,
     now: int,
     crashes: int = 0,
     max_crashes: int = 10,

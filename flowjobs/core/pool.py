@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flowjobs.core.context import TaskContext
 from flowjobs.core.executor import Outcome, perform
@@ -28,13 +29,16 @@ from flowjobs.core.preload import Preloader
 from flowjobs.store.jobs import ClaimedRun
 from flowjobs.store.states import AttemptOutcome as A
 
+if TYPE_CHECKING:
+    from flowjobs.core.registry import Task
+
 log = logging.getLogger("flowjobs.worker")
 
 
 @dataclass
 class InFlight:
     run: ClaimedRun
-    task: object
+    task: Task | None  # None: not registered in this worker (the run is aborted)
     ctx: TaskContext
     started_ms: int
     deadline: float  # time.monotonic()
@@ -119,9 +123,10 @@ class Pool:
             self.executing -= 1
             # Abandoning a task that is still running: its thread leaves the pool when (if)
             # the task returns, and a fresh thread takes its place now.
-            abandoned = flight.executing and flight.thread is not threading.current_thread()
-            if abandoned:
-                self._retired.add(flight.thread)
+            thread = flight.thread  # set together with `executing`, under this lock
+            abandoned = flight.executing and thread is not threading.current_thread()
+            if abandoned and thread is not None:
+                self._retired.add(thread)
         if abandoned:
             _spawn(self._execute, "flowjobs-task")
         self.on_settled(flight, outcome, write)

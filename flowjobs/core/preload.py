@@ -13,7 +13,7 @@ imports nothing heavy; a billing run imports stripe once).
 from __future__ import annotations
 
 import ast
-import importlib
+import importlib.util
 import inspect
 import logging
 import sys

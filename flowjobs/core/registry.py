@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowjobs.core.retry import RetryPolicy
+from flowjobs.core.retry import Policy
 from flowjobs.durations import parse_duration
 from flowjobs.errors import ConfigError, UnknownTask
 
@@ -53,7 +53,7 @@ class Task:
     id: str
     fn: Callable[[Any, Any], Any]
     payload: type[BaseModel]
-    retry: RetryPolicy | None = None  # None: the [retry] defaults of flowjobs.toml
+    retry: Policy | None = None  # None: the [retry] defaults of flowjobs.toml
     queue: str = "default"
     concurrency_limit: int | None = None
     timeout: float | None = None  # seconds; None: [run] timeout
@@ -136,7 +136,7 @@ def task(
     id: str,
     *,
     payload: type[BaseModel] = Empty,
-    retry: RetryPolicy | None = None,
+    retry: Policy | None = None,
     queue: str = "default",
     concurrency_limit: int | None = None,
     timeout: str | float | None = None,

@@ -7,6 +7,25 @@ min_wait of random jitter when `randomize` is set — Trigger.dev's defaults are
 """
 
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class Policy(Protocol):
+    """What the engine reads from a task's retry policy: a `RetryPolicy`, or another object with
+    the same attributes (`flowjobs.outbound.retry.SchedulePolicy`)."""
+
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def min_wait(self) -> float: ...
+    @property
+    def max_wait(self) -> float: ...
+    @property
+    def factor(self) -> float: ...
+    @property
+    def randomize(self) -> bool: ...
+    def delay_after(self, attempt: int) -> float: ...
+    def describe(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +54,9 @@ class RetryPolicy:
             exp_base=self.factor,
             jitter=self.min_wait if self.randomize else 0,
         )
-        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+        state = tenacity.RetryCallState(
+            retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={}
+        )
         state.attempt_number = attempt
         return min(wait(state), self.max_wait)
 

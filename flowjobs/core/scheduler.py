@@ -287,7 +287,9 @@ class Scheduler:
             conn.execute(
                 store.sql["schedule_advance"], {"id": s.id, "last_slot": slots[-1], "now": now}
             )
-        return TickResult(s.id, [i.run_at for i in items], [r.id for r in runs])
+        # every item of a schedule runs at its slot (`_item`)
+        slots_run = [i.run_at for i in items if i.run_at is not None]
+        return TickResult(s.id, slots_run, [r.id for r in runs])
 
     def _due(self, s: Schedule, last: int, now: int) -> list[int]:
         keep = s.max_catchup if s.catchup == "all" else 1
@@ -309,7 +311,9 @@ class Scheduler:
             newest = slots[-1]
             if now - newest > self.grace_ms:
                 return []
-            slots, ordinary = [newest], s.previous(newest)
+            # the slot before, or (none in ~2 years: a leap-day cron) the last enqueued slot
+            prior = s.previous(newest)
+            slots, ordinary = [newest], (prior if prior is not None else last)
         else:
             ordinary = last
         floor = self._floor(s, slots[0])
@@ -649,7 +653,8 @@ class Scheduler:
         reach = None
         if upcoming and last is not None and self.enabled(s, states):
             nxt = upcoming[0]
-            ordinary = last if s.catchup != "skip" else s.previous(nxt)
+            prior = s.previous(nxt) if s.catchup == "skip" else None
+            ordinary = prior if prior is not None else last
             floor = self._floor(s, nxt)
             before = [r for r in self._window_runs(s, min(floor, ordinary), nxt) if r.end < nxt]
             reach = self._reach(s, nxt, ordinary, before, floor)[0]

@@ -38,9 +38,9 @@ class Supervisor:
         self.signals = 0
 
     def _spawn(self, slot: int) -> None:
-        self.children[slot] = subprocess.Popen(self.argv)
+        child = self.children[slot] = subprocess.Popen(self.argv)
         self.started[slot] = time.monotonic()
-        log.info("started worker process %d (pid %d)", slot, self.children[slot].pid)
+        log.info("started worker process %d (pid %d)", slot, child.pid)
 
     def _on_signal(self, signum, _frame) -> None:
         self.signals += 1

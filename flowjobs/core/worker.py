@@ -39,12 +39,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import tenacity
 
 from flowjobs import ids
 from flowjobs.core.context import TaskContext
-from flowjobs.core.executor import Outcome, decide
+from flowjobs.core.executor import Decision, Outcome, decide
 from flowjobs.core.outage import Outage
 from flowjobs.core.pool import InFlight, Pool
 from flowjobs.core.rescuer import Rescuer
@@ -52,6 +53,12 @@ from flowjobs.core.retry import RetryPolicy
 from flowjobs.store import failures
 from flowjobs.store.jobs import ClaimedRun, Finish, NewRun, Rescued
 from flowjobs.store.states import RunStatus as S
+
+if TYPE_CHECKING:
+    from flowjobs.core.registry import Task
+
+# An attempt's end waiting in the outbox to be written: what ran, how it ended, what follows.
+_Settled = tuple[InFlight, Outcome, Decision, Finish]
 
 MAX_BATCH = 500  # outcomes written in one statement at most
 PRESENCE_INTERVAL = 5.0  # seconds between a worker's heartbeats in flowjobs_workers
@@ -102,14 +109,14 @@ class Worker:
         self.opt = options
         self.id = worker_id or make_worker_id()
         self.limits = registry.queue_limits()
-        self._tasks: dict[str, tuple] = {}
+        self._tasks: dict[str, tuple[Task | None, float]] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._next_rescue = 0.0
         self._next_presence = 0.0
         self._registered = False  # this worker's row exists in flowjobs_workers
         self._backlog = False  # the last claim filled every slot it asked for
-        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[_Settled] = queue.SimpleQueue()
         self._want = 1  # free slots the claim loop waits for; fewer do not wake it
         self.processed = 0  # attempts settled by this worker
         self.outage = Outage(failures.classify, self.store.db.reclaim_space)
@@ -334,7 +341,7 @@ class Worker:
         )
         self.pool.start(InFlight(run, task, ctx, now_ms, now + timeout, now + self.opt.lease / 3))
 
-    def _task_info(self, task_id: str):
+    def _task_info(self, task_id: str) -> tuple[Task | None, float]:
         """(task or None, attempt timeout in seconds), looked up once per task id."""
         info = self._tasks.get(task_id)
         if info is None:
@@ -443,8 +450,8 @@ class Worker:
         if self._free_slots() >= self._want or self.pool.idle():
             self._wake.set()
 
-    def _take_outcomes(self) -> list:
-        batch = []
+    def _take_outcomes(self) -> list[_Settled]:
+        batch: list[_Settled] = []
         while len(batch) < MAX_BATCH:
             try:
                 batch.append(self._outbox.get_nowait())
@@ -458,7 +465,7 @@ class Worker:
         if batch:
             self._write(batch, 0, self.clock.now_ms())
 
-    def _write(self, batch: list, asked: int, now: int) -> list[ClaimedRun]:
+    def _write(self, batch: list[_Settled], asked: int, now: int) -> list[ClaimedRun]:
         """Write `batch` and claim up to `asked` runs in one transaction (retried on transient
         errors). If that fails otherwise, each outcome is written alone, so that one bad row
         cannot lose the others, and the claim is made on its own. An outcome that cannot be
@@ -494,7 +501,7 @@ class Worker:
         self._settled(batch, written)
         return claimed
 
-    def _write_each(self, batch: list) -> list[bool]:
+    def _write_each(self, batch: list[_Settled]) -> list[bool]:
         """Write outcomes one at a time after a batch failed: one bad row cannot lose the others.
         An outage meanwhile keeps the rest (this one included) for a later turn."""
         written = []
@@ -516,11 +523,11 @@ class Worker:
                 written.append(True)
         return written
 
-    def _requeue(self, batch: list) -> None:
+    def _requeue(self, batch: list[_Settled]) -> None:
         for item in batch:
             self._outbox.put(item)
 
-    def _settled(self, batch: list, written: list[bool]) -> None:
+    def _settled(self, batch: list[_Settled], written: list[bool]) -> None:
         for (flight, outcome, decision, _), ok in zip(batch, written):
             run = flight.run
             fields = {"run_id": run.id, "task": run.task, "attempt": run.attempt, "worker": self.id}

@@ -7,7 +7,7 @@ still due — the numbers the run charged with.
 
 from __future__ import annotations
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import Customer, Invoice, Organization, Payment, PaymentMethod
@@ -31,7 +31,8 @@ CLOSED = {
 def address_lines(address: dict | None) -> list[str]:
     if not address:
         return []
-    inner = address.get("address") if isinstance(address.get("address"), dict) else address
+    nested = address.get("address")
+    inner: dict = nested if isinstance(nested, dict) else address
     city = " ".join(str(inner[k]) for k in ("postal_code", "city") if inner.get(k))
     parts = [inner.get("line1"), inner.get("line2"), city, inner.get("state"), inner.get("country")]
     return [str(p) for p in parts if p]
@@ -99,8 +100,8 @@ def _paid_on(s, invoice: Invoice):
     """When a paid invoice was paid: its last settled payment's date (a $0 invoice: its date)."""
     payment = s.exec(
         select(Payment)
-        .where(Payment.invoice_id == invoice.id, Payment.status.in_(list(E.PAYMENT_SETTLED)))
-        .order_by(Payment.charge_date.desc(), Payment.id)
+        .where(Payment.invoice_id == invoice.id, col(Payment.status).in_(list(E.PAYMENT_SETTLED)))
+        .order_by(col(Payment.charge_date).desc(), col(Payment.id))
     ).first()
     if payment is None:
         return invoice.invoice_date

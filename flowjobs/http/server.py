@@ -203,7 +203,7 @@ class WebhookApp:
 
 def make_server(runtime, host: str, port: int):
     """A waitress server for the app (not yet serving); `.effective_port` is the bound port."""
-    from waitress import create_server
+    from waitress.server import create_server
 
     s = runtime.settings.server
     return create_server(

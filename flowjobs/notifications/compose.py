@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import (
@@ -34,6 +35,14 @@ from flowjobs.documents.document import day
 from flowjobs.errors import NotFound
 from flowjobs.notifications.render import Email, Message, MessageLine
 
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from flowjobs.config import MailSettings
+
+
+_Row = TypeVar("_Row")
+
 
 class Skip(Exception):
     """Nothing to send, for a reason worth recording (e.g. the customer has no email)."""
@@ -41,13 +50,13 @@ class Skip(Exception):
 
 @dataclass
 class Ctx:
-    s: object  # the session
-    mail: object  # MailSettings
+    s: Session
+    mail: MailSettings
     attachments: dict[str, list[tuple[str, bytes]]]  # prepared PDFs by payment id
     org_name: str | None = None  # set by the sender helpers; signs every email's footer
 
 
-def _get(s, model, row_id, what):
+def _get(s: Session, model: type[_Row], row_id: str | None, what: str) -> _Row:
     row = s.get(model, row_id or "")
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")
@@ -95,9 +104,10 @@ def members(s, org_id: str, preference: str | None, livemode: bool) -> list[str]
             Membership.user_id == User.id,
             Membership.deactivated_at == None,
         )
-        .order_by(Membership.created_at, Membership.id)
+        .order_by(col(Membership.created_at), col(Membership.id))
     )
-    emails, owners = [], []
+    emails: list[str] = []
+    owners: list[str] = []
     for membership, user in rows:
         prefs = membership.notification_preferences or {}
         if not user.email or (preference and prefs.get(preference, True) is False):
@@ -185,8 +195,8 @@ def customer_payment_succeeded(c: Ctx, p) -> list[Email]:
     if not invoice.livemode:
         raise Skip("receipts are sent for live-mode invoices only")
     org, customer = (
-        c.s.get(Organization, payment.organization_id),
-        c.s.get(Customer, payment.customer_id),
+        _get(c.s, Organization, payment.organization_id, "organization"),
+        _get(c.s, Customer, payment.customer_id, "customer"),
     )
     mor = org.stripe_connect_contract_type == E.StripeConnectContractType.MERCHANT_OF_RECORD
     title = (
@@ -223,8 +233,8 @@ def customer_payment_failed(c: Ctx, p) -> list[Email]:
     payment = _get(c.s, Payment, p.payment_id, "payment")
     invoice = _get(c.s, Invoice, payment.invoice_id, "invoice")
     org, customer = (
-        c.s.get(Organization, payment.organization_id),
-        c.s.get(Customer, payment.customer_id),
+        _get(c.s, Organization, payment.organization_id, "organization"),
+        _get(c.s, Customer, payment.customer_id, "customer"),
     )
     reason = payment.failure_message or payment.failure_code or "The payment was declined."
     retry = (
@@ -254,9 +264,13 @@ def customer_payment_failed(c: Ctx, p) -> list[Email]:
     ]
 
 
-def _sub_context(c: Ctx, subscription_id: str):
+def _sub_context(c: Ctx, subscription_id: str | None):
     sub = _get(c.s, Subscription, subscription_id, "subscription")
-    return sub, c.s.get(Organization, sub.organization_id), c.s.get(Customer, sub.customer_id)
+    return (
+        sub,
+        _get(c.s, Organization, sub.organization_id, "organization"),
+        _get(c.s, Customer, sub.customer_id, "customer"),
+    )
 
 
 def customer_subscription_created(c: Ctx, p) -> list[Email]:
@@ -399,7 +413,7 @@ def customer_cancellation_scheduled(c: Ctx, p) -> list[Email]:
     message = Message(
         "Cancellation Scheduled",
         [f"Your {name} subscription will be canceled on {when}."],
-        [("Cancellation date", when)],
+        [("Cancellation date", when or "—")],
         action=("Manage subscription", portal(c, org, customer)),
     )
     return [
@@ -579,7 +593,7 @@ def org_cancellation_scheduled(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_object(c, p)
     when = _ms((p.model_extra or {}).get("scheduledCancellationDate"))
     title = f"Cancellation Scheduled: {customer.name} scheduled cancellation for {sub.name or 'a subscription'} on {when}"
-    message = Message(title, [title + "."], [("Cancellation date", when)])
+    message = Message(title, [title + "."], [("Cancellation date", when or "—")])
     return _to_members(
         c,
         "send-organization-subscription-cancellation-scheduled-notification",
@@ -624,8 +638,8 @@ def org_awaiting_payment_confirmation(c: Ctx, p) -> list[Email]:
     payment = _get(c.s, Payment, p.payment_id, "payment")
     invoice = _get(c.s, Invoice, payment.invoice_id, "invoice")
     org, customer = (
-        c.s.get(Organization, payment.organization_id),
-        c.s.get(Customer, payment.customer_id),
+        _get(c.s, Organization, payment.organization_id, "organization"),
+        _get(c.s, Customer, payment.customer_id, "customer"),
     )
     amount = format_money(payment.amount, payment.currency)
     who = customer.name or customer.email

@@ -45,8 +45,8 @@ class Collector:
         )
         counts = {(task, status): count for task, status, count in store.count_by_task_status()}
         for task in self._tasks():
-            for status in ORDER:
-                counts.setdefault((task, status.value), 0)
+            for run_status in ORDER:
+                counts.setdefault((task, run_status.value), 0)
         for (task, status), count in sorted(counts.items()):
             runs.add_metric([task, status], count)
         yield runs

@@ -64,7 +64,9 @@ def post(
 ) -> Answer:
     parts = urlsplit(url)
     started = time.monotonic()
-    conn = None
+    if not parts.hostname:  # endpoints are checked when they are added (endpoints.py)
+        return Answer(None, 0, error=f"no host in the URL {url!r}")
+    conn: http.client.HTTPConnection | None = None
     try:
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(

@@ -10,7 +10,7 @@ their own outcome). However often it runs for one event, each endpoint gets one 
 
 from __future__ import annotations
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing.models import Event
@@ -38,7 +38,7 @@ def matching_endpoints(s, event: Event) -> list[WebhookEndpoint]:
             WebhookEndpoint.livemode == event.livemode,
             WebhookEndpoint.enabled == True,
         )
-        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        .order_by(col(WebhookEndpoint.created_at), col(WebhookEndpoint.id))
     )
     return [e for e in rows if e.wants(event.type)]
 

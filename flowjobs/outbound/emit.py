@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlmodel import select
@@ -48,7 +49,7 @@ def emit_event(
     if s.exec(select(Event.id).where(Event.hash == digest)).first() is not None:
         return None
     now = now or s.info["now"]
-    payload = {"object": str(noun), "id": object_id}
+    payload: dict[str, Any] = {"object": str(noun), "id": object_id}
     if customer is not None:
         payload["customer"] = {"id": customer.id, "externalId": customer.external_id}
     row = Event(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
@@ -89,7 +89,9 @@ def listing(b, organization_id: str, livemode: bool | None = None) -> list[Webho
         query = select(WebhookEndpoint).where(WebhookEndpoint.organization_id == organization_id)
         if livemode is not None:
             query = query.where(WebhookEndpoint.livemode == livemode)
-        return list(s.exec(query.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)))
+        return list(
+            s.exec(query.order_by(col(WebhookEndpoint.created_at), col(WebhookEndpoint.id)))
+        )
 
 
 def _owned(s, organization_id: str, endpoint_id: str) -> WebhookEndpoint:
@@ -143,7 +145,9 @@ def send_test(
             )
             if livemode is not None:
                 query = query.where(WebhookEndpoint.livemode == livemode)
-            targets = list(s.exec(query.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)))
+            targets = list(
+                s.exec(query.order_by(col(WebhookEndpoint.created_at), col(WebhookEndpoint.id)))
+            )
         if not targets:
             raise BadInput(f"organization {organization_id} has no enabled endpoint")
         now = s.info["now"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs.errors import BadInput
 from flowjobs.outbound.models import DELIVERY_STATUSES, WebhookDelivery
@@ -52,9 +52,6 @@ def delivery_rows(
     if event_id is not None:
         query = query.where(WebhookDelivery.event_id == event_id)
     with b.unit() as s:
-        rows = s.exec(
-            query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(
-                limit
-            )
-        )
+        newest_first = (col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id).desc())
+        rows = s.exec(query.order_by(*newest_first).limit(limit))
         return [as_dict(d) for d in rows]

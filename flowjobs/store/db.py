@@ -218,7 +218,7 @@ class Checkpointer:
         self.interval = interval
         self.wal = db.path + "-wal"
         self._stop = threading.Event()
-        self._conn = None
+        self._conn: sqlite3.Connection | None = None
         self.thread = threading.Thread(target=self._loop, name="flowjobs-checkpoint", daemon=True)
         self.thread.start()
 
@@ -259,7 +259,7 @@ class Checkpointer:
 
 def _connect_sqlite(
     path: str, autocheckpoint: bool = True, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S
-):
+) -> sqlite3.Connection:
     if path != ":memory:":
         parent = Path(path).parent
         if not parent.is_dir():

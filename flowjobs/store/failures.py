@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
 
 from flowjobs.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, DiskFull
 
 TRANSIENT = ("unavailable", "locked", "full")
 
 
-def _chain(exc: BaseException):
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     """The exception, what it wraps (SQLAlchemy's `.orig`) and what caused it."""
     seen = set()
     while exc is not None and id(exc) not in seen:

@@ -18,6 +18,7 @@ from flowjobs.store.db import Database
 from flowjobs.store.queries import (
     ATTEMPT_COLUMNS,
     catalogue,
+    dialect_only,
     finish_batch,
     insert_attempts,
     insert_runs,
@@ -104,6 +105,10 @@ class JobStore:
     def __init__(self, db: Database):
         self.db = db
         self.sql = catalogue(db.dialect)
+        only = dialect_only(db.dialect)
+        # PostgreSQL only: the per-queue advisory lock and the wake-up NOTIFY
+        self._lock_queue_sql = only.get("lock_queue")
+        self._notify_sql = only.get("notify")
         self.dialect = db.dialect
         self._wakeups = Wakeups(db)
 
@@ -137,9 +142,9 @@ class JobStore:
                 self.sql["find_by_key"], {"task": run.task, "key": run.idempotency_key}
             ).fetchone()
             results.append(Enqueued(row[0], run.task, row[1], True, row[2]))
-        if self.sql["notify"] and inserted:
+        if self._notify_sql and inserted:
             for queue in {r.queue for r in runs if r.id in inserted}:
-                conn.execute(self.sql["notify"], {"queue": queue})
+                conn.execute(self._notify_sql, {"queue": queue})
         return results
 
     def _insert_chunk(self, conn, runs: list[NewRun], now: int) -> set[str]:
@@ -247,8 +252,8 @@ class JobStore:
     def _claim_limited(self, conn, worker, limit, queue, queue_limit, now, lease_ms):
         """Under the queue's lock (PostgreSQL: an advisory lock held to the end of the
         transaction; SQLite: the write lock), count what executes and claim only the room left."""
-        if self.sql["lock_queue"]:
-            conn.execute(self.sql["lock_queue"], {"lock_key": _lock_key(queue)})
+        if self._lock_queue_sql:
+            conn.execute(self._lock_queue_sql, {"lock_key": _lock_key(queue)})
         running = conn.execute(self.sql["count_executing"], {"queue": queue}).fetchone()[0]
         room = min(limit, queue_limit - running)
         if room <= 0:
@@ -504,7 +509,8 @@ class JobStore:
         offset: int = 0,
     ) -> list[dict]:
         """Newest first; `since` (epoch ms) keeps runs created at or after it."""
-        where, params = [], {"limit": limit, "offset": offset}
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
         for column, value in (("status", status), ("task", task), ("parent_id", parent_id)):
             if value is not None:
                 where.append(f"{column} = :{column}")

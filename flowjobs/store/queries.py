@@ -189,8 +189,6 @@ SQLITE = {
         WHERE status = 'executing' AND lease_expires_at < :now AND worker <> :worker
         RETURNING """
     + _RESCUED,
-    "lock_queue": None,
-    "notify": None,
     # Read a schedule's state inside the tick's write transaction (BEGIN IMMEDIATE serialises).
     "schedule_lock": "SELECT last_slot FROM flowjobs_schedules WHERE id = :id",
 }
@@ -217,12 +215,20 @@ POSTGRESQL = {
                      FOR UPDATE SKIP LOCKED)
         RETURNING """
     + _RESCUED,
-    # Serialise claimers of one concurrency-limited queue until the transaction ends.
-    "lock_queue": "SELECT pg_advisory_xact_lock(:lock_key)",
     # Read and lock a schedule's state so concurrent scheduler ticks queue one behind another.
     "schedule_lock": "SELECT last_slot FROM flowjobs_schedules WHERE id = :id FOR UPDATE",
-    # Wake listening workers when the inserting transaction commits.
-    "notify": "SELECT pg_notify('flowjobs_runs', :queue)",
+}
+
+# Statements only some dialects need; a dialect that has no use for one leaves it out (SQLite
+# serialises claimers with its write lock and wakes workers by watching the WAL file).
+DIALECT_ONLY: dict[str, dict[str, str]] = {
+    "sqlite": {},
+    "postgresql": {
+        # Serialise claimers of one concurrency-limited queue until the transaction ends.
+        "lock_queue": "SELECT pg_advisory_xact_lock(:lock_key)",
+        # Wake listening workers when the inserting transaction commits.
+        "notify": "SELECT pg_notify('flowjobs_runs', :queue)",
+    },
 }
 
 _FINISH_COLUMNS = (
@@ -320,12 +326,21 @@ def claim(dialect: str, some_queues: bool, skip_queues: bool) -> str:
     )
 
 
-def catalogue(dialect: str) -> dict[str, str | None]:
+def catalogue(dialect: str) -> dict[str, str]:
+    """The statements every dialect has, written in the dialect's parameter style."""
     specific = SQLITE if dialect == "sqlite" else POSTGRESQL
-    merged = {**COMMON, **specific}
+    return _styled(dialect, {**COMMON, **specific})
+
+
+def dialect_only(dialect: str) -> dict[str, str]:
+    """The statements only this dialect has (`DIALECT_ONLY`), in its parameter style."""
+    return _styled(dialect, DIALECT_ONLY[dialect])
+
+
+def _styled(dialect: str, statements: dict[str, str]) -> dict[str, str]:
     if dialect == "postgresql":
-        return {name: to_pyformat(sql) if sql else None for name, sql in merged.items()}
-    return merged
+        return {name: to_pyformat(sql) for name, sql in statements.items()}
+    return statements
 
 
 @lru_cache(maxsize=8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.webhooks import routes
@@ -114,6 +114,8 @@ def ingest(b, incoming: Incoming, *, via: str, force: bool = False) -> Ingested:
 
 
 def _ingest(b, incoming: Incoming, via: str, force: bool) -> Ingested:
+    if incoming.event_id is None:  # parse() always sets it; only a rejected request lacks one
+        raise ValueError("only a parsed event (one with an id) can be ingested")
     with b.unit() as s:
         first = existing(s, incoming.source, incoming.event_id)
         if first is not None and not force:
@@ -188,6 +190,5 @@ def listing(b, source=None, type_=None, status=None, limit: int = 50) -> list[In
         ):
             if value is not None:
                 query = query.where(column == value)
-        return list(
-            s.exec(query.order_by(InboxEvent.received_at.desc(), InboxEvent.id.desc()).limit(limit))
-        )
+        newest_first = (col(InboxEvent.received_at).desc(), col(InboxEvent.id).desc())
+        return list(s.exec(query.order_by(*newest_first).limit(limit)))

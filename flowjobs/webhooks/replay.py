@@ -96,7 +96,7 @@ def replay(
         before = snapshot(session)
         ingested = inbox.ingest(b, incoming, via=via, force=force)
         result = None
-        if ingested.status == "routed" and not ingested.duplicate:
+        if ingested.task is not None and ingested.status == "routed" and not ingested.duplicate:
             result = handler_for(ingested.task)(b, incoming.event)
         session.flush()
         return DryRun(ingested, result, diff(before, snapshot(session)))

@@ -8,7 +8,7 @@ and is read through its model (shapes.SUPABASE_RECORDS), never as a raw dict.
 
 from __future__ import annotations
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs.billing.models import Event, Invoice, Organization, Payment, User
 from flowjobs.errors import BadInput, NotFound
@@ -42,7 +42,7 @@ def invoice_updated(b, payload: dict) -> dict:
         payment = s.exec(
             select(Payment)
             .where(Payment.invoice_id == invoice.id)
-            .order_by(Payment.created_at, Payment.id)
+            .order_by(col(Payment.created_at), col(Payment.id))
         ).first()
         if payment is None:
             return {"result": "no payment", "invoiceId": invoice.id}

@@ -171,6 +171,26 @@ def test_catchup_skip_drops_late_slots_but_runs_on_time_ones(sched_rt, clock):
     assert [p["lastTimestamp"] for p in runs_of(rt)] == ["2027-01-15T13:00:00.000Z"]
 
 
+def test_skip_on_a_leap_day_schedule_starts_the_window_at_the_last_slot(make_runtime, clock):
+    """The slot before 29 February 2032 lies beyond the ~2-year look-back of previous_slot:
+    the skip policy's window then starts at the last enqueued slot."""
+    clock.set(ms("2028-03-01T00:00:00Z"))
+    schedules = {
+        "leap": {"task": "test-every-minute", "cron": "0 0 29 2 *", "catchup": "skip"},
+        "test-hourly": {"enabled": False},
+    }
+    rt = make_runtime(tasks=SCHED_TASKS, schedules=schedules)
+    assert rt.scheduler.tick() == []  # first sight: 2028-02-29 is the last slot
+    clock.set(ms("2032-02-29T00:00:30Z"))
+    [result] = rt.scheduler.tick()
+    assert result.slots == [ms("2032-02-29T00:00:00Z")]
+    [payload] = runs_of(rt)
+    assert (payload["lastTimestamp"], payload["timestamp"]) == (
+        "2028-02-29T00:00:00.000Z",
+        "2032-02-29T00:00:00.000Z",
+    )
+
+
 def test_windows_tile_time_across_a_dst_change(make_runtime, clock):
     rt = make_runtime(
         tasks=SCHED_TASKS,
