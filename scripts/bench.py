@@ -238,7 +238,7 @@ def pdfs(seconds: float = 5.0):
     from datetime import datetime
 
     from flowjobs.documents.document import Document, Line, Party
-from flowjobs.documents.layout import render
+    from flowjobs.documents.layout import render
 
     doc = Document("invoice", "C0FFEE1-00042", "USD", datetime(2027, 1, 15, tzinfo=UTC),
                    Party("Acme Analytics", ["1 Main St", "94110 San Francisco", "US"], "billing@acme.example"),
