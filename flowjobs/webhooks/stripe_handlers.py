@@ -100,26 +100,14 @@ def charge_failed(b, event: dict) -> dict:
     checked = _read(event, shapes.Charge)
     charge: shapes.Charge = checked.obj
     with b.unit() as s:
-        payment = s.exec(select(Payment).where(Payment.stripe_charge_id == charge.id)).first()
-        if payment is None and charge.payment_intent:
-            payment = s.exec(
-                select(Payment).where(
-                    Payment.stripe_payment_intent_id == _id(charge.payment_intent)
-                )
-            ).first()
+        payment = _payment_of(s, charge)
         checkout = charge.payment_intent and (payment is None or payment.purchase_id)
     if checkout:  # perhaps a checkout session's charge: recorded as the PaymentIntent events are
         done = _checkout_charge_failed(b, charge, checked.envelope.livemode)
         if done is not None:
             return done
     with b.unit() as s:
-        payment = s.exec(select(Payment).where(Payment.stripe_charge_id == charge.id)).first()
-        if payment is None and charge.payment_intent:
-            payment = s.exec(
-                select(Payment).where(
-                    Payment.stripe_payment_intent_id == _id(charge.payment_intent)
-                )
-            ).first()
+        payment = _payment_of(s, charge)
         if payment is None:
             return {"result": "ignored", "detail": f"no payment for charge {charge.id}"}
         if not repo.set_payment_status(payment, E.PaymentStatus.FAILED):
@@ -136,6 +124,16 @@ def charge_failed(b, event: dict) -> dict:
             key=f"send-customer-payment-failed-notification-{payment.id}",
         )
         return {"result": "failed", "paymentId": payment.id}
+
+
+def _payment_of(s, charge: shapes.Charge) -> Payment | None:
+    """The payment of a charge: by `stripe_charge_id`, else by its PaymentIntent."""
+    payment = s.exec(select(Payment).where(Payment.stripe_charge_id == charge.id)).first()
+    if payment is None and charge.payment_intent:
+        payment = s.exec(
+            select(Payment).where(Payment.stripe_payment_intent_id == _id(charge.payment_intent))
+        ).first()
+    return payment
 
 
 def _checkout_charge_failed(b, charge: shapes.Charge, livemode: bool | None) -> dict | None:
