@@ -130,7 +130,12 @@ FILES = [
         ["--source", "stripe"],
         "not a Stripe event",
     ),
-    ("unknown source", event(), ["--source", "paypal"], "--source must be stripe or supabase"),
+    (
+        "unknown source",
+        event(),
+        ["--source", "paypal"],
+        "--source must be one of: stripe, supabase (not 'paypal')",
+    ),
     (
         "billing run that does not exist",
         event(
