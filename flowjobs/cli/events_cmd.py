@@ -212,23 +212,18 @@ def list_events(
         }
         for r in rows
     ]
-    if as_json:
-        output.emit_json(data)
-        return
-    output.table(
-        ["id", "source", "type", "status", "signature", "run", "received_at"],
-        [
-            [
-                d["id"],
-                d["source"],
-                d["type"],
-                d["status"],
-                d["signature"],
-                d["runId"],
-                d["receivedAt"],
-            ]
-            for d in data
-        ],
+    output.listing(
+        data,
+        as_json,
+        {
+            "id": "id",
+            "source": "source",
+            "type": "type",
+            "status": "status",
+            "signature": "signature",
+            "run": "runId",
+            "received_at": "receivedAt",
+        },
     )
 
 
@@ -350,37 +345,21 @@ def deliveries(
 
     one_of(status, DELIVERY_STATUSES, "--status")
     data = delivery_rows(ctx.obj.runtime(read_only=True).billing, endpoint, status, event, limit)
-    if as_json:
-        output.emit_json(data)
-        return
-    output.table(
-        [
-            "id",
-            "event",
-            "type",
-            "endpoint",
-            "status",
-            "attempts",
-            "code",
-            "latency_ms",
-            "run",
-            "error",
-        ],
-        [
-            [
-                d["id"],
-                d["eventId"],
-                d["eventType"],
-                d["endpointId"],
-                d["status"],
-                d["attempts"],
-                d["lastStatusCode"],
-                d["lastLatencyMs"],
-                d["runId"],
-                d["lastError"],
-            ]
-            for d in data
-        ],
+    output.listing(
+        data,
+        as_json,
+        {
+            "id": "id",
+            "event": "eventId",
+            "type": "eventType",
+            "endpoint": "endpointId",
+            "status": "status",
+            "attempts": "attempts",
+            "code": "lastStatusCode",
+            "latency_ms": "lastLatencyMs",
+            "run": "runId",
+            "error": "lastError",
+        },
     )
 
 

@@ -167,6 +167,14 @@ def _records(columns, cells, title, text):
     return Group(*lines)
 
 
+def listing(data: list[dict], as_json: bool, columns: dict[str, str]) -> None:
+    """Rows as a JSON array (every field) or as a table of `columns` (header -> field)."""
+    if as_json:
+        emit_json(data)
+        return
+    table(list(columns), [[row.get(field) for field in columns.values()] for row in data])
+
+
 def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
     """A rich table on a terminal, fitted to its width without cutting an id, a task name or a
     time; tab-separated lines (with a header) otherwise."""

@@ -200,13 +200,7 @@ def replay(
     replayed = []
     with output.progress(len(rows), "replaying") as advance:
         for row in rows:
-            result = rt.trigger(
-                row["task"],
-                json.loads(row["payload"]),
-                queue=row["queue"],
-                priority=row["priority"],
-                replay_of=row["id"],
-            )
+            result = rt.client.replay(row)
             replayed.append(
                 {
                     "id": result.id,
