@@ -340,11 +340,12 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
         if not (isinstance(model, type) and issubclass(model, Section)):
             continue
         for key, field in model.model_fields.items():
-            value = environ.get(f"FLOWJOBS_{name}_{key}".upper())
-            if value is None:
+            raw = environ.get(f"FLOWJOBS_{name}_{key}".upper())
+            if raw is None:
                 continue
+            value: str | list[str] = raw
             if getattr(field.annotation, "__origin__", None) is list:
-                value = [v.strip() for v in value.split(",") if v.strip()]
+                value = [v.strip() for v in raw.split(",") if v.strip()]
             overrides.setdefault(name, {})[key] = value
     return overrides
 

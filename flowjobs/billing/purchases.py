@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
@@ -369,7 +369,7 @@ def advance_redemption(s, payment: Payment) -> DiscountRedemption | None:
             DiscountRedemption.purchase_id == payment.purchase_id,
             DiscountRedemption.fully_redeemed == False,
         )
-        .order_by(DiscountRedemption.created_at, DiscountRedemption.id)
+        .order_by(col(DiscountRedemption.created_at), col(DiscountRedemption.id))
     ).first()
     if redemption is None or redemption.duration == E.DiscountDuration.FOREVER:
         return redemption
@@ -468,7 +468,7 @@ def _invoice_of(s, purchase: Purchase) -> Invoice | None:
     return s.exec(
         select(Invoice)
         .where(Invoice.purchase_id == purchase.id)
-        .order_by(Invoice.created_at, Invoice.id)
+        .order_by(col(Invoice.created_at), col(Invoice.id))
     ).first()
 
 
@@ -491,7 +491,7 @@ def _redemption(s, session, purchase) -> DiscountRedemption | None:
             DiscountRedemption.purchase_id == purchase.id,
             DiscountRedemption.fully_redeemed == False,
         )
-        .order_by(DiscountRedemption.created_at, DiscountRedemption.id)
+        .order_by(col(DiscountRedemption.created_at), col(DiscountRedemption.id))
     ).first()
 
 

@@ -17,8 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from flowjobs.errors import ConfigError, ExitStatus, FlowjobsError
+
+if TYPE_CHECKING:
+    from flowjobs.config import Settings
+    from flowjobs.runtime import Runtime
 
 LOG_FORMATS = ("auto", "text", "json")
 _GLOBAL_OPTIONS = {
@@ -45,11 +50,11 @@ class State:
         self.log_level = log_level
         self.log_format = log_format
         self.database = database  # --database URL: before FLOWJOBS_DATABASE_URL and the file
-        self._settings = None
-        self._runtime = None
+        self._settings: Settings | None = None
+        self._runtime: Runtime | None = None
         self._checked = False
 
-    def settings(self):
+    def settings(self) -> Settings:
         if self._settings is None:
             from flowjobs.config import load_settings
 
@@ -70,7 +75,7 @@ class State:
 
         return database_origin(self.settings(), self.config, self.database)
 
-    def runtime(self, read_only: bool = False):
+    def runtime(self, read_only: bool = False) -> Runtime:
         """The runtime. `read_only`: the command only reads, so a database that does not
         exist yet is an error (exit 4, naming the place) rather than created with its schema."""
         if read_only and not self._checked:
@@ -101,6 +106,8 @@ def setup(
     from flowjobs.logs import configure
 
     level = log_level_number(log_level)
+    if level is None:  # both callers check the option first
+        raise ValueError(f"unknown log level {log_level!r}")
     configure(level, log_format)
     if level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -142,7 +149,7 @@ def take_option(arg: str, rest: list[str], options: dict[str, str]) -> tuple[str
 def parse_root(argv: list[str]) -> tuple[dict, list[str]] | None:
     """The root options before the command, as the typer app reads them, and the rest; None
     when they are not plainly well formed (the typer app then reads them)."""
-    root = {
+    root: dict[str, str | None] = {
         "config": os.environ.get("FLOWJOBS_CONFIG") or None,
         "log_level": "info",
         "log_format": "auto",
@@ -154,7 +161,8 @@ def parse_root(argv: list[str]) -> tuple[dict, list[str]] | None:
         if taken is None:
             return None
         root[taken[0]] = taken[1]
-    if log_level_number(root["log_level"]) is None or root["log_format"] not in LOG_FORMATS:
+    level = root["log_level"]
+    if level is None or log_level_number(level) is None or root["log_format"] not in LOG_FORMATS:
         return None
     return root, rest
 
@@ -233,11 +241,12 @@ def _reclaim_space(error: FlowjobsError) -> None:
 
 
 def _click_exceptions():
+    import importlib
+
     try:
-        from typer._click import exceptions  # typer ≥ 0.24 bundles its own click
+        return importlib.import_module("typer._click.exceptions")  # typer ≥ 0.24 bundles click
     except ImportError:  # pragma: no cover - an older typer on plain click
-        from click import exceptions
-    return exceptions
+        return importlib.import_module("click.exceptions")
 
 
 def usage_error(exc) -> str:
@@ -245,7 +254,8 @@ def usage_error(exc) -> str:
     to read more (instead of Click's usage block or typer's boxed panel)."""
     message = " ".join(exc.format_message().split()).rstrip(".")
     message = message[:1].lower() + message[1:]
-    names, ctx = [], getattr(exc, "ctx", None)
+    names: list[str] = []
+    ctx = getattr(exc, "ctx", None)
     while ctx is not None and ctx.parent is not None:  # the root's name may be `python -m …`
         names.insert(0, ctx.info_name)
         ctx = ctx.parent

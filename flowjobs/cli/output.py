@@ -10,6 +10,7 @@ from flowjobs.errors import ExitStatus
 
 if TYPE_CHECKING:
     import typer
+    from rich.progress import Progress
 
 
 def parse_option(value, parse, option: str):
@@ -195,17 +196,18 @@ class progress:
     """
 
     def __init__(self, total: int, description: str):
-        self.total, self.description, self._bar = total, description, None
+        self.total, self.description = total, description
+        self._bar: Progress | None = None
 
     def __enter__(self):
         if not sys.stderr.isatty() or self.total <= 1 or no_color():
             return lambda n=1: None  # a bar redraws with escape codes: none under NO_COLOR
         from rich.progress import Progress
 
-        self._bar = Progress(console=console(stderr=True), transient=True)
-        self._bar.__enter__()
-        job = self._bar.add_task(self.description, total=self.total)
-        return lambda n=1: self._bar.advance(job, n)
+        bar = self._bar = Progress(console=console(stderr=True), transient=True)
+        bar.__enter__()
+        job = bar.add_task(self.description, total=self.total)
+        return lambda n=1: bar.advance(job, n)
 
     def __exit__(self, *exc):
         if self._bar is not None:

@@ -347,11 +347,10 @@ def explain(
 
 def _path(data: Any, loc: tuple) -> list:
     """The error's location as keys of the input: pydantic puts union branch tags in `loc`."""
-    path, current = [], data
+    path: list[str | int] = []
+    current = data
     for i, part in enumerate(loc):
-        if (isinstance(current, dict) and isinstance(part, str) and part in current) or (
-            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
-        ):
+        if _holds(current, part):
             path.append(part)
             current = current[part]
         elif (
@@ -362,6 +361,13 @@ def _path(data: Any, loc: tuple) -> list:
         ):
             path.append(part)  # a missing field
     return path
+
+
+def _holds(container: Any, key: Any) -> bool:
+    """Whether `key` reaches an item of `container`: a dict's key, a list's index."""
+    return (isinstance(container, dict) and isinstance(key, str) and key in container) or (
+        isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container)
+    )
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -142,6 +142,8 @@ def _checkout_charge_failed(b, charge: shapes.Charge, livemode: bool | None) -> 
     from flowjobs.adapters.stripe_gateway import StripeRequestError
 
     intent_id = _id(charge.payment_intent)
+    if intent_id is None:  # no PaymentIntent: no checkout session's charge
+        return None
     try:
         intent = b.gateway.retrieve_intent_object(bool(livemode), intent_id)
     except StripeRequestError:  # Stripe knows no such PaymentIntent: nothing of ours
