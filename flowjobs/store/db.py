@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from flowjobs.errors import DatabaseError, DatabaseUnavailable
+from flowjobs.errors import BadInput, DatabaseError, DatabaseUnavailable
 from flowjobs.store import failures
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -41,7 +41,7 @@ class Database:
         self.busy_timeout = busy_timeout
         if url.startswith("sqlite:///"):
             self.dialect = "sqlite"
-            self.path = url[len("sqlite:///") :]
+            self.path = sqlite_path(url)
         elif url.startswith("postgresql"):
             self.dialect = "postgresql"
             self.conninfo = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
@@ -307,6 +307,18 @@ def _close(conn) -> None:
         conn.close()
     except Exception:
         pass
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a `sqlite:///` URL; a URL with options (`?mode=ro`) is refused in one line
+    (SQLite would take the whole of it for a file name)."""
+    path = url[len("sqlite:///") :]
+    if "?" in path:
+        raise BadInput(
+            f"a SQLite URL takes no options (got {url!r}): write sqlite:///path/to/file.db; "
+            "flowjobs sets its own (WAL, busy timeout), and read-only commands never write"
+        )
+    return path
 
 
 def redact(url: str) -> str:

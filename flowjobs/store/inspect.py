@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from flowjobs.errors import DatabaseError
-from flowjobs.store.db import redact
+from flowjobs.store.db import redact, sqlite_path
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -47,7 +47,7 @@ def probe(url: str, busy_timeout: float = 30.0, counts: bool = False) -> Probe:
     """What is at `url`, creating nothing. Connection failures propagate (the caller's
     `guarded` turns them into the documented exit codes)."""
     if url.startswith(SQLITE_PREFIX):
-        path = url[len(SQLITE_PREFIX) :]
+        path = sqlite_path(url)
         found = Probe(redact(url), path, "sqlite", path == ":memory:" or os.path.isfile(path))
         if not found.exists or path == ":memory:":
             return found

@@ -658,3 +658,15 @@ def test_doctor_warns_when_runs_are_due_and_no_worker_is_alive(sqlite_url, tmp_p
     assert checks["workers"]["status"] == "warn"
     assert checks["workers"]["detail"] == "1 runs are due and no worker is alive to run them"
     assert "flowjobs run-worker" in checks["workers"]["fix"]
+
+
+def test_a_sqlite_url_with_options_is_one_line_and_creates_nothing(tmp_path):
+    """`?mode=ro` (or any option) used to create a file named `x.db?mode=ro` and end in
+    "unexpected OperationalError"; it is refused in one line, exit 2, before any file is made."""
+    url = f"sqlite:///{tmp_path}/x.db?mode=ro"
+    for args in (["trigger", "noop"], ["runs", "list"]):
+        result = flowjobs("--database", url, *args, env=cli_env(f"sqlite:///{tmp_path}/other.db"))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: a SQLite URL takes no options"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "unexpected" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
