@@ -40,7 +40,7 @@ from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
-from flowjobs.billing import repo
+from flowjobs.billing import repo, setup
 from flowjobs.billing.models import (
     CheckoutSession,
     Customer,
@@ -498,14 +498,7 @@ def _redemption(s, session, purchase) -> DiscountRedemption | None:
 # -- set-up (demo seed, tests): what the checkout web app creates ----------------------------
 def one_time_price(s, org, name: str, unit_price: int, *, livemode: bool = False) -> Price:
     """A product with a `single_payment` price."""
-    product = Product(
-        id=ids.new_id("prod"),
-        livemode=livemode,
-        name=name,
-        organization_id=org.id,
-        slug=name.lower().replace(" ", "-"),
-    )
-    s.add(product)
+    product = setup.product_of(s, org, name, livemode=livemode)
     price = Price(
         id=ids.new_id("price"),
         livemode=livemode,

@@ -217,6 +217,19 @@ def stripe_payment_method(b, intent) -> dict | None:
     return b.gateway.retrieve_payment_method(livemode, pm_id)
 
 
+def product_of(s, org: Organization, name: str, *, livemode: bool = False) -> Product:
+    """A product of `org` named `name` (slug from the name), added to the session."""
+    product = Product(
+        id=ids.new_id("prod"),
+        livemode=livemode,
+        name=name,
+        organization_id=org.id,
+        slug=name.lower().replace(" ", "-"),
+    )
+    s.add(product)
+    return product
+
+
 def plan(
     s,
     org: Organization,
@@ -227,14 +240,7 @@ def plan(
     count: int = 1,
     livemode: bool = False,
 ) -> Price:
-    product = Product(
-        id=ids.new_id("prod"),
-        livemode=livemode,
-        name=name,
-        organization_id=org.id,
-        slug=name.lower().replace(" ", "-"),
-    )
-    s.add(product)
+    product = product_of(s, org, name, livemode=livemode)
     price = Price(
         id=ids.new_id("price"),
         livemode=livemode,
