@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 FLOWJOBS := $(VENV)/bin/flowjobs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install postgres chromium lint test demo bench dist clean
+.PHONY: help install postgres chromium lint test demo bench dist dist-check clean
 
 help: ## List every target with one line
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,10 +41,10 @@ bench: install postgres ## Measure throughput, latency and start-up on SQLite an
 	$(PY) scripts/bench.py
 
 dist: install ## Build dist/flowjobs.pyz: one file that runs flowjobs on any Python 3.11 (x86_64 Linux)
-	$(VENV)/bin/pip install -q shiv
-	@mkdir -p dist
-	$(VENV)/bin/shiv -c flowjobs --compile-pyc -o dist/flowjobs.pyz . -q
-	@ls -lh dist/flowjobs.pyz
+	$(PY) scripts/build_dist.py -o dist/flowjobs.pyz
+
+dist-check: dist postgres ## Build dist/flowjobs.pyz and run its tests on a bare Python (not part of make test: ~1 min to build)
+	FLOWJOBS_TEST_PYZ=dist/flowjobs.pyz $(PY) -m pytest -q tests/acceptance/test_dist.py
 
 clean: ## Remove the virtualenv, demo database and caches
 	rm -rf $(VENV) demo .pytest_cache .hypothesis *.egg-info

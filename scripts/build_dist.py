@@ -11,7 +11,8 @@ the source at import); then write the zip:
     __main__.py         scripts/pyz_main.py: sets up the paths below, then runs flowjobs
     shim/flowjobs.py    scripts/pyz_shim.py: `python -m flowjobs` in the pyz's own children
     site-packages/      pure-Python packages with a .pyc beside each .py, imported from the zip
-    lib.zip             flowjobs, unpacked at the first start (it reads its files by path)
+    lib.zip             flowjobs and the dependencies' metadata, unpacked at the first start
+                        (flowjobs reads its files by path; importlib.metadata reads no zip)
     native/<dist>.zip   each distribution's extension modules and bundled libraries, unpacked
                         when one of them is first imported
     data/stripe.zip     stripe's CA bundle, unpacked when stripe is first imported
@@ -44,6 +45,10 @@ EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 UNUSED_DIRS = {"__pycache__", "tests"}  # tests: certifi's and croniter's own
 UNUSED_SUFFIXES = (".pyi",)
 UNUSED_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+# importlib.metadata cannot read a folder inside a zip: what it reads (psycopg's and
+# SQLAlchemy's version checks, pydantic's and alembic's plugin entry points) is unpacked with
+# flowjobs; the licences stay in the zip
+METADATA = {"METADATA", "entry_points.txt", "top_level.txt"}
 DATA = {"stripe/data/ca-certificates.crt": ("data/stripe.zip", "ca-certificates.crt")}
 
 
@@ -104,7 +109,9 @@ def stage_members(stage: Path) -> dict[str, Path | dict[str, Path]]:
             continue
         if parts[0].endswith(".dist-info") and parts[-1] in UNUSED_DIST_INFO:
             continue
-        if parts[0] == "flowjobs":
+        if parts[0].endswith(".dist-info") and len(parts) == 2 and parts[1] in METADATA:
+            blobs.setdefault("lib.zip", {})[rel] = path
+        elif parts[0] == "flowjobs":
             lib = blobs.setdefault("lib.zip", {})
             lib[rel] = path
             if rel.endswith(".py"):

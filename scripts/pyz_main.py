@@ -5,11 +5,14 @@ with .pyc files compiled at build time, which zipimport uses as they are). Only 
 run from a zip is unpacked, into `$FLOWJOBS_PYZ_CACHE/<BUILD>/` (default
 `$XDG_CACHE_HOME/flowjobs/pyz`, else `~/.cache/flowjobs/pyz`):
 
-- `lib/`: flowjobs itself, at the first start (its migrations, fonts and templates are read
-  from files; ~3 MB);
+- `lib/`: flowjobs itself and the dependencies' metadata (`*.dist-info/METADATA`, …), at the
+  first start (flowjobs reads its migrations, fonts and templates from files, and
+  importlib.metadata reads no folder inside a zip; ~5 MB);
 - `native/<distribution>/`: the compiled extensions of one distribution (pydantic_core,
   psycopg_binary, pillow, SQLAlchemy's optional ones, …) with the libraries they link to,
-  the first time one of its extension modules is imported (`--help` unpacks none).
+  the first time one of its extension modules is imported (`--help` unpacks none);
+- `data/stripe/`: stripe's CA bundle, which stripe reads from a file beside its code, when
+  stripe is first imported (`stripe.ca_bundle_path` is pointed at it).
 
 Each is unpacked into a temporary folder beside its place and renamed into it, so two
 processes starting at once never see half of it. A new build has a new BUILD: delete the old
@@ -154,8 +157,8 @@ def start() -> None:
     # the archive itself (sys.path[0]) and the shim of a child process are not import roots
     shim = os.path.join(archive, "shim")
     sys.path[:] = [lib, os.path.join(archive, "site-packages")] + [
-        p for p in sys.path if p not in (archive, shim)
-    ]
+        p for p in sys.path if os.path.abspath(p) not in (archive, shim)
+    ]  # (importlib.metadata would read the whole archive's table for each lookup)
     sys.meta_path[:0] = [_NativeFinder, _AfterImport]
     inherited = os.environ.get("PYTHONPATH")
     if not inherited or not inherited.startswith(shim):
