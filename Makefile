@@ -44,7 +44,7 @@ dist: install ## Build dist/flowjobs.pyz: one file that runs flowjobs on any Pyt
 	$(PY) scripts/build_dist.py -o dist/flowjobs.pyz
 
 dist-check: dist postgres ## Build dist/flowjobs.pyz and run its tests on a bare Python (not part of make test: ~1 min to build)
-	FLOWJOBS_TEST_PYZ=dist/flowjobs.pyz $(PY) -m pytest -q tests/acceptance/test_dist.py
+	FLOWJOBS_TEST_PYZ=$(CURDIR)/dist/flowjobs.pyz $(PY) -m pytest -q tests/acceptance/test_dist.py
 
 clean: ## Remove the virtualenv, demo database and caches
 	rm -rf $(VENV) demo .pytest_cache .hypothesis *.egg-info

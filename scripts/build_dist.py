@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-PYTHON = (3, 11)
+PYTHON = (3, 11)  # as in scripts/pyz_main.py
 EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 UNUSED_DIRS = {"__pycache__", "tests"}  # tests: certifi's and croniter's own
 UNUSED_SUFFIXES = (".pyi",)

@@ -26,6 +26,7 @@ import sys
 
 BUILD = "dev"  # a hash of the archive's contents, written by scripts/build_dist.py
 NATIVE: dict[str, tuple[str, str]] = {}  # extension module -> (distribution, path under it)
+PYTHON = (3, 11)  # the Python it is built for and runs on (scripts/build_dist.py checks it)
 EXIT_UNPACK = 2  # the same status as a bad configuration (README: exit codes)
 
 
@@ -149,6 +150,12 @@ class _ThenFixUp:
 
 
 def start() -> None:
+    if sys.version_info[:2] != PYTHON:  # the .pyc files and compiled extensions are for it
+        sys.stderr.write(
+            f"error: flowjobs.pyz runs on Python {PYTHON[0]}.{PYTHON[1]}, not "
+            f"{sys.version_info[0]}.{sys.version_info[1]}: run it with python{PYTHON[0]}.{PYTHON[1]}\n"
+        )
+        sys.exit(EXIT_UNPACK)
     archive = os.path.abspath(__loader__.archive)  # type: ignore[name-defined]
     cache = _cache_dir()
     lib = os.path.join(cache, "lib")
