@@ -31,6 +31,7 @@ import importlib.machinery
 import importlib.util
 import io
 import py_compile
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,9 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="flowjobs-dist-") as scratch:
         stage = Path(scratch) / "site-packages"
+        # from a clean copy of the sources: setuptools would reuse a stale build/ of the checkout
+        # (a module deleted since would still be packed) and leave build/ and *.egg-info behind
+        source = Path(scratch) / "source"
+        shutil.copytree(
+            ROOT / "flowjobs", source / "flowjobs", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, source / name)
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile"]
-            + ["--disable-pip-version-check", "--target", str(stage), str(ROOT)],
+            + ["--disable-pip-version-check", "--target", str(stage), str(source)],
             check=True,
         )
         members = stage_members(stage)
