@@ -10,7 +10,10 @@
   wedge the worker.
 - settle: the single place an attempt ends, guarded so that a task finishing and the monitor
   timing it out cannot both report it. What becomes of the outcome is the worker's business
-  (`on_settled`).
+  (`on_settled`); then the worker hears that a slot is free (`on_free`). With `take_turn`
+  (a worker at concurrency 1), the task thread instead keeps its slot and asks for the run
+  that refills it, and executes it without a hand-over to another thread (two thread switches
+  per run were most of a run's cost there).
 """
 
 from __future__ import annotations
@@ -57,15 +60,22 @@ class Pool:
         lease: float,
         outage,
         on_settled: Callable[[InFlight, Outcome, bool], None],
+        on_free: Callable[[], None],
+        take_turn: Callable[[], InFlight | None] | None = None,
     ):
         """`on_settled(flight, outcome, write)` is called once per attempt that ends (`write`
-        False: the lease was lost, the outcome must not be written)."""
+        False: the lease was lost, the outcome must not be written), then `on_free()` once its
+        slot is free. `take_turn()`, if given, is called by a task thread that just settled
+        while its slot is still counted as busy: it returns the run that thread executes next
+        (already started in the slot), or None (then `on_free` follows)."""
         self.store = store
         self.clock = clock
         self.concurrency = concurrency
         self.lease = lease
         self.outage = outage
         self.on_settled = on_settled
+        self.on_free = on_free
+        self.take_turn = take_turn
         self.lock = threading.Lock()
         self.inflight: dict[str, InFlight] = {}
         self.started = 0  # runs started
@@ -76,8 +86,9 @@ class Pool:
         self._retired: set[threading.Thread] = set()  # threads stuck in an abandoned task
         self._preloader = Preloader()  # a task's lazy imports, once, one task at a time
 
-    def start(self, flight: InFlight) -> None:
-        """Hand a claimed run to a task thread (or settle it at once when its task is unknown)."""
+    def start(self, flight: InFlight, keep: bool = False) -> InFlight | None:
+        """Hand a claimed run to a task thread (or settle it at once when its task is unknown).
+        `keep`: the calling task thread executes it itself; it is returned instead of queued."""
         with self.lock:
             self.inflight[flight.run.id] = flight
             self.started += 1
@@ -95,8 +106,11 @@ class Pool:
                     A.ABORTED, error=f"no task {flight.run.task!r} is registered in this worker"
                 ),
             )
-            return
+            return None
+        if keep:
+            return flight
         self._ready.put(flight)
+        return None
 
     def release(self, flights: list[InFlight]) -> None:
         """Forget attempts whose outcomes are written (or dropped)."""
@@ -114,13 +128,18 @@ class Pool:
         for _ in range(self.concurrency + len(self._retired)):
             self._ready.put(None)
 
-    def settle(self, flight: InFlight, outcome: Outcome, write: bool = True) -> None:
-        """End an attempt once; a task still running in another thread is abandoned."""
+    def settle(
+        self, flight: InFlight, outcome: Outcome, write: bool = True, keep_slot: bool = False
+    ) -> bool:
+        """End an attempt once (False: it had ended already); a task still running in another
+        thread is abandoned. Then its slot is free (`keep_slot`: the calling task thread keeps
+        it for `take_turn` and frees it after)."""
         with self.lock:
             if flight.settled:
-                return
+                return False
             flight.settled = True
-            self.executing -= 1
+            if not keep_slot:
+                self.executing -= 1
             # Abandoning a task that is still running: its thread leaves the pool when (if)
             # the task returns, and a fresh thread takes its place now.
             thread = flight.thread  # set together with `executing`, under this lock
@@ -130,30 +149,56 @@ class Pool:
         if abandoned:
             _spawn(self._execute, "flowjobs-task")
         self.on_settled(flight, outcome, write)
+        if not keep_slot:
+            self.on_free()
+        return True
 
     # -- task threads ------------------------------------------------------------------
     def _execute(self) -> None:
         """A pool thread: runs tasks one after another until it is retired."""
         me = threading.current_thread()
+        flight: InFlight | None = None
         while me not in self._retired:
-            flight = self._ready.get()
-            if flight is None:  # the worker stopped
-                return
+            if flight is None:
+                flight = self._ready.get()
+                if flight is None:  # the worker stopped
+                    return
             with self.lock:
                 if flight.settled:  # timed out or canceled before it began
+                    flight = None
                     continue
                 flight.thread, flight.executing = me, True
             try:
-                self._preloader.ensure(flight.task.module)
-                outcome = perform(flight.task, flight.run.payload, flight.ctx)
+                task = flight.task
+                assert task is not None  # a run of an unknown task is settled when it starts
+                self._preloader.ensure(task.module)
+                outcome = perform(task, flight.run.payload, flight.ctx)
             except BaseException as exc:  # a fault outside the task must not cost a slot
                 log.exception("run %s: the worker failed around its task", flight.run.id)
                 outcome = Outcome(A.CRASHED, error=f"worker fault: {type(exc).__name__}")
             with self.lock:
                 flight.executing = False
-            self.settle(flight, outcome)
+            if self.take_turn is None:
+                self.settle(flight, outcome)
+                flight = None
+            else:
+                flight = self._next() if self.settle(flight, outcome, keep_slot=True) else None
         with self.lock:
             self._retired.discard(me)
+
+    def _next(self) -> InFlight | None:
+        """After settling with the slot kept: the run this thread executes next, if the worker's
+        turn hands it one; then the old run's slot is freed (the new run holds one of its own)."""
+        following = None
+        try:
+            following = self.take_turn()  # type: ignore[misc]
+        except Exception:
+            log.exception("a task thread's turn failed; the worker's loop takes it")
+        with self.lock:
+            self.executing -= 1
+        if following is None:
+            self.on_free()
+        return following
 
     # -- monitor -----------------------------------------------------------------------
     def _monitor(self) -> None:

@@ -618,13 +618,11 @@ class JobStore:
             return conn.execute(self.sql["workers_prune"], {"before": before}).rowcount
 
     # -- wake-ups ------------------------------------------------------------------------
-    def listen_for_work(self, wake, stopping) -> None:
-        """Set `wake` when another process enqueues (PostgreSQL NOTIFY), until `stopping`."""
-        self._wakeups.listen(wake, stopping)
-
-    def wait_for_work(self, timeout: float, wake) -> None:
-        """Return when `wake` is set, new work may have arrived, or `timeout` passed."""
-        self._wakeups.wait(timeout, wake)
+    def listen_for_work(self, wake, stopping):
+        """A `Listener` whose `wait(seconds)` returns when `wake` is set, new work may have
+        arrived (PostgreSQL NOTIFY, a write to the SQLite WAL) or `seconds` passed; close it
+        when done (`stopping` ends PostgreSQL's listening thread)."""
+        return self._wakeups.listen(wake, stopping)
 
     def _all(self, sql: str, params: dict) -> list:
         with self.db.borrow() as conn:

@@ -274,3 +274,28 @@ def test_preloading_a_task_module_imports_what_its_functions_import(tmp_path, mo
     assert sys.modules["preloadpkg.deep"].value == 42
     for name in [m for m in sys.modules if m.startswith("preloadpkg")]:
         del sys.modules[name]
+
+
+def test_a_task_thread_refills_its_own_slot_without_a_hand_over(make_runtime):
+    # At concurrency 1 the thread that ran a task writes its outcome and claims the next run in
+    # one transaction and runs it itself (two thread switches per run were most of its cost):
+    # most turns are the task thread's, and each run costs one write transaction.
+    from flowjobs.core.client import TriggerItem
+
+    rt = make_runtime(pinned=False)
+    rt.client.batch_trigger([TriggerItem("noop") for _ in range(200)])
+    w = rt.make_worker(rt.worker_options(concurrency=1, burst=True))
+    turns, transactions = [], []
+    original_turn, original_tx = rt.store.finish_and_claim, rt.db.transaction
+
+    def turn(*args, **kwargs):
+        turns.append(threading.current_thread().name)
+        return original_turn(*args, **kwargs)
+
+    rt.store.finish_and_claim = turn
+    rt.db.transaction = lambda conn=None: transactions.append(conn is None) or original_tx(conn)
+    assert w.run() == 0
+    assert rt.store.count_by_status() == {"completed": 200}
+    assert turns.count("flowjobs-task") > 150  # the loop takes a turn only now and then
+    # one per run, + the worker's presence rows and the last claim (nested calls not counted)
+    assert sum(transactions) <= 200 + 10
