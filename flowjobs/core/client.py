@@ -120,7 +120,7 @@ class Client:
         ttl = self.key_ttl if ttl is None else ttl
         policy = task.retry or self.retry_defaults
         return NewRun(
-            id=ids.new_id("run"),
+            id=ids.new_sortable_id("run"),
             task=task.id,
             queue=item.queue or task.queue,
             payload=text,
