@@ -1,5 +1,7 @@
 """Pure pieces: durations, retry delays, ids, config loading, migrations head."""
 
+import os
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -134,3 +136,20 @@ def test_head_constant_matches_newest_migration():
     config = Config()
     config.set_main_option("script_location", str(migrate.MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == migrate.HEAD
+
+
+def test_id_characters_are_uniform_and_a_forked_child_draws_its_own():
+    import collections
+
+    counts = collections.Counter("".join(ids.new_id("x")[2:] for _ in range(6000)))
+    assert set(counts) == set(ids.ALPHABET)
+    expected = 6000 * 21 / 62
+    assert all(abs(n - expected) < expected * 0.2 for n in counts.values())
+    ids.new_id("x")  # the pool now holds characters a child must not reuse
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, ids.new_id("x").encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 100).decode() != ids.new_id("x")
