@@ -1,5 +1,5 @@
-"""`flowjobs billing show|list|cancel|uncancel|summary`: the state the billing jobs produced,
-and the operator's cancellation commands (the work is in flowjobs.billing.views / .cancel)."""
+"""`flowjobs billing show|list|cancel|uncancel|retry|summary`: the state the billing jobs
+produced, and the operator's commands (the work is in flowjobs.billing.views / .cancel / .retry)."""
 
 from __future__ import annotations
 
@@ -208,6 +208,32 @@ def uncancel(
     typer.echo(
         f"subscription {done['id']} is {done['status']} again; its cancellation is withdrawn{runs}"
     )
+
+
+@app.command("retry")
+def retry(
+    ctx: typer.Context,
+    billing_run_id: str = typer.Argument(..., metavar="BILLING_RUN_ID"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: {failed, billing_run, created, run_id, status, detail}.",
+    ),
+):
+    """Bill a failed billing run's period again, now, with the subscription's current payment method.
+
+    Its period's scheduled retry is charged now, or (no retry left) a new billing run is made.
+    Refused (exit 2) unless the billing run is failed and its period is neither paid nor being
+    charged. Prints the billing run that bills the period now; what it did goes to stderr.
+    """
+    from flowjobs.billing.retry import retry_billing_run
+
+    done = retry_billing_run(ctx.obj.runtime().billing, billing_run_id)
+    if as_json:
+        output.emit_json(done.as_dict())
+        return
+    typer.echo(done.billing_run)
+    typer.echo(done.detail, err=True)
 
 
 @app.command("summary")
