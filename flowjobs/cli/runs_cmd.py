@@ -7,7 +7,7 @@ import json
 import typer
 
 from flowjobs.cli import output
-from flowjobs.cli.filters import RUN_STATUSES, completer, one_of
+from flowjobs.cli.filters import RUN_STATUSES, complete_tasks, completer, one_of
 from flowjobs.cli.views import run_detail, run_summary
 from flowjobs.errors import BadInput, ExitStatus, NotFound
 
@@ -47,7 +47,9 @@ def list_runs(
         help=f"Only runs in this status: {', '.join(STATUSES)}.",
         autocompletion=completer(STATUSES),
     ),
-    task: str | None = typer.Option(None, "--task", "-t", help="Only runs of this task."),
+    task: str | None = typer.Option(
+        None, "--task", "-t", help="Only runs of this task.", autocompletion=complete_tasks
+    ),
     limit: int = typer.Option(50, "--limit", "-l", min=1, max=10000),
     as_json: bool = typer.Option(
         False,
@@ -174,7 +176,9 @@ def replay(
         help=f"Replay the runs in this status: {', '.join(STATUSES)}.",
         autocompletion=completer(STATUSES),
     ),
-    task: str | None = typer.Option(None, "--task", "-t", help="…of this task."),
+    task: str | None = typer.Option(
+        None, "--task", "-t", help="…of this task.", autocompletion=complete_tasks
+    ),
     limit: int = typer.Option(
         100, "--limit", "-l", min=1, max=100000, help="At most this many (newest first)."
     ),
