@@ -474,6 +474,84 @@ def test_tables_never_cut_an_id_a_task_or_a_time(columns, three_runs):
         )
 
 
+LONGEST_TASK = "send-organization-subscription-cancellation-scheduled-notification"  # 66
+
+
+def test_watch_keeps_the_longest_task_whole_live_and_columns_and_wide_choose(three_runs):
+    """`runs watch` redrawing live on a terminal of 60, 80 and 200 columns shows the longest
+    task id and every run id whole; `--columns` picks the columns (a wrong name: exit 2 with the
+    valid ones); `runs list --wide` shows every column, wider than the terminal."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder, ids = three_runs
+    env = bare_env()
+    payload = '{"subscription": {"id": "sub_x"}}'
+    long_run = flowjobs(
+        "trigger", LONGEST_TASK, "--payload", payload, "--delay", "1h", env=env, cwd=folder
+    ).stdout.strip()
+    assert long_run.startswith("run_")
+    for columns in (60, 80, 200):
+        import fcntl
+        import pty
+        import select
+        import struct
+        import termios
+
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", "runs", "watch", "--interval", "0.2"],
+            env={**env, "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm-256color"},
+            cwd=folder,
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            close_fds=True,
+        )
+        os.close(follower)
+        seen, deadline = b"", time.monotonic() + 30
+        try:
+            while seen.count(long_run.encode()) < 2 and time.monotonic() < deadline:
+                if select.select([leader], [], [], 0.5)[0]:
+                    seen += os.read(leader, 65536)  # drawn, then redrawn in place
+            # nothing cut: a value wider than the terminal goes on on the next line
+            plain = strip_escapes(seen.decode(errors="replace")).replace("\r\n", "")
+            assert plain.count(LONGEST_TASK) >= 2, (columns, plain[-2000:])
+            for run_id in [*ids, long_run]:
+                assert run_id in plain, (columns, run_id)
+            assert "…" not in plain
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(10)
+            os.close(leader)
+
+    code, text = run_in_pty(
+        "runs", "watch", "--once", "--columns", "task,id", env=env, cwd=folder, columns=200
+    )
+    lines = strip_escapes(text).splitlines()
+    header = next(line for line in lines if "task" in line and " id " in f"{line} ")
+    assert code == 0 and header.index("task") < header.index(" id ") and "status" not in header
+    bad = flowjobs("runs", "list", "--columns", "id,colour", env=env, cwd=folder)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --columns must be one of: id,")
+    assert "colour" in bad.stderr and bad.stderr.count("\n") == 1
+    assert (
+        flowjobs("runs", "watch", "--once", "--columns", "nope", env=env, cwd=folder).returncode
+        == 2
+    )
+
+    code, text = run_in_pty(
+        "runs", "list", "--wide", "--status", "queued", env=env, cwd=folder, columns=60
+    )
+    plain = strip_escapes(text)
+    assert code == 0 and all(i in plain for i in ids) and "not shown" not in plain
+    assert "finished_at" in plain and max(len(line) for line in plain.splitlines()) > 60
+    code, narrow = run_in_pty("runs", "list", "--status", "queued", env=env, cwd=folder, columns=60)
+    assert "not shown at this width" in strip_escapes(narrow)
+
+
 def strip_escapes(text: str) -> str:
     import re
 
