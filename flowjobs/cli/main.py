@@ -128,6 +128,11 @@ def database_failure(exc: BaseException) -> FlowjobsError | None:
     runtime = _STATE._runtime if _STATE is not None else None
     if runtime is not None and "db" in runtime.__dict__:
         return runtime.db.translate(exc)
+    settings = _STATE._settings if _STATE is not None else None
+    url = settings.database_url() if settings is not None else ""
+    if url.startswith("sqlite:///"):  # failed before the runtime's database was made
+        path = url[len("sqlite:///") :]
+        return failures.translate(exc, path, path)
     return failures.translate(exc, "(the configured one)")
 
 

@@ -36,8 +36,18 @@ def _database(rt, origin: str = "") -> Check:
     try:
         found = probe(url, rt.settings.database.busy_timeout)
     except Exception as exc:
-        from flowjobs.store.failures import one_line
+        from flowjobs.store.failures import one_line, translate
 
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
+        known = translate(exc, path or redact(url), path)
+        if known is not None and "read-only" in str(known):
+            return Check(
+                "database",
+                "fail",
+                str(known),
+                "make the file and its folder writable for this user, or copy the database "
+                "to a writable place (`flowjobs db copy`)",
+            )
         return Check(
             "database",
             "fail",

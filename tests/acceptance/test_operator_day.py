@@ -751,3 +751,24 @@ def test_a_sqlite_url_with_options_is_one_line_and_creates_nothing(tmp_path):
         assert result.stderr.startswith("error: a SQLite URL takes no options"), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "unexpected" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_unreadable_config_is_one_line_exit_2(tmp_path):
+    """A configuration that cannot be read — a folder given as the file, bytes that are not
+    UTF-8 — is one `error:` block naming it, exit 2, never "unexpected …". (A file without read
+    permission takes the same path, `cannot read: [Errno 13] …`; the tests run as root, for
+    whom permissions do not bar reading.)"""
+    folder = tmp_path / "conf.d"
+    folder.mkdir()
+    binary = tmp_path / "flowjobs.toml"
+    binary.write_bytes(b"\xff\xfe[database]\n")
+    for config, message in (
+        (folder, f"--config: {folder} is a folder, not a configuration file"),
+        (binary, f"{binary}: cannot read: 'utf-8' codec can't decode byte 0xff"),
+    ):
+        result = flowjobs("--config", str(config), "runs", "list", env=bare_env(), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: invalid ") and message in result.stderr
+        assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    via_env = flowjobs("runs", "list", env=bare_env(FLOWJOBS_CONFIG=str(folder)), cwd=tmp_path)
+    assert via_env.returncode == 2 and f"{folder} is a folder" in via_env.stderr
