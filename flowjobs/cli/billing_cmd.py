@@ -101,6 +101,9 @@ def list_(
         None, "--status", help="Only this status (the spec's values)."
     ),
     customer: str | None = typer.Option(None, "--customer", help="Only this customer's (cust_…)."),
+    organization: str | None = typer.Option(
+        None, "--organization", help="Only this organisation's (org_…)."
+    ),
     limit: int = typer.Option(100, "--limit", min=1, help="At most this many, newest first."),
     as_json: bool = typer.Option(
         False,
@@ -115,7 +118,9 @@ def list_(
 
     one_of(kind, LISTS, "kind")
     one_of(status, [v.value for v in LISTS[kind][1]], f"--status of {kind}")
-    rows = list_rows(ctx.obj.runtime(read_only=True).billing, kind, status, customer, limit)
+    rows = list_rows(
+        ctx.obj.runtime(read_only=True).billing, kind, status, customer, limit, organization
+    )
     if as_json:
         output.emit_json(rows)
         return

@@ -58,6 +58,7 @@ def seed_billing(rt) -> dict:
             "invoice": invoice.id,
             "payment": payment.id,
             "customer": cust.id,
+            "organization": org.id,
             "failed_run": failed.id,
             "failed_period": failed.billing_period_id,
         }
@@ -301,6 +302,14 @@ def test_billing_pages_show_money_as_money_and_filter(site):
     browser.screenshot("billing-payments.png")
     browser.open(f"{base}/billing/payments?customer=nobody")
     assert "none" in browser.text("billing")
+    browser.open(f"{base}/billing/billing-runs?organization={ids['organization']}")
+    runs = browser.text("billing")
+    assert ids["billing_run"] in runs and ids["failed_run"] in runs
+    browser.open(f"{base}/billing/billing-runs?organization=org_other&status=failed")
+    assert "none" in browser.text("billing")
+    browser.open(f"{base}/billing/billing-runs?customer={ids['customer']}")
+    runs = browser.text("billing")  # a run's customer is its subscription's
+    assert ids["billing_run"] in runs and ids["failed_run"] not in runs
 
     browser.open(f"{base}/billing/subscriptions")
     assert ids["subscription"] in browser.text("billing")
@@ -314,6 +323,9 @@ def test_billing_pages_show_money_as_money_and_filter(site):
     browser.screenshot("billing-runs.png")
     browser.open(f"{base}/billing/invoices/{ids['invoice']}")
     assert "€49.00" in browser.text("money")
+    lines = browser.text("related-lineItems")  # lines have no currency column: the invoice's
+    assert "price: €49.00" in lines and "4900" not in lines
+    assert "amount: €49.00" in browser.text("related-payments")
 
 
 def test_actions_go_through_a_confirmation_with_a_csrf_token(site):

@@ -594,7 +594,10 @@ class Dashboard:
         valid = [v.value for v in LISTS[list_kind][1]]
         status = query.get("status") if query.get("status") in valid else None
         customer = query.get("customer") or None
-        rows = list_rows(self.rt.billing, list_kind, status, customer, limit=200)
+        organization = query.get("organization") or None
+        rows = list_rows(
+            self.rt.billing, list_kind, status, customer, limit=200, organization=organization
+        )
         return _html(
             start_response,
             "billing_list.html.j2",
@@ -602,7 +605,11 @@ class Dashboard:
             kind=kind,
             rows=[money_row(r) for r in rows],
             statuses=valid,
-            filters={"status": status, "customer": customer or ""},
+            filters={
+                "status": status,
+                "customer": customer or "",
+                "organization": organization or "",
+            },
             linkable=show_kind is not None,
         )
 
@@ -626,8 +633,8 @@ class Dashboard:
             (p.get("currency") for p in shown.get("payments", [])), None
         )
         money = shown.get("money")
-        related = {
-            name: [money_row(r) for r in rows]
+        related = {  # rows without a currency of their own (invoice lines) take the object's
+            name: [money_row(r, currency) for r in rows]
             for name, rows in shown.items()
             if isinstance(rows, list)
         }
@@ -682,11 +689,12 @@ def format_amount(amount: int | None, currency: str | None) -> str:
     return format_money(amount, currency) if currency else str(amount)
 
 
-def money_row(r: dict) -> dict:
-    """A billing row with its money fields as money in its currency (`$199.00`)."""
+def money_row(r: dict, currency: str | None = None) -> dict:
+    """A billing row with its money fields as money in its currency (`$199.00`), or in
+    `currency` when the row has none (an invoice's lines)."""
     from flowjobs.billing.views import MONEY_FIELDS
 
-    currency = r.get("currency")
+    currency = r.get("currency") or currency
     out = dict(r)
     for k in (*MONEY_FIELDS, "total", "due"):
         if isinstance(r.get(k), int):
