@@ -144,6 +144,13 @@ def test_db_status_hides_the_password_of_a_postgresql_url():
     )
     assert result.returncode == 4
     assert "s3cret" not in result.stderr and "ops:***@127.0.0.1:9" in result.stderr
+    # postgres:// is read as postgresql+psycopg:// (it reached the server: unreachable, exit 4)
+    assert "database postgresql+psycopg://ops:***@127.0.0.1:9/flowjobs is unavailable" in (
+        result.stderr
+    )
+    other = flowjobs("--database", "mysql://ops@db/flowjobs", "db", "status", env=bare_env())
+    assert other.returncode == 2 and "must be sqlite:///PATH, a file path, or " in other.stderr
+    assert "postgresql+psycopg://user@host/db" in other.stderr
 
 
 def test_db_upgrade_into_a_missing_folder_is_one_line(tmp_path):
