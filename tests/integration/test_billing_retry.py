@@ -108,3 +108,38 @@ def _invoices(rt, period_id: str) -> list[Invoice]:
 
     with rt.billing.unit() as s:
         return list(s.exec(select(Invoice).where(Invoice.billing_period_id == period_id)))
+
+
+def test_two_retries_at_once_make_one_billing_run(make_runtime, localstripe_url, clock):
+    """Two operators retrying the same failed run at the same moment: the period's row is locked
+    first (one writer on SQLite), so the second sees the first's new run and charges that one."""
+    import threading
+
+    from flowjobs.billing.retry import retry_billing_run
+
+    rt = make_runtime(billing={"retry_days": []}, **stripe_sections(localstripe_url))
+    seeded = seed(rt)
+    hourly(rt)
+    drain(rt)
+    switch_to_card(rt, seeded, DECLINING)
+    clock.set(int(get(rt, BillingPeriod, seeded.period_id).end_date.timestamp() * 1000) + 60_000)
+    hourly(rt)
+    drain(rt)  # period 2 declined; no retry ladder
+    failed = runs_of(rt, seeded.subscription_id)[-1]
+    assert failed.status == "failed"
+
+    start, results = threading.Barrier(2), []
+
+    def retry():
+        start.wait(10)
+        results.append(retry_billing_run(rt.billing, failed.id))
+
+    threads = [threading.Thread(target=retry) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 2
+    assert results[0].billing_run == results[1].billing_run
+    assert sorted(r.created for r in results) == [False, True]
+    assert [r.status for r in runs_of(rt, seeded.subscription_id)[-2:]] == ["failed", "scheduled"]
