@@ -316,8 +316,11 @@ def _not_a_file(origin: str, path: Path) -> ConfigError:
 def find_config_file(explicit: str | None) -> Path | None:
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
-            raise _not_a_file("--config", path)
+        if not path.is_file():  # typer passes FLOWJOBS_CONFIG as --config: name the one used
+            came = (
+                "FLOWJOBS_CONFIG" if os.environ.get("FLOWJOBS_CONFIG") == explicit else "--config"
+            )
+            raise _not_a_file(came, path)
         return path
     env = os.environ.get("FLOWJOBS_CONFIG")
     if env:

@@ -61,6 +61,16 @@ def _database(rt, origin: str = "") -> Check:
         "[database] url at the existing one"
     )
     if not found.exists:
+        from flowjobs.store.failures import folder_read_only
+
+        if url.startswith("sqlite:///") and folder_read_only(url[len("sqlite:///") :]):
+            return Check(
+                "database",
+                "fail",
+                f"no database yet at {found.where}{came}, and its folder is read-only: "
+                "flowjobs cannot create it there",
+                "point --database / FLOWJOBS_DATABASE_URL / [database] url at a writable folder",
+            )
         return Check("database", "warn", f"no database yet at {found.where}{came}", fix)
     if found.revision is None:
         return Check("database", "warn", f"no flowjobs tables yet in {found.where}{came}", fix)

@@ -778,7 +778,8 @@ def test_an_unreadable_config_is_one_line_exit_2(tmp_path):
         assert result.stderr.startswith("error: invalid ") and message in result.stderr
         assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
     via_env = flowjobs("runs", "list", env=bare_env(FLOWJOBS_CONFIG=str(folder)), cwd=tmp_path)
-    assert via_env.returncode == 2 and f"{folder} is a folder" in via_env.stderr
+    assert via_env.returncode == 2
+    assert f"FLOWJOBS_CONFIG: {folder} is a folder" in via_env.stderr
 
 
 def test_serve_help_mentions_the_dashboard_and_metrics():

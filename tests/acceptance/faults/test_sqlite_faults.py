@@ -220,6 +220,7 @@ def test_a_read_only_folder_is_exit_4_in_one_line_for_every_command(small_disk, 
             )
         ]
         doctor = flowjobs("--database", str(existing), "doctor", env=env)
+        doctor_new = flowjobs("--database", str(new), "doctor", env=env)
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     for path, result in results:
@@ -230,4 +231,5 @@ def test_a_read_only_folder_is_exit_4_in_one_line_for_every_command(small_disk, 
         ), result.stderr
     assert doctor.returncode == 1 and f"database {existing} is read-only" in doctor.stdout
     assert "make the file and its folder writable" in doctor.stdout
+    assert doctor_new.returncode == 1 and "its folder is read-only" in doctor_new.stdout
     assert not new.exists()
