@@ -85,7 +85,7 @@ def test_a_failed_run_is_retried_now_and_charged_once_never_twice(brt, clock, db
     assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == charges
 
 
-def test_an_in_flight_or_canceled_run_is_refused(brt):
+def test_an_in_flight_or_canceled_run_is_refused(brt, db_url):
     from flowjobs.billing.retry import retry_billing_run
     from flowjobs.billing.runs import _prepare
 
@@ -93,6 +93,11 @@ def test_an_in_flight_or_canceled_run_is_refused(brt):
     _prepare(brt.billing, charging.billing_run_id, "run_x")  # claimed: started, not yet charged
     with pytest.raises(BadInput, match="is started; only a failed billing run is retried"):
         retry_billing_run(brt.billing, charging.billing_run_id)
+    refused = flowjobs("billing", "retry", charging.billing_run_id, env=cli_env(db_url))
+    assert refused.returncode == 2 and refused.stderr == (
+        f"error: billing run {charging.billing_run_id} is started; only a failed billing run is "
+        "retried (it is being charged now: wait for its outcome)\n"
+    )
 
     declined = seed(brt, card=DECLINING)  # a first payment declined cancels the subscription
     hourly(brt)
