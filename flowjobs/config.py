@@ -307,17 +307,26 @@ class Settings(Section):
         return url
 
 
+def _not_a_file(origin: str, path: Path) -> ConfigError:
+    if path.is_dir():
+        return ConfigError([f"{origin}: {path} is a folder, not a configuration file"])
+    return ConfigError([f"{origin}: no such file: {path}"])
+
+
 def find_config_file(explicit: str | None) -> Path | None:
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
-            raise ConfigError([f"--config: no such file: {explicit}"])
+        if not path.is_file():  # typer passes FLOWJOBS_CONFIG as --config: name the one used
+            came = (
+                "FLOWJOBS_CONFIG" if os.environ.get("FLOWJOBS_CONFIG") == explicit else "--config"
+            )
+            raise _not_a_file(came, path)
         return path
     env = os.environ.get("FLOWJOBS_CONFIG")
     if env:
         path = Path(env)
         if not path.is_file():
-            raise ConfigError([f"FLOWJOBS_CONFIG: no such file: {env}"])
+            raise _not_a_file("FLOWJOBS_CONFIG", path)
         return path
     default = Path("flowjobs.toml")
     return default if default.is_file() else None

@@ -193,10 +193,16 @@ COLUMNS = {
 
 
 def list_rows(
-    b, kind: str, status: str | None = None, customer: str | None = None, limit: int = 100
+    b,
+    kind: str,
+    status: str | None = None,
+    customer: str | None = None,
+    limit: int = 100,
+    organization: str | None = None,
 ) -> list[dict]:
-    """The newest `limit` rows of `kind`, optionally of one status and one customer. An invoice
-    row adds its `total` and `due` (flowjobs.billing.totals); money stays in minor units."""
+    """The newest `limit` rows of `kind`, optionally of one status, one customer and one
+    organisation. An invoice row adds its `total` and `due` (flowjobs.billing.totals); money
+    stays in minor units."""
     if kind not in LISTS:
         raise BadInput(f"unknown kind {kind!r}; use one of: {', '.join(LISTS)}")
     model, statuses = LISTS[kind]
@@ -208,12 +214,13 @@ def list_rows(
     query = select(model)
     if status is not None:
         query = query.where(model.status == status)
+    if (customer or organization) and model is BillingRun:  # a run's are its subscription's
+        query = query.join(Subscription, col(BillingRun.subscription_id) == Subscription.id)
+    owner = Subscription if model is BillingRun else model
     if customer is not None:
-        if model is BillingRun:
-            query = query.join(Subscription, col(BillingRun.subscription_id) == Subscription.id)
-            query = query.where(Subscription.customer_id == customer)
-        else:
-            query = query.where(model.customer_id == customer)
+        query = query.where(owner.customer_id == customer)
+    if organization is not None:
+        query = query.where(owner.organization_id == organization)
     with b.unit() as s:
         found = list(s.exec(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit)))
         rows = [row(r) for r in found]

@@ -1,5 +1,5 @@
-"""`flowjobs billing show|list|cancel|uncancel|summary`: the state the billing jobs produced,
-and the operator's cancellation commands (the work is in flowjobs.billing.views / .cancel)."""
+"""`flowjobs billing show|list|cancel|uncancel|retry|summary`: the state the billing jobs
+produced, and the operator's commands (the work is in flowjobs.billing.views / .cancel / .retry)."""
 
 from __future__ import annotations
 
@@ -101,6 +101,9 @@ def list_(
         None, "--status", help="Only this status (the spec's values)."
     ),
     customer: str | None = typer.Option(None, "--customer", help="Only this customer's (cust_…)."),
+    organization: str | None = typer.Option(
+        None, "--organization", help="Only this organisation's (org_…)."
+    ),
     limit: int = typer.Option(100, "--limit", min=1, help="At most this many, newest first."),
     as_json: bool = typer.Option(
         False,
@@ -115,7 +118,9 @@ def list_(
 
     one_of(kind, LISTS, "kind")
     one_of(status, [v.value for v in LISTS[kind][1]], f"--status of {kind}")
-    rows = list_rows(ctx.obj.runtime(read_only=True).billing, kind, status, customer, limit)
+    rows = list_rows(
+        ctx.obj.runtime(read_only=True).billing, kind, status, customer, limit, organization
+    )
     if as_json:
         output.emit_json(rows)
         return
@@ -208,6 +213,32 @@ def uncancel(
     typer.echo(
         f"subscription {done['id']} is {done['status']} again; its cancellation is withdrawn{runs}"
     )
+
+
+@app.command("retry")
+def retry(
+    ctx: typer.Context,
+    billing_run_id: str = typer.Argument(..., metavar="BILLING_RUN_ID"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: {failed, billing_run, created, run_id, status, detail}.",
+    ),
+):
+    """Bill a failed billing run's period again, now, with the subscription's current payment method.
+
+    Its period's scheduled retry is charged now, or (no retry left) a new billing run is made.
+    Refused (exit 2) unless the billing run is failed and its period is neither paid nor being
+    charged. Prints the billing run that bills the period now; what it did goes to stderr.
+    """
+    from flowjobs.billing.retry import retry_billing_run
+
+    done = retry_billing_run(ctx.obj.runtime().billing, billing_run_id)
+    if as_json:
+        output.emit_json(done.as_dict())
+        return
+    typer.echo(done.billing_run)
+    typer.echo(done.detail, err=True)
 
 
 @app.command("summary")

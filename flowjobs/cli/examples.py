@@ -7,6 +7,7 @@ EXAMPLES = {
     "billing adjust": "flowjobs billing adjust sub_123 --price price_pro --timing immediately --dry-run",
     "billing cancel": "flowjobs billing cancel sub_123 --at-period-end --reason customer_request",
     "billing list": "flowjobs billing list invoices --status open --customer cust_123",
+    "billing retry": "flowjobs billing retry billing_run_123",
     "billing show": "flowjobs billing show invoice inv_123",
     "billing summary": "flowjobs billing summary --json",
     "billing uncancel": "flowjobs billing uncancel sub_123",

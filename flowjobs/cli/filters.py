@@ -33,6 +33,38 @@ def completer(valid):
     return complete
 
 
+def _completion_runtime(ctx):
+    """The runtime shell completion reads task and schedule ids from: the configuration the
+    command line names (`--config`, `--database`, FLOWJOBS_CONFIG, ./flowjobs.toml), its
+    `[tasks] modules` found beside it; no database is opened."""
+    from flowjobs.cli.main import State
+    from flowjobs.runtime import Runtime
+
+    root = ctx.find_root().params
+    state = State(root.get("config"), "error", "text", root.get("database"))
+    return Runtime(state.settings(), migrate=False)
+
+
+def complete_tasks(ctx, incomplete: str) -> list[str]:
+    """Shell completion of a task id: every registered task (and `billing-run` for trigger)."""
+    try:
+        ids = sorted(t.id for t in _completion_runtime(ctx).registry.all())
+    except Exception:  # a broken configuration completes nothing rather than print an error
+        return []
+    if ctx.command.name == "trigger":
+        ids.append("billing-run")
+    return [i for i in ids if i.startswith(incomplete)]
+
+
+def complete_schedules(ctx, incomplete: str) -> list[str]:
+    """Shell completion of a schedule id: the built-in cron tasks' and `[schedules.<id>]`."""
+    try:
+        ids = sorted(_completion_runtime(ctx).schedules)
+    except Exception:  # a broken configuration completes nothing rather than print an error
+        return []
+    return [i for i in ids if i.startswith(incomplete)]
+
+
 def unknown_task(task_id: str, known) -> UnknownTask:
     """The error for a task id nobody registered: the closest ids, not all of them."""
     known = sorted(known)

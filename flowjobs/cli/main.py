@@ -19,7 +19,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from flowjobs.errors import ConfigError, ExitStatus, FlowjobsError
+from flowjobs.errors import BadInput, ConfigError, ExitStatus, FlowjobsError
 
 if TYPE_CHECKING:
     from flowjobs.config import Settings
@@ -128,6 +128,11 @@ def database_failure(exc: BaseException) -> FlowjobsError | None:
     runtime = _STATE._runtime if _STATE is not None else None
     if runtime is not None and "db" in runtime.__dict__:
         return runtime.db.translate(exc)
+    settings = _STATE._settings if _STATE is not None else None
+    url = settings.database_url() if settings is not None else ""
+    if url.startswith("sqlite:///"):  # failed before the runtime's database was made
+        path = url[len("sqlite:///") :]
+        return failures.translate(exc, path, path)
     return failures.translate(exc, "(the configured one)")
 
 
@@ -269,8 +274,13 @@ def _typer_app() -> int:
     from flowjobs.cli.app import app
 
     errors = _click_exceptions()
+    shown = _completion_for_shell(sys.argv[1:])
+    if shown is not None:
+        return shown
     try:
-        code = typer.main.get_command(app).main(standalone_mode=False)
+        # prog_name: completion answers to _FLOWJOBS_COMPLETE and usage says `flowjobs`, however
+        # it was started (`python -m flowjobs`, the zipapp)
+        code = typer.main.get_command(app).main(prog_name="flowjobs", standalone_mode=False)
     except errors.NoArgsIsHelpError as exc:  # `flowjobs runs`: the group's help
         exc.show()
         return int(ExitStatus.BAD_INPUT)
@@ -284,6 +294,47 @@ def _typer_app() -> int:
         sys.stderr.write("interrupted\n")
         return 130
     return code if isinstance(code, int) else 0
+
+
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _completion_for_shell(args: list[str]) -> int | None:
+    """`--show-completion SHELL` / `--install-completion SHELL` for the shell named (typer's own
+    flags take no value and would answer for the shell it guesses: bash under zsh). None when
+    the command line names no shell."""
+    for flag in ("--show-completion", "--install-completion"):
+        shell = None
+        for i, arg in enumerate(args):
+            if arg.startswith(flag + "="):
+                shell = arg.split("=", 1)[1]
+            elif arg == flag and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                shell = args[i + 1]
+        if shell is None:
+            continue
+        if shell not in SHELLS:
+            raise BadInput(
+                f"{flag}: no completion for the shell {shell!r}; use one of: {', '.join(SHELLS)}"
+            )
+        from typer._completion_shared import get_completion_script, install
+
+        if flag == "--show-completion":
+            sys.stdout.write(
+                get_completion_script(
+                    prog_name="flowjobs", complete_var="_FLOWJOBS_COMPLETE", shell=shell
+                )
+                + "\n"
+            )
+        else:
+            _shell, path = install(
+                shell=shell, prog_name="flowjobs", complete_var="_FLOWJOBS_COMPLETE"
+            )
+            sys.stdout.write(
+                f"{shell} completion installed in {path}\n"
+                "Completion will take effect once you restart the terminal\n"
+            )
+        return 0
+    return None
 
 
 def main() -> None:

@@ -92,11 +92,14 @@ def fitted_table(
     width: int,
     title: str | None = None,
     style=None,
+    fold: bool = False,
 ):
     """A rich renderable of `rows` in `width` columns that cuts no id, task or time: columns
     holding them do not wrap; when they do not all fit, the rightmost columns are dropped
     (id, task and status stay; a caption says what was left out); when even those do not
-    fit, each row is printed as `column: value` lines. `style(column, value)`: a rich style."""
+    fit, each row is printed as `column: value` lines. `style(column, value)`: a rich style.
+    `fold`: a value wider than the terminal is folded onto the next line rather than left for
+    the terminal to wrap (for a live view, which crops what it draws to the width)."""
     from rich.text import Text
 
     cells = [[_cell(v) for v in r] for r in rows]
@@ -107,7 +110,7 @@ def fitted_table(
 
     keep = _fit(columns, widths, width)
     if keep is None:
-        return _records(columns, cells, title, text)
+        return _records(columns, cells, title, text, fold)
     return _table(columns, cells, widths, keep, title, text)
 
 
@@ -151,9 +154,9 @@ def _table(columns, cells, widths, keep, title, text):
     return t
 
 
-def _records(columns, cells, title, text):
+def _records(columns, cells, title, text, fold: bool = False):
     """Each row as `column: value` lines; an id wider than the terminal is left whole (the
-    terminal wraps it; nothing is cut)."""
+    terminal wraps it, or with `fold` it goes on on the next line; nothing is cut)."""
     from rich.console import Group
     from rich.text import Text
 
@@ -161,7 +164,8 @@ def _records(columns, cells, title, text):
     for r in cells:
         for i, c in enumerate(columns):
             if r[i]:
-                line = Text(no_wrap=whole(c), overflow="ignore" if whole(c) else "fold")
+                keep = whole(c) and not fold
+                line = Text(no_wrap=keep, overflow="ignore" if keep else "fold")
                 line.append(f"{c}: ", style="bold")
                 lines.append(line.append_text(text(i, r[i])))
         lines.append(Text(""))
@@ -176,12 +180,21 @@ def listing(data: list[dict], as_json: bool, columns: dict[str, str]) -> None:
     table(list(columns), [[row.get(field) for field in columns.values()] for row in data])
 
 
-def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+def table(
+    columns: list[str], rows: list[list[Any]], title: str | None = None, wide: bool = False
+) -> None:
     """A rich table on a terminal, fitted to its width without cutting an id, a task name or a
-    time; tab-separated lines (with a header) otherwise."""
+    time (`wide`: every column at its full width, lines as long as they take); tab-separated
+    lines (with a header) otherwise."""
     if is_tty():
         out = console()
-        out.print(fitted_table(columns, rows, out.width, title), crop=False)
+        width = out.width
+        if wide:
+            cells = [[_cell(v) for v in r] for r in rows]
+            need = sum(max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns))
+            width = max(width, need + 3 * len(columns) + 1)
+            out = console(width=width)
+        out.print(fitted_table(columns, rows, width, title), crop=False)
         return
     sys.stdout.write("\t".join(columns) + "\n")
     for r in rows:

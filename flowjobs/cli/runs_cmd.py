@@ -7,8 +7,16 @@ import json
 import typer
 
 from flowjobs.cli import output
-from flowjobs.cli.filters import RUN_STATUSES, completer, one_of
-from flowjobs.cli.views import run_detail, run_summary
+from flowjobs.cli.filters import RUN_STATUSES, complete_tasks, completer, one_of
+from flowjobs.cli.views import (
+    DEFAULT_RUN_COLUMNS,
+    RUN_COLUMNS,
+    WATCH_COLUMNS,
+    run_cells,
+    run_columns,
+    run_detail,
+    run_summary,
+)
 from flowjobs.errors import BadInput, ExitStatus, NotFound
 
 app = typer.Typer(help="Inspect, cancel and replay runs.", no_args_is_help=True)
@@ -47,8 +55,23 @@ def list_runs(
         help=f"Only runs in this status: {', '.join(STATUSES)}.",
         autocompletion=completer(STATUSES),
     ),
-    task: str | None = typer.Option(None, "--task", "-t", help="Only runs of this task."),
+    task: str | None = typer.Option(
+        None, "--task", "-t", help="Only runs of this task.", autocompletion=complete_tasks
+    ),
     limit: int = typer.Option(50, "--limit", "-l", min=1, max=10000),
+    columns: str | None = typer.Option(
+        None,
+        "--columns",
+        metavar="A,B,…",
+        help=f"The table's columns, in order: {', '.join(RUN_COLUMNS)} "
+        f"(default: {','.join(DEFAULT_RUN_COLUMNS)}).",
+    ),
+    wide: bool = typer.Option(
+        False,
+        "--wide",
+        "-w",
+        help="Every column at its full width and whole errors, wider than the terminal if need be.",
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -56,32 +79,21 @@ def list_runs(
         "started_at, finished_at, error}.",
     ),
 ):
-    """List runs, newest first.
+    """List runs, newest first. On a terminal the table fits its width: ids, task names and
+    times are never cut; the rightmost other columns are left out first (the caption names
+    them) — choose them with --columns, or see all with --wide.
 
     Example: flowjobs runs list --status failed --task hello-world
     """
     one_of(status, STATUSES, "--status")
+    shown = run_columns(columns)
     rt = ctx.obj.runtime(read_only=True)
     task = _task_filter(rt, task)
     rows = [run_summary(r) for r in rt.store.list_runs(status=status, task=task, limit=limit)]
     if as_json:
         output.emit_json(rows)
         return
-    output.table(
-        ["id", "task", "status", "attempts", "created_at", "finished_at", "error"],
-        [
-            [
-                r["id"],
-                r["task"],
-                r["status"],
-                r["attempts"],
-                r["created_at"],
-                r["finished_at"],
-                (r["error"] or "")[:60],
-            ]
-            for r in rows
-        ],
-    )
+    output.table(shown, [run_cells(r, shown, wide) for r in rows], wide=wide)
 
 
 @app.command("show")
@@ -174,7 +186,9 @@ def replay(
         help=f"Replay the runs in this status: {', '.join(STATUSES)}.",
         autocompletion=completer(STATUSES),
     ),
-    task: str | None = typer.Option(None, "--task", "-t", help="…of this task."),
+    task: str | None = typer.Option(
+        None, "--task", "-t", help="…of this task.", autocompletion=complete_tasks
+    ),
     limit: int = typer.Option(
         100, "--limit", "-l", min=1, max=100000, help="At most this many (newest first)."
     ),
@@ -227,11 +241,20 @@ def watch_runs(
     ),
     limit: int = typer.Option(20, "--limit", "-l", min=1, max=500, help="Newest runs shown."),
     once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
+    columns: str | None = typer.Option(
+        None,
+        "--columns",
+        metavar="A,B,…",
+        help=f"The runs table's columns, in order: {', '.join(RUN_COLUMNS)} "
+        f"(default: {','.join(WATCH_COLUMNS)}).",
+    ),
 ):
-    """A live view of queue depths and the newest runs (Ctrl-C to leave)."""
+    """A live view of queue depths and the newest runs (Ctrl-C to leave). Ids, task names and
+    times are never cut at any width: other columns are left out first (choose with --columns)."""
     from flowjobs.cli.watch import watch
 
+    shown = run_columns(columns, WATCH_COLUMNS)
     try:
-        watch(ctx.obj.runtime(read_only=True), interval, limit, once)
+        watch(ctx.obj.runtime(read_only=True), interval, limit, once, shown)
     except KeyboardInterrupt:
         pass

@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from flowjobs.cli import output
+from flowjobs.cli.filters import complete_schedules
 from flowjobs.errors import BadInput, ExitStatus
+
+
+def schedule_argument():
+    return typer.Argument(
+        ...,
+        metavar="SCHEDULE_ID",
+        help="A schedule id (see `flowjobs schedules list`).",
+        autocompletion=complete_schedules,
+    )
+
 
 app = typer.Typer(
     help="Cron schedules: list, preview, backfill, enable/disable, trigger, health.",
@@ -65,7 +76,7 @@ def list_schedules(
 @app.command("preview")
 def preview(
     ctx: typer.Context,
-    schedule_id: str,
+    schedule_id: str = schedule_argument(),
     start: str | None = typer.Option(None, "--from", help="ISO-8601 (default: now)."),
     end: str | None = typer.Option(None, "--to", help="ISO-8601 (default: one day after --from)."),
     as_json: bool = typer.Option(
@@ -91,7 +102,7 @@ def preview(
 @app.command("backfill")
 def backfill(
     ctx: typer.Context,
-    schedule_id: str,
+    schedule_id: str = schedule_argument(),
     start: str = typer.Option(..., "--from", help="ISO-8601; slots after this time."),
     end: str = typer.Option(..., "--to", help="ISO-8601; slots up to this time."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report, enqueue nothing."),
@@ -123,14 +134,14 @@ def backfill(
 
 
 @app.command("enable")
-def enable(ctx: typer.Context, schedule_id: str):
+def enable(ctx: typer.Context, schedule_id: str = schedule_argument()):
     """Enable a schedule (stored in the database; overrides `enabled` in flowjobs.toml)."""
     _scheduler(ctx).set_enabled(schedule_id, True)
     typer.echo(f"enabled {schedule_id}")
 
 
 @app.command("disable")
-def disable(ctx: typer.Context, schedule_id: str):
+def disable(ctx: typer.Context, schedule_id: str = schedule_argument()):
     """Disable a schedule (stored in the database; overrides `enabled` in flowjobs.toml)."""
     _scheduler(ctx).set_enabled(schedule_id, False)
     typer.echo(f"disabled {schedule_id}")
@@ -139,7 +150,7 @@ def disable(ctx: typer.Context, schedule_id: str):
 @app.command("trigger")
 def trigger_now(
     ctx: typer.Context,
-    schedule_id: str,
+    schedule_id: str = schedule_argument(),
     since: str | None = typer.Option(
         None,
         "--since",

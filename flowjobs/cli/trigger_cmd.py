@@ -6,13 +6,16 @@ from pathlib import Path
 
 import typer
 
+from flowjobs.cli.filters import complete_tasks
 from flowjobs.cli.triggering import run_trigger
 
 
 def trigger(
     ctx: typer.Context,
     task_id: str = typer.Argument(
-        ..., help="Task id, e.g. hello-world (see `flowjobs tasks list`), or billing-run."
+        ...,
+        help="Task id, e.g. hello-world (see `flowjobs tasks list`), or billing-run.",
+        autocompletion=complete_tasks,
     ),
     object_id: str | None = typer.Argument(
         None, metavar="[ID]", help="With billing-run: the billing run's id (charged now)."

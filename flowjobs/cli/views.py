@@ -27,6 +27,47 @@ def _parse(text):
         return text
 
 
+RUN_COLUMNS = (
+    "id",
+    "task",
+    "status",
+    "attempts",
+    "queue",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error",
+)
+DEFAULT_RUN_COLUMNS = ("id", "task", "status", "attempts", "created_at", "finished_at", "error")
+WATCH_COLUMNS = ("id", "task", "status", "attempts", "created_at", "error")  # runs watch
+ERROR_WIDTH = 60  # an error is cut to this in a table row (`--wide`: whole; `runs show`: whole)
+
+
+def run_columns(spec: str | None, default=DEFAULT_RUN_COLUMNS) -> list[str]:
+    """`--columns id,task,error`: the run table's columns in that order (BadInput, exit 2,
+    listing the valid names, for an unknown one); `default` when not given."""
+    from flowjobs.cli.filters import one_of
+
+    if spec is None:
+        return list(default)
+    chosen = [c.strip() for c in spec.split(",") if c.strip()]
+    if not chosen:
+        from flowjobs.errors import BadInput
+
+        raise BadInput(f"--columns needs at least one of: {', '.join(RUN_COLUMNS)}")
+    for column in chosen:
+        one_of(column, RUN_COLUMNS, "--columns")
+    return chosen
+
+
+def run_cells(r: dict, columns: list[str], wide: bool = False) -> list:
+    """A run summary's values for `columns`; the error cut to ERROR_WIDTH unless `wide`."""
+    return [
+        (r["error"] or "")[: None if wide else ERROR_WIDTH] if c == "error" else r[c]
+        for c in columns
+    ]
+
+
 def run_summary(row: dict) -> dict:
     return {
         "id": row["id"],

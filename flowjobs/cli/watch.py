@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from flowjobs.cli.views import run_summary
+from flowjobs.cli.views import WATCH_COLUMNS, run_cells, run_summary
 from flowjobs.store.states import RunStatus
 
 STATUS_STYLE = {
@@ -20,7 +20,10 @@ STATUS_STYLE = {
 }
 
 
-def frame(runtime, limit: int, width: int = 140):
+DEFAULT_COLUMNS = WATCH_COLUMNS
+
+
+def frame(runtime, limit: int, width: int = 140, columns=DEFAULT_COLUMNS):
     from rich.console import Group
     from rich.table import Table
 
@@ -32,30 +35,21 @@ def frame(runtime, limit: int, width: int = 140):
     for queue, due, running, wait in runtime.store.queue_depths(runtime.clock.now_ms()):
         queues.add_row(queue, str(due), str(running), f"{wait:.1f}s")
     counts = runtime.store.count_by_status()
-    rows = []
-    for row in runtime.store.list_runs(limit=limit):
-        r = run_summary(row)
-        rows.append(
-            [
-                r["id"],
-                r["task"],
-                r["status"],
-                r["attempts"],
-                r["created_at"],
-                (r["error"] or "")[:60],
-            ]
-        )
+    rows = [
+        run_cells(run_summary(row), list(columns)) for row in runtime.store.list_runs(limit=limit)
+    ]
     runs = fitted_table(
-        ["id", "task", "status", "attempts", "created_at", "error"],
+        list(columns),
         rows,
         width,
         title="runs — " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"),
         style=lambda column, value: STATUS_STYLE.get(value) if column == "status" else None,
+        fold=True,  # rich's Live crops each line to the width: fold a long id, never cut it
     )
     return Group(queues, runs)
 
 
-def watch(runtime, interval: float, limit: int, once: bool) -> None:
+def watch(runtime, interval: float, limit: int, once: bool, columns=DEFAULT_COLUMNS) -> None:
     from rich.live import Live
 
     from flowjobs.cli.output import console as make_console
@@ -64,11 +58,14 @@ def watch(runtime, interval: float, limit: int, once: bool) -> None:
     if once or not console.is_terminal:
         if not console.is_terminal:  # piped: as wide as it takes, nothing cut
             console = make_console(width=max(console.width, 140))
-        console.print(frame(runtime, limit, console.width), crop=False)
+        console.print(frame(runtime, limit, console.width, columns), crop=False)
         return
     with Live(
-        frame(runtime, limit, console.width), console=console, refresh_per_second=4, screen=False
+        frame(runtime, limit, console.width, columns),
+        console=console,
+        refresh_per_second=4,
+        screen=False,
     ) as live:
         while True:
             time.sleep(interval)
-            live.update(frame(runtime, limit, console.width))
+            live.update(frame(runtime, limit, console.width, columns))

@@ -36,8 +36,18 @@ def _database(rt, origin: str = "") -> Check:
     try:
         found = probe(url, rt.settings.database.busy_timeout)
     except Exception as exc:
-        from flowjobs.store.failures import one_line
+        from flowjobs.store.failures import one_line, translate
 
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
+        known = translate(exc, path or redact(url), path)
+        if known is not None and "read-only" in str(known):
+            return Check(
+                "database",
+                "fail",
+                str(known),
+                "make the file and its folder writable for this user, or copy the database "
+                "to a writable place (`flowjobs db copy`)",
+            )
         return Check(
             "database",
             "fail",
@@ -51,6 +61,16 @@ def _database(rt, origin: str = "") -> Check:
         "[database] url at the existing one"
     )
     if not found.exists:
+        from flowjobs.store.failures import folder_read_only
+
+        if url.startswith("sqlite:///") and folder_read_only(url[len("sqlite:///") :]):
+            return Check(
+                "database",
+                "fail",
+                f"no database yet at {found.where}{came}, and its folder is read-only: "
+                "flowjobs cannot create it there",
+                "point --database / FLOWJOBS_DATABASE_URL / [database] url at a writable folder",
+            )
         return Check("database", "warn", f"no database yet at {found.where}{came}", fix)
     if found.revision is None:
         return Check("database", "warn", f"no flowjobs tables yet in {found.where}{came}", fix)

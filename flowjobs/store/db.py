@@ -70,6 +70,8 @@ class Database:
         except DatabaseError:
             raise
         except Exception as exc:  # driver-specific connection errors
+            if self.dialect == "sqlite" and failures.folder_read_only(self.path):
+                raise failures.read_only(self.where()) from exc
             if failures.classify(exc) in (None, "unavailable"):
                 raise DatabaseUnavailable(
                     f"database {self.where()} is unavailable: cannot connect "

@@ -80,9 +80,11 @@ def translate(
     exc: BaseException, where: str, sqlite_path: str | None = None
 ) -> DatabaseError | None:
     """A flowjobs error with an operator's message for a driver failure, or None (a bug)."""
-    kind = classify(exc)
+    kind = classify(exc) or (_file_error(exc, sqlite_path) if sqlite_path else None)
     if kind is None:
         return None
+    if kind == "unavailable" and sqlite_path and folder_read_only(sqlite_path):
+        kind = "read-only"  # SQLite says only "unable to open database file"
     if kind == "locked":
         holders = describe_holders(lock_holders(sqlite_path)) if sqlite_path else ""
         return DatabaseLocked(
@@ -96,14 +98,42 @@ def translate(
             "half-written; the last change was rolled back)"
         )
     if kind == "read-only":
-        return DatabaseError(
-            f"database {where} is read-only: flowjobs needs to write the file and "
-            "its folder (for the -wal and -shm files)"
-        )
+        return read_only(where)
     return DatabaseUnavailable(
         f"database {where} is unavailable ({_first_line(exc)}); "
         "nothing was written, try again once it is back"
     )
+
+
+def read_only(where: str) -> DatabaseError:
+    return DatabaseError(
+        f"database {where} is read-only: flowjobs needs to write the file and "
+        "its folder (for the -wal and -shm files)"
+    )
+
+
+def _file_error(exc: BaseException, sqlite_path: str) -> str | None:
+    """An OSError on the SQLite file or a file beside it (its -wal, -shm, .migrate-lock):
+    read-only or full. Other files' errors (a PDF folder, …) are not the database's."""
+    import errno
+
+    for e in _chain(exc):
+        name = getattr(e, "filename", None)
+        if isinstance(e, OSError) and isinstance(name, str) and name.startswith(sqlite_path):
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return "read-only"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                return "full"
+    return None
+
+
+def folder_read_only(path: str) -> bool:
+    """The SQLite file's folder exists but cannot be written (a read-only mount, permissions),
+    or the file itself cannot be."""
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        return False
+    return not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK))
 
 
 def _first_line(exc: BaseException) -> str:

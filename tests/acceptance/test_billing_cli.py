@@ -223,6 +223,16 @@ def test_trigger_billing_run_charges_a_future_run_now_and_says_so(
     )
     subs = flowjobs("billing", "list", "subscriptions", env=env).stdout
     assert seeded.subscription_id in subs and other.subscription_id in subs
+    mine = flowjobs(
+        "billing", "list", "subscriptions", "--organization", other.org_id, env=env
+    ).stdout
+    assert other.subscription_id in mine and seeded.subscription_id not in mine
+    runs_of_org = as_json(
+        flowjobs(
+            "billing", "list", "billing-runs", "--organization", seeded.org_id, "--json", env=env
+        )
+    )
+    assert seeded.billing_run_id in [r["id"] for r in runs_of_org]
     bad = flowjobs("billing", "list", "invoices", "--status", "settled", env=env)
     assert bad.returncode == 2 and bad.stderr == (
         "error: --status of invoices must be one of: draft, open, paid, uncollectible, void, "

@@ -161,9 +161,14 @@ def test_read_only_by_default_and_password_protected_beyond_loopback(make_runtim
         return status["code"]
 
     run = rt.trigger("noop")
-    for action in ("replay", "cancel", "retry"):  # read-only: refused before any token check
-        assert call(Dashboard(rt), f"/runs/{run.id}/{action}", "POST").startswith("403")
-        assert call(Dashboard(rt), f"/runs/{run.id}/{action}").startswith("403")
+    # read-only: refused before any token check
+    for path in (
+        f"/runs/{run.id}/replay",
+        f"/runs/{run.id}/cancel",
+        "/billing/billing-runs/x/retry",
+    ):
+        assert call(Dashboard(rt), path, "POST").startswith("403")
+        assert call(Dashboard(rt), path).startswith("403")
     assert rt.store.get_run(run.id)["status"] == RunStatus.QUEUED
     locked = make_runtime(dashboard={"password": "s3cret"})
     assert call(Dashboard(locked), "/runs").startswith("401")

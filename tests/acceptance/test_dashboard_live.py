@@ -7,6 +7,7 @@ store/insights.py, which tests/store/test_dashboard_insights.py runs on both bac
 from __future__ import annotations
 
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import timedelta
 
@@ -22,7 +23,8 @@ def seed_billing(rt) -> dict:
     PDF link, succeeded payment) — written straight through the models, no Stripe."""
     from flowjobs.billing import setup
     from flowjobs.billing.demo import _paid
-    from flowjobs.billing.models import Invoice
+    from flowjobs.billing.enums import BillingRunStatus, SubscriptionStatus
+    from flowjobs.billing.models import Invoice, Payment
 
     b = rt.billing
     with b.unit() as s:
@@ -39,11 +41,26 @@ def seed_billing(rt) -> dict:
 
         invoice = s.exec(select(Invoice).where(Invoice.subscription_id == sub.id)).one()
         invoice.pdf_url = f"file:///tmp/{invoice.id}.pdf"
+        payment = s.exec(select(Payment).where(Payment.billing_run_id == run.id)).one()
+        # another customer whose first billing run failed (declined; no retry scheduled yet)
+        grace = setup.customer(s, org, email="grace@example.com", name="Grace Hopper")
+        card = setup.card(s, grace, stripe_payment_method_id="pm_test_2", last4="4000")
+        team = setup.plan(s, org, "Team", 9900)
+        failed_sub, _period, failed = setup.subscription(
+            s, grace, team, card, start=b.now() - timedelta(days=2)
+        )
+        failed.status = BillingRunStatus.FAILED
+        failed.error_details = {"message": "card declined"}
+        failed_sub.status = SubscriptionStatus.PAST_DUE
         return {
             "subscription": sub.id,
             "billing_run": run.id,
             "invoice": invoice.id,
+            "payment": payment.id,
             "customer": cust.id,
+            "organization": org.id,
+            "failed_run": failed.id,
+            "failed_period": failed.billing_period_id,
         }
 
 
@@ -89,14 +106,23 @@ def site(sqlite_url, tmp_path):
     later = rt.trigger("noop", delay="2h")
     billing = seed_billing(rt)
     failed_billing = rt.trigger(
-        "attempt-billing-run", {"billingRunId": billing["billing_run"]}, delay="1h"
+        "attempt-billing-run", {"billingRunId": billing["failed_run"]}, delay="1h"
     )
+    # what the paid billing run's outcome set off: its invoice PDF and its receipt
+    pdf = rt.trigger("generate-invoice-pdf", {"invoiceId": billing["invoice"]})
+    receipt = rt.trigger("generate-payment-receipt-pdf", {"paymentId": billing["payment"]})
     with rt.db.transaction() as conn:  # as a billing job that failed for good would leave it
         conn.execute(
             f"UPDATE flowjobs_runs SET status = '{RunStatus.FAILED}', finished_at = created_at, "
             "error = 'card declined' WHERE id = :id",
             {"id": failed_billing.id},
         )
+        for done in (pdf, receipt):  # as the worker left them
+            conn.execute(
+                f"UPDATE flowjobs_runs SET status = '{RunStatus.COMPLETED}', "
+                "finished_at = created_at WHERE id = :id",
+                {"id": done.id},
+            )
     rt.scheduler.tick()
     inbox_id = seed_inbox(rt, ok.id)
     ids = {
@@ -104,6 +130,8 @@ def site(sqlite_url, tmp_path):
         "bad": bad.id,
         "later": later.id,
         "failed_billing": failed_billing.id,
+        "pdf": pdf.id,
+        "receipt": receipt.id,
         "inbox": inbox_id,
         **billing,
     }
@@ -177,7 +205,7 @@ def test_runs_search_delayed_children_and_billing_links(site):
 
     browser.open(f"{base}/runs/{ids['failed_billing']}")
     links = browser.text("billing-links")
-    assert ids["billing_run"] in links
+    assert ids["failed_run"] in links
     browser.screenshot("run-billing.png")
     browser.evaluate("document.querySelector('#billing-links a').click()")
     browser.wait_for(
@@ -185,8 +213,24 @@ def test_runs_search_delayed_children_and_billing_links(site):
     )
     assert ids["failed_billing"] in browser.text("runs")  # the billing run lists its runs
     assert browser.evaluate("document.querySelector('#actions a').getAttribute('href')") == (
-        f"/runs/{ids['failed_billing']}/retry"
+        f"/billing/billing-runs/{ids['failed_run']}/retry"
     )
+
+    # a paid billing run links to its billing objects and to the runs its outcome set off
+    browser.open(f"{base}/billing/billing-runs/{ids['billing_run']}")
+    hrefs = browser.evaluate(
+        "[...document.querySelectorAll('#object a.object-link')].map(a => a.getAttribute('href'))"
+    )
+    assert f"/billing/subscriptions/{ids['subscription']}" in hrefs
+    assert browser.evaluate(
+        f"!!document.querySelector('#related-invoices a[href=\"/billing/invoices/{ids['invoice']}\"]')"
+    )
+    assert ids["payment"] in browser.text("related-payments")
+    children = browser.text("children")
+    assert ids["pdf"] in children and ids["receipt"] in children
+    assert "generate-invoice-pdf" in children and ids["failed_billing"] not in children
+    assert browser.evaluate("document.getElementById('actions')") is None  # paid: no retry
+    browser.screenshot("billing-run-children.png")
 
     # a parent's page lists its child runs
     parent = rt.store.get_run(ids["ok"])
@@ -258,6 +302,14 @@ def test_billing_pages_show_money_as_money_and_filter(site):
     browser.screenshot("billing-payments.png")
     browser.open(f"{base}/billing/payments?customer=nobody")
     assert "none" in browser.text("billing")
+    browser.open(f"{base}/billing/billing-runs?organization={ids['organization']}")
+    runs = browser.text("billing")
+    assert ids["billing_run"] in runs and ids["failed_run"] in runs
+    browser.open(f"{base}/billing/billing-runs?organization=org_other&status=failed")
+    assert "none" in browser.text("billing")
+    browser.open(f"{base}/billing/billing-runs?customer={ids['customer']}")
+    runs = browser.text("billing")  # a run's customer is its subscription's
+    assert ids["billing_run"] in runs and ids["failed_run"] not in runs
 
     browser.open(f"{base}/billing/subscriptions")
     assert ids["subscription"] in browser.text("billing")
@@ -271,6 +323,9 @@ def test_billing_pages_show_money_as_money_and_filter(site):
     browser.screenshot("billing-runs.png")
     browser.open(f"{base}/billing/invoices/{ids['invoice']}")
     assert "€49.00" in browser.text("money")
+    lines = browser.text("related-lineItems")  # lines have no currency column: the invoice's
+    assert "price: €49.00" in lines and "4900" not in lines
+    assert "amount: €49.00" in browser.text("related-payments")
 
 
 def test_actions_go_through_a_confirmation_with_a_csrf_token(site):
@@ -289,14 +344,34 @@ def test_actions_go_through_a_confirmation_with_a_csrf_token(site):
     )
     assert rt.store.get_run(ids["later"])["status"] == RunStatus.CANCELED
 
-    # retry the failed billing task: a new run of the same task and payload
-    browser.open(f"{base}/runs/{ids['failed_billing']}/retry")
+    # retry the failed billing run from its failed job's page: its period billed again
+    browser.open(f"{base}/runs/{ids['failed_billing']}")
+    browser.evaluate(
+        "[...document.querySelectorAll('#actions a')].find(a => a.textContent.startsWith('Retry')).click()"
+    )
+    browser.wait_for("!!document.getElementById('confirm')")
+    assert ids["failed_period"] in browser.evaluate("document.body.innerText")
+    browser.screenshot("confirm-billing-retry.png")
     browser.evaluate("document.getElementById('confirm').click()")
     browser.wait_for(
-        f"location.pathname !== '/runs/{ids['failed_billing']}/retry' && !!document.getElementById('summary')"
+        "location.pathname.startsWith('/billing/billing-runs/') && !location.pathname.endsWith('/retry')"
     )
     new_id = browser.evaluate("location.pathname").rsplit("/", 1)[1]
-    assert rt.store.get_run(new_id)["replay_of"] == ids["failed_billing"]
+    assert new_id != ids["failed_run"]
+    new = billing_run(rt, new_id)
+    assert (new.status, new.attempt_number, new.billing_period_id) == (
+        "scheduled",
+        2,
+        ids["failed_period"],
+    )
+    assert "attempt-billing-run" in browser.text("runs")  # queued to charge it now
+    # a second retry charges the same waiting run; a paid one is refused with its reason
+    again = _post_confirmed(base, f"/billing/billing-runs/{ids['failed_run']}/retry")
+    assert again.rsplit("/", 1)[1] == new_id
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _post_confirmed(base, f"/billing/billing-runs/{ids['billing_run']}/retry")
+    assert refused.value.code == 409
+    assert "is succeeded; only a failed billing run is retried" in refused.value.read().decode()
 
     # a POST without the token, or with another form's token, is refused
     token = browser.evaluate(
@@ -319,6 +394,26 @@ def test_actions_go_through_a_confirmation_with_a_csrf_token(site):
     # retry is only for a failed billing task
     browser.open(f"{base}/runs/{ids['ok']}")
     assert "Retry this billing run" not in browser.text("actions")
+
+
+def billing_run(rt, billing_run_id):
+    from flowjobs.billing.models import BillingRun
+
+    with rt.billing.unit() as s:
+        return s.get(BillingRun, billing_run_id)
+
+
+def _post_confirmed(base: str, path: str) -> str:
+    """GET the confirmation form at `path`, POST it with its token; the page it lands on."""
+    import re
+
+    with urllib.request.urlopen(f"{base}{path}", timeout=10) as response:
+        token = re.search(r'name="csrf" value="([0-9a-f]{64})"', response.read().decode()).group(1)
+    request = urllib.request.Request(
+        f"{base}{path}", data=f"confirm=yes&csrf={token}".encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return urllib.parse.urlparse(response.url).path
 
 
 def test_password_is_asked_for_every_page_and_the_live_feed(sqlite_url, tmp_path):

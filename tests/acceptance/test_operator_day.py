@@ -144,6 +144,13 @@ def test_db_status_hides_the_password_of_a_postgresql_url():
     )
     assert result.returncode == 4
     assert "s3cret" not in result.stderr and "ops:***@127.0.0.1:9" in result.stderr
+    # postgres:// is read as postgresql+psycopg:// (it reached the server: unreachable, exit 4)
+    assert "database postgresql+psycopg://ops:***@127.0.0.1:9/flowjobs is unavailable" in (
+        result.stderr
+    )
+    other = flowjobs("--database", "mysql://ops@db/flowjobs", "db", "status", env=bare_env())
+    assert other.returncode == 2 and "must be sqlite:///PATH, a file path, or " in other.stderr
+    assert "postgresql+psycopg://user@host/db" in other.stderr
 
 
 def test_db_upgrade_into_a_missing_folder_is_one_line(tmp_path):
@@ -474,6 +481,84 @@ def test_tables_never_cut_an_id_a_task_or_a_time(columns, three_runs):
         )
 
 
+LONGEST_TASK = "send-organization-subscription-cancellation-scheduled-notification"  # 66
+
+
+def test_watch_keeps_the_longest_task_whole_live_and_columns_and_wide_choose(three_runs):
+    """`runs watch` redrawing live on a terminal of 60, 80 and 200 columns shows the longest
+    task id and every run id whole; `--columns` picks the columns (a wrong name: exit 2 with the
+    valid ones); `runs list --wide` shows every column, wider than the terminal."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder, ids = three_runs
+    env = bare_env()
+    payload = '{"subscription": {"id": "sub_x"}}'
+    long_run = flowjobs(
+        "trigger", LONGEST_TASK, "--payload", payload, "--delay", "1h", env=env, cwd=folder
+    ).stdout.strip()
+    assert long_run.startswith("run_")
+    for columns in (60, 80, 200):
+        import fcntl
+        import pty
+        import select
+        import struct
+        import termios
+
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", "runs", "watch", "--interval", "0.2"],
+            env={**env, "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm-256color"},
+            cwd=folder,
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            close_fds=True,
+        )
+        os.close(follower)
+        seen, deadline = b"", time.monotonic() + 30
+        try:
+            while seen.count(long_run.encode()) < 2 and time.monotonic() < deadline:
+                if select.select([leader], [], [], 0.5)[0]:
+                    seen += os.read(leader, 65536)  # drawn, then redrawn in place
+            # nothing cut: a value wider than the terminal goes on on the next line
+            plain = strip_escapes(seen.decode(errors="replace")).replace("\r\n", "")
+            assert plain.count(LONGEST_TASK) >= 2, (columns, plain[-2000:])
+            for run_id in [*ids, long_run]:
+                assert run_id in plain, (columns, run_id)
+            assert "…" not in plain
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(10)
+            os.close(leader)
+
+    code, text = run_in_pty(
+        "runs", "watch", "--once", "--columns", "task,id", env=env, cwd=folder, columns=200
+    )
+    lines = strip_escapes(text).splitlines()
+    header = next(line for line in lines if "task" in line and " id " in f"{line} ")
+    assert code == 0 and header.index("task") < header.index(" id ") and "status" not in header
+    bad = flowjobs("runs", "list", "--columns", "id,colour", env=env, cwd=folder)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --columns must be one of: id,")
+    assert "colour" in bad.stderr and bad.stderr.count("\n") == 1
+    assert (
+        flowjobs("runs", "watch", "--once", "--columns", "nope", env=env, cwd=folder).returncode
+        == 2
+    )
+
+    code, text = run_in_pty(
+        "runs", "list", "--wide", "--status", "queued", env=env, cwd=folder, columns=60
+    )
+    plain = strip_escapes(text)
+    assert code == 0 and all(i in plain for i in ids) and "not shown" not in plain
+    assert "finished_at" in plain and max(len(line) for line in plain.splitlines()) > 60
+    code, narrow = run_in_pty("runs", "list", "--status", "queued", env=env, cwd=folder, columns=60)
+    assert "not shown at this width" in strip_escapes(narrow)
+
+
 def strip_escapes(text: str) -> str:
     import re
 
@@ -673,3 +758,31 @@ def test_a_sqlite_url_with_options_is_one_line_and_creates_nothing(tmp_path):
         assert result.stderr.startswith("error: a SQLite URL takes no options"), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "unexpected" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_unreadable_config_is_one_line_exit_2(tmp_path):
+    """A configuration that cannot be read — a folder given as the file, bytes that are not
+    UTF-8 — is one `error:` block naming it, exit 2, never "unexpected …". (A file without read
+    permission takes the same path, `cannot read: [Errno 13] …`; the tests run as root, for
+    whom permissions do not bar reading.)"""
+    folder = tmp_path / "conf.d"
+    folder.mkdir()
+    binary = tmp_path / "flowjobs.toml"
+    binary.write_bytes(b"\xff\xfe[database]\n")
+    for config, message in (
+        (folder, f"--config: {folder} is a folder, not a configuration file"),
+        (binary, f"{binary}: cannot read: 'utf-8' codec can't decode byte 0xff"),
+    ):
+        result = flowjobs("--config", str(config), "runs", "list", env=bare_env(), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: invalid ") and message in result.stderr
+        assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    via_env = flowjobs("runs", "list", env=bare_env(FLOWJOBS_CONFIG=str(folder)), cwd=tmp_path)
+    assert via_env.returncode == 2
+    assert f"FLOWJOBS_CONFIG: {folder} is a folder" in via_env.stderr
+
+
+def test_serve_help_mentions_the_dashboard_and_metrics():
+    result = flowjobs("serve", "--help", env=bare_env())
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0 and "dashboard" in text and "/metrics" in text

@@ -6,8 +6,10 @@ templates with autoescaping, one small script (static/live.js) for live refresh.
     /runs, /runs/<id>     search (id, idempotency key, task, status, time); detail
     /workers, /schedules, /events[/<id>[/raw]]
     /billing/<kind>[/<id>]  subscriptions, invoices, billing runs, payments
-    POST /runs/<id>/{replay,cancel,retry}   behind [dashboard] allow_actions, a confirmation
-                          page and a CSRF token (HMAC of a per-process secret)
+    POST /runs/<id>/{replay,cancel}, POST /billing/billing-runs/<id>/retry (a failed billing
+                          run's period billed again: flowjobs.billing.retry) behind [dashboard]
+                          allow_actions, a confirmation page and a CSRF token (HMAC of a
+                          per-process secret)
 
 All SQL lives in flowjobs.store.insights (job tables) and the billing read models."""
 
@@ -51,7 +53,13 @@ PAYLOAD_LINKS = {  # a billing task's payload key -> the billing page it names
 ACTIONS = {
     "replay": "Replay",
     "cancel": "Cancel",
-    "retry": "Retry",
+}
+FIELD_LINKS = {  # a billing row's id column -> the page of what it names
+    "subscription_id": "/billing/subscriptions/{}",
+    "invoice_id": "/billing/invoices/{}",
+    "billing_run_id": "/billing/billing-runs/{}",
+    "claimed_by_run": "/runs/{}",
+    "customer_id": "/billing/subscriptions?customer={}",
 }
 
 
@@ -253,6 +261,8 @@ class Dashboard:
             return self.billing_list(start_response, parts[2], query)
         if parts[1] == "billing" and len(parts) == 4 and parts[2] in BILLING_KINDS:
             return self.billing_object(start_response, parts[2], parts[3])
+        if path.startswith("/billing/billing-runs/") and len(parts) == 5 and parts[4] == "retry":
+            return self.billing_retry(environ, start_response, parts[3], method)
         return _text(start_response, "404 Not Found", f"no page {path}")
 
     # -- overview ------------------------------------------------------------------------
@@ -394,16 +404,92 @@ class Dashboard:
             billing_links=billing_links(row),
             allow_actions=self.settings.allow_actions,
             can_cancel=row["status"] in PENDING or row["status"] == RunStatus.EXECUTING,
-            can_retry=row["status"] == RunStatus.FAILED and bool(billing_links(row)),
+            retry_billing_run=self._failed_billing_run(row),
         )
+
+    def _failed_billing_run(self, row: dict) -> str | None:
+        """The failed billing run a failed run's payload names (its page offers the retry)."""
+        from flowjobs.billing import enums as E
+        from flowjobs.billing.views import billing_run_status
+        from flowjobs.errors import NotFound
+
+        if row["status"] != RunStatus.FAILED:
+            return None
+        for _label, url, object_id in billing_links(row):
+            if url.startswith("/billing/billing-runs/"):
+                try:
+                    failed = (
+                        billing_run_status(self.rt.billing, object_id) == E.BillingRunStatus.FAILED
+                    )
+                except NotFound:
+                    return None
+                return object_id if failed else None
+        return None
+
+    def _refused(self, environ, start_response, path: str):
+        """None when a POST to `path` carries its CSRF token and the confirmation; else the
+        answer refusing it."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        form = parse_qs(environ["wsgi.input"].read(min(length, 4096)).decode())
+        if not _csrf_ok(self.csrf_token(path), form):
+            return _text(start_response, "403 Forbidden", "missing or wrong CSRF token")
+        if form.get("confirm") != ["yes"]:
+            action = path.rsplit("/", 1)[1]
+            return _text(start_response, "400 Bad Request", f"{action} needs the confirmation form")
+        return None
+
+    def _read_only(self, start_response):
+        return _text(
+            start_response,
+            "403 Forbidden",
+            "the dashboard is read-only ([dashboard] allow_actions)",
+        )
+
+    def billing_retry(self, environ, start_response, billing_run_id, method):
+        from flowjobs.billing.models import BillingRun
+        from flowjobs.billing.retry import retry_billing_run
+        from flowjobs.errors import BadInput, NotFound
+
+        if not self.settings.allow_actions:
+            return self._read_only(start_response)
+        with self.rt.billing.unit() as s:
+            found = s.get(BillingRun, billing_run_id)
+            run = (
+                None
+                if found is None
+                else {
+                    "id": found.id,
+                    "status": found.status,
+                    "period": found.billing_period_id,
+                    "subscription": found.subscription_id,
+                }
+            )
+        if run is None:
+            return _text(start_response, "404 Not Found", f"no billing run {billing_run_id}")
+        path = f"/billing/billing-runs/{billing_run_id}/retry"
+        if method != "POST":
+            return _html(
+                start_response,
+                "confirm.html.j2",
+                title="Retry this billing run?",
+                run=run,
+                action="retry",
+                path=path,
+                csrf=self.csrf_token(path),
+                back=f"/billing/billing-runs/{billing_run_id}",
+            )
+        refused = self._refused(environ, start_response, path)
+        if refused is not None:
+            return refused
+        try:
+            done = retry_billing_run(self.rt.billing, billing_run_id)
+        except (BadInput, NotFound) as exc:
+            return _text(start_response, "409 Conflict", str(exc))
+        return _redirect(start_response, f"/billing/billing-runs/{done.billing_run}")
 
     def action(self, environ, start_response, run_id, action, method):
         if not self.settings.allow_actions:
-            return _text(
-                start_response,
-                "403 Forbidden",
-                "the dashboard is read-only ([dashboard] allow_actions)",
-            )
+            return self._read_only(start_response)
         row = self.rt.store.get_run(run_id)
         if row is None:
             return _text(start_response, "404 Not Found", f"no run {run_id}")
@@ -417,14 +503,11 @@ class Dashboard:
                 action=action,
                 path=path,
                 csrf=self.csrf_token(path),
-                links=billing_links(row),
+                back=f"/runs/{run_id}",
             )
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        form = parse_qs(environ["wsgi.input"].read(min(length, 4096)).decode())
-        if not _csrf_ok(self.csrf_token(path), form):
-            return _text(start_response, "403 Forbidden", "missing or wrong CSRF token")
-        if form.get("confirm") != ["yes"]:
-            return _text(start_response, "400 Bad Request", f"{action} needs the confirmation form")
+        refused = self._refused(environ, start_response, path)
+        if refused is not None:
+            return refused
         if action == "cancel":
             outcome = self.rt.store.cancel(run_id, self.rt.clock.now_ms())
             if outcome not in ("canceled", "requested"):
@@ -432,11 +515,7 @@ class Dashboard:
                     start_response, "409 Conflict", f"run {run_id} is {outcome}; nothing to cancel"
                 )
             return _redirect(start_response, f"/runs/{run_id}")
-        if action == "retry" and not (row["status"] == RunStatus.FAILED and billing_links(row)):
-            return _text(
-                start_response, "409 Conflict", "only a failed run of a billing task is retried"
-            )
-        result = self.rt.client.replay(row)  # retry: the same billing task, once more
+        result = self.rt.client.replay(row)
         return _redirect(start_response, f"/runs/{result.id}")
 
     # -- workers, schedules, inbox ----------------------------------------------------------
@@ -515,7 +594,10 @@ class Dashboard:
         valid = [v.value for v in LISTS[list_kind][1]]
         status = query.get("status") if query.get("status") in valid else None
         customer = query.get("customer") or None
-        rows = list_rows(self.rt.billing, list_kind, status, customer, limit=200)
+        organization = query.get("organization") or None
+        rows = list_rows(
+            self.rt.billing, list_kind, status, customer, limit=200, organization=organization
+        )
         return _html(
             start_response,
             "billing_list.html.j2",
@@ -523,11 +605,16 @@ class Dashboard:
             kind=kind,
             rows=[money_row(r) for r in rows],
             statuses=valid,
-            filters={"status": status, "customer": customer or ""},
+            filters={
+                "status": status,
+                "customer": customer or "",
+                "organization": organization or "",
+            },
             linkable=show_kind is not None,
         )
 
     def billing_object(self, start_response, kind, object_id):
+        from flowjobs.billing.enums import BillingRunStatus
         from flowjobs.billing.views import display, show
         from flowjobs.errors import NotFound
 
@@ -546,19 +633,30 @@ class Dashboard:
             (p.get("currency") for p in shown.get("payments", [])), None
         )
         money = shown.get("money")
-        related = {
-            name: [money_row(r) for r in rows]
+        related = {  # rows without a currency of their own (invoice lines) take the object's
+            name: [money_row(r, currency) for r in rows]
             for name, rows in shown.items()
             if isinstance(rows, list)
         }
         now = self.rt.clock.now_ms()
-        runs = [run_summary(r, now) for r in insights.runs_mentioning(self.rt.store, object_id)]
+        mentioning = insights.runs_mentioning(self.rt.store, object_id)
+        seen = {r["id"] for r in mentioning}
+        children = []
+        if kind == "billing-runs":  # what its outcome set off: PDFs, emails, event deliveries
+            for name in ("payments", "invoices"):
+                for r in shown.get(name, []):
+                    for c in insights.runs_mentioning(self.rt.store, r["id"]):
+                        if c["id"] not in seen:
+                            seen.add(c["id"])
+                            children.append(c)
+            children.sort(key=lambda c: (c["created_at"], c["id"]))
+        runs = [run_summary(r, now) for r in mentioning]
         return _html(
             start_response,
             "billing_object.html.j2",
             title=f"{title[:-1] if title.endswith('s') else title} {object_id}",
             kind=kind,
-            fields=display(main, currency),
+            fields=[(k, v, _field_link(k, main.get(k))) for k, v in display(main, currency)],
             main=main,
             money=[
                 (k, format_amount(v, money.get("currency") or currency))
@@ -569,10 +667,18 @@ class Dashboard:
             else [],
             related=related,
             runs=runs,
-            retry_run=next((r["id"] for r in runs if r["status"] == RunStatus.FAILED), None)
-            if self.settings.allow_actions and kind == "billing-runs"
-            else None,
+            children=[run_summary(c, now) for c in children],
+            can_retry=self.settings.allow_actions
+            and kind == "billing-runs"
+            and main.get("status") == BillingRunStatus.FAILED,
         )
+
+
+def _field_link(key: str, value) -> str | None:
+    """The page a billing row's id column names (its subscription, invoice, run …)."""
+    if key in FIELD_LINKS and isinstance(value, str) and value:
+        return FIELD_LINKS[key].format(value)
+    return None
 
 
 def format_amount(amount: int | None, currency: str | None) -> str:
@@ -583,11 +689,12 @@ def format_amount(amount: int | None, currency: str | None) -> str:
     return format_money(amount, currency) if currency else str(amount)
 
 
-def money_row(r: dict) -> dict:
-    """A billing row with its money fields as money in its currency (`$199.00`)."""
+def money_row(r: dict, currency: str | None = None) -> dict:
+    """A billing row with its money fields as money in its currency (`$199.00`), or in
+    `currency` when the row has none (an invoice's lines)."""
     from flowjobs.billing.views import MONEY_FIELDS
 
-    currency = r.get("currency")
+    currency = r.get("currency") or currency
     out = dict(r)
     for k in (*MONEY_FIELDS, "total", "due"):
         if isinstance(r.get(k), int):

@@ -195,3 +195,41 @@ def test_a_read_only_database_is_exit_4_in_one_line(small_disk, sqlite_template)
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     assert result.returncode == 4, result.stderr
     assert result.stderr.count("\n") == 1 and "read-only" in result.stderr, result.stderr
+
+
+def test_a_read_only_folder_is_exit_4_in_one_line_for_every_command(small_disk, sqlite_template):
+    """A database in a read-only folder (here a read-only mount: the tests run as root, for whom
+    permissions do not bar writing): SQLite says only "unable to open database file"; every
+    command names the file and says it is read-only (exit 4), `db upgrade` too (it used to end
+    in "unexpected OSError … report it"); doctor fails the check with the fix."""
+    existing, new = small_disk / "flowjobs.db", small_disk / "new.db"
+    shutil.copy(sqlite_template, existing)
+    env = {
+        k: v for k, v in cli_env(f"sqlite:///{existing}").items() if k != "FLOWJOBS_DATABASE_URL"
+    }
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        results = [
+            (path, flowjobs("--database", str(path), *args, env=env))
+            for path, args in (
+                (new, ["db", "upgrade"]),
+                (new, ["trigger", "noop"]),
+                (existing, ["trigger", "noop"]),
+                (existing, ["runs", "list"]),
+                (existing, ["db", "status"]),
+            )
+        ]
+        doctor = flowjobs("--database", str(existing), "doctor", env=env)
+        doctor_new = flowjobs("--database", str(new), "doctor", env=env)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    for path, result in results:
+        assert result.returncode == 4, (result.args, result.stderr)
+        assert result.stderr == (
+            f"error: database {path} is read-only: flowjobs needs to write the file and its "
+            "folder (for the -wal and -shm files)\n"
+        ), result.stderr
+    assert doctor.returncode == 1 and f"database {existing} is read-only" in doctor.stdout
+    assert "make the file and its folder writable" in doctor.stdout
+    assert doctor_new.returncode == 1 and "its folder is read-only" in doctor_new.stdout
+    assert not new.exists()
