@@ -168,7 +168,7 @@ def cancel(
 
     if at_period_end and now:
         raise BadInput("give --at-period-end or --now, not both")
-    done = run(ctx.obj.runtime().billing, subscription_id, now=now, reason=reason)
+    done = run(ctx.obj.runtime(existing=True).billing, subscription_id, now=now, reason=reason)
     if as_json:
         output.emit_json(done)
         return
@@ -201,7 +201,7 @@ def uncancel(
     """Revert a scheduled cancellation: the subscription renews again."""
     from flowjobs.billing.cancel import uncancel_subscription
 
-    done = uncancel_subscription(ctx.obj.runtime().billing, subscription_id)
+    done = uncancel_subscription(ctx.obj.runtime(existing=True).billing, subscription_id)
     if as_json:
         output.emit_json(done)
         return
@@ -233,7 +233,7 @@ def retry(
     """
     from flowjobs.billing.retry import retry_billing_run
 
-    done = retry_billing_run(ctx.obj.runtime().billing, billing_run_id)
+    done = retry_billing_run(ctx.obj.runtime(existing=True).billing, billing_run_id)
     if as_json:
         output.emit_json(done.as_dict())
         return

@@ -75,10 +75,11 @@ class State:
 
         return database_origin(self.settings(), self.config, self.database)
 
-    def runtime(self, read_only: bool = False) -> Runtime:
-        """The runtime. `read_only`: the command only reads, so a database that does not
-        exist yet is an error (exit 4, naming the place) rather than created with its schema."""
-        if read_only and not self._checked:
+    def runtime(self, read_only: bool = False, existing: bool = False) -> Runtime:
+        """The runtime. `read_only` (the command only reads) or `existing` (it changes things
+        that must already be there: a run, a subscription): a database that does not exist yet
+        is an error (exit 4, naming the place) rather than created with its schema."""
+        if (read_only or existing) and not self._checked:
             from flowjobs.store.inspect import require_database
 
             require_database(self.settings(), self.database_origin())

@@ -160,7 +160,7 @@ def _render(d: dict) -> None:
 @app.command("cancel")
 def cancel(ctx: typer.Context, run_id: str):
     """Cancel a run: a waiting run at once; an executing run is stopped by its worker."""
-    rt = ctx.obj.runtime()
+    rt = ctx.obj.runtime(existing=True)
     outcome = rt.store.cancel(run_id, rt.clock.now_ms())
     if outcome == "missing":
         raise NotFound(f"no run {run_id!r}")
@@ -204,7 +204,7 @@ def replay(
     if not run_ids and not (status or task):
         raise BadInput("name the runs to replay: RUN_ID..., or --status failed [--task T]")
     one_of(status, STATUSES, "--status")
-    rt = ctx.obj.runtime()
+    rt = ctx.obj.runtime(existing=True)
     task = _task_filter(rt, task)
     rows = (
         [_get(rt.store, run_id) for run_id in run_ids]

@@ -43,6 +43,12 @@ READ_ONLY = [
     ["db", "status"],
     ["db", "copy", "--to", "sqlite:///elsewhere.db"],
     ["workers"],
+    # they change things that must already exist: a typo in the wrong folder makes no database
+    ["runs", "cancel", "run_nope"],
+    ["runs", "replay", "run_nope"],
+    ["billing", "cancel", "sub_nope"],
+    ["billing", "uncancel", "sub_nope"],
+    ["billing", "retry", "billing_run_nope"],
 ]
 
 
