@@ -32,7 +32,7 @@ lint: install ## Lint, format check, layer contract and type check (make test ru
 	$(VENV)/bin/mypy flowjobs
 
 test: install postgres chromium lint ## Lint, then the whole test suite (SQLite, a throwaway PostgreSQL, headless Chromium; 2 processes)
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --durations=30
 
 demo: install ## Run the main job on SQLite: trigger work, run the worker until done, show what ran
 	@scripts/demo.sh $(FLOWJOBS)
