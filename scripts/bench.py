@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -57,9 +58,28 @@ def dialect(backend: str) -> str:
     return "sqlite" if backend == "sqlite" else "postgresql"
 
 
+@contextmanager
 def bench_server():
-    """The PostgreSQL server benchmarks use: stock durability (the tests' server has fsync off)."""
-    return pg_server(durable=True)
+    """The PostgreSQL server benchmarks use: stock durability (the tests' server has fsync off).
+    Prints its durability settings, and stops if they are not PostgreSQL's defaults."""
+    import psycopg
+
+    with pg_server(durable=True) as url:
+        names = (
+            "fsync",
+            "synchronous_commit",
+            "full_page_writes",
+            "wal_sync_method",
+            "server_version",
+        )
+        with psycopg.connect(url.replace("+psycopg", "")) as conn:
+            settings = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in names}
+        emit(case="postgresql_server", **settings)
+        if (settings["fsync"], settings["synchronous_commit"], settings["full_page_writes"]) != (
+            "on",
+        ) * 3:
+            raise SystemExit(f"error: the benchmark server is not at stock durability: {settings}")
+        yield url
 
 
 def runtime(url: str) -> Runtime:
