@@ -2,8 +2,9 @@
 
 The same cases through each, interleaved in one run (each round runs every case through every
 system, in a rotating order), BENCH_PEERS_ROUNDS rounds (default 3); prints one JSON line per
-measurement, then the medians as a markdown table with the ratios flowjobs/bare driver and
-flowjobs/peer, and one JSON line per row of it.
+measurement, then the medians (and lowest–highest) as a markdown table with the ratios
+flowjobs/bare driver and flowjobs/peer (the median of each round's ratio: the systems of one
+round run minutes apart, and this machine's speed drifts), and one JSON line per row of it.
 
 Cases, on SQLite (BENCH_PEERS_SQLITE_RUNS noop jobs, default 20,000) and on PostgreSQL with
 stock durability (BENCH_PEERS_PG_RUNS, default 5,000):
@@ -137,12 +138,23 @@ def name(backend: str, system: str) -> str:
     return PEER[backend] if system == "peer" else system
 
 
+def paired(a: list[float] | None, b: list[float] | None) -> list[float]:
+    """Per-round ratios a/b: each round measures both within minutes of each other, so on a
+    machine whose speed drifts (fsync times here swing several-fold between minutes) these
+    compare like with like better than a ratio of the two medians would."""
+    return [x / y for x, y in zip(a or [], b or [], strict=False)]
+
+
 def table(results: dict) -> list[str]:
     def cell(values):
-        return "—" if not values else f"{statistics.median(values):,.0f}"
+        if not values:
+            return "—"
+        if len(values) == 1:
+            return f"{values[0]:,.0f}"
+        return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
-    def ratio(a, b):
-        return "—" if not a or not b else f"{statistics.median(a) / statistics.median(b):.2f}"
+    def ratio(values):
+        return "—" if not values else f"{statistics.median(values):.2f}"
 
     lines = [
         "| case | flowjobs | bare driver | huey/procrastinate | ratio flowjobs/bare | ratio flowjobs/peer |",
@@ -150,21 +162,22 @@ def table(results: dict) -> list[str]:
     ]
     for (backend, case), by in results.items():
         fj, bare, other = by.get("flowjobs"), by.get("bare"), by.get("peer")
+        vs_bare, vs_peer = paired(fj, bare), paired(fj, other)
         label = f"{'SQLite' if backend == 'sqlite' else 'PostgreSQL'}: {case}"
         lines.append(
-            f"| {label} | {cell(fj)} | {cell(bare)} | {cell(other)} | {ratio(fj, bare)} | {ratio(fj, other)} |"
+            f"| {label} | {cell(fj)} | {cell(bare)} | {cell(other)} | {ratio(vs_bare)} | {ratio(vs_peer)} |"
         )
-        emit(
-            summary=True,
-            backend=backend,
-            case=case,
-            rounds=len(fj or []),
-            **{
-                f"{name(backend, s)}_median": round(statistics.median(v), 1)
-                for s, v in (("flowjobs", fj), ("bare", bare), ("peer", other))
-                if v
-            },
-        )
+        medians = {
+            f"{name(backend, s)}_median": round(statistics.median(v), 1)
+            for s, v in (("flowjobs", fj), ("bare", bare), ("peer", other))
+            if v
+        }
+        ratios = {
+            f"ratio_flowjobs_{what}_per_round": [round(r, 2) for r in rs]
+            for what, rs in (("bare", vs_bare), (name(backend, "peer"), vs_peer))
+            if rs
+        }
+        emit(summary=True, backend=backend, case=case, rounds=len(fj or []), **medians, **ratios)
     return lines
 
 
@@ -177,8 +190,9 @@ def main() -> None:
             one_round(pg, rnd, results)
     print()
     print(
-        f"Medians of {ROUNDS} rounds; {RUNS['sqlite']:,} jobs on SQLite (WAL, synchronous=NORMAL), "
-        f"{RUNS['postgresql']:,} on PostgreSQL (stock durability); rates in jobs per second."
+        f"Medians of {ROUNDS} rounds (lowest–highest); {RUNS['sqlite']:,} jobs on SQLite (WAL, "
+        f"synchronous=NORMAL), {RUNS['postgresql']:,} on PostgreSQL (stock durability); rates in "
+        "jobs per second; a ratio is the median of the rounds' ratios."
     )
     print()
     print("\n".join(table(results)))
