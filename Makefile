@@ -46,7 +46,7 @@ $(PEERS_VENV)/.installed: Makefile
 	$(PEERS_VENV)/bin/pip install -q "huey==3.5.*" "procrastinate==3.10.*" "psycopg[binary]==3.3.*"
 	touch $@
 
-bench-peers: install postgres $(PEERS_VENV)/.installed ## flowjobs beside huey, procrastinate and the bare driver: a markdown table of medians (~20 min)
+bench-peers: install postgres $(PEERS_VENV)/.installed ## flowjobs beside huey, procrastinate and the bare driver: a markdown table of medians (~30 min)
 	PYTHONPATH=$(CURDIR) PEERS_PYTHON=$(PEERS_VENV)/bin/python $(PY) scripts/bench_peers.py
 
 dist: install ## Build dist/flowjobs.pyz: one file that runs flowjobs on any Python 3.11 (x86_64 Linux)
