@@ -1,13 +1,14 @@
 # flowjobs — `make help` lists every target.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PEERS_VENV ?= .venv-peers
 FLOWJOBS := $(VENV)/bin/flowjobs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install postgres chromium lint test demo bench dist dist-check clean
+.PHONY: help install postgres chromium lint test demo bench bench-peers dist dist-check clean
 
 help: ## List every target with one line
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,6 +41,14 @@ demo: install ## Run the main job on SQLite: trigger work, run the worker until 
 bench: install postgres ## Measure throughput, latency and start-up on SQLite and PostgreSQL (JSON lines)
 	$(PY) scripts/bench.py
 
+$(PEERS_VENV)/.installed: Makefile
+	python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q "huey==3.5.*" "procrastinate==3.10.*" "psycopg[binary]==3.3.*"
+	touch $@
+
+bench-peers: install postgres $(PEERS_VENV)/.installed ## flowjobs beside huey, procrastinate and the bare driver: a markdown table of medians (~30 min)
+	PYTHONPATH=$(CURDIR) PEERS_PYTHON=$(PEERS_VENV)/bin/python $(PY) scripts/bench_peers.py
+
 dist: install ## Build dist/flowjobs.pyz: one file that runs flowjobs on any Python 3.11 (x86_64 Linux)
 	$(PY) scripts/build_dist.py -o dist/flowjobs.pyz
 
@@ -47,4 +56,4 @@ dist-check: dist postgres ## Build dist/flowjobs.pyz and run its tests on a bare
 	FLOWJOBS_TEST_PYZ=$(CURDIR)/dist/flowjobs.pyz $(PY) -m pytest -q tests/acceptance/test_dist.py
 
 clean: ## Remove the virtualenv, demo database and caches
-	rm -rf $(VENV) demo .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) demo .pytest_cache .hypothesis *.egg-info

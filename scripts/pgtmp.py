@@ -5,7 +5,9 @@
 
 initdb refuses to run as root, so as root the server runs as the `postgres` user (runuser).
 It listens on 127.0.0.1 on a free port, keeps its socket and data in a temp dir, runs with
-fsync off, and is stopped (and its files removed) on exit. `pg_server(extra_listen=[...])`
+fsync off (tests), and is stopped (and its files removed) on exit. `pg_server(durable=True)`
+(benchmarks) keeps PostgreSQL's stock durability instead: fsync, synchronous_commit and
+full_page_writes on. `pg_server(extra_listen=[...])`
 also listens on those addresses (they must exist on an interface already) and trusts clients
 on the subnets this host is directly connected to (`samenet`): the network-partition test
 reaches it from a network namespace through a veth pair. The URL yielded is still 127.0.0.1's.
@@ -43,7 +45,7 @@ def _as_postgres(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def pg_server(extra_listen: Sequence[str] = ()):
+def pg_server(extra_listen: Sequence[str] = (), durable: bool = False):
     bins = bindir()
     if bins is None:
         raise RuntimeError("PostgreSQL is not installed (apt-get install -y postgresql)")
@@ -53,23 +55,62 @@ def pg_server(extra_listen: Sequence[str] = ()):
         shutil.chown(root, "postgres", "postgres")
     data = os.path.join(root, "data")
     port = free_port()
-    run = lambda argv: subprocess.run(_as_postgres(argv), check=True, capture_output=True, text=True)  # noqa: E731
+
+    def run(argv):
+        return subprocess.run(_as_postgres(argv), check=True, capture_output=True, text=True)
+
     try:
-        run([f"{bins}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        run(
+            [
+                f"{bins}/initdb",
+                "-D",
+                data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        )
         listen = ",".join(["127.0.0.1", *extra_listen])
         if extra_listen:
             with open(os.path.join(data, "pg_hba.conf"), "a") as hba:
                 hba.write("host all all samenet trust\n")
-        opts = f"-c listen_addresses={listen} -p {port} -k {root} -c fsync=off -c max_connections=200"
-        run([f"{bins}/pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(root, "log"), "-w", "-t", "30", "start"])
+        durability = (
+            "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+            if durable
+            else "-c fsync=off"
+        )
+        opts = (
+            f"-c listen_addresses={listen} -p {port} -k {root} {durability} -c max_connections=200"
+        )
+        run(
+            [
+                f"{bins}/pg_ctl",
+                "-D",
+                data,
+                "-o",
+                opts,
+                "-l",
+                os.path.join(root, "log"),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ]
+        )
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"could not start PostgreSQL: {exc.stderr or exc.stdout}") from exc
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(_as_postgres([f"{bins}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            _as_postgres([f"{bins}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
