@@ -5,7 +5,7 @@ PEERS_VENV ?= .venv-peers
 FLOWJOBS := $(VENV)/bin/flowjobs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install postgres chromium lint test demo bench bench-peers dist dist-check clean
+.PHONY: help install postgres chromium lint test demo bench bench-peers bench-growth dist dist-check clean
 
 help: ## List every target with one line
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ $(PEERS_VENV)/.installed: Makefile
 
 bench-peers: install postgres $(PEERS_VENV)/.installed ## flowjobs beside huey, procrastinate and the bare driver: a markdown table of medians (~30 min)
 	PYTHONPATH=$(CURDIR) PEERS_PYTHON=$(PEERS_VENV)/bin/python $(PY) scripts/bench_peers.py
+
+bench-growth: install postgres ## Cost as work grows: 1M finished runs, 200k queued, the pruner, PostgreSQL 1-8 processes (JSON + table)
+	$(PY) scripts/bench_growth.py
 
 dist: install ## Build dist/flowjobs.pyz: one file that runs flowjobs on any Python 3.11 (x86_64 Linux)
 	$(PY) scripts/build_dist.py -o dist/flowjobs.pyz

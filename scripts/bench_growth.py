@@ -1,0 +1,423 @@
+"""`make bench-growth`: cost as work grows (issue #17). JSON lines, then a markdown summary.
+
+1. `table` (SQLite, PostgreSQL): enqueue (one by one; batch_trigger of 500) and drain (run-worker
+   --burst, 1 process x concurrency 10 and x 1) of the same N noop runs on (a) an empty table and
+   (b) one holding BENCH_GROWTH_ROWS (1,000,000) completed runs filled with SQL, interleaved
+   a, b, a, b so both see the same machine; ratio (b)/(a). The query plans of claim, any_due,
+   next_due, finish and prunable on (b).
+2. `queued`: BENCH_GROWTH_QUEUED (200,000) runs queued at once; the drain rate over the first
+   and the last 20,000.
+3. `pruner` (SQLite): BENCH_GROWTH_ROWS runs past retention; a worker drains N noop runs
+   without and then with `prune_once` running beside it; the pruner's deletion rate, its
+   write-transaction hold times (max, p99) and the longest gap between two completed runs.
+4. `curve` (PostgreSQL): drain of BENCH_GROWTH_CURVE_RUNS (20,000) noop runs with 1, 2, 4, 8
+   processes x 10 threads.
+BENCH_GROWTH_ONLY="table,queued,pruner,curve" (any subset) and BENCH_GROWTH_BACKENDS
+("sqlite,postgresql") pick parts. Not a test: nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench  # the PostgreSQL server, fresh databases and runtimes of `make bench`
+
+from flowjobs.core.client import TriggerItem
+from flowjobs.core.duties import prune_once
+from flowjobs.store import queries
+
+ROWS = int(os.environ.get("BENCH_GROWTH_ROWS", "1000000"))
+N = int(os.environ.get("BENCH_GROWTH_RUNS", "5000"))
+QUEUED = int(os.environ.get("BENCH_GROWTH_QUEUED", "200000"))
+CURVE_RUNS = int(os.environ.get("BENCH_GROWTH_CURVE_RUNS", "20000"))
+ONE_BY_ONE = 1000
+DAY_MS = 86_400_000
+PAYLOAD_HASH = hashlib.sha256(b"{}").hexdigest()
+SUMMARY: list[tuple[str, str, str]] = []  # (case, backend, result) for the markdown table
+# a worker that never prunes (the baseline of the pruner case; the filled rows of `table`
+# are within retention anyway)
+NO_PRUNE = {"FLOWJOBS_RETENTION_COMPLETED": "3650d", "FLOWJOBS_RETENTION_FAILED": "3650d"}
+
+
+def emit(**fields) -> None:
+    bench.emit(**fields)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- filling ---------------------------------------------------------------------------------
+_COLUMNS = (
+    "id, task, queue, status, payload, priority, attempt, max_attempts, run_at, created_at, "
+    "updated_at, started_at, finished_at, attempt_started_at, lease_epoch, worker, payload_hash"
+)
+_VALUES = (
+    "{id}, 'noop', 'default', 'completed', '{{}}', 0, 1, 3, f - 40, f - 40, f, f - 20, f, f - 20, 1, "
+    "'wrk_bench', '" + PAYLOAD_HASH + "'"
+)
+
+
+def fill(rt, rows: int, newest: int, span_ms: int) -> float:
+    """`rows` completed runs finished between `newest - span_ms` and `newest`, in one SQL
+    statement; returns the seconds it took."""
+    start = time.perf_counter()
+    if rt.db.dialect == "sqlite":
+        sql = (
+            f"WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {rows - 1}) "
+            f"INSERT INTO flowjobs_runs ({_COLUMNS}) SELECT "
+            + _VALUES.format(id="'run_' || substr(hex(randomblob(11)), 1, 21)")
+            + f" FROM (SELECT {newest} - i * {span_ms} / {max(rows, 1)} AS f FROM c)"
+        )
+        with rt.db.transaction() as conn:
+            conn.execute(sql)
+    else:
+        sql = (
+            f"INSERT INTO flowjobs_runs ({_COLUMNS}) SELECT "
+            + _VALUES.format(id="'run_' || substr(md5(random()::text), 1, 21)")
+            + f" FROM (SELECT {newest}::bigint - i * {span_ms}::bigint / {max(rows, 1)} AS f "
+            f"FROM generate_series(0, {rows - 1}) i) s"
+        )
+        with rt.db.transaction() as conn:
+            conn.execute(sql)
+        with rt.db.borrow() as conn:
+            conn.execute("VACUUM ANALYZE flowjobs_runs")  # what autovacuum would do soon after
+    return time.perf_counter() - start
+
+
+# -- enqueue and drain ---------------------------------------------------------------------
+def enqueue(rt, runs: int) -> dict:
+    start = time.perf_counter()
+    for _ in range(ONE_BY_ONE):
+        rt.trigger("noop")
+    one = ONE_BY_ONE / (time.perf_counter() - start)
+    start = time.perf_counter()
+    batch_trigger(rt, runs)
+    batch = runs / (time.perf_counter() - start)
+    return {"enqueue_one_per_s": round(one), "enqueue_batch500_per_s": round(batch)}
+
+
+def batch_trigger(rt, runs: int) -> None:
+    for done in range(0, runs, 500):
+        rt.client.batch_trigger([TriggerItem("noop") for _ in range(min(500, runs - done))])
+
+
+def burst(
+    url: str, concurrency: int, processes: int = 1, env: dict | None = None
+) -> tuple[int, float]:
+    """Drain what is queued; returns (ms when the worker was started, wall seconds)."""
+    began, start = now_ms(), time.perf_counter()
+    subprocess.run(
+        bench.FLOWJOBS
+        + [
+            "run-worker",
+            "--burst",
+            "--processes",
+            str(processes),
+            "--concurrency",
+            str(concurrency),
+        ],
+        env={**bench.env_for(url), **NO_PRUNE, **(env or {})},
+        check=True,
+    )
+    return began, time.perf_counter() - start
+
+
+def finished_since(rt, began: int) -> list[tuple[int, int]]:
+    """(started_at, finished_at) of the runs completed by a worker started at `began`."""
+    with rt.db.borrow() as conn:
+        sql = "SELECT started_at, finished_at FROM flowjobs_runs WHERE status = 'completed' AND started_at >= "
+        return conn.execute(sql + str(began) + " ORDER BY finished_at").fetchall()
+
+
+def drain_rate(rows: list[tuple[int, int]]) -> float:
+    first = min(r[0] for r in rows)
+    return len(rows) / max((rows[-1][1] - first) / 1000, 0.001)
+
+
+# -- query plans -----------------------------------------------------------------------------
+_TEXT = {"id", "status", "result", "error", "worker", "queue", "task", "key"}
+
+
+def _params(sql: str, style: str) -> dict:
+    names = set(re.findall(r"%\((\w+)\)s" if style == "pyformat" else r"(?<![:\w]):(\w+)", sql))
+    values: dict = {}
+    for name in names:
+        base = re.sub(r"_\d+$", "", name)
+        values[name] = "completed" if base == "status" else "x" if base in _TEXT else 1
+    now = now_ms()  # the pruner's cutoffs at the default retention (7 days completed, 30 failed)
+    times = {
+        "now": now,
+        "cutoff": now - 7 * DAY_MS,
+        "completed_before": now - 7 * DAY_MS,
+        "failed_before": now - 30 * DAY_MS,
+    }
+    values.update({k: v for k, v in times.items() if k in names})
+    return values
+
+
+def plans(rt, backend: str) -> None:
+    """EXPLAIN the hot statements on the big table; flag any full scan of flowjobs_runs."""
+    cat = queries.catalogue(backend)
+    finish = queries.finish_batch(10, lean=True)
+    statements = {
+        "claim": queries.claim(backend, False, False),
+        "any_due": cat["any_due"],
+        "next_due": cat["next_due"],
+        "finish(10, lean)": finish if backend == "sqlite" else queries.to_pyformat(finish),
+        "prunable": cat["prunable"],
+    }
+    for name, sql in statements.items():
+        if backend == "sqlite":
+            with rt.db.borrow() as conn:
+                rows = conn.execute("EXPLAIN QUERY PLAN " + sql, _params(sql, "named")).fetchall()
+            plan = [r[3] for r in rows]
+            scans = [p for p in plan if p.startswith("SCAN flowjobs_runs") and "USING" not in p]
+        else:
+            import psycopg
+
+            with psycopg.connect(rt.db.conninfo) as conn, psycopg.ClientCursor(conn) as cur:
+                cur.execute("EXPLAIN " + sql, _params(sql, "pyformat"))
+                plan = [r[0] for r in cur.fetchall()]
+                conn.rollback()
+            scans = [p.strip() for p in plan if "Seq Scan on flowjobs_runs" in p]
+        emit(backend=backend, case="plan", statement=name, full_scan=bool(scans), plan=plan)
+        if scans:
+            SUMMARY.append(("plan: full scan", backend, f"{name}: {scans[0]}"))
+
+
+# -- 1. empty vs big table -------------------------------------------------------------------
+def table(backend: str, pg: str | None) -> None:
+    urls = {
+        "empty": bench.fresh(backend, pg, "growth_empty"),
+        "big": bench.fresh(backend, pg, "growth_big"),
+    }
+    rts = {label: bench.runtime(url) for label, url in urls.items()}
+    for rt in rts.values():
+        rt.store  # noqa: B018 - creates the tables
+    took = fill(rts["big"], ROWS, now_ms() - 3600_000, 6 * DAY_MS)  # within the 7-day retention
+    emit(backend=backend, case="fill", rows=ROWS, seconds=round(took, 1))
+    plans(rts["big"], backend)
+    results: dict[tuple[str, str], list[float]] = {}
+    for rnd in range(2):  # a, b, a, b: both labels see the same machine
+        for label in ("empty", "big"):
+            rt, url = rts[label], urls[label]
+            fields = enqueue(rt, N)
+            began, _ = burst(url, 10)
+            c10 = drain_rate(finished_since(rt, began))
+            # the ONE_BY_ONE runs of enqueue() were drained too; queue N again for concurrency 1
+            batch_trigger(rt, N)
+            began, _ = burst(url, 1)
+            c1 = drain_rate(finished_since(rt, began))
+            fields.update(drain_c10_per_s=round(c10), drain_c1_per_s=round(c1))
+            emit(
+                backend=backend,
+                case="table",
+                table=label,
+                round=rnd,
+                finished_rows=ROWS if label == "big" else 0,
+                runs=N,
+                **fields,
+            )
+            for key, value in fields.items():
+                results.setdefault((label, key), []).append(value)
+    for key in ("enqueue_one_per_s", "enqueue_batch500_per_s", "drain_c10_per_s", "drain_c1_per_s"):
+        a, b = statistics.mean(results[("empty", key)]), statistics.mean(results[("big", key)])
+        emit(
+            backend=backend,
+            case="table_ratio",
+            measure=key,
+            empty=round(a),
+            big=round(b),
+            ratio=round(b / a, 2),
+        )
+        SUMMARY.append(
+            (
+                f"{key} big/empty ({ROWS:,} finished rows)",
+                backend,
+                f"{round(b):,} / {round(a):,} = **{b / a:.2f}**",
+            )
+        )
+    for rt in rts.values():
+        rt.close()
+
+
+# -- 2. many queued at once ------------------------------------------------------------------
+def queued(backend: str, pg: str | None) -> None:
+    url = bench.fresh(backend, pg, "growth_queued")
+    rt = bench.runtime(url)
+    start = time.perf_counter()
+    batch_trigger(rt, QUEUED)
+    enq = QUEUED / (time.perf_counter() - start)
+    began, wall = burst(url, 10)
+    rows = finished_since(rt, began)
+    rt.close()
+    k = min(20000, len(rows) // 2)
+    first = k / max((rows[k - 1][1] - min(r[0] for r in rows)) / 1000, 0.001)
+    last = k / max((rows[-1][1] - rows[-k - 1][1]) / 1000, 0.001)
+    emit(
+        backend=backend,
+        case="queued",
+        queued=QUEUED,
+        enqueue_batch500_per_s=round(enq),
+        drained=len(rows),
+        first_per_s=round(first),
+        last_per_s=round(last),
+        overall_per_s=round(drain_rate(rows)),
+        wall_s=round(wall, 1),
+        window=k,
+    )
+    SUMMARY.append(
+        (
+            f"drain with {QUEUED:,} queued: first / last {k:,}",
+            backend,
+            f"{round(first):,} / {round(last):,} runs/s (overall {round(drain_rate(rows)):,})",
+        )
+    )
+
+
+# -- 3. the pruner beside a worker (SQLite) ----------------------------------------------------
+@contextmanager
+def timed_transactions(db, holds: list[float]):
+    """Record how long each write transaction of `db` holds the lock (BEGIN IMMEDIATE done to
+    COMMIT done)."""
+    original = db.transaction
+
+    @contextmanager
+    def transaction(conn=None):
+        with original(conn) as tx:
+            start = time.perf_counter()
+            yield tx
+        holds.append(time.perf_counter() - start)
+
+    db.transaction = transaction
+    try:
+        yield
+    finally:
+        db.transaction = original
+
+
+def pruner(backend: str, pg: str | None) -> None:
+    url = bench.fresh(backend, pg, "growth_prune")
+    rt = bench.runtime(url)
+    rt.store  # noqa: B018
+    fill(rt, ROWS, now_ms() - 8 * DAY_MS, 30 * DAY_MS)  # all past the 7-day retention
+    # without: a worker that does not prune drains N
+    batch_trigger(rt, N)
+    began, _ = burst(url, 10)
+    alone = finished_since(rt, began)
+    # with: prune_once (this process) deletes the ROWS while the worker drains N
+    batch_trigger(rt, N)
+    holds: list[float] = []
+    result: dict = {}
+
+    def prune():
+        start = time.perf_counter()
+        result["deleted"] = prune_once(rt.store, rt.clock, rt.settings.retention)
+        result["seconds"] = time.perf_counter() - start
+
+    with timed_transactions(rt.db, holds):
+        thread = threading.Thread(target=prune)
+        thread.start()
+        began, _ = burst(url, 10)
+        pruned_during = sum(1 for _ in holds)  # transactions so far
+        thread.join()
+    beside = finished_since(rt, began)
+    rt.close()
+    holds_ms = sorted(h * 1000 for h in holds)
+
+    def gap(rows):
+        return max((b[1] - a[1] for a, b in itertools.pairwise(rows)), default=0)
+
+    fields = dict(
+        rows=ROWS,
+        deleted=result["deleted"],
+        prune_runs_per_s=round(result["deleted"] / result["seconds"]),
+        transactions=len(holds),
+        transactions_during_drain=pruned_during,
+        hold_max_ms=round(holds_ms[-1], 1),
+        hold_p99_ms=round(holds_ms[int(len(holds_ms) * 0.99)], 1),
+        hold_median_ms=round(statistics.median(holds_ms), 1),
+        drain_alone_per_s=round(drain_rate(alone)),
+        drain_beside_pruner_per_s=round(drain_rate(beside)),
+        longest_gap_alone_ms=gap(alone),
+        longest_gap_beside_pruner_ms=gap(beside),
+    )
+    emit(backend=backend, case="pruner", **fields)
+    SUMMARY.append(
+        (
+            f"pruner: {ROWS:,} runs past retention",
+            backend,
+            f"{fields['prune_runs_per_s']:,} runs/s; hold max {fields['hold_max_ms']} ms, "
+            f"p99 {fields['hold_p99_ms']} ms",
+        )
+    )
+    SUMMARY.append(
+        (
+            "drain alone / beside the pruner (longest gap)",
+            backend,
+            f"{fields['drain_alone_per_s']:,} ({fields['longest_gap_alone_ms']} ms) / "
+            f"{fields['drain_beside_pruner_per_s']:,} ({fields['longest_gap_beside_pruner_ms']} ms)",
+        )
+    )
+
+
+# -- 4. PostgreSQL processes curve ------------------------------------------------------------
+def curve(backend: str, pg: str | None) -> None:
+    rates = []
+    for processes in (1, 2, 4, 8):
+        url = bench.fresh(backend, pg, f"growth_curve{processes}")
+        rt = bench.runtime(url)
+        batch_trigger(rt, CURVE_RUNS)
+        began, wall = burst(url, 10, processes)
+        rows = finished_since(rt, began)
+        rt.close()
+        rates.append(round(drain_rate(rows)))
+        emit(
+            backend=backend,
+            case="curve",
+            processes=processes,
+            threads=10,
+            runs=len(rows),
+            runs_per_s=rates[-1],
+            wall_s_including_startup=round(wall, 1),
+        )
+    SUMMARY.append(
+        (
+            f"drain {CURVE_RUNS:,}: 1 / 2 / 4 / 8 processes x 10",
+            backend,
+            " / ".join(f"{r:,}" for r in rates) + " runs/s",
+        )
+    )
+
+
+def main() -> None:
+    parts = os.environ.get("BENCH_GROWTH_ONLY", "table,queued,pruner,curve").split(",")
+    backends = os.environ.get("BENCH_GROWTH_BACKENDS", "sqlite,postgresql").split(",")
+    with bench.pg_server() as pg:
+        for backend in backends:
+            for part in ("table", "queued"):
+                if part in parts:
+                    globals()[part](backend, pg)
+        if "pruner" in parts and "sqlite" in backends:
+            pruner("sqlite", pg)
+        if "curve" in parts and "postgresql" in backends:
+            curve("postgresql", pg)
+    print("\n| case | backend | result |\n|---|---|---|")
+    for case, backend, result in SUMMARY:
+        print(f"| {case} | {backend} | {result} |")
+
+
+if __name__ == "__main__":
+    main()
