@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 import schedule
@@ -69,18 +70,33 @@ class Duties:
 
 
 WORKERS_KEPT_MS = 7 * 86400_000  # rows of workers not seen for a week are deleted
+PRUNE_HOLD_S = 0.02  # aim for write transactions this short: a waiting worker gets in soon
+PRUNE_REST = 0.5  # after each batch, step aside for half as long as it took
+PRUNE_BATCH = (50, 5000)  # runs per transaction: the first batch takes the smallest
 
 
-def prune_once(store, clock, retention) -> int:
-    """Delete finished runs past `retention` ([retention]: completed, failed; in batches until
-    none is left), and the rows of workers not seen for a week."""
+def prune_once(store, clock, retention, pause: Callable[[float], object] = time.sleep) -> int:
+    """Delete finished runs past `retention` ([retention]: completed, failed) and the rows of
+    workers not seen for a week.
+
+    In batches until none is left, each one transaction sized to take about PRUNE_HOLD_S
+    (from the pace of the one before; time spent waiting for the lock counts, so a busy
+    database gets smaller batches), with a rest of PRUNE_REST x its time between batches:
+    on SQLite, whose one writer lock workers wait for in a sleeping busy handler, back-to-back
+    batches would otherwise starve them. Rows that become prunable while it runs wait for the
+    next time."""
     now = clock.now_ms()
     store.prune_workers(now - WORKERS_KEPT_MS)
-    total = 0
+    smallest, largest = PRUNE_BATCH
+    total, limit = 0, smallest
     while True:
+        start = time.monotonic()
         deleted = store.prune(
-            now, now - int(retention.completed * 1000), now - int(retention.failed * 1000)
+            now, now - int(retention.completed * 1000), now - int(retention.failed * 1000), limit
         )
+        took = time.monotonic() - start
         total += deleted
-        if deleted == 0:
+        if deleted < limit:
             return total
+        limit = max(smallest, min(largest, int(deleted / max(took, 1e-6) * PRUNE_HOLD_S)))
+        pause(took * PRUNE_REST)

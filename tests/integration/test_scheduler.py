@@ -9,8 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowjobs import cron
+from flowjobs.core import duties
+from flowjobs.core.client import TriggerItem
 from flowjobs.core.clock import iso, parse_iso
 from flowjobs.core.duties import prune_once
+from tests.billing_helpers import drain
 
 SCHED_TASKS = {"modules": ["tests.tasks_for_tests", "tests.scheduled_tasks"]}
 HOUR = 3600_000
@@ -293,6 +296,25 @@ def test_pruner_keeps_recent_runs_and_live_keys(make_runtime, clock):
         prune_once(rt.store, rt.clock, rt.settings.retention) == 2
     )  # the failed run, and `recent`; `keyed`'s key still holds
     assert rt.store.get_run(keyed.id) is not None
+
+
+def test_pruner_deletes_every_prunable_run_in_batches_resting_between_them(
+    make_runtime, clock, monkeypatch
+):
+    monkeypatch.setattr(duties, "PRUNE_BATCH", (10, 20))  # 130 runs: at least 7 batches
+    rt = make_runtime()
+    rt.client.batch_trigger([TriggerItem("noop") for _ in range(130)])
+    keyed = rt.trigger("noop", idempotency_key="k", idempotency_key_ttl="60d")
+    drain(rt)
+    clock.advance(8 * 86400)
+    recent = rt.trigger("noop")
+    drain(rt)
+    rests: list[float] = []
+    assert prune_once(rt.store, rt.clock, rt.settings.retention, pause=rests.append) == 130
+    assert len(rests) >= 6 and all(r >= 0 for r in rests)  # a rest after every full batch
+    assert rt.store.count_by_status() == {"completed": 2}
+    assert rt.store.get_run(keyed.id) is not None and rt.store.get_run(recent.id) is not None
+    assert prune_once(rt.store, rt.clock, rt.settings.retention, pause=rests.append) == 0
 
 
 # -- windows tile what succeeded (issue 12, item 2) -------------------------------------------
