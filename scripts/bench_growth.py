@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import bench  # the PostgreSQL server, fresh databases and runtimes of `make bench`
 
+from flowjobs import ids
 from flowjobs.core.client import TriggerItem
 from flowjobs.core.duties import prune_once
 from flowjobs.store import queries
@@ -77,15 +78,25 @@ _VALUES = (
 )
 
 
+def _stamp(column: str) -> str:
+    """SQL for `flowjobs.ids.new_sortable_id`'s first 8 characters: `column` (ms) in base 62."""
+    return " || ".join(
+        f"substr('{ids.ALPHABET}', CAST(({column} / {62**k}) % 62 AS INTEGER) + 1, 1)"
+        for k in reversed(range(ids.STAMP))
+    )
+
+
 def fill(rt, rows: int, newest: int, span_ms: int) -> float:
     """`rows` completed runs finished between `newest - span_ms` and `newest`, in one SQL
-    statement; returns the seconds it took."""
+    statement, with time-sortable ids as `trigger` makes them; returns the seconds it took."""
     start = time.perf_counter()
     if rt.db.dialect == "sqlite":
         sql = (
             f"WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {rows - 1}) "
             f"INSERT INTO flowjobs_runs ({_COLUMNS}) SELECT "
-            + _VALUES.format(id="'run_' || substr(hex(randomblob(11)), 1, 21)")
+            + _VALUES.format(
+                id=f"'run_' || {_stamp('(f - 40)')} || substr(hex(randomblob(7)), 1, 13)"
+            )
             + f" FROM (SELECT {newest} - i * {span_ms} / {max(rows, 1)} AS f FROM c)"
         )
         with rt.db.transaction() as conn:
@@ -93,7 +104,9 @@ def fill(rt, rows: int, newest: int, span_ms: int) -> float:
     else:
         sql = (
             f"INSERT INTO flowjobs_runs ({_COLUMNS}) SELECT "
-            + _VALUES.format(id="'run_' || substr(md5(random()::text), 1, 21)")
+            + _VALUES.format(
+                id=f"'run_' || {_stamp('(f - 40)')} || substr(md5(random()::text), 1, 13)"
+            )
             + f" FROM (SELECT {newest}::bigint - i * {span_ms}::bigint / {max(rows, 1)} AS f "
             f"FROM generate_series(0, {rows - 1}) i) s"
         )
