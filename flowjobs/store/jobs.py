@@ -229,6 +229,8 @@ class JobStore:
         return written, claimed
 
     def _claim(self, conn, worker, limit, queues, limits, now, lease_ms) -> list[ClaimedRun]:
+        if self.dialect == "postgresql":
+            conn.execute(self.sql["claim_plan"])  # walk the claim index, whatever the statistics
         every = "*" in queues
         limited = [q for q in limits if every or q in queues]
         claimed = self._claim_group(conn, worker, limit, queues, every, limited, now, lease_ms)

@@ -267,3 +267,40 @@ def test_enqueue_joins_the_callers_transaction(rt):
         joined = rt.trigger("noop", session=conn)
     conn.close()
     assert rt.store.get_run(joined.id)["status"] == "queued"
+
+
+def test_postgresql_claims_through_the_claim_index_even_with_stale_statistics(
+    pg_template, tmp_path
+):
+    # Statistics taken while no run waited (autoanalyze waits for 10 % of the table to change)
+    # once made the planner read every due run through the next-due index and sort them all to
+    # take ten; the claim's transaction now discourages sorting, so it walks the claim index.
+    from flowjobs.runtime import Runtime
+    from flowjobs.store import queries
+    from tests.conftest import make_settings, new_pg_database
+
+    rt = Runtime(make_settings(new_pg_database(pg_template), tmp_path))
+    try:
+        with rt.db.transaction() as conn:
+            conn.execute(
+                """INSERT INTO flowjobs_runs (id, task, queue, status, payload, priority, attempt,
+                       max_attempts, run_at, created_at, updated_at, finished_at, lease_epoch,
+                       cancel_requested, payload_hash, crashes)
+                   SELECT 'run_done' || g, 'noop', 'default', 'completed', '{}', 0, 1, 3, g, g, g,
+                          g, 1, 0, 'h', 0 FROM generate_series(1, 50000) g"""
+            )
+        with rt.db.borrow() as conn:
+            conn.execute("ANALYZE flowjobs_runs")  # nothing waits now
+        rt.client.batch_trigger([TriggerItem("noop") for _ in range(1000)])
+        claim = rt.store._prepare(queries.claim("postgresql", False, False))
+        params = {"worker": "w", "limit": 10, "now": 2**62, "lease_until": 2**62}
+        plans = {}
+        with rt.db.transaction() as conn:
+            plans["bare"] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + claim, params))
+            conn.execute(rt.store.sql["claim_plan"])  # what JobStore._claim runs first
+            plans["claim"] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + claim, params))
+        assert "flowjobs_runs_claim" not in plans["bare"]  # the trap is real on this server
+        assert "flowjobs_runs_claim" in plans["claim"] and "Sort" not in plans["claim"]
+        assert len(rt.store.claim("w", 10, ["*"], {}, 2**62, 30_000)) == 10
+    finally:
+        rt.close()
