@@ -5,7 +5,7 @@ PEERS_VENV ?= .venv-peers
 FLOWJOBS := $(VENV)/bin/flowjobs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install postgres chromium lint test demo bench bench-peers bench-growth dist dist-check clean
+.PHONY: help install postgres chromium lint test test-faults demo bench bench-peers bench-growth dist dist-check clean
 
 help: ## List every target with one line
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,10 @@ lint: install ## Lint, format check, layer contract and type check (make test ru
 	$(VENV)/bin/mypy flowjobs
 
 test: install postgres chromium lint ## Lint, then the whole test suite (SQLite, a throwaway PostgreSQL, headless Chromium; 2 processes)
-	$(PY) -m pytest -q -n 2 --durations=30
+	$(PY) -m pytest -q -n 2 -m "not faults" --durations=30
+
+test-faults: install postgres ## The fault suite: kill storms, database outages, a network partition, cold starts, full disks (~7 min; CI runs it)
+	$(PY) -m pytest -q -n 2 -m faults --durations=15
 
 demo: install ## Run the main job on SQLite: trigger work, run the worker until done, show what ran
 	@scripts/demo.sh $(FLOWJOBS)

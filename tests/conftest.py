@@ -144,8 +144,11 @@ TIERS = ("unit", "store", "integration", "acceptance")
 
 
 def pytest_collection_modifyitems(items):
-    """Mark each test with its tier (the folder under tests/), so `pytest -m unit` selects it."""
+    """Mark each test with its tier (the folder under tests/), so `pytest -m unit` selects it;
+    tests/acceptance/faults is also `faults`: `make test` leaves it to `make test-faults`."""
     for item in items:
         parts = item.path.relative_to(ROOT / "tests").parts
         if parts and parts[0] in TIERS:
             item.add_marker(getattr(pytest.mark, parts[0]))
+        if parts[:2] == ("acceptance", "faults"):
+            item.add_marker(pytest.mark.faults)

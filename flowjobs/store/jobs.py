@@ -108,6 +108,7 @@ class JobStore:
         only = dialect_only(db.dialect)
         # PostgreSQL only: the per-queue advisory lock and the wake-up NOTIFY
         self._lock_queue_sql = only.get("lock_queue")
+        self._claim_plan_sql = only.get("claim_plan")
         self._notify_sql = only.get("notify")
         self.dialect = db.dialect
         self._wakeups = Wakeups(db)
@@ -229,8 +230,8 @@ class JobStore:
         return written, claimed
 
     def _claim(self, conn, worker, limit, queues, limits, now, lease_ms) -> list[ClaimedRun]:
-        if self.dialect == "postgresql":
-            conn.execute(self.sql["claim_plan"])  # walk the claim index, whatever the statistics
+        if self._claim_plan_sql:  # PostgreSQL: walk the claim index, whatever the statistics
+            conn.execute(self._claim_plan_sql)
         every = "*" in queues
         limited = [q for q in limits if every or q in queues]
         claimed = self._claim_group(conn, worker, limit, queues, every, limited, now, lease_ms)

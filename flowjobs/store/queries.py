@@ -194,12 +194,6 @@ SQLITE = {
 }
 
 POSTGRESQL = {
-    # Before a claim, for the rest of its transaction: with statistics taken while no run was
-    # waiting (autoanalyze waits for 10 % of the table to change), the planner read every due
-    # run through flowjobs_runs_next_due and sorted them to take ten (6.5 ms with 2,000 due,
-    # ~1 s with 200,000) instead of walking flowjobs_runs_claim in order (0.9 ms). Sorting is
-    # only discouraged: a plan that needs one still gets it.
-    "claim_plan": "SET LOCAL enable_sort = off",
     # Claim up to :limit due runs, best first; SKIP LOCKED lets claimers pass each other.
     "claim": f"""
         WITH picked AS (
@@ -234,6 +228,12 @@ DIALECT_ONLY: dict[str, dict[str, str]] = {
         "lock_queue": "SELECT pg_advisory_xact_lock(:lock_key)",
         # Wake listening workers when the inserting transaction commits.
         "notify": "SELECT pg_notify('flowjobs_runs', :queue)",
+        # Before a claim, for the rest of its transaction: with statistics taken while no run was
+        # waiting (autoanalyze waits for 10 % of the table to change), the planner read every due
+        # run through flowjobs_runs_next_due and sorted them to take ten (6.5 ms with 2,000 due,
+        # ~1 s with 200,000) instead of walking flowjobs_runs_claim in order (0.9 ms). Sorting is
+        # only discouraged: a plan that needs one still gets it.
+        "claim_plan": "SET LOCAL enable_sort = off",
     },
 }
 

@@ -297,7 +297,7 @@ def test_postgresql_claims_through_the_claim_index_even_with_stale_statistics(
         plans = {}
         with rt.db.transaction() as conn:
             plans["bare"] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + claim, params))
-            conn.execute(rt.store.sql["claim_plan"])  # what JobStore._claim runs first
+            conn.execute(queries.dialect_only("postgresql")["claim_plan"])  # _claim runs it first
             plans["claim"] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + claim, params))
         assert "flowjobs_runs_claim" not in plans["bare"]  # the trap is real on this server
         assert "flowjobs_runs_claim" in plans["claim"] and "Sort" not in plans["claim"]
