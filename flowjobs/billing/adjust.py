@@ -469,7 +469,7 @@ def proration_not_paid(b, s, run: BillingRun, sub: Subscription, invoice, paymen
     """Declined (or canceled) proration: the subscription keeps its old plan; the proration item
     leaves the period and the adjustment invoice is voided; the customer and organisation are
     told the payment failed. No retry ladder, no `past_due`: nothing regular is owed."""
-    from flowjobs.billing.outcomes import _payment_data
+    from flowjobs.billing.outcomes import notify_payment_failed
 
     for item_id in (run.adjustment_params or {}).get("prorationItemIds", []):
         item = s.get(BillingPeriodItem, item_id)
@@ -478,20 +478,7 @@ def proration_not_paid(b, s, run: BillingRun, sub: Subscription, invoice, paymen
     if invoice is not None and invoice.status not in E.INVOICE_TERMINAL:
         invoice.status = E.InvoiceStatus.VOID
     if payment is not None and payment.status == E.PaymentStatus.FAILED:
-        b.trigger(
-            s,
-            "send-customer-payment-failed-notification",
-            {"paymentId": payment.id, "retryDate": None},
-            key=f"send-customer-payment-failed-notification-{payment.id}",
-        )
-        data = _payment_data(s, payment, invoice)
-        data["failureReason"] = payment.failure_message or payment.failure_code
-        b.trigger(
-            s,
-            "send-organization-payment-failed-notification",
-            {"paymentData": data},
-            key=f"send-organization-payment-failed-notification-{payment.id}",
-        )
+        notify_payment_failed(b, s, payment, invoice)
     return {"next": f"proration not paid: subscription {sub.id} keeps its plan"}
 
 

@@ -288,20 +288,7 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
     _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
     if payment is not None:
         retry_ms = ms_from_utc(retry.scheduled_for) if retry else None
-        b.trigger(
-            s,
-            "send-customer-payment-failed-notification",
-            {"paymentId": payment.id, "retryDate": retry_ms},
-            key=f"send-customer-payment-failed-notification-{payment.id}",
-        )
-        data = _payment_data(s, payment, invoice)
-        data["failureReason"] = payment.failure_message or payment.failure_code
-        b.trigger(
-            s,
-            "send-organization-payment-failed-notification",
-            {"paymentData": data},
-            key=f"send-organization-payment-failed-notification-{payment.id}",
-        )
+        notify_payment_failed(b, s, payment, invoice, retry_ms)
     if retry is None:
         return {"next": f"no more retries after attempt {run.attempt_number}"}
     return {
@@ -355,6 +342,27 @@ def schedule_retry(b, s, run: BillingRun, sub: Subscription, now: datetime) -> B
         run_at=retry.scheduled_for,
     )
     return retry
+
+
+def notify_payment_failed(
+    b, s, payment: Payment, invoice: Invoice | None, retry_ms: int | None = None
+) -> None:
+    """The customer's and the organisation's payment-failed emails, each once per payment;
+    `retry_ms`: when the next attempt is due (None: no retry)."""
+    b.trigger(
+        s,
+        "send-customer-payment-failed-notification",
+        {"paymentId": payment.id, "retryDate": retry_ms},
+        key=f"send-customer-payment-failed-notification-{payment.id}",
+    )
+    data = _payment_data(s, payment, invoice)
+    data["failureReason"] = payment.failure_message or payment.failure_code
+    b.trigger(
+        s,
+        "send-organization-payment-failed-notification",
+        {"paymentData": data},
+        key=f"send-organization-payment-failed-notification-{payment.id}",
+    )
 
 
 def _payment_data(s, payment: Payment, invoice: Invoice | None) -> dict:

@@ -389,7 +389,7 @@ def advance_redemption(s, payment: Payment) -> DiscountRedemption | None:
 
 
 def _follow_ups(b, s, payment, invoice, purchase, was_paid: bool) -> None:
-    from flowjobs.billing.outcomes import _payment_data
+    from flowjobs.billing.outcomes import _payment_data, notify_payment_failed
 
     if payment.status == E.PaymentStatus.SUCCEEDED:
         advance_redemption(s, payment)
@@ -421,20 +421,7 @@ def _follow_ups(b, s, payment, invoice, purchase, was_paid: bool) -> None:
             key=f"send-organization-payment-succeeded-notification-{payment.id}",
         )
     elif payment.status == E.PaymentStatus.FAILED and not was_paid:
-        b.trigger(
-            s,
-            "send-customer-payment-failed-notification",
-            {"paymentId": payment.id, "retryDate": None},
-            key=f"send-customer-payment-failed-notification-{payment.id}",
-        )
-        data = _payment_data(s, payment, invoice)
-        data["failureReason"] = payment.failure_message or payment.failure_code
-        b.trigger(
-            s,
-            "send-organization-payment-failed-notification",
-            {"paymentData": data},
-            key=f"send-organization-payment-failed-notification-{payment.id}",
-        )
+        notify_payment_failed(b, s, payment, invoice)
 
 
 def _emit(s, payment: Payment, purchase: Purchase) -> None:
