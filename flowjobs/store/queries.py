@@ -370,12 +370,13 @@ def attempt_durations(bounds_ms: tuple[float, ...]) -> str:
 @lru_cache(maxsize=1024)
 def insert_runs(dialect: str, count: int) -> str:
     """Insert `count` runs (positional parameters, RUN_COLUMNS order, dedup_key = the
-    idempotency key); a row whose key is live is skipped; RETURNING names those inserted."""
+    idempotency key); a row whose key is live is skipped; RETURNING names those inserted. The
+    conflict target names the unique index's predicate (it is partial: revision 0011)."""
     mark = "?" if dialect == "sqlite" else "%s"
     row = "(" + ", ".join([mark] * len(RUN_COLUMNS.split(","))) + ")"
     return (
         f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) VALUES {', '.join([row] * count)} "
-        "ON CONFLICT (task, dedup_key) DO NOTHING RETURNING id"
+        "ON CONFLICT (task, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id"
     )
 
 
