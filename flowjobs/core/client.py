@@ -98,11 +98,13 @@ class Client:
         runs = [self.new_run(item, now) for item in items]
         if session is not None:
             results = self.store.enqueue(raw_connection(session), runs, now)
-        else:
-            with self.store.db.transaction() as conn:
+        elif any(run.idempotency_key is not None for run in runs):
+            with self.store.db.transaction() as conn:  # a conflict rolls the whole batch back
                 results = self.store.enqueue(conn, runs, now)
                 self._check_conflicts(runs, results)
             return results
+        else:  # no key, no conflict: one statement where it can be
+            return self.store.enqueue_alone(runs, now)
         self._check_conflicts(runs, results)
         return results
 

@@ -125,23 +125,33 @@ class Database:
         connection (writes queue for it anyway, and one connection keeps its page cache warm:
         a connection that sees another's commit rereads every page it needs) or a pooled
         PostgreSQL connection."""
-        if conn is None and self.dialect == "sqlite":
-            with self._write_lock:
-                writer = self._writer or self.connect()
-                self._writer = None  # held by this transaction (a nested one would open another)
-                try:
-                    with self.transaction(writer) as tx:
-                        yield tx
-                finally:
-                    if writer.in_transaction:  # the rollback failed: the connection is suspect
-                        _close(writer)
-                    else:
-                        self._writer = writer
-            return
         if conn is None:
-            with self.borrow() as pooled, self.transaction(pooled) as tx:
-                yield tx
+            with self.statement() as own:
+                yield from self._transaction(own)
             return
+        yield from self._transaction(conn)
+
+    @contextmanager
+    def statement(self):
+        """A connection for writes that each commit on their own (one statement is its own
+        transaction: no BEGIN and COMMIT round trips): this process's SQLite writer
+        connection, held under the write lock, or a pooled PostgreSQL connection."""
+        if self.dialect != "sqlite":
+            with self.borrow() as pooled:
+                yield pooled
+            return
+        with self._write_lock:
+            writer = self._writer or self.connect()
+            self._writer = None  # held by this block (a nested transaction would open another)
+            try:
+                yield writer
+            finally:
+                if writer.in_transaction:  # the rollback failed: the connection is suspect
+                    _close(writer)
+                else:
+                    self._writer = writer
+
+    def _transaction(self, conn):
         with self._write_lock:
             conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
             try:

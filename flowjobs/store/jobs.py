@@ -22,6 +22,8 @@ from flowjobs.store.queries import (
     finish_batch,
     insert_attempts,
     insert_runs,
+    insert_runs_notifying,
+    runs_by_column,
     to_pyformat,
 )
 from flowjobs.store.queries import attempt_durations as attempt_durations_sql
@@ -148,16 +150,41 @@ class JobStore:
                 conn.execute(self._notify_sql, {"queue": queue})
         return results
 
-    def _insert_chunk(self, conn, runs: list[NewRun], now: int) -> set[str]:
-        """Insert a batch in one statement (positional parameters: no per-row dict of names);
-        rows whose key is live are skipped; returns the ids inserted."""
-        params: list[Any] = []
-        for run in runs:
-            params += (
+    def enqueue_alone(self, runs: list[NewRun], now: int) -> list[Enqueued]:
+        """Insert runs in a transaction of their own. Up to INSERT_CHUNK runs without
+        idempotency keys (nothing to look up or release first) are one statement that commits
+        by itself, the wake-up NOTIFY included: on PostgreSQL one round trip instead of four."""
+        if len(runs) > INSERT_CHUNK or any(r.idempotency_key is not None for r in runs):
+            with self.db.transaction() as conn:
+                return self.enqueue(conn, runs, now)
+        sql = insert_runs_notifying(len(runs)) if self._notify_sql else None
+        with self.db.statement() as conn:
+            inserted = self._insert_chunk(conn, runs, now, sql)
+        missing = [r.id for r in runs if r.id not in inserted]
+        if missing:  # without keys every row is inserted; anything else is a broken invariant
+            raise RuntimeError(f"runs {missing} were not inserted")
+        return [
+            Enqueued(
+                r.id,
+                r.task,
+                RunStatus.DELAYED if r.run_at > now else RunStatus.QUEUED,
+                False,
+                r.payload_hash,
+            )
+            for r in runs
+        ]
+
+    def _insert_chunk(self, conn, runs: list[NewRun], now: int, sql: str | None = None) -> set[str]:
+        """Insert a batch in one statement (positional parameters, no per-row dict of names:
+        row after row, or an array per column: `queries.insert_runs`); rows whose key is live are
+        skipped; returns the ids inserted. `sql`: a variant of the statement (same parameters,
+        RETURNING the ids)."""
+        rows = [
+            (
                 run.id,
                 run.task,
                 run.queue,
-                RunStatus.DELAYED if run.run_at > now else RunStatus.QUEUED,
+                (RunStatus.DELAYED if run.run_at > now else RunStatus.QUEUED).value,
                 run.payload,
                 run.priority,
                 0,
@@ -172,7 +199,14 @@ class JobStore:
                 run.parent_id,
                 run.replay_of,
             )
-        sql = insert_runs(self.dialect, len(runs))
+            for run in runs
+        ]
+        params: list[Any]
+        if runs_by_column(self.dialect, len(rows)):
+            params = [list(column) for column in zip(*rows)]
+        else:
+            params = [value for row in rows for value in row]
+        sql = sql or insert_runs(self.dialect, len(runs))
         return {row[0] for row in conn.execute(sql, params).fetchall()}
 
     def _executemany(self, conn, name: str, params: list[dict]) -> None:

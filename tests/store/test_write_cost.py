@@ -81,3 +81,61 @@ def test_a_claim_and_a_finish_write_four_and_three_pages(sqlite_rt, clock):
     assert len(claimed) == RUNS
     # finish: the table, out of the leases index, into the finished index
     assert pages_per_run(rt, path, finish) < 4
+
+
+def statements_of(rt, action) -> list[str]:
+    """What `action` sends to the database on the connection it writes with: SQLite's
+    statements (trace callback), or PostgreSQL's round trips (libpq's protocol trace: a
+    simple Query or a Sync ends each)."""
+    with rt.db.statement() as conn:  # the connection the next write takes
+        if rt.db.dialect == "sqlite":
+            sent: list[str] = []
+            conn.set_trace_callback(sent.append)
+        else:
+            trace = open(Path(rt.settings.base_dir) / "libpq.trace", "w+")
+            conn.pgconn.trace(trace.fileno())
+    try:
+        action()
+    finally:
+        with rt.db.statement() as conn:
+            if rt.db.dialect == "sqlite":
+                conn.set_trace_callback(None)
+            else:
+                conn.pgconn.untrace()
+    if rt.db.dialect == "sqlite":
+        return sent
+    trace.seek(0)
+    # a message's line: [timestamp,] direction (F: sent), length, message, its fields (a
+    # statement's text may go on over more lines)
+    sent_lines = []
+    for line in trace.read().splitlines():
+        fields = line.split("\t")
+        fields = fields[1:] if fields[0] not in ("F", "B") else fields
+        if len(fields) >= 3 and fields[0] == "F":
+            sent_lines.append(fields[2:] + [""])
+    trace.close()
+    return [line[1] for line in sent_lines if line[0] in ("Query", "Parse")] + [
+        "Sync" for line in sent_lines if line[0] == "Sync"
+    ]
+
+
+def test_a_trigger_is_one_statement_that_commits_itself(rt):
+    # BEGIN, INSERT, NOTIFY (PostgreSQL), COMMIT were four round trips; one now (the NOTIFY is
+    # part of the insert on PostgreSQL; SQLite wakes workers through the WAL file).
+    rt.trigger("noop")
+    sent = statements_of(rt, lambda: rt.trigger("noop"))
+    inserts = [s for s in sent if "INSERT INTO flowjobs_runs" in s]
+    assert len(inserts) == 1
+    assert not [s for s in sent if s.strip(' "').upper() in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT")]
+    if rt.db.dialect == "postgresql":
+        assert "pg_notify" in inserts[0]
+        assert sent.count("Sync") == 1  # one round trip
+    assert len(rt.store.list_runs(status="queued")) == 2
+
+
+def test_a_keyed_trigger_still_runs_in_a_transaction(rt):
+    rt.trigger("noop")
+    sent = statements_of(rt, lambda: rt.trigger("noop", idempotency_key="k"))
+    assert any(s.strip(' "').upper().startswith("BEGIN") for s in sent), sent
+    again = rt.trigger("noop", idempotency_key="k")
+    assert again.deduplicated
