@@ -17,9 +17,11 @@ from typing import Any
 from flowjobs.store.db import Database
 from flowjobs.store.queries import (
     ATTEMPT_COLUMNS,
+    FINISH_COLUMN_NAMES,
     catalogue,
     dialect_only,
     finish_batch,
+    finishes_by_column,
     insert_attempts,
     insert_runs,
     insert_runs_notifying,
@@ -356,23 +358,29 @@ class JobStore:
         return [f.run.id in written for f in items]
 
     def _finish_group(self, conn, items: list[Finish], lean: bool) -> set[str]:
-        params: dict[str, Any] = {"now": items[0].now}
-        for i, f in enumerate(items):
-            params.update(
-                {
-                    f"id_{i}": f.run.id,
-                    f"epoch_{i}": f.run.lease_epoch,
-                    f"status_{i}": f.status,
-                    f"result_{i}": f.result,
-                    f"error_{i}": f.error,
-                    f"run_at_{i}": f.retry_at,
-                    f"finished_at_{i}": f.now if f.status in TERMINAL else None,
-                    f"crashed_{i}": int(f.crashed),
-                }
+        rows = [
+            (
+                f.run.id,
+                f.run.lease_epoch,
+                str(f.status),
+                f.result,
+                f.error,
+                f.retry_at,
+                f.now if f.status in TERMINAL else None,
+                int(f.crashed),
             )
-        return {
-            row[0] for row in conn.execute(self._prepare(finish_batch(len(items), lean)), params)
-        }
+            for f in items
+        ]
+        params: dict[str, Any] = {"now": items[0].now}
+        if finishes_by_column(self.dialect, len(rows)):
+            params.update(zip(FINISH_COLUMN_NAMES, (list(column) for column in zip(*rows))))
+        else:
+            for i, row in enumerate(rows):
+                params.update(
+                    (f"{name}_{i}", value) for name, value in zip(FINISH_COLUMN_NAMES, row)
+                )
+        sql = self._prepare(finish_batch(len(items), lean, self.dialect))
+        return {row[0] for row in conn.execute(sql, params)}
 
     def _insert_attempts(self, conn, rows: list[tuple]) -> None:
         if not rows:

@@ -247,6 +247,7 @@ _FINISH_COLUMNS = (
     ("finished_at", "BIGINT"),
     ("crashed", "INTEGER"),
 )
+FINISH_COLUMN_NAMES = tuple(name for name, _ in _FINISH_COLUMNS)
 ATTEMPT_COLUMNS = (
     "run_id",
     "number",
@@ -269,13 +270,25 @@ def _rows(columns, count: int, cast: bool = False) -> str:
     )
 
 
+def finishes_by_column(dialect: str, count: int) -> bool:
+    """Whether `finish_batch(count, …, dialect)` takes one array per column (`:id` …) instead
+    of numbered rows (`:id_0` …): on PostgreSQL past psycopg's 50 cached parameters."""
+    return dialect == "postgresql" and count * len(_FINISH_COLUMNS) + 1 > 50
+
+
 @lru_cache(maxsize=1024)
-def finish_batch(count: int, lean: bool = False) -> str:
+def finish_batch(count: int, lean: bool = False, dialect: str = "sqlite") -> str:
     """End `count` attempts in one statement, each row fenced by its epoch; RETURNING names the
     runs actually written. `lean` is for runs that end `completed` or `canceled`: it leaves
     run_at, worker and dedup_key alone, so SQLite need not touch the indexes on them (it
-    updates an index whenever a column of it is assigned, even to the same value)."""
+    updates an index whenever a column of it is assigned, even to the same value).
+    Parameters as `finishes_by_column` says (see `insert_runs` for why)."""
     names = ", ".join(n for n, _ in _FINISH_COLUMNS)
+    if finishes_by_column(dialect, count):
+        arrays = ", ".join(f"CAST(:{n} AS {kind}[])" for n, kind in _FINISH_COLUMNS)
+        rows = f"SELECT * FROM unnest({arrays})"
+    else:
+        rows = f"VALUES {_rows(_FINISH_COLUMNS, count, cast=True)}"
     rescheduling = (
         ""
         if lean
@@ -286,7 +299,7 @@ def finish_batch(count: int, lean: bool = False) -> str:
             crashes = flowjobs_runs.crashes + v.crashed,"""
     )
     return f"""
-        WITH v({names}) AS (VALUES {_rows(_FINISH_COLUMNS, count, cast=True)})
+        WITH v({names}) AS ({rows})
         UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,{rescheduling}
             finished_at = v.finished_at, updated_at = :now, lease_expires_at = NULL
         FROM v

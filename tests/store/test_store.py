@@ -304,3 +304,44 @@ def test_postgresql_claims_through_the_claim_index_even_with_stale_statistics(
         assert len(rt.store.claim("w", 10, ["*"], {}, 2**62, 30_000)) == 10
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize("count", [1, 12])
+def test_finish_many_writes_each_outcome_fenced_by_its_epoch(rt, clock, count):
+    # One batch of outcomes, as a worker's turn writes them: completed, retrying and failed runs
+    # side by side, and one whose lease was lost meanwhile. 12 outcomes are past the 50
+    # parameters psycopg caches, so PostgreSQL takes them as one array per column.
+    from dataclasses import replace
+
+    from flowjobs.store.jobs import Finish
+
+    runs = rt.client.batch_trigger([TriggerItem("noop") for _ in range(count + 1)])
+    claimed = sorted(claim(rt, n=count + 1), key=lambda c: [r.id for r in runs].index(c.id))
+    now = clock.now_ms()
+    shapes = [
+        ("completed", "succeeded", {"result": '{"n": 1}'}),
+        ("retrying", "failed", {"error": "boom", "retry_at": now + 5_000}),
+        ("failed", "failed", {"error": "gave up"}),
+    ]
+    items = [
+        Finish(c, status=s, outcome=o, worker="w1", now=now, started_at=now - 7, **extra)
+        for c, (s, o, extra) in zip(claimed, [shapes[i % 3] for i in range(count + 1)])
+    ]
+    items[-1] = replace(
+        items[-1], run=replace(claimed[-1], lease_epoch=claimed[-1].lease_epoch + 1)
+    )
+    written = rt.store.finish_many(items)
+    assert written == [True] * count + [False]
+    for item in items[:count]:
+        row = rt.store.get_run(item.run.id)
+        assert row["status"] == item.status
+        assert row["result"] == item.result and row["error"] == item.error
+        if item.status == "retrying":
+            assert row["run_at"] == now + 5_000
+        else:
+            assert row["finished_at"] == now
+    assert rt.store.get_run(items[-1].run.id)["status"] == "executing"  # the stale epoch lost
+    failures = [a for item in items[:count] for a in rt.store.attempts(item.run.id)]
+    assert sorted(a["outcome"] for a in failures if a["outcome"] != "succeeded") == sorted(
+        i.outcome for i in items[:count] if i.outcome != "succeeded"
+    )
