@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from flowjobs import ids
 from flowjobs.core.registry import Registry
 from flowjobs.durations import parse_duration
@@ -35,8 +37,11 @@ class TriggerItem:
     replay_of: str | None = None
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)  # one encoder for every run (json.dumps makes one a call)
 
 
 def _seconds(value: float | str | None) -> float | None:
@@ -45,8 +50,6 @@ def _seconds(value: float | str | None) -> float | None:
 
 def validate_payload(task, payload: Any) -> dict:
     """Validate with the task's pydantic model; return the wire form (camelCase aliases)."""
-    from pydantic import ValidationError
-
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
