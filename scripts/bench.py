@@ -284,11 +284,99 @@ def bare_drain(url: str, runs: int, processes: int) -> float:
     return total / (max(end for _, end, _ in spans) - min(start for start, _, _ in spans))
 
 
+def own_enqueue(url: str, runs: int) -> float:
+    """flowjobs' own insert statement (the one a trigger sends), one run per statement on one
+    connection, ids and rows made before the clock starts: what the run table and its indexes
+    cost, without the engine around them. Runs per second."""
+    from flowjobs.store import queries
+
+    rt = runtime(url)
+    _ = rt.store  # the schema
+    rt.close()
+    db = Database(url)
+    conn = db.connect()
+    sql = queries.insert_runs("sqlite", 1)
+    if db.dialect == "postgresql":
+        sql = queries.insert_runs_notifying(1)
+    now = int(time.time() * 1000)
+    from flowjobs import ids
+
+    rows = [
+        (ids.new_sortable_id("run"), "noop", "default", "queued", "{}", 0, 0, 3, now, now, now)
+        + (None, None, None, "h", None, None)
+        for _ in range(runs)
+    ]
+    start = time.perf_counter()
+    for row in rows:
+        conn.execute(sql, row).fetchall()
+    rate = runs / (time.perf_counter() - start)
+    conn.close()
+    return rate
+
+
+def _own_drain_loop(url: str, barrier, results) -> None:
+    """One worker on flowjobs' own statements: each transaction finishes the previous run (the
+    worker's fenced finish) and claims the next (its claim), nothing else."""
+    from flowjobs.store import queries
+
+    db = Database(url)
+    conn = db.connect()
+    sqlite = db.dialect == "sqlite"
+    claim = queries.claim(db.dialect, False, False)
+    finish = queries.finish_batch(1, True, db.dialect)
+    plan = queries.dialect_only(db.dialect).get("claim_plan")
+    if not sqlite:
+        finish = queries.to_pyformat(finish)
+    done, prev = 0, None
+    barrier.wait()
+    start = time.time()
+    while True:
+        now = int(time.time() * 1000)
+        conn.execute("BEGIN IMMEDIATE" if sqlite else "BEGIN")
+        if prev is not None:
+            fenced = {"id_0": prev[0], "epoch_0": prev[6], "status_0": "completed", "now": now}
+            fenced |= {"result_0": None, "error_0": None, "run_at_0": None, "crashed_0": 0}
+            conn.execute(finish, fenced | {"finished_at_0": now}).fetchall()
+            done += 1
+        if plan:
+            conn.execute(plan)
+        params = {"worker": "own", "limit": 1, "now": now, "lease_until": now + 60_000}
+        prev = conn.execute(claim, params).fetchone()
+        conn.execute("COMMIT")
+        if prev is None:
+            break
+    results.put((start, time.time(), done))
+    conn.close()
+
+
+def own_drain(url: str, runs: int) -> float:
+    """`_own_drain_loop` over `runs` queued noop runs, one process; runs per second."""
+    fill(url, runs, one_by_one=False)
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(1), ctx.Queue()
+    worker = ctx.Process(target=_own_drain_loop, args=(url, barrier, results))
+    worker.start()
+    start, end, done = results.get(timeout=600)
+    worker.join(60)
+    return done / (end - start)
+
+
 def raw_limit(backend, url):
-    """The bare driver's limits for `make bench`: enqueue, drain on 1 and on 4 processes."""
+    """The bare driver's limits for `make bench`: enqueue, drain on 1 and on 4 processes; and
+    the same loops on flowjobs' own table and statements (what the schema costs)."""
     limits = {"enqueue": bare_enqueue(url, min(N, 5000))}
     for processes in (1, 4):
         limits[f"drain_{processes}"] = bare_drain(url, N, processes)
+    limits["own_enqueue"] = own_enqueue(url, min(N, 5000))
+    limits["own_drain_1"] = own_drain(url, N)
+    emit(
+        backend=backend,
+        case="own_statements_limit",
+        enqueue_per_s=round(limits["own_enqueue"]),
+        drain_1_process_per_s=round(limits["own_drain_1"]),
+        note="flowjobs' own insert, claim and finish statements on its own table, one run per "
+        "transaction, no engine: the schema's cost beside the bare two-column table",
+    )
     emit(
         backend=backend,
         case="storage_limit",
@@ -617,7 +705,7 @@ def main() -> None:
     from flowjobs.cli.output import progress
 
     billed = ("sqlite", "postgresql")  # billing is bound by localstripe: once per database
-    steps = 3 + 6 * len(BACKENDS) + len(billed)
+    steps = 3 + 7 * len(BACKENDS) + len(billed)
     with progress(steps, "benchmarks") as advance:  # a bar on a terminal; JSON lines on stdout
         for case in (startup, pdfs, emails):
             case()
@@ -630,8 +718,19 @@ def main() -> None:
                     backend=backend,
                     case="trigger_vs_storage_limit",
                     one_by_one_ratio=round(one / limits["enqueue"], 2),
+                    own_statements_ratio=round(one / limits["own_enqueue"], 2),
                 )
                 advance(2)
+                single = drain(backend, fresh(backend, pg, "bench_drain_c1"), 1, concurrency=1)
+                emit(
+                    backend=backend,
+                    case="drain_vs_storage_limit",
+                    processes=1,
+                    concurrency=1,
+                    ratio=round(single / limits["drain_1"], 2),
+                    own_statements_ratio=round(single / limits["own_drain_1"], 2),
+                )
+                advance()
                 for processes in (1, 4):
                     rate = drain(backend, fresh(backend, pg, f"bench_drain{processes}"), processes)
                     emit(
@@ -639,6 +738,11 @@ def main() -> None:
                         case="drain_vs_storage_limit",
                         processes=processes,
                         ratio=round(rate / limits[f"drain_{processes}"], 2),
+                        **(
+                            {"own_statements_ratio": round(rate / limits["own_drain_1"], 2)}
+                            if processes == 1
+                            else {}
+                        ),
                     )
                     advance()
                 latency(backend, fresh(backend, pg, "bench_latency"))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flowjobs.core.client import TriggerItem
 from flowjobs.runtime import Runtime
 from tests.conftest import make_settings
 
@@ -139,3 +140,41 @@ def test_a_keyed_trigger_still_runs_in_a_transaction(rt):
     assert any(s.strip(' "').upper().startswith("BEGIN") for s in sent), sent
     again = rt.trigger("noop", idempotency_key="k")
     assert again.deduplicated
+
+
+@pytest.fixture
+def pg_rt(pg_template, clock, tmp_path):
+    from tests.conftest import new_pg_database
+
+    rt = Runtime(make_settings(new_pg_database(pg_template), tmp_path), clock=clock)
+    yield rt
+    rt.close()
+
+
+def test_a_postgresql_workers_turn_is_one_round_trip(pg_rt, clock):
+    # A turn writes the last outcome and claims the next run: BEGIN, finish, the claim plan,
+    # claim, COMMIT went out one after another, five round trips; now one pipeline.
+    from flowjobs.store.jobs import Finish
+
+    rt = pg_rt
+    rt.client.batch_trigger([TriggerItem("noop") for _ in range(3)])
+    [first] = rt.store.claim("w", 1, ["*"], {}, clock.now_ms(), LEASE)
+    now = clock.now_ms()
+    done = Finish(
+        first, status="completed", outcome="succeeded", worker="w", now=now, started_at=now
+    )
+    turn = {}
+
+    def take_turn():
+        turn["result"] = rt.store.finish_and_claim([done], "w", 2, ["*"], {}, now, LEASE)
+
+    sent = statements_of(rt, take_turn)
+    written, claimed = turn["result"]
+    assert written == [True] and len(claimed) == 2
+    assert rt.store.get_run(first.id)["status"] == "completed"
+    assert sent.count("Sync") == 1, sent
+    # a stale outcome in the same pipeline is fenced like any other
+    stale = Finish(
+        first, status="completed", outcome="succeeded", worker="w", now=now, started_at=now
+    )
+    assert rt.store.finish_and_claim([stale], "w", 1, ["*"], {}, now, LEASE) == ([False], [])
