@@ -265,5 +265,7 @@ class Runtime:
     def close(self) -> None:
         if "units" in self.__dict__:
             self.units.dispose()
+        if "store" in self.__dict__:
+            self.store.close()
         if "db" in self.__dict__:
             self.db.close()

@@ -8,8 +8,10 @@ themselves live in `queries.py`, one catalogue per dialect.
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -27,6 +29,7 @@ from flowjobs.store.queries import (
     insert_runs_notifying,
     runs_by_column,
     to_pyformat,
+    turn_postgresql,
 )
 from flowjobs.store.queries import attempt_durations as attempt_durations_sql
 from flowjobs.store.queries import claim as claim_sql
@@ -116,6 +119,8 @@ class JobStore:
         self._notify_sql = only.get("notify")
         self.dialect = db.dialect
         self._wakeups = Wakeups(db)
+        self._turn_lock = threading.Lock()
+        self._turn_conn = None  # PostgreSQL: see _turn_connection
 
     # -- helpers -----------------------------------------------------------------------
     def _list(self, values: list[str]):
@@ -269,7 +274,7 @@ class JobStore:
                 for f in finishes
             )
         ):
-            return self._finish_and_claim_pipelined(finishes, worker, limit, queues, now, lease_ms)
+            return self._turn_postgresql(finishes, worker, limit, queues, now, lease_ms)
         with self.db.transaction() as conn:
             written = self.finish_many(finishes, conn) if finishes else []
             claimed = (
@@ -277,27 +282,63 @@ class JobStore:
             )
         return written, claimed
 
-    def _finish_and_claim_pipelined(
+    def _turn_postgresql(
         self, finishes: list[Finish], worker, limit, queues, now, lease_ms
     ) -> tuple[list[bool], list[ClaimedRun]]:
         """PostgreSQL, the common turn (succeeded attempts: no attempt rows, no follow-ups; no
-        concurrency-limited queue, whose claim needs a count first): BEGIN, the finish, the
-        claim plan, the claim and COMMIT go out in one pipeline — one round trip where they
-        were five, each waiting on the one before (a turn at concurrency 1 was mostly that)."""
+        concurrency-limited queue, whose claim needs a count first): one statement that
+        commits by itself (`queries.turn_postgresql`) — one round trip and one statement for
+        the driver to send where BEGIN, finish, claim plan, claim and COMMIT were five of
+        each, on this store's own connection (see `_turn_connection`)."""
         every = "*" in queues
-        with self.db.borrow() as conn, conn.pipeline():
-            conn.execute("BEGIN")
-            done = conn.execute(*self._finish_statement(finishes, lean=True)) if finishes else None
-            claim = None
-            if limit > 0:
-                conn.execute(self._claim_plan_sql)
-                claim = conn.execute(
-                    *self._claim_statement(worker, limit, queues, every, [], now, lease_ms)
-                )
-            conn.execute("COMMIT")
-        written = {row[0] for row in done.fetchall()} if done else set()
-        claimed = [ClaimedRun(*row) for row in claim.fetchall()] if claim else []
+        params: dict[str, Any] = {}
+        if finishes:
+            params = self._finish_statement(finishes, lean=True)[1]
+        params.update(self._claim_statement(worker, limit, queues, every, [], now, lease_ms)[1])
+        sql = turn_postgresql(len(finishes), not every)
+        with self._turn_connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        written = set(rows[0][0] or ())
+        claimed = [ClaimedRun(*row[1:]) for row in rows if row[1] is not None]
         return [f.run.id in written for f in finishes], claimed
+
+    @contextmanager
+    def _turn_connection(self):
+        """The connection this process's worker turns use on PostgreSQL, with sorting
+        discouraged for its whole session (`SET enable_sort = off`, as `claim_plan` does for
+        one transaction): a single-statement turn has no transaction to `SET LOCAL` in, and
+        statistics taken while no run waited make the planner sort every due run to take ten
+        (`DIALECT_ONLY["postgresql"]["claim_plan"]`). Kept apart from the pool so that no
+        other query runs under that setting. A failure closes it; the next turn opens another."""
+        with self._turn_lock:
+            conn = self._turn_conn
+            if conn is None:
+                conn = self.db.connect()
+                try:
+                    conn.execute("SET enable_sort = off")
+                except BaseException:
+                    conn.close()
+                    raise
+                self._turn_conn = conn
+            try:
+                yield conn
+            except BaseException:
+                self._turn_conn = None
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+                raise
+
+    def close(self) -> None:
+        """Close this store's own connection (`_turn_connection`); the pool is the Database's."""
+        with self._turn_lock:
+            conn, self._turn_conn = self._turn_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
 
     def _claim(self, conn, worker, limit, queues, limits, now, lease_ms) -> list[ClaimedRun]:
         if self._claim_plan_sql:  # PostgreSQL: walk the claim index, whatever the statistics

@@ -283,6 +283,14 @@ def finish_batch(count: int, lean: bool = False, dialect: str = "sqlite") -> str
     run_at, worker and dedup_key alone, so SQLite need not touch the indexes on them (it
     updates an index whenever a column of it is assigned, even to the same value).
     Parameters as `finishes_by_column` says (see `insert_runs` for why)."""
+    values, update = _finish_parts(count, lean, dialect)
+    return f"""
+        WITH {values}
+        {update}"""
+
+
+def _finish_parts(count: int, lean: bool, dialect: str) -> tuple[str, str]:
+    """`finish_batch`'s pieces: the outcomes as a table `v`, and the fenced UPDATE from it."""
     names = ", ".join(n for n, _ in _FINISH_COLUMNS)
     if finishes_by_column(dialect, count):
         arrays = ", ".join(f"CAST(:{n} AS {kind}[])" for n, kind in _FINISH_COLUMNS)
@@ -298,14 +306,39 @@ def finish_batch(count: int, lean: bool = False, dialect: str = "sqlite") -> str
             dedup_key = CASE WHEN v.status = 'failed' THEN NULL ELSE flowjobs_runs.dedup_key END,
             crashes = flowjobs_runs.crashes + v.crashed,"""
     )
-    return f"""
-        WITH v({names}) AS ({rows})
-        UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,{rescheduling}
+    update = f"""UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,{rescheduling}
             finished_at = v.finished_at, updated_at = :now, lease_expires_at = NULL
         FROM v
         WHERE flowjobs_runs.id = v.id AND flowjobs_runs.lease_epoch = v.epoch
           AND flowjobs_runs.status = 'executing'
         RETURNING flowjobs_runs.id"""
+    return f"v({names}) AS ({rows})", update
+
+
+@lru_cache(maxsize=256)
+def turn_postgresql(count: int, some_queues: bool) -> str:
+    """PostgreSQL, a worker's common turn in one statement (it commits by itself): end `count`
+    succeeded attempts (`finish_batch`, lean; none when 0) and claim up to :limit due runs
+    (the claim's own `picked` and UPDATE). The two UPDATEs touch different rows (executing
+    ones, waiting ones), as one statement allows. Each row: the ids of the runs finished (an
+    array, the same in every row), then a claimed run's columns (NULLs when none was)."""
+    claim_sql = (
+        POSTGRESQL["claim"]
+        .replace("/*queues*/", _QUEUE_FILTERS["postgresql"][0] if some_queues else "")
+        .replace("/*skip*/", "")
+    )
+    picked, claim_update = claim_sql.split("FOR UPDATE SKIP LOCKED)", 1)
+    picked = picked.lstrip().removeprefix("WITH ") + "FOR UPDATE SKIP LOCKED)"
+    parts = []
+    if count:
+        values, update = _finish_parts(count, True, "postgresql")
+        parts += [values, f"done AS ({update})"]
+    parts += [picked, f"claimed AS ({claim_update.strip()})"]
+    finished = "ARRAY(SELECT id FROM done)" if count else "CAST(NULL AS text[])"
+    return to_pyformat(
+        f"WITH {', '.join(parts)} "
+        f"SELECT {finished}, claimed.* FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
+    )
 
 
 @lru_cache(maxsize=512)

@@ -84,11 +84,13 @@ def test_a_claim_and_a_finish_write_four_and_three_pages(sqlite_rt, clock):
     assert pages_per_run(rt, path, finish) < 4
 
 
-def statements_of(rt, action) -> list[str]:
-    """What `action` sends to the database on the connection it writes with: SQLite's
-    statements (trace callback), or PostgreSQL's round trips (libpq's protocol trace: a
-    simple Query or a Sync ends each)."""
-    with rt.db.statement() as conn:  # the connection the next write takes
+def statements_of(rt, action, connection=None) -> list[str]:
+    """What `action` sends to the database on the connection it writes with (`connection`, a
+    context manager giving it; by default the one a trigger takes): SQLite's statements
+    (trace callback), or PostgreSQL's messages (libpq's protocol trace: each statement's
+    Query or Parse; a Query or a Sync ends a round trip)."""
+    connection = connection or rt.db.statement
+    with connection() as conn:
         if rt.db.dialect == "sqlite":
             sent: list[str] = []
             conn.set_trace_callback(sent.append)
@@ -98,7 +100,7 @@ def statements_of(rt, action) -> list[str]:
     try:
         action()
     finally:
-        with rt.db.statement() as conn:
+        with connection() as conn:
             if rt.db.dialect == "sqlite":
                 conn.set_trace_callback(None)
             else:
@@ -151,9 +153,9 @@ def pg_rt(pg_template, clock, tmp_path):
     rt.close()
 
 
-def test_a_postgresql_workers_turn_is_one_round_trip(pg_rt, clock):
+def test_a_postgresql_workers_turn_is_one_statement(pg_rt, clock):
     # A turn writes the last outcome and claims the next run: BEGIN, finish, the claim plan,
-    # claim, COMMIT went out one after another, five round trips; now one pipeline.
+    # claim, COMMIT went out one after another, five round trips; now one statement.
     from flowjobs.store.jobs import Finish
 
     rt = pg_rt
@@ -168,11 +170,11 @@ def test_a_postgresql_workers_turn_is_one_round_trip(pg_rt, clock):
     def take_turn():
         turn["result"] = rt.store.finish_and_claim([done], "w", 2, ["*"], {}, now, LEASE)
 
-    sent = statements_of(rt, take_turn)
+    sent = statements_of(rt, take_turn, rt.store._turn_connection)
     written, claimed = turn["result"]
     assert written == [True] and len(claimed) == 2
     assert rt.store.get_run(first.id)["status"] == "completed"
-    assert sent.count("Sync") == 1, sent
+    assert sent.count("Sync") == 1 and len(sent) == 2, sent  # one Parse, one Sync
     # a stale outcome in the same pipeline is fenced like any other
     stale = Finish(
         first, status="completed", outcome="succeeded", worker="w", now=now, started_at=now
