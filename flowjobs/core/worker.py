@@ -619,7 +619,8 @@ class Worker:
         """`write()`, retried with tenacity on transient errors for up to 5 s (longer outages:
         the loop backs off). The first try is a plain call: a `Retrying` costs ~50 µs of
         Python per turn, a tenth of a whole run at concurrency 1, and is only needed once a
-        try has failed."""
+        try has failed. Its first retry follows at once (a PostgreSQL connection that
+        failed was closed; SQLite waited out its busy timeout), the later ones 50 ms … apart."""
         try:
             return write()
         except Exception as exc:

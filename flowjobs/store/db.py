@@ -31,7 +31,8 @@ class Database:
     """Knows the URL and dialect; lends connections from a small pool.
 
     Task threads come and go (one per run), so connections are borrowed per operation rather
-    than kept per thread; a connection that saw an error is closed instead of returned.
+    than kept per thread; a connection that saw an error is closed instead of returned. (One
+    exception: a PostgreSQL JobStore keeps a connection of its own for worker turns.)
     """
 
     POOL_SIZE = 16

@@ -20,6 +20,7 @@ from flowjobs.store.db import Database
 from flowjobs.store.queries import (
     ATTEMPT_COLUMNS,
     FINISH_COLUMN_NAMES,
+    TURN_CLAIM_PARAMETERS,
     catalogue,
     dialect_only,
     finish_batch,
@@ -121,6 +122,7 @@ class JobStore:
         self._wakeups = Wakeups(db)
         self._turn_lock = threading.Lock()
         self._turn_conn = None  # PostgreSQL: see _turn_connection
+        self._closed = False
 
     # -- helpers -----------------------------------------------------------------------
     def _list(self, values: list[str]):
@@ -291,10 +293,10 @@ class JobStore:
         the driver to send where BEGIN, finish, claim plan, claim and COMMIT were five of
         each, on this store's own connection (see `_turn_connection`)."""
         every = "*" in queues
-        params: dict[str, Any] = {}
+        params = self._claim_statement(worker, limit, queues, every, [], now, lease_ms)[1]
         if finishes:
-            params = self._finish_statement(finishes, lean=True)[1]
-        params.update(self._claim_statement(worker, limit, queues, every, [], now, lease_ms)[1])
+            by_column = finishes_by_column("postgresql", len(finishes), TURN_CLAIM_PARAMETERS)
+            params.update(self._finish_params(finishes, by_column), finish_now=finishes[0].now)
         sql = turn_postgresql(len(finishes), not every)
         with self._turn_connection() as conn:
             rows = conn.execute(sql, params).fetchall()
@@ -317,28 +319,26 @@ class JobStore:
                 try:
                     conn.execute("SET enable_sort = off")
                 except BaseException:
-                    conn.close()
+                    _close_quietly(conn)
                     raise
-                self._turn_conn = conn
+                if not self._closed:  # after close(): one use, then closed (nothing to leak)
+                    self._turn_conn = conn
             try:
                 yield conn
             except BaseException:
                 self._turn_conn = None
-                try:
-                    conn.close()
-                except Exception:
-                    pass
+                _close_quietly(conn)
                 raise
+            if self._turn_conn is not conn:
+                _close_quietly(conn)
 
     def close(self) -> None:
         """Close this store's own connection (`_turn_connection`); the pool is the Database's."""
         with self._turn_lock:
             conn, self._turn_conn = self._turn_conn, None
+            self._closed = True
         if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
+            _close_quietly(conn)
 
     def _claim(self, conn, worker, limit, queues, limits, now, lease_ms) -> list[ClaimedRun]:
         if self._claim_plan_sql:  # PostgreSQL: walk the claim index, whatever the statistics
@@ -439,6 +439,13 @@ class JobStore:
         return {row[0] for row in conn.execute(*self._finish_statement(items, lean))}
 
     def _finish_statement(self, items: list[Finish], lean: bool) -> tuple[str, dict[str, Any]]:
+        by_column = finishes_by_column(self.dialect, len(items))
+        params = {"now": items[0].now, **self._finish_params(items, by_column)}
+        return self._prepare(finish_batch(len(items), lean, self.dialect)), params
+
+    @staticmethod
+    def _finish_params(items: list[Finish], by_column: bool) -> dict[str, Any]:
+        """The outcomes as `finish_batch` and `turn_postgresql` take them (see `by_column`)."""
         rows = [
             (
                 f.run.id,
@@ -452,15 +459,13 @@ class JobStore:
             )
             for f in items
         ]
-        params: dict[str, Any] = {"now": items[0].now}
-        if finishes_by_column(self.dialect, len(rows)):
-            params.update(zip(FINISH_COLUMN_NAMES, (list(column) for column in zip(*rows))))
-        else:
-            for i, row in enumerate(rows):
-                params.update(
-                    (f"{name}_{i}", value) for name, value in zip(FINISH_COLUMN_NAMES, row)
-                )
-        return self._prepare(finish_batch(len(items), lean, self.dialect)), params
+        if by_column:
+            return dict(zip(FINISH_COLUMN_NAMES, (list(column) for column in zip(*rows))))
+        return {
+            f"{name}_{i}": value
+            for i, row in enumerate(rows)
+            for name, value in zip(FINISH_COLUMN_NAMES, row)
+        }
 
     def _insert_attempts(self, conn, rows: list[tuple]) -> None:
         if not rows:
@@ -768,6 +773,13 @@ def succeeded_attempt(run: dict) -> dict:
         "traceback": None,
         "duration_ms": None if started is None or finished is None else finished - started,
     }
+
+
+def _close_quietly(conn) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass  # a broken connection: nothing more to do with it
 
 
 @lru_cache(maxsize=1024)

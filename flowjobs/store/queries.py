@@ -111,7 +111,7 @@ COMMON = {
     # -- reads for schedules, alerts, metrics and the dashboard --------------------------
     # Runs of one schedule in a time range, found by their keys (`S:<slot>` and
     # `S:manual:<time>`, ISO-8601 with milliseconds, so they sort by time), with what became of
-    # the runs they triggered (the flowjobs_runs_idempotency and flowjobs_runs_parent indexes).
+    # the runs they triggered (the flowjobs_runs_key and flowjobs_runs_child indexes).
     "window_runs": f"""
         SELECT r.id, r.idempotency_key, r.status, r.payload,
             (SELECT count(*) FROM flowjobs_runs c WHERE c.parent_id = r.id
@@ -270,10 +270,15 @@ def _rows(columns, count: int, cast: bool = False) -> str:
     )
 
 
-def finishes_by_column(dialect: str, count: int) -> bool:
-    """Whether `finish_batch(count, …, dialect)` takes one array per column (`:id` …) instead
-    of numbered rows (`:id_0` …): on PostgreSQL past psycopg's 50 cached parameters."""
-    return dialect == "postgresql" and count * len(_FINISH_COLUMNS) + 1 > 50
+# Parameters of a turn's claim beside its finish: worker, limit, now, lease_until, queues
+TURN_CLAIM_PARAMETERS = 5
+
+
+def finishes_by_column(dialect: str, count: int, extra: int = 0) -> bool:
+    """Whether `count` outcomes are sent as one array per column (`:id` …) instead of numbered
+    rows (`:id_0` …): on PostgreSQL past psycopg's 50 cached parameters (with `extra` more in
+    the same statement)."""
+    return dialect == "postgresql" and count * len(_FINISH_COLUMNS) + 1 + extra > 50
 
 
 @lru_cache(maxsize=1024)
@@ -283,16 +288,19 @@ def finish_batch(count: int, lean: bool = False, dialect: str = "sqlite") -> str
     run_at, worker and dedup_key alone, so SQLite need not touch the indexes on them (it
     updates an index whenever a column of it is assigned, even to the same value).
     Parameters as `finishes_by_column` says (see `insert_runs` for why)."""
-    values, update = _finish_parts(count, lean, dialect)
+    values, update = _finish_parts(count, lean, dialect, finishes_by_column(dialect, count))
     return f"""
         WITH {values}
         {update}"""
 
 
-def _finish_parts(count: int, lean: bool, dialect: str) -> tuple[str, str]:
-    """`finish_batch`'s pieces: the outcomes as a table `v`, and the fenced UPDATE from it."""
+def _finish_parts(
+    count: int, lean: bool, dialect: str, by_column: bool, now: str = "now"
+) -> tuple[str, str]:
+    """`finish_batch`'s pieces: the outcomes as a table `v` (numbered rows or, `by_column`,
+    arrays), and the fenced UPDATE from it, stamped with the parameter `now`."""
     names = ", ".join(n for n, _ in _FINISH_COLUMNS)
-    if finishes_by_column(dialect, count):
+    if by_column:
         arrays = ", ".join(f"CAST(:{n} AS {kind}[])" for n, kind in _FINISH_COLUMNS)
         rows = f"SELECT * FROM unnest({arrays})"
     else:
@@ -307,7 +315,7 @@ def _finish_parts(count: int, lean: bool, dialect: str) -> tuple[str, str]:
             crashes = flowjobs_runs.crashes + v.crashed,"""
     )
     update = f"""UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,{rescheduling}
-            finished_at = v.finished_at, updated_at = :now, lease_expires_at = NULL
+            finished_at = v.finished_at, updated_at = :{now}, lease_expires_at = NULL
         FROM v
         WHERE flowjobs_runs.id = v.id AND flowjobs_runs.lease_epoch = v.epoch
           AND flowjobs_runs.status = 'executing'
@@ -315,13 +323,19 @@ def _finish_parts(count: int, lean: bool, dialect: str) -> tuple[str, str]:
     return f"v({names}) AS ({rows})", update
 
 
-@lru_cache(maxsize=256)
 def turn_postgresql(count: int, some_queues: bool) -> str:
     """PostgreSQL, a worker's common turn in one statement (it commits by itself): end `count`
-    succeeded attempts (`finish_batch`, lean; none when 0) and claim up to :limit due runs
-    (the claim's own `picked` and UPDATE). The two UPDATEs touch different rows (executing
-    ones, waiting ones), as one statement allows. Each row: the ids of the runs finished (an
-    array, the same in every row), then a claimed run's columns (NULLs when none was)."""
+    succeeded attempts (`finish_batch`, lean, stamped :finish_now; none when 0) and claim up
+    to :limit due runs (the claim's own `picked` and UPDATE). The two UPDATEs touch different
+    rows (executing ones, waiting ones), as one statement allows. Each row: the ids of the
+    runs finished (an array, the same in every row), then a claimed run's columns (NULLs when
+    none was). Outcomes go as arrays once the statement would pass 50 parameters."""
+    by_column = finishes_by_column("postgresql", count, TURN_CLAIM_PARAMETERS)
+    return _turn_postgresql(-1 if by_column else count, some_queues)
+
+
+@lru_cache(maxsize=64)
+def _turn_postgresql(count: int, some_queues: bool) -> str:  # count -1: any, by column
     claim_sql = (
         POSTGRESQL["claim"]
         .replace("/*queues*/", _QUEUE_FILTERS["postgresql"][0] if some_queues else "")
@@ -331,7 +345,7 @@ def turn_postgresql(count: int, some_queues: bool) -> str:
     picked = picked.lstrip().removeprefix("WITH ") + "FOR UPDATE SKIP LOCKED)"
     parts = []
     if count:
-        values, update = _finish_parts(count, True, "postgresql")
+        values, update = _finish_parts(count, True, "postgresql", count < 0, now="finish_now")
         parts += [values, f"done AS ({update})"]
     parts += [picked, f"claimed AS ({claim_update.strip()})"]
     finished = "ARRAY(SELECT id FROM done)" if count else "CAST(NULL AS text[])"

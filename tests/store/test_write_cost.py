@@ -168,14 +168,37 @@ def test_a_postgresql_workers_turn_is_one_statement(pg_rt, clock):
     turn = {}
 
     def take_turn():
-        turn["result"] = rt.store.finish_and_claim([done], "w", 2, ["*"], {}, now, LEASE)
+        turn["result"] = rt.store.finish_and_claim([done], "w", 2, ["*"], {}, now + 100, LEASE)
 
     sent = statements_of(rt, take_turn, rt.store._turn_connection)
     written, claimed = turn["result"]
     assert written == [True] and len(claimed) == 2
     assert rt.store.get_run(first.id)["status"] == "completed"
     assert sent.count("Sync") == 1 and len(sent) == 2, sent  # one Parse, one Sync
-    # a stale outcome in the same pipeline is fenced like any other
+    # the finished run is stamped with its own time, not the turn's (100 ms later)
+    row = rt.store.get_run(first.id)
+    assert row["updated_at"] == row["finished_at"] == now
+    # eight outcomes at once go as arrays (past 50 parameters with the claim's)
+    clock.advance(1)
+    rt.client.batch_trigger([TriggerItem("noop") for _ in range(8)])
+    more = rt.store.claim("w", 8, ["*"], {}, clock.now_ms(), LEASE)
+    ends = [
+        Finish(c, status="completed", outcome="succeeded", worker="w", now=now + i, started_at=now)
+        for i, c in enumerate(more)
+    ]
+    assert (
+        statements_of(
+            rt,
+            lambda: turn.update(
+                many=rt.store.finish_and_claim(ends, "w", 0, ["*"], {}, now, LEASE)
+            ),
+            rt.store._turn_connection,
+        ).count("Sync")
+        == 1
+    )
+    assert turn["many"] == ([True] * 8, [])
+    assert {rt.store.get_run(c.id)["status"] for c in more} == {"completed"}
+    # a stale outcome in the same statement is fenced like any other
     stale = Finish(
         first, status="completed", outcome="succeeded", worker="w", now=now, started_at=now
     )
