@@ -316,7 +316,8 @@ def own_enqueue(url: str, runs: int) -> float:
 
 def _own_drain_loop(url: str, barrier, results) -> None:
     """One worker on flowjobs' own statements: each transaction finishes the previous run (the
-    worker's fenced finish) and claims the next (its claim), nothing else."""
+    worker's fenced finish) and claims the next (its claim), nothing else; on PostgreSQL the
+    worker's one-statement turn (`queries.turn_postgresql`), as flowjobs sends it."""
     from flowjobs.store import queries
 
     db = Database(url)
@@ -324,22 +325,32 @@ def _own_drain_loop(url: str, barrier, results) -> None:
     sqlite = db.dialect == "sqlite"
     claim = queries.claim(db.dialect, False, False)
     finish = queries.finish_batch(1, True, db.dialect)
-    plan = queries.dialect_only(db.dialect).get("claim_plan")
-    if not sqlite:
-        finish = queries.to_pyformat(finish)
     done, prev = 0, None
+    if not sqlite:  # flowjobs' PostgreSQL turn: one statement, sorting off for the session
+        conn.execute("SET enable_sort = off")
     barrier.wait()
     start = time.time()
-    while True:
+    while not sqlite:
         now = int(time.time() * 1000)
-        conn.execute("BEGIN IMMEDIATE" if sqlite else "BEGIN")
+        params = {"worker": "own", "limit": 1, "now": now, "lease_until": now + 60_000}
+        if prev is not None:
+            params |= {"id_0": prev[0], "epoch_0": prev[6], "status_0": "completed"}
+            params |= {"result_0": None, "error_0": None, "run_at_0": None, "crashed_0": 0}
+            params |= {"finished_at_0": now, "finish_now": now}
+        rows = conn.execute(queries.turn_postgresql(int(prev is not None), False), params)
+        row = rows.fetchone()
+        done += prev is not None
+        prev = row[1:] if row[1] is not None else None
+        if prev is None:
+            break
+    while sqlite:
+        now = int(time.time() * 1000)
+        conn.execute("BEGIN IMMEDIATE")
         if prev is not None:
             fenced = {"id_0": prev[0], "epoch_0": prev[6], "status_0": "completed", "now": now}
             fenced |= {"result_0": None, "error_0": None, "run_at_0": None, "crashed_0": 0}
             conn.execute(finish, fenced | {"finished_at_0": now}).fetchall()
             done += 1
-        if plan:
-            conn.execute(plan)
         params = {"worker": "own", "limit": 1, "now": now, "lease_until": now + 60_000}
         prev = conn.execute(claim, params).fetchone()
         conn.execute("COMMIT")

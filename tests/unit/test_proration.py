@@ -24,7 +24,8 @@ def js_round(x: Fraction) -> int:  # Math.round: halves go up
 
 def hand(offset_ms: int, old: int, new: int, paid: int) -> int:
     f = Fraction(offset_ms, PERIOD_MS)
-    return max(js_round(old * f) + js_round(new * (1 - f)) - paid, 0)
+    # the prorated total rounded once (the spec rounds each part: see billing/proration.py)
+    return max(js_round(old * f + new * (1 - f)) - paid, 0)
 
 
 money = st.integers(min_value=0, max_value=10_000_000)
@@ -55,6 +56,14 @@ def test_a_downgrade_after_paying_the_old_plan_never_charges(offset, old, new):
     assert p.net == 0
 
 
+def test_a_change_to_the_same_price_where_both_parts_end_in_a_half_charges_nothing():
+    # Found by the property above: 3,600,000 split at this millisecond is 2,157,029.5 +
+    # 1,442,970.5; the spec's two roundings made 3,600,001, one cent above what was paid.
+    at = START + timedelta(milliseconds=1_449_523_824)
+    p = prorate(START, END, at, 3_600_000, 3_600_000, 3_600_000, "USD")
+    assert (p.old_part, p.new_part, p.net) == (2_157_030, 1_442_970, 0)
+
+
 def test_worked_example_mid_period_upgrade():
     # 14 of 28 days through: half the old 12.00 plan + half the new 49.00 plan − 12.00 paid
     p = prorate(START, END, START + timedelta(days=14), 1200, 4900, 1200, "USD")
@@ -63,11 +72,17 @@ def test_worked_example_mid_period_upgrade():
     assert any("$18.50" in line for line in p.lines())
 
 
-def test_half_a_minor_unit_rounds_up_like_math_round():
+def test_half_a_minor_unit_rounds_up_like_math_round_and_the_parts_add_up_to_the_total():
+    # half of 1 + half of 1: the old part rounds up (Math.round), the new part is what is left
+    # of the total rounded once (the spec's second rounding made 2 of a 1-unit plan)
     p = prorate(
         START, START + timedelta(milliseconds=2), START + timedelta(milliseconds=1), 1, 1, 0, "USD"
     )
-    assert (p.old_part, p.new_part, p.net) == (1, 1, 2)
+    assert (p.old_part, p.new_part, p.net) == (1, 0, 1)
+    p = prorate(
+        START, START + timedelta(milliseconds=2), START + timedelta(milliseconds=1), 1, 2, 0, "USD"
+    )
+    assert (p.old_part, p.new_part, p.net) == (1, 1, 2)  # 0.5 + 1 = 1.5 rounds up
 
 
 def test_zero_decimal_currency_is_shown_in_whole_units():
