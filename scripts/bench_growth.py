@@ -317,11 +317,10 @@ def timed_transactions(db, holds: list[float]):
 
     @contextmanager
     def transaction(conn=None):
-        with original(conn) as tx:
+        with original(conn) as tx:  # BEGIN (IMMEDIATE) done: the lock is held from here
             start = time.perf_counter()
             yield tx
-        if conn is not None:  # the inner call, which BEGINs (one without a conn calls it with one)
-            holds.append(time.perf_counter() - start)
+        holds.append(time.perf_counter() - start)  # to COMMIT done
 
     db.transaction = transaction
     try:

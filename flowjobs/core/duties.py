@@ -71,7 +71,7 @@ class Duties:
 
 WORKERS_KEPT_MS = 7 * 86400_000  # rows of workers not seen for a week are deleted
 PRUNE_HOLD_S = 0.02  # aim for write transactions this short: a waiting worker gets in soon
-PRUNE_REST = 0.5  # after each batch, step aside for half as long as it took
+PRUNE_REST = 2.0  # after each batch, step aside for twice as long as it took
 PRUNE_BATCH = (50, 5000)  # runs per transaction: the first batch takes the smallest
 
 
