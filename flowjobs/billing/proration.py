@@ -2,19 +2,19 @@
 
     fraction  = (adjusted at − period start) / (period end − period start), in milliseconds
     old part  = round(old total × fraction)
-    new part  = round(old total × fraction + new total × (1 − fraction)) − old part
+    new part  = round(new total × (1 − fraction)), less what takes the sum above both totals
     net       = max(old part + new part − already paid in the period, 0)
 
 `round` is upstream's `Math.round` (half up); amounts are minor units, never negative, so the
 rounding is exact integer arithmetic — no floats. Downgrades never refund: the net is never
 below zero.
 
-Changed from the spec, which rounds the new part on its own (`round(new total × (1 −
-fraction))`): two roundings can land one minor unit above the exact prorated total (both
-parts exactly at .5). A change to the same price, or a downgrade, after paying for the period
-then charged 1 cent — an adjustment billing run for an amount no card network accepts. The
-total is rounded once, so it is never more than half a minor unit from the exact amount and
-never above the old total when the new one is not higher (docs/billing-fidelity.md §7.7).
+Changed from the spec: old part + new part never exceeds the higher of the two totals. Each
+part is rounded on its own, so with the same total before and after and both parts exactly
+at .5 the spec's sum was one minor unit above the plan itself: a change to the same price
+after paying for the period charged 1 cent — an adjustment billing run for an amount no card
+network accepts. Nowhere else does the sum pass that bound, so every other case is the
+spec's formula to the minor unit (docs/billing-fidelity.md §7.7).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Proration:
             f"fraction through the period: {pct} ({self.elapsed_ms} of {self.period_ms} ms)",
             f"old part:     {money(self.old_part)}  = round({money(self.old_total)} × {pct})",
             f"new part:     {money(self.new_part)}  = {money(self.new_total)} × (100 % − {pct}),"
-            " rounded so that the parts add up to the prorated total rounded once",
+            " rounded (the two parts never add up to more than the higher plan)",
             f"already paid: {money(self.paid)}  (processing and succeeded payments in the period)",
             f"net charge:   {money(self.net)}  = max(old part + new part − already paid, 0)",
         ]
@@ -105,8 +105,8 @@ def prorate(
     if old_total < 0 or new_total < 0 or paid < 0:
         raise ValueError("totals and payments are never negative")
     old_part = round_half_up(old_total * elapsed, period_ms)
-    total = round_half_up(old_total * elapsed + new_total * (period_ms - elapsed), period_ms)
-    new_part = total - old_part  # never negative: rounding is monotone
+    new_part = round_half_up(new_total * (period_ms - elapsed), period_ms)
+    new_part = min(new_part, max(old_total, new_total) - old_part)  # never above either plan
     net = max(old_part + new_part - paid, 0)
     return Proration(
         elapsed, period_ms, old_total, new_total, old_part, new_part, paid, net, currency

@@ -95,7 +95,8 @@ def tasks_named(rt, task):
 def hand_net(offset: timedelta, old: int, new: int, paid: int) -> int:
     f = Fraction(int(offset.total_seconds() * 1000), int((END - START).total_seconds() * 1000))
     rnd = lambda x: int((x + Fraction(1, 2)) // 1)  # noqa: E731  (Math.round)
-    return max(rnd(old * f) + rnd(new * (1 - f)) - paid, 0)
+    # the spec's parts, their sum never above the higher plan (billing/proration.py)
+    return max(min(rnd(old * f) + rnd(new * (1 - f)), max(old, new)) - paid, 0)
 
 
 # -- hypothesis over adjustment instants and prices, real charges -----------------------------------

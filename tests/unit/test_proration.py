@@ -24,8 +24,8 @@ def js_round(x: Fraction) -> int:  # Math.round: halves go up
 
 def hand(offset_ms: int, old: int, new: int, paid: int) -> int:
     f = Fraction(offset_ms, PERIOD_MS)
-    # the prorated total rounded once (the spec rounds each part: see billing/proration.py)
-    return max(js_round(old * f + new * (1 - f)) - paid, 0)
+    # the spec's parts, their sum never above the higher plan (see billing/proration.py)
+    return max(min(js_round(old * f) + js_round(new * (1 - f)), max(old, new)) - paid, 0)
 
 
 money = st.integers(min_value=0, max_value=10_000_000)
@@ -73,8 +73,8 @@ def test_worked_example_mid_period_upgrade():
 
 
 def test_half_a_minor_unit_rounds_up_like_math_round_and_the_parts_add_up_to_the_total():
-    # half of 1 + half of 1: the old part rounds up (Math.round), the new part is what is left
-    # of the total rounded once (the spec's second rounding made 2 of a 1-unit plan)
+    # half of 1 + half of 1: both parts round up (Math.round), but their sum stays at the plan
+    # (the spec's two roundings made 2 of a 1-unit plan)
     p = prorate(
         START, START + timedelta(milliseconds=2), START + timedelta(milliseconds=1), 1, 1, 0, "USD"
     )
