@@ -131,6 +131,17 @@ def bench_trigger(backend, url):
     return one
 
 
+def burst_worker(url: str, processes: int, concurrency: int, env: dict | None = None) -> None:
+    """`flowjobs run-worker --burst` on `url` until nothing is left to run."""
+    subprocess.run(
+        FLOWJOBS
+        + ["run-worker", "--burst", "--processes", str(processes)]
+        + ["--concurrency", str(concurrency)],
+        env={**env_for(url), **(env or {})},
+        check=True,
+    )
+
+
 def drain(backend, url, processes, concurrency=10, runs=None, fill_first=True, quiet=False):
     """`run-worker --burst` over `runs` queued noop runs (filled here in batches unless
     fill_first is False); runs per second from the first claim to the last finish."""
@@ -138,19 +149,7 @@ def drain(backend, url, processes, concurrency=10, runs=None, fill_first=True, q
     if fill_first:
         fill(url, runs, one_by_one=False)
     start = time.perf_counter()
-    subprocess.run(
-        FLOWJOBS
-        + [
-            "run-worker",
-            "--burst",
-            "--processes",
-            str(processes),
-            "--concurrency",
-            str(concurrency),
-        ],
-        env=env_for(url),
-        check=True,
-    )
+    burst_worker(url, processes, concurrency)
     wall = time.perf_counter() - start
     rt = runtime(url)
     with rt.db.borrow() as conn:

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -139,19 +138,7 @@ def burst(
 ) -> tuple[int, float]:
     """Drain what is queued; returns (ms when the worker was started, wall seconds)."""
     began, start = now_ms(), time.perf_counter()
-    subprocess.run(
-        bench.FLOWJOBS
-        + [
-            "run-worker",
-            "--burst",
-            "--processes",
-            str(processes),
-            "--concurrency",
-            str(concurrency),
-        ],
-        env={**bench.env_for(url), **NO_PRUNE, **(env or {})},
-        check=True,
-    )
+    bench.burst_worker(url, processes, concurrency, {**NO_PRUNE, **(env or {})})
     return began, time.perf_counter() - start
 
 
