@@ -526,12 +526,18 @@ def test_watch_keeps_the_longest_task_whole_live_and_columns_and_wide_choose(thr
         )
         os.close(follower)
         seen, deadline = b"", time.monotonic() + 30
+
+        def drawn_twice(text: str) -> bool:  # drawn, then redrawn in place
+            return text.count(LONGEST_TASK) >= 2 and text.count(long_run) >= 2
+
         try:
-            while seen.count(long_run.encode()) < 2 and time.monotonic() < deadline:
+            # a read may end mid-frame (the id shown, the task not yet): wait on what is checked
+            plain = ""
+            while not drawn_twice(plain) and time.monotonic() < deadline:
                 if select.select([leader], [], [], 0.5)[0]:
-                    seen += os.read(leader, 65536)  # drawn, then redrawn in place
-            # nothing cut: a value wider than the terminal goes on on the next line
-            plain = strip_escapes(seen.decode(errors="replace")).replace("\r\n", "")
+                    seen += os.read(leader, 65536)
+                    # nothing cut: a value wider than the terminal goes on on the next line
+                    plain = strip_escapes(seen.decode(errors="replace")).replace("\r\n", "")
             assert plain.count(LONGEST_TASK) >= 2, (columns, plain[-2000:])
             for run_id in [*ids, long_run]:
                 assert run_id in plain, (columns, run_id)
