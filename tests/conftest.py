@@ -4,6 +4,7 @@ on each backend (SQLite file copy / PostgreSQL `CREATE DATABASE … TEMPLATE`), 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import sys
@@ -21,6 +22,12 @@ from flowjobs.store.db import Database  # noqa: E402
 from flowjobs.store.migrate import upgrade  # noqa: E402
 
 TEST_TASKS = "tests.tasks_for_tests"
+
+# The test SMTP servers' (aiosmtpd) chatter — "connection lost" from their own thread, which can
+# outlive the test that captured the output it would go to ("--- Logging error ---") — is not
+# what any test reads: mail is checked from what the server received.
+logging.getLogger("mail.log").propagate = False
+logging.getLogger("mail.log").addHandler(logging.NullHandler())
 _counter = itertools.count()
 
 

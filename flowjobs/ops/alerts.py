@@ -82,7 +82,7 @@ def _waiting(rt, now: int, threshold_ms: int) -> list[dict]:
                 "waitingSeconds": (now - run_at) // 1000,
             },
         }
-        for queue, run_id, task, run_at in rows
+        for run_id, task, queue, _status, run_at in rows
     ]
 
 

@@ -6,10 +6,10 @@ rewritten to `%(name)s` for psycopg); the functions take a JobStore. Status name
 
 from __future__ import annotations
 
-from flowjobs.store.states import ORDER, PENDING, TERMINAL, RunStatus, sql_list
+from flowjobs.store.states import ORDER, TERMINAL, RunStatus, sql_list
 
 _TERMINAL = sql_list(TERMINAL)
-_PENDING = sql_list(PENDING)
+_WAITING = ("id", "task", "queue", "status", "run_at")  # JobStore.oldest_due, .upcoming
 
 STATEMENTS = {
     # Runs per queue and status (every status, including finished ones).
@@ -31,14 +31,6 @@ STATEMENTS = {
         JOIN flowjobs_runs r ON r.id = a.run_id
         WHERE a.finished_at >= :since AND a.duration_ms IS NOT NULL
         LIMIT :limit""",
-    # The longest-waiting due run, with its age basis.
-    "oldest_waiting": f"""
-        SELECT id, task, queue, status, run_at FROM flowjobs_runs
-        WHERE status IN {_PENDING} AND run_at <= :now ORDER BY run_at, id LIMIT 1""",
-    # Runs that wait for a future time (delayed or retrying), soonest first.
-    "upcoming": f"""
-        SELECT id, task, queue, status, run_at FROM flowjobs_runs
-        WHERE status IN {_PENDING} AND run_at > :now ORDER BY run_at, id LIMIT :limit""",
     # Runs whose payload names a value (a billing object's id), newest first.
     "runs_mentioning": """
         SELECT * FROM flowjobs_runs WHERE payload LIKE :pattern ESCAPE '!'
@@ -111,25 +103,16 @@ def durations(store, since: int, limit: int = 50_000) -> list[dict]:
 
 def oldest_waiting(store, now: int) -> dict | None:
     """The run that has been due longest and is still waiting for a worker, with `waited_ms`."""
-    rows = _rows(store, _sql(store, "oldest_waiting"), {"now": now})
-    if not rows:
+    row = store.oldest_due(now)
+    if row is None:
         return None
-    run_id, task, queue, status, run_at = rows[0]
-    return {
-        "id": run_id,
-        "task": task,
-        "queue": queue,
-        "status": status,
-        "run_at": run_at,
-        "waited_ms": now - run_at,
-    }
+    run = dict(zip(_WAITING, row))
+    return {**run, "waited_ms": now - run["run_at"]}
 
 
 def upcoming(store, now: int, limit: int = 20) -> list[dict]:
     """Runs waiting for a future `run_at` (delayed, or retrying after a back-off)."""
-    names = ("id", "task", "queue", "status", "run_at")
-    rows = _rows(store, _sql(store, "upcoming"), {"now": now, "limit": limit})
-    return [dict(zip(names, row)) for row in rows]
+    return [dict(zip(_WAITING, row)) for row in store.upcoming(now, limit)]
 
 
 def search_runs(

@@ -701,9 +701,23 @@ class JobStore:
         )
 
     def oldest_due(self, due_before: int) -> tuple | None:
-        """(queue, id, task, run_at) of the longest-waiting run due at `due_before` or earlier."""
+        """(id, task, queue, status, run_at) of the longest-waiting run due at `due_before` or
+        earlier."""
         rows = self._all(self.sql["oldest_due"], {"due_before": due_before})
         return tuple(rows[0]) if rows else None
+
+    def upcoming(self, now: int, limit: int) -> list[tuple]:
+        """(id, task, queue, status, run_at) of the `limit` runs waiting for the soonest future
+        times: the soonest of each waiting priority (one index seek each), merged."""
+        found = [
+            tuple(row)
+            for (priority,) in self._all(self.sql["waiting_priorities"], {})
+            for row in self._all(
+                self.sql["upcoming_at_priority"],
+                {"priority": priority, "now": now, "limit": limit},
+            )
+        ]
+        return sorted(found, key=lambda row: (row[4], row[0]))[:limit]
 
     def expired_leases(self, now: int) -> tuple[int, int | None]:
         """(runs executing past their lease, the earliest such lease end)."""

@@ -46,6 +46,22 @@ _CLAIMED = (
     "id, task, queue, payload, attempt, max_attempts, lease_epoch, created_at, run_at, crashes"
 )
 
+# Every priority some run waits at, lowest first, as the recursive table `waiting(priority)`
+# (ending in one NULL row): the claim index (priority, run_at, id) read as a skip-scan, one seek
+# per distinct priority however many runs wait. Together with `_SOONEST` it answers "when is the
+# next run due" without an index on run_at alone (revision 0012), which every trigger and every
+# claim would have to write.
+WAITING_PRIORITIES = f"""
+        WITH RECURSIVE waiting(priority) AS (
+            SELECT min(priority) FROM flowjobs_runs WHERE status IN {PENDING}
+            UNION ALL
+            SELECT (SELECT min(priority) FROM flowjobs_runs
+                    WHERE status IN {PENDING} AND priority > waiting.priority)
+            FROM waiting WHERE waiting.priority IS NOT NULL)"""
+# The earliest run_at at one waiting priority (a seek in the claim index).
+_SOONEST = f"""(SELECT min(run_at) FROM flowjobs_runs
+                        WHERE status IN {PENDING} AND priority = waiting.priority)"""
+
 COMMON = {
     # Forget an idempotency key whose TTL has passed, so the key can be used again.
     "release_expired_key": """
@@ -55,11 +71,13 @@ COMMON = {
     "find_by_key": """
         SELECT id, status, payload_hash FROM flowjobs_runs WHERE task = :task AND dedup_key = :key""",
     # Is anything due at all? A cheap read that spares SQLite an idle write lock.
-    "any_due": f"""
-        SELECT 1 FROM flowjobs_runs WHERE status IN {PENDING} AND run_at <= :now LIMIT 1""",
+    "any_due": WAITING_PRIORITIES
+    + f"""
+        SELECT 1 FROM waiting WHERE priority IS NOT NULL AND {_SOONEST} <= :now LIMIT 1""",
     # The earliest time any waiting run becomes due.
-    "next_due": f"""
-        SELECT run_at FROM flowjobs_runs WHERE status IN {PENDING} ORDER BY run_at LIMIT 1""",
+    "next_due": WAITING_PRIORITIES
+    + f"""
+        SELECT min({_SOONEST}) FROM waiting WHERE priority IS NOT NULL""",
     # How many runs of one queue are executing right now (under the queue lock).
     "count_executing": """
         SELECT count(*) FROM flowjobs_runs WHERE queue = :queue AND status = 'executing'""",
@@ -139,10 +157,28 @@ COMMON = {
         SELECT id, task, error, attempt FROM flowjobs_runs
         WHERE status = 'failed' AND task <> :exclude_task AND finished_at > :since
         ORDER BY finished_at LIMIT :limit""",
-    # The longest-waiting due run that was due at :due_before or earlier (alerts).
-    "oldest_due": f"""
-        SELECT queue, id, task, run_at FROM flowjobs_runs
-        WHERE status IN {PENDING} AND run_at <= :due_before ORDER BY run_at LIMIT 1""",
+    # The longest-waiting run that was due at :due_before or earlier (alerts, dashboard): the
+    # first run of each waiting priority, the earliest of them.
+    "oldest_due": WAITING_PRIORITIES
+    + f"""
+        SELECT id, task, queue, status, run_at FROM flowjobs_runs
+        WHERE id = (SELECT first FROM (
+                        SELECT {_SOONEST} AS soonest,
+                            (SELECT id FROM flowjobs_runs
+                             WHERE status IN {PENDING} AND priority = waiting.priority
+                             ORDER BY run_at, id LIMIT 1) AS first
+                        FROM waiting WHERE priority IS NOT NULL) firsts
+                    ORDER BY soonest, first LIMIT 1)
+          AND run_at <= :due_before""",
+    # Every priority some run waits at, lowest first.
+    "waiting_priorities": WAITING_PRIORITIES
+    + """
+        SELECT priority FROM waiting WHERE priority IS NOT NULL""",
+    # Runs of one priority waiting for a future time, soonest first (`JobStore.upcoming`).
+    "upcoming_at_priority": f"""
+        SELECT id, task, queue, status, run_at FROM flowjobs_runs
+        WHERE status IN {PENDING} AND priority = :priority AND run_at > :now
+        ORDER BY run_at, id LIMIT :limit""",
     # Runs whose lease has expired: their worker died or stalled (doctor).
     "expired_leases": """
         SELECT count(*), min(lease_expires_at) FROM flowjobs_runs
