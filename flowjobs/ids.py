@@ -41,6 +41,15 @@ def new_id(prefix: str) -> str:
     return prefix + "_" + _random(LENGTH)
 
 
+def new_sortable_ids(prefix: str, count: int) -> list[str]:
+    """`count` ids as `new_sortable_id` makes them, their random parts drawn at once (a batch
+    of runs)."""
+    stamped = new_sortable_id(prefix)[: len(prefix) + 1 + STAMP]
+    tail = LENGTH - STAMP
+    chars = _random(tail * count)
+    return [stamped + chars[i : i + tail] for i in range(0, tail * count, tail)]
+
+
 def new_sortable_id(prefix: str) -> str:
     """Like `new_id`, but the first 8 characters count the milliseconds since 1970 in base 62
     (ALPHABET is in ASCII order, so ids sort by creation time) and 13 random ones follow

@@ -40,8 +40,29 @@ class TriggerItem:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def canonical_json(value: Any) -> str:
-    return _CANONICAL.encode(value)  # one encoder for every run (json.dumps makes one a call)
+def _canonical_encoder():
+    """The JSON a payload is stored and hashed as: keys sorted, no spaces, UTF-8 as is.
+    `_CANONICAL.encode` makes a C encoder anew on every call (most of its time for a small
+    payload); this one is made once. It skips the check for circular references, which a
+    payload cannot have: it is what a pydantic model dumped (a tree)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without the C accelerator
+        return _CANONICAL.encode
+    encode = make(
+        None,  # no markers: no circular-reference check (see above)
+        _CANONICAL.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        ":",
+        ",",
+        True,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan, as json.dumps
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+canonical_json = _canonical_encoder()
 
 
 def _seconds(value: float | str | None) -> float | None:
@@ -98,7 +119,8 @@ class Client:
     def batch_trigger(self, items: list[TriggerItem], *, session=None) -> list[Enqueued]:
         """Insert many runs in one statement (per 500); all or none."""
         now = self.clock.now_ms()
-        runs = [self.new_run(item, now) for item in items]
+        run_ids = ids.new_sortable_ids("run", len(items))
+        runs = [self.new_run(item, now, run_id) for item, run_id in zip(items, run_ids)]
         if session is not None:
             results = self.store.enqueue(raw_connection(session), runs, now)
         elif any(run.idempotency_key is not None for run in runs):
@@ -111,8 +133,8 @@ class Client:
         self._check_conflicts(runs, results)
         return results
 
-    def new_run(self, item: TriggerItem, now: int) -> NewRun:
-        """The row for `item`, validated, not yet inserted."""
+    def new_run(self, item: TriggerItem, now: int, run_id: str | None = None) -> NewRun:
+        """The row for `item`, validated, not yet inserted (with `run_id`, or a new id)."""
         task = self.registry.get(item.task)
         wire = validate_payload(task, item.payload)
         text = canonical_json(wire)
@@ -125,7 +147,7 @@ class Client:
         ttl = self.key_ttl if ttl is None else ttl
         policy = task.retry or self.retry_defaults
         return NewRun(
-            id=ids.new_sortable_id("run"),
+            id=run_id or ids.new_sortable_id("run"),
             task=task.id,
             queue=item.queue or task.queue,
             payload=text,

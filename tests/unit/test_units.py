@@ -1,5 +1,6 @@
 """Pure pieces: durations, retry delays, ids, config loading, migrations head."""
 
+import json
 import os
 
 import pytest
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from flowjobs import ids
 from flowjobs.config import load_settings
+from flowjobs.core.client import canonical_json
 from flowjobs.core.executor import Outcome, decide
 from flowjobs.core.retry import RetryPolicy
 from flowjobs.durations import format_duration, parse_duration
@@ -68,6 +70,28 @@ def test_sortable_ids_sort_by_creation_time_and_stay_unique(monkeypatch):
     assert made[1][:12] == made[2][:12] and made[1] != made[2]  # same ms, random tails
     # the stamp is the time in base 62, so the order holds across digit-count changes too
     assert ids.new_sortable_id("x") > "x_00000000"
+
+
+def test_a_batch_of_sortable_ids_shares_the_stamp_and_draws_its_own_tails(monkeypatch):
+    monkeypatch.setattr(ids.time, "time", lambda: 1_700_000_000.005)
+    one = ids.new_sortable_id("run")
+    batch = ids.new_sortable_ids("run", 500)
+    assert len(set(batch)) == 500 and one not in batch
+    assert all(ids.is_id(v, "run") and v[:12] == one[:12] for v in batch)
+    assert ids.new_sortable_ids("run", 0) == []
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    )
+)
+def test_canonical_json_is_json_dumps_with_sorted_keys_and_no_spaces(value):
+    # payload hashes are taken of this text: it must not change from one version to the next
+    assert canonical_json(value) == json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def test_env_overrides_file_and_lists_split(tmp_path):
