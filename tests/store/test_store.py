@@ -7,6 +7,7 @@ import pytest
 
 from flowjobs.core.client import TriggerItem
 from flowjobs.errors import IdempotencyConflict
+from flowjobs.store.jobs import Finish
 from tests.claimers import claim_all
 
 LEASE = 30_000
@@ -308,6 +309,53 @@ def test_postgresql_claims_through_the_claim_index_even_with_stale_statistics(
             plans["turn"] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + turn, params))
         assert "flowjobs_runs_claim" in plans["turn"] and "Sort" not in plans["turn"]
         assert len(rt.store.claim("w", 10, ["*"], {}, 2**62, 30_000)) == 10
+
+        # A worker's turns on that connection are planned once (a generic plan, made without
+        # the LIMIT or the time: it once hashed the whole table to join the claimed rows), in
+        # the shape the session fixes. The executed plans, as auto_explain reports them:
+        executed: list[str] = []
+        with rt.store._turn_connection() as conn:
+            conn.add_notice_handler(lambda notice: executed.append(notice.message_primary))
+            for setting in ("log_min_duration = 0", "log_level = notice", "log_buffers = on"):
+                conn.execute("LOAD 'auto_explain'")
+                conn.execute(f"SET auto_explain.{setting}")
+        now = 2**62
+        claimed = rt.store.claim("w", 3, ["*"], {}, now, 30_000)
+
+        def turns(count: int) -> None:
+            nonlocal claimed
+            for _ in range(count):
+                finishes = [Finish(c, "completed", "succeeded", "w", now, now) for c in claimed]
+                written, claimed = rt.store.finish_and_claim(
+                    finishes, "w", 3, ["*"], {}, now, 30_000
+                )
+                assert all(written) and len(claimed) == 3
+
+        turns(8)  # psycopg prepares a statement at its fifth run
+        # statistics taken with most of the table waiting (ANALYZE makes the plan anew): the
+        # plan that hashed the whole table
+        with rt.db.transaction() as conn:
+            conn.execute(
+                """INSERT INTO flowjobs_runs (id, task, queue, status, payload, priority, attempt,
+                       max_attempts, run_at, created_at, updated_at, lease_epoch,
+                       cancel_requested, payload_hash, crashes)
+                   SELECT 'run_wait' || g, 'noop', 'default', 'queued', '{}', 0, 0, 3, g, g, g,
+                          0, 0, 'h', 0 FROM generate_series(1, 30000) g"""
+            )
+            conn.execute("ANALYZE flowjobs_runs")
+        turns(4)
+        with rt.store._turn_connection() as conn:
+            generic, custom = conn.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE statement LIKE 'WITH v(id%'"
+            ).fetchone()
+        assert generic >= 7 and custom == 0
+        plans = [plan for plan in executed if "Query Text: WITH v(id" in plan]
+        assert len(plans) == 12
+        for plan in plans:
+            assert "flowjobs_runs_pkey" in plan and "Nested Loop" in plan, plan
+            for shape in ("Seq Scan", "Sort", "Hash", "Merge"):
+                assert shape not in plan, plan
     finally:
         rt.close()
 
