@@ -19,8 +19,9 @@ _stamp = (-1, "")  # the last millisecond's stamp
 
 
 def _forget() -> None:
-    global _pool
+    global _pool, _lock
     _pool = ""  # a forked process must not hand out its parent's characters
+    _lock = threading.Lock()  # nor wait for a lock a thread of its parent held at the fork
 
 
 os.register_at_fork(after_in_child=_forget)
@@ -29,8 +30,12 @@ os.register_at_fork(after_in_child=_forget)
 def _random(count: int) -> str:
     global _pool
     with _lock:
-        while len(_pool) < count:
-            _pool += os.urandom(4096).translate(_TABLE, _DROP).decode("ascii")
+        if len(_pool) < count:  # joined once: a batch of ids may need thousands of reads
+            parts, have = [_pool], len(_pool)
+            while have < count:
+                parts.append(os.urandom(4096).translate(_TABLE, _DROP).decode("ascii"))
+                have += len(parts[-1])
+            _pool = "".join(parts)
         chars, _pool = _pool[:count], _pool[count:]
     return chars
 

@@ -318,6 +318,7 @@ def _own_drain_loop(url: str, barrier, results) -> None:
     worker's fenced finish) and claims the next (its claim), nothing else; on PostgreSQL the
     worker's one-statement turn (`queries.turn_postgresql`), as flowjobs sends it."""
     from flowjobs.store import queries
+    from flowjobs.store.jobs import TURN_SESSION
 
     db = Database(url)
     conn = db.connect()
@@ -325,8 +326,9 @@ def _own_drain_loop(url: str, barrier, results) -> None:
     claim = queries.claim(db.dialect, False, False)
     finish = queries.finish_batch(1, True, db.dialect)
     done, prev = 0, None
-    if not sqlite:  # flowjobs' PostgreSQL turn: one statement, sorting off for the session
-        conn.execute("SET enable_sort = off")
+    if not sqlite:  # flowjobs' PostgreSQL turn: one statement, the session a worker's has
+        for setting in TURN_SESSION:
+            conn.execute(setting)
     barrier.wait()
     start = time.time()
     while not sqlite:

@@ -40,29 +40,42 @@ class TriggerItem:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _canonical_encoder():
-    """The JSON a payload is stored and hashed as: keys sorted, no spaces, UTF-8 as is.
-    `_CANONICAL.encode` makes a C encoder anew on every call (most of its time for a small
-    payload); this one is made once. It skips the check for circular references, which a
+def _c_encoder():
+    """json's C encoder, made once with `_CANONICAL`'s settings (`_CANONICAL.encode` makes one
+    anew on every call: most of its time for a small payload), or None where this Python's
+    json has none or makes it differently. It skips the check for circular references, which a
     payload cannot have: it is what a pydantic model dumped (a tree)."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # a Python without the C accelerator
-        return _CANONICAL.encode
-    encode = make(
-        None,  # no markers: no circular-reference check (see above)
-        _CANONICAL.default,
-        json.encoder.encode_basestring,  # ensure_ascii=False
-        None,  # indent
-        ":",
-        ",",
-        True,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan, as json.dumps
-    )
-    return lambda value: "".join(encode(value, 0))
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        encode = make(
+            None,  # no markers: no circular-reference check (see above)
+            _CANONICAL.default,
+            json.encoder.encode_basestring,  # ensure_ascii=False
+            None,  # indent
+            ":",
+            ",",
+            True,  # sort_keys
+            False,  # skipkeys
+            True,  # allow_nan, as json.dumps
+        )
+        sample = {"b": [1, 2.5, None, True], "a": "é", "c": {"y": "x"}}
+        if "".join(encode(sample, 0)) != _CANONICAL.encode(sample):
+            return None
+    except TypeError:  # no C encoder (None is not callable), or another signature
+        return None
+    return encode
 
 
-canonical_json = _canonical_encoder()
+_ENCODE = _c_encoder()
+
+
+def canonical_json(value: Any) -> str:
+    """The JSON a payload is stored and hashed as: keys sorted, no spaces, UTF-8 as is (the
+    same text as `json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`: payload hashes must not change between versions)."""
+    if _ENCODE is None:
+        return _CANONICAL.encode(value)
+    return "".join(_ENCODE(value, 0))
 
 
 def _seconds(value: float | str | None) -> float | None:

@@ -724,16 +724,19 @@ class JobStore:
 
     def upcoming(self, now: int, limit: int) -> list[tuple]:
         """(id, task, queue, status, run_at) of the `limit` runs waiting for the soonest future
-        times: the soonest of each waiting priority (one index seek each), merged."""
-        found = [
-            tuple(row)
-            for (priority,) in self._all(self.sql["waiting_priorities"], {})
-            for row in self._all(
-                self.sql["upcoming_at_priority"],
-                {"priority": priority, "now": now, "limit": limit},
-            )
-        ]
-        return sorted(found, key=lambda row: (row[4], row[0]))[:limit]
+        times: the soonest of each waiting priority (one index seek each; a round trip each, so
+        meant for a few priorities), merged. At the same time, the lower priority number first,
+        then the database's order of ids (as `oldest_due`)."""
+        with self.db.borrow() as conn:
+            found = [
+                tuple(row)
+                for (priority,) in conn.execute(self.sql["waiting_priorities"], {}).fetchall()
+                for row in conn.execute(
+                    self.sql["upcoming_at_priority"],
+                    {"priority": priority, "now": now, "limit": limit},
+                ).fetchall()
+            ]
+        return sorted(found, key=lambda row: row[4])[:limit]  # stable: priority order kept
 
     def expired_leases(self, now: int) -> tuple[int, int | None]:
         """(runs executing past their lease, the earliest such lease end)."""

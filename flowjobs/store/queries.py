@@ -158,17 +158,18 @@ COMMON = {
         WHERE status = 'failed' AND task <> :exclude_task AND finished_at > :since
         ORDER BY finished_at LIMIT :limit""",
     # The longest-waiting run that was due at :due_before or earlier (alerts, dashboard): the
-    # first run of each waiting priority, the earliest of them.
+    # first run of each waiting priority, the earliest of them (at the same time, the one of
+    # the lower priority number).
     "oldest_due": WAITING_PRIORITIES
     + f"""
         SELECT id, task, queue, status, run_at FROM flowjobs_runs
         WHERE id = (SELECT first FROM (
-                        SELECT {_SOONEST} AS soonest,
+                        SELECT {_SOONEST} AS soonest, priority,
                             (SELECT id FROM flowjobs_runs
                              WHERE status IN {PENDING} AND priority = waiting.priority
                              ORDER BY run_at, id LIMIT 1) AS first
                         FROM waiting WHERE priority IS NOT NULL) firsts
-                    ORDER BY soonest, first LIMIT 1)
+                    ORDER BY soonest, priority LIMIT 1)
           AND run_at <= :due_before""",
     # Every priority some run waits at, lowest first.
     "waiting_priorities": WAITING_PRIORITIES
@@ -267,8 +268,10 @@ DIALECT_ONLY: dict[str, dict[str, str]] = {
         # Before a claim, for the rest of its transaction: with statistics taken while no run was
         # waiting (autoanalyze waits for 10 % of the table to change), the planner read every due
         # run through flowjobs_runs_next_due and sorted them to take ten (6.5 ms with 2,000 due,
-        # ~1 s with 200,000) instead of walking flowjobs_runs_claim in order (0.9 ms). Sorting is
-        # only discouraged: a plan that needs one still gets it.
+        # ~1 s with 200,000) instead of walking flowjobs_runs_claim in order (0.9 ms). That index
+        # is gone (revision 0012), but a bitmap or sequential scan and a sort is still a plan the
+        # planner may cost lower; this keeps the ordered walk. Sorting is only discouraged: a
+        # plan that needs one still gets it.
         "claim_plan": "SET LOCAL enable_sort = off",
     },
 }

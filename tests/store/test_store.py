@@ -298,11 +298,9 @@ def test_postgresql_claims_through_the_claim_index_even_with_stale_statistics(
         params = {"worker": "w", "limit": 10, "now": 2**62, "lease_until": 2**62}
         plans = {}
         with rt.db.transaction() as conn:
-            plans["bare"] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + claim, params))
             conn.execute(queries.dialect_only("postgresql")["claim_plan"])  # _claim runs it first
             plans["claim"] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + claim, params))
-        for name in ("bare", "claim"):
-            assert "flowjobs_runs_claim" in plans[name] and "Sort" not in plans[name], name
+        assert "flowjobs_runs_claim" in plans["claim"] and "Sort" not in plans["claim"]
         # a worker's one-statement turn runs on a connection with sorting discouraged throughout
         turn = queries.turn_postgresql(0, False)
         with rt.store._turn_connection() as conn:
@@ -316,8 +314,9 @@ def test_postgresql_claims_through_the_claim_index_even_with_stale_statistics(
         executed: list[str] = []
         with rt.store._turn_connection() as conn:
             conn.add_notice_handler(lambda notice: executed.append(notice.message_primary))
-            for setting in ("log_min_duration = 0", "log_level = notice", "log_buffers = on"):
-                conn.execute("LOAD 'auto_explain'")
+            conn.execute("LOAD 'auto_explain'")  # a superuser's (the test server's own)
+            conn.execute("SET client_min_messages = notice")
+            for setting in ("log_min_duration = 0", "log_level = notice"):
                 conn.execute(f"SET auto_explain.{setting}")
         now = 2**62
         claimed = rt.store.claim("w", 3, ["*"], {}, now, 30_000)
@@ -331,7 +330,7 @@ def test_postgresql_claims_through_the_claim_index_even_with_stale_statistics(
                 )
                 assert all(written) and len(claimed) == 3
 
-        turns(8)  # psycopg prepares a statement at its fifth run
+        turns(8)  # psycopg prepares a statement once it has run five times
         # statistics taken with most of the table waiting (ANALYZE makes the plan anew): the
         # plan that hashed the whole table
         with rt.db.transaction() as conn:
@@ -349,7 +348,7 @@ def test_postgresql_claims_through_the_claim_index_even_with_stale_statistics(
                 "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
                 "WHERE statement LIKE 'WITH v(id%'"
             ).fetchone()
-        assert generic >= 7 and custom == 0
+        assert generic >= 4 and custom == 0  # at least every turn after the re-analyze
         plans = [plan for plan in executed if "Query Text: WITH v(id" in plan]
         assert len(plans) == 12
         for plan in plans:
