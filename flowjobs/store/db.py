@@ -91,22 +91,22 @@ class Database:
         try:
             yield conn
         except BaseException:
-            _close(conn)
+            close_quietly(conn)
             raise
         with self._lock:
             if len(self._idle) < self.POOL_SIZE:
                 self._idle.append(conn)
                 return
-        _close(conn)
+        close_quietly(conn)
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
-            _close(conn)
+            close_quietly(conn)
         with self._write_lock:
             writer, self._writer = self._writer, None
-        _close(writer)
+        close_quietly(writer)
 
     def checkpoint_in_background(self) -> Checkpointer | None:
         """SQLite: the connections of this process stop checkpointing the WAL as part of a
@@ -148,7 +148,7 @@ class Database:
                 yield writer
             finally:
                 if writer.in_transaction:  # the rollback failed: the connection is suspect
-                    _close(writer)
+                    close_quietly(writer)
                 else:
                     self._writer = writer
 
@@ -215,7 +215,7 @@ class Database:
                 try:
                     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 finally:
-                    _close(conn)
+                    close_quietly(conn)
         except Exception as exc:
             log.debug("WAL truncate after a full disk failed: %s", exc)
 
@@ -239,7 +239,7 @@ class Checkpointer:
         while not self._stop.wait(self.interval):
             self.checkpoint()
         self.checkpoint(always=True)
-        _close(self._conn)
+        close_quietly(self._conn)
 
     def checkpoint(self, always: bool = False) -> None:
         try:
@@ -262,7 +262,7 @@ class Checkpointer:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except Exception as exc:  # a busy or vanished file: try again next round
             log.debug("WAL checkpoint skipped: %s", exc)
-            _close(self._conn)
+            close_quietly(self._conn)
             self._conn = None
 
     def stop(self) -> None:
@@ -313,7 +313,8 @@ class _NoLock:
         return False
 
 
-def _close(conn) -> None:
+def close_quietly(conn) -> None:
+    """Close a connection (or nothing), ignoring a failure: a broken connection is done with."""
     if conn is None:
         return
     try:

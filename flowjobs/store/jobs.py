@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from flowjobs.store.db import Database
+from flowjobs.store.db import Database, close_quietly
 from flowjobs.store.queries import (
     ATTEMPT_COLUMNS,
     FINISH_COLUMN_NAMES,
@@ -335,7 +335,7 @@ class JobStore:
                     for setting in TURN_SESSION:
                         conn.execute(setting)
                 except BaseException:
-                    _close_quietly(conn)
+                    close_quietly(conn)
                     raise
                 if not self._closed:  # after close(): one use, then closed (nothing to leak)
                     self._turn_conn = conn
@@ -343,10 +343,10 @@ class JobStore:
                 yield conn
             except BaseException:
                 self._turn_conn = None
-                _close_quietly(conn)
+                close_quietly(conn)
                 raise
             if self._turn_conn is not conn:
-                _close_quietly(conn)
+                close_quietly(conn)
 
     def close(self) -> None:
         """Close this store's own connection (`_turn_connection`); the pool is the Database's."""
@@ -354,7 +354,7 @@ class JobStore:
             conn, self._turn_conn = self._turn_conn, None
             self._closed = True
         if conn is not None:
-            _close_quietly(conn)
+            close_quietly(conn)
 
     def _claim(self, conn, worker, limit, queues, limits, now, lease_ms) -> list[ClaimedRun]:
         if self._claim_plan_sql:  # PostgreSQL: walk the claim index, whatever the statistics
@@ -806,13 +806,6 @@ def succeeded_attempt(run: dict) -> dict:
         "traceback": None,
         "duration_ms": None if started is None or finished is None else finished - started,
     }
-
-
-def _close_quietly(conn) -> None:
-    try:
-        conn.close()
-    except Exception:
-        pass  # a broken connection: nothing more to do with it
 
 
 @lru_cache(maxsize=1024)
