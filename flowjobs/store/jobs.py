@@ -29,6 +29,7 @@ from flowjobs.store.queries import (
     insert_runs,
     insert_runs_notifying,
     runs_by_column,
+    spelled,
     to_pyformat,
     turn_postgresql,
 )
@@ -145,7 +146,7 @@ class JobStore:
         return json.dumps(values) if self.dialect == "sqlite" else list(values)
 
     def _prepare(self, sql: str) -> str:
-        return _pyformat(sql) if self.dialect == "postgresql" else sql
+        return _pyformat(sql) if self.dialect == "postgresql" else spelled(self.dialect, sql)
 
     # -- enqueue -----------------------------------------------------------------------
     def enqueue(self, conn, runs: list[NewRun], now: int) -> list[Enqueued]:
