@@ -24,8 +24,10 @@ from flowjobs.store.queries import (
     catalogue,
     dialect_only,
     finish_batch,
+    finish_one,
     finishes_by_column,
     insert_attempts,
+    insert_keyless_runs,
     insert_runs,
     insert_runs_notifying,
     runs_by_column,
@@ -183,9 +185,15 @@ class JobStore:
         if len(runs) > INSERT_CHUNK or any(r.idempotency_key is not None for r in runs):
             with self.db.transaction() as conn:
                 return self.enqueue(conn, runs, now)
-        sql = insert_runs_notifying(len(runs)) if self._notify_sql else None
-        with self.db.statement() as conn:
-            inserted = self._insert_chunk(conn, runs, now, sql)
+        if self.dialect == "sqlite":  # no key, no conflict: every row goes in, or none
+            with self.db.statement() as conn:
+                count = conn.execute(
+                    insert_keyless_runs(len(runs)), _run_values(runs, now)
+                ).rowcount
+            inserted = {r.id for r in runs} if count == len(runs) else set()
+        else:
+            with self.db.statement() as conn:
+                inserted = self._insert_chunk(conn, runs, now, insert_runs_notifying(len(runs)))
         missing = [r.id for r in runs if r.id not in inserted]
         if missing:  # without keys every row is inserted; anything else is a broken invariant
             raise RuntimeError(f"runs {missing} were not inserted")
@@ -205,33 +213,11 @@ class JobStore:
         row after row, or an array per column: `queries.insert_runs`); rows whose key is live are
         skipped; returns the ids inserted. `sql`: a variant of the statement (same parameters,
         RETURNING the ids)."""
-        rows = [
-            (
-                run.id,
-                run.task,
-                run.queue,
-                (RunStatus.DELAYED if run.run_at > now else RunStatus.QUEUED).value,
-                run.payload,
-                run.priority,
-                0,
-                run.max_attempts,
-                run.run_at,
-                now,
-                now,
-                run.idempotency_key,
-                run.idempotency_key,
-                run.idempotency_expires_at,
-                run.payload_hash,
-                run.parent_id,
-                run.replay_of,
-            )
-            for run in runs
-        ]
         params: list[Any]
-        if runs_by_column(self.dialect, len(rows)):
-            params = [list(column) for column in zip(*rows)]
+        if runs_by_column(self.dialect, len(runs)):
+            params = [list(column) for column in zip(*_run_rows(runs, now))]
         else:
-            params = [value for row in rows for value in row]
+            params = _run_values(runs, now)
         sql = sql or insert_runs(self.dialect, len(runs))
         return {row[0] for row in conn.execute(sql, params).fetchall()}
 
@@ -381,7 +367,7 @@ class JobStore:
             params["queues"] = self._list([q for q in queues if q != "*"])
         if skip:
             params["skip_queues"] = self._list(skip)
-        return claim_sql(self.dialect, not every, bool(skip)), params
+        return claim_sql(self.dialect, not every, bool(skip), limit == 1), params
 
     def _claim_limited(self, conn, worker, limit, queue, queue_limit, now, lease_ms):
         """Under the queue's lock (PostgreSQL: an advisory lock held to the end of the
@@ -453,6 +439,10 @@ class JobStore:
         return [f.run.id in written for f in items]
 
     def _finish_group(self, conn, items: list[Finish], lean: bool) -> set[str]:
+        if self.dialect == "sqlite" and len(items) == 1:  # the common turn at concurrency 1
+            params = {"now": items[0].now, **self._finish_params(items, False)}
+            written = conn.execute(finish_one(lean), params).rowcount == 1
+            return {items[0].run.id} if written else set()
         return {row[0] for row in conn.execute(*self._finish_statement(items, lean))}
 
     def _finish_statement(self, items: list[Finish], lean: bool) -> tuple[str, dict[str, Any]]:
@@ -807,6 +797,37 @@ def succeeded_attempt(run: dict) -> dict:
         "traceback": None,
         "duration_ms": None if started is None or finished is None else finished - started,
     }
+
+
+def _run_rows(runs: list[NewRun], now: int) -> list[tuple]:
+    """New runs as rows of `queries.RUN_COLUMNS` (the dedup key is the idempotency key)."""
+    return [
+        (
+            run.id,
+            run.task,
+            run.queue,
+            (RunStatus.DELAYED if run.run_at > now else RunStatus.QUEUED).value,
+            run.payload,
+            run.priority,
+            0,
+            run.max_attempts,
+            run.run_at,
+            now,
+            now,
+            run.idempotency_key,
+            run.idempotency_key,
+            run.idempotency_expires_at,
+            run.payload_hash,
+            run.parent_id,
+            run.replay_of,
+        )
+        for run in runs
+    ]
+
+
+def _run_values(runs: list[NewRun], now: int) -> list[Any]:
+    """`_run_rows` flattened: the positional parameters of a multi-row VALUES list."""
+    return [value for row in _run_rows(runs, now) for value in row]
 
 
 @lru_cache(maxsize=1024)

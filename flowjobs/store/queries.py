@@ -31,16 +31,14 @@ UNSUCCESSFUL = states.sql_list(states.UNSUCCESSFUL)
 # chains, in the two indexes (revision 0013) and in every statement that must match them
 # (`spelled`). PostgreSQL keeps the IN lists.
 _SPELLED_FOR_SQLITE = {
-    f"status IN {PENDING}": "(" + " OR ".join(
-        f"status = {value}" for value in PENDING.strip("()").split(", ")
-    ) + ")",
-    f"status IN {TERMINAL}": "(" + " OR ".join(
-        f"status = {value}" for value in TERMINAL.strip("()").split(", ")
-    ) + ")",
+    f"status IN {PENDING}": "("
+    + " OR ".join(f"status = {value}" for value in PENDING.strip("()").split(", "))
+    + ")",
+    f"status IN {TERMINAL}": "("
+    + " OR ".join(f"status = {value}" for value in TERMINAL.strip("()").split(", "))
+    + ")",
 }
-_SPELLING = re.compile(
-    "|".join(r"(?<![\w.])" + re.escape(term) for term in _SPELLED_FOR_SQLITE)
-)
+_SPELLING = re.compile("|".join(r"(?<![\w.])" + re.escape(term) for term in _SPELLED_FOR_SQLITE))
 
 
 @lru_cache(maxsize=1024)
@@ -50,6 +48,7 @@ def spelled(dialect: str, sql: str) -> str:
     if dialect != "sqlite":
         return sql
     return _SPELLING.sub(lambda m: _SPELLED_FOR_SQLITE[m.group(0)], sql)
+
 
 RUN_COLUMNS = (
     "id, task, queue, status, payload, priority, attempt, max_attempts, run_at, created_at, "
@@ -363,6 +362,16 @@ def finish_batch(count: int, lean: bool = False, dialect: str = "sqlite") -> str
         {update}"""
 
 
+@lru_cache(maxsize=2)
+def finish_one(lean: bool) -> str:
+    """SQLite: end one attempt, as `finish_batch(1, lean)` does (the same parameters, `:id_0`
+    …), as a plain UPDATE: no table of outcomes to build and no RETURNING, each a temporary
+    B-tree in SQLite; whether the row was written is the statement's change count."""
+    update = _finish_parts(1, lean, "sqlite", False)[1]
+    update = re.sub(r"\bv\.(\w+)", r":\1_0", update.replace("FROM v\n", ""))
+    return update.replace("\n        RETURNING flowjobs_runs.id", "")
+
+
 def _finish_parts(
     count: int, lean: bool, dialect: str, by_column: bool, now: str = "now"
 ) -> tuple[str, str]:
@@ -448,14 +457,17 @@ _QUEUE_FILTERS = {
 }
 
 
-@lru_cache(maxsize=8)
-def claim(dialect: str, some_queues: bool, skip_queues: bool) -> str:
+@lru_cache(maxsize=16)
+def claim(dialect: str, some_queues: bool, skip_queues: bool, one: bool = False) -> str:
     """The claim statement, filtered to :queues and/or away from :skip_queues only when asked
-    (an unused filter still costs a json_each scan per claim on SQLite)."""
+    (an unused filter still costs a json_each scan per claim on SQLite). `one` (SQLite, :limit
+    1): the run is picked by a scalar subquery, where `IN (…)` builds a temporary B-tree."""
     wanted, skipped = _QUEUE_FILTERS[dialect]
     if dialect == "postgresql":
         wanted, skipped = to_pyformat(wanted), to_pyformat(skipped)
     sql = catalogue(dialect)["claim"]
+    if one and dialect == "sqlite":
+        sql = sql.replace("WHERE id IN (", "WHERE id = (", 1)
     return sql.replace("/*queues*/", wanted if some_queues else "").replace(
         "/*skip*/", skipped if skip_queues else ""
     )
@@ -549,6 +561,14 @@ def insert_runs(dialect: str, count: int) -> str:
         f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) {rows} "
         "ON CONFLICT (task, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id"
     )
+
+
+@lru_cache(maxsize=1024)
+def insert_keyless_runs(count: int) -> str:
+    """SQLite: insert `count` runs none of which has an idempotency key, so none can conflict:
+    `insert_runs` without its conflict clause and without RETURNING (a temporary B-tree in
+    SQLite); the statement's change count says that every row went in."""
+    return insert_runs("sqlite", count).split(" ON CONFLICT", 1)[0]
 
 
 # PostgreSQL, after rows were copied in with their ids (`db copy`): the log id sequence

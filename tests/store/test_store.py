@@ -300,12 +300,12 @@ def test_postgresql_claims_through_the_claim_index_even_with_stale_statistics(
         with rt.db.transaction() as conn:
             conn.execute(queries.dialect_only("postgresql")["claim_plan"])  # _claim runs it first
             plans["claim"] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + claim, params))
-        assert "flowjobs_runs_claim" in plans["claim"] and "Sort" not in plans["claim"]
+        assert "flowjobs_runs_waiting" in plans["claim"] and "Sort" not in plans["claim"]
         # a worker's one-statement turn runs on a connection with sorting discouraged throughout
         turn = queries.turn_postgresql(0, False)
         with rt.store._turn_connection() as conn:
             plans["turn"] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + turn, params))
-        assert "flowjobs_runs_claim" in plans["turn"] and "Sort" not in plans["turn"]
+        assert "flowjobs_runs_waiting" in plans["turn"] and "Sort" not in plans["turn"]
         assert len(rt.store.claim("w", 10, ["*"], {}, 2**62, 30_000)) == 10
 
         # A worker's turns on that connection are planned once (a generic plan, made without
