@@ -34,3 +34,97 @@ def test_upgrade_from_an_older_schema_keeps_its_runs(tmp_path):
     assert migrate.current_revision(new.db) == migrate.HEAD
     assert new.store.schedule_states() == {}
     new.close()
+
+
+def _empty_database(dialect: str, tmp_path, request) -> str:
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path}/x.db"
+    import psycopg
+
+    server = request.getfixturevalue("pg_server_url")
+    name = f"m13_{tmp_path.name[-20:].lower().replace('-', '_')}"
+    with psycopg.connect(
+        server.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name}")
+        c.execute(f"CREATE DATABASE {name}")
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def _run_indexes(db) -> dict[str, str]:
+    """Index name -> its definition, for flowjobs_runs."""
+    with db.borrow() as conn:
+        if db.dialect == "sqlite":
+            rows = conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'flowjobs_runs'"
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'flowjobs_runs'"
+            ).fetchall()
+    return {name: sql or "" for name, sql in rows}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("half_done", [False, True])
+def test_revision_0013_renames_the_claim_and_finished_indexes(
+    dialect, half_done, tmp_path, request
+):
+    """0012 -> 0013: the claim and finished indexes become flowjobs_runs_waiting and
+    flowjobs_runs_ended, conditioned by OR chains on SQLite (renamed only on PostgreSQL); runs
+    waiting and finished before are claimed and found by the new indexes. On SQLite a migration
+    stopped after making the new index, before dropping the old one, runs again."""
+    from flowjobs.store.db import Database
+    from flowjobs.store.jobs import JobStore, NewRun
+
+    db = Database(_empty_database(dialect, tmp_path, request))
+    migrate.upgrade(db, target="0012")
+    old = JobStore(db)
+    old.enqueue_alone([NewRun("run_a", "noop", "default", "{}", "h", 0, 3, 1_000)], 1_000)
+    if half_done and dialect == "sqlite":
+        with db.borrow() as conn:
+            conn.execute(
+                "CREATE INDEX flowjobs_runs_waiting ON flowjobs_runs (priority, run_at, id) "
+                "WHERE (status = 'queued' OR status = 'delayed' OR status = 'retrying')"
+            )
+    assert migrate.upgrade(db) == ("0012", migrate.HEAD)
+
+    indexes = _run_indexes(db)
+    assert "flowjobs_runs_claim" not in indexes and "flowjobs_runs_finished" not in indexes
+    if dialect == "sqlite":
+        assert (
+            "(status = 'queued' OR status = 'delayed' OR status = 'retrying')"
+            in indexes["flowjobs_runs_waiting"]
+        )
+        assert (
+            "(status = 'completed' OR status = 'failed' OR status = 'canceled' "
+            in indexes["flowjobs_runs_ended"]
+        )
+    else:
+        assert "(priority, run_at, id)" in indexes["flowjobs_runs_waiting"]
+        assert "(finished_at)" in indexes["flowjobs_runs_ended"]
+    store = JobStore(db)
+    [run] = store.claim("w", 5, ["*"], {}, 2_000, 30_000)
+    assert run.id == "run_a"
+    assert store.finish(
+        run, status="completed", outcome="succeeded", worker="w", now=3_000, started_at=2_000
+    )
+    with db.borrow() as conn:
+        prunable = store._prepare(store.sql["prunable"])
+        plan = " ".join(
+            str(row)
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN " + prunable if dialect == "sqlite" else "EXPLAIN " + prunable,
+                {
+                    "cutoff": 4_000,
+                    "completed_before": 4_000,
+                    "failed_before": 4_000,
+                    "now": 4_000,
+                    "limit": 10,
+                },
+            )
+        )
+    if dialect == "sqlite":
+        assert "flowjobs_runs_ended" in plan
+    store.close()
+    db.close()

@@ -204,3 +204,58 @@ def test_a_postgresql_workers_turn_is_one_statement(pg_rt, clock):
         first, status="completed", outcome="succeeded", worker="w", now=now, started_at=now
     )
     assert rt.store.finish_and_claim([stale], "w", 1, ["*"], {}, now, LEASE) == ([False], [])
+
+
+def temporary_btrees(rt, statements: list[str]) -> dict[str, int]:
+    """How many temporary B-trees (OP_OpenEphemeral) SQLite builds for each write statement
+    (an INSERT or UPDATE, as traced: parameters expanded), by its first words."""
+    counts = {}
+    with rt.db.borrow() as conn:
+        for sql in statements:
+            head = " ".join(sql.split()[:3])
+            if head.split()[0].upper() not in ("INSERT", "UPDATE"):
+                continue
+            opcodes = [row[1] for row in conn.execute("EXPLAIN " + sql)]
+            counts[head] = counts.get(head, 0) + opcodes.count("OpenEphemeral")
+    return counts
+
+
+def test_sqlites_hot_statements_build_no_temporary_btrees(sqlite_rt, clock):
+    """An IN list of 3+ constants, RETURNING, IN (subquery) and UPDATE … FROM each make SQLite
+    build a temporary B-tree in every statement (~90 KB allocated and freed; docs/design.md).
+    A trigger without key, a claim of one run and the finish of one build none but the claim's
+    RETURNING — including the ones the waiting and finished indexes' conditions would cost
+    (revision 0013 spells them as OR chains)."""
+    rt, _ = sqlite_rt
+    trigger = statements_of(rt, lambda: rt.trigger("noop"))
+    assert temporary_btrees(rt, trigger) == {"INSERT INTO flowjobs_runs": 0}
+
+    claimed = []
+    claim = statements_of(
+        rt, lambda: claimed.extend(rt.store.claim("w", 1, ["*"], {}, clock.now_ms(), LEASE))
+    )
+    assert len(claimed) == 1
+    assert temporary_btrees(rt, claim) == {"UPDATE flowjobs_runs SET": 1}  # its RETURNING
+
+    # the lean finish (completed) and the full one (retrying, with its attempt row)
+    for status, outcome, expected in (
+        ("completed", "succeeded", {"UPDATE flowjobs_runs SET": 0}),
+        ("retrying", "failed", {"UPDATE flowjobs_runs SET": 0, "INSERT INTO flowjobs_attempts": 0}),
+    ):
+        now = clock.now_ms()
+        run = claimed.pop()
+        finish = statements_of(
+            rt,
+            lambda: rt.store.finish(
+                run,
+                status=status,
+                outcome=outcome,
+                worker="w",
+                now=now,
+                started_at=now,
+                retry_at=now if status == "retrying" else None,
+            ),
+        )
+        assert temporary_btrees(rt, finish) == expected
+        assert rt.store.get_run(run.id)["status"] == status
+        claimed.extend(rt.store.claim("w", 1, ["*"], {}, clock.now_ms(), LEASE))
