@@ -23,6 +23,9 @@ WAL_CHECKPOINT_BYTES = 4 << 20  # about SQLite's own 1000-page auto-checkpoint p
 WAL_FORCE_BYTES = (
     64 << 20
 )  # past this, checkpoint with writers held off, so the WAL cannot grow unbounded
+# SQLite: after this many writes a process checkpoints the WAL from a background thread instead
+# of in the commit that fills it (`Database.statement`); fewer writes never fill it.
+BACKGROUND_CHECKPOINTS_AFTER = 100
 
 log = logging.getLogger("flowjobs.db")
 
@@ -52,6 +55,8 @@ class Database:
         self._lock = threading.Lock()
         self.autocheckpoint = True  # False: a Checkpointer thread checkpoints the WAL instead
         self._writer = None  # SQLite: the connection write transactions use (under _write_lock)
+        self._writes = 0  # SQLite: write statements and transactions so far (under _write_lock)
+        self._checkpointer: Checkpointer | None = None  # started by `statement`, see there
         self.opened = 0  # connections opened so far (the pool keeps this bounded)
         # SQLite has one writer at a time. Threads of one process queue for it on a Python lock
         # (an instant hand-over) instead of in SQLite's busy handler, which sleeps 1-100 ms
@@ -100,6 +105,10 @@ class Database:
         close_quietly(conn)
 
     def close(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:  # started by `statement`: commits checkpoint again
+            checkpointer.stop()
+            self.autocheckpoint, self._writes = True, 0
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
@@ -115,8 +124,8 @@ class Database:
         PostgreSQL and in-memory databases."""
         if self.dialect != "sqlite" or self.path == ":memory:":
             return None
-        self.autocheckpoint = False
         self.close()  # pooled connections were opened with auto-checkpoints on
+        self.autocheckpoint = False
         return Checkpointer(self)
 
     # -- transactions ------------------------------------------------------------------
@@ -144,6 +153,9 @@ class Database:
         with self._write_lock:
             writer = self._writer or self.connect()
             self._writer = None  # held by this block (a nested transaction would open another)
+            self._writes += 1
+            if self._writes == BACKGROUND_CHECKPOINTS_AFTER and self.autocheckpoint:
+                self._checkpoint_behind(writer)
             try:
                 yield writer
             finally:
@@ -151,6 +163,23 @@ class Database:
                     close_quietly(writer)
                 else:
                     self._writer = writer
+
+    def _checkpoint_behind(self, writer) -> None:
+        """A process that keeps writing (an application triggering runs, `serve`) stops paying
+        for checkpoints in its commits: SQLite's auto-checkpoint copies the WAL back into the
+        database and syncs both files in the commit that fills it (1,000 pages), a pause of
+        milliseconds for that caller every few hundred writes, and a third of the time of a
+        loop of triggers. A background thread (`Checkpointer`) does it instead, stopped by
+        `close`. A one-off command never writes enough to need either."""
+        if self.path == ":memory:":
+            return
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        self.autocheckpoint = False  # for connections opened from now on
+        with self._lock:  # idle ones were opened with auto-checkpoints on
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            close_quietly(conn)
+        self._checkpointer = Checkpointer(self)
 
     def _transaction(self, conn):
         with self._write_lock:

@@ -1,0 +1,67 @@
+"""Who checkpoints an SQLite WAL: a process that keeps writing hands it to a background thread
+(`Database.statement`, `Checkpointer`), so that no commit of its pays for copying the WAL back
+and syncing both files; a one-off command leaves it to SQLite's auto-checkpoint. Not timed:
+what is checked is which connection checkpoints, and that the thread's checkpoints happen (the
+WAL starts over, which its header counts)."""
+
+import struct
+import threading
+import time
+from pathlib import Path
+
+from flowjobs.runtime import Runtime
+from flowjobs.store import db as dbmod
+from tests.conftest import make_settings
+
+
+def checkpointers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "flowjobs-checkpoint"]
+
+
+def autocheckpoint(conn) -> int:
+    return conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+
+
+def wal_restarts(path: Path) -> int:
+    """The WAL header's checkpoint sequence number: +1 each time a writer starts the WAL over
+    after a checkpoint copied all of it back."""
+    with open(f"{path}-wal", "rb") as wal:
+        return struct.unpack(">I", wal.read(16)[12:16])[0]
+
+
+def test_a_process_that_keeps_writing_checkpoints_in_the_background(sqlite_url, clock, tmp_path):
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    rt = Runtime(make_settings(sqlite_url, tmp_path), clock=clock)
+    before = len(checkpointers())
+    for _ in range(dbmod.BACKGROUND_CHECKPOINTS_AFTER - 1):
+        rt.trigger("noop")
+    with rt.db.statement() as writer:  # the 100th write: from now on, the thread checkpoints
+        assert autocheckpoint(writer) == 0
+    assert len(checkpointers()) == before + 1
+    with rt.db.borrow() as other:  # connections opened from now on leave it to the thread too
+        assert autocheckpoint(other) == 0
+
+    # The thread checkpoints once the WAL passes WAL_CHECKPOINT_BYTES; the writer then starts
+    # the WAL over. Nothing else checkpoints here (every connection has auto-checkpoints off).
+    restarts = wal_restarts(path)
+    deadline = time.monotonic() + 30
+    while wal_restarts(path) == restarts:
+        assert time.monotonic() < deadline, "the background thread never checkpointed"
+        rt.trigger("noop")
+
+    rt.close()  # stops the thread; a new writer checkpoints in its commits again
+    assert len(checkpointers()) == before
+    with rt.db.statement() as writer:
+        assert autocheckpoint(writer) == 1000
+    rt.close()
+
+
+def test_a_one_off_command_leaves_checkpoints_to_sqlite(sqlite_url, clock, tmp_path):
+    rt = Runtime(make_settings(sqlite_url, tmp_path), clock=clock)
+    before = len(checkpointers())
+    for _ in range(10):
+        rt.trigger("noop")
+    assert len(checkpointers()) == before
+    with rt.db.statement() as writer:
+        assert autocheckpoint(writer) == 1000
+    rt.close()
