@@ -294,7 +294,7 @@ def own_enqueue(url: str, runs: int) -> float:
     rt.close()
     db = Database(url)
     conn = db.connect()
-    sql = queries.insert_runs("sqlite", 1)
+    sql = queries.insert_keyless_runs(1)  # a run without key: no conflict clause, no RETURNING
     if db.dialect == "postgresql":
         sql = queries.insert_runs_notifying(1)
     now = int(time.time() * 1000)
@@ -323,8 +323,8 @@ def _own_drain_loop(url: str, barrier, results) -> None:
     db = Database(url)
     conn = db.connect()
     sqlite = db.dialect == "sqlite"
-    claim = queries.claim(db.dialect, False, False)
-    finish = queries.finish_batch(1, True, db.dialect)
+    claim = queries.claim(db.dialect, False, False, one=True)
+    finish = queries.finish_one(True)  # SQLite: one lean finish, a plain fenced UPDATE
     done, prev = 0, None
     if not sqlite:  # flowjobs' PostgreSQL turn: one statement, the session a worker's has
         for setting in TURN_SESSION:
@@ -350,7 +350,7 @@ def _own_drain_loop(url: str, barrier, results) -> None:
         if prev is not None:
             fenced = {"id_0": prev[0], "epoch_0": prev[6], "status_0": "completed", "now": now}
             fenced |= {"result_0": None, "error_0": None, "run_at_0": None, "crashed_0": 0}
-            conn.execute(finish, fenced | {"finished_at_0": now}).fetchall()
+            conn.execute(finish, fenced | {"finished_at_0": now})
             done += 1
         params = {"worker": "own", "limit": 1, "now": now, "lease_until": now + 60_000}
         prev = conn.execute(claim, params).fetchone()
