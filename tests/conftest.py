@@ -68,13 +68,15 @@ def sqlite_template(tmp_path_factory):
     return path
 
 
-def new_pg_database(server_url: str) -> str:
+def new_pg_database(server_url: str, template: str | None = "flowjobs_template") -> str:
+    """A new database on the test server, made from the migrated template (or empty, with
+    `template=None`), named uniquely across xdist workers."""
     import psycopg
 
     name = f"t_{os.getpid()}_{next(_counter)}"
     admin = server_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE flowjobs_template")
+        conn.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 

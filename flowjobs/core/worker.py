@@ -144,14 +144,13 @@ class Worker:
     # -- main loop ---------------------------------------------------------------------
     def run(self) -> int:
         self._listener = self.store.listen_for_work(self._wake, self._stopping)
-        checkpointer = self.store.db.checkpoint_in_background()
+        self.store.db.checkpoint_in_background()
         try:
             return self._run()
         finally:
             self._listener.close()
             self._listener = None
-            if checkpointer:
-                checkpointer.stop()
+            self.store.db.stop_checkpointer()
 
     def _run(self) -> int:
         from flowjobs import __version__

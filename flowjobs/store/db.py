@@ -105,10 +105,10 @@ class Database:
         close_quietly(conn)
 
     def close(self) -> None:
-        checkpointer, self._checkpointer = self._checkpointer, None
-        if checkpointer is not None:  # started by `statement`: commits checkpoint again
-            checkpointer.stop()
-            self.autocheckpoint, self._writes = True, 0
+        self.stop_checkpointer()
+        self._close_connections()
+
+    def _close_connections(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
@@ -120,13 +120,27 @@ class Database:
     def checkpoint_in_background(self) -> Checkpointer | None:
         """SQLite: the connections of this process stop checkpointing the WAL as part of a
         commit (a third of each commit's cost under load, paid while holding the write lock);
-        a background thread checkpoints instead. Returns it (stop it when done), or None on
-        PostgreSQL and in-memory databases."""
+        a background thread checkpoints instead until `stop_checkpointer` or `close`. Returns
+        the thread's Checkpointer, or None on PostgreSQL and in-memory databases. (A process
+        that keeps writing gets one by itself: `statement`.)"""
         if self.dialect != "sqlite" or self.path == ":memory:":
             return None
-        self.close()  # pooled connections were opened with auto-checkpoints on
-        self.autocheckpoint = False
-        return Checkpointer(self)
+        if self._checkpointer is None:
+            self.autocheckpoint = False  # first: a connection opened from now on has them off
+            self._close_connections()  # these were opened with auto-checkpoints on
+            self._checkpointer = Checkpointer(self)
+        return self._checkpointer
+
+    def stop_checkpointer(self) -> None:
+        """Stop the background checkpoints, if any (the thread checkpoints a last time): the
+        commits of this process's connections checkpoint again. Not while holding the write
+        lock (the thread's last checkpoint takes it)."""
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is None:
+            return
+        checkpointer.stop()
+        self.autocheckpoint, self._writes = True, 0
+        self._close_connections()  # these were opened with auto-checkpoints off
 
     # -- transactions ------------------------------------------------------------------
     @contextmanager
@@ -153,10 +167,10 @@ class Database:
         with self._write_lock:
             writer = self._writer or self.connect()
             self._writer = None  # held by this block (a nested transaction would open another)
-            self._writes += 1
-            if self._writes == BACKGROUND_CHECKPOINTS_AFTER and self.autocheckpoint:
-                self._checkpoint_behind(writer)
             try:
+                self._writes += 1
+                if self._writes >= BACKGROUND_CHECKPOINTS_AFTER and self.autocheckpoint:
+                    self._checkpoint_behind(writer)
                 yield writer
             finally:
                 if writer.in_transaction:  # the rollback failed: the connection is suspect
@@ -170,16 +184,24 @@ class Database:
         database and syncs both files in the commit that fills it (1,000 pages), a pause of
         milliseconds for that caller every few hundred writes, and a third of the time of a
         loop of triggers. A background thread (`Checkpointer`) does it instead, stopped by
-        `close`. A one-off command never writes enough to need either."""
+        `close`. A one-off command never writes enough to need either. Best effort: should
+        the switch fail, commits go on checkpointing and it is tried again 100 writes later.
+        (Connections lent out meanwhile, and SQLAlchemy's, keep checkpointing in their own
+        commits: harmless, a checkpoint is a checkpoint.)"""
         if self.path == ":memory:":
+            self.autocheckpoint = False  # nothing to checkpoint: never try again
             return
-        writer.execute("PRAGMA wal_autocheckpoint=0")
-        self.autocheckpoint = False  # for connections opened from now on
-        with self._lock:  # idle ones were opened with auto-checkpoints on
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            close_quietly(conn)
-        self._checkpointer = Checkpointer(self)
+        try:
+            writer.execute("PRAGMA wal_autocheckpoint=0")
+            self.autocheckpoint = False  # for connections opened from now on
+            with self._lock:  # idle ones were opened with auto-checkpoints on
+                idle, self._idle = self._idle, []
+            for conn in idle:
+                close_quietly(conn)
+            self._checkpointer = Checkpointer(self)
+        except Exception as exc:  # a broken writer: the statement that follows will say so
+            log.debug("background checkpoints not started: %s", exc)
+            self.autocheckpoint, self._writes = True, 0
 
     def _transaction(self, conn):
         with self._write_lock:

@@ -1,13 +1,16 @@
 """Who checkpoints an SQLite WAL: a process that keeps writing hands it to a background thread
 (`Database.statement`, `Checkpointer`), so that no commit of its pays for copying the WAL back
-and syncing both files; a one-off command leaves it to SQLite's auto-checkpoint. Not timed:
-what is checked is which connection checkpoints, and that the thread's checkpoints happen (the
-WAL starts over, which its header counts)."""
+and syncing both files; a one-off command leaves it to SQLite's auto-checkpoint; a worker asks
+for the thread from its start (`checkpoint_in_background`). Not timed: what is checked is
+which connection checkpoints, and that the thread's checkpoints happen (the WAL starts over,
+which its header counts)."""
 
 import struct
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from flowjobs.runtime import Runtime
 from flowjobs.store import db as dbmod
@@ -29,9 +32,17 @@ def wal_restarts(path: Path) -> int:
         return struct.unpack(">I", wal.read(16)[12:16])[0]
 
 
-def test_a_process_that_keeps_writing_checkpoints_in_the_background(sqlite_url, clock, tmp_path):
+@pytest.fixture
+def rt(sqlite_url, clock, tmp_path):
+    before = len(checkpointers())
+    runtime = Runtime(make_settings(sqlite_url, tmp_path), clock=clock)
+    yield runtime
+    runtime.close()
+    assert len(checkpointers()) == before  # close() stops the thread
+
+
+def test_a_process_that_keeps_writing_checkpoints_in_the_background(rt, sqlite_url):
     path = Path(sqlite_url.removeprefix("sqlite:///"))
-    rt = Runtime(make_settings(sqlite_url, tmp_path), clock=clock)
     before = len(checkpointers())
     for _ in range(dbmod.BACKGROUND_CHECKPOINTS_AFTER - 1):
         rt.trigger("noop")
@@ -49,19 +60,42 @@ def test_a_process_that_keeps_writing_checkpoints_in_the_background(sqlite_url, 
         assert time.monotonic() < deadline, "the background thread never checkpointed"
         rt.trigger("noop")
 
-    rt.close()  # stops the thread; a new writer checkpoints in its commits again
+    rt.db.close()  # stops the thread; a new writer checkpoints in its commits again
     assert len(checkpointers()) == before
     with rt.db.statement() as writer:
         assert autocheckpoint(writer) == 1000
-    rt.close()
 
 
-def test_a_one_off_command_leaves_checkpoints_to_sqlite(sqlite_url, clock, tmp_path):
-    rt = Runtime(make_settings(sqlite_url, tmp_path), clock=clock)
+def test_a_one_off_command_leaves_checkpoints_to_sqlite(rt):
     before = len(checkpointers())
     for _ in range(10):
         rt.trigger("noop")
     assert len(checkpointers()) == before
     with rt.db.statement() as writer:
         assert autocheckpoint(writer) == 1000
-    rt.close()
+
+
+def test_a_worker_takes_over_the_thread_and_hands_checkpoints_back(rt):
+    """A worker starting in a process that already checkpoints in the background keeps that one
+    thread; when the worker stops it (`stop_checkpointer`), commits checkpoint again."""
+    before = len(checkpointers())
+    for _ in range(dbmod.BACKGROUND_CHECKPOINTS_AFTER):
+        rt.trigger("noop")
+    started = checkpointers()
+    assert len(started) == before + 1
+    assert rt.db.checkpoint_in_background() is not None
+    assert checkpointers() == started
+    with rt.db.statement() as writer:
+        assert autocheckpoint(writer) == 0
+
+    rt.db.stop_checkpointer()
+    assert len(checkpointers()) == before
+    for _ in range(3):  # not enough writes to switch again right away
+        rt.trigger("noop")
+    with rt.db.statement() as writer:
+        assert autocheckpoint(writer) == 1000
+
+    assert rt.db.checkpoint_in_background() is not None  # as a worker starts: at once
+    assert len(checkpointers()) == before + 1
+    with rt.db.statement() as writer:
+        assert autocheckpoint(writer) == 0
