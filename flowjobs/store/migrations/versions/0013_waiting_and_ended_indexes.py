@@ -47,26 +47,22 @@ def _in_list(statuses) -> str:
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        for old, new, _, _ in INDEXES:
-            op.execute(f"ALTER INDEX IF EXISTS {old} RENAME TO {new}")
-        return
-    for old, new, columns, statuses in INDEXES:
-        op.create_index(
-            new, "flowjobs_runs", columns, if_not_exists=True,
-            sqlite_where=sa.text(_or_chain(statuses)),
-        )
-        op.drop_index(old, "flowjobs_runs", if_exists=True)
+    _replace(forward=True)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        for old, new, _, _ in INDEXES:
-            op.execute(f"ALTER INDEX IF EXISTS {new} RENAME TO {old}")
-        return
+    _replace(forward=False)
+
+
+def _replace(forward: bool) -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
     for old, new, columns, statuses in INDEXES:
+        source, target = (old, new) if forward else (new, old)
+        if not sqlite:
+            op.execute(f"ALTER INDEX IF EXISTS {source} RENAME TO {target}")
+            continue
+        where = _or_chain(statuses) if forward else _in_list(statuses)
         op.create_index(
-            old, "flowjobs_runs", columns, if_not_exists=True,
-            sqlite_where=sa.text(_in_list(statuses)),
+            target, "flowjobs_runs", columns, if_not_exists=True, sqlite_where=sa.text(where)
         )
-        op.drop_index(new, "flowjobs_runs", if_exists=True)
+        op.drop_index(source, "flowjobs_runs", if_exists=True)
