@@ -126,10 +126,14 @@ class Database:
         if self.dialect != "sqlite" or self.path == ":memory:":
             return None
         if self._checkpointer is None:
-            self.autocheckpoint = False  # first: a connection opened from now on has them off
-            self._close_connections()  # these were opened with auto-checkpoints on
-            self._checkpointer = Checkpointer(self)
+            self._start_checkpointer()
         return self._checkpointer
+
+    def _start_checkpointer(self) -> None:
+        self.autocheckpoint = False  # first: a connection opened from now on has them off
+        self._close_connections()  # these were opened with auto-checkpoints on (not a writer
+        # lent out under the write lock: `_checkpoint_behind` switches its own)
+        self._checkpointer = Checkpointer(self)
 
     def stop_checkpointer(self) -> None:
         """Stop the background checkpoints, if any (the thread checkpoints a last time): the
@@ -193,12 +197,7 @@ class Database:
             return
         try:
             writer.execute("PRAGMA wal_autocheckpoint=0")
-            self.autocheckpoint = False  # for connections opened from now on
-            with self._lock:  # idle ones were opened with auto-checkpoints on
-                idle, self._idle = self._idle, []
-            for conn in idle:
-                close_quietly(conn)
-            self._checkpointer = Checkpointer(self)
+            self._start_checkpointer()
         except Exception as exc:  # a broken writer: the statement that follows will say so
             log.debug("background checkpoints not started: %s", exc)
             self.autocheckpoint, self._writes = True, 0

@@ -22,6 +22,7 @@ assert states.sql_list(states.PENDING, order=("queued", "delayed", "retrying")) 
 TERMINAL = states.sql_list(states.TERMINAL)
 UNSUCCESSFUL = states.sql_list(states.UNSUCCESSFUL)
 
+
 # SQLite runs an IN list of three or more constants through a temporary B-tree that it builds
 # anew in every statement that evaluates it (OP_OpenEphemeral: its own page cache, ~90 KB
 # allocated and freed). The partial claim and finished indexes are conditioned on such lists,
@@ -30,14 +31,12 @@ UNSUCCESSFUL = states.sql_list(states.UNSUCCESSFUL)
 # slower depending on the heap's history. On SQLite both sets are therefore spelled as OR
 # chains, in the two indexes (revision 0013) and in every statement that must match them
 # (`spelled`). PostgreSQL keeps the IN lists.
-_SPELLED_FOR_SQLITE = {
-    f"status IN {PENDING}": "("
-    + " OR ".join(f"status = {value}" for value in PENDING.strip("()").split(", "))
-    + ")",
-    f"status IN {TERMINAL}": "("
-    + " OR ".join(f"status = {value}" for value in TERMINAL.strip("()").split(", "))
-    + ")",
-}
+def _or_chain(in_list: str) -> str:
+    """`('a', 'b', 'c')` as `(status = 'a' OR status = 'b' OR status = 'c')`."""
+    return "(" + " OR ".join(f"status = {value}" for value in in_list.strip("()").split(", ")) + ")"
+
+
+_SPELLED_FOR_SQLITE = {f"status IN {values}": _or_chain(values) for values in (PENDING, TERMINAL)}
 _SPELLING = re.compile("|".join(r"(?<![\w.])" + re.escape(term) for term in _SPELLED_FOR_SQLITE))
 
 
