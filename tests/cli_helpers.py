@@ -2,10 +2,12 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +50,33 @@ def start_worker(*args: str, env: dict, stderr_path: Path) -> subprocess.Popen:
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
+
+
+@contextmanager
+def serving(env: dict, log: Path, *args: str):
+    """`flowjobs [args] serve --port 0` in a subprocess (stderr to `log`): yields the process
+    and its base URL once it listens; stopped by SIGTERM on the way out (killed if it does not
+    stop within 15 s), so the caller can check `returncode` afterwards."""
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", *args, "serve", "--port", "0"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        line = wait_until(
+            lambda: next((x for x in log.read_text().splitlines() if "listening on" in x), None),
+            message="flowjobs serve to listen",
+        )
+        yield proc, line.split()[-1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_until(predicate, timeout: float = 30, message: str = "condition"):

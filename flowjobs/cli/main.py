@@ -53,6 +53,7 @@ class State:
         self._settings: Settings | None = None
         self._runtime: Runtime | None = None
         self._checked = False
+        self.leave_open = False  # True: the runtime is not closed at exit (`fast_trigger`)
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -183,13 +184,18 @@ def fast_trigger(argv: list[str]) -> int | None:
     params = parse_argv(parsed[1][1:])
     if params is None:
         return None
-    return run_trigger(setup(**parsed[0]), **params)
+    state = setup(**parsed[0])
+    state.leave_open = True  # `_quick_exit`: one run written, no teardown to pay for
+    return run_trigger(state, **params)
 
 
 def guarded(command) -> None:
-    """Run `command()` and exit with its status; errors are one line on stderr."""
+    """Run `command()` and exit with its status; errors are one line on stderr. The runtime
+    the command opened is closed on the way out, whatever happened: its background
+    checkpointer stops and the database connections close, so that an SQLite WAL is
+    checkpointed back into the database rather than left behind (a long `serve`)."""
     try:
-        code = command()
+        code = _closing(command)
     except ConfigError as exc:
         sys.stderr.write(f"error: invalid {exc.source}:\n")
         for problem in exc.problems:
@@ -216,6 +222,19 @@ def guarded(command) -> None:
         sys.exit(int(ExitStatus.FAILURE))
     if code:
         sys.exit(code)
+
+
+def _closing(command):
+    try:
+        return command()
+    finally:
+        state = _STATE
+        runtime = state._runtime if state is not None and not state.leave_open else None
+        if runtime is not None:
+            try:
+                runtime.close()
+            except Exception as exc:  # a database that went away: nothing left to close well
+                logging.getLogger("flowjobs").debug("closing the runtime: %s", exc)
 
 
 def _looked_in(error: FlowjobsError) -> str:

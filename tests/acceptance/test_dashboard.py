@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import base64
 import shutil
-import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,7 +17,7 @@ import pytest
 
 from flowjobs.store.states import RunStatus
 from tests.billing_helpers import drain
-from tests.cli_helpers import cli_env, wait_until
+from tests.cli_helpers import cli_env, serving
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -76,22 +74,10 @@ def dashboard(sqlite_url, tmp_path):
         "[schedules.hourly-cron]\nenabled = false\n[schedules.daily-cron]\nenabled = false\n"
     )
     env["FLOWJOBS_CONFIG"] = str(config)
-    log = tmp_path / "serve.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flowjobs", "serve", "--port", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "w"),
-    )
     try:
-        line = wait_until(
-            lambda: next((x for x in log.read_text().splitlines() if "listening on" in x), None),
-            message="serve to listen",
-        )
-        yield rt, line.split()[-1], ok.id, bad.id
+        with serving(env, tmp_path / "serve.log") as (_proc, base):
+            yield rt, base, ok.id, bad.id
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
         rt.close()
 
 

@@ -4,12 +4,11 @@ handle them; bad requests are refused (and kept) without ever taking the server 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
+import sqlite3
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -17,7 +16,7 @@ from sqlmodel import select
 from flowjobs.billing.models import BillingRun
 from flowjobs.webhooks.models import InboxEvent
 from tests.billing_helpers import get, seed, stripe_sections
-from tests.cli_helpers import cli_env, flowjobs, wait_until
+from tests.cli_helpers import cli_env, flowjobs, serving, wait_until
 from tests.webhook_helpers import SECRET
 
 TOKEN = "supabase-token"
@@ -37,26 +36,8 @@ def served(make_runtime, localstripe_url, tmp_path):
         FLOWJOBS_SERVER_MAX_BODY="64KB",
         FLOWJOBS_SERVER_TIMEOUT="2s",
     )
-    log = tmp_path / "serve.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flowjobs", "serve", "--port", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "w"),
-    )
-    try:
-        line = wait_until(
-            lambda: next((ln for ln in log.read_text().splitlines() if "listening on" in ln), None),
-            message="flowjobs serve to listen",
-        )
-        yield rt, env, line.split()[-1], proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(env, tmp_path / "serve.log") as (proc, base):
+        yield rt, env, base, proc
 
 
 def post(url, body: bytes, headers=None, method="POST"):
@@ -199,3 +180,24 @@ def test_a_slow_client_is_disconnected_while_others_are_served(served):
     assert time.monotonic() - start < 20
     slow.close()
     assert proc.poll() is None
+
+
+def test_serve_checkpoints_its_wal_back_into_the_database_when_stopped(tmp_path):
+    """Past 100 writes `serve` checkpoints from a background thread; stopped by SIGTERM it
+    stops that thread and closes its connections, so the last one out folds the WAL back into
+    the database file and removes it, as after any clean SQLite exit."""
+    path = tmp_path / "served.db"
+    env = cli_env(f"sqlite:///{path}", FLOWJOBS_SUPABASE_WEBHOOK_TOKEN=TOKEN)
+    log = tmp_path / "serve.log"
+    with serving(env, log) as (proc, base):
+        url = f"{base}/webhooks/supabase"
+        for n in range(150):
+            body = json.dumps(
+                {"type": "INSERT", "table": "customers", "record": {"id": f"cust_{n}"}}
+            ).encode()
+            assert post(url, body, {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        assert Path(f"{path}-wal").stat().st_size > 0  # written, not yet folded back
+    assert proc.returncode == 0, log.read_text()
+    assert not Path(f"{path}-wal").exists(), log.read_text()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM webhook_events").fetchone()[0] == 150
