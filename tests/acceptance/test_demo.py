@@ -1,0 +1,77 @@
+"""`make demo` as a new user runs it: `scripts/demo.sh` end to end (its own database, its own
+local Stripe test server, the worker, a plan change, one-time purchases), then the commands its
+closing hints print. Run from a copy of the scripts, so the checkout's `demo/` is untouched."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_demo_runs_end_to_end_and_its_hints_work(tmp_path):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name in ("demo.sh", "localstripe_server.py"):
+        shutil.copy(ROOT / "scripts" / name, scripts / name)
+    flowjobs = str(Path(sys.executable).parent / "flowjobs")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWJOBS_")}
+    demo = subprocess.run(
+        ["bash", str(scripts / "demo.sh"), flowjobs],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = demo.stdout
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert "Traceback" not in demo.stderr and "error:" not in demo.stderr, demo.stderr
+
+    assert "upgraded from empty to" in out and "12 customers" in out
+    # the renewals on the declining card failed and wait for their retry; the rest were charged
+    assert "subscriptions: active 9, past_due 3" in out
+    assert "payments: failed 3, succeeded 16" in out and "invoices: open 3, paid 16" in out
+    assert re.search(
+        r"now on Team; billing runs: succeeded, adjustment succeeded; payments: "
+        r"\$12\.00 succeeded, \$\d[\d,]*\.\d\d succeeded",
+        out,
+    ), out
+    purchases = re.findall(r"— purchase paid, invoice \S+ paid, \$[\d,.]+ succeeded", out)
+    receipts = [Path(p) for p in re.findall(r"receipt: (\S+\.pdf)", out)]
+    assert len(purchases) == len(receipts) == 3, out
+    assert all(p.read_bytes().startswith(b"%PDF") for p in receipts)
+    assert len(list((tmp_path / "demo" / "mail").glob("*.eml"))) > 0
+
+    # the local Stripe server the demo started is stopped with it
+    port = int((tmp_path / "demo" / "localstripe.out").read_text().split(":")[-1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+    # its closing hints, as printed, read the demo's database
+    hints = [
+        line.split("FLOWJOBS_CONFIG=demo/flowjobs.toml ", 1)[1].split()
+        for line in out.splitlines()
+        if line.startswith("  FLOWJOBS_CONFIG=demo/flowjobs.toml ")
+    ]
+    assert len(hints) == 3, out
+    for command in hints:
+        shown = subprocess.run(
+            command,
+            cwd=tmp_path,
+            env={**env, "FLOWJOBS_CONFIG": "demo/flowjobs.toml"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0 and command[-1] in shown.stdout, (command, shown.stderr)
