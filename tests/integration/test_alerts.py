@@ -120,10 +120,8 @@ def test_alerts_are_a_worker_duty_only_when_configured(make_runtime):
 
 def test_two_running_workers_deliver_each_alert_once(sqlite_url, channels, tmp_path):
     import signal
-    import subprocess
-    import sys
 
-    from tests.cli_helpers import cli_env, flowjobs, wait_until
+    from tests.cli_helpers import cli_env, flowjobs, start_worker, wait_until
 
     port, smtp, receiver = channels
     env = cli_env(
@@ -139,12 +137,7 @@ def test_two_running_workers_deliver_each_alert_once(sqlite_url, channels, tmp_p
     )
     first = flowjobs("trigger", "test-abort", env=env).stdout.strip()
     workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "flowjobs", "run-worker", "--no-scheduler"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / f"w{i}.log", "w"),
-        )
+        start_worker("--no-scheduler", env=env, stderr_path=tmp_path / f"w{i}.log")
         for i in range(2)
     ]
     try:
