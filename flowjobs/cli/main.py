@@ -192,8 +192,9 @@ def fast_trigger(argv: list[str]) -> int | None:
 def guarded(command) -> None:
     """Run `command()` and exit with its status; errors are one line on stderr. The runtime
     the command opened is closed on the way out, whatever happened: its background
-    checkpointer stops and the database connections close, so that an SQLite WAL is
-    checkpointed back into the database rather than left behind (a long `serve`)."""
+    checkpointer (if it started one) stops and the database connections close, so that an SQLite
+    WAL is checkpointed back into the database rather than left behind (a long `serve`); see
+    `_close`."""
     try:
         code = _closing(command)
     except ConfigError as exc:
@@ -224,6 +225,9 @@ def guarded(command) -> None:
         sys.exit(code)
 
 
+CLOSE_WAIT_S = 10.0  # seconds the teardown at exit may take before the process leaves anyway
+
+
 def _closing(command):
     try:
         return command()
@@ -231,10 +235,29 @@ def _closing(command):
         state = _STATE
         runtime = state._runtime if state is not None and not state.leave_open else None
         if runtime is not None:
-            try:
-                runtime.close()
-            except Exception as exc:  # a database that went away: nothing left to close well
-                logging.getLogger("flowjobs").debug("closing the runtime: %s", exc)
+            _close(runtime)
+
+
+def _close(runtime) -> None:
+    """Close `runtime` from a helper thread, waiting at most CLOSE_WAIT_S: a thread the command
+    left behind (a task past `--shutdown-timeout`, a request still being served) may hold the
+    write lock, and the process must exit all the same. Nothing is lost either way: SQLite's
+    WAL is durable and the next connection reads it."""
+    import threading
+
+    log = logging.getLogger("flowjobs")
+
+    def close() -> None:
+        try:
+            runtime.close()
+        except Exception as exc:  # a database that went away: nothing left to close well
+            log.debug("closing the runtime: %s", exc)
+
+    closer = threading.Thread(target=close, name="flowjobs-close", daemon=True)
+    closer.start()
+    closer.join(CLOSE_WAIT_S)
+    if closer.is_alive():
+        log.debug("the database was not closed within %.0f s; exiting without", CLOSE_WAIT_S)
 
 
 def _looked_in(error: FlowjobsError) -> str:

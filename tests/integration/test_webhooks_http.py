@@ -183,9 +183,10 @@ def test_a_slow_client_is_disconnected_while_others_are_served(served):
 
 
 def test_serve_checkpoints_its_wal_back_into_the_database_when_stopped(tmp_path):
-    """Past 100 writes `serve` checkpoints from a background thread; stopped by SIGTERM it
-    stops that thread and closes its connections, so the last one out folds the WAL back into
-    the database file and removes it, as after any clean SQLite exit."""
+    """`serve` used to leave its connections (the webhook inbox's, through SQLAlchemy) open at
+    exit, and its WAL with them; stopped by SIGTERM it now closes its runtime, so the last
+    connection out folds the WAL back into the database file and removes it, as after any clean
+    SQLite exit. (Without the close this test fails on the WAL left behind.)"""
     path = tmp_path / "served.db"
     env = cli_env(f"sqlite:///{path}", FLOWJOBS_SUPABASE_WEBHOOK_TOKEN=TOKEN)
     log = tmp_path / "serve.log"
