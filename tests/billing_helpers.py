@@ -83,6 +83,50 @@ def drain(rt, **options) -> Worker:
     return worker
 
 
+def standalone_payment(
+    rt,
+    *,
+    customer_id: str,
+    organization_id: str,
+    number: str,
+    amount: int,
+    status: str,
+    **payment_fields,
+):
+    """A standalone USD invoice with one card payment on it, made now (the runtime's clock), as
+    an earlier charge or one taken outside a billing run; returns the Payment."""
+    from flowjobs import ids
+    from flowjobs.billing.models import Invoice, Payment
+    from flowjobs.billing.types import utc_from_ms
+
+    now = utc_from_ms(rt.clock.now_ms())
+    with rt.billing.unit() as s:
+        invoice = Invoice(
+            id=ids.new_id("inv"),
+            invoice_number=number,
+            invoice_date=now,
+            customer_id=customer_id,
+            organization_id=organization_id,
+            currency="USD",
+            type="standalone",
+        )
+        s.add(invoice)
+        payment = Payment(
+            id=ids.new_id("pym"),
+            invoice_id=invoice.id,
+            amount=amount,
+            payment_method="card",
+            currency="USD",
+            status=status,
+            charge_date=now,
+            organization_id=organization_id,
+            customer_id=customer_id,
+            **payment_fields,
+        )
+        s.add(payment)
+    return payment
+
+
 def get(rt, model, row_id: str):
     with rt.billing.unit() as s:
         return s.get(model, row_id)

@@ -10,7 +10,15 @@ from sqlmodel import select
 from flowjobs.billing.models import BillingPeriod, BillingRun, Invoice, Payment, Subscription
 from flowjobs.billing.types import utc_from_ms
 from flowjobs.core.clock import iso
-from tests.billing_helpers import drain, get, runs_of, seed, stripe_sections, utc
+from tests.billing_helpers import (
+    drain,
+    get,
+    runs_of,
+    seed,
+    standalone_payment,
+    stripe_sections,
+    utc,
+)
 
 
 @pytest.fixture
@@ -157,47 +165,27 @@ def test_stale_payment_whose_charge_was_never_recorded_is_settled_not_failed(brt
 
 
 def test_stale_payment_without_stripe_trace_fails_with_payment_timeout(brt, clock):
-    from flowjobs import ids
-    from flowjobs.billing.models import Invoice as Inv
-
     seeded = seed(brt)
-    now = utc_from_ms(clock.now_ms())
-    with brt.billing.unit() as s:
-        inv = Inv(
-            id=ids.new_id("inv"),
-            invoice_number="MANUAL-1",
-            invoice_date=now,
-            customer_id=seeded.customer_id,
-            organization_id=seeded.org_id,
-            currency="USD",
-            type="standalone",
-        )
-        s.add(inv)
-        s.add(
-            Payment(
-                id=ids.new_id("pym"),
-                invoice_id=inv.id,
-                amount=500,
-                payment_method="card",
-                currency="USD",
-                status="processing",
-                charge_date=now,
-                organization_id=seeded.org_id,
-                customer_id=seeded.customer_id,
-            )
-        )
+    manual = standalone_payment(
+        brt,
+        customer_id=seeded.customer_id,
+        organization_id=seeded.org_id,
+        number="MANUAL-1",
+        amount=500,
+        status="processing",
+    )
     clock.advance(5 * 3600)
     brt.trigger("fail-stale-payments", {"timestamp": iso(clock.now_ms())})
     drain(brt)
     with brt.billing.unit() as s:
         assert (
-            s.exec(select(Payment.status).where(Payment.invoice_id == inv.id)).one() == "processing"
+            s.exec(select(Payment.status).where(Payment.id == manual.id)).one() == "processing"
         )  # < 6 h
     clock.advance(2 * 3600)
     brt.trigger("fail-stale-payments", {"timestamp": iso(clock.now_ms())})
     drain(brt)
     with brt.billing.unit() as s:
-        payment = s.exec(select(Payment).where(Payment.invoice_id == inv.id)).one()
+        payment = s.exec(select(Payment).where(Payment.id == manual.id)).one()
     assert (payment.status, payment.failure_code) == ("failed", "payment_timeout")
     assert payment.failure_message == "Payment timed out after 6 hours in pending state"
 

@@ -11,13 +11,20 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from flowjobs import ids
-from flowjobs.billing.models import BillingRun, Invoice, Payment, Subscription
+from flowjobs.billing.models import BillingRun, Payment, Subscription
 from flowjobs.billing.runs import _prepare, execute_billing_run, record_intent, settle_failed_job
 from flowjobs.billing.types import utc_from_ms
 from flowjobs.core.clock import iso
 from tests.acceptance.faults.stripe_proxy import forget_idempotency_keys
-from tests.billing_helpers import DECLINING, drain, get, runs_of, seed, stripe_sections
+from tests.billing_helpers import (
+    DECLINING,
+    drain,
+    get,
+    runs_of,
+    seed,
+    standalone_payment,
+    stripe_sections,
+)
 
 THREE_DS = "4000002500003155"  # off-session confirmation → requires_action
 
@@ -284,32 +291,15 @@ def stale(rt, clock):
 
 def paid_before(rt, seeded):
     """A succeeded earlier payment, so a failure now takes the retry ladder (not the first-payment cancel)."""
-    now = utc_from_ms(rt.clock.now_ms())
-    with rt.billing.unit() as s:
-        inv = Invoice(
-            id=ids.new_id("inv"),
-            invoice_number="EARLIER-1",
-            invoice_date=now,
-            customer_id=seeded.customer_id,
-            organization_id=seeded.org_id,
-            currency="USD",
-            type="standalone",
-        )
-        s.add(inv)
-        s.add(
-            Payment(
-                id=ids.new_id("pym"),
-                invoice_id=inv.id,
-                amount=900,
-                payment_method="card",
-                currency="USD",
-                status="succeeded",
-                charge_date=now,
-                organization_id=seeded.org_id,
-                customer_id=seeded.customer_id,
-                subscription_id=seeded.subscription_id,
-            )
-        )
+    standalone_payment(
+        rt,
+        customer_id=seeded.customer_id,
+        organization_id=seeded.org_id,
+        number="EARLIER-1",
+        amount=900,
+        status="succeeded",
+        subscription_id=seeded.subscription_id,
+    )
 
 
 def test_requires_action_is_followed_then_given_up_with_payment_timeout_and_the_ladder(brt, clock):
@@ -362,31 +352,15 @@ def test_requires_capture_of_a_standalone_payment_is_given_up_and_canceled(
         }
     )
     assert intent.status == "requires_capture"
-    now = utc_from_ms(clock.now_ms())
-    with rt.billing.unit() as s:
-        inv = Invoice(
-            id=ids.new_id("inv"),
-            invoice_number="MANUAL-7",
-            invoice_date=now,
-            customer_id=seeded.customer_id,
-            organization_id=seeded.org_id,
-            currency="USD",
-            type="standalone",
-        )
-        s.add(inv)
-        payment = Payment(
-            id=ids.new_id("pym"),
-            invoice_id=inv.id,
-            amount=700,
-            payment_method="card",
-            currency="USD",
-            status="processing",
-            charge_date=now,
-            organization_id=seeded.org_id,
-            customer_id=seeded.customer_id,
-            stripe_payment_intent_id=intent.id,
-        )
-        s.add(payment)
+    payment = standalone_payment(
+        rt,
+        customer_id=seeded.customer_id,
+        organization_id=seeded.org_id,
+        number="MANUAL-7",
+        amount=700,
+        status="processing",
+        stripe_payment_intent_id=intent.id,
+    )
     clock.advance(7 * 3600)
     assert stale(rt, clock)["stillProcessingPaymentIds"] == [payment.id]
     assert get(rt, Payment, payment.id).status == "processing"  # authorised is not paid

@@ -22,7 +22,7 @@ from flowjobs.billing.models import (
 )
 from flowjobs.billing.runs import execute_billing_run
 from flowjobs.webhooks.replay import read_incoming, replay
-from tests.billing_helpers import DECLINING, drain, get, stripe_sections
+from tests.billing_helpers import DECLINING, drain, get, standalone_payment, stripe_sections
 from tests.integration.test_notifications import mail_sections, smtp  # noqa: F401  (fixture)
 from tests.webhook_helpers import envelope, stripe_client
 
@@ -411,32 +411,16 @@ def test_every_notification_is_fired_by_a_flow_and_reaches_the_smtp_server(
 
     # a renewal declined after an earlier payment: the retry ladder (customer + organisation payment-failed)
     ladder_sub, ladder_run = seeded_subscription(rt, card=DECLINING)
-    with rt.billing.unit() as s:
-        sub = s.get(Subscription, ladder_sub)
-        earlier = Invoice(
-            id=ids.new_id("inv"),
-            invoice_number="EARLIER-1",
-            invoice_date=now,
-            customer_id=sub.customer_id,
-            organization_id=sub.organization_id,
-            currency="USD",
-            type="standalone",
-        )
-        s.add(earlier)
-        s.add(
-            Payment(
-                id=ids.new_id("pym"),
-                invoice_id=earlier.id,
-                amount=900,
-                payment_method="card",
-                currency="USD",
-                status="succeeded",
-                charge_date=now,
-                organization_id=sub.organization_id,
-                customer_id=sub.customer_id,
-                subscription_id=sub.id,
-            )
-        )
+    sub = get(rt, Subscription, ladder_sub)
+    standalone_payment(
+        rt,
+        customer_id=sub.customer_id,
+        organization_id=sub.organization_id,
+        number="EARLIER-1",
+        amount=900,
+        status="succeeded",
+        subscription_id=sub.id,
+    )
     assert execute_billing_run(rt.billing, ladder_run, "run_inline").action == "declined"
 
     # a first payment declined: the subscription is canceled (customer + organisation canceled)
