@@ -31,22 +31,32 @@ def billing_env(rt, localstripe_url, **extra):
     )
 
 
-def test_sigkill_after_the_charge_then_a_new_worker_records_it_without_charging_again(
-    live_rt, localstripe_url, tmp_path
-):
-    seeded = seed(live_rt)
-    job = live_rt.trigger(
+def billing_job(rt):
+    """A seeded customer whose first billing run is due, and its attempt-billing-run queued
+    under the key the cron would use."""
+    seeded = seed(rt)
+    job = rt.trigger(
         "attempt-billing-run",
         {"billingRunId": seeded.billing_run_id},
         idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}",
     )
-    marker = tmp_path / "fault"
-    env = billing_env(
-        live_rt,
-        localstripe_url,
-        FLOWJOBS_FAULT="billing-run.after-charge",
-        FLOWJOBS_FAULT_FILE=str(marker),
+    return seeded, job
+
+
+def fault_env(rt, localstripe_url, point: str, marker, **extra):
+    """A worker's environment that stops at the fault point `point` (each arrival noted in the
+    file `marker`)."""
+    return billing_env(
+        rt, localstripe_url, FLOWJOBS_FAULT=point, FLOWJOBS_FAULT_FILE=str(marker), **extra
     )
+
+
+def test_sigkill_after_the_charge_then_a_new_worker_records_it_without_charging_again(
+    live_rt, localstripe_url, tmp_path
+):
+    seeded, job = billing_job(live_rt)
+    marker = tmp_path / "fault"
+    env = fault_env(live_rt, localstripe_url, "billing-run.after-charge", marker)
     victim = start_worker("--no-scheduler", env=env, stderr_path=tmp_path / "victim.log")
     wait_until(lambda: marker.exists(), message="the worker to charge and reach the fault point")
     assert live_rt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
@@ -136,16 +146,9 @@ def test_sigkill_anywhere_then_a_retry_after_stripe_forgot_the_keys_charges_once
     the PaymentIntent by the id recorded before confirmation and never creates a second one."""
     from tests.acceptance.faults.stripe_proxy import forget_idempotency_keys
 
-    seeded = seed(live_rt)
-    job = live_rt.trigger(
-        "attempt-billing-run",
-        {"billingRunId": seeded.billing_run_id},
-        idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}",
-    )
+    seeded, job = billing_job(live_rt)
     marker = tmp_path / "fault"
-    env = billing_env(
-        live_rt, localstripe_url, FLOWJOBS_FAULT=point, FLOWJOBS_FAULT_FILE=str(marker)
-    )
+    env = fault_env(live_rt, localstripe_url, point, marker)
     victim = start_worker("--no-scheduler", env=env, stderr_path=tmp_path / "victim.log")
     wait_until(lambda: marker.exists(), message=f"the worker to reach {point}")
     victim.send_signal(signal.SIGKILL)
@@ -193,18 +196,13 @@ def test_every_attempt_crashes_then_the_failure_hook_settles_the_billing_run_at_
     PaymentIntent is canceled and the billing run scheduled again — and charged once by a fresh job."""
     from tests.acceptance.faults import invariants
 
-    seeded = seed(live_rt)
-    job = live_rt.trigger(
-        "attempt-billing-run",
-        {"billingRunId": seeded.billing_run_id},
-        idempotency_key=f"attempt-billing-run:{seeded.billing_run_id}",
-    )
+    seeded, job = billing_job(live_rt)
     marker = tmp_path / "fault"
-    crashy = billing_env(
+    crashy = fault_env(
         live_rt,
         localstripe_url,
-        FLOWJOBS_FAULT="billing-run.before-confirm",
-        FLOWJOBS_FAULT_FILE=str(marker),
+        "billing-run.before-confirm",
+        marker,
         FLOWJOBS_RUN_MAX_CRASHES="2",
     )
     for n in (1, 2):
