@@ -485,18 +485,9 @@ def _redemption(s, session, purchase) -> DiscountRedemption | None:
 # -- set-up (demo seed, tests): what the checkout web app creates ----------------------------
 def one_time_price(s, org, name: str, unit_price: int, *, livemode: bool = False) -> Price:
     """A product with a `single_payment` price."""
-    product = setup.product_of(s, org, name, livemode=livemode)
-    price = Price(
-        id=ids.new_id("price"),
-        livemode=livemode,
-        type=E.PriceType.SINGLE_PAYMENT,
-        unit_price=unit_price,
-        product_id=product.id,
-        currency=org.default_currency,
-        name=name,
+    return setup.priced_product(
+        s, org, name, unit_price, livemode=livemode, type=E.PriceType.SINGLE_PAYMENT
     )
-    s.add(price)
-    return price
 
 
 def checkout_session(

@@ -217,8 +217,11 @@ def stripe_payment_method(b, intent) -> dict | None:
     return b.gateway.retrieve_payment_method(livemode, pm_id)
 
 
-def product_of(s, org: Organization, name: str, *, livemode: bool = False) -> Product:
-    """A product of `org` named `name` (slug from the name), added to the session."""
+def priced_product(
+    s, org: Organization, name: str, unit_price: int, *, livemode: bool = False, **price_fields
+) -> Price:
+    """A product of `org` named `name` (slug from the name) with one price in the organisation's
+    currency, both added to the session; `price_fields`: its type and interval."""
     product = Product(
         id=ids.new_id("prod"),
         livemode=livemode,
@@ -227,7 +230,17 @@ def product_of(s, org: Organization, name: str, *, livemode: bool = False) -> Pr
         slug=name.lower().replace(" ", "-"),
     )
     s.add(product)
-    return product
+    price = Price(
+        id=ids.new_id("price"),
+        livemode=livemode,
+        unit_price=unit_price,
+        product_id=product.id,
+        currency=org.default_currency,
+        name=name,
+        **price_fields,
+    )
+    s.add(price)
+    return price
 
 
 def plan(
@@ -240,20 +253,16 @@ def plan(
     count: int = 1,
     livemode: bool = False,
 ) -> Price:
-    product = product_of(s, org, name, livemode=livemode)
-    price = Price(
-        id=ids.new_id("price"),
+    return priced_product(
+        s,
+        org,
+        name,
+        unit_price,
         livemode=livemode,
         type=E.PriceType.SUBSCRIPTION,
         interval_unit=interval,
         interval_count=count,
-        unit_price=unit_price,
-        product_id=product.id,
-        currency=org.default_currency,
-        name=name,
     )
-    s.add(price)
-    return price
 
 
 def subscription(
