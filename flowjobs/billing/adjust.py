@@ -284,9 +284,7 @@ def adjust_subscription(
         s.flush()
         # The payload is {billingRunId} as on every path to a billing run (one key, one payload):
         # the adjustmentParams travel on the run, so a retry or requeue has them too.
-        b.trigger(
-            s, "attempt-billing-run", {"billingRunId": run.id}, key=f"attempt-billing-run:{run.id}"
-        )
+        b.queue_billing_run(s, run.id)
         report.action, report.billing_run_id = "charging", run.id
         report.detail = (
             f"adjustment billing run {run.id} charges {proration.as_dict()['display']['net']}; "

@@ -20,7 +20,6 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
 from flowjobs.billing.models import (
@@ -260,26 +259,9 @@ def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
 
 
 def _restore_run(b, s, sub: Subscription, old: BillingRun, method_id: str) -> BillingRun:
-    run = BillingRun(
-        id=ids.new_id("billing_run"),
-        livemode=sub.livemode,
-        billing_period_id=old.billing_period_id,
-        scheduled_for=old.scheduled_for,
-        status=E.BillingRunStatus.SCHEDULED,
-        attempt_number=old.attempt_number,
-        subscription_id=sub.id,
-        payment_method_id=method_id,
+    return repo.insert_scheduled_run(
+        b, s, sub, old.billing_period_id, old.scheduled_for, old.attempt_number, method_id
     )
-    s.add(run)
-    s.flush()
-    b.trigger(
-        s,
-        "attempt-billing-run",
-        {"billingRunId": run.id},
-        key=f"attempt-billing-run:{run.id}",
-        run_at=run.scheduled_for,
-    )
-    return run
 
 
 # -- the operator's entry points --------------------------------------------------------

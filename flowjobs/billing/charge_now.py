@@ -72,7 +72,7 @@ def _trigger(b, s, run: BillingRun) -> ChargeNow:
     if moved is not None:
         run.scheduled_for = now
         s.flush()
-    enq = b.trigger(s, TASK, {"billingRunId": run.id}, key=f"{TASK}:{run.id}")
+    enq = b.queue_billing_run(s, run.id)
     conn = raw_connection(s)
     if enq.deduplicated and enq.status not in PENDING | {RunStatus.EXECUTING}:
         enq = b.trigger(s, TASK, {"billingRunId": run.id}, key=f"{TASK}:{run.id}:now-{now_ms}")

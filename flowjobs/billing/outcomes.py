@@ -334,13 +334,7 @@ def schedule_retry(b, s, run: BillingRun, sub: Subscription, now: datetime) -> B
     )
     s.add(retry)
     s.flush()
-    b.trigger(
-        s,
-        "attempt-billing-run",
-        {"billingRunId": retry.id},
-        key=f"attempt-billing-run:{retry.id}",
-        run_at=retry.scheduled_for,
-    )
+    b.queue_billing_run(s, retry.id, retry.scheduled_for)
     return retry
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import (
     BillingPeriod,
@@ -169,3 +170,24 @@ def latest_period(s: Session, subscription_id: str) -> BillingPeriod | None:
         .where(BillingPeriod.subscription_id == subscription_id)
         .order_by(col(BillingPeriod.start_date).desc())
     ).first()
+
+
+def insert_scheduled_run(
+    b, s: Session, sub, period_id: str, when: datetime, attempt: int, method_id: str
+) -> BillingRun:
+    """A scheduled billing run of `sub` for the period `period_id`, due `when`, inserted with its
+    `attempt-billing-run` job (see `BillingService.queue_billing_run`)."""
+    run = BillingRun(
+        id=ids.new_id("billing_run"),
+        livemode=sub.livemode,
+        billing_period_id=period_id,
+        scheduled_for=when,
+        status=E.BillingRunStatus.SCHEDULED,
+        attempt_number=attempt,
+        subscription_id=sub.id,
+        payment_method_id=method_id,
+    )
+    s.add(run)
+    s.flush()
+    b.queue_billing_run(s, run.id, when)
+    return run

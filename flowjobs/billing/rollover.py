@@ -164,23 +164,4 @@ def schedule_run(
 ) -> BillingRun:
     """Insert the period's billing run and trigger `attempt-billing-run` for when it is due."""
     when = period.start_date if sub.run_billing_at_period_start else period.end_date
-    run = BillingRun(
-        id=ids.new_id("billing_run"),
-        livemode=sub.livemode,
-        billing_period_id=period.id,
-        scheduled_for=when,
-        status=E.BillingRunStatus.SCHEDULED,
-        attempt_number=attempt,
-        subscription_id=sub.id,
-        payment_method_id=method_id,
-    )
-    s.add(run)
-    s.flush()
-    b.trigger(
-        s,
-        "attempt-billing-run",
-        {"billingRunId": run.id},
-        key=f"attempt-billing-run:{run.id}",
-        run_at=when,
-    )
-    return run
+    return repo.insert_scheduled_run(b, s, sub, period.id, when, attempt, method_id)

@@ -781,13 +781,7 @@ def requeue(
     run.confirm_sent_at = run.outcome_unknown_since = None
     at = now + timedelta(seconds=settings.requeue_after * run.requeues)
     s.flush()
-    b.trigger(
-        s,
-        "attempt-billing-run",
-        {"billingRunId": run.id},
-        key=f"attempt-billing-run:{run.id}",
-        run_at=at,
-    )
+    b.queue_billing_run(s, run.id, at)
     _alert(
         b,
         s,

@@ -84,6 +84,18 @@ class Billing:
             options["run_at"] = int(run_at.timestamp() * 1000)
         return self.client.trigger(task, payload, session=session, **options)
 
+    def queue_billing_run(self, session, billing_run_id: str, run_at: datetime | None = None):
+        """Trigger `attempt-billing-run` for a billing run inside `session`'s transaction, under
+        the one key and payload every path uses (`attempt-billing-run:<id>`, `{billingRunId}`):
+        two paths that queue the same billing run while the first job lives make one job."""
+        return self.trigger(
+            session,
+            "attempt-billing-run",
+            {"billingRunId": billing_run_id},
+            key=f"attempt-billing-run:{billing_run_id}",
+            run_at=run_at,
+        )
+
     def retry_delay(self, attempt_number: int) -> timedelta | None:
         """Wait before the attempt after `attempt_number`, or None when no attempt is left."""
         days = self.settings.retry_days

@@ -114,12 +114,7 @@ def _apply(b, s, session, customer, method, intent) -> str:
         )
         sub.stripe_setup_intent_id = intent.id
         if run is not None:
-            b.trigger(
-                s,
-                "attempt-billing-run",
-                {"billingRunId": run.id},
-                key=f"attempt-billing-run:{run.id}",
-            )
+            b.queue_billing_run(s, run.id)
         replaced = setup.replace_free_subscription(
             b, s, sub
         )  # free → paid: the free one ends (§7.2)
