@@ -78,7 +78,10 @@ class Database:
         except Exception as exc:  # driver-specific connection errors
             if self.dialect == "sqlite" and failures.folder_read_only(self.path):
                 raise failures.read_only(self.where()) from exc
-            if failures.classify(exc) in (None, "unavailable"):
+            kind = failures.classify(exc)
+            if kind == "not-sqlite":  # the wrong file: no use waiting for it
+                raise failures.not_sqlite(self.where(), exc) from exc
+            if kind in (None, "unavailable"):
                 raise DatabaseUnavailable(
                     f"database {self.where()} is unavailable: cannot connect "
                     f"({failures.one_line(exc)})"

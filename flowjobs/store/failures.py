@@ -5,6 +5,7 @@ and exit code, whichever stack raised it (the DB-API drivers, or SQLAlchemy wrap
   locked      — an SQLite file held by another program past the busy timeout (exit 5)
   full        — no space left for the database (exit 6)
   read-only   — the file or its folder cannot be written (exit 4)
+  not-sqlite  — the file is not an SQLite database, or it is damaged (exit 4)
 
 `unavailable`, `locked` and `full` are transient: long-running processes wait and go on.
 """
@@ -55,6 +56,11 @@ def _classify_one(e: BaseException) -> str | None:
         if "unable to open" in text:
             return "unavailable"
         return None
+    if isinstance(e, sqlite3.DatabaseError):
+        text = str(e)
+        if "not a database" in text or "malformed" in text:
+            return "not-sqlite"
+        return None
     psycopg = _psycopg()
     if psycopg is not None:
         if isinstance(e, psycopg.errors.DiskFull):
@@ -99,6 +105,8 @@ def translate(
         )
     if kind == "read-only":
         return read_only(where)
+    if kind == "not-sqlite":
+        return not_sqlite(where, exc)
     return DatabaseUnavailable(
         f"database {where} is unavailable ({_first_line(exc)}); "
         "nothing was written, try again once it is back"
@@ -109,6 +117,13 @@ def read_only(where: str) -> DatabaseError:
     return DatabaseError(
         f"database {where} is read-only: flowjobs needs to write the file and "
         "its folder (for the -wal and -shm files)"
+    )
+
+
+def not_sqlite(where: str, exc: BaseException) -> DatabaseError:
+    return DatabaseError(
+        f"{where} is not an SQLite database, or it is damaged ({_first_line(exc)}): point "
+        "--database, FLOWJOBS_DATABASE_URL or [database] url at flowjobs' database file"
     )
 
 

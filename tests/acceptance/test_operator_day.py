@@ -129,6 +129,32 @@ def test_a_file_without_flowjobs_tables_is_not_a_database_to_read(tmp_path):
     assert listing(tmp_path) == ["empty.db"]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("runs", "list"),
+        ("db", "status"),
+        ("db", "upgrade"),
+        ("trigger", "noop"),
+        ("run-worker", "--burst"),
+    ],
+)
+def test_a_file_that_is_not_sqlite_is_named_as_such(tmp_path, args):
+    """A wrong file (a text file, a damaged one) is one line and exit 4 for reading and writing
+    commands alike, never "unexpected … report it", and is left as it was."""
+    wrong = tmp_path / "passwd"
+    wrong.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    env = bare_env(FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests")
+    result = flowjobs("--database", str(wrong), *args, env=env, cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr == (
+        f"error: {wrong} is not an SQLite database, or it is damaged (DatabaseError: file is not "
+        "a database): point --database, FLOWJOBS_DATABASE_URL or [database] url at flowjobs' "
+        "database file\n"
+    )
+    assert wrong.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+
+
 def test_db_status_shows_url_revision_size_and_counts(tmp_path, sqlite_template):
     shutil.copy(sqlite_template, tmp_path / "ops.db")
     env = bare_env(FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests")
