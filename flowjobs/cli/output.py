@@ -139,7 +139,8 @@ def _table(columns, cells, widths, keep, title, text):
 
     dropped = [columns[i] for i in range(len(columns)) if i not in keep]
     caption = (
-        f"not shown at this width: {', '.join(dropped)} (a wider terminal, or --json)"
+        f"not shown at this width: {', '.join(dropped)} (choose columns with --columns, "
+        "or see all with --wide or --json)"
         if dropped
         else None
     )
@@ -198,7 +199,17 @@ def table(
         return
     sys.stdout.write("\t".join(columns) + "\n")
     for r in rows:
-        sys.stdout.write("\t".join(_cell(v) for v in r) + "\n")
+        sys.stdout.write("\t".join(_tsv(_cell(v)) for v in r) + "\n")
+
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _tsv(text: str) -> str:
+    r"""A value as one tab-separated field: a backslash, tab, newline or carriage return in it
+    is written `\\`, `\t`, `\n`, `\r` (as PostgreSQL's COPY text format does), so that every
+    row stays one line."""
+    return text.translate(_TSV_ESCAPES)
 
 
 class progress:

@@ -80,8 +80,9 @@ def list_runs(
     ),
 ):
     """List runs, newest first. On a terminal the table fits its width: ids, task names and
-    times are never cut; the rightmost other columns are left out first (the caption names
-    them) — choose them with --columns, or see all with --wide.
+    times are never cut; when not all fit, columns are left out, those that could wrap (error,
+    attempts, queue) first, rightmost first (the caption names them) — choose them with
+    --columns, or see all with --wide. Piped, rows are tab-separated lines with whole errors.
 
     Example: flowjobs runs list --status failed --task hello-world
     """
@@ -93,7 +94,8 @@ def list_runs(
     if as_json:
         output.emit_json(rows)
         return
-    output.table(shown, [run_cells(r, shown, wide) for r in rows], wide=wide)
+    whole = wide or not output.is_tty()  # piped: whole errors, one line each (see output.table)
+    output.table(shown, [run_cells(r, shown, whole) for r in rows], wide=wide)
 
 
 @app.command("show")

@@ -61,11 +61,13 @@ def run_columns(spec: str | None, default=DEFAULT_RUN_COLUMNS) -> list[str]:
 
 
 def run_cells(r: dict, columns: list[str], wide: bool = False) -> list:
-    """A run summary's values for `columns`; the error cut to ERROR_WIDTH unless `wide`."""
-    return [
-        (r["error"] or "")[: None if wide else ERROR_WIDTH] if c == "error" else r[c]
-        for c in columns
-    ]
+    """A run summary's values for `columns`; the error cut to ERROR_WIDTH (and marked `…`)
+    unless `wide`."""
+    return [_cut(r["error"] or "", wide) if c == "error" else r[c] for c in columns]
+
+
+def _cut(text: str, whole: bool) -> str:
+    return text if whole or len(text) <= ERROR_WIDTH else text[: ERROR_WIDTH - 1] + "…"
 
 
 def run_summary(row: dict) -> dict:

@@ -128,6 +128,25 @@ def test_runs_list_filters_and_json_fields(env):
     assert plain[0].split("\t")[:3] == ["id", "task", "status"] and len(plain) == 3
 
 
+def test_piped_runs_list_is_one_line_per_run_with_the_whole_error(env, sqlite_url):
+    """Piped, `runs list` is tab-separated lines: an error's newlines, tabs and backslashes are
+    escaped (as PostgreSQL's COPY text format does) and the error is not cut."""
+    import sqlite3
+
+    run_id = flowjobs("trigger", "noop", env=env).stdout.strip()
+    error = "ValueError: the card\tfailed\n  at C:\\billing\r\n" + "x" * 100
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        conn.execute(
+            "UPDATE flowjobs_runs SET status = 'failed', error = ? WHERE id = ?", (error, run_id)
+        )
+    lines = flowjobs("runs", "list", "--columns", "id,error", env=env).stdout.split("\n")
+    assert lines == [
+        "id\terror",
+        f"{run_id}\tValueError: the card\\tfailed\\n  at C:\\\\billing\\r\\n{'x' * 100}",
+        "",
+    ]
+
+
 def test_cancel_and_replay(env):
     run_id = flowjobs("trigger", "noop", "--delay", "1h", env=env).stdout.strip()
     canceled = flowjobs("runs", "cancel", run_id, env=env)
