@@ -168,6 +168,24 @@ def replay_event(
         dry_run=dry_run,
     )
     _print(result, as_json)
+    if not dry_run and outcome(result)["status"] == "created":
+        _note_missing_stripe_key(rt.settings, incoming)
+
+
+def _note_missing_stripe_key(settings, incoming) -> None:
+    """A Stripe event handed to the workers while this configuration has no API key for its
+    mode: a worker started with the same configuration fails the handlers that call Stripe
+    (and retries them), so say so now rather than let the run say it later."""
+    if incoming.source != "stripe":
+        return
+    mode = "live" if incoming.livemode else "test"
+    if getattr(settings.stripe, f"{mode}_api_key"):
+        return
+    output.note(
+        f"note: no Stripe {mode}-mode API key in this configuration ([stripe] {mode}_api_key or "
+        f"FLOWJOBS_STRIPE_{mode.upper()}_API_KEY): a worker started with it fails the handlers "
+        "that call Stripe"
+    )
 
 
 @app.command("list")

@@ -99,3 +99,24 @@ def test_events_commands_refuse_bad_input(sqlite_url, args, code, message):
     assert (
         result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
     )
+
+
+def test_a_stripe_event_replayed_without_an_api_key_says_the_workers_will_need_one(
+    sqlite_url, tmp_path
+):
+    """The event is stored and its run created either way (a worker elsewhere may have the
+    key); without a key for the event's mode here, a note says what a worker started with this
+    configuration would meet."""
+    from tests.cli_helpers import ROOT
+
+    example = str(ROOT / "examples" / "stripe-charge-failed.json")
+    bare = cli_env(sqlite_url)
+    first = flowjobs("replay-event", example, env=bare)
+    assert first.returncode == 0 and first.stdout.split("\t")[1] == "created", first.stderr
+    assert "note: no Stripe test-mode API key in this configuration ([stripe] test_api_key or " in (
+        first.stderr
+    )
+    keyed = cli_env(sqlite_url, FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_flowjobs")
+    again = flowjobs("replay-event", example, "--force", env=keyed)
+    assert again.returncode == 0 and again.stdout.split("\t")[1] == "created", again.stderr
+    assert "API key" not in again.stderr
