@@ -22,17 +22,17 @@ def upgrade(ctx: typer.Context):
 
     Example: flowjobs --database sqlite:///demo/flowjobs.db db upgrade
     """
-    from pathlib import Path
-
     from flowjobs.errors import DatabaseError
-    from flowjobs.store import migrate
+    from flowjobs.store import failures, migrate
 
     db = _database(ctx)
-    if db.dialect == "sqlite" and db.path != ":memory:" and not Path(db.path).parent.is_dir():
-        raise DatabaseError(
-            f"cannot create database {db.path}: directory {Path(db.path).parent} does not exist"
-        )
+    file = db.dialect == "sqlite" and db.path != ":memory:"
+    problem = failures.missing_folder(db.path) if file else None
+    if problem:
+        raise DatabaseError(f"cannot create database {db.path}: {problem}")
     before, after = migrate.upgrade(db)
+    if file and failures.folder_read_only(db.path):  # up to date, but no command could write it
+        raise failures.read_only(db.where())
     if before == after:
         typer.echo(f"{redact(db.url)}: already at revision {after}")
     else:

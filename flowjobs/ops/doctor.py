@@ -40,14 +40,15 @@ def _database(rt, origin: str = "") -> Check:
 
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
         known = translate(exc, path or redact(url), path)
-        if known is not None and "read-only" in str(known):
+        if known is not None and "not an SQLite database" in str(known):
             return Check(
                 "database",
                 "fail",
                 str(known),
-                "make the file and its folder writable for this user, or copy the database "
-                "to a writable place (`flowjobs db copy`)",
+                "point --database / FLOWJOBS_DATABASE_URL / [database] url at flowjobs' database",
             )
+        if known is not None and "read-only" in str(known):
+            return _read_only(str(known))
         return Check(
             "database",
             "fail",
@@ -74,7 +75,22 @@ def _database(rt, origin: str = "") -> Check:
         return Check("database", "warn", f"no database yet at {found.where}{came}", fix)
     if found.revision is None:
         return Check("database", "warn", f"no flowjobs tables yet in {found.where}{came}", fix)
+    if url.startswith("sqlite:///"):
+        from flowjobs.store.failures import folder_read_only, read_only
+
+        if folder_read_only(found.where):  # readable, so the probe found it: writes would fail
+            return _read_only(str(read_only(found.where)))
     return Check("database", "ok", f"{found.url}{came}")
+
+
+def _read_only(message: str) -> Check:
+    return Check(
+        "database",
+        "fail",
+        message,
+        "make the file and its folder writable for this user, or copy the database "
+        "to a writable place (`flowjobs db copy`)",
+    )
 
 
 def _schema(rt) -> Check:

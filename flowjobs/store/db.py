@@ -13,7 +13,6 @@ import re
 import sqlite3
 import threading
 from contextlib import contextmanager
-from pathlib import Path
 
 from flowjobs.errors import BadInput, DatabaseError, DatabaseUnavailable
 from flowjobs.store import failures
@@ -327,9 +326,9 @@ def _connect_sqlite(
     path: str, autocheckpoint: bool = True, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S
 ) -> sqlite3.Connection:
     if path != ":memory:":
-        parent = Path(path).parent
-        if not parent.is_dir():
-            raise DatabaseError(f"cannot open database {path}: directory {parent} does not exist")
+        problem = failures.missing_folder(path)
+        if problem:
+            raise DatabaseError(f"cannot open database {path}: {problem}")
     conn = sqlite3.connect(
         path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )

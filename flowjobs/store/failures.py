@@ -142,6 +142,17 @@ def _file_error(exc: BaseException, sqlite_path: str) -> str | None:
     return None
 
 
+def missing_folder(path: str) -> str | None:
+    """Why an SQLite file cannot be made at `path` because of its folder (it does not exist,
+    or is a file), or None."""
+    parent = os.path.dirname(path) or "."
+    if os.path.isdir(parent):
+        return None
+    if os.path.exists(parent):
+        return f"{parent} is a file, not a folder"
+    return f"directory {parent} does not exist"
+
+
 def folder_read_only(path: str) -> bool:
     """The SQLite file's folder exists but cannot be written (a read-only mount, permissions),
     or the file itself cannot be."""

@@ -102,6 +102,12 @@ def missing_message(found: Probe, origin: str = "") -> str:
         "or create it with `flowjobs db upgrade`"
     )
     came = f" ({origin})" if origin else ""
+    if not found.exists and os.path.isdir(found.where):
+        return (
+            f"{found.where}{came} is a folder, not a database file; point --database, "
+            f"FLOWJOBS_DATABASE_URL or [database] url at a file (such as "
+            f"{os.path.join(found.where, 'flowjobs.db')})"
+        )
     if not found.exists:
         return f"no database at {found.where}{came}; {fix}"
     return f"no flowjobs tables in database {found.where}{came}; {fix}"

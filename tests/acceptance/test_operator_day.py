@@ -192,6 +192,23 @@ def test_db_upgrade_into_a_missing_folder_is_one_line(tmp_path):
     assert "unexpected" not in result.stderr and listing(tmp_path) == []
 
 
+def test_a_database_path_under_a_file_or_at_a_folder_says_which(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "data").mkdir()
+    env = bare_env(FLOWJOBS_TASKS_MODULES="tests.tasks_for_tests")
+    for args in (("trigger", "noop"), ("db", "upgrade")):
+        under_file = flowjobs("--database", "notes.txt/x.db", *args, env=env, cwd=tmp_path)
+        assert under_file.returncode == 4 and under_file.stderr.count("\n") == 1
+        assert f"{tmp_path / 'notes.txt'} is a file, not a folder" in under_file.stderr
+    folder = flowjobs("--database", "data", "runs", "list", env=env, cwd=tmp_path)
+    assert folder.returncode == 4 and folder.stderr == (
+        f"error: {tmp_path / 'data'} (from --database) is a folder, not a database file; point "
+        "--database, FLOWJOBS_DATABASE_URL or [database] url at a file (such as "
+        f"{tmp_path / 'data' / 'flowjobs.db'})\n"
+    )
+    assert listing(tmp_path) == ["data", "notes.txt"] and listing(tmp_path / "data") == []
+
+
 def test_writing_commands_still_create_the_database(tmp_path):
     env = bare_env()
     assert flowjobs("trigger", "hello-world", env=env, cwd=tmp_path).returncode == 0

@@ -197,6 +197,36 @@ def test_a_read_only_database_is_exit_4_in_one_line(small_disk, sqlite_template)
     assert result.stderr.count("\n") == 1 and "read-only" in result.stderr, result.stderr
 
 
+def test_an_immutable_database_file_in_a_writable_folder_is_read_only_to_doctor_and_upgrade(
+    tmp_path, sqlite_template
+):
+    """The file cannot be written but can be read (`chattr +i`; for root, permissions would not
+    stop a write): `doctor` fails the database check and `db upgrade` exits 4 instead of saying
+    all is well, as `trigger` does."""
+    db_path = tmp_path / "flowjobs.db"
+    shutil.copy(sqlite_template, db_path)
+    env = cli_env(f"sqlite:///{db_path}")
+    done = subprocess.run(["chattr", "+i", str(db_path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"cannot make the file immutable (run the tests as root): {done.stderr}")
+    try:
+        doctor = flowjobs("doctor", env=env)
+        upgrade = flowjobs("db", "upgrade", env=env)
+        trigger = flowjobs("trigger", "noop", env=env)
+    finally:
+        subprocess.run(["chattr", "-i", str(db_path)], check=True)
+    read_only = (
+        f"database {db_path} is read-only: flowjobs needs to write the file and its folder "
+        "(for the -wal and -shm files)"
+    )
+    assert doctor.returncode == 1 and f"fail database      {read_only}" in doctor.stdout, (
+        doctor.stdout
+    )
+    assert "fix: make the file and its folder writable" in doctor.stdout
+    for result in (upgrade, trigger):
+        assert result.returncode == 4 and result.stderr == f"error: {read_only}\n", result.stderr
+
+
 def test_a_read_only_folder_is_exit_4_in_one_line_for_every_command(small_disk, sqlite_template):
     """A database in a read-only folder (here a read-only mount: the tests run as root, for whom
     permissions do not bar writing): SQLite says only "unable to open database file"; every
