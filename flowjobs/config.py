@@ -36,7 +36,10 @@ class DatabaseSettings(Section):
         if url.startswith("postgres://"):  # Heroku's and libpq's short form
             url = "postgresql+psycopg://" + url[len("postgres://") :]
         if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
-            raise ValueError("must start with 'sqlite:///' or 'postgresql+psycopg://'")
+            raise ValueError(
+                "must be sqlite:///PATH (sqlite:////abs/path for an absolute one) or "
+                "postgresql+psycopg://user@host/db (postgres:// is read as the latter)"
+            )
         return url
 
 
@@ -349,7 +352,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
         if not (isinstance(model, type) and issubclass(model, Section)):
             continue
         for key, field in model.model_fields.items():
-            raw = environ.get(f"FLOWJOBS_{name}_{key}".upper())
+            raw = environ.get(env_variable(name, key))
             if raw is None:
                 continue
             value: str | list[str] = raw
@@ -367,15 +370,24 @@ def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, 
     return merged
 
 
-def _problems(exc: ValidationError) -> list[str]:
+def _problems(exc: ValidationError, env: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """`field: message` lines; a value that came from the environment (`env`, as
+    `_env_overrides` made it) is named by its variable, where the operator has to look."""
     lines = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(loc) or "(top level)"
+        if len(loc) >= 2 and loc[1] in (env or {}).get(loc[0], {}):
+            field = f"{field} (from {env_variable(loc[0], loc[1])})"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         lines.append(f"{field}: {message}")
     return lines
+
+
+def env_variable(section: str, key: str) -> str:
+    return f"FLOWJOBS_{section}_{key}".upper()
 
 
 def database_option(value: str) -> str:
@@ -423,14 +435,22 @@ def load_settings(
     environ = dict(os.environ if environ is None else environ)
     path = find_config_file(config_path)
     data = _read_toml(path) if path else {}
-    source = str(path) if path else "environment"
-    data = _merge(data, _env_overrides(environ))
+    env = _env_overrides(environ)
+    data = _merge(data, env)
     if database:
         data = _merge(data, {"database": {"url": database_option(database)}})
     if "base_dir" in data:
-        raise ConfigError(["base_dir: unknown key"], source=source)
+        raise ConfigError(["base_dir: unknown key"], source=str(path) if path else "environment")
     base_dir = path.resolve().parent if path else Path.cwd()
     try:
         return Settings.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(_problems(exc), source=source) from None
+        problems = _problems(exc, env)
+        from_env = [p for p in problems if " (from FLOWJOBS_" in p.split(": ", 1)[0]]
+        if path is None or len(from_env) == len(problems):
+            source = "environment"
+        elif from_env:
+            source = f"configuration ({path} and the environment)"
+        else:
+            source = str(path)
+        raise ConfigError(problems, source=source) from None

@@ -113,8 +113,33 @@ def test_config_errors_name_each_field(tmp_path):
     assert (
         "database.url:" in problems
         and "nope: unknown key" in problems
-        and "retry.factor:" in problems
+        and "retry.factor (from FLOWJOBS_RETRY_FACTOR):" in problems
     )
+
+
+def test_config_errors_name_the_environment_variable_a_bad_value_came_from(tmp_path):
+    path = tmp_path / "flowjobs.toml"
+    path.write_text('[worker]\nconcurrency = "x"\n')
+    with pytest.raises(ConfigError) as mixed:
+        load_settings(str(path), environ={"FLOWJOBS_WORKER_LEASE": "zz"})
+    assert mixed.value.source == f"configuration ({path} and the environment)"
+    assert mixed.value.problems[0].startswith("worker.concurrency: Input should be a valid integer")
+    assert mixed.value.problems[1].startswith("worker.lease (from FLOWJOBS_WORKER_LEASE): 'zz' is")
+
+    path.write_text("[worker]\nconcurrency = 2\n")
+    with pytest.raises(ConfigError) as only_env:
+        load_settings(str(path), environ={"FLOWJOBS_DATABASE_URL": "/tmp/y.db"})
+    assert only_env.value.source == "environment"
+    assert only_env.value.problems == [
+        "database.url (from FLOWJOBS_DATABASE_URL): must be sqlite:///PATH (sqlite:////abs/path "
+        "for an absolute one) or postgresql+psycopg://user@host/db (postgres:// is read as the "
+        "latter)"
+    ]
+    path.write_text('[worker]\nconcurrency = "x"\n')
+    with pytest.raises(ConfigError) as only_file:
+        load_settings(str(path), environ={"FLOWJOBS_WORKER_LEASE": "1s"})
+    assert only_file.value.source == str(path)
+    assert only_file.value.problems[0].startswith("worker.concurrency: Input should be")
 
 
 def test_shipped_flowjobs_toml_is_valid_and_documents_every_key():
