@@ -46,22 +46,25 @@ def _duration(value: str | None, option: str) -> float | None:
 
 
 NO_WORKER_AFTER = 3.0  # seconds a due run may wait untaken before `--wait` says why
+LOOK_AGAIN = 10.0  # seconds between later looks (a note only when the answer changes)
 
 
 def wait_for(store, run_id: str, timeout: float | None, on_slow=None) -> str | None:
-    """Poll until the run ends; returns its status, or None on timeout. `on_slow()` is called
-    once when the run is still waiting to be taken NO_WORKER_AFTER seconds in."""
+    """Poll until the run ends; returns its status, or None on timeout. `on_slow(status,
+    waited)` is called when the run has waited NO_WORKER_AFTER seconds, then every LOOK_AGAIN
+    seconds (the workers it counted on may have died since)."""
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
+    look_at = started + NO_WORKER_AFTER
     pause = 0.01
     while True:
         status = store.run_status(run_id)
         if status in TERMINAL:
             return status
         now = time.monotonic()
-        if on_slow is not None and now - started >= NO_WORKER_AFTER:
-            on_slow(status)
-            on_slow = None
+        if on_slow is not None and now >= look_at:
+            on_slow(status, now - started)
+            look_at = now + LOOK_AGAIN
         if deadline is not None and now >= deadline:
             return None
         time.sleep(pause)
@@ -70,9 +73,11 @@ def wait_for(store, run_id: str, timeout: float | None, on_slow=None) -> str | N
 
 def _untaken(rt, run_id: str):
     """What `--wait` says when a due run is still waiting after a few seconds: whether any live
-    worker (a recent heartbeat in `flowjobs workers`) takes its queue, and if so how busy."""
+    worker (a recent heartbeat in `flowjobs workers`) takes its queue, and if so how busy; said
+    again later only when that changes (the workers it counted on went away)."""
+    said: list[str] = []
 
-    def say(status: str | None) -> None:
+    def say(status: str | None, waited: float) -> None:
         now = rt.clock.now_ms()
         row = rt.store.get_run(run_id)
         if (
@@ -98,7 +103,10 @@ def _untaken(rt, run_id: str):
         else:
             count = f"{len(live)} live workers take queue {queue!r}; " if live else ""
             why = f"{count}they are busy ({busy} runs executing)"
-        output.note(f"note: run {run_id} is still {status} after {NO_WORKER_AFTER:.0f} s; {why}")
+        if said and said[-1] == why:
+            return
+        said.append(why)
+        output.note(f"note: run {run_id} is still {status} after {int(waited)} s; {why}")
 
     return say
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -748,6 +749,34 @@ def test_wait_without_a_worker_says_so_after_a_few_seconds(sqlite_url):
     assert "start `flowjobs run-worker`" in result.stderr
     assert result.stderr.splitlines()[-1] == f"error: gave up waiting for {run_id} after 6s"
     assert time.monotonic() - started < 30
+
+
+def test_wait_says_again_when_the_worker_it_counted_on_goes_away(make_runtime):
+    """A worker that died without a word (killed, its machine gone) still looks alive until its
+    heartbeat is LIVE_WITHIN_MS old: `--wait` first says it is busy, then, looking again, that
+    no live worker is left."""
+    import time
+
+    from flowjobs.ops.workers import LIVE_WITHIN_MS
+
+    rt = make_runtime(pinned=False)
+    beat = int(time.time() * 1000) - LIVE_WITHIN_MS + 6000  # stale 6 s from now
+    worker = {"host": "gone", "pid": 1, "version": "x", "queues": "*", "concurrency": 1}
+    rt.store.register_worker({"id": "gone:1:dead", **worker}, beat)
+    result = flowjobs("trigger", "noop", "--wait", "--timeout", "15s", env=cli_env(rt.db.url))
+    assert result.returncode == 124, result.stderr
+    run_id = result.stdout.strip()
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 2, result.stderr
+    assert notes[0] == (
+        f"note: run {run_id} is still queued after 3 s; 1 live workers take queue 'default'; "
+        "they are busy (0 runs executing)"
+    )
+    assert re.fullmatch(
+        f"note: run {run_id} is still queued after 1[34] s; no live worker takes queue "
+        "'default': start `flowjobs run-worker`",
+        notes[1],
+    ), notes
 
 
 def test_ctrl_c_prints_the_run_it_left_queued(sqlite_url):
