@@ -14,11 +14,13 @@ import sys
 
 import typer
 
+from flowjobs.cli.examples import ROOT as ROOT_EXAMPLE
 from flowjobs.cli.main import LOG_FORMATS, guarded, log_level_number, setup
 
 app = typer.Typer(
     name="flowjobs",
     help="Background jobs for a billing platform: scheduler, worker pool, one-off tasks, webhook replay.",
+    epilog=f"Example: {ROOT_EXAMPLE}",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -46,6 +48,7 @@ def _root(
         "--config",
         "-c",
         envvar="FLOWJOBS_CONFIG",
+        metavar="PATH",
         help="Path of flowjobs.toml (default: ./flowjobs.toml if present).",
     ),
     database: str | None = typer.Option(
@@ -55,10 +58,13 @@ def _root(
         help="Database to use, before FLOWJOBS_DATABASE_URL and [database] url: "
         "sqlite:///PATH, a file path, or postgresql+psycopg://user@host/db.",
     ),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    log_level: str = typer.Option(
+        "info", "--log-level", metavar="LEVEL", help="debug, info, warning or error."
+    ),
     log_format: str = typer.Option(
         "auto",
         "--log-format",
+        metavar="FORMAT",
         help="text, json, or auto (text on a terminal, JSON lines otherwise).",
     ),
     version: bool = typer.Option(

@@ -18,10 +18,7 @@ def _database(ctx):
 
 @app.command("upgrade")
 def upgrade(ctx: typer.Context):
-    """Create the database and its schema, or upgrade it to this version's newest revision.
-
-    Example: flowjobs --database sqlite:///demo/flowjobs.db db upgrade
-    """
+    """Create the database and its schema, or upgrade it to this version's newest revision."""
     from flowjobs.errors import DatabaseError
     from flowjobs.store import failures, migrate
 
@@ -52,8 +49,6 @@ def status(
     """Which database this finds and what is in it: URL (password hidden), schema revision
     against this version's newest, size, runs by status. Creates nothing; exit 4 when there
     is no database at the place it looked.
-
-    Example: flowjobs --database sqlite:///demo/flowjobs.db db status --json
     """
     from flowjobs.cli import output
     from flowjobs.store import migrate
@@ -110,10 +105,7 @@ def copy(
     ),
     batch: int = typer.Option(1000, "--batch", min=1, max=100000, help="Rows per insert."),
 ):
-    """Copy every run, schedule, inbox event and billing row into an empty database, verifying counts.
-
-    Example: flowjobs db copy --to postgresql+psycopg://flowjobs@db.internal/flowjobs
-    """
+    """Copy every run, schedule, inbox event and billing row into an empty database, verifying counts."""
     from flowjobs.cli import output
     from flowjobs.config import DatabaseSettings
     from flowjobs.errors import BadInput

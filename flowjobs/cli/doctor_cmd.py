@@ -17,8 +17,6 @@ def doctor(
 ):
     """Check configuration, database, schema, clock, workers, Stripe and SMTP; print a fix for
     each problem. Creates nothing (no database, no folder); exit 1 when a check fails.
-
-    Example: flowjobs --database sqlite:///demo/flowjobs.db doctor
     """
     from flowjobs.errors import ConfigError
     from flowjobs.ops.doctor import Check, run_checks

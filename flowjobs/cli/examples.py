@@ -1,7 +1,9 @@
-"""One example line per command, shown at the end of its `--help` (a command whose docstring
-carries its own `Example:` keeps that one). A test walks every command's help for one."""
+"""One example line per command, shown at the end of its `--help`, and one for `flowjobs
+--help` itself (ROOT). A test walks every command's help for one."""
 
 from __future__ import annotations
+
+ROOT = "flowjobs run-worker & flowjobs trigger hello-world --wait"
 
 EXAMPLES = {
     "billing adjust": "flowjobs billing adjust sub_123 --price price_pro --timing immediately --dry-run",
@@ -11,7 +13,11 @@ EXAMPLES = {
     "billing show": "flowjobs billing show invoice inv_123",
     "billing summary": "flowjobs billing summary --json",
     "billing uncancel": "flowjobs billing uncancel sub_123",
+    "db copy": "flowjobs db copy --to postgresql+psycopg://flowjobs@db.internal/flowjobs",
+    "db status": "flowjobs --database sqlite:///demo/flowjobs.db db status --json",
+    "db upgrade": "flowjobs --database sqlite:///demo/flowjobs.db db upgrade",
     "demo seed": "flowjobs demo seed --customers 10 --declining 2",
+    "doctor": "flowjobs --database sqlite:///demo/flowjobs.db doctor",
     "documents render": "flowjobs documents render invoice inv_123 -o invoice.pdf",
     "endpoints add": "flowjobs endpoints add org_123 --url https://example.com/hooks --event-type invoice.paid",
     "endpoints disable": "flowjobs endpoints disable org_123 endpoint_123",
@@ -29,6 +35,7 @@ EXAMPLES = {
     "run-scheduler": "flowjobs --config /etc/flowjobs/flowjobs.toml run-scheduler",
     "run-worker": "flowjobs run-worker --processes 4 --concurrency 10",
     "runs cancel": "flowjobs runs cancel run_123",
+    "runs list": "flowjobs runs list --status failed --task hello-world",
     "runs replay": "flowjobs runs replay --status failed --task hello-world",
     "runs show": "flowjobs runs show run_123 --json",
     "runs watch": "flowjobs runs watch --interval 2",
@@ -43,6 +50,7 @@ EXAMPLES = {
     "tasks list": "flowjobs tasks list --json",
     "tick": "flowjobs tick --now 2026-11-28T18:00:00Z",
     "trigger": 'flowjobs trigger hello-world --payload \'{"name": "Ada"}\' --wait --timeout 30s',
+    "workers": "flowjobs workers --since 1h",
 }
 
 
@@ -51,7 +59,7 @@ def add_examples(app, prefix: str = "") -> None:
     for info in app.registered_commands:
         name = info.name or info.callback.__name__.replace("_", "-")
         path = f"{prefix}{name}"
-        if "Example:" not in (info.callback.__doc__ or "") and path in EXAMPLES:
+        if path in EXAMPLES:
             info.epilog = info.epilog or f"Example: {EXAMPLES[path]}"
     for group in app.registered_groups:
         add_examples(group.typer_instance, f"{prefix}{group.name} ")

@@ -83,8 +83,6 @@ def list_runs(
     times are never cut; when not all fit, columns are left out, those that could wrap (error,
     attempts, queue) first, rightmost first (the caption names them) — choose them with
     --columns, or see all with --wide. Piped, rows are tab-separated lines with whole errors.
-
-    Example: flowjobs runs list --status failed --task hello-world
     """
     one_of(status, STATUSES, "--status")
     shown = run_columns(columns)

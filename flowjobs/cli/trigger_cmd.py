@@ -35,7 +35,7 @@ def trigger(
     delay: str | None = typer.Option(
         None, "--delay", help="Run no earlier than this from now, e.g. 30s."
     ),
-    priority: int = typer.Option(0, "--priority", help="Lower runs first (default 0)."),
+    priority: int = typer.Option(0, "--priority", help="Lower runs first."),
     queue: str | None = typer.Option(None, "--queue", help="Queue (default: the task's)."),
     wait: bool = typer.Option(
         False,

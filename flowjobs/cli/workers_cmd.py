@@ -19,10 +19,7 @@ def workers(
         "concurrency, started_at, heartbeat_at, in_flight, processed, stopped_at, state).",
     ),
 ):
-    """List worker processes: alive, stopped (clean exit) or lost (no heartbeat, no exit).
-
-    Example: flowjobs workers --since 1h
-    """
+    """List worker processes: alive, stopped (clean exit) or lost (no heartbeat, no exit)."""
     from flowjobs.core.clock import iso
     from flowjobs.durations import parse_duration
     from flowjobs.ops import workers as presence

@@ -198,7 +198,12 @@ class Worker:
         self._stopping.set()
         self.pool.stop()
         self._stopped()
-        log.info("worker %s stopped after %d attempts", self.id, self.processed)
+        log.info(
+            "worker %s stopped after %d %s",
+            self.id,
+            self.processed,
+            "attempt" if self.processed == 1 else "attempts",
+        )
         return 0
 
     def _recovered(self) -> None:

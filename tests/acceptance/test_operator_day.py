@@ -476,6 +476,8 @@ def test_every_help_has_an_example_that_parses_and_says_what_json_prints(path):
     lines = result.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("Example: flowjobs"))
     end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    assert start > lines.index("Options:") and not "".join(lines[end:]).strip(), result.stdout
+    # ^ the help ends with it
     example = " ".join(" ".join(lines[start:end]).split()).removeprefix("Example: ")
     words = shlex.split(example.split("#", 1)[0])[1:]
     while words[0].startswith("-"):  # root options first: --database URL, --config PATH, …
@@ -493,6 +495,13 @@ def test_every_help_has_an_example_that_parses_and_says_what_json_prints(path):
         assert json_help.lstrip().startswith("Print") and "JSON" in json_help
         listed = re.search(r"[{(][^)}]*,[^)}]*[)}]", json_help.split("-h, --help")[0])
         assert listed, json_help  # names what it prints: {key, key, …} or (key, key, …)
+
+
+def test_the_top_level_help_ends_with_an_example():
+    lines = flowjobs("--help", env=bare_env()).stdout.rstrip().splitlines()
+    assert lines[-1].strip() == (
+        "Example: flowjobs run-worker & flowjobs trigger hello-world --wait"
+    )
 
 
 @pytest.fixture
