@@ -24,12 +24,12 @@ def upgrade(ctx: typer.Context):
 
     db = _database(ctx)
     file = db.dialect == "sqlite" and db.path != ":memory:"
-    problem = failures.missing_folder(db.path) if file else None
+    problem = failures.unusable_path(db.path) if file else None
     if problem:
         raise DatabaseError(f"cannot create database {db.path}: {problem}")
     before, after = migrate.upgrade(db)
-    if file and failures.folder_read_only(db.path):  # up to date, but no command could write it
-        raise failures.read_only(db.where())
+    if file and before == after and failures.folder_read_only(db.path):
+        raise failures.read_only(db.where())  # up to date, but no command could write to it
     if before == after:
         typer.echo(f"{redact(db.url)}: already at revision {after}")
     else:

@@ -167,9 +167,15 @@ def replay_event(
         force=force,
         dry_run=dry_run,
     )
+    _report(rt.settings, incoming, result, as_json, dry_run)
+
+
+def _report(settings, incoming, result, as_json: bool, dry_run: bool) -> None:
+    """What a replay did (`_print`), and a note when it handed a Stripe event to workers that,
+    started with this configuration, could not call Stripe."""
     _print(result, as_json)
     if not dry_run and outcome(result)["status"] == "created":
-        _note_missing_stripe_key(rt.settings, incoming)
+        _note_missing_stripe_key(settings, incoming)
 
 
 def _note_missing_stripe_key(settings, incoming) -> None:
@@ -307,7 +313,7 @@ def replay_stored(
         dry_run=dry_run,
         via="replay",
     )
-    _print(result, as_json)
+    _report(rt.settings, incoming, result, as_json, dry_run)
 
 
 @app.command("export")

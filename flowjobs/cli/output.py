@@ -93,13 +93,15 @@ def fitted_table(
     title: str | None = None,
     style=None,
     fold: bool = False,
+    hint: str = "a wider terminal, or --json",
 ):
     """A rich renderable of `rows` in `width` columns that cuts no id, task or time: columns
     holding them do not wrap; when they do not all fit, the rightmost columns are dropped
     (id, task and status stay; a caption says what was left out); when even those do not
     fit, each row is printed as `column: value` lines. `style(column, value)`: a rich style.
     `fold`: a value wider than the terminal is folded onto the next line rather than left for
-    the terminal to wrap (for a live view, which crops what it draws to the width)."""
+    the terminal to wrap (for a live view, which crops what it draws to the width). `hint`:
+    where the caption sends the reader for the columns left out (options the command has)."""
     from rich.text import Text
 
     cells = [[_cell(v) for v in r] for r in rows]
@@ -111,7 +113,7 @@ def fitted_table(
     keep = _fit(columns, widths, width)
     if keep is None:
         return _records(columns, cells, title, text, fold)
-    return _table(columns, cells, widths, keep, title, text)
+    return _table(columns, cells, widths, keep, title, text, hint)
 
 
 def _fit(columns: list[str], widths: list[int], width: int) -> list[int] | None:
@@ -134,16 +136,11 @@ def _fit(columns: list[str], widths: list[int], width: int) -> list[int] | None:
     return keep if need(keep) <= width else None
 
 
-def _table(columns, cells, widths, keep, title, text):
+def _table(columns, cells, widths, keep, title, text, hint):
     from rich.table import Table
 
     dropped = [columns[i] for i in range(len(columns)) if i not in keep]
-    caption = (
-        f"not shown at this width: {', '.join(dropped)} (choose columns with --columns, "
-        "or see all with --wide or --json)"
-        if dropped
-        else None
-    )
+    caption = f"not shown at this width: {', '.join(dropped)} ({hint})" if dropped else None
     t = Table(title=title, caption=caption)
     for i in keep:
         if whole(columns[i]):
@@ -182,7 +179,11 @@ def listing(data: list[dict], as_json: bool, columns: dict[str, str]) -> None:
 
 
 def table(
-    columns: list[str], rows: list[list[Any]], title: str | None = None, wide: bool = False
+    columns: list[str],
+    rows: list[list[Any]],
+    title: str | None = None,
+    wide: bool = False,
+    hint: str = "a wider terminal, or --json",
 ) -> None:
     """A rich table on a terminal, fitted to its width without cutting an id, a task name or a
     time (`wide`: every column at its full width, lines as long as they take); tab-separated
@@ -195,7 +196,7 @@ def table(
             need = sum(max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns))
             width = max(width, need + 3 * len(columns) + 1)
             out = console(width=width)
-        out.print(fitted_table(columns, rows, width, title), crop=False)
+        out.print(fitted_table(columns, rows, width, title, hint=hint), crop=False)
         return
     sys.stdout.write("\t".join(columns) + "\n")
     for r in rows:

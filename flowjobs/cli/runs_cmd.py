@@ -93,7 +93,12 @@ def list_runs(
         output.emit_json(rows)
         return
     whole = wide or not output.is_tty()  # piped: whole errors, one line each (see output.table)
-    output.table(shown, [run_cells(r, shown, whole) for r in rows], wide=wide)
+    output.table(
+        shown,
+        [run_cells(r, shown, whole) for r in rows],
+        wide=wide,
+        hint="choose them with --columns, or see all with --wide or --json",
+    )
 
 
 @app.command("show")

@@ -75,7 +75,7 @@ def _untaken(rt, run_id: str):
     """What `--wait` says when a due run is still waiting after a few seconds: whether any live
     worker (a recent heartbeat in `flowjobs workers`) takes its queue, and if so how busy; said
     again later only when that changes (the workers it counted on went away)."""
-    said: list[str] = []
+    said: list[bool] = []  # each answer given: no live worker (True) or busy ones (False)
 
     def say(status: str | None, waited: float) -> None:
         now = rt.clock.now_ms()
@@ -98,14 +98,15 @@ def _untaken(rt, run_id: str):
         except Exception:  # an older schema without the workers table: judge by the runs
             live = None
         busy = sum(running for _, _, running, _ in rt.store.queue_depths(now))
-        if live == [] or (live is None and not busy):
+        nobody = live == [] or (live is None and not busy)
+        if nobody:
             why = f"no live worker takes queue {queue!r}: start `flowjobs run-worker`"
         else:
             count = f"{len(live)} live workers take queue {queue!r}; " if live else ""
             why = f"{count}they are busy ({busy} runs executing)"
-        if said and said[-1] == why:
+        if said and said[-1] == nobody:  # the same answer (counts aside): said already
             return
-        said.append(why)
+        said.append(nobody)
         output.note(f"note: run {run_id} is still {status} after {int(waited)} s; {why}")
 
     return say

@@ -45,6 +45,7 @@ def frame(runtime, limit: int, width: int = 140, columns=DEFAULT_COLUMNS):
         title="runs — " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"),
         style=lambda column, value: STATUS_STYLE.get(value) if column == "status" else None,
         fold=True,  # rich's Live crops each line to the width: fold a long id, never cut it
+        hint="a wider terminal, or choose them with --columns",
     )
     return Group(queues, runs)
 

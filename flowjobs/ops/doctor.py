@@ -62,8 +62,17 @@ def _database(rt, origin: str = "") -> Check:
         "[database] url at the existing one"
     )
     if not found.exists:
-        from flowjobs.store.failures import folder_read_only
+        from flowjobs.store.failures import folder_read_only, unusable_path
 
+        problem = unusable_path(found.where) if url.startswith("sqlite:///") else None
+        if problem:
+            return Check(
+                "database",
+                "fail",
+                f"no database can be at {found.where}{came}: {problem}",
+                "point --database / FLOWJOBS_DATABASE_URL / [database] url at a file in an "
+                "existing folder",
+            )
         if url.startswith("sqlite:///") and folder_read_only(url[len("sqlite:///") :]):
             return Check(
                 "database",

@@ -326,7 +326,7 @@ def _connect_sqlite(
     path: str, autocheckpoint: bool = True, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S
 ) -> sqlite3.Connection:
     if path != ":memory:":
-        problem = failures.missing_folder(path)
+        problem = failures.unusable_path(path)
         if problem:
             raise DatabaseError(f"cannot open database {path}: {problem}")
     conn = sqlite3.connect(

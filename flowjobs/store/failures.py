@@ -142,9 +142,11 @@ def _file_error(exc: BaseException, sqlite_path: str) -> str | None:
     return None
 
 
-def missing_folder(path: str) -> str | None:
-    """Why an SQLite file cannot be made at `path` because of its folder (it does not exist,
-    or is a file), or None."""
+def unusable_path(path: str) -> str | None:
+    """Why no SQLite file can be at `path` (it is a folder; its folder does not exist or is a
+    file), or None. Not transient: waiting does not change it."""
+    if os.path.isdir(path):
+        return f"{path} is a folder, not a database file"
     parent = os.path.dirname(path) or "."
     if os.path.isdir(parent):
         return None

@@ -120,3 +120,7 @@ def test_a_stripe_event_replayed_without_an_api_key_says_the_workers_will_need_o
     again = flowjobs("replay-event", example, "--force", env=keyed)
     assert again.returncode == 0 and again.stdout.split("\t")[1] == "created", again.stderr
     assert "API key" not in again.stderr
+    [stored, *_] = as_json(flowjobs("events", "list", "--json", env=bare))
+    from_inbox = flowjobs("events", "replay", stored["id"], env=bare)
+    assert from_inbox.returncode == 0, from_inbox.stderr
+    assert "note: no Stripe test-mode API key in this configuration" in from_inbox.stderr

@@ -207,6 +207,16 @@ def test_a_database_path_under_a_file_or_at_a_folder_says_which(tmp_path):
         "--database, FLOWJOBS_DATABASE_URL or [database] url at a file (such as "
         f"{tmp_path / 'data' / 'flowjobs.db'})\n"
     )
+    for args in (("trigger", "noop"), ("db", "upgrade"), ("run-worker", "--burst")):
+        writing = flowjobs("--database", "data", *args, env=env, cwd=tmp_path)
+        assert writing.returncode == 4 and writing.stderr.count("\n") == 1, writing.stderr
+        assert f"{tmp_path / 'data'} is a folder, not a database file" in writing.stderr
+    for place, problem in (("data", "is a folder"), ("notes.txt/x.db", "is a file, not a folder")):
+        doctor = flowjobs("--database", place, "doctor", env=env, cwd=tmp_path)
+        assert doctor.returncode == 1 and "fail database      no database can be at" in (
+            doctor.stdout
+        )
+        assert problem in doctor.stdout, doctor.stdout
     assert listing(tmp_path) == ["data", "notes.txt"] and listing(tmp_path / "data") == []
 
 
