@@ -101,6 +101,10 @@ class StripeSettings(Section):
     connect_webhook_secret: str = ""
     webhook_tolerance: Duration = parse_duration("5m")
 
+    def api_key(self, livemode: bool) -> str:
+        """The secret key for live or test mode ("" when not set)."""
+        return self.live_api_key if livemode else self.test_api_key
+
     @field_validator("test_api_key", "live_api_key")
     @classmethod
     def _secret_key(cls, value: str) -> str:

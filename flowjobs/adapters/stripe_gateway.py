@@ -132,7 +132,7 @@ class StripeGateway:
         if livemode not in self._clients:
             import stripe
 
-            key = self.settings.live_api_key if livemode else self.settings.test_api_key
+            key = self.settings.api_key(livemode)
             if not key:
                 from flowjobs.errors import ConfigError
 

@@ -184,9 +184,9 @@ def _note_missing_stripe_key(settings, incoming) -> None:
     (and retries them), so say so now rather than let the run say it later."""
     if incoming.source != "stripe":
         return
-    mode = "live" if incoming.livemode else "test"
-    if getattr(settings.stripe, f"{mode}_api_key"):
+    if settings.stripe.api_key(bool(incoming.livemode)):
         return
+    mode = "live" if incoming.livemode else "test"
     output.note(
         f"note: no Stripe {mode}-mode API key in this configuration ([stripe] {mode}_api_key or "
         f"FLOWJOBS_STRIPE_{mode.upper()}_API_KEY): a worker started with it fails the handlers "

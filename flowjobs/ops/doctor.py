@@ -36,11 +36,11 @@ def _database(rt, origin: str = "") -> Check:
     try:
         found = probe(url, rt.settings.database.busy_timeout)
     except Exception as exc:
-        from flowjobs.store.failures import one_line, translate
+        from flowjobs.store.failures import classify, one_line, translate
 
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
         known = translate(exc, path or redact(url), path)
-        if known is not None and "not an SQLite database" in str(known):
+        if known is not None and classify(exc) == "not-sqlite":
             return Check(
                 "database",
                 "fail",
