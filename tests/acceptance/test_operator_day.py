@@ -770,19 +770,22 @@ def test_wait_without_a_worker_says_so_after_a_few_seconds(sqlite_url):
     assert time.monotonic() - started < 30
 
 
-def test_wait_says_again_when_the_worker_it_counted_on_goes_away(make_runtime):
+def test_wait_says_again_when_the_worker_it_counted_on_goes_away(sqlite_url):
     """A worker that died without a word (killed, its machine gone) still looks alive until its
     heartbeat is LIVE_WITHIN_MS old: `--wait` first says it is busy, then, looking again, that
     no live worker is left."""
     import time
 
     from flowjobs.ops.workers import LIVE_WITHIN_MS
+    from flowjobs.runtime import Runtime
+    from tests.conftest import make_settings
 
-    rt = make_runtime(pinned=False)
+    rt = Runtime(make_settings(sqlite_url))  # one backend: the note is the CLI's, not the store's
     beat = int(time.time() * 1000) - LIVE_WITHIN_MS + 6000  # stale 6 s from now
     worker = {"host": "gone", "pid": 1, "version": "x", "queues": "*", "concurrency": 1}
     rt.store.register_worker({"id": "gone:1:dead", **worker}, beat)
-    result = flowjobs("trigger", "noop", "--wait", "--timeout", "15s", env=cli_env(rt.db.url))
+    rt.close()
+    result = flowjobs("trigger", "noop", "--wait", "--timeout", "15s", env=cli_env(sqlite_url))
     assert result.returncode == 124, result.stderr
     run_id = result.stdout.strip()
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
