@@ -30,13 +30,14 @@ def serve(
     rt = ctx.obj.runtime()
     settings = rt.settings.server
     bind = host or settings.host
+    wanted = settings.port if port is None else port
+    _resolvable(bind, wanted)  # a typo in --host is named as such, before any other complaint
     if bind not in ("127.0.0.1", "localhost", "::1") and not rt.settings.dashboard.password:
         raise BadInput(
             f"serve would listen on {bind} with the dashboard open to anyone: set [dashboard] password "
             "(FLOWJOBS_DASHBOARD_PASSWORD), or listen on 127.0.0.1 behind a proxy"
         )
     rt.store  # noqa: B018 - migrate before accepting requests
-    wanted = settings.port if port is None else port
     try:
         server = make_server(rt, bind, wanted)
     except OSError as exc:  # a taken port, an address this machine does not have
@@ -56,6 +57,17 @@ def serve(
         pass  # closed by SIGTERM
     finally:
         server.close()
+
+
+def _resolvable(host: str, port: int) -> None:
+    import socket
+
+    from flowjobs.errors import BadInput
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise BadInput(f"cannot listen on {host}:{port}: no such address (check --host)") from None
 
 
 def _bind_problem(exc: OSError, host: str, port: int) -> str:

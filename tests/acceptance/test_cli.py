@@ -216,3 +216,11 @@ def test_serve_on_a_taken_port_or_a_bad_host_is_exit_2_in_one_line(sqlite_url):
         assert (
             bad.returncode == 2 and bad.stderr.count("\n") == 1 and "check --host" in bad.stderr
         ), bad.stderr
+    # a host that does not resolve is named as such, even where the missing dashboard password
+    # would also have refused it
+    typo = flowjobs(
+        "serve", "--host", "no.such.host.invalid", "--port", "0", env=cli_env(sqlite_url)
+    )
+    assert typo.returncode == 2 and typo.stderr == (
+        "error: cannot listen on no.such.host.invalid:0: no such address (check --host)\n"
+    ), typo.stderr
