@@ -27,6 +27,7 @@ def upgrade(ctx: typer.Context):
     problem = failures.unusable_path(db.path) if file else None
     if problem:
         raise DatabaseError(f"cannot create database {db.path}: {problem}")
+    migrate.current_revision(db)  # a wrong file fails here, before the lock file beside it is made
     before, after = migrate.upgrade(db)
     if file and before == after and failures.folder_read_only(db.path):
         raise failures.read_only(db.where())  # up to date, but no command could write to it

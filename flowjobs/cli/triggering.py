@@ -75,9 +75,10 @@ def _untaken(rt, run_id: str):
     """What `--wait` says when a due run is still waiting after a few seconds: whether any live
     worker (a recent heartbeat in `flowjobs workers`) takes its queue, and if so how busy; said
     again later only when that changes (the workers it counted on went away)."""
-    said: list[bool] = []  # each answer given: no live worker (True) or busy ones (False)
+    last: bool | None = None  # the last answer given: no live worker (True) or busy ones
 
     def say(status: str | None, waited: float) -> None:
+        nonlocal last
         now = rt.clock.now_ms()
         row = rt.store.get_run(run_id)
         if (
@@ -104,9 +105,9 @@ def _untaken(rt, run_id: str):
         else:
             count = f"{len(live)} live workers take queue {queue!r}; " if live else ""
             why = f"{count}they are busy ({busy} runs executing)"
-        if said and said[-1] == nobody:  # the same answer (counts aside): said already
+        if last == nobody:  # the same answer (counts aside): said already
             return
-        said.append(nobody)
+        last = nobody
         output.note(f"note: run {run_id} is still {status} after {int(waited)} s; {why}")
 
     return say

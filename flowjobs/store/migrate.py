@@ -45,7 +45,6 @@ def ensure_schema(db: Database) -> None:
 
 def upgrade(db: Database, target: str = "head") -> tuple[str | None, str | None]:
     """Run pending migrations; returns (revision before, revision after)."""
-    current_revision(db)  # a wrong file or place fails here, before a lock file is made beside it
     with _migration_lock(db):
         before = current_revision(db)
         if before is not None and before not in _known_revisions():

@@ -154,6 +154,7 @@ def test_a_file_that_is_not_sqlite_is_named_as_such(tmp_path, args):
         "database file\n"
     )
     assert wrong.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    assert listing(tmp_path) == ["passwd"]  # nothing made beside it (no migration lock file)
 
 
 def test_db_status_shows_url_revision_size_and_counts(tmp_path, sqlite_template):
