@@ -90,14 +90,15 @@ def validate_payload(task, payload: Any) -> dict:
         raise PayloadInvalid(
             f"payload for {task.id!r} must be a JSON object, got {type(payload).__name__}"
         )
-    try:
-        model = task.payload.model_validate(payload)
+    model = task.payload
+    try:  # model_validate and model_dump, without their wrappers (two thirds of the time)
+        valid = model.__pydantic_validator__.validate_python(payload)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
         )
         raise PayloadInvalid(f"invalid payload for {task.id!r}: {problems}") from None
-    return model.model_dump(mode="json", by_alias=True)
+    return model.__pydantic_serializer__.to_python(valid, mode="json", by_alias=True)
 
 
 class Client:
@@ -132,8 +133,7 @@ class Client:
     def batch_trigger(self, items: list[TriggerItem], *, session=None) -> list[Enqueued]:
         """Insert many runs in one statement (per 500); all or none."""
         now = self.clock.now_ms()
-        run_ids = ids.new_sortable_ids("run", len(items))
-        runs = [self.new_run(item, now, run_id) for item, run_id in zip(items, run_ids)]
+        runs = self.new_runs(items, now, ids.new_sortable_ids("run", len(items)))
         if session is not None:
             results = self.store.enqueue(raw_connection(session), runs, now)
         elif any(run.idempotency_key is not None for run in runs):
@@ -148,31 +148,50 @@ class Client:
 
     def new_run(self, item: TriggerItem, now: int, run_id: str | None = None) -> NewRun:
         """The row for `item`, validated, not yet inserted (with `run_id`, or a new id)."""
-        task = self.registry.get(item.task)
-        wire = validate_payload(task, item.payload)
-        text = canonical_json(wire)
-        run_at = (
-            item.run_at
-            if item.run_at is not None
-            else now + int((_seconds(item.delay) or 0) * 1000)
-        )
-        ttl = _seconds(item.idempotency_key_ttl)
-        ttl = self.key_ttl if ttl is None else ttl
-        policy = task.retry or self.retry_defaults
-        return NewRun(
-            id=run_id or ids.new_sortable_id("run"),
-            task=task.id,
-            queue=item.queue or task.queue,
-            payload=text,
-            payload_hash=hashlib.sha256(text.encode()).hexdigest(),
-            priority=item.priority,
-            max_attempts=policy.max_attempts,
-            run_at=run_at,
-            idempotency_key=item.idempotency_key,
-            idempotency_expires_at=now + int(ttl * 1000) if item.idempotency_key else None,
-            parent_id=item.parent_id,
-            replay_of=item.replay_of,
-        )
+        return self.new_runs([item], now, [run_id or ids.new_sortable_id("run")])[0]
+
+    def new_runs(self, items: list[TriggerItem], now: int, run_ids: list[str]) -> list[NewRun]:
+        """The rows for `items`, validated, not yet inserted, with `run_ids`. What depends on
+        the task alone (its lookup, queue, retry policy) is found once per task of the batch."""
+        tasks: dict[str, tuple[Any, str, int]] = {}
+        sha256 = hashlib.sha256
+        runs = []
+        for item, run_id in zip(items, run_ids):
+            known = tasks.get(item.task)
+            if known is None:
+                task = self.registry.get(item.task)
+                policy = task.retry or self.retry_defaults
+                known = tasks[item.task] = (task, task.queue, policy.max_attempts)
+            task, queue, max_attempts = known
+            text = canonical_json(validate_payload(task, item.payload))
+            if item.run_at is not None:
+                run_at = item.run_at
+            elif item.delay is None:
+                run_at = now
+            else:
+                run_at = now + int((_seconds(item.delay) or 0) * 1000)
+            if item.idempotency_key is None:
+                expires = None
+            else:
+                ttl = _seconds(item.idempotency_key_ttl)
+                expires = now + int((self.key_ttl if ttl is None else ttl) * 1000)
+            runs.append(
+                NewRun(  # positional (half the time of keywords): the fields' order
+                    run_id,
+                    task.id,
+                    item.queue or queue,
+                    text,
+                    sha256(text.encode()).hexdigest(),
+                    item.priority,
+                    max_attempts,
+                    run_at,
+                    item.idempotency_key,
+                    expires,
+                    item.parent_id,
+                    item.replay_of,
+                )
+            )
+        return runs
 
     @staticmethod
     def _check_conflicts(runs: list[NewRun], results: list[Enqueued]) -> None:

@@ -200,6 +200,30 @@ def test_expired_idempotency_key_can_be_used_again(rt, clock):
     assert rt.store.get_run(first.id)["idempotency_key"] == "k"  # still shown on the old run
 
 
+def test_a_batch_takes_over_expired_keys_and_shares_its_own_among_duplicates(rt, clock):
+    old = rt.trigger("noop", idempotency_key="k", idempotency_key_ttl="1m")
+    live = rt.trigger("noop", idempotency_key="live")
+    clock.advance(61)
+    k1, new1, k2, live2, new2 = rt.client.batch_trigger(
+        [TriggerItem("noop", idempotency_key=key) for key in ("k", "new", "k", "live", "new")]
+    )
+    assert k1.id != old.id and not k1.deduplicated  # the expired key is taken over
+    assert (k2.id, k2.deduplicated) == (k1.id, True)  # and the batch's duplicate shares it
+    assert not new1.deduplicated and (new2.id, new2.deduplicated) == (new1.id, True)
+    assert (live2.id, live2.deduplicated) == (live.id, True)
+    assert rt.store.count_by_status() == {"queued": 4}
+    assert rt.store.get_run(old.id)["dedup_key"] is None
+
+
+def test_duplicates_in_a_batch_share_a_run_even_when_their_key_expires_at_once(rt):
+    # a key that expires at once is still live for the rest of its own batch
+    a, b = rt.client.batch_trigger(
+        [TriggerItem("noop", idempotency_key="k", idempotency_key_ttl=0) for _ in range(2)]
+    )
+    assert not a.deduplicated and (b.id, b.deduplicated) == (a.id, True)
+    assert rt.store.count_by_status() == {"queued": 1}
+
+
 def test_twenty_concurrent_triggers_of_one_key_make_one_run(make_runtime):
     runtimes = [make_runtime() for _ in range(20)]
     for r in runtimes:

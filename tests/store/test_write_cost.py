@@ -145,6 +145,48 @@ def test_a_keyed_trigger_still_runs_in_a_transaction(rt):
     assert again.deduplicated
 
 
+def test_a_batch_of_new_keys_sends_its_insert_and_no_key_release(rt, clock):
+    # Every keyed run used to send an UPDATE releasing its key, expired or not, before the
+    # insert: 500 statements beside the insert of a billing fan-out of 500. A release is now
+    # sent only for runs the insert skipped, and only for their keys.
+    old = rt.trigger("noop", idempotency_key="expired", idempotency_key_ttl="1m")
+    clock.advance(61)
+
+    def other_than_the_insert(sent: list[str]) -> list[str]:
+        usual = ("BEGIN", "COMMIT", "SYNC", "INSERT INTO FLOWJOBS_RUNS", "SELECT PG_NOTIFY")
+        return [s for s in sent if not s.strip(' "').upper().startswith(usual)]
+
+    fresh = [TriggerItem("noop", idempotency_key=f"k{i}") for i in range(20)]
+    sent = statements_of(rt, lambda: rt.client.batch_trigger(fresh))
+    assert other_than_the_insert(sent) == []
+    assert len([s for s in sent if "INSERT INTO flowjobs_runs" in s]) == 1
+    again = [
+        TriggerItem("noop", idempotency_key="expired"),
+        TriggerItem("noop", idempotency_key="k0"),
+    ]
+    sent = statements_of(rt, lambda: rt.client.batch_trigger(again))
+    # the release (PostgreSQL: one prepared statement), then the skipped runs inserted again
+    assert len([s for s in sent if "INSERT INTO flowjobs_runs" in s]) == 2
+    releases = other_than_the_insert(sent)
+    if rt.db.dialect == "sqlite":  # traced with their parameters, the dedup lookup too
+        released = [s for s in releases if "SET dedup_key = NULL" in s]
+        assert len(released) == 2 and any("'expired'" in s for s in released)
+    else:
+        assert releases
+    assert rt.store.get_run(old.id)["dedup_key"] is None  # released, and a new run holds it
+    assert len(rt.store.list_runs(status="queued")) == 22
+
+
+def test_a_keyed_batch_insert_on_sqlite_builds_no_temporary_btree(sqlite_rt):
+    # RETURNING made SQLite build one in every statement; the change count says whether all
+    # rows went in, and the ids are looked up only when some did not.
+    rt, _ = sqlite_rt
+    keyed = [TriggerItem("noop", idempotency_key=f"k{i}") for i in range(5)]
+    sent = statements_of(rt, lambda: rt.client.batch_trigger(keyed))
+    assert temporary_btrees(rt, sent) == {"INSERT INTO flowjobs_runs": 0}
+    assert not [s for s in sent if s.lstrip().upper().startswith("SELECT")]
+
+
 @pytest.fixture
 def pg_rt(pg_template, clock, tmp_path):
     from tests.conftest import new_pg_database
