@@ -20,6 +20,7 @@ from flowjobs.store.db import Database, close_quietly
 from flowjobs.store.queries import (
     ATTEMPT_COLUMNS,
     FINISH_COLUMN_NAMES,
+    RUN_COLUMN_NAMES,
     TURN_CLAIM_PARAMETERS,
     catalogue,
     dialect_only,
@@ -30,6 +31,7 @@ from flowjobs.store.queries import (
     insert_counted_runs,
     insert_keyless_runs,
     insert_runs,
+    insert_runs_by_column,
     insert_runs_notifying,
     runs_by_column,
     runs_present,
@@ -236,7 +238,7 @@ class JobStore:
             inserted = {r.id for r in runs} if count == len(runs) else set()
         else:
             with self.db.statement() as conn:
-                inserted = self._insert_chunk(conn, runs, now, insert_runs_notifying(len(runs)))
+                inserted = self._insert_chunk(conn, runs, now, notify=True)
         missing = [r.id for r in runs if r.id not in inserted]
         if missing:  # without keys every row is inserted; anything else is a broken invariant
             raise RuntimeError(f"runs {missing} were not inserted")
@@ -251,17 +253,22 @@ class JobStore:
             for r in runs
         ]
 
-    def _insert_chunk(self, conn, runs: list[NewRun], now: int, sql: str | None = None) -> set[str]:
-        """Insert a batch in one statement (positional parameters, no per-row dict of names:
-        row after row, or an array per column: `queries.insert_runs`); rows whose key is live are
-        skipped; returns the ids inserted. `sql`: a variant of the statement (same parameters,
-        RETURNING the ids)."""
+    @staticmethod
+    def _insert_chunk(conn, runs: list[NewRun], now: int, notify: bool = False) -> set[str]:
+        """PostgreSQL: insert a batch in one statement (positional parameters, no per-row dict
+        of names: row after row, or by column: `queries.insert_runs`); rows whose key is live
+        are skipped; returns the ids inserted. `notify`: the statement also sends the wake-up
+        (`queries.insert_runs_notifying`)."""
         params: list[Any]
-        if runs_by_column(self.dialect, len(runs)):
-            params = [list(column) for column in zip(*_run_rows(runs, now))]
+        shared: tuple[str, ...] = ()
+        if runs_by_column("postgresql", len(runs)):
+            shared, params = _by_column(_run_rows(runs, now))
+            sql = insert_runs_by_column(shared)
         else:
             params = _run_values(runs, now)
-        sql = sql or insert_runs(self.dialect, len(runs))
+            sql = insert_runs("postgresql", len(runs))
+        if notify:
+            sql = insert_runs_notifying(len(runs), shared)
         return {row[0] for row in conn.execute(sql, params).fetchall()}
 
     def _executemany(self, conn, name: str, params: list[dict]) -> None:
@@ -866,6 +873,20 @@ def _run_rows(runs: list[NewRun], now: int) -> list[tuple]:
         )
         for run in runs
     ]
+
+
+def _by_column(rows: list[tuple]) -> tuple[tuple[str, ...], list[Any]]:
+    """Rows of RUN_COLUMNS as `queries.insert_runs_by_column` takes them: the names of the
+    columns whose value is the same in every row (never the id), and the parameters."""
+    columns = list(zip(*rows))
+    shared = tuple(
+        name
+        for name, column in zip(RUN_COLUMN_NAMES, columns)
+        if name != "id" and column.count(column[0]) == len(column)
+    )
+    params: list[Any] = [c[0] for name, c in zip(RUN_COLUMN_NAMES, columns) if name in shared]
+    params += [list(c) for name, c in zip(RUN_COLUMN_NAMES, columns) if name not in shared]
+    return shared, params
 
 
 def _run_values(runs: list[NewRun], now: int) -> list[Any]:

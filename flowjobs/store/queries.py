@@ -508,16 +508,22 @@ def attempt_durations(bounds_ms: tuple[float, ...]) -> str:
 
 
 @lru_cache(maxsize=1024)
-def insert_runs_notifying(count: int) -> str:
-    """PostgreSQL: `insert_runs` and the wake-up NOTIFY for each queue it filled, in one
-    statement, so a trigger outside a transaction is one round trip (it commits on its own)."""
-    insert = insert_runs("postgresql", count).replace("RETURNING id", "RETURNING id, queue")
+def insert_runs_notifying(count: int, shared: tuple[str, ...] = ()) -> str:
+    """PostgreSQL: `insert_runs` (beyond two rows, `insert_runs_by_column(shared)`) and the
+    wake-up NOTIFY for each queue it filled, in one statement, so a trigger outside a
+    transaction is one round trip (it commits on its own)."""
+    insert = (
+        insert_runs_by_column(shared)
+        if runs_by_column("postgresql", count)
+        else insert_runs("postgresql", count)
+    ).replace("RETURNING id", "RETURNING id, queue")
     return (
         f"WITH ins AS ({insert}) SELECT ins.id FROM ins CROSS JOIN "
         "(SELECT count(pg_notify('flowjobs_runs', q)) FROM (SELECT DISTINCT queue AS q FROM ins) AS d) AS n"
     )
 
 
+RUN_COLUMN_NAMES = tuple(name.strip() for name in RUN_COLUMNS.split(","))
 # PostgreSQL types of RUN_COLUMNS, for inserting runs from one array per column
 _RUN_COLUMN_TYPES = {
     "priority": "integer",
@@ -552,16 +558,34 @@ def insert_runs(dialect: str, count: int) -> str:
     (`%b`): psycopg writes a text array in Python, matching every element against a regular
     expression to decide its quoting, which cost three times the client's CPU of the binary
     form (34 against 11 µs a run in a batch of 500)."""
-    names = [name.strip() for name in RUN_COLUMNS.split(",")]
     if runs_by_column(dialect, count):
-        arrays = ", ".join(f"%b::{_RUN_COLUMN_TYPES.get(name, 'text')}[]" for name in names)
-        rows = f"SELECT * FROM unnest({arrays})"
-    else:
-        row = "(" + ", ".join(["?" if dialect == "sqlite" else "%s"] * len(names)) + ")"
-        rows = "VALUES " + ", ".join([row] * count)
+        return insert_runs_by_column()
+    row = "(" + ", ".join(["?" if dialect == "sqlite" else "%s"] * len(RUN_COLUMN_NAMES)) + ")"
+    rows = "VALUES " + ", ".join([row] * count)
+    return f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) {rows} {_SKIP_LIVE_KEYS}"
+
+
+_SKIP_LIVE_KEYS = (
+    "ON CONFLICT (task, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id"
+)
+
+
+@lru_cache(maxsize=256)
+def insert_runs_by_column(shared: tuple[str, ...] = ()) -> str:
+    """PostgreSQL: `insert_runs` from one array per column, except the columns in `shared`
+    (names of RUN_COLUMNS), whose value is the same in every row and goes once, as a single
+    parameter. Parameters: the shared values, then the other columns' arrays, each in
+    RUN_COLUMNS order. In a batch most columns are shared (task, queue, status, times,
+    priority, …): psycopg writes each element of an array in Python, so sending 3–5 arrays
+    instead of 17 took a batch of 500 from ~26,000 to ~41,000 rows a second (client CPU 9.5 →
+    3 µs a row)."""
+    kind = {name: _RUN_COLUMN_TYPES.get(name, "text") for name in RUN_COLUMN_NAMES}
+    each = [name for name in RUN_COLUMN_NAMES if name not in shared]
+    values = ", ".join(f"%b::{kind[name]}" if name in shared else f"u.{name}" for name in kind)
+    arrays = ", ".join(f"%b::{kind[name]}[]" for name in each)
     return (
-        f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) {rows} "
-        "ON CONFLICT (task, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id"
+        f"INSERT INTO flowjobs_runs ({RUN_COLUMNS}) SELECT {values} "
+        f"FROM unnest({arrays}) AS u({', '.join(each)}) {_SKIP_LIVE_KEYS}"
     )
 
 

@@ -50,6 +50,47 @@ def test_batch_trigger_inserts_all_in_chunks_and_dedups(rt):
     assert rt.store.count_by_status() == {"queued": 600}
 
 
+def test_a_batch_stores_each_runs_own_values_shared_or_not(rt, clock):
+    # PostgreSQL sends a column whose value every row of a batch shares once, the others as
+    # arrays: whichever columns differ, each row must get its own values.
+    parent = rt.trigger("noop")
+    now = clock.now_ms()
+    items = [
+        TriggerItem("noop"),
+        TriggerItem("noop"),
+        TriggerItem("hello-world", {"x": 1}, priority=-3, queue="other"),
+        TriggerItem("noop", delay=60),
+        TriggerItem("noop", idempotency_key="a", idempotency_key_ttl="1h"),
+        TriggerItem("noop", parent_id=parent.id),
+    ]
+    expected = [
+        ("noop", "default", 0, "queued", now, None, None, None, "{}"),
+        ("noop", "default", 0, "queued", now, None, None, None, "{}"),
+        ("hello-world", "other", -3, "queued", now, None, None, None, '{"x":1}'),
+        ("noop", "default", 0, "delayed", now + 60_000, None, None, None, "{}"),
+        ("noop", "default", 0, "queued", now, "a", now + 3_600_000, None, "{}"),
+        ("noop", "default", 0, "queued", now, None, None, parent.id, "{}"),
+    ]
+    fields = (
+        "task",
+        "queue",
+        "priority",
+        "status",
+        "run_at",
+        "idempotency_key",
+        "idempotency_expires_at",
+        "parent_id",
+        "payload",
+    )
+    for batch in (items, [items[3]] * 4):  # some columns shared; every column but the id
+        results = rt.client.batch_trigger(batch)
+        rows = [rt.store.get_run(r.id) for r in results]
+        want = expected if batch is items else [expected[3]] * 4
+        assert [tuple(row[f] for f in fields) for row in rows] == want
+        assert all(row["created_at"] == now and row["attempt"] == 0 for row in rows)
+        assert all(row["max_attempts"] == rows[0]["max_attempts"] for row in rows[:2])
+
+
 def test_no_run_claimed_twice_by_two_processes_of_eight_threads(make_runtime):
     rt = make_runtime()
     rt.client.batch_trigger([TriggerItem("noop") for _ in range(1000)])
