@@ -137,7 +137,7 @@ class Client:
         if session is not None:
             results = self.store.enqueue(raw_connection(session), runs, now)
         elif any(run.idempotency_key is not None for run in runs):
-            with self.store.db.transaction() as conn:  # a conflict rolls the whole batch back
+            with self.store.db.transaction(rows=len(runs)) as conn:  # a conflict: all back
                 results = self.store.enqueue(conn, runs, now)
                 self._check_conflicts(runs, results)
             return results

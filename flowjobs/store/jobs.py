@@ -228,10 +228,10 @@ class JobStore:
         idempotency keys (nothing to look up or release first) are one statement that commits
         by itself, the wake-up NOTIFY included: on PostgreSQL one round trip instead of four."""
         if len(runs) > INSERT_CHUNK or any(r.idempotency_key is not None for r in runs):
-            with self.db.transaction() as conn:
+            with self.db.transaction(rows=len(runs)) as conn:
                 return self.enqueue(conn, runs, now)
         if self.dialect == "sqlite":  # no key, no conflict: every row goes in, or none
-            with self.db.statement() as conn:
+            with self.db.statement(len(runs)) as conn:
                 count = conn.execute(
                     insert_keyless_runs(len(runs)), _run_values(runs, now)
                 ).rowcount

@@ -66,6 +66,19 @@ def test_a_process_that_keeps_writing_checkpoints_in_the_background(rt, sqlite_u
         assert autocheckpoint(writer) == 1000
 
 
+def test_a_batch_counts_as_the_runs_it_inserts(rt):
+    # 40 batches of 500 runs used to checkpoint in their own commits (each fills the WAL)
+    from flowjobs.core.client import TriggerItem
+
+    before = len(checkpointers())
+    rt.client.batch_trigger(
+        [TriggerItem("noop") for _ in range(dbmod.BACKGROUND_CHECKPOINTS_AFTER)]
+    )
+    assert len(checkpointers()) == before + 1
+    with rt.db.statement() as writer:
+        assert autocheckpoint(writer) == 0
+
+
 def test_a_one_off_command_leaves_checkpoints_to_sqlite(rt):
     before = len(checkpointers())
     for _ in range(10):
