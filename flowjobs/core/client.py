@@ -170,10 +170,10 @@ class Client:
                 run_at = now
             else:
                 run_at = now + int((_seconds(item.delay) or 0) * 1000)
+            ttl = None if item.idempotency_key_ttl is None else _seconds(item.idempotency_key_ttl)
             if item.idempotency_key is None:
                 expires = None
-            else:
-                ttl = _seconds(item.idempotency_key_ttl)
+            else:  # an empty key is a key too, with its TTL (it used to never expire)
                 expires = now + int((self.key_ttl if ttl is None else ttl) * 1000)
             runs.append(
                 NewRun(  # positional (half the time of keywords): the fields' order

@@ -411,7 +411,7 @@ def turn_postgresql(count: int, some_queues: bool) -> str:
     return _turn_postgresql(-1 if by_column else count, some_queues)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=64)
 def _turn_postgresql(count: int, some_queues: bool) -> str:  # count -1: any, by column
     claim_sql = (
         POSTGRESQL["claim"]
@@ -507,16 +507,18 @@ def attempt_durations(bounds_ms: tuple[float, ...]) -> str:
     )
 
 
-@lru_cache(maxsize=1024)
 def insert_runs_notifying(count: int, shared: tuple[str, ...] = ()) -> str:
     """PostgreSQL: `insert_runs` (beyond two rows, `insert_runs_by_column(shared)`) and the
     wake-up NOTIFY for each queue it filled, in one statement, so a trigger outside a
     transaction is one round trip (it commits on its own)."""
-    insert = (
-        insert_runs_by_column(shared)
-        if runs_by_column("postgresql", count)
-        else insert_runs("postgresql", count)
-    ).replace("RETURNING id", "RETURNING id, queue")
+    if runs_by_column("postgresql", count):
+        return _notifying(insert_runs_by_column(shared))
+    return _notifying(insert_runs("postgresql", count))
+
+
+@lru_cache(maxsize=256)
+def _notifying(insert: str) -> str:
+    insert = insert.replace("RETURNING id", "RETURNING id, queue")
     return (
         f"WITH ins AS ({insert}) SELECT ins.id FROM ins CROSS JOIN "
         "(SELECT count(pg_notify('flowjobs_runs', q)) FROM (SELECT DISTINCT queue AS q FROM ins) AS d) AS n"

@@ -1,5 +1,6 @@
 """The job-store contract, run against SQLite and PostgreSQL alike."""
 
+import hashlib
 import multiprocessing
 import threading
 
@@ -61,15 +62,15 @@ def test_a_batch_stores_each_runs_own_values_shared_or_not(rt, clock):
         TriggerItem("hello-world", {"x": 1}, priority=-3, queue="other"),
         TriggerItem("noop", delay=60),
         TriggerItem("noop", idempotency_key="a", idempotency_key_ttl="1h"),
-        TriggerItem("noop", parent_id=parent.id),
+        TriggerItem("noop", parent_id=parent.id, replay_of=parent.id),
     ]
     expected = [
-        ("noop", "default", 0, "queued", now, None, None, None, "{}"),
-        ("noop", "default", 0, "queued", now, None, None, None, "{}"),
-        ("hello-world", "other", -3, "queued", now, None, None, None, '{"x":1}'),
-        ("noop", "default", 0, "delayed", now + 60_000, None, None, None, "{}"),
-        ("noop", "default", 0, "queued", now, "a", now + 3_600_000, None, "{}"),
-        ("noop", "default", 0, "queued", now, None, None, parent.id, "{}"),
+        ("noop", "default", 0, "queued", now, None, None, None, None, None, "{}"),
+        ("noop", "default", 0, "queued", now, None, None, None, None, None, "{}"),
+        ("hello-world", "other", -3, "queued", now, None, None, None, None, None, '{"x":1}'),
+        ("noop", "default", 0, "delayed", now + 60_000, None, None, None, None, None, "{}"),
+        ("noop", "default", 0, "queued", now, "a", "a", now + 3_600_000, None, None, "{}"),
+        ("noop", "default", 0, "queued", now, None, None, None, parent.id, parent.id, "{}"),
     ]
     fields = (
         "task",
@@ -78,8 +79,10 @@ def test_a_batch_stores_each_runs_own_values_shared_or_not(rt, clock):
         "status",
         "run_at",
         "idempotency_key",
+        "dedup_key",
         "idempotency_expires_at",
         "parent_id",
+        "replay_of",
         "payload",
     )
     for batch in (items, [items[3]] * 4):  # some columns shared; every column but the id
@@ -88,7 +91,10 @@ def test_a_batch_stores_each_runs_own_values_shared_or_not(rt, clock):
         want = expected if batch is items else [expected[3]] * 4
         assert [tuple(row[f] for f in fields) for row in rows] == want
         assert all(row["created_at"] == now and row["attempt"] == 0 for row in rows)
-        assert all(row["max_attempts"] == rows[0]["max_attempts"] for row in rows[:2])
+        for row in rows:
+            task = rt.registry.get(row["task"])
+            assert row["max_attempts"] == (task.retry or rt.retry_defaults).max_attempts
+            assert row["payload_hash"] == hashlib.sha256(row["payload"].encode()).hexdigest()
 
 
 def test_no_run_claimed_twice_by_two_processes_of_eight_threads(make_runtime):
@@ -287,6 +293,30 @@ def test_twenty_concurrent_triggers_of_one_key_make_one_run(make_runtime):
     assert errors == []
     assert len(results) == 20 and len(set(results)) == 1
     assert runtimes[0].store.count_by_status() == {"queued": 1}
+
+
+def test_twenty_concurrent_triggers_take_over_one_expired_key_with_one_run(make_runtime, clock):
+    runtimes = [make_runtime() for _ in range(20)]
+    old = runtimes[0].trigger("noop", idempotency_key="race", idempotency_key_ttl="1m")
+    clock.advance(61)
+    barrier = threading.Barrier(20)
+    results, errors = [], []
+
+    def go(r):
+        barrier.wait()
+        try:
+            results.append(r.trigger("noop", idempotency_key="race").id)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(r,)) for r in runtimes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 20 and len(set(results)) == 1 and results[0] != old.id
+    assert runtimes[0].store.count_by_status() == {"queued": 2}
 
 
 def test_cancel_waiting_run_and_unknown_run(rt, clock):

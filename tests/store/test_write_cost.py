@@ -171,8 +171,8 @@ def test_a_batch_of_new_keys_sends_its_insert_and_no_key_release(rt, clock):
     if rt.db.dialect == "sqlite":  # traced with their parameters, the dedup lookup too
         released = [s for s in releases if "SET dedup_key = NULL" in s]
         assert len(released) == 2 and any("'expired'" in s for s in released)
-    else:
-        assert releases
+    # (PostgreSQL's trace shows a prepared statement's text on lines of its own: there, what
+    # tells that the release was sent is the key released below)
     assert rt.store.get_run(old.id)["dedup_key"] is None  # released, and a new run holds it
     assert len(rt.store.list_runs(status="queued")) == 22
 
