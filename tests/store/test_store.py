@@ -271,6 +271,13 @@ def test_duplicates_in_a_batch_share_a_run_even_when_their_key_expires_at_once(r
     assert rt.store.count_by_status() == {"queued": 1}
 
 
+def test_a_key_ttl_that_is_not_a_duration_is_refused_with_or_without_a_key(rt):
+    for key in ("k", None):
+        with pytest.raises(ValueError, match="'soon' is not a duration"):
+            rt.trigger("noop", idempotency_key=key, idempotency_key_ttl="soon")
+    assert rt.store.count_by_status() == {}
+
+
 def test_twenty_concurrent_triggers_of_one_key_make_one_run(make_runtime):
     runtimes = [make_runtime() for _ in range(20)]
     for r in runtimes:
