@@ -12,7 +12,8 @@ PostgreSQL runs with its stock durability (fsync, synchronous_commit, full_page_
 and its cases run a second time as `postgresql/synchronous_commit=off` (a database setting:
 commits return before their WAL reaches the disk). SQLite runs as flowjobs configures it: WAL,
 synchronous=NORMAL. `scripts/bench_peers.py` (`make bench-peers`) imports the pieces here.
-Not a test: nothing here passes or fails. BENCH_RUNS (default 20000) sets N.
+Not a test: nothing here passes or fails. BENCH_RUNS (default 20000) sets N; BENCH_BACKENDS
+(comma-separated names of BACKENDS) runs some backends only.
 """
 
 from __future__ import annotations
@@ -252,8 +253,15 @@ def _bare_drain_loop(url: str, barrier, results) -> None:
             "WITH done AS (UPDATE raw_jobs SET status = 'done' WHERE id = %s::bigint) "
             + BARE_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")
         )
+        import psycopg
+
         while True:
-            row = conn.execute(both, (prev,)).fetchone()
+            try:
+                row = conn.execute(both, (prev,)).fetchone()
+            except psycopg.errors.DeadlockDetected:
+                # two loops' statements can lock each other's rows (the claim re-locks the
+                # row it picked, after SKIP LOCKED let it by): the statement rolled back
+                continue
             if prev is not None:
                 done += 1
             if row is None:
@@ -717,13 +725,18 @@ def main() -> None:
     from flowjobs.cli.output import progress
 
     billed = ("sqlite", "postgresql")  # billing is bound by localstripe: once per database
-    steps = 3 + 7 * len(BACKENDS) + len(billed)
+    # BENCH_BACKENDS: some of BACKENDS' names, comma-separated (default: all)
+    chosen = [b for b in os.environ.get("BENCH_BACKENDS", ",".join(BACKENDS)).split(",") if b]
+    unknown = [b for b in chosen if b not in BACKENDS]
+    if unknown:
+        raise SystemExit(f"error: BENCH_BACKENDS names {unknown}; known: {list(BACKENDS)}")
+    steps = 3 + 7 * len(chosen) + len([b for b in billed if b in chosen])
     with progress(steps, "benchmarks") as advance:  # a bar on a terminal; JSON lines on stdout
         for case in (startup, pdfs, emails):
             case()
             advance()
         with bench_server() as pg:
-            for backend in BACKENDS:
+            for backend in chosen:
                 one = bench_trigger(backend, fresh(backend, pg, "bench_trigger"))
                 limits = raw_limit(backend, fresh(backend, pg, "bench_raw"))
                 emit(

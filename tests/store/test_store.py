@@ -500,3 +500,43 @@ def test_finish_many_writes_each_outcome_fenced_by_its_epoch(rt, clock, count):
     assert sorted(a["outcome"] for a in failures if a["outcome"] != "succeeded") == sorted(
         i.outcome for i in items[:count] if i.outcome != "succeeded"
     )
+
+
+def test_a_postgresql_deadlock_is_waited_out_like_a_serialization_failure(
+    pg_template, clock, tmp_path
+):
+    # Two workers' turns can deadlock on PostgreSQL (`Database.is_transient`); the victim's
+    # statement was rolled back and is to be tried again, not taken for a bad row. Here two
+    # transactions lock two runs in opposite orders: PostgreSQL aborts one of them.
+    import psycopg
+
+    from flowjobs.runtime import Runtime
+    from tests.conftest import make_settings, new_pg_database
+
+    rt = Runtime(make_settings(new_pg_database(pg_template), tmp_path), clock=clock)
+    try:
+        a, b = (r.id for r in rt.client.batch_trigger([TriggerItem("noop")] * 2))
+        barrier, errors = threading.Barrier(2), []
+
+        def lock(first, second):
+            with psycopg.connect(rt.db.conninfo) as conn:
+                conn.execute("SET deadlock_timeout = '100ms'")
+                try:
+                    with conn.transaction():
+                        conn.execute("UPDATE flowjobs_runs SET priority = 1 WHERE id = %s", [first])
+                        barrier.wait()
+                        conn.execute(
+                            "UPDATE flowjobs_runs SET priority = 2 WHERE id = %s", [second]
+                        )
+                except psycopg.Error as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=lock, args=pair) for pair in ((a, b), (b, a))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(errors) == 1 and isinstance(errors[0], psycopg.errors.DeadlockDetected)
+        assert rt.db.is_transient(errors[0])
+    finally:
+        rt.close()
