@@ -164,3 +164,9 @@ def record(payload, ctx):
         time.sleep(payload.seconds)
     _append_line(log, f"end {ctx.run_id} {ctx.attempt} {os.getpid()}\n")
     return {"attempt": ctx.attempt}
+
+
+@task("test-nul-bytes", retry=RetryPolicy(max_attempts=1))
+def nul_bytes(payload, ctx):
+    ctx.log.info("a log line with a NUL \x00 byte")
+    raise ValueError("a message with a NUL \x00 byte")

@@ -559,6 +559,11 @@ class Worker:
             if self.store.db.is_transient(exc):  # an outage: keep the outcomes for a later turn
                 self._requeue(batch)
                 raise
+            log.warning(
+                "writing %d outcome(s) with a claim failed (%s); writing each alone",
+                len(batch),
+                exc,
+            )
             # outcomes first, settled before the claim is tried again (which may fail too)
             self._settled(batch, self._write_each(batch))
             return (

@@ -475,8 +475,8 @@ class JobStore:
                     f.started_at,
                     f.now,
                     f.outcome,
-                    f.error,
-                    f.traceback,
+                    storable(f.error),
+                    storable(f.traceback),
                     None if f.started_at is None else f.now - f.started_at,
                 )
                 for f in items
@@ -509,7 +509,7 @@ class JobStore:
                 f.run.lease_epoch,
                 str(f.status),
                 f.result,
-                f.error,
+                storable(f.error),
                 f.retry_at,
                 f.now if f.status in TERMINAL else None,
                 int(f.crashed),
@@ -595,7 +595,13 @@ class JobStore:
         """One info line in the run's log (attempt 0: before any attempt), in the caller's transaction."""
         conn.execute(
             self.sql["insert_log"],
-            {"run_id": run_id, "attempt": 0, "at": at, "level": "info", "message": message},
+            {
+                "run_id": run_id,
+                "attempt": 0,
+                "at": at,
+                "level": "info",
+                "message": storable(message),
+            },
         )
 
     def add_log(self, run_id: str, attempt: int, at: int, level: str, message: str) -> None:
@@ -607,7 +613,7 @@ class JobStore:
                     "attempt": attempt,
                     "at": at,
                     "level": level,
-                    "message": message,
+                    "message": storable(message),
                 },
             )
 
@@ -873,6 +879,16 @@ def _run_rows(runs: list[NewRun], now: int) -> list[tuple]:
         )
         for run in runs
     ]
+
+
+def storable(text: str | None) -> str | None:
+    """Text from a task (an error, a traceback, a log line) as both databases hold it:
+    PostgreSQL's text cannot contain a NUL character (psycopg refused the whole write, so the
+    outcome of a task whose error held one was lost and the run taken for crashed), so a NUL
+    is written as the four characters `\\x00`, on SQLite too."""
+    if text is None or "\x00" not in text:
+        return text
+    return text.replace("\x00", "\\x00")
 
 
 def _by_column(rows: list[tuple]) -> tuple[tuple[str, ...], list[Any]]:

@@ -56,6 +56,22 @@ def test_attempts_exhausted_fail_the_run_and_release_its_key(rt, clock):
     assert rt.trigger("test-always-fail", idempotency_key="k").id != run.id
 
 
+def test_a_nul_byte_in_an_error_or_a_log_line_is_recorded_not_lost(rt):
+    # PostgreSQL's text cannot hold a NUL: the outcome could not be written, the run stayed
+    # executing until its lease expired, and the rescuer ran it again as a crash
+    run = rt.trigger("test-nul-bytes")
+    ok = rt.trigger("noop")
+    step(worker(rt))
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "failed"
+    assert row["error"] == "ValueError: a message with a NUL \\x00 byte"
+    [attempt] = rt.store.attempts(run.id)
+    assert attempt["error"] == row["error"] and attempt["outcome"] == "failed"
+    assert "\\x00" in attempt["traceback"] and "\x00" not in attempt["traceback"]
+    assert [log["message"] for log in rt.store.logs(run.id)] == ["a log line with a NUL \\x00 byte"]
+    assert rt.store.get_run(ok.id)["status"] == "completed"
+
+
 def test_abort_fails_at_once(rt):
     run = rt.trigger("test-abort")  # policy allows 3 attempts
     step(worker(rt))
