@@ -170,3 +170,8 @@ def record(payload, ctx):
 def nul_bytes(payload, ctx):
     ctx.log.info("a log line with a NUL \x00 byte")
     raise ValueError("a message with a NUL \x00 byte")
+
+
+@task("test-poison", retry=RetryPolicy(max_attempts=1))
+def poison(payload, ctx):
+    raise RuntimeError("poison")

@@ -72,6 +72,36 @@ def test_a_nul_byte_in_an_error_or_a_log_line_is_recorded_not_lost(rt):
     assert rt.store.get_run(ok.id)["status"] == "completed"
 
 
+POISON = {
+    "sqlite": [
+        "CREATE TRIGGER poison BEFORE UPDATE ON flowjobs_runs WHEN NEW.error LIKE '%poison%' "
+        "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.error LIKE '%poison%' THEN "
+        "RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER poison BEFORE UPDATE ON flowjobs_runs FOR EACH ROW "
+        "EXECUTE FUNCTION poison()",
+    ],
+}
+
+
+def test_an_outcome_that_cannot_be_written_does_not_lose_the_others(rt, caplog):
+    # A database trigger refuses to record one run's failure: the turn's write fails as a
+    # whole, then each outcome is written alone; the refused run is left to the rescuer.
+    with rt.db.transaction() as conn:
+        for sql in POISON[rt.db.dialect]:
+            conn.execute(sql)
+    bad = rt.trigger("test-poison")
+    good = [rt.trigger("noop") for _ in range(3)]
+    step(worker(rt, concurrency=4))
+    assert rt.store.get_run(bad.id)["status"] == "executing"  # its lease will expire
+    assert {rt.store.get_run(r.id)["status"] for r in good} == {"completed"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("with a claim failed" in m and "writing each alone" in m for m in messages)
+    assert any(f"run {bad.id}: could not record attempt 1" in m for m in messages)
+
+
 def test_abort_fails_at_once(rt):
     run = rt.trigger("test-abort")  # policy allows 3 attempts
     step(worker(rt))
