@@ -46,7 +46,8 @@ class Decision:
 
 def perform(task, payload_json: str, ctx) -> Outcome:
     try:
-        payload = task.payload.model_validate(json.loads(payload_json))
+        # model_validate without its Python wrapper (as the client validates: client.py)
+        payload = task.payload.__pydantic_validator__.validate_python(json.loads(payload_json))
     except Exception as exc:
         return Outcome(A.ABORTED, error=f"payload is not valid for {task.id!r}: {exc}")
     try:

@@ -102,6 +102,22 @@ def test_an_outcome_that_cannot_be_written_does_not_lose_the_others(rt, caplog):
     assert any(f"run {bad.id}: could not record attempt 1" in m for m in messages)
 
 
+def test_a_stored_payload_that_no_longer_validates_fails_the_run_at_once(rt):
+    # e.g. the task's model changed after the run was queued: retrying cannot help
+    run = rt.trigger("test-sleep", {"seconds": 0})
+    with rt.db.transaction() as conn:
+        conn.execute(
+            rt.store._prepare("UPDATE flowjobs_runs SET payload = :p WHERE id = :id"),
+            {"p": '{"seconds": "soon"}', "id": run.id},
+        )
+    step(worker(rt))
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "failed" and row["attempt"] == 1
+    assert row["error"].startswith("payload is not valid for 'test-sleep'")
+    assert "seconds" in row["error"]
+    assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["failed"]  # one attempt only
+
+
 def test_abort_fails_at_once(rt):
     run = rt.trigger("test-abort")  # policy allows 3 attempts
     step(worker(rt))
