@@ -23,6 +23,7 @@ _SAYS = {
     "unavailable": "the database is unavailable",
     "locked": "the database file is locked by another program",
     "full": "the database's disk is full",
+    "conflict": "transactions keep conflicting with concurrent ones (deadlock or serialization)",
 }
 
 

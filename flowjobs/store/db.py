@@ -246,21 +246,9 @@ class Database:
 
     def is_transient(self, exc: BaseException) -> bool:
         """Errors worth waiting out: a locked SQLite file, a full disk, a database that went
-        away (see `failures`), and on PostgreSQL a serialization failure or a deadlock (the
-        statement or transaction was rolled back; PostgreSQL's manual says to try it again).
-        Two workers' turns can deadlock: each finishes its own runs and claims with `FOR
-        UPDATE SKIP LOCKED`, which still waits when it follows a row's update chain to a
-        version another turn is updating (seen between the benchmark's bare-driver loops of
-        the same shape); PostgreSQL then aborts one after `deadlock_timeout`."""
-        if failures.is_transient(exc):
-            return True
-        if self.dialect == "postgresql":
-            import psycopg
-
-            return isinstance(
-                exc, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
-            )
-        return False
+        away, and on PostgreSQL a deadlock or a serialization failure (the transaction was
+        rolled back; PostgreSQL's manual says to try it again): see `failures`."""
+        return failures.is_transient(exc)
 
     def where(self) -> str:
         """How messages name this database (the path of a file, the redacted URL otherwise)."""

@@ -6,8 +6,11 @@ and exit code, whichever stack raised it (the DB-API drivers, or SQLAlchemy wrap
   full        — no space left for the database (exit 6)
   read-only   — the file or its folder cannot be written (exit 4)
   not-sqlite  — the file is not an SQLite database, or it is damaged (exit 4)
+  conflict    — PostgreSQL rolled the transaction back for a deadlock or a serialization
+                failure with a concurrent one; trying it again is the cure (exit 4)
 
-`unavailable`, `locked` and `full` are transient: long-running processes wait and go on.
+`unavailable`, `locked`, `full` and `conflict` are transient: long-running processes wait and
+go on. (A deadlock is a psycopg OperationalError, and was called "unavailable" before.)
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Iterator
 
 from flowjobs.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, DiskFull
 
-TRANSIENT = ("unavailable", "locked", "full")
+TRANSIENT = ("unavailable", "locked", "full", "conflict")
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -67,6 +70,8 @@ def _classify_one(e: BaseException) -> str | None:
             return "full"
         if isinstance(e, psycopg.errors.ReadOnlySqlTransaction):
             return "read-only"
+        if isinstance(e, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
+            return "conflict"
         if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
             return "unavailable"
     return None
@@ -107,6 +112,11 @@ def translate(
         return read_only(where)
     if kind == "not-sqlite":
         return not_sqlite(where, exc)
+    if kind == "conflict":
+        return DatabaseUnavailable(
+            f"database {where} rolled this back for a conflict with a concurrent transaction "
+            f"({_first_line(exc)}); nothing was written, try again"
+        )
     return DatabaseUnavailable(
         f"database {where} is unavailable ({_first_line(exc)}); "
         "nothing was written, try again once it is back"

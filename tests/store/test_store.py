@@ -502,15 +502,16 @@ def test_finish_many_writes_each_outcome_fenced_by_its_epoch(rt, clock, count):
     )
 
 
-def test_a_postgresql_deadlock_is_waited_out_like_a_serialization_failure(
+def test_a_postgresql_deadlock_is_a_conflict_to_try_again_not_an_outage(
     pg_template, clock, tmp_path
 ):
-    # Two workers' turns can deadlock on PostgreSQL (`Database.is_transient`); the victim's
-    # statement was rolled back and is to be tried again, not taken for a bad row. Here two
-    # transactions lock two runs in opposite orders: PostgreSQL aborts one of them.
+    # A deadlock rolls a transaction back, to be tried again: transient, like a serialization
+    # failure. It is a psycopg OperationalError, and was reported as "the database is
+    # unavailable". Here two transactions lock two runs in opposite orders.
     import psycopg
 
     from flowjobs.runtime import Runtime
+    from flowjobs.store import failures
     from tests.conftest import make_settings, new_pg_database
 
     rt = Runtime(make_settings(new_pg_database(pg_template), tmp_path), clock=clock)
@@ -536,7 +537,11 @@ def test_a_postgresql_deadlock_is_waited_out_like_a_serialization_failure(
             t.start()
         for t in threads:
             t.join(30)
+            assert not t.is_alive()
         assert len(errors) == 1 and isinstance(errors[0], psycopg.errors.DeadlockDetected)
-        assert rt.db.is_transient(errors[0])
+        assert failures.classify(errors[0]) == "conflict" and rt.db.is_transient(errors[0])
+        message = str(rt.db.translate(errors[0]))
+        assert "conflict with a concurrent transaction" in message and "try again" in message
+        assert "unavailable" not in message
     finally:
         rt.close()
