@@ -69,6 +69,7 @@ class Receiver:
     hanging: threading.Event = field(default_factory=threading.Event)  # a "hang" request arrived
     release: threading.Event = field(default_factory=threading.Event)
     url: str = ""
+    text: bytes | None = None  # the body of every answer (default: "answer <status>")
 
     def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
         with self.cond:
@@ -100,7 +101,7 @@ def start(receiver: Receiver):
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            text = f"answer {behaviour}".encode()
+            text = receiver.text if receiver.text is not None else f"answer {behaviour}".encode()
             self.send_response(int(behaviour))
             self.send_header("content-length", str(len(text)))
             self.end_headers()

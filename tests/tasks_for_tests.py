@@ -166,7 +166,7 @@ def record(payload, ctx):
     return {"attempt": ctx.attempt}
 
 
-@task("test-nul-bytes", retry=RetryPolicy(max_attempts=1))
+@task("test-nul-bytes", retry=RetryPolicy(max_attempts=1), on_failure="test-on-failure")
 def nul_bytes(payload, ctx):
     ctx.log.info("a log line with a NUL \x00 byte")
     raise ValueError("a message with a NUL \x00 byte")

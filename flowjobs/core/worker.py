@@ -56,6 +56,7 @@ from flowjobs.core.retry import RetryPolicy
 from flowjobs.store import failures
 from flowjobs.store.jobs import ClaimedRun, Finish, NewRun, Rescued
 from flowjobs.store.states import RunStatus as S
+from flowjobs.store.text import storable
 
 _T = TypeVar("_T")
 
@@ -477,7 +478,7 @@ class Worker:
                         "runId": run_id,
                         "task": task.id,
                         "payload": json.loads(payload),
-                        "error": error,
+                        "error": storable(error),  # as the run's row has it
                     },
                     idempotency_key=f"on-failure:{run_id}",
                     parent_id=run_id,

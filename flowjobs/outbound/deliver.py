@@ -26,6 +26,7 @@ from flowjobs.config import OutboundWebhookSettings
 from flowjobs.errors import AbortTaskRunError
 from flowjobs.outbound import signing
 from flowjobs.outbound.models import FINAL, WebhookDelivery, WebhookEndpoint
+from flowjobs.store.text import storable
 
 
 class DeliveryFailed(Exception):
@@ -142,8 +143,8 @@ def deliver(b, settings: OutboundWebhookSettings, delivery_id: str, last_attempt
         delivery = s.get(WebhookDelivery, delivery_id)
         delivery.last_status_code = answer.status
         delivery.last_latency_ms = answer.latency_ms
-        delivery.response_excerpt = answer.excerpt
-        delivery.last_error = answer.error
+        delivery.response_excerpt = storable(answer.excerpt)  # the endpoint's text: NUL-safe
+        delivery.last_error = storable(answer.error)
         if answer.ok:
             delivery.status = "succeeded"
             delivery.delivered_at = s.info["now"]

@@ -42,6 +42,7 @@ from flowjobs.store.queries import (
 from flowjobs.store.queries import attempt_durations as attempt_durations_sql
 from flowjobs.store.queries import claim as claim_sql
 from flowjobs.store.states import TERMINAL, AttemptOutcome, RunStatus
+from flowjobs.store.text import storable
 from flowjobs.store.wakeups import Wakeups
 
 DEFAULT_MAX_CRASHES = 10
@@ -879,16 +880,6 @@ def _run_rows(runs: list[NewRun], now: int) -> list[tuple]:
         )
         for run in runs
     ]
-
-
-def storable(text: str | None) -> str | None:
-    """Text from a task (an error, a traceback, a log line) as both databases hold it:
-    PostgreSQL's text cannot contain a NUL character (psycopg refused the whole write, so the
-    outcome of a task whose error held one was lost and the run taken for crashed), so a NUL
-    is written as the four characters `\\x00`, on SQLite too."""
-    if text is None or "\x00" not in text:
-        return text
-    return text.replace("\x00", "\\x00")
 
 
 def _by_column(rows: list[tuple]) -> tuple[tuple[str, ...], list[Any]]:

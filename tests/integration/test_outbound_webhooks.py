@@ -250,6 +250,28 @@ def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_fa
     )
 
 
+def test_an_answer_with_a_nul_byte_is_recorded_and_not_sent_again(ort, receivers):
+    # PostgreSQL's text cannot hold a NUL: the success could not be written, so the delivery
+    # was retried (the merchant got it again) and finally marked failed
+    org_id, _ = organisation(ort)
+    receiver = receivers(default=200)
+    receiver.text = b"ok\x00thanks"
+    endpoints.add(
+        ort.billing, org_id, receiver.url, livemode=False, event_types=["payment.succeeded"]
+    )
+    event = emit(ort, org_id, "pay_1")
+    deliver_all(ort)
+    ort.clock.advance(300)
+    deliver_all(ort)
+    [delivery] = deliveries(ort, event.id)
+    assert (delivery.status, delivery.attempts, delivery.response_excerpt) == (
+        "succeeded",
+        1,
+        "ok\\x00thanks",
+    )
+    assert len(receiver.requests) == 1
+
+
 def test_a_rotated_secret_signs_from_then_on_and_the_old_one_stops_verifying(ort, receivers):
     org_id, _ = organisation(ort)
     receiver = receivers()

@@ -70,6 +70,10 @@ def test_a_nul_byte_in_an_error_or_a_log_line_is_recorded_not_lost(rt):
     assert "\\x00" in attempt["traceback"] and "\x00" not in attempt["traceback"]
     assert [log["message"] for log in rt.store.logs(run.id)] == ["a log line with a NUL \\x00 byte"]
     assert rt.store.get_run(ok.id)["status"] == "completed"
+    # its failure hook is given the error as the run's row has it
+    [hook] = [r for r in rt.store.list_runs(task="test-on-failure") if r["parent_id"] == run.id]
+    step(worker(rt))
+    assert json.loads(rt.store.get_run(hook["id"])["result"])["error"] == row["error"]
 
 
 POISON = {
@@ -94,11 +98,18 @@ def test_an_outcome_that_cannot_be_written_does_not_lose_the_others(rt, caplog):
             conn.execute(sql)
     bad = rt.trigger("test-poison")
     good = [rt.trigger("noop") for _ in range(3)]
-    step(worker(rt, concurrency=4))
+    w = worker(rt, concurrency=4)
+    claimed, _ = w.run_once()
+    assert len(claimed) == 4
+    deadline = time.monotonic() + 10
+    while w._outbox.qsize() < 4:  # all four settled: the next write takes them together
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert w.wait_idle(10)
     assert rt.store.get_run(bad.id)["status"] == "executing"  # its lease will expire
     assert {rt.store.get_run(r.id)["status"] for r in good} == {"completed"}
     messages = [r.getMessage() for r in caplog.records]
-    assert any("with a claim failed" in m and "writing each alone" in m for m in messages)
+    assert any("writing 4 outcome(s) with a claim failed" in m for m in messages)
     assert any(f"run {bad.id}: could not record attempt 1" in m for m in messages)
 
 
