@@ -55,9 +55,8 @@ class Database:
         self._lock = threading.Lock()
         self.autocheckpoint = True  # False: a Checkpointer thread checkpoints the WAL instead
         self._writer = None  # SQLite: the connection write transactions use (under _write_lock)
-        self._writes = (
-            0  # SQLite: rows written so far, as `statement` counts them (under _write_lock)
-        )
+        # SQLite: rows written so far, as `statement` counts them (under _write_lock)
+        self._writes = 0
         self._checkpointer: Checkpointer | None = None  # started by `statement`, see there
         self.opened = 0  # connections opened so far (the pool keeps this bounded)
         # SQLite has one writer at a time. Threads of one process queue for it on a Python lock
