@@ -278,17 +278,17 @@ def test_a_key_ttl_that_is_not_a_duration_is_refused_with_or_without_a_key(rt):
     assert rt.store.count_by_status() == {}
 
 
-def test_twenty_concurrent_triggers_of_one_key_make_one_run(make_runtime):
-    runtimes = [make_runtime() for _ in range(20)]
+def all_at_once(runtimes, trigger) -> list[str]:
+    """`trigger(runtime)` in one thread per runtime, released together; the run ids."""
     for r in runtimes:
         r.store  # migrate check before the race
-    barrier = threading.Barrier(20)
+    barrier = threading.Barrier(len(runtimes))
     results, errors = [], []
 
     def go(r):
         barrier.wait()
         try:
-            results.append(r.trigger("hello-world", {"n": 1}, idempotency_key="race").id)
+            results.append(trigger(r).id)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -298,6 +298,14 @@ def test_twenty_concurrent_triggers_of_one_key_make_one_run(make_runtime):
     for t in threads:
         t.join()
     assert errors == []
+    return results
+
+
+def test_twenty_concurrent_triggers_of_one_key_make_one_run(make_runtime):
+    runtimes = [make_runtime() for _ in range(20)]
+    results = all_at_once(
+        runtimes, lambda r: r.trigger("hello-world", {"n": 1}, idempotency_key="race")
+    )
     assert len(results) == 20 and len(set(results)) == 1
     assert runtimes[0].store.count_by_status() == {"queued": 1}
 
@@ -306,22 +314,7 @@ def test_twenty_concurrent_triggers_take_over_one_expired_key_with_one_run(make_
     runtimes = [make_runtime() for _ in range(20)]
     old = runtimes[0].trigger("noop", idempotency_key="race", idempotency_key_ttl="1m")
     clock.advance(61)
-    barrier = threading.Barrier(20)
-    results, errors = [], []
-
-    def go(r):
-        barrier.wait()
-        try:
-            results.append(r.trigger("noop", idempotency_key="race").id)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=go, args=(r,)) for r in runtimes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    results = all_at_once(runtimes, lambda r: r.trigger("noop", idempotency_key="race"))
     assert len(results) == 20 and len(set(results)) == 1 and results[0] != old.id
     assert runtimes[0].store.count_by_status() == {"queued": 2}
 
