@@ -17,6 +17,7 @@ from flowjobs.errors import BadInput
 from flowjobs.store.db import Database, redact
 from flowjobs.store.queries import RESET_LOG_SEQUENCE
 from flowjobs.store.states import RunStatus
+from flowjobs.store.text import storable
 
 JOB_TABLES = ["flowjobs_runs", "flowjobs_attempts", "flowjobs_logs", "flowjobs_schedules"]
 
@@ -86,10 +87,20 @@ def _refuse_non_empty(conn, tables: list[Table], url: str) -> None:
 
 
 def _copy(inp, out, source: Table, target: Table, batch: int, progress) -> int:
+    """Copy every row. Into PostgreSQL, a NUL character in text (SQLite holds one, and earlier
+    flowjobs stored a task's error or log line as it came) is written as `\\x00`, as flowjobs
+    writes it now (`store/text.py`): PostgreSQL's text cannot hold one."""
     copied = 0
+    clean = out.dialect.name == "postgresql"
     result = inp.execution_options(stream_results=True, yield_per=batch).execute(select(source))
     for rows in result.mappings().partitions(batch):
-        out.execute(insert(target), [dict(row) for row in rows])
+        values = [dict(row) for row in rows]
+        if clean:
+            values = [
+                {k: storable(v) if isinstance(v, str) else v for k, v in row.items()}
+                for row in values
+            ]
+        out.execute(insert(target), values)
         copied += len(rows)
         if progress:
             progress(target.name, len(rows))

@@ -80,3 +80,30 @@ def test_sqlite_to_postgresql_keeps_every_row(sqlite_url, pg_template, tmp_path,
     assert flowjobs("db", "copy", "--to", "mysql://x", env=env).returncode == 2
     rt.close()
     moved.close()
+
+
+def test_a_nul_character_stored_by_an_earlier_version_is_copied_as_x00(
+    sqlite_url, pg_template, tmp_path, clock
+):
+    # SQLite holds a NUL in text, and flowjobs once stored a task's error and log lines as they
+    # came; PostgreSQL's text cannot hold one, so the whole copy used to fail
+    import sqlite3
+
+    from flowjobs.ops.copy import copy_database
+
+    rt = Runtime(make_settings(sqlite_url, tmp_path), clock=clock)
+    run = rt.trigger("noop")
+    rt.store.add_log(run.id, 0, clock.now_ms(), "info", "fine")
+    rt.close()
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        conn.execute("UPDATE flowjobs_runs SET error = 'bad' || char(0) || 'byte'")
+        conn.execute("UPDATE flowjobs_logs SET message = 'a' || char(0) || 'b'")
+    target = new_pg_database(pg_template)
+    counts = copy_database(sqlite_url, target)
+    assert counts["flowjobs_runs"] == 1 and counts["flowjobs_logs"] == 1
+    moved = Runtime(make_settings(target, tmp_path), clock=clock)
+    try:
+        assert moved.store.get_run(run.id)["error"] == "bad\\x00byte"
+        assert [line["message"] for line in moved.store.logs(run.id)] == ["a\\x00b"]
+    finally:
+        moved.close()
