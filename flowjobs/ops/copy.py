@@ -91,20 +91,18 @@ def _copy(inp, out, source: Table, target: Table, batch: int, progress) -> int:
     flowjobs stored a task's error or log line as it came) is written as `\\x00`, as flowjobs
     writes it now (`store/text.py`): PostgreSQL's text cannot hold one."""
     copied = 0
-    clean = out.dialect.name == "postgresql"
+    row_of = _nul_safe if out.dialect.name == "postgresql" else dict
     result = inp.execution_options(stream_results=True, yield_per=batch).execute(select(source))
     for rows in result.mappings().partitions(batch):
-        values = [dict(row) for row in rows]
-        if clean:
-            values = [
-                {k: storable(v) if isinstance(v, str) else v for k, v in row.items()}
-                for row in values
-            ]
-        out.execute(insert(target), values)
+        out.execute(insert(target), [row_of(row) for row in rows])
         copied += len(rows)
         if progress:
             progress(target.name, len(rows))
     return copied
+
+
+def _nul_safe(row) -> dict:
+    return {k: storable(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def _verify(inp, out, pairs) -> None:
