@@ -53,7 +53,9 @@ def pg_template(pg_server_url):
         conn.execute("DROP DATABASE IF EXISTS flowjobs_template")
         conn.execute("CREATE DATABASE flowjobs_template")
     template_url = pg_server_url.rsplit("/", 1)[0] + "/flowjobs_template"
-    upgrade(Database(template_url))
+    template = Database(template_url)
+    upgrade(template)
+    template.close()  # else its pooled connection is left to the garbage collector
     return pg_server_url
 
 

@@ -25,7 +25,9 @@ def trigger(
         None, "--payload-file", help="Read the payload JSON from a file."
     ),
     idempotency_key: str | None = typer.Option(
-        None, "--idempotency-key", help="A second trigger with this key returns the same run."
+        None,
+        "--idempotency-key",
+        help="A second trigger with this key returns the same run (at most 500 characters).",
     ),
     idempotency_key_ttl: str | None = typer.Option(
         None,

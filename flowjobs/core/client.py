@@ -17,8 +17,13 @@ from pydantic import ValidationError
 from flowjobs import ids
 from flowjobs.core.registry import Registry
 from flowjobs.durations import parse_duration
-from flowjobs.errors import IdempotencyConflict, PayloadInvalid
+from flowjobs.errors import BadInput, IdempotencyConflict, PayloadInvalid
 from flowjobs.store.jobs import Enqueued, JobStore, NewRun
+
+# An idempotency key is stored in two indexes. PostgreSQL refuses an index entry past 2,704
+# bytes; 500 characters are at most 2,000 bytes of UTF-8, so a key that passes fits both
+# databases, and one refused is refused the same way on both.
+MAX_KEY_CHARS = 500
 
 
 @dataclass
@@ -174,6 +179,7 @@ class Client:
             if item.idempotency_key is None:
                 expires = None
             else:  # an empty key is a key too, with its TTL (it used to never expire)
+                _check_key(item.idempotency_key, task.id)
                 expires = now + int((self.key_ttl if ttl is None else ttl) * 1000)
             runs.append(
                 NewRun(  # positional (half the time of keywords): the fields' order
@@ -201,6 +207,19 @@ class Client:
                     f"idempotency key {run.idempotency_key!r} of task {run.task!r} is held by run "
                     f"{res.id} ({res.status}) with a different payload; use another key or the same payload"
                 )
+
+
+def _check_key(key: str, task: str) -> None:
+    if len(key) > MAX_KEY_CHARS:
+        raise BadInput(
+            f"idempotency key of task {task!r} is {len(key):,} characters long; at most "
+            f"{MAX_KEY_CHARS} are allowed (a longer identity can be hashed into a key)"
+        )
+    if "\x00" in key:
+        raise BadInput(
+            f"idempotency key {key!r} of task {task!r} holds a NUL character, which "
+            "PostgreSQL cannot store (refused on SQLite too, so that the database can move)"
+        )
 
 
 def raw_connection(session):

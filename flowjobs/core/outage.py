@@ -24,6 +24,7 @@ _SAYS = {
     "locked": "the database file is locked by another program",
     "full": "the database's disk is full",
     "conflict": "transactions keep conflicting with concurrent ones (deadlock or serialization)",
+    "canceled": "the database cancels statements (a statement or lock timeout, or an operator)",
 }
 
 

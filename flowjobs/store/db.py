@@ -246,7 +246,8 @@ class Database:
     def is_transient(self, exc: BaseException) -> bool:
         """Errors worth waiting out: a locked SQLite file, a full disk, a database that went
         away, and on PostgreSQL a deadlock or a serialization failure (the transaction was
-        rolled back; PostgreSQL's manual says to try it again): see `failures`."""
+        rolled back; PostgreSQL's manual says to try it again) or a statement canceled by a
+        timeout: see `failures`."""
         return failures.is_transient(exc)
 
     def where(self) -> str:

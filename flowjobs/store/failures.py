@@ -8,9 +8,14 @@ and exit code, whichever stack raised it (the DB-API drivers, or SQLAlchemy wrap
   not-sqlite  — the file is not an SQLite database, or it is damaged (exit 4)
   conflict    — PostgreSQL rolled the transaction back for a deadlock or a serialization
                 failure with a concurrent one; trying it again is the cure (exit 4)
+  canceled    — PostgreSQL canceled a statement: a `statement_timeout` or `lock_timeout` set
+                for flowjobs' role or database ran out, or an operator canceled it (exit 4)
+  too-large   — PostgreSQL refused a value past one of its limits (an index entry past 2,704
+                bytes, a row too big); not transient: the same value fails again (exit 4)
 
-`unavailable`, `locked`, `full` and `conflict` are transient: long-running processes wait and
-go on. (A deadlock is a psycopg OperationalError, and was called "unavailable" before.)
+`unavailable`, `locked`, `full`, `conflict` and `canceled` are transient: long-running
+processes wait and go on. psycopg raises all of the PostgreSQL ones as `OperationalError`, and
+they were all called "unavailable" before; an `OperationalError` not named here still is.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Iterator
 
 from flowjobs.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, DiskFull
 
-TRANSIENT = ("unavailable", "locked", "full", "conflict")
+TRANSIENT = ("unavailable", "locked", "full", "conflict", "canceled")
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -72,6 +77,10 @@ def _classify_one(e: BaseException) -> str | None:
             return "read-only"
         if isinstance(e, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
             return "conflict"
+        if isinstance(e, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)):
+            return "canceled"
+        if isinstance(e, psycopg.errors.ProgramLimitExceeded):
+            return "too-large"
         if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
             return "unavailable"
     return None
@@ -116,6 +125,17 @@ def translate(
         return DatabaseUnavailable(
             f"database {where} rolled this back for a conflict with a concurrent transaction "
             f"({_first_line(exc)}); nothing was written, try again"
+        )
+    if kind == "canceled":
+        return DatabaseUnavailable(
+            f"database {where} canceled the statement ({_first_line(exc)}): a "
+            "statement_timeout or lock_timeout set for its role or database ran out, or an "
+            "operator canceled it; nothing was written, try again"
+        )
+    if kind == "too-large":
+        return DatabaseError(
+            f"database {where} refused a value too large for it ({_first_line(exc)}); "
+            "nothing was written"
         )
     return DatabaseUnavailable(
         f"database {where} is unavailable ({_first_line(exc)}); "

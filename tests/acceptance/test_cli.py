@@ -51,6 +51,7 @@ def test_trigger_wait_exit_codes(env):
         (["trigger", "test-sleep", "--payload", '{"seconds": "soon"}'], "seconds"),
         (["trigger", "noop", "--delay", "tomorrow"], "--delay"),
         (["trigger", "noop", "--payload-file", "/nonexistent.json"], "cannot read"),
+        (["trigger", "noop", "--idempotency-key", "k" * 501], "501 characters long"),
     ],
 )
 def test_bad_trigger_input_exits_2_and_writes_nothing(env, args, message):

@@ -278,6 +278,27 @@ def test_a_key_ttl_that_is_not_a_duration_is_refused_with_or_without_a_key(rt):
     assert rt.store.count_by_status() == {}
 
 
+def test_an_idempotency_key_too_long_or_holding_nul_is_refused_alike_on_both_databases(rt):
+    # PostgreSQL refused a key past its index entry limit as "the database is unavailable,
+    # try again" (exit 4); SQLite took it. Both now refuse it before the database, and the
+    # longest key allowed, in 4-byte characters, is stored on both.
+    import random
+
+    from flowjobs.core.client import MAX_KEY_CHARS
+    from flowjobs.errors import BadInput
+
+    rng = random.Random(7)
+    longest = "".join(chr(rng.randrange(0x1F300, 0x1F600)) for _ in range(MAX_KEY_CHARS))
+    run = rt.trigger("noop", idempotency_key=longest)
+    assert rt.store.get_run(run.id)["idempotency_key"] == longest
+    assert rt.trigger("noop", idempotency_key=longest).deduplicated
+    with pytest.raises(BadInput, match=f"is 501 characters long; at most {MAX_KEY_CHARS}"):
+        rt.trigger("noop", idempotency_key="k" * (MAX_KEY_CHARS + 1))
+    with pytest.raises(BadInput, match="holds a NUL character"):
+        rt.client.batch_trigger([TriggerItem("noop"), TriggerItem("noop", idempotency_key="a\0b")])
+    assert rt.store.count_by_status() == {"queued": 1}
+
+
 def all_at_once(runtimes, trigger) -> list[str]:
     """`trigger(runtime)` in one thread per runtime, released together; the run ids."""
     for r in runtimes:
@@ -536,5 +557,49 @@ def test_a_postgresql_deadlock_is_a_conflict_to_try_again_not_an_outage(
         message = str(rt.db.translate(errors[0]))
         assert "conflict with a concurrent transaction" in message and "try again" in message
         assert "unavailable" not in message
+    finally:
+        rt.close()
+
+
+def test_postgresql_canceled_statements_and_values_past_its_limits_say_what_happened(
+    pg_template, clock, tmp_path
+):
+    # Both are psycopg OperationalErrors, and were reported as "the database is unavailable".
+    # A lock_timeout (or statement_timeout) that ran out is transient, with its own message;
+    # an index entry past PostgreSQL's limit fails the same way again: not transient.
+    import secrets
+
+    import psycopg
+
+    from flowjobs.runtime import Runtime
+    from flowjobs.store import failures
+    from flowjobs.store.jobs import NewRun
+    from tests.conftest import make_settings, new_pg_database
+
+    rt = Runtime(make_settings(new_pg_database(pg_template), tmp_path), clock=clock)
+    try:
+        rt.store  # migrated
+        with psycopg.connect(rt.db.conninfo) as holder, psycopg.connect(rt.db.conninfo) as conn:
+            holder.execute("LOCK TABLE flowjobs_runs IN ACCESS EXCLUSIVE MODE")
+            conn.execute("SET lock_timeout = '100ms'")
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute("SELECT count(*) FROM flowjobs_runs")
+        assert isinstance(caught.value, psycopg.errors.LockNotAvailable)
+        assert failures.classify(caught.value) == "canceled" and rt.db.is_transient(caught.value)
+        message = str(rt.db.translate(caught.value))
+        assert "canceled the statement" in message and "lock_timeout" in message
+        assert "unavailable" not in message
+
+        key = secrets.token_hex(2000)  # past the 2,704 bytes of an index entry; client refuses it
+        now = clock.now_ms()
+        run = NewRun("run_big", "noop", "default", "{}", "h", 0, 1, now, key, now + 1000)
+        with pytest.raises(psycopg.Error) as caught:
+            with rt.db.transaction() as tx:
+                rt.store.enqueue(tx, [run], now)
+        assert isinstance(caught.value, psycopg.errors.ProgramLimitExceeded)
+        assert failures.classify(caught.value) == "too-large"
+        assert not rt.db.is_transient(caught.value)
+        message = str(rt.db.translate(caught.value))
+        assert "refused a value too large" in message and "unavailable" not in message
     finally:
         rt.close()
