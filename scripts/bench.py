@@ -302,7 +302,7 @@ def own_enqueue(url: str, runs: int) -> float:
     rt.close()
     db = Database(url)
     conn = db.connect()
-    sql = queries.insert_keyless_runs(1)  # a run without key: no conflict clause, no RETURNING
+    sql = queries.insert_counted_runs(1)  # what a trigger sends: no RETURNING
     if db.dialect == "postgresql":
         sql = queries.insert_runs_notifying(1)
     now = int(time.time() * 1000)

@@ -29,7 +29,6 @@ from flowjobs.store.queries import (
     finishes_by_column,
     insert_attempts,
     insert_counted_runs,
-    insert_keyless_runs,
     insert_runs,
     insert_runs_by_column,
     insert_runs_notifying,
@@ -231,12 +230,9 @@ class JobStore:
         if len(runs) > INSERT_CHUNK or any(r.idempotency_key is not None for r in runs):
             with self.db.transaction(rows=len(runs)) as conn:
                 return self.enqueue(conn, runs, now)
-        if self.dialect == "sqlite":  # no key, no conflict: every row goes in, or none
+        if self.dialect == "sqlite":  # no key, no conflict: every row goes in
             with self.db.statement(len(runs)) as conn:
-                count = conn.execute(
-                    insert_keyless_runs(len(runs)), _run_values(runs, now)
-                ).rowcount
-            inserted = {r.id for r in runs} if count == len(runs) else set()
+                inserted = self._insert_counted(conn, runs, now)
         else:
             with self.db.statement() as conn:
                 inserted = self._insert_chunk(conn, runs, now, notify=True)

@@ -592,17 +592,11 @@ def insert_runs_by_column(shared: tuple[str, ...] = ()) -> str:
 
 
 @lru_cache(maxsize=1024)
-def insert_keyless_runs(count: int) -> str:
-    """SQLite: insert `count` runs none of which has an idempotency key, so none can conflict:
-    `insert_runs` without its conflict clause and without RETURNING (a temporary B-tree in
-    SQLite); the statement's change count says that every row went in."""
-    return insert_runs("sqlite", count).split(" ON CONFLICT", 1)[0]
-
-
-@lru_cache(maxsize=1024)
 def insert_counted_runs(count: int) -> str:
     """SQLite: `insert_runs` without RETURNING (a temporary B-tree in SQLite): the statement's
-    change count says how many rows went in (`runs_present` names them when not all did)."""
+    change count says how many rows went in (`runs_present` names them when not all did). Runs
+    without keys use it too: its conflict clause costs them nothing measurable (87.3 against
+    87.2 µs of CPU an insert without and with it, medians of 10 interleaved rounds of 20,000)."""
     return insert_runs("sqlite", count).removesuffix(" RETURNING id")
 
 
