@@ -44,7 +44,9 @@ def list_schedules(
         help="Print a JSON array: {id, task, cron, timezone, catchup, max_catchup, enabled, last_slot, next_slots}.",
     ),
 ):
-    """Every schedule: task, cron, timezone, catch-up policy, enabled, last slot run, next 3 slots."""
+    """Every schedule: task, cron, timezone, catch-up policy, enabled, last slot (the latest one
+    handled: enqueued, or passed over when the schedule was first seen or by its catch-up
+    policy), next 3 slots."""
     rows = _scheduler(ctx, read_only=True).describe()
     if as_json:
         output.emit_json(rows)
@@ -220,19 +222,30 @@ def health(
 def tick(
     ctx: typer.Context,
     now: str | None = typer.Option(
-        None, "--now", help="Tick as of this ISO-8601 time (default: now)."
+        None,
+        "--now",
+        metavar="TIME",
+        help="Tick as of this ISO-8601 time, not later than now (default: now).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print a JSON array: {schedule, slots, runs} per schedule that fired."
     ),
 ):
     """Enqueue every due slot of every enabled schedule, then exit (for cron or a systemd timer)."""
-    rt = ctx.obj.runtime()
-    at = _time(now, "--now", rt.clock.now_ms())
-    scheduler = rt.scheduler
-    results = scheduler.tick(at)
     from flowjobs.core.clock import iso
     from flowjobs.core.scheduler import raise_enqueue_failures
+
+    rt = ctx.obj.runtime()
+    current = rt.clock.now_ms()
+    at = _time(now, "--now", current)
+    if at > current:  # it would mark the slots up to then as done, their runs waiting till then
+        raise BadInput(
+            f"--now {iso(at)} is later than now ({iso(current)}): a tick then would count "
+            "every slot up to it as done, and their runs would wait until then; give the "
+            "current time or an earlier one (`schedules preview` shows what a time would fire)"
+        )
+    scheduler = rt.scheduler
+    results = scheduler.tick(at)
 
     if as_json:
         output.emit_json(

@@ -96,6 +96,11 @@ def _payload_times(env, runs):
     return times
 
 
+def at(env: dict, moment: str) -> dict:
+    """`env` with the clock starting at `moment` (`tick --now` refuses a time later than now)."""
+    return {**env, "FLOWJOBS_CLOCK": f"{moment} x1 @{time.time():.3f}"}
+
+
 @pytest.fixture
 def env(sqlite_url, tmp_path):
     config = tmp_path / "flowjobs.toml"
@@ -109,8 +114,8 @@ def test_schedule_commands(env):
     assert by_id["minutely"]["cron"] == "* * * * *" and by_id["minutely"]["catchup"] == "all"
     assert by_id["test-hourly"]["enabled"] is False and len(by_id["minutely"]["next_slots"]) == 3
 
-    assert flowjobs("tick", "--now", "2027-01-01T00:00:30Z", env=env).stdout == ""  # first sight
-    ticked = flowjobs("tick", "--now", "2027-01-01T00:03:10Z", env=env).stdout.splitlines()
+    assert flowjobs("tick", env=at(env, "2027-01-01T00:00:30Z")).stdout == ""  # first sight
+    ticked = flowjobs("tick", env=at(env, "2027-01-01T00:03:10Z")).stdout.splitlines()
     assert [line.split("\t")[1] for line in ticked] == [
         "2027-01-01T00:01:00.000Z",
         "2027-01-01T00:02:00.000Z",
@@ -164,7 +169,7 @@ def test_schedule_commands(env):
     assert flowjobs("schedules", "disable", "minutely", env=env).returncode == 0
     listed = {s["id"]: s for s in as_json(flowjobs("schedules", "list", "--json", env=env))}
     assert listed["minutely"]["enabled"] is False and listed["hourly-cron"]["enabled"] is True
-    assert flowjobs("tick", "--now", "2027-01-01T00:09:00Z", env=env).stdout == ""
+    assert flowjobs("tick", env=at(env, "2027-01-01T00:09:00Z")).stdout == ""
     assert flowjobs("schedules", "enable", "minutely", env=env).returncode == 0
 
     manual = as_json(flowjobs("schedules", "trigger", "minutely", "--json", env=env))
@@ -199,6 +204,24 @@ def test_schedule_command_mistakes(env, args, code, message):
     result = flowjobs(*args, env=env)
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tick_refuses_a_time_later_than_now_and_changes_nothing(env):
+    # A tick "as of" a later time counted every slot up to it as done (the schedule's last
+    # slot moved there) and enqueued runs that waited until then: a mistyped date delayed
+    # hourly billing by hours, and the ticks in between enqueued nothing.
+    assert flowjobs("tick", "--now", "2027-01-01T00:00:30Z", env=env).returncode == 2
+    now = at(env, "2027-01-01T00:00:30Z")
+    assert flowjobs("tick", env=now).returncode == 0  # first sight: the last slot is 00:00
+    before = as_json(flowjobs("schedules", "list", "--json", env=now))
+    result = flowjobs("tick", "--now", "2027-01-01T05:30:00Z", env=now)
+    assert result.returncode == 2, result.stderr
+    assert "--now 2027-01-01T05:30:00.000Z is later than now" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert as_json(flowjobs("schedules", "list", "--json", env=now)) == before
+    assert as_json(flowjobs("runs", "list", "--json", env=now)) == []
+    earlier = flowjobs("tick", "--now", "2027-01-01T00:00:10Z", env=now)
+    assert earlier.returncode == 0 and earlier.stdout == ""  # an earlier time is allowed
 
 
 def test_invalid_cron_or_timezone_in_config_exits_2_naming_the_field(sqlite_url, tmp_path):
@@ -289,10 +312,8 @@ def picky_env(sqlite_url, tmp_path):
 
 
 def test_tick_exits_1_when_a_schedule_fails_to_enqueue_and_still_enqueues_the_others(picky_env):
-    assert (
-        flowjobs("tick", "--now", "2029-12-31T23:58:30Z", env=picky_env).returncode == 0
-    )  # first sight
-    result = flowjobs("tick", "--now", "2030-01-01T00:00:10Z", env=picky_env)
+    assert flowjobs("tick", env=at(picky_env, "2029-12-31T23:58:30Z")).returncode == 0  # first
+    result = flowjobs("tick", env=at(picky_env, "2030-01-01T00:00:10Z"))
     assert result.returncode == 1, result.stderr
     assert (
         "schedule picky failed to enqueue" in result.stderr
