@@ -35,6 +35,9 @@ trap 'kill $stripe_pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q listening demo/localstripe.out 2>/dev/null && break; sleep 0.1; done
 export FLOWJOBS_STRIPE_API_BASE="$(awk '{print $3}' demo/localstripe.out)"
 [ -n "$FLOWJOBS_STRIPE_API_BASE" ] || { echo "localstripe did not start:" >&2; cat demo/localstripe.log >&2; exit 1; }
+# the config names it too: a worker later started with this file (the closing hints) reaches the
+# demo's stopped Stripe and says so, and never sends the demo's retries to api.stripe.com
+echo "api_base = \"$FLOWJOBS_STRIPE_API_BASE\"   # the demo's localstripe, stopped with the demo" >> demo/flowjobs.toml
 echo "== local Stripe test server: $FLOWJOBS_STRIPE_API_BASE =="
 
 "$flowjobs" db upgrade

@@ -235,7 +235,7 @@ def replay(
     for item in replayed:
         typer.echo(item["id"])
     if not run_ids:
-        output.note(f"replayed {len(replayed)} runs")
+        output.note(f"replayed {len(replayed)} run{'' if len(replayed) == 1 else 's'}")
 
 
 @app.command("watch")

@@ -48,6 +48,8 @@ def serve(
         ) from None
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     sys.stderr.write(f"listening on http://{server.effective_host}:{server.effective_port}\n")
+    for problem in _refused_everything(rt.settings):
+        sys.stderr.write(f"note: {problem}\n")
     sys.stderr.flush()
     try:
         server.run()
@@ -82,3 +84,26 @@ def _bind_problem(exc: OSError, host: str, port: int) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+
+
+def _refused_everything(settings) -> list[str]:
+    """The webhook routes that will refuse every event as configured (no secret or token to
+    check them with): said at start, not found out from the senders' failure reports."""
+    from flowjobs.webhooks.replay import endpoint_secrets
+
+    problems = []
+    for mode, live, names in (
+        ("livemode", True, "webhook_secret"),
+        ("testmode", False, "test_webhook_secret or webhook_secret"),
+    ):
+        if not any(secret for _, secret in endpoint_secrets(settings, live)):
+            problems.append(
+                f"POST /webhooks/stripe/{mode} refuses every event (400: not signed) until "
+                f"[stripe] {names} is set"
+            )
+    if not settings.supabase.webhook_token:
+        problems.append(
+            "POST /webhooks/supabase refuses every event (401) until [supabase] webhook_token "
+            "is set"
+        )
+    return problems

@@ -149,14 +149,25 @@ def _workers(rt) -> Check:
         return Check(
             "workers",
             "fail",
-            f"{stale} runs hold leases that expired up to {late:.0f} s ago: no worker is rescuing them",
+            f"{stale} {'run holds a lease' if stale == 1 else 'runs hold leases'} that expired "
+            f"up to {late:.0f} s ago: no worker is rescuing them",
+            "start `flowjobs run-worker` (its rescuer returns them to the queue)",
+        )
+    from flowjobs.ops.workers import alive
+
+    held = f"{stale} {'run holds an expired lease' if stale == 1 else 'runs hold expired leases'}"
+    if not alive(rt.store, now):
+        return Check(
+            "workers",
+            "warn",
+            f"{held} (a worker died) and no worker is alive to rescue them",
             "start `flowjobs run-worker` (its rescuer returns them to the queue)",
         )
     return Check(
         "workers",
         "warn",
-        f"{stale} runs hold expired leases (a worker died); they are being rescued",
-        "none needed if a worker is running; check why the worker stopped",
+        f"{held} (a worker died); a live worker's rescuer takes them back within {rescue:.0f} s",
+        "none needed; check why the worker stopped",
     )
 
 
@@ -170,7 +181,7 @@ def _liveness(rt, now: int) -> Check:
         return Check(
             "workers",
             "warn",
-            f"{due} runs are due and no worker is alive to run them",
+            f"{due} {'run is' if due == 1 else 'runs are'} due and no worker is alive to run them",
             "start `flowjobs run-worker` (see `flowjobs workers` for the ones seen lately)",
         )
     return Check("workers", "ok", f"{len(live)} alive, {due} runs due, no expired lease")

@@ -65,6 +65,9 @@ def test_the_demo_runs_end_to_end_and_its_hints_work(tmp_path):
     # (killed by the demo's exit trap, not waited for: it may take a moment to let go)
     port = int((tmp_path / "demo" / "localstripe.out").read_text().split(":")[-1])
     wait_until(lambda: refused(port), message=f"localstripe on port {port} to stop")
+    # and its configuration names that server, not the real Stripe, for any worker started later
+    config = (tmp_path / "demo" / "flowjobs.toml").read_text()
+    assert f'api_base = "http://127.0.0.1:{port}"' in config, config
 
     # its closing hints, as printed, read the demo's database
     hints = [

@@ -501,6 +501,11 @@ def test_every_help_has_an_example_that_parses_and_says_what_json_prints(path):
     while hasattr(command, "commands"):  # the example parses as this command's arguments
         command = command.commands[rest.pop(0)]
     command.make_context(path[-1], rest)
+    from flowjobs.outbound.endpoints import EVENT_TYPES
+
+    for option, value in zip(rest, rest[1:]):  # values the command checks further: valid too
+        if option == "--event-type":
+            assert value in EVENT_TYPES, example  # `invoice.paid` was refused when run
     if "--json" in text and path not in JSON_HELP_OWNED_ELSEWHERE:
         json_help = text.split("Options:", 1)[1].split("--json", 1)[1]
         assert json_help.lstrip().startswith("Print") and "JSON" in json_help
@@ -851,8 +856,32 @@ def test_doctor_warns_when_runs_are_due_and_no_worker_is_alive(sqlite_url, tmp_p
     assert flowjobs("trigger", "noop", env=env).returncode == 0
     checks = {c["check"]: c for c in json.loads(flowjobs("doctor", "--json", env=env).stdout)}
     assert checks["workers"]["status"] == "warn"
-    assert checks["workers"]["detail"] == "1 runs are due and no worker is alive to run them"
+    assert checks["workers"]["detail"] == "1 run is due and no worker is alive to run them"
     assert "flowjobs run-worker" in checks["workers"]["fix"]
+
+
+def test_doctor_says_no_worker_is_rescuing_an_expired_lease_when_none_is_alive(sqlite_url):
+    # It said "they are being rescued" whatever the workers: here a worker claimed a run and
+    # died (its lease expired 10 s ago, within a rescue interval) and no worker is alive.
+    import time
+
+    from flowjobs.config import Settings
+    from flowjobs.core.clock import FixedClock
+    from flowjobs.runtime import Runtime
+
+    then = int(time.time() * 1000) - 40_000
+    rt = Runtime(Settings.model_validate({"database": {"url": sqlite_url}}), FixedClock(then))
+    try:
+        rt.trigger("noop")
+        assert len(rt.store.claim("gone:1:abc", 1, ["*"], {}, then, 30_000)) == 1
+    finally:
+        rt.close()
+    checks = {c["check"]: c for c in as_json(flowjobs("doctor", "--json", env=cli_env(sqlite_url)))}
+    assert checks["workers"]["status"] == "warn"
+    assert checks["workers"]["detail"] == (
+        "1 run holds an expired lease (a worker died) and no worker is alive to rescue them"
+    )
+    assert "start `flowjobs run-worker`" in checks["workers"]["fix"]
 
 
 def test_a_sqlite_url_with_options_is_one_line_and_creates_nothing(tmp_path):

@@ -202,3 +202,26 @@ def test_serve_checkpoints_its_wal_back_into_the_database_when_stopped(tmp_path)
     assert not Path(f"{path}-wal").exists(), log.read_text()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM webhook_events").fetchone()[0] == 150
+
+
+def test_serve_says_at_start_which_routes_refuse_every_event_as_configured(tmp_path):
+    # It started silently and then refused every webhook (400 unsigned, 401 no token): the
+    # senders' retries were the first sign. Each route with nothing to check events with is
+    # named at start, with the setting that opens it; a configured route is not.
+    env = cli_env(f"sqlite:///{tmp_path / 'a.db'}", FLOWJOBS_STRIPE_TEST_WEBHOOK_SECRET=SECRET)
+    log = tmp_path / "serve.log"
+    with serving(env, log) as (proc, base):
+        assert post(f"{base}/webhooks/supabase", b"{}")[0] == 401  # served after the notes
+    notes = [line for line in log.read_text().splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: POST /webhooks/stripe/livemode refuses every event (400: not signed) until "
+        "[stripe] webhook_secret is set",
+        "note: POST /webhooks/supabase refuses every event (401) until [supabase] "
+        "webhook_token is set",
+    ]
+    env.update(FLOWJOBS_STRIPE_WEBHOOK_SECRET=SECRET, FLOWJOBS_SUPABASE_WEBHOOK_TOKEN=TOKEN)
+    with serving(env, log) as (proc, base):
+        assert (
+            post(f"{base}/webhooks/supabase", b"{}", {"Authorization": f"Bearer {TOKEN}"})[0] == 400
+        )
+    assert "note:" not in log.read_text()
