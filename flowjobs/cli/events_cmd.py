@@ -222,20 +222,7 @@ def list_events(
     one_of(source, EVENT_SOURCES, "--source")
     one_of(status, EVENT_STATUSES, "--status")
     rows = listing(ctx.obj.runtime(read_only=True).billing, source, type_, status, limit)
-    data = [
-        {
-            "id": r.id,
-            "source": r.source,
-            "eventId": r.event_id,
-            "type": r.type,
-            "status": r.status,
-            "signature": r.signature,
-            "runId": r.run_id,
-            "receivedAt": r.received_at.isoformat(),
-            "error": r.error,
-        }
-        for r in rows
-    ]
+    data = [_listed(r) for r in rows]
     output.listing(
         data,
         as_json,
@@ -258,23 +245,53 @@ def show(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print one JSON object {id, source, eventId, type, status, signature, headers, …, body}.",
+        help="Print one JSON object: the keys of `events list --json` (id, source, eventId, "
+        "type, status, signature, runId, receivedAt, error), then signatureDetail, livemode, "
+        "account, via, task, replayOf, dedupKey, headers and body (its text).",
     ),
 ):
     """One stored event: its metadata, headers and body."""
+    import json
+
     from flowjobs.webhooks.inbox import load
 
     row = load(ctx.obj.runtime(read_only=True).billing, inbox_id)
-    data = {k: v for k, v in row.model_dump().items() if k != "body"}
-    data["body"] = row.body.decode("utf-8", "replace")
+    data = {  # the names and time format of `events list`, then the rest
+        **_listed(row),
+        "signatureDetail": row.signature_detail,
+        "livemode": row.livemode,
+        "account": row.account,
+        "via": row.via,
+        "task": row.task,
+        "replayOf": row.replay_of,
+        "dedupKey": row.dedup_key,
+        "headers": row.headers,
+        "body": row.body.decode("utf-8", "replace"),
+    }
     if as_json:
         output.emit_json(data)
         return
     for key, value in data.items():
-        if key != "body":
-            typer.echo(f"{key}: {value}")
+        if key != "body" and value is not None:
+            shown = json.dumps(value) if isinstance(value, dict | bool) else value
+            typer.echo(f"{key}: {shown}")
     typer.echo("body:")
     typer.echo(data["body"])
+
+
+def _listed(r) -> dict:
+    """An inbox row as `events list --json` prints it (and `events show` begins)."""
+    return {
+        "id": r.id,
+        "source": r.source,
+        "eventId": r.event_id,
+        "type": r.type,
+        "status": r.status,
+        "signature": r.signature,
+        "runId": r.run_id,
+        "receivedAt": r.received_at.isoformat(),
+        "error": r.error,
+    }
 
 
 @app.command("replay")

@@ -53,6 +53,7 @@ def test_replay_a_file_then_inspect_export_and_replay_it_from_the_inbox(org_env,
     ]
     inbox_id = listed[0]["id"]
     shown = as_json(flowjobs("events", "show", inbox_id, "--json", env=env))
+    assert {key: shown[key] for key in listed[0]} == listed[0]  # the same names and times
     assert (
         json.loads(shown["body"])["record"]["id"] == org_id and shown["signature"] == "unverified"
     )
