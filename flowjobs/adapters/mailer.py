@@ -12,8 +12,9 @@ from __future__ import annotations
 import smtplib
 import sys
 import time
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from flowjobs.errors import FlowjobsError
@@ -34,7 +35,7 @@ def build(email, text: str, html: str) -> EmailMessage:
     msg["To"] = ", ".join(email.to)
     if email.reply_to:
         msg["Reply-To"] = email.reply_to
-    msg["Date"] = formatdate(localtime=False)
+    msg["Date"] = format_datetime(datetime.now(UTC))  # "+0000": `-0000` says the zone is unknown
     msg["Message-ID"] = make_msgid(domain="flowjobs.local")
     msg["X-Flowjobs-Task"] = email.task
     msg.set_content(text)

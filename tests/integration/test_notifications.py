@@ -331,6 +331,7 @@ def test_all_sixteen_emails_reach_the_smtp_server(make_runtime, smtp, tmp_path):
         rcpts, msg = by_task[task]
         assert sorted(rcpts) == sorted(recipients), task
         assert msg["Subject"] == subject, task
+        assert str(msg["Date"]).endswith(" +0000"), msg["Date"]  # UTC, said as such
         text = msg.get_body(preferencelist=("plain",)).get_content()
         html = msg.get_body(preferencelist=("html",)).get_content()
         for fact in facts:
