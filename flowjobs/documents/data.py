@@ -3,6 +3,11 @@
 Its money is the invoice's (flowjobs.billing.totals.invoice_totals): the lines with their
 billing period, the discount the billing run applied, the tax, what was paid and what is
 still due — the numbers the run charged with.
+
+A receipt is made only for a payment that took the money: `succeeded`, or `refunded` (spec §3
+counts both as settled, and §11's receipt says when it was refunded). Any other payment —
+declined, canceled, still processing — is refused with `NoReceipt` (exit 2), whoever asks: the
+`documents render` command, the `generate-payment-receipt-pdf` task, the receipt email.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from flowjobs.billing import enums as E
 from flowjobs.billing.models import Customer, Invoice, Organization, Payment, PaymentMethod
 from flowjobs.billing.totals import invoice_totals
 from flowjobs.documents.document import Document, Line, Party
-from flowjobs.errors import NotFound
+from flowjobs.errors import BadInput, NotFound
 
 FLOWGLAD = Party(
     "Flowglad, Inc.",
@@ -26,6 +31,22 @@ CLOSED = {
     E.InvoiceStatus.UNCOLLECTIBLE,
     E.InvoiceStatus.FULLY_REFUNDED,
 }
+RECEIPTED = E.PAYMENT_SETTLED  # the payments a receipt is made for
+
+
+class NoReceipt(BadInput):
+    """A receipt asked of a payment that took no money (exit 2); the message names its status."""
+
+
+def check_receipt(payment: Payment) -> None:
+    """Raise `NoReceipt` unless `payment` is one a receipt is made for (`RECEIPTED`)."""
+    if payment.status in RECEIPTED:
+        return
+    why = f" ({payment.failure_code})" if payment.failure_code else ""
+    raise NoReceipt(
+        f"payment {payment.id} is {payment.status}{why}: a receipt is only made for a "
+        "succeeded (or refunded) payment"
+    )
 
 
 def address_lines(address: dict | None) -> list[str]:
@@ -134,6 +155,7 @@ def receipt_document(s, payment_id: str) -> Document:
     payment = s.get(Payment, payment_id)
     if payment is None:
         raise NotFound(f"no payment {payment_id!r}")
+    check_receipt(payment)
     doc = invoice_document(s, payment.invoice_id)
     doc.kind, doc.invoice_number, doc.number = "receipt", doc.number, payment.id
     doc.issued, doc.paid, doc.paid_on, doc.pay_url = payment.charge_date, payment.amount, None, None

@@ -30,7 +30,7 @@ from flowjobs.billing.models import (
 )
 from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import Totals, invoice_totals
-from flowjobs.documents.data import method_summary
+from flowjobs.documents.data import check_receipt, method_summary
 from flowjobs.documents.document import day
 from flowjobs.errors import NotFound
 from flowjobs.notifications.render import Email, Message, MessageLine
@@ -191,6 +191,7 @@ def _ms(value: int | None) -> str | None:
 # -- customer emails -----------------------------------------------------------------------
 def customer_payment_succeeded(c: Ctx, p) -> list[Email]:
     payment = _get(c.s, Payment, p.payment_id, "payment")
+    check_receipt(payment)  # "Your Order is Confirmed" only for a payment that took the money
     invoice = _get(c.s, Invoice, payment.invoice_id, "invoice")
     if not invoice.livemode:
         raise Skip("receipts are sent for live-mode invoices only")

@@ -17,11 +17,14 @@ class PaymentRef(BaseModel):
 
 
 def _run(fn, *args):
+    """`fn(*args)`; an unknown object, or a payment that gets no receipt (not succeeded or
+    refunded), fails the run at once with the message: another attempt would not change it."""
+    from flowjobs.documents.data import NoReceipt
     from flowjobs.errors import AbortTaskRunError, NotFound
 
     try:
         return fn(*args)
-    except NotFound as exc:
+    except (NotFound, NoReceipt) as exc:
         raise AbortTaskRunError(str(exc)) from None
 
 

@@ -3,7 +3,8 @@
 
 Each composes its emails (flowjobs.notifications.compose) and sends them through the
 configured mail transport. Nothing to send (no recipient, a test-mode receipt, a customer
-without email) completes the run with the reason. An SMTP server that refuses the message
+without email) completes the run with the reason. A receipt asked for a payment that took no
+money (flowjobs.documents.data.check_receipt) fails the run at once. An SMTP server that refuses the message
 for good (5xx) fails the run at once with its answer; one that cannot be reached fails the
 attempt, and the run is retried.
 """
@@ -86,12 +87,13 @@ NOTIFICATIONS: dict[str, type[BaseModel]] = {
 def _sender(task_id: str):
     def body(payload, ctx):
         from flowjobs.adapters.mailer import MailRejected
+        from flowjobs.documents.data import NoReceipt
         from flowjobs.errors import AbortTaskRunError, NotFound
         from flowjobs.notifications.send import send_notification
 
         try:
             result = send_notification(ctx.services, task_id, payload)
-        except (MailRejected, NotFound) as exc:
+        except (MailRejected, NotFound, NoReceipt) as exc:
             raise AbortTaskRunError(str(exc)) from None
         ctx.log.info("%s", result.get("skipped") or f"sent {result['sent']} email(s)")
         return result

@@ -12,7 +12,7 @@ from flowjobs.billing import setup
 from flowjobs.billing.models import Invoice, InvoiceLineItem, Payment
 from flowjobs.documents.document import Document, Line, Party
 from flowjobs.documents.layout import render
-from tests.billing_helpers import drain, get, seed, stripe_sections
+from tests.billing_helpers import DECLINING, drain, get, seed, stripe_sections
 
 ISSUED = datetime(2027, 1, 15, 8, tzinfo=UTC)
 
@@ -301,3 +301,91 @@ def test_paid_open_and_partly_paid_documents_read_the_same_in_both_layouts():
     assert (
         not fits(many) and len(text_of(render(many))) >= 2
     )  # taller rows: flows over pages sooner
+
+
+def _declined_payment(drt) -> Payment:
+    """A billing run charged a card that declines (localstripe): its payment `failed`."""
+    from sqlmodel import select
+
+    from flowjobs.core.clock import iso
+
+    seeded = seed(drt, card=DECLINING, unit_price=4900)
+    drt.trigger("hourly-cron", {"timestamp": iso(drt.clock.now_ms()), "scheduleId": "hourly-cron"})
+    drain(drt)
+    with drt.billing.unit() as s:
+        payment = s.exec(
+            select(Payment).where(Payment.billing_run_id == seeded.billing_run_id)
+        ).one()
+    assert (payment.status, payment.failure_code) == ("failed", "card_declined")
+    return payment
+
+
+def test_a_declined_payment_gets_no_receipt_from_the_command_or_the_task(drt, tmp_path):
+    """`documents render receipt` of a declined payment is refused (exit 2, one line naming
+    its status), and so is the `generate-payment-receipt-pdf` task: nothing is rendered or
+    stored, no `receipt_url` is set."""
+    from tests.cli_helpers import cli_env, flowjobs
+
+    payment = _declined_payment(drt)
+    why = (
+        f"payment {payment.id} is failed (card_declined): a receipt is only made for a "
+        "succeeded (or refunded) payment"
+    )
+    out = tmp_path / "failed-receipt.pdf"
+    refused = flowjobs(
+        "documents", "render", "receipt", payment.id, "-o", str(out), env=cli_env(drt.db.url)
+    )
+    assert (refused.returncode, refused.stderr.strip()) == (2, f"error: {why}")
+    assert not out.exists()
+
+    run = drt.trigger("generate-payment-receipt-pdf", {"paymentId": payment.id})
+    drain(drt)
+    done = drt.store.get_run(run.id)
+    assert (done["status"], done["attempt"], done["error"]) == (
+        "failed",
+        1,
+        f"AbortTaskRunError: {why}",
+    )
+    assert get(drt, Payment, payment.id).receipt_url is None
+    assert get(drt, Invoice, payment.invoice_id).receipt_pdf_url is None
+    assert not list((tmp_path / "docs").rglob("receipt_*.pdf"))
+
+
+def test_a_refunded_payment_keeps_its_receipt(drt, tmp_path):
+    """A refunded payment did take the money (spec §3: `refunded` is settled, §11: its receipt
+    says when it was refunded): its receipt is still made."""
+    from tests.billing_helpers import standalone_payment
+    from tests.cli_helpers import cli_env, flowjobs
+
+    with drt.billing.unit() as s:
+        org = setup.organization(s, "Acme")
+        cust = setup.customer(s, org, email="a@b.c", name="Ada")
+    payment = standalone_payment(
+        drt,
+        customer_id=cust.id,
+        organization_id=org.id,
+        number="X-00001",
+        amount=4900,
+        status="refunded",
+        refunded=True,
+        refunded_amount=4900,
+        refunded_at=datetime(2027, 1, 20, tzinfo=UTC),
+    )
+    with drt.billing.unit() as s:
+        s.add(
+            InvoiceLineItem(
+                id="inv_li_refunded",
+                invoice_id=payment.invoice_id,
+                quantity=1,
+                description="Widget",
+                price=4900,
+            )
+        )
+    out = tmp_path / "refunded.pdf"
+    made = flowjobs(
+        "documents", "render", "receipt", payment.id, "-o", str(out), env=cli_env(drt.db.url)
+    )
+    assert made.returncode == 0, made.stderr
+    lines = lines_of(out.read_bytes())
+    assert after(lines, "Receipt number") == payment.id
+    assert after(lines, "Refunded on January 20, 2027") == "-$49.00"

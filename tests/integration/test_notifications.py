@@ -556,3 +556,38 @@ def test_organisation_payment_failed_reports_the_invoice_amount_not_the_payment_
     assert "Amount: €49.00" in text and "Amount due: €30.00" in text
     assert "A payment of €30.00 from Ada Lovelace failed." in text
     assert "Pro  1 x €49.00 = €49.00" in text and "Amount paid: €19.00" in text
+
+
+def test_no_order_receipt_for_a_declined_payment(make_runtime, smtp, tmp_path):
+    """The customer receipt email ("Your Order is Confirmed", the receipt PDF attached) asked
+    for a declined payment sends nothing and renders no receipt: the run fails at once naming
+    the payment's status."""
+    port, inbox = smtp()
+    rt = make_runtime(documents={"dir": str(tmp_path / "docs")}, **mail_sections(port))
+    w = world(rt)
+    with rt.billing.unit() as s:
+        payment = s.get(Payment, w["payment"])
+        payment.status, payment.failure_code = "failed", "card_declined"
+    run = rt.trigger("send-customer-payment-succeeded-notification", {"paymentId": w["payment"]})
+    drain(rt)
+    result = rt.store.get_run(run.id)
+    assert (result["status"], result["attempt"], result["error"]) == (
+        "failed",
+        1,
+        f"AbortTaskRunError: payment {w['payment']} is failed (card_declined): a receipt is "
+        "only made for a succeeded (or refunded) payment",
+    )
+    assert inbox.messages == []
+    assert not list((tmp_path / "docs").rglob("receipt_*.pdf"))
+
+    # a receipt stored before receipts were refused (an older flowjobs) is not sent either
+    stale = rt.documents.put(f"receipts/{w['org']}/{w['payment']}/receipt_old.pdf", b"%PDF-1.4")
+    with rt.billing.unit() as s:
+        s.get(Payment, w["payment"]).receipt_url = stale
+    again = rt.trigger(
+        "send-customer-payment-succeeded-notification",
+        {"paymentId": w["payment"]},
+        idempotency_key="again",
+    )
+    drain(rt)
+    assert rt.store.get_run(again.id)["status"] == "failed" and inbox.messages == []
