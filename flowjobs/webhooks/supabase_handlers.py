@@ -32,6 +32,11 @@ def customer_inserted(b, payload: dict) -> dict:
 
 
 def invoice_updated(b, payload: dict) -> dict:
+    """An invoice that became `paid`: its first settled payment's receipt (upstream took the
+    first payment of any status — a declined attempt before the one that paid got the receipt,
+    and that one none)."""
+    from flowjobs.documents.data import RECEIPTED
+
     record, old = _records(payload, shapes.InvoiceRecord)
     if not (record.status == "paid" and old.status != "paid"):
         return {"result": "ignored", "detail": "not a transition into paid"}
@@ -41,11 +46,11 @@ def invoice_updated(b, payload: dict) -> dict:
             raise NotFound(f"invoice {record.id} does not exist")
         payment = s.exec(
             select(Payment)
-            .where(Payment.invoice_id == invoice.id)
+            .where(Payment.invoice_id == invoice.id, col(Payment.status).in_(list(RECEIPTED)))
             .order_by(col(Payment.created_at), col(Payment.id))
         ).first()
         if payment is None:
-            return {"result": "no payment", "invoiceId": invoice.id}
+            return {"result": "no settled payment", "invoiceId": invoice.id}
         b.trigger(
             s,
             "generate-payment-receipt-pdf",

@@ -389,3 +389,64 @@ def test_a_refunded_payment_keeps_its_receipt(drt, tmp_path):
     lines = lines_of(out.read_bytes())
     assert after(lines, "Receipt number") == payment.id
     assert after(lines, "Refunded on January 20, 2027") == "-$49.00"
+
+
+def test_an_invoice_paid_after_a_declined_attempt_gets_the_receipt_of_the_payment_that_paid_it(
+    drt,
+):
+    """`invoices:UPDATE` into `paid` asks for the receipt of the invoice's first settled
+    payment, not of a declined attempt made before it (which would get no receipt at all)."""
+    from flowjobs.webhooks.supabase_handlers import invoice_updated
+    from tests.billing_helpers import standalone_payment
+    from tests.integration.test_handlers_e2e import invoice_update
+
+    with drt.billing.unit() as s:
+        org = setup.organization(s, "Acme")
+        cust = setup.customer(s, org, email="a@b.c", name="Ada")
+    declined = standalone_payment(
+        drt,
+        customer_id=cust.id,
+        organization_id=org.id,
+        number="X-00002",
+        amount=4900,
+        status="failed",
+        failure_code="card_declined",
+        created_at=ISSUED,
+    )
+    with drt.billing.unit() as s:
+        invoice = s.get(Invoice, declined.invoice_id)
+        invoice.status = "paid"
+        s.add(
+            InvoiceLineItem(
+                id="inv_li_retried",
+                invoice_id=invoice.id,
+                quantity=1,
+                description="Pro",
+                price=4900,
+            )
+        )
+        paid = Payment(
+            id="pym_paid",
+            invoice_id=invoice.id,
+            amount=4900,
+            payment_method="card",
+            currency="USD",
+            status="succeeded",
+            charge_date=datetime(2027, 1, 18, tzinfo=UTC),
+            organization_id=org.id,
+            customer_id=cust.id,
+            created_at=datetime(2027, 1, 18, tzinfo=UTC),
+        )
+        s.add(paid)
+    result = invoice_updated(drt.billing, invoice_update(invoice.id, "open", "paid"))
+    assert result == {
+        "result": "receipt requested",
+        "invoiceId": invoice.id,
+        "paymentId": "pym_paid",
+    }
+    drain(drt)
+    [run] = drt.store.list_runs(task="generate-payment-receipt-pdf")
+    assert run["status"] == "completed"
+    assert get(drt, Payment, declined.id).receipt_url is None
+    receipt = get(drt, Payment, "pym_paid").receipt_url
+    assert "$49.00 paid on January 18, 2027" in lines_of(drt.documents.read(receipt))
