@@ -30,6 +30,7 @@ from flowjobs.billing.models import (
 )
 from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import Totals, invoice_totals
+from flowjobs.billing.types import ms_from_utc
 from flowjobs.documents.data import check_receipt, method_summary
 from flowjobs.documents.document import day
 from flowjobs.errors import NotFound
@@ -408,8 +409,28 @@ def customer_subscription_canceled(c: Ctx, p) -> list[Email]:
     ]
 
 
+def _still_scheduled(sub: Subscription, date_ms: int | None) -> None:
+    """Skip a cancellation-scheduled email whose premise no longer holds when it runs: the
+    subscription is not `cancellation_scheduled` any more (un-canceled, or already canceled),
+    or is scheduled to cancel on another date than the one the email would announce (un-canceled
+    and scheduled again: the new schedule's own email tells that date)."""
+    if sub.status == E.SubscriptionStatus.CANCELLATION_SCHEDULED and sub.cancel_scheduled_at:
+        if date_ms is None or ms_from_utc(sub.cancel_scheduled_at) == date_ms:
+            return
+        raise Skip(
+            f"the cancellation on {_ms(date_ms)} was withdrawn: subscription {sub.id} now "
+            f"cancels on {day(sub.cancel_scheduled_at)}"
+        )
+    if sub.status in E.SUBSCRIPTION_TERMINAL:
+        raise Skip(
+            f"subscription {sub.id} is {sub.status}: its cancellation is no longer scheduled"
+        )
+    raise Skip(f"the cancellation was withdrawn: subscription {sub.id} is {sub.status}")
+
+
 def customer_cancellation_scheduled(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_context(c, p.subscription_id)
+    _still_scheduled(sub, p.scheduled_cancellation_date)
     when, name = _ms(p.scheduled_cancellation_date), sub.name or "subscription"
     message = Message(
         "Cancellation Scheduled",
@@ -592,7 +613,9 @@ def org_subscription_canceled(c: Ctx, p) -> list[Email]:
 
 def org_cancellation_scheduled(c: Ctx, p) -> list[Email]:
     sub, org, customer = _sub_object(c, p)
-    when = _ms((p.model_extra or {}).get("scheduledCancellationDate"))
+    date_ms = (p.model_extra or {}).get("scheduledCancellationDate")
+    _still_scheduled(sub, date_ms if isinstance(date_ms, int) else None)
+    when = _ms(date_ms)
     title = f"Cancellation Scheduled: {customer.name} scheduled cancellation for {sub.name or 'a subscription'} on {when}"
     message = Message(title, [title + "."], [("Cancellation date", when or "—")])
     return _to_members(

@@ -3,7 +3,8 @@
 
 Each composes its emails (flowjobs.notifications.compose) and sends them through the
 configured mail transport. Nothing to send (no recipient, a test-mode receipt, a customer
-without email) completes the run with the reason. A receipt asked for a payment that took no
+without email, a cancellation no longer scheduled when the cancellation-scheduled email runs)
+completes the run with the reason. A receipt asked for a payment that took no
 money (flowjobs.documents.data.check_receipt) fails the run at once. An SMTP server that refuses the message
 for good (5xx) fails the run at once with its answer; one that cannot be reached fails the
 attempt, and the run is retried.

@@ -159,6 +159,7 @@ def test_cancel_at_period_end_uncancel_then_the_job_ends_it_and_moves_the_custom
     )
 
     assert flowjobs("billing", "cancel", w["sub"], "--at-period-end", env=env).returncode == 0
+    catch_up(crt, clock)  # told while still scheduled (once canceled, it would not be: below)
     clock.set(int((w["end"] + timedelta(minutes=1)).timestamp() * 1000))
     crt.trigger(
         "attempt-cancel-scheduled-subscriptions",
@@ -199,6 +200,48 @@ def test_cancel_at_period_end_uncancel_then_the_job_ends_it_and_moves_the_custom
     assert len(crt.inbox.messages) == 6
     assert events(crt, w["sub"]) == ["subscription.canceled", "subscription.created"]
     assert len(current_subscriptions(crt, w["customer"])) == 1
+
+
+SCHEDULED_TASKS = (
+    "send-customer-subscription-cancellation-scheduled-notification",
+    "send-organization-subscription-cancellation-scheduled-notification",
+)
+
+
+def scheduled_runs(rt) -> list[dict]:
+    """The cancellation-scheduled notification runs: the customer's, then the organisation's."""
+    return [run for task in SCHEDULED_TASKS for run in rt.store.list_runs(task=task)]
+
+
+def test_a_cancellation_withdrawn_before_its_emails_ran_is_not_announced(crt, clock, db_url):
+    """`billing cancel --at-period-end`, then `billing uncancel` before any worker ran: the two
+    cancellation-scheduled runs look at the subscription when they run, find it active, and
+    complete without sending, saying why (in their result and log). A cancellation scheduled
+    again and then made immediate before the worker ran is not announced as scheduled either;
+    the canceled emails go. (Not withdrawn, the emails go: the test above.)"""
+    w = world(crt)
+    env = cli_env(db_url)
+    assert flowjobs("billing", "cancel", w["sub"], "--at-period-end", env=env).returncode == 0
+    undone = flowjobs("billing", "uncancel", w["sub"], env=env)
+    assert undone.returncode == 0, undone.stderr
+    catch_up(crt, clock)
+    assert crt.inbox.messages == []
+    withdrawn = f"the cancellation was withdrawn: subscription {w['sub']} is active"
+    runs = scheduled_runs(crt)
+    assert [(r["task"], r["status"]) for r in runs] == [(t, "completed") for t in SCHEDULED_TASKS]
+    for run in runs:
+        assert json.loads(run["result"]) == {"sent": 0, "skipped": withdrawn}
+        assert [log["message"] for log in crt.store.logs(run["id"])] == [withdrawn]
+
+    assert flowjobs("billing", "cancel", w["sub"], "--at-period-end", env=env).returncode == 0
+    assert flowjobs("billing", "cancel", w["sub"], "--now", env=env).returncode == 0
+    catch_up(crt, clock)
+    assert [s for _, s in subjects(crt)] == list(CANCELED_MAIL)
+    ended = f"subscription {w['sub']} is canceled: its cancellation is no longer scheduled"
+    runs = [r for r in scheduled_runs(crt) if r["id"] not in {run["id"] for run in runs}]
+    assert [(r["task"], json.loads(r["result"])) for r in runs] == [
+        (t, {"sent": 0, "skipped": ended}) for t in SCHEDULED_TASKS
+    ]
 
 
 def test_cancel_now_ends_it_at_once_emails_and_moves_the_customer_to_the_free_plan(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import io
+import json
 import socket
 from datetime import timedelta
 from email import policy
@@ -13,7 +14,7 @@ import pytest
 
 from flowjobs import ids
 from flowjobs.billing import setup
-from flowjobs.billing.models import Invoice, InvoiceLineItem, Payment
+from flowjobs.billing.models import Invoice, InvoiceLineItem, Payment, Subscription
 from flowjobs.billing.types import utc_from_ms
 from tests.billing_helpers import drain
 
@@ -322,6 +323,9 @@ def test_all_sixteen_emails_reach_the_smtp_server(make_runtime, smtp, tmp_path):
     port, inbox = smtp()
     rt = make_runtime(documents={"dir": str(tmp_path / "docs")}, **mail_sections(port))
     w = world(rt)
+    with rt.billing.unit() as s:  # cancellation-scheduled emails go only while one is scheduled
+        sub = s.get(Subscription, w["sub"])
+        sub.status, sub.cancel_scheduled_at = "cancellation_scheduled", utc_from_ms(1800000000000)
     for task, payload in payloads(w).items():
         rt.trigger(task, payload)
     drain(rt)
@@ -591,3 +595,33 @@ def test_no_order_receipt_for_a_declined_payment(make_runtime, smtp, tmp_path):
     )
     drain(rt)
     assert rt.store.get_run(again.id)["status"] == "failed" and inbox.messages == []
+
+
+def test_a_cancellation_scheduled_email_announces_only_the_date_still_scheduled(make_runtime, smtp):
+    """When its run runs, a cancellation-scheduled email whose date is no longer the
+    subscription's (un-canceled and scheduled again for another date) is not sent and says why;
+    the one for the date still scheduled is."""
+    port, inbox = smtp()
+    rt = make_runtime(**mail_sections(port))
+    w = world(rt)
+    with rt.billing.unit() as s:
+        sub = s.get(Subscription, w["sub"])
+        sub.status, sub.cancel_scheduled_at = "cancellation_scheduled", utc_from_ms(1800000000000)
+    task = "send-customer-subscription-cancellation-scheduled-notification"
+    earlier = 1800000000000 - 86_400_000
+    moved = rt.trigger(task, {"subscriptionId": w["sub"], "scheduledCancellationDate": earlier})
+    current = rt.trigger(
+        task, {"subscriptionId": w["sub"], "scheduledCancellationDate": 1800000000000}
+    )
+    drain(rt)
+    assert json.loads(rt.store.get_run(moved.id)["result"]) == {
+        "sent": 0,
+        "skipped": f"the cancellation on January 14, 2027 was withdrawn: subscription {w['sub']} "
+        "now cancels on January 15, 2027",
+    }
+    assert rt.store.get_run(current.id)["status"] == "completed"
+    [(_, msg)] = inbox.messages
+    assert (
+        msg["Subject"]
+        == "Cancellation Scheduled: Your Pro subscription will be canceled on January 15, 2027"
+    )
