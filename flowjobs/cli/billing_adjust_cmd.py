@@ -39,7 +39,7 @@ def adjust(
     from flowjobs.billing.adjust import adjust_subscription
 
     report = adjust_subscription(
-        ctx.obj.runtime().billing,
+        ctx.obj.runtime(existing=True).billing,
         subscription_id,
         price_id=price,
         quantity=quantity,

@@ -29,7 +29,7 @@ def render(
 
     if kind not in ("invoice", "receipt"):
         raise BadInput(f"unknown kind {kind!r}; use invoice or receipt")
-    runtime = ctx.obj.runtime()
+    runtime = ctx.obj.runtime(read_only=True)
     billing = runtime.billing
     pdf = (
         invoice_pdf(billing, object_id, runtime.settings.documents.pay_url_template)

@@ -44,7 +44,7 @@ def add(
     from flowjobs.outbound.endpoints import as_dict
 
     endpoint = add_endpoint(
-        ctx.obj.runtime().billing,
+        ctx.obj.runtime(existing=True).billing,
         organization_id,
         url,
         livemode=live,
@@ -106,7 +106,9 @@ def list_endpoints(
 def _toggle(ctx, organization_id: str, endpoint_id: str, enabled: bool) -> None:
     from flowjobs.outbound.endpoints import set_enabled
 
-    endpoint = set_enabled(ctx.obj.runtime().billing, organization_id, endpoint_id, enabled)
+    endpoint = set_enabled(
+        ctx.obj.runtime(existing=True).billing, organization_id, endpoint_id, enabled
+    )
     typer.echo(f"{endpoint.id} {'enabled' if enabled else 'disabled'}")
 
 
@@ -148,7 +150,7 @@ def rotate_secret(
     from flowjobs.outbound.endpoints import as_dict
     from flowjobs.outbound.endpoints import rotate_secret as rotate
 
-    endpoint = rotate(ctx.obj.runtime().billing, organization_id, endpoint_id, secret)
+    endpoint = rotate(ctx.obj.runtime(existing=True).billing, organization_id, endpoint_id, secret)
     if as_json:
         output.emit_json(as_dict(endpoint, show_secret=True))
         return
@@ -174,7 +176,7 @@ def test(
 
     if mode not in (None, "live", "test"):
         raise BadInput("--mode must be live or test")
-    rt = ctx.obj.runtime()
+    rt = ctx.obj.runtime(read_only=True)  # records nothing
     results = send_test(
         rt.billing,
         rt.settings.webhooks.outbound,

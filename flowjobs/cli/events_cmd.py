@@ -156,7 +156,9 @@ def replay_event(
         raise BadInput(
             f"the input is larger than {MAX_FILE // (1024 * 1024)} MB; not a webhook event"
         )
-    rt = ctx.obj.runtime()
+    # a dry run stores nothing, so it makes no database; a real one stores the event (as
+    # `trigger` stores a run) and creates the database on first use
+    rt = ctx.obj.runtime(read_only=dry_run)
     incoming = read_incoming(rt.settings, body, source)
     result = replay(
         rt.billing,
@@ -313,7 +315,7 @@ def replay_stored(
     from flowjobs.webhooks.parse import parse
     from flowjobs.webhooks.replay import replay
 
-    rt = ctx.obj.runtime()
+    rt = ctx.obj.runtime(existing=True)  # the stored event must be there
     row = load(rt.billing, inbox_id)
     if row.status == "rejected":
         raise BadInput(
@@ -418,7 +420,7 @@ def redeliver(
     """Deliver a Flowglad event again (a new run per endpoint, the same webhook-id); prints the runs."""
     from flowjobs.outbound.dispatch import redeliver as schedule_again
 
-    rt = ctx.obj.runtime()
+    rt = ctx.obj.runtime(existing=True)  # the event and its deliveries must be there
     done = schedule_again(rt.billing, rt.settings.webhooks.outbound, event_id, endpoint)
     if as_json:
         output.emit_json(done)

@@ -31,8 +31,8 @@ def _time(value: str | None, option: str, default: int) -> int:
     return default if parsed is None else parsed
 
 
-def _scheduler(ctx, read_only: bool = False):
-    return ctx.obj.runtime(read_only=read_only).scheduler
+def _scheduler(ctx, read_only: bool = False, existing: bool = False):
+    return ctx.obj.runtime(read_only=read_only, existing=existing).scheduler
 
 
 @app.command("list")
@@ -118,7 +118,7 @@ def backfill(
     begin, finish = _time(start, "--from", 0), _time(end, "--to", 0)
     if finish <= begin:
         raise BadInput("--to must be after --from")
-    scheduler = _scheduler(ctx)
+    scheduler = _scheduler(ctx, read_only=dry_run)
     schedule = scheduler.get(schedule_id)
     from flowjobs import cron
 
@@ -138,14 +138,15 @@ def backfill(
 @app.command("enable")
 def enable(ctx: typer.Context, schedule_id: str = schedule_argument()):
     """Enable a schedule (stored in the database; overrides `enabled` in flowjobs.toml)."""
-    _scheduler(ctx).set_enabled(schedule_id, True)
+    _scheduler(ctx, existing=True).set_enabled(schedule_id, True)
     typer.echo(f"enabled {schedule_id}")
 
 
 @app.command("disable")
 def disable(ctx: typer.Context, schedule_id: str = schedule_argument()):
     """Disable a schedule (stored in the database; overrides `enabled` in flowjobs.toml)."""
-    _scheduler(ctx).set_enabled(schedule_id, False)
+    # the override lives in the database: written to a new one, the schedule would stay enabled
+    _scheduler(ctx, existing=True).set_enabled(schedule_id, False)
     typer.echo(f"disabled {schedule_id}")
 
 

@@ -128,10 +128,9 @@ def _failure(rt, run_id: str, lines: int = 10) -> tuple[str | None, list[str]]:
 SHORTCUTS = {"billing-run": "attempt-billing-run"}
 
 
-def _shortcut(rt, name: str, object_id: str | None, payload: dict, options: dict):
-    """`trigger billing-run ID`: charge it now (flowjobs.billing.charge_now); refuses what cannot run."""
-    from flowjobs.billing.charge_now import charge_now
-
+def _check_shortcut(name: str, object_id: str | None, payload: dict, options: dict) -> str:
+    """`trigger billing-run ID`: the id, or BadInput for what cannot run (before any database
+    is opened; flowjobs.billing.charge_now charges it)."""
     if not object_id:
         raise BadInput(f"`trigger {name}` needs the id, e.g. flowjobs trigger {name} billing_run_…")
     if payload:
@@ -142,7 +141,7 @@ def _shortcut(rt, name: str, object_id: str | None, payload: dict, options: dict
             f"`trigger {name} ID` charges now under the billing run's own key; it takes no "
             f"{', '.join(given)}"
         )
-    return charge_now(rt.billing, object_id)
+    return object_id
 
 
 def _trigger(rt, task_id: str, body, **options):
@@ -179,11 +178,9 @@ def run_trigger(
     wait_s = _duration(timeout, "--timeout")
     if timeout is not None and not wait:
         raise BadInput("--timeout only makes sense with --wait")
-    rt = state.runtime()
-    done = None
+    charged = None  # `trigger billing-run ID`: the billing run's id
     if task_id in SHORTCUTS:
-        done = _shortcut(
-            rt,
+        charged = _check_shortcut(
             task_id,
             object_id,
             body,
@@ -195,14 +192,21 @@ def run_trigger(
                 "--queue": queue,
             },
         )
+    elif object_id is not None:
+        raise BadInput(f"unexpected argument {object_id!r}: task payloads go in --payload")
+    # a shortcut charges a billing run that must already exist: no database is made for it
+    rt = state.runtime(existing=charged is not None)
+    done = None
+    if charged is not None:
+        from flowjobs.billing.charge_now import charge_now
+
+        done = charge_now(rt.billing, charged)
         run_id, task_id, status, deduplicated = (
             done.run_id,
             SHORTCUTS[task_id],
             done.status,
             done.deduplicated,
         )
-    elif object_id is not None:
-        raise BadInput(f"unexpected argument {object_id!r}: task payloads go in --payload")
     else:
         result = _trigger(
             rt,

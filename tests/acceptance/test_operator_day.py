@@ -65,6 +65,45 @@ def test_read_only_commands_in_a_fresh_folder_create_nothing(tmp_path, args):
     assert listing(tmp_path) == []  # no database, no lock file, no folder
 
 
+EXAMPLES = ROOT / "examples"
+MUST_EXIST = [
+    # they read, or send without recording, or make a dry run
+    ["documents", "render", "invoice", "inv_x"],
+    ["replay-event", str(EXAMPLES / "stripe-customer-created.json"), "--dry-run"],
+    ["billing", "adjust", "sub_x", "--price", "price_x", "--dry-run"],
+    ["events", "replay", "whevt_x", "--dry-run"],
+    ["endpoints", "test", "org_x"],
+    ["endpoints", "list", "org_x"],
+    ["schedules", "backfill", "hourly-cron", "--from", "2024-01-01T00:00:00Z", "--to"]
+    + ["2024-01-01T03:00:00Z", "--dry-run"],
+    # they change things that must already exist
+    ["billing", "adjust", "sub_x", "--price", "price_x"],
+    ["events", "replay", "whevt_x"],
+    ["events", "redeliver", "event_x"],
+    ["endpoints", "add", "org_x", "--url", "https://example.com/hook"],
+    ["endpoints", "disable", "org_x", "we_x"],
+    ["endpoints", "enable", "org_x", "we_x"],
+    ["endpoints", "rotate-secret", "org_x", "we_x"],
+    ["trigger", "billing-run", "billing_run_x"],
+    ["schedules", "disable", "hourly-cron"],  # written to a new database, it would disable nothing
+    ["schedules", "enable", "hourly-cron"],
+]
+
+
+@pytest.mark.parametrize(
+    "args", MUST_EXIST, ids=lambda a: " ".join(x.rpartition("/")[2] for x in a)
+)
+def test_commands_on_a_mistyped_database_path_create_nothing(tmp_path, args):
+    ghost = tmp_path / "ghost.db"
+    result = flowjobs("--database", str(ghost), *args, env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: no database at {ghost} (from --database); ")
+    assert "flowjobs db upgrade" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one line
+    assert result.stdout == ""
+    assert listing(tmp_path) == []  # no ghost.db, -wal, -shm or .migrate-lock
+
+
 def test_doctor_in_a_fresh_folder_says_no_database_yet_and_creates_nothing(tmp_path):
     result = flowjobs("doctor", env=bare_env(), cwd=tmp_path)
     assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
