@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flowjobs.errors import FlowjobsError
+from flowjobs.errors import ConfigError, FlowjobsError
 
 log = logging.getLogger("flowjobs.stripe")
 
@@ -121,6 +121,18 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, stripe.StripeError) and status is not None and status >= 500
 
 
+class NoStripeKey(ConfigError):
+    """No Stripe API key for this mode in the configuration (exit 2, as any configuration
+    problem); a dry run tells it apart: a real replay only queues the handler and needs none."""
+
+    def __init__(self, livemode: bool):
+        self.livemode = livemode
+        mode = "live_api_key" if livemode else "test_api_key"
+        super().__init__(
+            [f"stripe.{mode}: not set; put it in [stripe] or FLOWJOBS_STRIPE_{mode.upper()}"]
+        )
+
+
 class StripeGateway:
     def __init__(self, settings, sleep=None):
         self.settings = settings
@@ -134,14 +146,7 @@ class StripeGateway:
 
             key = self.settings.api_key(livemode)
             if not key:
-                from flowjobs.errors import ConfigError
-
-                mode = "live_api_key" if livemode else "test_api_key"
-                raise ConfigError(
-                    [
-                        f"stripe.{mode}: not set; put it in [stripe] or FLOWJOBS_STRIPE_{mode.upper()}"
-                    ]
-                )
+                raise NoStripeKey(livemode)
             options: dict[str, Any] = {"max_network_retries": 0}
             if self.settings.api_base:
                 options["base_addresses"] = {"api": self.settings.api_base}

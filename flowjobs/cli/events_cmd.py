@@ -52,6 +52,7 @@ def outcome(result) -> dict:
         "dryRun": dry,
         "result": result.result if dry else None,
         "changes": result.changes if dry else [],
+        "handlerNotRun": result.not_run if dry else None,
         "inboxId": ingested.inbox_id,
         "runId": ingested.run_id,
         "duplicate": ingested.duplicate,
@@ -93,6 +94,11 @@ def _print_changes(result) -> None:
     if result.ingested.duplicate:
         typer.echo(
             f"duplicate of {result.ingested.run_id}: the handler would not run again (--force to replay)"
+        )
+    if result.not_run is not None:
+        typer.echo(
+            f"handler {result.ingested.task} not run: {result.not_run}; a worker started with "
+            "this configuration fails it. The changes below are the event's and its run's only"
         )
     if result.result is not None:
         typer.echo(

@@ -24,6 +24,7 @@ class DryRun:
     ingested: inbox.Ingested
     result: Any = None
     changes: list[dict] = field(default_factory=list)
+    not_run: str | None = None  # why the handler was not run (it needs a Stripe key)
 
     def as_dict(self) -> dict:
         return {
@@ -31,6 +32,7 @@ class DryRun:
             "dryRun": True,
             "result": self.result,
             "changes": self.changes,
+            "handlerNotRun": self.not_run,
         }
 
 
@@ -95,11 +97,32 @@ def replay(
     with b.dry_run() as session:
         before = snapshot(session)
         ingested = inbox.ingest(b, incoming, via=via, force=force)
-        result = None
+        result, not_run = None, None
         if ingested.task is not None and ingested.status == "routed" and not ingested.duplicate:
-            result = handler_for(ingested.task)(b, incoming.event)
+            result, not_run = _handle(b, session, ingested.task, incoming.event)
         session.flush()
-        return DryRun(ingested, result, diff(before, snapshot(session)))
+        return DryRun(ingested, result, diff(before, snapshot(session)), not_run)
+
+
+def _handle(b, session, task: str, event: dict) -> tuple[Any, str | None]:
+    """Run the handler in a savepoint: (its result, None); or (None, why) when it needs a
+    Stripe API key this configuration lacks, its writes so far undone. A real replay only
+    queues the handler and needs no key, so neither may a dry run."""
+    from flowjobs.adapters.stripe_gateway import NoStripeKey
+
+    savepoint = session.begin_nested()
+    try:
+        result = handler_for(task)(b, event)
+        session.flush()
+    except NoStripeKey as exc:
+        savepoint.rollback()
+        mode = "live" if exc.livemode else "test"
+        return None, (
+            f"it calls Stripe, and this configuration has no Stripe {mode}-mode API key "
+            f"([stripe] {mode}_api_key or FLOWJOBS_STRIPE_{mode.upper()}_API_KEY)"
+        )
+    savepoint.commit()
+    return result, None
 
 
 def tables(session) -> list[Table]:

@@ -125,3 +125,35 @@ def test_a_stripe_event_replayed_without_an_api_key_says_the_workers_will_need_o
     from_inbox = flowjobs("events", "replay", stored["id"], env=bare)
     assert from_inbox.returncode == 0, from_inbox.stderr
     assert "note: no Stripe test-mode API key in this configuration" in from_inbox.stderr
+
+
+def test_a_dry_run_needs_no_stripe_key_where_the_real_run_needs_none(sqlite_url):
+    """`replay-event --dry-run` and `events replay ID --dry-run` of a charge.failed event with
+    no Stripe key configured: exit 0 like the real runs, the event's and its run's rows shown,
+    and the handler (which would call Stripe) said not to have run."""
+    from tests.cli_helpers import ROOT
+
+    example = str(ROOT / "examples" / "stripe-charge-failed.json")
+    env = cli_env(sqlite_url)  # no FLOWJOBS_STRIPE_*; flowjobs.toml sets no key
+    not_run = (
+        "handler stripe-charge-failed not run: it calls Stripe, and this configuration has no "
+        "Stripe test-mode API key ([stripe] test_api_key or FLOWJOBS_STRIPE_TEST_API_KEY)"
+    )
+    dry = flowjobs("replay-event", example, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run — nothing was stored" in dry.stdout and not_run in dry.stdout
+    assert "insert webhook_events" in dry.stdout and "insert flowjobs_runs" in dry.stdout
+    shown = as_json(flowjobs("replay-event", example, "--dry-run", "--json", env=env))
+    assert shown["dryRun"] and shown["status"] == "created" and shown["result"] is None
+    assert shown["handlerNotRun"].startswith("it calls Stripe")
+    assert as_json(flowjobs("events", "list", "--json", env=env)) == []  # stored nothing
+
+    real = flowjobs("replay-event", example, env=env)
+    assert real.returncode == 0 and real.stdout.split("\t")[1] == "created", real.stderr
+    [stored] = as_json(flowjobs("events", "list", "--json", env=env))
+    again = flowjobs("events", "replay", stored["id"], "--dry-run", env=env)
+    assert again.returncode == 0, again.stderr
+    assert not_run in again.stdout and "insert flowjobs_runs" in again.stdout
+    again_json = as_json(flowjobs("events", "replay", stored["id"], "--dry-run", "--json", env=env))
+    assert again_json["handlerNotRun"].startswith("it calls Stripe")
+    assert len(as_json(flowjobs("events", "list", "--json", env=env))) == 1

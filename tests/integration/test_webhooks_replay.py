@@ -210,3 +210,36 @@ def test_dry_run_changes_nothing_and_reports_the_rows(wrt, localstripe_url):
         "succeeded",
     ]
     assert report.result["action"] == "charged"
+
+
+def test_a_dry_run_whose_handler_needs_a_missing_stripe_key_undoes_its_writes_and_says_so(
+    rt, monkeypatch
+):
+    """Without a Stripe key a real replay only queues the handler, so a dry run must not fail
+    either: the handler's writes before it called Stripe are rolled back to a savepoint, the
+    event's and its run's rows are still shown, and why the handler did not run is said."""
+    from flowjobs.billing import setup
+    from flowjobs.webhooks import stripe_handlers
+    from tests.cli_helpers import ROOT
+
+    def writes_then_calls_stripe(b, event):
+        with b.unit() as s:
+            setup.organization(s, "Written before Stripe")
+        return b.gateway.retrieve_intent_object(False, "pi_nope")
+
+    monkeypatch.setitem(stripe_handlers.HANDLERS, "stripe-charge-failed", writes_then_calls_stripe)
+    with rt.billing.unit() as s:
+        before = snapshot(s)
+    body = (ROOT / "examples" / "stripe-charge-failed.json").read_bytes()
+    report = do_replay(rt, body, dry_run=True)
+    assert report.result is None
+    assert report.not_run == (
+        "it calls Stripe, and this configuration has no Stripe test-mode API key "
+        "([stripe] test_api_key or FLOWJOBS_STRIPE_TEST_API_KEY)"
+    )
+    assert sorted((c["table"], c["change"]) for c in report.changes) == [
+        ("flowjobs_runs", "insert"),
+        ("webhook_events", "insert"),
+    ]  # no organizations row: undone with the handler
+    with rt.billing.unit() as s:
+        assert snapshot(s) == before
