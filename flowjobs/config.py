@@ -394,9 +394,11 @@ def env_variable(section: str, key: str) -> str:
     return f"FLOWJOBS_{section}_{key}".upper()
 
 
-def database_option(value: str) -> str:
-    """`--database`: a URL, or the path of an SQLite file; a relative SQLite path is taken
-    from the working directory (where the operator typed it), not the config file's folder."""
+def database_option(value: str, option: str = "--database") -> str:
+    """`--database` (and `db copy --to`): a URL, or the path of an SQLite file, as the URL
+    flowjobs uses (`postgres://` and `postgresql://` read as `postgresql+psycopg://`); a
+    relative SQLite path is taken from the working directory (where the operator typed it), not
+    the config file's folder. Another kind of URL is a ConfigError naming `option` (exit 2)."""
     if "://" not in value:
         value = "sqlite:///" + value
     if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
@@ -408,10 +410,10 @@ def database_option(value: str) -> str:
     except ValidationError:
         raise ConfigError(
             [
-                f"--database: {value!r} must be sqlite:///PATH, a file path, or "
+                f"{option}: {value!r} must be sqlite:///PATH, a file path, or "
                 "postgresql+psycopg://user@host/db"
             ],
-            source="--database",
+            source=option,
         ) from None
 
 

@@ -102,20 +102,19 @@ def _size(n: int | None) -> str:
 def copy(
     ctx: typer.Context,
     to: str = typer.Option(
-        ..., "--to", help="Target database URL, e.g. postgresql+psycopg://user@host/flowjobs."
+        ...,
+        "--to",
+        help="Target database: a URL or an SQLite file path, as --database takes, e.g. "
+        "postgresql+psycopg://user@host/flowjobs.",
     ),
     batch: int = typer.Option(1000, "--batch", min=1, max=100000, help="Rows per insert."),
 ):
     """Copy every run, schedule, inbox event and billing row into an empty database, verifying counts."""
     from flowjobs.cli import output
-    from flowjobs.config import DatabaseSettings
-    from flowjobs.errors import BadInput
+    from flowjobs.config import database_option
     from flowjobs.ops.copy import copy_database
 
-    try:
-        DatabaseSettings(url=to)
-    except ValueError:
-        raise BadInput("--to must start with 'sqlite:///' or 'postgresql+psycopg://'") from None
+    to = database_option(to, "--to")  # what --database takes, read the same way; else exit 2
     from flowjobs.store.inspect import require_database
 
     require_database(ctx.obj.settings(), ctx.obj.database_origin())  # an empty source: exit 4

@@ -107,3 +107,46 @@ def test_a_nul_character_stored_by_an_earlier_version_is_copied_as_x00(
         assert [line["message"] for line in moved.store.logs(run.id)] == ["a\\x00b"]
     finally:
         moved.close()
+
+
+def test_to_takes_what_database_takes(sqlite_url, pg_template, tmp_path, clock):
+    """`--to` reads a URL as `--database` does: `postgres://` and `postgresql://` are
+    PostgreSQL (they were "unsupported database URL", exit 4), a plain path is an SQLite file
+    from the working directory, and another kind of URL is exit 2 with --database's message."""
+    rt, _ = filled(sqlite_url, tmp_path, clock)
+    rt.close()
+    env = cli_env(sqlite_url)
+
+    down = flowjobs("db", "copy", "--to", "postgres://u@127.0.0.1:1/db", env=env)
+    assert down.returncode == 4, down.stderr
+    assert down.stderr.startswith(
+        "error: database postgresql+psycopg://u@127.0.0.1:1/db is unavailable: cannot connect"
+    )
+    assert "unsupported" not in down.stderr and down.stderr.count("\n") == 1
+
+    target = new_pg_database(pg_template)  # postgresql+psycopg://…, written as libpq writes it
+    short = target.replace("postgresql+psycopg://", "postgres://", 1)
+    copied = flowjobs("db", "copy", "--to", short, env=env)
+    assert copied.returncode == 0, copied.stderr
+    assert "flowjobs_runs\t6" in copied.stdout.splitlines()
+    moved = Runtime(make_settings(target, tmp_path), clock=clock)
+    try:
+        assert moved.store.count_by_status() == {"completed": 5, "delayed": 1}
+    finally:
+        moved.close()
+
+    (tmp_path / "here").mkdir()
+    to_file = flowjobs("db", "copy", "--to", "copy.db", env=env, cwd=tmp_path / "here")
+    assert to_file.returncode == 0, to_file.stderr
+    assert (tmp_path / "here" / "copy.db").is_file()
+
+    other = flowjobs("db", "copy", "--to", "mysql://x", env=env)
+    assert other.returncode == 2
+    assert other.stderr == (
+        "error: invalid --to:\n"
+        "  --to: 'mysql://x' must be sqlite:///PATH, a file path, or "
+        "postgresql+psycopg://user@host/db\n"
+    )
+    as_option = flowjobs("--database", "mysql://x", "runs", "list", env=env)
+    assert as_option.returncode == 2
+    assert as_option.stderr == other.stderr.replace("--to", "--database")
