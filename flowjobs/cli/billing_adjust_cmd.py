@@ -16,10 +16,13 @@ def adjust(
     ctx: typer.Context,
     subscription_id: str = typer.Argument(..., metavar="SUBSCRIPTION_ID"),
     price: str = typer.Option(..., "--price", metavar="PRICE_ID", help="The new plan's price."),
-    quantity: int = typer.Option(1, "--quantity", min=1, help="Quantity of the new price."),
+    quantity: int = typer.Option(
+        1, "--quantity", metavar="N", min=1, help="Quantity of the new price."
+    ),
     timing: str = typer.Option(
         "auto",
         "--timing",
+        metavar="TIMING",
         help="immediately, at-period-end, or auto (increase now, decrease at period end).",
     ),
     no_prorate: bool = typer.Option(

@@ -98,13 +98,17 @@ def list_(
     ctx: typer.Context,
     kind: str = typer.Argument(..., help="subscriptions, invoices, billing-runs or payments."),
     status: str | None = typer.Option(
-        None, "--status", help="Only this status (the spec's values)."
+        None, "--status", metavar="STATUS", help="Only this status (the spec's values)."
     ),
-    customer: str | None = typer.Option(None, "--customer", help="Only this customer's (cust_…)."),
+    customer: str | None = typer.Option(
+        None, "--customer", metavar="CUSTOMER_ID", help="Only this customer's (cust_…)."
+    ),
     organization: str | None = typer.Option(
-        None, "--organization", help="Only this organisation's (org_…)."
+        None, "--organization", metavar="ORG_ID", help="Only this organisation's (org_…)."
     ),
-    limit: int = typer.Option(100, "--limit", min=1, help="At most this many, newest first."),
+    limit: int = typer.Option(
+        100, "--limit", metavar="N", min=1, help="At most this many, newest first."
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",

@@ -104,10 +104,13 @@ def copy(
     to: str = typer.Option(
         ...,
         "--to",
+        metavar="URL",
         help="Target database: a URL or an SQLite file path, as --database takes, e.g. "
         "postgresql+psycopg://user@host/flowjobs.",
     ),
-    batch: int = typer.Option(1000, "--batch", min=1, max=100000, help="Rows per insert."),
+    batch: int = typer.Option(
+        1000, "--batch", metavar="N", min=1, max=100000, help="Rows per insert."
+    ),
 ):
     """Copy every run, schedule, inbox event and billing row into an empty database, verifying counts."""
     from flowjobs.cli import output

@@ -13,17 +13,19 @@ app = typer.Typer(help="Demo data for trying flowjobs' billing jobs.", no_args_i
 def seed(
     ctx: typer.Context,
     customers: int = typer.Option(
-        10, "--customers", min=1, max=100000, help="Customers to create."
+        10, "--customers", metavar="N", min=1, max=100000, help="Customers to create."
     ),
     declining: int | None = typer.Option(
         None,
         "--declining",
+        metavar="N",
         min=0,
         help="How many of them renew on a card that declines (default: a quarter).",
     ),
     purchases: int | None = typer.Option(
         None,
         "--purchases",
+        metavar="N",
         min=0,
         help="How many customers also buy something once at checkout, paid at Stripe; flowjobs "
         "records it from the payment_intent.succeeded event (default: up to 3, card-paying ones).",

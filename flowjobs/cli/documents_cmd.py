@@ -21,7 +21,11 @@ def render(
         ..., metavar="ID", help="The invoice id, or the payment id of a receipt."
     ),
     out: Path | None = typer.Option(
-        None, "-o", "--output", help="Write here (default: <kind>-<id>.pdf; '-' for stdout)."
+        None,
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="Write here (default: <kind>-<id>.pdf; '-' for stdout).",
     ),
 ):
     """Render one invoice or receipt PDF now (nothing is stored or changed)."""

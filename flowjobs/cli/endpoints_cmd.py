@@ -22,16 +22,26 @@ def _mode(live: bool) -> str:
 def add(
     ctx: typer.Context,
     organization_id: str = typer.Argument(..., metavar="ORG_ID"),
-    url: str = typer.Option(..., "--url", help="The endpoint's URL (http:// or https://)."),
+    url: str = typer.Option(
+        ..., "--url", metavar="URL", help="The endpoint's URL (http:// or https://)."
+    ),
     live: bool = typer.Option(
         False, "--live", help="Receive live-mode events (default: test mode)."
     ),
     event_type: list[str] | None = typer.Option(
-        None, "--event-type", help="Only this type (repeatable); default every type."
+        None,
+        "--event-type",
+        metavar="TYPE",
+        help="Only this type (repeatable); default every type.",
     ),
-    description: str | None = typer.Option(None, "--description"),
+    description: str | None = typer.Option(
+        None,
+        "--description",
+        metavar="TEXT",
+        help="A note for people, kept with the endpoint.",
+    ),
     secret: str | None = typer.Option(
-        None, "--secret", help="whsec_<base64> (default: a new random one)."
+        None, "--secret", metavar="SECRET", help="whsec_<base64> (default: a new random one)."
     ),
     as_json: bool = typer.Option(
         False,
@@ -64,7 +74,9 @@ def add(
 def list_endpoints(
     ctx: typer.Context,
     organization_id: str = typer.Argument(..., metavar="ORG_ID"),
-    mode: str | None = typer.Option(None, "--mode", help="live or test (default: both)."),
+    mode: str | None = typer.Option(
+        None, "--mode", metavar="MODE", help="live or test (default: both)."
+    ),
     show_secret: bool = typer.Option(False, "--show-secret", help="Print secrets in full."),
     as_json: bool = typer.Option(
         False,
@@ -138,7 +150,7 @@ def rotate_secret(
     organization_id: str = typer.Argument(..., metavar="ORG_ID"),
     endpoint_id: str = typer.Argument(..., metavar="ENDPOINT_ID"),
     secret: str | None = typer.Option(
-        None, "--secret", help="whsec_<base64> (default: a new random one)."
+        None, "--secret", metavar="SECRET", help="whsec_<base64> (default: a new random one)."
     ),
     as_json: bool = typer.Option(
         False,
@@ -162,7 +174,9 @@ def test(
     ctx: typer.Context,
     organization_id: str = typer.Argument(..., metavar="ORG_ID"),
     endpoint_id: str | None = typer.Argument(None, metavar="[ENDPOINT_ID]"),
-    mode: str | None = typer.Option(None, "--mode", help="live or test (default: both)."),
+    mode: str | None = typer.Option(
+        None, "--mode", metavar="MODE", help="live or test (default: both)."
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",

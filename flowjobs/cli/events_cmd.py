@@ -118,7 +118,7 @@ def replay_event(
         ..., help="A Stripe event (JSON), a Supabase webhook payload, or an `events export` file."
     ),
     source: str | None = typer.Option(
-        None, "--source", help="stripe or supabase (default: detected)."
+        None, "--source", metavar="SOURCE", help="stripe or supabase (default: detected)."
     ),
     dry_run: bool = typer.Option(
         False,
@@ -206,18 +206,25 @@ def _note_missing_stripe_key(settings, incoming) -> None:
 def list_events(
     ctx: typer.Context,
     source: str | None = typer.Option(
-        None, "--source", help="stripe or supabase.", autocompletion=completer(EVENT_SOURCES)
+        None,
+        "--source",
+        metavar="SOURCE",
+        help="stripe or supabase.",
+        autocompletion=completer(EVENT_SOURCES),
     ),
     type_: str | None = typer.Option(
-        None, "--type", help="e.g. payment_intent.succeeded or invoices:UPDATE."
+        None, "--type", metavar="TYPE", help="e.g. payment_intent.succeeded or invoices:UPDATE."
     ),
     status: str | None = typer.Option(
         None,
         "--status",
+        metavar="STATUS",
         help="received, routed, ignored or rejected.",
         autocompletion=completer(EVENT_STATUSES),
     ),
-    limit: int = typer.Option(50, "--limit", min=1, max=10000),
+    limit: int = typer.Option(
+        50, "--limit", metavar="N", min=1, max=10000, help="At most this many, newest first."
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -346,7 +353,7 @@ def export(
     ctx: typer.Context,
     inbox_id: str = typer.Argument(..., metavar="ID"),
     out: Path | None = typer.Option(
-        None, "-o", "--output", help="Write to this file (default: stdout)."
+        None, "-o", "--output", metavar="FILE", help="Write to this file (default: stdout)."
     ),
 ):
     """The stored raw body and headers, as a file `flowjobs replay-event` accepts (signature included)."""
@@ -371,18 +378,21 @@ def export(
 def deliveries(
     ctx: typer.Context,
     endpoint: str | None = typer.Option(
-        None, "--endpoint", help="Only deliveries to this endpoint."
+        None, "--endpoint", metavar="ENDPOINT_ID", help="Only deliveries to this endpoint."
     ),
     status: str | None = typer.Option(
         None,
         "--status",
+        metavar="STATUS",
         help="pending, retrying, succeeded, failed or skipped.",
         autocompletion=completer(DELIVERY_STATUSES),
     ),
     event: str | None = typer.Option(
-        None, "--event", help="Only deliveries of this event (event_…)."
+        None, "--event", metavar="EVENT_ID", help="Only deliveries of this event (event_…)."
     ),
-    limit: int = typer.Option(50, "--limit", min=1, max=10000),
+    limit: int = typer.Option(
+        50, "--limit", metavar="N", min=1, max=10000, help="At most this many, newest first."
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -417,7 +427,10 @@ def redeliver(
     ctx: typer.Context,
     event_id: str = typer.Argument(..., metavar="EVENT_ID"),
     endpoint: str | None = typer.Option(
-        None, "--endpoint", help="Only to this endpoint (default: all of the event's)."
+        None,
+        "--endpoint",
+        metavar="ENDPOINT_ID",
+        help="Only to this endpoint (default: all of the event's).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print a JSON array: {runId, endpointId, deliveryId} per endpoint."

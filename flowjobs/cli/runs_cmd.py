@@ -52,13 +52,21 @@ def list_runs(
         None,
         "--status",
         "-s",
+        metavar="STATUS",
         help=f"Only runs in this status: {', '.join(STATUSES)}.",
         autocompletion=completer(STATUSES),
     ),
     task: str | None = typer.Option(
-        None, "--task", "-t", help="Only runs of this task.", autocompletion=complete_tasks
+        None,
+        "--task",
+        "-t",
+        metavar="TASK",
+        help="Only runs of this task.",
+        autocompletion=complete_tasks,
     ),
-    limit: int = typer.Option(50, "--limit", "-l", min=1, max=10000),
+    limit: int = typer.Option(
+        50, "--limit", "-l", metavar="N", min=1, max=10000, help="At most this many, newest first."
+    ),
     columns: str | None = typer.Option(
         None,
         "--columns",
@@ -188,14 +196,26 @@ def replay(
         None,
         "--status",
         "-s",
+        metavar="STATUS",
         help=f"Replay the runs in this status: {', '.join(STATUSES)}.",
         autocompletion=completer(STATUSES),
     ),
     task: str | None = typer.Option(
-        None, "--task", "-t", help="…of this task.", autocompletion=complete_tasks
+        None,
+        "--task",
+        "-t",
+        metavar="TASK",
+        help="Only runs of this task (with --status).",
+        autocompletion=complete_tasks,
     ),
     limit: int = typer.Option(
-        100, "--limit", "-l", min=1, max=100000, help="At most this many (newest first)."
+        100,
+        "--limit",
+        "-l",
+        metavar="N",
+        min=1,
+        max=100000,
+        help="At most this many (newest first).",
     ),
     as_json: bool = typer.Option(
         False,
@@ -242,9 +262,11 @@ def replay(
 def watch_runs(
     ctx: typer.Context,
     interval: float = typer.Option(
-        1.0, "--interval", min=0.2, max=60, help="Seconds between redraws."
+        1.0, "--interval", metavar="SECONDS", min=0.2, max=60, help="Seconds between redraws."
     ),
-    limit: int = typer.Option(20, "--limit", "-l", min=1, max=500, help="Newest runs shown."),
+    limit: int = typer.Option(
+        20, "--limit", "-l", metavar="N", min=1, max=500, help="Newest runs shown."
+    ),
     once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
     columns: str | None = typer.Option(
         None,

@@ -79,8 +79,12 @@ def list_schedules(
 def preview(
     ctx: typer.Context,
     schedule_id: str = schedule_argument(),
-    start: str | None = typer.Option(None, "--from", help="ISO-8601 (default: now)."),
-    end: str | None = typer.Option(None, "--to", help="ISO-8601 (default: one day after --from)."),
+    start: str | None = typer.Option(
+        None, "--from", metavar="TIME", help="ISO-8601 (default: now)."
+    ),
+    end: str | None = typer.Option(
+        None, "--to", metavar="TIME", help="ISO-8601 (default: one day after --from)."
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print a JSON array: {lastTimestamp, timestamp, key} per slot."
     ),
@@ -105,8 +109,10 @@ def preview(
 def backfill(
     ctx: typer.Context,
     schedule_id: str = schedule_argument(),
-    start: str = typer.Option(..., "--from", help="ISO-8601; slots after this time."),
-    end: str = typer.Option(..., "--to", help="ISO-8601; slots up to this time."),
+    start: str = typer.Option(
+        ..., "--from", metavar="TIME", help="ISO-8601; slots after this time."
+    ),
+    end: str = typer.Option(..., "--to", metavar="TIME", help="ISO-8601; slots up to this time."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report, enqueue nothing."),
     as_json: bool = typer.Option(
         False,
@@ -157,6 +163,7 @@ def trigger_now(
     since: str | None = typer.Option(
         None,
         "--since",
+        metavar="TIME",
         help="ISO-8601 start of the run's window (default: the end of the last covered window).",
     ),
     as_json: bool = typer.Option(

@@ -11,11 +11,12 @@ import typer
 def serve(
     ctx: typer.Context,
     host: str | None = typer.Option(
-        None, "--host", help="Address to bind (default [server] host, 127.0.0.1)."
+        None, "--host", metavar="HOST", help="Address to bind (default [server] host, 127.0.0.1)."
     ),
     port: int | None = typer.Option(
         None,
         "--port",
+        metavar="PORT",
         min=0,
         max=65535,
         help="Port (default [server] port, 8080; 0 picks a free one).",

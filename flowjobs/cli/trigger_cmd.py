@@ -20,25 +20,31 @@ def trigger(
     object_id: str | None = typer.Argument(
         None, metavar="[ID]", help="With billing-run: the billing run's id (charged now)."
     ),
-    payload: str | None = typer.Option(None, "--payload", "-p", help="Payload as a JSON object."),
+    payload: str | None = typer.Option(
+        None, "--payload", "-p", metavar="JSON", help="Payload as a JSON object."
+    ),
     payload_file: Path | None = typer.Option(
-        None, "--payload-file", help="Read the payload JSON from a file."
+        None, "--payload-file", metavar="FILE", help="Read the payload JSON from a file."
     ),
     idempotency_key: str | None = typer.Option(
         None,
         "--idempotency-key",
+        metavar="KEY",
         help="A second trigger with this key returns the same run (at most 500 characters).",
     ),
     idempotency_key_ttl: str | None = typer.Option(
         None,
         "--idempotency-key-ttl",
+        metavar="DURATION",
         help="How long the key holds, e.g. 1d (default [run] idempotency_key_ttl).",
     ),
     delay: str | None = typer.Option(
-        None, "--delay", help="Run no earlier than this from now, e.g. 30s."
+        None, "--delay", metavar="DURATION", help="Run no earlier than this from now, e.g. 30s."
     ),
-    priority: int = typer.Option(0, "--priority", help="Lower runs first."),
-    queue: str | None = typer.Option(None, "--queue", help="Queue (default: the task's)."),
+    priority: int = typer.Option(0, "--priority", metavar="N", help="Lower runs first."),
+    queue: str | None = typer.Option(
+        None, "--queue", metavar="QUEUE", help="Queue (default: the task's)."
+    ),
     wait: bool = typer.Option(
         False,
         "--wait",
@@ -46,7 +52,10 @@ def trigger(
         "else 1, with its error and last log lines on stderr. Ctrl-C leaves the run queued.",
     ),
     timeout: str | None = typer.Option(
-        None, "--timeout", help="With --wait: give up after this long (exit 124)."
+        None,
+        "--timeout",
+        metavar="DURATION",
+        help="With --wait: give up after this long (exit 124).",
     ),
     as_json: bool = typer.Option(
         False,

@@ -16,6 +16,7 @@ def run_worker(
         None,
         "--concurrency",
         "-n",
+        metavar="N",
         min=1,
         help="Runs at once per process (default [worker] concurrency).",
     ),
@@ -23,6 +24,7 @@ def run_worker(
         None,
         "--processes",
         "-P",
+        metavar="N",
         min=1,
         help="Worker processes under one supervisor (default [worker] processes).",
     ),
@@ -30,17 +32,19 @@ def run_worker(
         None,
         "--queue",
         "-q",
+        metavar="QUEUE",
         help="Take runs only from this queue (repeatable; default [worker] queues).",
     ),
     burst: bool = typer.Option(
         False, "--burst", help="Exit 0 once no run is due and none is executing (for cron)."
     ),
     max_jobs: int | None = typer.Option(
-        None, "--max-jobs", min=1, help="Exit after this many runs (per process)."
+        None, "--max-jobs", metavar="N", min=1, help="Exit after this many runs (per process)."
     ),
     shutdown_timeout: str | None = typer.Option(
         None,
         "--shutdown-timeout",
+        metavar="DURATION",
         help="On SIGTERM, wait this long for running tasks (default [worker] shutdown_timeout).",
     ),
     no_scheduler: bool = typer.Option(

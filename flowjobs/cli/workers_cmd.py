@@ -10,7 +10,10 @@ from flowjobs.cli import output
 def workers(
     ctx: typer.Context,
     since: str = typer.Option(
-        "24h", "--since", help="Also list workers that stopped or were lost this long ago."
+        "24h",
+        "--since",
+        metavar="DURATION",
+        help="Also list workers that stopped or were lost this long ago.",
     ),
     as_json: bool = typer.Option(
         False,
