@@ -292,6 +292,17 @@ def all_commands():
     return list(walk(typer.main.get_command(app)))
 
 
+def test_every_option_names_its_value_and_says_what_it_does():
+    # `--status <str>`, `--limit <int range>` and options with no help at all: a name for the
+    # value (STATUS, DURATION, N, …) and a sentence, for every option that takes one.
+    for path, command in all_commands():
+        for param in command.params:
+            if getattr(param, "param_type_name", "") != "option" or param.is_flag:
+                continue
+            assert param.metavar, (path, param.opts)
+            assert param.help, (path, param.opts)
+
+
 # The arguments each filtered command needs besides the filter (a command that gains a
 # --status or --source must be added here: the walk below checks the list is complete).
 FILTERED = {
