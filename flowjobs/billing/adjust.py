@@ -76,7 +76,7 @@ class AdjustReport:
     subscription_id: str
     action: str  # charging | applied | scheduled | unscheduled | unchanged | dry-run
     timing: str
-    adjustment_type: str
+    adjustment_type: str  # upgrade | downgrade; none when the items are those it has
     proration: Proration
     effective_at: datetime
     previous_items: list[dict]
@@ -199,7 +199,7 @@ def adjust_subscription(
         if [(i["priceId"], i["unitPrice"], i["quantity"]) for i in old] == [
             (i["priceId"], i["unitPrice"], i["quantity"]) for i in new
         ]:
-            report.effective_at = now
+            report.effective_at, report.adjustment_type = now, "none"  # not a downgrade
             if sub.scheduled_adjustment_at is not None and not dry_run:
                 report.action = "unscheduled"
                 report.detail = (

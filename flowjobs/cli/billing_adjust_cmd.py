@@ -53,13 +53,15 @@ def adjust(
     if as_json:
         output.emit_json(report.as_dict())
         return
-    typer.echo(
-        f"subscription {report.subscription_id}: {report.adjustment_type}, timing {report.timing}"
-    )
-    for line in report.proration.lines():
-        typer.echo("  " + line)
-    if no_prorate and report.proration.net:
-        typer.echo("  (--no-prorate: nothing is charged)")
+    if report.action not in ("unchanged", "unscheduled"):  # no change: no kind, no arithmetic
+        typer.echo(
+            f"subscription {report.subscription_id}: {report.adjustment_type}, "
+            f"timing {report.timing}"
+        )
+        for line in report.proration.lines():
+            typer.echo("  " + line)
+        if no_prorate and report.proration.net:
+            typer.echo("  (--no-prorate: nothing is charged)")
     typer.echo(f"{report.action}: {report.detail}")
 
 

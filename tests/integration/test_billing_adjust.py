@@ -384,6 +384,20 @@ def test_cli_dry_run_prints_the_arithmetic_and_changes_nothing_and_bad_input_exi
     assert items_of(rt, seeded.subscription_id)[0].expired_at is None
     assert [r.id for r in _runs(rt, seeded.subscription_id)] == [seeded.billing_run_id]
 
+    # to the price it already has: no change, so neither a "downgrade" nor any arithmetic
+    ((current, _, _),) = active_prices(rt, seeded.subscription_id, now)
+    same = flowjobs(
+        "billing", "adjust", seeded.subscription_id, "--price", current, "--dry-run", env=env
+    )
+    assert same.returncode == 0, same.stderr
+    assert same.stdout == "unchanged: the subscription already has these items; nothing to do\n"
+    same_json = json.loads(
+        flowjobs(
+            "billing", "adjust", seeded.subscription_id, "--price", current, "--json", env=env
+        ).stdout
+    )
+    assert (same_json["action"], same_json["adjustmentType"]) == ("unchanged", "none")
+
     unbilled = seed(
         rt, unit_price=1200, start=now - timedelta(days=1)
     )  # its first run not charged yet
