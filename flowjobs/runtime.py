@@ -76,6 +76,10 @@ class Runtime:
             self.settings.run.idempotency_key_ttl,
         )
 
+    def task(self, task_id: str):
+        """The task `task_id` (UnknownTask if there is none), found without the database."""
+        return self._client_registry().get(task_id)
+
     def _client_registry(self):
         """The registry as the client needs it: loaded lazily unless `[tasks] modules` are
         configured (then everything is loaded first, so that a task id declared twice is

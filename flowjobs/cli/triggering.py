@@ -149,6 +149,7 @@ def _trigger(rt, task_id: str, body, **options):
     from flowjobs.errors import UnknownTask
 
     try:
+        rt.task(task_id)  # before the database: an unknown task id makes no database file
         return rt.trigger(task_id, body, **options)
     except UnknownTask:
         from flowjobs.cli.filters import unknown_task
@@ -194,6 +195,10 @@ def run_trigger(
         )
     elif object_id is not None:
         raise BadInput(f"unexpected argument {object_id!r}: task payloads go in --payload")
+    elif idempotency_key_ttl is not None and idempotency_key is None:
+        raise BadInput(
+            "--idempotency-key-ttl needs --idempotency-key (it says how long that holds)"
+        )
     # a shortcut charges a billing run that must already exist: no database is made for it
     rt = state.runtime(existing=charged is not None)
     done = None
