@@ -303,6 +303,24 @@ def test_paid_open_and_partly_paid_documents_read_the_same_in_both_layouts():
     )  # taller rows: flows over pages sooner
 
 
+def _adas_payment(drt, *, number: str, status: str, **fields) -> Payment:
+    """A $49.00 payment of Ada's at Acme on a standalone invoice of its own."""
+    from tests.billing_helpers import standalone_payment
+
+    with drt.billing.unit() as s:
+        org = setup.organization(s, "Acme")
+        cust = setup.customer(s, org, email="a@b.c", name="Ada")
+    return standalone_payment(
+        drt,
+        customer_id=cust.id,
+        organization_id=org.id,
+        number=number,
+        amount=4900,
+        status=status,
+        **fields,
+    )
+
+
 def _declined_payment(drt) -> Payment:
     """A billing run charged a card that declines (localstripe): its payment `failed`."""
     from sqlmodel import select
@@ -354,18 +372,11 @@ def test_a_declined_payment_gets_no_receipt_from_the_command_or_the_task(drt, tm
 def test_a_refunded_payment_keeps_its_receipt(drt, tmp_path):
     """A refunded payment did take the money (spec §3: `refunded` is settled, §11: its receipt
     says when it was refunded): its receipt is still made."""
-    from tests.billing_helpers import standalone_payment
     from tests.cli_helpers import cli_env, flowjobs
 
-    with drt.billing.unit() as s:
-        org = setup.organization(s, "Acme")
-        cust = setup.customer(s, org, email="a@b.c", name="Ada")
-    payment = standalone_payment(
+    payment = _adas_payment(
         drt,
-        customer_id=cust.id,
-        organization_id=org.id,
         number="X-00001",
-        amount=4900,
         status="refunded",
         refunded=True,
         refunded_amount=4900,
@@ -397,18 +408,11 @@ def test_an_invoice_paid_after_a_declined_attempt_gets_the_receipt_of_the_paymen
     """`invoices:UPDATE` into `paid` asks for the receipt of the invoice's first settled
     payment, not of a declined attempt made before it (which would get no receipt at all)."""
     from flowjobs.webhooks.supabase_handlers import invoice_updated
-    from tests.billing_helpers import standalone_payment
     from tests.integration.test_handlers_e2e import invoice_update
 
-    with drt.billing.unit() as s:
-        org = setup.organization(s, "Acme")
-        cust = setup.customer(s, org, email="a@b.c", name="Ada")
-    declined = standalone_payment(
+    declined = _adas_payment(
         drt,
-        customer_id=cust.id,
-        organization_id=org.id,
         number="X-00002",
-        amount=4900,
         status="failed",
         failure_code="card_declined",
         created_at=ISSUED,
@@ -433,8 +437,8 @@ def test_an_invoice_paid_after_a_declined_attempt_gets_the_receipt_of_the_paymen
             currency="USD",
             status="succeeded",
             charge_date=datetime(2027, 1, 18, tzinfo=UTC),
-            organization_id=org.id,
-            customer_id=cust.id,
+            organization_id=declined.organization_id,
+            customer_id=declined.customer_id,
             created_at=datetime(2027, 1, 18, tzinfo=UTC),
         )
         s.add(paid)
