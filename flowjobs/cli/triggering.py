@@ -146,10 +146,15 @@ def _check_shortcut(name: str, object_id: str | None, payload: dict, options: di
 
 def _trigger(rt, task_id: str, body, **options):
     """rt.trigger; an unknown task id is answered with the closest ids, not all of them."""
+    from flowjobs.core.client import check_key, validate_payload
     from flowjobs.errors import UnknownTask
 
     try:
-        rt.task(task_id)  # before the database: an unknown task id makes no database file
+        # the checks the trigger makes, first without the database: bad input makes no file
+        task = rt.task(task_id)
+        validate_payload(task, body)
+        if options.get("idempotency_key") is not None:
+            check_key(options["idempotency_key"], task.id)
         return rt.trigger(task_id, body, **options)
     except UnknownTask:
         from flowjobs.cli.filters import unknown_task

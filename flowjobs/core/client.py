@@ -179,7 +179,7 @@ class Client:
             if item.idempotency_key is None:
                 expires = None
             else:  # an empty key is a key too, with its TTL (it used to never expire)
-                _check_key(item.idempotency_key, task.id)
+                check_key(item.idempotency_key, task.id)
                 expires = now + int((self.key_ttl if ttl is None else ttl) * 1000)
             runs.append(
                 NewRun(  # positional (half the time of keywords): the fields' order
@@ -209,7 +209,7 @@ class Client:
                 )
 
 
-def _check_key(key: str, task: str) -> None:
+def check_key(key: str, task: str) -> None:
     if len(key) > MAX_KEY_CHARS:
         raise BadInput(
             f"idempotency key of task {task!r} is {len(key):,} characters long; at most "

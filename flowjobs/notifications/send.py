@@ -13,11 +13,14 @@ RECEIPT = "send-customer-payment-succeeded-notification"
 def receipt_attachments(rt, payment_id: str) -> dict[str, list[tuple[str, bytes]]]:
     """The invoice and receipt PDFs (rendered and stored first when missing), for live invoices."""
     from flowjobs.billing.models import Invoice, Payment
+    from flowjobs.documents.data import check_receipt
     from flowjobs.documents.service import store_invoice_pdf, store_receipt_pdf
 
     b = rt.billing
     with b.unit() as s:
         payment = s.get(Payment, payment_id)
+        if payment is not None:
+            check_receipt(payment)  # first: a payment that took no money gets no PDF at all
         invoice = s.get(Invoice, payment.invoice_id) if payment else None
         if invoice is None or not invoice.livemode:
             return {}

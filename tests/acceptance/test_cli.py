@@ -62,13 +62,16 @@ def test_bad_trigger_input_exits_2_and_writes_nothing(env, args, message):
     assert as_json(flowjobs("runs", "list", "--json", env=env)) == []
 
 
-def test_an_unknown_task_or_a_key_ttl_without_a_key_makes_no_database(tmp_path):
-    # An unknown task id was refused only after the database file (and its lock file) had been
-    # made at the configured path; a TTL without a key was ignored without a word.
+def test_bad_trigger_input_makes_no_database(tmp_path):
+    # An unknown task, a payload that does not validate, a key too long: each was refused only
+    # after the database file (and its lock file) had been made at the configured path; a TTL
+    # without a key was ignored without a word.
     env = cli_env(f"sqlite:///{tmp_path / 'ghost.db'}")
     for args, message in (
         (["trigger", "no-such-task"], "unknown task 'no-such-task'"),
         (["trigger", "noop", "--idempotency-key-ttl", "1d"], "--idempotency-key-ttl needs"),
+        (["trigger", "noop", "--payload", '{"unexpected": 1}'], "invalid payload for 'noop'"),
+        (["trigger", "noop", "--idempotency-key", "k" * 501], "501 characters long"),
     ):
         result = flowjobs(*args, env=env)
         assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -572,6 +572,7 @@ def test_no_order_receipt_for_a_declined_payment(make_runtime, smtp, tmp_path):
     with rt.billing.unit() as s:
         payment = s.get(Payment, w["payment"])
         payment.status, payment.failure_code = "failed", "card_declined"
+        s.get(Invoice, payment.invoice_id).livemode = True  # a live invoice gets its PDFs attached
     run = rt.trigger("send-customer-payment-succeeded-notification", {"paymentId": w["payment"]})
     drain(rt)
     result = rt.store.get_run(run.id)
@@ -582,7 +583,7 @@ def test_no_order_receipt_for_a_declined_payment(make_runtime, smtp, tmp_path):
         "only made for a succeeded (or refunded) payment",
     )
     assert inbox.messages == []
-    assert not list((tmp_path / "docs").rglob("receipt_*.pdf"))
+    assert not list((tmp_path / "docs").rglob("*.pdf"))  # not the invoice's PDF either
 
     # a receipt stored before receipts were refused (an older flowjobs) is not sent either
     stale = rt.documents.put(f"receipts/{w['org']}/{w['payment']}/receipt_old.pdf", b"%PDF-1.4")
