@@ -303,14 +303,14 @@ def test_paid_open_and_partly_paid_documents_read_the_same_in_both_layouts():
     )  # taller rows: flows over pages sooner
 
 
-def _adas_payment(drt, *, number: str, status: str, **fields) -> Payment:
-    """A $49.00 payment of Ada's at Acme on a standalone invoice of its own."""
+def _adas_payment(drt, *, number: str, status: str, line: str, **fields) -> Payment:
+    """A $49.00 payment of Ada's at Acme on a standalone invoice of its own, with one line."""
     from tests.billing_helpers import standalone_payment
 
     with drt.billing.unit() as s:
         org = setup.organization(s, "Acme")
         cust = setup.customer(s, org, email="a@b.c", name="Ada")
-    return standalone_payment(
+    payment = standalone_payment(
         drt,
         customer_id=cust.id,
         organization_id=org.id,
@@ -319,6 +319,17 @@ def _adas_payment(drt, *, number: str, status: str, **fields) -> Payment:
         status=status,
         **fields,
     )
+    with drt.billing.unit() as s:
+        s.add(
+            InvoiceLineItem(
+                id=f"inv_li_{number}",
+                invoice_id=payment.invoice_id,
+                quantity=1,
+                description=line,
+                price=4900,
+            )
+        )
+    return payment
 
 
 def _declined_payment(drt) -> Payment:
@@ -378,20 +389,11 @@ def test_a_refunded_payment_keeps_its_receipt(drt, tmp_path):
         drt,
         number="X-00001",
         status="refunded",
+        line="Widget",
         refunded=True,
         refunded_amount=4900,
         refunded_at=datetime(2027, 1, 20, tzinfo=UTC),
     )
-    with drt.billing.unit() as s:
-        s.add(
-            InvoiceLineItem(
-                id="inv_li_refunded",
-                invoice_id=payment.invoice_id,
-                quantity=1,
-                description="Widget",
-                price=4900,
-            )
-        )
     out = tmp_path / "refunded.pdf"
     made = flowjobs(
         "documents", "render", "receipt", payment.id, "-o", str(out), env=cli_env(drt.db.url)
@@ -414,21 +416,13 @@ def test_an_invoice_paid_after_a_declined_attempt_gets_the_receipt_of_the_paymen
         drt,
         number="X-00002",
         status="failed",
+        line="Pro",
         failure_code="card_declined",
         created_at=ISSUED,
     )
     with drt.billing.unit() as s:
         invoice = s.get(Invoice, declined.invoice_id)
         invoice.status = "paid"
-        s.add(
-            InvoiceLineItem(
-                id="inv_li_retried",
-                invoice_id=invoice.id,
-                quantity=1,
-                description="Pro",
-                price=4900,
-            )
-        )
         paid = Payment(
             id="pym_paid",
             invoice_id=invoice.id,
