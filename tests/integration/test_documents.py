@@ -146,21 +146,25 @@ def drt(make_runtime, localstripe_url, tmp_path):
     )
 
 
-def test_billing_run_renders_and_stores_the_invoice_and_receipt(drt, tmp_path):
+def _billed_payment(drt, **seeded) -> Payment:
+    """The payment of a subscription (`seed(**seeded)`) whose first billing run the hourly cron
+    has run, at localstripe."""
     from sqlmodel import select
 
     from flowjobs.core.clock import iso
 
-    seeded = seed(drt, unit_price=4900, discount=(10, "percent"))
+    made = seed(drt, **seeded)
     drt.trigger("hourly-cron", {"timestamp": iso(drt.clock.now_ms()), "scheduleId": "hourly-cron"})
     drain(drt)
     with drt.billing.unit() as s:
-        payment = s.exec(
-            select(Payment).where(Payment.billing_run_id == seeded.billing_run_id)
-        ).one()
+        return s.exec(select(Payment).where(Payment.billing_run_id == made.billing_run_id)).one()
+
+
+def test_billing_run_renders_and_stores_the_invoice_and_receipt(drt, tmp_path):
+    payment = _billed_payment(drt, unit_price=4900, discount=(10, "percent"))
     invoice = get(drt, Invoice, payment.invoice_id)
     assert invoice.pdf_url.startswith(
-        f"file://{tmp_path}/docs/invoices/{seeded.org_id}/{invoice.id}/"
+        f"file://{tmp_path}/docs/invoices/{invoice.organization_id}/{invoice.id}/"
     )
     lines = lines_of(drt.documents.read(invoice.pdf_url))
     assert after(lines, "Invoice number") == invoice.invoice_number
@@ -334,17 +338,7 @@ def _adas_payment(drt, *, number: str, status: str, line: str, **fields) -> Paym
 
 def _declined_payment(drt) -> Payment:
     """A billing run charged a card that declines (localstripe): its payment `failed`."""
-    from sqlmodel import select
-
-    from flowjobs.core.clock import iso
-
-    seeded = seed(drt, card=DECLINING, unit_price=4900)
-    drt.trigger("hourly-cron", {"timestamp": iso(drt.clock.now_ms()), "scheduleId": "hourly-cron"})
-    drain(drt)
-    with drt.billing.unit() as s:
-        payment = s.exec(
-            select(Payment).where(Payment.billing_run_id == seeded.billing_run_id)
-        ).one()
+    payment = _billed_payment(drt, card=DECLINING, unit_price=4900)
     assert (payment.status, payment.failure_code) == ("failed", "card_declined")
     return payment
 
