@@ -61,7 +61,15 @@ def run_worker(
     if procs > 1:
         raise typer.Exit(
             _supervise(
-                state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler
+                state,
+                procs,
+                concurrency,
+                queue,
+                burst,
+                max_jobs,
+                shutdown_timeout,
+                no_scheduler,
+                grace or rt.settings.worker.shutdown_timeout,
             )
         )
     options = rt.worker_options(
@@ -76,8 +84,12 @@ def run_worker(
 
 def _install_signals(worker) -> None:
     from flowjobs.cli.signals import on_signals
+    from flowjobs.core.supervisor import adopt, supervised
 
     received = []
+    quiet = supervised()  # the supervisor has said what a stop does, once for all
+    if quiet:
+        adopt()
 
     def handler(signum):
         received.append(signum)
@@ -88,18 +100,20 @@ def _install_signals(worker) -> None:
                 f"received {name} again: stopping now; the rescuer takes over unfinished runs\n".encode(),
             )
             os._exit(1)
-        os.write(
-            2,
-            f"received {name}: finishing running tasks (up to {worker.opt.shutdown_timeout:g}s), "
-            "then exiting; send it again to stop at once\n".encode(),
-        )
+        if not quiet:
+            os.write(
+                2,
+                f"received {name}: finishing running tasks (up to "
+                f"{worker.opt.shutdown_timeout:g}s), then exiting; send it again to stop at "
+                "once\n".encode(),
+            )
         worker.stop()
 
     on_signals(handler)
 
 
 def _supervise(
-    state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler
+    state, procs, concurrency, queue, burst, max_jobs, shutdown_timeout, no_scheduler, grace
 ) -> int:
     from flowjobs.core.supervisor import Supervisor, child_argv
 
@@ -116,7 +130,9 @@ def _supervise(
         args += ["--shutdown-timeout", shutdown_timeout]
     if no_scheduler:
         args.append("--no-scheduler")
-    return Supervisor(child_argv(state.config, state.log_level, args), procs, burst).run()
+    return Supervisor(
+        child_argv(state.config, state.log_level, args), procs, burst, grace=grace
+    ).run()
 
 
 def register(app: typer.Typer) -> None:

@@ -5,11 +5,20 @@ restarts a child that dies unexpectedly (back-off: 1 s doubling to a minute), fo
 SIGTERM/SIGINT, and exits when every child has exited after a stop (or, in burst mode, when all
 are done). A child that exits 2 (bad configuration) or 4 (database unreachable) stops them all
 with that code: restarting it forever would only fill the logs.
+
+The children run in a process group of their own, so a terminal's Ctrl-C (sent to the whole
+foreground group) reaches only the supervisor, which passes one SIGTERM on: each child then
+finishes its running tasks. (Before, each child took the Ctrl-C and the forwarded SIGTERM as
+two signals, "stop at once", and left its runs to the rescuer.) The supervisor says once what
+is happening; the children say nothing of the signal. A child whose supervisor dies (even by
+SIGKILL) gets SIGTERM from the kernel (`adopt`), so no worker outlives its supervisor.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -21,13 +30,23 @@ log = logging.getLogger("flowjobs.supervisor")
 FATAL = (2, 4)  # bad configuration, database unreachable: a restart would fail the same way
 MAX_DELAY = 60.0
 STEADY = 30.0  # a child that ran this long before dying starts its back-off afresh
+SUPERVISOR_ENV = "FLOWJOBS_SUPERVISOR_PID"  # set in each child: the supervisor's pid
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class Supervisor:
     def __init__(
-        self, child_argv: list[str], processes: int, burst: bool, restart_delay: float = 1.0
+        self,
+        child_argv: list[str],
+        processes: int,
+        burst: bool,
+        restart_delay: float = 1.0,
+        grace: float = 30.0,
     ):
+        """`grace`: how long a child waits for its running tasks after SIGTERM (what the
+        supervisor tells the operator on a stop)."""
         self.argv = child_argv
+        self.grace = grace
         self.processes = processes
         self.burst = burst
         self.restart_delay = restart_delay
@@ -38,13 +57,26 @@ class Supervisor:
         self.signals = 0
 
     def _spawn(self, slot: int) -> None:
-        child = self.children[slot] = subprocess.Popen(self.argv)
+        env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
+        child = self.children[slot] = subprocess.Popen(self.argv, env=env, process_group=0)
         self.started[slot] = time.monotonic()
         log.info("started worker process %d (pid %d)", slot, child.pid)
 
     def _on_signal(self, signum, _frame) -> None:
         self.signals += 1
         self.stopping = True
+        name = signal.Signals(signum).name
+        if self.signals > 1:
+            message = (
+                f"received {name} again: stopping the worker processes now; the rescuer takes "
+                "over unfinished runs"
+            )
+        else:
+            message = (
+                f"received {name}: stopping {self.processes} worker processes (each finishes "
+                f"its running tasks, up to {self.grace:g}s); send it again to stop at once"
+            )
+        os.write(2, (message + "\n").encode())  # a signal handler: no logging locks
         self._signal_children(signal.SIGKILL if self.signals > 1 else signal.SIGTERM)
 
     def _signal_children(self, signum) -> None:
@@ -110,6 +142,23 @@ class Supervisor:
         delay = self.delays[slot]
         self.delays[slot] = min(delay * 2, MAX_DELAY)
         return delay
+
+
+def supervised() -> bool:
+    """Whether this process is a supervisor's child."""
+    return SUPERVISOR_ENV in os.environ
+
+
+def adopt() -> None:
+    """In a supervisor's child: ask the kernel for SIGTERM when the supervisor dies (Linux), and
+    stop at once if it died already, before the request was made."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: a child may outlive a killed supervisor
+        pass
+    if str(os.getppid()) != os.environ.get(SUPERVISOR_ENV):
+        raise SystemExit(0)
 
 
 def child_argv(config: str | None, log_level: str, args: list[str]) -> list[str]:

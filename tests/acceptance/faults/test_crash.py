@@ -1,7 +1,10 @@
 """Real worker processes: SIGKILL in the middle of work loses nothing and completes nothing
 twice; SIGTERM lets running tasks finish and exits 0. On SQLite and PostgreSQL."""
 
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -80,8 +83,6 @@ def test_supervisor_restarts_a_killed_child_and_stops_on_sigterm(make_runtime, t
     pids = {int(p.name.split(".")[2]) for p in started(work)}
     assert len(pids) == 2  # one task in each child process
     victim = pids.pop()
-    import os
-
     os.kill(victim, signal.SIGKILL)
     wait_until(
         lambda: "restarting" in log.read_text(), message="the supervisor to restart the child"
@@ -103,3 +104,64 @@ def test_supervisor_stops_with_a_childs_configuration_or_database_error(tmp_path
     done = flowjobs("run-worker", "--processes", "2", env=env, timeout=60)
     assert done.returncode == 4, done.stderr
     assert "stopping the others" in done.stderr and "restarting" not in done.stderr
+
+
+def _supervisor_in_its_own_session(env, log):
+    """`run-worker --processes 2` as a terminal runs it: the leader of a process group that a
+    Ctrl-C reaches as a whole."""
+    with open(log, "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", "run-worker", "--processes", "2"]
+            + ["--concurrency", "1", "--no-scheduler"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+
+
+def test_ctrl_c_on_a_supervisor_lets_every_child_finish_its_tasks(make_runtime, tmp_path):
+    """A terminal's Ctrl-C is sent to the whole foreground group. Each child used to take it and
+    the supervisor's forwarded SIGTERM as two signals ("stop at once") and leave its runs to the
+    rescuer; now only the supervisor hears it, says so once, and the children finish."""
+    rt = make_runtime(pinned=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(2)])
+    log = tmp_path / "supervisor.log"
+    supervisor = _supervisor_in_its_own_session(cli_env(rt.db.url), log)
+    wait_until(lambda: len(started(work)) == 2, message="both children to start a task")
+    os.killpg(supervisor.pid, signal.SIGINT)
+    wait_until(lambda: "received SIGINT" in log.read_text(), message="the supervisor to say so")
+    assert supervisor.poll() is None  # still waiting for the running tasks
+    (work / "release").touch()
+    assert supervisor.wait(30) == 0, log.read_text()
+    assert rt.store.count_by_status() == {"completed": 2}
+    text = log.read_text()
+    assert text.count("received") == 1, text  # one line for all, no "again", no SIGTERM
+    assert "received SIGINT: stopping 2 worker processes (each finishes its running tasks" in text
+
+
+def test_children_of_a_killed_supervisor_finish_their_tasks_and_exit(make_runtime, tmp_path):
+    """SIGKILL to the supervisor alone (an OOM kill, `kill -9`): the kernel sends each child
+    SIGTERM, so none is left running unsupervised; each finishes its task and exits."""
+    rt = make_runtime(pinned=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(2)])
+    supervisor = _supervisor_in_its_own_session(cli_env(rt.db.url), tmp_path / "supervisor.log")
+    wait_until(lambda: len(started(work)) == 2, message="both children to start a task")
+    children = {int(p.name.split(".")[2]) for p in started(work)}
+    supervisor.send_signal(signal.SIGKILL)
+    assert supervisor.wait(10) == -signal.SIGKILL
+    (work / "release").touch()
+
+    def gone(pid):  # exited: no such process, or a zombie its new parent has not reaped yet
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rpartition(")")[2].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    wait_until(lambda: all(gone(pid) for pid in children), message="the children to exit")
+    assert rt.store.count_by_status() == {"completed": 2}
