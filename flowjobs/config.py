@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from flowjobs.durations import parse_duration
 from flowjobs.errors import ConfigError
+from flowjobs.urls import redact
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -410,7 +411,7 @@ def database_option(value: str, option: str = "--database") -> str:
     except ValidationError:
         raise ConfigError(
             [
-                f"{option}: {value!r} must be sqlite:///PATH, a file path, or "
+                f"{option}: {redact(value)!r} must be sqlite:///PATH, a file path, or "
                 "postgresql+psycopg://user@host/db"
             ],
             source=option,

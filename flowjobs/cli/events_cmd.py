@@ -162,10 +162,14 @@ def replay_event(
         raise BadInput(
             f"the input is larger than {MAX_FILE // (1024 * 1024)} MB; not a webhook event"
         )
-    # a dry run stores nothing, so it makes no database; a real one stores the event (as
-    # `trigger` stores a run) and creates the database on first use
+    name = "standard input" if str(file) == "-" else str(file)
+    if not body.strip():
+        raise BadInput(f"{name} is empty: expected a webhook event (JSON)")
+    # the file is read and checked before the database is opened: a dry run stores nothing,
+    # so it makes no database; a real one stores the event (as `trigger` stores a run) and
+    # creates the database on first use, but not for a file it refuses
+    incoming = read_incoming(ctx.obj.settings(), body, source, what=name)
     rt = ctx.obj.runtime(read_only=dry_run)
-    incoming = read_incoming(rt.settings, body, source)
     result = replay(
         rt.billing,
         rt.settings,

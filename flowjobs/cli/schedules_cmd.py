@@ -35,6 +35,13 @@ def _scheduler(ctx, read_only: bool = False, existing: bool = False):
     return ctx.obj.runtime(read_only=read_only, existing=existing).scheduler
 
 
+def _known(ctx, schedule_id: str) -> None:
+    """An unknown schedule is refused before the database is opened (or made)."""
+    from flowjobs.core.scheduler import find
+
+    find(ctx.obj.runtime().schedules, schedule_id)
+
+
 @app.command("list")
 def list_schedules(
     ctx: typer.Context,
@@ -124,6 +131,7 @@ def backfill(
     begin, finish = _time(start, "--from", 0), _time(end, "--to", 0)
     if finish <= begin:
         raise BadInput("--to must be after --from")
+    _known(ctx, schedule_id)
     scheduler = _scheduler(ctx, read_only=dry_run)
     schedule = scheduler.get(schedule_id)
     from flowjobs import cron
@@ -172,6 +180,7 @@ def trigger_now(
 ):
     """Run a schedule's task now, as a manual run (not as a slot); its window ends now."""
     start = _time(since, "--since", 0) if since is not None else None
+    _known(ctx, schedule_id)
     run = _scheduler(ctx).trigger_now(schedule_id, since=start)
     if as_json:
         output.emit_json(

@@ -201,6 +201,16 @@ def is_database_failure(exc: BaseException) -> bool:
     )
 
 
+def find(schedules: dict[str, Schedule], schedule_id: str) -> Schedule:
+    """The schedule `schedule_id` of `schedules` (as `resolve` returns them), or NotFound
+    naming the known ones. Needs no database."""
+    try:
+        return schedules[schedule_id]
+    except KeyError:
+        known = ", ".join(sorted(schedules)) or "none"
+        raise NotFound(f"no schedule {schedule_id!r} (schedules: {known})") from None
+
+
 class Scheduler:
     def __init__(
         self,
@@ -225,11 +235,7 @@ class Scheduler:
         self._notices: list[dict] = []  # alerts found inside a tick, raised after it
 
     def get(self, schedule_id: str) -> Schedule:
-        try:
-            return self.schedules[schedule_id]
-        except KeyError:
-            known = ", ".join(sorted(self.schedules)) or "none"
-            raise NotFound(f"no schedule {schedule_id!r} (schedules: {known})") from None
+        return find(self.schedules, schedule_id)
 
     def enabled(self, schedule: Schedule, states: dict[str, dict]) -> bool:
         override = states.get(schedule.id, {}).get("enabled")

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from flowjobs.errors import BadInput, DatabaseError, DatabaseUnavailable
 from flowjobs.store import failures
+from flowjobs.urls import redact
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 SQLITE_PAGE_SIZE = 2048  # bytes, for new databases (`_connect_sqlite`)
@@ -51,7 +52,7 @@ class Database:
             self.dialect = "postgresql"
             self.conninfo = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
         else:
-            raise DatabaseError(f"unsupported database URL: {url}")
+            raise DatabaseError(f"unsupported database URL: {redact(url)}")
         self._idle: list = []
         self._lock = threading.Lock()
         self.autocheckpoint = True  # False: a Checkpointer thread checkpoints the WAL instead
@@ -396,8 +397,3 @@ def sqlite_path(url: str) -> str:
             "flowjobs sets its own (WAL, busy timeout), and read-only commands never write"
         )
     return path
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

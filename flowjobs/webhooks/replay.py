@@ -36,9 +36,12 @@ class DryRun:
         }
 
 
-def read_incoming(settings, body: bytes, source: str | None = None) -> parse.Incoming:
-    """Recognise a file: a Stripe event, a Supabase payload, or an inbox export."""
-    data = parse.load_json(body, "the file")
+def read_incoming(
+    settings, body: bytes, source: str | None = None, what: str = "the file"
+) -> parse.Incoming:
+    """Recognise a file (`what` names it in messages): a Stripe event, a Supabase payload, or
+    an inbox export."""
+    data = parse.load_json(body, what)
     headers: dict[str, str] = {}
     if isinstance(data, dict) and data.get("format") == parse.EXPORT_FORMAT:
         exported, body, headers = parse.from_export(data)

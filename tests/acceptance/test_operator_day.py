@@ -104,6 +104,28 @@ def test_commands_on_a_mistyped_database_path_create_nothing(tmp_path, args):
     assert listing(tmp_path) == []  # no ghost.db, -wal, -shm or .migrate-lock
 
 
+REFUSED_FIRST = [
+    # commands that would create their database, given bad input: refused before it is made
+    (["schedules", "trigger", "no-such"], 3, "no schedule 'no-such'"),
+    (
+        ["schedules", "backfill", "no-such", "--from", "2024-01-01", "--to", "2024-01-02"],
+        3,
+        "no schedule 'no-such'",
+    ),
+    (["replay-event", "empty.json"], 2, "empty.json is empty"),
+]
+
+
+@pytest.mark.parametrize("args, code, message", REFUSED_FIRST, ids=lambda a: str(a))
+def test_bad_input_to_a_command_that_makes_its_database_makes_none(tmp_path, args, code, message):
+    (tmp_path / "empty.json").write_bytes(b"")
+    ghost = tmp_path / "ghost.db"
+    result = flowjobs("--database", str(ghost), *args, env=bare_env(), cwd=tmp_path)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert listing(tmp_path) == ["empty.json"]
+
+
 def test_doctor_in_a_fresh_folder_says_no_database_yet_and_creates_nothing(tmp_path):
     result = flowjobs("doctor", env=bare_env(), cwd=tmp_path)
     assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
@@ -211,7 +233,7 @@ def test_db_status_shows_url_revision_size_and_counts(tmp_path, sqlite_template)
     assert "from:     --database" in human
 
 
-def test_db_status_hides_the_password_of_a_postgresql_url():
+def test_db_status_hides_the_password_of_a_database_url():
     result = flowjobs(
         "--database", "postgres://ops:s3cret@127.0.0.1:9/flowjobs", "db", "status", env=bare_env()
     )
@@ -221,9 +243,10 @@ def test_db_status_hides_the_password_of_a_postgresql_url():
     assert "database postgresql+psycopg://ops:***@127.0.0.1:9/flowjobs is unavailable" in (
         result.stderr
     )
-    other = flowjobs("--database", "mysql://ops@db/flowjobs", "db", "status", env=bare_env())
+    other = flowjobs("--database", "mysql://ops:s3cret@db/flowjobs", "db", "status", env=bare_env())
     assert other.returncode == 2 and "must be sqlite:///PATH, a file path, or " in other.stderr
     assert "postgresql+psycopg://user@host/db" in other.stderr
+    assert "s3cret" not in other.stderr and "'mysql://ops:***@db/flowjobs'" in other.stderr
 
 
 def test_db_upgrade_into_a_missing_folder_is_one_line(tmp_path):

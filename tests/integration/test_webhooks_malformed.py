@@ -48,8 +48,8 @@ def export(**fields):
 
 
 FILES = [
-    ("empty file", b"", [], "not valid JSON"),
-    ("whitespace", b"   \n", [], "not valid JSON"),
+    ("empty file", b"", [], "is empty: expected a webhook event"),
+    ("whitespace", b"   \n", [], "is empty: expected a webhook event"),
     ("truncated object", b"{", [], "not valid JSON"),
     ("truncated event", event()[:40], [], "not valid JSON"),
     ("null", b"null", [], "not a recognisable event"),
@@ -245,6 +245,23 @@ def test_malformed_files_are_refused_clearly_and_store_nothing(
     runs = json.loads(flowjobs("runs", "list", "--json", env=env).stdout)
     assert rows == [] and runs == []
     assert len(FILES) + 3 >= 44
+
+
+def test_a_refused_file_makes_no_database(tmp_path):
+    """A real replay creates its database to store the event, but not for a file it refuses:
+    the file is read and checked first. Standard input that is empty is named as such."""
+    db = tmp_path / "not-yet.db"
+    env = cli_env(f"sqlite:///{db}")
+    empty, broken = tmp_path / "empty.json", tmp_path / "broken.json"
+    empty.write_bytes(b"")
+    broken.write_bytes(b'{"id": "evt_1",')
+    first = flowjobs("replay-event", str(empty), env=env)
+    second = flowjobs("replay-event", str(broken), env=env)
+    piped = flowjobs("replay-event", "-", env=env, input="")
+    assert first.returncode == 2 and f"{empty} is empty" in first.stderr
+    assert second.returncode == 2 and f"{broken} is not valid JSON" in second.stderr
+    assert piped.returncode == 2 and "standard input is empty" in piped.stderr
+    assert not db.exists()
 
 
 def _requests(base):
