@@ -35,7 +35,7 @@ lint: install ## Lint, format check, layer contract and type check (make test ru
 test: install postgres chromium lint ## Lint, then the whole test suite (SQLite, a throwaway PostgreSQL, headless Chromium; 2 processes)
 	$(PY) -m pytest -q -n 2 -m "not faults" --durations=30
 
-test-faults: install postgres ## The fault suite: kill storms, database outages, a network partition, cold starts, full disks (~7 min; CI runs it)
+test-faults: install postgres ## The fault suite: kill storms, database outages, a network partition, cold starts, full disks (~4 min; CI runs it)
 	$(PY) -m pytest -q -n 2 -m faults --durations=15
 
 demo: install ## Run the main job on SQLite: trigger work, run the worker until done, show what ran
