@@ -47,6 +47,11 @@ class IdempotencyConflict(BadInput):
 
 class NotFound(FlowjobsError):
     exit_status = ExitStatus.NOT_FOUND
+    in_database = True  # what was not found is looked for in the database (messages say which)
+
+
+class UnknownSchedule(NotFound):
+    in_database = False  # schedules are configuration (flowjobs.toml and the built-in ones)
 
 
 class DatabaseError(FlowjobsError):

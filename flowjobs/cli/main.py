@@ -266,7 +266,7 @@ def _looked_in(error: FlowjobsError) -> str:
     from flowjobs.errors import NotFound
 
     runtime = _STATE._runtime if _STATE is not None else None
-    if not isinstance(error, NotFound) or runtime is None:
+    if not isinstance(error, NotFound) or not error.in_database or runtime is None:
         return ""
     try:
         from flowjobs.store.db import redact

@@ -42,8 +42,8 @@ from flowjobs.errors import (
     DatabaseError,
     ExitStatus,
     FlowjobsError,
-    NotFound,
     PayloadInvalid,
+    UnknownSchedule,
 )
 from flowjobs.store.states import UNSUCCESSFUL, RunStatus
 
@@ -208,7 +208,7 @@ def find(schedules: dict[str, Schedule], schedule_id: str) -> Schedule:
         return schedules[schedule_id]
     except KeyError:
         known = ", ".join(sorted(schedules)) or "none"
-        raise NotFound(f"no schedule {schedule_id!r} (schedules: {known})") from None
+        raise UnknownSchedule(f"no schedule {schedule_id!r} (schedules: {known})") from None
 
 
 class Scheduler:

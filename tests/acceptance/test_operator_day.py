@@ -123,6 +123,7 @@ def test_bad_input_to_a_command_that_makes_its_database_makes_none(tmp_path, arg
     result = flowjobs("--database", str(ghost), *args, env=bare_env(), cwd=tmp_path)
     assert result.returncode == code, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert "looked in database" not in result.stderr  # schedules are configuration
     assert listing(tmp_path) == ["empty.json"]
 
 
