@@ -11,6 +11,8 @@ the source are refused: stop the workers first, so no run is copied mid-flight.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from sqlalchemy import MetaData, Table, func, insert, select, text
 
 from flowjobs.errors import BadInput
@@ -41,24 +43,42 @@ def copy_database(
         raise BadInput("--to names the source database itself")
     source, target = Database(source_url), Database(target_url)
     ensure_schema(source)
-    upgrade(target)
+    with named(target):
+        upgrade(target)
     src, dst = make_engine(source), make_engine(target)
     try:
-        job_src, job_dst = _reflect(src), _reflect(dst)
+        job_src = _reflect(src)
+        with named(target):
+            job_dst = _reflect(dst)
         pairs = [(job_src[name], job_dst[name]) for name in JOB_TABLES]
         pairs += [(table, table) for table in _model_tables()]
         with src.connect() as inp:
             _refuse_executing(inp, job_src["flowjobs_runs"])
-            with dst.begin() as out:
+            # a failure of the target (too large a value, no space, gone away) names the
+            # target, not the source the command's --database points at
+            with named(target), dst.begin() as out:
                 _refuse_non_empty(out, [d for _, d in pairs], target_url)
-                counts = {d.name: _copy(inp, out, s, d, batch, progress) for s, d in pairs}
-                _verify(inp, out, pairs)
+                counts = {d.name: _copy(inp, out, s, d, batch, progress, source) for s, d in pairs}
+                _verify(inp, out, pairs, source)
                 if dst.dialect.name == "postgresql":
                     out.execute(text(RESET_LOG_SEQUENCE))
         return counts
     finally:
         src.dispose()
         dst.dispose()
+
+
+@contextmanager
+def named(db: Database):
+    """A driver's failure inside, as flowjobs' error naming `db` (else it would be named after
+    the command's own database). A flowjobs error from a block nested inside passes as it is."""
+    try:
+        yield
+    except Exception as exc:
+        known = db.translate(exc)
+        if known is None:
+            raise
+        raise known from exc
 
 
 def _reflect(engine) -> dict[str, Table]:
@@ -86,14 +106,20 @@ def _refuse_non_empty(conn, tables: list[Table], url: str) -> None:
             )
 
 
-def _copy(inp, out, source: Table, target: Table, batch: int, progress) -> int:
+def _copy(inp, out, source: Table, target: Table, batch: int, progress, source_db) -> int:
     """Copy every row. Into PostgreSQL, a NUL character in text (SQLite holds one, and earlier
     flowjobs stored a task's error or log line as it came) is written as `\\x00`, as flowjobs
     writes it now (`store/text.py`): PostgreSQL's text cannot hold one."""
     copied = 0
     row_of = _nul_safe if out.dialect.name == "postgresql" else dict
-    result = inp.execution_options(stream_results=True, yield_per=batch).execute(select(source))
-    for rows in result.mappings().partitions(batch):
+    with named(source_db):
+        result = inp.execution_options(stream_results=True, yield_per=batch).execute(select(source))
+        batches = result.mappings().partitions(batch)
+    while True:
+        with named(source_db):
+            rows = next(batches, None)
+        if rows is None:
+            break
         out.execute(insert(target), [row_of(row) for row in rows])
         copied += len(rows)
         if progress:
@@ -105,9 +131,10 @@ def _nul_safe(row) -> dict:
     return {k: storable(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
-def _verify(inp, out, pairs) -> None:
+def _verify(inp, out, pairs, source_db) -> None:
     for source, target in pairs:
-        have = inp.execute(select(func.count()).select_from(source)).scalar()
+        with named(source_db):
+            have = inp.execute(select(func.count()).select_from(source)).scalar()
         got = out.execute(select(func.count()).select_from(target)).scalar()
         if have != got:
             raise RuntimeError(

@@ -3,7 +3,9 @@ rows moves into PostgreSQL with every row, and the copy works there."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 
 from flowjobs.billing import setup
 from flowjobs.billing.models import BillingRun, Subscription
@@ -150,3 +152,29 @@ def test_to_takes_what_database_takes(sqlite_url, pg_template, tmp_path, clock):
     as_option = flowjobs("--database", "mysql://x", "runs", "list", env=env)
     assert as_option.returncode == 2
     assert as_option.stderr == other.stderr.replace("--to", "--database")
+
+
+def test_a_failure_of_the_target_names_the_target(sqlite_url, pg_template, tmp_path):
+    """An SQLite database made before keys were limited to 500 characters can hold one that
+    PostgreSQL's index refuses. The copy fails whole, and the message names PostgreSQL, the
+    database that refused, not the SQLite file the command read (as it used to)."""
+    import sqlite3
+
+    rt = Runtime(make_settings(sqlite_url, tmp_path))
+    rt.trigger("noop", idempotency_key="short")
+    rt.close()
+    path = sqlite_url[len("sqlite:///") :]
+    with sqlite3.connect(path) as conn:  # what an older flowjobs let in
+        key = base64.b64encode(os.urandom(6000)).decode()  # random: PostgreSQL cannot compress it
+        conn.execute("UPDATE flowjobs_runs SET idempotency_key = ?", (key,))
+    target = new_pg_database(pg_template).replace("postgres@", "postgres:s3cret@")
+    result = flowjobs("db", "copy", "--to", target, env=cli_env(sqlite_url))
+    assert result.returncode == 4, result.stderr
+    shown = target.replace(":s3cret@", ":***@")
+    assert result.stderr.startswith(f"error: database {shown} refused a value too large"), (
+        result.stderr
+    )
+    assert path not in result.stderr and "s3cret" not in result.stderr
+    moved = Runtime(make_settings(target, tmp_path))
+    assert moved.store.count_by_status() == {}  # all or nothing
+    moved.close()
