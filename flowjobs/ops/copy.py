@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import MetaData, Table, func, insert, select, text
 
-from flowjobs.errors import BadInput
+from flowjobs.errors import BadInput, FlowjobsError
 from flowjobs.store.db import Database, redact
 from flowjobs.store.queries import RESET_LOG_SEQUENCE
 from flowjobs.store.states import RunStatus
@@ -74,6 +74,8 @@ def named(db: Database):
     the command's own database). A flowjobs error from a block nested inside passes as it is."""
     try:
         yield
+    except FlowjobsError:
+        raise
     except Exception as exc:
         known = db.translate(exc)
         if known is None:
