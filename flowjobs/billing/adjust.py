@@ -54,6 +54,7 @@ from flowjobs.billing.models import (
 )
 from flowjobs.billing.proration import Proration, prorate
 from flowjobs.billing.repo import BillingError
+from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import ExitStatus, NotFound
 
 PRORATION_ITEM = "Proration: Net charge adjustment"
@@ -91,7 +92,7 @@ class AdjustReport:
             "action": self.action,
             "timing": self.timing,
             "adjustmentType": self.adjustment_type,
-            "effectiveAt": self.effective_at.isoformat(),
+            "effectiveAt": iso_datetime(self.effective_at),
             "proration": self.proration.as_dict(),
             "previousItems": self.previous_items,
             "newItems": self.new_items,

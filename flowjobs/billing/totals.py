@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from flowjobs.billing.money import format_money, percent_of
+from flowjobs.core.clock import iso_datetime
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ class Totals:
                     "quantity": li.quantity,
                     "unitPrice": li.unit_price,
                     "amount": li.amount,
-                    "periodStart": li.period_start.isoformat() if li.period_start else None,
-                    "periodEnd": li.period_end.isoformat() if li.period_end else None,
+                    "periodStart": iso_datetime(li.period_start),
+                    "periodEnd": iso_datetime(li.period_end),
                 }
                 for li in self.lines
             ],

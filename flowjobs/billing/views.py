@@ -30,6 +30,7 @@ from flowjobs.billing.models import (
 )
 from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import invoice_totals
+from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import BadInput, NotFound
 from flowjobs.store.db import redact
 
@@ -44,7 +45,7 @@ KINDS = {
 def row(obj) -> dict:
     data = obj.model_dump(by_alias=False)
     return {
-        k.rstrip("_"): (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()
+        k.rstrip("_"): (iso_datetime(v) if isinstance(v, datetime) else v) for k, v in data.items()
     }
 
 

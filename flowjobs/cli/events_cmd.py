@@ -300,6 +300,8 @@ def show(
 
 def _listed(r) -> dict:
     """An inbox row as `events list --json` prints it (and `events show` begins)."""
+    from flowjobs.core.clock import iso_datetime
+
     return {
         "id": r.id,
         "source": r.source,
@@ -308,7 +310,7 @@ def _listed(r) -> dict:
         "status": r.status,
         "signature": r.signature,
         "runId": r.run_id,
-        "receivedAt": r.received_at.isoformat(),
+        "receivedAt": iso_datetime(r.received_at),
         "error": r.error,
     }
 

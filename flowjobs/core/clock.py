@@ -91,3 +91,12 @@ def clock_from_env(value: str | None):
         raise ConfigError(
             [f"FLOWJOBS_CLOCK: {value!r} is not '<ISO start> x<speed> @<unix seconds>'"]
         ) from None
+
+
+def iso_datetime(moment: datetime | None) -> str | None:
+    """A timezone-aware datetime as `iso` writes an epoch millisecond (UTC, milliseconds, Z):
+    the one form every JSON output and table of flowjobs uses for a moment."""
+    if moment is None:
+        return None
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

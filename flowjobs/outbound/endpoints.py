@@ -16,6 +16,7 @@ from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import Organization
 from flowjobs.config import OutboundWebhookSettings
+from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import BadInput, NotFound
 from flowjobs.outbound import signing
 from flowjobs.outbound.models import WebhookEndpoint
@@ -203,8 +204,6 @@ def as_dict(endpoint: WebhookEndpoint, show_secret: bool = False) -> dict:
         "enabled": endpoint.enabled,
         "description": endpoint.description,
         "secret": endpoint.secret if show_secret else masked(endpoint.secret),
-        "secretRotatedAt": endpoint.secret_rotated_at.isoformat()
-        if endpoint.secret_rotated_at
-        else None,
-        "createdAt": endpoint.created_at.isoformat() if endpoint.created_at else None,
+        "secretRotatedAt": iso_datetime(endpoint.secret_rotated_at),
+        "createdAt": iso_datetime(endpoint.created_at),
     }

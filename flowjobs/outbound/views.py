@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
+from flowjobs.core.clock import iso_datetime as _iso
 from flowjobs.errors import BadInput
 from flowjobs.outbound.models import DELIVERY_STATUSES, WebhookDelivery
-
-
-def _iso(moment) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 def as_dict(d: WebhookDelivery) -> dict:

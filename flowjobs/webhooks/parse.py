@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import BadInput
 from flowjobs.webhooks.shapes import MAX_DEPTH, BadShape, stripe_event, supabase_event
 
@@ -149,7 +150,7 @@ def to_export(row) -> dict:
         "source": row.source,
         "eventId": row.event_id,
         "type": row.type,
-        "receivedAt": row.received_at.isoformat(),
+        "receivedAt": iso_datetime(row.received_at),
         "headers": row.headers,
         "body_base64": base64.b64encode(row.body).decode(),
     }

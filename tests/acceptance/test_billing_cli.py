@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ import pytest
 from flowjobs.billing.models import BillingRun, Subscription
 from flowjobs.billing.types import utc_from_ms
 from tests.billing_helpers import drain, get
-from tests.cli_helpers import as_json, cli_env, flowjobs
+from tests.cli_helpers import ROOT, as_json, cli_env, flowjobs
 
 
 @pytest.fixture
@@ -58,6 +59,62 @@ def test_seed_trigger_a_billing_run_and_show_what_it_did(env):
     assert summary["billingRuns"] == {"succeeded": 1, "scheduled": 1}
     text = flowjobs("billing", "summary", env=env).stdout
     assert "charged: 1 billing runs succeeded" in text and "collected: $" in text
+
+
+MOMENT = re.compile(r"\d{4}-\d\d-\d\dT")  # a string that starts like a moment
+ONE_FORM = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")  # as `runs list` writes it
+
+
+def moments(value, path="$"):
+    """(path, string) for every string in a JSON value that starts like a moment."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from moments(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from moments(item, f"{path}[{i}]")
+    elif isinstance(value, str) and MOMENT.match(value):
+        yield path, value
+
+
+def test_every_moment_in_json_output_has_one_form(env, tmp_path):
+    """Runs, billing rows, inbox events and endpoints: every moment a --json output holds is
+    UTC with milliseconds and a Z (billing, events and endpoints wrote `+00:00` with
+    microseconds, runs and workers `.mmmZ`)."""
+    seeded = as_json(
+        flowjobs("demo", "seed", "--customers", "1", "--declining", "0", "--json", env=env)
+    )
+    run_id, sub_id = seeded["billingRuns"][0], seeded["subscriptions"][0]
+    flowjobs("trigger", "billing-run", run_id, env=env)
+    assert flowjobs("run-worker", "--burst", "--no-scheduler", env=env).returncode == 0
+    example = ROOT / "examples" / "stripe-customer-created.json"
+    assert flowjobs("replay-event", str(example), env=env).returncode == 0
+    org = as_json(flowjobs("billing", "show", "subscription", sub_id, "--json", env=env))
+    org_id = org["subscription"]["organization_id"]
+    added = flowjobs("endpoints", "add", org_id, "--url", "https://example.com/hook", env=env)
+    assert added.returncode == 0, added.stderr
+    invoice_id = org["invoices"][0]["id"]
+    event_id = as_json(flowjobs("events", "list", "--json", env=env))[0]["id"]
+    outputs = {
+        " ".join(args): as_json(flowjobs(*args, "--json", env=env))
+        for args in [
+            ("runs", "list"),
+            ("runs", "show", as_json(flowjobs("runs", "list", "--json", env=env))[0]["id"]),
+            ("billing", "show", "subscription", sub_id),
+            ("billing", "show", "billing-run", run_id),
+            ("billing", "show", "invoice", invoice_id),
+            ("billing", "list", "subscriptions"),
+            ("billing", "list", "invoices"),
+            ("billing", "list", "payments"),
+            ("events", "list"),
+            ("events", "show", event_id),
+            ("endpoints", "list", org_id),
+            ("schedules", "list"),
+        ]
+    }
+    found = [(cmd, path, v) for cmd, out in outputs.items() for path, v in moments(out)]
+    assert len({cmd for cmd, _, _ in found}) >= 10, found  # the check reached them
+    assert [f for f in found if not ONE_FORM.fullmatch(f[2])] == []
 
 
 @pytest.mark.parametrize(
