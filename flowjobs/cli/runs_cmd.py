@@ -116,14 +116,18 @@ def show(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print one JSON object {id, task, status, …every column, payload, result, attempts, logs, children}.",
+        help="Print one JSON object {id, task, status, …every column, payload, result, attempts, logs, children, replays}.",
     ),
 ):
     """Show a run: payload, attempts (with tracebacks), log lines, result."""
     store = ctx.obj.runtime(read_only=True).store
     row = _get(store, run_id)
     detail = run_detail(
-        row, store.attempts(run_id), store.logs(run_id), store.list_runs(parent_id=run_id)
+        row,
+        store.attempts(run_id),
+        store.logs(run_id),
+        store.list_runs(parent_id=run_id),
+        store.replays([run_id]).get(run_id, []),
     )
     if as_json:
         output.emit_json(detail)
@@ -165,6 +169,8 @@ def _render(d: dict) -> None:
             echo(f"  {line['at']} [{line['level']}] #{line['attempt']} {line['message']}")
     if d["children"]:
         echo("children: " + ", ".join(d["children"]))
+    if d["replays"]:
+        echo("replays: " + ", ".join(d["replays"]))
     if d["result"] is not None:
         echo("result:")
         echo("  " + json.dumps(d["result"], indent=2).replace("\n", "\n  "))
@@ -205,7 +211,7 @@ def replay(
         "--task",
         "-t",
         metavar="TASK",
-        help="Only runs of this task (with --status).",
+        help="Only runs of this task (narrows --status, which it needs).",
         autocompletion=complete_tasks,
     ),
     limit: int = typer.Option(
@@ -215,27 +221,61 @@ def replay(
         metavar="N",
         min=1,
         max=100000,
-        help="At most this many (newest first).",
+        help="At most this many (newest first); it says when more match.",
+    ),
+    include_replayed: bool = typer.Option(
+        False,
+        "--include-replayed",
+        help="With --status: replay runs that have a replay already too (they are skipped: "
+        "running the same command twice makes no second copies).",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the runs it would replay (one id per line); replay none."
     ),
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print JSON {id, task, status, replay_of}: one object for one RUN_ID, else an array.",
+        help="Print JSON {id, task, status, replay_of}: one object for one RUN_ID, else an "
+        "array ({replay_of, task} with --dry-run).",
     ),
 ):
-    """New runs with the same task and payload, each linked to its original (one id per line)."""
+    """New runs with the same task and payload, each linked to its original (one id per line).
+
+    With --status, a run that was replayed before is skipped (a failed replay is itself a failed
+    run, and is replayed in its turn): each failure is replayed once, however often the command
+    runs. Named RUN_IDs are replayed whatever they had before.
+    """
     if run_ids and (status or task):
         raise BadInput("give run ids or --status/--task, not both")
-    if not run_ids and not (status or task):
-        raise BadInput("name the runs to replay: RUN_ID..., or --status failed [--task T]")
+    if not run_ids and not status:
+        raise BadInput(
+            "name the runs to replay: RUN_ID..., or --status failed [--task T]"
+            + (
+                " (--task narrows --status; alone it would replay every run of the task)"
+                if task
+                else ""
+            )
+        )
     one_of(status, STATUSES, "--status")
     rt = ctx.obj.runtime(existing=True)
     task = _task_filter(rt, task)
-    rows = (
-        [_get(rt.store, run_id) for run_id in run_ids]
-        if run_ids
-        else rt.store.list_runs(status=status, task=task, limit=limit)
-    )
+    skipped, more = 0, False
+    if run_ids:
+        rows = [_get(rt.store, run_id) for run_id in run_ids]
+    else:
+        unreplayed = None if include_replayed else False
+        rows = rt.store.list_runs(status=status, task=task, limit=limit + 1, replayed=unreplayed)
+        more, rows = len(rows) > limit, rows[:limit]
+        if not include_replayed:
+            skipped = len(rt.store.list_runs(status=status, task=task, limit=limit, replayed=True))
+    if dry_run:
+        if as_json:
+            output.emit_json([{"replay_of": row["id"], "task": row["task"]} for row in rows])
+        else:
+            for row in rows:
+                typer.echo(row["id"])
+        _replay_notes(len(rows), skipped, more, limit, "would replay", run_ids, include_replayed)
+        return
     replayed = []
     with output.progress(len(rows), "replaying") as advance:
         for row in rows:
@@ -254,8 +294,28 @@ def replay(
         return
     for item in replayed:
         typer.echo(item["id"])
-    if not run_ids:
-        output.note(f"replayed {len(replayed)} run{'' if len(replayed) == 1 else 's'}")
+    _replay_notes(len(replayed), skipped, more, limit, "replayed", run_ids, include_replayed)
+
+
+def _replay_notes(
+    count: int, skipped: int, more: bool, limit: int, verb: str, run_ids, again: bool
+) -> None:
+    if run_ids and verb == "replayed":
+        return  # the ids printed say it all
+    output.note(f"{verb} {count} run{'' if count == 1 else 's'}")
+    if skipped:
+        shown = f"{skipped}+" if skipped >= limit else str(skipped)
+        output.note(
+            f"skipped {shown} already replayed (`runs show RUN_ID` lists a run's replays; "
+            "--include-replayed replays them again)"
+        )
+    if more:
+        how = (
+            "raise --limit"
+            if again
+            else "run it again (what it replayed is skipped), or raise --limit"
+        )
+        output.note(f"more runs match than --limit {limit}: {how}")
 
 
 @app.command("watch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from flowjobs.core.clock import iso
 
@@ -84,7 +85,13 @@ def run_summary(row: dict) -> dict:
     }
 
 
-def run_detail(row: dict, attempts: list[dict], logs: list[dict], children: list[dict]) -> dict:
+def run_detail(
+    row: dict,
+    attempts: list[dict],
+    logs: list[dict],
+    children: list[dict],
+    replays: Sequence[str] = (),
+) -> dict:
     detail = {
         k: (iso(v) if k in _TIMES else v)
         for k, v in row.items()
@@ -98,4 +105,5 @@ def run_detail(row: dict, attempts: list[dict], logs: list[dict], children: list
     ]
     detail["logs"] = [{**line, "at": iso(line["at"])} for line in logs]
     detail["children"] = [c["id"] for c in children]
+    detail["replays"] = list(replays)
     return detail

@@ -697,8 +697,10 @@ class JobStore:
         parent_id: str | None = None,
         since: int | None = None,
         offset: int = 0,
+        replayed: bool | None = None,
     ) -> list[dict]:
-        """Newest first; `since` (epoch ms) keeps runs created at or after it."""
+        """Newest first; `since` (epoch ms) keeps runs created at or after it; `replayed`: only
+        runs that have a replay (True) or have none (False)."""
         where: list[str] = []
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         for column, value in (("status", status), ("task", task), ("parent_id", parent_id)):
@@ -708,12 +710,24 @@ class JobStore:
         if since is not None:
             where.append("created_at >= :since")
             params["since"] = since
+        if replayed is not None:
+            where.append(
+                ("" if replayed else "NOT ")
+                + "EXISTS (SELECT 1 FROM flowjobs_runs p WHERE p.replay_of = flowjobs_runs.id)"
+            )
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return self._dicts(
             f"SELECT * FROM flowjobs_runs {clause} ORDER BY created_at DESC, id DESC "
             "LIMIT :limit OFFSET :offset",
             params,
         )
+
+    def replays(self, run_ids: list[str]) -> dict[str, list[str]]:
+        """The replays of each of `run_ids` that has any (`runs replay`), oldest first."""
+        found: dict[str, list[str]] = {}
+        for original, replay in self._all(self.sql["replays"], {"ids": self._list(run_ids)}):
+            found.setdefault(original, []).append(replay)
+        return found
 
     def attempts(self, run_id: str) -> list[dict]:
         """Every attempt, oldest first: the recorded rows, then a completed run's succeeded

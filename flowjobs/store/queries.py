@@ -236,6 +236,10 @@ COMMON = {
 }
 
 SQLITE = {
+    # The replays of some runs (`:ids`, a JSON array), through the partial index on replay_of.
+    "replays": """
+        SELECT replay_of, id FROM flowjobs_runs
+        WHERE replay_of IN (SELECT value FROM json_each(:ids)) ORDER BY created_at, id""",
     # Claim up to :limit due runs, best first; BEGIN IMMEDIATE serialises claimers. The index
     # is named so that no other index on status can lure the planner into sorting every row.
     "claim": f"""
@@ -259,6 +263,10 @@ SQLITE = {
 }
 
 POSTGRESQL = {
+    # The replays of some runs (`:ids`, an array), through the partial index on replay_of.
+    "replays": """
+        SELECT replay_of, id FROM flowjobs_runs
+        WHERE replay_of = ANY(:ids) ORDER BY created_at, id""",
     # Claim up to :limit due runs, best first; SKIP LOCKED lets claimers pass each other.
     "claim": f"""
         WITH picked AS (

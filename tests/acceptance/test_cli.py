@@ -1,5 +1,7 @@
 """Acceptance: the `flowjobs` command run as a subprocess, as a user runs it."""
 
+import sqlite3
+
 import pytest
 
 from flowjobs.store.migrate import HEAD
@@ -148,7 +150,6 @@ def test_runs_list_filters_and_json_fields(env):
 def test_piped_runs_list_is_one_line_per_run_with_the_whole_error(env, sqlite_url):
     """Piped, `runs list` is tab-separated lines: an error's newlines, tabs and backslashes are
     escaped (as PostgreSQL's COPY text format does) and the error is not cut."""
-    import sqlite3
 
     run_id = flowjobs("trigger", "noop", env=env).stdout.strip()
     error = "ValueError: the card\tfailed\n  at C:\\billing\r\n" + "x" * 100
@@ -173,6 +174,48 @@ def test_cancel_and_replay(env):
     assert replay["replay_of"] == run_id and replay["id"] != run_id
     shown = as_json(flowjobs("runs", "show", replay["id"], "--json", env=env))
     assert shown["replay_of"] == run_id and shown["status"] == "queued"
+
+
+def test_replay_by_status_replays_each_failure_once(env, sqlite_url):
+    """`runs replay --status failed` skips runs replayed before, so running it twice makes no
+    second copies; a failed replay is a failed run of its own, replayed in its turn. --task
+    alone is refused (it would replay every run of the task, completed ones too); --dry-run
+    replays nothing; --limit says when more match; --include-replayed replays again."""
+    ids = [flowjobs("trigger", "noop", env=env).stdout.strip() for _ in range(3)]
+
+    def fail(*run_ids):
+        with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+            conn.executemany(
+                "UPDATE flowjobs_runs SET status = 'failed' WHERE id = ?", [(i,) for i in run_ids]
+            )
+
+    def count():
+        return len(as_json(flowjobs("runs", "list", "--json", env=env)))
+
+    fail(*ids)
+    alone = flowjobs("runs", "replay", "--task", "noop", env=env)
+    assert alone.returncode == 2 and "--task narrows --status" in alone.stderr
+    dry = flowjobs("runs", "replay", "--status", "failed", "--dry-run", env=env)
+    assert dry.returncode == 0 and sorted(dry.stdout.split()) == sorted(ids)
+    assert "would replay 3 runs" in dry.stderr and count() == 3
+
+    first = as_json(flowjobs("runs", "replay", "--status", "failed", "--json", env=env))
+    assert sorted(r["replay_of"] for r in first) == sorted(ids) and count() == 6
+    again = flowjobs("runs", "replay", "--status", "failed", env=env)
+    assert again.returncode == 0 and again.stdout == "" and count() == 6
+    assert "replayed 0 runs" in again.stderr and "skipped 3 already replayed" in again.stderr
+    shown = as_json(flowjobs("runs", "show", ids[0], "--json", env=env))
+    assert shown["replays"] == [r["id"] for r in first if r["replay_of"] == ids[0]]
+
+    fail(first[0]["id"], first[1]["id"])  # two replays failed too: the tips of their chains
+    limited = flowjobs("runs", "replay", "--status", "failed", "--limit", "1", env=env)
+    assert len(limited.stdout.split()) == 1 and "more runs match than --limit 1" in limited.stderr
+    rest = as_json(flowjobs("runs", "replay", "--status", "failed", "--json", env=env))
+    assert [r["replay_of"] for r in rest] in ([first[0]["id"]], [first[1]["id"]]) and count() == 8
+    everything = as_json(
+        flowjobs("runs", "replay", "--status", "failed", "--include-replayed", "--json", env=env)
+    )
+    assert len(everything) == 5 and count() == 13  # the 3 originals and 2 failed replays
 
 
 def test_tasks_list_json(env):
