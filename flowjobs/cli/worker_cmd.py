@@ -131,7 +131,7 @@ def _supervise(
     if no_scheduler:
         args.append("--no-scheduler")
     return Supervisor(
-        child_argv(state.config, state.log_level, args), procs, burst, grace=grace
+        child_argv(state.config, state.log_level, args, state.log_format), procs, burst, grace=grace
     ).run()
 
 

@@ -134,7 +134,9 @@ class Supervisor:
                     code,
                     respawn_at[slot] - now,
                 )
-        return worst
+        # stopped at once by a second signal: runs were left to the rescuer, as a single worker
+        # says with its exit code 1
+        return 1 if self.signals > 1 else worst
 
     def _next_delay(self, slot: int, now: float) -> float:
         if now - self.started[slot] >= STEADY:
@@ -161,8 +163,10 @@ def adopt() -> None:
         raise SystemExit(0)
 
 
-def child_argv(config: str | None, log_level: str, args: list[str]) -> list[str]:
-    argv = [sys.executable, "-m", "flowjobs", "--log-level", log_level]
+def child_argv(
+    config: str | None, log_level: str, args: list[str], log_format: str = "auto"
+) -> list[str]:
+    argv = [sys.executable, "-m", "flowjobs", "--log-level", log_level, "--log-format", log_format]
     if config:
         argv += ["--config", config]
     return argv + ["run-worker", "--processes", "1"] + args

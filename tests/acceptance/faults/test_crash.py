@@ -165,3 +165,39 @@ def test_children_of_a_killed_supervisor_finish_their_tasks_and_exit(make_runtim
 
     wait_until(lambda: all(gone(pid) for pid in children), message="the children to exit")
     assert rt.store.count_by_status() == {"completed": 2}
+
+
+def test_a_second_ctrl_c_stops_the_children_at_once_and_exits_1(make_runtime, tmp_path):
+    """As a single worker does: the second signal stops at once, the runs are left to the
+    rescuer, and the exit code (1) says so (it was 0)."""
+    rt = make_runtime(pinned=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(2)])
+    log = tmp_path / "supervisor.log"
+    supervisor = _supervisor_in_its_own_session(cli_env(rt.db.url), log)
+    wait_until(lambda: len(started(work)) == 2, message="both children to start a task")
+    os.killpg(supervisor.pid, signal.SIGINT)
+    wait_until(lambda: "received SIGINT:" in log.read_text(), message="the first signal")
+    os.killpg(supervisor.pid, signal.SIGINT)
+    assert supervisor.wait(30) == 1, log.read_text()
+    assert "received SIGINT again: stopping the worker processes now" in log.read_text()
+    assert rt.store.count_by_status() == {"executing": 2}  # the rescuer's, after their lease
+
+
+def test_the_children_log_in_the_supervisors_format(make_runtime, tmp_path):
+    """`--log-format text` reaches the worker processes too (they wrote JSON lines on a pipe)."""
+    rt = make_runtime(pinned=False)
+    rt.client.batch_trigger([TriggerItem("noop") for _ in range(4)])
+    done = subprocess.run(
+        [sys.executable, "-m", "flowjobs", "--log-format", "text", "run-worker"]
+        + ["--processes", "2", "--burst", "--no-scheduler"],
+        env=cli_env(rt.db.url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert sum("flowjobs.worker" in line and " started on " in line for line in lines) == 2
+    assert [line for line in lines if line.startswith("{")] == []  # no JSON line among them
