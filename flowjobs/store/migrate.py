@@ -97,6 +97,11 @@ def _migration_lock(db: Database):
         return
     import fcntl
 
+    from flowjobs.store.failures import unusable_path
+
+    problem = unusable_path(db.path)  # before the lock file beside it is made (or fails)
+    if problem:
+        raise DatabaseError(f"cannot open database {db.path}: {problem}")
     fd = os.open(db.path + ".migrate-lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

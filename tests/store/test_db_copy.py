@@ -178,3 +178,44 @@ def test_a_failure_of_the_target_names_the_target(sqlite_url, pg_template, tmp_p
     moved = Runtime(make_settings(target, tmp_path))
     assert moved.store.count_by_status() == {}  # all or nothing
     moved.close()
+
+
+def test_copy_is_refused_while_a_worker_is_alive_and_into_a_missing_folder(sqlite_url, tmp_path):
+    """A worker alive on the source would go on writing there after the copy (schedule slots,
+    new runs): refused until it stops. A target in a folder that does not exist (or under a
+    file) is one line and exit 4, as `db upgrade` says it (it was "unexpected FileNotFoundError")."""
+    import signal
+
+    from tests.cli_helpers import start_worker, wait_until
+
+    env = cli_env(sqlite_url)
+    worker = start_worker("--no-scheduler", env=env, stderr_path=tmp_path / "worker.log")
+    try:
+        wait_until(
+            lambda: any(
+                w["state"] == "alive"
+                for w in json.loads(flowjobs("workers", "--json", env=env).stdout or "[]")
+            ),
+            message="the worker to be alive",
+        )
+        refused = flowjobs("db", "copy", "--to", str(tmp_path / "copy.db"), env=env)
+        assert refused.returncode == 2, refused.stderr
+        assert "1 worker is alive on the source" in refused.stderr
+        assert not (tmp_path / "copy.db").exists()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+    done = flowjobs("db", "copy", "--to", str(tmp_path / "copy.db"), env=env)
+    assert done.returncode == 0, done.stderr
+
+    (tmp_path / "a-file").write_text("x")
+    for target, why in [
+        (
+            tmp_path / "no" / "such" / "copy.db",
+            f"directory {tmp_path / 'no' / 'such'} does not exist",
+        ),
+        (tmp_path / "a-file" / "copy.db", f"{tmp_path / 'a-file'} is a file, not a folder"),
+    ]:
+        result = flowjobs("db", "copy", "--to", str(target), env=env)
+        assert result.returncode == 4, result.stderr
+        assert result.stderr == f"error: cannot open database {target}: {why}\n"
