@@ -174,7 +174,7 @@ class Runtime:
         burst in which a schedule failed to enqueue."""
         from flowjobs.core.duties import Duties
 
-        self.registry  # noqa: B018 - import task modules before the first claim
+        self._warn_unknown_queues(options.queues)  # imports the task modules before a claim
         worker = self.make_worker(options)
         if on_start:
             on_start(worker)
@@ -193,6 +193,24 @@ class Runtime:
             return worker.run()
         finally:
             duties.stop()
+
+    def _warn_unknown_queues(self, queues: list[str]) -> None:
+        """A queue no registered task uses is most likely a typo (`webhook` for `webhooks`):
+        the worker would take nothing. Said once at start; not refused, since a run triggered
+        with `--queue` can be on any queue."""
+        import logging
+
+        known = {task.queue for task in self.registry.all()}
+        unknown = [q for q in queues if q != "*" and q not in known]
+        if unknown:
+            logging.getLogger("flowjobs.worker").warning(
+                "no registered task uses queue%s %s (their queues: %s); this worker takes only "
+                "runs triggered onto %s with --queue",
+                "s" if len(unknown) > 1 else "",
+                ", ".join(repr(q) for q in unknown),
+                ", ".join(sorted(known)),
+                "them" if len(unknown) > 1 else "it",
+            )
 
     def run_scheduler(self, on_start=None) -> None:
         """Run the scheduler loop (and the pruner, alerts) until stopped; stops at once when a

@@ -218,6 +218,19 @@ def test_replay_by_status_replays_each_failure_once(env, sqlite_url):
     assert len(everything) == 5 and count() == 13  # the 3 originals and 2 failed replays
 
 
+def test_a_worker_on_a_queue_no_task_uses_says_so(env):
+    """`--queue webhook` (for `webhooks`) would take nothing: said once at start, not refused
+    (a run triggered with --queue may be on any queue)."""
+    typo = flowjobs("run-worker", "--queue", "webhook", "--burst", "--no-scheduler", env=env)
+    assert typo.returncode == 0, typo.stderr
+    assert "no registered task uses queue 'webhook' (their queues: " in typo.stderr
+    assert "webhooks" in typo.stderr.split("their queues: ")[1]
+    right = flowjobs(
+        "run-worker", "-q", "webhooks", "-q", "*", "--burst", "--no-scheduler", env=env
+    )
+    assert right.returncode == 0 and "no registered task uses" not in right.stderr
+
+
 def test_tasks_list_json(env):
     tasks = {t["id"]: t for t in as_json(flowjobs("tasks", "list", "--json", env=env))}
     assert {"hello-world", "noop", "test-limited"} <= set(tasks)
