@@ -95,7 +95,8 @@ def _refuse_executing(conn, runs: Table) -> None:
     ).scalar()
     if executing:
         raise BadInput(
-            f"{executing} runs are executing in the source: stop the workers first "
+            f"{executing} run{' is' if executing == 1 else 's are'} executing in the source: "
+            "stop the workers first "
             "(`run-worker` drains on SIGTERM), then copy"
         )
 
