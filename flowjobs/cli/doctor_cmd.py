@@ -15,27 +15,23 @@ def doctor(
         help="Print a JSON array of checks: {check, status (ok|warn|fail), detail, fix}.",
     ),
 ):
-    """Check configuration, database, schema, clock, workers, Stripe and SMTP; print a fix for
-    each problem. Creates nothing (no database, no folder); exit 1 when a check fails.
+    """Check configuration (task modules and schedules loaded as a worker loads them),
+    database, schema, clock, workers, Stripe and SMTP; print a fix for each problem. Creates
+    nothing (no database, no folder); exit 1 when a check fails.
     """
-    from flowjobs.errors import ConfigError
-    from flowjobs.ops.doctor import Check, run_checks
+    import sys
 
+    from flowjobs.errors import ConfigError
+    from flowjobs.ops.doctor import invalid_configuration, run_checks
+
+    # Importing `[tasks] modules` must not leave __pycache__ folders beside them either.
+    sys.dont_write_bytecode = True
     try:
         runtime = ctx.obj.runtime()
     except ConfigError as exc:
-        checks = [
-            Check(
-                "configuration",
-                "fail",
-                "; ".join(exc.problems),
-                "fix flowjobs.toml or the FLOWJOBS_* variables",
-            )
-        ]
+        checks = invalid_configuration(exc.problems)
     else:
-        checks = [Check("configuration", "ok", "valid")] + run_checks(
-            runtime, ctx.obj.database_origin()
-        )
+        checks = run_checks(runtime, ctx.obj.database_origin())
     if as_json:
         output.emit_json([c.as_dict() for c in checks])
     else:

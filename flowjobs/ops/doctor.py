@@ -1,6 +1,7 @@
 """`flowjobs doctor`: is this installation healthy? Each check says ok, warn or fail, and how
-to fix what is not ok. Checks: configuration, database reachability, schema revision,
-Stripe and SMTP reachability, clock skew against the database, and stale workers."""
+to fix what is not ok. Checks: configuration (the task modules imported and the schedules
+resolved as a worker does), database reachability, schema revision, Stripe and SMTP
+reachability, clock skew against the database, and stale workers."""
 
 from __future__ import annotations
 
@@ -21,11 +22,62 @@ class Check:
 
 def run_checks(runtime, origin: str = "") -> list[Check]:
     """Every check; nothing is created (no database, no folder) by looking."""
-    checks = [_database(runtime, origin)]
-    if checks[0].status == "ok":
+    checks = _configuration(runtime)
+    database = _database(runtime, origin)
+    checks.append(database)
+    if database.status == "ok":
         checks += [_schema(runtime), _clock(runtime), _workers(runtime)]
     checks += [_stripe(runtime), _mail(runtime)]
     return checks
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _configuration(rt) -> list[Check]:
+    """The configuration as `run-worker`, `tick` and `schedules list` take it: every task module
+    imported and every schedule resolved against its task, by the runtime's own `registry` and
+    `schedules` (no database needed); what they refuse fails here with their message."""
+    from flowjobs.errors import ConfigError
+
+    try:
+        tasks = len(rt.registry.all())
+        schedules = len(rt.schedules)
+    except ConfigError as exc:
+        return invalid_configuration(exc.problems, rt.settings.base_dir)
+    return [
+        Check(
+            "configuration",
+            "ok",
+            f"valid: {_count(tasks, 'task', 'tasks')}, "
+            f"{_count(schedules, 'schedule', 'schedules')}",
+        )
+    ]
+
+
+def invalid_configuration(problems: list[str], base_dir=None) -> list[Check]:
+    """One failing `configuration` check per `field: message` problem, with its fix."""
+    return [Check("configuration", "fail", p, _config_fix(p, base_dir)) for p in problems]
+
+
+def _config_fix(problem: str, base_dir) -> str:
+    field = problem.split(": ", 1)[0]
+    if field == "tasks.modules":
+        where = f"from {base_dir} first, then " if base_dir else "from "
+        return (
+            "fix the module, or its name in [tasks] modules / FLOWJOBS_TASKS_MODULES "
+            f"(modules are imported {where}the Python path)"
+        )
+    if field.startswith("schedules."):
+        sid = field[len("schedules.") :].removesuffix(".task")
+        return (
+            f"fix or remove [schedules.{sid}]: its task must be one `flowjobs tasks list` "
+            "shows, and take the schedule payload (payload=SchedulePayload)"
+        )
+    if field == "tasks":
+        return "fix the task's declaration in its module (its id, cron or payload)"
+    return "fix flowjobs.toml or the FLOWJOBS_* variables"
 
 
 def _database(rt, origin: str = "") -> Check:

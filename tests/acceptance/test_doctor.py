@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 
+import pytest
 from aiosmtpd.controller import Controller
 
-from tests.cli_helpers import as_json, cli_env, flowjobs
+from tests.cli_helpers import ROOT, as_json, cli_env, flowjobs
 
 
 def free_port() -> int:
@@ -92,4 +94,109 @@ def test_stale_leases_without_a_worker_fail_the_workers_check(make_runtime, cloc
     assert (
         checks["workers"].status == "fail"
         and "start `flowjobs run-worker`" in checks["workers"].fix
+    )
+
+
+# -- configuration: what a worker refuses, doctor fails ----------------------------------------
+
+
+def user_env(**extra: str) -> dict:
+    """A user's environment: no FLOWJOBS_* at all (the configuration file decides), the worktree
+    importable, and Python free to write __pycache__ folders (as it is by default)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FLOWJOBS_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def listing(folder) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+REFUSED = {
+    "a task module that does not exist": (
+        '[tasks]\nmodules = ["nosuchmod"]\n',
+        {},
+        "tasks.modules: cannot import 'nosuchmod': ModuleNotFoundError: "
+        "No module named 'nosuchmod'",
+        "[tasks] modules",
+    ),
+    "a task module with a syntax error": (
+        '[tasks]\nmodules = ["mytasks"]\n',
+        {"mytasks.py": "def broken(:\n    pass\n"},
+        "tasks.modules: cannot import 'mytasks': SyntaxError: ",
+        "[tasks] modules",
+    ),
+    "a schedule of an unknown task": (
+        '[schedules.typo]\ntask = "hello-wrld"\ncron = "0 * * * *"\n',
+        {},
+        "schedules.typo.task: unknown task 'hello-wrld'",
+        "[schedules.typo]",
+    ),
+    "a schedule whose task rejects its payload": (
+        '[schedules.nightly]\ntask = "noop"\ncron = "@daily"\n',
+        {},
+        "schedules.nightly: task 'noop' rejects the schedule payload",
+        "[schedules.nightly]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=str)
+def test_a_configuration_the_worker_refuses_fails_with_the_workers_message(tmp_path, case):
+    # It said "ok configuration valid" (exit 0) for all of these, and the worker then exited 2.
+    toml, files, problem, fix = REFUSED[case]
+    (tmp_path / "flowjobs.toml").write_text(toml)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    before = listing(tmp_path)
+
+    result = flowjobs("doctor", "--json", env=user_env(), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    checks = json.loads(result.stdout)
+    failed = [c for c in checks if c["check"] == "configuration"]
+    assert [c["status"] for c in failed] == ["fail"]
+    assert failed[0]["detail"].startswith(problem) and fix in failed[0]["fix"]
+    database = next(c for c in checks if c["check"] == "database")
+    assert database["status"] == "warn" and "no database yet" in database["detail"]
+    assert listing(tmp_path) == before  # no database, and no __pycache__ beside mytasks.py
+
+    text = flowjobs("doctor", env=user_env(), cwd=tmp_path)
+    assert text.returncode == 1
+    assert f"fail configuration {failed[0]['detail']}\n" in text.stdout
+    assert f"fix: {failed[0]['fix']}\n" in text.stdout
+
+    worker = flowjobs("run-worker", "--burst", env=user_env(), cwd=tmp_path)
+    assert worker.returncode == 2
+    assert f"  {failed[0]['detail']}" in worker.stderr.splitlines()  # the worker's own words
+
+
+def test_schedules_are_resolved_as_tick_resolves_them_on_an_existing_database(sqlite_url, tmp_path):
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(
+        '[schedules.typo]\ntask = "hello-wrld"\ncron = "0 * * * *"\n'
+        '[schedules.nightly]\ntask = "noop"\ncron = "@daily"\n'
+    )
+    env = cli_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
+    result = flowjobs("doctor", "--json", env=env)
+    assert result.returncode == 1
+    checks = json.loads(result.stdout)
+    assert {c["check"]: c["status"] for c in checks}["database"] == "ok"
+    problems = [c["detail"] for c in checks if c["check"] == "configuration"]
+    assert [c["status"] for c in checks if c["check"] == "configuration"] == ["fail", "fail"]
+    tick = flowjobs("tick", env=env)
+    assert tick.returncode == 2
+    assert tick.stderr.splitlines()[1:] == [f"  {p}" for p in problems]
+
+    healthy = flowjobs("doctor", "--json", env=cli_env(sqlite_url))
+    configuration = [c for c in as_json(healthy) if c["check"] == "configuration"]
+    assert [c["status"] for c in configuration] == ["ok"]
+    assert (
+        configuration[0]["detail"].startswith("valid: ")
+        and "schedules" in (configuration[0]["detail"])
     )
