@@ -1,7 +1,7 @@
 """`flowjobs doctor`: is this installation healthy? Each check says ok, warn or fail, and how
 to fix what is not ok. Checks: configuration (the task modules imported and the schedules
-resolved as a worker does), database reachability, schema revision, Stripe and SMTP
-reachability, clock skew against the database, and stale workers."""
+resolved as a worker does), database reachability, schema revision, Stripe (the key of the
+configured mode) and SMTP reachability, clock skew against the database, and stale workers."""
 
 from __future__ import annotations
 
@@ -240,31 +240,35 @@ def _liveness(rt, now: int) -> Check:
 
 
 def _stripe(rt) -> Check:
+    """The API key of the configured `[stripe] mode`, chosen by the gateway that charges with
+    it, asked for one customer."""
+    from flowjobs.adapters.stripe_gateway import NoStripeKey, StripeGateway
+
     s = rt.settings.stripe
-    if not (s.test_api_key or s.live_api_key):
+    livemode = s.mode == "live"
+    setting = f"{s.mode}_api_key"
+    base = s.api_base or "https://api.stripe.com"
+    gateway = StripeGateway(s.model_copy(update={"max_retries": 0, "timeout": min(s.timeout, 5.0)}))
+    try:
+        client = gateway.client(livemode)
+    except NoStripeKey:
         return Check(
             "stripe",
             "warn",
-            "no API key configured: billing runs cannot charge",
-            "set [stripe] test_api_key / live_api_key (or FLOWJOBS_STRIPE_TEST_API_KEY)",
+            f'no {s.mode}-mode API key ([stripe] mode = "{s.mode}"): billing runs cannot charge',
+            f"set [stripe] {setting} (or FLOWJOBS_STRIPE_{setting.upper()})",
         )
-    from flowjobs.adapters.stripe_gateway import StripeGateway
-
-    base = s.api_base or "https://api.stripe.com"
     try:
-        gateway = StripeGateway(
-            s.model_copy(update={"max_retries": 0, "timeout": min(s.timeout, 5.0)})
-        )
-        client = gateway.client(not s.test_api_key)
         gateway.call(client.v1.customers.list, params={"limit": 1})
     except Exception as exc:
         return Check(
             "stripe",
             "fail",
             f"{base}: {str(exc).splitlines()[0]}",
-            "check [stripe] api_base, the key, and outbound HTTPS from this machine",
+            f"check [stripe] api_base, {setting} (the {s.mode}-mode key), and outbound HTTPS "
+            "from this machine",
         )
-    return Check("stripe", "ok", f"{base} answers with the configured key")
+    return Check("stripe", "ok", f"{base} answers with the {s.mode}-mode key ({setting})")
 
 
 def _mail(rt) -> Check:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -200,3 +202,101 @@ def test_schedules_are_resolved_as_tick_resolves_them_on_an_existing_database(sq
         configuration[0]["detail"].startswith("valid: ")
         and "schedules" in (configuration[0]["detail"])
     )
+
+
+# -- Stripe: the key of the configured mode --------------------------------------------------
+
+
+class KeyedStripe:
+    """A loopback HTTP server standing in for Stripe: `GET /v1/customers` answers an empty list
+    to one key and 401 to any other; it records the Authorization header of every request."""
+
+    def __init__(self, key: str):
+        self.auth: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                auth = self.headers.get("Authorization", "")
+                outer.auth.append(auth)
+                if auth == f"Bearer {key}":
+                    status = 200
+                    body = {"object": "list", "data": [], "has_more": False, "url": "/v1/customers"}
+                else:
+                    status = 401
+                    body = {
+                        "error": {"type": "invalid_request_error", "message": "Invalid API Key"}
+                    }
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def stripe_check(env: dict) -> dict:
+    result = flowjobs("doctor", "--json", env=env)
+    assert "Traceback" not in result.stderr
+    return next(c for c in json.loads(result.stdout) if c["check"] == "stripe")
+
+
+def test_live_mode_checks_the_live_key_and_names_it(sqlite_url):
+    # With mode = "live" doctor asked Stripe with the test key and said ok.
+    with KeyedStripe("sk_live_doc") as stripe:
+        env = cli_env(
+            sqlite_url,
+            FLOWJOBS_STRIPE_MODE="live",
+            FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_doc",
+            FLOWJOBS_STRIPE_LIVE_API_KEY="sk_live_doc",
+            FLOWJOBS_STRIPE_API_BASE=stripe.url,
+        )
+        live = stripe_check(env)
+        assert stripe.auth == ["Bearer sk_live_doc"]
+        assert live["status"] == "ok" and "live-mode key (live_api_key)" in live["detail"]
+
+        stripe.auth.clear()
+        refused = stripe_check({**env, "FLOWJOBS_STRIPE_LIVE_API_KEY": "sk_live_revoked"})
+        assert stripe.auth == ["Bearer sk_live_revoked"]
+        assert refused["status"] == "fail" and "live_api_key" in refused["fix"]
+        assert "test_api_key" not in refused["fix"]
+
+        stripe.auth.clear()
+        test = stripe_check({**env, "FLOWJOBS_STRIPE_MODE": "test"})  # the test key, refused
+        assert stripe.auth == ["Bearer sk_test_doc"]
+        assert test["status"] == "fail" and "test_api_key" in test["fix"]
+
+
+def test_live_mode_without_a_live_key_warns_naming_the_live_setting(sqlite_url, localstripe_url):
+    # Only a test key, which localstripe accepts: doctor said ok, and billing in live mode
+    # had no key to charge with.
+    env = cli_env(
+        sqlite_url,
+        FLOWJOBS_STRIPE_MODE="live",
+        FLOWJOBS_STRIPE_TEST_API_KEY="sk_test_doc",
+        FLOWJOBS_STRIPE_API_BASE=localstripe_url,
+    )
+    for without in (env, {k: v for k, v in env.items() if k != "FLOWJOBS_STRIPE_TEST_API_KEY"}):
+        check = stripe_check(without)
+        assert check["status"] == "warn"
+        assert check["detail"] == (
+            'no live-mode API key ([stripe] mode = "live"): billing runs cannot charge'
+        )
+        assert check["fix"] == "set [stripe] live_api_key (or FLOWJOBS_STRIPE_LIVE_API_KEY)"
+    test_mode = stripe_check({**env, "FLOWJOBS_STRIPE_MODE": "test"})
+    assert test_mode["status"] == "ok"  # the same configuration in test mode is healthy
