@@ -197,28 +197,33 @@ def _workers(rt) -> Check:
         return _liveness(rt, now)
     late = (now - oldest) / 1000
     rescue = rt.settings.worker.rescue_interval + rt.settings.worker.lease
+    them = "it" if stale == 1 else "them"
     if late > rescue:
+        expired = (
+            f"1 run holds a lease that expired {late:.0f} s ago"
+            if stale == 1
+            else f"{stale} runs hold leases that expired up to {late:.0f} s ago"
+        )
         return Check(
             "workers",
             "fail",
-            f"{stale} {'run holds a lease' if stale == 1 else 'runs hold leases'} that expired "
-            f"up to {late:.0f} s ago: no worker is rescuing them",
-            "start `flowjobs run-worker` (its rescuer returns them to the queue)",
+            f"{expired}: no worker is rescuing {them}",
+            f"start `flowjobs run-worker` (its rescuer returns {them} to the queue)",
         )
     from flowjobs.ops.workers import alive
 
-    held = f"{stale} {'run holds an expired lease' if stale == 1 else 'runs hold expired leases'}"
+    held = _count(stale, "run holds an expired lease", "runs hold expired leases")
     if not alive(rt.store, now):
         return Check(
             "workers",
             "warn",
-            f"{held} (a worker died) and no worker is alive to rescue them",
-            "start `flowjobs run-worker` (its rescuer returns them to the queue)",
+            f"{held} (a worker died) and no worker is alive to rescue {them}",
+            f"start `flowjobs run-worker` (its rescuer returns {them} to the queue)",
         )
     return Check(
         "workers",
         "warn",
-        f"{held} (a worker died); a live worker's rescuer takes them back within {rescue:.0f} s",
+        f"{held} (a worker died); a live worker's rescuer takes {them} back within {rescue:.0f} s",
         "none needed; check why the worker stopped",
     )
 
@@ -233,10 +238,13 @@ def _liveness(rt, now: int) -> Check:
         return Check(
             "workers",
             "warn",
-            f"{due} {'run is' if due == 1 else 'runs are'} due and no worker is alive to run them",
+            f"{_count(due, 'run is', 'runs are')} due and no worker is alive to run "
+            + ("it" if due == 1 else "them"),
             "start `flowjobs run-worker` (see `flowjobs workers` for the ones seen lately)",
         )
-    return Check("workers", "ok", f"{len(live)} alive, {due} runs due, no expired lease")
+    return Check(
+        "workers", "ok", f"{len(live)} alive, {_count(due, 'run', 'runs')} due, no expired lease"
+    )
 
 
 def _stripe(rt) -> Check:

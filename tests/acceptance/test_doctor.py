@@ -97,6 +97,32 @@ def test_stale_leases_without_a_worker_fail_the_workers_check(make_runtime, cloc
         checks["workers"].status == "fail"
         and "start `flowjobs run-worker`" in checks["workers"].fix
     )
+    # one run: "it", not "them"
+    assert checks["workers"].detail == (
+        "1 run holds a lease that expired 3599 s ago: no worker is rescuing it"
+    )
+    assert "its rescuer returns it to the queue" in checks["workers"].fix
+
+
+def test_the_workers_check_counts_runs_in_the_singular_and_the_plural(make_runtime, clock):
+    from flowjobs.ops.doctor import run_checks
+
+    rt = make_runtime()
+
+    def workers() -> str:
+        return next(c for c in run_checks(rt) if c.name == "workers").detail
+
+    rt.trigger("noop")
+    assert workers() == "1 run is due and no worker is alive to run it"
+    rt.trigger("noop")
+    assert workers() == "2 runs are due and no worker is alive to run them"
+    rt.store.register_worker(
+        {"id": "w1", "host": "h", "pid": 1, "version": "v", "queues": "*", "concurrency": 2},
+        clock.now_ms(),
+    )
+    assert workers() == "1 alive, 2 runs due, no expired lease"
+    rt.store.claim("w1", 1, ["*"], {}, now=clock.now_ms(), lease_ms=30_000)
+    assert workers() == "1 alive, 1 run due, no expired lease"
 
 
 # -- configuration: what a worker refuses, doctor fails ----------------------------------------

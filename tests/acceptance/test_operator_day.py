@@ -930,7 +930,7 @@ def test_doctor_warns_when_runs_are_due_and_no_worker_is_alive(sqlite_url, tmp_p
     assert flowjobs("trigger", "noop", env=env).returncode == 0
     checks = {c["check"]: c for c in json.loads(flowjobs("doctor", "--json", env=env).stdout)}
     assert checks["workers"]["status"] == "warn"
-    assert checks["workers"]["detail"] == "1 run is due and no worker is alive to run them"
+    assert checks["workers"]["detail"] == "1 run is due and no worker is alive to run it"
     assert "flowjobs run-worker" in checks["workers"]["fix"]
 
 
@@ -953,7 +953,7 @@ def test_doctor_says_no_worker_is_rescuing_an_expired_lease_when_none_is_alive(s
     checks = {c["check"]: c for c in as_json(flowjobs("doctor", "--json", env=cli_env(sqlite_url)))}
     assert checks["workers"]["status"] == "warn"
     assert checks["workers"]["detail"] == (
-        "1 run holds an expired lease (a worker died) and no worker is alive to rescue them"
+        "1 run holds an expired lease (a worker died) and no worker is alive to rescue it"
     )
     assert "start `flowjobs run-worker`" in checks["workers"]["fix"]
 
