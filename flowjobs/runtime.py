@@ -96,6 +96,7 @@ class Runtime:
     def scheduler(self):
         from flowjobs.core.scheduler import Scheduler
 
+        schedules = self.schedules  # a bad schedule is refused before a database is made
         alerts = self.settings.alerts
         alert_task: str | None = None
         if alerts.email or alerts.webhook_url:
@@ -105,7 +106,7 @@ class Runtime:
         return Scheduler(
             self.store,
             self.client,
-            self.schedules,
+            schedules,
             self.clock,
             grace=self.settings.scheduler.grace,
             alert_task=alert_task,
@@ -175,6 +176,8 @@ class Runtime:
         from flowjobs.core.duties import Duties
 
         self._warn_unknown_queues(options.queues)  # imports the task modules before a claim
+        if scheduler:
+            self.scheduler  # noqa: B018 - a bad schedule is refused before a database is made
         worker = self.make_worker(options)
         if on_start:
             on_start(worker)

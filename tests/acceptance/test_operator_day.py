@@ -127,6 +127,17 @@ def test_bad_input_to_a_command_that_makes_its_database_makes_none(tmp_path, arg
     assert listing(tmp_path) == ["empty.json"]
 
 
+@pytest.mark.parametrize("args", [["run-worker", "--burst"], ["tick"], ["run-scheduler"]])
+def test_a_bad_schedule_is_refused_before_a_database_is_made(tmp_path, args):
+    (tmp_path / "flowjobs.toml").write_text(
+        '[schedules.typo]\ntask = "hello-wrld"\ncron = "* * * * *"\n'
+    )
+    result = flowjobs(*args, env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "schedules.typo.task: unknown task 'hello-wrld'" in result.stderr
+    assert listing(tmp_path) == ["flowjobs.toml"]
+
+
 def test_doctor_in_a_fresh_folder_says_no_database_yet_and_creates_nothing(tmp_path):
     result = flowjobs("doctor", env=bare_env(), cwd=tmp_path)
     assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
