@@ -64,6 +64,13 @@ def list_runs(
         help="Only runs of this task.",
         autocompletion=complete_tasks,
     ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        metavar="DURATION|TIME",
+        help="Only runs created since then: a duration back from now (90m, 2d) or an ISO-8601 "
+        "time.",
+    ),
     limit: int = typer.Option(
         50, "--limit", "-l", metavar="N", min=1, max=10000, help="At most this many, newest first."
     ),
@@ -95,8 +102,14 @@ def list_runs(
     one_of(status, STATUSES, "--status")
     shown = run_columns(columns)
     rt = ctx.obj.runtime(read_only=True)
+    from flowjobs.core.clock import parse_since
+
+    start = output.parse_option(since, lambda v: parse_since(v, rt.clock.now_ms()), "--since")
     task = _task_filter(rt, task)
-    rows = [run_summary(r) for r in rt.store.list_runs(status=status, task=task, limit=limit)]
+    rows = [
+        run_summary(r)
+        for r in rt.store.list_runs(status=status, task=task, limit=limit, since=start)
+    ]
     if as_json:
         output.emit_json(rows)
         return

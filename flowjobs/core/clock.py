@@ -66,6 +66,24 @@ def parse_iso(text: str) -> int:
     return int(value.timestamp() * 1000)
 
 
+def parse_since(text: str, now_ms: int) -> int:
+    """A `--since`: a duration back from `now_ms` ("90m", "2d") or an ISO-8601 time; epoch ms.
+    ValueError naming both forms if it is neither."""
+    from flowjobs.durations import parse_duration
+
+    try:
+        return now_ms - int(parse_duration(text) * 1000)
+    except ValueError:
+        pass
+    try:
+        return parse_iso(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration back from now (90m, 2d) nor an ISO-8601 time "
+            "such as 2026-11-28T18:00:00Z"
+        ) from None
+
+
 class AcceleratedClock:
     """Reads `start_ms` at real time `real_start` (unix seconds) and runs `speed` times faster.
     Processes given the same three values share one simulated time (FLOWJOBS_CLOCK)."""

@@ -1,5 +1,6 @@
 """Acceptance: the `flowjobs` command run as a subprocess, as a user runs it."""
 
+import json
 import sqlite3
 
 import pytest
@@ -229,6 +230,33 @@ def test_a_worker_on_a_queue_no_task_uses_says_so(env):
         "run-worker", "-q", "webhooks", "-q", "*", "--burst", "--no-scheduler", env=env
     )
     assert right.returncode == 0 and "no registered task uses" not in right.stderr
+
+
+def test_runs_list_since_a_duration_or_a_time(env, sqlite_url, tmp_path):
+    from flowjobs.core.clock import FixedClock, parse_iso
+    from flowjobs.runtime import Runtime
+    from tests.conftest import make_settings
+
+    start = parse_iso("2026-11-30T10:00:00Z")
+    clock = FixedClock(start)
+    rt = Runtime(make_settings(sqlite_url, tmp_path), clock=clock)
+    old = rt.trigger("noop").id
+    clock.advance(3 * 3600)
+    new = rt.trigger("noop").id
+    rt.close()
+    now = {**env, "FLOWJOBS_CLOCK": "2026-11-30T13:30:00Z x0 @0"}  # time stands at 13:30
+
+    def listed(*args):
+        result = flowjobs("runs", "list", "--json", *args, env=now)
+        assert result.returncode == 0, result.stderr
+        return [r["id"] for r in json.loads(result.stdout)]
+
+    assert listed() == [new, old]
+    assert listed("--since", "1h") == [new]  # created at 13:00
+    assert listed("--since", "4h") == [new, old]
+    assert listed("--since", "2026-11-30T12:00:00Z") == [new]
+    bad = flowjobs("runs", "list", "--since", "yesterday", env=now)
+    assert bad.returncode == 2 and "--since: 'yesterday' is neither a duration" in bad.stderr
 
 
 def test_tasks_list_json(env):
