@@ -297,18 +297,73 @@ def _click_exceptions():
         return importlib.import_module("click.exceptions")
 
 
-def usage_error(exc) -> str:
+def usage_error(exc, argv: list[str] | None = None) -> str:
     """A Click usage error as flowjobs writes every error: one `error: …` line, with where
-    to read more (instead of Click's usage block or typer's boxed panel)."""
-    message = " ".join(exc.format_message().split()).rstrip(".")
-    message = message[:1].lower() + message[1:]
+    to read more (instead of Click's usage block or typer's boxed panel). An option of
+    flowjobs itself given after the command (`runs list --database x.db`) is named as such,
+    with the command line it belongs in (made from `argv`, default `sys.argv[1:]`), rather
+    than offered the command's own options."""
     names: list[str] = []
     ctx = getattr(exc, "ctx", None)
     while ctx is not None and ctx.parent is not None:  # the root's name may be `python -m …`
         names.insert(0, ctx.info_name)
         ctx = ctx.parent
+    misplaced = _misplaced_root_option(exc, names, sys.argv[1:] if argv is None else argv)
+    if misplaced is not None:
+        return f"error: {misplaced}"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:]
     path = " ".join(["flowjobs", *names])
     return f"error: {message} (see `{path} --help`)"
+
+
+def _misplaced_root_option(exc, names: list[str], argv: list[str]) -> str | None:
+    """For an unknown option of a command that is one of the root command's own options (read
+    from the root, as typer declares them): that, and the command line with it moved before
+    the command; None for any other usage error."""
+    import shlex
+
+    from flowjobs.urls import redact
+
+    name = getattr(exc, "option_name", None)
+    ctx = getattr(exc, "ctx", None)
+    if not name or ctx is None or not names:
+        return None
+    option = next(
+        (
+            param
+            for param in ctx.find_root().command.params
+            if param.param_type_name == "option" and name in (*param.opts, *param.secondary_opts)
+        ),
+        None,
+    )
+    if option is None:
+        return None
+    takes_value = not option.is_flag and not option.count
+    placeholder = option.metavar or "VALUE"
+    start = argv.index(names[0]) if names[0] in argv else len(argv)
+    at = None  # where it was typed, after the command
+    for i in range(start + 1, len(argv)):
+        if argv[i] == name or (name.startswith("--") and argv[i].startswith(name + "=")):
+            at = i
+            break
+    if at is None:  # not found as typed: the option before the command path
+        line = [name, *([placeholder] if takes_value else []), *names]
+    else:
+        moved, taken = [argv[at]], 1
+        if takes_value and argv[at] == name:
+            following = argv[at + 1] if at + 1 < len(argv) else None
+            if following is None or (following.startswith("-") and following != "-"):
+                moved.append(placeholder)
+            else:
+                moved.append(following)
+                taken = 2
+        line = [*argv[:start], *moved, *argv[start:at], *argv[at + taken :]]
+    # a password in a database URL is not echoed
+    example = shlex.join(["flowjobs", *(redact(arg) if "://" in arg else arg for arg in line)])
+    if "\n" in example:  # one line always: a value of several lines stays out
+        example = " ".join(["flowjobs", name, *([placeholder] if takes_value else []), *names])
+    return f"{name} is an option of flowjobs itself: put it before the command ({example})"
 
 
 def _typer_app() -> int:

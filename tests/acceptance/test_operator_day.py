@@ -486,6 +486,68 @@ def test_usage_errors_at_a_terminal_are_one_line_too_not_a_box(tmp_path):
     assert "╭" not in text and "Usage:" not in text
 
 
+def root_options_with_values() -> list[tuple[str, str]]:
+    """Every option of `flowjobs` itself that takes a value, with one such value."""
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    values = {"--log-level": "warning", "--log-format": "json", "--database": "x.db"}
+    return [
+        (name, values.get(param.opts[0], "x.toml"))
+        for param in typer.main.get_command(app).params
+        if param.param_type_name == "option" and not param.is_flag
+        for name in param.opts
+    ]
+
+
+@pytest.mark.parametrize("option, value", root_options_with_values())
+@pytest.mark.parametrize(
+    "command",
+    [["runs", "list"], ["run-worker"], ["db", "status"], ["trigger", "noop"]],
+    ids=" ".join,
+)
+def test_an_option_of_flowjobs_itself_after_the_command_says_where_it_goes(
+    command, option, value, tmp_path
+):
+    """`runs list --database x.db` used to say "no such option: --database (Possible options:
+    --task)"; an option of the root command (as the root declares them) is named as one, with
+    the command line it belongs in."""
+    result = flowjobs(*command, option, value, "--json", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = " ".join(["flowjobs", option, value, *command, "--json"])
+    assert result.stderr == (
+        f"error: {option} is an option of flowjobs itself: put it before the command ({line})\n"
+    )
+    assert listing(tmp_path) == []
+
+
+def test_a_misplaced_option_of_flowjobs_keeps_the_rest_and_hides_a_password(tmp_path):
+    url = "postgresql://ops:hunter2@db.internal/jobs"
+    result = flowjobs(
+        "--log-level",
+        "warning",
+        "runs",
+        "list",
+        f"--database={url}",
+        "--status",
+        "failed",
+        env=bare_env(),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "hunter2" not in result.stderr
+    assert result.stderr == (
+        "error: --database is an option of flowjobs itself: put it before the command "
+        "(flowjobs --log-level warning '--database=postgresql://ops:***@db.internal/jobs' "
+        "runs list --status failed)\n"
+    )
+    no_value = flowjobs("runs", "list", "--config", env=bare_env(), cwd=tmp_path)
+    assert no_value.returncode == 2
+    assert "put it before the command (flowjobs --config PATH runs list)" in no_value.stderr
+    other = flowjobs("runs", "list", "--jsn", env=bare_env(), cwd=tmp_path)
+    assert "no such option: --jsn (Possible options: --json)" in other.stderr
+
+
 def test_nothing_to_cancel_is_an_error_line(sqlite_url):
     env = cli_env(sqlite_url)
     run_id = flowjobs("trigger", "noop", env=env).stdout.strip()
