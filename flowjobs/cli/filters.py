@@ -16,11 +16,14 @@ DELIVERY_STATUSES = ("pending", "retrying", "succeeded", "failed", "skipped")  #
 
 
 def one_of(value: str | None, valid, option: str) -> str | None:
-    """`value` when it is one of `valid` (or None); BadInput (exit 2) naming them otherwise."""
+    """`value` when it is one of `valid` (or None); BadInput (exit 2) naming them otherwise,
+    with the closest of them whatever the case (`FAILED`, `Fail`: 'failed'). A value in
+    another case is refused all the same: values are written as listed, in every command."""
     if value is None or value in valid:
         return value
-    close = difflib.get_close_matches(value, list(valid), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    by_folded = {v.casefold(): v for v in valid}
+    close = difflib.get_close_matches(value.casefold(), list(by_folded), n=1)
+    hint = f"; did you mean {by_folded[close[0]]!r}?" if close else ""
     raise BadInput(f"{option} must be one of: {', '.join(valid)} (not {value!r}{hint})")
 
 

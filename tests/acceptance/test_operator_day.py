@@ -387,6 +387,23 @@ def test_a_near_miss_gets_did_you_mean(tmp_path):
     assert result.returncode == 2 and "(not 'faild'; did you mean 'failed'?)" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["runs", "list", "--status", "FAILED"], "(not 'FAILED'; did you mean 'failed'?)"),
+        (["runs", "list", "--status", "Faild"], "(not 'Faild'; did you mean 'failed'?)"),
+        (["events", "list", "--source", "Stripe"], "(not 'Stripe'; did you mean 'stripe'?)"),
+        (["runs", "list", "--columns", "ID,task"], "(not 'ID'; did you mean 'id'?)"),
+    ],
+)
+def test_a_value_in_another_case_is_refused_with_the_one_meant(args, hint, tmp_path):
+    """Values are written lower-case, as listed; `--status FAILED` used to get no suggestion
+    at all while `--status fail` got one."""
+    result = flowjobs(*args, env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 2 and hint in result.stderr, result.stderr
+    assert listing(tmp_path) == []
+
+
 def test_an_unknown_task_gets_did_you_mean_not_every_name(sqlite_url):
     env = cli_env(sqlite_url)
     for args in (["trigger", "helo-world"], ["runs", "list", "--task", "helo-world"]):
