@@ -4,11 +4,12 @@ Where the file comes from: `--config PATH`, else `$FLOWJOBS_CONFIG`, else `./flo
 when it exists, else built-in defaults. Environment variables override the file:
 `FLOWJOBS_<SECTION>_<KEY>` (e.g. `FLOWJOBS_DATABASE_URL`, `FLOWJOBS_WORKER_CONCURRENCY`);
 list values are comma-separated. Every problem is reported as `field: message`
-(ConfigError, exit code 2); unknown keys are problems too.
+(ConfigError, exit code 2); unknown keys are problems too, with the closest known key.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -386,9 +387,35 @@ def _problems(exc: ValidationError, env: dict[str, dict[str, Any]] | None = None
             field = f"{field} (from {env_variable(loc[0], loc[1])})"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown key"
+            close = _closest(loc[-1], _keys_at(loc[:-1]))
+            message = "unknown key" + (f"; did you mean {close!r}?" if close else "")
         lines.append(f"{field}: {message}")
     return lines
+
+
+def _keys_at(path: list[str]) -> list[str]:
+    """The keys the table at `path` (["worker"], ["schedules", "nightly"], [] for the top
+    level) can hold; [] when `path` is not a table of Settings."""
+    annotation: Any = Settings
+    for part in path:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part)
+            if field is None:
+                return []
+            annotation = field.annotation
+        elif getattr(annotation, "__origin__", None) is dict:  # [schedules.<id>]: any id
+            annotation = annotation.__args__[1]
+        else:
+            return []
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return []
+    return [key for key, field in annotation.model_fields.items() if not field.exclude]
+
+
+def _closest(key: str, known: list[str]) -> str | None:
+    """The one of `known` `key` was probably meant to be (difflib's closest), or None."""
+    close = difflib.get_close_matches(key.lower(), known, n=1)
+    return close[0] if close else None
 
 
 def env_variable(section: str, key: str) -> str:

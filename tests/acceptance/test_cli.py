@@ -126,6 +126,16 @@ def test_bad_config_lists_every_problem_and_exits_2(tmp_path, env):
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
+def test_a_misspelt_key_in_the_file_gets_the_one_meant(tmp_path, env):
+    (tmp_path / "flowjobs.toml").write_text("[worker]\nconcurency = 3\n")
+    in_file = flowjobs("tasks", "list", env=env, cwd=tmp_path)
+    assert in_file.returncode == 2
+    assert in_file.stderr == (
+        "error: invalid flowjobs.toml:\n"
+        "  worker.concurency: unknown key; did you mean 'concurrency'?\n"
+    )
+
+
 def test_runs_list_filters_and_json_fields(env):
     a = flowjobs("trigger", "noop", env=env).stdout.strip()
     b = flowjobs("trigger", "hello-world", env=env).stdout.strip()

@@ -117,6 +117,23 @@ def test_config_errors_name_each_field(tmp_path):
     )
 
 
+def test_an_unknown_key_gets_the_closest_known_key_of_its_table(tmp_path):
+    path = tmp_path / "flowjobs.toml"
+    path.write_text(
+        "[worker]\nconcurency = 3\ncolour = 1\n[wroker]\n[webhooks.outbound]\ntimout = 1\n"
+        '[schedules.nightly]\ntask = "hello-world"\ncorn = "0 2 * * *"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(str(path), environ={})
+    assert sorted(err.value.problems) == [
+        "schedules.nightly.corn: unknown key; did you mean 'cron'?",
+        "webhooks.outbound.timout: unknown key; did you mean 'timeout'?",
+        "worker.colour: unknown key",
+        "worker.concurency: unknown key; did you mean 'concurrency'?",
+        "wroker: unknown key; did you mean 'worker'?",
+    ]
+
+
 def test_config_errors_name_the_environment_variable_a_bad_value_came_from(tmp_path):
     path = tmp_path / "flowjobs.toml"
     path.write_text('[worker]\nconcurrency = "x"\n')
