@@ -4,7 +4,9 @@ Where the file comes from: `--config PATH`, else `$FLOWJOBS_CONFIG`, else `./flo
 when it exists, else built-in defaults. Environment variables override the file:
 `FLOWJOBS_<SECTION>_<KEY>` (e.g. `FLOWJOBS_DATABASE_URL`, `FLOWJOBS_WORKER_CONCURRENCY`);
 list values are comma-separated. Every problem is reported as `field: message`
-(ConfigError, exit code 2); unknown keys are problems too, with the closest known key.
+(ConfigError, exit code 2); unknown keys are problems too, with the closest known key, and so
+is a FLOWJOBS_<SECTION>_<KEY> variable of a known section whose key is none of its own (nested
+tables, `[webhooks.outbound]` and `[schedules.<id>]`, are not read from the environment).
 """
 
 from __future__ import annotations
@@ -418,6 +420,43 @@ def _closest(key: str, known: list[str]) -> str | None:
     return close[0] if close else None
 
 
+def _unknown_variables(environ: dict[str, str]) -> list[str]:
+    """A problem for every FLOWJOBS_<SECTION>_<KEY> variable that names a section of the
+    configuration but none of the keys read from the environment (`FLOWJOBS_WORKER_CONCURENCY`,
+    or a key of a nested table): it would be ignored, silently. Variables that are not
+    settings (FLOWJOBS_CONFIG, FLOWJOBS_CLOCK, FLOWJOBS_PYZ_CACHE, FLOWJOBS_SUPERVISOR_PID,
+    FLOWJOBS_TEST_…: no section of that name) are left alone."""
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith("FLOWJOBS_"):
+            continue
+        head, _, key = name[len("FLOWJOBS_") :].partition("_")
+        section, key = head.lower(), key.lower()
+        field = Settings.model_fields.get(section)
+        if field is None or field.exclude or not key:
+            continue
+        known = _keys_at([section])
+        if name in {env_variable(section, k) for k in known}:
+            continue
+        tables = [k for k in known if _keys_at([section, k])]  # [webhooks.outbound]
+        table = next((t for t in tables if key.startswith(t + "_")), None)
+        if table is not None:
+            problems.append(
+                f"{section}.{table}.{key[len(table) + 1 :]} (from {name}): [{section}.{table}] "
+                "is not read from the environment; set it in the configuration file"
+            )
+        elif not known:  # [schedules.<id>]
+            problems.append(
+                f"{section} (from {name}): [{section}.<id>] tables are not read from the "
+                "environment; set them in the configuration file"
+            )
+        else:
+            close = _closest(key, [k for k in known if k not in tables])
+            hint = f"; did you mean {env_variable(section, close)}?" if close else ""
+            problems.append(f"{section}.{key} (from {name}): unknown key{hint}")
+    return problems
+
+
 def env_variable(section: str, key: str) -> str:
     return f"FLOWJOBS_{section}_{key}".upper()
 
@@ -476,15 +515,19 @@ def load_settings(
     if "base_dir" in data:
         raise ConfigError(["base_dir: unknown key"], source=str(path) if path else "environment")
     base_dir = path.resolve().parent if path else Path.cwd()
+    problems = []
     try:
-        return Settings.model_validate({**data, "base_dir": base_dir})
+        settings = Settings.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
         problems = _problems(exc, env)
-        from_env = [p for p in problems if " (from FLOWJOBS_" in p.split(": ", 1)[0]]
-        if path is None or len(from_env) == len(problems):
-            source = "environment"
-        elif from_env:
-            source = f"configuration ({path} and the environment)"
-        else:
-            source = str(path)
-        raise ConfigError(problems, source=source) from None
+    problems += _unknown_variables(environ)
+    if not problems:
+        return settings
+    from_env = [p for p in problems if " (from FLOWJOBS_" in p.split(": ", 1)[0]]
+    if path is None or len(from_env) == len(problems):
+        source = "environment"
+    elif from_env:
+        source = f"configuration ({path} and the environment)"
+    else:
+        source = str(path)
+    raise ConfigError(problems, source=source)

@@ -126,13 +126,29 @@ def test_bad_config_lists_every_problem_and_exits_2(tmp_path, env):
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
-def test_a_misspelt_key_in_the_file_gets_the_one_meant(tmp_path, env):
+def test_a_misspelt_key_in_the_file_or_a_variable_gets_the_one_meant(tmp_path, env):
     (tmp_path / "flowjobs.toml").write_text("[worker]\nconcurency = 3\n")
     in_file = flowjobs("tasks", "list", env=env, cwd=tmp_path)
     assert in_file.returncode == 2
     assert in_file.stderr == (
         "error: invalid flowjobs.toml:\n"
         "  worker.concurency: unknown key; did you mean 'concurrency'?\n"
+    )
+    not_settings = {  # variables flowjobs and its tests read that are not [section] keys
+        "FLOWJOBS_PYZ_CACHE": str(tmp_path / "cache"),
+        "FLOWJOBS_TEST_PG_URL": "postgresql+psycopg://nobody@nowhere/db",
+        "FLOWJOBS_STORM_SEED": "7",
+    }
+    fine = flowjobs("tasks", "list", env={**env, **not_settings})
+    assert fine.returncode == 0 and fine.stderr == "", fine.stderr
+    in_env = flowjobs(
+        "tasks", "list", env={**env, **not_settings, "FLOWJOBS_WORKER_CONCURENCY": "3"}
+    )
+    assert in_env.returncode == 2
+    assert in_env.stderr == (
+        "error: invalid environment:\n"
+        "  worker.concurency (from FLOWJOBS_WORKER_CONCURENCY): unknown key; "
+        "did you mean FLOWJOBS_WORKER_CONCURRENCY?\n"
     )
 
 

@@ -134,6 +134,68 @@ def test_an_unknown_key_gets_the_closest_known_key_of_its_table(tmp_path):
     ]
 
 
+def test_a_variable_of_a_known_section_with_an_unknown_key_is_a_problem(tmp_path):
+    """`FLOWJOBS_WORKER_CONCURENCY=3` used to be ignored without a word."""
+    path = tmp_path / "flowjobs.toml"
+    path.write_text("[worker]\nconcurrency = 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(
+            str(path),
+            environ={
+                "FLOWJOBS_WORKER_CONCURENCY": "3",
+                "FLOWJOBS_MAIL_XYZZY": "1",
+                "FLOWJOBS_WEBHOOKS_OUTBOUND_TIMEOUT": "3s",
+                "FLOWJOBS_SCHEDULES_NIGHTLY_CRON": "0 3 * * *",
+                "FLOWJOBS_WORKER_QUEUES": "a",  # a setting: read, not reported
+            },
+        )
+    assert err.value.source == "environment"
+    assert err.value.problems == [
+        "mail.xyzzy (from FLOWJOBS_MAIL_XYZZY): unknown key",
+        "schedules (from FLOWJOBS_SCHEDULES_NIGHTLY_CRON): [schedules.<id>] tables are not read "
+        "from the environment; set them in the configuration file",
+        "webhooks.outbound.timeout (from FLOWJOBS_WEBHOOKS_OUTBOUND_TIMEOUT): [webhooks.outbound] "
+        "is not read from the environment; set it in the configuration file",
+        "worker.concurency (from FLOWJOBS_WORKER_CONCURENCY): unknown key; did you mean "
+        "FLOWJOBS_WORKER_CONCURRENCY?",
+    ]
+    path.write_text("[worker]\nconcurrency = 0\n")
+    with pytest.raises(ConfigError) as both:
+        load_settings(str(path), environ={"FLOWJOBS_WORKER_CONCURENCY": "3"})
+    assert both.value.source == f"configuration ({path} and the environment)"
+    assert both.value.problems[0].startswith("worker.concurrency: Input should be greater")
+    assert both.value.problems[1].startswith("worker.concurency (from FLOWJOBS_WORKER_CONCURENCY)")
+
+
+def test_every_flowjobs_variable_the_project_uses_is_a_setting_or_not_a_section():
+    """FLOWJOBS_CONFIG, FLOWJOBS_CLOCK, FLOWJOBS_SUPERVISOR_PID, FLOWJOBS_TEST_PG_URL … are not
+    settings and must never be reported as misspelt ones: every FLOWJOBS_* name written
+    anywhere in the project passes, but for the misspellings tests make on purpose."""
+    import re
+    from pathlib import Path
+
+    from flowjobs.config import _unknown_variables
+
+    root = Path(__file__).resolve().parents[2]
+    names = set()
+    for folder in ("flowjobs", "tests", "scripts", "deploy", "docs", "examples"):
+        for file in (root / folder).rglob("*"):
+            if file.is_file() and file.suffix in (".py", ".md", ".toml", ".service", ".timer", ""):
+                text = file.read_text(encoding="utf-8", errors="replace")
+                names |= set(re.findall(r"\bFLOWJOBS_[A-Za-z0-9_]*[A-Za-z0-9]", text))
+    for file in ("Makefile", "README.md", "flowjobs.toml", "pyproject.toml"):
+        names |= set(re.findall(r"\bFLOWJOBS_[A-Za-z0-9_]*[A-Za-z0-9]", (root / file).read_text()))
+    assert {"FLOWJOBS_CONFIG", "FLOWJOBS_CLOCK", "FLOWJOBS_SUPERVISOR_PID"} <= names
+    on_purpose = {
+        "FLOWJOBS_WORKER_CONCURENCY",
+        "FLOWJOBS_MAIL_XYZZY",
+        "FLOWJOBS_WEBHOOKS_OUTBOUND_TIMEOUT",
+        "FLOWJOBS_SCHEDULES_NIGHTLY_CRON",
+    }
+    reported = _unknown_variables({name: "1" for name in names - on_purpose})
+    assert reported == []
+
+
 def test_config_errors_name_the_environment_variable_a_bad_value_came_from(tmp_path):
     path = tmp_path / "flowjobs.toml"
     path.write_text('[worker]\nconcurrency = "x"\n')
