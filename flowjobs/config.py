@@ -319,9 +319,38 @@ class Settings(Section):
 
 
 def _not_a_file(origin: str, path: Path) -> ConfigError:
-    if path.is_dir():
+    """Why `path`, named by `origin` (--config, FLOWJOBS_CONFIG), is not a configuration file
+    flowjobs reads: missing, a folder, or no file at all (`/dev/null`, a pipe). An empty file
+    is a configuration, of defaults only."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return ConfigError(
+                [f"{origin}: {path} is a link to {os.readlink(path)}, which does not exist"]
+            )
+        return ConfigError([f"{origin}: no such file: {path}"])
+    except NotADirectoryError:
+        file = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+        if file is not None:
+            return ConfigError([f"{origin}: cannot read {path}: {file} is a file, not a folder"])
+        return ConfigError([f"{origin}: no such file: {path}"])
+    except OSError as exc:  # a folder on the way that cannot be searched
+        return ConfigError([f"{origin}: cannot read {path}: {exc.strerror}"])
+    if stat.S_ISDIR(mode):
         return ConfigError([f"{origin}: {path} is a folder, not a configuration file"])
-    return ConfigError([f"{origin}: no such file: {path}"])
+    kinds = {
+        stat.S_ISCHR: "a character device, not a regular file",
+        stat.S_ISBLK: "a block device, not a regular file",
+        stat.S_ISFIFO: "a pipe, not a regular file",
+        stat.S_ISSOCK: "a socket, not a regular file",
+    }
+    what = next((kind for test, kind in kinds.items() if test(mode)), "not a regular file")
+    return ConfigError(
+        [f"{origin}: {path} is {what}; for the built-in defaults give an empty file instead"]
+    )
 
 
 def find_config_file(explicit: str | None) -> Path | None:

@@ -1082,6 +1082,32 @@ def test_an_unreadable_config_is_one_line_exit_2(tmp_path):
     assert f"FLOWJOBS_CONFIG: {folder} is a folder" in via_env.stderr
 
 
+def test_a_config_that_is_no_file_says_what_it_is_and_an_empty_one_is_the_defaults(tmp_path):
+    """`--config /dev/null` used to say "no such file: /dev/null". What is there and not a
+    regular file is named for what it is (a pipe is refused, not read: it could block, and
+    every process of a worker reads the configuration); an empty file is valid TOML, so a
+    configuration of defaults only."""
+    pipe = tmp_path / "fifo.toml"
+    os.mkfifo(pipe)
+    (tmp_path / "notes.txt").write_text("")
+    instead = "not a regular file; for the built-in defaults give an empty file instead"
+    for config, message in (
+        ("/dev/null", f"/dev/null is a character device, {instead}"),
+        (str(pipe), f"{pipe} is a pipe, {instead}"),
+        ("notes.txt/x.toml", "cannot read notes.txt/x.toml: notes.txt is a file, not a folder"),
+        ("nope.toml", "no such file: nope.toml"),
+    ):
+        result = flowjobs("--config", config, "runs", "list", env=bare_env(), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == f"error: invalid configuration:\n  --config: {message}\n"
+    via_env = flowjobs("tasks", "list", env=bare_env(FLOWJOBS_CONFIG="/dev/null"), cwd=tmp_path)
+    assert via_env.returncode == 2
+    assert "FLOWJOBS_CONFIG: /dev/null is a character device" in via_env.stderr
+    (tmp_path / "empty.toml").write_text("")
+    empty = flowjobs("--config", "empty.toml", "tasks", "list", env=bare_env(), cwd=tmp_path)
+    assert empty.returncode == 0 and "hello-world" in empty.stdout, empty.stderr
+
+
 def test_serve_help_mentions_the_dashboard_and_metrics():
     result = flowjobs("serve", "--help", env=bare_env())
     text = " ".join(result.stdout.split())
