@@ -61,5 +61,7 @@ class RetryPolicy:
         return min(wait(state), self.max_wait)
 
     def describe(self) -> str:
+        if self.max_attempts == 1:  # no retry: no wait to describe
+            return "1 attempt, no retry"
         jitter = ", randomized" if self.randomize else ""
         return f"{self.max_attempts} attempts, {self.min_wait:g}s→{self.max_wait:g}s ×{self.factor:g}{jitter}"

@@ -38,6 +38,8 @@ class SchedulePolicy:
         return self.schedule[min(attempt, len(self.schedule)) - 1]
 
     def describe(self) -> str:
+        if not self.schedule:
+            return "1 attempt, no retry"
         return f"{self.max_attempts} attempts, schedule " + ", ".join(
             f"{d:g}s" for d in self.schedule
         )

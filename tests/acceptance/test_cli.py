@@ -296,6 +296,20 @@ def test_tasks_list_json(env):
     assert tasks["test-sleep"]["timeout"] == "300ms"
 
 
+def test_tasks_list_says_one_attempt_not_1_attempts(env):
+    """A task with one attempt is "1 attempt, no retry" (it used to read "1 attempts, 1s→10s
+    ×2": waits that never apply); two or more keep their waits."""
+    rows = {
+        line.split("\t")[0]: line.split("\t")
+        for line in flowjobs("tasks", "list", env=env).stdout.splitlines()
+    }
+    assert rows["test-exit"][3] == "1 attempt, no retry"  # RetryPolicy(max_attempts=1)
+    assert rows["noop"][3] == "2 attempts, 1s→10s ×2, randomized"
+    only_once = flowjobs("tasks", "list", env={**env, "FLOWJOBS_RETRY_MAX_ATTEMPTS": "1"})
+    assert "1 attempts" not in only_once.stdout
+    assert only_once.stdout.count("1 attempt, no retry") > 10
+
+
 def test_db_upgrade_and_status_on_a_new_file(tmp_path):
     env = cli_env(f"sqlite:///{tmp_path}/new.db")
     first = flowjobs("db", "upgrade", env=env)

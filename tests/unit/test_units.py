@@ -281,3 +281,12 @@ def test_id_characters_are_uniform_and_a_forked_child_draws_its_own():
         os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(read, 100).decode() != ids.new_id("x")
+
+
+def test_a_policy_of_one_attempt_is_described_as_one_with_no_retry():
+    from flowjobs.outbound.retry import SchedulePolicy
+
+    assert RetryPolicy(max_attempts=1).describe() == "1 attempt, no retry"
+    assert SchedulePolicy([]).describe() == "1 attempt, no retry"
+    assert RetryPolicy(max_attempts=3, randomize=False).describe() == "3 attempts, 1s→10s ×2"
+    assert SchedulePolicy([5, 60]).describe() == "3 attempts, schedule 5s, 60s"
