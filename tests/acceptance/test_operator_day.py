@@ -498,7 +498,7 @@ def test_usage_errors_at_a_terminal_are_one_line_too_not_a_box(tmp_path):
     code, text = run_in_pty("runs", "list", "--jsn", env=bare_env(), cwd=tmp_path)
     assert code == 2
     assert text.strip() == (
-        "error: no such option: --jsn (Possible options: --json) (see `flowjobs runs list --help`)"
+        "error: no such option: --jsn (Possible options: --json, --since) (see `flowjobs runs list --help`)"
     )
     assert "╭" not in text and "Usage:" not in text
 
@@ -562,7 +562,7 @@ def test_a_misplaced_option_of_flowjobs_keeps_the_rest_and_hides_a_password(tmp_
     assert no_value.returncode == 2
     assert "put it before the command (flowjobs --config PATH runs list)" in no_value.stderr
     other = flowjobs("runs", "list", "--jsn", env=bare_env(), cwd=tmp_path)
-    assert "no such option: --jsn (Possible options: --json)" in other.stderr
+    assert "no such option: --jsn (Possible options: --json, --since)" in other.stderr
 
 
 def test_nothing_to_cancel_is_an_error_line(sqlite_url):
