@@ -69,7 +69,7 @@ def run_worker(
                 max_jobs,
                 shutdown_timeout,
                 no_scheduler,
-                grace or rt.settings.worker.shutdown_timeout,
+                grace if grace is not None else rt.settings.worker.shutdown_timeout,
             )
         )
     options = rt.worker_options(
@@ -92,6 +92,11 @@ def _install_signals(worker) -> None:
         adopt()
 
     def handler(signum):
+        if quiet and received:
+            # under a supervisor a repeated signal is no "stop at once": systemd sends SIGTERM
+            # to every process of the unit and the supervisor forwards its own, two for each
+            # child; the supervisor stops a child at once with SIGKILL
+            return
         received.append(signum)
         name = signal.Signals(signum).name
         if len(received) > 1:

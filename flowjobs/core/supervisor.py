@@ -61,6 +61,8 @@ class Supervisor:
         child = self.children[slot] = subprocess.Popen(self.argv, env=env, process_group=0)
         self.started[slot] = time.monotonic()
         log.info("started worker process %d (pid %d)", slot, child.pid)
+        if self.stopping:  # a signal came while it started: the handler saw the slot's old one
+            child.send_signal(signal.SIGKILL if self.signals > 1 else signal.SIGTERM)
 
     def _on_signal(self, signum, _frame) -> None:
         self.signals += 1
@@ -159,7 +161,8 @@ def adopt() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: a child may outlive a killed supervisor
         pass
-    if str(os.getppid()) != os.environ.get(SUPERVISOR_ENV):
+    supervisor = os.environ.pop(SUPERVISOR_ENV, None)  # not inherited by what tasks start
+    if str(os.getppid()) != supervisor:
         raise SystemExit(0)
 
 

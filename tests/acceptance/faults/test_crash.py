@@ -8,6 +8,8 @@ import sys
 import time
 from collections import Counter
 
+import pytest
+
 from flowjobs.core.client import TriggerItem
 from tests.cli_helpers import cli_env, flowjobs, start_worker, wait_until
 
@@ -106,83 +108,113 @@ def test_supervisor_stops_with_a_childs_configuration_or_database_error(tmp_path
     assert "stopping the others" in done.stderr and "restarting" not in done.stderr
 
 
-def _supervisor_in_its_own_session(env, log):
-    """`run-worker --processes 2` as a terminal runs it: the leader of a process group that a
-    Ctrl-C reaches as a whole."""
-    with open(log, "w") as stderr:
-        return subprocess.Popen(
-            [sys.executable, "-m", "flowjobs", "run-worker", "--processes", "2"]
-            + ["--concurrency", "1", "--no-scheduler"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,
+class Supervised:
+    """`run-worker --processes 2 --concurrency 1` as a terminal runs it (the leader of a process
+    group that a Ctrl-C reaches as a whole), each child blocked in a `test-block` task. Whatever
+    a test leaves running is killed on the way out: children lead groups of their own, so
+    killing the supervisor's group would not reach them."""
+
+    def __init__(self, rt, tmp_path):
+        self.rt, self.work, self.log = rt, tmp_path / "work", tmp_path / "supervisor.log"
+        self.work.mkdir()
+        rt.client.batch_trigger(
+            [TriggerItem("test-block", {"dir": str(self.work)}) for _ in range(2)]
         )
+        with open(self.log, "w") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flowjobs", "run-worker", "--processes", "2"]
+                + ["--concurrency", "1", "--no-scheduler"],
+                env=cli_env(rt.db.url),
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        wait_until(lambda: len(started(self.work)) == 2, message="both children to start a task")
+        self.children = {int(p.name.split(".")[2]) for p in started(self.work)}
+
+    def said(self, text: str) -> bool:
+        return text in self.log.read_text()
+
+    def release(self) -> None:
+        (self.work / "release").touch()
+
+    def kill_all(self) -> None:
+        for pid in [self.proc.pid, *self.children]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
 
 
-def test_ctrl_c_on_a_supervisor_lets_every_child_finish_its_tasks(make_runtime, tmp_path):
+@pytest.fixture
+def supervised(make_runtime, tmp_path):
+    box = []
+    yield lambda: box.append(Supervised(make_runtime(pinned=False), tmp_path)) or box[0]
+    for s in box:
+        s.kill_all()
+
+
+def gone(pid):  # exited: no such process, or a zombie its new parent has not reaped yet
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_ctrl_c_on_a_supervisor_lets_every_child_finish_its_tasks(supervised):
     """A terminal's Ctrl-C is sent to the whole foreground group. Each child used to take it and
     the supervisor's forwarded SIGTERM as two signals ("stop at once") and leave its runs to the
     rescuer; now only the supervisor hears it, says so once, and the children finish."""
-    rt = make_runtime(pinned=False)
-    work = tmp_path / "work"
-    work.mkdir()
-    rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(2)])
-    log = tmp_path / "supervisor.log"
-    supervisor = _supervisor_in_its_own_session(cli_env(rt.db.url), log)
-    wait_until(lambda: len(started(work)) == 2, message="both children to start a task")
-    os.killpg(supervisor.pid, signal.SIGINT)
-    wait_until(lambda: "received SIGINT" in log.read_text(), message="the supervisor to say so")
-    assert supervisor.poll() is None  # still waiting for the running tasks
-    (work / "release").touch()
-    assert supervisor.wait(30) == 0, log.read_text()
-    assert rt.store.count_by_status() == {"completed": 2}
-    text = log.read_text()
+    s = supervised()
+    os.killpg(s.proc.pid, signal.SIGINT)
+    wait_until(lambda: s.said("received SIGINT"), message="the supervisor to say so")
+    assert s.proc.poll() is None  # still waiting for the running tasks
+    s.release()
+    assert s.proc.wait(30) == 0, s.log.read_text()
+    assert s.rt.store.count_by_status() == {"completed": 2}
+    text = s.log.read_text()
     assert text.count("received") == 1, text  # one line for all, no "again", no SIGTERM
     assert "received SIGINT: stopping 2 worker processes (each finishes its running tasks" in text
 
 
-def test_children_of_a_killed_supervisor_finish_their_tasks_and_exit(make_runtime, tmp_path):
+def test_systemd_stopping_every_process_of_the_unit_lets_the_children_finish(supervised):
+    """`systemctl stop` (KillMode=control-group, the default) sends SIGTERM to every process of
+    the unit at once, and the supervisor forwards its own: two for each child, which a child
+    under a supervisor does not take as "stop at once" (the supervisor would SIGKILL it)."""
+    s = supervised()
+    for pid in [s.proc.pid, *s.children]:
+        os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: s.said("received SIGTERM"), message="the supervisor to say so")
+    assert s.proc.poll() is None and not any(gone(pid) for pid in s.children)
+    s.release()
+    assert s.proc.wait(30) == 0, s.log.read_text()
+    assert s.rt.store.count_by_status() == {"completed": 2}
+    assert not s.said("received SIGTERM again") and not s.said("stopping now")
+
+
+def test_children_of_a_killed_supervisor_finish_their_tasks_and_exit(supervised):
     """SIGKILL to the supervisor alone (an OOM kill, `kill -9`): the kernel sends each child
     SIGTERM, so none is left running unsupervised; each finishes its task and exits."""
-    rt = make_runtime(pinned=False)
-    work = tmp_path / "work"
-    work.mkdir()
-    rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(2)])
-    supervisor = _supervisor_in_its_own_session(cli_env(rt.db.url), tmp_path / "supervisor.log")
-    wait_until(lambda: len(started(work)) == 2, message="both children to start a task")
-    children = {int(p.name.split(".")[2]) for p in started(work)}
-    supervisor.send_signal(signal.SIGKILL)
-    assert supervisor.wait(10) == -signal.SIGKILL
-    (work / "release").touch()
-
-    def gone(pid):  # exited: no such process, or a zombie its new parent has not reaped yet
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                return stat.read().rpartition(")")[2].split()[0] == "Z"
-        except FileNotFoundError:
-            return True
-
-    wait_until(lambda: all(gone(pid) for pid in children), message="the children to exit")
-    assert rt.store.count_by_status() == {"completed": 2}
+    s = supervised()
+    s.proc.send_signal(signal.SIGKILL)
+    assert s.proc.wait(10) == -signal.SIGKILL
+    s.release()
+    wait_until(lambda: all(gone(pid) for pid in s.children), message="the children to exit")
+    assert s.rt.store.count_by_status() == {"completed": 2}
 
 
-def test_a_second_ctrl_c_stops_the_children_at_once_and_exits_1(make_runtime, tmp_path):
+def test_a_second_ctrl_c_stops_the_children_at_once_and_exits_1(supervised):
     """As a single worker does: the second signal stops at once, the runs are left to the
     rescuer, and the exit code (1) says so (it was 0)."""
-    rt = make_runtime(pinned=False)
-    work = tmp_path / "work"
-    work.mkdir()
-    rt.client.batch_trigger([TriggerItem("test-block", {"dir": str(work)}) for _ in range(2)])
-    log = tmp_path / "supervisor.log"
-    supervisor = _supervisor_in_its_own_session(cli_env(rt.db.url), log)
-    wait_until(lambda: len(started(work)) == 2, message="both children to start a task")
-    os.killpg(supervisor.pid, signal.SIGINT)
-    wait_until(lambda: "received SIGINT:" in log.read_text(), message="the first signal")
-    os.killpg(supervisor.pid, signal.SIGINT)
-    assert supervisor.wait(30) == 1, log.read_text()
-    assert "received SIGINT again: stopping the worker processes now" in log.read_text()
-    assert rt.store.count_by_status() == {"executing": 2}  # the rescuer's, after their lease
+    s = supervised()
+    os.killpg(s.proc.pid, signal.SIGINT)
+    wait_until(lambda: s.said("received SIGINT:"), message="the first signal")
+    os.killpg(s.proc.pid, signal.SIGINT)
+    assert s.proc.wait(30) == 1, s.log.read_text()
+    assert s.said("received SIGINT again: stopping the worker processes now")
+    assert s.rt.store.count_by_status() == {"executing": 2}  # the rescuer's, after their lease
 
 
 def test_the_children_log_in_the_supervisors_format(make_runtime, tmp_path):
