@@ -86,7 +86,7 @@ def _install_signals(worker) -> None:
     from flowjobs.cli.signals import on_signals
     from flowjobs.core.supervisor import adopt, supervised
 
-    received = []
+    received: list[int] = []
     quiet = supervised()  # the supervisor has said what a stop does, once for all
     if quiet:
         adopt()
