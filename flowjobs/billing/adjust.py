@@ -234,7 +234,7 @@ def adjust_subscription(
             report.detail = "nothing changed"
             return report
         if sub.scheduled_adjustment_at is not None:  # this request replaces the scheduled one
-            report.extra["replaced"] = sub.scheduled_adjustment_at.isoformat()
+            report.extra["replaced"] = iso_datetime(sub.scheduled_adjustment_at)
             unschedule(s, sub, now)
         if chosen == "at-period-end":
             swap_items(s, sub, new, period.end_date)

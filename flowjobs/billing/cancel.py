@@ -34,6 +34,7 @@ from flowjobs.billing.models import (
 )
 from flowjobs.billing.repo import BillingError
 from flowjobs.billing.types import ms_from_utc
+from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import BadInput, NotFound
 
 
@@ -347,7 +348,7 @@ def _current_others(s, sub: Subscription) -> list[str]:
 
 
 def _outcome(s, sub: Subscription) -> dict:
-    at = lambda d: d.isoformat() if d else None  # noqa: E731
+    at = iso_datetime
     return {
         "id": sub.id,
         "status": sub.status,

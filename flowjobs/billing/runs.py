@@ -58,6 +58,7 @@ from flowjobs.billing.models import (
 from flowjobs.billing.periods import period_status_by_clock
 from flowjobs.billing.repo import BillingError
 from flowjobs.billing.totals import invoice_totals
+from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import FlowjobsError, NotFound
 
 log = logging.getLogger("flowjobs.billing")
@@ -794,7 +795,7 @@ def requeue(
         details,
     )
     return RunReport(
-        run.id, "requeued", run.status, cause, {"requeues": run.requeues, "runAt": at.isoformat()}
+        run.id, "requeued", run.status, cause, {"requeues": run.requeues, "runAt": iso_datetime(at)}
     )
 
 

@@ -116,5 +116,6 @@ def iso_datetime(moment: datetime | None) -> str | None:
     the one form every JSON output and table of flowjobs uses for a moment."""
     if moment is None:
         return None
-    utc = moment.astimezone(UTC)
+    # a naive moment is UTC, as stored moments are (tables.UTCDateTime), not local time
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

@@ -1,5 +1,6 @@
 """`daily-cron` (`0 0 * * *`): upstream only logs its start and end; so does this."""
 
+from flowjobs.core.clock import iso_datetime
 from flowjobs.core.registry import task
 from flowjobs.core.scheduler import SchedulePayload
 
@@ -8,4 +9,4 @@ from flowjobs.core.scheduler import SchedulePayload
 def daily_cron(payload: SchedulePayload, ctx):
     """Log the daily tick (no behaviour upstream)."""
     ctx.log.info("daily cron for %s", payload.timestamp.isoformat())
-    return {"timestamp": payload.timestamp.isoformat()}
+    return {"timestamp": iso_datetime(payload.timestamp)}

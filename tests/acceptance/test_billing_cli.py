@@ -112,8 +112,10 @@ def test_every_moment_in_json_output_has_one_form(env, tmp_path):
             ("schedules", "list"),
         ]
     }
+    canceled = flowjobs("billing", "cancel", sub_id, "--at-period-end", "--json", env=env)
+    outputs["billing cancel"] = as_json(canceled)  # last: it changes the subscription
     found = [(cmd, path, v) for cmd, out in outputs.items() for path, v in moments(out)]
-    assert len({cmd for cmd, _, _ in found}) >= 10, found  # the check reached them
+    assert len({cmd for cmd, _, _ in found}) >= 11, found  # the check reached them
     assert [f for f in found if not ONE_FORM.fullmatch(f[2])] == []
 
 
