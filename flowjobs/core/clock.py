@@ -69,10 +69,12 @@ def parse_iso(text: str) -> int:
 def parse_since(text: str, now_ms: int) -> int:
     """A `--since`: a duration back from `now_ms` ("90m", "2d") or an ISO-8601 time; epoch ms.
     ValueError naming both forms if it is neither."""
-    from flowjobs.durations import parse_duration
+    from flowjobs.durations import TooLong, parse_duration
 
     try:
         return now_ms - int(parse_duration(text) * 1000)
+    except TooLong:
+        raise
     except ValueError:
         pass
     try:

@@ -283,6 +283,10 @@ def test_runs_list_since_a_duration_or_a_time(env, sqlite_url, tmp_path):
     assert listed("--since", "2026-11-30T12:00:00Z") == [new]
     bad = flowjobs("runs", "list", "--since", "yesterday", env=now)
     assert bad.returncode == 2 and "--since: 'yesterday' is neither a duration" in bad.stderr
+    far = flowjobs("runs", "list", "--since", "9999999999999999d", env=now)
+    assert far.returncode == 2 and "is longer than 100 years" in far.stderr
+    delay = flowjobs("trigger", "noop", "--delay", "99999999999999d", env=now)
+    assert delay.returncode == 2 and "is longer than 100 years" in delay.stderr
 
 
 def test_tasks_list_json(env):

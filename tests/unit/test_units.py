@@ -31,6 +31,14 @@ def test_bad_durations_say_how_to_write_them(bad):
         parse_duration(bad)
 
 
+def test_a_duration_longer_than_100_years_is_refused():
+    """A typo such as 99999999999999d; past it an epoch millisecond overflows SQLite's integer
+    (--delay made "unexpected OverflowError")."""
+    assert parse_duration("36500d") == 36500 * 86400
+    with pytest.raises(ValueError, match="longer than 100 years"):
+        parse_duration("99999999999999d")
+
+
 def test_seed_default_retry_delays_without_jitter():
     policy = RetryPolicy(max_attempts=5, min_wait=1, max_wait=10, factor=2, randomize=False)
     assert [policy.delay_after(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 10]
