@@ -70,11 +70,13 @@ def _config_fix(problem: str, base_dir) -> str:
             f"(modules are imported {where}the Python path)"
         )
     if field.startswith("schedules."):
-        sid = field[len("schedules.") :].removesuffix(".task")
-        return (
-            f"fix or remove [schedules.{sid}]: its task must be one `flowjobs tasks list` "
-            "shows, and take the schedule payload (payload=SchedulePayload)"
-        )
+        sid = field.split(".")[1]
+        if field.endswith(".task") or "rejects the schedule payload" in problem:
+            return (
+                f"fix or remove [schedules.{sid}]: its task must be one `flowjobs tasks list` "
+                "shows, and take the schedule payload (payload=SchedulePayload)"
+            )
+        return f"fix or remove [schedules.{sid}] (see the comments in flowjobs.toml)"
     if field == "tasks":
         return "fix the task's declaration in its module (its id, cron or payload)"
     return "fix flowjobs.toml or the FLOWJOBS_* variables"

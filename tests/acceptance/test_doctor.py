@@ -171,6 +171,15 @@ REFUSED = {
         "schedules.nightly: task 'noop' rejects the schedule payload",
         "[schedules.nightly]",
     ),
+    "a schedule with a wrong cron": (  # the fix names the section, not the key, nor its task
+        '[schedules.hourly]
+task = "hello-world"
+cron = "61 * * * *"
+',
+        {},
+        "schedules.hourly.cron: '61 * * * *' is not a valid cron expression",
+        "fix or remove [schedules.hourly] (see the comments in flowjobs.toml)",
+    ),
 }
 
 
