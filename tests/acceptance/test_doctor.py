@@ -172,10 +172,7 @@ REFUSED = {
         "[schedules.nightly]",
     ),
     "a schedule with a wrong cron": (  # the fix names the section, not the key, nor its task
-        '[schedules.hourly]
-task = "hello-world"
-cron = "61 * * * *"
-',
+        '[schedules.hourly]\ntask = "hello-world"\ncron = "61 * * * *"\n',
         {},
         "schedules.hourly.cron: '61 * * * *' is not a valid cron expression",
         "fix or remove [schedules.hourly] (see the comments in flowjobs.toml)",
