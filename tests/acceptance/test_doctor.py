@@ -171,13 +171,18 @@ REFUSED = {
         "schedules.nightly: task 'noop' rejects the schedule payload",
         "[schedules.nightly]",
     ),
-    "a schedule with a wrong cron": (  # the fix names the section, not the key, nor its task
-        '[schedules.hourly]\ntask = "hello-world"\ncron = "61 * * * *"\n',
-        {},
-        "schedules.hourly.cron: '61 * * * *' is not a valid cron expression",
-        "fix or remove [schedules.hourly] (see the comments in flowjobs.toml)",
-    ),
 }
+
+
+def test_a_wrong_cron_gets_a_fix_naming_its_section_not_its_task(tmp_path):
+    (tmp_path / "flowjobs.toml").write_text(
+        '[schedules.hourly]\ntask = "hello-world"\ncron = "61 * * * *"\n'
+    )
+    result = flowjobs("doctor", "--json", env=user_env(), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [check] = [c for c in json.loads(result.stdout) if c["check"] == "configuration"]
+    assert check["detail"] == "schedules.hourly.cron: '61 * * * *' is not a valid cron expression"
+    assert check["fix"] == "fix or remove [schedules.hourly] (see the comments in flowjobs.toml)"
 
 
 @pytest.mark.parametrize("case", REFUSED, ids=str)
