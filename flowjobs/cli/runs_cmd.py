@@ -280,7 +280,7 @@ def replay(
         rows = rt.store.list_runs(status=status, task=task, limit=limit + 1, replayed=unreplayed)
         more, rows = len(rows) > limit, rows[:limit]
         if not include_replayed:
-            skipped = len(rt.store.list_runs(status=status, task=task, limit=limit, replayed=True))
+            skipped = rt.store.count_runs(status=status, task=task, replayed=True)
     if dry_run:
         if as_json:
             output.emit_json([{"replay_of": row["id"], "task": row["task"]} for row in rows])
@@ -292,7 +292,7 @@ def replay(
     replayed = []
     with output.progress(len(rows), "replaying") as advance:
         for row in rows:
-            result = rt.client.replay(row)
+            result = rt.client.replay(row, once=not (run_ids or include_replayed))
             replayed.append(
                 {
                     "id": result.id,
@@ -317,15 +317,14 @@ def _replay_notes(
         return  # the ids printed say it all
     output.note(f"{verb} {count} run{'' if count == 1 else 's'}")
     if skipped:
-        shown = f"{skipped}+" if skipped >= limit else str(skipped)
         output.note(
-            f"skipped {shown} already replayed (`runs show RUN_ID` lists a run's replays; "
+            f"skipped {skipped} already replayed (`runs show RUN_ID` lists a run's replays; "
             "--include-replayed replays them again)"
         )
     if more:
         how = (
             "raise --limit"
-            if again
+            if again or verb != "replayed"
             else "run it again (what it replayed is skipped), or raise --limit"
         )
         output.note(f"more runs match than --limit {limit}: {how}")

@@ -117,9 +117,11 @@ class Client:
     def trigger(self, task: str, payload: Any = None, *, session=None, **options) -> Enqueued:
         return self.batch_trigger([TriggerItem(task, payload, **options)], session=session)[0]
 
-    def replay(self, run: str | dict) -> Enqueued:
+    def replay(self, run: str | dict, once: bool = False) -> Enqueued:
         """A new run of the same task, payload, queue and priority as `run` (an id or its row),
-        linked to it by `replay_of`. Raises NotFound for an unknown id."""
+        linked to it by `replay_of`. Raises NotFound for an unknown id. `once`: under the
+        idempotency key `replay-of:<id>`, so that two replays at the same moment (a cron job and
+        an operator) make one run."""
         if isinstance(run, str):
             from flowjobs.errors import NotFound
 
@@ -133,6 +135,7 @@ class Client:
             queue=run["queue"],
             priority=run["priority"],
             replay_of=run["id"],
+            idempotency_key=f"replay-of:{run['id']}" if once else None,
         )
 
     def batch_trigger(self, items: list[TriggerItem], *, session=None) -> list[Enqueued]:

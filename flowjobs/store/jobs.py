@@ -701,26 +701,19 @@ class JobStore:
     ) -> list[dict]:
         """Newest first; `since` (epoch ms) keeps runs created at or after it; `replayed`: only
         runs that have a replay (True) or have none (False)."""
-        where: list[str] = []
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        for column, value in (("status", status), ("task", task), ("parent_id", parent_id)):
-            if value is not None:
-                where.append(f"{column} = :{column}")
-                params[column] = value
-        if since is not None:
-            where.append("created_at >= :since")
-            params["since"] = since
-        if replayed is not None:
-            where.append(
-                ("" if replayed else "NOT ")
-                + "EXISTS (SELECT 1 FROM flowjobs_runs p WHERE p.replay_of = flowjobs_runs.id)"
-            )
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause, params = _run_filter(status, task, parent_id, since, replayed)
         return self._dicts(
             f"SELECT * FROM flowjobs_runs {clause} ORDER BY created_at DESC, id DESC "
             "LIMIT :limit OFFSET :offset",
-            params,
+            {**params, "limit": limit, "offset": offset},
         )
+
+    def count_runs(
+        self, status: str | None = None, task: str | None = None, replayed: bool | None = None
+    ) -> int:
+        """How many runs `list_runs` would find with these filters and no limit."""
+        clause, params = _run_filter(status, task, None, None, replayed)
+        return self._one(f"SELECT count(*) FROM flowjobs_runs {clause}", params)[0]
 
     def replays(self, run_ids: list[str]) -> dict[str, list[str]]:
         """The replays of each of `run_ids` that has any (`runs replay`), oldest first."""
@@ -848,6 +841,25 @@ class JobStore:
     def _all(self, sql: str, params: dict) -> list:
         with self.db.borrow() as conn:
             return conn.execute(sql, params).fetchall()
+
+
+def _run_filter(status, task, parent_id, since, replayed) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (and its parameters) of `list_runs` and `count_runs`."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    for column, value in (("status", status), ("task", task), ("parent_id", parent_id)):
+        if value is not None:
+            where.append(f"{column} = :{column}")
+            params[column] = value
+    if since is not None:
+        where.append("created_at >= :since")
+        params["since"] = since
+    if replayed is not None:
+        where.append(
+            ("" if replayed else "NOT ")
+            + "EXISTS (SELECT 1 FROM flowjobs_runs p WHERE p.replay_of = flowjobs_runs.id)"
+        )
+    return ("WHERE " + " AND ".join(where)) if where else "", params
 
 
 def succeeded_attempt(run: dict) -> dict:

@@ -233,6 +233,8 @@ def test_replay_by_status_replays_each_failure_once(env, sqlite_url):
     assert "replayed 0 runs" in again.stderr and "skipped 3 already replayed" in again.stderr
     shown = as_json(flowjobs("runs", "show", ids[0], "--json", env=env))
     assert shown["replays"] == [r["id"] for r in first if r["replay_of"] == ids[0]]
+    replay = as_json(flowjobs("runs", "show", shown["replays"][0], "--json", env=env))
+    assert replay["idempotency_key"] == f"replay-of:{ids[0]}"  # two at once make one run
 
     fail(first[0]["id"], first[1]["id"])  # two replays failed too: the tips of their chains
     limited = flowjobs("runs", "replay", "--status", "failed", "--limit", "1", env=env)
