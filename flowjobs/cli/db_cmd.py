@@ -98,22 +98,6 @@ def _size(n: int | None) -> str:
     return str(size)
 
 
-def _refuse_live_workers(rt) -> None:
-    """A worker alive on the source would go on writing there (schedule slots, new runs) after
-    the copy: stop them first, as for runs still executing."""
-    from flowjobs.errors import BadInput
-    from flowjobs.ops.workers import alive
-
-    live = alive(rt.store, rt.clock.now_ms())
-    if live:
-        names = ", ".join(w["id"] for w in live[:3]) + (" …" if len(live) > 3 else "")
-        raise BadInput(
-            f"{len(live)} worker{' is' if len(live) == 1 else 's are'} alive on the source "
-            f"({names}): stop {'it' if len(live) == 1 else 'them'} first (SIGTERM; "
-            "`flowjobs workers` lists them), then copy"
-        )
-
-
 @app.command("copy")
 def copy(
     ctx: typer.Context,
@@ -137,9 +121,8 @@ def copy(
     from flowjobs.store.inspect import require_database
 
     require_database(ctx.obj.settings(), ctx.obj.database_origin())  # an empty source: exit 4
-    _refuse_live_workers(ctx.obj.runtime(existing=True))
     source = _database(ctx)
-    counts = copy_database(source.url, to, batch)
+    counts = copy_database(source.url, to, batch, now_ms=ctx.obj.runtime().clock.now_ms())
     for table, count in counts.items():
         typer.echo(f"{table}\t{count}")
     output.note(

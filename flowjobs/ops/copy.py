@@ -6,11 +6,13 @@ The target is migrated to the current schema and must be empty. Every table is c
 transaction on the target (all or nothing), in batches, and the row counts of source and
 target are compared before it commits. Times keep their meaning across dialects (the billing
 tables' timezone-aware columns, the job tables' epoch milliseconds). Runs still executing in
-the source are refused: stop the workers first, so no run is copied mid-flight.
+the source are refused, and so is a source a worker is alive on: stop the workers first, so no
+run is copied mid-flight and nothing is written to the source after the copy.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 
 from sqlalchemy import MetaData, Table, func, insert, select, text
@@ -34,8 +36,10 @@ def _model_tables():
 
 
 def copy_database(
-    source_url: str, target_url: str, batch: int = 1000, progress=None
+    source_url: str, target_url: str, batch: int = 1000, progress=None, now_ms: int | None = None
 ) -> dict[str, int]:
+    """Copy everything from `source_url` into `target_url` (see the module's docstring);
+    `now_ms`: the time workers' heartbeats are judged by (default: the system clock)."""
     from flowjobs.store.migrate import ensure_schema, upgrade
     from flowjobs.store.units import make_engine
 
@@ -43,6 +47,7 @@ def copy_database(
         raise BadInput("--to names the source database itself")
     source, target = Database(source_url), Database(target_url)
     ensure_schema(source)
+    _refuse_live_workers(source, int(time.time() * 1000) if now_ms is None else now_ms)
     with named(target):
         upgrade(target)
     src, dst = make_engine(source), make_engine(target)
@@ -87,6 +92,24 @@ def _reflect(engine) -> dict[str, Table]:
     meta = MetaData()
     meta.reflect(bind=engine, only=JOB_TABLES)
     return meta.tables
+
+
+def _refuse_live_workers(source: Database, now_ms: int) -> None:
+    """A worker alive on the source would go on writing there (schedule slots, new runs) after
+    the copy: stop them first, as for runs still executing."""
+    from flowjobs.ops.workers import LIVE_WITHIN_MS, alive
+    from flowjobs.store.jobs import JobStore
+
+    live = alive(JobStore(source), now_ms)
+    if live:
+        names = ", ".join(w["id"] for w in live[:3]) + (" …" if len(live) > 3 else "")
+        one = len(live) == 1
+        raise BadInput(
+            f"{len(live)} worker{' was' if one else 's were'} seen alive on the source in the "
+            f"last {LIVE_WITHIN_MS // 1000} s ({names}): stop {'it' if one else 'them'} first "
+            "(SIGTERM; `flowjobs workers` lists them; one killed outright counts as alive "
+            "until then), then copy"
+        )
 
 
 def _refuse_executing(conn, runs: Table) -> None:

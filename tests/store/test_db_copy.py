@@ -200,7 +200,7 @@ def test_copy_is_refused_while_a_worker_is_alive_and_into_a_missing_folder(sqlit
         )
         refused = flowjobs("db", "copy", "--to", str(tmp_path / "copy.db"), env=env)
         assert refused.returncode == 2, refused.stderr
-        assert "1 worker is alive on the source" in refused.stderr
+        assert "1 worker was seen alive on the source in the last 30 s" in refused.stderr
         assert not (tmp_path / "copy.db").exists()
     finally:
         worker.send_signal(signal.SIGTERM)
