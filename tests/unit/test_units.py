@@ -298,3 +298,26 @@ def test_a_policy_of_one_attempt_is_described_as_one_with_no_retry():
     assert SchedulePolicy([]).describe() == "1 attempt, no retry"
     assert RetryPolicy(max_attempts=3, randomize=False).describe() == "3 attempts, 1s→10s ×2"
     assert SchedulePolicy([5, 60]).describe() == "3 attempts, schedule 5s, 60s"
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        (
+            "postgresql+psycopg://ops:s3cret@db:5432/flowjobs",
+            "postgresql+psycopg://ops:***@db:5432/flowjobs",
+        ),
+        ("mysql://:s3cret@h/db", "mysql://:***@h/db"),  # no user name
+        ("postgres://u:s3c@ret@h/db", "postgres://u:***@h/db"),  # an @ in the password
+        (
+            "postgresql://u@h/db?sslmode=require&password=s3cret",
+            "postgresql://u@h/db?sslmode=require&password=***",
+        ),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("sqlite:////var/lib/flowjobs/flowjobs.db", "sqlite:////var/lib/flowjobs/flowjobs.db"),
+    ],
+)
+def test_redact_hides_every_form_of_a_password(url, shown):
+    from flowjobs.urls import redact
+
+    assert redact(url) == shown and "s3cret" not in redact(url) and "ret@" not in redact(url)
