@@ -1,13 +1,25 @@
 """Database URLs as they may be shown: in messages, logs and status lines."""
 
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 SECRET_PARAMETERS = ("password", "passfile", "sslpassword")  # libpq's, in a query string
 
 
-def redact(url: str) -> str:
-    """The URL with its password (after `user:`, or a `password=` parameter) replaced by ***.
-    A password may hold `@`: the host follows the last one."""
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of the URL in it (after `user:`, or a `password=` parameter)
+    replaced by ***; `text` may be the URL, or hold it (`--database=URL`). A password may hold
+    `@`: the host follows the last one."""
+    found = _URL.search(text)
+    if found is None:
+        return text
+    return text[: found.start()] + _redact_url(found.group()) + text[found.end() :]
+
+
+def _redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:  # not a URL at all (an unbalanced [ in a host): show nothing of it

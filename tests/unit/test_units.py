@@ -315,6 +315,7 @@ def test_a_policy_of_one_attempt_is_described_as_one_with_no_retry():
         ),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
         ("sqlite:////var/lib/flowjobs/flowjobs.db", "sqlite:////var/lib/flowjobs/flowjobs.db"),
+        ("--database=postgres://u:s3cret@h/db runs", "--database=postgres://u:***@h/db runs"),
     ],
 )
 def test_redact_hides_every_form_of_a_password(url, shown):
