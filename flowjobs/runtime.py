@@ -168,14 +168,18 @@ class Runtime:
             entries.append((alerts.interval, lambda: raise_alerts(self), "alerts"))
         return entries
 
-    def run_worker(self, options, scheduler: bool = True, on_start=None) -> int:
+    def run_worker(
+        self, options, scheduler: bool = True, on_start=None, warn_queues: bool = True
+    ) -> int:
         """Run one worker until it stops, with the periodic duties beside it (`--burst`: one
         scheduler tick first and none after). `on_start(worker)` is called before it runs (to
         install signal handlers). Returns the exit code; raises the scheduler's failure after a
         burst in which a schedule failed to enqueue."""
         from flowjobs.core.duties import Duties
 
-        self._warn_unknown_queues(options.queues)  # imports the task modules before a claim
+        self.registry  # noqa: B018 - import task modules before the first claim
+        if warn_queues:  # a supervisor's children do not: it has said so once for all
+            self.warn_unknown_queues(options.queues)
         if scheduler:
             self.scheduler  # noqa: B018 - a bad schedule is refused before a database is made
         worker = self.make_worker(options)
@@ -197,7 +201,7 @@ class Runtime:
         finally:
             duties.stop()
 
-    def _warn_unknown_queues(self, queues: list[str]) -> None:
+    def warn_unknown_queues(self, queues: list[str]) -> None:
         """A queue no registered task uses is most likely a typo (`webhook` for `webhooks`):
         the worker would take nothing. Said once at start; not refused, since a run triggered
         with `--queue` can be on any queue."""

@@ -59,6 +59,7 @@ def run_worker(
     grace = output.parse_option(shutdown_timeout, parse_duration, "--shutdown-timeout")
     procs = processes or rt.settings.worker.processes
     if procs > 1:
+        rt.warn_unknown_queues(queue or rt.settings.worker.queues)  # once, not once a child
         raise typer.Exit(
             _supervise(
                 state,
@@ -79,7 +80,16 @@ def run_worker(
         burst=burst,
         max_jobs=max_jobs,
     )
-    raise typer.Exit(rt.run_worker(options, scheduler=not no_scheduler, on_start=_install_signals))
+    from flowjobs.core.supervisor import supervised
+
+    raise typer.Exit(
+        rt.run_worker(
+            options,
+            scheduler=not no_scheduler,
+            on_start=_install_signals,
+            warn_queues=not supervised(),
+        )
+    )
 
 
 def _install_signals(worker) -> None:
