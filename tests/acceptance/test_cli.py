@@ -254,6 +254,8 @@ def test_a_worker_on_a_queue_no_task_uses_says_so(env):
     assert typo.returncode == 0, typo.stderr
     assert "no registered task uses queue 'webhook' (their queues: " in typo.stderr
     assert "webhooks" in typo.stderr.split("their queues: ")[1]
+    many = flowjobs("run-worker", "-P", "2", "-q", "webhook", "--burst", "--no-scheduler", env=env)
+    assert many.returncode == 0 and many.stderr.count("no registered task uses") == 1  # not 2
     right = flowjobs(
         "run-worker", "-q", "webhooks", "-q", "*", "--burst", "--no-scheduler", env=env
     )
