@@ -29,7 +29,7 @@ from flowjobs.billing.models import (
 )
 from flowjobs.billing.runs import execute_billing_run
 from flowjobs.billing.types import utc_from_ms
-from flowjobs.core.clock import iso
+from flowjobs.core.clock import iso, iso_datetime
 from tests.billing_helpers import DECLINING, drain, get, seed, stripe_sections, utc
 from tests.cli_helpers import cli_env, flowjobs, start_worker, wait_until
 
@@ -234,7 +234,7 @@ def test_downgrade_is_scheduled_for_period_end_and_applied_by_the_rollover(brt, 
     again = adjust_subscription(
         brt.billing, seeded.subscription_id, price_id=starter
     )  # replaces it
-    assert (again.action, again.extra["replaced"]) == ("scheduled", END.isoformat())
+    assert (again.action, again.extra["replaced"]) == ("scheduled", iso_datetime(END))
 
     at(clock, END + timedelta(minutes=5))
     brt.trigger(

@@ -16,7 +16,7 @@ from flowjobs.billing import setup
 from flowjobs.billing.adjust import adjust_subscription
 from flowjobs.billing.models import BillingPeriod, BillingRun, Event, Product, Subscription
 from flowjobs.billing.types import utc_from_ms
-from flowjobs.core.clock import iso
+from flowjobs.core.clock import iso, iso_datetime
 from tests.billing_helpers import DECLINING, drain, get, seed, stripe_sections
 from tests.cli_helpers import cli_env, flowjobs
 from tests.integration.test_notifications import mail_sections, smtp  # noqa: F401  (smtp: the aiosmtpd fixture)
@@ -114,7 +114,7 @@ def test_cancel_at_period_end_uncancel_then_the_job_ends_it_and_moves_the_custom
     env = cli_env(db_url)
     done = flowjobs("billing", "cancel", w["sub"], "--reason", "too expensive", env=env)
     assert done.returncode == 0, done.stderr
-    assert f"will be canceled at {w['end'].isoformat()} (other)" in done.stdout
+    assert f"will be canceled at {iso_datetime(w['end'])} (other)" in done.stdout
     sub = get(crt, Subscription, w["sub"])
     assert (sub.status, sub.cancel_scheduled_at, sub.cancellation_reason) == (
         "cancellation_scheduled",
