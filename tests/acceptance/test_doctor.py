@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from tests.cli_helpers import ROOT, as_json, cli_env, flowjobs
+from tests.json_stub import JsonStub
 
 
 def free_port() -> int:
@@ -244,47 +243,26 @@ def test_schedules_are_resolved_as_tick_resolves_them_on_an_existing_database(sq
 # -- Stripe: the key of the configured mode --------------------------------------------------
 
 
-class KeyedStripe:
+class KeyedStripe(JsonStub):
     """A loopback HTTP server standing in for Stripe: `GET /v1/customers` answers an empty list
-    to one key and 401 to any other; it records the Authorization header of every request."""
+    to one key and 401 to any other; `auth` is the Authorization header of every request."""
 
     def __init__(self, key: str):
-        self.auth: list[str] = []
-        outer = self
+        self.key = key
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                auth = self.headers.get("Authorization", "")
-                outer.auth.append(auth)
-                if auth == f"Bearer {key}":
-                    status = 200
-                    body = {"object": "list", "data": [], "has_more": False, "url": "/v1/customers"}
-                else:
-                    status = 401
-                    body = {
-                        "error": {"type": "invalid_request_error", "message": "Invalid API Key"}
-                    }
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    @property
+    def auth(self) -> list[str]:
+        return [r["auth"] or "" for r in self.requests]
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def _answer(self, request):
+        if request["auth"] == f"Bearer {self.key}":
+            return (
+                200,
+                {},
+                {"object": "list", "data": [], "has_more": False, "url": "/v1/customers"},
+            )
+        return 401, {}, {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}
 
 
 def stripe_check(env: dict) -> dict:
@@ -307,13 +285,13 @@ def test_live_mode_checks_the_live_key_and_names_it(sqlite_url):
         assert stripe.auth == ["Bearer sk_live_doc"]
         assert live["status"] == "ok" and "live-mode key (live_api_key)" in live["detail"]
 
-        stripe.auth.clear()
+        stripe.requests.clear()
         refused = stripe_check({**env, "FLOWJOBS_STRIPE_LIVE_API_KEY": "sk_live_revoked"})
         assert stripe.auth == ["Bearer sk_live_revoked"]
         assert refused["status"] == "fail" and "live_api_key" in refused["fix"]
         assert "test_api_key" not in refused["fix"]
 
-        stripe.auth.clear()
+        stripe.requests.clear()
         test = stripe_check({**env, "FLOWJOBS_STRIPE_MODE": "test"})  # the test key, refused
         assert stripe.auth == ["Bearer sk_test_doc"]
         assert test["status"] == "fail" and "test_api_key" in test["fix"]

@@ -7,9 +7,7 @@ paths run against localstripe in the billing tests.
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,6 +19,7 @@ from flowjobs.adapters.stripe_gateway import (
     StripeUnreachable,
 )
 from flowjobs.config import StripeSettings
+from tests.json_stub import JsonStub
 
 INTENT = {
     "id": "pi_123",
@@ -48,58 +47,25 @@ DECLINED_INTENT = {
 }
 
 
-class Scripted:
-    """Answers requests with the next scripted (status, headers, body); records what arrived."""
+class Scripted(JsonStub):
+    """Answers requests with the next scripted (status, headers, body); records what arrived.
+    ("hold", status, body): answer only once the test releases it (after the client gave up)."""
 
     def __init__(self, script):
         self.script = list(script)
         self.released = threading.Event()
-        self.requests: list[dict] = []
-        outer = self
+        super().__init__(self._next)
 
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                outer.requests.append(
-                    {
-                        "method": self.command,
-                        "path": self.path,
-                        "key": self.headers.get("Idempotency-Key"),
-                        "auth": self.headers.get("Authorization"),
-                        "body": self.rfile.read(length).decode(),
-                    }
-                )
-                status, headers, body = (
-                    outer.script.pop(0) if outer.script else (500, {}, {"error": {}})
-                )
-                if status == "hold":  # answer only after the client gave up
-                    outer.released.wait(30)
-                    status, headers, body = headers, {}, body
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
+    def _next(self, request):
+        status, headers, body = self.script.pop(0) if self.script else (500, {}, {"error": {}})
+        if status == "hold":
+            self.released.wait(30)
+            status, headers, body = headers, {}, body
+        return status, headers, body
 
     def __exit__(self, *exc):
         self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().__exit__(*exc)
 
 
 def gateway(url, waits, retries=3, timeout="30s"):
