@@ -209,7 +209,7 @@ def cancel(ctx: typer.Context, run_id: str):
 def replay(
     ctx: typer.Context,
     run_ids: list[str] | None = typer.Argument(
-        None, metavar="[RUN_ID]...", help="Runs to replay; none: select with --status/--task."
+        None, metavar="[RUN_ID]...", help="Runs to replay; none: select with --status [--task]."
     ),
     status: str | None = typer.Option(
         None,
