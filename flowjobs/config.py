@@ -39,10 +39,12 @@ class DatabaseSettings(Section):
     def _known_scheme(cls, url: str) -> str:
         if url.startswith("postgres://"):  # Heroku's and libpq's short form
             url = "postgresql+psycopg://" + url[len("postgres://") :]
+        if url and "://" not in url:  # a file path, as --database takes one
+            url = "sqlite:///" + url
         if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
             raise ValueError(
-                "must be sqlite:///PATH (sqlite:////abs/path for an absolute one) or "
-                "postgresql+psycopg://user@host/db (postgres:// is read as the latter)"
+                "must be sqlite:///PATH (sqlite:////abs/path for an absolute one), a file path, "
+                "or postgresql+psycopg://user@host/db (postgres:// is read as the latter)"
             )
         return url
 

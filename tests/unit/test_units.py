@@ -215,12 +215,12 @@ def test_config_errors_name_the_environment_variable_a_bad_value_came_from(tmp_p
 
     path.write_text("[worker]\nconcurrency = 2\n")
     with pytest.raises(ConfigError) as only_env:
-        load_settings(str(path), environ={"FLOWJOBS_DATABASE_URL": "/tmp/y.db"})
+        load_settings(str(path), environ={"FLOWJOBS_DATABASE_URL": "mysql://db/y"})
     assert only_env.value.source == "environment"
     assert only_env.value.problems == [
         "database.url (from FLOWJOBS_DATABASE_URL): must be sqlite:///PATH (sqlite:////abs/path "
-        "for an absolute one) or postgresql+psycopg://user@host/db (postgres:// is read as the "
-        "latter)"
+        "for an absolute one), a file path, or postgresql+psycopg://user@host/db (postgres:// is "
+        "read as the latter)"
     ]
     path.write_text('[worker]\nconcurrency = "x"\n')
     with pytest.raises(ConfigError) as only_file:
@@ -322,3 +322,15 @@ def test_redact_hides_every_form_of_a_password(url, shown):
     from flowjobs.urls import redact
 
     assert redact(url) == shown and "s3cret" not in redact(url) and "ret@" not in redact(url)
+
+
+def test_a_database_url_may_be_a_file_path_as_database_takes_one(tmp_path):
+    """`[database] url = "data/jobs.db"` was refused while `--database data/jobs.db` was taken:
+    a path alone is an SQLite file, relative to the configuration file's folder like
+    `sqlite:///data/jobs.db`."""
+    path = tmp_path / "flowjobs.toml"
+    path.write_text('[database]\nurl = "data/jobs.db"\n')
+    settings = load_settings(str(path), environ={})
+    assert settings.database_url() == f"sqlite:///{tmp_path / 'data' / 'jobs.db'}"
+    absolute = load_settings(str(path), environ={"FLOWJOBS_DATABASE_URL": "/srv/f.db"})
+    assert absolute.database_url() == "sqlite:////srv/f.db"
