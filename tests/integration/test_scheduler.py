@@ -628,3 +628,51 @@ def test_a_schedule_that_fails_to_enqueue_is_reported_and_alerted_and_the_others
     assert alert["idempotency_key"] == "alert:enqueue-failed:picky:2030-01-01T01:00:00.000Z"
     rt.scheduler.tick()  # failing again: the same alert, not a second one
     assert len(rt.store.list_runs(task="send-alert")) == 1
+
+
+@pytest.fixture
+def icu_runtime(pg_server_url, clock, tmp_path):
+    """A Runtime on a PostgreSQL database whose default collation is ICU's `en-US`, as managed
+    PostgreSQL services make them (glibc's `en_US.UTF-8` likewise sorts by language, not by
+    bytes): there ';' sorts before ':', so a key range `S:` … `S;` held no key at all."""
+    import psycopg
+
+    from flowjobs.store.db import Database
+    from flowjobs.store.migrate import upgrade
+    from tests.conftest import make_settings, new_pg_database
+
+    url = new_pg_database(pg_server_url, template=None)
+    name = url.rsplit("/", 1)[1]
+    admin = pg_server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name}")
+        conn.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
+            "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
+    db = Database(url)
+    upgrade(db)
+    db.close()
+    from flowjobs.runtime import Runtime
+
+    schedules = {
+        "hourly": {"task": "test-every-minute", "cron": "0 * * * *"},
+        "test-hourly": {"enabled": False},
+    }
+    rt = Runtime(make_settings(url, tmp_path, tasks=SCHED_TASKS, schedules=schedules), clock=clock)
+    clock.set(ms("2027-01-15T08:20:00Z"))
+    yield rt
+    rt.close()
+
+
+def test_key_ranges_hold_under_a_language_collation(icu_runtime):
+    """A backfill skips the slots that have runs, on a database that sorts text by language:
+    before revision 0015 it saw none of them there and enqueued every slot again (a slot's run
+    whose key had expired ran twice)."""
+    rt = icu_runtime
+    start, end = ms("2027-01-14T20:00:00Z"), ms("2027-01-15T02:00:00Z")
+    assert rt.scheduler.backfill("hourly", start, end)["new"] == 6
+    assert rt.scheduler.backfill("hourly", start, end, dry_run=True)["new"] == 0
+    again = rt.scheduler.backfill("hourly", start, end)
+    assert (again["new"], again["existing"]) == (0, 6)
+    assert len(rt.scheduler.existing(rt.scheduler.get("hourly"))) == 6
