@@ -58,6 +58,7 @@ def cancel_immediately(
     repo.set_subscription_status(sub, E.SubscriptionStatus.CANCELED)
     _close_periods(s, sub, now)
     abort_scheduled_runs(s, sub.id)
+    withdraw_scheduled_notices(b, s, sub, "withdrawn: the subscription was canceled at once")
     s.execute(
         update(SubscriptionItem)
         .where(
@@ -150,6 +151,21 @@ def move_to_default_plan(s, sub: Subscription, now: datetime) -> Subscription | 
 
 
 # -- scheduled cancellation and un-cancel -------------------------------------------------
+SCHEDULED_NOTICES = (
+    "send-customer-subscription-cancellation-scheduled-notification",
+    "send-organization-subscription-cancellation-scheduled-notification",
+)
+
+
+def withdraw_scheduled_notices(b, s, sub: Subscription, reason: str) -> None:
+    """ "Your cancellation is scheduled" emails not yet sent, which an un-cancel, a cancellation
+    at once or one scheduled again makes untrue: canceled in the same transaction. (They were
+    sent before: a cancel, un-cancel and cancel again ahead of the worker mailed the customer
+    twice, and an un-cancel mailed a cancellation that no longer stood.)"""
+    for task in SCHEDULED_NOTICES:
+        b.withdraw(s, task, f"{task}-{sub.id}-", reason)
+
+
 def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -> datetime:
     """Cancel at `at` (default: the end of the current period); returns the cancel date."""
     now = s.info["now"]
@@ -167,20 +183,22 @@ def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -
     ):
         repo.set_period_status(period, E.BillingPeriodStatus.SCHEDULED_TO_CANCEL)
     abort_scheduled_runs(s, sub.id)
+    withdraw_scheduled_notices(b, s, sub, "withdrawn: the cancellation was scheduled again")
     date_ms = ms_from_utc(end)
     # keyed by the moment it was scheduled too: cancelling again after an un-cancel is told again
     when = f"{date_ms}-{ms_from_utc(now)}"
+    customer, organization = SCHEDULED_NOTICES
     b.trigger(
         s,
-        "send-customer-subscription-cancellation-scheduled-notification",
+        customer,
         {"subscriptionId": sub.id, "scheduledCancellationDate": date_ms},
-        key=f"send-customer-subscription-cancellation-scheduled-notification-{sub.id}-{when}",
+        key=f"{customer}-{sub.id}-{when}",
     )
     b.trigger(
         s,
-        "send-organization-subscription-cancellation-scheduled-notification",
+        organization,
         {"subscription": {"id": sub.id}, "scheduledCancellationDate": date_ms},
-        key=f"send-organization-subscription-cancellation-scheduled-notification-{sub.id}-{when}",
+        key=f"{organization}-{sub.id}-{when}",
     )
     return end
 
@@ -219,6 +237,7 @@ def uncancel(b, s, sub: Subscription) -> list[BillingRun]:
     )
     sub.cancel_scheduled_at = None
     sub.cancellation_reason = None
+    withdraw_scheduled_notices(b, s, sub, "withdrawn: the subscription was un-canceled")
     if sub.is_free_plan or sub.do_not_charge or not method_id:  # no method: nothing to redo
         return []
     return [_restore_run(b, s, sub, old, method_id) for old in redo]
@@ -296,11 +315,11 @@ def cancel(b, subscription_id: str, *, now: bool = False, reason: str | None = N
             # §7.8: a pending plan change must be withdrawn first (upstream: ValidationError)
             raise WrongState(
                 f"subscription {sub.id} is {sub.status} with a plan change scheduled for "
-                f"{sub.scheduled_adjustment_at.isoformat()}; withdraw it first (billing adjust "
+                f"{iso_datetime(sub.scheduled_adjustment_at)}; withdraw it first (billing adjust "
                 f"--price {sub.price_id}, its current price)"
             )
         if not now and sub.status == E.SubscriptionStatus.CANCELLATION_SCHEDULED:
-            on = sub.cancel_scheduled_at.isoformat() if sub.cancel_scheduled_at else "a date"
+            on = iso_datetime(sub.cancel_scheduled_at) if sub.cancel_scheduled_at else "a date"
             raise WrongState(
                 f"subscription {sub.id} is cancellation_scheduled (on {on}); use --now, or "
                 "uncancel it"

@@ -84,6 +84,11 @@ class Billing:
             options["run_at"] = int(run_at.timestamp() * 1000)
         return self.client.trigger(task, payload, session=session, **options)
 
+    def withdraw(self, session, task: str, key_prefix: str, reason: str) -> list[str]:
+        """Cancel, inside `session`'s transaction, the runs of `task` keyed `key_prefix…` that
+        have not started (a notification the change being written makes untrue)."""
+        return self.client.withdraw(task, key_prefix, reason, session=session)
+
     def queue_billing_run(self, session, billing_run_id: str, run_at: datetime | None = None):
         """Trigger `attempt-billing-run` for a billing run inside `session`'s transaction, under
         the one key and payload every path uses (`attempt-billing-run:<id>`, `{billingRunId}`):

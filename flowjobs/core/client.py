@@ -117,6 +117,14 @@ class Client:
     def trigger(self, task: str, payload: Any = None, *, session=None, **options) -> Enqueued:
         return self.batch_trigger([TriggerItem(task, payload, **options)], session=session)[0]
 
+    def withdraw(self, task: str, key_prefix: str, reason: str, *, session) -> list[str]:
+        """Cancel the runs of `task` keyed `key_prefix…` that have not started, inside
+        `session`'s transaction (a change that makes them untrue withdraws them as it commits);
+        their ids. One that is executing already goes on."""
+        return self.store.withdraw(
+            raw_connection(session), task, key_prefix, self.clock.now_ms(), reason
+        )
+
     def replay(self, run: str | dict, once: bool = False) -> Enqueued:
         """A new run of the same task, payload, queue and priority as `run` (an id or its row),
         linked to it by `replay_of`. Raises NotFound for an unknown id. `once`: under the

@@ -584,6 +584,15 @@ class JobStore:
         status = self.run_status(run_id)
         return f"already {status}" if status else "missing"
 
+    def withdraw(self, conn, task: str, key_prefix: str, now: int, reason: str) -> list[str]:
+        """Cancel, in the caller's transaction, the runs of `task` not yet started whose
+        idempotency keys start with `key_prefix` (their error: `reason`); their ids."""
+        if not key_prefix:
+            raise ValueError("withdraw needs a key prefix")
+        high = key_prefix[:-1] + chr(ord(key_prefix[-1]) + 1)  # the first string past them
+        params = {"task": task, "low": key_prefix, "high": high, "now": now, "reason": reason}
+        return [r[0] for r in conn.execute(self.sql["withdraw_pending"], params).fetchall()]
+
     def run_now(self, conn, run_id: str, now: int) -> bool:
         """Make a waiting run due now, in the caller's transaction; whether it was waiting."""
         return conn.execute(self.sql["run_now"], {"id": run_id, "now": now}).fetchone() is not None

@@ -214,11 +214,12 @@ def scheduled_runs(rt) -> list[dict]:
 
 
 def test_a_cancellation_withdrawn_before_its_emails_ran_is_not_announced(crt, clock, db_url):
-    """`billing cancel --at-period-end`, then `billing uncancel` before any worker ran: the two
-    cancellation-scheduled runs look at the subscription when they run, find it active, and
-    complete without sending, saying why (in their result and log). A cancellation scheduled
-    again and then made immediate before the worker ran is not announced as scheduled either;
-    the canceled emails go. (Not withdrawn, the emails go: the test above.)"""
+    """`billing cancel --at-period-end`, then `billing uncancel` before any worker ran: the
+    uncancel withdraws the two cancellation-scheduled runs in its own transaction (canceled,
+    saying why). Cancel, uncancel and cancel again before the worker: one email each, for the
+    cancellation that stands (there were two). A cancellation made immediate before the worker
+    ran is not announced as scheduled either; the canceled emails go. (Not withdrawn, the
+    emails go: the test above.)"""
     w = world(crt)
     env = cli_env(db_url)
     assert flowjobs("billing", "cancel", w["sub"], "--at-period-end", env=env).returncode == 0
@@ -226,21 +227,35 @@ def test_a_cancellation_withdrawn_before_its_emails_ran_is_not_announced(crt, cl
     assert undone.returncode == 0, undone.stderr
     catch_up(crt, clock)
     assert crt.inbox.messages == []
-    withdrawn = f"the cancellation was withdrawn: subscription {w['sub']} is active"
     runs = scheduled_runs(crt)
-    assert [(r["task"], r["status"]) for r in runs] == [(t, "completed") for t in SCHEDULED_TASKS]
-    for run in runs:
-        assert json.loads(run["result"]) == {"sent": 0, "skipped": withdrawn}
-        assert [log["message"] for log in crt.store.logs(run["id"])] == [withdrawn]
+    assert [(r["task"], r["status"], r["error"]) for r in runs] == [
+        (t, "canceled", "withdrawn: the subscription was un-canceled") for t in SCHEDULED_TASKS
+    ]
+    seen = {run["id"] for run in runs}
+
+    for args in (("--at-period-end",), ()):
+        assert flowjobs("billing", "cancel", w["sub"], *args, env=env).returncode == 0
+        if args:
+            assert flowjobs("billing", "uncancel", w["sub"], env=env).returncode == 0
+    catch_up(crt, clock)
+    told = subjects(crt)  # the customer and the organisation, once each
+    assert len(told) == 2 and len({to for to, _ in told}) == 2, told
+    assert all("Cancellation Scheduled" in subject for _, subject in told), told
+    runs = [r for r in scheduled_runs(crt) if r["id"] not in seen]
+    assert sorted((r["task"], r["status"]) for r in runs) == sorted(
+        [(t, "canceled") for t in SCHEDULED_TASKS] + [(t, "completed") for t in SCHEDULED_TASKS]
+    )
+    seen |= {run["id"] for run in runs}
+    assert flowjobs("billing", "uncancel", w["sub"], env=env).returncode == 0
+    crt.inbox.messages.clear()
 
     assert flowjobs("billing", "cancel", w["sub"], "--at-period-end", env=env).returncode == 0
     assert flowjobs("billing", "cancel", w["sub"], "--now", env=env).returncode == 0
     catch_up(crt, clock)
     assert [s for _, s in subjects(crt)] == list(CANCELED_MAIL)
-    ended = f"subscription {w['sub']} is canceled: its cancellation is no longer scheduled"
-    runs = [r for r in scheduled_runs(crt) if r["id"] not in {run["id"] for run in runs}]
-    assert [(r["task"], json.loads(r["result"])) for r in runs] == [
-        (t, {"sent": 0, "skipped": ended}) for t in SCHEDULED_TASKS
+    runs = [r for r in scheduled_runs(crt) if r["id"] not in seen]
+    assert [(r["task"], r["status"], r["error"]) for r in runs] == [
+        (t, "canceled", "withdrawn: the subscription was canceled at once") for t in SCHEDULED_TASKS
     ]
 
 
@@ -325,7 +340,7 @@ def test_cancel_is_refused_while_a_plan_change_is_scheduled_until_it_is_withdraw
         assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
         assert refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
         assert (
-            f"subscription {w['sub']} is active with a plan change scheduled for {w['end'].isoformat()}; "
+            f"subscription {w['sub']} is active with a plan change scheduled for {iso_datetime(w['end'])}; "
             f"withdraw it first (billing adjust --price {sub.price_id}"
         ) in refused.stderr
     after = get(crt, Subscription, w["sub"])
