@@ -94,6 +94,7 @@ def fitted_table(
     style=None,
     fold: bool = False,
     hint: str = "a wider terminal, or --json",
+    keep_longest: tuple[str, ...] = (),
 ):
     """A rich renderable of `rows` in `width` columns that cuts no id, task or time: columns
     holding them do not wrap; when they do not all fit, the rightmost columns are dropped
@@ -101,7 +102,9 @@ def fitted_table(
     fit, each row is printed as `column: value` lines. `style(column, value)`: a rich style.
     `fold`: a value wider than the terminal is folded onto the next line rather than left for
     the terminal to wrap (for a live view, which crops what it draws to the width). `hint`:
-    where the caption sends the reader for the columns left out (options the command has)."""
+    where the caption sends the reader for the columns left out (options the command has).
+    `keep_longest`: columns dropped only when every other droppable one is gone (a listing of
+    failed runs keeps its errors before its times)."""
     from rich.text import Text
 
     cells = [[_cell(v) for v in r] for r in rows]
@@ -110,13 +113,15 @@ def fitted_table(
     def text(i: int, value: str):
         return Text(value, style=(style(columns[i], value) if style else None) or "")
 
-    keep = _fit(columns, widths, width)
+    keep = _fit(columns, widths, width, keep_longest)
     if keep is None:
         return _records(columns, cells, title, text, fold)
     return _table(columns, cells, widths, keep, title, text, hint)
 
 
-def _fit(columns: list[str], widths: list[int], width: int) -> list[int] | None:
+def _fit(
+    columns: list[str], widths: list[int], width: int, keep_longest: tuple[str, ...] = ()
+) -> list[int] | None:
     """The indexes of the columns a table of `width` can show whole, or None if not even the
     first column, id, task and status fit."""
 
@@ -131,6 +136,7 @@ def _fit(columns: list[str], widths: list[int], width: int) -> list[int] | None:
     while need(keep) > width and any(i not in pinned for i in keep):
         # the rightmost column goes first, one that may wrap before an id or a time
         droppable = [i for i in keep if i not in pinned]
+        droppable = [i for i in droppable if columns[i] not in keep_longest] or droppable
         wraps = [i for i in droppable if not whole(columns[i])]
         keep.remove(max(wraps or droppable))
     return keep if need(keep) <= width else None
@@ -184,6 +190,7 @@ def table(
     title: str | None = None,
     wide: bool = False,
     hint: str = "a wider terminal, or --json",
+    keep_longest: tuple[str, ...] = (),
 ) -> None:
     """A rich table on a terminal, fitted to its width without cutting an id, a task name or a
     time (`wide`: every column at its full width, lines as long as they take); tab-separated
@@ -196,7 +203,8 @@ def table(
             need = sum(max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns))
             width = max(width, need + 3 * len(columns) + 1)
             out = console(width=width)
-        out.print(fitted_table(columns, rows, width, title, hint=hint), crop=False)
+        table = fitted_table(columns, rows, width, title, hint=hint, keep_longest=keep_longest)
+        out.print(table, crop=False)
         return
     sys.stdout.write("\t".join(columns) + "\n")
     for r in rows:

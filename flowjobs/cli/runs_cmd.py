@@ -22,6 +22,7 @@ from flowjobs.errors import BadInput, ExitStatus, NotFound
 app = typer.Typer(help="Inspect, cancel and replay runs.", no_args_is_help=True)
 
 STATUSES = RUN_STATUSES
+ERROR_STATUSES = ("retrying", "failed", "canceled", "expired")  # runs that end with an error
 
 
 def _task_filter(rt, task: str | None) -> str | None:
@@ -96,7 +97,8 @@ def list_runs(
 ):
     """List runs, newest first. On a terminal the table fits its width: ids, task names and
     times are never cut; when not all fit, columns are left out, those that could wrap (error,
-    attempts, queue) first, rightmost first (the caption names them) — choose them with
+    attempts, queue) first, rightmost first (the caption names them); with --status failed,
+    retrying, canceled or expired the error stays longest — choose them with
     --columns, or see all with --wide. Piped, rows are tab-separated lines with whole errors.
     """
     one_of(status, STATUSES, "--status")
@@ -119,6 +121,8 @@ def list_runs(
         [run_cells(r, shown, whole) for r in rows],
         wide=wide,
         hint="choose them with --columns, or see all with --wide or --json",
+        # a listing of failures is read for its errors: they go after the times, not before
+        keep_longest=("error",) if status in ERROR_STATUSES else (),
     )
 
 

@@ -804,6 +804,29 @@ def test_watch_keeps_the_longest_task_whole_live_and_columns_and_wide_choose(thr
     assert "not shown at this width" in strip_escapes(narrow)
 
 
+def test_a_listing_of_failures_keeps_its_errors_before_its_times(three_runs):
+    """At 80 columns `runs list` cannot show every column. A plain listing gives up the error
+    first; `--status canceled` (failed, retrying, expired) gives up the times first, since
+    such a listing is read for its errors."""
+    folder, ids = three_runs
+    env = bare_env()
+    for run_id in ids:
+        assert flowjobs("runs", "cancel", run_id, env=env, cwd=folder).returncode == 0
+
+    def header_and_caption(*args):
+        code, text = run_in_pty("runs", "list", *args, env=env, cwd=folder, columns=80)
+        assert code == 0, text
+        plain = strip_escapes(text)
+        header = next(line for line in plain.splitlines() if " id " in f"{line} ")
+        return header, plain.split("not shown at this width:", 1)[1]
+
+    header, caption = header_and_caption()
+    assert " error " not in f"{header} " and "error" in caption
+    header, caption = header_and_caption("--status", "canceled")
+    assert " error " in f"{header} " and "error" not in caption
+    assert "created_at" in caption and "finished_at" in caption
+
+
 def strip_escapes(text: str) -> str:
     import re
 
