@@ -204,7 +204,7 @@ def adjust_subscription(
             if sub.scheduled_adjustment_at is not None and not dry_run:
                 report.action = "unscheduled"
                 report.detail = (
-                    f"the change scheduled for {sub.scheduled_adjustment_at.isoformat()} is "
+                    f"the change scheduled for {iso_datetime(sub.scheduled_adjustment_at)} is "
                     "withdrawn; the subscription keeps these items"
                 )
                 unschedule(s, sub, now)
@@ -242,7 +242,7 @@ def adjust_subscription(
             _notify(b, s, sub, kind, old, new, None, period.end_date, currency)
             report.action = "scheduled"
             report.detail = (
-                f"the new items take effect at the period's end, {period.end_date.isoformat()}"
+                f"the new items take effect at the period's end, {iso_datetime(period.end_date)}"
             )
             return report
         if charge <= 0:
@@ -305,7 +305,7 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
         )
     if sub.cancel_scheduled_at is not None:
         raise AdjustmentRefused(
-            f"subscription {sub.id} is to be canceled at {sub.cancel_scheduled_at.isoformat()}"
+            f"subscription {sub.id} is to be canceled at {iso_datetime(sub.cancel_scheduled_at)}"
         )
     pending = s.exec(
         select(BillingRun.id, BillingRun.status).where(

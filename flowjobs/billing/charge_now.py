@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import BillingRun
+from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import BadInput, NotFound
 from flowjobs.store.states import PENDING, RunStatus
 
@@ -79,7 +80,7 @@ def _trigger(b, s, run: BillingRun) -> ChargeNow:
     expedited = enq.deduplicated and enq.status in PENDING and store.run_now(conn, enq.id, now_ms)
     notes = []
     if moved is not None:
-        notes.append(f"scheduled_for moved from {moved.isoformat()} to {now.isoformat()}")
+        notes.append(f"scheduled_for moved from {iso_datetime(moved)} to {iso_datetime(now)}")
     if expedited:
         notes.append(f"run {enq.id}, waiting until later, made due now")
     for note in notes:

@@ -39,6 +39,7 @@ from flowjobs.billing.models import (
 from flowjobs.billing.periods import period_status_by_clock
 from flowjobs.billing.runs import RunReport, current_payment
 from flowjobs.billing.types import ms_from_utc, utc_from_ms
+from flowjobs.core.clock import iso_datetime
 
 RUN_STATUS = {
     "succeeded": E.BillingRunStatus.SUCCEEDED,
@@ -292,7 +293,7 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
     if retry is None:
         return {"next": f"no more retries after attempt {run.attempt_number}"}
     return {
-        "next": f"retry {retry.id} on {retry.scheduled_for.isoformat()}",
+        "next": f"retry {retry.id} on {iso_datetime(retry.scheduled_for)}",
         "retryBillingRunId": retry.id,
     }
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flowjobs.billing.money import format_money
+from flowjobs.core.clock import iso_datetime
 
 
 def _ms(moment: datetime) -> int:
@@ -99,7 +100,7 @@ def prorate(
     period_ms = _ms(end) - _ms(start)
     if period_ms <= 0:
         raise ValueError(
-            f"the billing period ends ({end.isoformat()}) before it starts ({start.isoformat()})"
+            f"the billing period ends ({iso_datetime(end)}) before it starts ({iso_datetime(start)})"
         )
     elapsed = min(max(_ms(at) - _ms(start), 0), period_ms)
     if old_total < 0 or new_total < 0 or paid < 0:

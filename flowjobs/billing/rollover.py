@@ -32,6 +32,7 @@ from flowjobs.billing.periods import next_period
 from flowjobs.billing.repo import BillingError
 from flowjobs.billing.runs import RunReport
 from flowjobs.billing.totals import compute
+from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import NotFound
 
 
@@ -43,7 +44,7 @@ def transition_billing_period(b, billing_period_id: str) -> RunReport:
         now = s.info["now"]
         if period.end_date > now:
             raise BillingError(
-                f"billing period {period.id} ends {period.end_date.isoformat()}, in the future"
+                f"billing period {period.id} ends {iso_datetime(period.end_date)}, in the future"
             )
         closed = close_period(b, s, period)
         sub = s.get(Subscription, period.subscription_id)

@@ -752,7 +752,7 @@ def requeue(
             )
         retry = None if run.is_adjustment else schedule_retry(b, s, run, sub, now)
         nxt = (
-            f"retry billing run {retry.id} on {retry.scheduled_for.isoformat()}"
+            f"retry billing run {retry.id} on {iso_datetime(retry.scheduled_for)}"
             if retry
             else "no retry left"
         )
@@ -789,9 +789,9 @@ def requeue(
         alert,
         f"alert:billing-run-requeued:{run.id}:{run.requeues}",
         "billing_run_requeued",
-        f"Billing run {run.id} was not charged; tried again at {at.isoformat()}",
+        f"Billing run {run.id} was not charged; tried again at {iso_datetime(at)}",
         f"Billing run {run.id} was not charged: {cause}. It is scheduled again "
-        f"({run.requeues} of at most {settings.max_requeues}) for {at.isoformat()}.",
+        f"({run.requeues} of at most {settings.max_requeues}) for {iso_datetime(at)}.",
         details,
     )
     return RunReport(

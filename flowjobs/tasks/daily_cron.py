@@ -8,5 +8,5 @@ from flowjobs.core.scheduler import SchedulePayload
 @task("daily-cron", payload=SchedulePayload, cron="0 0 * * *")
 def daily_cron(payload: SchedulePayload, ctx):
     """Log the daily tick (no behaviour upstream)."""
-    ctx.log.info("daily cron for %s", payload.timestamp.isoformat())
+    ctx.log.info("daily cron for %s", iso_datetime(payload.timestamp))
     return {"timestamp": iso_datetime(payload.timestamp)}

@@ -10,6 +10,7 @@ import pytest
 
 from flowjobs.billing.models import BillingRun, Subscription
 from flowjobs.billing.types import utc_from_ms
+from flowjobs.core.clock import iso_datetime
 from tests.billing_helpers import drain, get
 from tests.cli_helpers import ROOT, as_json, cli_env, flowjobs
 
@@ -200,12 +201,13 @@ def test_trigger_billing_run_charges_a_future_run_now_and_says_so(
     result = flowjobs("trigger", "billing-run", seeded.billing_run_id, "--json", env=env)
     done = as_json(result)
     assert (done["id"], done["status"], done["action"]) == (waiting.id, "queued", "moved")
-    assert f"scheduled_for moved from {start.isoformat()} to " in done["detail"]
+    assert f"scheduled_for moved from {iso_datetime(start)} to " in done["detail"]
     assert "made due now" in done["detail"] and f"run {waiting.id} charges it now" in done["detail"]
     moved_to = get(live, BillingRun, seeded.billing_run_id).scheduled_for
     assert moved_to < start - timedelta(days=9)
     assert any(
-        f"scheduled_for moved from {start.isoformat()} to {moved_to.isoformat()}" in line["message"]
+        f"scheduled_for moved from {iso_datetime(start)} to {iso_datetime(moved_to)}"
+        in line["message"]
         for line in live.store.logs(waiting.id)
     )  # what `flowjobs runs show` prints
 
