@@ -60,13 +60,43 @@ def _memory_folder() -> str | None:
     return MEMORY if st.f_bavail * st.f_frsize >= MEMORY_NEEDED else None
 
 
+OWNER = "owner.pid"  # the process that started the server in this folder
+
+
+def _sweep(bins: str, folder: str) -> None:
+    """Stop and remove the servers a killed test run left in `folder` (their owner is gone):
+    in /dev/shm each holds memory until it is removed."""
+    for root in glob.glob(os.path.join(folder, "flowjobs-pg-*")):
+        try:
+            with open(os.path.join(root, OWNER)) as f:
+                owner = int(f.read())
+        except (OSError, ValueError):
+            continue  # not ours to judge (an older run's, or one being made now)
+        try:
+            os.kill(owner, 0)
+            continue  # its owner is alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        data = os.path.join(root, "data")
+        subprocess.run(
+            _as_postgres([f"{bins}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @contextmanager
 def pg_server(extra_listen: Sequence[str] = (), durable: bool = False, in_memory: bool = True):
     bins = bindir()
     if bins is None:
         raise RuntimeError("PostgreSQL is not installed (apt-get install -y postgresql)")
     folder = _memory_folder() if in_memory and not durable else None
+    _sweep(bins, folder or tempfile.gettempdir())
     root = tempfile.mkdtemp(prefix="flowjobs-pg-", dir=folder)
+    with open(os.path.join(root, OWNER), "w") as owner:
+        owner.write(str(os.getpid()))
     os.chmod(root, 0o755)
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")

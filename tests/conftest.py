@@ -51,7 +51,13 @@ def pg_template(pg_server_url):
     admin = pg_server_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS flowjobs_template")
-        conn.execute("CREATE DATABASE flowjobs_template")
+        # Sorted by language, as managed PostgreSQL services make databases (ICU's en-US here;
+        # glibc's en_US.UTF-8 is not installed on these machines): text that compares by bytes
+        # on SQLite does not here (';' sorts before ':'), and every PostgreSQL test meets that.
+        conn.execute(
+            "CREATE DATABASE flowjobs_template TEMPLATE template0 LOCALE_PROVIDER icu "
+            "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
     template_url = pg_server_url.rsplit("/", 1)[0] + "/flowjobs_template"
     template = Database(template_url)
     upgrade(template)

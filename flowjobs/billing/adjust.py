@@ -32,6 +32,8 @@ payment method, subscriptions billed at period end (their proration is not imple
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -100,6 +102,12 @@ class AdjustReport:
             "detail": self.detail,
             **self.extra,
         }
+
+
+ADJUSTED = (  # the announcements of a change of items
+    "send-customer-subscription-adjusted-notification",
+    "send-organization-subscription-adjusted-notification",
+)
 
 
 def _ms(moment: datetime) -> int:
@@ -207,7 +215,7 @@ def adjust_subscription(
                     f"the change scheduled for {iso_datetime(sub.scheduled_adjustment_at)} is "
                     "withdrawn; the subscription keeps these items"
                 )
-                unschedule(s, sub, now)
+                unschedule(b, s, sub, now, "withdrawn: the scheduled change was withdrawn")
                 return report
             report.action, report.detail = (
                 "unchanged",
@@ -235,11 +243,11 @@ def adjust_subscription(
             return report
         if sub.scheduled_adjustment_at is not None:  # this request replaces the scheduled one
             report.extra["replaced"] = iso_datetime(sub.scheduled_adjustment_at)
-            unschedule(s, sub, now)
+            unschedule(b, s, sub, now, "withdrawn: the change was replaced")
         if chosen == "at-period-end":
             swap_items(s, sub, new, period.end_date)
             sub.scheduled_adjustment_at = period.end_date
-            _notify(b, s, sub, kind, old, new, None, period.end_date, currency)
+            _notify(b, s, sub, kind, old, new, None, period.end_date, currency, asked_at=now)
             report.action = "scheduled"
             report.detail = (
                 f"the new items take effect at the period's end, {iso_datetime(period.end_date)}"
@@ -385,10 +393,14 @@ def _org_of_product(s, price: Price) -> str | None:
     return product.organization_id if product else None
 
 
-def unschedule(s, sub: Subscription, now: datetime) -> None:
+def unschedule(b, s, sub: Subscription, now: datetime, reason: str) -> None:
     """Undo a scheduled adjustment: its future-dated items never become active, the items it
-    was to replace no longer expire at the period end."""
+    was to replace no longer expire at the period end, and its announcements not yet sent are
+    withdrawn (`reason`), in the same transaction."""
     when = sub.scheduled_adjustment_at
+    if when is not None:
+        for task in ADJUSTED:
+            b.withdraw(s, task, f"{task}-{sub.id}-{_ms(when)}-", reason)
     for item in s.exec(select(SubscriptionItem).where(SubscriptionItem.subscription_id == sub.id)):
         if item.added_date > now:
             item.expired_at = item.added_date
@@ -491,6 +503,7 @@ def _notify(
     proration: int | None,
     effective: datetime,
     currency: str | None,
+    asked_at: datetime | None = None,
 ) -> None:
     payload = {
         "subscriptionId": sub.id,
@@ -503,8 +516,13 @@ def _notify(
         "effectiveDate": _ms(effective),
         "currency": currency,
     }
-    for task in (
-        "send-customer-subscription-adjusted-notification",
-        "send-organization-subscription-adjusted-notification",
-    ):
-        b.trigger(s, task, payload, key=f"{task}-{sub.id}-{_ms(effective)}")
+    # A change at once: keyed by its moment. One scheduled for later (`asked_at`): by the
+    # moment it takes effect, the moment it was asked for and what it changes to, as one may
+    # replace another for the same period end, even within a millisecond (`unschedule`
+    # withdraws the replaced one's announcements by the first part).
+    stamp = str(_ms(effective))
+    if asked_at is not None:
+        items = json.dumps(new, sort_keys=True, separators=(",", ":"))
+        stamp += f"-{_ms(asked_at)}-{hashlib.sha256(items.encode()).hexdigest()[:12]}"
+    for task in ADJUSTED:
+        b.trigger(s, task, payload, key=f"{task}-{sub.id}-{stamp}")

@@ -586,7 +586,8 @@ class JobStore:
 
     def withdraw(self, conn, task: str, key_prefix: str, now: int, reason: str) -> list[str]:
         """Cancel, in the caller's transaction, the runs of `task` not yet started whose
-        idempotency keys start with `key_prefix` (their error: `reason`); their ids."""
+        idempotency keys start with `key_prefix` (their error: `reason`), freeing their keys
+        for the runs that replace them; their ids."""
         if not key_prefix:
             raise ValueError("withdraw needs a key prefix")
         high = key_prefix[:-1] + chr(ord(key_prefix[-1]) + 1)  # the first string past them

@@ -120,10 +120,11 @@ COMMON = {
             error = 'canceled'
         WHERE id = :id AND status IN {PENDING} RETURNING id""",
     # Cancel the waiting runs of a task whose keys start alike (a notification that a later
-    # change made untrue, withdrawn in that change's transaction); keys compare by bytes (0015).
+    # change made untrue, withdrawn in that change's transaction) and free their keys for what
+    # replaces them; keys compare by bytes (0015).
     "withdraw_pending": f"""
         UPDATE flowjobs_runs SET status = 'canceled', finished_at = :now, updated_at = :now,
-            error = :reason
+            error = :reason, dedup_key = NULL
         WHERE task = :task AND idempotency_key >= :low AND idempotency_key < :high
           AND status IN {PENDING} RETURNING id""",
     # Ask the worker of an executing run to stop it (seen at its next heartbeat).

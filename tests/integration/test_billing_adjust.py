@@ -33,6 +33,10 @@ from flowjobs.core.clock import iso, iso_datetime
 from tests.billing_helpers import DECLINING, drain, get, seed, stripe_sections, utc
 from tests.cli_helpers import cli_env, flowjobs, start_worker, wait_until
 
+ADJUSTED = (
+    "send-customer-subscription-adjusted-notification",
+    "send-organization-subscription-adjusted-notification",
+)
 START = utc(2027, 1, 31, 10)
 END = utc(2027, 2, 28, 10)  # 28 days
 
@@ -272,7 +276,51 @@ def test_downgrade_is_scheduled_for_period_end_and_applied_by_the_rollover(brt, 
         ("succeeded", 1200),
         ("succeeded", 4900),
     ]  # never refunded
-    assert len(tasks_named(brt, "send-customer-subscription-adjusted-notification")) == 1
+    told = tasks_named(brt, "send-customer-subscription-adjusted-notification")
+    assert sorted(r["status"] for r in told) == ["canceled", "completed"]  # the replaced one
+
+
+def test_a_scheduled_change_replaced_by_another_is_announced_once_and_for_what_stands(brt, clock):
+    """A downgrade scheduled for the period's end, replaced by another downgrade to another
+    plan: the second is scheduled (it used to fail: its notification had the first one's key
+    with another payload), and only what stands is announced. Told before the worker ran, the
+    first announcement is withdrawn; told after, the second goes out beside it. Asking for the
+    current plan withdraws an announcement not yet sent."""
+    seeded = paid_subscription(brt, clock, unit_price=4900)
+    sub_id = seeded.subscription_id
+    starter = new_price(brt, seeded.org_id, "Starter", 1200)
+    basic = new_price(brt, seeded.org_id, "Basic", 900)
+    current = get(brt, Subscription, sub_id).price_id
+    customer, organization = ADJUSTED
+
+    def announced(status: str) -> list[int]:
+        return sorted(
+            json.loads(r["payload"])["newItems"][0]["unitPrice"]
+            for r in tasks_named(brt, customer)
+            if r["status"] == status
+        )
+
+    at(clock, START + timedelta(days=7))
+    assert adjust_subscription(brt.billing, sub_id, price_id=starter).action == "scheduled"
+    replaced = adjust_subscription(brt.billing, sub_id, price_id=basic)
+    assert (replaced.action, replaced.extra["replaced"]) == ("scheduled", iso_datetime(END))
+    drain(brt)
+    assert (announced("completed"), announced("canceled")) == ([900], [1200])
+    assert [r["error"] for r in tasks_named(brt, organization) if r["status"] == "canceled"] == [
+        "withdrawn: the change was replaced"
+    ]
+
+    at(clock, START + timedelta(days=8))  # told already: the new one is told as well
+    assert adjust_subscription(brt.billing, sub_id, price_id=starter).action == "scheduled"
+    drain(brt)
+    assert announced("completed") == [900, 1200]
+
+    withdrawn = adjust_subscription(brt.billing, sub_id, price_id=basic)
+    assert withdrawn.action == "scheduled"
+    assert adjust_subscription(brt.billing, sub_id, price_id=current).action == "unscheduled"
+    drain(brt)
+    assert announced("completed") == [900, 1200] and announced("canceled") == [900, 1200]
+    assert get(brt, Subscription, sub_id).scheduled_adjustment_at is None
 
 
 def test_declined_proration_keeps_the_old_plan_and_tells_the_customer(brt, clock):
