@@ -19,29 +19,6 @@ from flowjobs.store import failures
 from flowjobs.urls import redact
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
-_SPIN = os.environ.get("FLOWJOBS_EXPERIMENT_SPIN") == "1"
-
-
-def _begin_spinning(conn, busy_timeout: float) -> None:
-    import time
-
-    conn.execute("PRAGMA busy_timeout=0")
-    try:
-        pause, deadline = 0.0001, time.monotonic() + 1.0
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    break
-            time.sleep(pause)
-            pause = min(pause * 2, 0.001)
-    finally:
-        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-    conn.execute("BEGIN IMMEDIATE")
-
-
 SQLITE_PAGE_SIZE = 2048  # bytes, for new databases (`_connect_sqlite`)
 WAL_CHECKPOINT_BYTES = 4 << 20  # SQLite's own auto-checkpoint is at 1,000 pages: 2-4 MB
 WAL_FORCE_BYTES = (
@@ -238,10 +215,7 @@ class Database:
 
     def _transaction(self, conn):
         with self._write_lock:
-            if self.dialect == "sqlite" and _SPIN:
-                _begin_spinning(conn, self.busy_timeout)
-            else:
-                conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
             try:
                 yield conn
             except BaseException:
