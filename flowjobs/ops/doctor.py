@@ -87,6 +87,16 @@ def _database(rt, origin: str = "") -> Check:
     from flowjobs.store.inspect import probe
 
     url = rt.settings.database_url()
+    if url.startswith("sqlite:///"):
+        from flowjobs.errors import DatabaseError
+        from flowjobs.store.db import check_sqlite_version
+
+        try:
+            check_sqlite_version()
+        except DatabaseError as exc:
+            return Check(
+                "database", "fail", str(exc), "run flowjobs on a Python with a newer SQLite"
+            )
     try:
         found = probe(url, rt.settings.database.busy_timeout)
     except Exception as exc:

@@ -327,9 +327,26 @@ class Checkpointer:
         self.thread.join(timeout=30)
 
 
+SQLITE_MINIMUM = (3, 35, 0)  # RETURNING (3.35), UPDATE … FROM (3.33), upserts (3.24)
+
+
+def check_sqlite_version(found: tuple[int, int, int] = sqlite3.sqlite_version_info) -> None:
+    """Refuse, in one line, an SQLite library older than flowjobs' statements need: Python
+    uses the system's, and RHEL 9 and Debian 11 ship 3.34, Ubuntu 20.04 3.31 (a claim would
+    fail there with `near "RETURNING": syntax error`)."""
+    if tuple(found) < SQLITE_MINIMUM:
+        have = ".".join(map(str, found))
+        raise DatabaseError(
+            f"this Python uses SQLite {have}; flowjobs needs {'.'.join(map(str, SQLITE_MINIMUM))} "
+            "or newer: use a Python built with a newer SQLite (pyenv, uv or python.org builds "
+            "bring their own) or a newer operating system, or PostgreSQL"
+        )
+
+
 def _connect_sqlite(
     path: str, autocheckpoint: bool = True, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S
 ) -> sqlite3.Connection:
+    check_sqlite_version()
     if path != ":memory:":
         problem = failures.unusable_path(path)
         if problem:
@@ -357,7 +374,7 @@ def _connect_postgresql(conninfo: str, autocommit: bool = True):
 
     # Keepalives: a worker cut off by a partition notices within ~30 s instead of hanging in a
     # statement until the kernel gives up on the connection (minutes).
-    return psycopg.connect(
+    conn = psycopg.connect(
         conninfo,
         autocommit=autocommit,
         connect_timeout=10,
@@ -367,6 +384,17 @@ def _connect_postgresql(conninfo: str, autocommit: bool = True):
         keepalives_count=3,
         tcp_user_timeout=30_000,
     )
+    # Every statement is written for READ COMMITTED: a claim skips locked rows and sees what
+    # committed since, a fenced finish updates the row as it is now. A role or database set
+    # to REPEATABLE READ or SERIALIZABLE would fail them with "could not serialize access"
+    # again and again, so the session says which level it needs, whatever the default.
+    conn.execute(READ_COMMITTED)
+    if not autocommit:
+        conn.commit()  # a SET in a transaction rolled back later would be undone
+    return conn
+
+
+READ_COMMITTED = "SET default_transaction_isolation = 'read committed'"
 
 
 class _NoLock:

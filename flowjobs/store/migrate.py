@@ -18,6 +18,7 @@ from flowjobs.store.db import Database, redact
 HEAD = "0015"  # keep equal to the newest revision in migrations/versions (a test checks it)
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x666C6F776A6F6273  # "flowjobs"
+NO_STATEMENT_TIMEOUT = "SET statement_timeout = 0"  # for this session: migrations take long
 
 
 def current_revision(db: Database) -> str | None:
@@ -70,6 +71,10 @@ def _run_alembic(db: Database, target: str) -> None:
     engine = create_engine(db.url, poolclass=NullPool)
     try:
         with engine.begin() as connection:
+            if db.dialect == "postgresql":
+                # A statement_timeout set for flowjobs' role would cancel an index built on a
+                # big table, and start-up would try again forever (docs/operations.md).
+                connection.exec_driver_sql(NO_STATEMENT_TIMEOUT)
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
             config.attributes["connection"] = connection
@@ -87,6 +92,7 @@ def _migration_lock(db: Database):
     if db.dialect == "postgresql":
         conn = db.connect()
         try:
+            conn.execute(NO_STATEMENT_TIMEOUT)  # waiting for another process's migration
             conn.execute("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
             yield
         finally:

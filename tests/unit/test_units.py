@@ -334,3 +334,19 @@ def test_a_database_url_may_be_a_file_path_as_database_takes_one(tmp_path):
     assert settings.database_url() == f"sqlite:///{tmp_path / 'data' / 'jobs.db'}"
     absolute = load_settings(str(path), environ={"FLOWJOBS_DATABASE_URL": "/srv/f.db"})
     assert absolute.database_url() == "sqlite:////srv/f.db"
+
+
+def test_an_sqlite_library_older_than_3_35_is_refused_in_one_line():
+    """Python uses the system's SQLite: 3.34 on RHEL 9 and Debian 11 has no RETURNING, and a
+    claim would fail there with a syntax error. Refused before any statement, naming both
+    versions and the ways out (exit 4, a database error)."""
+    from flowjobs.errors import DatabaseError, ExitStatus
+    from flowjobs.store.db import check_sqlite_version
+
+    check_sqlite_version((3, 35, 0))
+    check_sqlite_version((3, 46, 1))
+    with pytest.raises(DatabaseError) as refused:
+        check_sqlite_version((3, 34, 1))
+    assert str(refused.value).startswith("this Python uses SQLite 3.34.1; flowjobs needs 3.35.0")
+    assert "\n" not in str(refused.value) and "PostgreSQL" in str(refused.value)
+    assert refused.value.exit_status == ExitStatus.DATABASE

@@ -1,0 +1,93 @@
+"""PostgreSQL settings a DBA or a managed service may set for flowjobs' role or database, and
+that flowjobs must not depend on: the default isolation level and a statement timeout."""
+
+import threading
+import time
+
+import psycopg
+
+from flowjobs.store.db import Database
+from flowjobs.store.migrate import HEAD, current_revision, upgrade
+from tests.conftest import new_pg_database
+
+
+def plain(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def alter_database(url: str, setting: str) -> None:
+    server, name = url.rsplit("/", 1)
+    with psycopg.connect(plain(server + "/postgres"), autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} SET {setting}")
+
+
+def test_sessions_are_read_committed_whatever_the_database_default(pg_template):
+    """Claims (SKIP LOCKED) and fenced finishes are written for READ COMMITTED; a database
+    whose default is SERIALIZABLE would fail them with "could not serialize access"."""
+    url = new_pg_database(pg_template)
+    alter_database(url, "default_transaction_isolation = 'serializable'")
+    with psycopg.connect(plain(url)) as other:  # what any other client of it gets
+        assert other.execute("SHOW transaction_isolation").fetchone()[0] == "serializable"
+    db = Database(url)
+    try:
+        for autocommit in (True, False):
+            conn = db.connect(autocommit=autocommit)
+            try:
+                level = conn.execute("SHOW transaction_isolation").fetchone()[0]
+                assert level == "read committed", autocommit
+                if not autocommit:
+                    conn.rollback()  # the SET was committed: a rollback keeps it
+                    level = conn.execute("SHOW transaction_isolation").fetchone()[0]
+                    assert level == "read committed"
+            finally:
+                conn.close()
+    finally:
+        db.close()
+
+
+def test_a_migration_outlasts_a_statement_timeout_set_for_the_database(pg_server_url):
+    """Revision 0015 rebuilds an index under a lock on flowjobs_runs; here a reader holds that
+    table for longer than the database's statement_timeout. The migration waits for it (it
+    was canceled, and start-up would have tried again forever) and completes."""
+    url = new_pg_database(pg_server_url, template=None)
+    db = Database(url)
+    upgrade(db, "0014")
+    db.close()
+    alter_database(url, "statement_timeout = '250ms'")
+    blocker = psycopg.connect(plain(url))
+    blocker.execute("LOCK TABLE flowjobs_runs IN ACCESS SHARE MODE")  # in a transaction
+    outcome: dict = {}
+
+    def migrate():
+        migrating = Database(url)
+        try:
+            outcome["revisions"] = upgrade(migrating)
+        except Exception as exc:  # reported below
+            outcome["error"] = exc
+        finally:
+            migrating.close()
+
+    thread = threading.Thread(target=migrate)
+    thread.start()
+    waited = None
+    deadline = time.monotonic() + 20
+    watcher = psycopg.connect(plain(url), autocommit=True)  # activity is read once a transaction
+    while waited is None and "error" not in outcome and time.monotonic() < deadline:
+        waited = watcher.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'ALTER TABLE flowjobs_runs%' "
+            "AND clock_timestamp() - query_start > interval '400 ms'"
+        ).fetchone()
+        time.sleep(0.02)
+    watcher.close()
+    blocker.commit()
+    blocker.close()
+    thread.join(30)
+    assert "error" not in outcome, outcome.get("error")
+    assert waited is not None  # it did wait past the timeout, and was not canceled
+    assert outcome["revisions"] == ("0014", HEAD)
+    check = Database(url)
+    try:
+        assert current_revision(check) == HEAD
+    finally:
+        check.close()
