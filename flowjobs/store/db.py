@@ -12,13 +12,16 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
+from typing import Any
 
 from flowjobs.errors import BadInput, DatabaseError, DatabaseUnavailable
 from flowjobs.store import failures
 from flowjobs.urls import redact
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+IDLE_CHECK_S = 5.0  # a pooled PostgreSQL connection idle this long is checked before it is lent
 SQLITE_PAGE_SIZE = 2048  # bytes, for new databases (`_connect_sqlite`)
 WAL_CHECKPOINT_BYTES = 4 << 20  # SQLite's own auto-checkpoint is at 1,000 pages: 2-4 MB
 WAL_FORCE_BYTES = (
@@ -53,7 +56,8 @@ class Database:
             self.conninfo = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
         else:
             raise DatabaseError(f"unsupported database URL: {redact(url)}")
-        self._idle: list = []
+        self._idle: list[tuple[Any, float]] = []  # (connection, time.monotonic() it came back)
+        self.idle_check = IDLE_CHECK_S
         self._lock = threading.Lock()
         self.autocheckpoint = True  # False: a Checkpointer thread checkpoints the WAL instead
         self._writer = None  # SQLite: the connection write transactions use (under _write_lock)
@@ -97,7 +101,10 @@ class Database:
     def borrow(self):
         """A pooled connection for the length of the block."""
         with self._lock:
-            conn = self._idle.pop() if self._idle else None
+            conn, since = self._idle.pop() if self._idle else (None, 0.0)
+        quiet = time.monotonic() - since >= self.idle_check
+        if conn is not None and self.dialect == "postgresql" and quiet:
+            conn = _alive(conn)
         conn = conn or self.connect()
         try:
             yield conn
@@ -106,7 +113,7 @@ class Database:
             raise
         with self._lock:
             if len(self._idle) < self.POOL_SIZE:
-                self._idle.append(conn)
+                self._idle.append((conn, time.monotonic()))
                 return
         close_quietly(conn)
 
@@ -117,7 +124,7 @@ class Database:
     def _close_connections(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             close_quietly(conn)
         with self._write_lock:
             writer, self._writer = self._writer, None
@@ -395,6 +402,19 @@ def _connect_postgresql(conninfo: str, autocommit: bool = True):
 
 
 READ_COMMITTED = "SET default_transaction_isolation = 'read committed'"
+
+
+def _alive(conn):
+    """`conn` if it still answers, else None (closed): a PostgreSQL connection left idle in the
+    pool may have been ended meanwhile by the server (`idle_session_timeout`, a restart, an
+    administrator) or cut by a proxy or NAT that drops quiet connections; handing it out would
+    fail the next statement of a quiet process (`serve` between two webhooks)."""
+    try:
+        conn.execute("SELECT 1").fetchone()
+        return conn
+    except Exception:
+        close_quietly(conn)
+        return None
 
 
 class _NoLock:

@@ -91,3 +91,21 @@ def test_a_migration_outlasts_a_statement_timeout_set_for_the_database(pg_server
         assert current_revision(check) == HEAD
     finally:
         check.close()
+
+
+def test_a_pooled_connection_ended_while_idle_is_not_lent_out(pg_template):
+    """A connection waiting in the pool was ended by the server (an administrator here;
+    `idle_session_timeout` or a proxy that drops quiet connections in life). A quiet process's
+    next statement gets a live connection instead of an error. A connection back in the pool
+    for less than `idle_check` is lent without a check (none here: every one is checked)."""
+    db = Database(new_pg_database(pg_template))
+    try:
+        with db.borrow() as conn:
+            pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with psycopg.connect(plain(db.conninfo), autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        db.idle_check = 0.0
+        with db.borrow() as conn:
+            assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+    finally:
+        db.close()
