@@ -96,8 +96,26 @@ class Document:
         return self.totals.due
 
 
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
 def day(moment: datetime) -> str:
-    return f"{moment:%B} {moment.day}, {moment.year}"
+    """`March 5, 2027`, in English whatever the process's locale: `%B` follows LC_TIME, which
+    an application that embeds flowjobs may have set (`locale.setlocale(LC_ALL, "")`)."""
+    return f"{MONTHS[moment.month - 1]} {moment.day}, {moment.year}"
 
 
 def detail_rows(doc: Document) -> list[tuple[str, str]]:

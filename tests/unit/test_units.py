@@ -350,3 +350,19 @@ def test_an_sqlite_library_older_than_3_35_is_refused_in_one_line():
     assert str(refused.value).startswith("this Python uses SQLite 3.34.1; flowjobs needs 3.35.0")
     assert "\n" not in str(refused.value) and "PostgreSQL" in str(refused.value)
     assert refused.value.exit_status == ExitStatus.DATABASE
+
+
+def test_dates_on_documents_and_emails_are_english_whatever_the_locale(monkeypatch):
+    """`%B` follows LC_TIME: an application embedding flowjobs that calls
+    `setlocale(LC_ALL, "")` would get its own month names on invoices. Here `time.strftime`,
+    which `%B` goes through, is made to answer as a German locale would."""
+    import time
+    from datetime import UTC, datetime
+
+    from flowjobs.documents.document import day
+
+    real = time.strftime
+    german = {"%B": "März"}
+    monkeypatch.setattr(time, "strftime", lambda f, *a: german.get(f) or real(f, *a))
+    moment = datetime(2027, 3, 5, 10, tzinfo=UTC)
+    assert day(moment) == "March 5, 2027"
