@@ -90,7 +90,7 @@ def run_detail(
     attempts: list[dict],
     logs: list[dict],
     children: list[dict],
-    replays: Sequence[str] = (),
+    replays: Sequence[str],
 ) -> dict:
     detail = {
         k: (iso(v) if k in _TIMES else v)
