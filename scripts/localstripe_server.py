@@ -47,11 +47,16 @@ def _patch_confirm() -> None:
     original = resources.PaymentIntent._api_confirm
 
     def confirm(id, off_session=None, **kwargs):
-        if off_session is not None and resources.try_convert_to_bool(off_session) not in (True, False):
+        if off_session is not None and resources.try_convert_to_bool(off_session) not in (
+            True,
+            False,
+        ):
             raise UserError(400, "Bad request")
         return original(id, **kwargs)
 
-    resources.extra_apis[:] = [(m, u, confirm if f == original else f) for m, u, f in resources.extra_apis]
+    resources.extra_apis[:] = [
+        (m, u, confirm if f == original else f) for m, u, f in resources.extra_apis
+    ]
 
 
 def idempotency_middleware():
@@ -67,15 +72,21 @@ def idempotency_middleware():
             return await handler(request)
         body = await request.read()
         ident = (request.headers.get("Authorization", ""), key)
-        digest = hashlib.sha256(request.method.encode() + request.path.encode() + b"\0" + body).hexdigest()
+        digest = hashlib.sha256(
+            request.method.encode() + request.path.encode() + b"\0" + body
+        ).hexdigest()
         lock = locks.setdefault(ident, asyncio.Lock())
         async with lock:  # a concurrent request with the same key waits for the first
             if ident in seen:
                 first_digest, status, payload, content_type = seen[ident]
                 if first_digest != digest:
                     return _idempotency_error(key)
-                return web.Response(status=status, body=payload, content_type=content_type,
-                                    headers={"Idempotent-Replayed": "true"})
+                return web.Response(
+                    status=status,
+                    body=payload,
+                    content_type=content_type,
+                    headers={"Idempotent-Replayed": "true"},
+                )
             response = await handler(request)
             if response.status < 500:  # Stripe does not keep 5xx results
                 payload = response.body if isinstance(response.body, bytes) else b""
@@ -89,9 +100,11 @@ def idempotency_middleware():
 def _idempotency_error(key: str):
     from aiohttp import web
 
-    message = (f"Keys for idempotent requests can only be used with the same parameters they "
-               f"were first used with. Try using a key other than '{key}' if you meant to "
-               f"execute a different request.")
+    message = (
+        f"Keys for idempotent requests can only be used with the same parameters they "
+        f"were first used with. Try using a key other than '{key}' if you meant to "
+        f"execute a different request."
+    )
     body = {"error": {"type": "idempotency_error", "message": message}}
     return web.Response(status=400, text=json.dumps(body), content_type="application/json")
 
@@ -113,7 +126,9 @@ def main() -> int:
         return web.Response()
 
     server.app.router.add_delete("/_config/idempotency", forget_keys)
-    server.app.middlewares[:] = [m for m in server.app.middlewares if m is not server.save_store_middleware]
+    server.app.middlewares[:] = [
+        m for m in server.app.middlewares if m is not server.save_store_middleware
+    ]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))

@@ -60,31 +60,45 @@ def _memory_folder() -> str | None:
     return MEMORY if st.f_bavail * st.f_frsize >= MEMORY_NEEDED else None
 
 
-OWNER = "owner.pid"  # the process that started the server in this folder
+OWNER = "owner.lock"  # held (flock) by the process that started the server in this folder
 
 
-def _sweep(bins: str, folder: str) -> None:
-    """Stop and remove the servers a killed test run left in `folder` (their owner is gone):
-    in /dev/shm each holds memory until it is removed."""
-    for root in glob.glob(os.path.join(folder, "flowjobs-pg-*")):
-        try:
-            with open(os.path.join(root, OWNER)) as f:
-                owner = int(f.read())
-        except (OSError, ValueError):
-            continue  # not ours to judge (an older run's, or one being made now)
-        try:
-            os.kill(owner, 0)
-            continue  # its owner is alive
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        data = os.path.join(root, "data")
-        subprocess.run(
-            _as_postgres([f"{bins}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+def _sweep(bins: str) -> None:
+    """Stop and remove the servers a killed test run left behind: a folder whose owner lock
+    nobody holds (its owner is gone, whatever PID namespace it ran in). In /dev/shm each holds
+    memory until removed, and may be why there is no room there now: swept before choosing."""
+    import fcntl
+
+    for folder in {MEMORY, tempfile.gettempdir()}:
+        for root in glob.glob(os.path.join(folder, "flowjobs-pg-*")):
+            try:
+                fd = os.open(os.path.join(root, OWNER), os.O_RDWR)
+            except OSError:
+                continue  # no lock yet (being made now) or an older run's: not ours to judge
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its owner is alive
+            finally:
+                os.close(fd)  # (the lock goes with it)
+            data = os.path.join(root, "data")
+            subprocess.run(
+                _as_postgres([f"{bins}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
+                capture_output=True,
+            )
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _own(root: str) -> int:
+    """Take the owner lock of a new server folder: locked before it appears under its name, so
+    that a sweep never finds it unheld while this process lives. Returns the fd to keep open."""
+    import fcntl
+
+    making = os.path.join(root, OWNER + ".new")
+    fd = os.open(making, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(making, os.path.join(root, OWNER))
+    return fd
 
 
 @contextmanager
@@ -92,11 +106,10 @@ def pg_server(extra_listen: Sequence[str] = (), durable: bool = False, in_memory
     bins = bindir()
     if bins is None:
         raise RuntimeError("PostgreSQL is not installed (apt-get install -y postgresql)")
+    _sweep(bins)
     folder = _memory_folder() if in_memory and not durable else None
-    _sweep(bins, folder or tempfile.gettempdir())
     root = tempfile.mkdtemp(prefix="flowjobs-pg-", dir=folder)
-    with open(os.path.join(root, OWNER), "w") as owner:
-        owner.write(str(os.getpid()))
+    owner = _own(root)
     os.chmod(root, 0o755)
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
@@ -150,6 +163,7 @@ def pg_server(extra_listen: Sequence[str] = (), durable: bool = False, in_memory
         )
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)
+        os.close(owner)
         raise RuntimeError(f"could not start PostgreSQL: {exc.stderr or exc.stdout}") from exc
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
@@ -159,6 +173,7 @@ def pg_server(extra_listen: Sequence[str] = (), durable: bool = False, in_memory
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+        os.close(owner)
 
 
 if __name__ == "__main__":

@@ -209,11 +209,17 @@ def adjust_subscription(
             (i["priceId"], i["unitPrice"], i["quantity"]) for i in new
         ]:
             report.effective_at, report.adjustment_type = now, "none"  # not a downgrade
-            if sub.scheduled_adjustment_at is not None and not dry_run:
+            if sub.scheduled_adjustment_at is not None:
+                scheduled = iso_datetime(sub.scheduled_adjustment_at)
+                if dry_run:  # says what the command would do
+                    report.detail = (
+                        f"the change scheduled for {scheduled} would be withdrawn; nothing changed"
+                    )
+                    return report
                 report.action = "unscheduled"
                 report.detail = (
-                    f"the change scheduled for {iso_datetime(sub.scheduled_adjustment_at)} is "
-                    "withdrawn; the subscription keeps these items"
+                    f"the change scheduled for {scheduled} is withdrawn; the subscription keeps "
+                    "these items"
                 )
                 unschedule(b, s, sub, now, "withdrawn: the scheduled change was withdrawn")
                 return report
@@ -222,6 +228,17 @@ def adjust_subscription(
                 "the subscription already has these items; nothing to do",
             )
             return report
+        if chosen == "at-period-end" and sub.scheduled_adjustment_at == period.end_date:
+            coming = current_items(s, sub.id, period.end_date)
+            if [(i.price_id, i.unit_price, i.quantity) for i in coming] == [
+                (i["priceId"], i["unitPrice"], i["quantity"]) for i in new
+            ]:  # asked again: nothing to redo, nobody to tell twice
+                report.action = "unchanged"
+                report.detail = (
+                    f"this change is already scheduled for {iso_datetime(period.end_date)}; "
+                    "nothing to do"
+                )
+                return report
         if chosen == "at-period-end" and charge > 0:
             raise AdjustmentRefused(
                 f"an end-of-period change must not charge now, and this one would charge "
@@ -350,6 +367,11 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
             BillingRun.scheduled_for <= now,
         )
     ).first()
+    if repo.owes(s, sub.id):  # (uncancel keeps such a subscription past_due: defence in depth)
+        raise AdjustmentRefused(
+            f"subscription {sub.id} has a billing run whose payment failed and is not paid "
+            "yet; adjust once it is (billing retry, or a new payment method)"
+        )
     if unbilled is not None:  # what was paid decides the proration: bill the period first
         raise AdjustmentRefused(
             f"subscription {sub.id}'s billing run {unbilled[0]} for this period is still "
@@ -400,7 +422,8 @@ def unschedule(b, s, sub: Subscription, now: datetime, reason: str) -> None:
     when = sub.scheduled_adjustment_at
     if when is not None:
         for task in ADJUSTED:
-            b.withdraw(s, task, f"{task}-{sub.id}-{_ms(when)}-", reason)
+            # no trailing "-": keys made before the request moment joined them end there
+            b.withdraw(s, task, f"{task}-{sub.id}-{_ms(when)}", reason)
     for item in s.exec(select(SubscriptionItem).where(SubscriptionItem.subscription_id == sub.id)):
         if item.added_date > now:
             item.expired_at = item.added_date

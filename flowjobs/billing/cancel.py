@@ -58,7 +58,7 @@ def cancel_immediately(
     repo.set_subscription_status(sub, E.SubscriptionStatus.CANCELED)
     _close_periods(s, sub, now)
     abort_scheduled_runs(s, sub.id)
-    withdraw_scheduled_notices(b, s, sub, "withdrawn: the subscription was canceled at once")
+    withdraw_scheduled_notices(b, s, sub, "withdrawn: the subscription was canceled")
     s.execute(
         update(SubscriptionItem)
         .where(
@@ -232,9 +232,11 @@ def uncancel(b, s, sub: Subscription) -> list[BillingRun]:
             else E.BillingPeriodStatus.ACTIVE
         )
     trialing = sub.trial_end is not None and sub.trial_end > now
-    repo.set_subscription_status(
-        sub, E.SubscriptionStatus.TRIALING if trialing else E.SubscriptionStatus.ACTIVE
-    )
+    if repo.owes(s, sub.id):  # a payment failed and is not made good: still past due
+        status = E.SubscriptionStatus.PAST_DUE
+    else:
+        status = E.SubscriptionStatus.TRIALING if trialing else E.SubscriptionStatus.ACTIVE
+    repo.set_subscription_status(sub, status)
     sub.cancel_scheduled_at = None
     sub.cancellation_reason = None
     withdraw_scheduled_notices(b, s, sub, "withdrawn: the subscription was un-canceled")

@@ -191,3 +191,19 @@ def insert_scheduled_run(
     s.flush()
     b.queue_billing_run(s, run.id, when)
     return run
+
+
+def owes(s: Session, subscription_id: str) -> bool:
+    """Whether a regular billing run of the subscription failed for a period that no run has
+    paid since: its payment failed and it is (or stays) `past_due`, retries pending or not."""
+    paid = select(BillingRun.billing_period_id).where(
+        BillingRun.subscription_id == subscription_id,
+        BillingRun.status == E.BillingRunStatus.SUCCEEDED,
+    )
+    failed = select(BillingRun.id).where(
+        BillingRun.subscription_id == subscription_id,
+        BillingRun.is_adjustment == False,
+        BillingRun.status == E.BillingRunStatus.FAILED,
+        col(BillingRun.billing_period_id).not_in(paid),
+    )
+    return s.exec(failed).first() is not None

@@ -62,8 +62,10 @@ def world(rt, *, free_plan: bool = True) -> dict:
                 payment_method_id=method.id,
             )
         )
+        cheaper = setup.plan(s, org, "Starter", 4900, livemode=True)
         return {
             "sub": sub.id,
+            "price": cheaper.id,
             "customer": cust.id,
             "end": period.end_date,
             "next_run": "billing_run_next",
@@ -255,8 +257,37 @@ def test_a_cancellation_withdrawn_before_its_emails_ran_is_not_announced(crt, cl
     assert [s for _, s in subjects(crt)] == list(CANCELED_MAIL)
     runs = [r for r in scheduled_runs(crt) if r["id"] not in seen]
     assert [(r["task"], r["status"], r["error"]) for r in runs] == [
-        (t, "canceled", "withdrawn: the subscription was canceled at once") for t in SCHEDULED_TASKS
+        (t, "canceled", "withdrawn: the subscription was canceled") for t in SCHEDULED_TASKS
     ]
+
+
+def test_uncancel_keeps_a_subscription_whose_payment_failed_past_due(crt, db_url):
+    """Cancel and un-cancel a `past_due` subscription: it comes back `past_due`, not `active`
+    (it came back active with its invoice unpaid, a plan change was then accepted and charged
+    as if nothing were owed, and the pending retry charged the old plan on top). A plan change
+    is refused while a failed payment is not made good, whatever the status says."""
+    w = world(crt)
+    with crt.billing.unit() as s:  # as a declined renewal leaves it (billing/outcomes.py)
+        sub = s.get(Subscription, w["sub"])
+        [first] = s.exec(
+            select(BillingRun).where(
+                BillingRun.subscription_id == sub.id, BillingRun.id != w["next_run"]
+            )
+        ).all()
+        first.status = "failed"
+        sub.status = "past_due"
+    env = cli_env(db_url)
+    for args in (("billing", "cancel", w["sub"]), ("billing", "uncancel", w["sub"])):
+        done = flowjobs(*args, env=env)
+        assert done.returncode == 0, (args, done.stderr)
+    assert get(crt, Subscription, w["sub"]).status == "past_due"
+    refused = flowjobs("billing", "adjust", w["sub"], "--price", w["price"], env=env)
+    assert refused.returncode == 2 and "is past_due" in refused.stderr, refused.stderr
+    with crt.billing.unit() as s:  # the state the old un-cancel left
+        s.get(Subscription, w["sub"]).status = "active"
+    refused = flowjobs("billing", "adjust", w["sub"], "--price", w["price"], env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert "has a billing run whose payment failed and is not paid yet" in refused.stderr
 
 
 def test_cancel_now_ends_it_at_once_emails_and_moves_the_customer_to_the_free_plan(

@@ -115,7 +115,11 @@ def test_no_run_claimed_twice_by_two_processes_of_eight_threads(make_runtime):
     claimed = results[0] + results[1]
     assert len(claimed) == 1000
     assert len(set(claimed)) == 1000
-    assert results[0] and results[1], "both processes should have claimed some runs"
+    if rt.db.dialect == "postgresql":  # row locks: both get work
+        assert results[0] and results[1], "both processes should have claimed some runs"
+    # (SQLite's write lock is not handed over fairly between processes: under load one process
+    # whose threads pass it among themselves can take all 1,000 while the other's busy handler
+    # sleeps, as a loaded test run showed. What matters holds either way: no run twice.)
     assert rt.store.count_by_status() == {"completed": 1000}
 
 
