@@ -395,9 +395,13 @@ def _connect_postgresql(conninfo: str, autocommit: bool = True):
     # committed since, a fenced finish updates the row as it is now. A role or database set
     # to REPEATABLE READ or SERIALIZABLE would fail them with "could not serialize access"
     # again and again, so the session says which level it needs, whatever the default.
-    conn.execute(READ_COMMITTED)
-    if not autocommit:
-        conn.commit()  # a SET in a transaction rolled back later would be undone
+    try:
+        conn.execute(READ_COMMITTED)
+        if not autocommit:
+            conn.commit()  # a SET in a transaction rolled back later would be undone
+    except BaseException:
+        close_quietly(conn)
+        raise
     return conn
 
 

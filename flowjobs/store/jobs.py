@@ -588,8 +588,8 @@ class JobStore:
         """Cancel, in the caller's transaction, the runs of `task` not yet started whose
         idempotency keys start with `key_prefix` (their error: `reason`), freeing their keys
         for the runs that replace them; their ids."""
-        if not key_prefix:
-            raise ValueError("withdraw needs a key prefix")
+        if not key_prefix or not key_prefix[-1].isascii():
+            raise ValueError("withdraw needs a key prefix that ends in an ASCII character")
         high = key_prefix[:-1] + chr(ord(key_prefix[-1]) + 1)  # the first string past them
         params = {"task": task, "low": key_prefix, "high": high, "now": now, "reason": reason}
         return [r[0] for r in conn.execute(self.sql["withdraw_pending"], params).fetchall()]

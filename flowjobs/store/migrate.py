@@ -18,7 +18,9 @@ from flowjobs.store.db import Database, redact
 HEAD = "0015"  # keep equal to the newest revision in migrations/versions (a test checks it)
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x666C6F776A6F6273  # "flowjobs"
-NO_STATEMENT_TIMEOUT = "SET statement_timeout = 0"  # for this session: migrations take long
+# For a migrating session: an index built on a big table takes longer than any time-out meant
+# for queries, and the table lock it needs may wait for the transactions of older processes.
+NO_TIMEOUTS = ("SET statement_timeout = 0", "SET lock_timeout = 0")
 
 
 def current_revision(db: Database) -> str | None:
@@ -72,9 +74,11 @@ def _run_alembic(db: Database, target: str) -> None:
     try:
         with engine.begin() as connection:
             if db.dialect == "postgresql":
-                # A statement_timeout set for flowjobs' role would cancel an index built on a
-                # big table, and start-up would try again forever (docs/operations.md).
-                connection.exec_driver_sql(NO_STATEMENT_TIMEOUT)
+                # A statement_timeout or lock_timeout set for flowjobs' role would cancel an
+                # index built on a big table, and start-up would try again forever
+                # (docs/operations.md).
+                for setting in NO_TIMEOUTS:
+                    connection.exec_driver_sql(setting)
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
             config.attributes["connection"] = connection
@@ -92,7 +96,13 @@ def _migration_lock(db: Database):
     if db.dialect == "postgresql":
         conn = db.connect()
         try:
-            conn.execute(NO_STATEMENT_TIMEOUT)  # waiting for another process's migration
+            # Waiting for another process's migration, then idle while this one's runs on
+            # another connection: an idle_session_timeout (PostgreSQL 14+) would end the session
+            # and free the lock half-way.
+            for setting in NO_TIMEOUTS:
+                conn.execute(setting)
+            if conn.info.server_version >= 140000:
+                conn.execute("SET idle_session_timeout = 0")
             conn.execute("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
             yield
         finally:

@@ -3,11 +3,14 @@ that flowjobs must not depend on: the default isolation level and a statement ti
 
 import threading
 import time
+from datetime import UTC, datetime
 
 import psycopg
+from sqlalchemy import text
 
 from flowjobs.store.db import Database
 from flowjobs.store.migrate import HEAD, current_revision, upgrade
+from flowjobs.store.units import Units
 from tests.conftest import new_pg_database
 
 
@@ -41,6 +44,12 @@ def test_sessions_are_read_committed_whatever_the_database_default(pg_template):
                     assert level == "read committed"
             finally:
                 conn.close()
+        units = Units(db)  # the billing engine's sessions (SQLAlchemy), two transactions each
+        for _ in range(2):
+            with units.unit(datetime.now(UTC)) as session:
+                level = session.exec(text("SHOW transaction_isolation")).one()[0]
+                assert level == "read committed"
+        units.engine.dispose()
     finally:
         db.close()
 
@@ -107,5 +116,29 @@ def test_a_pooled_connection_ended_while_idle_is_not_lent_out(pg_template):
         db.idle_check = 0.0
         with db.borrow() as conn:
             assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+    finally:
+        db.close()
+
+
+def test_a_connection_back_in_the_pool_for_less_than_idle_check_is_lent_unchecked(
+    pg_template, monkeypatch
+):
+    """The check costs a round trip: a connection used moments ago is lent without one (a
+    busy process's borrows never pay it); one idle for `idle_check` is checked once."""
+    import flowjobs.store.db as db_module
+
+    checked = []
+    real = db_module._alive
+    monkeypatch.setattr(db_module, "_alive", lambda conn: checked.append(conn) or real(conn))
+    db = Database(new_pg_database(pg_template))
+    try:
+        for _ in range(3):
+            with db.borrow() as conn:
+                conn.execute("SELECT 1")
+        assert checked == [] and db.idle_check == 5.0
+        db._idle = [(conn, since - 5.0) for conn, since in db._idle]  # as if 5 s had passed
+        with db.borrow() as conn:
+            conn.execute("SELECT 1")
+        assert len(checked) == 1
     finally:
         db.close()
