@@ -3,8 +3,9 @@
 Customers get real Stripe customers and card PaymentMethods through the gateway (in the demo,
 against localstripe). Most start today, so their first billing run is due now. The `declining`
 ones get card 4000000000000341 (it attaches, then declines off-session charges) and a month
-of paid history whose period ended a few minutes ago: the hourly cron rolls them over, their
-renewal is declined, and the dunning ladder schedules a retry in 3 days.
+of paid history whose period ended moments ago, within the current hour: the next hourly cron
+(or `schedules trigger hourly-cron`) rolls them over, their renewal is declined, and the dunning
+ladder schedules a retry in 3 days.
 
 One-time purchases (`--purchases`, issue 16 §2): the first customers also open a checkout
 session for a one-time price (one with a 10 % `once` discount) and pay it at Stripe, as the
@@ -17,7 +18,7 @@ it from the `payment_intent.succeeded` event (scripts/demo.sh replays them with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import select
 
@@ -25,6 +26,7 @@ from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import setup
 from flowjobs.billing.models import Invoice, Payment
+from flowjobs.billing.periods import add_months
 
 VISA = "4242424242424242"
 DECLINING = "4000000000000341"
@@ -100,12 +102,13 @@ def seed(b, customers: int = 10, declining: int = 2, progress=None, purchases: i
                 s, cust, stripe_payment_method_id=pm_id, last4=last4, country_code=country
             )
             renewing = number == DECLINING
-            start = b.now() - timedelta(days=31, minutes=5) if renewing else b.now()
+            start = add_months(b.now(), -1) if renewing else b.now()
             sub, period, run = setup.subscription(
                 s, cust, prices[i % len(prices)], method, start=start
             )
             assert run is not None  # the customer has a card: its subscription has a run
             if renewing:
+                period.end_date = sub.current_billing_period_end = just_ended(b.now())
                 _paid(s, sub, period, run, cust)
             result.subscriptions.append(sub.id)
             result.billing_runs.append(run.id)
@@ -117,6 +120,16 @@ def seed(b, customers: int = 10, declining: int = 2, progress=None, purchases: i
     for session_id in result.checkout_sessions:  # the customers pay at checkout
         result.payment_intents.append(_pay_checkout(b, session_id))
     return result
+
+
+def just_ended(now: datetime) -> datetime:
+    """When a renewing demo period ends: moments ago, and within the current hour, so that the
+    next `schedules trigger hourly-cron` (whose window starts at the hour) rolls it over. A
+    month back and a calendar month on ended a day early after a 30-day month, and seeding in
+    an hour's first minutes put the end before the hour: the README's next step found nothing
+    to bill."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    return now - min(timedelta(seconds=30), (now - hour) / 2)
 
 
 def _checkout(s, org, cust, i: int):

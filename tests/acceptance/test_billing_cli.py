@@ -24,6 +24,39 @@ def env(sqlite_url, localstripe_url):
     )
 
 
+def test_the_readme_billing_steps_bill_the_seeded_declining_renewal(env):
+    """README "Billing": `demo seed --declining 1`, then `schedules trigger hourly-cron`, then
+    a worker: the declining customer's renewal is billed and declined (past_due). Its period
+    used to end a day early after a 30-day month (or before the hour), outside the cron's
+    window, and nothing was billed."""
+    seeded = as_json(
+        flowjobs("demo", "seed", "--customers", "1", "--declining", "1", "--json", env=env)
+    )
+    [sub_id] = seeded["subscriptions"]
+    fired = flowjobs("schedules", "trigger", "hourly-cron", env=env)
+    assert fired.returncode == 0, fired.stderr
+    worker = flowjobs("run-worker", "--burst", "--no-scheduler", env=env)
+    assert worker.returncode == 0, worker.stderr
+    sub = as_json(flowjobs("billing", "show", "subscription", sub_id, "--json", env=env))
+    assert sub["subscription"]["status"] == "past_due", sub["subscription"]
+    runs = as_json(flowjobs("billing", "list", "billing-runs", "--json", env=env))
+    assert sorted(r["status"] for r in runs) == ["failed", "scheduled", "succeeded"], runs
+
+
+def test_a_demo_period_ends_moments_ago_and_within_the_hour():
+    from datetime import UTC, datetime, timedelta
+
+    from flowjobs.billing.demo import just_ended
+
+    for now in (
+        datetime(2026, 12, 1, 10, 0, 0, 200_000, tzinfo=UTC),
+        datetime(2026, 12, 1, 10, 31, tzinfo=UTC),
+    ):
+        end = just_ended(now)
+        assert now.replace(minute=0, second=0, microsecond=0) <= end < now
+        assert now - end <= timedelta(seconds=30)
+
+
 def test_seed_trigger_a_billing_run_and_show_what_it_did(env):
     seeded = as_json(
         flowjobs("demo", "seed", "--customers", "2", "--declining", "0", "--json", env=env)
