@@ -118,6 +118,8 @@ def _apply(b, s, run: BillingRun, result, event_created: int | None) -> RunRepor
     now = s.info["now"]
     status = RUN_STATUS.get(result.status, E.BillingRunStatus.IN_PROGRESS)
     run.status = status
+    if status in E.RUN_FINAL:  # settled, whichever way (a failed run had none: §13.15)
+        run.completed_at = run.completed_at or now
     run.outcome_unknown_since = None  # Stripe has answered
     run.stripe_payment_intent_id = result.payment_intent_id or run.stripe_payment_intent_id
     if event_created is not None:

@@ -600,7 +600,10 @@ def fail_run(b, billing_run_id: str, exc: BaseException) -> RunReport:
                 ),
             )
             .values(
-                status=E.BillingRunStatus.FAILED, error_details=details, updated_at=s.info["now"]
+                status=E.BillingRunStatus.FAILED,
+                error_details=details,
+                updated_at=s.info["now"],
+                completed_at=s.info["now"],
             )
         )
         run = s.get(BillingRun, billing_run_id)

@@ -41,6 +41,8 @@ def test_the_readme_billing_steps_bill_the_seeded_declining_renewal(env):
     assert sub["subscription"]["status"] == "past_due", sub["subscription"]
     runs = as_json(flowjobs("billing", "list", "billing-runs", "--json", env=env))
     assert sorted(r["status"] for r in runs) == ["failed", "scheduled", "succeeded"], runs
+    [failed] = [r for r in runs if r["status"] == "failed"]
+    assert failed["completed_at"], failed  # settled, though declined (docs/billing.md §13.15)
 
 
 def test_a_demo_period_ends_moments_ago_and_within_the_hour():
