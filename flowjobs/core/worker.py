@@ -53,6 +53,7 @@ from flowjobs.core.outage import Outage
 from flowjobs.core.pool import InFlight, Pool
 from flowjobs.core.rescuer import Rescuer
 from flowjobs.core.retry import RetryPolicy
+from flowjobs.errors import ExitStatus
 from flowjobs.store import failures
 from flowjobs.store.jobs import ClaimedRun, Finish, NewRun, Rescued
 from flowjobs.store.states import RunStatus as S
@@ -69,6 +70,7 @@ _Settled = tuple[InFlight, Outcome, Decision, Finish]
 
 MAX_BATCH = 500  # outcomes written in one statement at most
 PRESENCE_INTERVAL = 5.0  # seconds between a worker's heartbeats in flowjobs_workers
+FILE_CHECK_INTERVAL = 1.0  # seconds between two looks that the SQLite file is still the one opened
 IDLE_MAX = 1.0  # seconds an idle PostgreSQL worker sleeps between looks (NOTIFY wakes it sooner)
 
 log = logging.getLogger("flowjobs.worker")
@@ -118,6 +120,8 @@ class Worker:
         self.limits = registry.queue_limits()
         self._tasks: dict[str, tuple[Task | None, float]] = {}
         self._wake = threading.Event()
+        self.file_gone: str | None = None  # SQLite: the database file was deleted or replaced
+        self._next_file_check = 0.0
         self._turn = threading.Lock()  # one turn at a time: the loop's or a task thread's
         self._listener: Listener | None = None  # of new work; opened by `run`
         self._stopping = threading.Event()
@@ -205,7 +209,7 @@ class Worker:
             self.processed,
             "attempt" if self.processed == 1 else "attempts",
         )
-        return 0
+        return 0 if self.file_gone is None else int(ExitStatus.DATABASE)
 
     def _recovered(self) -> None:
         """A turn succeeded. After an outage, every lease may have expired meanwhile: wait one
@@ -221,6 +225,8 @@ class Worker:
         now = self.clock.now_ms()
         if time.monotonic() >= self._next_presence:
             self._presence(now)
+        if time.monotonic() >= self._next_file_check:
+            self._check_file()
         if time.monotonic() >= self._next_rescue:
             self._next_rescue = time.monotonic() + self.opt.rescue_interval
             self.rescuer.run_once(now)
@@ -277,6 +283,23 @@ class Worker:
             "queues": ",".join(self.opt.queues),
             "concurrency": self.opt.concurrency,
         }
+
+    def _check_file(self) -> None:
+        """SQLite: stop (exit code 4) once the database file was deleted or replaced under this
+        worker (a `stat()` a second)."""
+        self._next_file_check = time.monotonic() + FILE_CHECK_INTERVAL
+        gone = self.store.db.replaced()
+        if gone is None or self.file_gone is not None:
+            return
+        self.file_gone = gone
+        log.error(
+            "database file %s %s while this worker ran: stopping, since what it writes now "
+            "would be lost and what is triggered now it would never see; start the worker "
+            "again to use the file now at that path (exit code 4)",
+            self.store.db.path,
+            gone,
+        )
+        self.stop()
 
     def _presence(self, now: int) -> None:
         """Record this worker (first turn), then renew its heartbeat every PRESENCE_INTERVAL."""

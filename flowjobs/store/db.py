@@ -65,6 +65,7 @@ class Database:
         self._writes = 0
         self._checkpointer: Checkpointer | None = None  # started by `statement`, see there
         self.opened = 0  # connections opened so far (the pool keeps this bounded)
+        self.identity: tuple[int, int] | None = None  # SQLite: (device, inode) first opened
         # SQLite has one writer at a time. Threads of one process queue for it on a Python lock
         # (an instant hand-over) instead of in SQLite's busy handler, which sleeps 1-100 ms
         # between tries. PostgreSQL needs no such lock.
@@ -78,7 +79,11 @@ class Database:
         self.opened += 1
         try:
             if self.dialect == "sqlite":
-                return _connect_sqlite(self.path, self.autocheckpoint, self.busy_timeout)
+                conn = _connect_sqlite(self.path, self.autocheckpoint, self.busy_timeout)
+                if self.identity is None and self.path != ":memory:":
+                    found = os.stat(self.path)
+                    self.identity = (found.st_dev, found.st_ino)
+                return conn
             return _connect_postgresql(self.conninfo, autocommit)
         except DatabaseError:
             raise
@@ -232,6 +237,22 @@ class Database:
                     pass  # a broken connection: the pool closes it
                 raise
             conn.execute("COMMIT")
+
+    def replaced(self) -> str | None:
+        """SQLite: why the path no longer leads to the file this process opened (deleted, or
+        another file put in its place), or None. Connections already open go on writing to the
+        old file, unseen by every process that opens the path now, and lost once closed."""
+        if self.identity is None:
+            return None
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            return "was deleted"
+        except OSError:
+            return None  # cannot tell (permissions): not this check's business
+        if (found.st_dev, found.st_ino) != self.identity:
+            return "was replaced by another file"
+        return None
 
     def ping(self) -> None:
         """Raise unless the database answers a trivial query."""

@@ -263,3 +263,41 @@ def test_a_read_only_folder_is_exit_4_in_one_line_for_every_command(small_disk, 
     assert "make the file and its folder writable" in doctor.stdout
     assert doctor_new.returncode == 1 and "its folder is read-only" in doctor_new.stdout
     assert not new.exists()
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_worker_whose_database_file_is_deleted_or_replaced_stops_with_exit_4(
+    how, tmp_path, sqlite_template
+):
+    """`rm flowjobs.db*` (or a restored copy moved into its place) under a running worker: it
+    went on writing to the file it had open, unseen, while `trigger` made a new database whose
+    runs nobody ran — and what it wrote was lost when it stopped. It now stops within a second
+    or two, saying why, with exit code 4; started again, it uses the file now at the path."""
+    db_path = tmp_path / "flowjobs.db"
+    shutil.copy(sqlite_template, db_path)
+    env = cli_env(f"sqlite:///{db_path}")
+    log = tmp_path / "worker.log"
+    worker = start_worker("--no-scheduler", env=env, stderr_path=log)
+    try:
+        wait_until(lambda: "started on" in log.read_text(), message="the worker to start")
+        if how == "deleted":
+            for path in tmp_path.glob("flowjobs.db*"):
+                path.unlink()
+        else:
+            shutil.copy(sqlite_template, tmp_path / "restored.db")
+            (tmp_path / "restored.db").replace(db_path)
+        code = worker.wait(30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    text = log.read_text()
+    reason = "was deleted" if how == "deleted" else "was replaced by another file"
+    assert code == 4, text
+    assert f"database file {db_path} {reason} while this worker ran: stopping" in text, text
+    assert "Traceback" not in text
+
+    run_id = flowjobs("trigger", "noop", env=env).stdout.strip()
+    again = flowjobs("run-worker", "--burst", "--no-scheduler", env=env)
+    assert again.returncode == 0, again.stderr
+    shown = flowjobs("runs", "show", run_id, "--json", env=env)
+    assert '"status": "completed"' in shown.stdout, shown.stdout
