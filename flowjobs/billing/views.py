@@ -22,9 +22,13 @@ from flowjobs.billing import enums as E
 from flowjobs.billing.models import (
     BillingPeriod,
     BillingRun,
+    Customer,
     Invoice,
     InvoiceLineItem,
+    Organization,
     Payment,
+    Price,
+    Product,
     Purchase,
     Subscription,
 )
@@ -193,6 +197,53 @@ COLUMNS = {
 }
 
 
+# The catalogue: what the other commands take ids of (`billing adjust --price`, `--customer`,
+# `--organization`). No status of their own; filtered by organisation only.
+CATALOGUE: dict[str, type[Any]] = {
+    "prices": Price,
+    "customers": Customer,
+    "organizations": Organization,
+}
+COLUMNS.update(
+    {
+        "prices": (
+            "id",
+            "name",
+            "unit_price",
+            "currency",
+            "type",
+            "interval_unit",
+            "active",
+            "organization_id",
+        ),
+        "customers": ("id", "name", "email", "organization_id", "stripe_customer_id", "created_at"),
+        "organizations": ("id", "name", "default_currency", "created_at"),
+    }
+)
+KIND_NAMES = (*LISTS, *CATALOGUE)
+
+
+def catalogue_rows(b, kind: str, organization: str | None = None, limit: int = 100) -> list[dict]:
+    """The newest `limit` prices, customers or organisations (of one organisation); a price
+    row adds its product's organisation (`organization_id`)."""
+    model = CATALOGUE[kind]
+    query: Any = select(model)
+    if model is Price:
+        query = select(Price, Product.organization_id).join(
+            Product, col(Price.product_id) == Product.id, isouter=True
+        )
+        if organization is not None:
+            query = query.where(Product.organization_id == organization)
+    elif organization is not None:
+        owner = Organization.id if model is Organization else Customer.organization_id
+        query = query.where(owner == organization)
+    with b.unit() as s:
+        found = s.exec(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit))
+        if model is not Price:
+            return [row(r) for r in found]
+        return [{**row(price), "organization_id": org} for price, org in found]
+
+
 def list_rows(
     b,
     kind: str,
@@ -204,8 +255,13 @@ def list_rows(
     """The newest `limit` rows of `kind`, optionally of one status, one customer and one
     organisation. An invoice row adds its `total` and `due` (flowjobs.billing.totals); money
     stays in minor units."""
+    if kind in CATALOGUE:
+        if status is not None or customer is not None:
+            given = "--status" if status is not None else "--customer"
+            raise BadInput(f"{given} does not apply to {kind} (only --organization does)")
+        return catalogue_rows(b, kind, organization, limit)
     if kind not in LISTS:
-        raise BadInput(f"unknown kind {kind!r}; use one of: {', '.join(LISTS)}")
+        raise BadInput(f"unknown kind {kind!r}; use one of: {', '.join(KIND_NAMES)}")
     model, statuses = LISTS[kind]
     valid = [v.value for v in statuses]
     if status is not None and status not in valid:

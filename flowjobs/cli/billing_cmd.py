@@ -96,7 +96,11 @@ def _money(money: dict | None) -> None:
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., help="subscriptions, invoices, billing-runs or payments."),
+    kind: str = typer.Argument(
+        ...,
+        help="subscriptions, invoices, billing-runs, payments; or the catalogue: prices, "
+        "customers, organizations (their ids, for adjust --price, --customer, --organization).",
+    ),
     status: str | None = typer.Option(
         None, "--status", metavar="STATUS", help="Only this status (the spec's values)."
     ),
@@ -117,11 +121,12 @@ def list_(
 ):
     """List billing objects, newest first, to find their ids."""
     from flowjobs.billing.money import format_money
-    from flowjobs.billing.views import COLUMNS, LISTS, MONEY_FIELDS, list_rows
+    from flowjobs.billing.views import COLUMNS, KIND_NAMES, LISTS, MONEY_FIELDS, list_rows
     from flowjobs.cli.filters import one_of
 
-    one_of(kind, LISTS, "kind")
-    one_of(status, [v.value for v in LISTS[kind][1]], f"--status of {kind}")
+    one_of(kind, KIND_NAMES, "kind")
+    if kind in LISTS:
+        one_of(status, [v.value for v in LISTS[kind][1]], f"--status of {kind}")
     rows = list_rows(
         ctx.obj.runtime(read_only=True).billing, kind, status, customer, limit, organization
     )

@@ -45,6 +45,50 @@ def test_the_readme_billing_steps_bill_the_seeded_declining_renewal(env):
     assert failed["completed_at"], failed  # settled, though declined (docs/billing.md §13.15)
 
 
+def test_billing_list_shows_the_catalogue_whose_ids_other_commands_take(env):
+    """`billing adjust --price` needs a price id, `--customer` a customer's, `--organization`
+    an organisation's: `billing list prices|customers|organizations` finds them (an operator
+    had to open the database with sqlite3 for them)."""
+    seeded = as_json(
+        flowjobs("demo", "seed", "--customers", "2", "--declining", "0", "--json", env=env)
+    )
+    shown = as_json(
+        flowjobs("billing", "show", "subscription", seeded["subscriptions"][0], "--json", env=env)
+    )["subscription"]
+    prices = as_json(flowjobs("billing", "list", "prices", "--json", env=env))
+    [price] = [p for p in prices if p["id"] == shown["price_id"]]
+    assert price["organization_id"] == shown["organization_id"] and price["active"] is True
+    assert isinstance(price["unit_price"], int) and price["currency"] == "USD"
+    table = flowjobs("billing", "list", "prices", env=env).stdout.splitlines()
+    assert table[0].split("\t")[:4] == ["id", "name", "unit_price", "currency"]
+    assert any(line.startswith(price["id"] + "\t") and "$" in line for line in table[1:])
+    customers = as_json(
+        flowjobs(
+            "billing",
+            "list",
+            "customers",
+            "--organization",
+            shown["organization_id"],
+            "--json",
+            env=env,
+        )
+    )
+    assert shown["customer_id"] in [c["id"] for c in customers] and len(customers) == 2
+    assert (
+        as_json(
+            flowjobs(
+                "billing", "list", "customers", "--organization", "org_none", "--json", env=env
+            )
+        )
+        == []
+    )
+    orgs = as_json(flowjobs("billing", "list", "organizations", "--json", env=env))
+    assert [o["id"] for o in orgs] == [shown["organization_id"]]
+    refused = flowjobs("billing", "list", "prices", "--status", "active", env=env)
+    assert refused.returncode == 2
+    assert refused.stderr == "error: --status does not apply to prices (only --organization does)\n"
+
+
 def test_a_demo_period_ends_moments_ago_and_within_the_hour():
     from datetime import UTC, datetime, timedelta
 
