@@ -73,4 +73,9 @@ def seed(
         f"renewals (declining card) due when the hourly cron rolls their period over; "
         f"{len(result.checkout_sessions)} one-time purchases paid at Stripe, waiting for their "
         "payment_intent.succeeded events"
+        + (
+            " (with no webhook endpoint, `flowjobs events fetch` brings them in)"
+            if result.checkout_sessions
+            else ""
+        )
     )

@@ -1,4 +1,4 @@
-"""`flowjobs replay-event FILE`, `flowjobs events list|show|replay|export` (the inbox) and
+"""`flowjobs replay-event FILE`, `flowjobs events list|show|replay|export|fetch` (the inbox) and
 `flowjobs events deliveries|redeliver` (outbound webhooks to merchants)."""
 
 from __future__ import annotations
@@ -352,6 +352,68 @@ def replay_stored(
         via="replay",
     )
     _report(rt.settings, incoming, result, as_json, dry_run)
+
+
+@app.command("fetch")
+def fetch_missed(
+    ctx: typer.Context,
+    since: str = typer.Option(
+        "24h",
+        "--since",
+        metavar="DURATION|TIME",
+        help="Events created since then: 90m, 3d, or a time (2026-11-30T08:00Z). Stripe keeps "
+        "events 30 days.",
+    ),
+    types: list[str] | None = typer.Option(
+        None,
+        "--type",
+        metavar="TYPE",
+        help="An event type (repeat it); default: every type flowjobs handles.",
+    ),
+    limit: int = typer.Option(
+        1000, "--limit", metavar="N", min=1, help="At most this many events, oldest first."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List the events and which are new to the inbox; store nothing."
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON array of {eventId, type, created, status, run, detail}; status: "
+        "created, duplicate, ignored, skipped (or, with --dry-run, new / in the inbox).",
+    ),
+):
+    """Fetch Stripe events the inbox missed (an endpoint down past Stripe's retries) from
+    Stripe's Events API and store and route them as if they had arrived; events already in the
+    inbox are duplicates, so running it again, or over a longer window, runs nothing twice.
+    Uses the API key of the configured mode ([stripe] mode)."""
+    from flowjobs.core.clock import parse_since
+    from flowjobs.webhooks.fetch import fetch, handled_types, list_events
+
+    settings = ctx.obj.settings()
+    rt = ctx.obj.runtime(read_only=dry_run)
+    start = output.parse_option(since, lambda v: parse_since(v, rt.clock.now_ms()), "--since")
+    wanted = list(dict.fromkeys(types or handled_types()))
+    for kind in wanted:
+        if not kind or any(c.isspace() for c in kind):
+            raise BadInput(f"--type {kind!r} is not an event type (e.g. payment_intent.succeeded)")
+    live = settings.stripe.mode == "live"
+    events, more = list_events(rt.billing, live, wanted, start // 1000, limit)
+    done = fetch(rt.billing, rt.settings, events, dry_run=dry_run)
+    if as_json:
+        output.emit_json([item.as_dict() for item in done])
+    else:
+        output.table(
+            ["eventId", "type", "status", "run", "detail"],
+            [[i.event_id, i.type, i.status, i.run, i.detail] for i in done],
+        )
+    counts: dict[str, int] = {}
+    for item in done:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    said = ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
+    output.note(f"{len(done)} Stripe event{'s' if len(done) != 1 else ''} since {since}: {said}")
+    if more:
+        output.note(f"more than --limit {limit} matched: run it again with a later --since")
 
 
 @app.command("export")

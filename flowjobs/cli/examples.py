@@ -27,6 +27,7 @@ EXAMPLES = {
     "endpoints test": "flowjobs endpoints test org_123",
     "events deliveries": "flowjobs events deliveries --status failed",
     "events export": "flowjobs events export whevt_123 -o event.json",
+    "events fetch": "flowjobs events fetch --since 3d --dry-run",
     "events list": "flowjobs events list --source stripe --status rejected",
     "events redeliver": "flowjobs events redeliver event_123",
     "events replay": "flowjobs events replay whevt_123 --dry-run",

@@ -89,6 +89,48 @@ def test_billing_list_shows_the_catalogue_whose_ids_other_commands_take(env):
     assert refused.stderr == "error: --status does not apply to prices (only --organization does)\n"
 
 
+def test_events_fetch_brings_in_the_stripe_events_the_inbox_missed(env):
+    """A purchase paid at Stripe while no webhook reached flowjobs: `events fetch` reads the
+    events back from Stripe's Events API (here localstripe, which other tests share: their
+    events name objects this database lacks and are skipped), stores and routes them, and the
+    worker records the payment. Fetched again: duplicates, nothing runs twice."""
+    seeded = as_json(
+        flowjobs(
+            "demo",
+            "seed",
+            "--customers",
+            "1",
+            "--declining",
+            "0",
+            "--purchases",
+            "1",
+            "--json",
+            env=env,
+        )
+    )
+    assert len(seeded["paymentIntents"]) == 1
+    args = ("events", "fetch", "--type", "payment_intent.succeeded", "--since", "10m")
+    dry = as_json(flowjobs(*args, "--dry-run", "--json", env=env))
+    assert [e["status"] for e in dry].count("new") >= 1, dry
+    assert not any(e["status"] == "created" for e in dry)
+    fetched = flowjobs(*args, "--json", env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    created = [e for e in as_json(fetched) if e["status"] == "created"]
+    assert len(created) == 1 and created[0]["run"], as_json(fetched)
+    assert "since 10m:" in fetched.stderr and "1 created" in fetched.stderr
+    worker = flowjobs("run-worker", "--burst", "--no-scheduler", env=env)
+    assert worker.returncode == 0, worker.stderr
+    paid = as_json(
+        flowjobs("billing", "list", "payments", "--status", "succeeded", "--json", env=env)
+    )
+    assert len(paid) == 1, paid  # the purchase (the subscription's first run was not triggered)
+    again = as_json(flowjobs(*args, "--json", env=env))
+    assert [e["status"] for e in again if e["eventId"] == created[0]["eventId"]] == ["duplicate"]
+    assert not any(e["status"] == "created" for e in again)
+    bad = flowjobs("events", "fetch", "--since", "soon", env=env)
+    assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_a_demo_period_ends_moments_ago_and_within_the_hour():
     from datetime import UTC, datetime, timedelta
 
