@@ -297,9 +297,32 @@ def _click_exceptions():
         return importlib.import_module("click.exceptions")
 
 
-def usage_error(exc, argv: list[str] | None = None) -> str:
+def _command_names(root, argv: list[str]) -> list[str]:
+    """The (sub)command names `argv` walks down from the root command (its options and their
+    values skipped): `--database x runs list --status` → ["runs", "list"]."""
+    names: list[str] = []
+    command, words = root, iter(argv)
+    for word in words:
+        if word == "--":
+            break
+        if word.startswith("-"):
+            option = next((p for p in command.params if word.split("=")[0] in p.opts), None)
+            takes_value = option is not None and not getattr(option, "is_flag", False)
+            if takes_value and "=" not in word:
+                next(words, None)
+            continue
+        sub = getattr(command, "commands", {}).get(word)
+        if sub is None:
+            break
+        names.append(word)
+        command = sub
+    return names
+
+
+def usage_error(exc, argv: list[str] | None = None, root=None) -> str:
     """A Click usage error as flowjobs writes every error: one `error: …` line, with where
-    to read more (instead of Click's usage block or typer's boxed panel). An option of
+    to read more (instead of Click's usage block or typer's boxed panel; `root`: the root
+    command, to name the subcommand when Click gives no context). An option of
     flowjobs itself given after the command (`runs list --database x.db`) is named as such,
     with the command line it belongs in (made from `argv`, default `sys.argv[1:]`), rather
     than offered the command's own options."""
@@ -308,7 +331,10 @@ def usage_error(exc, argv: list[str] | None = None) -> str:
     while ctx is not None and ctx.parent is not None:  # the root's name may be `python -m …`
         names.insert(0, ctx.info_name)
         ctx = ctx.parent
-    misplaced = _misplaced_root_option(exc, names, sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if not names and root is not None:  # some errors come without their command's context
+        names = _command_names(root, argv)
+    misplaced = _misplaced_root_option(exc, names, argv)
     if misplaced is not None:
         return f"error: {misplaced}"
     message = " ".join(exc.format_message().split()).rstrip(".")
@@ -383,7 +409,7 @@ def _typer_app() -> int:
         exc.show()
         return int(ExitStatus.BAD_INPUT)
     except errors.UsageError as exc:  # unknown option, missing argument, bad value: exit 2
-        sys.stderr.write(usage_error(exc) + "\n")
+        sys.stderr.write(usage_error(exc, root=typer.main.get_command(app)) + "\n")
         return int(ExitStatus.BAD_INPUT)
     except errors.ClickException as exc:
         sys.stderr.write(f"error: {' '.join(exc.format_message().split())}\n")

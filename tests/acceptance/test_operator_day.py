@@ -486,6 +486,14 @@ def test_an_unknown_option_is_one_error_line_exit_2(path, tmp_path):
             "error: invalid value for --log-level: must be debug",
         ),
         (["db", "copy"], "error: missing option '--to' (see `flowjobs db copy --help`)"),
+        (  # Click gives this one no context: the command is found from the command line
+            ["--database", "x.db", "billing", "adjust", "sub_x", "--price"],
+            "error: option '--price' requires an argument (see `flowjobs billing adjust --help`)",
+        ),
+        (
+            ["runs", "list", "--status"],
+            "error: option '--status' requires an argument (see `flowjobs runs list --help`)",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(args, message, tmp_path):
