@@ -168,7 +168,7 @@ def adjust_subscription(
         now = s.info["now"]
         sub = s.get(Subscription, subscription_id)
         if sub is None:
-            raise NotFound(f"subscription {subscription_id} does not exist")
+            raise NotFound(f"no subscription {subscription_id!r}")
         period = _check_state(s, sub, now)
         price = _check_price(s, sub, price_id)
         old = [
@@ -383,7 +383,7 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
 def _check_price(s, sub: Subscription, price_id: str) -> Price:
     price = s.get(Price, price_id)
     if price is None:
-        raise NotFound(f"price {price_id} does not exist")
+        raise NotFound(f"no price {price_id!r} (`billing list prices` lists them)")
     org = s.get(Organization, sub.organization_id)
     if price.livemode != sub.livemode or (
         price.product_id and _org_of_product(s, price) != sub.organization_id

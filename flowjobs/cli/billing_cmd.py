@@ -22,8 +22,11 @@ def show(
     ),
 ):
     """Show a subscription (periods, runs, invoices, payments), an invoice (lines, payments), a billing run or a purchase (invoices, payments)."""
+    from flowjobs.billing.views import KINDS
     from flowjobs.billing.views import show as load
+    from flowjobs.cli.filters import one_of
 
+    one_of(kind, KINDS, "kind")  # before any database: `sub` gets "did you mean"
     data = load(ctx.obj.runtime(read_only=True).billing, kind, object_id)
     if as_json:
         output.emit_json(data)

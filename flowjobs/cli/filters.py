@@ -22,7 +22,11 @@ def one_of(value: str | None, valid, option: str) -> str | None:
     if value is None or value in valid:
         return value
     by_folded = {v.casefold(): v for v in valid}
-    close = difflib.get_close_matches(value.casefold(), list(by_folded), n=1)
+    folded = value.casefold()
+    close = difflib.get_close_matches(folded, list(by_folded), n=1)
+    if not close and folded:  # an abbreviation of exactly one (`sub`: 'subscription')
+        starting = [v for v in by_folded if v.startswith(folded)]
+        close = starting if len(starting) == 1 else []
     hint = f"; did you mean {by_folded[close[0]]!r}?" if close else ""
     raise BadInput(f"{option} must be one of: {', '.join(valid)} (not {value!r}{hint})")
 

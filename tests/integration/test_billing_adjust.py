@@ -458,7 +458,7 @@ def test_cli_dry_run_prints_the_arithmetic_and_changes_nothing_and_bad_input_exi
 
     missing = flowjobs("billing", "adjust", "sub_nope", "--price", pro, env=env)
     assert missing.returncode == 3
-    assert missing.stderr.startswith("error: subscription sub_nope does not exist (looked in ")
+    assert missing.stderr.startswith("error: no subscription 'sub_nope' (looked in ")
     assert len(missing.stderr.strip().splitlines()) == 1  # one line, naming the database
     bad = flowjobs(
         "billing", "adjust", seeded.subscription_id, "--price", pro, "--timing", "soon", env=env

@@ -366,3 +366,16 @@ def test_dates_on_documents_and_emails_are_english_whatever_the_locale(monkeypat
     monkeypatch.setattr(time, "strftime", lambda f, *a: german.get(f) or real(f, *a))
     moment = datetime(2027, 3, 5, 10, tzinfo=UTC)
     assert day(moment) == "March 5, 2027"
+
+
+def test_a_value_that_abbreviates_exactly_one_choice_is_named_as_the_one_meant():
+    """`billing show sub ID` got no hint (difflib finds 'sub' too far from 'subscription');
+    an abbreviation of exactly one choice is offered, an ambiguous one is not."""
+    from flowjobs.cli.filters import one_of
+    from flowjobs.errors import BadInput
+
+    kinds = ("subscription", "invoice", "billing-run", "purchase")
+    with pytest.raises(BadInput, match=r"\(not 'sub'; did you mean 'subscription'\?\)$"):
+        one_of("sub", kinds, "kind")
+    with pytest.raises(BadInput, match=r"\(not 'c'\)$"):
+        one_of("c", ("completed", "canceled"), "--status")
