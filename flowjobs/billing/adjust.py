@@ -369,8 +369,8 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
     ).first()
     if repo.owes(s, sub.id):  # (uncancel keeps such a subscription past_due: defence in depth)
         raise AdjustmentRefused(
-            f"subscription {sub.id} has a billing run whose payment failed and is not paid "
-            "yet; adjust once it is (billing retry, or a new payment method)"
+            f"subscription {sub.id}'s last charge was declined and no later one was paid; "
+            "adjust once it is (billing retry, or a new payment method)"
         )
     if unbilled is not None:  # what was paid decides the proration: bill the period first
         raise AdjustmentRefused(

@@ -100,7 +100,11 @@ def abort_scheduled_runs(s, subscription_id: str) -> int:
             col(BillingRun.subscription_id) == subscription_id,
             col(BillingRun.status) == E.BillingRunStatus.SCHEDULED,
         )
-        .values(status=E.BillingRunStatus.ABORTED, updated_at=s.info["now"])
+        .values(
+            status=E.BillingRunStatus.ABORTED,
+            updated_at=s.info["now"],
+            completed_at=s.info["now"],
+        )
     ).rowcount
 
 

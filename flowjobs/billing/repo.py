@@ -194,16 +194,28 @@ def insert_scheduled_run(
 
 
 def owes(s: Session, subscription_id: str) -> bool:
-    """Whether a regular billing run of the subscription failed for a period that no run has
-    paid since: its payment failed and it is (or stays) `past_due`, retries pending or not."""
-    paid = select(BillingRun.billing_period_id).where(
-        BillingRun.subscription_id == subscription_id,
-        BillingRun.status == E.BillingRunStatus.SUCCEEDED,
+    """Whether the subscription's latest settled regular charge was declined: the state
+    outcomes leave as `past_due` (a declined charge), and undo with `active` when a later
+    regular run is paid. A run failed for a rule (no payment method, no Stripe customer) made
+    no payment and is passed over; adjustment runs pay prorations, not periods."""
+    settled = (
+        select(BillingRun.id, BillingRun.status)
+        .where(
+            BillingRun.subscription_id == subscription_id,
+            BillingRun.is_adjustment == False,
+            col(BillingRun.status).in_([E.BillingRunStatus.SUCCEEDED, E.BillingRunStatus.FAILED]),
+        )
+        .order_by(
+            func.coalesce(BillingRun.completed_at, BillingRun.updated_at).desc(),
+            col(BillingRun.id).desc(),
+        )
     )
-    failed = select(BillingRun.id).where(
-        BillingRun.subscription_id == subscription_id,
-        BillingRun.is_adjustment == False,
-        BillingRun.status == E.BillingRunStatus.FAILED,
-        col(BillingRun.billing_period_id).not_in(paid),
-    )
-    return s.exec(failed).first() is not None
+    for run_id, status in s.exec(settled):
+        if status == E.BillingRunStatus.SUCCEEDED:
+            return False
+        declined = select(Payment.id).where(
+            Payment.billing_run_id == run_id, Payment.status == E.PaymentStatus.FAILED
+        )
+        if s.exec(declined).first() is not None:
+            return True
+    return False

@@ -333,7 +333,7 @@ def _bookkeeping(b, s, run: BillingRun) -> Charge | RunReport:
     if run.is_adjustment and not (run.adjustment_params or {}).get("prorationItemIds"):
         raise BillingError("adjustment billing run has no adjustmentParams")
     if sub.status in E.SUBSCRIPTION_TERMINAL or sub.do_not_charge:
-        run.status = E.BillingRunStatus.ABORTED
+        run.status, run.completed_at = E.BillingRunStatus.ABORTED, s.info["now"]
         return RunReport(
             run.id, "skipped", run.status, f"subscription {sub.id} is {sub.status}; run aborted"
         )

@@ -197,8 +197,8 @@ COLUMNS = {
 }
 
 
-# The catalogue: what the other commands take ids of (`billing adjust --price`, `--customer`,
-# `--organization`). No status of their own; filtered by organisation only.
+# The catalogue: what the other commands take ids of (`billing adjust --price`, and
+# `--customer` / `--organization` of `billing list`). No status; filtered by organisation only.
 CATALOGUE: dict[str, type[Any]] = {
     "prices": Price,
     "customers": Customer,

@@ -102,7 +102,8 @@ def list_(
     kind: str = typer.Argument(
         ...,
         help="subscriptions, invoices, billing-runs, payments; or the catalogue: prices, "
-        "customers, organizations (their ids, for adjust --price, --customer, --organization).",
+        "customers, organizations (the ids `billing adjust --price` and `--customer` / "
+        "`--organization` here take).",
     ),
     status: str | None = typer.Option(
         None, "--status", metavar="STATUS", help="Only this status (the spec's values)."

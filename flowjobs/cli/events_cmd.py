@@ -379,7 +379,7 @@ def fetch_missed(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print a JSON array of {eventId, type, created, status, run, detail}; status: "
+        help="Print a JSON array of {eventId, type, object, created, status, run, detail}; status: "
         "created, duplicate, ignored, skipped (or, with --dry-run, new / in the inbox).",
     ),
 ):
@@ -404,16 +404,25 @@ def fetch_missed(
         output.emit_json([item.as_dict() for item in done])
     else:
         output.table(
-            ["eventId", "type", "status", "run", "detail"],
-            [[i.event_id, i.type, i.status, i.run, i.detail] for i in done],
+            ["eventId", "type", "object", "status", "run", "detail"],
+            [[i.event_id, i.type, i.object, i.status, i.run, i.detail] for i in done],
         )
     counts: dict[str, int] = {}
     for item in done:
         counts[item.status] = counts.get(item.status, 0) + 1
     said = ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
     output.note(f"{len(done)} Stripe event{'s' if len(done) != 1 else ''} since {since}: {said}")
-    if more:
-        output.note(f"more than --limit {limit} matched: run it again with a later --since")
+    if more and done:
+        last = done[-1].created
+        from datetime import UTC, datetime
+
+        at = datetime.fromtimestamp(last, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        output.note(
+            f"more than --limit {limit} matched; these were the oldest: run it again with "
+            f"--since {at} for the rest (events seen already are duplicates)"
+        )
+    if start < rt.clock.now_ms() - 30 * 86_400_000:
+        output.note("Stripe keeps events 30 days: none older could be fetched")
 
 
 @app.command("export")

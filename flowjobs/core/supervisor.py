@@ -121,7 +121,7 @@ class Supervisor:
                         "would fail the same way",
                         slot,
                         code,
-                        "bad configuration" if code == 2 else "database unreachable",
+                        "bad configuration" if code == 2 else "database unreachable or lost",
                     )
                     self.stopping = True
                     self._signal_children(signal.SIGTERM)

@@ -227,6 +227,8 @@ class Worker:
             self._presence(now)
         if time.monotonic() >= self._next_file_check:
             self._check_file()
+            if self.file_gone is not None:
+                return [], 0  # claim nothing more from the file it has lost
         if time.monotonic() >= self._next_rescue:
             self._next_rescue = time.monotonic() + self.opt.rescue_interval
             self.rescuer.run_once(now)

@@ -66,6 +66,7 @@ class Database:
         self._checkpointer: Checkpointer | None = None  # started by `statement`, see there
         self.opened = 0  # connections opened so far (the pool keeps this bounded)
         self.identity: tuple[int, int] | None = None  # SQLite: (device, inode) first opened
+        self._abspath = ""  # SQLite: the file's absolute path when it was first opened
         # SQLite has one writer at a time. Threads of one process queue for it on a Python lock
         # (an instant hand-over) instead of in SQLite's busy handler, which sleeps 1-100 ms
         # between tries. PostgreSQL needs no such lock.
@@ -80,9 +81,14 @@ class Database:
         try:
             if self.dialect == "sqlite":
                 conn = _connect_sqlite(self.path, self.autocheckpoint, self.busy_timeout)
-                if self.identity is None and self.path != ":memory:":
-                    found = os.stat(self.path)
-                    self.identity = (found.st_dev, found.st_ino)
+                if self.identity is None and self.path not in ("", ":memory:"):
+                    self._abspath = os.path.abspath(self.path)  # a task may os.chdir
+                    try:
+                        found = os.stat(self._abspath)
+                    except OSError:
+                        pass  # not a file this check can follow: nothing to compare later
+                    else:
+                        self.identity = (found.st_dev, found.st_ino)
                 return conn
             return _connect_postgresql(self.conninfo, autocommit)
         except DatabaseError:
@@ -245,7 +251,7 @@ class Database:
         if self.identity is None:
             return None
         try:
-            found = os.stat(self.path)
+            found = os.stat(self._abspath)
         except FileNotFoundError:
             return "was deleted"
         except OSError:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from flowjobs.errors import BadInput
 from flowjobs.webhooks import inbox, parse, routes
-from flowjobs.webhooks.replay import replay
+from flowjobs.webhooks.replay import admissible, replay
 
 PAGE = 100  # the Events API's largest page
 
@@ -29,11 +29,13 @@ class Fetched:
     status: str  # created | duplicate | ignored | skipped | new (a dry run) | in the inbox
     run: str | None = None
     detail: str = ""
+    object: str | None = None  # the id of what the event is about (pi_…, ch_…)
 
     def as_dict(self) -> dict:
         return {
             "eventId": self.event_id,
             "type": self.type,
+            "object": self.object,
             "created": self.created,
             "status": self.status,
             "run": self.run,
@@ -47,12 +49,12 @@ def handled_types() -> list[str]:
 
 
 def list_events(b, live: bool, types: list[str], since_s: int, limit: int) -> tuple[list, bool]:
-    """Stripe's events of `types` created at `since_s` or later, oldest first, at most `limit`;
-    and whether more were there."""
+    """Stripe's events of `types` created at `since_s` or later, oldest first, at most `limit`
+    (the oldest ones); and whether more were there. Stripe lists newest first, so the whole
+    window is read before any is cut (it keeps events 30 days: a bounded read)."""
     gateway = b.gateway
     client = gateway.client(live)
     found: dict[str, dict] = {}
-    more = False
     for kind in types:
         params: dict = {"type": kind, "created": {"gte": since_s}, "limit": PAGE}
         while True:
@@ -61,14 +63,9 @@ def list_events(b, live: bool, types: list[str], since_s: int, limit: int) -> tu
                 found.setdefault(event.id, event.to_dict())
             if not page.has_more or not page.data:
                 break
-            if len(found) > limit:  # newest first: the rest are older, and more than wanted
-                more = True
-                break
             params["starting_after"] = page.data[-1].id
     events = sorted(found.values(), key=lambda e: (e.get("created") or 0, e["id"]))
-    if len(events) > limit:
-        events, more = events[:limit], True
-    return events, more
+    return events[:limit], len(events) > limit
 
 
 def fetch(b, settings, events: list[dict], dry_run: bool = False) -> list[Fetched]:
@@ -77,6 +74,8 @@ def fetch(b, settings, events: list[dict], dry_run: bool = False) -> list[Fetche
     done = []
     for event in events:
         item = Fetched(event["id"], event.get("type") or "", int(event.get("created") or 0), "")
+        about = (event.get("data") or {}).get("object")
+        item.object = about.get("id") if isinstance(about, dict) else None
         body = json.dumps(event, separators=(",", ":")).encode()
         try:
             incoming = parse.parse("stripe", body, {})
@@ -91,6 +90,11 @@ def fetch(b, settings, events: list[dict], dry_run: bool = False) -> list[Fetche
                 seen = inbox.existing(s, "stripe", event["id"])
             item.status = "in the inbox" if seen else "new"
             item.run = seen.run_id if seen else None
+            if seen is None:  # what a real fetch would refuse, it says so here too
+                try:
+                    admissible(b, settings, incoming)
+                except BadInput as exc:
+                    item.status, item.detail = "skipped", str(exc)
             done.append(item)
             continue
         try:

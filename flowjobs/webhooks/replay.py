@@ -75,6 +75,22 @@ def endpoint_secrets(settings, livemode: bool | None) -> list[tuple[str, str]]:
     ]
 
 
+def admissible(
+    b, settings, incoming: parse.Incoming, require_signature=False, allow_mode_mismatch=False
+) -> None:
+    """BadInput unless the event may be stored and routed here: its signature and mode as
+    required, and no object it names missing from this database."""
+    inbox.check(
+        incoming,
+        expected_live=settings.stripe.mode == "live",
+        require_signature=require_signature,
+        allow_mode_mismatch=allow_mode_mismatch,
+    )
+    missing = missing_reference(b, incoming.source, incoming.event)
+    if missing:
+        raise BadInput(f"the event refers to objects that do not exist here: {missing}")
+
+
 def replay(
     b,
     settings,
@@ -86,15 +102,7 @@ def replay(
     dry_run=False,
     via="file",
 ):
-    inbox.check(
-        incoming,
-        expected_live=settings.stripe.mode == "live",
-        require_signature=require_signature,
-        allow_mode_mismatch=allow_mode_mismatch,
-    )
-    missing = missing_reference(b, incoming.source, incoming.event)
-    if missing:
-        raise BadInput(f"the event refers to objects that do not exist here: {missing}")
+    admissible(b, settings, incoming, require_signature, allow_mode_mismatch)
     if not dry_run:
         return inbox.ingest(b, incoming, via=via, force=force)
     with b.dry_run() as session:

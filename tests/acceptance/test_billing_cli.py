@@ -90,43 +90,50 @@ def test_billing_list_shows_the_catalogue_whose_ids_other_commands_take(env):
 
 
 def test_events_fetch_brings_in_the_stripe_events_the_inbox_missed(env):
-    """A purchase paid at Stripe while no webhook reached flowjobs: `events fetch` reads the
+    """Purchases paid at Stripe while no webhook reached flowjobs: `events fetch` reads the
     events back from Stripe's Events API (here localstripe, which other tests share: their
     events name objects this database lacks and are skipped), stores and routes them, and the
-    worker records the payment. Fetched again: duplicates, nothing runs twice."""
+    worker records the payments. Fetched again: duplicates, nothing runs twice. With more than
+    --limit, the oldest are taken and a note gives the --since for the rest."""
     seeded = as_json(
         flowjobs(
             "demo",
             "seed",
             "--customers",
-            "1",
+            "2",
             "--declining",
             "0",
             "--purchases",
-            "1",
+            "2",
             "--json",
             env=env,
         )
     )
-    assert len(seeded["paymentIntents"]) == 1
+    assert len(seeded["paymentIntents"]) == 2
     args = ("events", "fetch", "--type", "payment_intent.succeeded", "--since", "10m")
+    intents = set(seeded["paymentIntents"])
     dry = as_json(flowjobs(*args, "--dry-run", "--json", env=env))
-    assert [e["status"] for e in dry].count("new") >= 1, dry
+    assert sorted(e["status"] for e in dry if e["object"] in intents) == ["new", "new"], dry
     assert not any(e["status"] == "created" for e in dry)
+    limited = flowjobs(*args, "--limit", "1", "--dry-run", "--json", env=env)
+    [oldest] = as_json(limited)
+    assert oldest["created"] == min(e["created"] for e in dry)
+    assert "more than --limit 1 matched; these were the oldest" in limited.stderr
     fetched = flowjobs(*args, "--json", env=env)
     assert fetched.returncode == 0, fetched.stderr
-    created = [e for e in as_json(fetched) if e["status"] == "created"]
-    assert len(created) == 1 and created[0]["run"], as_json(fetched)
-    assert "since 10m:" in fetched.stderr and "1 created" in fetched.stderr
+    created = [e for e in as_json(fetched) if e["object"] in intents]
+    assert [e["status"] for e in created] == ["created"] * 2, as_json(fetched)
+    assert all(e["run"] for e in created)
+    assert "since 10m:" in fetched.stderr and " created" in fetched.stderr
     worker = flowjobs("run-worker", "--burst", "--no-scheduler", env=env)
     assert worker.returncode == 0, worker.stderr
     paid = as_json(
         flowjobs("billing", "list", "payments", "--status", "succeeded", "--json", env=env)
     )
-    assert len(paid) == 1, paid  # the purchase (the subscription's first run was not triggered)
+    assert len(paid) == 2, paid  # the purchases (no subscription's first run was triggered)
     again = as_json(flowjobs(*args, "--json", env=env))
-    assert [e["status"] for e in again if e["eventId"] == created[0]["eventId"]] == ["duplicate"]
-    assert not any(e["status"] == "created" for e in again)
+    ours = {e["eventId"] for e in created}
+    assert [e["status"] for e in again if e["eventId"] in ours] == ["duplicate"] * 2
     bad = flowjobs("events", "fetch", "--since", "soon", env=env)
     assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -276,6 +276,18 @@ def test_uncancel_keeps_a_subscription_whose_payment_failed_past_due(crt, db_url
         ).all()
         first.status = "failed"
         sub.status = "past_due"
+        declined = (first.id, sub.customer_id, sub.organization_id)
+    from tests.billing_helpers import standalone_payment
+
+    standalone_payment(  # the declined charge
+        crt,
+        customer_id=declined[1],
+        organization_id=declined[2],
+        number="N-1",
+        amount=19900,
+        status="failed",
+        billing_run_id=declined[0],
+    )
     env = cli_env(db_url)
     for args in (("billing", "cancel", w["sub"]), ("billing", "uncancel", w["sub"])):
         done = flowjobs(*args, env=env)
@@ -287,7 +299,59 @@ def test_uncancel_keeps_a_subscription_whose_payment_failed_past_due(crt, db_url
         s.get(Subscription, w["sub"]).status = "active"
     refused = flowjobs("billing", "adjust", w["sub"], "--price", w["price"], env=env)
     assert refused.returncode == 2, refused.stderr
-    assert "has a billing run whose payment failed and is not paid yet" in refused.stderr
+    assert "last charge was declined and no later one was paid" in refused.stderr
+
+
+def test_what_counts_as_owed_is_the_latest_regular_charge_declined(crt):
+    """`repo.owes`, which keeps an un-canceled subscription past_due and refuses plan changes:
+    the latest settled regular run decides. A run failed for a rule (no payment made) is passed
+    over; a paid adjustment does not pay a declined period; a later regular run paid does."""
+    from flowjobs.billing import repo
+    from tests.billing_helpers import standalone_payment
+
+    w = world(crt)
+    sub = get(crt, Subscription, w["sub"])
+    now = utc_from_ms(crt.clock.now_ms())
+
+    def run(status: str, minutes: int, adjustment: bool = False) -> str:
+        with crt.billing.unit() as s:
+            first = s.exec(select(BillingRun).where(BillingRun.subscription_id == sub.id)).first()
+            made = BillingRun(
+                id=f"billing_run_{status}_{minutes}",
+                livemode=True,
+                billing_period_id=first.billing_period_id,
+                subscription_id=sub.id,
+                scheduled_for=now,
+                payment_method_id=first.payment_method_id,
+                status=status,
+                is_adjustment=adjustment,
+                completed_at=now + timedelta(minutes=minutes),
+            )
+            s.add(made)
+            return made.id
+
+    def owes() -> bool:
+        with crt.billing.unit() as s:
+            return repo.owes(s, sub.id)
+
+    assert not owes()  # its first run was paid
+    run("failed", 1)  # a rule failure: no payment made
+    assert not owes()
+    declined = run("failed", 2)
+    standalone_payment(
+        crt,
+        customer_id=sub.customer_id,
+        organization_id=sub.organization_id,
+        number="N-1",
+        amount=19900,
+        status="failed",
+        billing_run_id=declined,
+    )
+    assert owes()
+    run("succeeded", 3, adjustment=True)  # a proration paid: not the period
+    assert owes()
+    run("succeeded", 4)
+    assert not owes()
 
 
 def test_cancel_now_ends_it_at_once_emails_and_moves_the_customer_to_the_free_plan(
