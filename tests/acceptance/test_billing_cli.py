@@ -255,7 +255,12 @@ def test_every_moment_in_json_output_has_one_form(env, tmp_path):
         (["trigger", "billing-run"], 2, "needs the id"),
         (["trigger", "hello-world", "surplus"], 2, "task payloads go in --payload"),
         (["billing", "show", "subscription", "sub_nope"], 3, "no subscription 'sub_nope'"),
-        (["billing", "show", "customer", "x"], 2, "unknown kind 'customer'"),
+        (
+            ["billing", "show", "customer", "x"],
+            2,
+            "kind must be one of: subscription, invoice, billing-run, purchase (not 'customer')",
+        ),
+        (["billing", "show", "sub", "x"], 2, "(not 'sub'; did you mean 'subscription'?)"),
         (["demo", "seed", "--customers", "2", "--declining", "3"], 2, "--declining cannot be more"),
     ],
 )
