@@ -391,13 +391,17 @@ def fetch_missed(
     from flowjobs.webhooks.fetch import fetch, handled_types, list_events
 
     settings = ctx.obj.settings()
+    live = settings.stripe.mode == "live"
+    if not settings.stripe.api_key(live):  # before any database is made
+        from flowjobs.adapters.stripe_gateway import NoStripeKey
+
+        raise NoStripeKey(live)
     rt = ctx.obj.runtime(read_only=dry_run)
     start = output.parse_option(since, lambda v: parse_since(v, rt.clock.now_ms()), "--since")
     wanted = list(dict.fromkeys(types or handled_types()))
     for kind in wanted:
         if not kind or any(c.isspace() for c in kind):
             raise BadInput(f"--type {kind!r} is not an event type (e.g. payment_intent.succeeded)")
-    live = settings.stripe.mode == "live"
     events, more = list_events(rt.billing, live, wanted, start // 1000, limit)
     done = fetch(rt.billing, rt.settings, events, dry_run=dry_run)
     if as_json:

@@ -276,6 +276,14 @@ def test_demo_seed_without_a_stripe_key_says_which_setting_is_missing(sqlite_url
     assert "stripe.test_api_key: not set" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_events_fetch_without_a_stripe_key_says_so_and_makes_no_database(tmp_path):
+    db = tmp_path / "flowjobs.db"
+    result = flowjobs("events", "fetch", env=cli_env(f"sqlite:///{db}"))
+    assert result.returncode == 2, result.stderr
+    assert "stripe.test_api_key: not set" in result.stderr and "Traceback" not in result.stderr
+    assert not db.exists()
+
+
 def test_demo_seed_with_stripe_unreachable_writes_nothing(sqlite_url):
     import sqlite3
 
