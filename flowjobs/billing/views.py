@@ -31,6 +31,7 @@ from flowjobs.billing.models import (
     Product,
     Purchase,
     Subscription,
+    SubscriptionItem,
 )
 from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import invoice_totals
@@ -43,6 +44,7 @@ KINDS = {
     "invoice": Invoice,
     "billing-run": BillingRun,
     "purchase": Purchase,
+    "customer": Customer,
 }
 
 
@@ -89,6 +91,20 @@ def show(b, kind: str, object_id: str) -> dict:
                 ),
                 "invoices": _all(s, Invoice, Invoice.subscription_id == obj.id),
                 "payments": _all(s, Payment, Payment.subscription_id == obj.id),
+                # every item, those a scheduled change brings in (added at its date) included
+                "items": _all(
+                    s,
+                    SubscriptionItem,
+                    SubscriptionItem.subscription_id == obj.id,
+                    order=SubscriptionItem.added_date,
+                ),
+            }
+        if kind == "customer":  # what the customer has: subscriptions, invoices, payments
+            return {
+                "customer": row(obj),
+                "subscriptions": _all(s, Subscription, Subscription.customer_id == obj.id),
+                "invoices": _all(s, Invoice, Invoice.customer_id == obj.id),
+                "payments": _all(s, Payment, Payment.customer_id == obj.id),
             }
         if kind == "purchase":  # a one-time checkout purchase: its invoice(s) and payments
             return {

@@ -13,7 +13,9 @@ app = typer.Typer(help="The state the billing jobs produced.", no_args_is_help=T
 @app.command("show")
 def show(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., help="subscription, invoice, billing-run or purchase."),
+    kind: str = typer.Argument(
+        ..., help="subscription, invoice, billing-run, purchase or customer."
+    ),
     object_id: str = typer.Argument(..., metavar="ID"),
     as_json: bool = typer.Option(
         False,
@@ -21,7 +23,7 @@ def show(
         help="Print one JSON object {<kind>: the object, <section>: [related rows], money: totals} (money in minor units).",
     ),
 ):
-    """Show a subscription (periods, runs, invoices, payments), an invoice (lines, payments), a billing run or a purchase (invoices, payments)."""
+    """Show a subscription (periods, runs, invoices, payments, items), an invoice (lines, payments), a billing run, a purchase (invoices, payments) or a customer (subscriptions, invoices, payments)."""
     from flowjobs.billing.views import KINDS
     from flowjobs.billing.views import show as load
     from flowjobs.cli.filters import one_of

@@ -74,6 +74,15 @@ def test_billing_list_shows_the_catalogue_whose_ids_other_commands_take(env):
         )
     )
     assert shown["customer_id"] in [c["id"] for c in customers] and len(customers) == 2
+    customer = as_json(
+        flowjobs("billing", "show", "customer", shown["customer_id"], "--json", env=env)
+    )
+    assert customer["customer"]["id"] == shown["customer_id"]
+    assert [sub["id"] for sub in customer["subscriptions"]] == [shown["id"]]
+    items = as_json(flowjobs("billing", "show", "subscription", shown["id"], "--json", env=env))[
+        "items"
+    ]
+    assert [i["price_id"] for i in items] == [shown["price_id"]]
     assert (
         as_json(
             flowjobs(
@@ -256,9 +265,10 @@ def test_every_moment_in_json_output_has_one_form(env, tmp_path):
         (["trigger", "hello-world", "surplus"], 2, "task payloads go in --payload"),
         (["billing", "show", "subscription", "sub_nope"], 3, "no subscription 'sub_nope'"),
         (
-            ["billing", "show", "customer", "x"],
+            ["billing", "show", "price", "x"],
             2,
-            "kind must be one of: subscription, invoice, billing-run, purchase (not 'customer')",
+            "kind must be one of: subscription, invoice, billing-run, purchase, customer "
+            "(not 'price'",
         ),
         (["billing", "show", "sub", "x"], 2, "(not 'sub'; did you mean 'subscription'?)"),
         (["demo", "seed", "--customers", "2", "--declining", "3"], 2, "--declining cannot be more"),
