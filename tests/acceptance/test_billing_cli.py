@@ -268,7 +268,7 @@ def test_every_moment_in_json_output_has_one_form(env, tmp_path):
             ["billing", "show", "price", "x"],
             2,
             "kind must be one of: subscription, invoice, billing-run, purchase, customer "
-            "(not 'price'",
+            "(not 'price'; prices are listed, every column, by `flowjobs billing list prices`)",
         ),
         (["billing", "show", "sub", "x"], 2, "(not 'sub'; did you mean 'subscription'?)"),
         (["demo", "seed", "--customers", "2", "--declining", "3"], 2, "--declining cannot be more"),

@@ -150,6 +150,16 @@ def test_a_misspelt_key_in_the_file_or_a_variable_gets_the_one_meant(tmp_path, e
         "  worker.concurency (from FLOWJOBS_WORKER_CONCURENCY): unknown key; "
         "did you mean FLOWJOBS_WORKER_CONCURRENCY?\n"
     )
+    # a misspelt section: the variable would have been ignored, silently
+    wrong_section = flowjobs(
+        "tasks", "list", env={**env, **not_settings, "FLOWJOBS_STRIP_API_BASE": "http://x"}
+    )
+    assert wrong_section.returncode == 2
+    assert wrong_section.stderr == (
+        "error: invalid environment:\n"
+        "  strip.api_base (from FLOWJOBS_STRIP_API_BASE): unknown section; "
+        "did you mean FLOWJOBS_STRIPE_API_BASE?\n"
+    )
 
 
 def test_runs_list_filters_and_json_fields(env):
