@@ -129,3 +129,31 @@ def test_revision_0013_renames_the_claim_and_finished_indexes(
         assert "flowjobs_runs_ended" in " ".join(str(row) for row in plan)
     store.close()
     db.close()
+
+
+def _reloptions(db) -> dict[str, str]:
+    with db.borrow() as conn:
+        (options,) = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE oid = 'flowjobs_runs'::regclass"
+        ).fetchone()
+    return dict(option.split("=", 1) for option in options or [])
+
+
+def test_revision_0016_vacuums_the_run_table_as_a_queue(tmp_path, request):
+    """PostgreSQL: flowjobs_runs is vacuumed after 1 % of its rows (plus 1,000) changed, not
+    20 %, and every vacuum cleans its indexes (PostgreSQL 14+ skips them when dead rows sit on
+    under 2 % of the table's pages, which on a big table left the waiting index's dead entries
+    for every claim to step over: measured in docs/benchmarks.md, session 15)."""
+    from flowjobs.store.db import Database
+
+    url = _empty_database("postgresql", tmp_path, request)
+    db = Database(url)
+    migrate.upgrade(db, target="0015")
+    assert _reloptions(db) == {}
+    assert migrate.upgrade(db) == ("0015", migrate.HEAD)
+    assert _reloptions(db) == {
+        "autovacuum_vacuum_scale_factor": "0.01",
+        "autovacuum_vacuum_threshold": "1000",
+        "vacuum_index_cleanup": "on",
+    }
+    db.close()
