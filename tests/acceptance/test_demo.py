@@ -55,6 +55,8 @@ def test_the_demo_runs_end_to_end_and_its_hints_work(tmp_path):
         r"\$12\.00 succeeded, \$\d[\d,]*\.\d\d succeeded",
         out,
     ), out
+    # the purchases' events came in through `events fetch` (no webhook endpoint in the demo)
+    assert re.search(r"evt_\w+\tpayment_intent\.succeeded\tpi_\w+\tcreated\trun_\w+", out), out
     purchases = re.findall(r"— purchase paid, invoice \S+ paid, \$[\d,.]+ succeeded", out)
     receipts = [Path(p) for p in re.findall(r"receipt: (\S+\.pdf)", out)]
     assert len(purchases) == len(receipts) == 3, out
