@@ -7,7 +7,7 @@ list values are comma-separated. Every problem is reported as `field: message`
 (ConfigError, exit code 2); unknown keys are problems too, with the closest known key, and so
 is a FLOWJOBS_<SECTION>_<KEY> variable of a known section whose key is none of its own (nested
 tables, `[webhooks.outbound]` and `[schedules.<id>]`, are not read from the environment), and
-one whose section is a letter or so from a section that has that key (FLOWJOBS_STRIP_API_BASE).
+one whose section is a near spelling of a section that has that key (FLOWJOBS_STRIP_API_BASE).
 """
 
 from __future__ import annotations
@@ -457,8 +457,8 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
     configuration but none of the keys read from the environment (`FLOWJOBS_WORKER_CONCURENCY`,
     or a key of a nested table): it would be ignored, silently. Variables that are not
     settings (FLOWJOBS_CONFIG, FLOWJOBS_CLOCK, FLOWJOBS_PYZ_CACHE, FLOWJOBS_SUPERVISOR_PID,
-    FLOWJOBS_TEST_…: no section of that name) are left alone, unless the name is one letter or
-    so from a setting's (`_misspelt_section`)."""
+    FLOWJOBS_TEST_…: no section of that name) are left alone, unless the name is a near
+    spelling of a setting's (`_misspelt_section`)."""
     problems = []
     for name in sorted(environ):
         if not name.startswith("FLOWJOBS_"):
@@ -468,7 +468,7 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
         field = Settings.model_fields.get(section)
         if (field is None or field.exclude) and key:
             meant = _misspelt_section(section, key)
-            if meant:  # FLOWJOBS_STRIP_API_BASE: ignored, silently, like a misspelt key
+            if meant:  # FLOWJOBS_STRIP_API_BASE: it would be ignored, silently
                 problems.append(
                     f"{section}.{key} (from {name}): unknown section; did you mean {meant}?"
                 )
@@ -498,9 +498,10 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
 
 
 def _misspelt_section(section: str, key: str) -> str | None:
-    """The variable `FLOWJOBS_<section>_<key>` was meant to be when `section` is one letter or
-    so from a section that has `key` (`strip`, `api_base`: FLOWJOBS_STRIPE_API_BASE), or None.
-    A variable of another program that merely starts with FLOWJOBS_ matches no key and passes."""
+    """The variable `FLOWJOBS_<section>_<key>` was meant to be when `section` is a near spelling
+    of a section that has `key` (difflib's ratio ≥ 0.8: a letter added or dropped, `strip` for
+    `stripe`; a swapped or changed letter in a short name, `mial`, is not caught), or None. A
+    variable of another program that merely starts with FLOWJOBS_ matches no key and passes."""
     sections = [n for n, f in Settings.model_fields.items() if not f.exclude]
     for close in difflib.get_close_matches(section, sections, n=3, cutoff=0.8):
         if key in _keys_at([close]) and not _keys_at([close, key]):

@@ -12,8 +12,14 @@
    write-transaction hold times (max, p99) and the longest gap between two completed runs.
 4. `curve` (PostgreSQL): drain of BENCH_GROWTH_CURVE_RUNS (20,000) noop runs with 1, 2, 4, 8
    processes x 10 threads.
-BENCH_GROWTH_ONLY="table,queued,pruner,curve" (any subset) and BENCH_GROWTH_BACKENDS
-("sqlite,postgresql") pick parts. Not a test: nothing here passes or fails.
+5. `vacuum` (PostgreSQL, not in the default set: ~4 minutes): on a table of BENCH_GROWTH_ROWS
+   finished runs, BENCH_GROWTH_VACUUM_RUNS (100,000) queued runs drained at concurrency 1, the
+   rate by tenth of the drain, with revision 0016's storage parameters and with PostgreSQL's
+   defaults (the dead entries of claimed runs at the head of the waiting index; docs/operations.md,
+   "Vacuum").
+BENCH_GROWTH_ONLY="table,queued,pruner,curve,vacuum" (any subset) and BENCH_GROWTH_BACKENDS
+("sqlite,postgresql") pick parts; BENCH_GROWTH_ROUNDS (2) the interleaved rounds of `table`
+(from 3 on, medians instead of means). Not a test: nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ ROWS = int(os.environ.get("BENCH_GROWTH_ROWS", "1000000"))
 N = int(os.environ.get("BENCH_GROWTH_RUNS", "5000"))
 QUEUED = int(os.environ.get("BENCH_GROWTH_QUEUED", "200000"))
 CURVE_RUNS = int(os.environ.get("BENCH_GROWTH_CURVE_RUNS", "20000"))
-ROUNDS = int(os.environ.get("BENCH_GROWTH_ROUNDS", "2"))  # interleaved: empty, big, empty, big …
+ROUNDS = max(1, int(os.environ.get("BENCH_GROWTH_ROUNDS", "2")))  # empty, big, empty, big …
+VACUUM_RUNS = int(os.environ.get("BENCH_GROWTH_VACUUM_RUNS", "100000"))
 ONE_BY_ONE = 1000
 DAY_MS = 86_400_000
 PAYLOAD_HASH = hashlib.sha256(b"{}").hexdigest()
@@ -249,6 +256,8 @@ def table(backend: str, pg: str | None) -> None:
             backend=backend,
             case="table_ratio",
             measure=key,
+            rounds=ROUNDS,
+            of_rounds=middle.__name__,
             empty=round(a),
             big=round(b),
             ratio=round(b / a, 2),
@@ -296,6 +305,64 @@ def queued(backend: str, pg: str | None) -> None:
             f"{round(first):,} / {round(last):,} runs/s (overall {round(drain_rate(rows)):,})",
         )
     )
+
+
+def vacuum(backend: str, pg: str | None) -> None:
+    """PostgreSQL: a long drain at concurrency 1 on a big table, its rate by tenth, with 0016's
+    storage parameters on flowjobs_runs and with them reset to PostgreSQL's defaults."""
+    import importlib.util
+
+    from flowjobs.store.migrate import MIGRATIONS
+
+    path = MIGRATIONS / "versions" / "0016_vacuum_the_queue.py"  # its names start with a digit
+    spec = importlib.util.spec_from_file_location("revision_0016", path)
+    assert spec is not None and spec.loader is not None
+    revision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(revision)
+    for label in ("0016", "defaults"):
+        url = bench.fresh(backend, pg, f"growth_vacuum_{label}")
+        rt = bench.runtime(url)
+        _ = rt.store  # the tables, at 0016
+        if label == "defaults":
+            with rt.db.borrow() as conn:
+                conn.execute(
+                    f"ALTER TABLE flowjobs_runs RESET ({', '.join(revision.QUEUE_VACUUM)})"
+                )
+        fill(rt, ROWS, now_ms() - 3600_000, 6 * DAY_MS)
+        batch_trigger(rt, VACUUM_RUNS)
+        began, _ = burst(url, 1)
+        ends = sorted(end for _, end in finished_since(rt, began))
+        with rt.db.borrow() as conn:
+            dead, vacuums = conn.execute(
+                "SELECT n_dead_tup, autovacuum_count FROM pg_stat_user_tables "
+                "WHERE relname = 'flowjobs_runs'"
+            ).fetchone()
+        done(rt)
+        tenth = len(ends) // 10
+        rates = [
+            round(tenth / max((ends[(i + 1) * tenth - 1] - ends[i * tenth]) / 1000, 0.001))
+            for i in range(10)
+        ]
+        overall = round(len(ends) / max((ends[-1] - ends[0]) / 1000, 0.001))
+        emit(
+            backend=backend,
+            case="vacuum",
+            parameters=label,
+            finished_rows=ROWS,
+            drained=len(ends),
+            by_tenth_per_s=rates,
+            overall_per_s=overall,
+            autovacuums=vacuums,
+            dead_rows_at_end=dead,
+        )
+        SUMMARY.append(
+            (
+                f"drain of {VACUUM_RUNS:,} at concurrency 1 on {ROWS:,} rows, {label}, by tenth",
+                backend,
+                " · ".join(f"{r:,}" for r in rates) + f" (overall {overall:,}; "
+                f"{vacuums} autovacuums)",
+            )
+        )
 
 
 # -- 3. the pruner beside a worker (SQLite) ----------------------------------------------------
@@ -425,6 +492,8 @@ def main() -> None:
             pruner("sqlite", pg)
         if "curve" in parts and "postgresql" in backends:
             curve("postgresql", pg)
+        if "vacuum" in parts and "postgresql" in backends:
+            vacuum("postgresql", pg)
         for backend in backends if "queued" in parts else ():
             queued(backend, pg)
     print("\n| case | backend | result |\n|---|---|---|")

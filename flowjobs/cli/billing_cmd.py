@@ -24,20 +24,17 @@ def show(
     ),
 ):
     """Show a subscription (periods, runs, invoices, payments, items), an invoice (lines, payments), a billing run, a purchase (invoices, payments) or a customer (subscriptions, invoices, payments)."""
-    from flowjobs.billing.views import CATALOGUE, KINDS
+    from flowjobs.billing.views import KIND_NAMES, KINDS
     from flowjobs.billing.views import show as load
     from flowjobs.cli.filters import one_of
-    from flowjobs.errors import BadInput
 
-    listed = next(
-        (k for k in CATALOGUE if kind.casefold() in (k, k[:-1]) and k[:-1] not in KINDS), None
-    )
-    if listed:  # `show price`: not 'purchase', the nearest spelling, but the list that has it
-        raise BadInput(
-            f"kind must be one of: {', '.join(KINDS)} (not {kind!r}; {listed} are listed, "
-            f"every column, by `flowjobs billing list {listed}`)"
-        )
-    one_of(kind, KINDS, "kind")  # before any database: `sub` gets "did you mean"
+    def listed(folded: str) -> str | None:  # `show price`, `show payments`: listed, not shown
+        plural = next((k for k in KIND_NAMES if folded in (k, k.removesuffix("s"))), None)
+        if plural is None or plural.removesuffix("s") in KINDS:
+            return None
+        return f"{plural} are listed, every column, by `flowjobs billing list {plural}`"
+
+    one_of(kind, KINDS, "kind", listed)  # before any database: `sub` gets "did you mean"
     data = load(ctx.obj.runtime(read_only=True).billing, kind, object_id)
     if as_json:
         output.emit_json(data)

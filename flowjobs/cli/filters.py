@@ -15,19 +15,22 @@ EVENT_STATUSES = ("received", "routed", "ignored", "rejected")  # flowjobs.webho
 DELIVERY_STATUSES = ("pending", "retrying", "succeeded", "failed", "skipped")  # outbound.models
 
 
-def one_of(value: str | None, valid, option: str) -> str | None:
+def one_of(value: str | None, valid, option: str, elsewhere=None) -> str | None:
     """`value` when it is one of `valid` (or None); BadInput (exit 2) naming them otherwise,
     with the closest of them whatever the case (`FAILED`, `Fail`: 'failed'). A value in
-    another case is refused all the same: values are written as listed, in every command."""
+    another case is refused all the same: values are written as listed, in every command.
+    `elsewhere(folded value)`: where such a value does belong (another command), or None; said
+    instead of the closest spelling, which would point the wrong way (`show price`: 'purchase')."""
     if value is None or value in valid:
         return value
     by_folded = {v.casefold(): v for v in valid}
     folded = value.casefold()
-    close = difflib.get_close_matches(folded, list(by_folded), n=1)
-    if not close and folded:  # an abbreviation of exactly one (`sub`: 'subscription')
+    there = elsewhere(folded) if elsewhere else None
+    close = [] if there else difflib.get_close_matches(folded, list(by_folded), n=1)
+    if not close and folded and not there:  # an abbreviation of exactly one (`sub`)
         starting = [v for v in by_folded if v.startswith(folded)]
         close = starting if len(starting) == 1 else []
-    hint = f"; did you mean {by_folded[close[0]]!r}?" if close else ""
+    hint = f"; {there}" if there else f"; did you mean {by_folded[close[0]]!r}?" if close else ""
     raise BadInput(f"{option} must be one of: {', '.join(valid)} (not {value!r}{hint})")
 
 

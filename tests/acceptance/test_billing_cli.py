@@ -271,6 +271,11 @@ def test_every_moment_in_json_output_has_one_form(env, tmp_path):
             "(not 'price'; prices are listed, every column, by `flowjobs billing list prices`)",
         ),
         (["billing", "show", "sub", "x"], 2, "(not 'sub'; did you mean 'subscription'?)"),
+        (
+            ["billing", "show", "payment", "x"],
+            2,
+            "(not 'payment'; payments are listed, every column, by `flowjobs billing list payments`)",
+        ),
         (["demo", "seed", "--customers", "2", "--declining", "3"], 2, "--declining cannot be more"),
     ],
 )
