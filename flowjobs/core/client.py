@@ -221,6 +221,11 @@ class Client:
 
 
 def check_key(key: str, task: str) -> None:
+    if not key.strip():  # `--idempotency-key "$KEY"` with KEY unset: every trigger one run
+        raise BadInput(
+            f"idempotency key of task {task!r} is {'blank' if key else 'empty'}: give a key "
+            "that names the work once, or none"
+        )
     if len(key) > MAX_KEY_CHARS:
         raise BadInput(
             f"idempotency key of task {task!r} is {len(key):,} characters long; at most "

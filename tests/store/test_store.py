@@ -300,6 +300,10 @@ def test_an_idempotency_key_too_long_or_holding_nul_is_refused_alike_on_both_dat
         rt.trigger("noop", idempotency_key="k" * (MAX_KEY_CHARS + 1))
     with pytest.raises(BadInput, match="holds a NUL character"):
         rt.client.batch_trigger([TriggerItem("noop"), TriggerItem("noop", idempotency_key="a\0b")])
+    # an empty key (a script's unset variable) would have made every such trigger one run
+    for blank, word in (("", "empty"), ("  ", "blank")):
+        with pytest.raises(BadInput, match=f"idempotency key of task 'noop' is {word}"):
+            rt.trigger("noop", idempotency_key=blank)
     assert rt.store.count_by_status() == {"queued": 1}
 
 
