@@ -161,8 +161,9 @@ def _read_only(message: str) -> Check:
         "database",
         "fail",
         message,
-        "make the file and its folder writable for this user, or copy the database "
-        "to a writable place (`flowjobs db copy`)",
+        "make the file and its folder writable for this user, or copy the file (and its "
+        "-wal file, if there is one) to a writable folder and point --database at the copy "
+        "(`db copy` itself must write beside its source)",
     )
 
 

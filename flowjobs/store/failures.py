@@ -144,6 +144,9 @@ def translate(
 
 
 def read_only(where: str) -> DatabaseError:
+    if where not in ("", ":memory:") and not os.path.exists(where):  # nothing to call read-only
+        folder = os.path.dirname(os.path.abspath(where))
+        return DatabaseError(f"cannot create database {where}: its folder {folder} is not writable")
     return DatabaseError(
         f"database {where} is read-only: flowjobs needs to write the file and "
         "its folder (for the -wal and -shm files)"

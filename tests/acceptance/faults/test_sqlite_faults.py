@@ -258,9 +258,14 @@ def test_a_read_only_folder_is_exit_4_in_one_line_for_every_command(small_disk, 
         assert result.stderr == (
             f"error: database {path} is read-only: flowjobs needs to write the file and its "
             "folder (for the -wal and -shm files)\n"
+            if path == existing
+            else f"error: cannot create database {path}: its folder {small_disk} is not writable\n"
         ), result.stderr
     assert doctor.returncode == 1 and f"database {existing} is read-only" in doctor.stdout
     assert "make the file and its folder writable" in doctor.stdout
+    assert (
+        "copy the file (and its -wal file, if there is one) to a writable folder" in doctor.stdout
+    )
     assert doctor_new.returncode == 1 and "its folder is read-only" in doctor_new.stdout
     assert not new.exists()
 
