@@ -461,22 +461,35 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
     spelling of a setting's (`_misspelt_section`)."""
     problems = []
     for name in sorted(environ):
-        if not name.startswith("FLOWJOBS_"):
+        if not name.startswith("FLOWJOBS_") or name in STANDALONE_VARIABLES:
             continue
         head, _, key = name[len("FLOWJOBS_") :].partition("_")
         section, key = head.lower(), key.lower()
         field = Settings.model_fields.get(section)
-        if (field is None or field.exclude) and key:
-            meant = _misspelt_section(section, key)
+        if field is None or field.exclude:
+            meant = _misspelt_section(section, key) if key else None
             if meant:  # FLOWJOBS_STRIP_API_BASE: it would be ignored, silently
                 problems.append(
                     f"{section}.{key} (from {name}): unknown section; did you mean {meant}?"
                 )
-            continue
-        if not key:
+                continue
+            close = difflib.get_close_matches(name, STANDALONE_VARIABLES, n=1, cutoff=0.82)
+            if close:  # FLOWJOBS_CONFG, FLOWJOBS_DB_URL: another file, another database
+                problems.append(f"{name}: not a flowjobs variable; did you mean {close[0]}?")
             continue
         known = _keys_at([section])
+        if not key:  # FLOWJOBS_DATABASE
+            meant = "url" if "url" in known else _closest(section, known)
+            hint = f"; did you mean {env_variable(section, meant)}?" if meant else ""
+            problems.append(f"{name}: names the [{section}] section, not one of its keys{hint}")
+            continue
         if name in {env_variable(section, k) for k in known}:
+            continue
+        if name.upper() in {env_variable(section, k) for k in known}:
+            problems.append(
+                f"{section}.{key} (from {name}): variables are read in upper case only: "
+                f"{name.upper()}"
+            )
             continue
         tables = [k for k in known if _keys_at([section, k])]  # [webhooks.outbound]
         table = next((t for t in tables if key.startswith(t + "_")), None)
@@ -507,6 +520,17 @@ def _misspelt_section(section: str, key: str) -> str | None:
         if key in _keys_at([close]) and not _keys_at([close, key]):
             return env_variable(close, key)
     return None
+
+
+# Variables that are not `[section] key`s: the configuration file, the root options' defaults,
+# and the database's URL (the one a near miss of would most likely be meant: a misspelt
+# FLOWJOBS_DATABASE_URL is another database, silently).
+STANDALONE_VARIABLES = (
+    "FLOWJOBS_CONFIG",
+    "FLOWJOBS_LOG_LEVEL",
+    "FLOWJOBS_LOG_FORMAT",
+    "FLOWJOBS_DATABASE_URL",
+)
 
 
 def env_variable(section: str, key: str) -> str:
@@ -575,7 +599,7 @@ def load_settings(
     problems += _unknown_variables(environ)
     if not problems:
         return settings
-    from_env = [p for p in problems if " (from FLOWJOBS_" in p.split(": ", 1)[0]]
+    from_env = [p for p in problems if "FLOWJOBS_" in p.split(": ", 1)[0]]  # (from FLOWJOBS_…)
     if path is None or len(from_env) == len(problems):
         source = "environment"
     elif from_env:

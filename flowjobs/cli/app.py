@@ -16,6 +16,7 @@ import typer
 
 from flowjobs.cli.examples import ROOT as ROOT_EXAMPLE
 from flowjobs.cli.main import LOG_FORMATS, guarded, log_level_number, setup
+from flowjobs.errors import BadInput
 
 app = typer.Typer(
     name="flowjobs",
@@ -59,11 +60,16 @@ def _root(
         "sqlite:///PATH, a file path, or postgresql+psycopg://user@host/db.",
     ),
     log_level: str = typer.Option(
-        "info", "--log-level", metavar="LEVEL", help="debug, info, warning or error."
+        "info",
+        "--log-level",
+        envvar="FLOWJOBS_LOG_LEVEL",
+        metavar="LEVEL",
+        help="debug, info, warning or error.",
     ),
     log_format: str = typer.Option(
         "auto",
         "--log-format",
+        envvar="FLOWJOBS_LOG_FORMAT",
         metavar="FORMAT",
         help="text, json, or auto (text on a terminal, JSON lines otherwise).",
     ),
@@ -75,10 +81,17 @@ def _root(
         callback=_print_version,
     ),
 ):
+    # a root option: its help is `flowjobs --help`, not the command's (BadParameter would say so)
     if log_level_number(log_level) is None:
-        raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
+        raise BadInput(
+            "invalid value for --log-level (or FLOWJOBS_LOG_LEVEL): "
+            f"must be debug, info, warning or error, not {log_level!r} (see `flowjobs --help`)"
+        )
     if log_format not in LOG_FORMATS:
-        raise typer.BadParameter("must be text, json or auto", param_hint="--log-format")
+        raise BadInput(
+            "invalid value for --log-format (or FLOWJOBS_LOG_FORMAT): "
+            f"must be text, json or auto, not {log_format!r} (see `flowjobs --help`)"
+        )
     ctx.obj = setup(config, log_level, log_format, database)
 
 

@@ -158,8 +158,8 @@ def parse_root(argv: list[str]) -> tuple[dict, list[str]] | None:
     when they are not plainly well formed (the typer app then reads them)."""
     root: dict[str, str | None] = {
         "config": os.environ.get("FLOWJOBS_CONFIG") or None,
-        "log_level": "info",
-        "log_format": "auto",
+        "log_level": os.environ.get("FLOWJOBS_LOG_LEVEL") or "info",
+        "log_format": os.environ.get("FLOWJOBS_LOG_FORMAT") or "auto",
         "database": None,
     }
     rest = list(argv)

@@ -150,6 +150,33 @@ def test_a_misspelt_key_in_the_file_or_a_variable_gets_the_one_meant(tmp_path, e
         "  worker.concurency (from FLOWJOBS_WORKER_CONCURENCY): unknown key; "
         "did you mean FLOWJOBS_WORKER_CONCURRENCY?\n"
     )
+    # near misses of the variables that choose the file, the database and the logs, a section
+    # named without a key, a variable in lower case: each would have been ignored, silently
+    for variable, problem in (
+        (
+            "FLOWJOBS_CONFG",
+            "FLOWJOBS_CONFG: not a flowjobs variable; did you mean FLOWJOBS_CONFIG?",
+        ),
+        (
+            "FLOWJOBS_DB_URL",
+            "FLOWJOBS_DB_URL: not a flowjobs variable; did you mean FLOWJOBS_DATABASE_URL?",
+        ),
+        (
+            "FLOWJOBS_LOGLEVEL",
+            "FLOWJOBS_LOGLEVEL: not a flowjobs variable; did you mean FLOWJOBS_LOG_LEVEL?",
+        ),
+        (
+            "FLOWJOBS_DATABASE",
+            "FLOWJOBS_DATABASE: names the [database] section, not one of its keys; did you mean FLOWJOBS_DATABASE_URL?",
+        ),
+        (
+            "FLOWJOBS_worker_concurrency",
+            "worker.concurrency (from FLOWJOBS_worker_concurrency): variables are read in upper case only: FLOWJOBS_WORKER_CONCURRENCY",
+        ),
+    ):
+        missed = flowjobs("tasks", "list", env={**env, **not_settings, variable: "x"})
+        assert missed.returncode == 2
+        assert missed.stderr == f"error: invalid environment:\n  {problem}\n", missed.stderr
     # a misspelt section: the variable would have been ignored, silently
     wrong_section = flowjobs(
         "tasks", "list", env={**env, **not_settings, "FLOWJOBS_STRIP_API_BASE": "http://x"}

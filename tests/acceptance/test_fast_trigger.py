@@ -123,13 +123,24 @@ def fast_reading(argv, monkeypatch, environ):
 
 
 @pytest.mark.parametrize("argv", ACCEPTED, ids=" ".join)
-@pytest.mark.parametrize("config_env", [None, "env.toml"])
-def test_the_fast_path_reads_a_command_line_as_typer_does(argv, config_env, monkeypatch):
-    environ = {"FLOWJOBS_CONFIG": config_env}
+@pytest.mark.parametrize(
+    "root_env",
+    [
+        {},
+        {"FLOWJOBS_CONFIG": "env.toml"},
+        {"FLOWJOBS_LOG_LEVEL": "warning", "FLOWJOBS_LOG_FORMAT": "json"},  # options beat them
+    ],
+    ids=["no variables", "FLOWJOBS_CONFIG", "FLOWJOBS_LOG_*"],
+)
+def test_the_fast_path_reads_a_command_line_as_typer_does(argv, root_env, monkeypatch):
+    names = ("FLOWJOBS_CONFIG", "FLOWJOBS_LOG_LEVEL", "FLOWJOBS_LOG_FORMAT")
+    environ = {name: root_env.get(name) for name in names}
     expected = typer_reading(argv, monkeypatch, environ)
     assert fast_reading(argv, monkeypatch, environ) == expected
     if "--payload-file" in argv:
         assert expected[1]["payload_file"] == Path("p.json")
+    if root_env.get("FLOWJOBS_LOG_LEVEL") and not any(a.startswith("--log-l") for a in argv):
+        assert expected[0]["log_level"] == "warning"  # read from the variable
 
 
 @pytest.mark.parametrize("argv", DEFERRED, ids=lambda a: " ".join(a) or "(none)")

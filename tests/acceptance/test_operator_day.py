@@ -483,7 +483,8 @@ def test_an_unknown_option_is_one_error_line_exit_2(path, tmp_path):
         (["no-such-command"], "error: no such command 'no-such-command' (see `flowjobs --help`)"),
         (
             ["--log-level", "loud", "runs", "list"],
-            "error: invalid value for --log-level: must be debug",
+            "error: invalid value for --log-level (or FLOWJOBS_LOG_LEVEL): must be debug, info, "
+            "warning or error, not 'loud' (see `flowjobs --help`)",
         ),
         (["db", "copy"], "error: missing option '--to' (see `flowjobs db copy --help`)"),
         (  # Click gives this one no context: the command is found from the command line
