@@ -473,9 +473,9 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
                     f"{section}.{key} (from {name}): unknown section; did you mean {meant}?"
                 )
                 continue
-            close = difflib.get_close_matches(name, STANDALONE_VARIABLES, n=1, cutoff=0.82)
-            if close:  # FLOWJOBS_CONFG, FLOWJOBS_DB_URL: another file, another database
-                problems.append(f"{name}: not a flowjobs variable; did you mean {close[0]}?")
+            near = difflib.get_close_matches(name, STANDALONE_VARIABLES, n=1, cutoff=0.82)
+            if near:  # FLOWJOBS_CONFG, FLOWJOBS_DB_URL: another file, another database
+                problems.append(f"{name}: not a flowjobs variable; did you mean {near[0]}?")
             continue
         known = _keys_at([section])
         if not key:  # FLOWJOBS_DATABASE
