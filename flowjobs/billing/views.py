@@ -62,6 +62,27 @@ def _all(s, model, *where, order=None):
     ]
 
 
+def _items(s, subscription_id: str) -> list[dict]:
+    """A subscription's items, each with its price's currency: an item's unit_price is money, and
+    money goes with its currency code (the item row has none of its own)."""
+    items = _all(
+        s,
+        SubscriptionItem,
+        SubscriptionItem.subscription_id == subscription_id,
+        order=SubscriptionItem.added_date,
+    )
+    price_ids = {i["price_id"] for i in items if i.get("price_id")}
+    currencies = dict(
+        s.exec(select(Price.id, Price.currency).where(col(Price.id).in_(price_ids))).all()
+        if price_ids
+        else []
+    )
+    for item in items:
+        if item.get("price_id") in currencies:
+            item["currency"] = currencies[item["price_id"]]
+    return items
+
+
 def database_name(b) -> str:
     return redact(b.units.db.url)
 
@@ -92,12 +113,7 @@ def show(b, kind: str, object_id: str) -> dict:
                 "invoices": _all(s, Invoice, Invoice.subscription_id == obj.id),
                 "payments": _all(s, Payment, Payment.subscription_id == obj.id),
                 # every item, those a scheduled change brings in (added at its date) included
-                "items": _all(
-                    s,
-                    SubscriptionItem,
-                    SubscriptionItem.subscription_id == obj.id,
-                    order=SubscriptionItem.added_date,
-                ),
+                "items": _items(s, obj.id),
             }
         if kind == "customer":  # what the customer has: subscriptions, invoices, payments
             return {

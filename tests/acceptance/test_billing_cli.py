@@ -83,6 +83,11 @@ def test_billing_list_shows_the_catalogue_whose_ids_other_commands_take(env):
         "items"
     ]
     assert [i["price_id"] for i in items] == [shown["price_id"]]
+    # an item's unit_price is money: with its price's currency, and shown as money
+    assert items[0]["currency"] == price_currency(price, shown["price_id"], env)
+    text = flowjobs("billing", "show", "subscription", shown["id"], env=env).stdout
+    item_line = text.split("== items (1) ==\n", 1)[1].splitlines()[0]
+    assert re.search(r"unit_price=\$[\d,]+\.\d\d ", item_line), item_line
     assert (
         as_json(
             flowjobs(
@@ -464,3 +469,11 @@ def test_trigger_billing_run_charges_a_future_run_now_and_says_so(
     )
     assert "price=$199.00" in shown and "amount=$199.00" in shown  # the line and the payment
     assert "total=$199.00" in shown and "due=$0.00" in shown
+
+
+def price_currency(listed: dict, price_id: str, env) -> str:
+    """The currency `billing list prices` gives the price `price_id`."""
+    if listed["id"] == price_id:
+        return listed["currency"]
+    prices = as_json(flowjobs("billing", "list", "prices", "--json", env=env))
+    return next(p["currency"] for p in prices if p["id"] == price_id)
