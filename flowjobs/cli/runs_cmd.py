@@ -169,21 +169,22 @@ def _render(d: dict) -> None:
         "error",
     ):
         if d.get(key) not in (None, ""):
-            echo(f"  {key}: {d[key]}")
+            echo(f"  {key}: {_continued(d[key], 4)}")
     echo(f"  attempts: {d['attempt']} of {d['max_attempts']}")
     echo("payload:")
     echo("  " + json.dumps(d["payload"], indent=2).replace("\n", "\n  "))
     for a in d["attempts"]:
         echo(
             f"attempt {a['number']}: {a['outcome']} on {a['worker']} at {a['started_at']} "
-            f"({a['duration_ms']} ms){': ' + a['error'] if a['error'] else ''}"
+            f"({a['duration_ms']} ms){': ' + _continued(a['error'], 2) if a['error'] else ''}"
         )
         if a["traceback"]:
             echo("  " + a["traceback"].rstrip().replace("\n", "\n  "))
     if d["logs"]:
         echo("logs:")
         for line in d["logs"]:
-            echo(f"  {line['at']} [{line['level']}] #{line['attempt']} {line['message']}")
+            message = _continued(line["message"], 4)
+            echo(f"  {line['at']} [{line['level']}] #{line['attempt']} {message}")
     if d["children"]:
         echo("children: " + ", ".join(d["children"]))
     if d["replays"]:
@@ -191,6 +192,11 @@ def _render(d: dict) -> None:
     if d["result"] is not None:
         echo("result:")
         echo("  " + json.dumps(d["result"], indent=2).replace("\n", "\n  "))
+
+
+def _continued(value, indent: int) -> str:
+    """A value's later lines indented under its first (an error message of several lines)."""
+    return str(value).rstrip("\n").replace("\n", "\n" + " " * indent)
 
 
 @app.command("cancel")

@@ -410,3 +410,32 @@ def test_serve_on_a_taken_port_or_a_bad_host_is_exit_2_in_one_line(sqlite_url):
     assert typo.returncode == 2 and typo.stderr == (
         "error: cannot listen on no.such.host.invalid:0: no such address (check --host)\n"
     ), typo.stderr
+
+
+def test_runs_show_indents_the_later_lines_of_an_error_under_its_first(sqlite_url, tmp_path):
+    """A task's error of several lines: each later line stays under its field, not at column 0
+    where it would read as a field of its own."""
+    from flowjobs.runtime import Runtime
+    from tests.conftest import make_settings
+
+    rt = Runtime(make_settings(sqlite_url, tmp_path))
+    run = rt.trigger("noop")
+    [claimed] = rt.store.claim("w", 1, ["*"], {}, rt.clock.now_ms(), 30_000)
+    error = "ValueError: kaboom: line1\nline2"
+    assert rt.store.finish(
+        claimed,
+        status="failed",
+        outcome="failed",
+        worker="w",
+        now=rt.clock.now_ms(),
+        started_at=rt.clock.now_ms(),
+        error=error,
+    )
+    rt.close()
+    lines = flowjobs("runs", "show", run.id, env=cli_env(sqlite_url)).stdout.splitlines()
+    at = lines.index("  error: ValueError: kaboom: line1")
+    assert lines[at + 1] == "    line2"
+    attempt = next(i for i, line in enumerate(lines) if line.startswith("attempt 1: failed"))
+    assert (
+        lines[attempt].endswith(": ValueError: kaboom: line1") and lines[attempt + 1] == "  line2"
+    )
