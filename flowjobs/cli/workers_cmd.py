@@ -31,8 +31,14 @@ def workers(
     rt = ctx.obj.runtime(read_only=True)
     now = rt.clock.now_ms()
     rows = presence.report(rt.store, now, int(window * 1000))
-    if as_json:
-        output.emit_json(rows)
+    if as_json:  # times as every other command's JSON writes them
+        stamps = ("started_at", "heartbeat_at", "stopped_at")
+        output.emit_json(
+            [
+                {**w, **{k: iso(w[k]) if w.get(k) is not None else None for k in stamps}}
+                for w in rows
+            ]
+        )
         return
     if not rows:
         output.note(f"no worker has been seen in the last {since} (start one: flowjobs run-worker)")

@@ -5,6 +5,7 @@ becomes `lost` once its heartbeat is old — on both backends, through the CLI."
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 
@@ -41,6 +42,8 @@ def test_a_live_worker_is_listed_then_stopped_or_lost(db_url, tmp_path):
         row = mine(live, calm.pid)
         assert row["state"] == "alive"
         assert (row["queues"], row["concurrency"], row["stopped_at"]) == ("default", 3, None)
+        # times as every other command's JSON writes them (they were epoch milliseconds)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", row["started_at"])
         assert row["id"].split(":")[1] == str(calm.pid)
         table = flowjobs("workers", env=env)
         assert table.returncode == 0 and row["id"] in table.stdout and "alive" in table.stdout
