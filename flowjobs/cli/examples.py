@@ -55,12 +55,31 @@ EXAMPLES = {
 }
 
 
+# `flowjobs <group> --help` (a list of commands) ends with one too: the command most often
+# wanted there.
+GROUPS = {
+    "billing": "flowjobs billing list subscriptions --status past_due",
+    "db": "flowjobs db status",
+    "demo": "flowjobs demo seed --customers 10 --declining 2",
+    "documents": "flowjobs documents render invoice inv_123 -o invoice.pdf",
+    "endpoints": "flowjobs endpoints list org_123",
+    "events": "flowjobs events list --status rejected",
+    "runs": "flowjobs runs list --status failed",
+    "schedules": "flowjobs schedules list",
+    "tasks": "flowjobs tasks list",
+}
+
+
 def add_examples(app, prefix: str = "") -> None:
-    """Set each registered command's epilog to its example (typer builds `--help` from it)."""
+    """Set each registered command's epilog to its example (typer builds `--help` from it),
+    and each group's."""
     for info in app.registered_commands:
         name = info.name or info.callback.__name__.replace("_", "-")
         path = f"{prefix}{name}"
         if path in EXAMPLES:
             info.epilog = info.epilog or f"Example: {EXAMPLES[path]}"
     for group in app.registered_groups:
-        add_examples(group.typer_instance, f"{prefix}{group.name} ")
+        path = f"{prefix}{group.name}"
+        if path in GROUPS:
+            group.epilog = group.epilog or f"Example: {GROUPS[path]}"
+        add_examples(group.typer_instance, f"{path} ")

@@ -686,6 +686,25 @@ def test_every_help_has_an_example_that_parses_and_says_what_json_prints(path):
         assert listed, json_help  # names what it prints: {key, key, …} or (key, key, …)
 
 
+def test_every_group_help_ends_with_an_example_of_one_of_its_commands():
+    import shlex
+
+    import typer.main
+
+    from flowjobs.cli.app import app
+
+    groups = [
+        name for name, c in typer.main.get_command(app).commands.items() if hasattr(c, "commands")
+    ]
+    assert {"runs", "billing", "schedules", "events", "db"} <= set(groups)
+    for group in groups:
+        lines = flowjobs(group, "--help", env=bare_env()).stdout.rstrip().splitlines()
+        assert lines[-1].strip().startswith(f"Example: flowjobs {group} "), (group, lines[-3:])
+        words = shlex.split(lines[-1].strip().removeprefix("Example: "))
+        command = typer.main.get_command(app).commands[group]
+        assert words[2] in command.commands, (group, words)  # one of its commands
+
+
 def test_the_top_level_help_ends_with_an_example():
     lines = flowjobs("--help", env=bare_env()).stdout.rstrip().splitlines()
     assert lines[-1].strip() == (
