@@ -209,7 +209,26 @@ class Worker:
             self.processed,
             "attempt" if self.processed == 1 else "attempts",
         )
+        if self.opt.burst and self.file_gone is None:
+            self._say_what_waits()
         return 0 if self.file_gone is None else int(ExitStatus.DATABASE)
+
+    def _say_what_waits(self) -> None:
+        """A burst ends when nothing is due; a retry or a delayed run may still wait, and the
+        operator (or cron) should know that this run did not leave the queue empty."""
+        from flowjobs.core.clock import iso
+
+        try:
+            due = self.store.next_due()
+        except Exception as exc:  # the database went away as the burst ended: nothing to add
+            log.debug("after the burst, the next due run could not be read: %s", exc)
+            return
+        if due is not None:
+            log.info(
+                "a run still waits (retrying or delayed), due at %s: a burst from then on "
+                "takes it",
+                iso(due),
+            )
 
     def _recovered(self) -> None:
         """A turn succeeded. After an outage, every lease may have expired meanwhile: wait one

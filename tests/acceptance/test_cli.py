@@ -439,3 +439,19 @@ def test_runs_show_indents_the_later_lines_of_an_error_under_its_first(sqlite_ur
     assert (
         lines[attempt].endswith(": ValueError: kaboom: line1") and lines[attempt + 1] == "  line2"
     )
+
+
+def test_a_burst_that_leaves_a_delayed_run_behind_says_when_it_is_due(env):
+    delayed = as_json(flowjobs("trigger", "noop", "--delay", "1h", "--json", env=env))
+    shown = as_json(flowjobs("runs", "show", delayed["id"], "--json", env=env))
+    burst = flowjobs("--log-format", "text", "run-worker", "--burst", env=env)
+    assert burst.returncode == 0, burst.stderr
+    assert (
+        f"a run still waits (retrying or delayed), due at {shown['run_at']}: a burst from "
+        "then on takes it" in burst.stderr
+    ), burst.stderr
+    emptied = flowjobs("--log-format", "text", "run-worker", "--burst", env=env)
+    assert "still waits" in emptied.stderr  # still there: nothing was due
+    flowjobs("runs", "cancel", delayed["id"], env=env)
+    nothing = flowjobs("--log-format", "text", "run-worker", "--burst", env=env)
+    assert nothing.returncode == 0 and "still waits" not in nothing.stderr, nothing.stderr
