@@ -225,8 +225,7 @@ class Worker:
             return
         if due is not None:
             log.info(
-                "a run still waits (retrying or delayed), due at %s: a burst from then on "
-                "takes it",
+                "a run still waits (retrying or delayed), due at %s: a burst from then on takes it",
                 iso(due),
             )
 
