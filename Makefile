@@ -13,8 +13,10 @@ help: ## List every target with one line
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	@# compat: a plain path in a .pth file; the other modes add an import hook (~25 ms per start)
-	$(VENV)/bin/pip install -q -e ".[test]" --config-settings editable_mode=compat
+	@# compat: a plain path in a .pth file; the other modes add an import hook (~25 ms per start).
+	@# setuptools calls compat transitional: once it is gone, the default editable install serves.
+	$(VENV)/bin/pip install -q -e ".[test]" --config-settings editable_mode=compat \
+	  || $(VENV)/bin/pip install -q -e ".[test]"
 	$(VENV)/bin/python -m compileall -q flowjobs  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	touch $@
 
