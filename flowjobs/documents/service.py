@@ -4,6 +4,8 @@ again is safe; the invoice's previous PDF is then removed (best effort), as upst
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from flowjobs import ids
 from flowjobs.billing.models import Invoice, Payment
 from flowjobs.documents.data import invoice_document, receipt_document
@@ -20,7 +22,16 @@ def receipt_pdf(b, payment_id: str) -> bytes:
         return render(receipt_document(s, payment_id))
 
 
-def store_invoice_pdf(b, storage, invoice_id: str, pay_url_template: str | None = None) -> str:
+class Stored(NamedTuple):
+    """A PDF just stored: its URL and its bytes. A concurrent render may replace the file (and
+    remove this one) at any moment, so whoever needs the content keeps these bytes rather than
+    reading the URL back."""
+
+    url: str
+    pdf: bytes
+
+
+def store_invoice_pdf(b, storage, invoice_id: str, pay_url_template: str | None = None) -> Stored:
     pdf = invoice_pdf(b, invoice_id, pay_url_template)
     with b.unit() as s:
         org_id = s.get(Invoice, invoice_id).organization_id
@@ -30,10 +41,10 @@ def store_invoice_pdf(b, storage, invoice_id: str, pay_url_template: str | None 
         previous, invoice.pdf_url = invoice.pdf_url, url
     if previous and previous != url:
         storage.delete_url(previous)
-    return url
+    return Stored(url, pdf)
 
 
-def store_receipt_pdf(b, storage, payment_id: str) -> str:
+def store_receipt_pdf(b, storage, payment_id: str) -> Stored:
     pdf = receipt_pdf(b, payment_id)
     with b.unit() as s:
         org_id = s.get(Payment, payment_id).organization_id
@@ -42,4 +53,4 @@ def store_receipt_pdf(b, storage, payment_id: str) -> str:
         payment = s.get(Payment, payment_id)
         payment.receipt_url = url
         s.get(Invoice, payment.invoice_id).receipt_pdf_url = url
-    return url
+    return Stored(url, pdf)

@@ -26,13 +26,13 @@ def receipt_attachments(rt, payment_id: str) -> dict[str, list[tuple[str, bytes]
             return {}
         number, pdf_url, receipt_url = invoice.invoice_number, invoice.pdf_url, payment.receipt_url
 
-    def render_invoice() -> str:
+    def render_invoice() -> bytes:
         return store_invoice_pdf(
             b, rt.documents, invoice.id, rt.settings.documents.pay_url_template
-        )
+        ).pdf
 
-    def render_receipt() -> str:
-        return store_receipt_pdf(b, rt.documents, payment_id)
+    def render_receipt() -> bytes:
+        return store_receipt_pdf(b, rt.documents, payment_id).pdf
 
     return {
         payment_id: [
@@ -44,13 +44,14 @@ def receipt_attachments(rt, payment_id: str) -> dict[str, list[tuple[str, bytes]
 
 def _read(storage, url: str | None, render) -> bytes:
     """The stored PDF at `url`, or a fresh one when there is none yet — or when a concurrent
-    render (the generate-*-pdf task) replaced it and removed this one meanwhile."""
+    render (the generate-*-pdf task) replaced it and removed this one meanwhile. A fresh one is
+    sent as rendered, never read back: the same race could remove it before it is read."""
     if url:
         try:
             return storage.read(url)
         except FileNotFoundError:
             pass
-    return storage.read(render())
+    return render()
 
 
 def send_notification(rt, task_id: str, payload) -> dict:

@@ -39,7 +39,7 @@ def generate_invoice_pdf(payload: InvoiceRef, ctx):
         ctx.documents,
         payload.invoice_id,
         ctx.settings.documents.pay_url_template,
-    )
+    ).url
     ctx.log.info("invoice %s: %s", payload.invoice_id, url)
     return {"invoiceId": payload.invoice_id, "pdfUrl": url}
 
@@ -49,6 +49,6 @@ def generate_payment_receipt_pdf(payload: PaymentRef, ctx):
     """Render a payment's receipt PDF; set receipt_pdf_url and the payment's receipt_url."""
     from flowjobs.documents.service import store_receipt_pdf
 
-    url = _run(store_receipt_pdf, ctx.billing, ctx.documents, payload.payment_id)
+    url = _run(store_receipt_pdf, ctx.billing, ctx.documents, payload.payment_id).url
     ctx.log.info("receipt for %s: %s", payload.payment_id, url)
     return {"paymentId": payload.payment_id, "receiptUrl": url}

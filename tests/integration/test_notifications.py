@@ -598,6 +598,54 @@ def test_no_order_receipt_for_a_declined_payment(make_runtime, smtp, tmp_path):
     assert rt.store.get_run(again.id)["status"] == "failed" and inbox.messages == []
 
 
+def test_a_receipt_survives_the_invoice_pdf_being_rendered_again_meanwhile(
+    make_runtime, smtp, tmp_path
+):
+    """The receipt email attaches the invoice PDF: the stored one, or one it renders when there
+    is none. Here a `generate-invoice-pdf` run finishes whenever the email is about to read a
+    stored invoice PDF, storing a newer one and removing the one about to be read. The email
+    still goes, on its first attempt, with an invoice PDF attached — when it rendered the PDF
+    itself (it once read its own render back and failed) and when it found one stored."""
+    from flowjobs.adapters.storage import LocalStorage
+    from flowjobs.documents.service import store_invoice_pdf
+
+    port, inbox = smtp()
+    rt = make_runtime(documents={"dir": str(tmp_path / "docs")}, **mail_sections(port))
+    w = world(rt)
+    with rt.billing.unit() as s:
+        invoice_id = s.get(Payment, w["payment"]).invoice_id
+    replaced: list[str] = []
+
+    class RenderedAgainMeanwhile(LocalStorage):
+        def read(self, url: str) -> bytes:
+            if "/invoices/" in url:
+                replaced.append(url)
+                store_invoice_pdf(rt.billing, self, invoice_id)
+            return super().read(url)
+
+    rt.documents = RenderedAgainMeanwhile(tmp_path / "docs")
+    for key, stored_before in (("none stored", False), ("one stored", True)):
+        with rt.billing.unit() as s:
+            assert (s.get(Invoice, invoice_id).pdf_url is not None) == stored_before
+        run = rt.trigger(
+            "send-customer-payment-succeeded-notification",
+            {"paymentId": w["payment"]},
+            idempotency_key=key,
+        )
+        drain(rt)
+        assert (rt.store.get_run(run.id)["status"], rt.store.get_run(run.id)["attempt"]) == (
+            "completed",
+            1,
+        ), key
+        msg = inbox.messages[-1][1]
+        files = {part.get_filename(): part.get_content() for part in msg.iter_attachments()}
+        assert sorted(files) == ["B16B00B-00000-receipt.pdf", "B16B00B-00000.pdf"], key
+        text = pypdf.PdfReader(io.BytesIO(files["B16B00B-00000.pdf"])).pages[0].extract_text()
+        assert "B16B00B-00000" in text, key
+    assert len(inbox.messages) == 2
+    assert len(replaced) == 1  # the stored one was replaced under the second email
+
+
 def test_a_cancellation_scheduled_email_announces_only_the_date_still_scheduled(make_runtime, smtp):
     """When its run runs, a cancellation-scheduled email whose date is no longer the
     subscription's (un-canceled and scheduled again for another date) is not sent and says why;
