@@ -2,6 +2,8 @@
 
 Lines about a run carry `run_id`, `task`, `attempt` and `worker` (as fields in JSON, as a
 `[task run#attempt]` prefix in text), so a log pipeline can follow one run across workers.
+The `serve` access log's lines carry `method`, `path`, `status`, `bytes`, `duration_ms` and
+`remote` as fields in JSON.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 import time
 
 RUN_FIELDS = ("run_id", "task", "attempt", "worker")
+HTTP_FIELDS = ("method", "path", "status", "bytes", "duration_ms", "remote")
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,7 +26,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in RUN_FIELDS:
+        for name in RUN_FIELDS + HTTP_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value

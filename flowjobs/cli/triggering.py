@@ -267,7 +267,8 @@ def run_trigger(
             _emit_waited(rt, run_id, task_id, now, deduplicated, done)
         return 130
     if as_json:
-        _emit_waited(rt, run_id, task_id, ended or RunStatus.EXECUTING, deduplicated, done)
+        now = ended or rt.store.run_status(run_id) or "unknown"  # on a timeout: as it stands
+        _emit_waited(rt, run_id, task_id, now, deduplicated, done)
     if ended is None:
         output.note(f"error: gave up waiting for {run_id} after {timeout}")
         return int(ExitStatus.WAIT_TIMEOUT)

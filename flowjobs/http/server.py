@@ -53,22 +53,31 @@ class WebhookApp:
         seen: dict = {}
 
         def recording(status, headers, *exc_info):
-            seen["status"] = status.split(" ", 1)[0]
-            seen["bytes"] = next((v for k, v in headers if k.lower() == "content-length"), "-")
+            seen["status"] = int(status.split(" ", 1)[0])
+            length = next((v for k, v in headers if k.lower() == "content-length"), None)
+            seen["bytes"] = int(length) if length and length.isdigit() else None
             return start_response(status, headers, *exc_info)
 
         try:
             return self._answer(environ, recording)
         finally:
+            fields = {
+                "method": environ.get("REQUEST_METHOD", "-"),
+                "path": environ.get("PATH_INFO", "/"),
+                "status": seen.get("status"),
+                "bytes": seen.get("bytes"),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "remote": environ.get("REMOTE_ADDR", "-"),
+            }
             access.info(
                 "%s %s %s %s %.1fms %s",
-                environ.get("REQUEST_METHOD", "-"),
-                environ.get("PATH_INFO", "/"),
-                seen.get("status", "-"),
-                seen.get("bytes", "-"),
-                (time.perf_counter() - started) * 1000,
-                environ.get("REMOTE_ADDR", "-"),
-                extra={"path": environ.get("PATH_INFO", "/"), "status": seen.get("status")},
+                fields["method"],
+                fields["path"],
+                fields["status"] or "-",
+                fields["bytes"] if fields["bytes"] is not None else "-",
+                fields["duration_ms"],
+                fields["remote"],
+                extra=fields,
             )
 
     def _answer(self, environ, start_response):

@@ -989,6 +989,12 @@ def test_wait_without_a_worker_says_so_after_a_few_seconds(sqlite_url):
     assert "start `flowjobs run-worker`" in result.stderr
     assert result.stderr.splitlines()[-1] == f"error: gave up waiting for {run_id} after 6s"
     assert time.monotonic() - started < 30
+    # --json tells the run as it stands when the wait gives up: still queued, not "executing"
+    result = flowjobs(
+        "trigger", "noop", "--wait", "--timeout", "1s", "--json", env=cli_env(sqlite_url)
+    )
+    assert result.returncode == 124
+    assert json.loads(result.stdout)["status"] == "queued"
 
 
 def test_wait_says_again_when_the_worker_it_counted_on_goes_away(sqlite_url):

@@ -225,3 +225,30 @@ def test_serve_says_at_start_which_routes_refuse_every_event_as_configured(tmp_p
             post(f"{base}/webhooks/supabase", b"{}", {"Authorization": f"Bearer {TOKEN}"})[0] == 400
         )
     assert "note:" not in log.read_text()
+
+
+def test_the_access_log_in_json_carries_the_request_as_fields(make_runtime, caplog):
+    """`serve --log-format json`: each access-log line has the request as fields a log pipeline
+    can filter on, not only in its message."""
+    import logging
+    from wsgiref.util import setup_testing_defaults
+
+    from flowjobs.http.server import WebhookApp
+    from flowjobs.logs import JsonFormatter
+
+    app = WebhookApp(make_runtime())
+    environ = {"PATH_INFO": "/healthz", "REMOTE_ADDR": "127.0.0.7"}
+    setup_testing_defaults(environ)
+    with caplog.at_level(logging.INFO, logger="flowjobs.access"):
+        body = b"".join(app(environ, lambda status, headers, exc_info=None: None))
+    [record] = [r for r in caplog.records if r.name == "flowjobs.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"].startswith("GET /healthz 200 ")
+    assert {k: line[k] for k in ("method", "path", "status", "bytes", "remote")} == {
+        "method": "GET",
+        "path": "/healthz",
+        "status": 200,
+        "bytes": len(body),
+        "remote": "127.0.0.7",
+    }
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
