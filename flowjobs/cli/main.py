@@ -208,6 +208,8 @@ def guarded(command) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    except BrokenPipeError:
+        _reader_gone()
     except Exception as exc:  # a bug: say so in one line, never a traceback
         known = database_failure(exc)
         if known is not None:
@@ -223,6 +225,17 @@ def guarded(command) -> None:
         sys.exit(int(ExitStatus.FAILURE))
     if code:
         sys.exit(code)
+
+
+def _reader_gone() -> None:
+    """stdout's reader stopped reading (`| head -1`, `| grep -q`): it has what it wanted, and
+    the command did what it was asked; exit 0 without a word, as a script in a pipeline under
+    `set -o pipefail` needs. The rest of the output goes nowhere, so the flush at exit cannot
+    fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    sys.exit(0)
 
 
 CLOSE_WAIT_S = 10.0  # seconds the teardown at exit may take before the process leaves anyway
@@ -405,6 +418,12 @@ def _typer_app() -> int:
         # prog_name: completion answers to _FLOWJOBS_COMPLETE and usage says `flowjobs`, however
         # it was started (`python -m flowjobs`, the zipapp)
         code = typer.main.get_command(app).main(prog_name="flowjobs", standalone_mode=False)
+    except SystemExit:
+        # typer's answer to EPIPE is exit 1 with both streams wrapped in PacifyFlushWrapper
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            _reader_gone()
+        raise
     except errors.NoArgsIsHelpError as exc:  # `flowjobs runs`: the group's help
         exc.show()
         return int(ExitStatus.BAD_INPUT)
