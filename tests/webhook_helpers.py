@@ -47,10 +47,10 @@ def signed_export(
     if tamper:
         body = body.replace(b'"livemode"', b'"livemode" ', 1)
     return {
-        "format": "flowjobs-inbox-event/1",
+        "format": "flowjobs-inbox-event/2",
         "source": "stripe",
         "headers": {"Stripe-Signature": signature},
-        "body_base64": base64.b64encode(body).decode(),
+        "bodyBase64": base64.b64encode(body).decode(),
     }
 
 

@@ -99,7 +99,7 @@ class AdjustReport:
             "previousItems": self.previous_items,
             "newItems": self.new_items,
             "billingRunId": self.billing_run_id,
-            "detail": self.detail,
+            "detail": self.detail or None,
             **self.extra,
         }
 

@@ -23,7 +23,7 @@ writer), so two operators retrying at once make one billing run, not two.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from sqlmodel import col, select
 
@@ -46,7 +46,15 @@ class Retried:
     detail: str  # one sentence for the operator
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """`billing retry --json`, in the billing commands' camelCase."""
+        return {
+            "failed": self.failed,
+            "billingRunId": self.billing_run,
+            "created": self.created,
+            "runId": self.run_id,
+            "status": self.status,
+            "detail": self.detail or None,
+        }
 
 
 def retry_billing_run(b, billing_run_id: str) -> Retried:

@@ -107,7 +107,7 @@ class RunReport:
             "billingRunId": self.billing_run_id,
             "action": self.action,
             "status": self.status,
-            "detail": self.detail,
+            "detail": self.detail or None,
             **self.extra,
         }
 

@@ -243,7 +243,7 @@ def retry(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print one JSON object: {failed, billing_run, created, run_id, status, detail}.",
+        help="Print one JSON object: {failed, billingRunId, created, runId, status, detail}.",
     ),
 ):
     """Bill a failed billing run's period again, now, with the subscription's current payment method.

@@ -48,7 +48,7 @@ def outcome(result) -> dict:
         "status": status,
         "task": ingested.task,
         "signature": ingested.signature,
-        "detail": ingested.detail,
+        "detail": ingested.detail or None,
         "dryRun": dry,
         "result": result.result if dry else None,
         "changes": result.changes if dry else [],

@@ -224,8 +224,8 @@ def health(
         for r in rows:
             for gap in r["lost"]:
                 then = (
-                    f"the run of the next slot ({gap['coveredBy']}) reaches back over it"
-                    if gap["coveredBy"]
+                    f"the run of the next slot ({gap['covered_by']}) reaches back over it"
+                    if gap["covered_by"]
                     else f"fix: {gap['fix']}"
                 )
                 output.note(

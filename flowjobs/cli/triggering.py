@@ -253,7 +253,7 @@ def run_trigger(
                 output.emit_json(
                     shown
                     if done is None
-                    else {**shown, "action": done.action, "detail": done.detail}
+                    else {**shown, "action": done.action, "detail": done.detail or None}
                 )
             return 0
         ended = wait_for(rt.store, run_id, wait_s, _untaken(rt, run_id))
@@ -299,7 +299,7 @@ def _emit_waited(rt, run_id, task_id, status, deduplicated, done) -> None:
         "error": row.get("error"),
     }
     if done is not None:
-        shown.update(action=done.action, detail=done.detail)
+        shown.update(action=done.action, detail=done.detail or None)
     output.emit_json(shown)
 
 

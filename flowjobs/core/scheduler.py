@@ -623,7 +623,7 @@ class Scheduler:
             )
             status = (
                 "lost"
-                if any(g["coveredBy"] is None for g in lost)
+                if any(g["covered_by"] is None for g in lost)
                 else "recovering"
                 if lost
                 else "ok"
@@ -673,7 +673,7 @@ class Scheduler:
                     "from": iso(a),
                     "to": iso(b),
                     "runs": names,
-                    "coveredBy": iso(upcoming[0]) if covered else None,
+                    "covered_by": iso(upcoming[0]) if covered else None,
                     "fix": None
                     if covered
                     else f"flowjobs schedules trigger {s.id} --since {iso(a)}",

@@ -17,7 +17,9 @@ class Check:
     fix: str = ""
 
     def as_dict(self) -> dict:
-        return {"check": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
+        """`doctor --json`: `fix` is null when there is nothing to fix (as `schedules health`)."""
+        fix = self.fix or None
+        return {"check": self.name, "status": self.status, "detail": self.detail, "fix": fix}
 
 
 def run_checks(runtime, origin: str = "") -> list[Check]:

@@ -39,7 +39,7 @@ class Fetched:
             "created": self.created,
             "status": self.status,
             "run": self.run,
-            "detail": self.detail,
+            "detail": self.detail or None,
         }
 
 

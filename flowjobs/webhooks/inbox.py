@@ -37,7 +37,7 @@ class Ingested:
             "runId": self.run_id,
             "duplicate": self.duplicate,
             "signature": self.signature,
-            "detail": self.detail,
+            "detail": self.detail or None,
         }
 
 

@@ -25,7 +25,10 @@ from flowjobs.errors import BadInput
 from flowjobs.webhooks.shapes import MAX_DEPTH, BadShape, stripe_event, supabase_event
 
 SUPABASE_TYPES = ("INSERT", "UPDATE", "DELETE")
-EXPORT_FORMAT = "flowjobs-inbox-event/1"
+EXPORT_FORMAT = "flowjobs-inbox-event/2"
+# Every format `events export` ever wrote → the key holding the body (/1 spelt it in snake_case
+# beside its camelCase keys; /2 is camelCase throughout). Files of every format are read.
+EXPORT_BODY = {"flowjobs-inbox-event/1": "body_base64", EXPORT_FORMAT: "bodyBase64"}
 
 
 class Rejected(BadInput):
@@ -136,7 +139,7 @@ def from_export(data: dict) -> tuple[str, bytes, dict[str, str]]:
     try:
         return (
             data["source"],
-            base64.b64decode(data["body_base64"], validate=True),
+            base64.b64decode(data[EXPORT_BODY[data["format"]]], validate=True),
             dict(data.get("headers") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -152,7 +155,7 @@ def to_export(row) -> dict:
         "type": row.type,
         "receivedAt": iso_datetime(row.received_at),
         "headers": row.headers,
-        "body_base64": base64.b64encode(row.body).decode(),
+        "bodyBase64": base64.b64encode(row.body).decode(),
     }
 
 

@@ -64,6 +64,15 @@ def test_replay_a_file_then_inspect_export_and_replay_it_from_the_inbox(org_env,
         run_id,
         "duplicate",
     ]
+    data = json.loads(exported.read_text())
+    assert data["format"] == "flowjobs-inbox-event/2" and "bodyBase64" in data
+    older = tmp_path / "export-1.json"  # as flowjobs wrote it before /2: still read
+    data["format"], data["body_base64"] = "flowjobs-inbox-event/1", data.pop("bodyBase64")
+    older.write_text(json.dumps(data))
+    assert flowjobs("replay-event", str(older), env=env).stdout.split("\t")[:2] == [
+        run_id,
+        "duplicate",
+    ]
     replayed = as_json(flowjobs("events", "replay", inbox_id, "--json", env=env))
     assert replayed["runId"] != run_id and not replayed["duplicate"]
     assert (

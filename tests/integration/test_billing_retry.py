@@ -41,8 +41,8 @@ def test_a_failed_run_is_retried_now_and_charged_once_never_twice(brt, clock, db
 
     # with a scheduled retry, that one is charged now (never a second run waiting)
     done = as_json(retry(first.id, "--json"))
-    assert (done["failed"], done["billing_run"], done["created"]) == (first.id, ladder.id, False)
-    assert done["status"] == "queued" and done["run_id"].startswith("run_")
+    assert (done["failed"], done["billingRunId"], done["created"]) == (first.id, ladder.id, False)
+    assert done["status"] == "queued" and done["runId"].startswith("run_")
     assert get(brt, BillingRun, ladder.id).scheduled_for.timestamp() * 1000 == clock.now_ms()
     drain(brt)  # still the declining card: attempt 2 fails, and the ladder ([3]) is used up
     assert get(brt, BillingRun, ladder.id).status == "failed"

@@ -436,7 +436,7 @@ def test_health_names_a_lost_window_before_the_next_slot_covers_it(window_rt, cl
             "from": hour(9),
             "to": hour(10),
             "runs": [slot_run(rt, hour(10))["id"]],
-            "coveredBy": hour(11),
+            "covered_by": hour(11),
             "fix": None,
         }
     ]
@@ -516,7 +516,7 @@ def test_skip_reaches_back_over_a_failure_but_not_across_skipped_time(window_rt,
     ]  # and the lost 11..12 stays behind them
     health = health_of(rt)
     assert health["status"] == "lost"
-    assert [(g["from"], g["to"], g["coveredBy"]) for g in health["lost"]] == [
+    assert [(g["from"], g["to"], g["covered_by"]) for g in health["lost"]] == [
         (hour(11), hour(12), None)
     ]
     assert health["fix"] == f"flowjobs schedules trigger w --since {hour(11)}"
@@ -536,7 +536,7 @@ def test_the_look_back_is_bounded_and_what_it_cannot_reach_is_reported_with_its_
     assert fire(rt, clock, day(12)) == [(day(5), day(12))]  # seven days back, not to the 2nd
     health = health_of(rt, window_ms=30 * 86400_000)
     assert health["status"] == "lost"
-    assert [(g["from"], g["to"], g["coveredBy"]) for g in health["lost"]] == [
+    assert [(g["from"], g["to"], g["covered_by"]) for g in health["lost"]] == [
         (day(2), day(5), None)
     ]
     assert health["fix"] == f"flowjobs schedules trigger w --since {day(2)}"

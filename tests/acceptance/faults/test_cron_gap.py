@@ -102,7 +102,7 @@ def test_the_next_slot_rolls_over_what_ended_in_a_lost_hour(
     assert report["hourly-cron"]["status"] == "recovering" and report["hourly-cron"]["failed"] == [
         "2027-01-15T10:00:00.000Z"
     ]
-    assert [(g["from"], g["to"], g["coveredBy"]) for g in report["hourly-cron"]["lost"]] == [
+    assert [(g["from"], g["to"], g["covered_by"]) for g in report["hourly-cron"]["lost"]] == [
         ("2027-01-15T09:00:00.000Z", "2027-01-15T10:00:00.000Z", "2027-01-15T11:00:00.000Z")
     ]
     text = flowjobs("schedules", "health", env=at(env, "2027-01-15T10:30:00Z")).stderr
