@@ -3,7 +3,7 @@
 Lines about a run carry `run_id`, `task`, `attempt` and `worker` (as fields in JSON, as a
 `[task run#attempt]` prefix in text), so a log pipeline can follow one run across workers.
 The `serve` access log's lines carry `method`, `path`, `status`, `bytes`, `duration_ms` and
-`remote` as fields in JSON.
+`remote` as fields in JSON, and its "listening on" line the `url`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 
 RUN_FIELDS = ("run_id", "task", "attempt", "worker")
-HTTP_FIELDS = ("method", "path", "status", "bytes", "duration_ms", "remote")
+HTTP_FIELDS = ("method", "path", "status", "bytes", "duration_ms", "remote", "url")
 
 
 class JsonFormatter(logging.Formatter):

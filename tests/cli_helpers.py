@@ -65,11 +65,7 @@ def serving(env: dict, log: Path, *args: str):
             stderr=stderr,
         )
     try:
-        line = wait_until(
-            lambda: next((x for x in log.read_text().splitlines() if "listening on" in x), None),
-            message="flowjobs serve to listen",
-        )
-        yield proc, line.split()[-1]
+        yield proc, listening_url(log)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -77,6 +73,16 @@ def serving(env: dict, log: Path, *args: str):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def listening_url(log: Path, timeout: float = 30) -> str:
+    """The URL `flowjobs serve` logged it listens on (its log as text or JSON lines)."""
+    line = wait_until(
+        lambda: next((x for x in log.read_text().splitlines() if "listening on" in x), None),
+        timeout=timeout,
+        message="flowjobs serve to listen",
+    )
+    return json.loads(line)["url"] if line.startswith("{") else line.split()[-1]
 
 
 def wait_until(predicate, timeout: float = 30, message: str = "condition"):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import signal
-import sys
 
 import typer
+
+log = logging.getLogger("flowjobs.serve")
 
 
 def serve(
@@ -48,10 +50,11 @@ def serve(
             f"cannot listen on {bind}:{wanted}: no such address (check --host)"
         ) from None
     signal.signal(signal.SIGTERM, lambda *_: server.close())
-    sys.stderr.write(f"listening on http://{server.effective_host}:{server.effective_port}\n")
+    # log lines like every other, JSON when piped (`url` a field), text on a terminal
+    url = f"http://{server.effective_host}:{server.effective_port}"
+    log.info("listening on %s", url, extra={"url": url})
     for problem in _refused_everything(rt.settings):
-        sys.stderr.write(f"note: {problem}\n")
-    sys.stderr.flush()
+        log.warning("%s", problem)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -146,7 +146,7 @@ def serve(rt, tmp_path, password: str | None = None, **env_extra):
     import signal
     import sys
 
-    from tests.cli_helpers import cli_env, wait_until
+    from tests.cli_helpers import cli_env, listening_url
 
     @contextlib.contextmanager
     def running():
@@ -168,13 +168,7 @@ def serve(rt, tmp_path, password: str | None = None, **env_extra):
                 stderr=err,
             )
         try:
-            line = wait_until(
-                lambda: next(
-                    (x for x in log.read_text().splitlines() if "listening on" in x), None
-                ),
-                message="serve to listen",
-            )
-            yield line.split()[-1]
+            yield listening_url(log)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)

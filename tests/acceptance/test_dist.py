@@ -20,7 +20,7 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from tests.cli_helpers import wait_until
+from tests.cli_helpers import listening_url
 from tests.conftest import make_settings, new_pg_database
 
 BARE = "/usr/bin/python3"
@@ -156,12 +156,7 @@ def test_serve_answers_health_metrics_and_the_dashboard(pyz):
             stderr=stderr,
         )
     try:
-        line = wait_until(
-            lambda: next((x for x in log.read_text().splitlines() if "listening on" in x), None),
-            timeout=60,
-            message="serve to listen",
-        )
-        base = line.split()[-1]
+        base = listening_url(log, timeout=60)
 
         def get(path: str) -> str:
             with urllib.request.urlopen(base + path, timeout=30) as reply:
