@@ -359,7 +359,8 @@ def watch_runs(
     ),
 ):
     """A live view of queue depths and the newest runs (Ctrl-C to leave). Ids, task names and
-    times are never cut at any width: other columns are left out first (choose with --columns)."""
+    times are never cut at any width: other columns are left out first (choose with --columns).
+    Piped, one frame: queues, runs by status and the newest runs as tab-separated tables."""
     from flowjobs.cli.watch import watch
 
     shown = run_columns(columns, WATCH_COLUMNS)

@@ -1,5 +1,7 @@
 """`flowjobs runs watch`: a live terminal view (rich) of queue depths and the newest runs,
-redrawn in place every `--interval`. `--once` prints one frame and exits (also for pipes)."""
+redrawn in place every `--interval`. `--once` prints one frame and exits. Piped, it prints one
+frame as three tab-separated tables with a header each, a blank line between them (queues,
+runs by status, the newest runs), as every listing does for a pipe."""
 
 from __future__ import annotations
 
@@ -23,21 +25,28 @@ STATUS_STYLE = {
 DEFAULT_COLUMNS = WATCH_COLUMNS
 
 
+def _state(runtime, limit: int, columns) -> tuple[list, dict, list]:
+    """(queue depths, runs by status, the newest runs' cells): what one frame shows."""
+    depths = runtime.store.queue_depths(runtime.clock.now_ms())
+    counts = runtime.store.count_by_status()
+    rows = [
+        run_cells(run_summary(row), list(columns)) for row in runtime.store.list_runs(limit=limit)
+    ]
+    return depths, counts, rows
+
+
 def frame(runtime, limit: int, width: int = 140, columns=DEFAULT_COLUMNS):
     from rich.console import Group
     from rich.table import Table
 
     from flowjobs.cli.output import fitted_table
 
+    depths, counts, rows = _state(runtime, limit, columns)
     queues = Table(title="queues")
     for column in ("queue", "due now", "executing", "oldest wait"):
         queues.add_column(column, no_wrap=True)
-    for queue, due, running, wait in runtime.store.queue_depths(runtime.clock.now_ms()):
+    for queue, due, running, wait in depths:
         queues.add_row(queue, str(due), str(running), f"{wait:.1f}s")
-    counts = runtime.store.count_by_status()
-    rows = [
-        run_cells(run_summary(row), list(columns)) for row in runtime.store.list_runs(limit=limit)
-    ]
     runs = fitted_table(
         list(columns),
         rows,
@@ -56,9 +65,10 @@ def watch(runtime, interval: float, limit: int, once: bool, columns=DEFAULT_COLU
     from flowjobs.cli.output import console as make_console
 
     console = make_console()
-    if once or not console.is_terminal:
-        if not console.is_terminal:  # piped: as wide as it takes, nothing cut
-            console = make_console(width=max(console.width, 140))
+    if not console.is_terminal:
+        _plain(runtime, limit, columns)
+        return
+    if once:
         console.print(frame(runtime, limit, console.width, columns), crop=False)
         return
     with Live(
@@ -70,3 +80,20 @@ def watch(runtime, interval: float, limit: int, once: bool, columns=DEFAULT_COLU
         while True:
             time.sleep(interval)
             live.update(frame(runtime, limit, console.width, columns))
+
+
+def _plain(runtime, limit: int, columns) -> None:
+    """One frame for a pipe: the queues, the runs by status, the newest runs (tab-separated)."""
+    import sys
+
+    from flowjobs.cli.output import table
+
+    depths, counts, rows = _state(runtime, limit, columns)
+    table(
+        ["queue", "due_now", "executing", "oldest_wait_s"],
+        [[queue, due, running, f"{wait:.1f}"] for queue, due, running, wait in depths],
+    )
+    sys.stdout.write("\n")
+    table(["status", "runs"], [[status, n] for status, n in sorted(counts.items())])
+    sys.stdout.write("\n")
+    table(list(columns), rows)

@@ -13,14 +13,23 @@ import time
 from tests.cli_helpers import cli_env, flowjobs
 
 
-def test_once_prints_queues_and_runs(sqlite_url):
+def test_a_pipe_gets_one_frame_as_tab_separated_tables(sqlite_url):
+    """Piped (with or without --once): the queues, the runs by status and the newest runs, each
+    a tab-separated table with its header, a blank line between — no box drawing."""
     env = cli_env(sqlite_url)
     first = flowjobs("trigger", "noop", env=env).stdout.strip()
-    flowjobs("trigger", "noop", "--delay", "1h", env=env)
-    result = flowjobs("runs", "watch", "--once", env=env)
-    assert result.returncode == 0
-    assert "queues" in result.stdout and "default" in result.stdout
-    assert first in result.stdout and "queued 1" in result.stdout and "delayed 1" in result.stdout
+    later = flowjobs("trigger", "noop", "--delay", "1h", env=env).stdout.strip()
+    for once in ((), ("--once",)):
+        result = flowjobs("runs", "watch", *once, "--columns", "id,status", env=env, timeout=30)
+        assert result.returncode == 0, result.stderr
+        queues, statuses, runs = (
+            [line.split("\t") for line in block.splitlines()]
+            for block in result.stdout.rstrip("\n").split("\n\n")
+        )
+        assert queues[0] == ["queue", "due_now", "executing", "oldest_wait_s"]
+        assert [row[:3] for row in queues[1:]] == [["default", "1", "0"]]
+        assert statuses == [["status", "runs"], ["delayed", "1"], ["queued", "1"]]
+        assert runs == [["id", "status"], [later, "delayed"], [first, "queued"]]
 
 
 def test_on_a_terminal_it_redraws_until_interrupted(sqlite_url):
