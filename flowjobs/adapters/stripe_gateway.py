@@ -194,8 +194,7 @@ class StripeGateway:
                     )
                     raise StripeUnreachable(
                         f"cannot reach Stripe at {base} after {tries} tries "
-                        f"(connection refused or failed before sending: "
-                        f"{_network_error(exc)})"
+                        f"({_network_error(exc)}; nothing was sent)"
                     ) from exc
                 log.warning(
                     "Stripe answer lost at %s (%s), outcome unknown: %s",
@@ -439,9 +438,42 @@ class StripeGateway:
 
 
 def _network_error(exc: BaseException) -> str:
-    """The HTTP library's own words (the SDK's message is a generic paragraph)."""
-    cause = exc.__cause__ or exc.__context__
-    return f"{type(cause).__name__}: {cause}" if cause is not None else str(exc).splitlines()[0]
+    """What went wrong on the network, in plain words: the SDK's message is a generic paragraph
+    and the HTTP library's a nest of reprs (`HTTPConnectionPool(host=…): Max retries exceeded …
+    (Caused by NewConnectionError(…))`). The innermost cause names it: refused, unresolvable,
+    reset, timed out; else that cause's own words."""
+    import socket
+
+    root = _innermost(exc)
+    name = type(root).__name__
+    if isinstance(root, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(root, socket.gaierror):
+        return f"the host name does not resolve ({root.strerror or root})"
+    if isinstance(root, ConnectionResetError):
+        return "connection reset by the server"
+    if isinstance(root, TimeoutError) or "Timeout" in name:
+        return "timed out" + (" connecting" if "Connect" in name else " waiting for the answer")
+    if isinstance(root, OSError) and root.strerror:
+        return root.strerror
+    if root is exc:
+        return str(exc).splitlines()[0]
+    return f"{name}: {str(root).splitlines()[0] if str(root) else name}"
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The deepest exception under `exc`: through `__cause__`/`__context__`, urllib3's
+    `.reason` and exceptions held in `.args` (requests keeps urllib3's error there)."""
+    seen = {id(exc)}
+    current = exc
+    while True:
+        inner = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        inner += list(getattr(current, "args", ()))
+        nxt = next((e for e in inner if isinstance(e, BaseException) and id(e) not in seen), None)
+        if nxt is None:
+            return current
+        seen.add(id(nxt))
+        current = nxt
 
 
 def _has_requests() -> bool:
