@@ -304,9 +304,7 @@ def parse_reason(text: str | None) -> tuple[str, str | None]:
 def _load(b, s, subscription_id: str) -> Subscription:
     sub = s.get(Subscription, subscription_id)
     if sub is None:
-        from flowjobs.billing.views import database_name
-
-        raise NotFound(f"no subscription {subscription_id!r} in the database {database_name(b)}")
+        raise NotFound(f"no subscription {subscription_id!r}")
     return sub
 
 

@@ -39,9 +39,7 @@ def charge_now(b, billing_run_id: str) -> ChargeNow:
     with b.unit() as s:
         run = s.get(BillingRun, billing_run_id)
         if run is None:
-            from flowjobs.billing.views import database_name
-
-            raise NotFound(f"no billing run {billing_run_id!r} in the database {database_name(b)}")
+            raise NotFound(f"no billing run {billing_run_id!r}")
         if run.status in E.RUN_FINAL:
             raise BadInput(
                 f"billing run {run.id} is {run.status}; only scheduled billing runs are executed"

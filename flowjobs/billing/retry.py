@@ -61,9 +61,7 @@ def retry_billing_run(b, billing_run_id: str) -> Retried:
     with b.unit() as s:
         run = s.get(BillingRun, billing_run_id)
         if run is None:
-            from flowjobs.billing.views import database_name
-
-            raise NotFound(f"no billing run {billing_run_id!r} in the database {database_name(b)}")
+            raise NotFound(f"no billing run {billing_run_id!r}")
         _refuse_state(run)
         # lock the period: a second retry at the same time waits here, then sees our run
         s.exec(

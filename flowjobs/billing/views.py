@@ -37,7 +37,6 @@ from flowjobs.billing.money import format_money
 from flowjobs.billing.totals import invoice_totals
 from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import BadInput, NotFound
-from flowjobs.store.db import redact
 
 KINDS = {
     "subscription": Subscription,
@@ -83,10 +82,6 @@ def _items(s, subscription_id: str) -> list[dict]:
     return items
 
 
-def database_name(b) -> str:
-    return redact(b.units.db.url)
-
-
 def show(b, kind: str, object_id: str) -> dict:
     model = KINDS.get(kind)
     if model is None:
@@ -94,7 +89,7 @@ def show(b, kind: str, object_id: str) -> dict:
     with b.unit() as s:
         obj = s.get(model, object_id)
         if obj is None:
-            raise NotFound(f"no {kind} {object_id!r} in the database {database_name(b)}")
+            raise NotFound(f"no {kind} {object_id!r}")
         if kind == "subscription":
             return {
                 "subscription": row(obj),
