@@ -444,16 +444,17 @@ def _network_error(exc: BaseException) -> str:
     reset, timed out; else that cause's own words."""
     import socket
 
-    root = _innermost(exc)
-    name = type(root).__name__
+    chain = _causes(exc)
+    root, name = chain[-1], type(chain[-1]).__name__
+    connecting = any("ConnectTimeout" in type(e).__name__ for e in chain)
     if isinstance(root, ConnectionRefusedError):
         return "connection refused"
     if isinstance(root, socket.gaierror):
         return f"the host name does not resolve ({root.strerror or root})"
     if isinstance(root, ConnectionResetError):
         return "connection reset by the server"
-    if isinstance(root, TimeoutError) or "Timeout" in name:
-        return "timed out" + (" connecting" if "Connect" in name else " waiting for the answer")
+    if isinstance(root, TimeoutError) or "Timeout" in name:  # urllib3: ConnectTimeoutError
+        return "timed out " + ("connecting" if connecting else "waiting for the answer")
     if isinstance(root, OSError) and root.strerror:
         return root.strerror
     if root is exc:
@@ -461,19 +462,21 @@ def _network_error(exc: BaseException) -> str:
     return f"{name}: {str(root).splitlines()[0] if str(root) else name}"
 
 
-def _innermost(exc: BaseException) -> BaseException:
-    """The deepest exception under `exc`: through `__cause__`/`__context__`, urllib3's
-    `.reason` and exceptions held in `.args` (requests keeps urllib3's error there)."""
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions under it, outermost first, down to the deepest: through
+    `__cause__`/`__context__`, urllib3's `.reason` and exceptions held in `.args` (requests
+    keeps urllib3's error there)."""
+    chain = [exc]
     seen = {id(exc)}
-    current = exc
     while True:
+        current = chain[-1]
         inner = [current.__cause__, current.__context__, getattr(current, "reason", None)]
         inner += list(getattr(current, "args", ()))
         nxt = next((e for e in inner if isinstance(e, BaseException) and id(e) not in seen), None)
         if nxt is None:
-            return current
+            return chain
         seen.add(id(nxt))
-        current = nxt
+        chain.append(nxt)
 
 
 def _has_requests() -> bool:

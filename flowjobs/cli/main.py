@@ -197,6 +197,7 @@ def guarded(command) -> None:
     `_close`."""
     try:
         code = _closing(command)
+        sys.stdout.flush()  # here, not at interpreter exit: a closed pipe is met below
     except ConfigError as exc:
         sys.stderr.write(f"error: invalid {exc.source}:\n")
         for problem in exc.problems:
@@ -208,7 +209,10 @@ def guarded(command) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not _stdout_closed():  # another pipe (a socket, stderr): an error like any other
+            sys.stderr.write(f"error: {exc}\n")
+            sys.exit(int(ExitStatus.FAILURE))
         _reader_gone()
     except Exception as exc:  # a bug: say so in one line, never a traceback
         known = database_failure(exc)
@@ -227,14 +231,29 @@ def guarded(command) -> None:
         sys.exit(code)
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (the kernel reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # not a file descriptor at all
+        return False
+
+
 def _reader_gone() -> None:
     """stdout's reader stopped reading (`| head -1`, `| grep -q`): it has what it wanted, and
     the command did what it was asked; exit 0 without a word, as a script in a pipeline under
     `set -o pipefail` needs. The rest of the output goes nowhere, so the flush at exit cannot
     fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
     sys.exit(0)
 
 
@@ -421,8 +440,11 @@ def _typer_app() -> int:
     except SystemExit:
         # typer's answer to EPIPE is exit 1 with both streams wrapped in PacifyFlushWrapper
         if type(sys.stdout).__name__ == "PacifyFlushWrapper":
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-            _reader_gone()
+            sys.stdout = getattr(sys.stdout, "wrapped", sys.__stdout__)
+            sys.stderr = getattr(sys.stderr, "wrapped", sys.__stderr__)
+            if _stdout_closed():
+                _reader_gone()
+            print("error: a pipe the command wrote to was closed", file=sys.stderr)
         raise
     except errors.NoArgsIsHelpError as exc:  # `flowjobs runs`: the group's help
         exc.show()

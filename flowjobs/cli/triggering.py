@@ -267,8 +267,7 @@ def run_trigger(
             _emit_waited(rt, run_id, task_id, now, deduplicated, done)
         return 130
     if as_json:
-        now = ended or rt.store.run_status(run_id) or "unknown"  # on a timeout: as it stands
-        _emit_waited(rt, run_id, task_id, now, deduplicated, done)
+        _emit_waited(rt, run_id, task_id, ended, deduplicated, done)  # None: as it stands
     if ended is None:
         output.note(f"error: gave up waiting for {run_id} after {timeout}")
         return int(ExitStatus.WAIT_TIMEOUT)
@@ -282,8 +281,10 @@ def run_trigger(
 
 
 def _emit_waited(rt, run_id, task_id, status, deduplicated, done) -> None:
-    """`trigger --wait --json`: the run as it ended (or stands): status, result and error."""
+    """`trigger --wait --json`: the run as it ended (or stands: `status` None, on a timeout,
+    reads it from the same row as the result and error)."""
     row = rt.store.get_run(run_id) or {}
+    status = status or row.get("status") or "unknown"
     result = row.get("result")
     if isinstance(result, str):
         try:

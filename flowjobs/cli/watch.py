@@ -25,12 +25,14 @@ STATUS_STYLE = {
 DEFAULT_COLUMNS = WATCH_COLUMNS
 
 
-def _state(runtime, limit: int, columns) -> tuple[list, dict, list]:
-    """(queue depths, runs by status, the newest runs' cells): what one frame shows."""
+def _state(runtime, limit: int, columns, wide: bool = False) -> tuple[list, dict, list]:
+    """(queue depths, runs by status, the newest runs' cells): what one frame shows (`wide`:
+    errors whole, as `runs list` pipes them)."""
     depths = runtime.store.queue_depths(runtime.clock.now_ms())
     counts = runtime.store.count_by_status()
     rows = [
-        run_cells(run_summary(row), list(columns)) for row in runtime.store.list_runs(limit=limit)
+        run_cells(run_summary(row), list(columns), wide)
+        for row in runtime.store.list_runs(limit=limit)
     ]
     return depths, counts, rows
 
@@ -63,9 +65,10 @@ def watch(runtime, interval: float, limit: int, once: bool, columns=DEFAULT_COLU
     from rich.live import Live
 
     from flowjobs.cli.output import console as make_console
+    from flowjobs.cli.output import is_tty
 
     console = make_console()
-    if not console.is_terminal:
+    if not is_tty():
         _plain(runtime, limit, columns)
         return
     if once:
@@ -88,7 +91,7 @@ def _plain(runtime, limit: int, columns) -> None:
 
     from flowjobs.cli.output import table
 
-    depths, counts, rows = _state(runtime, limit, columns)
+    depths, counts, rows = _state(runtime, limit, columns, wide=True)
     table(
         ["queue", "due_now", "executing", "oldest_wait_s"],
         [[queue, due, running, f"{wait:.1f}"] for queue, due, running, wait in depths],

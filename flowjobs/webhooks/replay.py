@@ -43,7 +43,11 @@ def read_incoming(
     an inbox export."""
     data = parse.load_json(body, what)
     headers: dict[str, str] = {}
-    if isinstance(data, dict) and data.get("format") in parse.EXPORT_BODY:
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("format"), str)
+        and data["format"] in parse.EXPORT_BODY
+    ):
         exported, body, headers = parse.from_export(data)
         if source and source != exported:
             raise BadInput(f"--source {source} does not match the export's source {exported}")

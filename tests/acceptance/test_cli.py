@@ -457,20 +457,22 @@ def test_a_burst_that_leaves_a_delayed_run_behind_says_when_it_is_due(env):
 def test_a_reader_that_stops_reading_ends_the_command_quietly_with_exit_0(sqlite_url, args):
     """`flowjobs … | head -1`, `| grep -q`: the reader closed the pipe before the command wrote.
     The command did its work (the run is triggered); it leaves without a word and with exit 0,
-    as a pipeline under `set -o pipefail` needs (typer said exit 1; the fast path a bug)."""
+    as a pipeline under `set -o pipefail` needs (typer said exit 1; the fast path a bug) —
+    with stdout buffered, as it is for a pipe, and unbuffered (PYTHONUNBUFFERED)."""
     import subprocess
     import sys
 
-    env = cli_env(sqlite_url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flowjobs", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    proc.stdout.close()  # no reader left: the command's first write meets EPIPE
-    _, err = proc.communicate(timeout=60)
-    assert (proc.returncode, err.decode()) == (0, "")
+    env = {k: v for k, v in cli_env(sqlite_url).items() if k != "PYTHONUNBUFFERED"}
+    for unbuffered in ({}, {"PYTHONUNBUFFERED": "1"}):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", *args],
+            env={**env, **unbuffered},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        proc.stdout.close()  # no reader left: the command's first write meets EPIPE
+        _, err = proc.communicate(timeout=60)
+        assert (proc.returncode, err.decode()) == (0, ""), unbuffered
     if args[0] == "trigger":
         listed = flowjobs("runs", "list", "--json", env=env)
-        assert [r["task"] for r in json.loads(listed.stdout)] == ["noop"]
+        assert [r["task"] for r in json.loads(listed.stdout)] == ["noop", "noop"]

@@ -235,3 +235,72 @@ def test_create_confirm_and_cancel_send_what_stripe_expects():
     )
     assert confirm["key"] == "billing-run:br_1:pym_1:confirm"
     assert cancel["path"] == "/v1/payment_intents/pi_123/cancel"
+
+
+def test_network_failures_are_named_in_plain_words():
+    """The chains the SDK raises (APIConnectionError ← requests ← urllib3 ← the socket's error),
+    built from the real classes as they nest them: each is named in a few plain words, never
+    urllib3's nested reprs — a connect timeout as such, never as a lost answer."""
+    import socket
+
+    import requests
+    import stripe
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        MaxRetryError,
+        NameResolutionError,
+        NewConnectionError,
+        ReadTimeoutError,
+    )
+
+    from flowjobs.adapters.stripe_gateway import _network_error
+
+    def sdk(library_error: BaseException) -> BaseException:
+        try:
+            try:
+                raise library_error
+            except BaseException as exc:
+                raise stripe.APIConnectionError(
+                    "Unexpected error communicating with Stripe."
+                ) from exc
+        except stripe.APIConnectionError as outer:
+            return outer
+
+    def urllib3_error(cls, *args, cause: BaseException):
+        try:
+            try:
+                raise cause
+            except BaseException as exc:
+                raise cls(*args) from exc
+        except cls as made:
+            return made
+
+    url = "/v1/payment_intents"
+    refused = urllib3_error(
+        NewConnectionError, None, "Failed to establish", cause=ConnectionRefusedError(111, "no")
+    )
+    unresolved = urllib3_error(
+        NameResolutionError,
+        "stripe.invalid",
+        None,
+        socket.gaierror(-2, "Name or service not known"),
+        cause=socket.gaierror(-2, "Name or service not known"),
+    )
+    connect_timeout = urllib3_error(
+        ConnectTimeoutError, None, "timed out", cause=TimeoutError("timed out")
+    )
+    read_timeout = urllib3_error(
+        ReadTimeoutError, None, url, "Read timed out.", cause=TimeoutError("timed out")
+    )
+    cases = {
+        "connection refused": requests.ConnectionError(MaxRetryError(None, url, refused)),
+        "the host name does not resolve (Name or service not known)": requests.ConnectionError(
+            MaxRetryError(None, url, unresolved)
+        ),
+        "timed out connecting": requests.ConnectTimeout(MaxRetryError(None, url, connect_timeout)),
+        "timed out waiting for the answer": requests.ReadTimeout(read_timeout),
+        "connection reset by the server": ConnectionResetError(104, "Connection reset by peer"),
+    }
+    assert {words: _network_error(sdk(error)) for words, error in cases.items()} == {
+        words: words for words in cases
+    }

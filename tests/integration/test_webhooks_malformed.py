@@ -112,6 +112,13 @@ FILES = [
     ("export with bad base64", export(body_base64="%%%"), [], "not a valid inbox export"),
     ("export without body", export(body_base64=...), [], "not a valid inbox export"),
     (
+        "export /2 with /1's body key",
+        export(format="flowjobs-inbox-event/2"),
+        [],
+        "not a valid inbox export",
+    ),
+    ("export format not a string", export(format=["x"]), [], "not a recognisable event"),
+    (
         "export body not JSON",
         export(body_base64=base64.b64encode(b"{oops").decode()),
         [],

@@ -1,9 +1,9 @@
 """SIGKILL storms with real worker processes, on SQLite and PostgreSQL (issue 12).
 
-Worker processes are SIGKILLed at seeded random moments once they are up (ordinary runs: 3
-workers living 0.25–1.25 s each, a kill every ~0.5–1 s, start-ups permitting; billing: 2
-workers living 2–8 s, long enough to get past the billing imports to the charges) and
-replaced at once, with a 1 s lease and a 100 ms rescue interval, until all the work is done
+Worker processes are SIGKILLed at seeded random moments (ordinary runs: 3 workers living
+0.25–1.25 s once up, a kill every ~0.5–1 s, start-ups permitting; billing: 2 workers, each
+killed 0–0.15 s after its 1st to 3rd charge, so the kills land in the charging however fast
+the machine) and replaced at once, with a 1 s lease and a 100 ms rescue interval, until all the work is done
 or the storm's 20 s are up; the last workers are killed too and a final burst worker
 finishes whatever the storm left. Then the counts:
 
@@ -45,7 +45,7 @@ def storm_seed() -> int:
 
 class Storm:
     """`workers` worker processes, each SIGKILLed at a random moment of its life and replaced at
-    once. A worker's life is counted from when it is up (it logged "worker … started"): its
+    once. A worker's life is counted from when it is up (it logged its ": concurrency N"): its
     start-up takes 0.5–2 s on a busy 2-core machine (imports), and killing workers that never
     claimed anything would test nothing. Lives are drawn (seeded) from `life`; with 3 workers
     and lives of 0.25–1.25 s a worker is killed about every 0.5–0.8 s.
