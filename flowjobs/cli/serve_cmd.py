@@ -8,6 +8,9 @@ import signal
 import typer
 
 log = logging.getLogger("flowjobs.serve")
+# Where serve listens is said whatever --log-level: with `--port 0` it is the only way to know.
+address_log = logging.getLogger("flowjobs.serve.address")
+address_log.setLevel(logging.INFO)
 
 
 def serve(
@@ -52,7 +55,7 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     # log lines like every other, JSON when piped (`url` a field), text on a terminal
     url = f"http://{server.effective_host}:{server.effective_port}"
-    log.info("listening on %s", url, extra={"url": url})
+    address_log.info("listening on %s", url, extra={"url": url})
     for problem in _refused_everything(rt.settings):
         log.warning("%s", problem)
     try:

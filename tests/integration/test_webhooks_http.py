@@ -255,3 +255,16 @@ def test_the_access_log_in_json_carries_the_request_as_fields(make_runtime, capl
         "remote": "127.0.0.7",
     }
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+
+
+def test_serve_says_where_it_listens_whatever_the_log_level(tmp_path):
+    """With `--port 0` the logged address is the only way to reach it: `--log-level warning`
+    (or error) keeps that line."""
+    env = cli_env(f"sqlite:///{tmp_path / 'a.db'}")
+    for level in ("warning", "error"):
+        log = tmp_path / f"serve-{level}.log"
+        with serving(env, log, "--log-level", level) as (proc, base):
+            with urllib.request.urlopen(f"{base}/healthz", timeout=10) as reply:
+                assert reply.status == 200
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [x["message"] for x in lines if x["level"] == "info"] == [f"listening on {base}"]
