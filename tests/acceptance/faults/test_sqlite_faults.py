@@ -90,6 +90,8 @@ def test_a_worker_waits_out_a_lock_held_past_its_lease_and_goes_on(tmp_path, sql
         )
         for run in runs:
             assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["succeeded"]
+        # the worker says so once its write went through: the line may follow the commit
+        wait_until(lambda: "the database is back" in log.read_text(), message="the all-clear")
         text = log.read_text()
         assert (
             text.count("locked by another program") == 1 and text.count("the database is back") == 1
