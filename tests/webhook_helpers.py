@@ -62,7 +62,7 @@ def write(tmp_path, name: str, content) -> str:
 
 def charged_but_unrecorded(rt, card=None):
     """A billing run whose charge reached Stripe (localstripe) but whose outcome was never written."""
-    from flowjobs.billing.runs import _prepare
+    from flowjobs.billing.runs import _prepare, record_intent
     from tests.billing_helpers import seed
 
     seeded = seed(rt, **({"card": card} if card else {}))
@@ -76,6 +76,8 @@ def charged_but_unrecorded(rt, card=None):
         metadata=charge.metadata,
         idempotency_key=charge.idempotency_key,
     )
+    # as a billing run does before confirming: events name the payment's recorded PaymentIntent
+    assert record_intent(rt.billing, charge, result.payment_intent_id, "run_lost")
     return seeded, result
 
 

@@ -377,7 +377,28 @@ def _check_state(s, sub: Subscription, now: datetime) -> BillingPeriod:
             f"subscription {sub.id}'s billing run {unbilled[0]} for this period is still "
             f"{unbilled[1]}; adjust once it is charged"
         )
+    failed = _unpaid_failure(s, period.id)
+    if failed is not None:  # its retry would charge the period again beside the proration
+        raise AdjustmentRefused(
+            f"subscription {sub.id}'s charge for this period failed (billing run {failed}) "
+            "and is not paid yet; adjust once it is (billing retry, or a new payment method)"
+        )
     return period
+
+
+def _unpaid_failure(s, period_id: str) -> str | None:
+    """A regular billing run of the period that failed while none succeeded (a declined card,
+    or a run that gave up without charging): its retry, scheduled days ahead, bills the
+    period's invoice in full, whatever a proration charged meanwhile. None when paid."""
+    regular = (
+        select(BillingRun.id, BillingRun.status)
+        .where(BillingRun.billing_period_id == period_id, BillingRun.is_adjustment == False)
+        .order_by(col(BillingRun.created_at), col(BillingRun.id))
+    )
+    runs = list(s.exec(regular))
+    if any(status == E.BillingRunStatus.SUCCEEDED for _, status in runs):
+        return None
+    return next((id_ for id_, status in runs if status == E.BillingRunStatus.FAILED), None)
 
 
 def _check_price(s, sub: Subscription, price_id: str) -> Price:

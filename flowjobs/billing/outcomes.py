@@ -26,8 +26,8 @@ from datetime import datetime
 from sqlmodel import select
 
 from flowjobs import ids
+from flowjobs.billing import discounts, repo
 from flowjobs.billing import enums as E
-from flowjobs.billing import repo
 from flowjobs.billing.models import (
     BillingPeriod,
     BillingRun,
@@ -85,16 +85,20 @@ def apply_charge_result(
             return RunReport(billing_run_id, "skipped", "missing", "no such billing run")
         skip = _stale(run, event_created)
         payment = current_payment(s, run.id)
+        current = payment.stripe_payment_intent_id if payment is not None else None
+        # An event names a PaymentIntent the run's current payment recorded before confirming
+        # it; one for a payment with none yet belongs to an earlier attempt (its intent was
+        # canceled when the run was put back), whose late `canceled` must not end this one.
+        from_event = event_created is not None
         if (
             skip is None
-            and payment is not None
-            and payment.stripe_payment_intent_id
             and result.payment_intent_id
-            and result.payment_intent_id != payment.stripe_payment_intent_id
+            and result.payment_intent_id != current
+            and (current or from_event)
         ):
             skip = (
                 f"PaymentIntent {result.payment_intent_id} is not the run's current one "
-                f"({payment.stripe_payment_intent_id})"
+                f"({current or 'none recorded yet'})"
             )
         if skip:
             return RunReport(run.id, "skipped", run.status, skip)
@@ -240,6 +244,7 @@ def _mark_past_due_if_ended(period, invoice, now) -> None:
 
 def _succeeded(b, s, run, period, sub, invoice, payment, now) -> None:
     _settle(s, run, period, invoice, now)
+    discounts.redeem(s, run)
     if sub.status in (
         E.SubscriptionStatus.PAST_DUE,
         E.SubscriptionStatus.INCOMPLETE,

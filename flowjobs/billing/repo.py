@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
 from flowjobs import ids
@@ -96,9 +96,28 @@ def period_items(s: Session, billing_period_id: str) -> list[BillingPeriodItem]:
 
 
 def first_invoice(s: Session, billing_period_id: str) -> Invoice | None:
+    """The period's own invoice: the first not made by a plan change (an adjustment run bills
+    its proration on an invoice of its own, which must never be taken for the period's)."""
+    adjustments = select(BillingRun.id).where(
+        BillingRun.billing_period_id == billing_period_id, BillingRun.is_adjustment == True
+    )
     return s.exec(
         select(Invoice)
-        .where(Invoice.billing_period_id == billing_period_id)
+        .where(
+            Invoice.billing_period_id == billing_period_id,
+            or_(
+                col(Invoice.billing_run_id).is_(None),
+                col(Invoice.billing_run_id).not_in(adjustments),
+            ),
+        )
+        .order_by(col(Invoice.created_at), col(Invoice.id))
+    ).first()
+
+
+def invoice_of_run(s: Session, billing_run_id: str) -> Invoice | None:
+    return s.exec(
+        select(Invoice)
+        .where(Invoice.billing_run_id == billing_run_id)
         .order_by(col(Invoice.created_at), col(Invoice.id))
     ).first()
 

@@ -40,8 +40,8 @@ from sqlalchemy import case, func, update
 from sqlmodel import col, select
 
 from flowjobs import faults, ids
+from flowjobs.billing import discounts, fees, repo
 from flowjobs.billing import enums as E
-from flowjobs.billing import fees, repo
 from flowjobs.billing.models import (
     BillingPeriod,
     BillingRun,
@@ -341,8 +341,11 @@ def _bookkeeping(b, s, run: BillingRun) -> Charge | RunReport:
         raise BillingError(f"payment method {run.payment_method_id} does not exist")
     result = _fees(b, s, run, sub, org, method)
     invoice = (
-        _new_invoice(s, run, sub, period, customer, result.currency)
-        if run.is_adjustment  # its own invoice
+        (  # its own invoice, the same for every attempt of the run
+            repo.invoice_of_run(s, run.id)
+            or _new_invoice(s, run, sub, period, customer, result.currency)
+        )
+        if run.is_adjustment
         else repo.first_invoice(s, period.id)
         or _new_invoice(s, run, sub, period, customer, result.currency)
     )
@@ -355,7 +358,7 @@ def _bookkeeping(b, s, run: BillingRun) -> Charge | RunReport:
     )  # the invoice's money, as its PDF, emails and `billing show` read it
     to_charge = money.due
     if money.total <= 0 or to_charge <= 0:
-        return _nothing_to_charge(s, run, period, invoice, now)
+        return _nothing_to_charge(b, s, run, sub, period, invoice, now)
     _require_stripe(run, org, customer, method)
     payment = Payment(
         id=ids.new_id("pym"),
@@ -511,7 +514,10 @@ def _fee_row(run, org, period, method, result: fees.FeeResult) -> FeeCalculation
 def _invoice_closed(s, run, period, invoice) -> RunReport:
     now = s.info["now"]
     run.status, run.completed_at = E.BillingRunStatus.SUCCEEDED, now
-    if invoice.status in (E.InvoiceStatus.UNCOLLECTIBLE, E.InvoiceStatus.VOID):
+    if not run.is_adjustment and invoice.status in (  # a proration's invoice is not the period's
+        E.InvoiceStatus.UNCOLLECTIBLE,
+        E.InvoiceStatus.VOID,
+    ):
         repo.set_period_status(period, E.BillingPeriodStatus.CANCELED)
     return RunReport(
         run.id,
@@ -522,10 +528,18 @@ def _invoice_closed(s, run, period, invoice) -> RunReport:
     )
 
 
-def _nothing_to_charge(s, run, period, invoice, now) -> RunReport:
+def _nothing_to_charge(b, s, run, sub, period, invoice, now) -> RunReport:
+    """Nothing due (a discount or credit covers it): settled as paid, as a charge would be — a
+    plan change's new items take effect, a discount's use is counted."""
     run.status, run.completed_at = E.BillingRunStatus.SUCCEEDED, now
     repo.set_period_status(period, period_status_by_clock(period.start_date, period.end_date, now))
     repo.set_invoice_status(invoice, E.InvoiceStatus.PAID)
+    if run.is_adjustment:
+        from flowjobs.billing.adjust import apply_paid
+
+        apply_paid(b, s, run, sub)
+    else:
+        discounts.redeem(s, run)
     return RunReport(
         run.id,
         "nothing_to_charge",

@@ -496,6 +496,7 @@ def discount(
     amount_type: str = E.DiscountAmountType.PERCENT,
     code: str = "WELCOME",
     duration: str = E.DiscountDuration.FOREVER,
+    number_of_payments: int | None = None,
 ) -> DiscountRedemption:
     row = DiscountRedemption(
         id=ids.new_id("discount_redemption"),
@@ -507,6 +508,7 @@ def discount(
         discount_amount=amount,
         discount_amount_type=amount_type,
         duration=duration,
+        number_of_payments=number_of_payments,
     )
     s.add(row)
     return row

@@ -17,6 +17,8 @@ PaymentIntent:
   that, and a late success would then find the payment failed — hence the long default),
   and the payment fails with `payment_timeout`; a billing run takes the failure path (its
   retry ladder, the payment-failed emails);
+- a one-time purchase's payment settled at Stripe → recorded through the purchase path
+  (flowjobs.billing.purchases), as its webhook would have been: invoice, purchase, receipt;
 - no PaymentIntent and no billing run charging it → failed with `payment_timeout`, as upstream.
 The message is the spec's, with the actual wait: "Payment timed out after 6 hours in pending state".
 """
@@ -30,7 +32,7 @@ from sqlmodel import col, select
 
 from flowjobs.billing import enums as E
 from flowjobs.billing import repo
-from flowjobs.billing.models import BillingRun, Payment
+from flowjobs.billing.models import BillingRun, CheckoutSession, Payment
 
 TIMEOUT_CODE = "payment_timeout"
 STILL_PENDING = ("processing", "requires_action", "requires_confirmation", "requires_capture")
@@ -122,6 +124,7 @@ def _one(b, payment_id: str, now: datetime, report: StaleReport, alert: bool) ->
             payment.livemode,
             payment.created_at,
         )
+        session_id = _checkout_of(s, payment) if run is None else None
     if intent_id is None:
         if charging is not None:  # never confirmed, so never charged: settle it like a failed job
             _settled_run(
@@ -173,9 +176,33 @@ def _one(b, payment_id: str, now: datetime, report: StaleReport, alert: bool) ->
             )
     if run_id is not None:
         apply_charge_result(b, run_id, result)
+    elif session_id is not None and result.failure_code != TIMEOUT_CODE:
+        # a one-time purchase settled at Stripe: recorded as its webhook would have recorded it
+        # (invoice, purchase, receipt, discount), which then finds nothing left to do
+        from flowjobs.billing.purchases import record_checkout_charge
+
+        record_checkout_charge(
+            b,
+            session_id,
+            intent_id=intent_id,
+            intent_status=result.status,
+            charge_id=result.charge_id,
+            livemode=livemode,
+        )
     else:
         _sync(b, payment_id, result)
     (report.settled if result.status == "succeeded" else report.failed).append(payment_id)
+
+
+def _checkout_of(s, payment: Payment) -> str | None:
+    """The checkout session a purchase's payment pays, if any."""
+    if not payment.purchase_id:
+        return None
+    return s.exec(
+        select(CheckoutSession.id)
+        .where(CheckoutSession.purchase_id == payment.purchase_id)
+        .order_by(col(CheckoutSession.created_at), col(CheckoutSession.id))
+    ).first()
 
 
 def _settled_run(outcome, payment_id: str, report: StaleReport) -> None:

@@ -6,7 +6,11 @@ for billing runs (metadata `billingRunId`) go through the same outcome code as t
 charge (flowjobs.billing.outcomes) with the event's `created` time, so an older event never
 overwrites newer state and a finished run is never reopened. PaymentIntent events of checkout
 sessions (metadata `type: checkout_session`, `checkoutSessionId`) and `charge.failed` for their
-charges record one-time purchases (flowjobs.billing.purchases).
+charges record one-time purchases (flowjobs.billing.purchases). `charge.failed` leaves a billing
+run's payment alone: upstream marked it failed and sent the "no automatic retry" email, racing
+the run's own outcome, which schedules the retry and sends the email with its date (sharing its
+key, that email was then dropped), and a payment no longer `processing` made the run's next
+attempt skip it.
 """
 
 from __future__ import annotations
@@ -110,6 +114,13 @@ def charge_failed(b, event: dict) -> dict:
         payment = _payment_of(s, charge)
         if payment is None:
             return {"result": "ignored", "detail": f"no payment for charge {charge.id}"}
+        if payment.billing_run_id:  # its run's outcome (retry date, emails) settles it
+            return {
+                "result": "ignored",
+                "paymentId": payment.id,
+                "detail": f"payment {payment.id} of billing run {payment.billing_run_id} is "
+                "settled by its PaymentIntent's outcome, not by charge.failed",
+            }
         if not repo.set_payment_status(payment, E.PaymentStatus.FAILED):
             return {"result": "unchanged", "paymentId": payment.id, "status": payment.status}
         payment.failure_code = charge.failure_code

@@ -611,3 +611,83 @@ def test_a_scheduled_downgrade_is_replaced_by_a_later_request(brt, clock, then):
     assert get(brt, Subscription, seeded.subscription_id).price_id == expected
     assert ("succeeded", billed) in charges(brt, seeded.stripe_customer)
     assert ("succeeded", 1200) not in charges(brt, seeded.stripe_customer)
+
+
+# -- review fixes (session 17): a period whose charge failed, nothing due, a requeued run -----------
+
+
+def test_a_plan_change_waits_while_the_periods_charge_gave_up_and_its_retry_is_pending(brt, clock):
+    """The period's run gave up without charging (Stripe unreachable) and its retry is days away:
+    a plan change then would charge a proration for an unpaid period, and the retry would bill
+    the period's invoice in full beside it. Refused until the retry has paid; then the
+    proration nets what the retry paid."""
+    from flowjobs.billing.runs import settle_failed_job
+
+    at(clock, START)
+    seeded = seed(brt, unit_price=1200)
+    pro = new_price(brt, seeded.org_id, "Pro", 4900)
+    for _ in range(brt.billing.settings.max_requeues + 1):
+        settle_failed_job(brt.billing, seeded.billing_run_id, None, "Stripe unreachable")
+    assert get(brt, BillingRun, seeded.billing_run_id).status == "failed"
+    [retry] = [r for r in _runs(brt, seeded.subscription_id) if r.status == "scheduled"]
+    assert get(brt, Subscription, seeded.subscription_id).status == "active"
+    at(clock, START + timedelta(days=1))
+    with pytest.raises(
+        AdjustmentRefused, match=f"failed \\(billing run {seeded.billing_run_id}\\)"
+    ):
+        adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro)
+    assert [r.id for r in _runs(brt, seeded.subscription_id) if r.is_adjustment] == []
+
+    at(clock, retry.scheduled_for + timedelta(minutes=1))
+    assert execute_billing_run(brt.billing, retry.id, "job_retry").action == "charged"
+    at(clock, START + timedelta(days=14))
+    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro)
+    assert (report.proration.paid, report.proration.net) == (1200, 600 + 2450 - 1200)
+    assert execute_billing_run(brt.billing, report.billing_run_id, "job_adj").action == "charged"
+    assert charges(brt, seeded.stripe_customer) == [("succeeded", 1200), ("succeeded", 1850)]
+
+
+def test_a_plan_change_with_nothing_due_after_the_discount_still_changes_the_plan(brt, clock):
+    """A 100 % discount leaves the proration's invoice nothing to charge: the run settles as
+    paid, and the new items take effect and are announced as a charged change's are."""
+    at(clock, START)
+    seeded = seed(brt, unit_price=1200, discount=(100, "percent"))
+    assert execute_billing_run(brt.billing, seeded.billing_run_id, "job_first").action == (
+        "nothing_to_charge"
+    )
+    pro = new_price(brt, seeded.org_id, "Pro", 4900)
+    at(clock, START + timedelta(days=14))
+    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro)
+    assert report.action == "charging" and report.proration.net > 0
+    outcome = execute_billing_run(brt.billing, report.billing_run_id, "job_adj")
+    assert outcome.action == "nothing_to_charge"
+    assert get(brt, BillingRun, report.billing_run_id).status == "succeeded"
+    assert active_prices(brt, seeded.subscription_id, START + timedelta(days=14)) == [
+        (pro, 4900, 1)
+    ]
+    assert get(brt, Subscription, seeded.subscription_id).price_id == pro
+    for task in ADJUSTED:
+        assert len(tasks_named(brt, task)) == 1, task
+    assert charges(brt, seeded.stripe_customer) == []
+
+
+def test_a_requeued_plan_change_bills_on_the_invoice_it_made_first(brt, clock):
+    """An adjustment run put back after a failed job makes no second invoice (the first would
+    stay open, showing an amount due)."""
+    from flowjobs.billing.runs import _prepare, settle_failed_job
+
+    seeded = paid_subscription(brt, clock, unit_price=1200)
+    pro = new_price(brt, seeded.org_id, "Pro", 4900)
+    at(clock, START + timedelta(days=14))
+    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro)
+    _prepare(brt.billing, report.billing_run_id, "job_a")  # bookkeeping, then the job dies
+    assert settle_failed_job(brt.billing, report.billing_run_id, "job_a", "boom").action == (
+        "requeued"
+    )
+    assert execute_billing_run(brt.billing, report.billing_run_id, "job_b").action == "charged"
+    with brt.billing.unit() as s:
+        invoices = list(
+            s.exec(select(Invoice).where(Invoice.billing_run_id == report.billing_run_id))
+        )
+    assert [(i.status, i.subtotal) for i in invoices] == [("paid", 1850)]
+    assert charges(brt, seeded.stripe_customer) == [("succeeded", 1200), ("succeeded", 1850)]

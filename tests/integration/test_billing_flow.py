@@ -163,10 +163,11 @@ def test_trial_ends_then_decline_goes_past_due_instead_of_cancelling(brt, clock)
 def test_outcomes_out_of_order_never_regress_and_a_canceled_intent_aborts(brt):
     from flowjobs.adapters.stripe_gateway import ChargeResult
     from flowjobs.billing.outcomes import apply_charge_result
-    from flowjobs.billing.runs import _prepare
+    from flowjobs.billing.runs import _prepare, record_intent
 
     seeded = seed(brt)
-    _prepare(brt.billing, seeded.billing_run_id, "run_x")
+    charge = _prepare(brt.billing, seeded.billing_run_id, "run_x")
+    assert record_intent(brt.billing, charge, "pi_ooo", "run_x")  # as the run does first
 
     def event(status, created, charge_status=None):
         result = ChargeResult(
@@ -215,3 +216,89 @@ def _payment(rt, billing_run_id):
 
     with rt.billing.unit() as s:
         return s.exec(select(Payment).where(Payment.billing_run_id == billing_run_id)).one()
+
+
+def test_a_late_cancel_of_an_earlier_attempts_intent_leaves_the_retried_run_alone(
+    brt, localstripe_url
+):
+    """Attempt 1 recorded a PaymentIntent and died before confirming; the run was put back and
+    its intent canceled. Attempt 2 has made its payment but not yet its PaymentIntent when the
+    old intent's `payment_intent.canceled` arrives: it is skipped (it once aborted the run,
+    left the subscription past_due and the period never billed), and attempt 2 charges."""
+    from flowjobs.adapters.stripe_gateway import ChargeResult
+    from flowjobs.billing.models import PaymentMethod
+    from flowjobs.billing.outcomes import apply_charge_result
+    from flowjobs.billing.runs import (
+        _prepare,
+        execute_billing_run,
+        record_intent,
+        settle_failed_job,
+    )
+    from tests.webhook_helpers import stripe_client
+
+    seeded = seed(brt)
+    first = _prepare(brt.billing, seeded.billing_run_id, "job_a")
+    method = get(brt, PaymentMethod, seeded.method_id)
+    old = stripe_client(localstripe_url).v1.payment_intents.create(
+        params={
+            "amount": first.amount,
+            "currency": first.currency.lower(),
+            "customer": seeded.stripe_customer,
+            "payment_method": method.stripe_payment_method_id,
+            "metadata": first.metadata,
+        }
+    )
+    assert record_intent(brt.billing, first, old.id, "job_a") == old.id
+    assert settle_failed_job(brt.billing, seeded.billing_run_id, "job_a", "boom").action == (
+        "requeued"
+    )
+    second = _prepare(brt.billing, seeded.billing_run_id, "job_b")
+    assert second.payment_id != first.payment_id and second.payment_intent_id is None
+
+    late = ChargeResult("canceled", old.id, None, None, first.amount, first.currency, old.created)
+    report = apply_charge_result(
+        brt.billing, seeded.billing_run_id, late, event_created=old.created + 60
+    )
+    assert report.action == "skipped" and "none recorded yet" in report.detail
+    assert get(brt, BillingRun, seeded.billing_run_id).status == "started"  # in progress
+    assert get(brt, Subscription, seeded.subscription_id).status == "active"
+    assert get(brt, Payment, second.payment_id).status == "processing"
+
+    assert execute_billing_run(brt.billing, seeded.billing_run_id, "job_b").action == "charged"
+    assert get(brt, BillingRun, seeded.billing_run_id).status == "succeeded"
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
+
+
+def test_charge_failed_leaves_a_billing_runs_payment_to_its_payment_intents_outcome(
+    brt, localstripe_url
+):
+    """`charge.failed` arriving first for a billing run's declined charge changes nothing: the
+    run's outcome (here its `payment_intent.payment_failed`) fails the payment and sends the
+    one payment-failed email, with what it knows of the retry. (Upstream's handler failed the
+    payment and sent its own email first — one saying there is no automatic retry, sharing the
+    run's key so the right one was dropped — and a payment no longer `processing` made a
+    resumed attempt skip the run.)"""
+    from flowjobs.webhooks import stripe_handlers
+    from tests.webhook_helpers import charged_but_unrecorded, envelope, event_for
+
+    seeded, failed = charged_but_unrecorded(brt, card=DECLINING)
+    pi_event = event_for(localstripe_url, "payment_intent.payment_failed", failed.payment_intent_id)
+    charge = pi_event["data"]["object"]["latest_charge"]
+    assert isinstance(charge, dict) and charge["status"] == "failed"
+    result = stripe_handlers.charge_failed(brt.billing, envelope("evt_cf", "charge.failed", charge))
+    assert result["result"] == "ignored" and seeded.billing_run_id in result["detail"]
+    [payment] = [p for p in _payments(brt) if p.billing_run_id == seeded.billing_run_id]
+    assert payment.status == "processing"
+    assert brt.store.list_runs(task="send-customer-payment-failed-notification") == []
+
+    outcome = stripe_handlers.payment_intent(brt.billing, pi_event)
+    assert outcome["action"] == "declined", outcome
+    assert get(brt, Payment, payment.id).status == "failed"
+    assert len(brt.store.list_runs(task="send-customer-payment-failed-notification")) == 1
+
+
+def _payments(rt) -> list[Payment]:
+    from sqlmodel import select
+
+    with rt.billing.unit() as s:
+        return list(s.exec(select(Payment)))

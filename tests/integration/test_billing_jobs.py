@@ -279,3 +279,49 @@ def test_hourly_cron_purges_unfinished_checkout_sessions_older_than_14_days(brt,
         )
     kept = {sessions[k] for k in ("old-succeeded", "old-pending", "young-open")}
     assert left == kept and fees_left == kept
+
+
+@pytest.mark.parametrize(
+    ("duration", "uses", "percent", "charged"),
+    [
+        ("once", None, 25, [1500, 2000, 2000]),
+        ("number_of_payments", 2, 25, [1500, 1500, 2000]),
+        ("forever", None, 25, [1500, 1500, 1500]),
+        ("once", None, 100, [0, 2000, 2000]),  # the first period is free: nothing charged
+    ],
+)
+def test_a_discount_is_used_up_by_the_periods_it_paid_for(
+    brt, clock, duration, uses, percent, charged
+):
+    """`once` takes one period off, `number_of_payments` N periods, `forever` every period; a
+    period the discount paid in full (nothing charged) counts as a use. Upstream advanced
+    redemptions on checkout payments only, so a one-month coupon discounted every month."""
+    from flowjobs.billing import setup
+    from flowjobs.billing.models import DiscountRedemption
+
+    start = utc(2027, 1, 10, 10)
+    at(clock, start)
+    seeded = seed(brt, unit_price=2000)
+    with brt.billing.unit() as s:
+        sub = s.get(Subscription, seeded.subscription_id)
+        redemption_id = setup.discount(
+            s, sub, amount=percent, duration=duration, number_of_payments=uses
+        ).id
+    hourly(brt)
+    drain(brt)
+    for month in (2, 3):  # two rollovers, each billing its new period
+        at(clock, utc(2027, month, 10, 10, 30))
+        hourly(brt, last=utc(2027, month, 10, 9, 30))
+        drain(brt)
+    runs = runs_of(brt, seeded.subscription_id)
+    assert [r.status for r in runs] == ["succeeded"] * 3
+    with brt.billing.unit() as s:
+        paid = [
+            (s.exec(select(Payment.amount).where(Payment.billing_run_id == r.id)).first() or 0)
+            for r in runs
+        ]
+        redeemed = s.get(DiscountRedemption, redemption_id).fully_redeemed
+    assert paid == charged
+    assert redeemed is (duration != "forever")
+    expected = {"succeeded": sum(1 for amount in charged if amount)}
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == expected

@@ -522,3 +522,42 @@ def test_demo_seed_pays_one_time_purchases_whose_events_make_them_paid(
         assert payment.receipt_url and rt.documents.read(payment.receipt_url).startswith(b"%PDF")
         amounts.append(payment.amount)
     assert amounts == [26910, 4900]  # Onboarding Workshop less 10 %, Field Guide
+
+
+def test_the_stale_payment_sweep_settles_a_checkout_payment_as_its_webhook_would(
+    make_runtime, localstripe_url, clock
+):
+    """A checkout payment left `processing` (a bank debit: its `processing` event came, the
+    `succeeded` one never did) and paid at Stripe: `fail-stale-payments` records it through
+    the purchase path — payment, invoice and purchase paid, the discount used, the invoice PDF
+    asked for — not just the payment's status (which left the purchase pending for good, and a
+    late webhook then found nothing changed, so nothing followed)."""
+    from dataclasses import replace
+
+    from flowjobs.billing.stale import fail_stale_payments
+    from flowjobs.billing.types import utc_from_ms
+
+    rt = make_runtime(**stripe_sections(localstripe_url))
+    session_id, customer = open_checkout(rt, discount=(500, "fixed", "once"))
+    intent = pay(rt, localstripe_url, session_id, customer, VISA)
+    assert intent["status"] == "succeeded"
+    b = rt.billing
+    charge = purchases.Charge.from_stripe(b.gateway.retrieve_charge(False, intent["latest_charge"]))
+    with b.unit() as s:  # what a `payment_intent.processing` event recorded
+        session = s.get(CheckoutSession, session_id)
+        pending = replace(charge, status="pending")
+        assert purchases._record(b, s, session, intent["id"], "processing", pending)[
+            "paymentStatus"
+        ] == ("processing")
+    before = state(rt, session_id)
+    assert (before["purchase"].status, before["invoice"].status) == ("pending", "open")
+    assert before["redemption"].fully_redeemed is False
+
+    clock.advance(7 * 3600)
+    report = fail_stale_payments(b, utc_from_ms(clock.now_ms()))
+    assert report.errors == [] and len(report.settled) == 1
+    after = state(rt, session_id)
+    assert [p.status for p in after["payments"].values()] == ["succeeded"]
+    assert (after["purchase"].status, after["invoice"].status) == ("paid", "paid")
+    assert after["redemption"].fully_redeemed is True
+    assert len(rt.store.list_runs(task="generate-invoice-pdf")) == 1

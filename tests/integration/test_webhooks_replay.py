@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from flowjobs.billing.models import BillingRun, Invoice, Payment, Subscription
-from flowjobs.billing.runs import _prepare
+from flowjobs.billing.runs import _prepare, record_intent
 from flowjobs.errors import BadInput
 from flowjobs.webhooks.models import InboxEvent
 from flowjobs.webhooks.replay import read_incoming, replay, snapshot
@@ -90,7 +90,7 @@ def test_replayed_payment_failed_runs_the_failure_path(wrt, localstripe_url):
 
 def test_replayed_payment_intent_canceled_aborts_the_run(wrt, localstripe_url):
     seeded = seed(wrt)
-    _prepare(wrt.billing, seeded.billing_run_id, "run_x")
+    charge = _prepare(wrt.billing, seeded.billing_run_id, "run_x")
     client = stripe_client(localstripe_url)
     method = get(
         wrt,
@@ -106,6 +106,7 @@ def test_replayed_payment_intent_canceled_aborts_the_run(wrt, localstripe_url):
             "metadata": {"billingRunId": seeded.billing_run_id},
         }
     )
+    assert record_intent(wrt.billing, charge, intent.id, "run_x")  # as the run does first
     canceled = client.v1.payment_intents.cancel(intent.id).to_dict()
     assert canceled["status"] == "canceled"
     # localstripe emits no payment_intent.canceled event: wrap the real, canceled PaymentIntent in
