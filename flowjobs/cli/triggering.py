@@ -57,18 +57,47 @@ def wait_for(store, run_id: str, timeout: float | None, on_slow=None) -> str | N
     deadline = None if timeout is None else started + timeout
     look_at = started + NO_WORKER_AFTER
     pause = 0.01
+    lost = False  # the database stopped answering: the run is written, so wait on (and say so)
     while True:
-        status = store.run_status(run_id)
+        try:
+            status = store.run_status(run_id)
+        except Exception as exc:
+            if not _passing(store, exc):
+                raise
+            if not lost:
+                from flowjobs.store.failures import one_line
+
+                output.note(
+                    f"the database stopped answering ({one_line(exc)}); run {run_id} "
+                    "is written and a worker runs it once the database is back: still waiting "
+                    "(Ctrl-C to stop waiting)"
+                )
+            lost, status, pause = True, None, 0.5
+        else:
+            if lost:
+                output.note(f"the database is back; still waiting for run {run_id}")
+            lost = False
         if status in TERMINAL:
             return status
         now = time.monotonic()
-        if on_slow is not None and now >= look_at:
-            on_slow(status, now - started)
+        if on_slow is not None and now >= look_at and not lost:
+            try:
+                on_slow(status, now - started)
+            except Exception as exc:
+                if not _passing(store, exc):
+                    raise
             look_at = now + LOOK_AGAIN
         if deadline is not None and now >= deadline:
             return None
         time.sleep(pause)
-        pause = min(pause * 1.5, 0.25)
+        pause = min(pause * 1.5, 0.25) if not lost else pause
+
+
+def _passing(store, exc: BaseException) -> bool:
+    """A database fault `--wait` rides out: the database is away or locked, not wrong."""
+    from flowjobs.errors import DatabaseLocked, DatabaseUnavailable
+
+    return isinstance(exc, (DatabaseUnavailable, DatabaseLocked)) or store.db.is_transient(exc)
 
 
 def _untaken(rt, run_id: str):
@@ -258,7 +287,12 @@ def run_trigger(
             return 0
         ended = wait_for(rt.store, run_id, wait_s, _untaken(rt, run_id))
     except KeyboardInterrupt:
-        now = rt.store.run_status(run_id) or "unknown"
+        try:
+            now = rt.store.run_status(run_id) or "unknown"
+        except Exception as exc:  # the database is away: the run is written all the same
+            if not _passing(rt.store, exc):
+                raise
+            now = "written (its status unknown: the database does not answer)"
         output.note(
             f"interrupted: run {run_id} is left {now}; a worker still runs it "
             f"(`flowjobs runs show {run_id}`, or `flowjobs runs cancel {run_id}`)"

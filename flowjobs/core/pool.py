@@ -41,7 +41,7 @@ log = logging.getLogger("flowjobs.worker")
 @dataclass
 class InFlight:
     run: ClaimedRun
-    task: Task | None  # None: not registered in this worker (the run is aborted)
+    task: Task | None  # None: not registered in this worker (a crash: left for another)
     ctx: TaskContext
     started_ms: int
     deadline: float  # time.monotonic()
@@ -100,10 +100,16 @@ class Pool:
             for _ in range(self.concurrency):
                 _spawn(self._execute, "flowjobs-task")
         if flight.task is None:
+            # A worker deployed without the task's module (a stale unit, a rolling deploy): its
+            # fault, not the run's. Counted as a crash — back off, never an attempt — so a
+            # worker that has the task takes it; it fails only once the crash budget is spent
+            # (no worker has it at all).
             self.settle(
                 flight,
                 Outcome(
-                    A.ABORTED, error=f"no task {flight.run.task!r} is registered in this worker"
+                    A.CRASHED,
+                    error=f"no task {flight.run.task!r} is registered in this worker (its "
+                    "[tasks] modules lack it); left for a worker that has it",
                 ),
             )
             return None

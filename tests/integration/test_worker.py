@@ -372,3 +372,36 @@ def test_a_task_thread_refills_its_own_slot_without_a_hand_over(make_runtime):
     assert turns.count("flowjobs-task") > 150  # the loop takes a turn only now and then
     # one per run, + the worker's presence rows and the last claim (nested calls not counted)
     assert sum(transactions) <= 200 + 10
+
+
+def test_a_worker_without_a_tasks_module_leaves_its_runs_to_a_worker_that_has_it(
+    make_runtime, clock
+):
+    """A worker deployed without a task's module (a stale unit during a rolling deploy) claims
+    its run and cannot run it: a crash of that worker, backed off, never an attempt — a worker
+    with the module then runs it. (It used to fail the run for good at its first claim.) With
+    no such worker the crash budget ends it, naming the missing task."""
+    full = make_runtime()
+    lacking = make_runtime(tasks={"modules": []}, run={"max_crashes": 3})
+    run = full.trigger("test-fail-once")  # fails when ctx.attempt is 1 (the crash is attempt 1)
+    stale = lacking.make_worker(lacking.worker_options(lease=30.0), worker_id="w-stale")
+    step(stale)
+    row = full.store.get_run(run.id)
+    assert (row["status"], row["attempt"] - row["crashes"]) == ("retrying", 0)
+    [attempt] = full.store.attempts(run.id)
+    assert attempt["outcome"] == "crashed" and attempt["worker"] == "w-stale"
+    assert "no task 'test-fail-once' is registered in this worker" in attempt["error"]
+
+    good = worker(full)
+    clock.advance(60)  # past the crash's back-off
+    step(good)
+    row = full.store.get_run(run.id)
+    assert row["status"] == "completed" and json.loads(row["result"]) == {"attempt": 2}
+    assert [a["outcome"] for a in full.store.attempts(run.id)] == ["crashed", "succeeded"]
+
+    orphan = full.trigger("test-fail-once")  # and no worker with the module comes
+    for _ in range(3):
+        step(stale)
+        clock.advance(60)
+    row = full.store.get_run(orphan.id)
+    assert row["status"] == "failed" and "is registered in this worker" in row["error"]

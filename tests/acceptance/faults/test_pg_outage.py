@@ -5,6 +5,7 @@ never exits. Triggers meanwhile exit 4 with a clear message. A server of the tes
 session's shared one must not stop)."""
 
 import signal
+import sys
 import subprocess
 import time
 
@@ -127,3 +128,52 @@ def test_worker_rides_out_a_postgresql_outage(outage, tmp_path):
             if worker.poll() is None:
                 worker.kill()
             rt.close()
+
+
+def test_trigger_wait_rides_out_an_outage_after_the_run_is_written(tmp_path):
+    """`trigger --wait` whose database stops after the run is written says so — the run is
+    written, a worker runs it once the database is back — and goes on waiting; it used to end
+    with exit 4 and "nothing was written, try again", and a second trigger doubled the work."""
+    with pg_server() as url:
+        upgrade(Database(url))
+        server = Server(url)
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "release").touch()  # the task finishes as soon as a worker runs it
+        env = cli_env(url)
+        err = tmp_path / "trigger.err"
+        with open(err, "w") as stderr:
+            waiting = subprocess.Popen(
+                [sys.executable, "-m", "flowjobs", "trigger", "test-block", "--wait"]
+                + ["--payload", f'{{"dir": "{work}"}}'],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        worker = None
+        try:
+            run_id = waiting.stdout.readline().strip()  # the id first, once it is written
+            assert run_id.startswith("run_"), err.read_text()
+            server.stop()
+            wait_until(
+                lambda: "the database stopped answering" in err.read_text(),
+                message="--wait to notice the outage",
+            )
+            assert waiting.poll() is None, err.read_text()
+            server.start()
+            worker = start_worker("--burst", env=env, stderr_path=tmp_path / "worker.log")
+            assert waiting.wait(60) == 0, err.read_text()
+            text = err.read_text()
+            assert f"run {run_id} is written" in text and "the database is back" in text, text
+            assert "nothing was written" not in text and "Traceback" not in text, text
+            rt = Runtime(make_settings(url, tmp_path))
+            try:
+                assert [r["id"] for r in rt.store.list_runs(limit=10)] == [run_id]
+                assert rt.store.run_status(run_id) == "completed"
+            finally:
+                rt.close()
+        finally:
+            for proc in (waiting, worker):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
