@@ -5,8 +5,8 @@ never exits. Triggers meanwhile exit 4 with a clear message. A server of the tes
 session's shared one must not stop)."""
 
 import signal
-import sys
 import subprocess
+import sys
 import time
 
 import pytest
