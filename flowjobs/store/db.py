@@ -27,6 +27,7 @@ WAL_CHECKPOINT_BYTES = 4 << 20  # SQLite's own auto-checkpoint is at 1,000 pages
 WAL_FORCE_BYTES = (
     64 << 20
 )  # past this, checkpoint with writers held off, so the WAL cannot grow unbounded
+FORCE_WAIT_S = 0.05  # how long such a checkpoint waits for readers of older snapshots
 # SQLite: after writing this many rows (a statement or transaction counts as one, or as the
 # runs it inserts) a process checkpoints the WAL from a background thread instead of in the
 # commit that fills it (`Database.statement`); fewer never fill it.
@@ -323,6 +324,8 @@ class Checkpointer:
         self.wal = db.path + "-wal"
         self._stop = threading.Event()
         self._conn: sqlite3.Connection | None = None
+        self._force_after = 0.0  # time.monotonic() before which no forced checkpoint is tried
+        self._force_pause = 0.0  # seconds the last refused one put off the next
         self.thread = threading.Thread(target=self._loop, name="flowjobs-checkpoint", daemon=True)
         self.thread.start()
 
@@ -340,10 +343,15 @@ class Checkpointer:
         if size < WAL_CHECKPOINT_BYTES and not always:
             return
         try:
-            self._conn = self._conn or _connect_sqlite(self.db.path, True, self.db.busy_timeout)
-            if size >= WAL_FORCE_BYTES:
+            # Its busy handler waits FORCE_WAIT_S at most: a TRUNCATE checkpoint waits for the
+            # readers of older snapshots (a backup, `db copy`, a long report) and holds off
+            # every new writer, in every process, while it does — with the database's 30 s
+            # busy timeout, one every 0.1 s for as long as such a reader lasted.
+            self._conn = self._conn or _connect_sqlite(self.db.path, True, FORCE_WAIT_S)
+            if size >= WAL_FORCE_BYTES and time.monotonic() >= self._force_after:
                 with self.db._write_lock:
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                self._forced(refused=bool(busy))
                 return
             # Copy the bulk beside the writers, then the few frames they added meanwhile with
             # them held off: a checkpoint that reaches the end lets the next writer rewind the
@@ -355,6 +363,22 @@ class Checkpointer:
             log.debug("WAL checkpoint skipped: %s", exc)
             close_quietly(self._conn)
             self._conn = None
+            if size >= WAL_FORCE_BYTES:
+                self._forced(refused=True)
+
+    def _forced(self, refused: bool) -> None:
+        """After a forced checkpoint: refused (a reader holds an old snapshot), the next is put
+        off 1 s, doubling to a minute, so that writers are held off FORCE_WAIT_S now and then,
+        not all the time (passive checkpoints go on meanwhile)."""
+        if not refused:
+            self._force_pause, self._force_after = 0.0, 0.0
+            return
+        self._force_pause = min(max(self._force_pause * 2, 1.0), 60.0)
+        self._force_after = time.monotonic() + self._force_pause
+        log.debug(
+            "forced WAL checkpoint refused (a reader holds an old snapshot); next in %gs",
+            self._force_pause,
+        )
 
     def stop(self) -> None:
         self._stop.set()

@@ -112,3 +112,47 @@ def test_a_worker_takes_over_the_thread_and_hands_checkpoints_back(rt):
     assert len(checkpointers()) == before + 1
     with rt.db.statement() as writer:
         assert autocheckpoint(writer) == 0
+
+
+def test_a_forced_checkpoint_never_holds_writers_off_for_an_old_readers_sake(
+    sqlite_url, monkeypatch
+):
+    """A WAL past WAL_FORCE_BYTES is checkpointed with TRUNCATE, which waits for readers of
+    older snapshots (a backup, `db copy`, a long report) while holding off every new writer.
+    It waits FORCE_WAIT_S at most, then puts the next try off (1 s, doubling): writers in
+    other processes go on. With the database's 30 s busy timeout it held them off that long,
+    every 0.1 s, for as long as the reader lasted. Once the reader is gone, the WAL is
+    truncated."""
+    import sqlite3
+
+    monkeypatch.setattr(dbmod, "WAL_CHECKPOINT_BYTES", 1)
+    monkeypatch.setattr(dbmod, "WAL_FORCE_BYTES", 1)  # every round forces
+    db = dbmod.Database(sqlite_url)
+    path = db.path
+    with db.borrow() as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        conn.execute("INSERT INTO t VALUES (0)")
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (1,)  # an old snapshot, held
+    writer = sqlite3.connect(path, timeout=2.0, isolation_level=None)  # another process's writes
+    checkpointer = dbmod.Checkpointer(db, interval=0.01)
+    try:
+        deadline = time.monotonic() + 60
+        written = 0
+        while getattr(checkpointer, "_force_pause", 0) < 2.0:  # until refused twice (1 s, 2 s)
+            assert time.monotonic() < deadline, "no forced checkpoint was tried"
+            writer.execute("INSERT INTO t VALUES (?)", (written,))  # within 2 s, or "locked"
+            written += 1
+        assert Path(f"{path}-wal").stat().st_size > 0
+        reader.execute("COMMIT")  # the reader goes: the next forced checkpoint truncates
+        deadline = time.monotonic() + 30
+        while Path(f"{path}-wal").stat().st_size > 0:
+            assert time.monotonic() < deadline, "the WAL was never truncated"
+            time.sleep(0.05)
+        assert checkpointer._force_pause == 0.0
+    finally:
+        checkpointer.stop()
+        reader.close()
+        writer.close()
+        db.close()
