@@ -88,7 +88,13 @@ class WebhookApp:
             return _reply(
                 start_response, "503 Service Unavailable", {"error": "database unavailable"}
             )
-        except Exception:  # never let one request take the server down
+        except Exception as exc:  # never let one request take the server down
+            translated = self.rt.db.translate(exc)  # a driver's error the store did not name
+            if translated is not None:  # (a dashboard read as PostgreSQL restarts): not a bug
+                log.error("database unavailable: %s", translated)
+                return _reply(
+                    start_response, "503 Service Unavailable", {"error": "database unavailable"}
+                )
             log.exception(
                 "unexpected error handling %s %s",
                 environ.get("REQUEST_METHOD"),

@@ -120,8 +120,10 @@ class Database:
         conn = conn or self.connect()
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
             close_quietly(conn)
+            if self.dialect == "postgresql" and failures.classify(exc) == "unavailable":
+                self._close_idle()  # a server restart ended them all: none is lent out dead
             raise
         with self._lock:
             if len(self._idle) < self.POOL_SIZE:
@@ -133,11 +135,14 @@ class Database:
         self.stop_checkpointer()
         self._close_connections()
 
-    def _close_connections(self) -> None:
+    def _close_idle(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn, _ in idle:
             close_quietly(conn)
+
+    def _close_connections(self) -> None:
+        self._close_idle()
         with self._write_lock:
             writer, self._writer = self._writer, None
         close_quietly(writer)

@@ -177,3 +177,40 @@ def test_trigger_wait_rides_out_an_outage_after_the_run_is_written(tmp_path):
             for proc in (waiting, worker):
                 if proc is not None and proc.poll() is None:
                     proc.kill()
+
+
+def test_the_dashboard_answers_503_while_postgresql_is_away_and_200_once_it_is_back(tmp_path):
+    """`serve`'s dashboard reads the database on every page: with the server stopped it answers
+    503 (as the webhook endpoints do), not a 500 with a traceback in the log; once the server is
+    back, the first request is answered (the pool's connections the restart ended are dropped
+    together, not lent out one by one to fail)."""
+    import urllib.error
+    import urllib.request
+
+    from tests.cli_helpers import serving
+
+    def get(url: str) -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as reply:
+                return reply.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    with pg_server() as url:
+        upgrade(Database(url))
+        server = Server(url)
+        env = cli_env(url)
+        log = tmp_path / "serve.log"
+        with serving(env, log) as (proc, base):
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(6) as pool:  # requests at once: several pooled connections
+                assert set(pool.map(get, [base + "/", base + "/runs"] * 6)) == {200}
+            server.stop()
+            assert get(base + "/") == 503
+            server.start()
+            assert [get(base + "/"), get(base + "/runs"), get(base + "/")] == [200, 200, 200]
+            assert proc.poll() is None
+        text = log.read_text()
+        assert "database unavailable" in text
+        assert "Traceback" not in text and "unexpected error" not in text, text
