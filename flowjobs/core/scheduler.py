@@ -279,7 +279,10 @@ class Scheduler:
         with store.db.transaction() as conn:
             row = conn.execute(store.sql["schedule_lock"], {"id": s.id}).fetchone()
             if row is None or row[0] is None:
+                # first sight: from the last slot, or from now when none was found (a leap-day
+                # slot further back than the search: left NULL, the schedule never fired)
                 first = cron.previous_slot(s.cron, s.timezone, now + 1)
+                first = now if first is None else first
                 conn.execute(
                     store.sql["schedule_insert"], {"id": s.id, "last_slot": first, "now": now}
                 )

@@ -175,8 +175,7 @@ def test_catchup_skip_drops_late_slots_but_runs_on_time_ones(sched_rt, clock):
 
 
 def test_skip_on_a_leap_day_schedule_starts_the_window_at_the_last_slot(make_runtime, clock):
-    """The slot before 29 February 2032 lies beyond the ~2-year look-back of previous_slot:
-    the skip policy's window then starts at the last enqueued slot."""
+    """The skip policy's window starts at the last enqueued slot (four years back)."""
     clock.set(ms("2028-03-01T00:00:00Z"))
     schedules = {
         "leap": {"task": "test-every-minute", "cron": "0 0 29 2 *", "catchup": "skip"},
@@ -192,6 +191,35 @@ def test_skip_on_a_leap_day_schedule_starts_the_window_at_the_last_slot(make_run
         "2028-02-29T00:00:00.000Z",
         "2032-02-29T00:00:00.000Z",
     )
+
+
+@pytest.mark.parametrize(
+    ("first_seen", "fires"),
+    [
+        ("2026-06-01T00:00:00Z", "2028-02-29T00:00:00Z"),  # 2024-02-29: 823 days back
+        ("2104-01-01T00:00:00Z", "2104-02-29T00:00:00Z"),  # 2096-02-29: 2,862 days (no 2100)
+    ],
+)
+def test_a_leap_day_schedule_first_seen_long_after_a_leap_day_fires_on_the_next(
+    make_runtime, clock, first_seen, fires
+):
+    """A 29 February schedule first seen more than the look-back after the last leap day once
+    recorded no slot, and every later tick found nothing due: it never fired (and `schedules
+    health` said ok). Now the look-back reaches ~7.5 years, and beyond it the schedule starts
+    from the moment it was first seen."""
+    clock.set(ms(first_seen))
+    schedules = {
+        "leap": {"task": "test-every-minute", "cron": "0 0 29 2 *"},
+        "test-hourly": {"enabled": False},
+    }
+    rt = make_runtime(tasks=SCHED_TASKS, schedules=schedules)
+    assert rt.scheduler.tick() == []  # first sight
+    clock.set(ms(fires) - 60_000)
+    assert rt.scheduler.tick() == []
+    clock.set(ms(fires) + 30_000)
+    [result] = rt.scheduler.tick()
+    assert result.slots == [ms(fires)]
+    assert len(runs_of(rt)) == 1
 
 
 def test_windows_tile_time_across_a_dst_change(make_runtime, clock):
