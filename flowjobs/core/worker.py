@@ -134,7 +134,9 @@ class Worker:
         self.processed = 0  # attempts settled by this worker
         self.outage = Outage(failures.classify, self.store.db.reclaim_space)
         self._after_outage = False  # the last turn failed: delay the rescuer once it is back
-        self.rescuer = Rescuer(store, self.id, options.max_crashes, self._rescue_hook)
+        self.rescuer = Rescuer(
+            store, self.id, options.max_crashes, self._rescue_hook, self._in_flight
+        )
         self.pool = Pool(
             store,
             clock,
@@ -543,6 +545,11 @@ class Worker:
             "worker lost its lease (crashed or stalled)",
             self.clock.now_ms(),
         )
+
+    def _in_flight(self) -> set[str]:
+        """The runs this worker is running, or has run and not yet written."""
+        with self.pool.lock:
+            return set(self.pool.inflight)
 
     def _release(self, flights: list[InFlight], nudge: bool = True) -> None:
         """Forget written (or dropped) attempts; `nudge`: wake the loop if enough slots are

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -537,19 +537,25 @@ class JobStore:
         max_crashes: int = DEFAULT_MAX_CRASHES,
         follow_up: Callable[[Rescued], NewRun | None] | None = None,
         worker: str = "",
+        in_flight: Collection[str] | None = None,
     ) -> list[Rescued]:
         """Expired leases become retrying/failed/canceled; their attempts are recorded `crashed`
         and count against `max_crashes`, not against the run's attempts. `follow_up` may name a
         run to insert in the same transaction for each rescued run (a failure hook). Runs of
-        `worker` (the caller's own: it knows they are alive) are left alone."""
+        `worker` (the caller's own) are left alone, or, given `in_flight` (the ids of the runs it
+        is running), only those: it renews their leases, while one of its runs it no longer
+        runs — an outcome it could not write, a claim whose commit's answer was lost — would
+        otherwise wait for another worker, or for ever where it is the only one."""
         error = "worker lost its lease (crashed or stalled)"
+        params = {"now": now, "max_crashes": max_crashes, "worker": worker}
         with self.db.transaction() as conn:
-            rows = [
-                Rescued(*r)
-                for r in conn.execute(
-                    self.sql["rescue"], {"now": now, "max_crashes": max_crashes, "worker": worker}
-                ).fetchall()
-            ]
+            rows = [Rescued(*r) for r in conn.execute(self.sql["rescue"], params).fetchall()]
+            if worker and in_flight is not None:
+                keep = set(in_flight)
+                for run_id, epoch in conn.execute(self.sql["own_expired"], params).fetchall():
+                    if run_id not in keep:
+                        one = {**params, "id": run_id, "epoch": epoch}
+                        rows += [Rescued(*r) for r in conn.execute(self.sql["rescue_one"], one)]
             self._insert_attempts(
                 conn,
                 [

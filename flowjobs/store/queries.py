@@ -91,6 +91,17 @@ _SOONEST = f"""(SELECT min(run_at) FROM flowjobs_runs
                         WHERE status IN {PENDING} AND priority = waiting.priority)"""
 
 COMMON = {
+    # A worker's own runs whose leases expired: those it no longer runs (an outcome it could not
+    # write, a claim whose commit answer was lost) are rescued, those in flight are not.
+    "own_expired": """
+        SELECT id, lease_epoch FROM flowjobs_runs
+        WHERE status = 'executing' AND lease_expires_at < :now AND worker = :worker""",
+    # One of them: as `rescue` does, fenced by its epoch.
+    "rescue_one": _RESCUE
+    + """
+        WHERE id = :id AND lease_epoch = :epoch AND status = 'executing' AND lease_expires_at < :now
+        RETURNING """
+    + _RESCUED,
     # Forget an idempotency key whose TTL has passed, so the key can be used again.
     "release_expired_key": """
         UPDATE flowjobs_runs SET dedup_key = NULL

@@ -405,3 +405,30 @@ def test_a_worker_without_a_tasks_module_leaves_its_runs_to_a_worker_that_has_it
         clock.advance(60)
     row = full.store.get_run(orphan.id)
     assert row["status"] == "failed" and "is registered in this worker" in row["error"]
+
+
+def test_a_worker_rescues_its_own_run_it_no_longer_runs_but_never_one_in_flight(
+    rt, clock, tmp_path
+):
+    """An outcome that could not be written leaves the run `executing` under the worker's id
+    after the worker let it go. Its own rescuer takes it once the lease expires (it skipped
+    every run of its own: with one worker, the run stayed `executing` until a restart), while
+    a run it is still running, lease expired or not, stays its own."""
+    with rt.db.transaction() as conn:  # a database trigger refuses to record its failure
+        for sql in POISON[rt.db.dialect]:
+            conn.execute(sql)
+    poisoned = rt.trigger("test-poison")
+    w = worker(rt, concurrency=4)
+    step(w)
+    assert rt.store.get_run(poisoned.id)["status"] == "executing"
+    blocked = rt.trigger("test-block", {"dir": str(tmp_path)})
+    assert [r.id for r in w.run_once()[0]] == [blocked.id]  # in flight from now on
+    clock.advance(31)  # both leases (30 s) expired
+    rescued = w.rescuer.run_once(clock.now_ms())
+    assert [r.id for r in rescued] == [poisoned.id]
+    row = rt.store.get_run(poisoned.id)
+    assert (row["status"], row["crashes"]) == ("retrying", 1)
+    assert rt.store.get_run(blocked.id)["status"] == "executing"
+    (tmp_path / "release").touch()
+    assert w.wait_idle(10)
+    assert rt.store.get_run(blocked.id)["status"] == "completed"
