@@ -25,6 +25,7 @@ _SAYS = {
     "full": "the database's disk is full",
     "conflict": "transactions keep conflicting with concurrent ones (deadlock or serialization)",
     "canceled": "the database cancels statements (a statement or lock timeout, or an operator)",
+    "standby": "the database takes no writes (a standby server, or a failover under way)",
 }
 
 

@@ -28,6 +28,9 @@ log = logging.getLogger("flowjobs.supervisor")
 
 
 FATAL = (2, 4)  # bad configuration, database unreachable: a restart would fail the same way
+# ... at start. Once a child has run this long, the database was there: a child exiting 4 later
+# (restarted while the database is away) is restarted with back-off, as any other.
+UP_AFTER = 5.0
 MAX_DELAY = 60.0
 STEADY = 30.0  # a child that ran this long before dying starts its back-off afresh
 SUPERVISOR_ENV = "FLOWJOBS_SUPERVISOR_PID"  # set in each child: the supervisor's pid
@@ -55,6 +58,7 @@ class Supervisor:
         self.delays = [restart_delay] * processes  # the next back-off of each slot
         self.stopping = False
         self.signals = 0
+        self.up = False  # a child has run UP_AFTER seconds: the configuration and database work
 
     def _spawn(self, slot: int) -> None:
         env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
@@ -88,8 +92,10 @@ class Supervisor:
 
     def run(self) -> int:
         """Until every child has exited after a stop (or, in burst mode, finished). A child that
-        exits 2 or 4 stops them all with its code; others restart with back-off (1 s doubling
-        to a minute)."""
+        exits 2 (bad configuration), or 4 (database unreachable) before any child has run
+        UP_AFTER seconds, stops them all with its code; others restart with back-off (1 s
+        doubling to a minute) — a 4 later means the database went away meanwhile, and a
+        restarted child waits for it as a running one does."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         for slot in range(self.processes):
@@ -100,6 +106,10 @@ class Supervisor:
         while not all(finished):
             time.sleep(0.1)
             now = time.monotonic()
+            self.up = self.up or any(
+                child is not None and child.poll() is None and now - self.started[slot] >= UP_AFTER
+                for slot, child in enumerate(self.children)
+            )
             for slot, at in list(respawn_at.items()):
                 if self.stopping:
                     finished[slot] = True
@@ -115,7 +125,7 @@ class Supervisor:
                     finished[slot] = True
                     worst = max(worst, code if code > 0 else 0)
                     continue
-                if code in FATAL:
+                if code in FATAL and not (code == 4 and self.up):
                     log.error(
                         "worker process %d exited with %d (%s); stopping the others: a restart "
                         "would fail the same way",

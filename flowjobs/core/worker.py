@@ -129,6 +129,7 @@ class Worker:
         self._next_presence = 0.0
         self._registered = False  # this worker's row exists in flowjobs_workers
         self._backlog = False  # the last claim filled every slot it asked for
+        self._answered = False  # the database answered something in this loop turn
         self._outbox: queue.SimpleQueue[_Settled] = queue.SimpleQueue()
         self._want = 1  # free slots the claim loop waits for; fewer do not wake it
         self.processed = 0  # attempts settled by this worker
@@ -174,6 +175,7 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             idle = self.pool.idle()  # before the claim: no outcome was waiting to be written
+            self._answered = False  # set by whatever in this turn the database answered
             try:
                 claimed, asked = self.run_once()
                 backlog = bool(asked) and len(claimed) == asked
@@ -186,7 +188,8 @@ class Worker:
                 self._next_rescue = float("inf")  # not before this worker's outcomes are written
                 self._stopping.wait(pause)
                 continue
-            self._recovered()
+            if self._answered:  # a turn with nothing to write or claim asked nothing
+                self._recovered()
             if self._done(claimed, idle):
                 break
             if backlog:
@@ -245,6 +248,7 @@ class Worker:
         now = self.clock.now_ms()
         if time.monotonic() >= self._next_presence:
             self._presence(now)
+            self._answered = True
         if time.monotonic() >= self._next_file_check:
             self._check_file()
             if self.file_gone is not None:
@@ -252,6 +256,7 @@ class Worker:
         if time.monotonic() >= self._next_rescue:
             self._next_rescue = time.monotonic() + self.opt.rescue_interval
             self.rescuer.run_once(now)
+            self._answered = True
         with self._turn:
             claimed, asked, _ = self._turn_once(now, keep=False)
         return claimed, asked
@@ -265,6 +270,7 @@ class Worker:
         if not batch and not asked:
             return [], 0, None
         claimed = self._write(batch, asked, now)
+        self._answered = True
         # A full claim means a backlog: next turn skips the read that spares an idle SQLite
         # worker the write lock.
         self._backlog = bool(asked) and len(claimed) == asked

@@ -122,8 +122,11 @@ class Database:
             yield conn
         except BaseException as exc:
             close_quietly(conn)
-            if self.dialect == "postgresql" and failures.classify(exc) == "unavailable":
-                self._close_idle()  # a server restart ended them all: none is lent out dead
+            if self.dialect == "postgresql" and failures.classify(exc) in (
+                "unavailable",
+                "standby",
+            ):
+                self._close_idle()  # a restart (or failover) ended or demoted them all
             raise
         with self._lock:
             if len(self._idle) < self.POOL_SIZE:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 from flowjobs.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, DiskFull
 
-TRANSIENT = ("unavailable", "locked", "full", "conflict", "canceled")
+TRANSIENT = ("unavailable", "locked", "full", "conflict", "canceled", "standby")
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -74,7 +74,7 @@ def _classify_one(e: BaseException) -> str | None:
         if isinstance(e, psycopg.errors.DiskFull):
             return "full"
         if isinstance(e, psycopg.errors.ReadOnlySqlTransaction):
-            return "read-only"
+            return "standby"  # a server that takes no writes: a standby, a failover under way
         if isinstance(e, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
             return "conflict"
         if isinstance(e, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)):
@@ -131,6 +131,11 @@ def translate(
             f"database {where} canceled the statement ({_first_line(exc)}): a "
             "statement_timeout or lock_timeout set for its role or database ran out, or an "
             "operator canceled it; nothing was written, try again"
+        )
+    if kind == "standby":
+        return DatabaseUnavailable(
+            f"database {where} takes no writes ({_first_line(exc)}): a standby server, or a "
+            "failover under way; nothing was written, try again once the primary is back"
         )
     if kind == "too-large":
         return DatabaseError(

@@ -4,6 +4,7 @@ and settles everything when the server is back — no run lost, none done twice,
 never exits. Triggers meanwhile exit 4 with a clear message. A server of the test's own (the
 session's shared one must not stop)."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -214,3 +215,121 @@ def test_the_dashboard_answers_503_while_postgresql_is_away_and_200_once_it_is_b
         text = log.read_text()
         assert "database unavailable" in text
         assert "Traceback" not in text and "unexpected error" not in text, text
+
+
+def test_a_worker_rides_out_a_server_that_takes_no_writes(tmp_path):
+    """A failover behind a proxy or a DNS name: for a while the worker's connections reach a
+    server that takes no writes (a standby, a demoted primary: `cannot execute UPDATE in a
+    read-only transaction`). That is an outage to ride out, not a fault to exit on: the worker
+    logs it, keeps its pool, and runs what is due once writes are taken again. It used to exit 4,
+    and a supervisor then stopped every worker process."""
+    import psycopg
+
+    with pg_server() as url:
+        upgrade(Database(url))
+        rt = Runtime(make_settings(url, tmp_path))
+        env = cli_env(url, FLOWJOBS_WORKER_POLL_INTERVAL="100ms")
+        log = tmp_path / "worker.log"
+        admin = psycopg.connect(
+            url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        )
+        worker = start_worker("--no-scheduler", env=env, stderr_path=log)
+        try:
+            first = rt.trigger("noop")
+            wait_until(lambda: rt.store.run_status(first.id) == "completed", message="a first run")
+            late = rt.trigger("noop", delay=2.0)  # due while the server takes no writes
+            rt.db.close()
+
+            def writes(allowed: bool) -> None:
+                flag = (
+                    "RESET default_transaction_read_only"
+                    if allowed
+                    else ("SET default_transaction_read_only = on")
+                )
+                admin.execute(f"ALTER DATABASE postgres {flag}")
+                admin.execute(  # every session but this one: new ones take the setting
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = 'postgres' AND pid <> pg_backend_pid()"
+                )
+                rt.db.close()  # this test's reads, too: a pooled connection was just ended
+
+            writes(False)
+            wait_until(
+                lambda: "takes no writes" in log.read_text(),
+                timeout=30,
+                message="the worker to notice",
+            )
+            assert worker.poll() is None, log.read_text()
+            assert rt.store.run_status(late.id) == "delayed"  # due, not taken
+            writes(True)
+            wait_until(
+                lambda: rt.store.run_status(late.id) == "completed",
+                timeout=60,
+                message="the due run to be taken once writes are",
+            )
+            assert worker.poll() is None, log.read_text()
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(30) == 0, log.read_text()
+            text = log.read_text()
+            assert "Traceback" not in text and "unexpected" not in text, text
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+            admin.close()
+            rt.close()
+
+
+def test_a_supervisor_restarts_a_child_that_starts_while_the_database_is_away(tmp_path):
+    """`run-worker --processes 2`: once its children have run, a child that dies and is
+    restarted while PostgreSQL is away cannot start (exit 4). That is the outage, not a bad
+    configuration: the supervisor restarts it with back-off until the database is back, and
+    the other child rides the outage out. It used to stop every worker process, for good."""
+    import re
+
+    with pg_server() as url:
+        upgrade(Database(url))
+        server = Server(url)
+        rt = Runtime(make_settings(url, tmp_path))
+        env = cli_env(url)
+        log = tmp_path / "supervisor.log"
+        supervisor = start_worker("--processes", "2", "--no-scheduler", env=env, stderr_path=log)
+        try:
+            up = rt.trigger("noop", delay=6.0)  # done: both children have run for seconds
+            wait_until(
+                lambda: rt.store.run_status(up.id) == "completed", timeout=30, message="uptime"
+            )
+            rt.db.close()
+            pids = [
+                int(p)
+                for p in re.findall(r"started worker process \d \(pid (\d+)\)", log.read_text())
+            ]
+            assert len(pids) == 2, log.read_text()
+            server.stop()
+            os.kill(pids[0], signal.SIGKILL)
+            wait_until(
+                lambda: "exited with 4" in log.read_text(), message="the restarted child to fail"
+            )
+            wait_until(
+                lambda: log.read_text().count("restarting in") >= 2,
+                message="the supervisor to restart it again",
+            )
+            assert supervisor.poll() is None, log.read_text()
+            assert "stopping the others" not in log.read_text()
+            server.start()
+            late = rt.trigger("noop")
+            wait_until(
+                lambda: rt.store.run_status(late.id) == "completed",
+                timeout=60,
+                message="the workers to take runs again",
+            )
+            wait_until(
+                lambda: len(re.findall(r"started worker process 0", log.read_text())) >= 3,
+                timeout=60,
+                message="the child to be running again",
+            )
+            supervisor.send_signal(signal.SIGTERM)
+            assert supervisor.wait(60) == 0, log.read_text()
+        finally:
+            if supervisor.poll() is None:
+                supervisor.kill()
+            rt.close()
