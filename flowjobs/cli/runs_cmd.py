@@ -18,6 +18,7 @@ from flowjobs.cli.views import (
     run_summary,
 )
 from flowjobs.errors import BadInput, ExitStatus, NotFound
+from flowjobs.store.states import TERMINAL
 
 app = typer.Typer(help="Inspect, cancel and replay runs.", no_args_is_help=True)
 
@@ -255,6 +256,12 @@ def replay(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the runs it would replay (one id per line); replay none."
     ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replay runs that have not ended too (queued, executing, retrying …): their task "
+        "then runs twice.",
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -291,6 +298,15 @@ def replay(
         more, rows = len(rows) > limit, rows[:limit]
         if not include_replayed:
             skipped = rt.store.count_runs(status=status, task=task, replayed=True)
+    live = [row for row in rows if row["status"] not in TERMINAL]
+    if live and not force:
+        first = live[0]
+        raise BadInput(
+            f"run {first['id']} is {first['status']}, not ended"
+            + (f" (and {len(live) - 1} more)" if len(live) > 1 else "")
+            + ": a replay would run its task a second time beside it; wait for it to end, "
+            "cancel it first (`flowjobs runs cancel RUN_ID`), or replay it anyway with --force"
+        )
     if dry_run:
         if as_json:
             output.emit_json([{"replay_of": row["id"], "task": row["task"]} for row in rows])

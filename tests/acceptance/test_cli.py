@@ -231,6 +231,16 @@ def test_cancel_and_replay(env):
     shown = as_json(flowjobs("runs", "show", replay["id"], "--json", env=env))
     assert shown["replay_of"] == run_id and shown["status"] == "queued"
 
+    # a run that has not ended: a replay would run its task twice; refused unless --force
+    refused = flowjobs("runs", "replay", replay["id"], env=env)
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    assert refused.stderr.startswith(f"error: run {replay['id']} is queued, not ended: ")
+    assert "--force" in refused.stderr and "Traceback" not in refused.stderr
+    assert flowjobs("runs", "replay", "--status", "queued", env=env).returncode == 2
+    assert len(as_json(flowjobs("runs", "list", "--json", env=env))) == 2  # nothing made
+    forced = as_json(flowjobs("runs", "replay", replay["id"], "--force", "--json", env=env))
+    assert forced["replay_of"] == replay["id"]
+
 
 def test_replay_by_status_replays_each_failure_once(env, sqlite_url):
     """`runs replay --status failed` skips runs replayed before, so running it twice makes no

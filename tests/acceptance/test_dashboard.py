@@ -119,6 +119,18 @@ def test_replay_needs_confirmation_and_links_the_new_run(dashboard):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(unconfirmed, timeout=10)
     assert refused.value.code == 400
+    # the new run has not ended: replaying it would run its task twice
+    token = re.search(
+        r'name="csrf" value="([0-9a-f]{64})"', browse(f"{base}/runs/{new_id}/replay")
+    ).group(1)
+    live = urllib.request.Request(
+        f"{base}/runs/{new_id}/replay", data=f"confirm=yes&csrf={token}".encode(), method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(live, timeout=10)
+    assert refused.value.code == 409
+    assert f"run {new_id} is queued, not ended" in refused.value.read().decode()
+    assert [r["id"] for r in rt.store.list_runs(limit=100) if r["replay_of"] == new_id] == []
 
 
 def test_read_only_by_default_and_password_protected_beyond_loopback(make_runtime, tmp_path):

@@ -65,12 +65,21 @@ def test_backfill_and_bulk_replay_show_progress_on_a_terminal(sqlite_url, tmp_pa
     assert b"1440 slots, enqueued 1440" in seen
 
     piped = flowjobs(
-        "runs", "replay", "--status", "delayed", "--task", "hello-world", "--limit", "600", env=env
+        "runs",
+        "replay",
+        "--status",
+        "delayed",
+        "--task",
+        "hello-world",
+        "--limit",
+        "600",
+        "--force",  # runs not ended: replayed only when asked for
+        env=env,
     )
     assert piped.returncode == 0 and len(piped.stdout.split()) == 600
     assert "━" not in piped.stderr and "replayed 600 runs" in piped.stderr
     code, seen = on_terminal(
-        ["runs", "replay", "-s", "delayed", "-t", "hello-world", "--limit", "300"], env
+        ["runs", "replay", "-s", "delayed", "-t", "hello-world", "--limit", "300", "--force"], env
     )
     assert code == 0 and b"replaying" in seen and "━".encode() in seen
 

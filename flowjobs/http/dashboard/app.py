@@ -515,6 +515,13 @@ class Dashboard:
                     start_response, "409 Conflict", f"run {run_id} is {outcome}; nothing to cancel"
                 )
             return _redirect(start_response, f"/runs/{run_id}")
+        if row["status"] not in TERMINAL:  # as `runs replay` without --force
+            return _text(
+                start_response,
+                "409 Conflict",
+                f"run {run_id} is {row['status']}, not ended: a replay would run its task a "
+                "second time beside it; cancel it first",
+            )
         result = self.rt.client.replay(row)
         return _redirect(start_response, f"/runs/{result.id}")
 
