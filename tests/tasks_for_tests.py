@@ -175,3 +175,26 @@ def nul_bytes(payload, ctx):
 @task("test-poison", retry=RetryPolicy(max_attempts=1))
 def poison(payload, ctx):
     raise RuntimeError("poison")
+
+
+class LockedPayload(BaseModel):
+    db: str  # an SQLite file the test may hold locked
+    wrap: bool = False  # turn the driver's error into a task error of its own
+
+
+@task("test-locked", payload=LockedPayload, retry=RetryPolicy(max_attempts=1))
+def locked(payload, ctx):
+    """Write to an SQLite file (its busy timeout 0.1 s): 'database is locked' while the test
+    holds it. With `wrap`, a RuntimeError raised while handling that error (a task's own)."""
+    import sqlite3
+
+    conn = sqlite3.connect(payload.db, timeout=0.1, isolation_level=None)
+    try:
+        conn.execute("INSERT INTO t VALUES (1)")
+    except sqlite3.OperationalError:
+        if payload.wrap:
+            raise RuntimeError("the ledger would not take the write") from None
+        raise
+    finally:
+        conn.close()
+    return {"attempt": ctx.attempt}

@@ -8,10 +8,13 @@ Only this module maps exceptions to outcomes:
               result: retrying cannot help, so the run fails at once
   timed_out — the attempt passed its timeout (decided by the worker's monitor); retried
   canceled  — someone canceled the run while it executed
-  crashed   — a fault of the program, not of the task: an ImportError (a module that failed to
-              import, e.g. a third-party package's import cycle met by two threads at once).
-              Like a worker that died (the rescuer's `crashed`), it counts against the run's
-              crash budget (`[run] max_crashes`), never against its attempts.
+  crashed   — a fault of the program or of its surroundings, not of the task: an ImportError
+              (a module that failed to import, e.g. a third-party package's import cycle met by
+              two threads at once), or a database outage met inside the task (the server went
+              away, a locked SQLite file, a full disk, a failover: `ctx.log`, `ctx.trigger` or a
+              unit of work during a restart). Like a worker that died (the rescuer's
+              `crashed`), it counts against the run's crash budget (`[run] max_crashes`, with
+              back-off), never against its attempts: a short outage cannot fail a run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 from flowjobs.core.retry import Policy
 from flowjobs.errors import AbortTaskRunError
+from flowjobs.store.failures import raised_by_outage
 from flowjobs.store.states import AttemptOutcome as A
 from flowjobs.store.states import RunStatus as S
 
@@ -57,6 +61,8 @@ def perform(task, payload_json: str, ctx) -> Outcome:
     except ImportError as exc:
         return Outcome(A.CRASHED, error=_describe(exc), traceback=_traceback())
     except BaseException as exc:  # SystemExit, KeyboardInterrupt too: a task cannot stop the worker
+        if isinstance(exc, Exception) and raised_by_outage(exc):
+            return Outcome(A.CRASHED, error=_describe(exc), traceback=_traceback())
         return Outcome(A.FAILED, error=_describe(exc), traceback=_traceback())
     try:
         return Outcome(A.SUCCEEDED, result=None if value is None else json.dumps(value))

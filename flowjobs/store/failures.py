@@ -96,6 +96,20 @@ def is_transient(exc: BaseException) -> bool:
     return classify(exc) in TRANSIENT
 
 
+def raised_by_outage(exc: BaseException) -> bool:
+    """Whether `exc` is, or was raised from (`raise … from`, SQLAlchemy's `.orig`), a database
+    fault that passes. Unlike `is_transient`, an error merely raised while handling one (its
+    `__context__`: a task that turns a database error into its own) does not count."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if _classify_one(e) in TRANSIENT:
+            return True
+        e = getattr(e, "orig", None) or e.__cause__
+    return False
+
+
 def translate(
     exc: BaseException, where: str, sqlite_path: str | None = None
 ) -> DatabaseError | None:

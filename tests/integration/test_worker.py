@@ -432,3 +432,33 @@ def test_a_worker_rescues_its_own_run_it_no_longer_runs_but_never_one_in_flight(
     (tmp_path / "release").touch()
     assert w.wait_idle(10)
     assert rt.store.get_run(blocked.id)["status"] == "completed"
+
+
+def test_a_database_outage_met_inside_a_task_is_a_crash_not_a_used_attempt(rt, clock, tmp_path):
+    """A task whose database writes fail for a reason that passes (here: a locked SQLite file;
+    in life, ctx.log or a unit of work while PostgreSQL restarts) crashes: back-off, the crash
+    budget, never its one attempt, and it succeeds once the lock is gone. A task that turns such
+    an error into its own (raised while handling it, not from it) fails as any task error."""
+    import sqlite3
+
+    ledger = tmp_path / "ledger.db"
+    holder = sqlite3.connect(ledger, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN EXCLUSIVE")  # held: every write of the task's is refused
+    passing = rt.trigger("test-locked", {"db": str(ledger)})
+    wrapped = rt.trigger("test-locked", {"db": str(ledger), "wrap": True})
+    w = worker(rt, concurrency=2)
+    step(w)
+    row = rt.store.get_run(passing.id)
+    assert (row["status"], row["crashes"]) == ("retrying", 1)
+    [attempt] = rt.store.attempts(passing.id)
+    assert attempt["outcome"] == "crashed" and "database is locked" in attempt["error"]
+    row = rt.store.get_run(wrapped.id)
+    assert row["status"] == "failed" and "the ledger would not take the write" in row["error"]
+
+    holder.execute("COMMIT")
+    holder.close()
+    clock.advance(2)  # past the crash's back-off (1 s)
+    step(w)
+    row = rt.store.get_run(passing.id)
+    assert row["status"] == "completed" and json.loads(row["result"]) == {"attempt": 2}
