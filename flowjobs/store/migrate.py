@@ -12,7 +12,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from flowjobs.errors import DatabaseError
+from flowjobs.errors import BadInput, DatabaseError
 from flowjobs.store.db import Database, redact
 
 HEAD = "0016"  # keep equal to the newest revision in migrations/versions (a test checks it)
@@ -46,10 +46,18 @@ def ensure_schema(db: Database) -> None:
     upgrade(db)
 
 
+# The tables the migrations create (a test keeps this equal to what a migrated database has).
+OWN_TABLES = frozenset(
+    ["billing_period_items", "billing_periods", "billing_runs", "checkout_sessions", "countries", "customers", "discount_redemptions", "events", "fee_calculations", "flowjobs_attempts", "flowjobs_logs", "flowjobs_runs", "flowjobs_schedules", "flowjobs_workers", "invoice_line_items", "invoices", "memberships", "organizations", "payment_methods", "payments", "prices", "products", "purchases", "subscription_items", "subscriptions", "users", "webhook_deliveries", "webhook_endpoints", "webhook_events"]
+)
+
+
 def upgrade(db: Database, target: str = "head") -> tuple[str | None, str | None]:
     """Run pending migrations; returns (revision before, revision after)."""
     with _migration_lock(db):
         before = current_revision(db)
+        if before is None:
+            _refuse_others_tables(db)
         if before is not None and before not in _known_revisions():
             raise DatabaseError(
                 f"database {redact(db.url)} is at schema revision {before}, newer than this "
@@ -58,6 +66,27 @@ def upgrade(db: Database, target: str = "head") -> tuple[str | None, str | None]
         if before != HEAD or target != "head":
             _run_alembic(db, target)
         return before, current_revision(db)
+
+
+def _refuse_others_tables(db: Database) -> None:
+    """A database without flowjobs' schema that holds tables of the names it would create is
+    another application's: refused before anything is written (it failed half-way, with the
+    DDL of the clashing table as its message, and left SQLite's file half-migrated)."""
+    with db.borrow() as conn:
+        if db.dialect == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        else:
+            sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        clashing = sorted({row[0] for row in conn.execute(sql).fetchall()} & OWN_TABLES)
+    if clashing:
+        shown = ", ".join(clashing[:6]) + (
+            f" and {len(clashing) - 6} more" if len(clashing) > 6 else ""
+        )
+        raise BadInput(
+            f"database {db.where()} already has tables of the names flowjobs would create "
+            f"({shown}) and no flowjobs schema: it belongs to another application; give "
+            "flowjobs a database of its own (nothing was changed)"
+        )
 
 
 def _known_revisions() -> set[str]:

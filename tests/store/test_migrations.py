@@ -187,3 +187,49 @@ def test_revision_0016_vacuums_the_run_table_as_a_queue(tmp_path, request):
     _downgrade(db, "0015")
     assert _reloptions(db) == {"autovacuum_vacuum_scale_factor": "0.002"}
     db.close()
+
+
+def _tables(db) -> set[str]:
+    with db.borrow() as conn:
+        if db.dialect == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        else:
+            sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        return {row[0] for row in conn.execute(sql).fetchall()}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_another_applications_database_is_refused_before_anything_is_written(
+    dialect, tmp_path, request
+):
+    """Pointed at an application's own database (it has `users` and `invoices`), the first
+    migration refuses in one line, exit 2, and changes nothing. It used to fail half-way with
+    the clashing table's DDL as its message (exit 4, "try again"), and leave SQLite's file with
+    flowjobs' first tables and an empty alembic_version, refused by every command after."""
+    from flowjobs.errors import BadInput, ExitStatus
+    from flowjobs.store.db import Database
+
+    db = Database(_empty_database(dialect, tmp_path, request))
+    with db.borrow() as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER)")
+        conn.execute("CREATE TABLE app_settings (k TEXT)")
+    before = _tables(db)
+    with pytest.raises(BadInput) as refused:
+        migrate.ensure_schema(db)
+    assert refused.value.exit_status == ExitStatus.BAD_INPUT
+    message = str(refused.value)
+    assert "already has tables of the names flowjobs would create (invoices, users)" in message
+    assert "give flowjobs a database of its own" in message and "\n" not in message
+    assert _tables(db) == before
+    assert migrate.current_revision(db) is None
+    db.close()
+
+
+def test_own_tables_are_the_tables_the_migrations_make(tmp_path):
+    from flowjobs.store.db import Database
+
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    migrate.upgrade(db)
+    assert _tables(db) - {"alembic_version"} == migrate.OWN_TABLES
+    db.close()
