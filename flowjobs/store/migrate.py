@@ -48,7 +48,37 @@ def ensure_schema(db: Database) -> None:
 
 # The tables the migrations create (a test keeps this equal to what a migrated database has).
 OWN_TABLES = frozenset(
-    ["billing_period_items", "billing_periods", "billing_runs", "checkout_sessions", "countries", "customers", "discount_redemptions", "events", "fee_calculations", "flowjobs_attempts", "flowjobs_logs", "flowjobs_runs", "flowjobs_schedules", "flowjobs_workers", "invoice_line_items", "invoices", "memberships", "organizations", "payment_methods", "payments", "prices", "products", "purchases", "subscription_items", "subscriptions", "users", "webhook_deliveries", "webhook_endpoints", "webhook_events"]
+    [
+        "billing_period_items",
+        "billing_periods",
+        "billing_runs",
+        "checkout_sessions",
+        "countries",
+        "customers",
+        "discount_redemptions",
+        "events",
+        "fee_calculations",
+        "flowjobs_attempts",
+        "flowjobs_logs",
+        "flowjobs_runs",
+        "flowjobs_schedules",
+        "flowjobs_workers",
+        "invoice_line_items",
+        "invoices",
+        "memberships",
+        "organizations",
+        "payment_methods",
+        "payments",
+        "prices",
+        "products",
+        "purchases",
+        "subscription_items",
+        "subscriptions",
+        "users",
+        "webhook_deliveries",
+        "webhook_endpoints",
+        "webhook_events",
+    ]
 )
 
 
