@@ -105,6 +105,38 @@ def test_a_worker_waits_out_a_lock_held_past_its_lease_and_goes_on(tmp_path, sql
         rt.close()
 
 
+def test_a_burst_started_under_a_lock_waits_it_out_ticks_again_and_exits_0(tmp_path, sqlite_url):
+    """`run-worker --burst` (cron, a systemd timer) started while another program holds the
+    file: its first scheduler tick fails, its worker waits the lock out and runs what is due,
+    then the tick is made again — the burst did its job, exit 0. It used to exit 5 with the
+    first tick's "locked … past the busy timeout", the lock long gone and the work done."""
+    rt = Runtime(make_settings(sqlite_url, tmp_path))
+    run = rt.trigger("noop")
+    rt.close()
+    env = cli_env(sqlite_url, FLOWJOBS_DATABASE_BUSY_TIMEOUT="300ms")  # builtin schedules on
+    log = tmp_path / "burst.log"
+    holder = LockHolder(sqlite_url[len("sqlite:///") :])
+    burst = start_worker("--burst", env=env, stderr_path=log)
+    try:
+        wait_until(
+            lambda: "locked by another program" in log.read_text(), message="the lock to be met"
+        )
+        assert "tick failed" in log.read_text()
+        holder.release()
+        assert burst.wait(60) == 0, log.read_text()
+    finally:
+        if burst.poll() is None:
+            burst.kill()
+    text = log.read_text()
+    assert "error:" not in text and "Traceback" not in text, text
+    rt = Runtime(make_settings(sqlite_url, tmp_path))
+    try:
+        assert rt.store.run_status(run.id) == "completed"
+        assert set(rt.store.schedule_states()) == {"hourly-cron", "daily-cron"}  # ticked
+    finally:
+        rt.close()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 3 MB tmpfs: a disk that fills up (the tests run as root, as CI does)."""
