@@ -189,14 +189,14 @@ class Runtime:
             if scheduler:
                 self.scheduler.tick()
             code = worker.run()
-            if scheduler and self.scheduler.failures and code == 0:
-                # The first tick met the database away or locked, which the worker then waited
-                # out: its slots are enqueued now, and run (the burst did its job: exit 0).
-                if any(result.run_ids for result in self.scheduler.tick()):
-                    again = self.make_worker(options)
-                    if on_start:
-                        on_start(again)
-                    code = again.run()
+            # The first tick met the database away or locked, which the worker then waited out:
+            # its slots are enqueued now, and run (the burst did its job: exit 0).
+            retried = scheduler and self.scheduler.failures and code == 0
+            if retried and any(result.run_ids for result in self.scheduler.tick()):
+                again = self.make_worker(options)
+                if on_start:
+                    on_start(again)
+                code = again.run()
             if scheduler:
                 from flowjobs.core.scheduler import raise_enqueue_failures
 
