@@ -507,6 +507,7 @@ def apply_paid(b, s, run: BillingRun, sub: Subscription) -> None:
         return
     swap_items(s, sub, params["newItems"], at)
     sync_header(s, sub, at)
+    _carry_into_later_periods(b, s, run, sub, params["newItems"])
     _notify(
         b,
         s,
@@ -518,6 +519,64 @@ def apply_paid(b, s, run: BillingRun, sub: Subscription) -> None:
         at,
         params.get("currency"),
     )
+
+
+def _carry_into_later_periods(b, s, run: BillingRun, sub: Subscription, new_items: list[dict]):
+    """A plan change paid after its period rolled over (a bank debit that took days, a charge
+    delayed past the period's end): the next period was opened with the old items. One not
+    billed yet bills the new ones; one billed already (at the old price) is left as it is, and
+    the organisation's operator is told (an alert) what it was billed and on which plan."""
+    period = s.get(BillingPeriod, run.billing_period_id)
+    if period is None:
+        return
+    later = s.exec(
+        select(BillingPeriod)
+        .where(
+            BillingPeriod.subscription_id == sub.id,
+            BillingPeriod.start_date >= period.end_date,
+        )
+        .order_by(col(BillingPeriod.start_date))
+    ).all()
+    for nxt in later:
+        regular = s.exec(
+            select(BillingRun.status).where(
+                BillingRun.billing_period_id == nxt.id, BillingRun.is_adjustment == False
+            )
+        ).all()
+        if any(status != E.BillingRunStatus.SCHEDULED for status in regular):
+            b.trigger(
+                s,
+                "send-alert",
+                {
+                    "kind": "plan_change_after_billing",
+                    "subject": f"Subscription {sub.id} changed plan after its next period was billed",
+                    "text": f"The plan change of billing run {run.id} was paid after period "
+                    f"{nxt.id} had been billed on the old plan; that period keeps what it was "
+                    "billed. Adjust by hand if the new plan should apply to it.",
+                    "details": {
+                        "subscriptionId": sub.id,
+                        "billingRunId": run.id,
+                        "periodId": nxt.id,
+                    },
+                },
+                key=f"alert:plan-change-after-billing:{run.id}:{nxt.id}",
+            )
+            continue
+        for item in repo.period_items(s, nxt.id):
+            if item.name != PRORATION_ITEM:
+                s.delete(item)
+        for n in new_items:
+            s.add(
+                BillingPeriodItem(
+                    id=ids.new_id("billing_period_item"),
+                    livemode=sub.livemode,
+                    billing_period_id=nxt.id,
+                    quantity=n["quantity"],
+                    unit_price=n["unitPrice"],
+                    name=n["name"] or "",
+                    description="",
+                )
+            )
 
 
 def proration_not_paid(b, s, run: BillingRun, sub: Subscription, invoice, payment) -> dict:

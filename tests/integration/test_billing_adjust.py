@@ -691,3 +691,44 @@ def test_a_requeued_plan_change_bills_on_the_invoice_it_made_first(brt, clock):
         )
     assert [(i.status, i.subtotal) for i in invoices] == [("paid", 1850)]
     assert charges(brt, seeded.stripe_customer) == [("succeeded", 1200), ("succeeded", 1850)]
+
+
+@pytest.mark.parametrize("next_billed", [False, True], ids=["next-unbilled", "next-billed"])
+def test_a_plan_change_paid_after_the_rollover_reaches_the_next_period(brt, clock, next_billed):
+    """The proration is charged late (a bank debit that took days, a worker down at the period's
+    end): the rollover opened the next period with the old items first. Paid, the change
+    reaches a next period not billed yet, which bills the new plan; one billed already keeps
+    what it was billed, and an alert says so. (It once billed the old price for a period the
+    customer spent on the new plan, silently.)"""
+    from flowjobs.billing.rollover import transition_billing_period
+
+    seeded = paid_subscription(brt, clock, unit_price=1200)
+    pro = new_price(brt, seeded.org_id, "Pro", 4900)
+    at(clock, END - timedelta(days=2))
+    report = adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro)
+    at(clock, END + timedelta(minutes=5))
+    transition_billing_period(brt.billing, seeded.period_id)  # before the proration is paid
+    [nxt] = [
+        r
+        for r in _runs(brt, seeded.subscription_id)
+        if not r.is_adjustment and r.billing_period_id != seeded.period_id
+    ]
+    if next_billed:
+        assert execute_billing_run(brt.billing, nxt.id, "job_next").action == "charged"
+    assert execute_billing_run(brt.billing, report.billing_run_id, "job_adj").action == "charged"
+    alerts = tasks_named(brt, "send-alert")
+    if not next_billed:
+        assert execute_billing_run(brt.billing, nxt.id, "job_next").action == "charged"
+        assert alerts == []
+        expected_next = 4900
+    else:
+        [alert] = alerts
+        payload = json.loads(alert["payload"])
+        assert payload["kind"] == "plan_change_after_billing"
+        assert payload["details"]["periodId"] == nxt.billing_period_id
+        expected_next = 1200
+    proration = report.proration.net
+    assert sorted(charges(brt, seeded.stripe_customer)) == sorted(
+        [("succeeded", 1200), ("succeeded", proration), ("succeeded", expected_next)]
+    )
+    assert active_prices(brt, seeded.subscription_id, END + timedelta(days=1)) == [(pro, 4900, 1)]
