@@ -198,3 +198,19 @@ def locked(payload, ctx):
     finally:
         conn.close()
     return {"attempt": ctx.attempt}
+
+
+@task("test-log-in-transaction", retry=RetryPolicy(max_attempts=1))
+def log_in_transaction(payload, ctx):
+    """Logs inside its own transaction (it once waited for itself on SQLite until the busy
+    timeout), then tries a trigger there that does not join it."""
+    with ctx.transaction() as tx:
+        ctx.log.info("inside the transaction")
+        tx.trigger("noop")
+    ctx.log.info("after it")
+    try:
+        with ctx.transaction():
+            ctx.trigger("noop")
+    except RuntimeError as exc:
+        return {"refused": str(exc)}
+    return {"refused": None}

@@ -29,7 +29,12 @@ class RunLogger:
     def _write(self, level: str, message: str, *args) -> None:
         text = message % args if args else str(message)
         ctx = self._ctx
-        ctx.store.add_log(ctx.run_id, ctx.attempt, ctx.clock.now_ms(), level, text)
+        line = (ctx.run_id, ctx.attempt, ctx.clock.now_ms(), level, text)
+        if ctx.store.db.writing():  # inside the task's own SQLite transaction: written after it
+            ctx._deferred_logs.append(line)
+        else:
+            ctx.flush_logs()
+            ctx.store.add_log(*line)
         _log.log(
             getattr(logging, level.upper(), logging.INFO),
             "[%s %s#%d] %s",
@@ -111,6 +116,13 @@ class TaskContext:
     services: Services | None = None  # billing, documents, mailer, settings
     crashes: int = 0  # earlier attempts lost to crashes; they do not count against max_attempts
     _canceled: threading.Event | None = field(default=None, repr=False)
+    _deferred_logs: list = field(default_factory=list, repr=False)  # see RunLogger._write
+
+    def flush_logs(self) -> None:
+        """Write the log lines held back while the task was inside an SQLite write transaction
+        (with the times they were logged at): after it, or when the attempt ends."""
+        while self._deferred_logs:
+            self.store.add_log(*self._deferred_logs.pop(0))
 
     @property
     def log(self) -> RunLogger:
@@ -152,14 +164,25 @@ class TaskContext:
 
     def trigger(self, task: str, payload: Any = None, *, session=None, **options):
         options.setdefault("parent_id", self.run_id)
+        self._alone(session, "trigger")
         return self.client.trigger(task, payload, session=session, **options)
 
     def batch_trigger(self, items, *, session=None):
         for item in items:
             item.parent_id = item.parent_id or self.run_id
+        self._alone(session, "batch_trigger")
         return self.client.batch_trigger(items, session=session)
+
+    def _alone(self, session, what: str) -> None:
+        if session is None and self.store.db.writing():
+            raise RuntimeError(
+                f"ctx.{what} inside a transaction of this task on SQLite must join it "
+                f"(tx.{what}(…), or session= the unit's session): a write of its own would wait "
+                "for the task's transaction until the busy timeout"
+            )
 
     @contextmanager
     def transaction(self):
         with self.store.db.transaction() as conn:
             yield Transaction(self, conn)
+        self.flush_logs()

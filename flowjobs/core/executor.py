@@ -55,7 +55,10 @@ def perform(task, payload_json: str, ctx) -> Outcome:
     except Exception as exc:
         return Outcome(A.ABORTED, error=f"payload is not valid for {task.id!r}: {exc}")
     try:
-        value = task(payload, ctx)
+        try:
+            value = task(payload, ctx)
+        finally:
+            _flush_logs(ctx)
     except AbortTaskRunError as exc:
         return Outcome(A.ABORTED, error=_describe(exc), traceback=_traceback())
     except ImportError as exc:
@@ -92,6 +95,20 @@ def decide(
     if outcome.kind == A.ABORTED or attempts_used >= max_attempts:
         return Decision(S.FAILED, recorded)
     return Decision(S.RETRYING, recorded, now + int(policy.delay_after(attempts_used) * 1000))
+
+
+def _flush_logs(ctx) -> None:
+    """The log lines a task wrote inside its own SQLite transaction and left unwritten (it
+    raised out of the block, or left a unit of work): written as its attempt ends."""
+    flush = getattr(ctx, "flush_logs", None)
+    if flush is None:
+        return
+    try:
+        flush()
+    except Exception as exc:  # the database is away: the attempt's outcome still counts
+        import logging
+
+        logging.getLogger("flowjobs.worker").warning("log lines of a run were lost: %s", exc)
 
 
 def crash_delay_ms(crashes: int) -> int:

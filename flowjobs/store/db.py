@@ -72,6 +72,7 @@ class Database:
         # (an instant hand-over) instead of in SQLite's busy handler, which sleeps 1-100 ms
         # between tries. PostgreSQL needs no such lock.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else _NoLock()
+        self._held = threading.local()  # SQLite: how deep this thread is in write blocks
 
     # -- connections -------------------------------------------------------------------
     def connect(self, autocommit: bool = True):
@@ -206,7 +207,7 @@ class Database:
             with self.borrow() as pooled:
                 yield pooled
             return
-        with self._write_lock:
+        with self._write_lock, self._holding():
             writer = self._writer or self.connect()
             self._writer = None  # held by this block (a nested transaction would open another)
             try:
@@ -241,7 +242,7 @@ class Database:
             self.autocheckpoint, self._writes = True, 0
 
     def _transaction(self, conn):
-        with self._write_lock:
+        with self._write_lock, self._holding():
             conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
             try:
                 yield conn
@@ -285,8 +286,24 @@ class Database:
     def write_lock(self):
         """This process's turn to write (SQLite; a no-op on PostgreSQL): held by every write
         transaction, the job store's and the units of work's alike."""
-        with self._write_lock:
+        with self._write_lock, self._holding():
             yield
+
+    @contextmanager
+    def _holding(self):
+        self._held.depth = getattr(self._held, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._held.depth -= 1
+
+    def writing(self) -> bool:
+        """SQLite: whether this thread is inside a write block (a transaction, a unit of work).
+        Another write from it would open a second transaction, which waits for the first —
+        its own — until the busy timeout: a task's `ctx.log` inside its `ctx.transaction()`
+        is deferred instead (`TaskContext`), a `ctx.trigger` there must join the transaction.
+        Always False on PostgreSQL, where each connection has its own transaction."""
+        return self.dialect == "sqlite" and getattr(self._held, "depth", 0) > 0
 
     def is_transient(self, exc: BaseException) -> bool:
         """Errors worth waiting out: a locked SQLite file, a full disk, a database that went

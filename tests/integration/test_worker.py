@@ -462,3 +462,26 @@ def test_a_database_outage_met_inside_a_task_is_a_crash_not_a_used_attempt(rt, c
     step(w)
     row = rt.store.get_run(passing.id)
     assert row["status"] == "completed" and json.loads(row["result"]) == {"attempt": 2}
+
+
+def test_a_task_logs_inside_its_own_transaction_without_waiting_for_itself(make_runtime):
+    """On SQLite a task's `ctx.log` inside its `ctx.transaction()` opened a second write
+    transaction, which waited for the first — its own — until the busy timeout, and failed the
+    task (holding every heartbeat of the process meanwhile). The line is now written after the
+    transaction, in order; a `ctx.trigger` there that does not join the transaction is refused
+    at once, saying how to join it. On PostgreSQL both simply go on their own connection."""
+    rt = make_runtime(database={"busy_timeout": "1s"})
+    run = rt.trigger("test-log-in-transaction")
+    step(worker(rt))
+    row = rt.store.get_run(run.id)
+    assert row["status"] == "completed", row["error"]
+    assert [line["message"] for line in rt.store.logs(run.id)] == [
+        "inside the transaction",
+        "after it",
+    ]
+    refused = json.loads(row["result"])["refused"]
+    if rt.db.dialect == "sqlite":
+        assert "ctx.trigger inside a transaction of this task on SQLite must join it" in refused
+    else:
+        assert refused is None
+    assert len(rt.store.list_runs(task="noop")) == (1 if rt.db.dialect == "sqlite" else 2)
