@@ -105,13 +105,14 @@ def next_slots(expression: str, tz_name: str, after_ms: int, count: int) -> list
 
 
 def previous_slot(expression: str, tz_name: str, before_ms: int) -> int | None:
-    """The latest slot strictly before `before_ms`, searching back up to ~7.5 years (a 29
-    February slot can lie 8 years back, across 2100; the caller copes with None)."""
-    step = 3600_000
-    window = step
-    while window <= 3000 * 86400_000:
+    """The latest slot strictly before `before_ms`, searching back up to 3,000 days (~8.2
+    years: a 29 February slot can lie 8 years back, across 2100); None beyond."""
+    window, reach = 3600_000, 3000 * 86400_000
+    while True:
+        window = min(window, reach)
         found = slots_between(expression, tz_name, before_ms - window, before_ms - 1)
         if found:
             return found[-1]
+        if window == reach:
+            return None
         window *= 4
-    return None

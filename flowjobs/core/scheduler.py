@@ -279,8 +279,8 @@ class Scheduler:
         with store.db.transaction() as conn:
             row = conn.execute(store.sql["schedule_lock"], {"id": s.id}).fetchone()
             if row is None or row[0] is None:
-                # first sight: from the last slot, or from now when none was found (a leap-day
-                # slot further back than the search: left NULL, the schedule never fired)
+                # first sight (or a state an older flowjobs left NULL: the insert fills it in):
+                # from the last slot, or from now when none is within the search's reach
                 first = cron.previous_slot(s.cron, s.timezone, now + 1)
                 first = now if first is None else first
                 conn.execute(

@@ -145,7 +145,9 @@ COMMON = {
     # A schedule's state; first sight records the slot it starts after.
     "schedule_insert": """
         INSERT INTO flowjobs_schedules (id, last_slot, enabled, created_at, updated_at)
-        VALUES (:id, :last_slot, NULL, :now, :now) ON CONFLICT (id) DO NOTHING""",
+        VALUES (:id, :last_slot, NULL, :now, :now)
+        ON CONFLICT (id) DO UPDATE SET last_slot = excluded.last_slot, updated_at = excluded.updated_at
+        WHERE flowjobs_schedules.last_slot IS NULL""",
     # Move a schedule's last enqueued slot forward (never back).
     "schedule_advance": """
         UPDATE flowjobs_schedules SET last_slot = :last_slot, updated_at = :now

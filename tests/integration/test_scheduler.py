@@ -200,19 +200,28 @@ def test_skip_on_a_leap_day_schedule_starts_the_window_at_the_last_slot(make_run
         ("2104-01-01T00:00:00Z", "2104-02-29T00:00:00Z"),  # 2096-02-29: 2,862 days (no 2100)
     ],
 )
+@pytest.mark.parametrize("state", ["new", "left-null"])
 def test_a_leap_day_schedule_first_seen_long_after_a_leap_day_fires_on_the_next(
-    make_runtime, clock, first_seen, fires
+    make_runtime, clock, first_seen, fires, state
 ):
     """A 29 February schedule first seen more than the look-back after the last leap day once
-    recorded no slot, and every later tick found nothing due: it never fired (and `schedules
-    health` said ok). Now the look-back reaches ~7.5 years, and beyond it the schedule starts
-    from the moment it was first seen."""
+    recorded no slot (NULL), and every later tick found nothing due: it never fired (and
+    `schedules health` said ok). Now the look-back reaches 3,000 days, and a state an older
+    flowjobs left NULL is filled in at the next tick."""
+    assert cron.previous_slot("0 0 29 2 *", "UTC", ms(first_seen)) is not None  # in reach
     clock.set(ms(first_seen))
     schedules = {
         "leap": {"task": "test-every-minute", "cron": "0 0 29 2 *"},
         "test-hourly": {"enabled": False},
     }
     rt = make_runtime(tasks=SCHED_TASKS, schedules=schedules)
+    if state == "left-null":  # as the old look-back left it
+        with rt.db.transaction() as conn:
+            conn.execute(
+                rt.store.sql["schedule_insert"],
+                {"id": "leap", "last_slot": None, "now": ms(first_seen)},
+            )
+        assert rt.store.schedule_states()["leap"]["last_slot"] is None
     assert rt.scheduler.tick() == []  # first sight
     clock.set(ms(fires) - 60_000)
     assert rt.scheduler.tick() == []
