@@ -60,6 +60,11 @@ def run_worker(
     procs = processes or rt.settings.worker.processes
     if procs > 1:
         rt.warn_unknown_queues(queue or rt.settings.worker.queues)  # once, not once a child
+        # The database, checked (and its schema made) once here: a wrong URL is said once, and
+        # a child exiting 4 later means the database went away meanwhile (the supervisor then
+        # restarts it with back-off instead of stopping them all).
+        _ = rt.store
+        rt.db.close()
         raise typer.Exit(
             _supervise(
                 state,
@@ -146,7 +151,11 @@ def _supervise(
     if no_scheduler:
         args.append("--no-scheduler")
     return Supervisor(
-        child_argv(state.config, state.log_level, args, state.log_format), procs, burst, grace=grace
+        child_argv(state.config, state.log_level, args, state.log_format),
+        procs,
+        burst,
+        grace=grace,
+        database_checked=True,
     ).run()
 
 

@@ -28,9 +28,8 @@ log = logging.getLogger("flowjobs.supervisor")
 
 
 FATAL = (2, 4)  # bad configuration, database unreachable: a restart would fail the same way
-# ... at start. Once a child has run this long, the database was there: a child exiting 4 later
-# (restarted while the database is away) is restarted with back-off, as any other.
-UP_AFTER = 5.0
+# (4: unless the database was checked before the children started — `database_checked` — when a
+# child exiting 4 was restarted while the database is away, and is restarted again, with back-off)
 MAX_DELAY = 60.0
 STEADY = 30.0  # a child that ran this long before dying starts its back-off afresh
 SUPERVISOR_ENV = "FLOWJOBS_SUPERVISOR_PID"  # set in each child: the supervisor's pid
@@ -45,6 +44,7 @@ class Supervisor:
         burst: bool,
         restart_delay: float = 1.0,
         grace: float = 30.0,
+        database_checked: bool = False,
     ):
         """`grace`: how long a child waits for its running tasks after SIGTERM (what the
         supervisor tells the operator on a stop)."""
@@ -58,7 +58,7 @@ class Supervisor:
         self.delays = [restart_delay] * processes  # the next back-off of each slot
         self.stopping = False
         self.signals = 0
-        self.up = False  # a child has run UP_AFTER seconds: the configuration and database work
+        self.up = database_checked  # the database answered before the children started
 
     def _spawn(self, slot: int) -> None:
         env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
@@ -92,10 +92,10 @@ class Supervisor:
 
     def run(self) -> int:
         """Until every child has exited after a stop (or, in burst mode, finished). A child that
-        exits 2 (bad configuration), or 4 (database unreachable) before any child has run
-        UP_AFTER seconds, stops them all with its code; others restart with back-off (1 s
-        doubling to a minute) — a 4 later means the database went away meanwhile, and a
-        restarted child waits for it as a running one does."""
+        exits 2 (bad configuration), or 4 (database unreachable) unless the database was checked
+        before the children started, stops them all with its code; others restart with back-off
+        (1 s doubling to a minute) — a 4 after the check means the database went away meanwhile,
+        and the restarted child comes up once it is back."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         for slot in range(self.processes):
@@ -106,10 +106,6 @@ class Supervisor:
         while not all(finished):
             time.sleep(0.1)
             now = time.monotonic()
-            self.up = self.up or any(
-                child is not None and child.poll() is None and now - self.started[slot] >= UP_AFTER
-                for slot, child in enumerate(self.children)
-            )
             for slot, at in list(respawn_at.items()):
                 if self.stopping:
                     finished[slot] = True

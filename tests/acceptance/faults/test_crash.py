@@ -102,10 +102,13 @@ def test_supervisor_restarts_a_killed_child_and_stops_on_sigterm(make_runtime, t
 
 
 def test_supervisor_stops_with_a_childs_configuration_or_database_error(tmp_path):
+    """A database that cannot be opened is found before any child starts: said once, exit 4
+    (each child used to say it, then the supervisor stopped the others)."""
     env = cli_env(f"sqlite:///{tmp_path}/no-such-folder/flowjobs.db")
     done = flowjobs("run-worker", "--processes", "2", env=env, timeout=60)
     assert done.returncode == 4, done.stderr
-    assert "stopping the others" in done.stderr and "restarting" not in done.stderr
+    assert done.stderr.startswith("error: cannot open database ") and done.stderr.count("\n") == 1
+    assert "started worker process" not in done.stderr and "restarting" not in done.stderr
 
 
 class Supervised:
