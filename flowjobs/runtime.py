@@ -6,6 +6,7 @@ pays only for what it uses (`flowjobs --help` opens no database and imports no t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 
 from flowjobs.config import Settings
@@ -191,9 +192,12 @@ class Runtime:
             code = worker.run()
             # The first tick met the database away or locked, which the worker then waited out:
             # its slots are enqueued now, and run (the burst did its job: exit 0).
+            # (Not after a stop was asked for, nor with --max-jobs used up.)
+            left = None if options.max_jobs is None else options.max_jobs - worker.processed
             retried = scheduler and self.scheduler.failures and code == 0
+            retried = retried and not worker.stop_requested and (left is None or left > 0)
             if retried and any(result.run_ids for result in self.scheduler.tick()):
-                again = self.make_worker(options)
+                again = self.make_worker(replace(options, max_jobs=left))
                 if on_start:
                     on_start(again)
                 code = again.run()

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from flowjobs import ids
@@ -538,6 +538,17 @@ def _carry_into_later_periods(b, s, run: BillingRun, sub: Subscription, new_item
         .order_by(col(BillingPeriod.start_date))
     ).all()
     for nxt in later:
+        # Its scheduled regular runs locked first (PostgreSQL): a claim committed meanwhile is
+        # seen below; one that comes after waits for this transaction, then bills the new items.
+        s.execute(
+            update(BillingRun)
+            .where(
+                col(BillingRun.billing_period_id) == nxt.id,
+                col(BillingRun.is_adjustment) == False,
+                col(BillingRun.status) == E.BillingRunStatus.SCHEDULED,
+            )
+            .values(updated_at=s.info["now"])
+        )
         regular = s.exec(
             select(BillingRun.status).where(
                 BillingRun.billing_period_id == nxt.id, BillingRun.is_adjustment == False

@@ -46,7 +46,8 @@ def _discounted(s, run_id: str) -> bool:
 
 
 def _uses(s, subscription_id: str, redemption: DiscountRedemption) -> int:
-    """Regular runs of the subscription settled with a discount since the redemption was made,
+    """Regular runs of the subscription settled with a discount since the redemption was made
+    (by when they settled, not when they were made),
     and the succeeded payments of its purchase (the checkout that paid the first period)."""
     discounted = (
         select(FeeCalculation.billing_run_id)
@@ -58,7 +59,8 @@ def _uses(s, subscription_id: str, redemption: DiscountRedemption) -> int:
             BillingRun.subscription_id == subscription_id,
             BillingRun.is_adjustment == False,
             BillingRun.status == E.BillingRunStatus.SUCCEEDED,
-            col(BillingRun.created_at) >= redemption.created_at,
+            # settled since it was made (a run made earlier may take it: billing at period end)
+            func.coalesce(BillingRun.completed_at, BillingRun.updated_at) >= redemption.created_at,
             col(BillingRun.id).in_(discounted),
         )
     ).one()

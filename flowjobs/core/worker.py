@@ -130,6 +130,7 @@ class Worker:
         self._registered = False  # this worker's row exists in flowjobs_workers
         self._backlog = False  # the last claim filled every slot it asked for
         self._answered = False  # the database answered something in this loop turn
+        self.stop_requested = False  # stop() was called (a signal), not a burst's end
         self._outbox: queue.SimpleQueue[_Settled] = queue.SimpleQueue()
         self._want = 1  # free slots the claim loop waits for; fewer do not wake it
         self.processed = 0  # attempts settled by this worker
@@ -409,6 +410,7 @@ class Worker:
 
     def stop(self) -> None:
         """Stop claiming; in-flight runs finish (up to the shutdown timeout)."""
+        self.stop_requested = True
         self._stopping.set()
         self._wake.set()
 
