@@ -122,7 +122,8 @@ class TaskContext:
         """Write the log lines held back while the task was inside an SQLite write transaction
         (with the times they were logged at): after it, or when the attempt ends."""
         while self._deferred_logs:
-            self.store.add_log(*self._deferred_logs.pop(0))
+            self.store.add_log(*self._deferred_logs[0])  # kept until written
+            self._deferred_logs.pop(0)
 
     @property
     def log(self) -> RunLogger:

@@ -3,8 +3,9 @@
 When a write or a read fails for a reason that passes (the server went away, the SQLite file
 is locked by another program, the disk is full), the worker keeps its in-flight tasks running,
 keeps their outcomes in memory, and tries again with back-off: 0.5 s doubling to 10 s. This
-records the state and logs once per change of state, never once per try (an outage of an hour
-is two log lines, not thousands).
+records the state and logs once per change of state, never once per try, and once every
+REMIND_EVERY while it lasts (an outage of an hour is a dozen lines, not thousands; a database
+that never takes writes — a replica's URL — is not silence).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ log = logging.getLogger("flowjobs.worker")
 
 MIN_WAIT = 0.5
 MAX_WAIT = 10.0
+REMIND_EVERY = 300.0  # seconds: a long outage (or a target that never takes writes) is said again
 
 _SAYS = {
     "unavailable": "the database is unavailable",
@@ -42,6 +44,7 @@ class Outage:
         self._lock = threading.Lock()
         self.kind: str | None = None  # None while the database answers
         self.since = 0.0
+        self.reminded = 0.0  # when the outage was last said
         self.tries = 0
 
     @property
@@ -56,12 +59,24 @@ class Outage:
             return None
         with self._lock:
             first = self.kind != kind
+            now = self._clock()
             if self.kind is None:
-                self.since = self._clock()
+                self.since = self.reminded = now
                 self.tries = 0
+            remind = not first and now - self.reminded >= REMIND_EVERY
+            if remind:
+                self.reminded = now
             self.kind = kind
             self.tries += 1
             wait = min(MIN_WAIT * 2 ** (self.tries - 1), MAX_WAIT)
+        if remind:
+            log.warning(
+                "%s still, for %.0f s (%s); retrying every %gs",
+                _SAYS[kind],
+                now - self.since,
+                _short(exc),
+                MAX_WAIT,
+            )
         if first:
             log.warning(
                 "%s (%s); running tasks go on, their outcomes are kept and written when it "

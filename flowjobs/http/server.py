@@ -90,7 +90,8 @@ class WebhookApp:
             )
         except Exception as exc:  # never let one request take the server down
             translated = self.rt.db.translate(exc)  # a driver's error the store did not name
-            if translated is not None:  # (a dashboard read as PostgreSQL restarts): not a bug
+            if translated is not None and self.rt.db.is_transient(exc):  # (a read during a
+                # PostgreSQL restart): it passes, not a bug
                 log.error("database unavailable: %s", translated)
                 return _reply(
                     start_response, "503 Service Unavailable", {"error": "database unavailable"}

@@ -367,6 +367,7 @@ class Checkpointer:
             return
         if size < WAL_CHECKPOINT_BYTES and not always:
             return
+        forcing = False  # a forced checkpoint was tried (its failure puts the next off)
         try:
             # Its busy handler waits FORCE_WAIT_S at most: a TRUNCATE checkpoint waits for the
             # readers of older snapshots (a backup, `db copy`, a long report) and holds off
@@ -374,6 +375,7 @@ class Checkpointer:
             # busy timeout, one every 0.1 s for as long as such a reader lasted.
             self._conn = self._conn or _connect_sqlite(self.db.path, True, FORCE_WAIT_S)
             if size >= WAL_FORCE_BYTES and time.monotonic() >= self._force_after:
+                forcing = True
                 with self.db._write_lock:
                     busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
                 self._forced(refused=bool(busy))
@@ -388,7 +390,7 @@ class Checkpointer:
             log.debug("WAL checkpoint skipped: %s", exc)
             close_quietly(self._conn)
             self._conn = None
-            if size >= WAL_FORCE_BYTES:
+            if forcing:
                 self._forced(refused=True)
 
     def _forced(self, refused: bool) -> None:

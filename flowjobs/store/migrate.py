@@ -108,6 +108,12 @@ def _refuse_others_tables(db: Database) -> None:
         else:
             sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
         clashing = sorted({row[0] for row in conn.execute(sql).fetchall()} & OWN_TABLES)
+    if "flowjobs_runs" in clashing:
+        raise BadInput(
+            f"database {db.where()} has flowjobs' tables but no schema revision: its first "
+            "migration was interrupted half-way; if it holds nothing yet, drop its flowjobs "
+            "tables (or start from a new database) and run `flowjobs db upgrade` again"
+        )
     if clashing:
         shown = ", ".join(clashing[:6]) + (
             f" and {len(clashing) - 6} more" if len(clashing) > 6 else ""

@@ -130,6 +130,8 @@ def test_replay_needs_confirmation_and_links_the_new_run(dashboard):
         urllib.request.urlopen(live, timeout=10)
     assert refused.value.code == 409
     assert f"run {new_id} is queued, not ended" in refused.value.read().decode()
+    page = browse(f"{base}/runs/{new_id}")  # so its page offers no replay, only a cancel
+    assert "Replay this run" not in page and "Cancel this run" in page
     assert [r["id"] for r in rt.store.list_runs(limit=100) if r["replay_of"] == new_id] == []
 
 

@@ -233,3 +233,16 @@ def test_own_tables_are_the_tables_the_migrations_make(tmp_path):
     migrate.upgrade(db)
     assert _tables(db) - {"alembic_version"} == migrate.OWN_TABLES
     db.close()
+
+
+def test_a_flowjobs_schema_left_half_made_is_named_as_such(tmp_path):
+    from flowjobs.errors import BadInput
+    from flowjobs.store.db import Database
+
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    with db.borrow() as conn:  # what an interrupted first migration leaves
+        conn.execute("CREATE TABLE flowjobs_runs (id TEXT PRIMARY KEY)")
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    with pytest.raises(BadInput, match="its first migration was interrupted half-way"):
+        migrate.ensure_schema(db)
+    db.close()

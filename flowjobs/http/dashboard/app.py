@@ -404,6 +404,7 @@ class Dashboard:
             billing_links=billing_links(row),
             allow_actions=self.settings.allow_actions,
             can_cancel=row["status"] in PENDING or row["status"] == RunStatus.EXECUTING,
+            can_replay=row["status"] in TERMINAL,  # one not ended would run twice (409)
             retry_billing_run=self._failed_billing_run(row),
         )
 
