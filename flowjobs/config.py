@@ -423,8 +423,16 @@ def _problems(exc: ValidationError, env: dict[str, dict[str, Any]] | None = None
         if err["type"] == "extra_forbidden":
             close = _closest(loc[-1], _keys_at(loc[:-1]))
             message = "unknown key" + (f"; did you mean {close!r}?" if close else "")
+            homes = [] if close or len(loc) != 1 else _sections_with(loc[0])
+            if homes:  # `url = …` at the top of the file: a key of a section
+                message += "; it belongs in " + " or ".join(f"[{h}]" for h in homes)
         lines.append(f"{field}: {message}")
     return lines
+
+
+def _sections_with(key: str) -> list[str]:
+    """The sections of the configuration that have `key`."""
+    return [name for name in _keys_at([]) if key in _keys_at([name])]
 
 
 def _keys_at(path: list[str]) -> list[str]:

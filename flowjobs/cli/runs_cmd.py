@@ -171,7 +171,12 @@ def _render(d: dict) -> None:
     ):
         if d.get(key) not in (None, ""):
             echo(f"  {key}: {_continued(d[key], 4)}")
-    echo(f"  attempts: {d['attempt']} of {d['max_attempts']}")
+    crashes = d.get("crashes") or 0
+    used = d["attempt"] - crashes  # a crash (a worker lost) uses the crash budget, not attempts
+    echo(
+        f"  attempts: {used} of {d['max_attempts']} used"
+        + (f", and {crashes} lost to crashes (not counted)" if crashes else "")
+    )
     echo("payload:")
     echo("  " + json.dumps(d["payload"], indent=2).replace("\n", "\n  "))
     for a in d["attempts"]:

@@ -24,6 +24,9 @@ app = typer.Typer(
 )
 
 
+BACKFILL_ASK = 10_000  # slots a backfill enqueues without --yes
+
+
 def _time(value: str | None, option: str, default: int) -> int:
     from flowjobs.core.clock import parse_iso
 
@@ -121,22 +124,42 @@ def backfill(
     ),
     end: str = typer.Option(..., "--to", metavar="TIME", help="ISO-8601; slots up to this time."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report, enqueue nothing."),
+    yes: bool = typer.Option(
+        False,
+        "--yes",
+        help=f"Enqueue more than {BACKFILL_ASK:,} slots (a typo in a year is many runs).",
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",
         help="Print one JSON object: {schedule, slots, new, existing, dry_run, run_ids}.",
     ),
 ):
-    """Enqueue every slot in (--from, --to] that has no run yet."""
+    """Enqueue every slot in (--from, --to] that has no run yet (slots that have passed)."""
+    from flowjobs.core.clock import iso
+
     begin, finish = _time(start, "--from", 0), _time(end, "--to", 0)
     if finish <= begin:
         raise BadInput("--to must be after --from")
     _known(ctx, schedule_id)
-    scheduler = _scheduler(ctx, read_only=dry_run)
+    rt = ctx.obj.runtime(read_only=dry_run)
+    now = rt.clock.now_ms()
+    if finish > now:  # those runs would wait till their slots, and the scheduler fire them too
+        raise BadInput(
+            f"--to {iso(finish)} is later than now ({iso(now)}): a backfill enqueues slots that "
+            "have passed; the scheduler fires the others as they come"
+        )
+    scheduler = rt.scheduler
     schedule = scheduler.get(schedule_id)
     from flowjobs import cron
 
     total = len(cron.slots_between(schedule.cron, schedule.timezone, begin, finish, limit=100_000))
+    if total > BACKFILL_ASK and not (yes or dry_run):
+        many = f"{total:,}" if total < 100_000 else "more than 100,000"
+        raise BadInput(
+            f"(--from, --to] holds {many} slots of {schedule_id}, each a run of {schedule.task}: "
+            "add --yes to enqueue them (--dry-run says how many have a run already)"
+        )
     with output.progress(total, f"backfilling {schedule_id}") as advance:
         report = scheduler.backfill(schedule_id, begin, finish, dry_run=dry_run, progress=advance)
     if as_json:

@@ -293,8 +293,15 @@ def run_trigger(
             if not _passing(rt.store, exc):
                 raise
             now = "written (its status unknown: the database does not answer)"
+        goes_on = (
+            "it goes on in its worker"
+            if now == RunStatus.EXECUTING
+            else "a worker runs it when one takes it"
+            if now in (RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.RETRYING)
+            else "only stopping the wait"
+        )
         output.note(
-            f"interrupted: run {run_id} is left {now}; a worker still runs it "
+            f"interrupted: run {run_id} is left {now}; {goes_on} "
             f"(`flowjobs runs show {run_id}`, or `flowjobs runs cancel {run_id}`)"
         )
         if as_json:

@@ -55,9 +55,9 @@ def test_backfill_and_bulk_replay_show_progress_on_a_terminal(sqlite_url, tmp_pa
             "backfill",
             "minutely",
             "--from",
-            "2027-01-01T00:00:00Z",
+            "2026-01-01T00:00:00Z",
             "--to",
-            "2027-01-02T00:00:00Z",
+            "2026-01-02T00:00:00Z",
         ],
         env,
     )
@@ -68,7 +68,7 @@ def test_backfill_and_bulk_replay_show_progress_on_a_terminal(sqlite_url, tmp_pa
         "runs",
         "replay",
         "--status",
-        "delayed",
+        "queued",
         "--task",
         "hello-world",
         "--limit",
@@ -79,7 +79,7 @@ def test_backfill_and_bulk_replay_show_progress_on_a_terminal(sqlite_url, tmp_pa
     assert piped.returncode == 0 and len(piped.stdout.split()) == 600
     assert "━" not in piped.stderr and "replayed 600 runs" in piped.stderr
     code, seen = on_terminal(
-        ["runs", "replay", "-s", "delayed", "-t", "hello-world", "--limit", "300", "--force"], env
+        ["runs", "replay", "-s", "queued", "-t", "hello-world", "--limit", "300", "--force"], env
     )
     assert code == 0 and b"replaying" in seen and "━".encode() in seen
 

@@ -150,7 +150,7 @@ def test_schedule_commands(env):
             "--to",
             "2027-01-01T00:05:00Z",
             "--json",
-            env=env,
+            env=at(env, "2027-01-01T00:08:00Z"),
         )
     )
     assert (report["slots"], report["new"], report["existing"]) == (5, 2, 3)
@@ -162,9 +162,22 @@ def test_schedule_commands(env):
         "2027-01-01T00:00:00Z",
         "--to",
         "2027-01-01T00:05:00Z",
-        env=env,
+        env=at(env, "2027-01-01T00:08:00Z"),
     )
     assert "enqueued 0, 5 already had a run" in again.stdout
+    # slots still to come are the scheduler's; a range of many slots needs --yes
+    future = flowjobs(
+        "schedules", "backfill", "minutely", "--from", "2027-01-01T00:00:00Z", "--to",
+        "2027-01-01T00:30:00Z", env=at(env, "2027-01-01T00:08:00Z"),
+    )  # fmt: skip
+    assert future.returncode == 2 and "is later than now" in future.stderr, future.stderr
+    week = ["schedules", "backfill", "minutely", "--from", "2020-01-01T00:00:00Z", "--to"]
+    week += ["2020-01-08T00:00:00Z"]  # a week of minutes
+    refused = flowjobs(*week, env=at(env, "2027-01-01T00:08:00Z"))
+    assert refused.returncode == 2 and "holds 10,080 slots of minutely" in refused.stderr
+    assert "add --yes" in refused.stderr
+    dry = flowjobs(*week, "--dry-run", env=at(env, "2027-01-01T00:08:00Z"))
+    assert dry.returncode == 0 and "10080 slots, would enqueue 10080" in dry.stdout
 
     assert flowjobs("schedules", "disable", "minutely", env=env).returncode == 0
     listed = {s["id"]: s for s in as_json(flowjobs("schedules", "list", "--json", env=env))}

@@ -142,6 +142,17 @@ def test_an_unknown_key_gets_the_closest_known_key_of_its_table(tmp_path):
     ]
 
 
+def test_a_sections_key_at_the_top_of_the_file_names_its_section(tmp_path):
+    path = tmp_path / "flowjobs.toml"
+    path.write_text('url = "jobs.db"\nconcurrency = 3\n[worker]\nqueues = ["a"]\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(str(path), environ={})
+    assert sorted(err.value.problems) == [
+        "concurrency: unknown key; it belongs in [worker]",
+        "url: unknown key; it belongs in [database]",
+    ]
+
+
 def test_a_variable_of_a_known_section_with_an_unknown_key_is_a_problem(tmp_path):
     """`FLOWJOBS_WORKER_CONCURENCY=3` used to be ignored without a word."""
     path = tmp_path / "flowjobs.toml"
