@@ -430,8 +430,10 @@ class Worker:
             left = list(self.pool.inflight)
         if left:
             log.warning(
-                "shutdown timeout: %d runs still executing are left to the rescuer: %s",
+                "shutdown timeout: %d %s still executing %s left to the rescuer: %s",
                 len(left),
+                "run" if len(left) == 1 else "runs",
+                "is" if len(left) == 1 else "are",
                 ", ".join(left),
             )
 
