@@ -577,17 +577,7 @@ def _carry_into_later_periods(b, s, run: BillingRun, sub: Subscription, new_item
             if item.name != PRORATION_ITEM:
                 s.delete(item)
         for n in new_items:
-            s.add(
-                BillingPeriodItem(
-                    id=ids.new_id("billing_period_item"),
-                    livemode=sub.livemode,
-                    billing_period_id=nxt.id,
-                    quantity=n["quantity"],
-                    unit_price=n["unitPrice"],
-                    name=n["name"] or "",
-                    description="",
-                )
-            )
+            s.add(repo.new_period_item(sub, nxt.id, n["name"], n["unitPrice"], n["quantity"]))
 
 
 def proration_not_paid(b, s, run: BillingRun, sub: Subscription, invoice, payment) -> dict:

@@ -22,6 +22,7 @@ from flowjobs.billing.models import (
     DiscountRedemption,
     Invoice,
     Payment,
+    Subscription,
     SubscriptionItem,
 )
 from flowjobs.errors import FlowjobsError
@@ -92,6 +93,21 @@ def period_items(s: Session, billing_period_id: str) -> list[BillingPeriodItem]:
             .where(BillingPeriodItem.billing_period_id == billing_period_id)
             .order_by(col(BillingPeriodItem.created_at), col(BillingPeriodItem.id))
         )
+    )
+
+
+def new_period_item(
+    sub: Subscription, billing_period_id: str, name: str | None, unit_price: int, quantity: int
+) -> BillingPeriodItem:
+    """A billing period's copy of one of its subscription's items (what the period bills)."""
+    return BillingPeriodItem(
+        id=ids.new_id("billing_period_item"),
+        livemode=sub.livemode,
+        billing_period_id=billing_period_id,
+        quantity=quantity,
+        unit_price=unit_price,
+        name=name or "",
+        description="",
     )
 
 

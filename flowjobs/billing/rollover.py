@@ -23,7 +23,6 @@ from flowjobs.billing import fees, repo
 from flowjobs.billing.cancel import cancel_immediately
 from flowjobs.billing.models import (
     BillingPeriod,
-    BillingPeriodItem,
     BillingRun,
     Organization,
     Subscription,
@@ -124,17 +123,7 @@ def _roll(b, s, period, sub, now) -> str:
     for item in repo.active_items(s, sub.id, start):
         if item.manually_created or item.price_id is None:
             continue
-        s.add(
-            BillingPeriodItem(
-                id=ids.new_id("billing_period_item"),
-                livemode=sub.livemode,
-                billing_period_id=new.id,
-                quantity=item.quantity,
-                unit_price=item.unit_price,
-                name=item.name or "",
-                description="",
-            )
-        )
+        s.add(repo.new_period_item(sub, new.id, item.name, item.unit_price, item.quantity))
     sub.current_billing_period_start, sub.current_billing_period_end = start, end
     from flowjobs.billing.adjust import apply_scheduled
 
