@@ -10,10 +10,12 @@ differences are what is printed. Stripe writes are refused; nothing is sent.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import MetaData, Table, select
 
+from flowjobs.core.clock import iso, iso_datetime
 from flowjobs.errors import BadInput
 from flowjobs.webhooks import inbox, parse
 from flowjobs.webhooks.handle import handler_for, missing_reference
@@ -159,9 +161,15 @@ def snapshot(session) -> dict[str, dict[str, dict]]:
     return rows
 
 
-def _show(value) -> Any:
+def _show(value, column: str = "") -> Any:
+    """A column's value as a dry run reports it: times as ISO UTC with milliseconds, as every
+    command shows them (a datetime, or a job table's epoch milliseconds in a `…_at` column)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(bytes(value))} bytes>"
+    if isinstance(value, datetime):
+        return iso_datetime(value)
+    if column.endswith("_at") and isinstance(value, int) and not isinstance(value, bool):
+        return iso(value)
     return value if isinstance(value, (int, float, bool, type(None))) else str(value)
 
 
@@ -177,7 +185,9 @@ def diff(before: dict, after: dict) -> list[dict]:
                         "table": table,
                         "id": row_id,
                         "change": "insert",
-                        "columns": {k: [None, _show(v)] for k, v in row.items() if v is not None},
+                        "columns": {
+                            k: [None, _show(v, k)] for k, v in row.items() if v is not None
+                        },
                     }
                 )
             elif old != row:
@@ -187,7 +197,9 @@ def diff(before: dict, after: dict) -> list[dict]:
                         "id": row_id,
                         "change": "update",
                         "columns": {
-                            k: [_show(old[k]), _show(v)] for k, v in row.items() if old.get(k) != v
+                            k: [_show(old[k], k), _show(v, k)]
+                            for k, v in row.items()
+                            if old.get(k) != v
                         },
                     }
                 )

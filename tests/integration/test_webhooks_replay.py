@@ -4,6 +4,7 @@ PaymentIntents, Supabase payloads, duplicates, signatures, modes and dry runs â€
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlmodel import select
@@ -211,6 +212,11 @@ def test_dry_run_changes_nothing_and_reports_the_rows(wrt, localstripe_url):
         "succeeded",
     ]
     assert report.result["action"] == "charged"
+    # times as every command shows them: ISO UTC with milliseconds, a datetime or a job table's ms
+    iso_time = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    assert iso_time.match(run_change["columns"]["completed_at"][1])
+    job = next(c for c in report.changes if c["table"] == "flowjobs_runs")
+    assert iso_time.match(job["columns"]["run_at"][1]) and job["columns"]["priority"][1] == 0
 
 
 def test_a_dry_run_whose_handler_needs_a_missing_stripe_key_undoes_its_writes_and_says_so(
