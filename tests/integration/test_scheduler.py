@@ -254,6 +254,34 @@ def test_windows_tile_time_across_a_dst_change(make_runtime, clock):
         assert after["lastTimestamp"] == before["timestamp"]
 
 
+def test_a_backfills_upcoming_slots_are_the_crons_own_across_a_dst_change(make_runtime, clock):
+    """A backfill takes each run's `upcoming` from the slots it enqueues (looking them up one
+    run at a time cost a backfill of 10,000 per-minute slots a minute): the same slots as the
+    cron gives, across New York's fall-back, and for the last runs, past the range."""
+    from flowjobs.core.scheduler import UPCOMING
+
+    rt = make_runtime(
+        tasks=SCHED_TASKS,
+        schedules={
+            "ny": {
+                "task": "test-every-minute",
+                "cron": "*/20 * * * *",
+                "timezone": "America/New_York",
+            },
+            "test-hourly": {"enabled": False},
+        },
+    )
+    clock.set(ms("2026-11-02T00:00:00Z"))
+    report = rt.scheduler.backfill("ny", ms("2026-11-01T04:00:00Z"), ms("2026-11-01T08:00:00Z"))
+    payloads = runs_of(rt)
+    assert report["new"] == len(payloads) == 9  # 04:20 … 08:00 UTC; the repeated hour once
+    for payload in payloads:
+        expected = cron.next_slots(
+            "*/20 * * * *", "America/New_York", ms(payload["timestamp"]), UPCOMING
+        )
+        assert payload["upcoming"] == [iso(x) for x in expected], payload["timestamp"]
+
+
 def test_backfill_is_idempotent_and_preview_shows_windows(sched_rt, clock):
     rt = sched_rt()
     start, end = ms("2027-01-14T20:00:00Z"), ms("2027-01-15T02:00:00Z")
