@@ -45,8 +45,10 @@ def seed(
     quantity: int = 1,
     discount: tuple[int, str] | None = None,
     org_fields: dict | None = None,
+    arrears: bool = False,
 ) -> Seeded:
-    """One organisation, customer (with a Stripe customer), card, monthly plan and subscription."""
+    """One organisation, customer (with a Stripe customer), card, monthly plan and subscription
+    (billed at each period's start, or at its end with `arrears`)."""
     b = rt.billing
     gateway = b.gateway
     stripe_customer = gateway.create_customer(False, email="ada@example.com", name="Ada Lovelace")
@@ -59,7 +61,14 @@ def seed(
         method = setup.card(s, cust, stripe_payment_method_id=pm[0], last4=pm[1]) if pm else None
         price = setup.plan(s, org, "Pro", unit_price)
         sub, period, run = setup.subscription(
-            s, cust, price, method, start=start or b.now(), quantity=quantity, trial_end=trial_end
+            s,
+            cust,
+            price,
+            method,
+            start=start or b.now(),
+            quantity=quantity,
+            trial_end=trial_end,
+            run_billing_at_period_start=not arrears,
         )
         if discount:
             setup.discount(s, sub, amount=discount[0], amount_type=discount[1])

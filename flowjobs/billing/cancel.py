@@ -15,6 +15,7 @@ un-cancelling a scheduled cancellation.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import update
@@ -52,12 +53,13 @@ def cancel_immediately(
         return False
     if sub.scheduled_adjustment_at is not None:
         raise BillingError(f"subscription {sub.id} has a scheduled adjustment; cancel that first")
+    served = served_periods(s, sub, now)  # before the current period is cut short at now
     sub.canceled_at = sub.canceled_at or now
     sub.cancel_scheduled_at = sub.cancel_scheduled_at or now
     sub.cancellation_reason = sub.cancellation_reason or reason
     repo.set_subscription_status(sub, E.SubscriptionStatus.CANCELED)
-    _close_periods(s, sub, now)
-    abort_scheduled_runs(s, sub.id)
+    _close_periods(s, sub, now, keep=served)
+    abort_scheduled_runs(s, sub.id, keep=served)
     withdraw_scheduled_notices(b, s, sub, "withdrawn: the subscription was canceled")
     s.execute(
         update(SubscriptionItem)
@@ -84,8 +86,21 @@ def cancel_immediately(
     return True
 
 
-def _close_periods(s, sub: Subscription, now: datetime) -> None:
+def served_periods(s, sub: Subscription, until: datetime) -> set[str]:
+    """The periods billed at their end that were served in full by `until`: a cancellation
+    taking effect then keeps their billing runs (`repo.billed_at_end_of_served`). Upstream
+    aborted them too, so a subscription billed in arrears and canceled at the period's end never
+    paid for its last period (docs/billing.md, "Cancellation")."""
+    if sub.run_billing_at_period_start:
+        return set()
+    periods = s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == sub.id))
+    return {p.id for p in periods if repo.billed_at_end_of_served(sub, p, until)}
+
+
+def _close_periods(s, sub: Subscription, now: datetime, keep: set[str]) -> None:
     for period in s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == sub.id)):
+        if period.id in keep:  # served and still to be billed: its run settles it
+            continue
         if period.start_date > now or period.status == E.BillingPeriodStatus.PAST_DUE:
             repo.set_period_status(period, E.BillingPeriodStatus.CANCELED)
         elif period.end_date > now and period.status not in E.PERIOD_TERMINAL:
@@ -93,12 +108,14 @@ def _close_periods(s, sub: Subscription, now: datetime) -> None:
             repo.set_period_status(period, E.BillingPeriodStatus.COMPLETED)
 
 
-def abort_scheduled_runs(s, subscription_id: str) -> int:
+def abort_scheduled_runs(s, subscription_id: str, keep: Collection[str] = ()) -> int:
+    """Abort the subscription's scheduled runs, except those of the periods in `keep`."""
     return s.execute(
         update(BillingRun)
         .where(
             col(BillingRun.subscription_id) == subscription_id,
             col(BillingRun.status) == E.BillingRunStatus.SCHEDULED,
+            col(BillingRun.billing_period_id).not_in(list(keep)),
         )
         .values(
             status=E.BillingRunStatus.ABORTED,
@@ -186,7 +203,7 @@ def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -
         )
     ):
         repo.set_period_status(period, E.BillingPeriodStatus.SCHEDULED_TO_CANCEL)
-    abort_scheduled_runs(s, sub.id)
+    abort_scheduled_runs(s, sub.id, keep=served_periods(s, sub, end))
     withdraw_scheduled_notices(b, s, sub, "withdrawn: the cancellation was scheduled again")
     date_ms = ms_from_utc(end)
     # keyed by the moment it was scheduled too: cancelling again after an un-cancel is told again

@@ -279,7 +279,10 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
 
     _mark_past_due_if_ended(period, invoice, now)
     if sub.status in E.SUBSCRIPTION_TERMINAL:
-        return {"next": "subscription already ended"}
+        if not repo.owed_after_cancellation(sub, period):
+            return {"next": "subscription already ended"}
+        # the last period, served and billed at its end: still owed, so retried as usual
+        return _retry(b, s, run, sub, invoice, payment, now)
     if _first_payment(s, sub):
         if (
             payment is not None
@@ -292,6 +295,10 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
             )
         cancel_immediately(b, s, sub, reason=E.CancellationReason.NON_PAYMENT)
         return {"next": "first payment failed: subscription canceled"}
+    return _retry(b, s, run, sub, invoice, payment, now)
+
+
+def _retry(b, s, run, sub, invoice, payment, now) -> dict:
     retry = schedule_retry(b, s, run, sub, now)
     _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
     if payment is not None:
@@ -326,7 +333,10 @@ def _first_payment(s, sub: Subscription) -> bool:
 
 def schedule_retry(b, s, run: BillingRun, sub: Subscription, now: datetime) -> BillingRun | None:
     delay = b.retry_delay(run.attempt_number)
-    if delay is None or sub.do_not_charge or sub.status in E.SUBSCRIPTION_TERMINAL:
+    ended = sub.status in E.SUBSCRIPTION_TERMINAL and not repo.owed_after_cancellation(
+        sub, s.get(BillingPeriod, run.billing_period_id)
+    )
+    if delay is None or sub.do_not_charge or ended:
         return None
     retry = BillingRun(
         id=ids.new_id("billing_run"),

@@ -86,6 +86,22 @@ def net_settled(s: Session, billing_period_id: str) -> int:
     return int(total)
 
 
+def billed_at_end_of_served(sub: Subscription, period: BillingPeriod, until: datetime) -> bool:
+    """A period billed at its end (`run_billing_at_period_start` false) that was served in full
+    by `until`: its billing run is owed even when the subscription ends at that moment, so a
+    cancellation keeps it, and it charges (and retries) once the subscription is canceled."""
+    return (
+        not sub.run_billing_at_period_start
+        and period.end_date <= until
+        and period.status != E.BillingPeriodStatus.CANCELED
+    )
+
+
+def owed_after_cancellation(sub: Subscription, period: BillingPeriod) -> bool:
+    """The period's run still charges although the subscription has ended (see above)."""
+    return sub.canceled_at is not None and billed_at_end_of_served(sub, period, sub.canceled_at)
+
+
 def period_items(s: Session, billing_period_id: str) -> list[BillingPeriodItem]:
     return list(
         s.exec(

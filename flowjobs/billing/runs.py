@@ -332,7 +332,8 @@ def _bookkeeping(b, s, run: BillingRun) -> Charge | RunReport:
     method = s.get(PaymentMethod, run.payment_method_id)
     if run.is_adjustment and not (run.adjustment_params or {}).get("prorationItemIds"):
         raise BillingError("adjustment billing run has no adjustmentParams")
-    if sub.status in E.SUBSCRIPTION_TERMINAL or sub.do_not_charge:
+    ended = sub.status in E.SUBSCRIPTION_TERMINAL and not repo.owed_after_cancellation(sub, period)
+    if ended or sub.do_not_charge:
         run.status, run.completed_at = E.BillingRunStatus.ABORTED, s.info["now"]
         return RunReport(
             run.id, "skipped", run.status, f"subscription {sub.id} is {sub.status}; run aborted"

@@ -11,6 +11,7 @@ from flowjobs.billing.models import BillingPeriod, BillingRun, Invoice, Payment,
 from flowjobs.billing.types import utc_from_ms
 from flowjobs.core.clock import iso
 from tests.billing_helpers import (
+    DECLINING,
     drain,
     get,
     runs_of,
@@ -121,6 +122,87 @@ def test_scheduled_cancellation_ends_the_subscription_at_period_end(brt, clock):
     assert tasks.count("send-customer-subscription-cancellation-scheduled-notification") == 1
     assert tasks.count("send-customer-subscription-canceled-notification") == 1
     assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
+
+
+def _arrears_cancelled_at_period_end(brt, clock):
+    """A subscription billed at each period's end, its cancellation scheduled for that end."""
+    from flowjobs.billing.cancel import schedule_cancellation
+
+    seeded = seed(brt, unit_price=3100, arrears=True)
+    with brt.billing.unit() as s:
+        end = schedule_cancellation(brt.billing, s, s.get(Subscription, seeded.subscription_id))
+    assert [r.status for r in runs_of(brt, seeded.subscription_id)] == ["scheduled"]
+    at(clock, end + timedelta(minutes=1))
+    return seeded
+
+
+def _billed_once_then_canceled(brt, seeded) -> None:
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert sub.status == "canceled"
+    assert [r.status for r in runs_of(brt, sub.id)] == ["succeeded"]
+    [period] = periods_of(brt, sub.id)
+    assert period.status == "completed"
+    with brt.billing.unit() as s:
+        [invoice] = s.exec(select(Invoice).where(Invoice.billing_period_id == period.id))
+        [payment] = s.exec(select(Payment).where(Payment.billing_period_id == period.id))
+    assert (invoice.status, payment.status, payment.amount) == ("paid", "succeeded", 3100)
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 1}
+
+
+def test_a_period_billed_at_its_end_is_charged_when_the_cancellation_falls_on_that_end(brt, clock):
+    """Cancelling at the period's end used to abort that period's run, billed at the same end:
+    the customer had the whole last period free."""
+    seeded = _arrears_cancelled_at_period_end(brt, clock)
+    hourly(brt)
+    drain(brt)
+    _billed_once_then_canceled(brt, seeded)
+
+
+def test_a_served_period_is_charged_after_the_cancellation_job_ended_the_subscription(brt, clock):
+    """The hourly cron starts the cancellation and the billing runs side by side; this is the
+    order where the cancellation comes first."""
+    from flowjobs.billing.cancel import cancel_immediately
+
+    seeded = _arrears_cancelled_at_period_end(brt, clock)
+    with brt.billing.unit() as s:
+        assert cancel_immediately(brt.billing, s, s.get(Subscription, seeded.subscription_id))
+    assert [r.status for r in runs_of(brt, seeded.subscription_id)] == ["scheduled"]
+    hourly(brt)
+    drain(brt)
+    _billed_once_then_canceled(brt, seeded)
+
+
+def test_a_declined_last_period_billed_at_its_end_is_retried_after_the_cancellation(brt, clock):
+    from flowjobs.billing.cancel import schedule_cancellation
+
+    seeded = seed(brt, unit_price=3100, arrears=True, card=DECLINING)
+    with brt.billing.unit() as s:
+        end = schedule_cancellation(brt.billing, s, s.get(Subscription, seeded.subscription_id))
+    at(clock, end + timedelta(minutes=1))
+    hourly(brt)
+    drain(brt)
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert sub.status == "canceled"
+    first, retry = runs_of(brt, sub.id)
+    assert (first.status, retry.status, retry.attempt_number) == ("failed", "scheduled", 2)
+    [period] = periods_of(brt, sub.id)
+    assert period.status == "past_due"  # owed, not forgiven by the cancellation
+    tasks = [r["task"] for r in brt.store.list_runs(limit=500)]
+    assert tasks.count("send-customer-payment-failed-notification") == 1
+
+
+def test_cancelling_now_in_the_middle_of_a_period_billed_at_its_end_charges_nothing(brt, clock):
+    """As upstream: the unfinished period is closed at once and not billed (docs/billing.md)."""
+    from flowjobs.billing.cancel import cancel_immediately
+
+    seeded = seed(brt, unit_price=3100, arrears=True)
+    at(clock, utc_from_ms(brt.clock.now_ms()) + timedelta(days=3))
+    with brt.billing.unit() as s:
+        assert cancel_immediately(brt.billing, s, s.get(Subscription, seeded.subscription_id))
+    hourly(brt)
+    drain(brt)
+    assert [r.status for r in runs_of(brt, seeded.subscription_id)] == ["aborted"]
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {}
 
 
 def test_stale_payment_whose_charge_was_never_recorded_is_settled_not_failed(brt, clock):
