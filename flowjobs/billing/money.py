@@ -1,6 +1,7 @@
 """Money: integers in the currency's minor unit plus an upper-case ISO 4217 code.
 
-Zero-decimal currencies (Stripe's list) are whole units. Percentages are decimal strings in
+Zero-decimal currencies (Stripe's list) are whole units; Stripe's three-decimal currencies
+(BHD, JOD, KWD, OMR, TND) count thousandths. Percentages are decimal strings in
 percent units ("0.65" = 0.65 %); percentage amounts round half-up to an integer.
 """
 
@@ -28,6 +29,8 @@ ZERO_DECIMAL = frozenset(
         "XPF",
     ]
 )
+
+THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])  # Stripe's 3-decimal currencies
 
 SYMBOLS = {
     "USD": "$",
@@ -64,18 +67,24 @@ def percent_of(amount: int, percent: str | Decimal | int) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def decimals(currency: str) -> int:
+    """Digits after the decimal point of the currency's minor unit: 0, 2, or 3 (fils, baisa,
+    millimes). Upstream divided everything but the zero-decimal currencies by 100, which showed
+    1.500 KWD as 15.00."""
+    code = currency.upper()
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+
+
 def to_major(amount: int, currency: str) -> Decimal:
-    """Minor units → the amount people read (cents → dollars; yen stay yen)."""
-    if is_zero_decimal(currency):
-        return Decimal(amount)
-    return Decimal(amount) / Decimal(100)
+    """Minor units → the amount people read (cents → dollars; yen stay yen; fils → dinars)."""
+    return Decimal(amount).scaleb(-decimals(currency))
 
 
 def format_money(amount: int, currency: str) -> str:
-    """`$12.34`, `¥1,200`, `-€5.00`; unknown codes as `12.34 XYZ`."""
+    """`$12.34`, `¥1,200`, `-€5.00`, `1.500 KWD`; unknown codes as `12.34 XYZ`."""
     currency = currency.upper()
     major = abs(to_major(amount, currency))
-    text = f"{major:,.0f}" if is_zero_decimal(currency) else f"{major:,.2f}"
+    text = f"{major:,.{decimals(currency)}f}"
     sign = "-" if amount < 0 else ""
     symbol = SYMBOLS.get(currency)
     return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency}"

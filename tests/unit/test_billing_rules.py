@@ -203,6 +203,9 @@ def test_money_formatting_per_currency():
     assert format_money(1200, "JPY") == "¥1,200"
     assert format_money(-500, "EUR") == "-€5.00"
     assert format_money(999, "XYZ") == "9.99 XYZ"
+    assert format_money(1500, "KWD") == "1.500 KWD"  # fils: thousandths of a dinar
+    assert format_money(-1234567, "bhd") == "-1,234.567 BHD"
+    assert format_money(7, "JOD") == "0.007 JOD"
     assert percent_of(5, "10") == 1 and percent_of(15, "10") == 2  # half-up: 0.5 → 1, 1.5 → 2
 
 
