@@ -2,9 +2,10 @@
 `console` (printed to stderr). `[mail] transport` picks one.
 
 SMTP: STARTTLS and AUTH when configured; tenacity retries connection failures and temporary
-4xx answers within the call; a permanent 5xx raises `MailRejected` at once (the run fails with
-the server's answer); a server that stays unreachable raises `MailUnavailable` (the run's own
-retries take over).
+4xx answers (recipients refused with 4xx included, e.g. greylisting) within the call; a
+permanent 5xx raises `MailRejected` at once (the run fails with the server's answer); a server
+that stays unreachable or keeps answering 4xx raises `MailUnavailable` (the run's own retries
+take over). A message the server accepted is sent, whatever its answer to QUIT.
 """
 
 from __future__ import annotations
@@ -28,9 +29,16 @@ class MailRejected(FlowjobsError):
     pass
 
 
+def one_line(text: str) -> str:
+    """A header value from text people typed: line breaks, tabs and runs of spaces become one
+    space (a name with a line break made every email that carried it fail, and could have
+    added headers of its own)."""
+    return " ".join(text.split())
+
+
 def build(email, text: str, html: str) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = email.subject
+    msg["Subject"] = one_line(email.subject)
     msg["From"] = email.sender
     msg["To"] = ", ".join(email.to)
     if email.reply_to:
@@ -82,9 +90,13 @@ class SmtpMailer:
                 f"SMTP server {self.s.host}:{self.s.port} kept answering {exc.smtp_code} {text}"
             ) from None
         except smtplib.SMTPRecipientsRefused as exc:
-            raise MailRejected(
-                f"SMTP server refused every recipient: {', '.join(exc.recipients)}"
-            ) from None
+            answers = "; ".join(f"{to}: {_answer(*reply)}" for to, reply in exc.recipients.items())
+            if _greylisted(exc):  # e.g. 450 greylisted: the run's own retries, minutes apart
+                raise MailUnavailable(
+                    f"SMTP server {self.s.host}:{self.s.port} asked to try the recipients "
+                    f"later: {answers}"
+                ) from None
+            raise MailRejected(f"SMTP server refused every recipient: {answers}") from None
         except (OSError, smtplib.SMTPException) as exc:
             raise MailUnavailable(
                 f"cannot send through SMTP server {self.s.host}:{self.s.port} after "
@@ -92,7 +104,8 @@ class SmtpMailer:
             ) from None
 
     def _send_once(self, msg: EmailMessage) -> None:
-        with smtplib.SMTP(self.s.host, self.s.port, timeout=self.s.timeout) as smtp:
+        smtp = smtplib.SMTP(self.s.host, self.s.port, timeout=self.s.timeout)
+        try:
             if (
                 self.s.starttls
             ):  # the server's certificate is verified (system CAs, or [mail] ca_file)
@@ -102,6 +115,15 @@ class SmtpMailer:
             if self.s.username:
                 self._login(smtp)
             smtp.send_message(msg)
+        except BaseException:
+            smtp.close()
+            raise
+        # Accepted: sent. A QUIT that fails or times out now must not send it again (it did,
+        # once per try and per attempt of the run).
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         """AUTH PLAIN when offered (one round trip, a clear 535 on bad credentials), else smtplib's choice."""
@@ -114,9 +136,20 @@ class SmtpMailer:
             smtp.login(self.s.username, self.s.password)
 
 
+def _answer(code: int, text: bytes | str) -> str:
+    return f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+
+
+def _greylisted(exc: smtplib.SMTPRecipientsRefused) -> bool:
+    """Every recipient refused with a 4xx (temporary) answer."""
+    return all(400 <= code < 500 for code, _ in exc.recipients.values())
+
+
 def _temporary(exc: BaseException) -> bool:
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return _greylisted(exc)
     return isinstance(exc, (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError))
 
 

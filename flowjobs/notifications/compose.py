@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import formataddr
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlmodel import col, select
 
+from flowjobs.adapters.mailer import one_line
 from flowjobs.billing import enums as E
 from flowjobs.billing.models import (
     Customer,
@@ -85,7 +87,10 @@ def subject(text: str, livemode: bool) -> str:
 
 def customer_sender(c: Ctx, org: Organization) -> str:
     c.org_name = org.name
-    return f"{org.name} Billing <{kebab(org.name)}-billing@{c.mail.billing_domain}>"
+    # quoted as the name needs ("Acme, Inc." held a comma that split the From header in two)
+    return formataddr(
+        (one_line(f"{org.name} Billing"), f"{kebab(org.name)}-billing@{c.mail.billing_domain}")
+    )
 
 
 def org_sender(c: Ctx) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from flowjobs import ids
 from flowjobs.billing import setup
-from flowjobs.billing.models import Invoice, InvoiceLineItem, Payment, Subscription
+from flowjobs.billing.models import Invoice, InvoiceLineItem, Organization, Payment, Subscription
 from flowjobs.billing.types import utc_from_ms
 from tests.billing_helpers import drain
 
@@ -26,10 +26,30 @@ def free_port() -> int:
 
 
 class Collect:
-    def __init__(self, refuse: str | None = None, temporary_failures: int = 0):
+    def __init__(
+        self,
+        refuse: str | None = None,
+        temporary_failures: int = 0,
+        greylist: int = 0,
+        quit_reply: str | None = None,
+    ):
         self.messages = []
         self.refuse = refuse
         self.temporary_failures = temporary_failures
+        self.greylist = greylist  # RCPT answers "450 greylisted" this many times
+        self.quit_reply = quit_reply
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.greylist:
+            self.greylist -= 1
+            return "450 4.2.0 greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope):
+        from aiosmtpd.smtp import MISSING
+
+        return self.quit_reply or MISSING
 
     async def handle_DATA(self, server, session, envelope):
         if self.refuse:
@@ -415,6 +435,58 @@ def test_a_permanent_5xx_fails_at_once_and_a_4xx_is_retried(make_runtime, smtp, 
     run2 = rt2.trigger("send-customer-trial-expired-notification", {"subscriptionId": w["sub"]})
     drain(rt2)
     assert rt2.store.get_run(run2.id)["status"] == "completed" and len(flaky.messages) == 1
+
+
+def test_recipients_refused_for_now_are_tried_again_by_the_run_not_given_up(
+    make_runtime, smtp, clock
+):
+    """Greylisting answers RCPT with 450: the email used to be given up at once, as refused."""
+    port, server = smtp(Collect(greylist=3))  # the first attempt's two tries, then one more
+    rt = make_runtime(**mail_sections(port))
+    w = world(rt)
+    run = rt.trigger("send-customer-trial-expired-notification", {"subscriptionId": w["sub"]})
+    drain(rt)
+    first = rt.store.get_run(run.id)
+    assert first["status"] == "retrying", first
+    assert (
+        "asked to try the recipients later: ada@example.com: 450 4.2.0 greylisted"
+        in (first["error"])
+    )
+    clock.advance(120)
+    drain(rt)
+    done = rt.store.get_run(run.id)
+    assert (done["status"], done["attempt"]) == ("completed", 2)
+    assert [rcpts for rcpts, _ in server.messages] == [["ada@example.com"]]
+
+
+def test_an_accepted_email_is_sent_once_when_the_server_fails_its_quit(make_runtime, smtp):
+    port, server = smtp(Collect(quit_reply="421 4.3.2 shutting down"))
+    rt = make_runtime(**mail_sections(port))
+    w = world(rt)
+    run = rt.trigger("send-customer-trial-expired-notification", {"subscriptionId": w["sub"]})
+    drain(rt)
+    assert rt.store.get_run(run.id)["status"] == "completed"
+    assert len(server.messages) == 1  # it was sent once per try and per attempt
+
+
+def test_a_name_with_a_comma_or_a_line_break_is_quoted_in_the_headers(make_runtime, smtp):
+    from email.headerregistry import Address
+
+    port, server = smtp()
+    rt = make_runtime(**mail_sections(port))
+    w = world(rt)
+    with rt.billing.unit() as s:
+        s.get(Organization, w["org"]).name = 'Acme, "Best" Inc.\r\nBcc: victim@x.example'
+    rt.trigger("send-customer-trial-expired-notification", {"subscriptionId": w["sub"]})
+    drain(rt)
+    [(rcpts, msg)] = server.messages
+    assert rcpts == ["ada@example.com"]
+    [sender] = msg["From"].addresses
+    assert sender == Address(
+        display_name='Acme, "Best" Inc. Bcc: victim@x.example Billing',
+        addr_spec="acme-best-inc-bcc-victim-x-example-billing@flowglad.com",
+    )
+    assert "Bcc" not in msg and "\n" not in msg["Subject"]
 
 
 def test_smtp_auth_logs_in_and_a_wrong_password_is_a_clear_failure(make_runtime, smtp):
