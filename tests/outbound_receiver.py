@@ -3,7 +3,8 @@
 It verifies every request with its own implementation of the Standard Webhooks signature
 scheme (written from https://www.standardwebhooks.com/ — not flowjobs' signer) and answers
 with a scripted sequence of behaviours: an HTTP status, "drop" (close the connection without
-answering) or "hang" (hold the request until `release` is set, then drop it).
+answering), "hang" (hold the request until `release` is set, then drop it) or "trickle" (send
+an answer's first bytes one every 50 ms, until `release` is set or the client goes).
 """
 
 from __future__ import annotations
@@ -97,6 +98,18 @@ def start(receiver: Receiver):
                 receiver.hanging.set()
                 receiver.release.wait(60)
                 behaviour = "drop"
+            if behaviour == "trickle":  # an answer one byte at a time, until released
+                line = b"HTTP/1.1 200 OK\r\nx-slow: " + b"a" * 400  # ~20 s
+                for byte in line:
+                    if receiver.release.wait(0.05):
+                        break
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:
+                        break
+                self.close_connection = True
+                return
             if behaviour == "drop":
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)

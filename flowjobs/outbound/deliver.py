@@ -5,6 +5,8 @@
   The bytes are the same on every attempt; the signature's timestamp is the attempt's.
 - The attempt is counted (and committed) before the request leaves, never inside a
   transaction held across the network call; the answer is recorded after it.
+- `[webhooks.outbound] timeout` bounds the whole exchange after the connection (request, answer
+  headers, the excerpt read), not each read.
 - 2xx → `succeeded`. 408, 429, 5xx, a timeout or a connection error → `retrying` (the run
   fails the attempt and the engine retries it on `[webhooks.outbound] retry_schedule`), or
   `failed` after the last attempt. Any other status (3xx — redirects are not followed — and
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,6 +43,7 @@ class Answer:
     latency_ms: int
     excerpt: str | None = None
     error: str | None = None
+    final: bool = False  # a failure that another attempt would meet again (a host no DNS takes)
 
     @property
     def ok(self) -> bool:
@@ -46,6 +51,8 @@ class Answer:
 
     @property
     def retryable(self) -> bool:
+        if self.final:
+            return False
         if self.status is None:
             return True
         return self.status in (408, 429) or self.status >= 500
@@ -68,6 +75,7 @@ def post(
     if not parts.hostname:  # endpoints are checked when they are added (endpoints.py)
         return Answer(None, 0, error=f"no host in the URL {url!r}")
     conn: http.client.HTTPConnection | None = None
+    cut = threading.Event()
     try:
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(
@@ -82,29 +90,53 @@ def post(
             )
         conn.connect()
         conn.sock.settimeout(settings.timeout)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn.request(
-            "POST",
-            path,
-            body=body,
-            headers={
-                **headers,
-                "content-type": "application/json",
-                "user-agent": settings.user_agent,
-            },
-        )
-        response = conn.getresponse()
-        text = response.read(max(settings.response_excerpt, 1) * 4 + 4).decode("utf-8", "replace")
+        # `timeout` bounds the whole exchange, not each read: an endpoint sending its answer a
+        # byte at a time held a worker thread for the run's timeout (an hour by default).
+        watchdog = threading.Timer(settings.timeout, _cut, (conn.sock, cut))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            conn.request(
+                "POST",
+                path,
+                body=body,
+                headers={
+                    **headers,
+                    "content-type": "application/json",
+                    "user-agent": settings.user_agent,
+                },
+            )
+            response = conn.getresponse()
+            limit = max(settings.response_excerpt, 1) * 4 + 4
+            text = response.read(limit).decode("utf-8", "replace")
+        finally:
+            watchdog.cancel()
+        if cut.is_set():  # the read finished as the watchdog cut it: not a whole answer
+            raise TimeoutError(f"no complete answer within {settings.timeout:g} s")
         return Answer(response.status, _ms(started), text[: settings.response_excerpt])
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        if cut.is_set() and not isinstance(exc, TimeoutError):
+            exc = TimeoutError(f"no complete answer within {settings.timeout:g} s")
         return Answer(
             None,
             _ms(started),
             error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
         )
+    except ValueError as exc:  # UnicodeError: a host name IDNA refuses (`bad..host`)
+        return Answer(None, _ms(started), error=f"{type(exc).__name__}: {exc}", final=True)
     finally:
         if conn is not None:
             conn.close()
+
+
+def _cut(sock: socket.socket, cut: threading.Event) -> None:
+    """The watchdog's end of the exchange: the blocked read returns at once."""
+    cut.set()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _ms(started: float) -> int:

@@ -26,13 +26,20 @@ TEST_EVENT_TYPE = "webhook.test"
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for http://[::1/
+        raise BadInput(f"--url is not a valid URL: {exc} (got {url!r})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadInput(f"--url must be an http:// or https:// URL with a host (got {url!r})")
     try:
         _ = parts.port  # raises ValueError on a bad port
     except ValueError:
         raise BadInput(f"--url has an invalid port (got {url!r})") from None
+    try:
+        parts.hostname.encode("idna")  # what the connection will do: `bad..host` fails here
+    except UnicodeError:
+        raise BadInput(f"--url has an invalid host name {parts.hostname!r}") from None
     return url
 
 

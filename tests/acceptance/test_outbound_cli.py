@@ -119,6 +119,12 @@ def test_endpoints_and_deliveries_commands(rt, receiver, monkeypatch, capsys):
 
     for args, code, text in [
         (("endpoints", "add", org_id, "--url", "ftp://x"), 2, "--url must be"),
+        (("endpoints", "add", org_id, "--url", "http://[::1/"), 2, "--url is not a valid URL"),
+        (
+            ("endpoints", "add", org_id, "--url", "http://bad..host/hook"),
+            2,
+            "--url has an invalid host name 'bad..host'",
+        ),
         (
             ("endpoints", "add", org_id, "--url", receiver.url, "--event-type", "nope"),
             2,

@@ -13,7 +13,7 @@ from flowjobs.billing.models import Event
 from flowjobs.outbound import endpoints
 from flowjobs.outbound.dispatch import schedule_deliveries
 from flowjobs.outbound.emit import emit_event
-from flowjobs.outbound.models import WebhookDelivery
+from flowjobs.outbound.models import WebhookDelivery, WebhookEndpoint
 from tests.billing_helpers import drain
 from tests.outbound_receiver import Receiver, start, verify
 
@@ -188,6 +188,37 @@ def test_retries_after_500_and_a_dropped_connection_with_the_same_webhook_id(ort
         "failed",
         "succeeded",
     ]
+
+
+def test_an_answer_sent_a_byte_at_a_time_is_cut_at_the_timeout(make_runtime, receivers):
+    """`timeout` bounds the whole answer: each byte arriving within it used to keep the worker
+    thread reading for up to the run's timeout (an hour)."""
+    rt = make_runtime(
+        webhooks={"outbound": {"retry_schedule": ["5s"], "timeout": "1s", "connect_timeout": "2s"}}
+    )
+    org_id, _ = organisation(rt)
+    receiver = receivers("trickle")
+    endpoints.add(rt.billing, org_id, receiver.url, livemode=False)
+    event = emit(rt, org_id, "pay_1")
+    deliver_all(rt)
+    [first] = deliveries(rt, event.id)
+    assert (first.status, first.attempts, first.last_status_code) == ("retrying", 1, None)
+    assert first.last_error == "TimeoutError: no complete answer within 1 s"
+    assert first.last_latency_ms < 15_000  # the trickle lasts ~20 s; not a speed measure
+
+
+def test_a_stored_endpoint_whose_host_cannot_be_resolved_fails_at_once(ort):
+    """`endpoints add` refuses such a host now; one stored before is not retried for a day."""
+    org_id, _ = organisation(ort)
+    endpoint = endpoints.add(ort.billing, org_id, "http://good.example/hook", livemode=False)
+    with ort.billing.unit() as s:
+        s.get(WebhookEndpoint, endpoint.id).url = "http://bad..host/hook"
+    event = emit(ort, org_id, "pay_1")
+    deliver_all(ort)
+    [done] = deliveries(ort, event.id)
+    assert (done.status, done.attempts) == ("failed", 1)
+    assert done.last_error.startswith("UnicodeError")
+    assert ort.store.get_run(done.run_id)["status"] == "failed"
 
 
 def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_failed(
