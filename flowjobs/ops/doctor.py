@@ -28,7 +28,10 @@ def run_checks(runtime, origin: str = "") -> list[Check]:
     database = _database(runtime, origin)
     checks.append(database)
     if database.status == "ok":
-        checks += [_schema(runtime), _clock(runtime), _workers(runtime)]
+        schema = _schema(runtime)
+        checks += [schema, _clock(runtime)]
+        if schema.status == "ok":  # the workers' tables as this version knows them
+            checks.append(_workers(runtime))
     checks += [_stripe(runtime), _mail(runtime)]
     return checks
 
@@ -182,11 +185,18 @@ def _schema(rt) -> Check:
             f"revision {current} is newer than this flowjobs ({HEAD})",
             "upgrade flowjobs to the version that wrote this database",
         )
+    if current is None:
+        return Check(
+            "schema",
+            "warn",
+            f"revision none (an empty database), newest {HEAD}",
+            "run `flowjobs db upgrade` (a command that writes also creates it on first use)",
+        )
     return Check(
         "schema",
-        "warn",
-        f"revision {current or 'none'}, newest {HEAD}",
-        "run `flowjobs db upgrade` (any command also does it on first use)",
+        "fail",
+        f"revision {current}, older than this flowjobs ({HEAD}): other commands refuse it",
+        "stop the flowjobs processes of the older version, then run `flowjobs db upgrade` once",
     )
 
 

@@ -1,9 +1,10 @@
 """Versioned schema migrations (Alembic) and the fast "is the schema current?" check.
 
 Every command that touches the database calls `ensure_schema`: a one-row read of
-`alembic_version` over the DB-API. Only when the schema is missing or behind does it import
-Alembic and SQLAlchemy and upgrade, under a lock (an advisory lock on PostgreSQL, a file lock
-beside the SQLite file) so that two processes starting on a new database do not race.
+`alembic_version` over the DB-API. Only when the schema is missing does it import Alembic and
+SQLAlchemy and create it, under a lock (an advisory lock on PostgreSQL, a file lock beside the
+SQLite file) so that two processes starting on a new database do not race. An older schema is
+upgraded by `flowjobs db upgrade` alone (`upgrade`); other commands refuse it (exit 4).
 """
 
 from __future__ import annotations
@@ -38,12 +39,33 @@ def current_revision(db: Database) -> str | None:
         return row[0] if row else None
 
 
+class SchemaBehind(DatabaseError):
+    """The database's schema is older than this flowjobs'; only `flowjobs db upgrade` moves it."""
+
+
 def ensure_schema(db: Database) -> None:
-    """Bring a new or older database up to HEAD; refuse one made by a newer flowjobs."""
+    """Create the schema of a new database; refuse one at an older revision (only `flowjobs db
+    upgrade` upgrades: a newer flowjobs's `runs list` or `doctor` upgraded it, and the workers
+    of the older version still running then could not insert runs) or at a newer one."""
     revision = current_revision(db)
     if revision == HEAD:
         return
-    upgrade(db)
+    if revision is not None:
+        raise _behind(db, revision)
+    upgrade(db)  # a new database; under the migration lock, so two first commands do not race
+
+
+def _behind(db: Database, revision: str) -> DatabaseError:
+    if revision not in _known_revisions():
+        return DatabaseError(
+            f"database {redact(db.url)} is at schema revision {revision}, newer than this "
+            f"flowjobs knows (newest: {HEAD}); upgrade flowjobs"
+        )
+    return SchemaBehind(
+        f"database {redact(db.url)} is at schema revision {revision}, older than this "
+        f"flowjobs ({HEAD}): stop the flowjobs processes of the older version, then run "
+        "`flowjobs db upgrade` once (docs/operations.md, \"Upgrading\"); nothing was changed"
+    )
 
 
 # The tables the migrations create (a test keeps this equal to what a migrated database has).
@@ -89,10 +111,7 @@ def upgrade(db: Database, target: str = "head") -> tuple[str | None, str | None]
         if before is None:
             _refuse_others_tables(db)
         if before is not None and before not in _known_revisions():
-            raise DatabaseError(
-                f"database {redact(db.url)} is at schema revision {before}, newer than this "
-                f"flowjobs knows (newest: {HEAD}); upgrade flowjobs"
-            )
+            raise _behind(db, before)
         if before != HEAD or target != "head":
             _run_alembic(db, target)
         return before, current_revision(db)

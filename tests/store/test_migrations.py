@@ -29,11 +29,38 @@ def test_upgrade_from_an_older_schema_keeps_its_runs(tmp_path):
     old = Runtime(Settings.model_validate({"database": {"url": url}}), migrate=False)
     run = old.trigger("noop")
     old.close()
+    assert migrate.upgrade(Database(url)) == ("0001", migrate.HEAD)  # `flowjobs db upgrade`
     new = Runtime(Settings.model_validate({"database": {"url": url}}))
     assert new.store.get_run(run.id)["status"] == "queued"
     assert migrate.current_revision(new.db) == migrate.HEAD
     assert new.store.schedule_states() == {}
     new.close()
+
+
+def test_only_db_upgrade_upgrades_an_older_schema(tmp_path):
+    """A newer flowjobs's `runs list`, `doctor` or worker upgraded it as a side effect, and the
+    older version's workers still running could no longer insert runs."""
+    from flowjobs.store.db import Database
+    from tests.cli_helpers import cli_env, flowjobs
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    migrate.upgrade(Database(url), target="0010")
+    env = cli_env(url)
+    for args in (("runs", "list"), ("trigger", "noop"), ("run-worker", "--burst")):
+        refused = flowjobs(*args, env=env)
+        assert refused.returncode == 4, (args, refused.stderr)
+        assert refused.stderr.strip().splitlines() == [
+            f"error: database {url} is at schema revision 0010, older than this flowjobs "
+            f"({migrate.HEAD}): stop the flowjobs processes of the older version, then run "
+            '`flowjobs db upgrade` once (docs/operations.md, "Upgrading"); nothing was changed'
+        ]
+    doctor = flowjobs("doctor", env=env)
+    assert doctor.returncode == 1
+    assert f"revision 0010, older than this flowjobs ({migrate.HEAD})" in doctor.stdout
+    assert migrate.current_revision(Database(url)) == "0010"
+    upgraded = flowjobs("db", "upgrade", env=env)
+    assert upgraded.returncode == 0 and f"upgraded from 0010 to {migrate.HEAD}" in upgraded.stdout
+    assert flowjobs("runs", "list", env=env).returncode == 0
 
 
 def _empty_database(dialect: str, tmp_path, request) -> str:
