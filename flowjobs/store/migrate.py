@@ -64,7 +64,7 @@ def _behind(db: Database, revision: str) -> DatabaseError:
     return SchemaBehind(
         f"database {redact(db.url)} is at schema revision {revision}, older than this "
         f"flowjobs ({HEAD}): stop the flowjobs processes of the older version, then run "
-        "`flowjobs db upgrade` once (docs/operations.md, \"Upgrading\"); nothing was changed"
+        '`flowjobs db upgrade` once (docs/operations.md, "Upgrading"); nothing was changed'
     )
 
 
