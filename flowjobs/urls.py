@@ -20,6 +20,7 @@ def redact(text: str) -> str:
 
 
 def _redact_url(url: str) -> str:
+    url = _mask_userinfo(url)
     try:
         parts = urlsplit(url)
     except ValueError:  # not a URL at all (an unbalanced [ in a host): show nothing of it
@@ -41,3 +42,18 @@ def _redact_url(url: str) -> str:
     if (netloc, query) == (parts.netloc, parts.query):
         return url  # nothing to hide: the URL exactly as given
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _mask_userinfo(url: str) -> str:
+    """The password masked up to the last `@` before the query, even where it holds a `/`,
+    which ends the authority for `urlsplit` (`u:p@ss:w/rd@host` showed `u:***@ss:w/rd@host`)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or rest.startswith("/"):  # no authority (sqlite:////path)
+        return url
+    head, mark, query = rest.partition("?")
+    if "@" not in head:
+        return url
+    userinfo, host = head.rsplit("@", 1)
+    if ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{mark}{query}"

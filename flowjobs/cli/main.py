@@ -135,6 +135,10 @@ def database_failure(exc: BaseException) -> FlowjobsError | None:
     if url.startswith("sqlite:///"):  # failed before the runtime's database was made
         path = url[len("sqlite:///") :]
         return failures.translate(exc, path, path)
+    if url:
+        from flowjobs.store.db import redact
+
+        return failures.translate(exc, redact(url))
     return failures.translate(exc, "(the configured one)")
 
 

@@ -12,6 +12,8 @@ and exit code, whichever stack raised it (the DB-API drivers, or SQLAlchemy wrap
                 for flowjobs' role or database ran out, or an operator canceled it (exit 4)
   too-large   — PostgreSQL refused a value past one of its limits (an index entry past 2,704
                 bytes, a row too big); not transient: the same value fails again (exit 4)
+  denied      — PostgreSQL refused the role a privilege (tables owned by another role, no
+                CREATE on the schema); not transient (exit 4)
 
 `unavailable`, `locked`, `full`, `conflict` and `canceled` are transient: long-running
 processes wait and go on. psycopg raises all of the PostgreSQL ones as `OperationalError`, and
@@ -81,6 +83,8 @@ def _classify_one(e: BaseException) -> str | None:
             return "canceled"
         if isinstance(e, psycopg.errors.ProgramLimitExceeded):
             return "too-large"
+        if isinstance(e, psycopg.errors.InsufficientPrivilege):
+            return "denied"
         if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
             return "unavailable"
     return None
@@ -151,6 +155,14 @@ def translate(
             f"database {where} takes no writes ({_first_line(exc)}): a standby server, or a "
             "failover under way; nothing was written, try again once the primary is back"
         )
+    if kind == "denied":
+        return DatabaseError(
+            f"database {where} refused this role ({_first_line(exc)}): connect as the role "
+            "that owns flowjobs' tables, or grant this one their privileges; to create them "
+            "(`db upgrade`) a role needs CREATE on the schema, which PostgreSQL 15 and newer "
+            "give on `public` to the database's owner only (ALTER DATABASE … OWNER TO the role, "
+            "or GRANT CREATE ON SCHEMA public TO it); nothing was written"
+        )
     if kind == "too-large":
         return DatabaseError(
             f"database {where} refused a value too large for it ({_first_line(exc)}); "
@@ -217,6 +229,12 @@ def folder_read_only(path: str) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The driver's own first line where there is one (SQLAlchemy's wrapper adds the SQL)."""
+    psycopg = _psycopg()
+    if psycopg is not None:
+        for e in _chain(exc):
+            if isinstance(e, psycopg.Error) and str(e).strip():
+                return f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"
     for e in _chain(exc):
         text = str(e).strip().splitlines()
         if text:

@@ -170,7 +170,12 @@ def _run_alembic(db: Database, target: str) -> None:
     except DatabaseError:
         raise
     except Exception as exc:
-        raise DatabaseError(f"migrating {redact(db.url)} failed: {exc}") from exc
+        from flowjobs.store.failures import one_line, translate
+
+        known = translate(exc, redact(db.url))
+        if known is not None:
+            raise known from exc
+        raise DatabaseError(f"migrating {redact(db.url)} failed: {one_line(exc)}") from exc
     finally:
         engine.dispose()
 

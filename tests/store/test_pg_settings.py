@@ -142,3 +142,34 @@ def test_a_connection_back_in_the_pool_for_less_than_idle_check_is_lent_unchecke
         assert len(checked) == 1
     finally:
         db.close()
+
+
+def test_a_role_without_privileges_gets_one_line_saying_so(pg_template):
+    """The usual `createdb` then `createuser`: the new role may not create tables in `public`
+    (PostgreSQL 15 and newer) nor read tables another role owns. It was "unexpected
+    InsufficientPrivilege … report it" (exit 1), and a multi-line SQL dump from `db upgrade`."""
+    import uuid
+
+    from tests.cli_helpers import cli_env, flowjobs
+
+    role = f"fj_guest_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(plain(pg_template), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        for template, args, denied in (
+            (None, ("db", "upgrade"), "permission denied for schema public"),
+            ("flowjobs_template", ("runs", "list"), "permission denied for table"),
+        ):
+            url = new_pg_database(pg_template, template=template)
+            server, name = url.rsplit("/", 1)
+            host = server.split("@", 1)[1]
+            as_guest = f"postgresql+psycopg://{role}@{host}/{name}"
+            result = flowjobs(*args, env=cli_env(as_guest))
+            assert result.returncode == 4, result.stderr
+            [line] = result.stderr.strip().splitlines()
+            assert line.startswith(f"error: database {as_guest} refused this role")
+            assert denied in line and "GRANT CREATE ON SCHEMA public" in line
+            assert "unexpected" not in line
+    finally:
+        with psycopg.connect(plain(pg_template), autocommit=True) as conn:
+            conn.execute(f"DROP ROLE {role}")

@@ -329,6 +329,8 @@ def test_a_policy_of_one_attempt_is_described_as_one_with_no_retry():
         ),
         ("mysql://:s3cret@h/db", "mysql://:***@h/db"),  # no user name
         ("postgres://u:s3c@ret@h/db", "postgres://u:***@h/db"),  # an @ in the password
+        ("postgres://u:s3c@ret:w/x%y@h:5432/db", "postgres://u:***@h:5432/db"),  # and a /
+        ("sqlite:////tmp/a:b@c.db", "sqlite:////tmp/a:b@c.db"),  # a path, not a password
         (
             "postgresql://u@h/db?sslmode=require&password=s3cret",
             "postgresql://u@h/db?sslmode=require&password=***",
