@@ -35,19 +35,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+_formatter: logging.Formatter | None = None  # the process's, once `configure` ran
+
+
 def configure(level: int, fmt: str = "auto") -> None:
     """`fmt`: text, json, or auto (text when stderr is a terminal)."""
+    global _formatter
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
+    _formatter = (
         JsonFormatter()
         if fmt == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    handler.setFormatter(_formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def signal_line(logger: str, message: str) -> bytes:
+    """A warning line for a signal handler to `os.write` to stderr, in the process's log format
+    (a JSON line under `--log-format json`: it was plain text amid the JSON lines). Logging
+    itself is not called there: the code the signal interrupted may hold its handler's lock."""
+    record = logging.makeLogRecord(
+        {"name": logger, "levelno": logging.WARNING, "levelname": "WARNING", "msg": message}
+    )
+    return ((_formatter or logging.Formatter("%(message)s")).format(record) + "\n").encode()
 
 
 def run_fields(run_id: str, task: str, attempt: int, worker: str) -> dict:

@@ -100,6 +100,7 @@ def run_worker(
 def _install_signals(worker) -> None:
     from flowjobs.cli.signals import on_signals
     from flowjobs.core.supervisor import adopt, supervised
+    from flowjobs.logs import signal_line
 
     received: list[int] = []
     quiet = supervised()  # the supervisor has said what a stop does, once for all
@@ -117,15 +118,21 @@ def _install_signals(worker) -> None:
         if len(received) > 1:
             os.write(
                 2,
-                f"received {name} again: stopping now; the rescuer takes over unfinished runs\n".encode(),
+                signal_line(
+                    "flowjobs.worker",
+                    f"received {name} again: stopping now; the rescuer takes over unfinished runs",
+                ),
             )
             os._exit(1)
         if not quiet:
             os.write(
                 2,
-                f"received {name}: finishing running tasks (up to "
-                f"{worker.opt.shutdown_timeout:g}s), then exiting; send it again to stop at "
-                "once\n".encode(),
+                signal_line(
+                    "flowjobs.worker",
+                    f"received {name}: finishing running tasks (up to "
+                    f"{worker.opt.shutdown_timeout:g}s), then exiting; send it again to stop at "
+                    "once",
+                ),
             )
         worker.stop()
 

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from flowjobs.logs import signal_line
+
 log = logging.getLogger("flowjobs.supervisor")
 
 
@@ -82,7 +84,7 @@ class Supervisor:
                 f"received {name}: stopping {self.processes} worker processes (each finishes "
                 f"its running tasks, up to {self.grace:g}s); send it again to stop at once"
             )
-        os.write(2, (message + "\n").encode())  # a signal handler: no logging locks
+        os.write(2, signal_line(log.name, message))  # a signal handler: no logging locks
         self._signal_children(signal.SIGKILL if self.signals > 1 else signal.SIGTERM)
 
     def _signal_children(self, signum) -> None:

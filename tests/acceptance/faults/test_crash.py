@@ -1,6 +1,7 @@
 """Real worker processes: SIGKILL in the middle of work loses nothing and completes nothing
 twice; SIGTERM lets running tasks finish and exits 0. On SQLite and PostgreSQL."""
 
+import json
 import os
 import signal
 import subprocess
@@ -71,6 +72,15 @@ def test_sigterm_lets_running_tasks_finish_and_exits_0(make_runtime, tmp_path):
     statuses = Counter(rt.store.get_run(r.id)["status"] for r in runs)
     assert statuses == Counter({"completed": 3, "queued": 2})
     assert len((work / "completed.log").read_text().split()) == 3
+    assert_json_lines(log, "received SIGTERM: finishing running tasks")
+
+
+def assert_json_lines(log, said: str) -> None:
+    """stderr is a file, so the log is JSON lines (`--log-format auto`): every line of it, the
+    signal handler's too (that one was plain text amid them)."""
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    [line] = [line for line in lines if line["message"].startswith(said)]
+    assert line["level"] == "warning"
 
 
 def test_supervisor_restarts_a_killed_child_and_stops_on_sigterm(make_runtime, tmp_path):
@@ -99,6 +109,7 @@ def test_supervisor_restarts_a_killed_child_and_stops_on_sigterm(make_runtime, t
     )
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(30) == 0, log.read_text()
+    assert_json_lines(log, "received SIGTERM: stopping 2 worker processes")
 
 
 def test_supervisor_stops_with_a_childs_configuration_or_database_error(tmp_path):
