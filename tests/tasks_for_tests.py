@@ -214,3 +214,18 @@ def log_in_transaction(payload, ctx):
     except RuntimeError as exc:
         return {"refused": str(exc)}
     return {"refused": None}
+
+
+@task("test-log-during-outage", payload=BlockPayload, retry=RetryPolicy(max_attempts=1))
+def log_during_outage(payload, ctx):
+    """Logs, waits for `<dir>/locked` (the test then holds the database), logs twice more and
+    returns: those two lines meet a database that takes no writes."""
+    folder = Path(payload.dir)
+    ctx.log.info("before")
+    (folder / "logged").touch()
+    while not (folder / "locked").exists():
+        time.sleep(0.01)
+    ctx.log.info("during")
+    ctx.log.info("after")
+    (folder / "finished").touch()
+    return "done"

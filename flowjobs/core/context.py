@@ -33,8 +33,16 @@ class RunLogger:
         if ctx.store.db.writing():  # inside the task's own SQLite transaction: written after it
             ctx._deferred_logs.append(line)
         else:
-            ctx.flush_logs()
-            ctx.store.add_log(*line)
+            try:
+                ctx.flush_logs()
+                ctx.store.add_log(*line)
+            except Exception as exc:
+                if not ctx.store.db.is_transient(exc):
+                    raise
+                # The database is away (a restart, a lock past the busy timeout): the line is
+                # kept and written later, with its outcome at the latest. It used to fail the
+                # task as a crash, and the run did its work again from the start.
+                ctx._deferred_logs.append(line)
         _log.log(
             getattr(logging, level.upper(), logging.INFO),
             "[%s %s#%d] %s",
@@ -119,8 +127,10 @@ class TaskContext:
     _deferred_logs: list = field(default_factory=list, repr=False)  # see RunLogger._write
 
     def flush_logs(self) -> None:
-        """Write the log lines held back while the task was inside an SQLite write transaction
-        (with the times they were logged at): after it, or when the attempt ends."""
+        """Write the log lines held back while the task was inside an SQLite write transaction,
+        or while the database was away (with the times they were logged at): after it, at the
+        next line, or when the attempt ends (then, if the database is still away, with the
+        attempt's outcome: `Outcome.logs`)."""
         while self._deferred_logs:
             self.store.add_log(*self._deferred_logs[0])  # kept until written
             self._deferred_logs.pop(0)

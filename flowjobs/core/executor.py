@@ -38,6 +38,7 @@ class Outcome:
     result: str | None = None
     error: str | None = None
     traceback: str | None = None
+    logs: tuple | list = ()  # lines the task logged that the database could not take then
 
 
 @dataclass
@@ -49,6 +50,12 @@ class Decision:
 
 
 def perform(task, payload_json: str, ctx) -> Outcome:
+    outcome = _perform(task, payload_json, ctx)
+    outcome.logs = _unwritten_logs(ctx)
+    return outcome
+
+
+def _perform(task, payload_json: str, ctx) -> Outcome:
     try:
         # model_validate without its Python wrapper (as the client validates: client.py)
         payload = task.payload.__pydantic_validator__.validate_python(json.loads(payload_json))
@@ -99,16 +106,20 @@ def decide(
 
 def _flush_logs(ctx) -> None:
     """The log lines a task wrote inside its own SQLite transaction and left unwritten (it
-    raised out of the block, or left a unit of work): written as its attempt ends."""
+    raised out of the block, or left a unit of work), or wrote while the database was away:
+    written as its attempt ends. Those that still cannot be go with the outcome."""
     flush = getattr(ctx, "flush_logs", None)
     if flush is None:
         return
     try:
         flush()
-    except Exception as exc:  # the database is away: the attempt's outcome still counts
-        import logging
+    except Exception:  # the database is away: the worker writes them after the outcome
+        pass
 
-        logging.getLogger("flowjobs.worker").warning("log lines of a run were lost: %s", exc)
+
+def _unwritten_logs(ctx) -> tuple | list:
+    lines = getattr(ctx, "_deferred_logs", None)
+    return list(lines) if lines else ()
 
 
 def crash_delay_ms(crashes: int) -> int:

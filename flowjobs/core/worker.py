@@ -683,7 +683,25 @@ class Worker:
                     decision.status,
                     extra=fields,
                 )
+            if outcome.logs:
+                self._write_logs(outcome.logs, fields)
         self._release([item[0] for item in batch], nudge=False)  # the turn refills the slots
+
+    def _write_logs(self, lines, fields: dict) -> None:
+        """The log lines a task wrote while the database was away, after its outcome (the
+        database just took that): with the times they were logged at."""
+        try:
+            for line in lines:
+                self.store.add_log(*line)
+        except Exception as exc:
+            log.warning(
+                "run %s: %d log line(s) of attempt %d were lost: %s",
+                fields["run_id"],
+                len(lines),
+                fields["attempt"],
+                exc,
+                extra=fields,
+            )
 
     def _retrying_transient(self, write: Callable[[], _T]) -> _T:
         """`write()`, retried with tenacity on transient errors for up to 5 s (longer outages:

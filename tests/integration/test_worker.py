@@ -464,6 +464,42 @@ def test_a_database_outage_met_inside_a_task_is_a_crash_not_a_used_attempt(rt, c
     assert row["status"] == "completed" and json.loads(row["result"]) == {"attempt": 2}
 
 
+def test_lines_logged_while_the_database_is_away_are_kept_and_the_run_is_not_redone(
+    sqlite_url, clock, tmp_path
+):
+    """`ctx.log` during an outage (here an SQLite lock past the busy timeout; a PostgreSQL
+    restart in life) raised, and the run crashed and did its work again from the start. The
+    lines are kept and written with the outcome, at the times they were logged."""
+    import sqlite3
+
+    from flowjobs.runtime import Runtime
+    from tests.cli_helpers import wait_until
+    from tests.conftest import make_settings
+
+    rt = Runtime(
+        make_settings(sqlite_url, tmp_path, database={"busy_timeout": "200ms"}), clock=clock
+    )
+    try:
+        run = rt.trigger("test-log-during-outage", {"dir": str(tmp_path)})
+        w = worker(rt)
+        w.run_once()
+        wait_until(lambda: (tmp_path / "logged").exists(), message="the first line")
+        holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # no write gets through until COMMIT
+        (tmp_path / "locked").touch()
+        wait_until(lambda: (tmp_path / "finished").exists(), message="the task to return")
+        holder.execute("COMMIT")
+        holder.close()
+        assert w.wait_idle(10)
+        row = rt.store.get_run(run.id)
+        assert (row["status"], row["crashes"]) == ("completed", 0), row["error"]
+        assert [a["outcome"] for a in rt.store.attempts(run.id)] == ["succeeded"]
+        assert [line["message"] for line in rt.store.logs(run.id)] == ["before", "during", "after"]
+        w.stop()
+    finally:
+        rt.close()
+
+
 def test_a_task_logs_inside_its_own_transaction_without_waiting_for_itself(make_runtime):
     """On SQLite a task's `ctx.log` inside its `ctx.transaction()` opened a second write
     transaction, which waited for the first — its own — until the busy timeout, and failed the
