@@ -427,14 +427,36 @@ class Worker:
             self._wake.wait(0.05)
             self._wake.clear()
         with self.pool.lock:
-            left = list(self.pool.inflight)
-        if left:
+            left = list(self.pool.inflight.values())
+        running = [(f.run.id, f.run.lease_epoch) for f in left if not f.settled]
+        try:  # given back now: they used to wait a whole lease for another worker's rescuer
+            given = self.rescuer.give_back(
+                running,
+                self.clock.now_ms(),
+                f"worker stopped past its shutdown timeout ({self.opt.shutdown_timeout:g}s)",
+            )
+        except Exception as exc:
+            if self.outage.failed(exc) is None:
+                raise
+            given = []
+        for r in given:
             log.warning(
-                "shutdown timeout: %d %s still executing %s left to the rescuer: %s",
-                len(left),
-                "run" if len(left) == 1 else "runs",
-                "is" if len(left) == 1 else "are",
-                ", ".join(left),
+                "shutdown timeout: run %s (%s) was still executing; attempt %d recorded as "
+                "crashed -> %s",
+                r.id,
+                r.task,
+                r.attempt,
+                r.status,
+                extra={"run_id": r.id, "task": r.task, "attempt": r.attempt, "worker": self.id},
+            )
+        rest = sorted({f.run.id for f in left} - {r.id for r in given})
+        if rest:
+            log.warning(
+                "shutdown timeout: %d %s left to the rescuer (the database did not take %s): %s",
+                len(rest),
+                "run" if len(rest) == 1 else "runs",
+                "it" if len(rest) == 1 else "them",
+                ", ".join(rest),
             )
 
     # -- one run -----------------------------------------------------------------------

@@ -556,27 +556,54 @@ class JobStore:
                     if run_id not in keep:
                         one = {**params, "id": run_id, "epoch": epoch}
                         rows += [Rescued(*r) for r in conn.execute(self.sql["rescue_one"], one)]
-            self._insert_attempts(
-                conn,
-                [
-                    (
-                        r.id,
-                        r.attempt,
-                        r.worker,
-                        r.attempt_started_at,
-                        now,
-                        AttemptOutcome.CRASHED,
-                        error,
-                        None,
-                        None if r.attempt_started_at is None else now - r.attempt_started_at,
-                    )
-                    for r in rows
-                ],
-            )
-            extra = [run for run in map(follow_up, rows) if run is not None] if follow_up else []
-            if extra:
-                self.enqueue(conn, extra, now)
+            self._crashed(conn, rows, now, error, follow_up)
         return rows
+
+    def give_back(
+        self,
+        runs: Collection[tuple[str, int]],
+        worker: str,
+        now: int,
+        error: str,
+        max_crashes: int = DEFAULT_MAX_CRASHES,
+        follow_up: Callable[[Rescued], NewRun | None] | None = None,
+    ) -> list[Rescued]:
+        """The worker's own `(id, lease_epoch)` runs it stops running, ended as a rescue ends an
+        expired lease (attempt `crashed`), at once rather than a lease later."""
+        params = {"now": now, "max_crashes": max_crashes, "worker": worker, "error": error}
+        with self.db.transaction() as conn:
+            rows = [
+                Rescued(*r)
+                for run_id, epoch in runs
+                for r in conn.execute(
+                    self.sql["give_back_one"], {**params, "id": run_id, "epoch": epoch}
+                )
+            ]
+            self._crashed(conn, rows, now, error, follow_up)
+        return rows
+
+    def _crashed(self, conn, rows: list[Rescued], now: int, error: str, follow_up) -> None:
+        """The `crashed` attempts of rescued runs, and the runs `follow_up` names for them."""
+        self._insert_attempts(
+            conn,
+            [
+                (
+                    r.id,
+                    r.attempt,
+                    r.worker,
+                    r.attempt_started_at,
+                    now,
+                    AttemptOutcome.CRASHED,
+                    error,
+                    None,
+                    None if r.attempt_started_at is None else now - r.attempt_started_at,
+                )
+                for r in rows
+            ],
+        )
+        extra = [run for run in map(follow_up, rows) if run is not None] if follow_up else []
+        if extra:
+            self.enqueue(conn, extra, now)
 
     # -- operator actions ----------------------------------------------------------------
     def cancel(self, run_id: str, now: int) -> str:

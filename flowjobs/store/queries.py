@@ -102,6 +102,13 @@ COMMON = {
         WHERE id = :id AND lease_epoch = :epoch AND status = 'executing' AND lease_expires_at < :now
         RETURNING """
     + _RESCUED,
+    # One of the worker's own runs it stops running (past its shutdown timeout): as a rescue,
+    # at once, with the reason given; fenced by its epoch.
+    "give_back_one": _RESCUE.replace("'worker lost its lease (crashed or stalled)'", ":error")
+    + """
+        WHERE id = :id AND lease_epoch = :epoch AND status = 'executing' AND worker = :worker
+        RETURNING """
+    + _RESCUED,
     # Forget an idempotency key whose TTL has passed, so the key can be used again.
     "release_expired_key": """
         UPDATE flowjobs_runs SET dedup_key = NULL

@@ -268,6 +268,33 @@ def test_an_idle_worker_sleeps_instead_of_spinning(rt):
     assert 1 <= len(turns) < 50
 
 
+def test_a_run_still_executing_past_the_shutdown_timeout_is_given_back_at_once(rt, tmp_path):
+    """It was "left to the rescuer": no worker ran it again until its lease ran out (30 s here,
+    a minute by default), and its attempt then read "worker lost its lease (crashed …)"."""
+    from tests.cli_helpers import wait_until
+
+    run = rt.trigger("test-block", {"dir": str(tmp_path)})
+    w = worker(rt, shutdown_timeout=0.2)
+    thread = threading.Thread(target=w.run)
+    thread.start()
+    try:
+        wait_until(lambda: list(tmp_path.glob("*.started")), message="the task to start")
+        w.stop()
+        thread.join(10)
+        assert not thread.is_alive()
+        row = rt.store.get_run(run.id)
+        assert (row["status"], row["crashes"], row["lease_expires_at"]) == ("retrying", 1, None)
+        [attempt] = rt.store.attempts(run.id)
+        assert attempt["outcome"] == "crashed"
+        assert attempt["error"] == "worker stopped past its shutdown timeout (0.2s)"
+        again = worker(rt)
+        assert [r.id for r in again.run_once()[0]] == [run.id]  # at once, by any worker
+        (tmp_path / "release").touch()
+        assert again.wait_idle(10) and rt.store.get_run(run.id)["status"] == "completed"
+    finally:
+        (tmp_path / "release").touch()
+
+
 def test_an_import_error_is_a_crash_and_uses_no_attempt(rt, clock):
     run = rt.trigger("test-import-error")  # one attempt only
     w = rt.make_worker(rt.worker_options(lease=30.0, max_crashes=3), worker_id="w-test")
