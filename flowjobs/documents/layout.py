@@ -13,6 +13,7 @@ makes re-rendering safe to compare.
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 from flowjobs.billing.money import format_money
@@ -27,6 +28,8 @@ from flowjobs.documents.document import (
 )
 from flowjobs.documents.fast import fits, render_fast
 from flowjobs.documents.text import _CJK, BODY, BOLD, markup, register_fonts
+
+log = logging.getLogger("flowjobs.documents")
 
 
 def render(doc: Document) -> bytes:
@@ -114,10 +117,13 @@ def _header(doc: Document, st) -> list:
 
     items = []
     if doc.logo_path and Path(doc.logo_path).is_file():
-        try:
+        from reportlab.lib.utils import ImageReader
+
+        try:  # read now: the Image below reads it lazily, when the PDF is built, and failed there
+            ImageReader(doc.logo_path).getSize()
             items.append(Image(doc.logo_path, width=120, height=40, kind="proportional"))
-        except Exception:  # an unreadable logo never stops the document
-            pass
+        except Exception as exc:  # an unreadable logo never stops the document
+            log.warning("logo %s is not an image this can read (%s); left out", doc.logo_path, exc)
     items.append(_p(doc.seller.name, st["org"]))
     items.append(_p("Invoice" if doc.kind == "invoice" else "Receipt", st["title"]))
     return items

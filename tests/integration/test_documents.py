@@ -110,6 +110,15 @@ def test_any_unicode_name_renders_and_markup_is_escaped():
     assert "Plan <b>Pro</b> & more" in lines
 
 
+def test_a_logo_that_is_not_an_image_is_left_out_and_the_document_still_renders(tmp_path):
+    """The logo was only read when the PDF was built, and a file that was not an image failed
+    every invoice and receipt of the organisation (and the receipt emails that carry them)."""
+    not_an_image = tmp_path / "logo.png"
+    not_an_image.write_text("not a PNG at all\n")
+    lines = lines_of(render(doc(logo_path=str(not_an_image))))
+    assert lines[1:3] == ["Acme Analytics", "Invoice"] and after(lines, "Total") == "$80.00"
+
+
 def test_rendering_is_deterministic():
     assert render(doc()) == render(doc())
 
