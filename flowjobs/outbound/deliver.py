@@ -143,14 +143,23 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def deliver(b, settings: OutboundWebhookSettings, delivery_id: str, last_attempt: bool) -> dict:
-    """One attempt of one delivery; raises DeliveryFailed (retry) or AbortTaskRunError (no retry)."""
+def deliver(
+    b,
+    settings: OutboundWebhookSettings,
+    delivery_id: str,
+    last_attempt: bool,
+    run_id: str | None = None,
+) -> dict:
+    """One attempt of one delivery by run `run_id`; raises DeliveryFailed (retry) or
+    AbortTaskRunError (no retry)."""
     with b.unit() as s:
         delivery = s.get(WebhookDelivery, delivery_id)
         if delivery is None:
             raise AbortTaskRunError(f"delivery {delivery_id} does not exist")
         if delivery.status in ("succeeded", "skipped"):
             return {"result": f"already {delivery.status}", "deliveryId": delivery.id}
+        if _superseded(delivery, run_id):  # `events redeliver` made a new run for it
+            return {"result": f"superseded by run {delivery.run_id}", "deliveryId": delivery.id}
         endpoint = s.get(WebhookEndpoint, delivery.endpoint_id)
         event = s.get(Event, delivery.event_id)
         if endpoint is None or not endpoint.enabled or event is None:
@@ -206,13 +215,22 @@ def deliver(b, settings: OutboundWebhookSettings, delivery_id: str, last_attempt
     raise DeliveryFailed(message + ("; no attempt left" if last_attempt else "; retried"))
 
 
-def settle_failed(b, delivery_id: str, error: str | None) -> dict:
+def _superseded(delivery: WebhookDelivery, run_id: str | None) -> bool:
+    """Whether `run_id` is no longer the delivery's run: a redelivery's run replaced it, and
+    the old one (still retrying on its schedule) neither posts again nor settles it."""
+    return run_id is not None and delivery.run_id is not None and delivery.run_id != run_id
+
+
+def settle_failed(b, delivery_id: str, error: str | None, run_id: str | None = None) -> dict:
     """The failure hook: a delivery whose run failed for good (attempts or crash budget used
-    up, timed out, aborted) is `failed`, never left `pending`."""
+    up, timed out, aborted) is `failed`, never left `pending` — unless a redelivery's run
+    has taken it over since."""
     with b.unit() as s:
         delivery = s.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.status in FINAL:
             return {"result": "nothing to settle", "deliveryId": delivery_id}
+        if _superseded(delivery, run_id):
+            return {"result": f"superseded by run {delivery.run_id}", "deliveryId": delivery_id}
         delivery.status = "failed"
         delivery.next_attempt_at = None
         delivery.last_error = delivery.last_error or error

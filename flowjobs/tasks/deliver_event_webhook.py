@@ -32,7 +32,7 @@ def deliver_event_webhook(payload: DeliveryPayload, ctx):
 
     settings = ctx.settings.webhooks.outbound
     configure(settings)
-    result = deliver(ctx.billing, settings, payload.delivery_id, ctx.is_last_attempt)
+    result = deliver(ctx.billing, settings, payload.delivery_id, ctx.is_last_attempt, ctx.run_id)
     ctx.log.info("%s", result)
     return result
 
@@ -48,4 +48,4 @@ def settle_event_webhook_delivery(payload: FailedRun, ctx):
         raise AbortTaskRunError(
             f"run {payload.run_id} of {payload.task} names no delivery: {payload.payload}"
         )
-    return settle_failed(ctx.billing, delivery_id, payload.error)
+    return settle_failed(ctx.billing, delivery_id, payload.error, payload.run_id)

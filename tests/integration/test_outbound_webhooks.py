@@ -320,6 +320,35 @@ def test_a_rotated_secret_signs_from_then_on_and_the_old_one_stops_verifying(ort
     assert not verify(old, after.headers, after.body, now=now_s(ort))
 
 
+def test_a_redelivery_during_retries_takes_the_delivery_over_from_the_old_run(ort, receivers):
+    """The old run, still retrying on its schedule, posted beside the new one, and when it ran
+    out of attempts its failure hook marked the delivery `failed` under the new run."""
+    from flowjobs.outbound.dispatch import redeliver
+
+    org_id, _ = organisation(ort)
+    receiver = receivers(default=503)
+    endpoints.add(ort.billing, org_id, receiver.url, livemode=False)
+    event = emit(ort, org_id, "pay_1")
+    deliver_all(ort)
+    [first] = deliveries(ort, event.id)
+    old_run = first.run_id
+    assert ort.store.get_run(old_run)["status"] == "retrying"
+    [again] = redeliver(ort.billing, ort.settings.webhooks.outbound, event.id)
+    deliver_all(ort)
+    receiver.wait_for(2)
+    ort.clock.advance(5)  # both runs' next attempts are due (the schedule: 5 s, then 5 min)
+    deliver_all(ort)
+    receiver.wait_for(3)
+    old = ort.store.get_run(old_run)
+    assert old["status"] == "completed" and "superseded by run" in old["result"]
+    assert ort.store.get_run(again["runId"])["status"] == "retrying"
+    ort.clock.advance(300)
+    deliver_all(ort)  # the new run's last attempt: failed for good, and the hook settles it
+    assert len(receiver.wait_for(4)) == 4  # one post per attempt of the live run, none more
+    [done] = deliveries(ort, event.id)
+    assert (done.status, done.run_id, done.attempts) == ("failed", again["runId"], 4)
+
+
 def test_redeliver_sends_again_with_the_same_webhook_id(ort, receivers):
     from flowjobs.outbound.dispatch import redeliver
 
