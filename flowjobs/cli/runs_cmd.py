@@ -207,7 +207,8 @@ def _continued(value, indent: int) -> str:
 
 @app.command("cancel")
 def cancel(ctx: typer.Context, run_id: str):
-    """Cancel a run: a waiting run at once; an executing run is stopped by its worker."""
+    """Cancel a run: a waiting run at once; an executing run is stopped by its worker (at once
+    when that worker is gone: its lease ran out)."""
     rt = ctx.obj.runtime(existing=True)
     outcome = rt.store.cancel(run_id, rt.clock.now_ms())
     if outcome == "missing":
@@ -216,6 +217,11 @@ def cancel(ctx: typer.Context, run_id: str):
         typer.echo(f"canceled {run_id}")
     elif outcome == "requested":
         typer.echo(f"cancel requested for {run_id}; its worker stops it at the next heartbeat")
+    elif outcome == "abandoned":
+        typer.echo(
+            f"canceled {run_id}: it was executing on a worker whose lease ran out (the worker "
+            "died or stopped), so its attempt is recorded as crashed"
+        )
     else:
         output.note(f"error: run {run_id} is {outcome}; nothing to cancel")
         raise typer.Exit(int(ExitStatus.FAILURE))

@@ -113,14 +113,20 @@ def _refuse_live_workers(source: Database, now_ms: int) -> None:
 
 
 def _refuse_executing(conn, runs: Table) -> None:
-    executing = conn.execute(
-        select(func.count()).select_from(runs).where(runs.c.status == RunStatus.EXECUTING)
-    ).scalar()
-    if executing:
+    ids = [
+        row[0]
+        for row in conn.execute(
+            select(runs.c.id).where(runs.c.status == RunStatus.EXECUTING).order_by(runs.c.id)
+        )
+    ]
+    if ids:
+        one = len(ids) == 1
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         raise BadInput(
-            f"{executing} run{' is' if executing == 1 else 's are'} executing in the source: "
-            "stop the workers first "
-            "(`run-worker` drains on SIGTERM), then copy"
+            f"{len(ids)} run{' is' if one else 's are'} executing in the source ({shown}): "
+            "stop the workers first (`run-worker` drains on SIGTERM), then copy; a run whose "
+            "worker is gone (killed, or stopped past its shutdown timeout) is ended by "
+            f"`flowjobs runs cancel RUN`, or run again by a worker started on the source"
         )
 
 

@@ -607,12 +607,21 @@ class JobStore:
 
     # -- operator actions ----------------------------------------------------------------
     def cancel(self, run_id: str, now: int) -> str:
-        """'canceled'; 'requested' (executing: its worker stops it); 'missing'; or
-        'already <status>' when the run had ended."""
+        """'canceled'; 'requested' (executing: its worker stops it); 'abandoned' (executing,
+        but its lease expired: no worker heartbeats it, so it is ended now, as the rescuer would
+        end it, canceled); 'missing'; or 'already <status>' when the run had ended."""
         with self.db.transaction() as conn:
             if conn.execute(self.sql["cancel_pending"], {"id": run_id, "now": now}).fetchone():
                 return RunStatus.CANCELED
             if conn.execute(self.sql["request_cancel"], {"id": run_id, "now": now}).fetchone():
+                [(epoch,)] = conn.execute(self.sql["lease_epoch"], {"id": run_id}).fetchall()
+                params = {"id": run_id, "epoch": epoch, "now": now, "max_crashes": 1}
+                rows = [Rescued(*r) for r in conn.execute(self.sql["rescue_one"], params)]
+                if rows:  # its worker died or stopped (`kill -9`, a shutdown timeout)
+                    self._crashed(
+                        conn, rows, now, "worker lost its lease (crashed or stalled)", None
+                    )
+                    return "abandoned"
                 return "requested"
         status = self.run_status(run_id)
         return f"already {status}" if status else "missing"

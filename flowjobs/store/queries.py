@@ -146,6 +146,7 @@ COMMON = {
         WHERE task = :task AND idempotency_key >= :low AND idempotency_key < :high
           AND status IN {PENDING} RETURNING id""",
     # Ask the worker of an executing run to stop it (seen at its next heartbeat).
+    "lease_epoch": "SELECT lease_epoch FROM flowjobs_runs WHERE id = :id",
     "request_cancel": """
         UPDATE flowjobs_runs SET cancel_requested = 1, updated_at = :now
         WHERE id = :id AND status = 'executing' RETURNING id""",

@@ -242,6 +242,31 @@ def test_cancel_and_replay(env):
     assert forced["replay_of"] == replay["id"]
 
 
+def test_cancel_of_a_run_whose_worker_is_gone_ends_it_at_once(env, sqlite_url):
+    """A run left `executing` by a worker killed or stopped past its shutdown timeout: "its
+    worker stops it at the next heartbeat" never came, and `db copy` stayed refused."""
+    import time
+
+    from flowjobs.store.db import Database
+    from flowjobs.store.jobs import JobStore
+
+    gone, alive = (flowjobs("trigger", "noop", env=env).stdout.strip() for _ in range(2))
+    store = JobStore(Database(sqlite_url))
+    now = int(time.time() * 1000)
+    store.claim("w-gone", 1, ["*"], {}, now, 0)  # its lease ends as it is taken
+    store.claim("w-alive", 1, ["*"], {}, now, 3_600_000)
+    store.db.close()
+    canceled = flowjobs("runs", "cancel", gone, env=env)
+    assert canceled.returncode == 0, canceled.stderr
+    assert canceled.stdout.startswith(f"canceled {gone}: it was executing on a worker whose lease")
+    shown = as_json(flowjobs("runs", "show", gone, "--json", env=env))
+    assert shown["status"] == "canceled" and shown["lease_expires_at"] is None
+    assert [a["outcome"] for a in shown["attempts"]] == ["crashed"]
+    requested = flowjobs("runs", "cancel", alive, env=env)
+    assert "its worker stops it at the next heartbeat" in requested.stdout
+    assert as_json(flowjobs("runs", "show", alive, "--json", env=env))["status"] == "executing"
+
+
 def test_replay_by_status_replays_each_failure_once(env, sqlite_url):
     """`runs replay --status failed` skips runs replayed before, so running it twice makes no
     second copies; a failed replay is a failed run of its own, replayed in its turn. --task

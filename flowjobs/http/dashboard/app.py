@@ -511,7 +511,7 @@ class Dashboard:
             return refused
         if action == "cancel":
             outcome = self.rt.store.cancel(run_id, self.rt.clock.now_ms())
-            if outcome not in ("canceled", "requested"):
+            if outcome not in ("canceled", "requested", "abandoned"):
                 return _text(
                     start_response, "409 Conflict", f"run {run_id} is {outcome}; nothing to cancel"
                 )
