@@ -10,6 +10,7 @@ take over). A message the server accepted is sent, whatever its answer to QUIT.
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import sys
 import time
@@ -114,7 +115,7 @@ class SmtpMailer:
                 smtp.starttls(context=ssl.create_default_context(cafile=self.s.ca_file or None))
             if self.s.username:
                 self._login(smtp)
-            smtp.send_message(msg)
+            refused = smtp.send_message(msg)
         except BaseException:
             smtp.close()
             raise
@@ -124,6 +125,12 @@ class SmtpMailer:
             smtp.quit()
         except (smtplib.SMTPException, OSError):
             smtp.close()
+        if refused:  # sent to the others; these are not tried again
+            logging.getLogger("flowjobs.mail").warning(
+                "%r was not sent to %s (the server refused them; the other recipients have it)",
+                msg["Subject"],
+                "; ".join(f"{to}: {_answer(*reply)}" for to, reply in refused.items()),
+            )
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         """AUTH PLAIN when offered (one round trip, a clear 535 on bad credentials), else smtplib's choice."""

@@ -278,11 +278,15 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
     from flowjobs.billing.cancel import cancel_immediately
 
     _mark_past_due_if_ended(period, invoice, now)
+    ending = sub.status in E.SUBSCRIPTION_TERMINAL or (
+        sub.cancel_scheduled_at is not None and sub.cancel_scheduled_at <= now
+    )  # ended, or its cancellation due and its job not run yet
+    if ending and repo.owed_after_cancellation(sub, period):
+        # the last period, served and billed at its end: still owed, whichever of the two
+        # jobs ran first, so retried as usual
+        return _retry(b, s, run, sub, invoice, payment, now, mark_past_due=False)
     if sub.status in E.SUBSCRIPTION_TERMINAL:
-        if not repo.owed_after_cancellation(sub, period):
-            return {"next": "subscription already ended"}
-        # the last period, served and billed at its end: still owed, so retried as usual
-        return _retry(b, s, run, sub, invoice, payment, now)
+        return {"next": "subscription already ended"}
     if _first_payment(s, sub):
         if (
             payment is not None
@@ -298,9 +302,10 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
     return _retry(b, s, run, sub, invoice, payment, now)
 
 
-def _retry(b, s, run, sub, invoice, payment, now) -> dict:
+def _retry(b, s, run, sub, invoice, payment, now, mark_past_due: bool = True) -> dict:
     retry = schedule_retry(b, s, run, sub, now)
-    _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
+    if mark_past_due:  # not a subscription whose cancellation is already scheduled or done
+        _safe_sub(sub, E.SubscriptionStatus.PAST_DUE)
     if payment is not None:
         retry_ms = ms_from_utc(retry.scheduled_for) if retry else None
         notify_payment_failed(b, s, payment, invoice, retry_ms)

@@ -93,13 +93,16 @@ def billed_at_end_of_served(sub: Subscription, period: BillingPeriod, until: dat
     return (
         not sub.run_billing_at_period_start
         and period.end_date <= until
-        and period.status != E.BillingPeriodStatus.CANCELED
+        # completed: paid, or cut short by a cancellation at once (`cancel._close_periods`)
+        and period.status not in (E.BillingPeriodStatus.CANCELED, E.BillingPeriodStatus.COMPLETED)
     )
 
 
 def owed_after_cancellation(sub: Subscription, period: BillingPeriod) -> bool:
-    """The period's run still charges although the subscription has ended (see above)."""
-    return sub.canceled_at is not None and billed_at_end_of_served(sub, period, sub.canceled_at)
+    """The period's run still charges although the subscription has ended, or its
+    cancellation is due (the caller says): see above."""
+    ends = sub.canceled_at or sub.cancel_scheduled_at
+    return ends is not None and billed_at_end_of_served(sub, period, ends)
 
 
 def period_items(s: Session, billing_period_id: str) -> list[BillingPeriodItem]:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 _log = logging.getLogger("flowjobs.task")
+LOG_RETRY_PAUSE_S = 5.0  # after the database refused a log line, lines wait this long in memory
 
 
 class RunLogger:
@@ -30,19 +32,13 @@ class RunLogger:
         text = message % args if args else str(message)
         ctx = self._ctx
         line = (ctx.run_id, ctx.attempt, ctx.clock.now_ms(), level, text)
-        if ctx.store.db.writing():  # inside the task's own SQLite transaction: written after it
+        if ctx.store.db.writing() or time.monotonic() < ctx._logs_paused_until:
+            # inside the task's own SQLite transaction, or the database was away a moment ago:
+            # written after it, or later (each try waits out a busy timeout or a connection)
             ctx._deferred_logs.append(line)
         else:
-            try:
-                ctx.flush_logs()
-                ctx.store.add_log(*line)
-            except Exception as exc:
-                if not ctx.store.db.is_transient(exc):
-                    raise
-                # The database is away (a restart, a lock past the busy timeout): the line is
-                # kept and written later, with its outcome at the latest. It used to fail the
-                # task as a crash, and the run did its work again from the start.
-                ctx._deferred_logs.append(line)
+            ctx._deferred_logs.append(line)
+            ctx.flush_or_keep_logs()
         _log.log(
             getattr(logging, level.upper(), logging.INFO),
             "[%s %s#%d] %s",
@@ -125,6 +121,19 @@ class TaskContext:
     crashes: int = 0  # earlier attempts lost to crashes; they do not count against max_attempts
     _canceled: threading.Event | None = field(default=None, repr=False)
     _deferred_logs: list = field(default_factory=list, repr=False)  # see RunLogger._write
+    _logs_paused_until: float = field(default=0.0, repr=False)  # time.monotonic()
+
+    def flush_or_keep_logs(self) -> None:
+        """`flush_logs`, except that a database away (a restart, a lock past the busy timeout)
+        keeps the lines for later — with the outcome at the latest — and pauses the tries for
+        a while. It used to fail the task as a crash, and the run did its work again from the
+        start."""
+        try:
+            self.flush_logs()
+        except Exception as exc:
+            if not self.store.db.is_transient(exc):
+                raise
+            self._logs_paused_until = time.monotonic() + LOG_RETRY_PAUSE_S
 
     def flush_logs(self) -> None:
         """Write the log lines held back while the task was inside an SQLite write transaction,
@@ -196,4 +205,4 @@ class TaskContext:
     def transaction(self):
         with self.store.db.transaction() as conn:
             yield Transaction(self, conn)
-        self.flush_logs()
+        self.flush_or_keep_logs()

@@ -48,7 +48,9 @@ class Rescuer:
             )
         return rescued
 
-    def give_back(self, runs: list[tuple[str, int]], now: int, why: str) -> list[Rescued]:
-        """End the worker's own `(id, lease_epoch)` runs as a rescue would, at once (a worker
-        stopping past its shutdown timeout); returns those ended."""
-        return self.store.give_back(runs, self.worker_id, now, why, self.max_crashes, self.hook_run)
+    def give_back(self, runs: list[tuple[str, int]], now: int, due: int, why: str) -> list[Rescued]:
+        """End the worker's own `(id, lease_epoch)` runs as a rescue would, now (a worker
+        stopping past its shutdown timeout), due again at `due`; returns those ended."""
+        return self.store.give_back(
+            runs, self.worker_id, now, why, due, self.max_crashes, self.hook_run
+        )

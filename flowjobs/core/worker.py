@@ -69,6 +69,10 @@ if TYPE_CHECKING:
 _Settled = tuple[InFlight, Outcome, Decision, Finish]
 
 MAX_BATCH = 500  # outcomes written in one statement at most
+# A run given back past the shutdown timeout is due again this much later: its task thread
+# cannot be stopped, and the process it runs in is gone by then (its teardown waits at most
+# 10 s, cli/main.py), so no other worker runs it beside the old thread.
+GIVE_BACK_DELAY_MS = 15_000
 PRESENCE_INTERVAL = 5.0  # seconds between a worker's heartbeats in flowjobs_workers
 FILE_CHECK_INTERVAL = 1.0  # seconds between two looks that the SQLite file is still the one opened
 IDLE_MAX = 1.0  # seconds an idle PostgreSQL worker sleeps between looks (NOTIFY wakes it sooner)
@@ -426,13 +430,24 @@ class Worker:
                 return
             self._wake.wait(0.05)
             self._wake.clear()
+        try:
+            self._flush()  # what settled in the last moments
+        except Exception as exc:
+            if self.outage.failed(exc) is None:
+                raise
         with self.pool.lock:
             left = list(self.pool.inflight.values())
-        running = [(f.run.id, f.run.lease_epoch) for f in left if not f.settled]
+            running = [f for f in left if not f.settled]
+            for flight in running:  # given back below: nothing the task does now is written
+                flight.settled = True
+        for flight in running:
+            flight.ctx.canceled.set()  # a task that looks stops
+        now = self.clock.now_ms()
         try:  # given back now: they used to wait a whole lease for another worker's rescuer
             given = self.rescuer.give_back(
-                running,
-                self.clock.now_ms(),
+                [(f.run.id, f.run.lease_epoch) for f in running],
+                now,
+                now + GIVE_BACK_DELAY_MS,
                 f"worker stopped past its shutdown timeout ({self.opt.shutdown_timeout:g}s)",
             )
         except Exception as exc:
@@ -442,11 +457,12 @@ class Worker:
         for r in given:
             log.warning(
                 "shutdown timeout: run %s (%s) was still executing; attempt %d recorded as "
-                "crashed -> %s",
+                "crashed -> %s, due again in %d s",
                 r.id,
                 r.task,
                 r.attempt,
                 r.status,
+                GIVE_BACK_DELAY_MS // 1000,
                 extra={"run_id": r.id, "task": r.task, "attempt": r.attempt, "worker": self.id},
             )
         rest = sorted({f.run.id for f in left} - {r.id for r in given})
@@ -713,8 +729,7 @@ class Worker:
         """The log lines a task wrote while the database was away, after its outcome (the
         database just took that): with the times they were logged at."""
         try:
-            for line in lines:
-                self.store.add_log(*line)
+            self.store.add_logs(lines)
         except Exception as exc:
             log.warning(
                 "run %s: %d log line(s) of attempt %d were lost: %s",

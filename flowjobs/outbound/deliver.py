@@ -115,6 +115,8 @@ def post(
         if cut.is_set():  # the read finished as the watchdog cut it: not a whole answer
             raise TimeoutError(f"no complete answer within {settings.timeout:g} s")
         return Answer(response.status, _ms(started), text[: settings.response_excerpt])
+    except (UnicodeError, http.client.InvalidURL) as exc:  # a host IDNA refuses (`bad..host`)
+        return Answer(None, _ms(started), error=f"{type(exc).__name__}: {exc}", final=True)
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
         if cut.is_set() and not isinstance(exc, TimeoutError):
             exc = TimeoutError(f"no complete answer within {settings.timeout:g} s")
@@ -123,8 +125,6 @@ def post(
             _ms(started),
             error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
         )
-    except ValueError as exc:  # UnicodeError: a host name IDNA refuses (`bad..host`)
-        return Answer(None, _ms(started), error=f"{type(exc).__name__}: {exc}", final=True)
     finally:
         if conn is not None:
             conn.close()
@@ -133,8 +133,8 @@ def post(
 def _cut(sock: socket.socket, cut: threading.Event) -> None:
     """The watchdog's end of the exchange: the blocked read returns at once."""
     cut.set()
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
+    try:  # the plain socket's shutdown: an SSL socket's own would unwrap TLS under the reader
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:
         pass
 

@@ -565,12 +565,19 @@ class JobStore:
         worker: str,
         now: int,
         error: str,
+        due: int,
         max_crashes: int = DEFAULT_MAX_CRASHES,
         follow_up: Callable[[Rescued], NewRun | None] | None = None,
     ) -> list[Rescued]:
         """The worker's own `(id, lease_epoch)` runs it stops running, ended as a rescue ends an
-        expired lease (attempt `crashed`), at once rather than a lease later."""
-        params = {"now": now, "max_crashes": max_crashes, "worker": worker, "error": error}
+        expired lease (attempt `crashed`), now rather than a lease later; due again at `due`."""
+        params = {
+            "now": now,
+            "due": due,
+            "max_crashes": max_crashes,
+            "worker": worker,
+            "error": error,
+        }
         with self.db.transaction() as conn:
             rows = [
                 Rescued(*r)
@@ -654,17 +661,22 @@ class JobStore:
         )
 
     def add_log(self, run_id: str, attempt: int, at: int, level: str, message: str) -> None:
+        self.add_logs([(run_id, attempt, at, level, message)])
+
+    def add_logs(self, lines) -> None:
+        """Log lines `(run_id, attempt, at, level, message)`, in one transaction."""
         with self.db.transaction() as conn:
-            conn.execute(
-                self.sql["insert_log"],
-                {
-                    "run_id": run_id,
-                    "attempt": attempt,
-                    "at": at,
-                    "level": level,
-                    "message": storable(message),
-                },
-            )
+            for run_id, attempt, at, level, message in lines:
+                conn.execute(
+                    self.sql["insert_log"],
+                    {
+                        "run_id": run_id,
+                        "attempt": attempt,
+                        "at": at,
+                        "level": level,
+                        "message": storable(message),
+                    },
+                )
 
     # -- schedules -----------------------------------------------------------------------
     def schedule_states(self) -> dict[str, dict]:

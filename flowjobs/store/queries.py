@@ -103,8 +103,10 @@ COMMON = {
         RETURNING """
     + _RESCUED,
     # One of the worker's own runs it stops running (past its shutdown timeout): as a rescue,
-    # at once, with the reason given; fenced by its epoch.
-    "give_back_one": _RESCUE.replace("'worker lost its lease (crashed or stalled)'", ":error")
+    # now rather than a lease later, with the reason given and due at :due; fenced by its epoch.
+    "give_back_one": _RESCUE.replace(
+        "'worker lost its lease (crashed or stalled)'", ":error"
+    ).replace("run_at = :now", "run_at = :due")
     + """
         WHERE id = :id AND lease_epoch = :epoch AND status = 'executing' AND worker = :worker
         RETURNING """

@@ -626,6 +626,8 @@ def test_the_readme_recipe_works_as_written_from_any_folder(tmp_path):
     tasks = run("tasks", "list", "--json")
     assert tasks.returncode == 0, tasks.stderr
     assert "send-welcome" in [t["id"] for t in json.loads(tasks.stdout)]
+    typo = run("trigger", "send-welcome", "--payload", '{"customer": "cust_1"}')
+    assert typo.returncode == 2 and "customer" in typo.stderr, typo.stderr
     made = run("trigger", "send-welcome", "--payload", '{"customer_id": "cust_1"}')
     assert made.returncode == 0, made.stderr
     worker = run("run-worker", "--burst")

@@ -172,13 +172,30 @@ def test_a_served_period_is_charged_after_the_cancellation_job_ended_the_subscri
     _billed_once_then_canceled(brt, seeded)
 
 
-def test_a_declined_last_period_billed_at_its_end_is_retried_after_the_cancellation(brt, clock):
-    from flowjobs.billing.cancel import schedule_cancellation
+@pytest.mark.parametrize("first", ["the billing run", "the cancellation"])
+def test_a_declined_last_period_billed_at_its_end_is_retried_after_the_cancellation(
+    brt, clock, first
+):
+    """Either job may run first at the period's end; both orders end alike. (Billing first, the
+    decline met a subscription still `cancellation_scheduled` with no payment yet: a failed
+    first payment, so it was canceled for non-payment and the period never retried.)"""
+    from flowjobs.billing.cancel import cancel_immediately, schedule_cancellation
 
     seeded = seed(brt, unit_price=3100, arrears=True, card=DECLINING)
     with brt.billing.unit() as s:
         end = schedule_cancellation(brt.billing, s, s.get(Subscription, seeded.subscription_id))
     at(clock, end + timedelta(minutes=1))
+    if first == "the billing run":
+        with brt.billing.unit() as s:  # its job alone: the hourly cron has not started the other
+            brt.billing.queue_billing_run(s, seeded.billing_run_id)
+        drain(brt)
+        [run] = runs_of(brt, seeded.subscription_id)[:1]
+        assert run.status == "failed"
+        sub = get(brt, Subscription, seeded.subscription_id)
+        assert sub.status == "cancellation_scheduled"
+    else:
+        with brt.billing.unit() as s:
+            cancel_immediately(brt.billing, s, s.get(Subscription, seeded.subscription_id))
     hourly(brt)
     drain(brt)
     sub = get(brt, Subscription, seeded.subscription_id)

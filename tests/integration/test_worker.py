@@ -268,9 +268,12 @@ def test_an_idle_worker_sleeps_instead_of_spinning(rt):
     assert 1 <= len(turns) < 50
 
 
-def test_a_run_still_executing_past_the_shutdown_timeout_is_given_back_at_once(rt, tmp_path):
+def test_a_run_still_executing_past_the_shutdown_timeout_is_given_back(rt, clock, tmp_path):
     """It was "left to the rescuer": no worker ran it again until its lease ran out (30 s here,
-    a minute by default), and its attempt then read "worker lost its lease (crashed …)"."""
+    a minute by default), and its attempt then read "worker lost its lease (crashed …)". It is
+    due again 15 s later, once the stopping process is surely gone (its task thread cannot be
+    stopped), and the task is told it was canceled."""
+    from flowjobs.core.worker import GIVE_BACK_DELAY_MS
     from tests.cli_helpers import wait_until
 
     run = rt.trigger("test-block", {"dir": str(tmp_path)})
@@ -284,11 +287,14 @@ def test_a_run_still_executing_past_the_shutdown_timeout_is_given_back_at_once(r
         assert not thread.is_alive()
         row = rt.store.get_run(run.id)
         assert (row["status"], row["crashes"], row["lease_expires_at"]) == ("retrying", 1, None)
+        assert row["run_at"] == clock.now_ms() + GIVE_BACK_DELAY_MS == clock.now_ms() + 15_000
         [attempt] = rt.store.attempts(run.id)
         assert attempt["outcome"] == "crashed"
         assert attempt["error"] == "worker stopped past its shutdown timeout (0.2s)"
         again = worker(rt)
-        assert [r.id for r in again.run_once()[0]] == [run.id]  # at once, by any worker
+        assert again.run_once()[0] == []  # not beside the old task thread
+        clock.advance(15)
+        assert [r.id for r in again.run_once()[0]] == [run.id]  # then by any worker
         (tmp_path / "release").touch()
         assert again.wait_idle(10) and rt.store.get_run(run.id)["status"] == "completed"
     finally:
