@@ -42,10 +42,16 @@ class DatabaseSettings(Section):
             url = "postgresql+psycopg://" + url[len("postgres://") :]
         if url and "://" not in url:  # a file path, as --database takes one
             url = "sqlite:///" + url
-        if not (url.startswith("sqlite:///") or url.startswith("postgresql")):
+        if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgresql+"))):
             raise ValueError(
                 "must be sqlite:///PATH (sqlite:////abs/path for an absolute one), a file path, "
                 "or postgresql+psycopg://user@host/db (postgres:// is read as the latter)"
+            )
+        driver = url.split("://", 1)[0].partition("+")[2]
+        if url.startswith("postgresql+") and driver != "psycopg":
+            raise ValueError(
+                f"flowjobs talks to PostgreSQL through psycopg, not {driver or 'nothing'}: "
+                "write postgresql+psycopg://user@host/db (or postgresql://…)"
             )
         return url
 

@@ -108,6 +108,13 @@ def missing_message(found: Probe, origin: str = "") -> str:
             f"FLOWJOBS_DATABASE_URL or [database] url at a file (such as "
             f"{os.path.join(found.where, 'flowjobs.db')})"
         )
+    folder = os.path.dirname(os.path.abspath(found.where)) if found.where else ""
+    if not found.exists and found.dialect == "sqlite" and folder and not os.path.isdir(folder):
+        return (  # `db upgrade` would fail there too: it makes the file, not its folders
+            f"no database at {found.where}{came}, and no folder {folder} to hold one; point "
+            "--database, FLOWJOBS_DATABASE_URL or [database] url at the one you meant, or "
+            f"create the folder (mkdir -p {folder}) and then `flowjobs db upgrade`"
+        )
     if not found.exists:
         return f"no database at {found.where}{came}; {fix}"
     return f"no flowjobs tables in database {found.where}{came}; {fix}"

@@ -90,6 +90,21 @@ MUST_EXIST = [
 ]
 
 
+def test_a_database_path_in_a_missing_folder_says_to_make_the_folder_first(tmp_path):
+    """`db upgrade` makes the file, not its folders: the hint "create it with `flowjobs db
+    upgrade`" led to "cannot create database …: directory … does not exist"."""
+    ghost = tmp_path / "data" / "flowjobs.db"
+    result = flowjobs("--database", str(ghost), "db", "status", env=bare_env(), cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith(
+        f"error: no database at {ghost} (from --database), and no folder {ghost.parent} to hold"
+    )
+    assert f"create the folder (mkdir -p {ghost.parent}) and then `flowjobs db upgrade`" in (
+        result.stderr
+    )
+    assert listing(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     "args", MUST_EXIST, ids=lambda a: " ".join(x.rpartition("/")[2] for x in a)
 )

@@ -242,6 +242,12 @@ def test_config_errors_name_the_environment_variable_a_bad_value_came_from(tmp_p
         "for an absolute one), a file path, or postgresql+psycopg://user@host/db (postgres:// is "
         "read as the latter)"
     ]
+    with pytest.raises(ConfigError) as driver:  # it was taken, and failed later, or not at all
+        load_settings(str(path), environ={"FLOWJOBS_DATABASE_URL": "postgresql+asyncpg://db/y"})
+    assert driver.value.problems == [
+        "database.url (from FLOWJOBS_DATABASE_URL): flowjobs talks to PostgreSQL through "
+        "psycopg, not asyncpg: write postgresql+psycopg://user@host/db (or postgresql://…)"
+    ]
     path.write_text('[worker]\nconcurrency = "x"\n')
     with pytest.raises(ConfigError) as only_file:
         load_settings(str(path), environ={"FLOWJOBS_WORKER_LEASE": "1s"})
