@@ -283,6 +283,15 @@ def subscription(
     now = s.info["now"]
     if price.name is None:
         raise BillingError(f"price {price.id} has no name to give the subscription's items")
+    org = s.get(Organization, cust.organization_id)
+    if org is not None and price.currency and price.currency.upper() != org.default_currency:
+        # its billing runs charge in the organisation's currency (spec §7.4), so the price's
+        # amounts would be charged as that currency's (2500 EUR cents as 25.00 USD)
+        raise BillingError(
+            f"price {price.id} is in {price.currency.upper()}, and organization {org.id} bills "
+            f"in {org.default_currency}: subscribe the customer to a price in "
+            f"{org.default_currency}"
+        )
     if trial_end is not None and trial_end > start:
         trialing, end = True, trial_end
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlmodel import select
 
 from flowjobs.billing.models import BillingPeriod, BillingRun, Invoice, Payment, Subscription
 from flowjobs.core.clock import iso
@@ -302,3 +303,25 @@ def _payments(rt) -> list[Payment]:
 
     with rt.billing.unit() as s:
         return list(s.exec(select(Payment)))
+
+
+def test_a_subscription_to_a_price_in_another_currency_is_refused(rt):
+    """Its billing runs charge in the organisation's currency: a EUR price's 2500 would have
+    been charged as 25.00 USD (a checkout session naming such a price ends its run so)."""
+    from flowjobs.billing import setup
+    from flowjobs.billing.repo import BillingError
+
+    with rt.billing.unit() as s:
+        org = setup.organization(s, "Acme Analytics", currency="USD")
+        cust = setup.customer(s, org, email="ada@example.com", name="Ada Lovelace")
+        price = setup.plan(s, org, "Pro", 2500)
+        price.currency = "EUR"
+        with pytest.raises(BillingError) as refused:
+            setup.subscription(s, cust, price, None, start=s.info["now"])
+        assert str(refused.value) == (
+            f"price {price.id} is in EUR, and organization {org.id} bills in USD: subscribe "
+            "the customer to a price in USD"
+        )
+        s.rollback()
+    with rt.billing.unit() as s:
+        assert s.exec(select(Subscription)).all() == []
