@@ -36,6 +36,24 @@ BACKGROUND_CHECKPOINTS_AFTER = 100
 log = logging.getLogger("flowjobs.db")
 
 
+class _Holding:
+    """Counts this thread's nesting of write blocks (`Database.writing`). A class rather than a
+    generator context manager: entered by every write block, twice a worker turn, it costs
+    ~0.25 µs against ~1 µs (measured with timeit)."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, held: threading.local):
+        self.held = held
+
+    def __enter__(self) -> None:
+        held = self.held
+        held.depth = getattr(held, "depth", 0) + 1
+
+    def __exit__(self, *exc) -> None:
+        self.held.depth -= 1
+
+
 class Database:
     """Knows the URL and dialect; lends connections from a small pool.
 
@@ -73,6 +91,7 @@ class Database:
         # between tries. PostgreSQL needs no such lock.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else _NoLock()
         self._held = threading.local()  # SQLite: how deep this thread is in write blocks
+        self._holder = _Holding(self._held)  # `with self._holding():` in write blocks
 
     # -- connections -------------------------------------------------------------------
     def connect(self, autocommit: bool = True):
@@ -289,13 +308,8 @@ class Database:
         with self._write_lock, self._holding():
             yield
 
-    @contextmanager
-    def _holding(self):
-        self._held.depth = getattr(self._held, "depth", 0) + 1
-        try:
-            yield
-        finally:
-            self._held.depth -= 1
+    def _holding(self) -> _Holding:
+        return self._holder
 
     def writing(self) -> bool:
         """SQLite: whether this thread is inside a write block (a transaction, a unit of work).
