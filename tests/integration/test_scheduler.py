@@ -231,18 +231,19 @@ def test_a_leap_day_schedule_first_seen_long_after_a_leap_day_fires_on_the_next(
     assert len(runs_of(rt)) == 1
 
 
-def test_windows_tile_time_across_a_dst_change(make_runtime, clock):
-    rt = make_runtime(
+def new_york(make_runtime, cron_expr: str):
+    """A runtime whose one enabled schedule, `ny`, runs `cron_expr` in New York's time."""
+    return make_runtime(
         tasks=SCHED_TASKS,
         schedules={
-            "ny": {
-                "task": "test-every-minute",
-                "cron": "30 * * * *",
-                "timezone": "America/New_York",
-            },
+            "ny": {"task": "test-every-minute", "cron": cron_expr, "timezone": "America/New_York"},
             "test-hourly": {"enabled": False},
         },
     )
+
+
+def test_windows_tile_time_across_a_dst_change(make_runtime, clock):
+    rt = new_york(make_runtime, "30 * * * *")
     clock.set(ms("2026-11-01T03:00:00Z"))
     rt.scheduler.tick()
     for _ in range(12 * 6):  # ten-minute steps over twelve hours spanning the fall-back
@@ -260,17 +261,7 @@ def test_a_backfills_upcoming_slots_are_the_crons_own_across_a_dst_change(make_r
     cron gives, across New York's fall-back, and for the last runs, past the range."""
     from flowjobs.core.scheduler import UPCOMING
 
-    rt = make_runtime(
-        tasks=SCHED_TASKS,
-        schedules={
-            "ny": {
-                "task": "test-every-minute",
-                "cron": "*/20 * * * *",
-                "timezone": "America/New_York",
-            },
-            "test-hourly": {"enabled": False},
-        },
-    )
+    rt = new_york(make_runtime, "*/20 * * * *")
     clock.set(ms("2026-11-02T00:00:00Z"))
     report = rt.scheduler.backfill("ny", ms("2026-11-01T04:00:00Z"), ms("2026-11-01T08:00:00Z"))
     payloads = runs_of(rt)
