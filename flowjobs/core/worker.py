@@ -638,14 +638,17 @@ class Worker:
         finishes = [item[3] for item in batch]
         lease_ms = int(self.opt.lease * 1000)
 
+        tries = [now]  # the turn's clock reading for its first try; a retry reads it again
+
         def turn() -> tuple[list[bool], list[ClaimedRun]]:
+            at = tries.pop() if tries else self.clock.now_ms()  # leases from the retry's time
             return self.store.finish_and_claim(
                 finishes,
                 self.id,
                 asked,
                 self.opt.queues,
                 self.limits,
-                now,
+                at,
                 lease_ms,
                 check_due=not self._backlog,
             )

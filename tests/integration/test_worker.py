@@ -301,6 +301,30 @@ def test_a_run_still_executing_past_the_shutdown_timeout_is_given_back(rt, clock
         (tmp_path / "release").touch()
 
 
+def test_a_turn_retried_after_a_blip_reads_the_clock_again(rt, clock, tmp_path):
+    """A turn retried on a transient error (for up to 5 s) kept its first clock reading: the
+    runs it claimed had leases that many seconds shorter, and finishes stamped early."""
+    from flowjobs.errors import DatabaseLocked
+
+    run = rt.trigger("test-block", {"dir": str(tmp_path)})
+    w = worker(rt)
+    original = rt.store.finish_and_claim
+
+    def blip_once(*args, **kwargs):
+        rt.store.finish_and_claim = original
+        clock.advance(3)  # the time the first try took
+        raise DatabaseLocked("database is locked")
+
+    rt.store.finish_and_claim = blip_once
+    try:
+        assert [r.id for r in w.run_once()[0]] == [run.id]
+        assert rt.store.get_run(run.id)["lease_expires_at"] == clock.now_ms() + 30_000
+    finally:
+        rt.store.finish_and_claim = original
+        (tmp_path / "release").touch()
+    assert w.wait_idle(10)
+
+
 def test_an_import_error_is_a_crash_and_uses_no_attempt(rt, clock):
     run = rt.trigger("test-import-error")  # one attempt only
     w = rt.make_worker(rt.worker_options(lease=30.0, max_crashes=3), worker_id="w-test")
