@@ -125,6 +125,14 @@ class StripeSettings(Section):
             raise ValueError("must be a Stripe secret or restricted key (sk_… or rk_…)")
         return value
 
+    @field_validator("webhook_tolerance")
+    @classmethod
+    def _tolerance(cls, value: float) -> float:
+        # Stripe's check takes whole seconds, and 0 switches it off: "500ms" accepted any age
+        if not 1 <= value <= 86400:
+            raise ValueError("must be between 1s and 1d (Stripe's own default is 5m)")
+        return value
+
     @field_validator("api_base")
     @classmethod
     def _http(cls, value: str) -> str:

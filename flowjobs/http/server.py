@@ -72,7 +72,8 @@ class WebhookApp:
             access.info(
                 "%s %s %s %s %.1fms %s",
                 fields["method"],
-                fields["path"],
+                # decoded `%0a` would start a forged line of its own in the text log
+                fields["path"].encode("unicode_escape").decode("ascii"),
                 fields["status"] or "-",
                 fields["bytes"] if fields["bytes"] is not None else "-",
                 fields["duration_ms"],

@@ -88,14 +88,25 @@ def _row(incoming: Incoming, now, via: str, **fields) -> InboxEvent:
     )
 
 
+REJECTED_BODY_KEPT = 8192
+
+
 def record_rejected(
     b, source: str, body: bytes, headers: dict, reason: str, incoming: Incoming | None = None
 ) -> str:
-    """Keep a rejected request (bad signature, wrong mode, malformed) for inspection."""
+    """Keep a rejected request (bad signature, wrong mode, malformed) for inspection: its
+    first `REJECTED_BODY_KEPT` bytes (anyone may send these, up to `[server] max_body` each:
+    kept whole, 20 of them grew a database by 21 MB)."""
     with b.unit() as s:
         if incoming is None:
             incoming = Incoming(source, body, {}, headers, signature="invalid")
+        kept = incoming.body[:REJECTED_BODY_KEPT]
+        if len(kept) < len(incoming.body):
+            reason = (
+                f"{reason[:1800]} (body of {len(incoming.body)} bytes; the first {len(kept)} kept)"
+            )
         row = _row(incoming, s.info["now"], "http", status="rejected", error=reason[:2000])
+        row.body = kept
         s.add(row)
         return row.id
 

@@ -216,6 +216,10 @@ def verify_stripe(incoming: Incoming, secrets: list[tuple[str, str]], tolerance:
     if not usable:
         incoming.signature, incoming.signature_detail = "invalid", "no webhook secret is configured"
         return
+    if not signature.isascii():  # the SDK's comparison raised TypeError on it: a 500
+        incoming.signature, incoming.signature_detail = "invalid", "a Stripe-Signature not ASCII"
+        return
+    details = []
     for name, secret in usable:
         try:
             # the signature only: the body is read by flowjobs' own strict reader and models
@@ -223,8 +227,10 @@ def verify_stripe(incoming: Incoming, secrets: list[tuple[str, str]], tolerance:
                 incoming.body, signature, secret, tolerance=int(tolerance)
             )
         except (stripe.SignatureVerificationError, ValueError) as exc:  # ValueError: not UTF-8
-            detail = str(exc)
+            details.append(str(exc))
             continue
         incoming.signature, incoming.signature_detail = "verified", f"verified with {name}"
         return
-    incoming.signature, incoming.signature_detail = "invalid", detail
+    # the most telling: a signature that matched but is too old, whichever secret said it
+    late = [d for d in details if "tolerance" in d.lower()]
+    incoming.signature, incoming.signature_detail = "invalid", (late or details)[0]

@@ -178,6 +178,106 @@ def test_read_only_by_default_and_password_protected_beyond_loopback(make_runtim
     assert call(Dashboard(locked), "/runs", auth="admin:s3cret").startswith("200")
 
 
+def wsgi(app, path, method="GET", body=b"", **headers) -> tuple[str, dict, str]:
+    """One request to the dashboard's WSGI app: (status, headers, body)."""
+    import io
+
+    answer: dict = {}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        **{f"HTTP_{k.upper()}": v for k, v in headers.items() if k != "content_type"},
+    }
+    if "content_type" in headers:
+        environ["CONTENT_TYPE"] = headers["content_type"]
+
+    def start(status, header_list, exc_info=None):
+        answer.update(status=status, headers=dict(header_list))
+
+    text = b"".join(app(environ, start)).decode()
+    return answer["status"], answer["headers"], text
+
+
+def test_the_dashboard_refuses_other_hosts_other_sites_and_framing(make_runtime):
+    """A proxy forwarding `/`, or a web page that rebinds its name to 127.0.0.1, reached an
+    open dashboard; a form on another site could post its actions (the CSRF token is one per
+    path, and any page can fetch it); the pages could be framed; a `javascript:` URL stored as
+    a PDF's became a link; a non-ASCII password in Basic auth was a 500."""
+    from flowjobs.http.dashboard.app import Dashboard
+
+    rt = make_runtime(dashboard={"allow_actions": True})
+    app = Dashboard(rt)
+    status, headers, _ = wsgi(app, "/runs", host="127.0.0.1:8080")
+    assert status.startswith("200")
+    assert (
+        headers["X-Frame-Options"] == "DENY"
+        and "frame-ancestors 'none'" in (headers["Content-Security-Policy"])
+    )
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert wsgi(app, "/runs", host="localhost")[0].startswith("200")
+    status, _, text = wsgi(app, "/runs", host="billing.example.com")
+    assert status.startswith("403") and "localhost only unless [dashboard] password" in text
+
+    run = rt.trigger("noop", delay=3600)
+    path = f"/runs/{run.id}/cancel"
+    form = f"confirm=yes&csrf={app.csrf_token(path)}".encode()
+    plain = {"host": "127.0.0.1:8080", "content_type": "application/x-www-form-urlencoded"}
+    for refused, expected in (
+        ({**plain, "origin": "https://evil.example"}, "403"),
+        ({**plain, "sec_fetch_site": "cross-site"}, "403"),
+        ({**plain, "content_type": "text/plain"}, "415"),
+    ):
+        assert wsgi(app, path, "POST", form, **refused)[0].startswith(expected), refused
+    assert wsgi(app, path, "POST", b"\xff\xfe=1", **plain)[0].startswith("400")
+    assert rt.store.get_run(run.id)["status"] == RunStatus.DELAYED
+    same = {**plain, "origin": "http://127.0.0.1:8080", "sec_fetch_site": "same-origin"}
+    assert wsgi(app, path, "POST", form, **same)[0].startswith("303")
+    assert rt.store.get_run(run.id)["status"] == RunStatus.CANCELED
+
+    locked = Dashboard(make_runtime(dashboard={"password": "s3cret"}))
+    for creds in ("é:x", "admin:é"):
+        auth = "Basic " + base64.b64encode(creds.encode()).decode()
+        assert wsgi(locked, "/runs", host="billing.example.com", authorization=auth)[0].startswith(
+            "401"
+        )
+    auth = "Basic " + base64.b64encode(b"admin:s3cret").decode()
+    assert wsgi(locked, "/runs", host="billing.example.com", authorization=auth)[0].startswith(
+        "200"
+    )
+
+
+def test_a_pdf_url_that_is_not_a_web_or_file_url_is_shown_not_linked(make_runtime):
+    from flowjobs.billing import setup
+    from flowjobs.billing.models import Invoice
+    from flowjobs.http.dashboard.app import Dashboard
+
+    rt = make_runtime()
+    with rt.billing.unit() as s:
+        org = setup.organization(s, "Acme Analytics")
+        cust = setup.customer(s, org, email="ada@example.com", name="Ada Lovelace")
+        s.add(
+            Invoice(
+                id="inv_x",
+                invoice_number="ACME-00000",
+                invoice_date=s.info["now"],
+                customer_id=cust.id,
+                organization_id=org.id,
+                currency="USD",
+                type="standalone",
+                pdf_url="javascript:alert(document.cookie)",
+                receipt_pdf_url="file:///var/lib/flowjobs/documents/r.pdf",
+            )
+        )
+    for path in ("/billing/invoices", "/billing/invoices/inv_x"):
+        _, _, html = wsgi(Dashboard(rt), path)
+        assert 'href="javascript:' not in html and "javascript:alert" in html
+    _, _, html = wsgi(Dashboard(rt), "/billing/invoices")
+    assert '<a href="file:///var/lib/flowjobs/documents/r.pdf">receipt PDF</a>' in html
+
+
 def test_runs_are_paged_newest_first(make_runtime, clock):
     import io
 

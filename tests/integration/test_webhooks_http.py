@@ -140,8 +140,10 @@ def test_the_same_event_twice_is_one_run_and_bad_requests_are_refused_and_kept(
             f"{base}/webhooks/stripe/livemode", body, sign(body)
         ),  # a test event on the live endpoint
         post(url, b"{not json", sign(b"{not json")),
+        post(url, body, {"Stripe-Signature": f"t={int(time.time())},v1=é"}),  # was a 500
+        post(url, b"A" * 60_000),  # unsigned and large: kept in part
     ]
-    assert [code for code, _ in refused] == [400] * 6, refused
+    assert [code for code, _ in refused] == [400] * 8, refused
     assert post(f"{base}/webhooks/stripe/sandbox", body, sign(body))[0] == 400
     assert post(url, b"x" * 70_000, sign(b"x"))[0] == 413
     assert post(url, b"", method="GET")[0] == 405
@@ -158,9 +160,13 @@ def test_the_same_event_twice_is_one_run_and_bad_requests_are_refused_and_kept(
 
     rows = inbox(rt)
     rejected = [r for r in rows if r.status == "rejected"]
-    assert len(rejected) == 6 and all(
+    assert len(rejected) == 8 and all(
         r.error and r.run_id is None for r in rejected
-    )  # the six refused above
+    )  # the eight refused above
+    assert any(r.signature_detail == "a Stripe-Signature not ASCII" for r in rejected)
+    [large] = [r for r in rejected if r.body.startswith(b"AAAA")]
+    assert large.body == b"A" * 8192
+    assert large.error.endswith("(body of 60000 bytes; the first 8192 kept)")
     assert [r.status for r in rows if r.source == "supabase"] == ["routed"]
     assert proc.poll() is None  # still serving
 

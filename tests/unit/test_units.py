@@ -242,6 +242,12 @@ def test_config_errors_name_the_environment_variable_a_bad_value_came_from(tmp_p
         "for an absolute one), a file path, or postgresql+psycopg://user@host/db (postgres:// is "
         "read as the latter)"
     ]
+    with pytest.raises(ConfigError) as tolerance:  # Stripe's check takes whole seconds; 0 is off
+        load_settings(str(path), environ={"FLOWJOBS_STRIPE_WEBHOOK_TOLERANCE": "500ms"})
+    assert tolerance.value.problems == [
+        "stripe.webhook_tolerance (from FLOWJOBS_STRIPE_WEBHOOK_TOLERANCE): must be between 1s "
+        "and 1d (Stripe's own default is 5m)"
+    ]
     with pytest.raises(ConfigError) as driver:  # it was taken, and failed later, or not at all
         load_settings(str(path), environ={"FLOWJOBS_DATABASE_URL": "postgresql+asyncpg://db/y"})
     assert driver.value.problems == [

@@ -74,7 +74,14 @@ def _env():
     )
     env.filters["iso"] = iso
     env.filters["ago"] = ago
+    env.tests["web_url"] = web_url
     return env
+
+
+def web_url(value) -> bool:
+    """Whether a stored URL may be a link: http(s) or file (the local storage's) only —
+    autoescaping lets `javascript:` and `data:` by."""
+    return isinstance(value, str) and value.lower().startswith(("https://", "http://", "file://"))
 
 
 def ago(ms: int | None) -> str:
@@ -135,12 +142,55 @@ def authorised(settings, environ) -> bool:
     if not header.startswith("Basic "):
         return False
     try:
-        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
+        user, _, password = base64.b64decode(header[6:]).partition(b":")
+    except ValueError:
         return False
-    return hmac.compare_digest(user, settings.username) & hmac.compare_digest(
-        password, settings.password
+    # bytes: compare_digest refuses str with non-ASCII characters (it raised: a 500)
+    return hmac.compare_digest(user, settings.username.encode()) & hmac.compare_digest(
+        password, settings.password.encode()
     )
+
+
+SECURITY_HEADERS = (
+    ("X-Frame-Options", "DENY"),  # the confirmation pages cannot be framed (clickjacking)
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),  # no-referrer made a browser's form POST `Origin: null`
+)
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _hardened(start_response):
+    def start(status, headers, exc_info=None):
+        headers = [*headers, *SECURITY_HEADERS]
+        if exc_info is None:
+            return start_response(status, headers)
+        return start_response(status, headers, exc_info)
+
+    return start
+
+
+def _loopback_host(host: str) -> bool:
+    """`Host` names this machine's loopback (any port; none at all from an HTTP/1.0 client)."""
+    if not host:
+        return True
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.lower() in LOOPBACK_NAMES or name.startswith("127.")
+
+
+def _same_site(environ) -> bool:
+    """A POST from the dashboard's own pages: its browser says so (Sec-Fetch-Site), or its
+    Origin names the host it was sent to; a client that sends neither (curl) passes."""
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is None:
+        return True
+    return origin.split("://", 1)[-1].lower() == environ.get("HTTP_HOST", "").lower()
 
 
 def run_summary(row: dict, now: int) -> dict:
@@ -214,6 +264,17 @@ class Dashboard:
         return hmac.new(self._secret, action.encode(), hashlib.sha256).hexdigest()
 
     def __call__(self, environ, start_response):
+        start_response = _hardened(start_response)
+        if not self.settings.password and not _loopback_host(environ.get("HTTP_HOST", "")):
+            # Without a password the dashboard is for this machine only: a page asked for under
+            # another host name came through a proxy that publishes it, or from a web page that
+            # rebound its own name to 127.0.0.1 (DNS rebinding) to read the billing data.
+            return _text(
+                start_response,
+                "403 Forbidden",
+                "the dashboard answers to localhost only unless [dashboard] password is set "
+                "(forward only /webhooks/ from a proxy)",
+            )
         if not authorised(self.settings, environ):
             return _text(
                 start_response,
@@ -430,8 +491,16 @@ class Dashboard:
     def _refused(self, environ, start_response, path: str):
         """None when a POST to `path` carries its CSRF token and the confirmation; else the
         answer refusing it."""
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        form = parse_qs(environ["wsgi.input"].read(min(length, 4096)).decode())
+        if not _same_site(environ):
+            return _text(start_response, "403 Forbidden", "a form of another site: refused")
+        kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            return _text(start_response, "415 Unsupported Media Type", "a form post is expected")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            form = parse_qs(environ["wsgi.input"].read(min(max(length, 0), 4096)).decode())
+        except (ValueError, UnicodeDecodeError):
+            return _text(start_response, "400 Bad Request", "not a form this page sends")
         if not _csrf_ok(self.csrf_token(path), form):
             return _text(start_response, "403 Forbidden", "missing or wrong CSRF token")
         if form.get("confirm") != ["yes"]:
