@@ -89,6 +89,7 @@ def _row(incoming: Incoming, now, via: str, **fields) -> InboxEvent:
 
 
 REJECTED_BODY_KEPT = 8192
+BODY_BYTES = "X-Flowjobs-Body-Bytes"  # a refused request's size when its body was cut
 
 
 def record_rejected(
@@ -101,12 +102,10 @@ def record_rejected(
         if incoming is None:
             incoming = Incoming(source, body, {}, headers, signature="invalid")
         kept = incoming.body[:REJECTED_BODY_KEPT]
-        if len(kept) < len(incoming.body):
-            reason = (
-                f"{reason[:1800]} (body of {len(incoming.body)} bytes; the first {len(kept)} kept)"
-            )
         row = _row(incoming, s.info["now"], "http", status="rejected", error=reason[:2000])
-        row.body = kept
+        if len(kept) < len(incoming.body):  # the size received, beside the headers kept
+            row.body = kept
+            row.headers = {**(row.headers or {}), BODY_BYTES: str(len(incoming.body))}
         s.add(row)
         return row.id
 
