@@ -34,9 +34,12 @@ def _read_payload(payload: str | None, payload_file: Path | None):
     if payload is None:
         return {}
     try:
-        return json.loads(payload)
+        value = json.loads(payload)
     except ValueError as exc:
         raise BadInput(f"payload is not valid JSON: {exc}") from None
+    if value is None:  # the client reads a missing payload as {}; `-p null` is not one
+        raise BadInput("payload must be a JSON object, got null (leave --payload out for {})")
+    return value
 
 
 def _duration(value: str | None, option: str) -> float | None:
@@ -47,6 +50,25 @@ def _duration(value: str | None, option: str) -> float | None:
 
 NO_WORKER_AFTER = 3.0  # seconds a due run may wait untaken before `--wait` says why
 LOOK_AGAIN = 10.0  # seconds between later looks (a note only when the answer changes)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during `trigger --wait` (`timeout`, systemd, a CI job canceled): met as Ctrl-C
+    is, naming the run left behind, then exit 143. It used to end the process at once, silent."""
+
+
+def _terminated_as_interrupt() -> None:
+    """From here to the command's end (it waits, then exits), SIGTERM raises `Terminated`."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, raise_terminated)
 
 
 def wait_for(store, run_id: str, timeout: float | None, on_slow=None) -> str | None:
@@ -263,7 +285,9 @@ def run_trigger(
             result.status,
             result.deduplicated,
         )
-    try:  # from here a Ctrl-C names the run it leaves behind
+    if wait:
+        _terminated_as_interrupt()
+    try:  # from here a Ctrl-C (or with --wait, a SIGTERM) names the run it leaves behind
         if not as_json:  # the id first: whatever happens next, the caller has it
             sys.stdout.write(run_id + "\n")
             sys.stdout.flush()
@@ -286,7 +310,7 @@ def run_trigger(
                 )
             return 0
         ended = wait_for(rt.store, run_id, wait_s, _untaken(rt, run_id))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         try:
             now = rt.store.run_status(run_id) or "unknown"
         except Exception as exc:  # the database is away: the run is written all the same
@@ -300,13 +324,14 @@ def run_trigger(
             if now in (RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.RETRYING)
             else "only stopping the wait"
         )
+        by = " by SIGTERM" if isinstance(stopped, Terminated) else ""
         output.note(
-            f"interrupted: run {run_id} is left {now}; {goes_on} "
+            f"interrupted{by}: run {run_id} is left {now}; {goes_on} "
             f"(`flowjobs runs show {run_id}`, or `flowjobs runs cancel {run_id}`)"
         )
         if as_json:
             _emit_waited(rt, run_id, task_id, now, deduplicated, done)
-        return 130
+        return 143 if by else 130
     if as_json:
         _emit_waited(rt, run_id, task_id, ended, deduplicated, done)  # None: as it stands
     if ended is None:

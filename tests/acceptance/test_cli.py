@@ -50,6 +50,7 @@ def test_trigger_wait_exit_codes(env):
         (["trigger", "no-such-task"], "unknown task 'no-such-task'"),
         (["trigger", "hello-world", "--payload", "{not json"], "payload is not valid JSON"),
         (["trigger", "hello-world", "--payload", "[1, 2]"], "must be a JSON object"),
+        (["trigger", "hello-world", "--payload", "null"], "must be a JSON object, got null"),
         (["trigger", "noop", "--payload", '{"unexpected": 1}'], "invalid payload for 'noop'"),
         (["trigger", "test-sleep", "--payload", '{"seconds": "soon"}'], "seconds"),
         (["trigger", "noop", "--delay", "tomorrow"], "--delay"),

@@ -1045,7 +1045,12 @@ def test_wait_says_again_when_the_worker_it_counted_on_goes_away(sqlite_url):
     ), notes
 
 
-def test_ctrl_c_prints_the_run_it_left_queued(sqlite_url):
+@pytest.mark.parametrize(
+    "sent, code, said",
+    [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "interrupted by SIGTERM")],
+)
+def test_ctrl_c_prints_the_run_it_left_queued(sqlite_url, sent, code, said):
+    """SIGTERM (`timeout`, systemd, a canceled CI job) used to end the wait silently."""
     import signal
     import subprocess
     import sys
@@ -1059,10 +1064,10 @@ def test_ctrl_c_prints_the_run_it_left_queued(sqlite_url):
     )
     run_id = proc.stdout.readline().strip()  # printed before the wait begins
     assert run_id.startswith("run_")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sent))
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert f"interrupted: run {run_id} is left queued" in err
+    assert proc.returncode == code, err
+    assert f"{said}: run {run_id} is left queued" in err
     assert f"flowjobs runs cancel {run_id}" in err and "Traceback" not in err
 
 
