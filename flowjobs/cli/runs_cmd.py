@@ -17,6 +17,7 @@ from flowjobs.cli.views import (
     run_detail,
     run_summary,
 )
+from flowjobs.core.clock import iso
 from flowjobs.errors import BadInput, ExitStatus, NotFound
 from flowjobs.store.states import TERMINAL
 
@@ -216,7 +217,17 @@ def cancel(ctx: typer.Context, run_id: str):
     if outcome == "canceled":
         typer.echo(f"canceled {run_id}")
     elif outcome == "requested":
-        typer.echo(f"cancel requested for {run_id}; its worker stops it at the next heartbeat")
+        row = rt.store.get_run(run_id) or {}
+        lease = row.get("lease_expires_at")
+        gone = (
+            f"; should worker {row.get('worker')} be gone, the run ends when its lease runs out "
+            f"({iso(lease)})"
+            if lease
+            else ""
+        )
+        typer.echo(
+            f"cancel requested for {run_id}; its worker stops it at the next heartbeat{gone}"
+        )
     elif outcome == "abandoned":
         typer.echo(
             f"canceled {run_id}: it was executing on a worker whose lease ran out (the worker "
