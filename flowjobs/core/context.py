@@ -132,6 +132,8 @@ class TaskContext:
             self.flush_logs()
         except Exception as exc:
             if not self.store.db.is_transient(exc):
+                # this line can never be written: it must not hold back the ones after it
+                self._deferred_logs.pop(0)
                 raise
             self._logs_paused_until = time.monotonic() + LOG_RETRY_PAUSE_S
 

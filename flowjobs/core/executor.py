@@ -20,6 +20,7 @@ Only this module maps exceptions to outcomes:
 from __future__ import annotations
 
 import json
+import time
 import traceback as tb
 from dataclasses import dataclass
 
@@ -109,8 +110,8 @@ def _flush_logs(ctx) -> None:
     raised out of the block, or left a unit of work), or wrote while the database was away:
     written as its attempt ends. Those that still cannot be go with the outcome."""
     flush = getattr(ctx, "flush_logs", None)
-    if flush is None:
-        return
+    if flush is None or time.monotonic() < getattr(ctx, "_logs_paused_until", 0.0):
+        return  # none, or the database refused one a moment ago: they go with the outcome
     try:
         flush()
     except Exception:  # the database is away: the worker writes them after the outcome
