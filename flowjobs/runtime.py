@@ -162,18 +162,12 @@ class Runtime:
             )
         store, clock, retention = self.store, self.clock, self.settings.retention
         entries.append((retention.interval, lambda: prune_once(store, clock, retention), "pruner"))
-        entries.append((retention.interval, self._prune_rejected, "webhook inbox pruner"))
         alerts = self.settings.alerts
         if alerts.email or alerts.webhook_url:
             from flowjobs.ops.alerts import raise_alerts
 
             entries.append((alerts.interval, lambda: raise_alerts(self), "alerts"))
         return entries
-
-    def _prune_rejected(self) -> None:
-        from flowjobs.webhooks.inbox import prune_rejected
-
-        prune_rejected(self.billing, self.settings.retention.rejected)
 
     def run_worker(
         self, options, scheduler: bool = True, on_start=None, warn_queues: bool = True

@@ -110,29 +110,6 @@ def record_rejected(
         return row.id
 
 
-def prune_rejected(b, kept_for: float, batch: int = 500) -> int:
-    """Delete refused requests (`rejected` rows) received more than `kept_for` seconds ago, in
-    batches of `batch` rows per transaction; how many. Anyone can send those, so they are not
-    kept for ever (`[retention] rejected`); accepted events stay: they are the record."""
-    from datetime import timedelta
-
-    from sqlalchemy import delete
-
-    total = 0
-    while True:
-        with b.unit() as s:
-            before = s.info["now"] - timedelta(seconds=kept_for)
-            old = select(InboxEvent.id).where(
-                InboxEvent.status == "rejected", col(InboxEvent.received_at) < before
-            )
-            ids_ = list(s.exec(old.limit(batch)))
-            if ids_:
-                s.execute(delete(InboxEvent).where(col(InboxEvent.id).in_(ids_)))
-        total += len(ids_)
-        if len(ids_) < batch:
-            return total
-
-
 def existing(s, source: str, key: str) -> InboxEvent | None:
     return s.exec(
         select(InboxEvent).where(InboxEvent.source == source, InboxEvent.dedup_key == key)

@@ -274,21 +274,3 @@ def test_serve_says_where_it_listens_whatever_the_log_level(tmp_path):
                 assert reply.status == 200
         lines = [json.loads(line) for line in log.read_text().splitlines()]
         assert [x["message"] for x in lines if x["level"] == "info"] == [f"listening on {base}"]
-
-
-def test_refused_requests_are_pruned_after_their_retention(make_runtime, clock):
-    """Anyone can send refused requests; they were kept for ever. Accepted ones stay."""
-    from flowjobs.webhooks.inbox import prune_rejected, record_rejected
-
-    rt = make_runtime(retention={"rejected": "7d"})
-    old = record_rejected(rt.billing, "stripe", b"{}", {}, "no Stripe-Signature header")
-    kept_status = record_rejected(rt.billing, "stripe", b"{}", {}, "accepted later, say")
-    with rt.billing.unit() as s:
-        s.get(InboxEvent, kept_status).status = "routed"
-    clock.advance(6 * 86400)
-    recent = record_rejected(rt.billing, "stripe", b"{}", {}, "no Stripe-Signature header")
-    clock.advance(86400 + 1)
-    assert prune_rejected(rt.billing, rt.settings.retention.rejected, batch=1) == 1
-    remaining = {row.id for row in inbox(rt)}
-    assert remaining == {kept_status, recent} and old not in remaining
-    assert "webhook inbox pruner" in [name for _, _, name in rt.duties(scheduler=False)]
