@@ -278,14 +278,12 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
     from flowjobs.billing.cancel import cancel_immediately
 
     _mark_past_due_if_ended(period, invoice, now)
-    ending = sub.status in E.SUBSCRIPTION_TERMINAL or (
-        sub.cancel_scheduled_at is not None and sub.cancel_scheduled_at <= now
-    )  # ended, or its cancellation due and its job not run yet
-    if ending and repo.owed_after_cancellation(sub, period):
+    standing = repo.charge_standing(sub, period, now)
+    if standing is repo.ChargeStanding.OWED_AFTER_END:
         # the last period, served and billed at its end: still owed, whichever of the two
         # jobs ran first, so retried as usual
         return _retry(b, s, run, sub, invoice, payment, now, mark_past_due=False)
-    if sub.status in E.SUBSCRIPTION_TERMINAL:
+    if standing is repo.ChargeStanding.ENDED:
         return {"next": "subscription already ended"}
     if _first_payment(s, sub):
         if (
@@ -338,9 +336,8 @@ def _first_payment(s, sub: Subscription) -> bool:
 
 def schedule_retry(b, s, run: BillingRun, sub: Subscription, now: datetime) -> BillingRun | None:
     delay = b.retry_delay(run.attempt_number)
-    ended = sub.status in E.SUBSCRIPTION_TERMINAL and not repo.owed_after_cancellation(
-        sub, s.get(BillingPeriod, run.billing_period_id)
-    )
+    period = s.get(BillingPeriod, run.billing_period_id)
+    ended = repo.charge_standing(sub, period, now) is repo.ChargeStanding.ENDED
     if delay is None or sub.do_not_charge or ended:
         return None
     retry = BillingRun(

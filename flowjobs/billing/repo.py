@@ -8,6 +8,7 @@ changed anything so callers fire follow-ups only on a real transition.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
@@ -98,11 +99,26 @@ def billed_at_end_of_served(sub: Subscription, period: BillingPeriod, until: dat
     )
 
 
-def owed_after_cancellation(sub: Subscription, period: BillingPeriod) -> bool:
-    """The period's run still charges although the subscription has ended, or its
-    cancellation is due (the caller says): see above."""
+class ChargeStanding(StrEnum):
+    """Whether a period's billing run may charge, asked by the run, its failure and its retry."""
+
+    LIVE = "live"  # the subscription runs (or its cancellation is not yet due)
+    OWED_AFTER_END = "owed after end"  # ended or ending, but this period was served: charge it
+    ENDED = "ended"  # ended, and nothing of this period is owed: abort
+
+
+def charge_standing(sub: Subscription, period: BillingPeriod, now: datetime) -> ChargeStanding:
+    """The one answer to "has the subscription ended (or is its cancellation due), and is this
+    period still owed?" (`billed_at_end_of_served`)."""
     ends = sub.canceled_at or sub.cancel_scheduled_at
-    return ends is not None and billed_at_end_of_served(sub, period, ends)
+    ending = sub.status in E.SUBSCRIPTION_TERMINAL or (
+        sub.cancel_scheduled_at is not None and sub.cancel_scheduled_at <= now
+    )  # ended, or its cancellation due and its job not run yet
+    if ending and ends is not None and billed_at_end_of_served(sub, period, ends):
+        return ChargeStanding.OWED_AFTER_END
+    if sub.status in E.SUBSCRIPTION_TERMINAL:
+        return ChargeStanding.ENDED
+    return ChargeStanding.LIVE
 
 
 def period_items(s: Session, billing_period_id: str) -> list[BillingPeriodItem]:
