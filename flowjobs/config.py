@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -157,6 +158,23 @@ class BillingSettings(Section):
     def _positive(cls, value: list[int]) -> list[int]:
         if any(day <= 0 for day in value):
             raise ValueError("every retry delay must be a positive number of days")
+        return value
+
+    @field_validator("tax_calculator")
+    @classmethod
+    def _tax(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("flat:"):  # "flat:abc" failed every merchant-of-record charge later
+            try:
+                percent = Decimal(value.removeprefix("flat:"))
+            except InvalidOperation:
+                percent = Decimal("NaN")
+            if not percent.is_finite() or not 0 <= percent <= 100:
+                raise ValueError(
+                    '"flat:<percent>" takes a percentage from 0 to 100, e.g. "flat:20"'
+                )
+        elif value and ":" not in value.strip(":"):
+            raise ValueError('must be "", "flat:<percent>" or "module:object"')
         return value
 
 

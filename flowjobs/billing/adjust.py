@@ -43,7 +43,7 @@ from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
-from flowjobs.billing import repo
+from flowjobs.billing import fees, repo
 from flowjobs.billing.models import (
     BillingPeriod,
     BillingPeriodItem,
@@ -54,6 +54,7 @@ from flowjobs.billing.models import (
     Subscription,
     SubscriptionItem,
 )
+from flowjobs.billing.money import MAX_AMOUNT
 from flowjobs.billing.proration import Proration, prorate
 from flowjobs.billing.repo import BillingError
 from flowjobs.core.clock import iso_datetime
@@ -128,10 +129,13 @@ def _total(items: list[dict]) -> int:
 
 
 def paid_in_period(s, period_id: str) -> int:
-    """Σ amount of the period's `processing` and `succeeded` payments (spec §7.7)."""
+    """Σ pre-tax amount of the period's `processing` and `succeeded` payments (spec §7.7 sums
+    their amounts; but the totals they are taken from are pre-tax, and tax is added on the net
+    when it is charged, so a merchant of record's customer was short-charged by the tax paid)."""
+    pretax = Payment.amount - func.coalesce(Payment.tax_amount, 0)
     return int(
         s.exec(
-            select(func.coalesce(func.sum(Payment.amount), 0)).where(
+            select(func.coalesce(func.sum(pretax), 0)).where(
                 Payment.billing_period_id == period_id,
                 col(Payment.status).in_([E.PaymentStatus.PROCESSING, E.PaymentStatus.SUCCEEDED]),
             )
@@ -166,11 +170,20 @@ def adjust_subscription(
         raise AdjustmentRefused(f"--quantity must be at least 1, not {quantity}")
     with b.unit() as s:
         now = s.info["now"]
-        sub = s.get(Subscription, subscription_id)
+        # the row locked (PostgreSQL): a second change at the same time waits here, then sees
+        # this one's adjustment run and is refused; both used to charge the proration
+        sub = s.exec(
+            select(Subscription).where(Subscription.id == subscription_id).with_for_update()
+        ).first()
         if sub is None:
             raise NotFound(f"no subscription {subscription_id!r}")
         period = _check_state(s, sub, now)
         price = _check_price(s, sub, price_id)
+        if price.unit_price * quantity > MAX_AMOUNT:
+            raise AdjustmentRefused(
+                f"--quantity {quantity} of {price.id} comes to more than any charge can be "
+                f"({MAX_AMOUNT} minor units)"
+            )
         old = [
             _item_dict(i.name, i.price_id, i.unit_price, i.quantity)
             for i in current_items(s, sub.id, now)
@@ -312,9 +325,12 @@ def adjust_subscription(
         # the adjustmentParams travel on the run, so a retry or requeue has them too.
         b.queue_billing_run(s, run.id)
         report.action, report.billing_run_id = "charging", run.id
+        taxed = fees.is_merchant_of_record(
+            s.get(Organization, sub.organization_id).stripe_connect_contract_type
+        )
         report.detail = (
-            f"adjustment billing run {run.id} charges {proration.as_dict()['display']['net']}; "
-            "the new items replace the old ones once it is paid"
+            f"adjustment billing run {run.id} charges {proration.as_dict()['display']['net']}"
+            f"{' plus tax' if taxed else ''}; the new items replace the old ones once it is paid"
         )
         return report
 

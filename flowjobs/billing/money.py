@@ -61,6 +61,9 @@ def normalise_currency(code: str) -> str:
     return code
 
 
+MAX_AMOUNT = 999_999_999_999  # Stripe takes at most 12 digits in any currency (8 in most)
+
+
 def percent_of(amount: int, percent: str | Decimal | int) -> int:
     """`percent` % of `amount` (minor units), rounded half-up."""
     value = Decimal(amount) * Decimal(str(percent)) / Decimal(100)

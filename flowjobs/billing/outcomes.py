@@ -297,7 +297,8 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
             )
         cancel_immediately(b, s, sub, reason=E.CancellationReason.NON_PAYMENT)
         return {"next": "first payment failed: subscription canceled"}
-    return _retry(b, s, run, sub, invoice, payment, now)
+    # a cancellation scheduled for later stays so (and can still be withdrawn)
+    return _retry(b, s, run, sub, invoice, payment, now, sub.cancel_scheduled_at is None)
 
 
 def _retry(b, s, run, sub, invoice, payment, now, mark_past_due: bool = True) -> dict:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlmodel import col, func, select
 
 from flowjobs.billing import enums as E
+from flowjobs.billing import repo
 from flowjobs.billing.models import (
     BillingPeriod,
     BillingRun,
@@ -136,7 +137,14 @@ def show(b, kind: str, object_id: str) -> dict:
             .where(Payment.billing_run_id == obj.id)
             .order_by(col(Payment.created_at).desc(), col(Payment.id))
         ).first()
-        invoice_id = payment.invoice_id if payment else (invoices[0]["id"] if invoices else None)
+        own = repo.invoice_of_run(s, obj.id)  # an adjustment run's proration invoice
+        invoice_id = (
+            payment.invoice_id
+            if payment
+            else own.id
+            if own
+            else (invoices[0]["id"] if invoices else None)
+        )
         money = invoice_totals(s, invoice_id).as_dict() if invoice_id else None
         return {
             "billingRun": row(obj),

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from flowjobs.billing import setup
+from flowjobs.billing import setup, views
 from flowjobs.billing.adjust import PRORATION_ITEM, AdjustmentRefused, adjust_subscription
 from flowjobs.billing.models import (
     BillingPeriod,
@@ -669,6 +669,9 @@ def test_a_plan_change_with_nothing_due_after_the_discount_still_changes_the_pla
     for task in ADJUSTED:
         assert len(tasks_named(brt, task)) == 1, task
     assert charges(brt, seeded.stripe_customer) == []
+    # `billing show billing-run` shows the run's own (proration) invoice, not the period's
+    shown = views.show(brt.billing, "billing-run", report.billing_run_id)
+    assert [line["description"] for line in shown["money"]["lines"]] == [PRORATION_ITEM]
 
 
 def test_a_requeued_plan_change_bills_on_the_invoice_it_made_first(brt, clock):
@@ -732,3 +735,75 @@ def test_a_plan_change_paid_after_the_rollover_reaches_the_next_period(brt, cloc
         [("succeeded", 1200), ("succeeded", proration), ("succeeded", expected_next)]
     )
     assert active_prices(brt, seeded.subscription_id, END + timedelta(days=1)) == [(pro, 4900, 1)]
+
+
+def test_two_plan_changes_at_once_charge_one_proration(brt, clock, monkeypatch):
+    """Two operators (or a double-clicked button) asking for the same upgrade at the same moment:
+    the subscription's row is locked first, so the second waits, sees the first's adjustment
+    run and is refused. On PostgreSQL both used to charge the proration."""
+    import threading
+
+    from flowjobs.billing import adjust
+
+    seeded = paid_subscription(brt, clock, unit_price=1200)
+    pro = new_price(brt, seeded.org_id, "Pro", 4900)
+    at(clock, START + timedelta(days=14))
+    inside, both = [], threading.Event()
+    check_price = adjust._check_price
+
+    def held(s, sub, price_id):  # hold the first change open until the second gets this far
+        inside.append(price_id)
+        if len(inside) == 2:
+            both.set()
+        both.wait(1.0)  # the second cannot arrive while the first holds the row
+        return check_price(s, sub, price_id)
+
+    monkeypatch.setattr(adjust, "_check_price", held)
+    start, results = threading.Barrier(2), []
+
+    def change():
+        start.wait(10)
+        try:
+            results.append(adjust_subscription(brt.billing, seeded.subscription_id, price_id=pro))
+        except AdjustmentRefused as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=change) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    actions = sorted(getattr(r, "action", type(r).__name__) for r in results)
+    assert actions == ["AdjustmentRefused", "charging"], results
+    assert [r.is_adjustment for r in _runs(brt, seeded.subscription_id)].count(True) == 1
+
+
+def test_a_merchant_of_record_proration_is_figured_before_tax_and_taxed_once(
+    make_runtime, localstripe_url, clock
+):
+    """The old and new totals are pre-tax, so what was paid counts pre-tax too; tax is added on
+    the net when it is charged. The tax paid used to count as paid for the plan: 10.00 → 30.00
+    halfway charged 8.00 + 20 % instead of 10.00 + 20 %."""
+    rt = make_runtime(billing={"tax_calculator": "flat:20"}, **stripe_sections(localstripe_url))
+    at(clock, START)
+    seeded = seed(
+        rt, unit_price=1000, org_fields={"stripe_connect_contract_type": "merchant_of_record"}
+    )
+    assert execute_billing_run(rt.billing, seeded.billing_run_id, "job_first").action == "charged"
+    pro = new_price(rt, seeded.org_id, "Pro", 3000)
+    at(clock, START + (END - START) / 2)
+    report = adjust_subscription(rt.billing, seeded.subscription_id, price_id=pro)
+    assert report.proration.net == 500 + 1500 - 1000
+    assert "$10.00 plus tax" in report.detail
+    assert execute_billing_run(rt.billing, report.billing_run_id, "job_adj").action == "charged"
+    assert charges(rt, seeded.stripe_customer) == [("succeeded", 1200), ("succeeded", 1200)]
+
+
+def test_a_quantity_past_any_charge_is_refused(brt, clock):
+    seeded = paid_subscription(brt, clock, unit_price=1200)
+    pro = new_price(brt, seeded.org_id, "Pro", 4900)
+    with pytest.raises(AdjustmentRefused, match="more than any charge can be"):
+        adjust_subscription(
+            brt.billing, seeded.subscription_id, price_id=pro, quantity=10**20, dry_run=True
+        )
+    assert [r.is_adjustment for r in _runs(brt, seeded.subscription_id)] == [False]

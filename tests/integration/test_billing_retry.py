@@ -148,3 +148,34 @@ def test_two_retries_at_once_make_one_billing_run(make_runtime, localstripe_url,
     assert results[0].billing_run == results[1].billing_run
     assert sorted(r.created for r in results) == [False, True]
     assert [r.status for r in runs_of(rt, seeded.subscription_id)[-2:]] == ["failed", "scheduled"]
+
+
+def test_a_declined_retry_keeps_a_cancellation_scheduled_for_later(
+    make_runtime, localstripe_url, clock
+):
+    """A past-due subscription canceled at period end, then retried and declined again: it stays
+    `cancellation_scheduled` (the date kept, the cancellation still withdrawable), not `past_due`
+    with a cancellation date nobody could take back."""
+    from flowjobs.billing.cancel import cancel, uncancel_subscription
+    from flowjobs.billing.retry import retry_billing_run
+
+    rt = make_runtime(billing={"retry_days": []}, **stripe_sections(localstripe_url))
+    seeded = seed(rt)
+    hourly(rt)
+    drain(rt)
+    switch_to_card(rt, seeded, DECLINING)
+    clock.set(int(get(rt, BillingPeriod, seeded.period_id).end_date.timestamp() * 1000) + 60_000)
+    hourly(rt)
+    drain(rt)  # period 2 declined; no retry ladder
+    failed = runs_of(rt, seeded.subscription_id)[-1]
+    assert failed.status == "failed"
+    assert get(rt, Subscription, seeded.subscription_id).status == "past_due"
+    assert cancel(rt.billing, seeded.subscription_id)["status"] == "cancellation_scheduled"
+
+    retried = retry_billing_run(rt.billing, failed.id)
+    drain(rt)  # declined again
+    assert get(rt, BillingRun, retried.billing_run).status == "failed"
+    sub = get(rt, Subscription, seeded.subscription_id)
+    assert (sub.status, sub.cancel_scheduled_at is not None) == ("cancellation_scheduled", True)
+    uncancel_subscription(rt.billing, seeded.subscription_id)
+    assert get(rt, Subscription, seeded.subscription_id).cancel_scheduled_at is None

@@ -413,3 +413,17 @@ def test_a_value_that_abbreviates_exactly_one_choice_is_named_as_the_one_meant()
         one_of("sub", kinds, "kind")
     with pytest.raises(BadInput, match=r"\(not 'c'\)$"):
         one_of("c", ("completed", "canceled"), "--status")
+
+
+@pytest.mark.parametrize("spec", ["flat:abc", "flat:", "flat:-5", "flat:150", "flat:nan", "mymod"])
+def test_a_tax_calculator_that_cannot_work_is_refused_when_the_config_loads(tmp_path, spec):
+    """ "flat:abc" was accepted, then failed every merchant-of-record billing run."""
+    path = tmp_path / "flowjobs.toml"
+    path.write_text("")
+    with pytest.raises(ConfigError) as err:
+        load_settings(str(path), environ={"FLOWJOBS_BILLING_TAX_CALCULATOR": spec})
+    assert "billing.tax_calculator (from FLOWJOBS_BILLING_TAX_CALCULATOR):" in "\n".join(
+        err.value.problems
+    )
+    for good in ("", "flat:20", "flat:7.5", "mymod:Calculator"):
+        assert load_settings(str(path), environ={"FLOWJOBS_BILLING_TAX_CALCULATOR": good})
