@@ -96,6 +96,26 @@ class SchedulerSettings(Section):
     interval: Duration = parse_duration("1s")
     grace: Duration = parse_duration("1m")
 
+    @field_validator("interval")
+    @classmethod
+    def _not_spinning(cls, value: float) -> float:
+        if value < 0.01:  # "0s" was taken, and the loop queried the database without a pause
+            raise ValueError("must be at least 10ms")
+        return value
+
+    @field_validator("grace")
+    @classmethod
+    def _reachable(cls, value: float, info) -> float:
+        interval = info.data.get("interval")
+        if interval is not None and value < 2 * interval:
+            # ticks come every `interval` from whenever the worker started: a `skip` schedule
+            # whose slots are never ticked within `grace` of their time never fires at all
+            raise ValueError(
+                f"must be at least twice [scheduler] interval ({interval:g}s), or a "
+                'catchup = "skip" schedule can miss every slot'
+            )
+        return value
+
 
 class RetentionSettings(Section):
     completed: Duration = parse_duration("7d")

@@ -7,11 +7,14 @@ is then mapped to one UTC instant with explicit DST rules:
   - two local times that map to the same instant fire once.
 So slots strictly increase, and a daily 02:30 job runs exactly once on both DST days.
 Five fields (minute hour day month weekday, with ranges, steps, lists and names) or one of
-@hourly @daily @weekly @monthly @yearly (@annually, @midnight).
+@hourly @daily @weekly @monthly @yearly (@annually, @midnight). croniter's `L` (last day or
+weekday), `W` and `#` (nth weekday) work too; its random `R` and hashed `H` are refused, and so
+is an expression that never fires.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -30,9 +33,10 @@ FOLD_MARGIN = timedelta(hours=3)  # the largest wall-clock jump back any zone ma
 UTC = UTC
 
 
+@lru_cache(maxsize=256)
 def normalise(expression: str) -> str:
     """The 5-field form of an expression; ValueError with a readable message if invalid."""
-    from croniter import croniter
+    from croniter import CroniterBadDateError, croniter
 
     text = " ".join(str(expression).split())
     text = MACROS.get(text.lower(), text)
@@ -43,6 +47,16 @@ def normalise(expression: str) -> str:
         )
     if not croniter.is_valid(text):
         raise ValueError(f"{expression!r} is not a valid cron expression")
+    if any(part.upper().startswith("R") for part in re.split(r"[ ,/]", text)):
+        # croniter's "random" minute or hour: drawn anew by every process and every tick, so
+        # one hourly schedule fired several times an hour
+        raise ValueError(f"{expression!r}: 'R' (a random time) is not supported; name the time")
+    try:
+        croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(
+            f"{expression!r} never fires (a day no month has, e.g. 31 February)"
+        ) from None
     return text
 
 

@@ -152,13 +152,21 @@ def backfill(
     scheduler = rt.scheduler
     schedule = scheduler.get(schedule_id)
     from flowjobs import cron
+    from flowjobs.core.scheduler import BACKFILL_MAX
 
-    total = len(cron.slots_between(schedule.cron, schedule.timezone, begin, finish, limit=100_000))
-    if total > BACKFILL_ASK and not (yes or dry_run):
-        many = f"{total:,}" if total < 100_000 else "more than 100,000"
+    total = len(
+        cron.slots_between(schedule.cron, schedule.timezone, begin, finish, limit=BACKFILL_MAX + 1)
+    )
+    if total > BACKFILL_MAX:
         raise BadInput(
-            f"(--from, --to] holds {many} slots of {schedule_id}, each a run of {schedule.task}: "
-            "add --yes to enqueue them (--dry-run says how many have a run already)"
+            f"(--from, --to] holds more than {BACKFILL_MAX:,} slots of {schedule_id}; backfill "
+            f"at most {BACKFILL_MAX:,} at a time: split the range"
+        )
+    if total > BACKFILL_ASK and not (yes or dry_run):
+        raise BadInput(
+            f"(--from, --to] holds {total:,} slots of {schedule_id}, each a run of "
+            f"{schedule.task}: add --yes to enqueue them (--dry-run says how many have a run "
+            "already)"
         )
     with output.progress(total, f"backfilling {schedule_id}") as advance:
         report = scheduler.backfill(schedule_id, begin, finish, dry_run=dry_run, progress=advance)

@@ -38,6 +38,7 @@ from flowjobs import cron
 from flowjobs.core.client import TriggerItem
 from flowjobs.core.clock import iso, parse_iso
 from flowjobs.errors import (
+    BadInput,
     ConfigError,
     DatabaseError,
     ExitStatus,
@@ -53,6 +54,7 @@ UPCOMING = 5
 # slots before it when the schedule is slower than that. Older gaps are reported, not closed.
 MAX_LOOKBACK_MS = 7 * 86400_000
 KEY_TTL = 366 * 86400.0
+BACKFILL_MAX = 100_000  # slots one backfill enqueues; a longer range is refused, never cut short
 MANUAL = "manual:"
 
 
@@ -161,6 +163,11 @@ def resolve(registry, settings) -> dict[str, Schedule]:
             )
             continue
         merged = Schedule(**{**(base.__dict__ if base else {"id": sid}), **values})
+        if "max_catchup" in values and merged.catchup != "all":  # it was silently ignored
+            problems.append(
+                f'schedules.{sid}.max_catchup: used only with catchup = "all" (this schedule '
+                f'has catchup = "{merged.catchup}")'
+            )
         if merged.task not in registry:
             problems.append(f"schedules.{sid}.task: unknown task {merged.task!r}")
             found.pop(sid, None)
@@ -532,7 +539,12 @@ class Scheduler:
         window reaches back over it, or `trigger --since` covers it (see `health`)."""
         s = self.get(schedule_id)
         existing = self.existing(s)
-        slots = cron.slots_between(s.cron, s.timezone, start, end, limit=100_000)
+        slots = cron.slots_between(s.cron, s.timezone, start, end, limit=BACKFILL_MAX + 1)
+        if len(slots) > BACKFILL_MAX:  # it stopped at the limit and said nothing
+            raise BadInput(
+                f"(--from, --to] holds more than {BACKFILL_MAX:,} slots of {s.id}; backfill at "
+                f"most {BACKFILL_MAX:,} at a time: split the range"
+            )
         previous = cron.previous_slot(s.cron, s.timezone, slots[0]) if slots else None
         items = []
         for i, slot in enumerate(slots):
@@ -609,7 +621,8 @@ class Scheduler:
     def health(self, window_ms: int = 86400_000) -> list[dict]:
         """Per schedule over the window: slots that ran, slots missing, slots with >1 run,
         slots whose run did not succeed, and the time no succeeded run covers (`lost`), each
-        with what closes it: the next slot, or the fix to run. `status`: ok, recovering, lost."""
+        with what closes it: the next slot, or the fix to run. `status`: ok, recovering, lost,
+        or paused (disabled, nothing lost; its slots are not counted missing)."""
         now = self.clock.now_ms()
         states = self.store.schedule_states()
         report = []
@@ -640,12 +653,17 @@ class Scheduler:
                 else "ok"
             )
             fixes = [g["fix"] for g in lost if g["fix"]]
+            enabled = self.enabled(s, states)
+            if not enabled and status == "ok":
+                status = "paused"
             report.append(
                 {
                     "id": s.id,
+                    "enabled": enabled,
                     "slots": len(slots),
                     "ran": sum(1 for x in slots if s.key(x) in by_key),
-                    "missing": [iso(x) for x in slots if s.key(x) not in by_key],
+                    # a paused schedule misses its slots on purpose: no alert for each of them
+                    "missing": [iso(x) for x in slots if enabled and s.key(x) not in by_key],
                     "duplicated": sorted(k for k, v in by_key.items() if len(v) > 1),
                     "failed": [iso(x) for x in failed],
                     "lost": lost,

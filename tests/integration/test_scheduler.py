@@ -87,6 +87,18 @@ def test_invalid_expressions_and_zones_are_refused():
             cron.normalise(bad)
     with pytest.raises(ValueError, match="IANA"):
         cron.zone("Mars/Olympus")
+    # croniter takes a random "R" (drawn anew by each process: one hourly schedule fired several
+    # times an hour) and days no month has (then every tick failed "unexpected")
+    for bad, why in [
+        ("R * * * *", "random"),
+        ("0 R * * *", "random"),
+        ("0 0 31 2 *", "never fires"),
+        ("0 0 31 4,6 *", "never fires"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            cron.normalise(bad)
+    for good in ("0 0 29 2 *", "0 0 L * *", "0 0 * * MON#1", "0 0 * * L5", "0 0 15W * *"):
+        assert cron.normalise(good) == good
 
 
 # -- ticking ---------------------------------------------------------------------------------
@@ -301,6 +313,43 @@ def test_disable_and_enable(sched_rt, clock):
     assert [r.schedule for r in rt.scheduler.tick()] == ["hourly"]
 
 
+def test_a_paused_schedule_is_not_reported_or_alerted_as_missing_its_slots(make_runtime, clock):
+    from flowjobs.ops import alerts
+
+    rt = make_runtime(
+        tasks=SCHED_TASKS,
+        schedules={
+            "hourly": {"task": "test-every-minute", "cron": "0 * * * *"},
+            "test-hourly": {"enabled": False},
+        },
+        alerts={"email": ["ops@example.com"]},
+    )
+    clock.set(ms("2027-01-15T08:20:00Z"))
+    rt.scheduler.tick()
+    rt.scheduler.set_enabled("hourly", False)
+    clock.set(ms("2027-01-15T13:30:00Z"))
+    health = {h["id"]: h for h in rt.scheduler.health()}["hourly"]
+    assert (health["enabled"], health["missing"], health["status"]) == (False, [], "paused")
+    assert [a for a in alerts.find(rt) if a["kind"] == "slot_missed"] == []
+    rt.scheduler.set_enabled("hourly", True)  # enabled, a missed slot is reported again
+    clock.set(ms("2027-01-15T15:30:00Z"))
+    health = {h["id"]: h for h in rt.scheduler.health()}["hourly"]
+    assert health["enabled"] is True and "2027-01-15T14:00:00.000Z" in health["missing"]
+
+
+def test_a_backfill_longer_than_its_limit_is_refused_not_cut_short(sched_rt, clock, monkeypatch):
+    from flowjobs.core import scheduler
+    from flowjobs.errors import BadInput
+
+    monkeypatch.setattr(scheduler, "BACKFILL_MAX", 5)  # 100,000 in use
+    rt = sched_rt()
+    start, end = ms("2027-01-14T20:00:00Z"), ms("2027-01-15T02:00:00Z")
+    with pytest.raises(BadInput, match="more than 5 slots of hourly.*split the range"):
+        rt.scheduler.backfill("hourly", start, end)
+    assert runs_of(rt) == []
+    assert rt.scheduler.backfill("hourly", start, end - 3600_000)["new"] == 5
+
+
 def test_manual_trigger_is_not_a_slot(sched_rt):
     rt = sched_rt()
     run = rt.scheduler.trigger_now("hourly")
@@ -327,6 +376,13 @@ def test_schedule_config_errors(make_runtime):
     with pytest.raises(ConfigError, match="schedules.y.task: unknown task"):
         make_runtime(
             tasks=SCHED_TASKS, schedules={"y": {"task": "nope", "cron": "@daily"}}
+        ).scheduler
+    with pytest.raises(
+        ConfigError, match='schedules.z.max_catchup: used only with catchup = "all"'
+    ):
+        make_runtime(
+            tasks=SCHED_TASKS,
+            schedules={"z": {"task": "test-every-minute", "cron": "@daily", "max_catchup": 5}},
         ).scheduler
 
 
@@ -541,7 +597,7 @@ def test_a_slot_unfinished_when_the_next_fires_is_counted_on_then_reached_over_i
 def test_downtime_after_a_failure_reaches_back_past_it(window_rt, clock, catchup):
     from tests.acceptance.faults import cron_tasks
 
-    rt = window_rt(catchup=catchup, max_catchup=2)
+    rt = window_rt(catchup=catchup, **({"max_catchup": 2} if catchup == "all" else {}))
     fire(rt, clock, hour(9))
     cron_tasks.FAIL.add(hour(10))
     fire(rt, clock, hour(10))

@@ -427,3 +427,22 @@ def test_a_tax_calculator_that_cannot_work_is_refused_when_the_config_loads(tmp_
     )
     for good in ("", "flat:20", "flat:7.5", "mymod:Calculator"):
         assert load_settings(str(path), environ={"FLOWJOBS_BILLING_TAX_CALCULATOR": good})
+
+
+@pytest.mark.parametrize(
+    "section, problem",
+    [
+        ('interval = "10m"\ngrace = "1m"', "scheduler.grace: must be at least twice"),
+        ('interval = "0s"', "scheduler.interval: must be at least 10ms"),
+    ],
+)
+def test_a_scheduler_interval_that_would_miss_skip_slots_is_refused(tmp_path, section, problem):
+    """Ticks come every `interval` from the worker's start: with interval 10m and grace 1m a
+    `skip` schedule was never ticked within its grace, and never fired."""
+    path = tmp_path / "flowjobs.toml"
+    path.write_text(f"[scheduler]\n{section}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(str(path), environ={})
+    assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
+    path.write_text('[scheduler]\ninterval = "30s"\ngrace = "1m"\n')
+    assert load_settings(str(path), environ={}).scheduler.grace == 60
