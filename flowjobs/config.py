@@ -84,6 +84,7 @@ class RetrySettings(Section):
 
 class RunSettings(Section):
     timeout: Duration = parse_duration("1h")
+    timeout_grace: Duration = parse_duration("10s")
     max_crashes: int = Field(10, ge=1, le=1000)
     idempotency_key_ttl: Duration = parse_duration("30d")
 

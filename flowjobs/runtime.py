@@ -129,6 +129,7 @@ class Runtime:
             poll_interval=ws.poll_interval,
             rescue_interval=ws.rescue_interval,
             shutdown_timeout=ws.shutdown_timeout,
+            timeout_grace=run.timeout_grace,
             max_crashes=run.max_crashes,
             run_timeout=run.timeout,
             retry=self.retry_defaults,

@@ -57,6 +57,28 @@ def sleep(payload, ctx):
     return "slept"
 
 
+class OverrunPayload(BaseModel):
+    file: str
+    seconds: float
+
+
+@task(
+    "test-overrun",
+    payload=OverrunPayload,
+    timeout="300ms",
+    retry=RetryPolicy(max_attempts=2, min_wait=0, max_wait=0, randomize=False),
+)
+def overrun(payload, ctx):
+    """Runs past its timeout without looking at ctx.canceled; notes when each attempt starts
+    and ends."""
+    with open(payload.file, "a") as f:
+        f.write(f"start {ctx.attempt}\n")
+    time.sleep(payload.seconds)
+    with open(payload.file, "a") as f:
+        f.write(f"end {ctx.attempt}\n")
+    return "done"
+
+
 class BlockPayload(BaseModel):
     dir: str
 

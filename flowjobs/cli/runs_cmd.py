@@ -208,8 +208,9 @@ def _continued(value, indent: int) -> str:
 
 @app.command("cancel")
 def cancel(ctx: typer.Context, run_id: str):
-    """Cancel a run: a waiting run at once; an executing run is stopped by its worker (at once
-    when that worker is gone: its lease ran out)."""
+    """Cancel a run: a waiting run at once; an executing run at its worker's next heartbeat,
+    which tells the task to stop (ctx.canceled: a task that never checks it runs on, its result
+    discarded); at once when that worker is gone (its lease ran out)."""
     rt = ctx.obj.runtime(existing=True)
     outcome = rt.store.cancel(run_id, rt.clock.now_ms())
     if outcome == "missing":
@@ -226,7 +227,8 @@ def cancel(ctx: typer.Context, run_id: str):
             else ""
         )
         typer.echo(
-            f"cancel requested for {run_id}; its worker stops it at the next heartbeat{gone}"
+            f"cancel requested for {run_id}; it ends canceled at its worker's next heartbeat, "
+            f"which tells the task to stop (ctx.canceled){gone}"
         )
     elif outcome == "abandoned":
         typer.echo(

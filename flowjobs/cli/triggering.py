@@ -294,7 +294,9 @@ def run_trigger(
             if done is not None:
                 output.note(done.detail)
             elif deduplicated:
-                output.note(f"deduplicated: run {run_id} already holds this idempotency key")
+                output.note(
+                    f"deduplicated: run {run_id} ({status}) already holds this idempotency key"
+                )
         if not wait:
             if as_json:
                 shown = {

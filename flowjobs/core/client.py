@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,10 +35,10 @@ class TriggerItem:
     payload: Any = None
     idempotency_key: str | None = None
     idempotency_key_ttl: float | str | None = None
-    delay: float | str | None = None
+    delay: float | str | timedelta | None = None
     priority: int = 0
     queue: str | None = None
-    run_at: int | None = None  # epoch ms; overrides delay
+    run_at: int | datetime | None = None  # epoch ms or an aware datetime; overrides delay
     parent_id: str | None = None
     replay_of: str | None = None
 
@@ -83,8 +84,33 @@ def canonical_json(value: Any) -> str:
     return "".join(_ENCODE(value, 0))
 
 
-def _seconds(value: float | str | None) -> float | None:
-    return parse_duration(value) if isinstance(value, str) else value
+def _seconds(value: float | str | timedelta | None) -> float | None:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise BadInput(f"a duration is seconds, a string like '30s' or a timedelta, not {value!r}")
+    return value
+
+
+EPOCH_MS_FLOOR = 100_000_000_000  # 1973-03-03 in milliseconds; as seconds, the year 5138
+
+
+def _run_at(value: int | datetime) -> int:
+    """`run_at`: epoch milliseconds, or an aware datetime. Epoch seconds ran at once, silently."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise BadInput(f"run_at {value.isoformat()} has no timezone; give an aware datetime")
+        return int(value.timestamp() * 1000)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"run_at is epoch milliseconds (an int) or a datetime, not {value!r}")
+    if 0 < value < EPOCH_MS_FLOOR:
+        raise BadInput(
+            f"run_at {value} is before 1973 as epoch milliseconds; were they seconds? "
+            f"(use {value * 1000})"
+        )
+    return value
 
 
 def validate_payload(task, payload: Any) -> dict:
@@ -181,7 +207,7 @@ class Client:
             task, queue, max_attempts = known
             text = canonical_json(validate_payload(task, item.payload))
             if item.run_at is not None:
-                run_at = item.run_at
+                run_at = _run_at(item.run_at)
             elif item.delay is None:
                 run_at = now
             else:

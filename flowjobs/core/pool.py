@@ -5,9 +5,11 @@
   (preloading its imports, an exception whose message cannot be made) is a `crashed` outcome,
   never a thread lost with its slot.
 - monitor thread: renews leases every lease/3 (fenced by epoch), notices cancel requests, and
-  ends attempts that pass their timeout as `timed_out`. A hung task's thread is abandoned (its
-  slot freed, its late result discarded, a fresh thread spawned in its place): no task can
-  wedge the worker.
+  times attempts out. Past its timeout an attempt is told to stop (`ctx.canceled`) and given
+  `timeout_grace` to do so, its lease still renewed and its slot still held: it ends
+  `timed_out` when its thread returns (whatever it returned), so its retry never runs beside
+  it. A task still running after the grace is abandoned (its slot freed, its late result
+  discarded, a fresh thread spawned in its place): no task can wedge the worker.
 - settle: the single place an attempt ends, guarded so that a task finishing and the monitor
   timing it out cannot both report it. What becomes of the outcome is the worker's business
   (`on_settled`); then the worker hears that a slot is free (`on_free`). With `take_turn`
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from flowjobs.core.registry import Task
 
 log = logging.getLogger("flowjobs.worker")
+TIMED_OUT = "attempt timed out"
 
 
 @dataclass
@@ -49,6 +52,7 @@ class InFlight:
     settled: bool = False
     executing: bool = False  # a pool thread is inside the task right now
     thread: threading.Thread | None = None
+    timed_out: bool = False  # past its deadline: told to stop, ends `timed_out` either way
 
 
 class Pool:
@@ -62,6 +66,7 @@ class Pool:
         on_settled: Callable[[InFlight, Outcome, bool], None],
         on_free: Callable[[], None],
         take_turn: Callable[[], InFlight | None] | None = None,
+        timeout_grace: float = 10.0,
     ):
         """`on_settled(flight, outcome, write)` is called once per attempt that ends (`write`
         False: the lease was lost, the outcome must not be written), then `on_free()` once its
@@ -76,6 +81,7 @@ class Pool:
         self.on_settled = on_settled
         self.on_free = on_free
         self.take_turn = take_turn
+        self.timeout_grace = timeout_grace
         self.lock = threading.Lock()
         self.inflight: dict[str, InFlight] = {}
         self.started = 0  # runs started
@@ -184,6 +190,8 @@ class Pool:
                 outcome = Outcome(A.CRASHED, error=f"worker fault: {type(exc).__name__}")
             with self.lock:
                 flight.executing = False
+            if flight.timed_out:  # returned within its grace: its result is not kept
+                outcome = Outcome(A.TIMED_OUT, error=TIMED_OUT, logs=outcome.logs)
             if self.take_turn is None:
                 self.settle(flight, outcome)
                 flight = None
@@ -220,9 +228,28 @@ class Pool:
             time.sleep(0.05 if flights else 0.2)
 
     def _watch(self, flight: InFlight, now: float) -> None:
-        if now >= flight.deadline:
-            flight.ctx.canceled.set()
-            self.settle(flight, Outcome(A.TIMED_OUT, error="attempt timed out"))
+        if now >= flight.deadline and not flight.timed_out:
+            flight.timed_out = True
+            flight.ctx.canceled.set()  # the task is told; it has the grace to stop
+            flight.deadline = now + self.timeout_grace
+            if not flight.executing:  # still waiting for a thread: nothing to wait for
+                self.settle(flight, Outcome(A.TIMED_OUT, error=TIMED_OUT))
+                return
+        elif now >= flight.deadline:  # the grace is over too: abandoned
+            log.warning(
+                "run %s: its task did not stop within %gs of its timeout; its thread is "
+                "abandoned (it may still be running)",
+                flight.run.id,
+                self.timeout_grace,
+            )
+            self.settle(
+                flight,
+                Outcome(
+                    A.TIMED_OUT,
+                    error=f"attempt timed out; its task did not stop within {self.timeout_grace:g}"
+                    "s and was abandoned (it may still be running)",
+                ),
+            )
             return
         if now < flight.next_heartbeat:
             return

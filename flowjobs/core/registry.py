@@ -137,7 +137,7 @@ def task(
     *,
     payload: type[BaseModel] = Empty,
     retry: Policy | None = None,
-    queue: str = "default",
+    queue: str | None = None,
     concurrency_limit: int | None = None,
     timeout: str | float | None = None,
     cron: str | None = None,
@@ -151,7 +151,11 @@ def task(
     or crash budget used up, aborted, timed out on its last attempt), with a `FailedRun`
     payload and the idempotency key `on-failure:<run id>`: the place to settle a business
     object (a billing run, a payment) that the failed run left half-way. The task is
-    registered when its module is loaded by a `Registry` (or at once `into` a given one)."""
+    registered when its module is loaded by a `Registry` (or at once `into` a given one).
+
+    `concurrency_limit` limits a queue (every task on it, in all workers): a task that sets it
+    and names no `queue` gets a queue of its own, named after it (as Trigger.dev's tasks do).
+    It used to land on `default` and hold every other task there to its limit."""
     if not TASK_ID.match(id):
         raise ValueError(f"task id {id!r} must be kebab-case, e.g. 'attempt-billing-run'")
     if concurrency_limit is not None and concurrency_limit < 1:
@@ -165,7 +169,7 @@ def task(
             fn=fn,
             payload=payload,
             retry=retry,
-            queue=queue,
+            queue=queue or (id if concurrency_limit is not None else "default"),
             concurrency_limit=concurrency_limit,
             timeout=seconds,
             cron=cron,

@@ -310,7 +310,7 @@ class Scheduler:
                 store.sql["schedule_advance"], {"id": s.id, "last_slot": slots[-1], "now": now}
             )
         # every item of a schedule runs at its slot (`_item`)
-        slots_run = [i.run_at for i in items if i.run_at is not None]
+        slots_run = [i.run_at for i in items if isinstance(i.run_at, int)]
         return TickResult(s.id, slots_run, [r.id for r in runs])
 
     def _due(self, s: Schedule, last: int, now: int) -> list[int]:

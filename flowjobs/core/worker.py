@@ -88,6 +88,7 @@ class WorkerOptions:
     poll_interval: float = 0.05
     rescue_interval: float = 5.0
     shutdown_timeout: float = 30.0
+    timeout_grace: float = 10.0  # after an attempt's timeout, its task's time to stop
     burst: bool = False
     max_jobs: int | None = None
     max_crashes: int = 10
@@ -152,6 +153,7 @@ class Worker:
             self._on_settled,
             self._nudge,
             self._take_turn if options.concurrency == 1 else None,
+            options.timeout_grace,
         )
 
     # -- main loop ---------------------------------------------------------------------

@@ -456,8 +456,9 @@ class JobStore:
         if conn is None:
             with self.db.transaction() as tx:
                 return self.finish_many(items, tx)
-        lean = [f for f in items if f.status in (RunStatus.COMPLETED, RunStatus.CANCELED)]
-        full = [f for f in items if f.status not in (RunStatus.COMPLETED, RunStatus.CANCELED)]
+        # canceled frees its key (dedup_key), so only completed runs take the lean statement
+        lean = [f for f in items if f.status == RunStatus.COMPLETED]
+        full = [f for f in items if f.status != RunStatus.COMPLETED]
         written: set[str] = set()
         for group, is_lean in ((lean, True), (full, False)):
             if group:

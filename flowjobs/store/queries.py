@@ -134,10 +134,10 @@ COMMON = {
         UPDATE flowjobs_runs SET lease_expires_at = :lease_until, updated_at = :now
         WHERE id = :id AND lease_epoch = :epoch AND status = 'executing'
         RETURNING cancel_requested""",
-    # Cancel a run that is not executing.
+    # Cancel a run that is not executing, freeing its idempotency key (as a failure does).
     "cancel_pending": f"""
         UPDATE flowjobs_runs SET status = 'canceled', finished_at = :now, updated_at = :now,
-            error = 'canceled'
+            error = 'canceled', dedup_key = NULL
         WHERE id = :id AND status IN {PENDING} RETURNING id""",
     # Cancel the waiting runs of a task whose keys start alike (a notification that a later
     # change made untrue, withdrawn in that change's transaction) and free their keys for what
@@ -390,7 +390,7 @@ def finishes_by_column(dialect: str, count: int, extra: int = 0) -> bool:
 @lru_cache(maxsize=1024)
 def finish_batch(count: int, lean: bool = False, dialect: str = "sqlite") -> str:
     """End `count` attempts in one statement, each row fenced by its epoch; RETURNING names the
-    runs actually written. `lean` is for runs that end `completed` or `canceled`: it leaves
+    runs actually written. `lean` is for runs that end `completed`: it leaves
     run_at, worker and dedup_key alone, so SQLite need not touch the indexes on them (it
     updates an index whenever a column of it is assigned, even to the same value).
     Parameters as `finishes_by_column` says (see `insert_runs` for why)."""
@@ -427,7 +427,8 @@ def _finish_parts(
         else """
             run_at = COALESCE(v.run_at, flowjobs_runs.run_at),
             worker = CASE WHEN v.status = 'retrying' THEN NULL ELSE flowjobs_runs.worker END,
-            dedup_key = CASE WHEN v.status = 'failed' THEN NULL ELSE flowjobs_runs.dedup_key END,
+            dedup_key = CASE WHEN v.status IN ('failed', 'canceled') THEN NULL
+                ELSE flowjobs_runs.dedup_key END,
             crashes = flowjobs_runs.crashes + v.crashed,"""
     )
     update = f"""UPDATE flowjobs_runs SET status = v.status, result = v.result, error = v.error,{rescheduling}

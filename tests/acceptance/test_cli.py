@@ -264,8 +264,9 @@ def test_cancel_of_a_run_whose_worker_is_gone_ends_it_at_once(env, sqlite_url):
     assert shown["status"] == "canceled" and shown["lease_expires_at"] is None
     assert [a["outcome"] for a in shown["attempts"]] == ["crashed"]
     requested = flowjobs("runs", "cancel", alive, env=env)
-    assert "its worker stops it at the next heartbeat; should worker w-alive be gone, the run " in (
-        requested.stdout
+    assert (
+        "which tells the task to stop (ctx.canceled); should worker w-alive be gone, the run "
+        in (requested.stdout)
     )
     assert "ends when its lease runs out (" in requested.stdout
     assert as_json(flowjobs("runs", "show", alive, "--json", env=env))["status"] == "executing"

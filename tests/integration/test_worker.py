@@ -151,12 +151,13 @@ def test_system_exit_and_unserialisable_result_do_not_kill_the_worker(rt):
 
 def test_timeout_ends_the_attempt_and_frees_the_slot(rt):
     slow = rt.trigger("test-sleep", {"seconds": 5})  # task timeout 300ms
-    w = worker(rt, concurrency=1)
+    w = worker(rt, concurrency=1, timeout_grace=0.5)
     started = time.monotonic()
     step(w)
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 4  # abandoned after its grace: no task wedges a slot
     row = rt.store.get_run(slow.id)
     assert row["status"] == "failed"
+    assert "did not stop within 0.5s and was abandoned" in row["error"]
     assert [a["outcome"] for a in rt.store.attempts(slow.id)] == ["timed_out"]
     quick = rt.trigger("noop")
     step(w)
@@ -578,3 +579,22 @@ def test_a_task_logs_inside_its_own_transaction_without_waiting_for_itself(make_
     else:
         assert refused is None
     assert len(rt.store.list_runs(task="noop")) == (1 if rt.db.dialect == "sqlite" else 2)
+
+
+def test_a_timed_out_task_has_returned_before_its_retry_starts(rt, tmp_path):
+    """Past its timeout a task is told to stop and given the grace; its attempt ends when it
+    returns. The attempt used to end at the timeout, and the retry ran beside the first
+    attempt's still-running code, even at concurrency 1."""
+    notes = tmp_path / "overrun.log"
+    run = rt.trigger("test-overrun", {"file": str(notes), "seconds": 1.0})  # timeout 300ms
+    w = worker(rt, concurrency=1, timeout_grace=5.0)
+    for _ in range(10):
+        step(w)
+        if rt.store.get_run(run.id)["status"] == "failed":
+            break
+    assert notes.read_text().split("\n")[:-1] == ["start 1", "end 1", "start 2", "end 2"]
+    attempts = rt.store.attempts(run.id)
+    assert [(a["outcome"], a["error"]) for a in attempts] == [
+        ("timed_out", "attempt timed out")
+    ] * 2
+    assert rt.store.get_run(run.id)["result"] is None  # what it returned late is not kept

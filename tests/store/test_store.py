@@ -611,3 +611,45 @@ def test_postgresql_canceled_statements_and_values_past_its_limits_say_what_happ
         assert "refused a value too large" in message and "unavailable" not in message
     finally:
         rt.close()
+
+
+def test_run_at_takes_milliseconds_or_a_datetime_and_refuses_seconds(rt, clock):
+    """Epoch seconds as `run_at` ran at once, silently; a datetime or a timedelta `delay` was a
+    raw TypeError."""
+    from datetime import UTC, datetime, timedelta
+
+    from flowjobs.errors import BadInput
+
+    now = clock.now_ms()
+    later = datetime.fromtimestamp(now / 1000 + 3600, UTC)
+    by_datetime = rt.trigger("noop", run_at=later)
+    assert rt.store.get_run(by_datetime.id)["run_at"] == now + 3_600_000
+    by_delta = rt.trigger("noop", delay=timedelta(minutes=5))
+    assert rt.store.get_run(by_delta.id)["run_at"] == now + 300_000
+    assert by_datetime.status == by_delta.status == "delayed"
+    with pytest.raises(BadInput, match="were they seconds"):
+        rt.trigger("noop", run_at=now // 1000 + 3600)
+    with pytest.raises(BadInput, match="no timezone"):
+        rt.trigger("noop", run_at=datetime(2030, 1, 1))
+    with pytest.raises(BadInput, match="a duration is seconds"):
+        rt.trigger("noop", delay=[5])
+
+
+def test_a_canceled_run_frees_its_idempotency_key(rt, clock):
+    """As a failed run does (and as Oban and River leave canceled jobs out of uniqueness): a
+    canceled run held its key for 30 days, and a trigger with it got the canceled run."""
+    first = rt.trigger("noop", delay=3600, idempotency_key="ck1")
+    assert rt.store.cancel(first.id, clock.now_ms()) == "canceled"
+    again = rt.trigger("noop", delay=3600, idempotency_key="ck1")
+    assert again.id != first.id and not again.deduplicated
+    assert rt.trigger("noop", idempotency_key="ck1").id == again.id  # the new run holds it
+    executing = rt.trigger("noop", idempotency_key="ck2")  # canceled by its worker
+    [claimed] = claim(rt, n=5)
+    assert claimed.id == executing.id
+    assert rt.store.cancel(executing.id, clock.now_ms()) == "requested"
+    now = clock.now_ms()
+    assert rt.store.finish(
+        claimed, status="canceled", outcome="canceled", worker="w1", now=now, started_at=now
+    )
+    assert rt.store.get_run(executing.id)["status"] == "canceled"
+    assert not rt.trigger("noop", idempotency_key="ck2").deduplicated

@@ -446,3 +446,19 @@ def test_a_scheduler_interval_that_would_miss_skip_slots_is_refused(tmp_path, se
     assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
     path.write_text('[scheduler]\ninterval = "30s"\ngrace = "1m"\n')
     assert load_settings(str(path), environ={}).scheduler.grace == 60
+
+
+def test_a_task_with_a_concurrency_limit_and_no_queue_gets_a_queue_of_its_own():
+    """The limit is per queue: a limited task on `default` held every other task there to it."""
+    from flowjobs.core.registry import Registry, task
+
+    reg = Registry()
+    task("alone", concurrency_limit=1, into=reg)(lambda payload, ctx: None)
+    task("plain", into=reg)(lambda payload, ctx: None)
+    task("shared", queue="mail", concurrency_limit=3, into=reg)(lambda payload, ctx: None)
+    assert [(t.id, t.queue) for t in reg.all()] == [
+        ("alone", "alone"),
+        ("plain", "default"),
+        ("shared", "mail"),
+    ]
+    assert reg.queue_limits() == {"alone": 1, "mail": 3}
