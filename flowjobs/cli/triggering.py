@@ -23,6 +23,10 @@ from flowjobs.errors import BadInput, ExitStatus
 from flowjobs.store.states import TERMINAL, RunStatus
 
 
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON number")
+
+
 def _read_payload(payload: str | None, payload_file: Path | None):
     if payload is not None and payload_file is not None:
         raise BadInput("give --payload or --payload-file, not both")
@@ -34,7 +38,7 @@ def _read_payload(payload: str | None, payload_file: Path | None):
     if payload is None:
         return {}
     try:
-        value = json.loads(payload)
+        value = json.loads(payload, parse_constant=_not_json)
     except ValueError as exc:
         raise BadInput(f"payload is not valid JSON: {exc}") from None
     if value is None:  # the client reads a missing payload as {}; `-p null` is not one

@@ -43,7 +43,11 @@ class TriggerItem:
     replay_of: str | None = None
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# allow_nan off: NaN and Infinity are not JSON (strict readers of `runs show --json` and
+# PostgreSQL's jsonb refuse them); a payload holding one is refused when triggered
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def _c_encoder():
@@ -62,7 +66,7 @@ def _c_encoder():
             ",",
             True,  # sort_keys
             False,  # skipkeys
-            True,  # allow_nan, as json.dumps
+            False,  # allow_nan (see _CANONICAL)
         )
         sample = {"b": [1, 2.5, None, True], "a": "é", "c": {"y": "x"}}
         if "".join(encode(sample, 0)) != _CANONICAL.encode(sample):
@@ -205,7 +209,10 @@ class Client:
                 policy = task.retry or self.retry_defaults
                 known = tasks[item.task] = (task, task.queue, policy.max_attempts)
             task, queue, max_attempts = known
-            text = canonical_json(validate_payload(task, item.payload))
+            try:
+                text = canonical_json(validate_payload(task, item.payload))
+            except ValueError as exc:  # NaN or Infinity (PayloadInvalid is not a ValueError)
+                raise PayloadInvalid(f"payload for {task.id!r} is not JSON: {exc}") from None
             if item.run_at is not None:
                 run_at = _run_at(item.run_at)
             elif item.delay is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,9 +119,9 @@ class Registry:
                 module = importlib.import_module(name)
             except ConfigError:
                 raise
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() or argparse at import time too
                 problems.append(
-                    f"tasks.modules: cannot import {name!r}: {type(exc).__name__}: {exc}"
+                    f"tasks.modules: cannot import {name!r}: {_import_failure(exc, name)}"
                 )
                 continue
             for value in list(vars(module).values()):
@@ -130,6 +131,22 @@ class Registry:
                 self.add(value)
         if problems:
             raise ConfigError(problems)
+
+
+def _import_failure(exc: BaseException, name: str) -> str:
+    """What went wrong importing a task module, with the file and line where it was raised (an
+    error in a module it imports named neither)."""
+    what = (
+        f"it called sys.exit({exc.code!r}) at import time"
+        if isinstance(exc, SystemExit)
+        else f"{type(exc).__name__}: {exc}"
+    )
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if "importlib" not in f.filename and "<frozen" not in f.filename]
+    if own and not isinstance(exc, SyntaxError):  # a SyntaxError names its file and line
+        where = own[-1]
+        what += f" (at {where.filename}:{where.lineno})"
+    return what
 
 
 def task(

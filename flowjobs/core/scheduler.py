@@ -25,6 +25,7 @@ that way is reported by `health` with its fix, and alerted.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from collections import deque
@@ -169,7 +170,9 @@ def resolve(registry, settings) -> dict[str, Schedule]:
                 f'has catchup = "{merged.catchup}")'
             )
         if merged.task not in registry:
-            problems.append(f"schedules.{sid}.task: unknown task {merged.task!r}")
+            near = difflib.get_close_matches(merged.task, [t.id for t in registry.all()], 3)
+            hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+            problems.append(f"schedules.{sid}.task: unknown task {merged.task!r}{hint}")
             found.pop(sid, None)
             continue
         found[sid] = merged

@@ -159,10 +159,23 @@ REFUSED = {
         "tasks.modules: cannot import 'mytasks': SyntaxError: ",
         "[tasks] modules",
     ),
+    "a task module that calls sys.exit at import": (
+        '[tasks]\nmodules = ["mytasks"]\n',
+        {"mytasks.py": 'import sys\nsys.exit("bye")\n'},
+        "tasks.modules: cannot import 'mytasks': it called sys.exit('bye') at import time (at ",
+        "[tasks] modules",
+    ),
+    "an error in a module a task module imports": (
+        '[tasks]\nmodules = ["mytasks"]\n',
+        {"mytasks.py": "import helper\n", "helper.py": "x = 1\ny = undefined_name\n"},
+        "tasks.modules: cannot import 'mytasks': NameError: name 'undefined_name' is not "
+        "defined (at ",
+        "[tasks] modules",
+    ),
     "a schedule of an unknown task": (
         '[schedules.typo]\ntask = "hello-wrld"\ncron = "0 * * * *"\n',
         {},
-        "schedules.typo.task: unknown task 'hello-wrld'",
+        "schedules.typo.task: unknown task 'hello-wrld'; did you mean 'hello-world'?",
         "[schedules.typo]",
     ),
     "a schedule whose task rejects its payload": (
@@ -201,6 +214,8 @@ def test_a_configuration_the_worker_refuses_fails_with_the_workers_message(tmp_p
     failed = [c for c in checks if c["check"] == "configuration"]
     assert [c["status"] for c in failed] == ["fail"]
     assert failed[0]["detail"].startswith(problem) and fix in failed[0]["fix"]
+    if "(at " in problem:  # the file and line where it was raised
+        assert failed[0]["detail"].endswith(("mytasks.py:2)", "helper.py:2)"))
     database = next(c for c in checks if c["check"] == "database")
     assert database["status"] == "warn" and "no database yet" in database["detail"]
     assert listing(tmp_path) == before  # no database, and no __pycache__ beside mytasks.py

@@ -653,3 +653,13 @@ def test_a_canceled_run_frees_its_idempotency_key(rt, clock):
     )
     assert rt.store.get_run(executing.id)["status"] == "canceled"
     assert not rt.trigger("noop", idempotency_key="ck2").deduplicated
+
+
+def test_a_payload_holding_nan_or_infinity_is_refused(rt):
+    """They are not JSON: `runs show --json` printed `Infinity`, which strict readers refuse."""
+    from flowjobs.errors import PayloadInvalid
+
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(PayloadInvalid, match="payload for 'test-sleep' is not JSON"):
+            rt.trigger("test-sleep", {"seconds": bad})
+    assert rt.store.list_runs(task="test-sleep") == []
