@@ -54,6 +54,7 @@ UPCOMING = 5
 # How far back the next window may reach over runs that did not succeed: 7 days, or the two
 # slots before it when the schedule is slower than that. Older gaps are reported, not closed.
 MAX_LOOKBACK_MS = 7 * 86400_000
+DUE_WALK = 1000  # slots a tick walks forward from the last one before it counts back from now
 KEY_TTL = 366 * 86400.0
 BACKFILL_MAX = 100_000  # slots one backfill enqueues; a longer range is refused, never cut short
 MANUAL = "manual:"
@@ -319,11 +320,28 @@ class Scheduler:
     def _due(self, s: Schedule, last: int, now: int) -> list[int]:
         keep = s.max_catchup if s.catchup == "all" else 1
         due: deque[int] = deque(maxlen=keep)
-        for slot in cron.slots_after(s.cron, s.timezone, last):
+        for i, slot in enumerate(cron.slots_after(s.cron, s.timezone, last)):
             if slot > now:
                 break
             due.append(slot)
+            if i == DUE_WALK:  # a long pause or outage: count back from now instead
+                return Scheduler._newest(s, last, now, keep)
         return list(due)
+
+    @staticmethod
+    def _newest(s: Schedule, last: int, now: int, keep: int) -> list[int]:
+        """The newest `keep` slots in (last, now], found backwards from now: walking forward
+        from `last` over every slot missed took seconds inside the tick's transaction (a
+        per-minute schedule re-enabled after 90 days: 3.5 s)."""
+        found: list[int] = []
+        before = now + 1
+        while len(found) < keep:
+            slot = cron.previous_slot(s.cron, s.timezone, before)
+            if slot is None or slot <= last:
+                break
+            found.append(slot)
+            before = slot
+        return found[::-1]
 
     def _items(
         self, s: Schedule, slots: list[int], last: int, now: int, conn=None

@@ -176,6 +176,19 @@ def test_catchup_all_runs_every_missed_slot_up_to_the_cap(sched_rt, clock):
     ]
 
 
+@pytest.mark.parametrize("catchup, newest", [("all", 3), ("latest", 1)])
+def test_catchup_after_a_long_outage_counts_back_from_now(sched_rt, clock, catchup, newest):
+    """90 days of hourly slots (past `DUE_WALK`): the newest are found backwards from now, not
+    by walking over every missed slot inside the tick's transaction."""
+    rt = sched_rt(catchup=catchup, **({"max_catchup": 3} if catchup == "all" else {}))
+    rt.scheduler.tick()  # first sight, 2027-01-15T08:20
+    clock.set(ms("2027-04-15T08:20:00Z"))
+    [result] = rt.scheduler.tick()
+    expected = ["2027-04-15T06:00:00.000Z", "2027-04-15T07:00:00.000Z", "2027-04-15T08:00:00.000Z"]
+    assert [iso(x) for x in result.slots] == expected[-newest:]
+    assert rt.scheduler.tick() == []  # and the state moved to the newest
+
+
 def test_catchup_skip_drops_late_slots_but_runs_on_time_ones(sched_rt, clock):
     rt = sched_rt(catchup="skip")
     rt.scheduler.tick()
