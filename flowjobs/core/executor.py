@@ -40,6 +40,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     logs: tuple | list = ()  # lines the task logged that the database could not take then
+    unregistered: bool = False  # crashed because this worker lacks the task (a deploy's skew)
 
 
 @dataclass
@@ -98,7 +99,8 @@ def decide(
     if outcome.kind == A.CRASHED:
         if crashes + 1 >= max_crashes:
             return Decision(S.FAILED, A.CRASHED, crashed=True)
-        return Decision(S.RETRYING, A.CRASHED, now + crash_delay_ms(crashes), crashed=True)
+        delay = unregistered_delay_ms(crashes) if outcome.unregistered else crash_delay_ms(crashes)
+        return Decision(S.RETRYING, A.CRASHED, now + delay, crashed=True)
     recorded = A.TIMED_OUT if outcome.kind == A.TIMED_OUT else A.FAILED
     if outcome.kind == A.ABORTED or attempts_used >= max_attempts:
         return Decision(S.FAILED, recorded)
@@ -121,6 +123,13 @@ def _flush_logs(ctx) -> None:
 def _unwritten_logs(ctx) -> tuple | list:
     lines = getattr(ctx, "_deferred_logs", None)
     return list(lines) if lines else ()
+
+
+def unregistered_delay_ms(crashes: int) -> int:
+    """A worker without the run's task (its module not deployed there yet): 1 min, doubling to
+    an hour, so the default crash budget (10) waits about 4 hours for a worker that has it. At
+    crash speed it lasted 4 minutes: a web app deployed before its workers lost its runs."""
+    return min(60_000 << crashes, 3_600_000)
 
 
 def crash_delay_ms(crashes: int) -> int:

@@ -116,6 +116,7 @@ class Pool:
                     A.CRASHED,
                     error=f"no task {flight.run.task!r} is registered in this worker (its "
                     "[tasks] modules lack it); left for a worker that has it",
+                    unregistered=True,
                 ),
             )
             return None

@@ -450,8 +450,9 @@ def test_a_worker_without_a_tasks_module_leaves_its_runs_to_a_worker_that_has_it
     assert attempt["outcome"] == "crashed" and attempt["worker"] == "w-stale"
     assert "no task 'test-fail-once' is registered in this worker" in attempt["error"]
 
+    assert row["run_at"] == clock.now_ms() + 60_000  # a minute, doubling to an hour
     good = worker(full)
-    clock.advance(60)  # past the crash's back-off
+    clock.advance(60)  # past the back-off
     step(good)
     row = full.store.get_run(run.id)
     assert row["status"] == "completed" and json.loads(row["result"]) == {"attempt": 2}
@@ -460,7 +461,7 @@ def test_a_worker_without_a_tasks_module_leaves_its_runs_to_a_worker_that_has_it
     orphan = full.trigger("test-fail-once")  # and no worker with the module comes
     for _ in range(3):
         step(stale)
-        clock.advance(60)
+        clock.advance(3600)
     row = full.store.get_run(orphan.id)
     assert row["status"] == "failed" and "is registered in this worker" in row["error"]
 
