@@ -121,6 +121,7 @@ class SchedulerSettings(Section):
 class RetentionSettings(Section):
     completed: Duration = parse_duration("7d")
     failed: Duration = parse_duration("30d")
+    rejected: Duration = parse_duration("7d")
     interval: Duration = parse_duration("10m")
 
 

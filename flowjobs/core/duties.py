@@ -72,12 +72,13 @@ class Duties:
 WORKERS_KEPT_MS = 7 * 86400_000  # rows of workers not seen for a week are deleted
 PRUNE_HOLD_S = 0.02  # aim for write transactions this short: a waiting worker gets in soon
 PRUNE_REST = 2.0  # after each batch, step aside for twice as long as it took
+REJECTED_BATCH = 500  # refused webhook requests per transaction (at most 8 KB each)
 PRUNE_BATCH = (50, 5000)  # runs per transaction: the first batch takes the smallest
 
 
 def prune_once(store, clock, retention, pause: Callable[[float], object] = time.sleep) -> int:
-    """Delete finished runs past `retention` ([retention]: completed, failed) and the rows of
-    workers not seen for a week.
+    """Delete finished runs past `retention` ([retention]: completed, failed), refused webhook
+    requests past `rejected`, and the rows of workers not seen for a week.
 
     In batches until none is left, each one transaction sized to take about PRUNE_HOLD_S
     (from the pace of the one before; time spent waiting for the lock counts, so a busy
@@ -87,6 +88,9 @@ def prune_once(store, clock, retention, pause: Callable[[float], object] = time.
     next time."""
     now = clock.now_ms()
     store.prune_workers(now - WORKERS_KEPT_MS)
+    rejected_before = now - int(retention.rejected * 1000)
+    while store.prune_rejected(rejected_before, REJECTED_BATCH) == REJECTED_BATCH:
+        pass
     smallest, largest = PRUNE_BATCH
     total, limit = 0, smallest
     while True:

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable, Collection
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -891,6 +892,20 @@ class JobStore:
     def workers(self, since: int) -> list[dict]:
         """Workers seen (heartbeat) since `since`, newest first."""
         return self._dicts(self.sql["workers_since"], {"since": since})
+
+    def prune_rejected(self, before: int, limit: int = 500) -> int:
+        """Delete up to `limit` refused webhook requests received before `before` (epoch ms);
+        how many. The inbox's times are the billing tables' timestamps: a timestamptz on
+        PostgreSQL, SQLAlchemy's "YYYY-MM-DD HH:MM:SS.ffffff" UTC text on SQLite."""
+        moment = datetime.fromtimestamp(before / 1000, UTC)
+        value: object = (
+            moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+            if self.dialect == "sqlite"
+            else moment
+        )
+        with self.db.transaction() as conn:
+            params = {"before": value, "limit": limit}
+            return conn.execute(self.sql["prune_rejected"], params).rowcount
 
     def prune_workers(self, before: int) -> int:
         with self.db.transaction() as conn:

@@ -172,6 +172,12 @@ COMMON = {
     "schedule_runs": """
         SELECT idempotency_key, id, status FROM flowjobs_runs
         WHERE task = :task AND idempotency_key >= :low AND idempotency_key < :high""",
+    # Refused webhook requests (the inbox's `rejected` rows) received before :before, a batch.
+    # Anyone can send them, so they are not kept for ever; accepted events are the record.
+    "prune_rejected": """
+        DELETE FROM webhook_events WHERE id IN (
+            SELECT id FROM webhook_events
+            WHERE status = 'rejected' AND received_at < :before LIMIT :limit)""",
     # Finished runs old enough to prune whose idempotency key no longer holds.
     "prunable": f"""
         SELECT id FROM flowjobs_runs

@@ -274,3 +274,21 @@ def test_serve_says_where_it_listens_whatever_the_log_level(tmp_path):
                 assert reply.status == 200
         lines = [json.loads(line) for line in log.read_text().splitlines()]
         assert [x["message"] for x in lines if x["level"] == "info"] == [f"listening on {base}"]
+
+
+def test_refused_requests_are_pruned_after_their_retention(make_runtime, clock):
+    """Anyone can send refused requests (each kept up to 8 KB); they were kept for ever. The
+    store's pruner deletes them after `[retention] rejected`; accepted events stay."""
+    from flowjobs.core.duties import prune_once
+    from flowjobs.webhooks.inbox import record_rejected
+
+    rt = make_runtime(retention={"rejected": "7d"})
+    old = record_rejected(rt.billing, "stripe", b"{}", {}, "no Stripe-Signature header")
+    routed = record_rejected(rt.billing, "stripe", b"{}", {}, "accepted later, say")
+    with rt.billing.unit() as s:
+        s.get(InboxEvent, routed).status = "routed"
+    clock.advance(6 * 86400)
+    recent = record_rejected(rt.billing, "stripe", b"{}", {}, "no Stripe-Signature header")
+    clock.advance(86400 + 1)
+    prune_once(rt.store, rt.clock, rt.settings.retention, pause=lambda _: None)
+    assert {row.id for row in inbox(rt)} == {routed, recent}  # `old` is gone
