@@ -136,6 +136,30 @@ def standalone_payment(
     return payment
 
 
+def invoice_for_a_new_customer(
+    s, invoice_id: str, number: str, *, org: str = "Acme", currency: str = "USD", **fields
+):
+    """In unit of work `s`: an organisation, a customer of it (Ada) and a standalone invoice of
+    hers (more Invoice columns in `fields`), dated the unit's `now` unless `invoice_date` says;
+    returns the Invoice."""
+    from flowjobs.billing.models import Invoice
+
+    organization = setup.organization(s, org)
+    customer = setup.customer(s, organization, email="ada@example.com", name="Ada Lovelace")
+    invoice = Invoice(
+        id=invoice_id,
+        invoice_number=number,
+        invoice_date=fields.pop("invoice_date", s.info["now"]),
+        customer_id=customer.id,
+        organization_id=organization.id,
+        currency=currency,
+        type="standalone",
+        **fields,
+    )
+    s.add(invoice)
+    return invoice
+
+
 def get(rt, model, row_id: str):
     with rt.billing.unit() as s:
         return s.get(model, row_id)

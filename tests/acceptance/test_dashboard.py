@@ -250,26 +250,17 @@ def test_the_dashboard_refuses_other_hosts_other_sites_and_framing(make_runtime)
 
 
 def test_a_pdf_url_that_is_not_a_web_or_file_url_is_shown_not_linked(make_runtime):
-    from flowjobs.billing import setup
-    from flowjobs.billing.models import Invoice
     from flowjobs.http.dashboard.app import Dashboard
+    from tests.billing_helpers import invoice_for_a_new_customer
 
     rt = make_runtime()
     with rt.billing.unit() as s:
-        org = setup.organization(s, "Acme Analytics")
-        cust = setup.customer(s, org, email="ada@example.com", name="Ada Lovelace")
-        s.add(
-            Invoice(
-                id="inv_x",
-                invoice_number="ACME-00000",
-                invoice_date=s.info["now"],
-                customer_id=cust.id,
-                organization_id=org.id,
-                currency="USD",
-                type="standalone",
-                pdf_url="javascript:alert(document.cookie)",
-                receipt_pdf_url="file:///var/lib/flowjobs/documents/r.pdf",
-            )
+        invoice_for_a_new_customer(
+            s,
+            "inv_x",
+            "ACME-00000",
+            pdf_url="javascript:alert(document.cookie)",
+            receipt_pdf_url="file:///var/lib/flowjobs/documents/r.pdf",
         )
     for path in ("/billing/invoices", "/billing/invoices/inv_x"):
         _, _, html = wsgi(Dashboard(rt), path)

@@ -102,28 +102,22 @@ def test_the_workers_of_processes_n_start_through_the_pyz_too(pyz):
 def test_an_invoice_pdf_renders_with_the_fonts_and_libraries_inside_the_pyz(pyz, tmp_path):
     from datetime import UTC, datetime
 
-    from flowjobs.billing import setup
-    from flowjobs.billing.models import Invoice, InvoiceLineItem
+    from flowjobs.billing.models import InvoiceLineItem
     from flowjobs.runtime import Runtime
+    from tests.billing_helpers import invoice_for_a_new_customer
 
     assert run(pyz, "db", "upgrade").returncode == 0
     rt = Runtime(make_settings(f"sqlite:///{pyz / 'jobs.db'}", tmp_path))
     try:
         with rt.billing.unit() as s:
-            org = setup.organization(s, "Acme")
-            cust = setup.customer(s, org, email="ada@example.com", name="Ada")
-            s.add(
-                Invoice(
-                    id="inv_pyz",
-                    invoice_number="PYZ-00001",
-                    invoice_date=datetime(2027, 1, 15, 8, tzinfo=UTC),
-                    customer_id=cust.id,
-                    organization_id=org.id,
-                    currency="EUR",
-                    type="standalone",
-                    subtotal=990,
-                    tax_amount=0,
-                )
+            invoice_for_a_new_customer(
+                s,
+                "inv_pyz",
+                "PYZ-00001",
+                currency="EUR",
+                invoice_date=datetime(2027, 1, 15, 8, tzinfo=UTC),
+                subtotal=990,
+                tax_amount=0,
             )
             s.add(
                 InvoiceLineItem(
