@@ -115,13 +115,9 @@ def _invoices(rt, period_id: str) -> list[Invoice]:
         return list(s.exec(select(Invoice).where(Invoice.billing_period_id == period_id)))
 
 
-def test_two_retries_at_once_make_one_billing_run(make_runtime, localstripe_url, clock):
-    """Two operators retrying the same failed run at the same moment: the period's row is locked
-    first (one writer on SQLite), so the second sees the first's new run and charges that one."""
-    import threading
-
-    from flowjobs.billing.retry import retry_billing_run
-
+def second_period_declined(make_runtime, localstripe_url, clock):
+    """A subscription whose first period was paid and whose second was declined, with no retry
+    ladder: (runtime, seeded, the failed billing run)."""
     rt = make_runtime(billing={"retry_days": []}, **stripe_sections(localstripe_url))
     seeded = seed(rt)
     hourly(rt)
@@ -129,9 +125,20 @@ def test_two_retries_at_once_make_one_billing_run(make_runtime, localstripe_url,
     switch_to_card(rt, seeded, DECLINING)
     clock.set(int(get(rt, BillingPeriod, seeded.period_id).end_date.timestamp() * 1000) + 60_000)
     hourly(rt)
-    drain(rt)  # period 2 declined; no retry ladder
+    drain(rt)
     failed = runs_of(rt, seeded.subscription_id)[-1]
     assert failed.status == "failed"
+    return rt, seeded, failed
+
+
+def test_two_retries_at_once_make_one_billing_run(make_runtime, localstripe_url, clock):
+    """Two operators retrying the same failed run at the same moment: the period's row is locked
+    first (one writer on SQLite), so the second sees the first's new run and charges that one."""
+    import threading
+
+    from flowjobs.billing.retry import retry_billing_run
+
+    rt, seeded, failed = second_period_declined(make_runtime, localstripe_url, clock)
 
     start, results = threading.Barrier(2), []
 
@@ -159,16 +166,7 @@ def test_a_declined_retry_keeps_a_cancellation_scheduled_for_later(
     from flowjobs.billing.cancel import cancel, uncancel_subscription
     from flowjobs.billing.retry import retry_billing_run
 
-    rt = make_runtime(billing={"retry_days": []}, **stripe_sections(localstripe_url))
-    seeded = seed(rt)
-    hourly(rt)
-    drain(rt)
-    switch_to_card(rt, seeded, DECLINING)
-    clock.set(int(get(rt, BillingPeriod, seeded.period_id).end_date.timestamp() * 1000) + 60_000)
-    hourly(rt)
-    drain(rt)  # period 2 declined; no retry ladder
-    failed = runs_of(rt, seeded.subscription_id)[-1]
-    assert failed.status == "failed"
+    rt, seeded, failed = second_period_declined(make_runtime, localstripe_url, clock)
     assert get(rt, Subscription, seeded.subscription_id).status == "past_due"
     assert cancel(rt.billing, seeded.subscription_id)["status"] == "cancellation_scheduled"
 
