@@ -91,7 +91,11 @@ def test_a_batch_of_sortable_ids_shares_the_stamp_and_draws_its_own_tails(monkey
 
 @given(
     st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
         lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
     )
 )
@@ -100,6 +104,12 @@ def test_canonical_json_is_json_dumps_with_sorted_keys_and_no_spaces(value):
     assert canonical_json(value) == json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_canonical_json_refuses_nan_and_infinity(value):
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        canonical_json({"a": [value]})
 
 
 def test_env_overrides_file_and_lists_split(tmp_path):
