@@ -19,7 +19,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from flowjobs.durations import parse_duration
 from flowjobs.errors import ConfigError
@@ -104,18 +112,17 @@ class SchedulerSettings(Section):
             raise ValueError("must be at least 10ms")
         return value
 
-    @field_validator("grace")
-    @classmethod
-    def _reachable(cls, value: float, info) -> float:
-        interval = info.data.get("interval")
-        if interval is not None and value < 2 * interval:
-            # ticks come every `interval` from whenever the worker started: a `skip` schedule
-            # whose slots are never ticked within `grace` of their time never fires at all
+    @model_validator(mode="after")
+    def _reachable(self) -> SchedulerSettings:
+        # ticks come every `interval` from whenever the worker started: a `skip` schedule whose
+        # slots are never ticked within `grace` of their time never fires at all (checked after
+        # the fields, so a default grace is checked too)
+        if self.grace < 2 * self.interval:
             raise ValueError(
-                f"must be at least twice [scheduler] interval ({interval:g}s), or a "
-                'catchup = "skip" schedule can miss every slot'
+                f"grace ({self.grace:g}s) must be at least twice interval "
+                f'({self.interval:g}s), or a catchup = "skip" schedule can miss every slot'
             )
-        return value
+        return self
 
 
 class RetentionSettings(Section):

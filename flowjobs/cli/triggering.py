@@ -27,6 +27,13 @@ def _not_json(constant: str):
     raise ValueError(f"{constant} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), -float("inf")):  # 1e400 reads as Infinity
+        raise ValueError(f"{text} is too large for a JSON number")
+    return value
+
+
 def _read_payload(payload: str | None, payload_file: Path | None):
     if payload is not None and payload_file is not None:
         raise BadInput("give --payload or --payload-file, not both")
@@ -38,7 +45,7 @@ def _read_payload(payload: str | None, payload_file: Path | None):
     if payload is None:
         return {}
     try:
-        value = json.loads(payload, parse_constant=_not_json)
+        value = json.loads(payload, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
         raise BadInput(f"payload is not valid JSON: {exc}") from None
     if value is None:  # the client reads a missing payload as {}; `-p null` is not one

@@ -142,13 +142,19 @@ class Pool:
             self._ready.put(None)
 
     def settle(
-        self, flight: InFlight, outcome: Outcome, write: bool = True, keep_slot: bool = False
+        self,
+        flight: InFlight,
+        outcome: Outcome,
+        write: bool = True,
+        keep_slot: bool = False,
+        only_waiting: bool = False,
     ) -> bool:
-        """End an attempt once (False: it had ended already); a task still running in another
-        thread is abandoned. Then its slot is free (`keep_slot`: the calling task thread keeps
-        it for `take_turn` and frees it after)."""
+        """End an attempt once (False: it had ended already, or `only_waiting` and a thread is
+        in its task); a task still running in another thread is abandoned. Then its slot is
+        free (`keep_slot`: the calling task thread keeps it for `take_turn` and frees it
+        after)."""
         with self.lock:
-            if flight.settled:
+            if flight.settled or (only_waiting and flight.executing):
                 return False
             flight.settled = True
             if not keep_slot:
@@ -233,8 +239,9 @@ class Pool:
             flight.timed_out = True
             flight.ctx.canceled.set()  # the task is told; it has the grace to stop
             flight.deadline = now + self.timeout_grace
-            if not flight.executing:  # still waiting for a thread: nothing to wait for
-                self.settle(flight, Outcome(A.TIMED_OUT, error=TIMED_OUT))
+            # still waiting for a thread: nothing to wait for (decided under the pool's lock,
+            # so a thread picking it up now is not abandoned at once)
+            if self.settle(flight, Outcome(A.TIMED_OUT, error=TIMED_OUT), only_waiting=True):
                 return
         elif now >= flight.deadline:  # the grace is over too: abandoned
             log.warning(

@@ -55,6 +55,7 @@ UPCOMING = 5
 # slots before it when the schedule is slower than that. Older gaps are reported, not closed.
 MAX_LOOKBACK_MS = 7 * 86400_000
 DUE_WALK = 1000  # slots a tick walks forward from the last one before it counts back from now
+DUE_BACK = 100  # ...when it keeps at most this many (each slot counted back is a cron search)
 KEY_TTL = 366 * 86400.0
 BACKFILL_MAX = 100_000  # slots one backfill enqueues; a longer range is refused, never cut short
 MANUAL = "manual:"
@@ -166,9 +167,11 @@ def resolve(registry, settings) -> dict[str, Schedule]:
             continue
         merged = Schedule(**{**(base.__dict__ if base else {"id": sid}), **values})
         if "max_catchup" in values and merged.catchup != "all":  # it was silently ignored
-            problems.append(
-                f'schedules.{sid}.max_catchup: used only with catchup = "all" (this schedule '
-                f'has catchup = "{merged.catchup}")'
+            log.warning(
+                'schedules.%s.max_catchup is used only with catchup = "all" (this schedule has '
+                'catchup = "%s"); it has no effect',
+                sid,
+                merged.catchup,
             )
         if merged.task not in registry:
             near = difflib.get_close_matches(merged.task, [t.id for t in registry.all()], 3)
@@ -324,7 +327,7 @@ class Scheduler:
             if slot > now:
                 break
             due.append(slot)
-            if i == DUE_WALK:  # a long pause or outage: count back from now instead
+            if i == DUE_WALK and keep <= DUE_BACK:  # a long pause: count back from now
                 return Scheduler._newest(s, last, now, keep)
         return list(due)
 

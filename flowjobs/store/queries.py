@@ -62,7 +62,7 @@ _RESCUE = """
             status = CASE WHEN cancel_requested = 1 THEN 'canceled'
                           WHEN crashes + 1 >= :max_crashes THEN 'failed' ELSE 'retrying' END,
             finished_at = CASE WHEN cancel_requested = 1 OR crashes + 1 >= :max_crashes THEN :now END,
-            dedup_key = CASE WHEN cancel_requested = 0 AND crashes + 1 >= :max_crashes THEN NULL
+            dedup_key = CASE WHEN cancel_requested = 1 OR crashes + 1 >= :max_crashes THEN NULL
                              ELSE dedup_key END,
             crashes = crashes + 1,
             error = 'worker lost its lease (crashed or stalled)',

@@ -55,6 +55,7 @@ def test_trigger_wait_exit_codes(env):
         (["trigger", "test-sleep", "--payload", '{"seconds": "soon"}'], "seconds"),
         (["trigger", "test-sleep", "-p", '{"seconds": Infinity}'], "Infinity is not a JSON number"),
         (["trigger", "test-sleep", "-p", '{"seconds": NaN}'], "NaN is not a JSON number"),
+        (["trigger", "test-sleep", "-p", '{"seconds": 1e400}'], "too large for a JSON number"),
         (["trigger", "noop", "--delay", "tomorrow"], "--delay"),
         (["trigger", "noop", "--payload-file", "/nonexistent.json"], "cannot read"),
         (["trigger", "noop", "--idempotency-key", "k" * 501], "501 characters long"),

@@ -390,13 +390,16 @@ def test_schedule_config_errors(make_runtime):
         make_runtime(
             tasks=SCHED_TASKS, schedules={"y": {"task": "nope", "cron": "@daily"}}
         ).scheduler
-    with pytest.raises(
-        ConfigError, match='schedules.z.max_catchup: used only with catchup = "all"'
-    ):
-        make_runtime(
-            tasks=SCHED_TASKS,
-            schedules={"z": {"task": "test-every-minute", "cron": "@daily", "max_catchup": 5}},
-        ).scheduler
+
+
+def test_max_catchup_without_catchup_all_is_warned_about_not_refused(make_runtime, caplog):
+    rt = make_runtime(
+        tasks=SCHED_TASKS,
+        schedules={"z": {"task": "test-every-minute", "cron": "@daily", "max_catchup": 5}},
+    )
+    with caplog.at_level("WARNING", logger="flowjobs.scheduler"):
+        assert rt.scheduler.get("z").max_catchup == 5
+    assert 'schedules.z.max_catchup is used only with catchup = "all"' in caplog.text
 
 
 def test_pruner_keeps_recent_runs_and_live_keys(make_runtime, clock):

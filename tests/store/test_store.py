@@ -653,6 +653,17 @@ def test_a_canceled_run_frees_its_idempotency_key(rt, clock):
     )
     assert rt.store.get_run(executing.id)["status"] == "canceled"
     assert not rt.trigger("noop", idempotency_key="ck2").deduplicated
+    for how in ("rescued", "abandoned"):  # its worker gone: ended canceled by another
+        gone = rt.trigger("noop", idempotency_key=f"ck-{how}")
+        claimed = [c for c in claim(rt, n=5) if c.id == gone.id]
+        assert claimed and rt.store.cancel(gone.id, clock.now_ms()) == "requested"
+        clock.advance(LEASE / 1000 + 1)
+        if how == "rescued":
+            assert gone.id in [r.id for r in rt.store.rescue(clock.now_ms())]
+        else:
+            assert rt.store.cancel(gone.id, clock.now_ms()) == "abandoned"
+        assert rt.store.get_run(gone.id)["status"] == "canceled", how
+        assert not rt.trigger("noop", idempotency_key=f"ck-{how}").deduplicated, how
 
 
 def test_a_payload_holding_nan_or_infinity_is_refused(rt):

@@ -442,7 +442,8 @@ def test_a_tax_calculator_that_cannot_work_is_refused_when_the_config_loads(tmp_
 @pytest.mark.parametrize(
     "section, problem",
     [
-        ('interval = "10m"\ngrace = "1m"', "scheduler.grace: must be at least twice"),
+        ('interval = "10m"\ngrace = "1m"', "scheduler: grace (60s) must be at least twice"),
+        ('interval = "10m"', "scheduler: grace (60s) must be at least twice"),  # the default
         ('interval = "0s"', "scheduler.interval: must be at least 10ms"),
     ],
 )
