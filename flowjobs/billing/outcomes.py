@@ -80,10 +80,15 @@ def apply_charge_result(
 ) -> RunReport:
     """Record `result` (a ChargeResult) for the run; `event_created` (epoch s) for webhooks."""
     with b.unit() as s:
-        run = s.get(BillingRun, billing_run_id)
+        # the row locked (PostgreSQL): two events of one run handled at once are applied one
+        # after the other, so the older cannot roll back what the newer wrote
+        run = s.exec(
+            select(BillingRun).where(BillingRun.id == billing_run_id).with_for_update()
+        ).first()
         if run is None:
             return RunReport(billing_run_id, "skipped", "missing", "no such billing run")
-        skip = _stale(run, event_created)
+        final = RUN_STATUS.get(result.status) in E.RUN_FINAL
+        skip = _stale(run, event_created, final)
         payment = current_payment(s, run.id)
         current = payment.stripe_payment_intent_id if payment is not None else None
         # An event names a PaymentIntent the run's current payment recorded before confirming
@@ -105,7 +110,10 @@ def apply_charge_result(
         return _apply(b, s, run, result, event_created)
 
 
-def _stale(run: BillingRun, event_created: int | None) -> str | None:
+def _stale(run: BillingRun, event_created: int | None, final: bool = False) -> str | None:
+    """Why the event must not be applied, or None. Stripe's `created` is in whole seconds: an
+    event of the same second as the last one applied is applied only when it settles the run
+    (a `succeeded` right after `requires_action` was dropped, and the run waited hours)."""
     if run.status in E.RUN_FINAL:
         return f"billing run is already {run.status}"
     if (
@@ -113,8 +121,10 @@ def _stale(run: BillingRun, event_created: int | None) -> str | None:
     ):  # e.g. the cancellation of a PaymentIntent it gave up
         return "billing run is scheduled, not charging: the PaymentIntent belongs to an earlier attempt"
     last = run.last_stripe_payment_intent_event_timestamp
-    if event_created is not None and last is not None and ms_from_utc(last) >= event_created * 1000:
-        return "an event at least as new was already processed"
+    if event_created is not None and last is not None:
+        last_ms, event_ms = ms_from_utc(last), event_created * 1000
+        if last_ms > event_ms or (last_ms == event_ms and not final):
+            return "an event at least as new was already processed"
     return None
 
 

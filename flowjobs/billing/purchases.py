@@ -93,6 +93,8 @@ class Charge:
     payment_method_type: str
     failure_code: str | None = None
     failure_message: str | None = None
+    currency: str | None = None  # as Stripe writes it (lower case); None: not said
+    amount_refunded: int = 0  # Stripe keeps a refunded charge `succeeded`
 
     @classmethod
     def from_stripe(cls, charge: dict) -> Charge:
@@ -106,6 +108,8 @@ class Charge:
             kind if kind in set(E.PaymentMethodType) else E.PaymentMethodType.CARD,
             charge.get("failure_code"),
             charge.get("failure_message"),
+            charge.get("currency") or None,
+            int(charge.get("amount_refunded") or 0),
         )
 
 
@@ -154,7 +158,14 @@ def record_checkout_charge(
         session = s.get(CheckoutSession, session_id)
         if session is None:
             return {"result": "ignored", "detail": f"no checkout session {session_id}"}
-        mode = session.livemode if livemode is None else livemode
+        if livemode is not None and livemode != session.livemode:
+            # a test-mode charge paid a live purchase (and sent its live receipt)
+            return {
+                "result": "ignored",
+                "detail": f"a {_mode(livemode)} event names {_mode(session.livemode)} checkout "
+                f"session {session_id}; not recorded",
+            }
+        mode = session.livemode
     charge = Charge.from_stripe(b.gateway.retrieve_charge(mode, charge_id)) if charge_id else None
     with b.unit() as s:
         session = _locked(s, session_id)  # one charge of a session at a time (PostgreSQL)
@@ -183,16 +194,31 @@ def _without_charge(s, session, intent_id: str, intent_status: str) -> dict:
     }
 
 
+def _mode(livemode: bool) -> str:
+    return "live-mode" if livemode else "test-mode"
+
+
 def _record(b, s, session, intent_id: str, intent_status: str, charge: Charge) -> dict:
     purchase = ensure_purchase(s, session)
     invoice = ensure_invoice(s, session, purchase)
+    if charge.currency and charge.currency.upper() != invoice.currency.upper():
+        # JPY 4900 (about $33) paid a USD 49.00 purchase, stored as 4900 USD
+        raise BillingError(
+            f"charge {charge.id} is in {charge.currency.upper()}, but checkout session "
+            f"{session.id} sells in {invoice.currency.upper()}; not recorded"
+        )
     target = CHARGE_STATUS.get(charge.status, E.PaymentStatus.PROCESSING)
+    if target == E.PaymentStatus.SUCCEEDED and charge.amount_refunded >= charge.amount > 0:
+        target = E.PaymentStatus.REFUNDED  # refunded before we saw it: it pays for nothing
     if intent_status == "requires_capture" and target == E.PaymentStatus.SUCCEEDED:
         target = E.PaymentStatus.PROCESSING  # authorised, not captured: no money moved yet
     if intent_status == "canceled" and target != E.PaymentStatus.FAILED:
         target = E.PaymentStatus.CANCELED  # an authorisation released, never captured
     payment, inserted = upsert_payment(s, session, purchase, invoice, intent_id, charge, target)
     changed = inserted or repo.set_payment_status(payment, target)
+    if charge.amount_refunded > (payment.refunded_amount or 0):  # what Stripe says now decides
+        payment.refunded_amount = min(charge.amount_refunded, payment.amount)
+        changed = True
     if changed and payment.status == E.PaymentStatus.FAILED:
         payment.failure_code = charge.failure_code
         payment.failure_message = charge.failure_message

@@ -9,7 +9,13 @@ ends the run at once instead of retrying.
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowjobs.core.registry import task
+from flowjobs.core.retry import RetryPolicy
 from flowjobs.webhooks.routes import HANDLER_TASKS
+
+# A handler that cannot reach Stripe (a blip, a deploy of theirs) is tried again for about two
+# hours (10 s, 30 s, 1.5 min, … an hour), as Stripe itself redelivers: with the default two
+# attempts a second apart, a checkout paid during a blip was lost until someone replayed it.
+HANDLER_RETRY = RetryPolicy(max_attempts=8, min_wait=10, max_wait=3600, factor=3)
 
 
 class InboxRef(BaseModel):
@@ -34,4 +40,7 @@ def _handler(task_id: str):
     return body
 
 
-TASKS = [task(task_id, payload=InboxRef)(_handler(task_id)) for task_id in HANDLER_TASKS]
+TASKS = [
+    task(task_id, payload=InboxRef, retry=HANDLER_RETRY)(_handler(task_id))
+    for task_id in HANDLER_TASKS
+]

@@ -197,6 +197,37 @@ def test_outcomes_out_of_order_never_regress_and_a_canceled_intent_aborts(brt):
     assert event("succeeded", 400, "succeeded").action == "skipped"  # aborted is final
 
 
+def test_an_event_of_the_same_second_settles_the_run_but_does_not_move_it_back(brt):
+    """Stripe's `created` is whole seconds: `succeeded` in the second of `requires_action` was
+    dropped as "at least as new", and the run waited hours for the stale-payment job."""
+    from flowjobs.adapters.stripe_gateway import ChargeResult
+    from flowjobs.billing.outcomes import apply_charge_result
+    from flowjobs.billing.runs import _prepare, record_intent
+
+    seeded = seed(brt)
+    charge = _prepare(brt.billing, seeded.billing_run_id, "run_x")
+    assert record_intent(brt.billing, charge, "pi_same", "run_x")
+
+    def event(status, created, charge_status=None):
+        result = ChargeResult(
+            status,
+            "pi_same",
+            "ch_same" if charge_status else None,
+            charge_status,
+            2500,
+            "USD",
+            created,
+        )
+        return apply_charge_result(
+            brt.billing, seeded.billing_run_id, result, event_created=created
+        )
+
+    assert event("requires_action", 200).action != "skipped"
+    assert event("processing", 200).action == "skipped"  # same second, settles nothing
+    assert event("succeeded", 200, "succeeded").status == "succeeded"
+    assert _payment(brt, seeded.billing_run_id).status == "succeeded"
+
+
 def test_merchant_of_record_invoice_carries_tax_from_the_calculator(make_runtime, localstripe_url):
     rt = make_runtime(billing={"tax_calculator": "flat:10"}, **stripe_sections(localstripe_url))
     seeded = seed(
@@ -325,3 +356,58 @@ def test_a_subscription_to_a_price_in_another_currency_is_refused(rt):
         s.rollback()
     with rt.billing.unit() as s:
         assert s.exec(select(Subscription)).all() == []
+
+
+def test_two_events_of_one_run_at_once_leave_the_newer_state(brt, monkeypatch):
+    """`processing` (older) and `succeeded` handled at the same moment: the run's row is locked
+    first, so they apply one after the other. On PostgreSQL the older one, committing last,
+    rolled the run back to awaiting confirmation after it had succeeded."""
+    import threading
+
+    from flowjobs.adapters.stripe_gateway import ChargeResult
+    from flowjobs.billing import outcomes
+    from flowjobs.billing.runs import _prepare, record_intent
+
+    seeded = seed(brt)
+    charge = _prepare(brt.billing, seeded.billing_run_id, "run_x")
+    assert record_intent(brt.billing, charge, "pi_race", "run_x")
+    arrived, newer_done = threading.Event(), threading.Event()
+    stale = outcomes._stale
+
+    def held(run, event_created, final=False):
+        if final:  # the newer event: waits (at most 1 s) for the older to get this far too
+            arrived.wait(1.0)
+        else:  # the older event: waits (at most 1 s) for the newer to be written
+            arrived.set()
+            newer_done.wait(1.0)
+        return stale(run, event_created, final)
+
+    monkeypatch.setattr(outcomes, "_stale", held)
+
+    def apply(status, created, charge_status=None):
+        result = ChargeResult(
+            status,
+            "pi_race",
+            "ch_race" if charge_status else None,
+            charge_status,
+            2500,
+            "USD",
+            created,
+        )
+        outcomes.apply_charge_result(
+            brt.billing, seeded.billing_run_id, result, event_created=created
+        )
+        if status == "succeeded":
+            newer_done.set()
+
+    threads = [
+        threading.Thread(target=apply, args=("processing", 100)),
+        threading.Thread(target=apply, args=("succeeded", 105, "succeeded")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    run = get(brt, BillingRun, seeded.billing_run_id)
+    assert run.status == "succeeded"
+    assert _payment(brt, seeded.billing_run_id).status == "succeeded"

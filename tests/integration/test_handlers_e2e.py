@@ -43,12 +43,13 @@ def replay_file(env, tmp_path, name: str, event: dict) -> dict:
     return json.loads(result.stdout)
 
 
-def deliver(base: str, event: dict) -> dict:
+def deliver(base: str, event: dict, live: bool = False) -> dict:
     body = json.dumps(event).encode()
     if "table" in event:
         code, reply = post(f"{base}/webhooks/supabase", body, {"Authorization": f"Bearer {TOKEN}"})
     else:
-        code, reply = post(f"{base}/webhooks/stripe/testmode", body, sign(body))
+        mode = "livemode" if live else "testmode"
+        code, reply = post(f"{base}/webhooks/stripe/{mode}", body, sign(body))
     assert code == 200, reply
     return reply
 

@@ -17,6 +17,7 @@ import io
 import json
 import time
 
+import pytest
 import stripe
 from sqlmodel import select
 
@@ -32,6 +33,7 @@ from flowjobs.billing.models import (
     Payment,
     Purchase,
 )
+from flowjobs.billing.repo import BillingError
 from flowjobs.webhooks.replay import read_incoming, replay
 from tests.billing_helpers import DECLINING, VISA, drain, get, stripe_sections
 from tests.cli_helpers import flowjobs
@@ -67,7 +69,9 @@ def open_checkout(
         return session.id, stripe_customer
 
 
-def pay(rt, localstripe_url, session_id: str, stripe_customer: str, card: str) -> dict:
+def pay(
+    rt, localstripe_url, session_id: str, stripe_customer: str, card: str, currency: str = "usd"
+) -> dict:
     """The customer pays the session with `card`: a PaymentIntent for the session's amount,
     with the checkout metadata, confirmed at localstripe. Returns it as Stripe holds it."""
     pm_id, _, _ = rt.billing.gateway.attach_card(False, customer=stripe_customer, number=card)
@@ -77,7 +81,7 @@ def pay(rt, localstripe_url, session_id: str, stripe_customer: str, card: str) -
     intent = client.v1.payment_intents.create(
         params={
             "amount": amount,
-            "currency": "usd",
+            "currency": currency,
             "customer": stripe_customer,
             "payment_method": pm_id,
             "metadata": purchases.intent_metadata(session_id),
@@ -176,6 +180,8 @@ def test_a_one_time_purchase_is_paid_once_from_a_file_and_over_http(
     that runs the handler a second time — add no payment, no email, no event row."""
     rt, env, base, proc = served
     port, mail = smtp()
+    # live sessions paid by live-mode events (a live configuration: localstripe takes any key)
+    env = {**env, "FLOWJOBS_STRIPE_MODE": "live", "FLOWJOBS_STRIPE_LIVE_API_KEY": "sk_live_fj"}
     discounted, customer_a = open_checkout(rt, livemode=True, discount=(10, "percent", "once"))
     plain, customer_b = open_checkout(rt, livemode=True)
     intent_a = pay(rt, localstripe_url, discounted, customer_a, VISA)
@@ -184,9 +190,10 @@ def test_a_one_time_purchase_is_paid_once_from_a_file_and_over_http(
     assert (intent_b["status"], intent_b["amount"]) == ("succeeded", 4900)
     event_a = event_for(localstripe_url, "payment_intent.succeeded", intent_a["id"])
     event_b = event_for(localstripe_url, "payment_intent.succeeded", intent_b["id"])
+    event_a["livemode"] = event_b["livemode"] = True
 
     replay_file(env, tmp_path, "succeeded-a.json", event_a)
-    deliver(base, event_b)
+    deliver(base, event_b, live=True)
     work(env, **smtp_env(port))
 
     for session_id, intent, amount in ((discounted, intent_a, 4410), (plain, intent_b, 4900)):
@@ -237,7 +244,7 @@ def test_a_one_time_purchase_is_paid_once_from_a_file_and_over_http(
 
     again = flowjobs("replay-event", str(tmp_path / "succeeded-a.json"), "--json", env=env)
     assert again.returncode == 0 and json.loads(again.stdout)["duplicate"] is True
-    assert deliver(base, event_b)  # a redelivery: 200, stored as a duplicate
+    assert deliver(base, event_b, live=True)  # a redelivery: 200, stored as a duplicate
     forced = flowjobs(
         "replay-event", str(tmp_path / "succeeded-a.json"), "--force", "--json", env=env
     )
@@ -561,3 +568,42 @@ def test_the_stale_payment_sweep_settles_a_checkout_payment_as_its_webhook_would
     assert (after["purchase"].status, after["invoice"].status) == ("paid", "paid")
     assert after["redemption"].fully_redeemed is True
     assert len(rt.store.list_runs(task="generate-invoice-pdf")) == 1
+
+
+def test_a_charge_of_another_mode_or_currency_or_refunded_does_not_pay_the_purchase(
+    make_runtime, localstripe_url
+):
+    """What the event names must be what the session sells: a test-mode charge paid a live
+    purchase; a JPY 4900 charge paid a USD 49.00 one; and a charge refunded in full before its
+    event was handled (Stripe keeps it `succeeded`) made its purchase paid."""
+    rt = make_runtime(**stripe_sections(localstripe_url))
+
+    def record(session_id, intent, livemode=False):
+        return purchases.record_checkout_charge(
+            rt.billing,
+            session_id,
+            intent_id=intent["id"],
+            intent_status=intent["status"],
+            charge_id=intent["latest_charge"],
+            livemode=livemode,
+        )
+
+    live, customer = open_checkout(rt, livemode=True)
+    got = record(live, pay(rt, localstripe_url, live, customer, VISA))
+    assert got["result"] == "ignored"
+    assert f"a test-mode event names live-mode checkout session {live}" in got["detail"]
+    assert state(rt, live)["purchase"] is None
+
+    yen, customer = open_checkout(rt)
+    with pytest.raises(BillingError, match="is in JPY, but checkout session .* sells in USD"):
+        record(yen, pay(rt, localstripe_url, yen, customer, VISA, currency="jpy"))
+    assert state(rt, yen)["payments"] == {}
+
+    refunded, customer = open_checkout(rt)
+    intent = pay(rt, localstripe_url, refunded, customer, VISA)
+    stripe_client(localstripe_url).v1.refunds.create(params={"charge": intent["latest_charge"]})
+    record(refunded, intent)
+    after = state(rt, refunded)
+    [payment] = after["payments"].values()
+    assert (payment.status, payment.refunded_amount) == ("refunded", PRICE)
+    assert after["purchase"].status != "paid" and after["invoice"].status != "paid"

@@ -473,3 +473,14 @@ def test_a_task_with_a_concurrency_limit_and_no_queue_gets_a_queue_of_its_own():
         ("shared", "mail"),
     ]
     assert reg.queue_limits() == {"alone": 1, "mail": 3}
+
+
+def test_webhook_handlers_ride_out_a_stripe_outage_of_an_hour():
+    """A handler that cannot reach Stripe was tried twice, a second apart, and the checkout
+    paid meanwhile was lost until someone replayed it."""
+    from flowjobs.tasks.webhook_events import HANDLER_RETRY, TASKS
+
+    assert TASKS and all(t.retry is HANDLER_RETRY for t in TASKS)
+    plain = RetryPolicy(**{**HANDLER_RETRY.__dict__, "randomize": False})
+    waits = [plain.delay_after(n) for n in range(1, plain.max_attempts)]
+    assert waits[0] <= 10 and sum(waits) >= 3600
