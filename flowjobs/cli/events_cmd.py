@@ -193,7 +193,8 @@ def _report(settings, incoming, result, as_json: bool, dry_run: bool) -> None:
 def _note_missing_stripe_key(settings, incoming) -> None:
     """A Stripe event handed to the workers while this configuration has no API key for its
     mode: a worker started with the same configuration fails the handlers that call Stripe
-    (and retries them), so say so now rather than let the run say it later."""
+    (for good: a missing key is a configuration error, not retried; `events replay` them once
+    the key is set), so say so now rather than let the run say it later."""
     if incoming.source != "stripe":
         return
     if settings.stripe.api_key(bool(incoming.livemode)):

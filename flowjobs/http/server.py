@@ -183,7 +183,11 @@ class WebhookApp:
         incoming.signature, incoming.signature_detail = signed.signature, signed.signature_detail
         try:
             inbox.check(
-                incoming, expected_live=live, require_signature=True, allow_mode_mismatch=False
+                incoming,
+                expected_live=live,
+                require_signature=True,
+                allow_mode_mismatch=False,
+                over_http=True,
             )
         except parse.Rejected as exc:
             return self._reject("stripe", body, headers, str(exc), start_response, incoming)

@@ -47,8 +47,10 @@ def check(
     expected_live: bool | None,
     require_signature: bool,
     allow_mode_mismatch: bool,
+    over_http: bool = False,
 ) -> None:
-    """Raise Rejected when the event must not be processed."""
+    """Raise Rejected when the event must not be processed (`over_http`: posted to a mode's
+    endpoint, not replayed under a configuration)."""
     if incoming.signature == "invalid":
         raise Rejected(f"signature check failed: {incoming.signature_detail}")
     if incoming.signature in ("missing", "unverified") and require_signature:
@@ -64,6 +66,12 @@ def check(
         and not allow_mode_mismatch
     ):
         got, want = ("live", "test") if incoming.livemode else ("test", "live")
+        if over_http:
+            raise Rejected(
+                f"a {got}-mode event posted to the {want}-mode endpoint "
+                f"(/webhooks/stripe/{want}mode); Stripe sends {got}-mode events to "
+                f"/webhooks/stripe/{got}mode"
+            )
         raise Rejected(
             f"a {got}-mode event cannot be processed by a {want}-mode configuration "
             "(--allow-mode-mismatch to do it anyway)"

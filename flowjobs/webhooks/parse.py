@@ -204,8 +204,11 @@ def header(headers: dict[str, str], name: str) -> str | None:
     return None
 
 
-def verify_stripe(incoming: Incoming, secrets: list[tuple[str, str]], tolerance: float) -> None:
-    """Set `incoming.signature` from the Stripe-Signature header; `secrets` = [(name, secret)]."""
+def verify_stripe(
+    incoming: Incoming, secrets: list[tuple[str, str]], tolerance: float | None
+) -> None:
+    """Set `incoming.signature` from the Stripe-Signature header; `secrets` = [(name, secret)].
+    `tolerance`: the oldest signature accepted, in seconds; None: any age (a stored event)."""
     import stripe
 
     signature = header(incoming.headers, "Stripe-Signature")
@@ -224,7 +227,10 @@ def verify_stripe(incoming: Incoming, secrets: list[tuple[str, str]], tolerance:
         try:
             # the signature only: the body is read by flowjobs' own strict reader and models
             stripe.WebhookSignature.verify_header(
-                incoming.body, signature, secret, tolerance=int(tolerance)
+                incoming.body,
+                signature,
+                secret,
+                tolerance=None if tolerance is None else int(tolerance),
             )
         except (stripe.SignatureVerificationError, ValueError) as exc:  # ValueError: not UTF-8
             details.append(str(exc))

@@ -87,7 +87,11 @@ def member_inserted(b, payload: dict) -> dict:
     with b.unit() as s:
         user = s.get(User, record.user_id or "")
         if user is None:
-            raise NotFound(f"user {record.user_id} does not exist")
+            raise NotFound(
+                f"user {record.user_id} does not exist"
+                if record.user_id
+                else "the membership names no user (user_id is missing)"
+            )
         if not user.email:
             raise BadInput(f"user {user.id} has no email address")
         return {"userId": user.id, "email": user.email, "newsletter": "not configured"}
@@ -130,6 +134,8 @@ def missing_reference(b, payload: dict) -> str | None:
         if table in REFERENCES and s.get(REFERENCES[table], record.id or "") is None:
             return f"{table[:-1]} {record.id} does not exist"
         if table == "memberships" and s.get(User, getattr(record, "user_id", None) or "") is None:
+            if not record.user_id:
+                return "the membership names no user (user_id is missing)"
             return f"user {record.user_id} does not exist"
         if (
             table == "customers"

@@ -144,6 +144,9 @@ def test_the_same_event_twice_is_one_run_and_bad_requests_are_refused_and_kept(
         post(url, b"A" * 60_000),  # unsigned and large: kept in part
     ]
     assert [code for code, _ in refused] == [400] * 8, refused
+    wrong_endpoint = json.dumps(refused[4][1])  # says where Stripe sends it, not a CLI flag
+    assert "posted to the live-mode endpoint" in wrong_endpoint, wrong_endpoint
+    assert "/webhooks/stripe/testmode" in wrong_endpoint and "--allow" not in wrong_endpoint
     assert post(f"{base}/webhooks/stripe/sandbox", body, sign(body))[0] == 400
     assert post(url, b"x" * 70_000, sign(b"x"))[0] == 413
     assert post(url, b"", method="GET")[0] == 405
