@@ -51,10 +51,11 @@ def list_schedules(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print a JSON array: {id, task, cron, timezone, catchup, max_catchup, enabled, last_slot, next_slots}.",
+        help="Print a JSON array: {id, task, cron, timezone, catchup, max_catchup, enabled, enabled_override, last_slot, next_slots}.",
     ),
 ):
-    """Every schedule: task, cron, timezone, catch-up policy, enabled, last slot (the latest one
+    """Every schedule: task, cron, timezone, catch-up policy, enabled (and whether `schedules
+    enable|disable` set it, overriding `enabled` in flowjobs.toml), last slot (the latest one
     handled: enqueued, or passed over when the schedule was first seen or by its catch-up
     policy), next 3 slots."""
     rows = _scheduler(ctx, read_only=True).describe()
@@ -76,7 +77,12 @@ def list_schedules(
                 r["cron"],
                 r["timezone"],
                 r["catchup"],
-                "yes" if r["enabled"] else "no",
+                ("yes" if r["enabled"] else "no")
+                + (
+                    ""
+                    if r["enabled_override"] is None
+                    else f" (schedules {'enable' if r['enabled_override'] else 'disable'})"
+                ),
                 r["last_slot"],
                 " ".join(r["next_slots"]),
             ]

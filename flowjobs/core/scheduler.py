@@ -194,6 +194,10 @@ def resolve(registry, settings) -> dict[str, Schedule]:
     return found
 
 
+def _override(stored) -> bool | None:
+    return None if stored is None else bool(stored)
+
+
 def raise_enqueue_failures(failures: dict[str, BaseException]) -> None:
     """Raise when a schedule failed to enqueue: the database's own error (exit 4, 5, 6) when
     only the database failed (it says why), else `EnqueueFailed` naming each schedule."""
@@ -636,6 +640,8 @@ class Scheduler:
                     "catchup": s.catchup,
                     "max_catchup": s.max_catchup,
                     "enabled": self.enabled(s, states),
+                    # set by `schedules enable|disable`: it overrides `enabled` in the config
+                    "enabled_override": _override(states.get(s.id, {}).get("enabled")),
                     "last_slot": iso(last),
                     "next_slots": [iso(x) for x in cron.next_slots(s.cron, s.timezone, now, 3)],
                 }

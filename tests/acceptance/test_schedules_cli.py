@@ -182,6 +182,12 @@ def test_schedule_commands(env):
     assert flowjobs("schedules", "disable", "minutely", env=env).returncode == 0
     listed = {s["id"]: s for s in as_json(flowjobs("schedules", "list", "--json", env=env))}
     assert listed["minutely"]["enabled"] is False and listed["hourly-cron"]["enabled"] is True
+    assert (listed["minutely"]["enabled_override"], listed["hourly-cron"]["enabled_override"]) == (
+        False,
+        None,
+    )  # the config's `enabled` no longer decides; `list` says what does
+    table = flowjobs("schedules", "list", env=env).stdout
+    assert "no (schedules disable)" in table
     assert flowjobs("tick", env=at(env, "2027-01-01T00:09:00Z")).stdout == ""
     assert flowjobs("schedules", "enable", "minutely", env=env).returncode == 0
 
