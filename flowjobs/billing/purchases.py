@@ -208,17 +208,18 @@ def _record(b, s, session, intent_id: str, intent_status: str, charge: Charge) -
             f"{session.id} sells in {invoice.currency.upper()}; not recorded"
         )
     target = CHARGE_STATUS.get(charge.status, E.PaymentStatus.PROCESSING)
-    if target == E.PaymentStatus.SUCCEEDED and charge.amount_refunded >= charge.amount > 0:
-        target = E.PaymentStatus.REFUNDED  # refunded before we saw it: it pays for nothing
+    refunded = target == E.PaymentStatus.SUCCEEDED and charge.amount_refunded >= charge.amount > 0
+    if refunded:  # refunded in full before we saw it (Stripe keeps it `succeeded`): pays nothing
+        target = E.PaymentStatus.REFUNDED
     if intent_status == "requires_capture" and target == E.PaymentStatus.SUCCEEDED:
         target = E.PaymentStatus.PROCESSING  # authorised, not captured: no money moved yet
     if intent_status == "canceled" and target != E.PaymentStatus.FAILED:
         target = E.PaymentStatus.CANCELED  # an authorisation released, never captured
     payment, inserted = upsert_payment(s, session, purchase, invoice, intent_id, charge, target)
     changed = inserted or repo.set_payment_status(payment, target)
-    if charge.amount_refunded > (payment.refunded_amount or 0):  # what Stripe says now decides
-        payment.refunded_amount = min(charge.amount_refunded, payment.amount)
-        changed = True
+    if refunded and inserted:  # (refunds of a payment already recorded are not built)
+        payment.refunded, payment.refunded_amount = True, payment.amount
+        payment.refunded_at = s.info["now"]
     if changed and payment.status == E.PaymentStatus.FAILED:
         payment.failure_code = charge.failure_code
         payment.failure_message = charge.failure_message
@@ -368,6 +369,9 @@ def _sync_purchase(purchase: Purchase, payment: Payment, invoice: Invoice, inten
     if payment.status == E.PaymentStatus.SUCCEEDED and invoice.status == E.InvoiceStatus.PAID:
         purchase.status = E.PurchaseStatus.PAID
         purchase.purchase_date = payment.charge_date
+    elif payment.status == E.PaymentStatus.REFUNDED:  # paid, and refunded before we saw it
+        purchase.status = E.PurchaseStatus.REFUNDED
+        purchase.purchase_date = payment.charge_date
     elif payment.status == E.PaymentStatus.CANCELED or intent_status == "canceled":
         purchase.status = E.PurchaseStatus.FAILED
     else:  # a declined card: the customer may pay again in the same checkout (upstream too)
@@ -377,8 +381,8 @@ def _sync_purchase(purchase: Purchase, payment: Payment, invoice: Invoice, inten
 def _sync_session(session, purchase, payment, intent_status) -> None:
     if session.status == E.CheckoutSessionStatus.SUCCEEDED:
         return
-    if purchase.status == E.PurchaseStatus.PAID:
-        session.status = E.CheckoutSessionStatus.SUCCEEDED
+    if purchase.status in (E.PurchaseStatus.PAID, E.PurchaseStatus.REFUNDED):
+        session.status = E.CheckoutSessionStatus.SUCCEEDED  # the customer paid
     elif payment.status in E.PAYMENT_PENDING:
         session.status = E.CheckoutSessionStatus.PENDING
     else:  # failed or canceled (upstream: a failed charge fails the session)

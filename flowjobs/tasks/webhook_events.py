@@ -26,12 +26,14 @@ class InboxRef(BaseModel):
 def _handler(task_id: str):
     def body(payload: InboxRef, ctx):
         from flowjobs.billing.repo import BillingError
-        from flowjobs.errors import AbortTaskRunError, BadInput, NotFound
+        from flowjobs.errors import AbortTaskRunError, BadInput, ConfigError, NotFound
         from flowjobs.webhooks.handle import handle
 
         try:
             result = handle(ctx.billing, task_id, payload.inbox_id)
-        except (NotFound, BadInput, BillingError) as exc:
+        except (NotFound, BadInput, BillingError, ConfigError) as exc:
+            # ConfigError: no Stripe key for the event's mode; retrying cannot help (replay the
+            # event with `flowjobs events replay` once the key is set)
             raise AbortTaskRunError(str(exc)) from None
         ctx.log.info("%s", result)
         return result

@@ -602,8 +602,11 @@ def test_a_charge_of_another_mode_or_currency_or_refunded_does_not_pay_the_purch
     refunded, customer = open_checkout(rt)
     intent = pay(rt, localstripe_url, refunded, customer, VISA)
     stripe_client(localstripe_url).v1.refunds.create(params={"charge": intent["latest_charge"]})
-    record(refunded, intent)
+    assert record(refunded, intent)["result"] == "refunded"
     after = state(rt, refunded)
     [payment] = after["payments"].values()
-    assert (payment.status, payment.refunded_amount) == ("refunded", PRICE)
-    assert after["purchase"].status != "paid" and after["invoice"].status != "paid"
+    assert (payment.status, payment.refunded, payment.refunded_amount) == ("refunded", True, PRICE)
+    assert (after["purchase"].status, after["session"].status) == ("refunded", "succeeded")
+    assert after["invoice"].status != "paid" and after["events"] == []
+    assert rt.store.list_runs(task="send-customer-payment-succeeded-notification") == []
+    assert record(refunded, intent)["result"] == "unchanged"  # again: nothing new

@@ -261,3 +261,23 @@ def test_a_dry_run_whose_handler_needs_a_missing_stripe_key_undoes_its_writes_an
     ]  # no organizations row: undone with the handler
     with rt.billing.unit() as s:
         assert snapshot(s) == before
+
+
+def test_a_handler_without_the_stripe_key_for_its_mode_fails_at_once(rt, monkeypatch):
+    """No key is a configuration problem that retrying cannot mend: the run fails at once,
+    saying so (it was retried for two hours), and `events replay` runs it again once the key
+    is set."""
+    from flowjobs.webhooks import stripe_handlers
+    from tests.billing_helpers import drain
+    from tests.cli_helpers import ROOT
+
+    def calls_stripe(b, event):
+        return b.gateway.retrieve_intent_object(False, "pi_nope")
+
+    monkeypatch.setitem(stripe_handlers.HANDLERS, "stripe-charge-failed", calls_stripe)
+    body = (ROOT / "examples" / "stripe-charge-failed.json").read_bytes()
+    result = do_replay(rt, body)
+    drain(rt)
+    row = rt.store.get_run(result.run_id)
+    assert (row["status"], row["attempt"]) == ("failed", 1), row
+    assert "stripe.test_api_key: not set" in row["error"]
