@@ -179,6 +179,13 @@ def adjust_subscription(
             raise NotFound(f"no subscription {subscription_id!r}")
         period = _check_state(s, sub, now)
         price = _check_price(s, sub, price_id)
+        if sub.is_free_plan and price.unit_price > 0:
+            # its items were priced 0 (do_not_charge) and it was never billed: a paid plan is a
+            # new subscription, as upstream's free → paid upgrade
+            raise AdjustmentRefused(
+                f"subscription {sub.id} is on a free plan and is never charged; a paid plan "
+                f"({price.id}) starts a new subscription, it is not a change of this one"
+            )
         if price.unit_price * quantity > MAX_AMOUNT:
             raise AdjustmentRefused(
                 f"--quantity {quantity} of {price.id} comes to more than any charge can be "

@@ -227,7 +227,8 @@ def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -
 def uncancel(b, s, sub: Subscription) -> list[BillingRun]:
     """Revert a scheduled cancellation (§7.8): periods back to upcoming/active, status back to
     trialing/active, `cancel_scheduled_at` cleared, and a new billing run for each aborted one
-    still in the future (needs a payment method unless free or `do_not_charge`). Returns them."""
+    the cancellation preempted (`_runs_to_restore`; needs a payment method unless free or
+    `do_not_charge`). Returns them."""
     now = s.info["now"]
     if sub.status != E.SubscriptionStatus.CANCELLATION_SCHEDULED:
         raise WrongState(
@@ -267,18 +268,25 @@ def uncancel(b, s, sub: Subscription) -> list[BillingRun]:
 
 
 def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
-    """Aborted runs still due in the future, of periods with no other live or paid run."""
-    aborted = list(
-        s.exec(
+    """Aborted runs that the cancellation preempted, of periods with no other live or paid run:
+    those due in the future, those aborted before they were due (a retry of the dunning ladder:
+    un-canceled after its day, it was lost, and the period never collected), and those of the
+    current period. (A run of a past period aborted once due — its PaymentIntent canceled — is
+    not the cancellation's doing, and stays.)"""
+    aborted = [
+        run
+        for run in s.exec(
             select(BillingRun)
             .where(
                 BillingRun.subscription_id == sub.id,
                 BillingRun.status == E.BillingRunStatus.ABORTED,
-                BillingRun.scheduled_for > now,
             )
-            .order_by(col(BillingRun.scheduled_for), col(BillingRun.id))
+            .order_by(col(BillingRun.scheduled_for).desc(), col(BillingRun.id))
         )
-    )
+        if run.scheduled_for > now
+        or (run.completed_at is not None and run.completed_at < run.scheduled_for)
+        or s.get(BillingPeriod, run.billing_period_id).end_date > now
+    ]
     live = {
         E.BillingRunStatus.SCHEDULED,
         E.BillingRunStatus.IN_PROGRESS,
@@ -302,8 +310,9 @@ def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
 
 
 def _restore_run(b, s, sub: Subscription, old: BillingRun, method_id: str) -> BillingRun:
+    when = max(old.scheduled_for, s.info["now"])  # one whose day has passed: due now
     return repo.insert_scheduled_run(
-        b, s, sub, old.billing_period_id, old.scheduled_for, old.attempt_number, method_id
+        b, s, sub, old.billing_period_id, when, old.attempt_number, method_id
     )
 
 

@@ -46,7 +46,10 @@ def due_billing_runs(b, now: datetime, page: int):
 
 
 def ending_periods(b, start: datetime, end: datetime, page: int):
-    """Ids of non-terminal periods whose end falls in [start, end]."""
+    """Ids of periods whose end falls in [start, end], whatever their status: a period paid
+    after its end (billed at period end, or caught up after an outage) is `completed` before
+    its rollover runs, and skipping it stopped the subscription renewing. The rollover of a
+    period already rolled does nothing ("next period already exists")."""
     return _pages(
         b,
         lambda after: (
@@ -54,7 +57,6 @@ def ending_periods(b, start: datetime, end: datetime, page: int):
             .where(
                 BillingPeriod.end_date >= start,
                 BillingPeriod.end_date <= end,
-                col(BillingPeriod.status).not_in(list(E.PERIOD_TERMINAL)),
                 BillingPeriod.id > after,
             )
             .order_by(BillingPeriod.id)

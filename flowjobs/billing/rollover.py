@@ -52,7 +52,29 @@ def transition_billing_period(b, billing_period_id: str) -> RunReport:
                 f"subscription {sub.id} does not renew; it has no billing periods to roll"
             )
         outcome = _roll(b, s, period, sub, now)
+        opened = repo.latest_period(s, sub.id)
+        caught_up = 0
+        while (  # the hourly job was down over whole periods: each missed one opened in turn,
+            # closed, and its run scheduled (the next window never saw a period opened after
+            # its end, and the subscription stopped renewing)
+            opened is not None
+            and opened.id != period.id
+            and opened.end_date <= now
+            and opened.status not in E.PERIOD_TERMINAL
+            and caught_up < MAX_CATCH_UP
+        ):
+            close_period(b, s, opened)
+            _roll(b, s, opened, sub, now)
+            following = repo.latest_period(s, sub.id)
+            if following is None or following.id == opened.id:
+                break
+            opened, caught_up = following, caught_up + 1
+        if caught_up:
+            outcome += f"; {caught_up} more missed period(s) opened"
         return RunReport(period.id, outcome, period.status, f"period closed {closed}; {outcome}")
+
+
+MAX_CATCH_UP = 1000  # periods one rollover opens after an outage (a minute-long interval: 16 h)
 
 
 def close_period(b, s, period: BillingPeriod) -> str:

@@ -476,3 +476,18 @@ def test_a_failed_first_payment_cancels_and_moves_the_customer_to_the_free_plan(
     [moved] = current_subscriptions(rt, seeded.customer_id)
     assert (moved.status, moved.price_id, moved.is_free_plan) == ("active", free.id, True)
     assert events(rt, moved.id) == ["subscription.created"]
+
+
+def test_a_free_plan_subscription_is_not_changed_to_a_paid_plan(crt):
+    """The default free plan's subscription is never charged (`do_not_charge`): changed to a
+    paid price it took the paid plan's name with items priced 0, and billed nothing for ever."""
+    from flowjobs.billing.adjust import AdjustmentRefused
+    from flowjobs.billing.cancel import cancel
+
+    w = world(crt)
+    moved = cancel(crt.billing, w["sub"], now=True)["movedToSubscriptionId"]
+    assert moved is not None
+    with pytest.raises(AdjustmentRefused, match="is on a free plan and is never charged"):
+        adjust_subscription(crt.billing, moved, price_id=w["price"], quantity=2)
+    free = get(crt, Subscription, moved)
+    assert (free.name, free.is_free_plan) == ("Free", True)

@@ -424,3 +424,48 @@ def test_a_discount_is_used_up_by_the_periods_it_paid_for(
     assert redeemed is (duration != "forever")
     expected = {"succeeded": sum(1 for amount in charged if amount)}
     assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == expected
+
+
+def test_a_subscription_billed_at_period_end_renews_after_its_run_completed_the_period(brt, clock):
+    """The period's run, due at its end, ran before the hourly rollover saw the period: paid,
+    it was `completed`, the rollover skipped completed periods, and the subscription stopped
+    renewing after its second period."""
+    at(clock, utc(2027, 1, 15, 10, 17))
+    seeded = seed(brt, unit_price=1200, arrears=True)
+    for month in (2, 3, 4):
+        end = utc(2027, month, 15, 10, 17)
+        at(clock, end + timedelta(minutes=1))
+        drain(brt)  # the worker runs the run due at the period's end first
+        at(clock, utc(2027, month, 15, 11))
+        hourly(brt, last=utc(2027, month, 15, 10))
+        drain(brt)
+    periods = periods_of(brt, seeded.subscription_id)
+    assert [p.end_date for p in periods] == [utc(2027, m, 15, 10, 17) for m in (2, 3, 4, 5)]
+    assert [p.status for p in periods] == ["completed", "completed", "completed", "active"]
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 3}
+
+
+def test_after_the_hourly_cron_was_down_for_months_every_missed_period_is_opened_and_billed(
+    brt, clock
+):
+    """A rollover used to open one period per ended period; one opened after its own end was
+    never in a later window, so after an outage longer than a period the subscription stopped
+    renewing. Each missed period is opened in turn, its run charged once."""
+    at(clock, utc(2027, 1, 15, 10, 5))
+    seeded = seed(brt, unit_price=1200)
+    hourly(brt)
+    drain(brt)  # period 1 paid
+    at(clock, utc(2027, 4, 20, 9, 0, 5))  # the cron down from Jan 15 12:00 to Apr 20
+    hourly(brt, last=utc(2027, 1, 15, 12))
+    drain(brt)
+    periods = periods_of(brt, seeded.subscription_id)
+    assert [p.start_date for p in periods] == [utc(2027, m, 15, 10, 5) for m in (1, 2, 3, 4)]
+    assert [p.status for p in periods] == ["completed"] * 3 + ["active"]
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 4}
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert (sub.status, sub.current_billing_period_end) == ("active", utc(2027, 5, 15, 10, 5))
+    at(clock, utc(2027, 4, 20, 10, 0, 5))
+    hourly(brt, last=utc(2027, 4, 20, 9, 0, 5))  # the next slot: nothing more
+    drain(brt)
+    assert len(periods_of(brt, seeded.subscription_id)) == 4
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 4}

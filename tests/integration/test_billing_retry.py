@@ -177,3 +177,34 @@ def test_a_declined_retry_keeps_a_cancellation_scheduled_for_later(
     assert (sub.status, sub.cancel_scheduled_at is not None) == ("cancellation_scheduled", True)
     uncancel_subscription(rt.billing, seeded.subscription_id)
     assert get(rt, Subscription, seeded.subscription_id).cancel_scheduled_at is None
+
+
+def test_uncanceled_after_its_retry_day_the_dunning_ladder_resumes(brt, clock):
+    """A declined period's retry was aborted by a cancellation at period end; un-canceled after
+    the retry's day (the card fixed meanwhile), the retry used to be left aborted — only runs
+    still in the future were restored — and the period was never collected."""
+    from flowjobs.billing.cancel import cancel, uncancel_subscription
+
+    seeded = seed(brt)
+    hourly(brt)
+    drain(brt)  # period 1 paid
+    switch_to_card(brt, seeded, DECLINING)
+    clock.set(int(get(brt, BillingPeriod, seeded.period_id).end_date.timestamp() * 1000) + 60_000)
+    hourly(brt)
+    drain(brt)  # period 2 declined; its retry is due in 3 days
+    first, retry = runs_of(brt, seeded.subscription_id)[-2:]
+    assert (first.status, retry.status) == ("failed", "scheduled")
+    assert cancel(brt.billing, seeded.subscription_id)["status"] == "cancellation_scheduled"
+    assert get(brt, BillingRun, retry.id).status == "aborted"
+    switch_to_card(brt, seeded, VISA)
+    clock.advance(4 * 86400)  # past the retry's day
+    restored = uncancel_subscription(brt.billing, seeded.subscription_id)
+    assert len(restored["billingRuns"]) == 1, restored
+    drain(brt)
+    last = runs_of(brt, seeded.subscription_id)[-1]
+    assert (last.status, last.attempt_number, last.billing_period_id) == (
+        "succeeded",
+        2,
+        first.billing_period_id,
+    )
+    assert get(brt, Subscription, seeded.subscription_id).status == "active"
