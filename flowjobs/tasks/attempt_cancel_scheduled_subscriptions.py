@@ -4,7 +4,7 @@ the window (inclusive), a page at a time, keyed by subscription."""
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flowjobs.core.registry import task
 from flowjobs.tasks._billing import Payload, fan_out, utc
@@ -13,6 +13,12 @@ from flowjobs.tasks._billing import Payload, fan_out, utc
 class CancelWindow(Payload):
     start: datetime = Field(alias="startDateISO")
     end: datetime = Field(alias="endDateISO")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.start > self.end:  # an empty window, silently
+            raise ValueError("startDateISO must not be after endDateISO")
+        return self
 
 
 @task("attempt-cancel-scheduled-subscriptions", payload=CancelWindow)

@@ -1,10 +1,10 @@
 """`attempt-transition-billing-periods {lastTimestamp, currentTimestamp}`: trigger one
-`attempt-billing-period-transition` per open billing period that ended in the window
-(inclusive), a page at a time, keyed by period."""
+`attempt-billing-period-transition` per billing period that ended in the window (inclusive,
+whatever its status: see `fanout.ending_periods`), a page at a time, keyed by period."""
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flowjobs.core.registry import task
 from flowjobs.tasks._billing import Payload, fan_out, utc
@@ -13,6 +13,12 @@ from flowjobs.tasks._billing import Payload, fan_out, utc
 class TransitionWindow(Payload):
     last_timestamp: datetime = Field(alias="lastTimestamp")
     current_timestamp: datetime = Field(alias="currentTimestamp")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.last_timestamp > self.current_timestamp:  # an empty window, silently
+            raise ValueError("lastTimestamp must not be after currentTimestamp")
+        return self
 
 
 @task("attempt-transition-billing-periods", payload=TransitionWindow)

@@ -57,6 +57,15 @@ def test_trigger_wait_exit_codes(env):
         (["trigger", "test-sleep", "-p", '{"seconds": NaN}'], "NaN is not a JSON number"),
         (["trigger", "test-sleep", "-p", '{"seconds": 1e400}'], "too large for a JSON number"),
         (["trigger", "noop", "--delay", "tomorrow"], "--delay"),
+        (
+            [
+                "trigger",
+                "attempt-transition-billing-periods",
+                "-p",
+                '{"lastTimestamp": "2027-02-01T00:00:00Z", "currentTimestamp": "2027-01-01T00:00:00Z"}',
+            ],
+            "lastTimestamp must not be after currentTimestamp",
+        ),
         (["trigger", "noop", "--payload-file", "/nonexistent.json"], "cannot read"),
         (["trigger", "noop", "--idempotency-key", "k" * 501], "501 characters long"),
     ],
