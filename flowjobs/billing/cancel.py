@@ -270,9 +270,9 @@ def uncancel(b, s, sub: Subscription) -> list[BillingRun]:
 def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
     """Aborted runs that the cancellation preempted, of periods with no other live or paid run:
     those due in the future, those aborted before they were due (a retry of the dunning ladder:
-    un-canceled after its day, it was lost, and the period never collected), and those of the
-    current period. (A run of a past period aborted once due — its PaymentIntent canceled — is
-    not the cancellation's doing, and stays.)"""
+    un-canceled after its day, it was lost, and the period never collected), and the current
+    period's that never reached Stripe. (A run aborted once it had a PaymentIntent — its
+    PaymentIntent canceled — is not the cancellation's doing, and stays.)"""
     aborted = [
         run
         for run in s.exec(
@@ -285,7 +285,10 @@ def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
         )
         if run.scheduled_for > now
         or (run.completed_at is not None and run.completed_at < run.scheduled_for)
-        or s.get(BillingPeriod, run.billing_period_id).end_date > now
+        or (  # the current period's first run, aborted before it started (no PaymentIntent)
+            run.stripe_payment_intent_id is None
+            and s.get(BillingPeriod, run.billing_period_id).end_date > now
+        )
     ]
     live = {
         E.BillingRunStatus.SCHEDULED,

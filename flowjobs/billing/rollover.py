@@ -17,6 +17,8 @@ Decisions (docs/billing.md):
 
 from __future__ import annotations
 
+from sqlmodel import select
+
 from flowjobs import ids
 from flowjobs.billing import enums as E
 from flowjobs.billing import fees, repo
@@ -45,8 +47,14 @@ def transition_billing_period(b, billing_period_id: str) -> RunReport:
             raise BillingError(
                 f"billing period {period.id} ends {iso_datetime(period.end_date)}, in the future"
             )
+        # the subscription's row locked (PostgreSQL): two rollovers of one period at once (the
+        # hourly child and an operator's trigger; a catch-up reaching a period whose own
+        # rollover runs) wait here, and the second sees the period the first opened. A period
+        # already `completed` gets no write that would have made them wait.
+        sub = s.exec(
+            select(Subscription).where(Subscription.id == period.subscription_id).with_for_update()
+        ).one()
         closed = close_period(b, s, period)
-        sub = s.get(Subscription, period.subscription_id)
         if sub.status == E.SubscriptionStatus.CREDIT_TRIAL or not sub.renews:
             raise BillingError(
                 f"subscription {sub.id} does not renew; it has no billing periods to roll"

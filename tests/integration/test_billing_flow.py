@@ -411,3 +411,22 @@ def test_two_events_of_one_run_at_once_leave_the_newer_state(brt, monkeypatch):
     run = get(brt, BillingRun, seeded.billing_run_id)
     assert run.status == "succeeded"
     assert _payment(brt, seeded.billing_run_id).status == "succeeded"
+
+
+def test_an_uncancel_does_not_restore_a_run_whose_payment_intent_was_canceled(brt):
+    """The run of the current period ended `aborted` by its canceled PaymentIntent — not by
+    the cancellation — so un-canceling restores nothing, and charges nothing."""
+    from flowjobs.adapters.stripe_gateway import ChargeResult
+    from flowjobs.billing.cancel import cancel, uncancel_subscription
+    from flowjobs.billing.outcomes import apply_charge_result
+    from flowjobs.billing.runs import _prepare, record_intent
+
+    seeded = seed(brt)
+    charge = _prepare(brt.billing, seeded.billing_run_id, "run_x")
+    assert record_intent(brt.billing, charge, "pi_gone", "run_x")
+    result = ChargeResult("canceled", "pi_gone", None, None, 2500, "USD", 300)
+    assert apply_charge_result(brt.billing, seeded.billing_run_id, result, 300).status == "aborted"
+    assert cancel(brt.billing, seeded.subscription_id)["status"] == "cancellation_scheduled"
+    assert uncancel_subscription(brt.billing, seeded.subscription_id)["billingRuns"] == []
+    drain(brt)
+    assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {}

@@ -469,3 +469,49 @@ def test_after_the_hourly_cron_was_down_for_months_every_missed_period_is_opened
     drain(brt)
     assert len(periods_of(brt, seeded.subscription_id)) == 4
     assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 4}
+
+
+def test_two_rollovers_of_a_paid_period_at_once_open_one_next_period(brt, clock, monkeypatch):
+    """A period paid at its end is `completed` before its rollover; two rollovers of it at once
+    (the hourly child and an operator's trigger) wrote nothing that made one wait for the
+    other, and on PostgreSQL both opened a next period, each with its charge. The subscription
+    row is locked first."""
+    import threading
+
+    from flowjobs.billing import repo
+    from flowjobs.billing.rollover import transition_billing_period
+
+    at(clock, utc(2027, 1, 15, 10, 17))
+    seeded = seed(brt, unit_price=1200, arrears=True)
+    with brt.billing.unit() as s:  # its run's job, as the rollover queues it: due at the end
+        run = s.get(BillingRun, seeded.billing_run_id)
+        brt.billing.queue_billing_run(s, run.id, run.scheduled_for)
+    at(clock, utc(2027, 2, 15, 10, 20))
+    drain(brt)  # the period's run, due at its end: paid, the period `completed`
+    assert periods_of(brt, seeded.subscription_id)[0].status == "completed"
+    arrived, both = [], threading.Event()
+    exists = repo.later_period_exists
+
+    def held(s, subscription_id, after):  # hold the first until the second gets this far
+        found = exists(s, subscription_id, after)
+        arrived.append(found)
+        if len(arrived) == 2:
+            both.set()
+        both.wait(1.0)  # the second cannot arrive while the first holds the row
+        return found
+
+    monkeypatch.setattr(repo, "later_period_exists", held)
+    at(clock, utc(2027, 2, 15, 11))
+    results = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(transition_billing_period(brt.billing, seeded.period_id))
+        )
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted("opened period" in r.action for r in results) == [False, True], results
+    assert len(periods_of(brt, seeded.subscription_id)) == 2
