@@ -161,28 +161,28 @@ def test_trial_ends_then_decline_goes_past_due_instead_of_cancelling(brt, clock)
     assert [r.status for r in runs if r.id != trial_run.id] == ["failed", "scheduled"]
 
 
-def test_outcomes_out_of_order_never_regress_and_a_canceled_intent_aborts(brt):
+def intent_events(rt, intent_id: str):
+    """A seeded run whose PaymentIntent `intent_id` is recorded (as the run does before it
+    confirms), and `event(status, created, charge_status=None)` applying a webhook's outcome
+    for it: (seeded, event)."""
     from flowjobs.adapters.stripe_gateway import ChargeResult
     from flowjobs.billing.outcomes import apply_charge_result
     from flowjobs.billing.runs import _prepare, record_intent
 
-    seeded = seed(brt)
-    charge = _prepare(brt.billing, seeded.billing_run_id, "run_x")
-    assert record_intent(brt.billing, charge, "pi_ooo", "run_x")  # as the run does first
+    seeded = seed(rt)
+    charge = _prepare(rt.billing, seeded.billing_run_id, "run_x")
+    assert record_intent(rt.billing, charge, intent_id, "run_x")
 
     def event(status, created, charge_status=None):
-        result = ChargeResult(
-            status,
-            "pi_ooo",
-            "ch_ooo" if charge_status else None,
-            charge_status,
-            2500,
-            "USD",
-            created,
-        )
-        return apply_charge_result(
-            brt.billing, seeded.billing_run_id, result, event_created=created
-        )
+        charge_id = f"ch_{intent_id}" if charge_status else None
+        result = ChargeResult(status, intent_id, charge_id, charge_status, 2500, "USD", created)
+        return apply_charge_result(rt.billing, seeded.billing_run_id, result, created)
+
+    return seeded, event
+
+
+def test_outcomes_out_of_order_never_regress_and_a_canceled_intent_aborts(brt):
+    seeded, event = intent_events(brt, "pi_ooo")
 
     assert event("processing", 200).status == "awaiting_payment_confirmation"
     invoice_id = _payment(brt, seeded.billing_run_id).invoice_id
@@ -200,27 +200,7 @@ def test_outcomes_out_of_order_never_regress_and_a_canceled_intent_aborts(brt):
 def test_an_event_of_the_same_second_settles_the_run_but_does_not_move_it_back(brt):
     """Stripe's `created` is whole seconds: `succeeded` in the second of `requires_action` was
     dropped as "at least as new", and the run waited hours for the stale-payment job."""
-    from flowjobs.adapters.stripe_gateway import ChargeResult
-    from flowjobs.billing.outcomes import apply_charge_result
-    from flowjobs.billing.runs import _prepare, record_intent
-
-    seeded = seed(brt)
-    charge = _prepare(brt.billing, seeded.billing_run_id, "run_x")
-    assert record_intent(brt.billing, charge, "pi_same", "run_x")
-
-    def event(status, created, charge_status=None):
-        result = ChargeResult(
-            status,
-            "pi_same",
-            "ch_same" if charge_status else None,
-            charge_status,
-            2500,
-            "USD",
-            created,
-        )
-        return apply_charge_result(
-            brt.billing, seeded.billing_run_id, result, event_created=created
-        )
+    seeded, event = intent_events(brt, "pi_same")
 
     assert event("requires_action", 200).action != "skipped"
     assert event("processing", 200).action == "skipped"  # same second, settles nothing
@@ -416,16 +396,10 @@ def test_two_events_of_one_run_at_once_leave_the_newer_state(brt, monkeypatch):
 def test_an_uncancel_does_not_restore_a_run_whose_payment_intent_was_canceled(brt):
     """The run of the current period ended `aborted` by its canceled PaymentIntent — not by
     the cancellation — so un-canceling restores nothing, and charges nothing."""
-    from flowjobs.adapters.stripe_gateway import ChargeResult
     from flowjobs.billing.cancel import cancel, uncancel_subscription
-    from flowjobs.billing.outcomes import apply_charge_result
-    from flowjobs.billing.runs import _prepare, record_intent
 
-    seeded = seed(brt)
-    charge = _prepare(brt.billing, seeded.billing_run_id, "run_x")
-    assert record_intent(brt.billing, charge, "pi_gone", "run_x")
-    result = ChargeResult("canceled", "pi_gone", None, None, 2500, "USD", 300)
-    assert apply_charge_result(brt.billing, seeded.billing_run_id, result, 300).status == "aborted"
+    seeded, event = intent_events(brt, "pi_gone")
+    assert event("canceled", 300).status == "aborted"
     assert cancel(brt.billing, seeded.subscription_id)["status"] == "cancellation_scheduled"
     assert uncancel_subscription(brt.billing, seeded.subscription_id)["billingRuns"] == []
     drain(brt)
