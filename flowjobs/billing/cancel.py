@@ -307,9 +307,28 @@ def _runs_to_restore(s, sub: Subscription, now: datetime) -> list[BillingRun]:
     chosen: dict[str, BillingRun] = {}
     for run in aborted:
         period = s.get(BillingPeriod, run.billing_period_id)
-        if run.billing_period_id not in taken and period.status not in E.PERIOD_TERMINAL:
+        if (
+            run.billing_period_id not in taken
+            and period.status not in E.PERIOD_TERMINAL
+            and _latest_of_period(s, run)  # not one a later attempt followed (a spent ladder)
+        ):
             chosen.setdefault(run.billing_period_id, run)
     return list(chosen.values())
+
+
+def _latest_of_period(s, run: BillingRun) -> bool:
+    """No attempt of the period ran after `run` (restored once, a retry that then failed: the
+    ladder is spent, and a second un-cancel must not start it again)."""
+    later = s.exec(
+        select(BillingRun.id).where(
+            BillingRun.billing_period_id == run.billing_period_id,
+            BillingRun.is_adjustment == False,
+            BillingRun.id != run.id,
+            BillingRun.status != E.BillingRunStatus.ABORTED,
+            BillingRun.scheduled_for >= run.scheduled_for,
+        )
+    ).first()
+    return later is None
 
 
 def _restore_run(b, s, sub: Subscription, old: BillingRun, method_id: str) -> BillingRun:

@@ -208,3 +208,27 @@ def test_uncanceled_after_its_retry_day_the_dunning_ladder_resumes(brt, clock):
         first.billing_period_id,
     )
     assert get(brt, Subscription, seeded.subscription_id).status == "active"
+
+
+def test_a_second_uncancel_does_not_restart_a_spent_dunning_ladder(
+    make_runtime, localstripe_url, clock
+):
+    """The retry restored by an un-cancel declined again and spent the ladder; cancelled and
+    un-canceled once more, the first cancellation's aborted retry must not come back."""
+    from flowjobs.billing.cancel import cancel, uncancel_subscription
+
+    rt = make_runtime(billing={"retry_days": [3]}, **stripe_sections(localstripe_url))
+    seeded = seed(rt)
+    hourly(rt)
+    drain(rt)
+    switch_to_card(rt, seeded, DECLINING)
+    clock.set(int(get(rt, BillingPeriod, seeded.period_id).end_date.timestamp() * 1000) + 60_000)
+    hourly(rt)
+    drain(rt)  # period 2 declined; its retry due in 3 days
+    assert cancel(rt.billing, seeded.subscription_id)["status"] == "cancellation_scheduled"
+    clock.advance(4 * 86400)
+    assert len(uncancel_subscription(rt.billing, seeded.subscription_id)["billingRuns"]) == 1
+    drain(rt)  # the restored retry declines: no attempt left
+    assert runs_of(rt, seeded.subscription_id)[-1].status == "failed"
+    assert cancel(rt.billing, seeded.subscription_id)["status"] == "cancellation_scheduled"
+    assert uncancel_subscription(rt.billing, seeded.subscription_id)["billingRuns"] == []
