@@ -115,10 +115,9 @@ def _invoices(rt, period_id: str) -> list[Invoice]:
         return list(s.exec(select(Invoice).where(Invoice.billing_period_id == period_id)))
 
 
-def second_period_declined(make_runtime, localstripe_url, clock):
-    """A subscription whose first period was paid and whose second was declined, with no retry
-    ladder: (runtime, seeded, the failed billing run)."""
-    rt = make_runtime(billing={"retry_days": []}, **stripe_sections(localstripe_url))
+def decline_the_second_period(rt, clock):
+    """A subscription whose first period is paid and whose second is declined (its retry
+    scheduled, if `rt` has a retry ladder); the seeded subscription."""
     seeded = seed(rt)
     hourly(rt)
     drain(rt)
@@ -126,6 +125,13 @@ def second_period_declined(make_runtime, localstripe_url, clock):
     clock.set(int(get(rt, BillingPeriod, seeded.period_id).end_date.timestamp() * 1000) + 60_000)
     hourly(rt)
     drain(rt)
+    return seeded
+
+
+def second_period_declined(make_runtime, localstripe_url, clock):
+    """As `decline_the_second_period`, with no retry ladder: (runtime, seeded, the failed run)."""
+    rt = make_runtime(billing={"retry_days": []}, **stripe_sections(localstripe_url))
+    seeded = decline_the_second_period(rt, clock)
     failed = runs_of(rt, seeded.subscription_id)[-1]
     assert failed.status == "failed"
     return rt, seeded, failed
@@ -185,13 +191,7 @@ def test_uncanceled_after_its_retry_day_the_dunning_ladder_resumes(brt, clock):
     still in the future were restored — and the period was never collected."""
     from flowjobs.billing.cancel import cancel, uncancel_subscription
 
-    seeded = seed(brt)
-    hourly(brt)
-    drain(brt)  # period 1 paid
-    switch_to_card(brt, seeded, DECLINING)
-    clock.set(int(get(brt, BillingPeriod, seeded.period_id).end_date.timestamp() * 1000) + 60_000)
-    hourly(brt)
-    drain(brt)  # period 2 declined; its retry is due in 3 days
+    seeded = decline_the_second_period(brt, clock)  # its retry is due in 3 days
     first, retry = runs_of(brt, seeded.subscription_id)[-2:]
     assert (first.status, retry.status) == ("failed", "scheduled")
     assert cancel(brt.billing, seeded.subscription_id)["status"] == "cancellation_scheduled"
@@ -218,13 +218,7 @@ def test_a_second_uncancel_does_not_restart_a_spent_dunning_ladder(
     from flowjobs.billing.cancel import cancel, uncancel_subscription
 
     rt = make_runtime(billing={"retry_days": [3]}, **stripe_sections(localstripe_url))
-    seeded = seed(rt)
-    hourly(rt)
-    drain(rt)
-    switch_to_card(rt, seeded, DECLINING)
-    clock.set(int(get(rt, BillingPeriod, seeded.period_id).end_date.timestamp() * 1000) + 60_000)
-    hourly(rt)
-    drain(rt)  # period 2 declined; its retry due in 3 days
+    seeded = decline_the_second_period(rt, clock)  # its retry due in 3 days
     assert cancel(rt.billing, seeded.subscription_id)["status"] == "cancellation_scheduled"
     clock.advance(4 * 86400)
     assert len(uncancel_subscription(rt.billing, seeded.subscription_id)["billingRuns"]) == 1
