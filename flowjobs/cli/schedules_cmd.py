@@ -157,17 +157,8 @@ def backfill(
         )
     scheduler = rt.scheduler
     schedule = scheduler.get(schedule_id)
-    from flowjobs import cron
-    from flowjobs.core.scheduler import BACKFILL_MAX
-
-    total = len(
-        cron.slots_between(schedule.cron, schedule.timezone, begin, finish, limit=BACKFILL_MAX + 1)
-    )
-    if total > BACKFILL_MAX:
-        raise BadInput(
-            f"(--from, --to] holds more than {BACKFILL_MAX:,} slots of {schedule_id}; backfill "
-            f"at most {BACKFILL_MAX:,} at a time: split the range"
-        )
+    slots = scheduler.backfill_slots(schedule_id, begin, finish)
+    total = len(slots)
     if total > BACKFILL_ASK and not (yes or dry_run):
         raise BadInput(
             f"(--from, --to] holds {total:,} slots of {schedule_id}, each a run of "
@@ -175,7 +166,9 @@ def backfill(
             "already)"
         )
     with output.progress(total, f"backfilling {schedule_id}") as advance:
-        report = scheduler.backfill(schedule_id, begin, finish, dry_run=dry_run, progress=advance)
+        report = scheduler.backfill(
+            schedule_id, begin, finish, dry_run=dry_run, progress=advance, slots=slots
+        )
     if as_json:
         output.emit_json(report)
         return

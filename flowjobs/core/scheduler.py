@@ -559,20 +559,35 @@ class Scheduler:
             runs.setdefault(r["idempotency_key"], []).append(r)
         return runs
 
-    def backfill(
-        self, schedule_id: str, start: int, end: int, dry_run: bool = False, progress=None
-    ) -> dict:
-        """Enqueue every slot in (start, end] that has no run yet (in batches of 500;
-        `progress(n)` is told of each). A slot whose run failed keeps it: the next slot's
-        window reaches back over it, or `trigger --since` covers it (see `health`)."""
+    def backfill_slots(self, schedule_id: str, start: int, end: int) -> list[int]:
+        """The slots in (start, end] a backfill enqueues; BadInput past BACKFILL_MAX (it used
+        to stop at the limit and say nothing)."""
         s = self.get(schedule_id)
-        existing = self.existing(s)
         slots = cron.slots_between(s.cron, s.timezone, start, end, limit=BACKFILL_MAX + 1)
-        if len(slots) > BACKFILL_MAX:  # it stopped at the limit and said nothing
+        if len(slots) > BACKFILL_MAX:
             raise BadInput(
                 f"(--from, --to] holds more than {BACKFILL_MAX:,} slots of {s.id}; backfill at "
                 f"most {BACKFILL_MAX:,} at a time: split the range"
             )
+        return slots
+
+    def backfill(
+        self,
+        schedule_id: str,
+        start: int,
+        end: int,
+        dry_run: bool = False,
+        progress=None,
+        slots: list[int] | None = None,
+    ) -> dict:
+        """Enqueue every slot in (start, end] that has no run yet (in batches of 500;
+        `progress(n)` is told of each; `slots`: `backfill_slots`' answer, when the caller has
+        it). A slot whose run failed keeps it: the next slot's window reaches back over it, or
+        `trigger --since` covers it (see `health`)."""
+        s = self.get(schedule_id)
+        existing = self.existing(s)
+        if slots is None:
+            slots = self.backfill_slots(schedule_id, start, end)
         previous = cron.previous_slot(s.cron, s.timezone, slots[0]) if slots else None
         items = []
         for i, slot in enumerate(slots):
