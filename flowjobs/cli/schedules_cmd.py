@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 
 from flowjobs.cli import output
@@ -51,13 +53,14 @@ def list_schedules(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print a JSON array: {id, task, cron, timezone, catchup, max_catchup, enabled, enabled_override, last_slot, next_slots}.",
+        help="Print a JSON array: {id, task, cron, timezone, catchup, max_catchup, enabled, enabled_override, last_slot, next_slots, fired_as}.",
     ),
 ):
     """Every schedule: task, cron, timezone, catch-up policy, enabled (and whether `schedules
     enable|disable` set it, overriding `enabled` in flowjobs.toml), last slot (the latest one
     handled: enqueued, or passed over when the schedule was first seen or by its catch-up
-    policy), next 3 slots."""
+    policy), next 3 slots; and a note for each schedule the running schedulers still fire as
+    it was before flowjobs.toml was edited (`fired_as`: restart them)."""
     rows = _scheduler(ctx, read_only=True).describe()
     if as_json:
         output.emit_json(rows)
@@ -89,6 +92,22 @@ def list_schedules(
             for r in rows
         ],
     )
+    _note_fired_as(rows)
+
+
+def _note_fired_as(rows: list[dict]) -> None:
+    for r in rows:
+        fired = r["fired_as"]
+        if fired:
+            changes = ", ".join(
+                f"{key} {json.dumps(theirs)} (here: {json.dumps(ours)})"
+                for key, (theirs, ours) in fired["changed"].items()
+            )
+            output.note(
+                f"{r['id']}: the running schedulers fire it as a configuration read at "
+                f"{fired['since']} defines it: {changes}; restart the workers and schedulers "
+                "(and `flowjobs tick` crontabs) to take up this configuration"
+            )
 
 
 @app.command("preview")
@@ -262,6 +281,7 @@ def health(
                     f"{r['id']}: window {gap['from']} -> {gap['to']} lost "
                     f"(run {', '.join(gap['runs'])} did not succeed); {then}"
                 )
+        _note_fired_as(rows)
     if any(r["status"] == "lost" for r in rows):
         raise typer.Exit(int(ExitStatus.FAILURE))
 

@@ -31,6 +31,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,6 +60,11 @@ DUE_BACK = 100  # ...when it keeps at most this many (each slot counted back is 
 KEY_TTL = 366 * 86400.0
 BACKFILL_MAX = 100_000  # slots one backfill enqueues; a longer range is refused, never cut short
 MANUAL = "manual:"
+# A schedule's definition stands until a process that read its configuration later writes
+# another; a newer definition no process has ticked for DEFINITION_LEASE_MS is given up (the
+# process that wrote it ran once, or stopped, and the others must not stay silent for good).
+DEFINITION_LEASE_MS = 10 * 60_000
+DEFINITION_SEEN_EVERY_MS = 60_000  # how often processes firing it say they are still there
 
 
 class SchedulePayload(BaseModel):
@@ -110,6 +116,31 @@ class Schedule:
 
     def previous(self, slot: int) -> int | None:
         return cron.previous_slot(self.cron, self.timezone, slot)
+
+    def definition(self) -> str:
+        """What decides the schedule's slots and their runs, as canonical JSON (stored, and
+        compared between scheduler processes: `Scheduler._standing`)."""
+        return json.dumps(
+            {
+                "task": self.task,
+                "cron": self.cron,
+                "timezone": self.timezone,
+                "payload": self.payload,
+                "catchup": self.catchup,
+                "max_catchup": self.max_catchup,
+                "enabled": self.enabled,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+
+class Standing(StrEnum):
+    """A scheduler process's definition of a schedule against the stored one."""
+
+    CURRENT = "current"  # the same: fire it
+    TAKE = "take"  # none stored, an older one, or a newer one nobody fires any more: store ours
+    STALE = "stale"  # a newer process has another: do not fire until restarted
 
 
 @dataclass
@@ -245,17 +276,22 @@ class Scheduler:
         *,
         grace: float = 60.0,
         alert_task: str | None = None,
+        defined_at: int | None = None,
     ):
         """`schedules` as `resolve` returns them; `grace` (seconds): how late a slot may still
         be enqueued under the `skip` policy ([scheduler] grace); `alert_task`: the task that
-        raises an alert (lost windows, failing schedules), or None when alerts are off."""
+        raises an alert (lost windows, failing schedules), or None when alerts are off;
+        `defined_at` (epoch ms, default now): when `schedules` were read from the
+        configuration — the definitions read last are the ones every process fires."""
         self.store = store
         self.client = client
         self.clock = clock
         self.schedules = schedules
         self.grace_ms = int(grace * 1000)
         self.alert_task = alert_task
+        self.defined_at = clock.now_ms() if defined_at is None else defined_at
         self.failures: dict[str, BaseException] = {}  # schedule id -> why its last tick failed
+        self.stale: dict[str, str | None] = {}  # schedule id -> the newer definition it is left to
         self._notices: list[dict] = []  # alerts found inside a tick, raised after it
 
     def get(self, schedule_id: str) -> Schedule:
@@ -274,10 +310,11 @@ class Scheduler:
         results = []
         failures: dict[str, BaseException] = {}
         for schedule in self.schedules.values():
-            if not self.enabled(schedule, states):
+            enabled = self.enabled(schedule, states)
+            if not enabled and not self._must_define(schedule, states.get(schedule.id)):
                 continue
             try:
-                result = self._tick_one(schedule, now)
+                result = self._tick_one(schedule, now, enabled)
             except Exception as exc:  # one broken schedule must not stop the others
                 failures[schedule.id] = exc
                 if schedule.id in self.failures:
@@ -298,10 +335,12 @@ class Scheduler:
         self._raise_notices()
         return results
 
-    def _tick_one(self, s: Schedule, now: int) -> TickResult:
+    def _tick_one(self, s: Schedule, now: int, enabled: bool = True) -> TickResult:
         store = self.store
         with store.db.transaction() as conn:
             row = conn.execute(store.sql["schedule_lock"], {"id": s.id}).fetchone()
+            if not self._take_part(s, row, conn) or not enabled:
+                return TickResult(s.id, [], [])
             if row is None or row[0] is None:
                 # first sight (or a state an older flowjobs left NULL: the insert fills it in):
                 # from the last slot, or from now when none is within the search's reach
@@ -323,6 +362,75 @@ class Scheduler:
         # every item of a schedule runs at its slot (`_item`)
         slots_run = [i.run_at for i in items if isinstance(i.run_at, int)]
         return TickResult(s.id, slots_run, [r.id for r in runs])
+
+    # -- whose definition -------------------------------------------------------------
+    def _standing(
+        self, s: Schedule, stored: str | None, at: int | None, seen: int | None
+    ) -> Standing:
+        """This process's definition of `s` against the stored one (`definition`, `defined_at`,
+        `definition_seen_at` of its row). The one read from the configuration last stands: a
+        worker started before `flowjobs.toml` was edited stops firing the old cron as soon as
+        one started after it ticks (it used to fire both until every worker was restarted)."""
+        mine = s.definition()
+        if stored == mine:
+            return Standing.CURRENT
+        if stored is None or at is None or (at, stored) < (self.defined_at, mine):
+            return Standing.TAKE  # an equal time is settled by the text: every process agrees
+        if seen is None or self.clock.now_ms() - seen > DEFINITION_LEASE_MS:
+            return Standing.TAKE  # the newer one is not fired any more (its process is gone)
+        return Standing.STALE
+
+    def _must_define(self, s: Schedule, state: dict | None) -> bool:
+        """Whether a schedule this process does not fire (disabled) still needs a write: its
+        definition to store, or to say it is still there — a process whose configuration
+        disables a schedule must stop older ones firing it, and keep them stopped."""
+        state = state or {}
+        standing = self._standing(
+            s, state.get("definition"), state.get("defined_at"), state.get("definition_seen_at")
+        )
+        if standing is Standing.CURRENT:
+            seen = state.get("definition_seen_at")
+            return seen is None or self.clock.now_ms() - seen >= DEFINITION_SEEN_EVERY_MS
+        return standing is Standing.TAKE
+
+    def _take_part(self, s: Schedule, row, conn) -> bool:
+        """Inside the tick's transaction, with the schedule's row locked: store this process's
+        definition when it stands (or say it is still there); False when a newer process has
+        another, so that this one fires nothing (logged once, with the fix)."""
+        stored, at, seen = (row[1], row[2], row[3]) if row is not None else (None, None, None)
+        standing = self._standing(s, stored, at, seen)
+        now = self.clock.now_ms()
+        if standing is Standing.STALE:
+            if self.stale.get(s.id) != stored:
+                log.warning(
+                    "schedule %s: not fired by this process any more: a process that read its configuration at %s "
+                    "fires it as %s, this one has %s; restart this process to take up the newer "
+                    "definition (or, if the newer one is wrong, fix the configuration and restart "
+                    "every worker)",
+                    s.id,
+                    iso(at),
+                    stored,
+                    s.definition(),
+                )
+                self.stale[s.id] = stored
+            return False
+        if self.stale.pop(s.id, None) is not None:
+            log.warning("schedule %s: fired by this process again", s.id)
+        if standing is Standing.TAKE:
+            if stored is not None:
+                log.info("schedule %s: now defined as %s (was %s)", s.id, s.definition(), stored)
+            conn.execute(
+                self.store.sql["schedule_define"],
+                {
+                    "id": s.id,
+                    "definition": s.definition(),
+                    "defined_at": self.defined_at,
+                    "now": now,
+                },
+            )
+        elif seen is None or now - seen >= DEFINITION_SEEN_EVERY_MS:
+            conn.execute(self.store.sql["schedule_seen"], {"id": s.id, "now": now})
+        return True
 
     def _due(self, s: Schedule, last: int, now: int) -> list[int]:
         keep = s.max_catchup if s.catchup == "all" else 1
@@ -659,9 +767,26 @@ class Scheduler:
                     "enabled_override": _override(states.get(s.id, {}).get("enabled")),
                     "last_slot": iso(last),
                     "next_slots": [iso(x) for x in cron.next_slots(s.cron, s.timezone, now, 3)],
+                    "fired_as": self.fired_as(s, states),
                 }
             )
         return rows
+
+    def fired_as(self, s: Schedule, states: dict) -> dict | None:
+        """How the scheduler processes fire `s` when it differs from this configuration (it was
+        edited, and no process started since has ticked it): the fields that differ, stored
+        against configured, and since when; else None."""
+        state = states.get(s.id) or {}
+        stored = state.get("definition")
+        if stored is None or stored == s.definition():
+            return None
+        try:
+            theirs = json.loads(stored)
+        except ValueError:
+            theirs = {}
+        mine = json.loads(s.definition())
+        changed = {k: [theirs.get(k), v] for k, v in mine.items() if theirs.get(k) != v}
+        return {"since": iso(state.get("defined_at")), "changed": changed}
 
     def health(self, window_ms: int = 86400_000) -> list[dict]:
         """Per schedule over the window: slots that ran, slots missing, slots with >1 run,
@@ -714,6 +839,7 @@ class Scheduler:
                     "lost": lost,
                     "status": status,
                     "fix": "; ".join(fixes) or None,
+                    "fired_as": self.fired_as(s, states),
                 }
             )
         return report

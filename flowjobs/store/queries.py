@@ -152,12 +152,26 @@ COMMON = {
     "request_cancel": """
         UPDATE flowjobs_runs SET cancel_requested = 1, updated_at = :now
         WHERE id = :id AND status = 'executing' RETURNING id""",
-    # A schedule's state; first sight records the slot it starts after.
+    # A schedule's state; first sight records the slot it starts after (and is when it was
+    # first seen: a row made earlier only to hold a disabled schedule's definition counts from now).
     "schedule_insert": """
         INSERT INTO flowjobs_schedules (id, last_slot, enabled, created_at, updated_at)
         VALUES (:id, :last_slot, NULL, :now, :now)
-        ON CONFLICT (id) DO UPDATE SET last_slot = excluded.last_slot, updated_at = excluded.updated_at
+        ON CONFLICT (id) DO UPDATE SET last_slot = excluded.last_slot,
+            created_at = excluded.created_at, updated_at = excluded.updated_at
         WHERE flowjobs_schedules.last_slot IS NULL""",
+    # The definition a scheduler fires a schedule by, written by the newest process (a row
+    # made here has no last slot yet: the first tick that fires it sees it for the first time).
+    "schedule_define": """
+        INSERT INTO flowjobs_schedules
+            (id, last_slot, enabled, definition, defined_at, definition_seen_at, created_at, updated_at)
+        VALUES (:id, NULL, NULL, :definition, :defined_at, :now, :now, :now)
+        ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,
+            defined_at = excluded.defined_at, definition_seen_at = excluded.definition_seen_at,
+            updated_at = excluded.updated_at""",
+    # A process firing the standing definition says it is still there.
+    "schedule_seen": """
+        UPDATE flowjobs_schedules SET definition_seen_at = :now WHERE id = :id""",
     # Move a schedule's last enqueued slot forward (never back).
     "schedule_advance": """
         UPDATE flowjobs_schedules SET last_slot = :last_slot, updated_at = :now
@@ -167,7 +181,8 @@ COMMON = {
         UPDATE flowjobs_schedules SET enabled = :enabled, updated_at = :now WHERE id = :id""",
     # Every schedule's state.
     "schedule_states": """
-        SELECT id, last_slot, enabled, created_at FROM flowjobs_schedules""",
+        SELECT id, last_slot, enabled, created_at, definition, defined_at, definition_seen_at
+        FROM flowjobs_schedules""",
     # Runs of a schedule's slots (and manual runs), by idempotency key prefix.
     "schedule_runs": """
         SELECT idempotency_key, id, status FROM flowjobs_runs
@@ -296,7 +311,9 @@ SQLITE = {
         RETURNING """
     + _RESCUED,
     # Read a schedule's state inside the tick's write transaction (BEGIN IMMEDIATE serialises).
-    "schedule_lock": "SELECT last_slot FROM flowjobs_schedules WHERE id = :id",
+    "schedule_lock": """
+        SELECT last_slot, definition, defined_at, definition_seen_at
+        FROM flowjobs_schedules WHERE id = :id""",
 }
 
 POSTGRESQL = {
@@ -326,7 +343,9 @@ POSTGRESQL = {
         RETURNING """
     + _RESCUED,
     # Read and lock a schedule's state so concurrent scheduler ticks queue one behind another.
-    "schedule_lock": "SELECT last_slot FROM flowjobs_schedules WHERE id = :id FOR UPDATE",
+    "schedule_lock": """
+        SELECT last_slot, definition, defined_at, definition_seen_at
+        FROM flowjobs_schedules WHERE id = :id FOR UPDATE""",
 }
 
 # Statements only some dialects need; a dialect that has no use for one leaves it out (SQLite

@@ -243,6 +243,29 @@ def test_tick_refuses_a_time_later_than_now_and_changes_nothing(env):
     assert earlier.returncode == 0 and earlier.stdout == ""  # an earlier time is allowed
 
 
+def test_list_and_health_say_when_the_schedulers_fire_an_edited_schedule_the_old_way(env, tmp_path):
+    now = at(env, "2027-01-01T00:00:30Z")
+    assert flowjobs("tick", env=now).returncode == 0  # a scheduler reads the configuration
+    config = tmp_path / "flowjobs.toml"
+    config.write_text(CONFIG.replace('cron = "* * * * *"', 'cron = "*/5 * * * *"'))
+    for command in (["schedules", "list"], ["schedules", "health"]):
+        result = flowjobs(*command, env=now)
+        assert result.returncode == 0, result.stderr
+        assert (
+            "minutely: the running schedulers fire it as a configuration read at 2027-01-01T00:00:30"
+            in result.stderr
+        )
+        assert 'cron "* * * * *" (here: "*/5 * * * *"); restart the workers' in result.stderr
+    [listed] = [
+        s
+        for s in as_json(flowjobs("schedules", "list", "--json", env=now))
+        if s["id"] == "minutely"
+    ]
+    assert listed["fired_as"]["changed"] == {"cron": ["* * * * *", "*/5 * * * *"]}
+    assert flowjobs("tick", env=at(env, "2027-01-01T00:01:30Z")).returncode == 0  # restarted
+    assert "running schedulers" not in flowjobs("schedules", "list", env=now).stderr
+
+
 def test_invalid_cron_or_timezone_in_config_exits_2_naming_the_field(sqlite_url, tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[schedules.x]\ntask = "noop"\ncron = "99 * * * *"\ntimezone = "Moon/Base"\n')

@@ -326,6 +326,97 @@ def test_disable_and_enable(sched_rt, clock):
     assert [r.schedule for r in rt.scheduler.tick()] == ["hourly"]
 
 
+def hourly(rows: list[dict]) -> dict:
+    return next(r for r in rows if r["id"] == "hourly")
+
+
+def slots_run(rt) -> list[str]:
+    return [p["timestamp"][11:16] for p in runs_of(rt)]
+
+
+def test_a_worker_started_before_an_edit_stops_firing_the_old_cron(sched_rt, clock, caplog):
+    """Editing the cron and restarting some workers: the old ones used to fire the old cron
+    beside the new one until every worker was restarted."""
+    old = sched_rt()
+    old.scheduler.tick()  # first sight, as a worker started at 08:20
+    clock.set(ms("2027-01-15T08:25:00Z"))
+    new = sched_rt(cron="30 * * * *")  # flowjobs.toml edited; one worker restarted
+    new.scheduler.tick()
+    for at in ("08:30", "09:00", "09:30", "10:00", "10:30"):
+        clock.set(ms(f"2027-01-15T{at}:00Z"))
+        new.scheduler.tick()
+        with caplog.at_level("WARNING", logger="flowjobs.scheduler"):
+            old.scheduler.tick()
+    assert slots_run(old) == ["08:30", "09:30", "10:30"]  # not 09:00 and 10:00 as well
+    stale = [r.message for r in caplog.records if "not fired by this process" in r.message]
+    assert len(stale) == 1 and "restart this process" in stale[0]  # once, not every tick
+    # what the CLI of an unedited configuration says: the schedulers fire another definition
+    fired = hourly(old.scheduler.describe())["fired_as"]
+    assert fired == {
+        "since": "2027-01-15T08:25:00.000Z",
+        "changed": {"cron": ["30 * * * *", "0 * * * *"]},
+    }
+    assert hourly(old.scheduler.health())["fired_as"] == fired
+    assert hourly(new.scheduler.describe())["fired_as"] is None
+
+
+def test_the_newest_definition_is_given_up_when_no_process_fires_it_any_more(
+    sched_rt, clock, caplog
+):
+    """A process that ran once with another configuration (a `tick` from a laptop) must not
+    silence the workers for good: ten minutes after it was last seen, theirs stands again."""
+    old = sched_rt()
+    old.scheduler.tick()
+    clock.set(ms("2027-01-15T08:25:00Z"))
+    sched_rt(cron="30 * * * *").scheduler.tick()  # ran once, then gone
+    clock.set(ms("2027-01-15T08:30:00Z"))
+    old.scheduler.tick()
+    clock.set(ms("2027-01-15T08:34:00Z"))
+    old.scheduler.tick()  # seen 9 minutes ago: still stands
+    assert slots_run(old) == []
+    clock.set(ms("2027-01-15T09:00:00Z"))
+    with caplog.at_level("WARNING", logger="flowjobs.scheduler"):
+        [result] = old.scheduler.tick()
+    assert result.slots == [ms("2027-01-15T09:00:00Z")]
+    assert any("fired by this process again" in r.message for r in caplog.records)
+    assert hourly(old.scheduler.describe())["fired_as"] is None
+
+
+def test_a_schedule_disabled_in_the_edited_configuration_stops_the_older_workers(sched_rt, clock):
+    old = sched_rt()
+    old.scheduler.tick()
+    clock.set(ms("2027-01-15T08:25:00Z"))
+    new = sched_rt(enabled=False)
+    new.scheduler.tick()
+    for at in ("09:00", "10:00", "11:00"):  # the disabled definition is kept alive
+        clock.set(ms(f"2027-01-15T{at}:00Z"))
+        new.scheduler.tick()
+        old.scheduler.tick()
+    assert slots_run(old) == []
+    # enabled again by a later edit: the older workers, defining it alike, fire it again, and
+    # the catch-up policy decides what the paused hours get (as after `schedules enable`)
+    clock.set(ms("2027-01-15T11:05:00Z"))
+    again = sched_rt()
+    again.scheduler.tick()
+    clock.set(ms("2027-01-15T12:00:00Z"))
+    old.scheduler.tick()
+    again.scheduler.tick()
+    windows = [(p["lastTimestamp"][11:16], p["timestamp"][11:16]) for p in runs_of(again)]
+    assert windows == [("08:00", "11:00"), ("11:00", "12:00")]
+
+
+def test_two_definitions_read_at_the_same_moment_agree_on_one(sched_rt, clock):
+    one, other = sched_rt(), sched_rt(cron="30 * * * *")  # both read at 08:20
+    for minute in range(8 * 60 + 21, 12 * 60, 5):  # both tick, as workers do
+        clock.set(ms(f"2027-01-15T{minute // 60:02d}:{minute % 60:02d}:00Z"))
+        one.scheduler.tick()
+        other.scheduler.tick()
+    assert slots_run(one) in (  # one cron's slots, each once
+        ["09:00", "10:00", "11:00"],
+        ["08:30", "09:30", "10:30", "11:30"],
+    )
+
+
 def test_a_paused_schedule_is_not_reported_or_alerted_as_missing_its_slots(make_runtime, clock):
     from flowjobs.ops import alerts
 
