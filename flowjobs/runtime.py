@@ -68,7 +68,12 @@ class Runtime:
     @cached_property
     def client(self):
         from flowjobs.core.client import Client
+        from flowjobs.outbound.retry import configure
 
+        # the delivery task's policy follows [webhooks.outbound] retry_schedule in every process
+        # that triggers its runs: a `runs replay` from the CLI took the default schedule's
+        # max_attempts (8) instead of the configured one
+        configure(self.settings.webhooks.outbound)
         return Client(
             self.store,
             self._client_registry(),

@@ -7,10 +7,11 @@
   transaction held across the network call; the answer is recorded after it.
 - `[webhooks.outbound] timeout` bounds the whole exchange after the connection (request, answer
   headers, the excerpt read), not each read.
-- 2xx → `succeeded`. 408, 429, 5xx, a timeout or a connection error → `retrying` (the run
-  fails the attempt and the engine retries it on `[webhooks.outbound] retry_schedule`), or
-  `failed` after the last attempt. Any other status (3xx — redirects are not followed — and
-  4xx) → `failed` at once: the endpoint refused the event and will refuse it again.
+- 2xx → `succeeded`. Any other status (3xx — redirects are not followed —, 4xx, 5xx), a
+  timeout or a connection error → `retrying` (the run fails the attempt and the engine retries
+  it on `[webhooks.outbound] retry_schedule`), or `failed` after the last attempt: as Svix, since
+  a receiver mid-deploy answers 404 and one whose secret was just rotated 401, and the event
+  used to be lost at once. Only 410 Gone → `failed` at once: the endpoint says it is gone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -31,6 +33,8 @@ from flowjobs.errors import AbortTaskRunError
 from flowjobs.outbound import signing
 from flowjobs.outbound.models import FINAL, WebhookDelivery, WebhookEndpoint
 from flowjobs.store.text import storable
+
+GONE = 410  # the one answer that ends a delivery at once
 
 
 class DeliveryFailed(Exception):
@@ -53,9 +57,7 @@ class Answer:
     def retryable(self) -> bool:
         if self.final:
             return False
-        if self.status is None:
-            return True
-        return self.status in (408, 429) or self.status >= 500
+        return self.status != GONE
 
 
 def body_of(event: Event) -> bytes:
@@ -149,17 +151,28 @@ def deliver(
     delivery_id: str,
     last_attempt: bool,
     run_id: str | None = None,
+    *,
+    attempt: int | None = None,
+    replay_of: Callable[[], str | None] | None = None,
 ) -> dict:
     """One attempt of one delivery by run `run_id`; raises DeliveryFailed (retry) or
-    AbortTaskRunError (no retry)."""
+    AbortTaskRunError (no retry). `attempt`: the run's attempt number as its retry policy
+    counts it (crashes left out), which sets the time of the next one; `replay_of`: asked
+    only when `run_id` is not the delivery's run — the run it replays (`runs replay`), if any."""
     with b.unit() as s:
         delivery = s.get(WebhookDelivery, delivery_id)
         if delivery is None:
             raise AbortTaskRunError(f"delivery {delivery_id} does not exist")
         if delivery.status in ("succeeded", "skipped"):
             return {"result": f"already {delivery.status}", "deliveryId": delivery.id}
-        if _superseded(delivery, run_id):  # `events redeliver` made a new run for it
-            return {"result": f"superseded by run {delivery.run_id}", "deliveryId": delivery.id}
+        if _superseded(delivery, run_id):
+            if replay_of is None or replay_of() != delivery.run_id:
+                # `events redeliver` made a new run for it: this one neither posts nor settles
+                return {"result": f"superseded by run {delivery.run_id}", "deliveryId": delivery.id}
+            # `runs replay` of the delivery's run (`runs replay --status failed` after an
+            # outage): the replay takes the delivery over. It used to complete "superseded"
+            # and post nothing.
+            delivery.run_id = run_id
         endpoint = s.get(WebhookEndpoint, delivery.endpoint_id)
         event = s.get(Event, delivery.event_id)
         if endpoint is None or not endpoint.enabled or event is None:
@@ -205,8 +218,10 @@ def deliver(
             delivery.status = "retrying"
             from flowjobs.outbound.retry import POLICY
 
+            # the engine's delay after this attempt of the run (`delivery.attempts` counts
+            # crashed attempts and every redelivery's too: it named the wrong time)
             delivery.next_attempt_at = s.info["now"] + timedelta(
-                seconds=POLICY.delay_after(delivery.attempts)
+                seconds=POLICY.delay_after(attempt if attempt is not None else delivery.attempts)
             )
         attempts = delivery.attempts
     message = f"delivery {delivery_id} to {url}: {what} (attempt {attempts})"

@@ -8,6 +8,8 @@ once: requests signed from then on verify only with the new secret.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from sqlmodel import col, select
@@ -25,22 +27,61 @@ EVENT_TYPES = tuple(t.value for t in E.FlowgladEventType)
 TEST_EVENT_TYPE = "webhook.test"
 
 
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")  # `_`: docker-compose service names
+
+
 def check_url(url: str) -> str:
+    """An http(s) URL every delivery can be sent to, or BadInput saying why not. Each refusal
+    here was a URL accepted once whose every delivery then failed for good (a space or a
+    non-ASCII character in the path), was retried for a day (`http://-bad-.com/`, port 0), or
+    went elsewhere than it reads (credentials, which are never sent; a backslash, which sends
+    `http://a.com\\@b.com/` to b.com)."""
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. "Invalid IPv6 URL" for http://[::1/
         raise BadInput(f"--url is not a valid URL: {exc} (got {url!r})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadInput(f"--url must be an http:// or https:// URL with a host (got {url!r})")
+    if "\\" in url:
+        raise BadInput(f"--url must not contain a backslash (got {url!r})")
+    if "@" in parts.netloc:
+        raise BadInput(
+            f"--url must not carry credentials (user:password@): they are not sent; put a "
+            f"token in the path or query instead (got {_masked(parts)})"
+        )
+    rest = url[len(f"{parts.scheme}://{parts.netloc}") :]
+    bad = [c for c in rest if ord(c) <= 0x20 or ord(c) >= 0x7F]
+    if bad:
+        raise BadInput(
+            f"--url has {bad[0]!r} in its path or query: percent-encode it (got {url!r})"
+        )
     try:
-        _ = parts.port  # raises ValueError on a bad port
+        port = parts.port  # raises ValueError on a bad port
     except ValueError:
         raise BadInput(f"--url has an invalid port (got {url!r})") from None
+    if port == 0:
+        raise BadInput(f"--url has an invalid port 0 (got {url!r})")
+    host = parts.hostname
     try:
-        parts.hostname.encode("idna")  # what the connection will do: `bad..host` fails here
+        ipaddress.ip_address(host)
+        return url
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode()  # what the connection does: `bad..host` fails
     except UnicodeError:
-        raise BadInput(f"--url has an invalid host name {parts.hostname!r}") from None
+        raise BadInput(f"--url has an invalid host name {host!r}") from None
+    if not all(_LABEL.fullmatch(label) for label in ascii_host.rstrip(".").split(".")):
+        raise BadInput(
+            f"--url has an invalid host name {host!r}: each dot-separated part is 1-63 letters, "
+            "digits, hyphens or underscores, not starting or ending with a hyphen"
+        )
     return url
+
+
+def _masked(parts) -> str:
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"***@{netloc}").geturl()
 
 
 def check_event_types(types: list[str] | None) -> list[str] | None:

@@ -7,6 +7,7 @@ from sqlmodel import col, select
 from flowjobs.core.clock import iso_datetime as _iso
 from flowjobs.errors import BadInput
 from flowjobs.outbound.models import DELIVERY_STATUSES, WebhookDelivery
+from flowjobs.store.states import RunStatus
 
 
 def as_dict(d: WebhookDelivery) -> dict:
@@ -50,5 +51,25 @@ def delivery_rows(
         query = query.where(WebhookDelivery.event_id == event_id)
     with b.unit() as s:
         newest_first = (col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id).desc())
-        rows = s.exec(query.order_by(*newest_first).limit(limit))
-        return [as_dict(d) for d in rows]
+        rows = [as_dict(d) for d in s.exec(query.order_by(*newest_first).limit(limit))]
+    for row in rows:
+        if row["status"] in OPEN and row["runId"]:
+            _as_its_run_ended(b.client.store, row)
+    return rows
+
+
+OPEN = ("pending", "retrying")
+
+
+def _as_its_run_ended(store, row: dict) -> None:
+    """A delivery still open whose run ended canceled (`runs cancel`; no failure hook runs for a
+    canceled run) is shown `failed`, saying so: it used to read `retrying` for ever, with a
+    next attempt long past."""
+    if store.run_status(row["runId"]) == RunStatus.CANCELED:
+        row["status"] = "failed"
+        row["nextAttemptAt"] = None
+        row["lastError"] = (
+            f"its run {row['runId']} was canceled"
+            + (f" (last: {row['lastError']})" if row["lastError"] else "")
+            + f"; flowjobs events redeliver {row['eventId']} sends it again"
+        )

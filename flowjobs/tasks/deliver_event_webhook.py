@@ -32,7 +32,15 @@ def deliver_event_webhook(payload: DeliveryPayload, ctx):
 
     settings = ctx.settings.webhooks.outbound
     configure(settings)
-    result = deliver(ctx.billing, settings, payload.delivery_id, ctx.is_last_attempt, ctx.run_id)
+    result = deliver(
+        ctx.billing,
+        settings,
+        payload.delivery_id,
+        ctx.is_last_attempt,
+        ctx.run_id,
+        attempt=ctx.attempt - ctx.crashes,
+        replay_of=lambda: (ctx.store.get_run(ctx.run_id) or {}).get("replay_of"),
+    )
     ctx.log.info("%s", result)
     return result
 

@@ -5,6 +5,8 @@ made due by moving it, not by sleeping."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlmodel import select
 
@@ -221,17 +223,22 @@ def test_a_stored_endpoint_whose_host_cannot_be_resolved_fails_at_once(ort):
     assert ort.store.get_run(done.run_id)["status"] == "failed"
 
 
-def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_failed(
+def test_only_410_gone_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_failed(
     ort, receivers
 ):
     org_id, _ = organisation(ort)
-    refusing, broken = receivers(default=400), receivers(default=503)
+    refusing, broken = receivers(default=410), receivers(default=503)
+    deploying = receivers(404, 401, 200)  # a receiver mid-deploy, then before its new secret
     endpoints.add(ort.billing, org_id, refusing.url, livemode=False, event_types=["payment.failed"])
     endpoints.add(
         ort.billing, org_id, broken.url, livemode=False, event_types=["payment.succeeded"]
     )
+    endpoints.add(
+        ort.billing, org_id, deploying.url, livemode=False, event_types=["customer.updated"]
+    )
     refused = emit(ort, org_id, "pay_1", kind="payment.failed")
     unlucky = emit(ort, org_id, "pay_2", kind="payment.succeeded")
+    lucky = emit(ort, org_id, "cust_1", kind="customer.updated")
 
     deliver_all(ort)
     ort.clock.advance(5)
@@ -245,7 +252,10 @@ def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_fa
         no_retry.attempts,
         no_retry.last_status_code,
         no_retry.response_excerpt,
-    ) == ("failed", 1, 400, "answer 400")
+    ) == ("failed", 1, 410, "answer 410")
+    [late] = deliveries(ort, lucky.id)
+    assert (late.status, late.attempts, late.last_status_code) == ("succeeded", 3, 200)
+    assert [r.answered for r in deploying.wait_for(3)] == [404, 401, 200]
     run = ort.store.get_run(no_retry.run_id)
     assert run["status"] == "failed" and "not retried" in run["error"]
     [gave_up] = deliveries(ort, unlucky.id)
@@ -270,7 +280,7 @@ def test_a_4xx_is_not_retried_and_the_last_failed_attempt_leaves_the_delivery_fa
     assert (
         "Outbound deliveries" in page
         and no_retry.id in page
-        and "answer 400" in page
+        and "answer 410" in page
         and "503" in page
     )
 
@@ -349,11 +359,77 @@ def test_a_redelivery_during_retries_takes_the_delivery_over_from_the_old_run(or
     assert (done.status, done.run_id, done.attempts) == ("failed", again["runId"], 4)
 
 
+def test_a_replay_of_a_failed_delivery_run_takes_the_delivery_over_and_posts(
+    make_runtime, receivers
+):
+    """`runs replay --status failed` after an outage: the replay completed "superseded by run
+    <the failed one>" and posted nothing, with the default schedule's 8 attempts."""
+    rt = make_runtime(webhooks={"outbound": {"retry_schedule": ["5s"], "timeout": "5s"}})
+    org_id, _ = organisation(rt)
+    receiver = receivers(503, 503, 200)
+    endpoints.add(rt.billing, org_id, receiver.url, livemode=False)
+    event = emit(rt, org_id, "pay_1")
+    deliver_all(rt)
+    rt.clock.advance(5)
+    deliver_all(rt)
+    [failed] = deliveries(rt, event.id)
+    assert (failed.status, failed.attempts) == ("failed", 2)
+    fresh = make_runtime(pinned=True)  # another process (the CLI), default [webhooks.outbound]
+    fresh.settings.webhooks.outbound.retry_schedule = [5.0]
+    replayed = fresh.client.replay(failed.run_id)
+    assert fresh.store.get_run(replayed.id)["max_attempts"] == 2  # the configured schedule's
+    deliver_all(rt)
+    assert len(receiver.wait_for(3)) == 3
+    [done] = deliveries(rt, event.id)
+    assert (done.status, done.run_id, done.attempts) == ("succeeded", replayed.id, 3)
+
+
+def test_next_attempt_at_is_when_the_engine_retries_the_run(ort, receivers):
+    """It was counted from every attempt of the delivery (crashed ones, earlier runs'), so it
+    named a later time than the run's own retry after a redelivery."""
+    from flowjobs.core.clock import iso_datetime
+    from flowjobs.outbound.dispatch import redeliver
+
+    org_id, _ = organisation(ort)
+    receiver = receivers(default=503)
+    endpoint = endpoints.add(ort.billing, org_id, receiver.url, livemode=False)
+    event = emit(ort, org_id, "pay_1")
+    deliver_all(ort)
+    ort.clock.advance(5)
+    deliver_all(ort)
+    ort.clock.advance(300)
+    deliver_all(ort)  # three attempts: failed
+    [again] = redeliver(ort.billing, ort.settings.webhooks.outbound, event.id, endpoint.id)
+    deliver_all(ort)  # the new run's first attempt: retried after 5 s, not 5 min
+    [record] = deliveries(ort, event.id)
+    run = ort.store.get_run(again["runId"])
+    assert record.attempts == 4 and run["status"] == "retrying"
+    assert iso_datetime(record.next_attempt_at) == iso_datetime(
+        datetime.fromtimestamp(run["run_at"] / 1000, UTC)
+    )
+
+
+def test_a_delivery_whose_run_was_canceled_is_shown_failed_not_retrying(ort, receivers):
+    from flowjobs.outbound.views import delivery_rows
+
+    org_id, _ = organisation(ort)
+    receiver = receivers(default=503)
+    endpoints.add(ort.billing, org_id, receiver.url, livemode=False)
+    event = emit(ort, org_id, "pay_1")
+    deliver_all(ort)
+    [record] = deliveries(ort, event.id)
+    assert ort.store.cancel(record.run_id, ort.clock.now_ms()) == "canceled"
+    [row] = delivery_rows(ort.billing, event_id=event.id)
+    assert (row["status"], row["nextAttemptAt"]) == ("failed", None)
+    assert row["lastError"].startswith(f"its run {record.run_id} was canceled")
+    assert row["lastError"].endswith(f"flowjobs events redeliver {event.id} sends it again")
+
+
 def test_redeliver_sends_again_with_the_same_webhook_id(ort, receivers):
     from flowjobs.outbound.dispatch import redeliver
 
     org_id, _ = organisation(ort)
-    receiver = receivers(400, 200)
+    receiver = receivers(410, 200)
     endpoint = endpoints.add(ort.billing, org_id, receiver.url, livemode=False)
     event = emit(ort, org_id, "pay_1")
     deliver_all(ort)
