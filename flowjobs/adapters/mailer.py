@@ -5,7 +5,10 @@ SMTP: STARTTLS and AUTH when configured; tenacity retries connection failures an
 4xx answers (recipients refused with 4xx included, e.g. greylisting) within the call; a
 permanent 5xx raises `MailRejected` at once (the run fails with the server's answer); a server
 that stays unreachable or keeps answering 4xx raises `MailUnavailable` (the run's own retries
-take over). A message the server accepted is sent, whatever its answer to QUIT.
+take over). A message the server accepted is sent, whatever its answer to QUIT. When it was
+accepted for some recipients and refused for others, `send` returns those refused with a
+temporary (4xx) answer — greylisted, a full mailbox — for the caller to send to later (they
+used to be logged and dropped); those refused for good are logged.
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ class SmtpMailer:
         self.s = settings
         self._sleep = sleep
 
-    def send(self, msg: EmailMessage) -> None:
+    def send(self, msg: EmailMessage) -> dict[str, str]:
+        """Send `msg`; returns the recipients the server refused for now (address -> its
+        answer) while it accepted the message for the others."""
         from tenacity import (
             Retrying,
             retry_if_exception,
@@ -75,7 +80,7 @@ class SmtpMailer:
             retry=retry_if_exception(_temporary),
         )
         try:
-            retrying(self._send_once, msg)
+            refused = retrying(self._send_once, msg)
         except smtplib.SMTPResponseException as exc:
             text = (
                 exc.smtp_error.decode(errors="replace")
@@ -103,8 +108,17 @@ class SmtpMailer:
                 f"cannot send through SMTP server {self.s.host}:{self.s.port} after "
                 f"{self.s.retries + 1} tries: {exc or type(exc).__name__}"
             ) from None
+        later = {to: _answer(*reply) for to, reply in refused.items() if 400 <= reply[0] < 500}
+        never = {to: _answer(*reply) for to, reply in refused.items() if to not in later}
+        if never:  # sent to the others; these are not tried again
+            logging.getLogger("flowjobs.mail").warning(
+                "%r was not sent to %s (the server refused them; the other recipients have it)",
+                msg["Subject"],
+                "; ".join(f"{to}: {answer}" for to, answer in never.items()),
+            )
+        return later
 
-    def _send_once(self, msg: EmailMessage) -> None:
+    def _send_once(self, msg: EmailMessage) -> dict:
         smtp = smtplib.SMTP(self.s.host, self.s.port, timeout=self.s.timeout)
         try:
             if (
@@ -125,12 +139,7 @@ class SmtpMailer:
             smtp.quit()
         except (smtplib.SMTPException, OSError):
             smtp.close()
-        if refused:  # sent to the others; these are not tried again
-            logging.getLogger("flowjobs.mail").warning(
-                "%r was not sent to %s (the server refused them; the other recipients have it)",
-                msg["Subject"],
-                "; ".join(f"{to}: {_answer(*reply)}" for to, reply in refused.items()),
-            )
+        return refused
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         """AUTH PLAIN when offered (one round trip, a clear 535 on bad credentials), else smtplib's choice."""
@@ -164,20 +173,22 @@ class FileMailer:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
 
-    def send(self, msg: EmailMessage) -> None:
+    def send(self, msg: EmailMessage) -> dict[str, str]:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = msg["Message-ID"].strip("<>").replace("@", "_").replace("/", "_")
         tmp = self.folder / f".{name}.part"
         tmp.write_bytes(bytes(msg))
         tmp.replace(self.folder / f"{name}.eml")
+        return {}
 
 
 class ConsoleMailer:
-    def send(self, msg: EmailMessage) -> None:
+    def send(self, msg: EmailMessage) -> dict[str, str]:
         body = msg.get_body(preferencelist=("plain",))
         sys.stderr.write(
             f"--- email to {msg['To']}: {msg['Subject']}\n{body.get_content() if body else ''}\n"
         )
+        return {}
 
 
 def make_mailer(settings, base_dir: Path):

@@ -4,6 +4,8 @@ database)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flowjobs.notifications.compose import COMPOSERS, Ctx, Skip
 from flowjobs.notifications.render import bodies
 
@@ -54,16 +56,33 @@ def _read(storage, url: str | None, render) -> bytes:
     return render()
 
 
-def send_notification(rt, task_id: str, payload) -> dict:
+ONLY_TO = "onlyTo"  # a payload's recipients, when it resends to those a server deferred
+
+
+def send_notification(
+    rt, task_id: str, payload, resend: Callable[[list[str]], object] | None = None
+) -> dict:
+    """Compose and send the task's emails. Recipients the server deferred (4xx: greylisting, a
+    full mailbox) while it accepted the message for the others are handed to `resend` — the
+    task triggers itself again for them alone, later (`ONLY_TO`): retrying the whole run would
+    send the others the email twice, and they used to be dropped."""
     from flowjobs.adapters.mailer import build
 
     attachments = receipt_attachments(rt, payload.payment_id) if task_id == RECEIPT else {}
+    only_to = (payload.model_extra or {}).get(ONLY_TO)
     try:
         with rt.billing.unit() as s:
             ctx = Ctx(s, rt.settings.mail, attachments)
             emails = COMPOSERS[task_id](ctx, payload)
+        if only_to is not None:
+            for email in emails:
+                email.to = [to for to in email.to if to in only_to]
+            emails = [email for email in emails if email.to]
+            if not emails:
+                raise Skip(f"none of {', '.join(only_to)} is a recipient any more")
     except Skip as exc:
         return {"sent": 0, "skipped": str(exc)}
+    deferred: dict[str, str] = {}
     for email in emails:
         email.message.footer = (
             f"Sent by Flowglad on behalf of {ctx.org_name}."
@@ -71,11 +90,20 @@ def send_notification(rt, task_id: str, payload) -> dict:
             else email.message.footer
         )
         text, html = bodies(email.message)
-        rt.mailer.send(build(email, text, html))
-    return {
+        deferred.update(rt.mailer.send(build(email, text, html)) or {})
+    result: dict = {
         "sent": len(emails),
         "emails": [
-            {"to": e.to, "subject": e.subject, "attachments": [name for name, _ in e.attachments]}
+            {
+                "to": [to for to in e.to if to not in deferred],
+                "subject": e.subject,
+                "attachments": [name for name, _ in e.attachments],
+            }
             for e in emails
         ],
     }
+    if deferred:
+        result["deferred"] = deferred
+        if resend is not None:
+            result["resentBy"] = getattr(resend(sorted(deferred)), "id", None)
+    return result

@@ -779,7 +779,7 @@ class JobStore:
     ) -> int:
         """How many runs `list_runs` would find with these filters and no limit."""
         clause, params = _run_filter(status, task, None, None, replayed)
-        return self._one(f"SELECT count(*) FROM flowjobs_runs {clause}", params)[0]
+        return self._one(self._prepare(f"SELECT count(*) FROM flowjobs_runs {clause}"), params)[0]
 
     def replays(self, run_ids: list[str]) -> dict[str, list[str]]:
         """The replays of each of `run_ids` that has any (`runs replay`), oldest first."""

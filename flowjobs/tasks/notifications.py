@@ -7,7 +7,8 @@ without email, a cancellation no longer scheduled when the cancellation-schedule
 completes the run with the reason. A receipt asked for a payment that took no
 money (flowjobs.documents.data.check_receipt) fails the run at once. An SMTP server that refuses the message
 for good (5xx) fails the run at once with its answer; one that cannot be reached fails the
-attempt, and the run is retried.
+attempt, and the run is retried (`MAIL_RETRY`: ~3 hours). Recipients a server defers while it
+accepts the others are sent to by a run of their own, 5 minutes later (`send_notification`).
 """
 
 from __future__ import annotations
@@ -85,18 +86,36 @@ NOTIFICATIONS: dict[str, type[BaseModel]] = {
 }
 
 
+RESEND_AFTER = 300.0  # seconds before recipients a server deferred (greylisting) are tried again
+
+
 def _sender(task_id: str):
     def body(payload, ctx):
         from flowjobs.adapters.mailer import MailRejected
         from flowjobs.documents.data import NoReceipt
         from flowjobs.errors import AbortTaskRunError, NotFound
-        from flowjobs.notifications.send import send_notification
+        from flowjobs.notifications.send import ONLY_TO, send_notification
+
+        def resend(recipients: list[str]):
+            return ctx.trigger(
+                task_id,
+                {**payload.model_dump(by_alias=True), ONLY_TO: recipients},
+                idempotency_key=f"{ctx.run_id}:deferred",
+                delay=RESEND_AFTER,
+            )
 
         try:
-            result = send_notification(ctx.services, task_id, payload)
+            result = send_notification(ctx.services, task_id, payload, resend)
         except (MailRejected, NotFound, NoReceipt) as exc:
             raise AbortTaskRunError(str(exc)) from None
         ctx.log.info("%s", result.get("skipped") or f"sent {result['sent']} email(s)")
+        if result.get("deferred"):
+            ctx.log.warning(
+                "deferred by the server: %s; run %s sends to them in %d s",
+                result["deferred"],
+                result.get("resentBy"),
+                RESEND_AFTER,
+            )
         return result
 
     body.__doc__ = f"Send the {task_id} email(s)."
@@ -110,9 +129,12 @@ DIRECT_EMAILS: dict[str, type[BaseModel]] = {
     "send-organization-awaiting-payment-confirmation-notification": PaymentRef,
 }
 
+# An SMTP server away: 30 s doubling to an hour, 10 attempts, ~3 hours in all (3 attempts over
+# ~35 s lost receipts and payment-failed emails to a mail server's restart). A refusal for good
+# (5xx), a missing row or a receipt for no money ends the run at once.
+MAIL_RETRY = RetryPolicy(max_attempts=10, min_wait=30, max_wait=3600)
+
 TASKS = [  # generated tasks are listed in TASKS, where the registry looks for them
-    task(task_id, payload=model, retry=RetryPolicy(max_attempts=3, min_wait=5, max_wait=60))(
-        _sender(task_id)
-    )
+    task(task_id, payload=model, retry=MAIL_RETRY)(_sender(task_id))
     for task_id, model in {**NOTIFICATIONS, **DIRECT_EMAILS}.items()
 ]

@@ -674,3 +674,20 @@ def test_a_payload_holding_nan_or_infinity_is_refused(rt):
         with pytest.raises(PayloadInvalid, match="payload for 'test-sleep' is not JSON"):
             rt.trigger("test-sleep", {"seconds": bad})
     assert rt.store.list_runs(task="test-sleep") == []
+
+
+def test_runs_are_counted_by_status_task_and_replay_on_both_backends(rt):
+    """`runs replay --status failed` counts the failures replayed before; on PostgreSQL the
+    count's statement went out with SQLite's `:name` placeholders, a syntax error."""
+    failed = [rt.trigger("noop").id for _ in range(3)]
+    rt.trigger("noop")
+    with rt.db.transaction() as conn:
+        for run_id in failed:
+            conn.execute(
+                rt.store._prepare("UPDATE flowjobs_runs SET status = 'failed' WHERE id = :id"),
+                {"id": run_id},
+            )
+    rt.client.replay(failed[0])
+    assert rt.store.count_runs(status="failed", task="noop") == 3
+    assert rt.store.count_runs(status="failed", task="noop", replayed=True) == 1
+    assert rt.store.count_runs(task="noop") == 5
