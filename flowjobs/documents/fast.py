@@ -31,9 +31,21 @@ def fits(doc) -> bool:
             texts += [party.name, party.email, *party.address]
     if any(t and _CJK.search(str(t)) for t in texts):
         return False
-    return all(stringWidth(line.description, BODY, 9.5) <= 250 for line in doc.lines) and all(
-        stringWidth(t or "", BOLD, 13) <= RIGHT - LEFT for t in texts[:1]
+    # the parties' two columns are COLUMN wide and never wrapped here: a longer address or
+    # email ran off the page (bill to) or into the other column (seller); the flowing layout
+    # wraps them
+    parties = [f"For: {doc.seller_for}" if doc.seller_for else ""]
+    for party in (doc.seller, doc.bill_to):
+        if party is not None:
+            parties += [party.name, party.email, *party.address]
+    return (
+        all(stringWidth(line.description, BODY, 9.5) <= 250 for line in doc.lines)
+        and stringWidth(doc.seller.name or "", BOLD, 13) <= RIGHT - LEFT
+        and all(stringWidth(t or "", BOLD, 9.5) <= COLUMN for t in parties)
     )
+
+
+COLUMN = 245.0  # the width of a party's column (they start 250 pt apart)
 
 
 def render_fast(doc) -> bytes:

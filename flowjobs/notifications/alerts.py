@@ -8,10 +8,28 @@ import json
 ALERT_TASK = "send-alert"
 
 
-def deliver(services, alert: dict) -> dict:
-    """Email and/or webhook; raises (so the run is retried) when a configured channel fails."""
+CHANNELS = ("email", "webhook")
+
+
+def deliver(services, alert: dict, channels=CHANNELS) -> tuple[dict, dict[str, Exception]]:
+    """Send the alert on each configured channel of `channels`; returns what each channel that
+    worked said, and the error of each that failed (the caller retries only those: retrying the
+    whole alert sent its email again for every failed webhook attempt)."""
+    sent: dict = {}
+    failed: dict[str, Exception] = {}
+    for channel in channels:
+        try:
+            result = _SEND[channel](services, alert)
+        except Exception as exc:
+            failed[channel] = exc
+        else:
+            if result is not None:
+                sent[channel] = result
+    return sent, failed
+
+
+def _email(services, alert: dict):
     settings = services.settings.alerts
-    sent = {}
     if settings.email:
         from flowjobs.adapters.mailer import build
         from flowjobs.notifications.render import Email, Message, bodies
@@ -30,7 +48,12 @@ def deliver(services, alert: dict) -> dict:
             f"flowjobs <{services.settings.mail.from_address}>",
         )
         services.mailer.send(build(email, *bodies(message)))
-        sent["email"] = list(settings.email)
+        return list(settings.email)
+    return None
+
+
+def _webhook(services, alert: dict):
+    settings = services.settings.alerts
     if settings.webhook_url:
         import urllib.request
 
@@ -49,5 +72,8 @@ def deliver(services, alert: dict) -> dict:
             headers={"Content-Type": "application/json", "User-Agent": "flowjobs"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
-            sent["webhook"] = response.status
-    return sent
+            return response.status
+    return None
+
+
+_SEND = {"email": _email, "webhook": _webhook}

@@ -93,6 +93,30 @@ def test_a_failed_run_is_alerted_once_with_two_workers(make_runtime, channels):
     )
 
 
+def test_an_alert_whose_webhook_is_down_is_emailed_once_and_the_webhook_retried_alone(
+    make_runtime, channels, clock
+):
+    """Every retry of the alert's run sent its email again while the webhook stayed down."""
+    port, smtp, receiver = channels
+    down = f"http://127.0.0.1:{free_port()}/hook"
+    rt = make_runtime(**alert_sections(port, down, waiting_over="0s"))
+    failed = rt.trigger("test-abort")
+    drain(rt)
+    assert rt.store.get_run(failed.id)["status"] == "failed"
+    assert raise_alerts(rt) == 1
+    drain(rt)
+    [first] = rt.store.list_runs(task="send-alert", status="completed")
+    [rest] = rt.store.list_runs(task="send-alert", status="retrying")
+    assert json.loads(rest["payload"])["channels"] == ["webhook"]
+    assert rest["parent_id"] == first["id"] and "URLError" in rest["error"]
+    for _ in range(4):
+        clock.advance(120)
+        drain(rt)
+    assert rt.store.get_run(rest["id"])["status"] == "failed"
+    assert len(smtp.messages) == 1  # one email, not one per attempt of the webhook
+    assert rt.store.count_runs(task="send-alert") == 2
+
+
 def test_missed_slots_and_long_waits_are_found(make_runtime, clock):
     rt = make_runtime(
         schedules={"minutely": {"task": "hello-world", "cron": "* * * * *"}},

@@ -261,6 +261,21 @@ def test_the_fast_one_page_layout_says_exactly_what_the_flowing_layout_says():
     assert not fits(doc(lines=[Line("x", 1, 1)] * 40)) and not fits(
         doc(bill_to=Party("株式会社", [], None))
     )
+    # a party's line wider than its column: it ran off the page (bill to) or into the bill-to
+    # column (seller); the flowing layout wraps it
+    street = "Unit 4, The Old Brewery Business Park, 1234 Long Industrial Estate Road"
+    email = "accounts-payable.department.invoices@very-long-subsidiary-name.example.com"
+    for long in (
+        doc(bill_to=Party("Ada", [street], None)),
+        doc(bill_to=Party("Ada", [], email)),
+        doc(
+            seller=Party("Acme", ["Building 12, 4567 Enterprise Way, Suite 890, North Zone"], None)
+        ),
+    ):
+        assert not fits(long)
+        assert not {"Long", "Industrial", "subsidiary", "Suite"}.isdisjoint(
+            " ".join(lines_of(render(long))).replace("-", " ").split()
+        )
 
 
 def test_paid_open_and_partly_paid_documents_read_the_same_in_both_layouts():
