@@ -51,6 +51,8 @@ class Organization(Base, table=True):
     contact_email: str | None = None
     payouts_enabled: bool = False
     onboarding_status: str | None = None
+    # the Stripe `created` of the newest account.updated applied (an older one is ignored)
+    stripe_account_event_at: datetime | None = Time(nullable=True)
     fee_percentage: str = "0.65"
     default_currency: str
     stripe_connect_contract_type: str = E.StripeConnectContractType.PLATFORM

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import typer
 
@@ -97,6 +98,9 @@ def run_worker(
     )
 
 
+STOP_NOW_WAIT = 5.0  # seconds a second SIGTERM waits to give running runs back before exiting
+
+
 def _install_signals(worker) -> None:
     from flowjobs.cli.signals import on_signals
     from flowjobs.core.supervisor import adopt, supervised
@@ -120,9 +124,18 @@ def _install_signals(worker) -> None:
                 2,
                 signal_line(
                     "flowjobs.worker",
-                    f"received {name} again: stopping now; the rescuer takes over unfinished runs",
+                    f"received {name} again: stopping now; running runs are given back",
                 ),
             )
+            # this is the signal thread (flowjobs.cli.signals), not the handler: the give-back
+            # may wait for the database, for STOP_NOW_WAIT at most
+            threading.Timer(STOP_NOW_WAIT, os._exit, (1,)).start()
+            try:
+                worker.give_back_running(
+                    f"worker stopped at once ({name} twice)", "stopped at once"
+                )
+            except BaseException:  # the rescuer takes them over when their leases run out
+                pass
             os._exit(1)
         if not quiet:
             os.write(

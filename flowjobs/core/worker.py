@@ -437,6 +437,15 @@ class Worker:
         except Exception as exc:
             if self.outage.failed(exc) is None:
                 raise
+        self.give_back_running(
+            f"worker stopped past its shutdown timeout ({self.opt.shutdown_timeout:g}s)",
+            "shutdown timeout",
+        )
+
+    def give_back_running(self, why: str, said: str) -> list[Rescued]:
+        """End the attempts still executing here as crashed, due again in GIVE_BACK_DELAY_MS:
+        a stop past the shutdown timeout, or at once (a second SIGTERM, from any thread). They
+        used to wait a whole lease for another worker's rescuer."""
         with self.pool.lock:
             left = list(self.pool.inflight.values())
             running = [f for f in left if not f.settled]
@@ -445,12 +454,9 @@ class Worker:
         for flight in running:
             flight.ctx.canceled.set()  # a task that looks stops
         now = self.clock.now_ms()
-        try:  # given back now: they used to wait a whole lease for another worker's rescuer
+        try:
             given = self.rescuer.give_back(
-                [(f.run.id, f.run.lease_epoch) for f in running],
-                now,
-                now + GIVE_BACK_DELAY_MS,
-                f"worker stopped past its shutdown timeout ({self.opt.shutdown_timeout:g}s)",
+                [(f.run.id, f.run.lease_epoch) for f in running], now, now + GIVE_BACK_DELAY_MS, why
             )
         except Exception as exc:
             if self.outage.failed(exc) is None:
@@ -458,8 +464,9 @@ class Worker:
             given = []
         for r in given:
             log.warning(
-                "shutdown timeout: run %s (%s) was still executing; attempt %d recorded as "
-                "crashed -> %s, due again in %d s",
+                "%s: run %s (%s) was still executing; attempt %d recorded as crashed -> %s, "
+                "due again in %d s",
+                said,
                 r.id,
                 r.task,
                 r.attempt,
@@ -470,12 +477,14 @@ class Worker:
         rest = sorted({f.run.id for f in left} - {r.id for r in given})
         if rest:
             log.warning(
-                "shutdown timeout: %d %s left to the rescuer (the database did not take %s): %s",
+                "%s: %d %s left to the rescuer (the database did not take %s): %s",
+                said,
                 len(rest),
                 "run" if len(rest) == 1 else "runs",
                 "it" if len(rest) == 1 else "them",
                 ", ".join(rest),
             )
+        return given
 
     # -- one run -----------------------------------------------------------------------
     def _start(

@@ -21,6 +21,8 @@ from flowjobs.adapters.stripe_gateway import ChargeResult
 from flowjobs.billing import enums as E
 from flowjobs.billing import purchases, repo
 from flowjobs.billing.models import BillingRun, CheckoutSession, Organization, Payment
+from flowjobs.billing.types import utc_from_ms
+from flowjobs.core.clock import iso_datetime
 from flowjobs.errors import NotFound
 from flowjobs.webhooks import shapes
 
@@ -195,6 +197,19 @@ def account_updated(b, event: dict) -> dict:
         ).first()
         if org is None:
             raise NotFound(f"no organization with Stripe account {account_id}")
+        created = utc_from_ms(checked.created * 1000)
+        last = org.stripe_account_event_at
+        if last is not None and created < last:
+            # Stripe delivers out of order: an older snapshot must not undo a newer one's state
+            # (same second: applied, there is no telling them apart)
+            return {
+                "result": "ignored",
+                "detail": f"an account.updated of {iso_datetime(last)} was applied already; "
+                f"this one is of {iso_datetime(created)}",
+                "organizationId": org.id,
+                "onboardingStatus": org.onboarding_status,
+            }
+        org.stripe_account_event_at = created
         before, after = org.onboarding_status, onboarding_status(account)
         org.onboarding_status = after  # payouts_enabled stays a manual decision
         if (

@@ -417,3 +417,33 @@ def test_an_event_stored_before_validation_fails_its_run_at_once_naming_the_fiel
     assert "AttributeError" not in (run["error"] or "")
     with wrt.billing.unit() as s:
         assert {k: v for k, v in snapshot(s).items() if k not in ("flowjobs_runs",)} == before
+
+
+def test_an_older_account_updated_delivered_late_does_not_undo_a_newer_one(make_runtime):
+    """Stripe does not deliver in order: a retried `account.updated` from before the account
+    finished onboarding set it back to partly onboarded."""
+    from flowjobs.billing import setup
+    from flowjobs.webhooks.stripe_handlers import account_updated
+
+    rt = make_runtime()
+    with rt.billing.unit() as s:
+        org = setup.organization(s, "Acme")
+        org.stripe_account_id = "acct_1"
+        org_id = org.id
+
+    def event(created: int, transfers: str) -> dict:
+        obj = {**ACCOUNT["data"]["object"], "capabilities": {"transfers": transfers}}
+        return {**ACCOUNT, "id": f"evt_{created}", "created": created, "data": {"object": obj}}
+
+    def status() -> str | None:
+        with rt.billing.unit() as s:
+            return s.get(Organization, org_id).onboarding_status
+
+    assert account_updated(rt.billing, event(1_800_000_100, "active"))["onboardingStatus"] == (
+        "fully_onboarded"
+    )
+    late = account_updated(rt.billing, event(1_800_000_000, "inactive"))
+    assert late["result"] == "ignored" and "was applied already" in late["detail"]
+    assert status() == "fully_onboarded"
+    account_updated(rt.billing, event(1_800_000_200, "inactive"))  # newer: applied
+    assert status() == "unauthorized"

@@ -75,6 +75,30 @@ def test_sigterm_lets_running_tasks_finish_and_exits_0(make_runtime, tmp_path):
     assert_json_lines(log, "received SIGTERM: finishing running tasks")
 
 
+def test_a_second_sigterm_stops_at_once_and_gives_the_running_runs_back(make_runtime, tmp_path):
+    """They were left `executing` for a whole lease (30 s by default) before any worker could
+    run them again."""
+    rt = make_runtime(pinned=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    runs = rt.client.batch_trigger(
+        [TriggerItem("test-block", {"dir": str(work)}) for _ in range(3)]
+    )
+    log = tmp_path / "worker.log"
+    worker = start_worker("--concurrency", "2", env=cli_env(rt.db.url), stderr_path=log)
+    wait_until(lambda: len(started(work)) == 2, message="two tasks to start")
+    worker.send_signal(signal.SIGTERM)
+    wait_until(lambda: "received SIGTERM:" in log.read_text(), message="the first signal")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 1, log.read_text()
+    assert "received SIGTERM again: stopping now; running runs are given back" in log.read_text()
+    rows = [rt.store.get_run(r.id) for r in runs]
+    assert Counter(r["status"] for r in rows) == Counter({"retrying": 2, "queued": 1})
+    given = [r for r in rows if r["status"] == "retrying"]
+    assert all(r["crashes"] == 1 and r["lease_expires_at"] is None for r in given), given
+    assert "stopped at once: run" in log.read_text()
+
+
 def assert_json_lines(log, said: str) -> None:
     """stderr is a file, so the log is JSON lines (`--log-format auto`): every line of it, the
     signal handler's too (that one was plain text amid them)."""
