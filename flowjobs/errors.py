@@ -62,6 +62,11 @@ class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached right now (server down, connection dropped)."""
 
 
+class DatabaseGone(DatabaseError):
+    """SQLite: the database file was deleted or replaced under a running process; what it would
+    write now is lost, unseen by every process that opens the path (exit 4)."""
+
+
 class DatabaseLocked(DatabaseError):
     exit_status = ExitStatus.DATABASE_LOCKED
 

@@ -246,6 +246,7 @@ class Runtime:
         from flowjobs import __version__
         from flowjobs.core.duties import Duties
         from flowjobs.core.scheduler import is_database_failure, raise_enqueue_failures
+        from flowjobs.errors import DatabaseGone
         from flowjobs.store.db import redact
 
         scheduler = self.scheduler
@@ -258,7 +259,15 @@ class Runtime:
         )
         duties = Duties(self.duties(scheduler=False))
 
+        gone: list[DatabaseGone] = []
+
         def tick():
+            try:  # SQLite: the file deleted or replaced under it, it enqueued into the old one
+                self.db.ensure_same_file("run-scheduler")
+            except DatabaseGone as exc:
+                gone.append(exc)
+                duties.stop()
+                return
             scheduler.tick()
             if any(not is_database_failure(exc) for exc in scheduler.failures.values()):
                 duties.stop()
@@ -267,6 +276,8 @@ class Runtime:
         if on_start:
             on_start(duties.stop)
         duties.run()
+        if gone:
+            raise gone[0]
         raise_enqueue_failures(scheduler.failures)
 
     @cached_property

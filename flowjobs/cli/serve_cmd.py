@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 
 import typer
@@ -45,7 +46,7 @@ def serve(
         )
     rt.store  # noqa: B018 - migrate before accepting requests
     try:
-        server = make_server(rt, bind, wanted)
+        server, app = make_server(rt, bind, wanted)
     except OSError as exc:  # a taken port, an address this machine does not have
         raise BadInput(_bind_problem(exc, bind, wanted)) from None
     except ValueError:  # waitress: a host name that does not resolve
@@ -53,6 +54,9 @@ def serve(
             f"cannot listen on {bind}:{wanted}: no such address (check --host)"
         ) from None
     signal.signal(signal.SIGTERM, lambda *_: server.close())
+    # the SQLite file went away: stop taking requests, exit 4 (closed by the main thread, as on
+    # SIGTERM: a request thread's close() does not wake the server's loop)
+    app.on_gone = lambda: os.kill(os.getpid(), signal.SIGTERM)
     # log lines like every other, JSON when piped (`url` a field), text on a terminal
     url = f"http://{server.effective_host}:{server.effective_port}"
     address_log.info("listening on %s", url, extra={"url": url})
@@ -66,6 +70,8 @@ def serve(
         pass  # closed by SIGTERM
     finally:
         server.close()
+    if app.gone is not None:
+        raise app.gone
 
 
 def _resolvable(host: str, port: int) -> None:

@@ -20,9 +20,10 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
 
-from flowjobs.errors import BadInput, DatabaseError
+from flowjobs.errors import BadInput, DatabaseError, DatabaseGone
 
 log = logging.getLogger("flowjobs.serve")
 access = logging.getLogger("flowjobs.access")
@@ -37,6 +38,9 @@ def _reply(start_response, status: str, body: dict):
     return [data]
 
 
+GONE_STOP_DELAY = 0.5  # seconds between the first 503 for a vanished database file and the stop
+
+
 class WebhookApp:
     def __init__(self, runtime):
         self.rt = runtime
@@ -45,6 +49,8 @@ class WebhookApp:
         from flowjobs.http.dashboard.app import Dashboard
 
         self.dashboard = Dashboard(runtime)
+        self.gone: DatabaseGone | None = None  # the database file went away: serve exits 4
+        self.on_gone = None  # called then (serve closes the server)
 
     def __call__(self, environ, start_response):
         """Every request is answered and written to the access log (logger flowjobs.access:
@@ -84,6 +90,15 @@ class WebhookApp:
     def _answer(self, environ, start_response):
         try:
             return self._route(environ, start_response)
+        except DatabaseGone as exc:  # no request can be kept from now on: 503, and stop
+            if self.gone is None:
+                log.error("%s (exit code 4)", exc)
+                self.gone = exc
+                if self.on_gone is not None:  # once this 503 has gone out
+                    threading.Timer(GONE_STOP_DELAY, self.on_gone).start()
+            return _reply(
+                start_response, "503 Service Unavailable", {"error": "database unavailable"}
+            )
         except DatabaseError as exc:
             log.error("database unavailable: %s", exc)
             return _reply(
@@ -129,6 +144,9 @@ class WebhookApp:
         if stripe_path or path.rstrip("/") == "/webhooks/supabase":
             if method != "POST":
                 return _reply(start_response, "405 Method Not Allowed", {"error": "use POST"})
+            # SQLite: a file deleted or replaced under this server took events into the old
+            # file and answered 200; the sender never sent them again (a stat a request)
+            self.rt.db.ensure_same_file("serve")
             body = self._body(environ)
             if body is None:
                 return _reply(
@@ -223,12 +241,14 @@ class WebhookApp:
 
 
 def make_server(runtime, host: str, port: int):
-    """A waitress server for the app (not yet serving); `.effective_port` is the bound port."""
+    """A waitress server for the app (not yet serving), and the app; `.effective_port` is the
+    bound port."""
     from waitress.server import create_server
 
     s = runtime.settings.server
-    return create_server(
-        WebhookApp(runtime),
+    app = WebhookApp(runtime)
+    server = create_server(
+        app,
         host=host,
         port=port,
         threads=s.threads,
@@ -238,3 +258,4 @@ def make_server(runtime, host: str, port: int):
         ident="flowjobs",
         clear_untrusted_proxy_headers=True,
     )
+    return server, app  # waitress wraps the app: its `application` is not this object

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from flowjobs.errors import BadInput, DatabaseError, DatabaseUnavailable
+from flowjobs.errors import BadInput, DatabaseError, DatabaseGone, DatabaseUnavailable
 from flowjobs.store import failures
 from flowjobs.urls import redact
 
@@ -288,6 +288,16 @@ class Database:
         if (found.st_dev, found.st_ino) != self.identity:
             return "was replaced by another file"
         return None
+
+    def ensure_same_file(self, what: str) -> None:
+        """Raise DatabaseGone when `replaced` says why; `what` names the process ("serve")."""
+        gone = self.replaced()
+        if gone is not None:
+            raise DatabaseGone(
+                f"database file {self.path} {gone} while {what} ran: stopping, since what it "
+                f"writes now would be lost and what is triggered now it would never see; start "
+                "it again to use the file now at that path"
+            )
 
     def ping(self) -> None:
         """Raise unless the database answers a trivial query."""

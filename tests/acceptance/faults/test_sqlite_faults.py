@@ -340,3 +340,53 @@ def test_a_worker_whose_database_file_is_deleted_or_replaced_stops_with_exit_4(
     assert again.returncode == 0, again.stderr
     shown = flowjobs("runs", "show", run_id, "--json", env=env)
     assert '"status": "completed"' in shown.stdout, shown.stdout
+
+
+def test_serve_and_run_scheduler_stop_with_exit_4_when_the_database_file_is_deleted(
+    tmp_path, sqlite_template
+):
+    """`serve` answered 200 for webhooks it wrote into the deleted file (the sender never sent
+    them again, and nothing ran them); `run-scheduler` went on enqueueing into it. They now
+    answer 503 (the sender retries) and stop with exit code 4, as a worker does."""
+    import json as _json
+
+    from tests.cli_helpers import serving
+    from tests.integration.test_webhooks_http import post, sign
+
+    db_path = tmp_path / "flowjobs.db"
+    shutil.copy(sqlite_template, db_path)
+    env = cli_env(f"sqlite:///{db_path}", FLOWJOBS_STRIPE_WEBHOOK_SECRET="whsec_test")
+    scheduler_log = tmp_path / "scheduler.log"
+    with open(scheduler_log, "w") as stderr:
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "flowjobs", "run-scheduler"], env=env, stderr=stderr
+        )
+    try:
+        with serving(env, tmp_path / "serve.log") as (server, base):
+            wait_until(lambda: "scheduler started" in scheduler_log.read_text())
+            for path in tmp_path.glob("flowjobs.db*"):
+                path.unlink()
+            body = _json.dumps(
+                {
+                    "id": "evt_1Gone",
+                    "object": "event",
+                    "type": "payment_intent.succeeded",
+                    "livemode": False,
+                    "created": int(time.time()),
+                    "data": {"object": {"id": "pi_1", "object": "payment_intent"}},
+                }
+            ).encode()
+            status, answer = post(
+                f"{base}/webhooks/stripe/testmode", body, sign(body, secret="whsec_test")
+            )
+            assert status == 503, answer
+            assert server.wait(15) == 4
+            assert scheduler.wait(15) == 4
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+    served = (tmp_path / "serve.log").read_text()
+    assert f"database file {db_path} was deleted while serve ran: stopping" in served
+    ticked = scheduler_log.read_text()
+    assert f"database file {db_path} was deleted while run-scheduler ran" in ticked
+    assert "Traceback" not in served + ticked
