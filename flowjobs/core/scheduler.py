@@ -316,6 +316,12 @@ class Scheduler:
             try:
                 result = self._tick_one(schedule, now, enabled)
             except Exception as exc:  # one broken schedule must not stop the others
+                if self.store.db.is_transient(exc):
+                    # the database, not the schedule (an SQLite lock past the busy timeout):
+                    # waited out as an outage by the caller, as a PostgreSQL restart is. It was
+                    # logged as this schedule failing, and alerted naming a slot not yet due.
+                    self.failures = failures
+                    raise
                 failures[schedule.id] = exc
                 if schedule.id in self.failures:
                     log.debug("schedule %s: tick failed again: %s", schedule.id, exc)

@@ -390,3 +390,29 @@ def test_serve_and_run_scheduler_stop_with_exit_4_when_the_database_file_is_dele
     ticked = scheduler_log.read_text()
     assert f"database file {db_path} was deleted while run-scheduler ran" in ticked
     assert "Traceback" not in served + ticked
+
+
+def test_a_tick_under_a_lock_waits_it_out_as_an_outage_without_alerting_a_slot(
+    make_runtime, sqlite_url, clock
+):
+    """An SQLite lock past the busy timeout made the tick log `schedule …: tick failed` as an
+    ERROR and email an alert naming a slot that was not even due; a PostgreSQL restart (the
+    same kind of wait) raises nothing of the kind."""
+    rt = make_runtime(
+        database={"url": sqlite_url, "busy_timeout": "200ms"},
+        alerts={"email": ["ops@example.com"]},
+        tasks={"modules": ["tests.tasks_for_tests", "tests.scheduled_tasks"]},
+        schedules={"minutely": {"task": "test-every-minute", "cron": "* * * * *"}},
+    )
+    rt.scheduler.tick()  # first sight of every schedule
+    holder = LockHolder(sqlite_url.removeprefix("sqlite:///"))
+    try:
+        with pytest.raises(Exception) as waited:  # the driver's, as the store raises it
+            rt.scheduler.tick()
+        assert rt.db.is_transient(waited.value), waited.value
+    finally:
+        holder.release()
+    assert rt.scheduler.failures == {}
+    assert rt.store.count_runs(task="send-alert") == 0
+    rt.scheduler.tick()  # the lock gone: nothing to report
+    assert rt.store.count_runs(task="send-alert") == 0
