@@ -81,6 +81,14 @@ class WorkerSettings(Section):
             raise ValueError("must be at least 500ms (heartbeats renew it every third of it)")
         return value
 
+    @field_validator("queues")
+    @classmethod
+    def _some_queue(cls, value: list[str]) -> list[str]:
+        named = [q.strip() for q in value if q.strip()]
+        if not named:  # a worker of no queue took nothing, and nothing said so
+            raise ValueError('names no queue: give at least one ("*" takes every queue)')
+        return named
+
 
 class RetrySettings(Section):
     max_attempts: int = Field(2, ge=1, le=100)
@@ -372,6 +380,8 @@ class Settings(Section):
     schedules: dict[str, ScheduleSettings] = {}
     # Directory that relative paths (the SQLite file) are resolved against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    # The configuration file read, if any (its modification time versions its schedules).
+    config_file: Path | None = Field(None, exclude=True)
 
     def database_url(self) -> str:
         url = self.database.url
@@ -657,12 +667,17 @@ def load_settings(
     data = _merge(data, env)
     if database:
         data = _merge(data, {"database": {"url": database_option(database)}})
-    if "base_dir" in data:
-        raise ConfigError(["base_dir: unknown key"], source=str(path) if path else "environment")
+    for internal in ("base_dir", "config_file"):
+        if internal in data:
+            raise ConfigError(
+                [f"{internal}: unknown key"], source=str(path) if path else "environment"
+            )
     base_dir = path.resolve().parent if path else Path.cwd()
     problems = []
     try:
-        settings = Settings.model_validate({**data, "base_dir": base_dir})
+        settings = Settings.model_validate(
+            {**data, "base_dir": base_dir, "config_file": path.resolve() if path else None}
+        )
     except ValidationError as exc:
         problems = _problems(exc, env)
     problems += _unknown_variables(environ)

@@ -116,6 +116,7 @@ class Runtime:
             self.clock,
             grace=self.settings.scheduler.grace,
             alert_task=alert_task,
+            interval=self.settings.scheduler.interval,
         )
 
     # -- workers and duties ----------------------------------------------------------------

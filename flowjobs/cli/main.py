@@ -14,6 +14,7 @@ the place) to create a database that is not there.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -225,6 +226,12 @@ def guarded(command) -> None:
             _reclaim_space(known)
             logging.getLogger("flowjobs").debug("database failure", exc_info=True)
             sys.exit(int(known.exit_status))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            # the output's disk (`runs list > file` on a full disk): one line, exit 6
+            where = f" ({exc.filename})" if exc.filename else " (writing the output)"
+            sys.stderr.write(f"error: {exc.strerror}{where}\n")
+            _silence_stdout()
+            sys.exit(int(ExitStatus.DISK_FULL))
         sys.stderr.write(
             f"error: unexpected {type(exc).__name__}: {exc} "
             "(run with --log-level debug and report it)\n"
@@ -252,13 +259,18 @@ def _reader_gone() -> None:
     the command did what it was asked; exit 0 without a word, as a script in a pipeline under
     `set -o pipefail` needs. The rest of the output goes nowhere, so the flush at exit cannot
     fail again."""
+    _silence_stdout()
+    sys.exit(0)
+
+
+def _silence_stdout() -> None:
+    """The rest of stdout to /dev/null: the flush at exit cannot fail again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     except (AttributeError, OSError, ValueError):
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
-    sys.exit(0)
 
 
 CLOSE_WAIT_S = 10.0  # seconds the teardown at exit may take before the process leaves anyway

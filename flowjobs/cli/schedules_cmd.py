@@ -103,10 +103,15 @@ def _note_fired_as(rows: list[dict]) -> None:
                 f"{key} {json.dumps(theirs)} (here: {json.dumps(ours)})"
                 for key, (theirs, ours) in fired["changed"].items()
             )
+            then = (
+                "this configuration is older and is not fired: bring it up to date"
+                if fired["superseded"]
+                else "this configuration is newer: it is fired once a worker or scheduler "
+                "started with it ticks (restart them)"
+            )
             output.note(
-                f"{r['id']}: the running schedulers fire it as a configuration read at "
-                f"{fired['since']} defines it: {changes}; restart the workers and schedulers "
-                "(and `flowjobs tick` crontabs) to take up this configuration"
+                f"{r['id']}: the schedulers fire it as a configuration written at "
+                f"{fired['since']} defines it: {changes}; {then}"
             )
 
 

@@ -42,12 +42,19 @@ def _read_payload(payload: str | None, payload_file: Path | None):
             payload = payload_file.read_text(encoding="utf-8")
         except OSError as exc:
             raise BadInput(f"--payload-file: cannot read {payload_file}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise BadInput(
+                f"--payload-file: {payload_file} is not UTF-8 text (byte {exc.start}: "
+                f"{exc.object[exc.start : exc.start + 1]!r}); JSON is UTF-8"
+            ) from None
     if payload is None:
         return {}
     try:
         value = json.loads(payload, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
         raise BadInput(f"payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadInput("payload is nested too deeply to be read") from None
     if value is None:  # the client reads a missing payload as {}; `-p null` is not one
         raise BadInput("payload must be a JSON object, got null (leave --payload out for {})")
     return value

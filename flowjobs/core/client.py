@@ -27,6 +27,9 @@ from flowjobs.store.jobs import Enqueued, JobStore, NewRun
 MAX_KEY_CHARS = 500
 
 
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
+
+
 @dataclass
 class TriggerItem:
     """One run to create; durations are seconds or strings like "30s"."""
@@ -219,6 +222,10 @@ class Client:
                 run_at = now
             else:
                 run_at = now + int((_seconds(item.delay) or 0) * 1000)
+            if item.priority and not PRIORITY_MIN <= item.priority <= PRIORITY_MAX:
+                raise BadInput(  # it failed in the driver, "unexpected OverflowError" and the like
+                    f"priority {item.priority} is out of range: {PRIORITY_MIN:,} to {PRIORITY_MAX:,}"
+                )
             ttl = None if item.idempotency_key_ttl is None else _seconds(item.idempotency_key_ttl)
             if item.idempotency_key is None:
                 expires = None

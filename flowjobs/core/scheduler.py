@@ -60,9 +60,11 @@ DUE_BACK = 100  # ...when it keeps at most this many (each slot counted back is 
 KEY_TTL = 366 * 86400.0
 BACKFILL_MAX = 100_000  # slots one backfill enqueues; a longer range is refused, never cut short
 MANUAL = "manual:"
-# A schedule's definition stands until a process that read its configuration later writes
-# another; a newer definition no process has ticked for DEFINITION_LEASE_MS is given up (the
-# process that wrote it ran once, or stopped, and the others must not stay silent for good).
+# A schedule's definition is versioned by when its source was written (the configuration
+# file's modification time; for a schedule declared on a task, its module's): the newest
+# stands. A newer definition no process has ticked for DEFINITION_LEASE_MS (or five ticks, if
+# longer) is given up: the process that wrote it ran once (a `tick` from a laptop) or stopped,
+# and the others must not stay silent for good.
 DEFINITION_LEASE_MS = 10 * 60_000
 DEFINITION_SEEN_EVERY_MS = 60_000  # how often processes firing it say they are still there
 
@@ -94,6 +96,9 @@ class Schedule:
     catchup: str = "latest"
     max_catchup: int = 24
     enabled: bool = True
+    written_at: int = (
+        0  # epoch ms its source was last written (see DEFINITION_LEASE_MS); 0: unknown
+    )
 
     def key(self, slot: int) -> str:
         return f"{self.id}:{iso(slot)}"
@@ -183,11 +188,16 @@ def resolve(registry, settings) -> dict[str, Schedule]:
         if t.cron:
             try:
                 found[t.id] = Schedule(
-                    t.id, t.id, cron.normalise(t.cron), cron.zone(t.timezone).key
+                    t.id,
+                    t.id,
+                    cron.normalise(t.cron),
+                    cron.zone(t.timezone).key,
+                    written_at=_written_at(_source_of(t.fn)),
                 )
             except ValueError as exc:
                 problems.append(f"tasks: task {t.id!r}: {exc}")
     configured = set()
+    file_written = _written_at(getattr(settings, "config_file", None))
     for sid, conf in settings.schedules.items():
         base = found.get(sid)
         values = {k: v for k, v in conf.model_dump().items() if v is not None and v != {}}
@@ -197,6 +207,7 @@ def resolve(registry, settings) -> dict[str, Schedule]:
             )
             continue
         merged = Schedule(**{**(base.__dict__ if base else {"id": sid}), **values})
+        merged.written_at = max(merged.written_at, file_written)
         if "max_catchup" in values and merged.catchup != "all":  # it was silently ignored
             log.warning(
                 'schedules.%s.max_catchup is used only with catchup = "all" (this schedule has '
@@ -223,6 +234,28 @@ def resolve(registry, settings) -> dict[str, Schedule]:
     if problems:
         raise ConfigError(problems)
     return found
+
+
+def _source_of(fn) -> str | None:
+    import inspect
+
+    try:
+        return inspect.getsourcefile(fn)
+    except TypeError:
+        return None
+
+
+def _written_at(path) -> int:
+    """When the file at `path` was last written (epoch ms), or 0 when it cannot be told (no
+    file, a module inside a zip): the version of the schedules it defines."""
+    if path is None:
+        return 0
+    import os
+
+    try:
+        return int(os.stat(path).st_mtime * 1000)
+    except OSError:
+        return 0
 
 
 def _override(stored) -> bool | None:
@@ -276,20 +309,23 @@ class Scheduler:
         *,
         grace: float = 60.0,
         alert_task: str | None = None,
+        interval: float = 1.0,
         defined_at: int | None = None,
     ):
         """`schedules` as `resolve` returns them; `grace` (seconds): how late a slot may still
         be enqueued under the `skip` policy ([scheduler] grace); `alert_task`: the task that
         raises an alert (lost windows, failing schedules), or None when alerts are off;
-        `defined_at` (epoch ms, default now): when `schedules` were read from the
-        configuration — the definitions read last are the ones every process fires."""
+        `interval` (seconds): how often this process ticks ([scheduler] interval);
+        `defined_at` (epoch ms): the version of every schedule here, instead of each one's
+        `written_at` (tests)."""
         self.store = store
         self.client = client
         self.clock = clock
         self.schedules = schedules
         self.grace_ms = int(grace * 1000)
         self.alert_task = alert_task
-        self.defined_at = clock.now_ms() if defined_at is None else defined_at
+        self.defined_at = defined_at
+        self.lease_ms = max(DEFINITION_LEASE_MS, int(5 * interval * 1000))
         self.failures: dict[str, BaseException] = {}  # schedule id -> why its last tick failed
         self.stale: dict[str, str | None] = {}  # schedule id -> the newer definition it is left to
         self._notices: list[dict] = []  # alerts found inside a tick, raised after it
@@ -345,6 +381,9 @@ class Scheduler:
         store = self.store
         with store.db.transaction() as conn:
             row = conn.execute(store.sql["schedule_lock"], {"id": s.id}).fetchone()
+            if row is None:  # made, then locked: a concurrent first tick waits for this one
+                conn.execute(store.sql["schedule_touch"], {"id": s.id, "now": now})
+                row = conn.execute(store.sql["schedule_lock"], {"id": s.id}).fetchone()
             if not self._take_part(s, row, conn) or not enabled:
                 return TickResult(s.id, [], [])
             if row is None or row[0] is None:
@@ -374,26 +413,29 @@ class Scheduler:
         self, s: Schedule, stored: str | None, at: int | None, seen: int | None
     ) -> Standing:
         """This process's definition of `s` against the stored one (`definition`, `defined_at`,
-        `definition_seen_at` of its row). The one read from the configuration last stands: a
+        `definition_seen_at` of its row). The one whose source was written last stands: a
         worker started before `flowjobs.toml` was edited stops firing the old cron as soon as
-        one started after it ticks (it used to fire both until every worker was restarted)."""
+        a process with the edited file ticks (it used to fire both until every worker was
+        restarted), and a process with an older file — a `tick` crontab on a machine not yet
+        updated, a worker restarted there — does not take it back."""
         mine = s.definition()
         if stored == mine:
             return Standing.CURRENT
-        if stored is None or at is None or (at, stored) < (self.defined_at, mine):
+        if stored is None or at is None or (at, stored) < (self.version(s), mine):
             return Standing.TAKE  # an equal time is settled by the text: every process agrees
-        if seen is None or self.clock.now_ms() - seen > DEFINITION_LEASE_MS:
+        if seen is None or self.clock.now_ms() - seen > self.lease_ms:
             return Standing.TAKE  # the newer one is not fired any more (its process is gone)
         return Standing.STALE
+
+    def version(self, s: Schedule) -> int:
+        return s.written_at if self.defined_at is None else self.defined_at
 
     def _must_define(self, s: Schedule, state: dict | None) -> bool:
         """Whether a schedule this process does not fire (disabled) still needs a write: its
         definition to store, or to say it is still there — a process whose configuration
         disables a schedule must stop older ones firing it, and keep them stopped."""
         state = state or {}
-        standing = self._standing(
-            s, state.get("definition"), state.get("defined_at"), state.get("definition_seen_at")
-        )
+        standing = self._standing_in(s, {s.id: state})
         if standing is Standing.CURRENT:
             seen = state.get("definition_seen_at")
             return seen is None or self.clock.now_ms() - seen >= DEFINITION_SEEN_EVERY_MS
@@ -409,13 +451,14 @@ class Scheduler:
         if standing is Standing.STALE:
             if self.stale.get(s.id) != stored:
                 log.warning(
-                    "schedule %s: not fired by this process any more: a process that read its configuration at %s "
-                    "fires it as %s, this one has %s; restart this process to take up the newer "
-                    "definition (or, if the newer one is wrong, fix the configuration and restart "
-                    "every worker)",
+                    "schedule %s: not fired by this process: a configuration written at %s "
+                    "defines it as %s; this process's, written at %s, as %s. Bring this "
+                    "machine's configuration up to date and restart this process (or, if the "
+                    "newer one is wrong, fix it where it was written)",
                     s.id,
                     iso(at),
                     stored,
+                    iso(self.version(s)),
                     s.definition(),
                 )
                 self.stale[s.id] = stored
@@ -430,7 +473,7 @@ class Scheduler:
                 {
                     "id": s.id,
                     "definition": s.definition(),
-                    "defined_at": self.defined_at,
+                    "defined_at": self.version(s),
                     "now": now,
                 },
             )
@@ -779,20 +822,28 @@ class Scheduler:
         return rows
 
     def fired_as(self, s: Schedule, states: dict) -> dict | None:
-        """How the scheduler processes fire `s` when it differs from this configuration (it was
-        edited, and no process started since has ticked it): the fields that differ, stored
-        against configured, and since when; else None."""
+        """How the scheduler processes fire `s` when it differs from this configuration: the
+        fields that differ (stored, here), when the stored one was written, and whether it
+        stands against this one (`superseded`: this configuration is older, and is not fired);
+        else None."""
         state = states.get(s.id) or {}
         stored = state.get("definition")
         if stored is None or stored == s.definition():
             return None
+        superseded = self._standing_in(s, states) is Standing.STALE
         try:
             theirs = json.loads(stored)
         except ValueError:
             theirs = {}
         mine = json.loads(s.definition())
         changed = {k: [theirs.get(k), v] for k, v in mine.items() if theirs.get(k) != v}
-        return {"since": iso(state.get("defined_at")), "changed": changed}
+        return {"since": iso(state.get("defined_at")), "changed": changed, "superseded": superseded}
+
+    def _standing_in(self, s: Schedule, states: dict) -> Standing:
+        state = states.get(s.id) or {}
+        return self._standing(
+            s, state.get("definition"), state.get("defined_at"), state.get("definition_seen_at")
+        )
 
     def health(self, window_ms: int = 86400_000) -> list[dict]:
         """Per schedule over the window: slots that ran, slots missing, slots with >1 run,
@@ -830,8 +881,13 @@ class Scheduler:
             )
             fixes = [g["fix"] for g in lost if g["fix"]]
             enabled = self.enabled(s, states)
+            # a newer configuration fires it otherwise: this one's slots are not its to miss
+            # (a worker not yet updated alerted every slot of its old cron as missed)
+            superseded = self._standing_in(s, states) is Standing.STALE
             if not enabled and status == "ok":
                 status = "paused"
+            elif superseded and status == "ok":
+                status = "superseded"
             report.append(
                 {
                     "id": s.id,
@@ -839,7 +895,11 @@ class Scheduler:
                     "slots": len(slots),
                     "ran": sum(1 for x in slots if s.key(x) in by_key),
                     # a paused schedule misses its slots on purpose: no alert for each of them
-                    "missing": [iso(x) for x in slots if enabled and s.key(x) not in by_key],
+                    "missing": [
+                        iso(x)
+                        for x in slots
+                        if enabled and not superseded and s.key(x) not in by_key
+                    ],
                     "duplicated": sorted(k for k, v in by_key.items() if len(v) > 1),
                     "failed": [iso(x) for x in failed],
                     "lost": lost,

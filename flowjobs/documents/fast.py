@@ -45,7 +45,7 @@ def fits(doc) -> bool:
     )
 
 
-COLUMN = 245.0  # the width of a party's column (they start 250 pt apart)
+COLUMN = RIGHT - (LEFT + 250)  # a party's column: the bill-to one ends at the right margin
 
 
 def render_fast(doc) -> bytes:

@@ -4,6 +4,7 @@ an HTTP POST of JSON to `[alerts] webhook_url`. The `send-alert` task calls it, 
 from __future__ import annotations
 
 import json
+import logging
 
 ALERT_TASK = "send-alert"
 
@@ -47,8 +48,14 @@ def _email(services, alert: dict):
             message,
             f"flowjobs <{services.settings.mail.from_address}>",
         )
-        services.mailer.send(build(email, *bodies(message)))
-        return list(settings.email)
+        deferred = services.mailer.send(build(email, *bodies(message))) or {}
+        if deferred:  # the others have it; sent again, they would get it twice
+            logging.getLogger("flowjobs.alerts").warning(
+                "alert %r was not sent to %s: the mail server deferred them",
+                alert["subject"],
+                "; ".join(f"{to}: {answer}" for to, answer in deferred.items()),
+            )
+        return [to for to in settings.email if to not in deferred]
     return None
 
 

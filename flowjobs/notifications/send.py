@@ -59,6 +59,13 @@ def _read(storage, url: str | None, render) -> bytes:
 ONLY_TO = "onlyTo"  # a payload's recipients, when it resends to those a server deferred
 
 
+def _address(text: str) -> str:
+    """The address in `text` ("Ada <ada@x>", " ada@x ") as a server names it, lower-cased."""
+    from email.utils import parseaddr
+
+    return (parseaddr(text)[1] or text).strip().lower()
+
+
 def send_notification(
     rt, task_id: str, payload, resend: Callable[[list[str]], object] | None = None
 ) -> dict:
@@ -74,9 +81,10 @@ def send_notification(
         with rt.billing.unit() as s:
             ctx = Ctx(s, rt.settings.mail, attachments)
             emails = COMPOSERS[task_id](ctx, payload)
-        if only_to is not None:
+        if only_to is not None:  # addresses as the server named them: compared as addresses
+            wanted = {_address(to) for to in only_to}
             for email in emails:
-                email.to = [to for to in email.to if to in only_to]
+                email.to = [to for to in email.to if _address(to) in wanted]
             emails = [email for email in emails if email.to]
             if not emails:
                 raise Skip(f"none of {', '.join(only_to)} is a recipient any more")
@@ -91,11 +99,12 @@ def send_notification(
         )
         text, html = bodies(email.message)
         deferred.update(rt.mailer.send(build(email, text, html)) or {})
+    later = {_address(to) for to in deferred}
     result: dict = {
         "sent": len(emails),
         "emails": [
             {
-                "to": [to for to in e.to if to not in deferred],
+                "to": [to for to in e.to if _address(to) not in later],
                 "subject": e.subject,
                 "attachments": [name for name, _ in e.attachments],
             }

@@ -160,7 +160,9 @@ def deliver(
     counts it (crashes left out), which sets the time of the next one; `replay_of`: asked
     only when `run_id` is not the delivery's run — the run it replays (`runs replay`), if any."""
     with b.unit() as s:
-        delivery = s.get(WebhookDelivery, delivery_id)
+        # locked (PostgreSQL): two runs taking the delivery over at once (two replays of its
+        # run, a replay and a redelivery) would both post
+        delivery = s.get(WebhookDelivery, delivery_id, with_for_update=True)
         if delivery is None:
             raise AbortTaskRunError(f"delivery {delivery_id} does not exist")
         if delivery.status in ("succeeded", "skipped"):
@@ -194,7 +196,13 @@ def deliver(
         timestamp = int(now.timestamp())
     answer = post(url, body, signing.headers(secret, msg_id, timestamp, body), settings)
     with b.unit() as s:
-        delivery = s.get(WebhookDelivery, delivery_id)
+        delivery = s.get(WebhookDelivery, delivery_id, with_for_update=True)
+        if _superseded(delivery, run_id):  # taken over while this one posted: the new run's
+            return {  # record is not this run's to overwrite
+                "result": f"superseded by run {delivery.run_id} during this attempt",
+                "deliveryId": delivery.id,
+                "status": answer.status,
+            }
         delivery.last_status_code = answer.status
         delivery.last_latency_ms = answer.latency_ms
         delivery.response_excerpt = storable(answer.excerpt)  # the endpoint's text: NUL-safe

@@ -45,17 +45,23 @@ def delivery_rows(
     query = select(WebhookDelivery)
     if endpoint_id is not None:
         query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
-    if status is not None:
-        query = query.where(WebhookDelivery.status == status)
+    fetch = limit
+    if status is not None:  # as shown: an open one whose run was canceled shows `failed`
+        stored = [status, *OPEN] if status == "failed" else [status]
+        query = query.where(col(WebhookDelivery.status).in_(stored))
+        fetch = limit + SHOWN_OTHERWISE if status in ("failed", *OPEN) else limit
     if event_id is not None:
         query = query.where(WebhookDelivery.event_id == event_id)
     with b.unit() as s:
         newest_first = (col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id).desc())
-        rows = [as_dict(d) for d in s.exec(query.order_by(*newest_first).limit(limit))]
+        rows = [as_dict(d) for d in s.exec(query.order_by(*newest_first).limit(fetch))]
     for row in rows:
         if row["status"] in OPEN and row["runId"]:
             _as_its_run_ended(b.client.store, row)
-    return rows
+    return [row for row in rows if status is None or row["status"] == status][:limit]
+
+
+SHOWN_OTHERWISE = 200  # rows read beyond --limit for a status some rows are shown other than stored
 
 
 OPEN = ("pending", "retrying")

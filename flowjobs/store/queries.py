@@ -169,6 +169,11 @@ COMMON = {
         ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,
             defined_at = excluded.defined_at, definition_seen_at = excluded.definition_seen_at,
             updated_at = excluded.updated_at""",
+    # A schedule's row, made empty so that it can be locked (PostgreSQL's FOR UPDATE locks no
+    # row that is not there: two first ticks stored their definitions one over the other).
+    "schedule_touch": """
+        INSERT INTO flowjobs_schedules (id, last_slot, enabled, created_at, updated_at)
+        VALUES (:id, NULL, NULL, :now, :now) ON CONFLICT (id) DO NOTHING""",
     # A process firing the standing definition says it is still there.
     "schedule_seen": """
         UPDATE flowjobs_schedules SET definition_seen_at = :now WHERE id = :id""",

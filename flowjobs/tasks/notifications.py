@@ -97,10 +97,15 @@ def _sender(task_id: str):
         from flowjobs.notifications.send import ONLY_TO, send_notification
 
         def resend(recipients: list[str]):
+            import hashlib
+
+            # keyed by the recipients too: an attempt after a crash that is deferred others
+            # makes a run of its own for them, not a conflict with the first one's key
+            digest = hashlib.sha256("\n".join(recipients).encode()).hexdigest()[:16]
             return ctx.trigger(
                 task_id,
                 {**payload.model_dump(by_alias=True), ONLY_TO: recipients},
-                idempotency_key=f"{ctx.run_id}:deferred",
+                idempotency_key=f"{ctx.run_id}:deferred:{digest}",
                 delay=RESEND_AFTER,
             )
 

@@ -243,27 +243,38 @@ def test_tick_refuses_a_time_later_than_now_and_changes_nothing(env):
     assert earlier.returncode == 0 and earlier.stdout == ""  # an earlier time is allowed
 
 
-def test_list_and_health_say_when_the_schedulers_fire_an_edited_schedule_the_old_way(env, tmp_path):
+def test_list_and_health_say_when_the_schedulers_fire_another_definition(env, tmp_path):
+    import os
+
     now = at(env, "2027-01-01T00:00:30Z")
-    assert flowjobs("tick", env=now).returncode == 0  # a scheduler reads the configuration
     config = tmp_path / "flowjobs.toml"
-    config.write_text(CONFIG.replace('cron = "* * * * *"', 'cron = "*/5 * * * *"'))
+    os.utime(config, (1_700_000_000, 1_700_000_000))
+    assert flowjobs("tick", env=now).returncode == 0  # a scheduler with the file as it was
+    config.write_text(CONFIG.replace('cron = "* * * * *"', 'cron = "*/5 * * * *"'))  # edited
     for command in (["schedules", "list"], ["schedules", "health"]):
         result = flowjobs(*command, env=now)
         assert result.returncode == 0, result.stderr
         assert (
-            "minutely: the running schedulers fire it as a configuration read at 2027-01-01T00:00:30"
-            in result.stderr
-        )
-        assert 'cron "* * * * *" (here: "*/5 * * * *"); restart the workers' in result.stderr
+            "minutely: the schedulers fire it as a configuration written at "
+            "2023-11-14T22:13:20.000Z defines it: "
+            'cron "* * * * *" (here: "*/5 * * * *"); this configuration is newer'
+        ) in result.stderr
     [listed] = [
         s
         for s in as_json(flowjobs("schedules", "list", "--json", env=now))
         if s["id"] == "minutely"
     ]
     assert listed["fired_as"]["changed"] == {"cron": ["* * * * *", "*/5 * * * *"]}
-    assert flowjobs("tick", env=at(env, "2027-01-01T00:01:30Z")).returncode == 0  # restarted
-    assert "running schedulers" not in flowjobs("schedules", "list", env=now).stderr
+    assert listed["fired_as"]["superseded"] is False
+    assert flowjobs("tick", env=at(env, "2027-01-01T00:01:30Z")).returncode == 0  # takes over
+    assert "schedulers fire it as" not in flowjobs("schedules", "list", env=now).stderr
+    config.write_text(CONFIG)  # the old file again, but older than the edited one was
+    os.utime(config, (1_700_000_000, 1_700_000_000))
+    older = flowjobs("schedules", "list", env=now).stderr
+    assert 'cron "*/5 * * * *" (here: "* * * * *"); this configuration is older' in older
+    stale = flowjobs("tick", env=at(env, "2027-01-01T00:05:30Z"))  # a crontab not updated
+    assert stale.returncode == 0 and "minutely" not in stale.stdout  # fires neither cron
+    assert "schedule minutely: not fired by this process" in stale.stderr
 
 
 def test_invalid_cron_or_timezone_in_config_exits_2_naming_the_field(sqlite_url, tmp_path):

@@ -423,6 +423,9 @@ def test_a_delivery_whose_run_was_canceled_is_shown_failed_not_retrying(ort, rec
     assert (row["status"], row["nextAttemptAt"]) == ("failed", None)
     assert row["lastError"].startswith(f"its run {record.run_id} was canceled")
     assert row["lastError"].endswith(f"flowjobs events redeliver {event.id} sends it again")
+    # listed by the status it is shown with
+    assert [r["id"] for r in delivery_rows(ort.billing, status="failed")] == [row["id"]]
+    assert delivery_rows(ort.billing, status="retrying") == []
 
 
 def test_redeliver_sends_again_with_the_same_webhook_id(ort, receivers):

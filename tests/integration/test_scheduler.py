@@ -334,41 +334,60 @@ def slots_run(rt) -> list[str]:
     return [p["timestamp"][11:16] for p in runs_of(rt)]
 
 
+OLD_FILE, EDITED_FILE = ms("2027-01-14T12:00:00Z"), ms("2027-01-15T08:22:00Z")
+
+
+def written(rt, at: int):
+    """`rt` as a process whose configuration file was written at `at` (its mtime)."""
+    rt.scheduler.defined_at = at
+    return rt
+
+
 def test_a_worker_started_before_an_edit_stops_firing_the_old_cron(sched_rt, clock, caplog):
     """Editing the cron and restarting some workers: the old ones used to fire the old cron
     beside the new one until every worker was restarted."""
-    old = sched_rt()
+    old = written(sched_rt(), OLD_FILE)
     old.scheduler.tick()  # first sight, as a worker started at 08:20
     clock.set(ms("2027-01-15T08:25:00Z"))
-    new = sched_rt(cron="30 * * * *")  # flowjobs.toml edited; one worker restarted
+    new = written(sched_rt(cron="30 * * * *"), EDITED_FILE)  # edited; one worker restarted
     new.scheduler.tick()
+    # a process started later with the old file (a `tick` crontab on a machine not yet
+    # updated, a worker restarted there) does not take it back
+    late = written(sched_rt(), OLD_FILE)
     for at in ("08:30", "09:00", "09:30", "10:00", "10:30"):
         clock.set(ms(f"2027-01-15T{at}:00Z"))
         new.scheduler.tick()
         with caplog.at_level("WARNING", logger="flowjobs.scheduler"):
+            late.scheduler.tick()
             old.scheduler.tick()
     assert slots_run(old) == ["08:30", "09:30", "10:30"]  # not 09:00 and 10:00 as well
     stale = [r.message for r in caplog.records if "not fired by this process" in r.message]
-    assert len(stale) == 1 and "restart this process" in stale[0]  # once, not every tick
-    # what the CLI of an unedited configuration says: the schedulers fire another definition
+    assert len(stale) == 2  # once for each of the two, not every tick
+    assert "Bring this machine's configuration up to date and restart" in stale[0]
+    # what the CLI of the unedited configuration says: the schedulers fire a newer definition
     fired = hourly(old.scheduler.describe())["fired_as"]
     assert fired == {
-        "since": "2027-01-15T08:25:00.000Z",
+        "since": "2027-01-15T08:22:00.000Z",
         "changed": {"cron": ["30 * * * *", "0 * * * *"]},
+        "superseded": True,
     }
-    assert hourly(old.scheduler.health())["fired_as"] == fired
+    health = hourly(old.scheduler.health())
+    assert health["fired_as"] == fired
+    # its own cron's slots (09:00, 10:00) are not missed: a newer one fires the schedule
+    assert (health["missing"], health["status"]) == ([], "superseded")
     assert hourly(new.scheduler.describe())["fired_as"] is None
+    assert hourly(new.scheduler.health())["status"] == "ok"
 
 
 def test_the_newest_definition_is_given_up_when_no_process_fires_it_any_more(
     sched_rt, clock, caplog
 ):
-    """A process that ran once with another configuration (a `tick` from a laptop) must not
-    silence the workers for good: ten minutes after it was last seen, theirs stands again."""
-    old = sched_rt()
+    """A process that ran once with a newer file (a `tick` from a laptop) must not silence the
+    workers for good: ten minutes after it was last seen, theirs stands again."""
+    old = written(sched_rt(), OLD_FILE)
     old.scheduler.tick()
     clock.set(ms("2027-01-15T08:25:00Z"))
-    sched_rt(cron="30 * * * *").scheduler.tick()  # ran once, then gone
+    written(sched_rt(cron="30 * * * *"), EDITED_FILE).scheduler.tick()  # ran once, then gone
     clock.set(ms("2027-01-15T08:30:00Z"))
     old.scheduler.tick()
     clock.set(ms("2027-01-15T08:34:00Z"))
@@ -382,21 +401,41 @@ def test_the_newest_definition_is_given_up_when_no_process_fires_it_any_more(
     assert hourly(old.scheduler.describe())["fired_as"] is None
 
 
+def test_the_lease_outlasts_a_long_scheduler_interval(make_runtime, clock):
+    """With `[scheduler] interval` longer than the lease, the newer process's ticks came too
+    seldom to hold it: the older one took over between them, and both crons fired in turn."""
+    clock.set(ms("2027-01-15T08:20:00Z"))
+    schedules = {"hourly": {"task": "test-every-minute", "cron": "0 * * * *"}}
+    sections = {"tasks": SCHED_TASKS, "scheduler": {"interval": "15m", "grace": "30m"}}
+    old = written(make_runtime(schedules=schedules, **sections), OLD_FILE)
+    old.scheduler.tick()
+    edited = {"hourly": {"task": "test-every-minute", "cron": "30 * * * *"}}
+    new = written(make_runtime(schedules=edited, **sections), EDITED_FILE)
+    for minute in range(8 * 60 + 25, 11 * 60, 15):  # the new one ticks every 15 minutes
+        clock.set(ms(f"2027-01-15T{minute // 60:02d}:{minute % 60:02d}:00Z"))
+        new.scheduler.tick()
+        for late in (5, 10):  # the old one more often
+            clock.advance(late * 60)
+            old.scheduler.tick()
+    assert {t[3:] for t in slots_run(old)} == {"30"}
+
+
 def test_a_schedule_disabled_in_the_edited_configuration_stops_the_older_workers(sched_rt, clock):
-    old = sched_rt()
+    old = written(sched_rt(), OLD_FILE)
     old.scheduler.tick()
     clock.set(ms("2027-01-15T08:25:00Z"))
-    new = sched_rt(enabled=False)
+    new = written(sched_rt(enabled=False), EDITED_FILE)
     new.scheduler.tick()
     for at in ("09:00", "10:00", "11:00"):  # the disabled definition is kept alive
         clock.set(ms(f"2027-01-15T{at}:00Z"))
         new.scheduler.tick()
         old.scheduler.tick()
     assert slots_run(old) == []
+    assert hourly(old.scheduler.health())["missing"] == []  # not alerted as missed either
     # enabled again by a later edit: the older workers, defining it alike, fire it again, and
     # the catch-up policy decides what the paused hours get (as after `schedules enable`)
     clock.set(ms("2027-01-15T11:05:00Z"))
-    again = sched_rt()
+    again = written(sched_rt(), ms("2027-01-15T11:04:00Z"))
     again.scheduler.tick()
     clock.set(ms("2027-01-15T12:00:00Z"))
     old.scheduler.tick()
@@ -405,8 +444,8 @@ def test_a_schedule_disabled_in_the_edited_configuration_stops_the_older_workers
     assert windows == [("08:00", "11:00"), ("11:00", "12:00")]
 
 
-def test_two_definitions_read_at_the_same_moment_agree_on_one(sched_rt, clock):
-    one, other = sched_rt(), sched_rt(cron="30 * * * *")  # both read at 08:20
+def test_two_definitions_written_at_the_same_moment_agree_on_one(sched_rt, clock):
+    one, other = sched_rt(), sched_rt(cron="30 * * * *")  # no file: both versions 0
     for minute in range(8 * 60 + 21, 12 * 60, 5):  # both tick, as workers do
         clock.set(ms(f"2027-01-15T{minute // 60:02d}:{minute % 60:02d}:00Z"))
         one.scheduler.tick()
@@ -415,6 +454,25 @@ def test_two_definitions_read_at_the_same_moment_agree_on_one(sched_rt, clock):
         ["09:00", "10:00", "11:00"],
         ["08:30", "09:30", "10:30", "11:30"],
     )
+
+
+def test_a_schedule_is_versioned_by_when_its_configuration_file_was_written(make_runtime, tmp_path):
+    import os
+
+    from flowjobs.config import load_settings
+    from flowjobs.core.scheduler import resolve
+
+    config = tmp_path / "flowjobs.toml"
+    config.write_text('[schedules.hourly]\ntask = "daily-cron"\ncron = "0 * * * *"\n')
+    os.utime(config, (1_800_000_000, 1_800_000_000))
+    rt = make_runtime()
+    settings = load_settings(str(config))
+    assert settings.config_file == config.resolve()
+    assert resolve(rt.registry, settings)["hourly"].written_at == 1_800_000_000_000
+    declared = resolve(rt.registry, rt.settings)["hourly-cron"]  # on a built-in task
+    import flowjobs.tasks.hourly_cron as module
+
+    assert declared.written_at == int(os.stat(module.__file__).st_mtime * 1000)
 
 
 def test_a_paused_schedule_is_not_reported_or_alerted_as_missing_its_slots(make_runtime, clock):
