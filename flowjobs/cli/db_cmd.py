@@ -75,8 +75,14 @@ def status(
     if as_json:
         output.emit_json(data)
         return
-    revision = found.revision or "none (an empty database: run `flowjobs db upgrade`)"
-    if found.revision and found.revision != migrate.HEAD:
+    elsewhere = found.belongs_elsewhere()
+    if elsewhere:
+        revision = f"none ({elsewhere}: give flowjobs a database of its own)"
+    else:
+        revision = found.revision or "none (an empty database: run `flowjobs db upgrade`)"
+    if found.revision and found.revision not in migrate.known_revisions():
+        revision += " (newer than this flowjobs: upgrade flowjobs)"
+    elif found.revision and found.revision != migrate.HEAD:
         revision += " (run `flowjobs db upgrade`)"
     typer.echo(f"database: {found.url}")
     typer.echo(f"from:     {ctx.obj.database_origin().removeprefix('from ')}")

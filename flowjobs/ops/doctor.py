@@ -151,6 +151,15 @@ def _database(rt, origin: str = "") -> Check:
                 "point --database / FLOWJOBS_DATABASE_URL / [database] url at a writable folder",
             )
         return Check("database", "warn", f"no database yet at {found.where}{came}", fix)
+    elsewhere = found.belongs_elsewhere()
+    if elsewhere:
+        return Check(
+            "database",
+            "fail",
+            f"database {found.where}{came}: {elsewhere}",
+            "give flowjobs a database of its own (point --database / FLOWJOBS_DATABASE_URL / "
+            "[database] url at it)",
+        )
     if found.revision is None:
         return Check("database", "warn", f"no flowjobs tables yet in {found.where}{came}", fix)
     if url.startswith("sqlite:///"):
@@ -173,12 +182,12 @@ def _read_only(message: str) -> Check:
 
 
 def _schema(rt) -> Check:
-    from flowjobs.store.migrate import HEAD, _known_revisions, current_revision
+    from flowjobs.store.migrate import HEAD, current_revision, known_revisions
 
     current = current_revision(rt.db)
     if current == HEAD:
         return Check("schema", "ok", f"revision {current}")
-    if current is not None and current not in _known_revisions():
+    if current is not None and current not in known_revisions():
         return Check(
             "schema",
             "fail",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from flowjobs.errors import DatabaseError
 from flowjobs.store.db import redact, sqlite_path
@@ -31,6 +32,20 @@ class Probe:
     revision: str | None = None
     size_bytes: int | None = None
     runs: dict[str, int] = field(default_factory=dict)
+    # no flowjobs schema, but tables of the names it would create: another application's
+    clashing: list[str] = field(default_factory=list)
+
+    def belongs_elsewhere(self) -> str | None:
+        """Why this database is another application's (as `db upgrade` refuses it), or None."""
+        if self.revision is not None or not self.clashing:
+            return None
+        shown = ", ".join(self.clashing[:6]) + (
+            f" and {len(self.clashing) - 6} more" if len(self.clashing) > 6 else ""
+        )
+        return (
+            f"it has no flowjobs schema but tables of the names flowjobs would create "
+            f"({shown}): it belongs to another application"
+        )
 
 
 def where(url: str) -> str:
@@ -86,6 +101,10 @@ def _read(conn, found: Probe, counts: bool, dialect: str) -> None:
     if "alembic_version" in tables:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         found.revision = row[0] if row else None
+    if found.revision is None:
+        from flowjobs.store.migrate import OWN_TABLES
+
+        found.clashing = sorted(tables & OWN_TABLES)
     if counts and "flowjobs_runs" in tables:
         found.runs = {
             status: int(n)
@@ -109,6 +128,16 @@ def missing_message(found: Probe, origin: str = "") -> str:
             f"{os.path.join(found.where, 'flowjobs.db')})"
         )
     folder = os.path.dirname(os.path.abspath(found.where)) if found.where else ""
+    blocking = next(  # a file where the path needs a folder: mkdir -p cannot make it
+        (p for p in reversed(Path(folder).parents) if p.exists() and not p.is_dir()), None
+    )
+    if blocking is None and folder and os.path.exists(folder) and not os.path.isdir(folder):
+        blocking = Path(folder)
+    if not found.exists and found.dialect == "sqlite" and blocking is not None:
+        return (
+            f"no database at {found.where}{came}: {blocking} is a file, not a folder; point "
+            "--database, FLOWJOBS_DATABASE_URL or [database] url at the one you meant"
+        )
     if not found.exists and found.dialect == "sqlite" and folder and not os.path.isdir(folder):
         return (  # `db upgrade` would fail there too: it makes the file, not its folders
             f"no database at {found.where}{came}, and no folder {folder} to hold one; point "
@@ -117,6 +146,12 @@ def missing_message(found: Probe, origin: str = "") -> str:
         )
     if not found.exists:
         return f"no database at {found.where}{came}; {fix}"
+    elsewhere = found.belongs_elsewhere()
+    if elsewhere:
+        return (
+            f"no flowjobs tables in database {found.where}{came}: {elsewhere}; point "
+            "--database, FLOWJOBS_DATABASE_URL or [database] url at flowjobs' own database"
+        )
     return f"no flowjobs tables in database {found.where}{came}; {fix}"
 
 

@@ -56,7 +56,7 @@ def ensure_schema(db: Database) -> None:
 
 
 def _behind(db: Database, revision: str) -> DatabaseError:
-    if revision not in _known_revisions():
+    if revision not in known_revisions():
         return DatabaseError(
             f"database {redact(db.url)} is at schema revision {revision}, newer than this "
             f"flowjobs knows (newest: {HEAD}); upgrade flowjobs"
@@ -110,7 +110,7 @@ def upgrade(db: Database, target: str = "head") -> tuple[str | None, str | None]
         before = current_revision(db)
         if before is None:
             _refuse_others_tables(db)
-        if before is not None and before not in _known_revisions():
+        if before is not None and before not in known_revisions():
             raise _behind(db, before)
         if before != HEAD or target != "head":
             _run_alembic(db, target)
@@ -144,7 +144,7 @@ def _refuse_others_tables(db: Database) -> None:
         )
 
 
-def _known_revisions() -> set[str]:
+def known_revisions() -> set[str]:
     return {p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("*.py")}
 
 

@@ -260,6 +260,40 @@ def test_db_status_shows_url_revision_size_and_counts(tmp_path, sqlite_template)
     assert "from:     --database" in human
 
 
+def test_another_applications_database_a_newer_schema_and_a_file_in_the_path_are_named_as_such(
+    tmp_path, sqlite_template
+):
+    """`db status`, `doctor` and `runs list` told the operator to run `flowjobs db upgrade` on
+    another application's database (which it then refused) and on a newer schema (which it
+    cannot upgrade), and `mkdir -p` a path through a file."""
+    import sqlite3
+
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users (id TEXT)")
+    env = cli_env(f"sqlite:///{other}")
+    status = flowjobs("db", "status", env=env)
+    assert "belongs to another application: give flowjobs a database of its own" in status.stdout
+    assert "db upgrade" not in status.stdout
+    listed = flowjobs("runs", "list", env=env)
+    assert listed.returncode == 4 and "it belongs to another application" in listed.stderr
+    assert "db upgrade" not in listed.stderr
+    doctor = flowjobs("doctor", env=env)
+    assert doctor.returncode == 1 and "fail database" in doctor.stdout
+
+    newer = tmp_path / "newer.db"
+    shutil.copy(sqlite_template, newer)
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    shown = flowjobs("db", "status", env=cli_env(f"sqlite:///{newer}")).stdout
+    assert "revision: 0099 (newer than this flowjobs: upgrade flowjobs)" in shown
+
+    (tmp_path / "afile").write_text("")
+    under = flowjobs("runs", "list", env=cli_env(f"sqlite:///{tmp_path}/afile/x.db"))
+    assert under.returncode == 4 and f"{tmp_path}/afile is a file, not a folder" in under.stderr
+    assert "mkdir" not in under.stderr
+
+
 def test_db_status_hides_the_password_of_a_database_url():
     result = flowjobs(
         "--database", "postgres://ops:s3cret@127.0.0.1:9/flowjobs", "db", "status", env=bare_env()
