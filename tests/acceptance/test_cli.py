@@ -68,9 +68,17 @@ def test_trigger_wait_exit_codes(env):
         ),
         (["trigger", "noop", "--payload-file", "/nonexistent.json"], "cannot read"),
         (["trigger", "noop", "--idempotency-key", "k" * 501], "501 characters long"),
+        (["trigger", "noop", "--priority", "99999999999"], "priority 99999999999 is out of range"),
+        (["trigger", "noop", "--payload-file", "BAD_UTF8"], "is not UTF-8 text (byte 6"),
+        (["trigger", "noop", "--payload-file", "DEEP"], "payload is nested too deeply"),
     ],
 )
-def test_bad_trigger_input_exits_2_and_writes_nothing(env, args, message):
+def test_bad_trigger_input_exits_2_and_writes_nothing(env, args, message, tmp_path):
+    files = {"BAD_UTF8": b'{"x":"\xff"}', "DEEP": b"[" * 100_000 + b"]" * 100_000}
+    for i, arg in enumerate(args):
+        if arg in files:
+            (tmp_path / arg).write_bytes(files[arg])
+            args = [*args[:i], str(tmp_path / arg), *args[i + 1 :]]
     result = flowjobs(*args, env=env)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr

@@ -1225,3 +1225,31 @@ def test_serve_help_mentions_the_dashboard_and_metrics():
     result = flowjobs("serve", "--help", env=bare_env())
     text = " ".join(result.stdout.split())
     assert result.returncode == 0 and "dashboard" in text and "/metrics" in text
+
+
+def test_a_worker_of_no_queue_is_refused_and_a_full_output_disk_is_one_line(
+    tmp_path, sqlite_template
+):
+    """`queues = []` started a worker that took nothing, and nothing said so; `runs list >
+    /dev/full` ended in "unexpected OSError"."""
+    import subprocess
+    import sys
+
+    shutil.copy(sqlite_template, tmp_path / "ops.db")
+    env = cli_env(f"sqlite:///{tmp_path / 'ops.db'}", FLOWJOBS_WORKER_QUEUES="")
+    refused = flowjobs("run-worker", "--burst", env=env)
+    assert refused.returncode == 2
+    assert "worker.queues (from FLOWJOBS_WORKER_QUEUES): names no queue" in refused.stderr
+    env.pop("FLOWJOBS_WORKER_QUEUES")
+    assert flowjobs("trigger", "noop", env=env).returncode == 0
+    with open("/dev/full", "w") as full:
+        listed = subprocess.run(
+            [sys.executable, "-m", "flowjobs", "runs", "list"],
+            env=env,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert listed.returncode == 6
+    assert listed.stderr == "error: No space left on device (writing the output)\n"
