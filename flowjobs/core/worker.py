@@ -474,10 +474,24 @@ class Worker:
                 GIVE_BACK_DELAY_MS // 1000,
                 extra={"run_id": r.id, "task": r.task, "attempt": r.attempt, "worker": self.id},
             )
-        rest = sorted({f.run.id for f in left} - {r.id for r in given})
+        taken = {r.id for r in given}
+        finished = sorted(f.run.id for f in left if f not in running and f.run.id not in taken)
+        if finished:  # their tasks ended, but the database never took what they did
+            log.warning(
+                "%s: %d %s finished but the database did not take %s outcome (it is away): "
+                "the rescuer runs %s again once %s lease runs out: %s",
+                said,
+                len(finished),
+                "run" if len(finished) == 1 else "runs",
+                "its" if len(finished) == 1 else "their",
+                "it" if len(finished) == 1 else "them",
+                "its" if len(finished) == 1 else "their",
+                ", ".join(finished),
+            )
+        rest = sorted(f.run.id for f in running if f.run.id not in taken)
         if rest:
             log.warning(
-                "%s: %d %s left to the rescuer (the database did not take %s): %s",
+                "%s: %d running %s left to the rescuer (the database did not take %s): %s",
                 said,
                 len(rest),
                 "run" if len(rest) == 1 else "runs",
