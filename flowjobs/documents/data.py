@@ -161,6 +161,6 @@ def receipt_document(s, payment_id: str) -> Document:
     doc.issued, doc.paid, doc.paid_on, doc.pay_url = payment.charge_date, payment.amount, None, None
     method = s.get(PaymentMethod, payment.payment_method_id) if payment.payment_method_id else None
     doc.payment_method = method_summary(payment.payment_method, method)
-    if payment.refunded and payment.refunded_amount:
+    if payment.refunded_amount:  # in full or in part
         doc.refunded, doc.refunded_at = payment.refunded_amount, payment.refunded_at
     return doc

@@ -7,6 +7,7 @@ STRIPE = {
     "payment_intent.processing": "stripe-payment-intent-processing",
     "payment_intent.requires_action": "stripe-payment-intent-requires-action",  # upstream never routed it
     "charge.failed": "stripe-charge-failed",
+    "charge.refunded": "stripe-charge-refunded",  # upstream never routed it (billing/refunds.py)
     "setup_intent.succeeded": "setup-intent-succeeded",
     "account.updated": "stripe-account-updated",  # Connect
 }

@@ -149,6 +149,11 @@ class Charge(Shape):
     payment_intent: StripeId | Ref | None = Field(None, description="a PaymentIntent id or object")
     failure_code: Text | None = Field(None, description="a failure code (text)")
     failure_message: Text | None = Field(None, description="a failure message (text)")
+    amount: Amount | None = Field(None, description="an amount (integer, smallest currency unit)")
+    amount_refunded: Amount | None = Field(
+        None, description="an amount (integer, smallest currency unit)"
+    )
+    currency: Currency | None = Field(None, description="a three-letter currency code")
 
 
 class Requirements(Shape):
@@ -184,6 +189,7 @@ STRIPE_OBJECTS: dict[str, type[Shape]] = {
     "payment_intent.processing": PaymentIntent,
     "payment_intent.requires_action": PaymentIntent,
     "charge.failed": Charge,
+    "charge.refunded": Charge,
     "setup_intent.succeeded": SetupIntent,
     "account.updated": Account,
 }

@@ -139,13 +139,16 @@ def charge_failed(b, event: dict) -> dict:
         return {"result": "failed", "paymentId": payment.id}
 
 
-def _payment_of(s, charge: shapes.Charge) -> Payment | None:
-    """The payment of a charge: by `stripe_charge_id`, else by its PaymentIntent."""
-    payment = s.exec(select(Payment).where(Payment.stripe_charge_id == charge.id)).first()
+def _payment_of(s, charge: shapes.Charge, lock: bool = False) -> Payment | None:
+    """The payment of a charge: by `stripe_charge_id`, else by its PaymentIntent (`lock`: its
+    row locked on PostgreSQL, for a change that reads and writes it)."""
+    query = select(Payment).where(Payment.stripe_charge_id == charge.id)
+    payment = s.exec(query.with_for_update() if lock else query).first()
     if payment is None and charge.payment_intent:
-        payment = s.exec(
-            select(Payment).where(Payment.stripe_payment_intent_id == _id(charge.payment_intent))
-        ).first()
+        query = select(Payment).where(
+            Payment.stripe_payment_intent_id == _id(charge.payment_intent)
+        )
+        payment = s.exec(query.with_for_update() if lock else query).first()
     return payment
 
 
@@ -226,6 +229,36 @@ def account_updated(b, event: dict) -> dict:
         return {"organizationId": org.id, "onboardingStatus": after, "previous": before}
 
 
+def charge_refunded(b, event: dict) -> dict:
+    """A refund made at Stripe (flowjobs.billing.refunds): the charge's total refunded so far."""
+    from flowjobs.billing.refunds import record_refund
+
+    checked = _read(event, shapes.Charge)
+    charge: shapes.Charge = checked.obj
+    if charge.amount is None or charge.amount_refunded is None:
+        raise shapes.BadShape("a charge.refunded event without amount and amount_refunded")
+    with b.unit() as s:
+        payment = _payment_of(s, charge, lock=True)
+        if payment is None:
+            return {"result": "ignored", "detail": f"no payment for charge {charge.id}"}
+        if payment.livemode != checked.envelope.livemode:
+            return {
+                "result": "ignored",
+                "detail": f"a {'live' if checked.envelope.livemode else 'test'}-mode event for "
+                f"payment {payment.id} of the other mode",
+            }
+        done = record_refund(
+            s,
+            payment,
+            charge.amount_refunded,
+            charge.amount,
+            charge.currency,
+            utc_from_ms(checked.created * 1000),
+        )
+        payment.stripe_charge_id = payment.stripe_charge_id or charge.id
+        return done.as_dict(payment)
+
+
 def setup_intent_succeeded(b, event: dict) -> dict:
     from flowjobs.webhooks.checkout import setup_intent_succeeded as run
 
@@ -241,6 +274,7 @@ HANDLERS = {
     "stripe-charge-failed": charge_failed,
     "setup-intent-succeeded": setup_intent_succeeded,
     "stripe-account-updated": account_updated,
+    "stripe-charge-refunded": charge_refunded,
 }
 
 
