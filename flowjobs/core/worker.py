@@ -235,7 +235,16 @@ class Worker:
         except Exception as exc:  # the database went away as the burst ended: nothing to add
             log.debug("after the burst, the next due run could not be read: %s", exc)
             return
-        if due is not None:
+        if due is None:
+            return
+        if due <= self.clock.now_ms():  # due, yet the burst ended: not a queue it takes
+            log.info(
+                "a run is due since %s in a queue this worker does not take (it takes %s): "
+                "run a worker for that queue (`flowjobs runs list --status queued` shows it)",
+                iso(due),
+                ", ".join(self.opt.queues),
+            )
+        else:
             log.info(
                 "a run still waits (retrying or delayed), due at %s: a burst from then on takes it",
                 iso(due),

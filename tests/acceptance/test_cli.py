@@ -507,6 +507,12 @@ def test_a_burst_that_leaves_a_delayed_run_behind_says_when_it_is_due(env):
     flowjobs("runs", "cancel", delayed["id"], env=env)
     nothing = flowjobs("--log-format", "text", "run-worker", "--burst", env=env)
     assert nothing.returncode == 0 and "still waits" not in nothing.stderr, nothing.stderr
+    # a run due in a queue the burst does not take: it said "a burst from then on takes it",
+    # naming a time already past
+    flowjobs("trigger", "noop", env=env)
+    other = flowjobs("--log-format", "text", "run-worker", "--burst", "--queue", "mail", env=env)
+    assert "in a queue this worker does not take (it takes mail)" in other.stderr, other.stderr
+    assert "still waits" not in other.stderr
 
 
 @pytest.mark.parametrize(
