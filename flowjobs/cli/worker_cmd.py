@@ -112,10 +112,12 @@ def _install_signals(worker) -> None:
         adopt()
 
     def handler(signum):
-        if quiet and received:
+        if signum == signal.SIGQUIT:  # the supervisor's "stop at once" (a second signal to it)
+            received.append(signum)
+        elif quiet and received:
             # under a supervisor a repeated signal is no "stop at once": systemd sends SIGTERM
             # to every process of the unit and the supervisor forwards its own, two for each
-            # child; the supervisor stops a child at once with SIGKILL
+            # child; the supervisor stops a child at once with SIGQUIT
             return
         received.append(signum)
         name = signal.Signals(signum).name
@@ -124,7 +126,9 @@ def _install_signals(worker) -> None:
                 2,
                 signal_line(
                     "flowjobs.worker",
-                    f"received {name} again: stopping now; running runs are given back",
+                    f"received {name}"
+                    + (" (the supervisor's stop at once)" if signum == signal.SIGQUIT else " again")
+                    + ": stopping now; running runs are given back",
                 ),
             )
             # this is the signal thread (flowjobs.cli.signals), not the handler: the give-back
@@ -132,8 +136,10 @@ def _install_signals(worker) -> None:
             threading.Timer(STOP_NOW_WAIT, os._exit, (1,)).start()
             try:
                 worker.give_back_running(
-                    f"worker stopped at once ({name} twice)", "stopped at once"
+                    f"worker stopped at once ({name}{'' if signum == signal.SIGQUIT else ' twice'})",
+                    "stopped at once",
                 )
+                worker.mark_stopped()  # `workers` and `trigger --wait` no longer count on it
             except BaseException:  # the rescuer takes them over when their leases run out
                 pass
             os._exit(1)
@@ -149,7 +155,7 @@ def _install_signals(worker) -> None:
             )
         worker.stop()
 
-    on_signals(handler)
+    on_signals(handler, (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT))
 
 
 def _supervise(

@@ -34,6 +34,7 @@ FATAL = (2, 4)  # bad configuration, database unreachable: a restart would fail 
 # child exiting 4 was restarted while the database is away, and is restarted again, with back-off)
 MAX_DELAY = 60.0
 STEADY = 30.0  # a child that ran this long before dying starts its back-off afresh
+STOP_NOW_GRACE = 7.0  # seconds a child has to give its runs back after a second signal
 SUPERVISOR_ENV = "FLOWJOBS_SUPERVISOR_PID"  # set in each child: the supervisor's pid
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -60,6 +61,7 @@ class Supervisor:
         self.delays = [restart_delay] * processes  # the next back-off of each slot
         self.stopping = False
         self.signals = 0
+        self.kill_at: float | None = None  # after a second signal: when children are killed
         self.up = database_checked  # the database answered before the children started
 
     def _spawn(self, slot: int) -> None:
@@ -68,7 +70,7 @@ class Supervisor:
         self.started[slot] = time.monotonic()
         log.info("started worker process %d (pid %d)", slot, child.pid)
         if self.stopping:  # a signal came while it started: the handler saw the slot's old one
-            child.send_signal(signal.SIGKILL if self.signals > 1 else signal.SIGTERM)
+            child.send_signal(signal.SIGQUIT if self.signals > 1 else signal.SIGTERM)
 
     def _on_signal(self, signum, _frame) -> None:
         self.signals += 1
@@ -76,8 +78,8 @@ class Supervisor:
         name = signal.Signals(signum).name
         if self.signals > 1:
             message = (
-                f"received {name} again: stopping the worker processes now; the rescuer takes "
-                "over unfinished runs"
+                f"received {name} again: stopping the worker processes now; their running runs "
+                "are given back"
             )
         else:
             message = (
@@ -85,7 +87,14 @@ class Supervisor:
                 f"its running tasks, up to {self.grace:g}s); send it again to stop at once"
             )
         os.write(2, signal_line(log.name, message))  # a signal handler: no logging locks
-        self._signal_children(signal.SIGKILL if self.signals > 1 else signal.SIGTERM)
+        if self.signals > 1:
+            # SIGQUIT: each child gives its running runs back and exits at once (they were
+            # SIGKILLed, their runs left `executing` until some other worker's rescuer came);
+            # one that has not gone after STOP_NOW_GRACE is killed by the loop
+            self.kill_at = time.monotonic() + STOP_NOW_GRACE
+            self._signal_children(signal.SIGQUIT)
+        else:
+            self._signal_children(signal.SIGTERM)
 
     def _signal_children(self, signum) -> None:
         for child in self.children:
@@ -108,6 +117,9 @@ class Supervisor:
         while not all(finished):
             time.sleep(0.1)
             now = time.monotonic()
+            if self.kill_at is not None and now >= self.kill_at:
+                self.kill_at = None
+                self._signal_children(signal.SIGKILL)
             for slot, at in list(respawn_at.items()):
                 if self.stopping:
                     finished[slot] = True

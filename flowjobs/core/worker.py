@@ -356,6 +356,10 @@ class Worker:
             in_flight = len(self.pool.inflight)
         self.store.worker_heartbeat(self.id, now, in_flight, self.processed)
 
+    def mark_stopped(self) -> None:
+        """Record this worker stopped (a stop at once, from the signal thread)."""
+        self._stopped()
+
     def _stopped(self) -> None:
         if not self._registered:
             return

@@ -97,6 +97,8 @@ def test_a_second_sigterm_stops_at_once_and_gives_the_running_runs_back(make_run
     given = [r for r in rows if r["status"] == "retrying"]
     assert all(r["crashes"] == 1 and r["lease_expires_at"] is None for r in given), given
     assert "stopped at once: run" in log.read_text()
+    [stopped] = rt.store.workers(0)  # not `alive` (and counted on by `trigger --wait`) for a lease
+    assert stopped["stopped_at"] is not None
 
 
 def assert_json_lines(log, said: str) -> None:
@@ -244,15 +246,19 @@ def test_children_of_a_killed_supervisor_finish_their_tasks_and_exit(supervised)
 
 
 def test_a_second_ctrl_c_stops_the_children_at_once_and_exits_1(supervised):
-    """As a single worker does: the second signal stops at once, the runs are left to the
-    rescuer, and the exit code (1) says so (it was 0)."""
+    """As a single worker does: the second signal stops at once, each child gives its running
+    runs back (they were SIGKILLed, their runs left `executing` until some other worker's
+    rescuer came), and the exit code (1) says so (it was 0)."""
     s = supervised()
     os.killpg(s.proc.pid, signal.SIGINT)
     wait_until(lambda: s.said("received SIGINT:"), message="the first signal")
     os.killpg(s.proc.pid, signal.SIGINT)
     assert s.proc.wait(30) == 1, s.log.read_text()
     assert s.said("received SIGINT again: stopping the worker processes now")
-    assert s.rt.store.count_by_status() == {"executing": 2}  # the rescuer's, after their lease
+    assert s.said("received SIGQUIT (the supervisor's stop at once): stopping now")
+    assert s.rt.store.count_by_status() == {"retrying": 2}  # given back, due again in 15 s
+    workers = s.rt.store.workers(0)
+    assert workers and all(w["stopped_at"] is not None for w in workers), workers
 
 
 def test_the_children_log_in_the_supervisors_format(make_runtime, tmp_path):
