@@ -54,8 +54,17 @@ class Runtime:
     def registry(self):
         """Every task loaded: the built-in ones and `[tasks] modules` (a task id declared twice
         is refused here)."""
+        import sys
+
         from flowjobs.tasks import BUILTIN_MODULES
 
+        if self.settings.tasks.modules:
+            # `[tasks] modules` are found beside the configuration file (else in the working
+            # directory), as rq and celery find them, whoever starts the process from where —
+            # a web application triggering from Python too (it had to run from that folder)
+            folder = str(self.settings.base_dir)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
         registry = self._tasks
         registry.load(BUILTIN_MODULES + list(self.settings.tasks.modules))
         return registry

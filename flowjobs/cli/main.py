@@ -63,12 +63,6 @@ class State:
             self._settings = load_settings(self.config, database=self.database)
             if self.database:  # processes this one starts (run-worker --processes N) use it too
                 os.environ["FLOWJOBS_DATABASE_URL"] = self._settings.database.url
-            if self._settings.tasks.modules:
-                # `[tasks] modules` are found beside the configuration file (else in the working
-                # directory), as rq and celery find them, whoever starts the command from where.
-                folder = str(self._settings.base_dir)
-                if folder not in sys.path:
-                    sys.path.insert(0, folder)
         return self._settings
 
     def database_origin(self) -> str:

@@ -689,6 +689,22 @@ def test_the_readme_recipe_works_as_written_from_any_folder(tmp_path):
     with sqlite3.connect(project / "flowjobs.db") as conn:
         assert conn.execute("SELECT customer_id FROM welcomes").fetchall() == [("cust_1",)]
     assert listing(elsewhere) == []
+    # and from Python, as a web application triggers, started elsewhere (it failed to import
+    # the configured modules unless its working folder was the configuration's)
+    code = (
+        "import sys; from flowjobs.config import load_settings; from flowjobs.runtime import "
+        "Runtime; rt = Runtime(load_settings(sys.argv[1])); "
+        "print(rt.trigger('send-welcome', {'customer_id': 'cust_2'}).id); rt.close()"
+    )
+    python = subprocess.run(
+        [sys.executable, "-P", "-c", code, config],
+        env=bare_env(),
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert python.returncode == 0 and python.stdout.startswith("run_"), python.stderr
 
 
 # -- 5. Output a person can use ------------------------------------------------------------
