@@ -36,7 +36,13 @@ def _time(value: str | None, option: str, default: int) -> int:
     return default if parsed is None else parsed
 
 
+PREVIEW_MAX = 1000  # slots one `schedules preview` prints
+
+
 def _scheduler(ctx, read_only: bool = False, existing: bool = False):
+    # the configuration's schedules first: a broken one is exit 2 naming it, even where there
+    # is no database yet (it said "no database at …", exit 4, until something made one)
+    ctx.obj.runtime().schedules  # noqa: B018
     return ctx.obj.runtime(read_only=read_only, existing=existing).scheduler
 
 
@@ -129,13 +135,20 @@ def preview(
         False, "--json", help="Print a JSON array: {lastTimestamp, timestamp, key} per slot."
     ),
 ):
-    """Each slot in (--from, --to] with the window (lastTimestamp -> timestamp) its run would get."""
+    """Each slot in (--from, --to] with the window (lastTimestamp -> timestamp) its run would
+    get; at most the first PREVIEW_MAX (1,000), and then a note says where it stopped."""
     sched = _scheduler(ctx, read_only=True)
     begin = _time(start, "--from", ctx.obj.runtime().clock.now_ms())
     finish = _time(end, "--to", begin + 86400_000)
     if finish <= begin:
         raise BadInput("--to must be after --from")
-    rows = sched.preview(schedule_id, begin, finish)
+    rows = sched.preview(schedule_id, begin, finish, limit=PREVIEW_MAX + 1)
+    if len(rows) > PREVIEW_MAX:  # it stopped there without a word
+        rows = rows[:PREVIEW_MAX]
+        output.note(
+            f"showing the first {PREVIEW_MAX:,} slots, up to {rows[-1]['timestamp']}; more follow "
+            f"before --to: preview from --from {rows[-1]['timestamp']} for the next ones"
+        )
     if as_json:
         output.emit_json(rows)
         return

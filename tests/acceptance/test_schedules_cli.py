@@ -139,6 +139,11 @@ def test_schedule_commands(env):
         ("2027-01-01T00:00:00.000Z", "2027-01-01T00:01:00.000Z"),
         ("2027-01-01T00:01:00.000Z", "2027-01-01T00:02:00.000Z"),
     ]
+    # a day of a per-minute schedule: the first 1,000 slots, and a note says so (it stopped
+    # there without a word)
+    day = flowjobs("schedules", "preview", "minutely", "--from", "2027-01-01T00:00:00Z", env=env)
+    assert len(day.stdout.splitlines()) == 1 + 1000  # the header and the slots
+    assert "showing the first 1,000 slots, up to 2027-01-01T16:40:00.000Z" in day.stderr
 
     report = as_json(
         flowjobs(
@@ -283,6 +288,12 @@ def test_invalid_cron_or_timezone_in_config_exits_2_naming_the_field(sqlite_url,
     result = flowjobs("schedules", "list", env=sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config)))
     assert result.returncode == 2
     assert "schedules.x.cron:" in result.stderr and "schedules.x.timezone:" in result.stderr
+    # with no database yet too: it said "no database at …" (exit 4) until something made one
+    nowhere = sched_env(f"sqlite:///{tmp_path / 'none.db'}", FLOWJOBS_CONFIG=str(config))
+    for command in (["schedules", "list"], ["schedules", "health"]):
+        result = flowjobs(*command, env=nowhere)
+        assert result.returncode == 2 and "schedules.x.cron:" in result.stderr, result.stderr
+    assert not (tmp_path / "none.db").exists()
 
 
 def test_burst_worker_ticks_once_then_drains(env):
