@@ -9,6 +9,7 @@ upgraded by `flowjobs db upgrade` alone (`upgrade`); other commands refuse it (e
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,7 +53,9 @@ def ensure_schema(db: Database) -> None:
         return
     if revision is not None:
         raise _behind(db, revision)
-    upgrade(db)  # a new database; under the migration lock, so two first commands do not race
+    before, _ = upgrade(db)  # a new database; under the migration lock: two first commands
+    if before is None:  # do not race. Said, once: a mistyped path made one without a word
+        logging.getLogger("flowjobs").info("created a new flowjobs database at %s", db.where())
 
 
 def _behind(db: Database, revision: str) -> DatabaseError:

@@ -1269,3 +1269,14 @@ def test_a_worker_of_no_queue_is_refused_and_a_full_output_disk_is_one_line(
         )
     assert listed.returncode == 6
     assert listed.stderr == "error: No space left on device (writing the output)\n"
+
+
+def test_a_command_that_makes_a_new_database_says_so_once(tmp_path):
+    """A mistyped path (`--database app.bd`) made a new, empty database without a word, and the
+    run written there was never seen by any worker."""
+    env = cli_env(f"sqlite:///{tmp_path / 'app.bd'}")
+    first = flowjobs("--log-format", "text", "trigger", "noop", env=env)
+    assert first.returncode == 0
+    assert f"created a new flowjobs database at {tmp_path / 'app.bd'}" in first.stderr
+    again = flowjobs("--log-format", "text", "trigger", "noop", env=env)
+    assert again.returncode == 0 and "created a new" not in again.stderr
