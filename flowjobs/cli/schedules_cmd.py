@@ -267,8 +267,9 @@ def health(
     ),
 ):
     """Over the last day: slots that ran, missing, run more than once (must be 0), failed, and
-    windows lost (time no succeeded run covered) with their fix. Exit 1 while a window is lost
-    and no coming slot will cover it."""
+    windows lost (time no succeeded run covered) with their fix; status ok, recovering, lost,
+    paused, superseded (a newer configuration fires it) or stalled (no process fires the newest
+    definition). Exit 1 while a window is lost and no coming slot will cover it, or stalled."""
     rows = _scheduler(ctx, read_only=True).health()
     if as_json:
         output.emit_json(rows)
@@ -300,7 +301,10 @@ def health(
                     f"(run {', '.join(gap['runs'])} did not succeed); {then}"
                 )
         _note_fired_as(rows)
-    if any(r["status"] == "lost" for r in rows):
+    for r in rows:
+        if r["status"] == "stalled":
+            output.note(f"{r['id']}: stalled: {r['fix']}")
+    if any(r["status"] in ("lost", "stalled") for r in rows):
         raise typer.Exit(int(ExitStatus.FAILURE))
 
 

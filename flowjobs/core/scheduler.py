@@ -61,10 +61,11 @@ KEY_TTL = 366 * 86400.0
 BACKFILL_MAX = 100_000  # slots one backfill enqueues; a longer range is refused, never cut short
 MANUAL = "manual:"
 # A schedule's definition is versioned by when its source was written (the configuration
-# file's modification time; for a schedule declared on a task, its module's): the newest
-# stands. A newer definition no process has ticked for DEFINITION_LEASE_MS (or five ticks, if
-# longer) is given up: the process that wrote it ran once (a `tick` from a laptop) or stopped,
-# and the others must not stay silent for good.
+# file's modification time; for a schedule declared on a task, its module's, or the file's if
+# later): the newest stands, and is never given up for an older one — both crons firing in
+# turn is the failure this exists to prevent. A standing definition that no process has ticked
+# for DEFINITION_LEASE_MS (or five ticks, if longer) is reported `stalled` by `health` and
+# alerted: its processes are gone, and the others, with an older file, fire nothing.
 DEFINITION_LEASE_MS = 10 * 60_000
 DEFINITION_SEEN_EVERY_MS = 60_000  # how often processes firing it say they are still there
 
@@ -198,6 +199,9 @@ def resolve(registry, settings) -> dict[str, Schedule]:
                 problems.append(f"tasks: task {t.id!r}: {exc}")
     configured = set()
     file_written = _written_at(getattr(settings, "config_file", None))
+    for declared in found.values():  # the file confirms (or overrides) what the code declares:
+        # removing an override from it must make the declared definition the newest again
+        declared.written_at = max(declared.written_at, file_written)
     for sid, conf in settings.schedules.items():
         base = found.get(sid)
         values = {k: v for k, v in conf.model_dump().items() if v is not None and v != {}}
@@ -326,6 +330,9 @@ class Scheduler:
         self.alert_task = alert_task
         self.defined_at = defined_at
         self.lease_ms = max(DEFINITION_LEASE_MS, int(5 * interval * 1000))
+        # the version of a definition whose source's time is unknown (0: a module in a zip, no
+        # configuration file): when this process read it, as if the file had been written then
+        self.started_at = clock.now_ms()
         self.failures: dict[str, BaseException] = {}  # schedule id -> why its last tick failed
         self.stale: dict[str, str | None] = {}  # schedule id -> the newer definition it is left to
         self._notices: list[dict] = []  # alerts found inside a tick, raised after it
@@ -352,13 +359,19 @@ class Scheduler:
             try:
                 result = self._tick_one(schedule, now, enabled)
             except Exception as exc:  # one broken schedule must not stop the others
-                if self.store.db.is_transient(exc):
-                    # the database, not the schedule (an SQLite lock past the busy timeout):
-                    # waited out as an outage by the caller, as a PostgreSQL restart is. It was
-                    # logged as this schedule failing, and alerted naming a slot not yet due.
-                    self.failures = failures
-                    raise
                 failures[schedule.id] = exc
+                if self.store.db.is_transient(exc):
+                    # the database, not the schedule (an SQLite lock past the busy timeout): a
+                    # wait, said once, and no alert (it was an ERROR and an alert naming a slot
+                    # not yet due); the callers tick again (`is_database_failure`)
+                    if schedule.id not in self.failures:
+                        log.warning(
+                            "schedule %s: tick waits for the database (%s); its due slots are "
+                            "enqueued once it answers",
+                            schedule.id,
+                            (str(exc).strip().splitlines() or [type(exc).__name__])[0],
+                        )
+                    continue
                 if schedule.id in self.failures:
                     log.debug("schedule %s: tick failed again: %s", schedule.id, exc)
                 else:
@@ -423,12 +436,20 @@ class Scheduler:
             return Standing.CURRENT
         if stored is None or at is None or (at, stored) < (self.version(s), mine):
             return Standing.TAKE  # an equal time is settled by the text: every process agrees
-        if seen is None or self.clock.now_ms() - seen > self.lease_ms:
-            return Standing.TAKE  # the newer one is not fired any more (its process is gone)
         return Standing.STALE
 
     def version(self, s: Schedule) -> int:
-        return s.written_at if self.defined_at is None else self.defined_at
+        if self.defined_at is not None:
+            return self.defined_at
+        return s.written_at or self.started_at
+
+    def stalled_since(self, state: dict) -> int | None:
+        """When the standing definition of a schedule was last fired, if that is longer ago than
+        the lease (its processes are gone); else None."""
+        seen = state.get("definition_seen_at")
+        if state.get("definition") is None or seen is None:
+            return None
+        return seen if self.clock.now_ms() - seen > self.lease_ms else None
 
     def _must_define(self, s: Schedule, state: dict | None) -> bool:
         """Whether a schedule this process does not fire (disabled) still needs a write: its
@@ -849,7 +870,9 @@ class Scheduler:
         """Per schedule over the window: slots that ran, slots missing, slots with >1 run,
         slots whose run did not succeed, and the time no succeeded run covers (`lost`), each
         with what closes it: the next slot, or the fix to run. `status`: ok, recovering, lost,
-        or paused (disabled, nothing lost; its slots are not counted missing)."""
+        paused (disabled, nothing lost; its slots are not counted missing), superseded (a newer
+        configuration defines it: its slots are not this one's to miss), or stalled (superseded,
+        and no process has fired the newer definition for the lease: the fix says what to do)."""
         now = self.clock.now_ms()
         states = self.store.schedule_states()
         report = []
@@ -884,8 +907,18 @@ class Scheduler:
             # a newer configuration fires it otherwise: this one's slots are not its to miss
             # (a worker not yet updated alerted every slot of its old cron as missed)
             superseded = self._standing_in(s, states) is Standing.STALE
+            stalled = self.stalled_since(state or {}) if superseded and enabled else None
             if not enabled and status == "ok":
                 status = "paused"
+            elif stalled is not None:
+                # the newest definition's processes are gone, and this older one fires nothing
+                status = "stalled"
+                fixes.append(
+                    f"the configuration written at {iso((state or {}).get('defined_at'))} defines "
+                    f"{s.id} and no process with it has ticked since {iso(stalled)}: start its "
+                    "workers again, or, if the configuration here is the right one, write it "
+                    "again (touch flowjobs.toml) and restart the workers that have it"
+                )
             elif superseded and status == "ok":
                 status = "superseded"
             report.append(

@@ -50,6 +50,16 @@ def _missed_slots(rt, now: int) -> list[dict]:
     late_after = max(2 * rt.settings.scheduler.interval, 60) * 1000
     found = []
     for report in rt.scheduler.health(window_ms=LOOKBACK_MS):
+        if report["status"] == "stalled":  # no process fires the newest definition any more
+            found.append(
+                {
+                    "key": f"alert:schedule-stalled:{report['id']}:{report['fired_as']['since']}",
+                    "kind": "schedule_stalled",
+                    "subject": f"Schedule {report['id']} is fired by no process",
+                    "text": report["fix"],
+                    "details": {"schedule": report["id"], **report["fired_as"]},
+                }
+            )
         for slot in report["missing"]:
             if now - parse_iso(slot) > late_after:
                 found.append(

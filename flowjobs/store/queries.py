@@ -168,7 +168,10 @@ COMMON = {
         VALUES (:id, NULL, NULL, :definition, :defined_at, :now, :now, :now)
         ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,
             defined_at = excluded.defined_at, definition_seen_at = excluded.definition_seen_at,
-            updated_at = excluded.updated_at""",
+            updated_at = excluded.updated_at,
+            -- another definition from now on: `health` counts its slots from here
+            created_at = CASE WHEN flowjobs_schedules.definition IS NULL
+                              THEN flowjobs_schedules.created_at ELSE excluded.created_at END""",
     # A schedule's row, made empty so that it can be locked (PostgreSQL's FOR UPDATE locks no
     # row that is not there: two first ticks stored their definitions one over the other).
     "schedule_touch": """

@@ -379,31 +379,40 @@ def test_a_worker_started_before_an_edit_stops_firing_the_old_cron(sched_rt, clo
     assert hourly(new.scheduler.health())["status"] == "ok"
 
 
-def test_the_newest_definition_is_given_up_when_no_process_fires_it_any_more(
-    sched_rt, clock, caplog
+def test_a_newest_definition_nobody_fires_any_more_is_reported_stalled_not_given_up(
+    sched_rt, clock
 ):
-    """A process that ran once with a newer file (a `tick` from a laptop) must not silence the
-    workers for good: ten minutes after it was last seen, theirs stands again."""
+    """A process that ran once with a newer file (a `tick` from a laptop): the workers with the
+    older file do not take the schedule back — both crons would fire in turn whenever the newer
+    one's ticks came seldom — but `health` says it is stalled, with the fix, and it is alerted."""
+    from flowjobs.ops.alerts import find
+
     old = written(sched_rt(), OLD_FILE)
     old.scheduler.tick()
     clock.set(ms("2027-01-15T08:25:00Z"))
     written(sched_rt(cron="30 * * * *"), EDITED_FILE).scheduler.tick()  # ran once, then gone
-    clock.set(ms("2027-01-15T08:30:00Z"))
-    old.scheduler.tick()
     clock.set(ms("2027-01-15T08:34:00Z"))
-    old.scheduler.tick()  # seen 9 minutes ago: still stands
-    assert slots_run(old) == []
-    clock.set(ms("2027-01-15T09:00:00Z"))
-    with caplog.at_level("WARNING", logger="flowjobs.scheduler"):
-        [result] = old.scheduler.tick()
-    assert result.slots == [ms("2027-01-15T09:00:00Z")]
-    assert any("fired by this process again" in r.message for r in caplog.records)
-    assert hourly(old.scheduler.describe())["fired_as"] is None
+    assert hourly(old.scheduler.health())["status"] == "superseded"  # seen 9 minutes ago
+    for at in ("09:00", "10:00", "11:00"):
+        clock.set(ms(f"2027-01-15T{at}:00Z"))
+        old.scheduler.tick()
+    assert slots_run(old) == []  # never its old cron again
+    health = hourly(old.scheduler.health())
+    assert health["status"] == "stalled" and health["missing"] == []
+    assert "no process with it has ticked since 2027-01-15T08:25:00.000Z" in health["fix"]
+    [alert] = [a for a in find(old) if a["kind"] == "schedule_stalled"]
+    assert alert["subject"] == "Schedule hourly is fired by no process"
+    # the fix it names: the right file written again (newest), its workers restarted
+    again = written(sched_rt(), ms("2027-01-15T11:01:00Z"))
+    clock.set(ms("2027-01-15T12:00:00Z"))
+    [result] = again.scheduler.tick()
+    assert result.slots == [ms("2027-01-15T12:00:00Z")]
+    assert hourly(again.scheduler.health())["status"] == "ok"
 
 
-def test_the_lease_outlasts_a_long_scheduler_interval(make_runtime, clock):
-    """With `[scheduler] interval` longer than the lease, the newer process's ticks came too
-    seldom to hold it: the older one took over between them, and both crons fired in turn."""
+def test_an_older_definition_never_fires_however_seldom_the_newer_one_ticks(make_runtime, clock):
+    """A lease held by the newer process's ticks: with `[scheduler] interval` longer than it, the
+    older one took over between them, and both crons fired in turn."""
     clock.set(ms("2027-01-15T08:20:00Z"))
     schedules = {"hourly": {"task": "test-every-minute", "cron": "0 * * * *"}}
     sections = {"tasks": SCHED_TASKS, "scheduler": {"interval": "15m", "grace": "30m"}}
@@ -418,6 +427,23 @@ def test_the_lease_outlasts_a_long_scheduler_interval(make_runtime, clock):
             clock.advance(late * 60)
             old.scheduler.tick()
     assert {t[3:] for t in slots_run(old)} == {"30"}
+
+
+def test_an_edit_counts_the_new_crons_slots_from_when_it_took_over(sched_rt, clock):
+    old = written(sched_rt(), OLD_FILE)
+    old.scheduler.tick()
+    for hour in ("09", "10", "11", "12"):
+        clock.set(ms(f"2027-01-15T{hour}:00:00Z"))
+        old.scheduler.tick()
+    clock.set(ms("2027-01-15T12:01:00Z"))
+    new = written(sched_rt(cron="*/5 * * * *"), EDITED_FILE)
+    new.scheduler.tick()
+    for minute in (5, 10, 15, 20):
+        clock.set(ms(f"2027-01-15T12:{minute:02d}:00Z"))
+        new.scheduler.tick()
+    health = hourly(new.scheduler.health())
+    # its */5 slots before 12:01 were never its to fire (44 of them were reported missing)
+    assert health["missing"] == [] and health["status"] == "ok", health
 
 
 def test_a_schedule_disabled_in_the_edited_configuration_stops_the_older_workers(sched_rt, clock):
@@ -473,6 +499,16 @@ def test_a_schedule_is_versioned_by_when_its_configuration_file_was_written(make
     import flowjobs.tasks.hourly_cron as module
 
     assert declared.written_at == int(os.stat(module.__file__).st_mtime * 1000)
+    # with a configuration file, a declared schedule is as new as the file if that is newer:
+    # taking an override out of the file makes the declared definition the newest again
+    os.utime(config, (4_000_000_000, 4_000_000_000))
+    confirmed = resolve(rt.registry, load_settings(str(config)))["hourly-cron"]
+    assert confirmed.written_at == 4_000_000_000_000
+    # a source whose time cannot be told (0: a module in a zip, no file) counts from when the
+    # process read it, not from 1970 (where any edit lost to the older definition by its text)
+    unknown = resolve(rt.registry, rt.settings)["hourly-cron"]
+    unknown.written_at = 0
+    assert rt.scheduler.version(unknown) == rt.scheduler.started_at > 0
 
 
 def test_a_paused_schedule_is_not_reported_or_alerted_as_missing_its_slots(make_runtime, clock):
