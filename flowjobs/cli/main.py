@@ -221,11 +221,13 @@ def guarded(command) -> None:
             logging.getLogger("flowjobs").debug("database failure", exc_info=True)
             sys.exit(int(known.exit_status))
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
-            # the output's disk (`runs list > file` on a full disk): one line, exit 6
+            # the output's disk (`runs list > file` on a full disk: exit 6), or its terminal
+            # gone (EIO: exit 1); one line
             where = f" ({exc.filename})" if exc.filename else " (writing the output)"
             sys.stderr.write(f"error: {exc.strerror}{where}\n")
             _silence_stdout()
-            sys.exit(int(ExitStatus.DISK_FULL))
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            sys.exit(int(ExitStatus.DISK_FULL if full else ExitStatus.FAILURE))
         sys.stderr.write(
             f"error: unexpected {type(exc).__name__}: {exc} "
             "(run with --log-level debug and report it)\n"

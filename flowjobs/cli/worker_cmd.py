@@ -9,6 +9,7 @@ import threading
 import typer
 
 from flowjobs.cli import output
+from flowjobs.errors import BadInput
 
 
 def run_worker(
@@ -56,6 +57,8 @@ def run_worker(
     from flowjobs.durations import parse_duration
 
     state = ctx.obj
+    if queue is not None and any(not q.strip() for q in queue):  # as [worker] queues: a worker
+        raise BadInput('--queue names no queue: give a name ("*" takes every queue)')  # of none
     rt = state.runtime()
     grace = output.parse_option(shutdown_timeout, parse_duration, "--shutdown-timeout")
     procs = processes or rt.settings.worker.processes

@@ -9,6 +9,7 @@ databases cannot be created by connecting, so they are read through an ordinary 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from flowjobs.errors import DatabaseError
 from flowjobs.store.db import redact, sqlite_path
 
 SQLITE_PREFIX = "sqlite:///"
+FLOWJOBS_REVISION = re.compile(r"\d{4}")  # flowjobs' revisions: 0001, 0002, …
 
 
 class NoDatabase(DatabaseError):
@@ -34,9 +36,15 @@ class Probe:
     runs: dict[str, int] = field(default_factory=dict)
     # no flowjobs schema, but tables of the names it would create: another application's
     clashing: list[str] = field(default_factory=list)
+    foreign_revision: str | None = None  # another application's Alembic revision
 
     def belongs_elsewhere(self) -> str | None:
         """Why this database is another application's (as `db upgrade` refuses it), or None."""
+        if self.foreign_revision is not None:
+            return (
+                f"it has another application's schema (Alembic revision {self.foreign_revision}, "
+                "not one of flowjobs'): it belongs to another application"
+            )
         if self.revision is not None or not self.clashing:
             return None
         shown = ", ".join(self.clashing[:6]) + (
@@ -101,6 +109,9 @@ def _read(conn, found: Probe, counts: bool, dialect: str) -> None:
     if "alembic_version" in tables:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         found.revision = row[0] if row else None
+    if found.revision is not None and not FLOWJOBS_REVISION.fullmatch(found.revision):
+        # another application's Alembic history (`3f2a1b9c8d7e`): not a newer flowjobs
+        found.foreign_revision, found.revision = found.revision, None
     if found.revision is None:
         from flowjobs.store.migrate import OWN_TABLES
 

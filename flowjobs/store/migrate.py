@@ -58,7 +58,15 @@ def ensure_schema(db: Database) -> None:
         logging.getLogger("flowjobs").info("created a new flowjobs database at %s", db.where())
 
 
-def _behind(db: Database, revision: str) -> DatabaseError:
+def _behind(db: Database, revision: str) -> DatabaseError | BadInput:
+    from flowjobs.store.inspect import FLOWJOBS_REVISION
+
+    if not FLOWJOBS_REVISION.fullmatch(revision):  # not a newer flowjobs: another application
+        return BadInput(
+            f"database {db.where()} has another application's schema (Alembic revision "
+            f"{revision}, not one of flowjobs'): give flowjobs a database of its own (nothing "
+            "was changed)"
+        )
     if revision not in known_revisions():
         return DatabaseError(
             f"database {redact(db.url)} is at schema revision {revision}, newer than this "

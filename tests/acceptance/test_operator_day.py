@@ -280,6 +280,15 @@ def test_another_applications_database_a_newer_schema_and_a_file_in_the_path_are
     assert "db upgrade" not in listed.stderr
     doctor = flowjobs("doctor", env=env)
     assert doctor.returncode == 1 and "fail database" in doctor.stdout
+    with sqlite3.connect(other) as conn:  # another application's Alembic history too
+        conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        conn.execute("INSERT INTO alembic_version VALUES ('3f2a1b9c8d7e')")
+    for command in (["db", "status"], ["runs", "list"], ["db", "upgrade"]):
+        said = flowjobs(*command, env=env)
+        text = said.stdout + said.stderr
+        assert "Alembic revision 3f2a1b9c8d7e, not one of flowjobs'" in text, text
+        assert "upgrade flowjobs" not in text  # it is not a newer flowjobs's
+    assert flowjobs("db", "upgrade", env=env).returncode == 2
 
     newer = tmp_path / "newer.db"
     shutil.copy(sqlite_template, newer)
