@@ -53,6 +53,7 @@ class InFlight:
     executing: bool = False  # a pool thread is inside the task right now
     thread: threading.Thread | None = None
     timed_out: bool = False  # past its deadline: told to stop, ends `timed_out` either way
+    given_back: bool = False  # settled by a give-back (a stop past the timeout, or at once)
 
 
 class Pool:

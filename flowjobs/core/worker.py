@@ -463,7 +463,7 @@ class Worker:
             left = list(self.pool.inflight.values())
             running = [f for f in left if not f.settled]
             for flight in running:  # given back below: nothing the task does now is written
-                flight.settled = True
+                flight.settled = flight.given_back = True
         for flight in running:
             flight.ctx.canceled.set()  # a task that looks stops
         now = self.clock.now_ms()
@@ -488,11 +488,16 @@ class Worker:
                 extra={"run_id": r.id, "task": r.task, "attempt": r.attempt, "worker": self.id},
             )
         taken = {r.id for r in given}
-        finished = sorted(f.run.id for f in left if f not in running and f.run.id not in taken)
+        finished = sorted(  # not those another give-back has in hand (a second SIGTERM
+            # during the drain's: they were said to have "finished")
+            f.run.id
+            for f in left
+            if not f.given_back and f.run.id not in taken
+        )
         if finished:  # their tasks ended, but the database never took what they did
             log.warning(
-                "%s: %d %s finished but the database did not take %s outcome (it is away): "
-                "the rescuer runs %s again once %s lease runs out: %s",
+                "%s: %d %s finished but %s outcome is not written (the database is away, or "
+                "the stop came first): the rescuer runs %s again once %s lease runs out: %s",
                 said,
                 len(finished),
                 "run" if len(finished) == 1 else "runs",
