@@ -135,3 +135,11 @@ def copy(
         f"copied {sum(counts.values())} rows from {redact(source.url)} to {redact(to)}; "
         "row counts verified. Point [database] url at the new database, then start the workers."
     )
+    from flowjobs.ops.copy import others_tables
+
+    left = others_tables(source.url)
+    if left:  # an application's own tables in the same database (README's recipe writes one)
+        output.note(
+            f"not copied: {', '.join(left)} ({'it is' if len(left) == 1 else 'they are'} not "
+            "flowjobs' own); copy them yourself if the application needs them there"
+        )

@@ -72,6 +72,7 @@ def serve(
         server.close()
     if app.gone is not None:
         raise app.gone
+    log.info("serve stopped")  # as a worker says it stopped (it exited without a word)
 
 
 def _resolvable(host: str, port: int) -> None:

@@ -172,8 +172,21 @@ def _untaken(rt, run_id: str):
         if nobody:
             why = f"no live worker takes queue {queue!r}: start `flowjobs run-worker`"
         else:
-            count = f"{len(live)} live workers take queue {queue!r}; " if live else ""
-            why = f"{count}they are busy ({busy} runs executing)"
+            count = (
+                f"{len(live)} live {'worker takes' if len(live) == 1 else 'workers take'} queue "
+                f"{queue!r}; "
+                if live
+                else ""
+            )
+            one = bool(live) and len(live) == 1
+            if busy:
+                they = "it is" if one else "they are"
+                why = f"{count}{they} busy ({busy} {'run' if busy == 1 else 'runs'} executing)"
+            else:  # "busy (0 runs executing)" said nothing true
+                why = (
+                    f"{count}yet no run is executing: {'it' if one else 'they'} may be stopping, "
+                    "or gone without a word (looked at again every 10 s)"
+                )
         if last == nobody:  # the same answer (counts aside): said already
             return
         last = nobody

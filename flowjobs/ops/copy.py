@@ -88,6 +88,22 @@ def named(db: Database):
         raise known from exc
 
 
+def others_tables(url: str) -> list[str]:
+    """Tables of the database at `url` that are not flowjobs' (an application's own tables in
+    the same file): `db copy` leaves them where they are, and says so."""
+    from sqlalchemy import inspect as sa_inspect
+
+    from flowjobs.store.migrate import OWN_TABLES
+    from flowjobs.store.units import make_engine
+
+    engine = make_engine(Database(url))
+    try:
+        names = set(sa_inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    return sorted(names - OWN_TABLES - {"alembic_version"})
+
+
 def _reflect(engine) -> dict[str, Table]:
     meta = MetaData()
     meta.reflect(bind=engine, only=JOB_TABLES)

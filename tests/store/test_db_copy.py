@@ -118,6 +118,10 @@ def test_to_takes_what_database_takes(sqlite_url, pg_template, tmp_path, clock):
     rt, _ = filled(sqlite_url, tmp_path, clock)
     rt.close()
     env = cli_env(sqlite_url)
+    import sqlite3
+
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:  # the app's own table
+        conn.execute("CREATE TABLE welcomes (customer_id TEXT)")
 
     down = flowjobs("db", "copy", "--to", "postgres://u@127.0.0.1:1/db", env=env)
     assert down.returncode == 4, down.stderr
@@ -131,6 +135,8 @@ def test_to_takes_what_database_takes(sqlite_url, pg_template, tmp_path, clock):
     copied = flowjobs("db", "copy", "--to", short, env=env)
     assert copied.returncode == 0, copied.stderr
     assert "flowjobs_runs\t6" in copied.stdout.splitlines()
+    # it was left behind without a word, after "copied … row counts verified"
+    assert "not copied: welcomes (it is not flowjobs' own)" in copied.stderr
     moved = Runtime(make_settings(target, tmp_path), clock=clock)
     try:
         assert moved.store.count_by_status() == {"completed": 5, "delayed": 1}
