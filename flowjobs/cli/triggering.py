@@ -178,7 +178,7 @@ def _untaken(rt, run_id: str):
                 if live
                 else ""
             )
-            one = bool(live) and len(live) == 1
+            one = live is not None and len(live) == 1
             if busy:
                 they = "it is" if one else "they are"
                 why = f"{count}{they} busy ({busy} {'run' if busy == 1 else 'runs'} executing)"
