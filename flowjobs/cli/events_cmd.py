@@ -85,9 +85,10 @@ def _print(result, as_json: bool) -> None:
 
 
 def _detail(ingested) -> str:
-    return {"unverified": "the file carries no signature", "missing": "no signature"}.get(
-        ingested.signature, ingested.signature
-    )
+    return {
+        "unverified": "no signature came with it: a file without one, or fetched from Stripe's API",
+        "missing": "no signature",
+    }.get(ingested.signature, ingested.signature)
 
 
 def _print_changes(result) -> None:

@@ -110,10 +110,13 @@ def list_runs(
 
     start = output.parse_option(since, lambda v: parse_since(v, rt.clock.now_ms()), "--since")
     task = _task_filter(rt, task)
-    rows = [
-        run_summary(r)
-        for r in rt.store.list_runs(status=status, task=task, limit=limit, since=start)
-    ]
+    found = rt.store.list_runs(status=status, task=task, limit=limit + 1, since=start)
+    rows = [run_summary(r) for r in found[:limit]]
+    if len(found) > limit:  # it cut the list at 50 without a word
+        output.note(
+            f"showing the newest {limit:,} {'run' if limit == 1 else 'runs'}; more match: --limit N for more, or narrow "
+            "with --status, --task or --since"
+        )
     if as_json:
         output.emit_json(rows)
         return

@@ -16,12 +16,18 @@ def list_tasks(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print a JSON array: {id, queue, concurrency_limit, retry, timeout, cron, timezone, description}.",
+        help="Print a JSON array: {id, queue, concurrency_limit, retry, timeout, cron, timezone, schedules, description}.",
     ),
 ):
-    """Every registered task with its queue, retry policy, timeout and schedule."""
+    """Every registered task with its queue, retry policy, timeout and schedules (declared on
+    it or configured in flowjobs.toml)."""
     rt = ctx.obj.runtime()
     rows = []
+    on: dict[str, list[dict]] = {}  # a task's schedules as resolved (a configured one too)
+    for s in rt.schedules.values():
+        on.setdefault(s.task, []).append(
+            {"id": s.id, "cron": s.cron, "timezone": s.timezone, "enabled": s.enabled}
+        )
     for t in rt.registry.all():
         policy = t.retry or rt.retry_defaults
         rows.append(
@@ -39,6 +45,7 @@ def list_tasks(
                 "timeout": format_duration(t.timeout or rt.settings.run.timeout),
                 "cron": t.cron,
                 "timezone": t.timezone if t.cron else None,
+                "schedules": on.get(t.id, []),
                 "description": t.description,
             }
         )
@@ -54,7 +61,12 @@ def list_tasks(
                 r["concurrency_limit"] or "",
                 (t.retry or rt.retry_defaults).describe(),
                 r["timeout"],
-                f"{r['cron']} {r['timezone']}" if r["cron"] else "",
+                "; ".join(
+                    f"{s['cron']} {s['timezone']}"
+                    + (f" ({s['id']})" if s["id"] != r["id"] else "")
+                    + ("" if s["enabled"] else " disabled")
+                    for s in r["schedules"]
+                ),
                 r["description"],
             ]
             for r, t in zip(rows, rt.registry.all())

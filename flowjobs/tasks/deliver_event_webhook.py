@@ -26,7 +26,7 @@ class DeliveryPayload(Payload):
     on_failure="settle-event-webhook-delivery",
 )
 def deliver_event_webhook(payload: DeliveryPayload, ctx):
-    """POST one event to one merchant endpoint, signed (Standard Webhooks); retried on 5xx/429/408/errors."""
+    """POST one event to one merchant endpoint, signed (Standard Webhooks); retried unless 2xx or 410."""
     from flowjobs.outbound.deliver import deliver
     from flowjobs.outbound.retry import configure
 

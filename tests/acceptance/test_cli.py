@@ -222,6 +222,12 @@ def test_runs_list_filters_and_json_fields(env):
     assert flowjobs("runs", "list", "--status", "bogus", env=env).returncode == 2
     plain = flowjobs("runs", "list", env=env).stdout.splitlines()
     assert plain[0].split("\t")[:3] == ["id", "task", "status"] and len(plain) == 3
+    # a list cut at --limit says so (it stopped at 50 without a word); one that fits does not
+    cut = flowjobs("runs", "list", "--limit", "1", env=env)
+    assert (
+        len(cut.stdout.splitlines()) == 2 and "showing the newest 1 run; more match" in cut.stderr
+    )
+    assert "more match" not in flowjobs("runs", "list", "--limit", "2", env=env).stderr
 
 
 def test_piped_runs_list_is_one_line_per_run_with_the_whole_error(env, sqlite_url):

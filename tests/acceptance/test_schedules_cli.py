@@ -108,6 +108,18 @@ def env(sqlite_url, tmp_path):
     return sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
 
 
+def test_tasks_list_shows_the_schedules_configured_on_a_task(env):
+    """Its schedule column showed only a cron declared on the task: blank for one configured."""
+    tasks = {t["id"]: t for t in as_json(flowjobs("tasks", "list", "--json", env=env))}
+    assert tasks["test-every-minute"]["schedules"] == [
+        {"id": "minutely", "cron": "* * * * *", "timezone": "UTC", "enabled": True}
+    ]
+    assert tasks["test-hourly"]["schedules"][0]["enabled"] is False  # disabled in the config
+    table = flowjobs("tasks", "list", env=env).stdout
+    [line] = [x for x in table.splitlines() if x.startswith("test-every-minute\t")]
+    assert "* * * * * UTC (minutely)" in line
+
+
 def test_schedule_commands(env):
     listed = as_json(flowjobs("schedules", "list", "--json", env=env))
     by_id = {s["id"]: s for s in listed}
