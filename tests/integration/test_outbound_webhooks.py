@@ -81,6 +81,18 @@ def deliveries(rt, event_id: str | None = None) -> list[WebhookDelivery]:
         return list(s.exec(query.order_by(WebhookDelivery.created_at, WebhookDelivery.endpoint_id)))
 
 
+def failing_once(rt, receivers):
+    """An endpoint that answers 503, and one event delivered to it once: (the receiver, the
+    event, its delivery record, `retrying`)."""
+    org_id, _ = organisation(rt)
+    receiver = receivers(default=503)
+    endpoints.add(rt.billing, org_id, receiver.url, livemode=False)
+    event = emit(rt, org_id, "pay_1")
+    deliver_all(rt)
+    [record] = deliveries(rt, event.id)
+    return receiver, event, record
+
+
 def deliver_all(rt):
     drain(rt, queues=["webhooks"])
 
@@ -335,12 +347,7 @@ def test_a_redelivery_during_retries_takes_the_delivery_over_from_the_old_run(or
     out of attempts its failure hook marked the delivery `failed` under the new run."""
     from flowjobs.outbound.dispatch import redeliver
 
-    org_id, _ = organisation(ort)
-    receiver = receivers(default=503)
-    endpoints.add(ort.billing, org_id, receiver.url, livemode=False)
-    event = emit(ort, org_id, "pay_1")
-    deliver_all(ort)
-    [first] = deliveries(ort, event.id)
+    receiver, event, first = failing_once(ort, receivers)
     old_run = first.run_id
     assert ort.store.get_run(old_run)["status"] == "retrying"
     [again] = redeliver(ort.billing, ort.settings.webhooks.outbound, event.id)
@@ -412,12 +419,7 @@ def test_next_attempt_at_is_when_the_engine_retries_the_run(ort, receivers):
 def test_a_delivery_whose_run_was_canceled_is_shown_failed_not_retrying(ort, receivers):
     from flowjobs.outbound.views import delivery_rows
 
-    org_id, _ = organisation(ort)
-    receiver = receivers(default=503)
-    endpoints.add(ort.billing, org_id, receiver.url, livemode=False)
-    event = emit(ort, org_id, "pay_1")
-    deliver_all(ort)
-    [record] = deliveries(ort, event.id)
+    _, event, record = failing_once(ort, receivers)
     assert ort.store.cancel(record.run_id, ort.clock.now_ms()) == "canceled"
     [row] = delivery_rows(ort.billing, event_id=event.id)
     assert (row["status"], row["nextAttemptAt"]) == ("failed", None)
