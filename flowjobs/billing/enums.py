@@ -63,6 +63,8 @@ class InvoiceStatus(StrEnum):
     AWAITING_PAYMENT_CONFIRMATION = "awaiting_payment_confirmation"
 
 
+INVOICE_REFUNDED = {InvoiceStatus.PARTIALLY_REFUNDED, InvoiceStatus.FULLY_REFUNDED}
+
 INVOICE_TERMINAL = {
     InvoiceStatus.PAID,
     InvoiceStatus.UNCOLLECTIBLE,

@@ -45,6 +45,11 @@ class Refunded:
         return out
 
 
+class NotSettledYet(Exception):
+    """The refunded charge's payment is not recorded as succeeded yet (Stripe does not deliver
+    in order: the refund came before `payment_intent.succeeded`): the handler retries."""
+
+
 def record_refund(
     s,
     payment: Payment,
@@ -55,6 +60,10 @@ def record_refund(
 ) -> Refunded:
     """Record that `amount_refunded` of the charge of `payment` (of `charge_amount`, in
     `currency`) is refunded, as of `at`."""
+    if payment.status in E.PAYMENT_PENDING:  # ignored, it was lost for good
+        raise NotSettledYet(
+            f"payment {payment.id} is {payment.status}: its refund is recorded once it succeeded"
+        )
     if payment.status not in REFUNDABLE:
         return Refunded(
             "ignored", f"payment {payment.id} is {payment.status}: only a succeeded one is refunded"
@@ -78,33 +87,46 @@ def record_refund(
     if full:
         payment.refunded = True
         payment.status = E.PaymentStatus.REFUNDED  # from succeeded: the one way out of it
-    _invoice(s, payment)
-    _purchase(s, payment, full)
+    every = _invoice(s, payment)
+    _purchase(s, payment, every)
     return Refunded("refunded" if full else "partially refunded")
 
 
-def _invoice(s, payment: Payment) -> None:
-    invoice = s.get(Invoice, payment.invoice_id) if payment.invoice_id else None
-    if invoice is None or invoice.status not in (
-        E.InvoiceStatus.PAID,
-        E.InvoiceStatus.PARTIALLY_REFUNDED,
-    ):
-        return  # an open invoice stays open: what is due is what the payments net
+def lock_invoice(s, payment: Payment) -> Invoice | None:
+    """The payment's invoice, its row locked (PostgreSQL): two refunds of two payments of one
+    invoice at once each saw the other not refunded, and the invoice stayed partly refunded."""
+    if not payment.invoice_id:
+        return None
+    return s.exec(select(Invoice).where(Invoice.id == payment.invoice_id).with_for_update()).first()
+
+
+def _invoice(s, payment: Payment) -> bool:
+    """Move the payment's invoice to `partially_refunded` or `refunded`; whether every payment
+    of it is refunded in full."""
     payments = s.exec(
         select(Payment).where(
-            Payment.invoice_id == invoice.id,
+            Payment.invoice_id == payment.invoice_id,
             Payment.status.in_(list(REFUNDABLE)),  # type: ignore[attr-defined]
         )
     ).all()
     every = all(p.refunded_amount and p.refunded_amount >= p.amount for p in payments)
-    invoice.status = E.InvoiceStatus.FULLY_REFUNDED if every else E.InvoiceStatus.PARTIALLY_REFUNDED
+    invoice = s.get(Invoice, payment.invoice_id) if payment.invoice_id else None
+    if invoice is not None and invoice.status in (
+        E.InvoiceStatus.PAID,
+        E.InvoiceStatus.PARTIALLY_REFUNDED,
+    ):  # an open invoice stays open: what is due is what the payments net
+        invoice.status = (
+            E.InvoiceStatus.FULLY_REFUNDED if every else E.InvoiceStatus.PARTIALLY_REFUNDED
+        )
+    return every
 
 
-def _purchase(s, payment: Payment, full: bool) -> None:
+def _purchase(s, payment: Payment, every: bool) -> None:
+    """The purchase follows its invoice: refunded once every payment of it is, in full."""
     purchase = s.get(Purchase, payment.purchase_id) if payment.purchase_id else None
     if purchase is None or purchase.status not in (
         E.PurchaseStatus.PAID,
         E.PurchaseStatus.PARTIAL_REFUND,
     ):
         return
-    purchase.status = E.PurchaseStatus.REFUNDED if full else E.PurchaseStatus.PARTIAL_REFUND
+    purchase.status = E.PurchaseStatus.REFUNDED if every else E.PurchaseStatus.PARTIAL_REFUND

@@ -74,12 +74,12 @@ def set_payment_status(payment: Payment, status: str) -> bool:
     return advance(payment, status, E.PAYMENT_TERMINAL)
 
 
-def net_settled(s: Session, billing_period_id: str) -> int:
-    """Σ amount − refunded_amount over the period's succeeded and refunded payments."""
+def net_settled(s: Session, billing_period_id: str, net: bool = True) -> int:
+    """Σ amount − refunded_amount over the period's succeeded and refunded payments (`net`
+    false: Σ amount, for a period whose invoice the merchant refunded: not owed again)."""
+    amount = Payment.amount - func.coalesce(Payment.refunded_amount, 0) if net else Payment.amount
     total = s.exec(
-        select(
-            func.coalesce(func.sum(Payment.amount - func.coalesce(Payment.refunded_amount, 0)), 0)
-        ).where(
+        select(func.coalesce(func.sum(amount), 0)).where(
             Payment.billing_period_id == billing_period_id,
             col(Payment.status).in_(list(E.PAYMENT_SETTLED)),
         )

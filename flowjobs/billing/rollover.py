@@ -89,7 +89,10 @@ def close_period(b, s, period: BillingPeriod) -> str:
     """`completed` when what was due is paid, else `past_due`; terminal periods stay."""
     if period.status in E.PERIOD_TERMINAL:
         return period.status
-    owed = due_for_period(b, s, period) - repo.net_settled(s, period.id)
+    invoice = repo.first_invoice(s, period.id)
+    # refunds at Stripe are the merchant's gift back, not a debt: such a period closed past_due
+    refunded = invoice is not None and invoice.status in E.INVOICE_REFUNDED
+    owed = due_for_period(b, s, period) - repo.net_settled(s, period.id, net=not refunded)
     repo.set_period_status(
         period, E.BillingPeriodStatus.COMPLETED if owed <= 0 else E.BillingPeriodStatus.PAST_DUE
     )

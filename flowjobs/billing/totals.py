@@ -25,7 +25,7 @@ checkout, flowjobs.billing.purchases) reads its purchase's redemptions the same 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -201,7 +201,7 @@ def invoice_totals(s, invoice) -> Totals:
             func.coalesce(func.sum(func.coalesce(Payment.refunded_amount, 0)), 0),
         ).where(Payment.invoice_id == invoice.id, col(Payment.status).in_(list(E.PAYMENT_SETTLED)))
     ).one()
-    return compute(
+    totals = compute(
         invoice.currency,
         lines,
         discount=discount,
@@ -210,6 +210,11 @@ def invoice_totals(s, invoice) -> Totals:
         paid=int(paid),
         refunded=int(refunded),
     )
+    if invoice.status in E.INVOICE_REFUNDED:
+        # the merchant gave the money back (billing/refunds.py): not owed again. (Spec §7.5's
+        # net of refunds holds for an invoice still being paid: what a run charges.)
+        totals = replace(totals, due=max(totals.total - totals.paid, 0))
+    return totals
 
 
 def _code_of(base: int, discount: int, redemptions) -> str | None:

@@ -33,9 +33,9 @@ def on_signals(act: Callable[[int], None], signums=(signal.SIGTERM, signal.SIGIN
                 act(data[0])
 
     threading.Thread(target=pump, name="flowjobs-signals", daemon=True).start()
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)  # first: none is swallowed
     for signum in signums:
         signal.signal(signum, _nothing)
-    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
 
 
 def _nothing(_signum, _frame) -> None:

@@ -6,6 +6,7 @@ import typer
 
 from flowjobs.cli import output
 from flowjobs.durations import format_duration
+from flowjobs.errors import ConfigError
 
 app = typer.Typer(help="Registered tasks.", no_args_is_help=True)
 
@@ -24,7 +25,12 @@ def list_tasks(
     rt = ctx.obj.runtime()
     rows = []
     on: dict[str, list[dict]] = {}  # a task's schedules as resolved (a configured one too)
-    for s in rt.schedules.values():
+    try:
+        schedules = rt.schedules
+    except ConfigError as exc:  # the list is how one finds the right task id: still shown
+        output.note(f"schedules left out ({'; '.join(exc.problems)})")
+        schedules = {}
+    for s in schedules.values():
         on.setdefault(s.task, []).append(
             {"id": s.id, "cron": s.cron, "timezone": s.timezone, "enabled": s.enabled}
         )

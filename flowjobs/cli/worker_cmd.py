@@ -115,12 +115,12 @@ def _install_signals(worker) -> None:
         adopt()
 
     def handler(signum):
-        if signum == signal.SIGQUIT:  # the supervisor's "stop at once" (a second signal to it)
+        if signum == signal.SIGUSR1:  # the supervisor's "stop at once" (a second signal to it)
             received.append(signum)
         elif quiet and received:
             # under a supervisor a repeated signal is no "stop at once": systemd sends SIGTERM
             # to every process of the unit and the supervisor forwards its own, two for each
-            # child; the supervisor stops a child at once with SIGQUIT
+            # child; the supervisor stops a child at once with SIGUSR1
             return
         received.append(signum)
         name = signal.Signals(signum).name
@@ -130,7 +130,7 @@ def _install_signals(worker) -> None:
                 signal_line(
                     "flowjobs.worker",
                     f"received {name}"
-                    + (" (the supervisor's stop at once)" if signum == signal.SIGQUIT else " again")
+                    + (" (the supervisor's stop at once)" if signum == signal.SIGUSR1 else " again")
                     + ": stopping now; running runs are given back",
                 ),
             )
@@ -139,7 +139,7 @@ def _install_signals(worker) -> None:
             threading.Timer(STOP_NOW_WAIT, os._exit, (1,)).start()
             try:
                 worker.give_back_running(
-                    f"worker stopped at once ({name}{'' if signum == signal.SIGQUIT else ' twice'})",
+                    f"worker stopped at once ({name}{'' if signum == signal.SIGUSR1 else ' twice'})",
                     "stopped at once",
                 )
                 worker.mark_stopped()  # `workers` and `trigger --wait` no longer count on it
@@ -158,7 +158,7 @@ def _install_signals(worker) -> None:
             )
         worker.stop()
 
-    on_signals(handler, (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT))
+    on_signals(handler, (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1))
 
 
 def _supervise(

@@ -907,10 +907,12 @@ class Scheduler:
             # a newer configuration fires it otherwise: this one's slots are not its to miss
             # (a worker not yet updated alerted every slot of its old cron as missed)
             superseded = self._standing_in(s, states) is Standing.STALE
-            stalled = self.stalled_since(state or {}) if superseded and enabled else None
-            if not enabled and status == "ok":
-                status = "paused"
-            elif stalled is not None:
+            # stalled: the newest definition, enabled there (not here: a newer file may enable
+            # what this one disables, or the reverse), fired by no process for the lease
+            stalled = (
+                self.stalled_since(state or {}) if superseded and _enabled_in(state or {}) else None
+            )
+            if stalled is not None:
                 # the newest definition's processes are gone, and this older one fires nothing
                 status = "stalled"
                 fixes.append(
@@ -919,6 +921,8 @@ class Scheduler:
                     "workers again, or, if the configuration here is the right one, write it "
                     "again (touch flowjobs.toml) and restart the workers that have it"
                 )
+            elif not enabled and status == "ok":
+                status = "paused"
             elif superseded and status == "ok":
                 status = "superseded"
             report.append(
@@ -979,6 +983,16 @@ class Scheduler:
                 }
             )
         return lost
+
+
+def _enabled_in(state: dict) -> bool:
+    """Whether the stored (newest) definition enables the schedule, `schedules disable` aside."""
+    if state.get("enabled") is not None:
+        return bool(state["enabled"])
+    try:
+        return bool(json.loads(state.get("definition") or "{}").get("enabled", True))
+    except ValueError:
+        return True
 
 
 def _stretch_start(runs: list[WindowRun], at: int) -> int:

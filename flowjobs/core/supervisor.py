@@ -70,7 +70,7 @@ class Supervisor:
         self.started[slot] = time.monotonic()
         log.info("started worker process %d (pid %d)", slot, child.pid)
         if self.stopping:  # a signal came while it started: the handler saw the slot's old one
-            child.send_signal(signal.SIGQUIT if self.signals > 1 else signal.SIGTERM)
+            child.send_signal(signal.SIGUSR1 if self.signals > 1 else signal.SIGTERM)
 
     def _on_signal(self, signum, _frame) -> None:
         self.signals += 1
@@ -88,11 +88,12 @@ class Supervisor:
             )
         os.write(2, signal_line(log.name, message))  # a signal handler: no logging locks
         if self.signals > 1:
-            # SIGQUIT: each child gives its running runs back and exits at once (they were
+            # SIGUSR1: each child gives its running runs back and exits at once (they were
             # SIGKILLed, their runs left `executing` until some other worker's rescuer came);
             # one that has not gone after STOP_NOW_GRACE is killed by the loop
-            self.kill_at = time.monotonic() + STOP_NOW_GRACE
-            self._signal_children(signal.SIGQUIT)
+            if self.kill_at is None:  # a third signal does not put the kill off
+                self.kill_at = time.monotonic() + STOP_NOW_GRACE
+            self._signal_children(signal.SIGUSR1)
         else:
             self._signal_children(signal.SIGTERM)
 

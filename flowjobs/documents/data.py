@@ -29,7 +29,7 @@ CLOSED = {
     E.InvoiceStatus.PAID,
     E.InvoiceStatus.VOID,
     E.InvoiceStatus.UNCOLLECTIBLE,
-    E.InvoiceStatus.FULLY_REFUNDED,
+    *E.INVOICE_REFUNDED,
 }
 RECEIPTED = E.PAYMENT_SETTLED  # the payments a receipt is made for
 
@@ -110,8 +110,9 @@ def invoice_document(s, invoice_id: str, pay_url_template: str | None = None) ->
         )
     else:  # no billing address: the customer's name and email still say who is billed
         doc.bill_to = Party(customer.name, [], customer.email)
-    if invoice.status == E.InvoiceStatus.PAID:
-        doc.paid_on = _paid_on(s, invoice)
+    if invoice.status == E.InvoiceStatus.PAID or invoice.status in E.INVOICE_REFUNDED:
+        doc.paid_on = _paid_on(s, invoice)  # refunded after: it said "$25.00 due"
+    doc.refunds_owed = invoice.status not in E.INVOICE_REFUNDED
     if invoice.status not in CLOSED and money.due > 0:
         doc.pay_url = pay_url(pay_url_template, invoice)
     return doc

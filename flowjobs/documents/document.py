@@ -6,7 +6,7 @@ length) and `fast.py` (one page, drawn directly) only draw them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from flowjobs.billing.money import format_money
@@ -60,6 +60,7 @@ class Document:
     amount_paid: int = 0  # Σ settled payments on the invoice (receipts: at least this payment)
     amount_refunded: int = 0  # Σ refunds of those payments
     paid_on: datetime | None = None  # set on a paid invoice: "Paid <date>"
+    refunds_owed: bool = True  # False: the merchant refunded it (a refund is not owed again)
 
     @property
     def totals(self) -> Totals:
@@ -69,7 +70,7 @@ class Document:
             if self.kind == "receipt"
             else self.amount_refunded
         )
-        return compute(
+        totals = compute(
             self.currency,
             [(line.unit_price, line.quantity) for line in self.lines],
             discount=self.discount,
@@ -78,6 +79,9 @@ class Document:
             paid=paid,
             refunded=refunded,
         )
+        if not self.refunds_owed:  # as `invoice_totals` says of a refunded invoice
+            totals = replace(totals, due=max(totals.total - totals.paid, 0))
+        return totals
 
     @property
     def base(self) -> int:

@@ -231,7 +231,7 @@ def account_updated(b, event: dict) -> dict:
 
 def charge_refunded(b, event: dict) -> dict:
     """A refund made at Stripe (flowjobs.billing.refunds): the charge's total refunded so far."""
-    from flowjobs.billing.refunds import record_refund
+    from flowjobs.billing.refunds import lock_invoice, record_refund
 
     checked = _read(event, shapes.Charge)
     charge: shapes.Charge = checked.obj
@@ -247,6 +247,7 @@ def charge_refunded(b, event: dict) -> dict:
                 "detail": f"a {'live' if checked.envelope.livemode else 'test'}-mode event for "
                 f"payment {payment.id} of the other mode",
             }
+        invoice = lock_invoice(s, payment)
         done = record_refund(
             s,
             payment,
@@ -256,6 +257,22 @@ def charge_refunded(b, event: dict) -> dict:
             utc_from_ms(checked.created * 1000),
         )
         payment.stripe_charge_id = payment.stripe_charge_id or charge.id
+        if done.result in ("refunded", "partially refunded"):
+            # the stored PDFs say it too (they said "Paid", with no refund, for good)
+            refunded = payment.refunded_amount
+            if invoice is not None:
+                b.trigger(
+                    s,
+                    "generate-invoice-pdf",
+                    {"invoiceId": invoice.id},
+                    key=f"generate-invoice-pdf-{invoice.id}-refund-{payment.id}-{refunded}",
+                )
+            b.trigger(
+                s,
+                "generate-payment-receipt-pdf",
+                {"paymentId": payment.id},
+                key=f"generate-payment-receipt-pdf-{payment.id}-refund-{refunded}",
+            )
         return done.as_dict(payment)
 
 

@@ -108,7 +108,7 @@ def env(sqlite_url, tmp_path):
     return sched_env(sqlite_url, FLOWJOBS_CONFIG=str(config))
 
 
-def test_tasks_list_shows_the_schedules_configured_on_a_task(env):
+def test_tasks_list_shows_the_schedules_configured_on_a_task(env, tmp_path):
     """Its schedule column showed only a cron declared on the task: blank for one configured."""
     tasks = {t["id"]: t for t in as_json(flowjobs("tasks", "list", "--json", env=env))}
     assert tasks["test-every-minute"]["schedules"] == [
@@ -118,6 +118,12 @@ def test_tasks_list_shows_the_schedules_configured_on_a_task(env):
     table = flowjobs("tasks", "list", env=env).stdout
     [line] = [x for x in table.splitlines() if x.startswith("test-every-minute\t")]
     assert "* * * * * UTC (minutely)" in line
+    # a schedule naming a task that is not there: the list is how one finds the right id
+    config = tmp_path / "typo.toml"
+    config.write_text('[schedules.nightly]\ntask = "hello-wrld"\ncron = "@daily"\n')
+    typo = flowjobs("tasks", "list", env={**env, "FLOWJOBS_CONFIG": str(config)})
+    assert typo.returncode == 0 and "hello-world" in typo.stdout
+    assert "schedules left out (schedules.nightly.task: unknown task 'hello-wrld'" in typo.stderr
 
 
 def test_schedule_commands(env):

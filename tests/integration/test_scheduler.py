@@ -410,6 +410,18 @@ def test_a_newest_definition_nobody_fires_any_more_is_reported_stalled_not_given
     assert hourly(again.scheduler.health())["status"] == "ok"
 
 
+def test_stalled_follows_the_newest_definitions_enabled_not_this_ones(sched_rt, clock):
+    """A newest file that disables the schedule, its process gone: the older workers (which
+    have it enabled) reported it stalled and alerted for a schedule meant to be off."""
+    old = written(sched_rt(), OLD_FILE)
+    old.scheduler.tick()
+    clock.set(ms("2027-01-15T08:25:00Z"))
+    written(sched_rt(enabled=False), EDITED_FILE).scheduler.tick()  # then gone
+    clock.set(ms("2027-01-15T11:00:00Z"))
+    old.scheduler.tick()
+    assert hourly(old.scheduler.health())["status"] == "superseded"  # off, as meant
+
+
 def test_an_older_definition_never_fires_however_seldom_the_newer_one_ticks(make_runtime, clock):
     """A lease held by the newer process's ticks: with `[scheduler] interval` longer than it, the
     older one took over between them, and both crons fired in turn."""

@@ -255,7 +255,7 @@ def test_a_second_ctrl_c_stops_the_children_at_once_and_exits_1(supervised):
     os.killpg(s.proc.pid, signal.SIGINT)
     assert s.proc.wait(30) == 1, s.log.read_text()
     assert s.said("received SIGINT again: stopping the worker processes now")
-    assert s.said("received SIGQUIT (the supervisor's stop at once): stopping now")
+    assert s.said("received SIGUSR1 (the supervisor's stop at once): stopping now")
     assert s.rt.store.count_by_status() == {"retrying": 2}  # given back, due again in 15 s
     workers = s.rt.store.workers(0)
     assert workers and all(w["stopped_at"] is not None for w in workers), workers

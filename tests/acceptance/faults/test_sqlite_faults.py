@@ -449,7 +449,7 @@ def test_a_second_sigterm_stops_a_worker_waiting_on_a_lock_without_waiting_for_i
         "--no-scheduler", "--concurrency", "1", "--shutdown-timeout", "1s", env=env, stderr_path=log
     )
     try:
-        wait_until(lambda: catches(worker.pid, signal.SIGQUIT), timeout=30)  # its handlers set
+        wait_until(lambda: catches(worker.pid, signal.SIGUSR1), timeout=30)  # its handlers set
         worker.send_signal(signal.SIGTERM)
         wait_until(lambda: "received SIGTERM:" in log.read_text(), timeout=30)
         worker.send_signal(signal.SIGTERM)
