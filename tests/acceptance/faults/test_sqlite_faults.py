@@ -459,3 +459,20 @@ def test_a_second_sigterm_stops_a_worker_waiting_on_a_lock_without_waiting_for_i
         if worker.poll() is None:
             worker.kill()
     assert "received SIGTERM again: stopping now" in log.read_text()
+
+
+def test_serves_health_check_fails_once_its_database_file_is_gone(tmp_path, sqlite_template):
+    """`/healthz` answered 200 over a deleted file: a load balancer kept sending webhooks to a
+    server that wrote them where nobody would see them."""
+    from tests.cli_helpers import serving
+    from tests.integration.test_webhooks_http import post
+
+    db_path = tmp_path / "flowjobs.db"
+    shutil.copy(sqlite_template, db_path)
+    with serving(cli_env(f"sqlite:///{db_path}"), tmp_path / "serve.log") as (server, base):
+        assert post(f"{base}/healthz", b"", method="GET")[0] == 200
+        for path in tmp_path.glob("flowjobs.db*"):
+            path.unlink()
+        status, _ = post(f"{base}/healthz", b"", method="GET")
+        assert status == 503
+        assert server.wait(15) == 4
