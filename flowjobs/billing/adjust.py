@@ -137,7 +137,15 @@ def paid_in_period(s, period_id: str) -> int:
         s.exec(
             select(func.coalesce(func.sum(pretax), 0)).where(
                 Payment.billing_period_id == period_id,
-                col(Payment.status).in_([E.PaymentStatus.PROCESSING, E.PaymentStatus.SUCCEEDED]),
+                # refunded since (billing/refunds.py): still paid for the plan, as a payment
+                # refunded in part counts in full (the two differed by a full period's charge)
+                col(Payment.status).in_(
+                    [
+                        E.PaymentStatus.PROCESSING,
+                        E.PaymentStatus.SUCCEEDED,
+                        E.PaymentStatus.REFUNDED,
+                    ]
+                ),
             )
         ).one()
     )

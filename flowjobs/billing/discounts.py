@@ -70,7 +70,7 @@ def _uses(s, subscription_id: str, redemption: DiscountRedemption) -> int:
             select(func.count(col(Payment.id))).where(
                 Payment.purchase_id == redemption.purchase_id,
                 col(Payment.billing_run_id).is_(None),
-                Payment.status == E.PaymentStatus.SUCCEEDED,
+                col(Payment.status).in_(list(E.PAYMENT_SETTLED)),  # refunded since: still a use
             )
         ).one()
     return int(runs) + int(paid_at_checkout)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing import discounts, repo
@@ -334,7 +334,9 @@ def _first_payment(s, sub: Subscription) -> bool:
         select(Payment.id).where(
             Payment.subscription_id == sub.id,
             Payment.amount > 0,
-            Payment.status == E.PaymentStatus.SUCCEEDED,
+            # refunded since: still paid once (a goodwill refund of month 1 made a decline of
+            # month 2 cancel the subscription as a failed first payment)
+            col(Payment.status).in_(list(E.PAYMENT_SETTLED)),
         )
     ).first()
     trial = s.exec(

@@ -217,7 +217,8 @@ def _record(b, s, session, intent_id: str, intent_status: str, charge: Charge) -
         target = E.PaymentStatus.CANCELED  # an authorisation released, never captured
     payment, inserted = upsert_payment(s, session, purchase, invoice, intent_id, charge, target)
     changed = inserted or repo.set_payment_status(payment, target)
-    if refunded and inserted:  # (later refunds: `charge.refunded`, billing/refunds.py)
+    if refunded and not payment.refunded_amount:  # (later: `charge.refunded`, refunds.py)
+        # a row already there (`processing`) turned `refunded` too: its amount was left empty
         payment.refunded, payment.refunded_amount = True, payment.amount
         payment.refunded_at = s.info["now"]
     if changed and payment.status == E.PaymentStatus.FAILED:
@@ -228,17 +229,18 @@ def _record(b, s, session, intent_id: str, intent_status: str, charge: Charge) -
     _settle_invoice(s, invoice)
     _sync_purchase(purchase, payment, invoice, intent_status)
     _sync_session(session, purchase, payment, intent_status)
+    if changed:
+        _follow_ups(b, s, payment, invoice, purchase, was_paid)
+    _emit(s, payment, purchase)
     if charge.amount_refunded and payment.status == E.PaymentStatus.SUCCEEDED:
         # refunded in part before this payment was recorded (its charge.refunded came first,
-        # found no payment, and was ignored): recorded now, as that event would have
+        # found no payment, and was ignored): recorded now, as that event would have — after
+        # the receipt and purchase.completed of what was paid (before, neither was sent)
         from flowjobs.billing.refunds import record_refund
 
         record_refund(
             s, payment, charge.amount_refunded, payment.amount, charge.currency, s.info["now"]
         )
-    if changed:
-        _follow_ups(b, s, payment, invoice, purchase, was_paid)
-    _emit(s, payment, purchase)
     return {
         "result": payment.status if changed else "unchanged",
         "checkoutSessionId": session.id,

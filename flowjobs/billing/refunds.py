@@ -6,8 +6,10 @@ whole of it: the amounts only grow, and an older event delivered late (or twice)
 nothing. A payment refunded in part stays `succeeded` with `refunded_amount`; refunded in full
 it is `refunded` (`refunded`, `refunded_at`). Its invoice goes from `paid` to
 `partially_refunded`, or `refunded` once every payment of it is refunded in full; a one-time
-purchase to `partial_refund` or `refunded`. The money the billing periods count as settled is
-net of refunds already (`repo.net_settled`), and a closed period is not reopened. Not built:
+purchase to `partial_refund` or `refunded`, once every payment of it is. A refund is the
+merchant's money given back, not a debt: a refunded invoice owes nothing (`invoice_totals`),
+is never moved back to `paid`, and its period closes `completed` (`close_period` counts its
+payments gross); a closed period is not reopened. Not built:
 disputes (`charge.dispute.*`), and refunds of payments flowjobs never recorded (ignored, said so).
 Upstream Flowglad records refunds made through its own API only; a refund made at Stripe left
 the payment `succeeded` and the invoice `paid`.

@@ -67,6 +67,10 @@ def set_period_status(period: BillingPeriod, status: str) -> bool:
 
 
 def set_invoice_status(invoice: Invoice, status: str) -> bool:
+    """As `advance`; a refunded invoice (`partially_refunded` too) is never moved back to
+    `paid` by a redelivered payment event (its refunds were then owed again)."""
+    if invoice.status in E.INVOICE_REFUNDED:
+        return False
     return advance(invoice, status, E.INVOICE_TERMINAL)
 
 

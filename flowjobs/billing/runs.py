@@ -350,7 +350,7 @@ def _bookkeeping(b, s, run: BillingRun) -> Charge | RunReport:
         else repo.first_invoice(s, period.id)
         or _new_invoice(s, run, sub, period, customer, result.currency)
     )
-    if invoice.status in E.INVOICE_TERMINAL:
+    if invoice.status in E.INVOICE_TERMINAL or invoice.status in E.INVOICE_REFUNDED:
         return _invoice_closed(s, run, period, invoice)
     _write_lines(s, invoice, period, run, result)
     s.add(_fee_row(run, org, period, method, result))

@@ -353,9 +353,12 @@ def summary(b) -> dict:
                 BillingRun.status == E.BillingRunStatus.SCHEDULED, BillingRun.attempt_number > 1
             )
         ).one()
-        collected = s.exec(
-            select(Payment.currency, func.sum(Payment.amount))
-            .where(Payment.status == E.PaymentStatus.SUCCEEDED)
+        collected = s.exec(  # net of refunds made at Stripe (billing/refunds.py)
+            select(
+                Payment.currency,
+                func.sum(Payment.amount - func.coalesce(Payment.refunded_amount, 0)),
+            )
+            .where(col(Payment.status).in_(list(E.PAYMENT_SETTLED)))
             .group_by(Payment.currency)
         ).all()
         return {

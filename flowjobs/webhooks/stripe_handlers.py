@@ -139,16 +139,13 @@ def charge_failed(b, event: dict) -> dict:
         return {"result": "failed", "paymentId": payment.id}
 
 
-def _payment_of(s, charge: shapes.Charge, lock: bool = False) -> Payment | None:
-    """The payment of a charge: by `stripe_charge_id`, else by its PaymentIntent (`lock`: its
-    row locked on PostgreSQL, for a change that reads and writes it)."""
-    query = select(Payment).where(Payment.stripe_charge_id == charge.id)
-    payment = s.exec(query.with_for_update() if lock else query).first()
+def _payment_of(s, charge: shapes.Charge) -> Payment | None:
+    """The payment of a charge: by `stripe_charge_id`, else by its PaymentIntent."""
+    payment = s.exec(select(Payment).where(Payment.stripe_charge_id == charge.id)).first()
     if payment is None and charge.payment_intent:
-        query = select(Payment).where(
-            Payment.stripe_payment_intent_id == _id(charge.payment_intent)
-        )
-        payment = s.exec(query.with_for_update() if lock else query).first()
+        payment = s.exec(
+            select(Payment).where(Payment.stripe_payment_intent_id == _id(charge.payment_intent))
+        ).first()
     return payment
 
 
@@ -238,16 +235,19 @@ def charge_refunded(b, event: dict) -> dict:
     if charge.amount is None or charge.amount_refunded is None:
         raise shapes.BadShape("a charge.refunded event without amount and amount_refunded")
     with b.unit() as s:
-        payment = _payment_of(s, charge, lock=True)
+        payment = _payment_of(s, charge)
         if payment is None:
             return {"result": "ignored", "detail": f"no payment for charge {charge.id}"}
+        # the invoice's row, then the payment's (PostgreSQL): the order a receipt's render
+        # writes them in, so that the two never wait for each other
+        invoice = lock_invoice(s, payment)
+        s.refresh(payment, with_for_update=True)
         if payment.livemode != checked.envelope.livemode:
             return {
                 "result": "ignored",
                 "detail": f"a {'live' if checked.envelope.livemode else 'test'}-mode event for "
                 f"payment {payment.id} of the other mode",
             }
-        invoice = lock_invoice(s, payment)
         done = record_refund(
             s,
             payment,

@@ -57,6 +57,11 @@ def test_a_refund_at_stripe_is_recorded_in_part_then_in_full_and_older_events_ch
     paid = get(rrt, Payment, payment_id)
     assert (paid.status, paid.refunded, paid.refunded_amount) == ("succeeded", False, 1000)
     assert get(rrt, Invoice, invoice_id).status == "partially_refunded"
+    from flowjobs.billing import repo
+
+    with rrt.billing.unit() as s:  # a redelivered payment event made it `paid`, refunds owed
+        assert not repo.set_invoice_status(s.get(Invoice, invoice_id), "paid")
+    assert get(rrt, Invoice, invoice_id).status == "partially_refunded"
     # a refund is not a debt: the invoice says it was paid, owes nothing, offers no pay link
     # (it said "$10.00 due", and its period closed past_due)
     from flowjobs.billing.totals import invoice_totals
@@ -85,6 +90,15 @@ def test_a_refund_at_stripe_is_recorded_in_part_then_in_full_and_older_events_ch
 
     late = deliver(rrt, {**part, "id": "evt_1RefundLate"})  # the first one, delivered again
     assert late["result"] == "unchanged" and get(rrt, Payment, payment_id).refunded_amount == 2500
+
+    from flowjobs.billing.models import Subscription
+    from flowjobs.billing.outcomes import _first_payment
+
+    with rrt.billing.unit() as s:
+        # refunded, month 1 was still paid: a decline of month 2 is retried, not taken for a
+        # failed first payment that cancels the subscription at once
+        assert not _first_payment(s, s.get(Subscription, seeded.subscription_id))
+    assert get(rrt, Invoice, invoice_id).status == "refunded"
 
     from flowjobs.documents.service import receipt_pdf
 
