@@ -80,6 +80,11 @@ class Totals:
     refunded: int
     due: int
 
+    def refunds_not_owed(self) -> Totals:
+        """These totals for an invoice the merchant refunded (billing/refunds.py): a refund is
+        money given back, not a debt; what is due is what the payments (gross) did not pay."""
+        return replace(self, due=max(self.total - self.paid, 0))
+
     def as_dict(self) -> dict:
         """Minor units (exact, for scripts) next to the formatted amounts (for people)."""
         money = lambda v: format_money(v, self.currency)  # noqa: E731
@@ -213,7 +218,7 @@ def invoice_totals(s, invoice) -> Totals:
     if invoice.status in E.INVOICE_REFUNDED:
         # the merchant gave the money back (billing/refunds.py): not owed again. (Spec §7.5's
         # net of refunds holds for an invoice still being paid: what a run charges.)
-        totals = replace(totals, due=max(totals.total - totals.paid, 0))
+        totals = totals.refunds_not_owed()
     return totals
 
 

@@ -6,7 +6,7 @@ length) and `fast.py` (one page, drawn directly) only draw them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from flowjobs.billing.money import format_money
@@ -80,7 +80,7 @@ class Document:
             refunded=refunded,
         )
         if not self.refunds_owed:  # as `invoice_totals` says of a refunded invoice
-            totals = replace(totals, due=max(totals.total - totals.paid, 0))
+            totals = totals.refunds_not_owed()
         return totals
 
     @property
