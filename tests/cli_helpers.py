@@ -13,6 +13,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: What only a crash prints: a traceback, or the CLI's "error: unexpected …, report it" line and
+#: the server's "unexpected error handling …". A driver's own words are no crash:
+#: libpq says "server closed the connection unexpectedly" when PostgreSQL goes away.
+CRASH_SIGNS = ("Traceback", "error: unexpected ", "unexpected error", "and report it")
+
+
+def no_crash(text: str) -> bool:
+    """Whether a command's stderr or a process's log shows no crash (see `CRASH_SIGNS`)."""
+    return not any(sign in text for sign in CRASH_SIGNS)
+
+
 def cli_env(db_url: str, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWJOBS_")}
     scratch = Path(tempfile.gettempdir()) / f"flowjobs-cli-tests-{os.getpid()}"
