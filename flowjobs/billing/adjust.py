@@ -180,9 +180,7 @@ def adjust_subscription(
         now = s.info["now"]
         # the row locked (PostgreSQL): a second change at the same time waits here, then sees
         # this one's adjustment run and is refused; both used to charge the proration
-        sub = s.exec(
-            select(Subscription).where(Subscription.id == subscription_id).with_for_update()
-        ).first()
+        sub = repo.lock_subscription(s, subscription_id)
         if sub is None:
             raise NotFound(f"no subscription {subscription_id!r}")
         period = _check_state(s, sub, now)
@@ -304,6 +302,7 @@ def adjust_subscription(
             _notify(b, s, sub, kind, old, new, None, now, currency)
             report.action, report.detail = "applied", "items swapped at once; nothing to charge"
             return report
+        assert method_id  # a charge > 0 without one was refused above
         item = BillingPeriodItem(
             id=ids.new_id("billing_period_item"),
             livemode=sub.livemode,

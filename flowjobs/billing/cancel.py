@@ -53,6 +53,8 @@ def cancel_immediately(
         return False
     if sub.scheduled_adjustment_at is not None:
         raise BillingError(f"subscription {sub.id} has a scheduled adjustment; cancel that first")
+    ends = min(now, sub.cancel_scheduled_at) if sub.cancel_scheduled_at else now
+    _open_served(b, s, sub, ends)  # the hourly job was down: what was served is billed
     served = served_periods(s, sub, now)  # before the current period is cut short at now
     sub.canceled_at = sub.canceled_at or now
     sub.cancel_scheduled_at = sub.cancel_scheduled_at or now
@@ -87,14 +89,21 @@ def cancel_immediately(
 
 
 def served_periods(s, sub: Subscription, until: datetime) -> set[str]:
-    """The periods billed at their end that were served in full by `until`: a cancellation
-    taking effect then keeps their billing runs (`repo.billed_at_end_of_served`). Upstream
-    aborted them too, so a subscription billed in arrears and canceled at the period's end never
-    paid for its last period (docs/billing.md, "Cancellation")."""
-    if sub.run_billing_at_period_start:
-        return set()
+    """The periods served in full by `until` whose charge is still owed
+    (`repo.owed_once_ended`): a cancellation taking effect then keeps their billing runs.
+    Upstream aborted them too, so a subscription billed in arrears and canceled at the period's
+    end never paid for its last period, and one whose periods were opened late (the hourly job
+    was down) never paid for those (docs/billing.md, "Cancellation")."""
     periods = s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == sub.id))
-    return {p.id for p in periods if repo.billed_at_end_of_served(sub, p, until)}
+    return {p.id for p in periods if repo.owed_once_ended(s, sub, p, until)}
+
+
+def _open_served(b, s, sub: Subscription, until: datetime) -> None:
+    """The periods served before `until` that no rollover opened, opened and their runs
+    scheduled (`rollover.open_served_periods`) before a cancellation changes anything."""
+    from flowjobs.billing.rollover import open_served_periods  # it imports this module
+
+    open_served_periods(b, s, sub, until)
 
 
 def _close_periods(s, sub: Subscription, now: datetime, keep: set[str]) -> None:
@@ -194,6 +203,7 @@ def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -
         raise BillingError(f"subscription {sub.id} is a free plan; free plans cannot be canceled")
     if sub.status in E.SUBSCRIPTION_TERMINAL:
         raise BillingError(f"subscription {sub.id} is already {sub.status}")
+    _open_served(b, s, sub, now)  # its current period is the real one, not a stale one
     end = at or sub.current_billing_period_end or now
     sub.cancel_scheduled_at = end
     repo.set_subscription_status(sub, E.SubscriptionStatus.CANCELLATION_SCHEDULED)
@@ -350,7 +360,7 @@ def parse_reason(text: str | None) -> tuple[str, str | None]:
 
 
 def _load(b, s, subscription_id: str) -> Subscription:
-    sub = s.get(Subscription, subscription_id)
+    sub = repo.lock_subscription(s, subscription_id)  # a cancellation may open periods
     if sub is None:
         raise NotFound(f"no subscription {subscription_id!r}")
     return sub

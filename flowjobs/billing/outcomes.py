@@ -288,7 +288,7 @@ def _failed(b, s, run, period, sub, invoice, payment, now) -> dict:
     from flowjobs.billing.cancel import cancel_immediately
 
     _mark_past_due_if_ended(period, invoice, now)
-    standing = repo.charge_standing(sub, period, now)
+    standing = repo.charge_standing(s, sub, period, now)
     if standing is repo.ChargeStanding.OWED_AFTER_END:
         # the last period, served and billed at its end: still owed, whichever of the two
         # jobs ran first, so retried as usual
@@ -350,7 +350,7 @@ def _first_payment(s, sub: Subscription) -> bool:
 def schedule_retry(b, s, run: BillingRun, sub: Subscription, now: datetime) -> BillingRun | None:
     delay = b.retry_delay(run.attempt_number)
     period = s.get(BillingPeriod, run.billing_period_id)
-    ended = repo.charge_standing(sub, period, now) is repo.ChargeStanding.ENDED
+    ended = repo.charge_standing(s, sub, period, now) is repo.ChargeStanding.ENDED
     if delay is None or sub.do_not_charge or ended:
         return None
     retry = BillingRun(

@@ -91,16 +91,20 @@ def net_settled(s: Session, billing_period_id: str, net: bool = True) -> int:
     return int(total)
 
 
-def billed_at_end_of_served(sub: Subscription, period: BillingPeriod, until: datetime) -> bool:
-    """A period billed at its end (`run_billing_at_period_start` false) that was served in full
-    by `until`: its billing run is owed even when the subscription ends at that moment, so a
-    cancellation keeps it, and it charges (and retries) once the subscription is canceled."""
-    return (
-        not sub.run_billing_at_period_start
-        and period.end_date <= until
-        # completed: paid, or cut short by a cancellation at once (`cancel._close_periods`)
-        and period.status not in (E.BillingPeriodStatus.CANCELED, E.BillingPeriodStatus.COMPLETED)
-    )
+def owed_once_ended(s: Session, sub: Subscription, period: BillingPeriod, until: datetime) -> bool:
+    """Whether a period's charge is still owed when the subscription ends at `until`: served in
+    full by then, not settled (`canceled`; `completed`: paid, or cut short by a cancellation at
+    once), and either billed at its end (`run_billing_at_period_start` false) or billed at its
+    start but never billed yet — a period opened late because the hourly job was down
+    (`rollover.open_served_periods`). A cancellation keeps such a period's billing run, and it
+    charges once the subscription has ended. A period billed at its start that was billed
+    already is not chased after the end (upstream aborts its retries)."""
+    if period.end_date > until or period.status in (
+        E.BillingPeriodStatus.CANCELED,
+        E.BillingPeriodStatus.COMPLETED,
+    ):
+        return False
+    return not sub.run_billing_at_period_start or first_invoice(s, period.id) is None
 
 
 class ChargeStanding(StrEnum):
@@ -111,14 +115,16 @@ class ChargeStanding(StrEnum):
     ENDED = "ended"  # ended, and nothing of this period is owed: abort
 
 
-def charge_standing(sub: Subscription, period: BillingPeriod, now: datetime) -> ChargeStanding:
+def charge_standing(
+    s: Session, sub: Subscription, period: BillingPeriod, now: datetime
+) -> ChargeStanding:
     """The one answer to "has the subscription ended (or is its cancellation due), and is this
-    period still owed?" (`billed_at_end_of_served`)."""
+    period still owed?" (`owed_once_ended`)."""
     ends = sub.canceled_at or sub.cancel_scheduled_at
     ending = sub.status in E.SUBSCRIPTION_TERMINAL or (
         sub.cancel_scheduled_at is not None and sub.cancel_scheduled_at <= now
     )  # ended, or its cancellation due and its job not run yet
-    if ending and ends is not None and billed_at_end_of_served(sub, period, ends):
+    if ending and ends is not None and owed_once_ended(s, sub, period, ends):
         return ChargeStanding.OWED_AFTER_END
     if sub.status in E.SUBSCRIPTION_TERMINAL:
         return ChargeStanding.ENDED
@@ -148,6 +154,16 @@ def new_period_item(
         name=name or "",
         description="",
     )
+
+
+def lock_subscription(s: Session, subscription_id: str) -> Subscription | None:
+    """The subscription, its row locked to the end of the transaction (PostgreSQL; SQLite's
+    writer is one at a time). Whatever opens periods or ends the subscription takes it first —
+    the rollover, a plan change, a cancellation — so two of them at once never both open a
+    period or both charge a proration."""
+    return s.exec(
+        select(Subscription).where(Subscription.id == subscription_id).with_for_update()
+    ).first()
 
 
 def first_invoice(s: Session, billing_period_id: str) -> Invoice | None:

@@ -17,7 +17,7 @@ Decisions (docs/billing.md):
 
 from __future__ import annotations
 
-from sqlmodel import select
+from datetime import datetime
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
@@ -51,9 +51,8 @@ def transition_billing_period(b, billing_period_id: str) -> RunReport:
         # hourly child and an operator's trigger; a catch-up reaching a period whose own
         # rollover runs) wait here, and the second sees the period the first opened. A period
         # already `completed` gets no write that would have made them wait.
-        sub = s.exec(
-            select(Subscription).where(Subscription.id == period.subscription_id).with_for_update()
-        ).one()
+        sub = repo.lock_subscription(s, period.subscription_id)
+        assert sub is not None  # a period's subscription is never deleted
         closed = close_period(b, s, period)
         if sub.status == E.SubscriptionStatus.CREDIT_TRIAL or not sub.renews:
             raise BillingError(
@@ -141,8 +140,36 @@ def _roll(b, s, period, sub, now) -> str:
         return "next period already exists"
     if sub.cancel_scheduled_at is not None:
         return "cancellation scheduled; no new period"
+    return f"opened period {_open_next(b, s, sub, now).id}"
+
+
+def open_served_periods(b, s, sub: Subscription, until: datetime) -> int:
+    """Open, in turn, each period the subscription served before `until` that no rollover
+    opened (the hourly job was down): the latest closed, the next opened with its run, until
+    one reaches `until`. A cancellation calls it first, so the periods served before it are
+    billed once each and it is dated by the real current period (docs/billing.md
+    "Cancellation"); upstream dated it by the stale period and never billed the others.
+    Returns how many it opened."""
+    if (
+        sub.status in E.SUBSCRIPTION_TERMINAL
+        or sub.status == E.SubscriptionStatus.CREDIT_TRIAL
+        or not sub.renews
+    ):
+        return 0
+    opened = 0
     latest = repo.latest_period(s, sub.id)
-    assert latest is not None  # `period` is one of the subscription's periods
+    while latest is not None and latest.end_date < until and opened < MAX_CATCH_UP:
+        close_period(b, s, latest)
+        latest, opened = _open_next(b, s, sub, s.info["now"]), opened + 1
+    return opened
+
+
+def _open_next(b, s, sub: Subscription, now: datetime) -> BillingPeriod:
+    """The period after the subscription's latest, its items, its billing run; returns it."""
+    latest = repo.latest_period(s, sub.id)
+    assert latest is not None  # a renewing subscription has its first period
+    if sub.interval is None or sub.interval_count is None:
+        raise BillingError(f"subscription {sub.id} renews but has no billing interval")
     start, end = next_period(latest.end_date, sub.interval, sub.interval_count)
     new = BillingPeriod(
         id=ids.new_id("billing_period"),
@@ -171,15 +198,16 @@ def _roll(b, s, period, sub, now) -> str:
         if (method_id or sub.do_not_charge)
         else E.SubscriptionStatus.PAST_DUE
     )
-    repo.set_subscription_status(sub, status)
-    if period.trial_period and status == E.SubscriptionStatus.PAST_DUE:
+    if sub.status != E.SubscriptionStatus.CANCELLATION_SCHEDULED:  # a period served before it
+        repo.set_subscription_status(sub, status)
+    if latest.trial_period and status == E.SubscriptionStatus.PAST_DUE:
         b.trigger(
             s,
             "send-customer-trial-expired-notification",
             {"subscriptionId": sub.id},
             key=f"send-customer-trial-expired-notification-{sub.id}",
         )
-    return f"opened period {new.id}"
+    return new
 
 
 def schedule_run(

@@ -332,7 +332,7 @@ def _bookkeeping(b, s, run: BillingRun) -> Charge | RunReport:
     method = s.get(PaymentMethod, run.payment_method_id)
     if run.is_adjustment and not (run.adjustment_params or {}).get("prorationItemIds"):
         raise BillingError("adjustment billing run has no adjustmentParams")
-    ended = repo.charge_standing(sub, period, now) is repo.ChargeStanding.ENDED
+    ended = repo.charge_standing(s, sub, period, now) is repo.ChargeStanding.ENDED
     if ended or sub.do_not_charge:
         run.status, run.completed_at = E.BillingRunStatus.ABORTED, s.info["now"]
         return RunReport(

@@ -18,12 +18,12 @@ class SubscriptionPayload(Payload):
 
 def _cancel(b, subscription_id: str) -> dict:
     from flowjobs.billing import enums as E
+    from flowjobs.billing import repo
     from flowjobs.billing.cancel import cancel_immediately
-    from flowjobs.billing.models import Subscription
     from flowjobs.errors import NotFound
 
     with b.unit() as s:
-        sub = s.get(Subscription, subscription_id)
+        sub = repo.lock_subscription(s, subscription_id)  # it may open periods (the rollover's)
         if sub is None:
             raise NotFound(f"subscription {subscription_id} does not exist")
         if sub.canceled_at is not None and sub.status == E.SubscriptionStatus.CANCELED:

@@ -471,6 +471,94 @@ def test_after_the_hourly_cron_was_down_for_months_every_missed_period_is_opened
     assert brt.billing.gateway.count_charges(False, seeded.stripe_customer) == {"succeeded": 4}
 
 
+def _paid_then_the_cron_went_down(brt, clock, arrears: bool):
+    """A subscription renewing on the 15th, its first period paid; the hourly cron down from
+    Jan 15 12:00 (workers up)."""
+    at(clock, utc(2027, 1, 15, 10, 5))
+    seeded = seed(brt, unit_price=1200, arrears=arrears)
+    if arrears:
+        with brt.billing.unit() as s:  # its run's job, as the rollover queues it: at the end
+            run = s.get(BillingRun, seeded.billing_run_id)
+            brt.billing.queue_billing_run(s, run.id, run.scheduled_for)
+    hourly(brt)
+    drain(brt)
+    return seeded
+
+
+def _renewals(month: int) -> list:
+    return [utc(2027, m, 15, 10, 5) for m in range(1, month + 1)]
+
+
+@pytest.mark.parametrize("arrears", [False, True], ids=["billed at start", "billed at end"])
+@pytest.mark.parametrize("back", ["before", "after"])
+def test_a_cancellation_scheduled_while_the_cron_was_down_bills_every_period_served(
+    brt, clock, arrears, back
+):
+    """Cancelled "at period end" on Mar 20 while the hourly cron had been down since Jan 15:
+    the stored period (Jan 15 - Feb 15) was stale, so the cancellation was dated Feb 15 and the
+    periods served until then (Feb 15 - Apr 15) were never opened nor billed. The periods the
+    subscription served are opened first; the cancellation is dated the end of the period in
+    which it was asked for (Apr 15), and each period is billed once, whether the cron comes back
+    before that date or after it."""
+    from flowjobs.billing.cancel import cancel
+
+    seeded = _paid_then_the_cron_went_down(brt, clock, arrears)
+    at(clock, utc(2027, 3, 20, 9, 30))
+    result = cancel(brt.billing, seeded.subscription_id)
+    assert (result["status"], result["cancelScheduledAt"]) == (
+        "cancellation_scheduled",
+        "2027-04-15T10:05:00.000Z",
+    )
+    drain(brt)
+    if back == "before":  # the cron is back on Apr 1, the cancellation still ahead
+        at(clock, utc(2027, 4, 1, 0, 0, 5))
+        hourly(brt, last=utc(2027, 1, 15, 12))
+        drain(brt)
+        sub = get(brt, Subscription, seeded.subscription_id)
+        assert sub.status == "cancellation_scheduled"
+        at(clock, utc(2027, 4, 15, 11, 0, 5))
+        hourly(brt, last=utc(2027, 4, 15, 10))
+    else:  # back on Apr 20, after the cancellation's date
+        at(clock, utc(2027, 4, 20, 9, 0, 5))
+        hourly(brt, last=utc(2027, 1, 15, 12))
+    drain(brt)
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert sub.status == "canceled" and sub.cancel_scheduled_at == utc(2027, 4, 15, 10, 5)
+    periods = periods_of(brt, seeded.subscription_id)
+    assert [p.start_date for p in periods] == _renewals(3)  # no period after the cancellation
+    assert [p.status for p in periods] == ["completed"] * 3
+    charges = brt.billing.gateway.count_charges(False, seeded.stripe_customer)
+    assert charges == {"succeeded": 3}  # Jan, Feb and Mar, once each
+    tasks = [r["task"] for r in brt.store.list_runs(limit=1000)]
+    assert tasks.count("send-customer-subscription-canceled-notification") == 1
+
+
+@pytest.mark.parametrize("arrears", [False, True], ids=["billed at start", "billed at end"])
+def test_cancelling_now_while_the_cron_was_down_bills_the_periods_served_in_full(
+    brt, clock, arrears
+):
+    """`billing cancel --now` on Mar 20, the hourly cron down since Jan 15: the periods served
+    in full before it (Feb 15 - Mar 15) are owed and billed once; the period it cuts short is
+    not, as for any cancellation at once (docs/billing.md)."""
+    from flowjobs.billing.cancel import cancel
+
+    seeded = _paid_then_the_cron_went_down(brt, clock, arrears)
+    at(clock, utc(2027, 3, 20, 9, 30))
+    assert cancel(brt.billing, seeded.subscription_id, now=True)["status"] == "canceled"
+    drain(brt)
+    at(clock, utc(2027, 4, 20, 9, 0, 5))  # the cron back: nothing more
+    hourly(brt, last=utc(2027, 1, 15, 12))
+    drain(brt)
+    periods = periods_of(brt, seeded.subscription_id)
+    assert [p.start_date for p in periods] == _renewals(3)
+    assert periods[-1].end_date == utc(2027, 3, 20, 9, 30)  # cut short
+    assert [p.status for p in periods] == ["completed"] * 3
+    charges = brt.billing.gateway.count_charges(False, seeded.stripe_customer)
+    assert charges == {"succeeded": 2}  # Jan and Feb; not the month cut short
+    runs = runs_of(brt, seeded.subscription_id)
+    assert sorted(r.status for r in runs) == ["aborted", "succeeded", "succeeded"]
+
+
 def test_two_rollovers_of_a_paid_period_at_once_open_one_next_period(brt, clock, monkeypatch):
     """A period paid at its end is `completed` before its rollover; two rollovers of it at once
     (the hourly child and an operator's trigger) wrote nothing that made one wait for the
