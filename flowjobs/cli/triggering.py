@@ -34,6 +34,24 @@ def _finite(text: str) -> float:
     return value
 
 
+class _DuplicateKey(ValueError):
+    """A key twice in one JSON object: Python's reader would keep the last value, silently."""
+
+
+def _object(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(
+                    f"payload has the key {json.dumps(key, ensure_ascii=False)[:60]} twice in one "
+                    "object (each key may appear once)"
+                )
+            seen.add(key)
+    return obj
+
+
 def _read_payload(payload: str | None, payload_file: Path | None):
     if payload is not None and payload_file is not None:
         raise BadInput("give --payload or --payload-file, not both")
@@ -50,7 +68,11 @@ def _read_payload(payload: str | None, payload_file: Path | None):
     if payload is None:
         return {}
     try:
-        value = json.loads(payload, parse_constant=_not_json, parse_float=_finite)
+        value = json.loads(
+            payload, object_pairs_hook=_object, parse_constant=_not_json, parse_float=_finite
+        )
+    except _DuplicateKey as exc:
+        raise BadInput(str(exc)) from None
     except ValueError as exc:
         raise BadInput(f"payload is not valid JSON: {exc}") from None
     except RecursionError:

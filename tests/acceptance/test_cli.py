@@ -71,10 +71,17 @@ def test_trigger_wait_exit_codes(env):
         (["trigger", "noop", "--priority", "99999999999"], "priority 99999999999 is out of range"),
         (["trigger", "noop", "--payload-file", "BAD_UTF8"], "is not UTF-8 text (byte 6"),
         (["trigger", "noop", "--payload-file", "DEEP"], "payload is nested too deeply"),
+        # Python's reader keeps the last of a duplicated key, silently: refused, the key named
+        (["trigger", "hello-world", "-p", '{"name": "Ada", "name": "Bo"}'], 'key "name" twice'),
+        (["trigger", "hello-world", "--payload-file", "DUP"], 'payload has the key "b" twice'),
     ],
 )
 def test_bad_trigger_input_exits_2_and_writes_nothing(env, args, message, tmp_path):
-    files = {"BAD_UTF8": b'{"x":"\xff"}', "DEEP": b"[" * 100_000 + b"]" * 100_000}
+    files = {
+        "BAD_UTF8": b'{"x":"\xff"}',
+        "DEEP": b"[" * 100_000 + b"]" * 100_000,
+        "DUP": b'{"name": "Ada", "a": {"b": 1, "b": 2}}',
+    }
     for i, arg in enumerate(args):
         if arg in files:
             (tmp_path / arg).write_bytes(files[arg])
