@@ -3,7 +3,8 @@
 Every command that touches the database calls `ensure_schema`: a one-row read of
 `alembic_version` over the DB-API. Only when the schema is missing does it import Alembic and
 SQLAlchemy and create it, under a lock (an advisory lock on PostgreSQL, a file lock beside the
-SQLite file) so that two processes starting on a new database do not race. An older schema is
+SQLite file, `<db>.migrate-lock`, removed by its holder before it lets go) so that two
+processes starting on a new database do not race. An older schema is
 upgraded by `flowjobs db upgrade` alone (`upgrade`); other commands refuse it (exit 4).
 """
 
@@ -218,9 +219,35 @@ def _migration_lock(db: Database):
     problem = unusable_path(db.path)  # before the lock file beside it is made (or fails)
     if problem:
         raise DatabaseError(f"cannot open database {db.path}: {problem}")
-    fd = os.open(db.path + ".migrate-lock", os.O_CREAT | os.O_RDWR, 0o644)
+    path = db.path + ".migrate-lock"
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(fd, path):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # locked a file its holder removed: another may be locking the new one
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        try:
+            os.unlink(path)  # still locked: a waiter on this file sees it gone and starts over
+        except OSError:
+            pass  # left as before (another user's folder): the next lock takes it as it is
         os.close(fd)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether the file locked on `fd` is still the one at `path`. The holder of the lock
+    removes the file before it lets go; a process that waited on it then holds the lock of a
+    file no one else will open, while a newcomer may have made and locked a new one. So a lock
+    counts only if its file is still there: otherwise the waiter opens the path again."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (found.st_dev, found.st_ino) == (mine.st_dev, mine.st_ino)

@@ -273,3 +273,64 @@ def test_a_flowjobs_schema_left_half_made_is_named_as_such(tmp_path):
     with pytest.raises(BadInput, match="its first migration was interrupted half-way"):
         migrate.ensure_schema(db)
     db.close()
+
+
+def test_the_migration_lock_file_is_removed_after_use(tmp_path):
+    """`flowjobs.db.migrate-lock` stayed beside the database after its first command and
+    after every `db upgrade`, for users to wonder about (and, made by root, to be refused by
+    the service's user later)."""
+    from tests.cli_helpers import cli_env, flowjobs
+
+    env = cli_env(f"sqlite:///{tmp_path}/flowjobs.db")
+    for args in (("trigger", "noop"), ("db", "upgrade")):
+        result = flowjobs(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        assert not (tmp_path / "flowjobs.db.migrate-lock").exists(), args
+    assert (tmp_path / "flowjobs.db").exists()
+
+
+_LOCKER = """
+import os, sys, time
+from flowjobs.store.db import Database
+from flowjobs.store.migrate import _migration_lock
+
+db, log, rounds = Database(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for _ in range(rounds):
+    with _migration_lock(db):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} in\\n")
+        time.sleep(0.002)
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} out\\n")
+"""
+
+
+def test_the_migration_lock_admits_one_process_at_a_time_though_its_file_goes(tmp_path):
+    """The holder removes the lock file before it lets go. A process that waited on that file
+    then holds a lock no newcomer sees (the newcomer makes and locks a new file): it must see
+    its file gone and start over, or two processes would migrate at once."""
+    import subprocess
+    import sys
+
+    from tests.cli_helpers import ROOT
+
+    log = tmp_path / "log"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _LOCKER, f"sqlite:///{tmp_path}/x.db", str(log), "40"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    lines = log.read_text().splitlines()
+    assert len(lines) == 6 * 40 * 2
+    for entered, left in zip(lines[::2], lines[1::2], strict=True):
+        pid = entered.split()[0]
+        assert (entered, left) == (f"{pid} in", f"{pid} out"), "two processes held the lock"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]
