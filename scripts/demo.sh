@@ -37,7 +37,14 @@ export FLOWJOBS_STRIPE_API_BASE="$(awk '{print $3}' demo/localstripe.out)"
 [ -n "$FLOWJOBS_STRIPE_API_BASE" ] || { echo "localstripe did not start:" >&2; cat demo/localstripe.log >&2; exit 1; }
 # the config names it too: a worker later started with this file (the closing hints) reaches the
 # demo's stopped Stripe and says so, and never sends the demo's retries to api.stripe.com
-echo "api_base = \"$FLOWJOBS_STRIPE_API_BASE\"   # the demo's localstripe, stopped with the demo" >> demo/flowjobs.toml
+cat >> demo/flowjobs.toml <<TOML
+# The demo's local Stripe test server (localstripe), stopped when the demo ended, and with it the
+# customers and cards it held (in memory). Named here on purpose: a command that calls Stripe with
+# this file (a worker charging the declined renewals' retries, billing adjust, events fetch,
+# doctor) says it cannot reach Stripe at this address, instead of sending the demo's ids and key
+# to api.stripe.com. \`make demo\` again makes a new database and a new server.
+api_base = "$FLOWJOBS_STRIPE_API_BASE"
+TOML
 echo "== local Stripe test server: $FLOWJOBS_STRIPE_API_BASE =="
 
 "$flowjobs" db upgrade
@@ -95,3 +102,8 @@ echo "  FLOWJOBS_CONFIG=demo/flowjobs.toml $flowjobs billing show invoice $invoi
 echo "  FLOWJOBS_CONFIG=demo/flowjobs.toml $flowjobs runs show $run"
 echo "(database: demo/flowjobs.db. The renewals on card 4000000000000341 were declined: their"
 echo " subscriptions are past_due with a retry billing run in 3 days — see docs/billing.md)"
+echo "Stripe: the demo's local test server at $FLOWJOBS_STRIPE_API_BASE stops with the demo, and"
+echo "  the customers and cards it held with it. demo/flowjobs.toml still names it, so nothing of the"
+echo "  demo's goes to api.stripe.com: commands that call Stripe with that file (run-worker charging"
+echo "  the retries, billing adjust, events fetch, doctor) say it cannot be reached. \`make demo\` again"
+echo "  starts afresh."

@@ -10,8 +10,8 @@ ladder schedules a retry in 3 days.
 One-time purchases (`--purchases`, issue 16 §2): the first customers also open a checkout
 session for a one-time price (one with a 10 % `once` discount) and pay it at Stripe, as the
 checkout page would — a PaymentIntent with the checkout metadata, confirmed. flowjobs learns of
-it from the `payment_intent.succeeded` event (scripts/demo.sh replays them with
-`flowjobs replay-event`); each session's PaymentIntent id is kept in
+it from the `payment_intent.succeeded` event (scripts/demo.sh fetches them with
+`flowjobs events fetch`); each session's PaymentIntent id is kept in
 `checkout_sessions.stripe_payment_intent_id`.
 """
 

@@ -70,6 +70,23 @@ def test_the_demo_runs_end_to_end_and_its_hints_work(tmp_path):
     # and its configuration names that server, not the real Stripe, for any worker started later
     config = (tmp_path / "demo" / "flowjobs.toml").read_text()
     assert f'api_base = "http://127.0.0.1:{port}"' in config, config
+    # ... on purpose, and the file and the demo's last words say so: the next command that calls
+    # Stripe with it fails naming that address (it used to be told nothing of it)
+    assert "stopped when the demo ended" in config and "api.stripe.com" in config, config
+    assert (
+        f"Stripe: the demo's local test server at http://127.0.0.1:{port} stops with the demo"
+        in out
+    ), out
+    fetch = subprocess.run(
+        [flowjobs, "events", "fetch", "--since", "1h"],
+        cwd=tmp_path,
+        env={**env, "FLOWJOBS_CONFIG": "demo/flowjobs.toml"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert fetch.returncode == 1, fetch.stderr
+    assert f"error: cannot reach Stripe at http://127.0.0.1:{port}" in fetch.stderr, fetch.stderr
 
     # its closing hints, as printed, read the demo's database
     hints = [
