@@ -4,7 +4,9 @@ Each slot of schedule S is one run with idempotency key `S:<slot ISO-8601 UTC>`.
 and locks S's state row (the last enqueued slot) inside one write transaction, enqueues the
 due slots per the catch-up policy, and advances the state in the same transaction. Two
 schedulers therefore queue one behind the other, and the second finds nothing due; the unique
-key is a second guard. No leader election, so no leader to lose.
+key is a second guard. No leader election, so no leader to lose. Whether this process fires a
+schedule at all, when processes hold different definitions of it (an edited flowjobs.toml), is
+decided by `schedule_versions`; the tick makes the write it asks for in the same transaction.
 
 Catch-up after downtime (slots in (last slot, now]):
   skip    run the newest due slot only if it is at most `[scheduler] grace` late
@@ -31,7 +33,6 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowjobs import cron
 from flowjobs.core.client import TriggerItem
 from flowjobs.core.clock import iso, parse_iso
+from flowjobs.core.schedule_versions import Standing, Versions, lease_ms, source_of, written_at
 from flowjobs.errors import (
     BadInput,
     ConfigError,
@@ -60,14 +62,6 @@ DUE_BACK = 100  # ...when it keeps at most this many (each slot counted back is 
 KEY_TTL = 366 * 86400.0
 BACKFILL_MAX = 100_000  # slots one backfill enqueues; a longer range is refused, never cut short
 MANUAL = "manual:"
-# A schedule's definition is versioned by when its source was written (the configuration
-# file's modification time; for a schedule declared on a task, its module's, or the file's if
-# later): the newest stands, and is never given up for an older one — both crons firing in
-# turn is the failure this exists to prevent. A standing definition that no process has ticked
-# for DEFINITION_LEASE_MS (or five ticks, if longer) is reported `stalled` by `health` and
-# alerted: its processes are gone, and the others, with an older file, fire nothing.
-DEFINITION_LEASE_MS = 10 * 60_000
-DEFINITION_SEEN_EVERY_MS = 60_000  # how often processes firing it say they are still there
 
 
 class SchedulePayload(BaseModel):
@@ -97,9 +91,7 @@ class Schedule:
     catchup: str = "latest"
     max_catchup: int = 24
     enabled: bool = True
-    written_at: int = (
-        0  # epoch ms its source was last written (see DEFINITION_LEASE_MS); 0: unknown
-    )
+    written_at: int = 0  # epoch ms its source was last written (its version); 0: unknown
 
     def key(self, slot: int) -> str:
         return f"{self.id}:{iso(slot)}"
@@ -125,7 +117,7 @@ class Schedule:
 
     def definition(self) -> str:
         """What decides the schedule's slots and their runs, as canonical JSON (stored, and
-        compared between scheduler processes: `Scheduler._standing`)."""
+        compared between scheduler processes: `schedule_versions.Versions.standing`)."""
         return json.dumps(
             {
                 "task": self.task,
@@ -139,14 +131,6 @@ class Schedule:
             sort_keys=True,
             separators=(",", ":"),
         )
-
-
-class Standing(StrEnum):
-    """A scheduler process's definition of a schedule against the stored one."""
-
-    CURRENT = "current"  # the same: fire it
-    TAKE = "take"  # none stored, an older one, or a newer one nobody fires any more: store ours
-    STALE = "stale"  # a newer process has another: do not fire until restarted
 
 
 @dataclass
@@ -193,12 +177,12 @@ def resolve(registry, settings) -> dict[str, Schedule]:
                     t.id,
                     cron.normalise(t.cron),
                     cron.zone(t.timezone).key,
-                    written_at=_written_at(_source_of(t.fn)),
+                    written_at=written_at(source_of(t.fn)),
                 )
             except ValueError as exc:
                 problems.append(f"tasks: task {t.id!r}: {exc}")
     configured = set()
-    file_written = _written_at(getattr(settings, "config_file", None))
+    file_written = written_at(getattr(settings, "config_file", None))
     for declared in found.values():  # the file confirms (or overrides) what the code declares:
         # removing an override from it must make the declared definition the newest again
         declared.written_at = max(declared.written_at, file_written)
@@ -238,28 +222,6 @@ def resolve(registry, settings) -> dict[str, Schedule]:
     if problems:
         raise ConfigError(problems)
     return found
-
-
-def _source_of(fn) -> str | None:
-    import inspect
-
-    try:
-        return inspect.getsourcefile(fn)
-    except TypeError:
-        return None
-
-
-def _written_at(path) -> int:
-    """When the file at `path` was last written (epoch ms), or 0 when it cannot be told (no
-    file, a module inside a zip): the version of the schedules it defines."""
-    if path is None:
-        return 0
-    import os
-
-    try:
-        return int(os.stat(path).st_mtime * 1000)
-    except OSError:
-        return 0
 
 
 def _override(stored) -> bool | None:
@@ -314,27 +276,21 @@ class Scheduler:
         grace: float = 60.0,
         alert_task: str | None = None,
         interval: float = 1.0,
-        defined_at: int | None = None,
     ):
         """`schedules` as `resolve` returns them; `grace` (seconds): how late a slot may still
         be enqueued under the `skip` policy ([scheduler] grace); `alert_task`: the task that
         raises an alert (lost windows, failing schedules), or None when alerts are off;
-        `interval` (seconds): how often this process ticks ([scheduler] interval);
-        `defined_at` (epoch ms): the version of every schedule here, instead of each one's
-        `written_at` (tests)."""
+        `interval` (seconds): how often this process ticks ([scheduler] interval), which
+        sets how long a definition may go unticked before it is reported stalled."""
         self.store = store
         self.client = client
         self.clock = clock
         self.schedules = schedules
         self.grace_ms = int(grace * 1000)
         self.alert_task = alert_task
-        self.defined_at = defined_at
-        self.lease_ms = max(DEFINITION_LEASE_MS, int(5 * interval * 1000))
-        # the version of a definition whose source's time is unknown (0: a module in a zip, no
-        # configuration file): when this process read it, as if the file had been written then
-        self.started_at = clock.now_ms()
+        # whose definition of each schedule stands (this process's, or a newer one's)
+        self.versions = Versions(clock.now_ms(), lease_ms(interval))
         self.failures: dict[str, BaseException] = {}  # schedule id -> why its last tick failed
-        self.stale: dict[str, str | None] = {}  # schedule id -> the newer definition it is left to
         self._notices: list[dict] = []  # alerts found inside a tick, raised after it
 
     def get(self, schedule_id: str) -> Schedule:
@@ -354,7 +310,9 @@ class Scheduler:
         failures: dict[str, BaseException] = {}
         for schedule in self.schedules.values():
             enabled = self.enabled(schedule, states)
-            if not enabled and not self._must_define(schedule, states.get(schedule.id)):
+            if not enabled and not self.versions.must_define(
+                schedule, states.get(schedule.id), self.clock.now_ms()
+            ):
                 continue
             try:
                 result = self._tick_one(schedule, now, enabled)
@@ -397,7 +355,12 @@ class Scheduler:
             if row is None:  # made, then locked: a concurrent first tick waits for this one
                 conn.execute(store.sql["schedule_touch"], {"id": s.id, "now": now})
                 row = conn.execute(store.sql["schedule_lock"], {"id": s.id}).fetchone()
-            if not self._take_part(s, row, conn) or not enabled:
+            # this process's definition stored (or said to be still there) when it stands
+            stored, at, seen = (row[1], row[2], row[3]) if row is not None else (None,) * 3
+            part = self.versions.take_part(s, stored, at, seen, self.clock.now_ms())
+            if part.write is not None:
+                conn.execute(store.sql[part.write], part.params)
+            if not part.fires or not enabled:
                 return TickResult(s.id, [], [])
             if row is None or row[0] is None:
                 # first sight (or a state an older flowjobs left NULL: the insert fills it in):
@@ -420,87 +383,6 @@ class Scheduler:
         # every item of a schedule runs at its slot (`_item`)
         slots_run = [i.run_at for i in items if isinstance(i.run_at, int)]
         return TickResult(s.id, slots_run, [r.id for r in runs])
-
-    # -- whose definition -------------------------------------------------------------
-    def _standing(
-        self, s: Schedule, stored: str | None, at: int | None, seen: int | None
-    ) -> Standing:
-        """This process's definition of `s` against the stored one (`definition`, `defined_at`,
-        `definition_seen_at` of its row). The one whose source was written last stands: a
-        worker started before `flowjobs.toml` was edited stops firing the old cron as soon as
-        a process with the edited file ticks (it used to fire both until every worker was
-        restarted), and a process with an older file — a `tick` crontab on a machine not yet
-        updated, a worker restarted there — does not take it back."""
-        mine = s.definition()
-        if stored == mine:
-            return Standing.CURRENT
-        if stored is None or at is None or (at, stored) < (self.version(s), mine):
-            return Standing.TAKE  # an equal time is settled by the text: every process agrees
-        return Standing.STALE
-
-    def version(self, s: Schedule) -> int:
-        if self.defined_at is not None:
-            return self.defined_at
-        return s.written_at or self.started_at
-
-    def stalled_since(self, state: dict) -> int | None:
-        """When the standing definition of a schedule was last fired, if that is longer ago than
-        the lease (its processes are gone); else None."""
-        seen = state.get("definition_seen_at")
-        if state.get("definition") is None or seen is None:
-            return None
-        return seen if self.clock.now_ms() - seen > self.lease_ms else None
-
-    def _must_define(self, s: Schedule, state: dict | None) -> bool:
-        """Whether a schedule this process does not fire (disabled) still needs a write: its
-        definition to store, or to say it is still there — a process whose configuration
-        disables a schedule must stop older ones firing it, and keep them stopped."""
-        state = state or {}
-        standing = self._standing_in(s, {s.id: state})
-        if standing is Standing.CURRENT:
-            seen = state.get("definition_seen_at")
-            return seen is None or self.clock.now_ms() - seen >= DEFINITION_SEEN_EVERY_MS
-        return standing is Standing.TAKE
-
-    def _take_part(self, s: Schedule, row, conn) -> bool:
-        """Inside the tick's transaction, with the schedule's row locked: store this process's
-        definition when it stands (or say it is still there); False when a newer process has
-        another, so that this one fires nothing (logged once, with the fix)."""
-        stored, at, seen = (row[1], row[2], row[3]) if row is not None else (None, None, None)
-        standing = self._standing(s, stored, at, seen)
-        now = self.clock.now_ms()
-        if standing is Standing.STALE:
-            if self.stale.get(s.id) != stored:
-                log.warning(
-                    "schedule %s: not fired by this process: a configuration written at %s "
-                    "defines it as %s; this process's, written at %s, as %s. Bring this "
-                    "machine's configuration up to date and restart this process (or, if the "
-                    "newer one is wrong, fix it where it was written)",
-                    s.id,
-                    iso(at),
-                    stored,
-                    iso(self.version(s)),
-                    s.definition(),
-                )
-                self.stale[s.id] = stored
-            return False
-        if self.stale.pop(s.id, None) is not None:
-            log.warning("schedule %s: fired by this process again", s.id)
-        if standing is Standing.TAKE:
-            if stored is not None:
-                log.info("schedule %s: now defined as %s (was %s)", s.id, s.definition(), stored)
-            conn.execute(
-                self.store.sql["schedule_define"],
-                {
-                    "id": s.id,
-                    "definition": s.definition(),
-                    "defined_at": self.version(s),
-                    "now": now,
-                },
-            )
-        elif seen is None or now - seen >= DEFINITION_SEEN_EVERY_MS:
-            conn.execute(self.store.sql["schedule_seen"], {"id": s.id, "now": now})
-        return True
 
     def _due(self, s: Schedule, last: int, now: int) -> list[int]:
         keep = s.max_catchup if s.catchup == "all" else 1
@@ -837,34 +719,10 @@ class Scheduler:
                     "enabled_override": _override(states.get(s.id, {}).get("enabled")),
                     "last_slot": iso(last),
                     "next_slots": [iso(x) for x in cron.next_slots(s.cron, s.timezone, now, 3)],
-                    "fired_as": self.fired_as(s, states),
+                    "fired_as": self.versions.fired_as(s, states),
                 }
             )
         return rows
-
-    def fired_as(self, s: Schedule, states: dict) -> dict | None:
-        """How the scheduler processes fire `s` when it differs from this configuration: the
-        fields that differ (stored, here), when the stored one was written, and whether it
-        stands against this one (`superseded`: this configuration is older, and is not fired);
-        else None."""
-        state = states.get(s.id) or {}
-        stored = state.get("definition")
-        if stored is None or stored == s.definition():
-            return None
-        superseded = self._standing_in(s, states) is Standing.STALE
-        try:
-            theirs = json.loads(stored)
-        except ValueError:
-            theirs = {}
-        mine = json.loads(s.definition())
-        changed = {k: [theirs.get(k), v] for k, v in mine.items() if theirs.get(k) != v}
-        return {"since": iso(state.get("defined_at")), "changed": changed, "superseded": superseded}
-
-    def _standing_in(self, s: Schedule, states: dict) -> Standing:
-        state = states.get(s.id) or {}
-        return self._standing(
-            s, state.get("definition"), state.get("defined_at"), state.get("definition_seen_at")
-        )
 
     def health(self, window_ms: int = 86400_000) -> list[dict]:
         """Per schedule over the window: slots that ran, slots missing, slots with >1 run,
@@ -906,12 +764,9 @@ class Scheduler:
             enabled = self.enabled(s, states)
             # a newer configuration fires it otherwise: this one's slots are not its to miss
             # (a worker not yet updated alerted every slot of its old cron as missed)
-            superseded = self._standing_in(s, states) is Standing.STALE
-            # stalled: the newest definition, enabled there (not here: a newer file may enable
-            # what this one disables, or the reverse), fired by no process for the lease
-            stalled = (
-                self.stalled_since(state or {}) if superseded and _enabled_in(state or {}) else None
-            )
+            superseded = self.versions.standing_in(s, states) is Standing.STALE
+            # stalled: the newest definition, enabled there, fired by no process for the lease
+            stalled = self.versions.stalled(s, states, self.clock.now_ms())
             if stalled is not None:
                 # the newest definition's processes are gone, and this older one fires nothing
                 status = "stalled"
@@ -942,7 +797,7 @@ class Scheduler:
                     "lost": lost,
                     "status": status,
                     "fix": "; ".join(fixes) or None,
-                    "fired_as": self.fired_as(s, states),
+                    "fired_as": self.versions.fired_as(s, states),
                 }
             )
         return report
@@ -983,16 +838,6 @@ class Scheduler:
                 }
             )
         return lost
-
-
-def _enabled_in(state: dict) -> bool:
-    """Whether the stored (newest) definition enables the schedule, `schedules disable` aside."""
-    if state.get("enabled") is not None:
-        return bool(state["enabled"])
-    try:
-        return bool(json.loads(state.get("definition") or "{}").get("enabled", True))
-    except ValueError:
-        return True
 
 
 def _stretch_start(runs: list[WindowRun], at: int) -> int:

@@ -338,8 +338,10 @@ OLD_FILE, EDITED_FILE = ms("2027-01-14T12:00:00Z"), ms("2027-01-15T08:22:00Z")
 
 
 def written(rt, at: int):
-    """`rt` as a process whose configuration file was written at `at` (its mtime)."""
-    rt.scheduler.defined_at = at
+    """`rt` as a process whose configuration file was written at `at` (its mtime): what
+    `resolve` reads into each schedule's `written_at`."""
+    for s in rt.scheduler.schedules.values():
+        s.written_at = at
     return rt
 
 
@@ -520,7 +522,8 @@ def test_a_schedule_is_versioned_by_when_its_configuration_file_was_written(make
     # process read it, not from 1970 (where any edit lost to the older definition by its text)
     unknown = resolve(rt.registry, rt.settings)["hourly-cron"]
     unknown.written_at = 0
-    assert rt.scheduler.version(unknown) == rt.scheduler.started_at > 0
+    versions = rt.scheduler.versions
+    assert versions.version(unknown) == versions.started_at > 0
 
 
 def test_a_paused_schedule_is_not_reported_or_alerted_as_missing_its_slots(make_runtime, clock):
