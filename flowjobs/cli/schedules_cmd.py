@@ -263,24 +263,27 @@ def health(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print a JSON array: per schedule {id, slots, ran, missing, duplicated, failed, lost, status, …}.",
+        help="Print a JSON array: per schedule {id, slots, ran, queued, missing, duplicated, failed, lost, status, …}.",
     ),
 ):
-    """Over the last day: slots that ran, missing, run more than once (must be 0), failed, and
-    windows lost (time no succeeded run covered) with their fix; status ok, recovering, lost,
-    paused, superseded (a newer configuration fires it) or stalled (no process fires the newest
-    definition). Exit 1 while a window is lost and no coming slot will cover it, or stalled."""
+    """Over the last day: slots that ran (their run started, or ended), queued (their run
+    waits for a worker: not counted as ran), missing, run more than once (must be 0), failed,
+    and windows lost (time no succeeded run covered) with their fix; status ok, recovering,
+    lost, paused, superseded (a newer configuration fires it) or stalled (no process fires the
+    newest definition). Exit 1 while a window is lost and no coming slot will cover it, or
+    stalled."""
     rows = _scheduler(ctx, read_only=True).health()
     if as_json:
         output.emit_json(rows)
     else:
         output.table(
-            ["id", "slots", "ran", "missing", "duplicated", "failed", "status"],
+            ["id", "slots", "ran", "queued", "missing", "duplicated", "failed", "status"],
             [
                 [
                     r["id"],
                     r["slots"],
                     r["ran"],
+                    len(r["queued"]),
                     len(r["missing"]),
                     len(r["duplicated"]),
                     len(r["failed"]),

@@ -50,7 +50,7 @@ from flowjobs.errors import (
     PayloadInvalid,
     UnknownSchedule,
 )
-from flowjobs.store.states import UNSUCCESSFUL, RunStatus
+from flowjobs.store.states import UNSUCCESSFUL, WAITING, RunStatus
 
 log = logging.getLogger("flowjobs.scheduler")
 UPCOMING = 5
@@ -725,8 +725,9 @@ class Scheduler:
         return rows
 
     def health(self, window_ms: int = 86400_000) -> list[dict]:
-        """Per schedule over the window: slots that ran, slots missing, slots with >1 run,
-        slots whose run did not succeed, and the time no succeeded run covers (`lost`), each
+        """Per schedule over the window: slots that ran (their run was started by a worker, or
+        ended), slots whose run waits for a worker (`queued`: not started yet, so not counted
+        as ran), slots missing, slots with >1 run, slots whose run did not succeed, and the time no succeeded run covers (`lost`), each
         with what closes it: the next slot, or the fix to run. `status`: ok, recovering, lost,
         paused (disabled, nothing lost; its slots are not counted missing), superseded (a newer
         configuration defines it: its slots are not this one's to miss), or stalled (superseded,
@@ -747,6 +748,12 @@ class Scheduler:
                 x
                 for x in slots
                 if s.key(x) in by_key and all(r.outcome == "lost" for r in by_key[s.key(x)])
+            ]
+            # a run no worker has started yet has not run: a backed-up queue is not a healthy one
+            queued = [
+                x
+                for x in slots
+                if s.key(x) in by_key and all(r.status in WAITING for r in by_key[s.key(x)])
             ]
             lost = (
                 self._lost(s, runs, now - window_ms, states, now)
@@ -785,7 +792,8 @@ class Scheduler:
                     "id": s.id,
                     "enabled": enabled,
                     "slots": len(slots),
-                    "ran": sum(1 for x in slots if s.key(x) in by_key),
+                    "ran": sum(1 for x in slots if s.key(x) in by_key) - len(queued),
+                    "queued": [iso(x) for x in queued],
                     # a paused schedule misses its slots on purpose: no alert for each of them
                     "missing": [
                         iso(x)

@@ -38,6 +38,8 @@ class AttemptOutcome(StrEnum):
 
 
 PENDING = frozenset({RunStatus.DELAYED, RunStatus.QUEUED, RunStatus.RETRYING})  # will run
+# not started yet: no attempt (a run that was started and ends unfinished is retrying)
+WAITING = frozenset({RunStatus.DELAYED, RunStatus.QUEUED})
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.EXPIRED})
 UNSUCCESSFUL = frozenset({RunStatus.FAILED, RunStatus.CANCELED, RunStatus.EXPIRED})
 ORDER = (  # for listings: the order a run passes through

@@ -770,6 +770,24 @@ def test_health_names_a_lost_window_before_the_next_slot_covers_it(window_rt, cl
     ]
 
 
+def test_health_counts_a_slot_whose_run_waits_for_a_worker_as_queued_not_ran(window_rt, clock):
+    """A run no worker has picked up yet was counted in `ran` (a backed-up queue looked
+    healthy): it is `queued` until a worker starts it."""
+    rt = window_rt()
+    fire(rt, clock, hour(9))
+    fire(rt, clock, hour(10), run=False)  # enqueued; no worker has taken it
+    clock.set(ms("2027-01-15T10:30:00Z"))
+    health = health_of(rt)
+    assert (health["slots"], health["ran"]) == (2, 1)  # it said 2
+    assert health["queued"] == [hour(10)]
+    assert (health["missing"], health["status"]) == ([], "ok")  # waiting is neither
+    # started (executing, not finished): it ran
+    [claimed] = rt.store.claim("w1", 1, ["*"], {}, now=clock.now_ms(), lease_ms=30_000)
+    assert claimed.id == slot_run(rt, hour(10))["id"]
+    health = health_of(rt)
+    assert (health["ran"], health["queued"]) == (2, [])
+
+
 def test_failures_in_a_row_reach_back_to_the_last_success(window_rt, clock):
     from tests.acceptance.faults import cron_tasks
 
