@@ -53,8 +53,10 @@ def cancel_immediately(
         return False
     if sub.scheduled_adjustment_at is not None:
         raise BillingError(f"subscription {sub.id} has a scheduled adjustment; cancel that first")
+    # its row locked: a rollover at the same time waits, and sees the periods opened here
+    sub = repo.lock_subscription(s, sub.id) or sub
     ends = min(now, sub.cancel_scheduled_at) if sub.cancel_scheduled_at else now
-    _open_served(b, s, sub, ends)  # the hourly job was down: what was served is billed
+    _open_served(b, s, sub, ends, whole=True)  # the rollover lagged: what was served is billed
     served = served_periods(s, sub, now)  # before the current period is cut short at now
     sub.canceled_at = sub.canceled_at or now
     sub.cancel_scheduled_at = sub.cancel_scheduled_at or now
@@ -94,16 +96,39 @@ def served_periods(s, sub: Subscription, until: datetime) -> set[str]:
     Upstream aborted them too, so a subscription billed in arrears and canceled at the period's
     end never paid for its last period, and one whose periods were opened late (the hourly job
     was down) never paid for those (docs/billing.md, "Cancellation")."""
-    periods = s.exec(select(BillingPeriod).where(BillingPeriod.subscription_id == sub.id))
+    charging = set(  # a period is kept for its run: one with none left is canceled (§4.2)
+        s.exec(
+            select(BillingRun.billing_period_id).where(
+                BillingRun.subscription_id == sub.id,
+                BillingRun.is_adjustment == False,
+                col(BillingRun.status).in_(list(LIVE_RUN)),
+            )
+        )
+    )
+    periods = s.exec(
+        select(BillingPeriod).where(
+            BillingPeriod.subscription_id == sub.id,
+            col(BillingPeriod.id).in_(list(charging)),
+        )
+    )
     return {p.id for p in periods if repo.owed_once_ended(s, sub, p, until)}
 
 
-def _open_served(b, s, sub: Subscription, until: datetime) -> None:
+LIVE_RUN = (
+    E.BillingRunStatus.SCHEDULED,
+    E.BillingRunStatus.IN_PROGRESS,
+    E.BillingRunStatus.AWAITING_PAYMENT_CONFIRMATION,
+)
+
+
+def _open_served(b, s, sub: Subscription, until: datetime, whole: bool) -> None:
     """The periods served before `until` that no rollover opened, opened and their runs
-    scheduled (`rollover.open_served_periods`) before a cancellation changes anything."""
+    scheduled (`rollover.open_served_periods`) before a cancellation changes anything: `whole`,
+    only those served in full (a cancellation at once); else up to the one containing `until`
+    (a cancellation at its end, which dates it)."""
     from flowjobs.billing.rollover import open_served_periods  # it imports this module
 
-    open_served_periods(b, s, sub, until)
+    open_served_periods(b, s, sub, until, whole=whole)
 
 
 def _close_periods(s, sub: Subscription, now: datetime, keep: set[str]) -> None:
@@ -203,7 +228,7 @@ def schedule_cancellation(b, s, sub: Subscription, at: datetime | None = None) -
         raise BillingError(f"subscription {sub.id} is a free plan; free plans cannot be canceled")
     if sub.status in E.SUBSCRIPTION_TERMINAL:
         raise BillingError(f"subscription {sub.id} is already {sub.status}")
-    _open_served(b, s, sub, now)  # its current period is the real one, not a stale one
+    _open_served(b, s, sub, now, whole=False)  # dated by the real current period, not a stale one
     end = at or sub.current_billing_period_end or now
     sub.cancel_scheduled_at = end
     repo.set_subscription_status(sub, E.SubscriptionStatus.CANCELLATION_SCHEDULED)

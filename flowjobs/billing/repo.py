@@ -95,16 +95,30 @@ def owed_once_ended(s: Session, sub: Subscription, period: BillingPeriod, until:
     """Whether a period's charge is still owed when the subscription ends at `until`: served in
     full by then, not settled (`canceled`; `completed`: paid, or cut short by a cancellation at
     once), and either billed at its end (`run_billing_at_period_start` false) or billed at its
-    start but never billed yet — a period opened late because the hourly job was down
-    (`rollover.open_served_periods`). A cancellation keeps such a period's billing run, and it
-    charges once the subscription has ended. A period billed at its start that was billed
-    already is not chased after the end (upstream aborts its retries)."""
+    start but not yet billed when the subscription ended — no payment of a regular run of it
+    made before `until` (a period opened late because the hourly job was down,
+    `rollover.open_served_periods`, or whose run had not started yet). Such a period's run
+    charges, and retries, once the subscription has ended. A period billed at its start and
+    billed before the end is not chased after it (upstream aborts its retries). The answer is a
+    fact of the time of the end: attempts made after it do not change it."""
     if period.end_date > until or period.status in (
         E.BillingPeriodStatus.CANCELED,
         E.BillingPeriodStatus.COMPLETED,
     ):
         return False
-    return not sub.run_billing_at_period_start or first_invoice(s, period.id) is None
+    if not sub.run_billing_at_period_start:
+        return True
+    billed_before = s.exec(
+        select(Payment.id)
+        .join(BillingRun, col(BillingRun.id) == col(Payment.billing_run_id))
+        .where(
+            Payment.billing_period_id == period.id,
+            BillingRun.is_adjustment == False,
+            Payment.created_at < until,
+        )
+        .limit(1)
+    ).first()
+    return billed_before is None
 
 
 class ChargeStanding(StrEnum):
@@ -162,7 +176,22 @@ def lock_subscription(s: Session, subscription_id: str) -> Subscription | None:
     the rollover, a plan change, a cancellation — so two of them at once never both open a
     period or both charge a proration."""
     return s.exec(
-        select(Subscription).where(Subscription.id == subscription_id).with_for_update()
+        select(Subscription)
+        .where(Subscription.id == subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # as it is now the row is ours, not as read
+    ).first()
+
+
+def lock_period(s: Session, billing_period_id: str) -> BillingPeriod | None:
+    """The billing period, its row locked and read again (PostgreSQL): the rollover closing it
+    and its run's outcome settling it at the same time wrote one over the other, and a period
+    paid after its end was left `past_due`."""
+    return s.exec(
+        select(BillingPeriod)
+        .where(BillingPeriod.id == billing_period_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).first()
 
 

@@ -29,6 +29,7 @@ from sqlmodel import col, select
 
 from flowjobs import ids
 from flowjobs.billing import enums as E
+from flowjobs.billing import repo
 from flowjobs.billing.charge_now import TASK, _trigger
 from flowjobs.billing.models import BillingPeriod, BillingRun, Invoice, Subscription
 from flowjobs.errors import BadInput, NotFound
@@ -64,11 +65,10 @@ def retry_billing_run(b, billing_run_id: str) -> Retried:
             raise NotFound(f"no billing run {billing_run_id!r}")
         _refuse_state(run)
         # lock the period: a second retry at the same time waits here, then sees our run
-        s.exec(
-            select(BillingPeriod).where(BillingPeriod.id == run.billing_period_id).with_for_update()
-        ).one()
+        period = repo.lock_period(s, run.billing_period_id)
+        assert period is not None  # a run's period is never deleted
         sub = s.get(Subscription, run.subscription_id)
-        _refuse_subscription(run, sub)
+        _refuse_subscription(s, run, sub, period)
         others = list(
             s.exec(
                 select(BillingRun)
@@ -137,10 +137,15 @@ def _refuse_state(run: BillingRun) -> None:
     )
 
 
-def _refuse_subscription(run: BillingRun, sub: Subscription | None) -> None:
+def _refuse_subscription(
+    s, run: BillingRun, sub: Subscription | None, period: BillingPeriod
+) -> None:
     if sub is None:
         raise BadInput(f"billing run {run.id} names no existing subscription")
-    if sub.status in E.SUBSCRIPTION_TERMINAL:
+    # a period served before the end and still owed (repo.owed_once_ended) is retried as its
+    # own runs are; the others of an ended subscription are no longer billed
+    owed = repo.charge_standing(s, sub, period, s.info["now"]) is repo.ChargeStanding.OWED_AFTER_END
+    if sub.status in E.SUBSCRIPTION_TERMINAL and not owed:
         raise BadInput(f"subscription {sub.id} is {sub.status}; its periods are no longer billed")
     if sub.do_not_charge:
         raise BadInput(f"subscription {sub.id} is not charged (do_not_charge); nothing to retry")

@@ -86,6 +86,7 @@ MAX_CATCH_UP = 1000  # periods one rollover opens after an outage (a minute-long
 
 def close_period(b, s, period: BillingPeriod) -> str:
     """`completed` when what was due is paid, else `past_due`; terminal periods stay."""
+    repo.lock_period(s, period.id)  # its run's outcome may be settling it now: after that
     if period.status in E.PERIOD_TERMINAL:
         return period.status
     invoice = repo.first_invoice(s, period.id)
@@ -143,13 +144,14 @@ def _roll(b, s, period, sub, now) -> str:
     return f"opened period {_open_next(b, s, sub, now).id}"
 
 
-def open_served_periods(b, s, sub: Subscription, until: datetime) -> int:
+def open_served_periods(b, s, sub: Subscription, until: datetime, *, whole: bool = False) -> int:
     """Open, in turn, each period the subscription served before `until` that no rollover
-    opened (the hourly job was down): the latest closed, the next opened with its run, until
-    one reaches `until`. A cancellation calls it first, so the periods served before it are
-    billed once each and it is dated by the real current period (docs/billing.md
-    "Cancellation"); upstream dated it by the stale period and never billed the others.
-    Returns how many it opened."""
+    opened yet (the hourly job was down, or has not run since the period's end): the latest
+    closed, the next opened with its run, up to the one containing `until` — or, `whole`, only
+    those that ended by `until`. A cancellation calls it first, so the periods served before it
+    are billed once each and one at period end is dated by the real current period
+    (docs/billing.md "Cancellation"); upstream dated it by the stale period and never billed the
+    others. Returns how many it opened."""
     if (
         sub.status in E.SUBSCRIPTION_TERMINAL
         or sub.status == E.SubscriptionStatus.CREDIT_TRIAL
@@ -159,18 +161,25 @@ def open_served_periods(b, s, sub: Subscription, until: datetime) -> int:
     opened = 0
     latest = repo.latest_period(s, sub.id)
     while latest is not None and latest.end_date < until and opened < MAX_CATCH_UP:
+        if whole and _following(sub, latest)[1] > until:
+            break  # a cancellation at once: the period it would cut short is not opened
         close_period(b, s, latest)
         latest, opened = _open_next(b, s, sub, s.info["now"]), opened + 1
     return opened
+
+
+def _following(sub: Subscription, latest: BillingPeriod) -> tuple[datetime, datetime]:
+    """(start, end) of the period after `latest` (spec §7.1)."""
+    if sub.interval is None or sub.interval_count is None:
+        raise BillingError(f"subscription {sub.id} renews but has no billing interval")
+    return next_period(latest.end_date, sub.interval, sub.interval_count)
 
 
 def _open_next(b, s, sub: Subscription, now: datetime) -> BillingPeriod:
     """The period after the subscription's latest, its items, its billing run; returns it."""
     latest = repo.latest_period(s, sub.id)
     assert latest is not None  # a renewing subscription has its first period
-    if sub.interval is None or sub.interval_count is None:
-        raise BillingError(f"subscription {sub.id} renews but has no billing interval")
-    start, end = next_period(latest.end_date, sub.interval, sub.interval_count)
+    start, end = _following(sub, latest)
     new = BillingPeriod(
         id=ids.new_id("billing_period"),
         livemode=sub.livemode,

@@ -550,13 +550,70 @@ def test_cancelling_now_while_the_cron_was_down_bills_the_periods_served_in_full
     hourly(brt, last=utc(2027, 1, 15, 12))
     drain(brt)
     periods = periods_of(brt, seeded.subscription_id)
-    assert [p.start_date for p in periods] == _renewals(3)
-    assert periods[-1].end_date == utc(2027, 3, 20, 9, 30)  # cut short
-    assert [p.status for p in periods] == ["completed"] * 3
+    assert [p.start_date for p in periods] == _renewals(2)  # none for the days cut short
+    assert [p.status for p in periods] == ["completed"] * 2
     charges = brt.billing.gateway.count_charges(False, seeded.stripe_customer)
     assert charges == {"succeeded": 2}  # Jan and Feb; not the month cut short
-    runs = runs_of(brt, seeded.subscription_id)
-    assert sorted(r.status for r in runs) == ["aborted", "succeeded", "succeeded"]
+    assert [r.status for r in runs_of(brt, seeded.subscription_id)] == ["succeeded"] * 2
+
+
+def test_cancelling_now_without_a_card_cancels_the_past_due_periods(brt, clock):
+    """§4.2: a cancellation at once cancels the `past_due` periods. A period is kept past it
+    only for a billing run still to charge it; one without a card has none, and was left
+    `past_due` for good."""
+    from flowjobs.billing.cancel import cancel
+
+    at(clock, utc(2027, 1, 15, 10, 5))
+    seeded = seed(brt, unit_price=1200, card=None)
+    for month in (2, 3):  # the cron up: each renewal opens a period with nothing to charge it
+        at(clock, utc(2027, month, 15, 11, 0, 5))
+        hourly(brt, last=utc(2027, month, 15, 10))
+        drain(brt)
+    statuses = [p.status for p in periods_of(brt, seeded.subscription_id)]
+    assert statuses == ["past_due", "past_due", "active"]
+    at(clock, utc(2027, 3, 20))
+    assert cancel(brt.billing, seeded.subscription_id, now=True)["status"] == "canceled"
+    periods = periods_of(brt, seeded.subscription_id)
+    assert [p.status for p in periods] == ["canceled", "canceled", "completed"]
+    assert periods[-1].end_date == utc(2027, 3, 20)
+
+
+def test_an_ending_within_the_hour_after_a_renewal_opens_no_sliver_of_a_period(brt, clock):
+    """In the hour between a period's end and the hourly rollover, a cancellation at once (here:
+    a declined first payment, billed at the period's end) opened the next period only to cut
+    it to seconds, with its items and an aborted run. Only periods served in full are opened
+    by a cancellation at once."""
+    seeded = seed(brt, unit_price=3100, arrears=True, card=DECLINING)
+    end = periods_of(brt, seeded.subscription_id)[0].end_date
+    at(clock, end + timedelta(seconds=30))
+    with brt.billing.unit() as s:  # its job, due at the end; the rollover not run yet
+        brt.billing.queue_billing_run(s, seeded.billing_run_id)
+    drain(brt)
+    sub = get(brt, Subscription, seeded.subscription_id)
+    assert (sub.status, sub.cancellation_reason) == ("canceled", "non_payment")
+    [period] = periods_of(brt, seeded.subscription_id)
+    assert period.end_date == end
+    assert [r.status for r in runs_of(brt, sub.id)] == ["failed"]
+
+
+def test_a_declined_period_still_owed_after_the_end_can_be_retried_by_hand(brt, clock):
+    """`billing retry` refused every run of a canceled subscription ("its periods are no longer
+    billed"), even a period served in full that the cancellation kept as owed."""
+    from flowjobs.billing.cancel import cancel_immediately, schedule_cancellation
+    from flowjobs.billing.retry import retry_billing_run
+
+    seeded = seed(brt, unit_price=3100, arrears=True, card=DECLINING)
+    with brt.billing.unit() as s:
+        end = schedule_cancellation(brt.billing, s, s.get(Subscription, seeded.subscription_id))
+    at(clock, end + timedelta(minutes=1))
+    with brt.billing.unit() as s:
+        cancel_immediately(brt.billing, s, s.get(Subscription, seeded.subscription_id))
+    hourly(brt)
+    drain(brt)
+    first, retry = runs_of(brt, seeded.subscription_id)
+    assert (first.status, retry.status) == ("failed", "scheduled")
+    retried = retry_billing_run(brt.billing, first.id)
+    assert (retried.billing_run, retried.created) == (retry.id, False)  # charged now
 
 
 def test_two_rollovers_of_a_paid_period_at_once_open_one_next_period(brt, clock, monkeypatch):
