@@ -20,6 +20,7 @@ from tests.billing_helpers import (
     stripe_sections,
     utc,
 )
+from tests.cli_helpers import wait_until
 
 
 @pytest.fixture
@@ -660,3 +661,88 @@ def test_two_rollovers_of_a_paid_period_at_once_open_one_next_period(brt, clock,
         thread.join(30)
     assert sorted("opened period" in r.action for r in results) == [False, True], results
     assert len(periods_of(brt, seeded.subscription_id)) == 2
+
+
+@pytest.fixture
+def pg_brt(pg_template, clock, tmp_path, localstripe_url):
+    """A billing runtime on PostgreSQL only: the race below needs row locks that SQLite's one
+    writer at a time never lets two transactions hold."""
+    from flowjobs.runtime import Runtime
+    from tests.conftest import make_settings, new_pg_database
+
+    rt = Runtime(
+        make_settings(new_pg_database(pg_template), tmp_path, **stripe_sections(localstripe_url)),
+        clock=clock,
+    )
+    yield rt
+    rt.close()
+
+
+def test_a_rollover_closing_a_period_while_its_run_pays_it_leaves_it_completed(
+    pg_brt, clock, monkeypatch
+):
+    """The rollover read a period billed at its end (unpaid: `past_due`), its run's outcome
+    then paid it and made it `completed`, and the rollover wrote `past_due` over that: a paid
+    period left owing. The rollover now locks the period and reads it again before closing it,
+    so the outcome waits for it and has the last word."""
+    import threading
+
+    import psycopg
+
+    from flowjobs.billing import outcomes, repo
+    from flowjobs.billing.rollover import transition_billing_period
+
+    brt = pg_brt
+    seeded = seed(brt, unit_price=3100, arrears=True)
+    end = periods_of(brt, seeded.subscription_id)[0].end_date
+    at(clock, end + timedelta(minutes=1))
+    charged, read, release = threading.Event(), threading.Event(), threading.Event()
+    apply, settled = outcomes.apply_charge_result, repo.net_settled
+
+    def outcome_after_the_rollover_read(b, billing_run_id, result):
+        charged.set()  # Stripe has charged; the outcome waits for the rollover to read
+        assert read.wait(30)
+        return apply(b, billing_run_id, result)
+
+    def rollover_pauses_after_reading(s, billing_period_id, net=True):
+        value = settled(s, billing_period_id, net=net)
+        if threading.current_thread().name == "rollover":
+            read.set()
+            assert release.wait(30)
+        return value
+
+    monkeypatch.setattr(outcomes, "apply_charge_result", outcome_after_the_rollover_read)
+    monkeypatch.setattr(repo, "net_settled", rollover_pauses_after_reading)
+
+    def pay():
+        with brt.billing.unit() as s:
+            brt.billing.queue_billing_run(s, seeded.billing_run_id)
+        drain(brt)
+
+    payer = threading.Thread(target=pay, name="payer")
+    payer.start()
+    assert charged.wait(30)
+    rollover = threading.Thread(
+        target=transition_billing_period, args=(brt.billing, seeded.period_id), name="rollover"
+    )
+    rollover.start()
+    assert read.wait(30)
+    url = brt.settings.database.url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as watcher:  # the outcome done, or waiting
+        wait_until(
+            lambda: (
+                not payer.is_alive()
+                or watcher.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                ).fetchone()
+                is not None
+            ),
+            message="the outcome to finish or wait for the rollover",
+        )
+    release.set()
+    rollover.join(30)
+    payer.join(60)
+    assert not rollover.is_alive() and not payer.is_alive()
+    period = periods_of(brt, seeded.subscription_id)[0]
+    assert period.status == "completed"  # paid: not owing
+    assert [r.status for r in runs_of(brt, seeded.subscription_id)][0] == "succeeded"
