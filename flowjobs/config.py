@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -34,6 +35,17 @@ from flowjobs.errors import ConfigError
 from flowjobs.urls import redact
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _not_spinning(value: float) -> float:
+    if value < 0.01:  # "0s" was taken: a loop ran without a pause, or a duty never let go
+        raise ValueError("must be at least 10ms")
+    return value
+
+
+#: How often something is done: "0s" spun a loop (poll, rescue) or hung the worker before it
+#: started (retention, alerts: `schedule` never finishes a duty due every 0 seconds).
+Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_not_spinning)]
 
 
 class Section(BaseModel):
@@ -71,8 +83,8 @@ class WorkerSettings(Section):
     queues: list[str] = ["*"]
     lease: Duration = parse_duration("30s")
     shutdown_timeout: Duration = parse_duration("30s")
-    poll_interval: Duration = parse_duration("50ms")
-    rescue_interval: Duration = parse_duration("5s")
+    poll_interval: Interval = parse_duration("50ms")
+    rescue_interval: Interval = parse_duration("5s")
 
     @field_validator("lease")
     @classmethod
@@ -97,6 +109,14 @@ class RetrySettings(Section):
     factor: float = Field(2.0, ge=1)
     randomize: bool = True
 
+    @model_validator(mode="after")
+    def _ordered(self) -> RetrySettings:
+        if self.min_wait > self.max_wait:  # it failed at the first trigger, "unexpected"
+            raise ValueError(
+                f"min_wait ({self.min_wait:g}s) must not be more than max_wait ({self.max_wait:g}s)"
+            )
+        return self
+
 
 class RunSettings(Section):
     timeout: Duration = parse_duration("1h")
@@ -110,15 +130,8 @@ class TaskSettings(Section):
 
 
 class SchedulerSettings(Section):
-    interval: Duration = parse_duration("1s")
+    interval: Interval = parse_duration("1s")
     grace: Duration = parse_duration("1m")
-
-    @field_validator("interval")
-    @classmethod
-    def _not_spinning(cls, value: float) -> float:
-        if value < 0.01:  # "0s" was taken, and the loop queried the database without a pause
-            raise ValueError("must be at least 10ms")
-        return value
 
     @model_validator(mode="after")
     def _reachable(self) -> SchedulerSettings:
@@ -137,7 +150,7 @@ class RetentionSettings(Section):
     completed: Duration = parse_duration("7d")
     failed: Duration = parse_duration("30d")
     rejected: Duration = parse_duration("7d")
-    interval: Duration = parse_duration("10m")
+    interval: Interval = parse_duration("10m")
 
 
 class StripeSettings(Section):
@@ -257,7 +270,7 @@ class AlertSettings(Section):
     failed_runs: bool = True
     missed_slots: bool = True
     waiting_over: Duration = parse_duration("10m")
-    interval: Duration = parse_duration("30s")
+    interval: Interval = parse_duration("30s")
 
     @field_validator("webhook_url")
     @classmethod

@@ -459,6 +459,31 @@ def test_a_scheduler_interval_that_would_miss_skip_slots_is_refused(tmp_path, se
     assert load_settings(str(path), environ={}).scheduler.grace == 60
 
 
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('[retention]\ninterval = "0s"', "retention.interval: must be at least 10ms"),
+        ('[alerts]\ninterval = "0s"', "alerts.interval: must be at least 10ms"),
+        ('[worker]\npoll_interval = "0s"', "worker.poll_interval: must be at least 10ms"),
+        ('[worker]\nrescue_interval = "5ms"', "worker.rescue_interval: must be at least 10ms"),
+        (
+            '[retry]\nmin_wait = "10s"\nmax_wait = "1s"',
+            "retry: min_wait (10s) must not be more than max_wait (1s)",
+        ),
+    ],
+)
+def test_intervals_that_never_pause_and_a_backwards_retry_wait_are_refused(tmp_path, text, problem):
+    """A retention or alerts interval of "0s" hung the worker before it started (the duty,
+    due every 0 seconds, never let go: 100 % of a core, a SIGTERM unheard); a poll or rescue
+    interval of "0s" spun; min_wait above max_wait failed every trigger with "unexpected
+    ValueError". Each is one configuration error, exit 2, as the scheduler's interval was."""
+    path = tmp_path / "flowjobs.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(str(path), environ={})
+    assert problem in err.value.problems, err.value.problems
+
+
 def test_a_task_with_a_concurrency_limit_and_no_queue_gets_a_queue_of_its_own():
     """The limit is per queue: a limited task on `default` held every other task there to it."""
     from flowjobs.core.registry import Registry, task
