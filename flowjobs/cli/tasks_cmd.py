@@ -23,6 +23,7 @@ def list_tasks(
     """Every registered task with its queue, retry policy, timeout and schedules (declared on
     it or configured in flowjobs.toml)."""
     rt = ctx.obj.runtime()
+    tasks = rt.registry.all()  # a module that cannot be imported: one error, before any note
     rows = []
     on: dict[str, list[dict]] = {}  # a task's schedules as resolved (a configured one too)
     try:
@@ -34,7 +35,7 @@ def list_tasks(
         on.setdefault(s.task, []).append(
             {"id": s.id, "cron": s.cron, "timezone": s.timezone, "enabled": s.enabled}
         )
-    for t in rt.registry.all():
+    for t in tasks:
         policy = t.retry or rt.retry_defaults
         rows.append(
             {

@@ -124,6 +124,12 @@ def test_tasks_list_shows_the_schedules_configured_on_a_task(env, tmp_path):
     typo = flowjobs("tasks", "list", env={**env, "FLOWJOBS_CONFIG": str(config)})
     assert typo.returncode == 0 and "hello-world" in typo.stdout
     assert "schedules left out (schedules.nightly.task: unknown task 'hello-wrld'" in typo.stderr
+    # a task module that cannot be imported: no list to show, and said once (it was said twice,
+    # first as a note that schedules were left out)
+    broken = flowjobs("tasks", "list", env={**env, "FLOWJOBS_TASKS_MODULES": "nomod"})
+    assert broken.returncode == 2 and broken.stdout == ""
+    assert broken.stderr.count("cannot import 'nomod'") == 1, broken.stderr
+    assert "schedules left out" not in broken.stderr
 
 
 def test_schedule_commands(env):
