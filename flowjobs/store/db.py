@@ -101,10 +101,6 @@ class Database:
         self.opened += 1
         try:
             if self.dialect == "sqlite":
-                if self.identity is not None:  # never a new, empty file where ours was: SQLite
-                    # would make one, and the others would find no schema (or `serve` would say
-                    # "replaced" when it was deleted)
-                    self.ensure_same_file("this process")
                 conn = _connect_sqlite(self.path, self.autocheckpoint, self.busy_timeout)
                 if self.identity is None and self.path not in ("", ":memory:"):
                     self._abspath = os.path.abspath(self.path)  # a task may os.chdir

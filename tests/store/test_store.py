@@ -691,22 +691,3 @@ def test_runs_are_counted_by_status_task_and_replay_on_both_backends(rt):
     assert rt.store.count_runs(status="failed", task="noop") == 3
     assert rt.store.count_runs(status="failed", task="noop", replayed=True) == 1
     assert rt.store.count_runs(task="noop") == 5
-
-
-def test_a_process_never_makes_a_new_database_file_where_its_own_was_deleted(tmp_path):
-    """A new connection after the file was deleted made SQLite create an empty file at the
-    path: other processes then found no schema, and `serve` reported the file "replaced" when
-    it had been deleted. A process that has opened its file refuses to open another there."""
-    from flowjobs.errors import DatabaseGone
-    from flowjobs.store.db import Database
-
-    path = tmp_path / "flowjobs.db"
-    db = Database(f"sqlite:///{path}")
-    first = db.connect()
-    first.execute("CREATE TABLE t (x)")
-    first.close()
-    for file in tmp_path.glob("flowjobs.db*"):
-        file.unlink()
-    with pytest.raises(DatabaseGone, match="was deleted while this process ran"):
-        db.connect()
-    assert list(tmp_path.iterdir()) == []
